@@ -1,0 +1,40 @@
+# Quick start: `make demo` (the lab with reachability checks) and `make test`
+# (every test, integration included). Both install what is missing first.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+TOPOLOGY ?= topologies/two_domains.yaml
+
+.PHONY: all setup system venv demo test unit integration check-config clean distclean
+
+all: test
+
+setup: system venv
+
+system:
+	@bash scripts/install-system.sh
+
+venv: system
+	@bash scripts/install-venv.sh
+
+demo: setup
+	$(VENV)/bin/mpa-lab demo --topology $(TOPOLOGY)
+
+test: setup
+	$(PY) -m pytest tests
+
+unit: venv
+	$(PY) -m pytest tests -m "not integration"
+
+integration: setup
+	$(PY) -m pytest tests -m integration
+
+check-config: venv
+	$(VENV)/bin/mpa-controller --check-config $(TOPOLOGY)
+
+clean:
+	-$(VENV)/bin/mpa-lab cleanup 2>/dev/null
+	rm -rf .pytest_cache results build *.egg-info
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,111 @@
+"""``mpa-controller``: validate the configuration, then run Ryu with our app.
+
+Stock Ryu 4.34 does not start on Python 3.11: the only eventlet that runs
+there (0.41) dropped ``eventlet.wsgi.ALREADY_HANDLED``, which
+``ryu.app.wsgi`` imports and ``ryu-manager`` always loads.  We restore the
+name (only when it is missing) before anything imports Ryu's manager.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import sys
+import warnings
+
+from mpa_sdn.config import ConfigError, load_topology
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def _arguments(argv):
+    parser = argparse.ArgumentParser(
+        prog="mpa-controller",
+        description="MPA (RFC 6252) controller for OpenFlow 1.3 switches, on Ryu.")
+    parser.add_argument("--config", metavar="FILE", help="topology file (YAML) to serve")
+    parser.add_argument("--check-config", metavar="FILE",
+                        help="validate FILE, print 'ok' or one line per error, exit 2 on errors")
+    parser.add_argument("--ofp-host", help="OpenFlow listen address (default: from the file, 0.0.0.0)")
+    parser.add_argument("--ofp-port", type=int, help="OpenFlow listen port (default: 6653)")
+    parser.add_argument("--rest-host", help="REST listen address (default: 127.0.0.1)")
+    parser.add_argument("--rest-port", type=int, help="REST listen port (default: 8080)")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+    if not args.config and not args.check_config:
+        parser.error("one of --config FILE or --check-config FILE is required")
+    return args
+
+
+def _load(path: str, errors_to=None):
+    """The topology, or exit 2 after one line per error (never a traceback)."""
+    try:
+        return load_topology(path)
+    except ConfigError as exc:
+        for line in exc.lines():
+            print(line, file=errors_to or sys.stderr)
+        sys.exit(2)
+
+
+def _with_overrides(topology, args):
+    overrides = {key: value for key, value in (
+        ("openflow_host", args.ofp_host), ("openflow_port", args.ofp_port),
+        ("rest_host", args.rest_host), ("rest_port", args.rest_port)) if value is not None}
+    for key, value in overrides.items():
+        if key.endswith("_port") and not 1 <= value <= 65535:
+            print(f"--{key.replace('_', '-').replace('openflow', 'ofp')}: {value} is out of "
+                  "range 1..65535", file=sys.stderr)
+            sys.exit(2)
+    settings = dataclasses.replace(topology.controller, **overrides)
+    return dataclasses.replace(topology, controller=settings)
+
+
+def _patch_eventlet() -> None:
+    # eventlet 0.41 warns on import that it is in maintenance mode; Ryu 4.34
+    # has no other hub, so the warning tells our users nothing they can act on.
+    warnings.filterwarnings("ignore", message="\nEventlet is deprecated")
+    import eventlet.wsgi
+    if not hasattr(eventlet.wsgi, "ALREADY_HANDLED"):
+        eventlet.wsgi.ALREADY_HANDLED = object()
+
+
+def main(argv=None) -> int:
+    args = _arguments(sys.argv[1:] if argv is None else argv)
+    if args.check_config:
+        _load(args.check_config, errors_to=sys.stdout)
+        print("ok")
+        return 0
+
+    topology = _with_overrides(_load(args.config), args)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.getLogger().addHandler(handler)
+
+    _patch_eventlet()
+    from apps import runtime
+    runtime.configure(topology, args.config)
+
+    # SIGTERM stops the controller the way Ctrl-C does: Ryu's manager closes
+    # every app (our REST server and worker threads too) and we exit 0.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+    from ryu.cmd import manager
+    settings = topology.controller
+    try:
+        manager.main(args=[
+            "--nouse-stderr",
+            "--default-log-level", str(logging.getLevelName(args.log_level)),
+            "--ofp-listen-host", settings.openflow_host,
+            "--ofp-tcp-listen-port", str(settings.openflow_port),
+            "apps.mpa_app",
+        ], prog="mpa-controller")
+    except KeyboardInterrupt:
+        pass
+    logging.getLogger("mpa_sdn").info("controller stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Hands the validated configuration from the launcher to the Ryu app.
+
+Ryu instantiates apps itself, by module name, so the launcher cannot pass
+arguments to the constructor; it leaves them here instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mpa_sdn.topology import Topology
+
+
+@dataclass(frozen=True)
+class Runtime:
+    topology: Topology
+    config_path: str
+
+
+_current: Runtime | None = None
+
+
+def configure(topology: Topology, config_path: str) -> None:
+    global _current
+    _current = Runtime(topology, config_path)
+
+
+def current() -> Runtime:
+    if _current is None:
+        raise RuntimeError("apps.mpa_app must be started through mpa-controller (apps.launcher)")
+    return _current

@@ -1,0 +1,626 @@
+"""Parse and validate a topology file into :class:`mpa_sdn.topology.Topology`.
+
+Every problem is collected, not just the first, and each names the key path
+where it was found (``networks.net-a1.gateway: ...``), so a user can fix a
+file in one pass.  The same function backs ``mpa-controller --check-config``,
+the controller start-up and the tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from typing import Any, Callable
+
+import yaml
+
+from mpa_sdn.topology import (
+    ROLE_ACCESS, ROLE_CORRESPONDENT, ROLES, AddressPool, ControllerSettings,
+    Correspondent, Domain, Link, MobileNode, Neighbour, Network, PoA, Port,
+    Switch, Topology)
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")
+MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+NAI_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
+MAX_PORT = 0xffffff00  # OFPP_MAX: above are reserved ports
+MAX_DPID = (1 << 64) - 1
+
+
+class ConfigError(Exception):
+    """A topology file is invalid; ``errors`` lists (path, message) pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]]):
+        self.errors = errors
+        super().__init__("\n".join(f"{p}: {m}" if p else m for p, m in errors))
+
+    def lines(self) -> list[str]:
+        return [f"{p}: {m}" if p else m for p, m in self.errors]
+
+
+class _Invalid(Exception):
+    """Raised inside a field parser; the caller records it and moves on."""
+
+
+class _Reader:
+    """Walks the raw YAML, records errors with their key path."""
+
+    def __init__(self):
+        self.errors: list[tuple[str, str]] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append((path, message))
+
+    def mapping(self, value: Any, path: str, *, required: set[str] = frozenset(),
+                optional: set[str] = frozenset()) -> dict | None:
+        if not isinstance(value, dict):
+            self.error(path, f"must be a mapping, not {_kind(value)}")
+            return None
+        ok = True
+        for key in value:
+            if not isinstance(key, str):
+                self.error(path, f"key {key!r} must be a string")
+                ok = False
+            elif key not in required and key not in optional:
+                allowed = ", ".join(sorted(required | optional))
+                self.error(_join(path, key), f"unknown key (allowed: {allowed})")
+                ok = False
+        for key in sorted(required - set(value)):
+            self.error(_join(path, key), "is required")
+            ok = False
+        return value if ok else None
+
+    def field(self, raw: dict, key: str, path: str, parse: Callable[[Any], Any],
+              default: Any = None) -> Any:
+        if key not in raw:
+            return default
+        try:
+            return parse(raw[key])
+        except _Invalid as exc:
+            self.error(_join(path, key), str(exc))
+            return _MISSING
+
+    def table(self, raw: Any, path: str) -> dict:
+        """A mapping of id -> entry, with ids checked."""
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.error(path, f"must be a mapping of id to entry, not {_kind(raw)}")
+            return {}
+        entries = {}
+        for key, value in raw.items():
+            if not isinstance(key, str) or not ID_RE.match(key):
+                self.error(_join(path, str(key)),
+                           "id must start with a letter and hold at most 32 of "
+                           "letters, digits, '_', '.', '-'")
+                continue
+            entries[key] = value
+        return entries
+
+
+_MISSING = object()
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+            int: "an integer", float: "a number", type(None): "empty"}.get(
+        type(value), type(value).__name__)
+
+
+# -- field parsers: each returns the value or raises _Invalid with a message --
+
+def _int(lo: int, hi: int) -> Callable[[Any], int]:
+    def parse(value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid(f"must be an integer, not {_kind(value)}")
+        if not lo <= value <= hi:
+            raise _Invalid(f"{value} is out of range {lo}..{hi}")
+        return value
+    return parse
+
+
+def _number(lo: float, hi: float) -> Callable[[Any], float]:
+    def parse(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Invalid(f"must be a number, not {_kind(value)}")
+        if not lo <= value <= hi:
+            raise _Invalid(f"{value} is out of range {lo}..{hi}")
+        return float(value)
+    return parse
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid(f"must be a non-empty string, not {_kind(value)}")
+    return value
+
+
+def _ident(value: Any) -> str:
+    if not isinstance(value, str) or not ID_RE.match(value):
+        raise _Invalid(f"{value!r} is not a valid id")
+    return value
+
+
+def _ipv4(value: Any) -> ipaddress.IPv4Address:
+    if not isinstance(value, str):
+        raise _Invalid(f"must be an IPv4 address as a string, not {_kind(value)}")
+    try:
+        return ipaddress.IPv4Address(value)
+    except ValueError:
+        raise _Invalid(f"{value!r} is not an IPv4 address") from None
+
+
+def _host_address(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"must be an address as a string, not {_kind(value)}")
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise _Invalid(f"{value!r} is not an IP address") from None
+    return value
+
+
+def _prefix(value: Any) -> ipaddress.IPv4Network:
+    if not isinstance(value, str):
+        raise _Invalid(f"must be a prefix such as 10.1.0.0/24, not {_kind(value)}")
+    try:
+        network = ipaddress.IPv4Network(value, strict=True)
+    except ValueError as exc:
+        raise _Invalid(f"{value!r} is not an IPv4 prefix ({exc})") from None
+    if network.prefixlen > 30:
+        raise _Invalid(f"{value} is too small for hosts and a gateway (at most /30)")
+    return network
+
+
+def _mac(value: Any) -> str:
+    if not isinstance(value, str) or not MAC_RE.match(value.lower()):
+        raise _Invalid(f"{value!r} is not a MAC address like 02:00:00:00:00:01")
+    mac = value.lower()
+    if int(mac[:2], 16) & 1:
+        raise _Invalid(f"{value} is a multicast address")
+    return mac
+
+
+def _dpid(value: Any) -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value.replace(":", ""), 16)
+        except ValueError:
+            raise _Invalid(f"{value!r} is not a datapath id") from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Invalid(f"must be an integer or a hex string, not {_kind(value)}")
+    if not 1 <= value <= MAX_DPID:
+        raise _Invalid(f"{value} is out of range 1..2^64-1")
+    return value
+
+
+def _switch_port(value: Any) -> Port:
+    if not isinstance(value, str) or value.count(":") != 1:
+        raise _Invalid(f"{value!r} must be 'switch:port'")
+    switch, port = value.split(":")
+    if not ID_RE.match(switch):
+        raise _Invalid(f"{switch!r} is not a valid switch id")
+    if not port.isdigit() or not 1 <= int(port) <= MAX_PORT:
+        raise _Invalid(f"port {port!r} must be a number 1..{MAX_PORT}")
+    return Port(switch, int(port))
+
+
+def _pool(value: Any) -> AddressPool:
+    if not isinstance(value, str) or value.count("-") != 1:
+        raise _Invalid(f"{value!r} must be 'first-last', e.g. 10.1.0.100-10.1.0.199")
+    first, last = (_ipv4(part.strip()) for part in value.split("-"))
+    if last < first:
+        raise _Invalid(f"{value}: last address is below the first")
+    return AddressPool(first, last)
+
+
+def default_gateway_mac(network_id: str) -> str:
+    """A stable, locally administered unicast MAC for a network's gateway."""
+    digest = hashlib.sha256(b"mpa-sdn gateway " + network_id.encode()).digest()
+    return "02:" + ":".join(f"{b:02x}" for b in digest[:5])
+
+
+# -- sections ----------------------------------------------------------------
+
+_SETTING_PARSERS = {
+    "openflow_host": _host_address,
+    "openflow_port": _int(1, 65535),
+    "rest_host": _host_address,
+    "rest_port": _int(1, 65535),
+    "host_idle_timeout_s": _int(0, 65535),
+    "max_hosts": _int(1, 1_000_000),
+    "arp_resolve_interval_s": _number(0.01, 60),
+    "packet_in_queue": _int(1, 100_000),
+}
+
+
+def _controller(r: _Reader, raw: Any) -> ControllerSettings:
+    if raw is None:
+        return ControllerSettings()
+    raw = r.mapping(raw, "controller", optional=set(_SETTING_PARSERS))
+    if raw is None:
+        return ControllerSettings()
+    values = {}
+    for key, parse in _SETTING_PARSERS.items():
+        value = r.field(raw, key, "controller", parse, default=_MISSING)
+        if value is not _MISSING:
+            values[key] = value
+    return ControllerSettings(**values)
+
+
+def _domains(r: _Reader, raw: Any) -> dict[str, Domain]:
+    domains = {}
+    for did, entry in r.table(raw, "domains").items():
+        path = f"domains.{did}"
+        entry = r.mapping(entry if entry is not None else {}, path, optional={"name"})
+        if entry is not None:
+            name = r.field(entry, "name", path, _text, default=did)
+            domains[did] = Domain(did, did if name is _MISSING else name)
+    if not domains:
+        r.error("domains", "at least one administrative domain is required")
+    return domains
+
+
+def _switches(r: _Reader, raw: Any) -> dict[str, Switch]:
+    switches, by_dpid = {}, {}
+    for sid, entry in r.table(raw, "switches").items():
+        path = f"switches.{sid}"
+        entry = r.mapping(entry, path, required={"dpid"})
+        if entry is None:
+            continue
+        dpid = r.field(entry, "dpid", path, _dpid)
+        if dpid is _MISSING:
+            continue
+        if dpid in by_dpid:
+            r.error(f"{path}.dpid", f"{dpid:#x} is already the dpid of switch {by_dpid[dpid]}")
+            continue
+        by_dpid[dpid] = sid
+        switches[sid] = Switch(sid, dpid)
+    if not switches:
+        r.error("switches", "at least one switch is required")
+    return switches
+
+
+def _links(r: _Reader, raw: Any, switches: dict, used: dict) -> tuple[Link, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        r.error("links", f"must be a list of [switch:port, switch:port], not {_kind(raw)}")
+        return ()
+    links = []
+    for i, entry in enumerate(raw):
+        path = f"links[{i}]"
+        if not isinstance(entry, list) or len(entry) != 2:
+            r.error(path, "must be a pair [switch:port, switch:port]")
+            continue
+        ends = []
+        for j, end in enumerate(entry):
+            try:
+                ends.append(_switch_port(end))
+            except _Invalid as exc:
+                r.error(f"{path}[{j}]", str(exc))
+        if len(ends) != 2:
+            continue
+        if ends[0].switch == ends[1].switch:
+            r.error(path, "a link must join two different switches")
+            continue
+        if _claim_ports(r, path, ends, switches, used, f"link {i}"):
+            links.append(Link(*ends))
+    return tuple(links)
+
+
+def _claim_ports(r: _Reader, path: str, ends: list[Port], switches: dict,
+                 used: dict, owner: str) -> bool:
+    ok = True
+    for end in ends:
+        if end.switch not in switches:
+            r.error(path, f"unknown switch {end.switch!r}")
+            ok = False
+        elif (end.switch, end.port) in used:
+            r.error(path, f"port {end} is already used by {used[(end.switch, end.port)]}")
+            ok = False
+    if ok:
+        for end in ends:
+            used[(end.switch, end.port)] = owner
+    return ok
+
+
+def _network(r: _Reader, nid: str, raw: Any, domains: dict, switches: dict,
+             used: dict, poa_ids: dict) -> Network | None:
+    path = f"networks.{nid}"
+    raw = r.mapping(raw, path, required={"domain", "prefix", "gateway", "access_router", "poas"},
+                    optional={"role", "served_by", "gateway_mac", "pool"})
+    if raw is None:
+        return None
+    errors_before = len(r.errors)
+
+    def role(value):
+        if value not in ROLES:
+            raise _Invalid(f"{value!r} must be one of {', '.join(ROLES)}")
+        return value
+
+    def known(table, what):
+        def parse(value):
+            value = _ident(value)
+            if value not in table:
+                raise _Invalid(f"unknown {what} {value!r}")
+            return value
+        return parse
+
+    kind = r.field(raw, "role", path, role, default=ROLE_ACCESS)
+    domain = r.field(raw, "domain", path, known(domains, "domain"))
+    served_by = r.field(raw, "served_by", path, known(domains, "domain"), default=domain)
+    prefix = r.field(raw, "prefix", path, _prefix)
+    gateway = r.field(raw, "gateway", path, _ipv4)
+    gateway_mac = r.field(raw, "gateway_mac", path, _mac, default=default_gateway_mac(nid))
+    ar = r.field(raw, "access_router", path, known(switches, "switch"))
+    pool = r.field(raw, "pool", path, _pool)
+
+    if isinstance(prefix, ipaddress.IPv4Network):
+        if isinstance(gateway, ipaddress.IPv4Address) and not _is_host_of(gateway, prefix):
+            r.error(f"{path}.gateway", f"{gateway} is not a host address of {prefix}")
+        if isinstance(pool, AddressPool):
+            if not (_is_host_of(pool.first, prefix) and _is_host_of(pool.last, prefix)):
+                r.error(f"{path}.pool", f"{pool} is not inside the host addresses of {prefix}")
+            elif isinstance(gateway, ipaddress.IPv4Address) and gateway in pool:
+                r.error(f"{path}.pool", f"{pool} contains the gateway {gateway}")
+    if kind == ROLE_ACCESS and pool is None:
+        r.error(f"{path}.pool", "is required for an access network (it hands out nCoAs)")
+
+    poas = []
+    raw_poas = r.table(raw.get("poas"), f"{path}.poas")
+    if not raw_poas:
+        r.error(f"{path}.poas", "at least one point of attachment is required")
+    for pid, entry in raw_poas.items():
+        ppath = f"{path}.poas.{pid}"
+        try:
+            port = _switch_port(entry)
+        except _Invalid as exc:
+            r.error(ppath, str(exc))
+            continue
+        if pid in poa_ids:
+            r.error(ppath, f"PoA id is already used in network {poa_ids[pid]}")
+            continue
+        poa_ids[pid] = nid
+        if _claim_ports(r, ppath, [port], switches, used, f"PoA {pid}"):
+            poas.append(PoA(pid, nid, port.switch, port.port))
+
+    if len(r.errors) > errors_before:
+        return None
+    return Network(id=nid, role=kind, domain=domain, served_by=served_by, prefix=prefix,
+                   gateway=gateway, gateway_mac=gateway_mac, access_router=ar,
+                   poas=tuple(poas), pool=pool)
+
+
+def _is_host_of(address, prefix) -> bool:
+    return address in prefix and address not in (prefix.network_address, prefix.broadcast_address)
+
+
+def _networks(r: _Reader, raw: Any, domains: dict, switches: dict, used: dict) -> dict:
+    networks, poa_ids = {}, {}
+    entries = r.table(raw, "networks")
+    if not entries:
+        r.error("networks", "at least one network is required")
+    for nid, entry in entries.items():
+        network = _network(r, nid, entry, domains, switches, used, poa_ids)
+        if network is not None:
+            networks[nid] = network
+    items = sorted(networks.values(), key=lambda n: n.id)
+    for i, a in enumerate(items):
+        for b in items[i + 1:]:
+            if a.prefix.overlaps(b.prefix):
+                r.error(f"networks.{b.id}.prefix", f"{b.prefix} overlaps {a.prefix} of {a.id}")
+            if a.gateway_mac == b.gateway_mac:
+                r.error(f"networks.{b.id}.gateway_mac", f"is the same as network {a.id}'s")
+    return networks
+
+
+def _neighbours(r: _Reader, raw: Any, networks: dict) -> tuple[Neighbour, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        r.error("neighbours", f"must be a list, not {_kind(raw)}")
+        return ()
+    relations: dict[tuple[str, str], Neighbour] = {}
+    for i, entry in enumerate(raw):
+        path = f"neighbours[{i}]"
+        entry = r.mapping(entry, path, required={"from", "to"},
+                          optional={"bidirectional", "l2_handover_ms"})
+        if entry is None:
+            continue
+        ends = []
+        for key in ("from", "to"):
+            nid = r.field(entry, key, path, _ident)
+            if nid is _MISSING:
+                continue
+            if nid not in networks:
+                r.error(f"{path}.{key}", f"unknown network {nid!r}")
+            elif networks[nid].role != ROLE_ACCESS:
+                r.error(f"{path}.{key}", f"{nid} is a {networks[nid].role} network, "
+                                         "not a place an MN moves to or from")
+            else:
+                ends.append(nid)
+        both = r.field(entry, "bidirectional", path, _boolean, default=True)
+        l2 = r.field(entry, "l2_handover_ms", path, _number(0, 60_000))
+        if len(ends) != 2 or both is _MISSING or l2 is _MISSING:
+            continue
+        if ends[0] == ends[1]:
+            r.error(path, "a network is not its own neighbour")
+            continue
+        pairs = [tuple(ends)] + ([tuple(reversed(ends))] if both else [])
+        for source, target in pairs:
+            if (source, target) in relations:
+                r.error(path, f"{source} -> {target} is given twice")
+                continue
+            relations[(source, target)] = Neighbour(source, target, l2)
+    return tuple(relations[k] for k in sorted(relations))
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"must be true or false, not {_kind(value)}")
+    return value
+
+
+def _hosts(r: _Reader, raw_cns: Any, raw_mns: Any, networks: dict) -> tuple[dict, dict]:
+    poas = {p.id: p for n in networks.values() for p in n.poas}
+    macs: dict[str, str] = {n.gateway_mac: f"network {n.id}'s gateway" for n in networks.values()}
+    taken_poas: dict[str, str] = {}
+
+    def claim_mac(path, owner, mac):
+        if mac is _MISSING or mac is None:
+            return
+        if mac in macs:
+            r.error(f"{path}.mac", f"{mac} is already used by {macs[mac]}")
+        macs[mac] = owner
+
+    def known_poa(value):
+        value = _ident(value)
+        if value not in poas:
+            raise _Invalid(f"unknown PoA {value!r}")
+        return value
+
+    cns = {}
+    for cid, entry in r.table(raw_cns, "correspondents").items():
+        path = f"correspondents.{cid}"
+        entry = r.mapping(entry, path, required={"poa", "address", "mac"})
+        if entry is None:
+            continue
+        poa = r.field(entry, "poa", path, known_poa)
+        address = r.field(entry, "address", path, _ipv4)
+        mac = r.field(entry, "mac", path, _mac)
+        claim_mac(path, f"correspondent {cid}", mac)
+        if _MISSING in (poa, address, mac):
+            continue
+        network = networks[poas[poa].network]
+        if not _is_host_of(address, network.prefix):
+            r.error(f"{path}.address", f"{address} is not a host address of {network.prefix} "
+                                       f"(network {network.id} of PoA {poa})")
+            continue
+        if address == network.gateway or (network.pool and address in network.pool):
+            r.error(f"{path}.address", f"{address} is the gateway or inside the pool of {network.id}")
+            continue
+        if poa in taken_poas:
+            r.error(f"{path}.poa", f"PoA {poa} already holds {taken_poas[poa]}")
+            continue
+        taken_poas[poa] = cid
+        cns[cid] = Correspondent(cid, poa, address, mac)
+
+    mns = {}
+    for mid, entry in r.table(raw_mns, "mobile_nodes").items():
+        path = f"mobile_nodes.{mid}"
+        entry = r.mapping(entry, path, required={"mac", "attach"}, optional={"identity"})
+        if entry is None:
+            continue
+        mac = r.field(entry, "mac", path, _mac)
+        attach = r.field(entry, "attach", path, known_poa)
+        identity = r.field(entry, "identity", path, _nai)
+        claim_mac(path, f"mobile node {mid}", mac)
+        if _MISSING in (mac, attach, identity):
+            continue
+        if networks[poas[attach].network].role != ROLE_ACCESS:
+            r.error(f"{path}.attach", f"PoA {attach} is not in an access network")
+            continue
+        if attach in taken_poas:
+            r.error(f"{path}.attach", f"PoA {attach} already holds {taken_poas[attach]}")
+            continue
+        taken_poas[attach] = mid
+        mns[mid] = MobileNode(mid, mac, attach, identity)
+    if set(cns) & set(mns):
+        r.error("mobile_nodes", f"ids also used by correspondents: {sorted(set(cns) & set(mns))}")
+    return cns, mns
+
+
+def _nai(value: Any) -> str:
+    if not isinstance(value, str) or not NAI_RE.match(value) or len(value) > 253:
+        raise _Invalid(f"{value!r} is not a network access identifier like mn1@domain-a")
+    return value
+
+
+def parse_topology(raw: Any) -> Topology:
+    """Validate already-loaded YAML data; raise ConfigError listing every problem."""
+    r = _Reader()
+    sections = {"version", "controller", "domains", "switches", "links", "networks",
+                "neighbours", "correspondents", "mobile_nodes"}
+    raw = r.mapping(raw, "", required={"version", "domains", "switches", "networks"},
+                    optional=sections) if raw is not None else None
+    if raw is None:
+        if not r.errors:
+            r.error("", "the file is empty")
+        raise ConfigError(r.errors)
+    if raw.get("version") != 1:
+        r.error("version", f"{raw.get('version')!r} is not a supported version (1)")
+    controller = _controller(r, raw.get("controller"))
+    domains = _domains(r, raw.get("domains"))
+    switches = _switches(r, raw.get("switches"))
+    used_ports: dict = {}
+    links = _links(r, raw.get("links"), switches, used_ports)
+    networks = _networks(r, raw.get("networks"), domains, switches, used_ports)
+    neighbours = _neighbours(r, raw.get("neighbours"), networks)
+    cns, mns = _hosts(r, raw.get("correspondents"), raw.get("mobile_nodes"), networks)
+    if r.errors:
+        raise ConfigError(r.errors)
+    topology = Topology(controller=controller, domains=domains, switches=switches,
+                        links=links, networks=networks, neighbours=neighbours,
+                        correspondents=cns, mobile_nodes=mns)
+    _check_connected(topology)
+    return topology
+
+
+def _check_connected(topology: Topology) -> None:
+    # Imported here: the graph module depends on this one's types only.
+    from mpa_sdn.neighbourhood import NeighbourhoodGraph
+    graph = NeighbourhoodGraph(topology)
+    islands = graph.switch_islands()
+    if len(islands) > 1:
+        parts = "; ".join(", ".join(sorted(i)) for i in islands)
+        raise ConfigError([("links", f"the switches are not all connected: {parts}")])
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys instead of keeping the last."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_topology_text(text: str, source: str = "<string>") -> Topology:
+    try:
+        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([("", f"{source}: not valid YAML at {where}: {problem}")]) from None
+    return parse_topology(raw)
+
+
+def load_topology(path: str) -> Topology:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError([("", f"{path}: cannot read ({exc.strerror})")]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError([("", f"{path}: larger than {MAX_FILE_BYTES} bytes")])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError([("", f"{path}: not UTF-8 text")]) from None
+    return load_topology_text(text, path)

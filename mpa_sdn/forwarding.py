@@ -1,0 +1,169 @@
+"""Base connectivity: the flows that make the controller the lab's router.
+
+Pure functions from the neighbourhood graph (and the known hosts) to flow-mods
+for one switch.  The same functions give the flows to install when a switch
+connects and the reference a reconnecting switch is reconciled against.
+
+Routing happens at the first switch: a packet from a host is matched on its
+destination there, forwarded hop by hop on the IPv4 destination, and
+rewritten once at the last hop (source MAC := the destination network's
+gateway, destination MAC := the host, TTL - 1).  Hosts only ever see the
+gateway's MAC, whatever network the peer is in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ryu.ofproto import ether
+from ryu.ofproto import ofproto_v1_3 as ofp
+
+from mpa_sdn import openflow as of
+from mpa_sdn.neighbourhood import NeighbourhoodGraph
+from mpa_sdn.tables import (
+    PRIO_CLASSIFY, PRIO_GATEWAY_PUNT, PRIO_HOST, PRIO_MISS, PRIO_NETWORK,
+    PRIO_UNKNOWN_SOURCE, Feature, Table, cookie, host_cookie)
+from mpa_sdn.topology import Network, PoA
+
+ARP_REQUEST = 1
+ARP_REPLY = 2
+
+
+@dataclass(frozen=True)
+class Host:
+    """A host the controller routes to: learned, or a correspondent from the file."""
+
+    address: str
+    mac: str
+    poa: PoA
+    static: bool = False
+
+
+def network_index(graph: NeighbourhoodGraph, network_id: str) -> int:
+    return sorted(graph.topology.networks).index(network_id) + 1
+
+
+def pipeline_flows(graph: NeighbourhoodGraph, switch: str) -> list:
+    """Table-miss drops and the port classification of INGRESS."""
+    pipe = cookie(Feature.PIPELINE)
+    flows = [of.flow_add(t, PRIO_MISS, of.match(), [], pipe) for t in Table]
+    flows.append(of.flow_add(Table.INGRESS, PRIO_CLASSIFY,
+                             of.match(in_port=ofp.OFPP_CONTROLLER, eth_type=ether.ETH_TYPE_IP),
+                             of.goto(Table.ROUTE), pipe))
+    for port in sorted(graph.trunk_ports(switch)):
+        flows.append(of.flow_add(Table.INGRESS, PRIO_CLASSIFY,
+                                 of.match(in_port=port, eth_type=ether.ETH_TYPE_IP),
+                                 of.goto(Table.ROUTE), pipe))
+    for poa in graph.poas_on(switch):
+        flows.append(of.flow_add(Table.INGRESS, PRIO_CLASSIFY,
+                                 of.match(in_port=poa.port, eth_type=ether.ETH_TYPE_ARP),
+                                 of.goto(Table.ARP), pipe))
+        flows.append(of.flow_add(Table.INGRESS, PRIO_UNKNOWN_SOURCE,
+                                 of.match(in_port=poa.port, eth_type=ether.ETH_TYPE_IP),
+                                 of.apply(of.to_controller()), pipe))
+    # Every other ARP packet at a PoA (replies, probes, requests for hosts)
+    # is the controller's to answer or learn from.
+    flows.append(of.flow_add(Table.ARP, PRIO_CLASSIFY, of.match(eth_type=ether.ETH_TYPE_ARP),
+                             of.apply(of.to_controller()), pipe))
+    return flows
+
+
+def arp_responder_flows(graph: NeighbourhoodGraph, switch: str) -> list:
+    """Answer "who has <gateway>?" in the switch, at the network's own PoAs.
+
+    The request is turned into the reply in place: swap the Ethernet and ARP
+    addresses with Nicira register moves, fill in the gateway's, and send it
+    back out of the port it came in on.
+    """
+    flows = []
+    for poa in graph.poas_on(switch):
+        network = graph.network(poa.network)
+        gw_mac, gw_ip = network.gateway_mac, str(network.gateway)
+        flows.append(of.flow_add(
+            Table.ARP, PRIO_NETWORK,
+            of.match(in_port=poa.port, eth_type=ether.ETH_TYPE_ARP,
+                     arp_op=ARP_REQUEST, arp_tpa=gw_ip),
+            of.apply(
+                of.reg_move("eth_src", "eth_dst", 48),
+                of.set_field(eth_src=gw_mac),
+                of.set_field(arp_op=ARP_REPLY),
+                of.reg_move("arp_sha", "arp_tha", 48),
+                of.reg_move("arp_spa", "arp_tpa", 32),
+                of.set_field(arp_sha=gw_mac),
+                of.set_field(arp_spa=gw_ip),
+                of.output(ofp.OFPP_IN_PORT)),
+            cookie(Feature.ARP_RESPONDER, network_index(graph, network.id))))
+    return flows
+
+
+def network_route_flows(graph: NeighbourhoodGraph, switch: str) -> list:
+    """Per network: punt its gateway address, route its prefix to its AR.
+
+    At the AR itself a destination without a host route is unresolved: it
+    goes to the controller, which resolves it with ARP.
+    """
+    flows = []
+    for network in graph.networks():
+        tag = cookie(Feature.NETWORK_ROUTE, network_index(graph, network.id))
+        flows.append(of.flow_add(
+            Table.ROUTE, PRIO_GATEWAY_PUNT,
+            of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=str(network.gateway)),
+            of.apply(of.to_controller()), tag))
+        port = graph.next_hop_port(switch, network.access_router)
+        action = of.to_controller() if port is None else of.output(port)
+        flows.append(of.flow_add(
+            Table.ROUTE, PRIO_NETWORK,
+            of.match(eth_type=ether.ETH_TYPE_IP,
+                     ipv4_dst=(str(network.prefix.network_address), str(network.prefix.netmask))),
+            of.apply(action), tag))
+    return flows
+
+
+def host_route_flow(graph: NeighbourhoodGraph, switch: str, host: Host, network: Network):
+    tag = host_cookie(host.address)
+    match = of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=host.address)
+    if switch == host.poa.switch:
+        actions = of.apply(of.set_field(eth_src=network.gateway_mac),
+                           of.set_field(eth_dst=host.mac),
+                           of.dec_ttl(),
+                           of.output(host.poa.port))
+    else:
+        actions = of.apply(of.output(graph.next_hop_port(switch, host.poa.switch)))
+    return of.flow_add(Table.ROUTE, PRIO_HOST, match, actions, tag)
+
+
+def source_check_match(host: Host):
+    return of.match(in_port=host.poa.port, eth_type=ether.ETH_TYPE_IP,
+                    eth_src=host.mac, ipv4_src=host.address)
+
+
+def source_check_flow(host: Host, idle_timeout: int):
+    """Admit the host's IPv4 at its PoA; idling out tells us it has gone."""
+    timeout = 0 if host.static else idle_timeout
+    return of.flow_add(Table.INGRESS, PRIO_HOST, source_check_match(host), of.goto(Table.ROUTE),
+                       host_cookie(host.address), idle_timeout=timeout,
+                       notify_removal=not host.static)
+
+
+def source_check_delete(host: Host):
+    return of.flow_delete_strict(Table.INGRESS, PRIO_HOST, source_check_match(host),
+                                 host_cookie(host.address), (1 << 64) - 1)
+
+
+def host_flows(graph: NeighbourhoodGraph, switch: str, host: Host, idle_timeout: int) -> list:
+    network = graph.network(host.poa.network)
+    flows = [host_route_flow(graph, switch, host, network)]
+    if switch == host.poa.switch:
+        flows.append(source_check_flow(host, idle_timeout))
+    return flows
+
+
+def static_flows(graph: NeighbourhoodGraph, switch: str) -> list:
+    """Everything a switch holds that does not depend on learned hosts."""
+    return (pipeline_flows(graph, switch) + arp_responder_flows(graph, switch)
+            + network_route_flows(graph, switch))
+
+
+def correspondent_hosts(graph: NeighbourhoodGraph) -> list[Host]:
+    return [Host(str(cn.address), cn.mac, graph.poa(cn.poa), static=True)
+            for cn in sorted(graph.topology.correspondents.values(), key=lambda c: c.id)]

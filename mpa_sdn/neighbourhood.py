@@ -1,0 +1,195 @@
+"""The CTN neighbourhood graph: the one source for flows and for the lab.
+
+Two networkx graphs are built from a :class:`Topology`:
+
+* the *switch graph* (undirected; switches joined by links, each edge knows
+  the port at both ends), which gives switch paths and next hops;
+* the *network graph* (directed; networks joined by neighbour relations),
+  which answers discovery (RFC 6252 section 7.1): the candidate target
+  networks of a network, with the addresses of their AA, CA and AR.
+
+Forwarding is hop by hop, so next hops must agree with each other: towards a
+given switch they are read from one breadth-first tree rooted there, built
+with neighbours in sorted order.  Every switch's next hop towards ``d`` is
+its parent in ``d``'s tree, so packets never loop and ties break the same way
+on every run.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from functools import lru_cache
+
+import networkx as nx
+
+from mpa_sdn.topology import ROLE_ACCESS, Network, PoA, Topology
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A candidate target network as discovery reports it."""
+
+    network: str
+    domain: str
+    served_by: str
+    prefix: str
+    # The controller plays the CTN's Authentication Agent, Configuration
+    # Agent and Access Router; all three answer at the network's gateway.
+    aa_address: str
+    ca_address: str
+    ar_address: str
+    ar_switch: str
+    ar_dpid: int
+    gateway_mac: str
+    poas: tuple[str, ...]
+    l2_handover_ms: float | None
+
+    def as_dict(self) -> dict:
+        return {
+            "network": self.network, "domain": self.domain, "served_by": self.served_by,
+            "prefix": self.prefix,
+            "aa": {"address": self.aa_address},
+            "ca": {"address": self.ca_address},
+            "ar": {"address": self.ar_address, "switch": self.ar_switch,
+                   "dpid": self.ar_dpid, "gateway_mac": self.gateway_mac},
+            "poas": list(self.poas),
+            "l2_handover_ms": self.l2_handover_ms,
+        }
+
+
+class NeighbourhoodGraph:
+    def __init__(self, topology: Topology):
+        self.topology = topology
+        self.switch_graph = nx.Graph()
+        for switch in sorted(topology.switches.values(), key=lambda s: s.id):
+            self.switch_graph.add_node(switch.id, dpid=switch.dpid)
+        for link in sorted(topology.links, key=lambda l: (str(l.a), str(l.b))):
+            a, b = link.a, link.b
+            if self.switch_graph.has_edge(a.switch, b.switch):
+                continue  # a parallel link: the first one (sorted) carries traffic
+            self.switch_graph.add_edge(a.switch, b.switch, ports={a.switch: a.port, b.switch: b.port})
+        self.network_graph = nx.DiGraph()
+        for network in sorted(topology.networks.values(), key=lambda n: n.id):
+            self.network_graph.add_node(network.id, role=network.role)
+        for rel in topology.neighbours:
+            self.network_graph.add_edge(rel.source, rel.target, l2_handover_ms=rel.l2_handover_ms)
+        self._dpid_to_switch = {s.dpid: s.id for s in topology.switches.values()}
+        self._poas_by_switch: dict[str, list[PoA]] = {}
+        for poa in sorted(topology.poas.values(), key=lambda p: (p.switch, p.port)):
+            self._poas_by_switch.setdefault(poa.switch, []).append(poa)
+        self._prefixes = sorted(((n.prefix, n) for n in topology.networks.values()),
+                                key=lambda item: item[0].prefixlen, reverse=True)
+        self._trees: dict[str, dict[str, str]] = {}
+
+    # -- switches ----------------------------------------------------------
+
+    def switch_ids(self) -> list[str]:
+        return sorted(self.switch_graph.nodes)
+
+    def dpid(self, switch: str) -> int:
+        return self.topology.switches[switch].dpid
+
+    def switch_of_dpid(self, dpid: int) -> str | None:
+        return self._dpid_to_switch.get(dpid)
+
+    def switch_islands(self) -> list[set[str]]:
+        return sorted((set(c) for c in nx.connected_components(self.switch_graph)),
+                      key=lambda c: sorted(c))
+
+    def trunk_ports(self, switch: str) -> dict[int, str]:
+        """Ports of ``switch`` that lead to another switch, with that switch."""
+        return {data["ports"][switch]: other
+                for other, data in self.switch_graph[switch].items()}
+
+    def poas_on(self, switch: str) -> list[PoA]:
+        return list(self._poas_by_switch.get(switch, ()))
+
+    def _tree(self, root: str) -> dict[str, str]:
+        """Parent pointers of the sorted breadth-first tree rooted at ``root``."""
+        tree = self._trees.get(root)
+        if tree is None:
+            tree, frontier = {root: root}, [root]
+            while frontier:
+                following = []
+                for node in frontier:
+                    for other in sorted(self.switch_graph[node]):
+                        if other not in tree:
+                            tree[other] = node
+                            following.append(other)
+                frontier = following
+            self._trees[root] = tree
+        return tree
+
+    def next_hop(self, switch: str, destination: str) -> str | None:
+        """The neighbour of ``switch`` on the way to ``destination``."""
+        if switch == destination:
+            return None
+        parent = self._tree(destination).get(switch)
+        if parent is None:
+            raise ValueError(f"no path from {switch} to {destination}")
+        return parent
+
+    def next_hop_port(self, switch: str, destination: str) -> int | None:
+        hop = self.next_hop(switch, destination)
+        if hop is None:
+            return None
+        return self.switch_graph[switch][hop]["ports"][switch]
+
+    def switch_path(self, source: str, destination: str) -> list[str]:
+        path = [source]
+        while path[-1] != destination:
+            path.append(self.next_hop(path[-1], destination))
+        return path
+
+    def port_path(self, source: PoA | str, destination: PoA | str) -> list[tuple[str, int]]:
+        """(switch, output port) hops from a switch or PoA to a switch or PoA.
+
+        When the destination is a PoA the last hop outputs on its port.
+        """
+        src = source.switch if isinstance(source, PoA) else source
+        dst = destination.switch if isinstance(destination, PoA) else destination
+        hops = [(sw, self.next_hop_port(sw, dst)) for sw in self.switch_path(src, dst)[:-1]]
+        if isinstance(destination, PoA):
+            hops.append((dst, destination.port))
+        return hops
+
+    # -- networks ----------------------------------------------------------
+
+    def network(self, network_id: str) -> Network:
+        return self.topology.networks[network_id]
+
+    def networks(self) -> list[Network]:
+        return [self.topology.networks[n] for n in sorted(self.topology.networks)]
+
+    def network_of_address(self, address) -> Network | None:
+        address = ipaddress.IPv4Address(address)
+        for prefix, network in self._prefixes:
+            if address in prefix:
+                return network
+        return None
+
+    def poa(self, poa_id: str) -> PoA:
+        return self.topology.poas[poa_id]
+
+    def neighbours(self, network_id: str) -> list[str]:
+        return sorted(self.network_graph.successors(network_id))
+
+    def candidates(self, network_id: str) -> list[Candidate]:
+        """Discovery: the CTNs an MN in ``network_id`` may move to."""
+        return [self._candidate(network_id, target) for target in self.neighbours(network_id)]
+
+    @lru_cache(maxsize=None)
+    def _candidate(self, source: str, target: str) -> Candidate:
+        network = self.topology.networks[target]
+        gateway = str(network.gateway)
+        return Candidate(
+            network=target, domain=network.domain, served_by=network.served_by,
+            prefix=str(network.prefix), aa_address=gateway, ca_address=gateway,
+            ar_address=gateway, ar_switch=network.access_router,
+            ar_dpid=self.dpid(network.access_router), gateway_mac=network.gateway_mac,
+            poas=tuple(p.id for p in network.poas),
+            l2_handover_ms=self.network_graph.edges[source, target]["l2_handover_ms"])
+
+    def access_networks(self) -> list[Network]:
+        return [n for n in self.networks() if n.role == ROLE_ACCESS]

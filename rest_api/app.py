@@ -1,0 +1,77 @@
+"""The read-only REST API (``/mpa/v1``), as a plain WSGI application.
+
+It parses the path, calls the core's facade and maps errors to status
+codes; nothing else.  Tests drive it in-process with ``webob.Request.blank``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from webob import Request, Response
+
+from mpa_sdn.facade import Facade, NotFound
+
+LOG = logging.getLogger("rest_api")
+
+_ID = r"(?P<id>[A-Za-z][A-Za-z0-9_.-]{0,31})"
+# (method, path pattern, facade call); the first matching pattern wins.
+ROUTES = [
+    ("GET", r"/mpa/v1/networks", lambda f, m: f.networks()),
+    ("GET", rf"/mpa/v1/networks/{_ID}", lambda f, m: f.network(m["id"])),
+    ("GET", rf"/mpa/v1/networks/{_ID}/neighbours", lambda f, m: f.neighbours(m["id"])),
+    ("GET", r"/mpa/v1/switches", lambda f, m: f.switches()),
+]
+_COMPILED = [(method, re.compile(pattern + r"/?\Z"), call) for method, pattern, call in ROUTES]
+
+
+def _json(status: int, body) -> Response:
+    response = Response(status=status, content_type="application/json", charset="utf-8")
+    response.text = json.dumps(body, indent=1, sort_keys=True) + "\n"
+    return response
+
+
+def _error(status: int, message: str, **extra) -> Response:
+    return _json(status, {"error": {"status": status, "message": message, **extra}})
+
+
+class RestApi:
+    def __init__(self, facade: Facade, counters=None):
+        self.facade = facade
+        self.counters = counters if counters is not None else {}
+
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        response = self.handle(request)
+        return response(environ, start_response)
+
+    def handle(self, request: Request) -> Response:
+        matched = [(method, m, call) for method, pattern, call in _COMPILED
+                   if (m := pattern.match(request.path_info))]
+        if not matched:
+            self._count("rest_not_found")
+            return _error(404, f"no such resource: {request.path_info}")
+        allowed = sorted({method for method, _, _ in matched} | {"HEAD"})
+        for method, m, call in matched:
+            if request.method in (method, "HEAD" if method == "GET" else None):
+                try:
+                    body = call(self.facade, m.groupdict())
+                except NotFound as exc:
+                    self._count("rest_not_found")
+                    return _error(404, str(exc), kind=exc.kind, id=exc.ident)
+                except Exception:  # a bug: say so without leaking internals
+                    self._count("rest_internal_error")
+                    LOG.exception("%s %s failed", request.method, request.path_info)
+                    return _error(500, "internal error; see the controller log")
+                self._count("rest_ok")
+                return _json(200, body)
+        self._count("rest_method_not_allowed")
+        response = _error(405, f"{request.method} is not allowed on {request.path_info}",
+                          allowed=allowed)
+        response.allow = allowed
+        return response
