@@ -71,6 +71,28 @@ def _patch_eventlet() -> None:
         eventlet.wsgi.ALREADY_HANDLED = object()
 
 
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGINT stop the controller cleanly.
+
+    A Python signal handler runs in whichever green thread happens to be
+    running, so raising there could kill a switch's connection instead of
+    stopping the manager.  The handler asks the hub to throw
+    KeyboardInterrupt into the main green thread, where Ryu's manager
+    catches it and closes every app (REST server and workers included).
+    """
+    import greenlet
+    from eventlet import hubs
+
+    main_thread = greenlet.getcurrent()
+
+    def handler(signum, frame):
+        logging.getLogger("mpa_sdn").info("signal %d: stopping", signum)
+        hubs.get_hub().schedule_call_global(0, main_thread.throw, KeyboardInterrupt)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
 def main(argv=None) -> int:
     args = _arguments(sys.argv[1:] if argv is None else argv)
     if args.check_config:
@@ -87,11 +109,8 @@ def main(argv=None) -> int:
     from apps import runtime
     runtime.configure(topology, args.config)
 
-    # SIGTERM stops the controller the way Ctrl-C does: Ryu's manager closes
-    # every app (our REST server and worker threads too) and we exit 0.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-
     from ryu.cmd import manager
+    _stop_on_signals()
     settings = topology.controller
     try:
         manager.main(args=[

@@ -45,10 +45,19 @@ class MpaApp(app_manager.RyuApp):
 
     def start(self):
         thread = super().start()
-        self.threads.append(hub.spawn(self._packet_in_worker))
-        self.threads.append(hub.spawn(self._ticker))
-        self.threads.append(hub.spawn(self._serve_rest))
+        self._own_threads = [hub.spawn(self._packet_in_worker), hub.spawn(self._ticker),
+                             hub.spawn(self._serve_rest)]
+        self.threads.extend(self._own_threads)
         return thread
+
+    def stop(self):
+        # Ryu's stop() joins every thread in self.threads; ours loop forever,
+        # so end them first.
+        for thread in self._own_threads:
+            hub.kill(thread)
+        if self.rest_server is not None:
+            self.rest_server.server.close()
+        super().stop()
 
     def _serve_rest(self):
         host, port = self.settings.rest_host, self.settings.rest_port

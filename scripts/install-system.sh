@@ -4,7 +4,7 @@
 # Safe to run again: it does nothing when everything is already in place.
 set -euo pipefail
 
-packages=(openvswitch-switch mininet iputils-ping ethtool iproute2 python3-venv python3-dev procps psmisc)
+packages=(openvswitch-switch mininet iputils-ping iputils-arping ethtool iproute2 python3-venv python3-dev procps psmisc)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,97 @@
+"""Run the real controller process next to the lab, and talk to its REST API.
+
+Used by ``mpa-lab`` and by the integration tests: the controller is always
+the installed ``mpa-controller`` in its own process (Ryu's eventlet patching
+and Mininet cannot share one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+
+def _controller_command() -> list[str]:
+    exe = os.path.join(os.path.dirname(sys.executable), "mpa-controller")
+    return [exe] if os.path.exists(exe) else [sys.executable, "-m", "apps.launcher"]
+
+
+class ControllerProcess:
+    def __init__(self, config: str, *, ofp_port: int = 6653, rest_port: int = 8080,
+                 log_path: str | None = None, log_level: str = "INFO"):
+        self.config = config
+        self.ofp_port = ofp_port
+        self.rest_port = rest_port
+        self.log_path = log_path
+        self.log_level = log_level
+        self.process: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.rest_port}"
+
+    def start(self, timeout_s: float = 20.0) -> None:
+        self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            _controller_command() + ["--config", self.config, "--ofp-port", str(self.ofp_port),
+                                     "--rest-host", "127.0.0.1", "--rest-port", str(self.rest_port),
+                                     "--log-level", self.log_level],
+            stdout=self._log, stderr=self._log, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mpa-controller exited with {self.process.returncode}"
+                                   + (f"; see {self.log_path}" if self.log_path else ""))
+            try:
+                self.get("/mpa/v1/switches")
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise TimeoutError("mpa-controller did not answer on REST") from None
+                time.sleep(0.1)
+
+    def get(self, path: str):
+        with urllib.request.urlopen(self.base_url + path, timeout=5) as response:
+            return json.loads(response.read())
+
+    def wait_switches(self, timeout_s: float = 30.0) -> list[dict]:
+        """Until every switch of the topology is connected and reconciled."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            switches = self.get("/mpa/v1/switches")
+            if all(s["connected"] and s["reconciled_at"] for s in switches):
+                return switches
+            if time.monotonic() > deadline:
+                missing = [s["id"] for s in switches if not s["reconciled_at"]]
+                raise TimeoutError(f"switches not ready: {', '.join(missing)}")
+            time.sleep(0.2)
+
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        if self.process is None:
+            return None
+        process, self.process = self.process, None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        if self._log not in (None, subprocess.DEVNULL):
+            self._log.close()
+        return process.returncode
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
