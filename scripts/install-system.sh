@@ -22,6 +22,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+[ "${1:-}" = "--no-start" ] && exit 0
+
 # The kernel has no openvswitch module here, so ovs-vswitchd runs with the
 # userspace (netdev) datapath only; ovs-ctl starts ovsdb-server and vswitchd.
 if ! ovs-vsctl --timeout=2 show >/dev/null 2>&1; then

@@ -1,0 +1,276 @@
+"""A fake OpenFlow 1.3 switch and network for unit tests.
+
+Flow-mods are applied with real add / delete / delete-strict semantics, and a
+packet (a dict of OXM field names) is run through the multi-table pipeline:
+highest-priority match, apply-actions in order, goto-table.  ``FakeNetwork``
+joins fake switches along the topology's links and answers "where does this
+packet go?": which host ports it reaches, with which headers, and what was
+punted to the controller on the way.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+from dataclasses import dataclass, field
+
+from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet
+from ryu.ofproto import ether, inet
+from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
+
+from mpa_sdn.openflow import record_of
+
+MAX_HOPS = 64
+
+
+@dataclass
+class Entry:
+    table_id: int
+    priority: int
+    match: dict
+    instructions: list
+    cookie: int
+    idle_timeout: int = 0
+    flags: int = 0
+    packet_count: int = 0
+
+    def stats(self):
+        return parser.OFPFlowStats(
+            table_id=self.table_id, duration_sec=0, duration_nsec=0, priority=self.priority,
+            idle_timeout=self.idle_timeout, hard_timeout=0, flags=self.flags,
+            cookie=self.cookie, packet_count=self.packet_count, byte_count=0,
+            match=parser.OFPMatch(**self.match), instructions=self.instructions)
+
+
+def _to_int(name, value):
+    if name.startswith(("ipv4", "arp_spa", "arp_tpa")):
+        return int(ipaddress.IPv4Address(value))
+    if name.startswith(("eth_src", "eth_dst", "arp_sha", "arp_tha")):
+        return int(value.replace(":", ""), 16)
+    return int(value)
+
+
+def _field_matches(name, want, have) -> bool:
+    if have is None:
+        return False
+    if isinstance(want, tuple):
+        value, mask = want
+        m = _to_int(name, mask)
+        return _to_int(name, have) & m == _to_int(name, value) & m
+    return _to_int(name, have) == _to_int(name, want)
+
+
+def _covers(general: dict, specific: dict) -> bool:
+    """Non-strict delete: every field of ``general`` is in ``specific`` with that value."""
+    return all(k in specific and specific[k] == v for k, v in general.items())
+
+
+class FakeSwitch:
+    def __init__(self, dpid: int, name: str = ""):
+        self.dpid = dpid
+        self.name = name
+        self.entries: list[Entry] = []
+        self.packet_outs: list = []
+
+    # -- control plane ----------------------------------------------------
+
+    def apply(self, msg) -> None:
+        if isinstance(msg, parser.OFPFlowMod):
+            self._flow_mod(msg)
+        elif isinstance(msg, parser.OFPPacketOut):
+            self.packet_outs.append(msg)
+        elif isinstance(msg, (parser.OFPBarrierRequest, parser.OFPFlowStatsRequest)):
+            pass
+        else:
+            raise NotImplementedError(f"fake switch cannot apply {type(msg).__name__}")
+
+    def _flow_mod(self, msg) -> None:
+        match = dict(msg.match.items())
+        if msg.command == ofp.OFPFC_ADD:
+            self.entries = [e for e in self.entries
+                            if not (e.table_id == msg.table_id and e.priority == msg.priority
+                                    and e.match == match)]
+            self.entries.append(Entry(msg.table_id, msg.priority, match,
+                                      list(msg.instructions), msg.cookie,
+                                      msg.idle_timeout, msg.flags))
+            return
+        if msg.command not in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT):
+            raise NotImplementedError(f"flow-mod command {msg.command}")
+        strict = msg.command == ofp.OFPFC_DELETE_STRICT
+
+        def doomed(e: Entry) -> bool:
+            if msg.table_id != ofp.OFPTT_ALL and e.table_id != msg.table_id:
+                return False
+            if (e.cookie & msg.cookie_mask) != (msg.cookie & msg.cookie_mask):
+                return False
+            if strict:
+                return e.priority == msg.priority and e.match == match
+            return _covers(match, e.match)
+        self.entries = [e for e in self.entries if not doomed(e)]
+
+    def flow_stats(self) -> list:
+        return [e.stats() for e in self.entries]
+
+    def records(self) -> set:
+        return {record_of(e.stats()) for e in self.entries}
+
+    # -- data plane -------------------------------------------------------
+
+    def lookup(self, table_id: int, pkt: dict) -> Entry | None:
+        best = None
+        for e in self.entries:
+            if e.table_id != table_id:
+                continue
+            if all(_field_matches(k, v, pkt.get(k)) for k, v in e.match.items()):
+                if best is None or e.priority > best.priority:
+                    best = e
+        return best
+
+    def process(self, pkt: dict, in_port: int, start_table: int = 0):
+        """Run the pipeline; returns ([(out_port, pkt)], [(table_id, pkt)])."""
+        pkt = dict(pkt, in_port=in_port)
+        outputs, punts = [], []
+        table = start_table
+        while True:
+            entry = self.lookup(table, pkt)
+            if entry is None:
+                return outputs, punts  # no table-miss entry: dropped
+            entry.packet_count += 1
+            goto = None
+            for inst in entry.instructions:
+                if isinstance(inst, parser.OFPInstructionActions):
+                    if inst.type != ofp.OFPIT_APPLY_ACTIONS:
+                        raise NotImplementedError("only apply-actions")
+                    pkt = self._apply_actions(inst.actions, pkt, in_port, table, outputs, punts)
+                    if pkt is None:
+                        return outputs, punts
+                elif isinstance(inst, parser.OFPInstructionGotoTable):
+                    goto = inst.table_id
+                else:
+                    raise NotImplementedError(type(inst).__name__)
+            if goto is None:
+                return outputs, punts
+            assert goto > table, "goto-table must move forward"
+            table = goto
+
+    def _apply_actions(self, actions, pkt, in_port, table, outputs, punts):
+        for action in actions:
+            if isinstance(action, parser.OFPActionOutput):
+                if action.port == ofp.OFPP_CONTROLLER:
+                    punts.append((table, dict(pkt)))
+                elif action.port == ofp.OFPP_IN_PORT:
+                    outputs.append((in_port, dict(pkt)))
+                elif action.port == in_port:
+                    pass  # OpenFlow never sends a packet back out its in_port implicitly
+                else:
+                    outputs.append((action.port, dict(pkt)))
+            elif isinstance(action, parser.OFPActionSetField):
+                pkt[action.key] = action.value
+            elif isinstance(action, parser.OFPActionDecNwTtl):
+                pkt["ttl"] = pkt["ttl"] - 1
+                if pkt["ttl"] <= 0:
+                    return None
+            elif isinstance(action, parser.NXActionRegMove):
+                assert action.src_ofs == 0 and action.dst_ofs == 0
+                pkt[action.dst_field] = pkt[action.src_field]
+            else:
+                raise NotImplementedError(type(action).__name__)
+        return pkt
+
+
+# -- packets as dicts, and their bytes ------------------------------------------
+
+def ipv4_packet(eth_src, eth_dst, src, dst, ttl=64, ident=1, seq=1) -> dict:
+    return {"eth_src": eth_src, "eth_dst": eth_dst, "eth_type": ether.ETH_TYPE_IP,
+            "ipv4_src": src, "ipv4_dst": dst, "ip_proto": inet.IPPROTO_ICMP, "ttl": ttl,
+            "icmp_type": icmp.ICMP_ECHO_REQUEST, "icmp_id": ident, "icmp_seq": seq}
+
+
+def arp_packet(op, sha, spa, tpa, tha="00:00:00:00:00:00", eth_dst=None) -> dict:
+    return {"eth_src": sha,
+            "eth_dst": eth_dst or ("ff:ff:ff:ff:ff:ff" if op == 1 else tha),
+            "eth_type": ether.ETH_TYPE_ARP, "arp_op": op,
+            "arp_sha": sha, "arp_spa": spa, "arp_tha": tha, "arp_tpa": tpa}
+
+
+def to_bytes(pkt: dict) -> bytes:
+    out = packet.Packet()
+    out.add_protocol(ethernet.ethernet(dst=pkt["eth_dst"], src=pkt["eth_src"],
+                                       ethertype=pkt["eth_type"]))
+    if pkt["eth_type"] == ether.ETH_TYPE_ARP:
+        out.add_protocol(arp.arp(opcode=pkt["arp_op"], src_mac=pkt["arp_sha"],
+                                 src_ip=pkt["arp_spa"], dst_mac=pkt["arp_tha"],
+                                 dst_ip=pkt["arp_tpa"]))
+    else:
+        out.add_protocol(ipv4.ipv4(src=pkt["ipv4_src"], dst=pkt["ipv4_dst"],
+                                   proto=pkt["ip_proto"], ttl=pkt["ttl"]))
+        out.add_protocol(icmp.icmp(type_=pkt["icmp_type"], code=0,
+                                   data=icmp.echo(id_=pkt["icmp_id"], seq=pkt["icmp_seq"],
+                                                  data=b"fake")))
+    out.serialize()
+    return bytes(out.data)
+
+
+def from_bytes(data: bytes) -> dict:
+    pkt = packet.Packet(data)
+    eth = pkt.get_protocol(ethernet.ethernet)
+    a = pkt.get_protocol(arp.arp)
+    if a is not None:
+        return arp_packet(a.opcode, a.src_mac, a.src_ip, a.dst_ip, a.dst_mac, eth_dst=eth.dst) | {
+            "eth_src": eth.src}
+    ip = pkt.get_protocol(ipv4.ipv4)
+    ic = pkt.get_protocol(icmp.icmp)
+    return {"eth_src": eth.src, "eth_dst": eth.dst, "eth_type": eth.ethertype,
+            "ipv4_src": ip.src, "ipv4_dst": ip.dst, "ip_proto": ip.proto, "ttl": ip.ttl,
+            "icmp_type": ic.type, "icmp_id": ic.data.id, "icmp_seq": ic.data.seq}
+
+
+# -- a network of fake switches -----------------------------------------------
+
+@dataclass
+class Delivery:
+    switch: str
+    port: int
+    pkt: dict
+    path: tuple
+
+
+@dataclass
+class Trace:
+    deliveries: list = field(default_factory=list)
+    punts: list = field(default_factory=list)  # (switch, in_port, table_id, pkt)
+
+    def at(self, switch, port) -> list[dict]:
+        return [d.pkt for d in self.deliveries if (d.switch, d.port) == (switch, port)]
+
+
+class FakeNetwork:
+    def __init__(self, graph):
+        self.graph = graph
+        self.switches = {s: FakeSwitch(graph.dpid(s), s) for s in graph.switch_ids()}
+        self.by_dpid = {sw.dpid: sw for sw in self.switches.values()}
+        self.peer = {}
+        for link in graph.topology.links:
+            self.peer[(link.a.switch, link.a.port)] = (link.b.switch, link.b.port)
+            self.peer[(link.b.switch, link.b.port)] = (link.a.switch, link.a.port)
+
+    def send(self, switch: str, in_port: int, pkt: dict, start_table: int = 0) -> Trace:
+        """Inject ``pkt`` at a switch port and follow it across links."""
+        trace = Trace()
+        work = [(switch, in_port, pkt, (switch,), start_table)]
+        hops = 0
+        while work:
+            name, port, current, path, table = work.pop(0)
+            hops += 1
+            assert hops < MAX_HOPS, f"forwarding loop: {path}"
+            outputs, punts = self.switches[name].process(copy.deepcopy(current), port, table)
+            trace.punts += [(name, port, t, p) for t, p in punts]
+            for out_port, out_pkt in outputs:
+                if (name, out_port) in self.peer:
+                    nxt, nxt_port = self.peer[(name, out_port)]
+                    work.append((nxt, nxt_port, out_pkt, path + (nxt,), 0))
+                else:
+                    out_pkt.pop("in_port", None)
+                    trace.deliveries.append(Delivery(name, out_port, out_pkt, path))
+        return trace

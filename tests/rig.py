@@ -1,0 +1,163 @@
+"""The core controller wired to a fake network of OpenFlow switches.
+
+``Rig`` plays Ryu (it applies the core's messages to fake switches, answers
+flow-stats requests, feeds punted packets back as packet-ins) and the hosts
+(each answers ARP requests for its own address), so a test can say "mn1
+pings cn1" and look at where the packets went.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+
+from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
+
+from fakeoftable import FakeNetwork, arp_packet, from_bytes, ipv4_packet, to_bytes
+from mpa_sdn.controller import Controller
+
+MAX_EVENTS = 500
+
+
+@dataclass
+class FakeHost:
+    name: str
+    mac: str
+    ip: str
+    switch: str
+    port: int
+    received: list = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    delivered: list = field(default_factory=list)   # (host name, pkt)
+    punts: int = 0
+    lost: list = field(default_factory=list)        # (switch, port, pkt) with no host there
+
+    def to(self, host: str) -> list[dict]:
+        return [p for h, p in self.delivered if h == host]
+
+
+class Rig:
+    def __init__(self, topology, now: float = 1000.0):
+        self.core = Controller(topology)
+        self.graph = self.core.graph
+        self.net = FakeNetwork(self.graph)
+        self.now = now
+        self.hosts: dict[str, FakeHost] = {}
+        for cn in topology.correspondents.values():
+            poa = self.graph.poa(cn.poa)
+            self.add_host(cn.id, cn.mac, str(cn.address), poa.id)
+
+    # -- hosts ------------------------------------------------------------
+
+    def add_host(self, name, mac, ip, poa_id) -> FakeHost:
+        poa = self.graph.poa(poa_id)
+        host = FakeHost(name, mac, ip, poa.switch, poa.port)
+        self.hosts[name] = host
+        return host
+
+    def host_at(self, switch, port) -> FakeHost | None:
+        for host in self.hosts.values():
+            if (host.switch, host.port) == (switch, port):
+                return host
+        return None
+
+    def gateway(self, host: FakeHost):
+        return self.graph.network_of_address(host.ip)
+
+    def move(self, name, poa_id, ip=None) -> None:
+        """Link-layer move: the old port goes down, the host appears elsewhere."""
+        host = self.hosts[name]
+        old_dpid = self.graph.dpid(host.switch)
+        self.run(self.core.port_status(old_dpid, host.port, True, self.now))
+        poa = self.graph.poa(poa_id)
+        host.switch, host.port = poa.switch, poa.port
+        if ip is not None:
+            host.ip = ip
+
+    # -- driving ----------------------------------------------------------
+
+    def connect_all(self) -> None:
+        for switch in self.graph.switch_ids():
+            self.connect(switch)
+
+    def connect(self, switch: str) -> None:
+        self.run(self.core.switch_connected(self.graph.dpid(switch), self.now, "fake"))
+
+    def ping(self, src: str, dst_ip: str, seq: int = 1) -> Outcome:
+        host = self.hosts[src]
+        gw = self.gateway(host)
+        pkt = ipv4_packet(host.mac, gw.gateway_mac, host.ip, dst_ip, seq=seq)
+        return self.inject(host.switch, host.port, pkt)
+
+    def arp_request(self, src: str, target_ip: str, probe: bool = False) -> Outcome:
+        host = self.hosts[src]
+        pkt = arp_packet(1, host.mac, "0.0.0.0" if probe else host.ip, target_ip)
+        return self.inject(host.switch, host.port, pkt)
+
+    def inject(self, switch, port, pkt, table=0) -> Outcome:
+        outcome = Outcome()
+        self._drain(collections.deque([("trace", switch, port, pkt, table)]), outcome)
+        return outcome
+
+    def run(self, sends, outcome: Outcome | None = None) -> Outcome:
+        outcome = outcome or Outcome()
+        self._drain(collections.deque([("sends", sends)]), outcome)
+        return outcome
+
+    def _drain(self, work: collections.deque, outcome: Outcome) -> None:
+        events = 0
+        while work:
+            events += 1
+            assert events < MAX_EVENTS, "the controller and the network keep talking"
+            item = work.popleft()
+            if item[0] == "sends":
+                for send in item[1]:
+                    self._apply(send, work)
+            elif item[0] == "deliver":
+                self._deliver(*item[1:], work, outcome)
+            else:
+                _, switch, port, pkt, table = item
+                trace = self.net.send(switch, port, pkt, table)
+                for sw, in_port, table_id, punted in trace.punts:
+                    outcome.punts += 1
+                    work.append(("sends", self.core.packet_in(
+                        self.graph.dpid(sw), in_port, table_id, to_bytes(punted), self.now)))
+                for d in trace.deliveries:
+                    self._deliver(d.switch, d.port, d.pkt, work, outcome)
+
+    def _apply(self, send, work) -> None:
+        switch = self.net.by_dpid[send.dpid]
+        # The shell orders deletes first; the rig does the same.
+        messages = sorted(send.messages, key=lambda m: 0 if getattr(m, "command", 0) in (
+            ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT) and isinstance(m, parser.OFPFlowMod) else 1)
+        for msg in messages:
+            switch.apply(msg)
+            if isinstance(msg, parser.OFPFlowStatsRequest):
+                work.append(("sends", self.core.flow_stats(send.dpid, switch.flow_stats(), False)))
+            elif isinstance(msg, parser.OFPPacketOut):
+                pkt = from_bytes(msg.data)
+                for action in msg.actions:
+                    if action.port == ofp.OFPP_TABLE:
+                        work.append(("trace", switch.name, msg.in_port, pkt, 0))
+                    elif (switch.name, action.port) in self.net.peer:
+                        peer, peer_port = self.net.peer[(switch.name, action.port)]
+                        work.append(("trace", peer, peer_port, pkt, 0))
+                    else:
+                        work.append(("deliver", switch.name, action.port, pkt))
+        if send.barrier:
+            self.core.flows_confirmed(send.dpid, self.now)
+
+    def _deliver(self, switch, port, pkt, work, outcome) -> None:
+        host = self.host_at(switch, port)
+        if host is None:
+            outcome.lost.append((switch, port, pkt))
+            return
+        host.received.append(pkt)
+        outcome.delivered.append((host.name, pkt))
+        if pkt.get("arp_op") == 1 and pkt["arp_tpa"] == host.ip:
+            reply = arp_packet(2, host.mac, host.ip, pkt["arp_spa"], tha=pkt["arp_sha"])
+            work.append(("trace", host.switch, host.port, reply, 0))

@@ -1,0 +1,240 @@
+"""Base connectivity, checked by where packets go in a fake OpenFlow network."""
+
+import pytest
+
+from fakeoftable import arp_packet, ipv4_packet
+from rig import Rig
+
+MN_MAC = "02:00:00:00:01:01"
+CN = "cn1"
+CN_IP = "10.0.0.10"
+
+
+@pytest.fixture
+def rig(topology):
+    rig = Rig(topology)
+    rig.connect_all()
+    return rig
+
+
+def access_poas(rig):
+    return [p for n in rig.graph.access_networks() for p in n.poas]
+
+
+def mn_address(rig, poa):
+    return str(rig.graph.network(poa.network).pool.last)
+
+
+def attach_mn(rig, poa):
+    return rig.add_host("mn1", MN_MAC, mn_address(rig, poa), poa.id)
+
+
+def test_every_switch_is_reconciled_with_its_full_flow_set(rig):
+    for switch in rig.graph.switch_ids():
+        dpid = rig.graph.dpid(switch)
+        assert rig.net.switches[switch].records() == {
+            r for r in map(__import__("mpa_sdn.openflow", fromlist=["x"]).record_of,
+                           rig.core.desired_flows(dpid))}
+        assert rig.core.switches[dpid].reconciled_at == rig.now
+
+
+def test_gateway_arp_is_answered_in_the_switch(rig, topology):
+    net = topology.networks["net-a1"]
+    host = attach_mn(rig, net.poas[0])
+    outcome = rig.arp_request("mn1", str(net.gateway))
+    assert outcome.punts == 0, "the switch answers ARP for the gateway itself"
+    [reply] = outcome.to("mn1")
+    assert reply["arp_op"] == 2
+    assert (reply["arp_sha"], reply["arp_spa"]) == (net.gateway_mac, str(net.gateway))
+    assert (reply["arp_tha"], reply["arp_tpa"]) == (host.mac, host.ip)
+    assert (reply["eth_src"], reply["eth_dst"]) == (net.gateway_mac, host.mac)
+
+
+def test_gateway_arp_is_not_answered_for_another_networks_gateway(rig, topology):
+    attach_mn(rig, topology.networks["net-a1"].poas[0])
+    outcome = rig.arp_request("mn1", str(topology.networks["net-a2"].gateway))
+    assert outcome.to("mn1") == []
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_mn_and_cn_reach_each_other_from_every_poa(rig, topology, index):
+    poa = access_poas(rig)[index]
+    mn = attach_mn(rig, poa)
+    network = topology.networks[poa.network]
+    cn_net = topology.networks["net-cn"]
+
+    first = rig.ping("mn1", CN_IP)
+    [at_cn] = first.to(CN)
+    assert first.punts == 1, "the first packet teaches the controller the MN"
+    assert (at_cn["eth_src"], at_cn["eth_dst"]) == (cn_net.gateway_mac, "02:00:00:00:0c:01")
+    assert at_cn["ttl"] == 63 and at_cn["ipv4_src"] == mn.ip
+
+    again = rig.ping("mn1", CN_IP, seq=2)
+    assert len(again.to(CN)) == 1 and again.punts == 0, "steady state: no packet-ins"
+
+    back = rig.ping(CN, mn.ip)
+    [at_mn] = back.to("mn1")
+    assert back.punts == 0
+    assert (at_mn["eth_src"], at_mn["eth_dst"]) == (network.gateway_mac, MN_MAC)
+    assert at_mn["ipv4_src"] == CN_IP
+
+
+def test_path_follows_the_graph(rig, topology):
+    poa = topology.poas["ap-b1-2"]
+    attach_mn(rig, poa)
+    rig.ping("mn1", CN_IP)
+    host = rig.hosts["mn1"]
+    trace = rig.net.send("cn-ar", 2, ipv4_packet("02:00:00:00:0c:01",
+                                                topology.networks["net-cn"].gateway_mac,
+                                                CN_IP, host.ip))
+    [delivery] = trace.deliveries
+    assert delivery.path == tuple(rig.graph.switch_path("cn-ar", "ap-b1"))
+    assert delivery.path == ("cn-ar", "core", "ar-b1", "ap-b1")
+
+
+def test_unknown_destination_is_resolved_and_the_packet_delivered(rig, topology):
+    poa = topology.poas["ap-a2-1"]
+    mn = attach_mn(rig, poa)
+    outcome = rig.ping(CN, mn.ip)
+    # Punted at the AR, held; the gateway asks for the MN, the MN answers,
+    # and the held packet is delivered.
+    arp_requests = [p for p in outcome.to("mn1") if p.get("arp_op") == 1]
+    echoes = [p for p in outcome.to("mn1") if p.get("ipv4_dst") == mn.ip]
+    assert len(arp_requests) == 1
+    assert arp_requests[0]["arp_spa"] == str(topology.networks["net-a2"].gateway)
+    assert len(echoes) == 1
+    assert rig.core.counters["pending_released"] == 1
+    assert rig.ping(CN, mn.ip, seq=2).punts == 0
+
+
+def test_resolution_requests_are_rate_limited(rig, topology):
+    target = "10.1.2.150"  # nobody has it
+    for seq in range(5):
+        rig.ping(CN, target, seq=seq)
+    assert rig.core.counters["arp_resolve_sent"] == 1
+    assert rig.core.counters["arp_resolve_suppressed"] == 4
+    assert rig.core.counters["pending_held"] == 5
+    rig.now += 10
+    rig.core.tick(rig.now)
+    assert rig.core.counters["pending_dropped_expired"] == 5
+    assert rig.core._pending == {}
+
+
+def test_host_moving_within_its_network_keeps_its_address(rig, topology):
+    mn = attach_mn(rig, topology.poas["ap-a1-1"])
+    rig.ping("mn1", CN_IP)
+    rig.move("mn1", "ap-a1-2")
+    assert mn.ip not in rig.core.hosts, "its old port went down"
+    # The CN's next packet finds it: the gateway asks, the MN answers from
+    # its new PoA, the held packet is delivered there.
+    found = rig.ping(CN, mn.ip)
+    assert [p["ipv4_dst"] for p in found.to("mn1") if "ipv4_dst" in p] == [mn.ip]
+    assert rig.core.hosts[mn.ip].poa.id == "ap-a1-2"
+    steady = rig.ping(CN, mn.ip, seq=3)
+    assert len(steady.to("mn1")) == 1 and steady.punts == 0
+
+
+def test_gratuitous_arp_relocates_a_host(rig, topology):
+    mn = attach_mn(rig, topology.poas["ap-a1-1"])
+    rig.ping("mn1", CN_IP)
+    rig.hosts["mn1"].switch, rig.hosts["mn1"].port = "ar-a1", topology.poas["ap-a1-2"].port
+    rig.inject("ar-a1", mn.port, arp_packet(1, MN_MAC, mn.ip, mn.ip))
+    assert rig.core.hosts[mn.ip].poa.id == "ap-a1-2"
+    assert len(rig.ping(CN, mn.ip).to("mn1")) == 1
+    old_source_checks = [e for e in rig.net.switches["ar-a1"].entries
+                         if e.match.get("in_port") == topology.poas["ap-a1-1"].port
+                         and "ipv4_src" in e.match]
+    assert old_source_checks == []
+
+
+def test_host_moving_to_another_network_reaches_cn_with_its_new_address(rig, topology):
+    mn = attach_mn(rig, topology.poas["ap-a1-1"])
+    rig.ping("mn1", CN_IP)
+    new_ip = str(topology.networks["net-b1"].pool.last)
+    rig.move("mn1", "ap-b1-1", ip=new_ip)
+    assert "10.1.1.199" not in rig.core.hosts, "the old address left with its link"
+    assert len(rig.ping("mn1", CN_IP).to(CN)) == 1
+    assert len(rig.ping(CN, new_ip).to("mn1")) == 1
+
+
+def test_spoofed_source_is_not_routed(rig, topology):
+    attach_mn(rig, topology.poas["ap-a1-1"])
+    rig.hosts["mn1"].ip = "10.2.1.150"  # an address of another network
+    outcome = rig.ping("mn1", CN_IP)
+    assert outcome.to(CN) == []
+    assert rig.core.counters["learn_rejected_address"] == 1
+
+
+def test_correspondent_address_cannot_be_taken(rig, topology):
+    rig.add_host("intruder", "02:00:00:00:66:66", CN_IP, "ap-a1-1")
+    assert rig.ping("intruder", "10.1.1.1").delivered == []
+    assert rig.core.hosts[CN_IP].mac == "02:00:00:00:0c:01"
+
+
+def test_proxy_arp_for_a_known_host_in_the_same_network(rig, topology):
+    net = topology.networks["net-a1"]
+    rig.add_host("h1", "02:00:00:00:00:a1", "10.1.1.150", "ap-a1-1")
+    rig.add_host("h2", "02:00:00:00:00:a2", "10.1.1.151", "ap-a1-2")
+    rig.ping("h2", CN_IP)  # h2 becomes known
+    outcome = rig.arp_request("h1", "10.1.1.151")
+    [reply] = outcome.to("h1")
+    assert (reply["arp_op"], reply["arp_sha"], reply["arp_spa"]) == (2, net.gateway_mac, "10.1.1.151")
+    [pkt] = rig.ping("h1", "10.1.1.151").to("h2")
+    assert pkt["eth_dst"] == "02:00:00:00:00:a2"
+
+
+def test_probe_for_an_address_in_use_is_answered(rig, topology):
+    rig.add_host("h1", "02:00:00:00:00:a1", "10.1.1.150", "ap-a1-1")
+    rig.add_host("h2", "02:00:00:00:00:a2", "10.1.1.151", "ap-a1-2")
+    rig.ping("h2", CN_IP)
+    [reply] = rig.arp_request("h1", "10.1.1.151", probe=True).to("h1")
+    assert reply["arp_spa"] == "10.1.1.151", "the prober learns the address is taken"
+    assert "0.0.0.0" not in rig.core.hosts
+
+
+def test_gateway_answers_ping(rig, topology):
+    net = topology.networks["net-a1"]
+    mn = attach_mn(rig, net.poas[0])
+    rig.ping("mn1", CN_IP)
+    [reply] = rig.ping("mn1", str(net.gateway)).to("mn1")
+    assert (reply["ipv4_src"], reply["ipv4_dst"]) == (str(net.gateway), mn.ip)
+    assert reply["icmp_type"] == 0
+
+
+def test_idle_host_is_forgotten_with_its_flows(rig, topology):
+    from mpa_sdn.tables import host_cookie
+    from ryu.ofproto import ofproto_v1_3 as ofp
+    mn = attach_mn(rig, topology.poas["ap-a1-1"])
+    rig.ping("mn1", CN_IP)
+    dpid = rig.graph.dpid("ar-a1")
+    rig.run(rig.core.flow_removed(dpid, host_cookie(mn.ip), ofp.OFPRR_IDLE_TIMEOUT, rig.now))
+    assert mn.ip not in rig.core.hosts
+    for switch in rig.net.switches.values():
+        assert not [e for e in switch.entries if e.cookie == host_cookie(mn.ip)]
+
+
+def test_unknown_switch_is_left_alone(rig):
+    assert rig.core.switch_connected(0xdead, rig.now) == []
+    assert rig.core.counters["switch_unknown"] == 1
+
+
+def test_malformed_packet_in_changes_nothing(rig):
+    before = dict(rig.core.hosts)
+    dpid = rig.graph.dpid("ar-a1")
+    for junk in (b"", b"\x00" * 10, b"\xff" * 14 + b"\x08\x06" + b"\x00" * 3):
+        assert rig.core.packet_in(dpid, 3, 1, junk, rig.now) == []
+    assert rig.core.counters["packet_in_malformed"] >= 2
+    assert rig.core.hosts == before
+
+
+def test_host_table_bound(topology):
+    import dataclasses
+    small = dataclasses.replace(topology, controller=dataclasses.replace(
+        topology.controller, max_hosts=2))  # cn1 takes one place
+    rig = Rig(small)
+    rig.connect_all()
+    rig.add_host("h1", "02:00:00:00:00:a1", "10.1.1.150", "ap-a1-1")
+    rig.add_host("h2", "02:00:00:00:00:a2", "10.1.1.151", "ap-a1-2")
+    assert len(rig.ping("h1", CN_IP).to(CN)) == 1
+    assert rig.ping("h2", CN_IP).to(CN) == []
+    assert rig.core.counters["learn_rejected_full"] == 1

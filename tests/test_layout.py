@@ -1,0 +1,50 @@
+"""The pure core stays pure: no Ryu app machinery, no eventlet, no clock."""
+
+import ast
+import pathlib
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+FORBIDDEN_MODULES = ("ryu.base", "ryu.controller", "ryu.app", "ryu.cmd", "ryu.lib.hub",
+                     "eventlet", "time", "socket", "threading", "subprocess")
+FORBIDDEN_CALLS = {("random", "random"), ("os", "urandom")}
+
+
+def core_modules():
+    return sorted((ROOT / "mpa_sdn").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", core_modules(), ids=lambda p: p.name)
+def test_core_imports_no_app_machinery(path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        for name in names:
+            assert not any(name == m or name.startswith(m + ".") for m in FORBIDDEN_MODULES), \
+                f"{path.name} imports {name}"
+
+
+def test_only_apps_talk_to_switches():
+    for path in ROOT.glob("*/*.py"):
+        if path.parent.name in ("apps", ".venv", "tests"):
+            continue
+        assert "send_msg" not in path.read_text(), f"{path} sends to a switch"
+
+
+def test_send_msg_has_one_caller():
+    uses = [p for p in (ROOT / "apps").glob("*.py") if "send_msg(" in p.read_text()]
+    assert [p.name for p in uses] == ["mpa_app.py"]
+    assert (ROOT / "apps" / "mpa_app.py").read_text().count("send_msg(") == 1
+
+
+def test_docker_compose_is_valid():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(compose["services"], dict) and compose["services"]
+    for name, service in compose["services"].items():
+        assert "image" in service or "build" in service, name
