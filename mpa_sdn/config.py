@@ -8,6 +8,7 @@ the controller start-up and the tests.
 
 from __future__ import annotations
 
+import collections.abc
 import hashlib
 import ipaddress
 import re
@@ -21,9 +22,10 @@ from mpa_sdn.topology import (
     Switch, Topology)
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
-ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")
-MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-NAI_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
+ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
+MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+NAI_RE = re.compile(r"[^@\s]+@[^@\s]+")
+HEX_RE = re.compile(r"(0x)?[0-9a-fA-F]{1,16}")
 MAX_PORT = 0xffffff00  # OFPP_MAX: above are reserved ports
 MAX_DPID = (1 << 64) - 1
 
@@ -43,11 +45,18 @@ class _Invalid(Exception):
     """Raised inside a field parser; the caller records it and moves on."""
 
 
+class _Quiet(_Invalid):
+    """A reference to an entry that is itself invalid: already reported."""
+
+
 class _Reader:
     """Walks the raw YAML, records errors with their key path."""
 
     def __init__(self):
         self.errors: list[tuple[str, str]] = []
+        # Entries present in the file but invalid, as (kind, id): references
+        # to them are not reported again as "unknown".
+        self.broken: set[tuple[str, str]] = set()
 
     def error(self, path: str, message: str) -> None:
         self.errors.append((path, message))
@@ -57,19 +66,18 @@ class _Reader:
         if not isinstance(value, dict):
             self.error(path, f"must be a mapping, not {_kind(value)}")
             return None
-        ok = True
         for key in value:
             if not isinstance(key, str):
                 self.error(path, f"key {key!r} must be a string")
-                ok = False
             elif key not in required and key not in optional:
                 allowed = ", ".join(sorted(required | optional))
                 self.error(_join(path, key), f"unknown key (allowed: {allowed})")
-                ok = False
-        for key in sorted(required - set(value)):
+        missing = sorted(required - set(value))
+        for key in missing:
             self.error(_join(path, key), "is required")
-            ok = False
-        return value if ok else None
+        # Unknown keys are reported but do not stop the known ones from being
+        # checked; a missing required key does.
+        return None if missing else {k: v for k, v in value.items() if k in required | optional}
 
     def field(self, raw: dict, key: str, path: str, parse: Callable[[Any], Any],
               default: Any = None) -> Any:
@@ -77,6 +85,8 @@ class _Reader:
             return default
         try:
             return parse(raw[key])
+        except _Quiet:
+            return _MISSING
         except _Invalid as exc:
             self.error(_join(path, key), str(exc))
             return _MISSING
@@ -90,7 +100,7 @@ class _Reader:
             return {}
         entries = {}
         for key, value in raw.items():
-            if not isinstance(key, str) or not ID_RE.match(key):
+            if not isinstance(key, str) or not ID_RE.fullmatch(key):
                 self.error(_join(path, str(key)),
                            "id must start with a letter and hold at most 32 of "
                            "letters, digits, '_', '.', '-'")
@@ -141,7 +151,7 @@ def _text(value: Any) -> str:
 
 
 def _ident(value: Any) -> str:
-    if not isinstance(value, str) or not ID_RE.match(value):
+    if not isinstance(value, str) or not ID_RE.fullmatch(value):
         raise _Invalid(f"{value!r} is not a valid id")
     return value
 
@@ -178,7 +188,7 @@ def _prefix(value: Any) -> ipaddress.IPv4Network:
 
 
 def _mac(value: Any) -> str:
-    if not isinstance(value, str) or not MAC_RE.match(value.lower()):
+    if not isinstance(value, str) or not MAC_RE.fullmatch(value.lower()):
         raise _Invalid(f"{value!r} is not a MAC address like 02:00:00:00:00:01")
     mac = value.lower()
     if int(mac[:2], 16) & 1:
@@ -188,10 +198,10 @@ def _mac(value: Any) -> str:
 
 def _dpid(value: Any) -> int:
     if isinstance(value, str):
-        try:
-            value = int(value.replace(":", ""), 16)
-        except ValueError:
-            raise _Invalid(f"{value!r} is not a datapath id") from None
+        digits = value.replace(":", "")
+        if not HEX_RE.fullmatch(digits):
+            raise _Invalid(f"{value!r} is not a datapath id (an integer or hex digits)")
+        value = int(digits, 16)
     if isinstance(value, bool) or not isinstance(value, int):
         raise _Invalid(f"must be an integer or a hex string, not {_kind(value)}")
     if not 1 <= value <= MAX_DPID:
@@ -203,7 +213,7 @@ def _switch_port(value: Any) -> Port:
     if not isinstance(value, str) or value.count(":") != 1:
         raise _Invalid(f"{value!r} must be 'switch:port'")
     switch, port = value.split(":")
-    if not ID_RE.match(switch):
+    if not ID_RE.fullmatch(switch):
         raise _Invalid(f"{switch!r} is not a valid switch id")
     if not port.isdigit() or not 1 <= int(port) <= MAX_PORT:
         raise _Invalid(f"port {port!r} must be a number 1..{MAX_PORT}")
@@ -270,6 +280,7 @@ def _switches(r: _Reader, raw: Any) -> dict[str, Switch]:
     switches, by_dpid = {}, {}
     for sid, entry in r.table(raw, "switches").items():
         path = f"switches.{sid}"
+        r.broken.add(("switch", sid))
         entry = r.mapping(entry, path, required={"dpid"})
         if entry is None:
             continue
@@ -279,6 +290,7 @@ def _switches(r: _Reader, raw: Any) -> dict[str, Switch]:
         if dpid in by_dpid:
             r.error(f"{path}.dpid", f"{dpid:#x} is already the dpid of switch {by_dpid[dpid]}")
             continue
+        r.broken.discard(("switch", sid))
         by_dpid[dpid] = sid
         switches[sid] = Switch(sid, dpid)
     if not switches:
@@ -319,7 +331,8 @@ def _claim_ports(r: _Reader, path: str, ends: list[Port], switches: dict,
     ok = True
     for end in ends:
         if end.switch not in switches:
-            r.error(path, f"unknown switch {end.switch!r}")
+            if ("switch", end.switch) not in r.broken:
+                r.error(path, f"unknown switch {end.switch!r}")
             ok = False
         elif (end.switch, end.port) in used:
             r.error(path, f"port {end} is already used by {used[(end.switch, end.port)]}")
@@ -347,6 +360,8 @@ def _network(r: _Reader, nid: str, raw: Any, domains: dict, switches: dict,
     def known(table, what):
         def parse(value):
             value = _ident(value)
+            if (what, value) in r.broken:
+                raise _Quiet(value)
             if value not in table:
                 raise _Invalid(f"unknown {what} {value!r}")
             return value
@@ -410,6 +425,10 @@ def _networks(r: _Reader, raw: Any, domains: dict, switches: dict, used: dict) -
         network = _network(r, nid, entry, domains, switches, used, poa_ids)
         if network is not None:
             networks[nid] = network
+            continue
+        r.broken.add(("network", nid))
+        if isinstance(entry, dict) and isinstance(entry.get("poas"), dict):
+            r.broken.update(("poa", str(pid)) for pid in entry["poas"])
     items = sorted(networks.values(), key=lambda n: n.id)
     for i, a in enumerate(items):
         for b in items[i + 1:]:
@@ -437,6 +456,8 @@ def _neighbours(r: _Reader, raw: Any, networks: dict) -> tuple[Neighbour, ...]:
         for key in ("from", "to"):
             nid = r.field(entry, key, path, _ident)
             if nid is _MISSING:
+                continue
+            if ("network", nid) in r.broken:
                 continue
             if nid not in networks:
                 r.error(f"{path}.{key}", f"unknown network {nid!r}")
@@ -481,6 +502,8 @@ def _hosts(r: _Reader, raw_cns: Any, raw_mns: Any, networks: dict) -> tuple[dict
 
     def known_poa(value):
         value = _ident(value)
+        if ("poa", value) in r.broken:
+            raise _Quiet(value)
         if value not in poas:
             raise _Invalid(f"unknown PoA {value!r}")
         return value
@@ -537,7 +560,7 @@ def _hosts(r: _Reader, raw_cns: Any, raw_mns: Any, networks: dict) -> tuple[dict
 
 
 def _nai(value: Any) -> str:
-    if not isinstance(value, str) or not NAI_RE.match(value) or len(value) > 253:
+    if not isinstance(value, str) or not NAI_RE.fullmatch(value) or len(value) > 253:
         raise _Invalid(f"{value!r} is not a network access identifier like mn1@domain-a")
     return value
 
@@ -553,7 +576,7 @@ def parse_topology(raw: Any) -> Topology:
         if not r.errors:
             r.error("", "the file is empty")
         raise ConfigError(r.errors)
-    if raw.get("version") != 1:
+    if type(raw.get("version")) is not int or raw.get("version") != 1:
         r.error("version", f"{raw.get('version')!r} is not a supported version (1)")
     controller = _controller(r, raw.get("controller"))
     domains = _domains(r, raw.get("domains"))
@@ -590,6 +613,9 @@ def _construct_mapping(loader, node, deep=False):
     seen = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, collections.abc.Hashable):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a scalar", key_node.start_mark)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark)

@@ -1,0 +1,101 @@
+"""The real thing: OVS (userspace datapath), Mininet and the controller process."""
+
+import json
+import subprocess
+import urllib.error
+import urllib.request
+
+import pytest
+
+from integration.conftest import OFP_PORT, ofctl_flows, wait_for
+from topologies.probes import ping, tcp
+from topologies.reachability import tour
+
+pytestmark = pytest.mark.integration
+
+
+def expected_counts(controller):
+    return {s["id"]: s["expected_flows"] for s in controller.get("/mpa/v1/switches")}
+
+
+def flows_match_controller(controller):
+    expected = expected_counts(controller)
+    return all(len(ofctl_flows(switch)) == count for switch, count in expected.items())
+
+
+def test_every_switch_connects_and_holds_exactly_the_expected_flows(lab, controller):
+    switches = controller.get("/mpa/v1/switches")
+    assert sorted(s["id"] for s in switches) == sorted(lab.topology.switches)
+    assert all(s["connected"] and s["reconciled_at"] for s in switches)
+    wait_for(lambda: flows_match_controller(controller), 10, "flow counts to match")
+    assert not [line for line in ofctl_flows("core") if "cookie=0x4d" not in line]
+
+
+def test_cn_and_mn_reach_each_other_from_every_poa(lab):
+    visits = tour(lab, "mn1")
+    poas = [p.id for n in lab.graph.access_networks() for p in n.poas]
+    assert sorted(v.poa for v in visits) == sorted(poas)
+    for visit in visits:
+        assert visit.recovery_ms is not None, f"cn1 never reached mn1 at {visit.poa}"
+        for pair in visit.pairs:
+            assert pair.ping.ok, f"ping {pair.source}->{pair.destination} at {visit.poa}: {pair.ping}"
+            assert pair.tcp.ok, f"tcp {pair.source}->{pair.destination} at {visit.poa}: {pair.tcp}"
+
+
+def test_moved_mn_is_reachable_at_its_new_poa_only(lab):
+    lab.move("mn1", "ap-a1-1")
+    address = lab.move("mn1", "ap-b1-2")
+    assert address == "10.2.1.199"
+    cn = lab.host("cn1")
+    assert ping(cn, address).ok
+    assert not ping(cn, "10.1.1.199", count=2).ok, "the old address left with the MN"
+    assert tcp(lab.host("mn1"), cn, "10.0.0.10").ok
+
+
+def test_reconnecting_switch_ends_with_exactly_the_right_flows(lab, controller):
+    lab.move("mn1", "ap-a1-1")
+    assert ping(lab.host("cn1"), lab.address("mn1")).ok
+    switch = "ar-a1"
+    before = ofctl_flows(switch)
+    ours = [line for line in before if "arp_tpa=10.1.1.1" in line]
+    assert ours, "the ARP responder for net-a1's gateway is installed"
+
+    # Someone else's flow appears, one of ours vanishes, the switch reconnects.
+    subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "add-flow", switch,
+                    "cookie=0x1234,table=2,priority=999,ip,nw_dst=192.0.2.1,actions=drop"],
+                   check=True)
+    subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "--strict", "del-flows", switch,
+                    "table=1,priority=200,arp,in_port=3,arp_op=1,arp_tpa=10.1.1.1"], check=True)
+    tampered = ofctl_flows(switch)
+    assert tampered != before
+    subprocess.run(["ovs-vsctl", "del-controller", switch], check=True)
+    subprocess.run(["ovs-vsctl", "set-controller", switch, f"tcp:127.0.0.1:{OFP_PORT}"],
+                   check=True)
+
+    after = wait_for(lambda: (f := ofctl_flows(switch)) == before and f, 20,
+                     "the switch's flows to be restored")
+    assert not [line for line in after if "192.0.2.1" in line]
+    assert ping(lab.host("cn1"), lab.address("mn1")).ok
+
+
+def test_controller_restart_keeps_the_network_working(lab, controller):
+    lab.move("mn1", "ap-a2-1")
+    controller.stop()
+    controller.start()
+    controller.wait_switches()
+    wait_for(lambda: flows_match_controller(controller), 15, "flows to match the new controller")
+    cn, mn = lab.host("cn1"), lab.host("mn1")
+    assert ping(cn, lab.address("mn1")).ok
+    assert tcp(cn, mn, lab.address("mn1")).ok
+    wait_for(lambda: flows_match_controller(controller), 15, "learned hosts' flows to settle")
+
+
+def test_rest_errors_on_the_real_server(controller):
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        controller.get("/mpa/v1/networks/net-zz")
+    assert missing.value.code == 404
+    assert json.loads(missing.value.read())["error"]["message"] == "unknown network 'net-zz'"
+    request = urllib.request.Request(controller.base_url + "/mpa/v1/networks", method="DELETE")
+    with pytest.raises(urllib.error.HTTPError) as wrong:
+        urllib.request.urlopen(request, timeout=5)
+    assert wrong.value.code == 405
