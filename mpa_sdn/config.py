@@ -17,7 +17,7 @@ from typing import Any, Callable
 import yaml
 
 from mpa_sdn.topology import (
-    ROLE_ACCESS, ROLE_CORRESPONDENT, ROLES, AddressPool, ControllerSettings,
+    ROLE_ACCESS, ROLES, AddressPool, ControllerSettings,
     Correspondent, Domain, Link, MobileNode, Neighbour, Network, PoA, Port,
     Switch, Topology)
 

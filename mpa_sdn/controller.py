@@ -14,14 +14,13 @@ import ipaddress
 import logging
 from dataclasses import dataclass, field
 
-from ryu.ofproto import ether
 from ryu.ofproto import ofproto_v1_3 as ofp
 
 from mpa_sdn import forwarding, packets, reconcile
 from mpa_sdn import openflow as of
 from mpa_sdn.forwarding import Host
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
-from mpa_sdn.tables import Feature, Table, host_cookie, is_ours, FEATURE_SHIFT, EXACT_MASK
+from mpa_sdn.tables import EXACT_MASK, FEATURE_SHIFT, Feature, Table, host_cookie, is_ours
 from mpa_sdn.topology import PoA, Topology
 
 LOG = logging.getLogger("mpa_sdn.controller")
@@ -48,6 +47,7 @@ class SwitchState:
     connected_at: float
     address: str | None = None
     stats: list = field(default_factory=list)
+    reconciling: bool = False          # flows sent, barrier not yet answered
     reconciled_at: float | None = None
 
 
@@ -96,15 +96,15 @@ class Controller:
         self.counters["reconcile_deleted"] += len(result.deletes)
         self.counters["reconcile_added"] += len(result.adds)
         self.counters["reconcile_kept"] += result.kept
-        state.reconciled_at = -1.0  # set by the shell when the barrier returns
+        state.reconciling = True
         LOG.info("dpid=%016x switch=%s reconcile: %d deleted, %d added, %d kept",
                  dpid, state.switch, len(result.deletes), len(result.adds), result.kept)
         return [Send(dpid, result.messages, barrier=True)]
 
     def flows_confirmed(self, dpid: int, now: float) -> None:
         state = self.switches.get(dpid)
-        if state is not None and state.reconciled_at == -1.0:
-            state.reconciled_at = now
+        if state is not None and state.reconciling:
+            state.reconciling, state.reconciled_at = False, now
 
     def desired_flows(self, dpid: int) -> list:
         switch = self.graph.switch_of_dpid(dpid)
@@ -354,7 +354,7 @@ class Controller:
                 "connected": state is not None,
                 "address": state.address if state else None,
                 "connected_at": state.connected_at if state else None,
-                "reconciled_at": state.reconciled_at if state and state.reconciled_at != -1.0 else None,
+                "reconciled_at": state.reconciled_at if state else None,
                 "trunk_ports": {str(p): other for p, other in sorted(self.graph.trunk_ports(switch).items())},
                 "poas": [{"id": p.id, "port": p.port, "network": p.network}
                          for p in self.graph.poas_on(switch)],
