@@ -48,3 +48,17 @@ def test_docker_compose_is_valid():
     assert isinstance(compose["services"], dict) and compose["services"]
     for name, service in compose["services"].items():
         assert "image" in service or "build" in service, name
+
+
+def test_readme_topology_example_is_valid():
+    from mpa_sdn.config import load_topology_text
+    text = (ROOT / "README.md").read_text()
+    example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    topology = load_topology_text(example, "README.md")
+    assert sorted(topology.networks) == ["net-a1", "net-a2", "net-cn"]
+
+
+def test_readme_gives_the_two_quick_start_commands():
+    text = (ROOT / "README.md").read_text()
+    quick = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert "make demo" in quick and "make test" in quick
