@@ -429,13 +429,19 @@ def _networks(r: _Reader, raw: Any, domains: dict, switches: dict, used: dict) -
         r.broken.add(("network", nid))
         if isinstance(entry, dict) and isinstance(entry.get("poas"), dict):
             r.broken.update(("poa", str(pid)) for pid in entry["poas"])
-    items = sorted(networks.values(), key=lambda n: n.id)
-    for i, a in enumerate(items):
-        for b in items[i + 1:]:
-            if a.prefix.overlaps(b.prefix):
-                r.error(f"networks.{b.id}.prefix", f"{b.prefix} overlaps {a.prefix} of {a.id}")
-            if a.gateway_mac == b.gateway_mac:
-                r.error(f"networks.{b.id}.gateway_mac", f"is the same as network {a.id}'s")
+    # Sorted by start address, a prefix can only overlap the widest-reaching
+    # one before it: one pass instead of comparing every pair.
+    widest = None
+    for n in sorted(networks.values(), key=lambda n: (n.prefix.network_address, n.prefix.prefixlen, n.id)):
+        if widest is not None and n.prefix.network_address <= widest.prefix.broadcast_address:
+            r.error(f"networks.{n.id}.prefix", f"{n.prefix} overlaps {widest.prefix} of {widest.id}")
+        if widest is None or n.prefix.broadcast_address > widest.prefix.broadcast_address:
+            widest = n
+    macs: dict[str, str] = {}
+    for n in sorted(networks.values(), key=lambda n: n.id):
+        if n.gateway_mac in macs:
+            r.error(f"networks.{n.id}.gateway_mac", f"is the same as network {macs[n.gateway_mac]}'s")
+        macs.setdefault(n.gateway_mac, n.id)
     return networks
 
 

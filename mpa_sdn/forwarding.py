@@ -39,10 +39,6 @@ class Host:
     static: bool = False
 
 
-def network_index(graph: NeighbourhoodGraph, network_id: str) -> int:
-    return sorted(graph.topology.networks).index(network_id) + 1
-
-
 def pipeline_flows(graph: NeighbourhoodGraph, switch: str) -> list:
     """Table-miss drops and the port classification of INGRESS."""
     pipe = cookie(Feature.PIPELINE)
@@ -92,7 +88,7 @@ def arp_responder_flows(graph: NeighbourhoodGraph, switch: str) -> list:
                 of.set_field(arp_sha=gw_mac),
                 of.set_field(arp_spa=gw_ip),
                 of.output(ofp.OFPP_IN_PORT)),
-            cookie(Feature.ARP_RESPONDER, network_index(graph, network.id))))
+            cookie(Feature.ARP_RESPONDER, graph.network_index(network.id))))
     return flows
 
 
@@ -104,7 +100,7 @@ def network_route_flows(graph: NeighbourhoodGraph, switch: str) -> list:
     """
     flows = []
     for network in graph.networks():
-        tag = cookie(Feature.NETWORK_ROUTE, network_index(graph, network.id))
+        tag = cookie(Feature.NETWORK_ROUTE, graph.network_index(network.id))
         flows.append(of.flow_add(
             Table.ROUTE, PRIO_GATEWAY_PUNT,
             of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=str(network.gateway)),

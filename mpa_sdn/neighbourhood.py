@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from functools import lru_cache
 
 import networkx as nx
 
@@ -81,6 +80,8 @@ class NeighbourhoodGraph:
         self._prefixes = sorted(((n.prefix, n) for n in topology.networks.values()),
                                 key=lambda item: item[0].prefixlen, reverse=True)
         self._trees: dict[str, dict[str, str]] = {}
+        self._network_index = {nid: i + 1 for i, nid in enumerate(sorted(topology.networks))}
+        self._candidates: dict[tuple[str, str], Candidate] = {}
 
     # -- switches ----------------------------------------------------------
 
@@ -175,11 +176,20 @@ class NeighbourhoodGraph:
     def neighbours(self, network_id: str) -> list[str]:
         return sorted(self.network_graph.successors(network_id))
 
+    def network_index(self, network_id: str) -> int:
+        """A small stable number for a network (cookie subjects)."""
+        return self._network_index[network_id]
+
     def candidates(self, network_id: str) -> list[Candidate]:
         """Discovery: the CTNs an MN in ``network_id`` may move to."""
-        return [self._candidate(network_id, target) for target in self.neighbours(network_id)]
+        result = []
+        for target in self.neighbours(network_id):
+            key = (network_id, target)
+            if key not in self._candidates:
+                self._candidates[key] = self._candidate(network_id, target)
+            result.append(self._candidates[key])
+        return result
 
-    @lru_cache(maxsize=None)
     def _candidate(self, source: str, target: str) -> Candidate:
         network = self.topology.networks[target]
         gateway = str(network.gateway)

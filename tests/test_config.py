@@ -326,8 +326,8 @@ ONE_DEFECT = [
                  "must be 'first-last'", id="pool-single-address"),
     pytest.param(drop("networks.net-a1.pool"), "networks.net-a1.pool",
                  "is required for an access network", id="access-network-without-pool"),
-    pytest.param(put("networks.net-a2.prefix", "10.1.0.0/16"), "networks.net-a2.prefix",
-                 "overlaps 10.1.1.0/24 of net-a1", id="overlapping-prefixes"),
+    pytest.param(put("networks.net-a2.prefix", "10.1.0.0/16"), "networks.net-a1.prefix",
+                 "10.1.1.0/24 overlaps 10.1.0.0/16 of net-a2", id="overlapping-prefixes"),
     pytest.param(put("networks.net-a2.poas", {}), "networks.net-a2.poas",
                  "at least one point of attachment", id="network-without-poas"),
     # points of attachment

@@ -1,4 +1,4 @@
-"""``mpa-topogen``: generate topology files of any size for scale tests.
+"""``mpa-topogen``: generate topology files of many sizes for scale tests.
 
 The shape is a tree of switches::
 
@@ -59,6 +59,7 @@ from mpa_sdn.config import ID_RE, MAX_FILE_BYTES
 NEIGHBOUR_MODES = ("ring", "mesh", "random")
 MAX_DOMAINS = 255            # the second octet of 10.<d>.<i>.0/24
 MAX_NETWORKS_PER_DOMAIN = 255  # the third octet
+MAX_OVS_PORT = 65279         # highest port number ofport_request takes
 MAX_IFNAME = 15              # Linux IFNAMSIZ - 1: Mininet names ports <switch>-eth<port>
 POOL_FIRST, POOL_LAST = 100, 199
 MAX_MOBILE_NODES = POOL_LAST - POOL_FIRST + 1
@@ -71,7 +72,7 @@ CN_NETWORK, CN_POA = "net-cn", "cn-port"
 
 # Lower bounds of the YAML bytes each item takes; used to refuse sizes that
 # cannot fit in a topology file before building them.
-_MIN_BYTES = {"network": 150, "poa": 20, "switch": 15, "link": 20, "relation": 45, "mn": 60}
+_MIN_BYTES = {"network": 170, "poa": 20, "switch": 15, "link": 20, "relation": 45, "mn": 60}
 
 
 def domain_id(d: int) -> str:
@@ -94,13 +95,13 @@ def poa_id(d: int, i: int, k: int) -> str:
     return f"ap{d}-{i}-{k}"
 
 
-def _check_count(name: str, value, lo: int, hi: int) -> None:
+def _check_count(name: str, value, lo: int, hi: int, why: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an integer, not {value!r}")
     if value < lo:
         raise ValueError(f"{name} must be at least {lo}, not {value}")
     if value > hi:
-        raise ValueError(f"{name} is {value}, at most {hi} fit the address plan")
+        raise ValueError(f"{name} is {value}, at most {hi} fit {why}")
 
 
 def _check_interface_names(max_port: dict[str, int]) -> None:
@@ -121,9 +122,12 @@ def generate(domains: int, networks_per_domain: int, poas_per_network: int, *,
     Raises ValueError for sizes that are not positive or do not fit the
     address plan, the switch naming or a topology file.
     """
-    _check_count("domains", domains, 1, MAX_DOMAINS)
-    _check_count("networks per domain", networks_per_domain, 1, MAX_NETWORKS_PER_DOMAIN)
-    _check_count("PoAs per network", poas_per_network, 1, 10**6)
+    _check_count("domains", domains, 1, MAX_DOMAINS,
+                 "the address plan (10.<domain>.<network>.0/24)")
+    _check_count("networks per domain", networks_per_domain, 1, MAX_NETWORKS_PER_DOMAIN,
+                 "the address plan (10.<domain>.<network>.0/24)")
+    _check_count("PoAs per network", poas_per_network, 1, MAX_OVS_PORT - 1,
+                 "an Open vSwitch bridge (PoAs are AR ports 2..K+1)")
     if neighbours not in NEIGHBOUR_MODES:
         raise ValueError(f"neighbours must be one of {', '.join(NEIGHBOUR_MODES)}, "
                          f"not {neighbours!r}")
@@ -131,7 +135,11 @@ def generate(domains: int, networks_per_domain: int, poas_per_network: int, *,
         raise ValueError(f"seed must be an integer, not {seed!r}")
     D, N, K = domains, networks_per_domain, poas_per_network
     slots = D * N * K
-    _check_count("mobile nodes", mobile_nodes, 1, min(MAX_MOBILE_NODES, slots))
+    _check_count("mobile nodes", mobile_nodes, 1, MAX_MOBILE_NODES,
+                 f"the lab's addresses (one each from the pool .{POOL_FIRST}-.{POOL_LAST})")
+    if mobile_nodes > slots:
+        raise ValueError(f"mobile nodes is {mobile_nodes}, but there are only {slots} PoAs "
+                         "to attach them to")
 
     _check_interface_names({CORE: D + 1, CN_AR: 2,
                             domain_switch_id(D): N + 1, ar_switch_id(D, N): K + 1})

@@ -77,6 +77,9 @@ class Lab:
         (the last address for the first MN, and so on), so runs repeat.
         """
         index = sorted(self.topology.mobile_nodes).index(mn.id)
+        if index >= len(network.pool):
+            raise ValueError(f"{network.id}'s pool ({network.pool}) has no lab address for "
+                             f"mobile node {mn.id} (the {index + 1}th)")
         return str(network.pool.last - index)
 
     def _ip_with_length(self, address: str, network: Network) -> str:
