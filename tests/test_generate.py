@@ -83,7 +83,7 @@ def test_ids_dpids_and_interface_names(mode):
         ports[poa.switch] = max(ports.get(poa.switch, 0), poa.port)
     assert set(ports) == set(topology.switches)
     for switch, port in ports.items():
-        assert ID_RE.match(switch)
+        assert ID_RE.fullmatch(switch)
         assert len(f"{switch}-eth{port}") <= 15
     # Gateway, correspondent and MN MACs are all distinct.
     macs = [n.gateway_mac for n in topology.networks.values()]

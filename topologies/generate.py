@@ -106,7 +106,7 @@ def _check_count(name: str, value, lo: int, hi: int, why: str) -> None:
 
 def _check_interface_names(max_port: dict[str, int]) -> None:
     for switch, port in max_port.items():
-        if not ID_RE.match(switch):
+        if not ID_RE.fullmatch(switch):
             raise ValueError(f"switch id {switch!r} is not a valid id")
         name = f"{switch}-eth{port}"
         if len(name) > MAX_IFNAME:
