@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import logging
 import signal
+import socket
 import sys
 import warnings
 
@@ -62,6 +63,23 @@ def _with_overrides(topology, args):
     return dataclasses.replace(topology, controller=settings)
 
 
+def _check_free(host: str, port: int, what: str) -> None:
+    """Exit 2 if another process listens on the port.
+
+    eventlet listens with SO_REUSEPORT, so a second controller would share
+    the port silently and switches would land on either; a plain bind fails
+    instead while anyone listens there.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            print(f"{what}: cannot listen on {host}:{port} ({exc.strerror})", file=sys.stderr)
+            sys.exit(2)
+
+
 def _patch_eventlet() -> None:
     # eventlet 0.41 warns on import that it is in maintenance mode; Ryu 4.34
     # has no other hub, so the warning tells our users nothing they can act on.
@@ -101,6 +119,9 @@ def main(argv=None) -> int:
         return 0
 
     topology = _with_overrides(_load(args.config), args)
+    settings = topology.controller
+    _check_free(settings.openflow_host, settings.openflow_port, "OpenFlow")
+    _check_free(settings.rest_host, settings.rest_port, "REST")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(handler)
@@ -111,7 +132,6 @@ def main(argv=None) -> int:
 
     from ryu.cmd import manager
     _stop_on_signals()
-    settings = topology.controller
     try:
         manager.main(args=[
             "--nouse-stderr",

@@ -26,13 +26,20 @@ fi
 
 # The kernel has no openvswitch module here, so ovs-vswitchd runs with the
 # userspace (netdev) datapath only; ovs-ctl starts ovsdb-server and vswitchd.
-if ! ovs-vsctl --timeout=2 show >/dev/null 2>&1; then
+ovs_up() { ovs-vsctl --timeout=2 show >/dev/null 2>&1; }
+
+if ! ovs_up; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "install-system: Open vSwitch is not running; run as root" >&2
         exit 1
     fi
-    echo "install-system: starting Open vSwitch"
-    /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random --no-monitor >/dev/null 2>&1 \
-        || /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random
-    ovs-vsctl --timeout=10 show >/dev/null
+    echo "install-system: starting Open vSwitch (userspace datapath)"
+    ctl=/usr/share/openvswitch/scripts/ovs-ctl
+    # Daemons killed without a clean stop leave pid files behind that make
+    # ovs-ctl believe they still run: stop what may be left, then start.
+    "$ctl" stop >/dev/null 2>&1 || true
+    rm -f /var/run/openvswitch/ovsdb-server.pid /var/run/openvswitch/ovs-vswitchd.pid
+    "$ctl" start --system-id=random --no-monitor 2>&1 | grep -v "ulimit" || true
+    for _ in $(seq 50); do ovs_up && break; sleep 0.2; done
+    ovs_up || { echo "install-system: Open vSwitch did not start" >&2; exit 1; }
 fi
