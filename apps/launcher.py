@@ -142,6 +142,9 @@ def main(argv=None) -> int:
         ], prog="mpa-controller")
     except KeyboardInterrupt:
         pass
+    except OSError as exc:  # e.g. the REST port was taken between check and bind
+        logging.getLogger("mpa_sdn").error("cannot start: %s", exc)
+        return 2
     logging.getLogger("mpa_sdn").info("controller stopped")
     return 0
 

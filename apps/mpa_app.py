@@ -1,9 +1,11 @@
 """The Ryu application: the only code that talks to switches.
 
-Each event handler hands the event to the core (:mod:`mpa_sdn.controller`)
-with the current time and sends what the core returns through ``send``, the
-one send point.  Packet-ins are only decoded and queued here; a worker green
-thread feeds them to the core, so a burst never blocks the OpenFlow channel.
+Event handlers only queue the event.  One worker green thread takes events in
+the order they came, hands each to the core (:mod:`mpa_sdn.controller`) with
+the current monotonic time, and sends what the core returns through
+``send``, the one send point.  One worker means the core sees one event at a
+time and its batches reach each switch whole and in order, even when a send
+blocks on a full connection.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import collections
 import logging
 import time
 
-from eventlet import queue as eventlet_queue
 from ryu.base import app_manager
 from ryu.controller import ofp_event
 from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
@@ -27,6 +28,7 @@ from rest_api.app import RestApi
 
 LOG = logging.getLogger("apps.mpa_app")
 TICK_S = 0.5
+PACKET_IN = "packet-in"
 
 
 class MpaApp(app_manager.RyuApp):
@@ -39,14 +41,23 @@ class MpaApp(app_manager.RyuApp):
         self.core = Controller(self.runtime.topology, self.counters)
         self.settings = self.runtime.topology.controller
         self.datapaths = {}
-        self.packet_ins = hub.Queue(self.settings.packet_in_queue)
-        self.rest = RestApi(Facade(self.core), self.counters)
+        # Our own queue (RyuApp already has self.events). Control events are
+        # never dropped; packet-ins are, beyond their bound.
+        self.work = hub.Queue()
+        self.packet_ins_waiting = 0
+        self.confirmations = {}  # (dpid, barrier xid) -> tag the core asked for
+        self.rest = RestApi(Facade(self.core, time.monotonic), self.counters)
         self.rest_server = None
+        self._own_threads = []
 
     def start(self):
         thread = super().start()
-        self._own_threads = [hub.spawn(self._packet_in_worker), hub.spawn(self._ticker),
-                             hub.spawn(self._serve_rest)]
+        host, port = self.settings.rest_host, self.settings.rest_port
+        # Listen here, not in the thread: if the port is taken, start-up fails.
+        self.rest_server = hub.WSGIServer((host, port), self.rest)
+        LOG.info("REST API on http://%s:%d/mpa/v1", host, port)
+        self._own_threads = [hub.spawn(self._worker), hub.spawn(self._ticker),
+                             hub.spawn(self.rest_server.serve_forever)]
         self.threads.extend(self._own_threads)
         return thread
 
@@ -59,16 +70,6 @@ class MpaApp(app_manager.RyuApp):
             self.rest_server.server.close()
         super().stop()
 
-    def _serve_rest(self):
-        host, port = self.settings.rest_host, self.settings.rest_port
-        try:
-            self.rest_server = hub.WSGIServer((host, port), self.rest)
-        except OSError as exc:
-            LOG.error("REST: cannot listen on %s:%d (%s); stopping", host, port, exc.strerror)
-            raise SystemExit(2) from None
-        LOG.info("REST API on http://%s:%d/mpa/v1", host, port)
-        self.rest_server.serve_forever()
-
     # -- the one send point -----------------------------------------------------
 
     def send(self, sends) -> None:
@@ -79,10 +80,12 @@ class MpaApp(app_manager.RyuApp):
                 LOG.debug("dpid=%016x not connected; %d messages dropped",
                           batch.dpid, len(batch.messages))
                 continue
-            # Deletes first: a batch may replace flows the deletes would hit.
+            # Deletes first: a batch may re-add what the deletes would hit.
             messages = sorted(batch.messages, key=lambda m: 0 if of.is_delete(m) else 1)
-            if batch.barrier:
-                messages.append(datapath.ofproto_parser.OFPBarrierRequest(datapath))
+            barrier = None
+            if batch.barrier or batch.confirm:
+                barrier = datapath.ofproto_parser.OFPBarrierRequest(datapath)
+                messages.append(barrier)
             for msg in messages:
                 msg.datapath = datapath
                 if not datapath.send_msg(msg):
@@ -91,16 +94,32 @@ class MpaApp(app_manager.RyuApp):
                                 batch.dpid, type(msg).__name__)
                     break
                 self.counters[f"sent_{type(msg).__name__}"] += 1
+            else:
+                if batch.confirm:
+                    self.confirmations[(batch.dpid, barrier.xid)] = batch.confirm
 
-    def _guard(self, what, dpid, call, *args):
-        """Run a core call; a bug there is logged and counted, never fatal."""
-        try:
-            self.send(call(*args))
-        except Exception:
-            self.counters["handler_error"] += 1
-            LOG.exception("dpid=%s: %s failed", f"{dpid:016x}" if dpid else "-", what)
+    # -- the worker ---------------------------------------------------------------
 
-    # -- events -------------------------------------------------------------------
+    def _post(self, what, dpid, call, *args):
+        self.work.put((what, dpid, call, args))
+
+    def _worker(self):
+        while True:
+            what, dpid, call, args = self.work.get()
+            if what == PACKET_IN:
+                self.packet_ins_waiting -= 1
+            try:
+                self.send(call(*args, time.monotonic()) or [])
+            except Exception:
+                self.counters["handler_error"] += 1
+                LOG.exception("dpid=%s: %s failed", f"{dpid:016x}" if dpid else "-", what)
+
+    def _ticker(self):
+        while True:
+            hub.sleep(TICK_S)
+            self._post("tick", None, self.core.tick)
+
+    # -- events (each only queues) -----------------------------------------------
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     def _state_change(self, ev):
@@ -110,46 +129,38 @@ class MpaApp(app_manager.RyuApp):
         if ev.state == MAIN_DISPATCHER:
             self.datapaths[datapath.id] = datapath
             address = "%s:%s" % datapath.address[:2] if datapath.address else None
-            self._guard("switch connect", datapath.id, self.core.switch_connected,
-                        datapath.id, time.time(), address)
+            self._post("switch connect", datapath.id,
+                       lambda now: self.core.switch_connected(datapath.id, now, address))
         elif self.datapaths.get(datapath.id) is datapath:
             del self.datapaths[datapath.id]
-            self.core.switch_disconnected(datapath.id, time.time())
+            for key in [k for k in self.confirmations if k[0] == datapath.id]:
+                del self.confirmations[key]
+            self._post("switch disconnect", datapath.id, self.core.switch_disconnected,
+                       datapath.id)
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def _flow_stats(self, ev):
         msg = ev.msg
         more = bool(msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE)
-        self._guard("flow stats", msg.datapath.id, self.core.flow_stats,
-                    msg.datapath.id, msg.body, more)
+        self._post("flow stats", msg.datapath.id,
+                   lambda now: self.core.flow_stats(msg.datapath.id, msg.body, more))
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     def _barrier(self, ev):
-        self.core.flows_confirmed(ev.msg.datapath.id, time.time())
+        dpid = ev.msg.datapath.id
+        tag = self.confirmations.pop((dpid, ev.msg.xid), None)
+        if tag is not None:
+            self._post("barrier", dpid, self.core.flows_confirmed, dpid, tag)
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev):
         msg = ev.msg
-        try:
-            self.packet_ins.put_nowait((msg.datapath.id, msg.match.get("in_port"),
-                                        msg.table_id, msg.data))
-        except eventlet_queue.Full:
+        if self.packet_ins_waiting >= self.settings.packet_in_queue:
             self.counters["packet_in_queue_full"] += 1
-
-    def _packet_in_worker(self):
-        while True:
-            dpid, in_port, table_id, data = self.packet_ins.get()
-            self._guard("packet-in", dpid, self.core.packet_in,
-                        dpid, in_port, table_id, data, time.time())
-
-    def _ticker(self):
-        while True:
-            hub.sleep(TICK_S)
-            try:
-                self.core.tick(time.time())
-            except Exception:
-                self.counters["handler_error"] += 1
-                LOG.exception("tick failed")
+            return
+        self.packet_ins_waiting += 1
+        self._post(PACKET_IN, msg.datapath.id, self.core.packet_in, msg.datapath.id,
+                   msg.match.get("in_port"), msg.table_id, msg.data)
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def _port_status(self, ev):
@@ -157,18 +168,19 @@ class MpaApp(app_manager.RyuApp):
         ofp = msg.datapath.ofproto
         gone = (msg.reason == ofp.OFPPR_DELETE
                 or bool(msg.desc.state & ofp.OFPPS_LINK_DOWN))
-        self._guard("port status", msg.datapath.id, self.core.port_status,
-                    msg.datapath.id, msg.desc.port_no, gone, time.time())
+        self._post("port status", msg.datapath.id, self.core.port_status,
+                   msg.datapath.id, msg.desc.port_no, gone)
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def _flow_removed(self, ev):
         msg = ev.msg
-        self._guard("flow removed", msg.datapath.id, self.core.flow_removed,
-                    msg.datapath.id, msg.cookie, msg.reason, time.time())
+        self._post("flow removed", msg.datapath.id, self.core.flow_removed,
+                   msg.datapath.id, msg.cookie, msg.reason, dict(msg.match.items()))
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def _error(self, ev):
         msg = ev.msg
-        self.counters["openflow_error"] += 1
         LOG.error("dpid=%016x OpenFlow error type=%d code=%d data=%s",
                   msg.datapath.id, msg.type, msg.code, bytes(msg.data[:64]).hex())
+        self._post("openflow error", msg.datapath.id, self.core.openflow_error,
+                   msg.datapath.id, msg.type, msg.code)

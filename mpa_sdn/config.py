@@ -245,6 +245,10 @@ _SETTING_PARSERS = {
     "host_idle_timeout_s": _int(0, 65535),
     "max_hosts": _int(1, 1_000_000),
     "arp_resolve_interval_s": _number(0.01, 60),
+    "pending_per_address": _int(0, 1000),
+    "pending_addresses": _int(0, 100_000),
+    "pending_lifetime_s": _number(0.1, 60),
+    "reject_hold_s": _int(1, 3600),
     "packet_in_queue": _int(1, 100_000),
 }
 

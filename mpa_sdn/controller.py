@@ -1,10 +1,12 @@
 """The controller's core: state in, OpenFlow messages out.
 
 ``Controller`` receives events from the Ryu shell (a switch connected, a
-flow-stats reply, a packet-in, a port status, a flow removed, a timer tick),
-each with ``now``, and returns :class:`Send` batches for the shell to put on
-the wire.  It never sends, sleeps or reads the clock itself, so every
-decision can be replayed in a unit test against fake switches.
+flow-stats reply, a barrier reply, a packet-in, a port status, a flow removed,
+an OpenFlow error, a timer tick), each with ``now`` from a monotonic clock,
+and returns :class:`Send` batches for the shell to put on the wire.  It never
+sends, sleeps or reads the clock itself, so every decision can be replayed in
+a unit test against fake switches.  The shell hands it one event at a time,
+in the order they arrived.
 """
 
 from __future__ import annotations
@@ -20,24 +22,25 @@ from mpa_sdn import forwarding, packets, reconcile
 from mpa_sdn import openflow as of
 from mpa_sdn.forwarding import Host
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
-from mpa_sdn.tables import EXACT_MASK, FEATURE_SHIFT, Feature, Table, host_cookie, is_ours
+from mpa_sdn.tables import EXACT_MASK, Feature, Table, feature_of, host_cookie, subject_of
 from mpa_sdn.topology import PoA, Topology
 
 LOG = logging.getLogger("mpa_sdn.controller")
-
-# Packets to an address being resolved wait for its ARP reply, within bounds.
-PENDING_PER_ADDRESS = 8
-PENDING_ADDRESSES = 1024
-PENDING_LIFETIME_S = 2.0
+RECONCILE = "reconcile"
 
 
 @dataclass
 class Send:
-    """Messages for one switch; ``barrier`` asks the shell to confirm them."""
+    """Messages for one switch.
+
+    ``barrier`` asks the shell to follow them with a barrier; ``confirm``
+    also asks it to report the barrier's reply back with this tag.
+    """
 
     dpid: int
     messages: list
     barrier: bool = False
+    confirm: str | None = None
 
 
 @dataclass
@@ -49,6 +52,8 @@ class SwitchState:
     stats: list = field(default_factory=list)
     reconciling: bool = False          # flows sent, barrier not yet answered
     reconciled_at: float | None = None
+    last_reconcile: dict | None = None
+    errors: int = 0                    # OpenFlow errors since it connected
 
 
 class Controller:
@@ -58,9 +63,14 @@ class Controller:
         self.settings = topology.controller
         self.counters = counters if counters is not None else collections.Counter()
         self.switches: dict[int, SwitchState] = {}
-        self.hosts: dict[str, Host] = {h.address: h for h in forwarding.correspondent_hosts(self.graph)}
+        self.hosts: dict[str, Host] = {}
+        self._host_paths: dict[str, frozenset] = {}
+        for host in forwarding.correspondent_hosts(self.graph):
+            self._remember(host)
         self._poa_at = {(self.graph.dpid(p.switch), p.port): p for p in topology.poas.values()}
         self._gateways = {str(n.gateway): n for n in topology.networks.values()}
+        self._gateway_macs = {n.gateway_mac for n in topology.networks.values()}
+        self._static_counts: dict[str, int] = {}
         self._arp_sent: dict[str, float] = {}
         self._pending: dict[str, collections.deque] = {}
 
@@ -97,60 +107,96 @@ class Controller:
         self.counters["reconcile_added"] += len(result.adds)
         self.counters["reconcile_kept"] += result.kept
         state.reconciling = True
+        state.last_reconcile = {"deleted": len(result.deletes), "added": len(result.adds),
+                                "kept": result.kept}
         LOG.info("dpid=%016x switch=%s reconcile: %d deleted, %d added, %d kept",
                  dpid, state.switch, len(result.deletes), len(result.adds), result.kept)
-        return [Send(dpid, result.messages, barrier=True)]
+        return [Send(dpid, result.messages, barrier=True, confirm=RECONCILE)]
 
-    def flows_confirmed(self, dpid: int, now: float) -> None:
+    def flows_confirmed(self, dpid: int, tag: str, now: float) -> None:
+        """The barrier after a batch sent with ``confirm=tag`` was answered."""
         state = self.switches.get(dpid)
-        if state is not None and state.reconciling:
+        if state is not None and tag == RECONCILE and state.reconciling:
             state.reconciling, state.reconciled_at = False, now
+            if state.errors:
+                LOG.warning("dpid=%016x switch=%s reconciled with %d OpenFlow errors",
+                            dpid, state.switch, state.errors)
+
+    def openflow_error(self, dpid: int, err_type: int, code: int, now: float) -> None:
+        self.counters["openflow_error"] += 1
+        state = self.switches.get(dpid)
+        if state is not None:
+            state.errors += 1
 
     def desired_flows(self, dpid: int) -> list:
         switch = self.graph.switch_of_dpid(dpid)
         if switch is None:
             return []
         flows = forwarding.static_flows(self.graph, switch)
-        for address in sorted(self.hosts, key=lambda a: ipaddress.IPv4Address(a)):
-            flows += forwarding.host_flows(self.graph, switch, self.hosts[address],
-                                           self.settings.host_idle_timeout_s)
+        for address in sorted(self.hosts, key=ipaddress.IPv4Address):
+            if switch in self._host_paths[address]:
+                flows += self._host_flows(self.hosts[address]).get(switch, [])
         return flows
+
+    def expected_flow_count(self, dpid: int) -> int:
+        """len(desired_flows(dpid)), without building any flow-mod."""
+        switch = self.graph.switch_of_dpid(dpid)
+        if switch not in self._static_counts:
+            self._static_counts[switch] = len(forwarding.static_flows(self.graph, switch))
+        routes = sum(switch in path for path in self._host_paths.values())
+        checks = sum(h.poa.switch == switch for h in self.hosts.values())
+        return self._static_counts[switch] + routes + checks
 
     # -- hosts ------------------------------------------------------------
 
-    def _learn(self, mac: str, address: str, poa: PoA, now: float) -> list[Send]:
+    def _host_flows(self, host: Host) -> dict[str, list]:
+        return forwarding.host_flows(self.graph, host, self.settings.host_idle_timeout_s)
+
+    def _remember(self, host: Host) -> None:
+        self.hosts[host.address] = host
+        self._host_paths[host.address] = frozenset(forwarding.host_path(self.graph, host))
+
+    def _refusal(self, mac: str, address: str, poa: PoA) -> str | None:
+        """Why a host may not be learned at this PoA, or None."""
         network = self.graph.network(poa.network)
+        if int(mac[:2], 16) & 1 or mac in self._gateway_macs:
+            return "mac"
         ip = ipaddress.IPv4Address(address)
         if (ip not in network.prefix or ip == network.gateway
                 or ip in (network.prefix.network_address, network.prefix.broadcast_address)):
-            self.counters["learn_rejected_address"] += 1
-            LOG.warning("host mac=%s ip=%s at poa=%s: not a host address of %s; not learned",
-                        mac, address, poa.id, network.id)
-            return []
+            return "address"
         old = self.hosts.get(address)
-        if old is not None and old.static:
-            if (old.mac, old.poa) != (mac, poa):
-                self.counters["learn_rejected_static"] += 1
-                LOG.warning("host mac=%s claims %s of correspondent at %s; ignored",
-                            mac, address, old.poa.id)
+        if old is not None and old.static and (old.mac, old.poa) != (mac, poa):
+            return "static"
+        if old is None and len(self.hosts) >= self.settings.max_hosts:
+            return "full"
+        return None
+
+    def _reject(self, mac: str, address: str, poa: PoA, reason: str) -> list[Send]:
+        self.counters[f"learn_rejected_{reason}"] += 1
+        LOG.warning("host mac=%s ip=%s at poa=%s refused (%s); dropped for %d s",
+                    mac, address, poa.id, reason, self.settings.reject_hold_s)
+        dpid = self.graph.dpid(poa.switch)
+        if dpid not in self.switches:
             return []
-        new = Host(address, mac, poa)
-        sends = []
+        return [Send(dpid, [forwarding.reject_flow(poa.port, mac, address,
+                                                    self.settings.reject_hold_s)])]
+
+    def _learn(self, mac: str, address: str, poa: PoA, now: float) -> list[Send]:
+        reason = self._refusal(mac, address, poa)
+        if reason is not None:
+            return self._reject(mac, address, poa, reason)
+        old = self.hosts.get(address)
+        new = Host(address, mac, poa, static=bool(old and old.static))
         if old == new:
             # Known, yet its source check missed: the switch lost the flow
             # (it idled out as the packet came).  Put it back where it belongs.
             self.counters["learn_refreshed"] += 1
             dpid = self.graph.dpid(poa.switch)
-            if dpid in self.switches:
-                sends.append(Send(dpid, forwarding.host_flows(
-                    self.graph, poa.switch, new, self.settings.host_idle_timeout_s), barrier=True))
-            return sends
-        if old is None and len(self.hosts) >= self.settings.max_hosts:
-            self.counters["learn_rejected_full"] += 1
-            LOG.warning("host table full (%d); mac=%s ip=%s not learned", self.settings.max_hosts,
-                        mac, address)
-            return []
-        self.hosts[address] = new
+            if dpid not in self.switches:
+                return []
+            return [Send(dpid, self._host_flows(new)[poa.switch], barrier=True)]
+        self._remember(new)
         if old is None:
             self.counters["host_learned"] += 1
             LOG.info("host mac=%s ip=%s learned at poa=%s", mac, address, poa.id)
@@ -158,26 +204,30 @@ class Controller:
             self.counters["host_moved" if old.mac == mac else "host_address_taken"] += 1
             LOG.info("host mac=%s ip=%s now at poa=%s (was mac=%s at poa=%s)",
                      mac, address, poa.id, old.mac, old.poa.id)
-        # Make before break: new routes overwrite the old ones in place, then
-        # the old source check goes.
-        for dpid, state in sorted(self.switches.items()):
-            msgs = forwarding.host_flows(self.graph, state.switch, new,
-                                         self.settings.host_idle_timeout_s)
-            if old is not None and state.switch == old.poa.switch:
-                msgs.append(forwarding.source_check_delete(old))
-            sends.append(Send(dpid, msgs, barrier=True))
-        sends += self._release_pending(address, now)
-        return sends
+        by_switch = self._host_flows(new)
+        if old is not None:
+            # Routes on switches the host's new path shares are overwritten in
+            # place; the rest of the old path loses them, and the old source
+            # check goes.
+            for switch in forwarding.host_path(self.graph, old):
+                if switch not in by_switch:
+                    by_switch[switch] = [forwarding.host_route_delete(old)]
+            by_switch.setdefault(old.poa.switch, []).append(forwarding.source_check_delete(old))
+        sends = [Send(self.graph.dpid(sw), msgs, barrier=True)
+                 for sw, msgs in sorted(by_switch.items()) if self.graph.dpid(sw) in self.switches]
+        return sends + self._release_pending(address, now)
 
     def forget_host(self, address: str, reason: str) -> list[Send]:
         host = self.hosts.get(address)
         if host is None or host.static:
             return []
+        path = self._host_paths.pop(address)
         del self.hosts[address]
         self.counters[f"host_forgotten_{reason}"] += 1
         LOG.info("host mac=%s ip=%s at poa=%s forgotten (%s)", host.mac, address, host.poa.id, reason)
-        return [Send(dpid, [of.flow_delete_cookie(host_cookie(address), EXACT_MASK)])
-                for dpid in sorted(self.switches)]
+        delete = of.flow_delete_cookie(host_cookie(address), EXACT_MASK)
+        return [Send(self.graph.dpid(sw), [delete]) for sw in sorted(path)
+                if self.graph.dpid(sw) in self.switches]
 
     def port_status(self, dpid: int, port: int, gone: bool, now: float) -> list[Send]:
         """A port was deleted or lost its link: hosts learned there have left."""
@@ -189,14 +239,21 @@ class Controller:
             sends += self.forget_host(address, "link_down")
         return sends
 
-    def flow_removed(self, dpid: int, cookie: int, reason: int, now: float) -> list[Send]:
-        if reason != ofp.OFPRR_IDLE_TIMEOUT or not is_ours(cookie):
+    def flow_removed(self, dpid: int, cookie: int, reason: int, match: dict,
+                     now: float) -> list[Send]:
+        """A source check idled out: the host has gone quiet, forget it.
+
+        Only if the flow is the host's current source check: a move may have
+        replaced it with another one the switch has not removed.
+        """
+        if reason != ofp.OFPRR_IDLE_TIMEOUT or feature_of(cookie) != Feature.HOST:
             return []
-        if (cookie >> FEATURE_SHIFT) & 0xFF != Feature.HOST:
-            return []
-        address = str(ipaddress.IPv4Address(cookie & ((1 << 32) - 1)))
+        address = str(ipaddress.IPv4Address(subject_of(cookie) & 0xFFFFFFFF))
         host = self.hosts.get(address)
         if host is None or self.graph.dpid(host.poa.switch) != dpid:
+            return []
+        if (match.get("in_port"), str(match.get("eth_src", "")).lower()) != (host.poa.port, host.mac):
+            self.counters["flow_removed_stale"] += 1
             return []
         return self.forget_host(address, "idle")
 
@@ -218,8 +275,8 @@ class Controller:
             return self._arp(dpid, in_port, frame, now)
         if table_id == Table.ROUTE and frame.ip_dst is not None:
             if frame.ip_dst in self._gateways:
-                return self._to_gateway(dpid, frame)
-            return self._unresolved(dpid, frame, data, now)
+                return self._to_gateway(frame)
+            return self._unresolved(frame, data, now)
         self.counters["packet_in_unexpected"] += 1
         return []
 
@@ -229,14 +286,25 @@ class Controller:
             self.counters["packet_in_unexpected"] += 1
             return []
         sends = self._learn(frame.eth_src, frame.ip_src, poa, now)
-        if frame.ip_src in self.hosts and self.hosts[frame.ip_src].poa == poa:
-            # The packet that taught us the host goes on its way too.
-            sends.append(Send(dpid, [self._reinject(data)]))
+        host = self.hosts.get(frame.ip_src)
+        if host is not None and (host.mac, host.poa) == (frame.eth_src, poa):
+            # The packet that taught us the host goes on its way too: routed
+            # from the top of the pipeline, now that its routes are in place.
+            sends.append(Send(dpid, [of.packet_out(data, [of.output(ofp.OFPP_TABLE)])]))
         return sends
 
-    @staticmethod
-    def _reinject(data: bytes):
-        return of.packet_out(data, [of.output(ofp.OFPP_TABLE)])
+    def _deliver(self, host: Host, data: bytes, forwarded: bool) -> list[Send]:
+        """Send a frame straight out of the host's PoA, as its last hop would.
+
+        Never back through the flow table: if a route were missing there, the
+        packet would come straight back to the controller.
+        """
+        dpid = self.graph.dpid(host.poa.switch)
+        if dpid not in self.switches:
+            self.counters["deliver_disconnected"] += 1
+            return []
+        actions = forwarding.last_hop_actions(host, self.graph.network(host.poa.network), forwarded)
+        return [Send(dpid, [of.packet_out(data, actions)])]
 
     def _arp(self, dpid, in_port, frame, now) -> list[Send]:
         poa = self._poa_at.get((dpid, in_port))
@@ -252,13 +320,15 @@ class Controller:
             return []
         if a.src_ip != packets.UNSPECIFIED:
             sends += self._learn(a.src_mac, a.src_ip, poa, now)
-        if a.opcode != 1:
+        if a.opcode != packets.ARP_REQUEST:
             return sends
         target = self.hosts.get(a.dst_ip)
         answer = a.dst_ip == str(network.gateway) or (
             target is not None and target.poa.network == network.id and target.mac != a.src_mac)
         if answer:
-            # Local proxy ARP: every destination is reached through the gateway.
+            # Local proxy ARP: every destination is reached through the
+            # gateway.  A probe (RFC 5227, sender 0.0.0.0) for an address in
+            # use is answered too, so the prober knows it is taken.
             self.counters["arp_proxy_reply"] += 1
             reply = packets.arp_reply(sender_mac=network.gateway_mac, sender_ip=a.dst_ip,
                                       target_mac=a.src_mac,
@@ -269,7 +339,7 @@ class Controller:
             sends += self._resolve(a.dst_ip, now)
         return sends
 
-    def _to_gateway(self, dpid, frame) -> list[Send]:
+    def _to_gateway(self, frame) -> list[Send]:
         network = self._gateways[frame.ip_dst]
         source = self.hosts.get(frame.ip_src)
         if frame.icmp_echo is None or source is None:
@@ -279,25 +349,23 @@ class Controller:
         reply = packets.icmp_echo_reply(src_mac=network.gateway_mac, dst_mac=source.mac,
                                         src_ip=frame.ip_dst, dst_ip=frame.ip_src,
                                         echo=frame.icmp_echo)
-        return [Send(dpid, [self._reinject(reply)])]
+        return self._deliver(source, reply, forwarded=False)
 
-    def _unresolved(self, dpid, frame, data, now) -> list[Send]:
-        if frame.ip_dst in self.hosts:
-            # Raced with the host's routes being installed: route it now.
-            return [Send(dpid, [self._reinject(data)])]
+    def _unresolved(self, frame, data, now) -> list[Send]:
+        host = self.hosts.get(frame.ip_dst)
+        if host is not None:
+            # Raced with the host's routes being installed.
+            return self._deliver(host, data, forwarded=True)
         if self.graph.network_of_address(frame.ip_dst) is None:
             self.counters["packet_in_unexpected"] += 1
             return []
         queue = self._pending.get(frame.ip_dst)
-        if queue is None:
-            if len(self._pending) >= PENDING_ADDRESSES:
-                self.counters["pending_dropped_full"] += 1
-                return self._resolve(frame.ip_dst, now)
+        if queue is None and len(self._pending) < self.settings.pending_addresses:
             queue = self._pending[frame.ip_dst] = collections.deque()
-        if len(queue) >= PENDING_PER_ADDRESS:
+        if queue is None or len(queue) >= self.settings.pending_per_address:
             self.counters["pending_dropped_full"] += 1
         else:
-            queue.append((now + PENDING_LIFETIME_S, data))
+            queue.append((now + self.settings.pending_lifetime_s, data))
             self.counters["pending_held"] += 1
         return self._resolve(frame.ip_dst, now)
 
@@ -324,27 +392,24 @@ class Controller:
         queue = self._pending.pop(address, None)
         if not queue:
             return []
-        host = self.hosts[address]
-        dpid = self.graph.dpid(host.poa.switch)
-        if dpid not in self.switches:
-            self.counters["pending_dropped_expired"] += len(queue)
-            return []
         fresh = [data for expires, data in queue if expires >= now]
         self.counters["pending_dropped_expired"] += len(queue) - len(fresh)
-        self.counters["pending_released"] += len(fresh)
-        return [Send(dpid, [self._reinject(data) for data in fresh])] if fresh else []
+        sends = [s for data in fresh for s in self._deliver(self.hosts[address], data, True)]
+        self.counters["pending_released"] += len(sends)
+        self.counters["pending_dropped_disconnected"] += len(fresh) - len(sends)
+        return sends
 
     def tick(self, now: float) -> None:
         """Expire held packets and old resolution records."""
         for address in [a for a, q in self._pending.items() if q and q[-1][0] < now]:
             self.counters["pending_dropped_expired"] += len(self._pending.pop(address))
-        horizon = now - max(self.settings.arp_resolve_interval_s, PENDING_LIFETIME_S)
+        horizon = now - max(self.settings.arp_resolve_interval_s, self.settings.pending_lifetime_s)
         for address in [a for a, t in self._arp_sent.items() if t < horizon]:
             del self._arp_sent[address]
 
     # -- read-only views for the REST layer ---------------------------------
 
-    def switch_summary(self) -> list[dict]:
+    def switch_summary(self, now: float) -> list[dict]:
         rows = []
         for switch in self.graph.switch_ids():
             dpid = self.graph.dpid(switch)
@@ -353,11 +418,13 @@ class Controller:
                 "id": switch, "dpid": dpid, "dpid_hex": f"{dpid:016x}",
                 "connected": state is not None,
                 "address": state.address if state else None,
-                "connected_at": state.connected_at if state else None,
-                "reconciled_at": state.reconciled_at if state else None,
+                "connected_for_s": round(now - state.connected_at, 3) if state else None,
+                "reconciled": bool(state and state.reconciled_at is not None),
+                "last_reconcile": state.last_reconcile if state else None,
+                "openflow_errors": state.errors if state else 0,
                 "trunk_ports": {str(p): other for p, other in sorted(self.graph.trunk_ports(switch).items())},
                 "poas": [{"id": p.id, "port": p.port, "network": p.network}
                          for p in self.graph.poas_on(switch)],
-                "expected_flows": len(self.desired_flows(dpid)),
+                "expected_flows": self.expected_flow_count(dpid),
             })
         return rows

@@ -18,9 +18,10 @@ class NotFound(Exception):
 
 
 class Facade:
-    def __init__(self, controller: Controller):
+    def __init__(self, controller: Controller, clock):
         self._core = controller
         self._graph = controller.graph
+        self._clock = clock  # monotonic seconds, the core's time
 
     def _network(self, network_id: str) -> Network:
         try:
@@ -55,4 +56,7 @@ class Facade:
         return [c.as_dict() for c in self._graph.candidates(network_id)]
 
     def switches(self) -> list[dict]:
-        return self._core.switch_summary()
+        return self._core.switch_summary(self._clock())
+
+    def counters(self) -> dict:
+        return dict(sorted(self._core.counters.items()))

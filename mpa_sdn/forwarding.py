@@ -4,11 +4,16 @@ Pure functions from the neighbourhood graph (and the known hosts) to flow-mods
 for one switch.  The same functions give the flows to install when a switch
 connects and the reference a reconnecting switch is reconciled against.
 
-Routing happens at the first switch: a packet from a host is matched on its
-destination there, forwarded hop by hop on the IPv4 destination, and
-rewritten once at the last hop (source MAC := the destination network's
-gateway, destination MAC := the host, TTL - 1).  Hosts only ever see the
-gateway's MAC, whatever network the peer is in.
+Every switch forwards on the IPv4 destination.  Traffic for a network goes
+to its access router (AR), as in any routed network: the AR holds the host
+routes (/32) of the network's known hosts, and so does every switch on the
+way from the AR to the host's PoA; no other switch needs them, so learning a
+host touches only that path.  The packet is rewritten once, at the last hop
+(source MAC := the network's gateway, destination MAC := the host, TTL - 1):
+hosts only ever see the gateway's MAC, whatever network the peer is in.
+
+TTL: OVS does not report packets whose TTL runs out, so they vanish without
+an ICMP time-exceeded (traceroute shows no hops).
 """
 
 from __future__ import annotations
@@ -19,14 +24,14 @@ from ryu.ofproto import ether
 from ryu.ofproto import ofproto_v1_3 as ofp
 
 from mpa_sdn import openflow as of
+from mpa_sdn.packets import ARP_REPLY, ARP_REQUEST
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.tables import (
-    PRIO_CLASSIFY, PRIO_GATEWAY_PUNT, PRIO_HOST, PRIO_MISS, PRIO_NETWORK,
-    PRIO_UNKNOWN_SOURCE, Feature, Table, cookie, host_cookie)
+    EXACT_MASK, PRIO_ARP_OTHER, PRIO_ARP_RESPONDER, PRIO_CLASSIFY, PRIO_GATEWAY_PUNT,
+    PRIO_HOST, PRIO_MISS, PRIO_NETWORK, PRIO_REJECT, PRIO_UNKNOWN_SOURCE, Feature, Table,
+    cookie, host_cookie)
 from mpa_sdn.topology import Network, PoA
 
-ARP_REQUEST = 1
-ARP_REPLY = 2
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ def pipeline_flows(graph: NeighbourhoodGraph, switch: str) -> list:
                                  of.apply(of.to_controller()), pipe))
     # Every other ARP packet at a PoA (replies, probes, requests for hosts)
     # is the controller's to answer or learn from.
-    flows.append(of.flow_add(Table.ARP, PRIO_CLASSIFY, of.match(eth_type=ether.ETH_TYPE_ARP),
+    flows.append(of.flow_add(Table.ARP, PRIO_ARP_OTHER, of.match(eth_type=ether.ETH_TYPE_ARP),
                              of.apply(of.to_controller()), pipe))
     return flows
 
@@ -76,15 +81,17 @@ def arp_responder_flows(graph: NeighbourhoodGraph, switch: str) -> list:
         network = graph.network(poa.network)
         gw_mac, gw_ip = network.gateway_mac, str(network.gateway)
         flows.append(of.flow_add(
-            Table.ARP, PRIO_NETWORK,
+            Table.ARP, PRIO_ARP_RESPONDER,
             of.match(in_port=poa.port, eth_type=ether.ETH_TYPE_ARP,
                      arp_op=ARP_REQUEST, arp_tpa=gw_ip),
+            # The register moves use Nicira field names: OVS reports them back
+            # that way, and reconciliation compares wire encodings.
             of.apply(
-                of.reg_move("eth_src", "eth_dst", 48),
+                of.reg_move("eth_src_nxm", "eth_dst_nxm", 48),
                 of.set_field(eth_src=gw_mac),
                 of.set_field(arp_op=ARP_REPLY),
-                of.reg_move("arp_sha", "arp_tha", 48),
-                of.reg_move("arp_spa", "arp_tpa", 32),
+                of.reg_move("arp_sha_nxm", "arp_tha_nxm", 48),
+                of.reg_move("arp_spa_nxm", "arp_tpa_nxm", 32),
                 of.set_field(arp_sha=gw_mac),
                 of.set_field(arp_spa=gw_ip),
                 of.output(ofp.OFPP_IN_PORT)),
@@ -115,17 +122,21 @@ def network_route_flows(graph: NeighbourhoodGraph, switch: str) -> list:
     return flows
 
 
-def host_route_flow(graph: NeighbourhoodGraph, switch: str, host: Host, network: Network):
-    tag = host_cookie(host.address)
-    match = of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=host.address)
-    if switch == host.poa.switch:
-        actions = of.apply(of.set_field(eth_src=network.gateway_mac),
-                           of.set_field(eth_dst=host.mac),
-                           of.dec_ttl(),
-                           of.output(host.poa.port))
-    else:
-        actions = of.apply(of.output(graph.next_hop_port(switch, host.poa.switch)))
-    return of.flow_add(Table.ROUTE, PRIO_HOST, match, actions, tag)
+def host_path(graph: NeighbourhoodGraph, host: Host) -> list[str]:
+    """The switches that hold the host's route: from its network's AR to its PoA."""
+    return graph.switch_path(graph.network(host.poa.network).access_router, host.poa.switch)
+
+
+def _route_match(host: Host):
+    return of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=host.address)
+
+
+def last_hop_actions(host: Host, network: Network, forwarded: bool = True) -> list:
+    """What the last switch does to a packet for the host (also used for packet-outs)."""
+    actions = [of.set_field(eth_src=network.gateway_mac), of.set_field(eth_dst=host.mac)]
+    if forwarded:
+        actions.append(of.dec_ttl())
+    return actions + [of.output(host.poa.port)]
 
 
 def source_check_match(host: Host):
@@ -133,25 +144,41 @@ def source_check_match(host: Host):
                     eth_src=host.mac, ipv4_src=host.address)
 
 
-def source_check_flow(host: Host, idle_timeout: int):
-    """Admit the host's IPv4 at its PoA; idling out tells us it has gone."""
+def host_flows(graph: NeighbourhoodGraph, host: Host, idle_timeout: int) -> dict[str, list]:
+    """The host's flows, by switch: routes along its path, the source check at its PoA."""
+    network = graph.network(host.poa.network)
+    tag = host_cookie(host.address)
+    match = _route_match(host)  # one match object shared by every switch's flow-mod
+    flows: dict[str, list] = {}
+    for switch in host_path(graph, host):
+        if switch == host.poa.switch:
+            actions = last_hop_actions(host, network)
+        else:
+            actions = [of.output(graph.next_hop_port(switch, host.poa.switch))]
+        flows[switch] = [of.flow_add(Table.ROUTE, PRIO_HOST, match, of.apply(*actions), tag)]
     timeout = 0 if host.static else idle_timeout
-    return of.flow_add(Table.INGRESS, PRIO_HOST, source_check_match(host), of.goto(Table.ROUTE),
-                       host_cookie(host.address), idle_timeout=timeout,
-                       notify_removal=not host.static)
+    flows[host.poa.switch].append(of.flow_add(
+        Table.INGRESS, PRIO_HOST, source_check_match(host), of.goto(Table.ROUTE), tag,
+        idle_timeout=timeout, notify_removal=not host.static))
+    return flows
+
+
+def host_route_delete(host: Host):
+    return of.flow_delete_strict(Table.ROUTE, PRIO_HOST, _route_match(host),
+                                 host_cookie(host.address), EXACT_MASK)
 
 
 def source_check_delete(host: Host):
     return of.flow_delete_strict(Table.INGRESS, PRIO_HOST, source_check_match(host),
-                                 host_cookie(host.address), (1 << 64) - 1)
+                                 host_cookie(host.address), EXACT_MASK)
 
 
-def host_flows(graph: NeighbourhoodGraph, switch: str, host: Host, idle_timeout: int) -> list:
-    network = graph.network(host.poa.network)
-    flows = [host_route_flow(graph, switch, host, network)]
-    if switch == host.poa.switch:
-        flows.append(source_check_flow(host, idle_timeout))
-    return flows
+def reject_flow(port: int, mac: str, address: str, hold_s: int):
+    """Drop a source the controller refused, for a while, instead of punting it."""
+    return of.flow_add(Table.INGRESS, PRIO_REJECT,
+                       of.match(in_port=port, eth_type=ether.ETH_TYPE_IP, eth_src=mac,
+                                ipv4_src=address),
+                       [], cookie(Feature.REJECT), hard_timeout=hold_s)
 
 
 def static_flows(graph: NeighbourhoodGraph, switch: str) -> list:

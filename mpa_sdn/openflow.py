@@ -51,11 +51,11 @@ def match(**fields):
 
 
 def flow_add(table: int, priority: int, match_, instructions: list, cookie: int,
-             idle_timeout: int = 0, notify_removal: bool = False):
+             idle_timeout: int = 0, hard_timeout: int = 0, notify_removal: bool = False):
     flags = ofp.OFPFF_SEND_FLOW_REM if notify_removal else 0
     return parser.OFPFlowMod(
         None, cookie=cookie, table_id=int(table), command=ofp.OFPFC_ADD,
-        idle_timeout=idle_timeout, priority=priority, buffer_id=ofp.OFP_NO_BUFFER,
+        idle_timeout=idle_timeout, hard_timeout=hard_timeout, priority=priority, buffer_id=ofp.OFP_NO_BUFFER,
         flags=flags, match=match_, instructions=instructions)
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet
 from ryu.ofproto import ether, inet
 
+ARP_REQUEST = 1
+ARP_REPLY = 2
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 ZERO_MAC = "00:00:00:00:00:00"
 UNSPECIFIED = "0.0.0.0"

@@ -43,14 +43,13 @@ class Feature(enum.IntEnum):
     ARP_RESPONDER = 0x02  # in-switch ARP replies for gateways
     NETWORK_ROUTE = 0x03  # per-network routes and punts, subject = network index
     HOST = 0x04          # a host's source check and routes, subject = its IPv4 address
+    REJECT = 0x05        # temporary drops for sources the controller refused
 
 
 MAGIC = 0x4D  # 'M'
 MAGIC_SHIFT = 56
 FEATURE_SHIFT = 48
 SUBJECT_MASK = (1 << FEATURE_SHIFT) - 1
-MAGIC_MASK = 0xFF << MAGIC_SHIFT
-FEATURE_MASK = MAGIC_MASK | (0xFF << FEATURE_SHIFT)
 EXACT_MASK = (1 << 64) - 1
 
 
@@ -68,25 +67,21 @@ def is_ours(value: int) -> bool:
     return (value >> MAGIC_SHIFT) == MAGIC
 
 
-def describe(value: int) -> str:
-    """Human-readable cookie, for logs and the flow listing."""
-    if not is_ours(value):
-        return f"foreign({value:#x})"
-    feature = (value >> FEATURE_SHIFT) & 0xFF
-    subject = value & SUBJECT_MASK
-    try:
-        name = Feature(feature).name.lower()
-    except ValueError:
-        return f"unknown-feature({value:#x})"
-    if feature == Feature.HOST:
-        return f"{name}:{ipaddress.IPv4Address(subject)}"
-    return f"{name}:{subject}"
+def feature_of(value: int) -> int | None:
+    return (value >> FEATURE_SHIFT) & 0xFF if is_ours(value) else None
+
+
+def subject_of(value: int) -> int:
+    return value & SUBJECT_MASK
 
 
 # Priorities, highest first within each table.
-PRIO_GATEWAY_PUNT = 400
-PRIO_HOST = 300
-PRIO_NETWORK = 200
-PRIO_CLASSIFY = 100
-PRIO_UNKNOWN_SOURCE = 50
+PRIO_GATEWAY_PUNT = 400    # ROUTE: the gateways' own addresses
+PRIO_HOST = 300            # ROUTE: host routes; INGRESS: source checks
+PRIO_REJECT = 250          # INGRESS: refused sources, dropped for a while
+PRIO_NETWORK = 200         # ROUTE: network prefixes
+PRIO_ARP_RESPONDER = 200   # ARP: the gateway's in-switch replies
+PRIO_CLASSIFY = 100        # INGRESS: port classification
+PRIO_ARP_OTHER = 100       # ARP: everything else goes to the controller
+PRIO_UNKNOWN_SOURCE = 50   # INGRESS: IPv4 from an unknown host
 PRIO_MISS = 0

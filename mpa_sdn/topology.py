@@ -35,6 +35,15 @@ class ControllerSettings:
     # Unknown destinations are resolved with an ARP request from the gateway;
     # at most one request per address in this interval.
     arp_resolve_interval_s: float = 1.0
+    # Packets for an address being resolved wait for its ARP reply: at most
+    # this many per address, for this many addresses, for this long.
+    pending_per_address: int = 8
+    pending_addresses: int = 1024
+    pending_lifetime_s: float = 2.0
+    # A source the controller refuses (foreign address, full host table,
+    # a correspondent's address) is dropped in the switch for this long
+    # instead of being punted packet after packet.
+    reject_hold_s: int = 10
     packet_in_queue: int = 1000
 
 
@@ -85,10 +94,6 @@ class AddressPool:
 
     def __len__(self) -> int:
         return int(self.last) - int(self.first) + 1
-
-    def addresses(self):
-        for value in range(int(self.first), int(self.last) + 1):
-            yield IPv4Address(value)
 
     def __str__(self) -> str:
         return f"{self.first}-{self.last}"
@@ -156,15 +161,3 @@ class Topology:
             object.__setattr__(self, name, _frozen(getattr(self, name)))
         poas = {p.id: p for n in self.networks.values() for p in n.poas}
         object.__setattr__(self, "poas", _frozen(poas))
-
-    def switch_by_dpid(self, dpid: int) -> Switch | None:
-        for switch in self.switches.values():
-            if switch.dpid == dpid:
-                return switch
-        return None
-
-    def network_of_address(self, address: IPv4Address) -> Network | None:
-        for network in self.networks.values():
-            if address in network.prefix:
-                return network
-        return None

@@ -23,6 +23,7 @@ ROUTES = [
     ("GET", rf"/mpa/v1/networks/{_ID}", lambda f, m: f.network(m["id"])),
     ("GET", rf"/mpa/v1/networks/{_ID}/neighbours", lambda f, m: f.neighbours(m["id"])),
     ("GET", r"/mpa/v1/switches", lambda f, m: f.switches()),
+    ("GET", r"/mpa/v1/counters", lambda f, m: f.counters()),
 ]
 _COMPILED = [(method, re.compile(pattern + r"/?\Z"), call) for method, pattern, call in ROUTES]
 

@@ -32,15 +32,25 @@ class Entry:
     instructions: list
     cookie: int
     idle_timeout: int = 0
+    hard_timeout: int = 0
     flags: int = 0
     packet_count: int = 0
 
     def stats(self):
+        """As a switch reports it: match and instructions decoded from the wire."""
+        buf = bytearray()
+        parser.OFPMatch(**self.match).serialize(buf, 0)
+        match = parser.OFPMatch.parser(bytes(buf), 0)
+        instructions = []
+        for inst in self.instructions:
+            buf = bytearray()
+            inst.serialize(buf, 0)
+            instructions.append(parser.OFPInstruction.parser(bytes(buf), 0))
         return parser.OFPFlowStats(
             table_id=self.table_id, duration_sec=0, duration_nsec=0, priority=self.priority,
-            idle_timeout=self.idle_timeout, hard_timeout=0, flags=self.flags,
+            idle_timeout=self.idle_timeout, hard_timeout=self.hard_timeout, flags=self.flags,
             cookie=self.cookie, packet_count=self.packet_count, byte_count=0,
-            match=parser.OFPMatch(**self.match), instructions=self.instructions)
+            match=match, instructions=instructions)
 
 
 def _to_int(name, value):
@@ -59,6 +69,11 @@ def _field_matches(name, want, have) -> bool:
         m = _to_int(name, mask)
         return _to_int(name, have) & m == _to_int(name, value) & m
     return _to_int(name, have) == _to_int(name, want)
+
+
+def _oxm_name(field_name: str) -> str:
+    """Nicira field names (eth_src_nxm) name the same header as OXM ones."""
+    return field_name[:-4] if field_name.endswith("_nxm") else field_name
 
 
 def _covers(general: dict, specific: dict) -> bool:
@@ -93,7 +108,7 @@ class FakeSwitch:
                                     and e.match == match)]
             self.entries.append(Entry(msg.table_id, msg.priority, match,
                                       list(msg.instructions), msg.cookie,
-                                      msg.idle_timeout, msg.flags))
+                                      msg.idle_timeout, msg.hard_timeout, msg.flags))
             return
         if msg.command not in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT):
             raise NotImplementedError(f"flow-mod command {msg.command}")
@@ -173,7 +188,7 @@ class FakeSwitch:
                     return None
             elif isinstance(action, parser.NXActionRegMove):
                 assert action.src_ofs == 0 and action.dst_ofs == 0
-                pkt[action.dst_field] = pkt[action.src_field]
+                pkt[_oxm_name(action.dst_field)] = pkt[_oxm_name(action.src_field)]
             else:
                 raise NotImplementedError(type(action).__name__)
         return pkt

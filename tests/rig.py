@@ -16,6 +16,7 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from fakeoftable import FakeNetwork, arp_packet, from_bytes, ipv4_packet, to_bytes
 from mpa_sdn.controller import Controller
+from mpa_sdn.openflow import is_delete
 
 MAX_EVENTS = 500
 
@@ -132,24 +133,27 @@ class Rig:
     def _apply(self, send, work) -> None:
         switch = self.net.by_dpid[send.dpid]
         # The shell orders deletes first; the rig does the same.
-        messages = sorted(send.messages, key=lambda m: 0 if getattr(m, "command", 0) in (
-            ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT) and isinstance(m, parser.OFPFlowMod) else 1)
+        messages = sorted(send.messages, key=lambda m: 0 if is_delete(m) else 1)
         for msg in messages:
             switch.apply(msg)
             if isinstance(msg, parser.OFPFlowStatsRequest):
                 work.append(("sends", self.core.flow_stats(send.dpid, switch.flow_stats(), False)))
             elif isinstance(msg, parser.OFPPacketOut):
-                pkt = from_bytes(msg.data)
-                for action in msg.actions:
-                    if action.port == ofp.OFPP_TABLE:
+                # The switch applies the packet-out's actions, as it would.
+                outputs, punts = [], []
+                switch._apply_actions(msg.actions, from_bytes(msg.data), msg.in_port, None,
+                                      outputs, punts)
+                assert not punts, "a packet-out back to the controller"
+                for port, pkt in outputs:
+                    if port == ofp.OFPP_TABLE:
                         work.append(("trace", switch.name, msg.in_port, pkt, 0))
-                    elif (switch.name, action.port) in self.net.peer:
-                        peer, peer_port = self.net.peer[(switch.name, action.port)]
+                    elif (switch.name, port) in self.net.peer:
+                        peer, peer_port = self.net.peer[(switch.name, port)]
                         work.append(("trace", peer, peer_port, pkt, 0))
                     else:
-                        work.append(("deliver", switch.name, action.port, pkt))
-        if send.barrier:
-            self.core.flows_confirmed(send.dpid, self.now)
+                        work.append(("deliver", switch.name, port, pkt))
+        if send.confirm:
+            self.core.flows_confirmed(send.dpid, send.confirm, self.now)
 
     def _deliver(self, switch, port, pkt, work, outcome) -> None:
         host = self.host_at(switch, port)

@@ -121,7 +121,6 @@ def test_good_domains_and_switches(topo):
     assert topo.domains["domain-b"].name == "Operator B"
     assert {s: sw.dpid for s, sw in topo.switches.items()} == {
         "core": 0x1, "cn-ar": 0x2, "ar-a1": 0x11, "ar-a2": 0x12, "ar-b1": 0x21, "ap-b1": 0x22}
-    assert topo.switch_by_dpid(0x22).id == "ap-b1"
     assert len(topo.links) == 6
     assert {(str(l.a), str(l.b)) for l in topo.links} >= {("core:1", "cn-ar:1"),
                                                           ("ar-b1:2", "ap-b1:1")}

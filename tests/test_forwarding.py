@@ -3,6 +3,9 @@
 import pytest
 
 from fakeoftable import arp_packet, ipv4_packet
+from mpa_sdn.openflow import record_of
+from ryu.ofproto import ofproto_v1_3 as ofp
+from mpa_sdn.tables import host_cookie
 from rig import Rig
 
 MN_MAC = "02:00:00:00:01:01"
@@ -33,8 +36,8 @@ def test_every_switch_is_reconciled_with_its_full_flow_set(rig):
     for switch in rig.graph.switch_ids():
         dpid = rig.graph.dpid(switch)
         assert rig.net.switches[switch].records() == {
-            r for r in map(__import__("mpa_sdn.openflow", fromlist=["x"]).record_of,
-                           rig.core.desired_flows(dpid))}
+            record_of(m) for m in rig.core.desired_flows(dpid)}
+        assert len(rig.net.switches[switch].entries) == rig.core.expected_flow_count(dpid)
         state = rig.core.switches[dpid]
         assert state.reconciled_at == rig.now and not state.reconciling
 
@@ -203,12 +206,11 @@ def test_gateway_answers_ping(rig, topology):
 
 
 def test_idle_host_is_forgotten_with_its_flows(rig, topology):
-    from mpa_sdn.tables import host_cookie
-    from ryu.ofproto import ofproto_v1_3 as ofp
     mn = attach_mn(rig, topology.poas["ap-a1-1"])
     rig.ping("mn1", CN_IP)
     dpid = rig.graph.dpid("ar-a1")
-    rig.run(rig.core.flow_removed(dpid, host_cookie(mn.ip), ofp.OFPRR_IDLE_TIMEOUT, rig.now))
+    match = {"in_port": mn.port, "eth_src": mn.mac, "ipv4_src": mn.ip, "eth_type": 0x0800}
+    rig.run(rig.core.flow_removed(dpid, host_cookie(mn.ip), ofp.OFPRR_IDLE_TIMEOUT, match, rig.now))
     assert mn.ip not in rig.core.hosts
     for switch in rig.net.switches.values():
         assert not [e for e in switch.entries if e.cookie == host_cookie(mn.ip)]
@@ -239,3 +241,86 @@ def test_host_table_bound(topology):
     assert len(rig.ping("h1", CN_IP).to(CN)) == 1
     assert rig.ping("h2", CN_IP).to(CN) == []
     assert rig.core.counters["learn_rejected_full"] == 1
+
+
+def test_stale_idle_timeout_after_a_move_keeps_the_host(rig, topology):
+    mn = attach_mn(rig, topology.poas["ap-a1-1"])
+    rig.ping("mn1", CN_IP)
+    old_port = mn.port
+    rig.move("mn1", "ap-a1-2")
+    rig.ping("mn1", CN_IP)
+    stale = {"in_port": old_port, "eth_src": mn.mac, "ipv4_src": mn.ip, "eth_type": 0x0800}
+    dpid = rig.graph.dpid("ar-a1")
+    assert rig.core.flow_removed(dpid, host_cookie(mn.ip), ofp.OFPRR_IDLE_TIMEOUT, stale,
+                                 rig.now) == []
+    assert rig.core.hosts[mn.ip].poa.id == "ap-a1-2"
+    assert rig.core.counters["flow_removed_stale"] == 1
+
+
+def test_host_routes_live_only_on_the_path_from_the_ar(rig, topology):
+    attach_mn(rig, topology.poas["ap-b1-1"])
+    rig.ping("mn1", CN_IP)
+    holding = sorted(name for name, sw in rig.net.switches.items()
+                     if any(e.cookie == host_cookie("10.2.1.199") for e in sw.entries))
+    assert holding == ["ap-b1", "ar-b1"]
+
+
+def test_missing_route_at_the_ar_does_not_loop(rig, topology):
+    mn = attach_mn(rig, topology.poas["ap-b1-1"])
+    rig.ping("mn1", CN_IP)
+    ar = rig.net.switches["ar-b1"]
+    ar.entries = [e for e in ar.entries if e.cookie != host_cookie(mn.ip)]
+    outcome = rig.ping(CN, mn.ip)
+    assert len(outcome.to("mn1")) == 1, "delivered straight from its PoA"
+    assert outcome.punts == 1
+
+
+def test_refused_source_is_dropped_in_the_switch(rig, topology):
+    attach_mn(rig, topology.poas["ap-a1-1"])
+    rig.hosts["mn1"].ip = "10.2.1.150"
+    assert rig.ping("mn1", CN_IP).punts == 1
+    again = rig.ping("mn1", CN_IP, seq=2)
+    assert again.punts == 0 and again.delivered == []
+    assert rig.core.counters["learn_rejected_address"] == 1
+
+
+def test_spoofing_a_correspondent_at_its_own_poa_is_refused(rig, topology):
+    gw = topology.networks["net-cn"].gateway_mac
+    spoof = ipv4_packet("02:00:00:00:66:66", gw, CN_IP, "10.1.1.150")
+    first = rig.inject("cn-ar", topology.poas["cn-port"].port, spoof)
+    second = rig.inject("cn-ar", topology.poas["cn-port"].port, spoof)
+    assert first.delivered == [] and first.lost == [] and second.punts == 0
+    assert rig.core.counters["learn_rejected_static"] == 1
+
+
+def test_multicast_source_mac_is_refused(rig, topology):
+    net = topology.networks["net-a1"]
+    pkt = ipv4_packet("01:00:5e:00:00:01", net.gateway_mac, "10.1.1.150", CN_IP)
+    assert rig.inject("ar-a1", 3, pkt).to(CN) == []
+    assert rig.core.counters["learn_rejected_mac"] == 1
+    assert "10.1.1.150" not in rig.core.hosts
+
+
+def test_held_addresses_are_bounded(topology):
+    import dataclasses
+    small = dataclasses.replace(topology, controller=dataclasses.replace(
+        topology.controller, pending_addresses=2, pending_per_address=1))
+    rig = Rig(small)
+    rig.connect_all()
+    for last in range(150, 154):
+        rig.ping(CN, f"10.1.2.{last}")
+    rig.ping(CN, "10.1.2.150", seq=2)
+    assert rig.core.counters["pending_held"] == 2
+    assert rig.core.counters["pending_dropped_full"] == 3
+    assert len(rig.core._pending) == 2
+
+
+def test_port_status_of_a_trunk_or_unknown_port_changes_nothing(rig, topology):
+    attach_mn(rig, topology.poas["ap-a1-1"])
+    rig.ping("mn1", CN_IP)
+    before = dict(rig.core.hosts)
+    dpid = rig.graph.dpid("ar-a1")
+    assert rig.core.port_status(dpid, 1, True, rig.now) == []     # trunk to core
+    assert rig.core.port_status(dpid, 99, True, rig.now) == []    # no such port
+    assert rig.core.port_status(dpid, 3, False, rig.now) == []    # PoA, link up
+    assert rig.core.hosts == before

@@ -1,5 +1,6 @@
 """The controller process itself: start, answer, stop on SIGTERM, refuse busy ports."""
 
+import contextlib
 import json
 import os
 import signal
@@ -16,63 +17,80 @@ from conftest import DEFAULT_TOPOLOGY
 MPA_CONTROLLER = os.path.join(os.path.dirname(sys.executable), "mpa-controller")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: all held open at once while they are chosen."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
-def start(*extra):
-    return subprocess.Popen([MPA_CONTROLLER, "--config", DEFAULT_TOPOLOGY, *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@contextlib.contextmanager
+def controller(tmp_path, *extra):
+    log = open(tmp_path / "controller.log", "w+")
+    process = subprocess.Popen([MPA_CONTROLLER, "--config", DEFAULT_TOPOLOGY, *extra],
+                               stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield process, log
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.close()
 
 
-def wait_rest(port, process, timeout_s=20):
+def output(log) -> str:
+    log.seek(0)
+    return log.read()
+
+
+def wait_rest(port, process, log, timeout_s=20):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()
+        assert process.poll() is None, output(log)
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/mpa/v1/networks", timeout=2) as r:
                 return json.loads(r.read())
         except OSError:
             time.sleep(0.1)
-    raise AssertionError("REST never answered")
+    raise AssertionError("REST never answered:\n" + output(log))
 
 
-def test_runs_answers_and_stops_cleanly_on_sigterm():
-    rest = free_port()
-    process = start("--ofp-port", str(free_port()), "--rest-port", str(rest))
-    try:
-        networks = wait_rest(rest, process)
+def test_runs_answers_and_stops_cleanly_on_sigterm(tmp_path):
+    ofp, rest = free_ports(2)
+    with controller(tmp_path, "--ofp-port", str(ofp), "--rest-port", str(rest)) as (process, log):
+        networks = wait_rest(rest, process, log)
         assert [n["id"] for n in networks] == ["net-a1", "net-a2", "net-b1", "net-cn"]
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=15)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0
-    assert "controller stopped" in err
-    assert "Traceback" not in err
+        process.wait(timeout=15)
+        text = output(log)
+    assert process.returncode == 0, text
+    assert "controller stopped" in text
+    assert "Traceback" not in text and "uncaught exception" not in text
 
 
 @pytest.mark.parametrize("which", ["--rest-port", "--ofp-port"])
-def test_a_busy_port_is_refused(which):
+def test_a_busy_port_is_refused(tmp_path, which):
     with socket.socket() as holder:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # as eventlet listens
         holder.bind(("0.0.0.0", 0))
         holder.listen()
         busy = holder.getsockname()[1]
-        ports = {"--rest-port": str(free_port()), "--ofp-port": str(free_port())}
-        ports[which] = str(busy)
-        process = start(*[x for kv in ports.items() for x in kv])
-        out, err = process.communicate(timeout=20)
+        ofp, rest = free_ports(2)
+        ports = {"--ofp-port": str(ofp), "--rest-port": str(rest), which: str(busy)}
+        args = [x for pair in ports.items() for x in pair]
+        with controller(tmp_path, *args) as (process, log):
+            process.wait(timeout=20)
+            text = output(log)
     assert process.returncode == 2
-    assert f":{busy} (Address already in use)" in err
-    assert "Traceback" not in err
+    assert f":{busy} (Address already in use)" in text
+    assert "Traceback" not in text
 
 
-def test_out_of_range_port_override_is_refused():
-    process = start("--rest-port", "70000")
-    out, err = process.communicate(timeout=20)
+def test_out_of_range_port_override_is_refused(tmp_path):
+    with controller(tmp_path, "--rest-port", "70000") as (process, log):
+        process.wait(timeout=20)
+        text = output(log)
     assert process.returncode == 2
-    assert "70000 is out of range" in err
+    assert "70000 is out of range" in text

@@ -33,7 +33,7 @@ def reconnect(rig, switch):
 def test_learned_hosts_are_part_of_the_desired_flows(rig):
     assert rig.net.switches["ar-a1"].records() == desired(rig, "ar-a1")
     host_flows = [r for r in desired(rig, "ar-a1") if r.key.priority == PRIO_HOST]
-    assert len(host_flows) == 3  # routes to cn1 and mn1, mn1's source check
+    assert len(host_flows) == 2  # mn1's route and source check (cn1's route lives at cn-ar)
 
 
 def test_reconnect_removes_foreign_and_restores_missing_flows(rig):
@@ -44,17 +44,24 @@ def test_reconnect_removes_foreign_and_restores_missing_flows(rig):
                         of.apply(of.output(1)), cookie=cookie(Feature.HOST, 0xc0000202))
     switch.apply(foreign)
     switch.apply(stale)
-    victim = switch.entries[5]
+    victim = next(e for e in switch.entries
+                  if e.table_id == Table.ROUTE and e.match.get("ipv4_dst") == "10.1.1.1")
     switch.entries.remove(victim)
-    changed = [e for e in switch.entries if e.priority == PRIO_HOST][0]
-    changed.instructions = of.apply(of.output(4))
+    changed = next(e for e in switch.entries
+                   if e.table_id == Table.ROUTE and e.match.get("ipv4_dst") == ("10.2.1.0", "255.255.255.0"))
+    changed.instructions = of.apply(of.output(2))
+    counters = rig.core.counters
+    before = {k: counters[k] for k in ("reconcile_deleted", "reconcile_added", "reconcile_kept")}
 
     reconnect(rig, "core")
 
     assert switch.records() == desired(rig, "core")
-    counters = rig.core.counters
-    assert counters["reconcile_deleted"] == 2
-    assert counters["reconcile_added"] >= 2  # the missing one and the changed one
+    assert counters["reconcile_deleted"] - before["reconcile_deleted"] == 2
+    assert counters["reconcile_added"] - before["reconcile_added"] == 2  # missing + changed
+    assert counters["reconcile_kept"] - before["reconcile_kept"] == len(desired(rig, "core")) - 2
+    dpid = rig.graph.dpid("core")
+    assert rig.core.switches[dpid].last_reconcile == {
+        "deleted": 2, "added": 2, "kept": len(desired(rig, "core")) - 2}
 
 
 def test_reconnect_of_a_correct_switch_sends_no_flow_mods(rig):
@@ -83,6 +90,41 @@ def test_foreign_flow_with_our_key_is_replaced(rig):
     miss.cookie = 0x42  # someone else's cookie on a flow we want
     reconnect(rig, "cn-ar")
     assert switch.records() == desired(rig, "cn-ar")
+
+
+def test_ovs_style_stats_need_no_changes(rig):
+    """Stats decoded from the wire (Nicira names in register moves) match our flows."""
+    switch = rig.net.switches["ar-a1"]
+    stats = switch.flow_stats()
+    moves = [a for s in stats for i in s.instructions for a in getattr(i, "actions", [])
+             if type(a).__name__ == "NXActionRegMove"]
+    assert moves and all(m.src_field.endswith("_nxm") for m in moves)
+    assert reconcile.plan(stats, rig.core.desired_flows(switch.dpid)).messages == []
+
+
+def test_host_learned_while_a_switch_is_being_read(rig):
+    dpid = rig.graph.dpid("ar-a2")
+    rig.core.switch_disconnected(dpid, rig.now)
+    rig.core.switch_connected(dpid, rig.now)          # stats requested, not yet answered
+    snapshot = rig.net.switches["ar-a2"].flow_stats()
+    rig.add_host("h2", "02:00:00:00:00:a2", "10.1.2.150", "ap-a2-1")
+    rig.ping("h2", CN_IP)                              # its flows reach ar-a2 now
+    assert rig.core.switches[dpid].reconciled_at is None, "a learn's barrier does not count"
+    rig.run(rig.core.flow_stats(dpid, snapshot, more=False))  # the old snapshot
+    assert rig.net.switches["ar-a2"].records() == desired(rig, "ar-a2")
+    assert rig.core.switches[dpid].reconciled_at == rig.now
+
+
+def test_only_the_reconcile_barrier_marks_a_switch_reconciled(rig):
+    dpid = rig.graph.dpid("ar-a2")
+    rig.core.switch_disconnected(dpid, rig.now)
+    rig.core.switch_connected(dpid, rig.now)
+    [send] = rig.core.flow_stats(dpid, rig.net.switches["ar-a2"].flow_stats(), more=False)
+    assert send.confirm
+    rig.core.flows_confirmed(dpid, "something-else", rig.now)
+    assert rig.core.switches[dpid].reconciled_at is None
+    rig.core.flows_confirmed(dpid, send.confirm, rig.now)
+    assert rig.core.switches[dpid].reconciled_at == rig.now
 
 
 def test_multipart_replies_are_collected_before_reconciling(rig):

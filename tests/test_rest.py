@@ -8,11 +8,12 @@ from webob import Request
 from mpa_sdn.controller import Controller
 from mpa_sdn.facade import Facade
 from rest_api.app import RestApi
+from rig import Rig
 
 
 @pytest.fixture
 def api(topology):
-    return RestApi(Facade(Controller(topology)))
+    return RestApi(Facade(Controller(topology), clock=lambda: 100.0))
 
 
 def call(api, path, method="GET"):
@@ -82,6 +83,27 @@ def test_wrong_method_is_405_with_allow(api, method):
     assert response.status_int == 405
     assert response.headers["Allow"] == "GET, HEAD"
     assert body["error"]["allowed"] == ["GET", "HEAD"]
+
+
+def test_switches_after_connect_show_reconciliation(topology):
+    rig = Rig(topology, now=90.0)
+    rig.connect_all()
+    api = RestApi(Facade(rig.core, clock=lambda: 100.0))
+    response, body = call(api, "/mpa/v1/switches")
+    ar = next(s for s in body if s["id"] == "ar-a1")
+    assert ar["connected"] and ar["reconciled"] and ar["connected_for_s"] == 10.0
+    assert ar["last_reconcile"] == {"deleted": 0, "added": ar["expected_flows"], "kept": 0}
+    assert ar["openflow_errors"] == 0
+
+
+def test_counters(topology):
+    rig = Rig(topology)
+    rig.connect_all()
+    api = RestApi(Facade(rig.core, clock=lambda: 0.0))
+    response, body = call(api, "/mpa/v1/counters")
+    assert response.status_int == 200
+    assert body["switch_connected"] == len(topology.switches)
+    assert list(body) == sorted(body)
 
 
 def test_errors_are_counted(api):

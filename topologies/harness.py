@@ -38,6 +38,8 @@ class ControllerProcess:
         return f"http://127.0.0.1:{self.rest_port}"
 
     def start(self, timeout_s: float = 20.0) -> None:
+        if self._log not in (None, subprocess.DEVNULL):
+            self._log.close()
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
             _controller_command() + ["--config", self.config, "--ofp-port", str(self.ofp_port),
@@ -47,7 +49,9 @@ class ControllerProcess:
         deadline = time.monotonic() + timeout_s
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"mpa-controller exited with {self.process.returncode}"
+                code = self.process.returncode
+                self.stop()
+                raise RuntimeError(f"mpa-controller exited with {code}"
                                    + (f"; see {self.log_path}" if self.log_path else ""))
             try:
                 self.get("/mpa/v1/switches")
@@ -65,13 +69,17 @@ class ControllerProcess:
     def wait_switches(self, timeout_s: float = 30.0) -> list[dict]:
         """Until every switch of the topology is connected and reconciled."""
         deadline = time.monotonic() + timeout_s
+        switches = []
         while True:
-            switches = self.get("/mpa/v1/switches")
-            if all(s["connected"] and s["reconciled_at"] for s in switches):
+            try:
+                switches = self.get("/mpa/v1/switches")
+            except OSError:
+                switches = switches or []
+            if switches and all(s["connected"] and s["reconciled"] for s in switches):
                 return switches
             if time.monotonic() > deadline:
-                missing = [s["id"] for s in switches if not s["reconciled_at"]]
-                raise TimeoutError(f"switches not ready: {', '.join(missing)}")
+                missing = [s["id"] for s in switches if not s["reconciled"]]
+                raise TimeoutError(f"switches not ready: {', '.join(missing) or 'no answer'}")
             time.sleep(0.2)
 
     def stop(self, timeout_s: float = 10.0) -> int | None:
@@ -87,6 +95,7 @@ class ControllerProcess:
                 process.wait()
         if self._log not in (None, subprocess.DEVNULL):
             self._log.close()
+        self._log = None
         return process.returncode
 
     def __enter__(self):
