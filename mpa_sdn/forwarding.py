@@ -18,6 +18,7 @@ an ICMP time-exceeded (traceroute shows no hops).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from ryu.ofproto import ether
@@ -99,6 +100,20 @@ def arp_responder_flows(graph: NeighbourhoodGraph, switch: str) -> list:
     return flows
 
 
+@functools.lru_cache(maxsize=4096)
+def _network_matches(network: Network) -> tuple:
+    """The gateway and prefix matches of a network, built once.
+
+    Building a Ryu match costs tens of microseconds and every switch holds
+    the same two per network, so the objects are shared between flow-mods
+    (serialising one only writes back its own length).
+    """
+    gateway = of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=str(network.gateway))
+    prefix = of.match(eth_type=ether.ETH_TYPE_IP,
+                      ipv4_dst=(str(network.prefix.network_address), str(network.prefix.netmask)))
+    return gateway, prefix
+
+
 def network_route_flows(graph: NeighbourhoodGraph, switch: str) -> list:
     """Per network: punt its gateway address, route its prefix to its AR.
 
@@ -108,17 +123,12 @@ def network_route_flows(graph: NeighbourhoodGraph, switch: str) -> list:
     flows = []
     for network in graph.networks():
         tag = cookie(Feature.NETWORK_ROUTE, graph.network_index(network.id))
-        flows.append(of.flow_add(
-            Table.ROUTE, PRIO_GATEWAY_PUNT,
-            of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=str(network.gateway)),
-            of.apply(of.to_controller()), tag))
+        gateway_match, prefix_match = _network_matches(network)
+        flows.append(of.flow_add(Table.ROUTE, PRIO_GATEWAY_PUNT, gateway_match,
+                                 of.apply(of.to_controller()), tag))
         port = graph.next_hop_port(switch, network.access_router)
         action = of.to_controller() if port is None else of.output(port)
-        flows.append(of.flow_add(
-            Table.ROUTE, PRIO_NETWORK,
-            of.match(eth_type=ether.ETH_TYPE_IP,
-                     ipv4_dst=(str(network.prefix.network_address), str(network.prefix.netmask))),
-            of.apply(action), tag))
+        flows.append(of.flow_add(Table.ROUTE, PRIO_NETWORK, prefix_match, of.apply(action), tag))
     return flows
 
 
