@@ -50,10 +50,13 @@ def _load(path: str):
         sys.exit(2)
 
 
-def _stop_on_sigterm() -> None:
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGINT tear the lab down (SIGINT even when a shell started
+    us in the background with it ignored)."""
     def handler(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def demo(args) -> int:
@@ -69,7 +72,7 @@ def demo(args) -> int:
     os.makedirs(args.out, exist_ok=True)
     log_path = os.path.join(args.out, "controller.log")
     settings = topology.controller
-    _stop_on_sigterm()
+    _stop_on_signals()
     from mininet.log import setLogLevel
     setLogLevel("error")
 
