@@ -1,9 +1,7 @@
 """``mpa-controller``: validate the configuration, then run Ryu with our app.
 
-Stock Ryu 4.34 does not start on Python 3.11: the only eventlet that runs
-there (0.41) dropped ``eventlet.wsgi.ALREADY_HANDLED``, which
-``ryu.app.wsgi`` imports and ``ryu-manager`` always loads.  We restore the
-name (only when it is missing) before anything imports Ryu's manager.
+Stock Ryu 4.34 does not start on Python 3.11; :mod:`apps.compat` restores
+what it needs before anything imports Ryu's manager.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ import logging
 import signal
 import socket
 import sys
-import warnings
 
 from mpa_sdn.config import ConfigError, load_topology
 
@@ -80,15 +77,6 @@ def _check_free(host: str, port: int, what: str) -> None:
             sys.exit(2)
 
 
-def _patch_eventlet() -> None:
-    # eventlet 0.41 warns on import that it is in maintenance mode; Ryu 4.34
-    # has no other hub, so the warning tells our users nothing they can act on.
-    warnings.filterwarnings("ignore", message="\nEventlet is deprecated")
-    import eventlet.wsgi
-    if not hasattr(eventlet.wsgi, "ALREADY_HANDLED"):
-        eventlet.wsgi.ALREADY_HANDLED = object()
-
-
 def _stop_on_signals() -> None:
     """SIGTERM and SIGINT stop the controller cleanly.
 
@@ -126,8 +114,8 @@ def main(argv=None) -> int:
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(handler)
 
-    _patch_eventlet()
-    from apps import runtime
+    from apps import compat, runtime
+    compat.patch_eventlet()
     runtime.configure(topology, args.config)
 
     from ryu.cmd import manager

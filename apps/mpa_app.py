@@ -14,17 +14,21 @@ import collections
 import logging
 import time
 
-from ryu.base import app_manager
-from ryu.controller import ofp_event
-from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
-from ryu.lib import hub
-from ryu.ofproto import ofproto_v1_3
+from apps import compat
 
-from apps import runtime
-from mpa_sdn import openflow as of
-from mpa_sdn.controller import Controller
-from mpa_sdn.facade import Facade
-from rest_api.app import RestApi
+compat.patch_eventlet()
+
+from ryu.base import app_manager  # noqa: E402  (after the patch)
+from ryu.controller import ofp_event  # noqa: E402
+from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls  # noqa: E402
+from ryu.lib import hub  # noqa: E402
+from ryu.ofproto import ofproto_v1_3  # noqa: E402
+
+from apps import runtime  # noqa: E402
+from mpa_sdn import openflow as of  # noqa: E402
+from mpa_sdn.controller import Controller  # noqa: E402
+from mpa_sdn.facade import Facade  # noqa: E402
+from rest_api.app import RestApi  # noqa: E402
 
 LOG = logging.getLogger("apps.mpa_app")
 TICK_S = 0.5
@@ -105,14 +109,18 @@ class MpaApp(app_manager.RyuApp):
 
     def _worker(self):
         while True:
-            what, dpid, call, args = self.work.get()
-            if what == PACKET_IN:
-                self.packet_ins_waiting -= 1
-            try:
-                self.send(call(*args, time.monotonic()) or [])
-            except Exception:
-                self.counters["handler_error"] += 1
-                LOG.exception("dpid=%s: %s failed", f"{dpid:016x}" if dpid else "-", what)
+            self.handle(self.work.get())
+
+    def handle(self, item) -> None:
+        """One queued event: the core decides, the result is sent."""
+        what, dpid, call, args = item
+        if what == PACKET_IN:
+            self.packet_ins_waiting -= 1
+        try:
+            self.send(call(*args, time.monotonic()) or [])
+        except Exception:
+            self.counters["handler_error"] += 1
+            LOG.exception("dpid=%s: %s failed", f"{dpid:016x}" if dpid else "-", what)
 
     def _ticker(self):
         while True:

@@ -143,18 +143,6 @@ class NeighbourhoodGraph:
             path.append(self.next_hop(path[-1], destination))
         return path
 
-    def port_path(self, source: PoA | str, destination: PoA | str) -> list[tuple[str, int]]:
-        """(switch, output port) hops from a switch or PoA to a switch or PoA.
-
-        When the destination is a PoA the last hop outputs on its port.
-        """
-        src = source.switch if isinstance(source, PoA) else source
-        dst = destination.switch if isinstance(destination, PoA) else destination
-        hops = [(sw, self.next_hop_port(sw, dst)) for sw in self.switch_path(src, dst)[:-1]]
-        if isinstance(destination, PoA):
-            hops.append((dst, destination.port))
-        return hops
-
     # -- networks ----------------------------------------------------------
 
     def network(self, network_id: str) -> Network:

@@ -1,0 +1,108 @@
+"""The Ryu shell's own duties: the send point, the ordered work queue, its bounds."""
+
+import dataclasses
+import types
+
+import pytest
+from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
+
+from apps import mpa_app, runtime
+from mpa_sdn import openflow as of
+from mpa_sdn.controller import RECONCILE, Send
+from mpa_sdn.tables import Table
+
+DPID = 0x11  # ar-a1
+
+
+class FakeDatapath:
+    ofproto = ofp
+    ofproto_parser = parser
+
+    def __init__(self, dpid, fail_after=None):
+        self.id = dpid
+        self.address = ("127.0.0.1", 40000)
+        self.sent = []
+        self.fail_after = fail_after
+        self.xid = 0
+
+    def send_msg(self, msg):
+        if self.fail_after is not None and len(self.sent) >= self.fail_after:
+            return False
+        self.xid += 1
+        msg.set_xid(self.xid)
+        self.sent.append(msg)
+        return True
+
+
+@pytest.fixture
+def app(topology):
+    settings = dataclasses.replace(topology.controller, packet_in_queue=2)
+    runtime.configure(dataclasses.replace(topology, controller=settings), "test.yaml")
+    return mpa_app.MpaApp()
+
+
+def flow(command=ofp.OFPFC_ADD, priority=10):
+    if command == ofp.OFPFC_ADD:
+        return of.flow_add(Table.ROUTE, priority, of.match(), [], 0)
+    return of.flow_delete_strict(Table.ROUTE, priority, of.match())
+
+
+def test_deletes_go_first_and_a_tagged_barrier_is_remembered(app):
+    dp = app.datapaths[DPID] = FakeDatapath(DPID)
+    app.send([Send(DPID, [flow(priority=1), flow(ofp.OFPFC_DELETE_STRICT), flow(priority=2)],
+                   confirm=RECONCILE)])
+    kinds = [(type(m).__name__, getattr(m, "command", None)) for m in dp.sent]
+    assert kinds == [("OFPFlowMod", ofp.OFPFC_DELETE_STRICT), ("OFPFlowMod", ofp.OFPFC_ADD),
+                     ("OFPFlowMod", ofp.OFPFC_ADD), ("OFPBarrierRequest", None)]
+    assert all(m.datapath is dp for m in dp.sent)
+    assert app.confirmations == {(DPID, dp.sent[-1].xid): RECONCILE}
+    assert app.counters["sent_OFPFlowMod"] == 3
+
+
+def test_a_disconnected_switch_gets_nothing_and_it_is_counted(app):
+    app.send([Send(DPID, [flow(), flow()])])
+    assert app.counters["send_to_disconnected"] == 2
+
+
+def test_a_failed_send_stops_the_batch(app):
+    dp = app.datapaths[DPID] = FakeDatapath(DPID, fail_after=1)
+    app.send([Send(DPID, [flow(priority=1), flow(priority=2)], confirm=RECONCILE)])
+    assert len(dp.sent) == 1
+    assert app.counters["send_failed"] == 1
+    assert app.confirmations == {}, "no confirmation for a barrier that was never sent"
+
+
+def packet_in_event(dpid=DPID):
+    dp = FakeDatapath(dpid)
+    msg = types.SimpleNamespace(datapath=dp, match={"in_port": 3}, table_id=0, data=b"\x00" * 60)
+    return types.SimpleNamespace(msg=msg)
+
+
+def test_packet_ins_beyond_the_bound_are_dropped_and_counted(app):
+    for _ in range(3):
+        app._packet_in(packet_in_event())
+    assert app.work.qsize() == 2
+    assert app.counters["packet_in_queue_full"] == 1
+    app.handle(app.work.get())
+    assert app.packet_ins_waiting == 1
+
+
+def test_the_reconcile_barrier_reply_marks_the_switch(app):
+    dp = app.datapaths[DPID] = FakeDatapath(DPID)
+    app.handle(("switch connect", DPID, lambda now: app.core.switch_connected(DPID, now), ()))
+    assert isinstance(dp.sent[0], parser.OFPFlowStatsRequest)
+    app.handle(("flow stats", DPID, lambda now: app.core.flow_stats(DPID, [], False), ()))
+    [(key, tag)] = app.confirmations.items()
+    reply = types.SimpleNamespace(msg=types.SimpleNamespace(datapath=dp, xid=key[1]))
+    app._barrier(reply)
+    app.handle(app.work.get())
+    assert app.core.switches[DPID].reconciled_at is not None
+    assert app.confirmations == {}
+
+
+def test_a_failing_core_call_is_counted_not_fatal(app):
+    def broken(now):
+        raise RuntimeError("bug")
+    app.handle(("tick", None, broken, ()))
+    assert app.counters["handler_error"] == 1
