@@ -243,6 +243,7 @@ _SETTING_PARSERS = {
     "rest_host": _host_address,
     "rest_port": _int(1, 65535),
     "host_idle_timeout_s": _int(0, 65535),
+    "host_probe_s": _number(0.1, 60),
     "max_hosts": _int(1, 1_000_000),
     "arp_resolve_interval_s": _number(0.01, 60),
     "pending_per_address": _int(0, 1000),

@@ -73,6 +73,7 @@ class Controller:
         self._static_counts: dict[str, int] = {}
         self._arp_sent: dict[str, float] = {}
         self._pending: dict[str, collections.deque] = {}
+        self._probing: dict[str, float] = {}  # address -> when to give up on it
 
     # -- switches ---------------------------------------------------------
 
@@ -189,14 +190,18 @@ class Controller:
         old = self.hosts.get(address)
         new = Host(address, mac, poa, static=bool(old and old.static))
         if old == new:
-            # Known, yet its source check missed: the switch lost the flow
-            # (it idled out as the packet came).  Put it back where it belongs.
+            # Known, yet its source check missed: it idled out and the host
+            # answered our poll, or it idled out as the packet came.  Put it
+            # back where it belongs.
+            if self._probing.pop(address, None) is not None:
+                self.counters["host_probe_answered"] += 1
             self.counters["learn_refreshed"] += 1
             dpid = self.graph.dpid(poa.switch)
             if dpid not in self.switches:
                 return []
             return [Send(dpid, self._host_flows(new)[poa.switch], barrier=True)]
         self._remember(new)
+        self._probing.pop(address, None)
         if old is None:
             self.counters["host_learned"] += 1
             LOG.info("host mac=%s ip=%s learned at poa=%s", mac, address, poa.id)
@@ -223,6 +228,7 @@ class Controller:
             return []
         path = self._host_paths.pop(address)
         del self.hosts[address]
+        self._probing.pop(address, None)
         self.counters[f"host_forgotten_{reason}"] += 1
         LOG.info("host mac=%s ip=%s at poa=%s forgotten (%s)", host.mac, address, host.poa.id, reason)
         delete = of.flow_delete_cookie(host_cookie(address), EXACT_MASK)
@@ -241,10 +247,13 @@ class Controller:
 
     def flow_removed(self, dpid: int, cookie: int, reason: int, match: dict,
                      now: float) -> list[Send]:
-        """A source check idled out: the host has gone quiet, forget it.
+        """A source check idled out: the host has sent nothing for a while.
 
-        Only if the flow is the host's current source check: a move may have
-        replaced it with another one the switch has not removed.
+        A host that only receives (a one-way stream) is still there, so it is
+        polled with a unicast ARP request rather than forgotten: an answer
+        restores its source check, silence for ``host_probe_s`` forgets it.
+        Only the host's current source check counts: a move may have replaced
+        it with another one the switch has not removed.
         """
         if reason != ofp.OFPRR_IDLE_TIMEOUT or feature_of(cookie) != Feature.HOST:
             return []
@@ -255,7 +264,12 @@ class Controller:
         if (match.get("in_port"), str(match.get("eth_src", "")).lower()) != (host.poa.port, host.mac):
             self.counters["flow_removed_stale"] += 1
             return []
-        return self.forget_host(address, "idle")
+        self._probing[address] = now + self.settings.host_probe_s
+        self.counters["host_probe_sent"] += 1
+        network = self.graph.network(host.poa.network)
+        poll = packets.arp_request(sender_mac=network.gateway_mac, sender_ip=str(network.gateway),
+                                   target_ip=address, eth_dst=host.mac)
+        return [Send(dpid, [of.packet_out(poll, [of.output(host.poa.port)])])]
 
     # -- packet-ins -------------------------------------------------------
 
@@ -399,13 +413,17 @@ class Controller:
         self.counters["pending_dropped_disconnected"] += len(fresh) - len(sends)
         return sends
 
-    def tick(self, now: float) -> None:
-        """Expire held packets and old resolution records."""
+    def tick(self, now: float) -> list[Send]:
+        """Expire held packets, old resolution records and unanswered polls."""
         for address in [a for a, q in self._pending.items() if q and q[-1][0] < now]:
             self.counters["pending_dropped_expired"] += len(self._pending.pop(address))
         horizon = now - max(self.settings.arp_resolve_interval_s, self.settings.pending_lifetime_s)
         for address in [a for a, t in self._arp_sent.items() if t < horizon]:
             del self._arp_sent[address]
+        sends = []
+        for address in sorted(a for a, deadline in self._probing.items() if deadline < now):
+            sends += self.forget_host(address, "idle")
+        return sends
 
     # -- read-only views for the REST layer ---------------------------------
 

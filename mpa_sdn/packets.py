@@ -84,9 +84,11 @@ def arp_reply(*, sender_mac: str, sender_ip: str, target_mac: str, target_ip: st
                 dst_mac=target_mac, dst_ip=target_ip))
 
 
-def arp_request(*, sender_mac: str, sender_ip: str, target_ip: str) -> bytes:
+def arp_request(*, sender_mac: str, sender_ip: str, target_ip: str,
+                eth_dst: str = BROADCAST) -> bytes:
+    """A who-has; unicast (``eth_dst`` the host's MAC) to poll a known host."""
     return _serialize(
-        ethernet.ethernet(dst=BROADCAST, src=sender_mac, ethertype=ether.ETH_TYPE_ARP),
+        ethernet.ethernet(dst=eth_dst, src=sender_mac, ethertype=ether.ETH_TYPE_ARP),
         arp.arp(opcode=arp.ARP_REQUEST, src_mac=sender_mac, src_ip=sender_ip,
                 dst_mac=ZERO_MAC, dst_ip=target_ip))
 

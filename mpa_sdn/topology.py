@@ -28,9 +28,11 @@ class ControllerSettings:
     openflow_port: int = 6653
     rest_host: str = "127.0.0.1"
     rest_port: int = 8080
-    # A learned host whose traffic stops for this long is forgotten and its
-    # flows expire with it (the switch enforces it with an idle timeout).
+    # A learned host that sends nothing for this long is asked, with a
+    # unicast ARP request, whether it is still there; one that does not answer
+    # within host_probe_s is forgotten and its flows go.
     host_idle_timeout_s: int = 300
+    host_probe_s: float = 3.0
     max_hosts: int = 10000
     # Unknown destinations are resolved with an ARP request from the gateway;
     # at most one request per address in this interval.

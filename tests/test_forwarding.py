@@ -205,13 +205,40 @@ def test_gateway_answers_ping(rig, topology):
     assert reply["icmp_type"] == 0
 
 
-def test_idle_host_is_forgotten_with_its_flows(rig, topology):
+def idle_out(rig, mn):
+    match = {"in_port": mn.port, "eth_src": mn.mac, "ipv4_src": mn.ip, "eth_type": 0x0800}
+    sw = rig.net.switches[mn.switch]
+    sw.entries = [e for e in sw.entries if not (e.cookie == host_cookie(mn.ip) and e.table_id == 0)]
+    return rig.run(rig.core.flow_removed(sw.dpid, host_cookie(mn.ip), ofp.OFPRR_IDLE_TIMEOUT,
+                                         match, rig.now))
+
+
+def test_quiet_host_that_answers_its_poll_is_kept(rig, topology):
     mn = attach_mn(rig, topology.poas["ap-a1-1"])
     rig.ping("mn1", CN_IP)
-    dpid = rig.graph.dpid("ar-a1")
-    match = {"in_port": mn.port, "eth_src": mn.mac, "ipv4_src": mn.ip, "eth_type": 0x0800}
-    rig.run(rig.core.flow_removed(dpid, host_cookie(mn.ip), ofp.OFPRR_IDLE_TIMEOUT, match, rig.now))
+    outcome = idle_out(rig, mn)
+    [poll] = [p for p in outcome.to("mn1") if p.get("arp_op") == 1]
+    assert poll["eth_dst"] == mn.mac, "a unicast poll"
+    assert rig.core.counters["host_probe_answered"] == 1
+    rig.now += 10
+    rig.run(rig.core.tick(rig.now))
+    assert mn.ip in rig.core.hosts
+    steady = rig.ping(CN, mn.ip)
+    assert len(steady.to("mn1")) == 1 and steady.punts == 0
+    assert rig.net.switches["ar-a1"].records() == {
+        record_of(m) for m in rig.core.desired_flows(rig.graph.dpid("ar-a1"))}
+
+
+def test_quiet_host_that_does_not_answer_is_forgotten_with_its_flows(rig, topology):
+    mn = attach_mn(rig, topology.poas["ap-b1-1"])
+    rig.ping("mn1", CN_IP)
+    del rig.hosts["mn1"]  # gone without its port going down
+    idle_out(rig, mn)
+    assert mn.ip in rig.core.hosts, "not before the poll's deadline"
+    rig.now += topology.controller.host_probe_s + 0.1
+    rig.run(rig.core.tick(rig.now))
     assert mn.ip not in rig.core.hosts
+    assert rig.core.counters["host_forgotten_idle"] == 1
     for switch in rig.net.switches.values():
         assert not [e for e in switch.entries if e.cookie == host_cookie(mn.ip)]
 
