@@ -576,9 +576,17 @@ def _nai(value: Any) -> str:
     return value
 
 
+def _is_version_1(value: Any) -> bool:
+    return type(value) is int and value == 1
+
+
 def parse_topology(raw: Any) -> Topology:
     """Validate already-loaded YAML data; raise ConfigError listing every problem."""
     r = _Reader()
+    if isinstance(raw, dict) and "version" in raw and not _is_version_1(raw["version"]):
+        # Another version is another schema: checking the rest would only
+        # produce noise.
+        raise ConfigError([("version", f"{raw['version']!r} is not a supported version (1)")])
     sections = {"version", "controller", "domains", "switches", "links", "networks",
                 "neighbours", "correspondents", "mobile_nodes"}
     raw = r.mapping(raw, "", required={"version", "domains", "switches", "networks"},
@@ -587,8 +595,6 @@ def parse_topology(raw: Any) -> Topology:
         if not r.errors:
             r.error("", "the file is empty")
         raise ConfigError(r.errors)
-    if type(raw.get("version")) is not int or raw.get("version") != 1:
-        r.error("version", f"{raw.get('version')!r} is not a supported version (1)")
     controller = _controller(r, raw.get("controller"))
     domains = _domains(r, raw.get("domains"))
     switches = _switches(r, raw.get("switches"))

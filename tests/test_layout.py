@@ -62,3 +62,21 @@ def test_readme_gives_the_two_quick_start_commands():
     text = (ROOT / "README.md").read_text()
     quick = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     assert "make demo" in quick and "make test" in quick
+
+
+def test_mpa_lab_graph_prints_the_candidates(capsys):
+    from topologies.cli import main
+    assert main(["graph"]) == 0
+    out = capsys.readouterr().out
+    assert "net-a1 -> net-b1" in out and "AA 10.2.1.1" in out and "L2 handover 200 ms" in out
+    assert "core:1 -- cn-ar:1" in out
+
+
+def test_mpa_lab_refuses_a_bad_topology(tmp_path, capsys):
+    from topologies.cli import main
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 2\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["graph", "--topology", str(bad)])
+    assert exit_info.value.code == 2
+    assert "version: 2 is not a supported version" in capsys.readouterr().err
