@@ -43,11 +43,52 @@ def test_send_msg_has_one_caller():
     assert (ROOT / "apps" / "mpa_app.py").read_text().count("send_msg(") == 1
 
 
+def _console_scripts() -> set[str]:
+    import configparser
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    lines = cfg["options.entry_points"]["console_scripts"].strip().splitlines()
+    return {line.split("=")[0].strip() for line in lines}
+
+
+def _make_targets() -> set[str]:
+    import re
+    return set(re.findall(r"^([a-z][a-z-]*):", (ROOT / "Makefile").read_text(), re.M))
+
+
 def test_docker_compose_is_valid():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    assert isinstance(compose["services"], dict) and compose["services"]
-    for name, service in compose["services"].items():
+    assert set(compose) <= {"name", "services", "volumes", "networks"}
+    services = compose["services"]
+    assert {"controller", "demo"} <= set(services)
+    images = {s.get("image") for s in services.values()}
+    for name, service in services.items():
         assert "image" in service or "build" in service, name
+        if "build" in service:
+            assert (ROOT / service["build"] / "Dockerfile").is_file()
+        if service.get("image") and "build" not in service:
+            assert any("build" in s and s.get("image") == service["image"]
+                       for s in services.values()), f"{name}: nothing builds {service['image']}"
+        command = service["command"]
+        assert isinstance(command, list) and all(isinstance(c, str) for c in command)
+        if command[0] == "make":
+            assert set(command[1:]) <= _make_targets(), name
+        else:
+            assert command[0].startswith(".venv/bin/"), name
+            assert command[0].removeprefix(".venv/bin/") in _console_scripts(), name
+        assert service["network_mode"] == "host", "the lab and the controller meet on loopback"
+    assert services["demo"].get("privileged") is True, "Mininet needs namespaces and veths"
+    assert None not in images
+
+
+def test_dockerfile_runs_the_same_setup_as_make():
+    lines = [l.strip() for l in (ROOT / "Dockerfile").read_text().splitlines()]
+    assert lines[[l.startswith("FROM") for l in lines].index(True)] == "FROM debian:bookworm"
+    text = " ".join(lines)
+    for script in ("scripts/install-system.sh", "scripts/install-venv.sh"):
+        assert script in text and (ROOT / script).is_file()
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".venv" in ignored, "a host's venv must not be copied into the image"
 
 
 def test_readme_topology_example_is_valid():
