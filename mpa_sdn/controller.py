@@ -74,6 +74,7 @@ class Controller:
         self._arp_sent: dict[str, float] = {}
         self._pending: dict[str, collections.deque] = {}
         self._probing: dict[str, float] = {}  # address -> when to give up on it
+        self._learned_at: dict[str, float] = {}  # address -> when its host last changed
 
     # -- switches ---------------------------------------------------------
 
@@ -157,7 +158,7 @@ class Controller:
         self.hosts[host.address] = host
         self._host_paths[host.address] = frozenset(forwarding.host_path(self.graph, host))
 
-    def _refusal(self, mac: str, address: str, poa: PoA) -> str | None:
+    def _refusal(self, mac: str, address: str, poa: PoA, now: float) -> str | None:
         """Why a host may not be learned at this PoA, or None."""
         network = self.graph.network(poa.network)
         if int(mac[:2], 16) & 1 or mac in self._gateway_macs:
@@ -171,6 +172,11 @@ class Controller:
             return "static"
         if old is None and len(self.hosts) >= self.settings.max_hosts:
             return "full"
+        if (old is not None and old.mac != mac
+                and now - self._learned_at.get(address, -1e9) < self.settings.address_takeover_hold_s):
+            # Two hosts using one address would take it from each other on
+            # every packet; the one that has it keeps it for a while.
+            return "conflict"
         return None
 
     def _reject(self, mac: str, address: str, poa: PoA, reason: str) -> list[Send]:
@@ -184,7 +190,7 @@ class Controller:
                                                     self.settings.reject_hold_s)])]
 
     def _learn(self, mac: str, address: str, poa: PoA, now: float) -> list[Send]:
-        reason = self._refusal(mac, address, poa)
+        reason = self._refusal(mac, address, poa, now)
         if reason is not None:
             return self._reject(mac, address, poa, reason)
         old = self.hosts.get(address)
@@ -201,6 +207,7 @@ class Controller:
                 return []
             return [Send(dpid, self._host_flows(new)[poa.switch], barrier=True)]
         self._remember(new)
+        self._learned_at[address] = now
         self._probing.pop(address, None)
         if old is None:
             self.counters["host_learned"] += 1
@@ -229,6 +236,7 @@ class Controller:
         path = self._host_paths.pop(address)
         del self.hosts[address]
         self._probing.pop(address, None)
+        self._learned_at.pop(address, None)
         self.counters[f"host_forgotten_{reason}"] += 1
         LOG.info("host mac=%s ip=%s at poa=%s forgotten (%s)", host.mac, address, host.poa.id, reason)
         delete = of.flow_delete_cookie(host_cookie(address), EXACT_MASK)

@@ -351,3 +351,18 @@ def test_port_status_of_a_trunk_or_unknown_port_changes_nothing(rig, topology):
     assert rig.core.port_status(dpid, 99, True, rig.now) == []    # no such port
     assert rig.core.port_status(dpid, 3, False, rig.now) == []    # PoA, link up
     assert rig.core.hosts == before
+
+
+def test_two_hosts_with_one_address_do_not_take_it_from_each_other(rig, topology):
+    rig.add_host("h1", "02:00:00:00:00:a1", "10.1.1.150", "ap-a1-1")
+    rig.add_host("h2", "02:00:00:00:00:a2", "10.1.1.150", "ap-a1-2")
+    assert len(rig.ping("h1", CN_IP).to(CN)) == 1
+    assert rig.ping("h2", CN_IP).to(CN) == []
+    assert rig.core.counters["learn_rejected_conflict"] == 1
+    assert rig.core.hosts["10.1.1.150"].mac == "02:00:00:00:00:a1"
+    # Later (h1 gone quiet, say) the address may change hands.
+    rig.now += topology.controller.address_takeover_hold_s + topology.controller.reject_hold_s
+    rig.net.switches["ar-a1"].entries = [e for e in rig.net.switches["ar-a1"].entries
+                                        if e.hard_timeout == 0]  # the reject flow expired
+    assert len(rig.ping("h2", CN_IP).to(CN)) == 1
+    assert rig.core.hosts["10.1.1.150"].mac == "02:00:00:00:00:a2"
