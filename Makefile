@@ -1,5 +1,6 @@
 # Quick start: `make demo` (the lab with reachability checks) and `make test`
-# (every test, integration included). Both install what is missing first.
+# (every test, integration included). Both install what is missing first and
+# start Open vSwitch; `make unit` needs neither root nor the lab.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,7 +15,8 @@ setup: system venv
 system:
 	@bash scripts/install-system.sh
 
-venv: system
+venv:
+	@bash scripts/install-system.sh --python
 	@bash scripts/install-venv.sh
 
 demo: setup

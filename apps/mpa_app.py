@@ -135,16 +135,23 @@ class MpaApp(app_manager.RyuApp):
         if datapath.id is None:
             return
         if ev.state == MAIN_DISPATCHER:
+            if self.datapaths.get(datapath.id) not in (None, datapath):
+                # A new connection before the old one's end: its barriers
+                # will never be answered.
+                self._drop_confirmations(datapath.id)
             self.datapaths[datapath.id] = datapath
             address = "%s:%s" % datapath.address[:2] if datapath.address else None
             self._post("switch connect", datapath.id,
                        lambda now: self.core.switch_connected(datapath.id, now, address))
         elif self.datapaths.get(datapath.id) is datapath:
             del self.datapaths[datapath.id]
-            for key in [k for k in self.confirmations if k[0] == datapath.id]:
-                del self.confirmations[key]
+            self._drop_confirmations(datapath.id)
             self._post("switch disconnect", datapath.id, self.core.switch_disconnected,
                        datapath.id)
+
+    def _drop_confirmations(self, dpid) -> None:
+        for key in [k for k in self.confirmations if k[0] == dpid]:
+            del self.confirmations[key]
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def _flow_stats(self, ev):

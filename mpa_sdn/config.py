@@ -250,7 +250,6 @@ _SETTING_PARSERS = {
     "pending_addresses": _int(0, 100_000),
     "pending_lifetime_s": _number(0.1, 60),
     "reject_hold_s": _int(1, 3600),
-    "address_takeover_hold_s": _number(0, 3600),
     "packet_in_queue": _int(1, 100_000),
 }
 

@@ -74,7 +74,7 @@ class Controller:
         self._arp_sent: dict[str, float] = {}
         self._pending: dict[str, collections.deque] = {}
         self._probing: dict[str, float] = {}  # address -> when to give up on it
-        self._learned_at: dict[str, float] = {}  # address -> when its host last changed
+        self._rejected: dict[tuple, float] = {}  # (dpid, port, mac, address) -> drop ends
 
     # -- switches ---------------------------------------------------------
 
@@ -158,7 +158,7 @@ class Controller:
         self.hosts[host.address] = host
         self._host_paths[host.address] = frozenset(forwarding.host_path(self.graph, host))
 
-    def _refusal(self, mac: str, address: str, poa: PoA, now: float) -> str | None:
+    def _refusal(self, mac: str, address: str, poa: PoA) -> str | None:
         """Why a host may not be learned at this PoA, or None."""
         network = self.graph.network(poa.network)
         if int(mac[:2], 16) & 1 or mac in self._gateway_macs:
@@ -172,42 +172,66 @@ class Controller:
             return "static"
         if old is None and len(self.hosts) >= self.settings.max_hosts:
             return "full"
-        if (old is not None and old.mac != mac
-                and now - self._learned_at.get(address, -1e9) < self.settings.address_takeover_hold_s):
-            # Two hosts using one address would take it from each other on
-            # every packet; the one that has it keeps it for a while.
+        if old is not None and old.mac != mac:
+            # The address belongs to a host we know.  It keeps it until it is
+            # gone (its port went down, or it did not answer a poll), so that
+            # no one can take a live host's address by sending from it.
             return "conflict"
         return None
 
-    def _reject(self, mac: str, address: str, poa: PoA, reason: str) -> list[Send]:
+    def _reject(self, mac: str, address: str, poa: PoA, reason: str, now: float) -> list[Send]:
+        dpid = self.graph.dpid(poa.switch)
+        key = (dpid, poa.port, mac, address)
+        if self._rejected.get(key, 0) > now:
+            # Already dropped in the switch; this one was on its way meanwhile.
+            self.counters["learn_rejected_again"] += 1
+            return []
         self.counters[f"learn_rejected_{reason}"] += 1
         LOG.warning("host mac=%s ip=%s at poa=%s refused (%s); dropped for %d s",
                     mac, address, poa.id, reason, self.settings.reject_hold_s)
-        dpid = self.graph.dpid(poa.switch)
+        sends = []
+        if reason == "conflict" and address not in self._probing:
+            sends += self._poll(self.hosts[address], now)
+        if dpid in self.switches:
+            self._rejected[key] = now + self.settings.reject_hold_s
+            sends.append(Send(dpid, forwarding.reject_flows(poa.port, mac, address,
+                                                             self.settings.reject_hold_s)))
+        return sends
+
+    def _poll(self, host: Host, now: float) -> list[Send]:
+        """Ask a known host, by unicast ARP from its gateway, whether it is still there."""
+        self._probing[host.address] = now + self.settings.host_probe_s
+        self.counters["host_probe_sent"] += 1
+        dpid = self.graph.dpid(host.poa.switch)
         if dpid not in self.switches:
             return []
-        return [Send(dpid, [forwarding.reject_flow(poa.port, mac, address,
-                                                    self.settings.reject_hold_s)])]
+        network = self.graph.network(host.poa.network)
+        poll = packets.arp_request(sender_mac=network.gateway_mac, sender_ip=str(network.gateway),
+                                   target_ip=host.address, eth_dst=host.mac)
+        return [Send(dpid, [of.packet_out(poll, [of.output(host.poa.port)])])]
 
-    def _learn(self, mac: str, address: str, poa: PoA, now: float) -> list[Send]:
-        reason = self._refusal(mac, address, poa, now)
+    def _learn(self, mac: str, address: str, poa: PoA, now: float,
+               source_check_missed: bool = False) -> list[Send]:
+        """Learn (or move) a host; None refused, [] nothing to do."""
+        reason = self._refusal(mac, address, poa)
         if reason is not None:
-            return self._reject(mac, address, poa, reason)
+            return self._reject(mac, address, poa, reason, now)
         old = self.hosts.get(address)
         new = Host(address, mac, poa, static=bool(old and old.static))
         if old == new:
-            # Known, yet its source check missed: it idled out and the host
-            # answered our poll, or it idled out as the packet came.  Put it
-            # back where it belongs.
-            if self._probing.pop(address, None) is not None:
+            answered = self._probing.pop(address, None) is not None
+            if answered:
                 self.counters["host_probe_answered"] += 1
+            if not (answered or source_check_missed):
+                return []  # an ARP from a host we know where it is
+            # Its source check is gone: it idled out (the host has just
+            # answered our poll) or it idled out as this packet came.
             self.counters["learn_refreshed"] += 1
             dpid = self.graph.dpid(poa.switch)
             if dpid not in self.switches:
                 return []
             return [Send(dpid, self._host_flows(new)[poa.switch], barrier=True)]
         self._remember(new)
-        self._learned_at[address] = now
         self._probing.pop(address, None)
         if old is None:
             self.counters["host_learned"] += 1
@@ -236,7 +260,6 @@ class Controller:
         path = self._host_paths.pop(address)
         del self.hosts[address]
         self._probing.pop(address, None)
-        self._learned_at.pop(address, None)
         self.counters[f"host_forgotten_{reason}"] += 1
         LOG.info("host mac=%s ip=%s at poa=%s forgotten (%s)", host.mac, address, host.poa.id, reason)
         delete = of.flow_delete_cookie(host_cookie(address), EXACT_MASK)
@@ -267,17 +290,12 @@ class Controller:
             return []
         address = str(ipaddress.IPv4Address(subject_of(cookie) & 0xFFFFFFFF))
         host = self.hosts.get(address)
-        if host is None or self.graph.dpid(host.poa.switch) != dpid:
+        if host is None or host.static or self.graph.dpid(host.poa.switch) != dpid:
             return []
         if (match.get("in_port"), str(match.get("eth_src", "")).lower()) != (host.poa.port, host.mac):
             self.counters["flow_removed_stale"] += 1
             return []
-        self._probing[address] = now + self.settings.host_probe_s
-        self.counters["host_probe_sent"] += 1
-        network = self.graph.network(host.poa.network)
-        poll = packets.arp_request(sender_mac=network.gateway_mac, sender_ip=str(network.gateway),
-                                   target_ip=address, eth_dst=host.mac)
-        return [Send(dpid, [of.packet_out(poll, [of.output(host.poa.port)])])]
+        return self._poll(host, now)
 
     # -- packet-ins -------------------------------------------------------
 
@@ -307,7 +325,7 @@ class Controller:
         if poa is None:
             self.counters["packet_in_unexpected"] += 1
             return []
-        sends = self._learn(frame.eth_src, frame.ip_src, poa, now)
+        sends = self._learn(frame.eth_src, frame.ip_src, poa, now, source_check_missed=True)
         host = self.hosts.get(frame.ip_src)
         if host is not None and (host.mac, host.poa) == (frame.eth_src, poa):
             # The packet that taught us the host goes on its way too: routed
@@ -342,6 +360,9 @@ class Controller:
             return []
         if a.src_ip != packets.UNSPECIFIED:
             sends += self._learn(a.src_mac, a.src_ip, poa, now)
+            host = self.hosts.get(a.src_ip)
+            if host is None or (host.mac, host.poa) != (a.src_mac, poa):
+                return sends  # refused: it gets no answers from us either
         if a.opcode != packets.ARP_REQUEST:
             return sends
         target = self.hosts.get(a.dst_ip)
@@ -382,7 +403,8 @@ class Controller:
             self.counters["packet_in_unexpected"] += 1
             return []
         queue = self._pending.get(frame.ip_dst)
-        if queue is None and len(self._pending) < self.settings.pending_addresses:
+        if (queue is None and self.settings.pending_per_address
+                and len(self._pending) < self.settings.pending_addresses):
             queue = self._pending[frame.ip_dst] = collections.deque()
         if queue is None or len(queue) >= self.settings.pending_per_address:
             self.counters["pending_dropped_full"] += 1
@@ -428,8 +450,13 @@ class Controller:
         horizon = now - max(self.settings.arp_resolve_interval_s, self.settings.pending_lifetime_s)
         for address in [a for a, t in self._arp_sent.items() if t < horizon]:
             del self._arp_sent[address]
+        for key in [k for k, ends in self._rejected.items() if ends <= now]:
+            del self._rejected[key]
+        for address in [a for a, q in self._pending.items() if not q]:
+            del self._pending[address]
         sends = []
         for address in sorted(a for a, deadline in self._probing.items() if deadline < now):
+            del self._probing[address]
             sends += self.forget_host(address, "idle")
         return sends
 

@@ -133,8 +133,16 @@ def network_route_flows(graph: NeighbourhoodGraph, switch: str) -> list:
 
 
 def host_path(graph: NeighbourhoodGraph, host: Host) -> list[str]:
-    """The switches that hold the host's route: from its network's AR to its PoA."""
-    return graph.switch_path(graph.network(host.poa.network).access_router, host.poa.switch)
+    """The switches that hold the host's route, from its network's AR to its PoA.
+
+    It is the way from the PoA to the AR, reversed: the very switches the
+    network route climbs towards the AR.  So a switch on the path that lacks
+    the host's route (while one is being installed or removed) sends the
+    packet back where it came from, which OpenFlow drops, instead of around
+    a loop that another tree's tie-break could have made.
+    """
+    return list(reversed(graph.switch_path(host.poa.switch,
+                                           graph.network(host.poa.network).access_router)))
 
 
 def _route_match(host: Host):
@@ -160,11 +168,12 @@ def host_flows(graph: NeighbourhoodGraph, host: Host, idle_timeout: int) -> dict
     tag = host_cookie(host.address)
     match = _route_match(host)  # one match object shared by every switch's flow-mod
     flows: dict[str, list] = {}
-    for switch in host_path(graph, host):
-        if switch == host.poa.switch:
+    path = host_path(graph, host)
+    for switch, following in zip(path, path[1:] + [None]):
+        if following is None:
             actions = last_hop_actions(host, network)
         else:
-            actions = [of.output(graph.next_hop_port(switch, host.poa.switch))]
+            actions = [of.output(graph.port_to(switch, following))]
         flows[switch] = [of.flow_add(Table.ROUTE, PRIO_HOST, match, of.apply(*actions), tag)]
     timeout = 0 if host.static else idle_timeout
     flows[host.poa.switch].append(of.flow_add(
@@ -183,12 +192,18 @@ def source_check_delete(host: Host):
                                  host_cookie(host.address), EXACT_MASK)
 
 
-def reject_flow(port: int, mac: str, address: str, hold_s: int):
-    """Drop a source the controller refused, for a while, instead of punting it."""
-    return of.flow_add(Table.INGRESS, PRIO_REJECT,
-                       of.match(in_port=port, eth_type=ether.ETH_TYPE_IP, eth_src=mac,
-                                ipv4_src=address),
-                       [], cookie(Feature.REJECT), hard_timeout=hold_s)
+def reject_flows(port: int, mac: str, address: str, hold_s: int) -> list:
+    """Drop a source the controller refused, IPv4 and ARP, for a while,
+    instead of punting it packet after packet."""
+    tag = cookie(Feature.REJECT)
+    return [
+        of.flow_add(Table.INGRESS, PRIO_REJECT,
+                    of.match(in_port=port, eth_type=ether.ETH_TYPE_IP, eth_src=mac,
+                             ipv4_src=address), [], tag, hard_timeout=hold_s),
+        of.flow_add(Table.INGRESS, PRIO_REJECT,
+                    of.match(in_port=port, eth_type=ether.ETH_TYPE_ARP, eth_src=mac,
+                             arp_spa=address), [], tag, hard_timeout=hold_s),
+    ]
 
 
 def static_flows(graph: NeighbourhoodGraph, switch: str) -> list:

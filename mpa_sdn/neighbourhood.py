@@ -137,6 +137,10 @@ class NeighbourhoodGraph:
             return None
         return self.switch_graph[switch][hop]["ports"][switch]
 
+    def port_to(self, switch: str, neighbour: str) -> int:
+        """The port of ``switch`` on its link to the adjacent ``neighbour``."""
+        return self.switch_graph[switch][neighbour]["ports"][switch]
+
     def switch_path(self, source: str, destination: str) -> list[str]:
         path = [source]
         while path[-1] != destination:

@@ -6,8 +6,9 @@ Pipeline (every switch has the same one):
     Classifies by port.  Trunk ports (switch to switch) go to ROUTE.  At a
     point of attachment ARP goes to ARP, and IPv4 goes to ROUTE only from a
     host the controller knows at that port (source check: MAC, IPv4 source
-    and port must all match, so a host cannot spoof another or be routed
-    from a place it is not); IPv4 from an unknown source is punted so the
+    and port must all match, so a host is routed only from where the
+    controller learned it, and the controller never gives a live host's
+    address to another MAC); IPv4 from an unknown source is punted so the
     controller can learn it.  Packets the controller injects (packet-out with
     in_port CONTROLLER) are routed like any other.
 ``ARP`` (1)

@@ -46,9 +46,6 @@ class ControllerSettings:
     # a correspondent's address) is dropped in the switch for this long
     # instead of being punted packet after packet.
     reject_hold_s: int = 10
-    # A known host's address is not given to another MAC within this time of
-    # its last change (two hosts configured with one address).
-    address_takeover_hold_s: float = 5.0
     packet_in_queue: int = 1000
 
 

@@ -4,7 +4,16 @@
 # Safe to run again: it does nothing when everything is already in place.
 set -euo pipefail
 
-packages=(openvswitch-switch mininet iputils-ping iputils-arping ethtool iproute2 python3-venv python3-dev procps psmisc)
+# --python: only what the virtual environment needs (make unit, no root
+# needed when it is there). --no-start: install, but do not start OVS.
+python_packages=(python3-venv python3-dev)
+lab_packages=(openvswitch-switch mininet iputils-ping iputils-arping ethtool iproute2 procps psmisc)
+mode=${1:-all}
+case "$mode" in
+    all|--no-start) packages=("${python_packages[@]}" "${lab_packages[@]}") ;;
+    --python) packages=("${python_packages[@]}") ;;
+    *) echo "usage: install-system.sh [--python|--no-start]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
@@ -22,7 +31,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-[ "${1:-}" = "--no-start" ] && exit 0
+[ "$mode" = all ] || exit 0
 
 # The kernel has no openvswitch module here, so ovs-vswitchd runs with the
 # userspace (netdev) datapath only; ovs-ctl starts ovsdb-server and vswitchd.

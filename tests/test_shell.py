@@ -106,3 +106,25 @@ def test_a_failing_core_call_is_counted_not_fatal(app):
         raise RuntimeError("bug")
     app.handle(("tick", None, broken, ()))
     assert app.counters["handler_error"] == 1
+
+
+def state_event(dp, state):
+    return types.SimpleNamespace(datapath=dp, state=state)
+
+
+def test_connect_and_disconnect_reach_the_core_in_order(app):
+    from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER
+    dp = FakeDatapath(DPID)
+    app._state_change(state_event(dp, MAIN_DISPATCHER))
+    app.handle(app.work.get())
+    assert DPID in app.core.switches and app.datapaths[DPID] is dp
+    app.confirmations[(DPID, 99)] = RECONCILE
+    newer = FakeDatapath(DPID)
+    app._state_change(state_event(newer, MAIN_DISPATCHER))   # reconnect before the old end
+    assert app.confirmations == {}, "the old connection's barriers will never be answered"
+    app.handle(app.work.get())
+    app._state_change(state_event(dp, DEAD_DISPATCHER))      # the old end: ignored
+    assert app.work.qsize() == 0 and app.datapaths[DPID] is newer
+    app._state_change(state_event(newer, DEAD_DISPATCHER))
+    app.handle(app.work.get())
+    assert DPID not in app.core.switches and DPID not in app.datapaths
