@@ -212,7 +212,11 @@ class Controller:
 
     def _learn(self, mac: str, address: str, poa: PoA, now: float,
                source_check_missed: bool = False) -> list[Send]:
-        """Learn (or move) a host; None refused, [] nothing to do."""
+        """Learn a host, or move it (same MAC and address, another PoA).
+
+        ``source_check_missed``: the packet came through the unknown-source
+        punt, so the switch has lost the host's source check if we know it.
+        """
         reason = self._refusal(mac, address, poa)
         if reason is not None:
             return self._reject(mac, address, poa, reason, now)
@@ -236,10 +240,10 @@ class Controller:
         if old is None:
             self.counters["host_learned"] += 1
             LOG.info("host mac=%s ip=%s learned at poa=%s", mac, address, poa.id)
-        else:
-            self.counters["host_moved" if old.mac == mac else "host_address_taken"] += 1
-            LOG.info("host mac=%s ip=%s now at poa=%s (was mac=%s at poa=%s)",
-                     mac, address, poa.id, old.mac, old.poa.id)
+        else:  # the same MAC: _refusal keeps an address from changing hands
+            self.counters["host_moved"] += 1
+            LOG.info("host mac=%s ip=%s moved from poa=%s to poa=%s",
+                     mac, address, old.poa.id, poa.id)
         by_switch = self._host_flows(new)
         if old is not None:
             # Routes on switches the host's new path shares are overwritten in

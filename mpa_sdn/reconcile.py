@@ -4,7 +4,9 @@ Given the flows a switch reports (flow stats) and the flows it should have,
 return the deletes for every flow we do not recognise (a foreign cookie, or a
 key we would not install) followed by the adds for every flow that is
 missing or differs.  Flows that are already right are left alone, so their
-counters survive a reconnect and traffic is never interrupted.
+counters survive a reconnect and traffic is never interrupted.  Temporary
+drops of refused sources are not part of what a switch should hold: a
+reconnect clears them, and a source still misbehaving is refused again.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ class Plan:
 def plan(existing_stats, desired_flow_mods) -> Plan:
     desired = {}
     for mod in desired_flow_mods:
-        desired[of.record_of(mod).key] = (of.record_of(mod), mod)
+        record = of.record_of(mod)
+        desired[record.key] = (record, mod)
     present = {}
     deletes = []
     for stat in sorted(existing_stats, key=lambda s: (s.table_id, -s.priority, s.cookie)):
