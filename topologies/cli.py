@@ -1,6 +1,8 @@
 """``mpa-lab``: bring up the lab with the real controller, check it, tear it down.
 
     mpa-lab demo [--topology FILE] [--out DIR]   lab + controller, graph, reachability
+    mpa-lab up [--topology FILE] [--script FILE] lab + controller and Mininet's CLI,
+                                                 with `move MN POA` and `poas`
     mpa-lab graph [--topology FILE]              print the CTN neighbourhood graph
     mpa-lab cleanup                              remove what a crashed run left behind
 """
@@ -59,42 +61,40 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def demo(args) -> int:
+def _run_lab(args, body, log_level: str = "error") -> int:
+    """Controller and lab up, ``body(lab, controller)``, then both down, whatever happens."""
+    from mininet.log import setLogLevel
+
     from topologies.harness import ControllerProcess
     from topologies.lab import Lab
-    from topologies.reachability import all_pairs, print_report
 
     if os.geteuid() != 0:
-        print("mpa-lab demo needs root (Mininet creates namespaces and veths)", file=sys.stderr)
+        print(f"mpa-lab {args.command} needs root (Mininet creates namespaces and veths)",
+              file=sys.stderr)
         return 2
     topology = _load(args.topology)
-    graph = NeighbourhoodGraph(topology)
+    settings = topology.controller
+    ofp_port = args.ofp_port or settings.openflow_port
+    rest_port = args.rest_port or settings.rest_port
     os.makedirs(args.out, exist_ok=True)
     log_path = os.path.join(args.out, "controller.log")
-    settings = topology.controller
     _stop_on_signals()
-    from mininet.log import setLogLevel
-    setLogLevel("error")
-
-    controller = ControllerProcess(args.topology, ofp_port=settings.openflow_port,
-                                   rest_port=settings.rest_port, log_path=log_path)
-    lab = Lab(topology)
+    setLogLevel(log_level)
+    controller = ControllerProcess(args.topology, ofp_port=ofp_port, rest_port=rest_port,
+                                   log_path=log_path)
+    lab = Lab(topology, controller_port=ofp_port)
     try:
         print(f"Topology {args.topology}")
         started = time.monotonic()
         controller.start()
-        print(f"Controller up: OpenFlow on :{settings.openflow_port}, REST on "
+        print(f"Controller up: OpenFlow on :{ofp_port}, REST on "
               f"{controller.base_url}/mpa/v1 (log: {log_path})")
         lab.start()
         switches = controller.wait_switches()
         print(f"Lab up: {len(switches)} switches connected and reconciled, hosts "
               f"{', '.join(sorted(h.name for h in lab.net.hosts))} "
-              f"({time.monotonic() - started:.1f} s)\n")
-        print_graph(graph)
-        results = all_pairs(lab, progress=lambda line: print(line, flush=True))
-        print()
-        ok = print_report(results)
-        return 0 if ok else 1
+              f"({time.monotonic() - started:.1f} s)\n", flush=True)
+        return body(lab, controller)
     except KeyboardInterrupt:
         print("\ninterrupted; tearing down", file=sys.stderr)
         return 130
@@ -102,6 +102,28 @@ def demo(args) -> int:
         lab.stop()
         controller.stop()
         print("Lab and controller stopped.")
+
+
+def demo(args) -> int:
+    from topologies.reachability import all_pairs, print_report
+
+    def body(lab, controller):
+        print_graph(lab.graph)
+        results = all_pairs(lab, progress=lambda line: print(line, flush=True))
+        print()
+        return 0 if print_report(results) else 1
+    return _run_lab(args, body)
+
+
+def up(args) -> int:
+    from topologies.lab_cli import LabCLI
+
+    def body(lab, controller):
+        print("Mininet's CLI, plus: move MN POA (a link-layer handover), poas. "
+              "Ctrl-D or exit tears the lab down.", flush=True)
+        LabCLI(lab, script=args.script)
+        return 0
+    return _run_lab(args, body, log_level="output")
 
 
 def cleanup(args) -> int:
@@ -114,10 +136,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="mpa-lab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="bring up the lab and the controller, check reachability")
-    p.add_argument("--topology", default=DEFAULT_TOPOLOGY)
-    p.add_argument("--out", default="results/demo")
-    p.set_defaults(run=demo)
+    for name, run, text in (("demo", demo, "bring up the lab and the controller, check reachability"),
+                            ("up", up, "bring up the lab and the controller, open Mininet's CLI")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--topology", default=DEFAULT_TOPOLOGY)
+        p.add_argument("--out", default=f"results/{name}", help="where the controller log goes")
+        p.add_argument("--ofp-port", type=int, help="default: the topology file's")
+        p.add_argument("--rest-port", type=int, help="default: the topology file's")
+        if name == "up":
+            p.add_argument("--script", help="run these CLI commands instead of reading a terminal")
+        p.set_defaults(run=run)
     p = sub.add_parser("graph", help="print the CTN neighbourhood graph of a topology")
     p.add_argument("--topology", default=DEFAULT_TOPOLOGY)
     p.set_defaults(run=lambda a: print_graph(NeighbourhoodGraph(_load(a.topology))) or 0)
