@@ -98,6 +98,9 @@ def _run_lab(args, body, log_level: str = "error") -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; tearing down", file=sys.stderr)
         return 130
+    except (OSError, RuntimeError, TimeoutError, ValueError) as exc:
+        print(f"\nmpa-lab {args.command}: {exc}; tearing down", file=sys.stderr)
+        return 1
     finally:
         lab.stop()
         controller.stop()

@@ -64,8 +64,12 @@ def check_pairs(lab, location: str) -> list[PairResult]:
 def tour(lab, mn_id: str, progress=lambda line: None) -> list[Visit]:
     graph = lab.graph
     start = lab.location[mn_id].id
+    taken = {poa.id: host for host, poa in lab.location.items() if host != mn_id}
     poas = [p.id for n in graph.access_networks() for p in n.poas]
-    order = [start] + [p for p in poas if p != start]
+    order = [start] + [p for p in poas if p != start and p not in taken]
+    if taken:
+        progress(f"  (not visited, other hosts are there: "
+                 f"{', '.join(f'{p} ({h})' for p, h in sorted(taken.items()) if p in poas)})")
     cn = sorted(lab.topology.correspondents)[0]
     visits = []
     for poa in order:
@@ -102,4 +106,4 @@ def print_report(visits: list[Visit]) -> bool:
     if recoveries:
         print(f"Reachable again after a move (reactive, no MPA): median "
               f"{sorted(recoveries)[len(recoveries) // 2]:.0f} ms, max {max(recoveries):.0f} ms.")
-    return good == len(pairs) and len(recoveries) == len(visits)
+    return bool(pairs) and good == len(pairs) and len(recoveries) == len(visits)

@@ -31,3 +31,18 @@ def test_move_and_ping_from_the_lab_cli(prerequisites, tmp_path):
     assert out.count("1 packets transmitted, 1 received") == 2, out
     assert "Lab and controller stopped." in out
     assert "Traceback" not in out
+
+
+def test_demo_on_a_generated_topology_with_two_mobile_nodes(prerequisites, tmp_path):
+    from topologies.generate import main as topogen
+    topology = tmp_path / "generated.yaml"
+    assert topogen(["--domains", "2", "--networks-per-domain", "2", "--poas-per-network", "2",
+                    "--mobile-nodes", "2", "-o", str(topology)]) == 0
+    result = subprocess.run([MPA_LAB, "demo", "--topology", str(topology), "--out", str(tmp_path),
+                             "--ofp-port", str(OFP_PORT), "--rest-port", str(REST_PORT)],
+                            capture_output=True, text=True, timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    # mn1 visits the 7 PoAs mn2 leaves free; 3 hosts make 6 ordered pairs.
+    assert "Result: 42/42 host pairs reachable (ping and TCP) over 7 PoAs." in out
+    assert "not visited, other hosts are there: ap2-1-1 (mn2)" in out
