@@ -25,14 +25,13 @@ from ryu.ofproto import ether
 from ryu.ofproto import ofproto_v1_3 as ofp
 
 from mpa_sdn import openflow as of
-from mpa_sdn.packets import ARP_REPLY, ARP_REQUEST
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
+from mpa_sdn.packets import ARP_REPLY, ARP_REQUEST
 from mpa_sdn.tables import (
     EXACT_MASK, PRIO_ARP_OTHER, PRIO_ARP_RESPONDER, PRIO_CLASSIFY, PRIO_GATEWAY_PUNT,
     PRIO_HOST, PRIO_MISS, PRIO_NETWORK, PRIO_REJECT, PRIO_UNKNOWN_SOURCE, Feature, Table,
     cookie, host_cookie)
 from mpa_sdn.topology import Network, PoA
-
 
 
 @dataclass(frozen=True)
