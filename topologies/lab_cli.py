@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from mininet.cli import CLI
 from mininet.log import error, output
 
@@ -11,6 +14,8 @@ class LabCLI(CLI):
 
     def __init__(self, lab, **kwargs):
         self.lab = lab
+        if sys.stdin is None:  # started with no standard input at all
+            kwargs.setdefault("stdin", open(os.devnull))
         super().__init__(lab.net, **kwargs)
 
     def do_move(self, line):
