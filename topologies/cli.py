@@ -135,7 +135,24 @@ def cleanup(args) -> int:
     return 0
 
 
+def _ensure_standard_fds() -> None:
+    """Give closed standard descriptors /dev/null.
+
+    Started with no standard input (as CI does), the next file Mininet opens
+    would become descriptor 0 and its tools (ovs-vsctl) abort.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            opened = os.open(os.devnull, os.O_RDWR)  # the lowest free number: fd
+            os.set_inheritable(opened, True)  # children (ovs-vsctl) need it too
+    if sys.stdin is None:
+        sys.stdin = open(os.devnull)
+
+
 def main(argv=None) -> int:
+    _ensure_standard_fds()
     parser = argparse.ArgumentParser(prog="mpa-lab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -45,7 +45,8 @@ class ControllerProcess:
             _controller_command() + ["--config", self.config, "--ofp-port", str(self.ofp_port),
                                      "--rest-host", "127.0.0.1", "--rest-port", str(self.rest_port),
                                      "--log-level", self.log_level],
-            stdout=self._log, stderr=self._log, start_new_session=True)
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
+            start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while True:
             if self.process.poll() is not None:

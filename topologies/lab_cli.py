@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 
 from mininet.cli import CLI
 from mininet.log import error, output
@@ -14,8 +12,6 @@ class LabCLI(CLI):
 
     def __init__(self, lab, **kwargs):
         self.lab = lab
-        if sys.stdin is None:  # started with no standard input at all
-            kwargs.setdefault("stdin", open(os.devnull))
         super().__init__(lab.net, **kwargs)
 
     def do_move(self, line):
