@@ -3,6 +3,9 @@
 # starts Open vSwitch on the userspace datapath if it is not running.
 # Safe to run again: it does nothing when everything is already in place.
 set -euo pipefail
+# Nothing here reads input, and Open vSwitch's tools abort when started with
+# standard input closed (their socket lands on descriptor 0).
+exec </dev/null
 
 # --python: only what the virtual environment needs (make unit, no root
 # needed when it is there). --no-start: install, but do not start OVS.
@@ -35,7 +38,12 @@ fi
 
 # The kernel has no openvswitch module here, so ovs-vswitchd runs with the
 # userspace (netdev) datapath only; ovs-ctl starts ovsdb-server and vswitchd.
-ovs_up() { ovs-vsctl --timeout=2 show >/dev/null 2>&1; }
+# Both daemons: the database alone answers ovs-vsctl, but without
+# ovs-vswitchd no bridge forwards anything.
+ovs_up() {
+    ovs-vsctl --timeout=2 show >/dev/null 2>&1 &&
+        ovs-appctl --timeout=2 -t ovs-vswitchd version >/dev/null 2>&1
+}
 
 if ! ovs_up; then
     if [ "$(id -u)" -ne 0 ]; then

@@ -7,6 +7,7 @@
 # Ryu 4.34's setup hooks break under pip's build isolation, so it is built
 # with the venv's own setuptools (< 67) and --no-build-isolation.
 set -euo pipefail
+exec </dev/null
 
 venv=.venv
 stamp="$venv/.installed-$(sha256sum setup.cfg pyproject.toml | sha256sum | cut -c1-16)"
