@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import shutil
+import subprocess
 import time
 
 from mininet.link import Link
@@ -87,7 +89,25 @@ class Lab:
 
     # -- life cycle -------------------------------------------------------
 
+    def _clear_leftovers(self) -> None:
+        """Remove what a run killed before its teardown left of this lab.
+
+        Only this topology's own bridges and switch ports: another lab or
+        anything else on the machine is left alone (unlike ``mn -c``).
+        """
+        names = {f"{end.switch}-eth{end.port}" for link in self.topology.links
+                 for end in (link.a, link.b)}
+        names |= {f"{p.switch}-eth{p.port}" for p in self.topology.poas.values()}
+        for switch in self.graph.switch_ids():
+            subprocess.run(["ovs-vsctl", "--timeout=5", "--if-exists", "del-br", switch],
+                           stdin=subprocess.DEVNULL, capture_output=True)
+        for name in sorted(names):
+            if os.path.exists(f"/sys/class/net/{name}"):
+                LOG.warning("removing %s, left over from an earlier run", name)
+                subprocess.run(["ip", "link", "del", name], capture_output=True)
+
     def start(self, wait_s: float = 30.0) -> None:
+        self._clear_leftovers()
         net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
                       autoStaticArp=False, waitConnected=False)
         self.net = net
