@@ -86,6 +86,10 @@ class Controller:
             return []
         self.counters["switch_connected"] += 1
         self.switches[dpid] = SwitchState(dpid, switch, now, address)
+        # Reconciliation removes its temporary drops: a refused source that
+        # is still there is refused, and dropped, anew.
+        for key in [k for k in self._rejected if k[0] == dpid]:
+            del self._rejected[key]
         LOG.info("dpid=%016x switch=%s connected from %s; reading its flows", dpid, switch, address)
         return [Send(dpid, [of.flow_stats_request()])]
 
@@ -126,6 +130,7 @@ class Controller:
 
     def openflow_error(self, dpid: int, err_type: int, code: int, now: float) -> None:
         self.counters["openflow_error"] += 1
+        self.counters[f"openflow_error_type_{err_type}"] += 1
         state = self.switches.get(dpid)
         if state is not None:
             state.errors += 1
@@ -329,6 +334,11 @@ class Controller:
         if poa is None:
             self.counters["packet_in_unexpected"] += 1
             return []
+        if frame.ip_src == packets.UNSPECIFIED:
+            # A host with no address yet (a DHCP client): nothing to learn,
+            # and no drop flow either, which would also catch its ARP probes.
+            self.counters["packet_in_unaddressed"] += 1
+            return []
         sends = self._learn(frame.eth_src, frame.ip_src, poa, now, source_check_missed=True)
         host = self.hosts.get(frame.ip_src)
         if host is not None and (host.mac, host.poa) == (frame.eth_src, poa):
@@ -443,8 +453,7 @@ class Controller:
         fresh = [data for expires, data in queue if expires >= now]
         self.counters["pending_dropped_expired"] += len(queue) - len(fresh)
         sends = [s for data in fresh for s in self._deliver(self.hosts[address], data, True)]
-        self.counters["pending_released"] += len(sends)
-        self.counters["pending_dropped_disconnected"] += len(fresh) - len(sends)
+        self.counters["pending_released"] += len(sends)  # the rest: deliver_disconnected
         return sends
 
     def tick(self, now: float) -> list[Send]:

@@ -431,3 +431,27 @@ def test_expected_flow_count_matches_after_learning_moving_and_forgetting(rig, t
         dpid = sw.dpid
         assert sw.records() == {record_of(m) for m in rig.core.desired_flows(dpid)}, name
         assert rig.core.expected_flow_count(dpid) == len(rig.core.desired_flows(dpid)), name
+
+
+def test_an_unaddressed_host_is_neither_learned_nor_blocked(rig, topology):
+    rig.add_host("h", "02:00:00:00:00:a1", "0.0.0.0", "ap-a1-1")
+    dhcp_like = ipv4_packet("02:00:00:00:00:a1", "ff:ff:ff:ff:ff:ff", "0.0.0.0", "255.255.255.255")
+    assert rig.inject("ar-a1", 3, dhcp_like).punts == 1
+    assert rig.core.counters["packet_in_unaddressed"] == 1
+    assert not [e for sw in rig.net.switches.values() for e in sw.entries if e.hard_timeout]
+    # Its ARP probe for the address it is about to use still reaches the controller.
+    probe = rig.inject("ar-a1", 3, arp_packet(1, "02:00:00:00:00:a1", "0.0.0.0", "10.1.1.150"))
+    assert probe.punts == 1
+    assert "0.0.0.0" not in rig.core.hosts
+
+
+def test_a_reconnect_clears_refusals_and_a_refused_source_is_dropped_anew(rig, topology):
+    rig.add_host("h", "02:00:00:00:00:a1", "10.2.1.150", "ap-a1-1")  # net-b1's address
+    rig.ping("h", CN_IP)
+    assert rig.ping("h", CN_IP).punts == 0
+    dpid = rig.graph.dpid("ar-a1")
+    rig.core.switch_disconnected(dpid, rig.now)
+    rig.connect("ar-a1")  # reconciliation removes the temporary drops
+    assert rig.ping("h", CN_IP).punts == 1
+    assert rig.ping("h", CN_IP).punts == 0, "dropped in the switch again"
+    assert rig.core.counters["learn_rejected_address"] == 2
