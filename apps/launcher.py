@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 
-from mpa_sdn.config import ConfigError, load_topology
+from mpa_sdn.config import load_or_exit
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -35,16 +35,6 @@ def _arguments(argv):
     if not args.config and not args.check_config:
         parser.error("one of --config FILE or --check-config FILE is required")
     return args
-
-
-def _load(path: str, errors_to=None):
-    """The topology, or exit 2 after one line per error (never a traceback)."""
-    try:
-        return load_topology(path)
-    except ConfigError as exc:
-        for line in exc.lines():
-            print(line, file=errors_to or sys.stderr)
-        sys.exit(2)
 
 
 def _with_overrides(topology, args):
@@ -102,11 +92,11 @@ def _stop_on_signals() -> None:
 def main(argv=None) -> int:
     args = _arguments(sys.argv[1:] if argv is None else argv)
     if args.check_config:
-        _load(args.check_config, errors_to=sys.stdout)
+        load_or_exit(args.check_config, errors_to=sys.stdout)
         print("ok")
         return 0
 
-    topology = _with_overrides(_load(args.config), args)
+    topology = _with_overrides(load_or_exit(args.config), args)
     settings = topology.controller
     _check_free(settings.openflow_host, settings.openflow_port, "OpenFlow")
     _check_free(settings.rest_host, settings.rest_port, "REST")

@@ -12,6 +12,7 @@ import collections.abc
 import hashlib
 import ipaddress
 import re
+import sys
 from typing import Any, Callable
 
 import yaml
@@ -652,6 +653,16 @@ def load_topology_text(text: str, source: str = "<string>") -> Topology:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([("", f"{source}: not valid YAML at {where}: {problem}")]) from None
     return parse_topology(raw)
+
+
+def load_or_exit(path: str, errors_to=None) -> Topology:
+    """For command lines: the topology, or one line per error and exit 2."""
+    try:
+        return load_topology(path)
+    except ConfigError as exc:
+        for line in exc.lines():
+            print(line, file=errors_to or sys.stderr)
+        raise SystemExit(2) from None
 
 
 def load_topology(path: str) -> Topology:

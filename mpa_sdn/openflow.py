@@ -55,8 +55,8 @@ def flow_add(table: int, priority: int, match_, instructions: list, cookie: int,
     flags = ofp.OFPFF_SEND_FLOW_REM if notify_removal else 0
     return parser.OFPFlowMod(
         None, cookie=cookie, table_id=int(table), command=ofp.OFPFC_ADD,
-        idle_timeout=idle_timeout, hard_timeout=hard_timeout, priority=priority, buffer_id=ofp.OFP_NO_BUFFER,
-        flags=flags, match=match_, instructions=instructions)
+        idle_timeout=idle_timeout, hard_timeout=hard_timeout, priority=priority,
+        buffer_id=ofp.OFP_NO_BUFFER, flags=flags, match=match_, instructions=instructions)
 
 
 def flow_delete_strict(table: int, priority: int, match_, cookie: int = 0, cookie_mask: int = 0):

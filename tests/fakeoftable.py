@@ -256,9 +256,6 @@ class Trace:
     deliveries: list = field(default_factory=list)
     punts: list = field(default_factory=list)  # (switch, in_port, table_id, pkt)
 
-    def at(self, switch, port) -> list[dict]:
-        return [d.pkt for d in self.deliveries if (d.switch, d.port) == (switch, port)]
-
 
 class FakeNetwork:
     def __init__(self, graph):

@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 
-from mpa_sdn.config import ConfigError, load_topology
+from mpa_sdn.config import load_or_exit
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 
 DEFAULT_TOPOLOGY = os.path.join(os.path.dirname(__file__), "two_domains.yaml")
@@ -43,15 +43,6 @@ def print_graph(graph: NeighbourhoodGraph, out=sys.stdout) -> None:
     w("\n")
 
 
-def _load(path: str):
-    try:
-        return load_topology(path)
-    except ConfigError as exc:
-        for line in exc.lines():
-            print(line, file=sys.stderr)
-        sys.exit(2)
-
-
 def _stop_on_signals() -> None:
     """SIGTERM and SIGINT tear the lab down (SIGINT even when a shell started
     us in the background with it ignored)."""
@@ -72,7 +63,7 @@ def _run_lab(args, body, log_level: str = "error") -> int:
         print(f"mpa-lab {args.command} needs root (Mininet creates namespaces and veths)",
               file=sys.stderr)
         return 2
-    topology = _load(args.topology)
+    topology = load_or_exit(args.topology)
     settings = topology.controller
     ofp_port = args.ofp_port or settings.openflow_port
     rest_port = args.rest_port or settings.rest_port
@@ -168,7 +159,7 @@ def main(argv=None) -> int:
         p.set_defaults(run=run)
     p = sub.add_parser("graph", help="print the CTN neighbourhood graph of a topology")
     p.add_argument("--topology", default=DEFAULT_TOPOLOGY)
-    p.set_defaults(run=lambda a: print_graph(NeighbourhoodGraph(_load(a.topology))) or 0)
+    p.set_defaults(run=lambda a: print_graph(NeighbourhoodGraph(load_or_exit(a.topology))) or 0)
     p = sub.add_parser("cleanup", help="remove switches and links a crashed run left behind")
     p.set_defaults(run=cleanup)
     args = parser.parse_args(argv)

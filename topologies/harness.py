@@ -17,9 +17,7 @@ import urllib.error
 import urllib.request
 
 
-def _controller_command() -> list[str]:
-    exe = os.path.join(os.path.dirname(sys.executable), "mpa-controller")
-    return [exe] if os.path.exists(exe) else [sys.executable, "-m", "apps.launcher"]
+MPA_CONTROLLER = os.path.join(os.path.dirname(sys.executable), "mpa-controller")
 
 
 class ControllerProcess:
@@ -42,9 +40,9 @@ class ControllerProcess:
             self._log.close()
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            _controller_command() + ["--config", self.config, "--ofp-port", str(self.ofp_port),
-                                     "--rest-host", "127.0.0.1", "--rest-port", str(self.rest_port),
-                                     "--log-level", self.log_level],
+            [MPA_CONTROLLER, "--config", self.config, "--ofp-port", str(self.ofp_port),
+             "--rest-host", "127.0.0.1", "--rest-port", str(self.rest_port),
+             "--log-level", self.log_level],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
             start_new_session=True)
         deadline = time.monotonic() + timeout_s

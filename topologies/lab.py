@@ -12,7 +12,6 @@ i.e. never inside the controller; this module imports no Ryu app machinery.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import shutil
@@ -216,6 +215,3 @@ class Lab:
         host = self.host(name)
         if shutil.which("arping"):
             host.cmd("arping -q -U -c 1 -w 1 -I", host.defaultIntf(), host.IP())
-
-    def gateway_of(self, name: str) -> ipaddress.IPv4Address:
-        return self.graph.network(self.location[name].network).gateway

@@ -1,4 +1,4 @@
-"""`mpa-lab up --script`: the lab's CLI, run as a user would."""
+"""`mpa-lab up --script` and `mpa-lab demo`, run as a user would."""
 
 import os
 import subprocess
@@ -13,6 +13,18 @@ pytestmark = pytest.mark.integration
 MPA_LAB = os.path.join(os.path.dirname(sys.executable), "mpa-lab")
 
 
+def mpa_lab(*args, out_dir, timeout_s) -> str:
+    """Run mpa-lab as a user would, with no standard input at all (as CI may
+    start it: Open vSwitch's tools abort if their socket lands on fd 0)."""
+    result = subprocess.run(["bash", "-c", 'exec "$@" 0<&-', "bash", MPA_LAB, *args,
+                             "--out", str(out_dir), "--ofp-port", str(OFP_PORT),
+                             "--rest-port", str(REST_PORT)],
+                            capture_output=True, text=True, timeout=timeout_s)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    return out
+
+
 def test_move_and_ping_from_the_lab_cli(prerequisites, tmp_path):
     # What a run killed before its teardown leaves: a bridge and a port.
     subprocess.run(["ovs-vsctl", "--may-exist", "add-br", "core", "--", "set", "bridge", "core",
@@ -25,14 +37,7 @@ def test_move_and_ping_from_the_lab_cli(prerequisites, tmp_path):
                       "move mn1 nowhere\n"
                       "mn1 ping -c 1 -W 2 10.0.0.10\n"
                       "cn1 ping -c 1 -W 2 10.2.1.199\n")
-    # No standard input at all, as CI may start us: Open vSwitch's tools
-    # abort if their socket lands on descriptor 0.
-    result = subprocess.run(["bash", "-c", 'exec "$@" 0<&-', "bash",
-                             MPA_LAB, "up", "--script", str(script), "--out", str(tmp_path),
-                             "--ofp-port", str(OFP_PORT), "--rest-port", str(REST_PORT)],
-                            capture_output=True, text=True, timeout=120)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out
+    out = mpa_lab("up", "--script", str(script), out_dir=tmp_path, timeout_s=120)
     assert "ap-a1-1    net-a1   ar-a1:3    mn1" in out
     assert "mn1 is at ap-b1-1 (net-b1) with 10.2.1.199" in out
     assert "move: unknown PoA nowhere" in out
@@ -47,11 +52,7 @@ def test_demo_on_a_generated_topology_with_two_mobile_nodes(prerequisites, tmp_p
     topology = tmp_path / "generated.yaml"
     assert topogen(["--domains", "2", "--networks-per-domain", "2", "--poas-per-network", "2",
                     "--mobile-nodes", "2", "-o", str(topology)]) == 0
-    result = subprocess.run([MPA_LAB, "demo", "--topology", str(topology), "--out", str(tmp_path),
-                             "--ofp-port", str(OFP_PORT), "--rest-port", str(REST_PORT)],
-                            capture_output=True, text=True, timeout=300)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out
+    out = mpa_lab("demo", "--topology", str(topology), out_dir=tmp_path, timeout_s=300)
     # mn1 visits the 7 PoAs mn2 leaves free; 3 hosts make 6 ordered pairs.
     assert "Result: 42/42 host pairs reachable (ping and TCP) over 7 PoAs." in out
     assert "not visited, other hosts are there: ap2-1-1 (mn2)" in out
