@@ -93,13 +93,13 @@ def _visit_line(mn_id: str, visit: Visit) -> str:
     recovery = f"{visit.recovery_ms:7.0f} ms" if visit.recovery_ms is not None else "    never"
     checks = "  ".join(
         f"{p.source}->{p.destination} ping {'ok' if p.ping.ok else 'FAIL'} "
-        f"({p.ping.detail}{_ms(p.ping)}) tcp {'ok' if p.tcp.ok else 'FAIL'}{_ms(p.tcp)}"
+        f"({p.ping.detail}{_ms(p.ping, ', ')}) tcp {'ok' if p.tcp.ok else 'FAIL'}{_ms(p.tcp)}"
         for p in visit.pairs)
     return f"  {mn_id} at {visit.poa:<8} {visit.address:<11} reachable after {recovery}  {checks}"
 
 
-def _ms(result: Result) -> str:
-    return f" {result.rtt_ms:.1f} ms" if result.rtt_ms is not None else ""
+def _ms(result: Result, before: str = " ") -> str:
+    return f"{before}{result.rtt_ms:.1f} ms" if result.rtt_ms is not None else ""
 
 
 def print_report(visits: list[Visit]) -> bool:
