@@ -9,8 +9,10 @@ the controller start-up and the tests.
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import hashlib
 import ipaddress
+import os
 import re
 import sys
 from typing import Any, Callable
@@ -19,7 +21,7 @@ import yaml
 
 from mpa_sdn.topology import (
     ROLE_ACCESS, ROLES, AddressPool, ControllerSettings,
-    Correspondent, Domain, Link, MobileNode, Neighbour, Network, PoA, Port,
+    Correspondent, Domain, Link, MobileNode, MpaSettings, Neighbour, Network, PoA, Port,
     Switch, Topology)
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -29,6 +31,12 @@ NAI_RE = re.compile(r"[^@\s]+@[^@\s]+")
 HEX_RE = re.compile(r"(0x)?[0-9a-fA-F]{1,16}")
 MAX_PORT = 0xffffff00  # OFPP_MAX: above are reserved ports
 MAX_DPID = (1 << 64) - 1
+MAX_DNS_SERVERS = 4
+# DHCP's lease time is an unsigned 32-bit field (0xffffffff: infinite), but
+# some clients read it signed.
+MAX_LEASE_S = 2**31 - 1
+DAY_S = 24 * 3600
+YEAR_S = 365 * DAY_S
 
 
 class ConfigError(Exception):
@@ -151,6 +159,14 @@ def _text(value: Any) -> str:
     return value
 
 
+def _path(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"must be a file path as a string, not {_kind(value)}")
+    if not value.strip() or "\0" in value:
+        raise _Invalid(f"{value!r} is not a usable file path")
+    return value
+
+
 def _ident(value: Any) -> str:
     if not isinstance(value, str) or not ID_RE.fullmatch(value):
         raise _Invalid(f"{value!r} is not a valid id")
@@ -164,6 +180,14 @@ def _ipv4(value: Any) -> ipaddress.IPv4Address:
         return ipaddress.IPv4Address(value)
     except ValueError:
         raise _Invalid(f"{value!r} is not an IPv4 address") from None
+
+
+def _unicast_ipv4(value: Any) -> ipaddress.IPv4Address:
+    address = _ipv4(value)
+    if (address.is_unspecified or address.is_loopback or address.is_multicast
+            or address.is_reserved):
+        raise _Invalid(f"{address} is not a unicast address")
+    return address
 
 
 def _host_address(value: Any) -> str:
@@ -255,28 +279,73 @@ _SETTING_PARSERS = {
 }
 
 
-def _controller(r: _Reader, raw: Any) -> ControllerSettings:
+_MPA_PARSERS = {
+    "signalling_port": _int(1, 65535),
+    "max_message_bytes": _int(256, 9000),
+    "state_db": _path,
+    "auth_session_s": _number(0.01, 3600),
+    "max_auth_sessions": _int(1, 1_000_000),
+    "sa_lifetime_s": _int(1, YEAR_S),
+    "sa_hold_s": _int(1, YEAR_S),
+    "replay_window": _int(1, 1024),
+    "retransmit_s": _number(0.01, 3600),
+    "failures_per_identity": _int(1, 1_000_000),
+    "failures_per_source": _int(1, 1_000_000),
+    "failure_window_s": _number(0.01, DAY_S),
+    "lockout_s": _number(0.01, DAY_S),
+    "lease_time_s": _int(60, MAX_LEASE_S),
+    "offer_hold_s": _number(0.01, 3600),
+    "dad_probes": _int(1, 10),
+    "dad_interval_s": _number(0.01, 10),
+    "dad_wait_s": _number(0.01, 10),
+    "dad_reserve": _int(0, 1000),
+    "dad_valid_s": _number(0.01, DAY_S),
+}
+
+
+def _settings(r: _Reader, raw: Any, section: str, parsers: dict, cls: type) -> Any:
+    """A section of optional scalar settings; a key left out keeps cls's default."""
     if raw is None:
-        return ControllerSettings()
-    raw = r.mapping(raw, "controller", optional=set(_SETTING_PARSERS))
+        return cls()
+    raw = r.mapping(raw, section, optional=set(parsers))
     if raw is None:
-        return ControllerSettings()
+        return cls()
     values = {}
-    for key, parse in _SETTING_PARSERS.items():
-        value = r.field(raw, key, "controller", parse, default=_MISSING)
+    for key, parse in parsers.items():
+        value = r.field(raw, key, section, parse, default=_MISSING)
         if value is not _MISSING:
             values[key] = value
-    return ControllerSettings(**values)
+    return cls(**values)
+
+
+def _controller(r: _Reader, raw: Any) -> ControllerSettings:
+    return _settings(r, raw, "controller", _SETTING_PARSERS, ControllerSettings)
+
+
+def _mpa(r: _Reader, raw: Any) -> MpaSettings:
+    errors_before = len(r.errors)
+    settings = _settings(r, raw, "mpa", _MPA_PARSERS, MpaSettings)
+    # A probe result that expires before the probing ends could never be used:
+    # the reserve of checked addresses would stay empty.
+    probing = (settings.dad_probes - 1) * settings.dad_interval_s + settings.dad_wait_s
+    if len(r.errors) == errors_before and settings.dad_valid_s <= probing:
+        r.error("mpa.dad_valid_s", f"{settings.dad_valid_s:g} s is not longer than probing an "
+                                   f"address takes ({probing:g} s from dad_probes, "
+                                   "dad_interval_s and dad_wait_s)")
+    return settings
 
 
 def _domains(r: _Reader, raw: Any) -> dict[str, Domain]:
     domains = {}
     for did, entry in r.table(raw, "domains").items():
         path = f"domains.{did}"
-        entry = r.mapping(entry if entry is not None else {}, path, optional={"name"})
+        entry = r.mapping(entry if entry is not None else {}, path,
+                          optional={"name", "credentials"})
         if entry is not None:
             name = r.field(entry, "name", path, _text, default=did)
-            domains[did] = Domain(did, did if name is _MISSING else name)
+            credentials = r.field(entry, "credentials", path, _path)
+            domains[did] = Domain(did, did if name is _MISSING else name,
+                                  None if credentials is _MISSING else credentials)
     if not domains:
         r.error("domains", "at least one administrative domain is required")
     return domains
@@ -353,7 +422,7 @@ def _network(r: _Reader, nid: str, raw: Any, domains: dict, switches: dict,
              used: dict, poa_ids: dict) -> Network | None:
     path = f"networks.{nid}"
     raw = r.mapping(raw, path, required={"domain", "prefix", "gateway", "access_router", "poas"},
-                    optional={"role", "served_by", "gateway_mac", "pool"})
+                    optional={"role", "served_by", "gateway_mac", "pool", "dns", "lease_time_s"})
     if raw is None:
         return None
     errors_before = len(r.errors)
@@ -381,6 +450,8 @@ def _network(r: _Reader, nid: str, raw: Any, domains: dict, switches: dict,
     gateway_mac = r.field(raw, "gateway_mac", path, _mac, default=default_gateway_mac(nid))
     ar = r.field(raw, "access_router", path, known(switches, "switch"))
     pool = r.field(raw, "pool", path, _pool)
+    dns = _dns(r, raw["dns"], f"{path}.dns") if "dns" in raw else ()
+    lease_time = r.field(raw, "lease_time_s", path, _int(60, MAX_LEASE_S))
 
     if isinstance(prefix, ipaddress.IPv4Network):
         if isinstance(gateway, ipaddress.IPv4Address) and not _is_host_of(gateway, prefix):
@@ -415,7 +486,26 @@ def _network(r: _Reader, nid: str, raw: Any, domains: dict, switches: dict,
         return None
     return Network(id=nid, role=kind, domain=domain, served_by=served_by, prefix=prefix,
                    gateway=gateway, gateway_mac=gateway_mac, access_router=ar,
-                   poas=tuple(poas), pool=pool)
+                   poas=tuple(poas), pool=pool, dns=dns, lease_time_s=lease_time)
+
+
+def _dns(r: _Reader, raw: Any, path: str) -> tuple[ipaddress.IPv4Address, ...]:
+    if not isinstance(raw, list):
+        r.error(path, f"must be a list of IPv4 addresses, not {_kind(raw)}")
+        return ()
+    if len(raw) > MAX_DNS_SERVERS:
+        r.error(path, f"at most {MAX_DNS_SERVERS} servers, not {len(raw)}")
+    servers: list[ipaddress.IPv4Address] = []
+    for i, value in enumerate(raw):
+        try:
+            server = _unicast_ipv4(value)
+        except _Invalid as exc:
+            r.error(f"{path}[{i}]", str(exc))
+            continue
+        if server in servers:
+            r.error(f"{path}[{i}]", f"{server} is given twice")
+        servers.append(server)
+    return tuple(servers)
 
 
 def _is_host_of(address, prefix) -> bool:
@@ -588,7 +678,7 @@ def parse_topology(raw: Any) -> Topology:
         # Another version is another schema: checking the rest would only
         # produce noise.
         raise ConfigError([("version", f"{raw['version']!r} is not a supported version (1)")])
-    sections = {"version", "controller", "domains", "switches", "links", "networks",
+    sections = {"version", "controller", "mpa", "domains", "switches", "links", "networks",
                 "neighbours", "correspondents", "mobile_nodes"}
     raw = r.mapping(raw, "", required={"version", "domains", "switches", "networks"},
                     optional=sections) if raw is not None else None
@@ -597,6 +687,7 @@ def parse_topology(raw: Any) -> Topology:
             r.error("", "the file is empty")
         raise ConfigError(r.errors)
     controller = _controller(r, raw.get("controller"))
+    mpa = _mpa(r, raw.get("mpa"))
     domains = _domains(r, raw.get("domains"))
     switches = _switches(r, raw.get("switches"))
     used_ports: dict = {}
@@ -608,7 +699,7 @@ def parse_topology(raw: Any) -> Topology:
         raise ConfigError(r.errors)
     topology = Topology(controller=controller, domains=domains, switches=switches,
                         links=links, networks=networks, neighbours=neighbours,
-                        correspondents=cns, mobile_nodes=mns)
+                        correspondents=cns, mobile_nodes=mns, mpa=mpa)
     _check_connected(topology)
     return topology
 
@@ -644,15 +735,20 @@ def _construct_mapping(loader, node, deep=False):
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def load_topology_text(text: str, source: str = "<string>") -> Topology:
+def load_yaml(text: str, source: str = "<string>") -> Any:
+    """YAML text as plain data: safe tags only, duplicate keys refused."""
     try:
-        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else source
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([("", f"{source}: not valid YAML at {where}: {problem}")]) from None
-    return parse_topology(raw)
+
+
+def load_topology_text(text: str, source: str = "<string>") -> Topology:
+    """Credentials paths stay as written: there is no file to be relative to."""
+    return parse_topology(load_yaml(text, source))
 
 
 def load_or_exit(path: str, errors_to=None) -> Topology:
@@ -666,6 +762,8 @@ def load_or_exit(path: str, errors_to=None) -> Topology:
 
 
 def load_topology(path: str) -> Topology:
+    """The topology in ``path``; relative credentials paths are resolved against
+    the file's directory, so the result does not depend on the working directory."""
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
@@ -677,4 +775,15 @@ def load_topology(path: str) -> Topology:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError([("", f"{path}: not UTF-8 text")]) from None
-    return load_topology_text(text, path)
+    return _resolve_credentials(load_topology_text(text, path),
+                                os.path.dirname(os.path.abspath(path)))
+
+
+def _resolve_credentials(topology: Topology, base: str) -> Topology:
+    domains = {}
+    for did, domain in topology.domains.items():
+        if domain.credentials is not None:
+            path = os.path.normpath(os.path.join(base, domain.credentials))
+            domain = dataclasses.replace(domain, credentials=path)
+        domains[did] = domain
+    return dataclasses.replace(topology, domains=domains)

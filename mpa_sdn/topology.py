@@ -50,9 +50,41 @@ class ControllerSettings:
 
 
 @dataclass(frozen=True)
+class MpaSettings:
+    """The Authentication Agent's and Configuration Agent's knobs (``mpa:``)."""
+
+    # In-band signalling: UDP to a network's gateway address on this port.
+    signalling_port: int = 7664
+    max_message_bytes: int = 1400
+    # SQLite file holding SAs, leases and MN state across restarts.
+    state_db: str = "/var/lib/mpa-sdn/state.db"
+    # Authentication (AA).
+    auth_session_s: float = 10.0      # an unanswered challenge lives this long
+    max_auth_sessions: int = 4096
+    sa_lifetime_s: int = 3600         # an MPA-SA's lifetime from authentication
+    sa_hold_s: int = 600              # held after the MN leaves (RFC 6252 C.2)
+    replay_window: int = 64           # sequence numbers accepted out of order
+    retransmit_s: float = 30.0        # a repeated message gets its cached answer this long
+    failures_per_identity: int = 5    # failed attempts allowed per identity ...
+    failures_per_source: int = 20     # ... and per source address ...
+    failure_window_s: float = 60.0    # ... within this window,
+    lockout_s: float = 60.0           # after which it waits this long.
+    # Configuration (CA).
+    lease_time_s: int = 3600
+    offer_hold_s: float = 30.0        # a DHCP offer reserves its address this long
+    dad_probes: int = 2               # ARP probes per address (RFC 5227 sends 3)
+    dad_interval_s: float = 0.1       # between probes
+    dad_wait_s: float = 0.2           # after the last probe, for an answer
+    dad_reserve: int = 4              # addresses per network kept probed and free
+    dad_valid_s: float = 60.0         # a probe result is trusted this long
+
+
+@dataclass(frozen=True)
 class Domain:
     id: str
     name: str
+    # The domain's own credentials store (a file path); None: its AA knows no MN.
+    credentials: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +145,8 @@ class Network:
     access_router: str    # switch id of the network's AR
     poas: tuple[PoA, ...]
     pool: AddressPool | None
+    dns: tuple[IPv4Address, ...] = ()   # handed out by the CA
+    lease_time_s: int | None = None     # None: the mpa section's lease_time_s
 
 
 @dataclass(frozen=True)
@@ -156,6 +190,7 @@ class Topology:
     neighbours: tuple[Neighbour, ...]
     correspondents: Mapping[str, Correspondent]
     mobile_nodes: Mapping[str, MobileNode]
+    mpa: MpaSettings = field(default_factory=MpaSettings)
     poas: Mapping[str, PoA] = field(default_factory=dict)
 
     def __post_init__(self):

@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import functools
 import ipaddress
+import os
 import socket
 import subprocess
 import sys
@@ -22,8 +23,8 @@ import pytest
 import yaml
 
 from mpa_sdn.config import (
-    MAX_FILE_BYTES, ConfigError, load_topology, load_topology_text, parse_topology)
-from mpa_sdn.topology import ControllerSettings, Neighbour
+    MAX_FILE_BYTES, ConfigError, load_or_exit, load_topology, load_topology_text, parse_topology)
+from mpa_sdn.topology import ControllerSettings, MpaSettings, Neighbour
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD_FILE = REPO / "topologies" / "two_domains.yaml"
@@ -103,6 +104,12 @@ def text_error(text: str) -> str:
     return message
 
 
+def unresolved(topology):
+    """``topology`` with every domain's credentials path dropped."""
+    domains = {d: dataclasses.replace(v, credentials=None) for d, v in topology.domains.items()}
+    return dataclasses.replace(topology, domains=domains)
+
+
 @pytest.fixture(scope="module")
 def topo():
     return load_topology(str(GOOD_FILE))
@@ -111,8 +118,10 @@ def topo():
 # -- 1. the shipped topology --------------------------------------------------
 
 def test_good_file_parses_the_same_from_dict_text_and_path(topo):
-    assert parse_topology(good()) == topo
-    assert load_topology_text(GOOD_FILE.read_text(encoding="utf-8")) == topo
+    from_dict = parse_topology(good())
+    assert load_topology_text(GOOD_FILE.read_text(encoding="utf-8")) == from_dict
+    # Only the path resolves credentials files against the topology's directory.
+    assert unresolved(from_dict) == unresolved(topo)
 
 
 def test_good_domains_and_switches(topo):
@@ -206,6 +215,87 @@ def test_controller_section_is_optional():
     raw = good()
     del raw["controller"]
     assert parse_topology(raw).controller == ControllerSettings()
+
+
+def test_mpa_section_is_optional_and_defaults(topo):
+    assert topo.mpa == MpaSettings()
+    raw = good()
+    raw["mpa"] = None
+    assert parse_topology(raw).mpa == MpaSettings()
+    raw["mpa"] = {}
+    assert parse_topology(raw).mpa == MpaSettings()
+
+
+def test_mpa_settings_are_read():
+    values = dict(signalling_port=9000, max_message_bytes=256, state_db=":memory:",
+                  auth_session_s=5, max_auth_sessions=10, sa_lifetime_s=7200, sa_hold_s=60,
+                  replay_window=1024, retransmit_s=0.5, failures_per_identity=3,
+                  failures_per_source=1, failure_window_s=30, lockout_s=120,
+                  lease_time_s=60, offer_hold_s=10, dad_probes=3, dad_interval_s=0.01,
+                  dad_wait_s=0.05, dad_reserve=0, dad_valid_s=1)
+    raw = good()
+    raw["mpa"] = values
+    mpa = parse_topology(raw).mpa
+    assert mpa == MpaSettings(**values)
+    assert isinstance(mpa.auth_session_s, float) and isinstance(mpa.sa_lifetime_s, int)
+    assert set(values) == {f.name for f in dataclasses.fields(MpaSettings)}, "a key is untested"
+
+
+def test_dad_valid_must_outlast_the_probing():
+    raw = good()
+    raw["mpa"] = {"dad_probes": 3, "dad_interval_s": 1, "dad_wait_s": 1, "dad_valid_s": 3}
+    assert_error(errors_of(raw), "mpa.dad_valid_s", "not longer than probing an address takes (3 s")
+    raw["mpa"]["dad_valid_s"] = 3.5
+    assert parse_topology(raw).mpa.dad_valid_s == 3.5
+
+
+def test_an_invalid_dad_setting_is_not_reported_again_by_the_cross_check():
+    raw = good()
+    raw["mpa"] = {"dad_probes": 11, "dad_valid_s": 0.01}
+    assert [p for p, _ in errors_of(raw)] == ["mpa.dad_probes"]
+
+
+def test_network_dns_and_lease_time(topo):
+    assert all(n.dns == () and n.lease_time_s is None for n in topo.networks.values())
+    raw = good()
+    raw["networks"]["net-a1"]["dns"] = ["10.0.0.53", "192.0.2.53"]
+    raw["networks"]["net-a1"]["lease_time_s"] = 2**31 - 1
+    raw["networks"]["net-a2"]["dns"] = []
+    networks = parse_topology(raw).networks
+    assert networks["net-a1"].dns == (ipaddress.IPv4Address("10.0.0.53"),
+                                      ipaddress.IPv4Address("192.0.2.53"))
+    assert networks["net-a1"].lease_time_s == 2**31 - 1
+    assert networks["net-a2"].dns == () and networks["net-a2"].lease_time_s is None
+
+
+def test_credentials_paths_stay_as_given_without_a_file():
+    raw = good()
+    raw["domains"]["domain-b"]["credentials"] = "/etc/mpa/b.yaml"
+    domains = parse_topology(raw).domains
+    assert domains["domain-a"].credentials == "credentials/domain-a.yaml"
+    assert domains["domain-b"].credentials == "/etc/mpa/b.yaml"
+    del raw["domains"]["domain-a"]["credentials"]
+    assert parse_topology(raw).domains["domain-a"].credentials is None
+
+
+@pytest.mark.parametrize("load", [load_topology, load_or_exit], ids=["load_topology",
+                                                                     "load_or_exit"])
+def test_credentials_paths_are_resolved_against_the_topology_file(tmp_path, monkeypatch, load):
+    raw = good()
+    raw["domains"]["domain-a"]["credentials"] = "../keys/./a.yaml"
+    raw["domains"]["domain-b"]["credentials"] = "/etc/mpa/b.yaml"
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "topo.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "lab")
+    domains = load("topo.yaml").domains
+    assert domains["domain-a"].credentials == str(tmp_path / "keys" / "a.yaml")
+    assert domains["domain-b"].credentials == "/etc/mpa/b.yaml"
+
+
+def test_shipped_credentials_paths_are_absolute(topo):
+    for did, domain in topo.domains.items():
+        assert os.path.isabs(domain.credentials)
+        assert domain.credentials == str(GOOD_FILE.parent / "credentials" / f"{did}.yaml")
 
 
 def test_mac_is_normalised_to_lower_case():
@@ -430,6 +520,84 @@ ONE_DEFECT = [
                  "out of range", id="arp-interval-zero"),
     pytest.param(put("controller.colour", "blue"), "controller.colour", "unknown key",
                  id="unknown-controller-key"),
+    # mpa settings
+    *[pytest.param(put("mpa", {key: value}), f"mpa.{key}", fragment, id=f"mpa-{key}-{value!r}")
+      for key, value, fragment in [
+          ("signalling_port", 0, "out of range 1..65535"),
+          ("signalling_port", 65536, "out of range 1..65535"),
+          ("signalling_port", "7664", "must be an integer"),
+          ("max_message_bytes", 255, "out of range 256..9000"),
+          ("max_message_bytes", 9001, "out of range 256..9000"),
+          ("state_db", "", "not a usable file path"),
+          ("state_db", " ", "not a usable file path"),
+          ("state_db", "a\0b", "not a usable file path"),
+          ("state_db", 5, "must be a file path as a string"),
+          ("auth_session_s", 0, "out of range 0.01..3600"),
+          ("auth_session_s", 0.001, "out of range"),
+          ("auth_session_s", 3601, "out of range"),
+          ("auth_session_s", "10", "must be a number"),
+          ("max_auth_sessions", 0, "out of range 1.."),
+          ("sa_lifetime_s", 0, "out of range 1..31536000"),
+          ("sa_lifetime_s", 31536001, "out of range"),
+          ("sa_lifetime_s", 1.5, "must be an integer"),
+          ("sa_hold_s", 0, "out of range 1..31536000"),
+          ("sa_hold_s", True, "must be an integer"),
+          ("replay_window", 0, "out of range 1..1024"),
+          ("replay_window", 1025, "out of range 1..1024"),
+          ("retransmit_s", 0, "out of range"),
+          ("failures_per_identity", 0, "out of range 1.."),
+          ("failures_per_source", 0, "out of range 1.."),
+          ("failure_window_s", 0, "out of range 0.01..86400"),
+          ("failure_window_s", 86401, "out of range"),
+          ("lockout_s", -1, "out of range"),
+          ("lease_time_s", 59, "out of range 60..2147483647"),
+          ("lease_time_s", 2**31, "out of range"),
+          ("offer_hold_s", 0, "out of range"),
+          ("dad_probes", 0, "out of range 1..10"),
+          ("dad_probes", 11, "out of range 1..10"),
+          ("dad_interval_s", 0.001, "out of range 0.01..10"),
+          ("dad_interval_s", 11, "out of range"),
+          ("dad_wait_s", 0, "out of range 0.01..10"),
+          ("dad_reserve", -1, "out of range 0..1000"),
+          ("dad_reserve", 1001, "out of range 0..1000"),
+          ("dad_valid_s", 0, "out of range"),
+          ("colour", "blue", "unknown key"),
+      ]],
+    pytest.param(put("mpa", [1]), "mpa", "must be a mapping", id="mpa-list"),
+    # network dns and lease time
+    pytest.param(put("networks.net-a1.dns", "10.0.0.53"), "networks.net-a1.dns",
+                 "must be a list of IPv4 addresses", id="dns-not-a-list"),
+    pytest.param(put("networks.net-a1.dns", [f"10.0.0.{i}" for i in range(50, 55)]),
+                 "networks.net-a1.dns", "at most 4 servers, not 5", id="dns-five-servers"),
+    pytest.param(put("networks.net-a1.dns", ["10.0.0.53", "dns.example"]),
+                 "networks.net-a1.dns[1]", "not an IPv4 address", id="dns-name"),
+    pytest.param(put("networks.net-a1.dns", [53]), "networks.net-a1.dns[0]",
+                 "must be an IPv4 address as a string", id="dns-integer"),
+    pytest.param(put("networks.net-a1.dns", ["224.0.0.251"]), "networks.net-a1.dns[0]",
+                 "not a unicast address", id="dns-multicast"),
+    pytest.param(put("networks.net-a1.dns", ["0.0.0.0"]), "networks.net-a1.dns[0]",
+                 "not a unicast address", id="dns-unspecified"),
+    pytest.param(put("networks.net-a1.dns", ["127.0.0.53"]), "networks.net-a1.dns[0]",
+                 "not a unicast address", id="dns-loopback"),
+    pytest.param(put("networks.net-a1.dns", ["255.255.255.255"]), "networks.net-a1.dns[0]",
+                 "not a unicast address", id="dns-broadcast"),
+    pytest.param(put("networks.net-a1.dns", ["10.0.0.53", "10.0.0.53"]),
+                 "networks.net-a1.dns[1]", "10.0.0.53 is given twice", id="dns-twice"),
+    pytest.param(put("networks.net-a1.lease_time_s", 59), "networks.net-a1.lease_time_s",
+                 "out of range 60..2147483647", id="lease-time-too-short"),
+    pytest.param(put("networks.net-a1.lease_time_s", 2**31), "networks.net-a1.lease_time_s",
+                 "out of range", id="lease-time-too-long"),
+    pytest.param(put("networks.net-a1.lease_time_s", "3600"), "networks.net-a1.lease_time_s",
+                 "must be an integer", id="lease-time-string"),
+    # domains' credentials
+    pytest.param(put("domains.domain-a.credentials", 5), "domains.domain-a.credentials",
+                 "must be a file path as a string", id="credentials-integer"),
+    pytest.param(put("domains.domain-a.credentials", ""), "domains.domain-a.credentials",
+                 "not a usable file path", id="credentials-empty"),
+    pytest.param(put("domains.domain-a.credentials", ["a.yaml"]), "domains.domain-a.credentials",
+                 "not a list", id="credentials-list"),
+    pytest.param(put("domains.domain-a.keys", "a.yaml"), "domains.domain-a.keys",
+                 "unknown key (allowed: credentials, name)", id="unknown-domain-key"),
     # connectivity (checked once everything else is valid)
     pytest.param(put("switches.lonely", {"dpid": 0x99}), "links", "lonely",
                  id="switch-without-links"),
@@ -590,7 +758,7 @@ def test_file_bigger_than_the_limit(tmp_path):
 def test_utf8_file_with_comment_loads(tmp_path):
     fine = tmp_path / "utf8.yaml"
     fine.write_bytes(GOOD_FILE.read_bytes() + "# caf\u00e9\n".encode("utf-8"))
-    assert load_topology(str(fine)) == load_topology(str(GOOD_FILE))
+    assert unresolved(load_topology(str(fine))) == unresolved(load_topology(str(GOOD_FILE)))
 
 
 # -- edge cases of scalars and keys --------------------------------------------
