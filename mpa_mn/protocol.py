@@ -1,0 +1,124 @@
+"""The MN's side of the signalling: messages built, answers checked.
+
+No I/O here: a :class:`Channel` carries the bytes.  The MN keeps, per
+candidate target network, the MPA-SA it established (:class:`SaState`):
+its id, the derived keys and the next sequence number.  Every answer to an
+authenticated request must carry the request's sequence number and a valid
+HMAC under the same key, or it is not believed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from mpa_sdn import keys, signalling
+from mpa_sdn.signalling import SignallingError
+
+ANSWERS = ("neighbours", "auth-challenge", "auth-success", "config", "released", "resumed",
+           "error")
+
+
+class ProtocolError(Exception):
+    """The other side answered with an error, or with something not to be believed."""
+
+    def __init__(self, code: str, message: str, answer: dict | None = None):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.answer = answer or {}
+
+
+@dataclass
+class SaState:
+    network: str
+    domain: str
+    identity: str
+    mn_mac: str
+    sa: str
+    keys: keys.SaKeys = field(repr=False)
+    lifetime: int
+    next_seq: int = 1
+    config: dict | None = None
+
+    def to_record(self) -> dict:
+        return {**{k: v for k, v in self.__dict__.items() if k != "keys"},
+                "keys": self.keys.as_hex()}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "SaState":
+        return cls(**{**record, "keys": keys.SaKeys.from_hex(record["keys"])})
+
+
+def decode_answer(data: bytes, max_bytes: int = 65536) -> signalling.Message:
+    msg = signalling.decode(data, max_bytes, expect=ANSWERS)
+    if msg.type == "error":
+        raise ProtocolError(msg["code"], msg["message"], msg.fields)
+    return msg
+
+
+class PreAuthentication:
+    """One run of the four-message exchange with one network's AA."""
+
+    def __init__(self, identity: str, psk: bytes, network: str, mn_mac: str,
+                 entropy=os.urandom):
+        self.identity, self.psk, self.network, self.mn_mac = identity, psk, network, mn_mac
+        self.nonce_mn = entropy(keys.NONCE_BYTES)
+        self.session = None
+        self.nonce_aa = None
+
+    def init(self) -> bytes:
+        return signalling.encode(signalling.build(
+            "auth-init", network=self.network, identity=self.identity, mn_mac=self.mn_mac,
+            nonce=self.nonce_mn.hex()))
+
+    def _transcript(self) -> bytes:
+        return b"".join(keys.field(f) for f in (self.identity, self.network, self.mn_mac,
+                                                self.nonce_mn, self.nonce_aa, self.session))
+
+    def _exchange(self) -> keys.Exchange:
+        return keys.Exchange(self.identity, self.network, self.nonce_mn, self.nonce_aa)
+
+    def response(self, challenge: bytes) -> bytes:
+        msg = decode_answer(challenge)
+        if msg.type != "auth-challenge" or msg["network"] != self.network:
+            raise ProtocolError("unexpected", f"expected an auth-challenge, got {msg.type}")
+        self.session, self.nonce_aa = msg["session"], bytes.fromhex(msg["nonce"])
+        proof = keys.proof(self._exchange().auth_key(self.psk), "mn", self._transcript())
+        return signalling.encode(signalling.build(
+            "auth-response", network=self.network, session=self.session, proof=proof.hex()))
+
+    def finish(self, success: bytes, domain: str) -> SaState:
+        """Check the AA's proof: only then is the AA authenticated too."""
+        msg = decode_answer(success)
+        if msg.type != "auth-success" or msg["session"] != self.session:
+            raise ProtocolError("unexpected", f"expected auth-success, got {msg.type}")
+        auth_key = self._exchange().auth_key(self.psk)
+        if not keys.verify(auth_key, keys.field("aa") + self._transcript(),
+                           bytes.fromhex(msg["proof"])):
+            raise ProtocolError("aa-not-authenticated",
+                                "the AA's proof is wrong: it does not hold our key")
+        return SaState(network=self.network, domain=domain, identity=self.identity,
+                       mn_mac=self.mn_mac, sa=msg["sa"], keys=self._exchange().keys(self.psk),
+                       lifetime=msg["lifetime"])
+
+
+def request(state: SaState, kind: str, **fields) -> tuple[bytes, int]:
+    """An authenticated request and its sequence number (the state moves on)."""
+    seq = state.next_seq
+    state.next_seq += 1
+    message = signalling.build(kind, network=state.network, sa=state.sa, seq=seq, **fields)
+    key = state.keys.for_purpose(signalling.PURPOSE[kind])
+    return signalling.encode(signalling.sign(message, key)), seq
+
+
+def check_answer(state: SaState, data: bytes, seq: int, expected: str) -> dict:
+    try:
+        msg = decode_answer(data)
+    except SignallingError as exc:
+        raise ProtocolError(exc.code, f"unreadable answer: {exc.message}") from None
+    if msg.type != expected or msg["seq"] != seq or msg["sa"] != state.sa:
+        raise ProtocolError("unexpected", f"expected {expected} for seq {seq}, got {msg.type}")
+    if not signalling.mac_ok(msg, state.keys.for_purpose(signalling.PURPOSE[expected])):
+        raise ProtocolError("bad-mac", f"the {expected} answer is not authenticated")
+    return msg.fields

@@ -1,0 +1,430 @@
+"""The Authentication Agent (AA): pre-authentication and MPA-SAs.
+
+Pre-authentication (RFC 6252 §6.3 step 1, §7.2) is a four-message exchange
+on either signalling channel:
+
+    MN -> AA  auth-init      identity, the MN's MAC, nonce_mn
+    AA -> MN  auth-challenge session, nonce_aa
+    MN -> AA  auth-response  session, proof_mn = HMAC(auth key, "mn" | transcript)
+    AA -> MN  auth-success   sa, lifetime, proof_aa = HMAC(auth key, "aa" | transcript)
+
+The auth key comes from the MN's pre-shared key and both nonces
+(:mod:`mpa_sdn.keys`), so each side proves it holds the key and no key is
+ever sent.  The AA looks the identity up only in the store of the domain
+that serves the network; an unknown identity gets a challenge like any other
+and fails at the proof with the same answer as a wrong key, so answers never
+tell whether an identity exists.  Failures are limited per identity and per
+source address.
+
+An MPA-SA then moves through the states of RFC 6252 Appendix C.2:
+
+    pre-authenticated  keys in place, the MN still elsewhere
+    authorized         the MN attached to the SA's network
+    held               the MN left; kept ``sa_hold_s`` so that a return
+                       needs only proof of possession (a ``resume``)
+    expired            lifetime or hold over; kept a while to say so, then gone
+
+Every later message names its SA and carries a sequence number and an HMAC
+under the key of its purpose.  The AA accepts each sequence number once
+within a window; the latest message's answer is kept, so a retransmission
+(same number, same bytes) gets the same answer and changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from dataclasses import dataclass, field
+
+from mpa_sdn import keys
+from mpa_sdn.signalling import Message, SignallingError, mac_ok
+
+LOG = logging.getLogger("mpa_sdn.aa")
+
+PRE_AUTHENTICATED = "pre-authenticated"
+AUTHORIZED = "authorized"
+HELD = "held"
+EXPIRED = "expired"
+STATES = (PRE_AUTHENTICATED, AUTHORIZED, HELD, EXPIRED)
+EXPIRED_KEEP_S = 300.0   # an expired SA still answers "sa-expired" this long
+KIND = "sa"
+
+
+class FailureLimiter:
+    """Failed attempts per key (identity or source) in a sliding window."""
+
+    def __init__(self, limit: int, window_s: float, lockout_s: float, max_keys: int = 100_000):
+        self.limit, self.window_s, self.lockout_s = limit, window_s, lockout_s
+        self.max_keys = max_keys
+        self._failures: dict[str, collections.deque] = {}
+        self._locked: dict[str, float] = {}
+
+    def retry_after(self, key: str, now: float) -> float:
+        until = self._locked.get(key)
+        if until is None:
+            return 0.0
+        if until <= now:
+            del self._locked[key]
+            return 0.0
+        return until - now
+
+    def failed(self, key: str, now: float) -> None:
+        times = self._failures.get(key)
+        if times is None:
+            if len(self._failures) >= self.max_keys:
+                self._expire(now)
+            times = self._failures[key] = collections.deque()
+        times.append(now)
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        if len(times) >= self.limit:
+            self._locked[key] = now + self.lockout_s
+            times.clear()
+
+    def _expire(self, now: float) -> None:
+        for key in [k for k, t in self._failures.items() if not t or t[-1] <= now - self.window_s]:
+            del self._failures[key]
+        for key in [k for k, until in self._locked.items() if until <= now]:
+            del self._locked[key]
+
+    def tick(self, now: float) -> None:
+        self._expire(now)
+
+
+@dataclass
+class Session:
+    """A pre-authentication between challenge and proof (memory only: seconds long)."""
+
+    id: str
+    identity: str
+    domain: str
+    network: str
+    mn_mac: str
+    nonce_mn: bytes
+    nonce_aa: bytes
+    source: str
+    expires: float
+    psk: bytes | None          # None: an identity the domain does not know
+    answer: dict | None = None  # auth-success, kept for a retransmitted response
+    answer_proof: str | None = None
+
+    def transcript(self) -> bytes:
+        return b"".join(keys.field(f) for f in (
+            self.identity, self.network, self.mn_mac, self.nonce_mn, self.nonce_aa, self.id))
+
+
+@dataclass
+class SecurityAssociation:
+    id: str
+    identity: str
+    domain: str
+    network: str
+    mn_mac: str
+    keys: keys.SaKeys = field(repr=False)
+    state: str
+    created: float
+    expires: float              # end of its lifetime (wall clock)
+    source: str                 # the address it was authenticated from
+    held_until: float | None = None
+    expired_at: float | None = None
+    high: int = 0               # the highest sequence number accepted
+    seen: int = 0               # bitmap of accepted numbers below ``high``
+    last: dict | None = None    # {"seq", "digest", "answer", "at"} of the latest message
+
+    def to_record(self) -> dict:
+        return {"id": self.id, "identity": self.identity, "domain": self.domain,
+                "network": self.network, "mn_mac": self.mn_mac, "keys": self.keys.as_hex(),
+                "state": self.state, "created": self.created, "expires": self.expires,
+                "source": self.source, "held_until": self.held_until,
+                "expired_at": self.expired_at, "high": self.high, "seen": self.seen,
+                "last": self.last}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "SecurityAssociation":
+        sa = cls(**{**record, "keys": keys.SaKeys.from_hex(record["keys"])})
+        if sa.state not in STATES or not isinstance(sa.high, int) or not isinstance(sa.seen, int):
+            raise ValueError("bad state or sequence fields")
+        return sa
+
+    def view(self, now: float) -> dict:
+        return {"sa": self.id, "identity": self.identity, "domain": self.domain,
+                "network": self.network, "mn_mac": self.mn_mac, "state": self.state,
+                "expires_in": max(0, round(self.expires - now)),
+                "held_for": (max(0, round(self.held_until - now))
+                             if self.state == HELD and self.held_until else None),
+                "last_seq": self.high}
+
+
+class AuthenticationAgent:
+    """Every network's AA: one object, each network answered from its own domain's store."""
+
+    def __init__(self, topology, credential_stores: dict, store, settings, counters, entropy):
+        self.topology = topology
+        self.credentials = credential_stores  # domain -> CredentialStore
+        self.store = store
+        self.settings = settings
+        self.counters = counters
+        self.entropy = entropy                # n -> n random bytes
+        self.sessions: dict[str, Session] = {}
+        self._session_by_init: dict[tuple, str] = {}
+        self.sas: dict[str, SecurityAssociation] = {}
+        self.by_identity_network: dict[tuple[str, str], str] = {}
+        self.identity_limit = FailureLimiter(settings.failures_per_identity,
+                                             settings.failure_window_s, settings.lockout_s)
+        self.source_limit = FailureLimiter(settings.failures_per_source,
+                                           settings.failure_window_s, settings.lockout_s)
+        # Proof computations for unknown identities use a per-run key, so
+        # they cost what real ones do.
+        self._decoy_psk = entropy(keys.KEY_BYTES)
+        self._load()
+
+    # -- persistence ------------------------------------------------------------
+
+    def _load(self) -> None:
+        for key, record in self.store.load(KIND).items():
+            try:
+                sa = SecurityAssociation.from_record(record)
+                if sa.id != key or sa.network not in self.topology.networks:
+                    raise ValueError("id or network does not match")
+            except (TypeError, ValueError, KeyError) as exc:
+                self.counters["sa_record_invalid"] += 1
+                LOG.error("state file: SA record %r is unusable (%s); dropping it", key, exc)
+                self.store.delete(KIND, key)
+                continue
+            self._index(sa)
+        if self.sas:
+            LOG.info("restored %d MPA-SAs", len(self.sas))
+
+    def _index(self, sa: SecurityAssociation) -> None:
+        self.sas[sa.id] = sa
+        self.by_identity_network[(sa.identity, sa.network)] = sa.id
+
+    def save(self, sa: SecurityAssociation) -> None:
+        self.store.put(KIND, sa.id, sa.to_record())
+
+    def _drop(self, sa: SecurityAssociation) -> None:
+        del self.sas[sa.id]
+        if self.by_identity_network.get((sa.identity, sa.network)) == sa.id:
+            del self.by_identity_network[(sa.identity, sa.network)]
+        self.store.delete(KIND, sa.id)
+
+    # -- the exchange -----------------------------------------------------------
+
+    def _check_limits(self, identity: str, source: str, now: float) -> None:
+        wait = max(self.identity_limit.retry_after(identity, now),
+                   self.source_limit.retry_after(source, now))
+        if wait > 0:
+            self.counters["auth_rate_limited"] += 1
+            raise SignallingError("rate-limited", "too many failed attempts; try later",
+                                  retry_after=max(1, round(wait + 0.5)))
+
+    def init(self, msg: Message, source: str, now: float) -> dict:
+        """auth-init -> auth-challenge."""
+        network = self.topology.networks[msg["network"]]
+        identity = msg["identity"]
+        self._check_limits(identity, source, now)
+        init_key = (identity, network.id, msg["nonce"], msg["mn_mac"])
+        existing = self.sessions.get(self._session_by_init.get(init_key, ""))
+        if existing is not None and existing.expires > now:
+            self.counters["auth_init_retransmission"] += 1
+            return self._challenge(existing)
+        if len(self.sessions) >= self.settings.max_auth_sessions:
+            self._expire_sessions(now)
+            if len(self.sessions) >= self.settings.max_auth_sessions:
+                self.counters["auth_busy"] += 1
+                raise SignallingError("busy", "too many pre-authentications in progress",
+                                      retry_after=1)
+        store = self.credentials.get(network.served_by)
+        psk = store.key(identity) if store is not None else None
+        session = Session(id=self.entropy(16).hex(), identity=identity, domain=network.served_by,
+                          network=network.id, mn_mac=msg["mn_mac"],
+                          nonce_mn=bytes.fromhex(msg["nonce"]),
+                          nonce_aa=self.entropy(keys.NONCE_BYTES), source=source,
+                          expires=now + self.settings.auth_session_s, psk=psk)
+        self.sessions[session.id] = session
+        self._session_by_init[init_key] = session.id
+        self.counters["auth_init"] += 1
+        return self._challenge(session)
+
+    @staticmethod
+    def _challenge(session: Session) -> dict:
+        return {"type": "auth-challenge", "network": session.network, "session": session.id,
+                "nonce": session.nonce_aa.hex()}
+
+    def respond(self, msg: Message, source: str, now: float) -> dict:
+        """auth-response -> auth-success, creating the MPA-SA."""
+        session = self.sessions.get(msg["session"])
+        if session is None or session.expires <= now or session.network != msg["network"]:
+            self.counters["auth_unknown_session"] += 1
+            self.source_limit.failed(source, now)
+            raise SignallingError("unknown-session", "no such pre-authentication in progress; "
+                                  "start again with auth-init")
+        if session.answer is not None:
+            if msg["proof"] == session.answer_proof:
+                self.counters["auth_response_retransmission"] += 1
+                return session.answer
+            raise SignallingError("unknown-session", "this pre-authentication is complete")
+        self._check_limits(session.identity, source, now)
+        exchange = keys.Exchange(session.identity, session.network, session.nonce_mn,
+                                 session.nonce_aa)
+        psk = session.psk if session.psk is not None else self._decoy_psk
+        auth_key = exchange.auth_key(psk)
+        ok = keys.verify(auth_key, keys.field("mn") + session.transcript(),
+                         bytes.fromhex(msg["proof"]))
+        if not ok or session.psk is None:
+            self.counters["auth_failed"] += 1
+            self.identity_limit.failed(session.identity, now)
+            self.source_limit.failed(source, now)
+            self._forget_session(session)
+            LOG.info("pre-authentication of %s for %s from %s failed",
+                     session.identity, session.network, source)
+            raise SignallingError("authentication-failed", "authentication failed")
+        old_id = self.by_identity_network.get((session.identity, session.network))
+        if old_id in self.sas:
+            self.counters["sa_replaced"] += 1
+            self._drop(self.sas[old_id])
+        sa = SecurityAssociation(
+            id=self.entropy(16).hex(), identity=session.identity, domain=session.domain,
+            network=session.network, mn_mac=session.mn_mac, keys=exchange.keys(session.psk),
+            state=PRE_AUTHENTICATED, created=now, expires=now + self.settings.sa_lifetime_s,
+            source=source)
+        self._index(sa)
+        self.save(sa)
+        self.counters["sa_created"] += 1
+        LOG.info("MPA-SA %s: %s (mac %s) pre-authenticated for %s from %s",
+                 sa.id[:8], sa.identity, sa.mn_mac, sa.network, source)
+        proof = keys.proof(auth_key, "aa", session.transcript()).hex()
+        session.answer = {"type": "auth-success", "network": sa.network, "session": session.id,
+                          "sa": sa.id, "lifetime": self.settings.sa_lifetime_s, "proof": proof}
+        session.answer_proof = msg["proof"]
+        return session.answer
+
+    def _forget_session(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+        for key in [k for k, v in self._session_by_init.items() if v == session.id]:
+            del self._session_by_init[key]
+
+    def _expire_sessions(self, now: float) -> None:
+        for session in [s for s in self.sessions.values() if s.expires <= now]:
+            self._forget_session(session)
+
+    # -- authenticated messages -------------------------------------------------
+
+    def check(self, msg: Message, purpose: str, now: float) -> tuple[SecurityAssociation, dict | None]:
+        """Authenticate a message; return its SA and, for a retransmission, the answer given.
+
+        Nothing changes here: the caller commits the sequence number with
+        :meth:`commit` once it has answered.
+        """
+        sa = self.sas.get(msg["sa"])
+        if sa is None:
+            self.counters["signal_unknown_sa"] += 1
+            raise SignallingError("unknown-sa", "no such MPA-SA; pre-authenticate again")
+        if sa.network != msg["network"]:
+            self.counters["signal_wrong_network"] += 1
+            raise SignallingError("wrong-network", "the SA is for another network")
+        if sa.state == EXPIRED or sa.expires <= now:
+            self.counters["signal_sa_expired"] += 1
+            raise SignallingError("sa-expired", "the MPA-SA has expired; pre-authenticate again")
+        if not mac_ok(msg, sa.keys.for_purpose(purpose)):
+            self.counters["signal_bad_mac"] += 1
+            self.identity_limit.failed(sa.identity, now)
+            raise SignallingError("bad-mac", "message authentication failed")
+        seq = msg["seq"]
+        digest = keys.mac(sa.keys.for_purpose(purpose), msg.digest_input()).hex()
+        last = sa.last
+        if last is not None and last["seq"] == seq:
+            if last["digest"] == digest and now - last["at"] <= self.settings.retransmit_s:
+                self.counters["signal_retransmission"] += 1
+                return sa, last["answer"]
+            self.counters["signal_replay"] += 1
+            raise SignallingError("replay", f"sequence number {seq} was already used")
+        if seq <= sa.high - self.settings.replay_window:
+            self.counters["signal_outside_window"] += 1
+            raise SignallingError("outside-window", f"sequence number {seq} is older than the "
+                                  f"window ({sa.high - self.settings.replay_window + 1}..)")
+        if seq == sa.high or (seq < sa.high and sa.seen >> (sa.high - seq) & 1):
+            self.counters["signal_replay"] += 1
+            raise SignallingError("replay", f"sequence number {seq} was already used")
+        return sa, None
+
+    def commit(self, sa: SecurityAssociation, msg: Message, purpose: str, answer: dict,
+               now: float) -> None:
+        """Record an accepted message's sequence number and its answer."""
+        seq = msg["seq"]
+        window = self.settings.replay_window
+        if seq > sa.high:
+            shift = seq - sa.high
+            sa.seen = ((sa.seen << shift) | (1 << shift)) & ((1 << window) - 1) if shift < window \
+                else 0
+            sa.high = seq
+        else:
+            sa.seen |= 1 << (sa.high - seq)
+        digest = keys.mac(sa.keys.for_purpose(purpose), msg.digest_input()).hex()
+        sa.last = {"seq": seq, "digest": digest, "answer": answer, "at": now}
+        self.save(sa)
+
+    # -- state changes (RFC 6252 C.2) -------------------------------------------
+
+    def sa_for(self, identity: str, network: str) -> SecurityAssociation | None:
+        sa = self.sas.get(self.by_identity_network.get((identity, network), ""))
+        return sa if sa is not None and sa.state != EXPIRED else None
+
+    def sa_for_mac(self, mac: str, network: str, now: float) -> SecurityAssociation | None:
+        for sa in self.sas.values():
+            if sa.mn_mac == mac and sa.network == network and sa.state != EXPIRED \
+                    and sa.expires > now:
+                return sa
+        return None
+
+    def attached(self, mac: str, network: str, now: float) -> None:
+        """The MN with this MAC was seen at a PoA of ``network``."""
+        for sa in list(self.sas.values()):
+            if sa.mn_mac != mac or sa.state == EXPIRED:
+                continue
+            if sa.network == network and sa.state == PRE_AUTHENTICATED:
+                self._set_state(sa, AUTHORIZED, now)
+            elif sa.network != network and sa.state == AUTHORIZED:
+                self._set_state(sa, HELD, now)
+            elif sa.network == network and sa.state == HELD:
+                # Back within the hold: authorized again only on proof of
+                # possession (a resume under the SA's signalling key).
+                self.counters["sa_return_awaiting_proof"] += 1
+
+    def resume(self, sa: SecurityAssociation, now: float) -> None:
+        if sa.state == HELD:
+            self._set_state(sa, AUTHORIZED, now)
+
+    def _set_state(self, sa: SecurityAssociation, state: str, now: float) -> None:
+        LOG.info("MPA-SA %s (%s, %s): %s -> %s", sa.id[:8], sa.identity, sa.network,
+                 sa.state, state)
+        self.counters[f"sa_{state.replace('-', '_')}"] += 1
+        sa.state = state
+        if state == HELD:
+            sa.held_until = min(sa.expires, now + self.settings.sa_hold_s)
+        elif state == EXPIRED:
+            sa.expired_at = now
+        else:
+            sa.held_until = None
+        self.save(sa)
+
+    def end(self, sa: SecurityAssociation) -> None:
+        self.counters["sa_released"] += 1
+        LOG.info("MPA-SA %s (%s, %s) released by the MN", sa.id[:8], sa.identity, sa.network)
+        self._drop(sa)
+
+    def tick(self, now: float) -> None:
+        self._expire_sessions(now)
+        self.identity_limit.tick(now)
+        self.source_limit.tick(now)
+        for sa in list(self.sas.values()):
+            if sa.state == EXPIRED:
+                if sa.expired_at is None or sa.expired_at + EXPIRED_KEEP_S <= now:
+                    self._drop(sa)
+            elif sa.expires <= now or (sa.state == HELD and sa.held_until is not None
+                                       and sa.held_until <= now):
+                self._set_state(sa, EXPIRED, now)
+
+    def views(self, now: float, network: str | None = None) -> list[dict]:
+        return [sa.view(now) for sa in sorted(self.sas.values(), key=lambda s: (s.network, s.id))
+                if network is None or sa.network == network]

@@ -1,0 +1,348 @@
+"""The Configuration Agent (CA): address pools, leases and proactive DAD.
+
+Each access network's pool hands out addresses (an MN's nCoA, or a DHCP
+client's address) as leases bound to a client: an MN's identity and MAC for
+MPA pre-configuration, the DHCP client identifier (or MAC) otherwise.  A
+client that comes back gets its lease, or its last address if still free;
+an MN that pre-configured with MPA and later speaks DHCP on the target
+network (same MAC, RFC 6252 §7.3.3) finds the same lease.
+
+Duplicate address detection is proactive (RFC 6252 Appendix A): the CA keeps
+a small reserve of addresses per network that it has probed with ARP probes
+(RFC 5227: sender address 0.0.0.0, sent by packet-out at every PoA of the
+network) and that nobody answered for, and offers only those.  So a request
+takes an address already checked and never waits for the probes, unless the
+reserve ran dry.  An address somebody uses (an ARP answer or any packet from
+it) is skipped for a while and probed again later.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+
+LOG = logging.getLogger("mpa_sdn.ca")
+KIND = "lease"
+LAST_KIND = "last-address"
+OFFERED = "offered"
+BOUND = "bound"
+CONFLICT_HOLD_S = 300.0   # an address found in use is not probed again before this
+MAX_LAST_ADDRESSES = 100_000
+
+
+@dataclass
+class Lease:
+    network: str
+    address: str
+    client: str            # "mpa:<identity>|<mac>" or a DHCP client key
+    mac: str
+    state: str             # offered or bound
+    expires: float         # wall clock
+    identity: str | None = None
+    hostname: str | None = None
+
+    def to_record(self) -> dict:
+        return dict(self.__dict__)
+
+    def view(self, now: float) -> dict:
+        return {"network": self.network, "address": self.address, "client": self.client,
+                "mac": self.mac, "identity": self.identity, "state": self.state,
+                "expires_in": max(0, round(self.expires - now))}
+
+
+def mpa_client(identity: str, mac: str) -> str:
+    return f"mpa:{identity}|{mac}"
+
+
+@dataclass
+class Probe:
+    address: str
+    sent: int = 0
+    next_at: float = 0.0
+
+
+class Pool:
+    """One network's addresses and what the CA knows of each."""
+
+    def __init__(self, network, settings):
+        self.network = network
+        self.settings = settings
+        self.first, self.last = int(network.pool.first), int(network.pool.last)
+        self.leases: dict[str, Lease] = {}      # address -> lease
+        self.by_client: dict[str, str] = {}     # client -> address
+        self.verified: dict[str, float] = {}    # address -> when probes found it free
+        self.probing: dict[str, Probe] = {}
+        self.conflicts: dict[str, float] = {}   # address -> until when it is skipped
+
+    def addresses(self):
+        for value in range(self.first, self.last + 1):
+            yield str(ipaddress.IPv4Address(value))
+
+    def lease_of_mac(self, mac: str) -> Lease | None:
+        for lease in self.leases.values():
+            if lease.mac == mac:
+                return lease
+        return None
+
+
+class ConfigurationAgent:
+    def __init__(self, topology, store, settings, counters, in_use):
+        self.topology = topology
+        self.store = store
+        self.settings = settings
+        self.counters = counters
+        self.in_use = in_use   # address -> True if a learned host uses it
+        self.pools = {n.id: Pool(n, settings) for n in topology.networks.values()
+                      if n.pool is not None}
+        self.last_address: dict[tuple[str, str], str] = {}  # (network, client) -> address
+        self._load()
+
+    # -- persistence ------------------------------------------------------------
+
+    def _load(self) -> None:
+        for key, record in self.store.load(KIND).items():
+            try:
+                lease = Lease(**record)
+                pool = self.pools[lease.network]
+                address = ipaddress.IPv4Address(lease.address)
+                if not pool.first <= int(address) <= pool.last or key != self._key(lease):
+                    raise ValueError("address outside the pool or key mismatch")
+                if lease.state not in (OFFERED, BOUND) or lease.address in pool.leases:
+                    raise ValueError("bad state or a second lease of the address")
+            except (TypeError, ValueError, KeyError) as exc:
+                self.counters["lease_record_invalid"] += 1
+                LOG.error("state file: lease record %r is unusable (%s); dropping it", key, exc)
+                self.store.delete(KIND, key)
+                continue
+            pool.leases[lease.address] = lease
+            pool.by_client[lease.client] = lease.address
+        for key, record in self.store.load(LAST_KIND).items():
+            network, client, address = record.get("network"), record.get("client"), \
+                record.get("address")
+            if network in self.pools and isinstance(client, str) and isinstance(address, str):
+                self.last_address[(network, client)] = address
+            else:
+                self.store.delete(LAST_KIND, key)
+        count = sum(len(p.leases) for p in self.pools.values())
+        if count:
+            LOG.info("restored %d leases", count)
+
+    @staticmethod
+    def _key(lease: Lease) -> str:
+        return f"{lease.network}|{lease.address}"
+
+    def _save(self, lease: Lease) -> None:
+        self.store.put(KIND, self._key(lease), lease.to_record())
+
+    def _remember_last(self, lease: Lease) -> None:
+        key = (lease.network, lease.client)
+        if key not in self.last_address and len(self.last_address) >= MAX_LAST_ADDRESSES:
+            return
+        self.last_address[key] = lease.address
+        self.store.put(LAST_KIND, f"{lease.network}|{lease.client}",
+                       {"network": lease.network, "client": lease.client,
+                        "address": lease.address})
+
+    # -- queries ----------------------------------------------------------------
+
+    def lease_for(self, network: str, client: str, mac: str | None = None) -> Lease | None:
+        pool = self.pools.get(network)
+        if pool is None:
+            return None
+        address = pool.by_client.get(client)
+        if address is not None:
+            return pool.leases[address]
+        return pool.lease_of_mac(mac) if mac else None
+
+    def leased_to_other(self, address: str, mac: str) -> bool:
+        for pool in self.pools.values():
+            lease = pool.leases.get(address)
+            if lease is not None:
+                return lease.mac != mac
+        return False
+
+    def views(self, now: float, network: str | None = None) -> list[dict]:
+        return [lease.view(now) for nid in sorted(self.pools)
+                if network in (None, nid)
+                for lease in sorted(self.pools[nid].leases.values(), key=lambda l: l.address)]
+
+    def pool_view(self, network: str, now: float) -> dict:
+        pool = self.pools[network]
+        return {"size": pool.last - pool.first + 1, "leased": len(pool.leases),
+                "verified_free": sorted(pool.verified), "probing": sorted(pool.probing),
+                "in_use_elsewhere": sorted(a for a, until in pool.conflicts.items() if until > now)}
+
+    # -- allocation -------------------------------------------------------------
+
+    def _usable(self, pool: Pool, address: str, now: float) -> bool:
+        return (address not in pool.leases and pool.conflicts.get(address, 0) <= now
+                and not self.in_use(address))
+
+    def allocate(self, network: str, client: str, mac: str, now: float, *, state: str = BOUND,
+                 identity: str | None = None, hostname: str | None = None,
+                 requested: str | None = None) -> Lease | str | None:
+        """A lease for the client: its own, renewed; else a probed free address.
+
+        Returns the lease; or the address being probed for it (the caller
+        waits for :meth:`tick` to report it); or None when the pool is full.
+        """
+        pool = self.pools[network]
+        lease = self.lease_for(network, client, mac)
+        if lease is not None:
+            return self._bind(pool, lease, state, now, hostname)
+        wanted = [a for a in (requested, self.last_address.get((network, client))) if a]
+        for address in wanted:
+            if not self._in_pool(pool, address) or not self._usable(pool, address, now):
+                continue
+            if self._fresh(pool, address, now):
+                return self._new_lease(pool, address, client, mac, state, now, identity, hostname)
+            self._start_probe(pool, address, now)
+            return address
+        for address in sorted(pool.verified, key=lambda a: int(ipaddress.IPv4Address(a))):
+            if self._usable(pool, address, now) and self._fresh(pool, address, now):
+                return self._new_lease(pool, address, client, mac, state, now, identity, hostname)
+        address = self._next_candidate(pool, now)
+        if address is None:
+            self.counters["pool_exhausted"] += 1
+            return None
+        self._start_probe(pool, address, now)
+        return address
+
+    def _in_pool(self, pool: Pool, address: str) -> bool:
+        try:
+            return pool.first <= int(ipaddress.IPv4Address(address)) <= pool.last
+        except ValueError:
+            return False
+
+    def _fresh(self, pool: Pool, address: str, now: float) -> bool:
+        at = pool.verified.get(address)
+        return at is not None and now - at <= self.settings.dad_valid_s
+
+    def _bind(self, pool: Pool, lease: Lease, state: str, now: float,
+              hostname: str | None) -> Lease:
+        """The client's own lease again: bound leases are renewed, offers never
+        shorten them (an MN's MPA lease picked up by its DHCP client is this case)."""
+        if state == BOUND:
+            lease.state = BOUND
+            lease.expires = now + self._lease_time(pool, BOUND)
+        elif lease.state == OFFERED:
+            lease.expires = now + self._lease_time(pool, OFFERED)
+        lease.hostname = hostname or lease.hostname
+        self._save(lease)
+        self.counters["lease_renewed"] += 1
+        return lease
+
+    def _lease_time(self, pool: Pool, state: str) -> float:
+        if state == OFFERED:
+            return self.settings.offer_hold_s
+        return pool.network.lease_time_s or self.settings.lease_time_s
+
+    def _new_lease(self, pool, address, client, mac, state, now, identity, hostname) -> Lease:
+        lease = Lease(network=pool.network.id, address=address, client=client, mac=mac,
+                      state=state, expires=now + self._lease_time(pool, state),
+                      identity=identity, hostname=hostname)
+        pool.leases[address] = lease
+        pool.by_client[client] = address
+        pool.verified.pop(address, None)
+        self._save(lease)
+        self._remember_last(lease)
+        self.counters["lease_created"] += 1
+        LOG.info("%s: leased %s to %s (%s)", pool.network.id, address, client, state)
+        return lease
+
+    def release(self, network: str, client: str, mac: str | None = None) -> Lease | None:
+        lease = self.lease_for(network, client, mac)
+        if lease is None:
+            return None
+        self._remove(self.pools[network], lease, "released")
+        return lease
+
+    def _remove(self, pool: Pool, lease: Lease, why: str) -> None:
+        del pool.leases[lease.address]
+        pool.by_client.pop(lease.client, None)
+        self.store.delete(KIND, self._key(lease))
+        if lease.state == BOUND:
+            self._remember_last(lease)
+        self.counters[f"lease_{why}"] += 1
+        LOG.info("%s: lease of %s to %s %s", pool.network.id, lease.address, lease.client, why)
+
+    def declined(self, network: str, address: str, now: float) -> None:
+        """A DHCP client found the address in use (DHCPDECLINE)."""
+        pool = self.pools[network]
+        lease = pool.leases.get(address)
+        if lease is not None:
+            self._remove(pool, lease, "declined")
+        self._conflict(pool, address, now)
+
+    # -- proactive DAD ----------------------------------------------------------
+
+    def seen_in_use(self, address: str, now: float) -> None:
+        """Somebody answered for, or sent from, ``address``."""
+        for pool in self.pools.values():
+            if self._in_pool(pool, address) and address not in pool.leases:
+                self._conflict(pool, address, now)
+
+    def _conflict(self, pool: Pool, address: str, now: float) -> None:
+        if pool.conflicts.get(address, 0) <= now:
+            self.counters["dad_conflict"] += 1
+            LOG.info("%s: %s is in use by a host the CA did not give it to; skipped",
+                     pool.network.id, address)
+        pool.conflicts[address] = now + CONFLICT_HOLD_S
+        pool.verified.pop(address, None)
+        pool.probing.pop(address, None)
+
+    def _next_candidate(self, pool: Pool, now: float) -> str | None:
+        for address in pool.addresses():
+            if address not in pool.verified and address not in pool.probing \
+                    and self._usable(pool, address, now):
+                return address
+        return None
+
+    def _start_probe(self, pool: Pool, address: str, now: float) -> None:
+        if address not in pool.probing:
+            pool.verified.pop(address, None)
+            pool.probing[address] = Probe(address, next_at=now)
+            self.counters["dad_started"] += 1
+
+    def tick(self, now: float) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """Advance DAD: returns (probes to send as (network, address),
+        addresses that became free or were found taken, as (network, address))."""
+        probes, finished = [], []
+        for pool in self.pools.values():
+            for address, until in list(pool.conflicts.items()):
+                if until <= now:
+                    del pool.conflicts[address]
+            for lease in [l for l in pool.leases.values() if l.expires <= now]:
+                self._remove(pool, lease, "expired")
+            for address in [a for a, at in pool.verified.items()
+                            if now - at > self.settings.dad_valid_s
+                            or not self._usable(pool, a, now)]:
+                del pool.verified[address]
+            while len(pool.verified) + len(pool.probing) < self.settings.dad_reserve:
+                address = self._next_candidate(pool, now)
+                if address is None:
+                    break
+                self._start_probe(pool, address, now)
+            for address, probe in list(pool.probing.items()):
+                if not self._usable(pool, address, now):
+                    del pool.probing[address]
+                    finished.append((pool.network.id, address))
+                elif probe.sent < self.settings.dad_probes:
+                    if probe.next_at <= now:
+                        probes.append((pool.network.id, address))
+                        probe.sent += 1
+                        probe.next_at = now + (self.settings.dad_interval_s
+                                               if probe.sent < self.settings.dad_probes
+                                               else self.settings.dad_wait_s)
+                elif probe.next_at <= now:
+                    del pool.probing[address]
+                    pool.verified[address] = now
+                    self.counters["dad_verified"] += 1
+                    finished.append((pool.network.id, address))
+        return probes, finished
+
+    def next_deadline(self) -> float | None:
+        """When the next probe is due, so the caller can tick in time."""
+        times = [p.next_at for pool in self.pools.values() for p in pool.probing.values()]
+        return min(times) if times else None

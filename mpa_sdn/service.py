@@ -1,0 +1,356 @@
+"""The AA and CA behind both signalling channels: one handler for every message.
+
+A message arrives as bytes with its :class:`Origin` (the channel, the
+sender's address, the network it reached) and leaves as :class:`Answer`
+objects for the caller to deliver: REST writes them as the response,
+in-band sends them back as a UDP datagram by packet-out.  Nothing here knows
+which channel it serves beyond two rules:
+
+* in-band, junk nobody could have authenticated (malformed, oversized,
+  unknown types, bad MACs, unknown SAs or sessions) gets silence, so the
+  gateway is no reflector; REST always answers, with the error's status;
+* a refused message changes no state: decoding, authentication and the
+  sequence check come before anything is written.
+
+Times given to the agents are wall-clock seconds (``now + wall_offset``):
+SAs and leases outlive the process, and the monotonic clock does not.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from mpa_sdn import dhcp as d
+from mpa_sdn import signalling
+from mpa_sdn.aa import AUTHORIZED, HELD, PRE_AUTHENTICATED, AuthenticationAgent
+from mpa_sdn.ca import BOUND, OFFERED, ConfigurationAgent, Lease, mpa_client
+from mpa_sdn.signalling import Message, SignallingError
+from mpa_sdn.topology import ROLE_ACCESS
+
+LOG = logging.getLogger("mpa_sdn.service")
+REST = "rest"
+INBAND = "inband"
+# Refusals an attacker could provoke without any key: silence in-band.
+SILENT_IN_BAND = {"malformed", "oversized", "unsupported-version", "unknown-type",
+                  "bad-mac", "unknown-sa", "unknown-session"}
+
+
+@dataclass(frozen=True)
+class Origin:
+    channel: str                 # REST or INBAND
+    source: str                  # the sender's IPv4 address
+    network: str | None          # the network the message reached (in-band: whose gateway)
+    mac: str | None = None       # in-band: the frame's source MAC
+    reply_to: Any = None         # the caller's, handed back with the answer
+
+
+@dataclass
+class Answer:
+    origin: Origin
+    fields: dict                 # the message to send back
+    status: int = 200            # REST status
+
+    @property
+    def body(self) -> bytes:
+        return signalling.encode(self.fields)
+
+
+@dataclass(frozen=True)
+class DhcpDecision:
+    """What the DHCP server answers; the caller builds the frame."""
+
+    message_type: int
+    address: str = "0.0.0.0"
+    lease_time: int | None = None
+    message: str | None = None
+
+
+class MpaService:
+    def __init__(self, topology, graph, credential_stores: dict, store, counters,
+                 entropy: Callable[[int], bytes], wall_offset: float,
+                 in_use: Callable[[str], bool]):
+        self.topology = topology
+        self.graph = graph
+        self.settings = topology.mpa
+        self.counters = counters
+        self.wall_offset = wall_offset
+        self.aa = AuthenticationAgent(topology, credential_stores, store, self.settings,
+                                      counters, entropy)
+        self.ca = ConfigurationAgent(topology, store, self.settings, counters, in_use)
+        # Configuration requests waiting for DAD: (network, address) -> [(sa id, msg, origins)]
+        self._waiting: dict[tuple[str, str], list] = {}
+        self._in_progress: dict[tuple[str, int], list] = {}  # (sa id, seq) -> origins
+
+    def wall(self, now: float) -> float:
+        return now + self.wall_offset
+
+    # -- messages ---------------------------------------------------------------
+
+    def handle(self, data: bytes, origin: Origin, now: float) -> list[Answer]:
+        self.counters[f"signal_{origin.channel}"] += 1
+        wall = self.wall(now)
+        msg = None
+        try:
+            msg = signalling.decode(data, self.settings.max_message_bytes)
+            self.counters[f"signal_{msg.type.replace('-', '_')}"] += 1
+            return self._dispatch(msg, origin, wall)
+        except SignallingError as exc:
+            self.counters[f"signal_refused_{exc.code.replace('-', '_')}"] += 1
+            LOG.info("%s message from %s refused: %s (%s)", origin.channel, origin.source,
+                     exc.code, exc.message)
+            if origin.channel == INBAND and exc.code in SILENT_IN_BAND:
+                return []
+            extra = dict(exc.extra)
+            if msg is not None:
+                extra["in_reply_to"] = msg.type
+                if msg.get("network"):
+                    extra.setdefault("network", msg["network"])
+                if msg.get("seq"):
+                    extra["seq"] = msg["seq"]
+            return [Answer(origin, signalling.error(exc.code, exc.message, **extra),
+                           exc.http_status)]
+
+    def _network(self, msg: Message, origin: Origin):
+        name = msg.get("network") or origin.network
+        if name is None and origin.channel == REST:
+            network = self._network_of_address(origin.source)
+            name = network.id if network else None
+        if name is None:
+            raise SignallingError("malformed", "which network? name it in the message")
+        network = self.topology.networks.get(name)
+        if network is None:
+            raise SignallingError("unknown-network", f"no network {name!r} here")
+        if origin.network is not None and origin.network != name:
+            raise SignallingError("wrong-network", f"meant for {name}, but it reached "
+                                  f"{origin.network}")
+        return network
+
+    def _network_of_address(self, address: str):
+        try:
+            ip = ipaddress.IPv4Address(address)
+        except ValueError:
+            return None
+        for network in self.topology.networks.values():
+            if ip in network.prefix:
+                return network
+        return None
+
+    def _dispatch(self, msg: Message, origin: Origin, wall: float) -> list[Answer]:
+        network = self._network(msg, origin)
+        if msg.type == "discover":
+            return [Answer(origin, signalling.build(
+                "neighbours", network=network.id,
+                candidates=[c.as_dict() for c in self.graph.candidates(network.id)]))]
+        if network.role != ROLE_ACCESS or network.id not in self.ca.pools:
+            raise SignallingError("not-served", f"{network.id} has no AA or CA")
+        if msg.type == "auth-init":
+            if origin.mac is not None and origin.mac != msg["mn_mac"]:
+                raise SignallingError("malformed", "mn_mac is not the MAC the message came from")
+            return [Answer(origin, self._complete(self.aa.init(msg, origin.source, wall)))]
+        if msg.type == "auth-response":
+            return [Answer(origin, self._complete(self.aa.respond(msg, origin.source, wall)))]
+        purpose = signalling.PURPOSE[msg.type]
+        sa, cached = self.aa.check(msg, purpose, wall)
+        if cached is not None:
+            return [Answer(origin, cached, _status_of(cached))]
+        waiting = self._in_progress.get((sa.id, msg["seq"]))
+        if waiting is not None:
+            self.counters["signal_retransmission_waiting"] += 1
+            waiting.append(origin)
+            return []
+        if msg.type == "config-request":
+            return self._configure(sa, msg, [origin], wall)
+        if msg.type == "release":
+            return self._release(sa, msg, origin, wall)
+        return self._resume(sa, msg, origin, wall)
+
+    @staticmethod
+    def _complete(fields: dict) -> dict:
+        return {"v": signalling.VERSION, **fields}
+
+    def _answer(self, sa, msg: Message, purpose: str, kind: str, origins: list, wall: float,
+                **fields) -> list[Answer]:
+        answer = signalling.sign(signalling.build(kind, network=sa.network, sa=sa.id,
+                                                  seq=msg["seq"], **fields),
+                                 sa.keys.for_purpose(purpose))
+        self.aa.commit(sa, msg, purpose, answer, wall)
+        return [Answer(o, answer) for o in origins]
+
+    def _refuse(self, sa, msg: Message, purpose: str, code: str, text: str, origins: list,
+                wall: float, **extra) -> list[Answer]:
+        answer = signalling.error(code, text, network=sa.network, seq=msg["seq"],
+                                  in_reply_to=msg.type, **extra)
+        self.aa.commit(sa, msg, purpose, answer, wall)
+        self.counters[f"signal_refused_{code.replace('-', '_')}"] += 1
+        return [Answer(o, answer, signalling.ERRORS[code]) for o in origins]
+
+    def _configure(self, sa, msg: Message, origins: list, wall: float) -> list[Answer]:
+        if sa.state not in (PRE_AUTHENTICATED, AUTHORIZED):
+            return self._refuse(sa, msg, "mn-ca", "wrong-state",
+                                f"the SA is {sa.state}; resume it first", origins, wall)
+        result = self.ca.allocate(sa.network, mpa_client(sa.identity, sa.mn_mac), sa.mn_mac,
+                                  wall, identity=sa.identity)
+        if result is None:
+            return self._refuse(sa, msg, "mn-ca", "pool-exhausted",
+                                f"no free address in {sa.network}", origins, wall)
+        if isinstance(result, str):
+            # The address is being probed (DAD): answer when it is done.
+            self.counters["config_waiting_for_dad"] += 1
+            self._in_progress[(sa.id, msg["seq"])] = origins
+            self._waiting.setdefault((sa.network, result), []).append((sa.id, msg))
+            return []
+        network = self.topology.networks[sa.network]
+        self.counters["config_given"] += 1
+        return self._answer(sa, msg, "mn-ca", "config", origins, wall,
+                            **self.configuration(network, result, wall))
+
+    def configuration(self, network, lease: Lease, wall: float) -> dict:
+        """The pre-configuration (RFC 6252 §7.3 and Appendix B): the nCoA, its
+        prefix, router and DNS, and the router's MAC so the MN needs no ARP
+        after it moves."""
+        return {"address": lease.address, "prefix_len": network.prefix.prefixlen,
+                "router": str(network.gateway), "gateway_mac": network.gateway_mac,
+                "dns": [str(a) for a in network.dns],
+                "lease_time": max(0, round(lease.expires - wall))}
+
+    def _release(self, sa, msg: Message, origin: Origin, wall: float) -> list[Answer]:
+        scope = msg.get("scope", "lease")
+        released = self.ca.release(sa.network, mpa_client(sa.identity, sa.mn_mac), sa.mn_mac)
+        self.counters["config_released" if released else "config_release_nothing"] += 1
+        answers = self._answer(sa, msg, "mn-ca", "released", [origin], wall, scope=scope)
+        if scope == "all":
+            self.aa.end(sa)
+        return answers
+
+    def _resume(self, sa, msg: Message, origin: Origin, wall: float) -> list[Answer]:
+        if sa.state == PRE_AUTHENTICATED:
+            return self._refuse(sa, msg, "signalling", "wrong-state",
+                                "nothing to resume: the SA was never authorized", [origin], wall)
+        self.aa.resume(sa, wall)
+        return self._answer(sa, msg, "signalling", "resumed", [origin], wall, state=sa.state)
+
+    # -- events from the data plane ---------------------------------------------
+
+    def host_seen(self, mac: str, address: str, network: str, now: float) -> None:
+        """The core learned (or relearned) a host: attachment for the AA, use for the CA."""
+        wall = self.wall(now)
+        self.aa.attached(mac, network, wall)
+        if not self._held_by(address, mac):
+            self.ca.seen_in_use(address, wall)
+
+    def address_answered(self, address: str, mac: str, now: float) -> None:
+        """An ARP packet from ``address``: in use, unless it is the lease holder's."""
+        if not self._held_by(address, mac):
+            self.ca.seen_in_use(address, self.wall(now))
+
+    def _held_by(self, address: str, mac: str) -> bool:
+        for pool in self.ca.pools.values():
+            lease = pool.leases.get(address)
+            if lease is not None:
+                return lease.mac == mac
+        return False
+
+    def tick(self, now: float) -> tuple[list[tuple[str, str]], list[Answer]]:
+        """Expire SAs and leases, advance DAD; returns (probes to send, answers ready)."""
+        wall = self.wall(now)
+        self.aa.tick(wall)
+        probes, finished = self.ca.tick(wall)
+        answers = []
+        for key in finished:
+            for sa_id, msg in self._waiting.pop(key, []):
+                origins = self._in_progress.pop((sa_id, msg["seq"]), [])
+                sa = self.aa.sas.get(sa_id)
+                if sa is None or not origins:
+                    continue
+                answers += self._configure(sa, msg, origins, wall)
+        return probes, answers
+
+    def next_deadline(self, now: float) -> float | None:
+        deadline = self.ca.next_deadline()
+        return None if deadline is None else deadline - self.wall_offset
+
+    # -- DHCP ---------------------------------------------------------------------
+
+    def dhcp(self, request, network_id: str, proactive: bool, now: float) -> DhcpDecision | None:
+        """Serve one DHCP request for ``network_id``; None means no answer.
+
+        ``proactive``: a unicast request from an address outside the network
+        (RFC 6252 §7.3.3), served only to an MN pre-authenticated for it.
+        """
+        wall = self.wall(now)
+        network = self.topology.networks[network_id]
+        if network_id not in self.ca.pools:
+            self.counters["dhcp_not_served"] += 1
+            return None
+        identity = None
+        if proactive:
+            sa = self.aa.sa_for_mac(request.chaddr, network_id, wall)
+            if sa is None or request.flags_broadcast or request.eth_src != request.chaddr:
+                self.counters["dhcp_proactive_refused"] += 1
+                LOG.info("unicast DHCP for %s from %s (%s) refused: not pre-authenticated",
+                         network_id, request.ip_src, request.chaddr)
+                return None
+            identity = sa.identity
+            self.counters["dhcp_proactive"] += 1
+        client = mpa_client(identity, request.chaddr) if identity else request.client_key()
+        kind = request.message_type
+        lease_time = network.lease_time_s or self.settings.lease_time_s
+        if kind == d.DISCOVER:
+            result = self.ca.allocate(network_id, client, request.chaddr, wall, state=OFFERED,
+                                      identity=identity, hostname=request.hostname,
+                                      requested=request.requested_ip)
+            if not isinstance(result, Lease):
+                self.counters["dhcp_no_offer"] += 1   # the client will retry; DAD is running
+                return None
+            return DhcpDecision(d.OFFER, result.address, lease_time)
+        if kind == d.REQUEST:
+            if request.server_id not in (None, str(network.gateway)):
+                self.counters["dhcp_request_other_server"] += 1
+                return None
+            wanted = request.requested_ip or (request.ciaddr if request.ciaddr != "0.0.0.0"
+                                              else None)
+            lease = self.ca.lease_for(network_id, client, request.chaddr)
+            if lease is None or (wanted is not None and wanted != lease.address):
+                if request.server_id is None and lease is None:
+                    # INIT-REBOOT for an address we never gave: not ours to refuse
+                    # unless it is outside the network.
+                    if wanted and ipaddress.IPv4Address(wanted) in network.prefix:
+                        self.counters["dhcp_request_unknown"] += 1
+                        return None
+                self.counters["dhcp_nak"] += 1
+                return DhcpDecision(d.NAK, message="no such lease; start again")
+            lease = self.ca.allocate(network_id, client, request.chaddr, wall, state=BOUND,
+                                     identity=identity, hostname=request.hostname)
+            self.counters["dhcp_ack"] += 1
+            return DhcpDecision(d.ACK, lease.address, lease_time)
+        if kind == d.RELEASE:
+            lease = self.ca.lease_for(network_id, client, request.chaddr)
+            if lease is not None and lease.address == request.ciaddr:
+                self.ca.release(network_id, lease.client, request.chaddr)
+            return None
+        if kind == d.DECLINE:
+            lease = self.ca.lease_for(network_id, client, request.chaddr)
+            if lease is not None and request.requested_ip == lease.address:
+                self.ca.declined(network_id, lease.address, wall)
+            return None
+        if kind == d.INFORM:
+            return DhcpDecision(d.ACK)
+        self.counters["dhcp_unexpected_type"] += 1
+        return None
+
+    # -- views ------------------------------------------------------------------------
+
+    def sa_views(self, now: float, network: str | None = None) -> list[dict]:
+        return self.aa.views(self.wall(now), network)
+
+    def lease_views(self, now: float, network: str | None = None) -> list[dict]:
+        return self.ca.views(self.wall(now), network)
+
+
+def _status_of(answer: dict) -> int:
+    if answer.get("type") == "error":
+        return signalling.ERRORS.get(answer.get("code"), 400)
+    return 200

@@ -1,0 +1,233 @@
+"""The MPA signalling codec: one message format for both channels.
+
+A message is one JSON object, UTF-8, at most ``max_message_bytes`` long: the
+body of a REST request or answer, or the payload of one UDP datagram to a
+network's gateway (see docs/signalling.md).  Every message names its version
+``v`` and its ``type``; each type has a fixed set of fields, all required
+unless listed as optional, and nothing else.  Decoding either returns a
+:class:`Message` whose fields have the right types and shapes, or raises
+:class:`SignallingError` with a code from :data:`ERRORS`: the handler never
+sees a half-valid message.
+
+Messages after pre-authentication carry the MPA-SA's id ``sa``, a sequence
+number ``seq`` and ``mac``: HMAC-SHA256, under the key of the message's
+purpose, over the message's canonical form (every field but ``mac``, keys
+sorted, no whitespace, ASCII only; see :func:`canonical`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from mpa_sdn import keys
+
+VERSION = 1
+MAX_SEQ = 2**32 - 1
+
+# Error codes, with the HTTP status the REST channel answers them with.
+ERRORS = {
+    "malformed": 400,            # not JSON, wrong fields or field types
+    "oversized": 413,
+    "unsupported-version": 400,
+    "unknown-type": 400,
+    "unknown-network": 404,
+    "wrong-network": 409,        # meant for another network than the one it reached
+    "not-served": 404,           # the network has no AA/CA (a correspondent network)
+    "authentication-failed": 403,  # the same answer whether or not the identity exists
+    "unknown-session": 403,
+    "unknown-sa": 403,
+    "bad-mac": 403,
+    "sa-expired": 403,
+    "wrong-state": 409,          # not allowed in the SA's current state
+    "replay": 409,               # a sequence number already used
+    "outside-window": 409,       # a sequence number older than the replay window
+    "rate-limited": 429,
+    "busy": 503,                 # too many pre-authentications in progress
+    "pool-exhausted": 503,
+    "address-pending": 503,      # duplicate address detection still running
+}
+
+_HEX = re.compile(r"[0-9a-f]+")
+_ID = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
+_NAI = re.compile(r"[^@\s]{1,200}@[^@\s]{1,200}")
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+
+
+class SignallingError(Exception):
+    """A message was refused; ``code`` is one of :data:`ERRORS`."""
+
+    def __init__(self, code: str, message: str, **extra):
+        assert code in ERRORS, code
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+    @property
+    def http_status(self) -> int:
+        return ERRORS[self.code]
+
+
+# -- field shapes --------------------------------------------------------------
+
+def _hex(nbytes: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, str) and len(v) == 2 * nbytes and bool(_HEX.fullmatch(v))
+
+
+def _int(lo: int, hi: int) -> Callable[[Any], bool]:
+    return lambda v: type(v) is int and lo <= v <= hi
+
+
+def _ipv4(v: Any) -> bool:
+    try:
+        return isinstance(v, str) and str(ipaddress.IPv4Address(v)) == v
+    except ValueError:
+        return False
+
+
+def _text(limit: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, str) and 0 < len(v) <= limit and v.isprintable()
+
+
+def _list_of(check, limit: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, list) and len(v) <= limit and all(check(x) for x in v)
+
+
+def _one_of(*values) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, str) and v in values
+
+
+_network = lambda v: isinstance(v, str) and bool(_ID.fullmatch(v))  # noqa: E731
+_nai = lambda v: isinstance(v, str) and len(v) <= 253 and bool(_NAI.fullmatch(v))  # noqa: E731
+_mac = lambda v: isinstance(v, str) and bool(_MAC.fullmatch(v))  # noqa: E731
+_nonce = _hex(32)
+_tag = _hex(32)
+_sa_id = _hex(16)
+_seq = _int(1, MAX_SEQ)
+_seconds = _int(0, 2**31 - 1)
+_anything = lambda v: True  # noqa: E731  (candidate lists are built by us, not parsed)
+
+_AUTHENTICATED = {"network": _network, "sa": _sa_id, "seq": _seq, "mac": _tag}
+
+# type -> (required fields, optional fields), each field -> its check.
+SCHEMAS: dict[str, tuple[dict, dict]] = {
+    # MN -> AA/CA
+    "discover": ({}, {"network": _network}),
+    "auth-init": ({"network": _network, "identity": _nai, "mn_mac": _mac, "nonce": _nonce}, {}),
+    "auth-response": ({"network": _network, "session": _sa_id, "proof": _tag}, {}),
+    "config-request": (_AUTHENTICATED, {}),
+    "release": (_AUTHENTICATED, {"scope": _one_of("lease", "all")}),
+    "resume": (_AUTHENTICATED, {}),
+    # AA/CA -> MN
+    "neighbours": ({"network": _network, "candidates": _anything}, {}),
+    "auth-challenge": ({"network": _network, "session": _sa_id, "nonce": _nonce}, {}),
+    "auth-success": ({"network": _network, "session": _sa_id, "sa": _sa_id,
+                      "lifetime": _seconds, "proof": _tag}, {}),
+    "config": ({**_AUTHENTICATED, "address": _ipv4, "prefix_len": _int(0, 32),
+                "router": _ipv4, "gateway_mac": _mac, "dns": _list_of(_ipv4, 4),
+                "lease_time": _seconds}, {}),
+    "released": (_AUTHENTICATED, {"scope": _one_of("lease", "all")}),
+    "resumed": ({**_AUTHENTICATED, "state": _text(32)}, {}),
+    "error": ({"code": _one_of(*ERRORS), "message": _text(300)},
+              {"network": _network, "in_reply_to": _text(32), "seq": _seq,
+               "retry_after": _seconds}),
+}
+REQUESTS = ("discover", "auth-init", "auth-response", "config-request", "release", "resume")
+AUTHENTICATED = ("config-request", "release", "resume", "config", "released", "resumed")
+# Which derived key authenticates a message, by type.
+PURPOSE = {"config-request": "mn-ca", "config": "mn-ca", "release": "mn-ca",
+           "released": "mn-ca", "resume": "signalling", "resumed": "signalling"}
+
+
+@dataclass(frozen=True)
+class Message:
+    type: str
+    fields: dict
+
+    def __getitem__(self, name: str):
+        return self.fields[name]
+
+    def get(self, name: str, default=None):
+        return self.fields.get(name, default)
+
+    def digest_input(self) -> bytes:
+        """The bytes a retransmission must repeat exactly (the MAC included)."""
+        return canonical(self.fields, keep_mac=True)
+
+
+def canonical(fields: dict, keep_mac: bool = False) -> bytes:
+    body = {k: v for k, v in fields.items() if keep_mac or k != "mac"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def encode(fields: dict) -> bytes:
+    """A message's wire form (its canonical form: compact, deterministic)."""
+    return canonical(fields, keep_mac=True)
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode(data: bytes, max_bytes: int, *, expect: tuple[str, ...] = REQUESTS) -> Message:
+    """Parse and check one message; ``expect`` limits the types accepted."""
+    if len(data) > max_bytes:
+        raise SignallingError("oversized", f"{len(data)} bytes; at most {max_bytes}")
+    try:
+        raw = json.loads(bytes(data).decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise SignallingError("malformed", f"not a JSON message: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SignallingError("malformed", "a message is a JSON object")
+    if raw.get("v") != VERSION or type(raw.get("v")) is not int:
+        raise SignallingError("unsupported-version", f"version {raw.get('v')!r}; this is {VERSION}")
+    kind = raw.get("type")
+    if not isinstance(kind, str) or kind not in expect:
+        raise SignallingError("unknown-type", f"type {str(kind)[:32]!r} is not one of "
+                              + ", ".join(expect))
+    required, optional = SCHEMAS[kind]
+    fields = {k: v for k, v in raw.items() if k not in ("v", "type")}
+    missing = sorted(set(required) - set(fields))
+    unknown = sorted(set(fields) - set(required) - set(optional))
+    if missing or unknown:
+        problems = ([f"missing {', '.join(missing)}"] if missing else []) + \
+                   ([f"unknown {', '.join(k[:32] for k in unknown)}"] if unknown else [])
+        raise SignallingError("malformed", f"{kind}: {'; '.join(problems)}")
+    for name, value in fields.items():
+        check = required.get(name) or optional[name]
+        if not check(value):
+            raise SignallingError("malformed", f"{kind}: field {name} is not valid")
+    return Message(kind, {"v": VERSION, "type": kind, **fields})
+
+
+def build(kind: str, **fields) -> dict:
+    """A message's fields (``v`` and ``type`` first), checked like decoded ones."""
+    message = {"v": VERSION, "type": kind, **fields}
+    required, optional = SCHEMAS[kind]
+    wrong = [k for k, v in fields.items() if not (required.get(k) or optional.get(k, None)) or
+             not (required.get(k) or optional[k])(v)]
+    missing = set(required) - set(fields) - {"mac"}
+    if wrong or missing:
+        raise ValueError(f"{kind}: bad fields {sorted(wrong)}, missing {sorted(missing)}")
+    return message
+
+
+def error(code: str, message: str, **extra) -> dict:
+    return build("error", code=code, message=message[:300], **extra)
+
+
+def sign(fields: dict, key: bytes) -> dict:
+    return {**fields, "mac": keys.mac(key, canonical(fields)).hex()}
+
+
+def mac_ok(message: Message | dict, key: bytes) -> bool:
+    fields = message.fields if isinstance(message, Message) else message
+    try:
+        tag = bytes.fromhex(fields["mac"])
+    except (KeyError, ValueError, TypeError):
+        return False
+    return keys.verify(key, canonical(fields), tag)

@@ -1,0 +1,213 @@
+"""Pre-configuration with the CA: nCoAs, proactive DAD, replay protection,
+persistence across restarts."""
+
+import os
+import stat
+
+import pytest
+
+from mpa_mn import protocol
+from mpa_sdn import signalling
+from mpa_sdn.store import SqliteStore
+from mpa_rig import MN_MAC, PSK_A, PSK_B, Rig
+
+
+def configure(rig, state, network=None):
+    data, seq = protocol.request(state, "config-request")
+    answers = rig.send(data, network or state.network)
+    if not answers:
+        answers = rig.settle_dad()
+    assert len(answers) == 1
+    return protocol.check_answer(state, answers[0].body, seq, "config")
+
+
+def test_config_waits_for_dad_only_when_the_reserve_is_empty():
+    rig = Rig()
+    state = rig.preauth()
+    data, seq = protocol.request(state, "config-request")
+    assert rig.send(data, "net-b1") == []           # nothing probed yet: it waits
+    answers = rig.settle_dad()
+    config = protocol.check_answer(state, answers[0].body, seq, "config")
+    assert config["address"] == "10.2.1.100"
+    # The reserve is now full of probed addresses: the next MN gets one at once.
+    other = rig.preauth("net-a2", PSK_A, "domain-a")
+    rig.settle_dad()
+    data, seq = protocol.request(other, "config-request")
+    [answer] = rig.send(data, "net-a2")
+    assert protocol.check_answer(other, answer.body, seq, "config")["address"] == "10.1.2.100"
+
+
+def test_the_configuration_carries_what_the_mn_needs_after_moving():
+    rig = Rig()
+    rig.settle_dad()
+    config = configure(rig, rig.preauth())
+    assert config["prefix_len"] == 24 and config["router"] == "10.2.1.1"
+    assert config["gateway_mac"] == rig.topology.networks["net-b1"].gateway_mac
+    assert config["lease_time"] == rig.topology.mpa.lease_time_s
+
+
+def test_two_ctns_in_two_domains_give_two_ncoas():
+    rig = Rig()
+    rig.settle_dad()
+    b1 = configure(rig, rig.preauth("net-b1", PSK_B, "domain-b"))
+    a2 = configure(rig, rig.preauth("net-a2", PSK_A, "domain-a"))
+    assert (b1["address"], a2["address"]) == ("10.2.1.100", "10.1.2.100")
+
+
+def test_a_squatter_found_by_the_probes_is_skipped():
+    rig = Rig()
+    rig.service.tick(rig.now)  # the first probes go out ...
+    rig.service.address_answered("10.2.1.100", "02:00:00:00:99:99", rig.now)  # ... one answers
+    rig.settle_dad()
+    assert configure(rig, rig.preauth())["address"] == "10.2.1.101"
+    assert rig.counters["dad_conflict"] == 1
+    wall = rig.service.wall(rig.now)
+    assert rig.service.ca.pool_view("net-b1", wall)["in_use_elsewhere"] == ["10.2.1.100"]
+
+
+def test_addresses_of_learned_hosts_are_never_offered():
+    rig = Rig(in_use={"10.2.1.100", "10.2.1.101"})
+    rig.settle_dad()
+    assert configure(rig, rig.preauth())["address"] == "10.2.1.102"
+
+
+def test_the_same_client_gets_its_address_back():
+    rig = Rig()
+    rig.settle_dad()
+    state = rig.preauth()
+    first = configure(rig, state)
+    assert configure(rig, state)["address"] == first["address"]       # renewal
+    data, seq = protocol.request(state, "release")
+    protocol.check_answer(state, rig.one(data, "net-b1").body, seq, "released")
+    assert rig.service.ca.views(0) == []
+    other = rig.preauth("net-b1", PSK_B, "domain-b")  # a new SA, the same MN
+    assert configure(rig, other)["address"] == first["address"]
+
+
+def snapshot(rig):
+    sas = {k: v.to_record() for k, v in rig.service.aa.sas.items()}
+    return sas, rig.service.ca.views(0)
+
+
+@pytest.mark.parametrize("attack", ["wrong key", "tampered", "replayed", "other sa",
+                                    "outside window", "other network"])
+def test_forged_and_replayed_messages_change_nothing(attack):
+    rig = Rig()
+    rig.settle_dad()
+    state = rig.preauth()
+    first_data, first_seq = protocol.request(state, "config-request")
+    rig.one(first_data, "net-b1")
+    protocol.request(state, "release")  # the MN moved on to seq 3
+    newer_data, _ = protocol.request(state, "config-request")
+    rig.one(newer_data, "net-b1")
+    before = snapshot(rig)
+    if attack == "wrong key":
+        fields = signalling.build("release", network="net-b1", sa=state.sa, seq=10)
+        data = signalling.encode(signalling.sign(fields, b"k" * 32))
+        code = "bad-mac"
+    elif attack == "tampered":
+        data, _ = protocol.request(state, "release")
+        data = data.replace(b'"release"', b'"release","scope":"all"')
+        code = "bad-mac"
+    elif attack == "replayed":
+        data, code = first_data, "replay"
+    elif attack == "other sa":
+        other = rig.preauth("net-a2", PSK_A, "domain-a")
+        data, _ = protocol.request(other, "release")
+        data = data.replace(other.sa.encode(), state.sa.encode()).replace(b"net-a2", b"net-b1")
+        code = "bad-mac"
+        before = snapshot(rig)
+    elif attack == "outside window":
+        state.next_seq = 3 + rig.topology.mpa.replay_window + 5
+        data, _ = protocol.request(state, "config-request")
+        rig.one(data, "net-b1")
+        before = snapshot(rig)
+        data, code = first_data, "outside-window"
+    else:
+        data, _ = protocol.request(state, "release")
+        code = "wrong-network"
+        answer = rig.one(data, "net-a2")
+        assert answer.fields["code"] == code and answer.status == 409
+        assert snapshot(rig) == before
+        return
+    answer = rig.one(data, "net-b1")
+    assert answer.fields["type"] == "error" and answer.fields["code"] == code
+    assert answer.status in (403, 409)
+    assert snapshot(rig) == before
+
+
+def test_a_retransmission_gets_the_same_answer_and_changes_nothing_twice():
+    rig = Rig()
+    rig.settle_dad()
+    state = rig.preauth()
+    data, seq = protocol.request(state, "release", scope="lease")
+    configure(rig, state)
+    data, seq = protocol.request(state, "release")
+    first = rig.one(data, "net-b1")
+    again = rig.one(data, "net-b1")
+    assert again.fields == first.fields
+    assert rig.counters["lease_released"] == 1
+    assert rig.counters["signal_retransmission"] == 1
+
+
+def test_sequence_numbers_may_arrive_out_of_order_within_the_window():
+    rig = Rig()
+    rig.settle_dad()
+    state = rig.preauth()
+    early = protocol.request(state, "config-request")
+    late = protocol.request(state, "config-request")
+    assert rig.one(late[0], "net-b1").status == 200
+    assert rig.one(early[0], "net-b1").status == 200
+    # The latest message repeated is a retransmission; any other is a replay.
+    assert rig.one(early[0], "net-b1").status == 200
+    assert rig.one(late[0], "net-b1").fields["code"] == "replay"
+
+
+def test_pool_exhaustion_is_a_clear_error(tmp_path):
+    from mpa_sdn.config import load_topology_text
+    text = open("topologies/two_domains.yaml").read().replace(
+        "pool: 10.2.1.100-10.2.1.199", "pool: 10.2.1.100-10.2.1.100")
+    text = text.replace("credentials: credentials/", "credentials: topologies/credentials/")
+    rig = Rig(topology=load_topology_text(text), in_use={"10.2.1.100"})
+    rig.settle_dad()
+    state = rig.preauth()
+    data, seq = protocol.request(state, "config-request")
+    answer = rig.one(data, "net-b1")
+    assert (answer.status, answer.fields["code"]) == (503, "pool-exhausted")
+
+
+def test_a_restart_keeps_every_sa_and_lease(tmp_path):
+    path = str(tmp_path / "state" / "mpa.db")
+    rig = Rig(store=SqliteStore(path))
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    rig.settle_dad()
+    b1 = rig.preauth("net-b1", PSK_B, "domain-b")
+    a2 = rig.preauth("net-a2", PSK_A, "domain-a")
+    b1_config, a2_config = configure(rig, b1), configure(rig, a2)
+    rig.service.host_seen(MN_MAC, b1_config["address"], "net-b1", rig.now)
+    before = snapshot(rig)
+    last = protocol.request(b1, "config-request")
+    last_answer = rig.one(last[0], "net-b1")
+
+    rig.store.close()
+    rig.store = SqliteStore(path)
+    rig.restart()
+    assert snapshot(rig)[1] == before[1]
+    assert set(rig.service.aa.sas) == {b1.sa, a2.sa}
+    assert rig.service.aa.sas[b1.sa].state == "authorized"
+    # The replay state survived too, and the keys: the MN goes on where it was.
+    assert rig.one(last[0], "net-b1").fields == last_answer.fields
+    assert rig.counters["signal_retransmission"] == 1
+    assert configure(rig, b1)["address"] == b1_config["address"]
+    assert configure(rig, a2)["address"] == a2_config["address"]
+
+
+def test_a_restart_drops_records_it_cannot_use(tmp_path):
+    path = str(tmp_path / "mpa.db")
+    store = SqliteStore(path)
+    store.put("sa", "abc", {"id": "abc", "bogus": 1})
+    store.put("lease", "net-b1|10.9.9.9", {"network": "net-b1", "address": "10.9.9.9"})
+    rig = Rig(store=store)
+    assert rig.service.aa.sas == {} and rig.service.ca.views(0) == []
+    assert rig.counters["sa_record_invalid"] == 1 and rig.counters["lease_record_invalid"] == 1
+    assert store.load("sa") == {} and store.load("lease") == {}
