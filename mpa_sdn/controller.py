@@ -14,14 +14,17 @@ from __future__ import annotations
 import collections
 import ipaddress
 import logging
+import os
 from dataclasses import dataclass, field
 
 from ryu.ofproto import ofproto_v1_3 as ofp
 
-from mpa_sdn import forwarding, packets, reconcile
+from mpa_sdn import dhcp, forwarding, packets, reconcile
 from mpa_sdn import openflow as of
-from mpa_sdn.forwarding import Host
+from mpa_sdn.forwarding import DHCP_SERVER_PORT, Host
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
+from mpa_sdn.service import INBAND, Answer, MpaService, Origin
+from mpa_sdn.store import MemoryStore
 from mpa_sdn.tables import EXACT_MASK, Feature, Table, feature_of, host_cookie, subject_of
 from mpa_sdn.topology import PoA, Topology
 
@@ -57,11 +60,20 @@ class SwitchState:
 
 
 class Controller:
-    def __init__(self, topology: Topology, counters: collections.Counter | None = None):
+    """The core.  ``credentials`` (domain -> store), ``store`` (persistence),
+    ``entropy`` (n -> n random bytes) and ``wall_offset`` (wall clock minus
+    the monotonic ``now``) are the AA's and CA's, injected."""
+
+    def __init__(self, topology: Topology, counters: collections.Counter | None = None, *,
+                 credentials: dict | None = None, store=None, entropy=os.urandom,
+                 wall_offset: float = 0.0):
         self.topology = topology
         self.graph = NeighbourhoodGraph(topology)
         self.settings = topology.controller
         self.counters = counters if counters is not None else collections.Counter()
+        self.mpa = MpaService(topology, self.graph, credentials or {},
+                              store if store is not None else MemoryStore(), self.counters,
+                              entropy, wall_offset, self._address_in_use)
         self.switches: dict[int, SwitchState] = {}
         self.hosts: dict[str, Host] = {}
         self._host_paths: dict[str, frozenset] = {}
@@ -177,6 +189,8 @@ class Controller:
             return "static"
         if old is None and len(self.hosts) >= self.settings.max_hosts:
             return "full"
+        if self.mpa.ca.leased_to_other(address, mac):
+            return "leased"  # the CA gave it to someone else
         if old is not None and old.mac != mac:
             # The address belongs to a host we know.  It keeps it until it is
             # gone (its port went down, or it did not answer a poll), so that
@@ -242,6 +256,7 @@ class Controller:
             return [Send(dpid, self._host_flows(new)[poa.switch], barrier=True)]
         self._remember(new)
         self._probing.pop(address, None)
+        self.mpa.host_seen(mac, address, poa.network, now)
         if old is None:
             self.counters["host_learned"] += 1
             LOG.info("host mac=%s ip=%s learned at poa=%s", mac, address, poa.id)
@@ -318,11 +333,17 @@ class Controller:
         if frame is None:
             self.counters["packet_in_malformed"] += 1
             return []
+        if (table_id == Table.INGRESS and frame.udp is not None
+                and frame.udp[1] == DHCP_SERVER_PORT):
+            return self._dhcp(dpid, in_port, data, now)
         if table_id == Table.INGRESS and frame.ip_src is not None:
             return self._unknown_source(dpid, in_port, frame, data, now)
         if table_id == Table.ARP and frame.arp is not None:
             return self._arp(dpid, in_port, frame, now)
         if table_id == Table.ROUTE and frame.ip_dst is not None:
+            if (frame.ip_dst in self._gateways and frame.udp is not None
+                    and frame.udp[1] == self.topology.mpa.signalling_port):
+                return self._signal_in_band(dpid, in_port, frame, now)
             if frame.ip_dst in self._gateways:
                 return self._to_gateway(frame)
             return self._unresolved(frame, data, now)
@@ -373,6 +394,8 @@ class Controller:
             LOG.warning("mac=%s at poa=%s claims gateway %s", a.src_mac, poa.id, a.src_ip)
             return []
         if a.src_ip != packets.UNSPECIFIED:
+            # Whoever sends from an address uses it: the CA's DAD hears of it.
+            self.mpa.address_answered(a.src_ip, a.src_mac, now)
             sends += self._learn(a.src_mac, a.src_ip, poa, now)
             host = self.hosts.get(a.src_ip)
             if host is None or (host.mac, host.poa) != (a.src_mac, poa):
@@ -407,6 +430,98 @@ class Controller:
                                         src_ip=frame.ip_dst, dst_ip=frame.ip_src,
                                         echo=frame.icmp_echo)
         return self._deliver(source, reply, forwarded=False)
+
+    # -- the AA and CA: signalling, DHCP, DAD ---------------------------------
+
+    def _address_in_use(self, address: str) -> bool:
+        return address in self.hosts
+
+    def _signal_in_band(self, dpid, in_port, frame, now) -> list[Send]:
+        network = self._gateways[frame.ip_dst]
+        origin = Origin(INBAND, frame.ip_src, network.id, frame.eth_src,
+                        reply_to=(dpid, frame.eth_src, frame.ip_dst, frame.ip_src, frame.udp[0]))
+        return self._outputs(self.mpa.handle(frame.udp[2], origin, now))
+
+    def signal(self, data: bytes, origin: Origin, now: float) -> list:
+        """A message from the REST channel: the answers come back as :class:`Answer`."""
+        return self._outputs(self.mpa.handle(data, origin, now))
+
+    def _outputs(self, answers: list[Answer]) -> list:
+        """In-band answers become packet-outs; REST answers go back to the caller."""
+        out = []
+        for answer in answers:
+            if answer.origin.channel != INBAND:
+                out.append(answer)
+                continue
+            dpid, mac, gateway, address, port = answer.origin.reply_to
+            out += self._reply_in_band(dpid, mac, gateway, address, port, answer.body)
+        return out
+
+    def _reply_in_band(self, dpid, mac, gateway, address, port, payload) -> list[Send]:
+        """A datagram from the gateway back to the sender: straight out of its
+        PoA if we know it there, else routed from the switch it came in at."""
+        self.counters["signal_inband_answer"] += 1
+        host = self.hosts.get(address)
+        frame = packets.udp_frame(
+            src_mac=self._gateways[gateway].gateway_mac, dst_mac=mac, src_ip=gateway,
+            dst_ip=address, src_port=self.topology.mpa.signalling_port, dst_port=port,
+            payload=payload)
+        if host is not None and host.mac == mac:
+            return self._deliver(host, frame, forwarded=False)
+        if dpid not in self.switches:
+            self.counters["deliver_disconnected"] += 1
+            return []
+        return [Send(dpid, [of.packet_out(frame, [of.output(ofp.OFPP_TABLE)])])]
+
+    def _dhcp(self, dpid, in_port, data, now) -> list[Send]:
+        """DHCP at a PoA: for the PoA's network, or (RFC 6252 §7.3.3) unicast
+        from an MN's current address to a candidate target network's gateway."""
+        poa = self._poa_at.get((dpid, in_port))
+        request = dhcp.decode_request(data)
+        if poa is None or request is None:
+            self.counters["dhcp_malformed" if request is None else "packet_in_unexpected"] += 1
+            return []
+        self.counters["dhcp_request"] += 1
+        here = self.graph.network(poa.network)
+        target = self._gateways.get(request.ip_dst)
+        proactive = (target is not None and target.id != here.id
+                     and request.ip_src != packets.UNSPECIFIED)
+        network = target if proactive else here
+        decision = self.mpa.dhcp(request, network.id, proactive, now)
+        if decision is None:
+            return []
+        reply = dhcp.build_reply(
+            request, message_type=decision.message_type, server_ip=str(network.gateway),
+            # The reply reaches the MN from its own router, as routed traffic would.
+            server_mac=here.gateway_mac, yiaddr=decision.address,
+            subnet_mask=str(network.prefix.netmask), router=str(network.gateway),
+            dns=tuple(str(a) for a in network.dns), lease_time=decision.lease_time,
+            message=decision.message)
+        self.counters["dhcp_reply"] += 1
+        return [Send(dpid, [of.packet_out(reply, [of.output(in_port)])])]
+
+    def _dad_probes(self, probes: list[tuple[str, str]]) -> list[Send]:
+        """ARP probes (RFC 5227: sender address 0.0.0.0) at every PoA of the network."""
+        by_switch: dict[int, list] = {}
+        for network_id, address in probes:
+            network = self.graph.network(network_id)
+            probe = packets.arp_request(sender_mac=network.gateway_mac,
+                                        sender_ip=packets.UNSPECIFIED, target_ip=address)
+            for poa in network.poas:
+                by_switch.setdefault(self.graph.dpid(poa.switch), []).append(
+                    of.packet_out(probe, [of.output(poa.port)]))
+        self.counters["dad_probe_sent"] += len(probes)
+        return [Send(dpid, msgs) for dpid, msgs in sorted(by_switch.items())
+                if dpid in self.switches]
+
+    def mpa_tick(self, now: float) -> list:
+        """Advance the AA and CA: expiries, DAD probes, answers DAD held back."""
+        probes, answers = self.mpa.tick(now)
+        return self._dad_probes(probes) + self._outputs(answers)
+
+    def next_mpa_tick(self, now: float) -> float | None:
+        """When :meth:`mpa_tick` next has work (a probe due), if sooner than a tick."""
+        return self.mpa.next_deadline(now)
 
     def _unresolved(self, frame, data, now) -> list[Send]:
         host = self.hosts.get(frame.ip_dst)
@@ -471,7 +586,7 @@ class Controller:
         for address in sorted(a for a, deadline in self._probing.items() if deadline < now):
             del self._probing[address]
             sends += self.forget_host(address, "idle")
-        return sends
+        return sends + self.mpa_tick(now)
 
     # -- read-only views for the REST layer ---------------------------------
 

@@ -28,9 +28,9 @@ from mpa_sdn import openflow as of
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.packets import ARP_REPLY, ARP_REQUEST
 from mpa_sdn.tables import (
-    EXACT_MASK, PRIO_ARP_OTHER, PRIO_ARP_RESPONDER, PRIO_CLASSIFY, PRIO_GATEWAY_PUNT,
-    PRIO_HOST, PRIO_MISS, PRIO_NETWORK, PRIO_REJECT, PRIO_UNKNOWN_SOURCE, Feature, Table,
-    cookie, host_cookie)
+    EXACT_MASK, PRIO_ARP_OTHER, PRIO_ARP_RESPONDER, PRIO_CLASSIFY, PRIO_DHCP,
+    PRIO_GATEWAY_PUNT, PRIO_HOST, PRIO_MISS, PRIO_NETWORK, PRIO_REJECT, PRIO_SIGNALLING,
+    PRIO_UNKNOWN_SOURCE, Feature, Table, cookie, host_cookie)
 from mpa_sdn.topology import Network, PoA
 
 
@@ -205,10 +205,37 @@ def reject_flows(port: int, mac: str, address: str, hold_s: int) -> list:
     ]
 
 
+DHCP_SERVER_PORT = 67
+
+
+def signalling_flows(graph: NeighbourhoodGraph, switch: str, signalling_port: int) -> list:
+    """The AA's and CA's punts: DHCP at every PoA, in-band signalling to
+    every served network's gateway."""
+    flows = []
+    dhcp = cookie(Feature.DHCP)
+    for poa in graph.poas_on(switch):
+        flows.append(of.flow_add(
+            Table.INGRESS, PRIO_DHCP,
+            of.match(in_port=poa.port, eth_type=ether.ETH_TYPE_IP, ip_proto=17,
+                     udp_dst=DHCP_SERVER_PORT),
+            of.apply(of.to_controller()), dhcp))
+    for network in graph.networks():
+        if network.pool is None:
+            continue
+        flows.append(of.flow_add(
+            Table.ROUTE, PRIO_SIGNALLING,
+            of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=str(network.gateway), ip_proto=17,
+                     udp_dst=signalling_port),
+            of.apply(of.to_controller()),
+            cookie(Feature.SIGNALLING, graph.network_index(network.id))))
+    return flows
+
+
 def static_flows(graph: NeighbourhoodGraph, switch: str) -> list:
     """Everything a switch holds that does not depend on learned hosts."""
     return (pipeline_flows(graph, switch) + arp_responder_flows(graph, switch)
-            + network_route_flows(graph, switch))
+            + network_route_flows(graph, switch)
+            + signalling_flows(graph, switch, graph.topology.mpa.signalling_port))
 
 
 def correspondent_hosts(graph: NeighbourhoodGraph) -> list[Host]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet
+from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet, udp
 from ryu.ofproto import ether, inet
 
 ARP_REQUEST = 1
@@ -38,6 +38,7 @@ class Frame:
     ip_dst: str | None = None
     ip_proto: int | None = None
     icmp_echo: tuple | None = None  # (id, seq, data) of an echo request
+    udp: tuple | None = None        # (source port, destination port, payload)
 
 
 def decode(data: bytes) -> Frame | None:
@@ -64,8 +65,16 @@ def decode(data: bytes) -> Frame | None:
         ic = pkt.get_protocol(icmp.icmp)
         if ic is not None and ic.type == icmp.ICMP_ECHO_REQUEST and isinstance(ic.data, icmp.echo):
             echo = (ic.data.id, ic.data.seq, ic.data.data or b"")
+        datagram = None
+        u = pkt.get_protocol(udp.udp)
+        if u is not None and ip.proto == inet.IPPROTO_UDP:
+            payload = pkt.protocols[-1] if isinstance(pkt.protocols[-1], (bytes, bytearray)) \
+                else b""
+            if u.total_length < 8 or len(payload) < u.total_length - 8:
+                return None  # truncated datagram
+            datagram = (u.src_port, u.dst_port, bytes(payload[:u.total_length - 8]))
         return Frame(eth.src, eth.dst, eth.ethertype, ip_src=ip.src, ip_dst=ip.dst,
-                     ip_proto=ip.proto, icmp_echo=echo)
+                     ip_proto=ip.proto, icmp_echo=echo, udp=datagram)
     return Frame(eth.src, eth.dst, eth.ethertype)
 
 
@@ -101,3 +110,12 @@ def icmp_echo_reply(*, src_mac: str, dst_mac: str, src_ip: str, dst_ip: str,
         ipv4.ipv4(src=src_ip, dst=dst_ip, proto=inet.IPPROTO_ICMP, ttl=64),
         icmp.icmp(type_=icmp.ICMP_ECHO_REPLY, code=0,
                   data=icmp.echo(id_=ident, seq=seq, data=data)))
+
+
+def udp_frame(*, src_mac: str, dst_mac: str, src_ip: str, dst_ip: str, src_port: int,
+              dst_port: int, payload: bytes) -> bytes:
+    return _serialize(
+        ethernet.ethernet(dst=dst_mac, src=src_mac, ethertype=ether.ETH_TYPE_IP),
+        ipv4.ipv4(src=src_ip, dst=dst_ip, proto=inet.IPPROTO_UDP, ttl=64),
+        udp.udp(src_port=src_port, dst_port=dst_port),
+        payload)

@@ -20,6 +20,12 @@ Pipeline (every switch has the same one):
     hosts, network routes towards each network's access router, and punts
     for the gateway's own address and for unresolved destinations at the AR.
 
+Two punts serve the AA and CA (MPA signalling): at every PoA, INGRESS sends
+DHCP (UDP to port 67) to the controller before any source check, since a
+DHCP client may have no address yet, or (RFC 6252 §7.3.3) one from another
+network; and ROUTE sends UDP to a served network's gateway on the
+signalling port to the controller wherever it enters.
+
 Cookies: every flow carries ``MAGIC | feature | subject``.  The magic byte
 tells our flows from anyone else's, the feature byte which part of the
 controller owns it, and the subject (48 bits) which host or network it is
@@ -45,6 +51,8 @@ class Feature(enum.IntEnum):
     NETWORK_ROUTE = 0x03  # per-network routes and punts, subject = network index
     HOST = 0x04          # a host's source check and routes, subject = its IPv4 address
     REJECT = 0x05        # temporary drops for sources the controller refused
+    DHCP = 0x06          # DHCP punts at PoAs
+    SIGNALLING = 0x07    # in-band MPA signalling punts, subject = network index
 
 
 MAGIC = 0x4D  # 'M'
@@ -77,7 +85,9 @@ def subject_of(value: int) -> int:
 
 
 # Priorities, highest first within each table.
+PRIO_SIGNALLING = 410      # ROUTE: MPA signalling to a gateway
 PRIO_GATEWAY_PUNT = 400    # ROUTE: the gateways' own addresses
+PRIO_DHCP = 350            # INGRESS: DHCP at PoAs, before source checks
 PRIO_HOST = 300            # ROUTE: host routes; INGRESS: source checks
 PRIO_REJECT = 250          # INGRESS: refused sources, dropped for a while
 PRIO_NETWORK = 200         # ROUTE: network prefixes
