@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 
-from mpa_sdn.config import load_or_exit
+from mpa_sdn.config import ConfigError, load_or_exit
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -29,6 +29,9 @@ def _arguments(argv):
     parser.add_argument("--ofp-port", type=int, help="OpenFlow listen port (default: 6653)")
     parser.add_argument("--rest-host", help="REST listen address (default: 127.0.0.1)")
     parser.add_argument("--rest-port", type=int, help="REST listen port (default: 8080)")
+    parser.add_argument("--state-db", metavar="FILE",
+                        help="SQLite file for SAs and leases (default: from the file, "
+                             "/var/lib/mpa-sdn/state.db; ':memory:' keeps nothing)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
@@ -47,7 +50,33 @@ def _with_overrides(topology, args):
                   "range 1..65535", file=sys.stderr)
             sys.exit(2)
     settings = dataclasses.replace(topology.controller, **overrides)
-    return dataclasses.replace(topology, controller=settings)
+    mpa = topology.mpa
+    if args.state_db is not None:
+        if not args.state_db:
+            print("--state-db: must not be empty", file=sys.stderr)
+            sys.exit(2)
+        mpa = dataclasses.replace(mpa, state_db=args.state_db)
+    return dataclasses.replace(topology, controller=settings, mpa=mpa)
+
+
+def _credentials_or_exit(topology, errors_to=None) -> dict:
+    """Every domain's credential store, or the problems (one per line) and exit 2."""
+    from mpa_sdn.credentials import load_stores
+    try:
+        return load_stores(topology)
+    except ConfigError as exc:
+        for line in exc.lines():
+            print(line, file=errors_to or sys.stderr)
+        sys.exit(2)
+
+
+def _store_or_exit(path: str):
+    from mpa_sdn.store import StoreError, open_store
+    try:
+        return open_store(path)
+    except StoreError as exc:
+        print(f"state: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _check_free(host: str, port: int, what: str) -> None:
@@ -92,7 +121,8 @@ def _stop_on_signals() -> None:
 def main(argv=None) -> int:
     args = _arguments(sys.argv[1:] if argv is None else argv)
     if args.check_config:
-        load_or_exit(args.check_config, errors_to=sys.stdout)
+        _credentials_or_exit(load_or_exit(args.check_config, errors_to=sys.stdout),
+                             errors_to=sys.stdout)
         print("ok")
         return 0
 
@@ -103,10 +133,14 @@ def main(argv=None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(handler)
+    credentials = _credentials_or_exit(topology)
+    for domain, store in sorted(credentials.items()):
+        logging.getLogger("mpa_sdn").info("domain %s: %d credentials", domain, len(store))
+    store = _store_or_exit(topology.mpa.state_db)
 
     from apps import compat, runtime
     compat.patch_eventlet()
-    runtime.configure(topology, args.config)
+    runtime.configure(topology, args.config, credentials, store)
 
     from ryu.cmd import manager
     _stop_on_signals()
@@ -123,6 +157,8 @@ def main(argv=None) -> int:
     except OSError as exc:  # e.g. the REST port was taken between check and bind
         logging.getLogger("mpa_sdn").error("cannot start: %s", exc)
         return 2
+    finally:
+        store.close()
     logging.getLogger("mpa_sdn").info("controller stopped")
     return 0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import time
 
 from apps import compat
@@ -28,7 +29,9 @@ from apps import runtime  # noqa: E402
 from mpa_sdn import openflow as of  # noqa: E402
 from mpa_sdn.controller import Controller  # noqa: E402
 from mpa_sdn.facade import Facade  # noqa: E402
-from rest_api.app import RestApi  # noqa: E402
+from mpa_sdn.service import Answer  # noqa: E402
+from mpa_sdn.store import MemoryStore  # noqa: E402
+from rest_api.app import WAIT_FOR_DAD_S, RestApi  # noqa: E402
 
 LOG = logging.getLogger("apps.mpa_app")
 TICK_S = 0.5
@@ -42,7 +45,10 @@ class MpaApp(app_manager.RyuApp):
         super().__init__(*args, **kwargs)
         self.runtime = runtime.current()
         self.counters = collections.Counter()
-        self.core = Controller(self.runtime.topology, self.counters)
+        self.core = Controller(
+            self.runtime.topology, self.counters, credentials=self.runtime.credentials,
+            store=self.runtime.store if self.runtime.store is not None else MemoryStore(),
+            entropy=os.urandom, wall_offset=time.time() - time.monotonic())
         self.settings = self.runtime.topology.controller
         self.datapaths = {}
         # Our own queue (RyuApp already has self.events). Control events are
@@ -50,7 +56,7 @@ class MpaApp(app_manager.RyuApp):
         self.work = hub.Queue()
         self.packet_ins_waiting = 0
         self.confirmations = {}  # (dpid, barrier xid) -> tag the core asked for
-        self.rest = RestApi(Facade(self.core, time.monotonic), self.counters)
+        self.rest = RestApi(Facade(self.core, time.monotonic, self._exchange), self.counters)
         self.rest_server = None
         self._own_threads = []
 
@@ -78,6 +84,9 @@ class MpaApp(app_manager.RyuApp):
 
     def send(self, sends) -> None:
         for batch in sends:
+            if isinstance(batch, Answer):  # a REST request is waiting for it
+                batch.origin.reply_to(batch)
+                continue
             datapath = self.datapaths.get(batch.dpid)
             if datapath is None:
                 self.counters["send_to_disconnected"] += len(batch.messages)
@@ -123,9 +132,34 @@ class MpaApp(app_manager.RyuApp):
             LOG.exception("dpid=%s: %s failed", f"{dpid:016x}" if dpid else "-", what)
 
     def _ticker(self):
+        """The core's tick every TICK_S; the AA's and CA's sooner when a DAD
+        probe is due (probes are tenths of a second apart)."""
+        next_tick = time.monotonic() + TICK_S
         while True:
-            hub.sleep(TICK_S)
-            self._post("tick", None, self.core.tick)
+            now = time.monotonic()
+            due = self.core.next_mpa_tick(now)
+            wake = next_tick if due is None else min(next_tick, due)
+            hub.sleep(max(0.005, wake - now))
+            now = time.monotonic()
+            if now >= next_tick:
+                next_tick = now + TICK_S
+                self._post("tick", None, self.core.tick)
+            else:
+                self._post("mpa tick", None, self.core.mpa_tick)
+
+    def _exchange(self, make_origin, call):
+        """Run a REST request's core call in the worker and wait for its answer."""
+        done = hub.Event()
+        box = []
+
+        def reply(answer):
+            if not box:
+                box.append(answer)
+                done.set()
+        origin = make_origin(reply)
+        self._post("rest signal", None, lambda now: call(origin, now))
+        done.wait(timeout=WAIT_FOR_DAD_S)
+        return box[0] if box else None
 
     # -- events (each only queues) -----------------------------------------------
 

@@ -6,7 +6,8 @@ arguments to the constructor; it leaves them here instead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from mpa_sdn.topology import Topology
 
@@ -15,14 +16,17 @@ from mpa_sdn.topology import Topology
 class Runtime:
     topology: Topology
     config_path: str
+    credentials: dict = field(default_factory=dict)  # domain -> CredentialStore
+    store: Any = None                                 # SAs and leases (mpa_sdn.store)
 
 
 _current: Runtime | None = None
 
 
-def configure(topology: Topology, config_path: str) -> None:
+def configure(topology: Topology, config_path: str, credentials: dict | None = None,
+              store=None) -> None:
     global _current
-    _current = Runtime(topology, config_path)
+    _current = Runtime(topology, config_path, credentials or {}, store)
 
 
 def current() -> Runtime:

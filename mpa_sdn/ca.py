@@ -305,9 +305,15 @@ class ConfigurationAgent:
             pool.probing[address] = Probe(address, next_at=now)
             self.counters["dad_started"] += 1
 
-    def tick(self, now: float) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    def tick(self, now: float, ready=lambda network: True
+             ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """Advance DAD: returns (probes to send as (network, address),
-        addresses that became free or were found taken, as (network, address))."""
+        addresses that became free or were found taken, as (network, address)).
+
+        ``ready(network)``: whether the network's PoAs can carry probes and
+        bring back the answers now; until then nothing is probed there, since
+        a probe that never left would prove nothing.
+        """
         probes, finished = [], []
         for pool in self.pools.values():
             for address, until in list(pool.conflicts.items()):
@@ -315,6 +321,11 @@ class ConfigurationAgent:
                     del pool.conflicts[address]
             for lease in [l for l in pool.leases.values() if l.expires <= now]:
                 self._remove(pool, lease, "expired")
+            if not ready(pool.network.id):
+                if pool.probing:
+                    self.counters["dad_interrupted"] += len(pool.probing)
+                    pool.probing.clear()
+                continue
             for address in [a for a, at in pool.verified.items()
                             if now - at > self.settings.dad_valid_s
                             or not self._usable(pool, a, now)]:

@@ -442,9 +442,9 @@ class Controller:
                         reply_to=(dpid, frame.eth_src, frame.ip_dst, frame.ip_src, frame.udp[0]))
         return self._outputs(self.mpa.handle(frame.udp[2], origin, now))
 
-    def signal(self, data: bytes, origin: Origin, now: float) -> list:
+    def signal(self, data: bytes, origin: Origin, expect: tuple, now: float) -> list:
         """A message from the REST channel: the answers come back as :class:`Answer`."""
-        return self._outputs(self.mpa.handle(data, origin, now))
+        return self._outputs(self.mpa.handle(data, origin, now, expect))
 
     def _outputs(self, answers: list[Answer]) -> list:
         """In-band answers become packet-outs; REST answers go back to the caller."""
@@ -516,8 +516,17 @@ class Controller:
 
     def mpa_tick(self, now: float) -> list:
         """Advance the AA and CA: expiries, DAD probes, answers DAD held back."""
-        probes, answers = self.mpa.tick(now)
+        probes, answers = self.mpa.tick(now, self._network_ready)
         return self._dad_probes(probes) + self._outputs(answers)
+
+    def _network_ready(self, network_id: str) -> bool:
+        """Every PoA switch of the network connected and reconciled: probes go
+        out everywhere and answers come back through our ARP punts."""
+        for poa in self.graph.network(network_id).poas:
+            state = self.switches.get(self.graph.dpid(poa.switch))
+            if state is None or state.reconciled_at is None:
+                return False
+        return True
 
     def next_mpa_tick(self, now: float) -> float | None:
         """When :meth:`mpa_tick` next has work (a probe due), if sooner than a tick."""

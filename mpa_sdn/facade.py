@@ -7,6 +7,7 @@ REST layer maps them.
 from __future__ import annotations
 
 from mpa_sdn.controller import Controller
+from mpa_sdn.service import REST, Answer, Origin
 from mpa_sdn.topology import Network
 
 
@@ -17,11 +18,27 @@ class NotFound(Exception):
         self.ident = ident
 
 
+def run_here(clock):
+    """Run a core call at once, in this thread (tests, tools): the default."""
+    def exchange(make_origin, call):
+        box: list[Answer] = []
+        for item in call(make_origin(box.append), clock()):
+            if isinstance(item, Answer):
+                item.origin.reply_to(item)
+        return box[0] if box else None
+    return exchange
+
+
 class Facade:
-    def __init__(self, controller: Controller, clock):
+    """``exchange(make_origin, call)`` runs ``call(origin, now)`` where the core
+    runs (the shell: its worker) and returns the first answer given to the
+    origin's ``reply_to``, or None if none came in time."""
+
+    def __init__(self, controller: Controller, clock, exchange=None):
         self._core = controller
         self._graph = controller.graph
         self._clock = clock  # monotonic seconds, the core's time
+        self._exchange = exchange or run_here(clock)
 
     def _network(self, network_id: str) -> Network:
         try:
@@ -60,3 +77,30 @@ class Facade:
 
     def counters(self) -> dict:
         return dict(sorted(self._core.counters.items()))
+
+    # -- the MN's messages (REST channel) and the AA's and CA's state ----------
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self._core.topology.mpa.max_message_bytes
+
+    def signal(self, body: bytes, network: str | None, source: str,
+               expect: tuple[str, ...]) -> Answer | None:
+        if network is not None:
+            self._network(network)
+        return self._exchange(
+            lambda reply: Origin(REST, source, network, reply_to=reply),
+            lambda origin, now: self._core.signal(body, origin, expect, now))
+
+    def sas(self) -> list[dict]:
+        return self._core.mpa.sa_views(self._clock())
+
+    def leases(self, network_id: str) -> list[dict]:
+        self._network(network_id)
+        return self._core.mpa.lease_views(self._clock(), network_id)
+
+    def pool(self, network_id: str) -> dict:
+        network = self._network(network_id)
+        if network.id not in self._core.mpa.ca.pools:
+            raise NotFound("address pool of network", network_id)
+        return self._core.mpa.ca.pool_view(network.id, self._core.mpa.wall(self._clock()))

@@ -43,13 +43,14 @@ class Candidate:
     gateway_mac: str
     poas: tuple[str, ...]
     l2_handover_ms: float | None
+    signalling_port: int = 7664   # in-band signalling: UDP to the AA's address
 
     def as_dict(self) -> dict:
         return {
             "network": self.network, "domain": self.domain, "served_by": self.served_by,
             "prefix": self.prefix,
-            "aa": {"address": self.aa_address},
-            "ca": {"address": self.ca_address},
+            "aa": {"address": self.aa_address, "port": self.signalling_port},
+            "ca": {"address": self.ca_address, "port": self.signalling_port},
             "ar": {"address": self.ar_address, "switch": self.ar_switch,
                    "dpid": self.ar_dpid, "gateway_mac": self.gateway_mac},
             "poas": list(self.poas),
@@ -191,7 +192,8 @@ class NeighbourhoodGraph:
             ar_address=gateway, ar_switch=network.access_router,
             ar_dpid=self.dpid(network.access_router), gateway_mac=network.gateway_mac,
             poas=tuple(p.id for p in network.poas),
-            l2_handover_ms=self.network_graph.edges[source, target]["l2_handover_ms"])
+            l2_handover_ms=self.network_graph.edges[source, target]["l2_handover_ms"],
+            signalling_port=self.topology.mpa.signalling_port)
 
     def access_networks(self) -> list[Network]:
         return [n for n in self.networks() if n.role == ROLE_ACCESS]

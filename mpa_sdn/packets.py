@@ -68,11 +68,13 @@ def decode(data: bytes) -> Frame | None:
         datagram = None
         u = pkt.get_protocol(udp.udp)
         if u is not None and ip.proto == inet.IPPROTO_UDP:
-            payload = pkt.protocols[-1] if isinstance(pkt.protocols[-1], (bytes, bytearray)) \
-                else b""
-            if u.total_length < 8 or len(payload) < u.total_length - 8:
+            # From the frame itself: ryu parses some payloads (DHCP) into
+            # objects, and Ethernet padding follows short datagrams.
+            start = 14 + ip.header_length * 4 + 8
+            end = 14 + ip.header_length * 4 + u.total_length
+            if u.total_length < 8 or end > min(len(data), 14 + ip.total_length):
                 return None  # truncated datagram
-            datagram = (u.src_port, u.dst_port, bytes(payload[:u.total_length - 8]))
+            datagram = (u.src_port, u.dst_port, bytes(data[start:end]))
         return Frame(eth.src, eth.dst, eth.ethertype, ip_src=ip.src, ip_dst=ip.dst,
                      ip_proto=ip.proto, icmp_echo=echo, udp=datagram)
     return Frame(eth.src, eth.dst, eth.ethertype)

@@ -89,12 +89,14 @@ class MpaService:
 
     # -- messages ---------------------------------------------------------------
 
-    def handle(self, data: bytes, origin: Origin, now: float) -> list[Answer]:
+    def handle(self, data: bytes, origin: Origin, now: float,
+               expect: tuple[str, ...] = signalling.REQUESTS) -> list[Answer]:
+        """One message; ``expect`` narrows the types (a REST endpoint takes some)."""
         self.counters[f"signal_{origin.channel}"] += 1
         wall = self.wall(now)
         msg = None
         try:
-            msg = signalling.decode(data, self.settings.max_message_bytes)
+            msg = signalling.decode(data, self.settings.max_message_bytes, expect=expect)
             self.counters[f"signal_{msg.type.replace('-', '_')}"] += 1
             return self._dispatch(msg, origin, wall)
         except SignallingError as exc:
@@ -115,9 +117,11 @@ class MpaService:
 
     def _network(self, msg: Message, origin: Origin):
         name = msg.get("network") or origin.network
-        if name is None and origin.channel == REST:
-            network = self._network_of_address(origin.source)
+        if name is None and msg.get("address"):
+            network = self._network_of_address(msg["address"])
             name = network.id if network else None
+            if name is None:
+                raise SignallingError("unknown-network", f"no network holds {msg['address']}")
         if name is None:
             raise SignallingError("malformed", "which network? name it in the message")
         network = self.topology.networks.get(name)
@@ -253,11 +257,13 @@ class MpaService:
                 return lease.mac == mac
         return False
 
-    def tick(self, now: float) -> tuple[list[tuple[str, str]], list[Answer]]:
-        """Expire SAs and leases, advance DAD; returns (probes to send, answers ready)."""
+    def tick(self, now: float, ready=lambda network: True
+             ) -> tuple[list[tuple[str, str]], list[Answer]]:
+        """Expire SAs and leases, advance DAD in the networks ``ready`` for it;
+        returns (probes to send, answers ready)."""
         wall = self.wall(now)
         self.aa.tick(wall)
-        probes, finished = self.ca.tick(wall)
+        probes, finished = self.ca.tick(wall, ready)
         answers = []
         for key in finished:
             for sa_id, msg in self._waiting.pop(key, []):

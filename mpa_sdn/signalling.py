@@ -116,7 +116,8 @@ _AUTHENTICATED = {"network": _network, "sa": _sa_id, "seq": _seq, "mac": _tag}
 # type -> (required fields, optional fields), each field -> its check.
 SCHEMAS: dict[str, tuple[dict, dict]] = {
     # MN -> AA/CA
-    "discover": ({}, {"network": _network}),
+    # REST: the MN names its network, or gives its current address.
+    "discover": ({}, {"network": _network, "address": _ipv4}),
     "auth-init": ({"network": _network, "identity": _nai, "mn_mac": _mac, "nonce": _nonce}, {}),
     "auth-response": ({"network": _network, "session": _sa_id, "proof": _tag}, {}),
     "config-request": (_AUTHENTICATED, {}),

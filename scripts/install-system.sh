@@ -10,7 +10,9 @@ exec </dev/null
 # --python: only what the virtual environment needs (make unit, no root
 # needed when it is there). --no-start: install, but do not start OVS.
 python_packages=(python3-venv python3-dev)
-lab_packages=(openvswitch-switch mininet iputils-ping iputils-arping ethtool iproute2 procps psmisc)
+# busybox: its udhcpc is the ordinary DHCP client the integration tests use.
+lab_packages=(openvswitch-switch mininet iputils-ping iputils-arping ethtool iproute2 procps psmisc
+              busybox)
 mode=${1:-all}
 case "$mode" in
     all|--no-start) packages=("${python_packages[@]}" "${lab_packages[@]}") ;;

@@ -22,10 +22,15 @@ MPA_CONTROLLER = os.path.join(os.path.dirname(sys.executable), "mpa-controller")
 
 class ControllerProcess:
     def __init__(self, config: str, *, ofp_port: int = 6653, rest_port: int = 8080,
-                 log_path: str | None = None, log_level: str = "INFO"):
+                 log_path: str | None = None, log_level: str = "INFO",
+                 rest_host: str = "127.0.0.1", state_db: str | None = None):
         self.config = config
         self.ofp_port = ofp_port
         self.rest_port = rest_port
+        # The REST API listens on rest_host; MNs in the lab reach it over
+        # their management links only when it listens beyond loopback.
+        self.rest_host = rest_host
+        self.state_db = state_db
         self.log_path = log_path
         self.log_level = log_level
         self.process: subprocess.Popen | None = None
@@ -41,8 +46,9 @@ class ControllerProcess:
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
             [MPA_CONTROLLER, "--config", self.config, "--ofp-port", str(self.ofp_port),
-             "--rest-host", "127.0.0.1", "--rest-port", str(self.rest_port),
-             "--log-level", self.log_level],
+             "--rest-host", self.rest_host, "--rest-port", str(self.rest_port),
+             "--log-level", self.log_level]
+            + (["--state-db", self.state_db] if self.state_db else []),
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
             start_new_session=True)
         deadline = time.monotonic() + timeout_s
@@ -64,6 +70,9 @@ class ControllerProcess:
     def get(self, path: str):
         with urllib.request.urlopen(self.base_url + path, timeout=5) as response:
             return json.loads(response.read())
+
+    def counters(self) -> dict:
+        return self.get("/mpa/v1/counters")
 
     def wait_switches(self, timeout_s: float = 30.0) -> list[dict]:
         """Until every switch of the topology is connected and reconciled."""

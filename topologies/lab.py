@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 
 from mininet.link import Link
 from mininet.net import Mininet
@@ -58,13 +59,33 @@ class LabSwitch(OVSSwitch):
         intf.ifconfig("up")
 
 
+@dataclass(frozen=True)
+class ExtraHost:
+    """A host the topology file does not name, for experiments: a DHCP client
+    (``address`` None: it starts unaddressed) or a squatter (a static address)."""
+
+    name: str
+    mac: str
+    poa: str
+    address: str | None = None
+
+
+# Management links: each MN gets a veth to the root namespace, its other
+# interface, over which it reaches the controller's REST API (the REST
+# signalling channel).  MN number i has 172.31.i.2/30, the root side .1.
+MANAGEMENT_PREFIX = "172.31"
+
+
 class Lab:
     def __init__(self, topology: Topology, controller_ip: str = "127.0.0.1",
-                 controller_port: int | None = None):
+                 controller_port: int | None = None, *, extra_hosts=(),
+                 management: bool = False):
         self.topology = topology
         self.graph = NeighbourhoodGraph(topology)
         self.controller_ip = controller_ip
         self.controller_port = controller_port or topology.controller.openflow_port
+        self.extra_hosts = tuple(extra_hosts)
+        self.management = management
         self.net: Mininet | None = None
         self.location: dict[str, PoA] = {}  # host id -> its PoA now
 
@@ -97,6 +118,7 @@ class Lab:
         names = {f"{end.switch}-eth{end.port}" for link in self.topology.links
                  for end in (link.a, link.b)}
         names |= {f"{p.switch}-eth{p.port}" for p in self.topology.poas.values()}
+        names |= {self._management_names(i)[0] for i in range(len(self.topology.mobile_nodes))}
         for switch in self.graph.switch_ids():
             subprocess.run(["ovs-vsctl", "--timeout=5", "--if-exists", "del-br", switch],
                            stdin=subprocess.DEVNULL, capture_output=True)
@@ -123,18 +145,57 @@ class Lab:
         for mn in sorted(self.topology.mobile_nodes.values(), key=lambda m: m.id):
             poa = self.graph.poa(mn.attach)
             self._add_host(mn.id, mn.mac, self.address_of(mn, self.graph.network(poa.network)), poa)
+        for extra in self.extra_hosts:
+            self._add_host(extra.name, extra.mac, extra.address, self.graph.poa(extra.poa))
         net.build()
         net.start()
         for host in net.hosts:
             self._tune(host)
+        if self.management:
+            self._add_management_links()
         self.wait_connected(wait_s)
 
-    def _add_host(self, name: str, mac: str, address: str, poa: PoA) -> None:
+    def _add_host(self, name: str, mac: str, address: str | None, poa: PoA) -> None:
         network = self.graph.network(poa.network)
-        self.net.addHost(name, ip=self._ip_with_length(address, network), mac=mac,
-                         defaultRoute=f"via {network.gateway}")
+        if address is None:  # a DHCP client: no address, no route until it gets a lease
+            self.net.addHost(name, ip=None, mac=mac)
+        else:
+            self.net.addHost(name, ip=self._ip_with_length(address, network), mac=mac,
+                             defaultRoute=f"via {network.gateway}")
         self.net.addLink(name, poa.switch, port2=poa.port, cls=Link)
         self.location[name] = poa
+
+    # -- management links (the MNs' way to the REST API) -------------------
+
+    @staticmethod
+    def _management_names(index: int) -> tuple[str, str]:
+        return f"mpa-mgmt{index}", "mgmt0"
+
+    def management_addresses(self, mn_id: str) -> tuple[str, str]:
+        """(root side, MN side) of the MN's management link."""
+        index = sorted(self.topology.mobile_nodes).index(mn_id)
+        return f"{MANAGEMENT_PREFIX}.{index}.1", f"{MANAGEMENT_PREFIX}.{index}.2"
+
+    def _add_management_links(self) -> None:
+        for index, mn_id in enumerate(sorted(self.topology.mobile_nodes)):
+            root_name, mn_name = self._management_names(index)
+            root_ip, mn_ip = self.management_addresses(mn_id)
+            host = self.host(mn_id)
+            commands = [
+                ["ip", "link", "add", root_name, "type", "veth", "peer", "name", mn_name,
+                 "netns", str(host.pid)],
+                ["ip", "addr", "add", f"{root_ip}/30", "dev", root_name],
+                ["ip", "link", "set", root_name, "up"],
+            ]
+            for command in commands:
+                subprocess.run(command, check=True, capture_output=True)
+            host.cmd(f"ip addr add {mn_ip}/30 dev {mn_name} && ip link set {mn_name} up")
+
+    def _remove_management_links(self) -> None:
+        for index in range(len(self.topology.mobile_nodes)):
+            name = self._management_names(index)[0]
+            if os.path.exists(f"/sys/class/net/{name}"):
+                subprocess.run(["ip", "link", "del", name], capture_output=True)
 
     @staticmethod
     def _tune(host) -> None:
@@ -160,6 +221,8 @@ class Lab:
     def stop(self) -> None:
         if self.net is not None:
             net, self.net = self.net, None
+            if self.management:
+                self._remove_management_links()
             net.stop()
 
     def __enter__(self):
