@@ -122,3 +122,59 @@ def check_answer(state: SaState, data: bytes, seq: int, expected: str) -> dict:
     if not signalling.mac_ok(msg, state.keys.for_purpose(signalling.PURPOSE[expected])):
         raise ProtocolError("bad-mac", f"the {expected} answer is not authenticated")
     return msg.fields
+
+
+# -- discovery (RFC 6252 §7.1): unauthenticated by nature --------------------------
+#
+# Nothing in a neighbours answer is proven: a forged candidate can only send
+# the MN to an AA that cannot complete the mutual proof of pre-authentication.
+
+DEFAULT_SIGNALLING_PORT = 7664
+
+
+def discover(address: str | None = None, network: str | None = None) -> bytes:
+    """A discover message: the MN names its network, or gives its current address."""
+    fields = {k: v for k, v in (("network", network), ("address", address)) if v is not None}
+    return signalling.encode(signalling.build("discover", **fields))
+
+
+def _candidate_problem(candidate) -> str | None:
+    if not isinstance(candidate, dict):
+        return "is not an object"
+    for name in ("network", "served_by"):
+        if not signalling._network(candidate.get(name)):
+            return f"has no valid {name}"
+    aa = candidate.get("aa")
+    if not isinstance(aa, dict) or not signalling._ipv4(aa.get("address")):
+        return "has no valid aa.address"
+    port = aa.get("port", DEFAULT_SIGNALLING_PORT)
+    if type(port) is not int or not 1 <= port <= 65535:
+        return "has no valid aa.port"
+    return None
+
+
+def check_neighbours(data: bytes) -> tuple[str, list[dict]]:
+    """The network the MN is in and its candidates, each with what the MN relies on."""
+    try:
+        msg = decode_answer(data)
+    except SignallingError as exc:
+        raise ProtocolError(exc.code, f"unreadable answer: {exc.message}") from None
+    if msg.type != "neighbours":
+        raise ProtocolError("unexpected", f"expected neighbours, got {msg.type}")
+    candidates = msg["candidates"]
+    if not isinstance(candidates, list):
+        raise ProtocolError("malformed", "neighbours: candidates is not a list")
+    for index, candidate in enumerate(candidates):
+        problem = _candidate_problem(candidate)
+        if problem:
+            raise ProtocolError("malformed", f"neighbours: candidate {index} {problem}")
+    return msg["network"], candidates
+
+
+def retry_hint(data: bytes) -> tuple[str | None, int | None]:
+    """An error answer's code and ``retry_after``; (None, None) for anything else."""
+    try:
+        msg = signalling.decode(data, len(data), expect=("error",))
+    except SignallingError:
+        return None, None
+    return msg["code"], msg.get("retry_after")

@@ -1,0 +1,221 @@
+"""The mobile node: discovery, pre-authentication and pre-configuration
+(RFC 6252 §6.3 steps 1-2, §7.2, §7.3.3) with one or several CTNs.
+
+:class:`MobileNode` runs each exchange over a channel (:mod:`mpa_mn.channels`)
+and believes an answer only once :mod:`mpa_mn.protocol` has verified it: the
+AA's proof for pre-authentication, the sequence number and HMAC for
+everything after.  Error answers carry no MAC (the AA may have no SA to sign
+with); they are never believed beyond raising them.  Discovery's answer is
+the exception by nature: nothing can prove it before an SA exists, and a
+forged candidate leads only to an AA that fails the mutual proof.
+
+Each CTN's MPA-SA is kept in the state store, saved before every message
+that uses a new sequence number.  The nCoA goes on a virtual interface
+(:mod:`mpa_mn.vif`).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Callable
+
+from mpa_mn import protocol
+from mpa_mn.channels import Target
+from mpa_mn.protocol import ProtocolError, SaState
+from mpa_mn.state import Entry, MemoryState
+from mpa_mn.vif import NoVifs, vif_name
+from mpa_sdn import signalling
+from mpa_sdn.credentials import MnCredentials
+from mpa_sdn.signalling import SignallingError
+
+LOG = logging.getLogger("mpa_mn.client")
+
+# Errors saying the AA has no usable SA (see release).
+SA_GONE = ("unknown-sa", "sa-expired")
+CONFIG_FIELDS = ("address", "prefix_len", "router", "gateway_mac", "dns", "lease_time")
+
+
+class MnError(Exception):
+    """A problem on the MN's side (usage, configuration): no message was refused."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def _answer(call: Callable, *args):
+    """Run a protocol step; an unreadable answer is a ProtocolError like any other."""
+    try:
+        return call(*args)
+    except SignallingError as exc:
+        raise ProtocolError(exc.code, f"unreadable answer: {exc.message}") from None
+
+
+class MobileNode:
+    def __init__(self, credentials: MnCredentials, mac: str | None, address: str | None,
+                 channel, store=None, vifs=None,
+                 entropy: Callable[[int], bytes] = secrets.token_bytes,
+                 wall: Callable[[], float] = time.time):
+        self.credentials = credentials
+        self.mac = mac.lower() if mac else None
+        self.address = address
+        self.channel = channel
+        self.store = store if store is not None else MemoryState()
+        self.vifs = vifs if vifs is not None else NoVifs()
+        self.entropy = entropy
+        self.wall = wall
+        self.state = self.store.load()
+
+    def _save(self) -> None:
+        self.store.save(self.state)
+
+    def _need(self, what: str):
+        value = getattr(self, what)
+        if not value:
+            flag = {"mac": "--mac", "address": "--address"}[what]
+            raise MnError("usage", f"the MN's {what} is not known: give --interface or {flag}")
+        return value
+
+    def _entry(self, network: str) -> Entry:
+        entry = self.state.entries.get(network)
+        if entry is None:
+            raise MnError("not-pre-authenticated",
+                          f"no MPA-SA for {network}: pre-authenticate first (preauth {network})")
+        return entry
+
+    # -- discovery (RFC 6252 §7.1) ---------------------------------------------
+
+    def discover(self) -> dict:
+        """The MN's current network and its candidate target networks."""
+        address = self._need("address")
+        answer = self.channel.discover(protocol.discover(address=address))
+        network, candidates = protocol.check_neighbours(answer)
+        self.state.discovery = {"address": address, "network": network, "at": self.wall(),
+                                "candidates": candidates}
+        self._save()
+        return {"network": network, "address": address, "candidates": candidates}
+
+    def candidate(self, network: str) -> dict:
+        """``network`` as discovery reported it; discovers again if the MN's
+        address changed since (or it never discovered)."""
+        discovery = self.state.discovery
+        if discovery is None or discovery.get("address") != self.address:
+            discovery = self.discover()
+        for candidate in discovery["candidates"]:
+            if candidate["network"] == network:
+                return candidate
+        raise ProtocolError("not-a-candidate", f"{network} is not a candidate target network "
+                            f"of {discovery['network']}")
+
+    # -- pre-authentication (§6.3 step 1, §7.2) ---------------------------------
+
+    def preauthenticate(self, network: str, candidate: dict | None = None) -> SaState:
+        """A new MPA-SA with ``network``'s AA, under the credentials of the domain serving it."""
+        mac = self._need("mac")
+        candidate = candidate or self.candidate(network)
+        if candidate["network"] != network:
+            raise MnError("usage", f"the candidate given is {candidate['network']}, not {network}")
+        domain = candidate["served_by"]
+        credentials = self.credentials.for_domain(domain)
+        if credentials is None:
+            raise MnError("no-credentials", f"{network} is served by {domain}, and the "
+                          f"credentials file has no key for {domain}")
+        identity, psk = credentials
+        target = Target.of(candidate)
+        run = protocol.PreAuthentication(identity, psk, network, mac, entropy=self.entropy)
+        challenge = self.channel.exchange(target, "auth-init", run.init())
+        response = _answer(run.response, challenge)
+        success = self.channel.exchange(target, "auth-response", response)
+        sa = _answer(run.finish, success, domain)
+        self.state.entries[network] = Entry(sa, candidate, self.wall())
+        self._save()
+        LOG.info("%s: pre-authenticated with %s as %s (MPA-SA %s)", network, domain, identity,
+                 sa.sa[:8])
+        return sa
+
+    # -- authenticated requests ---------------------------------------------------
+
+    def _request(self, network: str, kind: str, expected: str, **fields) -> dict:
+        entry = self._entry(network)
+        if entry.sa.next_seq > signalling.MAX_SEQ:
+            raise MnError("sa-exhausted", f"the MPA-SA for {network} has used every sequence "
+                          "number: pre-authenticate again")
+        data, seq = protocol.request(entry.sa, kind, **fields)
+        self._save()  # the number is used from now on, whatever happens next
+        answer = self.channel.exchange(Target.of(entry.candidate), kind, data)
+        return protocol.check_answer(entry.sa, answer, seq, expected)
+
+    def configure(self, network: str) -> dict:
+        """The nCoA and the rest of the configuration from ``network``'s CA (§7.3),
+        put on the network's virtual interface."""
+        answer = self._request(network, "config-request", "config")
+        entry = self.state.entries[network]
+        entry.sa.config = {k: answer[k] for k in CONFIG_FIELDS}
+        entry.configured_at = self.wall()
+        self._save()
+        interface, changed = self.vifs.ensure(network, answer["address"])
+        LOG.info("%s: nCoA %s on %s%s", network, answer["address"], interface or "no interface",
+                 " (changed)" if changed else "")
+        return {"network": network, **entry.sa.config, "interface": interface}
+
+    def release(self, network: str, all: bool = False) -> dict:
+        """Give the nCoA back; with ``all`` the MPA-SA too."""
+        scope = "all" if all else "lease"
+        try:
+            answer = self._request(network, "release", "released", scope=scope)
+        except ProtocolError as exc:
+            if exc.code not in SA_GONE:
+                raise
+            # An error proves nothing about the SA, so it is no reason to change
+            # anything; but the user asked for this much to go, and with the AA
+            # answering so there is no other way to have it go.
+            self._drop_locally(network, scope)
+            raise ProtocolError(exc.code, f"{exc.message} (released here: "
+                                + ("the MPA-SA forgotten, " if all else "")
+                                + "the nCoA's interface removed)", exc.answer) from None
+        scope = answer.get("scope", scope)
+        removed = self._drop_locally(network, scope)
+        return {"network": network, "scope": scope, "interface_removed": removed}
+
+    def _drop_locally(self, network: str, scope: str) -> bool:
+        """The nCoA (and with scope "all" the SA) gone here; whether a vif went."""
+        if scope == "all":
+            del self.state.entries[network]
+        else:
+            entry = self.state.entries[network]
+            entry.sa.config, entry.configured_at = None, None
+        self._save()
+        return self.vifs.remove(network)
+
+    def resume(self, network: str) -> dict:
+        """Prove possession of a held MPA-SA (back in its network within the hold)."""
+        answer = self._request(network, "resume", "resumed")
+        return {"network": network, "state": answer["state"]}
+
+    # -- what the MN holds ------------------------------------------------------
+
+    def status(self) -> dict:
+        now = self.wall()
+        networks = []
+        for network, entry in sorted(self.state.entries.items()):
+            sa, config = entry.sa, entry.sa.config
+            expires_in = round(entry.established_at + sa.lifetime - now)
+            lease_in = (round(entry.configured_at + config["lease_time"] - now)
+                        if config and entry.configured_at is not None else None)
+            networks.append({
+                "network": network, "domain": sa.domain, "identity": sa.identity,
+                "mn_mac": sa.mn_mac, "sa": sa.sa, "next_seq": sa.next_seq,
+                "expires_in": max(0, expires_in), "expired": expires_in <= 0,
+                "aa": dict(entry.candidate["aa"]),
+                "config": dict(config) if config else None,
+                "interface": vif_name(network) if config and self.vifs.enabled else None,
+                "lease_expires_in": None if lease_in is None else max(0, lease_in),
+            })
+        discovery = self.state.discovery
+        return {"mac": self.mac, "address": self.address, "networks": networks,
+                "discovery": None if discovery is None else {
+                    "network": discovery["network"], "address": discovery["address"],
+                    "candidates": [c["network"] for c in discovery["candidates"]]}}

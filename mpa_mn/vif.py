@@ -1,0 +1,164 @@
+"""Virtual interfaces for nCoAs, and the few questions the MN asks ``ip``.
+
+RFC 6252 §7.3.3: an nCoA obtained before the move must not disturb the MN's
+current address and routes, so it goes on a virtual interface, never on the
+physical one.  Each CTN gets a TUN device (this kernel has no dummy
+interfaces; a TUN device nobody opens works as well) named after the
+network, holding the nCoA as ADDRESS/32, so no route to the CTN's prefix
+goes through it before the move.
+
+Everything runs ``ip`` through an injected ``run`` (``subprocess.run``'s
+signature), so the tests use a fake.  Every operation is idempotent: it
+looks first and changes only what differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from typing import Callable
+
+PREFIX = "mpa-"
+IFNAMSIZ = 15          # Linux interface names: at most 15 bytes
+IP_TIMEOUT_S = 10.0
+
+
+def vif_name(network: str) -> str:
+    """``mpa-<network>``; a longer one keeps a readable head and a hash of the whole."""
+    name = PREFIX + network
+    if len(name) <= IFNAMSIZ:
+        return name
+    digest = hashlib.sha256(network.encode()).hexdigest()[:4]
+    return f"{PREFIX}{network[:IFNAMSIZ - len(PREFIX) - 5]}-{digest}"
+
+
+class VifError(Exception):
+    """``ip`` failed, or an interface is not what it should be."""
+
+
+class Ip:
+    """``ip`` commands, with a clear error when one fails."""
+
+    def __init__(self, run: Callable = subprocess.run, command: str = "ip",
+                 timeout: float = IP_TIMEOUT_S):
+        self._run, self.command, self.timeout = run, command, timeout
+
+    def __call__(self, *args: str, missing_ok: bool = False) -> str | None:
+        """stdout; None if ``missing_ok`` and the device does not exist."""
+        argv = [self.command, *args]
+        try:
+            result = self._run(argv, capture_output=True, text=True, timeout=self.timeout,
+                               check=False)
+        except FileNotFoundError:
+            raise VifError(f"`{self.command}` not found: install iproute2") from None
+        except subprocess.TimeoutExpired:
+            raise VifError(f"`{' '.join(argv)}` did not finish in {self.timeout:g} s") from None
+        except OSError as exc:
+            raise VifError(f"`{' '.join(argv)}` could not run: {exc.strerror}") from None
+        if result.returncode != 0:
+            stderr = (result.stderr or "").strip()
+            if missing_ok and "does not exist" in stderr:
+                return None
+            raise VifError(f"`{' '.join(argv)}` failed (exit {result.returncode}): "
+                           f"{stderr or 'no message'}")
+        return result.stdout
+
+    def json(self, *args: str, missing_ok: bool = False):
+        out = self("-j", *args, missing_ok=missing_ok)
+        if out is None:
+            return None
+        try:
+            return json.loads(out) if out.strip() else []
+        except ValueError:
+            raise VifError(f"`{self.command} -j {' '.join(args)}` gave no JSON") from None
+
+    # -- what the MN needs to know about its host ------------------------------
+
+    def link(self, name: str) -> dict | None:
+        found = self.json("-d", "addr", "show", "dev", name, missing_ok=True)
+        return found[0] if found else None
+
+    def interface(self, name: str) -> tuple[str | None, str | None]:
+        """The interface's MAC and first IPv4 address."""
+        link = self.link(name)
+        if link is None:
+            raise VifError(f"no interface {name}")
+        addresses = [a["local"] for a in link.get("addr_info", []) if a.get("family") == "inet"]
+        return link.get("address"), (addresses[0] if addresses else None)
+
+    def default_route(self, interface: str | None = None) -> tuple[str | None, str | None]:
+        """(gateway, device) of the default route, on ``interface`` if given."""
+        routes = [r for r in self.json("route", "show", "default")
+                  if interface is None or r.get("dev") == interface]
+        if not routes:
+            return None, None
+        return routes[0].get("gateway"), routes[0].get("dev")
+
+
+class Vifs:
+    """One TUN device per CTN holding its nCoA."""
+
+    enabled = True
+
+    def __init__(self, ip: Ip | None = None):
+        self.ip = ip or Ip()
+
+    def _tun(self, network: str) -> tuple[str, dict | None]:
+        name = vif_name(network)
+        link = self.ip.link(name)
+        if link is not None and link.get("linkinfo", {}).get("info_kind") != "tun":
+            raise VifError(f"{name} exists and is not a TUN device; leaving it alone")
+        return name, link
+
+    def ensure(self, network: str, address: str) -> tuple[str, bool]:
+        """The network's device holds ``address``/32 and nothing else, and is up.
+
+        Returns (device name, whether anything changed)."""
+        name, link = self._tun(network)
+        changed = False
+        if link is None:
+            self.ip("tuntap", "add", "dev", name, "mode", "tun")
+            link, changed = {}, True
+        held = [(a["local"], a["prefixlen"]) for a in link.get("addr_info", [])
+                if a.get("family") == "inet"]
+        for local, length in held:
+            if (local, length) != (address, 32):   # an old nCoA: replaced
+                self.ip("addr", "del", f"{local}/{length}", "dev", name)
+                changed = True
+        if (address, 32) not in held:
+            self.ip("addr", "add", f"{address}/32", "dev", name)
+            changed = True
+        if "UP" not in link.get("flags", []):
+            self.ip("link", "set", "dev", name, "up")
+            changed = True
+        return name, changed
+
+    def remove(self, network: str) -> bool:
+        """The network's device is gone; whether it was there."""
+        name, link = self._tun(network)
+        if link is None:
+            return False
+        self.ip("link", "del", "dev", name)
+        return True
+
+    def address(self, network: str) -> str | None:
+        """The nCoA the device holds now (None: no device, or no address)."""
+        _, link = self._tun(network)
+        held = [a["local"] for a in (link or {}).get("addr_info", []) if a.get("family") == "inet"]
+        return held[0] if held else None
+
+
+class NoVifs:
+    """``--no-vif``: the nCoA is only reported (unprivileged use, tests)."""
+
+    enabled = False
+
+    def ensure(self, network: str, address: str) -> tuple[None, bool]:
+        return None, False
+
+    def remove(self, network: str) -> bool:
+        return False
+
+    def address(self, network: str) -> str | None:
+        return None

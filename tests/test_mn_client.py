@@ -1,0 +1,864 @@
+"""mpa-mn, the MN's library and CLI, against the real AA/CA service in-process.
+
+The channels are the real ones; only their transports are fakes that hand
+the bytes to ``MpaService.handle`` (an urllib opener playing the REST layer,
+sockets playing the gateway), plus one test on real UDP sockets on localhost.
+"""
+
+import base64
+import io
+import json
+import os
+import re
+import selectors
+import socket
+import stat
+import subprocess
+import threading
+import urllib.error
+import urllib.parse
+
+import pytest
+
+from mpa_mn import channels, cli, protocol
+from mpa_mn.channels import ChannelError, InbandChannel, RestChannel, RetryPolicy, Target
+from mpa_mn.client import MnError, MobileNode
+from mpa_mn.protocol import ProtocolError
+from mpa_mn.state import MnState, StateError, StateFile, default_path
+from mpa_mn.vif import Ip, VifError, Vifs, vif_name
+from mpa_sdn import signalling
+from mpa_sdn.credentials import MnCredentials
+from mpa_sdn.service import INBAND, REST, Origin
+from mpa_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Rig, counter_entropy, reconcile_all
+
+MN_ADDRESS = "10.1.1.10"          # in net-a1, whose CTNs are net-a2 and net-b1
+CREDENTIALS = MnCredentials({"domain-a": (IDENTITY, PSK_A), "domain-b": (IDENTITY, PSK_B)})
+ENDPOINTS = {"preauth": ("auth-init", "auth-response"), "config": ("config-request",),
+             "release": ("release",), "resume": ("resume",)}
+
+
+# -- fake transports ------------------------------------------------------------------
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def ticking_sleep(rig, waits):
+    """sleep() that moves the service's time on instead (DAD advances with it)."""
+    def sleep(seconds):
+        waits.append(seconds)
+        rig.now += seconds
+        rig.service.tick(rig.now)
+    return sleep
+
+
+class Response:
+    def __init__(self, status, body):
+        self.status, self._body = status, body
+
+    def read(self, n=-1):
+        return self._body
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class RestLayer:
+    """An urllib opener that is the controller's REST layer: the body goes to
+    the service as it is, the answer comes back with its status; a config
+    held back by DAD is a 503 address-pending, as the real layer answers."""
+
+    def __init__(self, rig, tamper=None):
+        self.rig, self.tamper = rig, tamper
+        self.requests = []
+
+    def open(self, request, timeout=None):
+        path = urllib.parse.urlsplit(request.full_url).path
+        assert request.get_method() == "POST"
+        assert request.get_header("Content-type") == "application/json"
+        self.requests.append((path, request.data))
+        match = re.fullmatch(r"/mpa/v1/networks/([^/]+)/(\w+)", path)
+        if path == "/mpa/v1/discover":
+            network, kinds = None, ("discover",)
+        elif match and match[2] in ENDPOINTS:
+            network, kinds = match[1], ENDPOINTS[match[2]]
+        else:
+            raise urllib.error.HTTPError(request.full_url, 404, "Not Found", {}, io.BytesIO(
+                b'{"error": {"status": 404, "message": "no such resource"}}'))
+        answers = self.rig.service.handle(request.data, Origin(REST, "192.168.0.2", network),
+                                          self.rig.now, kinds)
+        headers = {}
+        if answers:
+            status, body = answers[0].status, answers[0].body
+        else:
+            status, headers = 503, {"Retry-After": "1"}
+            body = signalling.encode(signalling.error(
+                "address-pending", "duplicate address detection is running", retry_after=1))
+        if self.tamper:
+            body = self.tamper(body)
+        if status >= 400:
+            raise urllib.error.HTTPError(request.full_url, status, "", headers, io.BytesIO(body))
+        return Response(status, body)
+
+
+class Gateways:
+    """A socket factory for the in-band channel: a datagram to a network's
+    gateway reaches the service as in-band signalling from the MN; answers come
+    back from gateway:port.  Silence is time passing on the fake clock (and the
+    service's: a held-back configuration is answered when DAD is done)."""
+
+    def __init__(self, rig, mac=MN_MAC):
+        self.rig, self.mac = rig, mac
+        self.clock = Clock()
+        self.port = rig.topology.mpa.signalling_port
+        self.networks = {str(n.gateway): n.id for n in rig.topology.networks.values()}
+        self.sent = []           # (bytes, (address, port))
+        self.drop = 0            # datagrams to lose on the way
+        self.strangers = []      # datagrams another host sends before each answer
+        self.tamper = None
+
+    def __call__(self, local):
+        return FakeSocket(self, local)
+
+    def deliver(self, answers):
+        for answer in answers:
+            sock, source = answer.origin.reply_to
+            body = self.tamper(answer.body) if self.tamper else answer.body
+            sock.queue += [(data, addr) for data, addr in self.strangers] + [(body, source)]
+
+
+class FakeSocket:
+    def __init__(self, world, local):
+        self.world, self.local = world, local
+        self.queue, self.timeout, self.closed = [], None, False
+
+    def sendto(self, data, address):
+        world = self.world
+        world.sent.append((data, address))
+        if world.drop:
+            world.drop -= 1
+            return
+        network = world.networks.get(address[0])
+        if network is None or address[1] != world.port:
+            return
+        origin = Origin(INBAND, self.local, network, world.mac, reply_to=(self, address))
+        world.deliver(world.rig.service.handle(data, origin, world.rig.now))
+
+    def settimeout(self, seconds):
+        self.timeout = seconds
+
+    def recvfrom(self, size):
+        if not self.queue:
+            self.world.clock.now += self.timeout
+            self.world.rig.now += self.timeout
+            self.world.deliver(self.world.rig.service.tick(self.world.rig.now)[1])
+            raise socket.timeout()
+        return self.queue.pop(0)
+
+    def close(self):
+        self.closed = True
+
+
+class FakeIp:
+    """`ip` on a host with eth0 and whatever TUN devices were made."""
+
+    def __init__(self, fail=None):
+        self.links = {"eth0": {"kind": "veth", "mac": "02:00:00:00:01:01",
+                               "addrs": [(MN_ADDRESS, 24)], "up": True}}
+        self.calls, self.fail = [], fail
+
+    def __call__(self, argv, **kw):
+        assert argv[0] == "ip" and kw.get("capture_output")
+        self.calls.append(argv[1:])
+        args = argv[1:]
+        out, rc, err = "", 0, ""
+        if self.fail and self.fail in " ".join(args):
+            return subprocess.CompletedProcess(argv, 2, "", "RTNETLINK answers: Operation "
+                                               "not permitted")
+        if args[:3] == ["-j", "-d", "addr"]:
+            link = self.links.get(args[-1])
+            if link is None:
+                rc, err = 1, f'Device "{args[-1]}" does not exist.'
+            else:
+                out = json.dumps([{
+                    "ifname": args[-1], "flags": ["UP"] if link["up"] else [],
+                    "address": link.get("mac"), "linkinfo": {"info_kind": link["kind"]},
+                    "addr_info": [{"family": "inet", "local": a, "prefixlen": n}
+                                  for a, n in link["addrs"]]}])
+        elif args[:2] == ["-j", "route"]:
+            out = json.dumps([{"dst": "default", "gateway": "10.1.1.1", "dev": "eth0"}])
+        elif args[:2] == ["tuntap", "add"]:
+            self.links[args[3]] = {"kind": "tun", "addrs": [], "up": False}
+        elif args[:2] == ["addr", "add"]:
+            address, length = args[2].split("/")
+            self.links[args[4]]["addrs"].append((address, int(length)))
+        elif args[:2] == ["addr", "del"]:
+            address, length = args[2].split("/")
+            self.links[args[4]]["addrs"].remove((address, int(length)))
+        elif args[:3] == ["link", "set", "dev"]:
+            self.links[args[3]]["up"] = True
+        elif args[:3] == ["link", "del", "dev"]:
+            del self.links[args[3]]
+        else:
+            raise AssertionError(f"unexpected ip {args}")
+        return subprocess.CompletedProcess(argv, rc, out, err)
+
+    def changes(self):
+        return [c for c in self.calls if c[0] != "-j"]
+
+
+def rest_node(rig, store=None, vifs=None, credentials=CREDENTIALS, waits=None, **kw):
+    channel = RestChannel("http://controller:8080", opener=RestLayer(rig, **kw),
+                          sleep=ticking_sleep(rig, waits if waits is not None else []))
+    return MobileNode(credentials, MN_MAC, MN_ADDRESS, channel, store, vifs,
+                      entropy=counter_entropy(b"mn"), wall=lambda: rig.service.wall(rig.now))
+
+
+def inband_node(rig, world=None, store=None, vifs=None):
+    world = world or Gateways(rig)
+    channel = InbandChannel(MN_ADDRESS, gateway="10.1.1.1", socket_factory=world,
+                            clock=world.clock, sleep=ticking_sleep(rig, []))
+    return MobileNode(CREDENTIALS, MN_MAC, MN_ADDRESS, channel, store, vifs,
+                      entropy=counter_entropy(b"mn"), wall=lambda: rig.service.wall(rig.now))
+
+
+# -- the library over both channels ---------------------------------------------------------
+
+@pytest.mark.parametrize("make", [rest_node, inband_node], ids=["rest", "inband"])
+def test_two_ctns_in_two_domains_each_give_an_sa_and_an_ncoa_on_its_own_vif(make):
+    rig, ip = Rig(), FakeIp()
+    node = make(rig, vifs=Vifs(Ip(ip)))
+    found = node.discover()
+    assert found["network"] == "net-a1"
+    assert [c["network"] for c in found["candidates"]] == ["net-a2", "net-b1"]
+    b1, a2 = node.preauthenticate("net-b1"), node.preauthenticate("net-a2")
+    sas = rig.service.aa.sas
+    assert (sas[b1.sa].domain, sas[a2.sa].domain) == ("domain-b", "domain-a")
+    assert sas[b1.sa].keys.as_hex() == b1.keys.as_hex()
+    # Nothing was probed yet: the CA holds the answer back until DAD is done.
+    assert node.configure("net-b1")["address"] == "10.2.1.100"
+    config = node.configure("net-a2")
+    assert config["address"] == "10.1.2.100" and config["interface"] == "mpa-net-a2"
+    assert config["router"] == "10.1.2.1" and config["prefix_len"] == 24
+    assert ip.links["mpa-net-b1"]["addrs"] == [("10.2.1.100", 32)]
+    assert ip.links["mpa-net-a2"] == {"kind": "tun", "addrs": [("10.1.2.100", 32)], "up": True}
+    assert ip.links["eth0"]["addrs"] == [(MN_ADDRESS, 24)], "the physical one is untouched"
+    status = node.status()
+    assert [(n["network"], n["config"]["address"], n["next_seq"]) for n in status["networks"]] \
+        == [("net-a2", "10.1.2.100", 2), ("net-b1", "10.2.1.100", 2)]
+
+
+def test_rest_waits_for_dad_as_the_answer_says_and_resends_the_same_bytes():
+    rig, waits = Rig(), []
+    node = rest_node(rig, waits=waits)
+    node.preauthenticate("net-b1")
+    assert node.configure("net-b1")["address"] == "10.2.1.100"
+    assert waits and set(waits) == {1}
+    sent = [data for path, data in node.channel.opener.requests if path.endswith("/config")]
+    assert len(sent) == len(waits) + 1 and len(set(sent)) == 1
+    assert rig.counters["config_given"] == 1
+
+
+def test_inband_retransmits_the_same_datagram_until_dad_is_done():
+    rig = Rig()
+    world = Gateways(rig)
+    node = inband_node(rig, world)
+    node.preauthenticate("net-b1")
+    world.sent.clear()
+    assert node.configure("net-b1")["address"] == "10.2.1.100"
+    assert len(world.sent) >= 2 and len({data for data, _ in world.sent}) == 1
+    assert {to for _, to in world.sent} == {("10.2.1.1", 7664)}
+    assert node.channel.counters["retransmissions"] == len(world.sent) - 1
+
+
+def test_inband_silence_is_no_answer_after_four_sends_of_the_same_bytes():
+    rig = Rig()
+    world = Gateways(rig)
+    world.drop = 100
+    node = inband_node(rig, world)
+    with pytest.raises(ChannelError) as err:
+        node.discover()
+    assert err.value.code == "no-answer"
+    assert "no answer from AA at 10.1.1.1:7664" in err.value.message
+    assert len(world.sent) == 4 and len(set(world.sent)) == 1
+    assert world.clock.now == pytest.approx(channels.DEFAULT_TIMEOUT_S)  # 0.5+1+2+4
+
+
+def test_inband_ignores_datagrams_from_anyone_but_the_gateway_port():
+    rig = Rig()
+    world = Gateways(rig)
+    forged = signalling.encode(signalling.error("authentication-failed", "forged"))
+    world.strangers = [(forged, ("10.6.6.6", 7664)), (forged, ("10.2.1.1", 7665))]
+    node = inband_node(rig, world)
+    assert node.preauthenticate("net-b1").network == "net-b1"
+    assert node.channel.counters["ignored_wrong_source"] >= 4
+
+
+def test_inband_a_lost_request_is_sent_again_and_answered_once():
+    rig = Rig()
+    world = Gateways(rig)
+    node = inband_node(rig, world)
+    node.discover()
+    world.drop = 1
+    node.preauthenticate("net-b1")
+    assert world.sent[1][0] == world.sent[2][0]   # the lost auth-init, sent again
+    assert rig.counters["sa_created"] == 1
+
+
+# -- what the client believes ----------------------------------------------------------
+
+def _tamper_config(field, value):
+    def tamper(body):
+        fields = json.loads(body)
+        if fields.get("type") == "config":
+            fields[field] = value
+        return signalling.encode(fields)
+    return tamper
+
+
+@pytest.mark.parametrize("field,value", [("mac", "00" * 32), ("address", "10.2.1.66")])
+def test_a_config_answer_without_a_valid_mac_is_not_believed(field, value):
+    rig, ip = Rig(), FakeIp()
+    rig.settle_dad()
+    node = rest_node(rig, vifs=Vifs(Ip(ip)), tamper=_tamper_config(field, value))
+    node.preauthenticate("net-b1")
+    with pytest.raises(ProtocolError) as err:
+        node.configure("net-b1")
+    assert err.value.code == "bad-mac"
+    assert node.state.entries["net-b1"].sa.config is None
+    assert "mpa-net-b1" not in ip.links
+
+
+def test_a_forged_auth_success_is_not_believed():
+    rig = Rig()
+
+    def tamper(body):
+        fields = json.loads(body)
+        return signalling.encode({**fields, "proof": "00" * 32}) \
+            if fields.get("type") == "auth-success" else body
+    node = rest_node(rig, tamper=tamper)
+    with pytest.raises(ProtocolError) as err:
+        node.preauthenticate("net-b1")
+    assert err.value.code == "aa-not-authenticated" and node.state.entries == {}
+
+
+def test_a_wrong_key_is_refused_with_authentication_failed():
+    rig = Rig()
+    wrong = MnCredentials({"domain-b": (IDENTITY, b"w" * 32)})
+    with pytest.raises(ProtocolError) as err:
+        rest_node(rig, credentials=wrong).preauthenticate("net-b1")
+    assert err.value.code == "authentication-failed" and rig.service.aa.sas == {}
+
+
+def test_a_domain_without_credentials_is_a_clear_error():
+    rig = Rig()
+    node = rest_node(rig, credentials=MnCredentials({"domain-a": (IDENTITY, PSK_A)}))
+    with pytest.raises(MnError) as err:
+        node.preauthenticate("net-b1")
+    assert err.value.code == "no-credentials" and "domain-b" in err.value.message
+    assert rig.service.aa.sessions == {}
+
+
+def test_only_candidates_of_the_current_network_are_pre_authenticated():
+    node = rest_node(Rig())
+    with pytest.raises(ProtocolError) as err:
+        node.preauthenticate("net-cn")
+    assert err.value.code == "not-a-candidate"
+
+
+def test_release_gives_the_lease_back_and_all_ends_the_sa():
+    rig, ip = Rig(), FakeIp()
+    rig.settle_dad()
+    node = rest_node(rig, vifs=Vifs(Ip(ip)))
+    node.preauthenticate("net-b1")
+    node.configure("net-b1")
+    assert node.release("net-b1") == {"network": "net-b1", "scope": "lease",
+                                      "interface_removed": True}
+    assert rig.service.ca.views(0) == [] and "mpa-net-b1" not in ip.links
+    assert node.state.entries["net-b1"].sa.config is None
+    node.configure("net-b1")
+    assert node.release("net-b1", all=True)["scope"] == "all"
+    assert node.state.entries == {} and rig.service.aa.sas == {}
+
+
+def test_errors_change_nothing_but_a_release_of_a_dead_sa_goes_ahead_locally():
+    rig, ip = Rig(), FakeIp()
+    rig.settle_dad()
+    node = rest_node(rig, vifs=Vifs(Ip(ip)))
+    node.preauthenticate("net-b1")
+    node.configure("net-b1")
+    rig.service.aa.sas.clear()
+    with pytest.raises(ProtocolError) as err:
+        node.configure("net-b1")
+    assert err.value.code == "unknown-sa"
+    assert node.state.entries["net-b1"].sa.config["address"] == "10.2.1.100"   # unauthenticated
+    with pytest.raises(ProtocolError) as err:
+        node.release("net-b1")
+    assert err.value.code == "unknown-sa" and "released here" in err.value.message
+    assert node.state.entries["net-b1"].sa.config is None and "mpa-net-b1" not in ip.links
+    with pytest.raises(ProtocolError):
+        node.release("net-b1", all=True)
+    assert node.state.entries == {}
+    with pytest.raises(MnError) as err:
+        node.configure("net-b1")
+    assert err.value.code == "not-pre-authenticated"
+
+
+def test_resume_proves_possession_of_a_held_sa():
+    rig = Rig()
+    node = rest_node(rig)
+    b1 = node.preauthenticate("net-b1")
+    rig.service.host_seen(MN_MAC, "10.2.1.100", "net-b1", rig.now)
+    rig.service.host_seen(MN_MAC, "10.1.1.10", "net-a1", rig.now)
+    assert rig.service.aa.sas[b1.sa].state == "held"
+    assert node.resume("net-b1") == {"network": "net-b1", "state": "authorized"}
+
+
+def test_sequence_numbers_go_on_across_runs(tmp_path):
+    rig = Rig()
+    rig.settle_dad()
+    store = StateFile(str(tmp_path / "mn.json"))
+    rest_node(rig, store).preauthenticate("net-b1")
+    rest_node(rig, store).configure("net-b1")
+    again = rest_node(rig, store)
+    assert again.configure("net-b1")["address"] == "10.2.1.100"
+    assert again.state.entries["net-b1"].sa.next_seq == 3
+    assert rig.service.aa.sas[again.state.entries["net-b1"].sa.sa].high == 2
+
+
+# -- channels on their own --------------------------------------------------------------------
+
+class Canned:
+    """An opener answering every request with the same status and body."""
+
+    def __init__(self, status, body, headers=None, error=None):
+        self.status, self.body, self.headers, self.error = status, body, headers or {}, error
+        self.sent = []
+
+    def open(self, request, timeout=None):
+        self.sent.append(request.data)
+        if self.error:
+            raise self.error
+        if self.status >= 400:
+            raise urllib.error.HTTPError(request.full_url, self.status, "", self.headers,
+                                         io.BytesIO(self.body))
+        return Response(self.status, self.body)
+
+
+PENDING = signalling.encode(signalling.error("address-pending", "wait", retry_after=2))
+TARGET = Target("net-b1", "10.2.1.1")
+
+
+def test_rest_retries_are_bounded_and_long_waits_are_not_waited_for():
+    waits = []
+    channel = RestChannel("http://c", opener=Canned(503, PENDING), sleep=waits.append,
+                          retry=RetryPolicy(retries=3))
+    assert protocol.retry_hint(channel.exchange(TARGET, "config-request", b"{}")) == \
+        ("address-pending", 2)
+    assert waits == [2, 2, 2] and len(channel.opener.sent) == 4
+    slow = signalling.encode(signalling.error("rate-limited", "later", retry_after=60))
+    channel = RestChannel("http://c", opener=Canned(429, slow), sleep=waits.append)
+    channel.exchange(TARGET, "auth-init", b"{}")
+    assert len(channel.opener.sent) == 1
+
+
+def test_rest_takes_retry_after_from_the_header_when_the_message_has_none():
+    waits = []
+    body = signalling.encode(signalling.error("busy", "busy"))
+    channel = RestChannel("http://c", opener=Canned(503, body, {"Retry-After": "3"}),
+                          sleep=waits.append, retry=RetryPolicy(retries=1))
+    channel.exchange(TARGET, "auth-init", b"{}")
+    assert waits == [3.0]
+
+
+def test_rest_answers_that_are_not_messages_and_unreachable_controllers():
+    channel = RestChannel("http://c", opener=Canned(404, b'{"error": {"status": 404, '
+                                                        b'"message": "no such resource"}}'))
+    with pytest.raises(ChannelError) as err:
+        channel.discover(b"{}")
+    assert (err.value.code, err.value.message) == ("http-404", "http://c/mpa/v1/discover: "
+                                                   "no such resource")
+    refused = urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+    with pytest.raises(ChannelError) as err:
+        RestChannel("http://c:1", opener=Canned(200, b"", error=refused)).discover(b"{}")
+    assert err.value.code == "no-answer" and "Connection refused" in err.value.message
+    with pytest.raises(ChannelError) as err:
+        RestChannel("http://c", opener=Canned(200, b"", error=TimeoutError())).discover(b"{}")
+    assert err.value.code == "no-answer"
+
+
+def test_rest_posts_to_the_endpoint_of_each_kind():
+    rig = Rig()
+    rig.settle_dad()
+    node = rest_node(rig)
+    node.preauthenticate("net-b1")
+    node.configure("net-b1")
+    node.release("net-b1")
+    assert [p for p, _ in node.channel.opener.requests] == [
+        "/mpa/v1/discover", "/mpa/v1/networks/net-b1/preauth",
+        "/mpa/v1/networks/net-b1/preauth", "/mpa/v1/networks/net-b1/config",
+        "/mpa/v1/networks/net-b1/release"]
+    assert json.loads(node.channel.opener.requests[0][1]) == {
+        "v": 1, "type": "discover", "address": MN_ADDRESS}
+
+
+# -- in-band on real sockets ------------------------------------------------------------
+
+class UdpGateways(threading.Thread):
+    """Each network's gateway as a UDP socket on 127.0.0.1, feeding the service.
+
+    Discovery's answer is rewritten so candidates point at these sockets.  The
+    first datagram of every message is lost, and a stranger's datagram arrives
+    before each answer: the channel must send again and ignore the stranger."""
+
+    def __init__(self, rig, networks):
+        super().__init__(daemon=True)
+        self.rig, self.stop = rig, threading.Event()
+        self.selector = selectors.DefaultSelector()
+        self.sockets, self.ports = {}, {}
+        for network in networks:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind(("127.0.0.1", 0))
+            self.sockets[network], self.ports[network] = sock, sock.getsockname()[1]
+            self.selector.register(sock, selectors.EVENT_READ, network)
+        self.stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.stranger.bind(("127.0.0.1", 0))
+        self.seen, self.received = set(), []
+
+    def run(self):
+        while not self.stop.is_set():
+            events = self.selector.select(timeout=0.02)
+            if not events:
+                self.rig.now += 0.05
+                self.answer(self.rig.service.tick(self.rig.now)[1])
+            for key, _ in events:
+                data, source = key.fileobj.recvfrom(65536)
+                self.received.append(data)
+                if data not in self.seen:
+                    self.seen.add(data)
+                    continue   # lost on the way
+                origin = Origin(INBAND, source[0], key.data, MN_MAC,
+                                reply_to=(key.fileobj, source))
+                self.answer(self.rig.service.handle(data, origin, self.rig.now))
+
+    def answer(self, answers):
+        for answer in answers:
+            sock, source = answer.origin.reply_to
+            body = answer.fields
+            if body["type"] == "neighbours":
+                body = {**body, "candidates": [
+                    {**c, "aa": {"address": "127.0.0.1", "port": self.ports[c["network"]]}}
+                    for c in body["candidates"]]}
+            self.stranger.sendto(b'{"v":1,"type":"error"}', source)
+            sock.sendto(signalling.encode(body), source)
+
+    def close(self):
+        self.stop.set()
+        self.join(5)
+        for sock in [*self.sockets.values(), self.stranger]:
+            sock.close()
+
+
+def test_inband_over_real_udp_sockets():
+    rig = Rig()
+    gateways = UdpGateways(rig, ["net-a1", "net-a2", "net-b1"])
+    gateways.start()
+    try:
+        channel = InbandChannel("127.0.0.1", gateway="127.0.0.1", port=gateways.ports["net-a1"],
+                                timeout=3.0)
+        node = MobileNode(CREDENTIALS, MN_MAC, "127.0.0.1", channel)
+        assert [c["network"] for c in node.discover()["candidates"]] == ["net-a2", "net-b1"]
+        node.preauthenticate("net-b1")
+        assert node.configure("net-b1")["address"] == "10.2.1.100"
+    finally:
+        gateways.close()
+    assert channel.counters["retransmissions"] >= 4
+    assert channel.counters["ignored_wrong_source"] >= 4
+    assert channel.counters["datagrams_received"] == 4
+
+
+def test_inband_real_socket_silence_times_out():
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        channel = InbandChannel("127.0.0.1", timeout=0.15, tries=3)
+        with pytest.raises(ChannelError) as err:
+            channel.exchange(Target("net-b1", "127.0.0.1", silent.getsockname()[1]),
+                             "auth-init", b"hello")
+        assert err.value.code == "no-answer"
+        assert [silent.recvfrom(100)[0] for _ in range(3)] == [b"hello"] * 3
+    finally:
+        silent.close()
+
+
+# -- state file ----------------------------------------------------------------------------
+
+def test_state_file_round_trip_is_private_and_atomic(tmp_path):
+    rig = Rig()
+    path = tmp_path / "run" / "mn.json"
+    node = rest_node(rig, StateFile(str(path)))
+    node.preauthenticate("net-b1")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    assert [p.name for p in path.parent.iterdir()] == ["mn.json"]   # no temporary left
+    loaded = StateFile(str(path)).load()
+    assert loaded.record() == node.state.record()
+    keys = loaded.entries["net-b1"].sa.keys
+    assert keys.as_hex() == node.state.entries["net-b1"].sa.keys.as_hex()
+    assert StateFile(str(tmp_path / "none.json")).load().record() == MnState().record()
+
+
+@pytest.mark.parametrize("text", ["{", "[]", '{"version": 2}', '{"version": 1, "networks": '
+                                  '{"net-b1": {"sa": {}}}}', "\xff"])
+def test_a_corrupt_state_file_is_a_clear_error(tmp_path, text):
+    path = tmp_path / "mn.json"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(StateError) as err:
+        StateFile(str(path)).load()
+    assert str(path) in str(err.value) and "corrupt" in str(err.value)
+
+
+def test_the_default_state_path_is_named_after_the_identity():
+    assert default_path(["mn1@domain-a"]) == "/run/mpa-mn/mn1@domain-a.json"
+    assert default_path(["b@x", "a/../@y"]) == "/run/mpa-mn/a_.._@y.json"
+
+
+# -- virtual interfaces ---------------------------------------------------------------------------
+
+def test_vif_names_fit_the_kernel_and_stay_apart():
+    assert vif_name("net-b1") == "mpa-net-b1"
+    long_names = [vif_name("a-very-long-network-name"), vif_name("a-very-long-network-game")]
+    assert all(len(n) <= 15 and n.startswith("mpa-a-very") for n in long_names)
+    assert long_names[0] != long_names[1]
+    assert vif_name("a-very-long-network-name") == long_names[0]
+    assert vif_name("n" * 11) == "mpa-" + "n" * 11
+
+
+def test_vifs_are_idempotent_and_a_new_address_replaces_the_old():
+    ip = FakeIp()
+    vifs = Vifs(Ip(ip))
+    assert vifs.ensure("net-b1", "10.2.1.100") == ("mpa-net-b1", True)
+    assert ip.changes() == [["tuntap", "add", "dev", "mpa-net-b1", "mode", "tun"],
+                            ["addr", "add", "10.2.1.100/32", "dev", "mpa-net-b1"],
+                            ["link", "set", "dev", "mpa-net-b1", "up"]]
+    ip.calls.clear()
+    assert vifs.ensure("net-b1", "10.2.1.100") == ("mpa-net-b1", False)
+    assert ip.changes() == []
+    assert vifs.ensure("net-b1", "10.2.1.105") == ("mpa-net-b1", True)
+    assert ip.links["mpa-net-b1"]["addrs"] == [("10.2.1.105", 32)]
+    assert vifs.address("net-b1") == "10.2.1.105"
+    assert vifs.remove("net-b1") is True and vifs.remove("net-b1") is False
+
+
+def test_vif_errors_say_what_failed():
+    ip = FakeIp(fail="tuntap")
+    with pytest.raises(VifError) as err:
+        Vifs(Ip(ip)).ensure("net-b1", "10.2.1.100")
+    assert "ip tuntap add dev mpa-net-b1 mode tun" in str(err.value)
+    assert "Operation not permitted" in str(err.value)
+    ip = FakeIp()
+    ip.links["mpa-net-b1"] = {"kind": "veth", "addrs": [], "up": True}
+    with pytest.raises(VifError, match="not a TUN device"):
+        Vifs(Ip(ip)).remove("net-b1")
+
+    def missing(argv, **kw):
+        raise FileNotFoundError(argv[0])
+    with pytest.raises(VifError, match="not found"):
+        Vifs(Ip(missing)).ensure("net-b1", "10.2.1.100")
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+@pytest.fixture
+def credentials_file(tmp_path):
+    def write(keys=None):
+        keys = keys or {"domain-a": PSK_A, "domain-b": PSK_B}
+        path = tmp_path / "mn.yaml"
+        path.write_text("version: 1\ncredentials:\n" + "".join(
+            f"  {d}: {{identity: {IDENTITY}, key: \"base64:{base64.b64encode(k).decode()}\"}}\n"
+            for d, k in keys.items()))
+        path.chmod(0o600)
+        return str(path)
+    return write
+
+
+class Cli:
+    def __init__(self, rig, tmp_path, credentials, channel="rest"):
+        self.rig, self.tmp_path, self.channel = rig, tmp_path, channel
+        self.credentials = credentials
+        self.ip = FakeIp()
+        self.world = Gateways(rig)
+
+    def __call__(self, *argv, json_out=True, options=()):
+        out, err = io.StringIO(), io.StringIO()
+        system = cli.System(run=self.ip, opener=RestLayer(self.rig), socket_factory=self.world,
+                            clock=self.world.clock, sleep=ticking_sleep(self.rig, []),
+                            wall=lambda: self.rig.service.wall(self.rig.now),
+                            entropy=counter_entropy(b"cli"), stdout=out, stderr=err)
+        args = ["--channel", self.channel, "--credentials", self.credentials,
+                "--state", str(self.tmp_path / "state.json"), "--interface", "eth0",
+                *options, *(["--json"] if json_out else []), *argv]
+        rc = cli.main(args, system)
+        text = out.getvalue()
+        return rc, (json.loads(text) if json_out and text else text), err.getvalue()
+
+
+@pytest.mark.parametrize("channel", ["rest", "inband"])
+def test_cli_up_json_output(tmp_path, credentials_file, channel):
+    rig = Rig()
+    run = Cli(rig, tmp_path, credentials_file(), channel)
+    rc, doc, err = run("up", "net-b1", "net-a2")
+    assert rc == 0, err
+    assert doc["command"] == "up" and doc["ok"] is True and doc["channel"] == channel
+    b1, a2 = doc["results"]
+    assert (b1["network"], b1["ok"], b1["domain"], b1["identity"]) == \
+        ("net-b1", True, "domain-b", IDENTITY)
+    assert b1["config"]["address"] == "10.2.1.100" and b1["config"]["interface"] == "mpa-net-b1"
+    assert a2["config"]["address"] == "10.1.2.100"
+    assert run.ip.links["mpa-net-b1"]["addrs"] == [("10.2.1.100", 32)]
+    # The next run goes on from the state file.
+    rc, doc, _ = run("configure", "net-b1")
+    assert rc == 0 and doc["results"][0]["address"] == "10.2.1.100"
+    rc, doc, _ = run("status")
+    assert [(n["network"], n["next_seq"]) for n in doc["networks"]] == \
+        [("net-a2", 2), ("net-b1", 3)]
+    state = (tmp_path / "state.json").read_text()
+    everything = json.dumps(doc)
+    for key in json.loads(state)["networks"]["net-b1"]["sa"]["keys"].values():
+        assert key not in everything
+
+
+def test_cli_human_output_and_options_after_the_command(tmp_path, credentials_file):
+    rig = Rig()
+    run = Cli(rig, tmp_path, credentials_file())
+    rc, out, err = run("discover", json_out=False)
+    assert rc == 0, err
+    assert out.splitlines()[0] == "net-a1 (10.1.1.10): 2 candidate target network(s)"
+    assert "  net-b1: served by domain-b, prefix 10.2.1.0/24, AA 10.2.1.1:7664" in out
+    rc, out, err = run("up", "net-b1", "--no-vif", json_out=False)
+    assert rc == 0, err
+    assert out.startswith("net-b1: pre-authenticated with domain-b as mn1@domain-a, MPA-SA ")
+    assert "nCoA 10.2.1.100 (/24), router 10.2.1.1" in out
+    assert "mpa-net-b1" not in run.ip.links
+    rc, out, err = run("release", "net-b1", "--all", json_out=False)
+    assert (rc, out) == (0, "net-b1: released the nCoA and the MPA-SA\n")
+    rc, out, _ = run("status", json_out=False)
+    assert out == "no MPA-SAs\n"
+
+
+def test_cli_reads_mac_and_address_from_the_interface(tmp_path, credentials_file):
+    rig = Rig()
+    run = Cli(rig, tmp_path, credentials_file(), "inband")
+    rc, doc, err = run("discover")
+    assert rc == 0, err
+    assert doc["address"] == MN_ADDRESS and doc["network"] == "net-a1"
+    assert ["-j", "-d", "addr", "show", "dev", "eth0"] in run.ip.calls
+    assert ["-j", "route", "show", "default"] in run.ip.calls    # the gateway for discovery
+    assert run.world.sent[0][1] == ("10.1.1.1", 7664)
+
+
+def test_cli_wrong_key_exits_1_naming_network_and_code(tmp_path, credentials_file):
+    rig = Rig()
+    run = Cli(rig, tmp_path, credentials_file({"domain-b": b"w" * 32}), "inband")
+    rc, doc, err = run("up", "net-b1")
+    assert rc == 1
+    assert "mpa-mn: net-b1: authentication-failed: authentication failed" in err
+    assert doc["ok"] is False and doc["results"][0]["error"]["code"] == "authentication-failed"
+    assert rig.service.aa.sas == {}
+
+
+def test_cli_configuration_errors_exit_2(tmp_path, credentials_file):
+    rig = Rig()
+    run = Cli(rig, tmp_path, credentials_file({"domain-a": PSK_A}))
+    rc, doc, err = run("preauth", "net-b1")
+    assert rc == 2 and "no-credentials" in err
+    run.credentials = str(tmp_path / "missing.yaml")
+    rc, doc, err = run("preauth", "net-b1")
+    assert rc == 2 and "cannot read" in err and doc["error"]["code"] == "credentials"
+    (tmp_path / "state.json").write_text("{not json")
+    run.credentials = credentials_file()
+    rc, doc, err = run("status", json_out=False)
+    assert rc == 2 and "corrupt" in err and "Traceback" not in err
+    rc, _, err = run("configure", "net-b1")
+    assert rc == 2
+    (tmp_path / "state.json").unlink()
+    rc, doc, err = run("discover", options=["--interface", "nope"])
+    assert rc == 2 and doc["error"]["code"] == "interface" and "no interface nope" in err
+
+
+@pytest.mark.parametrize("argv", [[], ["dance"], ["preauth"], ["preauth", "9net"],
+                                  ["--address", "10.1.1", "discover"],
+                                  ["--timeout", "0", "status"], ["--channel", "udp", "status"],
+                                  ["--controller", "ftp://x", "status"],
+                                  ["--mac", "02:00:00", "status"], ["status", "net-b1"],
+                                  ["configure", "net-b1", "--all"]])
+def test_cli_usage_errors_exit_2(argv, capsys):
+    assert cli.main(argv) == 2
+    assert "usage: mpa-mn" in capsys.readouterr().err
+
+
+def test_cli_no_answer_exits_1(tmp_path, credentials_file):
+    rig = Rig()
+    run = Cli(rig, tmp_path, credentials_file(), "inband")
+    run.world.drop = 100
+    rc, doc, err = run("discover")
+    assert rc == 1 and "no-answer" in err and "10.1.1.1:7664" in err
+    assert doc["error"]["code"] == "no-answer" and doc["counters"]["retransmissions"] == 3
+
+
+# -- against the real REST layer (rest_api.app over WSGI, no sockets) ---------------------------
+
+class WsgiOpener:
+    """An urllib opener that hands each request to a WSGI application."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def open(self, request, timeout=None):
+        from webob import Request
+        blank = Request.blank(urllib.parse.urlsplit(request.full_url).path,
+                              method=request.get_method(), body=request.data,
+                              content_type=request.get_header("Content-type"),
+                              remote_addr="172.31.0.2")
+        response = blank.get_response(self.app)
+        if response.status_int >= 400:
+            raise urllib.error.HTTPError(request.full_url, response.status_int, "",
+                                         dict(response.headers), io.BytesIO(response.body))
+        return Response(response.status_int, response.body)
+
+
+def test_the_client_speaks_the_real_rest_layer(topology):
+    from mpa_rig import Keys
+    from mpa_sdn.controller import Controller
+    from mpa_sdn.facade import Facade
+    from mpa_sdn.store import MemoryStore
+    from rest_api.app import RestApi
+    clock = Clock()
+    core = Controller(topology, credentials={"domain-a": Keys("domain-a", {IDENTITY: PSK_A}),
+                                             "domain-b": Keys("domain-b", {IDENTITY: PSK_B})},
+                      store=MemoryStore(), entropy=counter_entropy(b"rest"))
+    waits = []
+
+    def sleep(seconds):   # the switches come up while the MN waits: then DAD can run
+        waits.append(seconds)
+        reconcile_all(core, clock.now)
+        for _ in range(10):
+            core.mpa_tick(clock.now)
+            clock.now += 0.1
+
+    channel = RestChannel("http://controller:8080/", opener=WsgiOpener(
+        RestApi(Facade(core, clock), core.counters)), sleep=sleep)
+    node = MobileNode(CREDENTIALS, MN_MAC, MN_ADDRESS, channel)
+    assert node.discover()["network"] == "net-a1"
+    node.preauthenticate("net-b1")
+    assert node.configure("net-b1")["address"] == "10.2.1.100"
+    assert waits == [1]          # one 503 address-pending, Retry-After: 1
+    assert node.release("net-b1", all=True)["scope"] == "all"
+    assert core.mpa.aa.sas == {}
