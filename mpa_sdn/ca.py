@@ -251,11 +251,17 @@ class ConfigurationAgent:
         LOG.info("%s: leased %s to %s (%s)", pool.network.id, address, client, state)
         return lease
 
-    def release(self, network: str, client: str, mac: str | None = None) -> Lease | None:
+    def release(self, network: str, client: str, mac: str | None = None,
+                now: float | None = None) -> Lease | None:
         lease = self.lease_for(network, client, mac)
         if lease is None:
             return None
-        self._remove(self.pools[network], lease, "released")
+        pool = self.pools[network]
+        self._remove(pool, lease, "released")
+        if now is not None and lease.state == BOUND:
+            # Its holder gave it back: as good as probed, so the same client
+            # asking again gets it at once (its last address) without DAD.
+            pool.verified[lease.address] = now
         return lease
 
     def _remove(self, pool: Pool, lease: Lease, why: str) -> None:

@@ -486,17 +486,27 @@ class Controller:
         target = self._gateways.get(request.ip_dst)
         proactive = (target is not None and target.id != here.id
                      and request.ip_src != packets.UNSPECIFIED)
+        if proactive:
+            # The DHCP punt comes before the source check: only the host
+            # learned at this PoA may speak from this address, or anyone
+            # with the MN's MAC could take or release its nCoA.
+            host = self.hosts.get(request.ip_src)
+            if host is None or (host.mac, host.poa) != (request.eth_src, poa):
+                self.counters["dhcp_proactive_unknown_source"] += 1
+                return []
         network = target if proactive else here
         decision = self.mpa.dhcp(request, network.id, proactive, now)
         if decision is None:
             return []
+        # RFC 2131 Table 3: a NAK carries no configuration.
+        configuration = {} if decision.message_type == dhcp.NAK else {
+            "subnet_mask": str(network.prefix.netmask), "router": str(network.gateway),
+            "dns": tuple(str(a) for a in network.dns)}
         reply = dhcp.build_reply(
             request, message_type=decision.message_type, server_ip=str(network.gateway),
             # The reply reaches the MN from its own router, as routed traffic would.
             server_mac=here.gateway_mac, yiaddr=decision.address,
-            subnet_mask=str(network.prefix.netmask), router=str(network.gateway),
-            dns=tuple(str(a) for a in network.dns), lease_time=decision.lease_time,
-            message=decision.message)
+            lease_time=decision.lease_time, message=decision.message, **configuration)
         self.counters["dhcp_reply"] += 1
         return [Send(dpid, [of.packet_out(reply, [of.output(in_port)])])]
 

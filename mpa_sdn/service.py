@@ -222,7 +222,8 @@ class MpaService:
 
     def _release(self, sa, msg: Message, origin: Origin, wall: float) -> list[Answer]:
         scope = msg.get("scope", "lease")
-        released = self.ca.release(sa.network, mpa_client(sa.identity, sa.mn_mac), sa.mn_mac)
+        released = self.ca.release(sa.network, mpa_client(sa.identity, sa.mn_mac), sa.mn_mac,
+                                   wall)
         self.counters["config_released" if released else "config_release_nothing"] += 1
         answers = self._answer(sa, msg, "mn-ca", "released", [origin], wall, scope=scope)
         if scope == "all":
@@ -265,7 +266,11 @@ class MpaService:
         self.aa.tick(wall)
         probes, finished = self.ca.tick(wall, ready)
         answers = []
-        for key in finished:
+        # A request waits for its address's probes; if those ended (free or
+        # taken) or stopped (a switch went), it is served anew.
+        done = set(finished) | {(n, a) for n, a in self._waiting
+                                if a not in self.ca.pools[n].probing and ready(n)}
+        for key in sorted(done):
             for sa_id, msg in self._waiting.pop(key, []):
                 origins = self._in_progress.pop((sa_id, msg["seq"]), [])
                 sa = self.aa.sas.get(sa_id)
@@ -335,7 +340,7 @@ class MpaService:
         if kind == d.RELEASE:
             lease = self.ca.lease_for(network_id, client, request.chaddr)
             if lease is not None and lease.address == request.ciaddr:
-                self.ca.release(network_id, lease.client, request.chaddr)
+                self.ca.release(network_id, lease.client, request.chaddr, wall)
             return None
         if kind == d.DECLINE:
             lease = self.ca.lease_for(network_id, client, request.chaddr)

@@ -1,7 +1,8 @@
 """A fake OpenFlow 1.3 switch and network for unit tests.
 
 Flow-mods are applied with real add / delete / delete-strict semantics, and a
-packet (a dict of OXM field names) is run through the multi-table pipeline:
+packet (a dict of OXM field names; a UDP datagram also carries its data as
+``payload``) is run through the multi-table pipeline:
 highest-priority match, apply-actions in order, goto-table.  ``FakeNetwork``
 joins fake switches along the topology's links and answers "where does this
 packet go?": which host ports it reaches, with which headers, and what was
@@ -14,7 +15,7 @@ import copy
 import ipaddress
 from dataclasses import dataclass, field
 
-from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet
+from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet, udp
 from ryu.ofproto import ether, inet
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
@@ -209,6 +210,13 @@ def arp_packet(op, sha, spa, tpa, tha="00:00:00:00:00:00", eth_dst=None) -> dict
             "arp_sha": sha, "arp_spa": spa, "arp_tha": tha, "arp_tpa": tpa}
 
 
+def udp_packet(eth_src, eth_dst, src, dst, sport, dport, payload=b"", ttl=64) -> dict:
+    """A UDP datagram; ``payload`` is its data, raw bytes (a DHCP message included)."""
+    return {"eth_src": eth_src, "eth_dst": eth_dst, "eth_type": ether.ETH_TYPE_IP,
+            "ipv4_src": src, "ipv4_dst": dst, "ip_proto": inet.IPPROTO_UDP, "ttl": ttl,
+            "udp_src": sport, "udp_dst": dport, "payload": bytes(payload)}
+
+
 def to_bytes(pkt: dict) -> bytes:
     out = packet.Packet()
     out.add_protocol(ethernet.ethernet(dst=pkt["eth_dst"], src=pkt["eth_src"],
@@ -217,6 +225,11 @@ def to_bytes(pkt: dict) -> bytes:
         out.add_protocol(arp.arp(opcode=pkt["arp_op"], src_mac=pkt["arp_sha"],
                                  src_ip=pkt["arp_spa"], dst_mac=pkt["arp_tha"],
                                  dst_ip=pkt["arp_tpa"]))
+    elif pkt["ip_proto"] == inet.IPPROTO_UDP:
+        out.add_protocol(ipv4.ipv4(src=pkt["ipv4_src"], dst=pkt["ipv4_dst"],
+                                   proto=pkt["ip_proto"], ttl=pkt["ttl"]))
+        out.add_protocol(udp.udp(src_port=pkt["udp_src"], dst_port=pkt["udp_dst"]))
+        out.add_protocol(pkt["payload"])  # ryu fills in the UDP length and checksum
     else:
         out.add_protocol(ipv4.ipv4(src=pkt["ipv4_src"], dst=pkt["ipv4_dst"],
                                    proto=pkt["ip_proto"], ttl=pkt["ttl"]))
@@ -235,6 +248,14 @@ def from_bytes(data: bytes) -> dict:
         return arp_packet(a.opcode, a.src_mac, a.src_ip, a.dst_ip, a.dst_mac, eth_dst=eth.dst) | {
             "eth_src": eth.src}
     ip = pkt.get_protocol(ipv4.ipv4)
+    if ip.proto == inet.IPPROTO_UDP:
+        # The payload is cut from the frame itself: ryu would parse a DHCP
+        # message into an object, and a test wants the bytes.
+        datagram = pkt.get_protocol(udp.udp)
+        start = 14 + ip.header_length * 4 + 8
+        return udp_packet(eth.src, eth.dst, ip.src, ip.dst, datagram.src_port,
+                          datagram.dst_port, data[start:start + datagram.total_length - 8],
+                          ttl=ip.ttl)
     ic = pkt.get_protocol(icmp.icmp)
     return {"eth_src": eth.src, "eth_dst": eth.dst, "eth_type": eth.ethertype,
             "ipv4_src": ip.src, "ipv4_dst": ip.dst, "ip_proto": ip.proto, "ttl": ip.ttl,

@@ -90,3 +90,13 @@ class Rig:
         challenge = self.one(run.init(), network, **kw)
         success = self.one(run.response(challenge.body), network, **kw)
         return run.finish(success.body, domain)
+
+
+def reconcile_all(core, now: float) -> None:
+    """Every switch of the core's topology connected and reconciled (with no
+    flows of its own): what DAD waits for before it probes."""
+    for dpid in [core.graph.dpid(s) for s in core.graph.switch_ids()]:
+        if dpid not in core.switches:
+            core.switch_connected(dpid, now)
+            core.flow_stats(dpid, [], False)
+            core.flows_confirmed(dpid, "reconcile", now)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from fakeoftable import FakeNetwork, arp_packet, from_bytes, ipv4_packet, to_bytes
+from fakeoftable import FakeNetwork, arp_packet, from_bytes, ipv4_packet, to_bytes, udp_packet
 from mpa_sdn.controller import Controller
 from mpa_sdn.openflow import is_delete
 
@@ -36,14 +36,18 @@ class Outcome:
     delivered: list = field(default_factory=list)   # (host name, pkt)
     punts: int = 0
     lost: list = field(default_factory=list)        # (switch, port, pkt) with no host there
+    frames: list = field(default_factory=list)      # (switch, port, pkt): all that left at an edge
+    punted_at: list = field(default_factory=list)   # (switch, in_port, table_id) of each punt
 
     def to(self, host: str) -> list[dict]:
         return [p for h, p in self.delivered if h == host]
 
 
 class Rig:
-    def __init__(self, topology, now: float = 1000.0):
-        self.core = Controller(topology)
+    def __init__(self, topology, now: float = 1000.0, **core_options):
+        # core_options: the Controller's keyword arguments (credentials, store,
+        # entropy, wall_offset) for a core with its AA and CA.
+        self.core = Controller(topology, **core_options)
         self.graph = self.core.graph
         self.net = FakeNetwork(self.graph)
         self.now = now
@@ -99,6 +103,18 @@ class Rig:
         pkt = arp_packet(1, host.mac, "0.0.0.0" if probe else host.ip, target_ip)
         return self.inject(host.switch, host.port, pkt)
 
+    def udp(self, src: str, dst_ip: str, dst_port: int, payload: bytes,
+            src_port: int = 40000) -> Outcome:
+        """A datagram from a host, sent to its gateway's MAC as any routed packet."""
+        host = self.hosts[src]
+        gw = self.gateway(host)
+        pkt = udp_packet(host.mac, gw.gateway_mac, host.ip, dst_ip, src_port, dst_port, payload)
+        return self.inject(host.switch, host.port, pkt)
+
+    def inject_frame(self, switch, port, data: bytes) -> Outcome:
+        """A frame given as bytes (e.g. built by mpa_sdn.dhcp), entering at a port."""
+        return self.inject(switch, port, from_bytes(data))
+
     def inject(self, switch, port, pkt, table=0) -> Outcome:
         outcome = Outcome()
         self._drain(collections.deque([("trace", switch, port, pkt, table)]), outcome)
@@ -125,6 +141,7 @@ class Rig:
                 trace = self.net.send(switch, port, pkt, table)
                 for sw, in_port, table_id, punted in trace.punts:
                     outcome.punts += 1
+                    outcome.punted_at.append((sw, in_port, table_id))
                     work.append(("sends", self.core.packet_in(
                         self.graph.dpid(sw), in_port, table_id, to_bytes(punted), self.now)))
                 for d in trace.deliveries:
@@ -156,6 +173,7 @@ class Rig:
             self.core.flows_confirmed(send.dpid, send.confirm, self.now)
 
     def _deliver(self, switch, port, pkt, work, outcome) -> None:
+        outcome.frames.append((switch, port, pkt))
         host = self.host_at(switch, port)
         if host is None:
             outcome.lost.append((switch, port, pkt))
