@@ -1,6 +1,7 @@
 """``mpa-lab``: bring up the lab with the real controller, check it, tear it down.
 
-    mpa-lab demo [--topology FILE] [--out DIR]   lab + controller, graph, reachability
+    mpa-lab demo [--topology FILE] [--out DIR]   lab + controller, graph, MPA pre-authentication
+                                                 and pre-configuration, reachability
     mpa-lab up [--topology FILE] [--script FILE] lab + controller and Mininet's CLI,
                                                  with `move MN POA` and `poas`
     mpa-lab graph [--topology FILE]              print the CTN neighbourhood graph
@@ -71,9 +72,16 @@ def _run_lab(args, body, log_level: str = "error") -> int:
     log_path = os.path.join(args.out, "controller.log")
     _stop_on_signals()
     setLogLevel(log_level)
+    # Each run starts from a fresh state file (SAs, leases) of its own.
+    state_db = os.path.join(args.out, "state.db")
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(state_db + suffix):
+            os.unlink(state_db + suffix)
+    # REST listens beyond loopback so that MNs reach it over their
+    # management links (the lab's hosts live in their own namespaces).
     controller = ControllerProcess(args.topology, ofp_port=ofp_port, rest_port=rest_port,
-                                   log_path=log_path)
-    lab = Lab(topology, controller_port=ofp_port)
+                                   log_path=log_path, rest_host="0.0.0.0", state_db=state_db)
+    lab = Lab(topology, controller_port=ofp_port, management=True)
     try:
         print(f"Topology {args.topology}")
         started = time.monotonic()
@@ -99,13 +107,21 @@ def _run_lab(args, body, log_level: str = "error") -> int:
 
 
 def demo(args) -> int:
+    from topologies.preconfigure import preconfigure
     from topologies.reachability import all_pairs, print_report
 
     def body(lab, controller):
         print_graph(lab.graph)
+        print("Pre-authentication and pre-configuration (RFC 6252 section 6.3 steps 1-2):")
+        mpa = preconfigure(lab, controller.rest_port, args.out,
+                           progress=lambda line: print(line, flush=True))
+        sas = controller.get("/mpa/v1/sas")
+        print(f"  The controller holds {len(sas)} MPA-SA(s): "
+              + ", ".join(f"{s['identity']}@{s['network']} ({s['state']})" for s in sas) + "\n")
         results = all_pairs(lab, progress=lambda line: print(line, flush=True))
         print()
-        return 0 if print_report(results) else 1
+        reachable = print_report(results)
+        return 0 if reachable and mpa and all(r.ok for r in mpa) else 1
     return _run_lab(args, body)
 
 

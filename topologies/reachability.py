@@ -67,9 +67,9 @@ def tour(lab, mn_id: str, progress=lambda line: None) -> list[Visit]:
     taken = {poa.id: host for host, poa in lab.location.items() if host != mn_id}
     poas = [p.id for n in graph.access_networks() for p in n.poas]
     order = [start] + [p for p in poas if p != start and p not in taken]
-    if taken:
-        progress(f"  (not visited, other hosts are there: "
-                 f"{', '.join(f'{p} ({h})' for p, h in sorted(taken.items()) if p in poas)})")
+    skipped = [f"{p} ({h})" for p, h in sorted(taken.items()) if p in poas]
+    if skipped:
+        progress(f"  (not visited, other hosts are there: {', '.join(skipped)})")
     cn = sorted(lab.topology.correspondents)[0]
     visits = []
     for poa in order:

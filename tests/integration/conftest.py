@@ -4,6 +4,7 @@ These tests never skip themselves: `make test` is meant to run them, as root,
 on a machine `make setup` prepared.  Missing prerequisites fail loudly.
 """
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -46,29 +47,44 @@ def log_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("logs")
 
 
-@pytest.fixture(scope="module")
-def controller(prerequisites, log_dir):
+@contextlib.contextmanager
+def running_controller(log_dir, name: str = "controller", **options):
+    """The controller process, its state file and log in ``log_dir``; stops cleanly or fails."""
     from topologies.harness import ControllerProcess
     process = ControllerProcess(DEFAULT_TOPOLOGY, ofp_port=OFP_PORT, rest_port=REST_PORT,
-                                log_path=str(log_dir / "controller.log"))
+                                state_db=str(log_dir / f"{name}.db"),
+                                log_path=str(log_dir / f"{name}.log"), **options)
     process.start()
     yield process
     rc = process.stop()
     assert rc == 0, f"controller did not stop cleanly (exit {rc}); see {process.log_path}"
 
 
-@pytest.fixture(scope="module")
-def lab(controller, topology):
+@contextlib.contextmanager
+def running_lab(controller, topology, **options):
+    """The Mininet lab on the controller, every switch connected and reconciled."""
     from mininet.log import setLogLevel
     from topologies.lab import Lab
     setLogLevel("error")
-    lab = Lab(topology, controller_port=OFP_PORT)
+    lab = Lab(topology, controller_port=OFP_PORT, **options)
     try:
         lab.start()
         controller.wait_switches()
         yield lab
     finally:
         lab.stop()
+
+
+@pytest.fixture(scope="module")
+def controller(prerequisites, log_dir):
+    with running_controller(log_dir) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def lab(controller, topology):
+    with running_lab(controller, topology) as lab:
+        yield lab
 
 
 def ofctl_flows(switch: str) -> list[str]:

@@ -1,0 +1,182 @@
+"""Benchmark: pre-authentication + pre-configuration with one CTN.
+
+One run is what an MN does to get ready for one candidate target network:
+auth-init, auth-response (the MPA-SA and its keys) and config-request (its
+nCoA).  Between runs the MN releases its lease (not timed), so every run
+leases an address anew.  Two ways of measuring:
+
+``core``
+    The controller side alone: the time spent in the core's handler (the
+    code the Ryu app runs, REST channel origin), with the SQLite state file
+    on disk, as the controller writes it.  No network, no root.
+``lab``
+    From the MN: the real controller process, OVS and Mininet; ``mpa-mn``'s
+    library inside mn1 times each run over each channel (REST over the MN's
+    management link, in-band as UDP through the switches).  Needs root.
+
+Writes JSON to ``--out`` and prints a Markdown table.  Run:
+
+    .venv/bin/python benchmarks/preauth.py core --runs 1000 --out results/bench/preauth-core.json
+    .venv/bin/python benchmarks/preauth.py lab --runs 1000 --out results/bench/preauth-lab.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+
+from mpa_mn import protocol  # noqa: E402
+from mpa_sdn.config import load_topology  # noqa: E402
+from mpa_sdn.controller import Controller  # noqa: E402
+from mpa_sdn.credentials import load_mn_credentials, load_stores  # noqa: E402
+from mpa_sdn.service import REST, Origin  # noqa: E402
+from mpa_sdn.store import SqliteStore  # noqa: E402
+from mpa_rig import reconcile_all  # noqa: E402
+
+TOPOLOGY = os.path.join(ROOT, "topologies", "two_domains.yaml")
+MN_CREDENTIALS = os.path.join(ROOT, "topologies", "credentials", "mn1.yaml")
+NETWORK, DOMAIN, MN_MAC = "net-b1", "domain-b", "02:00:00:00:01:01"
+
+
+def percentiles(samples_ms: list[float]) -> dict:
+    ordered = sorted(samples_ms)
+    q = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {"runs": len(ordered), "p50_ms": round(q[49], 3), "p99_ms": round(q[98], 3),
+            "max_ms": round(ordered[-1], 3), "mean_ms": round(statistics.fmean(ordered), 3)}
+
+
+def _ready(core: Controller, now: float) -> None:
+    """Every switch connected and reconciled, and the CA's reserve probed."""
+    reconcile_all(core, now)
+    for step in range(20):
+        core.mpa_tick(now + step * 0.1)
+
+
+def bench_core(runs: int) -> dict:
+    topology = load_topology(TOPOLOGY)
+    identity, psk = load_mn_credentials(MN_CREDENTIALS).for_domain(DOMAIN)
+    with tempfile.TemporaryDirectory() as directory:
+        store = SqliteStore(os.path.join(directory, "state.db"))
+        core = Controller(topology, credentials=load_stores(topology), store=store,
+                          wall_offset=time.time())
+        _ready(core, 0.0)
+        answers = []
+        origin = Origin(REST, "172.31.0.2", NETWORK, reply_to=answers.append)
+
+        def call(data: bytes, expect: tuple) -> bytes:
+            answers.clear()
+            for item in core.signal(data, origin, expect, 1.0):
+                item.origin.reply_to(item)
+            assert len(answers) == 1 and answers[0].status == 200, answers
+            return answers[0].body
+
+        totals, per_message = [], {"auth-init": [], "auth-response": [], "config-request": []}
+        for _ in range(runs):
+            run = protocol.PreAuthentication(identity, psk, NETWORK, MN_MAC)
+            spent = 0.0
+            init = run.init()
+            t = time.perf_counter()
+            challenge = call(init, ("auth-init",))
+            spent += (d := time.perf_counter() - t)
+            per_message["auth-init"].append(d * 1000)
+            response = run.response(challenge)
+            t = time.perf_counter()
+            success = call(response, ("auth-response",))
+            spent += (d := time.perf_counter() - t)
+            per_message["auth-response"].append(d * 1000)
+            state = run.finish(success, DOMAIN)
+            request, seq = protocol.request(state, "config-request")
+            t = time.perf_counter()
+            config = call(request, ("config-request",))
+            spent += (d := time.perf_counter() - t)
+            per_message["config-request"].append(d * 1000)
+            protocol.check_answer(state, config, seq, "config")
+            totals.append(spent * 1000)
+            call(protocol.request(state, "release")[0], ("release",))
+        store.close()
+    return {"mode": "core", "total": percentiles(totals),
+            "messages": {k: percentiles(v) for k, v in per_message.items()}}
+
+
+def bench_lab(runs: int, ofp_port: int, rest_port: int) -> dict:
+    from mininet.log import setLogLevel
+
+    from topologies.harness import ControllerProcess
+    from topologies.lab import Lab
+
+    if os.geteuid() != 0:
+        sys.exit("benchmarks/preauth.py lab needs root")
+    setLogLevel("error")
+    topology = load_topology(TOPOLOGY)
+    results = {"mode": "lab"}
+    with tempfile.TemporaryDirectory() as directory:
+        controller = ControllerProcess(TOPOLOGY, ofp_port=ofp_port, rest_port=rest_port,
+                                       rest_host="0.0.0.0",
+                                       state_db=os.path.join(directory, "state.db"),
+                                       log_path=os.path.join(directory, "controller.log"),
+                                       log_level="WARNING")
+        lab = Lab(topology, controller_port=ofp_port, management=True)
+        try:
+            controller.start()
+            lab.start()
+            controller.wait_switches()
+            host = lab.host("mn1")
+            root_ip, _ = lab.management_addresses("mn1")
+            for channel in ("rest", "inband"):
+                out = host.cmd(
+                    sys.executable, os.path.join(ROOT, "benchmarks", "preauth_mn.py"),
+                    "--channel", channel, "--runs", str(runs), "--network", NETWORK,
+                    "--controller", f"http://{root_ip}:{rest_port}",
+                    "--credentials", MN_CREDENTIALS, "--interface", host.defaultIntf().name,
+                    "2>&1")
+                try:
+                    samples = json.loads(out.strip().splitlines()[-1])
+                except (ValueError, IndexError):
+                    raise RuntimeError(f"{channel} run failed: {out[-2000:]}") from None
+                results[channel] = percentiles(samples)
+        finally:
+            lab.stop()
+            controller.stop()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["core", "lab"])
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--ofp-port", type=int, default=26653)
+    parser.add_argument("--rest-port", type=int, default=28080)
+    args = parser.parse_args()
+    result = bench_core(args.runs) if args.mode == "core" else \
+        bench_lab(args.runs, args.ofp_port, args.rest_port)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    result.update(date=time.strftime("%Y-%m-%d"), commit=commit)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+    print("| measured | runs | p50 (ms) | p99 (ms) | max (ms) |")
+    print("|---|---|---|---|---|")
+    rows = [("controller side, all three messages", result["total"])] + \
+        [(f"controller side, {k}", v) for k, v in result.get("messages", {}).items()] \
+        if args.mode == "core" else \
+        [(f"from the MN, {ch}", result[ch]) for ch in ("rest", "inband")]
+    for name, p in rows:
+        print(f"| {name} | {p['runs']} | {p['p50_ms']} | {p['p99_ms']} | {p['max_ms']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

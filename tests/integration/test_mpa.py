@@ -1,0 +1,144 @@
+"""Pre-authentication and pre-configuration on the real thing: OVS, Mininet,
+the controller process, the mpa-mn client, busybox udhcpc.
+
+The lab here has two extra hosts: a squatter sitting silently on the first
+address of net-b1's pool (only the CA's ARP probes can find it) and a DHCP
+client with no address at all.
+"""
+
+import json
+import os
+import shlex
+import sys
+
+import pytest
+
+from integration.conftest import REST_PORT, running_controller, running_lab, wait_for
+from topologies.probes import ping
+
+pytestmark = pytest.mark.integration
+
+MPA_MN = os.path.join(os.path.dirname(sys.executable), "mpa-mn")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MN_CREDENTIALS = os.path.join(ROOT, "topologies", "credentials", "mn1.yaml")
+SQUATTED = "10.2.1.100"   # the first address of net-b1's pool
+SQUATTER = ("sq1", "02:00:00:00:99:01", "ap-b1-1")
+DHCP_CLIENT = ("dh1", "02:00:00:00:d1:01", "ap-b1-2")
+
+
+@pytest.fixture(scope="module")
+def state_dir(tmp_path_factory):
+    """The MN's state (its SAs and sequence numbers)."""
+    return tmp_path_factory.mktemp("mn")
+
+
+@pytest.fixture(scope="module")
+def controller(prerequisites, log_dir):
+    # REST beyond loopback: the MN reaches it over its management link.
+    with running_controller(log_dir, "controller-mpa", rest_host="0.0.0.0") as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def lab(controller, topology):
+    from topologies.lab import ExtraHost
+    extra = [ExtraHost(*SQUATTER, address=SQUATTED), ExtraHost(*DHCP_CLIENT)]
+    with running_lab(controller, topology, management=True, extra_hosts=extra) as lab:
+        yield lab
+
+
+def mpa_mn(lab, state_dir, channel, *args, credentials=MN_CREDENTIALS):
+    """Run mpa-mn inside mn1; returns (exit code, JSON output or stderr text)."""
+    host = lab.host("mn1")
+    root_ip, _ = lab.management_addresses("mn1")
+    command = [MPA_MN, "--channel", channel, "--controller", f"http://{root_ip}:{REST_PORT}",
+               "--credentials", credentials, "--interface", host.defaultIntf().name,
+               "--state", str(state_dir / "mn1.json"), "--json", *args]
+    out = host.cmd(" ".join(shlex.quote(c) for c in command) + " 2>/tmp/mpa-mn.err; echo rc=$?")
+    output, _, rc = out.rpartition("rc=")
+    err = host.cmd("cat /tmp/mpa-mn.err")
+    return int(rc.strip()), (json.loads(output) if output.strip() and int(rc) == 0 else err)
+
+
+def vif_addresses(lab) -> dict:
+    """Interface -> IPv4 addresses in mn1."""
+    out = lab.host("mn1").cmd("ip -j addr show")
+    return {link["ifname"]: [a["local"] for a in link.get("addr_info", []) if a["family"] == "inet"]
+            for link in json.loads(out)}
+
+
+def test_the_squatter_is_found_by_the_cas_probes(lab, controller):
+    pool = wait_for(lambda: (p := controller.get("/mpa/v1/networks/net-b1/pool"))
+                    and SQUATTED in p["in_use_elsewhere"] and p, 15, "DAD to find the squatter")
+    assert SQUATTED not in pool["verified_free"]
+    assert controller.counters()["dad_conflict"] >= 1
+
+
+def test_mn_preauthenticates_with_two_ctns_in_two_domains(lab, controller, state_dir):
+    rc, b1 = mpa_mn(lab, state_dir, "inband", "up", "net-b1")
+    assert rc == 0, b1
+    rc, a2 = mpa_mn(lab, state_dir, "rest", "up", "net-a2")
+    assert rc == 0, a2
+    sas = {sa["network"]: sa for sa in controller.get("/mpa/v1/sas")}
+    assert sas["net-b1"]["domain"] == "domain-b" and sas["net-a2"]["domain"] == "domain-a"
+    assert {sa["state"] for sa in sas.values()} == {"pre-authenticated"}
+    leases = controller.get("/mpa/v1/networks/net-b1/leases")
+    assert [l["address"] for l in leases] == ["10.2.1.101"], "the squatted .100 was skipped"
+    assert controller.get("/mpa/v1/networks/net-a2/leases")[0]["address"] == "10.1.2.100"
+    # Each nCoA sits on its own virtual interface; the physical one keeps its address.
+    addresses = vif_addresses(lab)
+    physical = lab.host("mn1").defaultIntf().name
+    assert addresses[physical] == ["10.1.1.199"]
+    vifs = {a for name, found in addresses.items() if name.startswith("mpa-") for a in found}
+    assert vifs == {"10.2.1.101", "10.1.2.100"}
+
+
+def test_a_wrong_key_is_refused_and_changes_nothing(lab, controller, state_dir, tmp_path):
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("version: 1\ncredentials:\n  domain-b: {identity: mn1@domain-a, key: "
+                     "\"hex:" + "ab" * 32 + "\"}\n")
+    before = controller.get("/mpa/v1/sas")
+    failed = controller.counters().get("auth_failed", 0)
+    rc, err = mpa_mn(lab, tmp_path, "inband", "up", "net-b1", credentials=str(wrong))
+    assert rc == 1 and "authentication-failed" in err
+    assert controller.get("/mpa/v1/sas") == before
+    assert controller.counters()["auth_failed"] == failed + 1
+
+
+def test_busybox_udhcpc_gets_a_lease_over_the_wire(lab, controller):
+    host = lab.host("dh1")
+    intf = host.defaultIntf().name
+    script = "/tmp/mpa-udhcpc.sh"
+    host.cmd(f"printf '#!/bin/sh\\n[ \"$1\" = bound ] && ip addr add $ip/$mask dev $interface "
+             f"&& ip route replace default via $router\\nexit 0\\n' > {script}; chmod +x {script}")
+    out = host.cmd(f"busybox udhcpc -i {intf} -n -q -f -t 6 -T 1 -s {script} 2>&1")
+    assert "lease of" in out and "obtained" in out, out
+    all_leases = controller.get("/mpa/v1/networks/net-b1/leases")
+    lease = {l["mac"]: l for l in all_leases}[DHCP_CLIENT[1]]
+    assert lease["state"] == "bound" and lease["address"] != SQUATTED
+    assert len({l["address"] for l in all_leases}) == len(all_leases)
+    assert lease["address"] in host.cmd(f"ip -4 addr show dev {intf}")
+    assert ping(host, "10.2.1.1").ok, "the client uses its lease"
+
+
+def test_a_controller_restart_loses_no_sa_and_no_lease(lab, controller, state_dir):
+    sas = controller.get("/mpa/v1/sas")
+    leases = {n: controller.get(f"/mpa/v1/networks/{n}/leases") for n in ("net-b1", "net-a2")}
+    assert len(sas) == 2
+    controller.stop()
+    controller.start()
+    controller.wait_switches()
+    assert [{k: v for k, v in sa.items() if k != "expires_in"} for sa in
+            controller.get("/mpa/v1/sas")] == \
+        [{k: v for k, v in sa.items() if k != "expires_in"} for sa in sas]
+    for network, before in leases.items():
+        after = controller.get(f"/mpa/v1/networks/{network}/leases")
+        assert [(l["address"], l["mac"]) for l in after] == \
+            [(l["address"], l["mac"]) for l in before]
+    # The MN goes on with the SAs it has: same keys, next sequence numbers.
+    rc, out = mpa_mn(lab, state_dir, "inband", "configure", "net-b1")
+    assert rc == 0, out
+    rc, out = mpa_mn(lab, state_dir, "rest", "configure", "net-a2")
+    assert rc == 0, out
+    assert {l["address"] for l in controller.get("/mpa/v1/networks/net-b1/leases")} >= \
+        {"10.2.1.101"}
