@@ -320,16 +320,19 @@ class AuthenticationAgent:
         if sa is None:
             self.counters["signal_unknown_sa"] += 1
             raise SignallingError("unknown-sa", "no such MPA-SA; pre-authenticate again")
+        # The MAC first: whoever cannot produce it learns nothing about the SA
+        # (in-band, a bad MAC gets silence).  It does not count against the
+        # identity's failure limit: knowing an SA id must not let anyone lock
+        # the MN out of pre-authentication.
+        if not mac_ok(msg, sa.keys.for_purpose(purpose)):
+            self.counters["signal_bad_mac"] += 1
+            raise SignallingError("bad-mac", "message authentication failed")
         if sa.network != msg["network"]:
             self.counters["signal_wrong_network"] += 1
             raise SignallingError("wrong-network", "the SA is for another network")
         if sa.state == EXPIRED or sa.expires <= now:
             self.counters["signal_sa_expired"] += 1
             raise SignallingError("sa-expired", "the MPA-SA has expired; pre-authenticate again")
-        if not mac_ok(msg, sa.keys.for_purpose(purpose)):
-            self.counters["signal_bad_mac"] += 1
-            self.identity_limit.failed(sa.identity, now)
-            raise SignallingError("bad-mac", "message authentication failed")
         seq = msg["seq"]
         digest = keys.mac(sa.keys.for_purpose(purpose), msg.digest_input()).hex()
         last = sa.last

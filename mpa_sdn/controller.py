@@ -486,16 +486,16 @@ class Controller:
         target = self._gateways.get(request.ip_dst)
         proactive = (target is not None and target.id != here.id
                      and request.ip_src != packets.UNSPECIFIED)
-        if proactive:
-            # The DHCP punt comes before the source check: only the host
-            # learned at this PoA may speak from this address, or anyone
-            # with the MN's MAC could take or release its nCoA.
-            host = self.hosts.get(request.ip_src)
-            if host is None or (host.mac, host.poa) != (request.eth_src, poa):
-                self.counters["dhcp_proactive_unknown_source"] += 1
-                return []
+        # The DHCP punt comes before the source check: is this the host
+        # learned at this PoA, or just someone using its MAC?
+        host = self.hosts.get(request.ip_src)
+        learned = host is not None and (host.mac, host.poa) == (request.eth_src, poa)
+        if proactive and not learned:
+            # Only the host itself may ask for (or give back) its nCoA.
+            self.counters["dhcp_proactive_unknown_source"] += 1
+            return []
         network = target if proactive else here
-        decision = self.mpa.dhcp(request, network.id, proactive, now)
+        decision = self.mpa.dhcp(request, network.id, proactive, now, learned)
         if decision is None:
             return []
         # RFC 2131 Table 3: a NAK carries no configuration.

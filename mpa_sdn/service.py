@@ -145,9 +145,7 @@ class MpaService:
     def _dispatch(self, msg: Message, origin: Origin, wall: float) -> list[Answer]:
         network = self._network(msg, origin)
         if msg.type == "discover":
-            return [Answer(origin, signalling.build(
-                "neighbours", network=network.id,
-                candidates=[c.as_dict() for c in self.graph.candidates(network.id)]))]
+            return [Answer(origin, self._neighbours(network, origin))]
         if network.role != ROLE_ACCESS or network.id not in self.ca.pools:
             raise SignallingError("not-served", f"{network.id} has no AA or CA")
         if msg.type == "auth-init":
@@ -170,6 +168,22 @@ class MpaService:
         if msg.type == "release":
             return self._release(sa, msg, origin, wall)
         return self._resume(sa, msg, origin, wall)
+
+    def _neighbours(self, network, origin: Origin) -> dict:
+        """The candidates (RFC 6252 §7.1); in-band, as many as fit one datagram,
+        the nearest first, with ``truncated`` when some were left out (REST
+        has them all)."""
+        candidates = [c.as_dict() for c in self.graph.candidates(network.id)]
+        answer = signalling.build("neighbours", network=network.id, candidates=candidates)
+        if origin.channel == INBAND:
+            limit = self.settings.max_message_bytes
+            while candidates and len(signalling.encode(answer)) > limit:
+                candidates.pop()
+                answer = signalling.build("neighbours", network=network.id,
+                                          candidates=candidates, truncated=True)
+            if answer.get("truncated"):
+                self.counters["signal_neighbours_truncated"] += 1
+        return answer
 
     @staticmethod
     def _complete(fields: dict) -> dict:
@@ -285,11 +299,14 @@ class MpaService:
 
     # -- DHCP ---------------------------------------------------------------------
 
-    def dhcp(self, request, network_id: str, proactive: bool, now: float) -> DhcpDecision | None:
+    def dhcp(self, request, network_id: str, proactive: bool, now: float,
+             learned: bool = False) -> DhcpDecision | None:
         """Serve one DHCP request for ``network_id``; None means no answer.
 
         ``proactive``: a unicast request from an address outside the network
         (RFC 6252 §7.3.3), served only to an MN pre-authenticated for it.
+        ``learned``: it came from the host the controller knows at that PoA
+        (address, MAC and port), not just from someone using its MAC.
         """
         wall = self.wall(now)
         network = self.topology.networks[network_id]
@@ -337,14 +354,19 @@ class MpaService:
                                      identity=identity, hostname=request.hostname)
             self.counters["dhcp_ack"] += 1
             return DhcpDecision(d.ACK, lease.address, lease_time)
-        if kind == d.RELEASE:
+        if kind in (d.RELEASE, d.DECLINE):
             lease = self.ca.lease_for(network_id, client, request.chaddr)
-            if lease is not None and lease.address == request.ciaddr:
+            address = request.ciaddr if kind == d.RELEASE else request.requested_ip
+            if lease is None or lease.address != address:
+                return None
+            if lease.identity is not None and not learned:
+                # An MN's lease ends only at the word of the host we know at
+                # that PoA: a MAC alone is easily borrowed.
+                self.counters["dhcp_release_refused"] += 1
+                return None
+            if kind == d.RELEASE:
                 self.ca.release(network_id, lease.client, request.chaddr, wall)
-            return None
-        if kind == d.DECLINE:
-            lease = self.ca.lease_for(network_id, client, request.chaddr)
-            if lease is not None and request.requested_ip == lease.address:
+            else:
                 self.ca.declined(network_id, lease.address, wall)
             return None
         if kind == d.INFORM:

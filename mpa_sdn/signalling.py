@@ -124,7 +124,8 @@ SCHEMAS: dict[str, tuple[dict, dict]] = {
     "release": (_AUTHENTICATED, {"scope": _one_of("lease", "all")}),
     "resume": (_AUTHENTICATED, {}),
     # AA/CA -> MN
-    "neighbours": ({"network": _network, "candidates": _anything}, {}),
+    "neighbours": ({"network": _network, "candidates": _anything},
+                   {"truncated": lambda v: v is True}),
     "auth-challenge": ({"network": _network, "session": _sa_id, "nonce": _nonce}, {}),
     "auth-success": ({"network": _network, "session": _sa_id, "sa": _sa_id,
                       "lifetime": _seconds, "proof": _tag}, {}),

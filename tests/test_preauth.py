@@ -157,3 +157,17 @@ def test_a_held_sa_expires_after_the_hold_time_and_is_then_removed():
     rig.service.tick(rig.now)
     assert b1.sa not in rig.service.aa.sas
     assert rig.one(protocol.request(b1, "resume")[0], "net-b1").fields["code"] == "unknown-sa"
+
+
+def test_in_band_discovery_fits_one_datagram():
+    import dataclasses
+    rig = Rig()
+    small = dataclasses.replace(rig.topology.mpa, max_message_bytes=500)
+    rig = Rig(topology=dataclasses.replace(rig.topology, mpa=small))
+    data = protocol.discover()
+    inband = rig.one(data, "net-a1", channel=INBAND, mac=MN_MAC)
+    assert len(inband.body) <= 500 and inband.fields["truncated"] is True
+    assert [c["network"] for c in inband.fields["candidates"]] == ["net-a2"]
+    full = rig.one(data, "net-a1")   # REST has them all
+    assert [c["network"] for c in full.fields["candidates"]] == ["net-a2", "net-b1"]
+    assert "truncated" not in full.fields

@@ -211,3 +211,30 @@ def test_a_restart_drops_records_it_cannot_use(tmp_path):
     assert rig.service.aa.sas == {} and rig.service.ca.views(0) == []
     assert rig.counters["sa_record_invalid"] == 1 and rig.counters["lease_record_invalid"] == 1
     assert store.load("sa") == {} and store.load("lease") == {}
+
+
+def test_the_mac_is_checked_before_anything_that_tells_about_the_sa():
+    rig = Rig()
+    state = rig.preauth()
+    fields = signalling.build("release", network="net-a2", sa=state.sa, seq=1)
+    forged = signalling.encode(signalling.sign(fields, b"k" * 32))
+    answer = rig.one(forged, "net-a2")
+    assert answer.fields["code"] == "bad-mac"   # not wrong-network: nothing learned
+    from mpa_sdn.service import INBAND
+    assert rig.send(forged, "net-a2", channel=INBAND, mac=MN_MAC) == []
+
+
+def test_an_mn_lease_is_released_by_dhcp_only_from_the_learned_host():
+    from mpa_sdn import dhcp
+    rig = Rig()
+    rig.settle_dad()
+    state = rig.preauth()
+    address = configure(rig, state)["address"]
+    frame = dhcp.build_request(dhcp.RELEASE, chaddr=MN_MAC, xid=9, ciaddr=address,
+                               ip_src=address, ip_dst="10.2.1.1", eth_dst="02:00:00:00:00:01")
+    request = dhcp.decode_request(frame)
+    assert rig.service.dhcp(request, "net-b1", False, rig.now, learned=False) is None
+    assert [l["address"] for l in rig.service.lease_views(rig.now)] == [address]
+    assert rig.counters["dhcp_release_refused"] == 1
+    rig.service.dhcp(request, "net-b1", False, rig.now, learned=True)
+    assert rig.service.lease_views(rig.now) == []
