@@ -15,7 +15,7 @@ import ipaddress
 import os
 import re
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -639,14 +639,16 @@ def _hosts(r: _Reader, raw_cns: Any, raw_mns: Any, networks: dict) -> tuple[dict
     mns = {}
     for mid, entry in r.table(raw_mns, "mobile_nodes").items():
         path = f"mobile_nodes.{mid}"
-        entry = r.mapping(entry, path, required={"mac", "attach"}, optional={"identity"})
+        entry = r.mapping(entry, path, required={"mac", "attach"},
+                          optional={"identity", "credentials"})
         if entry is None:
             continue
         mac = r.field(entry, "mac", path, _mac)
         attach = r.field(entry, "attach", path, known_poa)
         identity = r.field(entry, "identity", path, _nai)
+        credentials = r.field(entry, "credentials", path, _path, default=None)
         claim_mac(path, f"mobile node {mid}", mac)
-        if _MISSING in (mac, attach, identity):
+        if _MISSING in (mac, attach, identity, credentials):
             continue
         if networks[poas[attach].network].role != ROLE_ACCESS:
             r.error(f"{path}.attach", f"PoA {attach} is not in an access network")
@@ -655,7 +657,7 @@ def _hosts(r: _Reader, raw_cns: Any, raw_mns: Any, networks: dict) -> tuple[dict
             r.error(f"{path}.attach", f"PoA {attach} already holds {taken_poas[attach]}")
             continue
         taken_poas[attach] = mid
-        mns[mid] = MobileNode(mid, mac, attach, identity)
+        mns[mid] = MobileNode(mid, mac, attach, identity, credentials)
     if set(cns) & set(mns):
         r.error("mobile_nodes", f"ids also used by correspondents: {sorted(set(cns) & set(mns))}")
     return cns, mns
@@ -780,10 +782,13 @@ def load_topology(path: str) -> Topology:
 
 
 def _resolve_credentials(topology: Topology, base: str) -> Topology:
-    domains = {}
-    for did, domain in topology.domains.items():
-        if domain.credentials is not None:
-            path = os.path.normpath(os.path.join(base, domain.credentials))
-            domain = dataclasses.replace(domain, credentials=path)
-        domains[did] = domain
-    return dataclasses.replace(topology, domains=domains)
+    def resolved(table: Mapping) -> dict:
+        out = {}
+        for key, entry in table.items():
+            if entry.credentials is not None:
+                path = os.path.normpath(os.path.join(base, entry.credentials))
+                entry = dataclasses.replace(entry, credentials=path)
+            out[key] = entry
+        return out
+    return dataclasses.replace(topology, domains=resolved(topology.domains),
+                               mobile_nodes=resolved(topology.mobile_nodes))

@@ -174,6 +174,9 @@ class MobileNode:
     mac: str
     attach: str                  # the PoA where the lab first attaches it
     identity: str | None = None  # NAI, used by the authentication agent
+    # The MN's own credentials file (its key per domain), for the lab's
+    # mpa-mn runs; the controller never reads it.
+    credentials: str | None = None
 
 
 def _frozen(mapping: Mapping) -> Mapping:

@@ -105,9 +105,11 @@ def text_error(text: str) -> str:
 
 
 def unresolved(topology):
-    """``topology`` with every domain's credentials path dropped."""
-    domains = {d: dataclasses.replace(v, credentials=None) for d, v in topology.domains.items()}
-    return dataclasses.replace(topology, domains=domains)
+    """``topology`` with every credentials path (domains' and MNs') dropped."""
+    def dropped(table):
+        return {k: dataclasses.replace(v, credentials=None) for k, v in table.items()}
+    return dataclasses.replace(topology, domains=dropped(topology.domains),
+                               mobile_nodes=dropped(topology.mobile_nodes))
 
 
 @pytest.fixture(scope="module")
@@ -896,3 +898,19 @@ def test_cli_config_bad_file_exits_without_starting(tmp_path):
     # Nothing was left listening on the REST port.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_an_mns_credentials_path_is_resolved_against_the_topology(tmp_path):
+    text = GOOD_FILE.read_text(encoding="utf-8")
+    (tmp_path / "t.yaml").write_text(text, encoding="utf-8")
+    topology = load_topology(str(tmp_path / "t.yaml"))
+    assert topology.mobile_nodes["mn1"].credentials == str(tmp_path / "credentials" / "mn1.yaml")
+    assert load_topology_text(text).mobile_nodes["mn1"].credentials == "credentials/mn1.yaml"
+
+
+def test_an_mns_credentials_must_be_a_path():
+    raw = good()
+    raw["mobile_nodes"]["mn1"]["credentials"] = 7
+    with pytest.raises(ConfigError) as err:
+        parse_topology(raw)
+    assert [path for path, _ in err.value.errors] == ["mobile_nodes.mn1.credentials"]

@@ -301,3 +301,20 @@ def test_cli_reports_unwritable_output(tmp_path, capsys):
 def test_generate_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         gen.generate(**kwargs)
+
+
+def test_output_to_a_file_writes_lab_credentials_beside_it(tmp_path):
+    from mpa_sdn.config import load_topology
+    from mpa_sdn.credentials import load_mn_credentials, load_stores
+    out = tmp_path / "t.yaml"
+    assert gen.main(["--domains", "2", "--networks-per-domain", "1", "--poas-per-network", "1",
+                     "--mobile-nodes", "2", "-o", str(out)]) == 0
+    topology = load_topology(str(out))
+    stores = load_stores(topology)
+    for mn in topology.mobile_nodes.values():
+        mine = load_mn_credentials(mn.credentials)
+        for domain, store in stores.items():
+            identity, key = mine.for_domain(domain)
+            assert identity == mn.identity and store.key(identity) == key
+    files = list((tmp_path / "t-credentials").iterdir())
+    assert files and all(oct(f.stat().st_mode & 0o777) == "0o600" for f in files)

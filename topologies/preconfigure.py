@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 
 MPA_MN = os.path.join(os.path.dirname(sys.executable), "mpa-mn")
-CREDENTIALS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "credentials")
 CHANNELS = ("inband", "rest")
 
 
@@ -33,11 +32,12 @@ class Result:
 
 def run_mpa_mn(lab, mn: str, rest_port: int, state_path: str, channel: str, *args,
                credentials: str | None = None) -> tuple[int, dict]:
-    """``mpa-mn --json`` inside the MN's host: (exit status, its JSON document)."""
+    """``mpa-mn --json`` inside the MN's host: (exit status, its JSON document).
+    The credentials are the MN's file from the topology unless given."""
     host = lab.host(mn)
     root_ip, _ = lab.management_addresses(mn)
     command = [MPA_MN, "--channel", channel, "--controller", f"http://{root_ip}:{rest_port}",
-               "--credentials", credentials or os.path.join(CREDENTIALS_DIR, f"{mn}.yaml"),
+               "--credentials", credentials or lab.topology.mobile_nodes[mn].credentials,
                "--interface", host.defaultIntf().name, "--state", state_path, "--json", *args]
     out = host.cmd(" ".join(shlex.quote(c) for c in command) + " 2>/dev/null; echo rc=$?")
     output, _, rc = out.rpartition("rc=")
@@ -51,8 +51,9 @@ def run_mpa_mn(lab, mn: str, rest_port: int, state_path: str, channel: str, *arg
 def preconfigure(lab, rest_port: int, state_dir: str, progress=print) -> list[Result]:
     results = []
     for mn in sorted(lab.topology.mobile_nodes):
-        if not os.path.exists(os.path.join(CREDENTIALS_DIR, f"{mn}.yaml")):
-            progress(f"  {mn}: no credentials in {CREDENTIALS_DIR}; not pre-authenticated")
+        if lab.topology.mobile_nodes[mn].credentials is None:
+            progress(f"  {mn}: the topology names no credentials file for it; "
+                     "not pre-authenticated")
             continue
         current = lab.location[mn].network
         state = os.path.join(state_dir, f"{mn}.json")

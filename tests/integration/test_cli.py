@@ -56,3 +56,9 @@ def test_demo_on_a_generated_topology_with_two_mobile_nodes(prerequisites, tmp_p
     # mn1 visits the 7 PoAs mn2 leaves free; 3 hosts make 6 ordered pairs.
     assert "Result: 42/42 host pairs reachable (ping and TCP) over 7 PoAs." in out
     assert "not visited, other hosts are there: ap2-1-1 (mn2)" in out
+    # Each MN pre-authenticated with each candidate of its network, with the
+    # credentials mpa-topogen wrote, over both channels in turn.
+    mpa_lines = [line for line in out.splitlines() if " -> " in line and " over " in line]
+    assert mpa_lines and all("MPA-SA with" in line and "nCoA" in line for line in mpa_lines), out
+    assert {"inband", "rest"} <= {line.split(" over ")[1].split()[0] for line in mpa_lines}
+    assert {line.split()[0] for line in mpa_lines} == {"mn1", "mn2"}
