@@ -133,6 +133,7 @@ def main(argv=None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(args.log_level)  # Ryu sets it too, but only later
     credentials = _credentials_or_exit(topology)
     for domain, store in sorted(credentials.items()):
         logging.getLogger("mpa_sdn").info("domain %s: %d credentials", domain, len(store))

@@ -58,6 +58,7 @@ class FailureLimiter:
         self.max_keys = max_keys
         self._failures: dict[str, collections.deque] = {}
         self._locked: dict[str, float] = {}
+        self.evicted = 0  # keys dropped to keep within max_keys
 
     def retry_after(self, key: str, now: float) -> float:
         until = self._locked.get(key)
@@ -73,6 +74,10 @@ class FailureLimiter:
         if times is None:
             if len(self._failures) >= self.max_keys:
                 self._expire(now)
+            while len(self._failures) >= self.max_keys:
+                # Still full of live keys: the oldest goes, so memory stays bounded.
+                del self._failures[next(iter(self._failures))]
+                self.evicted += 1
             times = self._failures[key] = collections.deque()
         times.append(now)
         while times and times[0] <= now - self.window_s:

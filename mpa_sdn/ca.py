@@ -138,6 +138,7 @@ class ConfigurationAgent:
     def _remember_last(self, lease: Lease) -> None:
         key = (lease.network, lease.client)
         if key not in self.last_address and len(self.last_address) >= MAX_LAST_ADDRESSES:
+            self.counters["last_address_not_kept"] += 1
             return
         self.last_address[key] = lease.address
         self.store.put(LAST_KIND, f"{lease.network}|{lease.client}",

@@ -171,8 +171,8 @@ class MpaService:
 
     def _neighbours(self, network, origin: Origin) -> dict:
         """The candidates (RFC 6252 §7.1); in-band, as many as fit one datagram,
-        the nearest first, with ``truncated`` when some were left out (REST
-        has them all)."""
+        in the order of the full list, with ``truncated`` when some were left
+        out (REST has them all)."""
         candidates = [c.as_dict() for c in self.graph.candidates(network.id)]
         answer = signalling.build("neighbours", network=network.id, candidates=candidates)
         if origin.channel == INBAND:

@@ -171,3 +171,11 @@ def test_in_band_discovery_fits_one_datagram():
     full = rig.one(data, "net-a1")   # REST has them all
     assert [c["network"] for c in full.fields["candidates"]] == ["net-a2", "net-b1"]
     assert "truncated" not in full.fields
+
+
+def test_the_failure_limiter_keeps_within_its_bound():
+    from mpa_sdn.aa import FailureLimiter
+    limiter = FailureLimiter(limit=5, window_s=60, lockout_s=60, max_keys=3)
+    for i in range(10):
+        limiter.failed(f"10.9.9.{i}", 100.0)
+    assert len(limiter._failures) == 3 and limiter.evicted == 7
