@@ -399,6 +399,13 @@ class AuthenticationAgent:
                 # possession (a resume under the SA's signalling key).
                 self.counters["sa_return_awaiting_proof"] += 1
 
+    def left(self, mac: str, network: str, now: float) -> None:
+        """The MN with this MAC is no longer attached to ``network``: its SA
+        there is held, wherever the MN went (maybe beyond our networks)."""
+        for sa in list(self.sas.values()):
+            if sa.mn_mac == mac and sa.network == network and sa.state == AUTHORIZED:
+                self._set_state(sa, HELD, now)
+
     def resume(self, sa: SecurityAssociation, now: float) -> None:
         if sa.state == HELD:
             self._set_state(sa, AUTHORIZED, now)

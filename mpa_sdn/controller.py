@@ -277,7 +277,7 @@ class Controller:
                  for sw, msgs in sorted(by_switch.items()) if self.graph.dpid(sw) in self.switches]
         return sends + self._release_pending(address, now)
 
-    def forget_host(self, address: str, reason: str) -> list[Send]:
+    def forget_host(self, address: str, reason: str, now: float) -> list[Send]:
         host = self.hosts.get(address)
         if host is None or host.static:
             return []
@@ -286,6 +286,7 @@ class Controller:
         self._probing.pop(address, None)
         self.counters[f"host_forgotten_{reason}"] += 1
         LOG.info("host mac=%s ip=%s at poa=%s forgotten (%s)", host.mac, address, host.poa.id, reason)
+        self.mpa.host_left(host.mac, host.poa.network, now)
         delete = of.flow_delete_cookie(host_cookie(address), EXACT_MASK)
         return [Send(self.graph.dpid(sw), [delete]) for sw in sorted(path)
                 if self.graph.dpid(sw) in self.switches]
@@ -297,7 +298,7 @@ class Controller:
             return []
         sends = []
         for address in sorted(a for a, h in self.hosts.items() if h.poa == poa):
-            sends += self.forget_host(address, "link_down")
+            sends += self.forget_host(address, "link_down", now)
         return sends
 
     def flow_removed(self, dpid: int, cookie: int, reason: int, match: dict,
@@ -604,7 +605,7 @@ class Controller:
         sends = []
         for address in sorted(a for a, deadline in self._probing.items() if deadline < now):
             del self._probing[address]
-            sends += self.forget_host(address, "idle")
+            sends += self.forget_host(address, "idle", now)
         return sends + self.mpa_tick(now)
 
     # -- read-only views for the REST layer ---------------------------------

@@ -260,6 +260,10 @@ class MpaService:
         if not self._held_by(address, mac):
             self.ca.seen_in_use(address, wall)
 
+    def host_left(self, mac: str, network: str, now: float) -> None:
+        """The core forgot a host (its link went down, or it stopped answering)."""
+        self.aa.left(mac, network, self.wall(now))
+
     def address_answered(self, address: str, mac: str, now: float) -> None:
         """An ARP packet from ``address``: in use, unless it is the lease holder's."""
         if not self._held_by(address, mac):

@@ -179,3 +179,13 @@ def test_the_failure_limiter_keeps_within_its_bound():
     for i in range(10):
         limiter.failed(f"10.9.9.{i}", 100.0)
     assert len(limiter._failures) == 3 and limiter.evicted == 7
+
+
+def test_an_authorized_sa_is_held_when_its_mn_leaves_for_anywhere():
+    rig = Rig()
+    b1 = rig.preauth("net-b1", PSK_B, "domain-b")
+    rig.service.host_seen(MN_MAC, "10.2.1.100", "net-b1", rig.now)
+    rig.service.host_left("02:00:00:00:09:09", "net-b1", rig.now)   # someone else
+    assert rig.service.aa.sas[b1.sa].state == AUTHORIZED
+    rig.service.host_left(MN_MAC, "net-b1", rig.now)
+    assert rig.service.aa.sas[b1.sa].state == HELD
