@@ -35,6 +35,7 @@ from rest_api.app import WAIT_FOR_DAD_S, RestApi  # noqa: E402
 
 LOG = logging.getLogger("apps.mpa_app")
 TICK_S = 0.5
+REST_MAX_WAITING = 256  # REST signalling requests queued for the worker at once
 PACKET_IN = "packet-in"
 
 
@@ -56,6 +57,8 @@ class MpaApp(app_manager.RyuApp):
         self.work = hub.Queue()
         self.packet_ins_waiting = 0
         self.confirmations = {}  # (dpid, barrier xid) -> tag the core asked for
+        self._mpa_tick_queued = False
+        self._rest_waiting = 0
         self.rest = RestApi(Facade(self.core, time.monotonic, self._exchange), self.counters)
         self.rest_server = None
         self._own_threads = []
@@ -137,18 +140,27 @@ class MpaApp(app_manager.RyuApp):
         next_tick = time.monotonic() + TICK_S
         while True:
             now = time.monotonic()
-            due = self.core.next_mpa_tick(now)
+            due = None if self._mpa_tick_queued else self.core.next_mpa_tick(now)
             wake = next_tick if due is None else min(next_tick, due)
             hub.sleep(max(0.005, wake - now))
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + TICK_S
                 self._post("tick", None, self.core.tick)
-            else:
-                self._post("mpa tick", None, self.core.mpa_tick)
+            elif not self._mpa_tick_queued:
+                # One at a time: a worker that fell behind gets no pile of ticks.
+                self._mpa_tick_queued = True
+                self._post("mpa tick", None, self._mpa_tick)
+
+    def _mpa_tick(self, now):
+        self._mpa_tick_queued = False
+        return self.core.mpa_tick(now)
 
     def _exchange(self, make_origin, call):
         """Run a REST request's core call in the worker and wait for its answer."""
+        if self._rest_waiting >= REST_MAX_WAITING:
+            self.counters["rest_signal_queue_full"] += 1
+            return None
         done = hub.Event()
         box = []
 
@@ -157,8 +169,12 @@ class MpaApp(app_manager.RyuApp):
                 box.append(answer)
                 done.set()
         origin = make_origin(reply)
-        self._post("rest signal", None, lambda now: call(origin, now))
-        done.wait(timeout=WAIT_FOR_DAD_S)
+        self._rest_waiting += 1
+        try:
+            self._post("rest signal", None, lambda now: call(origin, now))
+            done.wait(timeout=WAIT_FOR_DAD_S)
+        finally:
+            self._rest_waiting -= 1
         return box[0] if box else None
 
     # -- events (each only queues) -----------------------------------------------

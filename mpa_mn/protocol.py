@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 
 from mpa_sdn import keys, signalling
+from mpa_sdn.aa import success_transcript
 from mpa_sdn.signalling import SignallingError
 
 ANSWERS = ("neighbours", "auth-challenge", "auth-success", "config", "released", "resumed",
@@ -94,8 +95,8 @@ class PreAuthentication:
         if msg.type != "auth-success" or msg["session"] != self.session:
             raise ProtocolError("unexpected", f"expected auth-success, got {msg.type}")
         auth_key = self._exchange().auth_key(self.psk)
-        if not keys.verify(auth_key, keys.field("aa") + self._transcript(),
-                           bytes.fromhex(msg["proof"])):
+        covered = success_transcript(self._transcript(), msg["sa"], msg["lifetime"])
+        if not keys.verify(auth_key, keys.field("aa") + covered, bytes.fromhex(msg["proof"])):
             raise ProtocolError("aa-not-authenticated",
                                 "the AA's proof is wrong: it does not hold our key")
         return SaState(network=self.network, domain=domain, identity=self.identity,

@@ -48,6 +48,8 @@ EXPIRED = "expired"
 STATES = (PRE_AUTHENTICATED, AUTHORIZED, HELD, EXPIRED)
 EXPIRED_KEEP_S = 300.0   # an expired SA still answers "sa-expired" this long
 KIND = "sa"
+SESSIONS_PER_SOURCE = 8  # pre-authentications in progress from one address
+RECENT_ANSWERS = 8       # answers kept per SA for retransmissions
 
 
 class FailureLimiter:
@@ -110,6 +112,7 @@ class Session:
     source: str
     expires: float
     psk: bytes | None          # None: an identity the domain does not know
+    init_key: tuple = ()       # what a retransmitted auth-init repeats
     answer: dict | None = None  # auth-success, kept for a retransmitted response
     answer_proof: str | None = None
 
@@ -134,7 +137,7 @@ class SecurityAssociation:
     expired_at: float | None = None
     high: int = 0               # the highest sequence number accepted
     seen: int = 0               # bitmap of accepted numbers below ``high``
-    last: dict | None = None    # {"seq", "digest", "answer", "at"} of the latest message
+    recent: list = field(default_factory=list)  # [{"seq", "digest", "answer", "at"}], newest last
 
     def to_record(self) -> dict:
         return {"id": self.id, "identity": self.identity, "domain": self.domain,
@@ -142,12 +145,15 @@ class SecurityAssociation:
                 "state": self.state, "created": self.created, "expires": self.expires,
                 "source": self.source, "held_until": self.held_until,
                 "expired_at": self.expired_at, "high": self.high, "seen": self.seen,
-                "last": self.last}
+                "recent": self.recent}
 
     @classmethod
     def from_record(cls, record: dict) -> "SecurityAssociation":
         sa = cls(**{**record, "keys": keys.SaKeys.from_hex(record["keys"])})
-        if sa.state not in STATES or not isinstance(sa.high, int) or not isinstance(sa.seen, int):
+        if (sa.state not in STATES or type(sa.high) is not int or type(sa.seen) is not int
+                or not isinstance(sa.recent, list)
+                or not all(isinstance(r, dict) and {"seq", "digest", "answer", "at"} <= set(r)
+                           for r in sa.recent)):
             raise ValueError("bad state or sequence fields")
         return sa
 
@@ -172,8 +178,10 @@ class AuthenticationAgent:
         self.entropy = entropy                # n -> n random bytes
         self.sessions: dict[str, Session] = {}
         self._session_by_init: dict[tuple, str] = {}
+        self._sessions_of_source: collections.Counter = collections.Counter()
         self.sas: dict[str, SecurityAssociation] = {}
         self.by_identity_network: dict[tuple[str, str], str] = {}
+        self.by_mac: dict[str, set[str]] = {}  # MN MAC -> its SA ids
         self.identity_limit = FailureLimiter(settings.failures_per_identity,
                                              settings.failure_window_s, settings.lockout_s)
         self.source_limit = FailureLimiter(settings.failures_per_source,
@@ -191,6 +199,14 @@ class AuthenticationAgent:
                 sa = SecurityAssociation.from_record(record)
                 if sa.id != key or sa.network not in self.topology.networks:
                     raise ValueError("id or network does not match")
+                store = self.credentials.get(sa.domain)
+                if store is None or store.key(sa.identity) is None:
+                    # Revoked while we were down: its SA goes with it.
+                    self.counters["sa_revoked"] += 1
+                    LOG.info("MPA-SA %s: %s is no longer in %s's credentials; dropped",
+                             key[:8], sa.identity, sa.domain)
+                    self.store.delete(KIND, key)
+                    continue
             except (TypeError, ValueError, KeyError) as exc:
                 self.counters["sa_record_invalid"] += 1
                 LOG.error("state file: SA record %r is unusable (%s); dropping it", key, exc)
@@ -203,6 +219,7 @@ class AuthenticationAgent:
     def _index(self, sa: SecurityAssociation) -> None:
         self.sas[sa.id] = sa
         self.by_identity_network[(sa.identity, sa.network)] = sa.id
+        self.by_mac.setdefault(sa.mn_mac, set()).add(sa.id)
 
     def save(self, sa: SecurityAssociation) -> None:
         self.store.put(KIND, sa.id, sa.to_record())
@@ -211,7 +228,15 @@ class AuthenticationAgent:
         del self.sas[sa.id]
         if self.by_identity_network.get((sa.identity, sa.network)) == sa.id:
             del self.by_identity_network[(sa.identity, sa.network)]
+        ids = self.by_mac.get(sa.mn_mac)
+        if ids is not None:
+            ids.discard(sa.id)
+            if not ids:
+                del self.by_mac[sa.mn_mac]
         self.store.delete(KIND, sa.id)
+
+    def _of_mac(self, mac: str) -> list[SecurityAssociation]:
+        return [self.sas[i] for i in sorted(self.by_mac.get(mac, ()))]
 
     # -- the exchange -----------------------------------------------------------
 
@@ -233,21 +258,35 @@ class AuthenticationAgent:
         if existing is not None and existing.expires > now:
             self.counters["auth_init_retransmission"] += 1
             return self._challenge(existing)
-        if len(self.sessions) >= self.settings.max_auth_sessions:
+        for sa in self._of_mac(msg["mn_mac"]):
+            if sa.network == network.id and sa.identity != identity and sa.state != EXPIRED:
+                # A MAC is one MN's: another identity claiming it would share
+                # (or take over) that MN's lease.
+                self.counters["auth_mac_in_use"] += 1
+                raise SignallingError("mac-in-use", "this MAC belongs to another MN's MPA-SA "
+                                      "in this network")
+        if (len(self.sessions) >= self.settings.max_auth_sessions
+                or self._sessions_of_source[source] >= SESSIONS_PER_SOURCE):
             self._expire_sessions(now)
-            if len(self.sessions) >= self.settings.max_auth_sessions:
-                self.counters["auth_busy"] += 1
-                raise SignallingError("busy", "too many pre-authentications in progress",
-                                      retry_after=1)
+        if self._sessions_of_source[source] >= SESSIONS_PER_SOURCE:
+            self.counters["auth_busy_source"] += 1
+            raise SignallingError("busy", "too many pre-authentications in progress from "
+                                  "this address", retry_after=1)
+        if len(self.sessions) >= self.settings.max_auth_sessions:
+            self.counters["auth_busy"] += 1
+            raise SignallingError("busy", "too many pre-authentications in progress",
+                                  retry_after=1)
         store = self.credentials.get(network.served_by)
         psk = store.key(identity) if store is not None else None
         session = Session(id=self.entropy(16).hex(), identity=identity, domain=network.served_by,
                           network=network.id, mn_mac=msg["mn_mac"],
                           nonce_mn=bytes.fromhex(msg["nonce"]),
                           nonce_aa=self.entropy(keys.NONCE_BYTES), source=source,
-                          expires=now + self.settings.auth_session_s, psk=psk)
+                          expires=now + self.settings.auth_session_s, psk=psk,
+                          init_key=init_key)
         self.sessions[session.id] = session
         self._session_by_init[init_key] = session.id
+        self._sessions_of_source[source] += 1
         self.counters["auth_init"] += 1
         return self._challenge(session)
 
@@ -298,16 +337,22 @@ class AuthenticationAgent:
         self.counters["sa_created"] += 1
         LOG.info("MPA-SA %s: %s (mac %s) pre-authenticated for %s from %s",
                  sa.id[:8], sa.identity, sa.mn_mac, sa.network, source)
-        proof = keys.proof(auth_key, "aa", session.transcript()).hex()
+        lifetime = self.settings.sa_lifetime_s
+        proof = keys.proof(auth_key, "aa", success_transcript(session.transcript(), sa.id,
+                                                              lifetime)).hex()
         session.answer = {"type": "auth-success", "network": sa.network, "session": session.id,
-                          "sa": sa.id, "lifetime": self.settings.sa_lifetime_s, "proof": proof}
+                          "sa": sa.id, "lifetime": lifetime, "proof": proof}
         session.answer_proof = msg["proof"]
         return session.answer
 
     def _forget_session(self, session: Session) -> None:
-        self.sessions.pop(session.id, None)
-        for key in [k for k, v in self._session_by_init.items() if v == session.id]:
-            del self._session_by_init[key]
+        if self.sessions.pop(session.id, None) is None:
+            return
+        if self._session_by_init.get(session.init_key) == session.id:
+            del self._session_by_init[session.init_key]
+        self._sessions_of_source[session.source] -= 1
+        if self._sessions_of_source[session.source] <= 0:
+            del self._sessions_of_source[session.source]
 
     def _expire_sessions(self, now: float) -> None:
         for session in [s for s in self.sessions.values() if s.expires <= now]:
@@ -335,22 +380,22 @@ class AuthenticationAgent:
         if sa.network != msg["network"]:
             self.counters["signal_wrong_network"] += 1
             raise SignallingError("wrong-network", "the SA is for another network")
-        if sa.state == EXPIRED or sa.expires <= now:
+        if sa.state == EXPIRED or sa.expires <= now or (
+                sa.state == HELD and sa.held_until is not None and sa.held_until <= now):
             self.counters["signal_sa_expired"] += 1
             raise SignallingError("sa-expired", "the MPA-SA has expired; pre-authenticate again")
         seq = msg["seq"]
         digest = keys.mac(sa.keys.for_purpose(purpose), msg.digest_input()).hex()
-        last = sa.last
-        if last is not None and last["seq"] == seq:
-            if last["digest"] == digest and now - last["at"] <= self.settings.retransmit_s:
-                self.counters["signal_retransmission"] += 1
-                return sa, last["answer"]
-            self.counters["signal_replay"] += 1
-            raise SignallingError("replay", f"sequence number {seq} was already used")
         if seq <= sa.high - self.settings.replay_window:
             self.counters["signal_outside_window"] += 1
             raise SignallingError("outside-window", f"sequence number {seq} is older than the "
                                   f"window ({sa.high - self.settings.replay_window + 1}..)")
+        for kept in sa.recent:
+            if kept["seq"] == seq:
+                if kept["digest"] == digest and now - kept["at"] <= self.settings.retransmit_s:
+                    self.counters["signal_retransmission"] += 1
+                    return sa, kept["answer"]
+                break  # used, and not a retransmission: a replay
         if seq == sa.high or (seq < sa.high and sa.seen >> (sa.high - seq) & 1):
             self.counters["signal_replay"] += 1
             raise SignallingError("replay", f"sequence number {seq} was already used")
@@ -358,18 +403,24 @@ class AuthenticationAgent:
 
     def commit(self, sa: SecurityAssociation, msg: Message, purpose: str, answer: dict,
                now: float) -> None:
-        """Record an accepted message's sequence number and its answer."""
+        """Record an accepted message's sequence number and its answer.
+
+        An answer may come late (a configuration DAD held back) after newer
+        numbers were used: its number is marked if still in the window, and
+        kept answers stay in the order they were given.
+        """
         seq = msg["seq"]
         window = self.settings.replay_window
         if seq > sa.high:
             shift = seq - sa.high
-            sa.seen = ((sa.seen << shift) | (1 << shift)) & ((1 << window) - 1) if shift < window \
-                else 0
+            sa.seen = ((sa.seen << shift) | (1 << shift)) & ((1 << window) - 1) \
+                if shift < window else 0
             sa.high = seq
-        else:
+        elif 0 < sa.high - seq < window:
             sa.seen |= 1 << (sa.high - seq)
         digest = keys.mac(sa.keys.for_purpose(purpose), msg.digest_input()).hex()
-        sa.last = {"seq": seq, "digest": digest, "answer": answer, "at": now}
+        sa.recent = [r for r in sa.recent if r["seq"] != seq][-(RECENT_ANSWERS - 1):] + \
+            [{"seq": seq, "digest": digest, "answer": answer, "at": now}]
         self.save(sa)
 
     # -- state changes (RFC 6252 C.2) -------------------------------------------
@@ -379,31 +430,28 @@ class AuthenticationAgent:
         return sa if sa is not None and sa.state != EXPIRED else None
 
     def sa_for_mac(self, mac: str, network: str, now: float) -> SecurityAssociation | None:
-        for sa in self.sas.values():
-            if sa.mn_mac == mac and sa.network == network and sa.state != EXPIRED \
-                    and sa.expires > now:
+        for sa in self._of_mac(mac):
+            if sa.network == network and sa.state != EXPIRED and sa.expires > now:
                 return sa
         return None
 
     def attached(self, mac: str, network: str, now: float) -> None:
         """The MN with this MAC was seen at a PoA of ``network``."""
-        for sa in list(self.sas.values()):
-            if sa.mn_mac != mac or sa.state == EXPIRED:
+        for sa in self._of_mac(mac):
+            if sa.state == EXPIRED:
                 continue
             if sa.network == network and sa.state == PRE_AUTHENTICATED:
                 self._set_state(sa, AUTHORIZED, now)
             elif sa.network != network and sa.state == AUTHORIZED:
                 self._set_state(sa, HELD, now)
-            elif sa.network == network and sa.state == HELD:
-                # Back within the hold: authorized again only on proof of
-                # possession (a resume under the SA's signalling key).
-                self.counters["sa_return_awaiting_proof"] += 1
+            # Back in a held SA's network: authorized again only on proof of
+            # possession (a resume under the SA's signalling key).
 
     def left(self, mac: str, network: str, now: float) -> None:
         """The MN with this MAC is no longer attached to ``network``: its SA
         there is held, wherever the MN went (maybe beyond our networks)."""
-        for sa in list(self.sas.values()):
-            if sa.mn_mac == mac and sa.network == network and sa.state == AUTHORIZED:
+        for sa in self._of_mac(mac):
+            if sa.network == network and sa.state == AUTHORIZED:
                 self._set_state(sa, HELD, now)
 
     def resume(self, sa: SecurityAssociation, now: float) -> None:
@@ -443,3 +491,8 @@ class AuthenticationAgent:
     def views(self, now: float, network: str | None = None) -> list[dict]:
         return [sa.view(now) for sa in sorted(self.sas.values(), key=lambda s: (s.network, s.id))
                 if network is None or sa.network == network]
+
+
+def success_transcript(transcript: bytes, sa_id: str, lifetime: int) -> bytes:
+    """What the AA's proof covers: the exchange, and the SA it grants."""
+    return transcript + keys.field(sa_id) + keys.field(str(lifetime))

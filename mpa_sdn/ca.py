@@ -29,6 +29,7 @@ OFFERED = "offered"
 BOUND = "bound"
 CONFLICT_HOLD_S = 300.0   # an address found in use is not probed again before this
 MAX_LAST_ADDRESSES = 100_000
+EXTRA_PROBES = 16         # addresses probed for clients beyond the reserve, per network
 
 
 @dataclass
@@ -136,10 +137,15 @@ class ConfigurationAgent:
         self.store.put(KIND, self._key(lease), lease.to_record())
 
     def _remember_last(self, lease: Lease) -> None:
+        """A client's last bound address, so it gets it back; the least
+        recently bound client is forgotten when the table is full."""
         key = (lease.network, lease.client)
-        if key not in self.last_address and len(self.last_address) >= MAX_LAST_ADDRESSES:
-            self.counters["last_address_not_kept"] += 1
-            return
+        self.last_address.pop(key, None)  # re-inserted: the newest
+        while len(self.last_address) >= MAX_LAST_ADDRESSES:
+            network, client = next(iter(self.last_address))
+            del self.last_address[(network, client)]
+            self.store.delete(LAST_KIND, f"{network}|{client}")
+            self.counters["last_address_forgotten"] += 1
         self.last_address[key] = lease.address
         self.store.put(LAST_KIND, f"{lease.network}|{lease.client}",
                        {"network": lease.network, "client": lease.client,
@@ -182,33 +188,45 @@ class ConfigurationAgent:
 
     def allocate(self, network: str, client: str, mac: str, now: float, *, state: str = BOUND,
                  identity: str | None = None, hostname: str | None = None,
-                 requested: str | None = None) -> Lease | str | None:
+                 requested: str | None = None, by_mac: bool = False) -> Lease | str | None:
         """A lease for the client: its own, renewed; else a probed free address.
 
-        Returns the lease; or the address being probed for it (the caller
-        waits for :meth:`tick` to report it); or None when the pool is full.
+        ``by_mac``: a lease of the same MAC counts as the client's own (the
+        caller has decided the sender may have it).  ``requested`` (DHCP
+        option 50) is honoured only if already probed: a client must not
+        make the CA probe addresses of its choosing.  Returns the lease; or
+        the address being probed for it (the caller waits for :meth:`tick`
+        to report it); or None when the pool is full.
         """
         pool = self.pools[network]
-        lease = self.lease_for(network, client, mac)
+        lease = self.lease_for(network, client, mac if by_mac else None)
         if lease is not None:
             return self._bind(pool, lease, state, now, hostname)
-        wanted = [a for a in (requested, self.last_address.get((network, client))) if a]
-        for address in wanted:
-            if not self._in_pool(pool, address) or not self._usable(pool, address, now):
-                continue
-            if self._fresh(pool, address, now):
-                return self._new_lease(pool, address, client, mac, state, now, identity, hostname)
-            self._start_probe(pool, address, now)
-            return address
+        if requested and self._in_pool(pool, requested) and \
+                self._usable(pool, requested, now) and self._fresh(pool, requested, now):
+            return self._new_lease(pool, requested, client, mac, state, now, identity, hostname)
+        last = self.last_address.get((network, client))
+        if last and self._in_pool(pool, last) and self._usable(pool, last, now):
+            if self._fresh(pool, last, now):
+                return self._new_lease(pool, last, client, mac, state, now, identity, hostname)
+            if last in pool.probing or self._may_probe(pool):
+                self._start_probe(pool, last, now)
+                return last
         for address in sorted(pool.verified, key=lambda a: int(ipaddress.IPv4Address(a))):
             if self._usable(pool, address, now) and self._fresh(pool, address, now):
                 return self._new_lease(pool, address, client, mac, state, now, identity, hostname)
+        if pool.probing:
+            # Probes are under way (the reserve refilling): wait for those.
+            return min(pool.probing, key=lambda a: int(ipaddress.IPv4Address(a)))
         address = self._next_candidate(pool, now)
         if address is None:
             self.counters["pool_exhausted"] += 1
             return None
         self._start_probe(pool, address, now)
         return address
+
+    def _may_probe(self, pool: Pool) -> bool:
+        return len(pool.probing) < self.settings.dad_reserve + EXTRA_PROBES
 
     def _in_pool(self, pool: Pool, address: str) -> bool:
         try:
@@ -225,6 +243,8 @@ class ConfigurationAgent:
         """The client's own lease again: bound leases are renewed, offers never
         shorten them (an MN's MPA lease picked up by its DHCP client is this case)."""
         if state == BOUND:
+            if lease.state != BOUND:
+                self._remember_last(lease)
             lease.state = BOUND
             lease.expires = now + self._lease_time(pool, BOUND)
         elif lease.state == OFFERED:
@@ -247,7 +267,8 @@ class ConfigurationAgent:
         pool.by_client[client] = address
         pool.verified.pop(address, None)
         self._save(lease)
-        self._remember_last(lease)
+        if state == BOUND:
+            self._remember_last(lease)
         self.counters["lease_created"] += 1
         LOG.info("%s: leased %s to %s (%s)", pool.network.id, address, client, state)
         return lease
@@ -284,9 +305,11 @@ class ConfigurationAgent:
 
     # -- proactive DAD ----------------------------------------------------------
 
-    def seen_in_use(self, address: str, now: float) -> None:
-        """Somebody answered for, or sent from, ``address``."""
-        for pool in self.pools.values():
+    def seen_in_use(self, address: str, now: float, network: str | None = None) -> None:
+        """Somebody answered for, or sent from, ``address`` (in ``network`` if known)."""
+        pools = [self.pools[network]] if network in self.pools else \
+            [] if network is not None else self.pools.values()
+        for pool in pools:
             if self._in_pool(pool, address) and address not in pool.leases:
                 self._conflict(pool, address, now)
 

@@ -73,7 +73,7 @@ class Controller:
         self.counters = counters if counters is not None else collections.Counter()
         self.mpa = MpaService(topology, self.graph, credentials or {},
                               store if store is not None else MemoryStore(), self.counters,
-                              entropy, wall_offset, self._address_in_use)
+                              entropy, wall_offset, self._address_in_use, self._mac_attached)
         self.switches: dict[int, SwitchState] = {}
         self.hosts: dict[str, Host] = {}
         self._host_paths: dict[str, frozenset] = {}
@@ -242,6 +242,8 @@ class Controller:
         old = self.hosts.get(address)
         new = Host(address, mac, poa, static=bool(old and old.static))
         if old == new:
+            # Still there: an MN seen here is attached here (RFC 6252 C.2).
+            self.mpa.host_seen(mac, address, poa.network, now)
             answered = self._probing.pop(address, None) is not None
             if answered:
                 self.counters["host_probe_answered"] += 1
@@ -436,6 +438,9 @@ class Controller:
 
     def _address_in_use(self, address: str) -> bool:
         return address in self.hosts
+
+    def _mac_attached(self, mac: str, network: str) -> bool:
+        return any(h.mac == mac and h.poa.network == network for h in self.hosts.values())
 
     def _signal_in_band(self, dpid, in_port, frame, now) -> list[Send]:
         network = self._gateways[frame.ip_dst]

@@ -34,6 +34,7 @@ LOG = logging.getLogger("mpa_sdn.service")
 REST = "rest"
 INBAND = "inband"
 # Refusals an attacker could provoke without any key: silence in-band.
+MAX_WAITING_ORIGINS = 4  # places one request held back by DAD is answered at
 SILENT_IN_BAND = {"malformed", "oversized", "unsupported-version", "unknown-type",
                   "bad-mac", "unknown-sa", "unknown-session"}
 
@@ -71,12 +72,14 @@ class DhcpDecision:
 class MpaService:
     def __init__(self, topology, graph, credential_stores: dict, store, counters,
                  entropy: Callable[[int], bytes], wall_offset: float,
-                 in_use: Callable[[str], bool]):
+                 in_use: Callable[[str], bool],
+                 attached: Callable[[str, str], bool] = lambda mac, network: False):
         self.topology = topology
         self.graph = graph
         self.settings = topology.mpa
         self.counters = counters
         self.wall_offset = wall_offset
+        self.attached = attached  # (MAC, network) -> a host with it is learned there now
         self.aa = AuthenticationAgent(topology, credential_stores, store, self.settings,
                                       counters, entropy)
         self.ca = ConfigurationAgent(topology, store, self.settings, counters, in_use)
@@ -114,6 +117,16 @@ class MpaService:
                     extra["seq"] = msg["seq"]
             return [Answer(origin, signalling.error(exc.code, exc.message, **extra),
                            exc.http_status)]
+        except Exception:
+            # A bug, never the sender's business: logged and counted; the
+            # message changed nothing it could not, and REST gets a 500.
+            self.counters["signal_internal_error"] += 1
+            LOG.exception("%s message from %s failed", origin.channel, origin.source)
+            if origin.channel == INBAND:
+                return []
+            return [Answer(origin, signalling.error("internal-error",
+                                                    "internal error; see the controller log"),
+                           500)]
 
     def _network(self, msg: Message, origin: Origin):
         name = msg.get("network") or origin.network
@@ -160,8 +173,11 @@ class MpaService:
             return [Answer(origin, cached, _status_of(cached))]
         waiting = self._in_progress.get((sa.id, msg["seq"]))
         if waiting is not None:
+            # The same request again while DAD runs: one more place to answer,
+            # within reason (a captured copy must not multiply the answers).
             self.counters["signal_retransmission_waiting"] += 1
-            waiting.append(origin)
+            if origin not in waiting and len(waiting) < MAX_WAITING_ORIGINS:
+                waiting.append(origin)
             return []
         if msg.type == "config-request":
             return self._configure(sa, msg, [origin], wall)
@@ -236,8 +252,7 @@ class MpaService:
 
     def _release(self, sa, msg: Message, origin: Origin, wall: float) -> list[Answer]:
         scope = msg.get("scope", "lease")
-        released = self.ca.release(sa.network, mpa_client(sa.identity, sa.mn_mac), sa.mn_mac,
-                                   wall)
+        released = self.ca.release(sa.network, mpa_client(sa.identity, sa.mn_mac), wall)
         self.counters["config_released" if released else "config_release_nothing"] += 1
         answers = self._answer(sa, msg, "mn-ca", "released", [origin], wall, scope=scope)
         if scope == "all":
@@ -248,6 +263,10 @@ class MpaService:
         if sa.state == PRE_AUTHENTICATED:
             return self._refuse(sa, msg, "signalling", "wrong-state",
                                 "nothing to resume: the SA was never authorized", [origin], wall)
+        if not self.attached(sa.mn_mac, sa.network):
+            # Proof of possession counts where the MN is: back in the network.
+            return self._refuse(sa, msg, "signalling", "wrong-state",
+                                f"the MN is not attached to {sa.network}", [origin], wall)
         self.aa.resume(sa, wall)
         return self._answer(sa, msg, "signalling", "resumed", [origin], wall, state=sa.state)
 
@@ -258,7 +277,7 @@ class MpaService:
         wall = self.wall(now)
         self.aa.attached(mac, network, wall)
         if not self._held_by(address, mac):
-            self.ca.seen_in_use(address, wall)
+            self.ca.seen_in_use(address, wall, network)
 
     def host_left(self, mac: str, network: str, now: float) -> None:
         """The core forgot a host (its link went down, or it stopped answering)."""
@@ -327,13 +346,26 @@ class MpaService:
                 return None
             identity = sa.identity
             self.counters["dhcp_proactive"] += 1
+        pool = self.ca.pools[network_id]
+        mn_lease = next((l for l in pool.leases.values()
+                         if l.mac == request.chaddr and l.identity is not None), None)
+        if identity is None and learned and mn_lease is not None:
+            # The MN itself, at its PoA with its nCoA, speaking DHCP (§7.3.3:
+            # the same client, whichever protocol it asks with).
+            identity = mn_lease.identity
         client = mpa_client(identity, request.chaddr) if identity else request.client_key()
+        # A lease of the same MAC is the client's own only if it is an
+        # ordinary DHCP lease, or the sender is the host we know there: an
+        # MN's lease does not go to whoever borrows its MAC.
+        same_mac = mn_lease or pool.lease_of_mac(request.chaddr)
+        by_mac = learned or (same_mac is not None and same_mac.identity is None)
+        mac = request.chaddr if by_mac else None
         kind = request.message_type
         lease_time = network.lease_time_s or self.settings.lease_time_s
         if kind == d.DISCOVER:
             result = self.ca.allocate(network_id, client, request.chaddr, wall, state=OFFERED,
                                       identity=identity, hostname=request.hostname,
-                                      requested=request.requested_ip)
+                                      requested=request.requested_ip, by_mac=by_mac)
             if not isinstance(result, Lease):
                 self.counters["dhcp_no_offer"] += 1   # the client will retry; DAD is running
                 return None
@@ -344,7 +376,7 @@ class MpaService:
                 return None
             wanted = request.requested_ip or (request.ciaddr if request.ciaddr != "0.0.0.0"
                                               else None)
-            lease = self.ca.lease_for(network_id, client, request.chaddr)
+            lease = self.ca.lease_for(network_id, client, mac)
             if lease is None or (wanted is not None and wanted != lease.address):
                 if request.server_id is None and lease is None:
                     # INIT-REBOOT for an address we never gave: not ours to refuse
@@ -355,12 +387,15 @@ class MpaService:
                 self.counters["dhcp_nak"] += 1
                 return DhcpDecision(d.NAK, message="no such lease; start again")
             lease = self.ca.allocate(network_id, client, request.chaddr, wall, state=BOUND,
-                                     identity=identity, hostname=request.hostname)
+                                     identity=identity, hostname=request.hostname,
+                                     by_mac=by_mac)
             self.counters["dhcp_ack"] += 1
             return DhcpDecision(d.ACK, lease.address, lease_time)
         if kind in (d.RELEASE, d.DECLINE):
-            lease = self.ca.lease_for(network_id, client, request.chaddr)
+            lease = self.ca.lease_for(network_id, client, mac)
             address = request.ciaddr if kind == d.RELEASE else request.requested_ip
+            if lease is None and same_mac is not None and not by_mac:
+                lease = same_mac  # an MN's lease, asked for with its MAC: refused below
             if lease is None or lease.address != address:
                 return None
             if lease.identity is not None and not learned:
@@ -369,7 +404,7 @@ class MpaService:
                 self.counters["dhcp_release_refused"] += 1
                 return None
             if kind == d.RELEASE:
-                self.ca.release(network_id, lease.client, request.chaddr, wall)
+                self.ca.release(network_id, lease.client, wall)
             else:
                 self.ca.declined(network_id, lease.address, wall)
             return None

@@ -43,12 +43,14 @@ ERRORS = {
     "bad-mac": 403,
     "sa-expired": 403,
     "wrong-state": 409,          # not allowed in the SA's current state
+    "mac-in-use": 409,           # the MN's MAC has another identity's MPA-SA here
     "replay": 409,               # a sequence number already used
     "outside-window": 409,       # a sequence number older than the replay window
     "rate-limited": 429,
     "busy": 503,                 # too many pre-authentications in progress
     "pool-exhausted": 503,
     "address-pending": 503,      # duplicate address detection still running
+    "internal-error": 500,       # a bug in the controller; see its log
 }
 
 _HEX = re.compile(r"[0-9a-f]+")
@@ -102,7 +104,15 @@ def _one_of(*values) -> Callable[[Any], bool]:
 
 
 _network = lambda v: isinstance(v, str) and bool(_ID.fullmatch(v))  # noqa: E731
-_nai = lambda v: isinstance(v, str) and len(v) <= 253 and bool(_NAI.fullmatch(v))  # noqa: E731
+def _nai(v: Any) -> bool:
+    # Printable and encodable: the identity goes into key derivation as UTF-8.
+    if not (isinstance(v, str) and len(v) <= 253 and v.isprintable() and _NAI.fullmatch(v)):
+        return False
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from \ud800-style escapes
+        return False
+    return True
 _mac = lambda v: isinstance(v, str) and bool(_MAC.fullmatch(v))  # noqa: E731
 _nonce = _hex(32)
 _tag = _hex(32)
@@ -189,15 +199,17 @@ def decode(data: bytes, max_bytes: int, *, expect: tuple[str, ...] = REQUESTS) -
         raise SignallingError("unsupported-version", f"version {raw.get('v')!r}; this is {VERSION}")
     kind = raw.get("type")
     if not isinstance(kind, str) or kind not in expect:
-        raise SignallingError("unknown-type", f"type {str(kind)[:32]!r} is not one of "
+        raise SignallingError("unknown-type", f"type {ascii(str(kind)[:32])} is not one of "
                               + ", ".join(expect))
     required, optional = SCHEMAS[kind]
     fields = {k: v for k, v in raw.items() if k not in ("v", "type")}
     missing = sorted(set(required) - set(fields))
     unknown = sorted(set(fields) - set(required) - set(optional))
     if missing or unknown:
+        # Field names are the sender's: shown escaped, never as they came.
         problems = ([f"missing {', '.join(missing)}"] if missing else []) + \
-                   ([f"unknown {', '.join(k[:32] for k in unknown)}"] if unknown else [])
+                   ([f"unknown {', '.join(ascii(k)[:34] for k in unknown[:5])}"]
+                    if unknown else [])
         raise SignallingError("malformed", f"{kind}: {'; '.join(problems)}")
     for name, value in fields.items():
         check = required.get(name) or optional[name]

@@ -127,10 +127,15 @@ class RestApi:
             LOG.exception("%s %s failed", request.method, request.path_info)
             return _error(500, "internal error; see the controller log")
         if answer is None:
-            # Held back by duplicate address detection past our wait.
+            # No answer in time: a configuration held back by duplicate
+            # address detection, or a controller too busy to get to it.
             self._count("rest_signal_pending")
+            if "config-request" in kinds:
+                return _message(503, signalling.error(
+                    "address-pending", "duplicate address detection is still running; "
+                    "send the same message again", retry_after=1))
             return _message(503, signalling.error(
-                "address-pending", "duplicate address detection is still running; "
-                "send the same message again", retry_after=1))
+                "busy", "the controller did not get to it in time; send it again",
+                retry_after=1))
         self._count("rest_signal_answered" if answer.status < 400 else "rest_signal_refused")
         return _message(answer.status, answer.fields)

@@ -18,6 +18,7 @@ MN_MAC = "02:00:00:00:01:01"
 IDENTITY = "mn1@domain-a"
 PSK_A = b"a" * 32
 PSK_B = b"b" * 32
+EVE, PSK_EVE = "eve@domain-b", b"e" * 32   # another subscriber of domain-b
 
 
 class Keys:
@@ -50,15 +51,27 @@ class Rig:
         self.counters = collections.Counter()
         self.now = 1000.0
         self.used = set(in_use or ())
+        self.location: dict[str, str] = {}  # MAC -> the network it is attached to
         self.mn_entropy = counter_entropy(b"mn")
         self.service = self._service()
 
     def _service(self):
         stores = {"domain-a": Keys("domain-a", {IDENTITY: PSK_A}),
-                  "domain-b": Keys("domain-b", {IDENTITY: PSK_B})}
+                  "domain-b": Keys("domain-b", {IDENTITY: PSK_B, EVE: PSK_EVE})}
         return MpaService(self.topology, self.graph, stores, self.store, self.counters,
                           counter_entropy(b"aa%d" % id(self)), 1_700_000_000.0,
-                          self.used.__contains__)
+                          self.used.__contains__,
+                          lambda mac, network: self.location.get(mac) == network)
+
+    def seen(self, mac: str, address: str, network: str) -> None:
+        """The core learned the host at a PoA of ``network``."""
+        self.location[mac] = network
+        self.service.host_seen(mac, address, network, self.now)
+
+    def left(self, mac: str, network: str) -> None:
+        if self.location.get(mac) == network:
+            del self.location[mac]
+        self.service.host_left(mac, network, self.now)
 
     def restart(self):
         self.counters = collections.Counter()
@@ -84,9 +97,8 @@ class Rig:
         return answers
 
     def preauth(self, network="net-b1", psk=PSK_B, domain="domain-b", identity=IDENTITY,
-                **kw):
-        run = protocol.PreAuthentication(identity, psk, network, MN_MAC,
-                                         entropy=self.mn_entropy)
+                mac=MN_MAC, **kw):
+        run = protocol.PreAuthentication(identity, psk, network, mac, entropy=self.mn_entropy)
         challenge = self.one(run.init(), network, **kw)
         success = self.one(run.response(challenge.body), network, **kw)
         return run.finish(success.body, domain)

@@ -415,8 +415,13 @@ def test_resume_proves_possession_of_a_held_sa():
     rig = Rig()
     node = rest_node(rig)
     b1 = node.preauthenticate("net-b1")
-    rig.service.host_seen(MN_MAC, "10.2.1.100", "net-b1", rig.now)
-    rig.service.host_seen(MN_MAC, "10.1.1.10", "net-a1", rig.now)
+    rig.seen(MN_MAC, "10.2.1.100", "net-b1")
+    rig.seen(MN_MAC, "10.1.1.10", "net-a1")
+    assert rig.service.aa.sas[b1.sa].state == "held"
+    with pytest.raises(ProtocolError) as err:   # proof counts only back in the network
+        node.resume("net-b1")
+    assert err.value.code == "wrong-state"
+    rig.seen(MN_MAC, "10.2.1.100", "net-b1")
     assert rig.service.aa.sas[b1.sa].state == "held"
     assert node.resume("net-b1") == {"network": "net-b1", "state": "authorized"}
 

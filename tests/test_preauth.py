@@ -130,12 +130,12 @@ def test_states_follow_attachment_and_hold():
     b1 = rig.preauth("net-b1", PSK_B, "domain-b")
     a2 = rig.preauth("net-a2", PSK_A, "domain-a")
     sas = rig.service.aa.sas
-    rig.service.host_seen(MN_MAC, "10.2.1.100", "net-b1", rig.now)
+    rig.seen(MN_MAC, "10.2.1.100", "net-b1")
     assert (sas[b1.sa].state, sas[a2.sa].state) == (AUTHORIZED, PRE_AUTHENTICATED)
-    rig.service.host_seen(MN_MAC, "10.1.2.100", "net-a2", rig.now)
+    rig.seen(MN_MAC, "10.1.2.100", "net-a2")
     assert (sas[b1.sa].state, sas[a2.sa].state) == (HELD, AUTHORIZED)
     # Back in net-b1: still held until the MN proves possession of the SA.
-    rig.service.host_seen(MN_MAC, "10.2.1.100", "net-b1", rig.now)
+    rig.seen(MN_MAC, "10.2.1.100", "net-b1")
     assert sas[b1.sa].state == HELD
     data, seq = protocol.request(b1, "resume")
     answer = rig.one(data, "net-b1")
@@ -146,8 +146,8 @@ def test_states_follow_attachment_and_hold():
 def test_a_held_sa_expires_after_the_hold_time_and_is_then_removed():
     rig = Rig()
     b1 = rig.preauth("net-b1", PSK_B, "domain-b")
-    rig.service.host_seen(MN_MAC, "10.2.1.100", "net-b1", rig.now)
-    rig.service.host_seen(MN_MAC, "10.1.1.100", "net-a1", rig.now)
+    rig.seen(MN_MAC, "10.2.1.100", "net-b1")
+    rig.seen(MN_MAC, "10.1.1.100", "net-a1")
     rig.now += rig.topology.mpa.sa_hold_s + 1
     rig.service.tick(rig.now)
     assert rig.service.aa.sas[b1.sa].state == EXPIRED
@@ -184,8 +184,8 @@ def test_the_failure_limiter_keeps_within_its_bound():
 def test_an_authorized_sa_is_held_when_its_mn_leaves_for_anywhere():
     rig = Rig()
     b1 = rig.preauth("net-b1", PSK_B, "domain-b")
-    rig.service.host_seen(MN_MAC, "10.2.1.100", "net-b1", rig.now)
-    rig.service.host_left("02:00:00:00:09:09", "net-b1", rig.now)   # someone else
+    rig.seen(MN_MAC, "10.2.1.100", "net-b1")
+    rig.left("02:00:00:00:09:09", "net-b1")   # someone else
     assert rig.service.aa.sas[b1.sa].state == AUTHORIZED
-    rig.service.host_left(MN_MAC, "net-b1", rig.now)
+    rig.left(MN_MAC, "net-b1")
     assert rig.service.aa.sas[b1.sa].state == HELD

@@ -93,10 +93,14 @@ def test_discover_by_current_address(setup):
 def test_bad_requests_get_a_clear_error_and_change_nothing(setup, path, body, content_type,
                                                            status, code):
     api, core, _ = setup
+    preauth(api)   # something to lose: an MPA-SA and its session
+    before = ({k: v.to_record() for k, v in core.mpa.aa.sas.items()},
+              set(core.mpa.aa.sessions), core.mpa.lease_views(0))
     response, answer = post(api, path, body, content_type)
     assert response.status_int == status and answer["code"] == code
     assert answer["type"] == "error" and answer["message"]
-    assert core.mpa.aa.sessions == {} and core.mpa.aa.sas == {}
+    assert before == ({k: v.to_record() for k, v in core.mpa.aa.sas.items()},
+                      set(core.mpa.aa.sessions), core.mpa.lease_views(0))
 
 
 def test_a_message_for_another_network_than_the_path(setup):

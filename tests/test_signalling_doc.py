@@ -138,7 +138,9 @@ def generate() -> str:
     salt = NONCE_MN + NONCE_AA
     auth_key = hkdf32(PSK, salt, info("auth"))
     proof_mn = hmac256(auth_key, field("mn") + transcript)
-    proof_aa = hmac256(auth_key, field("aa") + transcript)
+    lifetime = service.settings.sa_lifetime_s
+    proof_aa = hmac256(auth_key, field("aa") + transcript + field(SA_ID.hex())
+                       + field(str(lifetime)))
     root = hkdf32(PSK, salt, info("mpa-sa"))
     derived = {p: hkdf32(root, salt, info(p)) for p in ("mn-ca", "mn-ar", "signalling")}
     wire = {name: signalling.decode(data, 65536, expect=tuple(signalling.SCHEMAS)).fields
@@ -201,7 +203,7 @@ def generate() -> str:
         f"auth key   {auth_key.hex()}",
         "proof_mn = HMAC(auth key, field(\"mn\") ‖ transcript)",
         f"           {proof_mn.hex()}",
-        "proof_aa = HMAC(auth key, field(\"aa\") ‖ transcript)",
+        "proof_aa = HMAC(auth key, field(\"aa\") ‖ transcript ‖ field(sa) ‖ field(lifetime))",
         f"           {proof_aa.hex()}",
         "```",
         "",
