@@ -88,12 +88,12 @@ class Pool:
 
 
 class ConfigurationAgent:
-    def __init__(self, topology, store, settings, counters, in_use):
+    def __init__(self, topology, store, settings, counters, used_by):
         self.topology = topology
         self.store = store
         self.settings = settings
         self.counters = counters
-        self.in_use = in_use   # address -> True if a learned host uses it
+        self.used_by = used_by  # address -> the MAC of the learned host using it, or None
         self.pools = {n.id: Pool(n, settings) for n in topology.networks.values()
                       if n.pool is not None}
         self.last_address: dict[tuple[str, str], str] = {}  # (network, client) -> address
@@ -182,9 +182,18 @@ class ConfigurationAgent:
 
     # -- allocation -------------------------------------------------------------
 
-    def _usable(self, pool: Pool, address: str, now: float) -> bool:
-        return (address not in pool.leases and pool.conflicts.get(address, 0) <= now
-                and not self.in_use(address))
+    def _usable(self, pool: Pool, address: str, now: float, mac: str | None = None) -> bool:
+        """Free to lease: nobody's lease, not found in use, and no host we know
+        uses it, unless that host is the client itself (``mac``)."""
+        if address in pool.leases or pool.conflicts.get(address, 0) > now:
+            return False
+        user = self.used_by(address)
+        return user is None or (mac is not None and user == mac)
+
+    def _own_or_fresh(self, pool: Pool, address: str, now: float, mac: str) -> bool:
+        """Leasable at once: probed lately, or in use by the client itself
+        (which the probes would only find)."""
+        return self._fresh(pool, address, now) or self.used_by(address) == mac
 
     def allocate(self, network: str, client: str, mac: str, now: float, *, state: str = BOUND,
                  identity: str | None = None, hostname: str | None = None,
@@ -203,11 +212,12 @@ class ConfigurationAgent:
         if lease is not None:
             return self._bind(pool, lease, state, now, hostname)
         if requested and self._in_pool(pool, requested) and \
-                self._usable(pool, requested, now) and self._fresh(pool, requested, now):
+                self._usable(pool, requested, now, mac) and \
+                self._own_or_fresh(pool, requested, now, mac):
             return self._new_lease(pool, requested, client, mac, state, now, identity, hostname)
         last = self.last_address.get((network, client))
-        if last and self._in_pool(pool, last) and self._usable(pool, last, now):
-            if self._fresh(pool, last, now):
+        if last and self._in_pool(pool, last) and self._usable(pool, last, now, mac):
+            if self._own_or_fresh(pool, last, now, mac):
                 return self._new_lease(pool, last, client, mac, state, now, identity, hostname)
             if last in pool.probing or self._may_probe(pool):
                 self._start_probe(pool, last, now)
@@ -273,14 +283,14 @@ class ConfigurationAgent:
         LOG.info("%s: leased %s to %s (%s)", pool.network.id, address, client, state)
         return lease
 
-    def release(self, network: str, client: str, mac: str | None = None,
-                now: float | None = None) -> Lease | None:
-        lease = self.lease_for(network, client, mac)
+    def release(self, network: str, client: str, now: float) -> Lease | None:
+        """End the client's own lease (found by client, never by MAC)."""
+        lease = self.lease_for(network, client)
         if lease is None:
             return None
         pool = self.pools[network]
         self._remove(pool, lease, "released")
-        if now is not None and lease.state == BOUND:
+        if lease.state == BOUND:
             # Its holder gave it back: as good as probed, so the same client
             # asking again gets it at once (its last address) without DAD.
             pool.verified[lease.address] = now

@@ -73,7 +73,7 @@ class Controller:
         self.counters = counters if counters is not None else collections.Counter()
         self.mpa = MpaService(topology, self.graph, credentials or {},
                               store if store is not None else MemoryStore(), self.counters,
-                              entropy, wall_offset, self._address_in_use, self._mac_attached)
+                              entropy, wall_offset, self._address_user, self._mac_attached)
         self.switches: dict[int, SwitchState] = {}
         self.hosts: dict[str, Host] = {}
         self._host_paths: dict[str, frozenset] = {}
@@ -436,8 +436,9 @@ class Controller:
 
     # -- the AA and CA: signalling, DHCP, DAD ---------------------------------
 
-    def _address_in_use(self, address: str) -> bool:
-        return address in self.hosts
+    def _address_user(self, address: str) -> str | None:
+        host = self.hosts.get(address)
+        return host.mac if host is not None else None
 
     def _mac_attached(self, mac: str, network: str) -> bool:
         return any(h.mac == mac and h.poa.network == network for h in self.hosts.values())

@@ -72,7 +72,7 @@ class DhcpDecision:
 class MpaService:
     def __init__(self, topology, graph, credential_stores: dict, store, counters,
                  entropy: Callable[[int], bytes], wall_offset: float,
-                 in_use: Callable[[str], bool],
+                 used_by: Callable[[str], str | None],
                  attached: Callable[[str, str], bool] = lambda mac, network: False):
         self.topology = topology
         self.graph = graph
@@ -82,7 +82,7 @@ class MpaService:
         self.attached = attached  # (MAC, network) -> a host with it is learned there now
         self.aa = AuthenticationAgent(topology, credential_stores, store, self.settings,
                                       counters, entropy)
-        self.ca = ConfigurationAgent(topology, store, self.settings, counters, in_use)
+        self.ca = ConfigurationAgent(topology, store, self.settings, counters, used_by)
         # Configuration requests waiting for DAD: (network, address) -> [(sa id, msg, origins)]
         self._waiting: dict[tuple[str, str], list] = {}
         self._in_progress: dict[tuple[str, int], list] = {}  # (sa id, seq) -> origins

@@ -10,9 +10,10 @@ exec </dev/null
 # --python: only what the virtual environment needs (make unit, no root
 # needed when it is there). --no-start: install, but do not start OVS.
 python_packages=(python3-venv python3-dev)
-# busybox: its udhcpc is the ordinary DHCP client the integration tests use.
+# busybox (its udhcpc) and isc-dhcp-client: the ordinary DHCP clients the
+# integration tests serve leases to.
 lab_packages=(openvswitch-switch mininet iputils-ping iputils-arping ethtool iproute2 procps psmisc
-              busybox)
+              busybox isc-dhcp-client)
 mode=${1:-all}
 case "$mode" in
     all|--no-start) packages=("${python_packages[@]}" "${lab_packages[@]}") ;;

@@ -52,6 +52,7 @@ class Rig:
         self.now = 1000.0
         self.used = set(in_use or ())
         self.location: dict[str, str] = {}  # MAC -> the network it is attached to
+        self.users: dict[str, str] = {}     # address -> MAC of the learned host using it
         self.mn_entropy = counter_entropy(b"mn")
         self.service = self._service()
 
@@ -60,7 +61,8 @@ class Rig:
                   "domain-b": Keys("domain-b", {IDENTITY: PSK_B, EVE: PSK_EVE})}
         return MpaService(self.topology, self.graph, stores, self.store, self.counters,
                           counter_entropy(b"aa%d" % id(self)), 1_700_000_000.0,
-                          self.used.__contains__,
+                          lambda address: self.users.get(address) or (
+                              "02:00:00:00:99:99" if address in self.used else None),
                           lambda mac, network: self.location.get(mac) == network)
 
     def seen(self, mac: str, address: str, network: str) -> None:

@@ -115,7 +115,7 @@ def test_a_revoked_identity_loses_its_sa_at_restart():
     counters = collections.Counter()
     service = MpaService(rig.topology, rig.graph,
                          {"domain-b": Keys("domain-b", {EVE: PSK_EVE})}, store, counters,
-                         lambda n: b"\0" * n, 0.0, lambda a: False)
+                         lambda n: b"\0" * n, 0.0, lambda a: None)
     assert [sa.identity for sa in service.aa.sas.values()] == [EVE]
     assert counters["sa_revoked"] == 1
 

@@ -81,7 +81,10 @@ def test_the_same_client_gets_its_address_back():
     protocol.check_answer(state, rig.one(data, "net-b1").body, seq, "released")
     assert rig.service.ca.views(0) == []
     other = rig.preauth("net-b1", PSK_B, "domain-b")  # a new SA, the same MN
-    assert configure(rig, other)["address"] == first["address"]
+    data, seq = protocol.request(other, "config-request")
+    [answer] = rig.send(data, "net-b1")   # at once: a released address needs no new probe
+    assert protocol.check_answer(other, answer.body, seq, "config")["address"] == \
+        first["address"]
 
 
 def snapshot(rig):
@@ -242,3 +245,24 @@ def test_an_mn_lease_is_released_by_dhcp_only_from_the_learned_host():
     assert rig.counters["dhcp_release_refused"] == 1
     rig.service.dhcp(request, "net-b1", False, rig.now, learned=True)
     assert rig.service.lease_views(rig.now) == []
+
+
+def test_a_dhcp_client_gets_its_address_back_while_we_still_know_its_host():
+    from mpa_sdn import dhcp
+    rig = Rig()
+    rig.settle_dad()
+    mac = "02:00:00:00:dc:01"
+
+    def ask(kind, **fields):
+        frame = dhcp.build_request(kind, chaddr=mac, xid=1, **fields)
+        return rig.service.dhcp(dhcp.decode_request(frame), "net-b1", False, rig.now,
+                                learned=bool(fields.get("ciaddr")))
+    offer = ask(dhcp.DISCOVER)
+    ack = ask(dhcp.REQUEST, requested_ip=offer.address, server_id="10.2.1.1")
+    assert ack.message_type == dhcp.ACK
+    rig.users[ack.address] = mac      # the controller learned the client there
+    ask(dhcp.RELEASE, ciaddr=ack.address, ip_src=ack.address, ip_dst="10.2.1.1")
+    assert rig.service.lease_views(rig.now) == []
+    rig.now += 120                    # the release's probe result has gone stale
+    rig.settle_dad()
+    assert ask(dhcp.DISCOVER).address == ack.address

@@ -108,7 +108,7 @@ def generate() -> str:
     topology = load_topology(TOPOLOGY)
     service = MpaService(topology, NeighbourhoodGraph(topology),
                          {DOMAIN: Keys(DOMAIN, {IDENTITY: PSK})}, MemoryStore(),
-                         collections.Counter(), aa_entropy(), WALL - NOW, lambda a: False)
+                         collections.Counter(), aa_entropy(), WALL - NOW, lambda a: None)
     now = NOW
     for _ in range(10):                 # DAD: a reserve of probed addresses, nobody answering
         service.tick(now)

@@ -24,6 +24,16 @@ MN_CREDENTIALS = os.path.join(ROOT, "topologies", "credentials", "mn1.yaml")
 SQUATTED = "10.2.1.100"   # the first address of net-b1's pool
 SQUATTER = ("sq1", "02:00:00:00:99:01", "ap-b1-1")
 DHCP_CLIENT = ("dh1", "02:00:00:00:d1:01", "ap-b1-2")
+DHCLIENT = ("dc1", "02:00:00:00:dc:01", "ap-a1-2")
+# dhclient's own script would rewrite the machine's resolv.conf: this one
+# only sets and clears the address.
+DHCLIENT_SCRIPT = """#!/bin/sh
+case "$reason" in
+  BOUND|RENEW|REBIND|REBOOT) ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" ;;
+  RELEASE|EXPIRE|STOP) ip -4 addr flush dev "$interface" ;;
+esac
+exit 0
+"""
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +52,8 @@ def controller(prerequisites, log_dir):
 @pytest.fixture(scope="module")
 def lab(controller, topology):
     from topologies.lab import ExtraHost
-    extra = [ExtraHost(*SQUATTER, address=SQUATTED), ExtraHost(*DHCP_CLIENT)]
+    extra = [ExtraHost(*SQUATTER, address=SQUATTED), ExtraHost(*DHCP_CLIENT),
+             ExtraHost(*DHCLIENT)]
     with running_lab(controller, topology, management=True, extra_hosts=extra) as lab:
         yield lab
 
@@ -119,6 +130,31 @@ def test_busybox_udhcpc_gets_a_lease_over_the_wire(lab, controller):
     assert len({l["address"] for l in all_leases}) == len(all_leases)
     assert lease["address"] in host.cmd(f"ip -4 addr show dev {intf}")
     assert ping(host, "10.2.1.1").ok, "the client uses its lease"
+
+
+def test_isc_dhclient_gets_releases_and_gets_back_its_address(lab, controller, tmp_path):
+    host = lab.host("dc1")
+    intf = host.defaultIntf().name
+    script = tmp_path / "dhclient-script"
+    script.write_text(DHCLIENT_SCRIPT)
+    script.chmod(0o755)
+    files = f"-lf {tmp_path}/dc1.leases -pf {tmp_path}/dc1.pid -sf {script}"
+
+    def leases():
+        return {l["mac"]: l for l in controller.get("/mpa/v1/networks/net-a1/leases")}
+
+    out = host.cmd(f"timeout 30 dhclient -4 -1 -v {files} {intf} 2>&1")
+    assert "bound to" in out, out
+    address = leases()[DHCLIENT[1]]["address"]
+    assert address in host.cmd(f"ip -4 addr show dev {intf}")
+    assert ping(host, "10.1.1.1").ok
+    out = host.cmd(f"timeout 30 dhclient -4 -r -v {files} {intf} 2>&1")
+    assert "DHCPRELEASE" in out, out
+    wait_for(lambda: DHCLIENT[1] not in leases(), 5, "the release to reach the CA")
+    out = host.cmd(f"timeout 30 dhclient -4 -1 -v {files} {intf} 2>&1")
+    assert "bound to" in out, out
+    assert leases()[DHCLIENT[1]]["address"] == address, "the same client, the same address"
+    host.cmd(f"dhclient -x {files} {intf} 2>&1")
 
 
 def test_a_controller_restart_loses_no_sa_and_no_lease(lab, controller, state_dir):
