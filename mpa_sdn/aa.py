@@ -113,6 +113,7 @@ class Session:
     expires: float
     psk: bytes | None          # None: an identity the domain does not know
     init_key: tuple = ()       # what a retransmitted auth-init repeats
+    in_progress: bool = True   # counts against its source's limit until it ends
     answer: dict | None = None  # auth-success, kept for a retransmitted response
     answer_proof: str | None = None
 
@@ -343,6 +344,7 @@ class AuthenticationAgent:
         session.answer = {"type": "auth-success", "network": sa.network, "session": session.id,
                           "sa": sa.id, "lifetime": lifetime, "proof": proof}
         session.answer_proof = msg["proof"]
+        self._end_progress(session)  # kept only to answer a retransmission now
         return session.answer
 
     def _forget_session(self, session: Session) -> None:
@@ -350,9 +352,14 @@ class AuthenticationAgent:
             return
         if self._session_by_init.get(session.init_key) == session.id:
             del self._session_by_init[session.init_key]
-        self._sessions_of_source[session.source] -= 1
-        if self._sessions_of_source[session.source] <= 0:
-            del self._sessions_of_source[session.source]
+        self._end_progress(session)
+
+    def _end_progress(self, session: Session) -> None:
+        if session.in_progress:
+            session.in_progress = False
+            self._sessions_of_source[session.source] -= 1
+            if self._sessions_of_source[session.source] <= 0:
+                del self._sessions_of_source[session.source]
 
     def _expire_sessions(self, now: float) -> None:
         for session in [s for s in self.sessions.values() if s.expires <= now]:

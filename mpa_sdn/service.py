@@ -34,6 +34,7 @@ LOG = logging.getLogger("mpa_sdn.service")
 REST = "rest"
 INBAND = "inband"
 # Refusals an attacker could provoke without any key: silence in-band.
+MAINTENANCE_S = 2.0      # the state file's WAL is checkpointed this often
 MAX_WAITING_ORIGINS = 4  # places one request held back by DAD is answered at
 SILENT_IN_BAND = {"malformed", "oversized", "unsupported-version", "unknown-type",
                   "bad-mac", "unknown-sa", "unknown-session"}
@@ -83,6 +84,8 @@ class MpaService:
         self.aa = AuthenticationAgent(topology, credential_stores, store, self.settings,
                                       counters, entropy)
         self.ca = ConfigurationAgent(topology, store, self.settings, counters, used_by)
+        self.store = store
+        self._next_maintenance = 0.0
         # Configuration requests waiting for DAD: (network, address) -> [(sa id, msg, origins)]
         self._waiting: dict[tuple[str, str], list] = {}
         self._in_progress: dict[tuple[str, int], list] = {}  # (sa id, seq) -> origins
@@ -302,6 +305,9 @@ class MpaService:
         wall = self.wall(now)
         self.aa.tick(wall)
         probes, finished = self.ca.tick(wall, ready)
+        if now >= self._next_maintenance:
+            self._next_maintenance = now + MAINTENANCE_S
+            self.store.maintain()
         answers = []
         # A request waits for its address's probes; if those ended (free or
         # taken) or stopped (a switch went), it is served anew.

@@ -127,3 +127,9 @@ def test_in_band_copies_of_a_waiting_request_are_answered_a_bounded_number_of_ti
     for port in range(20):
         rig.send(data, "net-b1", channel=INBAND, mac=MN_MAC, source=f"10.1.1.{port + 2}")
     assert len(rig.settle_dad()) == 4
+
+
+def test_completed_pre_authentications_do_not_count_against_their_source():
+    rig = Rig()
+    for _ in range(3 * SESSIONS_PER_SOURCE):
+        assert rig.preauth().network == "net-b1"

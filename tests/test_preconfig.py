@@ -266,3 +266,19 @@ def test_a_dhcp_client_gets_its_address_back_while_we_still_know_its_host():
     rig.now += 120                    # the release's probe result has gone stale
     rig.settle_dad()
     assert ask(dhcp.DISCOVER).address == ack.address
+
+
+def test_the_state_file_is_checkpointed_by_the_timer_not_by_requests(tmp_path):
+    path = str(tmp_path / "mpa.db")
+    store = SqliteStore(path)
+    assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+    rig = Rig(store=store)
+    rig.settle_dad()
+    configure(rig, rig.preauth())
+    wal = os.path.getsize(path + "-wal")
+    assert wal > 0
+    rig.service.tick(rig.now + 10)       # the timer's turn: the WAL goes into the file
+    busy, logged, done = store._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and logged == done
+    store.close()
+    assert SqliteStore(path).load("lease")

@@ -43,6 +43,15 @@ class ControllerProcess:
     def start(self, timeout_s: float = 20.0) -> None:
         if self._log not in (None, subprocess.DEVNULL):
             self._log.close()
+        try:
+            # Whatever answers now is not ours (a controller left from an
+            # earlier run): talking to it would go unnoticed.
+            self.get("/mpa/v1/switches")
+        except OSError:
+            pass
+        else:
+            raise RuntimeError(f"something already answers on {self.base_url}; "
+                               "stop it first (an earlier controller?)")
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
             [MPA_CONTROLLER, "--config", self.config, "--ofp-port", str(self.ofp_port),
