@@ -115,14 +115,20 @@ def demo(args) -> int:
         print("Pre-authentication and pre-configuration (RFC 6252 section 6.3 steps 1-2):")
         mpa = preconfigure(lab, controller.rest_port, args.out,
                            progress=lambda line: print(line, flush=True))
-        sas = controller.get("/mpa/v1/sas")
-        print(f"  The controller holds {len(sas)} MPA-SA(s): "
-              + ", ".join(f"{s['identity']}@{s['network']} ({s['state']})" for s in sas) + "\n")
+        print(f"  The controller's MPA-SAs: {_sa_states(controller)}\n")
         results = all_pairs(lab, progress=lambda line: print(line, flush=True))
         print()
         reachable = print_report(results)
+        # The tour attached mn1 to each CTN in turn (RFC 6252 C.2: authorized
+        # where it is, held where it left).
+        print(f"MPA-SAs after the tour: {_sa_states(controller)}")
         return 0 if reachable and mpa and all(r.ok for r in mpa) else 1
     return _run_lab(args, body)
+
+
+def _sa_states(controller) -> str:
+    sas = controller.get("/mpa/v1/sas")
+    return ", ".join(f"{s['identity']} for {s['network']} {s['state']}" for s in sas) or "none"
 
 
 def up(args) -> int:
