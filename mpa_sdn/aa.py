@@ -50,6 +50,9 @@ EXPIRED_KEEP_S = 300.0   # an expired SA still answers "sa-expired" this long
 KIND = "sa"
 SESSIONS_PER_SOURCE = 8  # pre-authentications in progress from one address
 RECENT_ANSWERS = 8       # answers kept per SA for retransmissions
+# An MN whose link went down and that shows up again in the same network
+# within this long moved between PoAs of that network: it did not leave.
+LEAVE_GRACE_S = 5.0
 
 
 class FailureLimiter:
@@ -183,6 +186,7 @@ class AuthenticationAgent:
         self.sas: dict[str, SecurityAssociation] = {}
         self.by_identity_network: dict[tuple[str, str], str] = {}
         self.by_mac: dict[str, set[str]] = {}  # MN MAC -> its SA ids
+        self._leaving: dict[str, float] = {}    # SA id -> when its MN's host was forgotten
         self.identity_limit = FailureLimiter(settings.failures_per_identity,
                                              settings.failure_window_s, settings.lockout_s)
         self.source_limit = FailureLimiter(settings.failures_per_source,
@@ -227,6 +231,7 @@ class AuthenticationAgent:
 
     def _drop(self, sa: SecurityAssociation) -> None:
         del self.sas[sa.id]
+        self._leaving.pop(sa.id, None)
         if self.by_identity_network.get((sa.identity, sa.network)) == sa.id:
             del self.by_identity_network[(sa.identity, sa.network)]
         ids = self.by_mac.get(sa.mn_mac)
@@ -447,6 +452,8 @@ class AuthenticationAgent:
         for sa in self._of_mac(mac):
             if sa.state == EXPIRED:
                 continue
+            if sa.network == network:
+                self._leaving.pop(sa.id, None)
             if sa.network == network and sa.state == PRE_AUTHENTICATED:
                 self._set_state(sa, AUTHORIZED, now)
             elif sa.network != network and sa.state == AUTHORIZED:
@@ -456,10 +463,12 @@ class AuthenticationAgent:
 
     def left(self, mac: str, network: str, now: float) -> None:
         """The MN with this MAC is no longer attached to ``network``: its SA
-        there is held, wherever the MN went (maybe beyond our networks)."""
+        there is held, wherever the MN went (maybe beyond our networks),
+        unless it shows up again in the network within LEAVE_GRACE_S (a move
+        between the network's own PoAs)."""
         for sa in self._of_mac(mac):
             if sa.network == network and sa.state == AUTHORIZED:
-                self._set_state(sa, HELD, now)
+                self._leaving.setdefault(sa.id, now)
 
     def resume(self, sa: SecurityAssociation, now: float) -> None:
         if sa.state == HELD:
@@ -470,6 +479,8 @@ class AuthenticationAgent:
                  sa.state, state)
         self.counters[f"sa_{state.replace('-', '_')}"] += 1
         sa.state = state
+        if state != AUTHORIZED:
+            self._leaving.pop(sa.id, None)
         if state == HELD:
             sa.held_until = min(sa.expires, now + self.settings.sa_hold_s)
         elif state == EXPIRED:
@@ -484,6 +495,12 @@ class AuthenticationAgent:
         self._drop(sa)
 
     def tick(self, now: float) -> None:
+        for sa_id, since in list(self._leaving.items()):
+            if since + LEAVE_GRACE_S <= now:
+                del self._leaving[sa_id]
+                sa = self.sas.get(sa_id)
+                if sa is not None and sa.state == AUTHORIZED:
+                    self._set_state(sa, HELD, now)
         self._expire_sessions(now)
         self.identity_limit.tick(now)
         self.source_limit.tick(now)

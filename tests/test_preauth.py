@@ -188,4 +188,12 @@ def test_an_authorized_sa_is_held_when_its_mn_leaves_for_anywhere():
     rig.left("02:00:00:00:09:09", "net-b1")   # someone else
     assert rig.service.aa.sas[b1.sa].state == AUTHORIZED
     rig.left(MN_MAC, "net-b1")
+    rig.now += 1
+    rig.seen(MN_MAC, "10.2.1.100", "net-b1")   # at another PoA of net-b1: it did not leave
+    rig.service.tick(rig.now + 10)
+    assert rig.service.aa.sas[b1.sa].state == AUTHORIZED
+    rig.left(MN_MAC, "net-b1")
+    rig.service.tick(rig.now + 1)
+    assert rig.service.aa.sas[b1.sa].state == AUTHORIZED   # not yet: it may come back
+    rig.service.tick(rig.now + 10)
     assert rig.service.aa.sas[b1.sa].state == HELD
