@@ -53,6 +53,7 @@ RECENT_ANSWERS = 8       # answers kept per SA for retransmissions
 # An MN whose link went down and that shows up again in the same network
 # within this long moved between PoAs of that network: it did not leave.
 LEAVE_GRACE_S = 5.0
+STARTUP_GRACE_S = 60.0   # after a restart: switches reconnect, hosts are learned again
 
 
 class FailureLimiter:
@@ -116,6 +117,7 @@ class Session:
     expires: float
     psk: bytes | None          # None: an identity the domain does not know
     init_key: tuple = ()       # what a retransmitted auth-init repeats
+    proven: bool = False       # mn_mac seen as the frame's source (in-band)
     in_progress: bool = True   # counts against its source's limit until it ends
     answer: dict | None = None  # auth-success, kept for a retransmitted response
     answer_proof: str | None = None
@@ -142,6 +144,7 @@ class SecurityAssociation:
     high: int = 0               # the highest sequence number accepted
     seen: int = 0               # bitmap of accepted numbers below ``high``
     recent: list = field(default_factory=list)  # [{"seq", "digest", "answer", "at"}], newest last
+    proven: bool = False        # its MAC was the source of its in-band pre-authentication
 
     def to_record(self) -> dict:
         return {"id": self.id, "identity": self.identity, "domain": self.domain,
@@ -149,7 +152,7 @@ class SecurityAssociation:
                 "state": self.state, "created": self.created, "expires": self.expires,
                 "source": self.source, "held_until": self.held_until,
                 "expired_at": self.expired_at, "high": self.high, "seen": self.seen,
-                "recent": self.recent}
+                "recent": self.recent, "proven": self.proven}
 
     @classmethod
     def from_record(cls, record: dict) -> "SecurityAssociation":
@@ -173,13 +176,16 @@ class SecurityAssociation:
 class AuthenticationAgent:
     """Every network's AA: one object, each network answered from its own domain's store."""
 
-    def __init__(self, topology, credential_stores: dict, store, settings, counters, entropy):
+    def __init__(self, topology, credential_stores: dict, store, settings, counters, entropy,
+                 attached=lambda mac, network: False, on_drop=lambda sa, why, now: None):
         self.topology = topology
         self.credentials = credential_stores  # domain -> CredentialStore
         self.store = store
         self.settings = settings
         self.counters = counters
         self.entropy = entropy                # n -> n random bytes
+        self.is_attached = attached           # (MAC, network) -> learned there now
+        self.on_drop = on_drop                # an SA dropped for a false MAC claim
         self.sessions: dict[str, Session] = {}
         self._session_by_init: dict[tuple, str] = {}
         self._sessions_of_source: collections.Counter = collections.Counter()
@@ -220,6 +226,9 @@ class AuthenticationAgent:
             self._index(sa)
         if self.sas:
             LOG.info("restored %d MPA-SAs", len(self.sas))
+        # The controller knows no host after a restart: an authorized MN that
+        # is not seen again within the start-up grace is held.
+        self._restored_authorized = [sa.id for sa in self.sas.values() if sa.state == AUTHORIZED]
 
     def _index(self, sa: SecurityAssociation) -> None:
         self.sas[sa.id] = sa
@@ -254,8 +263,9 @@ class AuthenticationAgent:
             raise SignallingError("rate-limited", "too many failed attempts; try later",
                                   retry_after=max(1, round(wait + 0.5)))
 
-    def init(self, msg: Message, source: str, now: float) -> dict:
-        """auth-init -> auth-challenge."""
+    def init(self, msg: Message, source: str, now: float, proven: bool = False) -> dict:
+        """auth-init -> auth-challenge.  ``proven``: ``mn_mac`` was the frame's
+        source MAC (in-band); over REST it is the MN's word."""
         network = self.topology.networks[msg["network"]]
         identity = msg["identity"]
         self._check_limits(identity, source, now)
@@ -264,13 +274,7 @@ class AuthenticationAgent:
         if existing is not None and existing.expires > now:
             self.counters["auth_init_retransmission"] += 1
             return self._challenge(existing)
-        for sa in self._of_mac(msg["mn_mac"]):
-            if sa.network == network.id and sa.identity != identity and sa.state != EXPIRED:
-                # A MAC is one MN's: another identity claiming it would share
-                # (or take over) that MN's lease.
-                self.counters["auth_mac_in_use"] += 1
-                raise SignallingError("mac-in-use", "this MAC belongs to another MN's MPA-SA "
-                                      "in this network")
+        self._claim_mac(identity, network.id, msg["mn_mac"], proven, now, check_only=True)
         if (len(self.sessions) >= self.settings.max_auth_sessions
                 or self._sessions_of_source[source] >= SESSIONS_PER_SOURCE):
             self._expire_sessions(now)
@@ -289,7 +293,7 @@ class AuthenticationAgent:
                           nonce_mn=bytes.fromhex(msg["nonce"]),
                           nonce_aa=self.entropy(keys.NONCE_BYTES), source=source,
                           expires=now + self.settings.auth_session_s, psk=psk,
-                          init_key=init_key)
+                          init_key=init_key, proven=proven)
         self.sessions[session.id] = session
         self._session_by_init[init_key] = session.id
         self._sessions_of_source[source] += 1
@@ -329,6 +333,8 @@ class AuthenticationAgent:
             LOG.info("pre-authentication of %s for %s from %s failed",
                      session.identity, session.network, source)
             raise SignallingError("authentication-failed", "authentication failed")
+        # Claims made meanwhile count too (two pre-authentications at once).
+        self._claim_mac(session.identity, session.network, session.mn_mac, session.proven, now)
         old_id = self.by_identity_network.get((session.identity, session.network))
         if old_id in self.sas:
             self.counters["sa_replaced"] += 1
@@ -337,7 +343,7 @@ class AuthenticationAgent:
             id=self.entropy(16).hex(), identity=session.identity, domain=session.domain,
             network=session.network, mn_mac=session.mn_mac, keys=exchange.keys(session.psk),
             state=PRE_AUTHENTICATED, created=now, expires=now + self.settings.sa_lifetime_s,
-            source=source)
+            source=source, proven=session.proven)
         self._index(sa)
         self.save(sa)
         self.counters["sa_created"] += 1
@@ -351,6 +357,26 @@ class AuthenticationAgent:
         session.answer_proof = msg["proof"]
         self._end_progress(session)  # kept only to answer a retransmission now
         return session.answer
+
+    def _claim_mac(self, identity: str, network: str, mac: str, proven: bool, now: float,
+                   check_only: bool = False) -> None:
+        """A MAC is one MN's in a network: another identity's MPA-SA with it
+        would share (or take) that MN's lease.  A claim seen in-band (the MAC
+        was the frame's source) beats one made over REST, which is dropped
+        with its lease; otherwise the first claim stands."""
+        for sa in self._of_mac(mac):
+            if sa.network != network or sa.identity == identity or sa.state == EXPIRED:
+                continue
+            if sa.proven or not proven:
+                self.counters["auth_mac_in_use"] += 1
+                raise SignallingError("mac-in-use", "this MAC belongs to another MN's MPA-SA "
+                                      "in this network")
+            if not check_only:
+                self.counters["sa_false_mac_claim"] += 1
+                LOG.warning("MPA-SA %s: %s claimed mac %s over REST; %s showed it in-band",
+                            sa.id[:8], sa.identity, mac, identity)
+                self._drop(sa)
+                self.on_drop(sa, "false MAC claim", now)
 
     def _forget_session(self, session: Session) -> None:
         if self.sessions.pop(session.id, None) is None:
@@ -443,7 +469,8 @@ class AuthenticationAgent:
 
     def sa_for_mac(self, mac: str, network: str, now: float) -> SecurityAssociation | None:
         for sa in self._of_mac(mac):
-            if sa.network == network and sa.state != EXPIRED and sa.expires > now:
+            if sa.network == network and sa.state in (PRE_AUTHENTICATED, AUTHORIZED) \
+                    and sa.expires > now:
                 return sa
         return None
 
@@ -495,11 +522,15 @@ class AuthenticationAgent:
         self._drop(sa)
 
     def tick(self, now: float) -> None:
+        for sa_id in self._restored_authorized:   # the first tick after a restart
+            self._leaving.setdefault(sa_id, now + STARTUP_GRACE_S - LEAVE_GRACE_S)
+        self._restored_authorized = []
         for sa_id, since in list(self._leaving.items()):
             if since + LEAVE_GRACE_S <= now:
                 del self._leaving[sa_id]
                 sa = self.sas.get(sa_id)
-                if sa is not None and sa.state == AUTHORIZED:
+                if sa is not None and sa.state == AUTHORIZED and \
+                        not self.is_attached(sa.mn_mac, sa.network):
                     self._set_state(sa, HELD, now)
         self._expire_sessions(now)
         self.identity_limit.tick(now)

@@ -185,10 +185,12 @@ class ConfigurationAgent:
     def _usable(self, pool: Pool, address: str, now: float, mac: str | None = None) -> bool:
         """Free to lease: nobody's lease, not found in use, and no host we know
         uses it, unless that host is the client itself (``mac``)."""
-        if address in pool.leases or pool.conflicts.get(address, 0) > now:
+        if address in pool.leases:
             return False
         user = self.used_by(address)
-        return user is None or (mac is not None and user == mac)
+        if mac is not None and user == mac:
+            return True  # the client itself: its own use is no conflict
+        return user is None and pool.conflicts.get(address, 0) <= now
 
     def _own_or_fresh(self, pool: Pool, address: str, now: float, mac: str) -> bool:
         """Leasable at once: probed lately, or in use by the client itself
@@ -290,9 +292,11 @@ class ConfigurationAgent:
             return None
         pool = self.pools[network]
         self._remove(pool, lease, "released")
-        if lease.state == BOUND:
-            # Its holder gave it back: as good as probed, so the same client
-            # asking again gets it at once (its last address) without DAD.
+        if lease.state == BOUND and self.used_by(lease.address) == lease.mac:
+            # Its holder, there using it, gave it back: as good as probed, so
+            # the same client asking again gets it at once without DAD.  A
+            # lease its holder never used (an nCoA still remote) was never
+            # seen in the network: it is probed like any other address.
             pool.verified[lease.address] = now
         return lease
 

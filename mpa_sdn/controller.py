@@ -496,7 +496,9 @@ class Controller:
         # The DHCP punt comes before the source check: is this the host
         # learned at this PoA, or just someone using its MAC?
         host = self.hosts.get(request.ip_src)
-        learned = host is not None and (host.mac, host.poa) == (request.eth_src, poa)
+        # chaddr too: the service finds leases by it.
+        learned = (host is not None and (host.mac, host.poa) == (request.eth_src, poa)
+                   and request.chaddr == request.eth_src)
         if proactive and not learned:
             # Only the host itself may ask for (or give back) its nCoA.
             self.counters["dhcp_proactive_unknown_source"] += 1

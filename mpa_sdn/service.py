@@ -82,7 +82,7 @@ class MpaService:
         self.wall_offset = wall_offset
         self.attached = attached  # (MAC, network) -> a host with it is learned there now
         self.aa = AuthenticationAgent(topology, credential_stores, store, self.settings,
-                                      counters, entropy)
+                                      counters, entropy, attached, self._sa_dropped)
         self.ca = ConfigurationAgent(topology, store, self.settings, counters, used_by)
         self.store = store
         self._next_maintenance = 0.0
@@ -167,7 +167,8 @@ class MpaService:
         if msg.type == "auth-init":
             if origin.mac is not None and origin.mac != msg["mn_mac"]:
                 raise SignallingError("malformed", "mn_mac is not the MAC the message came from")
-            return [Answer(origin, self._complete(self.aa.init(msg, origin.source, wall)))]
+            return [Answer(origin, self._complete(
+                self.aa.init(msg, origin.source, wall, proven=origin.mac is not None)))]
         if msg.type == "auth-response":
             return [Answer(origin, self._complete(self.aa.respond(msg, origin.source, wall)))]
         purpose = signalling.PURPOSE[msg.type]
@@ -281,6 +282,10 @@ class MpaService:
         self.aa.attached(mac, network, wall)
         if not self._held_by(address, mac):
             self.ca.seen_in_use(address, wall, network)
+
+    def _sa_dropped(self, sa, why: str, wall: float) -> None:
+        """An SA the AA dropped on its own (a false MAC claim): its lease goes too."""
+        self.ca.release(sa.network, mpa_client(sa.identity, sa.mn_mac), wall)
 
     def host_left(self, mac: str, network: str, now: float) -> None:
         """The core forgot a host (its link went down, or it stopped answering)."""

@@ -101,6 +101,8 @@ class Rig:
     def preauth(self, network="net-b1", psk=PSK_B, domain="domain-b", identity=IDENTITY,
                 mac=MN_MAC, **kw):
         run = protocol.PreAuthentication(identity, psk, network, mac, entropy=self.mn_entropy)
+        if kw.get("channel") == INBAND:
+            kw["mac"] = mac   # in-band, the frame's source MAC is the MN's
         challenge = self.one(run.init(), network, **kw)
         success = self.one(run.response(challenge.body), network, **kw)
         return run.finish(success.body, domain)

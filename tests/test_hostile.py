@@ -133,3 +133,83 @@ def test_completed_pre_authentications_do_not_count_against_their_source():
     rig = Rig()
     for _ in range(3 * SESSIONS_PER_SOURCE):
         assert rig.preauth().network == "net-b1"
+
+
+def test_an_in_band_claim_of_a_mac_beats_a_rest_claim_and_takes_nothing_from_it():
+    rig = Rig()
+    rig.settle_dad()
+    eve = rig.preauth(identity=EVE, psk=PSK_EVE, mac=MN_MAC)     # over REST: her word
+    eve_lease = configure(rig, eve)["address"]
+    # The MN's own claim, seen in-band from its MAC, wins; Eve's SA and lease go.
+    mn = rig.preauth(channel=INBAND, mac=MN_MAC)
+    assert set(rig.service.aa.sas) == {mn.sa}
+    assert rig.service.lease_views(rig.now) == []
+    assert rig.counters["sa_false_mac_claim"] == 1
+    # Once proven, the MAC is the MN's: another REST claim is refused.
+    with pytest.raises(protocol.ProtocolError) as err:
+        rig.preauth(identity=EVE, psk=PSK_EVE, mac=MN_MAC)
+    assert err.value.code == "mac-in-use"
+    assert eve_lease  # (it existed)
+
+
+def test_two_claims_of_one_mac_racing_through_the_exchange_leave_one_sa():
+    rig = Rig()
+    runs = [protocol.PreAuthentication(identity, psk, "net-b1", MN_MAC)
+            for identity, psk in ((IDENTITY, PSK_B), (EVE, PSK_EVE))]
+    challenges = [rig.one(run.init(), "net-b1") for run in runs]
+    first = rig.one(runs[0].response(challenges[0].body), "net-b1")
+    second = rig.one(runs[1].response(challenges[1].body), "net-b1")
+    assert first.status == 200 and second.fields["code"] == "mac-in-use"
+    assert [sa.identity for sa in rig.service.aa.sas.values()] == [IDENTITY]
+
+
+def test_a_clients_own_arp_does_not_keep_it_from_its_address():
+    rig = Rig()
+    rig.settle_dad()
+    mac = "02:00:00:00:dc:02"
+
+    def ask(kind, learned=False, **fields):
+        frame = dhcp.build_request(kind, chaddr=mac, xid=1, **fields)
+        return rig.service.dhcp(dhcp.decode_request(frame), "net-b1", False, rig.now,
+                                learned=learned)
+    offer = ask(dhcp.DISCOVER)
+    address = ask(dhcp.REQUEST, requested_ip=offer.address, server_id="10.2.1.1").address
+    rig.users[address] = mac
+    ask(dhcp.RELEASE, learned=True, ciaddr=address, ip_src=address, ip_dst="10.2.1.1")
+    rig.service.address_answered(address, mac, rig.now)   # it still answers ARP for it
+    assert ask(dhcp.DISCOVER).address == address
+
+
+def test_a_held_sa_gets_no_proactive_dhcp():
+    rig = Rig()
+    rig.settle_dad()
+    rig.preauth()
+    rig.seen(MN_MAC, "10.2.1.100", "net-b1")
+    rig.seen(MN_MAC, "10.1.1.50", "net-a1")                  # held in net-b1 now
+    discover = dhcp.decode_request(dhcp.build_request(
+        dhcp.DISCOVER, chaddr=MN_MAC, xid=3, ip_src="10.1.1.50", ip_dst="10.2.1.1"))
+    assert rig.service.dhcp(discover, "net-b1", True, rig.now) is None
+    assert rig.counters["dhcp_proactive_refused"] == 1
+
+
+def test_the_leave_grace_holds_only_an_mn_no_longer_there():
+    rig = Rig()
+    state = rig.preauth()
+    rig.seen(MN_MAC, "10.2.1.100", "net-b1")
+    rig.service.host_left(MN_MAC, "net-b1", rig.now)   # an old address of it went; it stays
+    rig.service.tick(rig.now + 10)
+    assert rig.service.aa.sas[state.sa].state == "authorized"
+
+
+def test_after_a_restart_an_authorized_mn_not_seen_again_is_held():
+    store = MemoryStore()
+    rig = Rig(store=store)
+    state = rig.preauth()
+    rig.seen(MN_MAC, "10.2.1.100", "net-b1")
+    rig.restart()
+    rig.location.clear()                      # the new controller knows no host yet
+    rig.service.tick(rig.now)
+    rig.service.tick(rig.now + 30)
+    assert rig.service.aa.sas[state.sa].state == "authorized"   # within the start-up grace
+    rig.service.tick(rig.now + 61)
+    assert rig.service.aa.sas[state.sa].state == "held"

@@ -80,9 +80,16 @@ def test_the_same_client_gets_its_address_back():
     data, seq = protocol.request(state, "release")
     protocol.check_answer(state, rig.one(data, "net-b1").body, seq, "released")
     assert rig.service.ca.views(0) == []
+    # Never used in the network (the MN was elsewhere): probed again first.
+    assert "10.2.1.100" not in rig.service.ca.pools["net-b1"].verified
     other = rig.preauth("net-b1", PSK_B, "domain-b")  # a new SA, the same MN
+    assert configure(rig, other)["address"] == first["address"]
+    # Used there by the MN itself, then given back: it comes back at once.
+    rig.users[first["address"]] = MN_MAC
+    data, seq = protocol.request(other, "release")
+    rig.one(data, "net-b1")
     data, seq = protocol.request(other, "config-request")
-    [answer] = rig.send(data, "net-b1")   # at once: a released address needs no new probe
+    [answer] = rig.send(data, "net-b1")
     assert protocol.check_answer(other, answer.body, seq, "config")["address"] == \
         first["address"]
 

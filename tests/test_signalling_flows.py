@@ -449,3 +449,20 @@ def test_a_request_for_an_address_the_client_was_not_offered_is_naked(rig, topol
     # RFC 2131 Table 3: a NAK carries no configuration.
     assert not {dhcp.OPT_SUBNET_MASK, dhcp.OPT_ROUTER, dhcp.OPT_LEASE_TIME} & set(options)
     assert leases(rig) == []
+
+
+def test_a_learned_host_cannot_speak_dhcp_for_an_mn_by_naming_its_mac(rig, topology):
+    """Learned with its own MAC, mallory puts mn1's MAC in chaddr: the MN's
+    lease is not hers to renew or give back."""
+    settle_dad(rig)
+    ncoa = configure(rig, preauth(rig))["address"]
+    mallory = rig.add_host("mallory", "02:00:00:00:66:01", "10.2.1.150", "ap-b1-1")
+    assert len(rig.ping("mallory", CN_IP).to("cn1")) == 1     # learned at ap-b1-1
+    net_b1 = topology.networks["net-b1"]
+    for kind, fields in ((dhcp.REQUEST, {"ciaddr": ncoa}), (dhcp.RELEASE, {"ciaddr": ncoa})):
+        frame = dhcp.build_request(kind, chaddr=MN_MAC, xid=5, eth_src=mallory.mac,
+                                   eth_dst=net_b1.gateway_mac, ip_src="10.2.1.150",
+                                   ip_dst=B1_GATEWAY, **fields)
+        outcome = rig.inject_frame("ap-b1", rig.graph.poa("ap-b1-1").port, frame)
+        assert all(dhcp_reply(f[2])[0] != dhcp.ACK for f in outcome.frames)
+    assert leases(rig) == [(ncoa, MN_MAC, "bound")]
