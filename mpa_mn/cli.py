@@ -22,7 +22,6 @@ import argparse
 import ipaddress
 import json
 import logging
-import re
 import secrets
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from mpa_mn.protocol import ProtocolError
 from mpa_mn.state import StateError, StateFile, default_path
 from mpa_mn.vif import Ip, NoVifs, VifError, Vifs
 from mpa_sdn.config import ConfigError
+from mpa_sdn.signalling import ID_RE, MAC_RE
 from mpa_sdn.credentials import MnCredentials, load_mn_credentials
 
 LOG = logging.getLogger("mpa_mn.cli")
@@ -45,8 +45,6 @@ LOG = logging.getLogger("mpa_mn.cli")
 DEFAULT_CONTROLLER = "http://127.0.0.1:8080"
 DEFAULT_CREDENTIALS = "/etc/mpa-mn/credentials.yaml"
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
-_NETWORK = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
-_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 
 
 @dataclass
@@ -67,7 +65,7 @@ class System:
 # -- arguments ------------------------------------------------------------------
 
 def _network(value: str) -> str:
-    if not _NETWORK.fullmatch(value):
+    if not ID_RE.fullmatch(value):
         raise argparse.ArgumentTypeError(f"{value!r} is not a network id")
     return value
 
@@ -80,7 +78,7 @@ def _ipv4(value: str) -> str:
 
 
 def _mac(value: str) -> str:
-    if not _MAC.fullmatch(value.lower()):
+    if not MAC_RE.fullmatch(value.lower()):
         raise argparse.ArgumentTypeError(f"{value!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
     return value.lower()
 

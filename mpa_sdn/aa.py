@@ -33,10 +33,11 @@ within a window; the latest message's answer is kept, so a retransmission
 from __future__ import annotations
 
 import collections
+import hmac
 import logging
 from dataclasses import dataclass, field
 
-from mpa_sdn import keys
+from mpa_sdn import keys, signalling
 from mpa_sdn.signalling import Message, SignallingError, mac_ok
 
 LOG = logging.getLogger("mpa_sdn.aa")
@@ -98,8 +99,7 @@ class FailureLimiter:
         for key in [k for k, until in self._locked.items() if until <= now]:
             del self._locked[key]
 
-    def tick(self, now: float) -> None:
-        self._expire(now)
+    tick = _expire
 
 
 @dataclass
@@ -163,6 +163,11 @@ class SecurityAssociation:
                            for r in sa.recent)):
             raise ValueError("bad state or sequence fields")
         return sa
+
+    def lapsed(self, now: float) -> bool:
+        """Its lifetime, or its hold, is over (it may not be marked expired yet)."""
+        return self.expires <= now or (self.state == HELD and self.held_until is not None
+                                       and self.held_until <= now)
 
     def view(self, now: float) -> dict:
         return {"sa": self.id, "identity": self.identity, "domain": self.domain,
@@ -302,8 +307,8 @@ class AuthenticationAgent:
 
     @staticmethod
     def _challenge(session: Session) -> dict:
-        return {"type": "auth-challenge", "network": session.network, "session": session.id,
-                "nonce": session.nonce_aa.hex()}
+        return signalling.build("auth-challenge", network=session.network, session=session.id,
+                                nonce=session.nonce_aa.hex())
 
     def respond(self, msg: Message, source: str, now: float) -> dict:
         """auth-response -> auth-success, creating the MPA-SA."""
@@ -323,8 +328,8 @@ class AuthenticationAgent:
                                  session.nonce_aa)
         psk = session.psk if session.psk is not None else self._decoy_psk
         auth_key = exchange.auth_key(psk)
-        ok = keys.verify(auth_key, keys.field("mn") + session.transcript(),
-                         bytes.fromhex(msg["proof"]))
+        ok = hmac.compare_digest(keys.proof(auth_key, "mn", session.transcript()),
+                                 bytes.fromhex(msg["proof"]))
         if not ok or session.psk is None:
             self.counters["auth_failed"] += 1
             self.identity_limit.failed(session.identity, now)
@@ -352,8 +357,9 @@ class AuthenticationAgent:
         lifetime = self.settings.sa_lifetime_s
         proof = keys.proof(auth_key, "aa", success_transcript(session.transcript(), sa.id,
                                                               lifetime)).hex()
-        session.answer = {"type": "auth-success", "network": sa.network, "session": session.id,
-                          "sa": sa.id, "lifetime": lifetime, "proof": proof}
+        session.answer = signalling.build("auth-success", network=sa.network,
+                                          session=session.id, sa=sa.id, lifetime=lifetime,
+                                          proof=proof)
         session.answer_proof = msg["proof"]
         self._end_progress(session)  # kept only to answer a retransmission now
         return session.answer
@@ -418,12 +424,11 @@ class AuthenticationAgent:
         if sa.network != msg["network"]:
             self.counters["signal_wrong_network"] += 1
             raise SignallingError("wrong-network", "the SA is for another network")
-        if sa.state == EXPIRED or sa.expires <= now or (
-                sa.state == HELD and sa.held_until is not None and sa.held_until <= now):
+        if sa.state == EXPIRED or sa.lapsed(now):
             self.counters["signal_sa_expired"] += 1
             raise SignallingError("sa-expired", "the MPA-SA has expired; pre-authenticate again")
         seq = msg["seq"]
-        digest = keys.mac(sa.keys.for_purpose(purpose), msg.digest_input()).hex()
+        digest = msg["mac"]  # verified above, and it covers every other field
         if seq <= sa.high - self.settings.replay_window:
             self.counters["signal_outside_window"] += 1
             raise SignallingError("outside-window", f"sequence number {seq} is older than the "
@@ -456,16 +461,11 @@ class AuthenticationAgent:
             sa.high = seq
         elif 0 < sa.high - seq < window:
             sa.seen |= 1 << (sa.high - seq)
-        digest = keys.mac(sa.keys.for_purpose(purpose), msg.digest_input()).hex()
         sa.recent = [r for r in sa.recent if r["seq"] != seq][-(RECENT_ANSWERS - 1):] + \
-            [{"seq": seq, "digest": digest, "answer": answer, "at": now}]
+            [{"seq": seq, "digest": msg["mac"], "answer": answer, "at": now}]
         self.save(sa)
 
     # -- state changes (RFC 6252 C.2) -------------------------------------------
-
-    def sa_for(self, identity: str, network: str) -> SecurityAssociation | None:
-        sa = self.sas.get(self.by_identity_network.get((identity, network), ""))
-        return sa if sa is not None and sa.state != EXPIRED else None
 
     def sa_for_mac(self, mac: str, network: str, now: float) -> SecurityAssociation | None:
         for sa in self._of_mac(mac):
@@ -539,8 +539,7 @@ class AuthenticationAgent:
             if sa.state == EXPIRED:
                 if sa.expired_at is None or sa.expired_at + EXPIRED_KEEP_S <= now:
                     self._drop(sa)
-            elif sa.expires <= now or (sa.state == HELD and sa.held_until is not None
-                                       and sa.held_until <= now):
+            elif sa.lapsed(now):
                 self._set_state(sa, EXPIRED, now)
 
     def views(self, now: float, network: str | None = None) -> list[dict]:

@@ -66,9 +66,8 @@ class Probe:
 class Pool:
     """One network's addresses and what the CA knows of each."""
 
-    def __init__(self, network, settings):
+    def __init__(self, network):
         self.network = network
-        self.settings = settings
         self.first, self.last = int(network.pool.first), int(network.pool.last)
         self.leases: dict[str, Lease] = {}      # address -> lease
         self.by_client: dict[str, str] = {}     # client -> address
@@ -88,13 +87,14 @@ class Pool:
 
 
 class ConfigurationAgent:
-    def __init__(self, topology, store, settings, counters, used_by):
+    def __init__(self, topology, store, settings, counters, used_by, network_of):
         self.topology = topology
         self.store = store
         self.settings = settings
         self.counters = counters
         self.used_by = used_by  # address -> the MAC of the learned host using it, or None
-        self.pools = {n.id: Pool(n, settings) for n in topology.networks.values()
+        self.network_of = network_of  # address -> the Network whose prefix holds it, or None
+        self.pools = {n.id: Pool(n) for n in topology.networks.values()
                       if n.pool is not None}
         self.last_address: dict[tuple[str, str], str] = {}  # (network, client) -> address
         self._load()
@@ -162,12 +162,14 @@ class ConfigurationAgent:
             return pool.leases[address]
         return pool.lease_of_mac(mac) if mac else None
 
-    def leased_to_other(self, address: str, mac: str) -> bool:
-        for pool in self.pools.values():
-            lease = pool.leases.get(address)
-            if lease is not None:
-                return lease.mac != mac
-        return False
+    def _pool_of(self, address: str) -> Pool | None:
+        network = self.network_of(address)
+        pool = self.pools.get(network.id) if network is not None else None
+        return pool if pool is not None and self._in_pool(pool, address) else None
+
+    def lease_at(self, address: str) -> Lease | None:
+        pool = self._pool_of(address)
+        return pool.leases.get(address) if pool is not None else None
 
     def views(self, now: float, network: str | None = None) -> list[dict]:
         return [lease.view(now) for nid in sorted(self.pools)
@@ -230,7 +232,7 @@ class ConfigurationAgent:
         if pool.probing:
             # Probes are under way (the reserve refilling): wait for those.
             return min(pool.probing, key=lambda a: int(ipaddress.IPv4Address(a)))
-        address = self._next_candidate(pool, now)
+        address = next(self._candidates(pool, now), None)
         if address is None:
             self.counters["pool_exhausted"] += 1
             return None
@@ -319,13 +321,12 @@ class ConfigurationAgent:
 
     # -- proactive DAD ----------------------------------------------------------
 
-    def seen_in_use(self, address: str, now: float, network: str | None = None) -> None:
-        """Somebody answered for, or sent from, ``address`` (in ``network`` if known)."""
-        pools = [self.pools[network]] if network in self.pools else \
-            [] if network is not None else self.pools.values()
-        for pool in pools:
-            if self._in_pool(pool, address) and address not in pool.leases:
-                self._conflict(pool, address, now)
+    def seen_in_use(self, address: str, now: float) -> None:
+        """Somebody answered for, or sent from, ``address``: unless it is
+        leased (its holder, or someone the core refuses), not free."""
+        pool = self._pool_of(address)
+        if pool is not None and address not in pool.leases:
+            self._conflict(pool, address, now)
 
     def _conflict(self, pool: Pool, address: str, now: float) -> None:
         if pool.conflicts.get(address, 0) <= now:
@@ -336,12 +337,14 @@ class ConfigurationAgent:
         pool.verified.pop(address, None)
         pool.probing.pop(address, None)
 
-    def _next_candidate(self, pool: Pool, now: float) -> str | None:
+    def _candidates(self, pool: Pool, now: float):
+        """Addresses to probe next, lowest first; one walk serves a whole tick."""
+        if len(pool.leases) >= pool.last - pool.first + 1:
+            return
         for address in pool.addresses():
             if address not in pool.verified and address not in pool.probing \
                     and self._usable(pool, address, now):
-                return address
-        return None
+                yield address
 
     def _start_probe(self, pool: Pool, address: str, now: float) -> None:
         if address not in pool.probing:
@@ -349,16 +352,14 @@ class ConfigurationAgent:
             pool.probing[address] = Probe(address, next_at=now)
             self.counters["dad_started"] += 1
 
-    def tick(self, now: float, ready=lambda network: True
-             ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-        """Advance DAD: returns (probes to send as (network, address),
-        addresses that became free or were found taken, as (network, address)).
+    def tick(self, now: float, ready=lambda network: True) -> list[tuple[str, str]]:
+        """Advance DAD: returns the probes to send, as (network, address).
 
         ``ready(network)``: whether the network's PoAs can carry probes and
         bring back the answers now; until then nothing is probed there, since
         a probe that never left would prove nothing.
         """
-        probes, finished = [], []
+        probes = []
         for pool in self.pools.values():
             for address, until in list(pool.conflicts.items()):
                 if until <= now:
@@ -374,15 +375,15 @@ class ConfigurationAgent:
                             if now - at > self.settings.dad_valid_s
                             or not self._usable(pool, a, now)]:
                 del pool.verified[address]
+            candidates = self._candidates(pool, now)
             while len(pool.verified) + len(pool.probing) < self.settings.dad_reserve:
-                address = self._next_candidate(pool, now)
+                address = next(candidates, None)
                 if address is None:
                     break
                 self._start_probe(pool, address, now)
             for address, probe in list(pool.probing.items()):
                 if not self._usable(pool, address, now):
                     del pool.probing[address]
-                    finished.append((pool.network.id, address))
                 elif probe.sent < self.settings.dad_probes:
                     if probe.next_at <= now:
                         probes.append((pool.network.id, address))
@@ -394,8 +395,7 @@ class ConfigurationAgent:
                     del pool.probing[address]
                     pool.verified[address] = now
                     self.counters["dad_verified"] += 1
-                    finished.append((pool.network.id, address))
-        return probes, finished
+        return probes
 
     def next_deadline(self) -> float | None:
         """When the next probe is due, so the caller can tick in time."""

@@ -19,15 +19,14 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from mpa_sdn.signalling import ID_RE, MAC_RE, nai_ok
+
 from mpa_sdn.topology import (
     ROLE_ACCESS, ROLES, AddressPool, ControllerSettings,
     Correspondent, Domain, Link, MobileNode, MpaSettings, Neighbour, Network, PoA, Port,
     Switch, Topology)
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
-ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
-MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
-NAI_RE = re.compile(r"[^@\s]+@[^@\s]+")
 HEX_RE = re.compile(r"(0x)?[0-9a-fA-F]{1,16}")
 MAX_PORT = 0xffffff00  # OFPP_MAX: above are reserved ports
 MAX_DPID = (1 << 64) - 1
@@ -664,7 +663,7 @@ def _hosts(r: _Reader, raw_cns: Any, raw_mns: Any, networks: dict) -> tuple[dict
 
 
 def _nai(value: Any) -> str:
-    if not isinstance(value, str) or not NAI_RE.fullmatch(value) or len(value) > 253:
+    if not nai_ok(value):  # what auth-init accepts: no key that could never be used
         raise _Invalid(f"{value!r} is not a network access identifier like mn1@domain-a")
     return value
 

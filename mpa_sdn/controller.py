@@ -21,7 +21,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 
 from mpa_sdn import dhcp, forwarding, packets, reconcile
 from mpa_sdn import openflow as of
-from mpa_sdn.forwarding import DHCP_SERVER_PORT, Host
+from mpa_sdn.forwarding import Host
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.service import INBAND, Answer, MpaService, Origin
 from mpa_sdn.store import MemoryStore
@@ -189,7 +189,8 @@ class Controller:
             return "static"
         if old is None and len(self.hosts) >= self.settings.max_hosts:
             return "full"
-        if self.mpa.ca.leased_to_other(address, mac):
+        lease = self.mpa.ca.lease_at(address)
+        if lease is not None and lease.mac != mac:
             return "leased"  # the CA gave it to someone else
         if old is not None and old.mac != mac:
             # The address belongs to a host we know.  It keeps it until it is
@@ -236,6 +237,8 @@ class Controller:
         ``source_check_missed``: the packet came through the unknown-source
         punt, so the switch has lost the host's source check if we know it.
         """
+        # Whoever sends from an address uses it, refused or not: the CA's DAD hears of it.
+        self.mpa.address_used(address, now)
         reason = self._refusal(mac, address, poa)
         if reason is not None:
             return self._reject(mac, address, poa, reason, now)
@@ -243,7 +246,7 @@ class Controller:
         new = Host(address, mac, poa, static=bool(old and old.static))
         if old == new:
             # Still there: an MN seen here is attached here (RFC 6252 C.2).
-            self.mpa.host_seen(mac, address, poa.network, now)
+            self.mpa.host_seen(mac, poa.network, now)
             answered = self._probing.pop(address, None) is not None
             if answered:
                 self.counters["host_probe_answered"] += 1
@@ -258,7 +261,7 @@ class Controller:
             return [Send(dpid, self._host_flows(new)[poa.switch], barrier=True)]
         self._remember(new)
         self._probing.pop(address, None)
-        self.mpa.host_seen(mac, address, poa.network, now)
+        self.mpa.host_seen(mac, poa.network, now)
         if old is None:
             self.counters["host_learned"] += 1
             LOG.info("host mac=%s ip=%s learned at poa=%s", mac, address, poa.id)
@@ -337,7 +340,7 @@ class Controller:
             self.counters["packet_in_malformed"] += 1
             return []
         if (table_id == Table.INGRESS and frame.udp is not None
-                and frame.udp[1] == DHCP_SERVER_PORT):
+                and frame.udp[1] == dhcp.SERVER_PORT):
             return self._dhcp(dpid, in_port, data, now)
         if table_id == Table.INGRESS and frame.ip_src is not None:
             return self._unknown_source(dpid, in_port, frame, data, now)
@@ -397,8 +400,6 @@ class Controller:
             LOG.warning("mac=%s at poa=%s claims gateway %s", a.src_mac, poa.id, a.src_ip)
             return []
         if a.src_ip != packets.UNSPECIFIED:
-            # Whoever sends from an address uses it: the CA's DAD hears of it.
-            self.mpa.address_answered(a.src_ip, a.src_mac, now)
             sends += self._learn(a.src_mac, a.src_ip, poa, now)
             host = self.hosts.get(a.src_ip)
             if host is None or (host.mac, host.poa) != (a.src_mac, poa):
@@ -521,15 +522,21 @@ class Controller:
 
     def _dad_probes(self, probes: list[tuple[str, str]]) -> list[Send]:
         """ARP probes (RFC 5227: sender address 0.0.0.0) at every PoA of the network."""
-        by_switch: dict[int, list] = {}
+        outs = []
         for network_id, address in probes:
             network = self.graph.network(network_id)
             probe = packets.arp_request(sender_mac=network.gateway_mac,
                                         sender_ip=packets.UNSPECIFIED, target_ip=address)
-            for poa in network.poas:
-                by_switch.setdefault(self.graph.dpid(poa.switch), []).append(
-                    of.packet_out(probe, [of.output(poa.port)]))
+            outs += [(poa, probe) for poa in network.poas]
         self.counters["dad_probe_sent"] += len(probes)
+        return self._out_of_poas(outs)
+
+    def _out_of_poas(self, outs: list) -> list[Send]:
+        """Frames (PoA, bytes) sent out of their PoAs, one batch per connected switch."""
+        by_switch: dict[int, list] = {}
+        for poa, frame in outs:
+            by_switch.setdefault(self.graph.dpid(poa.switch), []).append(
+                of.packet_out(frame, [of.output(poa.port)]))
         return [Send(dpid, msgs) for dpid, msgs in sorted(by_switch.items())
                 if dpid in self.switches]
 
@@ -549,7 +556,7 @@ class Controller:
 
     def next_mpa_tick(self, now: float) -> float | None:
         """When :meth:`mpa_tick` next has work (a probe due), if sooner than a tick."""
-        return self.mpa.next_deadline(now)
+        return self.mpa.next_deadline()
 
     def _unresolved(self, frame, data, now) -> list[Send]:
         host = self.hosts.get(frame.ip_dst)
@@ -583,11 +590,7 @@ class Controller:
         self.counters["arp_resolve_sent"] += 1
         request = packets.arp_request(sender_mac=network.gateway_mac,
                                       sender_ip=str(network.gateway), target_ip=address)
-        by_switch: dict[int, list] = {}
-        for poa in network.poas:
-            by_switch.setdefault(self.graph.dpid(poa.switch), []).append(
-                of.packet_out(request, [of.output(poa.port)]))
-        return [Send(dpid, msgs) for dpid, msgs in sorted(by_switch.items()) if dpid in self.switches]
+        return self._out_of_poas([(poa, request) for poa in network.poas])
 
     def _release_pending(self, address: str, now: float) -> list[Send]:
         queue = self._pending.pop(address, None)

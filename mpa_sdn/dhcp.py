@@ -23,22 +23,23 @@ they are, which is how the END and padding below are written).
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass
 
 from ryu.lib.packet import dhcp, ethernet, ipv4, packet, packet_utils, udp
 from ryu.ofproto import ether, inet
 
+from mpa_sdn import packets
+from mpa_sdn.signalling import MAC_RE
+
 DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE, INFORM = 1, 2, 3, 4, 5, 6, 7, 8
 SERVER_PORT, CLIENT_PORT = 67, 68
 
-BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
+BROADCAST_MAC = packets.BROADCAST
 LIMITED_BROADCAST = "255.255.255.255"
-UNSPECIFIED = "0.0.0.0"
+UNSPECIFIED = packets.UNSPECIFIED
 MAX_FRAME = 1600          # an Ethernet MTU and headers; a larger punted frame is refused
 MIN_BOOTP = 300           # RFC 1542 §2.1: the minimal BOOTP message relays and clients expect
 INFINITE_LEASE = 0xFFFFFFFF
-TTL = 64
 
 BOOTREQUEST, BOOTREPLY = 1, 2
 HTYPE_ETHERNET = 1
@@ -52,7 +53,6 @@ OPT_REQUESTED_IP, OPT_LEASE_TIME, OPT_OVERLOAD, OPT_MESSAGE_TYPE = 50, 51, 52, 5
 OPT_SERVER_ID, OPT_PARAMETER_LIST, OPT_MESSAGE = 54, 55, 56
 OPT_RENEWAL_T1, OPT_REBINDING_T2, OPT_CLIENT_ID = 58, 59, 61
 
-_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 
 
 @dataclass(frozen=True)
@@ -259,8 +259,9 @@ def build_reply(request: DhcpRequest, *, message_type: int, server_ip: str, serv
         xid=request.xid, flags=FLAG_BROADCAST if request.flags_broadcast else 0,
         ciaddr=request.ciaddr if message_type == ACK else UNSPECIFIED,
         yiaddr=yiaddr, giaddr=request.giaddr)
-    return _frame(eth_src=_mac(server_mac), eth_dst=eth_dst, ip_src=_ip(server_ip),
-                  ip_dst=ip_dst, src_port=SERVER_PORT, dst_port=dst_port, bootp=bootp)
+    return packets.udp_frame(src_mac=_mac(server_mac), dst_mac=eth_dst, src_ip=_ip(server_ip),
+                             dst_ip=ip_dst, src_port=SERVER_PORT, dst_port=dst_port,
+                             payload=bootp)
 
 
 def build_request(message_type: int, *, chaddr: str, xid: int, eth_src: str | None = None,
@@ -295,8 +296,9 @@ def build_request(message_type: int, *, chaddr: str, xid: int, eth_src: str | No
         op=BOOTREQUEST, chaddr=_mac(chaddr), options=_options(options), htype=HTYPE_ETHERNET,
         xid=xid, secs=secs, flags=FLAG_BROADCAST if broadcast else 0,
         ciaddr=_ip(ciaddr), giaddr=_ip(giaddr))
-    return _frame(eth_src=_mac(eth_src or chaddr), eth_dst=_mac(eth_dst), ip_src=_ip(ip_src),
-                  ip_dst=_ip(ip_dst), src_port=CLIENT_PORT, dst_port=SERVER_PORT, bootp=bootp)
+    return packets.udp_frame(src_mac=_mac(eth_src or chaddr), dst_mac=_mac(eth_dst),
+                             src_ip=_ip(ip_src), dst_ip=_ip(ip_dst), src_port=CLIENT_PORT,
+                             dst_port=SERVER_PORT, payload=bootp)
 
 
 def _options(pairs: list[tuple[int, bytes]]) -> dhcp.options:
@@ -309,17 +311,6 @@ def _options(pairs: list[tuple[int, bytes]]) -> dhcp.options:
     return dhcp.options(option_list=[dhcp.option(c, bytes(v)) for c, v in pairs] + [tail])
 
 
-def _frame(*, eth_src: str, eth_dst: str, ip_src: str, ip_dst: str, src_port: int,
-           dst_port: int, bootp: dhcp.dhcp) -> bytes:
-    pkt = packet.Packet()
-    pkt.add_protocol(ethernet.ethernet(dst=eth_dst, src=eth_src, ethertype=ether.ETH_TYPE_IP))
-    pkt.add_protocol(ipv4.ipv4(src=ip_src, dst=ip_dst, proto=inet.IPPROTO_UDP, ttl=TTL))
-    pkt.add_protocol(udp.udp(src_port=src_port, dst_port=dst_port))  # ryu fills length, sum
-    pkt.add_protocol(bootp)
-    pkt.serialize()
-    return bytes(pkt.data)
-
-
 def _ip(text: str) -> str:
     return str(ipaddress.IPv4Address(text))  # ValueError on anything but dotted IPv4
 
@@ -329,6 +320,6 @@ def _ip_bytes(text: str) -> bytes:
 
 
 def _mac(text: str) -> str:
-    if not isinstance(text, str) or not _MAC.fullmatch(text.lower()):
+    if not isinstance(text, str) or not MAC_RE.fullmatch(text.lower()):
         raise ValueError(f"{text!r} is not a MAC address like aa:bb:cc:dd:ee:ff")
     return text.lower()

@@ -21,9 +21,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from ryu.ofproto import ether
+from ryu.ofproto import ether, inet
 from ryu.ofproto import ofproto_v1_3 as ofp
 
+from mpa_sdn import dhcp
 from mpa_sdn import openflow as of
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.packets import ARP_REPLY, ARP_REQUEST
@@ -205,26 +206,25 @@ def reject_flows(port: int, mac: str, address: str, hold_s: int) -> list:
     ]
 
 
-DHCP_SERVER_PORT = 67
 
 
 def signalling_flows(graph: NeighbourhoodGraph, switch: str, signalling_port: int) -> list:
     """The AA's and CA's punts: DHCP at every PoA, in-band signalling to
     every served network's gateway."""
     flows = []
-    dhcp = cookie(Feature.DHCP)
+    dhcp_cookie = cookie(Feature.DHCP)
     for poa in graph.poas_on(switch):
         flows.append(of.flow_add(
             Table.INGRESS, PRIO_DHCP,
-            of.match(in_port=poa.port, eth_type=ether.ETH_TYPE_IP, ip_proto=17,
-                     udp_dst=DHCP_SERVER_PORT),
-            of.apply(of.to_controller()), dhcp))
+            of.match(in_port=poa.port, eth_type=ether.ETH_TYPE_IP, ip_proto=inet.IPPROTO_UDP,
+                     udp_dst=dhcp.SERVER_PORT),
+            of.apply(of.to_controller()), dhcp_cookie))
     for network in graph.networks():
         if network.pool is None:
             continue
         flows.append(of.flow_add(
             Table.ROUTE, PRIO_SIGNALLING,
-            of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=str(network.gateway), ip_proto=17,
+            of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=str(network.gateway), ip_proto=inet.IPPROTO_UDP,
                      udp_dst=signalling_port),
             of.apply(of.to_controller()),
             cookie(Feature.SIGNALLING, graph.network_index(network.id))))

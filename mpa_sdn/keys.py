@@ -28,7 +28,6 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 NONCE_BYTES = 32
 KEY_BYTES = 32
-MAC_BYTES = 32
 PURPOSES = ("mn-ca", "mn-ar", "signalling")
 
 

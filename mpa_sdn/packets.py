@@ -115,7 +115,8 @@ def icmp_echo_reply(*, src_mac: str, dst_mac: str, src_ip: str, dst_ip: str,
 
 
 def udp_frame(*, src_mac: str, dst_mac: str, src_ip: str, dst_ip: str, src_port: int,
-              dst_port: int, payload: bytes) -> bytes:
+              dst_port: int, payload) -> bytes:
+    """An Ethernet/IPv4/UDP frame; ``payload`` is bytes or a ryu packet (DHCP)."""
     return _serialize(
         ethernet.ethernet(dst=dst_mac, src=src_mac, ethertype=ether.ETH_TYPE_IP),
         ipv4.ipv4(src=src_ip, dst=dst_ip, proto=inet.IPPROTO_UDP, ttl=64),

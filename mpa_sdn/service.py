@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from mpa_sdn import dhcp as d
 from mpa_sdn import signalling
-from mpa_sdn.aa import AUTHORIZED, HELD, PRE_AUTHENTICATED, AuthenticationAgent
+from mpa_sdn.aa import AUTHORIZED, PRE_AUTHENTICATED, AuthenticationAgent
 from mpa_sdn.ca import BOUND, OFFERED, ConfigurationAgent, Lease, mpa_client
 from mpa_sdn.signalling import Message, SignallingError
 from mpa_sdn.topology import ROLE_ACCESS
@@ -83,7 +83,8 @@ class MpaService:
         self.attached = attached  # (MAC, network) -> a host with it is learned there now
         self.aa = AuthenticationAgent(topology, credential_stores, store, self.settings,
                                       counters, entropy, attached, self._sa_dropped)
-        self.ca = ConfigurationAgent(topology, store, self.settings, counters, used_by)
+        self.ca = ConfigurationAgent(topology, store, self.settings, counters, used_by,
+                                     graph.network_of_address)
         self.store = store
         self._next_maintenance = 0.0
         # Configuration requests waiting for DAD: (network, address) -> [(sa id, msg, origins)]
@@ -134,7 +135,7 @@ class MpaService:
     def _network(self, msg: Message, origin: Origin):
         name = msg.get("network") or origin.network
         if name is None and msg.get("address"):
-            network = self._network_of_address(msg["address"])
+            network = self.graph.network_of_address(msg["address"])
             name = network.id if network else None
             if name is None:
                 raise SignallingError("unknown-network", f"no network holds {msg['address']}")
@@ -148,16 +149,6 @@ class MpaService:
                                   f"{origin.network}")
         return network
 
-    def _network_of_address(self, address: str):
-        try:
-            ip = ipaddress.IPv4Address(address)
-        except ValueError:
-            return None
-        for network in self.topology.networks.values():
-            if ip in network.prefix:
-                return network
-        return None
-
     def _dispatch(self, msg: Message, origin: Origin, wall: float) -> list[Answer]:
         network = self._network(msg, origin)
         if msg.type == "discover":
@@ -167,10 +158,10 @@ class MpaService:
         if msg.type == "auth-init":
             if origin.mac is not None and origin.mac != msg["mn_mac"]:
                 raise SignallingError("malformed", "mn_mac is not the MAC the message came from")
-            return [Answer(origin, self._complete(
-                self.aa.init(msg, origin.source, wall, proven=origin.mac is not None)))]
+            return [Answer(origin, self.aa.init(msg, origin.source, wall,
+                                                proven=origin.mac is not None))]
         if msg.type == "auth-response":
-            return [Answer(origin, self._complete(self.aa.respond(msg, origin.source, wall)))]
+            return [Answer(origin, self.aa.respond(msg, origin.source, wall))]
         purpose = signalling.PURPOSE[msg.type]
         sa, cached = self.aa.check(msg, purpose, wall)
         if cached is not None:
@@ -204,10 +195,6 @@ class MpaService:
             if answer.get("truncated"):
                 self.counters["signal_neighbours_truncated"] += 1
         return answer
-
-    @staticmethod
-    def _complete(fields: dict) -> dict:
-        return {"v": signalling.VERSION, **fields}
 
     def _answer(self, sa, msg: Message, purpose: str, kind: str, origins: list, wall: float,
                 **fields) -> list[Answer]:
@@ -276,12 +263,9 @@ class MpaService:
 
     # -- events from the data plane ---------------------------------------------
 
-    def host_seen(self, mac: str, address: str, network: str, now: float) -> None:
-        """The core learned (or relearned) a host: attachment for the AA, use for the CA."""
-        wall = self.wall(now)
-        self.aa.attached(mac, network, wall)
-        if not self._held_by(address, mac):
-            self.ca.seen_in_use(address, wall, network)
+    def host_seen(self, mac: str, network: str, now: float) -> None:
+        """The core learned (or relearned) a host there: the MN is attached."""
+        self.aa.attached(mac, network, self.wall(now))
 
     def _sa_dropped(self, sa, why: str, wall: float) -> None:
         """An SA the AA dropped on its own (a false MAC claim): its lease goes too."""
@@ -291,17 +275,9 @@ class MpaService:
         """The core forgot a host (its link went down, or it stopped answering)."""
         self.aa.left(mac, network, self.wall(now))
 
-    def address_answered(self, address: str, mac: str, now: float) -> None:
-        """An ARP packet from ``address``: in use, unless it is the lease holder's."""
-        if not self._held_by(address, mac):
-            self.ca.seen_in_use(address, self.wall(now))
-
-    def _held_by(self, address: str, mac: str) -> bool:
-        for pool in self.ca.pools.values():
-            lease = pool.leases.get(address)
-            if lease is not None:
-                return lease.mac == mac
-        return False
+    def address_used(self, address: str, now: float) -> None:
+        """A packet (IPv4 or ARP) from ``address`` at a PoA: for DAD, it is in use."""
+        self.ca.seen_in_use(address, self.wall(now))
 
     def tick(self, now: float, ready=lambda network: True
              ) -> tuple[list[tuple[str, str]], list[Answer]]:
@@ -309,15 +285,14 @@ class MpaService:
         returns (probes to send, answers ready)."""
         wall = self.wall(now)
         self.aa.tick(wall)
-        probes, finished = self.ca.tick(wall, ready)
+        probes = self.ca.tick(wall, ready)
         if now >= self._next_maintenance:
             self._next_maintenance = now + MAINTENANCE_S
             self.store.maintain()
         answers = []
-        # A request waits for its address's probes; if those ended (free or
+        # A request waits for its address's probes; once those ended (free or
         # taken) or stopped (a switch went), it is served anew.
-        done = set(finished) | {(n, a) for n, a in self._waiting
-                                if a not in self.ca.pools[n].probing and ready(n)}
+        done = [(n, a) for n, a in self._waiting if a not in self.ca.pools[n].probing and ready(n)]
         for key in sorted(done):
             for sa_id, msg in self._waiting.pop(key, []):
                 origins = self._in_progress.pop((sa_id, msg["seq"]), [])
@@ -327,7 +302,7 @@ class MpaService:
                 answers += self._configure(sa, msg, origins, wall)
         return probes, answers
 
-    def next_deadline(self, now: float) -> float | None:
+    def next_deadline(self) -> float | None:
         deadline = self.ca.next_deadline()
         return None if deadline is None else deadline - self.wall_offset
 

@@ -53,10 +53,13 @@ ERRORS = {
     "internal-error": 500,       # a bug in the controller; see its log
 }
 
+# The project's identifiers, MACs and NAIs, checked the same way everywhere
+# (topology and credentials files, messages, the command lines).
+ID_PATTERN = r"[A-Za-z][A-Za-z0-9_.-]{0,31}"
+ID_RE = re.compile(ID_PATTERN)
+MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _HEX = re.compile(r"[0-9a-f]+")
-_ID = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
 _NAI = re.compile(r"[^@\s]{1,200}@[^@\s]{1,200}")
-_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 
 
 class SignallingError(Exception):
@@ -103,8 +106,10 @@ def _one_of(*values) -> Callable[[Any], bool]:
     return lambda v: isinstance(v, str) and v in values
 
 
-_network = lambda v: isinstance(v, str) and bool(_ID.fullmatch(v))  # noqa: E731
-def _nai(v: Any) -> bool:
+_network = lambda v: isinstance(v, str) and bool(ID_RE.fullmatch(v))  # noqa: E731
+
+
+def nai_ok(v: Any) -> bool:
     # Printable and encodable: the identity goes into key derivation as UTF-8.
     if not (isinstance(v, str) and len(v) <= 253 and v.isprintable() and _NAI.fullmatch(v)):
         return False
@@ -113,7 +118,7 @@ def _nai(v: Any) -> bool:
     except UnicodeEncodeError:  # lone surrogates from \ud800-style escapes
         return False
     return True
-_mac = lambda v: isinstance(v, str) and bool(_MAC.fullmatch(v))  # noqa: E731
+_mac = lambda v: isinstance(v, str) and bool(MAC_RE.fullmatch(v))  # noqa: E731
 _nonce = _hex(32)
 _tag = _hex(32)
 _sa_id = _hex(16)
@@ -128,7 +133,7 @@ SCHEMAS: dict[str, tuple[dict, dict]] = {
     # MN -> AA/CA
     # REST: the MN names its network, or gives its current address.
     "discover": ({}, {"network": _network, "address": _ipv4}),
-    "auth-init": ({"network": _network, "identity": _nai, "mn_mac": _mac, "nonce": _nonce}, {}),
+    "auth-init": ({"network": _network, "identity": nai_ok, "mn_mac": _mac, "nonce": _nonce}, {}),
     "auth-response": ({"network": _network, "session": _sa_id, "proof": _tag}, {}),
     "config-request": (_AUTHENTICATED, {}),
     "release": (_AUTHENTICATED, {"scope": _one_of("lease", "all")}),
@@ -149,7 +154,6 @@ SCHEMAS: dict[str, tuple[dict, dict]] = {
                "retry_after": _seconds}),
 }
 REQUESTS = ("discover", "auth-init", "auth-response", "config-request", "release", "resume")
-AUTHENTICATED = ("config-request", "release", "resume", "config", "released", "resumed")
 # Which derived key authenticates a message, by type.
 PURPOSE = {"config-request": "mn-ca", "config": "mn-ca", "release": "mn-ca",
            "released": "mn-ca", "resume": "signalling", "resumed": "signalling"}
@@ -165,10 +169,6 @@ class Message:
 
     def get(self, name: str, default=None):
         return self.fields.get(name, default)
-
-    def digest_input(self) -> bytes:
-        """The bytes a retransmission must repeat exactly (the MAC included)."""
-        return canonical(self.fields, keep_mac=True)
 
 
 def canonical(fields: dict, keep_mac: bool = False) -> bytes:

@@ -21,7 +21,7 @@ from mpa_sdn.facade import Facade, NotFound
 
 LOG = logging.getLogger("rest_api")
 
-_ID = r"(?P<id>[A-Za-z][A-Za-z0-9_.-]{0,31})"
+_ID = rf"(?P<id>{signalling.ID_PATTERN})"
 # Which messages each signalling endpoint takes.
 SIGNAL_ENDPOINTS = {
     "preauth": ("auth-init", "auth-response"),

@@ -68,7 +68,8 @@ class Rig:
     def seen(self, mac: str, address: str, network: str) -> None:
         """The core learned the host at a PoA of ``network``."""
         self.location[mac] = network
-        self.service.host_seen(mac, address, network, self.now)
+        self.service.address_used(address, self.now)
+        self.service.host_seen(mac, network, self.now)
 
     def left(self, mac: str, network: str) -> None:
         if self.location.get(mac) == network:

@@ -176,7 +176,7 @@ def test_a_clients_own_arp_does_not_keep_it_from_its_address():
     address = ask(dhcp.REQUEST, requested_ip=offer.address, server_id="10.2.1.1").address
     rig.users[address] = mac
     ask(dhcp.RELEASE, learned=True, ciaddr=address, ip_src=address, ip_dst="10.2.1.1")
-    rig.service.address_answered(address, mac, rig.now)   # it still answers ARP for it
+    rig.service.address_used(address, rig.now)   # it still answers ARP for it
     assert ask(dhcp.DISCOVER).address == address
 
 

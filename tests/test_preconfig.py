@@ -57,7 +57,7 @@ def test_two_ctns_in_two_domains_give_two_ncoas():
 def test_a_squatter_found_by_the_probes_is_skipped():
     rig = Rig()
     rig.service.tick(rig.now)  # the first probes go out ...
-    rig.service.address_answered("10.2.1.100", "02:00:00:00:99:99", rig.now)  # ... one answers
+    rig.service.address_used("10.2.1.100", rig.now)  # ... one answers
     rig.settle_dad()
     assert configure(rig, rig.preauth())["address"] == "10.2.1.101"
     assert rig.counters["dad_conflict"] == 1
