@@ -30,7 +30,6 @@ from mpa_sdn import openflow as of  # noqa: E402
 from mpa_sdn.controller import Controller  # noqa: E402
 from mpa_sdn.facade import Facade  # noqa: E402
 from mpa_sdn.service import Answer  # noqa: E402
-from mpa_sdn.store import MemoryStore  # noqa: E402
 from rest_api.app import WAIT_FOR_DAD_S, RestApi  # noqa: E402
 
 LOG = logging.getLogger("apps.mpa_app")
@@ -48,7 +47,7 @@ class MpaApp(app_manager.RyuApp):
         self.counters = collections.Counter()
         self.core = Controller(
             self.runtime.topology, self.counters, credentials=self.runtime.credentials,
-            store=self.runtime.store if self.runtime.store is not None else MemoryStore(),
+            store=self.runtime.store,
             entropy=os.urandom, wall_offset=time.time() - time.monotonic())
         self.settings = self.runtime.topology.controller
         self.datapaths = {}

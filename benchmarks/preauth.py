@@ -130,9 +130,7 @@ def bench_lab(runs: int, ofp_port: int, rest_port: int) -> dict:
                                        log_path=os.path.join(directory, "controller.log"),
                                        log_level="WARNING")
         lab = Lab(topology, controller_port=ofp_port, management=True)
-        try:
-            controller.start()
-            lab.start()
+        with controller, lab:
             controller.wait_switches()
             host = lab.host("mn1")
             root_ip, _ = lab.management_addresses("mn1")
@@ -148,9 +146,6 @@ def bench_lab(runs: int, ofp_port: int, rest_port: int) -> dict:
                 except (ValueError, IndexError):
                     raise RuntimeError(f"{channel} run failed: {out[-2000:]}") from None
                 results[channel] = percentiles(samples)
-        finally:
-            lab.stop()
-            controller.stop()
     return results
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -19,15 +18,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mpa_mn.channels import InbandChannel, RestChannel  # noqa: E402
 from mpa_mn.client import MobileNode  # noqa: E402
+from mpa_mn.vif import Ip  # noqa: E402
 from mpa_sdn.credentials import load_mn_credentials  # noqa: E402
-
-
-def interface(name: str) -> tuple[str, str]:
-    """(MAC, IPv4 address) of an interface."""
-    link = json.loads(subprocess.run(["ip", "-j", "addr", "show", "dev", name],
-                                     capture_output=True, text=True, check=True).stdout)[0]
-    address = next(a["local"] for a in link["addr_info"] if a["family"] == "inet")
-    return link["address"], address
 
 
 def main() -> int:
@@ -39,16 +31,15 @@ def main() -> int:
     parser.add_argument("--credentials", required=True)
     parser.add_argument("--interface", required=True)
     args = parser.parse_args()
-    mac, address = interface(args.interface)
+    mac, address = Ip().interface(args.interface)
     credentials = load_mn_credentials(args.credentials)
     rest = RestChannel(args.controller)
     # Discovery once, over REST: it tells where each CTN's AA listens.
     node = MobileNode(credentials, mac, address, rest)
     node.discover()
-    candidate = node.candidate(args.network)
+    node.candidate(args.network)  # a candidate of the MN's network, or an error
     if args.channel == "inband":
-        node.channel = InbandChannel(address, candidate["aa"]["address"],
-                                     candidate["aa"]["port"])
+        node.channel = InbandChannel(address)  # each request goes to its CTN's AA
     samples = []
     for _ in range(args.runs):
         started = time.perf_counter()

@@ -35,6 +35,7 @@ from typing import Callable
 
 from mpa_mn import protocol
 from mpa_mn.protocol import ProtocolError
+from mpa_sdn import signalling
 
 LOG = logging.getLogger("mpa_mn.channels")
 
@@ -44,8 +45,8 @@ DEFAULT_TIMEOUT_S = 7.5
 # "Not now" answers worth sending the same message again for.
 RETRYABLE = ("address-pending", "busy", "rate-limited")
 # The REST endpoint of each request kind (under /mpa/v1/networks/{id}/).
-ENDPOINTS = {"auth-init": "preauth", "auth-response": "preauth", "config-request": "config",
-             "release": "release", "resume": "resume"}
+ENDPOINTS = {kind: endpoint for endpoint, kinds in signalling.SIGNAL_ENDPOINTS.items()
+             for kind in kinds}
 
 
 class ChannelError(ProtocolError):
@@ -76,7 +77,6 @@ class RetryPolicy:
 
 
 class _Channel:
-    name = ""
 
     def __init__(self, retry: RetryPolicy, sleep: Callable[[float], None]):
         self.retry = retry
@@ -116,7 +116,6 @@ def direct_opener():
 
 
 class RestChannel(_Channel):
-    name = "rest"
 
     def __init__(self, base_url: str, timeout: float = DEFAULT_TIMEOUT_S, opener=None,
                  retry: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] = time.sleep):
@@ -203,7 +202,6 @@ class InbandChannel(_Channel):
     ``timeout / (2**tries - 1)`` and each next one twice as long, so that all
     of them take ``timeout`` (0.5, 1, 2 and 4 s for 7.5 s and 4 tries)."""
 
-    name = "inband"
 
     def __init__(self, local_address: str | None, gateway: str | Callable[[], str] | None = None,
                  port: int = DEFAULT_PORT, timeout: float = DEFAULT_TIMEOUT_S, tries: int = 4,

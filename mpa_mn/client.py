@@ -28,7 +28,6 @@ from mpa_mn.state import Entry, MemoryState
 from mpa_mn.vif import NoVifs, vif_name
 from mpa_sdn import signalling
 from mpa_sdn.credentials import MnCredentials
-from mpa_sdn.signalling import SignallingError
 
 LOG = logging.getLogger("mpa_mn.client")
 
@@ -44,14 +43,6 @@ class MnError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
-
-
-def _answer(call: Callable, *args):
-    """Run a protocol step; an unreadable answer is a ProtocolError like any other."""
-    try:
-        return call(*args)
-    except SignallingError as exc:
-        raise ProtocolError(exc.code, f"unreadable answer: {exc.message}") from None
 
 
 class MobileNode:
@@ -127,9 +118,9 @@ class MobileNode:
         target = Target.of(candidate)
         run = protocol.PreAuthentication(identity, psk, network, mac, entropy=self.entropy)
         challenge = self.channel.exchange(target, "auth-init", run.init())
-        response = _answer(run.response, challenge)
+        response = run.response(challenge)
         success = self.channel.exchange(target, "auth-response", response)
-        sa = _answer(run.finish, success, domain)
+        sa = run.finish(success, domain)
         self.state.entries[network] = Entry(sa, candidate, self.wall())
         self._save()
         LOG.info("%s: pre-authenticated with %s as %s (MPA-SA %s)", network, domain, identity,

@@ -52,7 +52,11 @@ class SaState:
 
 
 def decode_answer(data: bytes, max_bytes: int = 65536) -> signalling.Message:
-    msg = signalling.decode(data, max_bytes, expect=ANSWERS)
+    """An answer, or ProtocolError: for an error answer, or one not to be read."""
+    try:
+        msg = signalling.decode(data, max_bytes, expect=ANSWERS)
+    except SignallingError as exc:
+        raise ProtocolError(exc.code, f"unreadable answer: {exc.message}") from None
     if msg.type == "error":
         raise ProtocolError(msg["code"], msg["message"], msg.fields)
     return msg
@@ -114,10 +118,7 @@ def request(state: SaState, kind: str, **fields) -> tuple[bytes, int]:
 
 
 def check_answer(state: SaState, data: bytes, seq: int, expected: str) -> dict:
-    try:
-        msg = decode_answer(data)
-    except SignallingError as exc:
-        raise ProtocolError(exc.code, f"unreadable answer: {exc.message}") from None
+    msg = decode_answer(data)
     if msg.type != expected or msg["seq"] != seq or msg["sa"] != state.sa:
         raise ProtocolError("unexpected", f"expected {expected} for seq {seq}, got {msg.type}")
     if not signalling.mac_ok(msg, state.keys.for_purpose(signalling.PURPOSE[expected])):
@@ -130,7 +131,7 @@ def check_answer(state: SaState, data: bytes, seq: int, expected: str) -> dict:
 # Nothing in a neighbours answer is proven: a forged candidate can only send
 # the MN to an AA that cannot complete the mutual proof of pre-authentication.
 
-DEFAULT_SIGNALLING_PORT = 7664
+DEFAULT_SIGNALLING_PORT = signalling.SIGNALLING_PORT
 
 
 def discover(address: str | None = None, network: str | None = None) -> bytes:
@@ -156,10 +157,7 @@ def _candidate_problem(candidate) -> str | None:
 
 def check_neighbours(data: bytes) -> tuple[str, list[dict]]:
     """The network the MN is in and its candidates, each with what the MN relies on."""
-    try:
-        msg = decode_answer(data)
-    except SignallingError as exc:
-        raise ProtocolError(exc.code, f"unreadable answer: {exc.message}") from None
+    msg = decode_answer(data)
     if msg.type != "neighbours":
         raise ProtocolError("unexpected", f"expected neighbours, got {msg.type}")
     candidates = msg["candidates"]

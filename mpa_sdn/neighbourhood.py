@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
+from mpa_sdn.signalling import SIGNALLING_PORT
 from mpa_sdn.topology import ROLE_ACCESS, Network, PoA, Topology
 
 
@@ -43,7 +44,7 @@ class Candidate:
     gateway_mac: str
     poas: tuple[str, ...]
     l2_handover_ms: float | None
-    signalling_port: int = 7664   # in-band signalling: UDP to the AA's address
+    signalling_port: int = SIGNALLING_PORT   # in-band signalling: UDP to the AA's address
 
     def as_dict(self) -> dict:
         return {

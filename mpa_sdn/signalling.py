@@ -26,6 +26,15 @@ from typing import Any, Callable
 from mpa_sdn import keys
 
 VERSION = 1
+SIGNALLING_PORT = 7664  # the default UDP port of the in-band channel (mpa.signalling_port)
+# The REST channel: the MN's message kinds each endpoint under
+# /mpa/v1/networks/{id}/ takes (discover has /mpa/v1/discover).
+SIGNAL_ENDPOINTS = {
+    "preauth": ("auth-init", "auth-response"),
+    "config": ("config-request",),
+    "release": ("release",),
+    "resume": ("resume",),
+}
 MAX_SEQ = 2**32 - 1
 
 # Error codes, with the HTTP status the REST channel answers them with.

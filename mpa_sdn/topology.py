@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
+from mpa_sdn.signalling import SIGNALLING_PORT
+
 IPv4Address = ipaddress.IPv4Address
 IPv4Network = ipaddress.IPv4Network
 
@@ -54,7 +56,7 @@ class MpaSettings:
     """The Authentication Agent's and Configuration Agent's knobs (``mpa:``)."""
 
     # In-band signalling: UDP to a network's gateway address on this port.
-    signalling_port: int = 7664
+    signalling_port: int = SIGNALLING_PORT
     max_message_bytes: int = 1400
     # SQLite file holding SAs, leases and MN state across restarts.
     state_db: str = "/var/lib/mpa-sdn/state.db"

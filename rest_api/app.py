@@ -23,12 +23,6 @@ LOG = logging.getLogger("rest_api")
 
 _ID = rf"(?P<id>{signalling.ID_PATTERN})"
 # Which messages each signalling endpoint takes.
-SIGNAL_ENDPOINTS = {
-    "preauth": ("auth-init", "auth-response"),
-    "config": ("config-request",),
-    "release": ("release",),
-    "resume": ("resume",),
-}
 WAIT_FOR_DAD_S = 3.0  # a configuration held back by DAD answers within this, or 503
 # (method, path pattern, facade call); the first matching pattern wins.
 ROUTES = [
@@ -42,7 +36,7 @@ ROUTES = [
     ("GET", r"/mpa/v1/counters", lambda f, m: f.counters()),
     ("POST", r"/mpa/v1/discover", ("discover",)),
 ] + [("POST", rf"/mpa/v1/networks/{_ID}/{name}", kinds)
-     for name, kinds in SIGNAL_ENDPOINTS.items()]
+     for name, kinds in signalling.SIGNAL_ENDPOINTS.items()]
 _COMPILED = [(method, re.compile(pattern + r"/?\Z"), call) for method, pattern, call in ROUTES]
 
 

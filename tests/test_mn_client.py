@@ -33,8 +33,7 @@ from mpa_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Rig, counter_entropy, reconc
 
 MN_ADDRESS = "10.1.1.10"          # in net-a1, whose CTNs are net-a2 and net-b1
 CREDENTIALS = MnCredentials({"domain-a": (IDENTITY, PSK_A), "domain-b": (IDENTITY, PSK_B)})
-ENDPOINTS = {"preauth": ("auth-init", "auth-response"), "config": ("config-request",),
-             "release": ("release",), "resume": ("resume",)}
+ENDPOINTS = signalling.SIGNAL_ENDPOINTS
 
 
 # -- fake transports ------------------------------------------------------------------

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
+
+from mpa_mn.channels import direct_opener
 
 
 MPA_CONTROLLER = os.path.join(os.path.dirname(sys.executable), "mpa-controller")
@@ -44,13 +45,13 @@ class ControllerProcess:
         if self._log not in (None, subprocess.DEVNULL):
             self._log.close()
         try:
-            # Whatever answers now is not ours (a controller left from an
-            # earlier run): talking to it would go unnoticed.
-            self.get("/mpa/v1/switches")
+            # Whatever listens there now is not ours (a controller left from
+            # an earlier run): talking to it would go unnoticed.
+            socket.create_connection(("127.0.0.1", self.rest_port), timeout=1).close()
         except OSError:
             pass
         else:
-            raise RuntimeError(f"something already answers on {self.base_url}; "
+            raise RuntimeError(f"something already listens on {self.base_url}; "
                                "stop it first (an earlier controller?)")
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
@@ -77,7 +78,8 @@ class ControllerProcess:
                 time.sleep(0.1)
 
     def get(self, path: str):
-        with urllib.request.urlopen(self.base_url + path, timeout=5) as response:
+        # Never through a proxy the environment names: the controller is local.
+        with direct_opener().open(self.base_url + path, timeout=5) as response:
             return json.loads(response.read())
 
     def counters(self) -> dict:

@@ -226,7 +226,11 @@ class Lab:
             net.stop()
 
     def __enter__(self):
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # what start() built before it failed
+            raise
         return self
 
     def __exit__(self, *exc):

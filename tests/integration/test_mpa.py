@@ -8,19 +8,18 @@ client with no address at all.
 
 import json
 import os
-import shlex
-import sys
 
 import pytest
 
 from integration.conftest import REST_PORT, running_controller, running_lab, wait_for
+from topologies.preconfigure import run_mpa_mn
 from topologies.probes import ping
 
 pytestmark = pytest.mark.integration
 
-MPA_MN = os.path.join(os.path.dirname(sys.executable), "mpa-mn")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MN_CREDENTIALS = os.path.join(ROOT, "topologies", "credentials", "mn1.yaml")
+MN_MAC = "02:00:00:00:01:01"
 SQUATTED = "10.2.1.100"   # the first address of net-b1's pool
 SQUATTER = ("sq1", "02:00:00:00:99:01", "ap-b1-1")
 DHCP_CLIENT = ("dh1", "02:00:00:00:d1:01", "ap-b1-2")
@@ -59,16 +58,31 @@ def lab(controller, topology):
 
 
 def mpa_mn(lab, state_dir, channel, *args, credentials=MN_CREDENTIALS):
-    """Run mpa-mn inside mn1; returns (exit code, JSON output or stderr text)."""
-    host = lab.host("mn1")
-    root_ip, _ = lab.management_addresses("mn1")
-    command = [MPA_MN, "--channel", channel, "--controller", f"http://{root_ip}:{REST_PORT}",
-               "--credentials", credentials, "--interface", host.defaultIntf().name,
-               "--state", str(state_dir / "mn1.json"), "--json", *args]
-    out = host.cmd(" ".join(shlex.quote(c) for c in command) + " 2>/tmp/mpa-mn.err; echo rc=$?")
-    output, _, rc = out.rpartition("rc=")
-    err = host.cmd("cat /tmp/mpa-mn.err")
-    return int(rc.strip()), (json.loads(output) if output.strip() and int(rc) == 0 else err)
+    """mpa-mn --json inside mn1: (exit status, its JSON document)."""
+    return run_mpa_mn(lab, "mn1", REST_PORT, str(state_dir / "mn1.json"), channel, *args,
+                      credentials=credentials)
+
+
+def sa_states(controller) -> list[dict]:
+    """The controller's MPA-SAs without their countdown (it moves every second)."""
+    return [{k: v for k, v in sa.items() if k != "expires_in"}
+            for sa in controller.get("/mpa/v1/sas")]
+
+
+def mn_leases(controller, network) -> list[str]:
+    return [l["address"] for l in controller.get(f"/mpa/v1/networks/{network}/leases")
+            if l["mac"] == MN_MAC]
+
+
+@pytest.fixture(scope="module")
+def preauthenticated(lab, controller, state_dir):
+    """mn1, in net-a1, ready for both its CTNs: net-b1 (domain-b) in-band, net-a2
+    (domain-a) over REST. Returns both mpa-mn results."""
+    rc, b1 = mpa_mn(lab, state_dir, "inband", "up", "net-b1")
+    assert rc == 0, b1
+    rc, a2 = mpa_mn(lab, state_dir, "rest", "up", "net-a2")
+    assert rc == 0, a2
+    return b1, a2
 
 
 def vif_addresses(lab) -> dict:
@@ -85,17 +99,15 @@ def test_the_squatter_is_found_by_the_cas_probes(lab, controller):
     assert controller.counters()["dad_conflict"] >= 1
 
 
-def test_mn_preauthenticates_with_two_ctns_in_two_domains(lab, controller, state_dir):
-    rc, b1 = mpa_mn(lab, state_dir, "inband", "up", "net-b1")
-    assert rc == 0, b1
-    rc, a2 = mpa_mn(lab, state_dir, "rest", "up", "net-a2")
-    assert rc == 0, a2
+def test_mn_preauthenticates_with_two_ctns_in_two_domains(lab, controller, preauthenticated):
+    b1, a2 = preauthenticated
+    assert b1["results"][0]["config"]["address"] == "10.2.1.101", "the squatted .100 skipped"
+    assert a2["results"][0]["config"]["address"] == "10.1.2.100"
     sas = {sa["network"]: sa for sa in controller.get("/mpa/v1/sas")}
     assert sas["net-b1"]["domain"] == "domain-b" and sas["net-a2"]["domain"] == "domain-a"
     assert {sa["state"] for sa in sas.values()} == {"pre-authenticated"}
-    leases = controller.get("/mpa/v1/networks/net-b1/leases")
-    assert [l["address"] for l in leases] == ["10.2.1.101"], "the squatted .100 was skipped"
-    assert controller.get("/mpa/v1/networks/net-a2/leases")[0]["address"] == "10.1.2.100"
+    assert mn_leases(controller, "net-b1") == ["10.2.1.101"]
+    assert mn_leases(controller, "net-a2") == ["10.1.2.100"]
     # Each nCoA sits on its own virtual interface; the physical one keeps its address.
     addresses = vif_addresses(lab)
     physical = lab.host("mn1").defaultIntf().name
@@ -108,20 +120,21 @@ def test_a_wrong_key_is_refused_and_changes_nothing(lab, controller, state_dir, 
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text("version: 1\ncredentials:\n  domain-b: {identity: mn1@domain-a, key: "
                      "\"hex:" + "ab" * 32 + "\"}\n")
-    before = controller.get("/mpa/v1/sas")
+    before = sa_states(controller)
     failed = controller.counters().get("auth_failed", 0)
-    rc, err = mpa_mn(lab, tmp_path, "inband", "up", "net-b1", credentials=str(wrong))
-    assert rc == 1 and "authentication-failed" in err
-    assert controller.get("/mpa/v1/sas") == before
+    rc, doc = mpa_mn(lab, tmp_path, "inband", "up", "net-b1", credentials=str(wrong))
+    assert rc == 1 and doc["results"][0]["error"]["code"] == "authentication-failed", doc
+    assert sa_states(controller) == before
     assert controller.counters()["auth_failed"] == failed + 1
 
 
-def test_busybox_udhcpc_gets_a_lease_over_the_wire(lab, controller):
+def test_busybox_udhcpc_gets_a_lease_over_the_wire(lab, controller, tmp_path):
     host = lab.host("dh1")
     intf = host.defaultIntf().name
-    script = "/tmp/mpa-udhcpc.sh"
-    host.cmd(f"printf '#!/bin/sh\\n[ \"$1\" = bound ] && ip addr add $ip/$mask dev $interface "
-             f"&& ip route replace default via $router\\nexit 0\\n' > {script}; chmod +x {script}")
+    script = tmp_path / "udhcpc-script"
+    script.write_text('#!/bin/sh\n[ "$1" = bound ] && ip addr add $ip/$mask dev $interface '
+                      '&& ip route replace default via $router\nexit 0\n')
+    script.chmod(0o755)
     out = host.cmd(f"busybox udhcpc -i {intf} -n -q -f -t 6 -T 1 -s {script} 2>&1")
     assert "lease of" in out and "obtained" in out, out
     all_leases = controller.get("/mpa/v1/networks/net-b1/leases")
@@ -157,16 +170,15 @@ def test_isc_dhclient_gets_releases_and_gets_back_its_address(lab, controller, t
     host.cmd(f"dhclient -x {files} {intf} 2>&1")
 
 
-def test_a_controller_restart_loses_no_sa_and_no_lease(lab, controller, state_dir):
-    sas = controller.get("/mpa/v1/sas")
+def test_a_controller_restart_loses_no_sa_and_no_lease(lab, controller, state_dir,
+                                                      preauthenticated):
+    sas = sa_states(controller)
     leases = {n: controller.get(f"/mpa/v1/networks/{n}/leases") for n in ("net-b1", "net-a2")}
-    assert len(sas) == 2
+    assert {sa["network"] for sa in sas} == {"net-b1", "net-a2"}
     controller.stop()
     controller.start()
     controller.wait_switches()
-    assert [{k: v for k, v in sa.items() if k != "expires_in"} for sa in
-            controller.get("/mpa/v1/sas")] == \
-        [{k: v for k, v in sa.items() if k != "expires_in"} for sa in sas]
+    assert sa_states(controller) == sas
     for network, before in leases.items():
         after = controller.get(f"/mpa/v1/networks/{network}/leases")
         assert [(l["address"], l["mac"]) for l in after] == \
@@ -176,5 +188,5 @@ def test_a_controller_restart_loses_no_sa_and_no_lease(lab, controller, state_di
     assert rc == 0, out
     rc, out = mpa_mn(lab, state_dir, "rest", "configure", "net-a2")
     assert rc == 0, out
-    assert {l["address"] for l in controller.get("/mpa/v1/networks/net-b1/leases")} >= \
-        {"10.2.1.101"}
+    assert out["results"][0]["address"] == "10.1.2.100"
+    assert mn_leases(controller, "net-b1") == ["10.2.1.101"]
