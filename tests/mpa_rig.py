@@ -7,13 +7,14 @@ import collections
 import hashlib
 import itertools
 
+from conftest import DEFAULT_TOPOLOGY
 from mpa_mn import protocol
 from mpa_sdn.config import load_topology
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.service import INBAND, REST, MpaService, Origin
 from mpa_sdn.store import MemoryStore
 
-TOPOLOGY = "topologies/two_domains.yaml"
+TOPOLOGY = DEFAULT_TOPOLOGY
 MN_MAC = "02:00:00:00:01:01"
 IDENTITY = "mn1@domain-a"
 PSK_A = b"a" * 32
@@ -89,6 +90,13 @@ class Rig:
         answers = self.send(data, network, **kw)
         assert len(answers) == 1, answers
         return answers[0]
+
+    def configure(self, state) -> dict:
+        """A config-request; if DAD holds it back, its answer once the probes ran."""
+        data, seq = protocol.request(state, "config-request")
+        answers = self.send(data, state.network) or self.settle_dad()
+        assert len(answers) == 1, answers
+        return protocol.check_answer(state, answers[0].body, seq, "config")
 
     def settle_dad(self, rounds=20, step=0.1):
         """Let the CA's probes run out unanswered (nobody squats)."""

@@ -206,11 +206,16 @@ def test_good_correspondent_and_mobile_node(topo):
     assert mn1.mac == "02:00:00:00:01:01"
 
 
-def test_good_controller_settings(topo):
-    assert topo.controller == ControllerSettings(
-        openflow_host="0.0.0.0", openflow_port=6653, rest_host="127.0.0.1", rest_port=8080,
-        host_idle_timeout_s=300, max_hosts=10000, arp_resolve_interval_s=1.0,
-        packet_in_queue=1000)
+def test_controller_settings_are_read():
+    values = dict(openflow_host="127.0.0.2", openflow_port=6633, rest_host="0.0.0.0",
+                  rest_port=9090, host_idle_timeout_s=60, host_probe_s=0.5, max_hosts=50,
+                  arp_resolve_interval_s=0.25, pending_per_address=2, pending_addresses=10,
+                  pending_lifetime_s=5, reject_hold_s=30, packet_in_queue=77)
+    raw = good()
+    raw["controller"] = values
+    assert parse_topology(raw).controller == ControllerSettings(**values)
+    assert set(values) == {f.name for f in dataclasses.fields(ControllerSettings)}, \
+        "a key is untested"
 
 
 def test_controller_section_is_optional():
@@ -522,6 +527,11 @@ ONE_DEFECT = [
                  "out of range", id="arp-interval-zero"),
     pytest.param(put("controller.colour", "blue"), "controller.colour", "unknown key",
                  id="unknown-controller-key"),
+    *[pytest.param(put(f"controller.{key}", value), f"controller.{key}", "out of range",
+                   id=f"controller-{key}-{value!r}")
+      for key, value in [("host_probe_s", 0.05), ("max_hosts", 0), ("pending_per_address", -1),
+                         ("pending_addresses", 100_001), ("pending_lifetime_s", 61),
+                         ("reject_hold_s", 0), ("packet_in_queue", 0)]],
     # mpa settings
     *[pytest.param(put("mpa", {key: value}), f"mpa.{key}", fragment, id=f"mpa-{key}-{value!r}")
       for key, value, fragment in [
@@ -777,14 +787,15 @@ def test_version_must_be_the_integer_1(version):
 
 
 @pytest.mark.parametrize("mutate, path", [
-    (put("mobile_nodes.mn1.mac", "02:00:00:00:0c:01\n"), "mobile_nodes.mn1.mac"),
+    # An unused MAC: the newline alone must be what is wrong.
+    (put("mobile_nodes.mn1.mac", "02:00:00:00:0a:01\n"), "mobile_nodes.mn1.mac"),
     (put("mobile_nodes.mn1.identity", "mn1@domain-a\n"), "mobile_nodes.mn1.identity"),
     (put("domains.domain-c\n", {}), "domains.domain-c\n"),
 ], ids=["mac", "nai", "id"])
 def test_trailing_newline_is_rejected(mutate, path):
     raw = good()
     mutate(raw)
-    assert any(p == path for p, _ in errors_of(raw))
+    assert [p for p, _ in errors_of(raw)] == [path]
 
 
 def test_an_invalid_network_is_not_reported_again_where_it_is_referenced():

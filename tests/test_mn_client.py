@@ -372,12 +372,18 @@ def test_only_candidates_of_the_current_network_are_pre_authenticated():
     assert err.value.code == "not-a-candidate"
 
 
-def test_release_gives_the_lease_back_and_all_ends_the_sa():
+def configured_node():
+    """An MN (REST, real interfaces faked) with an nCoA from net-b1."""
     rig, ip = Rig(), FakeIp()
     rig.settle_dad()
     node = rest_node(rig, vifs=Vifs(Ip(ip)))
     node.preauthenticate("net-b1")
     node.configure("net-b1")
+    return rig, ip, node
+
+
+def test_release_gives_the_lease_back_and_all_ends_the_sa():
+    rig, ip, node = configured_node()
     assert node.release("net-b1") == {"network": "net-b1", "scope": "lease",
                                       "interface_removed": True}
     assert rig.service.ca.views(0) == [] and "mpa-net-b1" not in ip.links
@@ -388,11 +394,7 @@ def test_release_gives_the_lease_back_and_all_ends_the_sa():
 
 
 def test_errors_change_nothing_but_a_release_of_a_dead_sa_goes_ahead_locally():
-    rig, ip = Rig(), FakeIp()
-    rig.settle_dad()
-    node = rest_node(rig, vifs=Vifs(Ip(ip)))
-    node.preauthenticate("net-b1")
-    node.configure("net-b1")
+    rig, ip, node = configured_node()
     rig.service.aa.sas.clear()
     with pytest.raises(ProtocolError) as err:
         node.configure("net-b1")

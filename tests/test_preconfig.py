@@ -9,16 +9,7 @@ import pytest
 from mpa_mn import protocol
 from mpa_sdn import signalling
 from mpa_sdn.store import SqliteStore
-from mpa_rig import MN_MAC, PSK_A, PSK_B, Rig
-
-
-def configure(rig, state, network=None):
-    data, seq = protocol.request(state, "config-request")
-    answers = rig.send(data, network or state.network)
-    if not answers:
-        answers = rig.settle_dad()
-    assert len(answers) == 1
-    return protocol.check_answer(state, answers[0].body, seq, "config")
+from mpa_rig import TOPOLOGY, MN_MAC, PSK_A, PSK_B, Rig
 
 
 def test_config_waits_for_dad_only_when_the_reserve_is_empty():
@@ -40,7 +31,7 @@ def test_config_waits_for_dad_only_when_the_reserve_is_empty():
 def test_the_configuration_carries_what_the_mn_needs_after_moving():
     rig = Rig()
     rig.settle_dad()
-    config = configure(rig, rig.preauth())
+    config = rig.configure(rig.preauth())
     assert config["prefix_len"] == 24 and config["router"] == "10.2.1.1"
     assert config["gateway_mac"] == rig.topology.networks["net-b1"].gateway_mac
     assert config["lease_time"] == rig.topology.mpa.lease_time_s
@@ -49,8 +40,8 @@ def test_the_configuration_carries_what_the_mn_needs_after_moving():
 def test_two_ctns_in_two_domains_give_two_ncoas():
     rig = Rig()
     rig.settle_dad()
-    b1 = configure(rig, rig.preauth("net-b1", PSK_B, "domain-b"))
-    a2 = configure(rig, rig.preauth("net-a2", PSK_A, "domain-a"))
+    b1 = rig.configure(rig.preauth("net-b1", PSK_B, "domain-b"))
+    a2 = rig.configure(rig.preauth("net-a2", PSK_A, "domain-a"))
     assert (b1["address"], a2["address"]) == ("10.2.1.100", "10.1.2.100")
 
 
@@ -59,7 +50,7 @@ def test_a_squatter_found_by_the_probes_is_skipped():
     rig.service.tick(rig.now)  # the first probes go out ...
     rig.service.address_used("10.2.1.100", rig.now)  # ... one answers
     rig.settle_dad()
-    assert configure(rig, rig.preauth())["address"] == "10.2.1.101"
+    assert rig.configure(rig.preauth())["address"] == "10.2.1.101"
     assert rig.counters["dad_conflict"] == 1
     wall = rig.service.wall(rig.now)
     assert rig.service.ca.pool_view("net-b1", wall)["in_use_elsewhere"] == ["10.2.1.100"]
@@ -68,22 +59,22 @@ def test_a_squatter_found_by_the_probes_is_skipped():
 def test_addresses_of_learned_hosts_are_never_offered():
     rig = Rig(in_use={"10.2.1.100", "10.2.1.101"})
     rig.settle_dad()
-    assert configure(rig, rig.preauth())["address"] == "10.2.1.102"
+    assert rig.configure(rig.preauth())["address"] == "10.2.1.102"
 
 
 def test_the_same_client_gets_its_address_back():
     rig = Rig()
     rig.settle_dad()
     state = rig.preauth()
-    first = configure(rig, state)
-    assert configure(rig, state)["address"] == first["address"]       # renewal
+    first = rig.configure(state)
+    assert rig.configure(state)["address"] == first["address"]       # renewal
     data, seq = protocol.request(state, "release")
     protocol.check_answer(state, rig.one(data, "net-b1").body, seq, "released")
     assert rig.service.ca.views(0) == []
     # Never used in the network (the MN was elsewhere): probed again first.
     assert "10.2.1.100" not in rig.service.ca.pools["net-b1"].verified
     other = rig.preauth("net-b1", PSK_B, "domain-b")  # a new SA, the same MN
-    assert configure(rig, other)["address"] == first["address"]
+    assert rig.configure(other)["address"] == first["address"]
     # Used there by the MN itself, then given back: it comes back at once.
     rig.users[first["address"]] = MN_MAC
     data, seq = protocol.request(other, "release")
@@ -153,7 +144,7 @@ def test_a_retransmission_gets_the_same_answer_and_changes_nothing_twice():
     rig.settle_dad()
     state = rig.preauth()
     data, seq = protocol.request(state, "release", scope="lease")
-    configure(rig, state)
+    rig.configure(state)
     data, seq = protocol.request(state, "release")
     first = rig.one(data, "net-b1")
     again = rig.one(data, "net-b1")
@@ -177,11 +168,10 @@ def test_sequence_numbers_may_arrive_out_of_order_within_the_window():
     assert rig.one(late[0], "net-b1").fields["code"] == "replay"
 
 
-def test_pool_exhaustion_is_a_clear_error(tmp_path):
+def test_pool_exhaustion_is_a_clear_error():
     from mpa_sdn.config import load_topology_text
-    text = open("topologies/two_domains.yaml").read().replace(
+    text = open(TOPOLOGY).read().replace(
         "pool: 10.2.1.100-10.2.1.199", "pool: 10.2.1.100-10.2.1.100")
-    text = text.replace("credentials: credentials/", "credentials: topologies/credentials/")
     rig = Rig(topology=load_topology_text(text), in_use={"10.2.1.100"})
     rig.settle_dad()
     state = rig.preauth()
@@ -197,7 +187,7 @@ def test_a_restart_keeps_every_sa_and_lease(tmp_path):
     rig.settle_dad()
     b1 = rig.preauth("net-b1", PSK_B, "domain-b")
     a2 = rig.preauth("net-a2", PSK_A, "domain-a")
-    b1_config, a2_config = configure(rig, b1), configure(rig, a2)
+    b1_config, a2_config = rig.configure(b1), rig.configure(a2)
     rig.seen(MN_MAC, b1_config["address"], "net-b1")
     before = snapshot(rig)
     last = protocol.request(b1, "config-request")
@@ -212,8 +202,8 @@ def test_a_restart_keeps_every_sa_and_lease(tmp_path):
     # The replay state survived too, and the keys: the MN goes on where it was.
     assert rig.one(last[0], "net-b1").fields == last_answer.fields
     assert rig.counters["signal_retransmission"] == 1
-    assert configure(rig, b1)["address"] == b1_config["address"]
-    assert configure(rig, a2)["address"] == a2_config["address"]
+    assert rig.configure(b1)["address"] == b1_config["address"]
+    assert rig.configure(a2)["address"] == a2_config["address"]
 
 
 def test_a_restart_drops_records_it_cannot_use(tmp_path):
@@ -243,7 +233,7 @@ def test_an_mn_lease_is_released_by_dhcp_only_from_the_learned_host():
     rig = Rig()
     rig.settle_dad()
     state = rig.preauth()
-    address = configure(rig, state)["address"]
+    address = rig.configure(state)["address"]
     frame = dhcp.build_request(dhcp.RELEASE, chaddr=MN_MAC, xid=9, ciaddr=address,
                                ip_src=address, ip_dst="10.2.1.1", eth_dst="02:00:00:00:00:01")
     request = dhcp.decode_request(frame)
@@ -281,7 +271,7 @@ def test_the_state_file_is_checkpointed_by_the_timer_not_by_requests(tmp_path):
     assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
     rig = Rig(store=store)
     rig.settle_dad()
-    configure(rig, rig.preauth())
+    rig.configure(rig.preauth())
     wal = os.path.getsize(path + "-wal")
     assert wal > 0
     rig.service.tick(rig.now + 10)       # the timer's turn: the WAL goes into the file

