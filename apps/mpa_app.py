@@ -141,7 +141,7 @@ class MpaApp(app_manager.RyuApp):
             now = time.monotonic()
             due = None if self._mpa_tick_queued else self.core.next_mpa_tick(now)
             wake = next_tick if due is None else min(next_tick, due)
-            hub.sleep(max(0.005, wake - now))
+            hub.sleep(max(0.0005, wake - now))
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + TICK_S

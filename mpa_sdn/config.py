@@ -299,6 +299,16 @@ _MPA_PARSERS = {
     "dad_wait_s": _number(0.01, 10),
     "dad_reserve": _int(0, 1000),
     "dad_valid_s": _number(0.01, DAY_S),
+    "tunnel_lifetime_s": _int(1, DAY_S),
+    "max_tunnels_per_mn": _int(1, 64),
+    "max_tunnels": _int(1, 1_000_000),
+    "binding_lifetime_s": _int(1, YEAR_S),
+    "switch_deadline_s": _number(0.05, 3600),
+    "buffer_packets": _int(0, 1_000_000),
+    "buffer_bytes": _int(0, 1 << 32),
+    "buffer_time_s": _number(0.01, 3600),
+    "flush_rate_pps": _int(1, 10_000_000),
+    "flush_batch": _int(1, 10_000),
 }
 
 
@@ -635,20 +645,33 @@ def _hosts(r: _Reader, raw_cns: Any, raw_mns: Any, networks: dict) -> tuple[dict
         taken_poas[poa] = cid
         cns[cid] = Correspondent(cid, poa, address, mac)
 
-    mns = {}
+    mns, homes = {}, {}
     for mid, entry in r.table(raw_mns, "mobile_nodes").items():
         path = f"mobile_nodes.{mid}"
         entry = r.mapping(entry, path, required={"mac", "attach"},
-                          optional={"identity", "credentials"})
+                          optional={"identity", "credentials", "home_address"})
         if entry is None:
             continue
         mac = r.field(entry, "mac", path, _mac)
         attach = r.field(entry, "attach", path, known_poa)
         identity = r.field(entry, "identity", path, _nai)
         credentials = r.field(entry, "credentials", path, _path, default=None)
+        home = r.field(entry, "home_address", path, _ipv4, default=None)
         claim_mac(path, f"mobile node {mid}", mac)
-        if _MISSING in (mac, attach, identity, credentials):
+        if _MISSING in (mac, attach, identity, credentials, home):
             continue
+        if home is not None:
+            # Traffic to a home address is rewritten, never routed: it must not
+            # be an address any network routes, and belongs to one MN.
+            inside = [n.id for n in networks.values() if home in n.prefix]
+            if inside or home.is_multicast or home.is_unspecified or home.is_loopback:
+                r.error(f"{path}.home_address", f"{home} is inside network {inside[0]}"
+                        if inside else f"{home} cannot be a home address")
+                continue
+            if home in homes:
+                r.error(f"{path}.home_address", f"{home} is already {homes[home]}'s home address")
+                continue
+            homes[home] = mid
         if networks[poas[attach].network].role != ROLE_ACCESS:
             r.error(f"{path}.attach", f"PoA {attach} is not in an access network")
             continue
@@ -656,7 +679,7 @@ def _hosts(r: _Reader, raw_cns: Any, raw_mns: Any, networks: dict) -> tuple[dict
             r.error(f"{path}.attach", f"PoA {attach} already holds {taken_poas[attach]}")
             continue
         taken_poas[attach] = mid
-        mns[mid] = MobileNode(mid, mac, attach, identity, credentials)
+        mns[mid] = MobileNode(mid, mac, attach, identity, credentials, home)
     if set(cns) & set(mns):
         r.error("mobile_nodes", f"ids also used by correspondents: {sorted(set(cns) & set(mns))}")
     return cns, mns

@@ -22,6 +22,8 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 from mpa_sdn import dhcp, forwarding, packets, reconcile
 from mpa_sdn import openflow as of
 from mpa_sdn.forwarding import Host
+from mpa_sdn.mobility import Mobility
+from mpa_sdn.openflow import Send  # noqa: F401  (the shell and tests take it from here)
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.service import INBAND, Answer, MpaService, Origin
 from mpa_sdn.store import MemoryStore
@@ -30,20 +32,6 @@ from mpa_sdn.topology import PoA, Topology
 
 LOG = logging.getLogger("mpa_sdn.controller")
 RECONCILE = "reconcile"
-
-
-@dataclass
-class Send:
-    """Messages for one switch.
-
-    ``barrier`` asks the shell to follow them with a barrier; ``confirm``
-    also asks it to report the barrier's reply back with this tag.
-    """
-
-    dpid: int
-    messages: list
-    barrier: bool = False
-    confirm: str | None = None
 
 
 @dataclass
@@ -71,14 +59,18 @@ class Controller:
         self.graph = NeighbourhoodGraph(topology)
         self.settings = topology.controller
         self.counters = counters if counters is not None else collections.Counter()
-        self.mpa = MpaService(topology, self.graph, credentials or {},
-                              store if store is not None else MemoryStore(), self.counters,
+        store = store if store is not None else MemoryStore()
+        self.mpa = MpaService(topology, self.graph, credentials or {}, store, self.counters,
                               entropy, wall_offset, self._address_user, self._mac_attached)
         self.switches: dict[int, SwitchState] = {}
         self.hosts: dict[str, Host] = {}
         self._host_paths: dict[str, frozenset] = {}
-        for host in forwarding.correspondent_hosts(self.graph):
+        correspondents = forwarding.correspondent_hosts(self.graph)
+        for host in correspondents:
             self._remember(host)
+        self.mobility = Mobility(self.graph, topology.mpa, self.counters, correspondents,
+                                 self.hosts, self.switches.__contains__, store, wall_offset)
+        self.mpa.mobility = self.mobility
         self._poa_at = {(self.graph.dpid(p.switch), p.port): p for p in topology.poas.values()}
         self._gateways = {str(n.gateway): n for n in topology.networks.values()}
         self._gateway_macs = {n.gateway_mac for n in topology.networks.values()}
@@ -105,11 +97,13 @@ class Controller:
         LOG.info("dpid=%016x switch=%s connected from %s; reading its flows", dpid, switch, address)
         return [Send(dpid, [of.flow_stats_request()])]
 
-    def switch_disconnected(self, dpid: int, now: float) -> None:
+    def switch_disconnected(self, dpid: int, now: float) -> list[Send]:
         state = self.switches.pop(dpid, None)
         if state is not None:
             self.counters["switch_disconnected"] += 1
             LOG.info("dpid=%016x switch=%s disconnected", dpid, state.switch)
+        self.mobility.switch_gone(dpid, now)
+        return self.mobility.drain()
 
     def flow_stats(self, dpid: int, entries: list, more: bool) -> list[Send]:
         """A part of a flow-stats reply; the last part triggers reconciliation."""
@@ -131,14 +125,18 @@ class Controller:
                  dpid, state.switch, len(result.deletes), len(result.adds), result.kept)
         return [Send(dpid, result.messages, barrier=True, confirm=RECONCILE)]
 
-    def flows_confirmed(self, dpid: int, tag: str, now: float) -> None:
+    def flows_confirmed(self, dpid: int, tag: str, now: float) -> list[Send]:
         """The barrier after a batch sent with ``confirm=tag`` was answered."""
+        if tag != RECONCILE:
+            self.mobility.flows_confirmed(dpid, tag, now)
+            return self.mobility.drain()
         state = self.switches.get(dpid)
         if state is not None and tag == RECONCILE and state.reconciling:
             state.reconciling, state.reconciled_at = False, now
             if state.errors:
                 LOG.warning("dpid=%016x switch=%s reconciled with %d OpenFlow errors",
                             dpid, state.switch, state.errors)
+        return []
 
     def openflow_error(self, dpid: int, err_type: int, code: int, now: float) -> None:
         self.counters["openflow_error"] += 1
@@ -155,7 +153,7 @@ class Controller:
         for address in sorted(self.hosts, key=ipaddress.IPv4Address):
             if switch in self._host_paths[address]:
                 flows += self._host_flows(self.hosts[address]).get(switch, [])
-        return flows
+        return flows + self.mobility.flows_for(switch)
 
     def expected_flow_count(self, dpid: int) -> int:
         """len(desired_flows(dpid)), without building any flow-mod."""
@@ -164,7 +162,7 @@ class Controller:
             self._static_counts[switch] = len(forwarding.static_flows(self.graph, switch))
         routes = sum(switch in path for path in self._host_paths.values())
         checks = sum(h.poa.switch == switch for h in self.hosts.values())
-        return self._static_counts[switch] + routes + checks
+        return self._static_counts[switch] + routes + checks + self.mobility.flow_count(switch)
 
     # -- hosts ------------------------------------------------------------
 
@@ -231,7 +229,7 @@ class Controller:
         return [Send(dpid, [of.packet_out(poll, [of.output(host.poa.port)])])]
 
     def _learn(self, mac: str, address: str, poa: PoA, now: float,
-               source_check_missed: bool = False) -> list[Send]:
+               source_check_missed: bool = False, how: str = "arp") -> list[Send]:
         """Learn a host, or move it (same MAC and address, another PoA).
 
         ``source_check_missed``: the packet came through the unknown-source
@@ -250,15 +248,17 @@ class Controller:
             answered = self._probing.pop(address, None) is not None
             if answered:
                 self.counters["host_probe_answered"] += 1
+            self.mobility.host_seen(mac, address, poa, "refresh", now)
             if not (answered or source_check_missed):
-                return []  # an ARP from a host we know where it is
+                return self.mobility.drain()  # an ARP from a host we know where it is
             # Its source check is gone: it idled out (the host has just
             # answered our poll) or it idled out as this packet came.
             self.counters["learn_refreshed"] += 1
             dpid = self.graph.dpid(poa.switch)
             if dpid not in self.switches:
                 return []
-            return [Send(dpid, self._host_flows(new)[poa.switch], barrier=True)]
+            return [Send(dpid, self._host_flows(new)[poa.switch], barrier=True)
+                    ] + self.mobility.drain()
         self._remember(new)
         self._probing.pop(address, None)
         self.mpa.host_seen(mac, poa.network, now)
@@ -280,7 +280,10 @@ class Controller:
             by_switch.setdefault(old.poa.switch, []).append(forwarding.source_check_delete(old))
         sends = [Send(self.graph.dpid(sw), msgs, barrier=True)
                  for sw, msgs in sorted(by_switch.items()) if self.graph.dpid(sw) in self.switches]
-        return sends + self._release_pending(address, now)
+        # The MN's tunnels, binding and handover follow it (after its routes,
+        # whose barriers a handover waits for).
+        self.mobility.host_seen(mac, address, poa, how, now)
+        return sends + self.mobility.drain() + self._release_pending(address, now)
 
     def forget_host(self, address: str, reason: str, now: float) -> list[Send]:
         host = self.hosts.get(address)
@@ -293,14 +296,23 @@ class Controller:
         LOG.info("host mac=%s ip=%s at poa=%s forgotten (%s)", host.mac, address, host.poa.id, reason)
         self.mpa.host_left(host.mac, host.poa.network, now)
         delete = of.flow_delete_cookie(host_cookie(address), EXACT_MASK)
-        return [Send(self.graph.dpid(sw), [delete]) for sw in sorted(path)
-                if self.graph.dpid(sw) in self.switches]
+        sends = [Send(self.graph.dpid(sw), [delete]) for sw in sorted(path)
+                 if self.graph.dpid(sw) in self.switches]
+        self.mobility.host_gone(host.mac, address, host.poa)
+        return sends + self.mobility.drain()
 
     def port_status(self, dpid: int, port: int, gone: bool, now: float) -> list[Send]:
         """A port was deleted or lost its link: hosts learned there have left."""
         poa = self._poa_at.get((dpid, port))
-        if poa is None or not gone:
+        if poa is None:
             return []
+        if not gone:
+            # A PoA came up: if one MN is pre-switching to its network, that
+            # is the MN arriving (RFC 6252 §6.3 step 5), before it says so.
+            handover = self.mobility.expecting(poa)
+            if handover is None or any(h.poa == poa for h in self.hosts.values()):
+                return []
+            return self._learn(handover.mac, handover.address, poa, now, how="port")
         sends = []
         for address in sorted(a for a, h in self.hosts.items() if h.poa == poa):
             sends += self.forget_host(address, "link_down", now)
@@ -352,6 +364,11 @@ class Controller:
                 return self._signal_in_band(dpid, in_port, frame, now)
             if frame.ip_dst in self._gateways:
                 return self._to_gateway(frame)
+            handover = self.mobility.takes(frame.ip_dst)
+            if handover is not None:
+                # A handover's buffer: only queued here; flushed by mpa_tick.
+                self.mobility.packet_in(handover, frame, data, now)
+                return self.mobility.drain()
             return self._unresolved(frame, data, now)
         self.counters["packet_in_unexpected"] += 1
         return []
@@ -366,7 +383,8 @@ class Controller:
             # and no drop flow either, which would also catch its ARP probes.
             self.counters["packet_in_unaddressed"] += 1
             return []
-        sends = self._learn(frame.eth_src, frame.ip_src, poa, now, source_check_missed=True)
+        sends = self._learn(frame.eth_src, frame.ip_src, poa, now, source_check_missed=True,
+                            how="packet")
         host = self.hosts.get(frame.ip_src)
         if host is not None and (host.mac, host.poa) == (frame.eth_src, poa):
             # The packet that taught us the host goes on its way too: routed
@@ -407,8 +425,13 @@ class Controller:
         if a.opcode != packets.ARP_REQUEST:
             return sends
         target = self.hosts.get(a.dst_ip)
+        tunnel = self.mobility.tunnels.get(a.dst_ip)
         answer = a.dst_ip == str(network.gateway) or (
-            target is not None and target.poa.network == network.id and target.mac != a.src_mac)
+            target is not None and target.poa.network == network.id and target.mac != a.src_mac
+        ) or (
+            # Proxy ARP for an nCoA while its tunnel is up (RFC 6252 §7.4):
+            # the MN is not here yet, its address is.
+            target is None and tunnel is not None and tunnel.network == network.id)
         if answer:
             # Local proxy ARP: every destination is reached through the
             # gateway.  A probe (RFC 5227, sender 0.0.0.0) for an address in
@@ -463,7 +486,9 @@ class Controller:
                 continue
             dpid, mac, gateway, address, port = answer.origin.reply_to
             out += self._reply_in_band(dpid, mac, gateway, address, port, answer.body)
-        return out
+        # The answers go first: an answer to pre-switch still reaches the MN
+        # through the tunnel, before the buffering punt.
+        return out + self.mobility.drain()
 
     def _reply_in_band(self, dpid, mac, gateway, address, port, payload) -> list[Send]:
         """A datagram from the gateway back to the sender: straight out of its
@@ -543,6 +568,7 @@ class Controller:
     def mpa_tick(self, now: float) -> list:
         """Advance the AA and CA: expiries, DAD probes, answers DAD held back."""
         probes, answers = self.mpa.tick(now, self._network_ready)
+        self.mobility.step(now)
         return self._dad_probes(probes) + self._outputs(answers)
 
     def _network_ready(self, network_id: str) -> bool:
@@ -556,7 +582,8 @@ class Controller:
 
     def next_mpa_tick(self, now: float) -> float | None:
         """When :meth:`mpa_tick` next has work (a probe due), if sooner than a tick."""
-        return self.mpa.next_deadline()
+        due = [d for d in (self.mpa.next_deadline(), self.mobility.next_due()) if d is not None]
+        return min(due) if due else None
 
     def _unresolved(self, frame, data, now) -> list[Send]:
         host = self.hosts.get(frame.ip_dst)
@@ -617,6 +644,7 @@ class Controller:
         for address in sorted(a for a, deadline in self._probing.items() if deadline < now):
             del self._probing[address]
             sends += self.forget_host(address, "idle", now)
+        self.mobility.tick(now, self.mpa.wall(now))
         return sends + self.mpa_tick(now)
 
     # -- read-only views for the REST layer ---------------------------------

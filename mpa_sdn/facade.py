@@ -95,6 +95,17 @@ class Facade:
     def sas(self) -> list[dict]:
         return self._core.mpa.sa_views(self._clock())
 
+    def mobile_nodes(self) -> list[dict]:
+        """Each MN's binding, tunnels and handover in progress (RFC 6252 §6.3)."""
+        core = self._core
+        return core.mobility.views(core.mpa.wall(self._clock()), core.mpa.homes)
+
+    def handovers(self) -> list[dict]:
+        """The last finished handovers, oldest first, then those in progress."""
+        mobility = self._core.mobility
+        return list(mobility.history) + [h.view() for h in mobility.handovers.values()
+                                         if h.ended_at is None]
+
     def leases(self, network_id: str) -> list[dict]:
         self._network(network_id)
         return self._core.mpa.lease_views(self._clock(), network_id)

@@ -10,11 +10,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ryu.ofproto import ether
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
 # Punted packets carry the whole frame: OVS never buffers in the switch.
 CONTROLLER_MAX_LEN = ofp.OFPCML_NO_BUFFER
+
+
+@dataclass
+class Send:
+    """Messages for one switch.
+
+    ``barrier`` asks the shell to follow them with a barrier; ``confirm``
+    also asks it to report the barrier's reply back with this tag.
+    """
+
+    dpid: int
+    messages: list
+    barrier: bool = False
+    confirm: str | None = None
 
 
 def apply(*actions) -> list:
@@ -39,6 +54,15 @@ def set_field(**kwargs):
 
 def dec_ttl():
     return parser.OFPActionDecNwTtl()
+
+
+def push_mpls(label: int) -> list:
+    """Into a label-switched path: the IPv4 packet gets one MPLS label."""
+    return [parser.OFPActionPushMpls(ether.ETH_TYPE_MPLS), set_field(mpls_label=label)]
+
+
+def pop_mpls():
+    return parser.OFPActionPopMpls(ether.ETH_TYPE_IP)
 
 
 def reg_move(src: str, dst: str, n_bits: int):

@@ -27,6 +27,7 @@ from mpa_sdn import dhcp as d
 from mpa_sdn import signalling
 from mpa_sdn.aa import AUTHORIZED, PRE_AUTHENTICATED, AuthenticationAgent
 from mpa_sdn.ca import BOUND, OFFERED, ConfigurationAgent, Lease, mpa_client
+from mpa_sdn.mobility import Refused
 from mpa_sdn.signalling import Message, SignallingError
 from mpa_sdn.topology import ROLE_ACCESS
 
@@ -36,6 +37,7 @@ INBAND = "inband"
 # Refusals an attacker could provoke without any key: silence in-band.
 MAINTENANCE_S = 2.0      # the state file's WAL is checkpointed this often
 MAX_WAITING_ORIGINS = 4  # places one request held back by DAD is answered at
+MOBILITY = ("tunnel-request", "tunnel-release", "binding-update", "handover")
 SILENT_IN_BAND = {"malformed", "oversized", "unsupported-version", "unknown-type",
                   "bad-mac", "unknown-sa", "unknown-session"}
 
@@ -86,6 +88,10 @@ class MpaService:
         self.ca = ConfigurationAgent(topology, store, self.settings, counters, used_by,
                                      graph.network_of_address)
         self.store = store
+        self.mobility = None  # the controller's (tunnels, bindings, handovers)
+        self.homes = {mn.identity: str(mn.home_address)
+                      for mn in topology.mobile_nodes.values()
+                      if mn.identity and mn.home_address is not None}
         self._next_maintenance = 0.0
         # Configuration requests waiting for DAD: (network, address) -> [(sa id, msg, origins)]
         self._waiting: dict[tuple[str, str], list] = {}
@@ -174,6 +180,8 @@ class MpaService:
             if origin not in waiting and len(waiting) < MAX_WAITING_ORIGINS:
                 waiting.append(origin)
             return []
+        if msg.type in MOBILITY:
+            return self._mobility(sa, msg, origin, purpose, wall)
         if msg.type == "config-request":
             return self._configure(sa, msg, [origin], wall)
         if msg.type == "release":
@@ -249,6 +257,41 @@ class MpaService:
         if scope == "all":
             self.aa.end(sa)
         return answers
+
+    def _mobility(self, sa, msg: Message, origin: Origin, purpose: str,
+                  wall: float) -> list[Answer]:
+        """Steps 2-5 (RFC 6252 §6.3): the tunnel, the binding update, the
+        handover's phases; the mobility core decides and changes the flows."""
+        if sa.state not in (PRE_AUTHENTICATED, AUTHORIZED):
+            return self._refuse(sa, msg, purpose, "wrong-state",
+                                f"the SA is {sa.state}; pre-authenticate again", [origin], wall)
+        if self.mobility is None:
+            return self._refuse(sa, msg, purpose, "wrong-state", "no handover support here",
+                                [origin], wall)
+        lease = self.ca.lease_for(sa.network, mpa_client(sa.identity, sa.mn_mac))
+        now = wall - self.wall_offset
+        in_band = origin.channel == INBAND
+        try:
+            if msg.type == "tunnel-request":
+                fields = self.mobility.tunnel_request(sa, lease, origin.mac if in_band else None,
+                                                      msg.get("lifetime"), wall)
+                return self._answer(sa, msg, purpose, "tunnel", [origin], wall, **fields)
+            if msg.type == "tunnel-release":
+                self.mobility.tunnel_release(sa, lease)
+                return self._answer(sa, msg, purpose, "tunnel-released", [origin], wall)
+            if msg.type == "binding-update":
+                fields = self.mobility.binding_update(
+                    sa, self.homes.get(sa.identity), msg, origin.source if in_band else None,
+                    lease, wall)
+                return self._answer(sa, msg, purpose, "binding-ack", [origin], wall, **fields)
+            fields = self.mobility.handover(sa, lease, msg["phase"], bool(msg.get("buffer_old")),
+                                            now)
+            if fields.get("phase") == "none":
+                return self._refuse(sa, msg, purpose, "wrong-state",
+                                    f"no handover to {sa.network} to cancel", [origin], wall)
+            return self._answer(sa, msg, purpose, "handover-state", [origin], wall, **fields)
+        except Refused as exc:
+            return self._refuse(sa, msg, purpose, exc.code, exc.message, [origin], wall)
 
     def _resume(self, sa, msg: Message, origin: Origin, wall: float) -> list[Answer]:
         if sa.state == PRE_AUTHENTICATED:

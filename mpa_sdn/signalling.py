@@ -34,8 +34,14 @@ SIGNAL_ENDPOINTS = {
     "config": ("config-request",),
     "release": ("release",),
     "resume": ("resume",),
+    "tunnel": ("tunnel-request", "tunnel-release"),
+    "binding": ("binding-update",),
+    "handover": ("handover",),
 }
 MAX_SEQ = 2**32 - 1
+# What an MN (or its policy engine) says about a handover (RFC 6252 §6.3):
+# step 4 begins, step 5 is done (it is attached to the target), or it is off.
+HANDOVER_PHASES = ("pre-switch", "arrived", "cancel")
 
 # Error codes, with the HTTP status the REST channel answers them with.
 ERRORS = {
@@ -59,6 +65,8 @@ ERRORS = {
     "busy": 503,                 # too many pre-authentications in progress
     "pool-exhausted": 503,
     "address-pending": 503,      # duplicate address detection still running
+    "tunnel-limit": 409,         # the MN holds as many tunnels as it may
+    "binding-refused": 403,      # not this MN's home address, or a care-of it does not hold
     "internal-error": 500,       # a bug in the controller; see its log
 }
 
@@ -133,6 +141,7 @@ _tag = _hex(32)
 _sa_id = _hex(16)
 _seq = _int(1, MAX_SEQ)
 _seconds = _int(0, 2**31 - 1)
+_true = lambda v: v is True  # noqa: E731
 _anything = lambda v: True  # noqa: E731  (candidate lists are built by us, not parsed)
 
 _AUTHENTICATED = {"network": _network, "sa": _sa_id, "seq": _seq, "mac": _tag}
@@ -147,6 +156,14 @@ SCHEMAS: dict[str, tuple[dict, dict]] = {
     "config-request": (_AUTHENTICATED, {}),
     "release": (_AUTHENTICATED, {"scope": _one_of("lease", "all")}),
     "resume": (_AUTHENTICATED, {}),
+    # MN -> AR (RFC 6252 §6.3 steps 2-5): the proactive handover tunnel, the
+    # binding update through it, and the handover's phases.
+    "tunnel-request": (_AUTHENTICATED, {"lifetime": _int(1, 2**31 - 1)}),
+    "tunnel-release": (_AUTHENTICATED, {}),
+    "binding-update": ({**_AUTHENTICATED, "home_address": _ipv4, "care_of": _ipv4},
+                       {"lifetime": _int(0, 2**31 - 1)}),
+    "handover": ({**_AUTHENTICATED, "phase": _one_of(*HANDOVER_PHASES)},
+                 {"buffer_old": _true}),
     # AA/CA -> MN
     "neighbours": ({"network": _network, "candidates": _anything},
                    {"truncated": lambda v: v is True}),
@@ -158,14 +175,26 @@ SCHEMAS: dict[str, tuple[dict, dict]] = {
                 "lease_time": _seconds}, {}),
     "released": (_AUTHENTICATED, {"scope": _one_of("lease", "all")}),
     "resumed": ({**_AUTHENTICATED, "state": _text(32)}, {}),
+    "tunnel": ({**_AUTHENTICATED, "address": _ipv4, "poa": _network, "lifetime": _seconds}, {}),
+    "tunnel-released": (_AUTHENTICATED, {}),
+    "binding-ack": ({**_AUTHENTICATED, "home_address": _ipv4, "care_of": _ipv4,
+                     "lifetime": _seconds}, {}),
+    "handover-state": ({**_AUTHENTICATED, "phase": _text(32)},
+                       {"buffered": _int(0, 2**31 - 1)}),
     "error": ({"code": _one_of(*ERRORS), "message": _text(300)},
               {"network": _network, "in_reply_to": _text(32), "seq": _seq,
                "retry_after": _seconds}),
 }
-REQUESTS = ("discover", "auth-init", "auth-response", "config-request", "release", "resume")
-# Which derived key authenticates a message, by type.
+REQUESTS = ("discover", "auth-init", "auth-response", "config-request", "release", "resume",
+            "tunnel-request", "tunnel-release", "binding-update", "handover")
+# Which derived key authenticates a message, by type: the MN-AR key for
+# what the access router does (tunnel, buffering, switching), the
+# signalling key for the mobility binding and resume.
 PURPOSE = {"config-request": "mn-ca", "config": "mn-ca", "release": "mn-ca",
-           "released": "mn-ca", "resume": "signalling", "resumed": "signalling"}
+           "released": "mn-ca", "resume": "signalling", "resumed": "signalling",
+           "tunnel-request": "mn-ar", "tunnel-release": "mn-ar", "tunnel": "mn-ar",
+           "tunnel-released": "mn-ar", "handover": "mn-ar", "handover-state": "mn-ar",
+           "binding-update": "signalling", "binding-ack": "signalling"}
 
 
 @dataclass(frozen=True)

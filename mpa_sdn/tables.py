@@ -53,6 +53,9 @@ class Feature(enum.IntEnum):
     REJECT = 0x05        # temporary drops for sources the controller refused
     DHCP = 0x06          # DHCP punts at PoAs
     SIGNALLING = 0x07    # in-band MPA signalling punts, subject = network index
+    TUNNEL = 0x08        # a proactive handover tunnel, subject = its nCoA
+    BINDING = 0x09       # a binding's rewrites, subject = the home address
+    BUFFER = 0x0A        # a handover's buffering punt, subject = the buffered address
 
 
 MAGIC = 0x4D  # 'M'
@@ -87,7 +90,11 @@ def subject_of(value: int) -> int:
 # Priorities, highest first within each table.
 PRIO_SIGNALLING = 410      # ROUTE: MPA signalling to a gateway
 PRIO_GATEWAY_PUNT = 400    # ROUTE: the gateways' own addresses
+PRIO_BUFFER = 360          # ROUTE: a handover's buffering punt, over whatever lies below
 PRIO_DHCP = 350            # INGRESS: DHCP at PoAs, before source checks
+PRIO_BINDING = 350         # ROUTE: correspondent <-> care-of rewrites
+PRIO_BINDING_IN = 320      # INGRESS: home address rewrites where traffic enters
+PRIO_TUNNEL = 310          # ROUTE: into a tunnel; INGRESS: along it and out of it
 PRIO_HOST = 300            # ROUTE: host routes; INGRESS: source checks
 PRIO_REJECT = 250          # INGRESS: refused sources, dropped for a while
 PRIO_NETWORK = 200         # ROUTE: network prefixes

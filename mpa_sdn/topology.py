@@ -79,6 +79,17 @@ class MpaSettings:
     dad_wait_s: float = 0.2           # after the last probe, for an answer
     dad_reserve: int = 4              # addresses per network kept probed and free
     dad_valid_s: float = 60.0         # a probe result is trusted this long
+    # Proactive handover (RFC 6252 §6.3 steps 2-6).
+    tunnel_lifetime_s: int = 120      # a proactive handover tunnel's longest life
+    max_tunnels_per_mn: int = 4       # tunnels to different CTNs at once (§7.2, C.4)
+    max_tunnels: int = 4096           # tunnels in all
+    binding_lifetime_s: int = 3600    # a binding's longest life; renewed by each update
+    switch_deadline_s: float = 5.0    # pre-switching without arrival: switch back
+    buffer_packets: int = 4096        # per MN: the buffer's bounds ...
+    buffer_bytes: int = 4 * 1024 * 1024
+    buffer_time_s: float = 10.0       # ... and the longest a packet waits in it
+    flush_rate_pps: int = 20000       # buffered packets go to the MN at this pace ...
+    flush_batch: int = 16             # ... this many at a time
 
 
 @dataclass(frozen=True)
@@ -179,6 +190,9 @@ class MobileNode:
     # The MN's own credentials file (its key per domain), for the lab's
     # mpa-mn runs; the controller never reads it.
     credentials: str | None = None
+    # Its home address: correspondents talk to it whatever network it is in;
+    # the controller keeps the binding to its care-of address (None: no binding).
+    home_address: ipaddress.IPv4Address | None = None
 
 
 def _frozen(mapping: Mapping) -> Mapping:

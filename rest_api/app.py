@@ -32,6 +32,8 @@ ROUTES = [
     ("GET", rf"/mpa/v1/networks/{_ID}/leases", lambda f, m: f.leases(m["id"])),
     ("GET", rf"/mpa/v1/networks/{_ID}/pool", lambda f, m: f.pool(m["id"])),
     ("GET", r"/mpa/v1/sas", lambda f, m: f.sas()),
+    ("GET", r"/mpa/v1/mobile-nodes", lambda f, m: f.mobile_nodes()),
+    ("GET", r"/mpa/v1/handovers", lambda f, m: f.handovers()),
     ("GET", r"/mpa/v1/switches", lambda f, m: f.switches()),
     ("GET", r"/mpa/v1/counters", lambda f, m: f.counters()),
     ("POST", r"/mpa/v1/discover", ("discover",)),

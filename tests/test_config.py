@@ -239,7 +239,10 @@ def test_mpa_settings_are_read():
                   replay_window=1024, retransmit_s=0.5, failures_per_identity=3,
                   failures_per_source=1, failure_window_s=30, lockout_s=120,
                   lease_time_s=60, offer_hold_s=10, dad_probes=3, dad_interval_s=0.01,
-                  dad_wait_s=0.05, dad_reserve=0, dad_valid_s=1)
+                  dad_wait_s=0.05, dad_reserve=0, dad_valid_s=1, tunnel_lifetime_s=30,
+                  max_tunnels_per_mn=2, max_tunnels=10, binding_lifetime_s=90,
+                  switch_deadline_s=1.5, buffer_packets=100, buffer_bytes=65536,
+                  buffer_time_s=2, flush_rate_pps=5000, flush_batch=8)
     raw = good()
     raw["mpa"] = values
     mpa = parse_topology(raw).mpa

@@ -1,0 +1,660 @@
+"""Proactive handover: tunnels, bindings and the handover's phases (RFC 6252
+§6.3 steps 2-6, §7.4-§7.6, Appendix C.1 and C.4).
+
+The state is declarative: tunnels, bindings and the buffering punts of
+handovers in progress.  From it :meth:`Mobility.desired` derives every flow
+this module wants on every switch; :meth:`Mobility._sync` compares that with
+what it last asked for and sends the difference: the new flows first, each
+switch's followed by a barrier, and the flows that go only once every
+barrier has been answered (make-before-break).  Deletes are strict, by
+table, priority, match and this module's cookie (feature and subject), never
+by a broad match.  A reconnecting switch is reconciled against the same
+``desired`` view, so a tunnel or a binding never leaks and never goes
+missing.
+
+A handover (one per MN at a time) goes through these phases:
+
+``pre-switching`` (step 4)
+    The MN said it is about to switch.  The nCoA's access router (nAR) sends
+    packets for the nCoA to the controller (a punt above the tunnel, which
+    stays underneath), and the controller buffers them.  With ``buffer_old``
+    the old care-of address's AR buffers too (§7.6.1).
+``switching`` (steps 5-6)
+    The MN showed up in the target network: its gratuitous ARP or any packet
+    at a PoA there, its ``arrived`` signal, or (one MN expected) the PoA's
+    port coming up.  The direct flows (the host's routes, its binding at the
+    new PoA) go in, and every switch on the way confirms with a barrier.
+``flushing``
+    The buffer goes to the MN in order from its new PoA, paced
+    (``mpa.flush_rate_pps``), old AR's packets first (they are older).
+    Packets still punted meanwhile join the queue's tail.
+``draining``
+    The buffer is empty: the punts go, with a barrier.  Packets punted
+    before the switch applied that are delivered at once.
+``completed``
+    The barrier came back.  The tunnel is gone (the MN is in its network);
+    the old network's SA is held by the AA, its lease kept for its time.
+
+``switched-back`` replaces ``switching`` when the MN does not arrive within
+``mpa.switch_deadline_s``, shows up in another network (its old one), or
+cancels: the buffer goes to wherever the MN is, the punts go, and the tunnel
+and the target's SA and lease are kept (until their own lifetimes), so the
+MN can try again.
+"""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+import itertools
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from ryu.ofproto import ether
+
+from mpa_sdn import openflow as of
+from mpa_sdn import tunnels as tn
+from mpa_sdn.binding import Binding, BindingProtocol, EdgeRewrite, Reach
+from mpa_sdn.buffer import PacketBuffer
+from mpa_sdn.forwarding import Host, host_path, last_hop_actions
+from mpa_sdn.openflow import Send
+from mpa_sdn.signalling import SignallingError
+from mpa_sdn.tables import PRIO_BUFFER, Feature, Table, cookie
+from mpa_sdn.topology import PoA
+
+LOG = logging.getLogger("mpa_sdn.mobility")
+TUNNEL_KIND, BINDING_KIND = "tunnel", "binding"
+LINGER_S = 1.0          # a completed handover still delivers late punts this long
+HISTORY = 256           # finished handovers kept for the views and benchmarks
+
+PRE_SWITCHING, SWITCHING, FLUSHING, DRAINING = "pre-switching", "switching", "flushing", "draining"
+COMPLETED, SWITCHED_BACK = "completed", "switched-back"
+BUFFERING = (PRE_SWITCHING, SWITCHING, FLUSHING)
+ACTIVE = (PRE_SWITCHING, SWITCHING, FLUSHING, DRAINING)
+
+
+@dataclass
+class Handover:
+    id: int
+    identity: str
+    mac: str
+    network: str                 # the target
+    address: str                 # the nCoA
+    home: str | None
+    old_poa: PoA | None
+    old_address: str | None      # the care-of before (buffered at its AR with buffer_old)
+    buffer_old: bool
+    buffer: PacketBuffer
+    started: float
+    deadline: float
+    phase: str = PRE_SWITCHING
+    back: bool = False           # it is switching back
+    arrival: str | None = None   # how the MN's arrival was seen
+    arrived_at: float | None = None
+    confirmed_at: float | None = None
+    flush_to: PoA | None = None
+    next_flush: float = 0.0
+    outstanding: set = field(default_factory=set)  # dpids whose barrier is awaited
+    ended_at: float | None = None
+    reason: str | None = None    # why it switched back
+
+    def buffered_addresses(self) -> tuple[str, ...]:
+        if self.buffer_old and self.old_address and self.old_address != self.address:
+            return (self.old_address, self.address)
+        return (self.address,)
+
+    def view(self) -> dict:
+        def ms(a, b):
+            return None if a is None or b is None else round((b - a) * 1000, 3)
+        return {"id": self.id, "identity": self.identity, "network": self.network,
+                "address": self.address, "phase": self.phase, "switched_back": self.back,
+                "reason": self.reason, "arrival": self.arrival,
+                "from_network": self.old_poa.network if self.old_poa else None,
+                "from_poa": self.old_poa.id if self.old_poa else None,
+                "to_poa": self.flush_to.id if self.flush_to else None,
+                "pre_switch_to_arrival_ms": ms(self.started, self.arrived_at),
+                "signal_to_flows_ms": ms(self.arrived_at, self.confirmed_at),
+                "total_ms": ms(self.started, self.ended_at),
+                "buffer": self.buffer.view()}
+
+
+class Refused(Exception):
+    """A mobility message refused: ``code`` is a signalling error code."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class Mobility:
+    def __init__(self, graph, settings, counters: collections.Counter, correspondents: list[Host],
+                 hosts: dict, connected: Callable[[int], bool], store, wall_offset: float,
+                 protocol: BindingProtocol | None = None):
+        self.graph = graph
+        self.settings = settings
+        self.counters = counters
+        self.hosts = hosts                 # the controller's host table (read only)
+        self.connected = connected
+        self.store = store
+        self.wall_offset = wall_offset
+        self.protocol = protocol or EdgeRewrite(graph, correspondents)
+        self.tunnels: dict[str, tn.Tunnel] = {}
+        self.bindings: dict[str, Binding] = {}
+        self.handovers: dict[str, Handover] = {}     # identity -> its handover
+        self.history: collections.deque = collections.deque(maxlen=HISTORY)
+        self.where: dict[str, PoA] = {}               # MAC -> the PoA it was last learned at
+        self._buffering: dict[str, Handover] = {}     # address -> the handover buffering it
+        self._installed: dict[str, dict] = {}         # switch -> {FlowKey: (record, mod)}
+        self._deferred: dict[str, tuple[set, list]] = {}  # tag -> (dpids awaited, deletes)
+        self._ids = itertools.count(1)
+        self._tags = itertools.count(1)
+        self._out: list = []
+        self._load()
+
+    # -- persistence --------------------------------------------------------------
+
+    def _load(self) -> None:
+        for key, body in self.store.load(TUNNEL_KIND).items():
+            try:
+                t = tn.Tunnel(**{**body, "poa": self.graph.poa(body["poa"])})
+                self.graph.network(t.network)
+            except Exception:  # noqa: BLE001  (any bad record is dropped, not fatal)
+                self.counters["tunnel_record_invalid"] += 1
+                self.store.delete(TUNNEL_KIND, key)
+                continue
+            self.tunnels[t.address] = t
+        for key, body in self.store.load(BINDING_KIND).items():
+            try:
+                b = Binding(**body)
+                ipaddress.IPv4Address(b.home), ipaddress.IPv4Address(b.care_of)
+            except Exception:  # noqa: BLE001
+                self.counters["binding_record_invalid"] += 1
+                self.store.delete(BINDING_KIND, key)
+                continue
+            self.bindings[b.home] = b
+        self._installed = self.desired()  # what a reconnecting switch is reconciled to
+
+    def _save_tunnel(self, t: tn.Tunnel) -> None:
+        self.store.put(TUNNEL_KIND, t.address, {**t.__dict__, "poa": t.poa.id})
+
+    def _save_binding(self, b: Binding) -> None:
+        self.store.put(BINDING_KIND, b.home, dict(b.__dict__))
+
+    # -- desired flows --------------------------------------------------------------
+
+    def reach(self, binding: Binding) -> Reach | None:
+        host = self.hosts.get(binding.care_of)
+        if host is not None and host.mac == binding.mac:
+            return Reach(host.poa)
+        tunnel = self.tunnels.get(binding.care_of)
+        if tunnel is not None:
+            return Reach(tunnel.poa, tunnel)
+        return None
+
+    def desired(self) -> dict[str, dict]:
+        flows: dict[str, list] = collections.defaultdict(list)
+        for address in sorted(self.tunnels):
+            for switch, mods in tn.flows(self.graph, self.tunnels[address]).items():
+                flows[switch] += mods
+        for home in sorted(self.bindings):
+            binding = self.bindings[home]
+            for switch, mods in self.protocol.flows(binding, self.reach(binding)).items():
+                flows[switch] += mods
+        for address, handover in sorted(self._buffering.items()):
+            if handover.phase in BUFFERING:
+                network = self.graph.network_of_address(address)
+                flows[network.access_router].append(buffer_flow(address))
+        out = {}
+        for switch, mods in flows.items():
+            table = {}
+            for mod in mods:
+                record = of.record_of(mod)
+                table[record.key] = (record, mod)
+            out[switch] = table
+        return out
+
+    def flows_for(self, switch: str) -> list:
+        return [mod for _, mod in self._installed.get(switch, {}).values()]
+
+    def flow_count(self, switch: str) -> int:
+        return len(self._installed.get(switch, {}))
+
+    def _sync(self, confirm: str | None = None, also: tuple = ()) -> None:
+        """Send what changed.  ``confirm``: tag the barriers of every switch
+        that gets adds, and of ``also`` (switches whose flows others changed),
+        so the caller hears when all of them hold their new flows."""
+        desired = self.desired()
+        adds_by: dict[str, list] = {}
+        deletes_by: dict[str, list] = {}
+        for switch in set(desired) | set(self._installed):
+            want, have = desired.get(switch, {}), self._installed.get(switch, {})
+            adds = [mod for key, (record, mod) in want.items()
+                    if key not in have or have[key][0] != record]
+            deletes = [delete_of(mod) for key, (record, mod) in have.items() if key not in want]
+            if adds:
+                adds_by[switch] = adds
+            if deletes:
+                deletes_by[switch] = deletes
+        self._installed = desired
+        tag = confirm or (f"mobility:{next(self._tags)}" if adds_by and deletes_by else None)
+        switches = sorted(set(adds_by) | set(also))
+        dpids = {self.graph.dpid(s) for s in switches if self.connected(self.graph.dpid(s))}
+        for switch in switches:
+            dpid = self.graph.dpid(switch)
+            if dpid in dpids:
+                self._out.append(Send(dpid, adds_by.get(switch, []), barrier=True, confirm=tag))
+        deletes = [Send(self.graph.dpid(s), msgs, barrier=True)
+                   for s, msgs in sorted(deletes_by.items())]
+        if tag is not None and dpids:
+            held = self._deferred.setdefault(tag, (set(), []))
+            held[0].update(dpids)
+            held[1].extend(deletes)
+        else:
+            self._out += [s for s in deletes if self.connected(s.dpid)]
+
+    def drain(self) -> list:
+        out, self._out = self._out, []
+        return out
+
+    # -- messages -----------------------------------------------------------------
+
+    def tunnel_request(self, sa, lease, origin_mac: str | None, lifetime: int | None,
+                       wall: float) -> dict:
+        poa = self.where.get(sa.mn_mac)
+        if lease is None:
+            raise Refused("wrong-state", f"no nCoA in {sa.network}: ask for a configuration first")
+        if origin_mac is not None and origin_mac != sa.mn_mac:
+            raise Refused("binding-refused", "the request did not come from the SA's MAC")
+        if poa is None:
+            raise Refused("wrong-state", "the MN is not attached anywhere the controller knows")
+        if poa.network == sa.network:
+            raise Refused("wrong-state", f"the MN is already attached to {sa.network}")
+        old = self.tunnels.get(lease.address)
+        mine = [t for t in self.tunnels.values() if t.identity == sa.identity]
+        if old is None and len(mine) >= self.settings.max_tunnels_per_mn:
+            self.counters["tunnel_refused_limit"] += 1
+            raise Refused("tunnel-limit", f"the MN holds {len(mine)} tunnels, the most it may")
+        if old is None and len(self.tunnels) >= self.settings.max_tunnels:
+            self.counters["tunnel_refused_limit"] += 1
+            raise Refused("tunnel-limit", "the controller holds as many tunnels as it may")
+        life = min(lifetime or self.settings.tunnel_lifetime_s, self.settings.tunnel_lifetime_s)
+        expires = min(wall + life, sa.expires, lease.expires)
+        if old is not None:
+            tunnel = replace(old, poa=poa, mac=sa.mn_mac, expires=expires)
+            self.counters["tunnel_refreshed"] += 1
+        else:
+            down, up = self._labels()
+            tunnel = tn.Tunnel(lease.address, sa.network, sa.identity, sa.mn_mac, poa, down, up,
+                               expires)
+            self.counters["tunnel_created"] += 1
+            LOG.info("identity=%s tunnel for %s from %s's AR to poa=%s (labels %d/%d)",
+                     sa.identity, lease.address, sa.network, poa.id, down, up)
+        self.tunnels[tunnel.address] = tunnel
+        self._save_tunnel(tunnel)
+        self._sync()
+        return {"address": tunnel.address, "poa": poa.id,
+                "lifetime": max(0, int(tunnel.expires - wall))}
+
+    def _labels(self) -> tuple[int, int]:
+        used = {t.down_label for t in self.tunnels.values()} | {
+            t.up_label for t in self.tunnels.values()}
+        free = (n for n in range(tn.FIRST_LABEL, tn.LAST_LABEL + 1) if n not in used)
+        return next(free), next(free)
+
+    def tunnel_release(self, sa, lease) -> None:
+        tunnel = self.tunnels.get(lease.address) if lease else None
+        if tunnel is None or tunnel.identity != sa.identity:
+            self.counters["tunnel_release_nothing"] += 1
+            return
+        handover = self.handovers.get(sa.identity)
+        if handover is not None and handover.phase in ACTIVE and handover.address == tunnel.address:
+            raise Refused("wrong-state", "a handover through this tunnel is in progress")
+        self._drop_tunnel(tunnel, "released")
+        self._sync()
+
+    def _drop_tunnel(self, tunnel: tn.Tunnel, why: str) -> None:
+        del self.tunnels[tunnel.address]
+        self.store.delete(TUNNEL_KIND, tunnel.address)
+        self.counters[f"tunnel_{why}"] += 1
+        LOG.info("identity=%s tunnel for %s %s", tunnel.identity, tunnel.address, why)
+
+    def binding_update(self, sa, home_address: str | None, msg, source: str | None, lease,
+                       wall: float) -> dict:
+        """``home_address``: the identity's, from the topology; ``source``: the
+        in-band sender's address (None over REST)."""
+        home, care_of = msg["home_address"], msg["care_of"]
+        if home_address is None or home != home_address:
+            self.counters["binding_refused_home"] += 1
+            raise Refused("binding-refused", f"{home} is not this MN's home address")
+        if source is not None and source != care_of:
+            self.counters["binding_refused_source"] += 1
+            raise Refused("binding-refused", "a binding update comes from its care-of address")
+        host = self.hosts.get(care_of)
+        attached = host is not None and host.mac == sa.mn_mac and host.poa.network == sa.network
+        tunnelled = (lease is not None and lease.address == care_of
+                     and self.tunnels.get(care_of) is not None
+                     and self.tunnels[care_of].identity == sa.identity)
+        if not (attached or tunnelled):
+            self.counters["binding_refused_care_of"] += 1
+            raise Refused("binding-refused", f"the MN does not hold {care_of} in {sa.network} "
+                                             "(attached there, or through a tunnel)")
+        life = msg.get("lifetime")
+        life = self.settings.binding_lifetime_s if life is None else min(
+            life, self.settings.binding_lifetime_s)
+        if life == 0:
+            old = self.bindings.pop(home, None)
+            if old is not None:
+                self.store.delete(BINDING_KIND, home)
+                self.counters["binding_deleted"] += 1
+                self._sync()
+            return {"home_address": home, "care_of": care_of, "lifetime": 0}
+        binding = Binding(home, care_of, sa.network, sa.identity, sa.mn_mac,
+                          min(wall + life, sa.expires))
+        old = self.bindings.get(home)
+        self.bindings[home] = binding
+        self._save_binding(binding)
+        self.counters["binding_updated"] += 1
+        if old is None or old.care_of != care_of:
+            LOG.info("identity=%s binding %s -> %s (%s)", sa.identity, home, care_of,
+                     "through the tunnel" if tunnelled and not attached else "attached")
+        self._sync()
+        return {"home_address": home, "care_of": care_of,
+                "lifetime": max(0, int(binding.expires - wall))}
+
+    def handover(self, sa, lease, phase: str, buffer_old: bool, now: float) -> dict:
+        current = self.handovers.get(sa.identity)
+        if phase == "pre-switch":
+            if current is not None and current.phase in ACTIVE:
+                if current.network != sa.network:
+                    raise Refused("wrong-state", f"a handover to {current.network} is in progress")
+                return self._state(current)   # said again: nothing changes
+            tunnel = self.tunnels.get(lease.address) if lease else None
+            if tunnel is None or tunnel.identity != sa.identity:
+                raise Refused("wrong-state", f"no tunnel to {sa.network}: request one first")
+            return self._state(self._pre_switch(sa, tunnel, buffer_old, now))
+        if current is None or current.network != sa.network:
+            if phase == "cancel":
+                return {"phase": "none"}
+            raise Refused("wrong-state", f"no handover to {sa.network}")
+        if phase == "cancel":
+            if current.phase == PRE_SWITCHING:
+                self._switch_back(current, "cancelled", now)
+            return self._state(current)
+        # arrived: the MN says it is there; the data plane decides where.
+        self.counters["handover_arrived_signal"] += 1
+        host = self.hosts.get(current.address)
+        if (current.phase == PRE_SWITCHING and host is not None and host.mac == sa.mn_mac
+                and host.poa.network == sa.network):
+            self._arrive(current, host.poa, "signal", now)
+        return self._state(current)
+
+    def _state(self, handover: Handover) -> dict:
+        return {"phase": handover.phase if not (handover.back and handover.phase == COMPLETED)
+                else SWITCHED_BACK, "buffered": handover.buffer.buffered}
+
+    def _pre_switch(self, sa, tunnel: tn.Tunnel, buffer_old: bool, now: float) -> Handover:
+        binding = next((b for b in self.bindings.values() if b.identity == sa.identity), None)
+        old_address = None
+        if binding is not None and binding.care_of != tunnel.address:
+            old_address = binding.care_of
+        s = self.settings
+        handover = Handover(
+            next(self._ids), sa.identity, sa.mn_mac, sa.network, tunnel.address,
+            binding.home if binding else None, self.where.get(sa.mn_mac), old_address,
+            buffer_old and old_address is not None,
+            PacketBuffer(s.buffer_packets, s.buffer_bytes, s.buffer_time_s, self.counters),
+            now, now + s.switch_deadline_s)
+        self.handovers[sa.identity] = handover
+        for address in handover.buffered_addresses():
+            self._buffering[address] = handover
+        self.counters["handover_pre_switch"] += 1
+        LOG.info("identity=%s handover %d to %s: pre-switching, buffering %s", sa.identity,
+                 handover.id, sa.network, ", ".join(handover.buffered_addresses()))
+        self._sync()
+        return handover
+
+    # -- the data plane -------------------------------------------------------------
+
+    def takes(self, address: str) -> Handover | None:
+        return self._buffering.get(address)
+
+    def packet_in(self, handover: Handover, frame, data: bytes, now: float) -> None:
+        """A punted packet for an address being buffered: only queued (or,
+        once the buffer is empty and the punt is going, delivered)."""
+        if handover.phase in BUFFERING or handover.buffer:
+            handover.buffer.add(frame.ip_src, frame.ip_dst, data, now)
+            return
+        self.counters["buffer_late_delivered"] += 1
+        self._deliver(handover, frame.ip_src, frame.ip_dst, data)
+
+    def expecting(self, poa: PoA) -> Handover | None:
+        """The one MN pre-switching to ``poa``'s network, if exactly one is."""
+        waiting = [h for h in self.handovers.values()
+                   if h.phase == PRE_SWITCHING and h.network == poa.network]
+        return waiting[0] if len(waiting) == 1 else None
+
+    def host_seen(self, mac: str, address: str, poa: PoA, how: str, now: float) -> None:
+        """The controller learned (or relearned) a host: where its MN is."""
+        moved = self.where.get(mac) != poa
+        self.where[mac] = poa
+        handover = next((h for h in self.handovers.values()
+                         if h.mac == mac and h.phase == PRE_SWITCHING), None)
+        if handover is not None:
+            if poa.network == handover.network and address == handover.address:
+                self._arrive(handover, poa, how, now)
+                return
+            if poa.network != handover.network and moved:
+                # Back at its old PoA, or somewhere else: not where it said.
+                self._switch_back(handover, "returned" if poa == handover.old_poa
+                                  else "elsewhere", now, poa)
+                return
+        if moved:
+            self._follow(mac, poa)
+
+    def _follow(self, mac: str, poa: PoA) -> None:
+        """The MN moved: its tunnels end where it is now, or end (it is in
+        their network)."""
+        changed = False
+        for tunnel in [t for t in self.tunnels.values() if t.mac == mac]:
+            busy = any(h.address == tunnel.address and h.phase in ACTIVE
+                       for h in self.handovers.values())
+            if poa.network == tunnel.network and not busy:
+                self._drop_tunnel(tunnel, "arrived")
+                changed = True
+            elif tunnel.poa != poa and poa.network != tunnel.network:
+                self.tunnels[tunnel.address] = replace(tunnel, poa=poa)
+                self._save_tunnel(self.tunnels[tunnel.address])
+                changed = True
+        bound = any(b.mac == mac for b in self.bindings.values())
+        if changed or bound:
+            self._sync()
+
+    def host_gone(self, mac: str, address: str, poa: PoA) -> None:
+        if self.where.get(mac) == poa and not any(
+                h.mac == mac and h.poa == poa for h in self.hosts.values()):
+            del self.where[mac]
+        if any(b.mac == mac and b.care_of == address for b in self.bindings.values()):
+            self._sync()
+
+    def _arrive(self, handover: Handover, poa: PoA, how: str, now: float) -> None:
+        handover.phase, handover.arrival, handover.arrived_at = SWITCHING, how, now
+        handover.flush_to = poa
+        self.counters[f"handover_arrival_{how}"] += 1
+        LOG.info("identity=%s handover %d: arrived at poa=%s (%s)", handover.identity,
+                 handover.id, poa.id, how)
+        tunnel = self.tunnels.get(handover.address)
+        if tunnel is not None:
+            self._drop_tunnel(tunnel, "arrived")
+        # The host's routes (just sent by the controller) and this module's
+        # flows: every switch on the new way confirms before the flush.
+        new_path = host_path(self.graph, Host(handover.address, handover.mac, poa))
+        nar = self.graph.network(handover.network).access_router
+        tag = f"handover:{handover.id}"
+        self._sync(confirm=tag, also=tuple(sorted(set(new_path) | {nar})))
+        handover.outstanding = set(self._deferred.get(tag, (set(), []))[0])
+        if not handover.outstanding:
+            self._confirmed(handover, now)
+
+    def _switch_back(self, handover: Handover, why: str, now: float,
+                     poa: PoA | None = None) -> None:
+        handover.back, handover.reason = True, why
+        handover.flush_to = poa or self.where.get(handover.mac) or handover.old_poa
+        self.counters[f"handover_switch_back_{why}"] += 1
+        LOG.warning("identity=%s handover %d to %s: switching back (%s), delivering %d "
+                    "buffered packets at poa=%s", handover.identity, handover.id,
+                    handover.network, why, len(handover.buffer),
+                    handover.flush_to.id if handover.flush_to else None)
+        if poa is not None:
+            self._follow(handover.mac, poa)
+        handover.phase, handover.arrived_at = SWITCHING, now
+        self._confirmed(handover, now)
+
+    def flows_confirmed(self, dpid: int, tag: str, now: float) -> None:
+        held = self._deferred.get(tag)
+        if held is None:
+            return
+        held[0].discard(dpid)
+        if held[0]:
+            return
+        del self._deferred[tag]
+        self._out += [s for s in held[1] if self.connected(s.dpid)]
+        kind, _, ident = tag.partition(":")
+        handover = next((h for h in self.handovers.values() if str(h.id) == ident), None)
+        if handover is None:
+            return
+        if kind == "handover" and handover.phase == SWITCHING:
+            self._confirmed(handover, now)
+        elif kind == "drain" and handover.phase == DRAINING:
+            self._complete(handover, now)
+
+    def switch_gone(self, dpid: int, now: float) -> None:
+        """A switch disconnected: its barriers will never be answered."""
+        for tag in list(self._deferred):
+            self.flows_confirmed(dpid, tag, now)
+
+    def _confirmed(self, handover: Handover, now: float) -> None:
+        handover.confirmed_at = now
+        handover.phase = FLUSHING
+        handover.next_flush = now
+        self.counters["handover_flows_confirmed"] += 1
+        self._flush(handover, now)
+
+    def _flush(self, handover: Handover, now: float) -> None:
+        s = self.settings
+        for item in handover.buffer.take(s.flush_batch, now):
+            self._deliver(handover, item.src, item.address, item.data)
+        handover.next_flush = now + s.flush_batch / s.flush_rate_pps
+        if not handover.buffer:
+            # Empty: stop punting.  What was punted before the switch applied
+            # that is delivered as it comes (see packet_in).
+            handover.phase = DRAINING
+            tag = f"drain:{handover.id}"
+            self._sync(confirm=tag)
+            if tag not in self._deferred:
+                self._complete(handover, now)
+
+    def _deliver(self, handover: Handover, src: str | None, dst: str, data: bytes) -> None:
+        poa = handover.flush_to
+        if poa is None or not self.connected(self.graph.dpid(poa.switch)):
+            self.counters["buffer_dropped_no_destination"] += 1
+            return
+        binding = self.bindings.get(handover.home) if handover.home else None
+        rewrite = self.protocol.deliver_actions(binding, src, dst, frozenset(
+            handover.buffered_addresses())) if binding and src else []
+        host = Host(dst, handover.mac, poa)
+        actions = rewrite + last_hop_actions(host, self.graph.network(poa.network))
+        self._out.append(Send(self.graph.dpid(poa.switch), [of.packet_out(data, actions)]))
+
+    def _complete(self, handover: Handover, now: float) -> None:
+        handover.phase = COMPLETED
+        handover.ended_at = now
+        self.counters["handover_switched_back" if handover.back else "handover_completed"] += 1
+        LOG.info("identity=%s handover %d to %s %s: %s", handover.identity, handover.id,
+                 handover.network, "switched back" if handover.back else "completed",
+                 handover.view())
+        self.history.append(handover.view())
+
+    # -- time -------------------------------------------------------------------------
+
+    def step(self, now: float) -> None:
+        """Flush what is due, switch back what missed its deadline, forget
+        handovers that lingered."""
+        for handover in list(self.handovers.values()):
+            if handover.phase == FLUSHING and now >= handover.next_flush:
+                self._flush(handover, now)
+            elif handover.phase == PRE_SWITCHING and now >= handover.deadline:
+                self._switch_back(handover, "deadline", now)
+            elif handover.phase == COMPLETED and now - handover.ended_at > LINGER_S:
+                del self.handovers[handover.identity]
+                for address in handover.buffered_addresses():
+                    if self._buffering.get(address) is handover:
+                        del self._buffering[address]
+            elif handover.phase in BUFFERING:
+                handover.buffer.expire(now)
+
+    def tick(self, now: float, wall: float) -> None:
+        self.step(now)
+        busy = {h.address for h in self.handovers.values() if h.phase in ACTIVE}
+        changed = False
+        for tunnel in [t for t in self.tunnels.values() if t.expires <= wall]:
+            if tunnel.address not in busy:
+                self._drop_tunnel(tunnel, "expired")
+                changed = True
+        for binding in [b for b in self.bindings.values() if b.expires <= wall]:
+            del self.bindings[binding.home]
+            self.store.delete(BINDING_KIND, binding.home)
+            self.counters["binding_expired"] += 1
+            changed = True
+        if changed:
+            self._sync()
+
+    def next_due(self) -> float | None:
+        due = [h.next_flush for h in self.handovers.values() if h.phase == FLUSHING]
+        due += [h.deadline for h in self.handovers.values() if h.phase == PRE_SWITCHING]
+        return min(due) if due else None
+
+    # -- views ------------------------------------------------------------------------
+
+    def views(self, wall: float, homes: dict[str, str]) -> list[dict]:
+        """Per MN (``homes``: identity -> home address) and per identity with state."""
+        identities = set(homes) | {t.identity for t in self.tunnels.values()} | {
+            b.identity for b in self.bindings.values()} | set(self.handovers)
+        rows = []
+        for identity in sorted(identities):
+            binding = next((b for b in self.bindings.values() if b.identity == identity), None)
+            handover = self.handovers.get(identity)
+            reach = self.reach(binding) if binding else None
+            rows.append({
+                "identity": identity, "home_address": homes.get(identity),
+                "binding": None if binding is None else {
+                    "care_of": binding.care_of, "network": binding.network,
+                    "reach": None if reach is None else
+                    {"poa": reach.poa.id, "tunnel": reach.tunnel is not None},
+                    "expires_in": max(0, round(binding.expires - wall))},
+                "tunnels": [{"address": t.address, "network": t.network, "poa": t.poa.id,
+                             "labels": [t.down_label, t.up_label],
+                             "expires_in": max(0, round(t.expires - wall))}
+                            for t in sorted(self.tunnels.values(), key=lambda t: t.address)
+                            if t.identity == identity],
+                "handover": None if handover is None else handover.view(),
+                "last_handovers": [h for h in self.history if h["identity"] == identity][-5:],
+            })
+        return rows
+
+
+def buffer_flow(address: str):
+    return of.flow_add(Table.ROUTE, PRIO_BUFFER,
+                       of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=address),
+                       of.apply(of.to_controller()),
+                       cookie(Feature.BUFFER, int(ipaddress.IPv4Address(address))))
+
+
+def delete_of(mod):
+    """The strict delete of exactly this flow, scoped by its cookie."""
+    return of.flow_delete_strict(mod.table_id, mod.priority, mod.match, mod.cookie,
+                                 (1 << 64) - 1)
+
+
+def refusal(exc: Refused) -> SignallingError:
+    return SignallingError(exc.code, exc.message)
