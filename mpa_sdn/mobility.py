@@ -238,20 +238,29 @@ class Mobility:
                 deletes_by[switch] = deletes
         self._installed = desired
         tag = confirm or (f"mobility:{next(self._tags)}" if adds_by and deletes_by else None)
-        switches = sorted(set(adds_by) | set(also))
-        dpids = {self.graph.dpid(s) for s in switches if self.connected(self.graph.dpid(s))}
-        for switch in switches:
-            dpid = self.graph.dpid(switch)
-            if dpid in dpids:
-                self._out.append(Send(dpid, adds_by.get(switch, []), barrier=True, confirm=tag))
+        live = self.connected
+        add_dpids = {self.graph.dpid(s) for s in set(adds_by) | set(also)
+                     if live(self.graph.dpid(s))}
         deletes = [Send(self.graph.dpid(s), msgs, barrier=True)
-                   for s, msgs in sorted(deletes_by.items())]
-        if tag is not None and dpids:
+                   for s, msgs in sorted(deletes_by.items()) if live(self.graph.dpid(s))]
+        if add_dpids:
+            for switch in sorted(set(adds_by) | set(also)):
+                dpid = self.graph.dpid(switch)
+                if dpid in add_dpids:
+                    self._out.append(Send(dpid, adds_by.get(switch, []), barrier=True,
+                                          confirm=tag))
+            if tag is None:
+                return  # nothing to break
+            # Break after make: the deletes wait for every barrier.
             held = self._deferred.setdefault(tag, (set(), []))
-            held[0].update(dpids)
+            held[0].update(add_dpids)
             held[1].extend(deletes)
-        else:
-            self._out += [s for s in deletes if self.connected(s.dpid)]
+            return
+        if confirm is not None and deletes:
+            for send in deletes:
+                send.confirm = confirm
+            self._deferred.setdefault(confirm, (set(), []))[0].update(s.dpid for s in deletes)
+        self._out += deletes
 
     def drain(self) -> list:
         out, self._out = self._out, []
@@ -390,8 +399,8 @@ class Mobility:
         return self._state(current)
 
     def _state(self, handover: Handover) -> dict:
-        return {"phase": handover.phase if not (handover.back and handover.phase == COMPLETED)
-                else SWITCHED_BACK, "buffered": handover.buffer.buffered}
+        return {"phase": SWITCHED_BACK if handover.back else handover.phase,
+                "buffered": handover.buffer.buffered}
 
     def _pre_switch(self, sa, tunnel: tn.Tunnel, buffer_old: bool, now: float) -> Handover:
         binding = next((b for b in self.bindings.values() if b.identity == sa.identity), None)

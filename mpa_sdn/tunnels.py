@@ -30,6 +30,11 @@ from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.tables import PRIO_TUNNEL, Feature, Table, cookie
 from mpa_sdn.topology import PoA
 
+# The nAR sends a packet into the tunnel, and routes what comes out of it,
+# often by the port it came in on (an AR with one uplink).  OpenFlow never
+# outputs a packet to its own in_port, so the in_port is cleared first (OVS
+# lets set-field write it; 0 is no port).
+HAIRPIN = (of.set_field(in_port=0),)
 FIRST_LABEL = 16
 LAST_LABEL = (1 << 20) - 1
 
@@ -75,7 +80,7 @@ def into(graph: NeighbourhoodGraph, tunnel: Tunnel, rewrite: list = ()) -> list:
     hops = path(graph, tunnel)
     if len(hops) == 1:
         return [*rewrite, of.dec_ttl(), *egress_actions(graph, tunnel.mac, tunnel.poa)]
-    return [*rewrite, of.dec_ttl(), *of.push_mpls(tunnel.down_label),
+    return [*rewrite, of.dec_ttl(), *of.push_mpls(tunnel.down_label), *HAIRPIN,
             of.output(graph.port_to(hops[0], hops[1]))]
 
 
@@ -121,6 +126,6 @@ def flows(graph: NeighbourhoodGraph, tunnel: Tunnel) -> dict[str, list]:
         if index > 0:
             instructions = of.apply(of.output(graph.port_to(here, hops[index - 1])))
         else:  # the nAR: out of the tunnel, routed as if sent in its network
-            instructions = of.apply(of.pop_mpls()) + of.goto(Table.ROUTE)
+            instructions = of.apply(of.pop_mpls(), *HAIRPIN) + of.goto(Table.ROUTE)
         by_switch[here].append(of.flow_add(Table.INGRESS, PRIO_TUNNEL, up, instructions, tag))
     return by_switch

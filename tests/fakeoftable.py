@@ -5,8 +5,15 @@ packet (a dict of OXM field names; a UDP datagram also carries its data as
 ``payload``) is run through the multi-table pipeline:
 highest-priority match, apply-actions in order, goto-table.  ``FakeNetwork``
 joins fake switches along the topology's links and answers "where does this
-packet go?": which host ports it reaches, with which headers, and what was
-punted to the controller on the way.
+packet go?": which host ports it reaches, with which headers, what crossed
+each link and what was punted to the controller on the way.
+
+MPLS as OpenFlow 1.3 and OVS do it: push_mpls hides everything above
+Ethernet under the label (the packet keeps it as ``inner``, where no match
+and no set-field reaches it), the label's TTL is the IP TTL, and pop_mpls
+gives the IPv4 packet back as it was pushed.  A set-field or dec_ttl that
+does not fit the packet (an IPv4 rewrite under a label) fails loudly: OVS
+would refuse the flow.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import copy
 import ipaddress
 from dataclasses import dataclass, field
 
-from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet, udp
+from ryu.lib.packet import arp, ethernet, icmp, ipv4, mpls, packet, udp
 from ryu.ofproto import ether, inet
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
@@ -23,6 +30,15 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 from mpa_sdn.openflow import record_of
 
 MAX_HOPS = 64
+ETHERNET_HEADER, MPLS_HEADER = 14, 4
+# What stays outside a pushed MPLS label: the pipeline's in_port and Ethernet.
+OUTER_FIELDS = ("in_port", "eth_src", "eth_dst", "eth_type")
+# OpenFlow's field prerequisites, which a set-field must meet too: the field's
+# prefix and the eth_type the packet must have for the field to exist.
+PREREQUISITES = (("ipv4_", ether.ETH_TYPE_IP), ("ip_", ether.ETH_TYPE_IP),
+                 ("icmpv4_", ether.ETH_TYPE_IP), ("udp_", ether.ETH_TYPE_IP),
+                 ("tcp_", ether.ETH_TYPE_IP), ("mpls_", ether.ETH_TYPE_MPLS),
+                 ("arp_", ether.ETH_TYPE_ARP))
 
 
 @dataclass
@@ -173,26 +189,69 @@ class FakeSwitch:
     def _apply_actions(self, actions, pkt, in_port, table, outputs, punts):
         for action in actions:
             if isinstance(action, parser.OFPActionOutput):
+                # As a set-field may have changed it: OVS lets a flow clear
+                # in_port to send a packet back out of the port it came in on.
+                came_in = pkt.get("in_port", in_port)
                 if action.port == ofp.OFPP_CONTROLLER:
                     punts.append((table, dict(pkt)))
                 elif action.port == ofp.OFPP_IN_PORT:
-                    outputs.append((in_port, dict(pkt)))
-                elif action.port == in_port:
+                    outputs.append((came_in, dict(pkt)))
+                elif action.port == came_in:
                     pass  # OpenFlow never sends a packet back out its in_port implicitly
                 else:
                     outputs.append((action.port, dict(pkt)))
             elif isinstance(action, parser.OFPActionSetField):
+                _check_prerequisite(action.key, pkt)
                 pkt[action.key] = action.value
             elif isinstance(action, parser.OFPActionDecNwTtl):
+                _check_prerequisite("ip_ttl", pkt)
                 pkt["ttl"] = pkt["ttl"] - 1
                 if pkt["ttl"] <= 0:
                     return None
+            elif isinstance(action, parser.OFPActionPushMpls):
+                pkt = push_mpls(pkt, action.ethertype)
+            elif isinstance(action, parser.OFPActionPopMpls):
+                pkt = pop_mpls(pkt, action.ethertype)
             elif isinstance(action, parser.NXActionRegMove):
                 assert action.src_ofs == 0 and action.dst_ofs == 0
                 pkt[_oxm_name(action.dst_field)] = pkt[_oxm_name(action.src_field)]
             else:
                 raise NotImplementedError(type(action).__name__)
         return pkt
+
+
+def _check_prerequisite(name: str, pkt: dict) -> None:
+    for prefix, eth_type in PREREQUISITES:
+        if name.startswith(prefix) and pkt.get("eth_type") != eth_type:
+            raise AssertionError(f"{name} on a packet with eth_type {pkt.get('eth_type'):#06x}: "
+                                 "the switch would refuse the flow")
+
+
+def push_mpls(pkt: dict, ethertype: int) -> dict:
+    """The packet under a new label, as OpenFlow 1.3 fills it in: label and
+    TC copied from an outer label if any, else 0; TTL from the IP TTL."""
+    assert ethertype == ether.ETH_TYPE_MPLS, f"push_mpls with ethertype {ethertype:#06x}"
+    labelled = pkt["eth_type"] == ether.ETH_TYPE_MPLS
+    if not labelled and pkt["eth_type"] != ether.ETH_TYPE_IP:
+        raise NotImplementedError(f"push_mpls on eth_type {pkt['eth_type']:#06x}")
+    inner = {k: v for k, v in pkt.items() if k not in OUTER_FIELDS} | {
+        "eth_type": pkt["eth_type"]}
+    outer = {k: pkt[k] for k in OUTER_FIELDS if k in pkt}
+    return outer | {"eth_type": ethertype, "mpls_label": pkt.get("mpls_label", 0),
+                    "mpls_tc": pkt.get("mpls_tc", 0), "mpls_bos": int(not labelled),
+                    "mpls_ttl": pkt["mpls_ttl"] if labelled else pkt["ttl"], "inner": inner}
+
+
+def pop_mpls(pkt: dict, ethertype: int) -> dict:
+    """The packet under the outer label, as it was pushed (OpenFlow 1.3 does
+    not copy the label's TTL back into the IP header on a pop)."""
+    if pkt.get("eth_type") != ether.ETH_TYPE_MPLS:
+        raise AssertionError("pop_mpls on a packet with no label")
+    inner = pkt["inner"]
+    if inner["eth_type"] != ethertype:
+        raise AssertionError(f"pop_mpls says {ethertype:#06x} is under the label, "
+                             f"but it is {inner['eth_type']:#06x}")
+    return {k: pkt[k] for k in OUTER_FIELDS if k in pkt and k != "eth_type"} | inner
 
 
 # -- packets as dicts, and their bytes ------------------------------------------
@@ -218,6 +277,18 @@ def udp_packet(eth_src, eth_dst, src, dst, sport, dport, payload=b"", ttl=64) ->
 
 
 def to_bytes(pkt: dict) -> bytes:
+    if pkt["eth_type"] == ether.ETH_TYPE_MPLS:
+        # Ethernet, the label, then what was under it without its Ethernet header.
+        label = mpls.mpls(label=pkt["mpls_label"], exp=pkt["mpls_tc"], bsb=pkt["mpls_bos"],
+                          ttl=pkt["mpls_ttl"])
+        head = packet.Packet()
+        head.add_protocol(ethernet.ethernet(dst=pkt["eth_dst"], src=pkt["eth_src"],
+                                            ethertype=ether.ETH_TYPE_MPLS))
+        head.add_protocol(label)
+        head.serialize()
+        # (ryu pads the frame to Ethernet's minimum: only the headers are kept)
+        return (bytes(head.data)[:ETHERNET_HEADER + MPLS_HEADER]
+                + to_bytes({**pkt, **pkt["inner"]})[ETHERNET_HEADER:])
     out = packet.Packet()
     out.add_protocol(ethernet.ethernet(dst=pkt["eth_dst"], src=pkt["eth_src"],
                                        ethertype=pkt["eth_type"]))
@@ -243,6 +314,15 @@ def to_bytes(pkt: dict) -> bytes:
 def from_bytes(data: bytes) -> dict:
     pkt = packet.Packet(data)
     eth = pkt.get_protocol(ethernet.ethernet)
+    if eth.ethertype == ether.ETH_TYPE_MPLS:
+        label = pkt.get_protocol(mpls.mpls)
+        assert label.bsb, "one label at a time"
+        under = data[:ETHERNET_HEADER - 2] + ether.ETH_TYPE_IP.to_bytes(2, "big") + \
+            data[ETHERNET_HEADER + MPLS_HEADER:]
+        inner = {k: v for k, v in from_bytes(under).items() if k not in OUTER_FIELDS}
+        return {"eth_src": eth.src, "eth_dst": eth.dst, "eth_type": eth.ethertype,
+                "mpls_label": label.label, "mpls_tc": label.exp, "mpls_bos": label.bsb,
+                "mpls_ttl": label.ttl, "inner": inner | {"eth_type": ether.ETH_TYPE_IP}}
     a = pkt.get_protocol(arp.arp)
     if a is not None:
         return arp_packet(a.opcode, a.src_mac, a.src_ip, a.dst_ip, a.dst_mac, eth_dst=eth.dst) | {
@@ -262,6 +342,11 @@ def from_bytes(data: bytes) -> dict:
             "icmp_type": ic.type, "icmp_id": ic.data.id, "icmp_seq": ic.data.seq}
 
 
+def on_the_wire(pkt: dict) -> dict:
+    """A packet as it leaves a switch: without the pipeline's in_port."""
+    return {k: copy.deepcopy(v) for k, v in pkt.items() if k != "in_port"}
+
+
 # -- a network of fake switches -----------------------------------------------
 
 @dataclass
@@ -276,6 +361,7 @@ class Delivery:
 class Trace:
     deliveries: list = field(default_factory=list)
     punts: list = field(default_factory=list)  # (switch, in_port, table_id, pkt)
+    hops: list = field(default_factory=list)   # (switch, next switch, pkt) over each link
 
 
 class FakeNetwork:
@@ -302,6 +388,7 @@ class FakeNetwork:
             for out_port, out_pkt in outputs:
                 if (name, out_port) in self.peer:
                     nxt, nxt_port = self.peer[(name, out_port)]
+                    trace.hops.append((name, nxt, on_the_wire(out_pkt)))
                     work.append((nxt, nxt_port, out_pkt, path + (nxt,), 0))
                 else:
                     out_pkt.pop("in_port", None)

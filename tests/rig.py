@@ -1,20 +1,25 @@
 """The core controller wired to a fake network of OpenFlow switches.
 
 ``Rig`` plays Ryu (it applies the core's messages to fake switches, answers
-flow-stats requests, feeds punted packets back as packet-ins) and the hosts
-(each answers ARP requests for its own address), so a test can say "mn1
-pings cn1" and look at where the packets went.
+flow-stats requests and barriers, feeds punted packets back as packet-ins)
+and the hosts (each answers ARP requests for its own address), so a test can
+say "mn1 pings cn1" and look at where the packets went.
+
+Barrier replies a batch asked to hear of (``Send.confirm``) are reported at
+once, or, with ``hold_confirmations``, kept until the test releases them:
+the switches already hold the new flows, and the core has not heard so.
 """
 
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from fakeoftable import FakeNetwork, arp_packet, from_bytes, ipv4_packet, to_bytes, udp_packet
+from fakeoftable import (
+    FakeNetwork, arp_packet, from_bytes, ipv4_packet, on_the_wire, to_bytes, udp_packet)
 from mpa_sdn.controller import Controller
 from mpa_sdn.openflow import is_delete
 
@@ -38,19 +43,31 @@ class Outcome:
     lost: list = field(default_factory=list)        # (switch, port, pkt) with no host there
     frames: list = field(default_factory=list)      # (switch, port, pkt): all that left at an edge
     punted_at: list = field(default_factory=list)   # (switch, in_port, table_id) of each punt
+    hops: list = field(default_factory=list)        # (switch, next switch, pkt) over each link
 
     def to(self, host: str) -> list[dict]:
         return [p for h, p in self.delivered if h == host]
 
+    def __iadd__(self, other: "Outcome") -> "Outcome":
+        """What became of this and then of ``other``."""
+        for name in (f.name for f in fields(self)):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        return self
+
 
 class Rig:
-    def __init__(self, topology, now: float = 1000.0, **core_options):
+    def __init__(self, topology, now: float = 1000.0, hold_confirmations: bool = False,
+                 **core_options):
         # core_options: the Controller's keyword arguments (credentials, store,
         # entropy, wall_offset) for a core with its AA and CA.
+        self.topology, self.core_options = topology, core_options
         self.core = Controller(topology, **core_options)
         self.graph = self.core.graph
         self.net = FakeNetwork(self.graph)
         self.now = now
+        self.hold_confirmations = hold_confirmations
+        self.held: list[tuple[int, str]] = []   # (dpid, tag) of barrier replies not yet told
+        self.sent: list[tuple[int, object]] = []  # (dpid, message): all the core sent
         self.hosts: dict[str, FakeHost] = {}
         for cn in topology.correspondents.values():
             poa = self.graph.poa(cn.poa)
@@ -73,15 +90,21 @@ class Rig:
     def gateway(self, host: FakeHost):
         return self.graph.network_of_address(host.ip)
 
-    def move(self, name, poa_id, ip=None) -> None:
+    def move(self, name, poa_id, ip=None) -> Outcome:
         """Link-layer move: the old port goes down, the host appears elsewhere."""
         host = self.hosts[name]
         old_dpid = self.graph.dpid(host.switch)
-        self.run(self.core.port_status(old_dpid, host.port, True, self.now))
+        outcome = self.run(self.core.port_status(old_dpid, host.port, True, self.now))
         poa = self.graph.poa(poa_id)
         host.switch, host.port = poa.switch, poa.port
         if ip is not None:
             host.ip = ip
+        return outcome
+
+    def port_up(self, poa_id) -> Outcome:
+        poa = self.graph.poa(poa_id)
+        return self.run(self.core.port_status(self.graph.dpid(poa.switch), poa.port, False,
+                                              self.now))
 
     # -- driving ----------------------------------------------------------
 
@@ -92,10 +115,29 @@ class Rig:
     def connect(self, switch: str) -> None:
         self.run(self.core.switch_connected(self.graph.dpid(switch), self.now, "fake"))
 
-    def ping(self, src: str, dst_ip: str, seq: int = 1) -> Outcome:
+    def restart(self, **overrides) -> None:
+        """The controller restarted: a new core (the same options, ``overrides``
+        replacing some) that every switch, still holding its flows, connects to."""
+        self.core = Controller(self.topology, **{**self.core_options, **overrides})
+        self.graph = self.core.graph
+        self.held = []
+        self.connect_all()
+
+    def release_confirmations(self, count: int | None = None) -> Outcome:
+        """Tell the core of the oldest ``count`` held barrier replies (all by
+        default), and run what it sends back."""
+        count = len(self.held) if count is None else count
+        released, self.held = self.held[:count], self.held[count:]
+        outcome = Outcome()
+        for dpid, tag in released:
+            self.run(self.core.flows_confirmed(dpid, tag, self.now), outcome)
+        return outcome
+
+    def ping(self, src: str, dst_ip: str, seq: int = 1, src_ip: str | None = None) -> Outcome:
+        """An echo request from a host (from ``src_ip`` instead of its address)."""
         host = self.hosts[src]
         gw = self.gateway(host)
-        pkt = ipv4_packet(host.mac, gw.gateway_mac, host.ip, dst_ip, seq=seq)
+        pkt = ipv4_packet(host.mac, gw.gateway_mac, src_ip or host.ip, dst_ip, seq=seq)
         return self.inject(host.switch, host.port, pkt)
 
     def arp_request(self, src: str, target_ip: str, probe: bool = False) -> Outcome:
@@ -104,11 +146,12 @@ class Rig:
         return self.inject(host.switch, host.port, pkt)
 
     def udp(self, src: str, dst_ip: str, dst_port: int, payload: bytes,
-            src_port: int = 40000) -> Outcome:
+            src_port: int = 40000, src_ip: str | None = None) -> Outcome:
         """A datagram from a host, sent to its gateway's MAC as any routed packet."""
         host = self.hosts[src]
         gw = self.gateway(host)
-        pkt = udp_packet(host.mac, gw.gateway_mac, host.ip, dst_ip, src_port, dst_port, payload)
+        pkt = udp_packet(host.mac, gw.gateway_mac, src_ip or host.ip, dst_ip, src_port,
+                         dst_port, payload)
         return self.inject(host.switch, host.port, pkt)
 
     def inject_frame(self, switch, port, data: bytes) -> Outcome:
@@ -133,12 +176,13 @@ class Rig:
             item = work.popleft()
             if item[0] == "sends":
                 for send in item[1]:
-                    self._apply(send, work)
+                    self._apply(send, work, outcome)
             elif item[0] == "deliver":
                 self._deliver(*item[1:], work, outcome)
             else:
                 _, switch, port, pkt, table = item
                 trace = self.net.send(switch, port, pkt, table)
+                outcome.hops += trace.hops
                 for sw, in_port, table_id, punted in trace.punts:
                     outcome.punts += 1
                     outcome.punted_at.append((sw, in_port, table_id))
@@ -147,11 +191,12 @@ class Rig:
                 for d in trace.deliveries:
                     self._deliver(d.switch, d.port, d.pkt, work, outcome)
 
-    def _apply(self, send, work) -> None:
+    def _apply(self, send, work, outcome) -> None:
         switch = self.net.by_dpid[send.dpid]
         # The shell orders deletes first; the rig does the same.
         messages = sorted(send.messages, key=lambda m: 0 if is_delete(m) else 1)
         for msg in messages:
+            self.sent.append((send.dpid, msg))
             switch.apply(msg)
             if isinstance(msg, parser.OFPFlowStatsRequest):
                 work.append(("sends", self.core.flow_stats(send.dpid, switch.flow_stats(), False)))
@@ -166,11 +211,15 @@ class Rig:
                         work.append(("trace", switch.name, msg.in_port, pkt, 0))
                     elif (switch.name, port) in self.net.peer:
                         peer, peer_port = self.net.peer[(switch.name, port)]
+                        outcome.hops.append((switch.name, peer, on_the_wire(pkt)))
                         work.append(("trace", peer, peer_port, pkt, 0))
                     else:
                         work.append(("deliver", switch.name, port, pkt))
-        if send.confirm:
-            self.core.flows_confirmed(send.dpid, send.confirm, self.now)
+        if send.confirm and self.hold_confirmations:
+            self.held.append((send.dpid, send.confirm))
+        elif send.confirm:
+            # What the core sends on hearing it (deferred deletes, a flush) goes out too.
+            work.append(("sends", self.core.flows_confirmed(send.dpid, send.confirm, self.now)))
 
     def _deliver(self, switch, port, pkt, work, outcome) -> None:
         outcome.frames.append((switch, port, pkt))

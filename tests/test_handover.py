@@ -1,0 +1,608 @@
+"""Proactive handover through fake switches (RFC 6252 §6.3 steps 2-6): the
+tunnel, the home-address binding, the handover's phases and its buffer,
+checked by where packets go and what the switches hold.
+
+mn1 starts at ap-a1-1 in net-a1 and prepares a move to net-b1: it
+pre-authenticates there in-band, gets its nCoA, asks for a tunnel and sends
+its binding update through it, every message through the real codec.
+"""
+
+from __future__ import annotations
+
+import pytest
+from ryu.ofproto import ether
+from ryu.ofproto import ofproto_v1_3 as ofp
+
+from conftest import DEFAULT_TOPOLOGY
+from fakeoftable import FakeSwitch, from_bytes, ipv4_packet, to_bytes
+from mpa_mn import protocol
+from mpa_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy
+from mpa_sdn import openflow as of
+from mpa_sdn.aa import AUTHORIZED, HELD
+from mpa_sdn.config import load_yaml, parse_topology
+from mpa_sdn.store import MemoryStore, SqliteStore
+from mpa_sdn.tables import EXACT_MASK, Feature, Table, feature_of
+from rig import Outcome, Rig
+from test_signalling_flows import (
+    CN_IP, MN_IP, MN_PORT, PORT, WALL_OFFSET, datagrams, preauth, settle_dad)
+
+HOME = "10.255.0.1"          # mn1's home address (two_domains.yaml)
+NCOA = "10.2.1.100"          # the first address of net-b1's pool: mn1's nCoA
+NEIGHBOUR_MAC, NEIGHBOUR_IP = "02:00:00:00:0b:02", "10.2.1.150"   # a host at ap-b1-2
+MOBILITY = (Feature.TUNNEL, Feature.BINDING, Feature.BUFFER)
+TUNNEL_PATH = {"ar-b1", "core", "ar-a1"}      # the nAR, the core, mn1's PoA switch
+FRAME_BYTES = len(to_bytes(ipv4_packet(MN_MAC, MN_MAC, CN_IP, NCOA)))  # one punted echo
+
+
+# -- the core, the switches and mn1 ----------------------------------------------------
+
+def variant(**mpa):
+    """The default topology with other ``mpa:`` settings, validated as a file is."""
+    with open(DEFAULT_TOPOLOGY, encoding="utf-8") as handle:
+        raw = load_yaml(handle.read())
+    raw["mpa"] = {**(raw.get("mpa") or {}), **mpa}
+    return parse_topology(raw)
+
+
+def make_rig(topology, **options) -> Rig:
+    """The core with its AA and CA on fake switches; mn1 learned at ap-a1-1."""
+    credentials = {"domain-a": Keys("domain-a", {IDENTITY: PSK_A}),
+                   "domain-b": Keys("domain-b", {IDENTITY: PSK_B})}
+    rig = Rig(topology, **{"credentials": credentials, "store": MemoryStore(),
+                           "entropy": counter_entropy(b"core"), "wall_offset": WALL_OFFSET,
+                           **options})
+    rig.connect_all()
+    rig.add_host("mn1", MN_MAC, MN_IP, "ap-a1-1")
+    assert len(rig.ping("mn1", CN_IP).to("cn1")) == 1
+    return rig
+
+
+@pytest.fixture
+def rig(topology):
+    return make_rig(topology)
+
+
+class Mn:
+    """mn1's side: its SA with a network, and what it asks that network's
+    gateway in-band, from whichever address it sends from."""
+
+    def __init__(self, rig: Rig, state, ncoa: str | None = None):
+        self.rig, self.state, self.ncoa = rig, state, ncoa
+
+    def exchange(self, kind, expected, source=None, **fields) -> tuple[Outcome, dict]:
+        data, seq = protocol.request(self.state, kind, **fields)
+        outcome = self.send(data, source)
+        [answer] = datagrams(outcome, "mn1")
+        return outcome, protocol.check_answer(self.state, answer["payload"], seq, expected)
+
+    def send(self, data: bytes, source=None) -> Outcome:
+        return self.rig.udp("mn1", gateway_of(self.rig, self.state.network), PORT, data,
+                            src_port=MN_PORT, src_ip=source)
+
+    def ask(self, kind, expected, source=None, **fields) -> dict:
+        return self.exchange(kind, expected, source, **fields)[1]
+
+    def refusal(self, kind, source=None, **fields) -> str:
+        """The code of the error the request is answered with."""
+        with pytest.raises(protocol.ProtocolError) as err:
+            self.ask(kind, "an error", source, **fields)
+        return err.value.code
+
+    def configure(self) -> str:
+        self.ncoa = self.ask("config-request", "config")["address"]
+        return self.ncoa
+
+    def bind(self, **fields) -> dict:
+        """A binding update for the home address, sent from the nCoA."""
+        return self.ask("binding-update", "binding-ack", source=self.ncoa, home_address=HOME,
+                        care_of=self.ncoa, **fields)
+
+    def handover(self, phase: str) -> dict:
+        return self.ask("handover", "handover-state", phase=phase)
+
+
+def gateway_of(rig, network: str) -> str:
+    return str(rig.graph.network(network).gateway)
+
+
+def authenticated(rig, network="net-b1", psk=PSK_B, domain="domain-b") -> Mn:
+    return Mn(rig, preauth(rig, network, psk, domain, gateway_of(rig, network)))
+
+
+def prepared(rig, network="net-b1", psk=PSK_B, domain="domain-b") -> Mn:
+    """Pre-authenticated with ``network`` and configured there."""
+    settle_dad(rig)
+    mn = authenticated(rig, network, psk, domain)
+    mn.configure()
+    return mn
+
+
+def tunnelled(rig) -> Mn:
+    mn = prepared(rig)
+    assert mn.ncoa == NCOA
+    mn.ask("tunnel-request", "tunnel")
+    return mn
+
+
+def bound(rig) -> Mn:
+    mn = tunnelled(rig)
+    mn.bind()
+    return mn
+
+
+def pre_switched(rig) -> Mn:
+    mn = bound(rig)
+    assert mn.handover("pre-switch")["phase"] == "pre-switching"
+    return mn
+
+
+def arrive(rig) -> Outcome:
+    """mn1 moves to ap-b1-1 and says so with a gratuitous ARP from its nCoA."""
+    rig.move("mn1", "ap-b1-1", ip=NCOA)
+    return rig.arp_request("mn1", NCOA)
+
+
+def later(rig, seconds: float) -> Outcome:
+    rig.now += seconds
+    return rig.run(rig.core.tick(rig.now))
+
+
+# -- what happened -------------------------------------------------------------------------
+
+def pings(rig, src, dst, seqs) -> Outcome:
+    """Echo requests numbered ``seqs``, one after the other."""
+    total = Outcome()
+    for seq in seqs:
+        total += rig.ping(src, dst, seq=seq)
+    return total
+
+
+def echoes(outcome: Outcome, host="mn1") -> list[int]:
+    """The sequence numbers of the echo requests the host got, in order."""
+    return [p["icmp_seq"] for p in outcome.to(host) if p.get("icmp_type") == 8]
+
+
+def crossings(outcome: Outcome) -> list[tuple]:
+    """(switch, next switch, MPLS label or None) of every link a packet crossed."""
+    out = []
+    for switch, following, pkt in outcome.hops:
+        labelled = pkt["eth_type"] == ether.ETH_TYPE_MPLS
+        assert labelled == ("mpls_label" in pkt) and labelled != ("ipv4_dst" in pkt), pkt
+        out.append((switch, following, pkt["mpls_label"] if labelled else None))
+    return out
+
+
+def snapshot(rig) -> dict[str, set]:
+    """Every switch's flows (their canonical records: no counters)."""
+    return {name: switch.records() for name, switch in rig.net.switches.items()}
+
+
+def flows_of(rig, *features) -> dict[str, set]:
+    """The switches holding flows of ``features``, and those flows' records."""
+    out = {}
+    for name, switch in rig.net.switches.items():
+        records = {r for r in switch.records() if feature_of(r.cookie) in features}
+        if records:
+            out[name] = records
+    return out
+
+
+def holders(rig, feature) -> set[str]:
+    return set(flows_of(rig, feature))
+
+
+def assert_strict_deletes(rig, *features) -> None:
+    """Every delete the core sent for a mobility flow names the flow exactly,
+    its cookie included; ``features``: those that must have had one."""
+    deletes = [m for _, m in rig.sent if of.is_delete(m) and feature_of(m.cookie) in MOBILITY]
+    assert {feature_of(m.cookie) for m in deletes} >= set(features)
+    for msg in deletes:
+        assert msg.command == ofp.OFPFC_DELETE_STRICT, msg
+        assert msg.cookie_mask == EXACT_MASK, msg
+
+
+def sa_state(rig, network) -> str:
+    [sa] = [sa for sa in rig.core.mpa.aa.sas.values() if sa.network == network]
+    return sa.state
+
+
+def proxy_replies(outcome: Outcome, address: str) -> list[dict]:
+    return [p for p in outcome.to("neighbour")
+            if p.get("arp_op") == 2 and p["arp_spa"] == address]
+
+
+# -- the fake switch's MPLS ------------------------------------------------------------------
+
+def labelling_switch() -> FakeSwitch:
+    """Port 1 -> 2 pushes label 100; label 100 from port 2 is popped back out of port 1."""
+    switch = FakeSwitch(1)
+    switch.apply(of.flow_add(0, 10, of.match(in_port=1, eth_type=ether.ETH_TYPE_IP),
+                             of.apply(*of.push_mpls(100), of.output(2)), 1))
+    switch.apply(of.flow_add(0, 10, of.match(in_port=2, eth_type=ether.ETH_TYPE_MPLS,
+                                             mpls_label=100),
+                             of.apply(of.pop_mpls(), of.output(1)), 1))
+    return switch
+
+
+def test_fake_push_hides_the_ipv4_header_and_pop_gives_it_back():
+    switch = labelling_switch()
+    sent = ipv4_packet(MN_MAC, MN_MAC, CN_IP, NCOA, ttl=9)
+    [(port, labelled)] = switch.process(sent, 1)[0]
+    assert port == 2 and labelled["eth_type"] == ether.ETH_TYPE_MPLS
+    assert (labelled["mpls_label"], labelled["mpls_ttl"], labelled["mpls_bos"]) == (100, 9, 1)
+    assert "ipv4_dst" not in labelled and labelled["inner"]["ipv4_dst"] == NCOA
+    [(port, back)] = switch.process(labelled, 2)[0]
+    assert port == 1 and {k: v for k, v in back.items() if k != "in_port"} == sent
+
+
+def test_fake_ipv4_flows_neither_match_nor_rewrite_a_labelled_packet():
+    switch = labelling_switch()
+    [(_, labelled)] = switch.process(ipv4_packet(MN_MAC, MN_MAC, CN_IP, NCOA), 1)[0]
+    switch.apply(of.flow_add(0, 20, of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=NCOA),
+                             of.apply(of.output(3)), 1))
+    assert [port for port, _ in switch.process(labelled, 2)[0]] == [1]
+    switch.apply(of.flow_add(0, 30, of.match(in_port=4),
+                             of.apply(of.set_field(ipv4_dst=HOME), of.output(1)), 1))
+    with pytest.raises(AssertionError):
+        switch.process(labelled, 4)
+
+
+def test_fake_labelled_frames_survive_bytes():
+    switch = labelling_switch()
+    [(_, labelled)] = switch.process(ipv4_packet(MN_MAC, MN_MAC, CN_IP, NCOA), 1)[0]
+    del labelled["in_port"]
+    assert from_bytes(to_bytes(labelled)) == labelled
+
+
+# -- the tunnel --------------------------------------------------------------------------------
+
+def test_the_tunnels_answer_names_the_ncoa_and_the_poa(rig):
+    mn = prepared(rig)
+    answer = mn.ask("tunnel-request", "tunnel")
+    assert (answer["address"], answer["poa"]) == (NCOA, "ap-a1-1")
+    assert answer["lifetime"] == rig.topology.mpa.tunnel_lifetime_s
+    assert holders(rig, Feature.TUNNEL) == TUNNEL_PATH
+
+
+# Per target network: its credentials, and the links crossed from cn1 to the
+# nCoA and back ("down" and "up": labelled with the tunnel's label that way).
+# net-b1's AR has one link, so both ways leave it by the port they came in;
+# net-a2's tunnel goes on over the ar-a2 -- ar-a1 link.
+TARGETS = {
+    "net-b1": ((PSK_B, "domain-b"),
+               [("cn-ar", "core", None), ("core", "ar-b1", None), ("ar-b1", "core", "down"),
+                ("core", "ar-a1", "down")],
+               [("ar-a1", "core", "up"), ("core", "ar-b1", "up"), ("ar-b1", "core", None),
+                ("core", "cn-ar", None)]),
+    "net-a2": ((PSK_A, "domain-a"),
+               [("cn-ar", "core", None), ("core", "ar-a2", None), ("ar-a2", "ar-a1", "down")],
+               [("ar-a1", "ar-a2", "up"), ("ar-a2", "core", None), ("core", "cn-ar", None)]),
+}
+
+
+def labelled_way(rig, mn: Mn, way: list) -> list[tuple]:
+    tunnel = rig.core.mobility.tunnels[mn.ncoa]
+    labels = {"down": tunnel.down_label, "up": tunnel.up_label, None: None}
+    return [(switch, following, labels[label]) for switch, following, label in way]
+
+
+@pytest.mark.parametrize("network", sorted(TARGETS))
+def test_traffic_for_the_ncoa_reaches_mn1_through_the_nar_labelled_between_switches(
+        rig, topology, network):
+    credentials, down, _ = TARGETS[network]
+    mn = prepared(rig, network, *credentials)
+    mn.ask("tunnel-request", "tunnel")
+    outcome = rig.ping("cn1", mn.ncoa)
+    assert crossings(outcome) == labelled_way(rig, mn, down)
+    [pkt] = outcome.to("mn1")
+    assert (pkt["eth_type"], pkt["ipv4_src"], pkt["ipv4_dst"]) == (
+        ether.ETH_TYPE_IP, CN_IP, mn.ncoa)
+    assert (pkt["eth_src"], pkt["eth_dst"]) == (topology.networks["net-a1"].gateway_mac, MN_MAC)
+    assert outcome.punts == 0
+
+
+@pytest.mark.parametrize("network", sorted(TARGETS))
+def test_mn1_sends_from_the_ncoa_through_the_nar(rig, network):
+    credentials, _, up = TARGETS[network]
+    mn = prepared(rig, network, *credentials)
+    mn.ask("tunnel-request", "tunnel")
+    outcome = rig.ping("mn1", CN_IP, src_ip=mn.ncoa)
+    assert crossings(outcome) == labelled_way(rig, mn, up)
+    [pkt] = outcome.to("cn1")
+    assert (pkt["ipv4_src"], pkt["ipv4_dst"]) == (mn.ncoa, CN_IP)
+
+
+def test_proxy_arp_answers_for_the_ncoa_while_the_tunnel_is_up(rig, topology):
+    mn = tunnelled(rig)
+    rig.add_host("neighbour", NEIGHBOUR_MAC, NEIGHBOUR_IP, "ap-b1-2")
+    [reply] = proxy_replies(rig.arp_request("neighbour", NCOA), NCOA)
+    assert reply["arp_sha"] == reply["eth_src"] == topology.networks["net-b1"].gateway_mac
+    assert reply["arp_tpa"] == NEIGHBOUR_IP
+
+    mn.ask("tunnel-release", "tunnel-released")
+    assert flows_of(rig, Feature.TUNNEL) == {}
+    assert proxy_replies(rig.arp_request("neighbour", NCOA), NCOA) == []
+
+
+# -- the binding -----------------------------------------------------------------------------------
+
+def test_before_any_binding_traffic_for_the_home_address_goes_nowhere(rig):
+    tunnelled(rig)
+    outcome = rig.ping("cn1", HOME)
+    assert outcome.frames == [] and outcome.punts == 0
+
+
+def test_a_binding_through_the_tunnel_carries_the_home_address_both_ways(rig):
+    mn = tunnelled(rig)
+    answer = mn.bind()
+    assert (answer["home_address"], answer["care_of"]) == (HOME, NCOA)
+    [down] = rig.ping("cn1", HOME).to("mn1")
+    assert (down["ipv4_src"], down["ipv4_dst"]) == (CN_IP, HOME)
+    [up] = rig.ping("mn1", CN_IP, src_ip=HOME).to("cn1")
+    assert (up["ipv4_src"], up["ipv4_dst"]) == (HOME, CN_IP)
+
+
+@pytest.mark.parametrize("home, care_of, source, reason", [
+    ("10.255.0.9", NCOA, NCOA, "home"),           # not mn1's home address
+    (HOME, MN_IP, MN_IP, "care_of"),              # mn1 does not hold it in net-b1
+    (HOME, NCOA, MN_IP, "source"),                # not sent from the care-of
+])
+def test_a_refused_binding_update_changes_no_flow(rig, home, care_of, source, reason):
+    mn = tunnelled(rig)
+    before = snapshot(rig)
+    code = mn.refusal("binding-update", source=source, home_address=home, care_of=care_of)
+    assert code == "binding-refused"
+    assert rig.core.counters[f"binding_refused_{reason}"] == 1
+    assert snapshot(rig) == before
+    assert rig.core.mobility.bindings == {}
+
+
+# -- a handover -----------------------------------------------------------------------------------
+
+def test_a_handover_buffers_then_delivers_in_order_from_the_new_poa(topology):
+    # Four packets per flush, a flush every 1/16 s (exact in binary).
+    rig = make_rig(variant(flush_batch=4, flush_rate_pps=64))
+    pre_switched(rig)
+    buffered = pings(rig, "cn1", HOME, range(1, 11))
+    assert echoes(buffered) == [] and buffered.punted_at == [("ar-b1", 1, Table.ROUTE)] * 10
+
+    first = arrive(rig)
+    assert echoes(first) == [1, 2, 3, 4]
+    for switch, port, pkt in first.frames:
+        if pkt.get("icmp_type") == 8:
+            assert (switch, port) == ("ap-b1", 2)
+            assert (pkt["ipv4_src"], pkt["ipv4_dst"]) == (CN_IP, HOME)
+            assert pkt["eth_src"] == topology.networks["net-b1"].gateway_mac
+    assert echoes(later(rig, 1 / 32)) == []                     # not due yet
+    meanwhile = rig.ping("cn1", HOME, seq=11)                  # joins the queue's tail
+    assert echoes(meanwhile) == [] and meanwhile.punts == 1
+    assert echoes(later(rig, 1 / 32)) == [5, 6, 7, 8]
+    assert echoes(later(rig, 1 / 16)) == [9, 10, 11]
+    assert echoes(later(rig, 1 / 16)) == []
+
+    straight = rig.ping("cn1", HOME, seq=12)
+    assert echoes(straight) == [12] and straight.punts == 0
+    [up] = rig.ping("mn1", CN_IP, src_ip=HOME).to("cn1")
+    assert up["ipv4_src"] == HOME
+    assert rig.core.mobility.history[-1]["phase"] == "completed"
+
+
+def test_after_a_handover_only_the_binding_remains_at_the_new_poa(rig):
+    authenticated(rig, "net-a1", PSK_A, "domain-a")
+    rig.arp_request("mn1", MN_IP)              # seen in net-a1: that SA is authorized
+    assert sa_state(rig, "net-a1") == AUTHORIZED
+    pre_switched(rig)
+    pings(rig, "cn1", HOME, [1, 2])
+    assert echoes(arrive(rig)) == [1, 2]
+
+    assert holders(rig, Feature.TUNNEL) == holders(rig, Feature.BUFFER) == set()
+    assert holders(rig, Feature.BINDING) == {"cn-ar", "ap-b1"}
+    at_poa = {r for r in flows_of(rig, Feature.BINDING)["ap-b1"]
+              if dict(r.key.match).get("in_port") is not None}
+    assert {dict(r.key.match)["in_port"] for r in at_poa} == {rig.graph.poa("ap-b1-1").port}
+    assert sa_state(rig, "net-a1") == HELD
+    assert sa_state(rig, "net-b1") == AUTHORIZED
+    assert_strict_deletes(rig, Feature.TUNNEL, Feature.BINDING, Feature.BUFFER)
+
+
+def test_arrival_is_seen_when_the_poas_port_comes_up(rig):
+    pre_switched(rig)
+    pings(rig, "cn1", HOME, [1, 2])
+    rig.move("mn1", "ap-b1-1", ip=NCOA)
+    assert echoes(rig.port_up("ap-b1-1")) == [1, 2]
+    assert rig.core.counters["handover_arrival_port"] == 1
+    assert rig.core.hosts[NCOA].poa.id == "ap-b1-1"
+
+
+def test_arrival_is_seen_when_mn1_says_it_arrived(rig):
+    mn = pre_switched(rig)
+    pings(rig, "cn1", HOME, [1, 2])
+    rig.move("mn1", "ap-b1-1", ip=NCOA)
+    outcome, answer = mn.exchange("handover", "handover-state", source=NCOA, phase="arrived")
+    assert echoes(outcome) == [1, 2]
+    assert {(s, p) for s, p, pkt in outcome.frames if pkt.get("icmp_type") == 8} == {
+        ("ap-b1", 2)}
+    assert answer["phase"] == "completed"
+    assert holders(rig, Feature.TUNNEL) == set()
+
+
+# -- switching back ---------------------------------------------------------------------------
+
+def assert_back_at_the_old_poa(rig, outcome: Outcome, sent: list[int]) -> None:
+    """The buffer went to mn1 at ap-a1-1, the punt is gone, the tunnel carries again."""
+    assert echoes(outcome) == sent
+    assert {(s, p) for s, p, pkt in outcome.frames if pkt.get("icmp_type") == 8} == {
+        ("ar-a1", 3)}
+    assert all(pkt["ipv4_dst"] == HOME for pkt in outcome.to("mn1") if "icmp_type" in pkt)
+    assert holders(rig, Feature.BUFFER) == set()
+    assert holders(rig, Feature.TUNNEL) == TUNNEL_PATH
+    again = rig.ping("cn1", HOME, seq=sent[-1] + 1)
+    assert echoes(again) == [sent[-1] + 1] and again.punts == 0
+
+
+def test_the_deadline_passing_switches_back_to_the_old_poa(rig):
+    pre_switched(rig)
+    pings(rig, "cn1", HOME, [1, 2, 3])
+    assert echoes(later(rig, rig.topology.mpa.switch_deadline_s / 2)) == []
+    outcome = later(rig, rig.topology.mpa.switch_deadline_s / 2)
+    assert rig.core.counters["handover_switch_back_deadline"] == 1
+    assert_back_at_the_old_poa(rig, outcome, [1, 2, 3])
+
+
+def test_returning_to_the_old_poa_switches_back_at_once(rig):
+    pre_switched(rig)
+    pings(rig, "cn1", HOME, [1, 2, 3])
+    rig.move("mn1", "ap-a1-1")                  # the link drops and comes back
+    outcome = rig.arp_request("mn1", MN_IP)
+    assert rig.core.counters["handover_switch_back_returned"] == 1
+    assert_back_at_the_old_poa(rig, outcome, [1, 2, 3])
+
+
+def test_cancel_switches_back(rig):
+    mn = pre_switched(rig)
+    pings(rig, "cn1", HOME, [1, 2, 3])
+    outcome, answer = mn.exchange("handover", "handover-state", phase="cancel")
+    assert answer["phase"] == "switched-back"
+    assert_back_at_the_old_poa(rig, outcome, [1, 2, 3])
+
+
+# -- the buffer's bounds ------------------------------------------------------------------
+
+@pytest.mark.parametrize("settings, gaps, wait, delivered, dropped", [
+    pytest.param({"buffer_packets": 3}, [0] * 5, 0, [1, 2, 3],
+                 {"buffer_dropped_full_packets": 2}, id="packets"),
+    pytest.param({"buffer_bytes": FRAME_BYTES * 3 + FRAME_BYTES // 2}, [0] * 5, 0, [1, 2, 3],
+                 {"buffer_dropped_full_bytes": 2}, id="bytes"),
+    pytest.param({"buffer_time_s": 1.0}, [0, 0, 0.75, 0], 0.5, [3, 4],
+                 {"buffer_dropped_expired": 2}, id="time"),
+])
+def test_the_buffer_drops_the_tail_or_the_stale_and_keeps_the_order(
+        settings, gaps, wait, delivered, dropped):
+    """``gaps``: the time before each packet; ``wait``: before mn1 arrives."""
+    rig = make_rig(variant(**settings))
+    pre_switched(rig)
+    for seq, gap in enumerate(gaps, 1):
+        later(rig, gap)
+        assert rig.ping("cn1", HOME, seq=seq).punts == 1
+    later(rig, wait)
+    assert echoes(arrive(rig)) == delivered
+    assert {k: rig.core.counters[k] for k in dropped} == dropped
+
+
+# -- limits -----------------------------------------------------------------------------------
+
+def test_a_tunnel_beyond_the_mns_limit_is_refused_and_changes_nothing():
+    rig = make_rig(variant(max_tunnels_per_mn=1))
+    tunnelled(rig)
+    mn_a2 = prepared(rig, "net-a2", PSK_A, "domain-a")
+    before = snapshot(rig)
+    assert mn_a2.refusal("tunnel-request") == "tunnel-limit"
+    assert snapshot(rig) == before
+    assert list(rig.core.mobility.tunnels) == [NCOA]
+
+
+def test_a_tunnel_to_the_network_mn1_is_attached_to_is_refused(rig):
+    mn_a1 = prepared(rig, "net-a1", PSK_A, "domain-a")
+    before = snapshot(rig)
+    assert mn_a1.refusal("tunnel-request") == "wrong-state"
+    assert snapshot(rig) == before
+    assert rig.core.mobility.tunnels == {}
+
+
+# -- lifetimes -----------------------------------------------------------------------------
+
+def test_the_binding_and_the_tunnel_end_with_their_lifetimes_leaving_nothing(rig):
+    rig.add_host("neighbour", NEIGHBOUR_MAC, NEIGHBOUR_IP, "ap-b1-2")
+    rig.arp_request("neighbour", NEIGHBOUR_IP)           # learned: its flows are baseline too
+    baseline = snapshot(rig)
+    mn = tunnelled(rig)
+    assert mn.bind(lifetime=30)["lifetime"] == 30
+    assert holders(rig, Feature.BINDING) == {"cn-ar", "ar-b1", "ar-a1"}
+
+    later(rig, 31)
+    assert holders(rig, Feature.BINDING) == set()
+    assert holders(rig, Feature.TUNNEL) == TUNNEL_PATH
+    assert rig.ping("cn1", HOME).frames == []
+
+    later(rig, rig.topology.mpa.tunnel_lifetime_s)
+    assert snapshot(rig) == baseline
+    assert rig.core.mobility.tunnels == {} and rig.core.mobility.bindings == {}
+    assert proxy_replies(rig.arp_request("neighbour", NCOA), NCOA) == []
+    assert_strict_deletes(rig, Feature.TUNNEL, Feature.BINDING)
+
+
+# -- make-before-break, reconnects, repeats and restarts --------------------------------------
+
+def test_the_old_flows_stay_until_every_switch_confirmed_the_new_ones(rig):
+    pre_switched(rig)
+    pings(rig, "cn1", HOME, [1, 2])
+    tunnel = flows_of(rig, Feature.TUNNEL)
+    rig.hold_confirmations = True
+    assert echoes(arrive(rig)) == []                  # nothing flushed before the barriers
+    assert len(rig.held) > 1
+    assert flows_of(rig, Feature.TUNNEL) == tunnel
+    rig.release_confirmations(len(rig.held) - 1)
+    assert flows_of(rig, Feature.TUNNEL) == tunnel    # one switch still to answer
+    rig.hold_confirmations = False
+    assert echoes(rig.release_confirmations()) == [1, 2]
+    assert flows_of(rig, Feature.TUNNEL) == {}
+    assert_strict_deletes(rig, Feature.TUNNEL, Feature.BINDING)
+
+
+def test_the_handover_completes_once_its_punt_is_confirmed_gone(rig):
+    """Draining: the buffer is empty, the punt's delete goes with a barrier,
+    and only its answer completes the handover."""
+    pre_switched(rig)
+    pings(rig, "cn1", HOME, [1, 2])
+    rig.hold_confirmations = True
+    arrive(rig)
+    assert echoes(rig.release_confirmations()) == [1, 2]     # the new flows confirmed
+    assert holders(rig, Feature.BUFFER) == set()
+    assert rig.core.mobility.handovers[IDENTITY].phase == "draining"
+    rig.release_confirmations()
+    assert rig.core.mobility.handovers[IDENTITY].phase == "completed"
+
+
+def test_a_switch_reconnecting_mid_handover_is_reconciled_without_churn(rig):
+    pre_switched(rig)
+    for name in sorted(TUNNEL_PATH | {"cn-ar"}):
+        rig.core.switch_disconnected(rig.graph.dpid(name), rig.now)
+        rig.connect(name)
+        last = rig.core.switches[rig.graph.dpid(name)].last_reconcile
+        assert (last["deleted"], last["added"]) == (0, 0), name
+
+
+def test_the_same_pre_switch_again_changes_nothing(rig):
+    mn = bound(rig)
+    data, seq = protocol.request(mn.state, "handover", phase="pre-switch")
+    [first] = datagrams(mn.send(data), "mn1")
+    handover = rig.core.mobility.handovers[IDENTITY]
+    pings(rig, "cn1", HOME, [1, 2])
+    before = snapshot(rig)
+
+    [again] = datagrams(mn.send(data), "mn1")          # the same seq: the same answer
+    assert again["payload"] == first["payload"]
+    answer = mn.handover("pre-switch")                  # a new one: the same phase
+    assert (answer["phase"], answer["buffered"]) == ("pre-switching", 2)
+    assert rig.core.mobility.handovers[IDENTITY] is handover
+    assert snapshot(rig) == before
+    assert rig.core.counters["handover_pre_switch"] == 1
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_tunnels_and_bindings_survive_a_restart(topology, tmp_path, kind):
+    path = str(tmp_path / "state.db")
+    store = MemoryStore() if kind == "memory" else SqliteStore(path)
+    rig = make_rig(topology, store=store)
+    bound(rig)
+    kept = flows_of(rig, Feature.TUNNEL, Feature.BINDING)
+    assert set(kept) == TUNNEL_PATH | {"cn-ar"}
+
+    rig.restart(store=store if kind == "memory" else SqliteStore(path))   # the same state
+    assert list(rig.core.mobility.tunnels) == [NCOA] and list(rig.core.mobility.bindings) == [HOME]
+    assert flows_of(rig, Feature.TUNNEL, Feature.BINDING) == kept
+    rig.net.switches["ar-b1"].entries = []            # one that lost everything
+    rig.connect("ar-b1")
+    assert flows_of(rig, Feature.TUNNEL, Feature.BINDING) == kept
+    [down] = rig.ping("cn1", HOME).to("mn1")
+    assert down["ipv4_dst"] == HOME
