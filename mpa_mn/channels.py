@@ -100,7 +100,9 @@ class _Channel:
             self.sleep(wait)
         raise AssertionError("unreachable")
 
-    def discover(self, data: bytes) -> bytes:
+    def discover(self, data: bytes, target: Target | None = None) -> bytes:
+        """``target``: in-band, the network whose gateway is asked (default: the
+        MN's own); REST asks about the network the message names."""
         raise NotImplementedError
 
     def exchange(self, target: Target, kind: str, data: bytes) -> bytes:
@@ -124,7 +126,7 @@ class RestChannel(_Channel):
         self.timeout = timeout
         self.opener = opener if opener is not None else direct_opener()
 
-    def discover(self, data: bytes) -> bytes:
+    def discover(self, data: bytes, target: Target | None = None) -> bytes:
         return self._with_retries(lambda: self._post("/mpa/v1/discover", data), "discover")
 
     def exchange(self, target: Target, kind: str, data: bytes) -> bytes:
@@ -228,9 +230,9 @@ class InbandChannel(_Channel):
             raise ChannelError("transport", "no default gateway to send discovery to")
         return self._gateway
 
-    def discover(self, data: bytes) -> bytes:
-        gateway = self.gateway
-        return self._with_retries(lambda: (self._transact(gateway, self.port, data), None),
+    def discover(self, data: bytes, target: Target | None = None) -> bytes:
+        address, port = (target.address, target.port) if target else (self.gateway, self.port)
+        return self._with_retries(lambda: (self._transact(address, port, data), None),
                                   "discover")
 
     def exchange(self, target: Target, kind: str, data: bytes) -> bytes:

@@ -9,16 +9,33 @@ a Mininet host's network namespace).
     mpa-mn [options] resume NET...       prove possession of a held SA
     mpa-mn [options] status              what the state file holds
 
+The proactive handover (RFC 6252 §6.3 steps 2-6; see mpa_mn/handover.py):
+
+    mpa-mn [options] tunnel NET... [--lifetime S]   the tunnel from NET's AR to the PoA
+    mpa-mn [options] untunnel NET...     release it
+    mpa-mn [options] bind NET --home ADDR [--care-of ADDR] [--lifetime S]
+                                         home address -> care-of, in-band from the care-of
+    mpa-mn [options] switch NET --phase pre-switch|arrived|cancel [--buffer-old]
+    mpa-mn [options] attach NET          after the link-layer switch: the nCoA on the
+                                         interface, then "arrived" in-band from it
+    mpa-mn [options] handover NET --home ADDR [--buffer-old] [--wait-link
+                     [--link-timeout S]]   preauth, configure, tunnel, bind, pre-switch;
+                                         with --wait-link the switch, then attach
+
+``handover`` prints ``{"event": "ready", ...}`` as one line (and flushes it)
+when the MN is ready for the link-layer switch, whatever the output mode.
+
 Options may come before or after the command.  Output is one line per
 result, or one JSON document with ``--json``.  Exit status: 0 all done;
-1 an AA or CA refused, or did not answer, or the interface could not be set
-(stderr names the network and the error code); 2 usage or configuration
-errors.  Key material is never printed.
+1 an AA, CA or AR refused, or did not answer, or the interface could not be
+set, or the link did not switch in time (stderr names the network and the
+error code); 2 usage or configuration errors.  Key material is never printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import ipaddress
 import json
 import logging
@@ -30,14 +47,16 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable, TextIO
 
-from mpa_mn import channels
+from mpa_mn import channels, link, report
 from mpa_mn.channels import InbandChannel, RestChannel
 from mpa_mn.client import MnError, MobileNode
+from mpa_mn.handover import DEFAULT_LINK_TIMEOUT_S, Handover, plan_attach
+from mpa_mn.link import LinkError
 from mpa_mn.protocol import ProtocolError
 from mpa_mn.state import StateError, StateFile, default_path
-from mpa_mn.vif import Ip, NoVifs, VifError, Vifs
+from mpa_mn.vif import Ip, NoVifs, VifError, Vifs, ipv4_addresses
 from mpa_sdn.config import ConfigError
-from mpa_sdn.signalling import ID_RE, MAC_RE
+from mpa_sdn.signalling import HANDOVER_PHASES, ID_RE, MAC_RE
 from mpa_sdn.credentials import MnCredentials, load_mn_credentials
 
 LOG = logging.getLogger("mpa_mn.cli")
@@ -54,8 +73,12 @@ class System:
     run: Callable = subprocess.run                 # for `ip`
     opener: Any = None                             # urllib opener (REST); None: direct
     socket_factory: Callable = channels.udp_socket  # in-band
+    raw_socket: Callable = link.raw_socket         # the gratuitous ARP
+    sysfs: str = link.SYSFS_NET                    # the carrier, for handover --wait-link
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
+    wall_ns: Callable[[], int] = time.time_ns      # the handover's marks
+    perf_ns: Callable[[], int] = time.perf_counter_ns  # the handover's durations
     sleep: Callable[[float], None] = time.sleep
     entropy: Callable[[int], bytes] = secrets.token_bytes
     stdout: TextIO | None = None
@@ -104,6 +127,19 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+def _lifetime(least: int):
+    def parse(value: str) -> int:
+        try:
+            seconds = int(value)
+        except ValueError:
+            seconds = -1
+        if not least <= seconds <= 2**31 - 1:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a lifetime in whole seconds "
+                                             f"(at least {least})")
+        return seconds
+    return parse
+
+
 def _port(value: str) -> int:
     try:
         port = int(value)
@@ -130,6 +166,8 @@ def _common(parser: argparse.ArgumentParser, main: bool) -> None:
     add("--mac", type=_mac, default=d(None), help="the MN's MAC (default: the interface's)")
     add("--address", type=_ipv4, default=d(None),
         help="the MN's current IPv4 address (default: the interface's)")
+    add("--home", type=_ipv4, default=d(None), metavar="ADDR",
+        help="the MN's home address (bind, handover)")
     add("--gateway", type=_ipv4, default=d(None),
         help="in-band: where discovery goes (default: the default route's gateway)")
     add("--port", type=_port, default=d(channels.DEFAULT_PORT),
@@ -157,11 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(common, main=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name, text, networks=True):
+    def command(name, text, networks="+"):
         sub = commands.add_parser(name, parents=[common], help=text, description=text)
         if networks:
-            sub.add_argument("networks", nargs="+", type=_network, metavar="NET")
+            sub.add_argument("networks", nargs=networks, type=_network, metavar="NET")
         return sub
+
+    def buffer_old(sub):
+        sub.add_argument("--buffer-old", action="store_true",
+                         help="the old network's AR buffers for the MN's old address too")
 
     command("discover", "the candidate target networks of the MN's network", networks=False)
     command("preauth", "pre-authenticate with each network's AA")
@@ -171,6 +213,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--all", action="store_true", help="end the MPA-SA too")
     command("resume", "prove possession of each network's held MPA-SA")
     command("status", "the MPA-SAs and nCoAs in the state file", networks=False)
+    command("tunnel", "a proactive handover tunnel from each network's AR to the MN's PoA, "
+            "for the network's nCoA").add_argument(
+        "--lifetime", type=_lifetime(1), metavar="S", help="ask for this lifetime")
+    command("untunnel", "release each network's proactive handover tunnel")
+    bind = command("bind", "bind the home address (--home) to a care-of address at the "
+                   "network's AR; sent in-band from the care-of address", networks=1)
+    bind.add_argument("--care-of", type=_ipv4, metavar="ADDR",
+                      help="default: the interface's address in the network if the MN is "
+                      "attached to it, else the network's nCoA")
+    bind.add_argument("--lifetime", type=_lifetime(0), metavar="S",
+                      help="ask for this lifetime (0: remove the binding)")
+    switch = command("switch", "tell the network's AR a phase of the handover", networks=1)
+    switch.add_argument("--phase", required=True, choices=HANDOVER_PHASES)
+    buffer_old(switch)
+    command("attach", "after the link-layer switch: the nCoA on the interface, the old "
+            "address off, the router as default route, a gratuitous ARP, then arrived",
+            networks=1)
+    handover = command("handover", "pre-authenticate, configure, tunnel, bind (--home) and "
+                       "pre-switch, then print the ready event; with --wait-link, wait for "
+                       "the link-layer switch and attach", networks=1)
+    buffer_old(handover)
+    handover.add_argument("--wait-link", action="store_true",
+                          help="wait for the interface's carrier to drop and come back, "
+                          "then attach")
+    handover.add_argument("--link-timeout", type=_seconds, default=DEFAULT_LINK_TIMEOUT_S,
+                          metavar="S", help="how long --wait-link waits; then the handover "
+                          f"is cancelled (default: {DEFAULT_LINK_TIMEOUT_S:g})")
     return parser
 
 
@@ -190,15 +259,28 @@ class _Host:
         except VifError as exc:   # no such interface, no `ip`: the user must fix it
             raise MnError("interface", str(exc)) from None
 
-    def interface(self) -> tuple[str | None, str | None]:
-        if self._interface is None:
-            name = self.args.interface or self._ask(self.ip.default_route)[1]
+    def name(self) -> str:
+        if self.args.interface is None:
+            name = self._ask(self.ip.default_route)[1]
             if name is None:
                 raise MnError("usage", "no default route: give --interface "
                               "(or --mac and --address)")
             self.args.interface = name
-            self._interface = self._ask(self.ip.interface, name)
+        return self.args.interface
+
+    def interface(self) -> tuple[str | None, str | None]:
+        if self._interface is None:
+            self._interface = self._ask(self.ip.interface, self.name())
         return self._interface
+
+    def addresses(self) -> list[str]:
+        """Every IPv4 address the MN holds on its interface (or --address)."""
+        if self.args.address:
+            return [self.args.address]
+        found = self._ask(self.ip.link, self.name())
+        if found is None:
+            raise MnError("interface", f"no interface {self.args.interface}")
+        return [address for address, _ in ipv4_addresses(found)]
 
     def mac(self) -> str | None:
         return self.args.mac or self.interface()[0]
@@ -219,17 +301,24 @@ class _Host:
 
 
 # What each command needs to know about the host.
-NEEDS_MAC = ("preauth", "up")
-NEEDS_ADDRESS = ("discover", "preauth", "up")
+NEEDS_MAC = ("preauth", "up", "handover")
+NEEDS_ADDRESS = ("discover", "preauth", "up", "handover")
+# Commands that send only in-band from an address of their own: --channel
+# does not apply.
+OWN_SOURCE = ("bind", "attach")
+
+
+def _inband(args, system: System, source: str, gateway=None) -> InbandChannel:
+    return InbandChannel(source, gateway=gateway, port=args.port, timeout=args.timeout,
+                         socket_factory=system.socket_factory, clock=system.clock,
+                         sleep=system.sleep)
 
 
 def _channel(args, host: _Host, system: System):
     if args.channel == "rest":
         return RestChannel(args.controller, timeout=args.timeout, opener=system.opener,
                            sleep=system.sleep)
-    return InbandChannel(host.address(), gateway=host.gateway, port=args.port,
-                         timeout=args.timeout, socket_factory=system.socket_factory,
-                         clock=system.clock, sleep=system.sleep)
+    return _inband(args, system, host.address(), gateway=host.gateway)
 
 
 def _credentials(args) -> MnCredentials:
@@ -243,27 +332,79 @@ def _credentials(args) -> MnCredentials:
 
 # -- commands -----------------------------------------------------------------------
 
-def _preauth(node: MobileNode, network: str) -> dict:
-    sa = node.preauthenticate(network)
+@dataclass
+class _Context:
+    """What a command works with."""
+
+    args: Any
+    node: MobileNode
+    host: _Host
+    ip: Ip
+    system: System
+    emit: Callable[[dict], None]   # handover's ready event
+
+    def home(self) -> str:
+        if not self.args.home:
+            raise MnError("usage", f"{self.args.command} needs the MN's home address: "
+                          "give --home")
+        return self.args.home
+
+    def handover(self) -> Handover:
+        s = self.system
+        return Handover(self.node, self.ip, sysfs=s.sysfs, raw_socket=s.raw_socket,
+                        clock=s.clock, sleep=s.sleep, wall_ns=s.wall_ns, perf_ns=s.perf_ns)
+
+
+def _preauth(c: _Context, network: str) -> dict:
+    sa = c.node.preauthenticate(network)
     return {"domain": sa.domain, "identity": sa.identity, "sa": sa.sa, "lifetime": sa.lifetime}
 
 
-def _up(node: MobileNode, network: str) -> dict:
-    preauth = _preauth(node, network)
-    return {**preauth, "config": _strip(node.configure(network))}
+def _up(c: _Context, network: str) -> dict:
+    return {**_preauth(c, network), "config": _strip(c.node.configure(network))}
 
 
-def _strip(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k != "network"}
+def _bind(c: _Context, network: str) -> dict:
+    home = c.home()
+    care_of = c.args.care_of or c.node.care_of(network, c.host.addresses())
+    return c.node.bind(network, home, care_of, c.args.lifetime)
+
+
+def _attach(c: _Context, network: str) -> dict:
+    plan = plan_attach(c.ip, network, c.node.config(network), c.host.name(), c.args.mac,
+                       c.args.home)
+    return c.handover().attach(plan)
+
+
+def _handover(c: _Context, network: str) -> dict:
+    home, wait = c.home(), c.args.wait_link
+    if c.args.no_vif:
+        raise MnError("usage", "a handover sends from the nCoA, which needs its vif: "
+                      "drop --no-vif")
+    return c.handover().run(network, home, c.emit, c.args.buffer_old,
+                            interface=c.host.name() if wait else None, mac=c.node.mac,
+                            link_timeout_s=c.args.link_timeout if wait else None)
+
+
+def _strip(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k != "network"}
 
 
 PER_NETWORK = {
     "preauth": _preauth,
-    "configure": lambda node, network: _strip(node.configure(network)),
+    "configure": lambda c, network: c.node.configure(network),
     "up": _up,
-    "release": lambda node, network, all=False: _strip(node.release(network, all=all)),
-    "resume": lambda node, network: _strip(node.resume(network)),
+    "release": lambda c, network: c.node.release(network, all=c.args.all),
+    "resume": lambda c, network: c.node.resume(network),
+    "tunnel": lambda c, network: c.node.tunnel(network, c.args.lifetime),
+    "untunnel": lambda c, network: c.node.untunnel(network),
+    "bind": _bind,
+    "switch": lambda c, network: c.node.switch(network, c.args.phase, c.args.buffer_old),
+    "attach": _attach,
+    "handover": _handover,
 }
+# What a command can fail with, short of a bug.
+FAILURES = (ProtocolError, MnError, VifError, LinkError)
 
 
 def _exit_class(exc: Exception) -> int:
@@ -279,86 +420,36 @@ def _code(exc: Exception) -> str:
 
 
 def _message(exc: Exception) -> str:
-    return exc.message if isinstance(exc, (ProtocolError, MnError)) else str(exc)
+    return str(exc) if isinstance(exc, (VifError, StateError)) else exc.message
 
 
-def _run(args, node: MobileNode) -> tuple[dict, list[str], int]:
+def _run(args, c: _Context) -> tuple[dict, list[str], int]:
     """(JSON document, lines for humans, exit status); errors are in the document."""
     if args.command == "discover":
-        found = node.discover()
+        found = c.node.discover()
         lines = [f"{found['network']} ({found['address']}): "
                  f"{len(found['candidates'])} candidate target network(s)"]
-        lines += [_candidate_line(c) for c in found["candidates"]]
+        lines += [report.candidate_line(candidate) for candidate in found["candidates"]]
         return {"ok": True, **found}, lines, EXIT_OK
     if args.command == "status":
-        status = node.status()
-        lines = [_status_line(n) for n in status["networks"]] or ["no MPA-SAs"]
+        status = c.node.status()
+        lines = [report.status_line(n) for n in status["networks"]] or ["no MPA-SAs"]
         return {"ok": True, **status}, lines, EXIT_OK
     if args.command == "up":
-        node.discover()  # once, fresh: every network below is checked against it
+        c.node.discover()  # once, fresh: every network below is checked against it
     action = PER_NETWORK[args.command]
     results, lines, status = [], [], EXIT_OK
     for network in dict.fromkeys(args.networks):   # each once, in the order given
         try:
-            if args.command == "release":
-                result = action(node, network, all=args.all)
-            else:
-                result = action(node, network)
-        except (ProtocolError, MnError, VifError) as exc:
+            result = _strip(action(c, network))
+        except FAILURES as exc:
             status = max(status, _exit_class(exc))
             results.append({"network": network, "ok": False,
                             "error": {"code": _code(exc), "message": _message(exc)}})
             continue
         results.append({"network": network, "ok": True, **result})
-        lines.append(_result_line(args.command, network, result))
+        lines.append(report.result_line(args.command, network, result))
     return {"ok": status == EXIT_OK, "results": results}, lines, status
-
-
-def _candidate_line(c: dict) -> str:
-    aa = c["aa"]
-    line = (f"  {c['network']}: served by {c['served_by']}, prefix {c.get('prefix')}, "
-            f"AA {aa['address']}:{aa.get('port', channels.DEFAULT_PORT)}")
-    if c.get("l2_handover_ms") is not None:
-        line += f", L2 handover {c['l2_handover_ms']:g} ms"
-    return line
-
-
-def _config_text(config: dict) -> str:
-    text = (f"nCoA {config['address']} (/{config['prefix_len']}), router {config['router']} "
-            f"at {config['gateway_mac']}, lease {config['lease_time']} s")
-    if config.get("dns"):
-        text += f", DNS {' '.join(config['dns'])}"
-    if config.get("interface"):
-        text += f", on {config['interface']}"
-    return text
-
-
-def _result_line(command: str, network: str, r: dict) -> str:
-    if command in ("preauth", "up"):
-        line = (f"{network}: pre-authenticated with {r['domain']} as {r['identity']}, "
-                f"MPA-SA {r['sa'][:8]}, lifetime {r['lifetime']} s")
-        return line + (f"; {_config_text(r['config'])}" if command == "up" else "")
-    if command == "configure":
-        return f"{network}: {_config_text(r)}"
-    if command == "release":
-        what = "the nCoA and the MPA-SA" if r["scope"] == "all" else "the nCoA"
-        return f"{network}: released {what}" + (" (interface removed)"
-                                                if r["interface_removed"] else "")
-    return f"{network}: resumed; the MPA-SA is {r['state']}"
-
-
-def _status_line(n: dict) -> str:
-    line = (f"{n['network']}: MPA-SA {n['sa'][:8]} with {n['domain']} as {n['identity']}, "
-            + ("expired" if n["expired"] else f"expires in {n['expires_in']} s")
-            + f", next seq {n['next_seq']}")
-    if n["config"]:
-        line += f"; nCoA {n['config']['address']}"
-        if n["interface"]:
-            line += f" on {n['interface']}"
-        line += f", lease ends in {n['lease_expires_in']} s"
-    else:
-        line += "; not configured"
-    return line
 
 
 # -- main ------------------------------------------------------------------------------
@@ -375,8 +466,17 @@ def main(argv: list[str] | None = None, system: System | None = None) -> int:
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG, stream=stderr,
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    document = {"command": args.command, "channel": args.channel}
-    channel = None
+    own_source = args.command in OWN_SOURCE
+    document = {"command": args.command, "channel": "inband" if own_source else args.channel}
+    used = []   # every channel the run sent on, for the counters
+
+    def inband(source: str) -> InbandChannel:
+        used.append(_inband(args, system, source))
+        return used[-1]
+
+    def emit(event: dict) -> None:
+        print(json.dumps(event, sort_keys=True), file=stdout, flush=True)
+
     try:
         ip = Ip(system.run)
         host = _Host(args, ip)
@@ -385,22 +485,25 @@ def main(argv: list[str] | None = None, system: System | None = None) -> int:
             credentials = _credentials(args)
         path = args.state or default_path(i for i, _ in credentials.keys.values())
         mac = host.mac() if args.command in NEEDS_MAC else args.mac
+        sends = args.command != "status" and not own_source
         address = (host.address() if args.command in NEEDS_ADDRESS or
-                   (args.channel == "inband" and args.command != "status") else args.address)
-        channel = _channel(args, host, system) if args.command != "status" else None
+                   (args.channel == "inband" and sends) else args.address)
+        channel = _channel(args, host, system) if sends else None
+        used += [channel] if channel else []
         store = StateFile(path)
         with store.locked(clock=system.clock, sleep=system.sleep):
             node = MobileNode(credentials or MnCredentials({}), mac, address, channel, store,
                               NoVifs() if args.no_vif else Vifs(ip), entropy=system.entropy,
-                              wall=system.wall)
-            result, lines, status = _run(args, node)
-    except (ProtocolError, MnError, VifError, StateError) as exc:
+                              wall=system.wall, inband=inband)
+            result, lines, status = _run(args, _Context(args, node, host, ip, system, emit))
+    except (*FAILURES, StateError) as exc:
         document.update(ok=False, error={"code": _code(exc), "message": _message(exc)})
         result, lines, status = {}, [], _exit_class(exc)
         print(f"mpa-mn: {args.command}: {_code(exc)}: {_message(exc)}", file=stderr)
     document.update(result)
-    if channel is not None and channel.counters:
-        document["counters"] = dict(sorted(channel.counters.items()))
+    counters = sum((c.counters for c in used), collections.Counter())
+    if counters:
+        document["counters"] = dict(sorted(counters.items()))
     for item in document.get("results", []):
         if not item["ok"]:
             print(f"mpa-mn: {item['network']}: {item['error']['code']}: "

@@ -1,5 +1,7 @@
 """The mobile node: discovery, pre-authentication and pre-configuration
-(RFC 6252 §6.3 steps 1-2, §7.2, §7.3.3) with one or several CTNs.
+(RFC 6252 §6.3 steps 1-2, §7.2, §7.3.3) with one or several CTNs, and the
+messages of the proactive handover (steps 2-5): the tunnel, the binding
+update and the handover's phases.
 
 :class:`MobileNode` runs each exchange over a channel (:mod:`mpa_mn.channels`)
 and believes an answer only once :mod:`mpa_mn.protocol` has verified it: the
@@ -12,17 +14,22 @@ forged candidate leads only to an AA that fails the mutual proof.
 Each CTN's MPA-SA is kept in the state store, saved before every message
 that uses a new sequence number.  The nCoA goes on a virtual interface
 (:mod:`mpa_mn.vif`).
+
+A binding update for an nCoA must come from the nCoA itself, through the
+proactive handover tunnel, and so must the first message after the move:
+those go in-band from the address given, whatever the MN's channel is.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 import time
 from typing import Callable
 
 from mpa_mn import protocol
-from mpa_mn.channels import Target
+from mpa_mn.channels import InbandChannel, Target
 from mpa_mn.protocol import ProtocolError, SaState
 from mpa_mn.state import Entry, MemoryState
 from mpa_mn.vif import NoVifs, vif_name
@@ -49,7 +56,8 @@ class MobileNode:
     def __init__(self, credentials: MnCredentials, mac: str | None, address: str | None,
                  channel, store=None, vifs=None,
                  entropy: Callable[[int], bytes] = secrets.token_bytes,
-                 wall: Callable[[], float] = time.time):
+                 wall: Callable[[], float] = time.time,
+                 inband: Callable[[str], object] = InbandChannel):
         self.credentials = credentials
         self.mac = mac.lower() if mac else None
         self.address = address
@@ -58,6 +66,7 @@ class MobileNode:
         self.vifs = vifs if vifs is not None else NoVifs()
         self.entropy = entropy
         self.wall = wall
+        self.inband = inband   # source address -> an in-band channel sending from it
         self.state = self.store.load()
 
     def _save(self) -> None:
@@ -91,15 +100,31 @@ class MobileNode:
 
     def candidate(self, network: str) -> dict:
         """``network`` as discovery reported it; discovers again if the MN's
-        address changed since (or it never discovered)."""
+        address changed since (or it never discovered).  The MN's own network
+        (for its first binding) is found among its candidates' candidates."""
         discovery = self.state.discovery
         if discovery is None or discovery.get("address") != self.address:
             discovery = self.discover()
         for candidate in discovery["candidates"]:
             if candidate["network"] == network:
                 return candidate
+        if network == discovery["network"]:
+            return self._own_network(discovery)
         raise ProtocolError("not-a-candidate", f"{network} is not a candidate target network "
                             f"of {discovery['network']}")
+
+    def _own_network(self, discovery: dict) -> dict:
+        """The network the MN is in, described as its neighbours' candidate
+        (relations between networks usually go both ways)."""
+        own = discovery["network"]
+        for candidate in discovery["candidates"]:
+            answer = self.channel.discover(protocol.discover(network=candidate["network"]),
+                                           Target.of(candidate))
+            found = [c for c in protocol.check_neighbours(answer)[1] if c["network"] == own]
+            if found:
+                return found[0]
+        raise ProtocolError("not-a-candidate", f"{own} is the MN's network, and none of its "
+                            "candidate target networks lists it as a candidate")
 
     # -- pre-authentication (§6.3 step 1, §7.2) ---------------------------------
 
@@ -129,15 +154,17 @@ class MobileNode:
 
     # -- authenticated requests ---------------------------------------------------
 
-    def _request(self, network: str, kind: str, expected: str, **fields) -> dict:
+    def _request(self, network: str, kind: str, expected: str, via=None,
+                 echo: dict | None = None, **fields) -> dict:
+        """``kind`` over ``via`` (default: the MN's channel); the checked answer."""
         entry = self._entry(network)
         if entry.sa.next_seq > signalling.MAX_SEQ:
             raise MnError("sa-exhausted", f"the MPA-SA for {network} has used every sequence "
                           "number: pre-authenticate again")
         data, seq = protocol.request(entry.sa, kind, **fields)
         self._save()  # the number is used from now on, whatever happens next
-        answer = self.channel.exchange(Target.of(entry.candidate), kind, data)
-        return protocol.check_answer(entry.sa, answer, seq, expected)
+        answer = (via or self.channel).exchange(Target.of(entry.candidate), kind, data)
+        return protocol.check_answer(entry.sa, answer, seq, expected, echo)
 
     def configure(self, network: str) -> dict:
         """The nCoA and the rest of the configuration from ``network``'s CA (§7.3),
@@ -186,6 +213,65 @@ class MobileNode:
         answer = self._request(network, "resume", "resumed")
         return {"network": network, "state": answer["state"]}
 
+    # -- the proactive handover (§6.3 steps 2-5) ----------------------------------
+
+    def config(self, network: str) -> dict:
+        """The configuration ``network``'s CA gave (the nCoA, its router)."""
+        config = self._entry(network).sa.config
+        if config is None:
+            raise MnError("not-configured", f"no nCoA from {network}: configure first "
+                          f"(configure {network})")
+        return config
+
+    def tunnel(self, network: str, lifetime: int | None = None) -> dict:
+        """The proactive handover tunnel from ``network``'s AR to the MN's PoA, for
+        the nCoA: the AR must name that nCoA in its answer."""
+        address = self.config(network)["address"]
+        answer = self._request(network, "tunnel-request", "tunnel", echo={"address": address},
+                               **_given(lifetime=lifetime))
+        return {"network": network, "address": address, "poa": answer["poa"],
+                "lifetime": answer["lifetime"]}
+
+    def untunnel(self, network: str) -> dict:
+        self._request(network, "tunnel-release", "tunnel-released")
+        return {"network": network}
+
+    def care_of(self, network: str, addresses) -> str:
+        """Where ``network`` reaches the MN: one of ``addresses`` (the MN's own) in
+        the network's prefix when it is attached there, else the nCoA."""
+        entry = self._entry(network)
+        config = entry.sa.config
+        prefix = (f"{config['address']}/{config['prefix_len']}" if config
+                  else entry.candidate.get("prefix"))
+        try:
+            inside = ipaddress.IPv4Network(prefix, strict=False) if prefix else None
+        except ValueError:
+            inside = None
+        for address in addresses:
+            if inside is not None and ipaddress.IPv4Address(address) in inside:
+                return address
+        return self.config(network)["address"]
+
+    def bind(self, network: str, home: str, care_of: str, lifetime: int | None = None) -> dict:
+        """``home`` bound to ``care_of`` at ``network``'s AR (§6.3 step 3), sent in-band
+        from ``care_of``: for an nCoA that is through the tunnel."""
+        answer = self._request(network, "binding-update", "binding-ack",
+                               via=self.inband(care_of),
+                               echo={"home_address": home, "care_of": care_of},
+                               home_address=home, care_of=care_of, **_given(lifetime=lifetime))
+        return {"network": network, "home_address": home, "care_of": care_of,
+                "lifetime": answer["lifetime"]}
+
+    def switch(self, network: str, phase: str, buffer_old: bool = False,
+               source: str | None = None) -> dict:
+        """Tell ``network``'s AR a phase of the handover (in-band from ``source`` if
+        given, else over the MN's channel); the answer says the handover's state."""
+        answer = self._request(network, "handover", "handover-state",
+                               via=self.inband(source) if source else None, phase=phase,
+                               **_given(buffer_old=buffer_old or None))
+        return {"network": network, **_given(phase=answer["phase"],
+                                               buffered=answer.get("buffered"))}
+
     # -- what the MN holds ------------------------------------------------------
 
     def status(self) -> dict:
@@ -210,3 +296,8 @@ class MobileNode:
                 "discovery": None if discovery is None else {
                     "network": discovery["network"], "address": discovery["address"],
                     "candidates": [c["network"] for c in discovery["candidates"]]}}
+
+
+def _given(**fields) -> dict:
+    """The fields that have a value: optional fields are left out, not sent as null."""
+    return {k: v for k, v in fields.items() if v is not None}

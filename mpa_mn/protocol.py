@@ -17,7 +17,7 @@ from mpa_sdn.aa import success_transcript
 from mpa_sdn.signalling import SignallingError
 
 ANSWERS = ("neighbours", "auth-challenge", "auth-success", "config", "released", "resumed",
-           "error")
+           "tunnel", "tunnel-released", "binding-ack", "handover-state", "error")
 
 
 class ProtocolError(Exception):
@@ -117,12 +117,22 @@ def request(state: SaState, kind: str, **fields) -> tuple[bytes, int]:
     return signalling.encode(signalling.sign(message, key)), seq
 
 
-def check_answer(state: SaState, data: bytes, seq: int, expected: str) -> dict:
+def check_answer(state: SaState, data: bytes, seq: int, expected: str,
+                 echo: dict | None = None) -> dict:
+    """The answer's fields, if it is ``expected`` for this SA, network and ``seq``,
+    authenticated, and says back what was asked (``echo``: field -> value)."""
     msg = decode_answer(data)
-    if msg.type != expected or msg["seq"] != seq or msg["sa"] != state.sa:
-        raise ProtocolError("unexpected", f"expected {expected} for seq {seq}, got {msg.type}")
+    if (msg.type != expected or msg["seq"] != seq or msg["sa"] != state.sa
+            or msg["network"] != state.network):
+        raise ProtocolError("unexpected", f"expected {expected} for seq {seq} in "
+                            f"{state.network}, got {msg.type} for seq {msg.get('seq')} in "
+                            f"{msg.get('network')}")
     if not signalling.mac_ok(msg, state.keys.for_purpose(signalling.PURPOSE[expected])):
         raise ProtocolError("bad-mac", f"the {expected} answer is not authenticated")
+    for name, value in (echo or {}).items():
+        if msg[name] != value:
+            raise ProtocolError("unexpected", f"the {expected} answer has {name} "
+                                f"{msg[name]}, not {value} as asked")
     return msg.fields
 
 

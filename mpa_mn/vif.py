@@ -37,6 +37,20 @@ class VifError(Exception):
     """``ip`` failed, or an interface is not what it should be."""
 
 
+def ipv4_addresses(link: dict | None) -> list[tuple[str, int]]:
+    """(address, prefix length) of each IPv4 address ``ip -j addr`` shows on a link."""
+    return [(a["local"], a["prefixlen"]) for a in (link or {}).get("addr_info", [])
+            if a.get("family") == "inet"]
+
+
+def own_vif(name: str, link: dict | None) -> dict | None:
+    """``link`` (None: there is no such device), if it is a TUN device: anything
+    else by that name is not ours to change."""
+    if link is not None and link.get("linkinfo", {}).get("info_kind") != "tun":
+        raise VifError(f"{name} exists and is not a TUN device; leaving it alone")
+    return link
+
+
 class Ip:
     """``ip`` commands, with a clear error when one fails."""
 
@@ -44,12 +58,13 @@ class Ip:
                  timeout: float = IP_TIMEOUT_S):
         self._run, self.command, self.timeout = run, command, timeout
 
-    def __call__(self, *args: str, missing_ok: bool = False) -> str | None:
+    def __call__(self, *args: str, missing_ok: bool = False,
+                 input: str | None = None) -> str | None:
         """stdout; None if ``missing_ok`` and the device does not exist."""
         argv = [self.command, *args]
         try:
             result = self._run(argv, capture_output=True, text=True, timeout=self.timeout,
-                               check=False)
+                               check=False, input=input)
         except FileNotFoundError:
             raise VifError(f"`{self.command}` not found: install iproute2") from None
         except subprocess.TimeoutExpired:
@@ -73,19 +88,30 @@ class Ip:
         except ValueError:
             raise VifError(f"`{self.command} -j {' '.join(args)}` gave no JSON") from None
 
+    def batch(self, commands: list[str]) -> None:
+        """Several commands in one run of ``ip`` (``-batch``): it stops at the first
+        that fails, and says which."""
+        self("-batch", "-", input="".join(f"{c}\n" for c in commands))
+
     # -- what the MN needs to know about its host ------------------------------
 
     def link(self, name: str) -> dict | None:
         found = self.json("-d", "addr", "show", "dev", name, missing_ok=True)
         return found[0] if found else None
 
+    def links(self) -> dict[str, dict]:
+        """Every interface, by name, in one run of ``ip``."""
+        return {link["ifname"]: link for link in self.json("-d", "addr", "show")}
+
     def interface(self, name: str) -> tuple[str | None, str | None]:
-        """The interface's MAC and first IPv4 address."""
+        """The interface's MAC and its address in the network it is attached to:
+        the first IPv4 address shorter than /32 (a /32 is the home address), else
+        the first."""
         link = self.link(name)
         if link is None:
             raise VifError(f"no interface {name}")
-        addresses = [a["local"] for a in link.get("addr_info", []) if a.get("family") == "inet"]
-        return link.get("address"), (addresses[0] if addresses else None)
+        addresses = sorted(ipv4_addresses(link), key=lambda a: a[1] == 32)
+        return link.get("address"), (addresses[0][0] if addresses else None)
 
     def default_route(self, interface: str | None = None) -> tuple[str | None, str | None]:
         """(gateway, device) of the default route, on ``interface`` if given."""
@@ -106,10 +132,7 @@ class Vifs:
 
     def _tun(self, network: str) -> tuple[str, dict | None]:
         name = vif_name(network)
-        link = self.ip.link(name)
-        if link is not None and link.get("linkinfo", {}).get("info_kind") != "tun":
-            raise VifError(f"{name} exists and is not a TUN device; leaving it alone")
-        return name, link
+        return name, own_vif(name, self.ip.link(name))
 
     def ensure(self, network: str, address: str) -> tuple[str, bool]:
         """The network's device holds ``address``/32 and nothing else, and is up.
@@ -120,8 +143,7 @@ class Vifs:
         if link is None:
             self.ip("tuntap", "add", "dev", name, "mode", "tun")
             link, changed = {}, True
-        held = [(a["local"], a["prefixlen"]) for a in link.get("addr_info", [])
-                if a.get("family") == "inet"]
+        held = ipv4_addresses(link)
         for local, length in held:
             if (local, length) != (address, 32):   # an old nCoA: replaced
                 self.ip("addr", "del", f"{local}/{length}", "dev", name)
@@ -144,9 +166,8 @@ class Vifs:
 
     def address(self, network: str) -> str | None:
         """The nCoA the device holds now (None: no device, or no address)."""
-        _, link = self._tun(network)
-        held = [a["local"] for a in (link or {}).get("addr_info", []) if a.get("family") == "inet"]
-        return held[0] if held else None
+        held = ipv4_addresses(self._tun(network)[1])
+        return held[0][0] if held else None
 
 
 class NoVifs:

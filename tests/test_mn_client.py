@@ -166,38 +166,58 @@ class FakeSocket:
 
 
 class FakeIp:
-    """`ip` on a host with eth0 and whatever TUN devices were made."""
+    """`ip` on a host with eth0 and whatever TUN devices were made; ``-batch -``
+    applies its lines in order and stops at the first that fails, as ip does."""
 
     def __init__(self, fail=None):
         self.links = {"eth0": {"kind": "veth", "mac": "02:00:00:00:01:01",
                                "addrs": [(MN_ADDRESS, 24)], "up": True}}
+        self.default = ("10.1.1.1", "eth0")    # the default route: gateway, device
+        self.neighbours = {}                   # address -> (MAC, device, state)
         self.calls, self.fail = [], fail
+        self.batches = []                      # the input of each ip -batch
 
     def __call__(self, argv, **kw):
         assert argv[0] == "ip" and kw.get("capture_output")
         self.calls.append(argv[1:])
-        args = argv[1:]
+        if argv[1:] == ["-batch", "-"]:
+            self.batches.append(kw["input"])
+            for number, line in enumerate(kw["input"].splitlines(), 1):
+                rc, out, err = self._one(line.split())
+                if rc:
+                    return subprocess.CompletedProcess(argv, 1, "", f"{err}\nCommand "
+                                                       f"failed -:{number}")
+            return subprocess.CompletedProcess(argv, 0, "", "")
+        rc, out, err = self._one(argv[1:])
+        return subprocess.CompletedProcess(argv, rc, out, err)
+
+    def _view(self, name):
+        link = self.links[name]
+        return {"ifname": name, "flags": ["UP"] if link["up"] else [],
+                "address": link.get("mac"), "linkinfo": {"info_kind": link["kind"]},
+                "addr_info": [{"family": "inet", "local": a, "prefixlen": n}
+                              for a, n in link["addrs"]]}
+
+    def _one(self, args):
         out, rc, err = "", 0, ""
         if self.fail and self.fail in " ".join(args):
-            return subprocess.CompletedProcess(argv, 2, "", "RTNETLINK answers: Operation "
-                                               "not permitted")
-        if args[:3] == ["-j", "-d", "addr"]:
-            link = self.links.get(args[-1])
-            if link is None:
+            return 2, "", "RTNETLINK answers: Operation not permitted"
+        if args == ["-j", "-d", "addr", "show"]:
+            out = json.dumps([self._view(name) for name in self.links])
+        elif args[:3] == ["-j", "-d", "addr"]:
+            if args[-1] not in self.links:
                 rc, err = 1, f'Device "{args[-1]}" does not exist.'
             else:
-                out = json.dumps([{
-                    "ifname": args[-1], "flags": ["UP"] if link["up"] else [],
-                    "address": link.get("mac"), "linkinfo": {"info_kind": link["kind"]},
-                    "addr_info": [{"family": "inet", "local": a, "prefixlen": n}
-                                  for a, n in link["addrs"]]}])
+                out = json.dumps([self._view(args[-1])])
         elif args[:2] == ["-j", "route"]:
-            out = json.dumps([{"dst": "default", "gateway": "10.1.1.1", "dev": "eth0"}])
+            out = json.dumps([{"dst": "default", "gateway": self.default[0],
+                               "dev": self.default[1]}])
         elif args[:2] == ["tuntap", "add"]:
             self.links[args[3]] = {"kind": "tun", "addrs": [], "up": False}
-        elif args[:2] == ["addr", "add"]:
+        elif args[:2] in (["addr", "add"], ["addr", "replace"]):
             address, length = args[2].split("/")
-            self.links[args[4]]["addrs"].append((address, int(length)))
+            if (address, int(length)) not in self.links[args[4]]["addrs"]:
+                self.links[args[4]]["addrs"].append((address, int(length)))
         elif args[:2] == ["addr", "del"]:
             address, length = args[2].split("/")
             self.links[args[4]]["addrs"].remove((address, int(length)))
@@ -205,9 +225,13 @@ class FakeIp:
             self.links[args[3]]["up"] = True
         elif args[:3] == ["link", "del", "dev"]:
             del self.links[args[3]]
+        elif args[:3] == ["route", "replace", "default"] and args[3] == "via":
+            self.default = (args[4], args[6])
+        elif args[:2] == ["neigh", "replace"] and args[3::2] == ["lladdr", "dev", "nud"]:
+            self.neighbours[args[2]] = (args[4], args[6], args[8])
         else:
             raise AssertionError(f"unexpected ip {args}")
-        return subprocess.CompletedProcess(argv, rc, out, err)
+        return rc, out, err
 
     def changes(self):
         return [c for c in self.calls if c[0] != "-j"]
@@ -701,13 +725,15 @@ class Cli:
         self.credentials = credentials
         self.ip = FakeIp()
         self.world = Gateways(rig)
+        self.system = {}   # more of cli.System's fields, or others
 
     def __call__(self, *argv, json_out=True, options=()):
         out, err = io.StringIO(), io.StringIO()
-        system = cli.System(run=self.ip, opener=RestLayer(self.rig), socket_factory=self.world,
-                            clock=self.world.clock, sleep=ticking_sleep(self.rig, []),
-                            wall=lambda: self.rig.service.wall(self.rig.now),
-                            entropy=counter_entropy(b"cli"), stdout=out, stderr=err)
+        system = cli.System(**{
+            "run": self.ip, "opener": RestLayer(self.rig), "socket_factory": self.world,
+            "clock": self.world.clock, "sleep": ticking_sleep(self.rig, []),
+            "wall": lambda: self.rig.service.wall(self.rig.now),
+            "entropy": counter_entropy(b"cli"), "stdout": out, "stderr": err, **self.system})
         args = ["--channel", self.channel, "--credentials", self.credentials,
                 "--state", str(self.tmp_path / "state.json"), "--interface", "eth0",
                 *options, *(["--json"] if json_out else []), *argv]

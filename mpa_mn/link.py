@@ -1,0 +1,165 @@
+"""The MN's physical link: when its carrier switches, and the gratuitous ARP
+it sends once it is on the new link.
+
+The link-layer switch (RFC 6252 §6.3 step 5) is not the MN's doing: in the
+lab a driver moves the MN's link, and the MN sees its carrier drop and come
+back.  The kernel counts those in ``/sys/class/net/IF/carrier_changes``;
+the MN polls it every millisecond, because everything it does after the
+switch sits inside the handover's interruption.  sysfs shows the network
+namespace it was mounted in: Mininet's hosts mount their own (``mnexec
+-n``), but a process moved into a namespace without remounting it reads
+another namespace's interfaces, or none.
+
+The gratuitous ARP (an RFC 5227 announcement: sender and target address
+both the nCoA, broadcast) goes out of an AF_PACKET socket, not a
+subprocess, for the same reason; the socket is opened before the switch and
+closed after the handover, as closing one waits for the kernel.
+
+The sysfs root, the socket factory, the clocks and sleep are injected, so
+the tests need neither root nor a link.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+SYSFS_NET = "/sys/class/net"
+POLL_INTERVAL_S = 0.001
+ETH_P_ARP = 0x0806
+ETH_MIN_FRAME = 60    # without the FCS; shorter frames are padded with zeros
+BROADCAST = b"\xff" * 6
+
+
+class LinkError(Exception):
+    """The link could not be read or used (``link``), or did not switch in time
+    (``link-timeout``).  A handover cancelled for a failure before the switch
+    raises one with that failure's code."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+# -- the carrier ----------------------------------------------------------------
+
+class Carrier:
+    """An interface's carrier as sysfs shows it."""
+
+    def __init__(self, interface: str, root: str = SYSFS_NET):
+        self.interface = interface
+        self.directory = os.path.join(root, interface)
+
+    def _read(self, name: str) -> str:
+        with open(os.path.join(self.directory, name), encoding="ascii") as f:
+            return f.read().strip()
+
+    def read(self) -> tuple[int, bool]:
+        """(carrier changes so far, whether the carrier is up now)."""
+        try:
+            changes = int(self._read("carrier_changes"))
+        except (OSError, ValueError) as exc:
+            raise LinkError("link", f"cannot read the carrier changes of {self.interface}: "
+                            f"{getattr(exc, 'strerror', None) or exc}") from None
+        try:
+            up = self._read("carrier") == "1"
+        except OSError:   # EINVAL while the interface is administratively down
+            up = False
+        return changes, up
+
+
+@dataclass(frozen=True)
+class Switched:
+    """When the carrier went and came back (wall clock, ns)."""
+
+    down_at: int
+    up_at: int
+
+
+def wait_for_switch(carrier: Carrier, before: tuple[int, bool], timeout_s: float,
+                    clock: Callable[[], float] = time.monotonic,
+                    wall_ns: Callable[[], int] = time.time_ns,
+                    sleep: Callable[[float], None] = time.sleep) -> Switched:
+    """Wait until the carrier has dropped and come back since ``before`` (a
+    :meth:`Carrier.read` taken before the switch could start)."""
+    changes0, up0 = before
+    needed = 2 if up0 else 1     # down and up again; or just up, if it was down already
+    deadline = clock() + timeout_s
+    down_at = None if up0 else wall_ns()
+    while True:
+        changes, up = carrier.read()
+        if down_at is None and (changes > changes0 or not up):
+            down_at = wall_ns()
+        if changes - changes0 >= needed and up:
+            return Switched(down_at if down_at is not None else wall_ns(), wall_ns())
+        if clock() >= deadline:
+            what = "came back" if down_at is not None else "dropped"
+            raise LinkError("link-timeout", f"the carrier of {carrier.interface} never "
+                            f"{what} within {timeout_s:g} s")
+        sleep(POLL_INTERVAL_S)
+
+
+# -- the gratuitous ARP ------------------------------------------------------------
+
+def gratuitous_arp(mac: str, address: str) -> bytes:
+    """An ARP announcement of ``address`` at ``mac``, as one Ethernet frame."""
+    hw = bytes.fromhex(mac.replace(":", ""))
+    ip = ipaddress.IPv4Address(address).packed
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + hw + ip + bytes(6) + ip
+    return (BROADCAST + hw + struct.pack("!H", ETH_P_ARP) + arp).ljust(ETH_MIN_FRAME, b"\0")
+
+
+def raw_socket(interface: str):
+    """A packet socket that sends frames out of ``interface`` (and receives none)."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        sock.bind((interface, 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class Announcement:
+    """The gratuitous ARP for ``address``, its packet socket opened ahead: sending
+    is then one system call, and closing the socket (which waits for the
+    kernel, milliseconds) is left for after the handover.
+
+    Not being able to announce is no reason to stop a handover (the controller
+    also learns the MN from its next packet): ``error`` says what went wrong."""
+
+    def __init__(self, interface: str, mac: str, address: str,
+                 socket_factory: Callable = raw_socket):
+        self.interface, self.address = interface, address
+        self.frame = gratuitous_arp(mac, address)
+        self.error = None
+        try:
+            self.sock = socket_factory(interface)
+        except OSError as exc:
+            self.sock = None
+            self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        self.error = (f"cannot send the gratuitous ARP for {self.address} on "
+                      f"{self.interface}: {exc.strerror or exc}")
+
+    def send(self) -> bool:
+        if self.sock is None:
+            return False
+        try:
+            self.sock.send(self.frame)
+        except OSError as exc:
+            self._failed(exc)
+            return False
+        return True
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None

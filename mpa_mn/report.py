@@ -1,0 +1,95 @@
+"""What ``mpa-mn`` prints for people: one line per result (``--json`` prints
+the results themselves)."""
+
+from __future__ import annotations
+
+from mpa_mn.channels import DEFAULT_PORT
+
+
+def _text(head: str, *clauses) -> str:
+    """``head`` and each clause that is there (a clause left out is falsy)."""
+    return head + "".join(clause for clause in clauses if clause)
+
+
+def candidate_line(c: dict) -> str:
+    aa = c["aa"]
+    return _text(f"  {c['network']}: served by {c['served_by']}, prefix {c.get('prefix')}, "
+                 f"AA {aa['address']}:{aa.get('port', DEFAULT_PORT)}",
+                 c.get("l2_handover_ms") is not None
+                 and f", L2 handover {c.get('l2_handover_ms'):g} ms")
+
+
+def _config_text(config: dict) -> str:
+    return _text(f"nCoA {config['address']} (/{config['prefix_len']}), router "
+                 f"{config['router']} at {config['gateway_mac']}, lease {config['lease_time']} s",
+                 config.get("dns") and f", DNS {' '.join(config['dns'])}",
+                 config.get("interface") and f", on {config['interface']}")
+
+
+def _preauth_text(r: dict) -> str:
+    return (f"pre-authenticated with {r['domain']} as {r['identity']}, "
+            f"MPA-SA {r['sa'][:8]}, lifetime {r['lifetime']} s")
+
+
+def _release_text(r: dict) -> str:
+    what = "the nCoA and the MPA-SA" if r["scope"] == "all" else "the nCoA"
+    return _text(f"released {what}", r["interface_removed"] and " (interface removed)")
+
+
+def _state_text(state: dict) -> str:
+    return _text(f"handover {state['phase']}", state.get("buffered") is not None
+                 and f", {state.get('buffered')} packet(s) buffered")
+
+
+def _attach_text(r: dict) -> str:
+    return _text(f"attached as {r['address']}/{r['prefix_len']} on {r['interface']}, router "
+                 f"{r['router']} at {r['gateway_mac']}",
+                 r["removed"] and f", {' '.join(r['removed'])} removed",
+                 not r["gratuitous_arp"]
+                 and f" (no gratuitous ARP: {r.get('gratuitous_arp_error')})",
+                 f"; {_state_text(r['arrived'])}",
+                 r.get("vif_error") and f" (the vif is still there: {r.get('vif_error')})")
+
+
+def _handover_text(r: dict) -> str:
+    text = (f"ready with nCoA {r['address']}, tunnel to PoA {r['tunnel']['poa']}, "
+            f"{r['home_address']} bound to it, {_state_text(r['pre_switch'])}")
+    if "attached_at" not in r:
+        return text
+    down_ms = (r["link_up_at"] - r["link_down_at"]) / 1e6
+    return f"{text}; link down {down_ms:.1f} ms; {_attach_text(r)}"
+
+
+TEXT = {
+    "preauth": _preauth_text,
+    "up": lambda r: f"{_preauth_text(r)}; {_config_text(r['config'])}",
+    "configure": _config_text,
+    "release": _release_text,
+    "resume": lambda r: f"resumed; the MPA-SA is {r['state']}",
+    "tunnel": lambda r: f"tunnel for {r['address']} to PoA {r['poa']}, "
+                        f"lifetime {r['lifetime']} s",
+    "untunnel": lambda r: "tunnel released",
+    "bind": lambda r: f"{r['home_address']} bound to care-of {r['care_of']}, "
+                      f"lifetime {r['lifetime']} s",
+    "switch": _state_text,
+    "attach": _attach_text,
+    "handover": _handover_text,
+}
+
+
+def status_line(n: dict) -> str:
+    line = (f"{n['network']}: MPA-SA {n['sa'][:8]} with {n['domain']} as {n['identity']}, "
+            + ("expired" if n["expired"] else f"expires in {n['expires_in']} s")
+            + f", next seq {n['next_seq']}")
+    if n["config"]:
+        line += f"; nCoA {n['config']['address']}"
+        if n["interface"]:
+            line += f" on {n['interface']}"
+        line += f", lease ends in {n['lease_expires_in']} s"
+    else:
+        line += "; not configured"
+    return line
+
+
+def result_line(command: str, network: str, result: dict) -> str:
+    return f"{network}: {TEXT[command](result)}"

@@ -1,0 +1,662 @@
+"""The MN's proactive handover (mpa_mn.handover, the tunnel, bind, switch,
+attach and handover commands) against the real controller core.
+
+The core is the whole of it (AA, CA and mobility), behind the fake
+transports of test_mn_client: REST bodies and in-band datagrams go to its
+service, every barrier it asks for is answered at once, and the frames the
+MN puts on its link reach it as packet-ins at the PoA the MN is attached
+to.  The MN's host is faked around it: ``ip`` (test_mn_client's FakeIp),
+a sysfs directory with the interface's carrier, the raw socket for the
+gratuitous ARP, and clocks that only move when the MN sleeps.
+"""
+
+import errno
+import io
+import ipaddress
+import json
+
+import pytest
+
+from mpa_mn import cli, link, protocol
+from mpa_mn.channels import InbandChannel, RestChannel
+from mpa_mn.client import MnError, MobileNode
+from mpa_mn.handover import Handover, plan_attach
+from mpa_mn.link import Carrier, LinkError
+from mpa_mn.protocol import ProtocolError
+from mpa_mn.vif import Ip, Vifs
+from mpa_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy, reconcile_all
+from mpa_sdn import packets, signalling
+from mpa_sdn.config import load_topology
+from mpa_sdn.controller import Controller
+from mpa_sdn.openflow import Send
+from mpa_sdn.store import MemoryStore
+from mpa_sdn.tables import Table
+from conftest import DEFAULT_TOPOLOGY
+from test_mn_client import (CREDENTIALS, MN_ADDRESS, Cli, Clock, FakeIp, Gateways, RestLayer,
+                            ticking_sleep)
+import test_mn_client
+
+HOME = "10.255.0.1"          # mn1's home address in the default lab
+NCOA = "10.2.1.100"          # the first address net-b1's CA gives
+B1_ROUTER, B1_MAC = "10.2.1.1", "02:4a:bb:3a:62:79"
+WALL_OFFSET = 1_700_000_000.0
+credentials_file = test_mn_client.credentials_file   # the fixture
+
+
+# -- the controller ------------------------------------------------------------------
+
+class Core:
+    """The real controller core where test_mn_client's fakes expect a service
+    (``handle``, ``tick``) and a rig (``topology``, ``now``, ``service``)."""
+
+    def __init__(self):
+        self.topology = load_topology(DEFAULT_TOPOLOGY)
+        self.now = 1000.0
+        self.core = Controller(self.topology, store=MemoryStore(), wall_offset=WALL_OFFSET,
+                               entropy=counter_entropy(b"core"), credentials={
+                                   "domain-a": Keys("domain-a", {IDENTITY: PSK_A}),
+                                   "domain-b": Keys("domain-b", {IDENTITY: PSK_B})})
+        self.service = self
+        self.poa = None          # where the MN's link is (None: between PoAs)
+        self.frames = []         # what the MN sent on its link with a raw socket
+        self.sockets = []        # those raw sockets
+        reconcile_all(self.core, self.now)
+        for _ in range(10):      # DAD: every reserve probed, nobody answering
+            self.run(self.core.mpa_tick(self.now))
+            self.now += 0.1
+
+    def handle(self, data, origin, now, expect=signalling.REQUESTS):
+        answers = self.core.mpa.handle(data, origin, now, expect)
+        self.run(self.core.mobility.drain())
+        return answers
+
+    def tick(self, now):
+        return self.core.mpa.tick(now)
+
+    def wall(self, now):
+        return self.core.mpa.wall(now)
+
+    def run(self, sends):
+        """The switches: whatever comes, every barrier is answered at once."""
+        for send in sends:
+            if isinstance(send, Send) and send.confirm:
+                self.run(self.core.flows_confirmed(send.dpid, send.confirm, self.now))
+
+    def packet_in(self, table, frame):
+        poa = self.core.graph.poa(self.poa)
+        self.run(self.core.packet_in(self.core.graph.dpid(poa.switch), poa.port, table, frame,
+                                     self.now))
+
+    def attach(self, poa_id, address=MN_ADDRESS):
+        """The MN's link at ``poa_id`` and its first packet there."""
+        self.poa = poa_id
+        self.sent_from(address)
+
+    def sent_from(self, address):
+        """The MN sends a packet from ``address``: the source check at its PoA
+        punts it if the controller does not know it there yet (a packet from
+        another network's address is the tunnel's, which takes it first)."""
+        if self.poa is None:
+            return
+        poa = self.core.graph.poa(self.poa)
+        network = self.core.graph.network(poa.network)
+        host = self.core.hosts.get(address)
+        if ipaddress.IPv4Address(address) not in network.prefix or (
+                host is not None and (host.mac, host.poa) == (MN_MAC, poa)):
+            return
+        self.packet_in(Table.INGRESS, packets.udp_frame(
+            src_mac=MN_MAC, dst_mac=network.gateway_mac, src_ip=address,
+            dst_ip=str(network.gateway), src_port=40000, dst_port=9, payload=b"hello"))
+
+    def raw_socket(self, interface):
+        return RawSocket(self, interface)
+
+    # what the controller holds for mn1
+    def tunnel(self):
+        tunnel = self.core.mobility.tunnels.get(NCOA)
+        return tunnel and (tunnel.address, tunnel.poa.id)
+
+    def binding(self):
+        binding = self.core.mobility.bindings.get(HOME)
+        return binding and binding.care_of
+
+    def handover(self):
+        return self.core.mobility.handovers.get(IDENTITY)
+
+
+class RawSocket:
+    """A packet socket on the MN's interface: a frame reaches the controller
+    at the MN's PoA (ARP punted to it, as the ARP table does)."""
+
+    def __init__(self, world, interface):
+        self.world, self.interface, self.closed = world, interface, False
+        world.sockets.append(self)
+
+    def send(self, frame):
+        self.world.frames.append((self.interface, frame))
+        if self.world.poa is not None:
+            self.world.packet_in(Table.ARP, frame)
+        return len(frame)
+
+    def close(self):
+        self.closed = True
+
+
+class Sysfs:
+    """/sys/class/net/eth0's carrier, and the driver that switches the link: on
+    the MN's ``down_at``-th sleep the carrier drops, ``up_after`` sleeps later it
+    is back at ``to_poa``.  Each sleep moves every clock on (``ns``: the wall
+    clock, in whole nanoseconds)."""
+
+    def __init__(self, root, world, clock, to_poa="ap-b1-1", down_at=3, up_after=20):
+        self.dir = root / "eth0"
+        self.dir.mkdir()
+        self.world, self.clock, self.to_poa = world, clock, to_poa
+        self.down_at, self.up_after = down_at, up_after
+        self.sleeps, self.changes, self.ns = 0, 7, int(WALL_OFFSET + world.now) * 10**9
+        self.set(up=True)
+
+    def set(self, up):
+        (self.dir / "carrier_changes").write_text(f"{self.changes}\n")
+        (self.dir / "carrier").write_text("1\n" if up else "0\n")
+
+    def sleep(self, seconds):
+        self.sleeps += 1
+        self.clock.now += seconds
+        self.world.now += seconds
+        self.ns += round(seconds * 1e9)
+        if self.down_at is None:
+            return
+        if self.sleeps == self.down_at:
+            self.changes += 1
+            self.set(up=False)
+            self.world.poa = None
+        elif self.sleeps == self.down_at + self.up_after:
+            self.changes += 1
+            self.set(up=True)
+            self.world.poa = self.to_poa
+
+
+# -- the MN, as a library -----------------------------------------------------------------
+
+class OnTheLink:
+    """The in-band socket factory: test_mn_client's gateways, with each datagram
+    first passing the source check at the MN's PoA; ``used`` is the address
+    each socket sent from."""
+
+    def __init__(self, gateways, world):
+        self.gateways, self.world, self.used = gateways, world, []
+        self.clock = gateways.clock
+
+    def __call__(self, local):
+        self.used.append(local)
+        sock = self.gateways(local)
+        send = sock.sendto
+
+        def sendto(data, address):
+            self.world.sent_from(local)
+            return send(data, address)
+        sock.sendto = sendto
+        return sock
+
+
+def node(world, channel="rest", tamper=None, ip=None):
+    gateways = Gateways(world)
+    gateways.tamper = tamper
+    sources = OnTheLink(gateways, world)
+
+    def inband(source, gateway=None):
+        return InbandChannel(source, gateway=gateway, socket_factory=sources,
+                             clock=sources.clock, sleep=ticking_sleep(world, []))
+    main = RestChannel("http://controller:8080", opener=RestLayer(world, tamper=tamper),
+                       sleep=ticking_sleep(world, [])) if channel == "rest" else \
+        inband(MN_ADDRESS, "10.1.1.1")
+    mn = MobileNode(CREDENTIALS, MN_MAC, MN_ADDRESS, main, vifs=Vifs(Ip(ip or FakeIp())),
+                    entropy=counter_entropy(b"mn"), wall=lambda: world.wall(world.now),
+                    inband=inband)
+    return mn, sources
+
+
+@pytest.fixture
+def world():
+    world = Core()
+    world.attach("ap-a1-1")
+    return world
+
+
+@pytest.mark.parametrize("channel", ["rest", "inband"])
+def test_steps_1_to_4_leave_the_controller_pre_switching_through_the_tunnel(world, channel):
+    mn, sources = node(world, channel)
+    ip = mn.vifs.ip._run
+    ready = Handover(mn, mn.vifs.ip).prepare("net-b1", HOME)
+    assert (ready["address"], ready["prefix_len"], ready["router"], ready["gateway_mac"]) == \
+        (NCOA, 24, B1_ROUTER, B1_MAC)
+    assert ready["tunnel"]["poa"] == "ap-a1-1" and ready["binding"]["care_of"] == NCOA
+    assert ready["pre_switch"]["phase"] == "pre-switching"
+    assert set(ready["timings_ms"]) == {"preauth", "configure", "tunnel", "bind", "pre_switch"}
+    assert world.tunnel() == (NCOA, "ap-a1-1") and world.binding() == NCOA
+    assert world.handover().phase == "pre-switching"
+    assert ip.links["mpa-net-b1"]["addrs"] == [(NCOA, 32)]
+    # The binding update went in-band from the nCoA (the controller refuses it
+    # from anywhere else), and nothing else did.
+    assert sources.used.count(NCOA) == 1
+    assert set(sources.used) <= {NCOA, MN_ADDRESS}
+
+
+def test_a_handover_always_starts_with_a_new_sa(world):
+    mn, _ = node(world)
+    handover = Handover(mn, mn.vifs.ip)
+    first = handover.prepare("net-b1", HOME)["sa"]
+    mn.switch("net-b1", "cancel")
+    assert handover.prepare("net-b1", HOME)["sa"] != first
+    assert list(world.core.mpa.aa.sas) == [mn.state.entries["net-b1"].sa.sa]
+
+
+def test_tunnel_switch_and_untunnel_go_to_their_rest_endpoints(world):
+    mn, sources = node(world)
+    mn.discover()
+    mn.preauthenticate("net-b1")
+    mn.configure("net-b1")
+    assert mn.tunnel("net-b1", lifetime=30) == {"network": "net-b1", "address": NCOA,
+                                                "poa": "ap-a1-1", "lifetime": 30}
+    with pytest.raises(ProtocolError) as err:      # no handover yet
+        mn.switch("net-b1", "cancel")
+    assert err.value.code == "wrong-state"
+    assert mn.switch("net-b1", "pre-switch", buffer_old=True) == {
+        "network": "net-b1", "phase": "pre-switching", "buffered": 0}
+    mn.switch("net-b1", "cancel")
+    assert world.handover().reason == "cancelled"
+    assert mn.untunnel("net-b1") == {"network": "net-b1"}
+    assert world.tunnel() is None
+    assert [p for p, _ in mn.channel.opener.requests][-5:] == [
+        "/mpa/v1/networks/net-b1/tunnel", *["/mpa/v1/networks/net-b1/handover"] * 3,
+        "/mpa/v1/networks/net-b1/tunnel"]
+    assert sources.used == []
+
+
+def test_the_care_of_is_the_address_held_in_the_network_else_the_ncoa(world):
+    mn, _ = node(world)
+    mn.discover()
+    mn.preauthenticate("net-b1")
+    with pytest.raises(MnError) as err:
+        mn.care_of("net-b1", [MN_ADDRESS])
+    assert err.value.code == "not-configured"
+    assert mn.care_of("net-b1", [MN_ADDRESS, "10.2.1.7"]) == "10.2.1.7"   # candidate's prefix
+    mn.configure("net-b1")
+    assert mn.care_of("net-b1", [MN_ADDRESS, HOME]) == NCOA
+    assert mn.care_of("net-b1", ["10.2.1.7"]) == "10.2.1.7"
+
+
+# -- what the MN believes -------------------------------------------------------------
+
+ACK = {"home_address": HOME, "care_of": NCOA, "lifetime": 60}
+
+
+@pytest.mark.parametrize("change,code", [
+    ({}, None),
+    ({"seq": 8}, "unexpected"),
+    ({"care_of": "10.2.1.101"}, "unexpected"),
+    ({"home_address": "10.255.0.2"}, "unexpected"),
+    ({"network": "net-a2"}, "unexpected"),
+    ({"sa": "00" * 16}, "unexpected"),
+    ({"mac": "00" * 32}, "bad-mac"),
+])
+def test_a_binding_ack_is_believed_only_for_what_was_asked(world, change, code):
+    mn, _ = node(world)
+    mn.discover()
+    sa = mn.preauthenticate("net-b1")
+    fields = {"network": sa.network, "sa": sa.sa, "seq": 7, **ACK, **change}
+    mac = fields.pop("mac", None)
+    answer = signalling.sign(signalling.build("binding-ack", **fields),
+                             sa.keys.for_purpose("signalling"))
+    data = signalling.encode({**answer, **({"mac": mac} if mac else {})})
+    echo = {"home_address": HOME, "care_of": NCOA}
+    if code is None:
+        assert protocol.check_answer(sa, data, 7, "binding-ack", echo)["lifetime"] == 60
+        return
+    with pytest.raises(ProtocolError) as err:
+        protocol.check_answer(sa, data, 7, "binding-ack", echo)
+    assert err.value.code == code
+
+
+@pytest.mark.parametrize("kind,changes", [("tunnel", {"address": "10.2.1.150"}),
+                                          ("binding-ack", {"care_of": "10.2.1.150"}),
+                                          ("binding-ack", {"seq": 1})])
+def test_a_signed_answer_for_something_else_is_refused(world, kind, changes):
+    """Changed and signed again with the right key: only the MN's check of the
+    fields can refuse it."""
+    mn = None
+
+    def tamper(body):
+        fields = json.loads(body)
+        if fields.get("type") != kind:
+            return body
+        sa = mn.state.entries["net-b1"].sa
+        fields.update(changes)
+        return signalling.encode(signalling.sign(
+            {k: v for k, v in fields.items() if k != "mac"},
+            sa.keys.for_purpose(signalling.PURPOSE[kind])))
+    mn, _ = node(world, tamper=tamper)
+    with pytest.raises(ProtocolError) as err:
+        Handover(mn, mn.vifs.ip).prepare("net-b1", HOME)
+    assert err.value.code == "unexpected" and kind in err.value.message
+    assert world.handover() is None, "no pre-switch after a refused answer"
+
+
+def test_an_unsigned_handover_state_is_not_believed(world):
+    def tamper(body):
+        fields = json.loads(body)
+        return signalling.encode({**fields, "buffered": 999}) \
+            if fields.get("type") == "handover-state" else body
+    mn, _ = node(world, tamper=tamper)
+    with pytest.raises(ProtocolError) as err:
+        Handover(mn, mn.vifs.ip).prepare("net-b1", HOME)
+    assert err.value.code == "bad-mac"
+
+
+def test_the_controller_s_refusal_names_its_code(world):
+    mn, _ = node(world)
+    with pytest.raises(ProtocolError) as err:
+        Handover(mn, mn.vifs.ip).prepare("net-b1", "10.255.0.9")
+    assert err.value.code == "binding-refused"
+
+
+# -- the link ---------------------------------------------------------------------------
+
+def test_the_gratuitous_arp_announces_the_ncoa_to_everyone():
+    frame = link.gratuitous_arp("02:00:00:00:01:01", NCOA)
+    assert frame.hex() == (
+        "ffffffffffff" "020000000101" "0806"          # broadcast, from the MN, ARP
+        "0001" "0800" "06" "04" "0001"                # Ethernet/IPv4, a request
+        "020000000101" "0a020164"                     # sender: the MN, the nCoA
+        "000000000000" "0a020164"                     # target: the nCoA
+        + "00" * 18)                                  # padded to 60 bytes
+    parsed = packets.decode(frame)
+    assert parsed.eth_dst == "ff:ff:ff:ff:ff:ff"
+
+
+class Lines:
+    """A carrier whose reads are scripted: (carrier changes, up) per read."""
+
+    interface = "eth0"
+
+    def __init__(self, reads):
+        self.reads = list(reads)
+
+    def read(self):
+        return self.reads.pop(0) if len(self.reads) > 1 else self.reads[0]
+
+
+def test_waiting_for_the_switch_sees_the_carrier_drop_and_come_back():
+    clock, marks = Clock(), iter(range(1, 100))
+    carrier = Lines([(5, True), (6, False), (6, False), (7, True)])
+    switched = link.wait_for_switch(carrier, (5, True), 1.0, clock, lambda: next(marks),
+                                    lambda s: None)
+    assert (switched.down_at, switched.up_at) == (1, 2)
+    # A switch quicker than one poll: two changes seen at once.
+    switched = link.wait_for_switch(Lines([(7, True)]), (5, True), 1.0, clock,
+                                    lambda: next(marks), lambda s: None)
+    assert switched.down_at == switched.up_at - 1
+
+
+def test_waiting_for_the_switch_gives_up_at_the_timeout():
+    clock = Clock()
+
+    def sleep(seconds):
+        clock.now += seconds
+    with pytest.raises(LinkError) as err:
+        link.wait_for_switch(Lines([(5, True)]), (5, True), 0.05, clock, lambda: 0, sleep)
+    assert err.value.code == "link-timeout" and "never dropped" in err.value.message
+    with pytest.raises(LinkError) as err:
+        link.wait_for_switch(Lines([(6, False)]), (5, True), 0.05, clock, lambda: 0, sleep)
+    assert "never came back" in err.value.message
+    assert clock.now == pytest.approx(0.1, abs=0.005)
+
+
+def test_the_carrier_is_read_from_sysfs(tmp_path):
+    (tmp_path / "eth0").mkdir()
+    (tmp_path / "eth0" / "carrier_changes").write_text("12\n")
+    (tmp_path / "eth0" / "carrier").write_text("1\n")
+    assert Carrier("eth0", str(tmp_path)).read() == (12, True)
+    (tmp_path / "eth0" / "carrier").unlink()      # what EINVAL (admin down) also gives
+    assert Carrier("eth0", str(tmp_path)).read() == (12, False)
+    with pytest.raises(LinkError) as err:
+        Carrier("eth1", str(tmp_path)).read()
+    assert err.value.code == "link" and "eth1" in err.value.message
+
+
+# -- the command line ---------------------------------------------------------------------
+
+class HandoverCli(Cli):
+    """mpa-mn in the MN's host (eth0 with its address and its /32 home address),
+    attached at ap-a1-1, with a link that a driver switches to ap-b1-1."""
+
+    def __init__(self, world, tmp_path, credentials, channel="rest", **link_script):
+        super().__init__(world, tmp_path, credentials, channel)
+        self.ip.links["eth0"]["addrs"].append((HOME, 32))
+        (tmp_path / "sys").mkdir()
+        self.link = Sysfs(tmp_path / "sys", world, self.world.clock, **link_script)
+        self.system = {"raw_socket": world.raw_socket, "sysfs": str(tmp_path / "sys"),
+                       "socket_factory": OnTheLink(self.world, world),
+                       "sleep": self.link.sleep, "wall_ns": lambda: self.link.ns,
+                       "perf_ns": lambda: self.link.ns}
+
+    def events(self, *argv, options=()):
+        """(exit status, the lines before the document, the document, stderr)."""
+        rc, out, err = self(*argv, "--home", HOME, json_out=False,
+                            options=["--json", *options])
+        first, _, rest = out.partition("\n")
+        if first.startswith('{"'):
+            return rc, [json.loads(first)], json.loads(rest), err
+        return rc, [], json.loads(out), err
+
+
+ATTACH_BATCH = (
+    f"addr replace {NCOA}/24 dev eth0\n"
+    f"addr del {MN_ADDRESS}/24 dev eth0\n"
+    f"route replace default via {B1_ROUTER} dev eth0\n"
+    f"neigh replace {B1_ROUTER} lladdr {B1_MAC} dev eth0 nud permanent\n")
+
+
+def test_cli_handover_waits_for_the_link_then_attaches(world, tmp_path, credentials_file):
+    run = HandoverCli(world, tmp_path, credentials_file())
+    rc, [ready], doc, err = run.events("handover", "net-b1", "--wait-link")
+    assert rc == 0, err
+    assert ready["event"] == "ready" and ready["network"] == "net-b1"
+    assert ready["address"] == NCOA and ready["pre_switch"]["phase"] == "pre-switching"
+    [result] = doc["results"]
+    assert result["ok"] and result["address"] == NCOA and result["interface"] == "eth0"
+    assert result["removed"] == [f"{MN_ADDRESS}/24"] and result["vif_removed"] is True
+    assert result["gratuitous_arp"] is True
+    # The controller saw the MN arrive (its gratuitous ARP at ap-b1-1) before
+    # arrived came: the handover had already finished.
+    assert result["arrived"]["phase"] == "completed"
+    assert world.handover().arrival == "arp" and world.tunnel() is None
+    assert world.core.hosts[NCOA].poa.id == "ap-b1-1"
+    assert result["link_down_at"] < result["link_up_at"] <= result["attached_at"] \
+        <= result["arrived_at"]
+    assert result["link_up_at"] - result["link_down_at"] == 20 * 1_000_000  # 20 polls of 1 ms
+    assert set(result["timings_ms"]) == {"preauth", "configure", "tunnel", "bind",
+                                         "pre_switch", "link_wait", "ip", "gratuitous_arp",
+                                         "arrived", "remove_vif"}
+    # After the switch: one ip run, one frame, one signal; then the vif goes.
+    assert run.ip.batches == [ATTACH_BATCH]
+    assert run.ip.calls[-2:] == [["-batch", "-"], ["link", "del", "dev", "mpa-net-b1"]]
+    assert world.frames == [("eth0", link.gratuitous_arp(MN_MAC, NCOA))]
+    assert [sock.closed for sock in world.sockets] == [True]
+    assert run.ip.links["eth0"]["addrs"] == [(HOME, 32), (NCOA, 24)]
+    assert "mpa-net-b1" not in run.ip.links
+    assert run.ip.default == (B1_ROUTER, "eth0")
+    assert run.ip.neighbours == {B1_ROUTER: (B1_MAC, "eth0", "permanent")}
+
+
+def test_cli_handover_without_the_link_cancels_at_the_timeout(world, tmp_path,
+                                                              credentials_file):
+    run = HandoverCli(world, tmp_path, credentials_file(), down_at=None)
+    rc, [ready], doc, err = run.events("handover", "net-b1", "--wait-link",
+                                       "--link-timeout", "0.5")
+    assert rc == 1
+    assert ready["event"] == "ready"
+    assert "mpa-mn: net-b1: link-timeout: the carrier of eth0 never dropped within 0.5 s; " \
+           "the handover is cancelled" in err
+    assert doc["results"][0]["error"]["code"] == "link-timeout"
+    assert world.handover().back and world.handover().reason == "cancelled"
+    assert run.ip.batches == [] and world.frames == []
+    assert run.ip.links["eth0"]["addrs"] == [(MN_ADDRESS, 24), (HOME, 32)]
+
+
+def test_cli_handover_with_a_link_it_cannot_watch_asks_nothing(world, tmp_path,
+                                                               credentials_file):
+    run = HandoverCli(world, tmp_path, credentials_file())
+    (run.link.dir / "carrier_changes").unlink()
+    rc, events, doc, err = run.events("handover", "net-b1", "--wait-link")
+    assert (rc, events) == (1, [])
+    assert "mpa-mn: net-b1: link: cannot read the carrier changes of eth0" in err
+    assert world.core.mpa.aa.sas == {} and world.handover() is None
+
+
+def test_cli_handover_then_attach_as_two_commands(world, tmp_path, credentials_file):
+    run = HandoverCli(world, tmp_path, credentials_file(), channel="inband")
+    rc, [ready], doc, err = run.events("handover", "net-b1", "--buffer-old")
+    assert rc == 0, err
+    assert doc["results"][0]["tunnel"] == ready["tunnel"] and "link_up_at" not in ready
+    assert world.handover().phase == "pre-switching"
+    world.poa = "ap-b1-1"                     # the driver moved the link
+    run.ip.calls.clear()
+    rc, events, doc, err = run.events("attach", "net-b1")
+    assert (rc, events) == (0, []), err
+    assert doc["channel"] == "inband"
+    assert run.ip.calls == [["-j", "-d", "addr", "show"], ["-batch", "-"],
+                            ["link", "del", "dev", "mpa-net-b1"]]
+    assert doc["results"][0]["arrived"]["phase"] == "completed"
+    assert doc["counters"]["datagrams_sent"] == 1
+
+
+def test_cli_human_lines_of_the_handover_commands(world, tmp_path, credentials_file):
+    run = HandoverCli(world, tmp_path, credentials_file())
+    rc, out, err = run("up", "net-b1", json_out=False)
+    assert rc == 0, err
+    rc, out, err = run("tunnel", "net-b1", "--lifetime", "60", json_out=False)
+    assert (rc, out) == (0, f"net-b1: tunnel for {NCOA} to PoA ap-a1-1, lifetime 60 s\n"), err
+    rc, out, err = run("bind", "net-b1", "--home", HOME, json_out=False)
+    assert rc == 0 and out.startswith(f"net-b1: {HOME} bound to care-of {NCOA}, lifetime "), err
+    rc, out, err = run("switch", "net-b1", "--phase", "pre-switch", json_out=False)
+    assert (rc, out) == (0, "net-b1: handover pre-switching, 0 packet(s) buffered\n"), err
+    rc, out, err = run("switch", "net-b1", "--phase", "cancel", json_out=False)
+    assert rc == 0 and "switched-back" in out
+    rc, out, err = run("untunnel", "net-b1", json_out=False)
+    assert (rc, out) == (0, "net-b1: tunnel released\n")
+
+
+@pytest.mark.parametrize("channel", ["rest", "inband"])
+def test_cli_the_first_binding_is_to_the_address_the_mn_has_where_it_is(
+        world, tmp_path, credentials_file, channel):
+    """The network the MN is in is no candidate of its own: its MPA-SA's AA is
+    found in a candidate's discovery."""
+    run = HandoverCli(world, tmp_path, credentials_file(), channel)
+    rc, doc, err = run("preauth", "net-a1")
+    assert rc == 0, err
+    assert doc["results"][0]["domain"] == "domain-a"
+    rc, doc, err = run("bind", "net-a1", "--home", HOME)
+    assert rc == 0, err
+    assert doc["results"][0]["care_of"] == MN_ADDRESS and doc["channel"] == "inband"
+    assert world.binding() == MN_ADDRESS
+
+
+def test_cli_bind_needs_the_home_address_and_a_configuration(world, tmp_path,
+                                                             credentials_file):
+    run = HandoverCli(world, tmp_path, credentials_file())
+    run("preauth", "net-b1")
+    rc, doc, err = run("bind", "net-b1")
+    assert rc == 2 and "give --home" in err and doc["results"][0]["error"]["code"] == "usage"
+    rc, doc, err = run("bind", "net-b1", "--home", HOME)
+    assert rc == 2 and "mpa-mn: net-b1: not-configured" in err
+    rc, doc, err = run("attach", "net-b1")
+    assert rc == 2 and "not-configured" in err
+    rc, doc, err = run("handover", "net-b1", "--home", HOME, "--no-vif")
+    assert rc == 2 and "drop --no-vif" in err and world.handover() is None
+
+
+def test_cli_attach_goes_on_without_the_gratuitous_arp(world, tmp_path, credentials_file):
+    run = HandoverCli(world, tmp_path, credentials_file())
+
+    def refused(interface):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+    run.system["raw_socket"] = refused
+    assert run.events("handover", "net-b1")[0] == 0
+    world.poa = "ap-b1-1"
+    rc, _, doc, err = run.events("attach", "net-b1")
+    assert rc == 0, err
+    [result] = doc["results"]
+    assert result["gratuitous_arp"] is False
+    assert result["gratuitous_arp_error"] == (f"cannot send the gratuitous ARP for {NCOA} on "
+                                              "eth0: Operation not permitted")
+    # arrived, the first packet from the nCoA at the new PoA, tells the controller.
+    assert result["arrived"]["phase"] == "completed"
+    assert world.handover().arrival == "packet"
+
+
+def test_cli_attach_reports_a_vif_it_could_not_remove(world, tmp_path, credentials_file):
+    run = HandoverCli(world, tmp_path, credentials_file())
+    assert run.events("handover", "net-b1")[0] == 0
+    world.poa = "ap-b1-1"
+    run.ip.fail = "link del"
+    rc, _, doc, err = run.events("attach", "net-b1")
+    assert rc == 0, err
+    [result] = doc["results"]
+    assert result["vif_removed"] is False and "Operation not permitted" in result["vif_error"]
+    assert result["arrived"]["phase"] == "completed"
+
+
+def test_cli_attach_reports_a_failed_ip_batch(world, tmp_path, credentials_file):
+    run = HandoverCli(world, tmp_path, credentials_file())
+    assert run.events("handover", "net-b1")[0] == 0
+    run.ip.fail = "route replace"
+    rc, _, doc, err = run.events("attach", "net-b1")
+    assert rc == 1
+    assert "mpa-mn: net-b1: interface: `ip -batch -` failed (exit 1)" in err
+    assert "Command failed -:3" in err
+    assert world.handover().phase == "pre-switching"    # nothing was sent
+
+
+@pytest.mark.parametrize("argv", [["switch", "net-b1"], ["switch", "net-b1", "--phase", "go"],
+                                  ["tunnel", "net-b1", "--lifetime", "0"],
+                                  ["bind", "net-b1", "--lifetime", "-1"],
+                                  ["bind", "net-b1", "net-a2"], ["attach"],
+                                  ["handover", "net-b1", "--link-timeout", "0"],
+                                  ["bind", "net-b1", "--care-of", "10.2.1"],
+                                  ["status", "--home", "home"]])
+def test_cli_handover_usage_errors_exit_2(argv, capsys):
+    assert cli.main(argv) == 2
+    assert "usage: mpa-mn" in capsys.readouterr().err
+
+
+def test_attach_plans_from_one_look_at_the_interfaces():
+    ip = FakeIp()
+    ip.links["eth0"]["addrs"] += [(HOME, 32), ("10.1.2.7", 24)]
+    ip.links["eth9"] = {"kind": "veth", "mac": "02:00:00:00:09:09", "addrs": [("192.168.0.2", 24)],
+                        "up": True}
+    config = {"address": NCOA, "prefix_len": 24, "router": B1_ROUTER, "gateway_mac": B1_MAC}
+    plan = plan_attach(Ip(ip), "net-b1", config, "eth0")
+    assert ip.calls == [["-j", "-d", "addr", "show"]]
+    assert plan.commands() == [
+        f"addr replace {NCOA}/24 dev eth0", f"addr del {MN_ADDRESS}/24 dev eth0",
+        "addr del 10.1.2.7/24 dev eth0", f"route replace default via {B1_ROUTER} dev eth0",
+        f"neigh replace {B1_ROUTER} lladdr {B1_MAC} dev eth0 nud permanent"]
+    assert plan.mac == "02:00:00:00:01:01"
+
+
+def test_the_ready_line_is_flushed_before_the_wait(world, tmp_path, credentials_file):
+    run = HandoverCli(world, tmp_path, credentials_file())
+    seen = []
+
+    class Out(io.StringIO):
+        def flush(self):
+            seen.append(self.getvalue())
+
+    out = Out()
+    run.system["stdout"] = out
+    polls = []
+    run.system["sleep"] = lambda s: (polls.append(seen[:]), run.link.sleep(s))
+    assert run("handover", "net-b1", "--wait-link", "--home", HOME)[0] == 0
+    assert polls and polls[0] and polls[0][-1].startswith('{"address": "10.2.1.100"')
