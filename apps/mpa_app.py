@@ -57,6 +57,8 @@ class MpaApp(app_manager.RyuApp):
         self.packet_ins_waiting = 0
         self.confirmations = {}  # (dpid, barrier xid) -> tag the core asked for
         self._mpa_tick_queued = False
+        self._ticker_wake = 0.0   # when the ticker will next look
+        self._wake = hub.Event()  # set to make it look sooner
         self._rest_waiting = 0
         self.rest = RestApi(Facade(self.core, time.monotonic, self._exchange), self.counters)
         self.rest_server = None
@@ -128,7 +130,15 @@ class MpaApp(app_manager.RyuApp):
         if what == PACKET_IN:
             self.packet_ins_waiting -= 1
         try:
-            self.send(call(*args, time.monotonic()) or [])
+            now = time.monotonic()
+            self.send(call(*args, now) or [])
+            if not self._mpa_tick_queued:
+                # The event may have made work due sooner than the ticker
+                # sleeps (a handover's flush): wake it.
+                due = self.core.next_mpa_tick(now)
+                if due is not None and due < self._ticker_wake:
+                    self._ticker_wake = due
+                    self._wake.set()
         except Exception:
             self.counters["handler_error"] += 1
             LOG.exception("dpid=%s: %s failed", f"{dpid:016x}" if dpid else "-", what)
@@ -141,7 +151,9 @@ class MpaApp(app_manager.RyuApp):
             now = time.monotonic()
             due = None if self._mpa_tick_queued else self.core.next_mpa_tick(now)
             wake = next_tick if due is None else min(next_tick, due)
-            hub.sleep(max(0.0005, wake - now))
+            self._ticker_wake = wake
+            self._wake.clear()
+            self._wake.wait(timeout=max(0.0005, wake - now))
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + TICK_S

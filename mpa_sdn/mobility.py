@@ -521,6 +521,7 @@ class Mobility:
 
     def flows_confirmed(self, dpid: int, tag: str, now: float) -> None:
         held = self._deferred.get(tag)
+        LOG.debug("dpid=%016x confirmed %s; awaiting %s", dpid, tag, held and held[0])
         if held is None:
             return
         held[0].discard(dpid)

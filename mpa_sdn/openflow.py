@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ryu.ofproto import ether
+from ryu.ofproto import ether, nicira_ext
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
@@ -63,6 +63,12 @@ def push_mpls(label: int) -> list:
 
 def pop_mpls():
     return parser.OFPActionPopMpls(ether.ETH_TYPE_IP)
+
+
+def reg_load(field: str, n_bits: int, value: int):
+    """Write a field (Nicira extension): for fields OpenFlow 1.3 cannot set."""
+    return parser.NXActionRegLoad(ofs_nbits=nicira_ext.ofs_nbits(0, n_bits - 1), dst=field,
+                                  value=value)
 
 
 def reg_move(src: str, dst: str, n_bits: int):

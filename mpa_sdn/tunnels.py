@@ -32,9 +32,10 @@ from mpa_sdn.topology import PoA
 
 # The nAR sends a packet into the tunnel, and routes what comes out of it,
 # often by the port it came in on (an AR with one uplink).  OpenFlow never
-# outputs a packet to its own in_port, so the in_port is cleared first (OVS
-# lets set-field write it; 0 is no port).
-HAIRPIN = (of.set_field(in_port=0),)
+# outputs a packet to its own in_port, so the in_port is set to the bridge's
+# LOCAL port first, which no flow of ours outputs to.  OpenFlow 1.3 cannot
+# write in_port; OVS's Nicira register load can (its FAQ's hairpin recipe).
+HAIRPIN = (of.reg_load("in_port_nxm", 16, 0xFFFE),)  # OFPP_LOCAL, in 16 bits
 FIRST_LABEL = 16
 LAST_LABEL = (1 << 20) - 1
 

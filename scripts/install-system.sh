@@ -11,9 +11,10 @@ exec </dev/null
 # needed when it is there). --no-start: install, but do not start OVS.
 python_packages=(python3-venv python3-dev)
 # busybox (its udhcpc) and isc-dhcp-client: the ordinary DHCP clients the
-# integration tests serve leases to.
+# integration tests serve leases to. iperf3: the UDP and TCP streams the
+# handover tests run across handovers.
 lab_packages=(openvswitch-switch mininet iputils-ping iputils-arping ethtool iproute2 procps psmisc
-              busybox isc-dhcp-client)
+              busybox isc-dhcp-client iperf3)
 mode=${1:-all}
 case "$mode" in
     all|--no-start) packages=("${python_packages[@]}" "${lab_packages[@]}") ;;
@@ -33,6 +34,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
     echo "install-system: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # iperf3 asks whether to start its daemon at boot: the tests start their
+    # own servers, so the answer is no, given before the question comes.
+    echo "iperf3 iperf3/start_daemon boolean false" | debconf-set-selections
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi

@@ -212,6 +212,11 @@ class FakeSwitch:
                 pkt = push_mpls(pkt, action.ethertype)
             elif isinstance(action, parser.OFPActionPopMpls):
                 pkt = pop_mpls(pkt, action.ethertype)
+            elif isinstance(action, parser.NXActionRegLoad):
+                name = _oxm_name(action.dst)
+                # A 16-bit in_port holds OpenFlow 1.0 port numbers (0xfffe: LOCAL).
+                value = ofp.OFPP_LOCAL if (name, action.value) == ("in_port", 0xFFFE) else action.value
+                pkt[name] = value
             elif isinstance(action, parser.NXActionRegMove):
                 assert action.src_ofs == 0 and action.dst_ofs == 0
                 pkt[_oxm_name(action.dst_field)] = pkt[_oxm_name(action.src_field)]

@@ -515,6 +515,26 @@ ONE_DEFECT = [
                  "network access identifier", id="nai-with-space"),
     pytest.param(drop("mobile_nodes.mn1.mac"), "mobile_nodes.mn1.mac", "is required",
                  id="mn-missing-mac"),
+    # home addresses: never routed, so outside every network, and one MN's only
+    *[pytest.param(put("mobile_nodes.mn1.home_address", value), "mobile_nodes.mn1.home_address",
+                   fragment, id=f"home-address-{name}")
+      for name, value, fragment in [
+          ("in-an-access-network", "10.1.2.50", "10.1.2.50 is inside network net-a2"),
+          ("in-the-correspondent-network", "10.0.0.10", "inside network net-cn"),
+          ("a-gateway", "10.1.1.1", "inside network net-a1"),
+          ("not-an-address", "10.255.0.300", "is not an IPv4 address"),
+          ("a-name", "home", "is not an IPv4 address"),
+          ("a-prefix", "10.255.0.0/24", "is not an IPv4 address"),
+          ("an-integer", 167772161, "must be an IPv4 address as a string"),
+          ("multicast", "224.0.0.5", "cannot be a home address"),
+          ("unspecified", "0.0.0.0", "cannot be a home address"),
+          ("loopback", "127.0.0.1", "cannot be a home address"),
+      ]],
+    pytest.param(put("mobile_nodes.mn2", {"mac": "02:00:00:00:01:02", "attach": "ap-a2-1",
+                                          "identity": "mn2@domain-a",
+                                          "home_address": "10.255.0.1"}),
+                 "mobile_nodes.mn2.home_address", "10.255.0.1 is already mn1's home address",
+                 id="home-address-of-two-mns"),
     # controller settings
     pytest.param(put("controller.rest_port", 70000), "controller.rest_port",
                  "out of range 1..65535", id="rest-port-70000"),
@@ -928,3 +948,20 @@ def test_an_mns_credentials_must_be_a_path():
     with pytest.raises(ConfigError) as err:
         parse_topology(raw)
     assert [path for path, _ in err.value.errors] == ["mobile_nodes.mn1.credentials"]
+
+
+# -- home addresses ---------------------------------------------------------------
+
+def test_a_home_address_is_read_and_optional(topo):
+    assert topo.mobile_nodes["mn1"].home_address == ipaddress.IPv4Address("10.255.0.1")
+    raw = good()
+    del raw["mobile_nodes"]["mn1"]["home_address"]
+    assert parse_topology(raw).mobile_nodes["mn1"].home_address is None
+
+
+def test_distinct_home_addresses_outside_every_network_are_fine():
+    raw = good()
+    raw["mobile_nodes"]["mn2"] = {"mac": "02:00:00:00:01:02", "attach": "ap-a2-1",
+                                  "identity": "mn2@domain-a", "home_address": "10.255.0.2"}
+    homes = {m.id: str(m.home_address) for m in parse_topology(raw).mobile_nodes.values()}
+    assert homes == {"mn1": "10.255.0.1", "mn2": "10.255.0.2"}

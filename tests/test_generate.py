@@ -129,6 +129,17 @@ def test_mobile_nodes_on_distinct_access_poas():
         "domain-1", "domain-2", "domain-3"}
 
 
+@pytest.mark.parametrize("domains,networks,count", [(1, 1, 1), (3, 4, 20), (255, 1, 100)])
+def test_mobile_nodes_get_home_addresses_outside_every_network(domains, networks, count):
+    _, topology = build(domains, networks, 1 + count // (domains * networks),
+                        mobile_nodes=count)
+    homes = {mn.id: mn.home_address for mn in topology.mobile_nodes.values()}
+    assert homes == {f"mn{k}": ipaddress.IPv4Address(f"10.255.0.{k}")
+                     for k in range(1, count + 1)}
+    assert not [(mn, n.id) for mn, home in homes.items()
+                for n in topology.networks.values() if home in n.prefix]
+
+
 # -- determinism ---------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", gen.NEIGHBOUR_MODES)

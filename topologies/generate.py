@@ -42,8 +42,10 @@ A handover within a domain costs ``l2_handover_ms: 50``, across domains 200.
 
 Mobile nodes ``mn1..mnM`` (MAC ``02:00:01:xx:xx:xx``) start on distinct PoAs
 spread over the access networks; ``mnK@domain-<d>`` is the identity in the
-domain of the network it starts in.  ``M`` is at most the pool size (100):
-the lab gives each MN its own address counted down from the top of the pool.
+domain of the network it starts in, and ``10.255.0.K`` its home address
+(10.255.0.0/24 is never a generated network: network numbers start at 1).
+``M`` is at most the pool size (100): the lab gives each MN its own address
+counted down from the top of the pool.
 """
 
 from __future__ import annotations
@@ -69,12 +71,14 @@ L2_SAME_DOMAIN_MS = 50
 L2_OTHER_DOMAIN_MS = 200
 RANDOM_DEGREE = 3
 
+HOME_PREFIX = "10.255.0"   # mnK's home address is HOME_PREFIX.K
+
 CORE, CN_AR = "core", "cn-ar"
 CN_NETWORK, CN_POA = "net-cn", "cn-port"
 
 # Lower bounds of the YAML bytes each item takes; used to refuse sizes that
 # cannot fit in a topology file before building them.
-_MIN_BYTES = {"network": 170, "poa": 20, "switch": 15, "link": 20, "relation": 45, "mn": 60}
+_MIN_BYTES = {"network": 170, "poa": 20, "switch": 15, "link": 20, "relation": 45, "mn": 85}
 
 
 def domain_id(d: int) -> str:
@@ -223,6 +227,7 @@ def _mobile_nodes(access: list, K: int, count: int) -> dict:
             "mac": "02:00:01:" + ":".join(f"{(number >> s) & 0xff:02x}" for s in (16, 8, 0)),
             "attach": poa_id(d, i, k),
             "identity": f"mn{number}@{domain_id(d)}",
+            "home_address": f"{HOME_PREFIX}.{number}",
         }
     return result
 

@@ -12,9 +12,12 @@ i.e. never inside the controller; this module imports no Ryu app machinery.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
+import socket
+import struct
 import subprocess
 import time
 from dataclasses import dataclass
@@ -43,20 +46,85 @@ class LabSwitch(OVSSwitch):
         params.setdefault("reconnectms", 1000)
         super().__init__(name, **params)
 
-    def give(self, intf, other: "LabSwitch", port: int) -> None:
-        self.detach(intf)
-        old_port = self.ports.pop(intf)
-        del self.intfs[old_port]
-        del self.nameToIntf[intf.name]
-        intf.ifconfig("down")
+    def give(self, intf, other: "LabSwitch", port: int) -> tuple[int, int, int, int]:
+        """Move ``intf`` (this switch's end of a host's link) to ``other``'s
+        ``port``: the lab's link-layer handover.  Returns when it went down
+        and when it was up on ``other``: (monotonic ns, monotonic ns, wall
+        ns, wall ns).
+
+        The interface must be down to be renamed, and ``other`` must hold it
+        before it comes up again, or the host's first frames are lost.  In
+        between runs one ovs-vsctl transaction (delete and add, numbered
+        with ofport_request), which returns once ovs-vswitchd holds the
+        port; that is most of the outage.  Deleting the old port only after
+        the link is up again would be quicker, but until then the old port,
+        bound to the same device, would take the host's frames too.  The
+        rest is ioctls, not ``ip`` commands: each command costs
+        milliseconds of outage.
+        """
         new_name = f"{other.name}-eth{port}"
-        intf.cmd("ip link set", intf, "name", new_name)
+        _set_link_up(intf.name, False)
+        down_ns, down_wall_ns = time.monotonic_ns(), time.time_ns()
+        _rename_link(intf.name, new_name)
+        moved = subprocess.run(
+            ["ovs-vsctl", "--timeout=10", "del-port", self.name, intf.name,
+             "--", "add-port", other.name, new_name,
+             "--", "set", "Interface", new_name, f"ofport_request={port}"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if moved.returncode != 0:
+            _rename_link(new_name, intf.name)
+            _set_link_up(intf.name, True)
+            raise RuntimeError(f"cannot move {intf.name} to {other.name} port {port}: "
+                               f"{moved.stderr.strip()}")
+        _set_link_up(new_name, True)
+        up_ns, up_wall_ns = time.monotonic_ns(), time.time_ns()
+        self.delIntf(intf)
         intf.name = new_name
-        OVSSwitch.addIntf(other, intf, port=port)
         intf.node = other
-        other.vsctl("add-port", other, intf, "--", "set", "Interface", intf,
-                    f"ofport_request={port}")
-        intf.ifconfig("up")
+        OVSSwitch.addIntf(other, intf, port=port)
+        return down_ns, up_ns, down_wall_ns, up_wall_ns
+
+
+# Interface flags and names through ioctls (what ifconfig uses): struct ifreq
+# is a 16-byte name and a 24-byte union (flags, or the new name).
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _SIOCSIFNAME = 0x8913, 0x8914, 0x8923
+_IFF_UP = 0x1
+_IFREQ_FLAGS = struct.Struct("16sH22x")
+_IFREQ_NAME = struct.Struct("16s16s8x")
+
+
+def _set_link_up(name: str, up: bool) -> None:
+    """``ip link set NAME up|down`` in this process's namespace."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = _IFREQ_FLAGS.pack(name.encode(), 0)
+        _, flags = _IFREQ_FLAGS.unpack(fcntl.ioctl(sock, _SIOCGIFFLAGS, request))
+        flags = flags | _IFF_UP if up else flags & ~_IFF_UP
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, _IFREQ_FLAGS.pack(name.encode(), flags))
+
+
+def _rename_link(name: str, new_name: str) -> None:
+    """``ip link set NAME name NEW_NAME``; the link must be down."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        fcntl.ioctl(sock, _SIOCSIFNAME, _IFREQ_NAME.pack(name.encode(), new_name.encode()))
+
+
+@dataclass(frozen=True)
+class LinkSwitch:
+    """One link-layer switch of a host: the switch end of its link down at
+    one PoA and up at another.  Times are ns, monotonic and wall-clock
+    (both clocks are shared by every host of the lab)."""
+
+    host: str
+    from_poa: str
+    to_poa: str
+    down_ns: int
+    up_ns: int
+    down_wall_ns: int
+    up_wall_ns: int
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.up_ns - self.down_ns) / 1e6
 
 
 @dataclass(frozen=True)
@@ -74,6 +142,14 @@ class ExtraHost:
 # interface, over which it reaches the controller's REST API (the REST
 # signalling channel).  MN number i has 172.31.i.2/30, the root side .1.
 MANAGEMENT_PREFIX = "172.31"
+# Packet-ins each switch may queue for the controller (OVS's default is 100,
+# its maximum 512): a buffering AR punts a whole stream while the MN moves.
+CONTROLLER_QUEUE_SIZE = 512
+# On an MN: answer ARP only for addresses on the interface asked (not for an
+# nCoA on a virtual interface: the target AR answers for it), announce with
+# the best local source, and accept packets whatever their source's route
+# (the home address is on no network).
+MN_SYSCTLS = {"arp_ignore": 1, "arp_announce": 2, "rp_filter": 0}
 
 
 class Lab:
@@ -88,6 +164,7 @@ class Lab:
         self.management = management
         self.net: Mininet | None = None
         self.location: dict[str, PoA] = {}  # host id -> its PoA now
+        self.link_switches: list[LinkSwitch] = []  # every move, in order
 
     # -- addresses --------------------------------------------------------
 
@@ -149,8 +226,11 @@ class Lab:
             self._add_host(extra.name, extra.mac, extra.address, self.graph.poa(extra.poa))
         net.build()
         net.start()
+        self._raise_controller_queues()
         for host in net.hosts:
             self._tune(host)
+        for mn in self.topology.mobile_nodes.values():
+            self._prepare_mobile_node(mn)
         if self.management:
             self._add_management_links()
         self.wait_connected(wait_s)
@@ -206,6 +286,37 @@ class Lab:
             # Stay quiet on IPv6: the lab routes IPv4 only.
             host.cmd(f"sysctl -qw net.ipv6.conf.{intf}.disable_ipv6=1")
 
+    def _raise_controller_queues(self) -> None:
+        """CONTROLLER_QUEUE_SIZE on the Controller records of this lab's
+        bridges (and no others): one ovs-vsctl to read them, one to set."""
+        def vsctl(*args: str) -> str:
+            return subprocess.run(["ovs-vsctl", "--timeout=10", *args], check=True,
+                                  stdin=subprocess.DEVNULL, capture_output=True,
+                                  text=True).stdout
+        uuids = sorted(set(vsctl("--bare", "--columns=controller", "list", "Bridge",
+                                 *self.graph.switch_ids()).split()))
+        settings = [arg for uuid in uuids
+                    for arg in ("--", "set", "Controller", uuid,
+                                f"controller_queue_size={CONTROLLER_QUEUE_SIZE}")]
+        if settings:
+            vsctl(*settings)
+
+    def _prepare_mobile_node(self, mn: MobileNode) -> None:
+        host = self.host(mn.id)
+        # "all" and "default" too: the kernel takes the larger of "all" and
+        # an interface's value, and interfaces made later start from "default".
+        host.cmd("sysctl -qw", *(f"net.ipv4.conf.{intf}.{name}={value}"
+                                 for intf in ("all", "default", *host.intfNames())
+                                 for name, value in MN_SYSCTLS.items()))
+        self._add_home_address(mn, host)
+
+    @staticmethod
+    def _add_home_address(mn: MobileNode, host) -> None:
+        """The home address, /32 on the MN's interface: its sockets use it
+        wherever the MN is; the controller rewrites it on the wire."""
+        if mn.home_address is not None:
+            host.cmd(f"ip addr replace {mn.home_address}/32 dev {host.defaultIntf()}")
+
     def wait_connected(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         pending = list(self.net.switches)
@@ -244,39 +355,81 @@ class Lab:
     def address(self, name: str) -> str:
         return self.host(name).IP()
 
-    def move(self, mn_id: str, poa_id: str) -> str:
+    def move(self, mn_id: str, poa_id: str, readdress: bool = True) -> str | None:
         """Move an MN's link to another PoA: the link-layer handover.
 
-        Within its network the MN keeps its address.  Moving to another
-        network it takes that network's lab address and gateway (the
-        reactive path: no MPA).  Either way it announces itself with a
-        gratuitous ARP, as a host does when its link comes up.  Returns the
-        MN's address after the move.
+        ``readdress``: within its network the MN keeps its address; moving
+        to another network it takes that network's lab address and gateway
+        (the reactive path: no MPA).  Either way it then announces itself
+        with a gratuitous ARP, as a host does when its link comes up.
+        Returns the MN's address after the move.
+
+        Without ``readdress`` (MPA: the MN's client addresses the interface
+        itself once its link is back) only the link moves, nothing is
+        announced, and the result is None.
+
+        Each move's link-layer switch is appended to ``link_switches``.
         """
         mn = self.topology.mobile_nodes[mn_id]
         target = self.graph.poa(poa_id)
         current = self.location[mn_id]
         if target == current:
-            return self.address(mn_id)
+            return self.address(mn_id) if readdress else None
         occupant = [h for h, p in self.location.items() if p == target]
         if occupant:
             raise ValueError(f"PoA {poa_id} already holds {occupant[0]}")
-        host = self.host(mn_id)
-        host_intf = host.defaultIntf()
         old_switch, new_switch = self.net.get(current.switch), self.net.get(target.switch)
-        switch_intf = host_intf.link.intf2 if host_intf.link.intf1 is host_intf else host_intf.link.intf1
-        old_switch.give(switch_intf, new_switch, target.port)
+        times = old_switch.give(self._switch_end(mn_id), new_switch, target.port)
+        self.link_switches.append(LinkSwitch(mn_id, current.id, target.id, *times))
         self.location[mn_id] = target
-        network = self.graph.network(target.network)
-        address = self.address(mn_id)
+        if not readdress:
+            return None
         if target.network != current.network:
-            address = self.address_of(mn, network)
-            host.cmd("ip addr flush dev", host_intf)
-            host.cmd("ip neigh flush dev", host_intf)
-            host.setIP(address, prefixLen=network.prefix.prefixlen, intf=host_intf)
-            host.cmd("ip route replace default via", network.gateway, "dev", host_intf)
+            self.readdress(mn_id, self.address_of(mn, self.graph.network(target.network)))
         self.announce(mn_id)
-        return address
+        return self.address(mn_id)
+
+    @property
+    def last_link_switch(self) -> LinkSwitch | None:
+        return self.link_switches[-1] if self.link_switches else None
+
+    def _switch_end(self, host_id: str):
+        """The switch's end of the host's link to its PoA."""
+        host_intf = self.host(host_id).defaultIntf()
+        link = host_intf.link
+        return link.intf2 if link.intf1 is host_intf else link.intf1
+
+    def readdress(self, mn_id: str, address: str) -> None:
+        """Give the MN ``address`` in the network of its PoA, with that
+        network's gateway as its default route, instead of every address it
+        has (its home address stays); forget its neighbours."""
+        mn = self.topology.mobile_nodes[mn_id]
+        network = self.graph.network(self.location[mn_id].network)
+        host = self.host(mn_id)
+        intf = host.defaultIntf()
+        host.cmd("ip addr flush dev", intf)
+        host.cmd("ip neigh flush dev", intf, "nud all")
+        host.setIP(address, prefixLen=network.prefix.prefixlen, intf=intf)
+        self._add_home_address(mn, host)
+        host.cmd("ip route replace default via", network.gateway, "dev", intf)
+
+    def note_address(self, mn_id: str, address: str) -> None:
+        """The MN gave itself ``address`` in the network of its PoA (an
+        nCoA): keep the lab's record of it, changing nothing in the host."""
+        network = self.graph.network(self.location[mn_id].network)
+        intf = self.host(mn_id).defaultIntf()
+        intf.ip, intf.prefixLen = address, network.prefix.prefixlen
+
+    def cut_link(self, host_id: str) -> int:
+        """Sudden link loss: the switch end of the host's link goes down;
+        the host stays where it is.  Returns when (wall-clock ns)."""
+        _set_link_up(self._switch_end(host_id).name, False)
+        return time.time_ns()
+
+    def restore_link(self, host_id: str) -> int:
+        """The link ``cut_link`` took down comes up again.  Returns when (wall-clock ns)."""
+        _set_link_up(self._switch_end(host_id).name, True)
+        return time.time_ns()
 
     def announce(self, name: str) -> None:
         host = self.host(name)

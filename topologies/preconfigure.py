@@ -30,15 +30,23 @@ class Result:
     detail: dict   # the network's result from mpa-mn --json (or an error)
 
 
+def mpa_mn_command(lab, mn: str, rest_port: int, state_path: str, channel: str, *args,
+                   credentials: str | None = None) -> list[str]:
+    """``mpa-mn --json ARGS`` for the MN's host, with the lab's options.
+    The credentials are the MN's file from the topology unless given."""
+    root_ip, _ = lab.management_addresses(mn)
+    return [MPA_MN, "--channel", channel, "--controller", f"http://{root_ip}:{rest_port}",
+            "--credentials", credentials or lab.topology.mobile_nodes[mn].credentials,
+            "--interface", lab.host(mn).defaultIntf().name, "--state", state_path, "--json",
+            *args]
+
+
 def run_mpa_mn(lab, mn: str, rest_port: int, state_path: str, channel: str, *args,
                credentials: str | None = None) -> tuple[int, dict]:
-    """``mpa-mn --json`` inside the MN's host: (exit status, its JSON document).
-    The credentials are the MN's file from the topology unless given."""
+    """``mpa-mn --json`` inside the MN's host: (exit status, its JSON document)."""
     host = lab.host(mn)
-    root_ip, _ = lab.management_addresses(mn)
-    command = [MPA_MN, "--channel", channel, "--controller", f"http://{root_ip}:{rest_port}",
-               "--credentials", credentials or lab.topology.mobile_nodes[mn].credentials,
-               "--interface", host.defaultIntf().name, "--state", state_path, "--json", *args]
+    command = mpa_mn_command(lab, mn, rest_port, state_path, channel, *args,
+                             credentials=credentials)
     out = host.cmd(" ".join(shlex.quote(c) for c in command) + " 2>/dev/null; echo rc=$?")
     output, _, rc = out.rpartition("rc=")
     try:

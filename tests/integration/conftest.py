@@ -48,10 +48,12 @@ def log_dir(tmp_path_factory):
 
 
 @contextlib.contextmanager
-def running_controller(log_dir, name: str = "controller", **options):
+def running_controller(log_dir, name: str = "controller", config: str = DEFAULT_TOPOLOGY,
+                       **options):
     """The controller process, its state file and log in ``log_dir``; stops cleanly or fails."""
     from topologies.harness import ControllerProcess
-    process = ControllerProcess(DEFAULT_TOPOLOGY, ofp_port=OFP_PORT, rest_port=REST_PORT,
+    options.setdefault("log_level", os.environ.get("MPA_TEST_LOG_LEVEL", "INFO"))
+    process = ControllerProcess(config, ofp_port=OFP_PORT, rest_port=REST_PORT,
                                 state_db=str(log_dir / f"{name}.db"),
                                 log_path=str(log_dir / f"{name}.log"), **options)
     process.start()

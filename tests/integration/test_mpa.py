@@ -108,10 +108,11 @@ def test_mn_preauthenticates_with_two_ctns_in_two_domains(lab, controller, preau
     assert {sa["state"] for sa in sas.values()} == {"pre-authenticated"}
     assert mn_leases(controller, "net-b1") == ["10.2.1.101"]
     assert mn_leases(controller, "net-a2") == ["10.1.2.100"]
-    # Each nCoA sits on its own virtual interface; the physical one keeps its address.
+    # Each nCoA sits on its own virtual interface; the physical one keeps its
+    # address (and its home address).
     addresses = vif_addresses(lab)
     physical = lab.host("mn1").defaultIntf().name
-    assert addresses[physical] == ["10.1.1.199"]
+    assert addresses[physical] == ["10.1.1.199", "10.255.0.1"]
     vifs = {a for name, found in addresses.items() if name.startswith("mpa-") for a in found}
     assert vifs == {"10.2.1.101", "10.1.2.100"}
 

@@ -1,0 +1,334 @@
+"""Proactive handover (RFC 6252 §6.3 steps 3-6) on the real thing: OVS, Mininet,
+the controller process and ``mpa-mn handover`` in the MN's host.
+
+mn1 holds its home address; cn1 talks to that address only, and mn1's
+receivers are bound to it.  mn1 cycles through three networks in two
+domains, ap-a1-1 (net-a1) -> ap-a2-1 (net-a2) -> ap-b1-1 (net-b1) -> ap-a1-1,
+while a stream runs, and nothing may be lost, reordered or duplicated.
+
+The lab is the default topology with a short tunnel lifetime and switch
+deadline, so that the last test can wait for every tunnel to expire.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import DEFAULT_TOPOLOGY
+from integration.conftest import REST_PORT, ofctl_flows, running_controller, running_lab, wait_for
+from integration.test_lab import flows_match_controller
+from mpa_sdn.config import load_topology
+from topologies.handover import HandoverDriver
+from topologies.lab import CONTROLLER_QUEUE_SIZE
+from topologies.probes import ping
+from topologies.traffic import analyse, read_log
+
+pytestmark = pytest.mark.integration
+
+TRAFFIC = os.path.join(os.path.dirname(sys.executable), "mpa-traffic")
+MN, CN = "mn1", "cn1"
+CYCLE = ("ap-a1-1", "ap-a2-1", "ap-b1-1")   # net-a1 -> net-a2 -> net-b1 -> net-a1
+TUNNEL_LIFETIME_S = 10
+SWITCH_DEADLINE_S = 2.0
+RATE_PPS = 1000
+DRAIN_S = 1.0            # after the sender stops, for what is still on its way
+HANDOVER_GUESS_S = 3.0   # a handover's length before any has been measured
+
+
+# -- the lab --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def topology_file(tmp_path_factory) -> str:
+    raw = yaml.safe_load(open(DEFAULT_TOPOLOGY, encoding="utf-8"))
+    raw.setdefault("mpa", {}).update(tunnel_lifetime_s=TUNNEL_LIFETIME_S,
+                                     switch_deadline_s=SWITCH_DEADLINE_S)
+    base = os.path.dirname(DEFAULT_TOPOLOGY)  # credentials are relative to it
+    for table in ("domains", "mobile_nodes"):
+        for entry in raw[table].values():
+            if "credentials" in entry:
+                entry["credentials"] = os.path.join(base, entry["credentials"])
+    path = tmp_path_factory.mktemp("topology") / "two_domains_handover.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def topology(topology_file):
+    return load_topology(topology_file)
+
+
+@pytest.fixture(scope="module")
+def controller(prerequisites, log_dir, topology_file):
+    # REST beyond loopback: the MN reaches it over its management link.
+    with running_controller(log_dir, "controller-handover", config=topology_file,
+                            rest_host="0.0.0.0") as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def lab(controller, topology):
+    with running_lab(controller, topology, management=True) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def home(topology) -> str:
+    return str(topology.mobile_nodes[MN].home_address)
+
+
+@pytest.fixture(scope="module")
+def driver(lab, tmp_path_factory):
+    return HandoverDriver(lab, REST_PORT, str(tmp_path_factory.mktemp("mn-state")))
+
+
+@pytest.fixture(scope="module")
+def bound(lab, driver, home):
+    """Both hosts known to the controller, mn1's home address bound to its
+    address in net-a1, and cn1 reaching it there."""
+    cn = lab.host(CN)
+    assert ping(cn, lab.address(MN)).ok, "warm-up: cn1 reaches mn1's address"
+    result = driver.bind_home(MN)
+    assert result.ok, result
+    wait_for(lambda: ping(cn, home, count=1).ok, 10, "cn1 to reach mn1's home address")
+    return driver
+
+
+def next_poas(lab, count: int) -> list[str]:
+    here = CYCLE.index(lab.location[MN].id)
+    return [CYCLE[(here + k) % len(CYCLE)] for k in range(1, count + 1)]
+
+
+def handovers(driver, targets) -> list:
+    """Handovers of mn1 to each PoA in turn, up to the first that fails
+    (after which the MN is not where the next one starts from)."""
+    results = []
+    for poa in targets:
+        results.append(driver.handover(MN, poa))
+        if not results[-1].ok:
+            break
+    return results
+
+
+def record(log_dir, name: str, results) -> None:
+    """Every handover's result, for whoever reads the logs of a run."""
+    with open(log_dir / f"handovers-{name}.json", "w", encoding="utf-8") as f:
+        json.dump([dataclasses.asdict(r) for r in results], f, indent=1)
+
+
+def assert_all_done(results) -> None:
+    failed = [(r.index, r.kind, r.to_poa, r.errors, r.stderr[-600:]) for r in results if not r.ok]
+    assert not failed, failed
+
+
+# -- traffic --------------------------------------------------------------------
+
+class UdpStream:
+    """mpa-traffic from cn1 to mn1's home address at RATE_PPS, the receiver
+    bound to that address and logging every arrival."""
+
+    def __init__(self, lab, home: str, port: int, log):
+        self.lab, self.home, self.port, self.log = lab, home, port, str(log)
+        self.sent = self.received = None
+
+    def __enter__(self):
+        self.receiver = self.lab.host(MN).popen(
+            [TRAFFIC, "receive", "--port", str(self.port), "--bind", self.home,
+             "--log", self.log])
+        assert self.receiver.stderr.readline().startswith(b"mpa-traffic: receiving")
+        self.sender = self.lab.host(CN).popen(
+            [TRAFFIC, "send", "--to", f"{self.home}:{self.port}", "--rate", str(RATE_PPS),
+             "--duration", "600"])
+        assert self.sender.stderr.readline().startswith(b"mpa-traffic: sending")
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.sent = self._stop(self.sender)
+            time.sleep(DRAIN_S)
+            self.received = self._stop(self.receiver)
+        finally:
+            for process in (self.sender, self.receiver):
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+
+    @staticmethod
+    def _stop(process) -> dict:
+        process.send_signal(signal.SIGTERM)  # it reports what it saw, then ends
+        out, _ = process.communicate(timeout=15)
+        return json.loads(out)
+
+    def analysis(self, results) -> dict:
+        """The receiver's log against what the sender attempted, one window per handover."""
+        _, arrivals = read_log(self.log)
+        return analyse(arrivals, sent=self.sent["attempted"],
+                       windows=[r.window() for r in results], period_ns=round(1e9 / RATE_PPS))
+
+
+def assert_whole(report: dict) -> None:
+    keys = ("expected", "received", "lost", "reordered", "duplicated")
+    spoiled = [{k: w[k] for k in ("label", *keys)} for w in report["windows"]
+               if w["lost"] or w["reordered"] or w["duplicated"]]
+    summary = {k: report[k] for k in keys}
+    assert (report["lost"], report["reordered"], report["duplicated"]) == (0, 0, 0), \
+        (summary, report["longest_loss_run"], spoiled)
+    assert report["received"] > 0
+
+
+def stream_seconds(driver, handovers: int) -> int:
+    """Long enough for ``handovers`` handovers, judging by those done so far."""
+    took = sorted((r.ended_wall_ns - r.started_wall_ns) / 1e9 for r in driver.results
+                  if r.ok and r.kind == "handover")
+    each = max(took[len(took) // 2] if took else HANDOVER_GUESS_S, 1.0)
+    return math.ceil(2 * handovers * each + 5)
+
+
+def iperf3_across_handovers(driver, lab, log_dir, home: str, port: int, *client_args):
+    """An iperf3 server on mn1 bound to its home address, a client on cn1,
+    and five handovers while it runs: (results, client's exit status, the
+    client's and the server's JSON reports)."""
+    assert shutil.which("iperf3"), "iperf3 is missing: run `make setup`"
+    mn, cn = lab.host(MN), lab.host(CN)
+    seconds = stream_seconds(driver, 5)
+    server = mn.popen(["iperf3", "-s", "-1", "-B", home, "-p", str(port), "--json"])
+    client = None
+    try:
+        wait_for(lambda: str(port) in mn.cmd(f"ss -Hltn 'sport = :{port}'"), 10,
+                 f"iperf3 to listen on {port}")
+        client = cn.popen(["iperf3", "-c", home, "-p", str(port), "-t", str(seconds),
+                           *client_args, "--json"])
+        results = handovers(driver, next_poas(lab, 5))
+        record(log_dir, f"iperf3-{port}", results)
+        assert_all_done(results)
+        assert client.poll() is None, f"iperf3 ended before the handovers did ({seconds} s)"
+        sent, _ = client.communicate(timeout=seconds + 30)
+        received, _ = server.communicate(timeout=15)
+    finally:
+        for process in (server, client):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+    return results, client.returncode, json.loads(sent), json.loads(received)
+
+
+# -- the lab's side ---------------------------------------------------------------
+
+def test_the_mn_holds_its_home_address_and_leaves_arp_for_ncoas_to_the_ar(lab, home):
+    mn = lab.host(MN)
+    intf = mn.defaultIntf().name
+    assert f"{home}/32" in mn.cmd(f"ip -4 -o addr show dev {intf}")
+    for conf in ("all", intf):
+        values = mn.cmd(f"sysctl -n net.ipv4.conf.{conf}.arp_ignore "
+                        f"net.ipv4.conf.{conf}.arp_announce net.ipv4.conf.{conf}.rp_filter")
+        assert values.split() == ["1", "2", "0"], conf
+
+
+def test_every_bridge_of_the_lab_queues_512_packet_ins(lab):
+    for switch in sorted(lab.topology.switches):
+        uuids = subprocess.run(["ovs-vsctl", "get", "Bridge", switch, "controller"],
+                               capture_output=True, text=True, check=True).stdout
+        for uuid in uuids.strip("[]\n").split(", "):
+            size = subprocess.run(["ovs-vsctl", "get", "Controller", uuid,
+                                   "controller_queue_size"],
+                                  capture_output=True, text=True, check=True).stdout
+            assert int(size) == CONTROLLER_QUEUE_SIZE, switch
+
+
+def test_a_link_only_move_keeps_the_interface_and_records_the_switch(lab, controller):
+    mn = lab.host(MN)
+    address = lab.address(MN)
+    try:
+        assert lab.move(MN, "ap-a1-2", readdress=False) is None
+        switch = lab.last_link_switch
+        assert (switch.host, switch.from_poa, switch.to_poa) == (MN, "ap-a1-1", "ap-a1-2")
+        assert switch.down_ns < switch.up_ns and switch.down_wall_ns <= switch.up_wall_ns
+        assert lab.location[MN].id == "ap-a1-2"
+        ofport = subprocess.run(["ovs-vsctl", "get", "Interface", "ar-a1-eth4", "ofport"],
+                                capture_output=True, text=True, check=True).stdout
+        assert int(ofport) == 4
+        assert mn.cmd(f"cat /sys/class/net/{mn.defaultIntf()}/carrier").strip() == "1"
+        assert address in mn.cmd(f"ip -4 -o addr show dev {mn.defaultIntf()}")
+        # Nothing announced the MN: it is found once it speaks, as the client does.
+        lab.announce(MN)
+        assert ping(lab.host(CN), address).ok
+    finally:
+        lab.move(MN, "ap-a1-1")
+
+
+# -- handovers ---------------------------------------------------------------------
+
+def test_twenty_handovers_lose_nothing_reorder_nothing_duplicate_nothing(
+        bound, lab, home, tmp_path, log_dir):
+    targets = next_poas(lab, 20)
+    with UdpStream(lab, home, 5001, tmp_path / "arrivals.log") as stream:
+        results = handovers(bound, targets)
+    record(log_dir, "twenty", results)
+    assert_all_done(results)
+    assert [r.to_poa for r in results] == targets
+    assert {r.to_network for r in results} == {"net-a1", "net-a2", "net-b1"}
+    assert stream.sent["errors"] == {}, stream.sent
+    report = stream.analysis(results)
+    assert len(report["windows"]) == 20
+    assert_whole(report)
+
+
+def test_an_iperf3_udp_stream_loses_nothing_across_five_handovers(bound, lab, home, log_dir):
+    _, rc, sent, received = iperf3_across_handovers(
+        bound, lab, log_dir, home, 5201, "-u", "-b", "1M", "-l", "1000")
+    assert rc == 0 and "error" not in sent and "error" not in received, (sent, received)
+    total = received["end"]["sum_received"]
+    assert total["packets"] > 0
+    assert total["lost_packets"] == 0, total
+    assert received["end"]["streams"][0]["udp"]["out_of_order"] == 0
+
+
+def test_an_iperf3_tcp_session_survives_five_handovers(bound, lab, home, log_dir):
+    _, rc, sent, received = iperf3_across_handovers(
+        bound, lab, log_dir, home, 5202, "-b", "10M")
+    assert rc == 0 and "error" not in sent and "error" not in received, (sent, received)
+    assert received["end"]["sum_received"]["bytes"] > 0
+
+
+def test_failed_handovers_lose_nothing(bound, lab, home, tmp_path, log_dir):
+    here = lab.location[MN].id
+    target = next_poas(lab, 1)[0]
+    with UdpStream(lab, home, 5003, tmp_path / "arrivals.log") as stream:
+        no_arrival = bound.failed_handover(MN, target, "no-arrival")
+        returned = bound.failed_handover(MN, target, "return")
+        afterwards = bound.handover(MN, target)
+    results = [no_arrival, returned, afterwards]
+    record(log_dir, "failed", results)
+    assert_all_done(results)
+    assert no_arrival.link == [] and no_arrival.switched_back_ms is not None
+    assert [(s.from_poa, s.to_poa) for s in returned.link] == [(here, target), (target, here)]
+    assert returned.switched_back_ms is not None
+    assert afterwards.to_poa == lab.location[MN].id == target, "the MN can still go there"
+    assert stream.sent["errors"] == {}, stream.sent
+    assert_whole(stream.analysis(results))
+
+
+def test_afterwards_every_switch_holds_what_the_controller_expects(
+        bound, lab, controller, home):
+    def settled():
+        states = controller.get("/mpa/v1/mobile-nodes")
+        return states if all(not s["tunnels"] and s["handover"] is None for s in states) \
+            else None
+
+    states = wait_for(settled, TUNNEL_LIFETIME_S + 10, "every tunnel to expire")
+    mine = {s["identity"]: s for s in states}[lab.topology.mobile_nodes[MN].identity]
+    assert mine["home_address"] == home and mine["binding"] is not None, mine
+    assert mine["binding"]["care_of"] == lab.address(MN), mine
+    assert mine["binding"]["reach"] == {"poa": lab.location[MN].id, "tunnel": False}, mine
+    wait_for(lambda: flows_match_controller(controller), 15, "flow counts to match")
+    for switch in sorted(lab.topology.switches):
+        assert all("cookie=0x4d" in line for line in ofctl_flows(switch)), switch
+    assert ping(lab.host(CN), home).ok

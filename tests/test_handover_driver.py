@@ -1,0 +1,191 @@
+"""The handover driver's bookkeeping (topologies/handover.py) with a stand-in
+lab and a stand-in client: no root, no Mininet.  The client is a small
+Python program that talks like ``mpa-mn handover --json``; the controller's
+mobility state comes from a local HTTP server."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+from types import SimpleNamespace
+
+import pytest
+
+from topologies.handover import HandoverDriver
+
+HOME = "10.255.0.1"
+NETWORK_OF = {"ap-a": "net-a", "ap-b": "net-b"}
+
+# argv[1]: what the client does.  "ok": ready, then its report (over several
+# lines, as --json prints it); "refused": an error document before it is
+# ready; "hang": ready, then it waits to be stopped.
+CLIENT = textwrap.dedent("""
+    import json, sys, time
+    if sys.argv[1] == "refused":
+        print(json.dumps({"ok": False, "error": {"code": "wrong-state",
+                                                 "message": "a handover is in progress"}},
+                         indent=1))
+        sys.exit(1)
+    print(json.dumps({"event": "ready", "network": "net-b", "address": "10.2.0.100"}),
+          flush=True)
+    if sys.argv[1] == "hang":
+        time.sleep(60)
+    print(json.dumps({"ok": True, "results": [{"network": "net-b", "link_down_at": 1000000,
+                                               "attached_at": 26000000}]}, indent=1))
+""")
+
+
+class FakeHost:
+    def __init__(self, behaviour: str):
+        self.behaviour = behaviour
+        self.commands = []
+
+    def defaultIntf(self):  # noqa: N802 (Mininet's name)
+        return SimpleNamespace(name="mn1-eth0")
+
+    def popen(self, command, **kwargs):
+        self.commands.append(command)
+        return subprocess.Popen([sys.executable, "-c", CLIENT, self.behaviour], **kwargs)
+
+
+class FakeLab:
+    """What the driver uses of topologies.lab.Lab."""
+
+    def __init__(self, behaviour: str = "ok"):
+        poa = lambda id: SimpleNamespace(id=id, network=NETWORK_OF[id])  # noqa: E731
+        self.graph = SimpleNamespace(poa=poa)
+        self.topology = SimpleNamespace(
+            mobile_nodes={"mn1": SimpleNamespace(home_address=HOME, identity="mn1@a",
+                                                 credentials="mn1.yaml")},
+            mpa=SimpleNamespace(switch_deadline_s=0.2, buffer_time_s=0.2))
+        self.location = {"mn1": poa("ap-a")}
+        self.mn = FakeHost(behaviour)
+        self.moves, self.noted, self.readdressed = [], [], []
+        self.last_link_switch = None
+
+    def host(self, name):
+        return self.mn
+
+    def management_addresses(self, name):
+        return "172.31.0.1", "172.31.0.2"
+
+    def address(self, name):
+        return "10.1.0.199"
+
+    def move(self, mn, poa, readdress=True):
+        self.moves.append((mn, poa, readdress))
+        self.last_link_switch = SimpleNamespace(to_poa=poa, duration_ms=20.0, up_wall_ns=6000000)
+        self.location[mn] = self.graph.poa(poa)
+
+    def note_address(self, mn, address):
+        self.noted.append((mn, address))
+
+    def readdress(self, mn, address):
+        self.readdressed.append((mn, address))
+
+
+@pytest.fixture
+def controller():
+    """GET /mpa/v1/mobile-nodes: mn1 with ``state["handover"]``."""
+    state = {"handover": None}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = json.dumps([{"identity": "mn1@a", "home_address": HOME,
+                                "handover": state["handover"]}]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield SimpleNamespace(port=server.server_address[1], state=state)
+    server.shutdown()
+    server.server_close()
+
+
+def driver_for(lab, controller, tmp_path):
+    driver = HandoverDriver(lab, controller.port, str(tmp_path))
+    driver.settle_margin_s = 0.3
+    return driver
+
+
+def test_a_handover_moves_the_link_once_the_client_is_ready_and_keeps_its_report(
+        controller, tmp_path):
+    lab = FakeLab("ok")
+    result = driver_for(lab, controller, tmp_path).handover("mn1", "ap-b", buffer_old=True)
+    assert result.ok, result.errors
+    assert (result.index, result.kind, result.from_network, result.to_network) == \
+        (1, "handover", "net-a", "net-b")
+    assert lab.moves == [("mn1", "ap-b", False)]
+    assert lab.noted == [("mn1", "10.2.0.100")]
+    command = lab.mn.commands[0]
+    assert command[command.index("handover"):] == [
+        "handover", "net-b", "--wait-link", "--home", HOME, "--buffer-old"]
+    assert "--json" in command and command[command.index("--state") + 1].endswith("mn1.json")
+    assert result.returncode == 0 and result.address == "10.2.0.100"
+    assert result.report["attached_at"] == 26000000
+    assert result.interruption_ms == 25.0 and result.link_layer_ms == 20.0
+    assert result.attach_after_link_ms == 20.0
+    assert result.settled_ms is not None
+    window = result.window()
+    assert window["label"] == "1 handover ap-a->ap-b"
+    assert window["start_ns"] < window["end_ns"] == result.ended_wall_ns
+
+
+def test_a_client_refused_before_it_is_ready_leaves_the_mn_where_it_is(controller, tmp_path):
+    lab = FakeLab("refused")
+    result = driver_for(lab, controller, tmp_path).handover("mn1", "ap-b")
+    assert not result.ok and lab.moves == [] and lab.noted == []
+    assert result.returncode == 1
+    assert result.client["error"]["code"] == "wrong-state"
+    assert any("wrong-state: a handover is in progress" in e for e in result.errors), \
+        result.errors
+
+
+def test_a_handover_the_controller_never_finishes_is_reported(controller, tmp_path):
+    controller.state["handover"] = {"phase": "flushing"}
+    result = driver_for(FakeLab("ok"), controller, tmp_path).handover("mn1", "ap-b")
+    assert result.settled_ms is None
+    assert result.errors == ["the controller still reports the handover in progress after "
+                             "mpa.buffer_time_s"]
+
+
+@pytest.mark.parametrize("mode, moves", [
+    ("no-arrival", []),
+    ("return", [("mn1", "ap-b", False), ("mn1", "ap-a", False)]),
+])
+def test_a_failed_handover_waits_for_the_switch_back_and_stops_the_client(
+        controller, tmp_path, mode, moves):
+    lab = FakeLab("hang")
+    result = driver_for(lab, controller, tmp_path).failed_handover("mn1", "ap-b", mode)
+    assert result.ok, result.errors
+    assert result.kind == mode and result.switched_back_ms is not None
+    assert lab.moves == moves
+    assert [s.to_poa for s in result.link] == [poa for _, poa, _ in moves]
+    assert result.returncode not in (None, 0), "the client was stopped"
+    assert lab.readdressed == ([("mn1", "10.1.0.199")] if mode == "return" else [])
+    assert lab.location["mn1"].id == "ap-a"
+
+
+def test_a_failed_handover_the_controller_never_switches_back_is_reported(
+        controller, tmp_path):
+    controller.state["handover"] = {"phase": "pre-switching"}
+    result = driver_for(FakeLab("hang"), controller, tmp_path).failed_handover(
+        "mn1", "ap-b", "no-arrival")
+    assert result.switched_back_ms is None and not result.ok
+
+
+def test_an_unknown_failure_mode_is_refused(controller, tmp_path):
+    with pytest.raises(ValueError, match="no-arrival, return"):
+        driver_for(FakeLab(), controller, tmp_path).failed_handover("mn1", "ap-b", "vanish")

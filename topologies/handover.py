@@ -1,0 +1,403 @@
+"""Scripted proactive handovers in the lab (RFC 6252 §6.3 steps 3-6), for the
+integration tests and the benchmarks.
+
+A handover: the MN runs ``mpa-mn handover NET --wait-link --home HOA`` in its
+host.  The client pre-authenticates with the target network, gets its nCoA,
+asks for the proactive handover tunnel, sends the binding update through it
+and pre-switches, then prints a ``ready`` line.  The driver then moves the
+MN's link to the target PoA (``Lab.move(..., readdress=False)``); the client
+sees its carrier drop and come back, puts the nCoA on its interface, says it
+has arrived and prints its timings.
+
+The driver checks nothing: every run becomes a `HandoverResult` (what was
+asked, the client's own report, the lab's link-layer switch, what went
+wrong), and the caller decides what to make of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mpa_mn.channels import direct_opener
+from topologies.preconfigure import mpa_mn_command, run_mpa_mn
+
+if TYPE_CHECKING:  # the lab needs Mininet; the driver's bookkeeping does not
+    from topologies.lab import LinkSwitch
+
+POLL_S = 0.1
+FAILURE_MODES = ("no-arrival", "return")
+STDERR_TAIL = 2000
+
+
+@dataclass
+class HandoverResult:
+    """One handover (``kind`` "handover") or one failed on purpose
+    ("no-arrival", "return").  Times ending in ``_wall_ns`` are wall-clock ns,
+    comparable with the client's and with the traffic tools' timestamps."""
+
+    index: int                 # the driver's count, from 1
+    kind: str
+    mn: str
+    from_network: str
+    to_network: str
+    from_poa: str
+    to_poa: str
+    buffer_old: bool = False
+    started_wall_ns: int = 0
+    ended_wall_ns: int = 0
+    ready_wall_ns: int | None = None
+    ready: dict | None = None          # the client's ready line
+    client: dict | None = None         # its final JSON document
+    returncode: int | None = None
+    link: list[LinkSwitch] = field(default_factory=list)  # the lab's moves, in order
+    settled_ms: float | None = None    # the client's exit -> the controller's handover ended
+    switched_back_ms: float | None = None  # failed handovers: ready -> the controller gave up
+    errors: list[str] = field(default_factory=list)
+    stderr: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def address(self) -> str | None:
+        """The nCoA the client announced as ready."""
+        return (self.ready or {}).get("address")
+
+    @property
+    def report(self) -> dict:
+        """The client's result for the target network (its document's only
+        entry of ``results``), with its timings."""
+        results = (self.client or {}).get("results")
+        if isinstance(results, list) and len(results) == 1 and isinstance(results[0], dict):
+            return results[0]
+        return self.client or {}
+
+    @property
+    def link_layer_ms(self) -> float | None:
+        """The lab's link-layer switch (the first move)."""
+        return self.link[0].duration_ms if self.link else None
+
+    @property
+    def interruption_ms(self) -> float | None:
+        """The client's view: from its link going down to its attachment."""
+        return self._client_span_ms("link_down_at", "attached_at")
+
+    @property
+    def attach_after_link_ms(self) -> float | None:
+        """From the lab's link up at the target to the client's attachment."""
+        attached = self.report.get("attached_at")
+        if not self.link or not isinstance(attached, int):
+            return None
+        return (attached - self.link[-1].up_wall_ns) / 1e6
+
+    def _client_span_ms(self, start: str, end: str) -> float | None:
+        report = self.report
+        if not all(isinstance(report.get(k), int) for k in (start, end)):
+            return None
+        return (report[end] - report[start]) / 1e6
+
+    def window(self) -> dict:
+        """A traffic-analysis window (send times) covering this handover."""
+        end_ns = max(self.ended_wall_ns, self.started_wall_ns + 1)
+        return {"label": f"{self.index} {self.kind} {self.from_poa}->{self.to_poa}",
+                "start_ns": self.started_wall_ns, "end_ns": end_ns}
+
+
+@dataclass
+class BindResult:
+    """The initial binding at the MN's current network: pre-authentication,
+    then ``bind`` (care-of: the MN's current address)."""
+
+    mn: str
+    network: str
+    home_address: str
+    care_of: str
+    documents: dict = field(default_factory=dict)  # command -> its JSON document
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class _Lines:
+    """Lines from a pipe, each within a deadline; at the end, every line not
+    taken and the rest."""
+
+    def __init__(self, stream):
+        self.fd = stream.fileno()
+        self.buffer = b""
+        self.kept = b""
+        self.eof = False
+
+    def line(self, deadline: float) -> bytes | None:
+        """The next line, or None at end of file or past the deadline."""
+        while b"\n" not in self.buffer and not self.eof:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if select.select([self.fd], [], [], left)[0]:
+                self._read()
+        if b"\n" not in self.buffer:
+            return None
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line
+
+    def keep(self, line: bytes) -> None:
+        """A line that belongs to the output's end (a document over many lines)."""
+        self.kept += line + b"\n"
+
+    def rest(self) -> bytes:
+        while not self.eof:
+            self._read()
+        rest, self.kept, self.buffer = self.kept + self.buffer, b"", b""
+        return rest
+
+    def _read(self) -> None:
+        chunk = os.read(self.fd, 65536)
+        self.eof = not chunk
+        self.buffer += chunk
+
+
+class HandoverDriver:
+    """Handovers of the lab's MNs with ``mpa-mn``; the lab must have been
+    started with ``management=True`` when ``channel`` is "rest"."""
+
+    ready_timeout_s = 30.0   # pre-authentication, nCoA, tunnel, binding, pre-switch
+    finish_timeout_s = 30.0  # after the move: the client attaches and reports
+    stop_timeout_s = 3.0     # a client told to stop (SIGTERM), before it is killed
+    settle_margin_s = 5.0    # beyond the controller's own deadline, for it to end a handover
+
+    def __init__(self, lab, rest_port: int, state_dir: str, channel: str = "inband"):
+        self.lab = lab
+        self.rest_port = rest_port
+        self.state_dir = str(state_dir)
+        self.channel = channel
+        self.results: list[HandoverResult] = []
+
+    # -- the MN's client ----------------------------------------------------
+
+    def state_path(self, mn: str) -> str:
+        return os.path.join(self.state_dir, f"{mn}.json")
+
+    def home_address(self, mn: str) -> str:
+        home = self.lab.topology.mobile_nodes[mn].home_address
+        if home is None:
+            raise ValueError(f"mobile node {mn} has no home_address in the topology")
+        return str(home)
+
+    def bind_home(self, mn: str) -> BindResult:
+        """Pre-authenticate with the MN's current network, then bind its home
+        address to its current address there."""
+        network = self.lab.location[mn].network
+        result = BindResult(mn, network, self.home_address(mn), self.lab.address(mn))
+        for args in (("preauth", network),
+                     ("bind", network, "--home", result.home_address,
+                      "--care-of", result.care_of)):
+            rc, document = run_mpa_mn(self.lab, mn, self.rest_port, self.state_path(mn),
+                                      self.channel, *args)
+            result.documents[args[0]] = document
+            if rc != 0:
+                result.errors.append(f"mpa-mn {args[0]} {network}: exit status {rc}: "
+                                     f"{_error_of(document)}")
+                break
+        return result
+
+    def handover(self, mn: str, target_poa: str, buffer_old: bool = False) -> HandoverResult:
+        """A proactive handover of ``mn`` to ``target_poa``: the client gets
+        ready, the lab moves the MN's link, the client attaches."""
+        result = self._begin("handover", mn, target_poa, buffer_old)
+        process, lines, stderr = self._start(result)
+        try:
+            if self._wait_ready(process, lines, result):
+                self._move(mn, target_poa, result)
+                self._finish(process, lines, result, self.finish_timeout_s,
+                             expect_success=True)
+                if result.returncode == 0 and result.address:
+                    self.lab.note_address(mn, result.address)
+                    # The controller may still be flushing its buffer to the
+                    # MN; the next handover waits for it, and so does this one.
+                    result.settled_ms = self._wait_no_handover(
+                        mn, time.monotonic(), self.lab.topology.mpa.buffer_time_s)
+                    if result.settled_ms is None:
+                        result.errors.append("the controller still reports the handover in "
+                                             "progress after mpa.buffer_time_s")
+            else:
+                self._finish(process, lines, result, self.stop_timeout_s, expect_success=True)
+        finally:
+            self._end(process, stderr, result)
+        return result
+
+    def failed_handover(self, mn: str, target_poa: str, mode: str) -> HandoverResult:
+        """A handover that never completes: the client pre-switches to
+        ``target_poa``'s network, then
+
+        - "no-arrival": the MN never moves;
+        - "return": its link moves to the target and straight back to the
+          old PoA, before the client can attach at the target.
+
+        Either way the controller should switch back: when the MN shows up
+        at its old PoA again ("return"), or once ``mpa.switch_deadline_s``
+        has passed.  The driver waits until it reports no handover in
+        progress for the MN (``switched_back_ms``), stops the client, and
+        (after "return") gives the MN its old address back, as an MN that
+        finds itself at its old PoA would.
+        """
+        if mode not in FAILURE_MODES:
+            raise ValueError(f"mode must be one of {', '.join(FAILURE_MODES)}, not {mode!r}")
+        old_poa, old_address = self.lab.location[mn], self.lab.address(mn)
+        result = self._begin(mode, mn, target_poa, False)
+        process, lines, stderr = self._start(result)
+        try:
+            ready = self._wait_ready(process, lines, result)
+            if ready:
+                ready_at = time.monotonic()
+                if mode == "return":
+                    self._move(mn, target_poa, result)
+                    self._move(mn, old_poa.id, result)
+                result.switched_back_ms = self._wait_no_handover(
+                    mn, ready_at, self.lab.topology.mpa.switch_deadline_s)
+                if result.switched_back_ms is None:
+                    result.errors.append("the controller still reports the handover in "
+                                         "progress after mpa.switch_deadline_s")
+            # The client may still be waiting for its link: nothing more to wait for.
+            self._finish(process, lines, result, 0, expect_success=False)
+            if ready and mode == "return":
+                self.lab.readdress(mn, old_address)
+        finally:
+            self._end(process, stderr, result)
+        return result
+
+    # -- steps --------------------------------------------------------------
+
+    def _begin(self, kind: str, mn: str, target_poa: str, buffer_old: bool) -> HandoverResult:
+        here = self.lab.location[mn]
+        target = self.lab.graph.poa(target_poa)
+        result = HandoverResult(len(self.results) + 1, kind, mn, here.network, target.network,
+                                here.id, target.id, buffer_old, started_wall_ns=time.time_ns())
+        self.results.append(result)
+        return result
+
+    def _start(self, result: HandoverResult):
+        args = ["handover", result.to_network, "--wait-link",
+                "--home", self.home_address(result.mn)]
+        if result.buffer_old:
+            args.append("--buffer-old")
+        command = mpa_mn_command(self.lab, result.mn, self.rest_port,
+                                 self.state_path(result.mn), self.channel, *args)
+        stderr = tempfile.TemporaryFile()
+        process = self.lab.host(result.mn).popen(command, stdout=subprocess.PIPE, stderr=stderr)
+        return process, _Lines(process.stdout), stderr
+
+    def _wait_ready(self, process, lines: _Lines, result: HandoverResult) -> bool:
+        deadline = time.monotonic() + self.ready_timeout_s
+        while True:
+            line = lines.line(deadline)
+            if line is None:
+                state = "it ended" if lines.eof else f"not within {self.ready_timeout_s:g} s"
+                result.errors.append(f"no ready line from mpa-mn ({state})")
+                return False
+            document = _json(line)
+            if isinstance(document, dict) and document.get("event") == "ready":
+                result.ready, result.ready_wall_ns = document, time.time_ns()
+                return True
+            lines.keep(line)
+
+    def _move(self, mn: str, poa: str, result: HandoverResult) -> None:
+        try:
+            self.lab.move(mn, poa, readdress=False)
+        except (OSError, RuntimeError, ValueError) as exc:
+            result.errors.append(f"the lab could not move {mn} to {poa}: {exc}")
+            return
+        result.link.append(self.lab.last_link_switch)
+
+    def _finish(self, process, lines: _Lines, result: HandoverResult, timeout_s: float,
+                expect_success: bool) -> None:
+        """Wait for the client, stopping it after ``timeout_s``; keep its report."""
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            if expect_success:
+                result.errors.append(f"mpa-mn did not finish within {timeout_s:g} s; stopped")
+            self._stop(process)
+        result.returncode = process.returncode
+        rest = lines.rest().strip()
+        document = (_json(rest) or _json(rest.rsplit(b"\n", 1)[-1])) if rest else None
+        if isinstance(document, dict):
+            result.client = document
+        elif rest:
+            result.errors.append(f"mpa-mn's last output is not a JSON object: {rest[-200:]!r}")
+        if expect_success and result.returncode != 0:
+            result.errors.append(f"mpa-mn exit status {result.returncode}: "
+                                 f"{_error_of(result.client or {})}")
+
+    def _end(self, process, stderr, result: HandoverResult) -> None:
+        if process.poll() is None:
+            self._stop(process)
+        process.stdout.close()
+        stderr.seek(0)
+        result.stderr = stderr.read().decode(errors="replace")[-STDERR_TAIL:]
+        stderr.close()
+        result.ended_wall_ns = time.time_ns()
+
+    def _stop(self, process) -> None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(self.stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    # -- the controller's view ------------------------------------------------
+
+    def mobile_node_state(self, mn: str) -> dict | None:
+        """The controller's mobility state of ``mn`` (GET /mpa/v1/mobile-nodes)."""
+        identity = self.lab.topology.mobile_nodes[mn].identity
+        url = f"http://127.0.0.1:{self.rest_port}/mpa/v1/mobile-nodes"
+        with direct_opener().open(url, timeout=5) as response:
+            states = json.loads(response.read())
+        return next((s for s in states if s.get("identity") == identity), None)
+
+    def _wait_no_handover(self, mn: str, since: float, deadline_s: float) -> float | None:
+        """ms from ``since`` until the controller reports no handover in
+        progress for ``mn``; None if it still does ``deadline_s`` (the
+        controller's own bound) + ``settle_margin_s`` after ``since``."""
+        deadline = since + deadline_s + self.settle_margin_s
+        while True:
+            try:
+                state = self.mobile_node_state(mn)
+            except (OSError, ValueError):
+                state = {"handover": "unknown"}
+            now = time.monotonic()
+            if state is None or state.get("handover") is None:
+                return (now - since) * 1000
+            if now > deadline:
+                return None
+            time.sleep(POLL_S)
+
+
+def _json(data: bytes):
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+def _error_of(document: dict) -> str:
+    """What an ``mpa-mn --json`` document says went wrong."""
+    error = document.get("error")
+    if error is None:
+        errors = [r.get("error") for r in document.get("results", []) if r.get("error")]
+        error = errors[0] if errors else document
+    if isinstance(error, dict):
+        return f"{error.get('code')}: {error.get('message')}"
+    return str(error)[:300]

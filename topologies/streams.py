@@ -1,0 +1,70 @@
+"""A measured UDP stream between two lab hosts (``mpa-traffic`` at both ends).
+
+The receiver logs every arrival; when the stream ends, the sender and the
+receiver report what they did and the log is analysed against what the
+sender attempted, one window per event of interest (a handover).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+
+from topologies.traffic import analyse, read_log
+
+TRAFFIC = os.path.join(os.path.dirname(sys.executable), "mpa-traffic")
+DRAIN_S = 1.0          # after the sender stops, for what is still on its way
+
+
+class UdpStream:
+    """``sender`` sends to ``address``:``port`` at ``rate`` packets/s; the
+    ``receiver`` host listens bound to ``address`` and logs to ``log``."""
+
+    def __init__(self, lab, sender: str, receiver: str, address: str, port: int, rate: int,
+                 log: str, size: int | None = None, duration_s: int = 3600):
+        self.lab, self.address, self.port, self.rate = lab, address, port, rate
+        self.sender_host, self.receiver_host = sender, receiver
+        self.log, self.size, self.duration_s = str(log), size, duration_s
+        self.sent = self.received = None
+
+    def __enter__(self):
+        self.receiver = self.lab.host(self.receiver_host).popen(
+            [TRAFFIC, "receive", "--port", str(self.port), "--bind", self.address,
+             "--log", self.log])
+        line = self.receiver.stderr.readline()
+        if not line.startswith(b"mpa-traffic: receiving"):
+            raise RuntimeError(f"the receiver did not start: {line!r}")
+        size = ["--size", str(self.size)] if self.size else []
+        self.sender = self.lab.host(self.sender_host).popen(
+            [TRAFFIC, "send", "--to", f"{self.address}:{self.port}", "--rate", str(self.rate),
+             "--duration", str(self.duration_s), *size])
+        line = self.sender.stderr.readline()
+        if not line.startswith(b"mpa-traffic: sending"):
+            raise RuntimeError(f"the sender did not start: {line!r}")
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.sent = _stop(self.sender)
+            time.sleep(DRAIN_S)
+            self.received = _stop(self.receiver)
+        finally:
+            for process in (self.sender, self.receiver):
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+
+    def analysis(self, windows) -> dict:
+        """The receiver's log against what the sender attempted."""
+        _, arrivals = read_log(self.log)
+        return analyse(arrivals, sent=self.sent["attempted"], windows=windows,
+                       period_ns=round(1e9 / self.rate))
+
+
+def _stop(process) -> dict:
+    process.send_signal(signal.SIGTERM)  # it reports what it saw, then ends
+    out, _ = process.communicate(timeout=15)
+    return json.loads(out)
