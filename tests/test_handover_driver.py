@@ -1,16 +1,12 @@
 """The handover driver's bookkeeping (topologies/handover.py) with a stand-in
 lab and a stand-in client: no root, no Mininet.  The client is a small
-Python program that talks like ``mpa-mn handover --json``; the controller's
-mobility state comes from a local HTTP server."""
+Python program that talks like ``mpa-mn handover --json``."""
 
 from __future__ import annotations
 
-import http.server
-import json
 import subprocess
 import sys
 import textwrap
-import threading
 from types import SimpleNamespace
 
 import pytest
@@ -64,7 +60,7 @@ class FakeLab:
             mpa=SimpleNamespace(switch_deadline_s=0.2, buffer_time_s=0.2))
         self.location = {"mn1": poa("ap-a")}
         self.mn = FakeHost(behaviour)
-        self.moves, self.noted, self.readdressed = [], [], []
+        self.moves, self.noted, self.announced = [], [], []
         self.last_link_switch = None
 
     def host(self, name):
@@ -76,46 +72,31 @@ class FakeLab:
     def address(self, name):
         return "10.1.0.199"
 
-    def move(self, mn, poa, readdress=True):
-        self.moves.append((mn, poa, readdress))
+    def move(self, mn, poa, readdress=True, link_up=True):
+        assert readdress is False, "the MN's client addresses itself"
+        self.moves.append((mn, poa, link_up))
         self.last_link_switch = SimpleNamespace(to_poa=poa, duration_ms=20.0, up_wall_ns=6000000)
         self.location[mn] = self.graph.poa(poa)
 
     def note_address(self, mn, address):
         self.noted.append((mn, address))
 
-    def readdress(self, mn, address):
-        self.readdressed.append((mn, address))
+    def announce(self, mn):
+        self.announced.append((mn, self.location[mn].id))
 
 
 @pytest.fixture
 def controller():
-    """GET /mpa/v1/mobile-nodes: mn1 with ``state["handover"]``."""
+    """The controller's mobility state: mn1 with ``handover``."""
     state = {"handover": None}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            body = json.dumps([{"identity": "mn1@a", "home_address": HOME,
-                                "handover": state["handover"]}]).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield SimpleNamespace(port=server.server_address[1], state=state)
-    server.shutdown()
-    server.server_close()
+    return SimpleNamespace(
+        state=state,
+        mobile_nodes=lambda: [{"identity": "mn1@a", "home_address": HOME,
+                               "handover": state["handover"]}])
 
 
 def driver_for(lab, controller, tmp_path):
-    driver = HandoverDriver(lab, controller.port, str(tmp_path))
+    driver = HandoverDriver(lab, 1, str(tmp_path), mobile_nodes=controller.mobile_nodes)
     driver.settle_margin_s = 0.3
     return driver
 
@@ -127,7 +108,7 @@ def test_a_handover_moves_the_link_once_the_client_is_ready_and_keeps_its_report
     assert result.ok, result.errors
     assert (result.index, result.kind, result.from_network, result.to_network) == \
         (1, "handover", "net-a", "net-b")
-    assert lab.moves == [("mn1", "ap-b", False)]
+    assert lab.moves == [("mn1", "ap-b", True)]
     assert lab.noted == [("mn1", "10.2.0.100")]
     command = lab.mn.commands[0]
     assert command[command.index("handover"):] == [
@@ -163,25 +144,33 @@ def test_a_handover_the_controller_never_finishes_is_reported(controller, tmp_pa
 
 @pytest.mark.parametrize("mode, moves", [
     ("no-arrival", []),
-    ("return", [("mn1", "ap-b", False), ("mn1", "ap-a", False)]),
+    ("return", [("mn1", "ap-b", False), ("mn1", "ap-a", True)]),
 ])
-def test_a_failed_handover_waits_for_the_switch_back_and_stops_the_client(
+def test_a_failed_handover_never_attaches_and_waits_for_the_switch_back(
         controller, tmp_path, mode, moves):
-    lab = FakeLab("hang")
+    lab = FakeLab("ok")
     result = driver_for(lab, controller, tmp_path).failed_handover("mn1", "ap-b", mode)
     assert result.ok, result.errors
+    assert "--wait-link" not in lab.mn.commands[0]
     assert result.kind == mode and result.switched_back_ms is not None
     assert lab.moves == moves
     assert [s.to_poa for s in result.link] == [poa for _, poa, _ in moves]
-    assert result.returncode not in (None, 0), "the client was stopped"
-    assert lab.readdressed == ([("mn1", "10.1.0.199")] if mode == "return" else [])
-    assert lab.location["mn1"].id == "ap-a"
+    assert lab.announced == ([("mn1", "ap-a")] if mode == "return" else [])
+    assert lab.location["mn1"].id == "ap-a" and lab.noted == []
+
+
+def test_a_client_that_does_not_finish_is_stopped_and_reported(controller, tmp_path):
+    driver = driver_for(FakeLab("hang"), controller, tmp_path)
+    driver.finish_timeout_s = 0.2
+    result = driver.handover("mn1", "ap-b")
+    assert result.returncode not in (None, 0)
+    assert "mpa-mn did not finish within 0.2 s; stopped" in result.errors
 
 
 def test_a_failed_handover_the_controller_never_switches_back_is_reported(
         controller, tmp_path):
     controller.state["handover"] = {"phase": "pre-switching"}
-    result = driver_for(FakeLab("hang"), controller, tmp_path).failed_handover(
+    result = driver_for(FakeLab("ok"), controller, tmp_path).failed_handover(
         "mn1", "ap-b", "no-arrival")
     assert result.switched_back_ms is None and not result.ok
 

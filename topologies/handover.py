@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from mpa_mn.channels import direct_opener
 from topologies.preconfigure import mpa_mn_command, run_mpa_mn
@@ -83,7 +83,8 @@ class HandoverResult:
 
     @property
     def link_layer_ms(self) -> float | None:
-        """The lab's link-layer switch (the first move)."""
+        """The lab's link-layer switch (the first move; None if its link
+        never came up at the target)."""
         return self.link[0].duration_ms if self.link else None
 
     @property
@@ -170,18 +171,23 @@ class _Lines:
 
 class HandoverDriver:
     """Handovers of the lab's MNs with ``mpa-mn``; the lab must have been
-    started with ``management=True`` when ``channel`` is "rest"."""
+    started with ``management=True`` when ``channel`` is "rest".
+
+    ``mobile_nodes``: where the controller's mobility state comes from
+    (default: ``GET /mpa/v1/mobile-nodes`` on ``rest_port``)."""
 
     ready_timeout_s = 30.0   # pre-authentication, nCoA, tunnel, binding, pre-switch
     finish_timeout_s = 30.0  # after the move: the client attaches and reports
     stop_timeout_s = 3.0     # a client told to stop (SIGTERM), before it is killed
     settle_margin_s = 5.0    # beyond the controller's own deadline, for it to end a handover
 
-    def __init__(self, lab, rest_port: int, state_dir: str, channel: str = "inband"):
+    def __init__(self, lab, rest_port: int, state_dir: str, channel: str = "inband", *,
+                 mobile_nodes: Callable[[], list[dict]] | None = None):
         self.lab = lab
         self.rest_port = rest_port
         self.state_dir = str(state_dir)
         self.channel = channel
+        self.mobile_nodes = mobile_nodes or self._rest_mobile_nodes
         self.results: list[HandoverResult] = []
 
     # -- the MN's client ----------------------------------------------------
@@ -238,41 +244,42 @@ class HandoverDriver:
         return result
 
     def failed_handover(self, mn: str, target_poa: str, mode: str) -> HandoverResult:
-        """A handover that never completes: the client pre-switches to
-        ``target_poa``'s network, then
+        """A handover that never completes.  The client pre-switches to
+        ``target_poa``'s network and stops there (``handover`` without
+        ``--wait-link``: it never attaches), then
 
         - "no-arrival": the MN never moves;
-        - "return": its link moves to the target and straight back to the
-          old PoA, before the client can attach at the target.
+        - "return": its link moves to the target, never comes up there (the
+          association fails), and goes straight back to the old PoA, where
+          the MN announces itself (a gratuitous ARP from the address it
+          kept), as a host does when its link comes up.
 
         Either way the controller should switch back: when the MN shows up
-        at its old PoA again ("return"), or once ``mpa.switch_deadline_s``
-        has passed.  The driver waits until it reports no handover in
-        progress for the MN (``switched_back_ms``), stops the client, and
-        (after "return") gives the MN its old address back, as an MN that
-        finds itself at its old PoA would.
+        at its old PoA ("return"), or once ``mpa.switch_deadline_s`` has
+        passed.  The driver waits until it reports no handover in progress
+        for the MN (``switched_back_ms``, from the ready line).
         """
         if mode not in FAILURE_MODES:
             raise ValueError(f"mode must be one of {', '.join(FAILURE_MODES)}, not {mode!r}")
-        old_poa, old_address = self.lab.location[mn], self.lab.address(mn)
+        old_poa = self.lab.location[mn]
         result = self._begin(mode, mn, target_poa, False)
-        process, lines, stderr = self._start(result)
+        process, lines, stderr = self._start(result, wait_link=False)
         try:
-            ready = self._wait_ready(process, lines, result)
-            if ready:
+            if self._wait_ready(process, lines, result):
                 ready_at = time.monotonic()
                 if mode == "return":
-                    self._move(mn, target_poa, result)
+                    self._move(mn, target_poa, result, link_up=False)
                     self._move(mn, old_poa.id, result)
+                    self.lab.announce(mn)
+                self._finish(process, lines, result, self.finish_timeout_s,
+                             expect_success=True)
                 result.switched_back_ms = self._wait_no_handover(
                     mn, ready_at, self.lab.topology.mpa.switch_deadline_s)
                 if result.switched_back_ms is None:
                     result.errors.append("the controller still reports the handover in "
                                          "progress after mpa.switch_deadline_s")
-            # The client may still be waiting for its link: nothing more to wait for.
-            self._finish(process, lines, result, 0, expect_success=False)
-            if ready and mode == "return":
-                self.lab.readdress(mn, old_address)
+            else:
+                self._finish(process, lines, result, self.stop_timeout_s, expect_success=True)
         finally:
             self._end(process, stderr, result)
         return result
@@ -287,8 +294,8 @@ class HandoverDriver:
         self.results.append(result)
         return result
 
-    def _start(self, result: HandoverResult):
-        args = ["handover", result.to_network, "--wait-link",
+    def _start(self, result: HandoverResult, wait_link: bool = True):
+        args = ["handover", result.to_network, *(["--wait-link"] if wait_link else []),
                 "--home", self.home_address(result.mn)]
         if result.buffer_old:
             args.append("--buffer-old")
@@ -312,9 +319,9 @@ class HandoverDriver:
                 return True
             lines.keep(line)
 
-    def _move(self, mn: str, poa: str, result: HandoverResult) -> None:
+    def _move(self, mn: str, poa: str, result: HandoverResult, link_up: bool = True) -> None:
         try:
-            self.lab.move(mn, poa, readdress=False)
+            self.lab.move(mn, poa, readdress=False, link_up=link_up)
         except (OSError, RuntimeError, ValueError) as exc:
             result.errors.append(f"the lab could not move {mn} to {poa}: {exc}")
             return
@@ -359,13 +366,15 @@ class HandoverDriver:
 
     # -- the controller's view ------------------------------------------------
 
-    def mobile_node_state(self, mn: str) -> dict | None:
-        """The controller's mobility state of ``mn`` (GET /mpa/v1/mobile-nodes)."""
-        identity = self.lab.topology.mobile_nodes[mn].identity
+    def _rest_mobile_nodes(self) -> list[dict]:
         url = f"http://127.0.0.1:{self.rest_port}/mpa/v1/mobile-nodes"
         with direct_opener().open(url, timeout=5) as response:
-            states = json.loads(response.read())
-        return next((s for s in states if s.get("identity") == identity), None)
+            return json.loads(response.read())
+
+    def mobile_node_state(self, mn: str) -> dict | None:
+        """The controller's mobility state of ``mn``."""
+        identity = self.lab.topology.mobile_nodes[mn].identity
+        return next((s for s in self.mobile_nodes() if s.get("identity") == identity), None)
 
     def _wait_no_handover(self, mn: str, since: float, deadline_s: float) -> float | None:
         """ms from ``since`` until the controller reports no handover in

@@ -46,11 +46,12 @@ class LabSwitch(OVSSwitch):
         params.setdefault("reconnectms", 1000)
         super().__init__(name, **params)
 
-    def give(self, intf, other: "LabSwitch", port: int) -> tuple[int, int, int, int]:
+    def give(self, intf, other: "LabSwitch", port: int, up: bool = True) -> tuple:
         """Move ``intf`` (this switch's end of a host's link) to ``other``'s
         ``port``: the lab's link-layer handover.  Returns when it went down
         and when it was up on ``other``: (monotonic ns, monotonic ns, wall
-        ns, wall ns).
+        ns, wall ns); without ``up`` it stays down there, and the times of
+        its coming up are None.
 
         The interface must be down to be renamed, and ``other`` must hold it
         before it comes up again, or the host's first frames are lost.  In
@@ -76,8 +77,10 @@ class LabSwitch(OVSSwitch):
             _set_link_up(intf.name, True)
             raise RuntimeError(f"cannot move {intf.name} to {other.name} port {port}: "
                                f"{moved.stderr.strip()}")
-        _set_link_up(new_name, True)
-        up_ns, up_wall_ns = time.monotonic_ns(), time.time_ns()
+        up_ns = up_wall_ns = None
+        if up:
+            _set_link_up(new_name, True)
+            up_ns, up_wall_ns = time.monotonic_ns(), time.time_ns()
         self.delIntf(intf)
         intf.name = new_name
         intf.node = other
@@ -111,20 +114,21 @@ def _rename_link(name: str, new_name: str) -> None:
 @dataclass(frozen=True)
 class LinkSwitch:
     """One link-layer switch of a host: the switch end of its link down at
-    one PoA and up at another.  Times are ns, monotonic and wall-clock
-    (both clocks are shared by every host of the lab)."""
+    one PoA and up at another (or left down there: None).  Times are ns,
+    monotonic and wall-clock (both clocks are shared by every host of the
+    lab)."""
 
     host: str
     from_poa: str
     to_poa: str
     down_ns: int
-    up_ns: int
+    up_ns: int | None
     down_wall_ns: int
-    up_wall_ns: int
+    up_wall_ns: int | None
 
     @property
-    def duration_ms(self) -> float:
-        return (self.up_ns - self.down_ns) / 1e6
+    def duration_ms(self) -> float | None:
+        return None if self.up_ns is None else (self.up_ns - self.down_ns) / 1e6
 
 
 @dataclass(frozen=True)
@@ -355,7 +359,8 @@ class Lab:
     def address(self, name: str) -> str:
         return self.host(name).IP()
 
-    def move(self, mn_id: str, poa_id: str, readdress: bool = True) -> str | None:
+    def move(self, mn_id: str, poa_id: str, readdress: bool = True,
+             link_up: bool = True) -> str | None:
         """Move an MN's link to another PoA: the link-layer handover.
 
         ``readdress``: within its network the MN keeps its address; moving
@@ -366,7 +371,9 @@ class Lab:
 
         Without ``readdress`` (MPA: the MN's client addresses the interface
         itself once its link is back) only the link moves, nothing is
-        announced, and the result is None.
+        announced, and the result is None.  Without ``link_up`` the link
+        reaches the target but stays down there, as when an association
+        with the target never completes; nothing is announced either.
 
         Each move's link-layer switch is appended to ``link_switches``.
         """
@@ -379,14 +386,15 @@ class Lab:
         if occupant:
             raise ValueError(f"PoA {poa_id} already holds {occupant[0]}")
         old_switch, new_switch = self.net.get(current.switch), self.net.get(target.switch)
-        times = old_switch.give(self._switch_end(mn_id), new_switch, target.port)
+        times = old_switch.give(self._switch_end(mn_id), new_switch, target.port, up=link_up)
         self.link_switches.append(LinkSwitch(mn_id, current.id, target.id, *times))
         self.location[mn_id] = target
         if not readdress:
             return None
         if target.network != current.network:
             self.readdress(mn_id, self.address_of(mn, self.graph.network(target.network)))
-        self.announce(mn_id)
+        if link_up:
+            self.announce(mn_id)
         return self.address(mn_id)
 
     @property

@@ -15,10 +15,7 @@ import json
 import math
 import os
 import shutil
-import signal
 import subprocess
-import sys
-import time
 
 import pytest
 import yaml
@@ -30,17 +27,15 @@ from mpa_sdn.config import load_topology
 from topologies.handover import HandoverDriver
 from topologies.lab import CONTROLLER_QUEUE_SIZE
 from topologies.probes import ping
-from topologies.traffic import analyse, read_log
+from topologies.streams import UdpStream
 
 pytestmark = pytest.mark.integration
 
-TRAFFIC = os.path.join(os.path.dirname(sys.executable), "mpa-traffic")
 MN, CN = "mn1", "cn1"
 CYCLE = ("ap-a1-1", "ap-a2-1", "ap-b1-1")   # net-a1 -> net-a2 -> net-b1 -> net-a1
 TUNNEL_LIFETIME_S = 10
 SWITCH_DEADLINE_S = 2.0
 RATE_PPS = 1000
-DRAIN_S = 1.0            # after the sender stops, for what is still on its way
 HANDOVER_GUESS_S = 3.0   # a handover's length before any has been measured
 
 
@@ -130,49 +125,6 @@ def assert_all_done(results) -> None:
 
 
 # -- traffic --------------------------------------------------------------------
-
-class UdpStream:
-    """mpa-traffic from cn1 to mn1's home address at RATE_PPS, the receiver
-    bound to that address and logging every arrival."""
-
-    def __init__(self, lab, home: str, port: int, log):
-        self.lab, self.home, self.port, self.log = lab, home, port, str(log)
-        self.sent = self.received = None
-
-    def __enter__(self):
-        self.receiver = self.lab.host(MN).popen(
-            [TRAFFIC, "receive", "--port", str(self.port), "--bind", self.home,
-             "--log", self.log])
-        assert self.receiver.stderr.readline().startswith(b"mpa-traffic: receiving")
-        self.sender = self.lab.host(CN).popen(
-            [TRAFFIC, "send", "--to", f"{self.home}:{self.port}", "--rate", str(RATE_PPS),
-             "--duration", "600"])
-        assert self.sender.stderr.readline().startswith(b"mpa-traffic: sending")
-        return self
-
-    def __exit__(self, *exc):
-        try:
-            self.sent = self._stop(self.sender)
-            time.sleep(DRAIN_S)
-            self.received = self._stop(self.receiver)
-        finally:
-            for process in (self.sender, self.receiver):
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
-
-    @staticmethod
-    def _stop(process) -> dict:
-        process.send_signal(signal.SIGTERM)  # it reports what it saw, then ends
-        out, _ = process.communicate(timeout=15)
-        return json.loads(out)
-
-    def analysis(self, results) -> dict:
-        """The receiver's log against what the sender attempted, one window per handover."""
-        _, arrivals = read_log(self.log)
-        return analyse(arrivals, sent=self.sent["attempted"],
-                       windows=[r.window() for r in results], period_ns=round(1e9 / RATE_PPS))
-
 
 def assert_whole(report: dict) -> None:
     keys = ("expected", "received", "lost", "reordered", "duplicated")
@@ -269,14 +221,14 @@ def test_a_link_only_move_keeps_the_interface_and_records_the_switch(lab, contro
 def test_twenty_handovers_lose_nothing_reorder_nothing_duplicate_nothing(
         bound, lab, home, tmp_path, log_dir):
     targets = next_poas(lab, 20)
-    with UdpStream(lab, home, 5001, tmp_path / "arrivals.log") as stream:
+    with UdpStream(lab, CN, MN, home, 5001, RATE_PPS, tmp_path / "arrivals.log") as stream:
         results = handovers(bound, targets)
     record(log_dir, "twenty", results)
     assert_all_done(results)
     assert [r.to_poa for r in results] == targets
     assert {r.to_network for r in results} == {"net-a1", "net-a2", "net-b1"}
     assert stream.sent["errors"] == {}, stream.sent
-    report = stream.analysis(results)
+    report = stream.analysis([r.window() for r in results])
     assert len(report["windows"]) == 20
     assert_whole(report)
 
@@ -301,7 +253,7 @@ def test_an_iperf3_tcp_session_survives_five_handovers(bound, lab, home, log_dir
 def test_failed_handovers_lose_nothing(bound, lab, home, tmp_path, log_dir):
     here = lab.location[MN].id
     target = next_poas(lab, 1)[0]
-    with UdpStream(lab, home, 5003, tmp_path / "arrivals.log") as stream:
+    with UdpStream(lab, CN, MN, home, 5003, RATE_PPS, tmp_path / "arrivals.log") as stream:
         no_arrival = bound.failed_handover(MN, target, "no-arrival")
         returned = bound.failed_handover(MN, target, "return")
         afterwards = bound.handover(MN, target)
@@ -313,7 +265,7 @@ def test_failed_handovers_lose_nothing(bound, lab, home, tmp_path, log_dir):
     assert returned.switched_back_ms is not None
     assert afterwards.to_poa == lab.location[MN].id == target, "the MN can still go there"
     assert stream.sent["errors"] == {}, stream.sent
-    assert_whole(stream.analysis(results))
+    assert_whole(stream.analysis([r.window() for r in results]))
 
 
 def test_afterwards_every_switch_holds_what_the_controller_expects(
