@@ -27,7 +27,6 @@ home agent) would implement the same two methods.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,7 +36,7 @@ from mpa_sdn import openflow as of
 from mpa_sdn import tunnels
 from mpa_sdn.forwarding import Host, last_hop_actions
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
-from mpa_sdn.tables import PRIO_BINDING, PRIO_BINDING_IN, Feature, Table, cookie
+from mpa_sdn.tables import PRIO_BINDING, PRIO_BINDING_IN, Feature, Table, address_cookie
 from mpa_sdn.topology import PoA
 
 
@@ -52,11 +51,7 @@ class Binding:
 
     @property
     def cookie(self) -> int:
-        return binding_cookie(self.home)
-
-
-def binding_cookie(home: str) -> int:
-    return cookie(Feature.BINDING, int(ipaddress.IPv4Address(home)))
+        return address_cookie(Feature.BINDING, self.home)
 
 
 @dataclass(frozen=True)

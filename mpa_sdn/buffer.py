@@ -83,12 +83,6 @@ class PacketBuffer:
         self.counters["buffer_flushed"] += len(out)
         return out
 
-    def discard(self, reason: str) -> None:
-        if self.queue:
-            self._drop(reason, len(self.queue))
-        self.queue.clear()
-        self.bytes = 0
-
     def view(self) -> dict:
         return {"packets": len(self.queue), "bytes": self.bytes, "buffered": self.buffered,
                 "flushed": self.flushed, "dropped": self.dropped,

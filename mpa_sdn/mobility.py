@@ -48,7 +48,7 @@ import collections
 import ipaddress
 import itertools
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from ryu.ofproto import ether
@@ -59,8 +59,7 @@ from mpa_sdn.binding import Binding, BindingProtocol, EdgeRewrite, Reach
 from mpa_sdn.buffer import PacketBuffer
 from mpa_sdn.forwarding import Host, host_path, last_hop_actions
 from mpa_sdn.openflow import Send
-from mpa_sdn.signalling import SignallingError
-from mpa_sdn.tables import PRIO_BUFFER, Feature, Table, cookie
+from mpa_sdn.tables import PRIO_BUFFER, Feature, Table, address_cookie
 from mpa_sdn.topology import PoA
 
 LOG = logging.getLogger("mpa_sdn.mobility")
@@ -95,7 +94,6 @@ class Handover:
     confirmed_at: float | None = None
     flush_to: PoA | None = None
     next_flush: float = 0.0
-    outstanding: set = field(default_factory=set)  # dpids whose barrier is awaited
     ended_at: float | None = None
     reason: str | None = None    # why it switched back
 
@@ -501,8 +499,7 @@ class Mobility:
         nar = self.graph.network(handover.network).access_router
         tag = f"handover:{handover.id}"
         self._sync(confirm=tag, also=tuple(sorted(set(new_path) | {nar})))
-        handover.outstanding = set(self._deferred.get(tag, (set(), []))[0])
-        if not handover.outstanding:
+        if tag not in self._deferred:  # no switch to wait for
             self._confirmed(handover, now)
 
     def _switch_back(self, handover: Handover, why: str, now: float,
@@ -647,7 +644,8 @@ class Mobility:
                              "expires_in": max(0, round(t.expires - wall))}
                             for t in sorted(self.tunnels.values(), key=lambda t: t.address)
                             if t.identity == identity],
-                "handover": None if handover is None else handover.view(),
+                "handover": None if handover is None or handover.ended_at is not None
+                else handover.view(),
                 "last_handovers": [h for h in self.history if h["identity"] == identity][-5:],
             })
         return rows
@@ -657,14 +655,10 @@ def buffer_flow(address: str):
     return of.flow_add(Table.ROUTE, PRIO_BUFFER,
                        of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=address),
                        of.apply(of.to_controller()),
-                       cookie(Feature.BUFFER, int(ipaddress.IPv4Address(address))))
+                       address_cookie(Feature.BUFFER, address))
 
 
 def delete_of(mod):
     """The strict delete of exactly this flow, scoped by its cookie."""
     return of.flow_delete_strict(mod.table_id, mod.priority, mod.match, mod.cookie,
                                  (1 << 64) - 1)
-
-
-def refusal(exc: Refused) -> SignallingError:
-    return SignallingError(exc.code, exc.message)

@@ -71,8 +71,13 @@ def cookie(feature: Feature, subject: int = 0) -> int:
     return (MAGIC << MAGIC_SHIFT) | (int(feature) << FEATURE_SHIFT) | subject
 
 
+def address_cookie(feature: Feature, address) -> int:
+    """A cookie whose subject is an IPv4 address (a host, an nCoA, a home address)."""
+    return cookie(feature, int(ipaddress.IPv4Address(address)))
+
+
 def host_cookie(address) -> int:
-    return cookie(Feature.HOST, int(ipaddress.IPv4Address(address)))
+    return address_cookie(Feature.HOST, address)
 
 
 def is_ours(value: int) -> bool:

@@ -20,14 +20,13 @@ deliver straight to the MN's port.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 from ryu.ofproto import ether
 
 from mpa_sdn import openflow as of
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
-from mpa_sdn.tables import PRIO_TUNNEL, Feature, Table, cookie
+from mpa_sdn.tables import PRIO_TUNNEL, Feature, Table, address_cookie
 from mpa_sdn.topology import PoA
 
 # The nAR sends a packet into the tunnel, and routes what comes out of it,
@@ -56,11 +55,7 @@ class Tunnel:
 
     @property
     def cookie(self) -> int:
-        return tunnel_cookie(self.address)
-
-
-def tunnel_cookie(address: str) -> int:
-    return cookie(Feature.TUNNEL, int(ipaddress.IPv4Address(address)))
+        return address_cookie(Feature.TUNNEL, self.address)
 
 
 def path(graph: NeighbourhoodGraph, tunnel: Tunnel) -> list[str]:

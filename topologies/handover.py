@@ -232,11 +232,8 @@ class HandoverDriver:
                     self.lab.note_address(mn, result.address)
                     # The controller may still be flushing its buffer to the
                     # MN; the next handover waits for it, and so does this one.
-                    result.settled_ms = self._wait_no_handover(
-                        mn, time.monotonic(), self.lab.topology.mpa.buffer_time_s)
-                    if result.settled_ms is None:
-                        result.errors.append("the controller still reports the handover in "
-                                             "progress after mpa.buffer_time_s")
+                    result.settled_ms = self._settle(result, mn, time.monotonic(),
+                                                     "buffer_time_s")
             else:
                 self._finish(process, lines, result, self.stop_timeout_s, expect_success=True)
         finally:
@@ -273,11 +270,8 @@ class HandoverDriver:
                     self.lab.announce(mn)
                 self._finish(process, lines, result, self.finish_timeout_s,
                              expect_success=True)
-                result.switched_back_ms = self._wait_no_handover(
-                    mn, ready_at, self.lab.topology.mpa.switch_deadline_s)
-                if result.switched_back_ms is None:
-                    result.errors.append("the controller still reports the handover in "
-                                         "progress after mpa.switch_deadline_s")
+                result.switched_back_ms = self._settle(result, mn, ready_at,
+                                                       "switch_deadline_s")
             else:
                 self._finish(process, lines, result, self.stop_timeout_s, expect_success=True)
         finally:
@@ -375,6 +369,16 @@ class HandoverDriver:
         """The controller's mobility state of ``mn``."""
         identity = self.lab.topology.mobile_nodes[mn].identity
         return next((s for s in self.mobile_nodes() if s.get("identity") == identity), None)
+
+    def _settle(self, result: HandoverResult, mn: str, since: float,
+                bound: str) -> float | None:
+        """:meth:`_wait_no_handover` within the controller's ``mpa.<bound>``;
+        an error in ``result`` if it is not done by then."""
+        ms = self._wait_no_handover(mn, since, getattr(self.lab.topology.mpa, bound))
+        if ms is None:
+            result.errors.append(f"the controller still reports the handover in progress "
+                                 f"after mpa.{bound}")
+        return ms
 
     def _wait_no_handover(self, mn: str, since: float, deadline_s: float) -> float | None:
         """ms from ``since`` until the controller reports no handover in
