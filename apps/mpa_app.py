@@ -132,6 +132,8 @@ class MpaApp(app_manager.RyuApp):
         try:
             now = time.monotonic()
             self.send(call(*args, now) or [])
+            if what == PACKET_IN and self.packet_ins_waiting == 0:
+                self.send(self.core.packet_ins_handled(now))
             if not self._mpa_tick_queued:
                 # The event may have made work due sooner than the ticker
                 # sleeps (a handover's flush): wake it.

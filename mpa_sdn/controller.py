@@ -71,6 +71,7 @@ class Controller:
         self.mobility = Mobility(self.graph, topology.mpa, self.counters, correspondents,
                                  self.hosts, self.switches.__contains__, store, wall_offset)
         self.mpa.mobility = self.mobility
+        self._gated: dict[str, list] = {}  # confirmation tag -> the answers waiting for it
         self._poa_at = {(self.graph.dpid(p.switch), p.port): p for p in topology.poas.values()}
         self._gateways = {str(n.gateway): n for n in topology.networks.values()}
         self._gateway_macs = {n.gateway_mac for n in topology.networks.values()}
@@ -103,7 +104,14 @@ class Controller:
             self.counters["switch_disconnected"] += 1
             LOG.info("dpid=%016x switch=%s disconnected", dpid, state.switch)
         self.mobility.switch_gone(dpid, now)
-        return self.mobility.drain()
+        return self.mobility.drain() + self._ungated()
+
+    def _ungated(self) -> list:
+        """The held answers whose flows are confirmed (or whose switches left)."""
+        out = []
+        for tag in [t for t in self._gated if not self.mobility.awaiting(t)]:
+            out += self._gated.pop(tag)
+        return out
 
     def flow_stats(self, dpid: int, entries: list, more: bool) -> list[Send]:
         """A part of a flow-stats reply; the last part triggers reconciliation."""
@@ -129,7 +137,7 @@ class Controller:
         """The barrier after a batch sent with ``confirm=tag`` was answered."""
         if tag != RECONCILE:
             self.mobility.flows_confirmed(dpid, tag, now)
-            return self.mobility.drain()
+            return self.mobility.drain() + self._ungated()
         state = self.switches.get(dpid)
         if state is not None and tag == RECONCILE and state.reconciling:
             state.reconciling, state.reconciled_at = False, now
@@ -368,7 +376,7 @@ class Controller:
             if handover is not None:
                 # A handover's buffer: only queued here; flushed by mpa_tick.
                 self.mobility.packet_in(handover, frame, data, now)
-                return self.mobility.drain()
+                return self.mobility.drain() + self._ungated()
             return self._unresolved(frame, data, now)
         self.counters["packet_in_unexpected"] += 1
         return []
@@ -482,13 +490,22 @@ class Controller:
         out = []
         for answer in answers:
             if answer.origin.channel != INBAND:
-                out.append(answer)
-                continue
-            dpid, mac, gateway, address, port = answer.origin.reply_to
-            out += self._reply_in_band(dpid, mac, gateway, address, port, answer.body)
-        # The answers go first: an answer to pre-switch still reaches the MN
-        # through the tunnel, before the buffering punt.
-        return out + self.mobility.drain()
+                sends = [answer]
+            else:
+                dpid, mac, gateway, address, port = answer.origin.reply_to
+                sends = self._reply_in_band(dpid, mac, gateway, address, port, answer.body)
+            if answer.after is not None and self.mobility.awaiting(answer.after):
+                # Held until the flows it speaks of are confirmed.
+                self.counters["signal_answer_held"] += 1
+                self._gated.setdefault(answer.after, []).extend(sends)
+            else:
+                out += sends
+        return self.mobility.drain() + out
+
+    def packet_ins_handled(self, now: float) -> list[Send]:
+        """The shell has handed over every packet-in it holds."""
+        self.mobility.caught_up(now)
+        return self.mobility.drain()
 
     def _reply_in_band(self, dpid, mac, gateway, address, port, payload) -> list[Send]:
         """A datagram from the gateway back to the sender: straight out of its
@@ -501,6 +518,11 @@ class Controller:
             payload=payload)
         if host is not None and host.mac == mac:
             return self._deliver(host, frame, forwarded=False)
+        tunnel = self.mobility.tunnels.get(address)
+        if tunnel is not None and tunnel.mac == mac:
+            # Straight to the tunnel's end, where the MN is: the answer to
+            # pre-switch goes after the nAR's punt, which would catch it.
+            return self._deliver(Host(address, mac, tunnel.poa), frame, forwarded=False)
         if dpid not in self.switches:
             self.counters["deliver_disconnected"] += 1
             return []
@@ -569,7 +591,7 @@ class Controller:
         """Advance the AA and CA: expiries, DAD probes, answers DAD held back."""
         probes, answers = self.mpa.tick(now, self._network_ready)
         self.mobility.step(now)
-        return self._dad_probes(probes) + self._outputs(answers)
+        return self._dad_probes(probes) + self._outputs(answers) + self._ungated()
 
     def _network_ready(self, network_id: str) -> bool:
         """Every PoA switch of the network connected and reconciled: probes go

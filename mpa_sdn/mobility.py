@@ -27,10 +27,18 @@ A handover (one per MN at a time) goes through these phases:
 ``flushing``
     The buffer goes to the MN in order from its new PoA, paced
     (``mpa.flush_rate_pps``), old AR's packets first (they are older).
-    Packets still punted meanwhile join the queue's tail.
+    Packets still punted meanwhile join the queue's tail.  Once it is
+    empty, each punted packet is relayed as it comes, and the punts go the
+    moment the controller has handled every packet-in it was given after
+    relaying one (:meth:`Mobility.caught_up`), or after ``QUIET_S`` without
+    any.  That is when the fewest punted packets can still be on their way
+    to the controller: each of those would reach the MN after the first
+    packet that takes the direct path (OVS cannot hold packets, so no
+    OpenFlow change can make this window empty; it is as short as the
+    controller's round trip, and counted as ``buffer_late_delivered``).
 ``draining``
-    The buffer is empty: the punts go, with a barrier.  Packets punted
-    before the switch applied that are delivered at once.
+    The punts go, with a barrier.  Packets punted before the switch applied
+    that are delivered at once.
 ``completed``
     The barrier came back.  The tunnel is gone (the MN is in its network);
     the old network's SA is held by the AA, its lease kept for its time.
@@ -66,6 +74,8 @@ LOG = logging.getLogger("mpa_sdn.mobility")
 TUNNEL_KIND, BINDING_KIND = "tunnel", "binding"
 LINGER_S = 1.0          # a completed handover still delivers late punts this long
 HISTORY = 256           # finished handovers kept for the views and benchmarks
+QUIET_S = 0.05          # an emptied buffer's punts go after this long without a packet
+SETTLE_S = 0.02         # the datapath follows a confirmed flow change within this
 
 PRE_SWITCHING, SWITCHING, FLUSHING, DRAINING = "pre-switching", "switching", "flushing", "draining"
 COMPLETED, SWITCHED_BACK = "completed", "switched-back"
@@ -94,6 +104,12 @@ class Handover:
     confirmed_at: float | None = None
     flush_to: PoA | None = None
     next_flush: float = 0.0
+    last_punt: float | None = None
+    punt_confirmed_at: float | None = None  # the pre-switch punts' barriers came back
+    answer_ready: bool = False   # the answer to pre-switch may go
+    relaying: bool = False       # flushed: punted packets are relayed as they come
+    relay_due: bool = False      # relaying, and one was relayed: the punts may go
+    quiet_until: float = 0.0     # relaying: the punts go now if nothing came
     ended_at: float | None = None
     reason: str | None = None    # why it switched back
 
@@ -418,8 +434,42 @@ class Mobility:
         self.counters["handover_pre_switch"] += 1
         LOG.info("identity=%s handover %d to %s: pre-switching, buffering %s", sa.identity,
                  handover.id, sa.network, ", ".join(handover.buffered_addresses()))
-        self._sync()
+        # The answer waits for the punts' barriers: the MN leaves when it
+        # hears it, and every packet the AR sent into the tunnel before its
+        # punt went in is then already at the MN.
+        self._sync(confirm=f"pre-switch:{handover.id}")
         return handover
+
+    def answer_gate(self, identity: str) -> str | None:
+        """The tag an answer about ``identity``'s handover waits for, if any.
+
+        OVS answers a barrier once its flow table changed, but its datapath
+        cache follows a moment later (the revalidators), so a packet or two
+        may still enter the tunnel.  The answer waits for proof that the
+        punt works (a punted packet), or SETTLE_S when there is no traffic
+        to prove it with."""
+        handover = self.handovers.get(identity)
+        if handover is None or handover.phase != PRE_SWITCHING or handover.answer_ready:
+            return None
+        return f"pre-switch:{handover.id}"
+
+    def awaiting(self, tag: str) -> bool:
+        if tag in self._deferred:
+            return True
+        kind, _, ident = tag.partition(":")
+        if kind != "pre-switch":
+            return False
+        handover = self._by_id(ident)
+        return handover is not None and handover.phase == PRE_SWITCHING and not handover.answer_ready
+
+    def _by_id(self, ident: str) -> Handover | None:
+        return next((h for h in self.handovers.values() if str(h.id) == ident), None)
+
+    def _answer_check(self, handover: Handover, now: float) -> None:
+        confirmed = handover.punt_confirmed_at
+        if confirmed is not None and not handover.answer_ready and (
+                handover.last_punt is not None or now >= confirmed + SETTLE_S):
+            handover.answer_ready = True
 
     # -- the data plane -------------------------------------------------------------
 
@@ -427,13 +477,27 @@ class Mobility:
         return self._buffering.get(address)
 
     def packet_in(self, handover: Handover, frame, data: bytes, now: float) -> None:
-        """A punted packet for an address being buffered: only queued (or,
-        once the buffer is empty and the punt is going, delivered)."""
-        if handover.phase in BUFFERING or handover.buffer:
+        """A punted packet for an address being buffered: queued, or (once
+        the buffer is empty) delivered at once."""
+        handover.last_punt = now
+        self._answer_check(handover, now)
+        if handover.phase in BUFFERING and not handover.relaying:
             handover.buffer.add(frame.ip_src, frame.ip_dst, data, now)
             return
-        self.counters["buffer_late_delivered"] += 1
+        if handover.phase == FLUSHING:
+            self.counters["buffer_relayed"] += 1
+            handover.relay_due = True
+        else:
+            self.counters["buffer_late_delivered"] += 1
         self._deliver(handover, frame.ip_src, frame.ip_dst, data)
+
+    def caught_up(self, now: float) -> None:
+        """The controller has handled every packet-in it has been given: a
+        relaying handover's punts go now, right behind the packet it relayed
+        last."""
+        for handover in list(self.handovers.values()):
+            if handover.phase == FLUSHING and handover.relaying and handover.relay_due:
+                self._drain(handover, now)
 
     def expecting(self, poa: PoA) -> Handover | None:
         """The one MN pre-switching to ``poa``'s network, if exactly one is."""
@@ -527,10 +591,13 @@ class Mobility:
         del self._deferred[tag]
         self._out += [s for s in held[1] if self.connected(s.dpid)]
         kind, _, ident = tag.partition(":")
-        handover = next((h for h in self.handovers.values() if str(h.id) == ident), None)
+        handover = self._by_id(ident)
         if handover is None:
             return
-        if kind == "handover" and handover.phase == SWITCHING:
+        if kind == "pre-switch":
+            handover.punt_confirmed_at = now
+            self._answer_check(handover, now)
+        elif kind == "handover" and handover.phase == SWITCHING:
             self._confirmed(handover, now)
         elif kind == "drain" and handover.phase == DRAINING:
             self._complete(handover, now)
@@ -539,6 +606,11 @@ class Mobility:
         """A switch disconnected: its barriers will never be answered."""
         for tag in list(self._deferred):
             self.flows_confirmed(dpid, tag, now)
+        for handover in self.handovers.values():
+            # Nothing goes through a gone AR: nothing to wait for.
+            nar = self.graph.network(handover.network).access_router
+            if handover.phase == PRE_SWITCHING and self.graph.dpid(nar) == dpid:
+                handover.answer_ready = True
 
     def _confirmed(self, handover: Handover, now: float) -> None:
         handover.confirmed_at = now
@@ -553,13 +625,23 @@ class Mobility:
             self._deliver(handover, item.src, item.address, item.data)
         handover.next_flush = now + s.flush_batch / s.flush_rate_pps
         if not handover.buffer:
-            # Empty: stop punting.  What was punted before the switch applied
-            # that is delivered as it comes (see packet_in).
-            handover.phase = DRAINING
-            tag = f"drain:{handover.id}"
-            self._sync(confirm=tag)
-            if tag not in self._deferred:
-                self._complete(handover, now)
+            # Empty: with traffic still coming, relay it until the controller
+            # has caught up right behind a relayed packet (caught_up), or
+            # nothing came for QUIET_S.
+            if handover.last_punt is None or now - handover.last_punt >= QUIET_S:
+                self._drain(handover, now)
+            else:
+                handover.relaying = True
+                handover.quiet_until = handover.last_punt + QUIET_S
+
+    def _drain(self, handover: Handover, now: float) -> None:
+        """Stop punting.  What was punted before the switch applied that is
+        delivered as it comes (see packet_in)."""
+        handover.phase = DRAINING
+        tag = f"drain:{handover.id}"
+        self._sync(confirm=tag)
+        if tag not in self._deferred:
+            self._complete(handover, now)
 
     def _deliver(self, handover: Handover, src: str | None, dst: str, data: bytes) -> None:
         poa = handover.flush_to
@@ -588,10 +670,15 @@ class Mobility:
         """Flush what is due, switch back what missed its deadline, forget
         handovers that lingered."""
         for handover in list(self.handovers.values()):
-            if handover.phase == FLUSHING and now >= handover.next_flush:
+            if handover.phase == FLUSHING and handover.relaying:
+                if now >= handover.quiet_until:
+                    self._drain(handover, now)
+            elif handover.phase == FLUSHING and now >= handover.next_flush:
                 self._flush(handover, now)
             elif handover.phase == PRE_SWITCHING and now >= handover.deadline:
                 self._switch_back(handover, "deadline", now)
+            elif handover.phase == PRE_SWITCHING:
+                self._answer_check(handover, now)
             elif handover.phase == COMPLETED and now - handover.ended_at > LINGER_S:
                 del self.handovers[handover.identity]
                 for address in handover.buffered_addresses():
@@ -617,8 +704,12 @@ class Mobility:
             self._sync()
 
     def next_due(self) -> float | None:
-        due = [h.next_flush for h in self.handovers.values() if h.phase == FLUSHING]
+        due = [h.quiet_until if h.relaying else h.next_flush
+               for h in self.handovers.values() if h.phase == FLUSHING]
         due += [h.deadline for h in self.handovers.values() if h.phase == PRE_SWITCHING]
+        due += [h.punt_confirmed_at + SETTLE_S for h in self.handovers.values()
+                if h.phase == PRE_SWITCHING and h.punt_confirmed_at is not None
+                and not h.answer_ready]
         return min(due) if due else None
 
     # -- views ------------------------------------------------------------------------

@@ -18,6 +18,8 @@ SAs and leases outlive the process, and the monotonic clock does not.
 
 from __future__ import annotations
 
+import dataclasses
+
 import ipaddress
 import logging
 from dataclasses import dataclass
@@ -56,6 +58,7 @@ class Answer:
     origin: Origin
     fields: dict                 # the message to send back
     status: int = 200            # REST status
+    after: str | None = None     # a flow confirmation it must wait for
 
     @property
     def body(self) -> bytes:
@@ -289,7 +292,9 @@ class MpaService:
             if fields.get("phase") == "none":
                 return self._refuse(sa, msg, purpose, "wrong-state",
                                     f"no handover to {sa.network} to cancel", [origin], wall)
-            return self._answer(sa, msg, purpose, "handover-state", [origin], wall, **fields)
+            answers = self._answer(sa, msg, purpose, "handover-state", [origin], wall, **fields)
+            gate = self.mobility.answer_gate(sa.identity)
+            return [dataclasses.replace(a, after=gate) for a in answers]
         except Refused as exc:
             return self._refuse(sa, msg, purpose, exc.code, exc.message, [origin], wall)
 

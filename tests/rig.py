@@ -177,6 +177,9 @@ class Rig:
             if item[0] == "sends":
                 for send in item[1]:
                     self._apply(send, work, outcome)
+            elif item[0] == "caught up":
+                for send in self.core.packet_ins_handled(self.now):
+                    self._apply(send, work, outcome)
             elif item[0] == "deliver":
                 self._deliver(*item[1:], work, outcome)
             else:
@@ -188,6 +191,9 @@ class Rig:
                     outcome.punted_at.append((sw, in_port, table_id))
                     work.append(("sends", self.core.packet_in(
                         self.graph.dpid(sw), in_port, table_id, to_bytes(punted), self.now)))
+                if trace.punts:
+                    # As the shell does once its packet-in queue is empty.
+                    work.append(("caught up",))
                 for d in trace.deliveries:
                     self._deliver(d.switch, d.port, d.pkt, work, outcome)
 

@@ -22,6 +22,7 @@ from mpa_sdn.aa import AUTHORIZED, HELD
 from mpa_sdn.config import load_yaml, parse_topology
 from mpa_sdn.store import MemoryStore, SqliteStore
 from mpa_sdn.tables import EXACT_MASK, Feature, Table, feature_of
+from mpa_sdn.mobility import QUIET_S, SETTLE_S
 from rig import Outcome, Rig
 from test_signalling_flows import (
     CN_IP, MN_IP, MN_PORT, PORT, WALL_OFFSET, datagrams, preauth, settle_dad)
@@ -98,7 +99,13 @@ class Mn:
                         care_of=self.ncoa, **fields)
 
     def handover(self, phase: str) -> dict:
-        return self.ask("handover", "handover-state", phase=phase)
+        data, seq = protocol.request(self.state, "handover", phase=phase)
+        outcome = self.send(data)
+        if phase == "pre-switch" and not datagrams(outcome, "mn1"):
+            # No traffic to prove the punt works: the answer waits SETTLE_S.
+            outcome = later(self.rig, SETTLE_S)
+        [answer] = datagrams(outcome, "mn1")
+        return protocol.check_answer(self.state, answer["payload"], seq, "handover-state")
 
 
 def gateway_of(rig, network: str) -> str:
@@ -149,11 +156,14 @@ def later(rig, seconds: float) -> Outcome:
 
 # -- what happened -------------------------------------------------------------------------
 
-def pings(rig, src, dst, seqs) -> Outcome:
-    """Echo requests numbered ``seqs``, one after the other."""
+def pings(rig, src, dst, seqs, quiet=True) -> Outcome:
+    """Echo requests numbered ``seqs``, one after the other; then (``quiet``)
+    nothing for QUIET_S, so that an emptied buffer's punts go at once."""
     total = Outcome()
     for seq in seqs:
         total += rig.ping(src, dst, seq=seq)
+    if quiet:
+        rig.now += 1.5 * QUIET_S
     return total
 
 
@@ -563,6 +573,86 @@ def test_the_handover_completes_once_its_punt_is_confirmed_gone(rig):
     assert rig.core.mobility.handovers[IDENTITY].phase == "completed"
 
 
+def test_traffic_still_coming_after_the_flush_is_relayed_until_the_controller_caught_up(rig):
+    """The buffer is empty but the CN keeps sending: each punted packet goes
+    to mn1 at once, and the punt goes right behind one (the rig tells the
+    core it caught up after every trace, as the shell does when its
+    packet-in queue is empty)."""
+    pre_switched(rig)
+    pings(rig, "cn1", HOME, [1, 2], quiet=False)
+    assert echoes(arrive(rig)) == [1, 2]
+    handover = rig.core.mobility.handovers[IDENTITY]
+    assert (handover.phase, handover.relaying) == ("flushing", True)
+    assert holders(rig, Feature.BUFFER) == {"ar-b1"}
+
+    relayed = rig.ping("cn1", HOME, seq=3)
+    assert echoes(relayed) == [3] and relayed.punts == 1
+    assert rig.core.counters["buffer_relayed"] == 1
+    assert holders(rig, Feature.BUFFER) == set()
+    assert handover.phase == "completed"
+    straight = rig.ping("cn1", HOME, seq=4)
+    assert echoes(straight) == [4] and straight.punts == 0
+
+
+def test_an_emptied_buffer_stops_punting_after_a_quiet_spell(rig):
+    pre_switched(rig)
+    pings(rig, "cn1", HOME, [1, 2], quiet=False)
+    assert echoes(arrive(rig)) == [1, 2]
+    handover = rig.core.mobility.handovers[IDENTITY]
+    assert rig.core.next_mpa_tick(rig.now) == pytest.approx(handover.quiet_until)
+    later(rig, QUIET_S / 2)
+    assert handover.phase == "flushing"
+    later(rig, QUIET_S / 2)
+    assert handover.phase == "completed"
+    assert holders(rig, Feature.BUFFER) == set()
+
+
+def test_the_answer_to_pre_switch_waits_for_the_punt_to_be_confirmed(rig):
+    """mn1 leaves when it hears the answer: by then every packet the nAR
+    sent into the tunnel must be ahead of it, so the answer waits for the
+    nAR's barrier, and goes straight to mn1 at the tunnel's end (the punt
+    would catch it at the nAR)."""
+    mn = bound(rig)
+    rig.hold_confirmations = True
+    data, seq = protocol.request(mn.state, "handover", phase="pre-switch")
+    assert datagrams(mn.send(data), "mn1") == []
+    assert holders(rig, Feature.BUFFER) == {"ar-b1"}
+    assert rig.core.counters["signal_answer_held"] == 1
+    [barrier] = rig.held
+    assert barrier == (rig.graph.dpid("ar-b1"), "pre-switch:1")
+    rig.hold_confirmations = False
+    assert datagrams(rig.release_confirmations(), "mn1") == []   # the datapath may lag
+
+    proof = rig.ping("cn1", HOME, seq=1)        # punted: the punt works
+    assert proof.punts == 1 and echoes(proof) == []
+    [answer] = datagrams(proof, "mn1")
+    assert {(s, p) for s, p, pkt in proof.frames} == {("ar-a1", 3)}       # ap-a1-1
+    assert protocol.check_answer(mn.state, answer["payload"], seq,
+                                 "handover-state")["phase"] == "pre-switching"
+
+
+def test_without_traffic_the_answer_to_pre_switch_goes_after_a_settling_time(rig):
+    mn = bound(rig)
+    data, seq = protocol.request(mn.state, "handover", phase="pre-switch")
+    assert datagrams(mn.send(data), "mn1") == []
+    assert rig.core.next_mpa_tick(rig.now) == pytest.approx(rig.now + SETTLE_S)
+    assert datagrams(later(rig, SETTLE_S / 2), "mn1") == []
+    [answer] = datagrams(later(rig, SETTLE_S / 2), "mn1")
+    assert protocol.check_answer(mn.state, answer["payload"], seq,
+                                 "handover-state")["phase"] == "pre-switching"
+
+
+def test_a_held_answer_goes_when_the_nar_disconnects(rig):
+    mn = bound(rig)
+    rig.hold_confirmations = True
+    data, seq = protocol.request(mn.state, "handover", phase="pre-switch")
+    assert datagrams(mn.send(data), "mn1") == []
+    gone = rig.run(rig.core.switch_disconnected(rig.graph.dpid("ar-b1"), rig.now))
+    [answer] = datagrams(gone, "mn1")
+    assert protocol.check_answer(mn.state, answer["payload"], seq,
+                                 "handover-state")["phase"] == "pre-switching"
+
+
 def test_a_switch_reconnecting_mid_handover_is_reconciled_without_churn(rig):
     pre_switched(rig)
     for name in sorted(TUNNEL_PATH | {"cn-ar"}):
@@ -575,7 +665,8 @@ def test_a_switch_reconnecting_mid_handover_is_reconciled_without_churn(rig):
 def test_the_same_pre_switch_again_changes_nothing(rig):
     mn = bound(rig)
     data, seq = protocol.request(mn.state, "handover", phase="pre-switch")
-    [first] = datagrams(mn.send(data), "mn1")
+    mn.send(data)
+    [first] = datagrams(later(rig, SETTLE_S), "mn1")
     handover = rig.core.mobility.handovers[IDENTITY]
     pings(rig, "cn1", HOME, [1, 2])
     before = snapshot(rig)
