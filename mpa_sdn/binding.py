@@ -36,7 +36,8 @@ from mpa_sdn import openflow as of
 from mpa_sdn import tunnels
 from mpa_sdn.forwarding import Host, last_hop_actions
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
-from mpa_sdn.tables import PRIO_BINDING, PRIO_BINDING_IN, Feature, Table, address_cookie
+from mpa_sdn.tables import (PRIO_BINDING, PRIO_BINDING_IN, Feature, Table, address_cookie,
+                             feature_of)
 from mpa_sdn.topology import PoA
 
 
@@ -74,6 +75,10 @@ class BindingProtocol(Protocol):
         """Rewrites for a packet the controller delivers to the MN itself
         (buffered during a handover), addressed to the care-of or to one of
         ``care_ofs`` (the MN's previous care-of, buffered at the old AR)."""
+
+    def steers(self, mod) -> bool:
+        """Whether the flow sends traffic a new way (it goes in only once
+        every flow that receives that traffic is confirmed)."""
 
 
 class EdgeRewrite:
@@ -128,6 +133,11 @@ class EdgeRewrite:
                 add(nar, of.flow_add(Table.ROUTE, PRIO_BINDING, downlink,
                                      of.apply(*tunnels.into(self.graph, tunnel, [to_home])), tag))
         return by_switch
+
+    def steers(self, mod) -> bool:
+        # The edges' rewrites pick the address a packet travels to (or
+        # comes from); the routes' rewrites only restore the home address.
+        return mod.table_id == Table.INGRESS and feature_of(mod.cookie) == Feature.BINDING
 
     def deliver_actions(self, binding: Binding, frame_src: str, frame_dst: str,
                         care_ofs: frozenset = frozenset()) -> list:

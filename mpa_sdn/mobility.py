@@ -237,44 +237,66 @@ class Mobility:
     def _sync(self, confirm: str | None = None, also: tuple = ()) -> None:
         """Send what changed.  ``confirm``: tag the barriers of every switch
         that gets adds, and of ``also`` (switches whose flows others changed),
-        so the caller hears when all of them hold their new flows."""
+        so the caller hears when all of them hold their new flows.
+
+        Three stages, each after the barriers of the one before: the flows
+        that receive traffic, then the flows that steer traffic to them (an
+        edge's rewrite to a new care-of would otherwise send packets where
+        nothing takes them yet), then the deletes."""
         desired = self.desired()
-        adds_by: dict[str, list] = {}
+        receive: dict[str, list] = {}
+        steer: dict[str, list] = {}
         deletes_by: dict[str, list] = {}
         for switch in set(desired) | set(self._installed):
             want, have = desired.get(switch, {}), self._installed.get(switch, {})
-            adds = [mod for key, (record, mod) in want.items()
-                    if key not in have or have[key][0] != record]
+            for key, (record, mod) in want.items():
+                if key not in have or have[key][0] != record:
+                    (steer if self.protocol.steers(mod) else receive).setdefault(
+                        switch, []).append(mod)
             deletes = [delete_of(mod) for key, (record, mod) in have.items() if key not in want]
-            if adds:
-                adds_by[switch] = adds
             if deletes:
                 deletes_by[switch] = deletes
         self._installed = desired
-        tag = confirm or (f"mobility:{next(self._tags)}" if adds_by and deletes_by else None)
         live = self.connected
-        add_dpids = {self.graph.dpid(s) for s in set(adds_by) | set(also)
-                     if live(self.graph.dpid(s))}
+        stages = [stage for stage in (receive, steer) if stage]
+        if stages and set(also):
+            stages[0] = {**{s: [] for s in also}, **stages[0]}
+        elif also:
+            stages = [{s: [] for s in also}]
+        sends = []
+        for stage in stages:
+            batch = [Send(self.graph.dpid(s), mods, barrier=True)
+                     for s, mods in sorted(stage.items()) if live(self.graph.dpid(s))]
+            if batch:
+                sends.append(batch)
         deletes = [Send(self.graph.dpid(s), msgs, barrier=True)
                    for s, msgs in sorted(deletes_by.items()) if live(self.graph.dpid(s))]
-        if add_dpids:
-            for switch in sorted(set(adds_by) | set(also)):
-                dpid = self.graph.dpid(switch)
-                if dpid in add_dpids:
-                    self._out.append(Send(dpid, adds_by.get(switch, []), barrier=True,
-                                          confirm=tag))
-            if tag is None:
-                return  # nothing to break
-            # Break after make: the deletes wait for every barrier.
-            held = self._deferred.setdefault(tag, (set(), []))
-            held[0].update(add_dpids)
-            held[1].extend(deletes)
+        tag = confirm or (f"mobility:{next(self._tags)}"
+                          if sends and (deletes or len(sends) > 1) else None)
+        if not sends:
+            if confirm is not None and deletes:
+                for send in deletes:
+                    send.confirm = confirm
+                self._deferred.setdefault(confirm, (set(), [], []))[0].update(
+                    s.dpid for s in deletes)
+            self._out += deletes
             return
-        if confirm is not None and deletes:
-            for send in deletes:
-                send.confirm = confirm
-            self._deferred.setdefault(confirm, (set(), []))[0].update(s.dpid for s in deletes)
-        self._out += deletes
+        if tag is None:
+            self._out += sends[0]
+            return
+        for batch in sends:
+            for send in batch:
+                send.confirm = tag
+        held = self._deferred.get(tag)
+        if held is None:
+            self._deferred[tag] = ({s.dpid for s in sends[0]}, sends[1:], deletes)
+            self._out += sends[0]
+        else:
+            # More for a tag still awaited: its first stage joins now.
+            held[0].update(s.dpid for s in sends[0])
+            self._out += sends[0]
+            held[1].extend(sends[1:])
+            held[2].extend(deletes)
 
     def drain(self) -> list:
         out, self._out = self._out, []
@@ -588,8 +610,15 @@ class Mobility:
         held[0].discard(dpid)
         if held[0]:
             return
+        awaited, later, deletes = held
+        while later:
+            batch = [s for s in later.pop(0) if self.connected(s.dpid)]
+            if batch:
+                awaited.update(s.dpid for s in batch)
+                self._out += batch
+                return
         del self._deferred[tag]
-        self._out += [s for s in held[1] if self.connected(s.dpid)]
+        self._out += [s for s in deletes if self.connected(s.dpid)]
         kind, _, ident = tag.partition(":")
         handover = self._by_id(ident)
         if handover is None:

@@ -432,7 +432,9 @@ def test_arrival_is_seen_when_mn1_says_it_arrived(rig):
     assert echoes(outcome) == [1, 2]
     assert {(s, p) for s, p, pkt in outcome.frames if pkt.get("icmp_type") == 8} == {
         ("ap-b1", 2)}
-    assert answer["phase"] == "completed"
+    # Answered at once; the steering flows went in on the barriers' answers.
+    assert answer["phase"] in ("switching", "flushing", "draining", "completed")
+    assert rig.core.mobility.handovers[IDENTITY].phase == "completed"
     assert holders(rig, Feature.TUNNEL) == set()
 
 
@@ -559,6 +561,28 @@ def test_the_old_flows_stay_until_every_switch_confirmed_the_new_ones(rig):
     assert_strict_deletes(rig, Feature.TUNNEL, Feature.BINDING)
 
 
+def test_a_binding_steers_traffic_only_once_its_receiving_flows_are_confirmed(rig):
+    """The edges' rewrites to the nCoA wait for the flows that take the
+    traffic at the far end (the nAR's rewrite back to the home address, the
+    CN side's for the way back); a packet steered before would reach mn1
+    addressed to an address its sockets do not use."""
+    mn = tunnelled(rig)
+    rig.hold_confirmations = True
+    mn.bind()
+
+    def tables(rig):
+        return {(name, r.key.table_id) for name, records in
+                flows_of(rig, Feature.BINDING).items() for r in records}
+    assert tables(rig) == {("ar-b1", Table.ROUTE), ("cn-ar", Table.ROUTE)}
+    rig.release_confirmations()
+    assert tables(rig) == {("ar-b1", Table.ROUTE), ("cn-ar", Table.ROUTE),
+                           ("cn-ar", Table.INGRESS), ("ar-a1", Table.INGRESS)}
+    rig.hold_confirmations = False
+    rig.release_confirmations()
+    [down] = rig.ping("cn1", HOME).to("mn1")
+    assert down["ipv4_dst"] == HOME
+
+
 def test_the_handover_completes_once_its_punt_is_confirmed_gone(rig):
     """Draining: the buffer is empty, the punt's delete goes with a barrier,
     and only its answer completes the handover."""
@@ -566,7 +590,8 @@ def test_the_handover_completes_once_its_punt_is_confirmed_gone(rig):
     pings(rig, "cn1", HOME, [1, 2])
     rig.hold_confirmations = True
     arrive(rig)
-    assert echoes(rig.release_confirmations()) == [1, 2]     # the new flows confirmed
+    assert echoes(rig.release_confirmations()) == []   # the receiving flows; now the steering
+    assert echoes(rig.release_confirmations()) == [1, 2]     # all the new flows confirmed
     assert holders(rig, Feature.BUFFER) == set()
     assert rig.core.mobility.handovers[IDENTITY].phase == "draining"
     rig.release_confirmations()
