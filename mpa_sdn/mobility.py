@@ -160,7 +160,9 @@ class Mobility:
         self.where: dict[str, PoA] = {}               # MAC -> the PoA it was last learned at
         self._buffering: dict[str, Handover] = {}     # address -> the handover buffering it
         self._installed: dict[str, dict] = {}         # switch -> {FlowKey: (record, mod)}
-        self._deferred: dict[str, tuple[set, list]] = {}  # tag -> (dpids awaited, deletes)
+        # tag -> (dpids awaited, later stages of adds, deletes)
+        self._deferred: dict[str, tuple[set, list, list]] = {}
+        self._breaks: list[tuple[float, list]] = []  # (when, deletes): confirmed, settling
         self._ids = itertools.count(1)
         self._tags = itertools.count(1)
         self._out: list = []
@@ -492,6 +494,8 @@ class Mobility:
         if confirmed is not None and not handover.answer_ready and (
                 handover.last_punt is not None or now >= confirmed + SETTLE_S):
             handover.answer_ready = True
+            LOG.debug("identity=%s handover %d: the punt %s", handover.identity, handover.id,
+                      "took a packet" if handover.last_punt is not None else "settled")
 
     # -- the data plane -------------------------------------------------------------
 
@@ -618,7 +622,11 @@ class Mobility:
                 self._out += batch
                 return
         del self._deferred[tag]
-        self._out += [s for s in deletes if self.connected(s.dpid)]
+        if deletes:
+            # A barrier's answer means the flow table changed; the datapath's
+            # cache follows within SETTLE_S, and until then packets may still
+            # go the old way, needing the old flows at the far end.
+            self._breaks.append((now + SETTLE_S, deletes))
         kind, _, ident = tag.partition(":")
         handover = self._by_id(ident)
         if handover is None:
@@ -640,6 +648,14 @@ class Mobility:
             nar = self.graph.network(handover.network).access_router
             if handover.phase == PRE_SWITCHING and self.graph.dpid(nar) == dpid:
                 handover.answer_ready = True
+
+    def _release_breaks(self, now: float | None = None) -> None:
+        """Send the settled deletes (all of them without ``now``)."""
+        due = [d for d in self._breaks if now is None or d[0] <= now]
+        if due:
+            self._breaks = [d for d in self._breaks if d not in due]
+            for _, deletes in due:
+                self._out += [s for s in deletes if self.connected(s.dpid)]
 
     def _confirmed(self, handover: Handover, now: float) -> None:
         handover.confirmed_at = now
@@ -667,6 +683,10 @@ class Mobility:
         """Stop punting.  What was punted before the switch applied that is
         delivered as it comes (see packet_in)."""
         handover.phase = DRAINING
+        # The arrival's deletes (the tunnel's flows, which outrank the new
+        # route at the nAR) go now if still settling: once the punt is gone,
+        # the route must take the packets.
+        self._release_breaks()
         tag = f"drain:{handover.id}"
         self._sync(confirm=tag)
         if tag not in self._deferred:
@@ -697,7 +717,8 @@ class Mobility:
 
     def step(self, now: float) -> None:
         """Flush what is due, switch back what missed its deadline, forget
-        handovers that lingered."""
+        handovers that lingered, send the deletes whose new flows settled."""
+        self._release_breaks(now)
         for handover in list(self.handovers.values()):
             if handover.phase == FLUSHING and handover.relaying:
                 if now >= handover.quiet_until:
@@ -736,6 +757,7 @@ class Mobility:
         due = [h.quiet_until if h.relaying else h.next_flush
                for h in self.handovers.values() if h.phase == FLUSHING]
         due += [h.deadline for h in self.handovers.values() if h.phase == PRE_SWITCHING]
+        due += [when for when, _ in self._breaks]
         due += [h.punt_confirmed_at + SETTLE_S for h in self.handovers.values()
                 if h.phase == PRE_SWITCHING and h.punt_confirmed_at is not None
                 and not h.answer_ready]

@@ -113,10 +113,14 @@ def handovers(driver, targets) -> list:
     return results
 
 
-def record(log_dir, name: str, results) -> None:
-    """Every handover's result, for whoever reads the logs of a run."""
+def record(log_dir, name: str, results, controller=None) -> None:
+    """Every handover's result (and the controller's counters then), for
+    whoever reads the logs of a run."""
     with open(log_dir / f"handovers-{name}.json", "w", encoding="utf-8") as f:
         json.dump([dataclasses.asdict(r) for r in results], f, indent=1)
+    if controller is not None:
+        with open(log_dir / f"counters-{name}.json", "w", encoding="utf-8") as f:
+            json.dump(controller.get("/mpa/v1/counters"), f, indent=1)
 
 
 def assert_all_done(results) -> None:
@@ -219,11 +223,11 @@ def test_a_link_only_move_keeps_the_interface_and_records_the_switch(lab, contro
 # -- handovers ---------------------------------------------------------------------
 
 def test_twenty_handovers_lose_nothing_reorder_nothing_duplicate_nothing(
-        bound, lab, home, tmp_path, log_dir):
+        bound, lab, controller, home, tmp_path, log_dir):
     targets = next_poas(lab, 20)
     with UdpStream(lab, CN, MN, home, 5001, RATE_PPS, tmp_path / "arrivals.log") as stream:
         results = handovers(bound, targets)
-    record(log_dir, "twenty", results)
+    record(log_dir, "twenty", results, controller)
     assert_all_done(results)
     assert [r.to_poa for r in results] == targets
     assert {r.to_network for r in results} == {"net-a1", "net-a2", "net-b1"}
@@ -250,7 +254,7 @@ def test_an_iperf3_tcp_session_survives_five_handovers(bound, lab, home, log_dir
     assert received["end"]["sum_received"]["bytes"] > 0
 
 
-def test_failed_handovers_lose_nothing(bound, lab, home, tmp_path, log_dir):
+def test_failed_handovers_lose_nothing(bound, lab, controller, home, tmp_path, log_dir):
     here = lab.location[MN].id
     target = next_poas(lab, 1)[0]
     with UdpStream(lab, CN, MN, home, 5003, RATE_PPS, tmp_path / "arrivals.log") as stream:
@@ -258,7 +262,7 @@ def test_failed_handovers_lose_nothing(bound, lab, home, tmp_path, log_dir):
         returned = bound.failed_handover(MN, target, "return")
         afterwards = bound.handover(MN, target)
     results = [no_arrival, returned, afterwards]
-    record(log_dir, "failed", results)
+    record(log_dir, "failed", results, controller)
     assert_all_done(results)
     assert no_arrival.link == [] and no_arrival.switched_back_ms is not None
     assert [(s.from_poa, s.to_poa) for s in returned.link] == [(here, target), (target, here)]
