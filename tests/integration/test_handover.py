@@ -130,13 +130,24 @@ def assert_all_done(results) -> None:
 
 # -- traffic --------------------------------------------------------------------
 
-def assert_whole(report: dict) -> None:
+def late_deliveries(controller) -> int:
+    """Punted packets the controller delivered after it removed their punt."""
+    return controller.get("/mpa/v1/counters").get("buffer_late_delivered", 0)
+
+
+def assert_whole(report: dict, late: int) -> None:
+    """Nothing lost or duplicated.  Reordering: only packets the controller
+    delivered late (``late``, during the test), each of which was on its
+    way to the controller when the punt went: OVS cannot hold a packet, so
+    the first packet of the direct path can overtake them (see "Draining"
+    in docs/architecture.md)."""
     keys = ("expected", "received", "lost", "reordered", "duplicated")
     spoiled = [{k: w[k] for k in ("label", *keys)} for w in report["windows"]
                if w["lost"] or w["reordered"] or w["duplicated"]]
     summary = {k: report[k] for k in keys}
-    assert (report["lost"], report["reordered"], report["duplicated"]) == (0, 0, 0), \
+    assert (report["lost"], report["duplicated"]) == (0, 0), \
         (summary, report["longest_loss_run"], spoiled)
+    assert report["reordered"] <= late, (summary, late, spoiled)
     assert report["received"] > 0
 
 
@@ -222,29 +233,34 @@ def test_a_link_only_move_keeps_the_interface_and_records_the_switch(lab, contro
 
 # -- handovers ---------------------------------------------------------------------
 
-def test_twenty_handovers_lose_nothing_reorder_nothing_duplicate_nothing(
+def test_twenty_handovers_lose_nothing_duplicate_nothing(
         bound, lab, controller, home, tmp_path, log_dir):
     targets = next_poas(lab, 20)
+    late = late_deliveries(controller)
     with UdpStream(lab, CN, MN, home, 5001, RATE_PPS, tmp_path / "arrivals.log") as stream:
         results = handovers(bound, targets)
     record(log_dir, "twenty", results, controller)
+    late = late_deliveries(controller) - late
     assert_all_done(results)
     assert [r.to_poa for r in results] == targets
     assert {r.to_network for r in results} == {"net-a1", "net-a2", "net-b1"}
     assert stream.sent["errors"] == {}, stream.sent
     report = stream.analysis([r.window() for r in results])
     assert len(report["windows"]) == 20
-    assert_whole(report)
+    assert_whole(report, late)
 
 
-def test_an_iperf3_udp_stream_loses_nothing_across_five_handovers(bound, lab, home, log_dir):
+def test_an_iperf3_udp_stream_loses_nothing_across_five_handovers(bound, lab, controller, home,
+                                                                   log_dir):
+    late = late_deliveries(controller)
     _, rc, sent, received = iperf3_across_handovers(
         bound, lab, log_dir, home, 5201, "-u", "-b", "1M", "-l", "1000")
+    late = late_deliveries(controller) - late
     assert rc == 0 and "error" not in sent and "error" not in received, (sent, received)
     total = received["end"]["sum_received"]
     assert total["packets"] > 0
     assert total["lost_packets"] == 0, total
-    assert received["end"]["streams"][0]["udp"]["out_of_order"] == 0
+    assert received["end"]["streams"][0]["udp"]["out_of_order"] <= late
 
 
 def test_an_iperf3_tcp_session_survives_five_handovers(bound, lab, home, log_dir):
@@ -257,6 +273,7 @@ def test_an_iperf3_tcp_session_survives_five_handovers(bound, lab, home, log_dir
 def test_failed_handovers_lose_nothing(bound, lab, controller, home, tmp_path, log_dir):
     here = lab.location[MN].id
     target = next_poas(lab, 1)[0]
+    late = late_deliveries(controller)
     with UdpStream(lab, CN, MN, home, 5003, RATE_PPS, tmp_path / "arrivals.log") as stream:
         no_arrival = bound.failed_handover(MN, target, "no-arrival")
         returned = bound.failed_handover(MN, target, "return")
@@ -269,7 +286,8 @@ def test_failed_handovers_lose_nothing(bound, lab, controller, home, tmp_path, l
     assert returned.switched_back_ms is not None
     assert afterwards.to_poa == lab.location[MN].id == target, "the MN can still go there"
     assert stream.sent["errors"] == {}, stream.sent
-    assert_whole(stream.analysis([r.window() for r in results]))
+    assert_whole(stream.analysis([r.window() for r in results]),
+                 late_deliveries(controller) - late)
 
 
 def test_afterwards_every_switch_holds_what_the_controller_expects(
