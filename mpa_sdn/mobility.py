@@ -162,7 +162,8 @@ class Mobility:
         self._installed: dict[str, dict] = {}         # switch -> {FlowKey: (record, mod)}
         # tag -> (dpids awaited, later stages of adds, deletes)
         self._deferred: dict[str, tuple[set, list, list]] = {}
-        self._breaks: list[tuple[float, list]] = []  # (when, deletes): confirmed, settling
+        # (when, tag, deletes): the deletes of a confirmed change, settling
+        self._breaks: list[tuple[float, str, list]] = []
         self._ids = itertools.count(1)
         self._tags = itertools.count(1)
         self._out: list = []
@@ -260,13 +261,10 @@ class Mobility:
                 deletes_by[switch] = deletes
         self._installed = desired
         live = self.connected
-        stages = [stage for stage in (receive, steer) if stage]
-        if stages and set(also):
-            stages[0] = {**{s: [] for s in also}, **stages[0]}
-        elif also:
-            stages = [{s: [] for s in also}]
+        for switch in also:  # a barrier only, with the first stage
+            receive.setdefault(switch, [])
         sends = []
-        for stage in stages:
+        for stage in (receive, steer):
             batch = [Send(self.graph.dpid(s), mods, barrier=True)
                      for s, mods in sorted(stage.items()) if live(self.graph.dpid(s))]
             if batch:
@@ -626,7 +624,7 @@ class Mobility:
             # A barrier's answer means the flow table changed; the datapath's
             # cache follows within SETTLE_S, and until then packets may still
             # go the old way, needing the old flows at the far end.
-            self._breaks.append((now + SETTLE_S, deletes))
+            self._breaks.append((now + SETTLE_S, tag, deletes))
         kind, _, ident = tag.partition(":")
         handover = self._by_id(ident)
         if handover is None:
@@ -649,12 +647,12 @@ class Mobility:
             if handover.phase == PRE_SWITCHING and self.graph.dpid(nar) == dpid:
                 handover.answer_ready = True
 
-    def _release_breaks(self, now: float | None = None) -> None:
-        """Send the settled deletes (all of them without ``now``)."""
-        due = [d for d in self._breaks if now is None or d[0] <= now]
+    def _release_breaks(self, now: float | None = None, tag: str | None = None) -> None:
+        """Send the settled deletes (``tag``'s, settled or not)."""
+        due = [b for b in self._breaks if b[1] == tag or (now is not None and b[0] <= now)]
         if due:
-            self._breaks = [d for d in self._breaks if d not in due]
-            for _, deletes in due:
+            self._breaks = [b for b in self._breaks if b not in due]
+            for _, _, deletes in due:
                 self._out += [s for s in deletes if self.connected(s.dpid)]
 
     def _confirmed(self, handover: Handover, now: float) -> None:
@@ -686,7 +684,7 @@ class Mobility:
         # The arrival's deletes (the tunnel's flows, which outrank the new
         # route at the nAR) go now if still settling: once the punt is gone,
         # the route must take the packets.
-        self._release_breaks()
+        self._release_breaks(tag=f"handover:{handover.id}")
         tag = f"drain:{handover.id}"
         self._sync(confirm=tag)
         if tag not in self._deferred:
@@ -757,7 +755,7 @@ class Mobility:
         due = [h.quiet_until if h.relaying else h.next_flush
                for h in self.handovers.values() if h.phase == FLUSHING]
         due += [h.deadline for h in self.handovers.values() if h.phase == PRE_SWITCHING]
-        due += [when for when, _ in self._breaks]
+        due += [when for when, _, _ in self._breaks]
         due += [h.punt_confirmed_at + SETTLE_S for h in self.handovers.values()
                 if h.phase == PRE_SWITCHING and h.punt_confirmed_at is not None
                 and not h.answer_ready]

@@ -294,7 +294,7 @@ class MpaService:
                                     f"no handover to {sa.network} to cancel", [origin], wall)
             answers = self._answer(sa, msg, purpose, "handover-state", [origin], wall, **fields)
             gate = self.mobility.answer_gate(sa.identity)
-            return [dataclasses.replace(a, after=gate) for a in answers]
+            return [dataclasses.replace(a, after=gate) for a in answers] if gate else answers
         except Refused as exc:
             return self._refuse(sa, msg, purpose, exc.code, exc.message, [origin], wall)
 

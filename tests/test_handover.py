@@ -584,6 +584,26 @@ def test_a_binding_steers_traffic_only_once_its_receiving_flows_are_confirmed(ri
     assert down["ipv4_dst"] == HOME
 
 
+def test_a_rebinding_keeps_the_old_care_ofs_flows_while_the_datapath_settles(rig):
+    """Bound to its address in net-a1, mn1 rebinds to its nCoA: the old
+    care-of's rewrite at ap-a1-1 stays SETTLE_S after the new flows are
+    confirmed, for packets a switch's cache still steers the old way."""
+    here = authenticated(rig, "net-a1", PSK_A, "domain-a")
+    rig.arp_request("mn1", MN_IP)
+    here.ask("binding-update", "binding-ack", source=MN_IP, home_address=HOME, care_of=MN_IP)
+    [old] = [r for r in flows_of(rig, Feature.BINDING)["ar-a1"] if r.key.table_id == Table.ROUTE]
+
+    tunnelled(rig).bind()
+    assert old in flows_of(rig, Feature.BINDING)["ar-a1"]
+    later(rig, SETTLE_S / 2)
+    assert old in flows_of(rig, Feature.BINDING)["ar-a1"]
+    later(rig, SETTLE_S / 2)
+    assert old not in flows_of(rig, Feature.BINDING).get("ar-a1", set())
+    [down] = rig.ping("cn1", HOME).to("mn1")
+    assert down["ipv4_dst"] == HOME
+    assert_strict_deletes(rig, Feature.BINDING)
+
+
 def test_the_handover_completes_once_its_punt_is_confirmed_gone(rig):
     """Draining: the buffer is empty, the punt's delete goes with a barrier,
     and only its answer completes the handover."""

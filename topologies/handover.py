@@ -221,24 +221,15 @@ class HandoverDriver:
     def handover(self, mn: str, target_poa: str, buffer_old: bool = False) -> HandoverResult:
         """A proactive handover of ``mn`` to ``target_poa``: the client gets
         ready, the lab moves the MN's link, the client attaches."""
-        result = self._begin("handover", mn, target_poa, buffer_old)
-        process, lines, stderr = self._start(result)
-        try:
-            if self._wait_ready(process, lines, result):
-                self._move(mn, target_poa, result)
-                self._finish(process, lines, result, self.finish_timeout_s,
-                             expect_success=True)
-                if result.returncode == 0 and result.address:
-                    self.lab.note_address(mn, result.address)
-                    # The controller may still be flushing its buffer to the
-                    # MN; the next handover waits for it, and so does this one.
-                    result.settled_ms = self._settle(result, mn, time.monotonic(),
-                                                     "buffer_time_s")
-            else:
-                self._finish(process, lines, result, self.stop_timeout_s, expect_success=True)
-        finally:
-            self._end(process, stderr, result)
-        return result
+        def ready(process, lines, result):
+            self._move(mn, target_poa, result)
+            self._finish(process, lines, result, self.finish_timeout_s, expect_success=True)
+            if result.returncode == 0 and result.address:
+                self.lab.note_address(mn, result.address)
+                # The controller may still be flushing its buffer to the MN;
+                # the next handover waits for it, and so does this one.
+                result.settled_ms = self._settle(result, mn, time.monotonic(), "buffer_time_s")
+        return self._run(self._begin("handover", mn, target_poa, buffer_old), True, ready)
 
     def failed_handover(self, mn: str, target_poa: str, mode: str) -> HandoverResult:
         """A handover that never completes.  The client pre-switches to
@@ -259,26 +250,31 @@ class HandoverDriver:
         if mode not in FAILURE_MODES:
             raise ValueError(f"mode must be one of {', '.join(FAILURE_MODES)}, not {mode!r}")
         old_poa = self.lab.location[mn]
-        result = self._begin(mode, mn, target_poa, False)
-        process, lines, stderr = self._start(result, wait_link=False)
+
+        def ready(process, lines, result):
+            ready_at = time.monotonic()
+            if mode == "return":
+                self._move(mn, target_poa, result, link_up=False)
+                self._move(mn, old_poa.id, result)
+                self.lab.announce(mn)
+            self._finish(process, lines, result, self.finish_timeout_s, expect_success=True)
+            result.switched_back_ms = self._settle(result, mn, ready_at, "switch_deadline_s")
+        return self._run(self._begin(mode, mn, target_poa, False), False, ready)
+
+    # -- steps --------------------------------------------------------------
+
+    def _run(self, result: HandoverResult, wait_link: bool, ready) -> HandoverResult:
+        """Start the client; once it is ready, ``ready(process, lines,
+        result)`` does the rest; without a ready line it is stopped."""
+        process, lines, stderr = self._start(result, wait_link)
         try:
             if self._wait_ready(process, lines, result):
-                ready_at = time.monotonic()
-                if mode == "return":
-                    self._move(mn, target_poa, result, link_up=False)
-                    self._move(mn, old_poa.id, result)
-                    self.lab.announce(mn)
-                self._finish(process, lines, result, self.finish_timeout_s,
-                             expect_success=True)
-                result.switched_back_ms = self._settle(result, mn, ready_at,
-                                                       "switch_deadline_s")
+                ready(process, lines, result)
             else:
                 self._finish(process, lines, result, self.stop_timeout_s, expect_success=True)
         finally:
             self._end(process, stderr, result)
         return result
-
-    # -- steps --------------------------------------------------------------
 
     def _begin(self, kind: str, mn: str, target_poa: str, buffer_old: bool) -> HandoverResult:
         here = self.lab.location[mn]
