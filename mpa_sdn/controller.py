@@ -374,7 +374,8 @@ class Controller:
                 return self._to_gateway(frame)
             handover = self.mobility.takes(frame.ip_dst)
             if handover is not None:
-                # A handover's buffer: only queued here; flushed by mpa_tick.
+                # A handover's buffer: queued here and flushed by mpa_tick
+                # (relayed at once when the buffer is already empty).
                 self.mobility.packet_in(handover, frame, data, now)
                 return self.mobility.drain() + self._ungated()
             return self._unresolved(frame, data, now)
@@ -495,7 +496,7 @@ class Controller:
                 dpid, mac, gateway, address, port = answer.origin.reply_to
                 sends = self._reply_in_band(dpid, mac, gateway, address, port, answer.body)
             if answer.after is not None and self.mobility.awaiting(answer.after):
-                # Held until the flows it speaks of are confirmed.
+                # Held until the flows it speaks of work (Mobility.answer_gate).
                 self.counters["signal_answer_held"] += 1
                 self._gated.setdefault(answer.after, []).extend(sends)
             else:
