@@ -19,6 +19,13 @@ between:
 
 OVS recomputes the IPv4 and TCP/UDP checksums of a rewritten address.
 
+Bicasting (RFC 6252 §7.6.1, C.1): a binding may have a second :class:`Leg`,
+the MN's previous care-of at its previous PoA.  The correspondent's edge
+then sends each packet twice, once to each care-of, straight out of the
+port towards each care-of's access router (an action list cannot go to the
+route table twice), and the old PoA restores the home address as for any
+care-of.
+
 The protocol sits behind :class:`BindingProtocol`: the controller asks it for
 flows given a binding and where the care-of reaches the MN.  Another
 protocol (a SIP re-INVITE to the correspondent, or Mobile IPv4 with a real
@@ -56,6 +63,15 @@ class Binding:
 
 
 @dataclass(frozen=True)
+class Leg:
+    """A bicast's second destination: ``address`` (the MN's previous
+    care-of), delivered at ``poa``."""
+
+    address: str
+    poa: PoA
+
+
+@dataclass(frozen=True)
 class Reach:
     """How the care-of address reaches the MN now: ``poa`` where the MN is,
     and ``tunnel`` when the care-of is an nCoA carried there by a tunnel
@@ -66,9 +82,11 @@ class Reach:
 
 
 class BindingProtocol(Protocol):
-    def flows(self, binding: Binding, reach: Reach | None) -> dict[str, list]:
+    def flows(self, binding: Binding, reach: Reach | None,
+              leg: Leg | None = None) -> dict[str, list]:
         """The binding's flows by switch (``reach`` None: the MN is nowhere
-        we know; correspondents' traffic still goes towards the care-of)."""
+        we know; correspondents' traffic still goes towards the care-of),
+        bicasting to ``leg`` too if given."""
 
     def deliver_actions(self, binding: Binding, frame_src: str, frame_dst: str,
                         care_ofs: frozenset = frozenset()) -> list:
@@ -89,7 +107,16 @@ class EdgeRewrite:
         self.correspondents = correspondents
         self._addresses = {c.address for c in correspondents}
 
-    def flows(self, binding: Binding, reach: Reach | None) -> dict[str, list]:
+    def _toward(self, switch: str, address: str) -> list | None:
+        """Out of ``switch`` towards ``address``'s access router (None: it is
+        that router; the route table would have to decide)."""
+        network = self.graph.network_of_address(address)
+        port = None if network is None else self.graph.next_hop_port(
+            switch, network.access_router)
+        return None if port is None else [of.set_field(ipv4_dst=address), of.output(port)]
+
+    def flows(self, binding: Binding, reach: Reach | None,
+              leg: Leg | None = None) -> dict[str, list]:
         tag = binding.cookie
         by_switch: dict[str, list] = {}
 
@@ -97,11 +124,25 @@ class EdgeRewrite:
             by_switch.setdefault(switch, []).append(flow)
         for cn in self.correspondents:
             cn_network = self.graph.network(cn.poa.network)
-            add(cn.poa.switch, of.flow_add(
-                Table.INGRESS, PRIO_BINDING_IN,
-                of.match(in_port=cn.poa.port, eth_type=ether.ETH_TYPE_IP, eth_src=cn.mac,
-                         ipv4_src=cn.address, ipv4_dst=binding.home),
-                of.apply(of.set_field(ipv4_dst=binding.care_of)) + of.goto(Table.ROUTE), tag))
+            both = leg and self._toward(cn.poa.switch, leg.address)
+            both = both and both + (self._toward(cn.poa.switch, binding.care_of) or [])
+            entry = of.match(in_port=cn.poa.port, eth_type=ether.ETH_TYPE_IP, eth_src=cn.mac,
+                             ipv4_src=cn.address, ipv4_dst=binding.home)
+            if both and len(both) == 4:
+                add(cn.poa.switch, of.flow_add(Table.INGRESS, PRIO_BINDING_IN, entry,
+                                               of.apply(*both), tag))
+                mn = Host(leg.address, binding.mac, leg.poa)
+                add(leg.poa.switch, of.flow_add(
+                    Table.ROUTE, PRIO_BINDING,
+                    of.match(eth_type=ether.ETH_TYPE_IP, ipv4_src=cn.address,
+                             ipv4_dst=leg.address),
+                    of.apply(of.set_field(ipv4_dst=binding.home),
+                             *last_hop_actions(mn, self.graph.network(leg.poa.network))), tag))
+            else:
+                add(cn.poa.switch, of.flow_add(
+                    Table.INGRESS, PRIO_BINDING_IN, entry,
+                    of.apply(of.set_field(ipv4_dst=binding.care_of)) + of.goto(Table.ROUTE),
+                    tag))
             add(cn.poa.switch, of.flow_add(
                 Table.ROUTE, PRIO_BINDING,
                 of.match(eth_type=ether.ETH_TYPE_IP, ipv4_src=binding.care_of,

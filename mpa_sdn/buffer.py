@@ -58,6 +58,15 @@ class PacketBuffer:
         self.counters["buffer_buffered"] += 1
         return True
 
+    def prepend(self, items: list[tuple]) -> None:
+        """Older packets (src, address, data, at) in front of the queue, in
+        their order; outside the bounds, which their source kept."""
+        for src, address, data, at in reversed(items):
+            self.queue.appendleft(Buffered(src, address, bytes(data), at))
+            self.bytes += len(data)
+        self.buffered += len(items)
+        self.counters["buffer_buffered"] += len(items)
+
     def _drop(self, reason: str, n: int = 1) -> bool:
         self.dropped += n
         self.counters[f"buffer_dropped_{reason}"] += n

@@ -309,6 +309,11 @@ _MPA_PARSERS = {
     "buffer_time_s": _number(0.01, 3600),
     "flush_rate_pps": _int(1, 10_000_000),
     "flush_batch": _int(1, 10_000),
+    "copy_packets": _int(1, 1_000_000),
+    "copy_time_s": _number(0.01, 3600),
+    "copy_wait_s": _number(0, 60),
+    "copy_guard_s": _number(0, 60),
+    "bicast_period_s": _number(0, 3600),
 }
 
 

@@ -306,7 +306,7 @@ class Controller:
         delete = of.flow_delete_cookie(host_cookie(address), EXACT_MASK)
         sends = [Send(self.graph.dpid(sw), [delete]) for sw in sorted(path)
                  if self.graph.dpid(sw) in self.switches]
-        self.mobility.host_gone(host.mac, address, host.poa)
+        self.mobility.host_gone(host.mac, address, host.poa, now)
         return sends + self.mobility.drain()
 
     def port_status(self, dpid: int, port: int, gone: bool, now: float) -> list[Send]:
@@ -372,6 +372,9 @@ class Controller:
                 return self._signal_in_band(dpid, in_port, frame, now)
             if frame.ip_dst in self._gateways:
                 return self._to_gateway(frame)
+            if self.mobility.copied(dpid, frame, data, now):
+                # Copy-and-forward: the MN's active PoA copied what it delivered.
+                return self.mobility.drain()
             handover = self.mobility.takes(frame.ip_dst)
             if handover is not None:
                 # A handover's buffer: queued here and flushed by mpa_tick

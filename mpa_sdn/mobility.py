@@ -63,7 +63,8 @@ from ryu.ofproto import ether
 
 from mpa_sdn import openflow as of
 from mpa_sdn import tunnels as tn
-from mpa_sdn.binding import Binding, BindingProtocol, EdgeRewrite, Reach
+from mpa_sdn.binding import Binding, BindingProtocol, EdgeRewrite, Leg, Reach
+from mpa_sdn.copying import CopyRing, Standby, with_copy
 from mpa_sdn.buffer import PacketBuffer
 from mpa_sdn.forwarding import Host, host_path, last_hop_actions
 from mpa_sdn.openflow import Send
@@ -71,7 +72,7 @@ from mpa_sdn.tables import PRIO_BUFFER, Feature, Table, address_cookie
 from mpa_sdn.topology import PoA
 
 LOG = logging.getLogger("mpa_sdn.mobility")
-TUNNEL_KIND, BINDING_KIND = "tunnel", "binding"
+TUNNEL_KIND, BINDING_KIND, STANDBY_KIND = "tunnel", "binding", "standby"
 LINGER_S = 1.0          # a completed handover still delivers late punts this long
 HISTORY = 256           # finished handovers kept for the views and benchmarks
 QUIET_S = 0.05          # an emptied buffer's punts go after this long without a packet
@@ -81,6 +82,20 @@ PRE_SWITCHING, SWITCHING, FLUSHING, DRAINING = "pre-switching", "switching", "fl
 COMPLETED, SWITCHED_BACK = "completed", "switched-back"
 BUFFERING = (PRE_SWITCHING, SWITCHING, FLUSHING)
 ACTIVE = (PRE_SWITCHING, SWITCHING, FLUSHING, DRAINING)
+BUFFER, BICAST, COPY = "buffer", "bicast", "copy-and-forward"
+
+
+@dataclass(frozen=True)
+class Bicast:
+    """A bicast handover's second leg: ``home``'s traffic also goes to
+    ``address``, the MN's care-of at ``poa`` before it moved, while it is
+    seen there, until ``until`` (monotonic; RFC 6252 §7.6.1, C.1)."""
+
+    home: str
+    address: str
+    mac: str
+    poa: PoA
+    until: float | None = None   # None: the MN has not arrived yet
 
 
 @dataclass
@@ -112,6 +127,11 @@ class Handover:
     quiet_until: float = 0.0     # relaying: the punts go now if nothing came
     ended_at: float | None = None
     reason: str | None = None    # why it switched back
+    mode: str = BUFFER           # buffer, bicast, or copy-and-forward (a sudden loss)
+    copies: CopyRing | None = None       # copy-and-forward: what the lost link was sent
+    delivered: list | None = None        # ... the MN's word on what reached it
+    copies_placed: bool = False          # ... the undelivered ones are in the buffer
+    copies_how: str | None = None        # ... and how they were told apart
 
     def buffered_addresses(self) -> tuple[str, ...]:
         if self.buffer_old and self.old_address and self.old_address != self.address:
@@ -129,7 +149,9 @@ class Handover:
                 "to_poa": self.flush_to.id if self.flush_to else None,
                 "pre_switch_to_arrival_ms": ms(self.started, self.arrived_at),
                 "signal_to_flows_ms": ms(self.arrived_at, self.confirmed_at),
-                "total_ms": ms(self.started, self.ended_at),
+                "total_ms": ms(self.started, self.ended_at), "mode": self.mode,
+                **({"copies": {"made": self.copies.made, "decided_by": self.copies_how}}
+                   if self.copies is not None else {}),
                 "buffer": self.buffer.view()}
 
 
@@ -156,6 +178,9 @@ class Mobility:
         self.tunnels: dict[str, tn.Tunnel] = {}
         self.bindings: dict[str, Binding] = {}
         self.handovers: dict[str, Handover] = {}     # identity -> its handover
+        self.standbys: dict[str, Standby] = {}        # home -> its standby care-of (§7.6.2)
+        self._rings: dict[str, tuple[str, CopyRing]] = {}  # home -> (copying switch, copies)
+        self.bicasts: dict[str, Bicast] = {}          # home -> its second leg
         self.history: collections.deque = collections.deque(maxlen=HISTORY)
         self.where: dict[str, PoA] = {}               # MAC -> the PoA it was last learned at
         self._buffering: dict[str, Handover] = {}     # address -> the handover buffering it
@@ -190,6 +215,17 @@ class Mobility:
                 self.store.delete(BINDING_KIND, key)
                 continue
             self.bindings[b.home] = b
+        for key, body in self.store.load(STANDBY_KIND).items():
+            try:
+                standby = Standby(**body)
+                ipaddress.IPv4Address(standby.home), ipaddress.IPv4Address(standby.care_of)
+                self.graph.network(standby.network)
+            except Exception:  # noqa: BLE001
+                self.counters["standby_record_invalid"] += 1
+                self.store.delete(STANDBY_KIND, key)
+                continue
+            self.standbys[standby.home] = standby
+        self._copy_points()
         self._installed = self.desired()  # what a reconnecting switch is reconciled to
 
     def _save_tunnel(self, t: tn.Tunnel) -> None:
@@ -197,6 +233,12 @@ class Mobility:
 
     def _save_binding(self, b: Binding) -> None:
         self.store.put(BINDING_KIND, b.home, dict(b.__dict__))
+
+    def _drop_standby(self, home: str, why: str) -> None:
+        if self.standbys.pop(home, None) is not None:
+            self.store.delete(STANDBY_KIND, home)
+            self.counters[f"standby_{why}"] += 1
+            LOG.info("standby for %s %s", home, why)
 
     # -- desired flows --------------------------------------------------------------
 
@@ -216,12 +258,21 @@ class Mobility:
                 flows[switch] += mods
         for home in sorted(self.bindings):
             binding = self.bindings[home]
-            for switch, mods in self.protocol.flows(binding, self.reach(binding)).items():
+            reach = self.reach(binding)
+            for switch, mods in self.protocol.flows(binding, reach, self._leg(home)).items():
                 flows[switch] += mods
+            standby = self.standbys.get(home)
+            if standby is not None and reach is not None and reach.tunnel is None:
+                # Copy-and-forward: what the active care-of's PoA delivers
+                # to the MN, it copies to the controller too.
+                flows[reach.poa.switch] = [
+                    (with_copy(mod, reach.poa.port) or mod) if mod.cookie == binding.cookie
+                    else mod for mod in flows[reach.poa.switch]]
         for address, handover in sorted(self._buffering.items()):
             if handover.phase in BUFFERING:
                 network = self.graph.network_of_address(address)
-                flows[network.access_router].append(buffer_flow(address))
+                flows[network.access_router].append(
+                    discard_flow(address) if handover.mode == BICAST else buffer_flow(address))
         out = {}
         for switch, mods in flows.items():
             table = {}
@@ -230,6 +281,33 @@ class Mobility:
                 table[record.key] = (record, mod)
             out[switch] = table
         return out
+
+    def _copy_points(self) -> None:
+        """A copy ring for each standby home at its active care-of's PoA
+        switch (a new one if that moved), kept through its copy-and-forward
+        handover, and none for anyone else."""
+        keep = {h.home for h in self.handovers.values()
+                if h.mode == COPY and h.phase in ACTIVE and h.home in self._rings}
+        for home in list(self._rings):
+            if home not in keep and home not in self.standbys:
+                del self._rings[home]
+        for home, standby in self.standbys.items():
+            binding = self.bindings.get(home)
+            reach = self.reach(binding) if binding else None
+            if reach is None or reach.tunnel is not None:
+                self._rings.pop(home, None)
+            elif self._rings.get(home, (None,))[0] != reach.poa.switch:
+                s = self.settings
+                self._rings[home] = (reach.poa.switch,
+                                     CopyRing(s.copy_packets, s.copy_time_s, self.counters))
+
+    def _leg(self, home: str) -> Leg | None:
+        """A bicast's second leg, while the MN is still seen at its old PoA."""
+        bicast = self.bicasts.get(home)
+        host = self.hosts.get(bicast.address) if bicast else None
+        if host is None or host.mac != bicast.mac or host.poa != bicast.poa:
+            return None
+        return Leg(bicast.address, bicast.poa)
 
     def flows_for(self, switch: str) -> list:
         return [mod for _, mod in self._installed.get(switch, {}).values()]
@@ -246,6 +324,7 @@ class Mobility:
         that receive traffic, then the flows that steer traffic to them (an
         edge's rewrite to a new care-of would otherwise send packets where
         nothing takes them yet), then the deletes."""
+        self._copy_points()
         desired = self.desired()
         receive: dict[str, list] = {}
         steer: dict[str, list] = {}
@@ -387,6 +466,8 @@ class Mobility:
         life = msg.get("lifetime")
         life = self.settings.binding_lifetime_s if life is None else min(
             life, self.settings.binding_lifetime_s)
+        if msg.get("standby"):
+            return self._standby(sa, home, care_of, attached, life, wall)
         if life == 0:
             old = self.bindings.pop(home, None)
             if old is not None:
@@ -400,6 +481,11 @@ class Mobility:
         self.bindings[home] = binding
         self._save_binding(binding)
         self.counters["binding_updated"] += 1
+        standby = self.standbys.get(home)
+        if standby is not None and (old is None or old.care_of != care_of):
+            # The MN moved its binding itself (its interfaces both up: no
+            # loss to prevent): nothing to stand by for any more.
+            self._drop_standby(home, "ended_rebound")
         if old is None or old.care_of != care_of:
             LOG.info("identity=%s binding %s -> %s (%s)", sa.identity, home, care_of,
                      "through the tunnel" if tunnelled and not attached else "attached")
@@ -407,8 +493,46 @@ class Mobility:
         return {"home_address": home, "care_of": care_of,
                 "lifetime": max(0, int(binding.expires - wall))}
 
-    def handover(self, sa, lease, phase: str, buffer_old: bool, now: float) -> dict:
+    def _standby(self, sa, home: str, care_of: str, attached: bool, life: int,
+                 wall: float) -> dict:
+        """A standby binding update (§7.6.2): ``care_of`` is the MN's
+        prepared second interface, attached in ``sa.network``; ``home``
+        stays where it is, and its PoA copies what it delivers."""
+        answer = {"home_address": home, "care_of": care_of, "standby": True}
+        if life == 0:
+            self._drop_standby(home, "released")
+            self._sync()
+            return {**answer, "lifetime": 0}
+        if not attached:
+            self.counters["binding_refused_care_of"] += 1
+            raise Refused("binding-refused", f"a standby care-of is an interface attached to "
+                                             f"{sa.network}, and {care_of} is not")
+        current = self.bindings.get(home)
+        reach = self.reach(current) if current is not None else None
+        if current is None or current.identity != sa.identity or reach is None or reach.tunnel:
+            raise Refused("wrong-state", f"{home} is not bound to a care-of attached where "
+                                         "the controller can copy its traffic")
+        if current.care_of == care_of:
+            raise Refused("wrong-state", f"{home} is already bound to {care_of}")
+        handover = self.handovers.get(sa.identity)
+        if handover is not None and handover.phase in ACTIVE:
+            raise Refused("wrong-state", "a handover is in progress")
+        standby = Standby(home, care_of, sa.network, sa.identity, sa.mn_mac,
+                          min(wall + life, sa.expires, current.expires))
+        if self.standbys.get(home) != standby:
+            LOG.info("identity=%s standby %s -> %s; copying at poa=%s", sa.identity, home,
+                     care_of, reach.poa.id)
+        self.standbys[home] = standby
+        self.store.put(STANDBY_KIND, home, dict(standby.__dict__))
+        self.counters["standby_armed"] += 1
+        self._sync()
+        return {**answer, "lifetime": max(0, int(standby.expires - wall))}
+
+    def handover(self, sa, lease, phase: str, buffer_old: bool, now: float,
+                 mode: str = BUFFER, delivered: list | None = None) -> dict:
         current = self.handovers.get(sa.identity)
+        if phase == "link-lost":
+            return self._link_lost_signal(sa, current, delivered, now)
         if phase == "pre-switch":
             if current is not None and current.phase in ACTIVE:
                 if current.network != sa.network:
@@ -417,7 +541,10 @@ class Mobility:
             tunnel = self.tunnels.get(lease.address) if lease else None
             if tunnel is None or tunnel.identity != sa.identity:
                 raise Refused("wrong-state", f"no tunnel to {sa.network}: request one first")
-            return self._state(self._pre_switch(sa, tunnel, buffer_old, now))
+            if any(s.identity == sa.identity for s in self.standbys.values()):
+                raise Refused("wrong-state", "a standby interface is armed: bind to it, or "
+                                             "release the standby first")
+            return self._state(self._pre_switch(sa, tunnel, buffer_old, mode, now))
         if current is None or current.network != sa.network:
             if phase == "cancel":
                 return {"phase": "none"}
@@ -438,24 +565,92 @@ class Mobility:
         return {"phase": SWITCHED_BACK if handover.back else handover.phase,
                 "buffered": handover.buffer.buffered}
 
-    def _pre_switch(self, sa, tunnel: tn.Tunnel, buffer_old: bool, now: float) -> Handover:
+    def _link_lost_signal(self, sa, current: Handover | None, delivered: list | None,
+                          now: float) -> dict:
+        """The MN says, through its standby interface, that its active one
+        is gone, and which frames that one received last."""
+        self.counters["handover_link_lost_said"] += 1
+        if current is None or current.mode != COPY or current.network != sa.network:
+            standby = next((s for s in self.standbys.values()
+                            if s.identity == sa.identity and s.network == sa.network), None)
+            if standby is None:
+                raise Refused("wrong-state", f"no standby interface in {sa.network}")
+            current = self._link_lost(standby, "signal", now)
+        if current.delivered is None and not current.copies_placed:
+            current.delivered = list(delivered or [])
+            if current.phase == FLUSHING:
+                current.next_flush = now
+        return self._state(current)
+
+    def _link_lost(self, standby: Standby, how: str, now: float,
+                   old_poa: PoA | None = None) -> Handover:
+        """The active interface's link is gone: the binding moves to the
+        standby care-of now, and the target's AR buffers for it until the
+        copies the MN may have missed have gone there first."""
+        home = standby.home
+        old = self.bindings[home]
+        reach = self.reach(old)
+        old_poa = old_poa or (reach.poa if reach else None)
+        self._drop_standby(home, "used")
+        binding = Binding(home, standby.care_of, standby.network, standby.identity,
+                          standby.mac, standby.expires)
+        self.bindings[home] = binding
+        self._save_binding(binding)
+        self.counters[f"handover_link_lost_{how}"] += 1
+        s = self.settings
+        host = self.hosts.get(standby.care_of)
+        poa = host.poa if host is not None and host.mac == standby.mac else None
+        ring = self._rings.get(home)
+        handover = Handover(
+            next(self._ids), standby.identity, standby.mac, standby.network, standby.care_of,
+            home, old_poa, old.care_of, False,
+            PacketBuffer(s.buffer_packets, s.buffer_bytes, s.buffer_time_s, self.counters),
+            now, now + s.switch_deadline_s, phase=SWITCHING, arrival=f"link-lost-{how}",
+            arrived_at=now, flush_to=poa, mode=COPY,
+            copies=ring[1] if ring else CopyRing(1, 1.0, self.counters))
+        self.handovers[standby.identity] = handover
+        self._buffering[standby.care_of] = handover
+        LOG.warning("identity=%s handover %d: the link of %s is lost (%s); %s now -> %s at "
+                    "poa=%s, %d copies to sort", standby.identity, handover.id, old.care_of,
+                    how, home, standby.care_of, poa.id if poa else None, len(handover.copies))
+        tag = f"handover:{handover.id}"
+        path = host_path(self.graph, Host(standby.care_of, standby.mac, poa)) if poa else []
+        nar = self.graph.network(standby.network).access_router
+        self._sync(confirm=tag, also=tuple(sorted(set(path) | {nar})))
+        if tag not in self._deferred:
+            self._confirmed(handover, now)
+        return handover
+
+    def _pre_switch(self, sa, tunnel: tn.Tunnel, buffer_old: bool, mode: str,
+                    now: float) -> Handover:
         binding = next((b for b in self.bindings.values() if b.identity == sa.identity), None)
         old_address = None
         if binding is not None and binding.care_of != tunnel.address:
             old_address = binding.care_of
+        here = self.where.get(sa.mn_mac)
+        if mode == BICAST:
+            # The second leg: the address the MN has at its PoA now.
+            mine = next((h for h in self.hosts.values()
+                         if h.mac == sa.mn_mac and h.poa == here), None)
+            if binding is None or mine is None:
+                raise Refused("wrong-state", "bicasting needs a binding and an address where "
+                                             "the MN is attached")
+            self.bicasts[binding.home] = Bicast(binding.home, mine.address, sa.mn_mac, here)
+            buffer_old = False
         s = self.settings
         handover = Handover(
             next(self._ids), sa.identity, sa.mn_mac, sa.network, tunnel.address,
-            binding.home if binding else None, self.where.get(sa.mn_mac), old_address,
+            binding.home if binding else None, here, old_address,
             buffer_old and old_address is not None,
             PacketBuffer(s.buffer_packets, s.buffer_bytes, s.buffer_time_s, self.counters),
-            now, now + s.switch_deadline_s)
+            now, now + s.switch_deadline_s, mode=mode)
         self.handovers[sa.identity] = handover
         for address in handover.buffered_addresses():
             self._buffering[address] = handover
         self.counters["handover_pre_switch"] += 1
-        LOG.info("identity=%s handover %d to %s: pre-switching, buffering %s", sa.identity,
-                 handover.id, sa.network, ", ".join(handover.buffered_addresses()))
+        LOG.info("identity=%s handover %d to %s: pre-switching, %s %s", sa.identity,
+                 handover.id, sa.network, "bicasting; the nAR drops" if mode == BICAST
+                 else "buffering", ", ".join(handover.buffered_addresses()))
         # The answer waits for the punts' barriers: the MN leaves when it
         # hears it, and every packet the AR sent into the tunnel before its
         # punt went in is then already at the MN.
@@ -499,6 +694,23 @@ class Mobility:
 
     def takes(self, address: str) -> Handover | None:
         return self._buffering.get(address)
+
+    def copied(self, dpid: int, frame, data: bytes, now: float) -> bool:
+        """A copy of what a standby MN's active interface was sent (or, after
+        its loss, of what went there before the switch applied): kept, or
+        forwarded at once once the copies are sorted.  False: not a copy."""
+        ring = self._rings.get(frame.ip_dst)
+        if ring is None or self.graph.dpid(ring[0]) != dpid:
+            return False
+        ring[1].add(data, now)
+        handover = next((h for h in self.handovers.values()
+                         if h.copies is ring[1] and h.phase in ACTIVE), None)
+        if handover is not None and handover.copies_placed:
+            # Sorted already: it missed the MN, and anything newer went to
+            # the new care-of; it goes now.
+            self.counters["copy_late_delivered"] += 1
+            self._deliver(handover, frame.ip_src, frame.ip_dst, data)
+        return True
 
     def packet_in(self, handover: Handover, frame, data: bytes, now: float) -> None:
         """A punted packet for an address being buffered: queued, or (once
@@ -565,16 +777,25 @@ class Mobility:
         if changed or bound:
             self._sync()
 
-    def host_gone(self, mac: str, address: str, poa: PoA) -> None:
+    def host_gone(self, mac: str, address: str, poa: PoA, now: float) -> None:
         if self.where.get(mac) == poa and not any(
                 h.mac == mac and h.poa == poa for h in self.hosts.values()):
             del self.where[mac]
-        if any(b.mac == mac and b.care_of == address for b in self.bindings.values()):
+        for standby in list(self.standbys.values()):
+            binding = self.bindings.get(standby.home)
+            if binding is not None and binding.mac == mac and binding.care_of == address:
+                self._link_lost(standby, "port", now, poa)   # §7.6.2: a sudden loss
+        if any(b.mac == mac and b.care_of == address for b in self.bindings.values()) or any(
+                b.mac == mac and b.address == address for b in self.bicasts.values()):
             self._sync()
 
     def _arrive(self, handover: Handover, poa: PoA, how: str, now: float) -> None:
         handover.phase, handover.arrival, handover.arrived_at = SWITCHING, how, now
         handover.flush_to = poa
+        bicast = self.bicasts.get(handover.home) if handover.mode == BICAST else None
+        if bicast is not None:
+            self.bicasts[handover.home] = replace(
+                bicast, until=now + self.settings.bicast_period_s)
         self.counters[f"handover_arrival_{how}"] += 1
         LOG.info("identity=%s handover %d: arrived at poa=%s (%s)", handover.identity,
                  handover.id, poa.id, how)
@@ -599,6 +820,8 @@ class Mobility:
                     "buffered packets at poa=%s", handover.identity, handover.id,
                     handover.network, why, len(handover.buffer),
                     handover.flush_to.id if handover.flush_to else None)
+        if handover.mode == BICAST and self.bicasts.pop(handover.home, None) is not None:
+            self._sync()   # the MN stays where it was: one leg is enough
         if poa is not None:
             self._follow(handover.mac, poa)
         handover.phase, handover.arrived_at = SWITCHING, now
@@ -662,8 +885,30 @@ class Mobility:
         self.counters["handover_flows_confirmed"] += 1
         self._flush(handover, now)
 
+    def _place_copies(self, handover: Handover, now: float) -> bool:
+        """Copy-and-forward: put the copies the MN may have missed in front
+        of the buffer (they are older), once the MN has said what it got, or
+        ``copy_wait_s`` after the loss without its word.  False: not yet."""
+        s = self.settings
+        if handover.delivered is None and now < handover.arrived_at + s.copy_wait_s:
+            handover.next_flush = handover.arrived_at + s.copy_wait_s
+            return False
+        copies, how = handover.copies.undelivered(handover.delivered,
+                                                  handover.arrived_at - s.copy_guard_s)
+        handover.copies_placed, handover.copies_how = True, how
+        handover.buffer.prepend([(None, handover.home, c.data, c.at) for c in copies])
+        self.counters[f"copy_sorted_by_{how.replace('-', '_')}"] += 1
+        self.counters["copy_forwarded"] += len(copies)
+        self.counters["copy_skipped"] += len(handover.copies) - len(copies)
+        LOG.info("identity=%s handover %d: %d of %d copies to forward (%s)", handover.identity,
+                 handover.id, len(copies), len(handover.copies), how)
+        return True
+
     def _flush(self, handover: Handover, now: float) -> None:
         s = self.settings
+        if handover.mode == COPY and not handover.copies_placed and not self._place_copies(
+                handover, now):
+            return
         for item in handover.buffer.take(s.flush_batch, now):
             self._deliver(handover, item.src, item.address, item.data)
         handover.next_flush = now + s.flush_batch / s.flush_rate_pps
@@ -705,6 +950,8 @@ class Mobility:
     def _complete(self, handover: Handover, now: float) -> None:
         handover.phase = COMPLETED
         handover.ended_at = now
+        if handover.mode == COPY and handover.home in self._rings:
+            del self._rings[handover.home]
         self.counters["handover_switched_back" if handover.back else "handover_completed"] += 1
         LOG.info("identity=%s handover %d to %s %s: %s", handover.identity, handover.id,
                  handover.network, "switched back" if handover.back else "completed",
@@ -748,6 +995,14 @@ class Mobility:
             self.store.delete(BINDING_KIND, binding.home)
             self.counters["binding_expired"] += 1
             changed = True
+        for standby in [s for s in self.standbys.values()
+                        if s.expires <= wall or s.home not in self.bindings]:
+            self._drop_standby(standby.home, "expired")
+            changed = True
+        for bicast in [b for b in self.bicasts.values() if b.until is not None and now >= b.until]:
+            del self.bicasts[bicast.home]
+            self.counters["bicast_ended"] += 1
+            changed = True
         if changed:
             self._sync()
 
@@ -756,6 +1011,7 @@ class Mobility:
                for h in self.handovers.values() if h.phase == FLUSHING]
         due += [h.deadline for h in self.handovers.values() if h.phase == PRE_SWITCHING]
         due += [when for when, _, _ in self._breaks]
+        due += [b.until for b in self.bicasts.values() if b.until is not None]
         due += [h.punt_confirmed_at + SETTLE_S for h in self.handovers.values()
                 if h.phase == PRE_SWITCHING and h.punt_confirmed_at is not None
                 and not h.answer_ready]
@@ -786,6 +1042,12 @@ class Mobility:
                             if t.identity == identity],
                 "handover": None if handover is None or handover.ended_at is not None
                 else handover.view(),
+                "standby": next(({"care_of": sb.care_of, "network": sb.network,
+                                  "copies": len(self._rings[sb.home][1])
+                                  if sb.home in self._rings else 0,
+                                  "expires_in": max(0, round(sb.expires - wall))}
+                                 for sb in self.standbys.values() if sb.identity == identity),
+                                None),
                 "last_handovers": [h for h in self.history if h["identity"] == identity][-5:],
             })
         return rows
@@ -795,6 +1057,14 @@ def buffer_flow(address: str):
     return of.flow_add(Table.ROUTE, PRIO_BUFFER,
                        of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=address),
                        of.apply(of.to_controller()),
+                       address_cookie(Feature.BUFFER, address))
+
+
+def discard_flow(address: str):
+    """A bicast's target leg before the MN arrives: the nAR drops it rather
+    than send it down the tunnel, whose end already gets the old leg."""
+    return of.flow_add(Table.ROUTE, PRIO_BUFFER,
+                       of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=address), [],
                        address_cookie(Feature.BUFFER, address))
 
 

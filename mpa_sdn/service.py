@@ -288,7 +288,7 @@ class MpaService:
                     lease, wall)
                 return self._answer(sa, msg, purpose, "binding-ack", [origin], wall, **fields)
             fields = self.mobility.handover(sa, lease, msg["phase"], bool(msg.get("buffer_old")),
-                                            now)
+                                            now, msg.get("mode", "buffer"), msg.get("delivered"))
             if fields.get("phase") == "none":
                 return self._refuse(sa, msg, purpose, "wrong-state",
                                     f"no handover to {sa.network} to cancel", [origin], wall)

@@ -17,6 +17,7 @@ sorted, no whitespace, ASCII only; see :func:`canonical`).
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import re
@@ -40,8 +41,15 @@ SIGNAL_ENDPOINTS = {
 }
 MAX_SEQ = 2**32 - 1
 # What an MN (or its policy engine) says about a handover (RFC 6252 §6.3):
-# step 4 begins, step 5 is done (it is attached to the target), or it is off.
-HANDOVER_PHASES = ("pre-switch", "arrived", "cancel")
+# step 4 begins, step 5 is done (it is attached to the target), or it is off;
+# or (§7.6.2) its active interface was lost while another one stood by.
+HANDOVER_PHASES = ("pre-switch", "arrived", "cancel", "link-lost")
+# How the target gets the MN's traffic while it switches (§7.6.1): the ARs
+# buffer it, or the correspondents' edges send it to both networks.
+HANDOVER_MODES = ("buffer", "bicast")
+# link-lost: the last frames the lost interface received, as digests.
+DELIVERED_MAX = 16
+DIGEST_BYTES = 8
 
 # Error codes, with the HTTP status the REST channel answers them with.
 ERRORS = {
@@ -161,9 +169,10 @@ SCHEMAS: dict[str, tuple[dict, dict]] = {
     "tunnel-request": (_AUTHENTICATED, {"lifetime": _int(1, 2**31 - 1)}),
     "tunnel-release": (_AUTHENTICATED, {}),
     "binding-update": ({**_AUTHENTICATED, "home_address": _ipv4, "care_of": _ipv4},
-                       {"lifetime": _int(0, 2**31 - 1)}),
+                       {"lifetime": _int(0, 2**31 - 1), "standby": _true}),
     "handover": ({**_AUTHENTICATED, "phase": _one_of(*HANDOVER_PHASES)},
-                 {"buffer_old": _true}),
+                 {"buffer_old": _true, "mode": _one_of(*HANDOVER_MODES),
+                  "delivered": _list_of(_hex(DIGEST_BYTES), DELIVERED_MAX)}),
     # AA/CA -> MN
     "neighbours": ({"network": _network, "candidates": _anything},
                    {"truncated": lambda v: v is True}),
@@ -178,7 +187,7 @@ SCHEMAS: dict[str, tuple[dict, dict]] = {
     "tunnel": ({**_AUTHENTICATED, "address": _ipv4, "poa": _network, "lifetime": _seconds}, {}),
     "tunnel-released": (_AUTHENTICATED, {}),
     "binding-ack": ({**_AUTHENTICATED, "home_address": _ipv4, "care_of": _ipv4,
-                     "lifetime": _seconds}, {}),
+                     "lifetime": _seconds}, {"standby": _true}),
     "handover-state": ({**_AUTHENTICATED, "phase": _text(32)},
                        {"buffered": _int(0, 2**31 - 1)}),
     "error": ({"code": _one_of(*ERRORS), "message": _text(300)},
@@ -207,6 +216,20 @@ class Message:
 
     def get(self, name: str, default=None):
         return self.fields.get(name, default)
+
+
+def frame_digest(frame: bytes) -> str | None:
+    """A ``delivered`` digest: the first DIGEST_BYTES of SHA-256 over the IPv4
+    packet an Ethernet frame carries (its header's total length, so no
+    padding), in hex; None for anything else.  The MN takes it over the
+    frames its lost interface received, the controller over the copies it
+    made of them: the same bytes on both sides."""
+    if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[14] >> 4 != 4:
+        return None
+    total = int.from_bytes(frame[16:18], "big")
+    if total < 20 or 14 + total > len(frame):
+        return None
+    return hashlib.sha256(frame[14:14 + total]).digest()[:DIGEST_BYTES].hex()
 
 
 def canonical(fields: dict, keep_mac: bool = False) -> bytes:

@@ -90,6 +90,12 @@ class MpaSettings:
     buffer_time_s: float = 10.0       # ... and the longest a packet waits in it
     flush_rate_pps: int = 20000       # buffered packets go to the MN at this pace ...
     flush_batch: int = 16             # ... this many at a time
+    # Copy-and-forward (§7.6.2) and bicasting (§7.6.1, C.1).
+    copy_packets: int = 4096          # copies kept per standby MN ...
+    copy_time_s: float = 2.0          # ... for at most this long
+    copy_wait_s: float = 0.2          # after a sudden loss: for the MN's delivered digests
+    copy_guard_s: float = 0.05        # without them: copies this long before the loss go too
+    bicast_period_s: float = 2.0      # a bicast handover sends to both networks this long
 
 
 @dataclass(frozen=True)

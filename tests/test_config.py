@@ -242,7 +242,8 @@ def test_mpa_settings_are_read():
                   dad_wait_s=0.05, dad_reserve=0, dad_valid_s=1, tunnel_lifetime_s=30,
                   max_tunnels_per_mn=2, max_tunnels=10, binding_lifetime_s=90,
                   switch_deadline_s=1.5, buffer_packets=100, buffer_bytes=65536,
-                  buffer_time_s=2, flush_rate_pps=5000, flush_batch=8)
+                  buffer_time_s=2, flush_rate_pps=5000, flush_batch=8, copy_packets=64,
+                  copy_time_s=0.5, copy_wait_s=0, copy_guard_s=0.01, bicast_period_s=0)
     raw = good()
     raw["mpa"] = values
     mpa = parse_topology(raw).mpa
