@@ -15,21 +15,33 @@ The proactive handover (RFC 6252 §6.3 steps 2-6; see mpa_mn/handover.py):
     mpa-mn [options] untunnel NET...     release it
     mpa-mn [options] bind NET --home ADDR [--care-of ADDR] [--lifetime S]
                                          home address -> care-of, in-band from the care-of
-    mpa-mn [options] switch NET --phase pre-switch|arrived|cancel [--buffer-old]
+    mpa-mn [options] switch NET --phase pre-switch|arrived|cancel|link-lost [--buffer-old]
+                     [--mode buffer|bicast]
     mpa-mn [options] attach NET          after the link-layer switch: the nCoA on the
                                          interface, then "arrived" in-band from it
     mpa-mn [options] handover NET --home ADDR [--buffer-old] [--wait-link
                      [--link-timeout S]]   preauth, configure, tunnel, bind, pre-switch;
                                          with --wait-link the switch, then attach
 
-``handover`` prints ``{"event": "ready", ...}`` as one line (and flushes it)
-when the MN is ready for the link-layer switch, whatever the output mode.
+Copy-and-forward with a second interface (RFC 6252 §7.6.2; see mpa_mn/standby.py):
+
+    mpa-mn [options] standby NET --interface IF2 [--old-interface IF1] --home ADDR
+                     [--wait-loss [--loss-timeout S]]
+                                         preauth (for IF2's MAC), configure, the nCoA on
+                                         IF2, a standby binding; with --wait-loss, when
+                                         IF1's carrier drops: the default route to IF2,
+                                         then "link-lost" with what IF1 received
+
+``handover`` and ``standby`` print ``{"event": "ready", ...}`` as one line (and
+flush it) when the MN is ready for the link-layer switch or the loss, whatever
+the output mode.
 
 Options may come before or after the command.  Output is one line per
 result, or one JSON document with ``--json``.  Exit status: 0 all done;
 1 an AA, CA or AR refused, or did not answer, or the interface could not be
-set, or the link did not switch in time (stderr names the network and the
-error code); 2 usage or configuration errors.  Key material is never printed.
+set, or the link did not switch (or was not lost) in time (stderr names the
+network and the error code); 2 usage or configuration errors.  Key material
+is never printed.
 """
 
 from __future__ import annotations
@@ -47,7 +59,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable, TextIO
 
-from mpa_mn import channels, link, report
+from mpa_mn import channels, link, report, standby
 from mpa_mn.channels import InbandChannel, RestChannel
 from mpa_mn.client import MnError, MobileNode
 from mpa_mn.handover import DEFAULT_LINK_TIMEOUT_S, Handover, plan_attach
@@ -56,7 +68,7 @@ from mpa_mn.protocol import ProtocolError
 from mpa_mn.state import StateError, StateFile, default_path
 from mpa_mn.vif import Ip, NoVifs, VifError, Vifs, ipv4_addresses
 from mpa_sdn.config import ConfigError
-from mpa_sdn.signalling import HANDOVER_PHASES, ID_RE, MAC_RE
+from mpa_sdn.signalling import HANDOVER_MODES, HANDOVER_PHASES, ID_RE, MAC_RE
 from mpa_sdn.credentials import MnCredentials, load_mn_credentials
 
 LOG = logging.getLogger("mpa_mn.cli")
@@ -74,7 +86,8 @@ class System:
     opener: Any = None                             # urllib opener (REST); None: direct
     socket_factory: Callable = channels.udp_socket  # in-band
     raw_socket: Callable = link.raw_socket         # the gratuitous ARP
-    sysfs: str = link.SYSFS_NET                    # the carrier, for handover --wait-link
+    sniff_socket: Callable = standby.sniff_socket  # what the old interface receives
+    sysfs: str = link.SYSFS_NET                    # the carrier (--wait-link, --wait-loss)
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
     wall_ns: Callable[[], int] = time.time_ns      # the handover's marks
@@ -162,12 +175,14 @@ def _common(parser: argparse.ArgumentParser, main: bool) -> None:
     add("--credentials", default=d(DEFAULT_CREDENTIALS), metavar="FILE",
         help=f"the MN's keys per domain (default: {DEFAULT_CREDENTIALS})")
     add("--interface", default=d(None), metavar="IFACE",
-        help="the MN's physical interface (default: the default route's)")
-    add("--mac", type=_mac, default=d(None), help="the MN's MAC (default: the interface's)")
+        help="the MN's physical interface (default: the default route's); standby: the "
+             "interface to prepare")
+    add("--mac", type=_mac, default=d(None),
+        help="the MN's MAC (default: the interface's; standby: the prepared one's)")
     add("--address", type=_ipv4, default=d(None),
         help="the MN's current IPv4 address (default: the interface's)")
     add("--home", type=_ipv4, default=d(None), metavar="ADDR",
-        help="the MN's home address (bind, handover)")
+        help="the MN's home address (bind, handover, standby)")
     add("--gateway", type=_ipv4, default=d(None),
         help="in-band: where discovery goes (default: the default route's gateway)")
     add("--port", type=_port, default=d(channels.DEFAULT_PORT),
@@ -227,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     switch = command("switch", "tell the network's AR a phase of the handover", networks=1)
     switch.add_argument("--phase", required=True, choices=HANDOVER_PHASES)
     buffer_old(switch)
+    switch.add_argument("--mode", choices=HANDOVER_MODES,
+                        help="how the target gets the MN's traffic meanwhile")
     command("attach", "after the link-layer switch: the nCoA on the interface, the old "
             "address off, the router as default route, a gratuitous ARP, then arrived",
             networks=1)
@@ -240,6 +257,18 @@ def build_parser() -> argparse.ArgumentParser:
     handover.add_argument("--link-timeout", type=_seconds, default=DEFAULT_LINK_TIMEOUT_S,
                           metavar="S", help="how long --wait-link waits; then the handover "
                           f"is cancelled (default: {DEFAULT_LINK_TIMEOUT_S:g})")
+    stand = command("standby", "make a second interface (--interface) ready in the "
+                    "network and bind the home address (--home) to it in standby; with "
+                    "--wait-loss, when the old interface's link is lost, switch to it",
+                    networks=1)
+    stand.add_argument("--old-interface", metavar="IFACE",
+                       help="the active interface (default: the default route's)")
+    stand.add_argument("--wait-loss", action="store_true",
+                       help="watch the old interface until its carrier drops, then move "
+                       "the default route and send link-lost")
+    stand.add_argument("--loss-timeout", type=_seconds, default=standby.DEFAULT_LOSS_TIMEOUT_S,
+                       metavar="S", help="how long --wait-loss waits "
+                       f"(default: {standby.DEFAULT_LOSS_TIMEOUT_S:g})")
     return parser
 
 
@@ -247,10 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 class _Host:
     """The MN's MAC, address and default gateway: from the options, else asked of
-    ``ip`` once, when first needed."""
+    ``ip`` once, when first needed.  They are those of the interface the MN is
+    active on: for standby, the old one (its --interface is being prepared)."""
 
     def __init__(self, args, ip: Ip):
         self.args, self.ip = args, ip
+        self.option = "old_interface" if args.command == "standby" else "interface"
         self._interface = None
 
     def _ask(self, question, *args):
@@ -260,13 +291,14 @@ class _Host:
             raise MnError("interface", str(exc)) from None
 
     def name(self) -> str:
-        if self.args.interface is None:
+        if getattr(self.args, self.option) is None:
             name = self._ask(self.ip.default_route)[1]
             if name is None:
-                raise MnError("usage", "no default route: give --interface "
-                              "(or --mac and --address)")
-            self.args.interface = name
-        return self.args.interface
+                raise MnError("usage", f"no default route: give --{self.option.replace('_', '-')}"
+                              + ("" if self.option == "old_interface"
+                                 else " (or --mac and --address)"))
+            setattr(self.args, self.option, name)
+        return getattr(self.args, self.option)
 
     def interface(self) -> tuple[str | None, str | None]:
         if self._interface is None:
@@ -279,7 +311,7 @@ class _Host:
             return [self.args.address]
         found = self._ask(self.ip.link, self.name())
         if found is None:
-            raise MnError("interface", f"no interface {self.args.interface}")
+            raise MnError("interface", f"no interface {self.name()}")
         return [address for address, _ in ipv4_addresses(found)]
 
     def mac(self) -> str | None:
@@ -288,21 +320,21 @@ class _Host:
     def address(self) -> str | None:
         address = self.args.address or self.interface()[1]
         if address is None:
-            raise MnError("usage", f"{self.args.interface} has no IPv4 address: give --address")
+            raise MnError("usage", f"{self.name()} has no IPv4 address: give --address")
         return address
 
     def gateway(self) -> str:
         if self.args.gateway:
             return self.args.gateway
-        gateway, _ = self._ask(self.ip.default_route, self.args.interface)
+        gateway, _ = self._ask(self.ip.default_route, getattr(self.args, self.option))
         if gateway is None:
             raise MnError("usage", "no default gateway to discover through: give --gateway")
         return gateway
 
 
 # What each command needs to know about the host.
-NEEDS_MAC = ("preauth", "up", "handover")
-NEEDS_ADDRESS = ("discover", "preauth", "up", "handover")
+NEEDS_MAC = ("preauth", "up", "handover", "standby")
+NEEDS_ADDRESS = ("discover", "preauth", "up", "handover", "standby")
 # Commands that send only in-band from an address of their own: --channel
 # does not apply.
 OWN_SOURCE = ("bind", "attach")
@@ -341,7 +373,7 @@ class _Context:
     host: _Host
     ip: Ip
     system: System
-    emit: Callable[[dict], None]   # handover's ready event
+    emit: Callable[[dict], None]   # the ready event of handover and standby
 
     def home(self) -> str:
         if not self.args.home:
@@ -353,6 +385,12 @@ class _Context:
         s = self.system
         return Handover(self.node, self.ip, sysfs=s.sysfs, raw_socket=s.raw_socket,
                         clock=s.clock, sleep=s.sleep, wall_ns=s.wall_ns, perf_ns=s.perf_ns)
+
+    def standby(self) -> standby.Standby:
+        s = self.system
+        return standby.Standby(self.node, self.ip, sysfs=s.sysfs, raw_socket=s.raw_socket,
+                               sniff_socket=s.sniff_socket, clock=s.clock,
+                               wall_ns=s.wall_ns, perf_ns=s.perf_ns)
 
 
 def _preauth(c: _Context, network: str) -> dict:
@@ -386,6 +424,18 @@ def _handover(c: _Context, network: str) -> dict:
                             link_timeout_s=c.args.link_timeout if wait else None)
 
 
+def _standby(c: _Context, network: str) -> dict:
+    if not c.args.interface:
+        raise MnError("usage", "standby needs the interface to prepare: give --interface")
+    old = c.host.name()
+    if c.args.interface == old:
+        raise MnError("usage", f"{old} is the old interface: give another --interface or "
+                      "--old-interface")
+    return c.standby().run(network, c.home(), c.emit, c.args.interface, old,
+                           c.args.mac,
+                           loss_timeout_s=c.args.loss_timeout if c.args.wait_loss else None)
+
+
 def _strip(result: dict) -> dict:
     return {k: v for k, v in result.items() if k != "network"}
 
@@ -399,9 +449,11 @@ PER_NETWORK = {
     "tunnel": lambda c, network: c.node.tunnel(network, c.args.lifetime),
     "untunnel": lambda c, network: c.node.untunnel(network),
     "bind": _bind,
-    "switch": lambda c, network: c.node.switch(network, c.args.phase, c.args.buffer_old),
+    "switch": lambda c, network: c.node.switch(network, c.args.phase, c.args.buffer_old,
+                                               mode=c.args.mode),
     "attach": _attach,
     "handover": _handover,
+    "standby": _standby,
 }
 # What a command can fail with, short of a bug.
 FAILURES = (ProtocolError, MnError, VifError, LinkError)
@@ -421,6 +473,12 @@ def _code(exc: Exception) -> str:
 
 def _message(exc: Exception) -> str:
     return str(exc) if isinstance(exc, (VifError, StateError)) else exc.message
+
+
+def _line(command: str, network: str, result: dict) -> str:
+    if command == "standby":
+        return f"{network}: {standby.describe(result)}"
+    return report.result_line(command, network, result)
 
 
 def _run(args, c: _Context) -> tuple[dict, list[str], int]:
@@ -448,7 +506,7 @@ def _run(args, c: _Context) -> tuple[dict, list[str], int]:
                             "error": {"code": _code(exc), "message": _message(exc)}})
             continue
         results.append({"network": network, "ok": True, **result})
-        lines.append(report.result_line(args.command, network, result))
+        lines.append(_line(args.command, network, result))
     return {"ok": status == EXIT_OK, "results": results}, lines, status
 
 

@@ -18,6 +18,10 @@ that uses a new sequence number.  The nCoA goes on a virtual interface
 A binding update for an nCoA must come from the nCoA itself, through the
 proactive handover tunnel, and so must the first message after the move:
 those go in-band from the address given, whatever the MN's channel is.
+A standby binding (RFC 6252 §7.6.2, an MN with a second interface already
+attached in the network) is the exception: the controller knows the nCoA
+from that interface, so it goes over the MN's channel, in-band from the
+nCoA only when the channel is in-band anyway.
 """
 
 from __future__ import annotations
@@ -128,9 +132,11 @@ class MobileNode:
 
     # -- pre-authentication (§6.3 step 1, §7.2) ---------------------------------
 
-    def preauthenticate(self, network: str, candidate: dict | None = None) -> SaState:
-        """A new MPA-SA with ``network``'s AA, under the credentials of the domain serving it."""
-        mac = self._need("mac")
+    def preauthenticate(self, network: str, candidate: dict | None = None,
+                        mac: str | None = None) -> SaState:
+        """A new MPA-SA with ``network``'s AA, under the credentials of the domain serving it;
+        ``mac``: the interface that will use it, when that is not the MN's own."""
+        mac = mac.lower() if mac else self._need("mac")
         candidate = candidate or self.candidate(network)
         if candidate["network"] != network:
             raise MnError("usage", f"the candidate given is {candidate['network']}, not {network}")
@@ -252,23 +258,40 @@ class MobileNode:
                 return address
         return self.config(network)["address"]
 
-    def bind(self, network: str, home: str, care_of: str, lifetime: int | None = None) -> dict:
+    @property
+    def sends_inband(self) -> bool:
+        """Whether the MN's channel is in-band (UDP to the gateways)."""
+        return isinstance(self.channel, InbandChannel)
+
+    def bind(self, network: str, home: str, care_of: str, lifetime: int | None = None,
+             standby: bool = False) -> dict:
         """``home`` bound to ``care_of`` at ``network``'s AR (§6.3 step 3), sent in-band
-        from ``care_of``: for an nCoA that is through the tunnel."""
-        answer = self._request(network, "binding-update", "binding-ack",
-                               via=self.inband(care_of),
+        from ``care_of``: for an nCoA that is through the tunnel.  ``standby``
+        (§7.6.2): bound only once the link of the current care-of is lost, the
+        downlink copied there meanwhile; sent as the module's docstring says."""
+        via = None if standby and not self.sends_inband else self.inband(care_of)
+        answer = self._request(network, "binding-update", "binding-ack", via=via,
                                echo={"home_address": home, "care_of": care_of},
-                               home_address=home, care_of=care_of, **_given(lifetime=lifetime))
+                               home_address=home, care_of=care_of,
+                               **_given(lifetime=lifetime, standby=standby or None))
+        if standby and answer.get("standby") is not True:
+            # An AR that made it an ordinary binding has moved the downlink already.
+            raise ProtocolError("unexpected", "the binding-ack does not say standby as asked",
+                                answer)
         return {"network": network, "home_address": home, "care_of": care_of,
-                "lifetime": answer["lifetime"]}
+                "lifetime": answer["lifetime"], **_given(standby=answer.get("standby"))}
 
     def switch(self, network: str, phase: str, buffer_old: bool = False,
-               source: str | None = None) -> dict:
+               source: str | None = None, mode: str | None = None,
+               delivered: list[str] | None = None) -> dict:
         """Tell ``network``'s AR a phase of the handover (in-band from ``source`` if
-        given, else over the MN's channel); the answer says the handover's state."""
+        given, else over the MN's channel); the answer says the handover's state.
+        ``mode``: how the AR gets the MN's traffic meanwhile; ``delivered`` (with
+        ``link-lost``): digests of the last frames the lost interface received."""
         answer = self._request(network, "handover", "handover-state",
                                via=self.inband(source) if source else None, phase=phase,
-                               **_given(buffer_old=buffer_old or None))
+                               **_given(buffer_old=buffer_old or None, mode=mode,
+                                        delivered=list(delivered) if delivered else None))
         return {"network": network, **_given(phase=answer["phase"],
                                                buffered=answer.get("buffered"))}
 

@@ -168,6 +168,7 @@ class Lab:
         self.management = management
         self.net: Mininet | None = None
         self.location: dict[str, PoA] = {}  # host id -> its PoA now
+        self.second: dict[str, tuple[str, PoA]] = {}  # MN id -> (its second interface, PoA)
         self.link_switches: list[LinkSwitch] = []  # every move, in order
 
     # -- addresses --------------------------------------------------------
@@ -438,6 +439,42 @@ class Lab:
         """The link ``cut_link`` took down comes up again.  Returns when (wall-clock ns)."""
         _set_link_up(self._switch_end(host_id).name, True)
         return time.time_ns()
+
+    def add_interface(self, mn_id: str, poa_id: str, mac: str) -> str:
+        """Give an MN a second interface, attached to ``poa_id`` (RFC 6252
+        §7.6.2's multi-interface MN), unaddressed: the MN prepares it.
+        Returns its name in the MN's host."""
+        if mn_id in self.second:
+            raise ValueError(f"{mn_id} already has a second interface")
+        poa = self.graph.poa(poa_id)
+        taken = [h for h, p in self.location.items() if p == poa]
+        if taken:
+            raise ValueError(f"PoA {poa_id} already holds {taken[0]}")
+        host = self.host(mn_id)
+        name, peer = f"{mn_id}-eth{len(host.intfList())}", f"{poa.switch}-eth{poa.port}"
+        for command in (["ip", "link", "add", peer, "type", "veth", "peer", "name", name,
+                         "netns", str(host.pid)],
+                        ["ip", "link", "set", peer, "up"],
+                        ["ovs-vsctl", "--timeout=10", "add-port", poa.switch, peer, "--", "set",
+                         "Interface", peer, f"ofport_request={poa.port}"]):
+            subprocess.run(command, check=True, capture_output=True, stdin=subprocess.DEVNULL)
+        # As _tune does for the lab's own interfaces (and the MN's sysctls
+        # hold for it through "default").
+        host.cmd(f"ip link set {name} address {mac} && ip link set {name} up && "
+                 f"ethtool -K {name} tx off >/dev/null 2>&1; "
+                 f"sysctl -qw net.ipv6.conf.{name}.disable_ipv6=1")
+        subprocess.run(["ethtool", "-K", peer, "tx", "off"], capture_output=True)
+        self.second[mn_id] = (name, poa)
+        return name
+
+    def remove_interface(self, mn_id: str) -> None:
+        """Take the second interface away again (its port goes: the
+        controller forgets what it learned there)."""
+        name, poa = self.second.pop(mn_id)
+        peer = f"{poa.switch}-eth{poa.port}"
+        subprocess.run(["ovs-vsctl", "--timeout=10", "--if-exists", "del-port", poa.switch, peer],
+                       capture_output=True, stdin=subprocess.DEVNULL)
+        subprocess.run(["ip", "link", "del", peer], capture_output=True)
 
     def announce(self, name: str) -> None:
         host = self.host(name)

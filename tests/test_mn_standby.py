@@ -1,0 +1,496 @@
+"""Copy-and-forward for a two-interface MN (mpa_mn.standby, the standby
+command), against the controller core of test_mn_handover.
+
+The MN's host has eth0 (the active interface, at ap-a1-1) and eth1 (at
+ap-b1-1, in net-b1).  The controller is the real core for pre-authentication,
+configuration and learning hosts; its side of the standby binding and of
+``link-lost`` is a stub that checks each message as the AR would (the SA,
+the MAC under the signalling key, the care-of learned at eth1's PoA) and
+answers it signed.  Around it: ``ip`` (test_mn_client's FakeIp), the raw
+socket of the gratuitous ARP, and eth0's downlink as its packet socket sees
+it, which also cuts eth0's carrier in a sysfs directory.  Each poll that
+finds no frame is a millisecond on every clock; nothing waits for real.
+"""
+
+import io
+import json
+import socket
+
+import pytest
+
+from mpa_mn import cli, link
+from mpa_mn.channels import RestChannel
+from mpa_mn.client import MobileNode
+from mpa_mn.link import LinkError
+from mpa_mn.protocol import ProtocolError
+from mpa_mn.standby import PACKET_OUTGOING, Delivered, Standby
+from mpa_mn.vif import Ip, VifError, Vifs
+from mpa_rig import MN_MAC, counter_entropy
+from mpa_sdn import packets, signalling
+from mpa_sdn.service import INBAND, REST, Answer
+from mpa_sdn.tables import Table
+from test_mn_client import CREDENTIALS, MN_ADDRESS, Cli, FakeIp, RestLayer, ticking_sleep
+from test_mn_handover import B1_MAC, B1_ROUTER, HOME, NCOA, WALL_OFFSET, Core, node
+import test_mn_client
+
+IF2_MAC = "02:00:00:00:02:02"
+A1_ROUTER = "10.1.1.1"
+CN = "10.9.9.9"
+credentials_file = test_mn_client.credentials_file   # the fixture
+
+STANDBY_BATCH = (f"addr replace {NCOA}/24 dev eth1\n"
+                 f"neigh replace {B1_ROUTER} lladdr {B1_MAC} dev eth1 nud permanent\n")
+LOSS_BATCH = f"route replace default via {B1_ROUTER} dev eth1\n"
+
+
+# -- the controller ------------------------------------------------------------------
+
+class World(Core):
+    """The core, each of the MN's interfaces at its PoA, and the stub for the
+    messages of §7.6.2.  ``events``: the ip runs and the stubbed signals, in
+    the order they happened."""
+
+    def __init__(self, echo_standby=True):
+        super().__init__()
+        self.at = {"eth0": "ap-a1-1", "eth1": "ap-b1-1"}
+        self.echo_standby = echo_standby
+        self.signals = []
+        self.events = []
+
+    def handle(self, data, origin, now, expect=signalling.REQUESTS):
+        msg = signalling.decode(data, 65536, expect=expect)
+        if (msg.type, msg.get("standby"), msg.get("phase")) in (
+                ("binding-update", True, None), ("handover", None, "link-lost")):
+            return self._stub(msg, origin)
+        return super().handle(data, origin, now, expect)
+
+    def _stub(self, msg, origin):
+        sa = self.core.mpa.aa.sas[msg["sa"]]
+        assert signalling.mac_ok(msg, sa.keys.for_purpose(signalling.PURPOSE[msg.type]))
+        host = self.core.hosts.get(msg.get("care_of"))
+        self.signals.append({"type": msg.type, "channel": origin.channel,
+                             "source": origin.source, "fields": msg.fields,
+                             "attached": host is not None and host.mac == sa.mn_mac
+                             and host.poa.id == self.at["eth1"]})
+        self.events.append(("signal", msg.type))
+        if msg.type == "binding-update":
+            answer = signalling.build(
+                "binding-ack", network=sa.network, sa=sa.id, seq=msg["seq"],
+                home_address=msg["home_address"], care_of=msg["care_of"], lifetime=60,
+                **({"standby": True} if self.echo_standby else {}))
+        else:
+            answer = signalling.build("handover-state", network=sa.network, sa=sa.id,
+                                      seq=msg["seq"], phase="completed")
+        signed = signalling.sign(answer, sa.keys.for_purpose(signalling.PURPOSE[answer["type"]]))
+        return [Answer(origin, signed)]
+
+    def raw_socket(self, interface):
+        return RawSocket(self, interface)
+
+    def packet_in_at(self, poa_id, table, frame):
+        poa = self.core.graph.poa(poa_id)
+        self.run(self.core.packet_in(self.core.graph.dpid(poa.switch), poa.port, table, frame,
+                                     self.now))
+
+
+class RawSocket:
+    """A packet socket on one of the MN's interfaces: its frames reach the
+    controller at that interface's PoA."""
+
+    def __init__(self, world, interface):
+        self.world, self.interface, self.closed = world, interface, False
+        world.sockets.append(self)
+
+    def send(self, frame):
+        self.world.frames.append((self.interface, frame))
+        self.world.packet_in_at(self.world.at[self.interface], Table.ARP, frame)
+        return len(frame)
+
+    def close(self):
+        self.closed = True
+
+
+class HostIp(FakeIp):
+    """The MN's host: eth0 active, eth1 up in net-b1 with no address yet."""
+
+    def __init__(self, world, fail=None):
+        super().__init__(fail)
+        self.world = world
+        self.links["eth0"]["addrs"].append((HOME, 32))
+        self.links["eth1"] = {"kind": "veth", "mac": IF2_MAC, "addrs": [], "up": True}
+
+    def __call__(self, argv, **kw):
+        if argv[1:] == ["-batch", "-"]:
+            self.world.events.append(("ip", kw["input"]))
+        return super().__call__(argv, **kw)
+
+
+# -- eth0's downlink ----------------------------------------------------------------------
+
+def frame(dst, payload=b"x", src=CN):
+    return packets.udp_frame(src_mac=B1_MAC, dst_mac=MN_MAC, src_ip=src, dst_ip=dst,
+                             src_port=5001, dst_port=5001, payload=payload)
+
+
+def home_frame(n):
+    return frame(HOME, payload=n.to_bytes(4, "big"))
+
+
+def digest(f):
+    return signalling.frame_digest(f)
+
+
+class Downlink:
+    """eth0's packet socket (the factory and the socket) and the link under it:
+    ``script`` maps a poll number to what happens then: frames (as (frame,
+    pkttype)) arrive, ``"lost"`` drops the carrier, ``"flap"`` drops it and
+    brings it back before the next look.  A poll that finds no frame moves
+    the clocks on by its timeout; ``ns`` is the wall clock."""
+
+    def __init__(self, root, clock, script=None):
+        self.dir = root / "eth0"
+        self.dir.mkdir(parents=True)
+        self.clock, self.script = clock, dict(script or {})
+        self.changes, self.polls, self.ns = 3, 0, int(WALL_OFFSET) * 10**9
+        self.queue, self.timeout, self.opened, self.closed = [], None, [], False
+        self.on_poll = None
+        self.set(up=True)
+
+    def set(self, up):
+        (self.dir / "carrier_changes").write_text(f"{self.changes}\n")
+        (self.dir / "carrier").write_text("1\n" if up else "0\n")
+
+    def __call__(self, interface):
+        self.opened.append(interface)
+        return self
+
+    def settimeout(self, seconds):
+        self.timeout = seconds
+
+    def recvfrom(self, size):
+        if self.queue:
+            data, pkttype = self.queue.pop(0)
+            return data[:size], ("eth0", 0x0800, pkttype, 1, bytes.fromhex("02004abb3a62"))
+        if not self.timeout:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        self.polls += 1
+        self.clock.now += self.timeout
+        self.ns += round(self.timeout * 1e9)
+        if self.on_poll:
+            self.on_poll()
+        for item in self.script.get(self.polls, []):
+            if item in ("lost", "flap"):
+                self.changes += 1 if item == "lost" else 2
+                self.set(up=item == "flap")
+            else:
+                self.queue.append(item)
+        raise socket.timeout("timed out")
+
+    def close(self):
+        self.closed = True
+
+
+# -- the MN, as a library ------------------------------------------------------------
+
+@pytest.fixture
+def world():
+    world = World()
+    world.attach("ap-a1-1")
+    return world
+
+
+def standby(world, tmp_path, script=None, ip=None, sniff=None):
+    """The run, over REST, and the downlink it watches."""
+    ip = ip or HostIp(world)
+    downlink = Downlink(tmp_path / "sys", test_mn_client.Clock(), script)
+    channel = RestChannel("http://controller:8080", opener=RestLayer(world),
+                          sleep=ticking_sleep(world, []))
+    mn = MobileNode(CREDENTIALS, MN_MAC, MN_ADDRESS, channel, vifs=Vifs(Ip(ip)),
+                    entropy=counter_entropy(b"mn"), wall=lambda: world.wall(world.now))
+    run = Standby(mn, Ip(ip), sysfs=str(tmp_path / "sys"), raw_socket=world.raw_socket,
+                  sniff_socket=sniff or downlink, clock=downlink.clock,
+                  wall_ns=lambda: downlink.ns, perf_ns=lambda: downlink.ns)
+    return run, downlink, ip
+
+
+def test_standby_makes_eth1_ready_and_binds_the_home_address_to_it_in_standby(world, tmp_path):
+    run, downlink, ip = standby(world, tmp_path)
+    events = []
+    ready = run.run("net-b1", HOME, events.append, "eth1", "eth0")
+    assert events == [{"event": "ready", **ready}]
+    assert (ready["address"], ready["interface"], ready["old_interface"], ready["mac"]) == \
+        (NCOA, "eth1", "eth0", IF2_MAC)
+    assert ready["binding"] == {"care_of": NCOA, "lifetime": 60, "standby": True}
+    assert ready["gratuitous_arp"] is True and "ready_at" in ready
+    assert set(ready["timings_ms"]) == {"preauth", "configure", "ip", "gratuitous_arp", "bind"}
+    # The MPA-SA names eth1's MAC, not the MN's active interface's.
+    assert world.core.mpa.aa.sas[ready["sa"]].mn_mac == IF2_MAC
+    # The nCoA on eth1 with its router's MAC, the default route left on eth0.
+    assert ip.batches == [STANDBY_BATCH]
+    assert (NCOA, 24) in ip.links["eth1"]["addrs"]
+    assert ip.default == (A1_ROUTER, "eth0")
+    assert ip.neighbours == {B1_ROUTER: (B1_MAC, "eth1", "permanent")}
+    # The gratuitous ARP went out of eth1, and the controller learned eth1 in net-b1.
+    assert world.frames == [("eth1", link.gratuitous_arp(IF2_MAC, NCOA))]
+    assert world.core.hosts[NCOA].mac == IF2_MAC
+    assert world.core.hosts[NCOA].poa.id == "ap-b1-1"
+    [bind] = world.signals
+    assert bind["type"] == "binding-update" and bind["channel"] == REST
+    assert {k: bind["fields"][k] for k in ("home_address", "care_of", "standby")} == \
+        {"home_address": HOME, "care_of": NCOA, "standby": True}
+    assert bind["attached"] is True
+    assert world.events == [("ip", STANDBY_BATCH), ("signal", "binding-update")]
+    # Without waiting for the loss nothing watches eth0, and every socket is closed.
+    assert downlink.opened == [] and [s.closed for s in world.sockets] == [True]
+
+
+def test_the_loss_moves_the_route_then_says_what_eth0_received(world, tmp_path):
+    a, d, e = home_frame(1), home_frame(2), home_frame(3)
+    script = {2: [(a, 0), (frame("10.1.1.99"), 0), (home_frame(9), PACKET_OUTGOING)],
+              5: [(d, 0)],
+              8: ["lost", (e, 0)]}     # queued as the carrier goes: read after the drop
+    run, downlink, ip = standby(world, tmp_path, script)
+    result = run.run("net-b1", HOME, lambda event: None, "eth1", "eth0",
+                     loss_timeout_s=30)
+    assert downlink.opened == ["eth0"] and downlink.polls == 8
+    lost = world.signals[-1]
+    assert lost["type"] == "handover" and lost["channel"] == REST
+    assert lost["fields"]["phase"] == "link-lost"
+    assert lost["fields"]["delivered"] == [digest(a), digest(d), digest(e)]
+    assert "mode" not in lost["fields"]
+    # The route moved before link-lost went; nothing else happened in between.
+    assert world.events == [("ip", STANDBY_BATCH), ("signal", "binding-update"),
+                            ("ip", LOSS_BATCH), ("signal", "handover")]
+    assert ip.default == (B1_ROUTER, "eth1")
+    assert result["link_lost"] == {"phase": "completed"}
+    assert (result["delivered"], result["received"]) == (3, 3)
+    assert result["ready_at"] < result["loss_detected_at"] <= result["signalled_at"]
+    assert result["loss_detected_at"] - result["ready_at"] == 8 * 1_000_000   # 8 polls
+    assert set(result["timings_ms"]) >= {"loss_wait", "route", "link_lost"}
+    assert downlink.closed and all(s.closed for s in world.sockets)
+
+
+def test_a_carrier_that_flaps_between_two_looks_is_a_loss(world, tmp_path):
+    run, downlink, _ = standby(world, tmp_path, {3: ["flap"]})
+    result = run.run("net-b1", HOME, lambda event: None, "eth1", "eth0", loss_timeout_s=30)
+    assert downlink.polls == 3 and result["link_lost"]["phase"] == "completed"
+    # Nothing received: the field is left out.
+    assert "delivered" not in world.signals[-1]["fields"] and result["delivered"] == 0
+
+
+def test_without_the_loss_it_gives_up_at_the_timeout_and_the_binding_stands_by(
+        world, tmp_path):
+    run, downlink, ip = standby(world, tmp_path)
+    with pytest.raises(LinkError) as err:
+        run.run("net-b1", HOME, lambda event: None, "eth1", "eth0", loss_timeout_s=0.05)
+    assert err.value.code == "link-timeout"
+    assert err.value.message == ("the carrier of eth0 never dropped within 0.05 s; the "
+                                 "standby binding stays")
+    assert downlink.polls == 50
+    assert [s["type"] for s in world.signals] == ["binding-update"]
+    assert ip.default == (A1_ROUTER, "eth0")
+    assert downlink.closed and all(s.closed for s in world.sockets)
+
+
+def test_a_failed_route_still_signals_the_loss(world, tmp_path):
+    ip = HostIp(world, fail="route replace")
+    run, _, _ = standby(world, tmp_path, {1: ["lost"]}, ip=ip)
+    with pytest.raises(VifError) as err:
+        run.run("net-b1", HOME, lambda event: None, "eth1", "eth0", loss_timeout_s=30)
+    assert "Command failed -:1" in str(err.value)
+    assert "link-lost was sent all the same (the handover is completed)" in str(err.value)
+    assert world.signals[-1]["fields"]["phase"] == "link-lost"
+
+
+def test_an_eth0_that_cannot_be_watched_fails_before_the_binding(world, tmp_path):
+    def refused(interface):
+        raise PermissionError(1, "Operation not permitted")
+    run, _, _ = standby(world, tmp_path, sniff=refused)
+    with pytest.raises(LinkError) as err:
+        run.run("net-b1", HOME, lambda event: None, "eth1", "eth0", loss_timeout_s=30)
+    assert err.value.code == "link"
+    assert err.value.message == ("cannot watch the frames eth0 receives: "
+                                 "Operation not permitted")
+    assert world.signals == [] and all(s.closed for s in world.sockets)
+
+
+def test_a_carrier_that_cannot_be_read_fails_before_anything_is_asked(world, tmp_path):
+    run, downlink, ip = standby(world, tmp_path)
+    (downlink.dir / "carrier_changes").unlink()
+    with pytest.raises(LinkError) as err:
+        run.run("net-b1", HOME, lambda event: None, "eth1", "eth0", loss_timeout_s=30)
+    assert err.value.code == "link"
+    assert world.core.mpa.aa.sas == {} and ip.calls == []
+
+
+def test_an_ack_that_is_not_in_standby_is_not_believed(tmp_path):
+    world = World(echo_standby=False)
+    world.attach("ap-a1-1")
+    run, _, _ = standby(world, tmp_path)
+    with pytest.raises(ProtocolError) as err:
+        run.run("net-b1", HOME, lambda event: None, "eth1", "eth0")
+    assert err.value.code == "unexpected" and "standby" in err.value.message
+
+
+# -- what eth0's socket records ----------------------------------------------------------
+
+def test_only_frames_eth0_received_for_the_home_address_count_the_last_16_oldest_first(
+        tmp_path):
+    downlink = Downlink(tmp_path, test_mn_client.Clock())
+    frames = [home_frame(n) for n in range(20)]
+    truncated = home_frame(99)[:30 + 4]                # the header only: no digest
+    downlink.queue = [(f, 0) for f in frames[:10]] + [
+        (frame("10.1.1.99"), 0), (frame(HOME, src="10.1.1.98")[:-1] + b"y", PACKET_OUTGOING),
+        (truncated, 0)] + [(f, 0) for f in frames[10:]]
+    delivered = Delivered("eth0", HOME, downlink)
+    delivered.drain()
+    assert list(delivered.digests) == [digest(f) for f in frames[4:]]
+    assert delivered.received == 20 and downlink.queue == []
+    delivered.poll(0.001)                               # nothing queued: one poll's wait
+    assert downlink.polls == 1 and len(delivered.digests) == signalling.DELIVERED_MAX
+
+
+# -- the messages themselves ---------------------------------------------------------------
+
+def test_in_band_the_standby_messages_go_from_the_ncoa(world):
+    mn, _ = node(world, "inband")
+    mn.preauthenticate("net-b1")
+    mn.configure("net-b1")
+    mn.bind("net-b1", HOME, NCOA, standby=True)
+    mn.switch("net-b1", "link-lost", source=NCOA, mode="bicast",
+              delivered=[digest(home_frame(1))])
+    bind, lost = world.signals
+    assert (bind["channel"], bind["source"]) == (INBAND, NCOA)
+    assert (lost["channel"], lost["source"]) == (INBAND, NCOA)
+    assert lost["fields"]["mode"] == "bicast"
+    assert lost["fields"]["delivered"] == [digest(home_frame(1))]
+
+
+def test_over_rest_the_standby_binding_goes_over_rest(world):
+    mn, sources = node(world)
+    mn.preauthenticate("net-b1", mac=IF2_MAC)
+    mn.configure("net-b1")
+    assert mn.bind("net-b1", HOME, NCOA, standby=True)["standby"] is True
+    assert world.signals[0]["channel"] == REST and sources.used == []
+    assert mn.state.entries["net-b1"].sa.mn_mac == IF2_MAC
+
+
+# -- the command line -----------------------------------------------------------------------
+
+class StandbyCli(Cli):
+    def __init__(self, world, tmp_path, credentials, script=None, **kw):
+        super().__init__(world, tmp_path, credentials, **kw)
+        self.ip = HostIp(world)
+        self.downlink = Downlink(tmp_path / "sys", self.world.clock, script)
+        self.system = {"raw_socket": world.raw_socket, "sniff_socket": self.downlink,
+                       "sysfs": str(tmp_path / "sys"), "wall_ns": lambda: self.downlink.ns,
+                       "perf_ns": lambda: self.downlink.ns}
+
+    def __call__(self, *argv, json_out=True, options=()):
+        """Cli's run, without its --interface (standby's is the interface to prepare)."""
+        out, err = io.StringIO(), io.StringIO()
+        system = cli.System(**{
+            "run": self.ip, "opener": RestLayer(self.rig), "socket_factory": self.world,
+            "clock": self.world.clock, "sleep": ticking_sleep(self.rig, []),
+            "wall": lambda: self.rig.service.wall(self.rig.now),
+            "entropy": counter_entropy(b"cli"), "stdout": out, "stderr": err, **self.system})
+        rc = cli.main(["--credentials", self.credentials, "--state",
+                       str(self.tmp_path / "state.json"), *options,
+                       *(["--json"] if json_out else []), *argv], system)
+        text = out.getvalue()
+        return rc, (json.loads(text) if json_out and text else text), err.getvalue()
+
+    def events(self, *argv):
+        """(exit status, the ready events, the document, stderr)."""
+        rc, out, err = self(*argv, json_out=False, options=["--json"])
+        lines = out.splitlines(keepends=True)
+        events = [json.loads(line) for line in lines if line.startswith('{"')]
+        rest = "".join(line for line in lines if not line.startswith('{"'))
+        return rc, events, json.loads(rest), err
+
+
+def test_cli_standby_waits_for_the_loss(world, tmp_path, credentials_file):
+    run = StandbyCli(world, tmp_path, credentials_file(), {4: [(home_frame(1), 0)],
+                                                           6: ["lost"]})
+    rc, [ready], doc, err = run.events("standby", "net-b1", "--interface", "eth1",
+                                       "--old-interface", "eth0", "--home", HOME,
+                                       "--wait-loss")
+    assert rc == 0, err
+    assert ready["event"] == "ready" and ready["address"] == NCOA
+    assert (ready["interface"], ready["old_interface"]) == ("eth1", "eth0")
+    [result] = doc["results"]
+    assert result["ok"] and result["link_lost"]["phase"] == "completed"
+    assert result["delivered"] == 1 and result["ready_at"] == ready["ready_at"]
+    assert world.signals[-1]["fields"]["delivered"] == [digest(home_frame(1))]
+    assert world.core.mpa.aa.sas[result["sa"]].mn_mac == IF2_MAC
+    assert run.ip.batches == [STANDBY_BATCH, LOSS_BATCH]
+
+
+def test_cli_standby_takes_the_old_interface_from_the_default_route_and_prints_a_line(
+        world, tmp_path, credentials_file):
+    run = StandbyCli(world, tmp_path, credentials_file())
+    rc, out, err = run("standby", "net-b1", "--interface", "eth1", "--home", HOME,
+                       json_out=False)
+    assert rc == 0, err
+    ready, line = out.splitlines()
+    assert json.loads(ready)["old_interface"] == "eth0"
+    assert line == (f"net-b1: eth1 standing by with nCoA {NCOA}/24, {HOME} bound to it "
+                    "if eth0 is lost")
+
+
+def test_cli_standby_gives_up_at_the_loss_timeout(world, tmp_path, credentials_file):
+    run = StandbyCli(world, tmp_path, credentials_file())
+    rc, [ready], doc, err = run.events("standby", "net-b1", "--interface", "eth1",
+                                       "--home", HOME, "--wait-loss", "--loss-timeout", "0.5")
+    assert rc == 1
+    assert "mpa-mn: net-b1: link-timeout: the carrier of eth0 never dropped within 0.5 s" in err
+    assert doc["results"][0]["error"]["code"] == "link-timeout"
+
+
+def test_cli_the_ready_line_is_flushed_before_the_wait(world, tmp_path, credentials_file):
+    run = StandbyCli(world, tmp_path, credentials_file(), {3: ["lost"]})
+    seen, polls = [], []
+
+    class Out(io.StringIO):
+        def flush(self):
+            seen.append(self.getvalue())
+
+    run.system["stdout"] = Out()
+    run.downlink.on_poll = lambda: polls.append(seen[:])
+    assert run("standby", "net-b1", "--interface", "eth1", "--home", HOME, "--wait-loss")[0] == 0
+    assert polls[0] and json.loads(polls[0][-1])["event"] == "ready"
+
+
+@pytest.mark.parametrize("argv,code,message", [
+    (["--home", HOME], "usage", "give --interface"),
+    (["--interface", "eth1"], "usage", "give --home"),
+    (["--interface", "eth0", "--home", HOME], "usage",
+     "eth0 is the old interface: give another --interface or --old-interface"),
+    (["--interface", "eth7", "--home", HOME], "interface", "no interface eth7"),
+])
+def test_cli_standby_refuses_what_it_cannot_do(world, tmp_path, credentials_file, argv, code,
+                                               message):
+    run = StandbyCli(world, tmp_path, credentials_file())
+    rc, doc, err = run("standby", "net-b1", *argv)
+    assert rc == (2 if code == "usage" else 1)
+    assert doc["results"][0]["error"]["code"] == code and message in err
+    assert world.signals == [] and world.core.mpa.aa.sas == {}
+
+
+def test_cli_switch_passes_the_mode(world, tmp_path, credentials_file):
+    run = StandbyCli(world, tmp_path, credentials_file())
+    assert run("up", "net-b1")[0] == 0
+    rc, doc, err = run("switch", "net-b1", "--phase", "link-lost", "--mode", "bicast")
+    assert rc == 0, err
+    assert world.signals[-1]["fields"]["mode"] == "bicast"
+    assert "delivered" not in world.signals[-1]["fields"]
+
+
+@pytest.mark.parametrize("argv", [["standby"], ["standby", "net-b1", "net-a2"],
+                                  ["standby", "net-b1", "--loss-timeout", "0"],
+                                  ["standby", "net-b1", "--loss-timeout", "soon"],
+                                  ["standby", "net-b1", "--wait-loss", "yes"],
+                                  ["switch", "net-b1", "--phase", "link-lost", "--mode", "copy"]])
+def test_cli_standby_usage_errors_exit_2(argv, capsys):
+    assert cli.main(argv) == 2
+    assert "usage: mpa-mn" in capsys.readouterr().err
