@@ -726,6 +726,7 @@ class Cli:
         self.ip = FakeIp()
         self.world = Gateways(rig)
         self.system = {}   # more of cli.System's fields, or others
+        self.interface = "eth0"   # None: the command names its own
 
     def __call__(self, *argv, json_out=True, options=()):
         out, err = io.StringIO(), io.StringIO()
@@ -735,7 +736,8 @@ class Cli:
             "wall": lambda: self.rig.service.wall(self.rig.now),
             "entropy": counter_entropy(b"cli"), "stdout": out, "stderr": err, **self.system})
         args = ["--channel", self.channel, "--credentials", self.credentials,
-                "--state", str(self.tmp_path / "state.json"), "--interface", "eth0",
+                "--state", str(self.tmp_path / "state.json"),
+                *(["--interface", self.interface] if self.interface else []),
                 *options, *(["--json"] if json_out else []), *argv]
         rc = cli.main(args, system)
         text = out.getvalue()

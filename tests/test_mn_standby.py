@@ -385,20 +385,7 @@ class StandbyCli(Cli):
         self.system = {"raw_socket": world.raw_socket, "sniff_socket": self.downlink,
                        "sysfs": str(tmp_path / "sys"), "wall_ns": lambda: self.downlink.ns,
                        "perf_ns": lambda: self.downlink.ns}
-
-    def __call__(self, *argv, json_out=True, options=()):
-        """Cli's run, without its --interface (standby's is the interface to prepare)."""
-        out, err = io.StringIO(), io.StringIO()
-        system = cli.System(**{
-            "run": self.ip, "opener": RestLayer(self.rig), "socket_factory": self.world,
-            "clock": self.world.clock, "sleep": ticking_sleep(self.rig, []),
-            "wall": lambda: self.rig.service.wall(self.rig.now),
-            "entropy": counter_entropy(b"cli"), "stdout": out, "stderr": err, **self.system})
-        rc = cli.main(["--credentials", self.credentials, "--state",
-                       str(self.tmp_path / "state.json"), *options,
-                       *(["--json"] if json_out else []), *argv], system)
-        text = out.getvalue()
-        return rc, (json.loads(text) if json_out and text else text), err.getvalue()
+        self.interface = None   # standby's --interface is the one to prepare
 
     def events(self, *argv):
         """(exit status, the ready events, the document, stderr)."""
