@@ -473,6 +473,7 @@ class Mobility:
             if old is not None:
                 self.store.delete(BINDING_KIND, home)
                 self.counters["binding_deleted"] += 1
+                self._drop_standby(home, "ended_unbound")   # nothing left to move
                 self._sync()
             return {"home_address": home, "care_of": care_of, "lifetime": 0}
         binding = Binding(home, care_of, sa.network, sa.identity, sa.mn_mac,
@@ -572,7 +573,8 @@ class Mobility:
         self.counters["handover_link_lost_said"] += 1
         if current is None or current.mode != COPY or current.network != sa.network:
             standby = next((s for s in self.standbys.values()
-                            if s.identity == sa.identity and s.network == sa.network), None)
+                            if s.identity == sa.identity and s.network == sa.network
+                            and s.home in self.bindings), None)
             if standby is None:
                 raise Refused("wrong-state", f"no standby interface in {sa.network}")
             current = self._link_lost(standby, "signal", now)

@@ -259,6 +259,18 @@ def test_binding_the_home_address_itself_ends_the_standby(rig):
     assert rig.core.counters["copy_made"] == 0
 
 
+def test_removing_the_binding_ends_the_standby(rig):
+    here = bound_here(rig)
+    state = second_interface(rig)
+    rest(rig, state, "binding-update", "binding-ack", home_address=HOME, care_of=NCOA,
+         standby=True)
+    assert rig.core.mobility.standbys
+    here.ask("binding-update", "binding-ack", source=MN_IP, home_address=HOME, care_of=MN_IP,
+             lifetime=0)
+    assert not rig.core.mobility.standbys and not rig.core.mobility._rings
+    assert rig.core.counters["standby_ended_unbound"] == 1
+
+
 def test_a_standby_survives_a_restart(topology):
     store = MemoryStore()
     rig = make_rig(topology, store=store)
