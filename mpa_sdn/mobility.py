@@ -287,7 +287,7 @@ class Mobility:
         switch (a new one if that moved), kept through its copy-and-forward
         handover, and none for anyone else."""
         keep = {h.home for h in self.handovers.values()
-                if h.mode == COPY and h.phase in ACTIVE and h.home in self._rings}
+                if h.mode == COPY and h.home in self._rings}
         for home in list(self._rings):
             if home not in keep and home not in self.standbys:
                 del self._rings[home]
@@ -705,8 +705,7 @@ class Mobility:
         if ring is None or self.graph.dpid(ring[0]) != dpid:
             return False
         ring[1].add(data, now)
-        handover = next((h for h in self.handovers.values()
-                         if h.copies is ring[1] and h.phase in ACTIVE), None)
+        handover = next((h for h in self.handovers.values() if h.copies is ring[1]), None)
         if handover is not None and handover.copies_placed:
             # Sorted already: it missed the MN, and anything newer went to
             # the new care-of; it goes now.
@@ -930,8 +929,11 @@ class Mobility:
         handover.phase = DRAINING
         # The arrival's deletes (the tunnel's flows, which outrank the new
         # route at the nAR) go now if still settling: once the punt is gone,
-        # the route must take the packets.
-        self._release_breaks(tag=f"handover:{handover.id}")
+        # the route must take the packets.  Not after a sudden loss: there
+        # the care-of changed, and the old one's copying flow must still
+        # catch what a correspondent edge's cache sends the old way.
+        if handover.mode != COPY:
+            self._release_breaks(tag=f"handover:{handover.id}")
         tag = f"drain:{handover.id}"
         self._sync(confirm=tag)
         if tag not in self._deferred:
@@ -952,8 +954,6 @@ class Mobility:
     def _complete(self, handover: Handover, now: float) -> None:
         handover.phase = COMPLETED
         handover.ended_at = now
-        if handover.mode == COPY and handover.home in self._rings:
-            del self._rings[handover.home]
         self.counters["handover_switched_back" if handover.back else "handover_completed"] += 1
         LOG.info("identity=%s handover %d to %s %s: %s", handover.identity, handover.id,
                  handover.network, "switched back" if handover.back else "completed",
@@ -978,6 +978,9 @@ class Mobility:
                 self._answer_check(handover, now)
             elif handover.phase == COMPLETED and now - handover.ended_at > LINGER_S:
                 del self.handovers[handover.identity]
+                if handover.mode == COPY and self._rings.get(handover.home, (None, None))[1] \
+                        is handover.copies:
+                    del self._rings[handover.home]   # its copying flow is long gone
                 for address in handover.buffered_addresses():
                     if self._buffering.get(address) is handover:
                         del self._buffering[address]
