@@ -69,7 +69,7 @@ class Controller:
         for host in correspondents:
             self._remember(host)
         self.mobility = Mobility(self.graph, topology.mpa, self.counters, correspondents,
-                                 self.hosts, self.switches.__contains__, store, wall_offset)
+                                 self.hosts, self.switches.__contains__, store)
         self.mpa.mobility = self.mobility
         self._gated: dict[str, list] = {}  # confirmation tag -> the answers waiting for it
         self._poa_at = {(self.graph.dpid(p.switch), p.port): p for p in topology.poas.values()}
@@ -109,6 +109,8 @@ class Controller:
     def _ungated(self) -> list:
         """The held answers whose flows are confirmed (or whose switches left)."""
         out = []
+        if not self._gated:   # the usual case, on every punted packet
+            return out
         for tag in [t for t in self._gated if not self.mobility.awaiting(t)]:
             out += self._gated.pop(tag)
         return out

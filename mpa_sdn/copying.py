@@ -65,6 +65,7 @@ class CopyRing:
         self.max_packets, self.max_age_s, self.counters = max_packets, max_age_s, counters
         self.copies: collections.deque[Copy] = collections.deque()
         self.made = 0
+        self.owner = None   # the handover that forwards them, once the link is lost
 
     def __len__(self) -> int:
         return len(self.copies)

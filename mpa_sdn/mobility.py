@@ -165,7 +165,7 @@ class Refused(Exception):
 
 class Mobility:
     def __init__(self, graph, settings, counters: collections.Counter, correspondents: list[Host],
-                 hosts: dict, connected: Callable[[int], bool], store, wall_offset: float,
+                 hosts: dict, connected: Callable[[int], bool], store,
                  protocol: BindingProtocol | None = None):
         self.graph = graph
         self.settings = settings
@@ -173,7 +173,6 @@ class Mobility:
         self.hosts = hosts                 # the controller's host table (read only)
         self.connected = connected
         self.store = store
-        self.wall_offset = wall_offset
         self.protocol = protocol or EdgeRewrite(graph, correspondents)
         self.tunnels: dict[str, tn.Tunnel] = {}
         self.bindings: dict[str, Binding] = {}
@@ -197,36 +196,38 @@ class Mobility:
     # -- persistence --------------------------------------------------------------
 
     def _load(self) -> None:
-        for key, body in self.store.load(TUNNEL_KIND).items():
-            try:
-                t = tn.Tunnel(**{**body, "poa": self.graph.poa(body["poa"])})
-                self.graph.network(t.network)
-            except Exception:  # noqa: BLE001  (any bad record is dropped, not fatal)
-                self.counters["tunnel_record_invalid"] += 1
-                self.store.delete(TUNNEL_KIND, key)
-                continue
-            self.tunnels[t.address] = t
-        for key, body in self.store.load(BINDING_KIND).items():
-            try:
-                b = Binding(**body)
-                ipaddress.IPv4Address(b.home), ipaddress.IPv4Address(b.care_of)
-            except Exception:  # noqa: BLE001
-                self.counters["binding_record_invalid"] += 1
-                self.store.delete(BINDING_KIND, key)
-                continue
-            self.bindings[b.home] = b
-        for key, body in self.store.load(STANDBY_KIND).items():
-            try:
-                standby = Standby(**body)
-                ipaddress.IPv4Address(standby.home), ipaddress.IPv4Address(standby.care_of)
-                self.graph.network(standby.network)
-            except Exception:  # noqa: BLE001
-                self.counters["standby_record_invalid"] += 1
-                self.store.delete(STANDBY_KIND, key)
-                continue
-            self.standbys[standby.home] = standby
+        def tunnel(body):
+            t = tn.Tunnel(**{**body, "poa": self.graph.poa(body["poa"])})
+            self.graph.network(t.network)
+            return t
+
+        def binding(body):
+            b = Binding(**body)
+            ipaddress.IPv4Address(b.home), ipaddress.IPv4Address(b.care_of)
+            return b
+
+        def standby(body):
+            s = Standby(**body)
+            ipaddress.IPv4Address(s.home), ipaddress.IPv4Address(s.care_of)
+            self.graph.network(s.network)
+            return s
+        self.tunnels = {t.address: t for t in self._records(TUNNEL_KIND, tunnel)}
+        self.bindings = {b.home: b for b in self._records(BINDING_KIND, binding)}
+        self.standbys = {s.home: s for s in self._records(STANDBY_KIND, standby)}
         self._copy_points()
         self._installed = self.desired()  # what a reconnecting switch is reconciled to
+
+    def _records(self, kind: str, build: Callable) -> list:
+        """The stored records of ``kind`` that ``build`` makes sense of; any
+        other is counted and dropped, not fatal."""
+        out = []
+        for key, body in self.store.load(kind).items():
+            try:
+                out.append(build(body))
+            except Exception:  # noqa: BLE001  (a bad record is anything build raises)
+                self.counters[f"{kind}_record_invalid"] += 1
+                self.store.delete(kind, key)
+        return out
 
     def _save_tunnel(self, t: tn.Tunnel) -> None:
         self.store.put(TUNNEL_KIND, t.address, {**t.__dict__, "poa": t.poa.id})
@@ -259,20 +260,19 @@ class Mobility:
         for home in sorted(self.bindings):
             binding = self.bindings[home]
             reach = self.reach(binding)
-            for switch, mods in self.protocol.flows(binding, reach, self._leg(home)).items():
-                flows[switch] += mods
-            standby = self.standbys.get(home)
-            if standby is not None and reach is not None and reach.tunnel is None:
+            by_switch = self.protocol.flows(binding, reach, self._leg(home))
+            if home in self.standbys and reach is not None and reach.tunnel is None:
                 # Copy-and-forward: what the active care-of's PoA delivers
                 # to the MN, it copies to the controller too.
-                flows[reach.poa.switch] = [
-                    (with_copy(mod, reach.poa.port) or mod) if mod.cookie == binding.cookie
-                    else mod for mod in flows[reach.poa.switch]]
+                by_switch[reach.poa.switch] = [with_copy(mod, reach.poa.port) or mod
+                                               for mod in by_switch.get(reach.poa.switch, [])]
+            for switch, mods in by_switch.items():
+                flows[switch] += mods
         for address, handover in sorted(self._buffering.items()):
             if handover.phase in BUFFERING:
                 network = self.graph.network_of_address(address)
                 flows[network.access_router].append(
-                    discard_flow(address) if handover.mode == BICAST else buffer_flow(address))
+                    buffer_flow(address, punt=handover.mode != BICAST))
         out = {}
         for switch, mods in flows.items():
             table = {}
@@ -286,10 +286,10 @@ class Mobility:
         """A copy ring for each standby home at its active care-of's PoA
         switch (a new one if that moved), kept through its copy-and-forward
         handover, and none for anyone else."""
-        keep = {h.home for h in self.handovers.values()
-                if h.mode == COPY and h.home in self._rings}
-        for home in list(self._rings):
-            if home not in keep and home not in self.standbys:
+        for home, (_, ring) in list(self._rings.items()):
+            owner = ring.owner   # kept while its handover is (late copies still come)
+            if home not in self.standbys and (
+                    owner is None or self.handovers.get(owner.identity) is not owner):
                 del self._rings[home]
         for home, standby in self.standbys.items():
             binding = self.bindings.get(home)
@@ -431,8 +431,7 @@ class Mobility:
         if tunnel is None or tunnel.identity != sa.identity:
             self.counters["tunnel_release_nothing"] += 1
             return
-        handover = self.handovers.get(sa.identity)
-        if handover is not None and handover.phase in ACTIVE and handover.address == tunnel.address:
+        if self._busy(tunnel.address):
             raise Refused("wrong-state", "a handover through this tunnel is in progress")
         self._drop_tunnel(tunnel, "released")
         self._sync()
@@ -606,21 +605,17 @@ class Mobility:
         handover = Handover(
             next(self._ids), standby.identity, standby.mac, standby.network, standby.care_of,
             home, old_poa, old.care_of, False,
-            PacketBuffer(s.buffer_packets, s.buffer_bytes, s.buffer_time_s, self.counters),
+            self._new_buffer(),
             now, now + s.switch_deadline_s, phase=SWITCHING, arrival=f"link-lost-{how}",
             arrived_at=now, flush_to=poa, mode=COPY,
             copies=ring[1] if ring else CopyRing(1, 1.0, self.counters))
+        handover.copies.owner = handover
         self.handovers[standby.identity] = handover
         self._buffering[standby.care_of] = handover
         LOG.warning("identity=%s handover %d: the link of %s is lost (%s); %s now -> %s at "
                     "poa=%s, %d copies to sort", standby.identity, handover.id, old.care_of,
                     how, home, standby.care_of, poa.id if poa else None, len(handover.copies))
-        tag = f"handover:{handover.id}"
-        path = host_path(self.graph, Host(standby.care_of, standby.mac, poa)) if poa else []
-        nar = self.graph.network(standby.network).access_router
-        self._sync(confirm=tag, also=tuple(sorted(set(path) | {nar})))
-        if tag not in self._deferred:
-            self._confirmed(handover, now)
+        self._switch_flows(handover, poa, now)
         return handover
 
     def _pre_switch(self, sa, tunnel: tn.Tunnel, buffer_old: bool, mode: str,
@@ -644,7 +639,7 @@ class Mobility:
             next(self._ids), sa.identity, sa.mn_mac, sa.network, tunnel.address,
             binding.home if binding else None, here, old_address,
             buffer_old and old_address is not None,
-            PacketBuffer(s.buffer_packets, s.buffer_bytes, s.buffer_time_s, self.counters),
+            self._new_buffer(),
             now, now + s.switch_deadline_s, mode=mode)
         self.handovers[sa.identity] = handover
         for address in handover.buffered_addresses():
@@ -705,7 +700,7 @@ class Mobility:
         if ring is None or self.graph.dpid(ring[0]) != dpid:
             return False
         ring[1].add(data, now)
-        handover = next((h for h in self.handovers.values() if h.copies is ring[1]), None)
+        handover = ring[1].owner
         if handover is not None and handover.copies_placed:
             # Sorted already: it missed the MN, and anything newer went to
             # the new care-of; it goes now.
@@ -765,9 +760,7 @@ class Mobility:
         their network)."""
         changed = False
         for tunnel in [t for t in self.tunnels.values() if t.mac == mac]:
-            busy = any(h.address == tunnel.address and h.phase in ACTIVE
-                       for h in self.handovers.values())
-            if poa.network == tunnel.network and not busy:
+            if poa.network == tunnel.network and not self._busy(tunnel.address):
                 self._drop_tunnel(tunnel, "arrived")
                 changed = True
             elif tunnel.poa != poa and poa.network != tunnel.network:
@@ -803,14 +796,27 @@ class Mobility:
         tunnel = self.tunnels.get(handover.address)
         if tunnel is not None:
             self._drop_tunnel(tunnel, "arrived")
-        # The host's routes (just sent by the controller) and this module's
-        # flows: every switch on the new way confirms before the flush.
-        new_path = host_path(self.graph, Host(handover.address, handover.mac, poa))
+        self._switch_flows(handover, poa, now)
+
+    def _switch_flows(self, handover: Handover, poa: PoA | None, now: float) -> None:
+        """The host's routes (just sent by the controller) and this module's
+        flows for the MN at ``poa``: every switch on the new way, and the
+        nAR, confirms before the flush."""
+        path = host_path(self.graph, Host(handover.address, handover.mac, poa)) if poa else []
         nar = self.graph.network(handover.network).access_router
         tag = f"handover:{handover.id}"
-        self._sync(confirm=tag, also=tuple(sorted(set(new_path) | {nar})))
+        self._sync(confirm=tag, also=tuple(sorted(set(path) | {nar})))
         if tag not in self._deferred:  # no switch to wait for
             self._confirmed(handover, now)
+
+    def _new_buffer(self) -> PacketBuffer:
+        s = self.settings
+        return PacketBuffer(s.buffer_packets, s.buffer_bytes, s.buffer_time_s, self.counters)
+
+    def _busy(self, address: str) -> bool:
+        """A handover in progress is about ``address``."""
+        handover = self._buffering.get(address)
+        return handover is not None and handover.phase in ACTIVE
 
     def _switch_back(self, handover: Handover, why: str, now: float,
                      poa: PoA | None = None) -> None:
@@ -871,13 +877,32 @@ class Mobility:
             if handover.phase == PRE_SWITCHING and self.graph.dpid(nar) == dpid:
                 handover.answer_ready = True
 
-    def _release_breaks(self, now: float | None = None, tag: str | None = None) -> None:
-        """Send the settled deletes (``tag``'s, settled or not)."""
-        due = [b for b in self._breaks if b[1] == tag or (now is not None and b[0] <= now)]
-        if due:
-            self._breaks = [b for b in self._breaks if b not in due]
-            for _, _, deletes in due:
-                self._out += [s for s in deletes if self.connected(s.dpid)]
+    def _release_breaks(self, now: float | None = None, early: Handover | None = None) -> None:
+        """Send the settled deletes; with ``early``, also those of its
+        arrival that sit over its drained addresses at the nAR, settled or
+        not.  A delete of a flow wanted again meanwhile (a flip back within
+        SETTLE_S) is dropped: it would remove the new one."""
+        tag = f"handover:{early.id}" if early else None
+        nar = self.graph.dpid(self.graph.network(early.network).access_router) if early else None
+        drained = set(early.buffered_addresses()) if early else set()
+
+        def over_drained(dpid, msg) -> bool:
+            return dpid == nar and msg.match.get("ipv4_dst") in drained
+        kept = []
+        for when, owner, deletes in self._breaks:
+            settled = now is not None and when <= now
+            for send in deletes:
+                switch = self.graph.switch_of_dpid(send.dpid)
+                wanted = self._installed.get(switch, {})
+                go = [m for m in send.messages if settled or (
+                    owner == tag and over_drained(send.dpid, m))]
+                stay = [m for m in send.messages if m not in go]
+                go = [m for m in go if of.record_of(m).key not in wanted]
+                if go and self.connected(send.dpid):
+                    self._out.append(Send(send.dpid, go, barrier=True))
+                if stay:
+                    kept.append((when, owner, [Send(send.dpid, stay, barrier=True)]))
+        self._breaks = kept
 
     def _confirmed(self, handover: Handover, now: float) -> None:
         handover.confirmed_at = now
@@ -927,13 +952,13 @@ class Mobility:
         """Stop punting.  What was punted before the switch applied that is
         delivered as it comes (see packet_in)."""
         handover.phase = DRAINING
-        # The arrival's deletes (the tunnel's flows, which outrank the new
-        # route at the nAR) go now if still settling: once the punt is gone,
-        # the route must take the packets.  Not after a sudden loss: there
-        # the care-of changed, and the old one's copying flow must still
-        # catch what a correspondent edge's cache sends the old way.
-        if handover.mode != COPY:
-            self._release_breaks(tag=f"handover:{handover.id}")
+        # The arrival's deletes over the drained address at the nAR (the
+        # tunnel's, which outrank the new route there) go now if still
+        # settling: once the punt is gone, the route must take the packets.
+        # The rest settle their full time (after a sudden loss, the old
+        # care-of's copying flow catches what an edge's cache still sends
+        # the old way).
+        self._release_breaks(early=handover)
         tag = f"drain:{handover.id}"
         self._sync(confirm=tag)
         if tag not in self._deferred:
@@ -967,6 +992,8 @@ class Mobility:
         handovers that lingered, send the deletes whose new flows settled."""
         self._release_breaks(now)
         for handover in list(self.handovers.values()):
+            if handover.phase in BUFFERING:
+                handover.buffer.expire(now)   # pre-switching may outlast buffer_time_s
             if handover.phase == FLUSHING and handover.relaying:
                 if now >= handover.quiet_until:
                     self._drain(handover, now)
@@ -978,21 +1005,16 @@ class Mobility:
                 self._answer_check(handover, now)
             elif handover.phase == COMPLETED and now - handover.ended_at > LINGER_S:
                 del self.handovers[handover.identity]
-                if handover.mode == COPY and self._rings.get(handover.home, (None, None))[1] \
-                        is handover.copies:
-                    del self._rings[handover.home]   # its copying flow is long gone
+                if handover.copies is not None:
+                    self._copy_points()   # its ring goes: its copying flow is long gone
                 for address in handover.buffered_addresses():
                     if self._buffering.get(address) is handover:
                         del self._buffering[address]
-            elif handover.phase in BUFFERING:
-                handover.buffer.expire(now)
 
     def tick(self, now: float, wall: float) -> None:
-        self.step(now)
-        busy = {h.address for h in self.handovers.values() if h.phase in ACTIVE}
         changed = False
         for tunnel in [t for t in self.tunnels.values() if t.expires <= wall]:
-            if tunnel.address not in busy:
+            if not self._busy(tunnel.address):
                 self._drop_tunnel(tunnel, "expired")
                 changed = True
         for binding in [b for b in self.bindings.values() if b.expires <= wall]:
@@ -1058,18 +1080,13 @@ class Mobility:
         return rows
 
 
-def buffer_flow(address: str):
+def buffer_flow(address: str, punt: bool = True):
+    """The nAR's flow over ``address`` while a handover buffers it: a punt;
+    or (a bicast's target leg before the MN arrives) a drop, rather than
+    the tunnel, whose end already gets the old leg."""
     return of.flow_add(Table.ROUTE, PRIO_BUFFER,
                        of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=address),
-                       of.apply(of.to_controller()),
-                       address_cookie(Feature.BUFFER, address))
-
-
-def discard_flow(address: str):
-    """A bicast's target leg before the MN arrives: the nAR drops it rather
-    than send it down the tunnel, whose end already gets the old leg."""
-    return of.flow_add(Table.ROUTE, PRIO_BUFFER,
-                       of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=address), [],
+                       of.apply(of.to_controller()) if punt else [],
                        address_cookie(Feature.BUFFER, address))
 
 

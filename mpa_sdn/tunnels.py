@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from ryu.ofproto import ether
 
 from mpa_sdn import openflow as of
+from mpa_sdn.forwarding import Host, last_hop_actions
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.tables import PRIO_TUNNEL, Feature, Table, address_cookie
 from mpa_sdn.topology import PoA
@@ -63,11 +64,12 @@ def path(graph: NeighbourhoodGraph, tunnel: Tunnel) -> list[str]:
     return graph.switch_path(graph.network(tunnel.network).access_router, tunnel.poa.switch)
 
 
-def egress_actions(graph: NeighbourhoodGraph, mac: str, poa: PoA) -> list:
-    """The last hop to the MN at ``poa``: from its current router's MAC, as
-    every packet it gets there comes."""
-    gateway = graph.network(poa.network).gateway_mac
-    return [of.set_field(eth_src=gateway), of.set_field(eth_dst=mac), of.output(poa.port)]
+def egress_actions(graph: NeighbourhoodGraph, tunnel: Tunnel) -> list:
+    """The last hop to the MN at the tunnel's PoA: from its current router's
+    MAC, as every packet it gets there comes (no TTL: the tunnel's entry
+    counted the hop)."""
+    return last_hop_actions(Host(tunnel.address, tunnel.mac, tunnel.poa),
+                            graph.network(tunnel.poa.network), forwarded=False)
 
 
 def into(graph: NeighbourhoodGraph, tunnel: Tunnel, rewrite: list = ()) -> list:
@@ -75,7 +77,7 @@ def into(graph: NeighbourhoodGraph, tunnel: Tunnel, rewrite: list = ()) -> list:
     (after ``rewrite``): TTL - 1 there, as the routed hop it stands for."""
     hops = path(graph, tunnel)
     if len(hops) == 1:
-        return [*rewrite, of.dec_ttl(), *egress_actions(graph, tunnel.mac, tunnel.poa)]
+        return [*rewrite, of.dec_ttl(), *egress_actions(graph, tunnel)]
     return [*rewrite, of.dec_ttl(), *of.push_mpls(tunnel.down_label), *HAIRPIN,
             of.output(graph.port_to(hops[0], hops[1]))]
 
@@ -112,7 +114,7 @@ def flows(graph: NeighbourhoodGraph, tunnel: Tunnel) -> dict[str, list]:
         down = of.match(in_port=graph.port_to(here, before), eth_type=ether.ETH_TYPE_MPLS,
                         mpls_label=tunnel.down_label)
         actions = ([of.output(graph.port_to(here, after))] if after else
-                   [of.pop_mpls(), *egress_actions(graph, tunnel.mac, tunnel.poa)])
+                   [of.pop_mpls(), *egress_actions(graph, tunnel)])
         by_switch[here].append(of.flow_add(Table.INGRESS, PRIO_TUNNEL, down, of.apply(*actions),
                                            tag))
     for index in range(len(hops) - 2, -1, -1):

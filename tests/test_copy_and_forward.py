@@ -20,7 +20,7 @@ from mpa_sdn import signalling
 from mpa_sdn.mobility import COMPLETED, SETTLE_S
 from mpa_sdn.service import REST, Answer, Origin
 from mpa_sdn.store import MemoryStore
-from mpa_sdn.tables import Feature, Table
+from mpa_sdn.tables import Feature, Table, feature_of
 from test_handover import (
     CN_IP, HOME, MN_IP, NCOA, PSK_A, arrive, authenticated, bound, echoes, flows_of, later,
     make_rig, pings, variant)
@@ -204,15 +204,10 @@ def test_after_a_copy_and_forward_nothing_is_left_behind(rig):
 
 def copying_switches(rig) -> set[str]:
     """The switches holding a binding flow that copies to the controller."""
-    out = set()
-    for switch in rig.graph.switch_ids():
-        for mod in rig.core.mobility.flows_for(switch):
-            actions = [a for i in mod.instructions for a in getattr(i, "actions", [])]
-            if mod.cookie >> 48 & 0xFF == Feature.BINDING and any(
-                    a.type == ofp.OFPAT_OUTPUT and a.port == ofp.OFPP_CONTROLLER
-                    for a in actions):
-                out.add(switch)
-    return out
+    return {name for name, switch in rig.net.switches.items()
+            for e in switch.entries if feature_of(e.cookie) == Feature.BINDING and any(
+                a.type == ofp.OFPAT_OUTPUT and a.port == ofp.OFPP_CONTROLLER
+                for i in e.instructions for a in getattr(i, "actions", []))}
 
 
 # -- refusals: a clear error, no state changed ------------------------------------------

@@ -211,6 +211,12 @@ def assert_strict_deletes(rig, *features) -> None:
         assert msg.cookie_mask == EXACT_MASK, msg
 
 
+def tunnel_entry(rig) -> set:
+    """The tunnel's entry at the nAR (ROUTE: packets for the nCoA go in)."""
+    return {r for r in flows_of(rig, Feature.TUNNEL).get("ar-b1", set())
+            if r.key.table_id == Table.ROUTE}
+
+
 def sa_state(rig, network) -> str:
     [sa] = [sa for sa in rig.core.mpa.aa.sas.values() if sa.network == network]
     return sa.state
@@ -404,8 +410,11 @@ def test_after_a_handover_only_the_binding_remains_at_the_new_poa(rig):
     pre_switched(rig)
     pings(rig, "cn1", HOME, [1, 2])
     assert echoes(arrive(rig)) == [1, 2]
-
-    assert holders(rig, Feature.TUNNEL) == holders(rig, Feature.BUFFER) == set()
+    # Drained: the nAR's tunnel entry went at once; the rest of the tunnel settles.
+    assert holders(rig, Feature.BUFFER) == set()
+    assert not tunnel_entry(rig)
+    later(rig, SETTLE_S)
+    assert holders(rig, Feature.TUNNEL) == set()
     assert holders(rig, Feature.BINDING) == {"cn-ar", "ap-b1"}
     at_poa = {r for r in flows_of(rig, Feature.BINDING)["ap-b1"]
               if dict(r.key.match).get("in_port") is not None}
@@ -435,6 +444,7 @@ def test_arrival_is_seen_when_mn1_says_it_arrived(rig):
     # Answered at once; the steering flows went in on the barriers' answers.
     assert answer["phase"] in ("switching", "flushing", "draining", "completed")
     assert rig.core.mobility.handovers[IDENTITY].phase == "completed"
+    later(rig, SETTLE_S)   # the tunnel's far end settles
     assert holders(rig, Feature.TUNNEL) == set()
 
 
@@ -557,9 +567,28 @@ def test_the_old_flows_stay_until_every_switch_confirmed_the_new_ones(rig):
     assert flows_of(rig, Feature.TUNNEL) == tunnel    # one switch still to answer
     rig.hold_confirmations = False
     assert echoes(rig.release_confirmations()) == [1, 2]
-    # The punt is gone once the buffer is: the tunnel's flows went just before.
+    # The punt is gone once the buffer is: the tunnel's entry at the nAR
+    # went just before, the rest of it once settled.
+    assert not tunnel_entry(rig)
+    later(rig, SETTLE_S)
     assert flows_of(rig, Feature.TUNNEL) == {}
     assert_strict_deletes(rig, Feature.TUNNEL, Feature.BINDING)
+
+
+def test_a_flip_back_within_the_settling_time_keeps_the_flows_wanted_again(rig):
+    """mn1 moves to ap-a1-2 and straight back: the first move's settling
+    deletes must not remove the tunnel's flows the move back put in again."""
+    tunnelled(rig)
+    for poa in ("ap-a1-2", "ap-a1-1"):
+        rig.move("mn1", poa)
+        rig.arp_request("mn1", MN_IP)
+    later(rig, SETTLE_S)
+    for switch in ("ar-a1", "core", "ar-b1"):
+        wanted = {of.record_of(m) for m in rig.core.mobility.flows_for(switch)
+                  if feature_of(m.cookie) == Feature.TUNNEL}
+        assert flows_of(rig, Feature.TUNNEL)[switch] == wanted, switch
+    assert any(dict(r.key.match).get("in_port") == rig.graph.poa("ap-a1-1").port
+               for r in flows_of(rig, Feature.TUNNEL)["ar-a1"])
 
 
 def test_a_binding_steers_traffic_only_once_its_receiving_flows_are_confirmed(rig):
