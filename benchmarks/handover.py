@@ -26,37 +26,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import TOPOLOGY, stamped, unwind_on_sigterm, write
 
-from mpa_sdn.config import load_topology  # noqa: E402
+from mpa_sdn.config import load_topology
+from topologies.traffic_analysis import percentile
 
-TOPOLOGY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "topologies", "two_domains.yaml")
 CYCLE = ("ap-a2-1", "ap-b1-1", "ap-a1-1")   # from ap-a1-1, where mn1 starts
 PORT = 5001
-
-
-def percentile(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, -(-len(ordered) * p // 100) - 1)]  # nearest rank
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def run_rate(rate: int, count: int, ofp_port: int, rest_port: int, work: str) -> dict:
     from topologies.handover import HandoverDriver
     from topologies.harness import ControllerProcess
     from topologies.lab import Lab
-    from topologies.probes import ping
     from topologies.streams import UdpStream
 
     topology = load_topology(TOPOLOGY)
@@ -69,9 +55,7 @@ def run_rate(rate: int, count: int, ofp_port: int, rest_port: int, work: str) ->
     with controller, lab:
         controller.wait_switches()
         driver = HandoverDriver(lab, rest_port, os.path.join(work, f"mn-{rate}"))
-        if not ping(lab.host("cn1"), lab.address("mn1")).ok:
-            raise RuntimeError("warm-up: cn1 does not reach mn1")
-        bound = driver.bind_home("mn1")
+        bound = driver.bind_home("mn1", "cn1")
         if not bound.ok:
             raise RuntimeError(f"initial binding failed: {bound}")
         time.sleep(0.5)
@@ -87,22 +71,22 @@ def run_rate(rate: int, count: int, ofp_port: int, rest_port: int, work: str) ->
                 time.sleep(0.5)
         history = controller.get("/mpa/v1/handovers")
     report = stream.analysis([r.window() for r in results])
-    finished = [h for h in history if not h.get("switched_back")][-len(results):]
     rows = []
-    for result, window, handover in zip(results, report["windows"], finished):
+    for result, window in zip(results, report["windows"]):
         gap = (window.get("longest_gap") or {}).get("ms")
-        buffer = handover["buffer"]
+        handover = _matching(history, result)
+        buffer = handover.get("buffer") or {}
         rows.append({
             "index": result.index, "from": result.from_network, "to": result.to_network,
             "ok": result.ok, "errors": result.errors,
             "interruption_ms": gap, "link_layer_ms": result.link_layer_ms,
             "over_link_layer_ms": None if gap is None or result.link_layer_ms is None
             else round(gap - result.link_layer_ms, 3),
-            "signal_to_flows_ms": handover["signal_to_flows_ms"],
-            "arrival": handover["arrival"],
-            "buffered": buffer["buffered"], "dropped": buffer["dropped"],
-            "added_delay_mean_ms": buffer["mean_delay_ms"],
-            "added_delay_max_ms": buffer["max_delay_ms"],
+            "signal_to_flows_ms": handover.get("signal_to_flows_ms"),
+            "arrival": handover.get("arrival"),
+            "buffered": buffer.get("buffered"), "dropped": buffer.get("dropped"),
+            "added_delay_mean_ms": buffer.get("mean_delay_ms"),
+            "added_delay_max_ms": buffer.get("max_delay_ms"),
             "lost": window["lost"], "reordered": window["reordered"],
             "duplicated": window["duplicated"]})
 
@@ -121,6 +105,17 @@ def run_rate(rate: int, count: int, ofp_port: int, rest_port: int, work: str) ->
     return {"summary": summary, "handovers": rows}
 
 
+def _matching(history: list[dict], result) -> dict:
+    """The controller's record of ``result``'s handover: the first completed
+    one between the same PoAs not taken yet ({} if the controller has none:
+    the handover failed before it began, or was switched back)."""
+    for index, handover in enumerate(history):
+        if (not handover.get("switched_back") and handover.get("from_poa") == result.from_poa
+                and handover.get("to_poa") == result.to_poa):
+            return history.pop(index)
+    return {}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -132,18 +127,14 @@ def main() -> int:
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("benchmarks/handover.py needs root (Mininet)")
-    # SIGTERM unwinds like Ctrl-C, so the lab and the controller are torn down.
-    signal.signal(signal.SIGTERM, _interrupt)
-    results = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rates": []}
+    unwind_on_sigterm()
+    results = stamped({"rates": []})
     with tempfile.TemporaryDirectory(prefix="mpa-bench-") as work:
         for rate in (int(r) for r in args.rates.split(",")):
             outcome = run_rate(rate, args.handovers, args.ofp_port, args.rest_port, work)
             results["rates"].append(outcome)
             print(json.dumps(outcome["summary"]), flush=True)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=1)
-    print(f"written to {args.out}")
+    write(args.out, results)
     return 0
 
 

@@ -27,15 +27,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+from common import ROOT, TOPOLOGY, stamped, unwind_on_sigterm, write  # noqa: E402
+
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from mpa_mn import protocol  # noqa: E402
 from mpa_sdn.config import load_topology  # noqa: E402
@@ -45,7 +44,6 @@ from mpa_sdn.service import REST, Origin  # noqa: E402
 from mpa_sdn.store import SqliteStore  # noqa: E402
 from mpa_rig import reconcile_all  # noqa: E402
 
-TOPOLOGY = os.path.join(ROOT, "topologies", "two_domains.yaml")
 MN_CREDENTIALS = os.path.join(ROOT, "topologies", "credentials", "mn1.yaml")
 NETWORK, DOMAIN = "net-b1", "domain-b"
 
@@ -122,10 +120,6 @@ def bench_core(runs: int) -> dict:
             "messages": {k: percentiles(v) for k, v in per_message.items()}}
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def bench_lab(runs: int, ofp_port: int, rest_port: int) -> dict:
     from mininet.log import setLogLevel
 
@@ -135,9 +129,7 @@ def bench_lab(runs: int, ofp_port: int, rest_port: int) -> dict:
     if os.geteuid() != 0:
         sys.exit("benchmarks/preauth.py lab needs root")
     setLogLevel("error")
-    # SIGTERM (timeout(1), a CI job's end) unwinds like Ctrl-C, so the lab
-    # and the controller process are torn down, not left behind.
-    signal.signal(signal.SIGTERM, _interrupt)
+    unwind_on_sigterm()
     topology = load_topology(TOPOLOGY)
     results = {"mode": "lab"}
     with tempfile.TemporaryDirectory() as directory:
@@ -177,13 +169,9 @@ def main() -> int:
     args = parser.parse_args()
     result = bench_core(args.runs) if args.mode == "core" else \
         bench_lab(args.runs, args.ofp_port, args.rest_port)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
-    result.update(date=time.strftime("%Y-%m-%d"), commit=commit)
+    result = stamped(result)
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
+        write(args.out, result)
     print("| measured | runs | p50 (ms) | p99 (ms) | max (ms) |")
     print("|---|---|---|---|---|")
     rows = [("controller side, all three messages", result["total"])] + \

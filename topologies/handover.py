@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Callable
 
 from mpa_mn.channels import direct_opener
 from topologies.preconfigure import mpa_mn_command, run_mpa_mn
+from topologies.probes import ping
 
 if TYPE_CHECKING:  # the lab needs Mininet; the driver's bookkeeping does not
     from topologies.lab import LinkSwitch
@@ -59,6 +60,7 @@ class HandoverResult:
     returncode: int | None = None
     link: list[LinkSwitch] = field(default_factory=list)  # the lab's moves, in order
     settled_ms: float | None = None    # the client's exit -> the controller's handover ended
+    loss_wall_ns: int | None = None    # copy-and-forward: when the first link was cut
     switched_back_ms: float | None = None  # failed handovers: ready -> the controller gave up
     errors: list[str] = field(default_factory=list)
     stderr: str = ""
@@ -180,6 +182,7 @@ class HandoverDriver:
     finish_timeout_s = 30.0  # after the move: the client attaches and reports
     stop_timeout_s = 3.0     # a client told to stop (SIGTERM), before it is killed
     settle_margin_s = 5.0    # beyond the controller's own deadline, for it to end a handover
+    reach_timeout_s = 10.0   # bind_home: for a correspondent to reach the home address
 
     def __init__(self, lab, rest_port: int, state_dir: str, channel: str = "inband", *,
                  mobile_nodes: Callable[[], list[dict]] | None = None):
@@ -201,11 +204,27 @@ class HandoverDriver:
             raise ValueError(f"mobile node {mn} has no home_address in the topology")
         return str(home)
 
-    def bind_home(self, mn: str) -> BindResult:
+    def bind_home(self, mn: str, correspondent: str | None = None) -> BindResult:
         """Pre-authenticate with the MN's current network, then bind its home
-        address to its current address there."""
+        address to its current address there.  With ``correspondent``: that
+        host pings the MN's address first (so the controller knows both),
+        and reaches the home address afterwards (within ``reach_timeout_s``)."""
         network = self.lab.location[mn].network
         result = BindResult(mn, network, self.home_address(mn), self.lab.address(mn))
+        if correspondent is not None:
+            if not ping(self.lab.host(correspondent), result.care_of).ok:
+                result.errors.append(f"{correspondent} does not reach {mn} at {result.care_of}")
+                return result
+        self._bind(mn, network, result)
+        if correspondent is not None and result.ok:
+            deadline = time.monotonic() + self.reach_timeout_s
+            while not ping(self.lab.host(correspondent), result.home_address, count=1).ok:
+                if time.monotonic() > deadline:
+                    result.errors.append(f"{correspondent} does not reach {mn}'s home address")
+                    break
+        return result
+
+    def _bind(self, mn: str, network: str, result: BindResult) -> None:
         for args in (("preauth", network),
                      ("bind", network, "--home", result.home_address,
                       "--care-of", result.care_of)):
@@ -216,7 +235,6 @@ class HandoverDriver:
                 result.errors.append(f"mpa-mn {args[0]} {network}: exit status {rc}: "
                                      f"{_error_of(document)}")
                 break
-        return result
 
     def handover(self, mn: str, target_poa: str, buffer_old: bool = False) -> HandoverResult:
         """A proactive handover of ``mn`` to ``target_poa``: the client gets
@@ -229,7 +247,8 @@ class HandoverDriver:
                 # The controller may still be flushing its buffer to the MN;
                 # the next handover waits for it, and so does this one.
                 result.settled_ms = self._settle(result, mn, time.monotonic(), "buffer_time_s")
-        return self._run(self._begin("handover", mn, target_poa, buffer_old), True, ready)
+        result = self._begin("handover", mn, target_poa, buffer_old)
+        return self._run(result, self._handover_args(result, True), ready)
 
     def failed_handover(self, mn: str, target_poa: str, mode: str) -> HandoverResult:
         """A handover that never completes.  The client pre-switches to
@@ -259,14 +278,41 @@ class HandoverDriver:
                 self.lab.announce(mn)
             self._finish(process, lines, result, self.finish_timeout_s, expect_success=True)
             result.switched_back_ms = self._settle(result, mn, ready_at, "switch_deadline_s")
-        return self._run(self._begin(mode, mn, target_poa, False), False, ready)
+        result = self._begin(mode, mn, target_poa, False)
+        return self._run(result, self._handover_args(result, False), ready)
+
+    def sudden_loss(self, mn: str, poa: str, mac: str, before_s: float = 1.0) -> HandoverResult:
+        """Copy-and-forward (RFC 6252 §7.6.2): ``mn`` gets a second interface
+        at ``poa`` (MAC ``mac``), which ``mpa-mn standby --wait-loss``
+        prepares and binds in standby; ``before_s`` after the controller
+        shows the standby, the first interface's link is cut
+        (``loss_wall_ns``), and the client says what it received last.  The
+        driver waits until the controller's handover is over.  The second
+        interface stays (``Lab.remove_interface``)."""
+        result = self._begin("copy-and-forward", mn, poa, False)
+        old = self.lab.host(mn).defaultIntf().name
+        args = ["standby", result.to_network, "--interface", self.lab.add_interface(mn, poa, mac),
+                "--old-interface", old, "--home", self.home_address(mn), "--wait-loss"]
+
+        def ready(process, lines, result):
+            deadline = time.monotonic() + self.ready_timeout_s
+            while not (self.mobile_node_state(mn) or {}).get("standby"):
+                if time.monotonic() > deadline:
+                    result.errors.append("the controller never showed the standby")
+                    return
+                time.sleep(POLL_S)
+            time.sleep(before_s)
+            result.loss_wall_ns = self.lab.cut_link(mn)
+            self._finish(process, lines, result, self.finish_timeout_s, expect_success=True)
+            result.settled_ms = self._settle(result, mn, time.monotonic(), "copy_wait_s")
+        return self._run(result, args, ready)
 
     # -- steps --------------------------------------------------------------
 
-    def _run(self, result: HandoverResult, wait_link: bool, ready) -> HandoverResult:
-        """Start the client; once it is ready, ``ready(process, lines,
-        result)`` does the rest; without a ready line it is stopped."""
-        process, lines, stderr = self._start(result, wait_link)
+    def _run(self, result: HandoverResult, args: list[str], ready) -> HandoverResult:
+        """Start the client (``mpa-mn ARGS``); once it is ready, ``ready(process,
+        lines, result)`` does the rest; without a ready line it is stopped."""
+        process, lines, stderr = self._start(result, args)
         try:
             if self._wait_ready(process, lines, result):
                 ready(process, lines, result)
@@ -284,11 +330,12 @@ class HandoverDriver:
         self.results.append(result)
         return result
 
-    def _start(self, result: HandoverResult, wait_link: bool = True):
-        args = ["handover", result.to_network, *(["--wait-link"] if wait_link else []),
-                "--home", self.home_address(result.mn)]
-        if result.buffer_old:
-            args.append("--buffer-old")
+    def _handover_args(self, result: HandoverResult, wait_link: bool) -> list[str]:
+        return ["handover", result.to_network, *(["--wait-link"] if wait_link else []),
+                "--home", self.home_address(result.mn),
+                *(["--buffer-old"] if result.buffer_old else [])]
+
+    def _start(self, result: HandoverResult, args: list[str]):
         command = mpa_mn_command(self.lab, result.mn, self.rest_port,
                                  self.state_path(result.mn), self.channel, *args)
         stderr = tempfile.TemporaryFile()

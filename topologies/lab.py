@@ -283,8 +283,9 @@ class Lab:
                 subprocess.run(["ip", "link", "del", name], capture_output=True)
 
     @staticmethod
-    def _tune(host) -> None:
-        for intf in host.intfList():
+    def _tune(host, names=None) -> None:
+        """``names`` (default: all) of the host's interfaces, made fit for the lab."""
+        for intf in names or host.intfNames():
             # The userspace datapath does not complete TCP checksums that a
             # veth left to offload: without this, ping works and TCP stalls.
             host.cmd("ethtool -K", intf, "tx off >/dev/null 2>&1")
@@ -435,11 +436,6 @@ class Lab:
         _set_link_up(self._switch_end(host_id).name, False)
         return time.time_ns()
 
-    def restore_link(self, host_id: str) -> int:
-        """The link ``cut_link`` took down comes up again.  Returns when (wall-clock ns)."""
-        _set_link_up(self._switch_end(host_id).name, True)
-        return time.time_ns()
-
     def add_interface(self, mn_id: str, poa_id: str, mac: str) -> str:
         """Give an MN a second interface, attached to ``poa_id`` (RFC 6252
         §7.6.2's multi-interface MN), unaddressed: the MN prepares it.
@@ -458,11 +454,10 @@ class Lab:
                         ["ovs-vsctl", "--timeout=10", "add-port", poa.switch, peer, "--", "set",
                          "Interface", peer, f"ofport_request={poa.port}"]):
             subprocess.run(command, check=True, capture_output=True, stdin=subprocess.DEVNULL)
-        # As _tune does for the lab's own interfaces (and the MN's sysctls
-        # hold for it through "default").
-        host.cmd(f"ip link set {name} address {mac} && ip link set {name} up && "
-                 f"ethtool -K {name} tx off >/dev/null 2>&1; "
-                 f"sysctl -qw net.ipv6.conf.{name}.disable_ipv6=1")
+        host.cmd(f"ip link set {name} address {mac} && ip link set {name} up")
+        # Like the lab's own interfaces (the MN's sysctls hold for it through
+        # "default"); the switch side's offload too, as Mininet's are.
+        self._tune(host, [name])
         subprocess.run(["ethtool", "-K", peer, "tx", "off"], capture_output=True)
         self.second[mn_id] = (name, poa)
         return name

@@ -13,7 +13,8 @@ import signal
 import sys
 import time
 
-from topologies.traffic import analyse, read_log
+from topologies.traffic import read_log
+from topologies.traffic_analysis import analyse
 
 TRAFFIC = os.path.join(os.path.dirname(sys.executable), "mpa-traffic")
 DRAIN_S = 1.0          # after the sender stops, for what is still on its way
@@ -31,19 +32,24 @@ class UdpStream:
         self.sent = self.received = None
 
     def __enter__(self):
+        self.sender = None
         self.receiver = self.lab.host(self.receiver_host).popen(
             [TRAFFIC, "receive", "--port", str(self.port), "--bind", self.address,
              "--log", self.log])
-        line = self.receiver.stderr.readline()
-        if not line.startswith(b"mpa-traffic: receiving"):
-            raise RuntimeError(f"the receiver did not start: {line!r}")
-        size = ["--size", str(self.size)] if self.size else []
-        self.sender = self.lab.host(self.sender_host).popen(
-            [TRAFFIC, "send", "--to", f"{self.address}:{self.port}", "--rate", str(self.rate),
-             "--duration", str(self.duration_s), *size])
-        line = self.sender.stderr.readline()
-        if not line.startswith(b"mpa-traffic: sending"):
-            raise RuntimeError(f"the sender did not start: {line!r}")
+        try:
+            line = self.receiver.stderr.readline()
+            if not line.startswith(b"mpa-traffic: receiving"):
+                raise RuntimeError(f"the receiver did not start: {line!r}")
+            size = ["--size", str(self.size)] if self.size else []
+            self.sender = self.lab.host(self.sender_host).popen(
+                [TRAFFIC, "send", "--to", f"{self.address}:{self.port}", "--rate",
+                 str(self.rate), "--duration", str(self.duration_s), *size])
+            line = self.sender.stderr.readline()
+            if not line.startswith(b"mpa-traffic: sending"):
+                raise RuntimeError(f"the sender did not start: {line!r}")
+        except BaseException:
+            self._kill()   # __exit__ will not run: leave nothing behind
+            raise
         return self
 
     def __exit__(self, *exc):
@@ -52,10 +58,13 @@ class UdpStream:
             time.sleep(DRAIN_S)
             self.received = _stop(self.receiver)
         finally:
-            for process in (self.sender, self.receiver):
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
+            self._kill()
+
+    def _kill(self) -> None:
+        for process in (self.sender, self.receiver):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
 
     def analysis(self, windows) -> dict:
         """The receiver's log against what the sender attempted."""

@@ -51,7 +51,7 @@ import time
 from array import array
 from dataclasses import dataclass
 
-from topologies.traffic_analysis import analyse, parse_window  # noqa: F401  (analyse: the API)
+from topologies.traffic_analysis import analyse, parse_window
 
 MAGIC = b"MPAT"
 VERSION = 1
@@ -365,7 +365,7 @@ def load_windows(path: str) -> list[tuple[str, int, int]]:
             key = wrong[0]
             raise ValueError(f"{where}.{key}: " + ("unknown key" if key in item else "missing"))
         try:
-            windows.append(parse_window((item["label"], item["start_ns"], item["end_ns"])))
+            windows.append(parse_window(item))
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
     return windows

@@ -139,14 +139,21 @@ def _longest_gap(classified) -> dict | None:
             "from_recv_ns": previous[2], "to_recv_ns": current[2]}
 
 
+def percentile(values, p: float):
+    """The ``p``-th percentile of ``values`` by nearest rank (None if empty)."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return ordered[max(0, -(-len(ordered) * p // 100) - 1)]
+
+
 def _delays(firsts) -> dict | None:
     """One-way delays; percentiles by nearest rank."""
-    delays = sorted(recv - send for _, send, recv, _ in firsts)
+    delays = [recv - send for _, send, recv, _ in firsts]
     if not delays:
         return None
-    n = len(delays)
-    return {"min": _ms(delays[0]), "p50": _ms(delays[(50 * n + 99) // 100 - 1]),
-            "p99": _ms(delays[(99 * n + 99) // 100 - 1]), "max": _ms(delays[-1])}
+    return {"min": _ms(min(delays)), "p50": _ms(percentile(delays, 50)),
+            "p99": _ms(percentile(delays, 99)), "max": _ms(max(delays))}
 
 
 def _jitter(firsts) -> float | None:

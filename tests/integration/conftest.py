@@ -77,6 +77,26 @@ def running_lab(controller, topology, **options):
         lab.stop()
 
 
+def management_fixtures(name: str, config_fixture: str | None = None):
+    """Module fixtures ``controller`` and ``lab`` for tests whose MN signals
+    over REST: the controller's REST API beyond loopback (the MN reaches it
+    over its management link), its log and state file called ``name``, its
+    topology file from the fixture ``config_fixture`` (default: the default
+    lab's); and the lab with its management links.  Assign both (or only
+    the controller) to module names."""
+    @pytest.fixture(scope="module", name="controller")
+    def controller(prerequisites, log_dir, request):
+        config = request.getfixturevalue(config_fixture) if config_fixture else DEFAULT_TOPOLOGY
+        with running_controller(log_dir, name, config=config, rest_host="0.0.0.0") as process:
+            yield process
+
+    @pytest.fixture(scope="module", name="lab")
+    def lab(controller, topology):
+        with running_lab(controller, topology, management=True) as lab:
+            yield lab
+    return controller, lab
+
+
 @pytest.fixture(scope="module")
 def controller(prerequisites, log_dir):
     with running_controller(log_dir) as process:

@@ -4,7 +4,8 @@ the controller process and ``mpa-mn handover`` in the MN's host.
 mn1 holds its home address; cn1 talks to that address only, and mn1's
 receivers are bound to it.  mn1 cycles through three networks in two
 domains, ap-a1-1 (net-a1) -> ap-a2-1 (net-a2) -> ap-b1-1 (net-b1) -> ap-a1-1,
-while a stream runs, and nothing may be lost, reordered or duplicated.
+while a stream runs, and nothing may be lost or duplicated; nothing reordered
+but what the controller delivered late (see ``assert_whole``).
 
 The lab is the default topology with a short tunnel lifetime and switch
 deadline, so that the last test can wait for every tunnel to expire.
@@ -12,16 +13,16 @@ deadline, so that the last test can wait for every tunnel to expire.
 
 import dataclasses
 import json
-import math
 import os
 import shutil
+import signal
 import subprocess
 
 import pytest
 import yaml
 
 from conftest import DEFAULT_TOPOLOGY
-from integration.conftest import REST_PORT, ofctl_flows, running_controller, running_lab, wait_for
+from integration.conftest import REST_PORT, management_fixtures, ofctl_flows, wait_for
 from integration.test_lab import flows_match_controller
 from mpa_sdn.config import load_topology
 from topologies.handover import HandoverDriver
@@ -36,7 +37,9 @@ CYCLE = ("ap-a1-1", "ap-a2-1", "ap-b1-1")   # net-a1 -> net-a2 -> net-b1 -> net-
 TUNNEL_LIFETIME_S = 10
 SWITCH_DEADLINE_S = 2.0
 RATE_PPS = 1000
-HANDOVER_GUESS_S = 3.0   # a handover's length before any has been measured
+IPERF3_LIMIT_S = 600     # far beyond five handovers: the test stops the client
+IPERF3_CLIENT_STOPPED = "interrupt - the client has terminated"
+IPERF3_SERVER_STOPPED = "the client has terminated"
 
 
 # -- the lab --------------------------------------------------------------------
@@ -61,18 +64,7 @@ def topology(topology_file):
     return load_topology(topology_file)
 
 
-@pytest.fixture(scope="module")
-def controller(prerequisites, log_dir, topology_file):
-    # REST beyond loopback: the MN reaches it over its management link.
-    with running_controller(log_dir, "controller-handover", config=topology_file,
-                            rest_host="0.0.0.0") as process:
-        yield process
-
-
-@pytest.fixture(scope="module")
-def lab(controller, topology):
-    with running_lab(controller, topology, management=True) as lab:
-        yield lab
+controller, lab = management_fixtures("controller-handover", "topology_file")
 
 
 @pytest.fixture(scope="module")
@@ -89,11 +81,8 @@ def driver(lab, tmp_path_factory):
 def bound(lab, driver, home):
     """Both hosts known to the controller, mn1's home address bound to its
     address in net-a1, and cn1 reaching it there."""
-    cn = lab.host(CN)
-    assert ping(cn, lab.address(MN)).ok, "warm-up: cn1 reaches mn1's address"
-    result = driver.bind_home(MN)
+    result = driver.bind_home(MN, CN)
     assert result.ok, result
-    wait_for(lambda: ping(cn, home, count=1).ok, 10, "cn1 to reach mn1's home address")
     return driver
 
 
@@ -151,40 +140,37 @@ def assert_whole(report: dict, late: int) -> None:
     assert report["received"] > 0
 
 
-def stream_seconds(driver, handovers: int) -> int:
-    """Long enough for ``handovers`` handovers, judging by those done so far."""
-    took = sorted((r.ended_wall_ns - r.started_wall_ns) / 1e9 for r in driver.results
-                  if r.ok and r.kind == "handover")
-    each = max(took[len(took) // 2] if took else HANDOVER_GUESS_S, 1.0)
-    return math.ceil(2 * handovers * each + 5)
-
-
 def iperf3_across_handovers(driver, lab, log_dir, home: str, port: int, *client_args):
     """An iperf3 server on mn1 bound to its home address, a client on cn1,
-    and five handovers while it runs: (results, client's exit status, the
+    and five handovers while it runs; then the client is stopped (SIGINT:
+    it reports what it did, as does the server).  Returns (results, the
     client's and the server's JSON reports)."""
     assert shutil.which("iperf3"), "iperf3 is missing: run `make setup`"
     mn, cn = lab.host(MN), lab.host(CN)
-    seconds = stream_seconds(driver, 5)
     server = mn.popen(["iperf3", "-s", "-1", "-B", home, "-p", str(port), "--json"])
     client = None
     try:
         wait_for(lambda: str(port) in mn.cmd(f"ss -Hltn 'sport = :{port}'"), 10,
                  f"iperf3 to listen on {port}")
-        client = cn.popen(["iperf3", "-c", home, "-p", str(port), "-t", str(seconds),
+        client = cn.popen(["iperf3", "-c", home, "-p", str(port), "-t", str(IPERF3_LIMIT_S),
                            *client_args, "--json"])
         results = handovers(driver, next_poas(lab, 5))
         record(log_dir, f"iperf3-{port}", results)
         assert_all_done(results)
-        assert client.poll() is None, f"iperf3 ended before the handovers did ({seconds} s)"
-        sent, _ = client.communicate(timeout=seconds + 30)
+        assert client.poll() is None, "iperf3 ended before the handovers did"
+        client.send_signal(signal.SIGINT)
+        sent, _ = client.communicate(timeout=30)
         received, _ = server.communicate(timeout=15)
     finally:
         for process in (server, client):
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait()
-    return results, client.returncode, json.loads(sent), json.loads(received)
+    sent, received = json.loads(sent), json.loads(received)
+    # Stopped, not failed: these are the only errors the two may report.
+    assert sent.get("error") in (None, IPERF3_CLIENT_STOPPED), sent.get("error")
+    assert received.get("error") in (None, IPERF3_SERVER_STOPPED), received.get("error")
+    return results, sent, received
 
 
 # -- the lab's side ---------------------------------------------------------------
@@ -253,10 +239,9 @@ def test_twenty_handovers_lose_nothing_duplicate_nothing(
 def test_an_iperf3_udp_stream_loses_nothing_across_five_handovers(bound, lab, controller, home,
                                                                    log_dir):
     late = late_deliveries(controller)
-    _, rc, sent, received = iperf3_across_handovers(
+    _, sent, received = iperf3_across_handovers(
         bound, lab, log_dir, home, 5201, "-u", "-b", "1M", "-l", "1000")
     late = late_deliveries(controller) - late
-    assert rc == 0 and "error" not in sent and "error" not in received, (sent, received)
     total = received["end"]["sum_received"]
     assert total["packets"] > 0
     assert total["lost_packets"] == 0, total
@@ -264,10 +249,11 @@ def test_an_iperf3_udp_stream_loses_nothing_across_five_handovers(bound, lab, co
 
 
 def test_an_iperf3_tcp_session_survives_five_handovers(bound, lab, home, log_dir):
-    _, rc, sent, received = iperf3_across_handovers(
+    _, sent, received = iperf3_across_handovers(
         bound, lab, log_dir, home, 5202, "-b", "10M")
-    assert rc == 0 and "error" not in sent and "error" not in received, (sent, received)
+    # The session lasted through all five (it was still running when stopped).
     assert received["end"]["sum_received"]["bytes"] > 0
+    assert sent["end"]["sum_sent"]["bytes"] >= received["end"]["sum_received"]["bytes"]
 
 
 def test_failed_handovers_lose_nothing(bound, lab, controller, home, tmp_path, log_dir):

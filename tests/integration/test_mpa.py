@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from integration.conftest import REST_PORT, running_controller, running_lab, wait_for
+from integration.conftest import REST_PORT, management_fixtures, running_lab, wait_for
 from topologies.preconfigure import run_mpa_mn
 from topologies.probes import ping
 
@@ -41,11 +41,7 @@ def state_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("mn")
 
 
-@pytest.fixture(scope="module")
-def controller(prerequisites, log_dir):
-    # REST beyond loopback: the MN reaches it over its management link.
-    with running_controller(log_dir, "controller-mpa", rest_host="0.0.0.0") as process:
-        yield process
+controller = management_fixtures("controller-mpa")[0]
 
 
 @pytest.fixture(scope="module")

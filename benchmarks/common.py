@@ -1,0 +1,40 @@
+"""What the lab benchmarks share: the repository's root on the path, a
+SIGTERM that tears the lab down like Ctrl-C, and the date and commit every
+result is stamped with."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOPOLOGY = os.path.join(ROOT, "topologies", "two_domains.yaml")
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def unwind_on_sigterm() -> None:
+    """SIGTERM (timeout(1), a CI job's end) unwinds like Ctrl-C, so the lab
+    and the controller process are torn down, not left behind."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def stamped(result: dict) -> dict:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    return {**result, "date": time.strftime("%Y-%m-%d"), "commit": commit}
+
+
+def write(path: str, result: dict) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1)
+    print(f"written to {path}")
