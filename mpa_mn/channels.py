@@ -108,6 +108,12 @@ class _Channel:
     def exchange(self, target: Target, kind: str, data: bytes) -> bytes:
         raise NotImplementedError
 
+    def open(self) -> None:
+        """Open ahead what each exchange would otherwise open (see InbandChannel)."""
+
+    def close(self) -> None:
+        """Close what :meth:`open` opened."""
+
 
 # -- REST ------------------------------------------------------------------------
 
@@ -202,8 +208,11 @@ def udp_socket(local_address: str | None):
 class InbandChannel(_Channel):
     """UDP to the gateway: ``tries`` sends of the same datagram, the first wait
     ``timeout / (2**tries - 1)`` and each next one twice as long, so that all
-    of them take ``timeout`` (0.5, 1, 2 and 4 s for 7.5 s and 4 tries)."""
+    of them take ``timeout`` (0.5, 1, 2 and 4 s for 7.5 s and 4 tries).
 
+    Each exchange opens its own socket, unless :meth:`open` opened one ahead
+    (for a message sent inside a handover's interruption, where creating and
+    binding a socket is time lost); that one serves until :meth:`close`."""
 
     def __init__(self, local_address: str | None, gateway: str | Callable[[], str] | None = None,
                  port: int = DEFAULT_PORT, timeout: float = DEFAULT_TIMEOUT_S, tries: int = 4,
@@ -220,6 +229,7 @@ class InbandChannel(_Channel):
         self.tries = tries
         self.socket_factory = socket_factory
         self.clock = clock
+        self._sock = None
 
     @property
     def gateway(self) -> str:
@@ -240,13 +250,30 @@ class InbandChannel(_Channel):
             lambda: (self._transact(target.address, target.port, data), None),
             f"{target.network} {kind}")
 
-    def _transact(self, address: str, port: int, data: bytes) -> bytes:
-        """Send ``data`` until the answer comes from ``address:port``."""
+    def open(self) -> None:
+        """The socket opened now.  If it cannot be, each exchange tries again
+        and reports why it cannot: opening ahead only saves time."""
+        if self._sock is None:
+            try:
+                self._sock = self.socket_factory(self.local_address)
+            except OSError as exc:
+                LOG.debug("cannot open a socket from %s ahead: %s", self.local_address, exc)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _socket(self):
         try:
-            sock = self.socket_factory(self.local_address)
+            return self.socket_factory(self.local_address)
         except OSError as exc:
             raise ChannelError("transport", f"cannot send from {self.local_address}: "
                                f"{exc.strerror or exc}") from None
+
+    def _transact(self, address: str, port: int, data: bytes) -> bytes:
+        """Send ``data`` until the answer comes from ``address:port``."""
+        sock = self._sock or self._socket()
         try:
             wait = self.timeout / (2 ** self.tries - 1)
             for attempt in range(self.tries):
@@ -264,7 +291,8 @@ class InbandChannel(_Channel):
                     return answer
                 wait *= 2
         finally:
-            sock.close()
+            if sock is not self._sock:
+                sock.close()
         self.counters["no_answer"] += 1
         raise ChannelError("no-answer", f"no answer from AA at {address}:{port} "
                            f"({self.tries} tries in {self.timeout:g} s)")

@@ -61,7 +61,7 @@ from typing import Any, Callable, TextIO
 
 from mpa_mn import channels, link, report, standby
 from mpa_mn.channels import InbandChannel, RestChannel
-from mpa_mn.client import MnError, MobileNode
+from mpa_mn.client import MnError, MobileNode, without_network
 from mpa_mn.handover import DEFAULT_LINK_TIMEOUT_S, Handover, plan_attach
 from mpa_mn.link import LinkError
 from mpa_mn.protocol import ProtocolError
@@ -399,7 +399,7 @@ def _preauth(c: _Context, network: str) -> dict:
 
 
 def _up(c: _Context, network: str) -> dict:
-    return {**_preauth(c, network), "config": _strip(c.node.configure(network))}
+    return {**_preauth(c, network), "config": without_network(c.node.configure(network))}
 
 
 def _bind(c: _Context, network: str) -> dict:
@@ -409,8 +409,7 @@ def _bind(c: _Context, network: str) -> dict:
 
 
 def _attach(c: _Context, network: str) -> dict:
-    plan = plan_attach(c.ip, network, c.node.config(network), c.host.name(), c.args.mac,
-                       c.args.home)
+    plan = plan_attach(c.ip, network, c.node.config(network), c.host.name(), c.args.mac)
     return c.handover().attach(plan)
 
 
@@ -427,17 +426,9 @@ def _handover(c: _Context, network: str) -> dict:
 def _standby(c: _Context, network: str) -> dict:
     if not c.args.interface:
         raise MnError("usage", "standby needs the interface to prepare: give --interface")
-    old = c.host.name()
-    if c.args.interface == old:
-        raise MnError("usage", f"{old} is the old interface: give another --interface or "
-                      "--old-interface")
-    return c.standby().run(network, c.home(), c.emit, c.args.interface, old,
+    return c.standby().run(network, c.home(), c.emit, c.args.interface, c.host.name(),
                            c.args.mac,
                            loss_timeout_s=c.args.loss_timeout if c.args.wait_loss else None)
-
-
-def _strip(result: dict) -> dict:
-    return {k: v for k, v in result.items() if k != "network"}
 
 
 PER_NETWORK = {
@@ -475,12 +466,6 @@ def _message(exc: Exception) -> str:
     return str(exc) if isinstance(exc, (VifError, StateError)) else exc.message
 
 
-def _line(command: str, network: str, result: dict) -> str:
-    if command == "standby":
-        return f"{network}: {standby.describe(result)}"
-    return report.result_line(command, network, result)
-
-
 def _run(args, c: _Context) -> tuple[dict, list[str], int]:
     """(JSON document, lines for humans, exit status); errors are in the document."""
     if args.command == "discover":
@@ -499,14 +484,14 @@ def _run(args, c: _Context) -> tuple[dict, list[str], int]:
     results, lines, status = [], [], EXIT_OK
     for network in dict.fromkeys(args.networks):   # each once, in the order given
         try:
-            result = _strip(action(c, network))
+            result = without_network(action(c, network))
         except FAILURES as exc:
             status = max(status, _exit_class(exc))
             results.append({"network": network, "ok": False,
                             "error": {"code": _code(exc), "message": _message(exc)}})
             continue
         results.append({"network": network, "ok": True, **result})
-        lines.append(_line(args.command, network, result))
+        lines.append(report.result_line(args.command, network, result))
     return {"ok": status == EXIT_OK, "results": results}, lines, status
 
 

@@ -12,7 +12,10 @@ the exception by nature: nothing can prove it before an SA exists, and a
 forged candidate leads only to an AA that fails the mutual proof.
 
 Each CTN's MPA-SA is kept in the state store, saved before every message
-that uses a new sequence number.  The nCoA goes on a virtual interface
+that uses a new sequence number.  A message sent inside a handover's
+interruption is made ready before it (:meth:`MobileNode.switch_ahead`): its
+number taken and saved, its in-band socket opened; what remains is one HMAC,
+one send and the answer's check.  The nCoA goes on a virtual interface
 (:mod:`mpa_mn.vif`).
 
 A binding update for an nCoA must come from the nCoA itself, through the
@@ -54,6 +57,41 @@ class MnError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class Reserved:
+    """An authenticated request whose sequence number is taken and saved:
+    :meth:`send` signs it (with ``fields`` and whatever it is given then),
+    sends it over ``via`` and checks the answer, touching no disk.  ``result``
+    makes the caller's result of the checked answer.  A channel opened for it
+    alone (``owned``) is closed by :meth:`close`."""
+
+    def __init__(self, entry: Entry, kind: str, expected: str, seq: int, via, fields: dict,
+                 echo: dict | None = None, result: Callable[[dict], dict] = dict,
+                 owned=None):
+        self.sa, self.target = entry.sa, Target.of(entry.candidate)
+        self.kind, self.expected, self.seq = kind, expected, seq
+        self.via, self.fields, self.echo, self.result = via, fields, echo, result
+        self.owned = owned
+
+    def send(self, **late) -> dict:
+        """Sent and answered; ``late``: fields known only now (None: left out).
+        Sent again (a retransmission) it is the same bytes."""
+        data = protocol.signed(self.sa, self.kind, self.seq, **self.fields, **_given(**late))
+        answer = self.via.exchange(self.target, self.kind, data)
+        return self.result(protocol.check_answer(self.sa, answer, self.seq, self.expected,
+                                                 self.echo))
+
+    def close(self) -> None:
+        if self.owned is not None:
+            self.owned.close()
+            self.owned = None
+
+    def __enter__(self) -> "Reserved":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class MobileNode:
@@ -160,17 +198,23 @@ class MobileNode:
 
     # -- authenticated requests ---------------------------------------------------
 
-    def _request(self, network: str, kind: str, expected: str, via=None,
-                 echo: dict | None = None, **fields) -> dict:
-        """``kind`` over ``via`` (default: the MN's channel); the checked answer."""
+    def _reserve(self, network: str, kind: str, expected: str, via=None,
+                 echo: dict | None = None, result: Callable[[dict], dict] = dict,
+                 owned=None, **fields) -> Reserved:
+        """``kind`` ready to go over ``via`` (default: the MN's channel)."""
         entry = self._entry(network)
         if entry.sa.next_seq > signalling.MAX_SEQ:
             raise MnError("sa-exhausted", f"the MPA-SA for {network} has used every sequence "
                           "number: pre-authenticate again")
-        data, seq = protocol.request(entry.sa, kind, **fields)
+        seq = protocol.reserve(entry.sa)
         self._save()  # the number is used from now on, whatever happens next
-        answer = (via or self.channel).exchange(Target.of(entry.candidate), kind, data)
-        return protocol.check_answer(entry.sa, answer, seq, expected, echo)
+        return Reserved(entry, kind, expected, seq, via or self.channel, fields, echo, result,
+                        owned)
+
+    def _request(self, network: str, kind: str, expected: str, via=None,
+                 echo: dict | None = None, **fields) -> dict:
+        """``kind`` over ``via`` (default: the MN's channel); the checked answer."""
+        return self._reserve(network, kind, expected, via, echo, **fields).send()
 
     def configure(self, network: str) -> dict:
         """The nCoA and the rest of the configuration from ``network``'s CA (§7.3),
@@ -288,12 +332,24 @@ class MobileNode:
         given, else over the MN's channel); the answer says the handover's state.
         ``mode``: how the AR gets the MN's traffic meanwhile; ``delivered`` (with
         ``link-lost``): digests of the last frames the lost interface received."""
-        answer = self._request(network, "handover", "handover-state",
-                               via=self.inband(source) if source else None, phase=phase,
-                               **_given(buffer_old=buffer_old or None, mode=mode,
-                                        delivered=list(delivered) if delivered else None))
-        return {"network": network, **_given(phase=answer["phase"],
-                                               buffered=answer.get("buffered"))}
+        with self.switch_ahead(network, phase, buffer_old, source, mode) as reserved:
+            return reserved.send(delivered=list(delivered) if delivered else None)
+
+    def switch_ahead(self, network: str, phase: str, buffer_old: bool = False,
+                     source: str | None = None, mode: str | None = None) -> Reserved:
+        """:meth:`switch` made ready before the moment it is for: its sequence
+        number taken and saved, and with ``source`` its in-band socket opened.
+        ``send(delivered=...)`` then returns what :meth:`switch` returns; the
+        caller closes it."""
+        via = self.inband(source) if source else None
+        reserved = self._reserve(
+            network, "handover", "handover-state", via=via, owned=via,
+            result=lambda answer: {"network": network, **_given(
+                phase=answer["phase"], buffered=answer.get("buffered"))},
+            phase=phase, **_given(buffer_old=buffer_old or None, mode=mode))
+        if via is not None:
+            via.open()
+        return reserved
 
     # -- what the MN holds ------------------------------------------------------
 
@@ -319,6 +375,12 @@ class MobileNode:
                 "discovery": None if discovery is None else {
                     "network": discovery["network"], "address": discovery["address"],
                     "candidates": [c["network"] for c in discovery["candidates"]]}}
+
+
+def without_network(result: dict) -> dict:
+    """A result (or an answer) without its network, for where the network is
+    said already."""
+    return {k: v for k, v in result.items() if k != "network"}
 
 
 def _given(**fields) -> dict:

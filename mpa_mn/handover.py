@@ -16,11 +16,11 @@ no ARP is needed, RFC 6252 Appendix B), the previous CoA goes, a gratuitous
 ARP announces the nCoA, and ``arrived`` goes to the AR in-band from the
 nCoA.  All of that sits inside the handover's interruption, so it is
 planned before the switch (:func:`plan_attach`, one look at the host's
-interfaces, the packet socket opened) and done with one ``ip -batch`` run,
+interfaces, the packet socket opened, ``arrived``'s sequence number taken
+and saved and its UDP socket opened) and done with one ``ip -batch`` run,
 one frame and one datagram.  What takes the kernel longer waits until
 ``arrived`` is answered: removing the vif (tens of milliseconds; meanwhile
-the nCoA is on both interfaces, which is harmless) and closing the packet
-socket.
+the nCoA is on both interfaces, which is harmless) and closing the sockets.
 
 Timings: each step's duration in ms on a monotonic clock, and wall-clock
 marks in ns (``time.time_ns``), so a driver can line them up with its own.
@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mpa_mn import link
-from mpa_mn.client import MobileNode
+from mpa_mn.client import MnError, MobileNode, Reserved, without_network
 from mpa_mn.link import Carrier, LinkError
 from mpa_mn.protocol import ProtocolError
-from mpa_mn.vif import Ip, VifError, ipv4_addresses, own_vif, vif_name
+from mpa_mn.vif import Ip, VifError, ipv4_addresses
 
 LOG = logging.getLogger("mpa_mn.handover")
 
@@ -46,7 +46,7 @@ DEFAULT_LINK_TIMEOUT_S = 30.0
 
 @dataclass(frozen=True)
 class Attachment:
-    """What attaching to a network changes on the MN's physical interface."""
+    """What attaching to a network changes on one of the MN's interfaces."""
 
     network: str
     interface: str
@@ -55,61 +55,82 @@ class Attachment:
     prefix_len: int
     router: str
     gateway_mac: str
-    remove: tuple[str, ...]   # the previous CoA(s), as ADDRESS/LEN
-    vif: str | None           # the network's vif, while it exists (removed afterwards)
+    remove: tuple[str, ...] = ()   # the previous CoA(s), as ADDRESS/LEN
 
-    def commands(self) -> list[str]:
-        """The ``ip -batch`` lines, in order."""
+    def commands(self, default_route: bool = True) -> list[str]:
+        """The ``ip -batch`` lines, in order; without ``default_route`` the
+        default route is left where it is (see :meth:`route_commands`)."""
         dev = f"dev {self.interface}"
         return [f"addr replace {self.address}/{self.prefix_len} {dev}",
                 *[f"addr del {old} {dev}" for old in self.remove],
-                f"route replace default via {self.router} {dev}",
+                *(self.route_commands() if default_route else []),
                 f"neigh replace {self.router} lladdr {self.gateway_mac} {dev} nud permanent"]
+
+    def route_commands(self) -> list[str]:
+        """The ``ip -batch`` lines that make the network's router the default route."""
+        return [f"route replace default via {self.router} dev {self.interface}"]
 
     def announcement(self, socket_factory: Callable = link.raw_socket) -> link.Announcement:
         return link.Announcement(self.interface, self.mac, self.address, socket_factory)
 
 
-def plan_attach(ip: Ip, network: str, config: dict, interface: str, mac: str | None = None,
-                home: str | None = None) -> Attachment:
+def interface_mac(links: dict[str, dict], interface: str, mac: str | None, use: str) -> str:
+    """``mac`` if given, else ``interface``'s (``links``: :meth:`Ip.links`);
+    ``use`` says what for, should it have none."""
+    if interface not in links:
+        raise VifError(f"no interface {interface}")
+    mac = mac or links[interface].get("address")
+    if not mac:
+        raise VifError(f"{interface} has no MAC address to {use}")
+    return mac.lower()
+
+
+def plan_attach(ip: Ip, network: str, config: dict, interface: str,
+                mac: str | None = None) -> Attachment:
     """The attachment to ``network`` from one look at the host's interfaces.
 
     The previous CoA is every other IPv4 address of ``interface`` shorter than
     /32; /32 addresses (the home address) and other interfaces stay as they are."""
     links = ip.links()
-    if interface not in links:
-        raise VifError(f"no interface {interface}")
-    vif = vif_name(network)
-    own_vif(vif, links.get(vif))
+    mac = interface_mac(links, interface, mac, "announce the nCoA from")
     new = (config["address"], config["prefix_len"])
     remove = tuple(f"{local}/{length}" for local, length in ipv4_addresses(links[interface])
-                   if (local, length) != new and length < 32 and local != home)
-    mac = mac or links[interface].get("address")
-    if not mac:
-        raise VifError(f"{interface} has no MAC address to announce the nCoA from")
+                   if (local, length) != new and length < 32)
     return Attachment(network, interface, mac, config["address"], config["prefix_len"],
-                      config["router"], config["gateway_mac"], remove,
-                      vif if vif in links else None)
+                      config["router"], config["gateway_mac"], remove)
 
 
-class Handover:
-    """The MN's side of a handover; the host's parts (``ip``, the sysfs root,
-    the packet socket, the clocks) are injected."""
+class HostRun:
+    """What a run on the MN's host works with: the MN and the host's parts
+    (``ip``, the sysfs root, the packet socket, the clocks), injected."""
 
     def __init__(self, node: MobileNode, ip: Ip, *, sysfs: str = link.SYSFS_NET,
                  raw_socket: Callable = link.raw_socket,
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep,
                  wall_ns: Callable[[], int] = time.time_ns,
                  perf_ns: Callable[[], int] = time.perf_counter_ns):
         self.node, self.ip, self.sysfs, self.raw_socket = node, ip, sysfs, raw_socket
-        self.clock, self.sleep, self.wall_ns, self.perf_ns = clock, sleep, wall_ns, perf_ns
+        self.clock, self.wall_ns, self.perf_ns = clock, wall_ns, perf_ns
+
+    def _ms_since(self, start_ns: int) -> float:
+        return round((self.perf_ns() - start_ns) / 1e6, 3)
 
     def _timed(self, timings: dict, name: str, step: Callable, *args, **kw):
+        """``step(*args, **kw)``, its duration in ``timings[name]`` (ms)."""
         start = self.perf_ns()
         result = step(*args, **kw)
-        timings[name] = round((self.perf_ns() - start) / 1e6, 3)
+        timings[name] = self._ms_since(start)
         return result
+
+
+class Handover(HostRun):
+    """The MN's side of a handover (see :class:`HostRun`; ``sleep`` passes the
+    time between two looks at the carrier)."""
+
+    def __init__(self, node: MobileNode, ip: Ip, *,
+                 sleep: Callable[[float], None] = time.sleep, **host):
+        super().__init__(node, ip, **host)
+        self.sleep = sleep
 
     # -- before the switch ------------------------------------------------------
 
@@ -126,7 +147,7 @@ class Handover:
                 **{k: config[k] for k in ("address", "prefix_len", "router", "gateway_mac")},
                 "tunnel": {k: tunnel[k] for k in ("poa", "lifetime")},
                 "binding": {k: binding[k] for k in ("care_of", "lifetime")},
-                "pre_switch": _state(pre), "timings_ms": timings}
+                "pre_switch": without_network(pre), "timings_ms": timings}
 
     def run(self, network: str, home: str, emit: Callable[[dict], None],
             buffer_old: bool = False, interface: str | None = None, mac: str | None = None,
@@ -135,85 +156,92 @@ class Handover:
         that long for ``interface``'s switch and attach (steps 5-6).  Once the AR
         buffers, a failure before the switch (``link-timeout`` among them) is
         raised after ``cancel`` is sent."""
-        carrier = None if link_timeout_s is None else Carrier(interface, self.sysfs)
-        if carrier is not None:
-            carrier.read()    # a link that cannot be watched fails before anything is asked
-        ready = self.prepare(network, home, buffer_old)
-        if carrier is None:
+        if link_timeout_s is None:
+            ready = self.prepare(network, home, buffer_old)
             ready["ready_at"] = self.wall_ns()
             emit({"event": "ready", **ready})
             return ready
-        announcement = None
+        with Carrier(interface, self.sysfs) as carrier:
+            carrier.read()    # a link that cannot be watched fails before anything is asked
+            ready = self.prepare(network, home, buffer_old)
+            return self._switch_and_attach(ready, carrier, emit, interface, mac,
+                                           link_timeout_s)
+
+    def _switch_and_attach(self, ready: dict, carrier: Carrier, emit: Callable[[dict], None],
+                           interface: str, mac: str | None, timeout_s: float) -> dict:
+        network = ready["network"]
+        announcement = arrived = None
         try:
-            # Everything that needs reading or opening is done now, before the
-            # link goes.
-            plan = plan_attach(self.ip, network, self.node.config(network), interface, mac,
-                               home)
+            # Everything that needs reading, opening or saving is done now,
+            # before the link goes.
+            plan = plan_attach(self.ip, network, self.node.config(network), interface, mac)
             announcement = plan.announcement(self.raw_socket)
+            arrived = self.node.switch_ahead(network, "arrived", source=plan.address)
             before = carrier.read()
             ready["ready_at"] = self.wall_ns()
             emit({"event": "ready", **ready})
             start = self.perf_ns()
-            switched = link.wait_for_switch(carrier, before, link_timeout_s, self.clock,
+            switched = link.wait_for_switch(carrier, before, timeout_s, self.clock,
                                             self.wall_ns, self.sleep)
-        except (LinkError, VifError) as exc:
-            if announcement is not None:
-                announcement.close()
-            raise self._cancelled(network, exc) from None
-        ready["timings_ms"]["link_wait"] = round((self.perf_ns() - start) / 1e6, 3)
-        attached = self.attach(plan, announcement)
+        except BaseException as exc:
+            for opened in (announcement, arrived):
+                if opened is not None:
+                    opened.close()
+            if isinstance(exc, (LinkError, VifError, MnError)):
+                raise self._cancelled(network, exc) from None
+            raise
+        ready["timings_ms"]["link_wait"] = self._ms_since(start)
+        attached = self.attach(plan, announcement, arrived)
         return {**ready, "link_down_at": switched.down_at, "link_up_at": switched.up_at,
                 **attached, "timings_ms": {**ready["timings_ms"], **attached["timings_ms"]}}
 
-    def _cancelled(self, network: str, failure: LinkError | VifError) -> LinkError:
-        code, message = ((failure.code, failure.message) if isinstance(failure, LinkError)
-                         else ("interface", str(failure)))
+    def _cancelled(self, network: str, failure: LinkError | VifError | MnError) -> LinkError:
+        code, message = (("interface", str(failure)) if isinstance(failure, VifError)
+                         else (failure.code, failure.message))
         try:
             self.node.switch(network, "cancel")
-        except ProtocolError as exc:
+        except (ProtocolError, MnError) as exc:
             return LinkError(code, f"{message}; cancel failed too ({exc.code}: {exc.message})")
         return LinkError(code, f"{message}; the handover is cancelled")
 
     # -- after the switch -------------------------------------------------------
 
-    def attach(self, plan: Attachment, announcement: link.Announcement | None = None) -> dict:
-        """Step 6 (see the module's docstring); ``arrived`` is retransmitted as any
-        in-band message is."""
+    def attach(self, plan: Attachment, announcement: link.Announcement | None = None,
+               arrived: Reserved | None = None) -> dict:
+        """Step 6 (see the module's docstring); ``arrived`` (from
+        :meth:`MobileNode.switch_ahead`) is retransmitted as any in-band message
+        is.  What is not given is opened or reserved here, before the ``ip`` run."""
         announcement = announcement or plan.announcement(self.raw_socket)
         timings = {}
         try:
+            arrived = arrived or self.node.switch_ahead(plan.network, "arrived",
+                                                        source=plan.address)
             self._timed(timings, "ip", self.ip.batch, plan.commands())
             announced = self._timed(timings, "gratuitous_arp", announcement.send)
             attached_at = self.wall_ns()
-            arrived = self._timed(timings, "arrived", self.node.switch, plan.network,
-                                  "arrived", source=plan.address)
+            answer = self._timed(timings, "arrived", arrived.send)
             arrived_at = self.wall_ns()
         finally:
-            announcement.close()
+            for opened in (announcement, arrived):
+                if opened is not None:
+                    opened.close()
         if not announced:
             LOG.warning("%s: %s", plan.network, announcement.error)
         return {"network": plan.network, "interface": plan.interface,
                 "address": plan.address, "prefix_len": plan.prefix_len,
                 "router": plan.router, "gateway_mac": plan.gateway_mac,
-                "removed": list(plan.remove), **self._remove_vif(plan, timings),
+                "removed": list(plan.remove), **self._remove_vif(plan.network, timings),
                 "gratuitous_arp": announced,
                 **({} if announced else {"gratuitous_arp_error": announcement.error}),
-                "arrived": _state(arrived), "attached_at": attached_at,
+                "arrived": without_network(answer), "attached_at": attached_at,
                 "arrived_at": arrived_at, "timings_ms": timings}
 
-    def _remove_vif(self, plan: Attachment, timings: dict) -> dict:
-        """The vif, now that the handover is over; a failure is reported, not
-        raised: the MN is attached."""
-        if plan.vif is None:
-            return {"vif_removed": False}
+    def _remove_vif(self, network: str, timings: dict) -> dict:
+        """The network's vif, now that the handover is over; a failure is
+        reported, not raised: the MN is attached."""
         try:
-            self._timed(timings, "remove_vif", self.ip, "link", "del", "dev", plan.vif)
+            removed = self._timed(timings, "remove_vif", self.node.vifs.remove, network)
         except VifError as exc:
-            LOG.warning("%s: %s", plan.network, exc)
+            LOG.warning("%s: %s", network, exc)
             return {"vif_removed": False, "vif_error": str(exc)}
-        return {"vif_removed": True}
-
-
-def _state(answer: dict) -> dict:
-    """A handover-state answer without its network."""
-    return {k: v for k, v in answer.items() if k != "network"}
+        return {"vif_removed": removed}

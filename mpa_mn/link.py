@@ -50,15 +50,34 @@ class LinkError(Exception):
 # -- the carrier ----------------------------------------------------------------
 
 class Carrier:
-    """An interface's carrier as sysfs shows it."""
+    """An interface's carrier as sysfs shows it.  Each file is opened at its
+    first read and kept open until :meth:`close`, so that a poll is two
+    ``pread`` calls: sysfs makes an attribute's text afresh for every read at
+    offset 0."""
+
+    MAX_TEXT = 64
 
     def __init__(self, interface: str, root: str = SYSFS_NET):
         self.interface = interface
         self.directory = os.path.join(root, interface)
+        self._fds: dict[str, int] = {}
 
     def _read(self, name: str) -> str:
-        with open(os.path.join(self.directory, name), encoding="ascii") as f:
-            return f.read().strip()
+        fd = self._fds.get(name)
+        if fd is None:
+            fd = self._fds[name] = os.open(os.path.join(self.directory, name), os.O_RDONLY)
+        return os.pread(fd, self.MAX_TEXT, 0).decode("ascii").strip()
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __enter__(self) -> "Carrier":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def read(self) -> tuple[int, bool]:
         """(carrier changes so far, whether the carrier is up now)."""
@@ -82,6 +101,25 @@ class Switched:
     up_at: int
 
 
+def _watch(carrier: Carrier, timeout_s: float, clock: Callable[[], float],
+           wait: Callable[[float], None], seen: Callable[[int, bool], bool]) -> bool:
+    """Read the carrier every poll interval until ``seen(changes, up)``; False
+    once ``timeout_s`` is over.  ``wait(seconds)`` passes one interval: a sleep,
+    or reading something else meanwhile."""
+    deadline = clock() + timeout_s
+    while True:
+        if seen(*carrier.read()):
+            return True
+        if clock() >= deadline:
+            return False
+        wait(POLL_INTERVAL_S)
+
+
+def _never(carrier: Carrier, what: str, timeout_s: float) -> LinkError:
+    return LinkError("link-timeout", f"the carrier of {carrier.interface} never {what} "
+                     f"within {timeout_s:g} s")
+
+
 def wait_for_switch(carrier: Carrier, before: tuple[int, bool], timeout_s: float,
                     clock: Callable[[], float] = time.monotonic,
                     wall_ns: Callable[[], int] = time.time_ns,
@@ -90,19 +128,28 @@ def wait_for_switch(carrier: Carrier, before: tuple[int, bool], timeout_s: float
     :meth:`Carrier.read` taken before the switch could start)."""
     changes0, up0 = before
     needed = 2 if up0 else 1     # down and up again; or just up, if it was down already
-    deadline = clock() + timeout_s
     down_at = None if up0 else wall_ns()
-    while True:
-        changes, up = carrier.read()
+
+    def back(changes: int, up: bool) -> bool:
+        nonlocal down_at
         if down_at is None and (changes > changes0 or not up):
             down_at = wall_ns()
-        if changes - changes0 >= needed and up:
-            return Switched(down_at if down_at is not None else wall_ns(), wall_ns())
-        if clock() >= deadline:
-            what = "came back" if down_at is not None else "dropped"
-            raise LinkError("link-timeout", f"the carrier of {carrier.interface} never "
-                            f"{what} within {timeout_s:g} s")
-        sleep(POLL_INTERVAL_S)
+        return changes - changes0 >= needed and up
+
+    if not _watch(carrier, timeout_s, clock, sleep, back):
+        raise _never(carrier, "came back" if down_at is not None else "dropped", timeout_s)
+    return Switched(down_at, wall_ns())
+
+
+def wait_for_drop(carrier: Carrier, before: tuple[int, bool], timeout_s: float,
+                  clock: Callable[[], float] = time.monotonic,
+                  wait: Callable[[float], None] = time.sleep) -> None:
+    """Wait until the carrier has dropped since ``before``: it changed (even if
+    it came back between two looks), or it is down."""
+    changes0, _ = before
+    if not _watch(carrier, timeout_s, clock, wait,
+                  lambda changes, up: changes > changes0 or not up):
+        raise _never(carrier, "dropped", timeout_s)
 
 
 # -- the gratuitous ARP ------------------------------------------------------------

@@ -108,13 +108,24 @@ class PreAuthentication:
                        lifetime=msg["lifetime"])
 
 
-def request(state: SaState, kind: str, **fields) -> tuple[bytes, int]:
-    """An authenticated request and its sequence number (the state moves on)."""
+def reserve(state: SaState) -> int:
+    """The next sequence number, taken (the state moves on)."""
     seq = state.next_seq
     state.next_seq += 1
+    return seq
+
+
+def signed(state: SaState, kind: str, seq: int, **fields) -> bytes:
+    """An authenticated request with a sequence number :func:`reserve` gave."""
     message = signalling.build(kind, network=state.network, sa=state.sa, seq=seq, **fields)
     key = state.keys.for_purpose(signalling.PURPOSE[kind])
-    return signalling.encode(signalling.sign(message, key)), seq
+    return signalling.encode(signalling.sign(message, key))
+
+
+def request(state: SaState, kind: str, **fields) -> tuple[bytes, int]:
+    """An authenticated request and its sequence number (the state moves on)."""
+    seq = reserve(state)
+    return signed(state, kind, seq, **fields), seq
 
 
 def check_answer(state: SaState, data: bytes, seq: int, expected: str,

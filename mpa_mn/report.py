@@ -60,6 +60,17 @@ def _handover_text(r: dict) -> str:
     return f"{text}; link down {down_ms:.1f} ms; {_attach_text(r)}"
 
 
+def _standby_text(r: dict) -> str:
+    text = _text(f"{r['interface']} standing by with nCoA {r['address']}/{r['prefix_len']}, "
+                 f"{r['home_address']} bound to it if {r['old_interface']} is lost",
+                 not r["gratuitous_arp"]
+                 and f" (no gratuitous ARP: {r.get('gratuitous_arp_error')})")
+    if "signalled_at" not in r:
+        return text
+    return (f"{text}; {r['old_interface']} lost, link-lost sent with {r['delivered']} "
+            f"digest(s): handover {r['link_lost']['phase']}")
+
+
 TEXT = {
     "preauth": _preauth_text,
     "up": lambda r: f"{_preauth_text(r)}; {_config_text(r['config'])}",
@@ -74,6 +85,7 @@ TEXT = {
     "switch": _state_text,
     "attach": _attach_text,
     "handover": _handover_text,
+    "standby": _standby_text,
 }
 
 

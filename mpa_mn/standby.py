@@ -20,8 +20,10 @@ carrier every millisecond.  When the carrier drops, what is still queued
 on the socket is read, the default route moves to IF2, and ``handover``
 phase ``link-lost`` goes to the network with the digests, so that the
 controller can tell which of its copies IF1 never received.  Everything that
-needs reading, opening or planning is done before the wait, so between
-the loss and the signal there is one ``ip`` run and one message.
+needs reading, opening, planning or saving is done before the wait (for
+``link-lost``: its sequence number taken and saved, its in-band socket
+opened), so between the loss and the signal there is one ``ip`` run and one
+message.
 
 The host's parts (``ip``, the sysfs root, the packet sockets, the clocks)
 are injected, as in :mod:`mpa_mn.handover`.
@@ -30,14 +32,14 @@ are injected, as in :mod:`mpa_mn.handover`.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import socket
-import time
-from dataclasses import dataclass
 from typing import Callable
 
 from mpa_mn import link
-from mpa_mn.client import MobileNode
+from mpa_mn.client import MnError, MobileNode, Reserved, without_network
+from mpa_mn.handover import Attachment, HostRun, interface_mac
 from mpa_mn.link import Carrier, LinkError
 from mpa_mn.vif import Ip, VifError
 from mpa_sdn import signalling
@@ -77,6 +79,7 @@ class Delivered:
         self.home = socket.inet_aton(home)
         self.digests = collections.deque(maxlen=signalling.DELIVERED_MAX)
         self.received = 0        # frames for the home address, all told
+        self.timeout = None      # the socket's, as last set
         try:
             self.sock = socket_factory(interface)
         except OSError as exc:
@@ -91,6 +94,12 @@ class Delivered:
             self.digests.append(digest)
             self.received += 1
 
+    def _set_timeout(self, seconds: float) -> None:
+        """Set once per change, not once per poll: each poll is one system call."""
+        if seconds != self.timeout:
+            self.sock.settimeout(seconds)
+            self.timeout = seconds
+
     def _read(self) -> bool:
         """One frame, if one comes within the socket's timeout."""
         try:
@@ -102,12 +111,12 @@ class Delivered:
 
     def poll(self, timeout_s: float) -> None:
         """Waits up to ``timeout_s`` for a frame, and notes it."""
-        self.sock.settimeout(timeout_s)
+        self._set_timeout(timeout_s)
         self._read()
 
     def drain(self) -> None:
         """Notes whatever is queued, without waiting."""
-        self.sock.settimeout(0)
+        self._set_timeout(0)
         for _ in range(DRAIN_MAX):
             if not self._read():
                 return
@@ -118,63 +127,16 @@ class Delivered:
             self.sock = None
 
 
-@dataclass(frozen=True)
-class StandbyInterface:
-    """What making IF2 ready changes on the host, and what the loss of IF1 does."""
+class Standby(HostRun):
+    """The MN's copy-and-forward run (see :class:`~mpa_mn.handover.HostRun`;
+    ``sniff_socket`` opens what IF1 receives)."""
 
-    network: str
-    interface: str            # IF2, attached in the network
-    old_interface: str        # IF1, the active one
-    mac: str                  # IF2's
-    address: str              # the nCoA
-    prefix_len: int
-    router: str
-    gateway_mac: str
+    def __init__(self, node: MobileNode, ip: Ip, *, sniff_socket: Callable = sniff_socket,
+                 **host):
+        super().__init__(node, ip, **host)
+        self.sniff_socket = sniff_socket
 
-    def commands(self) -> list[str]:
-        """The ``ip -batch`` lines that put the nCoA on IF2, default route untouched."""
-        dev = f"dev {self.interface}"
-        return [f"addr replace {self.address}/{self.prefix_len} {dev}",
-                f"neigh replace {self.router} lladdr {self.gateway_mac} {dev} nud permanent"]
-
-    def loss_commands(self) -> list[str]:
-        """The ``ip -batch`` lines once IF1 is lost."""
-        return [f"route replace default via {self.router} dev {self.interface}"]
-
-
-def interface_mac(ip: Ip, interface: str, old_interface: str, mac: str | None = None) -> str:
-    """IF2's MAC (``mac`` if given), from one look at the host's interfaces,
-    which must have both."""
-    links = ip.links()
-    for name in (interface, old_interface):
-        if name not in links:
-            raise VifError(f"no interface {name}")
-    mac = mac or links[interface].get("address")
-    if not mac:
-        raise VifError(f"{interface} has no MAC address to pre-authenticate it with")
-    return mac.lower()
-
-
-class Standby:
-    """The MN's copy-and-forward run; the host's parts are injected."""
-
-    def __init__(self, node: MobileNode, ip: Ip, *, sysfs: str = link.SYSFS_NET,
-                 raw_socket: Callable = link.raw_socket,
-                 sniff_socket: Callable = sniff_socket,
-                 clock: Callable[[], float] = time.monotonic,
-                 wall_ns: Callable[[], int] = time.time_ns,
-                 perf_ns: Callable[[], int] = time.perf_counter_ns):
-        self.node, self.ip, self.sysfs = node, ip, sysfs
-        self.raw_socket, self.sniff_socket = raw_socket, sniff_socket
-        self.clock, self.wall_ns, self.perf_ns = clock, wall_ns, perf_ns
-
-    def _timed(self, timings: dict, name: str, step: Callable, *args, **kw):
-        start = self.perf_ns()
-        result = step(*args, **kw)
-        timings[name] = round((self.perf_ns() - start) / 1e6, 3)
-        return result
-
-    def _source(self, plan: StandbyInterface) -> str | None:
+    def _source(self, plan: Attachment) -> str | None:
         """Where the MN's messages to the network go from: in-band, the nCoA on
         IF2 (IF1's address is no use once IF1 is lost); else the MN's channel."""
         return plan.address if self.node.sends_inband else None
@@ -182,31 +144,38 @@ class Standby:
     def run(self, network: str, home: str, emit: Callable[[dict], None], interface: str,
             old_interface: str, mac: str | None = None,
             loss_timeout_s: float | None = None) -> dict:
-        """IF2 made ready and the standby binding sent, then ``emit`` the ready
-        event; with ``loss_timeout_s``, wait that long for IF1's loss and signal
-        it.  A failure after the binding leaves the binding standing by."""
+        """IF2 (``interface``) made ready and the standby binding sent, then
+        ``emit`` the ready event; with ``loss_timeout_s``, wait that long for the
+        loss of IF1 (``old_interface``) and signal it.  A failure after the
+        binding leaves the binding standing by."""
         if interface == old_interface:
-            raise VifError(f"the standby interface and the old one are both {interface}")
-        carrier = None if loss_timeout_s is None else Carrier(old_interface, self.sysfs)
-        if carrier is not None:
-            carrier.read()    # a link that cannot be watched fails before anything is asked
+            raise MnError("usage", f"{old_interface} is the old interface: give another "
+                          "--interface or --old-interface")
         node, timings = self.node, {}
-        mac = interface_mac(self.ip, interface, old_interface, mac)
-        sa = self._timed(timings, "preauth", node.preauthenticate, network, mac=mac)
-        config = self._timed(timings, "configure", node.configure, network)
-        plan = StandbyInterface(network, interface, old_interface, mac, config["address"],
-                                config["prefix_len"], config["router"], config["gateway_mac"])
-        announcement = delivered = None
-        try:
-            self._timed(timings, "ip", self.ip.batch, plan.commands())
-            announcement = link.Announcement(interface, mac, plan.address, self.raw_socket)
+        with contextlib.ExitStack() as opened:
+            carrier = None
+            if loss_timeout_s is not None:
+                carrier = opened.enter_context(Carrier(old_interface, self.sysfs))
+                carrier.read()   # a link that cannot be watched fails before anything is asked
+            links = self.ip.links()
+            mac = interface_mac(links, interface, mac, "pre-authenticate it with")
+            if old_interface not in links:
+                raise VifError(f"no interface {old_interface}")
+            sa = self._timed(timings, "preauth", node.preauthenticate, network, mac=mac)
+            config = self._timed(timings, "configure", node.configure, network)
+            # IF1 is still the active interface: the default route stays on it.
+            plan = Attachment(network, interface, mac, config["address"], config["prefix_len"],
+                              config["router"], config["gateway_mac"])
+            self._timed(timings, "ip", self.ip.batch, plan.commands(default_route=False))
+            announcement = opened.enter_context(
+                contextlib.closing(plan.announcement(self.raw_socket)))
             announced = self._timed(timings, "gratuitous_arp", announcement.send)
             if not announced:
                 LOG.warning("%s: %s", network, announcement.error)
             # Open before the binding: the controller copies from then on, and
             # the digests must cover what IF1 receives meanwhile.
-            if carrier is not None:
-                delivered = Delivered(old_interface, home, self.sniff_socket)
+            delivered = None if carrier is None else opened.enter_context(
+                contextlib.closing(Delivered(old_interface, home, self.sniff_socket)))
             binding = self._timed(timings, "bind", node.bind, network, home, plan.address,
                                   standby=True)
             ready = {"network": network, "sa": sa.sa, "mac": mac, "interface": interface,
@@ -221,67 +190,48 @@ class Standby:
                 ready["ready_at"] = self.wall_ns()
                 emit({"event": "ready", **ready})
                 return ready
+            # link-lost carries the digests, known only after the loss, so it
+            # can only be signed then (one HMAC).  Its sequence number is taken
+            # and saved now, and its in-band socket opened, so that no state
+            # file is written between the loss and the signal.  The number is
+            # never reused: a run that times out leaves a gap, as any
+            # unanswered message does, and the AR's replay window allows gaps.
+            lost = opened.enter_context(
+                node.switch_ahead(network, "link-lost", source=self._source(plan)))
             before = carrier.read()
             ready["ready_at"] = self.wall_ns()
             emit({"event": "ready", **ready})
-            return {**ready, **self._wait_and_signal(plan, carrier, before, delivered,
+            return {**ready, **self._wait_and_signal(plan, carrier, before, delivered, lost,
                                                      loss_timeout_s, timings)}
-        finally:
-            for opened in (announcement, delivered):
-                if opened is not None:
-                    opened.close()
 
-    def _wait_and_signal(self, plan: StandbyInterface, carrier: Carrier,
-                         before: tuple[int, bool], delivered: Delivered, timeout_s: float,
+    def _wait_and_signal(self, plan: Attachment, carrier: Carrier, before: tuple[int, bool],
+                         delivered: Delivered, lost: Reserved, timeout_s: float,
                          timings: dict) -> dict:
         """The loss seen, what is still queued read, the route moved, link-lost sent."""
         start = self.perf_ns()
-        self._wait_for_loss(carrier, before, delivered, timeout_s)
+        try:
+            link.wait_for_drop(carrier, before, timeout_s, self.clock, delivered.poll)
+        except LinkError as exc:
+            if exc.code != "link-timeout":
+                raise
+            raise LinkError(exc.code, f"{exc.message}; the standby binding stays") from None
         delivered.drain()
         loss_detected_at = self.wall_ns()
-        timings["loss_wait"] = round((self.perf_ns() - start) / 1e6, 3)
+        timings["loss_wait"] = self._ms_since(start)
         digests = list(delivered.digests)
         route_error = None
         try:
-            self._timed(timings, "route", self.ip.batch, plan.loss_commands())
+            self._timed(timings, "route", self.ip.batch, plan.route_commands())
         except VifError as exc:
             # The controller must still hear of the loss: the downlink is what
             # the signal saves, and it does not need IF2's default route.
             route_error = exc
-        answer = self._timed(timings, "link_lost", self.node.switch, plan.network,
-                             "link-lost", source=self._source(plan), delivered=digests)
+        answer = self._timed(timings, "link_lost", lost.send, delivered=digests or None)
         signalled_at = self.wall_ns()
         if route_error is not None:
             raise VifError(f"{route_error}; link-lost was sent all the same "
                            f"(the handover is {answer['phase']})")
-        return {"link_lost": {k: v for k, v in answer.items() if k != "network"},
+        return {"link_lost": without_network(answer),
                 "delivered": len(digests), "received": delivered.received,
                 "loss_detected_at": loss_detected_at, "signalled_at": signalled_at,
                 "timings_ms": timings}
-
-    def _wait_for_loss(self, carrier: Carrier, before: tuple[int, bool],
-                       delivered: Delivered, timeout_s: float) -> None:
-        """Until IF1's carrier drops (it changed, or it is down), noting its frames."""
-        changes0, _ = before
-        deadline = self.clock() + timeout_s
-        while True:
-            delivered.poll(link.POLL_INTERVAL_S)
-            changes, up = carrier.read()
-            if changes > changes0 or not up:
-                return
-            if self.clock() >= deadline:
-                raise LinkError("link-timeout", f"the carrier of {carrier.interface} never "
-                                f"dropped within {timeout_s:g} s; the standby binding stays")
-
-
-def describe(result: dict) -> str:
-    """The result as one line for people."""
-    text = (f"{result['interface']} standing by with nCoA {result['address']}/"
-            f"{result['prefix_len']}, {result['home_address']} bound to it if "
-            f"{result['old_interface']} is lost")
-    if not result["gratuitous_arp"]:
-        text += f" (no gratuitous ARP: {result.get('gratuitous_arp_error')})"
-    if "signalled_at" not in result:
-        return text
-    return (f"{text}; {result['old_interface']} lost, link-lost sent with "
-            f"{result['delivered']} digest(s): handover {result['link_lost']['phase']}")

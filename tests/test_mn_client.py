@@ -335,6 +335,41 @@ def test_inband_a_lost_request_is_sent_again_and_answered_once():
     assert rig.counters["sa_created"] == 1
 
 
+def test_inband_a_socket_opened_ahead_serves_every_try_until_closed():
+    rig = Rig()
+    world = Gateways(rig)
+    sockets = []
+
+    def factory(local):
+        sockets.append(world(local))
+        return sockets[-1]
+    channel = InbandChannel(MN_ADDRESS, gateway="10.1.1.1", socket_factory=factory,
+                            clock=world.clock, sleep=ticking_sleep(rig, []))
+    channel.open()
+    assert [s.local for s in sockets] == [MN_ADDRESS]
+    world.drop = 1
+    data = protocol.discover(address=MN_ADDRESS)
+    answer = channel.discover(data)
+    assert protocol.check_neighbours(answer)[0] == "net-a1"
+    assert channel.counters["retransmissions"] == 1 and world.sent[0] == world.sent[1]
+    assert len(sockets) == 1 and not sockets[0].closed
+    channel.close()
+    assert sockets[0].closed
+    channel.discover(data)          # its own socket again, closed after
+    assert len(sockets) == 2 and sockets[1].closed
+
+
+def test_inband_a_socket_that_cannot_be_opened_ahead_fails_when_sending():
+    def refused(local):
+        raise OSError(99, "Cannot assign requested address")
+    channel = InbandChannel("10.2.1.100", gateway="10.1.1.1", socket_factory=refused)
+    channel.open()
+    with pytest.raises(ChannelError) as err:
+        channel.discover(protocol.discover(address=MN_ADDRESS))
+    assert (err.value.code, err.value.message) == (
+        "transport", "cannot send from 10.2.1.100: Cannot assign requested address")
+
+
 # -- what the client believes ----------------------------------------------------------
 
 def _tamper_config(field, value):

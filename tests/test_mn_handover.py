@@ -83,9 +83,16 @@ class Core:
                 self.run(self.core.flows_confirmed(send.dpid, send.confirm, self.now))
 
     def packet_in(self, table, frame):
-        poa = self.core.graph.poa(self.poa)
+        self.packet_in_at(self.poa, table, frame)
+
+    def packet_in_at(self, poa_id, table, frame):
+        poa = self.core.graph.poa(poa_id)
         self.run(self.core.packet_in(self.core.graph.dpid(poa.switch), poa.port, table, frame,
                                      self.now))
+
+    def poa_of(self, interface):
+        """Where a frame the MN sends out of ``interface`` enters (None: nowhere)."""
+        return self.poa
 
     def attach(self, poa_id, address=MN_ADDRESS):
         """The MN's link at ``poa_id`` and its first packet there."""
@@ -125,8 +132,9 @@ class Core:
 
 
 class RawSocket:
-    """A packet socket on the MN's interface: a frame reaches the controller
-    at the MN's PoA (ARP punted to it, as the ARP table does)."""
+    """A packet socket on one of the MN's interfaces: a frame reaches the
+    controller at that interface's PoA (ARP punted to it, as the ARP table
+    does)."""
 
     def __init__(self, world, interface):
         self.world, self.interface, self.closed = world, interface, False
@@ -134,8 +142,9 @@ class RawSocket:
 
     def send(self, frame):
         self.world.frames.append((self.interface, frame))
-        if self.world.poa is not None:
-            self.world.packet_in(Table.ARP, frame)
+        poa = self.world.poa_of(self.interface)
+        if poa is not None:
+            self.world.packet_in_at(poa, Table.ARP, frame)
         return len(frame)
 
     def close(self):
@@ -413,6 +422,45 @@ def test_waiting_for_the_switch_gives_up_at_the_timeout():
     assert clock.now == pytest.approx(0.1, abs=0.005)
 
 
+def test_waiting_for_the_drop_passes_each_interval_with_the_wait_given():
+    clock, waits = Clock(), []
+
+    def wait(seconds):
+        waits.append(seconds)
+        clock.now += seconds
+    link.wait_for_drop(Lines([(5, True), (5, True), (5, False)]), (5, True), 1.0, clock, wait)
+    assert waits == [link.POLL_INTERVAL_S] * 2
+    # Down and back between two looks is a drop too.
+    link.wait_for_drop(Lines([(7, True)]), (5, True), 1.0, clock, wait)
+    assert len(waits) == 2
+    clock.now, waits[:] = 0.0, []
+    with pytest.raises(LinkError) as err:
+        link.wait_for_drop(Lines([(5, True)]), (5, True), 0.05, clock, wait)
+    assert (err.value.code, err.value.message) == (
+        "link-timeout", "the carrier of eth0 never dropped within 0.05 s")
+    assert len(waits) == 50
+
+
+def test_the_carrier_s_files_stay_open_until_it_is_closed(tmp_path):
+    (tmp_path / "eth0").mkdir()
+    changes, up = tmp_path / "eth0" / "carrier_changes", tmp_path / "eth0" / "carrier"
+    changes.write_text("12\n")
+    up.write_text("1\n")
+    carrier = Carrier("eth0", str(tmp_path))
+    assert carrier.read() == (12, True)
+    changes.write_text("13\n")          # the same files, new text: as sysfs gives it
+    up.write_text("0\n")
+    assert carrier.read() == (13, False)
+    changes.write_text("14\n")
+    up.write_text("1\n")
+    changes.unlink()                    # gone by name, still open here
+    up.unlink()
+    assert carrier.read() == (14, True)
+    carrier.close()
+    with pytest.raises(LinkError):
+        carrier.read()
+
+
 def test_the_carrier_is_read_from_sysfs(tmp_path):
     (tmp_path / "eth0").mkdir()
     (tmp_path / "eth0" / "carrier_changes").write_text("12\n")
@@ -423,6 +471,32 @@ def test_the_carrier_is_read_from_sysfs(tmp_path):
     with pytest.raises(LinkError) as err:
         Carrier("eth1", str(tmp_path)).read()
     assert err.value.code == "link" and "eth1" in err.value.message
+
+
+def test_after_the_switch_no_state_is_saved_and_no_socket_opened(world, tmp_path):
+    """arrived's sequence number is taken and saved, and its socket opened,
+    before the link goes: after the switch there is one datagram to send."""
+    mn, sources = node(world)
+    saves, at_switch = [], {}
+    save = mn.store.save
+    mn.store.save = lambda state: (saves.append(state), save(state))
+    (tmp_path / "sys").mkdir()
+    sysfs = Sysfs(tmp_path / "sys", world, sources.clock)
+
+    def sleep(seconds):
+        sysfs.sleep(seconds)
+        if sysfs.sleeps == sysfs.down_at:
+            at_switch.update(saves=len(saves), sockets=len(sources.used),
+                             sent=len(sources.gateways.sent))
+    handover = Handover(mn, mn.vifs.ip, sysfs=str(tmp_path / "sys"),
+                        raw_socket=world.raw_socket, clock=sources.clock, sleep=sleep)
+    result = handover.run("net-b1", HOME, lambda event: None, interface="eth0", mac=MN_MAC,
+                          link_timeout_s=30)
+    assert result["arrived"]["phase"] == "completed"
+    assert (len(saves), len(sources.used)) == (at_switch["saves"], at_switch["sockets"])
+    [(arrived, _)] = sources.gateways.sent[at_switch["sent"]:]
+    assert (json.loads(arrived)["phase"], sources.used[-1]) == ("arrived", NCOA)
+    assert mn.state.entries["net-b1"].sa.next_seq == json.loads(arrived)["seq"] + 1
 
 
 # -- the command line ---------------------------------------------------------------------
@@ -481,7 +555,9 @@ def test_cli_handover_waits_for_the_link_then_attaches(world, tmp_path, credenti
                                          "arrived", "remove_vif"}
     # After the switch: one ip run, one frame, one signal; then the vif goes.
     assert run.ip.batches == [ATTACH_BATCH]
-    assert run.ip.calls[-2:] == [["-batch", "-"], ["link", "del", "dev", "mpa-net-b1"]]
+    assert run.ip.calls[-3:] == [["-batch", "-"],
+                                 ["-j", "-d", "addr", "show", "dev", "mpa-net-b1"],
+                                 ["link", "del", "dev", "mpa-net-b1"]]
     assert world.frames == [("eth0", link.gratuitous_arp(MN_MAC, NCOA))]
     assert [sock.closed for sock in world.sockets] == [True]
     assert run.ip.links["eth0"]["addrs"] == [(HOME, 32), (NCOA, 24)]
@@ -527,6 +603,7 @@ def test_cli_handover_then_attach_as_two_commands(world, tmp_path, credentials_f
     assert (rc, events) == (0, []), err
     assert doc["channel"] == "inband"
     assert run.ip.calls == [["-j", "-d", "addr", "show"], ["-batch", "-"],
+                            ["-j", "-d", "addr", "show", "dev", "mpa-net-b1"],
                             ["link", "del", "dev", "mpa-net-b1"]]
     assert doc["results"][0]["arrived"]["phase"] == "completed"
     assert doc["counters"]["datagrams_sent"] == 1
@@ -546,6 +623,17 @@ def test_cli_human_lines_of_the_handover_commands(world, tmp_path, credentials_f
     assert rc == 0 and "switched-back" in out
     rc, out, err = run("untunnel", "net-b1", json_out=False)
     assert (rc, out) == (0, "net-b1: tunnel released\n")
+
+
+def test_cli_switch_passes_the_mode(world, tmp_path, credentials_file):
+    run = HandoverCli(world, tmp_path, credentials_file())
+    for argv in (["up", "net-b1"], ["tunnel", "net-b1"], ["bind", "net-b1", "--home", HOME]):
+        rc, doc, err = run(*argv)
+        assert rc == 0, err
+    rc, doc, err = run("switch", "net-b1", "--phase", "pre-switch", "--mode", "bicast")
+    assert rc == 0, err
+    assert doc["results"][0]["phase"] == "pre-switching"
+    assert world.handover().mode == "bicast"
 
 
 @pytest.mark.parametrize("channel", ["rest", "inband"])

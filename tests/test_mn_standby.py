@@ -28,7 +28,6 @@ from mpa_mn.vif import Ip, VifError, Vifs
 from mpa_rig import MN_MAC, counter_entropy
 from mpa_sdn import packets, signalling
 from mpa_sdn.service import INBAND, REST, Answer
-from mpa_sdn.tables import Table
 from test_mn_client import CREDENTIALS, MN_ADDRESS, Cli, FakeIp, RestLayer, ticking_sleep
 from test_mn_handover import B1_MAC, B1_ROUTER, HOME, NCOA, WALL_OFFSET, Core, node
 import test_mn_client
@@ -84,30 +83,8 @@ class World(Core):
         signed = signalling.sign(answer, sa.keys.for_purpose(signalling.PURPOSE[answer["type"]]))
         return [Answer(origin, signed)]
 
-    def raw_socket(self, interface):
-        return RawSocket(self, interface)
-
-    def packet_in_at(self, poa_id, table, frame):
-        poa = self.core.graph.poa(poa_id)
-        self.run(self.core.packet_in(self.core.graph.dpid(poa.switch), poa.port, table, frame,
-                                     self.now))
-
-
-class RawSocket:
-    """A packet socket on one of the MN's interfaces: its frames reach the
-    controller at that interface's PoA."""
-
-    def __init__(self, world, interface):
-        self.world, self.interface, self.closed = world, interface, False
-        world.sockets.append(self)
-
-    def send(self, frame):
-        self.world.frames.append((self.interface, frame))
-        self.world.packet_in_at(self.world.at[self.interface], Table.ARP, frame)
-        return len(frame)
-
-    def close(self):
-        self.closed = True
+    def poa_of(self, interface):
+        return self.at[interface]
 
 
 class HostIp(FakeIp):
@@ -153,6 +130,7 @@ class Downlink:
         self.clock, self.script = clock, dict(script or {})
         self.changes, self.polls, self.ns = 3, 0, int(WALL_OFFSET) * 10**9
         self.queue, self.timeout, self.opened, self.closed = [], None, [], False
+        self.timeouts = []       # each settimeout
         self.on_poll = None
         self.set(up=True)
 
@@ -166,6 +144,7 @@ class Downlink:
 
     def settimeout(self, seconds):
         self.timeout = seconds
+        self.timeouts.append(seconds)
 
     def recvfrom(self, size):
         if self.queue:
@@ -267,7 +246,29 @@ def test_the_loss_moves_the_route_then_says_what_eth0_received(world, tmp_path):
     assert result["ready_at"] < result["loss_detected_at"] <= result["signalled_at"]
     assert result["loss_detected_at"] - result["ready_at"] == 8 * 1_000_000   # 8 polls
     assert set(result["timings_ms"]) >= {"loss_wait", "route", "link_lost"}
+    # The poll interval is set once, not at every poll; then the drain's zero.
+    assert downlink.timeouts == [link.POLL_INTERVAL_S, 0]
     assert downlink.closed and all(s.closed for s in world.sockets)
+
+
+def test_no_state_is_saved_between_the_loss_and_link_lost(world, tmp_path):
+    """link-lost's sequence number is taken and saved before the wait; only
+    signing it waits for the digests."""
+    run, downlink, _ = standby(world, tmp_path, {4: [(home_frame(1), 0)], 6: ["lost"]})
+    saved = []      # (carrier changes, the SA's next sequence number) at each save
+    save = run.node.store.save
+
+    def counted(state):
+        entry = state.entries.get("net-b1")
+        saved.append((downlink.changes, entry and entry.sa.next_seq))
+        save(state)
+    run.node.store.save = counted
+    result = run.run("net-b1", HOME, lambda event: None, "eth1", "eth0", loss_timeout_s=30)
+    assert result["link_lost"] == {"phase": "completed"}
+    assert {changes for changes, _ in saved} == {3}, "a save after the carrier dropped"
+    lost = world.signals[-1]["fields"]
+    assert (lost["phase"], lost["delivered"]) == ("link-lost", [digest(home_frame(1))])
+    assert saved[-1][1] == lost["seq"] + 1
 
 
 def test_a_carrier_that_flaps_between_two_looks_is_a_loss(world, tmp_path):
@@ -357,12 +358,11 @@ def test_in_band_the_standby_messages_go_from_the_ncoa(world):
     mn.preauthenticate("net-b1")
     mn.configure("net-b1")
     mn.bind("net-b1", HOME, NCOA, standby=True)
-    mn.switch("net-b1", "link-lost", source=NCOA, mode="bicast",
-              delivered=[digest(home_frame(1))])
+    mn.switch("net-b1", "link-lost", source=NCOA, delivered=[digest(home_frame(1))])
     bind, lost = world.signals
     assert (bind["channel"], bind["source"]) == (INBAND, NCOA)
     assert (lost["channel"], lost["source"]) == (INBAND, NCOA)
-    assert lost["fields"]["mode"] == "bicast"
+    assert "mode" not in lost["fields"]
     assert lost["fields"]["delivered"] == [digest(home_frame(1))]
 
 
@@ -464,20 +464,21 @@ def test_cli_standby_refuses_what_it_cannot_do(world, tmp_path, credentials_file
     assert world.signals == [] and world.core.mpa.aa.sas == {}
 
 
-def test_cli_switch_passes_the_mode(world, tmp_path, credentials_file):
+def test_cli_switch_says_link_lost_without_digests(world, tmp_path, credentials_file):
     run = StandbyCli(world, tmp_path, credentials_file())
     assert run("up", "net-b1")[0] == 0
-    rc, doc, err = run("switch", "net-b1", "--phase", "link-lost", "--mode", "bicast")
+    rc, doc, err = run("switch", "net-b1", "--phase", "link-lost")
     assert rc == 0, err
-    assert world.signals[-1]["fields"]["mode"] == "bicast"
-    assert "delivered" not in world.signals[-1]["fields"]
+    assert doc["results"][0]["phase"] == "completed"
+    assert world.signals[-1]["fields"]["phase"] == "link-lost"
+    assert not {"mode", "delivered"} & set(world.signals[-1]["fields"])
 
 
 @pytest.mark.parametrize("argv", [["standby"], ["standby", "net-b1", "net-a2"],
                                   ["standby", "net-b1", "--loss-timeout", "0"],
                                   ["standby", "net-b1", "--loss-timeout", "soon"],
                                   ["standby", "net-b1", "--wait-loss", "yes"],
-                                  ["switch", "net-b1", "--phase", "link-lost", "--mode", "copy"]])
+                                  ["switch", "net-b1", "--phase", "pre-switch", "--mode", "copy"]])
 def test_cli_standby_usage_errors_exit_2(argv, capsys):
     assert cli.main(argv) == 2
     assert "usage: mpa-mn" in capsys.readouterr().err
