@@ -33,6 +33,7 @@ import time
 from common import TOPOLOGY, stamped, unwind_on_sigterm, write
 
 from mpa_sdn.config import load_topology
+from topologies.results import controller_record
 from topologies.traffic_analysis import percentile
 
 CYCLE = ("ap-a2-1", "ap-b1-1", "ap-a1-1")   # from ap-a1-1, where mn1 starts
@@ -74,7 +75,7 @@ def run_rate(rate: int, count: int, ofp_port: int, rest_port: int, work: str) ->
     rows = []
     for result, window in zip(results, report["windows"]):
         gap = (window.get("longest_gap") or {}).get("ms")
-        handover = _matching(history, result)
+        handover = controller_record(history, result)
         buffer = handover.get("buffer") or {}
         rows.append({
             "index": result.index, "from": result.from_network, "to": result.to_network,
@@ -103,17 +104,6 @@ def run_rate(rate: int, count: int, ofp_port: int, rest_port: int, work: str) ->
         summary[name] = {"p50": percentile(values, 50), "p99": percentile(values, 99),
                          "max": max(values) if values else None}
     return {"summary": summary, "handovers": rows}
-
-
-def _matching(history: list[dict], result) -> dict:
-    """The controller's record of ``result``'s handover: the first completed
-    one between the same PoAs not taken yet ({} if the controller has none:
-    the handover failed before it began, or was switched back)."""
-    for index, handover in enumerate(history):
-        if (not handover.get("switched_back") and handover.get("from_poa") == result.from_poa
-                and handover.get("to_poa") == result.to_poa):
-            return history.pop(index)
-    return {}
 
 
 def main() -> int:

@@ -790,9 +790,8 @@ def load_or_exit(path: str, errors_to=None) -> Topology:
         raise SystemExit(2) from None
 
 
-def load_topology(path: str) -> Topology:
-    """The topology in ``path``; relative credentials paths are resolved against
-    the file's directory, so the result does not depend on the working directory."""
+def read_text(path: str) -> str:
+    """A configuration file's text: bounded in size, UTF-8, or a ConfigError."""
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
@@ -801,10 +800,15 @@ def load_topology(path: str) -> Topology:
     if len(data) > MAX_FILE_BYTES:
         raise ConfigError([("", f"{path}: larger than {MAX_FILE_BYTES} bytes")])
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError([("", f"{path}: not UTF-8 text")]) from None
-    return _resolve_credentials(load_topology_text(text, path),
+
+
+def load_topology(path: str) -> Topology:
+    """The topology in ``path``; relative credentials paths are resolved against
+    the file's directory, so the result does not depend on the working directory."""
+    return _resolve_credentials(load_topology_text(read_text(path), path),
                                 os.path.dirname(os.path.abspath(path)))
 
 

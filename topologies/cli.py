@@ -1,6 +1,9 @@
 """``mpa-lab``: bring up the lab with the real controller, check it, tear it down.
 
-    mpa-lab demo [--topology FILE] [--out DIR]   lab + controller, graph, MPA pre-authentication
+    mpa-lab run [SCENARIO] [--out DIR] [--check] the handover experiment: every mode of the
+                                                 scenario (default: scenarios/demo.yaml) in the
+                                                 lab, results.json, a table and plots
+    mpa-lab tour [--topology FILE] [--out DIR]   lab + controller, graph, MPA pre-authentication
                                                  and pre-configuration, reachability
     mpa-lab up [--topology FILE] [--script FILE] lab + controller and Mininet's CLI,
                                                  with `move MN POA` and `poas`
@@ -20,11 +23,12 @@ from mpa_sdn.config import load_or_exit
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 
 DEFAULT_TOPOLOGY = os.path.join(os.path.dirname(__file__), "two_domains.yaml")
+DEFAULT_SCENARIO = os.path.join(os.path.dirname(__file__), "scenarios", "demo.yaml")
 
 
-def print_graph(graph: NeighbourhoodGraph, out=sys.stdout) -> None:
+def print_graph(graph: NeighbourhoodGraph, out=None) -> None:
     topo = graph.topology
-    w = out.write
+    w = (out or sys.stdout).write   # looked up now: a caller may have replaced it
     w("CTN neighbourhood graph\n\n")
     w(f"  {'network':<10} {'role':<13} {'domain':<10} {'prefix':<15} {'gateway':<11} "
       f"{'AR':<7} PoAs\n")
@@ -106,7 +110,7 @@ def _run_lab(args, body, log_level: str = "error") -> int:
         print("Lab and controller stopped.")
 
 
-def demo(args) -> int:
+def tour(args) -> int:
     from topologies.preconfigure import preconfigure
     from topologies.reachability import all_pairs, print_report
 
@@ -142,6 +146,79 @@ def up(args) -> int:
     return _run_lab(args, body, log_level="output")
 
 
+def run(args) -> int:
+    from mpa_sdn.config import ConfigError
+    from topologies.scenario import load_scenario
+
+    try:
+        scenario = load_scenario(args.scenario)
+    except ConfigError as exc:
+        for line in exc.lines():
+            print(line, file=sys.stderr)
+        return 2
+    out = args.out or os.path.join("results", scenario.name)
+    _print_plan(scenario, out)
+    if args.check:
+        return 0
+    if os.geteuid() != 0:
+        print("mpa-lab run needs root (Mininet creates namespaces and veths)", file=sys.stderr)
+        return 2
+    from mininet.log import setLogLevel
+
+    from topologies.experiment import Experiment
+    from topologies.results import table
+
+    _stop_on_signals()
+    setLogLevel("error")
+    settings = scenario.topology.controller
+    experiment = Experiment(scenario, out, ofp_port=args.ofp_port or settings.openflow_port,
+                            rest_port=args.rest_port or settings.rest_port)
+    status = 0
+    try:
+        results = experiment.run()
+    except KeyboardInterrupt:
+        print("\ninterrupted; the lab is down", file=sys.stderr)
+        results, status = experiment.results, 130
+    except (OSError, RuntimeError, TimeoutError, ValueError) as exc:
+        print(f"\nmpa-lab run: {exc}; the lab is down", file=sys.stderr)
+        results, status = experiment.results, 1
+    if not results:
+        return status or 1
+    print()
+    print(table(results))
+    failed = sum(m["summary"]["failed"] for m in results["modes"].values() if m["summary"])
+    if failed:
+        print(f"\n{failed} handover(s) failed: see results.json's errors and {out}/logs/")
+        status = status or 1
+    print(f"\nResults: {results.get('path', os.path.join(out, 'results.json'))}"
+          + ("" if results.get("complete") else " (incomplete)"))
+    if results.get("plots"):
+        print("Plots:   " + "\n         ".join(results["plots"]))
+    elif results.get("plots_error"):
+        print(f"Plots:   none ({results['plots_error']})")
+    return status
+
+
+def _print_plan(scenario, out: str) -> None:
+    from topologies.experiment import sessions
+
+    handovers = sum(len(s.plan) for s in sessions(scenario))
+    t = scenario.traffic
+    print(f"Scenario {scenario.name} ({scenario.path})")
+    if scenario.description:
+        print(f"  {scenario.description}")
+    print(f"  topology {scenario.topology_path}")
+    print(f"  traffic: {t.protocol.upper()} from {t.source}, {t.rate_pps} packets/s of "
+          f"{t.size} bytes, to "
+          + ", ".join(f"{m.id}'s home address" for m in scenario.mobile_nodes))
+    for mode in scenario.modes:
+        plan = scenario.plan(mode)
+        print(f"  {mode}: {len(plan)} handover(s) x {scenario.repetitions}: "
+              + " ".join(f"{mn}->{poa}" for mn, poa in plan[:6])
+              + (" ..." if len(plan) > 6 else ""))
+    print(f"  {handovers} handovers in all; results in {out}/\n", flush=True)
+
+
 def cleanup(args) -> int:
     from mininet.clean import cleanup as mininet_cleanup
     mininet_cleanup()
@@ -169,8 +246,21 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="mpa-lab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, run, text in (("demo", demo, "bring up the lab and the controller, check reachability"),
-                            ("up", up, "bring up the lab and the controller, open Mininet's CLI")):
+    p = sub.add_parser("run", help="run a handover experiment: every mode of a scenario, "
+                       "compared")
+    p.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO,
+                   help="the scenario file (default: the demo's)")
+    p.add_argument("--out", help="where results.json, the plots and the logs go "
+                   "(default: results/SCENARIO-NAME)")
+    p.add_argument("--check", action="store_true",
+                   help="check the scenario and print its plan; run nothing")
+    p.add_argument("--ofp-port", type=int, help="default: the topology file's")
+    p.add_argument("--rest-port", type=int, help="default: the topology file's")
+    p.set_defaults(run=run)
+    for name, run_it, text in (
+            ("tour", tour, "bring up the lab and the controller, pre-authenticate, check "
+                           "reachability"),
+            ("up", up, "bring up the lab and the controller, open Mininet's CLI")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--topology", default=DEFAULT_TOPOLOGY)
         p.add_argument("--out", default=f"results/{name}", help="where the controller log goes")
@@ -178,7 +268,7 @@ def main(argv=None) -> int:
         p.add_argument("--rest-port", type=int, help="default: the topology file's")
         if name == "up":
             p.add_argument("--script", help="run these CLI commands instead of reading a terminal")
-        p.set_defaults(run=run)
+        p.set_defaults(run=run_it)
     p = sub.add_parser("graph", help="print the CTN neighbourhood graph of a topology")
     p.add_argument("--topology", default=DEFAULT_TOPOLOGY)
     p.set_defaults(run=lambda a: print_graph(NeighbourhoodGraph(load_or_exit(a.topology))) or 0)

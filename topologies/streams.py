@@ -66,10 +66,15 @@ class UdpStream:
                 process.kill()
                 process.wait()
 
-    def analysis(self, windows) -> dict:
-        """The receiver's log against what the sender attempted."""
-        _, arrivals = read_log(self.log)
-        return analyse(arrivals, sent=self.sent["attempted"], windows=windows,
+    def arrivals(self) -> list[tuple[int, int, int]]:
+        """(seq, send ns, receive ns) of every arrival, in the order received."""
+        return read_log(self.log)[1]
+
+    def analysis(self, windows, arrivals=None) -> dict:
+        """The receiver's log (or ``arrivals`` read from it) against what the
+        sender attempted."""
+        return analyse(self.arrivals() if arrivals is None else arrivals,
+                       sent=self.sent["attempted"], windows=windows,
                        period_ns=round(1e9 / self.rate))
 
 

@@ -1,4 +1,4 @@
-"""`mpa-lab up --script` and `mpa-lab demo`, run as a user would."""
+"""`mpa-lab up --script` and `mpa-lab tour`, run as a user would."""
 
 import os
 import subprocess
@@ -48,12 +48,12 @@ def test_move_and_ping_from_the_lab_cli(prerequisites, tmp_path):
     assert not os.path.exists("/sys/class/net/mpa-stale"), "the leftover pair was removed"
 
 
-def test_demo_on_a_generated_topology_with_two_mobile_nodes(prerequisites, tmp_path):
+def test_tour_on_a_generated_topology_with_two_mobile_nodes(prerequisites, tmp_path):
     from topologies.generate import main as topogen
     topology = tmp_path / "generated.yaml"
     assert topogen(["--domains", "2", "--networks-per-domain", "2", "--poas-per-network", "2",
                     "--mobile-nodes", "2", "-o", str(topology)]) == 0
-    out = mpa_lab("demo", "--topology", str(topology), out_dir=tmp_path, timeout_s=300)
+    out = mpa_lab("tour", "--topology", str(topology), out_dir=tmp_path, timeout_s=300)
     # mn1 visits the 7 PoAs mn2 leaves free; 3 hosts make 6 ordered pairs.
     assert "Result: 42/42 host pairs reachable (ping and TCP) over 7 PoAs." in out
     assert "not visited, other hosts are there: ap2-1-1 (mn2)" in out

@@ -1,0 +1,289 @@
+"""The experiment's bookkeeping without a lab: sessions, results.json's rows
+and summaries, the comparison table, the plots and the progress bar."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from types import SimpleNamespace
+
+import pytest
+
+from conftest import ROOT
+from topologies import results as res
+from topologies.experiment import Experiment, sessions
+from topologies.handover import HandoverResult
+from topologies.plots import write_plots
+from topologies.progress import Progress
+from topologies.scenario import MODES, MPA_BUFFER, MPA_COPY_FORWARD, REACTIVE, load_scenario
+from topologies.traffic_analysis import analyse
+
+DEMO = os.path.join(ROOT, "topologies", "scenarios", "demo.yaml")
+MS = 1_000_000
+PERIOD = 10 * MS          # 100 packets/s
+
+
+def stream_arrivals(count: int, gap: tuple[int, int] = (), duplicate: int | None = None,
+                    delay_ns: int = 2 * MS):
+    """(seq, send ns, receive ns) of a 100 packets/s stream whose packets
+    ``gap[0]``..``gap[1]`` - 1 are lost; ``duplicate`` arrives twice."""
+    out = []
+    for seq in range(count):
+        if gap and gap[0] <= seq < gap[1]:
+            continue
+        out.append((seq, seq * PERIOD, seq * PERIOD + delay_ns))
+        if seq == duplicate:
+            out.append((seq, seq * PERIOD, seq * PERIOD + delay_ns + MS))
+    return out
+
+
+def result(index=1, *, kind="handover", start_ms=0, end_ms=1000, down_ms=None, ok=True,
+           timings=None, from_poa="ap-a1-1", to_poa="ap-a2-1"):
+    r = HandoverResult(index, kind, "mn1", "net-a1", "net-a2", from_poa, to_poa,
+                       started_wall_ns=start_ms * MS, ended_wall_ns=end_ms * MS)
+    if down_ms is not None:
+        r.link.append(SimpleNamespace(down_wall_ns=down_ms * MS, duration_ms=25.0,
+                                      up_wall_ns=(down_ms + 25) * MS))
+    r.client = {"results": [{"timings_ms": timings or {"preauth": 3.0}}]}
+    if not ok:
+        r.errors.append("mpa-mn exit status 1")
+    return r
+
+
+def window_of(arrivals, r, sent=None):
+    return analyse(arrivals, sent=sent, windows=[r.window()], period_ns=PERIOD)["windows"][0]
+
+
+# -- sessions -------------------------------------------------------------------
+
+def test_every_mode_is_one_session_and_each_loss_one_of_its_own():
+    scenario = load_scenario(DEMO)
+    names = [s.name for s in sessions(scenario)]
+    assert names == ["reactive", "mpa", "mpa_buffer",
+                     *[f"mpa_copy_forward-{k}" for k in range(1, 11)], "mpa_bicast"]
+    assert sum(len(s.plan) for s in sessions(scenario)) == 50
+
+
+def test_repetitions_run_every_mode_again_in_turn(tmp_path):
+    text = open(DEMO).read().replace("topology: ../two_domains.yaml",
+                                     f"topology: {ROOT}/topologies/two_domains.yaml")
+    text = text.replace("modes: [reactive, mpa, mpa_buffer, mpa_copy_forward, mpa_bicast]",
+                        "modes: {mpa_buffer: {handovers: 2}, reactive: {handovers: 1}}\n"
+                        "repetitions: 2")
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    assert [(s.name, s.repetition, len(s.plan)) for s in sessions(load_scenario(str(path)))] \
+        == [("mpa_buffer-1", 1, 2), ("reactive-1", 1, 1),
+            ("mpa_buffer-2", 2, 2), ("reactive-2", 2, 1)]
+
+
+# -- rows -----------------------------------------------------------------------
+
+def test_a_row_holds_the_receivers_view_of_the_packets_sent_during_the_handover():
+    arrivals = stream_arrivals(200, gap=(50, 53), duplicate=60)
+    r = result(start_ms=400, end_ms=900, down_ms=495)
+    window = window_of(arrivals, r, sent=200)
+    record = {"from_poa": "ap-a1-1", "to_poa": "ap-a2-1", "signal_to_flows_ms": 6.5,
+              "arrival": "signal", "buffer": {"buffered": 4, "max_delay_ms": 30.0}}
+    row = res.handover_row(1, 1, r, window, record, res.timeline(arrivals, window,
+                                                                 res.event_ns(r)))
+    assert {"index", "from", "to", "sent", "received", "lost", "duplicates", "reordered",
+            "interruption_ms", "buffered", "signal_to_flows_ms"} <= set(row)
+    assert (row["from"], row["to"]) == ("net-a1", "net-a2")
+    # Packets 40..89 were sent in the window: 3 lost, one of them twice.
+    assert (row["sent"], row["received"], row["lost"], row["duplicates"]) == (50, 47, 3, 1)
+    assert row["interruption_ms"] == 40.0          # 49's arrival to 53's
+    assert (row["buffered"], row["signal_to_flows_ms"]) == (4, 6.5)
+    assert row["link_layer_ms"] == 25.0 and row["client_timings_ms"] == {"preauth": 3.0}
+    points = row["timeline"]
+    # Around the gap only, in ms from the link going down (495 ms).
+    assert points["zero_wall_ns"] == 495 * MS
+    assert points["seq"][0] == 40 and 53 in points["seq"] and 50 not in points["seq"]
+    assert points["ms"][points["seq"].index(53)] == 530 + 2 - 495
+
+
+def test_the_outage_begins_at_the_cut_then_the_link_switch_then_the_start():
+    r = result(start_ms=100)
+    assert res.event_ns(r) == 100 * MS
+    r = result(start_ms=100, down_ms=300)
+    assert res.event_ns(r) == 300 * MS
+    r.loss_wall_ns = 200 * MS
+    assert res.event_ns(r) == 200 * MS
+
+
+def test_controller_records_are_matched_by_poas_once_each_and_never_a_switch_back():
+    history = [{"id": 1, "from_poa": "ap-a1-1", "to_poa": "ap-a2-1", "switched_back": True},
+               {"id": 2, "from_poa": "ap-a1-1", "to_poa": "ap-b1-1"},
+               {"id": 3, "from_poa": "ap-a1-1", "to_poa": "ap-a2-1"},
+               {"id": 4, "from_poa": "ap-a1-1", "to_poa": "ap-a2-1"}]
+    r = result()
+    assert res.controller_record(history, r)["id"] == 3
+    assert res.controller_record(history, r)["id"] == 4
+    assert res.controller_record(history, r) == {}
+    assert [h["id"] for h in history] == [1, 2]
+
+
+def test_a_summary_sums_the_streams_and_takes_percentiles_over_good_handovers():
+    rows = [{"ok": True, "interruption_ms": v, "lost": 0, "buffered": 2,
+             "signal_to_flows_ms": 5.0} for v in (40.0, 50.0, 60.0)]
+    rows.append({"ok": False, "interruption_ms": 9000.0, "lost": 7, "buffered": None,
+                 "signal_to_flows_ms": None})
+    streams = [{"expected": 1000, "unique": 990, "lost": 10, "duplicated": 1, "reordered": 2,
+                "jitter_ms": 1.0},
+               {"expected": 100, "unique": 10, "lost": 90, "duplicated": 0, "reordered": 0,
+                "jitter_ms": 100.0}]
+    s = res.summary(rows, streams, [1.0, 2.0, 30.0])
+    assert (s["handovers"], s["failed"]) == (4, 1)
+    assert (s["sent"], s["received"], s["lost"], s["duplicates"], s["reordered"]) == \
+        (1100, 1000, 100, 1, 2)
+    assert (s["interruption_ms_p50"], s["interruption_ms_max"]) == (50.0, 60.0)
+    assert s["one_way_delay_ms_p50"] == 2.0
+    assert s["jitter_ms"] == pytest.approx((990 * 1.0 + 10 * 100.0) / 1000, abs=1e-3)
+    assert (s["lost_in_handovers"], s["buffered"], s["signal_to_flows_ms_p50"]) == (7, 6, 5.0)
+
+
+def test_a_summary_of_nothing_is_empty_not_an_error():
+    s = res.summary([], [], [])
+    assert s["handovers"] == 0 and s["interruption_ms_p50"] is None and s["jitter_ms"] is None
+
+
+def test_one_way_delays_count_each_packet_once():
+    assert res.first_delays_ms(stream_arrivals(3, duplicate=1)) == [2.0, 2.0, 2.0]
+
+
+# -- the table and the plots ------------------------------------------------------
+
+def synthetic_results() -> dict:
+    modes = {}
+    for mode, gap_ms, lost in ((REACTIVE, 5600.0, 560), (MPA_BUFFER, 40.0, 0),
+                               (MPA_COPY_FORWARD, 14.0, 0)):
+        rows = []
+        for index in range(1, 4):
+            arrivals = stream_arrivals(100 + int(gap_ms / 10) + 100,
+                                       gap=(100, 100 + int(gap_ms / 10) - 1))
+            r = result(index, start_ms=900, end_ms=2000 + int(gap_ms), down_ms=995)
+            window = window_of(arrivals, r)
+            rows.append(res.handover_row(index, 1, r, window, {}, res.timeline(
+                arrivals, window, res.event_ns(r))))
+        modes[mode] = {"handovers": rows, "sessions": [], "summary": res.summary(
+            rows, [{"expected": 1000, "unique": 1000 - lost, "lost": lost, "duplicated": 0,
+                    "reordered": 0, "jitter_ms": 0.5}], [2.0])}
+    return {"scenario": "demo", "commit": "abc1234", "modes": modes,
+            "settings": {"traffic": {"rate_pps": 100}}}
+
+
+def test_the_table_lists_the_modes_with_rfc_6252s_figures_and_the_ratio():
+    text = res.table(synthetic_results())
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["mode", "handovers", "sent"]
+    reactive = next(line for line in lines if line.startswith("reactive (no MPA)"))
+    assert "5.60 s" in reactive and "about 4 s and about 200 packets lost" in reactive
+    assert any(line.startswith("mpa_buffer") and "0 lost; 29-45 ms" in line for line in lines)
+    assert any("about 10 duplicates" in line for line in lines)
+    assert res.ratio(synthetic_results()) == 140.0
+    assert "times mpa_buffer's" in text
+
+
+def test_the_ratio_needs_both_modes():
+    results = synthetic_results()
+    del results["modes"][REACTIVE]
+    assert res.ratio(results) is None
+    assert "times" not in res.table(results)
+
+
+def test_the_plots_are_png_files_one_per_mode_and_two_comparisons(tmp_path):
+    paths = write_plots(synthetic_results(), str(tmp_path))
+    assert sorted(os.path.basename(p) for p in paths) == sorted(
+        [f"timeline-{m}.png" for m in (REACTIVE, MPA_BUFFER, MPA_COPY_FORWARD)]
+        + ["timelines.png", "summary.png"])
+    for path in paths:
+        with open(path, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+        assert os.path.getsize(path) > 10_000
+
+
+def test_no_handovers_no_plots(tmp_path):
+    assert write_plots({"modes": {MPA_BUFFER: {"handovers": []}}}, str(tmp_path)) == []
+
+
+# -- the experiment's analysis of a session ----------------------------------------
+
+class RecordedStream:
+    """What a finished UdpStream offers the analysis: what the sender
+    attempted and the receiver's arrivals."""
+
+    def __init__(self, arrivals, sent):
+        self._arrivals, self.sent, self.rate = arrivals, {"attempted": sent}, 100
+
+    def arrivals(self):
+        return self._arrivals
+
+    def analysis(self, windows, arrivals=None):
+        return analyse(arrivals, sent=self.sent["attempted"], windows=windows,
+                       period_ns=PERIOD)
+
+
+def test_a_session_becomes_rows_matched_to_the_controllers_records(tmp_path):
+    scenario = load_scenario(DEMO)
+    experiment = Experiment(scenario, str(tmp_path), ofp_port=1, rest_port=2,
+                            progress=Progress(1, out=io.StringIO()))
+    experiment._prepare_out()
+    experiment.results = {"modes": {m: {"handovers": [], "summary": None, "sessions": []}
+                                    for m in MODES}}
+    experiment._collected = {m: {"streams": [], "delays": []} for m in MODES}
+    session = sessions(scenario)[2]
+    assert session.mode == MPA_BUFFER
+    done = [result(1, start_ms=400, end_ms=900, down_ms=495),
+            result(2, start_ms=1400, end_ms=1900, down_ms=1495, from_poa="ap-a2-1",
+                   to_poa="ap-b1-1")]
+    history = [{"from_poa": "ap-a2-1", "to_poa": "ap-b1-1", "buffer": {"buffered": 3},
+                "signal_to_flows_ms": 7.0}]
+    stream = RecordedStream(stream_arrivals(300, gap=(50, 53)), 300)
+    experiment._analyse(session, done, history, {"handover_completed": 1}, {"mn1": stream})
+    rows = experiment.results["modes"][MPA_BUFFER]["handovers"]
+    assert [(r["index"], r["lost"], r["buffered"]) for r in rows] == [(1, 3, None), (2, 0, 3)]
+    experiment._finish()
+    written = json.load(open(tmp_path / "results.json"))
+    assert written["modes"][MPA_BUFFER]["summary"]["lost"] == 3
+    assert written["modes"][MPA_BUFFER]["sessions"][0]["counters"] == {"handover_completed": 1}
+    assert os.path.exists(tmp_path / "plots" / "timeline-mpa_buffer.png")
+
+
+# -- progress ---------------------------------------------------------------------
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_progress_without_a_terminal_is_one_line_per_step():
+    out, clock = io.StringIO(), Clock()
+    progress = Progress(4, out=out, clock=clock)
+    clock.now = 65
+    progress.step("mpa_buffer 1/4 done")
+    progress.note("handover 2 failed")
+    progress.close()
+    assert out.getvalue().splitlines() == [
+        "[#######.......................] 1/4 1:05 mpa_buffer 1/4 done", "handover 2 failed"]
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_on_a_terminal_redraws_one_line():
+    out = Terminal()
+    progress = Progress(2, out=out, clock=Clock())
+    progress.show("starting")
+    progress.step("one done")
+    progress.note("a note")
+    progress.step("two done")
+    progress.close()
+    text = out.getvalue()
+    assert text.count("\n") == 2 and text.count("\r\033[K") == 4
+    assert text.endswith("[" + "#" * 30 + "] 2/2 0:00 two done\n")

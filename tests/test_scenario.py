@@ -1,0 +1,189 @@
+"""Scenario files (topologies/scenario.py): what a valid one becomes, and
+every mistake reported with its key path before anything runs."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+import pytest
+
+from conftest import DEFAULT_TOPOLOGY, ROOT
+from mpa_sdn.config import ConfigError
+from topologies.cli import main as mpa_lab
+from topologies.scenario import (MODES, MPA_BUFFER, MPA_COPY_FORWARD, REACTIVE, Dad,
+                                 default_standby_mac, load_scenario)
+
+DEMO = os.path.join(ROOT, "topologies", "scenarios", "demo.yaml")
+BASE = f"""\
+version: 1
+topology: {DEFAULT_TOPOLOGY}
+traffic: {{from: cn1}}
+mobile_nodes: {{mn1: {{targets: [ap-a2-1, ap-a1-1]}}}}
+modes: [mpa_buffer]
+"""
+
+
+def write(tmp_path, text: str, name: str = "scenario.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def errors_of(tmp_path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_scenario(write(tmp_path, text))
+    return caught.value.lines()
+
+
+def with_lines(**replace) -> str:
+    """BASE with whole top-level lines replaced (key -> new text, or None to drop)."""
+    lines = []
+    for line in BASE.splitlines(keepends=True):
+        key = line.split(":", 1)[0]
+        if key in replace:
+            if replace[key] is not None:
+                lines.append(replace.pop(key) + "\n")
+            continue
+        lines.append(line)
+    return "".join(lines) + "".join(v + "\n" for v in replace.values() if v is not None)
+
+
+def test_the_demo_scenario_runs_every_mode_ten_times_at_100_packets_a_second():
+    scenario = load_scenario(DEMO)
+    assert scenario.name == "demo"
+    assert scenario.topology_path == DEFAULT_TOPOLOGY
+    assert scenario.modes == MODES
+    assert scenario.handovers == {mode: 10 for mode in MODES}
+    assert (scenario.traffic.source, scenario.traffic.rate_pps) == ("cn1", 100)
+    assert scenario.dad == Dad()   # RFC 5227's constants
+    assert scenario.plan(MPA_BUFFER)[:4] == [("mn1", "ap-a2-1"), ("mn1", "ap-b1-1"),
+                                             ("mn1", "ap-a1-1"), ("mn1", "ap-a2-1")]
+    # Each loss starts where mn1 starts: its second interface goes elsewhere.
+    assert scenario.plan(MPA_COPY_FORWARD)[:3] == [("mn1", "ap-a2-1"), ("mn1", "ap-b1-1"),
+                                                   ("mn1", "ap-a2-1")]
+
+
+def test_defaults_and_a_topology_path_relative_to_the_scenario(tmp_path):
+    path = write(tmp_path, with_lines(topology="topology: " + os.path.relpath(
+        DEFAULT_TOPOLOGY, tmp_path)), name="ping-pong.yaml")
+    scenario = load_scenario(path)
+    assert scenario.name == "ping-pong"
+    assert scenario.topology_path == DEFAULT_TOPOLOGY
+    assert scenario.handovers == {MPA_BUFFER: 10}
+    assert (scenario.repetitions, scenario.interval_s, scenario.channel) == (1, 1.0, "inband")
+    assert scenario.traffic.size == 172 and scenario.traffic.protocol == "udp"
+    # A ping-pong between two PoAs; the standby goes wherever the MN does not start.
+    assert scenario.plan(MPA_BUFFER)[:3] == [("mn1", "ap-a2-1"), ("mn1", "ap-a1-1"),
+                                             ("mn1", "ap-a2-1")]
+    assert scenario.mobile_node("mn1").standby_poas == ("ap-a2-1",)
+    assert scenario.mobile_node("mn1").standby_mac == default_standby_mac("mn1")
+
+
+def test_modes_as_a_mapping_set_their_own_counts(tmp_path):
+    scenario = load_scenario(write(tmp_path, with_lines(
+        modes="modes: {reactive: {handovers: 2}, mpa_buffer: null}",
+        handovers="handovers: {count: 4, interval_s: 0.2, warmup_s: 0}")))
+    assert scenario.modes == (REACTIVE, MPA_BUFFER)
+    assert scenario.handovers == {REACTIVE: 2, MPA_BUFFER: 4}
+    assert (scenario.interval_s, scenario.warmup_s) == (0.2, 0.0)
+
+
+@pytest.mark.parametrize("replace, expected", [
+    ({"version": "version: 2"}, "version: must be 1, not 2"),
+    ({"version": None}, "version: is required"),
+    ({"colour": "colour: red"}, "colour: unknown key"),
+    ({"topology": "topology: nowhere.yaml"}, "topology: "),
+    ({"traffic": "traffic: {from: mn1}"}, "traffic.from: 'mn1' is not a correspondent"),
+    ({"traffic": "traffic: {from: cn1, protocol: sctp}"}, "traffic.protocol: 'sctp' is not"),
+    ({"traffic": "traffic: {from: cn1, rate_pps: 0}"}, "traffic.rate_pps: 0 is out of range"),
+    ({"traffic": "traffic: {from: cn1, size: 9000}"}, "traffic.size: 9000 is out of range"),
+    ({"traffic": "traffic: {from: cn1, rate: 5}"}, "traffic.rate: unknown key"),
+    ({"mobile_nodes": "mobile_nodes: {mn9: {targets: [ap-a2-1]}}"},
+     "mobile_nodes.mn9: is not a mobile node"),
+    ({"mobile_nodes": "mobile_nodes: {mn1: {targets: [ap-z]}}"},
+     "mobile_nodes.mn1.targets[0]: 'ap-z' is not a PoA"),
+    ({"mobile_nodes": "mobile_nodes: {mn1: {targets: [cn-port]}}"},
+     "mobile_nodes.mn1.targets[0]: cn-port is in net-cn, which is not an access network"),
+    ({"mobile_nodes": "mobile_nodes: {mn1: {targets: []}}"},
+     "mobile_nodes.mn1.targets: must be a non-empty list"),
+    ({"mobile_nodes": "mobile_nodes: {mn1: {targets: [ap-a1-1, ap-a2-1]}}"},
+     "handover 1 of mpa_buffer would move mn1 to ap-a1-1, where it already is"),
+    ({"mobile_nodes": "mobile_nodes: {mn1: {targets: [ap-a2-1, ap-b1-1, ap-a2-1]}}"},
+     "handover 4 of mpa_buffer would move mn1 to ap-a2-1, where it already is"),
+    ({"mobile_nodes": "mobile_nodes: {mn1: {targets: [ap-a2-1], standby: {poas: [ap-a1-1]}}}"},
+     "mobile_nodes.mn1.standby.poas: ap-a1-1 is where mn1 starts"),
+    ({"mobile_nodes": "mobile_nodes: {mn1: {targets: [ap-a2-1], standby: {mac: 'ff:00:00:00:00:01'}}}"},
+     "mobile_nodes.mn1.standby.mac: ff:00:00:00:00:01 is a multicast address"),
+    ({"modes": "modes: [mpa_buffer, teleport]"}, "modes[1]: 'teleport' is not a mode"),
+    ({"modes": "modes: [mpa_buffer, mpa_buffer]"}, "modes[1]: mpa_buffer is listed twice"),
+    ({"modes": "modes: []"}, "modes: must name at least one mode"),
+    ({"modes": "modes: mpa_buffer"}, "modes: must be a list of modes"),
+    ({"modes": "modes: {mpa_buffer: {handovers: 0}}"},
+     "modes.mpa_buffer.handovers: 0 is out of range"),
+    ({"handovers": "handovers: {count: 5000}"}, "handovers.count: 5000 is out of range"),
+    ({"handovers": "handovers: {interval_s: -1}"}, "handovers.interval_s: -1 is out of range"),
+    ({"repetitions": "repetitions: 0"}, "repetitions: 0 is out of range"),
+    ({"channel": "channel: carrier-pigeon"}, "channel: 'carrier-pigeon' is not one of"),
+    ({"reactive": "reactive: {dad: {probe_min_s: 3, probe_max_s: 2}}"},
+     "reactive.dad.probe_max_s: 2 is below probe_min_s (3)"),
+    ({"reactive": "reactive: {dad: {probes: 0}}"}, "reactive.dad.probes: 0 is out of range"),
+    ({"copy_forward": "copy_forward: {loss_after_s: 0}"},
+     "copy_forward.loss_after_s: 0 is out of range"),
+])
+def test_a_mistake_is_reported_with_its_key_path(tmp_path, replace, expected):
+    assert any(expected in line for line in errors_of(tmp_path, with_lines(**replace))), \
+        errors_of(tmp_path, with_lines(**replace))
+
+
+def test_every_mistake_is_reported_at_once(tmp_path):
+    lines = errors_of(tmp_path, with_lines(traffic="traffic: {from: cn1, rate_pps: 0}",
+                                           repetitions="repetitions: 0",
+                                           channel="channel: x"))
+    assert len(lines) == 3
+
+
+def test_two_mobile_nodes_never_meet_at_one_poa(tmp_path, topology):
+    # A topology with two MNs, the second starting at ap-b1-1.
+    text = open(DEFAULT_TOPOLOGY).read().replace(
+        "        credentials: credentials/mn1.yaml}",
+        "        credentials: credentials/mn1.yaml}\n"
+        "  mn2: {mac: \"02:00:00:00:01:03\", attach: ap-b1-1, identity: mn2@domain-a,\n"
+        "        home_address: 10.255.0.2, credentials: credentials/mn1.yaml}")
+    two = tmp_path / "two.yaml"
+    two.write_text(text.replace("credentials/", os.path.join(ROOT, "topologies",
+                                                             "credentials") + "/"))
+    lines = errors_of(tmp_path, with_lines(
+        topology=f"topology: {two}",
+        mobile_nodes="mobile_nodes: {mn1: {targets: [ap-b1-1, ap-a1-1]}, "
+                     "mn2: {targets: [ap-a2-1, ap-b1-1]}}"))
+    assert any("handover 1 of mpa_buffer would move mn1 to ap-b1-1, where mn2 is" in line
+               for line in lines), lines
+    scenario = load_scenario(write(tmp_path, with_lines(
+        topology=f"topology: {two}",
+        mobile_nodes="mobile_nodes: {mn1: {targets: [ap-a2-1, ap-a1-1]}, "
+                     "mn2: {targets: [ap-b1-2, ap-b1-1]}}")))
+    # The MNs take turns.
+    assert scenario.plan(MPA_BUFFER)[:4] == [("mn1", "ap-a2-1"), ("mn2", "ap-b1-2"),
+                                             ("mn1", "ap-a1-1"), ("mn2", "ap-b1-1")]
+
+
+def test_bad_yaml_and_unreadable_files_are_errors_not_crashes(tmp_path):
+    assert any("not valid YAML" in line for line in errors_of(tmp_path, "version: [1\n"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_scenario(str(tmp_path / "missing.yaml"))
+    assert any("must be a mapping" in line for line in errors_of(tmp_path, "- 1\n"))
+
+
+def test_mpa_lab_run_check_prints_the_plan_and_runs_nothing(tmp_path, capsys):
+    assert mpa_lab(["run", DEMO, "--check", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "mpa_copy_forward: 10 handover(s) x 1: mn1->ap-a2-1 mn1->ap-b1-1" in out
+    assert "50 handovers in all" in out
+    assert not (tmp_path / "out").exists()
+
+
+def test_mpa_lab_run_refuses_a_bad_scenario_with_status_2(tmp_path, capsys):
+    path = write(tmp_path, with_lines(repetitions="repetitions: 0"))
+    assert mpa_lab(["run", path, "--check"]) == 2
+    assert "repetitions: 0 is out of range" in capsys.readouterr().err

@@ -1,0 +1,263 @@
+"""Run a scenario in the lab: every mode, on this machine, in one invocation.
+
+For each repetition and each mode, a *session*: a fresh controller process
+and lab, the MNs bound to their home addresses where they start, a UDP
+stream from the correspondent to each home address, then the mode's
+handovers through the real MN client (topologies/handover.py), one after
+the other, ``interval_s`` apart.  Copy-and-forward needs an MN with a
+second interface whose first link is lost, so each of its losses is a
+session of its own.  After a session the receivers' logs are analysed per
+handover and the controller's handover records are matched to them
+(topologies/results.py).
+
+Whatever happens (a failed handover, an exception, Ctrl-C or SIGTERM) the
+lab and the controller of the session are torn down and ``results.json``
+is written with what was measured, marked incomplete if it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+
+from topologies import results as res
+from topologies.progress import Progress
+from topologies.scenario import (MPA, MPA_BICAST, MPA_BUFFER, MPA_COPY_FORWARD, REACTIVE,
+                                 Scenario)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUBDIRS = ("logs", "state", "plots")    # the run's own: emptied when it starts
+
+
+@dataclass(frozen=True)
+class Session:
+    mode: str
+    repetition: int
+    name: str
+    plan: tuple[tuple[str, str], ...]   # (MN, PoA) per handover
+
+
+def sessions(scenario: Scenario) -> list[Session]:
+    """Every session of the run, in order: each repetition runs every mode."""
+    out = []
+    for repetition in range(1, scenario.repetitions + 1):
+        for mode in scenario.modes:
+            plan = tuple(scenario.plan(mode))
+            suffix = f"-{repetition}" if scenario.repetitions > 1 else ""
+            if mode == MPA_COPY_FORWARD:
+                out += [Session(mode, repetition, f"{mode}{suffix}-{k + 1}", (item,))
+                        for k, item in enumerate(plan)]
+            else:
+                out.append(Session(mode, repetition, f"{mode}{suffix}", plan))
+    return out
+
+
+def source_commit() -> dict:
+    """The commit this code is at, and whether the tree differs from it."""
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+class Experiment:
+    def __init__(self, scenario: Scenario, out_dir: str, *, ofp_port: int, rest_port: int,
+                 progress: Progress | None = None, log_level: str = "INFO"):
+        self.scenario = scenario
+        self.out = out_dir
+        self.ofp_port, self.rest_port = ofp_port, rest_port
+        self.log_level = log_level
+        self.sessions = sessions(scenario)
+        self.progress = progress or Progress(sum(len(s.plan) for s in self.sessions))
+        self.results: dict = {}
+        self._collected: dict = {}
+
+    # -- the run ----------------------------------------------------------------
+
+    def run(self) -> dict:
+        """Every session; ``results.json`` (and the plots) written whatever
+        happens.  Exceptions (KeyboardInterrupt among them) pass on after that."""
+        self._prepare_out()
+        s = self.scenario
+        self.results = {"scenario": s.name, **source_commit(),
+                        "started_at": datetime.datetime.now(datetime.timezone.utc)
+                        .isoformat(timespec="seconds"),
+                        "host": {"name": platform.node(), "cpus": os.cpu_count(),
+                                 "kernel": platform.release(),
+                                 "python": platform.python_version()},
+                        "complete": False, "settings": s.to_dict(),
+                        "modes": {m: {"handovers": [], "summary": None, "sessions": []}
+                                  for m in s.modes}}
+        self._collected = {m: {"streams": [], "delays": []} for m in s.modes}
+        try:
+            for session in self.sessions:
+                self._session(session)
+            self.results["complete"] = True
+        except KeyboardInterrupt:
+            self.results["stopped"] = "interrupted"
+            raise
+        except Exception as exc:
+            self.results["stopped"] = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self.progress.close()
+            self._finish()
+        return self.results
+
+    def _prepare_out(self) -> None:
+        os.makedirs(self.out, exist_ok=True)
+        for sub in SUBDIRS:
+            shutil.rmtree(os.path.join(self.out, sub), ignore_errors=True)
+            os.makedirs(os.path.join(self.out, sub))
+
+    def _path(self, sub: str, name: str) -> str:
+        return os.path.join(self.out, sub, name)
+
+    def _session(self, session: Session) -> None:
+        from topologies.harness import ControllerProcess
+        from topologies.lab import Lab
+
+        s = self.scenario
+        self.progress.show(f"{session.name}: starting the controller and the lab")
+        controller = ControllerProcess(
+            s.topology_path, ofp_port=self.ofp_port, rest_port=self.rest_port,
+            log_path=self._path("logs", f"controller-{session.name}.log"),
+            state_db=self._path("state", f"{session.name}.db"), rest_host="0.0.0.0",
+            log_level=self.log_level)
+        lab = Lab(s.topology, controller_port=self.ofp_port, management=True)
+        done, history, counters, streams = [], [], {}, {}
+        try:
+            self._in_lab(session, controller, lab, done, history, counters, streams)
+        finally:
+            # Also after a failure or Ctrl-C: what was measured is kept.
+            self._analyse(session, done, history, counters, streams)
+
+    def _in_lab(self, session: Session, controller, lab, done: list, history: list,
+                counters: dict, streams: dict) -> None:
+        from topologies.handover import HandoverDriver
+        from topologies.streams import UdpStream
+
+        s = self.scenario
+        with controller, lab:
+            controller.wait_switches()
+            # A second interface is prepared over REST (the MN's management
+            # link): in-band preparation through it is not supported yet.
+            channel = "rest" if session.mode == MPA_COPY_FORWARD else s.channel
+            driver = HandoverDriver(lab, self.rest_port, self._path("state", session.name),
+                                    channel)
+            for mn in s.mobile_nodes:
+                bound = driver.bind_home(mn.id, s.traffic.source)
+                if not bound.ok:
+                    raise RuntimeError(f"{session.name}: {mn.id} could not bind its home "
+                                       f"address: {'; '.join(bound.errors)}")
+            for index, mn in enumerate(s.mobile_nodes):
+                streams[mn.id] = UdpStream(
+                    lab, s.traffic.source, mn.id, driver.home_address(mn.id),
+                    s.traffic.port + index, s.traffic.rate_pps,
+                    self._path("logs", f"arrivals-{session.name}-{mn.id}.log"),
+                    size=s.traffic.size)
+            try:
+                with contextlib.ExitStack() as stack:
+                    for stream in streams.values():
+                        stack.enter_context(stream)
+                    time.sleep(s.warmup_s)
+                    self._handovers(session, driver, done)
+            finally:
+                with contextlib.suppress(OSError, ValueError):
+                    history += controller.get("/mpa/v1/handovers")
+                    counters.update(controller.counters())
+                for mn in list(lab.second):
+                    lab.remove_interface(mn)
+
+    def _handovers(self, session: Session, driver, done: list) -> None:
+        s = self.scenario
+        for k, (mn, poa) in enumerate(session.plan):
+            self.progress.show(f"{session.name} {k + 1}/{len(session.plan)}: {mn} -> {poa}")
+            result = self._one(session.mode, driver, mn, poa)
+            done.append(result)
+            left = len(session.plan) - k - 1
+            if not result.ok:
+                self.progress.note(f"{session.name}: handover {k + 1} ({mn} -> {poa}) failed: "
+                                   f"{'; '.join(result.errors)}"
+                                   + (f"; the session's {left} others are skipped" if left
+                                      else ""))
+                self.progress.step(f"{session.name}: failed", advance=1 + left)
+                return
+            self.progress.step(f"{session.name} {k + 1}/{len(session.plan)} done")
+            if left:
+                time.sleep(s.interval_s)
+        time.sleep(s.interval_s)   # the stream goes on after the last one, too
+
+    def _one(self, mode: str, driver, mn: str, poa: str):
+        s = self.scenario
+        if mode == REACTIVE:
+            return driver.reactive(mn, poa, dad=s.dad)
+        if mode == MPA:
+            return driver.handover(mn, poa, mode="none")
+        if mode == MPA_BUFFER:
+            return driver.handover(mn, poa)
+        if mode == MPA_BICAST:
+            return driver.handover(mn, poa, mode="bicast")
+        if mode == MPA_COPY_FORWARD:
+            return driver.sudden_loss(mn, poa, s.mobile_node(mn).standby_mac,
+                                      before_s=s.loss_after_s)
+        raise ValueError(f"unknown mode {mode!r}")
+
+    # -- results ----------------------------------------------------------------
+
+    def _analyse(self, session: Session, done: list, history: list, counters: dict,
+                 streams: dict) -> None:
+        mode = self.results["modes"][session.mode]
+        collected = self._collected[session.mode]
+        mode["sessions"].append({"name": session.name, "repetition": session.repetition,
+                                 "handovers": len(done), "counters": counters})
+        for mn, stream in streams.items():
+            if stream.sent is None:      # never started, or stopped before it reported
+                continue
+            mine = [r for r in done if r.mn == mn]
+            try:
+                arrivals = stream.arrivals()
+                report = stream.analysis([r.window() for r in mine], arrivals)
+            except (OSError, ValueError) as exc:
+                mode["sessions"][-1].setdefault("errors", []).append(
+                    f"{mn}'s stream cannot be analysed: {exc}")
+                continue
+            collected["streams"].append(report)
+            collected["delays"] += res.first_delays_ms(arrivals)
+            for result, window in zip(mine, report["windows"]):
+                record = res.controller_record(history, result)
+                points = res.timeline(arrivals, window, res.event_ns(result))
+                row = res.handover_row(len(mode["handovers"]) + 1, session.repetition,
+                                       result, window, record, points)
+                if not result.ok:
+                    row["stderr"] = result.stderr
+                mode["handovers"].append(row)
+
+    def _finish(self) -> None:
+        for name, mode in self.results["modes"].items():
+            collected = self._collected[name]
+            mode["summary"] = res.summary(mode["handovers"], collected["streams"],
+                                          collected["delays"])
+        self.results["finished_at"] = datetime.datetime.now(
+            datetime.timezone.utc).isoformat(timespec="seconds")
+        try:
+            from topologies.plots import write_plots
+            self.results["plots"] = write_plots(self.results, os.path.join(self.out, "plots"))
+        except Exception as exc:  # noqa: BLE001 - the numbers matter more than the pictures
+            self.results["plots_error"] = f"{type(exc).__name__}: {exc}"
+        path = os.path.join(self.out, "results.json")
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(self.results, f, indent=1)
+        os.replace(path + ".tmp", path)
+        self.results["path"] = path

@@ -1,0 +1,161 @@
+"""PNG plots of a handover experiment's ``results.json`` (matplotlib, no display).
+
+* ``timeline-MODE.png``: for each handover of the mode, the sequence number
+  of every packet against its arrival time, in ms from the moment the
+  outage began (the link-layer switch going down, or the link cut); the
+  longest gap is shaded.  Buffered packets show as a steep run after the
+  gap, duplicates as points below the line.
+* ``timelines.png``: the handover with the median interruption of each
+  mode, side by side.
+* ``summary.png``: per mode, the interruption (median, with the worst as
+  a whisker; log scale: the modes differ by orders of magnitude) and the
+  packets lost and duplicated.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from topologies.results import LABELS
+
+COLUMNS = 5
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")   # files only, whether or not a display is set
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def write_plots(results: dict, out_dir: str) -> list[str]:
+    """Every plot of ``results`` in ``out_dir``; their paths."""
+    plt = _pyplot()
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    modes = {m: body for m, body in results.get("modes", {}).items() if body.get("handovers")}
+    for mode, body in modes.items():
+        paths.append(_save(plt, _mode_timelines(plt, mode, body["handovers"]),
+                           os.path.join(out_dir, f"timeline-{mode}.png")))
+    if modes:
+        paths.append(_save(plt, _median_timelines(plt, modes),
+                           os.path.join(out_dir, "timelines.png")))
+        paths.append(_save(plt, _summary(plt, results, modes),
+                           os.path.join(out_dir, "summary.png")))
+    return paths
+
+
+def _save(plt, figure, path: str) -> str:
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def _draw(ax, row: dict, title: str) -> None:
+    points = row.get("timeline") or {}
+    ms, seq = points.get("ms") or [], points.get("seq") or []
+    ax.plot(ms, seq, ".", markersize=3, color="tab:blue")
+    ax.axvline(0, color="tab:red", linewidth=0.8, label="outage begins")
+    gap = _gap(points)
+    if gap is not None:
+        ax.axvspan(*gap, color="tab:orange", alpha=0.25, label="longest gap")
+    ax.set_title(title, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(True, linewidth=0.3)
+
+
+def _gap(points: dict) -> tuple[float, float] | None:
+    """The longest gap between two arrivals of the timeline, in its ms."""
+    ms = points.get("ms") or []
+    if len(ms) < 2:
+        return None
+    widest = max(range(1, len(ms)), key=lambda i: ms[i] - ms[i - 1])
+    return ms[widest - 1], ms[widest]
+
+
+def _caption(row: dict) -> str:
+    gap = row.get("interruption_ms")
+    gap = "-" if gap is None else (f"{gap / 1000:.2f} s" if gap >= 1000 else f"{gap:.0f} ms")
+    return (f"{row['index']}: {row['from']} -> {row['to']}\n"
+            f"gap {gap}, lost {row['lost']}, dup {row['duplicates']}"
+            + ("" if row.get("ok", True) else " (failed)"))
+
+
+def _mode_timelines(plt, mode: str, rows: list[dict]):
+    columns = min(COLUMNS, len(rows))
+    lines = math.ceil(len(rows) / columns)
+    figure, axes = plt.subplots(lines, columns, figsize=(3.2 * columns, 2.6 * lines + 0.6),
+                                squeeze=False)
+    for ax, row in zip(axes.flat, rows):
+        _draw(ax, row, _caption(row))
+    for ax in list(axes.flat)[len(rows):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("ms from the outage's start", fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("sequence number", fontsize=7)
+    figure.suptitle(f"{LABELS.get(mode, mode)}: packet arrivals around each handover",
+                    fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def _median_row(rows: list[dict]) -> dict:
+    measured = sorted((r for r in rows if r.get("interruption_ms") is not None),
+                      key=lambda r: r["interruption_ms"])
+    return measured[(len(measured) - 1) // 2] if measured else rows[0]
+
+
+def _median_timelines(plt, modes: dict):
+    figure, axes = plt.subplots(1, len(modes), figsize=(3.4 * len(modes), 3.2), squeeze=False)
+    for ax, (mode, body) in zip(axes[0], modes.items()):
+        row = _median_row(body["handovers"])
+        _draw(ax, row, f"{LABELS.get(mode, mode)}\n{_caption(row)}")
+        ax.set_xlabel("ms from the outage's start", fontsize=7)
+    axes[0][0].set_ylabel("sequence number", fontsize=7)
+    axes[0][0].legend(fontsize=6, loc="upper left")
+    figure.suptitle("The median handover of each mode", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def _summary(plt, results: dict, modes: dict):
+    names = list(modes)
+    labels = [LABELS.get(m, m).replace(" (", "\n(") for m in names]
+    summaries = [modes[m]["summary"] or {} for m in names]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    medians = [s.get("interruption_ms_p50") or 0 for s in summaries]
+    worst = [max((s.get("interruption_ms_max") or 0) - p, 0) for s, p in zip(summaries, medians)]
+    from matplotlib.ticker import FuncFormatter
+
+    bars = left.bar(labels, medians, yerr=[[0] * len(worst), worst], capsize=4,
+                    color="tab:blue")
+    left.set_yscale("log")
+    left.set_ylim(bottom=1)
+    left.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    left.set_ylabel("interruption (ms, log scale)")
+    left.set_title("Interruption per handover: median, whisker to the worst", fontsize=9)
+    left.bar_label(bars, [f"{v:.0f} ms" if v else "" for v in medians], label_type="center",
+                   color="white", fontsize=7)
+    width = 0.4
+    xs = range(len(names))
+    lost = [s.get("lost", 0) for s in summaries]
+    duplicates = [s.get("duplicates", 0) for s in summaries]
+    for offset, values, label, color in ((-width / 2, lost, "lost", "tab:red"),
+                                         (width / 2, duplicates, "duplicated", "tab:gray")):
+        bars = right.bar([x + offset for x in xs], values, width, label=label, color=color)
+        right.bar_label(bars, [str(v) for v in values], fontsize=7)
+    right.set_ylim(bottom=0, top=max([*lost, *duplicates, 1]) * 1.15)
+    right.set_xticks(list(xs), labels)
+    right.set_ylabel("packets")
+    right.set_title("Packets lost and duplicated over all handovers", fontsize=9)
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.tick_params(labelsize=7)
+        ax.grid(True, axis="y", linewidth=0.3)
+    traffic = results.get("settings", {}).get("traffic", {})
+    figure.suptitle(f"{results.get('scenario')}: {traffic.get('rate_pps')} packets/s, "
+                    f"commit {results.get('commit')}", fontsize=10)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,177 @@
+"""The results of a handover experiment: ``results.json``'s rows and
+summaries, and the comparison table printed with RFC 6252's figures.
+
+Pure bookkeeping: the runner (topologies/experiment.py) hands in what the
+lab, the MN client, the controller and the receiver recorded; nothing here
+touches the lab.
+
+Per handover, the receiver's view of the packets *sent* during it (its
+window, see topologies/traffic_analysis.py): ``sent`` of them, ``received``
+once or more, ``lost``, received more than once (``duplicates``) and out of
+order (``reordered``), and ``interruption_ms``, the longest gap between two
+arrivals.  The controller's view, where it has one (MPA modes that signal a
+handover): the packets it ``buffered`` and ``signal_to_flows_ms``, from the
+MN's arrival seen to the last switch confirming the new flows.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from topologies.scenario import MODES, MPA, MPA_BICAST, MPA_BUFFER, MPA_COPY_FORWARD, REACTIVE
+from topologies.traffic_analysis import percentile
+
+# RFC 6252 Appendix C.5, next to each mode in the table.
+RFC_FIGURES = {
+    REACTIVE: "about 4 s and about 200 packets lost at a 16 ms interval (C.5.1)",
+    MPA: "1.33-1.5 packets lost at a 16 ms interval; L3 handoff 1 ms (C.5.1)",
+    MPA_BUFFER: "0 lost; 29-45 ms between packets across the handover (C.5.1)",
+    MPA_COPY_FORWARD: "0 lost, 50 ms, about 10 duplicates: WLAN to CDMA (C.5.2)",
+    MPA_BICAST: "no figure in C.5",
+}
+LABELS = {REACTIVE: "reactive (no MPA)", MPA: "mpa (no buffering)", MPA_BUFFER: "mpa_buffer",
+          MPA_COPY_FORWARD: "mpa_copy_forward", MPA_BICAST: "mpa_bicast"}
+TIMELINE_MARGIN_NS = 300_000_000   # arrivals kept either side of a handover's gap
+
+
+def controller_record(history: list[dict], result) -> dict:
+    """The controller's record of ``result``'s handover, taken out of
+    ``history`` (``GET /mpa/v1/handovers``, oldest first): the first one
+    between the same PoAs that was not switched back; {} if it has none
+    (no MPA signalling, or the handover failed before it began)."""
+    for index, handover in enumerate(history):
+        if (not handover.get("switched_back") and handover.get("from_poa") == result.from_poa
+                and handover.get("to_poa") == result.to_poa):
+            return history.pop(index)
+    return {}
+
+
+def event_ns(result) -> int:
+    """When the handover's outage began: the link cut, the link-layer switch
+    going down, or (neither recorded) the run's start."""
+    if result.loss_wall_ns is not None:
+        return result.loss_wall_ns
+    if result.link:
+        return result.link[0].down_wall_ns
+    return result.started_wall_ns
+
+
+def timeline(arrivals, window: dict, zero_ns: int) -> dict:
+    """Arrivals of packets sent in ``window`` whose arrival is within
+    TIMELINE_MARGIN_NS of its longest gap, as ms from ``zero_ns`` and
+    sequence numbers, in arrival order (duplicates included: they show)."""
+    gap = window.get("longest_gap") or {}
+    start = gap.get("from_recv_ns", zero_ns) - TIMELINE_MARGIN_NS
+    end = gap.get("to_recv_ns", zero_ns) + TIMELINE_MARGIN_NS
+    points = [(recv, seq) for seq, send, recv in arrivals
+              if window["start_ns"] <= send < window["end_ns"] and start <= recv <= end]
+    return {"zero_wall_ns": zero_ns,
+            "ms": [round((recv - zero_ns) / 1e6, 3) for recv, _ in points],
+            "seq": [seq for _, seq in points]}
+
+
+def handover_row(index: int, repetition: int, result, window: dict, record: dict,
+                 points: dict) -> dict:
+    buffer = record.get("buffer") or {}
+    copies = record.get("copies")
+    return {
+        "index": index, "repetition": repetition, "mn": result.mn, "kind": result.kind,
+        "from": result.from_network, "to": result.to_network,
+        "from_poa": result.from_poa, "to_poa": result.to_poa,
+        "ok": result.ok, "errors": result.errors,
+        "sent": window["expected"], "received": window["unique"], "lost": window["lost"],
+        "duplicates": window["duplicated"], "reordered": window["reordered"],
+        "interruption_ms": (window.get("longest_gap") or {}).get("ms"),
+        "link_layer_ms": _round(result.link_layer_ms),
+        "buffered": buffer.get("buffered"),
+        "buffer_added_delay_max_ms": buffer.get("max_delay_ms"),
+        "signal_to_flows_ms": record.get("signal_to_flows_ms"),
+        "arrival": record.get("arrival"),
+        **({"copies": copies} if copies else {}),
+        "client_timings_ms": result.report.get("timings_ms"),
+        "timeline": points,
+    }
+
+
+def first_delays_ms(arrivals) -> list[float]:
+    """One-way delay of each packet's first arrival."""
+    seen, out = set(), []
+    for seq, send, recv in arrivals:
+        if seq not in seen:
+            seen.add(seq)
+            out.append((recv - send) / 1e6)
+    return out
+
+
+def summary(rows: list[dict], streams: list[dict], delays_ms: list[float]) -> dict:
+    """A mode's summary: ``streams`` are the analyses of its whole streams
+    (every session's, warm-up and pauses included), ``delays_ms`` their
+    pooled one-way delays; the interruption percentiles are over its
+    handovers (``rows``)."""
+    # A failed handover's gap says nothing about the mode: it is counted apart.
+    gaps = [r["interruption_ms"] for r in rows if r["ok"] and r["interruption_ms"] is not None]
+    received = sum(s["unique"] for s in streams)
+    jitters = [(s["jitter_ms"], s["unique"]) for s in streams if s["jitter_ms"] is not None]
+    return {
+        "handovers": len(rows), "failed": sum(not r["ok"] for r in rows),
+        "sent": sum(s["expected"] for s in streams), "received": received,
+        "lost": sum(s["lost"] for s in streams),
+        "duplicates": sum(s["duplicated"] for s in streams),
+        "reordered": sum(s["reordered"] for s in streams),
+        "lost_in_handovers": sum(r["lost"] for r in rows),
+        "interruption_ms_p50": _round(percentile(gaps, 50)),
+        "interruption_ms_max": _round(max(gaps, default=None)),
+        "one_way_delay_ms_p50": _round(statistics.median(delays_ms) if delays_ms else None),
+        # RFC 3550 jitter per stream, averaged over the packets of each.
+        "jitter_ms": _round(sum(j * n for j, n in jitters) / sum(n for _, n in jitters)
+                            if jitters and sum(n for _, n in jitters) else None),
+        "signal_to_flows_ms_p50": _round(percentile(
+            [r["signal_to_flows_ms"] for r in rows if r["signal_to_flows_ms"] is not None], 50)),
+        "buffered": sum(r["buffered"] or 0 for r in rows),
+    }
+
+
+def _round(value, digits: int = 3):
+    return None if value is None else round(value, digits)
+
+
+def ratio(results: dict, slow: str = REACTIVE, fast: str = MPA_BUFFER) -> float | None:
+    """How many times ``slow``'s median interruption is ``fast``'s."""
+    modes = results.get("modes", {})
+    try:
+        a = modes[slow]["summary"]["interruption_ms_p50"]
+        b = modes[fast]["summary"]["interruption_ms_p50"]
+    except KeyError:
+        return None
+    return None if not a or not b else round(a / b, 1)
+
+
+def table(results: dict) -> str:
+    """The comparison on stdout: one row per mode, RFC 6252's figure beside it."""
+    head = ("mode", "handovers", "sent", "lost", "dup", "reord",
+            "interruption p50", "max", "RFC 6252 Appendix C.5")
+    rows = []
+    for mode in [m for m in MODES if m in results.get("modes", {})]:
+        s = results["modes"][mode]["summary"]
+        failed = f" ({s['failed']} failed)" if s["failed"] else ""
+        rows.append((LABELS[mode], f"{s['handovers']}{failed}", str(s["sent"]), str(s["lost"]),
+                     str(s["duplicates"]), str(s["reordered"]),
+                     _duration(s["interruption_ms_p50"]), _duration(s["interruption_ms_max"]),
+                     RFC_FIGURES[mode]))
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    right = {1, 2, 3, 4, 5, 6, 7}
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    out = [line(head), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+    factor = ratio(results)
+    if factor is not None:
+        out.append(f"\nreactive's median interruption is {factor:g} times mpa_buffer's.")
+    return "\n".join(out)
+
+
+def _duration(ms) -> str:
+    if ms is None:
+        return "-"
+    return f"{ms / 1000:.2f} s" if ms >= 1000 else f"{ms:.1f} ms"

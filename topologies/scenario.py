@@ -1,0 +1,350 @@
+"""Parse and validate a scenario file: one handover experiment for ``mpa-lab run``.
+
+A scenario names a topology, the traffic, the mobile nodes and where they
+go, the handover modes to compare and how often.  Like a topology file it
+is checked once, whole: every problem is reported with its key path, and an
+experiment never starts on a file that would fail halfway through (a target
+that is not a PoA, two MNs meeting at one PoA, a standby PoA the MN starts
+at).  See docs/scenarios.md for every key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from mpa_sdn.config import (ConfigError, _Invalid, _Reader, _ident, _int, _mac, _number,
+                            _path, _text, load_topology, load_yaml, read_text)
+from mpa_sdn.topology import ROLE_ACCESS, Topology
+from topologies.traffic import HEADER_SIZE
+
+# The comparison (RFC 6252 Appendix C.5), in the order the table lists them.
+REACTIVE, MPA, MPA_BUFFER, MPA_COPY_FORWARD, MPA_BICAST = (
+    "reactive", "mpa", "mpa_buffer", "mpa_copy_forward", "mpa_bicast")
+MODES = (REACTIVE, MPA, MPA_BUFFER, MPA_COPY_FORWARD, MPA_BICAST)
+PROTOCOLS = ("udp",)
+CHANNELS = ("inband", "rest")
+MAX_HANDOVERS = 1000
+DEFAULT_HANDOVERS = 10        # per mode and repetition
+MAX_RATE_PPS = 10_000
+MAX_PAYLOAD = 1472          # one datagram in one 1,500-byte frame: no fragments
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """A stream from a correspondent to each MN's home address."""
+
+    source: str                 # a correspondent of the topology
+    protocol: str = "udp"
+    rate_pps: int = 100
+    size: int = 172             # UDP payload bytes: a 20 ms G.711 voice frame and RTP
+    port: int = 5001            # the first MN's; the next MN's is one more, and so on
+
+
+@dataclass(frozen=True)
+class Dad:
+    """Duplicate address detection of the reactive MN (RFC 5227 §1.1's
+    constants by default): a random wait up to ``probe_wait_s``, ``probes``
+    ARP probes ``probe_min_s``..``probe_max_s`` apart, then
+    ``announce_wait_s`` before the address is used."""
+
+    probes: int = 3
+    probe_wait_s: float = 1.0
+    probe_min_s: float = 1.0
+    probe_max_s: float = 2.0
+    announce_wait_s: float = 2.0
+
+    @property
+    def least_s(self) -> float:
+        """The shortest a DAD with these settings can take."""
+        return (self.probes - 1) * self.probe_min_s + self.announce_wait_s
+
+
+@dataclass(frozen=True)
+class MobileNodePlan:
+    id: str
+    targets: tuple[str, ...]          # PoAs, visited in turn (and again from the start)
+    standby_poas: tuple[str, ...]     # copy-and-forward: where the second interface is, in turn
+    standby_mac: str
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: str
+    topology_path: str
+    topology: Topology
+    traffic: Traffic
+    mobile_nodes: tuple[MobileNodePlan, ...]
+    modes: tuple[str, ...]
+    handovers: dict[str, int]          # mode -> handovers per repetition
+    repetitions: int = 1
+    interval_s: float = 1.0            # the stream runs this long between two handovers
+    warmup_s: float = 1.0              # ... and before the first
+    loss_after_s: float = 1.0          # copy-and-forward: standby armed -> the link is cut
+    channel: str = "inband"
+    dad: Dad = field(default_factory=Dad)
+    description: str = ""
+
+    def plan(self, mode: str) -> list[tuple[str, str]]:
+        """(MN, PoA) of each handover of one repetition of ``mode``: the MNs
+        take turns; each goes to its next target (copy-and-forward: its
+        next standby PoA, from its starting PoA every time)."""
+        out, turns = [], {mn.id: 0 for mn in self.mobile_nodes}
+        for index in range(self.handovers[mode]):
+            mn = self.mobile_nodes[index % len(self.mobile_nodes)]
+            poas = mn.standby_poas if mode == MPA_COPY_FORWARD else mn.targets
+            out.append((mn.id, poas[turns[mn.id] % len(poas)]))
+            turns[mn.id] += 1
+        return out
+
+    def mobile_node(self, mn: str) -> MobileNodePlan:
+        return next(m for m in self.mobile_nodes if m.id == mn)
+
+    def to_dict(self) -> dict:
+        """What results.json records of the scenario."""
+        return {"name": self.name, "path": self.path, "topology": self.topology_path,
+                "description": self.description,
+                "traffic": dict(self.traffic.__dict__),
+                "mobile_nodes": {m.id: {"targets": list(m.targets),
+                                        "standby": {"poas": list(m.standby_poas),
+                                                    "mac": m.standby_mac}}
+                                 for m in self.mobile_nodes},
+                "modes": list(self.modes), "handovers": dict(self.handovers),
+                "repetitions": self.repetitions, "interval_s": self.interval_s,
+                "warmup_s": self.warmup_s, "loss_after_s": self.loss_after_s,
+                "channel": self.channel, "dad": dict(self.dad.__dict__)}
+
+
+def default_standby_mac(mn: str) -> str:
+    """A stable, locally administered MAC for an MN's second interface."""
+    digest = hashlib.sha256(b"mpa-sdn standby " + mn.encode()).digest()
+    return "02:" + ":".join(f"{b:02x}" for b in digest[:5])
+
+
+def load_scenario(path: str) -> Scenario:
+    """The scenario in ``path``; its topology path is relative to the file."""
+    raw = load_yaml(read_text(path), path)
+    r = _Reader()
+    top = r.mapping(raw, "", required={"version", "topology", "traffic", "mobile_nodes",
+                                       "modes"},
+                    optional={"name", "description", "handovers", "repetitions", "channel",
+                              "reactive", "copy_forward"})
+    if top is None:
+        raise ConfigError(r.errors)
+    if top["version"] != 1 or isinstance(top["version"], bool):
+        r.error("version", f"must be 1, not {top['version']!r}")
+    name = r.field(top, "name", "", _ident,
+                   os.path.splitext(os.path.basename(path))[0])
+    description = r.field(top, "description", "", _text, "")
+    topology_path = r.field(top, "topology", "", _path)
+    if r.errors:
+        raise ConfigError(r.errors)
+    topology_path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)),
+                                                  topology_path))
+    try:
+        topology = load_topology(topology_path)
+    except ConfigError as exc:
+        raise ConfigError([("topology", f"{topology_path}: {p + ': ' if p else ''}{m}")
+                           for p, m in exc.errors]) from None
+    traffic = _traffic(r, top["traffic"], topology)
+    mobile_nodes = _mobile_nodes(r, top["mobile_nodes"], topology)
+    modes, counts = _modes(r, top["modes"], top.get("handovers"))
+    schedule = _schedule(r, top.get("handovers"))
+    dad = _dad(r, top.get("reactive"))
+    loss_after_s = _copy_forward(r, top.get("copy_forward"))
+    repetitions = r.field(top, "repetitions", "", _int(1, 100), 1)
+    channel = r.field(top, "channel", "", _one_of(CHANNELS), "inband")
+    if r.errors:
+        raise ConfigError(r.errors)
+    scenario = Scenario(name, os.path.abspath(path), topology_path, topology, traffic,
+                        mobile_nodes, modes, counts, repetitions, *schedule,
+                        loss_after_s=loss_after_s, channel=channel, dad=dad,
+                        description=description)
+    _check_moves(r, scenario)
+    if r.errors:
+        raise ConfigError(r.errors)
+    return scenario
+
+
+def _one_of(choices):
+    def parse(value):
+        if value not in choices:
+            raise _Invalid(f"{value!r} is not one of {', '.join(choices)}")
+        return value
+    return parse
+
+
+def _traffic(r: _Reader, raw: Any, topology: Topology) -> Traffic | None:
+    t = r.mapping(raw, "traffic", required={"from"},
+                  optional={"protocol", "rate_pps", "size", "port"})
+    if t is None:
+        return None
+    source = r.field(t, "from", "traffic", _ident)
+    if isinstance(source, str) and source not in topology.correspondents:
+        known = ", ".join(sorted(topology.correspondents)) or "none"
+        r.error("traffic.from", f"{source!r} is not a correspondent of the topology "
+                                f"(it has {known})")
+    protocol = r.field(t, "protocol", "traffic", _one_of(PROTOCOLS), "udp")
+    rate = r.field(t, "rate_pps", "traffic", _int(1, MAX_RATE_PPS), 100)
+    size = r.field(t, "size", "traffic", _int(HEADER_SIZE, MAX_PAYLOAD), Traffic.size)
+    port = r.field(t, "port", "traffic", _int(1024, 65000), Traffic.port)
+    return Traffic(source, protocol, rate, size, port)
+
+
+def _poa_list(r: _Reader, raw: Any, path: str, topology: Topology) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not raw:
+        r.error(path, "must be a non-empty list of PoAs")
+        return ()
+    poas = []
+    for index, value in enumerate(raw):
+        where = f"{path}[{index}]"
+        poa = topology.poas.get(value) if isinstance(value, str) else None
+        if poa is None:
+            r.error(where, f"{value!r} is not a PoA of the topology")
+        elif topology.networks[poa.network].role != ROLE_ACCESS:
+            r.error(where, f"{value} is in {poa.network}, which is not an access network")
+        else:
+            poas.append(value)
+    return tuple(poas)
+
+
+def _mobile_nodes(r: _Reader, raw: Any, topology: Topology) -> tuple[MobileNodePlan, ...]:
+    table = r.table(raw, "mobile_nodes")
+    if not table and raw is not None:
+        r.error("mobile_nodes", "must name at least one mobile node")
+    plans = []
+    for mn_id, body in table.items():
+        path = f"mobile_nodes.{mn_id}"
+        mn = topology.mobile_nodes.get(mn_id)
+        if mn is None:
+            r.error(path, "is not a mobile node of the topology")
+            continue
+        if mn.home_address is None or mn.credentials is None:
+            r.error(path, "needs a home_address and credentials in the topology: the "
+                          "stream goes to its home address, and its client authenticates")
+        m = r.mapping(body, path, required={"targets"}, optional={"standby"})
+        if m is None:
+            continue
+        targets = _poa_list(r, m["targets"], f"{path}.targets", topology)
+        standby_poas = tuple(p for p in targets if p != mn.attach)
+        mac = default_standby_mac(mn_id)
+        if "standby" in m:
+            s = r.mapping(m["standby"], f"{path}.standby", optional={"poas", "mac"})
+            if s is not None:
+                if "poas" in s:
+                    standby_poas = _poa_list(r, s["poas"], f"{path}.standby.poas", topology)
+                mac = r.field(s, "mac", f"{path}.standby", _mac, mac)
+        for poa in standby_poas:
+            if poa == mn.attach:
+                r.error(f"{path}.standby.poas", f"{poa} is where {mn_id} starts: its second "
+                                                "interface goes to another PoA")
+        if mac == mn.mac:
+            r.error(f"{path}.standby.mac", "must differ from the MN's own MAC")
+        plans.append(MobileNodePlan(mn_id, targets, standby_poas, mac))
+    return tuple(plans)
+
+
+def _modes(r: _Reader, raw: Any, handovers: Any) -> tuple[tuple[str, ...], dict[str, int]]:
+    """``modes``: a list of names, or a mapping of name to ``{handovers: N}``."""
+    count = DEFAULT_HANDOVERS
+    if isinstance(handovers, dict) and "count" in handovers:
+        count = r.field(handovers, "count", "handovers", _int(1, MAX_HANDOVERS), count)
+    names, counts = [], {}
+    if isinstance(raw, list):
+        entries = [(f"modes[{i}]", name, None) for i, name in enumerate(raw)]
+    elif isinstance(raw, dict):
+        entries = [(f"modes.{name}", name, body) for name, body in raw.items()]
+    else:
+        r.error("modes", f"must be a list of modes ({', '.join(MODES)}) or a mapping of "
+                         "mode to its settings")
+        return (), {}
+    for path, name, body in entries:
+        if name not in MODES:
+            r.error(path, f"{name!r} is not a mode ({', '.join(MODES)})")
+            continue
+        if name in names:
+            r.error(path, f"{name} is listed twice")
+            continue
+        names.append(name)
+        counts[name] = count
+        if body is not None:
+            m = r.mapping(body, path, optional={"handovers"})
+            if m is not None:
+                counts[name] = r.field(m, "handovers", path, _int(1, MAX_HANDOVERS), count)
+    if not names and not r.errors:
+        r.error("modes", "must name at least one mode")
+    return tuple(names), counts
+
+
+def _schedule(r: _Reader, raw: Any) -> tuple[float, float]:
+    h = r.mapping(raw, "handovers", optional={"count", "interval_s", "warmup_s"}) if (
+        raw is not None) else None
+    if h is None:
+        return Scenario.interval_s, Scenario.warmup_s
+    return (r.field(h, "interval_s", "handovers", _number(0, 60), Scenario.interval_s),
+            r.field(h, "warmup_s", "handovers", _number(0, 60), Scenario.warmup_s))
+
+
+def _dad(r: _Reader, raw: Any) -> Dad:
+    if raw is None:
+        return Dad()
+    reactive = r.mapping(raw, "reactive", optional={"dad"})
+    if reactive is None or "dad" not in reactive:
+        return Dad()
+    path = "reactive.dad"
+    d = r.mapping(reactive["dad"], path, optional=set(Dad.__dataclass_fields__))
+    if d is None:
+        return Dad()
+    dad = Dad(probes=r.field(d, "probes", path, _int(1, 10), Dad.probes),
+              **{k: r.field(d, k, path, _number(0, 10), getattr(Dad, k))
+                 for k in ("probe_wait_s", "probe_min_s", "probe_max_s", "announce_wait_s")})
+    if (isinstance(dad.probe_min_s, float) and isinstance(dad.probe_max_s, float)
+            and dad.probe_min_s > dad.probe_max_s):
+        r.error(f"{path}.probe_max_s", f"{dad.probe_max_s:g} is below probe_min_s "
+                                       f"({dad.probe_min_s:g})")
+    return dad
+
+
+def _copy_forward(r: _Reader, raw: Any) -> float:
+    if raw is None:
+        return Scenario.loss_after_s
+    c = r.mapping(raw, "copy_forward", optional={"loss_after_s"})
+    if c is None:
+        return Scenario.loss_after_s
+    return r.field(c, "loss_after_s", "copy_forward", _number(0.1, 60), Scenario.loss_after_s)
+
+
+def _check_moves(r: _Reader, scenario: Scenario) -> None:
+    """Walk every mode's plan: no move to where the MN already is, and no
+    two MNs at one PoA (the lab has one link per PoA)."""
+    topology = scenario.topology
+    for mode in scenario.modes:
+        if mode == MPA_COPY_FORWARD:
+            # Each loss runs in a fresh lab, from where the MNs start.
+            taken = {c.poa for c in topology.correspondents.values()} | {
+                m.attach for m in topology.mobile_nodes.values()}
+            for mn, poa in scenario.plan(mode):
+                if poa in taken:
+                    r.error(f"mobile_nodes.{mn}.standby.poas",
+                            f"{poa} is taken when the lab starts (a host's PoA)")
+                    return
+            continue
+        where = {m.id: m.attach for m in topology.mobile_nodes.values()}
+        where.update({c.id: c.poa for c in topology.correspondents.values()})
+        for index, (mn, poa) in enumerate(scenario.plan(mode)):
+            if where[mn] == poa:
+                r.error(f"mobile_nodes.{mn}.targets",
+                        f"handover {index + 1} of {mode} would move {mn} to {poa}, where it "
+                        "already is (list the targets so that each differs from the one "
+                        "before, the last from the first, and the first from its PoA)")
+                return
+            holder = next((h for h, p in where.items() if p == poa and h != mn), None)
+            if holder is not None:
+                r.error(f"mobile_nodes.{mn}.targets",
+                        f"handover {index + 1} of {mode} would move {mn} to {poa}, where "
+                        f"{holder} is")
+                return
+            where[mn] = poa
