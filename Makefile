@@ -1,12 +1,14 @@
-# Quick start: `make demo` (the lab with reachability checks) and `make test`
-# (every test, integration included). Both install what is missing first and
-# start Open vSwitch; `make unit` needs neither root nor the lab.
+# Quick start: `make demo` (the handover experiment: every mode compared with
+# the reactive baseline, results in results/demo/) and `make test` (every
+# test, integration included).  Both install what is missing first and start
+# Open vSwitch; `make unit` needs neither root nor the lab.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 TOPOLOGY ?= topologies/two_domains.yaml
+SCENARIO ?= topologies/scenarios/demo.yaml
 
-.PHONY: all setup system venv demo test unit integration check-config clean distclean
+.PHONY: all setup system venv demo tour test unit integration check-config clean distclean
 
 all: test
 
@@ -20,7 +22,10 @@ venv:
 	@bash scripts/install-venv.sh
 
 demo: setup
-	$(VENV)/bin/mpa-lab demo --topology $(TOPOLOGY)
+	$(VENV)/bin/mpa-lab run $(SCENARIO) --out results/demo
+
+tour: setup
+	$(VENV)/bin/mpa-lab tour --topology $(TOPOLOGY) --out results/tour
 
 test: setup
 	$(PY) -m pytest tests
