@@ -1,0 +1,127 @@
+"""`mpa-lab run`, as a user runs it: every mode of a small scenario in the
+real lab, results.json, the table and the plots; and Ctrl-C in the middle
+of a run leaves nothing behind."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from conftest import DEFAULT_TOPOLOGY
+from integration.conftest import OFP_PORT, REST_PORT, wait_for
+from topologies.scenario import MODES, Dad
+
+pytestmark = pytest.mark.integration
+
+MPA_LAB = os.path.join(os.path.dirname(sys.executable), "mpa-lab")
+BRIDGES = ("core", "cn-ar", "ar-a1", "ar-a2", "ar-b1", "ap-b1")
+# Shortened RFC 5227 timings keep the reactive handovers to about a second.
+FAST_DAD = Dad(probes=2, probe_wait_s=0.1, probe_min_s=0.2, probe_max_s=0.3,
+               announce_wait_s=0.3)
+HANDOVER_FIELDS = {"index", "from", "to", "sent", "received", "lost", "duplicates",
+                   "reordered", "interruption_ms", "buffered", "signal_to_flows_ms"}
+SUMMARY_FIELDS = {"sent", "received", "lost", "duplicates", "reordered",
+                  "interruption_ms_p50", "interruption_ms_max", "one_way_delay_ms_p50",
+                  "jitter_ms"}
+
+
+def scenario(tmp_path, modes: str, count: int) -> str:
+    dad = ", ".join(f"{k}: {v}" for k, v in FAST_DAD.__dict__.items())
+    path = tmp_path / "small.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        version: 1
+        name: small
+        topology: {DEFAULT_TOPOLOGY}
+        traffic: {{from: cn1, rate_pps: 100}}
+        mobile_nodes:
+          mn1: {{targets: [ap-a2-1, ap-b1-1, ap-a1-1], standby: {{poas: [ap-b1-1]}}}}
+        modes: {modes}
+        handovers: {{count: {count}, interval_s: 0.5, warmup_s: 0.5}}
+        reactive: {{dad: {{{dad}}}}}
+        """))
+    return str(path)
+
+
+def run_command(path: str, out) -> list[str]:
+    # No standard input at all, as CI may start it.
+    return ["bash", "-c", 'exec "$@" 0<&-', "bash", MPA_LAB, "run", path, "--out", str(out),
+            "--ofp-port", str(OFP_PORT), "--rest-port", str(REST_PORT)]
+
+
+def nothing_left() -> bool:
+    bridges = subprocess.run(["ovs-vsctl", "list-br"], capture_output=True,
+                             text=True).stdout.split()
+    controllers = subprocess.run(["pgrep", "-f", f"mpa-controller.*--ofp-port {OFP_PORT}"],
+                                 capture_output=True).returncode == 0
+    return not set(bridges) & set(BRIDGES) and not controllers
+
+
+def test_every_mode_runs_and_is_compared(prerequisites, tmp_path):
+    out = tmp_path / "out"
+    run = subprocess.run(run_command(scenario(tmp_path, f"[{', '.join(MODES)}]", 2), out),
+                         capture_output=True, text=True, timeout=420)
+    text = run.stdout + run.stderr
+    assert run.returncode == 0, text
+    assert "Traceback" not in text
+    results = json.loads((out / "results.json").read_text())
+    assert results["complete"] is True and results["scenario"] == "small"
+    assert {"commit", "started_at", "modes"} <= set(results)
+    assert list(results["modes"]) == list(MODES)
+    for mode, body in results["modes"].items():
+        assert len(body["handovers"]) == 2, mode
+        for row in body["handovers"]:
+            assert HANDOVER_FIELDS <= set(row), (mode, set(row))
+            assert row["ok"], (mode, row["errors"], row.get("stderr"))
+            assert row["sent"] > 0 and row["received"] + row["lost"] == row["sent"]
+        assert SUMMARY_FIELDS <= set(body["summary"]), mode
+        assert body["summary"]["received"] > 0
+    modes = results["modes"]
+    # MPA with buffering, copy-and-forward and bicast lose nothing.
+    for mode in ("mpa_buffer", "mpa_copy_forward", "mpa_bicast"):
+        assert [row["lost"] for row in modes[mode]["handovers"]] == [0, 0], mode
+    for row in modes["mpa_buffer"]["handovers"]:
+        assert row["buffered"] is not None and row["signal_to_flows_ms"] is not None
+    # The reactive MN cannot receive before its DAD is over.
+    for row in modes["reactive"]["handovers"]:
+        assert row["interruption_ms"] >= FAST_DAD.least_s * 1000
+        assert row["lost"] > 0
+    # The table and the plots.
+    for label in ("reactive (no MPA)", "mpa (no buffering)", "mpa_buffer", "mpa_copy_forward",
+                  "mpa_bicast", "RFC 6252 Appendix C.5", "times mpa_buffer's"):
+        assert label in text
+    assert sorted(os.path.basename(p) for p in results["plots"]) == sorted(
+        [f"timeline-{m}.png" for m in MODES] + ["timelines.png", "summary.png"])
+    for path in results["plots"]:
+        assert os.path.getsize(path) > 10_000
+        assert path in text
+    assert nothing_left()
+
+
+def test_ctrl_c_tears_the_lab_down_and_keeps_what_was_measured(prerequisites, tmp_path):
+    out = tmp_path / "out"
+    process = subprocess.Popen(run_command(scenario(tmp_path, "[mpa_buffer]", 50), out),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    try:
+        deadline = time.monotonic() + 120
+        while not any("mpa_buffer 2/50 done" in line for line in seen):
+            line = process.stdout.readline()
+            assert line and time.monotonic() < deadline, "".join(seen)
+            seen.append(line)
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = "".join(seen) + rest
+    assert process.returncode == 130, text
+    assert "interrupted" in text and "(incomplete)" in text
+    results = json.loads((out / "results.json").read_text())
+    assert results["complete"] is False and results["stopped"] == "interrupted"
+    assert len(results["modes"]["mpa_buffer"]["handovers"]) >= 2
+    wait_for(nothing_left, 10, "the lab's bridges and the controller to be gone")
