@@ -19,9 +19,23 @@ The proactive handover (RFC 6252 §6.3 steps 2-6; see mpa_mn/handover.py):
                      [--mode buffer|bicast]
     mpa-mn [options] attach NET          after the link-layer switch: the nCoA on the
                                          interface, then "arrived" in-band from it
-    mpa-mn [options] handover NET --home ADDR [--buffer-old] [--wait-link
-                     [--link-timeout S]]   preauth, configure, tunnel, bind, pre-switch;
-                                         with --wait-link the switch, then attach
+    mpa-mn [options] handover NET --home ADDR [--mode buffer|bicast|none]
+                     [--buffer-old] [--wait-link [--link-timeout S]]
+                                         preauth, configure, tunnel, bind, pre-switch
+                                         (none: no pre-switch, no arrived); with
+                                         --wait-link the switch, then attach
+
+A handover without MPA, the baseline (RFC 6252 C.5; see mpa_mn/reactive.py):
+
+    mpa-mn [options] reactive NET --home ADDR [--wait-link [--link-timeout S]]
+                     [--probe-wait S] [--probe-num N] [--probe-min S] [--probe-max S]
+                     [--announce-wait S] [--announce-num N] [--announce-interval S]
+                     [--max-conflicts N] [--dhcp-retry S] [--dhcp-timeout S]
+                     [--decline-wait S]
+                                         after the switch: authenticate with NET's AA,
+                                         DHCP on the wire, RFC 5227 DAD (defaults: its
+                                         constants), the address on the interface, then
+                                         bind the home address to it
 
 Copy-and-forward with a second interface (RFC 6252 §7.6.2; see mpa_mn/standby.py):
 
@@ -32,16 +46,17 @@ Copy-and-forward with a second interface (RFC 6252 §7.6.2; see mpa_mn/standby.p
                                          IF1's carrier drops: the default route to IF2,
                                          then "link-lost" with what IF1 received
 
-``handover`` and ``standby`` print ``{"event": "ready", ...}`` as one line (and
-flush it) when the MN is ready for the link-layer switch or the loss, whatever
-the output mode.
+``handover``, ``reactive`` (with --wait-link: once it watches its carrier) and
+``standby`` print ``{"event": "ready", ...}`` as one line (and flush it) when
+the MN is ready for the link-layer switch or the loss, whatever the output
+mode.
 
 Options may come before or after the command.  Output is one line per
 result, or one JSON document with ``--json``.  Exit status: 0 all done;
 1 an AA, CA or AR refused, or did not answer, or the interface could not be
-set, or the link did not switch (or was not lost) in time (stderr names the
-network and the error code); 2 usage or configuration errors.  Key material
-is never printed.
+set, or the link did not switch (or was not lost) in time, or no usable
+address came by DHCP (stderr names the network and the error code); 2 usage
+or configuration errors.  Key material is never printed.
 """
 
 from __future__ import annotations
@@ -62,9 +77,12 @@ from typing import Any, Callable, TextIO
 from mpa_mn import channels, link, report, standby
 from mpa_mn.channels import InbandChannel, RestChannel
 from mpa_mn.client import MnError, MobileNode, without_network
-from mpa_mn.handover import DEFAULT_LINK_TIMEOUT_S, Handover, plan_attach
+from mpa_mn.dad import DadSettings
+from mpa_mn.dhcp_client import DhcpSettings
+from mpa_mn.handover import BUFFER, DEFAULT_LINK_TIMEOUT_S, MODES, Handover, plan_attach
 from mpa_mn.link import LinkError
 from mpa_mn.protocol import ProtocolError
+from mpa_mn.reactive import Reactive, ReactiveSettings
 from mpa_mn.state import StateError, StateFile, default_path
 from mpa_mn.vif import Ip, NoVifs, VifError, Vifs, ipv4_addresses
 from mpa_sdn.config import ConfigError
@@ -86,6 +104,7 @@ class System:
     opener: Any = None                             # urllib opener (REST); None: direct
     socket_factory: Callable = channels.udp_socket  # in-band
     raw_socket: Callable = link.raw_socket         # the gratuitous ARP
+    packet_socket: Callable = link.packet_socket   # reactive: DHCP and ARP probes
     sniff_socket: Callable = standby.sniff_socket  # what the old interface receives
     sysfs: str = link.SYSFS_NET                    # the carrier (--wait-link, --wait-loss)
     clock: Callable[[], float] = time.monotonic
@@ -130,27 +149,43 @@ def _url(value: str) -> str:
     return value
 
 
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if not 0 < seconds <= 300:
-        raise argparse.ArgumentTypeError("must be more than 0 and at most 300 seconds")
-    return seconds
+def _duration(zero: bool):
+    """A parser of seconds, up to 300; from 0 with ``zero``, else above it."""
+    def parse(value: str) -> float:
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+        if not (0 <= seconds if zero else 0 < seconds) or seconds > 300:
+            raise argparse.ArgumentTypeError(f"must be {'0' if zero else 'more than 0'} "
+                                             "and at most 300 seconds")
+        return seconds
+    return parse
+
+
+_seconds = _duration(zero=False)   # a time to wait for something
+_wait = _duration(zero=True)       # a wait RFC 5227 or RFC 2131 sets, which may be none
+
+
+def _whole(least: int, most: int, what: str):
+    """A parser of whole numbers from ``least`` to ``most``, ``what`` in errors."""
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = least - 1
+        if not least <= number <= most:
+            raise argparse.ArgumentTypeError(f"{value!r} is not {what} (at least {least})")
+        return number
+    return parse
+
+
+def _count(least: int):
+    return _whole(least, 100, "a count up to 100")
 
 
 def _lifetime(least: int):
-    def parse(value: str) -> int:
-        try:
-            seconds = int(value)
-        except ValueError:
-            seconds = -1
-        if not least <= seconds <= 2**31 - 1:
-            raise argparse.ArgumentTypeError(f"{value!r} is not a lifetime in whole seconds "
-                                             f"(at least {least})")
-        return seconds
-    return parse
+    return _whole(least, 2**31 - 1, "a lifetime in whole seconds")
 
 
 def _port(value: str) -> int:
@@ -220,6 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--buffer-old", action="store_true",
                          help="the old network's AR buffers for the MN's old address too")
 
+    def wait_link(sub, then):
+        sub.add_argument("--wait-link", action="store_true",
+                         help=f"wait for the interface's carrier to drop and come back, "
+                         f"then {then}")
+        sub.add_argument("--link-timeout", type=_seconds, default=DEFAULT_LINK_TIMEOUT_S,
+                         metavar="S", help="how long --wait-link waits "
+                         f"(default: {DEFAULT_LINK_TIMEOUT_S:g})")
+
     command("discover", "the candidate target networks of the MN's network", networks=False)
     command("preauth", "pre-authenticate with each network's AA")
     command("configure", "get an nCoA from each network's CA and put it on mpa-NET")
@@ -251,12 +294,18 @@ def build_parser() -> argparse.ArgumentParser:
                        "pre-switch, then print the ready event; with --wait-link, wait for "
                        "the link-layer switch and attach", networks=1)
     buffer_old(handover)
-    handover.add_argument("--wait-link", action="store_true",
-                          help="wait for the interface's carrier to drop and come back, "
-                          "then attach")
-    handover.add_argument("--link-timeout", type=_seconds, default=DEFAULT_LINK_TIMEOUT_S,
-                          metavar="S", help="how long --wait-link waits; then the handover "
-                          f"is cancelled (default: {DEFAULT_LINK_TIMEOUT_S:g})")
+    handover.add_argument("--mode", choices=MODES, default=BUFFER,
+                          help="buffer: the target's AR buffers while the link switches; "
+                          "bicast: the correspondents' edges send to both networks; none: no "
+                          "pre-switch, so nothing holds the traffic (default: buffer)")
+    wait_link(handover, "attach (a handover that pre-switched is cancelled if it never "
+              "comes)")
+    reactive = command("reactive", "a handover without MPA: after the link-layer switch, "
+                       "authenticate with the network's AA, get an address by DHCP, check it "
+                       "(RFC 5227), put it on the interface and bind the home address (--home) "
+                       "to it", networks=1)
+    wait_link(reactive, "go on")
+    _reactive_options(reactive)
     stand = command("standby", "make a second interface (--interface) ready in the "
                     "network and bind the home address (--home) to it in standby; with "
                     "--wait-loss, when the old interface's link is lost, switch to it",
@@ -270,6 +319,44 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="S", help="how long --wait-loss waits "
                        f"(default: {standby.DEFAULT_LOSS_TIMEOUT_S:g})")
     return parser
+
+
+def _reactive_options(sub: argparse.ArgumentParser) -> None:
+    dad, dhcp = DadSettings(), DhcpSettings()
+    for flag, kind, default, text in (
+            ("--probe-wait", _wait, dad.probe_wait_s,
+             "DAD: the most it waits before its first probe"),
+            ("--probe-num", _count(0), dad.probe_num, "DAD: probes to send; 0: no DAD"),
+            ("--probe-min", _wait, dad.probe_min_s, "DAD: the least time between probes"),
+            ("--probe-max", _wait, dad.probe_max_s, "DAD: the most time between probes"),
+            ("--announce-wait", _wait, dad.announce_wait_s, "DAD: the wait after the last probe"),
+            ("--announce-num", _count(1), dad.announce_num, "announcements of the address"),
+            ("--announce-interval", _wait, dad.announce_interval_s, "between announcements"),
+            ("--max-conflicts", _count(1), dad.max_conflicts,
+             "give up at this many addresses found in use"),
+            ("--dhcp-retry", _seconds, dhcp.first_wait_s,
+             "DHCP: the wait before the first retransmission, doubled for each next one up "
+             "to 64 s, each randomised by a quarter"),
+            ("--dhcp-timeout", _seconds, dhcp.timeout_s, "DHCP: give up after this long"),
+            ("--decline-wait", _wait, ReactiveSettings().decline_wait_s,
+             "after declining an address in use, before DHCP starts again")):
+        sub.add_argument(flag, type=kind, default=default,
+                         metavar="N" if isinstance(default, int) else "S",
+                         help=f"{text} (default: {default:g})")
+
+
+def _reactive_settings(args) -> ReactiveSettings:
+    try:
+        return ReactiveSettings(
+            DhcpSettings(first_wait_s=args.dhcp_retry, jitter_s=args.dhcp_retry / 4,
+                         max_wait_s=max(args.dhcp_retry, DhcpSettings().max_wait_s),
+                         timeout_s=args.dhcp_timeout),
+            DadSettings(args.probe_wait, args.probe_num, args.probe_min, args.probe_max,
+                        args.announce_wait, args.announce_num, args.announce_interval,
+                        args.max_conflicts),
+            args.decline_wait)
+    except ValueError as exc:
+        raise MnError("usage", str(exc)) from None
 
 
 # -- the MN ---------------------------------------------------------------------
@@ -333,8 +420,8 @@ class _Host:
 
 
 # What each command needs to know about the host.
-NEEDS_MAC = ("preauth", "up", "handover", "standby")
-NEEDS_ADDRESS = ("discover", "preauth", "up", "handover", "standby")
+NEEDS_MAC = ("preauth", "up", "handover", "standby", "reactive")
+NEEDS_ADDRESS = ("discover", "preauth", "up", "handover", "standby", "reactive")
 # Commands that send only in-band from an address of their own: --channel
 # does not apply.
 OWN_SOURCE = ("bind", "attach")
@@ -386,6 +473,12 @@ class _Context:
         return Handover(self.node, self.ip, sysfs=s.sysfs, raw_socket=s.raw_socket,
                         clock=s.clock, sleep=s.sleep, wall_ns=s.wall_ns, perf_ns=s.perf_ns)
 
+    def reactive(self) -> Reactive:
+        s = self.system
+        return Reactive(self.node, self.ip, sysfs=s.sysfs, packet_socket=s.packet_socket,
+                        clock=s.clock, sleep=s.sleep, wall_ns=s.wall_ns, perf_ns=s.perf_ns,
+                        entropy=s.entropy)
+
     def standby(self) -> standby.Standby:
         s = self.system
         return standby.Standby(self.node, self.ip, sysfs=s.sysfs, raw_socket=s.raw_socket,
@@ -420,7 +513,14 @@ def _handover(c: _Context, network: str) -> dict:
                       "drop --no-vif")
     return c.handover().run(network, home, c.emit, c.args.buffer_old,
                             interface=c.host.name() if wait else None, mac=c.node.mac,
-                            link_timeout_s=c.args.link_timeout if wait else None)
+                            link_timeout_s=c.args.link_timeout if wait else None,
+                            mode=c.args.mode)
+
+
+def _reactive(c: _Context, network: str) -> dict:
+    home, settings = c.home(), _reactive_settings(c.args)
+    return c.reactive().run(network, home, c.emit, c.host.name(), c.node.mac, settings,
+                            link_timeout_s=c.args.link_timeout if c.args.wait_link else None)
 
 
 def _standby(c: _Context, network: str) -> dict:
@@ -444,6 +544,7 @@ PER_NETWORK = {
                                                mode=c.args.mode),
     "attach": _attach,
     "handover": _handover,
+    "reactive": _reactive,
     "standby": _standby,
 }
 # What a command can fail with, short of a bug.

@@ -171,9 +171,10 @@ class MobileNode:
     # -- pre-authentication (§6.3 step 1, §7.2) ---------------------------------
 
     def preauthenticate(self, network: str, candidate: dict | None = None,
-                        mac: str | None = None) -> SaState:
+                        mac: str | None = None, via=None) -> SaState:
         """A new MPA-SA with ``network``'s AA, under the credentials of the domain serving it;
-        ``mac``: the interface that will use it, when that is not the MN's own."""
+        ``mac``: the interface that will use it, when that is not the MN's own; ``via``: a
+        channel other than the MN's (in-band from an address it got since it started)."""
         mac = mac.lower() if mac else self._need("mac")
         candidate = candidate or self.candidate(network)
         if candidate["network"] != network:
@@ -186,9 +187,10 @@ class MobileNode:
         identity, psk = credentials
         target = Target.of(candidate)
         run = protocol.PreAuthentication(identity, psk, network, mac, entropy=self.entropy)
-        challenge = self.channel.exchange(target, "auth-init", run.init())
+        via = via or self.channel
+        challenge = via.exchange(target, "auth-init", run.init())
         response = run.response(challenge)
-        success = self.channel.exchange(target, "auth-response", response)
+        success = via.exchange(target, "auth-response", response)
         sa = run.finish(success, domain)
         self.state.entries[network] = Entry(sa, candidate, self.wall())
         self._save()

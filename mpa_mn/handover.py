@@ -22,6 +22,16 @@ one frame and one datagram.  What takes the kernel longer waits until
 ``arrived`` is answered: removing the vif (tens of milliseconds; meanwhile
 the nCoA is on both interfaces, which is harmless) and closing the sockets.
 
+Modes (``mode``): ``buffer`` (the default) is the above; ``bicast`` asks the
+controller to bicast instead of buffering (§7.6.1: ``pre-switch`` with that
+mode); ``none`` skips step 4 altogether, so nothing holds the traffic that
+the tunnel carries towards the old PoA while the link switches, and after
+the switch the MN attaches but sends no ``arrived``: there is no handover at
+the controller to arrive for.  The controller learns the MN at its new PoA
+from its gratuitous ARP, ends the tunnel and moves the binding's reach
+there.  What is sent meanwhile is lost: the mode is MPA without its
+buffering, for comparison.
+
 Timings: each step's duration in ms on a monotonic clock, and wall-clock
 marks in ns (``time.time_ns``), so a driver can line them up with its own.
 """
@@ -38,10 +48,13 @@ from mpa_mn.client import MnError, MobileNode, Reserved, without_network
 from mpa_mn.link import Carrier, LinkError
 from mpa_mn.protocol import ProtocolError
 from mpa_mn.vif import Ip, VifError, ipv4_addresses
+from mpa_sdn.signalling import HANDOVER_MODES
 
 LOG = logging.getLogger("mpa_mn.handover")
 
 DEFAULT_LINK_TIMEOUT_S = 30.0
+BUFFER, NO_PRE_SWITCH = "buffer", "none"
+MODES = (*HANDOVER_MODES, NO_PRE_SWITCH)
 
 
 @dataclass(frozen=True)
@@ -54,17 +67,18 @@ class Attachment:
     address: str            # the nCoA
     prefix_len: int
     router: str
-    gateway_mac: str
+    gateway_mac: str | None        # None: not known ahead (DHCP), found by ARP
     remove: tuple[str, ...] = ()   # the previous CoA(s), as ADDRESS/LEN
 
     def commands(self, default_route: bool = True) -> list[str]:
         """The ``ip -batch`` lines, in order; without ``default_route`` the
         default route is left where it is (see :meth:`route_commands`)."""
         dev = f"dev {self.interface}"
+        neighbour = [] if self.gateway_mac is None else [
+            f"neigh replace {self.router} lladdr {self.gateway_mac} {dev} nud permanent"]
         return [f"addr replace {self.address}/{self.prefix_len} {dev}",
                 *[f"addr del {old} {dev}" for old in self.remove],
-                *(self.route_commands() if default_route else []),
-                f"neigh replace {self.router} lladdr {self.gateway_mac} {dev} nud permanent"]
+                *(self.route_commands() if default_route else []), *neighbour]
 
     def route_commands(self) -> list[str]:
         """The ``ip -batch`` lines that make the network's router the default route."""
@@ -93,11 +107,19 @@ def plan_attach(ip: Ip, network: str, config: dict, interface: str,
     /32; /32 addresses (the home address) and other interfaces stay as they are."""
     links = ip.links()
     mac = interface_mac(links, interface, mac, "announce the nCoA from")
+    return attachment(network, config, interface, mac, links[interface])
+
+
+def attachment(network: str, config: dict, interface: str, mac: str,
+               link_now: dict) -> Attachment:
+    """The attachment to ``network`` with ``config`` (``address``,
+    ``prefix_len``, ``router``, ``gateway_mac`` if known) of ``interface`` as
+    ``link_now`` (:meth:`Ip.links`'s view of it) shows it."""
     new = (config["address"], config["prefix_len"])
-    remove = tuple(f"{local}/{length}" for local, length in ipv4_addresses(links[interface])
+    remove = tuple(f"{local}/{length}" for local, length in ipv4_addresses(link_now)
                    if (local, length) != new and length < 32)
     return Attachment(network, interface, mac, config["address"], config["prefix_len"],
-                      config["router"], config["gateway_mac"], remove)
+                      config["router"], config.get("gateway_mac"), remove)
 
 
 class HostRun:
@@ -116,10 +138,10 @@ class HostRun:
         return round((self.perf_ns() - start_ns) / 1e6, 3)
 
     def _timed(self, timings: dict, name: str, step: Callable, *args, **kw):
-        """``step(*args, **kw)``, its duration in ``timings[name]`` (ms)."""
+        """``step(*args, **kw)``, its duration added to ``timings[name]`` (ms)."""
         start = self.perf_ns()
         result = step(*args, **kw)
-        timings[name] = self._ms_since(start)
+        timings[name] = round(timings.get(name, 0.0) + self._ms_since(start), 3)
         return result
 
 
@@ -134,49 +156,59 @@ class Handover(HostRun):
 
     # -- before the switch ------------------------------------------------------
 
-    def prepare(self, network: str, home: str, buffer_old: bool = False) -> dict:
-        """Steps 1-4: ready for the link-layer switch to ``network``."""
+    def prepare(self, network: str, home: str, buffer_old: bool = False,
+                mode: str = BUFFER) -> dict:
+        """Steps 1-4 (step 4 as ``mode`` says): ready for the link-layer switch
+        to ``network``."""
+        if mode not in MODES:
+            raise MnError("usage", f"no handover mode {mode!r}: one of {', '.join(MODES)}")
+        if buffer_old and mode != BUFFER:
+            raise MnError("usage", "only a buffering handover buffers at the old AR too")
         node, timings = self.node, {}
         sa = self._timed(timings, "preauth", node.preauthenticate, network)
         config = self._timed(timings, "configure", node.configure, network)
         tunnel = self._timed(timings, "tunnel", node.tunnel, network)
         binding = self._timed(timings, "bind", node.bind, network, home, config["address"])
-        pre = self._timed(timings, "pre_switch", node.switch, network, "pre-switch",
-                          buffer_old)
-        return {"network": network, "sa": sa.sa, "home_address": home,
-                **{k: config[k] for k in ("address", "prefix_len", "router", "gateway_mac")},
-                "tunnel": {k: tunnel[k] for k in ("poa", "lifetime")},
-                "binding": {k: binding[k] for k in ("care_of", "lifetime")},
-                "pre_switch": without_network(pre), "timings_ms": timings}
+        ready = {"network": network, "mode": mode, "sa": sa.sa, "home_address": home,
+                 **{k: config[k] for k in ("address", "prefix_len", "router", "gateway_mac")},
+                 "tunnel": {k: tunnel[k] for k in ("poa", "lifetime")},
+                 "binding": {k: binding[k] for k in ("care_of", "lifetime")},
+                 "timings_ms": timings}
+        if mode != NO_PRE_SWITCH:
+            pre = self._timed(timings, "pre_switch", node.switch, network, "pre-switch",
+                              buffer_old, mode=None if mode == BUFFER else mode)
+            ready["pre_switch"] = without_network(pre)
+        return ready
 
     def run(self, network: str, home: str, emit: Callable[[dict], None],
             buffer_old: bool = False, interface: str | None = None, mac: str | None = None,
-            link_timeout_s: float | None = None) -> dict:
+            link_timeout_s: float | None = None, mode: str = BUFFER) -> dict:
         """Steps 1-4, then ``emit`` the ready event; with ``link_timeout_s``, wait
         that long for ``interface``'s switch and attach (steps 5-6).  Once the AR
-        buffers, a failure before the switch (``link-timeout`` among them) is
-        raised after ``cancel`` is sent."""
+        buffers (or bicasts), a failure before the switch (``link-timeout``
+        among them) is raised after ``cancel`` is sent."""
         if link_timeout_s is None:
-            ready = self.prepare(network, home, buffer_old)
+            ready = self.prepare(network, home, buffer_old, mode)
             ready["ready_at"] = self.wall_ns()
             emit({"event": "ready", **ready})
             return ready
         with Carrier(interface, self.sysfs) as carrier:
             carrier.read()    # a link that cannot be watched fails before anything is asked
-            ready = self.prepare(network, home, buffer_old)
+            ready = self.prepare(network, home, buffer_old, mode)
             return self._switch_and_attach(ready, carrier, emit, interface, mac,
                                            link_timeout_s)
 
     def _switch_and_attach(self, ready: dict, carrier: Carrier, emit: Callable[[dict], None],
                            interface: str, mac: str | None, timeout_s: float) -> dict:
-        network = ready["network"]
+        network, arrive = ready["network"], ready["mode"] != NO_PRE_SWITCH
         announcement = arrived = None
         try:
             # Everything that needs reading, opening or saving is done now,
             # before the link goes.
             plan = plan_attach(self.ip, network, self.node.config(network), interface, mac)
             announcement = plan.announcement(self.raw_socket)
-            arrived = self.node.switch_ahead(network, "arrived", source=plan.address)
+            if arrive:
+                arrived = self.node.switch_ahead(network, "arrived", source=plan.address)
             before = carrier.read()
             ready["ready_at"] = self.wall_ns()
             emit({"event": "ready", **ready})
@@ -188,10 +220,11 @@ class Handover(HostRun):
                 if opened is not None:
                     opened.close()
             if isinstance(exc, (LinkError, VifError, MnError)):
-                raise self._cancelled(network, exc) from None
+                raise (self._cancelled(network, exc) if arrive
+                       else self._unswitched(exc)) from None
             raise
         ready["timings_ms"]["link_wait"] = self._ms_since(start)
-        attached = self.attach(plan, announcement, arrived)
+        attached = self.attach(plan, announcement, arrived, arrive=arrive)
         return {**ready, "link_down_at": switched.down_at, "link_up_at": switched.up_at,
                 **attached, "timings_ms": {**ready["timings_ms"], **attached["timings_ms"]}}
 
@@ -204,23 +237,34 @@ class Handover(HostRun):
             return LinkError(code, f"{message}; cancel failed too ({exc.code}: {exc.message})")
         return LinkError(code, f"{message}; the handover is cancelled")
 
+    @staticmethod
+    def _unswitched(failure: LinkError | VifError | MnError) -> LinkError:
+        """Without a pre-switch there is nothing to cancel: the tunnel goes on
+        carrying the nCoA's traffic to where the MN is."""
+        code, message = (("interface", str(failure)) if isinstance(failure, VifError)
+                         else (failure.code, failure.message))
+        return LinkError(code, f"{message}; the binding stays on the tunnel")
+
     # -- after the switch -------------------------------------------------------
 
     def attach(self, plan: Attachment, announcement: link.Announcement | None = None,
-               arrived: Reserved | None = None) -> dict:
+               arrived: Reserved | None = None, arrive: bool = True) -> dict:
         """Step 6 (see the module's docstring); ``arrived`` (from
         :meth:`MobileNode.switch_ahead`) is retransmitted as any in-band message
-        is.  What is not given is opened or reserved here, before the ``ip`` run."""
+        is.  What is not given is opened or reserved here, before the ``ip`` run.
+        Without ``arrive`` (no pre-switch), nothing is signalled."""
         announcement = announcement or plan.announcement(self.raw_socket)
-        timings = {}
+        timings, signalled = {}, {}
         try:
-            arrived = arrived or self.node.switch_ahead(plan.network, "arrived",
-                                                        source=plan.address)
+            if arrive:
+                arrived = arrived or self.node.switch_ahead(plan.network, "arrived",
+                                                            source=plan.address)
             self._timed(timings, "ip", self.ip.batch, plan.commands())
             announced = self._timed(timings, "gratuitous_arp", announcement.send)
             attached_at = self.wall_ns()
-            answer = self._timed(timings, "arrived", arrived.send)
-            arrived_at = self.wall_ns()
+            if arrive:
+                answer = self._timed(timings, "arrived", arrived.send)
+                signalled = {"arrived": without_network(answer), "arrived_at": self.wall_ns()}
         finally:
             for opened in (announcement, arrived):
                 if opened is not None:
@@ -233,8 +277,7 @@ class Handover(HostRun):
                 "removed": list(plan.remove), **self._remove_vif(plan.network, timings),
                 "gratuitous_arp": announced,
                 **({} if announced else {"gratuitous_arp_error": announcement.error}),
-                "arrived": without_network(answer), "attached_at": attached_at,
-                "arrived_at": arrived_at, "timings_ms": timings}
+                **signalled, "attached_at": attached_at, "timings_ms": timings}
 
     def _remove_vif(self, network: str, timings: dict) -> dict:
         """The network's vif, now that the handover is over; a failure is

@@ -13,7 +13,10 @@ another namespace's interfaces, or none.
 The gratuitous ARP (an RFC 5227 announcement: sender and target address
 both the nCoA, broadcast) goes out of an AF_PACKET socket, not a
 subprocess, for the same reason; the socket is opened before the switch and
-closed after the handover, as closing one waits for the kernel.
+closed after the handover, as closing one waits for the kernel.  The same
+kind of socket carries a reactive handover's DHCP and ARP probes
+(:mod:`mpa_mn.dhcp_client`, :mod:`mpa_mn.dad`), and reading one until a
+deadline is :func:`receive`.
 
 The sysfs root, the socket factory, the clocks and sleep are injected, so
 the tests need neither root nor a link.
@@ -27,13 +30,21 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, TypeVar
 
 SYSFS_NET = "/sys/class/net"
 POLL_INTERVAL_S = 0.001
+ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806
 ETH_MIN_FRAME = 60    # without the FCS; shorter frames are padded with zeros
 BROADCAST = b"\xff" * 6
+UNSPECIFIED = "0.0.0.0"
+PACKET_OUTGOING = 4   # sll_pkttype of a frame the host itself sent
+MAX_FRAME = 1 << 16
+# Frames read without waiting: what queued up while nobody read, bounded in
+# case a socket misbehaves.
+DRAIN_MAX = 4096
+T = TypeVar("T")
 
 
 class LinkError(Exception):
@@ -152,25 +163,80 @@ def wait_for_drop(carrier: Carrier, before: tuple[int, bool], timeout_s: float,
         raise _never(carrier, "dropped", timeout_s)
 
 
-# -- the gratuitous ARP ------------------------------------------------------------
+# -- ARP and packet sockets ------------------------------------------------------------
 
-def gratuitous_arp(mac: str, address: str) -> bytes:
-    """An ARP announcement of ``address`` at ``mac``, as one Ethernet frame."""
+def arp_request(mac: str, sender: str, target: str) -> bytes:
+    """A broadcast ARP request from ``mac`` (sender address ``sender``) for
+    ``target``, as one Ethernet frame."""
     hw = bytes.fromhex(mac.replace(":", ""))
-    ip = ipaddress.IPv4Address(address).packed
-    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + hw + ip + bytes(6) + ip
+    arp = (struct.pack("!HHBBH", 1, ETH_P_IP, 6, 4, 1) + hw
+           + ipaddress.IPv4Address(sender).packed + bytes(6)
+           + ipaddress.IPv4Address(target).packed)
     return (BROADCAST + hw + struct.pack("!H", ETH_P_ARP) + arp).ljust(ETH_MIN_FRAME, b"\0")
 
 
-def raw_socket(interface: str):
-    """A packet socket that sends frames out of ``interface`` (and receives none)."""
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+def gratuitous_arp(mac: str, address: str) -> bytes:
+    """An ARP announcement of ``address`` at ``mac`` (RFC 5227 §2.3)."""
+    return arp_request(mac, address, address)
+
+
+def packet_socket(interface: str, protocol: int = 0):
+    """A packet socket on ``interface`` that sends whole frames and receives
+    those of ethertype ``protocol`` (0: none)."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(protocol))
     try:
-        sock.bind((interface, 0))
+        sock.bind((interface, protocol))
     except OSError:
         sock.close()
         raise
     return sock
+
+
+def raw_socket(interface: str):
+    """A packet socket that sends frames out of ``interface`` (and receives none)."""
+    return packet_socket(interface)
+
+
+def receive(sock, deadline: float, clock: Callable[[], float],
+            take: Callable[[bytes], T | None]) -> T | None:
+    """Frames the host received on ``sock``, each given to ``take``, until it
+    returns something (returned) or ``deadline`` (``clock``'s) has passed
+    (None).  Frames the host sent itself are skipped."""
+    while True:
+        left = deadline - clock()
+        if left <= 0:
+            return None
+        sock.settimeout(left)
+        try:
+            frame, address = sock.recvfrom(MAX_FRAME)
+        except (socket.timeout, BlockingIOError, InterruptedError):
+            continue   # the loop's head decides whether time is up
+        except OSError as exc:
+            raise LinkError("link", f"cannot read frames: {exc.strerror or exc}") from None
+        if address[2] == PACKET_OUTGOING:
+            continue
+        taken = take(frame)
+        if taken is not None:
+            return taken
+
+
+def drain(sock) -> int:
+    """Frames queued on ``sock`` read and dropped, without waiting: they came
+    before the MN was where it is now.  Returns how many."""
+    sock.settimeout(0)
+    for count in range(DRAIN_MAX):
+        try:
+            sock.recvfrom(MAX_FRAME)
+        except OSError:   # nothing more queued (a timeout is one), or nothing readable
+            return count
+    return DRAIN_MAX
+
+
+def uniform(entropy: Callable[[int], bytes], low: float, high: float) -> float:
+    """A random time in [``low``, ``high``) from ``entropy`` (n -> n random
+    bytes): RFC 2131 and RFC 5227 spread retransmissions and probes so that
+    hosts that started together do not stay in step."""
+    return low + (high - low) * int.from_bytes(entropy(4), "big") / 2**32
 
 
 class Announcement:

@@ -47,17 +47,35 @@ def _attach_text(r: dict) -> str:
                  r["removed"] and f", {' '.join(r['removed'])} removed",
                  not r["gratuitous_arp"]
                  and f" (no gratuitous ARP: {r.get('gratuitous_arp_error')})",
-                 f"; {_state_text(r['arrived'])}",
+                 "arrived" in r and f"; {_state_text(r.get('arrived'))}",
                  r.get("vif_error") and f" (the vif is still there: {r.get('vif_error')})")
 
 
+def _link_text(r: dict) -> str | None:
+    return "link_up_at" in r and f"link down {(r['link_up_at'] - r['link_down_at']) / 1e6:.1f} ms"
+
+
 def _handover_text(r: dict) -> str:
-    text = (f"ready with nCoA {r['address']}, tunnel to PoA {r['tunnel']['poa']}, "
-            f"{r['home_address']} bound to it, {_state_text(r['pre_switch'])}")
+    text = _text(f"ready with nCoA {r['address']}, tunnel to PoA {r['tunnel']['poa']}, "
+                 f"{r['home_address']} bound to it",
+                 "pre_switch" in r and f", {_state_text(r.get('pre_switch'))}",
+                 "pre_switch" not in r and ", no pre-switch")
     if "attached_at" not in r:
         return text
-    down_ms = (r["link_up_at"] - r["link_down_at"]) / 1e6
-    return f"{text}; link down {down_ms:.1f} ms; {_attach_text(r)}"
+    return f"{text}; {_link_text(r)}; {_attach_text(r)}"
+
+
+def _reactive_text(r: dict) -> str:
+    bound = _text(f"; router {r['router']}, {r['home_address']} bound to it, lifetime "
+                  f"{r['binding']['lifetime']} s",
+                  "link_down_at" in r and f", {(r['bound_at'] - r['link_down_at']) / 1e6:.0f} "
+                  "ms after the link went down")
+    return _text(f"{_link_text(r) or 'no link switch awaited'}; authenticated "
+                 f"({r['auth_channel']}), MPA-SA {r['sa'][:8]}; {r['address']}/{r['prefix_len']} "
+                 f"by DHCP from {r['server']}",
+                 r["dhcp"]["declined"] and f" ({len(r['dhcp']['declined'])} declined before)",
+                 f", {r['dad']['probes']} ARP probe(s) unanswered" if r["dad"]["probes"]
+                 else ", no DAD", bound)
 
 
 def _standby_text(r: dict) -> str:
@@ -85,6 +103,7 @@ TEXT = {
     "switch": _state_text,
     "attach": _attach_text,
     "handover": _handover_text,
+    "reactive": _reactive_text,
     "standby": _standby_text,
 }
 

@@ -47,26 +47,15 @@ from mpa_sdn import signalling
 LOG = logging.getLogger("mpa_mn.standby")
 
 DEFAULT_LOSS_TIMEOUT_S = 30.0
-ETH_P_IP = 0x0800
-PACKET_OUTGOING = 4          # sll_pkttype of a frame the host itself sent
 HOME_OFFSET = 14 + 16        # the IPv4 destination, in an untagged Ethernet frame
 # Big enough for what GRO hands a packet socket on a veth; a longer frame is
 # cut short and has no digest (frame_digest needs the whole IPv4 packet).
 MAX_FRAME = 1 << 17
-# Frames read after the loss: with the carrier down nothing new arrives, so
-# this only bounds a socket that misbehaves.
-DRAIN_MAX = 4096
 
 
 def sniff_socket(interface: str):
     """A packet socket receiving every IPv4 frame on ``interface``."""
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
-    try:
-        sock.bind((interface, ETH_P_IP))
-    except OSError:
-        sock.close()
-        raise
-    return sock
+    return link.packet_socket(interface, link.ETH_P_IP)
 
 
 class Delivered:
@@ -87,7 +76,7 @@ class Delivered:
                             f"{exc.strerror or exc}") from None
 
     def _note(self, frame: bytes, address) -> None:
-        if address[2] == PACKET_OUTGOING or frame[HOME_OFFSET:HOME_OFFSET + 4] != self.home:
+        if address[2] == link.PACKET_OUTGOING or frame[HOME_OFFSET:HOME_OFFSET + 4] != self.home:
             return
         digest = signalling.frame_digest(frame)
         if digest is not None:
@@ -117,7 +106,7 @@ class Delivered:
     def drain(self) -> None:
         """Notes whatever is queued, without waiting."""
         self._set_timeout(0)
-        for _ in range(DRAIN_MAX):
+        for _ in range(link.DRAIN_MAX):
             if not self._read():
                 return
 

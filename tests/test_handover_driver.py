@@ -18,7 +18,8 @@ NETWORK_OF = {"ap-a": "net-a", "ap-b": "net-b"}
 
 # argv[1]: what the client does.  "ok": ready, then its report (over several
 # lines, as --json prints it); "refused": an error document before it is
-# ready; "hang": ready, then it waits to be stopped.
+# ready; "hang": ready, then it waits to be stopped; "reactive": ready with no
+# address, then a reactive handover's report.
 CLIENT = textwrap.dedent("""
     import json, sys, time
     if sys.argv[1] == "refused":
@@ -26,6 +27,12 @@ CLIENT = textwrap.dedent("""
                                                  "message": "a handover is in progress"}},
                          indent=1))
         sys.exit(1)
+    if sys.argv[1] == "reactive":
+        print(json.dumps({"event": "ready", "network": "net-b"}), flush=True)
+        print(json.dumps({"ok": True, "results": [{
+            "network": "net-b", "address": "10.2.0.150", "link_down_at": 1000000,
+            "attached_at": 4501000000, "bound_at": 4511000000}]}, indent=1))
+        sys.exit(0)
     print(json.dumps({"event": "ready", "network": "net-b", "address": "10.2.0.100"}),
           flush=True)
     if sys.argv[1] == "hang":
@@ -87,17 +94,17 @@ class FakeLab:
 
 @pytest.fixture
 def controller():
-    """The controller's mobility state: mn1 with ``handover``."""
-    state = {"handover": None}
+    """The controller's mobility state: mn1 with ``handover`` and ``binding``."""
+    state = {"handover": None, "binding": None}
     return SimpleNamespace(
         state=state,
-        mobile_nodes=lambda: [{"identity": "mn1@a", "home_address": HOME,
-                               "handover": state["handover"]}])
+        mobile_nodes=lambda: [{"identity": "mn1@a", "home_address": HOME, **state}])
 
 
 def driver_for(lab, controller, tmp_path):
     driver = HandoverDriver(lab, 1, str(tmp_path), mobile_nodes=controller.mobile_nodes)
     driver.settle_margin_s = 0.3
+    driver.binding_grace_s = 0.01
     return driver
 
 
@@ -178,3 +185,74 @@ def test_a_failed_handover_the_controller_never_switches_back_is_reported(
 def test_an_unknown_failure_mode_is_refused(controller, tmp_path):
     with pytest.raises(ValueError, match="no-arrival, return"):
         driver_for(FakeLab(), controller, tmp_path).failed_handover("mn1", "ap-b", "vanish")
+
+
+@pytest.mark.parametrize("mode, extra", [("bicast", ["--mode", "bicast"]),
+                                         ("none", ["--mode", "none"]), ("buffer", [])])
+def test_a_handover_passes_its_mode(controller, tmp_path, mode, extra):
+    lab = FakeLab("ok")
+    controller.state["binding"] = {"care_of": "10.2.0.100",
+                                   "reach": {"poa": "ap-b", "tunnel": False}}
+    result = driver_for(lab, controller, tmp_path).handover("mn1", "ap-b", mode=mode)
+    assert result.ok, result.errors
+    command = lab.mn.commands[0]
+    assert command[command.index("handover"):] == [
+        "handover", "net-b", "--wait-link", "--home", HOME, *extra]
+    assert (result.kind, result.mode) == ("handover", mode)
+    assert result.interruption_ms == 25.0 and result.settled_ms is not None
+
+
+def test_without_a_pre_switch_it_waits_for_the_binding_to_reach_the_mn(controller, tmp_path):
+    """No handover at the controller to wait for: its binding tells."""
+    controller.state["binding"] = {"care_of": "10.2.0.100",
+                                   "reach": {"poa": "ap-a", "tunnel": True}}
+    result = driver_for(FakeLab("ok"), controller, tmp_path).handover("mn1", "ap-b", mode="none")
+    assert result.settled_ms is None
+    assert result.errors == ["the controller does not show mn1's binding to 10.2.0.100 "
+                             "reaching it at ap-b"]
+
+
+@pytest.mark.parametrize("kwargs", [dict(mode="copy"), dict(mode="bicast", buffer_old=True)])
+def test_modes_that_do_not_exist_or_fit_are_refused(controller, tmp_path, kwargs):
+    with pytest.raises(ValueError):
+        driver_for(FakeLab(), controller, tmp_path).handover("mn1", "ap-b", **kwargs)
+
+
+def test_a_reactive_handover_passes_its_options_and_ends_at_the_binding(controller, tmp_path):
+    lab = FakeLab("reactive")
+    controller.state["binding"] = {"care_of": "10.2.0.150",
+                                   "reach": {"poa": "ap-b", "tunnel": False}}
+    result = driver_for(lab, controller, tmp_path).reactive(
+        "mn1", "ap-b", probe_num=2, announce_wait=0.5, dhcp_retry=1.0)
+    assert result.ok, result.errors
+    command = lab.mn.commands[0]
+    assert command[command.index("reactive"):] == [
+        "reactive", "net-b", "--wait-link", "--home", HOME, "--announce-wait", "0.5",
+        "--dhcp-retry", "1", "--probe-num", "2"]
+    assert (result.kind, result.mode) == ("reactive", None)
+    assert lab.moves == [("mn1", "ap-b", True)] and lab.noted == [("mn1", "10.2.0.150")]
+    assert result.address == "10.2.0.150"
+    # From the link going down to the binding's answer, not to the address.
+    assert result.interruption_ms == 4510.0
+    assert result.settled_ms is not None
+    assert result.window()["label"] == "1 reactive ap-a->ap-b"
+
+
+def test_an_unknown_reactive_option_is_refused(controller, tmp_path):
+    with pytest.raises(ValueError, match="no reactive option probes"):
+        driver_for(FakeLab(), controller, tmp_path).reactive("mn1", "ap-b", probes=3)
+
+
+def test_a_reactive_handover_takes_dad_settings_as_an_object(controller, tmp_path):
+    lab = FakeLab("reactive")
+    controller.state["binding"] = {"care_of": "10.2.0.150",
+                                   "reach": {"poa": "ap-b", "tunnel": False}}
+    dad = SimpleNamespace(probes=2, probe_wait_s=0.1, probe_min_s=0.2, probe_max_s=0.3,
+                          announce_wait_s=0.3, least_s=0.5)
+    result = driver_for(lab, controller, tmp_path).reactive("mn1", "ap-b", dad=dad,
+                                                            probe_num=1)
+    assert result.ok, result.errors
+    command = lab.mn.commands[0]
+    assert command[command.index("--home") + 2:] == [
+        "--announce-wait", "0.3", "--probe-max", "0.3", "--probe-min", "0.2", "--probe-num", "1",
+        "--probe-wait", "0.1"]

@@ -21,9 +21,9 @@ import pytest
 from mpa_mn import cli, link
 from mpa_mn.channels import RestChannel
 from mpa_mn.client import MobileNode
-from mpa_mn.link import LinkError
+from mpa_mn.link import PACKET_OUTGOING, LinkError
 from mpa_mn.protocol import ProtocolError
-from mpa_mn.standby import PACKET_OUTGOING, Delivered, Standby
+from mpa_mn.standby import Delivered, Standby
 from mpa_mn.vif import Ip, VifError, Vifs
 from mpa_rig import MN_MAC, counter_entropy
 from mpa_sdn import packets, signalling

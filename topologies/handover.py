@@ -1,5 +1,5 @@
-"""Scripted proactive handovers in the lab (RFC 6252 §6.3 steps 3-6), for the
-integration tests and the benchmarks.
+"""Scripted handovers in the lab (RFC 6252 §6.3 steps 3-6, and without MPA),
+for the integration tests and the benchmarks.
 
 A handover: the MN runs ``mpa-mn handover NET --wait-link --home HOA`` in its
 host.  The client pre-authenticates with the target network, gets its nCoA,
@@ -7,7 +7,14 @@ asks for the proactive handover tunnel, sends the binding update through it
 and pre-switches, then prints a ``ready`` line.  The driver then moves the
 MN's link to the target PoA (``Lab.move(..., readdress=False)``); the client
 sees its carrier drop and come back, puts the nCoA on its interface, says it
-has arrived and prints its timings.
+has arrived and prints its timings.  ``mode`` "bicast" pre-switches to
+bicasting instead of buffering; "none" does not pre-switch and does not say
+it has arrived (the controller finds it by its gratuitous ARP).
+
+A reactive handover (no MPA, RFC 6252 C.5): the MN runs ``mpa-mn reactive
+NET --wait-link``, which prints its ``ready`` line as soon as it watches its
+carrier; after the move it authenticates, gets an address by DHCP, checks it
+with ARP probes, puts it on its interface and binds its home address to it.
 
 The driver checks nothing: every run becomes a `HandoverResult` (what was
 asked, the client's own report, the lab's link-layer switch, what went
@@ -35,14 +42,26 @@ if TYPE_CHECKING:  # the lab needs Mininet; the driver's bookkeeping does not
 
 POLL_S = 0.1
 FAILURE_MODES = ("no-arrival", "return")
+MODES = ("buffer", "bicast", "none")
+# ``reactive``'s keywords: mpa-mn reactive's options, without their dashes.
+REACTIVE_OPTIONS = ("probe_wait", "probe_num", "probe_min", "probe_max", "announce_wait",
+                    "announce_num", "announce_interval", "max_conflicts", "dhcp_retry",
+                    "dhcp_timeout", "decline_wait")
+# ``reactive``'s ``dad``: the attributes it may have, and the option each sets.
+DAD_ATTRIBUTES = {"probes": "probe_num", "probe_wait_s": "probe_wait",
+                  "probe_min_s": "probe_min", "probe_max_s": "probe_max",
+                  "announce_wait_s": "announce_wait", "announce_num": "announce_num",
+                  "announce_interval_s": "announce_interval"}
 STDERR_TAIL = 2000
 
 
 @dataclass
 class HandoverResult:
-    """One handover (``kind`` "handover") or one failed on purpose
-    ("no-arrival", "return").  Times ending in ``_wall_ns`` are wall-clock ns,
-    comparable with the client's and with the traffic tools' timestamps."""
+    """One handover: ``kind`` "handover" (MPA; ``mode`` "buffer", "bicast" or
+    "none"), "reactive" (without MPA), "copy-and-forward"; or one failed on
+    purpose ("no-arrival", "return").  Times ending in ``_wall_ns`` are
+    wall-clock ns, comparable with the client's and with the traffic tools'
+    timestamps."""
 
     index: int                 # the driver's count, from 1
     kind: str
@@ -52,6 +71,7 @@ class HandoverResult:
     from_poa: str
     to_poa: str
     buffer_old: bool = False
+    mode: str | None = None            # "handover" and the failed ones: how it pre-switched
     started_wall_ns: int = 0
     ended_wall_ns: int = 0
     ready_wall_ns: int | None = None
@@ -59,7 +79,9 @@ class HandoverResult:
     client: dict | None = None         # its final JSON document
     returncode: int | None = None
     link: list[LinkSwitch] = field(default_factory=list)  # the lab's moves, in order
-    settled_ms: float | None = None    # the client's exit -> the controller's handover ended
+    # The client's exit -> the controller's handover ended (or, for "none"
+    # and "reactive", its binding reaching the MN at the target PoA).
+    settled_ms: float | None = None
     loss_wall_ns: int | None = None    # copy-and-forward: when the first link was cut
     switched_back_ms: float | None = None  # failed handovers: ready -> the controller gave up
     errors: list[str] = field(default_factory=list)
@@ -71,8 +93,9 @@ class HandoverResult:
 
     @property
     def address(self) -> str | None:
-        """The nCoA the client announced as ready."""
-        return (self.ready or {}).get("address")
+        """The MN's address in the target network: the nCoA the client
+        announced as ready, or (reactive) the one it reported."""
+        return self.report.get("address") or (self.ready or {}).get("address")
 
     @property
     def report(self) -> dict:
@@ -91,8 +114,14 @@ class HandoverResult:
 
     @property
     def interruption_ms(self) -> float | None:
-        """The client's view: from its link going down to its attachment."""
-        return self._client_span_ms("link_down_at", "attached_at")
+        """The client's view: from its link going down until its traffic can
+        reach it again: its attachment for MPA (the nCoA on the interface,
+        announced; the binding was made through the tunnel before), the
+        binding update's answer for a reactive handover (its address is new
+        to the binding).  None without both marks (copy-and-forward: the
+        client never sees its active link go down)."""
+        end = "bound_at" if self.kind == "reactive" else "attached_at"
+        return self._client_span_ms("link_down_at", end)
 
     @property
     def attach_after_link_ms(self) -> float | None:
@@ -111,7 +140,8 @@ class HandoverResult:
     def window(self) -> dict:
         """A traffic-analysis window (send times) covering this handover."""
         end_ns = max(self.ended_wall_ns, self.started_wall_ns + 1)
-        return {"label": f"{self.index} {self.kind} {self.from_poa}->{self.to_poa}",
+        kind = self.kind if self.mode in (None, "buffer") else f"{self.kind} ({self.mode})"
+        return {"label": f"{self.index} {kind} {self.from_poa}->{self.to_poa}",
                 "start_ns": self.started_wall_ns, "end_ns": end_ns}
 
 
@@ -180,8 +210,14 @@ class HandoverDriver:
 
     ready_timeout_s = 30.0   # pre-authentication, nCoA, tunnel, binding, pre-switch
     finish_timeout_s = 30.0  # after the move: the client attaches and reports
+    reactive_timeout_s = 120.0  # after the move: DHCP (its own timeout, 60 s), DAD, binding
     stop_timeout_s = 3.0     # a client told to stop (SIGTERM), before it is killed
     settle_margin_s = 5.0    # beyond the controller's own deadline, for it to end a handover
+    # After the controller shows a binding reaching the MN (it shows what it
+    # wants at once; the switches follow in up to three make-before-break
+    # stages, and OVS's datapath a moment later), so that a result's window
+    # holds the traffic's return.
+    binding_grace_s = 0.5
     reach_timeout_s = 10.0   # bind_home: for a correspondent to reach the home address
 
     def __init__(self, lab, rest_port: int, state_dir: str, channel: str = "inband", *,
@@ -236,19 +272,62 @@ class HandoverDriver:
                                      f"{_error_of(document)}")
                 break
 
-    def handover(self, mn: str, target_poa: str, buffer_old: bool = False) -> HandoverResult:
+    def handover(self, mn: str, target_poa: str, buffer_old: bool = False,
+                 mode: str = "buffer") -> HandoverResult:
         """A proactive handover of ``mn`` to ``target_poa``: the client gets
-        ready, the lab moves the MN's link, the client attaches."""
+        ready, the lab moves the MN's link, the client attaches.  ``mode``:
+        "buffer" (the target's AR buffers while the link switches), "bicast"
+        or "none" (no pre-switch: what is sent meanwhile is lost)."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if buffer_old and mode != "buffer":
+            raise ValueError("buffer_old is for a buffering handover")
+
         def ready(process, lines, result):
             self._move(mn, target_poa, result)
             self._finish(process, lines, result, self.finish_timeout_s, expect_success=True)
             if result.returncode == 0 and result.address:
                 self.lab.note_address(mn, result.address)
-                # The controller may still be flushing its buffer to the MN;
-                # the next handover waits for it, and so does this one.
-                result.settled_ms = self._settle(result, mn, time.monotonic(), "buffer_time_s")
-        result = self._begin("handover", mn, target_poa, buffer_old)
+                if mode == "none":
+                    result.settled_ms = self._settle_binding(result, mn, time.monotonic())
+                else:
+                    # The controller may still be flushing its buffer to the
+                    # MN; the next handover waits for it, and so does this one.
+                    result.settled_ms = self._settle(result, mn, time.monotonic(),
+                                                     "buffer_time_s")
+        result = self._begin("handover", mn, target_poa, buffer_old, mode)
         return self._run(result, self._handover_args(result, True), ready)
+
+    def reactive(self, mn: str, target_poa: str, dad=None, **options) -> HandoverResult:
+        """A handover of ``mn`` to ``target_poa`` without MPA: the client gets
+        ready (watches its carrier), the lab moves the MN's link, the client
+        authenticates, gets an address by DHCP, checks it and binds its home
+        address to it.  ``options``: mpa-mn reactive's (``REACTIVE_OPTIONS``:
+        ``probe_num=3``, ``announce_wait=0.5``, ...); unset, RFC 5227's and
+        RFC 2131's defaults.  ``dad``: DAD's settings as an object's
+        attributes (``DAD_ATTRIBUTES``: ``probes``, ``probe_wait_s``, ...),
+        each one an option unless ``options`` gives it.  The driver then waits
+        until the controller shows the binding reaching the MN at the target."""
+        if dad is not None:
+            options = {**{option: getattr(dad, name) for name, option in DAD_ATTRIBUTES.items()
+                          if hasattr(dad, name)}, **options}
+        unknown = sorted(set(options) - set(REACTIVE_OPTIONS))
+        if unknown:
+            raise ValueError(f"no reactive option {', '.join(unknown)}: one of "
+                             f"{', '.join(REACTIVE_OPTIONS)}")
+        result = self._begin("reactive", mn, target_poa, False)
+        args = ["reactive", result.to_network, "--wait-link", "--home", self.home_address(mn),
+                *[arg for name, value in sorted(options.items())
+                  for arg in (f"--{name.replace('_', '-')}", f"{value:g}"
+                              if isinstance(value, float) else str(value))]]
+
+        def ready(process, lines, result):
+            self._move(mn, target_poa, result)
+            self._finish(process, lines, result, self.reactive_timeout_s, expect_success=True)
+            if result.returncode == 0 and result.address:
+                self.lab.note_address(mn, result.address)
+                result.settled_ms = self._settle_binding(result, mn, time.monotonic())
+        return self._run(result, args, ready)
 
     def failed_handover(self, mn: str, target_poa: str, mode: str) -> HandoverResult:
         """A handover that never completes.  The client pre-switches to
@@ -278,7 +357,7 @@ class HandoverDriver:
                 self.lab.announce(mn)
             self._finish(process, lines, result, self.finish_timeout_s, expect_success=True)
             result.switched_back_ms = self._settle(result, mn, ready_at, "switch_deadline_s")
-        result = self._begin(mode, mn, target_poa, False)
+        result = self._begin(mode, mn, target_poa, False, "buffer")
         return self._run(result, self._handover_args(result, False), ready)
 
     def sudden_loss(self, mn: str, poa: str, mac: str, before_s: float = 1.0) -> HandoverResult:
@@ -322,18 +401,21 @@ class HandoverDriver:
             self._end(process, stderr, result)
         return result
 
-    def _begin(self, kind: str, mn: str, target_poa: str, buffer_old: bool) -> HandoverResult:
+    def _begin(self, kind: str, mn: str, target_poa: str, buffer_old: bool,
+               mode: str | None = None) -> HandoverResult:
         here = self.lab.location[mn]
         target = self.lab.graph.poa(target_poa)
         result = HandoverResult(len(self.results) + 1, kind, mn, here.network, target.network,
-                                here.id, target.id, buffer_old, started_wall_ns=time.time_ns())
+                                here.id, target.id, buffer_old, mode,
+                                started_wall_ns=time.time_ns())
         self.results.append(result)
         return result
 
     def _handover_args(self, result: HandoverResult, wait_link: bool) -> list[str]:
         return ["handover", result.to_network, *(["--wait-link"] if wait_link else []),
                 "--home", self.home_address(result.mn),
-                *(["--buffer-old"] if result.buffer_old else [])]
+                *(["--buffer-old"] if result.buffer_old else []),
+                *(["--mode", result.mode] if result.mode not in (None, "buffer") else [])]
 
     def _start(self, result: HandoverResult, args: list[str]):
         command = mpa_mn_command(self.lab, result.mn, self.rest_port,
@@ -415,26 +497,48 @@ class HandoverDriver:
 
     def _settle(self, result: HandoverResult, mn: str, since: float,
                 bound: str) -> float | None:
-        """:meth:`_wait_no_handover` within the controller's ``mpa.<bound>``;
-        an error in ``result`` if it is not done by then."""
-        ms = self._wait_no_handover(mn, since, getattr(self.lab.topology.mpa, bound))
+        """ms from ``since`` until the controller reports no handover in
+        progress for ``mn``; None, and an error in ``result``, if it still
+        does after its ``mpa.<bound>`` and ``settle_margin_s``."""
+        ms = self._wait_state(mn, since, getattr(self.lab.topology.mpa, bound),
+                              lambda state: state is None or state.get("handover") is None)
         if ms is None:
             result.errors.append(f"the controller still reports the handover in progress "
                                  f"after mpa.{bound}")
         return ms
 
-    def _wait_no_handover(self, mn: str, since: float, deadline_s: float) -> float | None:
-        """ms from ``since`` until the controller reports no handover in
-        progress for ``mn``; None if it still does ``deadline_s`` (the
-        controller's own bound) + ``settle_margin_s`` after ``since``."""
+    def _settle_binding(self, result: HandoverResult, mn: str, since: float) -> float | None:
+        """ms from ``since`` until the controller shows ``mn``'s binding to
+        ``result.address`` reaching it directly at the target PoA (with no
+        handover at the controller, nothing else says the move is complete),
+        then ``binding_grace_s`` more; an error in ``result`` if it does not
+        within ``settle_margin_s``."""
+        reach = {"poa": result.to_poa, "tunnel": False}
+
+        def reaches(state):
+            binding = (state or {}).get("binding") or {}
+            return binding.get("care_of") == result.address and binding.get("reach") == reach
+        ms = self._wait_state(mn, since, 0.0, reaches)
+        if ms is None:
+            result.errors.append(f"the controller does not show {mn}'s binding to "
+                                 f"{result.address} reaching it at {result.to_poa}")
+        else:
+            time.sleep(self.binding_grace_s)
+        return ms
+
+    def _wait_state(self, mn: str, since: float, deadline_s: float,
+                    done: Callable[[dict | None], bool]) -> float | None:
+        """ms from ``since`` until ``done(the controller's state of mn)``; None
+        if it is not ``deadline_s`` (the controller's own bound, if any) +
+        ``settle_margin_s`` after ``since``."""
         deadline = since + deadline_s + self.settle_margin_s
         while True:
             try:
-                state = self.mobile_node_state(mn)
+                finished = done(self.mobile_node_state(mn))
             except (OSError, ValueError):
-                state = {"handover": "unknown"}
+                finished = False
             now = time.monotonic()
-            if state is None or state.get("handover") is None:
+            if finished:
                 return (now - since) * 1000
             if now > deadline:
                 return None

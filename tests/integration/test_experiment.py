@@ -81,8 +81,10 @@ def test_every_mode_runs_and_is_compared(prerequisites, tmp_path):
         assert SUMMARY_FIELDS <= set(body["summary"]), mode
         assert body["summary"]["received"] > 0
     modes = results["modes"]
-    # MPA with buffering, copy-and-forward and bicast lose nothing.
-    for mode in ("mpa_buffer", "mpa_copy_forward", "mpa_bicast"):
+    # MPA with buffering and copy-and-forward lose nothing.  (Bicasting
+    # cannot save what is in flight to the old PoA while the lab's link
+    # switch breaks before it makes: RFC 6252 §7.6.1.)
+    for mode in ("mpa_buffer", "mpa_copy_forward"):
         assert [row["lost"] for row in modes[mode]["handovers"]] == [0, 0], mode
     for row in modes["mpa_buffer"]["handovers"]:
         assert row["buffered"] is not None and row["signal_to_flows_ms"] is not None

@@ -1,0 +1,190 @@
+"""A handover without MPA (RFC 6252 Appendix C.5), the MN's side, as the
+baseline that MPA's handovers are measured against.
+
+Nothing is prepared before the move.  After it, as a host in a network
+without MPA: the link-layer switch (the MN waits for its carrier to drop and
+come back), authentication with the target network's AA in full (the same
+exchange as pre-authentication, for a new MPA-SA), an address by DHCP on the
+wire (:mod:`mpa_mn.dhcp_client`), duplicate address detection for it
+(:mod:`mpa_mn.dad`; a conflict declines the lease and starts DHCP again
+after ``decline_wait_s``), the address on the interface with the router as
+default route (the previous CoA removed, the /32 home address kept; the
+router's MAC is left to ARP), the first announcement, and the binding
+update, home address -> the new address.  The interruption runs from the
+link going down to the binding's answer.
+
+Which channel each step uses.  The MN has no address in the target network
+until DHCP and DAD are done, and the controller answers in-band signalling
+only from an address it routes there.  So:
+
+* authentication goes over the MN's channel: on REST (the MN's management
+  link, which needs no address in the target network) right after the link
+  comes up, as network access authentication at the link layer (IEEE 802.1X)
+  would; in-band only once the address is on the interface, from it, as
+  PANA would;
+* the binding update always goes in-band from the new address, as every
+  binding update does (the controller takes it as proof that the MN holds
+  its care-of there).
+
+The target network must be a candidate of the MN's current one: where its
+AA answers is taken from discovery before the move (what the link layer
+would tell a host of its authenticator), and no other exchange happens
+before the move.
+
+The packet sockets (IPv4 for DHCP, ARP for DAD) and the carrier are opened
+before the switch; whatever they queued meanwhile is dropped when the link
+comes back.  Clocks, sleep, randomness, the sockets and ``ip`` are
+injected, as in :mod:`mpa_mn.handover`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from mpa_mn import link
+from mpa_mn.client import MobileNode
+from mpa_mn.dad import Conflict, Dad, DadSettings
+from mpa_mn.dhcp_client import DhcpClient, DhcpSettings, Lease
+from mpa_mn.handover import HostRun, attachment, interface_mac
+from mpa_mn.link import Carrier, LinkError
+from mpa_mn.vif import Ip
+
+LOG = logging.getLogger("mpa_mn.reactive")
+
+
+@dataclass(frozen=True)
+class ReactiveSettings:
+    dhcp: DhcpSettings = DhcpSettings()
+    dad: DadSettings = DadSettings()
+    decline_wait_s: float = 10.0   # RFC 2131 §3.1 step 5: after a DECLINE
+
+    def __post_init__(self):
+        if self.decline_wait_s < 0:
+            raise ValueError("the wait after a DECLINE is not negative")
+
+
+class Reactive(HostRun):
+    """The MN's reactive handover (see :class:`~mpa_mn.handover.HostRun`;
+    ``packet_socket(interface, ethertype)`` opens the DHCP and ARP sockets,
+    ``entropy`` draws DHCP's transaction ids and both protocols' random
+    waits, ``sleep`` waits after a DECLINE and between announcements)."""
+
+    def __init__(self, node: MobileNode, ip: Ip, *,
+                 packet_socket: Callable = link.packet_socket,
+                 sleep: Callable[[float], None] = time.sleep,
+                 entropy: Callable[[int], bytes] = secrets.token_bytes, **host):
+        super().__init__(node, ip, **host)
+        self.packet_socket, self.sleep, self.entropy = packet_socket, sleep, entropy
+
+    def run(self, network: str, home: str, emit: Callable[[dict], None], interface: str,
+            mac: str | None = None, settings: ReactiveSettings = ReactiveSettings(),
+            link_timeout_s: float | None = None) -> dict:
+        """With ``link_timeout_s``: ``emit`` the ready event once the carrier is
+        watched, and wait that long for the switch; without, the MN is taken to
+        be attached to ``network`` already.  Then authenticate, get and check
+        an address, attach and bind ``home`` to it."""
+        node, timings = self.node, {}
+        links = self.ip.links()
+        mac = interface_mac(links, interface, mac, "ask for an address with")
+        report = {"network": network, "home_address": home, "interface": interface,
+                  "mac": mac, "auth_channel": "inband" if node.sends_inband else "rest"}
+        with contextlib.ExitStack() as opened:
+            carrier = None
+            if link_timeout_s is not None:
+                carrier = opened.enter_context(Carrier(interface, self.sysfs))
+                carrier.read()   # a link that cannot be watched fails before anything is asked
+            candidate = node.candidate(network)
+            sockets = [opened.enter_context(contextlib.closing(self._open(interface, kind)))
+                       for kind in (link.ETH_P_IP, link.ETH_P_ARP)]
+            dhcp = DhcpClient(sockets[0], mac, settings.dhcp, clock=self.clock,
+                              entropy=self.entropy)
+            dad = Dad(sockets[1], mac, settings.dad, clock=self.clock, entropy=self.entropy)
+            if carrier is not None:
+                before = carrier.read()
+                report["ready_at"] = self.wall_ns()
+                emit({"event": "ready", **report})
+                start = self.perf_ns()
+                switched = link.wait_for_switch(carrier, before, link_timeout_s, self.clock,
+                                                self.wall_ns, self.sleep)
+                timings["link_wait"] = self._ms_since(start)
+                report.update(link_down_at=switched.down_at, link_up_at=switched.up_at)
+            for sock in sockets:
+                link.drain(sock)
+            sa = None
+            if not node.sends_inband:
+                sa = self._authenticate(network, candidate, mac, None, report, timings)
+            lease, conflicts = self._address(dhcp, dad, settings, timings)
+            plan = attachment(network, lease.config(), interface, mac, links[interface])
+            self._timed(timings, "ip", self.ip.batch, plan.commands())
+            announce_error = self._timed(timings, "announce", dad.announce, lease.address)
+            announced = self.clock()
+            report["attached_at"] = self.wall_ns()
+            if sa is None:
+                sa = self._authenticate(network, candidate, mac, node.inband(lease.address),
+                                        report, timings)
+            binding = self._timed(timings, "bind", node.bind, network, home, lease.address)
+            report["bound_at"] = self.wall_ns()
+            announce_error = self._announce_rest(dad, lease.address, announced,
+                                                 settings.dad) or announce_error
+        if announce_error:
+            LOG.warning("%s: %s", network, announce_error)
+        return {**report, "sa": sa.sa, **lease.config(), "removed": list(plan.remove),
+                "binding": {k: binding[k] for k in ("care_of", "lifetime")},
+                "dhcp": {"transactions": dhcp.transactions, "sent": dict(dhcp.sent),
+                         "received": dict(dhcp.received),
+                         "declined": [c.address for c in conflicts]},
+                "dad": {"probes": dad.probes, "announcements": dad.announcements,
+                        "conflicts": [c.view() for c in conflicts],
+                        "settings": dataclasses.asdict(settings.dad),
+                        "minimum_ms": round(settings.dad.minimum_s * 1000, 3)},
+                **({"announce_error": announce_error} if announce_error else {}),
+                "ignored": dict(sorted((dhcp.ignored + dad.ignored).items())),
+                "timings_ms": timings}
+
+    def _open(self, interface: str, ethertype: int):
+        try:
+            return self.packet_socket(interface, ethertype)
+        except OSError as exc:
+            raise LinkError("link", f"cannot open a packet socket on {interface}: "
+                            f"{exc.strerror or exc}") from None
+
+    def _authenticate(self, network: str, candidate: dict, mac: str, via, report: dict,
+                      timings: dict):
+        sa = self._timed(timings, "auth", self.node.preauthenticate, network, candidate, mac,
+                         via=via)
+        report["authenticated_at"] = self.wall_ns()
+        return sa
+
+    def _address(self, dhcp: DhcpClient, dad: Dad, settings: ReactiveSettings,
+                 timings: dict) -> tuple[Lease, list[Conflict]]:
+        """A lease whose address DAD found free, and the conflicts on the way."""
+        conflicts = []
+        while True:
+            lease = self._timed(timings, "dhcp", dhcp.acquire)
+            conflict = self._timed(timings, "dad", dad.probe, lease.address)
+            if conflict is None:
+                return lease, conflicts
+            conflicts.append(conflict)
+            dhcp.decline(lease)
+            LOG.warning("%s is in use (%s, %s): declined", lease.address, conflict.kind,
+                        conflict.mac)
+            if len(conflicts) >= settings.dad.max_conflicts:
+                raise LinkError("dad-conflict", f"every address DHCP gave was in use "
+                                f"({', '.join(c.address for c in conflicts)})")
+            self._timed(timings, "decline_wait", self.sleep, settings.decline_wait_s)
+
+    def _announce_rest(self, dad: Dad, address: str, first: float,
+                       settings: DadSettings) -> str | None:
+        """The announcements after the first, each ``announce_interval_s`` after
+        the one before; the last error, if any."""
+        error = None
+        for index in range(1, settings.announce_num):
+            self.sleep(max(0.0, first + index * settings.announce_interval_s - self.clock()))
+            error = dad.announce(address) or error
+        return error
