@@ -160,6 +160,13 @@ class Handover(HostRun):
                 mode: str = BUFFER) -> dict:
         """Steps 1-4 (step 4 as ``mode`` says): ready for the link-layer switch
         to ``network``."""
+        ready = self._before_pre_switch(network, home, buffer_old, mode)
+        self._pre_switch(ready, buffer_old)
+        return ready
+
+    def _before_pre_switch(self, network: str, home: str, buffer_old: bool,
+                           mode: str) -> dict:
+        """Steps 1-3."""
         if mode not in MODES:
             raise MnError("usage", f"no handover mode {mode!r}: one of {', '.join(MODES)}")
         if buffer_old and mode != BUFFER:
@@ -174,11 +181,18 @@ class Handover(HostRun):
                  "tunnel": {k: tunnel[k] for k in ("poa", "lifetime")},
                  "binding": {k: binding[k] for k in ("care_of", "lifetime")},
                  "timings_ms": timings}
-        if mode != NO_PRE_SWITCH:
-            pre = self._timed(timings, "pre_switch", node.switch, network, "pre-switch",
-                              buffer_old, mode=None if mode == BUFFER else mode)
-            ready["pre_switch"] = without_network(pre)
         return ready
+
+    def _pre_switch(self, ready: dict, buffer_old: bool) -> None:
+        """Step 4: from the answer on, the target's AR holds (or drops, when
+        bicasting) the nCoA's traffic, so nothing else may follow it before
+        the MN is ready to go."""
+        mode = ready["mode"]
+        if mode != NO_PRE_SWITCH:
+            pre = self._timed(ready["timings_ms"], "pre_switch", self.node.switch,
+                              ready["network"], "pre-switch", buffer_old,
+                              mode=None if mode == BUFFER else mode)
+            ready["pre_switch"] = without_network(pre)
 
     def run(self, network: str, home: str, emit: Callable[[dict], None],
             buffer_old: bool = False, interface: str | None = None, mac: str | None = None,
@@ -194,22 +208,27 @@ class Handover(HostRun):
             return ready
         with Carrier(interface, self.sysfs) as carrier:
             carrier.read()    # a link that cannot be watched fails before anything is asked
-            ready = self.prepare(network, home, buffer_old, mode)
+            ready = self._before_pre_switch(network, home, buffer_old, mode)
             return self._switch_and_attach(ready, carrier, emit, interface, mac,
-                                           link_timeout_s)
+                                           link_timeout_s, buffer_old)
 
     def _switch_and_attach(self, ready: dict, carrier: Carrier, emit: Callable[[dict], None],
-                           interface: str, mac: str | None, timeout_s: float) -> dict:
+                           interface: str, mac: str | None, timeout_s: float,
+                           buffer_old: bool) -> dict:
         network, arrive = ready["network"], ready["mode"] != NO_PRE_SWITCH
         announcement = arrived = None
         try:
             # Everything that needs reading, opening or saving is done now,
-            # before the link goes.
+            # before the pre-switch: from its answer on, the traffic waits in
+            # the AR's buffer until the MN has moved.  ``arrived``'s sequence
+            # number comes before pre-switch's; the AA's replay window takes
+            # them in either order.
             plan = plan_attach(self.ip, network, self.node.config(network), interface, mac)
             announcement = plan.announcement(self.raw_socket)
             if arrive:
                 arrived = self.node.switch_ahead(network, "arrived", source=plan.address)
             before = carrier.read()
+            self._pre_switch(ready, buffer_old)
             ready["ready_at"] = self.wall_ns()
             emit({"event": "ready", **ready})
             start = self.perf_ns()

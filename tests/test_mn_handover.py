@@ -488,15 +488,23 @@ def test_after_the_switch_no_state_is_saved_and_no_socket_opened(world, tmp_path
         if sysfs.sleeps == sysfs.down_at:
             at_switch.update(saves=len(saves), sockets=len(sources.used),
                              sent=len(sources.gateways.sent))
+    at_ready = {}
+
+    def ready(event):
+        at_ready.update(saves=len(saves))
     handover = Handover(mn, mn.vifs.ip, sysfs=str(tmp_path / "sys"),
                         raw_socket=world.raw_socket, clock=sources.clock, sleep=sleep)
-    result = handover.run("net-b1", HOME, lambda event: None, interface="eth0", mac=MN_MAC,
+    result = handover.run("net-b1", HOME, ready, interface="eth0", mac=MN_MAC,
                           link_timeout_s=30)
     assert result["arrived"]["phase"] == "completed"
     assert (len(saves), len(sources.used)) == (at_switch["saves"], at_switch["sockets"])
     [(arrived, _)] = sources.gateways.sent[at_switch["sent"]:]
     assert (json.loads(arrived)["phase"], sources.used[-1]) == ("arrived", NCOA)
-    assert mn.state.entries["net-b1"].sa.next_seq == json.loads(arrived)["seq"] + 1
+    # Pre-switch (the AR buffers from its answer on) is the last thing done
+    # before the ready line: arrived's number was taken and saved before
+    # pre-switch took the next one, and nothing was saved after that.
+    assert mn.state.entries["net-b1"].sa.next_seq == json.loads(arrived)["seq"] + 2
+    assert at_ready["saves"] == at_switch["saves"]
 
 
 # -- the command line ---------------------------------------------------------------------
