@@ -33,6 +33,7 @@ within a window; the latest message's answer is kept, so a retransmission
 from __future__ import annotations
 
 import collections
+import heapq
 import hmac
 import logging
 from dataclasses import dataclass, field
@@ -198,6 +199,10 @@ class AuthenticationAgent:
         self.by_identity_network: dict[tuple[str, str], str] = {}
         self.by_mac: dict[str, set[str]] = {}  # MN MAC -> its SA ids
         self._leaving: dict[str, float] = {}    # SA id -> when its MN's host was forgotten
+        # Heaps of (when, id) for tick: an SA's lapse or end, a session's
+        # expiry; an entry may be stale (looked at, then passed over).
+        self._sa_due: list[tuple[float, str]] = []
+        self._session_due: list[tuple[float, str]] = []
         self.identity_limit = FailureLimiter(settings.failures_per_identity,
                                              settings.failure_window_s, settings.lockout_s)
         self.source_limit = FailureLimiter(settings.failures_per_source,
@@ -239,6 +244,17 @@ class AuthenticationAgent:
         self.sas[sa.id] = sa
         self.by_identity_network[(sa.identity, sa.network)] = sa.id
         self.by_mac.setdefault(sa.mn_mac, set()).add(sa.id)
+        self._schedule(sa)
+
+    def _schedule(self, sa: SecurityAssociation) -> None:
+        """When tick next has something to do with the SA (see tick)."""
+        if sa.state == EXPIRED:
+            due = float("-inf") if sa.expired_at is None else sa.expired_at + EXPIRED_KEEP_S
+        elif sa.state == HELD and sa.held_until is not None:
+            due = min(sa.expires, sa.held_until)
+        else:
+            due = sa.expires
+        heapq.heappush(self._sa_due, (due, sa.id))
 
     def save(self, sa: SecurityAssociation) -> None:
         self.store.put(KIND, sa.id, sa.to_record())
@@ -300,6 +316,7 @@ class AuthenticationAgent:
                           expires=now + self.settings.auth_session_s, psk=psk,
                           init_key=init_key, proven=proven)
         self.sessions[session.id] = session
+        heapq.heappush(self._session_due, (session.expires, session.id))
         self._session_by_init[init_key] = session.id
         self._sessions_of_source[source] += 1
         self.counters["auth_init"] += 1
@@ -399,8 +416,11 @@ class AuthenticationAgent:
                 del self._sessions_of_source[session.source]
 
     def _expire_sessions(self, now: float) -> None:
-        for session in [s for s in self.sessions.values() if s.expires <= now]:
-            self._forget_session(session)
+        due = self._session_due
+        while due and due[0][0] <= now:
+            session = self.sessions.get(heapq.heappop(due)[1])
+            if session is not None and session.expires <= now:
+                self._forget_session(session)
 
     # -- authenticated messages -------------------------------------------------
 
@@ -514,6 +534,7 @@ class AuthenticationAgent:
             sa.expired_at = now
         else:
             sa.held_until = None
+        self._schedule(sa)
         self.save(sa)
 
     def end(self, sa: SecurityAssociation) -> None:
@@ -535,7 +556,11 @@ class AuthenticationAgent:
         self._expire_sessions(now)
         self.identity_limit.tick(now)
         self.source_limit.tick(now)
-        for sa in list(self.sas.values()):
+        due = self._sa_due
+        while due and due[0][0] <= now:
+            sa = self.sas.get(heapq.heappop(due)[1])
+            if sa is None:
+                continue
             if sa.state == EXPIRED:
                 if sa.expired_at is None or sa.expired_at + EXPIRED_KEEP_S <= now:
                     self._drop(sa)

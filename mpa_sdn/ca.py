@@ -18,9 +18,12 @@ it) is skipped for a while and probed again later.
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 import logging
 from dataclasses import dataclass
+
+from mpa_sdn.indexing import Index
 
 LOG = logging.getLogger("mpa_sdn.ca")
 KIND = "lease"
@@ -71,6 +74,8 @@ class Pool:
         self.first, self.last = int(network.pool.first), int(network.pool.last)
         self.leases: dict[str, Lease] = {}      # address -> lease
         self.by_client: dict[str, str] = {}     # client -> address
+        self._by_mac = Index()                  # MAC -> addresses, in lease order
+        self._expiry: list[tuple[float, str]] = []  # a heap; stale entries too
         self.verified: dict[str, float] = {}    # address -> when probes found it free
         self.probing: dict[str, Probe] = {}
         self.conflicts: dict[str, float] = {}   # address -> until when it is skipped
@@ -79,11 +84,36 @@ class Pool:
         for value in range(self.first, self.last + 1):
             yield str(ipaddress.IPv4Address(value))
 
+    def add(self, lease: Lease) -> None:
+        self.leases[lease.address] = lease
+        self.by_client[lease.client] = lease.address
+        self._by_mac.add(lease.mac, lease.address)
+        self.expires_at(lease)
+
+    def remove(self, lease: Lease) -> None:
+        del self.leases[lease.address]
+        self.by_client.pop(lease.client, None)
+        self._by_mac.discard(lease.mac, lease.address)
+
+    def expires_at(self, lease: Lease) -> None:
+        """The lease's expiry is set or moved: it is looked at then."""
+        heapq.heappush(self._expiry, (lease.expires, lease.address))
+
+    def expired(self, now: float) -> list[Lease]:
+        out: dict[str, Lease] = {}
+        while self._expiry and self._expiry[0][0] <= now:
+            _, address = heapq.heappop(self._expiry)
+            lease = self.leases.get(address)
+            if lease is not None and lease.expires <= now:
+                out[address] = lease
+        return list(out.values())
+
+    def leases_of_mac(self, mac: str) -> list[Lease]:
+        return [self.leases[a] for a in self._by_mac.get(mac)]
+
     def lease_of_mac(self, mac: str) -> Lease | None:
-        for lease in self.leases.values():
-            if lease.mac == mac:
-                return lease
-        return None
+        leases = self.leases_of_mac(mac)
+        return leases[0] if leases else None
 
 
 class ConfigurationAgent:
@@ -97,6 +127,8 @@ class ConfigurationAgent:
         self.pools = {n.id: Pool(n) for n in topology.networks.values()
                       if n.pool is not None}
         self.last_address: dict[tuple[str, str], str] = {}  # (network, client) -> address
+        self._next_probe: float | None = None
+        self._probes_changed = True   # _next_probe is to be worked out again
         self._load()
 
     # -- persistence ------------------------------------------------------------
@@ -116,8 +148,7 @@ class ConfigurationAgent:
                 LOG.error("state file: lease record %r is unusable (%s); dropping it", key, exc)
                 self.store.delete(KIND, key)
                 continue
-            pool.leases[lease.address] = lease
-            pool.by_client[lease.client] = lease.address
+            pool.add(lease)
         for key, record in self.store.load(LAST_KIND).items():
             network, client, address = record.get("network"), record.get("client"), \
                 record.get("address")
@@ -261,8 +292,10 @@ class ConfigurationAgent:
                 self._remember_last(lease)
             lease.state = BOUND
             lease.expires = now + self._lease_time(pool, BOUND)
+            pool.expires_at(lease)
         elif lease.state == OFFERED:
             lease.expires = now + self._lease_time(pool, OFFERED)
+            pool.expires_at(lease)
         lease.hostname = hostname or lease.hostname
         self._save(lease)
         self.counters["lease_renewed"] += 1
@@ -277,8 +310,7 @@ class ConfigurationAgent:
         lease = Lease(network=pool.network.id, address=address, client=client, mac=mac,
                       state=state, expires=now + self._lease_time(pool, state),
                       identity=identity, hostname=hostname)
-        pool.leases[address] = lease
-        pool.by_client[client] = address
+        pool.add(lease)
         pool.verified.pop(address, None)
         self._save(lease)
         if state == BOUND:
@@ -303,8 +335,7 @@ class ConfigurationAgent:
         return lease
 
     def _remove(self, pool: Pool, lease: Lease, why: str) -> None:
-        del pool.leases[lease.address]
-        pool.by_client.pop(lease.client, None)
+        pool.remove(lease)
         self.store.delete(KIND, self._key(lease))
         if lease.state == BOUND:
             self._remember_last(lease)
@@ -329,6 +360,7 @@ class ConfigurationAgent:
             self._conflict(pool, address, now)
 
     def _conflict(self, pool: Pool, address: str, now: float) -> None:
+        self._probes_changed = True
         if pool.conflicts.get(address, 0) <= now:
             self.counters["dad_conflict"] += 1
             LOG.info("%s: %s is in use by a host the CA did not give it to; skipped",
@@ -351,6 +383,7 @@ class ConfigurationAgent:
             pool.verified.pop(address, None)
             pool.probing[address] = Probe(address, next_at=now)
             self.counters["dad_started"] += 1
+            self._probes_changed = True
 
     def tick(self, now: float, ready=lambda network: True) -> list[tuple[str, str]]:
         """Advance DAD: returns the probes to send, as (network, address).
@@ -360,11 +393,12 @@ class ConfigurationAgent:
         a probe that never left would prove nothing.
         """
         probes = []
+        self._probes_changed = True
         for pool in self.pools.values():
             for address, until in list(pool.conflicts.items()):
                 if until <= now:
                     del pool.conflicts[address]
-            for lease in [l for l in pool.leases.values() if l.expires <= now]:
+            for lease in pool.expired(now):
                 self._remove(pool, lease, "expired")
             if not ready(pool.network.id):
                 if pool.probing:
@@ -399,5 +433,8 @@ class ConfigurationAgent:
 
     def next_deadline(self) -> float | None:
         """When the next probe is due, so the caller can tick in time."""
-        times = [p.next_at for pool in self.pools.values() for p in pool.probing.values()]
-        return min(times) if times else None
+        if self._probes_changed:   # probes change only in tick and when one starts or ends
+            self._probes_changed = False
+            times = [p.next_at for pool in self.pools.values() for p in pool.probing.values()]
+            self._next_probe = min(times) if times else None
+        return self._next_probe

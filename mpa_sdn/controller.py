@@ -22,6 +22,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 from mpa_sdn import dhcp, forwarding, packets, reconcile
 from mpa_sdn import openflow as of
 from mpa_sdn.forwarding import Host
+from mpa_sdn.indexing import HostTable
 from mpa_sdn.mobility import Mobility
 from mpa_sdn.openflow import Send  # noqa: F401  (the shell and tests take it from here)
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
@@ -63,7 +64,7 @@ class Controller:
         self.mpa = MpaService(topology, self.graph, credentials or {}, store, self.counters,
                               entropy, wall_offset, self._address_user, self._mac_attached)
         self.switches: dict[int, SwitchState] = {}
-        self.hosts: dict[str, Host] = {}
+        self.hosts: dict[str, Host] = HostTable()
         self._host_paths: dict[str, frozenset] = {}
         correspondents = forwarding.correspondent_hosts(self.graph)
         for host in correspondents:
@@ -320,11 +321,11 @@ class Controller:
             # A PoA came up: if one MN is pre-switching to its network, that
             # is the MN arriving (RFC 6252 §6.3 step 5), before it says so.
             handover = self.mobility.expecting(poa)
-            if handover is None or any(h.poa == poa for h in self.hosts.values()):
+            if handover is None or any(True for _ in self.hosts.at_poa(poa)):
                 return []
             return self._learn(handover.mac, handover.address, poa, now, how="port")
         sends = []
-        for address in sorted(a for a, h in self.hosts.items() if h.poa == poa):
+        for address in sorted(h.address for h in self.hosts.at_poa(poa)):
             sends += self.forget_host(address, "link_down", now)
         return sends
 
@@ -479,7 +480,7 @@ class Controller:
         return host.mac if host is not None else None
 
     def _mac_attached(self, mac: str, network: str) -> bool:
-        return any(h.mac == mac and h.poa.network == network for h in self.hosts.values())
+        return any(h.poa.network == network for h in self.hosts.of_mac(mac))
 
     def _signal_in_band(self, dpid, in_port, frame, now) -> list[Send]:
         network = self._gateways[frame.ip_dst]

@@ -2,11 +2,13 @@
 §6.3 steps 2-6, §7.4-§7.6, Appendix C.1 and C.4).
 
 The state is declarative: tunnels, bindings and the buffering punts of
-handovers in progress.  From it :meth:`Mobility.desired` derives every flow
-this module wants on every switch; :meth:`Mobility._sync` compares that with
-what it last asked for and sends the difference: the new flows first, each
-switch's followed by a barrier, and the flows that go only once every
-barrier has been answered (make-before-break).  Deletes are strict, by
+handovers in progress.  Each of them (a subject, named by its flows' cookie)
+has its flows, and together they are every flow this module wants on every
+switch (:meth:`Mobility.desired`).  A change marks the subjects it touches;
+:meth:`Mobility._sync` builds only their flows again (:mod:`mpa_sdn.desired`)
+and sends the difference: the new flows first, each switch's followed by a
+barrier, and the flows that go only once every barrier has been answered
+(make-before-break).  Deletes are strict, by
 table, priority, match and this module's cookie (feature and subject), never
 by a broad match.  A reconnecting switch is reconciled against the same
 ``desired`` view, so a tunnel or a binding never leaks and never goes
@@ -53,10 +55,11 @@ MN can try again.
 from __future__ import annotations
 
 import collections
+import heapq
 import ipaddress
 import itertools
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ryu.ofproto import ether
@@ -66,9 +69,11 @@ from mpa_sdn import tunnels as tn
 from mpa_sdn.binding import Binding, BindingProtocol, EdgeRewrite, Leg, Reach
 from mpa_sdn.copying import CopyRing, Standby, with_copy
 from mpa_sdn.buffer import PacketBuffer
+from mpa_sdn.desired import DesiredFlows, order_of
 from mpa_sdn.forwarding import Host, host_path, last_hop_actions
+from mpa_sdn.indexing import Index, Watched, hosts_of_mac
 from mpa_sdn.openflow import Send
-from mpa_sdn.tables import PRIO_BUFFER, Feature, Table, address_cookie
+from mpa_sdn.tables import PRIO_BUFFER, Feature, Table, address_cookie, feature_of, subject_of
 from mpa_sdn.topology import PoA
 
 LOG = logging.getLogger("mpa_sdn.mobility")
@@ -83,6 +88,9 @@ COMPLETED, SWITCHED_BACK = "completed", "switched-back"
 BUFFERING = (PRE_SWITCHING, SWITCHING, FLUSHING)
 ACTIVE = (PRE_SWITCHING, SWITCHING, FLUSHING, DRAINING)
 BUFFER, BICAST, COPY = "buffer", "bicast", "copy-and-forward"
+# What decides when a handover next has work (Mobility.next_due).
+TIMING = frozenset({"phase", "relaying", "quiet_until", "next_flush", "deadline",
+                    "punt_confirmed_at", "answer_ready"})
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,17 @@ class Handover:
     delivered: list | None = None        # ... the MN's word on what reached it
     copies_placed: bool = False          # ... the undelivered ones are in the buffer
     copies_how: str | None = None        # ... and how they were told apart
+    # Told (handover, field) when a TIMING field changes, so that the
+    # indexes by phase and the schedule need no scan of every handover.
+    watcher: Callable | None = field(default=None, repr=False, compare=False)
+
+    def __setattr__(self, name, value):
+        old = self.__dict__.get(name)
+        object.__setattr__(self, name, value)
+        if name in TIMING:
+            watcher = self.__dict__.get("watcher")
+            if watcher is not None:
+                watcher(self, name, old)
 
     def buffered_addresses(self) -> tuple[str, ...]:
         if self.buffer_old and self.old_address and self.old_address != self.address:
@@ -174,20 +193,42 @@ class Mobility:
         self.connected = connected
         self.store = store
         self.protocol = protocol or EdgeRewrite(graph, correspondents)
-        self.tunnels: dict[str, tn.Tunnel] = {}
-        self.bindings: dict[str, Binding] = {}
-        self.handovers: dict[str, Handover] = {}     # identity -> its handover
-        self.standbys: dict[str, Standby] = {}        # home -> its standby care-of (§7.6.2)
+        # Each change of these marks the flows' subjects it touches (_dirty)
+        # and keeps the indexes below; _sync builds only those subjects' flows.
+        self._dirty: set[int] = set()                 # cookies whose flows may have changed
+        self.tunnels: dict[str, tn.Tunnel] = Watched(self._tunnel_changed)
+        self.bindings: dict[str, Binding] = Watched(self._binding_changed)
+        self.handovers: dict[str, Handover] = Watched(self._handover_set)  # identity ->
+        # home -> its standby care-of (§7.6.2)
+        self.standbys: dict[str, Standby] = Watched(self._standby_changed)
         self._rings: dict[str, tuple[str, CopyRing]] = {}  # home -> (copying switch, copies)
-        self.bicasts: dict[str, Bicast] = {}          # home -> its second leg
+        self.bicasts: dict[str, Bicast] = Watched(self._bicast_changed)  # home -> second leg
         self.history: collections.deque = collections.deque(maxlen=HISTORY)
         self.where: dict[str, PoA] = {}               # MAC -> the PoA it was last learned at
-        self._buffering: dict[str, Handover] = {}     # address -> the handover buffering it
-        self._installed: dict[str, dict] = {}         # switch -> {FlowKey: (record, mod)}
+        # address -> the handover buffering it
+        self._buffering: dict[str, Handover] = Watched(self._buffering_changed)
+        self._flows = DesiredFlows()
+        self._installed = self._flows.installed       # switch -> {FlowKey: (record, mod)}
+        self._tunnels_of_mac, self._tunnels_of = Index(), Index()   # -> addresses
+        self._bound_at, self._bindings_of = Index(), Index()        # care-of, identity -> homes
+        self._bound_mac = Index()                                   # MAC -> homes
+        self._standbys_of, self._legs_at = Index(), Index()         # identity, leg -> homes
+        self._labels_used: collections.Counter = collections.Counter()
+        self._labels_freed: list[int] = []            # a heap: labels below _label_top
+        self._label_top = tn.FIRST_LABEL
+        # The current handovers by id and by phase, and when each next has work.
+        self._by_ids: dict[int, Handover] = {}
+        self._live: dict[int, Handover] = {}          # in an ACTIVE phase
+        self._pre_switching = Index()                 # "mac"/"network", value -> ids
+        self._lingering: collections.deque = collections.deque()  # completed, oldest first
+        self._relay_due: dict[int, Handover] = {}
+        self._due_at: dict[int, float] = {}
+        self._due: list[tuple[float, int]] = []       # a heap of (when, id), stale ones too
         # tag -> (dpids awaited, later stages of adds, deletes)
         self._deferred: dict[str, tuple[set, list, list]] = {}
         # (when, tag, deletes): the deletes of a confirmed change, settling
-        self._breaks: list[tuple[float, str, list]] = []
+        self._breaks: collections.deque = collections.deque()   # [when, tag, deletes]
+        self._breaks_of: dict[str, list] = {}         # tag -> its entries in _breaks
         self._ids = itertools.count(1)
         self._tags = itertools.count(1)
         self._out: list = []
@@ -211,11 +252,11 @@ class Mobility:
             ipaddress.IPv4Address(s.home), ipaddress.IPv4Address(s.care_of)
             self.graph.network(s.network)
             return s
-        self.tunnels = {t.address: t for t in self._records(TUNNEL_KIND, tunnel)}
-        self.bindings = {b.home: b for b in self._records(BINDING_KIND, binding)}
-        self.standbys = {s.home: s for s in self._records(STANDBY_KIND, standby)}
+        self.tunnels.update({t.address: t for t in self._records(TUNNEL_KIND, tunnel)})
+        self.bindings.update({b.home: b for b in self._records(BINDING_KIND, binding)})
+        self.standbys.update({s.home: s for s in self._records(STANDBY_KIND, standby)})
         self._copy_points()
-        self._installed = self.desired()  # what a reconnecting switch is reconciled to
+        self._refresh()  # what a reconnecting switch is reconciled to
 
     def _records(self, kind: str, build: Callable) -> list:
         """The stored records of ``kind`` that ``build`` makes sense of; any
@@ -253,34 +294,101 @@ class Mobility:
         return None
 
     def desired(self) -> dict[str, dict]:
+        """Every flow this module wants, built from the whole state: what
+        ``_installed`` holds after a ``_sync``, built again from scratch."""
         flows: dict[str, list] = collections.defaultdict(list)
-        for address in sorted(self.tunnels):
-            for switch, mods in tn.flows(self.graph, self.tunnels[address]).items():
+        subjects = [address_cookie(Feature.TUNNEL, a) for a in sorted(self.tunnels)]
+        subjects += [address_cookie(Feature.BINDING, h) for h in sorted(self.bindings)]
+        subjects += [address_cookie(Feature.BUFFER, a) for a in sorted(self._buffering)]
+        for cookie in subjects:
+            for switch, mods in self._subject_flows(cookie).items():
                 flows[switch] += mods
-        for home in sorted(self.bindings):
-            binding = self.bindings[home]
-            reach = self.reach(binding)
-            by_switch = self.protocol.flows(binding, reach, self._leg(home))
-            if home in self.standbys and reach is not None and reach.tunnel is None:
-                # Copy-and-forward: what the active care-of's PoA delivers
-                # to the MN, it copies to the controller too.
-                by_switch[reach.poa.switch] = [with_copy(mod, reach.poa.port) or mod
-                                               for mod in by_switch.get(reach.poa.switch, [])]
-            for switch, mods in by_switch.items():
-                flows[switch] += mods
-        for address, handover in sorted(self._buffering.items()):
-            if handover.phase in BUFFERING:
-                network = self.graph.network_of_address(address)
-                flows[network.access_router].append(
-                    buffer_flow(address, punt=handover.mode != BICAST))
         out = {}
         for switch, mods in flows.items():
             table = {}
             for mod in mods:
                 record = of.record_of(mod)
                 table[record.key] = (record, mod)
-            out[switch] = table
+            if table:
+                out[switch] = table
         return out
+
+    def _subject_flows(self, cookie: int) -> dict[str, list]:
+        """The flows of one tunnel, binding or buffer (the cookie says which)."""
+        address = str(ipaddress.IPv4Address(subject_of(cookie) & 0xFFFFFFFF))
+        feature = feature_of(cookie)
+        if feature == Feature.TUNNEL:
+            tunnel = self.tunnels.get(address)
+            return tn.flows(self.graph, tunnel) if tunnel is not None else {}
+        if feature == Feature.BINDING:
+            binding = self.bindings.get(address)
+            if binding is None:
+                return {}
+            reach = self.reach(binding)
+            by_switch = self.protocol.flows(binding, reach, self._leg(address))
+            if address in self.standbys and reach is not None and reach.tunnel is None:
+                # Copy-and-forward: what the active care-of's PoA delivers
+                # to the MN, it copies to the controller too.
+                by_switch[reach.poa.switch] = [with_copy(mod, reach.poa.port) or mod
+                                               for mod in by_switch.get(reach.poa.switch, [])]
+            return by_switch
+        handover = self._buffering.get(address)
+        if handover is None or handover.phase not in BUFFERING:
+            return {}
+        network = self.graph.network_of_address(address)
+        return {network.access_router: [buffer_flow(address, punt=handover.mode != BICAST)]}
+
+    def _refresh(self) -> list[tuple]:
+        """Build the changed subjects' flows again, in the whole state's
+        order; returns the changes (DesiredFlows.update)."""
+        dirty, self._dirty = self._dirty, set()
+        changes = []
+        for cookie in sorted(dirty, key=order_of):
+            changes += self._flows.update(cookie, self._subject_flows(cookie))
+        return changes
+
+    # -- what a change touches ---------------------------------------------------------
+
+    @staticmethod
+    def _reindex(key: str, old, new, **indexes: Index) -> None:
+        """``key``'s entry changed from ``old`` to ``new``: each index by
+        the field it is named after follows."""
+        for name, index in indexes.items():
+            if old is not None:
+                index.discard(getattr(old, name), key)
+            if new is not None:
+                index.add(getattr(new, name), key)
+
+    def _tunnel_changed(self, address: str, old, new) -> None:
+        self._reindex(address, old, new, mac=self._tunnels_of_mac, identity=self._tunnels_of)
+        if old is not None:
+            self._free_labels(old)
+        if new is not None:
+            self._labels_used.update((new.down_label, new.up_label))
+        self._dirty.add(address_cookie(Feature.TUNNEL, address))
+        self._care_of_changed(address)   # a binding through it reaches the MN another way
+
+    def _binding_changed(self, home: str, old, new) -> None:
+        self._reindex(home, old, new, care_of=self._bound_at, identity=self._bindings_of,
+                      mac=self._bound_mac)
+        self._dirty.add(address_cookie(Feature.BINDING, home))
+
+    def _standby_changed(self, home: str, old, new) -> None:
+        self._reindex(home, old, new, identity=self._standbys_of)
+        self._dirty.add(address_cookie(Feature.BINDING, home))
+
+    def _bicast_changed(self, home: str, old, new) -> None:
+        self._reindex(home, old, new, address=self._legs_at)
+        self._dirty.add(address_cookie(Feature.BINDING, home))
+
+    def _buffering_changed(self, address: str, old, new) -> None:
+        self._dirty.add(address_cookie(Feature.BUFFER, address))
+
+    def _care_of_changed(self, address: str) -> None:
+        """What reaches ``address`` changed (a host, a tunnel): the bindings
+        to it, and the bicasts with a leg there."""
+        for home in self._bound_at.get(address) + self._legs_at.get(address):
+            self._dirty.add(address_cookie(Feature.BINDING, home))
 
     def _copy_points(self) -> None:
         """A copy ring for each standby home at its active care-of's PoA
@@ -325,20 +433,16 @@ class Mobility:
         edge's rewrite to a new care-of would otherwise send packets where
         nothing takes them yet), then the deletes."""
         self._copy_points()
-        desired = self.desired()
         receive: dict[str, list] = {}
         steer: dict[str, list] = {}
         deletes_by: dict[str, list] = {}
-        for switch in set(desired) | set(self._installed):
-            want, have = desired.get(switch, {}), self._installed.get(switch, {})
-            for key, (record, mod) in want.items():
-                if key not in have or have[key][0] != record:
-                    (steer if self.protocol.steers(mod) else receive).setdefault(
-                        switch, []).append(mod)
-            deletes = [delete_of(mod) for key, (record, mod) in have.items() if key not in want]
-            if deletes:
-                deletes_by[switch] = deletes
-        self._installed = desired
+        for switch, _, before, after in self._refresh():
+            if after is None:
+                deletes_by.setdefault(switch, []).append(delete_of(before[1]))
+            elif before is None or before[0] != after[0]:
+                mod = after[1]
+                (steer if self.protocol.steers(mod) else receive).setdefault(
+                    switch, []).append(mod)
         live = self.connected
         for switch in also:  # a barrier only, with the first stage
             receive.setdefault(switch, [])
@@ -381,6 +485,74 @@ class Mobility:
         out, self._out = self._out, []
         return out
 
+    # -- the current handovers, by phase ----------------------------------------------
+
+    def _handover_set(self, identity: str, old: Handover | None, new: Handover | None) -> None:
+        """A handover became an identity's current one, or stopped being it:
+        only current handovers are stepped, scheduled and looked up."""
+        if old is not None:
+            self._by_ids.pop(old.id, None)
+            self._unindex(old)
+        if new is not None:
+            self._by_ids[new.id] = new
+            self._index(new)
+
+    def _handover_changed(self, handover: Handover, name: str, old) -> None:
+        if name == "phase" and (old in BUFFERING) != (handover.phase in BUFFERING):
+            for address in handover.buffered_addresses():   # its punts come or go
+                self._dirty.add(address_cookie(Feature.BUFFER, address))
+        if self._by_ids.get(handover.id) is handover:
+            (self._index if name == "phase" else self._schedule)(handover)
+
+    def _index(self, handover: Handover) -> None:
+        self._unindex(handover)
+        if handover.phase in ACTIVE:
+            self._live[handover.id] = handover
+        if handover.phase == PRE_SWITCHING:
+            self._pre_switching.add(("mac", handover.mac), handover.id)
+            self._pre_switching.add(("network", handover.network), handover.id)
+        elif handover.phase == COMPLETED:
+            self._lingering.append(handover)
+        self._schedule(handover)
+
+    def _unindex(self, handover: Handover) -> None:
+        self._live.pop(handover.id, None)
+        self._relay_due.pop(handover.id, None)
+        self._pre_switching.discard(("mac", handover.mac), handover.id)
+        self._pre_switching.discard(("network", handover.network), handover.id)
+        self._due_at.pop(handover.id, None)
+
+    @staticmethod
+    def _first(table: dict, keys, wanted: Callable = lambda value: True):
+        """The first value of ``table`` among ``keys`` (an index's) that is
+        ``wanted``, in the table's own order."""
+        keys = list(keys)
+        if len(keys) > 1:   # rare: one MN with two of a kind
+            keys = [k for k in table if k in set(keys)]
+        return next((table[k] for k in keys if wanted(table[k])), None)
+
+    def _pre_switching_where(self, kind: str, value: str) -> list[Handover]:
+        return [self._by_ids[i] for i in self._pre_switching.get((kind, value))]
+
+    def _schedule(self, handover: Handover) -> None:
+        """When the handover next has work (see next_due), on the heap."""
+        due = None
+        if handover.phase == FLUSHING:
+            due = handover.quiet_until if handover.relaying else handover.next_flush
+        elif handover.phase == PRE_SWITCHING:
+            due = handover.deadline
+            if handover.punt_confirmed_at is not None and not handover.answer_ready:
+                due = min(due, handover.punt_confirmed_at + SETTLE_S)
+        if due is None:
+            self._due_at.pop(handover.id, None)
+            return
+        if self._due_at.get(handover.id) != due:
+            self._due_at[handover.id] = due
+            heapq.heappush(self._due, (due, handover.id))
+            if len(self._due) > 64 + 4 * len(self._due_at):
+                self._due = [(when, i) for i, when in self._due_at.items()]
+                heapq.heapify(self._due)
+
     # -- messages -----------------------------------------------------------------
 
     def tunnel_request(self, sa, lease, origin_mac: str | None, lifetime: int | None,
@@ -395,10 +567,10 @@ class Mobility:
         if poa.network == sa.network:
             raise Refused("wrong-state", f"the MN is already attached to {sa.network}")
         old = self.tunnels.get(lease.address)
-        mine = [t for t in self.tunnels.values() if t.identity == sa.identity]
-        if old is None and len(mine) >= self.settings.max_tunnels_per_mn:
+        mine = self._tunnels_of.count(sa.identity)
+        if old is None and mine >= self.settings.max_tunnels_per_mn:
             self.counters["tunnel_refused_limit"] += 1
-            raise Refused("tunnel-limit", f"the MN holds {len(mine)} tunnels, the most it may")
+            raise Refused("tunnel-limit", f"the MN holds {mine} tunnels, the most it may")
         if old is None and len(self.tunnels) >= self.settings.max_tunnels:
             self.counters["tunnel_refused_limit"] += 1
             raise Refused("tunnel-limit", "the controller holds as many tunnels as it may")
@@ -421,10 +593,38 @@ class Mobility:
                 "lifetime": max(0, int(tunnel.expires - wall))}
 
     def _labels(self) -> tuple[int, int]:
-        used = {t.down_label for t in self.tunnels.values()} | {
-            t.up_label for t in self.tunnels.values()}
-        free = (n for n in range(tn.FIRST_LABEL, tn.LAST_LABEL + 1) if n not in used)
-        return next(free), next(free)
+        """The lowest two labels no tunnel uses."""
+        down = self._free_label()
+        self._labels_used[down] += 1   # so that it is not the up label too
+        try:
+            up = self._free_label()
+        finally:
+            self._labels_used[down] -= 1
+        for label in (down, up):   # still free until a tunnel takes them
+            heapq.heappush(self._labels_freed, label)
+        return down, up
+
+    def _free_label(self) -> int:
+        # Below _label_top a label is used or in the freed heap (some there
+        # are stale: used again since); from _label_top up, taken in turn.
+        while self._labels_freed:
+            label = heapq.heappop(self._labels_freed)
+            if not self._labels_used[label]:
+                return label
+        while self._labels_used[self._label_top]:
+            self._label_top += 1
+        if self._label_top > tn.LAST_LABEL:
+            raise StopIteration("no MPLS label left")
+        self._label_top += 1
+        return self._label_top - 1
+
+    def _free_labels(self, tunnel: tn.Tunnel) -> None:
+        for label in (tunnel.down_label, tunnel.up_label):
+            self._labels_used[label] -= 1
+            if self._labels_used[label] <= 0:
+                del self._labels_used[label]
+                if label < self._label_top:
+                    heapq.heappush(self._labels_freed, label)
 
     def tunnel_release(self, sa, lease) -> None:
         tunnel = self.tunnels.get(lease.address) if lease else None
@@ -541,7 +741,7 @@ class Mobility:
             tunnel = self.tunnels.get(lease.address) if lease else None
             if tunnel is None or tunnel.identity != sa.identity:
                 raise Refused("wrong-state", f"no tunnel to {sa.network}: request one first")
-            if any(s.identity == sa.identity for s in self.standbys.values()):
+            if self._standbys_of.count(sa.identity):
                 raise Refused("wrong-state", "a standby interface is armed: bind to it, or "
                                              "release the standby first")
             return self._state(self._pre_switch(sa, tunnel, buffer_old, mode, now))
@@ -571,9 +771,8 @@ class Mobility:
         is gone, and which frames that one received last."""
         self.counters["handover_link_lost_said"] += 1
         if current is None or current.mode != COPY or current.network != sa.network:
-            standby = next((s for s in self.standbys.values()
-                            if s.identity == sa.identity and s.network == sa.network
-                            and s.home in self.bindings), None)
+            standby = self._first(self.standbys, self._standbys_of.get(sa.identity),
+                                  lambda s: s.network == sa.network and s.home in self.bindings)
             if standby is None:
                 raise Refused("wrong-state", f"no standby interface in {sa.network}")
             current = self._link_lost(standby, "signal", now)
@@ -608,7 +807,8 @@ class Mobility:
             self._new_buffer(),
             now, now + s.switch_deadline_s, phase=SWITCHING, arrival=f"link-lost-{how}",
             arrived_at=now, flush_to=poa, mode=COPY,
-            copies=ring[1] if ring else CopyRing(1, 1.0, self.counters))
+            copies=ring[1] if ring else CopyRing(1, 1.0, self.counters),
+            watcher=self._handover_changed)
         handover.copies.owner = handover
         self.handovers[standby.identity] = handover
         self._buffering[standby.care_of] = handover
@@ -620,15 +820,14 @@ class Mobility:
 
     def _pre_switch(self, sa, tunnel: tn.Tunnel, buffer_old: bool, mode: str,
                     now: float) -> Handover:
-        binding = next((b for b in self.bindings.values() if b.identity == sa.identity), None)
+        binding = self._first(self.bindings, self._bindings_of.get(sa.identity))
         old_address = None
         if binding is not None and binding.care_of != tunnel.address:
             old_address = binding.care_of
         here = self.where.get(sa.mn_mac)
         if mode == BICAST:
             # The second leg: the address the MN has at its PoA now.
-            mine = next((h for h in self.hosts.values()
-                         if h.mac == sa.mn_mac and h.poa == here), None)
+            mine = next((h for h in hosts_of_mac(self.hosts, sa.mn_mac) if h.poa == here), None)
             if binding is None or mine is None:
                 raise Refused("wrong-state", "bicasting needs a binding and an address where "
                                              "the MN is attached")
@@ -640,7 +839,7 @@ class Mobility:
             binding.home if binding else None, here, old_address,
             buffer_old and old_address is not None,
             self._new_buffer(),
-            now, now + s.switch_deadline_s, mode=mode)
+            now, now + s.switch_deadline_s, mode=mode, watcher=self._handover_changed)
         self.handovers[sa.identity] = handover
         for address in handover.buffered_addresses():
             self._buffering[address] = handover
@@ -677,7 +876,7 @@ class Mobility:
         return handover is not None and handover.phase == PRE_SWITCHING and not handover.answer_ready
 
     def _by_id(self, ident: str) -> Handover | None:
-        return next((h for h in self.handovers.values() if str(h.id) == ident), None)
+        return self._by_ids.get(int(ident)) if ident.isdigit() else None
 
     def _answer_check(self, handover: Handover, now: float) -> None:
         confirmed = handover.punt_confirmed_at
@@ -719,6 +918,8 @@ class Mobility:
         if handover.phase == FLUSHING:
             self.counters["buffer_relayed"] += 1
             handover.relay_due = True
+            if self._by_ids.get(handover.id) is handover:
+                self._relay_due[handover.id] = handover
         else:
             self.counters["buffer_late_delivered"] += 1
         self._deliver(handover, frame.ip_src, frame.ip_dst, data)
@@ -727,22 +928,23 @@ class Mobility:
         """The controller has handled every packet-in it has been given: a
         relaying handover's punts go now, right behind the packet it relayed
         last."""
-        for handover in list(self.handovers.values()):
+        due, self._relay_due = self._relay_due, {}
+        for handover in due.values():
             if handover.phase == FLUSHING and handover.relaying and handover.relay_due:
                 self._drain(handover, now)
 
     def expecting(self, poa: PoA) -> Handover | None:
         """The one MN pre-switching to ``poa``'s network, if exactly one is."""
-        waiting = [h for h in self.handovers.values()
-                   if h.phase == PRE_SWITCHING and h.network == poa.network]
+        waiting = self._pre_switching_where("network", poa.network)
         return waiting[0] if len(waiting) == 1 else None
 
     def host_seen(self, mac: str, address: str, poa: PoA, how: str, now: float) -> None:
         """The controller learned (or relearned) a host: where its MN is."""
         moved = self.where.get(mac) != poa
         self.where[mac] = poa
-        handover = next((h for h in self.handovers.values()
-                         if h.mac == mac and h.phase == PRE_SWITCHING), None)
+        self._care_of_changed(address)   # the host table changed there
+        handover = self._first(self.handovers, [
+            h.identity for h in self._pre_switching_where("mac", mac)])
         if handover is not None:
             if poa.network == handover.network and address == handover.address:
                 self._arrive(handover, poa, how, now)
@@ -759,7 +961,7 @@ class Mobility:
         """The MN moved: its tunnels end where it is now, or end (it is in
         their network)."""
         changed = False
-        for tunnel in [t for t in self.tunnels.values() if t.mac == mac]:
+        for tunnel in [self.tunnels[a] for a in self._tunnels_of_mac.get(mac)]:
             if poa.network == tunnel.network and not self._busy(tunnel.address):
                 self._drop_tunnel(tunnel, "arrived")
                 changed = True
@@ -767,20 +969,21 @@ class Mobility:
                 self.tunnels[tunnel.address] = replace(tunnel, poa=poa)
                 self._save_tunnel(self.tunnels[tunnel.address])
                 changed = True
-        bound = any(b.mac == mac for b in self.bindings.values())
+        bound = self._bound_mac.count(mac) > 0
         if changed or bound:
             self._sync()
 
     def host_gone(self, mac: str, address: str, poa: PoA, now: float) -> None:
+        self._care_of_changed(address)   # the host table changed there
         if self.where.get(mac) == poa and not any(
-                h.mac == mac and h.poa == poa for h in self.hosts.values()):
+                h.poa == poa for h in hosts_of_mac(self.hosts, mac)):
             del self.where[mac]
-        for standby in list(self.standbys.values()):
-            binding = self.bindings.get(standby.home)
-            if binding is not None and binding.mac == mac and binding.care_of == address:
-                self._link_lost(standby, "port", now, poa)   # §7.6.2: a sudden loss
-        if any(b.mac == mac and b.care_of == address for b in self.bindings.values()) or any(
-                b.mac == mac and b.address == address for b in self.bicasts.values()):
+        def bound() -> list[str]:
+            return [h for h in self._bound_at.get(address) if self.bindings[h].mac == mac]
+        lost = bound()
+        for standby in [self.standbys[h] for h in self.standbys if h in lost] if lost else ():
+            self._link_lost(standby, "port", now, poa)   # §7.6.2: a sudden loss
+        if bound() or any(self.bicasts[h].mac == mac for h in self._legs_at.get(address)):
             self._sync()
 
     def _arrive(self, handover: Handover, poa: PoA, how: str, now: float) -> None:
@@ -854,7 +1057,9 @@ class Mobility:
             # A barrier's answer means the flow table changed; the datapath's
             # cache follows within SETTLE_S, and until then packets may still
             # go the old way, needing the old flows at the far end.
-            self._breaks.append((now + SETTLE_S, tag, deletes))
+            entry = [now + SETTLE_S, tag, deletes]
+            self._breaks.append(entry)
+            self._breaks_of.setdefault(tag, []).append(entry)
         kind, _, ident = tag.partition(":")
         handover = self._by_id(ident)
         if handover is None:
@@ -871,10 +1076,10 @@ class Mobility:
         """A switch disconnected: its barriers will never be answered."""
         for tag in list(self._deferred):
             self.flows_confirmed(dpid, tag, now)
-        for handover in self.handovers.values():
+        for handover in [h for h in self._live.values() if h.phase == PRE_SWITCHING]:
             # Nothing goes through a gone AR: nothing to wait for.
             nar = self.graph.network(handover.network).access_router
-            if handover.phase == PRE_SWITCHING and self.graph.dpid(nar) == dpid:
+            if self.graph.dpid(nar) == dpid:
                 handover.answer_ready = True
 
     def _release_breaks(self, now: float | None = None, early: Handover | None = None) -> None:
@@ -882,27 +1087,42 @@ class Mobility:
         arrival that sit over its drained addresses at the nAR, settled or
         not.  A delete of a flow wanted again meanwhile (a flip back within
         SETTLE_S) is dropped: it would remove the new one."""
-        tag = f"handover:{early.id}" if early else None
-        nar = self.graph.dpid(self.graph.network(early.network).access_router) if early else None
-        drained = set(early.buffered_addresses()) if early else set()
-
-        def over_drained(dpid, msg) -> bool:
-            return dpid == nar and msg.match.get("ipv4_dst") in drained
-        kept = []
-        for when, owner, deletes in self._breaks:
-            settled = now is not None and when <= now
+        breaks = self._breaks   # oldest first: the settled ones lead
+        while now is not None and breaks and breaks[0][0] <= now:
+            _, owner, deletes = entry = breaks.popleft()
+            self._forget_break(entry)
             for send in deletes:
-                switch = self.graph.switch_of_dpid(send.dpid)
-                wanted = self._installed.get(switch, {})
-                go = [m for m in send.messages if settled or (
-                    owner == tag and over_drained(send.dpid, m))]
+                self._send_deletes(send.dpid, send.messages)
+        if early is None:
+            return
+        nar = self.graph.dpid(self.graph.network(early.network).access_router)
+        drained = set(early.buffered_addresses())
+        for entry in list(self._breaks_of.get(f"handover:{early.id}", ())):
+            kept = []
+            for send in entry[2]:
+                go = [m for m in send.messages
+                      if send.dpid == nar and m.match.get("ipv4_dst") in drained]
                 stay = [m for m in send.messages if m not in go]
-                go = [m for m in go if of.record_of(m).key not in wanted]
-                if go and self.connected(send.dpid):
-                    self._out.append(Send(send.dpid, go, barrier=True))
+                self._send_deletes(send.dpid, go)
                 if stay:
-                    kept.append((when, owner, [Send(send.dpid, stay, barrier=True)]))
-        self._breaks = kept
+                    kept.append(Send(send.dpid, stay, barrier=True))
+            entry[2] = kept
+            if not kept:
+                breaks.remove(entry)
+                self._forget_break(entry)
+
+    def _forget_break(self, entry: list) -> None:
+        entries = self._breaks_of[entry[1]]
+        entries.remove(entry)
+        if not entries:
+            del self._breaks_of[entry[1]]
+
+    def _send_deletes(self, dpid: int, deletes: list) -> None:
+        """Strict deletes, less those of flows wanted again meanwhile."""
+        wanted = self._installed.get(self.graph.switch_of_dpid(dpid), {})
+        go = [m for m in deletes if of.key_of(m) not in wanted]
+        if go and self.connected(dpid):
+            self._out.append(Send(dpid, go, barrier=True))
 
     def _confirmed(self, handover: Handover, now: float) -> None:
         handover.confirmed_at = now
@@ -991,7 +1211,7 @@ class Mobility:
         """Flush what is due, switch back what missed its deadline, forget
         handovers that lingered, send the deletes whose new flows settled."""
         self._release_breaks(now)
-        for handover in list(self.handovers.values()):
+        for handover in list(self._live.values()):
             if handover.phase in BUFFERING:
                 handover.buffer.expire(now)   # pre-switching may outlast buffer_time_s
             if handover.phase == FLUSHING and handover.relaying:
@@ -1003,13 +1223,18 @@ class Mobility:
                 self._switch_back(handover, "deadline", now)
             elif handover.phase == PRE_SWITCHING:
                 self._answer_check(handover, now)
-            elif handover.phase == COMPLETED and now - handover.ended_at > LINGER_S:
-                del self.handovers[handover.identity]
-                if handover.copies is not None:
-                    self._copy_points()   # its ring goes: its copying flow is long gone
-                for address in handover.buffered_addresses():
-                    if self._buffering.get(address) is handover:
-                        del self._buffering[address]
+        lingering = self._lingering
+        while lingering and (lingering[0].ended_at is None
+                             or now - lingering[0].ended_at > LINGER_S):
+            handover = lingering.popleft()
+            if handover.phase != COMPLETED or self.handovers.get(handover.identity) is not handover:
+                continue   # no longer the identity's current handover
+            del self.handovers[handover.identity]
+            if handover.copies is not None:
+                self._copy_points()   # its ring goes: its copying flow is long gone
+            for address in handover.buffered_addresses():
+                if self._buffering.get(address) is handover:
+                    del self._buffering[address]
 
     def tick(self, now: float, wall: float) -> None:
         changed = False
@@ -1034,14 +1259,15 @@ class Mobility:
             self._sync()
 
     def next_due(self) -> float | None:
-        due = [h.quiet_until if h.relaying else h.next_flush
-               for h in self.handovers.values() if h.phase == FLUSHING]
-        due += [h.deadline for h in self.handovers.values() if h.phase == PRE_SWITCHING]
-        due += [when for when, _, _ in self._breaks]
+        """When step next has work: a flushing handover's next batch or
+        quiet end, a pre-switching one's deadline or settled punt, a
+        settled delete, a bicast's end."""
+        heap, due_at = self._due, self._due_at
+        while heap and due_at.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)   # stale: rescheduled, or no longer due
+        due = [heap[0][0]] if heap else []
+        due += [self._breaks[0][0]] if self._breaks else []
         due += [b.until for b in self.bicasts.values() if b.until is not None]
-        due += [h.punt_confirmed_at + SETTLE_S for h in self.handovers.values()
-                if h.phase == PRE_SWITCHING and h.punt_confirmed_at is not None
-                and not h.answer_ready]
         return min(due) if due else None
 
     # -- views ------------------------------------------------------------------------
@@ -1050,9 +1276,13 @@ class Mobility:
         """Per MN (``homes``: identity -> home address) and per identity with state."""
         identities = set(homes) | {t.identity for t in self.tunnels.values()} | {
             b.identity for b in self.bindings.values()} | set(self.handovers)
+        recent = collections.defaultdict(list)
+        for h in self.history:
+            recent[h["identity"]].append(h)
         rows = []
         for identity in sorted(identities):
-            binding = next((b for b in self.bindings.values() if b.identity == identity), None)
+            binding = self._first(self.bindings, self._bindings_of.get(identity))
+            standby = self._first(self.standbys, self._standbys_of.get(identity))
             handover = self.handovers.get(identity)
             reach = self.reach(binding) if binding else None
             rows.append({
@@ -1065,17 +1295,16 @@ class Mobility:
                 "tunnels": [{"address": t.address, "network": t.network, "poa": t.poa.id,
                              "labels": [t.down_label, t.up_label],
                              "expires_in": max(0, round(t.expires - wall))}
-                            for t in sorted(self.tunnels.values(), key=lambda t: t.address)
-                            if t.identity == identity],
+                            for t in (self.tunnels[a]
+                                      for a in sorted(self._tunnels_of.get(identity)))],
                 "handover": None if handover is None or handover.ended_at is not None
                 else handover.view(),
-                "standby": next(({"care_of": sb.care_of, "network": sb.network,
-                                  "copies": len(self._rings[sb.home][1])
-                                  if sb.home in self._rings else 0,
-                                  "expires_in": max(0, round(sb.expires - wall))}
-                                 for sb in self.standbys.values() if sb.identity == identity),
-                                None),
-                "last_handovers": [h for h in self.history if h["identity"] == identity][-5:],
+                "standby": None if standby is None else {
+                    "care_of": standby.care_of, "network": standby.network,
+                    "copies": len(self._rings[standby.home][1])
+                    if standby.home in self._rings else 0,
+                    "expires_in": max(0, round(standby.expires - wall))},
+                "last_handovers": recent[identity][-5:],
             })
         return rows
 

@@ -79,8 +79,14 @@ class NeighbourhoodGraph:
         self._poas_by_switch: dict[str, list[PoA]] = {}
         for poa in sorted(topology.poas.values(), key=lambda p: (p.switch, p.port)):
             self._poas_by_switch.setdefault(poa.switch, []).append(poa)
-        self._prefixes = sorted(((n.prefix, n) for n in topology.networks.values()),
-                                key=lambda item: item[0].prefixlen, reverse=True)
+        prefixes = sorted(((n.prefix, n) for n in topology.networks.values()),
+                          key=lambda item: item[0].prefixlen, reverse=True)
+        # Longest prefix first: (netmask, {network address: network}) per length.
+        self._by_length: list[tuple[int, dict]] = []
+        for prefix, network in prefixes:
+            if not self._by_length or self._by_length[-1][0] != int(prefix.netmask):
+                self._by_length.append((int(prefix.netmask), {}))
+            self._by_length[-1][1].setdefault(int(prefix.network_address), network)
         self._trees: dict[str, dict[str, str]] = {}
         self._network_index = {nid: i + 1 for i, nid in enumerate(sorted(topology.networks))}
         self._candidates: dict[tuple[str, str], Candidate] = {}
@@ -158,9 +164,10 @@ class NeighbourhoodGraph:
         return [self.topology.networks[n] for n in sorted(self.topology.networks)]
 
     def network_of_address(self, address) -> Network | None:
-        address = ipaddress.IPv4Address(address)
-        for prefix, network in self._prefixes:
-            if address in prefix:
+        value = int(ipaddress.IPv4Address(address))
+        for mask, networks in self._by_length:
+            network = networks.get(value & mask)
+            if network is not None:
                 return network
         return None
 

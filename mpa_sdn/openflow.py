@@ -160,6 +160,11 @@ def canonical_instructions(instructions) -> tuple:
     return tuple(sorted(encoded))
 
 
+def key_of(msg) -> FlowKey:
+    """What identifies a flow-mod's flow (a delete's too)."""
+    return FlowKey(msg.table_id, msg.priority, canonical_match(msg.match))
+
+
 def record_of(msg) -> FlowRecord:
     """The canonical form of a flow-mod (ADD) or of a flow-stats entry."""
     return FlowRecord(

@@ -381,8 +381,8 @@ class MpaService:
             identity = sa.identity
             self.counters["dhcp_proactive"] += 1
         pool = self.ca.pools[network_id]
-        mn_lease = next((l for l in pool.leases.values()
-                         if l.mac == request.chaddr and l.identity is not None), None)
+        mn_lease = next((l for l in pool.leases_of_mac(request.chaddr)
+                         if l.identity is not None), None)
         if identity is None and learned and mn_lease is not None:
             # The MN itself, at its PoA with its nCoA, speaking DHCP (§7.3.3:
             # the same client, whichever protocol it asks with).

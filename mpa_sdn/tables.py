@@ -36,6 +36,7 @@ purged of flows we do not recognise.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 
 
@@ -71,6 +72,7 @@ def cookie(feature: Feature, subject: int = 0) -> int:
     return (MAGIC << MAGIC_SHIFT) | (int(feature) << FEATURE_SHIFT) | subject
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def address_cookie(feature: Feature, address) -> int:
     """A cookie whose subject is an IPv4 address (a host, an nCoA, a home address)."""
     return cookie(feature, int(ipaddress.IPv4Address(address)))
