@@ -428,26 +428,30 @@ class Mobility:
         that gets adds, and of ``also`` (switches whose flows others changed),
         so the caller hears when all of them hold their new flows.
 
-        Three stages, each after the barriers of the one before: the flows
-        that receive traffic, then the flows that steer traffic to them (an
+        Stages, each after the barriers of the one before: the flows that
+        receive traffic, then the flows that steer traffic to them (an
         edge's rewrite to a new care-of would otherwise send packets where
-        nothing takes them yet), then the deletes."""
+        nothing takes them yet), then the flows that drop what used to go
+        on (a bicast's target leg at the nAR: until the edge sends the
+        other leg, the tunnel is the MN's only way), then the deletes."""
         self._copy_points()
         receive: dict[str, list] = {}
         steer: dict[str, list] = {}
+        withdraw: dict[str, list] = {}
         deletes_by: dict[str, list] = {}
         for switch, _, before, after in self._refresh():
             if after is None:
                 deletes_by.setdefault(switch, []).append(delete_of(before[1]))
             elif before is None or before[0] != after[0]:
                 mod = after[1]
-                (steer if self.protocol.steers(mod) else receive).setdefault(
-                    switch, []).append(mod)
+                stage = (withdraw if _drops(mod) else steer if self.protocol.steers(mod)
+                         else receive)
+                stage.setdefault(switch, []).append(mod)
         live = self.connected
         for switch in also:  # a barrier only, with the first stage
             receive.setdefault(switch, [])
         sends = []
-        for stage in (receive, steer):
+        for stage in (receive, steer, withdraw):
             batch = [Send(self.graph.dpid(s), mods, barrier=True)
                      for s, mods in sorted(stage.items()) if live(self.graph.dpid(s))]
             if batch:
@@ -1000,6 +1004,13 @@ class Mobility:
         if tunnel is not None:
             self._drop_tunnel(tunnel, "arrived")
         self._switch_flows(handover, poa, now)
+        if handover.phase == SWITCHING:
+            # The first batch goes now, while the switches take the new
+            # flows: a packet-out at the new PoA needs none of them, and the
+            # MN takes it at its home address before its nCoA is even on
+            # its interface.  Nothing newer can overtake it: the punts stay
+            # until the flows are confirmed and the buffer is empty.
+            self._deliver_batch(handover, now)
 
     def _switch_flows(self, handover: Handover, poa: PoA | None, now: float) -> None:
         """The host's routes (just sent by the controller) and this module's
@@ -1127,9 +1138,12 @@ class Mobility:
     def _confirmed(self, handover: Handover, now: float) -> None:
         handover.confirmed_at = now
         handover.phase = FLUSHING
-        handover.next_flush = now
+        # The pace holds across an early batch (see _arrive); an empty
+        # buffer has nothing to pace.
+        handover.next_flush = max(now, handover.next_flush)
         self.counters["handover_flows_confirmed"] += 1
-        self._flush(handover, now)
+        if now >= handover.next_flush or not handover.buffer:
+            self._flush(handover, now)
 
     def _place_copies(self, handover: Handover, now: float) -> bool:
         """Copy-and-forward: put the copies the MN may have missed in front
@@ -1155,9 +1169,7 @@ class Mobility:
         if handover.mode == COPY and not handover.copies_placed and not self._place_copies(
                 handover, now):
             return
-        for item in handover.buffer.take(s.flush_batch, now):
-            self._deliver(handover, item.src, item.address, item.data)
-        handover.next_flush = now + s.flush_batch / s.flush_rate_pps
+        self._deliver_batch(handover, now)
         if not handover.buffer:
             # Empty: with traffic still coming, relay it until the controller
             # has caught up right behind a relayed packet (caught_up), or
@@ -1167,6 +1179,14 @@ class Mobility:
             else:
                 handover.relaying = True
                 handover.quiet_until = handover.last_punt + QUIET_S
+
+    def _deliver_batch(self, handover: Handover, now: float) -> None:
+        """The oldest ``flush_batch`` buffered packets to the MN, and when the
+        next batch may go."""
+        s = self.settings
+        for item in handover.buffer.take(s.flush_batch, now):
+            self._deliver(handover, item.src, item.address, item.data)
+        handover.next_flush = now + s.flush_batch / s.flush_rate_pps
 
     def _drain(self, handover: Handover, now: float) -> None:
         """Stop punting.  What was punted before the switch applied that is
@@ -1317,6 +1337,11 @@ def buffer_flow(address: str, punt: bool = True):
                        of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=address),
                        of.apply(of.to_controller()) if punt else [],
                        address_cookie(Feature.BUFFER, address))
+
+
+def _drops(mod) -> bool:
+    """A buffering flow that drops (``buffer_flow(punt=False)``)."""
+    return mod.priority == PRIO_BUFFER and not mod.instructions
 
 
 def delete_of(mod):

@@ -335,6 +335,24 @@ def test_a_bicast_sends_to_both_networks_and_the_mn_gets_each_packet_once(rig):
     assert echoes(outcome) == [3, 4] and not outcome.lost
 
 
+def test_a_bicast_drops_at_the_nar_only_once_the_edge_sends_the_other_leg(rig):
+    """Stage by stage, as the switches confirm: a packet sent at any point
+    reaches mn1 (through the tunnel until the edge bicasts)."""
+    mn = bound(rig)
+    rig.hold_confirmations = True
+    data, _ = protocol.request(mn.state, "handover", phase="pre-switch", mode="bicast")
+    mn.send(data)
+    stages = 0
+    while rig.held:
+        stages += 1
+        assert stages <= 5
+        seq = 10 + stages
+        assert seq in echoes(pings(rig, "cn1", HOME, [seq], quiet=False)), stages
+        rig.release_confirmations()
+    assert stages == 3      # receive, steer, then the nAR's drop
+    assert 20 in echoes(pings(rig, "cn1", HOME, [20], quiet=False))
+
+
 def test_a_bicast_loses_what_the_link_switch_drops_and_duplicates_nothing(rig):
     bicasting(rig)
     rig.move("mn1", "ap-b1-1", ip=NCOA)
