@@ -90,7 +90,12 @@ def _match(fields: tuple):
     # the same match recurs within a handover (a tunnel's and a buffer's
     # punt, a binding's rewrites built again).  Nothing changes a match once
     # built, so one object serves them all.
-    return parser.OFPMatch(**dict(fields))
+    built = parser.OFPMatch(**dict(fields))
+    # Its OpenFlow 1.0-style Flow (some forty fields, read only when a match
+    # composed with that old API is serialized) was a third of the memory
+    # of every flow mobility keeps; ours are composed from keywords.
+    built._flow = None
+    return built
 
 
 def flow_add(table: int, priority: int, match_, instructions: list, cookie: int,
