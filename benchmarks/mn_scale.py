@@ -1,0 +1,197 @@
+"""Control-plane benchmark at scale: many MNs through the Ryu application.
+
+No Mininet, no root.  For each number of MNs (default 100, 1,000 and
+10,000), in a fresh process: a generated topology with one MN per PoA, the
+Ryu application (``apps.mpa_app``) driven with fake switches and its state
+file on disk (:mod:`scale_driver`), and two phases, ``--window`` MNs in
+flight at a time:
+
+1. *prepare*: every MN attaches (its first packet at its PoA, a packet-in),
+   pre-authenticates and pre-configures in the next network of the ring
+   over the REST channel's path, gets a tunnel and binds its home address
+   to its nCoA;
+2. *hand over*, with every MN resident: pre-switch (a correspondent's
+   packet for the nCoA is punted at the nAR meanwhile and buffered),
+   arrival (the MN's first packet at the target PoA), and the handover
+   completes: flows confirmed by the switches' barrier replies, flush,
+   drain.
+
+Per step, p50 and p99 latency: from the MN's request to its answer
+(``attach``: its first packet to the host learned; ``arrival-to-flows`` and
+``complete``: from the arrival, by the core's own clock).  Handovers per
+second: overall (both phases) and sustained (the second), by the wall clock
+of this one process (which also runs the switches and the MNs), and the
+controller's capacity: MNs per second of time spent in the application's
+handlers and worker.  Memory per MN: the process's RSS growth over both
+phases, divided by the MNs (it includes the fake switches' tables and the
+MNs' keys); and, with tracemalloc, what ``--sample`` more MNs doing both
+phases leave allocated once their handovers are over (switches that keep
+no flows meanwhile), divided by the sample.
+
+Writes JSON to ``--out`` and prints Markdown tables.  Run:
+
+    .venv/bin/python benchmarks/mn_scale.py --out results/bench/mn_scale.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+
+from common import ROOT, stamped, write  # noqa: E402
+
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+SIZES = (100, 1_000, 10_000)
+WINDOW = 50
+SAMPLE = 200
+SETTLE_S = 1.2   # past a completed handover's linger and its settling deletes
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _percentiles(samples: list[float]) -> dict:
+    ordered = sorted(samples)
+    q = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {"p50_ms": round(q[49], 3), "p99_ms": round(q[98], 3)}
+
+
+class _Discard:
+    """A switch that keeps nothing (during the memory sample)."""
+
+    def apply(self, msg) -> None:
+        pass
+
+
+def measure(count: int, window: int, sample: int) -> dict:
+    from apps.mpa_app import settle_heap
+    from scale_driver import Driver, check_completed, hand_over, prepare, scale_topology, \
+        state_store
+
+    started = time.perf_counter()
+    topology, credentials, mns = scale_topology(count + sample)
+    load_s = time.perf_counter() - started
+    resident, extra = mns[:count], mns[count:]
+    with tempfile.TemporaryDirectory() as directory:
+        store = state_store(directory)
+        driver = Driver(topology, credentials, store)
+        settle_heap()   # as MpaApp.start does
+        started = time.perf_counter()
+        driver.connect_all()
+        connect_s = time.perf_counter() - started
+        gc.collect()
+        rss_before = _rss()
+        states: dict = {}
+        busy = driver.busy
+        prepare_s = driver.run((prepare(driver, mn, states) for mn in resident), window)
+        prepare_busy, busy = driver.busy - busy, driver.busy
+        handover_s = driver.run((hand_over(driver, mn, states) for mn in resident), window)
+        handover_busy = driver.busy - busy
+        driver.settle(SETTLE_S)
+        check_completed(driver, resident)
+        flows = sum(len(dp.table.flows) for dp in driver.datapaths.values())
+        gc.collect()
+        rss_after = _rss()
+
+        driver.record = False
+        for dp in driver.datapaths.values():
+            dp.table = _Discard()
+        gc.collect()
+        tracemalloc.start()
+        driver.run((prepare(driver, mn, states) for mn in extra), window)
+        driver.run((hand_over(driver, mn, states) for mn in extra), window)
+        driver.settle(SETTLE_S)
+        gc.collect()
+        traced, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        check_completed(driver, extra)
+        counters = driver.core.counters
+        store.close()
+    return {
+        "mns": count, "window": window,
+        "networks": len(topology.networks), "switches": len(topology.switches),
+        "poas": len(topology.poas),
+        "load_s": round(load_s, 2), "connect_s": round(connect_s, 2),
+        "prepare_s": round(prepare_s, 3), "handover_s": round(handover_s, 3),
+        "handovers_per_s_overall": round(count / (prepare_s + handover_s)),
+        "handovers_per_s_sustained": round(count / handover_s),
+        "controller_s_prepare": round(prepare_busy, 3),
+        "controller_s_handover": round(handover_busy, 3),
+        "controller_handovers_per_s_overall": round(count / (prepare_busy + handover_busy)),
+        "controller_handovers_per_s_sustained": round(count / handover_busy),
+        "controller_ms_per_mn": round((prepare_busy + handover_busy) / count * 1000, 3),
+        "steps": {step: _percentiles(samples) for step, samples in driver.samples.items()},
+        "mobility_flows_on_switches": flows,
+        "rss_bytes_per_mn": round((rss_after - rss_before) / count),
+        "traced_bytes_per_mn": round(traced / sample),
+        "memory_sample": sample,
+        "events": driver.events,
+        "config_waiting_for_dad": counters["config_waiting_for_dad"],
+        "dad_probe_sent": counters["dad_probe_sent"],
+    }
+
+
+def _table(result: dict) -> str:
+    rows = result["rows"]
+    lines = ["| MNs | handovers/s overall | sustained | controller: overall | sustained "
+             "| controller ms per MN | RSS per MN | traced per MN |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['mns']:,} | {r['handovers_per_s_overall']:,} | "
+            f"{r['handovers_per_s_sustained']:,} | "
+            f"{r['controller_handovers_per_s_overall']:,} | "
+            f"{r['controller_handovers_per_s_sustained']:,} | {r['controller_ms_per_mn']} | "
+            f"{r['rss_bytes_per_mn'] / 1024:.1f} KiB | {r['traced_bytes_per_mn'] / 1024:.1f} KiB |")
+    lines += ["", "| step | " + " | ".join(f"{r['mns']:,} MNs p50 / p99 (ms)" for r in rows)
+              + " |", "|---|" + "---|" * len(rows)]
+    for step in rows[0]["steps"]:
+        cells = [f"{r['steps'][step]['p50_ms']} / {r['steps'][step]['p99_ms']}" for r in rows]
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
+                        help="numbers of MNs, comma-separated")
+    parser.add_argument("--window", type=int, default=WINDOW, help="MNs in flight at once")
+    parser.add_argument("--sample", type=int, default=SAMPLE,
+                        help="MNs more, for the traced memory per MN")
+    parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(measure(args.one, args.window, args.sample)))
+        return 0
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        # A fresh process each: its RSS is its own, and eventlet's patching
+        # stays there.
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", str(size),
+                              "--window", str(args.window), "--sample", str(args.sample)],
+                             check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+        print(f"{size} MNs: {rows[-1]['handovers_per_s_sustained']} handovers/s sustained",
+              file=sys.stderr)
+    result = stamped({"benchmark": "mn_scale", "rows": rows})
+    if args.out:
+        write(args.out, result)
+    print(_table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

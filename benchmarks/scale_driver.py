@@ -1,0 +1,395 @@
+"""Many MNs through the Ryu application, with fake switches and no Mininet.
+
+:class:`Driver` runs ``apps.mpa_app.MpaApp`` as the controller process would,
+minus the sockets: its event handlers are called with fake events, its one
+worker is run here (``pump``: every queued event through ``MpaApp.handle``,
+timed), and the ticker is emulated (``tick`` every ``TICK_S``, ``mpa tick``
+when the core says work is due).  Each switch is a ``fakedatapath.FakeDatapath``
+(tests/): it serializes what the application sends, as Ryu's datapath does,
+and keeps it in an outbox; the switch side here then applies the outbox to
+a flow table and answers barriers and flow-stats requests through the
+application's handlers.
+
+Each MN is a generator (:func:`prepare`, :func:`hand_over`) that yields what
+it does: a REST signalling request (the facade's call, with the MN's signed
+message), a frame its PoA punts, or a condition to wait for.  The driver
+keeps ``window`` MNs in flight at once.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import os
+import time
+import types
+
+from ryu.controller.handler import MAIN_DISPATCHER
+from ryu.ofproto import ofproto_v1_3_parser as parser
+
+from apps import mpa_app, runtime
+from mpa_mn import protocol
+from mpa_sdn.config import parse_topology
+from mpa_sdn.credentials import CredentialStore
+from mpa_sdn.packets import udp_frame
+from mpa_sdn.service import REST, Origin
+from mpa_sdn.tables import Table
+from topologies.generate import generate, network_id, poa_id
+
+from fakedatapath import FakeDatapath, KeyedTable  # noqa: E402  (tests/ is on the path)
+
+CN_ADDRESS, CN_MAC = "10.0.0.10", "02:00:00:00:0c:01"   # generate()'s correspondent
+STEPS = ("attach", "preauth", "configure", "tunnel", "bind", "pre-switch",
+         "arrival-to-flows", "complete")
+
+
+# -- the topology and the MNs' keys ------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Mn:
+    index: int                # 1-based
+    identity: str
+    mac: str
+    home: str
+    poa: str                  # where it starts
+    address: str              # its address there (outside the pool)
+    target: str               # the network it hands over to
+    target_poa: str           # where it arrives
+    psk: bytes
+
+
+def scale_topology(mobile_nodes: int, domains: int = 10, networks: int = 20,
+                   extra: dict | None = None):
+    """A generated topology (ring neighbours) with one MN per PoA, each with
+    a home address, and the limits raised for that many MNs; and the MNs.
+
+    MN k starts at the k-th PoA (networks taken in turn) and hands over to
+    the next network of the ring, at the PoA of the same number."""
+    per_network = -(-mobile_nodes // (domains * networks))
+    raw = generate(domains, networks, per_network, neighbours="ring")
+    access = [(d, i) for d in range(1, domains + 1) for i in range(1, networks + 1)]
+    raw["controller"] = {"max_hosts": 2 * mobile_nodes + 1000}
+    raw["mpa"] = {"max_tunnels": mobile_nodes + 1000,
+                  "max_auth_sessions": mobile_nodes + 1000, **(extra or {})}
+    mns, entries = [], {}
+    for k in range(mobile_nodes):
+        slot, port = k % len(access), k // len(access) + 1
+        d, i = access[slot]
+        td, ti = access[(slot + 1) % len(access)]
+        number = k + 1
+        mac = "02:00:01:" + ":".join(f"{(number >> s) & 0xff:02x}" for s in (16, 8, 0))
+        identity = f"mn{number}@domain-{d}"
+        home = f"10.255.{number // 250}.{number % 250 + 1}"
+        psk = hashlib.sha256(identity.encode()).digest()
+        mns.append(Mn(number, identity, mac, home, poa_id(d, i, port),
+                      f"10.{d}.{i}.{port + 1}", network_id(td, ti), poa_id(td, ti, port), psk))
+        entries[f"mn{number}"] = {"mac": mac, "attach": poa_id(d, i, port),
+                                  "identity": identity, "home_address": home}
+    raw["mobile_nodes"] = entries
+    topology = parse_topology(raw)
+    keys: dict[str, dict] = collections.defaultdict(dict)
+    for mn in mns:
+        keys[topology.networks[mn.target].served_by][mn.identity] = mn.psk
+    credentials = {domain: CredentialStore(domain, keys.get(domain, {}))
+                   for domain in topology.domains}
+    return topology, credentials, mns
+
+
+# -- the driver -----------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Post:
+    """A REST signalling request; ``Await(post)`` gives its answer."""
+    mn: Mn
+    network: str
+    data: bytes
+    kind: str
+    posted: float = 0.0
+    answer: object = None
+    answered: float = 0.0
+
+
+@dataclasses.dataclass
+class Await:
+    post: Post
+
+
+@dataclasses.dataclass
+class Punt:
+    """A frame a switch sends to the controller."""
+    dpid: int
+    port: int
+    table: int
+    data: bytes
+
+
+@dataclasses.dataclass
+class Until:
+    ready: object  # () -> bool
+
+
+class Driver:
+    def __init__(self, topology, credentials, store, tables=None):
+        runtime.configure(topology, "mn-scale.yaml", credentials, store)
+        self.app = mpa_app.MpaApp()
+        self.core = self.app.core
+        self.graph = self.core.graph
+        tables = tables or {}
+        self.datapaths = {dpid: FakeDatapath(dpid, tables.get(dpid) or KeyedTable())
+                          for dpid in (self.graph.dpid(s) for s in self.graph.switch_ids())}
+        self.busy = 0.0           # seconds in the application (handlers, worker)
+        self.events = 0
+        self.next_tick = time.monotonic() + mpa_app.TICK_S
+        self.samples: dict[str, list] = {step: [] for step in STEPS}
+        self.record = True
+
+    # -- the application's side --
+
+    def _shell(self, handler, ev) -> None:
+        t0 = time.perf_counter()
+        handler(ev)
+        self.busy += time.perf_counter() - t0
+
+    def pump(self) -> bool:
+        """Every queued event through the worker; the switches answer; the
+        ticker posts what is due.  False: nothing happened."""
+        app, work = self.app, self.app.work
+        did = False
+        while True:
+            self._ticker()
+            if not work.qsize():
+                break
+            did = True
+            item = work.get()
+            t0 = time.perf_counter()
+            app.handle(item)
+            self.busy += time.perf_counter() - t0
+            self.events += 1
+            self._switches()
+        return did
+
+    def _ticker(self) -> None:
+        """What ``MpaApp._ticker`` posts, checked between events."""
+        app, now = self.app, time.monotonic()
+        if now >= self.next_tick:
+            self.next_tick = now + mpa_app.TICK_S
+            app._post("tick", None, self.core.tick)
+        elif not app._mpa_tick_queued:
+            due = self.core.next_mpa_tick(now)
+            if due is not None and due <= now:
+                app._mpa_tick_queued = True
+                app._post("mpa tick", None, app._mpa_tick)
+
+    def settle(self, seconds: float) -> None:
+        """Run the controller ``seconds`` with nothing new from the MNs."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if not self.pump():
+                time.sleep(0.002)
+
+    def next_wake(self) -> float:
+        due = self.core.next_mpa_tick(time.monotonic())
+        return self.next_tick if due is None else min(self.next_tick, due)
+
+    def _switches(self) -> None:
+        for dp in self.datapaths.values():
+            if not dp.outbox:
+                continue
+            messages, dp.outbox = dp.outbox, []
+            for msg in messages:
+                dp.table.apply(msg)
+                if isinstance(msg, parser.OFPBarrierRequest):
+                    reply = types.SimpleNamespace(datapath=dp, xid=msg.xid)
+                    self._shell(self.app._barrier, types.SimpleNamespace(msg=reply))
+                elif isinstance(msg, parser.OFPFlowStatsRequest):
+                    reply = types.SimpleNamespace(datapath=dp, flags=0,
+                                                  body=dp.table.flow_stats())
+                    self._shell(self.app._flow_stats, types.SimpleNamespace(msg=reply))
+
+    def connect_all(self) -> None:
+        """Every switch connects and is reconciled; DAD fills each reserve."""
+        for dp in self.datapaths.values():
+            self._shell(self.app._state_change,
+                        types.SimpleNamespace(datapath=dp, state=MAIN_DISPATCHER))
+        self.pump()
+        assert all(s.reconciled_at is not None for s in self.core.switches.values())
+        deadline = time.monotonic() + 60
+        while not self._reserves_full():
+            assert time.monotonic() < deadline, "DAD never filled the reserves"
+            if not self.pump():
+                time.sleep(max(0.0, min(0.01, self.next_wake() - time.monotonic())))
+
+    def _reserves_full(self) -> bool:
+        want = self.core.topology.mpa.dad_reserve
+        return all(len(p.verified) >= want and not p.probing
+                   for p in self.core.mpa.ca.pools.values())
+
+    # -- the MNs' side --
+
+    def run(self, scripts, window: int) -> float:
+        """Run the MNs' generators, ``window`` at a time; the wall time taken."""
+        scripts = iter(scripts)
+        live: list[list] = []        # [generator, what it waits for]
+        started = time.perf_counter()
+        exhausted = False
+        while live or not exhausted:
+            while not exhausted and len(live) < window:
+                gen = next(scripts, None)
+                if gen is None:
+                    exhausted = True
+                    break
+                live.append([gen, None])
+            progressed = False
+            for entry in live:
+                progressed |= self._advance(entry)
+            live = [e for e in live if e[0] is not None]
+            if not self.pump() and not progressed:
+                time.sleep(max(0.0, min(0.002, self.next_wake() - time.monotonic())))
+        return time.perf_counter() - started
+
+    def _advance(self, entry) -> bool:
+        """Step a generator as long as what it waits for is there."""
+        gen, waiting = entry
+        moved, value = False, None
+        while True:
+            if isinstance(waiting, Await):
+                if waiting.post.answer is None:
+                    return moved
+                value = waiting.post
+            elif isinstance(waiting, Until) and not waiting.ready():
+                return moved
+            try:
+                action = gen.send(value)
+            except StopIteration:
+                entry[0] = None
+                return True
+            moved, value, waiting = True, None, None
+            if isinstance(action, Post):
+                self._post(action)
+                value = action
+            elif isinstance(action, Punt):
+                self._punt(action)
+            else:
+                waiting = action
+            entry[1] = waiting
+
+    def _post(self, post: Post) -> None:
+        """What the facade does for a REST request: the core's call on the worker."""
+        def reply(answer):
+            if post.answer is None:
+                post.answer, post.answered = answer, time.monotonic()
+        origin = Origin(REST, post.mn.address, post.network, reply_to=reply)
+        post.posted = time.monotonic()
+        core, data, expect = self.core, post.data, (post.kind,)
+        self.app._post("rest signal", None,
+                       lambda now: core.signal(data, origin, expect, now))
+
+    def _punt(self, punt: Punt) -> None:
+        msg = types.SimpleNamespace(datapath=self.datapaths[punt.dpid],
+                                    match={"in_port": punt.port}, table_id=punt.table,
+                                    data=punt.data)
+        self._shell(self.app._packet_in, types.SimpleNamespace(msg=msg))
+
+    def sample(self, step: str, seconds: float) -> None:
+        if self.record:
+            self.samples[step].append(seconds * 1000)
+
+
+# -- what each MN does ------------------------------------------------------------------
+
+def _answer(post: Post, expected: str, state=None, seq=None) -> dict:
+    answer = post.answer
+    if answer.status != 200:
+        raise RuntimeError(f"{post.mn.identity} {post.kind}: {answer.status} {answer.fields}")
+    if state is None:
+        return answer.fields
+    return protocol.check_answer(state, answer.body, seq, expected)
+
+
+def _frame(src_mac, dst_mac, src, dst) -> bytes:
+    return udp_frame(src_mac=src_mac, dst_mac=dst_mac, src_ip=src, dst_ip=dst,
+                     src_port=40000, dst_port=5001, payload=b"x" * 64)
+
+
+def prepare(driver: Driver, mn: Mn, states: dict):
+    """Attach, pre-authenticate and pre-configure in the target network,
+    get a tunnel and bind the home address to the nCoA."""
+    graph, core = driver.graph, driver.core
+    poa, here = graph.poa(mn.poa), graph.network_of_address(mn.address)
+    t0 = time.monotonic()
+    yield Punt(graph.dpid(poa.switch), poa.port, Table.INGRESS,
+               _frame(mn.mac, here.gateway_mac, mn.address, CN_ADDRESS))
+    yield Until(lambda: mn.address in core.hosts)
+    driver.sample("attach", time.monotonic() - t0)
+
+    run = protocol.PreAuthentication(mn.identity, mn.psk, mn.target, mn.mac)
+    domain = core.topology.networks[mn.target].served_by
+    t0 = time.monotonic()
+    post = yield Post(mn, mn.target, run.init(), "auth-init")
+    yield Await(post)
+    post = yield Post(mn, mn.target, run.response(post.answer.body), "auth-response")
+    yield Await(post)
+    _answer(post, "auth-success")
+    state = run.finish(post.answer.body, domain)
+    driver.sample("preauth", time.monotonic() - t0)
+
+    steps = (("configure", "config-request", "config", {}),
+             ("tunnel", "tunnel-request", "tunnel", {}),
+             ("bind", "binding-update", "binding-ack", None))
+    ncoa = None
+    for step, kind, expected, fields in steps:
+        if fields is None:
+            fields = {"home_address": mn.home, "care_of": ncoa}
+        data, seq = protocol.request(state, kind, **fields)
+        post = yield Post(mn, mn.target, data, kind)
+        yield Await(post)
+        answer = _answer(post, expected, state, seq)
+        ncoa = ncoa or answer["address"]
+        driver.sample(step, post.answered - post.posted)
+    states[mn.index] = (state, ncoa)
+
+
+def hand_over(driver: Driver, mn: Mn, states: dict):
+    """Pre-switch (a correspondent's packet for the nCoA is punted at the nAR
+    meanwhile and buffered), arrive at the target PoA (the MN's first packet
+    there), and wait for the handover to complete."""
+    graph, core = driver.graph, driver.core
+    state, ncoa = states.pop(mn.index)
+    target = graph.network(mn.target)
+    nar = graph.dpid(target.access_router)
+    data, seq = protocol.request(state, "handover", phase="pre-switch")
+    post = yield Post(mn, mn.target, data, "handover")
+    # The nAR's trunk port: where a packet from the correspondent comes in.
+    yield Punt(nar, 1, Table.ROUTE, _frame(CN_MAC, target.gateway_mac, CN_ADDRESS, ncoa))
+    yield Await(post)
+    answer = _answer(post, "handover-state", state, seq)
+    assert answer["phase"] == "pre-switching", answer
+    driver.sample("pre-switch", post.answered - post.posted)
+
+    poa = graph.poa(mn.target_poa)
+    handover = core.mobility.handovers[mn.identity]
+    yield Punt(graph.dpid(poa.switch), poa.port, Table.INGRESS,
+               _frame(mn.mac, target.gateway_mac, ncoa, CN_ADDRESS))
+    yield Until(lambda: handover.phase == "completed")
+    driver.sample("arrival-to-flows", handover.confirmed_at - handover.arrived_at)
+    driver.sample("complete", handover.ended_at - handover.arrived_at)
+
+
+def check_completed(driver: Driver, mns) -> None:
+    """Every MN's handover completed (none switched back) and its binding
+    points at its nCoA, learned at the target PoA."""
+    core = driver.core
+    assert core.counters["handover_completed"] >= len(mns), core.counters
+    assert not core.counters["handover_switched_back"], core.counters
+    assert not core.counters["handler_error"], core.counters
+    for mn in mns:
+        binding = core.mobility.bindings[mn.home]
+        host = core.hosts[binding.care_of]
+        assert (host.mac, host.poa.id) == (mn.mac, mn.target_poa), (mn, host)
+
+
+def state_store(directory: str):
+    """The controller's state file, as mpa-controller opens it."""
+    from mpa_sdn.store import SqliteStore
+    return SqliteStore(os.path.join(directory, "state.db"))

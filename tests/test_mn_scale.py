@@ -1,0 +1,78 @@
+"""The scale benchmark's driver (benchmarks/scale_driver.py) with a handful
+of MNs, on switches that forward: every handover completes through the Ryu
+application, and each MN's traffic then goes where it now is.  Times are
+not looked at."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from fakeoftable import FakeNetwork, ipv4_packet
+from mpa_sdn.neighbourhood import NeighbourhoodGraph
+from mpa_sdn.tables import Feature, feature_of
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+
+from scale_driver import (CN_ADDRESS, CN_MAC, Driver, check_completed, hand_over,  # noqa: E402
+                          prepare, scale_topology, state_store)
+
+MNS = 6
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    topology, credentials, mns = scale_topology(MNS, domains=1, networks=3)
+    net = FakeNetwork(NeighbourhoodGraph(topology))
+    store = state_store(str(tmp_path_factory.mktemp("mn-scale")))
+    driver = Driver(topology, credentials, store, tables=net.by_dpid)
+    driver.connect_all()
+    states: dict = {}
+    driver.run((prepare(driver, mn, states) for mn in mns), window=4)
+    driver.run((hand_over(driver, mn, states) for mn in mns), window=4)
+    driver.settle(0.1)   # the last settling deletes
+    yield driver, net, mns
+    store.close()
+
+
+def test_every_mn_hands_over_through_the_application(run):
+    driver, net, mns = run
+    check_completed(driver, mns)
+    counters = driver.core.counters
+    assert counters["handover_completed"] == MNS
+    assert counters["buffer_flushed"] == MNS        # each MN's buffered packet
+    assert not counters["send_to_disconnected"] and not counters["send_failed"]
+    assert not driver.app.confirmations, "every barrier was answered"
+    assert all(len(samples) == MNS for samples in driver.samples.values())
+
+
+def test_the_switches_send_each_mn_its_traffic_where_it_arrived(run):
+    driver, net, mns = run
+    graph = driver.graph
+    cn = graph.poa(next(iter(driver.core.topology.correspondents.values())).poa)
+    for mn in mns:
+        # To the home address: rewritten to the nCoA at the correspondent's
+        # edge, routed to the target PoA, restored to the home address there.
+        trace = net.send(cn.switch, cn.port, ipv4_packet(CN_MAC, "02:00:00:00:00:01",
+                                                         CN_ADDRESS, mn.home))
+        [delivery] = trace.deliveries
+        poa = graph.poa(mn.target_poa)
+        assert (delivery.switch, delivery.port) == (poa.switch, poa.port), mn
+        assert (delivery.pkt["ipv4_dst"], delivery.pkt["eth_dst"]) == (mn.home, mn.mac)
+        assert not trace.punts, "no buffer left punting"
+        # From it: the home address goes out as the nCoA and comes back home.
+        gateway = graph.network(mn.target).gateway_mac
+        trace = net.send(poa.switch, poa.port, ipv4_packet(mn.mac, gateway, mn.home, CN_ADDRESS))
+        [delivery] = trace.deliveries
+        assert (delivery.switch, delivery.port) == (cn.switch, cn.port)
+        assert delivery.pkt["ipv4_src"] == mn.home
+
+
+def test_no_tunnel_or_buffer_flow_is_left_behind(run):
+    driver, net, mns = run
+    left = {feature_of(e.cookie) for sw in net.switches.values() for e in sw.entries}
+    assert Feature.TUNNEL not in left and Feature.BUFFER not in left
+    assert Feature.BINDING in left
+    assert driver.core.mobility.tunnels == {}
