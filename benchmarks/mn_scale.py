@@ -132,7 +132,7 @@ def measure(count: int, window: int, sample: int) -> dict:
         "controller_handovers_per_s_sustained": round(count / handover_busy),
         "controller_ms_per_mn": round((prepare_busy + handover_busy) / count * 1000, 3),
         "steps": {step: _percentiles(samples) for step, samples in driver.samples.items()},
-        "mobility_flows_on_switches": flows,
+        "flows_on_switches": flows,
         "rss_bytes_per_mn": round((rss_after - rss_before) / count),
         "traced_bytes_per_mn": round(traced / sample),
         "memory_sample": sample,
