@@ -67,6 +67,27 @@ def _percentiles(samples: list[float]) -> dict:
     return {"p50_ms": round(q[49], 3), "p99_ms": round(q[98], 3)}
 
 
+class _Collections:
+    """Time the cyclic garbage collector runs, and its longest pause."""
+
+    def __init__(self):
+        self.total, self.longest, self._started = 0.0, 0.0, 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase, info) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            pause = time.perf_counter() - self._started
+            self.total += pause
+            self.longest = max(self.longest, pause)
+
+    def take(self) -> tuple[float, float]:
+        taken = (self.total, self.longest)
+        self.total = self.longest = 0.0
+        return taken
+
+
 class _Discard:
     """A switch that keeps nothing (during the memory sample)."""
 
@@ -92,12 +113,15 @@ def measure(count: int, window: int, sample: int) -> dict:
         connect_s = time.perf_counter() - started
         gc.collect()
         rss_before = _rss()
+        collector = _Collections()
         states: dict = {}
         busy = driver.busy
         prepare_s = driver.run((prepare(driver, mn, states) for mn in resident), window)
         prepare_busy, busy = driver.busy - busy, driver.busy
+        gc_prepare = collector.take()
         handover_s = driver.run((hand_over(driver, mn, states) for mn in resident), window)
         handover_busy = driver.busy - busy
+        gc_handover = collector.take()
         driver.settle(SETTLE_S)
         check_completed(driver, resident)
         flows = sum(len(dp.table.flows) for dp in driver.datapaths.values())
@@ -131,8 +155,10 @@ def measure(count: int, window: int, sample: int) -> dict:
         "controller_handovers_per_s_overall": round(count / (prepare_busy + handover_busy)),
         "controller_handovers_per_s_sustained": round(count / handover_busy),
         "controller_ms_per_mn": round((prepare_busy + handover_busy) / count * 1000, 3),
+        "gc_s_prepare": round(gc_prepare[0], 3), "gc_s_handover": round(gc_handover[0], 3),
+        "gc_longest_ms": round(max(gc_prepare[1], gc_handover[1]) * 1000, 1),
         "steps": {step: _percentiles(samples) for step, samples in driver.samples.items()},
-        "mobility_flows_on_switches": flows,
+        "flows_on_switches": flows,
         "rss_bytes_per_mn": round((rss_after - rss_before) / count),
         "traced_bytes_per_mn": round(traced / sample),
         "memory_sample": sample,
