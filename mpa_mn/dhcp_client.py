@@ -36,6 +36,7 @@ from typing import Callable
 
 from mpa_mn import link
 from mpa_mn.link import LinkError
+from mpa_sdn.dhcp_options import OPT_END, walk_options
 
 LOG = logging.getLogger("mpa_mn.dhcp_client")
 
@@ -50,7 +51,6 @@ _FIXED = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")   # op .. file: 236 bytes
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _UDP = struct.Struct("!HHHH")
 ETH_HEADER = 14
-OPT_PAD, OPT_END = 0, 255
 OPT_SUBNET_MASK, OPT_ROUTER, OPT_DNS = 1, 3, 6
 OPT_REQUESTED_IP, OPT_LEASE_TIME, OPT_OVERLOAD, OPT_MESSAGE_TYPE = 50, 51, 52, 53
 OPT_SERVER_ID, OPT_PARAMETER_LIST, OPT_MESSAGE = 54, 55, 56
@@ -155,7 +155,7 @@ def _decode(frame: bytes) -> Reply | str:
     if (op, htype, hlen) != (BOOTREPLY, 1, 6) or \
             bootp[_FIXED.size:_FIXED.size + 4] != MAGIC_COOKIE:
         return MALFORMED
-    options = _options(bootp[_FIXED.size + 4:])
+    options = walk_options(bootp[_FIXED.size + 4:])
     if options is None or OPT_OVERLOAD in options:
         return MALFORMED   # options in sname/file are not read
     kind = options.get(OPT_MESSAGE_TYPE, b"")
@@ -168,27 +168,6 @@ def _decode(frame: bytes) -> Reply | str:
                  _addresses(options[OPT_ROUTER], 1)[0] if OPT_ROUTER in options else None,
                  _addresses(options.get(OPT_DNS, b""), 0), _number(options.get(OPT_LEASE_TIME)),
                  None if message is None else message.decode("ascii", "replace"))
-
-
-def _options(buf: bytes) -> dict[int, bytes] | None:
-    """Code -> value up to END (pads skipped, repeats joined: RFC 3396); None
-    if an option runs past the message or there is no END.  The server's
-    walker (mpa_sdn.dhcp) is the same, but its module loads Ryu, which the MN
-    does without."""
-    found: dict[int, bytes] = {}
-    i = 0
-    while i < len(buf):
-        code = buf[i]
-        if code == OPT_PAD:
-            i += 1
-            continue
-        if code == OPT_END:
-            return found
-        if i + 2 > len(buf) or i + 2 + buf[i + 1] > len(buf):
-            return None
-        found[code] = found.get(code, b"") + buf[i + 2:i + 2 + buf[i + 1]]
-        i += 2 + buf[i + 1]
-    return None
 
 
 def _address(raw: bytes | None) -> str | None:

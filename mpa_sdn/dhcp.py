@@ -29,6 +29,7 @@ from ryu.lib.packet import dhcp, ethernet, ipv4, packet, packet_utils, udp
 from ryu.ofproto import ether, inet
 
 from mpa_sdn import packets
+from mpa_sdn.dhcp_options import OPT_END, walk_options
 from mpa_sdn.signalling import MAC_RE
 
 DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE, INFORM = 1, 2, 3, 4, 5, 6, 7, 8
@@ -47,7 +48,6 @@ FLAG_BROADCAST = 0x8000
 MAGIC_COOKIE = bytes((99, 130, 83, 99))
 _FIXED_LEN = 236          # op .. file, before the magic cookie
 
-OPT_PAD, OPT_END = 0, 255
 OPT_SUBNET_MASK, OPT_ROUTER, OPT_DNS, OPT_HOSTNAME = 1, 3, 6, 12
 OPT_REQUESTED_IP, OPT_LEASE_TIME, OPT_OVERLOAD, OPT_MESSAGE_TYPE = 50, 51, 52, 53
 OPT_SERVER_ID, OPT_PARAMETER_LIST, OPT_MESSAGE = 54, 55, 56
@@ -123,7 +123,7 @@ def decode_request(frame: bytes) -> DhcpRequest | None:
     bootp = frame[udp_start + 8:udp_end]
     if bootp[_FIXED_LEN:_FIXED_LEN + 4] != MAGIC_COOKIE:
         return None
-    options = _walk_options(bootp[_FIXED_LEN + 4:])
+    options = walk_options(bootp[_FIXED_LEN + 4:])
     if options is None or OPT_OVERLOAD in options:
         return None
     message_type = options.get(OPT_MESSAGE_TYPE, b"")
@@ -145,27 +145,6 @@ def decode_request(frame: bytes) -> DhcpRequest | None:
         hostname=None if hostname is None else _printable(hostname),
         parameter_list=tuple(options.get(OPT_PARAMETER_LIST, b"")),
         secs=msg.secs, eth_src=eth.src, ip_src=ip.src, ip_dst=ip.dst)
-
-
-def _walk_options(buf: bytes) -> dict[int, bytes] | None:
-    """Option code → value up to END; None if an option overruns ``buf`` or END is missing.
-
-    Pads are skipped (ryu stops at them) and a repeated code is concatenated (RFC 3396).
-    """
-    found: dict[int, bytes] = {}
-    i = 0
-    while i < len(buf):
-        code = buf[i]
-        if code == OPT_PAD:
-            i += 1
-            continue
-        if code == OPT_END:
-            return found
-        if i + 2 > len(buf) or i + 2 + buf[i + 1] > len(buf):
-            return None
-        found[code] = found.get(code, b"") + buf[i + 2:i + 2 + buf[i + 1]]
-        i += 2 + buf[i + 1]
-    return None
 
 
 def _ip_text(raw: bytes | None) -> str | None:
