@@ -222,6 +222,7 @@ class Experiment:
         collected = self._collected[session.mode]
         mode["sessions"].append({"name": session.name, "repetition": session.repetition,
                                  "handovers": len(done), "counters": counters})
+        analysed = {}   # a handover's index -> its window and its stream's arrivals
         for mn, stream in streams.items():
             if stream.sent is None:      # never started, or stopped before it reported
                 continue
@@ -236,13 +237,18 @@ class Experiment:
             collected["streams"].append(report)
             collected["delays"] += res.first_delays_ms(arrivals)
             for result, window in zip(mine, report["windows"]):
-                record = res.controller_record(history, result)
-                points = res.timeline(arrivals, window, res.event_ns(result))
-                row = res.handover_row(len(mode["handovers"]) + 1, session.repetition,
-                                       result, window, record, points)
-                if not result.ok:
-                    row["stderr"] = result.stderr
-                mode["handovers"].append(row)
+                analysed[result.index] = (window, arrivals)
+        for result in done:              # in the order they ran, whoever moved
+            if result.index not in analysed:
+                continue
+            window, arrivals = analysed[result.index]
+            record = res.controller_record(history, result)
+            points = res.timeline(arrivals, window, res.event_ns(result))
+            row = res.handover_row(len(mode["handovers"]) + 1, session.repetition,
+                                   result, window, record, points)
+            if not result.ok:
+                row["stderr"] = result.stderr
+            mode["handovers"].append(row)
 
     def _finish(self) -> None:
         for name, mode in self.results["modes"].items():
