@@ -55,11 +55,10 @@ MN can try again.
 from __future__ import annotations
 
 import collections
-import heapq
 import ipaddress
 import itertools
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from ryu.ofproto import ether
@@ -71,6 +70,9 @@ from mpa_sdn.copying import CopyRing, Standby, with_copy
 from mpa_sdn.buffer import PacketBuffer
 from mpa_sdn.desired import DesiredFlows, order_of
 from mpa_sdn.forwarding import Host, host_path, last_hop_actions
+from mpa_sdn.handovers import (  # noqa: F401  (the phases and modes are mobility's words)
+    ACTIVE, BICAST, BUFFER, BUFFERING, COMPLETED, COPY, DRAINING, FLUSHING, PRE_SWITCHING,
+    SETTLE_S, SWITCHED_BACK, SWITCHING, CurrentHandovers, Handover)
 from mpa_sdn.indexing import Index, Watched, hosts_of_mac
 from mpa_sdn.openflow import Send
 from mpa_sdn.tables import PRIO_BUFFER, Feature, Table, address_cookie, feature_of, subject_of
@@ -81,16 +83,7 @@ TUNNEL_KIND, BINDING_KIND, STANDBY_KIND = "tunnel", "binding", "standby"
 LINGER_S = 1.0          # a completed handover still delivers late punts this long
 HISTORY = 256           # finished handovers kept for the views and benchmarks
 QUIET_S = 0.05          # an emptied buffer's punts go after this long without a packet
-SETTLE_S = 0.02         # the datapath follows a confirmed flow change within this
 
-PRE_SWITCHING, SWITCHING, FLUSHING, DRAINING = "pre-switching", "switching", "flushing", "draining"
-COMPLETED, SWITCHED_BACK = "completed", "switched-back"
-BUFFERING = (PRE_SWITCHING, SWITCHING, FLUSHING)
-ACTIVE = (PRE_SWITCHING, SWITCHING, FLUSHING, DRAINING)
-BUFFER, BICAST, COPY = "buffer", "bicast", "copy-and-forward"
-# What decides when a handover next has work (Mobility.next_due).
-TIMING = frozenset({"phase", "relaying", "quiet_until", "next_flush", "deadline",
-                    "punt_confirmed_at", "answer_ready"})
 
 
 @dataclass(frozen=True)
@@ -104,74 +97,6 @@ class Bicast:
     mac: str
     poa: PoA
     until: float | None = None   # None: the MN has not arrived yet
-
-
-@dataclass
-class Handover:
-    id: int
-    identity: str
-    mac: str
-    network: str                 # the target
-    address: str                 # the nCoA
-    home: str | None
-    old_poa: PoA | None
-    old_address: str | None      # the care-of before (buffered at its AR with buffer_old)
-    buffer_old: bool
-    buffer: PacketBuffer
-    started: float
-    deadline: float
-    phase: str = PRE_SWITCHING
-    back: bool = False           # it is switching back
-    arrival: str | None = None   # how the MN's arrival was seen
-    arrived_at: float | None = None
-    confirmed_at: float | None = None
-    flush_to: PoA | None = None
-    next_flush: float = 0.0
-    last_punt: float | None = None
-    punt_confirmed_at: float | None = None  # the pre-switch punts' barriers came back
-    answer_ready: bool = False   # the answer to pre-switch may go
-    relaying: bool = False       # flushed: punted packets are relayed as they come
-    relay_due: bool = False      # relaying, and one was relayed: the punts may go
-    quiet_until: float = 0.0     # relaying: the punts go now if nothing came
-    ended_at: float | None = None
-    reason: str | None = None    # why it switched back
-    mode: str = BUFFER           # buffer, bicast, or copy-and-forward (a sudden loss)
-    copies: CopyRing | None = None       # copy-and-forward: what the lost link was sent
-    delivered: list | None = None        # ... the MN's word on what reached it
-    copies_placed: bool = False          # ... the undelivered ones are in the buffer
-    copies_how: str | None = None        # ... and how they were told apart
-    # Told (handover, field) when a TIMING field changes, so that the
-    # indexes by phase and the schedule need no scan of every handover.
-    watcher: Callable | None = field(default=None, repr=False, compare=False)
-
-    def __setattr__(self, name, value):
-        old = self.__dict__.get(name)
-        object.__setattr__(self, name, value)
-        if name in TIMING:
-            watcher = self.__dict__.get("watcher")
-            if watcher is not None:
-                watcher(self, name, old)
-
-    def buffered_addresses(self) -> tuple[str, ...]:
-        if self.buffer_old and self.old_address and self.old_address != self.address:
-            return (self.old_address, self.address)
-        return (self.address,)
-
-    def view(self) -> dict:
-        def ms(a, b):
-            return None if a is None or b is None else round((b - a) * 1000, 3)
-        return {"id": self.id, "identity": self.identity, "network": self.network,
-                "address": self.address, "phase": self.phase, "switched_back": self.back,
-                "reason": self.reason, "arrival": self.arrival,
-                "from_network": self.old_poa.network if self.old_poa else None,
-                "from_poa": self.old_poa.id if self.old_poa else None,
-                "to_poa": self.flush_to.id if self.flush_to else None,
-                "pre_switch_to_arrival_ms": ms(self.started, self.arrived_at),
-                "signal_to_flows_ms": ms(self.arrived_at, self.confirmed_at),
-                "total_ms": ms(self.started, self.ended_at), "mode": self.mode,
-                **({"copies": {"made": self.copies.made, "decided_by": self.copies_how}}
-                   if self.copies is not None else {}),
-                "buffer": self.buffer.view()}
 
 
 class Refused(Exception):
@@ -213,17 +138,8 @@ class Mobility:
         self._bound_at, self._bindings_of = Index(), Index()        # care-of, identity -> homes
         self._bound_mac = Index()                                   # MAC -> homes
         self._standbys_of, self._legs_at = Index(), Index()         # identity, leg -> homes
-        self._labels_used: collections.Counter = collections.Counter()
-        self._labels_freed: list[int] = []            # a heap: labels below _label_top
-        self._label_top = tn.FIRST_LABEL
-        # The current handovers by id and by phase, and when each next has work.
-        self._by_ids: dict[int, Handover] = {}
-        self._live: dict[int, Handover] = {}          # in an ACTIVE phase
-        self._pre_switching = Index()                 # "mac"/"network", value -> ids
-        self._lingering: collections.deque = collections.deque()  # completed, oldest first
-        self._relay_due: dict[int, Handover] = {}
-        self._due_at: dict[int, float] = {}
-        self._due: list[tuple[float, int]] = []       # a heap of (when, id), stale ones too
+        self._label_pool = tn.Labels()
+        self._current = CurrentHandovers()
         # tag -> (dpids awaited, later stages of adds, deletes)
         self._deferred: dict[str, tuple[set, list, list]] = {}
         # (when, tag, deletes): the deletes of a confirmed change, settling
@@ -362,9 +278,9 @@ class Mobility:
     def _tunnel_changed(self, address: str, old, new) -> None:
         self._reindex(address, old, new, mac=self._tunnels_of_mac, identity=self._tunnels_of)
         if old is not None:
-            self._free_labels(old)
+            self._label_pool.release(old)
         if new is not None:
-            self._labels_used.update((new.down_label, new.up_label))
+            self._label_pool.take(new)
         self._dirty.add(address_cookie(Feature.TUNNEL, address))
         self._care_of_changed(address)   # a binding through it reaches the MN another way
 
@@ -380,6 +296,24 @@ class Mobility:
     def _bicast_changed(self, home: str, old, new) -> None:
         self._reindex(home, old, new, address=self._legs_at)
         self._dirty.add(address_cookie(Feature.BINDING, home))
+
+    def _handover_set(self, identity: str, old: Handover | None, new: Handover | None) -> None:
+        self._current.replaced(old, new)
+
+    def _handover_changed(self, handover: Handover, name: str, old) -> None:
+        if name == "phase" and (old in BUFFERING) != (handover.phase in BUFFERING):
+            for address in handover.buffered_addresses():   # its punts come or go
+                self._dirty.add(address_cookie(Feature.BUFFER, address))
+        self._current.changed(handover, name)
+
+    @staticmethod
+    def _first(table: dict, keys, wanted: Callable = lambda value: True):
+        """The first value of ``table`` among ``keys`` (an index's) that is
+        ``wanted``, in the table's own order."""
+        keys = list(keys)
+        if len(keys) > 1:   # rare: one MN with two of a kind
+            keys = [k for k in table if k in set(keys)]
+        return next((table[k] for k in keys if wanted(table[k])), None)
 
     def _buffering_changed(self, address: str, old, new) -> None:
         self._dirty.add(address_cookie(Feature.BUFFER, address))
@@ -489,74 +423,6 @@ class Mobility:
         out, self._out = self._out, []
         return out
 
-    # -- the current handovers, by phase ----------------------------------------------
-
-    def _handover_set(self, identity: str, old: Handover | None, new: Handover | None) -> None:
-        """A handover became an identity's current one, or stopped being it:
-        only current handovers are stepped, scheduled and looked up."""
-        if old is not None:
-            self._by_ids.pop(old.id, None)
-            self._unindex(old)
-        if new is not None:
-            self._by_ids[new.id] = new
-            self._index(new)
-
-    def _handover_changed(self, handover: Handover, name: str, old) -> None:
-        if name == "phase" and (old in BUFFERING) != (handover.phase in BUFFERING):
-            for address in handover.buffered_addresses():   # its punts come or go
-                self._dirty.add(address_cookie(Feature.BUFFER, address))
-        if self._by_ids.get(handover.id) is handover:
-            (self._index if name == "phase" else self._schedule)(handover)
-
-    def _index(self, handover: Handover) -> None:
-        self._unindex(handover)
-        if handover.phase in ACTIVE:
-            self._live[handover.id] = handover
-        if handover.phase == PRE_SWITCHING:
-            self._pre_switching.add(("mac", handover.mac), handover.id)
-            self._pre_switching.add(("network", handover.network), handover.id)
-        elif handover.phase == COMPLETED:
-            self._lingering.append(handover)
-        self._schedule(handover)
-
-    def _unindex(self, handover: Handover) -> None:
-        self._live.pop(handover.id, None)
-        self._relay_due.pop(handover.id, None)
-        self._pre_switching.discard(("mac", handover.mac), handover.id)
-        self._pre_switching.discard(("network", handover.network), handover.id)
-        self._due_at.pop(handover.id, None)
-
-    @staticmethod
-    def _first(table: dict, keys, wanted: Callable = lambda value: True):
-        """The first value of ``table`` among ``keys`` (an index's) that is
-        ``wanted``, in the table's own order."""
-        keys = list(keys)
-        if len(keys) > 1:   # rare: one MN with two of a kind
-            keys = [k for k in table if k in set(keys)]
-        return next((table[k] for k in keys if wanted(table[k])), None)
-
-    def _pre_switching_where(self, kind: str, value: str) -> list[Handover]:
-        return [self._by_ids[i] for i in self._pre_switching.get((kind, value))]
-
-    def _schedule(self, handover: Handover) -> None:
-        """When the handover next has work (see next_due), on the heap."""
-        due = None
-        if handover.phase == FLUSHING:
-            due = handover.quiet_until if handover.relaying else handover.next_flush
-        elif handover.phase == PRE_SWITCHING:
-            due = handover.deadline
-            if handover.punt_confirmed_at is not None and not handover.answer_ready:
-                due = min(due, handover.punt_confirmed_at + SETTLE_S)
-        if due is None:
-            self._due_at.pop(handover.id, None)
-            return
-        if self._due_at.get(handover.id) != due:
-            self._due_at[handover.id] = due
-            heapq.heappush(self._due, (due, handover.id))
-            if len(self._due) > 64 + 4 * len(self._due_at):
-                self._due = [(when, i) for i, when in self._due_at.items()]
-                heapq.heapify(self._due)
-
     # -- messages -----------------------------------------------------------------
 
     def tunnel_request(self, sa, lease, origin_mac: str | None, lifetime: int | None,
@@ -597,38 +463,7 @@ class Mobility:
                 "lifetime": max(0, int(tunnel.expires - wall))}
 
     def _labels(self) -> tuple[int, int]:
-        """The lowest two labels no tunnel uses."""
-        down = self._free_label()
-        self._labels_used[down] += 1   # so that it is not the up label too
-        try:
-            up = self._free_label()
-        finally:
-            self._labels_used[down] -= 1
-        for label in (down, up):   # still free until a tunnel takes them
-            heapq.heappush(self._labels_freed, label)
-        return down, up
-
-    def _free_label(self) -> int:
-        # Below _label_top a label is used or in the freed heap (some there
-        # are stale: used again since); from _label_top up, taken in turn.
-        while self._labels_freed:
-            label = heapq.heappop(self._labels_freed)
-            if not self._labels_used[label]:
-                return label
-        while self._labels_used[self._label_top]:
-            self._label_top += 1
-        if self._label_top > tn.LAST_LABEL:
-            raise StopIteration("no MPLS label left")
-        self._label_top += 1
-        return self._label_top - 1
-
-    def _free_labels(self, tunnel: tn.Tunnel) -> None:
-        for label in (tunnel.down_label, tunnel.up_label):
-            self._labels_used[label] -= 1
-            if self._labels_used[label] <= 0:
-                del self._labels_used[label]
-                if label < self._label_top:
-                    heapq.heappush(self._labels_freed, label)
+        return self._label_pool.lowest_two()
 
     def tunnel_release(self, sa, lease) -> None:
         tunnel = self.tunnels.get(lease.address) if lease else None
@@ -880,7 +715,7 @@ class Mobility:
         return handover is not None and handover.phase == PRE_SWITCHING and not handover.answer_ready
 
     def _by_id(self, ident: str) -> Handover | None:
-        return self._by_ids.get(int(ident)) if ident.isdigit() else None
+        return self._current.by_id(int(ident)) if ident.isdigit() else None
 
     def _answer_check(self, handover: Handover, now: float) -> None:
         confirmed = handover.punt_confirmed_at
@@ -922,8 +757,7 @@ class Mobility:
         if handover.phase == FLUSHING:
             self.counters["buffer_relayed"] += 1
             handover.relay_due = True
-            if self._by_ids.get(handover.id) is handover:
-                self._relay_due[handover.id] = handover
+            self._current.relay_due(handover)
         else:
             self.counters["buffer_late_delivered"] += 1
         self._deliver(handover, frame.ip_src, frame.ip_dst, data)
@@ -932,14 +766,13 @@ class Mobility:
         """The controller has handled every packet-in it has been given: a
         relaying handover's punts go now, right behind the packet it relayed
         last."""
-        due, self._relay_due = self._relay_due, {}
-        for handover in due.values():
+        for handover in self._current.take_relay_due():
             if handover.phase == FLUSHING and handover.relaying and handover.relay_due:
                 self._drain(handover, now)
 
     def expecting(self, poa: PoA) -> Handover | None:
         """The one MN pre-switching to ``poa``'s network, if exactly one is."""
-        waiting = self._pre_switching_where("network", poa.network)
+        waiting = self._current.pre_switching("network", poa.network)
         return waiting[0] if len(waiting) == 1 else None
 
     def host_seen(self, mac: str, address: str, poa: PoA, how: str, now: float) -> None:
@@ -948,7 +781,7 @@ class Mobility:
         self.where[mac] = poa
         self._care_of_changed(address)   # the host table changed there
         handover = self._first(self.handovers, [
-            h.identity for h in self._pre_switching_where("mac", mac)])
+            h.identity for h in self._current.pre_switching("mac", mac)])
         if handover is not None:
             if poa.network == handover.network and address == handover.address:
                 self._arrive(handover, poa, how, now)
@@ -1087,7 +920,7 @@ class Mobility:
         """A switch disconnected: its barriers will never be answered."""
         for tag in list(self._deferred):
             self.flows_confirmed(dpid, tag, now)
-        for handover in [h for h in self._live.values() if h.phase == PRE_SWITCHING]:
+        for handover in [h for h in self._current.live() if h.phase == PRE_SWITCHING]:
             # Nothing goes through a gone AR: nothing to wait for.
             nar = self.graph.network(handover.network).access_router
             if self.graph.dpid(nar) == dpid:
@@ -1231,7 +1064,7 @@ class Mobility:
         """Flush what is due, switch back what missed its deadline, forget
         handovers that lingered, send the deletes whose new flows settled."""
         self._release_breaks(now)
-        for handover in list(self._live.values()):
+        for handover in self._current.live():
             if handover.phase in BUFFERING:
                 handover.buffer.expire(now)   # pre-switching may outlast buffer_time_s
             if handover.phase == FLUSHING and handover.relaying:
@@ -1243,7 +1076,7 @@ class Mobility:
                 self._switch_back(handover, "deadline", now)
             elif handover.phase == PRE_SWITCHING:
                 self._answer_check(handover, now)
-        lingering = self._lingering
+        lingering = self._current.lingering
         while lingering and (lingering[0].ended_at is None
                              or now - lingering[0].ended_at > LINGER_S):
             handover = lingering.popleft()
@@ -1282,12 +1115,9 @@ class Mobility:
         """When step next has work: a flushing handover's next batch or
         quiet end, a pre-switching one's deadline or settled punt, a
         settled delete, a bicast's end."""
-        heap, due_at = self._due, self._due_at
-        while heap and due_at.get(heap[0][1]) != heap[0][0]:
-            heapq.heappop(heap)   # stale: rescheduled, or no longer due
-        due = [heap[0][0]] if heap else []
-        due += [self._breaks[0][0]] if self._breaks else []
-        due += [b.until for b in self.bicasts.values() if b.until is not None]
+        due = [self._current.next_due(), self._breaks[0][0] if self._breaks else None]
+        due += [b.until for b in self.bicasts.values()]
+        due = [when for when in due if when is not None]
         return min(due) if due else None
 
     # -- views ------------------------------------------------------------------------

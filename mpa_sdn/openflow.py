@@ -8,12 +8,13 @@ instructions) used to compare what a switch holds with what it should hold.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 from ryu.ofproto import ether, nicira_ext
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
+
+from mpa_sdn import matches
 
 # Punted packets carry the whole frame: OVS never buffers in the switch.
 CONTROLLER_MAX_LEN = ofp.OFPCML_NO_BUFFER
@@ -78,24 +79,7 @@ def reg_move(src: str, dst: str, n_bits: int):
 
 
 def match(**fields):
-    try:
-        return _match(tuple(fields.items()))
-    except TypeError:   # a value that cannot be a key
-        return parser.OFPMatch(**fields)
-
-
-@functools.lru_cache(maxsize=4096)
-def _match(fields: tuple):
-    # Building an OFPMatch converts every value (a few dozen microseconds);
-    # the same match recurs within a handover (a tunnel's and a buffer's
-    # punt, a binding's rewrites built again).  Nothing changes a match once
-    # built, so one object serves them all.
-    built = parser.OFPMatch(**dict(fields))
-    # Its OpenFlow 1.0-style Flow (some forty fields, read only when a match
-    # composed with that old API is serialized) was a third of the memory
-    # of every flow mobility keeps; ours are composed from keywords.
-    built._flow = None
-    return built
+    return matches.build(**fields)
 
 
 def flow_add(table: int, priority: int, match_, instructions: list, cookie: int,

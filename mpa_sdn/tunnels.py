@@ -20,6 +20,8 @@ deliver straight to the MN's port.
 
 from __future__ import annotations
 
+import collections
+import heapq
 from dataclasses import dataclass
 
 from ryu.ofproto import ether
@@ -127,3 +129,49 @@ def flows(graph: NeighbourhoodGraph, tunnel: Tunnel) -> dict[str, list]:
             instructions = of.apply(of.pop_mpls(), *HAIRPIN) + of.goto(Table.ROUTE)
         by_switch[here].append(of.flow_add(Table.INGRESS, PRIO_TUNNEL, up, instructions, tag))
     return by_switch
+
+
+class Labels:
+    """The labels tunnels use, and the lowest free ones, with no walk over
+    every tunnel: below ``_top`` a label is used or on the freed heap (some
+    there stale, used again since); from ``_top`` up, they are taken in turn."""
+
+    def __init__(self):
+        self._used: collections.Counter = collections.Counter()
+        self._freed: list[int] = []
+        self._top = FIRST_LABEL
+
+    def take(self, tunnel: Tunnel) -> None:
+        self._used.update((tunnel.down_label, tunnel.up_label))
+
+    def release(self, tunnel: Tunnel) -> None:
+        for label in (tunnel.down_label, tunnel.up_label):
+            self._used[label] -= 1
+            if self._used[label] <= 0:
+                del self._used[label]
+                if label < self._top:
+                    heapq.heappush(self._freed, label)
+
+    def lowest_two(self) -> tuple[int, int]:
+        """The two lowest labels no tunnel uses (still free until one takes them)."""
+        down = self._lowest()
+        self._used[down] += 1   # so that it is not the up label too
+        try:
+            up = self._lowest()
+        finally:
+            self._used[down] -= 1
+        for label in (down, up):
+            heapq.heappush(self._freed, label)
+        return down, up
+
+    def _lowest(self) -> int:
+        while self._freed:
+            label = heapq.heappop(self._freed)
+            if not self._used[label]:
+                return label
+        while self._used[self._top]:
+            self._top += 1
+        if self._top > LAST_LABEL:
+            raise StopIteration("no MPLS label left")
+        self._top += 1
+        return self._top - 1

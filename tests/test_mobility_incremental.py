@@ -60,8 +60,9 @@ def on_switches(rig) -> dict:
 
 def check_indexes(mobility) -> None:
     current = list(mobility.handovers.values())
-    assert mobility._by_ids == {h.id: h for h in current}
-    assert mobility._live == {h.id: h for h in current if h.phase in ACTIVE}
+    assert all(mobility._current.by_id(h.id) is h for h in current)
+    assert {h.id: h for h in mobility._current.live()} == {
+        h.id: h for h in current if h.phase in ACTIVE}
     due = [h.quiet_until if h.relaying else h.next_flush for h in current if h.phase == FLUSHING]
     due += [h.deadline for h in current if h.phase == PRE_SWITCHING]
     due += [when for when, _, _ in mobility._breaks]
