@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from ryu.ofproto import ofproto_v1_3 as ofp
 
 from mpa_sdn import dhcp, forwarding, packets, reconcile
+from mpa_sdn.metrics import Metrics
 from mpa_sdn import openflow as of
 from mpa_sdn.forwarding import Host
 from mpa_sdn.indexing import HostTable
@@ -72,6 +73,8 @@ class Controller:
         self.mobility = Mobility(self.graph, topology.mpa, self.counters, correspondents,
                                  self.hosts, self.switches.__contains__, store)
         self.mpa.mobility = self.mobility
+        self.metrics = Metrics(self)
+        self.mobility.on_ended = self.metrics.handover_ended
         self._gated: dict[str, list] = {}  # confirmation tag -> the answers waiting for it
         self._poa_at = {(self.graph.dpid(p.switch), p.port): p for p in topology.poas.values()}
         self._gateways = {str(n.gateway): n for n in topology.networks.values()}

@@ -78,6 +78,10 @@ class Facade:
     def counters(self) -> dict:
         return dict(sorted(self._core.counters.items()))
 
+    def metrics(self) -> bytes:
+        """Prometheus's text format (mpa_sdn/metrics.py)."""
+        return self._core.metrics.render()
+
     # -- the MN's messages (REST channel) and the AA's and CA's state ----------
 
     @property

@@ -128,6 +128,7 @@ class Mobility:
         self.standbys: dict[str, Standby] = Watched(self._standby_changed)
         self._rings: dict[str, tuple[str, CopyRing]] = {}  # home -> (copying switch, copies)
         self.bicasts: dict[str, Bicast] = Watched(self._bicast_changed)  # home -> second leg
+        self.on_ended: Callable[[dict], None] | None = None   # a finished handover's view
         self.history: collections.deque = collections.deque(maxlen=HISTORY)
         self.where: dict[str, PoA] = {}               # MAC -> the PoA it was last learned at
         # address -> the handover buffering it
@@ -1056,7 +1057,10 @@ class Mobility:
         LOG.info("identity=%s handover %d to %s %s: %s", handover.identity, handover.id,
                  handover.network, "switched back" if handover.back else "completed",
                  handover.view())
-        self.history.append(handover.view())
+        view = handover.view()
+        self.history.append(view)
+        if self.on_ended is not None:
+            self.on_ended(view)
 
     # -- time -------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The REST API (``/mpa/v1``), as a plain WSGI application.
+"""The REST API (``/mpa/v1``, and ``/metrics`` for Prometheus), as a plain WSGI
+application.
 
 It parses the path, calls the core's facade and maps errors to status
 codes; nothing else.  Tests drive it in-process with ``webob.Request.blank``.
@@ -18,6 +19,7 @@ from webob import Request, Response
 
 from mpa_sdn import signalling
 from mpa_sdn.facade import Facade, NotFound
+from mpa_sdn.metrics import CONTENT_TYPE as METRICS_TYPE
 
 LOG = logging.getLogger("rest_api")
 
@@ -37,12 +39,20 @@ ROUTES = [
     ("GET", r"/mpa/v1/switches", lambda f, m: f.switches()),
     ("GET", r"/mpa/v1/counters", lambda f, m: f.counters()),
     ("POST", r"/mpa/v1/discover", ("discover",)),
+    ("GET", r"/metrics", lambda f, m: _Text(f.metrics())),
 ] + [("POST", rf"/mpa/v1/networks/{_ID}/{name}", kinds)
      for name, kinds in signalling.SIGNAL_ENDPOINTS.items()]
 _COMPILED = [(method, re.compile(pattern + r"/?\Z"), call) for method, pattern, call in ROUTES]
 
 
+class _Text(bytes):
+    """A body that goes out as it is: Prometheus's text format."""
+
+
 def _json(status: int, body) -> Response:
+    if isinstance(body, _Text):
+        return Response(status=status, content_type=METRICS_TYPE.split(";")[0],
+                        charset="utf-8", body=bytes(body))
     response = Response(status=status, content_type="application/json", charset="utf-8")
     response.text = json.dumps(body, indent=1, sort_keys=True) + "\n"
     return response

@@ -776,3 +776,60 @@ def test_tunnels_and_bindings_survive_a_restart(topology, tmp_path, kind):
     assert flows_of(rig, Feature.TUNNEL, Feature.BINDING) == kept
     [down] = rig.ping("cn1", HOME).to("mn1")
     assert down["ipv4_dst"] == HOME
+
+
+# -- metrics ----------------------------------------------------------------------------------
+
+def scrape(rig) -> dict[str, float]:
+    """GET /metrics, in-process: sample (name and labels) -> value."""
+    from webob import Request
+
+    from mpa_sdn.facade import Facade
+    from rest_api.app import RestApi
+    response = Request.blank("/metrics").get_response(
+        RestApi(Facade(rig.core, clock=lambda: rig.now), rig.core.counters))
+    assert response.status_int == 200
+    assert response.content_type == "text/plain"
+    samples = {}
+    for line in response.text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def test_the_metrics_move_during_a_handover(rig):
+    before = scrape(rig)
+    assert before['mpa_handovers_total{result="completed"}'] == 0
+    pre_switched(rig)
+    pings(rig, "cn1", HOME, [1, 2])
+    during = scrape(rig)
+    assert during["mpa_handovers_in_progress"] == 1
+    assert during['mpa_buffer_occupancy{unit="packets"}'] == 2
+    assert during['mpa_buffer_packets_total{event="buffered"}'] == 2
+    assert during["mpa_handovers_started_total"] == 1
+    arrive(rig)
+    later(rig, QUIET_S)
+    after = scrape(rig)
+    assert after['mpa_handovers_total{result="completed"}'] == 1
+    assert after["mpa_handovers_in_progress"] == 0
+    assert after['mpa_buffer_occupancy{unit="packets"}'] == 0
+    assert after['mpa_handover_step_seconds_count{step="signal_to_flows"}'] == 1
+    assert after['mpa_handover_step_seconds_count{step="total"}'] == 1
+    assert after["mpa_packet_ins_total"] > before["mpa_packet_ins_total"]
+    assert after['mpa_switches{state="connected"}'] == len(rig.graph.switch_ids())
+    # Every counter of the core is there, under its own family or as an event.
+    assert after['mpa_events_total{event="handover_flows_confirmed"}'] == 1
+
+
+def test_metrics_answer_get_only():
+    from webob import Request
+
+    from mpa_sdn.config import load_topology
+    from mpa_sdn.controller import Controller
+    from mpa_sdn.facade import Facade
+    from rest_api.app import RestApi
+    from conftest import DEFAULT_TOPOLOGY
+    api = RestApi(Facade(Controller(load_topology(DEFAULT_TOPOLOGY)), clock=lambda: 0.0))
+    response = Request.blank("/metrics", method="POST").get_response(api)
+    assert response.status_int == 405 and "GET" in response.allow

@@ -219,14 +219,34 @@ def test_a_link_only_move_keeps_the_interface_and_records_the_switch(lab, contro
 
 # -- handovers ---------------------------------------------------------------------
 
+def metrics(controller) -> dict[str, float]:
+    """The controller's GET /metrics: sample (name and labels) -> value."""
+    from mpa_mn.channels import direct_opener
+    with direct_opener().open(controller.base_url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line and not line.startswith("#")}
+
+
 def test_twenty_handovers_lose_nothing_duplicate_nothing(
         bound, lab, controller, home, tmp_path, log_dir):
     targets = next_poas(lab, 20)
     late = late_deliveries(controller)
+    before = metrics(controller)
     with UdpStream(lab, CN, MN, home, 5001, RATE_PPS, tmp_path / "arrivals.log") as stream:
         results = handovers(bound, targets)
     record(log_dir, "twenty", results, controller)
     late = late_deliveries(controller) - late
+    # Prometheus sees them: every handover ended, its steps observed.
+    after = metrics(controller)
+    for sample in ('mpa_handovers_total{result="completed"}',
+                   'mpa_handover_step_seconds_count{step="signal_to_flows"}',
+                   'mpa_handover_step_seconds_count{step="total"}'):
+        assert after[sample] - before.get(sample, 0) == 20, sample
+    for sample in ("mpa_flow_mods_total", "mpa_packet_ins_total",
+                   'mpa_buffer_packets_total{event="buffered"}'):
+        assert after[sample] > before[sample], sample
+    assert after['mpa_switches{state="connected"}'] == len(lab.graph.switch_ids())
     assert_all_done(results)
     assert [r.to_poa for r in results] == targets
     assert {r.to_network for r in results} == {"net-a1", "net-a2", "net-b1"}
