@@ -36,24 +36,21 @@ from typing import Callable
 
 from mpa_mn import link
 from mpa_mn.link import LinkError
-from mpa_sdn.dhcp_options import OPT_END, walk_options
+from mpa_sdn.dhcp_options import (ACK, BOOTREPLY, BOOTREQUEST, CLIENT_PORT, DECLINE, DISCOVER,
+                                   MAGIC_COOKIE, MIN_BOOTP, NAK, OFFER, OPT_DNS, OPT_END,
+                                   OPT_LEASE_TIME, OPT_MESSAGE, OPT_MESSAGE_TYPE, OPT_OVERLOAD,
+                                   OPT_PARAMETER_LIST, OPT_REQUESTED_IP, OPT_ROUTER,
+                                   OPT_SERVER_ID, OPT_SUBNET_MASK, REQUEST, SERVER_PORT,
+                                   walk_options)
 
 LOG = logging.getLogger("mpa_mn.dhcp_client")
 
-DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK = 1, 2, 3, 4, 5, 6
 NAMES = {DISCOVER: "discover", OFFER: "offer", REQUEST: "request", DECLINE: "decline",
          ACK: "ack", NAK: "nak"}
-SERVER_PORT, CLIENT_PORT = 67, 68
-BOOTREQUEST, BOOTREPLY = 1, 2
-MAGIC_COOKIE = bytes((99, 130, 83, 99))
-MIN_BOOTP = 300           # RFC 1542 §2.1
 _FIXED = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")   # op .. file: 236 bytes
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _UDP = struct.Struct("!HHHH")
 ETH_HEADER = 14
-OPT_SUBNET_MASK, OPT_ROUTER, OPT_DNS = 1, 3, 6
-OPT_REQUESTED_IP, OPT_LEASE_TIME, OPT_OVERLOAD, OPT_MESSAGE_TYPE = 50, 51, 52, 53
-OPT_SERVER_ID, OPT_PARAMETER_LIST, OPT_MESSAGE = 54, 55, 56
 PARAMETERS = (OPT_SUBNET_MASK, OPT_ROUTER, OPT_DNS, OPT_LEASE_TIME, OPT_SERVER_ID)
 BROADCAST_IP = "255.255.255.255"
 REQUEST_SENDS = 4         # REQUESTs without an answer before starting again

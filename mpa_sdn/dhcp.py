@@ -29,29 +29,25 @@ from ryu.lib.packet import dhcp, ethernet, ipv4, packet, packet_utils, udp
 from ryu.ofproto import ether, inet
 
 from mpa_sdn import packets
-from mpa_sdn.dhcp_options import OPT_END, walk_options
+from mpa_sdn.dhcp_options import (  # noqa: F401 (the numbers are part of this module's API)
+    ACK, BOOTREPLY, BOOTREQUEST, CLIENT_PORT, DECLINE, DISCOVER, INFORM, MAGIC_COOKIE,
+    MIN_BOOTP, NAK, OFFER, OPT_CLIENT_ID, OPT_DNS, OPT_END, OPT_HOSTNAME, OPT_LEASE_TIME,
+    OPT_MESSAGE, OPT_MESSAGE_TYPE, OPT_OVERLOAD, OPT_PAD, OPT_PARAMETER_LIST,
+    OPT_REBINDING_T2, OPT_RENEWAL_T1, OPT_REQUESTED_IP, OPT_ROUTER, OPT_SERVER_ID,
+    OPT_SUBNET_MASK, RELEASE, REQUEST, SERVER_PORT, walk_options)
 from mpa_sdn.signalling import MAC_RE
 
-DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE, INFORM = 1, 2, 3, 4, 5, 6, 7, 8
-SERVER_PORT, CLIENT_PORT = 67, 68
 
 BROADCAST_MAC = packets.BROADCAST
 LIMITED_BROADCAST = "255.255.255.255"
 UNSPECIFIED = packets.UNSPECIFIED
 MAX_FRAME = 1600          # an Ethernet MTU and headers; a larger punted frame is refused
-MIN_BOOTP = 300           # RFC 1542 §2.1: the minimal BOOTP message relays and clients expect
 INFINITE_LEASE = 0xFFFFFFFF
 
-BOOTREQUEST, BOOTREPLY = 1, 2
 HTYPE_ETHERNET = 1
 FLAG_BROADCAST = 0x8000
-MAGIC_COOKIE = bytes((99, 130, 83, 99))
 _FIXED_LEN = 236          # op .. file, before the magic cookie
 
-OPT_SUBNET_MASK, OPT_ROUTER, OPT_DNS, OPT_HOSTNAME = 1, 3, 6, 12
-OPT_REQUESTED_IP, OPT_LEASE_TIME, OPT_OVERLOAD, OPT_MESSAGE_TYPE = 50, 51, 52, 53
-OPT_SERVER_ID, OPT_PARAMETER_LIST, OPT_MESSAGE = 54, 55, 56
-OPT_RENEWAL_T1, OPT_REBINDING_T2, OPT_CLIENT_ID = 58, 59, 61
 
 
 
