@@ -218,15 +218,17 @@ class MobileNode:
         """``kind`` over ``via`` (default: the MN's channel); the checked answer."""
         return self._reserve(network, kind, expected, via, echo, **fields).send()
 
-    def configure(self, network: str) -> dict:
+    def configure(self, network: str, vif: bool = True) -> dict:
         """The nCoA and the rest of the configuration from ``network``'s CA (§7.3),
-        put on the network's virtual interface."""
+        put on the network's virtual interface (``vif``; a caller that puts
+        it on an interface of its own says False)."""
         answer = self._request(network, "config-request", "config")
         entry = self.state.entries[network]
         entry.sa.config = {k: answer[k] for k in CONFIG_FIELDS}
         entry.configured_at = self.wall()
         self._save()
-        interface, changed = self.vifs.ensure(network, answer["address"])
+        interface, changed = (self.vifs.ensure(network, answer["address"]) if vif
+                              else (None, False))
         LOG.info("%s: nCoA %s on %s%s", network, answer["address"], interface or "no interface",
                  " (changed)" if changed else "")
         return {"network": network, **entry.sa.config, "interface": interface}

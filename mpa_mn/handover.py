@@ -239,7 +239,8 @@ class Handover(HostRun):
                 if opened is not None:
                     opened.close()
             if isinstance(exc, (LinkError, VifError, MnError)):
-                raise (self._cancelled(network, exc) if arrive
+                # Only a pre-switch that went out has anything to cancel.
+                raise (self._cancelled(network, exc) if "pre_switch" in ready
                        else self._unswitched(exc)) from None
             raise
         ready["timings_ms"]["link_wait"] = self._ms_since(start)

@@ -151,7 +151,8 @@ class Standby(HostRun):
             if old_interface not in links:
                 raise VifError(f"no interface {old_interface}")
             sa = self._timed(timings, "preauth", node.preauthenticate, network, mac=mac)
-            config = self._timed(timings, "configure", node.configure, network)
+            # The nCoA goes straight on IF2, not on a vif beside it.
+            config = self._timed(timings, "configure", node.configure, network, vif=False)
             # IF1 is still the active interface: the default route stays on it.
             plan = Attachment(network, interface, mac, config["address"], config["prefix_len"],
                               config["router"], config["gateway_mac"])

@@ -756,3 +756,19 @@ def test_the_ready_line_is_flushed_before_the_wait(world, tmp_path, credentials_
     run.system["sleep"] = lambda s: (polls.append(seen[:]), run.link.sleep(s))
     assert run("handover", "net-b1", "--wait-link", "--home", HOME)[0] == 0
     assert polls and polls[0] and polls[0][-1].startswith('{"address": "10.2.1.100"')
+
+
+def test_a_failure_before_the_pre_switch_cancels_nothing(world, tmp_path):
+    """The attachment cannot be planned (the interface has no MAC): the
+    pre-switch never went out, so there is no handover to cancel."""
+    ip = FakeIp()
+    del ip.links["eth0"]["mac"]
+    mn, sources = node(world, ip=ip)
+    (tmp_path / "sys").mkdir()
+    sysfs = Sysfs(tmp_path / "sys", world, sources.clock)
+    handover = Handover(mn, mn.vifs.ip, sysfs=str(tmp_path / "sys"),
+                        raw_socket=world.raw_socket, clock=sources.clock, sleep=sysfs.sleep)
+    with pytest.raises(LinkError) as err:
+        handover.run("net-b1", HOME, lambda event: None, interface="eth0", link_timeout_s=30)
+    assert err.value.message.endswith("the binding stays on the tunnel"), err.value.message
+    assert world.handover() is None

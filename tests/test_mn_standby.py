@@ -207,6 +207,7 @@ def test_standby_makes_eth1_ready_and_binds_the_home_address_to_it_in_standby(wo
     # The nCoA on eth1 with its router's MAC, the default route left on eth0.
     assert ip.batches == [STANDBY_BATCH]
     assert (NCOA, 24) in ip.links["eth1"]["addrs"]
+    assert not [name for name in ip.links if name.startswith("mpa-")], "no vif beside IF2"
     assert ip.default == (A1_ROUTER, "eth0")
     assert ip.neighbours == {B1_ROUTER: (B1_MAC, "eth1", "permanent")}
     # The gratuitous ARP went out of eth1, and the controller learned eth1 in net-b1.
