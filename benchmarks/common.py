@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -28,9 +27,9 @@ def unwind_on_sigterm() -> None:
 
 
 def stamped(result: dict) -> dict:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
-    return {**result, "date": time.strftime("%Y-%m-%d"), "commit": commit}
+    """``result`` with the date, the commit and whether the tree differed from it."""
+    from topologies.experiment import source_commit
+    return {**result, "date": time.strftime("%Y-%m-%d"), **source_commit()}
 
 
 def write(path: str, result: dict) -> None:

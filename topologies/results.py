@@ -16,8 +16,6 @@ MN's arrival seen to the last switch confirming the new flows.
 
 from __future__ import annotations
 
-import statistics
-
 from topologies.scenario import MODES, MPA, MPA_BICAST, MPA_BUFFER, MPA_COPY_FORWARD, REACTIVE
 from topologies.traffic_analysis import percentile
 
@@ -84,11 +82,16 @@ def handover_row(index: int, repetition: int, result, window: dict, record: dict
         "interruption_ms": (window.get("longest_gap") or {}).get("ms"),
         "link_layer_ms": _round(result.link_layer_ms),
         "buffered": buffer.get("buffered"),
+        "buffer_added_delay_mean_ms": buffer.get("mean_delay_ms"),
         "buffer_added_delay_max_ms": buffer.get("max_delay_ms"),
         "signal_to_flows_ms": record.get("signal_to_flows_ms"),
         "arrival": record.get("arrival"),
         **({"copies": copies} if copies else {}),
         "client_timings_ms": result.report.get("timings_ms"),
+        # Wall-clock marks (ns), comparable with the receiver's and the lab's.
+        "client_marks": {k: v for k, v in result.report.items()
+                         if k.endswith("_at") and isinstance(v, int)},
+        "loss_wall_ns": result.loss_wall_ns,
         "timeline": points,
     }
 
@@ -121,7 +124,7 @@ def summary(rows: list[dict], streams: list[dict], delays_ms: list[float]) -> di
         "lost_in_handovers": sum(r["lost"] for r in rows),
         "interruption_ms_p50": _round(percentile(gaps, 50)),
         "interruption_ms_max": _round(max(gaps, default=None)),
-        "one_way_delay_ms_p50": _round(statistics.median(delays_ms) if delays_ms else None),
+        "one_way_delay_ms_p50": _round(percentile(delays_ms, 50)),
         # RFC 3550 jitter per stream, averaged over the packets of each.
         "jitter_ms": _round(sum(j * n for j, n in jitters) / sum(n for _, n in jitters)
                             if jitters and sum(n for _, n in jitters) else None),

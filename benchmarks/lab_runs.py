@@ -1,0 +1,60 @@
+"""What the lab benchmarks share: one mode of the demo scenario, changed as
+they need, run by the experiment runner (topologies/experiment.py, the code
+behind ``mpa-lab run``), in a directory of their own."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+
+from common import ROOT, unwind_on_sigterm
+
+from topologies.scenario import load_scenario
+from topologies.traffic_analysis import percentile
+
+DEMO = os.path.join(ROOT, "topologies", "scenarios", "demo.yaml")
+
+
+def parser(doc: str, out: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ofp-port", type=int, default=6653)
+    p.add_argument("--rest-port", type=int, default=8080)
+    p.add_argument("--out", default=out)
+    return p
+
+
+def need_root(name: str) -> None:
+    if os.geteuid() != 0:
+        sys.exit(f"{name} needs root (Mininet)")
+    unwind_on_sigterm()
+
+
+def run_mode(mode: str, count: int, rate: int, args, **mn_changes) -> dict:
+    """``count`` handovers of ``mode`` at ``rate`` packets/s; the run's
+    results (results.json's object).  ``mn_changes`` change mn1's plan."""
+    from mininet.log import setLogLevel
+
+    from topologies.experiment import Experiment
+    from topologies.progress import Progress
+
+    setLogLevel("error")
+    demo = load_scenario(DEMO)
+    mn1 = dataclasses.replace(demo.mobile_node("mn1"), **mn_changes)
+    scenario = dataclasses.replace(
+        demo, traffic=dataclasses.replace(demo.traffic, rate_pps=rate), modes=(mode,),
+        handovers={mode: count}, mobile_nodes=(mn1,), interval_s=0.5)
+    with tempfile.TemporaryDirectory(prefix="mpa-bench-") as work:
+        results = Experiment(scenario, work, ofp_port=args.ofp_port, rest_port=args.rest_port,
+                             progress=Progress(count, out=sys.stderr)).run()
+    return results
+
+
+def spread(values, *ps) -> dict:
+    """Percentiles (by nearest rank) and the max of the values that are there."""
+    values = [v for v in values if v is not None]
+    return {**{f"p{p}": percentile(values, p) for p in ps},
+            "max": max(values) if values else None}
