@@ -38,7 +38,8 @@ PREFIXED = (
     ("openflow_error_type_", "mpa_openflow_errors_by_type_total",
      "OpenFlow error messages from switches, by OFPET type", "type"),
     ("sent_", "mpa_openflow_messages_sent_total",
-     "OpenFlow messages sent to switches, by message class", "message"),
+     "OpenFlow messages sent to switches, by message class (OFPFlowMod: the flow-mods)",
+     "message"),
 )
 # Authentication and signalling refusals, by reason (the counter's name).
 AUTH_FAILURES = ("auth_failed", "auth_rate_limited", "auth_busy", "auth_busy_source",
@@ -52,16 +53,22 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.steps = Histogram("mpa_handover_step_seconds",
                                "Handover step latencies: pre-switch to arrival, arrival "
-                               "to the new flows confirmed, and the whole handover",
-                               ["step"], buckets=STEP_BUCKETS, registry=self.registry)
+                               "to the new flows confirmed, and the whole handover; by "
+                               "mode (buffer, bicast, copy-and-forward) and result",
+                               ["step", "mode", "result"], buckets=STEP_BUCKETS,
+                               registry=self.registry)
         self.registry.register(_State(controller))
 
     def handover_ended(self, view: dict) -> None:
         """A handover's view (``Handover.view``) as it ends."""
+        result = "switched_back" if view.get("switched_back") else "completed"
         for field, step in STEPS.items():
             ms = view.get(field)
+            if step == "pre_switch_to_arrival" and (
+                    result != "completed" or view.get("mode") == "copy-and-forward"):
+                continue   # no arrival (switched back), or no pre-switch (a sudden loss)
             if isinstance(ms, (int, float)) and ms >= 0:
-                self.steps.labels(step).observe(ms / 1000)
+                self.steps.labels(step, view.get("mode"), result).observe(ms / 1000)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -119,8 +126,7 @@ class _State:
         yield auth
         for key, name, help_text in (
                 ("packet_in", "mpa_packet_ins_total", "Packet-ins handled"),
-                ("openflow_error", "mpa_openflow_errors_total", "OpenFlow error messages"),
-                ("sent_OFPFlowMod", "mpa_flow_mods_total", "Flow-mods sent")):
+                ("openflow_error", "mpa_openflow_errors_total", "OpenFlow error messages")):
             yield counter(name, help_text, counters.get(key, 0))
             taken.add(key)
         events = CounterMetricFamily("mpa_events_total", "Every other counter of the "

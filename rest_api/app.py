@@ -39,20 +39,18 @@ ROUTES = [
     ("GET", r"/mpa/v1/switches", lambda f, m: f.switches()),
     ("GET", r"/mpa/v1/counters", lambda f, m: f.counters()),
     ("POST", r"/mpa/v1/discover", ("discover",)),
-    ("GET", r"/metrics", lambda f, m: _Text(f.metrics())),
+    ("GET", r"/metrics", lambda f, m: _metrics(f.metrics())),
 ] + [("POST", rf"/mpa/v1/networks/{_ID}/{name}", kinds)
      for name, kinds in signalling.SIGNAL_ENDPOINTS.items()]
 _COMPILED = [(method, re.compile(pattern + r"/?\Z"), call) for method, pattern, call in ROUTES]
 
 
-class _Text(bytes):
-    """A body that goes out as it is: Prometheus's text format."""
+def _metrics(text: bytes) -> Response:
+    """Prometheus's text format, as it is."""
+    return Response(content_type=METRICS_TYPE.split(";")[0], charset="utf-8", body=text)
 
 
 def _json(status: int, body) -> Response:
-    if isinstance(body, _Text):
-        return Response(status=status, content_type=METRICS_TYPE.split(";")[0],
-                        charset="utf-8", body=bytes(body))
     response = Response(status=status, content_type="application/json", charset="utf-8")
     response.text = json.dumps(body, indent=1, sort_keys=True) + "\n"
     return response
@@ -105,7 +103,7 @@ class RestApi:
                     LOG.exception("%s %s failed", request.method, request.path_info)
                     return _error(500, "internal error; see the controller log")
                 self._count("rest_ok")
-                return _json(200, body)
+                return body if isinstance(body, Response) else _json(200, body)
         self._count("rest_method_not_allowed")
         response = _error(405, f"{request.method} is not allowed on {request.path_info}",
                           allowed=allowed)
