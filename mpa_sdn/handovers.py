@@ -49,7 +49,6 @@ class Handover:
     punt_confirmed_at: float | None = None  # the pre-switch punts' barriers came back
     answer_ready: bool = False   # the answer to pre-switch may go
     relaying: bool = False       # flushed: punted packets are relayed as they come
-    relay_due: bool = False      # relaying, and one was relayed: the punts may go
     quiet_until: float = 0.0     # relaying: the punts go now if nothing came
     ended_at: float | None = None
     reason: str | None = None    # why it switched back

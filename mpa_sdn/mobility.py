@@ -369,7 +369,8 @@ class Mobility:
         nothing takes them yet), then the flows that drop what used to go
         on (a bicast's target leg at the nAR: until the edge sends the
         other leg, the tunnel is the MN's only way), then the deletes."""
-        self._copy_points()
+        if self.standbys or self._rings:   # copy-and-forward's rings follow their PoAs
+            self._copy_points()
         receive: dict[str, list] = {}
         steer: dict[str, list] = {}
         withdraw: dict[str, list] = {}
@@ -690,7 +691,12 @@ class Mobility:
         # The answer waits for the punts' barriers: the MN leaves when it
         # hears it, and every packet the AR sent into the tunnel before its
         # punt went in is then already at the MN.
-        self._sync(confirm=f"pre-switch:{handover.id}")
+        tag = f"pre-switch:{handover.id}"
+        self._sync(confirm=tag)
+        if tag not in self._deferred:
+            # No switch to wait for (the nAR is not connected): nothing goes
+            # through it, so nothing can still enter the tunnel.
+            handover.answer_ready = True
         return handover
 
     def answer_gate(self, identity: str) -> str | None:
@@ -757,7 +763,6 @@ class Mobility:
             return
         if handover.phase == FLUSHING:
             self.counters["buffer_relayed"] += 1
-            handover.relay_due = True
             self._current.relay_due(handover)
         else:
             self.counters["buffer_late_delivered"] += 1
@@ -768,7 +773,7 @@ class Mobility:
         relaying handover's punts go now, right behind the packet it relayed
         last."""
         for handover in self._current.take_relay_due():
-            if handover.phase == FLUSHING and handover.relaying and handover.relay_due:
+            if handover.phase == FLUSHING and handover.relaying:
                 self._drain(handover, now)
 
     def expecting(self, poa: PoA) -> Handover | None:
@@ -819,7 +824,7 @@ class Mobility:
         def bound() -> list[str]:
             return [h for h in self._bound_at.get(address) if self.bindings[h].mac == mac]
         lost = bound()
-        for standby in [self.standbys[h] for h in self.standbys if h in lost] if lost else ():
+        for standby in [self.standbys[h] for h in sorted(lost) if h in self.standbys]:
             self._link_lost(standby, "port", now, poa)   # §7.6.2: a sudden loss
         if bound() or any(self.bicasts[h].mac == mac for h in self._legs_at.get(address)):
             self._sync()
@@ -892,7 +897,8 @@ class Mobility:
             return
         awaited, later, deletes = held
         while later:
-            batch = [s for s in later.pop(0) if self.connected(s.dpid)]
+            batch = [s for s in map(self._still_wanted, later.pop(0))
+                     if s is not None and self.connected(s.dpid)]
             if batch:
                 awaited.update(s.dpid for s in batch)
                 self._out += batch
@@ -961,6 +967,22 @@ class Mobility:
         entries.remove(entry)
         if not entries:
             del self._breaks_of[entry[1]]
+
+    def _still_wanted(self, send: Send) -> Send | None:
+        """A held stage's flows less those changed or unwanted since it was
+        held (a cancel, a second binding update): the change that did that
+        sent what is wanted now, and the old flow must not land after it.
+        A stage kept only for its barriers stays as it is."""
+        if not send.messages:
+            return send
+        wanted = self._installed.get(self.graph.switch_of_dpid(send.dpid), {})
+        keep = [m for m in send.messages
+                if (entry := wanted.get(of.key_of(m))) is not None
+                and entry[0] == of.record_of(m)]
+        if len(keep) == len(send.messages):
+            return send
+        self.counters["mobility_stage_superseded"] += len(send.messages) - len(keep)
+        return Send(send.dpid, keep, barrier=True, confirm=send.confirm) if keep else None
 
     def _send_deletes(self, dpid: int, deletes: list) -> None:
         """Strict deletes, less those of flows wanted again meanwhile."""
@@ -1067,6 +1089,12 @@ class Mobility:
     def step(self, now: float) -> None:
         """Flush what is due, switch back what missed its deadline, forget
         handovers that lingered, send the deletes whose new flows settled."""
+        ended = [b for b in self.bicasts.values() if b.until is not None and now >= b.until]
+        for bicast in ended:   # here, where next_due says it is due, not at the next tick
+            del self.bicasts[bicast.home]
+            self.counters["bicast_ended"] += 1
+        if ended:
+            self._sync()
         self._release_breaks(now)
         for handover in self._current.live():
             if handover.phase in BUFFERING:
@@ -1084,14 +1112,18 @@ class Mobility:
         while lingering and (lingering[0].ended_at is None
                              or now - lingering[0].ended_at > LINGER_S):
             handover = lingering.popleft()
-            if handover.phase != COMPLETED or self.handovers.get(handover.identity) is not handover:
+            if handover.phase != COMPLETED:
+                continue
+            # Its addresses go back to the data plane's ordinary handling,
+            # also when a newer handover of the MN has replaced it meanwhile.
+            for address in handover.buffered_addresses():
+                if self._buffering.get(address) is handover:
+                    del self._buffering[address]
+            if self.handovers.get(handover.identity) is not handover:
                 continue   # no longer the identity's current handover
             del self.handovers[handover.identity]
             if handover.copies is not None:
                 self._copy_points()   # its ring goes: its copying flow is long gone
-            for address in handover.buffered_addresses():
-                if self._buffering.get(address) is handover:
-                    del self._buffering[address]
 
     def tick(self, now: float, wall: float) -> None:
         changed = False
@@ -1107,10 +1139,6 @@ class Mobility:
         for standby in [s for s in self.standbys.values()
                         if s.expires <= wall or s.home not in self.bindings]:
             self._drop_standby(standby.home, "expired")
-            changed = True
-        for bicast in [b for b in self.bicasts.values() if b.until is not None and now >= b.until]:
-            del self.bicasts[bicast.home]
-            self.counters["bicast_ended"] += 1
             changed = True
         if changed:
             self._sync()
@@ -1175,7 +1203,7 @@ def buffer_flow(address: str, punt: bool = True):
 
 def _drops(mod) -> bool:
     """A buffering flow that drops (``buffer_flow(punt=False)``)."""
-    return mod.priority == PRIO_BUFFER and not mod.instructions
+    return feature_of(mod.cookie) == Feature.BUFFER and not mod.instructions
 
 
 def delete_of(mod):

@@ -22,9 +22,11 @@ from mpa_sdn.service import REST, Answer, Origin
 from mpa_sdn.store import MemoryStore
 from mpa_sdn.tables import Feature, Table, feature_of
 from test_handover import (
-    CN_IP, HOME, MN_IP, NCOA, PSK_A, arrive, authenticated, bound, echoes, flows_of, later,
+    CN_IP, HOME, MN_IP, NCOA, PSK_A, arrive, authenticated, bound, echoes, flows_of, holders,
+    later,
     make_rig, pings, variant)
 from rig import Outcome
+from mpa_sdn.openflow import record_of as of_record
 from test_signalling_flows import settle_dad
 
 MAC2 = "02:00:00:00:01:02"      # mn1's second interface
@@ -353,6 +355,30 @@ def test_a_bicast_drops_at_the_nar_only_once_the_edge_sends_the_other_leg(rig):
     assert 20 in echoes(pings(rig, "cn1", HOME, [20], quiet=False))
 
 
+def test_a_bicast_cancelled_before_its_barriers_leaves_no_flow_of_it(rig):
+    """Cancelled while the switches still hold its first stage: the stages
+    held behind it must not land afterwards (the edge's second leg, the
+    nAR's drop), or they would stay, unknown to the controller."""
+    mn = bound(rig)
+    rig.hold_confirmations = True
+    data, _ = protocol.request(mn.state, "handover", phase="pre-switch", mode="bicast")
+    mn.send(data)
+    data, _ = protocol.request(mn.state, "handover", phase="cancel")
+    mn.send(data)
+    rig.hold_confirmations = False
+    for _ in range(5):
+        rig.release_confirmations()
+    later(rig, SETTLE_S)
+    assert holders(rig, Feature.BUFFER) == set()
+    mine = (Feature.BINDING, Feature.BUFFER, Feature.TUNNEL)
+    held = flows_of(rig, *mine)
+    for switch in rig.graph.switch_ids():
+        wanted = {of_record(m) for m in rig.core.mobility.flows_for(switch)
+                  if feature_of(m.cookie) in mine}
+        assert held.get(switch, set()) == wanted, switch
+    assert 30 in echoes(pings(rig, "cn1", HOME, [30], quiet=False))
+
+
 def test_a_bicast_loses_what_the_link_switch_drops_and_duplicates_nothing(rig):
     bicasting(rig)
     rig.move("mn1", "ap-b1-1", ip=NCOA)
@@ -370,9 +396,12 @@ def test_the_old_leg_ends_after_the_bicast_period(topology):
     assert HOME in mobility.bicasts
     arrive(rig)
     later(rig, SETTLE_S)
-    later(rig, 1.0)
+    rig.now += 1.0
+    assert mobility.next_due() <= rig.now        # the leg's end is due ...
+    rig.run(rig.core.mpa_tick(rig.now))          # ... and the step that is run for it ends it
     assert HOME not in mobility.bicasts
     assert rig.core.counters["bicast_ended"] == 1
+    assert mobility.next_due() is None or mobility.next_due() > rig.now
     # The correspondent's edge goes back to one destination.
     [edge] = [m for m in rig.core.mobility.flows_for("cn-ar")
               if m.table_id == Table.INGRESS and m.cookie == mobility.bindings[HOME].cookie]

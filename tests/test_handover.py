@@ -732,6 +732,15 @@ def test_a_held_answer_goes_when_the_nar_disconnects(rig):
                                  "handover-state")["phase"] == "pre-switching"
 
 
+def test_a_pre_switch_with_its_nar_gone_is_answered_at_once(rig):
+    mn = bound(rig)
+    rig.core.switch_disconnected(rig.graph.dpid("ar-b1"), rig.now)
+    data, seq = protocol.request(mn.state, "handover", phase="pre-switch")
+    [answer] = datagrams(mn.send(data), "mn1")          # not at the deadline
+    assert protocol.check_answer(mn.state, answer["payload"], seq,
+                                 "handover-state")["phase"] == "pre-switching"
+
+
 def test_a_switch_reconnecting_mid_handover_is_reconciled_without_churn(rig):
     pre_switched(rig)
     for name in sorted(TUNNEL_PATH | {"cn-ar"}):
@@ -814,8 +823,8 @@ def test_the_metrics_move_during_a_handover(rig):
     assert after['mpa_handovers_total{result="completed"}'] == 1
     assert after["mpa_handovers_in_progress"] == 0
     assert after['mpa_buffer_occupancy{unit="packets"}'] == 0
-    assert after['mpa_handover_step_seconds_count{step="signal_to_flows"}'] == 1
-    assert after['mpa_handover_step_seconds_count{step="total"}'] == 1
+    assert after['mpa_handover_step_seconds_count{mode="buffer",result="completed",step="signal_to_flows"}'] == 1
+    assert after['mpa_handover_step_seconds_count{mode="buffer",result="completed",step="total"}'] == 1
     assert after["mpa_packet_ins_total"] > before["mpa_packet_ins_total"]
     assert after['mpa_switches{state="connected"}'] == len(rig.graph.switch_ids())
     # Every counter of the core is there, under its own family or as an event.

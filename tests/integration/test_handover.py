@@ -240,10 +240,10 @@ def test_twenty_handovers_lose_nothing_duplicate_nothing(
     # Prometheus sees them: every handover ended, its steps observed.
     after = metrics(controller)
     for sample in ('mpa_handovers_total{result="completed"}',
-                   'mpa_handover_step_seconds_count{step="signal_to_flows"}',
-                   'mpa_handover_step_seconds_count{step="total"}'):
+                   'mpa_handover_step_seconds_count{mode="buffer",result="completed",step="signal_to_flows"}',
+                   'mpa_handover_step_seconds_count{mode="buffer",result="completed",step="total"}'):
         assert after[sample] - before.get(sample, 0) == 20, sample
-    for sample in ("mpa_flow_mods_total", "mpa_packet_ins_total",
+    for sample in ('mpa_openflow_messages_sent_total{message="OFPFlowMod"}', "mpa_packet_ins_total",
                    'mpa_buffer_packets_total{event="buffered"}'):
         assert after[sample] > before[sample], sample
     assert after['mpa_switches{state="connected"}'] == len(lab.graph.switch_ids())
