@@ -15,7 +15,9 @@ both the nCoA, broadcast) goes out of an AF_PACKET socket, not a
 subprocess, for the same reason; the socket is opened before the switch and
 closed after the handover, as closing one waits for the kernel.  The same
 kind of socket carries a reactive handover's DHCP and ARP probes
-(:mod:`mpa_mn.dhcp_client`, :mod:`mpa_mn.dad`), and reading one until a
+(:mod:`mpa_mn.dhcp_client`, :mod:`mpa_mn.dad`) and watches what the MN's
+old interface receives (:mod:`mpa_mn.standby`); every reader takes its
+frames one at a time from :func:`read_frame`, and reading one until a
 deadline is :func:`receive`.
 
 The sysfs root, the socket factory, the clocks and sleep are injected, so
@@ -40,7 +42,9 @@ ETH_MIN_FRAME = 60    # without the FCS; shorter frames are padded with zeros
 BROADCAST = b"\xff" * 6
 UNSPECIFIED = "0.0.0.0"
 PACKET_OUTGOING = 4   # sll_pkttype of a frame the host itself sent
-MAX_FRAME = 1 << 16
+# Big enough for what GRO hands a packet socket on a veth (more than one
+# Ethernet frame); a longer one is cut short.
+MAX_FRAME = 1 << 17
 # Frames read without waiting: what queued up while nobody read, bounded in
 # case a socket misbehaves.
 DRAIN_MAX = 4096
@@ -197,6 +201,20 @@ def raw_socket(interface: str):
     return packet_socket(interface)
 
 
+def read_frame(sock) -> tuple[bool, bytes | None]:
+    """The next frame on ``sock``, waiting up to the socket's timeout:
+    (whether one came, its bytes).  A frame the host sent itself came, but
+    its bytes are None: no reader here wants it, and a drain goes on past it.
+    A socket that cannot be read raises LinkError ``link``."""
+    try:
+        frame, address = sock.recvfrom(MAX_FRAME)
+    except (socket.timeout, BlockingIOError, InterruptedError):
+        return False, None
+    except OSError as exc:
+        raise LinkError("link", f"cannot read frames: {exc.strerror or exc}") from None
+    return True, None if address[2] == PACKET_OUTGOING else frame
+
+
 def receive(sock, deadline: float, clock: Callable[[], float],
             take: Callable[[bytes], T | None]) -> T | None:
     """Frames the host received on ``sock``, each given to ``take``, until it
@@ -207,14 +225,9 @@ def receive(sock, deadline: float, clock: Callable[[], float],
         if left <= 0:
             return None
         sock.settimeout(left)
-        try:
-            frame, address = sock.recvfrom(MAX_FRAME)
-        except (socket.timeout, BlockingIOError, InterruptedError):
-            continue   # the loop's head decides whether time is up
-        except OSError as exc:
-            raise LinkError("link", f"cannot read frames: {exc.strerror or exc}") from None
-        if address[2] == PACKET_OUTGOING:
-            continue
+        _, frame = read_frame(sock)
+        if frame is None:
+            continue   # none yet, or the host's own: the loop's head decides whether time is up
         taken = take(frame)
         if taken is not None:
             return taken
@@ -226,9 +239,11 @@ def drain(sock) -> int:
     sock.settimeout(0)
     for count in range(DRAIN_MAX):
         try:
-            sock.recvfrom(MAX_FRAME)
-        except OSError:   # nothing more queued (a timeout is one), or nothing readable
-            return count
+            came, _ = read_frame(sock)
+        except LinkError:
+            return count       # nothing readable: nothing to drop either
+        if not came:
+            return count       # nothing more queued
     return DRAIN_MAX
 
 

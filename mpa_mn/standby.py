@@ -48,9 +48,6 @@ LOG = logging.getLogger("mpa_mn.standby")
 
 DEFAULT_LOSS_TIMEOUT_S = 30.0
 HOME_OFFSET = 14 + 16        # the IPv4 destination, in an untagged Ethernet frame
-# Big enough for what GRO hands a packet socket on a veth; a longer frame is
-# cut short and has no digest (frame_digest needs the whole IPv4 packet).
-MAX_FRAME = 1 << 17
 
 
 def sniff_socket(interface: str):
@@ -61,13 +58,21 @@ def sniff_socket(interface: str):
 class Delivered:
     """The digests of the last frames for ``home`` that ``interface`` received,
     oldest first.  The socket's receive timeout is the MN's poll interval: it
-    waits for frames, not asleep, between two looks at the carrier."""
+    waits for frames, not asleep, between two looks at the carrier.
+
+    A frame longer than :data:`~mpa_mn.link.MAX_FRAME` is cut short and has no
+    digest (:func:`~mpa_sdn.signalling.frame_digest` needs the whole IPv4
+    packet).  The socket failing to read is no reason to keep the loss from
+    the controller: the kernel reports the link going (``ENETDOWN``) once, to
+    the next read, and the frames queued before it can still be read after.
+    ``errors`` counts such reads, ``error`` says what the last one was."""
 
     def __init__(self, interface: str, home: str, socket_factory: Callable = sniff_socket):
         self.interface = interface
         self.home = socket.inet_aton(home)
         self.digests = collections.deque(maxlen=signalling.DELIVERED_MAX)
         self.received = 0        # frames for the home address, all told
+        self.errors, self.error = 0, None
         self.timeout = None      # the socket's, as last set
         try:
             self.sock = socket_factory(interface)
@@ -75,8 +80,8 @@ class Delivered:
             raise LinkError("link", f"cannot watch the frames {interface} receives: "
                             f"{exc.strerror or exc}") from None
 
-    def _note(self, frame: bytes, address) -> None:
-        if address[2] == link.PACKET_OUTGOING or frame[HOME_OFFSET:HOME_OFFSET + 4] != self.home:
+    def _note(self, frame: bytes) -> None:
+        if frame[HOME_OFFSET:HOME_OFFSET + 4] != self.home:
             return
         digest = signalling.frame_digest(frame)
         if digest is not None:
@@ -89,26 +94,37 @@ class Delivered:
             self.sock.settimeout(seconds)
             self.timeout = seconds
 
-    def _read(self) -> bool:
-        """One frame, if one comes within the socket's timeout."""
+    def _read(self) -> bool | None:
+        """One frame, if one comes within the socket's timeout: True if one
+        came, False if none did, None if the socket could not be read."""
         try:
-            frame, address = self.sock.recvfrom(MAX_FRAME)
-        except (socket.timeout, BlockingIOError, InterruptedError):
-            return False
-        self._note(frame, address)
-        return True
+            came, frame = link.read_frame(self.sock)
+        except LinkError as exc:
+            self.errors += 1
+            self.error = f"{self.interface}: {exc.message}"
+            if self.errors == 1:   # the count says how many more
+                LOG.warning("%s", self.error)
+            return None
+        if frame is not None:
+            self._note(frame)
+        return came
 
     def poll(self, timeout_s: float) -> None:
-        """Waits up to ``timeout_s`` for a frame, and notes it."""
+        """Waits up to ``timeout_s`` for a frame, and notes it.  A read that
+        fails ends the wait early: the carrier's next look decides."""
         self._set_timeout(timeout_s)
         self._read()
 
     def drain(self) -> None:
-        """Notes whatever is queued, without waiting."""
+        """Notes whatever is queued, without waiting; a read that fails twice
+        in a row ends it."""
         self._set_timeout(0)
+        failed = False
         for _ in range(link.DRAIN_MAX):
-            if not self._read():
+            read = self._read()
+            if read is False or (read is None and failed):
                 return
+            failed = read is None
 
     def close(self) -> None:
         if self.sock is not None:
@@ -223,5 +239,7 @@ class Standby(HostRun):
                            f"(the handover is {answer['phase']})")
         return {"link_lost": without_network(answer),
                 "delivered": len(digests), "received": delivered.received,
+                **({"read_errors": delivered.errors, "read_error": delivered.error}
+                   if delivered.errors else {}),
                 "loss_detected_at": loss_detected_at, "signalled_at": signalled_at,
                 "timings_ms": timings}

@@ -12,6 +12,7 @@ it, which also cuts eth0's carrier in a sysfs directory.  Each poll that
 finds no frame is a millisecond on every clock; nothing waits for real.
 """
 
+import errno
 import io
 import json
 import socket
@@ -120,8 +121,9 @@ def digest(f):
 class Downlink:
     """eth0's packet socket (the factory and the socket) and the link under it:
     ``script`` maps a poll number to what happens then: frames (as (frame,
-    pkttype)) arrive, ``"lost"`` drops the carrier, ``"flap"`` drops it and
-    brings it back before the next look.  A poll that finds no frame moves
+    pkttype)) arrive, an OSError is what the next read raises, ``"lost"``
+    drops the carrier, ``"flap"`` drops it and brings it back before the next
+    look.  A poll that finds no frame moves
     the clocks on by its timeout; ``ns`` is the wall clock."""
 
     def __init__(self, root, clock, script=None):
@@ -148,7 +150,10 @@ class Downlink:
 
     def recvfrom(self, size):
         if self.queue:
-            data, pkttype = self.queue.pop(0)
+            item = self.queue.pop(0)
+            if isinstance(item, OSError):
+                raise item
+            data, pkttype = item
             return data[:size], ("eth0", 0x0800, pkttype, 1, bytes.fromhex("02004abb3a62"))
         if not self.timeout:
             raise BlockingIOError(11, "Resource temporarily unavailable")
@@ -292,6 +297,36 @@ def test_without_the_loss_it_gives_up_at_the_timeout_and_the_binding_stands_by(
     assert [s["type"] for s in world.signals] == ["binding-update"]
     assert ip.default == (A1_ROUTER, "eth0")
     assert downlink.closed and all(s.closed for s in world.sockets)
+
+
+def enetdown():
+    return OSError(errno.ENETDOWN, "Network is down")
+
+
+def test_a_socket_that_fails_as_the_link_goes_still_signals_the_loss(world, tmp_path):
+    """The kernel reports the link going to the next read, once; the frames
+    queued before it are read after it."""
+    a, b = home_frame(1), home_frame(2)
+    run, downlink, _ = standby(world, tmp_path, {2: [(a, 0)], 4: ["lost", enetdown(), (b, 0)]})
+    result = run.run("net-b1", HOME, lambda event: None, "eth1", "eth0", loss_timeout_s=30)
+    lost = world.signals[-1]["fields"]
+    assert (lost["phase"], lost["delivered"]) == ("link-lost", [digest(a), digest(b)])
+    assert (result["delivered"], result["read_errors"]) == (2, 1)
+    assert result["read_error"] == "eth0: cannot read frames: Network is down"
+    assert downlink.closed
+
+
+def test_a_socket_that_keeps_failing_ends_the_drain_and_the_loss_is_still_signalled(
+        world, tmp_path):
+    a = home_frame(1)
+    run, downlink, _ = standby(world, tmp_path, {
+        2: [enetdown()],                       # while waiting: the carrier decides
+        3: [(a, 0)],
+        5: ["lost", enetdown(), enetdown(), (home_frame(2), 0)]})
+    result = run.run("net-b1", HOME, lambda event: None, "eth1", "eth0", loss_timeout_s=30)
+    assert downlink.polls == 5
+    assert world.signals[-1]["fields"]["delivered"] == [digest(a)]
+    assert (result["delivered"], result["read_errors"]) == (1, 3)
 
 
 def test_a_failed_route_still_signals_the_loss(world, tmp_path):
