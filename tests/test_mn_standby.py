@@ -1,17 +1,19 @@
 """Copy-and-forward for a two-interface MN (mpa_mn.standby, the standby
-command), against the controller core of test_mn_handover.
+command), against the real controller core of test_mn_handover.
 
-The MN's host has eth0 (the active interface, at ap-a1-1) and eth1 (at
-ap-b1-1, in net-b1).  The controller is the real core for pre-authentication,
-configuration and learning hosts; its side of the standby binding and of
-``link-lost`` is a stub that checks each message as the AR would (the SA,
-the MAC under the signalling key, the care-of learned at eth1's PoA) and
-answers it signed.  Around it: ``ip`` (test_mn_client's FakeIp), the raw
-socket of the gratuitous ARP, and eth0's downlink as its packet socket sees
-it, which also cuts eth0's carrier in a sysfs directory.  Each poll that
-finds no frame is a millisecond on every clock; nothing waits for real.
+The MN's host has eth0 (the active interface, at ap-a1-1, its home address
+bound to its address there first) and eth1 (at ap-b1-1, in net-b1).  The
+controller is the real core throughout: it pre-authenticates and configures
+eth1, learns it from its gratuitous ARP, arms the standby binding (copying
+at eth0's PoA) and, at ``link-lost``, moves the binding to the nCoA and
+sorts the copies by what the MN says eth0 received.  Around it: ``ip``
+(test_mn_client's FakeIp), the raw socket of the gratuitous ARP, and eth0's
+downlink as its packet socket sees it, which also cuts eth0's carrier in a
+sysfs directory.  Each poll that finds no frame is a millisecond on every
+clock; nothing waits for real.
 """
 
+import dataclasses
 import errno
 import io
 import json
@@ -20,7 +22,7 @@ import socket
 import pytest
 
 from mpa_mn import cli, link
-from mpa_mn.channels import RestChannel
+from mpa_mn.channels import InbandChannel, RestChannel
 from mpa_mn.client import MobileNode
 from mpa_mn.link import PACKET_OUTGOING, LinkError
 from mpa_mn.protocol import ProtocolError
@@ -28,9 +30,13 @@ from mpa_mn.standby import Delivered, Standby
 from mpa_mn.vif import Ip, VifError, Vifs
 from mpa_rig import MN_MAC, counter_entropy
 from mpa_sdn import packets, signalling
-from mpa_sdn.service import INBAND, REST, Answer
-from test_mn_client import CREDENTIALS, MN_ADDRESS, Cli, FakeIp, RestLayer, ticking_sleep
-from test_mn_handover import B1_MAC, B1_ROUTER, HOME, NCOA, WALL_OFFSET, Core, node
+from mpa_sdn.service import INBAND, REST
+from mpa_sdn.tables import Table
+from test_mn_client import (CREDENTIALS, MN_ADDRESS, Cli, FakeIp, Gateways, RestLayer,
+                            ticking_sleep)
+from test_mn_handover import (B1_MAC, B1_ROUTER, HOME, NCOA, WALL_OFFSET, Core, OnTheLink,
+                              node)
+from test_mn_handover_modes import bound_where_it_is as cli_bound_where_it_is
 import test_mn_client
 
 IF2_MAC = "02:00:00:00:02:02"
@@ -46,46 +52,48 @@ LOSS_BATCH = f"route replace default via {B1_ROUTER} dev eth1\n"
 # -- the controller ------------------------------------------------------------------
 
 class World(Core):
-    """The core, each of the MN's interfaces at its PoA, and the stub for the
-    messages of §7.6.2.  ``events``: the ip runs and the stubbed signals, in
-    the order they happened."""
+    """The core, and each of the MN's interfaces at its PoA.  ``signals``: the
+    standby binding updates and handover messages the core was sent (type,
+    channel, source, fields); ``events``: the ip runs and those signals, in
+    the order they happened.  ``ack_without_standby``: the binding-ack of a
+    standby binding update loses its ``standby`` (signed again, with the
+    SA's key), as an AR that made it an ordinary binding would answer."""
 
-    def __init__(self, echo_standby=True):
+    def __init__(self, ack_without_standby=False):
         super().__init__()
         self.at = {"eth0": "ap-a1-1", "eth1": "ap-b1-1"}
-        self.echo_standby = echo_standby
+        self.ack_without_standby = ack_without_standby
         self.signals = []
         self.events = []
 
     def handle(self, data, origin, now, expect=signalling.REQUESTS):
         msg = signalling.decode(data, 65536, expect=expect)
-        if (msg.type, msg.get("standby"), msg.get("phase")) in (
-                ("binding-update", True, None), ("handover", None, "link-lost")):
-            return self._stub(msg, origin)
-        return super().handle(data, origin, now, expect)
+        if msg.type == "handover" or (msg.type == "binding-update" and msg.get("standby")):
+            self.signals.append({"type": msg.type, "channel": origin.channel,
+                                 "source": origin.source, "fields": msg.fields})
+            self.events.append(("signal", msg.type))
+        answers = super().handle(data, origin, now, expect)
+        if self.ack_without_standby and msg.get("standby"):
+            answers = [self._without_standby(answer) for answer in answers]
+        return answers
 
-    def _stub(self, msg, origin):
-        sa = self.core.mpa.aa.sas[msg["sa"]]
-        assert signalling.mac_ok(msg, sa.keys.for_purpose(signalling.PURPOSE[msg.type]))
-        host = self.core.hosts.get(msg.get("care_of"))
-        self.signals.append({"type": msg.type, "channel": origin.channel,
-                             "source": origin.source, "fields": msg.fields,
-                             "attached": host is not None and host.mac == sa.mn_mac
-                             and host.poa.id == self.at["eth1"]})
-        self.events.append(("signal", msg.type))
-        if msg.type == "binding-update":
-            answer = signalling.build(
-                "binding-ack", network=sa.network, sa=sa.id, seq=msg["seq"],
-                home_address=msg["home_address"], care_of=msg["care_of"], lifetime=60,
-                **({"standby": True} if self.echo_standby else {}))
-        else:
-            answer = signalling.build("handover-state", network=sa.network, sa=sa.id,
-                                      seq=msg["seq"], phase="completed")
-        signed = signalling.sign(answer, sa.keys.for_purpose(signalling.PURPOSE[answer["type"]]))
-        return [Answer(origin, signed)]
+    def _without_standby(self, answer):
+        sa = self.core.mpa.aa.sas[answer.fields["sa"]]
+        fields = {k: v for k, v in answer.fields.items() if k not in ("standby", "mac")}
+        key = sa.keys.for_purpose(signalling.PURPOSE[fields["type"]])
+        return dataclasses.replace(answer, fields=signalling.sign(fields, key))
 
     def poa_of(self, interface):
         return self.at[interface]
+
+    # what the controller holds for the MN
+    def standby(self):
+        standby = self.core.mobility.standbys.get(HOME)
+        return standby and (standby.care_of, standby.network, standby.mac)
+
+    def binding(self):
+        binding = self.core.mobility.bindings.get(HOME)
+        return binding and (binding.care_of, self.core.mobility.reach(binding).poa.id)
 
 
 class HostIp(FakeIp):
@@ -183,18 +191,49 @@ def world():
     return world
 
 
+def bound_where_it_is(mn, world):
+    """The MN's first binding: home address -> its address at ap-a1-1."""
+    mn.preauthenticate("net-a1")
+    mn.bind("net-a1", HOME, MN_ADDRESS)
+    assert world.binding() == (MN_ADDRESS, "ap-a1-1")
+
+
 def standby(world, tmp_path, script=None, ip=None, sniff=None):
-    """The run, over REST, and the downlink it watches."""
+    """The run, over REST, and the downlink it watches; the home address is
+    bound to the MN's address at ap-a1-1 first."""
     ip = ip or HostIp(world)
     downlink = Downlink(tmp_path / "sys", test_mn_client.Clock(), script)
     channel = RestChannel("http://controller:8080", opener=RestLayer(world),
                           sleep=ticking_sleep(world, []))
+    gateways = Gateways(world)
+
+    def inband(source, gateway=None):
+        return InbandChannel(source, gateway=gateway, socket_factory=OnTheLink(gateways, world),
+                             clock=gateways.clock, sleep=ticking_sleep(world, []))
     mn = MobileNode(CREDENTIALS, MN_MAC, MN_ADDRESS, channel, vifs=Vifs(Ip(ip)),
-                    entropy=counter_entropy(b"mn"), wall=lambda: world.wall(world.now))
+                    entropy=counter_entropy(b"mn"), wall=lambda: world.wall(world.now),
+                    inband=inband)
+    bound_where_it_is(mn, world)
     run = Standby(mn, Ip(ip), sysfs=str(tmp_path / "sys"), raw_socket=world.raw_socket,
                   sniff_socket=sniff or downlink, clock=downlink.clock,
                   wall_ns=lambda: downlink.ns, perf_ns=lambda: downlink.ns)
     return run, downlink, ip
+
+
+def networks_with_an_sa(world):
+    return sorted(sa.network for sa in world.core.mpa.aa.sas.values())
+
+
+def moved(world, delivered):
+    """The core after link-lost: the binding on the nCoA at eth1's PoA, no
+    standby, and a copy-and-forward handover that took the MN's word."""
+    assert world.binding() == (NCOA, "ap-b1-1")
+    assert world.standby() is None
+    handover = world.handover()
+    assert (handover.mode, handover.arrival, handover.address) == \
+        ("copy-and-forward", "link-lost-signal", NCOA)
+    assert handover.delivered == delivered
+    return handover
 
 
 def test_standby_makes_eth1_ready_and_binds_the_home_address_to_it_in_standby(world, tmp_path):
@@ -204,7 +243,7 @@ def test_standby_makes_eth1_ready_and_binds_the_home_address_to_it_in_standby(wo
     assert events == [{"event": "ready", **ready}]
     assert (ready["address"], ready["interface"], ready["old_interface"], ready["mac"]) == \
         (NCOA, "eth1", "eth0", IF2_MAC)
-    assert ready["binding"] == {"care_of": NCOA, "lifetime": 60, "standby": True}
+    assert ready["binding"] == {"care_of": NCOA, "lifetime": 3600, "standby": True}
     assert ready["gratuitous_arp"] is True and "ready_at" in ready
     assert set(ready["timings_ms"]) == {"preauth", "configure", "ip", "gratuitous_arp", "bind"}
     # The MPA-SA names eth1's MAC, not the MN's active interface's.
@@ -219,11 +258,12 @@ def test_standby_makes_eth1_ready_and_binds_the_home_address_to_it_in_standby(wo
     assert world.frames == [("eth1", link.gratuitous_arp(IF2_MAC, NCOA))]
     assert world.core.hosts[NCOA].mac == IF2_MAC
     assert world.core.hosts[NCOA].poa.id == "ap-b1-1"
+    # The controller stands by: the home address stays on eth0's address at
+    # ap-a1-1, to go to the nCoA on eth1 if eth0's link is lost.
+    assert world.standby() == (NCOA, "net-b1", IF2_MAC)
+    assert world.binding() == (MN_ADDRESS, "ap-a1-1")
     [bind] = world.signals
     assert bind["type"] == "binding-update" and bind["channel"] == REST
-    assert {k: bind["fields"][k] for k in ("home_address", "care_of", "standby")} == \
-        {"home_address": HOME, "care_of": NCOA, "standby": True}
-    assert bind["attached"] is True
     assert world.events == [("ip", STANDBY_BATCH), ("signal", "binding-update")]
     # Without waiting for the loss nothing watches eth0, and every socket is closed.
     assert downlink.opened == [] and [s.closed for s in world.sockets] == [True]
@@ -247,7 +287,10 @@ def test_the_loss_moves_the_route_then_says_what_eth0_received(world, tmp_path):
     assert world.events == [("ip", STANDBY_BATCH), ("signal", "binding-update"),
                             ("ip", LOSS_BATCH), ("signal", "handover")]
     assert ip.default == (B1_ROUTER, "eth1")
-    assert result["link_lost"] == {"phase": "completed"}
+    # The binding moved to the nCoA, and the core took the MN's word on what
+    # eth0 received.
+    moved(world, [digest(a), digest(d), digest(e)])
+    assert result["link_lost"] == {"phase": "switching", "buffered": 0}
     assert (result["delivered"], result["received"]) == (3, 3)
     assert result["ready_at"] < result["loss_detected_at"] <= result["signalled_at"]
     assert result["loss_detected_at"] - result["ready_at"] == 8 * 1_000_000   # 8 polls
@@ -269,19 +312,19 @@ def test_no_state_is_saved_between_the_loss_and_link_lost(world, tmp_path):
         saved.append((downlink.changes, entry and entry.sa.next_seq))
         save(state)
     run.node.store.save = counted
-    result = run.run("net-b1", HOME, lambda event: None, "eth1", "eth0", loss_timeout_s=30)
-    assert result["link_lost"] == {"phase": "completed"}
+    run.run("net-b1", HOME, lambda event: None, "eth1", "eth0", loss_timeout_s=30)
+    moved(world, [digest(home_frame(1))])
     assert {changes for changes, _ in saved} == {3}, "a save after the carrier dropped"
     lost = world.signals[-1]["fields"]
-    assert (lost["phase"], lost["delivered"]) == ("link-lost", [digest(home_frame(1))])
-    assert saved[-1][1] == lost["seq"] + 1
+    assert lost["phase"] == "link-lost" and saved[-1][1] == lost["seq"] + 1
 
 
 def test_a_carrier_that_flaps_between_two_looks_is_a_loss(world, tmp_path):
     run, downlink, _ = standby(world, tmp_path, {3: ["flap"]})
     result = run.run("net-b1", HOME, lambda event: None, "eth1", "eth0", loss_timeout_s=30)
-    assert downlink.polls == 3 and result["link_lost"]["phase"] == "completed"
-    # Nothing received: the field is left out.
+    assert downlink.polls == 3
+    # Nothing received: the field is left out, and the core has an empty word.
+    moved(world, [])
     assert "delivered" not in world.signals[-1]["fields"] and result["delivered"] == 0
 
 
@@ -295,6 +338,8 @@ def test_without_the_loss_it_gives_up_at_the_timeout_and_the_binding_stands_by(
                                  "standby binding stays")
     assert downlink.polls == 50
     assert [s["type"] for s in world.signals] == ["binding-update"]
+    assert world.standby() == (NCOA, "net-b1", IF2_MAC)
+    assert world.binding() == (MN_ADDRESS, "ap-a1-1") and world.handover() is None
     assert ip.default == (A1_ROUTER, "eth0")
     assert downlink.closed and all(s.closed for s in world.sockets)
 
@@ -309,8 +354,7 @@ def test_a_socket_that_fails_as_the_link_goes_still_signals_the_loss(world, tmp_
     a, b = home_frame(1), home_frame(2)
     run, downlink, _ = standby(world, tmp_path, {2: [(a, 0)], 4: ["lost", enetdown(), (b, 0)]})
     result = run.run("net-b1", HOME, lambda event: None, "eth1", "eth0", loss_timeout_s=30)
-    lost = world.signals[-1]["fields"]
-    assert (lost["phase"], lost["delivered"]) == ("link-lost", [digest(a), digest(b)])
+    moved(world, [digest(a), digest(b)])
     assert (result["delivered"], result["read_errors"]) == (2, 1)
     assert result["read_error"] == "eth0: cannot read frames: Network is down"
     assert downlink.closed
@@ -325,7 +369,7 @@ def test_a_socket_that_keeps_failing_ends_the_drain_and_the_loss_is_still_signal
         5: ["lost", enetdown(), enetdown(), (home_frame(2), 0)]})
     result = run.run("net-b1", HOME, lambda event: None, "eth1", "eth0", loss_timeout_s=30)
     assert downlink.polls == 5
-    assert world.signals[-1]["fields"]["delivered"] == [digest(a)]
+    moved(world, [digest(a)])
     assert (result["delivered"], result["read_errors"]) == (1, 3)
 
 
@@ -335,8 +379,8 @@ def test_a_failed_route_still_signals_the_loss(world, tmp_path):
     with pytest.raises(VifError) as err:
         run.run("net-b1", HOME, lambda event: None, "eth1", "eth0", loss_timeout_s=30)
     assert "Command failed -:1" in str(err.value)
-    assert "link-lost was sent all the same (the handover is completed)" in str(err.value)
-    assert world.signals[-1]["fields"]["phase"] == "link-lost"
+    assert "link-lost was sent all the same (the handover is switching)" in str(err.value)
+    moved(world, [])
 
 
 def test_an_eth0_that_cannot_be_watched_fails_before_the_binding(world, tmp_path):
@@ -348,7 +392,8 @@ def test_an_eth0_that_cannot_be_watched_fails_before_the_binding(world, tmp_path
     assert err.value.code == "link"
     assert err.value.message == ("cannot watch the frames eth0 receives: "
                                  "Operation not permitted")
-    assert world.signals == [] and all(s.closed for s in world.sockets)
+    assert world.signals == [] and world.standby() is None
+    assert all(s.closed for s in world.sockets)
 
 
 def test_a_carrier_that_cannot_be_read_fails_before_anything_is_asked(world, tmp_path):
@@ -357,11 +402,11 @@ def test_a_carrier_that_cannot_be_read_fails_before_anything_is_asked(world, tmp
     with pytest.raises(LinkError) as err:
         run.run("net-b1", HOME, lambda event: None, "eth1", "eth0", loss_timeout_s=30)
     assert err.value.code == "link"
-    assert world.core.mpa.aa.sas == {} and ip.calls == []
+    assert networks_with_an_sa(world) == ["net-a1"] and ip.calls == []
 
 
 def test_an_ack_that_is_not_in_standby_is_not_believed(tmp_path):
-    world = World(echo_standby=False)
+    world = World(ack_without_standby=True)
     world.attach("ap-a1-1")
     run, _, _ = standby(world, tmp_path)
     with pytest.raises(ProtocolError) as err:
@@ -391,29 +436,40 @@ def test_only_frames_eth0_received_for_the_home_address_count_the_last_16_oldest
 
 def test_in_band_the_standby_messages_go_from_the_ncoa(world):
     mn, _ = node(world, "inband")
+    bound_where_it_is(mn, world)
+    # In-band, auth-init must come from the MAC it names (the MN's own, out of
+    # eth0); the controller then learns the nCoA with that MAC at ap-b1-1.
     mn.preauthenticate("net-b1")
     mn.configure("net-b1")
-    mn.bind("net-b1", HOME, NCOA, standby=True)
+    world.packet_in_at("ap-b1-1", Table.ARP, link.gratuitous_arp(MN_MAC, NCOA))
+    assert mn.bind("net-b1", HOME, NCOA, standby=True)["standby"] is True
+    assert world.standby() == (NCOA, "net-b1", MN_MAC)
     mn.switch("net-b1", "link-lost", source=NCOA, delivered=[digest(home_frame(1))])
+    moved(world, [digest(home_frame(1))])
     bind, lost = world.signals
     assert (bind["channel"], bind["source"]) == (INBAND, NCOA)
     assert (lost["channel"], lost["source"]) == (INBAND, NCOA)
     assert "mode" not in lost["fields"]
-    assert lost["fields"]["delivered"] == [digest(home_frame(1))]
 
 
 def test_over_rest_the_standby_binding_goes_over_rest(world):
     mn, sources = node(world)
+    bound_where_it_is(mn, world)
     mn.preauthenticate("net-b1", mac=IF2_MAC)
     mn.configure("net-b1")
+    world.packet_in_at("ap-b1-1", Table.ARP, link.gratuitous_arp(IF2_MAC, NCOA))
     assert mn.bind("net-b1", HOME, NCOA, standby=True)["standby"] is True
-    assert world.signals[0]["channel"] == REST and sources.used == []
+    assert world.standby() == (NCOA, "net-b1", IF2_MAC)
+    # In-band only the first binding, from its care-of.
+    assert world.signals[0]["channel"] == REST and sources.used == [MN_ADDRESS]
     assert mn.state.entries["net-b1"].sa.mn_mac == IF2_MAC
 
 
 # -- the command line -----------------------------------------------------------------------
 
 class StandbyCli(Cli):
+    """mpa-mn in the MN's host, its home address bound at ap-a1-1 first."""
+
     def __init__(self, world, tmp_path, credentials, script=None, **kw):
         super().__init__(world, tmp_path, credentials, **kw)
         self.ip = HostIp(world)
@@ -421,6 +477,7 @@ class StandbyCli(Cli):
         self.system = {"raw_socket": world.raw_socket, "sniff_socket": self.downlink,
                        "sysfs": str(tmp_path / "sys"), "wall_ns": lambda: self.downlink.ns,
                        "perf_ns": lambda: self.downlink.ns}
+        cli_bound_where_it_is(self)
         self.interface = None   # standby's --interface is the one to prepare
 
     def events(self, *argv):
@@ -442,9 +499,9 @@ def test_cli_standby_waits_for_the_loss(world, tmp_path, credentials_file):
     assert ready["event"] == "ready" and ready["address"] == NCOA
     assert (ready["interface"], ready["old_interface"]) == ("eth1", "eth0")
     [result] = doc["results"]
-    assert result["ok"] and result["link_lost"]["phase"] == "completed"
+    assert result["ok"] and result["link_lost"]["phase"] == "switching"
     assert result["delivered"] == 1 and result["ready_at"] == ready["ready_at"]
-    assert world.signals[-1]["fields"]["delivered"] == [digest(home_frame(1))]
+    moved(world, [digest(home_frame(1))])
     assert world.core.mpa.aa.sas[result["sa"]].mn_mac == IF2_MAC
     assert run.ip.batches == [STANDBY_BATCH, LOSS_BATCH]
 
@@ -459,6 +516,7 @@ def test_cli_standby_takes_the_old_interface_from_the_default_route_and_prints_a
     assert json.loads(ready)["old_interface"] == "eth0"
     assert line == (f"net-b1: eth1 standing by with nCoA {NCOA}/24, {HOME} bound to it "
                     "if eth0 is lost")
+    assert world.standby() == (NCOA, "net-b1", IF2_MAC)
 
 
 def test_cli_standby_gives_up_at_the_loss_timeout(world, tmp_path, credentials_file):
@@ -497,15 +555,17 @@ def test_cli_standby_refuses_what_it_cannot_do(world, tmp_path, credentials_file
     rc, doc, err = run("standby", "net-b1", *argv)
     assert rc == (2 if code == "usage" else 1)
     assert doc["results"][0]["error"]["code"] == code and message in err
-    assert world.signals == [] and world.core.mpa.aa.sas == {}
+    assert world.signals == [] and networks_with_an_sa(world) == ["net-a1"]
 
 
 def test_cli_switch_says_link_lost_without_digests(world, tmp_path, credentials_file):
+    """A standby armed without --wait-loss; the loss said by hand."""
     run = StandbyCli(world, tmp_path, credentials_file())
-    assert run("up", "net-b1")[0] == 0
+    assert run.events("standby", "net-b1", "--interface", "eth1", "--home", HOME)[0] == 0
     rc, doc, err = run("switch", "net-b1", "--phase", "link-lost")
     assert rc == 0, err
-    assert doc["results"][0]["phase"] == "completed"
+    assert doc["results"][0]["phase"] == "switching"
+    moved(world, [])
     assert world.signals[-1]["fields"]["phase"] == "link-lost"
     assert not {"mode", "delivered"} & set(world.signals[-1]["fields"])
 
