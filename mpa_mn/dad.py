@@ -17,10 +17,14 @@ apart, the first as soon as the address is on the interface.
 The defaults are RFC 5227's constants; ``probe_num`` 0 turns DAD off (no
 probes, no waits).  The ARP socket, the clock and the randomness are
 injected.  Frames that are not ARP as RFC 826 sends it for IPv4 over
-Ethernet are ignored and counted (:attr:`Dad.ignored`).  At its
-``max_conflicts``-th conflict a run gives up (RFC 5227 would go on, once a
-minute: too slow for a handover).  Defending the address once in
-use (§2.4) is left to the kernel's ARP.
+Ethernet are ignored and counted (:attr:`Dad.ignored`).  One probing finds
+one conflict at most; ``max_conflicts`` is for the caller that declines an
+address in use and asks for another: the reactive handover
+(:mod:`mpa_mn.reactive`) gives up at that many (RFC 5227 would go on, once a
+minute: too slow for a handover).  It is one of these settings so that DAD's
+numbers travel together (``mpa-mn reactive``'s options, a scenario's
+``reactive.dad``).  Defending the address once in use (§2.4) is left to the
+kernel's ARP.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ class DadSettings:
     announce_wait_s: float = 2.0
     announce_num: int = 2
     announce_interval_s: float = 2.0
-    max_conflicts: int = 10
+    max_conflicts: int = 10      # read by the reactive run, not by Dad (see above)
 
     def __post_init__(self):
         waits = (self.probe_wait_s, self.probe_min_s, self.probe_max_s, self.announce_wait_s,
