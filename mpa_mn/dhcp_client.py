@@ -9,9 +9,11 @@ socket (bound to IPv4), because the host has no address to receive them on
 yet.  The broadcast flag stays clear: the packet socket sees the unicast
 reply to ``yiaddr`` too.
 
-Retransmissions follow RFC 2131 §4.1: 4 s before the first, each wait twice
-the last, up to 64 s, each randomised by ±1 s; the whole acquisition gives
-up after ``timeout_s``.  A DECLINE (the address is in use: see
+Retransmissions follow RFC 2131 §4.1: ``first_wait_s`` (4 s) before the
+first, each wait twice the last, up to ``max_wait_s`` (64 s), each
+randomised by ±``jitter_s`` (1 s, RFC 2131's; ``mpa-mn reactive`` makes it a
+quarter of ``--dhcp-retry``, which is the same at the default 4 s); the
+whole acquisition gives up after ``timeout_s``.  A DECLINE (the address is in use: see
 :mod:`mpa_mn.dad`) goes to the server that gave the lease.  Renewal is not
 done: a handover's run ends long before T1.
 
@@ -20,8 +22,12 @@ its checksum, BOOTP, the magic cookie, every option's length), without Ryu,
 which the MN does not use.  A frame that is not a reply to this client is
 ignored and counted (:attr:`DhcpClient.ignored`): ``malformed`` (UDP to port
 68 that does not parse), ``not_ours`` (another transaction or client),
-``unusable`` (an OFFER or ACK without what the MN needs: server identifier,
-address, subnet mask, router; an ACK also its lease time) and ``other``.
+``unusable`` (an OFFER or ACK the client does not take: without what the MN
+needs, i.e. server identifier, address, subnet mask, router and, in an ACK,
+the lease time; or not the one it waits for, such as an OFFER while it
+requests, or an ACK from another server or for another address),
+``unexpected`` (a NAK that does not answer its REQUEST: while it discovers,
+or from another server) and ``other`` (not a reply to a DHCP client).
 """
 
 from __future__ import annotations
