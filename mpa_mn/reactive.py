@@ -126,8 +126,12 @@ class Reactive(HostRun):
             announced = self.clock()
             report["attached_at"] = self.wall_ns()
             if sa is None:
-                sa = self._authenticate(network, candidate, mac, node.inband(lease.address),
-                                        report, timings)
+                # One socket for both of the exchange's messages, opened once
+                # the address is on the interface (it cannot be bound before).
+                inband = node.inband(lease.address)
+                opened.callback(inband.close)
+                inband.open()
+                sa = self._authenticate(network, candidate, mac, inband, report, timings)
             binding = self._timed(timings, "bind", node.bind, network, home, lease.address)
             report["bound_at"] = self.wall_ns()
             announce_error = self._announce_rest(dad, lease.address, announced,
