@@ -14,6 +14,13 @@ Each MN is a generator (:func:`prepare`, :func:`hand_over`) that yields what
 it does: a REST signalling request (the facade's call, with the MN's signed
 message), a frame its PoA punts, or a condition to wait for.  The driver
 keeps ``window`` MNs in flight at once.
+
+The clock and sleep are injected (the real ones by default): a test that
+moves its own clock on in its sleep runs the controller's timers without
+waiting.  The application reads ``time.monotonic`` itself (``MpaApp.handle``
+gives the core its ``now``), so such a test puts the same clock there.
+``perf_counter`` only measures (the time in the application, a run's wall
+time), never decides.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import hashlib
 import os
 import time
 import types
+from typing import Callable
 
 from ryu.controller.handler import MAIN_DISPATCHER
 from ryu.ofproto import ofproto_v1_3_parser as parser
@@ -130,7 +138,10 @@ class Until:
 
 
 class Driver:
-    def __init__(self, topology, credentials, store, tables=None):
+    def __init__(self, topology, credentials, store, tables=None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.clock, self.sleep = clock, sleep
         runtime.configure(topology, "mn-scale.yaml", credentials, store)
         self.app = mpa_app.MpaApp()
         self.core = self.app.core
@@ -140,7 +151,7 @@ class Driver:
                           for dpid in (self.graph.dpid(s) for s in self.graph.switch_ids())}
         self.busy = 0.0           # seconds in the application (handlers, worker)
         self.events = 0
-        self.next_tick = time.monotonic() + mpa_app.TICK_S
+        self.next_tick = clock() + mpa_app.TICK_S
         self.samples: dict[str, list] = {step: [] for step in STEPS}
         self.record = True
 
@@ -171,7 +182,7 @@ class Driver:
 
     def _ticker(self) -> None:
         """What ``MpaApp._ticker`` posts, checked between events."""
-        app, now = self.app, time.monotonic()
+        app, now = self.app, self.clock()
         if now >= self.next_tick:
             self.next_tick = now + mpa_app.TICK_S
             app._post("tick", None, self.core.tick)
@@ -183,13 +194,13 @@ class Driver:
 
     def settle(self, seconds: float) -> None:
         """Run the controller ``seconds`` with nothing new from the MNs."""
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
+        end = self.clock() + seconds
+        while self.clock() < end:
             if not self.pump():
-                time.sleep(0.002)
+                self.sleep(0.002)
 
     def next_wake(self) -> float:
-        due = self.core.next_mpa_tick(time.monotonic())
+        due = self.core.next_mpa_tick(self.clock())
         return self.next_tick if due is None else min(self.next_tick, due)
 
     def _switches(self) -> None:
@@ -214,11 +225,11 @@ class Driver:
                         types.SimpleNamespace(datapath=dp, state=MAIN_DISPATCHER))
         self.pump()
         assert all(s.reconciled_at is not None for s in self.core.switches.values())
-        deadline = time.monotonic() + 60
+        deadline = self.clock() + 60
         while not self._reserves_full():
-            assert time.monotonic() < deadline, "DAD never filled the reserves"
+            assert self.clock() < deadline, "DAD never filled the reserves"
             if not self.pump():
-                time.sleep(max(0.0, min(0.01, self.next_wake() - time.monotonic())))
+                self.sleep(max(0.0, min(0.01, self.next_wake() - self.clock())))
 
     def _reserves_full(self) -> bool:
         want = self.core.topology.mpa.dad_reserve
@@ -245,7 +256,7 @@ class Driver:
                 progressed |= self._advance(entry)
             live = [e for e in live if e[0] is not None]
             if not self.pump() and not progressed:
-                time.sleep(max(0.0, min(0.002, self.next_wake() - time.monotonic())))
+                self.sleep(max(0.0, min(0.002, self.next_wake() - self.clock())))
         return time.perf_counter() - started
 
     def _advance(self, entry) -> bool:
@@ -278,9 +289,9 @@ class Driver:
         """What the facade does for a REST request: the core's call on the worker."""
         def reply(answer):
             if post.answer is None:
-                post.answer, post.answered = answer, time.monotonic()
+                post.answer, post.answered = answer, self.clock()
         origin = Origin(REST, post.mn.address, post.network, reply_to=reply)
-        post.posted = time.monotonic()
+        post.posted = self.clock()
         core, data, expect = self.core, post.data, (post.kind,)
         self.app._post("rest signal", None,
                        lambda now: core.signal(data, origin, expect, now))
@@ -317,22 +328,22 @@ def prepare(driver: Driver, mn: Mn, states: dict):
     get a tunnel and bind the home address to the nCoA."""
     graph, core = driver.graph, driver.core
     poa, here = graph.poa(mn.poa), graph.network_of_address(mn.address)
-    t0 = time.monotonic()
+    t0 = driver.clock()
     yield Punt(graph.dpid(poa.switch), poa.port, Table.INGRESS,
                _frame(mn.mac, here.gateway_mac, mn.address, CN_ADDRESS))
     yield Until(lambda: mn.address in core.hosts)
-    driver.sample("attach", time.monotonic() - t0)
+    driver.sample("attach", driver.clock() - t0)
 
     run = protocol.PreAuthentication(mn.identity, mn.psk, mn.target, mn.mac)
     domain = core.topology.networks[mn.target].served_by
-    t0 = time.monotonic()
+    t0 = driver.clock()
     post = yield Post(mn, mn.target, run.init(), "auth-init")
     yield Await(post)
     post = yield Post(mn, mn.target, run.response(post.answer.body), "auth-response")
     yield Await(post)
     _answer(post, "auth-success")
     state = run.finish(post.answer.body, domain)
-    driver.sample("preauth", time.monotonic() - t0)
+    driver.sample("preauth", driver.clock() - t0)
 
     steps = (("configure", "config-request", "config", {}),
              ("tunnel", "tunnel-request", "tunnel", {}),

@@ -1,16 +1,24 @@
 """The scale benchmark's driver (benchmarks/scale_driver.py) with a handful
 of MNs, on switches that forward: every handover completes through the Ryu
 application, and each MN's traffic then goes where it now is.  Times are
-not looked at."""
+not looked at.
+
+Time is the test's: the driver and the application read one clock, which
+only the driver's sleep moves on, so the controller's timers (DAD, a
+handover's quiet time and linger) run without waiting and the same on a
+loaded machine."""
 
 from __future__ import annotations
 
 import os
 import sys
+import types
 
 import pytest
 
+from apps import mpa_app
 from fakeoftable import FakeNetwork, ipv4_packet
+from mpa_sdn.mobility import LINGER_S
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.tables import Feature, feature_of
 
@@ -20,25 +28,48 @@ from scale_driver import (CN_ADDRESS, CN_MAC, Driver, check_completed, hand_over
                           prepare, scale_topology, state_store)
 
 MNS = 6
+WALL_OFFSET = 1_700_000_000.0
+
+
+class Clock:
+    """Monotonic time that passes only when someone sleeps."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.slept = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += seconds
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    topology, credentials, mns = scale_topology(MNS, domains=1, networks=3)
-    net = FakeNetwork(NeighbourhoodGraph(topology))
-    store = state_store(str(tmp_path_factory.mktemp("mn-scale")))
-    driver = Driver(topology, credentials, store, tables=net.by_dpid)
-    driver.connect_all()
-    states: dict = {}
-    driver.run((prepare(driver, mn, states) for mn in mns), window=4)
-    driver.run((hand_over(driver, mn, states) for mn in mns), window=4)
-    driver.settle(0.1)   # the last settling deletes
-    yield driver, net, mns
-    store.close()
+    clock = Clock()
+    with pytest.MonkeyPatch.context() as patch:
+        # The application's own reads of the clock (its worker's ``now``).
+        patch.setattr(mpa_app, "time", types.SimpleNamespace(
+            monotonic=clock, time=lambda: WALL_OFFSET + clock()))
+        topology, credentials, mns = scale_topology(MNS, domains=1, networks=3)
+        net = FakeNetwork(NeighbourhoodGraph(topology))
+        store = state_store(str(tmp_path_factory.mktemp("mn-scale")))
+        driver = Driver(topology, credentials, store, tables=net.by_dpid, clock=clock,
+                        sleep=clock.sleep)
+        driver.connect_all()
+        states: dict = {}
+        driver.run((prepare(driver, mn, states) for mn in mns), window=4)
+        driver.run((hand_over(driver, mn, states) for mn in mns), window=4)
+        # Past the last handover's linger, and the deletes that settle after it.
+        driver.settle(LINGER_S + 0.2)
+        yield driver, net, mns, clock
+        store.close()
 
 
 def test_every_mn_hands_over_through_the_application(run):
-    driver, net, mns = run
+    driver, net, mns, clock = run
     check_completed(driver, mns)
     counters = driver.core.counters
     assert counters["handover_completed"] == MNS
@@ -46,10 +77,12 @@ def test_every_mn_hands_over_through_the_application(run):
     assert not counters["send_to_disconnected"] and not counters["send_failed"]
     assert not driver.app.confirmations, "every barrier was answered"
     assert all(len(samples) == MNS for samples in driver.samples.values())
+    # The controller's timers ran on the test's clock.
+    assert clock.slept >= LINGER_S and driver.core.counters["dad_probe_sent"] > 0
 
 
 def test_the_switches_send_each_mn_its_traffic_where_it_arrived(run):
-    driver, net, mns = run
+    driver, net, mns, _ = run
     graph = driver.graph
     cn = graph.poa(next(iter(driver.core.topology.correspondents.values())).poa)
     for mn in mns:
@@ -71,7 +104,7 @@ def test_the_switches_send_each_mn_its_traffic_where_it_arrived(run):
 
 
 def test_no_tunnel_or_buffer_flow_is_left_behind(run):
-    driver, net, mns = run
+    driver, net, mns, _ = run
     left = {feature_of(e.cookie) for sw in net.switches.values() for e in sw.entries}
     assert Feature.TUNNEL not in left and Feature.BUFFER not in left
     assert Feature.BINDING in left
