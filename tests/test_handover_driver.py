@@ -11,7 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from topologies.handover import HandoverDriver
+from mpa_mn.cli import build_parser
+from mpa_mn.dad import DadSettings
+from topologies.handover import REACTIVE_OPTIONS, HandoverDriver
 
 HOME = "10.255.0.1"
 NETWORK_OF = {"ap-a": "net-a", "ap-b": "net-b"}
@@ -243,16 +245,26 @@ def test_an_unknown_reactive_option_is_refused(controller, tmp_path):
         driver_for(FakeLab(), controller, tmp_path).reactive("mn1", "ap-b", probes=3)
 
 
-def test_a_reactive_handover_takes_dad_settings_as_an_object(controller, tmp_path):
+def test_a_reactive_handover_passes_every_dad_setting_an_option_does_not_override(
+        controller, tmp_path):
     lab = FakeLab("reactive")
     controller.state["binding"] = {"care_of": "10.2.0.150",
                                    "reach": {"poa": "ap-b", "tunnel": False}}
-    dad = SimpleNamespace(probes=2, probe_wait_s=0.1, probe_min_s=0.2, probe_max_s=0.3,
-                          announce_wait_s=0.3, least_s=0.5)
+    dad = DadSettings(probe_num=2, probe_wait_s=0.1, probe_min_s=0.2, probe_max_s=0.3,
+                      announce_wait_s=0.3)
     result = driver_for(lab, controller, tmp_path).reactive("mn1", "ap-b", dad=dad,
                                                             probe_num=1)
     assert result.ok, result.errors
     command = lab.mn.commands[0]
     assert command[command.index("--home") + 2:] == [
-        "--announce-wait", "0.3", "--probe-max", "0.3", "--probe-min", "0.2", "--probe-num", "1",
+        "--announce-interval", "2", "--announce-num", "2", "--announce-wait", "0.3",
+        "--max-conflicts", "10", "--probe-max", "0.3", "--probe-min", "0.2", "--probe-num", "1",
         "--probe-wait", "0.1"]
+
+
+def test_every_reactive_option_is_one_mpa_mn_reactive_takes():
+    """The driver names mpa-mn's DAD options after DadSettings' fields."""
+    args = build_parser().parse_args(
+        ["reactive", "net-b", *[arg for option in REACTIVE_OPTIONS
+                                for arg in (f"--{option.replace('_', '-')}", "1")]])
+    assert all(getattr(args, option) == 1 for option in REACTIVE_OPTIONS)

@@ -11,7 +11,8 @@ import pytest
 from conftest import DEFAULT_TOPOLOGY, ROOT
 from mpa_sdn.config import ConfigError
 from topologies.cli import main as mpa_lab
-from topologies.scenario import (MODES, MPA_BUFFER, MPA_COPY_FORWARD, REACTIVE, Dad,
+from mpa_mn.dad import DadSettings
+from topologies.scenario import (MODES, MPA_BUFFER, MPA_COPY_FORWARD, REACTIVE,
                                  default_standby_mac, load_scenario)
 
 DEMO = os.path.join(ROOT, "topologies", "scenarios", "demo.yaml")
@@ -56,7 +57,7 @@ def test_the_demo_scenario_runs_every_mode_ten_times_at_100_packets_a_second():
     assert scenario.modes == MODES
     assert scenario.handovers == {mode: 10 for mode in MODES}
     assert (scenario.traffic.source, scenario.traffic.rate_pps) == ("cn1", 100)
-    assert scenario.dad == Dad()   # RFC 5227's constants
+    assert scenario.dad == DadSettings()   # RFC 5227's constants
     assert scenario.plan(MPA_BUFFER)[:4] == [("mn1", "ap-a2-1"), ("mn1", "ap-b1-1"),
                                              ("mn1", "ap-a1-1"), ("mn1", "ap-a2-1")]
     # Each loss starts where mn1 starts: its second interface goes elsewhere.
@@ -126,14 +127,30 @@ def test_modes_as_a_mapping_set_their_own_counts(tmp_path):
     ({"repetitions": "repetitions: 0"}, "repetitions: 0 is out of range"),
     ({"channel": "channel: carrier-pigeon"}, "channel: 'carrier-pigeon' is not one of"),
     ({"reactive": "reactive: {dad: {probe_min_s: 3, probe_max_s: 2}}"},
-     "reactive.dad.probe_max_s: 2 is below probe_min_s (3)"),
-    ({"reactive": "reactive: {dad: {probes: 0}}"}, "reactive.dad.probes: 0 is out of range"),
+     "reactive.dad: DAD waits are not negative, and the least wait between probes is at most "
+     "the most"),
+    ({"reactive": "reactive: {dad: {probe_num: 11}}"},
+     "reactive.dad.probe_num: 11 is out of range"),
+    ({"reactive": "reactive: {dad: {announce_num: 0}}"},
+     "reactive.dad.announce_num: 0 is out of range"),
+    ({"reactive": "reactive: {dad: {probes: 3}}"}, "reactive.dad.probes: unknown key"),
     ({"copy_forward": "copy_forward: {loss_after_s: 0}"},
      "copy_forward.loss_after_s: 0 is out of range"),
 ])
 def test_a_mistake_is_reported_with_its_key_path(tmp_path, replace, expected):
     assert any(expected in line for line in errors_of(tmp_path, with_lines(**replace))), \
         errors_of(tmp_path, with_lines(**replace))
+
+
+def test_reactive_dad_takes_dad_settings_by_their_names(tmp_path):
+    scenario = load_scenario(write(tmp_path, with_lines(reactive=(
+        "reactive: {dad: {probe_num: 0, probe_wait_s: 0.1, probe_min_s: 0, probe_max_s: 0,"
+        " announce_wait_s: 0.5, announce_num: 1, announce_interval_s: 0.2,"
+        " max_conflicts: 3}}"))))
+    assert scenario.dad == DadSettings(probe_wait_s=0.1, probe_num=0, probe_min_s=0.0,
+                                       probe_max_s=0.0, announce_wait_s=0.5, announce_num=1,
+                                       announce_interval_s=0.2, max_conflicts=3)
+    assert scenario.to_dict()["dad"]["probe_num"] == 0
 
 
 def test_every_mistake_is_reported_at_once(tmp_path):

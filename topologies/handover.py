@@ -23,6 +23,7 @@ wrong), and the caller decides what to make of it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from mpa_mn.channels import direct_opener
+from mpa_mn.dad import DadSettings
 from topologies.preconfigure import mpa_mn_command, run_mpa_mn
 from topologies.probes import ping
 
@@ -44,14 +46,9 @@ POLL_S = 0.1
 FAILURE_MODES = ("no-arrival", "return")
 MODES = ("buffer", "bicast", "none")
 # ``reactive``'s keywords: mpa-mn reactive's options, without their dashes.
-REACTIVE_OPTIONS = ("probe_wait", "probe_num", "probe_min", "probe_max", "announce_wait",
-                    "announce_num", "announce_interval", "max_conflicts", "dhcp_retry",
-                    "dhcp_timeout", "decline_wait")
-# ``reactive``'s ``dad``: the attributes it may have, and the option each sets.
-DAD_ATTRIBUTES = {"probes": "probe_num", "probe_wait_s": "probe_wait",
-                  "probe_min_s": "probe_min", "probe_max_s": "probe_max",
-                  "announce_wait_s": "announce_wait", "announce_num": "announce_num",
-                  "announce_interval_s": "announce_interval"}
+# Its DAD options are DadSettings' fields without their "_s".
+DAD_OPTIONS = {f.name: f.name.removesuffix("_s") for f in dataclasses.fields(DadSettings)}
+REACTIVE_OPTIONS = (*DAD_OPTIONS.values(), "dhcp_retry", "dhcp_timeout", "decline_wait")
 STDERR_TAIL = 2000
 
 
@@ -298,19 +295,19 @@ class HandoverDriver:
         result = self._begin("handover", mn, target_poa, buffer_old, mode)
         return self._run(result, self._handover_args(result, True), ready)
 
-    def reactive(self, mn: str, target_poa: str, dad=None, **options) -> HandoverResult:
+    def reactive(self, mn: str, target_poa: str, dad: DadSettings | None = None,
+                 **options) -> HandoverResult:
         """A handover of ``mn`` to ``target_poa`` without MPA: the client gets
         ready (watches its carrier), the lab moves the MN's link, the client
         authenticates, gets an address by DHCP, checks it and binds its home
         address to it.  ``options``: mpa-mn reactive's (``REACTIVE_OPTIONS``:
         ``probe_num=3``, ``announce_wait=0.5``, ...); unset, RFC 5227's and
-        RFC 2131's defaults.  ``dad``: DAD's settings as an object's
-        attributes (``DAD_ATTRIBUTES``: ``probes``, ``probe_wait_s``, ...),
-        each one an option unless ``options`` gives it.  The driver then waits
-        until the controller shows the binding reaching the MN at the target."""
+        RFC 2131's defaults.  ``dad``: DAD's settings, each one an option
+        unless ``options`` gives it.  The driver then waits until the
+        controller shows the binding reaching the MN at the target."""
         if dad is not None:
-            options = {**{option: getattr(dad, name) for name, option in DAD_ATTRIBUTES.items()
-                          if hasattr(dad, name)}, **options}
+            options = {**{option: getattr(dad, name) for name, option in DAD_OPTIONS.items()},
+                       **options}
         unknown = sorted(set(options) - set(REACTIVE_OPTIONS))
         if unknown:
             raise ValueError(f"no reactive option {', '.join(unknown)}: one of "

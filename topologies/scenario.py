@@ -10,13 +10,15 @@ at).  See docs/scenarios.md for every key.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from mpa_sdn.config import (ConfigError, _Invalid, _Reader, _ident, _int, _mac, _number,
-                            _path, _text, load_topology, load_yaml, read_text)
+from mpa_mn.dad import DadSettings
+from mpa_sdn.config import (ConfigError, _Invalid, _MISSING, _Reader, _ident, _int, _mac,
+                            _number, _path, _text, load_topology, load_yaml, read_text)
 from mpa_sdn.topology import ROLE_ACCESS, Topology
 from topologies.traffic import HEADER_SIZE
 
@@ -30,6 +32,11 @@ MAX_HANDOVERS = 1000
 DEFAULT_HANDOVERS = 10        # per mode and repetition
 MAX_RATE_PPS = 10_000
 MAX_PAYLOAD = 1472          # one datagram in one 1,500-byte frame: no fragments
+# ``reactive.dad``: DadSettings' fields by name; these are counts, the rest
+# are waits in seconds.
+DAD_COUNTS = {"probe_num": _int(0, 10), "announce_num": _int(1, 10),
+              "max_conflicts": _int(1, 100)}
+DAD_WAIT = _number(0, 10)
 
 
 @dataclass(frozen=True)
@@ -41,25 +48,6 @@ class Traffic:
     rate_pps: int = 100
     size: int = 172             # UDP payload bytes: a 20 ms G.711 voice frame and RTP
     port: int = 5001            # the first MN's; the next MN's is one more, and so on
-
-
-@dataclass(frozen=True)
-class Dad:
-    """Duplicate address detection of the reactive MN (RFC 5227 §1.1's
-    constants by default): a random wait up to ``probe_wait_s``, ``probes``
-    ARP probes ``probe_min_s``..``probe_max_s`` apart, then
-    ``announce_wait_s`` before the address is used."""
-
-    probes: int = 3
-    probe_wait_s: float = 1.0
-    probe_min_s: float = 1.0
-    probe_max_s: float = 2.0
-    announce_wait_s: float = 2.0
-
-    @property
-    def least_s(self) -> float:
-        """The shortest a DAD with these settings can take."""
-        return (self.probes - 1) * self.probe_min_s + self.announce_wait_s
 
 
 @dataclass(frozen=True)
@@ -85,7 +73,7 @@ class Scenario:
     warmup_s: float = 1.0              # ... and before the first
     loss_after_s: float = 1.0          # copy-and-forward: standby armed -> the link is cut
     channel: str = "inband"
-    dad: Dad = field(default_factory=Dad)
+    dad: DadSettings = field(default_factory=DadSettings)  # the reactive MN's (RFC 5227)
     description: str = ""
 
     def plan(self, mode: str) -> list[tuple[str, str]]:
@@ -115,7 +103,7 @@ class Scenario:
                 "modes": list(self.modes), "handovers": dict(self.handovers),
                 "repetitions": self.repetitions, "interval_s": self.interval_s,
                 "warmup_s": self.warmup_s, "loss_after_s": self.loss_after_s,
-                "channel": self.channel, "dad": dict(self.dad.__dict__)}
+                "channel": self.channel, "dad": dataclasses.asdict(self.dad)}
 
 
 def default_standby_mac(mn: str) -> str:
@@ -288,24 +276,28 @@ def _schedule(r: _Reader, raw: Any) -> tuple[float, float]:
             r.field(h, "warmup_s", "handovers", _number(0, 60), Scenario.warmup_s))
 
 
-def _dad(r: _Reader, raw: Any) -> Dad:
+def _dad(r: _Reader, raw: Any) -> DadSettings:
+    """``reactive.dad``: the reactive MN's DAD settings, keyed by their names
+    in DadSettings (which checks them as a whole)."""
     if raw is None:
-        return Dad()
+        return DadSettings()
     reactive = r.mapping(raw, "reactive", optional={"dad"})
     if reactive is None or "dad" not in reactive:
-        return Dad()
+        return DadSettings()
     path = "reactive.dad"
-    d = r.mapping(reactive["dad"], path, optional=set(Dad.__dataclass_fields__))
+    names = [f.name for f in dataclasses.fields(DadSettings)]
+    d = r.mapping(reactive["dad"], path, optional=set(names))
     if d is None:
-        return Dad()
-    dad = Dad(probes=r.field(d, "probes", path, _int(1, 10), Dad.probes),
-              **{k: r.field(d, k, path, _number(0, 10), getattr(Dad, k))
-                 for k in ("probe_wait_s", "probe_min_s", "probe_max_s", "announce_wait_s")})
-    if (isinstance(dad.probe_min_s, float) and isinstance(dad.probe_max_s, float)
-            and dad.probe_min_s > dad.probe_max_s):
-        r.error(f"{path}.probe_max_s", f"{dad.probe_max_s:g} is below probe_min_s "
-                                       f"({dad.probe_min_s:g})")
-    return dad
+        return DadSettings()
+    values = {name: r.field(d, name, path, DAD_COUNTS.get(name, DAD_WAIT))
+              for name in names if name in d}
+    if any(value is _MISSING for value in values.values()):
+        return DadSettings()
+    try:
+        return DadSettings(**values)
+    except ValueError as exc:
+        r.error(path, str(exc))
+        return DadSettings()
 
 
 def _copy_forward(r: _Reader, raw: Any) -> float:

@@ -2,6 +2,7 @@
 real lab, results.json, the table and the plots; and Ctrl-C in the middle
 of a run leaves nothing behind."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,15 +15,16 @@ import pytest
 
 from conftest import DEFAULT_TOPOLOGY
 from integration.conftest import OFP_PORT, REST_PORT, wait_for
-from topologies.scenario import MODES, Dad
+from mpa_mn.dad import DadSettings
+from topologies.scenario import MODES
 
 pytestmark = pytest.mark.integration
 
 MPA_LAB = os.path.join(os.path.dirname(sys.executable), "mpa-lab")
 BRIDGES = ("core", "cn-ar", "ar-a1", "ar-a2", "ar-b1", "ap-b1")
 # Shortened RFC 5227 timings keep the reactive handovers to about a second.
-FAST_DAD = Dad(probes=2, probe_wait_s=0.1, probe_min_s=0.2, probe_max_s=0.3,
-               announce_wait_s=0.3)
+FAST_DAD = DadSettings(probe_num=2, probe_wait_s=0.1, probe_min_s=0.2, probe_max_s=0.3,
+                       announce_wait_s=0.3)
 HANDOVER_FIELDS = {"index", "from", "to", "sent", "received", "lost", "duplicates",
                    "reordered", "interruption_ms", "buffered", "signal_to_flows_ms"}
 SUMMARY_FIELDS = {"sent", "received", "lost", "duplicates", "reordered",
@@ -31,7 +33,7 @@ SUMMARY_FIELDS = {"sent", "received", "lost", "duplicates", "reordered",
 
 
 def scenario(tmp_path, modes: str, count: int) -> str:
-    dad = ", ".join(f"{k}: {v}" for k, v in FAST_DAD.__dict__.items())
+    dad = ", ".join(f"{k}: {v}" for k, v in dataclasses.asdict(FAST_DAD).items())
     path = tmp_path / "small.yaml"
     path.write_text(textwrap.dedent(f"""\
         version: 1
@@ -90,7 +92,7 @@ def test_every_mode_runs_and_is_compared(prerequisites, tmp_path):
         assert row["buffered"] is not None and row["signal_to_flows_ms"] is not None
     # The reactive MN cannot receive before its DAD is over.
     for row in modes["reactive"]["handovers"]:
-        assert row["interruption_ms"] >= FAST_DAD.least_s * 1000
+        assert row["interruption_ms"] >= FAST_DAD.minimum_s * 1000
         assert row["lost"] > 0
     # The table and the plots.
     for label in ("reactive (no MPA)", "mpa (no buffering)", "mpa_buffer", "mpa_copy_forward",
