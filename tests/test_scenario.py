@@ -92,6 +92,8 @@ def test_modes_as_a_mapping_set_their_own_counts(tmp_path):
 
 @pytest.mark.parametrize("replace, expected", [
     ({"version": "version: 2"}, "version: must be 1, not 2"),
+    ({"version": "version: 1.0"}, "version: must be 1, not 1.0"),   # as a topology's
+    ({"version": "version: true"}, "version: must be 1, not True"),
     ({"version": None}, "version: is required"),
     ({"colour": "colour: red"}, "colour: unknown key"),
     ({"topology": "topology: nowhere.yaml"}, "topology: "),
@@ -124,6 +126,7 @@ def test_modes_as_a_mapping_set_their_own_counts(tmp_path):
      "modes.mpa_buffer.handovers: 0 is out of range"),
     ({"handovers": "handovers: {count: 5000}"}, "handovers.count: 5000 is out of range"),
     ({"handovers": "handovers: {interval_s: -1}"}, "handovers.interval_s: -1 is out of range"),
+    ({"handovers": "handovers: {count: 2, every: 1}"}, "handovers.every: unknown key"),
     ({"repetitions": "repetitions: 0"}, "repetitions: 0 is out of range"),
     ({"channel": "channel: carrier-pigeon"}, "channel: 'carrier-pigeon' is not one of"),
     ({"reactive": "reactive: {dad: {probe_min_s: 3, probe_max_s: 2}}"},
@@ -151,6 +154,11 @@ def test_reactive_dad_takes_dad_settings_by_their_names(tmp_path):
                                        probe_max_s=0.0, announce_wait_s=0.5, announce_num=1,
                                        announce_interval_s=0.2, max_conflicts=3)
     assert scenario.to_dict()["dad"]["probe_num"] == 0
+
+
+def test_handovers_that_is_not_a_mapping_is_one_mistake(tmp_path):
+    assert errors_of(tmp_path, with_lines(handovers="handovers: 5")) == [
+        "handovers: must be a mapping, not an integer"]
 
 
 def test_every_mistake_is_reported_at_once(tmp_path):

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mpa_mn.dad import DadSettings
-from mpa_sdn.config import (ConfigError, _Invalid, _MISSING, _Reader, _ident, _int, _mac,
-                            _number, _path, _text, load_topology, load_yaml, read_text)
+from mpa_sdn.config import (ConfigError, _Invalid, _MISSING, _Reader, _ident, _int,
+                            _is_version_1, _mac, _number, _path, _text, load_topology,
+                            load_yaml, read_text)
 from mpa_sdn.topology import ROLE_ACCESS, Topology
 from topologies.traffic import HEADER_SIZE
 
@@ -122,7 +123,7 @@ def load_scenario(path: str) -> Scenario:
                               "reactive", "copy_forward"})
     if top is None:
         raise ConfigError(r.errors)
-    if top["version"] != 1 or isinstance(top["version"], bool):
+    if not _is_version_1(top["version"]):
         r.error("version", f"must be 1, not {top['version']!r}")
     name = r.field(top, "name", "", _ident,
                    os.path.splitext(os.path.basename(path))[0])
@@ -139,8 +140,8 @@ def load_scenario(path: str) -> Scenario:
                            for p, m in exc.errors]) from None
     traffic = _traffic(r, top["traffic"], topology)
     mobile_nodes = _mobile_nodes(r, top["mobile_nodes"], topology)
-    modes, counts = _modes(r, top["modes"], top.get("handovers"))
-    schedule = _schedule(r, top.get("handovers"))
+    count, interval_s, warmup_s = _handovers(r, top.get("handovers"))
+    modes, counts = _modes(r, top["modes"], count)
     dad = _dad(r, top.get("reactive"))
     loss_after_s = _copy_forward(r, top.get("copy_forward"))
     repetitions = r.field(top, "repetitions", "", _int(1, 100), 1)
@@ -148,7 +149,7 @@ def load_scenario(path: str) -> Scenario:
     if r.errors:
         raise ConfigError(r.errors)
     scenario = Scenario(name, os.path.abspath(path), topology_path, topology, traffic,
-                        mobile_nodes, modes, counts, repetitions, *schedule,
+                        mobile_nodes, modes, counts, repetitions, interval_s, warmup_s,
                         loss_after_s=loss_after_s, channel=channel, dad=dad,
                         description=description)
     _check_moves(r, scenario)
@@ -235,11 +236,21 @@ def _mobile_nodes(r: _Reader, raw: Any, topology: Topology) -> tuple[MobileNodeP
     return tuple(plans)
 
 
-def _modes(r: _Reader, raw: Any, handovers: Any) -> tuple[tuple[str, ...], dict[str, int]]:
-    """``modes``: a list of names, or a mapping of name to ``{handovers: N}``."""
-    count = DEFAULT_HANDOVERS
-    if isinstance(handovers, dict) and "count" in handovers:
-        count = r.field(handovers, "count", "handovers", _int(1, MAX_HANDOVERS), count)
+def _handovers(r: _Reader, raw: Any) -> tuple[int, float, float]:
+    """``handovers``: each mode's count (unless it sets its own), the
+    interval and the warm-up."""
+    h = r.mapping(raw, "handovers", optional={"count", "interval_s", "warmup_s"}) if (
+        raw is not None) else None
+    if h is None:
+        return DEFAULT_HANDOVERS, Scenario.interval_s, Scenario.warmup_s
+    return (r.field(h, "count", "handovers", _int(1, MAX_HANDOVERS), DEFAULT_HANDOVERS),
+            r.field(h, "interval_s", "handovers", _number(0, 60), Scenario.interval_s),
+            r.field(h, "warmup_s", "handovers", _number(0, 60), Scenario.warmup_s))
+
+
+def _modes(r: _Reader, raw: Any, count: int) -> tuple[tuple[str, ...], dict[str, int]]:
+    """``modes``: a list of names, or a mapping of name to ``{handovers: N}``
+    (default: ``count``)."""
     names, counts = [], {}
     if isinstance(raw, list):
         entries = [(f"modes[{i}]", name, None) for i, name in enumerate(raw)]
@@ -265,15 +276,6 @@ def _modes(r: _Reader, raw: Any, handovers: Any) -> tuple[tuple[str, ...], dict[
     if not names and not r.errors:
         r.error("modes", "must name at least one mode")
     return tuple(names), counts
-
-
-def _schedule(r: _Reader, raw: Any) -> tuple[float, float]:
-    h = r.mapping(raw, "handovers", optional={"count", "interval_s", "warmup_s"}) if (
-        raw is not None) else None
-    if h is None:
-        return Scenario.interval_s, Scenario.warmup_s
-    return (r.field(h, "interval_s", "handovers", _number(0, 60), Scenario.interval_s),
-            r.field(h, "warmup_s", "handovers", _number(0, 60), Scenario.warmup_s))
 
 
 def _dad(r: _Reader, raw: Any) -> DadSettings:
