@@ -7,13 +7,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from types import SimpleNamespace
 
 import pytest
 
 from mpa_mn.cli import build_parser
 from mpa_mn.dad import DadSettings
-from topologies.handover import REACTIVE_OPTIONS, HandoverDriver
+from topologies.handover import POLL_S, REACTIVE_OPTIONS, HandoverDriver, _poll
 
 HOME = "10.255.0.1"
 NETWORK_OF = {"ap-a": "net-a", "ap-b": "net-b"}
@@ -66,10 +67,10 @@ class FakeLab:
         self.topology = SimpleNamespace(
             mobile_nodes={"mn1": SimpleNamespace(home_address=HOME, identity="mn1@a",
                                                  credentials="mn1.yaml")},
-            mpa=SimpleNamespace(switch_deadline_s=0.2, buffer_time_s=0.2))
+            mpa=SimpleNamespace(switch_deadline_s=0.2, buffer_time_s=0.2, copy_wait_s=0.2))
         self.location = {"mn1": poa("ap-a")}
         self.mn = FakeHost(behaviour)
-        self.moves, self.noted, self.announced = [], [], []
+        self.moves, self.noted, self.announced, self.cut = [], [], [], []
         self.last_link_switch = None
 
     def host(self, name):
@@ -92,6 +93,13 @@ class FakeLab:
 
     def announce(self, mn):
         self.announced.append((mn, self.location[mn].id))
+
+    def add_interface(self, mn, poa, mac):
+        return "mn1-eth1"
+
+    def cut_link(self, mn):
+        self.cut.append(mn)
+        return 7000000
 
 
 @pytest.fixture
@@ -268,3 +276,36 @@ def test_every_reactive_option_is_one_mpa_mn_reactive_takes():
         ["reactive", "net-b", *[arg for option in REACTIVE_OPTIONS
                                 for arg in (f"--{option.replace('_', '-')}", "1")]])
     assert all(getattr(args, option) == 1 for option in REACTIVE_OPTIONS)
+
+
+def test_polling_sleeps_between_tries_and_stops_at_its_deadline():
+    tries = []
+
+    def never() -> bool:
+        tries.append(time.monotonic())
+        return False
+    assert _poll(never, time.monotonic() + 3 * POLL_S) is None
+    # Not a spin, however fast the try fails: POLL_S between two tries.
+    assert 2 <= len(tries) <= 5
+    assert all(b - a >= POLL_S - 1e-3 for a, b in zip(tries, tries[1:])), tries
+    assert _poll(lambda: True, time.monotonic() - 1) is not None   # tried once, even late
+
+
+@pytest.mark.parametrize("standby, cut", [(True, ["mn1"]), (False, [])])
+def test_a_sudden_loss_cuts_the_link_once_the_controller_shows_the_standby(
+        controller, tmp_path, standby, cut):
+    lab = FakeLab("ok")
+    controller.state["standby"] = {"poa": "ap-b"} if standby else None
+    driver = driver_for(lab, controller, tmp_path)
+    driver.ready_timeout_s = 0.2
+    result = driver.sudden_loss("mn1", "ap-b", "02:00:00:00:01:02", before_s=0)
+    assert lab.cut == cut
+    if standby:
+        assert result.ok, result.errors
+        assert result.loss_wall_ns == 7000000 and result.settled_ms is not None
+        command = lab.mn.commands[0]
+        assert command[command.index("standby"):] == [
+            "standby", "net-b", "--interface", "mn1-eth1", "--old-interface", "mn1-eth0",
+            "--home", HOME, "--wait-loss"]
+    else:
+        assert "the controller never showed the standby" in result.errors

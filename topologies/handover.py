@@ -24,6 +24,7 @@ wrong), and the caller decides what to make of it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import select
@@ -250,11 +251,10 @@ class HandoverDriver:
                 return result
         self._bind(mn, network, result)
         if correspondent is not None and result.ok:
-            deadline = time.monotonic() + self.reach_timeout_s
-            while not ping(self.lab.host(correspondent), result.home_address, count=1).ok:
-                if time.monotonic() > deadline:
-                    result.errors.append(f"{correspondent} does not reach {mn}'s home address")
-                    break
+            host = self.lab.host(correspondent)
+            if _poll(lambda: ping(host, result.home_address, count=1).ok,
+                     time.monotonic() + self.reach_timeout_s) is None:
+                result.errors.append(f"{correspondent} does not reach {mn}'s home address")
         return result
 
     def _bind(self, mn: str, network: str, result: BindResult) -> None:
@@ -279,21 +279,15 @@ class HandoverDriver:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         if buffer_old and mode != "buffer":
             raise ValueError("buffer_old is for a buffering handover")
-
-        def ready(process, lines, result):
-            self._move(mn, target_poa, result)
-            self._finish(process, lines, result, self.finish_timeout_s, expect_success=True)
-            if result.returncode == 0 and result.address:
-                self.lab.note_address(mn, result.address)
-                if mode == "none":
-                    result.settled_ms = self._settle_binding(result, mn, time.monotonic())
-                else:
-                    # The controller may still be flushing its buffer to the
-                    # MN; the next handover waits for it, and so does this one.
-                    result.settled_ms = self._settle(result, mn, time.monotonic(),
-                                                     "buffer_time_s")
+        if mode == "none":
+            settle = self._settle_binding
+        else:
+            # The controller may still be flushing its buffer to the MN; the
+            # next handover waits for it, and so does this one.
+            settle = functools.partial(self._settle, bound="buffer_time_s")
         result = self._begin("handover", mn, target_poa, buffer_old, mode)
-        return self._run(result, self._handover_args(result, True), ready)
+        return self._run(result, self._handover_args(result, True),
+                         self._arrival(self.finish_timeout_s, settle))
 
     def reactive(self, mn: str, target_poa: str, dad: DadSettings | None = None,
                  **options) -> HandoverResult:
@@ -317,14 +311,8 @@ class HandoverDriver:
                 *[arg for name, value in sorted(options.items())
                   for arg in (f"--{name.replace('_', '-')}", f"{value:g}"
                               if isinstance(value, float) else str(value))]]
-
-        def ready(process, lines, result):
-            self._move(mn, target_poa, result)
-            self._finish(process, lines, result, self.reactive_timeout_s, expect_success=True)
-            if result.returncode == 0 and result.address:
-                self.lab.note_address(mn, result.address)
-                result.settled_ms = self._settle_binding(result, mn, time.monotonic())
-        return self._run(result, args, ready)
+        return self._run(result, args,
+                         self._arrival(self.reactive_timeout_s, self._settle_binding))
 
     def failed_handover(self, mn: str, target_poa: str, mode: str) -> HandoverResult:
         """A handover that never completes.  The client pre-switches to
@@ -370,13 +358,13 @@ class HandoverDriver:
         args = ["standby", result.to_network, "--interface", self.lab.add_interface(mn, poa, mac),
                 "--old-interface", old, "--home", self.home_address(mn), "--wait-loss"]
 
+        def standby_shown() -> bool:
+            return self._state_holds(mn, lambda state: bool((state or {}).get("standby")))
+
         def ready(process, lines, result):
-            deadline = time.monotonic() + self.ready_timeout_s
-            while not (self.mobile_node_state(mn) or {}).get("standby"):
-                if time.monotonic() > deadline:
-                    result.errors.append("the controller never showed the standby")
-                    return
-                time.sleep(POLL_S)
+            if _poll(standby_shown, time.monotonic() + self.ready_timeout_s) is None:
+                result.errors.append("the controller never showed the standby")
+                return
             time.sleep(before_s)
             result.loss_wall_ns = self.lab.cut_link(mn)
             self._finish(process, lines, result, self.finish_timeout_s, expect_success=True)
@@ -397,6 +385,19 @@ class HandoverDriver:
         finally:
             self._end(process, stderr, result)
         return result
+
+    def _arrival(self, timeout_s: float, settle):
+        """What a handover does once its client is ready: move the MN's link
+        to the target, wait up to ``timeout_s`` for the client's report, keep
+        the address it took, then ``settle(result, mn, since)`` (ms until the
+        controller is done with the move)."""
+        def ready(process, lines, result: HandoverResult) -> None:
+            self._move(result.mn, result.to_poa, result)
+            self._finish(process, lines, result, timeout_s, expect_success=True)
+            if result.returncode == 0 and result.address:
+                self.lab.note_address(result.mn, result.address)
+                result.settled_ms = settle(result, result.mn, time.monotonic())
+        return ready
 
     def _begin(self, kind: str, mn: str, target_poa: str, buffer_old: bool,
                mode: str | None = None) -> HandoverResult:
@@ -528,18 +529,28 @@ class HandoverDriver:
         """ms from ``since`` until ``done(the controller's state of mn)``; None
         if it is not ``deadline_s`` (the controller's own bound, if any) +
         ``settle_margin_s`` after ``since``."""
-        deadline = since + deadline_s + self.settle_margin_s
-        while True:
-            try:
-                finished = done(self.mobile_node_state(mn))
-            except (OSError, ValueError):
-                finished = False
-            now = time.monotonic()
-            if finished:
-                return (now - since) * 1000
-            if now > deadline:
-                return None
-            time.sleep(POLL_S)
+        at = _poll(lambda: self._state_holds(mn, done),
+                   since + deadline_s + self.settle_margin_s)
+        return None if at is None else (at - since) * 1000
+
+    def _state_holds(self, mn: str, done: Callable[[dict | None], bool]) -> bool:
+        """``done(the controller's state of mn)``; False while the controller
+        does not answer."""
+        try:
+            return done(self.mobile_node_state(mn))
+        except (OSError, ValueError):
+            return False
+
+
+def _poll(done: Callable[[], bool], deadline: float) -> float | None:
+    """Try ``done()`` every ``POLL_S`` until it holds: when it did
+    (monotonic s); None if it still does not at ``deadline`` (monotonic s)."""
+    while True:
+        if done():
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(POLL_S)
 
 
 def _json(data: bytes):
