@@ -384,9 +384,7 @@ class Lab:
         current = self.location[mn_id]
         if target == current:
             return self.address(mn_id) if readdress else None
-        occupant = [h for h, p in self.location.items() if p == target]
-        if occupant:
-            raise ValueError(f"PoA {poa_id} already holds {occupant[0]}")
+        self._check_free(target)
         old_switch, new_switch = self.net.get(current.switch), self.net.get(target.switch)
         times = old_switch.give(self._switch_end(mn_id), new_switch, target.port, up=link_up)
         self.link_switches.append(LinkSwitch(mn_id, current.id, target.id, *times))
@@ -398,6 +396,19 @@ class Lab:
         if link_up:
             self.announce(mn_id)
         return self.address(mn_id)
+
+    def _holder(self, poa: PoA) -> str | None:
+        """What holds ``poa``'s one port: a host's link, or an MN's second
+        interface (named so); None if it is free."""
+        held = sorted([h for h, p in self.location.items() if p == poa]
+                      + [f"{mn}'s second interface" for mn, (_, p) in self.second.items()
+                         if p == poa])
+        return held[0] if held else None
+
+    def _check_free(self, poa: PoA) -> None:
+        holder = self._holder(poa)
+        if holder is not None:
+            raise ValueError(f"PoA {poa.id} already holds {holder}")
 
     @property
     def last_link_switch(self) -> LinkSwitch | None:
@@ -443,9 +454,7 @@ class Lab:
         if mn_id in self.second:
             raise ValueError(f"{mn_id} already has a second interface")
         poa = self.graph.poa(poa_id)
-        taken = [h for h, p in self.location.items() if p == poa]
-        if taken:
-            raise ValueError(f"PoA {poa_id} already holds {taken[0]}")
+        self._check_free(poa)
         host = self.host(mn_id)
         name, peer = f"{mn_id}-eth{len(host.intfList())}", f"{poa.switch}-eth{poa.port}"
         for command in (["ip", "link", "add", peer, "type", "veth", "peer", "name", name,

@@ -127,3 +127,19 @@ def test_a_steady_udp_stream_from_cn_to_mn_arrives_whole(lab, tmp_path):
     assert stream.sent["errors"] == {} and stream.sent["sent"] > 1500, stream.sent
     assert report["received"] == stream.sent["sent"] == stream.received["received"]
     assert report["lost"] == report["duplicated"] == report["reordered"] == 0
+
+
+def test_a_poa_holding_a_second_interface_is_taken(lab):
+    """A PoA has one port: a second interface there keeps others out."""
+    here = lab.location["mn1"]
+    poa = next(p for n in lab.graph.access_networks() for p in n.poas
+               if p != here and lab._holder(p) is None)
+    lab.add_interface("mn1", poa.id, "02:00:00:00:01:02")
+    try:
+        assert lab._holder(poa) == "mn1's second interface"
+        with pytest.raises(ValueError, match=f"PoA {poa.id} already holds mn1's second"):
+            lab.move("mn1", poa.id)
+        assert lab.location["mn1"] == here
+    finally:
+        lab.remove_interface("mn1")
+    assert lab._holder(poa) is None
