@@ -16,6 +16,7 @@ import pytest
 from conftest import DEFAULT_TOPOLOGY
 from integration.conftest import OFP_PORT, REST_PORT, wait_for
 from mpa_mn.dad import DadSettings
+from topologies.handover import _Lines
 from topologies.scenario import MODES
 
 pytestmark = pytest.mark.integration
@@ -30,6 +31,14 @@ HANDOVER_FIELDS = {"index", "from", "to", "sent", "received", "lost", "duplicate
 SUMMARY_FIELDS = {"sent", "received", "lost", "duplicates", "reordered",
                   "interruption_ms_p50", "interruption_ms_max", "one_way_delay_ms_p50",
                   "jitter_ms"}
+# Ctrl-C -> the runner has torn the lab down and written results.json.
+TEARDOWN_S = 60
+# How long a whole run may take (a fresh controller and lab per session:
+# about a minute for every mode, here).  Past it the run is interrupted and
+# given TEARDOWN_S to clean up, all within pytest-timeout's 300 s (setup.cfg),
+# which would end the test with the lab still up.
+RUN_ALL_MODES_S = 200
+RUN_TWO_MNS_S = 120
 
 
 def scenario(tmp_path, modes: str, count: int) -> str:
@@ -55,6 +64,34 @@ def run_command(path: str, out) -> list[str]:
             "--ofp-port", str(OFP_PORT), "--rest-port", str(REST_PORT)]
 
 
+def start(command: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def interrupt(process: subprocess.Popen) -> bytes:
+    """Ctrl-C, then what it printed until it ended; killed only if it does not
+    end within TEARDOWN_S (leaving the lab up)."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.communicate(timeout=TEARDOWN_S)[0]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate()[0] + b"\n[killed: no end within the teardown's time]"
+
+
+def run_to_end(command: list[str], timeout_s: float) -> tuple[int, str]:
+    """Its exit status and output (stdout and stderr); past ``timeout_s``
+    it is interrupted, so that it tears the lab down, and the test fails."""
+    process = start(command)
+    try:
+        out = process.communicate(timeout=timeout_s)[0]
+    except subprocess.TimeoutExpired:
+        out = interrupt(process)
+        pytest.fail(f"mpa-lab run did not end within {timeout_s} s; interrupted:\n"
+                    + out.decode(errors="replace"))
+    return process.returncode, out.decode(errors="replace")
+
+
 def nothing_left() -> bool:
     bridges = subprocess.run(["ovs-vsctl", "list-br"], capture_output=True,
                              text=True).stdout.split()
@@ -65,10 +102,9 @@ def nothing_left() -> bool:
 
 def test_every_mode_runs_and_is_compared(prerequisites, tmp_path):
     out = tmp_path / "out"
-    run = subprocess.run(run_command(scenario(tmp_path, f"[{', '.join(MODES)}]", 2), out),
-                         capture_output=True, text=True, timeout=420)
-    text = run.stdout + run.stderr
-    assert run.returncode == 0, text
+    status, text = run_to_end(
+        run_command(scenario(tmp_path, f"[{', '.join(MODES)}]", 2), out), RUN_ALL_MODES_S)
+    assert status == 0, text
     assert "Traceback" not in text
     results = json.loads((out / "results.json").read_text())
     assert results["complete"] is True and results["scenario"] == "small"
@@ -108,21 +144,26 @@ def test_every_mode_runs_and_is_compared(prerequisites, tmp_path):
 
 def test_ctrl_c_tears_the_lab_down_and_keeps_what_was_measured(prerequisites, tmp_path):
     out = tmp_path / "out"
-    process = subprocess.Popen(run_command(scenario(tmp_path, "[mpa_buffer]", 50), out),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen = []
+    process = start(run_command(scenario(tmp_path, "[mpa_buffer]", 50), out))
+    lines, seen = _Lines(process.stdout), []
     try:
         deadline = time.monotonic() + 120
-        while not any("mpa_buffer 2/50 done" in line for line in seen):
-            line = process.stdout.readline()
-            assert line and time.monotonic() < deadline, "".join(seen)
+        while not any(b"mpa_buffer 2/50 done" in line for line in seen):
+            line = lines.line(deadline)
+            assert line is not None, b"\n".join(seen).decode(errors="replace")
             seen.append(line)
         process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=60)
+        deadline = time.monotonic() + TEARDOWN_S
+        while (line := lines.line(deadline)) is not None:
+            seen.append(line)
+        if lines.eof:
+            seen.append(lines.rest())   # a last line without its newline
+        text = b"\n".join(seen).decode(errors="replace")
+        assert lines.eof, f"no end within {TEARDOWN_S} s of Ctrl-C:\n{text}"
+        process.wait(TEARDOWN_S)
     finally:
         if process.poll() is None:
-            process.kill()
-    text = "".join(seen) + rest
+            interrupt(process)
     assert process.returncode == 130, text
     assert "interrupted" in text and "(incomplete)" in text
     results = json.loads((out / "results.json").read_text())
@@ -148,9 +189,8 @@ def test_two_mobile_nodes_take_turns_each_with_its_own_stream(prerequisites, tmp
         handovers: {{interval_s: 0.3, warmup_s: 0.5}}
         """))
     out = tmp_path / "out"
-    run = subprocess.run(run_command(str(path), out), capture_output=True, text=True,
-                         timeout=300)
-    assert run.returncode == 0, run.stdout + run.stderr
+    status, text = run_to_end(run_command(str(path), out), RUN_TWO_MNS_S)
+    assert status == 0, text
     results = json.loads((out / "results.json").read_text())
     rows = results["modes"]["mpa_buffer"]["handovers"]
     assert [(r["mn"], r["to_poa"]) for r in rows] == [
