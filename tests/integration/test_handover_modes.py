@@ -168,6 +168,4 @@ def test_a_bicast_handover_loses_only_what_the_link_switch_drops(lab, controller
                   and h["mode"] == "bicast"]
     assert handover["phase"] == "completed" and not handover["switched_back"], handover
     assert handover["buffer"]["buffered"] == 0
-    # Nothing reaches the MN while its link is down.
-    assert during["longest_gap"]["ms"] >= result.link_layer_ms
     assert_bound_here(controller, result)
