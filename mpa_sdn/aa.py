@@ -39,6 +39,7 @@ import logging
 from dataclasses import dataclass, field
 
 from mpa_sdn import keys, signalling
+from mpa_sdn.netpolicy import Policies
 from mpa_sdn.signalling import Message, SignallingError, mac_ok
 
 LOG = logging.getLogger("mpa_sdn.aa")
@@ -192,6 +193,8 @@ class AuthenticationAgent:
         self.entropy = entropy                # n -> n random bytes
         self.is_attached = attached           # (MAC, network) -> learned there now
         self.on_drop = on_drop                # an SA dropped for a false MAC claim
+        self.policy_of = Policies(topology.networks, settings).of  # the controller shares its own
+        self.on_change = None                 # (sa, state) -> None: created, changed, gone
         self.sessions: dict[str, Session] = {}
         self._session_by_init: dict[tuple, str] = {}
         self._sessions_of_source: collections.Counter = collections.Counter()
@@ -256,6 +259,10 @@ class AuthenticationAgent:
             due = sa.expires
         heapq.heappush(self._sa_due, (due, sa.id))
 
+    def _tell(self, sa: SecurityAssociation, state: str) -> None:
+        if self.on_change is not None:
+            self.on_change(sa, state)
+
     def save(self, sa: SecurityAssociation) -> None:
         self.store.put(KIND, sa.id, sa.to_record())
 
@@ -270,6 +277,7 @@ class AuthenticationAgent:
             if not ids:
                 del self.by_mac[sa.mn_mac]
         self.store.delete(KIND, sa.id)
+        self._tell(sa, "gone")
 
     def _of_mac(self, mac: str) -> list[SecurityAssociation]:
         return [self.sas[i] for i in sorted(self.by_mac.get(mac, ()))]
@@ -368,6 +376,7 @@ class AuthenticationAgent:
             source=source, proven=session.proven)
         self._index(sa)
         self.save(sa)
+        self._tell(sa, sa.state)
         self.counters["sa_created"] += 1
         LOG.info("MPA-SA %s: %s (mac %s) pre-authenticated for %s from %s",
                  sa.id[:8], sa.identity, sa.mn_mac, sa.network, source)
@@ -529,13 +538,14 @@ class AuthenticationAgent:
         if state != AUTHORIZED:
             self._leaving.pop(sa.id, None)
         if state == HELD:
-            sa.held_until = min(sa.expires, now + self.settings.sa_hold_s)
+            sa.held_until = min(sa.expires, now + self.policy_of(sa.network).sa_hold_s)
         elif state == EXPIRED:
             sa.expired_at = now
         else:
             sa.held_until = None
         self._schedule(sa)
         self.save(sa)
+        self._tell(sa, state)
 
     def end(self, sa: SecurityAssociation) -> None:
         self.counters["sa_released"] += 1

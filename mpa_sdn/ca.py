@@ -24,6 +24,7 @@ import logging
 from dataclasses import dataclass
 
 from mpa_sdn.indexing import Index
+from mpa_sdn.netpolicy import Policies
 
 LOG = logging.getLogger("mpa_sdn.ca")
 KIND = "lease"
@@ -123,6 +124,8 @@ class ConfigurationAgent:
         self.settings = settings
         self.counters = counters
         self.used_by = used_by  # address -> the MAC of the learned host using it, or None
+        self.policy_of = Policies(topology.networks, settings).of  # the controller shares its own
+        self.on_change = None   # (lease, what) -> None: leased, bound, released, expired, ...
         self.network_of = network_of  # address -> the Network whose prefix holds it, or None
         self.pools = {n.id: Pool(n) for n in topology.networks.values()
                       if n.pool is not None}
@@ -288,9 +291,12 @@ class ConfigurationAgent:
         """The client's own lease again: bound leases are renewed, offers never
         shorten them (an MN's MPA lease picked up by its DHCP client is this case)."""
         if state == BOUND:
-            if lease.state != BOUND:
+            newly = lease.state != BOUND
+            if newly:
                 self._remember_last(lease)
             lease.state = BOUND
+            if newly:
+                self._tell(lease, BOUND)
             lease.expires = now + self._lease_time(pool, BOUND)
             pool.expires_at(lease)
         elif lease.state == OFFERED:
@@ -304,7 +310,7 @@ class ConfigurationAgent:
     def _lease_time(self, pool: Pool, state: str) -> float:
         if state == OFFERED:
             return self.settings.offer_hold_s
-        return pool.network.lease_time_s or self.settings.lease_time_s
+        return self.policy_of(pool.network.id).lease_time_s
 
     def _new_lease(self, pool, address, client, mac, state, now, identity, hostname) -> Lease:
         lease = Lease(network=pool.network.id, address=address, client=client, mac=mac,
@@ -317,6 +323,7 @@ class ConfigurationAgent:
             self._remember_last(lease)
         self.counters["lease_created"] += 1
         LOG.info("%s: leased %s to %s (%s)", pool.network.id, address, client, state)
+        self._tell(lease, state)
         return lease
 
     def release(self, network: str, client: str, now: float) -> Lease | None:
@@ -341,6 +348,11 @@ class ConfigurationAgent:
             self._remember_last(lease)
         self.counters[f"lease_{why}"] += 1
         LOG.info("%s: lease of %s to %s %s", pool.network.id, lease.address, lease.client, why)
+        self._tell(lease, why)
+
+    def _tell(self, lease: Lease, what: str) -> None:
+        if self.on_change is not None:
+            self.on_change(lease, what)
 
     def declined(self, network: str, address: str, now: float) -> None:
         """A DHCP client found the address in use (DHCPDECLINE)."""

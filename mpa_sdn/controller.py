@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 from ryu.ofproto import ofproto_v1_3 as ofp
 
 from mpa_sdn import dhcp, forwarding, packets, reconcile
+from mpa_sdn.actions import ActionRefused, Actions
+from mpa_sdn.events import EventLog
 from mpa_sdn.metrics import Metrics
+from mpa_sdn.netpolicy import Policies
 from mpa_sdn import openflow as of
 from mpa_sdn.forwarding import Host
 from mpa_sdn.indexing import HostTable
@@ -74,7 +77,18 @@ class Controller:
                                  self.hosts, self.switches.__contains__, store)
         self.mpa.mobility = self.mobility
         self.metrics = Metrics(self)
-        self.mobility.on_ended = self.metrics.handover_ended
+        # What a policy engine follows (events), sets (policies) and asks (actions).
+        self.events = EventLog(wall_offset)
+        self.policies = Policies(topology.networks, topology.mpa, store, self.events)
+        for part in (self.mpa.aa, self.mpa.ca, self.mobility):
+            part.policy_of = self.policies.of
+        self.actions = Actions(self.mpa, self.mobility, self.graph, self.policies, self.events,
+                               store, self.counters)
+        self.mpa.instructions = self.actions.poll
+        self.mobility.on_ended = self._handover_ended
+        self.mobility.on_change = self._mobility_changed
+        self.mpa.aa.on_change = self._sa_changed
+        self.mpa.ca.on_change = self._lease_changed
         self._gated: dict[str, list] = {}  # confirmation tag -> the answers waiting for it
         self._poa_at = {(self.graph.dpid(p.switch), p.port): p for p in topology.poas.values()}
         self._gateways = {str(n.gateway): n for n in topology.networks.values()}
@@ -87,7 +101,38 @@ class Controller:
 
     # -- switches ---------------------------------------------------------
 
+    # -- what a policy engine follows and asks ------------------------------
+
+    def _handover_ended(self, view: dict) -> None:
+        self.metrics.handover_ended(view)
+        self.actions.handover_ended(view, self.events.now)
+
+    def _mobility_changed(self, kind: str, fields: dict) -> None:
+        self.events.emit(kind, identity=fields.get("identity"), network=fields.get("network"),
+                         data=fields)
+
+    def _sa_changed(self, sa, state: str) -> None:
+        self.events.emit("sa", identity=sa.identity, network=sa.network, data={
+            "sa": sa.id, "state": state, "mn_mac": sa.mn_mac})
+
+    def _lease_changed(self, lease, what: str) -> None:
+        self.events.emit("lease", identity=lease.identity, network=lease.network, data={
+            "address": lease.address, "mac": lease.mac, "state": what})
+
+    def act(self, kind: str, identity: str, params: dict, by: str, origin: Origin,
+            now: float) -> list:
+        """A policy engine's request (mpa_sdn/actions.py); its answer to ``origin``
+        is the action's view (status 202) or the refusal (``problem``, ``detail``)."""
+        self.events.at(now)
+        try:
+            action, answers = self.actions.request(kind, identity, params, by, now)
+        except ActionRefused as exc:
+            self.counters[f"action_refused_{exc.problem.replace('-', '_')}"] += 1
+            return [Answer(origin, {"problem": exc.problem, "detail": str(exc)}, 409)]
+        return self._outputs(answers + [Answer(origin, action.view(), 202)])
+
     def switch_connected(self, dpid: int, now: float, address: str | None = None) -> list[Send]:
+        self.events.at(now)
         switch = self.graph.switch_of_dpid(dpid)
         if switch is None:
             self.counters["switch_unknown"] += 1
@@ -95,6 +140,8 @@ class Controller:
             return []
         self.counters["switch_connected"] += 1
         self.switches[dpid] = SwitchState(dpid, switch, now, address)
+        self.events.emit("switch", dpid=dpid, data={"switch": switch, "connected": True,
+                                                    "address": address})
         # Reconciliation removes its temporary drops: a refused source that
         # is still there is refused, and dropped, anew.
         for key in [k for k in self._rejected if k[0] == dpid]:
@@ -103,10 +150,13 @@ class Controller:
         return [Send(dpid, [of.flow_stats_request()])]
 
     def switch_disconnected(self, dpid: int, now: float) -> list[Send]:
+        self.events.at(now)
         state = self.switches.pop(dpid, None)
         if state is not None:
             self.counters["switch_disconnected"] += 1
             LOG.info("dpid=%016x switch=%s disconnected", dpid, state.switch)
+            self.events.emit("switch", dpid=dpid, data={"switch": state.switch,
+                                                        "connected": False})
         self.mobility.switch_gone(dpid, now)
         return self.mobility.drain() + self._ungated()
 
@@ -141,6 +191,7 @@ class Controller:
 
     def flows_confirmed(self, dpid: int, tag: str, now: float) -> list[Send]:
         """The barrier after a batch sent with ``confirm=tag`` was answered."""
+        self.events.at(now)
         if tag != RECONCILE:
             self.mobility.flows_confirmed(dpid, tag, now)
             return self.mobility.drain() + self._ungated()
@@ -317,6 +368,7 @@ class Controller:
 
     def port_status(self, dpid: int, port: int, gone: bool, now: float) -> list[Send]:
         """A port was deleted or lost its link: hosts learned there have left."""
+        self.events.at(now)
         poa = self._poa_at.get((dpid, port))
         if poa is None:
             return []
@@ -342,6 +394,7 @@ class Controller:
         Only the host's current source check counts: a move may have replaced
         it with another one the switch has not removed.
         """
+        self.events.at(now)
         if reason != ofp.OFPRR_IDLE_TIMEOUT or feature_of(cookie) != Feature.HOST:
             return []
         address = str(ipaddress.IPv4Address(subject_of(cookie) & 0xFFFFFFFF))
@@ -357,6 +410,7 @@ class Controller:
 
     def packet_in(self, dpid: int, in_port: int, table_id: int, data: bytes,
                   now: float) -> list[Send]:
+        self.events.at(now)
         self.counters["packet_in"] += 1
         if dpid not in self.switches:
             self.counters["packet_in_unknown_switch"] += 1
@@ -493,6 +547,7 @@ class Controller:
 
     def signal(self, data: bytes, origin: Origin, expect: tuple, now: float) -> list:
         """A message from the REST channel: the answers come back as :class:`Answer`."""
+        self.events.at(now)
         return self._outputs(self.mpa.handle(data, origin, now, expect))
 
     def _outputs(self, answers: list[Answer]) -> list:
@@ -599,8 +654,10 @@ class Controller:
 
     def mpa_tick(self, now: float) -> list:
         """Advance the AA and CA: expiries, DAD probes, answers DAD held back."""
+        self.events.at(now)
         probes, answers = self.mpa.tick(now, self._network_ready)
         self.mobility.step(now)
+        answers += self.actions.tick(self.mpa.wall(now))
         return self._dad_probes(probes) + self._outputs(answers) + self._ungated()
 
     def _network_ready(self, network_id: str) -> bool:
@@ -663,6 +720,7 @@ class Controller:
 
     def tick(self, now: float) -> list[Send]:
         """Expire held packets, old resolution records and unanswered polls."""
+        self.events.at(now)
         for address in [a for a, q in self._pending.items() if q and q[-1][0] < now]:
             self.counters["pending_dropped_expired"] += len(self._pending.pop(address))
         horizon = now - max(self.settings.arp_resolve_interval_s, self.settings.pending_lifetime_s)

@@ -6,21 +6,45 @@ REST layer maps them.
 
 from __future__ import annotations
 
+import logging
+
 from mpa_sdn.controller import Controller
 from mpa_sdn.service import REST, Answer, Origin
 from mpa_sdn.topology import Network
 
+LOG = logging.getLogger("mpa_sdn.facade")
+
 
 class NotFound(Exception):
-    def __init__(self, kind: str, ident: str):
-        super().__init__(f"unknown {kind} {ident!r}")
+    def __init__(self, kind: str, ident, detail: str | None = None):
+        super().__init__(detail or f"unknown {kind} {ident!r}")
         self.kind = kind
         self.ident = ident
 
 
+class Conflict(Exception):
+    """The MN's state does not allow it now; ``code``: wrong-state or too-soon."""
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(detail)
+        self.code = code
+
+
+class Unprocessable(Exception):
+    """Well-formed, but not possible here (a network that is no candidate, ...)."""
+
+
+class Unavailable(Exception):
+    """The core did not get to it in time."""
+
+
+WAIT_S = 3.0           # the longest a caller waits for the core (REST answers 503 after)
+POLL_WAIT_S = 31.0     # an instructions question may be held up to 30 s
+
+
 def run_here(clock):
     """Run a core call at once, in this thread (tests, tools): the default."""
-    def exchange(make_origin, call):
+    def exchange(make_origin, call, timeout=WAIT_S):
         box: list[Answer] = []
         for item in call(make_origin(box.append), clock()):
             if isinstance(item, Answer):
@@ -30,15 +54,25 @@ def run_here(clock):
 
 
 class Facade:
-    """``exchange(make_origin, call)`` runs ``call(origin, now)`` where the core
-    runs (the shell: its worker) and returns the first answer given to the
-    origin's ``reply_to``, or None if none came in time."""
+    """``exchange(make_origin, call, timeout)`` runs ``call(origin, now)`` where
+    the core runs (the shell: its worker) and returns the first answer given to
+    the origin's ``reply_to``, or None if none came within ``timeout`` s.
+    ``wait_events(after, timeout)`` blocks until an event after id ``after``
+    exists or ``timeout`` passes (the shell's; by default it does not block)."""
 
-    def __init__(self, controller: Controller, clock, exchange=None):
+    def __init__(self, controller: Controller, clock, exchange=None, wait_events=None):
         self._core = controller
         self._graph = controller.graph
         self._clock = clock  # monotonic seconds, the core's time
         self._exchange = exchange or run_here(clock)
+        self.wait_events = wait_events or (lambda after, timeout: False)
+
+    @property
+    def store(self):
+        return self._core.mpa.store
+
+    def wall(self) -> float:
+        return self._core.mpa.wall(self._clock())
 
     def _network(self, network_id: str) -> Network:
         try:
@@ -94,7 +128,8 @@ class Facade:
             self._network(network)
         return self._exchange(
             lambda reply: Origin(REST, source, network, reply_to=reply),
-            lambda origin, now: self._core.signal(body, origin, expect, now))
+            lambda origin, now: self._core.signal(body, origin, expect, now),
+            POLL_WAIT_S if "instructions" in expect else WAIT_S)
 
     def sas(self) -> list[dict]:
         return self._core.mpa.sa_views(self._clock())
@@ -119,3 +154,81 @@ class Facade:
         if network.id not in self._core.mpa.ca.pools:
             raise NotFound("address pool of network", network_id)
         return self._core.mpa.ca.pool_view(network.id, self._core.mpa.wall(self._clock()))
+
+    # -- a policy engine: MNs, actions, policies, events ----------------------------
+
+    def mobile_node(self, identity: str) -> dict:
+        """One MN's whole MPA state."""
+        core = self._core
+        if not core.actions._known(identity):
+            raise NotFound("mobile node", identity)
+        now = self._clock()
+        wall = core.mpa.wall(now)
+        summary = next((v for v in core.mobility.views(wall, core.mpa.homes)
+                        if v["identity"] == identity), None) or {
+            "identity": identity, "home_address": core.mpa.homes.get(identity),
+            "binding": None, "tunnels": [], "handover": None, "standby": None,
+            "last_handovers": []}
+        sas = [v for v in core.mpa.sa_views(now) if v["identity"] == identity]
+        macs = {sa.mn_mac for sa in core.mpa.aa.sas.values() if sa.identity == identity}
+        return {**summary, "sas": sas,
+                "leases": [v for v in core.mpa.lease_views(now) if v["identity"] == identity],
+                "attached": sorted(({"mac": h.mac, "address": h.address,
+                                     "network": h.poa.network, "poa": h.poa.id}
+                                    for h in core.hosts.values() if h.mac in macs and h.poa),
+                                   key=lambda a: a["address"]),
+                "instructions": core.actions.instructions_of(identity),
+                "actions": core.actions.views(identity)[-20:]}
+
+    def act(self, kind: str, identity: str, params: dict, by: str) -> dict:
+        """A policy engine's request, carried out where the core runs."""
+        answer = self._exchange(
+            lambda reply: Origin(REST, by, None, reply_to=reply),
+            lambda origin, now: self._core.act(kind, identity, params, by, origin, now))
+        if answer is None:
+            raise Unavailable("the controller did not get to it in time; the request may "
+                              "still be carried out: read the MN's actions before retrying")
+        if answer.status < 300:
+            return answer.fields
+        problem, detail = answer.fields["problem"], answer.fields["detail"]
+        if problem == "not-found":
+            raise NotFound("mobile node", identity, detail)
+        if problem == "unprocessable":
+            raise Unprocessable(detail)
+        raise Conflict(problem, detail)
+
+    def actions(self, identity: str | None = None, state: str | None = None) -> list[dict]:
+        return self._core.actions.views(identity, state)
+
+    def action(self, action_id: int) -> dict:
+        action = self._core.actions.get(action_id)
+        if action is None:
+            raise NotFound("action", action_id)
+        return action.view()
+
+    def policy(self, network_id: str) -> dict:
+        return self._core.policies.of(self._network(network_id).id).view()
+
+    def update_policy(self, network_id: str, changes: dict, by: str) -> dict:
+        network = self._network(network_id)
+        if network.role != "access":
+            raise Unprocessable(f"{network_id} is a correspondent network: it has no policy "
+                                "to change")
+        policy = self._core.policies.update(network.id, changes)
+        self._core.counters["policy_updated"] += 1
+        LOG.info("network %s: policy changed by %s: %s", network.id, by, changes)
+        return policy.view()
+
+    def events_after(self, cursor: int) -> tuple[list[dict], bool]:
+        return self._core.events.after(cursor)
+
+    @property
+    def last_event_id(self) -> int:
+        return self._core.events.last_id
+
+    def on_event(self, listener) -> None:
+        self._core.events.listeners.append(listener)
+
+    def off_event(self, listener) -> None:
+        if listener in self._core.events.listeners:
+            self._core.events.listeners.remove(listener)

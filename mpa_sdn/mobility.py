@@ -74,6 +74,7 @@ from mpa_sdn.handovers import (  # noqa: F401  (the phases and modes are mobilit
     ACTIVE, BICAST, BUFFER, BUFFERING, COMPLETED, COPY, DRAINING, FLUSHING, PRE_SWITCHING,
     SETTLE_S, SWITCHED_BACK, SWITCHING, CurrentHandovers, Handover)
 from mpa_sdn.indexing import Index, Watched, hosts_of_mac
+from mpa_sdn.netpolicy import NetworkPolicy, Policies
 from mpa_sdn.openflow import Send
 from mpa_sdn.tables import PRIO_BUFFER, Feature, Table, address_cookie, feature_of, subject_of
 from mpa_sdn.topology import PoA
@@ -129,6 +130,11 @@ class Mobility:
         self._rings: dict[str, tuple[str, CopyRing]] = {}  # home -> (copying switch, copies)
         self.bicasts: dict[str, Bicast] = Watched(self._bicast_changed)  # home -> second leg
         self.on_ended: Callable[[dict], None] | None = None   # a finished handover's view
+        # Each network's policy (mpa_sdn/netpolicy.py); the controller shares its own.
+        self.policy_of: Callable[[str], NetworkPolicy] = Policies(
+            graph.topology.networks, settings).of
+        self.settled: dict[str, tuple[str, float]] = {}  # identity -> (network, arrived at)
+        self.on_change: Callable[[str, dict], None] | None = None  # (event type, fields)
         self.history: collections.deque = collections.deque(maxlen=HISTORY)
         self.where: dict[str, PoA] = {}               # MAC -> the PoA it was last learned at
         # address -> the handover buffering it
@@ -284,11 +290,20 @@ class Mobility:
             self._label_pool.take(new)
         self._dirty.add(address_cookie(Feature.TUNNEL, address))
         self._care_of_changed(address)   # a binding through it reaches the MN another way
+        if old is None or new is None or old.poa != new.poa:   # not each refresh
+            t = new or old
+            self._told("tunnel", {"identity": t.identity, "network": t.network,
+                                  "address": address, "poa": t.poa.id, "up": new is not None})
 
     def _binding_changed(self, home: str, old, new) -> None:
         self._reindex(home, old, new, care_of=self._bound_at, identity=self._bindings_of,
                       mac=self._bound_mac)
         self._dirty.add(address_cookie(Feature.BINDING, home))
+        if old is None or new is None or old.care_of != new.care_of:
+            b = new or old
+            self._told("binding", {"identity": b.identity, "network": b.network,
+                                   "home_address": home,
+                                   "care_of": new.care_of if new is not None else None})
 
     def _standby_changed(self, home: str, old, new) -> None:
         self._reindex(home, old, new, identity=self._standbys_of)
@@ -300,12 +315,20 @@ class Mobility:
 
     def _handover_set(self, identity: str, old: Handover | None, new: Handover | None) -> None:
         self._current.replaced(old, new)
+        if new is not None and new is not old:
+            self._told("handover", new.view())
 
     def _handover_changed(self, handover: Handover, name: str, old) -> None:
         if name == "phase" and (old in BUFFERING) != (handover.phase in BUFFERING):
             for address in handover.buffered_addresses():   # its punts come or go
                 self._dirty.add(address_cookie(Feature.BUFFER, address))
         self._current.changed(handover, name)
+        if name == "phase" and handover.phase != COMPLETED:  # completion: _complete tells
+            self._told("handover", handover.view())
+
+    def _told(self, kind: str, fields: dict) -> None:
+        if self.on_change is not None:
+            self.on_change(kind, fields)
 
     @staticmethod
     def _first(table: dict, keys, wanted: Callable = lambda value: True):
@@ -446,7 +469,8 @@ class Mobility:
         if old is None and len(self.tunnels) >= self.settings.max_tunnels:
             self.counters["tunnel_refused_limit"] += 1
             raise Refused("tunnel-limit", "the controller holds as many tunnels as it may")
-        life = min(lifetime or self.settings.tunnel_lifetime_s, self.settings.tunnel_lifetime_s)
+        longest = self.policy_of(sa.network).tunnel_lifetime_s
+        life = min(lifetime or longest, longest)
         expires = min(wall + life, sa.expires, lease.expires)
         if old is not None:
             tunnel = replace(old, poa=poa, mac=sa.mn_mac, expires=expires)
@@ -585,6 +609,7 @@ class Mobility:
             if self._standbys_of.count(sa.identity):
                 raise Refused("wrong-state", "a standby interface is armed: bind to it, or "
                                              "release the standby first")
+            self._check_dwell(sa.identity, now)
             return self._state(self._pre_switch(sa, tunnel, buffer_old, mode, now))
         if current is None or current.network != sa.network:
             if phase == "cancel":
@@ -601,6 +626,21 @@ class Mobility:
                 and host.poa.network == sa.network):
             self._arrive(current, host.poa, "signal", now)
         return self._state(current)
+
+    def _check_dwell(self, identity: str, now: float) -> None:
+        """Against ping-pong: out of a network only after its ``dwell_s`` there."""
+        settled = self.settled.get(identity)
+        if settled is None:
+            return
+        network, since = settled
+        dwell = self.policy_of(network).dwell_s
+        if dwell and now - since < dwell:
+            self.counters["handover_refused_too_soon"] += 1
+            raise Refused("too-soon", f"the MN arrived in {network} {now - since:.1f} s ago; "
+                          f"its dwell time is {dwell:g} s")
+
+    def binding_of(self, identity: str) -> Binding | None:
+        return self._first(self.bindings, self._bindings_of.get(identity))
 
     def _state(self, handover: Handover) -> dict:
         return {"phase": SWITCHED_BACK if handover.back else handover.phase,
@@ -645,7 +685,7 @@ class Mobility:
         handover = Handover(
             next(self._ids), standby.identity, standby.mac, standby.network, standby.care_of,
             home, old_poa, old.care_of, False,
-            self._new_buffer(),
+            self._new_buffer(standby.network),
             now, now + s.switch_deadline_s, phase=SWITCHING, arrival=f"link-lost-{how}",
             arrived_at=now, flush_to=poa, mode=COPY,
             copies=ring[1] if ring else CopyRing(1, 1.0, self.counters),
@@ -679,7 +719,7 @@ class Mobility:
             next(self._ids), sa.identity, sa.mn_mac, sa.network, tunnel.address,
             binding.home if binding else None, here, old_address,
             buffer_old and old_address is not None,
-            self._new_buffer(),
+            self._new_buffer(sa.network),
             now, now + s.switch_deadline_s, mode=mode, watcher=self._handover_changed)
         self.handovers[sa.identity] = handover
         for address in handover.buffered_addresses():
@@ -862,9 +902,10 @@ class Mobility:
         if tag not in self._deferred:  # no switch to wait for
             self._confirmed(handover, now)
 
-    def _new_buffer(self) -> PacketBuffer:
-        s = self.settings
-        return PacketBuffer(s.buffer_packets, s.buffer_bytes, s.buffer_time_s, self.counters)
+    def _new_buffer(self, network: str) -> PacketBuffer:
+        """The buffer of a handover to ``network``, with that network's bounds."""
+        p = self.policy_of(network)
+        return PacketBuffer(p.buffer_packets, p.buffer_bytes, p.buffer_time_s, self.counters)
 
     def _busy(self, address: str) -> bool:
         """A handover in progress is about ``address``."""
@@ -1081,6 +1122,9 @@ class Mobility:
                  handover.view())
         view = handover.view()
         self.history.append(view)
+        if not handover.back:
+            self.settled[handover.identity] = (handover.network, now)
+        self._told("handover", view)
         if self.on_ended is not None:
             self.on_ended(view)
 

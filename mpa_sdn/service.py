@@ -92,6 +92,7 @@ class MpaService:
                                      graph.network_of_address)
         self.store = store
         self.mobility = None  # the controller's (tunnels, bindings, handovers)
+        self.instructions = None  # (sa, msg, origin, wall) -> answers: the controller's actions
         self.homes = {mn.identity: str(mn.home_address)
                       for mn in topology.mobile_nodes.values()
                       if mn.identity and mn.home_address is not None}
@@ -185,6 +186,11 @@ class MpaService:
             return []
         if msg.type in MOBILITY:
             return self._mobility(sa, msg, origin, purpose, wall)
+        if msg.type == "instructions":
+            if self.instructions is None:
+                return self._refuse(sa, msg, purpose, "wrong-state", "no instructions here",
+                                    [origin], wall)
+            return self.instructions(sa, msg, origin, wall)
         if msg.type == "config-request":
             return self._configure(sa, msg, [origin], wall)
         if msg.type == "release":
@@ -206,6 +212,13 @@ class MpaService:
             if answer.get("truncated"):
                 self.counters["signal_neighbours_truncated"] += 1
         return answer
+
+    def hold(self, sa_id: str, seq: int, origins: list) -> None:
+        """A request answered later: its retransmissions add places to answer."""
+        self._in_progress[(sa_id, seq)] = origins
+
+    def unhold(self, sa_id: str, seq: int) -> list:
+        return self._in_progress.pop((sa_id, seq), [])
 
     def _answer(self, sa, msg: Message, purpose: str, kind: str, origins: list, wall: float,
                 **fields) -> list[Answer]:

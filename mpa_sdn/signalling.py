@@ -38,6 +38,7 @@ SIGNAL_ENDPOINTS = {
     "tunnel": ("tunnel-request", "tunnel-release"),
     "binding": ("binding-update",),
     "handover": ("handover",),
+    "instructions": ("instructions",),
 }
 MAX_SEQ = 2**32 - 1
 # What an MN (or its policy engine) says about a handover (RFC 6252 §6.3):
@@ -50,6 +51,7 @@ HANDOVER_MODES = ("buffer", "bicast")
 # link-lost: the last frames the lost interface received, as digests.
 DELIVERED_MAX = 16
 DIGEST_BYTES = 8
+MAX_REPORTS = 8      # instructions: reports on earlier instructions, per message
 
 # Error codes, with the HTTP status the REST channel answers them with.
 ERRORS = {
@@ -75,6 +77,7 @@ ERRORS = {
     "address-pending": 503,      # duplicate address detection still running
     "tunnel-limit": 409,         # the MN holds as many tunnels as it may
     "binding-refused": 403,      # not this MN's home address, or a care-of it does not hold
+    "too-soon": 409,             # a handover out of a network the MN reached < its dwell_s ago
     "internal-error": 500,       # a bug in the controller; see its log
 }
 
@@ -152,6 +155,15 @@ _seconds = _int(0, 2**31 - 1)
 _true = lambda v: v is True  # noqa: E731
 _anything = lambda v: True  # noqa: E731  (candidate lists are built by us, not parsed)
 
+def _report(v: Any) -> bool:
+    """An ``instructions`` report: the MN's outcome of one instruction."""
+    if not isinstance(v, dict) or set(v) - {"id", "ok", "code", "detail"}:
+        return False
+    if not (_int(1, 2**53)(v.get("id")) and type(v.get("ok")) is bool):
+        return False
+    return all(_text(limit)(v[k]) for k, limit in (("code", 32), ("detail", 300)) if k in v)
+
+
 _AUTHENTICATED = {"network": _network, "sa": _sa_id, "seq": _seq, "mac": _tag}
 
 # type -> (required fields, optional fields), each field -> its check.
@@ -173,6 +185,9 @@ SCHEMAS: dict[str, tuple[dict, dict]] = {
     "handover": ({**_AUTHENTICATED, "phase": _one_of(*HANDOVER_PHASES)},
                  {"buffer_old": _true, "mode": _one_of(*HANDOVER_MODES),
                   "delivered": _list_of(_hex(DIGEST_BYTES), DELIVERED_MAX)}),
+    # MN -> controller: what a policy engine asked of it, and how that went.
+    "instructions": (_AUTHENTICATED, {"wait": _int(0, 30),
+                                      "reports": _list_of(_report, MAX_REPORTS)}),
     # AA/CA -> MN
     "neighbours": ({"network": _network, "candidates": _anything},
                    {"truncated": lambda v: v is True}),
@@ -190,12 +205,13 @@ SCHEMAS: dict[str, tuple[dict, dict]] = {
                      "lifetime": _seconds}, {"standby": _true}),
     "handover-state": ({**_AUTHENTICATED, "phase": _text(32)},
                        {"buffered": _int(0, 2**31 - 1)}),
+    "instruction-list": ({**_AUTHENTICATED, "pending": _anything}, {}),
     "error": ({"code": _one_of(*ERRORS), "message": _text(300)},
               {"network": _network, "in_reply_to": _text(32), "seq": _seq,
                "retry_after": _seconds}),
 }
 REQUESTS = ("discover", "auth-init", "auth-response", "config-request", "release", "resume",
-            "tunnel-request", "tunnel-release", "binding-update", "handover")
+            "tunnel-request", "tunnel-release", "binding-update", "handover", "instructions")
 # Which derived key authenticates a message, by type: the MN-AR key for
 # what the access router does (tunnel, buffering, switching), the
 # signalling key for the mobility binding and resume.
@@ -203,7 +219,8 @@ PURPOSE = {"config-request": "mn-ca", "config": "mn-ca", "release": "mn-ca",
            "released": "mn-ca", "resume": "signalling", "resumed": "signalling",
            "tunnel-request": "mn-ar", "tunnel-release": "mn-ar", "tunnel": "mn-ar",
            "tunnel-released": "mn-ar", "handover": "mn-ar", "handover-state": "mn-ar",
-           "binding-update": "signalling", "binding-ack": "signalling"}
+           "binding-update": "signalling", "binding-ack": "signalling",
+           "instructions": "signalling", "instruction-list": "signalling"}
 
 
 @dataclass(frozen=True)

@@ -1,63 +1,63 @@
 """The REST API (``/mpa/v1``, and ``/metrics`` for Prometheus), as a plain WSGI
 application.
 
-It parses the path, calls the core's facade and maps errors to status
-codes; nothing else.  Tests drive it in-process with ``webob.Request.blank``.
+Every route is an operation of the OpenAPI document (``openapi.yaml``,
+served at ``/mpa/v1/openapi.json``): the document says which parameters
+and bodies an operation takes, and they are checked against it here
+before the facade is called. This module parses, authenticates, checks
+and maps errors to problems (RFC 9457); the core decides.
+Tests drive it in-process with ``webob.Request.blank``.
 
 The MN's messages (the REST signalling channel, docs/signalling.md) are
 POSTed as JSON to the endpoint of their kind; the body is handed as bytes
 to the one handler both channels share, and its answer is the response.
+They carry their own authentication (the MPA-SA), not a bearer token.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
+from dataclasses import dataclass
+from typing import Callable
 
 from webob import Request, Response
 
 from mpa_sdn import signalling
-from mpa_sdn.facade import Facade, NotFound
+from mpa_sdn.facade import Conflict, Facade, NotFound, Unavailable, Unprocessable
 from mpa_sdn.metrics import CONTENT_TYPE as METRICS_TYPE
+from rest_api import auth, spec
+from rest_api.events import stream_events
+from rest_api.idempotency import Idempotency
+from rest_api.problems import Problem
 
 LOG = logging.getLogger("rest_api")
 
-_ID = rf"(?P<id>{signalling.ID_PATTERN})"
-# Which messages each signalling endpoint takes.
 WAIT_FOR_DAD_S = 3.0  # a configuration held back by DAD answers within this, or 503
-# (method, path pattern, facade call); the first matching pattern wins.
-ROUTES = [
-    ("GET", r"/mpa/v1/networks", lambda f, m: f.networks()),
-    ("GET", rf"/mpa/v1/networks/{_ID}", lambda f, m: f.network(m["id"])),
-    ("GET", rf"/mpa/v1/networks/{_ID}/neighbours", lambda f, m: f.neighbours(m["id"])),
-    ("GET", rf"/mpa/v1/networks/{_ID}/leases", lambda f, m: f.leases(m["id"])),
-    ("GET", rf"/mpa/v1/networks/{_ID}/pool", lambda f, m: f.pool(m["id"])),
-    ("GET", r"/mpa/v1/sas", lambda f, m: f.sas()),
-    ("GET", r"/mpa/v1/mobile-nodes", lambda f, m: f.mobile_nodes()),
-    ("GET", r"/mpa/v1/handovers", lambda f, m: f.handovers()),
-    ("GET", r"/mpa/v1/switches", lambda f, m: f.switches()),
-    ("GET", r"/mpa/v1/counters", lambda f, m: f.counters()),
-    ("POST", r"/mpa/v1/discover", ("discover",)),
-    ("GET", r"/metrics", lambda f, m: _metrics(f.metrics())),
-] + [("POST", rf"/mpa/v1/networks/{_ID}/{name}", kinds)
-     for name, kinds in signalling.SIGNAL_ENDPOINTS.items()]
-_COMPILED = [(method, re.compile(pattern + r"/?\Z"), call) for method, pattern, call in ROUTES]
+MAX_BODY_BYTES = 4096  # a policy engine's or an admin's request body
+REALM = 'Bearer realm="mpa-sdn"'
+# The signalling endpoint of each operation (the rest are under /networks/{id}/).
+SIGNAL_OPERATIONS = {"signalDiscover": ("discover",), **{
+    "signal" + name.capitalize(): kinds for name, kinds in signalling.SIGNAL_ENDPOINTS.items()}}
 
 
-def _metrics(text: bytes) -> Response:
-    """Prometheus's text format, as it is."""
-    return Response(content_type=METRICS_TYPE.split(";")[0], charset="utf-8", body=text)
+@dataclass
+class Call:
+    """One request, once it is routed, authenticated and checked."""
+
+    request: Request
+    params: dict            # path parameters, as the document types them
+    query: dict
+    body: object            # the JSON body, checked; None without one
+    principal: auth.Principal | None
 
 
-def _json(status: int, body) -> Response:
+def _json(status: int, body, headers: dict | None = None) -> Response:
     response = Response(status=status, content_type="application/json", charset="utf-8")
     response.text = json.dumps(body, indent=1, sort_keys=True) + "\n"
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
     return response
-
-
-def _error(status: int, message: str, **extra) -> Response:
-    return _json(status, {"error": {"status": status, "message": message, **extra}})
 
 
 def _message(status: int, fields: dict) -> Response:
@@ -69,10 +69,81 @@ def _message(status: int, fields: dict) -> Response:
     return response
 
 
+def _accepted(action: dict) -> Response:
+    return _json(202, action, {"Location": f"/mpa/v1/actions/{action['id']}"})
+
+
+# operationId -> (role, handler(api, call) -> Response or JSON-able)
+def _get(read: Callable) -> tuple[str, Callable]:
+    return auth.READER, lambda api, c: read(api.facade, **c.params)
+
+
+def _act(kind: str) -> tuple[str, Callable]:
+    return auth.POLICY_ENGINE, lambda api, c: _accepted(api.facade.act(
+        kind, c.params["identity"], c.body, c.principal.name))
+
+
+HANDLERS: dict[str, tuple[str | None, Callable]] = {
+    "getOpenApi": (None, lambda api, c: Response(
+        content_type="application/json", charset="utf-8", body=spec.document_json())),
+    "listNetworks": _get(lambda f: f.networks()),
+    "getNetwork": _get(lambda f, network_id: f.network(network_id)),
+    "listNeighbours": _get(lambda f, network_id: f.neighbours(network_id)),
+    "listLeases": _get(lambda f, network_id: f.leases(network_id)),
+    "getPool": _get(lambda f, network_id: f.pool(network_id)),
+    "getNetworkPolicy": _get(lambda f, network_id: f.policy(network_id)),
+    "updateNetworkPolicy": (auth.ADMIN, lambda api, c: api.facade.update_policy(
+        c.params["network_id"], c.body, c.principal.name)),
+    "listSas": _get(lambda f: f.sas()),
+    "listMobileNodes": _get(lambda f: f.mobile_nodes()),
+    "getMobileNode": _get(lambda f, identity: f.mobile_node(identity)),
+    "prepareCandidates": _act("prepare"),
+    "startPreSwitch": _act("pre-switch"),
+    "completeHandover": _act("complete"),
+    "cancelHandover": _act("cancel"),
+    "releaseCandidate": _act("release"),
+    "listActions": (auth.READER, lambda api, c: api.facade.actions(**c.query)),
+    "getAction": _get(lambda f, action_id: f.action(action_id)),
+    "listHandovers": _get(lambda f: f.handovers()),
+    "streamEvents": (auth.READER, lambda api, c: stream_events(api.facade, c)),
+    "listSwitches": _get(lambda f: f.switches()),
+    "getCounters": _get(lambda f: f.counters()),
+    "getMetrics": (auth.READER, lambda api, c: Response(
+        content_type=METRICS_TYPE.split(";")[0], charset="utf-8", body=api.facade.metrics())),
+    **{op: (None, None) for op in SIGNAL_OPERATIONS},
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    template: str
+    operation: str
+    role: str | None
+    handler: Callable | None
+    checks: spec.Checks
+
+    def match(self, path: str):
+        return spec.template_regex(self.template).match(path)
+
+
+def _routes() -> list[Route]:
+    routes = []
+    for (method, template), op in spec.operations().items():
+        role, handler = HANDLERS[op["operationId"]]
+        routes.append(Route(method, template, op["operationId"], role, handler,
+                            spec.Checks(op)))
+    # Literal segments before parameters: /networks/{id} is not /openapi.json.
+    return sorted(routes, key=lambda r: r.template.count("{"))
+
+
 class RestApi:
-    def __init__(self, facade: Facade, counters=None):
+    def __init__(self, facade: Facade, counters=None, tokens: auth.Tokens | None = None):
         self.facade = facade
         self.counters = counters if counters is not None else {}
+        self.tokens = tokens if tokens is not None else auth.Tokens()
+        self.routes = _routes()
+        self.idempotency = Idempotency(facade.store, facade.wall)
 
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
@@ -83,32 +154,169 @@ class RestApi:
         return response(environ, start_response)
 
     def handle(self, request: Request) -> Response:
-        matched = [(method, m, call) for method, pattern, call in _COMPILED
-                   if (m := pattern.match(request.path_info))]
+        try:
+            return self._handle(request)
+        except Problem as problem:
+            self._count(f"rest_{problem.name.replace('-', '_')}")
+            return problem.response(request.path_info)
+        except Exception:  # a bug: say so without leaking internals
+            self._count("rest_internal_error")
+            LOG.exception("%s %s failed", request.method, request.path_info)
+            return Problem("internal-error", "see the controller's log").response(
+                request.path_info)
+
+    def _route(self, request: Request) -> tuple[Route, dict]:
+        path = request.path_info
+        matched = [(r, m) for r in self.routes if (m := r.match(path))]
         if not matched:
-            self._count("rest_not_found")
-            return _error(404, f"no such resource: {request.path_info}")
-        allowed = sorted({method for method, _, _ in matched} | {"HEAD"})
-        for method, m, call in matched:
-            if request.method in (method, "HEAD" if method == "GET" else None):
-                if method == "POST":
-                    return self._signal(request, m.groupdict().get("id"), call)
-                try:
-                    body = call(self.facade, m.groupdict())
-                except NotFound as exc:
-                    self._count("rest_not_found")
-                    return _error(404, str(exc), kind=exc.kind, id=exc.ident)
-                except Exception:  # a bug: say so without leaking internals
-                    self._count("rest_internal_error")
-                    LOG.exception("%s %s failed", request.method, request.path_info)
-                    return _error(500, "internal error; see the controller log")
-                self._count("rest_ok")
-                return body if isinstance(body, Response) else _json(200, body)
-        self._count("rest_method_not_allowed")
-        response = _error(405, f"{request.method} is not allowed on {request.path_info}",
-                          allowed=allowed)
-        response.allow = allowed
+            raise Problem("not-found", f"no such resource: {path}")
+        method = "GET" if request.method == "HEAD" else request.method
+        for route, m in matched:
+            if route.method == method:
+                return route, m.groupdict()
+        allowed = sorted({r.method for r, _ in matched} | (
+            {"HEAD"} if any(r.method == "GET" for r, _ in matched) else set()))
+        raise Problem("method-not-allowed", f"{request.method} is not allowed on {path}",
+                      headers={"Allow": ", ".join(allowed)}, allowed=allowed)
+
+    def _handle(self, request: Request) -> Response:
+        route, raw_params = self._route(request)
+        principal = self._authenticate(request, route)
+        params = self._path_params(route, raw_params)
+        if route.operation in SIGNAL_OPERATIONS:
+            return self._signal(request, params.get("network_id"),
+                                SIGNAL_OPERATIONS[route.operation])
+        query = self._query(route, request)
+        self._headers(route, request)
+        body = self._body(route, request)
+        call = Call(request, params, query, body, principal)
+        key = request.headers.get("Idempotency-Key")
+        if request.method == "POST" and key is not None:
+            response = self.idempotency.run(principal.name, request, key, body,
+                                            lambda: self._call(route, call))
+        else:
+            response = self._call(route, call)
+        self._count("rest_ok")
         return response
+
+    def _call(self, route: Route, call: Call) -> Response:
+        try:
+            result = route.handler(self, call)
+        except NotFound as exc:
+            raise Problem("not-found", str(exc)) from None
+        except Conflict as exc:
+            raise Problem(exc.code, str(exc)) from None
+        except Unprocessable as exc:
+            raise Problem("unprocessable", str(exc)) from None
+        except Unavailable as exc:
+            raise Problem("unavailable", str(exc), headers={"Retry-After": "1"}) from None
+        return result if isinstance(result, Response) else _json(200, result)
+
+    # -- checks, in the order a client would want to hear of them --------------
+
+    def _authenticate(self, request: Request, route: Route) -> auth.Principal | None:
+        if route.role is None:
+            return None
+        header = request.headers.get("Authorization")
+        if header is None:
+            self._count("rest_auth_missing")
+            raise Problem("unauthorized", "send Authorization: Bearer TOKEN",
+                          headers={"WWW-Authenticate": REALM})
+        scheme, _, token = header.partition(" ")
+        principal = (self.tokens.identify(token.strip())
+                     if scheme.lower() == "bearer" else None)
+        if principal is None:
+            self._count("rest_auth_invalid")
+            LOG.warning("%s %s from %s: unknown or malformed bearer token", request.method,
+                        request.path_info, request.remote_addr)
+            raise Problem("unauthorized", "the bearer token is not one this controller knows",
+                          headers={"WWW-Authenticate": REALM + ', error="invalid_token"'})
+        if not principal.may(route.role):
+            self._count("rest_auth_forbidden")
+            LOG.warning("%s %s: token %s (%s) may not; needs %s", request.method,
+                        request.path_info, principal.name, principal.role, route.role)
+            raise Problem("forbidden", f"the token's role ({principal.role}) may not; "
+                          f"this needs {route.role}")
+        return principal
+
+    @staticmethod
+    def _path_params(route: Route, raw: dict) -> dict:
+        """A parameter that cannot name anything names nothing: 404."""
+        params = {}
+        for name, value in raw.items():
+            parameter, check = route.checks.in_place("path")[name]
+            if parameter["schema"].get("type") == "integer":
+                if not value.isdigit() or len(value) > 16:
+                    raise Problem("not-found", f"no {name.replace('_', ' ')} {value[:40]!r}")
+                value = int(value)
+            if not check.is_valid(value):
+                raise Problem("not-found", f"no {name.replace('_', ' ')} {value!r:.60}")
+            params[name] = value
+        return params
+
+    @staticmethod
+    def _query(route: Route, request: Request) -> dict:
+        accepted = route.checks.in_place("query")
+        problems, query = [], {}
+        for name in request.GET.keys():
+            if name not in accepted:
+                problems.append({"pointer": name, "detail": "unknown query parameter"})
+            elif len(request.GET.getall(name)) > 1:
+                problems.append({"pointer": name, "detail": "given more than once"})
+        for name, (parameter, check) in accepted.items():
+            if name not in request.GET or any(p["pointer"] == name for p in problems):
+                continue
+            value = request.GET[name]
+            if parameter["schema"].get("type") == "integer":
+                value = int(value) if value.isdigit() and len(value) <= 16 else value
+            if check.is_valid(value):
+                query[name] = value
+            else:
+                problems += spec.errors(check, value, prefix=name)
+        if problems:
+            raise Problem("invalid-request", "query parameters do not fit the API",
+                          errors=problems)
+        return query
+
+    @staticmethod
+    def _headers(route: Route, request: Request) -> None:
+        problems = []
+        for name, (parameter, check) in route.checks.in_place("header").items():
+            value = request.headers.get(name)
+            if value is not None and not check.is_valid(value):
+                problems += spec.errors(check, value, prefix=parameter["name"])
+        if problems:
+            raise Problem("invalid-request", "a header does not fit the API", errors=problems)
+
+    @staticmethod
+    def _body(route: Route, request: Request):
+        if route.checks.body is None:
+            if request.content_length:
+                raise Problem("invalid-request", "this operation takes no body",
+                              errors=[{"pointer": "/", "detail": "no body expected"}])
+            return None
+        if request.content_type != "application/json":
+            raise Problem("unsupported-media-type",
+                          f"Content-Type {request.content_type or 'none'!r:.60}; send "
+                          "application/json")
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            raise Problem("payload-too-large", f"at most {MAX_BODY_BYTES} bytes")
+        data = request.body_file.read(MAX_BODY_BYTES + 1)
+        if len(data) > MAX_BODY_BYTES:
+            raise Problem("payload-too-large", f"at most {MAX_BODY_BYTES} bytes")
+        try:
+            body = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates,
+                              parse_constant=_no_constant)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise Problem("malformed-json", f"not JSON: {str(exc)[:120]}") from None
+        if not isinstance(body, dict):
+            raise Problem("malformed-json", "the body must be one JSON object")
+        problems = spec.errors(route.checks.body, body)
+        if problems:
+            raise Problem("invalid-request", "the body does not fit the API", errors=problems)
+        return body
+
+    # -- the MN's signalling ---------------------------------------------------
 
     def _signal(self, request: Request, network: str | None, kinds: tuple) -> Response:
         """One MN message: checked here only for what HTTP itself carries."""
@@ -126,10 +334,6 @@ class RestApi:
         except NotFound as exc:
             self._count("rest_not_found")
             return _message(404, signalling.error("unknown-network", str(exc)))
-        except Exception:  # a bug: say so without leaking internals
-            self._count("rest_internal_error")
-            LOG.exception("%s %s failed", request.method, request.path_info)
-            return _error(500, "internal error; see the controller log")
         if answer is None:
             # No answer in time: a configuration held back by duplicate
             # address detection, or a controller too busy to get to it.
@@ -143,3 +347,14 @@ class RestApi:
                 retry_after=1))
         self._count("rest_signal_answered" if answer.status < 400 else "rest_signal_refused")
         return _message(answer.status, answer.fields)
+
+
+def _no_duplicates(pairs):
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise ValueError("a key appears twice in one object")
+    return dict(pairs)
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not JSON")

@@ -791,12 +791,11 @@ def test_tunnels_and_bindings_survive_a_restart(topology, tmp_path, kind):
 
 def scrape(rig) -> dict[str, float]:
     """GET /metrics, in-process: sample (name and labels) -> value."""
-    from webob import Request
-
+    from apitest import request, tokens
     from mpa_sdn.facade import Facade
     from rest_api.app import RestApi
-    response = Request.blank("/metrics").get_response(
-        RestApi(Facade(rig.core, clock=lambda: rig.now), rig.core.counters))
+    response, _ = request(RestApi(Facade(rig.core, clock=lambda: rig.now), rig.core.counters,
+                                  tokens=tokens()), "/metrics")
     assert response.status_int == 200
     assert response.content_type == "text/plain"
     samples = {}
@@ -831,14 +830,16 @@ def test_the_metrics_move_during_a_handover(rig):
     assert after['mpa_events_total{event="handover_flows_confirmed"}'] == 1
 
 
-def test_metrics_answer_get_only():
-    from webob import Request
-
+def test_metrics_answer_get_only_and_need_a_token():
     from mpa_sdn.config import load_topology
     from mpa_sdn.controller import Controller
     from mpa_sdn.facade import Facade
     from rest_api.app import RestApi
     from conftest import DEFAULT_TOPOLOGY
-    api = RestApi(Facade(Controller(load_topology(DEFAULT_TOPOLOGY)), clock=lambda: 0.0))
-    response = Request.blank("/metrics", method="POST").get_response(api)
+    from apitest import request, tokens
+    api = RestApi(Facade(Controller(load_topology(DEFAULT_TOPOLOGY)), clock=lambda: 0.0),
+                  tokens=tokens())
+    response, _ = request(api, "/metrics", method="POST")
     assert response.status_int == 405 and "GET" in response.allow
+    response, problem = request(api, "/metrics", role=None)
+    assert response.status_int == 401 and problem["type"] == "urn:mpa-sdn:problem:unauthorized"

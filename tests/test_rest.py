@@ -1,10 +1,8 @@
 """The read-only REST API, in-process (no sockets)."""
 
-import json
-
 import pytest
-from webob import Request
 
+from apitest import request, tokens
 from mpa_sdn.controller import Controller
 from mpa_sdn.facade import Facade
 from rest_api.app import RestApi
@@ -13,13 +11,11 @@ from rig import Rig
 
 @pytest.fixture
 def api(topology):
-    return RestApi(Facade(Controller(topology), clock=lambda: 100.0))
+    return RestApi(Facade(Controller(topology), clock=lambda: 100.0), tokens=tokens())
 
 
 def call(api, path, method="GET"):
-    response = Request.blank(path, method=method).get_response(api)
-    body = json.loads(response.text) if response.text else None
-    return response, body
+    return request(api, path, method)
 
 
 def test_networks_lists_every_network(api, topology):
@@ -67,14 +63,16 @@ def test_switches_before_any_connects(api, topology):
 def test_unknown_network_is_404_with_a_json_message(api, path):
     response, body = call(api, path)
     assert response.status_int == 404
-    assert body["error"]["message"] == "unknown network 'net-zz'"
+    assert response.content_type == "application/problem+json"
+    assert body["type"] == "urn:mpa-sdn:problem:not-found"
+    assert body["detail"] == "unknown network 'net-zz'" and body["instance"] == path
 
 
 @pytest.mark.parametrize("path", ["/mpa/v1/nothing", "/", "/mpa/v1/networks/1bad", "/mpa/v1/networks/a/b/c"])
 def test_unknown_path_is_404(api, path):
     response, body = call(api, path)
     assert response.status_int == 404
-    assert "no such resource" in body["error"]["message"]
+    assert body["type"] == "urn:mpa-sdn:problem:not-found"
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
@@ -82,13 +80,14 @@ def test_wrong_method_is_405_with_allow(api, method):
     response, body = call(api, "/mpa/v1/networks/net-a1", method=method)
     assert response.status_int == 405
     assert response.headers["Allow"] == "GET, HEAD"
-    assert body["error"]["allowed"] == ["GET", "HEAD"]
+    assert body["type"] == "urn:mpa-sdn:problem:method-not-allowed"
+    assert body["allowed"] == ["GET", "HEAD"]
 
 
 def test_switches_after_connect_show_reconciliation(topology):
     rig = Rig(topology, now=90.0)
     rig.connect_all()
-    api = RestApi(Facade(rig.core, clock=lambda: 100.0))
+    api = RestApi(Facade(rig.core, clock=lambda: 100.0), tokens=tokens())
     response, body = call(api, "/mpa/v1/switches")
     ar = next(s for s in body if s["id"] == "ar-a1")
     assert ar["connected"] and ar["reconciled"] and ar["connected_for_s"] == 10.0
@@ -99,7 +98,7 @@ def test_switches_after_connect_show_reconciliation(topology):
 def test_counters(topology):
     rig = Rig(topology)
     rig.connect_all()
-    api = RestApi(Facade(rig.core, clock=lambda: 0.0))
+    api = RestApi(Facade(rig.core, clock=lambda: 0.0), tokens=tokens())
     response, body = call(api, "/mpa/v1/counters")
     assert response.status_int == 200
     assert body["switch_connected"] == len(topology.switches)

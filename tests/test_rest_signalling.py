@@ -10,6 +10,7 @@ from mpa_sdn.controller import Controller
 from mpa_sdn.facade import Facade
 from mpa_sdn.store import MemoryStore
 from mpa_rig import IDENTITY, MN_MAC, PSK_B, Keys, counter_entropy, reconcile_all
+from apitest import request as get, tokens
 from rest_api.app import RestApi
 
 
@@ -26,7 +27,7 @@ def setup(topology):
     clock = Clock()
     core = Controller(topology, credentials={"domain-b": Keys("domain-b", {IDENTITY: PSK_B})},
                       store=MemoryStore(), entropy=counter_entropy(b"rest"))
-    return RestApi(Facade(core, clock), core.counters), core, clock
+    return RestApi(Facade(core, clock), core.counters, tokens=tokens()), core, clock
 
 
 def post(api, path, body: bytes, content_type="application/json"):
@@ -67,10 +68,10 @@ def test_the_whole_exchange_over_rest(setup):
     assert response.status_int == 200
     config = protocol.check_answer(state, response.body, seq, "config")
     assert config["address"] == "10.2.1.100"
-    leases = json.loads(Request.blank("/mpa/v1/networks/net-b1/leases").get_response(api).body)
+    leases = get(api, "/mpa/v1/networks/net-b1/leases")[1]
     assert [(l["address"], l["mac"], l["identity"]) for l in leases] == \
         [("10.2.1.100", MN_MAC, IDENTITY)]
-    sas = json.loads(Request.blank("/mpa/v1/sas").get_response(api).body)
+    sas = get(api, "/mpa/v1/sas")[1]
     assert [(s["network"], s["state"]) for s in sas] == [("net-b1", "pre-authenticated")]
 
 
@@ -118,4 +119,5 @@ def test_signalling_endpoints_take_post_only(setup):
 
 def test_pool_view_of_a_network_without_a_pool_is_404(setup):
     api, _, _ = setup
-    assert Request.blank("/mpa/v1/networks/net-cn/pool").get_response(api).status_int == 404
+    response, problem = get(api, "/mpa/v1/networks/net-cn/pool")
+    assert response.status_int == 404 and problem["type"] == "urn:mpa-sdn:problem:not-found"

@@ -1,0 +1,467 @@
+"""What a policy engine asks the network to do for an MN, and the MN's part.
+
+An *action* is one request: ``prepare`` (candidates), ``pre-switch``,
+``complete``, ``cancel`` or ``release``.  The network does its part at
+once (a pre-switch starts buffering at the target's AR, a release frees
+the candidate's SA, nCoA and tunnel); the MN's part becomes an
+*instruction* the MN fetches with the ``instructions`` message
+(docs/signalling.md), signed under one of its MPA-SAs, over either
+channel.  With ``wait``, the question is held until an instruction comes
+or the wait is over: that is how an MN subscribes.
+
+    action        network's part                      MN's instruction
+    prepare       (none: the MN must authenticate)    prepare {networks}
+    pre-switch    the target's AR buffers (§6.3 s.4)  switch {network, poa}
+    complete      the MN's "arrived", on its behalf   (none)
+    cancel        switch back                          stay {network}
+    release       tunnel, nCoA (and SA) freed          forget {network, scope}
+
+An action ends ``done`` or ``failed``: a prepare, cancel or release when
+the MN reports on its instruction (in a later ``instructions`` message),
+a pre-switch when its handover ends (completed, or switched back), a
+complete at once.  An instruction nobody reports on within
+INSTRUCTION_TIMEOUT_S fails the action.  Actions are kept in the state
+store, so a restart loses none; a pre-switch whose handover a restart
+ended fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+
+from mpa_sdn import signalling
+from mpa_sdn.aa import AUTHORIZED, PRE_AUTHENTICATED
+from mpa_sdn.ca import mpa_client
+from mpa_sdn.events import rfc3339
+from mpa_sdn.mobility import Refused
+from mpa_sdn.service import Answer, Origin
+from mpa_sdn.topology import ROLE_ACCESS
+
+LOG = logging.getLogger("mpa_sdn.actions")
+
+KIND = "action"
+KINDS = ("prepare", "pre-switch", "complete", "cancel", "release")
+PENDING, DELIVERED, DONE, FAILED, CANCELLED = "pending", "delivered", "done", "failed", "cancelled"
+OPEN = (PENDING, DELIVERED)
+INSTRUCTION_TIMEOUT_S = 120.0   # an MN that neither fetches nor reports by then: failed
+MAX_WAIT_S = 30                 # the longest an instructions question is held
+KEEP_FINISHED = 1000            # finished actions kept (memory and store)
+MAX_PENDING = 4                 # instructions in one answer (it must fit a datagram)
+
+
+class ActionRefused(Exception):
+    """The request cannot be carried out; ``problem`` names the API's problem type."""
+
+    def __init__(self, problem: str, detail: str):
+        super().__init__(detail)
+        self.problem = problem
+
+
+@dataclass
+class Action:
+    id: int
+    identity: str
+    action: str
+    params: dict
+    requested_by: str
+    created_at: float             # wall seconds
+    updated_at: float
+    state: str = PENDING
+    instruction: dict | None = None   # the MN's part, as it is sent to it
+    result: dict | None = None
+    error: dict | None = None
+    handover: int | None = None
+    reported: bool = False            # the MN reported on its instruction
+    network_done: bool = True         # the network's part needs nothing more
+
+    @property
+    def open(self) -> bool:
+        return self.state in OPEN
+
+    def view(self) -> dict:
+        return {"id": self.id, "identity": self.identity, "action": self.action,
+                "state": self.state, "params": dict(self.params),
+                "requested_by": self.requested_by,
+                "created_at": rfc3339(self.created_at), "updated_at": rfc3339(self.updated_at),
+                "instruction": None if self.instruction is None else dict(self.instruction),
+                "result": self.result, "error": self.error, "handover": self.handover}
+
+    def record(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class _Wait:
+    sa: str
+    msg: object
+    deadline: float               # wall
+    origins: list = field(default_factory=list)
+
+
+class Actions:
+    def __init__(self, service, mobility, graph, policies, events, store, counters):
+        self.service, self.mobility, self.graph = service, mobility, graph
+        self.policies, self.events, self.store, self.counters = policies, events, store, counters
+        self.actions: dict[int, Action] = {}
+        self.waiting: dict[str, list[_Wait]] = {}     # identity -> held questions
+        self._load()
+
+    # -- the state store ---------------------------------------------------------
+
+    def _load(self) -> None:
+        records = sorted(self.store.load(KIND).values(), key=lambda r: r["id"])
+        for record in records:
+            known = {f.name for f in dataclasses.fields(Action)}
+            self.actions[record["id"]] = Action(**{k: v for k, v in record.items() if k in known})
+        self._next = max(self.actions, default=0) + 1
+        for action in list(self.actions.values()):
+            if action.open and action.action == "pre-switch" and action.handover is not None:
+                # Handovers do not outlive the process that ran them.
+                self._finish(action, FAILED, action.updated_at, error=(
+                    "restarted", "the controller restarted during the handover"))
+        self._trim()
+
+    def _save(self, action: Action) -> None:
+        self.store.put(KIND, str(action.id), action.record())
+
+    def _trim(self) -> None:
+        finished = [a for a in self.actions.values() if not a.open]
+        for action in finished[:max(0, len(finished) - KEEP_FINISHED)]:
+            del self.actions[action.id]
+            self.store.delete(KIND, str(action.id))
+
+    # -- views -------------------------------------------------------------------
+
+    def get(self, ident: int) -> Action | None:
+        return self.actions.get(ident)
+
+    def views(self, identity: str | None = None, state: str | None = None) -> list[dict]:
+        return [a.view() for a in self.actions.values()
+                if (identity is None or a.identity == identity)
+                and (state is None or a.state == state)]
+
+    def instructions_of(self, identity: str) -> list[dict]:
+        return [dict(a.instruction) for a in self._open_parts(identity)]
+
+    def _open_parts(self, identity: str) -> list[Action]:
+        return [a for a in self.actions.values() if a.identity == identity and a.open
+                and a.instruction is not None and not a.reported]
+
+    # -- a policy engine's requests ------------------------------------------------
+
+    def request(self, kind: str, identity: str, params: dict, by: str,
+                now: float) -> tuple[Action, list[Answer]]:
+        """Carry out the network's part of ``kind`` for ``identity`` and queue
+        the MN's; the action, and the answers to questions it was waiting with."""
+        wall = self.service.wall(now)
+        if not self._known(identity):
+            raise ActionRefused("not-found", f"unknown mobile node {identity!r}")
+        self.events.at(now)
+        action = Action(self._next, identity, kind, dict(params), by, wall, wall)
+        getattr(self, "_" + kind.replace("-", "_"))(action, now)
+        self._next += 1
+        self.actions[action.id] = action
+        self.counters[f"action_{kind.replace('-', '_')}"] += 1
+        LOG.info("identity=%s action %d %s %s by %s: %s", identity, action.id, kind,
+                 params, by, action.state)
+        self._changed(action)
+        return action, self._wake(identity, wall)
+
+    def _known(self, identity: str) -> bool:
+        return (identity in self.service.homes
+                or any(identity in s for s in self.service.aa.credentials.values())
+                or any(k[0] == identity for k in self.service.aa.by_identity_network))
+
+    def _network(self, name: str):
+        try:
+            return self.graph.network(name)
+        except KeyError:
+            raise ActionRefused("unprocessable", f"no network {name!r}") from None
+
+    def _served(self, name: str):
+        network = self._network(name)
+        if network.role != ROLE_ACCESS or name not in self.service.ca.pools:
+            raise ActionRefused("unprocessable", f"{name} has no AA or CA")
+        return network
+
+    def _sa(self, identity: str, network: str, usable: bool = True):
+        sa_id = self.service.aa.by_identity_network.get((identity, network))
+        sa = self.service.aa.sas.get(sa_id) if sa_id else None
+        if sa is None or (usable and sa.state not in (PRE_AUTHENTICATED, AUTHORIZED)):
+            raise ActionRefused("wrong-state", f"{identity} has no usable MPA-SA with "
+                                f"{network}: prepare it first")
+        return sa
+
+    def _lease(self, sa):
+        return self.service.ca.lease_for(sa.network, mpa_client(sa.identity, sa.mn_mac))
+
+    def current_network(self, identity: str) -> str | None:
+        """Where the MN is: its binding's network if it reaches it directly, else
+        the network of the PoA its SAs' MAC was last learned at."""
+        binding = self.mobility.binding_of(identity)
+        if binding is not None:
+            reach = self.mobility.reach(binding)
+            if reach is not None and reach.tunnel is None:
+                return reach.poa.network
+        for sa_id, sa in self.service.aa.sas.items():
+            if sa.identity == identity:
+                poa = self.mobility.where.get(sa.mn_mac)
+                if poa is not None:
+                    return poa.network
+        return None
+
+    def _prepare(self, action: Action, now: float) -> None:
+        candidates = action.params["candidates"]
+        for name in candidates:
+            self._served(name)
+        here = self.current_network(action.identity)
+        if here is None:
+            raise ActionRefused("wrong-state", f"{action.identity} is not attached anywhere "
+                                "the controller knows")
+        neighbours = set(self.graph.neighbours(here))
+        strangers = [c for c in candidates if c not in neighbours]
+        if strangers:
+            raise ActionRefused("unprocessable", f"not candidates of {here}: "
+                                f"{', '.join(strangers)}")
+        limit = self.policies.of(here).max_candidates
+        if len(candidates) > limit:
+            raise ActionRefused("unprocessable", f"at most {limit} candidates from {here} "
+                                "(its policy's max_candidates)")
+        action.params = {"candidates": list(candidates), "from": here}
+        action.instruction = {"id": action.id, "do": "prepare", "networks": list(candidates)}
+
+    def _pre_switch(self, action: Action, now: float) -> None:
+        p = action.params
+        network = self._served(p["network"])
+        poa = p.get("poa")
+        if poa is not None and poa not in {x.id for x in network.poas}:
+            raise ActionRefused("unprocessable", f"{poa} is no PoA of {network.id}")
+        sa = self._sa(action.identity, network.id)
+        mode = p.get("mode", "buffer")
+        action.params = {"network": network.id, "poa": poa, "mode": mode,
+                         "buffer_old": bool(p.get("buffer_old", False))}
+        current = self.mobility.handovers.get(action.identity)
+        if current is not None and current.ended_at is None:
+            raise ActionRefused("wrong-state", f"a handover of {action.identity} to "
+                                f"{current.network} is in progress")
+        self._mobility(sa, "pre-switch", now, mode=mode,
+                       buffer_old=action.params["buffer_old"])
+        handover = self.mobility.handovers[action.identity]
+        action.handover = handover.id
+        action.network_done = False
+        action.result = {"handover": handover.view()}
+        action.instruction = {"id": action.id, "do": "switch", "network": network.id,
+                              "poa": poa}
+        # A switch still pending from an earlier pre-switch is moot now.
+        for other in self._open_parts(action.identity):
+            if other.instruction["do"] == "switch":
+                self._finish(other, CANCELLED, self.service.wall(now))
+
+    def _complete(self, action: Action, now: float) -> None:
+        sa = self._target_sa(action)
+        state = self._mobility(sa, "arrived", now)
+        if state["phase"] == "pre-switching":
+            raise ActionRefused("wrong-state", f"{action.identity} is not seen at a PoA of "
+                                f"{sa.network} yet")
+        action.result = {"phase": state["phase"]}
+        action.state = DONE
+
+    def _cancel(self, action: Action, now: float) -> None:
+        sa = self._target_sa(action)
+        handover = self.mobility.handovers.get(action.identity)
+        if handover is None or handover.network != sa.network or handover.phase != \
+                "pre-switching":
+            raise ActionRefused("wrong-state", f"no handover of {action.identity} to "
+                                f"{sa.network} is pre-switching")
+        state = self._mobility(sa, "cancel", now)
+        action.result = {"phase": state["phase"], "handover": handover.id}
+        action.instruction = {"id": action.id, "do": "stay", "network": sa.network}
+
+    def _target_sa(self, action: Action):
+        network = self._served(action.params["network"]).id
+        action.params = {"network": network}
+        return self._sa(action.identity, network)
+
+    def _release(self, action: Action, now: float) -> None:
+        network = self._served(action.params["network"]).id
+        scope = action.params.get("scope", "all")
+        action.params = {"network": network, "scope": scope}
+        sa = self._sa(action.identity, network, usable=False)
+        binding = self.mobility.binding_of(action.identity)
+        if binding is not None and binding.network == network:
+            raise ActionRefused("wrong-state", f"{action.identity}'s binding is in {network}; "
+                                "release another network")
+        handover = self.mobility.handovers.get(action.identity)
+        if handover is not None and handover.ended_at is None and handover.network == network:
+            raise ActionRefused("wrong-state", f"a handover to {network} is in progress")
+        lease = self._lease(sa)
+        wall = self.service.wall(now)
+        released = {"tunnel": False, "lease": None, "sa": False}
+        try:
+            if lease is not None and self.mobility.tunnels.get(lease.address) is not None:
+                self.mobility.tunnel_release(sa, lease)
+                released["tunnel"] = True
+        except Refused as exc:
+            raise ActionRefused(exc.code, exc.message) from None
+        gone = self.service.ca.release(network, mpa_client(sa.identity, sa.mn_mac), wall)
+        released["lease"] = gone.address if gone is not None else None
+        if scope == "all":
+            self.service.aa.end(sa)
+            released["sa"] = True
+        action.result = {"released": released}
+        action.instruction = {"id": action.id, "do": "forget", "network": network,
+                              "scope": scope}
+
+    def _mobility(self, sa, phase: str, now: float, mode: str = "buffer",
+                  buffer_old: bool = False) -> dict:
+        try:
+            return self.mobility.handover(sa, self._lease(sa), phase, buffer_old, now, mode)
+        except Refused as exc:
+            raise ActionRefused("too-soon" if exc.code == "too-soon" else "wrong-state",
+                                exc.message) from None
+
+    # -- the handover a pre-switch started -----------------------------------------
+
+    def handover_ended(self, view: dict, now: float) -> None:
+        for action in self.actions.values():
+            if action.open and action.handover == view["id"]:
+                action.result = {**(action.result or {}), "handover": view}
+                wall = self.service.wall(now)
+                if view["switched_back"]:
+                    self._finish(action, FAILED, wall, error=(
+                        "switched-back", f"switched back: {view.get('reason') or 'unknown'}"))
+                else:
+                    action.network_done = True
+                    self._finish(action, DONE, wall)
+
+    # -- the MN's side ---------------------------------------------------------------
+
+    def poll(self, sa, msg, origin: Origin, wall: float) -> list[Answer]:
+        """An ``instructions`` message: reports first, then what is pending."""
+        if sa.state not in (PRE_AUTHENTICATED, AUTHORIZED):
+            return self.service._refuse(sa, msg, "signalling", "wrong-state",
+                                        f"the SA is {sa.state}", [origin], wall)
+        self.counters["instructions_asked"] += 1
+        for report in msg.get("reports", []):
+            self._report(sa.identity, report, wall)
+        wait = msg.get("wait", 0)
+        if wait and not self._open_parts(sa.identity):
+            self.counters["instructions_waiting"] += 1
+            held = _Wait(sa.id, msg, wall + min(wait, MAX_WAIT_S), [origin])
+            self.waiting.setdefault(sa.identity, []).append(held)
+            self.service.hold(sa.id, msg["seq"], held.origins)
+            return []
+        return self._answer(sa, msg, [origin], wall)
+
+    def _answer(self, sa, msg, origins: list, wall: float) -> list[Answer]:
+        parts = self._open_parts(sa.identity)[:MAX_PENDING]
+        for action in parts:
+            if action.state == PENDING:
+                action.state = DELIVERED
+                action.updated_at = wall
+                self._changed(action)
+        answers = self.service._answer(sa, msg, "signalling", "instruction-list", origins,
+                                       wall, pending=[dict(a.instruction) for a in parts])
+        gate = self.mobility.answer_gate(sa.identity)
+        if gate is not None and any(a.instruction["do"] == "switch" for a in parts):
+            # Told to switch only once the target's AR holds the traffic.
+            answers = [dataclasses.replace(a, after=gate) for a in answers]
+        return answers
+
+    def _wake(self, identity: str, wall: float) -> list[Answer]:
+        """A new instruction for ``identity``: its held questions are answered."""
+        if not self._open_parts(identity):
+            return []
+        answers = []
+        for held in self.waiting.pop(identity, []):
+            sa = self.service.aa.sas.get(held.sa)
+            origins = self.service.unhold(held.sa, held.msg["seq"])
+            if sa is not None and origins:
+                answers += self._answer(sa, held.msg, origins, wall)
+        return answers
+
+    def _report(self, identity: str, report: dict, wall: float) -> None:
+        action = self.actions.get(report["id"])
+        if action is None or action.identity != identity or action.instruction is None:
+            self.counters["instructions_report_unknown"] += 1
+            return
+        if action.reported or not action.open:
+            self.counters["instructions_report_again"] += 1
+            return
+        action.reported = True
+        mn = {"ok": report["ok"], **{k: report[k] for k in ("code", "detail") if k in report}}
+        action.result = {**(action.result or {}), "mn": mn}
+        self.counters["instructions_reported"] += 1
+        if not report["ok"]:
+            self._finish(action, FAILED, wall, error=(
+                report.get("code", "mn-failed"), report.get("detail", "the MN's part failed")))
+        elif action.network_done:
+            if action.action == "prepare":
+                action.result["prepared"] = self._prepared(identity,
+                                                           action.params["candidates"])
+            self._finish(action, DONE, wall)
+        else:
+            action.updated_at = wall
+            self._changed(action)
+
+    def _prepared(self, identity: str, networks: list[str]) -> dict:
+        """What the controller holds for the MN in each network (its own view,
+        not the MN's word)."""
+        out = {}
+        for network in networks:
+            sa_id = self.service.aa.by_identity_network.get((identity, network))
+            sa = self.service.aa.sas.get(sa_id) if sa_id else None
+            lease = self._lease(sa) if sa else None
+            tunnel = self.mobility.tunnels.get(lease.address) if lease else None
+            out[network] = {"sa": sa.state if sa else None,
+                            "address": lease.address if lease else None,
+                            "tunnel": tunnel.poa.id if tunnel else None}
+        return out
+
+    def _finish(self, action: Action, state: str, wall: float,
+                error: tuple[str, str] | None = None) -> None:
+        action.state = state
+        action.updated_at = wall
+        if error is not None:
+            action.error = {"code": error[0], "detail": error[1]}
+        self.counters[f"action_{state}"] += 1
+        LOG.info("identity=%s action %d %s: %s%s", action.identity, action.id, action.action,
+                 state, f" ({error[0]}: {error[1]})" if error else "")
+        self._changed(action)
+        self._trim()
+
+    def _changed(self, action: Action) -> None:
+        self._save(action)
+        self.events.emit("action", identity=action.identity, data=action.view())
+
+    # -- time --------------------------------------------------------------------------
+
+    def tick(self, wall: float) -> list[Answer]:
+        """Held questions whose wait is over get an empty answer; instructions
+        nobody reported on fail their action."""
+        answers = []
+        for identity in list(self.waiting):
+            keep = []
+            for held in self.waiting[identity]:
+                if held.deadline > wall:
+                    keep.append(held)
+                    continue
+                sa = self.service.aa.sas.get(held.sa)
+                origins = self.service.unhold(held.sa, held.msg["seq"])
+                if sa is not None and origins:
+                    answers += self._answer(sa, held.msg, origins, wall)
+            if keep:
+                self.waiting[identity] = keep
+            else:
+                del self.waiting[identity]
+        for action in list(self.actions.values()):
+            if (action.open and action.instruction is not None and not action.reported
+                    and action.network_done and wall - action.created_at > INSTRUCTION_TIMEOUT_S):
+                self._finish(action, FAILED, wall, error=(
+                    "no-report" if action.state == DELIVERED else "not-fetched",
+                    f"the MN did not report on its instruction within "
+                    f"{INSTRUCTION_TIMEOUT_S:g} s"))
+        return answers
+

@@ -1,0 +1,68 @@
+"""What happened, in order, for whoever follows (``GET /mpa/v1/events``).
+
+The core emits an event for each change a policy engine or an operator
+cares about: an MPA-SA established or gone, a lease, a tunnel, a binding,
+each phase of a handover, each change of an action, a policy, a switch.
+Events are numbered; the last ``size`` are kept so that a client that
+reconnects with the last id it saw misses nothing, or learns that it did
+(``reset``).
+
+Listeners (the shell's waiting streams) are called after each event; they
+only wake their reader, they never call back into the core.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import itertools
+from typing import Callable
+
+SIZE = 4096
+TYPES = ("reset", "sa", "lease", "tunnel", "binding", "handover", "action", "instruction",
+         "policy", "switch")
+
+
+def rfc3339(wall: float) -> str:
+    return (datetime.datetime.fromtimestamp(wall, datetime.timezone.utc)
+            .isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+
+
+class EventLog:
+    def __init__(self, wall_offset: float = 0.0, size: int = SIZE):
+        self.wall_offset = wall_offset
+        self.ring: collections.deque = collections.deque(maxlen=size)
+        self.last_id = 0
+        self.now = 0.0          # the core's time of the event being handled (at())
+        self.listeners: list[Callable[[], None]] = []
+
+    def at(self, now: float) -> None:
+        """The core is handling something that happened at ``now`` (monotonic)."""
+        self.now = now
+
+    def emit(self, kind: str, *, identity: str | None = None, network: str | None = None,
+             dpid: int | None = None, data: dict | None = None) -> dict:
+        assert kind in TYPES, kind
+        self.last_id += 1
+        event = {"id": self.last_id, "type": kind,
+                 "time": rfc3339(self.now + self.wall_offset)}
+        if identity is not None:
+            event["identity"] = identity
+        if network is not None:
+            event["network"] = network
+        if dpid is not None:
+            event["dpid"] = dpid
+        event["data"] = data if data is not None else {}
+        self.ring.append(event)
+        for listener in list(self.listeners):
+            listener()
+        return event
+
+    def after(self, cursor: int) -> tuple[list[dict], bool]:
+        """The events after id ``cursor``, and whether some of them are gone."""
+        if cursor >= self.last_id:
+            return [], False
+        first = self.ring[0]["id"] if self.ring else self.last_id + 1
+        lost = cursor + 1 < first
+        start = max(0, cursor + 1 - first)
+        return list(itertools.islice(self.ring, start, None)), lost

@@ -1,0 +1,55 @@
+"""RFC 9457 problem details: the API's errors, each with a stable ``type``.
+
+The table of types is also in the OpenAPI document's description, and a
+test keeps the two the same.
+"""
+
+from __future__ import annotations
+
+import json
+
+from webob import Response
+
+PROBLEM_TYPE = "application/problem+json"
+PREFIX = "urn:mpa-sdn:problem:"
+# name -> (status, title)
+TYPES = {
+    "malformed-json": (400, "The body is not one JSON object"),
+    "invalid-request": (400, "The request breaks the API's schema"),
+    "unauthorized": (401, "A valid bearer token is needed"),
+    "forbidden": (403, "The token's role may not do this"),
+    "not-found": (404, "No such resource"),
+    "method-not-allowed": (405, "The resource does not take this method"),
+    "wrong-state": (409, "The mobile node's state does not allow it now"),
+    "too-soon": (409, "The mobile node arrived in its network too recently"),
+    "idempotency-key-in-use": (409, "A request with this Idempotency-Key is in progress"),
+    "payload-too-large": (413, "The body is too long"),
+    "unsupported-media-type": (415, "The body must be application/json"),
+    "unprocessable": (422, "The request cannot be carried out here"),
+    "idempotency-key-reused": (422, "This Idempotency-Key was used with another request"),
+    "internal-error": (500, "Internal error; see the controller's log"),
+    "unavailable": (503, "The controller did not get to it in time"),
+}
+
+
+class Problem(Exception):
+    """Raised anywhere in the REST layer; becomes the response."""
+
+    def __init__(self, name: str, detail: str, headers: dict | None = None, **extensions):
+        assert name in TYPES, name
+        super().__init__(detail)
+        self.name, self.detail = name, detail
+        self.status = TYPES[name][0]
+        self.headers = headers or {}
+        self.extensions = extensions
+
+    def response(self, instance: str | None = None) -> Response:
+        body = {"type": PREFIX + self.name, "title": TYPES[self.name][1],
+                "status": self.status, "detail": self.detail, **self.extensions}
+        if instance:
+            body["instance"] = instance
+        response = Response(status=self.status, content_type=PROBLEM_TYPE, charset="utf-8")
+        response.text = json.dumps(body, indent=1, sort_keys=True) + "\n"
+        for name, value in self.headers.items():
+            response.headers[name] = value
+        return response
