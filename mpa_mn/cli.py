@@ -46,6 +46,14 @@ Copy-and-forward with a second interface (RFC 6252 §7.6.2; see mpa_mn/standby.p
                                          IF1's carrier drops: the default route to IF2,
                                          then "link-lost" with what IF1 received
 
+Following a policy engine (the northbound API's actions; see mpa_mn/follow.py):
+
+    mpa-mn [options] follow --home ADDR [--network NET] [--wait S | --poll S]
+                     [--link-timeout S] [--count N] [--for S]
+                                         ask the current network for instructions
+                                         (prepare, switch, stay, forget), carry them out
+                                         and report; one JSON event per line
+
 ``handover``, ``reactive`` (with --wait-link: once it watches its carrier) and
 ``standby`` print ``{"event": "ready", ...}`` as one line (and flush it) when
 the MN is ready for the link-layer switch or the loss, whatever the output
@@ -67,6 +75,7 @@ import ipaddress
 import json
 import logging
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -75,6 +84,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, TextIO
 
 from mpa_mn import channels, link, report, standby
+from mpa_mn import follow as follow_mod
 from mpa_mn.channels import InbandChannel, RestChannel
 from mpa_mn.client import MnError, MobileNode, without_network
 from mpa_mn.dad import DadSettings
@@ -318,6 +328,25 @@ def build_parser() -> argparse.ArgumentParser:
     stand.add_argument("--loss-timeout", type=_seconds, default=standby.DEFAULT_LOSS_TIMEOUT_S,
                        metavar="S", help="how long --wait-loss waits "
                        f"(default: {standby.DEFAULT_LOSS_TIMEOUT_S:g})")
+    follow = command("follow", "carry out what a policy engine asks of the MN: ask the "
+                     "current network for instructions, do each, report; events as JSON lines",
+                     networks=False)
+    follow.add_argument("--network", type=_network, metavar="NET",
+                        help="the network whose MPA-SA asks (default: the one the MN is in, "
+                        "by discovery); after each switch, the new one")
+    follow.add_argument("--wait", type=_whole(0, 30, "--wait"), default=None, metavar="S",
+                        help="REST: each question waits at the controller up to S s for an "
+                        f"instruction (default: {follow_mod.DEFAULT_WAIT_S}; in-band: 0)")
+    follow.add_argument("--poll", type=_seconds, default=follow_mod.DEFAULT_POLL_S,
+                        metavar="S", help="between two questions that do not wait "
+                        f"(default: {follow_mod.DEFAULT_POLL_S:g})")
+    follow.add_argument("--link-timeout", type=_seconds, default=DEFAULT_LINK_TIMEOUT_S,
+                        metavar="S", help="how long a switch waits for the link "
+                        f"(default: {DEFAULT_LINK_TIMEOUT_S:g})")
+    follow.add_argument("--count", type=_count(1), metavar="N",
+                        help="stop after N instructions (default: until stopped)")
+    follow.add_argument("--for", dest="duration", type=_seconds, metavar="S",
+                        help="stop after S seconds")
     return parser
 
 
@@ -420,8 +449,8 @@ class _Host:
 
 
 # What each command needs to know about the host.
-NEEDS_MAC = ("preauth", "up", "handover", "standby", "reactive")
-NEEDS_ADDRESS = ("discover", "preauth", "up", "handover", "standby", "reactive")
+NEEDS_MAC = ("preauth", "up", "handover", "standby", "reactive", "follow")
+NEEDS_ADDRESS = ("discover", "preauth", "up", "handover", "standby", "reactive", "follow")
 # Commands that send only in-band from an address of their own: --channel
 # does not apply.
 OWN_SOURCE = ("bind", "attach")
@@ -435,7 +464,10 @@ def _inband(args, system: System, source: str, gateway=None) -> InbandChannel:
 
 def _channel(args, host: _Host, system: System):
     if args.channel == "rest":
-        return RestChannel(args.controller, timeout=args.timeout, opener=system.opener,
+        timeout = args.timeout
+        if args.command == "follow":   # a question may wait that long at the controller
+            timeout = max(timeout, _follow_wait(args) + args.timeout)
+        return RestChannel(args.controller, timeout=timeout, opener=system.opener,
                            sleep=system.sleep)
     return _inband(args, system, host.address(), gateway=host.gateway)
 
@@ -567,8 +599,38 @@ def _message(exc: Exception) -> str:
     return str(exc) if isinstance(exc, (VifError, StateError)) else exc.message
 
 
+def _follow_wait(args) -> int:
+    if args.wait is not None:
+        return args.wait if args.channel == "rest" else 0
+    return follow_mod.DEFAULT_WAIT_S if args.channel == "rest" else 0
+
+
+def _follow(c: _Context) -> tuple[dict, list[str], int]:
+    args = c.args
+    network = args.network or c.node.discover()["network"]
+    follower = follow_mod.Follower(
+        c.node, c.handover(), c.home(), c.host.name(), c.node.mac, c.emit,
+        wait_s=_follow_wait(args), poll_s=args.poll, link_timeout_s=args.link_timeout,
+        clock=c.system.clock, sleep=c.system.sleep,
+        moved=(lambda address: setattr(c.node, "channel", c.node.inband(address)))
+        if args.channel == "inband" else None)
+    def stop(signum, frame):   # SIGTERM ends it as Ctrl-C does: between two steps' reports
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        result = follower.run(network, args.count, args.duration)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    failed = [r for r in result["reports"] if not r["ok"]]
+    lines = [f"{len(result['reports'])} instruction(s) carried out, {len(failed)} failed; "
+             f"now in {result['network']}"]
+    return {"ok": True, **result}, lines, EXIT_OK
+
+
 def _run(args, c: _Context) -> tuple[dict, list[str], int]:
     """(JSON document, lines for humans, exit status); errors are in the document."""
+    if args.command == "follow":
+        return _follow(c)
     if args.command == "discover":
         found = c.node.discover()
         lines = [f"{found['network']} ({found['address']}): "

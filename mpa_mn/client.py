@@ -357,6 +357,22 @@ class MobileNode:
 
     # -- what the MN holds ------------------------------------------------------
 
+    def instructions(self, network: str, wait: int = 0,
+                     reports: list[dict] | None = None) -> list[dict]:
+        """What a policy engine asked of the MN (docs/signalling.md,
+        ``instructions``), asked with ``network``'s MPA-SA; ``reports``: how
+        the earlier ones went.  With ``wait``, the controller holds the
+        question until an instruction is pending or ``wait`` s passed."""
+        answer = self._request(network, "instructions", "instruction-list",
+                               **_given(wait=wait or None, reports=reports or None))
+        pending = answer["pending"]
+        if not isinstance(pending, list) or not all(
+                isinstance(i, dict) and type(i.get("id")) is int and isinstance(i.get("do"), str)
+                for i in pending):
+            raise ProtocolError("malformed", "instruction-list: pending is not a list of "
+                                "instructions", answer)
+        return pending
+
     def status(self) -> dict:
         now = self.wall()
         networks = []

@@ -248,6 +248,35 @@ class Handover(HostRun):
         return {**ready, "link_down_at": switched.down_at, "link_up_at": switched.up_at,
                 **attached, "timings_ms": {**ready["timings_ms"], **attached["timings_ms"]}}
 
+    def switch_told(self, network: str, emit: Callable[[dict], None], interface: str,
+                    mac: str | None, timeout_s: float, poa: str | None = None) -> dict:
+        """Steps 5-6 when the network started the handover (a policy engine's
+        pre-switch): the target's AR already buffers, so the MN only gets
+        ready, says so (``emit``: the switch event, for whatever moves its
+        link), waits for the switch and attaches."""
+        with Carrier(interface, self.sysfs) as carrier:
+            carrier.read()
+            plan = plan_attach(self.ip, network, self.node.config(network), interface, mac)
+            announcement = arrived = None
+            try:
+                announcement = plan.announcement(self.raw_socket)
+                arrived = self.node.switch_ahead(network, "arrived", source=plan.address)
+                before = carrier.read()
+                emit({"event": "switch", "network": network, "poa": poa,
+                      "at": self.wall_ns()})
+                start = self.perf_ns()
+                switched = link.wait_for_switch(carrier, before, timeout_s, self.clock,
+                                                self.wall_ns, self.sleep)
+            except BaseException:
+                for opened in (announcement, arrived):
+                    if opened is not None:
+                        opened.close()
+                raise
+            waited = self._ms_since(start)
+            attached = self.attach(plan, announcement, arrived)
+        return {**attached, "link_down_at": switched.down_at, "link_up_at": switched.up_at,
+                "timings_ms": {"link_wait": waited, **attached["timings_ms"]}}
+
     def _cancelled(self, network: str, failure: LinkError | VifError | MnError) -> LinkError:
         code, message = (("interface", str(failure)) if isinstance(failure, VifError)
                          else (failure.code, failure.message))

@@ -106,7 +106,7 @@ def _run_lab(args, body, log_level: str = "error") -> int:
         return 1
     finally:
         lab.stop()
-        controller.stop()
+        controller.close()
         print("Lab and controller stopped.")
 
 

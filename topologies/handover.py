@@ -32,6 +32,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
@@ -219,9 +220,11 @@ class HandoverDriver:
     reach_timeout_s = 10.0   # bind_home: for a correspondent to reach the home address
 
     def __init__(self, lab, rest_port: int, state_dir: str, channel: str = "inband", *,
-                 mobile_nodes: Callable[[], list[dict]] | None = None):
+                 mobile_nodes: Callable[[], list[dict]] | None = None,
+                 token: str | None = None):
         self.lab = lab
         self.rest_port = rest_port
+        self.token = token   # a reader's, for GET /mpa/v1/mobile-nodes
         self.state_dir = str(state_dir)
         self.channel = channel
         self.mobile_nodes = mobile_nodes or self._rest_mobile_nodes
@@ -484,8 +487,10 @@ class HandoverDriver:
     # -- the controller's view ------------------------------------------------
 
     def _rest_mobile_nodes(self) -> list[dict]:
-        url = f"http://127.0.0.1:{self.rest_port}/mpa/v1/mobile-nodes"
-        with direct_opener().open(url, timeout=5) as response:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.rest_port}/mpa/v1/mobile-nodes",
+            headers={"Authorization": f"Bearer {self.token}"} if self.token else {})
+        with direct_opener().open(request, timeout=5) as response:
             return json.loads(response.read())
 
     def mobile_node_state(self, mn: str) -> dict | None:

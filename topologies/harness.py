@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.error
+import urllib.request
 
 from mpa_mn.channels import direct_opener
+from rest_api import auth
 
 
 MPA_CONTROLLER = os.path.join(os.path.dirname(sys.executable), "mpa-controller")
@@ -36,6 +41,10 @@ class ControllerProcess:
         self.log_level = log_level
         self.process: subprocess.Popen | None = None
         self._log = None
+        # A token of each role, made for this process in a file of its own:
+        # the API has no default credentials.
+        self.tokens: dict[str, str] = {}
+        self._token_dir: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -54,10 +63,11 @@ class ControllerProcess:
             raise RuntimeError(f"something already listens on {self.base_url}; "
                                "stop it first (an earlier controller?)")
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        tokens_path = self._make_tokens()
         self.process = subprocess.Popen(
             [MPA_CONTROLLER, "--config", self.config, "--ofp-port", str(self.ofp_port),
              "--rest-host", self.rest_host, "--rest-port", str(self.rest_port),
-             "--log-level", self.log_level]
+             "--log-level", self.log_level, "--api-tokens", tokens_path]
             + (["--state-db", self.state_db] if self.state_db else []),
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
             start_new_session=True)
@@ -77,10 +87,37 @@ class ControllerProcess:
                     raise TimeoutError("mpa-controller did not answer on REST") from None
                 time.sleep(0.1)
 
-    def get(self, path: str):
-        # Never through a proxy the environment names: the controller is local.
-        with direct_opener().open(self.base_url + path, timeout=5) as response:
-            return json.loads(response.read())
+    def _make_tokens(self) -> str:
+        if self._token_dir is None:
+            self._token_dir = tempfile.mkdtemp(prefix="mpa-tokens-")
+        path = os.path.join(self._token_dir, "api-tokens.yaml")
+        if not self.tokens:
+            self.tokens = {role: auth.add_token(path, f"lab-{role}", role)
+                           for role in auth.ROLES}
+        return path
+
+    def request(self, method: str, path: str, body=None, role: str = auth.READER,
+                headers: dict | None = None, timeout: float = 5):
+        """One API call with a token of ``role``: (status, headers, parsed body)."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base_url + path, data=data, method=method,
+                                         headers={"Authorization": f"Bearer {self.tokens[role]}",
+                                                  **({"Content-Type": "application/json"}
+                                                     if data is not None else {}),
+                                                  **(headers or {})})
+        try:
+            # Never through a proxy the environment names: the controller is local.
+            with direct_opener().open(request, timeout=timeout) as response:
+                return response.status, response.headers, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, exc.headers, json.loads(exc.read() or b"null")
+
+    def get(self, path: str, role: str = auth.READER):
+        status, _, body = self.request("GET", path, role=role)
+        if status != 200:
+            raise RuntimeError(f"GET {path}: {status} {body}")
+        return body
 
     def counters(self) -> dict:
         return self.get("/mpa/v1/counters")
@@ -117,9 +154,16 @@ class ControllerProcess:
         self._log = None
         return process.returncode
 
+    def close(self) -> None:
+        """Stop, and remove the tokens file."""
+        self.stop()
+        if self._token_dir is not None:
+            shutil.rmtree(self._token_dir, ignore_errors=True)
+            self._token_dir, self.tokens = None, {}
+
     def __enter__(self):
         self.start()
         return self
 
     def __exit__(self, *exc):
-        self.stop()
+        self.close()

@@ -59,6 +59,7 @@ def running_controller(log_dir, name: str = "controller", config: str = DEFAULT_
     process.start()
     yield process
     rc = process.stop()
+    process.close()
     assert rc == 0, f"controller did not stop cleanly (exit {rc}); see {process.log_path}"
 
 

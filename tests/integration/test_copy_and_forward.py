@@ -27,8 +27,9 @@ controller, lab = management_fixtures("controller-copy")
 
 
 @pytest.fixture(scope="module")
-def driver(lab, tmp_path_factory):
-    driver = HandoverDriver(lab, REST_PORT, str(tmp_path_factory.mktemp("mn-state")), "rest")
+def driver(lab, controller, tmp_path_factory):
+    driver = HandoverDriver(lab, REST_PORT, str(tmp_path_factory.mktemp("mn-state")), "rest",
+                            token=controller.tokens["reader"])
     yield driver
     if MN in lab.second:
         lab.remove_interface(MN)

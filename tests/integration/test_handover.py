@@ -73,8 +73,9 @@ def home(topology) -> str:
 
 
 @pytest.fixture(scope="module")
-def driver(lab, tmp_path_factory):
-    return HandoverDriver(lab, REST_PORT, str(tmp_path_factory.mktemp("mn-state")))
+def driver(lab, controller, tmp_path_factory):
+    return HandoverDriver(lab, REST_PORT, str(tmp_path_factory.mktemp("mn-state")),
+                          token=controller.tokens["reader"])
 
 
 @pytest.fixture(scope="module")

@@ -40,11 +40,12 @@ controller, lab = management_fixtures("controller-modes")
 
 
 @pytest.fixture(scope="module")
-def drivers(lab, tmp_path_factory):
+def drivers(lab, controller, tmp_path_factory):
     """Two drivers sharing the MN's state file: one signalling over REST (the
     MN's management link), one in-band."""
     state = str(tmp_path_factory.mktemp("mn-state"))
-    return {channel: HandoverDriver(lab, REST_PORT, state, channel)
+    return {channel: HandoverDriver(lab, REST_PORT, state, channel,
+                                    token=controller.tokens["reader"])
             for channel in ("rest", "inband")}
 
 
