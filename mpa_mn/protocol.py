@@ -17,7 +17,8 @@ from mpa_sdn.aa import success_transcript
 from mpa_sdn.signalling import SignallingError
 
 ANSWERS = ("neighbours", "auth-challenge", "auth-success", "config", "released", "resumed",
-           "tunnel", "tunnel-released", "binding-ack", "handover-state", "error")
+           "tunnel", "tunnel-released", "binding-ack", "handover-state", "instruction-list",
+           "error")
 
 
 class ProtocolError(Exception):

@@ -171,7 +171,7 @@ class Actions:
 
     def _known(self, identity: str) -> bool:
         return (identity in self.service.homes
-                or any(identity in s for s in self.service.aa.credentials.values())
+                or any(s.key(identity) is not None for s in self.service.aa.credentials.values())
                 or any(k[0] == identity for k in self.service.aa.by_identity_network))
 
     def _network(self, name: str):
@@ -205,11 +205,13 @@ class Actions:
             reach = self.mobility.reach(binding)
             if reach is not None and reach.tunnel is None:
                 return reach.poa.network
-        for sa_id, sa in self.service.aa.sas.items():
-            if sa.identity == identity:
-                poa = self.mobility.where.get(sa.mn_mac)
-                if poa is not None:
-                    return poa.network
+        macs = [sa.mn_mac for sa in self.service.aa.sas.values() if sa.identity == identity]
+        macs += [mn.mac for mn in self.graph.topology.mobile_nodes.values()
+                 if mn.identity == identity]       # the topology's own MNs, before any SA
+        for mac in macs:
+            poa = self.mobility.where.get(mac)
+            if poa is not None:
+                return poa.network
         return None
 
     def _prepare(self, action: Action, now: float) -> None:

@@ -222,8 +222,12 @@ def test_a_link_only_move_keeps_the_interface_and_records_the_switch(lab, contro
 
 def metrics(controller) -> dict[str, float]:
     """The controller's GET /metrics: sample (name and labels) -> value."""
+    import urllib.request
+
     from mpa_mn.channels import direct_opener
-    with direct_opener().open(controller.base_url + "/metrics", timeout=5) as response:
+    request = urllib.request.Request(controller.base_url + "/metrics", headers={
+        "Authorization": f"Bearer {controller.tokens['reader']}"})
+    with direct_opener().open(request, timeout=5) as response:
         text = response.read().decode()
     return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
             for line in text.splitlines() if line and not line.startswith("#")}

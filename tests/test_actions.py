@@ -1,0 +1,234 @@
+"""A policy engine's actions through the core on fake switches, and the MN's
+instructions asked for in-band with the real codec (mpa_sdn/actions.py).
+
+mn1 starts at ap-a1-1 in net-a1, as in tests/test_handover.py; the engine
+acts through ``Controller.act`` (what the REST layer's facade calls)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mpa_rig import IDENTITY, PSK_A
+from mpa_sdn.actions import INSTRUCTION_TIMEOUT_S, MAX_WAIT_S
+from mpa_sdn.controller import Controller
+from mpa_sdn.service import REST, Answer, Origin
+from mpa_mn import protocol
+from test_handover import (HOME, NCOA, QUIET_S, SETTLE_S, arrive, authenticated, bound,
+                           datagrams, later, make_rig, pings, prepared, tunnelled)
+
+ENGINE = Origin(REST, "engine", None)
+
+
+@pytest.fixture
+def rig(topology):
+    return make_rig(topology)
+
+
+def act(rig, kind: str, identity: str = IDENTITY, **params):
+    """(status, body) of the engine's request; the rest is run on the switches."""
+    sends = rig.core.act(kind, identity, params, "engine", ENGINE, rig.now)
+    answers = [s for s in sends if isinstance(s, Answer) and s.origin is ENGINE]
+    outcome = rig.run([s for s in sends if not (isinstance(s, Answer) and s.origin is ENGINE)])
+    [answer] = answers
+    return answer.status, answer.fields, outcome
+
+
+def ask(mn, wait: int = 0, reports=None) -> list | None:
+    """The MN's instructions question, in-band; None when no answer came (held)."""
+    data, seq = protocol.request(mn.state, "instructions",
+                                 **({"wait": wait} if wait else {}),
+                                 **({"reports": reports} if reports else {}))
+    answers = datagrams(mn.send(data), "mn1")
+    if not answers:
+        return None
+    [answer] = answers
+    return protocol.check_answer(mn.state, answer["payload"], seq, "instruction-list")["pending"]
+
+
+def events(rig, kind: str) -> list[dict]:
+    return [e for e in rig.core.events.ring if e["type"] == kind]
+
+
+def test_prepare_is_delivered_reported_and_done(rig):
+    mn = prepared(rig)      # the MN's question goes with its SA with net-b1
+    status, action, _ = act(rig, "prepare", candidates=["net-b1"])
+    assert status == 202 and action["state"] == "pending"
+    assert action["params"] == {"candidates": ["net-b1"], "from": "net-a1"}
+    [instruction] = ask(mn)
+    assert instruction == {"id": action["id"], "do": "prepare", "networks": ["net-b1"]}
+    assert rig.core.actions.get(action["id"]).state == "delivered"
+    assert ask(mn) == [instruction], "pending until reported"
+    mn.ask("tunnel-request", "tunnel")
+    assert ask(mn, reports=[{"id": action["id"], "ok": True}]) == []
+    done = rig.core.actions.get(action["id"]).view()
+    assert done["state"] == "done"
+    assert done["result"]["prepared"] == {"net-b1": {"sa": "pre-authenticated",
+                                                     "address": NCOA, "tunnel": "ap-a1-1"}}
+    assert [e["data"]["state"] for e in events(rig, "action")] == ["pending", "delivered", "done"]
+
+
+def test_a_failed_report_fails_the_action(rig):
+    mn = authenticated(rig)
+    _, action, _ = act(rig, "prepare", candidates=["net-b1"])
+    ask(mn, reports=[{"id": action["id"], "ok": False, "code": "no-answer",
+                      "detail": "the AA did not answer"}])
+    failed = rig.core.actions.get(action["id"])
+    assert failed.state == "failed"
+    assert failed.error == {"code": "no-answer", "detail": "the AA did not answer"}
+
+
+@pytest.mark.parametrize("params, problem", [
+    ({"candidates": ["net-cn"]}, "unprocessable"),        # a correspondent: no AA
+    ({"candidates": ["net-zz"]}, "unprocessable"),
+    ({"candidates": ["net-a1"]}, "unprocessable"),        # where it is: no neighbour of itself
+])
+def test_prepare_refusals_change_nothing(rig, params, problem):
+    before = rig.core.actions.views()
+    status, body, _ = act(rig, "prepare", **params)
+    assert (status, body["problem"]) == (409, problem)
+    assert rig.core.actions.views() == before and rig.core.mpa.store.load("action") == {}
+
+
+def test_prepare_is_bounded_by_the_networks_policy(rig):
+    rig.core.policies.update("net-a1", {"max_candidates": 1})
+    status, body, _ = act(rig, "prepare", candidates=["net-a2", "net-b1"])
+    assert (status, body["problem"]) == (409, "unprocessable")
+    assert "max_candidates" in body["detail"]
+
+
+def test_an_unknown_mn_is_not_found(rig):
+    status, body, _ = act(rig, "prepare", identity="nobody@nowhere", candidates=["net-b1"])
+    assert (status, body["problem"]) == (409, "not-found")
+
+
+def test_pre_switch_without_a_tunnel_is_wrong_state(rig):
+    prepared(rig)
+    status, body, _ = act(rig, "pre-switch", network="net-b1")
+    assert (status, body["problem"]) == (409, "wrong-state")
+    assert rig.core.mobility.handovers.get(IDENTITY) is None
+
+
+def test_pre_switch_buffers_tells_the_mn_and_ends_done(rig):
+    mn = bound(rig)
+    status, action, _ = act(rig, "pre-switch", network="net-b1", poa="ap-b1-1")
+    assert status == 202 and action["handover"] == 1
+    assert rig.core.mobility.handovers[IDENTITY].phase == "pre-switching"
+    # Told to switch only once the AR holds the traffic: no traffic to prove
+    # the punt works, so the answer waits SETTLE_S.
+    data, seq = protocol.request(mn.state, "instructions")
+    assert datagrams(mn.send(data), "mn1") == []
+    [answer] = datagrams(later(rig, SETTLE_S), "mn1")
+    [switch] = protocol.check_answer(mn.state, answer["payload"], seq,
+                                     "instruction-list")["pending"]
+    assert switch == {"id": action["id"], "do": "switch", "network": "net-b1",
+                      "poa": "ap-b1-1"}
+    echoes = pings(rig, "cn1", HOME, [1, 2])
+    assert echoes.to("mn1") == [], "buffered while the MN switches"
+    arrive(rig)
+    later(rig, QUIET_S)
+    done = rig.core.actions.get(action["id"]).view()
+    assert done["state"] == "done", done
+    assert done["result"]["handover"]["phase"] == "completed"
+    assert done["result"]["handover"]["buffer"]["flushed"] == 2
+
+
+def test_cancel_switches_back_and_tells_the_mn_to_stay(rig):
+    mn = bound(rig)
+    _, pre, _ = act(rig, "pre-switch", network="net-b1")
+    status, cancel, _ = act(rig, "cancel", network="net-b1")
+    assert status == 202 and cancel["result"]["phase"] == "switched-back"
+    failed = rig.core.actions.get(pre["id"]).view()
+    assert failed["state"] == "failed" and failed["error"]["code"] == "switched-back"
+    assert ask(mn) == [{"id": cancel["id"], "do": "stay", "network": "net-b1"}]
+    status, body, _ = act(rig, "cancel", network="net-b1")
+    assert (status, body["problem"]) == (409, "wrong-state")
+
+
+def test_release_frees_the_candidate_and_tells_the_mn_to_forget(rig):
+    tunnelled(rig)
+    home_mn = authenticated(rig, "net-a2", PSK_A, "domain-a")
+    status, release, _ = act(rig, "release", network="net-b1")
+    assert status == 202
+    assert release["result"]["released"] == {"tunnel": True, "lease": NCOA, "sa": True}
+    assert NCOA not in rig.core.mobility.tunnels
+    assert ("mn1@domain-a", "net-b1") not in rig.core.mpa.aa.by_identity_network
+    assert ask(home_mn) == [{"id": release["id"], "do": "forget", "network": "net-b1",
+                             "scope": "all"}]
+
+
+def test_release_of_the_bindings_network_is_refused(rig):
+    bound(rig)
+    status, body, _ = act(rig, "release", network="net-b1")
+    assert (status, body["problem"]) == (409, "wrong-state")
+    assert NCOA in rig.core.mobility.tunnels
+
+
+def test_a_held_question_is_answered_when_an_instruction_comes(rig):
+    mn = authenticated(rig)
+    data, seq = protocol.request(mn.state, "instructions", wait=10)
+    assert datagrams(mn.send(data), "mn1") == [], "held: nothing pending"
+    status, action, outcome = act(rig, "prepare", candidates=["net-b1"])
+    [answer] = datagrams(outcome, "mn1")
+    [instruction] = protocol.check_answer(mn.state, answer["payload"], seq,
+                                          "instruction-list")["pending"]
+    assert instruction["id"] == action["id"]
+
+
+def test_a_held_question_ends_empty_at_its_wait(rig):
+    mn = authenticated(rig)
+    data, seq = protocol.request(mn.state, "instructions", wait=2)
+    assert datagrams(mn.send(data), "mn1") == []
+    assert datagrams(later(rig, 1.0), "mn1") == []
+    [answer] = datagrams(later(rig, 1.5), "mn1")
+    assert protocol.check_answer(mn.state, answer["payload"], seq,
+                                 "instruction-list")["pending"] == []
+    assert MAX_WAIT_S == 30
+
+
+def test_an_instruction_nobody_reports_on_fails(rig):
+    authenticated(rig)
+    _, action, _ = act(rig, "prepare", candidates=["net-b1"])
+    later(rig, INSTRUCTION_TIMEOUT_S + 1)
+    failed = rig.core.actions.get(action["id"])
+    assert failed.state == "failed" and failed.error["code"] == "not-fetched"
+
+
+def test_dwell_time_refuses_a_handover_out_too_soon(rig):
+    mn = bound(rig)
+    rig.core.policies.update("net-b1", {"dwell_s": 30})
+    mn.handover("pre-switch")
+    arrive(rig)
+    later(rig, QUIET_S)
+    assert rig.core.mobility.settled[IDENTITY][0] == "net-b1"
+    back = authenticated(rig, "net-a2", PSK_A, "domain-a")
+    back.configure()
+    back.ask("tunnel-request", "tunnel")
+    status, body, _ = act(rig, "pre-switch", network="net-a2")
+    assert (status, body["problem"]) == (409, "too-soon")
+    assert back.refusal("handover", phase="pre-switch") == "too-soon"
+    later(rig, 30)
+    status, _, _ = act(rig, "pre-switch", network="net-a2")
+    assert status == 202
+
+
+def test_policy_bounds_apply_to_what_starts_after(rig):
+    rig.core.policies.update("net-b1", {"tunnel_lifetime_s": 7, "buffer_packets": 1})
+    mn = prepared(rig)
+    assert mn.ask("tunnel-request", "tunnel")["lifetime"] == 7
+    mn.bind()
+    mn.handover("pre-switch")
+    assert rig.core.mobility.handovers[IDENTITY].buffer.max_packets == 1
+
+
+def test_actions_and_policies_outlive_a_restart(rig, topology):
+    bound(rig)
+    rig.core.policies.update("net-b1", {"dwell_s": 5})
+    _, pre, _ = act(rig, "pre-switch", network="net-b1")
+    _, prepare, _ = act(rig, "prepare", candidates=["net-a2"])
+    store = rig.core.mpa.store
+    core = Controller(topology, store=store)
+    assert core.policies.of("net-b1").dwell_s == 5
+    assert core.actions.get(prepare["id"]).state == "pending"
+    restarted = core.actions.get(pre["id"])
+    assert restarted.state == "failed" and restarted.error["code"] == "restarted"
+    assert core.actions._next == prepare["id"] + 1

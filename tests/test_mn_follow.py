@@ -1,0 +1,127 @@
+"""``mpa-mn follow``'s loop (mpa_mn/follow.py): each instruction carried out
+once, reported in the next question, the network followed after a switch.
+The MN's steps are stand-ins that record what they were asked; the real
+steps have their own tests (tests/test_mn_handover.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mpa_mn.client import MnError
+from mpa_mn.follow import MAX_QUESTION_FAILURES, Follower
+from mpa_mn.link import LinkError
+from mpa_mn.protocol import ProtocolError
+
+
+class Node:
+    """Answers each question with the next scripted list; records the questions."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.questions = []
+        self.state = type("State", (), {"entries": {"net-b1": object()}})()
+        self.dropped = []
+
+    def instructions(self, network, wait, reports):
+        self.questions.append((network, wait, list(reports)))
+        answer = self.script.pop(0) if self.script else []
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def _drop_locally(self, network, scope):
+        self.dropped.append((network, scope))
+        del self.state.entries[network]
+
+
+class Steps:
+    def __init__(self, fail_prepare=None, fail_switch=None):
+        self.calls = []
+        self.fail_prepare, self.fail_switch = fail_prepare, fail_switch
+
+    def _before_pre_switch(self, network, home, buffer_old, mode):
+        self.calls.append(("prepare", network, home, mode))
+        if self.fail_prepare:
+            raise self.fail_prepare
+        return {"address": "10.2.1.100", "timings_ms": {}}
+
+    def switch_told(self, network, emit, interface, mac, timeout_s, poa):
+        self.calls.append(("switch", network, poa, interface))
+        if self.fail_switch:
+            raise self.fail_switch
+        emit({"event": "switch", "network": network, "poa": poa})
+        return {"address": "10.2.1.100", "timings_ms": {}}
+
+
+def follower(node, steps, events, **kw):
+    return Follower(node, steps, "10.255.0.1", "eth0", "02:00:00:00:01:01", events.append,
+                    wait_s=5, sleep=lambda s: None, **kw)
+
+
+def test_prepare_then_switch_each_reported_in_the_next_question():
+    node = Node([[{"id": 1, "do": "prepare", "networks": ["net-b1"]}],
+                 [{"id": 2, "do": "switch", "network": "net-b1", "poa": "ap-b1-1"}]])
+    steps, events, moved = Steps(), [], []
+    result = follower(node, steps, events, moved=moved.append).run("net-a1", count=2)
+    assert steps.calls == [("prepare", "net-b1", "10.255.0.1", "buffer"),
+                           ("switch", "net-b1", "ap-b1-1", "eth0")]
+    assert node.questions == [("net-a1", 5, []), ("net-a1", 5, [{"id": 1, "ok": True}]),
+                              ("net-b1", 0, [{"id": 2, "ok": True}])]
+    assert moved == ["10.2.1.100"]
+    assert result["network"] == "net-b1" and result["handled"] == 2
+    assert [e["event"] for e in events] == ["instruction", "prepared", "reported", "instruction",
+                                            "switch", "attached", "reported"]
+
+
+def test_a_failed_step_is_reported_with_its_code():
+    node = Node([[{"id": 3, "do": "switch", "network": "net-b1", "poa": None}]])
+    steps = Steps(fail_switch=LinkError("link-timeout", "eth0: no switch within 30 s"))
+    follower(node, steps, []).run("net-a1", count=1)
+    assert node.questions[-1][2] == [{"id": 3, "ok": False, "code": "link-timeout",
+                                      "detail": "eth0: no switch within 30 s"}]
+
+
+def test_an_instruction_seen_again_is_not_done_twice():
+    prepare = {"id": 1, "do": "prepare", "networks": ["net-b1"]}
+    node = Node([[prepare], [prepare], [{"id": 2, "do": "stay", "network": "net-b1"}]])
+    steps = Steps()
+    follower(node, steps, []).run("net-a1", count=2)
+    assert [c[0] for c in steps.calls] == ["prepare"]
+    assert node.questions[2][2] == [{"id": 1, "ok": True}], "reported again, not redone"
+
+
+def test_forget_drops_the_networks_state_and_unknown_instructions_fail():
+    node = Node([[{"id": 4, "do": "forget", "network": "net-b1", "scope": "all"},
+                  {"id": 5, "do": "dance"}]])
+    follower(node, Steps(), []).run("net-a1", count=2)
+    assert node.dropped == [("net-b1", "all")]
+    assert node.questions[-1][2] == [{"id": 4, "ok": True},
+                                     {"id": 5, "ok": False, "code": "unknown-instruction",
+                                      "detail": "no instruction 'dance'"}]
+
+
+def test_questions_that_fail_are_retried_then_given_up():
+    node = Node([ProtocolError("no-answer", "no answer")] * 2 +
+                [[{"id": 1, "do": "stay", "network": "net-b1"}]])
+    events = []
+    follower(node, Steps(), events).run("net-a1", count=1)
+    assert [e["event"] for e in events][:2] == ["question-failed", "question-failed"]
+    node = Node([ProtocolError("no-answer", "no answer")] * MAX_QUESTION_FAILURES)
+    with pytest.raises(ProtocolError):
+        follower(node, Steps(), []).run("net-a1", count=1)
+
+
+def test_usage_errors_of_a_step_are_reported_not_raised():
+    node = Node([[{"id": 6, "do": "prepare", "networks": ["net-b1"]}]])
+    steps = Steps(fail_prepare=MnError("not-pre-authenticated", "no MPA-SA"))
+    result = follower(node, steps, []).run("net-a1", count=1)
+    assert result["reports"] == [{"id": 6, "ok": False, "code": "not-pre-authenticated",
+                                  "detail": "no MPA-SA"}]
+
+
+def test_it_stops_after_its_duration():
+    clock = iter([0.0, 0.0, 1.0, 2.0, 3.0]).__next__
+    node = Node([])
+    Follower(node, Steps(), "10.255.0.1", "eth0", None, lambda e: None, wait_s=5,
+             clock=clock, sleep=lambda s: None).run("net-a1", duration_s=2.5)
+    assert len(node.questions) == 3
