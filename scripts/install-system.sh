@@ -63,7 +63,15 @@ if ! ovs_up; then
     # ovs-ctl believe they still run: stop what may be left, then start.
     "$ctl" stop >/dev/null 2>&1 || true
     rm -f /var/run/openvswitch/ovsdb-server.pid /var/run/openvswitch/ovs-vswitchd.pid
-    "$ctl" start --system-id=random --no-monitor 2>&1 | grep -v "ulimit" || true
+    # The daemons outlive us: they must not inherit our descriptors beyond
+    # stdio, or a lock held by whoever ran make (flock) is held forever.
+    (
+        for fd in /proc/self/fd/*; do
+            fd=${fd##*/}
+            [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
+        done
+        "$ctl" start --system-id=random --no-monitor 2>&1 | grep -v "ulimit" || true
+    )
     for _ in $(seq 50); do ovs_up && break; sleep 0.2; done
     ovs_up || { echo "install-system: Open vSwitch did not start" >&2; exit 1; }
 fi
