@@ -66,6 +66,7 @@ class Facade:
         self._clock = clock  # monotonic seconds, the core's time
         self._exchange = exchange or run_here(clock)
         self.wait_events = wait_events or (lambda after, timeout: False)
+        self.closed = False   # the shell is stopping: streams end
 
     @property
     def store(self):

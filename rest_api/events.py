@@ -61,6 +61,8 @@ def stream_events(facade, call) -> Response:
                     if limit is not None and sent >= limit:
                         return
             if not events and not facade.wait_events(cursor, HEARTBEAT_S):
+                if facade.closed:      # the controller is stopping
+                    return
                 yield b": keep-alive\n\n"
 
     response = Response(content_type="text/event-stream", charset="utf-8")
