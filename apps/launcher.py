@@ -13,9 +13,13 @@ import signal
 import socket
 import sys
 
-from mpa_sdn.config import ConfigError, load_or_exit
+from mpa_sdn.config import CONTROLLER_FILES, ConfigError, load_or_exit, missing_from_group
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+# The flag that overrides each file of the controller: section.
+FILE_FLAGS = {"rest_tls_cert": "--rest-cert", "rest_tls_key": "--rest-key",
+              "openflow_tls_cert": "--ofp-cert", "openflow_tls_key": "--ofp-key",
+              "openflow_tls_ca": "--ofp-ca", "api_tokens": "--api-tokens"}
 
 
 def _arguments(argv):
@@ -32,6 +36,21 @@ def _arguments(argv):
     parser.add_argument("--state-db", metavar="FILE",
                         help="SQLite file for SAs and leases (default: from the file, "
                              "/var/lib/mpa-sdn/state.db; ':memory:' keeps nothing)")
+    parser.add_argument("--rest-cert", metavar="FILE",
+                        help="serve REST over HTTPS with this PEM certificate chain "
+                             "(with --rest-key)")
+    parser.add_argument("--rest-key", metavar="FILE",
+                        help="the REST certificate's PEM private key")
+    parser.add_argument("--ofp-cert", metavar="FILE",
+                        help="serve OpenFlow over TLS only, with this PEM certificate chain "
+                             "(with --ofp-key and --ofp-ca)")
+    parser.add_argument("--ofp-key", metavar="FILE",
+                        help="the OpenFlow certificate's PEM private key")
+    parser.add_argument("--ofp-ca", metavar="FILE",
+                        help="PEM certificate(s) of the CA that signs switch certificates")
+    parser.add_argument("--api-tokens", metavar="FILE",
+                        help="the REST API's tokens file (without one, every call that needs "
+                             "a token is refused)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
@@ -49,7 +68,23 @@ def _with_overrides(topology, args):
             print(f"--{key.replace('_', '-').replace('openflow', 'ofp')}: {value} is out of "
                   "range 1..65535", file=sys.stderr)
             sys.exit(2)
+    files = {key: _flag(args, key) for key in FILE_FLAGS}
+    for key, value in files.items():
+        if value is not None and not value:
+            print(f"{FILE_FLAGS[key]}: must not be empty", file=sys.stderr)
+            sys.exit(2)
+    overrides.update((key, value) for key, value in files.items() if value)
     settings = dataclasses.replace(topology.controller, **overrides)
+    # The file's groups are whole (the file was checked); a flag may have
+    # started one the file does not complete.
+    given = {key for key in CONTROLLER_FILES if getattr(settings, key) is not None}
+    labels = _labels(args)
+    missing = missing_from_group(given)
+    for key, partners in missing:
+        print(f"{FILE_FLAGS[key]}: is required with {', '.join(labels[k] for k in partners)}",
+              file=sys.stderr)
+    if missing:
+        sys.exit(2)
     mpa = topology.mpa
     if args.state_db is not None:
         if not args.state_db:
@@ -57,6 +92,37 @@ def _with_overrides(topology, args):
             sys.exit(2)
         mpa = dataclasses.replace(mpa, state_db=args.state_db)
     return dataclasses.replace(topology, controller=settings, mpa=mpa)
+
+
+def _flag(args, key: str):
+    return getattr(args, FILE_FLAGS[key][2:].replace("-", "_"))
+
+
+def _labels(args=None) -> dict:
+    """How the user named each file: by its flag if given, else its key path."""
+    return {key: flag if args is not None and _flag(args, key) else f"controller.{key}"
+            for key, flag in FILE_FLAGS.items()}
+
+
+def _files_or_exit(settings, labels: dict, errors_to=None):
+    """Check the TLS files and load the API tokens (None without a file); or
+    print every problem, one per line, and exit 2."""
+    from apps import tls
+    from rest_api.auth import TokenFileError, load_tokens
+    tls_files = {key: getattr(settings, key) for key in CONTROLLER_FILES
+                 if key != "api_tokens" and getattr(settings, key) is not None}
+    problems = tls.check_files(tls_files, labels)
+    tokens = None
+    if settings.api_tokens is not None:
+        try:
+            tokens = load_tokens(settings.api_tokens)
+        except TokenFileError as exc:
+            problems.extend(f"{labels['api_tokens']}: {line}" for line in str(exc).splitlines())
+    for line in problems:
+        print(line, file=errors_to or sys.stderr)
+    if problems:
+        sys.exit(2)
+    return tokens
 
 
 def _credentials_or_exit(topology, errors_to=None) -> dict:
@@ -118,39 +184,67 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+def _openflow_listen_args(settings) -> list[str]:
+    """Ryu's options for the OpenFlow listener: plain TCP, or TLS only.
+
+    With a certificate Ryu listens on its TLS port alone, so the OpenFlow
+    port is given as that; apps.tls.use_for_openflow makes Ryu's server use
+    these files with TLS 1.2 at least and a switch certificate the CA signed.
+    """
+    if not settings.openflow_tls:
+        return ["--ofp-tcp-listen-port", str(settings.openflow_port)]
+    return ["--ofp-ssl-listen-port", str(settings.openflow_port),
+            "--ctl-privkey", settings.openflow_tls_key, "--ctl-cert", settings.openflow_tls_cert,
+            "--ca-certs", settings.openflow_tls_ca]
+
+
 def main(argv=None) -> int:
     args = _arguments(sys.argv[1:] if argv is None else argv)
     if args.check_config:
-        _credentials_or_exit(load_or_exit(args.check_config, errors_to=sys.stdout),
-                             errors_to=sys.stdout)
+        topology = load_or_exit(args.check_config, errors_to=sys.stdout)
+        _credentials_or_exit(topology, errors_to=sys.stdout)
+        _files_or_exit(topology.controller, _labels(), errors_to=sys.stdout)
         print("ok")
         return 0
 
     topology = _with_overrides(load_or_exit(args.config), args)
     settings = topology.controller
+    tokens = _files_or_exit(settings, _labels(args))
     _check_free(settings.openflow_host, settings.openflow_port, "OpenFlow")
     _check_free(settings.rest_host, settings.rest_port, "REST")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(handler)
     logging.getLogger().setLevel(args.log_level)  # Ryu sets it too, but only later
+    log = logging.getLogger("mpa_sdn")
     credentials = _credentials_or_exit(topology)
     for domain, store in sorted(credentials.items()):
-        logging.getLogger("mpa_sdn").info("domain %s: %d credentials", domain, len(store))
+        log.info("domain %s: %d credentials", domain, len(store))
+    if tokens is None:
+        log.warning("no API tokens file (--api-tokens, controller.api_tokens): the REST API "
+                    "refuses every call that needs a token")
+    else:
+        log.info("API tokens: %d from %s", len(tokens), settings.api_tokens)
     store = _store_or_exit(topology.mpa.state_db)
 
     from apps import compat, runtime
     compat.patch_eventlet()
-    runtime.configure(topology, args.config, credentials, store)
+    runtime.configure(topology, args.config, credentials, store, tokens=tokens)
 
+    if settings.openflow_tls:  # logged first: importing Ryu's manager adds a second handler
+        log.info("OpenFlow over TLS on %s:%d; switch certificates must be signed by %s",
+                 settings.openflow_host, settings.openflow_port, settings.openflow_tls_ca)
     from ryu.cmd import manager
+    if settings.openflow_tls:
+        from apps import tls
+        tls.use_for_openflow()
     _stop_on_signals()
     try:
         manager.main(args=[
             "--nouse-stderr",
             "--default-log-level", str(logging.getLevelName(args.log_level)),
             "--ofp-listen-host", settings.openflow_host,
-            "--ofp-tcp-listen-port", str(settings.openflow_port),
+            *_openflow_listen_args(settings),
             "apps.mpa_app",
         ], prog="mpa-controller")
     except KeyboardInterrupt:

@@ -82,8 +82,15 @@ class MpaApp(app_manager.RyuApp):
         thread = super().start()
         host, port = self.settings.rest_host, self.settings.rest_port
         # Listen here, not in the thread: if the port is taken, start-up fails.
-        self.rest_server = hub.WSGIServer((host, port), self.rest)
-        LOG.info("REST API on http://%s:%d/mpa/v1", host, port)
+        if self.settings.rest_tls:
+            from apps import tls
+            self.rest_server = tls.HttpsServer((host, port), self.rest,
+                                               self.settings.rest_tls_cert,
+                                               self.settings.rest_tls_key)
+        else:
+            self.rest_server = hub.WSGIServer((host, port), self.rest)
+        LOG.info("REST API on %s://%s:%d/mpa/v1", "https" if self.settings.rest_tls else "http",
+                 host, port)
         self._own_threads = [hub.spawn(self._worker), hub.spawn(self._ticker),
                              hub.spawn(self.rest_server.serve_forever)]
         self.threads.extend(self._own_threads)

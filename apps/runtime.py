@@ -18,15 +18,16 @@ class Runtime:
     config_path: str
     credentials: dict = field(default_factory=dict)  # domain -> CredentialStore
     store: Any = None                                 # SAs and leases (mpa_sdn.store)
+    tokens: Any = None                                # rest_api.auth.Tokens (None: none valid)
 
 
 _current: Runtime | None = None
 
 
 def configure(topology: Topology, config_path: str, credentials: dict | None = None,
-              store=None) -> None:
+              store=None, tokens=None) -> None:
     global _current
-    _current = Runtime(topology, config_path, credentials or {}, store)
+    _current = Runtime(topology, config_path, credentials or {}, store, tokens)
 
 
 def current() -> Runtime:

@@ -332,8 +332,58 @@ def _settings(r: _Reader, raw: Any, section: str, parsers: dict, cls: type) -> A
     return cls(**values)
 
 
-def _controller(r: _Reader, raw: Any) -> ControllerSettings:
-    return _settings(r, raw, "controller", _SETTING_PARSERS, ControllerSettings)
+@dataclasses.dataclass(frozen=True)
+class ControllerConfig(ControllerSettings):
+    """The ``controller:`` section: :class:`ControllerSettings` and the files
+    only the controller process reads at start-up, PEM files for TLS and the
+    API tokens file.  The lab and the topology generator share
+    :mod:`mpa_sdn.topology` and never need these paths.
+
+    Relative paths in a topology file are relative to that file.  Only their
+    form is checked here; ``apps.tls`` reads the files.
+    """
+
+    rest_tls_cert: str | None = None      # with rest_tls_key: the REST API serves HTTPS
+    rest_tls_key: str | None = None
+    openflow_tls_cert: str | None = None  # with the key and the CA: OpenFlow over TLS only,
+    openflow_tls_key: str | None = None   # switches must show a certificate the CA signed
+    openflow_tls_ca: str | None = None
+    api_tokens: str | None = None         # rest_api.auth's file; none: no token is valid
+
+    @property
+    def rest_tls(self) -> bool:
+        return self.rest_tls_cert is not None
+
+    @property
+    def openflow_tls(self) -> bool:
+        return self.openflow_tls_cert is not None
+
+
+# Keys that only make sense together: all of a group or none.
+TLS_GROUPS = (("rest_tls_cert", "rest_tls_key"),
+              ("openflow_tls_cert", "openflow_tls_key", "openflow_tls_ca"))
+CONTROLLER_FILES = tuple(key for group in TLS_GROUPS for key in group) + ("api_tokens",)
+
+
+def missing_from_group(present: set[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """For each TLS key a half-given group lacks: (key, the group's keys that are given)."""
+    missing = []
+    for group in TLS_GROUPS:
+        given = tuple(key for key in group if key in present)
+        if given:
+            missing.extend((key, given) for key in group if key not in present)
+    return missing
+
+
+def _controller(r: _Reader, raw: Any) -> ControllerConfig:
+    parsers = dict(_SETTING_PARSERS, **{key: _path for key in CONTROLLER_FILES})
+    errors_before = len(r.errors)
+    settings = _settings(r, raw, "controller", parsers, ControllerConfig)
+    if len(r.errors) == errors_before:
+        present = {key for key in CONTROLLER_FILES if getattr(settings, key) is not None}
+        for key, given in missing_from_group(present):
+            r.error(f"controller.{key}", f"is required with {', '.join(given)}")
+    return settings
 
 
 def _mpa(r: _Reader, raw: Any) -> MpaSettings:
@@ -806,10 +856,19 @@ def read_text(path: str) -> str:
 
 
 def load_topology(path: str) -> Topology:
-    """The topology in ``path``; relative credentials paths are resolved against
-    the file's directory, so the result does not depend on the working directory."""
-    return _resolve_credentials(load_topology_text(read_text(path), path),
-                                os.path.dirname(os.path.abspath(path)))
+    """The topology in ``path``; relative credentials paths and the controller's
+    file paths are resolved against the file's directory, so the result does
+    not depend on the working directory."""
+    base = os.path.dirname(os.path.abspath(path))
+    topology = _resolve_credentials(load_topology_text(read_text(path), path), base)
+    return _resolve_controller_files(topology, base)
+
+
+def _resolve_controller_files(topology: Topology, base: str) -> Topology:
+    settings = topology.controller
+    paths = {key: os.path.normpath(os.path.join(base, getattr(settings, key)))
+             for key in CONTROLLER_FILES if getattr(settings, key) is not None}
+    return dataclasses.replace(topology, controller=dataclasses.replace(settings, **paths))
 
 
 def _resolve_credentials(topology: Topology, base: str) -> Topology:

@@ -23,7 +23,8 @@ import pytest
 import yaml
 
 from mpa_sdn.config import (
-    MAX_FILE_BYTES, ConfigError, load_or_exit, load_topology, load_topology_text, parse_topology)
+    MAX_FILE_BYTES, ConfigError, ControllerConfig, load_or_exit, load_topology,
+    load_topology_text, parse_topology)
 from mpa_sdn.topology import ControllerSettings, MpaSettings, Neighbour
 
 REPO = Path(__file__).resolve().parents[1]
@@ -210,18 +211,26 @@ def test_controller_settings_are_read():
     values = dict(openflow_host="127.0.0.2", openflow_port=6633, rest_host="0.0.0.0",
                   rest_port=9090, host_idle_timeout_s=60, host_probe_s=0.5, max_hosts=50,
                   arp_resolve_interval_s=0.25, pending_per_address=2, pending_addresses=10,
-                  pending_lifetime_s=5, reject_hold_s=30, packet_in_queue=77)
+                  pending_lifetime_s=5, reject_hold_s=30, packet_in_queue=77,
+                  rest_tls_cert="rest.pem", rest_tls_key="rest-key.pem",
+                  openflow_tls_cert="ofp.pem", openflow_tls_key="ofp-key.pem",
+                  openflow_tls_ca="switch-ca.pem", api_tokens="tokens.yaml")
     raw = good()
     raw["controller"] = values
-    assert parse_topology(raw).controller == ControllerSettings(**values)
-    assert set(values) == {f.name for f in dataclasses.fields(ControllerSettings)}, \
+    settings = parse_topology(raw).controller
+    assert settings == ControllerConfig(**values)
+    assert isinstance(settings, ControllerSettings)
+    assert settings.rest_tls and settings.openflow_tls
+    assert set(values) == {f.name for f in dataclasses.fields(ControllerConfig)}, \
         "a key is untested"
 
 
 def test_controller_section_is_optional():
     raw = good()
     del raw["controller"]
-    assert parse_topology(raw).controller == ControllerSettings()
+    settings = parse_topology(raw).controller
+    assert settings == ControllerConfig()
+    assert not settings.rest_tls and not settings.openflow_tls and settings.api_tokens is None
 
 
 def test_mpa_section_is_optional_and_defaults(topo):
@@ -981,3 +990,80 @@ def test_distinct_home_addresses_outside_every_network_are_fine():
                                   "identity": "mn2@domain-a", "home_address": "10.255.0.2"}
     homes = {m.id: str(m.home_address) for m in parse_topology(raw).mobile_nodes.values()}
     assert homes == {"mn1": "10.255.0.1", "mn2": "10.255.0.2"}
+
+
+# -- the controller's TLS and tokens files ------------------------------------------------
+
+@pytest.mark.parametrize("given, expected", [
+    ({"rest_tls_cert": "c.pem"}, [("controller.rest_tls_key", "is required with rest_tls_cert")]),
+    ({"rest_tls_key": "k.pem"}, [("controller.rest_tls_cert", "is required with rest_tls_key")]),
+    ({"openflow_tls_cert": "c.pem", "openflow_tls_key": "k.pem"},
+     [("controller.openflow_tls_ca", "is required with openflow_tls_cert, openflow_tls_key")]),
+    ({"openflow_tls_ca": "ca.pem"},
+     [("controller.openflow_tls_cert", "is required with openflow_tls_ca"),
+      ("controller.openflow_tls_key", "is required with openflow_tls_ca")]),
+], ids=["rest-cert-alone", "rest-key-alone", "openflow-without-ca", "openflow-ca-alone"])
+def test_tls_files_are_given_all_of_a_group_or_none(given, expected):
+    raw = good()
+    raw["controller"].update(given)
+    assert errors_of(raw) == expected
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("rest_tls_cert", 443, "must be a file path as a string, not an integer"),
+    ("openflow_tls_ca", ["ca.pem"], "must be a file path as a string, not a list"),
+    ("api_tokens", " ", "' ' is not a usable file path"),
+])
+def test_a_controller_file_must_be_a_path(key, value, message):
+    raw = good()
+    raw["controller"][key] = value
+    # A key that is not a path is reported as such, not again as a group's missing half.
+    assert errors_of(raw) == [(f"controller.{key}", message)]
+
+
+def test_controller_files_are_resolved_against_the_topology(tmp_path):
+    raw = good()
+    raw["controller"].update(rest_tls_cert="tls/rest.pem", rest_tls_key="/etc/mpa/rest-key.pem",
+                             api_tokens="../tokens.yaml")
+    assert parse_topology(raw).controller.rest_tls_cert == "tls/rest.pem"
+    path = tmp_path / "lab" / "t.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    settings = load_topology(str(path)).controller
+    assert settings.rest_tls_cert == str(tmp_path / "lab" / "tls" / "rest.pem")
+    assert settings.rest_tls_key == "/etc/mpa/rest-key.pem"
+    assert settings.api_tokens == str(tmp_path / "tokens.yaml")
+    assert settings.openflow_tls_cert is None
+
+
+def test_cli_check_config_reads_the_tls_and_tokens_files(tmp_path):
+    from test_tls import Pki
+    pki = Pki(tmp_path / "pki")
+    controller = pki.issue("controller", server=True)
+    switch = pki.issue("switch-1")
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("version: 1\ntokens: []\n", encoding="utf-8")
+    tokens.chmod(0o644)
+    raw = good()
+    for domain in raw["domains"].values():  # the shipped stores, from this copy's directory
+        domain["credentials"] = str(GOOD_FILE.parent / domain["credentials"])
+    raw["controller"].update(rest_tls_cert=controller.cert, rest_tls_key=switch.key,
+                             openflow_tls_cert=controller.cert, openflow_tls_key=controller.key,
+                             openflow_tls_ca="missing-ca.pem", api_tokens="tokens.yaml")
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = _run("--check-config", str(path))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        f"controller.rest_tls_key: {switch.key}: is not the key of the certificate in "
+        f"{controller.cert}",
+        f"controller.openflow_tls_ca: {tmp_path / 'missing-ca.pem'}: cannot read "
+        "(No such file or directory)",
+        f"controller.api_tokens: {tokens}: readable by others (mode 644); chmod 600 {tokens}"]
+
+    tokens.chmod(0o600)
+    raw["controller"].update(rest_tls_key=controller.key, openflow_tls_ca=pki.ca)
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = _run("--check-config", str(path))
+    assert (result.returncode, result.stdout) == (0, "ok\n"), result.stdout + result.stderr
