@@ -73,7 +73,10 @@ class MpaApp(app_manager.RyuApp):
         self._ticker_wake = 0.0   # when the ticker will next look
         self._wake = hub.Event()  # set to make it look sooner
         self._rest_waiting = 0
-        self.rest = RestApi(Facade(self.core, time.monotonic, self._exchange), self.counters)
+        self._waits = set()       # what REST requests wait on: set at stop, so none holds it up
+        self.stopping = False
+        self.rest = RestApi(Facade(self.core, time.monotonic, self._exchange, self._wait_events),
+                            self.counters, tokens=self.runtime.tokens)
         self.rest_server = None
         self._own_threads = []
 
@@ -97,6 +100,12 @@ class MpaApp(app_manager.RyuApp):
         return thread
 
     def stop(self):
+        # eventlet's server waits for every request in progress before it
+        # ends: wake the long ones (held instructions, event streams) first.
+        self.stopping = True
+        self.rest.facade.closed = True
+        for waiting in list(self._waits):
+            waiting.set()
         # Ryu's stop() joins every thread in self.threads; ours loop forever,
         # so end them first.
         for thread in self._own_threads:
@@ -190,9 +199,25 @@ class MpaApp(app_manager.RyuApp):
         self._mpa_tick_queued = False
         return self.core.mpa_tick(now)
 
-    def _exchange(self, make_origin, call):
-        """Run a REST request's core call in the worker and wait for its answer."""
-        if self._rest_waiting >= REST_MAX_WAITING:
+    def _wait_events(self, after: int, timeout: float) -> bool:
+        """An event stream's wait: until the core has an event after ``after``."""
+        events = self.core.events
+        if events.last_id > after or self.stopping:
+            return events.last_id > after
+        woken = hub.Event()
+        events.listeners.append(woken.set)
+        self._waits.add(woken)
+        try:
+            woken.wait(timeout=timeout)
+        finally:
+            events.listeners.remove(woken.set)
+            self._waits.discard(woken)
+        return events.last_id > after
+
+    def _exchange(self, make_origin, call, timeout=WAIT_FOR_DAD_S):
+        """Run a REST request's core call in the worker and wait (``timeout`` s)
+        for its answer."""
+        if self._rest_waiting >= REST_MAX_WAITING or self.stopping:
             self.counters["rest_signal_queue_full"] += 1
             return None
         done = hub.Event()
@@ -204,11 +229,13 @@ class MpaApp(app_manager.RyuApp):
                 done.set()
         origin = make_origin(reply)
         self._rest_waiting += 1
+        self._waits.add(done)
         try:
             self._post("rest signal", None, lambda now: call(origin, now))
-            done.wait(timeout=WAIT_FOR_DAD_S)
+            done.wait(timeout=timeout)
         finally:
             self._rest_waiting -= 1
+            self._waits.discard(done)
         return box[0] if box else None
 
     # -- events (each only queues) -----------------------------------------------

@@ -81,6 +81,9 @@ class ControllerProcess:
             try:
                 self.get("/mpa/v1/switches")
                 return
+            except RuntimeError:   # it answers, but not as it should: do not leave it running
+                self.stop()
+                raise
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
