@@ -246,7 +246,7 @@ class RestApi:
         for name, value in raw.items():
             parameter, check = route.checks.in_place("path")[name]
             if parameter["schema"].get("type") == "integer":
-                if not value.isdigit() or len(value) > 16:
+                if not (value.isascii() and value.isdigit()) or len(value) > 16:
                     raise Problem("not-found", f"no {name.replace('_', ' ')} {value[:40]!r}")
                 value = int(value)
             if not check.is_valid(value):
@@ -258,7 +258,7 @@ class RestApi:
     def _query(route: Route, request: Request) -> dict:
         accepted = route.checks.in_place("query")
         problems, query = [], {}
-        for name in request.GET.keys():
+        for name in dict.fromkeys(request.GET.keys()):     # each name once
             if name not in accepted:
                 problems.append({"pointer": name, "detail": "unknown query parameter"})
             elif len(request.GET.getall(name)) > 1:
@@ -268,7 +268,9 @@ class RestApi:
                 continue
             value = request.GET[name]
             if parameter["schema"].get("type") == "integer":
-                value = int(value) if value.isdigit() and len(value) <= 16 else value
+                # ASCII only: isdigit() takes "²" (int() fails) and "١" (int() reads 1).
+                digits = value.isascii() and value.isdigit()
+                value = int(value) if digits and len(value) <= 16 else value
             if check.is_valid(value):
                 query[name] = value
             else:

@@ -93,7 +93,7 @@ def parse(document, where: str = "tokens file") -> Tokens:
     problems: list[str] = []
     if not isinstance(document, dict):
         raise TokenFileError([f"{where}: must be a mapping with 'version' and 'tokens'"])
-    unknown = sorted(set(document) - {"version", "tokens"})
+    unknown = sorted(set(document) - {"version", "tokens"}, key=str)   # YAML keys: any type
     if unknown:
         problems.append(f"{where}: unknown keys {', '.join(map(str, unknown))}")
     if document.get("version") != VERSION:
@@ -109,7 +109,7 @@ def parse(document, where: str = "tokens file") -> Tokens:
         if not isinstance(item, dict):
             problems.append(f"{at}: must be a mapping with name, role and sha256")
             continue
-        extra = sorted(set(item) - {"name", "role", "sha256"})
+        extra = sorted(set(item) - {"name", "role", "sha256"}, key=str)
         if extra:
             problems.append(f"{at}: unknown keys {', '.join(map(str, extra))}")
         name, role, hexdigest = item.get("name"), item.get("role"), item.get("sha256")
@@ -125,8 +125,10 @@ def parse(document, where: str = "tokens file") -> Tokens:
                             "not the token)")
         elif hexdigest in digests:
             problems.append(f"{at}.sha256: the same token is listed twice")
-        names.add(name)
-        digests.add(hexdigest)
+        if isinstance(name, str):           # a list or mapping is already a problem above
+            names.add(name)
+        if isinstance(hexdigest, str):
+            digests.add(hexdigest)
         entries.append((name, role, hexdigest))
     if problems:
         raise TokenFileError(problems)
