@@ -118,8 +118,12 @@ class MpaService:
             return self._dispatch(msg, origin, wall)
         except SignallingError as exc:
             self.counters[f"signal_refused_{exc.code.replace('-', '_')}"] += 1
-            LOG.info("%s message from %s refused: %s (%s)", origin.channel, origin.source,
-                     exc.code, exc.message)
+            LOG.info("%s message from %s mac=%s identity=%s sa=%s network=%s refused: %s (%s)",
+                     origin.channel, origin.source, origin.mac,
+                     (msg and msg.get("identity")) or self.aa.identity_of(
+                         origin.mac, msg and msg.get("sa")),
+                     str(msg.get("sa"))[:8] if msg and msg.get("sa") else None,
+                     (msg and msg.get("network")) or origin.network, exc.code, exc.message)
             if origin.channel == INBAND and exc.code in SILENT_IN_BAND:
                 return []
             extra = dict(exc.extra)
@@ -135,7 +139,12 @@ class MpaService:
             # A bug, never the sender's business: logged and counted; the
             # message changed nothing it could not, and REST gets a 500.
             self.counters["signal_internal_error"] += 1
-            LOG.exception("%s message from %s failed", origin.channel, origin.source)
+            LOG.exception("%s message from %s mac=%s identity=%s sa=%s network=%s failed",
+                          origin.channel, origin.source, origin.mac,
+                          (msg and msg.get("identity")) or self.aa.identity_of(
+                              origin.mac, msg and msg.get("sa")),
+                          str(msg.get("sa"))[:8] if msg and msg.get("sa") else None,
+                          (msg and msg.get("network")) or origin.network)
             if origin.channel == INBAND:
                 return []
             return [Answer(origin, signalling.error("internal-error",
@@ -267,7 +276,17 @@ class MpaService:
 
     def _release(self, sa, msg: Message, origin: Origin, wall: float) -> list[Answer]:
         scope = msg.get("scope", "lease")
-        released = self.ca.release(sa.network, mpa_client(sa.identity, sa.mn_mac), wall)
+        client = mpa_client(sa.identity, sa.mn_mac)
+        lease = self.ca.lease_for(sa.network, client)
+        if lease is not None and self.mobility is not None \
+                and self.mobility.tunnels.get(lease.address) is not None:
+            # The nCoA's tunnel goes first: an address back in the pool must
+            # not lead its next holder's traffic to this MN.
+            try:
+                self.mobility.tunnel_release(sa, lease)
+            except Refused as exc:
+                return self._refuse(sa, msg, "mn-ca", exc.code, exc.message, [origin], wall)
+        released = self.ca.release(sa.network, client, wall)
         self.counters["config_released" if released else "config_release_nothing"] += 1
         answers = self._answer(sa, msg, "mn-ca", "released", [origin], wall, scope=scope)
         if scope == "all":
@@ -388,8 +407,9 @@ class MpaService:
             sa = self.aa.sa_for_mac(request.chaddr, network_id, wall)
             if sa is None or request.flags_broadcast or request.eth_src != request.chaddr:
                 self.counters["dhcp_proactive_refused"] += 1
-                LOG.info("unicast DHCP for %s from %s (%s) refused: not pre-authenticated",
-                         network_id, request.ip_src, request.chaddr)
+                LOG.info("unicast DHCP for network=%s from %s mac=%s identity=%s refused: "
+                         "not pre-authenticated", network_id, request.ip_src, request.chaddr,
+                         self.aa.identity_of(request.chaddr))
                 return None
             identity = sa.identity
             self.counters["dhcp_proactive"] += 1
@@ -408,7 +428,7 @@ class MpaService:
         by_mac = learned or (same_mac is not None and same_mac.identity is None)
         mac = request.chaddr if by_mac else None
         kind = request.message_type
-        lease_time = network.lease_time_s or self.settings.lease_time_s
+        lease_time = self.ca.policy_of(network.id).lease_time_s   # the network's policy
         if kind == d.DISCOVER:
             result = self.ca.allocate(network_id, client, request.chaddr, wall, state=OFFERED,
                                       identity=identity, hostname=request.hostname,

@@ -539,11 +539,6 @@ def test_every_operation_answered_with_its_success_status(world):
 
 # -- what the core does behind the API ------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "mpa_sdn/service.py MpaService._release: the MN's release (scope lease) gives the nCoA "
-    "back to the pool while its proactive handover tunnel stays up; once probed again the "
-    "address goes to the next DHCP client, whose traffic the nAR still sends down the "
-    "tunnel to the MN (the policy engine's release, actions.py, ends the tunnel first)"))
 def test_an_ncoa_the_mn_released_carries_its_next_holders_traffic_to_them(topology):
     rig = make_rig(topology)
     api = rig_api(rig)
@@ -568,10 +563,6 @@ def test_an_ncoa_the_mn_released_carries_its_next_holders_traffic_to_them(topolo
 
 # -- what a policy change does -------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "mpa_sdn/service.py MpaService.dhcp: OFFER and ACK carry network.lease_time_s or "
-    "mpa.lease_time_s, not the network's policy; after PATCH lease_time_s=600 the CA's "
-    "lease expires in 600 s while the DHCP client is told 3600 s"))
 def test_a_changed_lease_time_is_what_a_dhcp_client_is_told(topology):
     rig = make_rig(topology)
     settle_dad(rig)
