@@ -102,14 +102,21 @@ def test_controller_restart_keeps_the_network_working(lab, controller):
 
 
 def test_rest_errors_on_the_real_server(controller):
-    with pytest.raises(urllib.error.HTTPError) as missing:
-        controller.get("/mpa/v1/networks/net-zz")
-    assert missing.value.code == 404
-    assert json.loads(missing.value.read())["error"]["message"] == "unknown network 'net-zz'"
+    status, headers, problem = controller.request("GET", "/mpa/v1/networks/net-zz")
+    assert (status, headers.get_content_type()) == (404, "application/problem+json")
+    assert problem["type"] == "urn:mpa-sdn:problem:not-found"
+    assert problem["detail"] == "unknown network 'net-zz'"
     request = urllib.request.Request(controller.base_url + "/mpa/v1/networks", method="DELETE")
     with pytest.raises(urllib.error.HTTPError) as wrong:
         urllib.request.urlopen(request, timeout=5)
     assert wrong.value.code == 405
+    # Without a token, reads are refused too; the document is not.
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        urllib.request.urlopen(controller.base_url + "/mpa/v1/networks", timeout=5)
+    assert anonymous.value.code == 401
+    assert anonymous.value.headers["WWW-Authenticate"].startswith("Bearer")
+    with urllib.request.urlopen(controller.base_url + "/mpa/v1/openapi.json", timeout=5) as ok:
+        assert json.loads(ok.read())["openapi"].startswith("3.1")
 
 
 def test_a_steady_udp_stream_from_cn_to_mn_arrives_whole(lab, tmp_path):
