@@ -13,9 +13,9 @@ import signal
 import socket
 import sys
 
+from apps import logs
 from mpa_sdn.config import CONTROLLER_FILES, ConfigError, load_or_exit, missing_from_group
 
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 # The flag that overrides each file of the controller: section.
 FILE_FLAGS = {"rest_tls_cert": "--rest-cert", "rest_tls_key": "--rest-key",
               "openflow_tls_cert": "--ofp-cert", "openflow_tls_key": "--ofp-key",
@@ -53,6 +53,9 @@ def _arguments(argv):
                              "a token is refused)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", default="text", choices=logs.FORMATS,
+                        help="log lines as text, or as JSON objects (one per line) with the "
+                             "line's identity=, dpid=, ... tokens as fields (default: text)")
     args = parser.parse_args(argv)
     if not args.config and not args.check_config:
         parser.error("one of --config FILE or --check-config FILE is required")
@@ -212,10 +215,7 @@ def main(argv=None) -> int:
     tokens = _files_or_exit(settings, _labels(args))
     _check_free(settings.openflow_host, settings.openflow_port, "OpenFlow")
     _check_free(settings.rest_host, settings.rest_port, "REST")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(args.log_level)  # Ryu sets it too, but only later
+    logs.configure(args.log_level, args.log_format)  # Ryu sets the level too, but only later
     log = logging.getLogger("mpa_sdn")
     credentials = _credentials_or_exit(topology)
     for domain, store in sorted(credentials.items()):

@@ -124,8 +124,9 @@ class MpaApp(app_manager.RyuApp):
             datapath = self.datapaths.get(batch.dpid)
             if datapath is None:
                 self.counters["send_to_disconnected"] += len(batch.messages)
-                LOG.debug("dpid=%016x not connected; %d messages dropped",
-                          batch.dpid, len(batch.messages))
+                LOG.debug("dpid=%016x switch=%s not connected; %d messages dropped",
+                          batch.dpid, self.core.graph.switch_of_dpid(batch.dpid),
+                          len(batch.messages))
                 continue
             # Deletes first: a batch may re-add what the deletes would hit.
             messages = sorted(batch.messages, key=lambda m: 0 if of.is_delete(m) else 1)
@@ -137,8 +138,9 @@ class MpaApp(app_manager.RyuApp):
                 msg.datapath = datapath
                 if not datapath.send_msg(msg):
                     self.counters["send_failed"] += 1
-                    LOG.warning("dpid=%016x send of %s failed (connection closing)",
-                                batch.dpid, type(msg).__name__)
+                    LOG.warning("dpid=%016x switch=%s send of %s failed (connection closing)",
+                                batch.dpid, self.core.graph.switch_of_dpid(batch.dpid),
+                                type(msg).__name__)
                     break
                 self.counters[f"sent_{type(msg).__name__}"] += 1
             else:
@@ -173,7 +175,9 @@ class MpaApp(app_manager.RyuApp):
                     self._wake.set()
         except Exception:
             self.counters["handler_error"] += 1
-            LOG.exception("dpid=%s: %s failed", f"{dpid:016x}" if dpid else "-", what)
+            LOG.exception("dpid=%s switch=%s handling %s failed",
+                          None if dpid is None else f"{dpid:016x}",
+                          None if dpid is None else self.core.graph.switch_of_dpid(dpid), what)
 
     def _ticker(self):
         """The core's tick every TICK_S; the AA's and CA's sooner when a DAD
@@ -306,7 +310,8 @@ class MpaApp(app_manager.RyuApp):
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def _error(self, ev):
         msg = ev.msg
-        LOG.error("dpid=%016x OpenFlow error type=%d code=%d data=%s",
-                  msg.datapath.id, msg.type, msg.code, bytes(msg.data[:64]).hex())
+        LOG.error("dpid=%016x switch=%s OpenFlow error type=%d code=%d data=%s",
+                  msg.datapath.id, self.core.graph.switch_of_dpid(msg.datapath.id), msg.type,
+                  msg.code, bytes(msg.data[:64]).hex())
         self._post("openflow error", msg.datapath.id, self.core.openflow_error,
                    msg.datapath.id, msg.type, msg.code)

@@ -227,13 +227,15 @@ class AuthenticationAgent:
                 if store is None or store.key(sa.identity) is None:
                     # Revoked while we were down: its SA goes with it.
                     self.counters["sa_revoked"] += 1
-                    LOG.info("MPA-SA %s: %s is no longer in %s's credentials; dropped",
-                             key[:8], sa.identity, sa.domain)
+                    LOG.info("MPA-SA sa=%s identity=%s mac=%s network=%s dropped: no longer "
+                             "in the credentials of domain=%s", key[:8], sa.identity,
+                             sa.mn_mac, sa.network, sa.domain)
                     self.store.delete(KIND, key)
                     continue
             except (TypeError, ValueError, KeyError) as exc:
                 self.counters["sa_record_invalid"] += 1
-                LOG.error("state file: SA record %r is unusable (%s); dropping it", key, exc)
+                LOG.error("state file: MPA-SA record sa=%s is unusable (%s); dropping it",
+                          key[:8], exc)
                 self.store.delete(KIND, key)
                 continue
             self._index(sa)
@@ -281,6 +283,16 @@ class AuthenticationAgent:
 
     def _of_mac(self, mac: str) -> list[SecurityAssociation]:
         return [self.sas[i] for i in sorted(self.by_mac.get(mac, ()))]
+
+    def identity_of(self, mac: str | None = None, sa_id: str | None = None) -> str | None:
+        """For log lines: the NAI of the MN with this MAC or MPA-SA (by id),
+        as far as its MPA-SAs or the topology say; None for any other host."""
+        known = self.sas.get(sa_id) if isinstance(sa_id, str) else None
+        known = known or next(iter(self._of_mac(mac)), None)
+        if known is not None:
+            return known.identity
+        return next((mn.identity for mn in self.topology.mobile_nodes.values()
+                     if mac is not None and mn.mac == mac), None)
 
     # -- the exchange -----------------------------------------------------------
 
@@ -360,8 +372,8 @@ class AuthenticationAgent:
             self.identity_limit.failed(session.identity, now)
             self.source_limit.failed(source, now)
             self._forget_session(session)
-            LOG.info("pre-authentication of %s for %s from %s failed",
-                     session.identity, session.network, source)
+            LOG.info("pre-authentication of identity=%s mac=%s for network=%s from %s failed",
+                     session.identity, session.mn_mac, session.network, source)
             raise SignallingError("authentication-failed", "authentication failed")
         # Claims made meanwhile count too (two pre-authentications at once).
         self._claim_mac(session.identity, session.network, session.mn_mac, session.proven, now)
@@ -378,7 +390,7 @@ class AuthenticationAgent:
         self.save(sa)
         self._tell(sa, sa.state)
         self.counters["sa_created"] += 1
-        LOG.info("MPA-SA %s: %s (mac %s) pre-authenticated for %s from %s",
+        LOG.info("MPA-SA sa=%s identity=%s mac=%s network=%s pre-authenticated from %s",
                  sa.id[:8], sa.identity, sa.mn_mac, sa.network, source)
         lifetime = self.settings.sa_lifetime_s
         proof = keys.proof(auth_key, "aa", success_transcript(session.transcript(), sa.id,
@@ -405,8 +417,9 @@ class AuthenticationAgent:
                                       "in this network")
             if not check_only:
                 self.counters["sa_false_mac_claim"] += 1
-                LOG.warning("MPA-SA %s: %s claimed mac %s over REST; %s showed it in-band",
-                            sa.id[:8], sa.identity, mac, identity)
+                LOG.warning("MPA-SA sa=%s identity=%s mac=%s network=%s dropped: it claimed "
+                            "the MAC over REST and in_band_identity=%s showed it in-band",
+                            sa.id[:8], sa.identity, mac, sa.network, identity)
                 self._drop(sa)
                 self.on_drop(sa, "false MAC claim", now)
 
@@ -531,8 +544,8 @@ class AuthenticationAgent:
             self._set_state(sa, AUTHORIZED, now)
 
     def _set_state(self, sa: SecurityAssociation, state: str, now: float) -> None:
-        LOG.info("MPA-SA %s (%s, %s): %s -> %s", sa.id[:8], sa.identity, sa.network,
-                 sa.state, state)
+        LOG.info("MPA-SA sa=%s identity=%s mac=%s network=%s state %s -> %s", sa.id[:8],
+                 sa.identity, sa.mn_mac, sa.network, sa.state, state)
         self.counters[f"sa_{state.replace('-', '_')}"] += 1
         sa.state = state
         if state != AUTHORIZED:
@@ -549,7 +562,8 @@ class AuthenticationAgent:
 
     def end(self, sa: SecurityAssociation) -> None:
         self.counters["sa_released"] += 1
-        LOG.info("MPA-SA %s (%s, %s) released by the MN", sa.id[:8], sa.identity, sa.network)
+        LOG.info("MPA-SA sa=%s identity=%s mac=%s network=%s released by the MN", sa.id[:8],
+                 sa.identity, sa.mn_mac, sa.network)
         self._drop(sa)
 
     def tick(self, now: float) -> None:

@@ -164,7 +164,7 @@ class Actions:
         self._next += 1
         self.actions[action.id] = action
         self.counters[f"action_{kind.replace('-', '_')}"] += 1
-        LOG.info("identity=%s action %d %s %s by %s: %s", identity, action.id, kind,
+        LOG.info("identity=%s action=%d %s %s by %s: %s", identity, action.id, kind,
                  params, by, action.state)
         self._changed(action)
         return action, self._wake(identity, wall)
@@ -429,7 +429,7 @@ class Actions:
         if error is not None:
             action.error = {"code": error[0], "detail": error[1]}
         self.counters[f"action_{state}"] += 1
-        LOG.info("identity=%s action %d %s: %s%s", action.identity, action.id, action.action,
+        LOG.info("identity=%s action=%d %s: %s%s", action.identity, action.id, action.action,
                  state, f" ({error[0]}: {error[1]})" if error else "")
         self._changed(action)
         self._trim()

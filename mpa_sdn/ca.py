@@ -322,7 +322,8 @@ class ConfigurationAgent:
         if state == BOUND:
             self._remember_last(lease)
         self.counters["lease_created"] += 1
-        LOG.info("%s: leased %s to %s (%s)", pool.network.id, address, client, state)
+        LOG.info("network=%s leased %s to identity=%s mac=%s client=%s (%s)", pool.network.id,
+                 address, identity, mac, client, state)
         self._tell(lease, state)
         return lease
 
@@ -347,7 +348,8 @@ class ConfigurationAgent:
         if lease.state == BOUND:
             self._remember_last(lease)
         self.counters[f"lease_{why}"] += 1
-        LOG.info("%s: lease of %s to %s %s", pool.network.id, lease.address, lease.client, why)
+        LOG.info("network=%s lease of %s to identity=%s mac=%s client=%s %s", pool.network.id,
+                 lease.address, lease.identity, lease.mac, lease.client, why)
         self._tell(lease, why)
 
     def _tell(self, lease: Lease, what: str) -> None:
@@ -375,7 +377,7 @@ class ConfigurationAgent:
         self._probes_changed = True
         if pool.conflicts.get(address, 0) <= now:
             self.counters["dad_conflict"] += 1
-            LOG.info("%s: %s is in use by a host the CA did not give it to; skipped",
+            LOG.info("network=%s %s is in use by a host the CA did not give it to; skipped",
                      pool.network.id, address)
         pool.conflicts[address] = now + CONFLICT_HOLD_S
         pool.verified.pop(address, None)

@@ -270,8 +270,9 @@ class Controller:
             self.counters["learn_rejected_again"] += 1
             return []
         self.counters[f"learn_rejected_{reason}"] += 1
-        LOG.warning("host mac=%s ip=%s at poa=%s refused (%s); dropped for %d s",
-                    mac, address, poa.id, reason, self.settings.reject_hold_s)
+        LOG.warning("host mac=%s identity=%s ip=%s at poa=%s refused (%s); dropped for %d s",
+                    mac, self.mpa.aa.identity_of(mac), address, poa.id, reason,
+                    self.settings.reject_hold_s)
         sends = []
         if reason == "conflict" and address not in self._probing:
             sends += self._poll(self.hosts[address], now)
@@ -329,11 +330,12 @@ class Controller:
         self.mpa.host_seen(mac, poa.network, now)
         if old is None:
             self.counters["host_learned"] += 1
-            LOG.info("host mac=%s ip=%s learned at poa=%s", mac, address, poa.id)
+            LOG.info("host mac=%s identity=%s ip=%s learned at poa=%s", mac,
+                     self.mpa.aa.identity_of(mac), address, poa.id)
         else:  # the same MAC: _refusal keeps an address from changing hands
             self.counters["host_moved"] += 1
-            LOG.info("host mac=%s ip=%s moved from poa=%s to poa=%s",
-                     mac, address, old.poa.id, poa.id)
+            LOG.info("host mac=%s identity=%s ip=%s moved to poa=%s from old_poa=%s", mac,
+                     self.mpa.aa.identity_of(mac), address, poa.id, old.poa.id)
         by_switch = self._host_flows(new)
         if old is not None:
             # Routes on switches the host's new path shares are overwritten in
@@ -358,7 +360,8 @@ class Controller:
         del self.hosts[address]
         self._probing.pop(address, None)
         self.counters[f"host_forgotten_{reason}"] += 1
-        LOG.info("host mac=%s ip=%s at poa=%s forgotten (%s)", host.mac, address, host.poa.id, reason)
+        LOG.info("host mac=%s identity=%s ip=%s at poa=%s forgotten (%s)", host.mac,
+                 self.mpa.aa.identity_of(host.mac), address, host.poa.id, reason)
         self.mpa.host_left(host.mac, host.poa.network, now)
         delete = of.flow_delete_cookie(host_cookie(address), EXACT_MASK)
         sends = [Send(self.graph.dpid(sw), [delete]) for sw in sorted(path)
@@ -487,7 +490,8 @@ class Controller:
         sends = []
         if a.src_ip == str(network.gateway):
             self.counters["arp_gateway_conflict"] += 1
-            LOG.warning("mac=%s at poa=%s claims gateway %s", a.src_mac, poa.id, a.src_ip)
+            LOG.warning("host mac=%s identity=%s at poa=%s claims gateway %s", a.src_mac,
+                        self.mpa.aa.identity_of(a.src_mac), poa.id, a.src_ip)
             return []
         if a.src_ip != packets.UNSPECIFIED:
             sends += self._learn(a.src_mac, a.src_ip, poa, now)

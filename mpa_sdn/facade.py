@@ -217,7 +217,7 @@ class Facade:
                                 "to change")
         policy = self._core.policies.update(network.id, changes)
         self._core.counters["policy_updated"] += 1
-        LOG.info("network %s: policy changed by %s: %s", network.id, by, changes)
+        LOG.info("network=%s policy changed by %s: %s", network.id, by, changes)
         return policy.view()
 
     def events_after(self, cursor: int) -> tuple[list[dict], bool]:

@@ -200,10 +200,11 @@ class Mobility:
         self.store.put(BINDING_KIND, b.home, dict(b.__dict__))
 
     def _drop_standby(self, home: str, why: str) -> None:
-        if self.standbys.pop(home, None) is not None:
+        if (standby := self.standbys.pop(home, None)) is not None:
             self.store.delete(STANDBY_KIND, home)
             self.counters[f"standby_{why}"] += 1
-            LOG.info("standby for %s %s", home, why)
+            LOG.info("identity=%s mac=%s network=%s standby for %s %s", standby.identity,
+                     standby.mac, standby.network, home, why)
 
     # -- desired flows --------------------------------------------------------------
 
@@ -480,8 +481,9 @@ class Mobility:
             tunnel = tn.Tunnel(lease.address, sa.network, sa.identity, sa.mn_mac, poa, down, up,
                                expires)
             self.counters["tunnel_created"] += 1
-            LOG.info("identity=%s tunnel for %s from %s's AR to poa=%s (labels %d/%d)",
-                     sa.identity, lease.address, sa.network, poa.id, down, up)
+            LOG.info("identity=%s mac=%s tunnel for %s from the AR of network=%s to poa=%s "
+                     "(labels %d/%d)", sa.identity, sa.mn_mac, lease.address, sa.network,
+                     poa.id, down, up)
         self.tunnels[tunnel.address] = tunnel
         self._save_tunnel(tunnel)
         self._sync()
@@ -505,7 +507,8 @@ class Mobility:
         del self.tunnels[tunnel.address]
         self.store.delete(TUNNEL_KIND, tunnel.address)
         self.counters[f"tunnel_{why}"] += 1
-        LOG.info("identity=%s tunnel for %s %s", tunnel.identity, tunnel.address, why)
+        LOG.info("identity=%s mac=%s network=%s tunnel for %s %s", tunnel.identity, tunnel.mac,
+                 tunnel.network, tunnel.address, why)
 
     def binding_update(self, sa, home_address: str | None, msg, source: str | None, lease,
                        wall: float) -> dict:
@@ -552,7 +555,8 @@ class Mobility:
             # loss to prevent): nothing to stand by for any more.
             self._drop_standby(home, "ended_rebound")
         if old is None or old.care_of != care_of:
-            LOG.info("identity=%s binding %s -> %s (%s)", sa.identity, home, care_of,
+            LOG.info("identity=%s mac=%s network=%s binding %s -> %s (%s)", sa.identity,
+                     sa.mn_mac, sa.network, home, care_of,
                      "through the tunnel" if tunnelled and not attached else "attached")
         self._sync()
         return {"home_address": home, "care_of": care_of,
@@ -585,8 +589,8 @@ class Mobility:
         standby = Standby(home, care_of, sa.network, sa.identity, sa.mn_mac,
                           min(wall + life, sa.expires, current.expires))
         if self.standbys.get(home) != standby:
-            LOG.info("identity=%s standby %s -> %s; copying at poa=%s", sa.identity, home,
-                     care_of, reach.poa.id)
+            LOG.info("identity=%s mac=%s network=%s standby %s -> %s; copying at poa=%s",
+                     sa.identity, sa.mn_mac, sa.network, home, care_of, reach.poa.id)
         self.standbys[home] = standby
         self.store.put(STANDBY_KIND, home, dict(standby.__dict__))
         self.counters["standby_armed"] += 1
@@ -693,9 +697,10 @@ class Mobility:
         handover.copies.owner = handover
         self.handovers[standby.identity] = handover
         self._buffering[standby.care_of] = handover
-        LOG.warning("identity=%s handover %d: the link of %s is lost (%s); %s now -> %s at "
-                    "poa=%s, %d copies to sort", standby.identity, handover.id, old.care_of,
-                    how, home, standby.care_of, poa.id if poa else None, len(handover.copies))
+        LOG.warning("identity=%s mac=%s handover=%d to network=%s the link of %s is lost (%s); "
+                    "%s now -> %s at poa=%s with %d copies to sort", standby.identity,
+                    standby.mac, handover.id, standby.network, old.care_of, how, home,
+                    standby.care_of, poa.id if poa else None, len(handover.copies))
         self._switch_flows(handover, poa, now)
         return handover
 
@@ -725,9 +730,10 @@ class Mobility:
         for address in handover.buffered_addresses():
             self._buffering[address] = handover
         self.counters["handover_pre_switch"] += 1
-        LOG.info("identity=%s handover %d to %s: pre-switching, %s %s", sa.identity,
-                 handover.id, sa.network, "bicasting; the nAR drops" if mode == BICAST
-                 else "buffering", ", ".join(handover.buffered_addresses()))
+        LOG.info("identity=%s mac=%s handover=%d to network=%s pre-switching, %s %s",
+                 sa.identity, sa.mn_mac, handover.id, sa.network,
+                 "bicasting; the nAR drops" if mode == BICAST else "buffering",
+                 ", ".join(handover.buffered_addresses()))
         # The answer waits for the punts' barriers: the MN leaves when it
         # hears it, and every packet the AR sent into the tunnel before its
         # punt went in is then already at the MN.
@@ -769,7 +775,8 @@ class Mobility:
         if confirmed is not None and not handover.answer_ready and (
                 handover.last_punt is not None or now >= confirmed + SETTLE_S):
             handover.answer_ready = True
-            LOG.debug("identity=%s handover %d: the punt %s", handover.identity, handover.id,
+            LOG.debug("identity=%s mac=%s handover=%d the punt %s", handover.identity,
+                      handover.mac, handover.id,
                       "took a packet" if handover.last_punt is not None else "settled")
 
     # -- the data plane -------------------------------------------------------------
@@ -877,8 +884,8 @@ class Mobility:
             self.bicasts[handover.home] = replace(
                 bicast, until=now + self.settings.bicast_period_s)
         self.counters[f"handover_arrival_{how}"] += 1
-        LOG.info("identity=%s handover %d: arrived at poa=%s (%s)", handover.identity,
-                 handover.id, poa.id, how)
+        LOG.info("identity=%s mac=%s handover=%d to network=%s arrived at poa=%s (%s)",
+                 handover.identity, handover.mac, handover.id, handover.network, poa.id, how)
         tunnel = self.tunnels.get(handover.address)
         if tunnel is not None:
             self._drop_tunnel(tunnel, "arrived")
@@ -917,9 +924,9 @@ class Mobility:
         handover.back, handover.reason = True, why
         handover.flush_to = poa or self.where.get(handover.mac) or handover.old_poa
         self.counters[f"handover_switch_back_{why}"] += 1
-        LOG.warning("identity=%s handover %d to %s: switching back (%s), delivering %d "
-                    "buffered packets at poa=%s", handover.identity, handover.id,
-                    handover.network, why, len(handover.buffer),
+        LOG.warning("identity=%s mac=%s handover=%d to network=%s switching back (%s), "
+                    "delivering %d buffered packets at poa=%s", handover.identity, handover.mac,
+                    handover.id, handover.network, why, len(handover.buffer),
                     handover.flush_to.id if handover.flush_to else None)
         if handover.mode == BICAST and self.bicasts.pop(handover.home, None) is not None:
             self._sync()   # the MN stays where it was: one leg is enough
@@ -930,7 +937,9 @@ class Mobility:
 
     def flows_confirmed(self, dpid: int, tag: str, now: float) -> None:
         held = self._deferred.get(tag)
-        LOG.debug("dpid=%016x confirmed %s; awaiting %s", dpid, tag, held and held[0])
+        LOG.debug("dpid=%016x switch=%s confirmed %s; awaiting %s", dpid,
+                  self.graph.switch_of_dpid(dpid), tag,
+                  held and (",".join(f"{d:016x}" for d in sorted(held[0])) or "no switch"))
         if held is None:
             return
         held[0].discard(dpid)
@@ -1057,8 +1066,9 @@ class Mobility:
         self.counters[f"copy_sorted_by_{how.replace('-', '_')}"] += 1
         self.counters["copy_forwarded"] += len(copies)
         self.counters["copy_skipped"] += len(handover.copies) - len(copies)
-        LOG.info("identity=%s handover %d: %d of %d copies to forward (%s)", handover.identity,
-                 handover.id, len(copies), len(handover.copies), how)
+        LOG.info("identity=%s mac=%s handover=%d forwards %d of %d copies (%s)",
+                 handover.identity, handover.mac, handover.id, len(copies),
+                 len(handover.copies), how)
         return True
 
     def _flush(self, handover: Handover, now: float) -> None:
@@ -1117,9 +1127,9 @@ class Mobility:
         handover.phase = COMPLETED
         handover.ended_at = now
         self.counters["handover_switched_back" if handover.back else "handover_completed"] += 1
-        LOG.info("identity=%s handover %d to %s %s: %s", handover.identity, handover.id,
-                 handover.network, "switched back" if handover.back else "completed",
-                 handover.view())
+        LOG.info("identity=%s mac=%s handover=%d to network=%s %s: %s", handover.identity,
+                 handover.mac, handover.id, handover.network,
+                 "switched back" if handover.back else "completed", handover.view())
         view = handover.view()
         self.history.append(view)
         if not handover.back:
