@@ -92,19 +92,49 @@ def test_extra_fields_are_kept_and_a_dpid_among_them_is_hex():
     assert "other" not in line
 
 
+
+@pytest.fixture(autouse=True)
+def loggers_enabled():
+    """A logging set-up run earlier in this process (mpa-lab's, run in-process
+    by the integration tests, sets the levels of the project's loggers) may
+    have raised a level, stopped propagation, disabled a logger or set a
+    global floor; these tests
+    read what the loggers emit."""
+    floor = logging.root.manager.disable
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+               if name.split(".")[0] in ("mpa_sdn", "apps", "rest_api", "mpa_mn")]
+    saved = [(logger, logger.disabled, logger.level, logger.propagate) for logger in loggers]
+    logging.disable(logging.NOTSET)
+    for logger in loggers:
+        logger.disabled, logger.propagate = False, True
+        logger.setLevel(logging.NOTSET)
+    yield
+    logging.disable(floor)
+    for logger, disabled, level, propagate in saved:
+        logger.disabled, logger.propagate = disabled, propagate
+        logger.setLevel(level)
+
 def test_configure_installs_one_handler_of_the_chosen_format():
     root = logging.getLogger()
     level, before = root.level, list(root.handlers)
+    # One an earlier configure() installed (a launcher run in this process) is replaced too.
+    others = [h for h in before if not isinstance(h, logs._Handler)]
     text, jsonl = io.StringIO(), io.StringIO()
     try:
         logs.configure(logging.INFO, "text", text)
         logs.configure(logging.DEBUG, "json", jsonl)   # replaces the first
-        assert len(root.handlers) == len(before) + 1 and root.level == logging.DEBUG
-        logging.getLogger("mpa_sdn.test").debug("identity=%s seen", IDENTITY)
+        assert len(root.handlers) == len(others) + 1 and root.level == logging.DEBUG
+        # A logger of the project's, made before anything (Mininet) could
+        # change the logger class of new ones.
+        probe = logging.getLogger("mpa_sdn.controller")
+        probe.debug("identity=%s seen", IDENTITY)
     finally:
         for handler in root.handlers[:]:
             if handler not in before:
                 root.removeHandler(handler)
+        for handler in before:
+            if handler not in root.handlers:
+                root.addHandler(handler)
         root.setLevel(level)
     assert text.getvalue() == ""
     assert json.loads(jsonl.getvalue())["identity"] == IDENTITY
