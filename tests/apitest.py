@@ -55,10 +55,11 @@ def request(api, path, method="GET", role: str | None = auth.READER, body=None,
     return response, parsed
 
 
-def rig_api(rig, **options):
+def rig_api(rig, wait_events=None, **options):
     """A RestApi over a tests/rig.py core whose calls run where the rig runs
     the core: what the core sends goes to the fake switches, its answer to
-    the caller (``options``: RestApi's, tokens() by default)."""
+    the caller (``wait_events``: the facade's, which must not block;
+    ``options``: RestApi's, tokens() by default)."""
     from mpa_sdn.facade import WAIT_S, Facade
     from mpa_sdn.service import Answer
     from rest_api.app import RestApi
@@ -74,4 +75,5 @@ def rig_api(rig, **options):
         return box[0] if box else None
 
     options.setdefault("tokens", tokens())
-    return RestApi(Facade(rig.core, lambda: rig.now, exchange), rig.core.counters, **options)
+    return RestApi(Facade(rig.core, lambda: rig.now, exchange, wait_events), rig.core.counters,
+                   **options)

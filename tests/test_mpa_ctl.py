@@ -22,15 +22,14 @@ import urllib.request
 import pytest
 from webob import Request
 
-from apitest import TOKENS, tokens
+from apitest import TOKENS, rig_api, tokens
 from mpa_ctl import cli
 from mpa_ctl.client import direct_opener
 from mpa_rig import IDENTITY
 from mpa_sdn.controller import Controller
 from mpa_sdn.events import EventLog
-from mpa_sdn.facade import WAIT_S, Facade
+from mpa_sdn.facade import Facade
 from mpa_sdn.mobility import QUIET_S
-from mpa_sdn.service import Answer
 from openapi_check import check_response
 from rest_api import auth
 from rest_api.app import RestApi
@@ -194,21 +193,6 @@ def _no_sleep(seconds):
 @pytest.fixture
 def api(topology):
     return RestApi(Facade(Controller(topology), clock=lambda: 100.0), tokens=tokens())
-
-
-def rig_api(rig, wait_events=None):
-    """The API over a rig's core; what the core sends goes to the fake switches."""
-    def exchange(make_origin, call, timeout=WAIT_S):
-        box, sends = [], []
-        for item in call(make_origin(box.append), rig.now):
-            if isinstance(item, Answer):
-                item.origin.reply_to(item)
-            else:
-                sends.append(item)
-        rig.run(sends)
-        return box[0] if box else None
-    return RestApi(Facade(rig.core, lambda: rig.now, exchange, wait_events), rig.core.counters,
-                   tokens=tokens())
 
 
 @pytest.fixture
