@@ -120,6 +120,15 @@ def _problem(status: int, headers, data: bytes) -> ApiError:
     return ApiError(status, body, headers)
 
 
+def _refusal(exc: urllib.error.HTTPError) -> ApiError:
+    """A 4xx or 5xx answer as its problem; its connection closed."""
+    try:
+        data = exc.read(MAX_ANSWER_BYTES + 1)
+    finally:
+        exc.close()
+    return _problem(exc.code, exc.headers, data)
+
+
 class Client:
     def __init__(self, base_url: str, token: str | None = None, opener=None,
                  timeout: float = 10.0, on_retry: Callable[[str], None] | None = None):
@@ -170,11 +179,7 @@ class Client:
                 data = response.read(MAX_ANSWER_BYTES + 1)
                 status, headers = response.status, response.headers
         except urllib.error.HTTPError as exc:
-            try:
-                data = exc.read(MAX_ANSWER_BYTES + 1)
-            finally:
-                exc.close()
-            raise _problem(exc.code, exc.headers, data) from None
+            raise _refusal(exc) from None
         if len(data) > MAX_ANSWER_BYTES:
             raise ApiError(status, {"status": status, "title": "answer too long",
                                     "detail": f"over {MAX_ANSWER_BYTES} bytes"}, headers)
@@ -196,11 +201,7 @@ class Client:
         try:
             response = self.opener.open(request, timeout=timeout or self.timeout)
         except urllib.error.HTTPError as exc:
-            try:
-                data = exc.read(MAX_ANSWER_BYTES + 1)
-            finally:
-                exc.close()
-            raise _problem(exc.code, exc.headers, data) from None
+            raise _refusal(exc) from None
         except (OSError, http.client.HTTPException) as exc:
             raise Unreachable(f"GET {url}: {describe(exc)}") from None
         kind = (response.headers.get("Content-Type") or "").split(";")[0].strip()
