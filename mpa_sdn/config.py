@@ -261,6 +261,12 @@ def default_gateway_mac(network_id: str) -> str:
 
 # -- sections ----------------------------------------------------------------
 
+# The controller's files.  The TLS keys only make sense together: all of a
+# group or none.
+TLS_GROUPS = (("rest_tls_cert", "rest_tls_key"),
+              ("openflow_tls_cert", "openflow_tls_key", "openflow_tls_ca"))
+CONTROLLER_FILES = tuple(key for group in TLS_GROUPS for key in group) + ("api_tokens",)
+
 _SETTING_PARSERS = {
     "openflow_host": _host_address,
     "openflow_port": _int(1, 65535),
@@ -275,6 +281,7 @@ _SETTING_PARSERS = {
     "pending_lifetime_s": _number(0.1, 60),
     "reject_hold_s": _int(1, 3600),
     "packet_in_queue": _int(1, 100_000),
+    **dict.fromkeys(CONTROLLER_FILES, _path),
 }
 
 
@@ -332,39 +339,6 @@ def _settings(r: _Reader, raw: Any, section: str, parsers: dict, cls: type) -> A
     return cls(**values)
 
 
-@dataclasses.dataclass(frozen=True)
-class ControllerConfig(ControllerSettings):
-    """The ``controller:`` section: :class:`ControllerSettings` and the files
-    only the controller process reads at start-up, PEM files for TLS and the
-    API tokens file.  The lab and the topology generator share
-    :mod:`mpa_sdn.topology` and never need these paths.
-
-    Relative paths in a topology file are relative to that file.  Only their
-    form is checked here; ``apps.tls`` reads the files.
-    """
-
-    rest_tls_cert: str | None = None      # with rest_tls_key: the REST API serves HTTPS
-    rest_tls_key: str | None = None
-    openflow_tls_cert: str | None = None  # with the key and the CA: OpenFlow over TLS only,
-    openflow_tls_key: str | None = None   # switches must show a certificate the CA signed
-    openflow_tls_ca: str | None = None
-    api_tokens: str | None = None         # rest_api.auth's file; none: no token is valid
-
-    @property
-    def rest_tls(self) -> bool:
-        return self.rest_tls_cert is not None
-
-    @property
-    def openflow_tls(self) -> bool:
-        return self.openflow_tls_cert is not None
-
-
-# Keys that only make sense together: all of a group or none.
-TLS_GROUPS = (("rest_tls_cert", "rest_tls_key"),
-              ("openflow_tls_cert", "openflow_tls_key", "openflow_tls_ca"))
-CONTROLLER_FILES = tuple(key for group in TLS_GROUPS for key in group) + ("api_tokens",)
-
-
 def missing_from_group(present: set[str]) -> list[tuple[str, tuple[str, ...]]]:
     """For each TLS key a half-given group lacks: (key, the group's keys that are given)."""
     missing = []
@@ -375,10 +349,9 @@ def missing_from_group(present: set[str]) -> list[tuple[str, tuple[str, ...]]]:
     return missing
 
 
-def _controller(r: _Reader, raw: Any) -> ControllerConfig:
-    parsers = dict(_SETTING_PARSERS, **{key: _path for key in CONTROLLER_FILES})
+def _controller(r: _Reader, raw: Any) -> ControllerSettings:
     errors_before = len(r.errors)
-    settings = _settings(r, raw, "controller", parsers, ControllerConfig)
+    settings = _settings(r, raw, "controller", _SETTING_PARSERS, ControllerSettings)
     if len(r.errors) == errors_before:
         present = {key for key in CONTROLLER_FILES if getattr(settings, key) is not None}
         for key, given in missing_from_group(present):

@@ -49,6 +49,23 @@ class ControllerSettings:
     # instead of being punted packet after packet.
     reject_hold_s: int = 10
     packet_in_queue: int = 1000
+    # Files only the controller process reads, at start-up (apps.tls and
+    # rest_api.auth read them; config checks their form and resolves them
+    # against the topology file's directory).
+    rest_tls_cert: str | None = None      # with rest_tls_key: the REST API serves HTTPS
+    rest_tls_key: str | None = None
+    openflow_tls_cert: str | None = None  # with the key and the CA: OpenFlow over TLS only,
+    openflow_tls_key: str | None = None   # switches must show a certificate the CA signed
+    openflow_tls_ca: str | None = None
+    api_tokens: str | None = None         # rest_api.auth's file; none: no token is valid
+
+    @property
+    def rest_tls(self) -> bool:
+        return self.rest_tls_cert is not None
+
+    @property
+    def openflow_tls(self) -> bool:
+        return self.openflow_tls_cert is not None
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,7 @@ import pytest
 import yaml
 
 from mpa_sdn.config import (
-    MAX_FILE_BYTES, ConfigError, ControllerConfig, load_or_exit, load_topology,
-    load_topology_text, parse_topology)
+    MAX_FILE_BYTES, ConfigError, load_or_exit, load_topology, load_topology_text, parse_topology)
 from mpa_sdn.topology import ControllerSettings, MpaSettings, Neighbour
 
 REPO = Path(__file__).resolve().parents[1]
@@ -218,10 +217,9 @@ def test_controller_settings_are_read():
     raw = good()
     raw["controller"] = values
     settings = parse_topology(raw).controller
-    assert settings == ControllerConfig(**values)
-    assert isinstance(settings, ControllerSettings)
+    assert settings == ControllerSettings(**values)
     assert settings.rest_tls and settings.openflow_tls
-    assert set(values) == {f.name for f in dataclasses.fields(ControllerConfig)}, \
+    assert set(values) == {f.name for f in dataclasses.fields(ControllerSettings)}, \
         "a key is untested"
 
 
@@ -229,7 +227,7 @@ def test_controller_section_is_optional():
     raw = good()
     del raw["controller"]
     settings = parse_topology(raw).controller
-    assert settings == ControllerConfig()
+    assert settings == ControllerSettings()
     assert not settings.rest_tls and not settings.openflow_tls and settings.api_tokens is None
 
 
