@@ -31,7 +31,6 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 
-from mpa_sdn import signalling
 from mpa_sdn.aa import AUTHORIZED, PRE_AUTHENTICATED
 from mpa_sdn.ca import mpa_client
 from mpa_sdn.events import rfc3339
@@ -156,7 +155,7 @@ class Actions:
         """Carry out the network's part of ``kind`` for ``identity`` and queue
         the MN's; the action, and the answers to questions it was waiting with."""
         wall = self.service.wall(now)
-        if not self._known(identity):
+        if not self.known(identity):
             raise ActionRefused("not-found", f"unknown mobile node {identity!r}")
         self.events.at(now)
         action = Action(self._next, identity, kind, dict(params), by, wall, wall)
@@ -169,7 +168,9 @@ class Actions:
         self._changed(action)
         return action, self._wake(identity, wall)
 
-    def _known(self, identity: str) -> bool:
+    def known(self, identity: str) -> bool:
+        """An MN the controller knows: in the topology, in a domain's
+        credentials, or with an MPA-SA."""
         return (identity in self.service.homes
                 or any(s.key(identity) is not None for s in self.service.aa.credentials.values())
                 or any(k[0] == identity for k in self.service.aa.by_identity_network))
@@ -343,8 +344,8 @@ class Actions:
     def poll(self, sa, msg, origin: Origin, wall: float) -> list[Answer]:
         """An ``instructions`` message: reports first, then what is pending."""
         if sa.state not in (PRE_AUTHENTICATED, AUTHORIZED):
-            return self.service._refuse(sa, msg, "signalling", "wrong-state",
-                                        f"the SA is {sa.state}", [origin], wall)
+            return self.service.refuse(sa, msg, "wrong-state", f"the SA is {sa.state}",
+                                       [origin], wall)
         self.counters["instructions_asked"] += 1
         for report in msg.get("reports", []):
             self._report(sa.identity, report, wall)
@@ -364,8 +365,8 @@ class Actions:
                 action.state = DELIVERED
                 action.updated_at = wall
                 self._changed(action)
-        answers = self.service._answer(sa, msg, "signalling", "instruction-list", origins,
-                                       wall, pending=[dict(a.instruction) for a in parts])
+        answers = self.service.answer(sa, msg, "instruction-list", origins, wall,
+                                      pending=[dict(a.instruction) for a in parts])
         gate = self.mobility.answer_gate(sa.identity)
         if gate is not None and any(a.instruction["do"] == "switch" for a in parts):
             # Told to switch only once the target's AR holds the traffic.

@@ -161,7 +161,7 @@ class Facade:
     def mobile_node(self, identity: str) -> dict:
         """One MN's whole MPA state."""
         core = self._core
-        if not core.actions._known(identity):
+        if not core.actions.known(identity):
             raise NotFound("mobile node", identity)
         now = self._clock()
         wall = core.mpa.wall(now)

@@ -194,11 +194,11 @@ class MpaService:
                 waiting.append(origin)
             return []
         if msg.type in MOBILITY:
-            return self._mobility(sa, msg, origin, purpose, wall)
+            return self._mobility(sa, msg, origin, wall)
         if msg.type == "instructions":
             if self.instructions is None:
-                return self._refuse(sa, msg, purpose, "wrong-state", "no instructions here",
-                                    [origin], wall)
+                return self.refuse(sa, msg, "wrong-state", "no instructions here",
+                                   [origin], wall)
             return self.instructions(sa, msg, origin, wall)
         if msg.type == "config-request":
             return self._configure(sa, msg, [origin], wall)
@@ -229,31 +229,36 @@ class MpaService:
     def unhold(self, sa_id: str, seq: int) -> list:
         return self._in_progress.pop((sa_id, seq), [])
 
-    def _answer(self, sa, msg: Message, purpose: str, kind: str, origins: list, wall: float,
-                **fields) -> list[Answer]:
+    def answer(self, sa, msg: Message, kind: str, origins: list, wall: float,
+               **fields) -> list[Answer]:
+        """``msg``'s answer of type ``kind``, signed with the key of its purpose
+        (signalling.PURPOSE), to each of ``origins``; its number is used up."""
+        purpose = signalling.PURPOSE[msg.type]
         answer = signalling.sign(signalling.build(kind, network=sa.network, sa=sa.id,
                                                   seq=msg["seq"], **fields),
                                  sa.keys.for_purpose(purpose))
         self.aa.commit(sa, msg, purpose, answer, wall)
         return [Answer(o, answer) for o in origins]
 
-    def _refuse(self, sa, msg: Message, purpose: str, code: str, text: str, origins: list,
-                wall: float, **extra) -> list[Answer]:
+    def refuse(self, sa, msg: Message, code: str, text: str, origins: list,
+               wall: float, **extra) -> list[Answer]:
+        """``msg`` refused with the error ``code``, to each of ``origins``; its
+        number is used up, so a retransmission gets the same refusal."""
         answer = signalling.error(code, text, network=sa.network, seq=msg["seq"],
                                   in_reply_to=msg.type, **extra)
-        self.aa.commit(sa, msg, purpose, answer, wall)
+        self.aa.commit(sa, msg, signalling.PURPOSE[msg.type], answer, wall)
         self.counters[f"signal_refused_{code.replace('-', '_')}"] += 1
         return [Answer(o, answer, signalling.ERRORS[code]) for o in origins]
 
     def _configure(self, sa, msg: Message, origins: list, wall: float) -> list[Answer]:
         if sa.state not in (PRE_AUTHENTICATED, AUTHORIZED):
-            return self._refuse(sa, msg, "mn-ca", "wrong-state",
-                                f"the SA is {sa.state}; resume it first", origins, wall)
+            return self.refuse(sa, msg, "wrong-state",
+                               f"the SA is {sa.state}; resume it first", origins, wall)
         result = self.ca.allocate(sa.network, mpa_client(sa.identity, sa.mn_mac), sa.mn_mac,
                                   wall, identity=sa.identity)
         if result is None:
-            return self._refuse(sa, msg, "mn-ca", "pool-exhausted",
-                                f"no free address in {sa.network}", origins, wall)
+            return self.refuse(sa, msg, "pool-exhausted",
+                               f"no free address in {sa.network}", origins, wall)
         if isinstance(result, str):
             # The address is being probed (DAD): answer when it is done.
             self.counters["config_waiting_for_dad"] += 1
@@ -262,8 +267,8 @@ class MpaService:
             return []
         network = self.topology.networks[sa.network]
         self.counters["config_given"] += 1
-        return self._answer(sa, msg, "mn-ca", "config", origins, wall,
-                            **self.configuration(network, result, wall))
+        return self.answer(sa, msg, "config", origins, wall,
+                           **self.configuration(network, result, wall))
 
     def configuration(self, network, lease: Lease, wall: float) -> dict:
         """The pre-configuration (RFC 6252 §7.3 and Appendix B): the nCoA, its
@@ -285,24 +290,23 @@ class MpaService:
             try:
                 self.mobility.tunnel_release(sa, lease)
             except Refused as exc:
-                return self._refuse(sa, msg, "mn-ca", exc.code, exc.message, [origin], wall)
+                return self.refuse(sa, msg, exc.code, exc.message, [origin], wall)
         released = self.ca.release(sa.network, client, wall)
         self.counters["config_released" if released else "config_release_nothing"] += 1
-        answers = self._answer(sa, msg, "mn-ca", "released", [origin], wall, scope=scope)
+        answers = self.answer(sa, msg, "released", [origin], wall, scope=scope)
         if scope == "all":
             self.aa.end(sa)
         return answers
 
-    def _mobility(self, sa, msg: Message, origin: Origin, purpose: str,
-                  wall: float) -> list[Answer]:
+    def _mobility(self, sa, msg: Message, origin: Origin, wall: float) -> list[Answer]:
         """Steps 2-5 (RFC 6252 §6.3): the tunnel, the binding update, the
         handover's phases; the mobility core decides and changes the flows."""
         if sa.state not in (PRE_AUTHENTICATED, AUTHORIZED):
-            return self._refuse(sa, msg, purpose, "wrong-state",
-                                f"the SA is {sa.state}; pre-authenticate again", [origin], wall)
+            return self.refuse(sa, msg, "wrong-state",
+                               f"the SA is {sa.state}; pre-authenticate again", [origin], wall)
         if self.mobility is None:
-            return self._refuse(sa, msg, purpose, "wrong-state", "no handover support here",
-                                [origin], wall)
+            return self.refuse(sa, msg, "wrong-state", "no handover support here",
+                               [origin], wall)
         lease = self.ca.lease_for(sa.network, mpa_client(sa.identity, sa.mn_mac))
         now = wall - self.wall_offset
         in_band = origin.channel == INBAND
@@ -310,36 +314,36 @@ class MpaService:
             if msg.type == "tunnel-request":
                 fields = self.mobility.tunnel_request(sa, lease, origin.mac if in_band else None,
                                                       msg.get("lifetime"), wall)
-                return self._answer(sa, msg, purpose, "tunnel", [origin], wall, **fields)
+                return self.answer(sa, msg, "tunnel", [origin], wall, **fields)
             if msg.type == "tunnel-release":
                 self.mobility.tunnel_release(sa, lease)
-                return self._answer(sa, msg, purpose, "tunnel-released", [origin], wall)
+                return self.answer(sa, msg, "tunnel-released", [origin], wall)
             if msg.type == "binding-update":
                 fields = self.mobility.binding_update(
                     sa, self.homes.get(sa.identity), msg, origin.source if in_band else None,
                     lease, wall)
-                return self._answer(sa, msg, purpose, "binding-ack", [origin], wall, **fields)
+                return self.answer(sa, msg, "binding-ack", [origin], wall, **fields)
             fields = self.mobility.handover(sa, lease, msg["phase"], bool(msg.get("buffer_old")),
                                             now, msg.get("mode", "buffer"), msg.get("delivered"))
             if fields.get("phase") == "none":
-                return self._refuse(sa, msg, purpose, "wrong-state",
-                                    f"no handover to {sa.network} to cancel", [origin], wall)
-            answers = self._answer(sa, msg, purpose, "handover-state", [origin], wall, **fields)
+                return self.refuse(sa, msg, "wrong-state",
+                                   f"no handover to {sa.network} to cancel", [origin], wall)
+            answers = self.answer(sa, msg, "handover-state", [origin], wall, **fields)
             gate = self.mobility.answer_gate(sa.identity)
             return [dataclasses.replace(a, after=gate) for a in answers] if gate else answers
         except Refused as exc:
-            return self._refuse(sa, msg, purpose, exc.code, exc.message, [origin], wall)
+            return self.refuse(sa, msg, exc.code, exc.message, [origin], wall)
 
     def _resume(self, sa, msg: Message, origin: Origin, wall: float) -> list[Answer]:
         if sa.state == PRE_AUTHENTICATED:
-            return self._refuse(sa, msg, "signalling", "wrong-state",
-                                "nothing to resume: the SA was never authorized", [origin], wall)
+            return self.refuse(sa, msg, "wrong-state",
+                               "nothing to resume: the SA was never authorized", [origin], wall)
         if not self.attached(sa.mn_mac, sa.network):
             # Proof of possession counts where the MN is: back in the network.
-            return self._refuse(sa, msg, "signalling", "wrong-state",
-                                f"the MN is not attached to {sa.network}", [origin], wall)
+            return self.refuse(sa, msg, "wrong-state",
+                               f"the MN is not attached to {sa.network}", [origin], wall)
         self.aa.resume(sa, wall)
-        return self._answer(sa, msg, "signalling", "resumed", [origin], wall, state=sa.state)
+        return self.answer(sa, msg, "resumed", [origin], wall, state=sa.state)
 
     # -- events from the data plane ---------------------------------------------
 
