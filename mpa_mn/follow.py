@@ -27,7 +27,7 @@ import time
 from typing import Callable
 
 from mpa_mn.client import MnError, MobileNode
-from mpa_mn.handover import BUFFER, Handover
+from mpa_mn.handover import Handover
 from mpa_mn.link import LinkError
 from mpa_mn.protocol import ProtocolError
 from mpa_mn.vif import VifError
@@ -121,7 +121,7 @@ class Follower:
         if do == "prepare":
             for network in instruction.get("networks", []):
                 # Steps 1-3; the pre-switch is the network's, when it decides.
-                ready = self.handover._before_pre_switch(network, self.home, False, BUFFER)
+                ready = self.handover.before_pre_switch(network, self.home)
                 self.emit({"event": "prepared", "network": network,
                            "address": ready["address"], "timings_ms": ready["timings_ms"]})
             return {}

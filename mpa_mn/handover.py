@@ -160,13 +160,14 @@ class Handover(HostRun):
                 mode: str = BUFFER) -> dict:
         """Steps 1-4 (step 4 as ``mode`` says): ready for the link-layer switch
         to ``network``."""
-        ready = self._before_pre_switch(network, home, buffer_old, mode)
+        ready = self.before_pre_switch(network, home, buffer_old, mode)
         self._pre_switch(ready, buffer_old)
         return ready
 
-    def _before_pre_switch(self, network: str, home: str, buffer_old: bool,
-                           mode: str) -> dict:
-        """Steps 1-3."""
+    def before_pre_switch(self, network: str, home: str, buffer_old: bool = False,
+                          mode: str = BUFFER) -> dict:
+        """Steps 1-3; the pre-switch (step 4) is the caller's, or the
+        network's when a policy engine decides it (:meth:`switch_told`)."""
         if mode not in MODES:
             raise MnError("usage", f"no handover mode {mode!r}: one of {', '.join(MODES)}")
         if buffer_old and mode != BUFFER:
@@ -208,29 +209,59 @@ class Handover(HostRun):
             return ready
         with Carrier(interface, self.sysfs) as carrier:
             carrier.read()    # a link that cannot be watched fails before anything is asked
-            ready = self._before_pre_switch(network, home, buffer_old, mode)
-            return self._switch_and_attach(ready, carrier, emit, interface, mac,
-                                           link_timeout_s, buffer_old)
+            ready = self.before_pre_switch(network, home, buffer_old, mode)
 
-    def _switch_and_attach(self, ready: dict, carrier: Carrier, emit: Callable[[dict], None],
-                           interface: str, mac: str | None, timeout_s: float,
-                           buffer_old: bool) -> dict:
-        network, arrive = ready["network"], ready["mode"] != NO_PRE_SWITCH
+            def go() -> None:
+                self._pre_switch(ready, buffer_old)
+                ready["ready_at"] = self.wall_ns()
+                emit({"event": "ready", **ready})
+
+            def failed(exc: LinkError | VifError | MnError) -> LinkError:
+                # Only a pre-switch that went out has anything to cancel.
+                return (self._cancelled(network, exc) if "pre_switch" in ready
+                        else self._unswitched(exc))
+            attached = self._switch_and_attach(carrier, network, interface, mac,
+                                               link_timeout_s, go, failed,
+                                               arrive=mode != NO_PRE_SWITCH)
+        return {**ready, **attached,
+                "timings_ms": {**ready["timings_ms"], **attached["timings_ms"]}}
+
+    def switch_told(self, network: str, emit: Callable[[dict], None], interface: str,
+                    mac: str | None, timeout_s: float, poa: str | None = None) -> dict:
+        """Steps 5-6 when the network started the handover (a policy engine's
+        pre-switch): the target's AR already buffers, so the MN only gets
+        ready, says so (``emit``: the switch event, for whatever moves its
+        link), waits for the switch and attaches.  A failure is raised as it
+        is: the handover is the network's to cancel."""
+        with Carrier(interface, self.sysfs) as carrier:
+            carrier.read()
+            return self._switch_and_attach(
+                carrier, network, interface, mac, timeout_s,
+                lambda: emit({"event": "switch", "network": network, "poa": poa,
+                              "at": self.wall_ns()}))
+
+    def _switch_and_attach(self, carrier: Carrier, network: str, interface: str,
+                           mac: str | None, timeout_s: float, go: Callable[[], None],
+                           failed: Callable[[Exception], LinkError] | None = None,
+                           arrive: bool = True) -> dict:
+        """Steps 5-6: what the attachment needs is read, opened and saved, then
+        ``go`` (the last thing before the link may switch), the wait for the
+        switch, and the attachment.  A failure up to the switch closes what
+        was opened; ``failed`` turns a LinkError, VifError or MnError into
+        the error raised."""
         announcement = arrived = None
         try:
             # Everything that needs reading, opening or saving is done now,
-            # before the pre-switch: from its answer on, the traffic waits in
-            # the AR's buffer until the MN has moved.  ``arrived``'s sequence
-            # number comes before pre-switch's; the AA's replay window takes
-            # them in either order.
+            # before ``go``: once the AR buffers, the traffic waits in its
+            # buffer until the MN has moved.  ``arrived``'s sequence number
+            # comes before pre-switch's; the AA's replay window takes them in
+            # either order.
             plan = plan_attach(self.ip, network, self.node.config(network), interface, mac)
             announcement = plan.announcement(self.raw_socket)
             if arrive:
                 arrived = self.node.switch_ahead(network, "arrived", source=plan.address)
             before = carrier.read()
-            self._pre_switch(ready, buffer_old)
-            ready["ready_at"] = self.wall_ns()
-            emit({"event": "ready", **ready})
+            go()
             start = self.perf_ns()
             switched = link.wait_for_switch(carrier, before, timeout_s, self.clock,
                                             self.wall_ns, self.sleep)
@@ -238,43 +269,12 @@ class Handover(HostRun):
             for opened in (announcement, arrived):
                 if opened is not None:
                     opened.close()
-            if isinstance(exc, (LinkError, VifError, MnError)):
-                # Only a pre-switch that went out has anything to cancel.
-                raise (self._cancelled(network, exc) if "pre_switch" in ready
-                       else self._unswitched(exc)) from None
+            if failed is not None and isinstance(exc, (LinkError, VifError, MnError)):
+                raise failed(exc) from None
             raise
-        ready["timings_ms"]["link_wait"] = self._ms_since(start)
+        waited = self._ms_since(start)
         attached = self.attach(plan, announcement, arrived, arrive=arrive)
-        return {**ready, "link_down_at": switched.down_at, "link_up_at": switched.up_at,
-                **attached, "timings_ms": {**ready["timings_ms"], **attached["timings_ms"]}}
-
-    def switch_told(self, network: str, emit: Callable[[dict], None], interface: str,
-                    mac: str | None, timeout_s: float, poa: str | None = None) -> dict:
-        """Steps 5-6 when the network started the handover (a policy engine's
-        pre-switch): the target's AR already buffers, so the MN only gets
-        ready, says so (``emit``: the switch event, for whatever moves its
-        link), waits for the switch and attaches."""
-        with Carrier(interface, self.sysfs) as carrier:
-            carrier.read()
-            plan = plan_attach(self.ip, network, self.node.config(network), interface, mac)
-            announcement = arrived = None
-            try:
-                announcement = plan.announcement(self.raw_socket)
-                arrived = self.node.switch_ahead(network, "arrived", source=plan.address)
-                before = carrier.read()
-                emit({"event": "switch", "network": network, "poa": poa,
-                      "at": self.wall_ns()})
-                start = self.perf_ns()
-                switched = link.wait_for_switch(carrier, before, timeout_s, self.clock,
-                                                self.wall_ns, self.sleep)
-            except BaseException:
-                for opened in (announcement, arrived):
-                    if opened is not None:
-                        opened.close()
-                raise
-            waited = self._ms_since(start)
-            attached = self.attach(plan, announcement, arrived)
-        return {**attached, "link_down_at": switched.down_at, "link_up_at": switched.up_at,
+        return {"link_down_at": switched.down_at, "link_up_at": switched.up_at, **attached,
                 "timings_ms": {"link_wait": waited, **attached["timings_ms"]}}
 
     def _cancelled(self, network: str, failure: LinkError | VifError | MnError) -> LinkError:

@@ -39,8 +39,8 @@ class Steps:
         self.calls = []
         self.fail_prepare, self.fail_switch = fail_prepare, fail_switch
 
-    def _before_pre_switch(self, network, home, buffer_old, mode):
-        self.calls.append(("prepare", network, home, mode))
+    def before_pre_switch(self, network, home):
+        self.calls.append(("prepare", network, home))
         if self.fail_prepare:
             raise self.fail_prepare
         return {"address": "10.2.1.100", "timings_ms": {}}
@@ -63,7 +63,7 @@ def test_prepare_then_switch_each_reported_in_the_next_question():
                  [{"id": 2, "do": "switch", "network": "net-b1", "poa": "ap-b1-1"}]])
     steps, events, moved = Steps(), [], []
     result = follower(node, steps, events, moved=moved.append).run("net-a1", count=2)
-    assert steps.calls == [("prepare", "net-b1", "10.255.0.1", "buffer"),
+    assert steps.calls == [("prepare", "net-b1", "10.255.0.1"),
                            ("switch", "net-b1", "ap-b1-1", "eth0")]
     assert node.questions == [("net-a1", 5, []), ("net-a1", 5, [{"id": 1, "ok": True}]),
                               ("net-b1", 0, [{"id": 2, "ok": True}])]

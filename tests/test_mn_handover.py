@@ -29,6 +29,7 @@ from mpa_sdn import packets, signalling
 from mpa_sdn.config import load_topology
 from mpa_sdn.controller import Controller
 from mpa_sdn.openflow import Send
+from mpa_sdn.service import REST, Origin
 from mpa_sdn.store import MemoryStore
 from mpa_sdn.tables import Table
 from conftest import DEFAULT_TOPOLOGY
@@ -772,3 +773,49 @@ def test_a_failure_before_the_pre_switch_cancels_nothing(world, tmp_path):
         handover.run("net-b1", HOME, lambda event: None, interface="eth0", link_timeout_s=30)
     assert err.value.message.endswith("the binding stays on the tunnel"), err.value.message
     assert world.handover() is None
+
+
+# -- told to switch: the network pre-switched (a policy engine's action) ------------------
+
+def pre_switched_by_the_network(world, tmp_path, **link_script):
+    """mn1 prepared for net-b1 (steps 1-3), and a policy engine's pre-switch
+    at the controller: net-b1's AR buffers, the MN has sent no pre-switch."""
+    mn, sources = node(world)
+    (tmp_path / "sys").mkdir()
+    sysfs = Sysfs(tmp_path / "sys", world, sources.clock, **link_script)
+    handover = Handover(mn, mn.vifs.ip, sysfs=str(tmp_path / "sys"),
+                        raw_socket=world.raw_socket, clock=sources.clock, sleep=sysfs.sleep,
+                        wall_ns=lambda: sysfs.ns)
+    handover.before_pre_switch("net-b1", HOME)
+    sends = world.core.act("pre-switch", IDENTITY, {"network": "net-b1", "poa": "ap-b1-1"},
+                           "engine", Origin(REST, "engine", None), world.now)
+    world.run(sends)
+    assert world.handover().phase == "pre-switching"
+    return handover, sources
+
+
+def test_told_to_switch_the_mn_says_so_waits_for_the_link_and_arrives(world, tmp_path):
+    handover, sources = pre_switched_by_the_network(world, tmp_path)
+    events = []
+    result = handover.switch_told("net-b1", events.append, "eth0", MN_MAC, 30, "ap-b1-1")
+    [told] = events
+    assert (told["event"], told["network"], told["poa"]) == ("switch", "net-b1", "ap-b1-1")
+    assert told["at"] <= result["link_down_at"] < result["link_up_at"] <= result["attached_at"]
+    assert result["address"] == NCOA and result["arrived"]["phase"] == "completed"
+    assert world.core.hosts[NCOA].poa.id == "ap-b1-1" and world.tunnel() is None
+    assert set(result["timings_ms"]) == {"link_wait", "ip", "gratuitous_arp", "arrived",
+                                         "remove_vif"}
+    assert [sock.closed for sock in world.sockets] == [True]
+
+
+def test_told_to_switch_without_the_link_the_mn_cancels_nothing(world, tmp_path):
+    """The handover is the network's: the MN's failure is reported to it, not
+    turned into a cancel."""
+    handover, sources = pre_switched_by_the_network(world, tmp_path, down_at=None)
+    sent = len(sources.gateways.sent)
+    with pytest.raises(LinkError) as err:
+        handover.switch_told("net-b1", lambda event: None, "eth0", MN_MAC, 0.5, "ap-b1-1")
+    assert err.value.code == "link-timeout"
+    assert world.handover().phase == "pre-switching"
+    assert len(sources.gateways.sent) == sent, "arrived was made ready, never sent"
+    assert [sock.closed for sock in world.sockets] == [True]
