@@ -161,17 +161,16 @@ class Client:
         headers = {"Accept": "application/json"}
         if key is not None:
             headers["Idempotency-Key"] = key
-        attempts = 2 if method == "GET" or key is not None else 1
-        for attempt in range(1, attempts + 1):
+        repeatable = method == "GET" or key is not None
+        while True:
             try:
                 return self._once(self._request(method, url, body, headers))
             except (OSError, http.client.HTTPException) as exc:
-                if attempt < attempts and _maybe_handled(exc):
-                    self.on_retry(f"{method} {url}: {describe(exc)}; sending it again"
-                                  + (" with the same Idempotency-Key" if key else ""))
-                    continue
-                raise Unreachable(f"{method} {url}: {describe(exc)}") from None
-        raise AssertionError("unreachable")
+                if not (repeatable and _maybe_handled(exc)):
+                    raise Unreachable(f"{method} {url}: {describe(exc)}") from None
+                repeatable = False      # once
+                self.on_retry(f"{method} {url}: {describe(exc)}; sending it again"
+                              + (" with the same Idempotency-Key" if key else ""))
 
     def _once(self, request) -> Answer:
         try:
