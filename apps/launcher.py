@@ -16,10 +16,27 @@ import sys
 from apps import logs
 from mpa_sdn.config import CONTROLLER_FILES, ConfigError, load_or_exit, missing_from_group
 
-# The flag that overrides each file of the controller: section.
-FILE_FLAGS = {"rest_tls_cert": "--rest-cert", "rest_tls_key": "--rest-key",
-              "openflow_tls_cert": "--ofp-cert", "openflow_tls_key": "--ofp-key",
-              "openflow_tls_ca": "--ofp-ca", "api_tokens": "--api-tokens"}
+# The flags that override the controller: section, one row each:
+# (key, flag, metavar, type, help).  The flag's value lands in args.<key>.
+SETTING_FLAGS = (
+    ("openflow_host", "--ofp-host", "HOST", str,
+     "OpenFlow listen address (default: from the file, 0.0.0.0)"),
+    ("openflow_port", "--ofp-port", "PORT", int, "OpenFlow listen port (default: 6653)"),
+    ("rest_host", "--rest-host", "HOST", str, "REST listen address (default: 127.0.0.1)"),
+    ("rest_port", "--rest-port", "PORT", int, "REST listen port (default: 8080)"),
+    ("rest_tls_cert", "--rest-cert", "FILE", str,
+     "serve REST over HTTPS with this PEM certificate chain (with --rest-key)"),
+    ("rest_tls_key", "--rest-key", "FILE", str, "the REST certificate's PEM private key"),
+    ("openflow_tls_cert", "--ofp-cert", "FILE", str,
+     "serve OpenFlow over TLS only, with this PEM certificate chain (with --ofp-key and "
+     "--ofp-ca)"),
+    ("openflow_tls_key", "--ofp-key", "FILE", str, "the OpenFlow certificate's PEM private key"),
+    ("openflow_tls_ca", "--ofp-ca", "FILE", str,
+     "PEM certificate(s) of the CA that signs switch certificates"),
+    ("api_tokens", "--api-tokens", "FILE", str,
+     "the REST API's tokens file (without one, every call that needs a token is refused)"),
+)
+FLAGS = {key: flag for key, flag, *_ in SETTING_FLAGS}
 
 
 def _arguments(argv):
@@ -29,28 +46,11 @@ def _arguments(argv):
     parser.add_argument("--config", metavar="FILE", help="topology file (YAML) to serve")
     parser.add_argument("--check-config", metavar="FILE",
                         help="validate FILE, print 'ok' or one line per error, exit 2 on errors")
-    parser.add_argument("--ofp-host", help="OpenFlow listen address (default: from the file, 0.0.0.0)")
-    parser.add_argument("--ofp-port", type=int, help="OpenFlow listen port (default: 6653)")
-    parser.add_argument("--rest-host", help="REST listen address (default: 127.0.0.1)")
-    parser.add_argument("--rest-port", type=int, help="REST listen port (default: 8080)")
+    for key, flag, metavar, kind, text in SETTING_FLAGS:
+        parser.add_argument(flag, dest=key, metavar=metavar, type=kind, help=text)
     parser.add_argument("--state-db", metavar="FILE",
                         help="SQLite file for SAs and leases (default: from the file, "
                              "/var/lib/mpa-sdn/state.db; ':memory:' keeps nothing)")
-    parser.add_argument("--rest-cert", metavar="FILE",
-                        help="serve REST over HTTPS with this PEM certificate chain "
-                             "(with --rest-key)")
-    parser.add_argument("--rest-key", metavar="FILE",
-                        help="the REST certificate's PEM private key")
-    parser.add_argument("--ofp-cert", metavar="FILE",
-                        help="serve OpenFlow over TLS only, with this PEM certificate chain "
-                             "(with --ofp-key and --ofp-ca)")
-    parser.add_argument("--ofp-key", metavar="FILE",
-                        help="the OpenFlow certificate's PEM private key")
-    parser.add_argument("--ofp-ca", metavar="FILE",
-                        help="PEM certificate(s) of the CA that signs switch certificates")
-    parser.add_argument("--api-tokens", metavar="FILE",
-                        help="the REST API's tokens file (without one, every call that needs "
-                             "a token is refused)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--log-format", default="text", choices=logs.FORMATS,
@@ -63,20 +63,14 @@ def _arguments(argv):
 
 
 def _with_overrides(topology, args):
-    overrides = {key: value for key, value in (
-        ("openflow_host", args.ofp_host), ("openflow_port", args.ofp_port),
-        ("rest_host", args.rest_host), ("rest_port", args.rest_port)) if value is not None}
+    overrides = {key: getattr(args, key) for key in FLAGS if getattr(args, key) is not None}
     for key, value in overrides.items():
         if key.endswith("_port") and not 1 <= value <= 65535:
-            print(f"--{key.replace('_', '-').replace('openflow', 'ofp')}: {value} is out of "
-                  "range 1..65535", file=sys.stderr)
+            print(f"{FLAGS[key]}: {value} is out of range 1..65535", file=sys.stderr)
             sys.exit(2)
-    files = {key: _flag(args, key) for key in FILE_FLAGS}
-    for key, value in files.items():
-        if value is not None and not value:
-            print(f"{FILE_FLAGS[key]}: must not be empty", file=sys.stderr)
+        if key in CONTROLLER_FILES and not value:
+            print(f"{FLAGS[key]}: must not be empty", file=sys.stderr)
             sys.exit(2)
-    overrides.update((key, value) for key, value in files.items() if value)
     settings = dataclasses.replace(topology.controller, **overrides)
     # The file's groups are whole (the file was checked); a flag may have
     # started one the file does not complete.
@@ -84,7 +78,7 @@ def _with_overrides(topology, args):
     labels = _labels(args)
     missing = missing_from_group(given)
     for key, partners in missing:
-        print(f"{FILE_FLAGS[key]}: is required with {', '.join(labels[k] for k in partners)}",
+        print(f"{FLAGS[key]}: is required with {', '.join(labels[k] for k in partners)}",
               file=sys.stderr)
     if missing:
         sys.exit(2)
@@ -97,14 +91,10 @@ def _with_overrides(topology, args):
     return dataclasses.replace(topology, controller=settings, mpa=mpa)
 
 
-def _flag(args, key: str):
-    return getattr(args, FILE_FLAGS[key][2:].replace("-", "_"))
-
-
 def _labels(args=None) -> dict:
     """How the user named each file: by its flag if given, else its key path."""
-    return {key: flag if args is not None and _flag(args, key) else f"controller.{key}"
-            for key, flag in FILE_FLAGS.items()}
+    return {key: FLAGS[key] if args is not None and getattr(args, key) else f"controller.{key}"
+            for key in CONTROLLER_FILES}
 
 
 def _files_or_exit(settings, labels: dict, errors_to=None):
