@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mpa_sdn.aa import AUTHORIZED, PRE_AUTHENTICATED
 from mpa_sdn.ca import mpa_client
 from mpa_sdn.events import rfc3339
 from mpa_sdn.mobility import Refused
-from mpa_sdn.service import Answer, Origin
+from mpa_sdn.service import Answer, Held, Origin
 from mpa_sdn.topology import ROLE_ACCESS
 
 LOG = logging.getLogger("mpa_sdn.actions")
@@ -91,20 +91,13 @@ class Action:
         return dataclasses.asdict(self)
 
 
-@dataclass
-class _Wait:
-    sa: str
-    msg: object
-    deadline: float               # wall
-    origins: list = field(default_factory=list)
-
-
 class Actions:
     def __init__(self, service, mobility, graph, policies, events, store, counters):
         self.service, self.mobility, self.graph = service, mobility, graph
         self.policies, self.events, self.store, self.counters = policies, events, store, counters
         self.actions: dict[int, Action] = {}
-        self.waiting: dict[str, list[_Wait]] = {}     # identity -> held questions
+        # identity -> its held questions, each with when its wait is over (wall)
+        self.waiting: dict[str, list[tuple[float, Held]]] = {}
         self._load()
 
     # -- the state store ---------------------------------------------------------
@@ -352,9 +345,8 @@ class Actions:
         wait = msg.get("wait", 0)
         if wait and not self._open_parts(sa.identity):
             self.counters["instructions_waiting"] += 1
-            held = _Wait(sa.id, msg, wall + min(wait, MAX_WAIT_S), [origin])
-            self.waiting.setdefault(sa.identity, []).append(held)
-            self.service.hold(sa.id, msg["seq"], held.origins)
+            held = self.service.hold(sa, msg, [origin])
+            self.waiting.setdefault(sa.identity, []).append((wall + min(wait, MAX_WAIT_S), held))
             return []
         return self._answer(sa, msg, [origin], wall)
 
@@ -378,12 +370,13 @@ class Actions:
         if not self._open_parts(identity):
             return []
         answers = []
-        for held in self.waiting.pop(identity, []):
-            sa = self.service.aa.sas.get(held.sa)
-            origins = self.service.unhold(held.sa, held.msg["seq"])
-            if sa is not None and origins:
-                answers += self._answer(sa, held.msg, origins, wall)
+        for _, held in self.waiting.pop(identity, []):
+            answers += self._answer_held(held, wall)
         return answers
+
+    def _answer_held(self, held: Held, wall: float) -> list[Answer]:
+        sa = self.service.unhold(held)
+        return [] if sa is None else self._answer(sa, held.msg, held.origins, wall)
 
     def _report(self, identity: str, report: dict, wall: float) -> None:
         action = self.actions.get(report["id"])
@@ -447,14 +440,11 @@ class Actions:
         answers = []
         for identity in list(self.waiting):
             keep = []
-            for held in self.waiting[identity]:
-                if held.deadline > wall:
-                    keep.append(held)
+            for deadline, held in self.waiting[identity]:
+                if deadline > wall:
+                    keep.append((deadline, held))
                     continue
-                sa = self.service.aa.sas.get(held.sa)
-                origins = self.service.unhold(held.sa, held.msg["seq"])
-                if sa is not None and origins:
-                    answers += self._answer(sa, held.msg, origins, wall)
+                answers += self._answer_held(held, wall)
             if keep:
                 self.waiting[identity] = keep
             else:

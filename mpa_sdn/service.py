@@ -65,6 +65,17 @@ class Answer:
         return signalling.encode(self.fields)
 
 
+@dataclass(eq=False)
+class Held:
+    """A request answered later (a configuration while DAD runs, an MN's
+    ``instructions`` question that waits): its retransmissions meanwhile add
+    places to answer it at."""
+
+    sa_id: str
+    msg: Message
+    origins: list
+
+
 @dataclass(frozen=True)
 class DhcpDecision:
     """What the DHCP server answers; the caller builds the frame."""
@@ -97,9 +108,9 @@ class MpaService:
                       for mn in topology.mobile_nodes.values()
                       if mn.identity and mn.home_address is not None}
         self._next_maintenance = 0.0
-        # Configuration requests waiting for DAD: (network, address) -> [(sa id, msg, origins)]
-        self._waiting: dict[tuple[str, str], list] = {}
-        self._in_progress: dict[tuple[str, int], list] = {}  # (sa id, seq) -> origins
+        # Configuration requests waiting for DAD: (network, address) -> held requests
+        self._waiting: dict[tuple[str, str], list[Held]] = {}
+        self._in_progress: dict[tuple[str, int], Held] = {}  # (sa id, seq) -> the request
 
     def wall(self, now: float) -> float:
         return now + self.wall_offset
@@ -185,13 +196,13 @@ class MpaService:
         sa, cached = self.aa.check(msg, purpose, wall)
         if cached is not None:
             return [Answer(origin, cached, _status_of(cached))]
-        waiting = self._in_progress.get((sa.id, msg["seq"]))
-        if waiting is not None:
-            # The same request again while DAD runs: one more place to answer,
+        held = self._in_progress.get((sa.id, msg["seq"]))
+        if held is not None:
+            # The same request again while it is held: one more place to answer,
             # within reason (a captured copy must not multiply the answers).
             self.counters["signal_retransmission_waiting"] += 1
-            if origin not in waiting and len(waiting) < MAX_WAITING_ORIGINS:
-                waiting.append(origin)
+            if origin not in held.origins and len(held.origins) < MAX_WAITING_ORIGINS:
+                held.origins.append(origin)
             return []
         if msg.type in MOBILITY:
             return self._mobility(sa, msg, origin, wall)
@@ -222,12 +233,17 @@ class MpaService:
                 self.counters["signal_neighbours_truncated"] += 1
         return answer
 
-    def hold(self, sa_id: str, seq: int, origins: list) -> None:
-        """A request answered later: its retransmissions add places to answer."""
-        self._in_progress[(sa_id, seq)] = origins
+    def hold(self, sa, msg: Message, origins: list) -> Held:
+        """``msg`` is answered later, after :meth:`unhold`, at ``origins`` and
+        wherever its retransmissions meanwhile come from."""
+        held = Held(sa.id, msg, list(origins))
+        self._in_progress[(sa.id, msg["seq"])] = held
+        return held
 
-    def unhold(self, sa_id: str, seq: int) -> list:
-        return self._in_progress.pop((sa_id, seq), [])
+    def unhold(self, held: Held):
+        """``held`` is answered now: its MPA-SA, or None if that is gone (no answer)."""
+        self._in_progress.pop((held.sa_id, held.msg["seq"]), None)
+        return self.aa.sas.get(held.sa_id)
 
     def answer(self, sa, msg: Message, kind: str, origins: list, wall: float,
                **fields) -> list[Answer]:
@@ -262,8 +278,8 @@ class MpaService:
         if isinstance(result, str):
             # The address is being probed (DAD): answer when it is done.
             self.counters["config_waiting_for_dad"] += 1
-            self._in_progress[(sa.id, msg["seq"])] = origins
-            self._waiting.setdefault((sa.network, result), []).append((sa.id, msg))
+            self._waiting.setdefault((sa.network, result), []).append(
+                self.hold(sa, msg, origins))
             return []
         network = self.topology.networks[sa.network]
         self.counters["config_given"] += 1
@@ -378,12 +394,10 @@ class MpaService:
         # taken) or stopped (a switch went), it is served anew.
         done = [(n, a) for n, a in self._waiting if a not in self.ca.pools[n].probing and ready(n)]
         for key in sorted(done):
-            for sa_id, msg in self._waiting.pop(key, []):
-                origins = self._in_progress.pop((sa_id, msg["seq"]), [])
-                sa = self.aa.sas.get(sa_id)
-                if sa is None or not origins:
-                    continue
-                answers += self._configure(sa, msg, origins, wall)
+            for held in self._waiting.pop(key, []):
+                sa = self.unhold(held)
+                if sa is not None:
+                    answers += self._configure(sa, held.msg, held.origins, wall)
         return probes, answers
 
     def next_deadline(self) -> float | None:

@@ -174,6 +174,20 @@ def test_a_held_question_is_answered_when_an_instruction_comes(rig):
     assert instruction["id"] == action["id"]
 
 
+def test_a_held_question_asked_again_over_rest_is_answered_on_both_channels(rig):
+    mn = authenticated(rig)
+    data, _ = protocol.request(mn.state, "instructions", wait=10)
+    assert datagrams(mn.send(data), "mn1") == []
+    rest = Origin(REST, "10.1.1.5", None)
+    assert rig.core.signal(data, rest, ("instructions",), rig.now) == [], "still held"
+    sends = rig.core.act("prepare", IDENTITY, {"candidates": ["net-b1"]}, "engine", ENGINE,
+                         rig.now)
+    [over_rest] = [s for s in sends if isinstance(s, Answer) and s.origin == rest]
+    [in_band] = datagrams(rig.run([s for s in sends if not isinstance(s, Answer)]), "mn1")
+    assert in_band["payload"] == over_rest.body
+    assert over_rest.fields["pending"][0]["do"] == "prepare"
+
+
 def test_a_held_question_ends_empty_at_its_wait(rig):
     mn = authenticated(rig)
     data, seq = protocol.request(mn.state, "instructions", wait=2)
