@@ -244,20 +244,24 @@ class MobileNode:
             # An error proves nothing about the SA, so it is no reason to change
             # anything; but the user asked for this much to go, and with the AA
             # answering so there is no other way to have it go.
-            self._drop_locally(network, scope)
+            self.forget(network, scope)
             raise ProtocolError(exc.code, f"{exc.message} (released here: "
                                 + ("the MPA-SA forgotten, " if all else "")
                                 + "the nCoA's interface removed)", exc.answer) from None
         scope = answer.get("scope", scope)
-        removed = self._drop_locally(network, scope)
+        removed = self.forget(network, scope)
         return {"network": network, "scope": scope, "interface_removed": removed}
 
-    def _drop_locally(self, network: str, scope: str) -> bool:
-        """The nCoA (and with scope "all" the SA) gone here; whether a vif went."""
+    def forget(self, network: str, scope: str) -> bool:
+        """The nCoA (and with scope "all" the MPA-SA) gone here without a word
+        to the network: it has released them itself, or its AA no longer
+        holds the SA.  Whether a vif went; False when nothing was held."""
+        entry = self.state.entries.get(network)
+        if entry is None:
+            return False
         if scope == "all":
             del self.state.entries[network]
         else:
-            entry = self.state.entries[network]
             entry.sa.config, entry.configured_at = None, None
         self._save()
         return self.vifs.remove(network)

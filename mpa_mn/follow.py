@@ -138,8 +138,6 @@ class Follower:
         if do == "stay":
             return {}
         if do == "forget":
-            network, scope = instruction["network"], instruction.get("scope", "all")
-            if network in self.node.state.entries:
-                self.node._drop_locally(network, scope)
+            self.node.forget(instruction["network"], instruction.get("scope", "all"))
             return {}
         raise MnError("unknown-instruction", f"no instruction {do!r}")

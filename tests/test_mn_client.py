@@ -452,6 +452,20 @@ def test_release_gives_the_lease_back_and_all_ends_the_sa():
     assert node.state.entries == {} and rig.service.aa.sas == {}
 
 
+def test_forget_drops_what_the_network_released_without_asking_it():
+    """mpa-mn follow's ``forget``: the network has released the nCoA (or the
+    SA too) itself; the MN drops them and tells it nothing."""
+    rig, ip, node = configured_node()
+    saved = []
+    node.store.save = saved.append
+    assert node.forget("net-a2", "all") is False and saved == []   # nothing held there
+    assert node.forget("net-b1", "lease") is True
+    assert node.state.entries["net-b1"].sa.config is None and "mpa-net-b1" not in ip.links
+    assert node.forget("net-b1", "all") is False   # no vif left to remove
+    assert node.state.entries == {} and len(saved) == 2
+    assert len(rig.service.aa.sas) == 1 and len(rig.service.ca.views(0)) == 1, "nothing sent"
+
+
 def test_errors_change_nothing_but_a_release_of_a_dead_sa_goes_ahead_locally():
     rig, ip, node = configured_node()
     rig.service.aa.sas.clear()

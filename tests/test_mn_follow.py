@@ -19,7 +19,6 @@ class Node:
     def __init__(self, script):
         self.script = list(script)
         self.questions = []
-        self.state = type("State", (), {"entries": {"net-b1": object()}})()
         self.dropped = []
 
     def instructions(self, network, wait, reports):
@@ -29,9 +28,8 @@ class Node:
             raise answer
         return answer
 
-    def _drop_locally(self, network, scope):
+    def forget(self, network, scope):
         self.dropped.append((network, scope))
-        del self.state.entries[network]
 
 
 class Steps:
