@@ -76,10 +76,13 @@ class Follower:
                     if reports:
                         self._ask(reports, wait=0)   # the last reports go out
                     break
-                if deadline is not None and self.clock() >= deadline:
+                left = None if deadline is None else deadline - self.clock()
+                if left is not None and left <= 0:
                     break
+                # A question held at the controller ends by the deadline.
+                wait = self.wait_s if left is None else min(self.wait_s, int(left))
                 try:
-                    pending = self._ask(reports, self.wait_s)
+                    pending = self._ask(reports, wait)
                 except ProtocolError as exc:
                     failures += 1
                     self.emit({"event": "question-failed", "network": self.network,
@@ -92,7 +95,7 @@ class Follower:
                 reports = []
                 for instruction in pending:
                     reports.append(self._carry_out(instruction))
-                if not pending and not self.wait_s:
+                if not pending and not wait:
                     self.sleep(self.poll_s)
         except KeyboardInterrupt:
             LOG.info("stopped")

@@ -117,9 +117,9 @@ def test_usage_errors_of_a_step_are_reported_not_raised():
                                   "detail": "no MPA-SA"}]
 
 
-def test_it_stops_after_its_duration():
+def test_it_stops_after_its_duration_and_no_question_waits_past_it():
     clock = iter([0.0, 0.0, 1.0, 2.0, 3.0]).__next__
     node = Node([])
     Follower(node, Steps(), "10.255.0.1", "eth0", None, lambda e: None, wait_s=5,
              clock=clock, sleep=lambda s: None).run("net-a1", duration_s=2.5)
-    assert len(node.questions) == 3
+    assert [wait for _, wait, _ in node.questions] == [2, 1, 0]
