@@ -98,13 +98,14 @@ def _labels(args=None) -> dict:
 
 
 def _files_or_exit(settings, labels: dict, errors_to=None):
-    """Check the TLS files and load the API tokens (None without a file); or
-    print every problem, one per line, and exit 2."""
+    """The TLS servers' contexts ("rest", "openflow": those configured) and
+    the API tokens (None without a file), the files read here and nowhere
+    later; or print every problem, one per line, and exit 2."""
     from apps import tls
     from rest_api.auth import TokenFileError, load_tokens
     tls_files = {key: getattr(settings, key) for key in CONTROLLER_FILES
                  if key != "api_tokens" and getattr(settings, key) is not None}
-    problems = tls.check_files(tls_files, labels)
+    contexts, problems = tls.server_contexts(tls_files, labels)
     tokens = None
     if settings.api_tokens is not None:
         try:
@@ -115,7 +116,7 @@ def _files_or_exit(settings, labels: dict, errors_to=None):
         print(line, file=errors_to or sys.stderr)
     if problems:
         sys.exit(2)
-    return tokens
+    return contexts, tokens
 
 
 def _credentials_or_exit(topology, errors_to=None) -> dict:
@@ -181,8 +182,10 @@ def _openflow_listen_args(settings) -> list[str]:
     """Ryu's options for the OpenFlow listener: plain TCP, or TLS only.
 
     With a certificate Ryu listens on its TLS port alone, so the OpenFlow
-    port is given as that; apps.tls.use_for_openflow makes Ryu's server use
-    these files with TLS 1.2 at least and a switch certificate the CA signed.
+    port is given as that.  Ryu needs its TLS options to choose that
+    listener; apps.tls.use_for_openflow gives its server the context built
+    from the same files at start-up (TLS 1.2 at least, a switch certificate
+    the CA signed).
     """
     if not settings.openflow_tls:
         return ["--ofp-tcp-listen-port", str(settings.openflow_port)]
@@ -202,7 +205,7 @@ def main(argv=None) -> int:
 
     topology = _with_overrides(load_or_exit(args.config), args)
     settings = topology.controller
-    tokens = _files_or_exit(settings, _labels(args))
+    contexts, tokens = _files_or_exit(settings, _labels(args))
     _check_free(settings.openflow_host, settings.openflow_port, "OpenFlow")
     _check_free(settings.rest_host, settings.rest_port, "REST")
     logs.configure(args.log_level, args.log_format)  # Ryu sets the level too, but only later
@@ -219,7 +222,7 @@ def main(argv=None) -> int:
 
     from apps import compat, runtime
     compat.patch_eventlet()
-    runtime.configure(topology, args.config, credentials, store, tokens=tokens)
+    runtime.configure(topology, args.config, credentials, store, tokens=tokens, tls=contexts)
 
     if settings.openflow_tls:  # logged first: importing Ryu's manager adds a second handler
         log.info("OpenFlow over TLS on %s:%d; switch certificates must be signed by %s",
@@ -227,7 +230,7 @@ def main(argv=None) -> int:
     from ryu.cmd import manager
     if settings.openflow_tls:
         from apps import tls
-        tls.use_for_openflow()
+        tls.use_for_openflow(contexts["openflow"])
     _stop_on_signals()
     try:
         manager.main(args=[

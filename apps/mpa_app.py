@@ -87,9 +87,7 @@ class MpaApp(app_manager.RyuApp):
         # Listen here, not in the thread: if the port is taken, start-up fails.
         if self.settings.rest_tls:
             from apps import tls
-            self.rest_server = tls.HttpsServer((host, port), self.rest,
-                                               self.settings.rest_tls_cert,
-                                               self.settings.rest_tls_key)
+            self.rest_server = tls.HttpsServer((host, port), self.rest, self.runtime.tls["rest"])
         else:
             self.rest_server = hub.WSGIServer((host, port), self.rest)
         LOG.info("REST API on %s://%s:%d/mpa/v1", "https" if self.settings.rest_tls else "http",

@@ -19,15 +19,16 @@ class Runtime:
     credentials: dict = field(default_factory=dict)  # domain -> CredentialStore
     store: Any = None                                 # SAs and leases (mpa_sdn.store)
     tokens: Any = None                                # rest_api.auth.Tokens (None: none valid)
+    tls: dict = field(default_factory=dict)           # "rest", "openflow" -> ssl.SSLContext
 
 
 _current: Runtime | None = None
 
 
 def configure(topology: Topology, config_path: str, credentials: dict | None = None,
-              store=None, tokens=None) -> None:
+              store=None, tokens=None, tls: dict | None = None) -> None:
     global _current
-    _current = Runtime(topology, config_path, credentials or {}, store, tokens)
+    _current = Runtime(topology, config_path, credentials or {}, store, tokens, tls or {})
 
 
 def current() -> Runtime:

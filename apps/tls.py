@@ -1,9 +1,10 @@
 """TLS for the REST API and the OpenFlow channel: TLS 1.2 or later, nothing older.
 
-Both servers get their context from :func:`server_context`, which sets the
-minimum version itself instead of leaving it to the host's OpenSSL
-configuration, and, for OpenFlow, requires a client certificate signed by
-the configured CA.
+The launcher checks the files and builds both servers' contexts once, at
+start-up (:func:`server_contexts`).  Each comes from :func:`server_context`,
+which sets the minimum version itself instead of leaving it to the host's
+OpenSSL configuration, and, for OpenFlow, requires a client certificate
+signed by the configured CA.
 
 Ryu 4.34's own OpenFlow TLS (``--ctl-privkey``, ``--ctl-cert``,
 ``--ca-certs``) cannot be used as it is:
@@ -19,10 +20,11 @@ Ryu 4.34's own OpenFlow TLS (``--ctl-privkey``, ``--ctl-cert``,
 
 Neither has a hook.  :func:`use_for_openflow` therefore replaces the name
 ``StreamServer`` in ``ryu.controller.controller``, the one ``server_loop``
-calls, with a factory that builds :class:`OpenFlowTlsServer` from the
-arguments Ryu passes (its own options still name the files).  Nothing else
-in Ryu changes; when Ryu is replaced by os-ken, check its ``server_loop``
-before keeping this.
+calls, with a factory that builds :class:`OpenFlowTlsServer` with the
+context the launcher built at start-up (Ryu's own options still name the
+files, for Ryu to choose its TLS listener).  Nothing else in Ryu changes;
+when Ryu is replaced by os-ken, check its ``server_loop`` before keeping
+this.
 """
 
 from __future__ import annotations
@@ -69,19 +71,26 @@ def server_context(cert: str, key: str, ca: str | None = None, *,
     return context
 
 
-# -- start-up checks ------------------------------------------------------------
+# -- start-up: the files checked, the contexts built ---------------------------
 
-def check_files(files: Mapping[str, str], labels: Mapping[str, str]) -> list[str]:
-    """Problems with the TLS files, one line each, every one found.
+def server_contexts(files: Mapping[str, str], labels: Mapping[str, str]
+                    ) -> tuple[dict[str, ssl.SSLContext], list[str]]:
+    """The servers' contexts, and the problems with the TLS files, one line
+    each, every one found.
 
     ``files`` maps a ``controller:`` key (``rest_tls_cert``...) to its path;
     only complete groups are given.  ``labels`` names each key as the user
-    gave it (the key path or the flag).
+    gave it (the key path or the flag).  A group whose files have no problem
+    gets its context, under the group's name ("rest", "openflow"): the
+    servers use these, so they serve with the files as they were checked,
+    and a file that goes away after the check cannot stop a server later.
     """
+    contexts: dict[str, ssl.SSLContext] = {}
     problems: list[str] = []
-    for cert, key, *rest in TLS_GROUPS:
+    for group in TLS_GROUPS:
+        cert, key, *ca = group
         usable = {}
-        for name in (cert, key, *rest):
+        for name in group:
             if name not in files:
                 continue
             problem = _file_problem(name, files[name])
@@ -89,11 +98,18 @@ def check_files(files: Mapping[str, str], labels: Mapping[str, str]) -> list[str
                 problems.append(f"{labels[name]}: {files[name]}: {problem}")
             else:
                 usable[name] = files[name]
-        if cert in usable and key in usable:
-            problem = _pair_problem(usable[cert], usable[key])
-            if problem:
-                problems.append(f"{labels[key]}: {usable[key]}: {problem}")
-    return problems
+        if cert not in usable or key not in usable:
+            continue
+        try:
+            context = server_context(usable[cert], usable[key],
+                                     usable.get(ca[0]) if ca else None,
+                                     context_class=green_ssl.SSLContext)
+        except ssl.SSLError as exc:
+            problems.append(f"{labels[key]}: {usable[key]}: {_pair_problem(exc, usable[cert])}")
+            continue
+        if len(usable) == len(group):
+            contexts[cert.split("_")[0]] = context
+    return contexts, problems
 
 
 def _file_problem(name: str, path: str) -> str | None:
@@ -119,17 +135,14 @@ def _file_problem(name: str, path: str) -> str | None:
     return None
 
 
-def _pair_problem(cert: str, key: str) -> str | None:
-    """What OpenSSL says when it loads the pair: beyond a key that is not the
-    certificate's, a key too weak for its security level, for instance."""
-    try:
-        server_context(cert, key)
-    except ssl.SSLError as exc:
-        if exc.reason == "KEY_VALUES_MISMATCH":
-            return f"is not the key of the certificate in {cert}"
-        reason = (exc.reason or str(exc)).lower().replace("_", " ")
-        return f"OpenSSL refuses it with {cert} ({reason})"
-    return None
+def _pair_problem(exc: ssl.SSLError, cert: str) -> str:
+    """What OpenSSL said when it loaded a key with its certificate: beyond a
+    key that is not the certificate's, a key too weak for its security
+    level, for instance."""
+    if exc.reason == "KEY_VALUES_MISMATCH":
+        return f"is not the key of the certificate in {cert}"
+    reason = (exc.reason or str(exc)).lower().replace("_", " ")
+    return f"OpenSSL refuses it with {cert} ({reason})"
 
 
 # -- the servers ------------------------------------------------------------------
@@ -144,9 +157,8 @@ class HttpsServer(hub.WSGIServer):
     a traceback.
     """
 
-    def __init__(self, listen_info, application, cert: str, key: str):
+    def __init__(self, listen_info, application, context: ssl.SSLContext):
         super().__init__(listen_info, application)
-        context = server_context(cert, key, context_class=green_ssl.SSLContext)
         self.server = context.wrap_socket(self.server, server_side=True,
                                           do_handshake_on_connect=False)
 
@@ -168,15 +180,11 @@ class OpenFlowTlsServer(hub.StreamServer):
     handshake in its own green thread and bounded in time, a switch
     without a certificate the CA signed refused."""
 
-    def __init__(self, listen_info, handle, *, certfile: str, keyfile: str,
-                 ca_certs: str | None = None, **ryu_ssl_args):
-        # ryu_ssl_args: Ryu's own context (ssl_ctx) and cert_reqs, replaced here.
-        if ca_certs is None:
-            raise ValueError("OpenFlow over TLS needs the CA that signs switch certificates "
-                             "(--ca-certs)")
+    def __init__(self, listen_info, handle, context: ssl.SSLContext):
+        if context.verify_mode != ssl.CERT_REQUIRED:
+            raise ValueError("OpenFlow over TLS needs the CA that signs switch certificates")
         super().__init__(listen_info, handle)  # listens as Ryu would: IPv4 or IPv6
-        self.context = server_context(certfile, keyfile, ca_certs,
-                                      context_class=green_ssl.SSLContext)
+        self.context = context
         self.handle = self.secure_and_handle
         self.handle_secure = handle
 
@@ -203,9 +211,11 @@ def _handshake(sock, addr, what: str) -> bool:
     return True
 
 
-def use_for_openflow() -> None:
-    """Make Ryu's OpenFlow server use :class:`OpenFlowTlsServer` for TLS
-    (see the module's docstring for why).  Call after Ryu's manager is
+def use_for_openflow(context: ssl.SSLContext) -> None:
+    """Make Ryu's OpenFlow server an :class:`OpenFlowTlsServer` with
+    ``context`` (see the module's docstring for why).  Ryu's own TLS options
+    must still be given: they make ``server_loop`` listen on its TLS port,
+    but the files they name are not read again.  Call after Ryu's manager is
     imported and before it runs."""
     from ryu.base import app_manager  # noqa: F401  (ryu.controller.controller needs it first)
     from ryu.controller import controller
@@ -213,7 +223,7 @@ def use_for_openflow() -> None:
     def stream_server(listen_info, handle=None, **ssl_args):
         if not ssl_args:
             return hub.StreamServer(listen_info, handle)
-        return OpenFlowTlsServer(listen_info, handle, **ssl_args)
+        return OpenFlowTlsServer(listen_info, handle, context)
 
     controller.StreamServer = stream_server
 

@@ -153,13 +153,13 @@ def test_unusable_tls_and_tokens_files_stop_start_up(tmp_path):
             assert probe.connect_ex(("127.0.0.1", port)) != 0, "nothing listens"
 
 
-def test_the_runtime_hands_the_tokens_to_the_app(topology):
+def test_the_runtime_hands_the_tokens_and_tls_contexts_to_the_app(topology):
     from apps import runtime
-    tokens = object()
-    runtime.configure(topology, "t.yaml", tokens=tokens)
-    assert runtime.current().tokens is tokens
+    tokens, contexts = object(), {"rest": object()}
+    runtime.configure(topology, "t.yaml", tokens=tokens, tls=contexts)
+    assert runtime.current().tokens is tokens and runtime.current().tls is contexts
     runtime.configure(topology, "t.yaml")
-    assert runtime.current().tokens is None
+    assert runtime.current().tokens is None and runtime.current().tls == {}
 
 
 def _https(port, ca, timeout_s=20):

@@ -234,17 +234,39 @@ LABELS = {key: f"controller.{key}" for key in (
     "rest_tls_cert", "rest_tls_key", "openflow_tls_cert", "openflow_tls_key", "openflow_tls_ca")}
 
 
-def test_good_files_have_no_problem(server, pki):
+def problems(files, labels=LABELS) -> list[str]:
+    return tls.server_contexts(files, labels)[1]
+
+
+def test_good_files_give_each_server_its_context(server, switch, pki):
     files = {"rest_tls_cert": server.cert, "rest_tls_key": server.key,
              "openflow_tls_cert": server.cert, "openflow_tls_key": server.key,
              "openflow_tls_ca": pki.ca}
-    assert tls.check_files(files, LABELS) == []
+    contexts, found = tls.server_contexts(files, LABELS)
+    assert found == [] and set(contexts) == {"rest", "openflow"}
+    assert all(isinstance(c, green_ssl.SSLContext) for c in contexts.values())
+    assert contexts["rest"].verify_mode == ssl.CERT_NONE
+    # The OpenFlow context is the one that was checked, the CA's included.
+    result = handshake(contexts["openflow"], client_context(pki, TLS_1_2, switch))
+    assert result.version == "TLSv1.2"
+    assert tls.server_contexts({}, LABELS) == ({}, [])
+
+
+def test_a_server_whose_files_have_a_problem_gets_no_context(tmp_path, server):
+    missing = str(tmp_path / "nope.pem")
+    files = {"rest_tls_cert": server.cert, "rest_tls_key": server.key,
+             "openflow_tls_cert": server.cert, "openflow_tls_key": server.key,
+             "openflow_tls_ca": missing}
+    contexts, found = tls.server_contexts(files, LABELS)
+    assert set(contexts) == {"rest"}, "no OpenFlow context without its CA"
+    assert found == [f"controller.openflow_tls_ca: {missing}: cannot read (No such file or "
+                     "directory)"]
 
 
 def test_a_missing_file_and_a_directory_cannot_be_read(tmp_path, server):
     missing = str(tmp_path / "nope.pem")
     files = {"rest_tls_cert": missing, "rest_tls_key": str(tmp_path)}
-    assert tls.check_files(files, LABELS) == [
+    assert problems(files) == [
         f"controller.rest_tls_cert: {missing}: cannot read (No such file or directory)",
         f"controller.rest_tls_key: {tmp_path}: cannot read (Is a directory)"]
 
@@ -254,7 +276,7 @@ def test_files_that_are_not_pem_are_named(tmp_path, server):
     junk.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
     files = {"openflow_tls_cert": str(junk), "openflow_tls_key": server.cert,
              "openflow_tls_ca": server.key}
-    assert tls.check_files(files, LABELS) == [
+    assert problems(files) == [
         f"controller.openflow_tls_cert: {junk}: not a PEM certificate",
         f"controller.openflow_tls_key: {server.cert}: not a PEM private key",
         f"controller.openflow_tls_ca: {server.key}: not a PEM certificate"]
@@ -267,7 +289,7 @@ def test_an_encrypted_key_is_refused(tmp_path, server):
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(b"secret")))
     files = {"rest_tls_cert": server.cert, "rest_tls_key": str(encrypted)}
-    assert tls.check_files(files, LABELS) == [
+    assert problems(files) == [
         f"controller.rest_tls_key: {encrypted}: is encrypted; the controller needs the key "
         "unencrypted"]
 
@@ -275,7 +297,7 @@ def test_an_encrypted_key_is_refused(tmp_path, server):
 def test_a_key_of_another_certificate_is_named_with_flags_as_labels(server, switch):
     labels = dict(LABELS, rest_tls_cert="--rest-cert", rest_tls_key="--rest-key")
     files = {"rest_tls_cert": server.cert, "rest_tls_key": switch.key}
-    assert tls.check_files(files, labels) == [
+    assert problems(files, labels) == [
         f"--rest-key: {switch.key}: is not the key of the certificate in {server.cert}"]
 
 
@@ -283,7 +305,7 @@ def test_a_file_larger_than_the_bound_is_refused(tmp_path, server):
     big = tmp_path / "big.pem"
     big.write_bytes(b"#" * (tls.MAX_PEM_BYTES + 1))
     files = {"rest_tls_cert": str(big), "rest_tls_key": server.key}
-    assert tls.check_files(files, LABELS) == [
+    assert problems(files) == [
         f"controller.rest_tls_cert: {big}: larger than {tls.MAX_PEM_BYTES} bytes"]
 
 
@@ -309,7 +331,8 @@ def openflow_server(server, pki, monkeypatch):
     """Ryu's StreamServer as apps.tls makes Ryu build it for OpenFlow over TLS;
     each connection that gets through is answered with its TLS version."""
     monkeypatch.setattr(controller, "StreamServer", controller.StreamServer)  # restored after
-    tls.use_for_openflow()
+    tls.use_for_openflow(tls.server_context(server.cert, server.key, pki.ca,
+                                            context_class=green_ssl.SSLContext))
     handled = hub.Queue()
 
     def handle(sock, addr):
@@ -370,7 +393,9 @@ def test_the_rest_server_answers_https_and_drops_plain_http(server, pki, caplog,
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [environ["wsgi.url_scheme"].encode()]
 
-    https = tls.HttpsServer(("127.0.0.1", 0), application, server.cert, server.key)
+    https = tls.HttpsServer(("127.0.0.1", 0), application,
+                            tls.server_context(server.cert, server.key,
+                                               context_class=green_ssl.SSLContext))
     thread = hub.spawn(https.serve_forever)
     address = https.server.getsockname()
     request = b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n"
