@@ -27,7 +27,10 @@ ended fails.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import heapq
+import itertools
 import logging
 from dataclasses import dataclass
 
@@ -95,21 +98,27 @@ class Actions:
     def __init__(self, service, mobility, graph, policies, events, store, counters):
         self.service, self.mobility, self.graph = service, mobility, graph
         self.policies, self.events, self.store, self.counters = policies, events, store, counters
-        self.actions: dict[int, Action] = {}
-        # identity -> its held questions, each with when its wait is over (wall)
-        self.waiting: dict[str, list[tuple[float, Held]]] = {}
+        self.actions: dict[int, Action] = {}           # every action kept, by id
+        # The MN's questions and mpa_tick look only at what is still open:
+        self._open: dict[str, dict[int, Action]] = {}  # identity -> its open actions, by id
+        self._finished: collections.deque[int] = collections.deque()  # oldest first
+        self._due: list[tuple[float, int]] = []        # (when its instruction fails, id), a heap
+        # identity -> its held questions; and a heap of (when its wait is over, n, identity, held)
+        self.waiting: dict[str, list[Held]] = {}
+        self._wait_due: list[tuple[float, int, str, Held]] = []
+        self._held = itertools.count()                 # ties in _wait_due, in arrival order
         self._load()
 
     # -- the state store ---------------------------------------------------------
 
     def _load(self) -> None:
+        known = {f.name for f in dataclasses.fields(Action)}
         records = sorted(self.store.load(KIND).values(), key=lambda r: r["id"])
         for record in records:
-            known = {f.name for f in dataclasses.fields(Action)}
-            self.actions[record["id"]] = Action(**{k: v for k, v in record.items() if k in known})
+            self._keep(Action(**{k: v for k, v in record.items() if k in known}))
         self._next = max(self.actions, default=0) + 1
-        for action in list(self.actions.values()):
-            if action.open and action.action == "pre-switch" and action.handover is not None:
+        for action in [a for mine in self._open.values() for a in mine.values()]:
+            if action.action == "pre-switch" and action.handover is not None:
                 # Handovers do not outlive the process that ran them.
                 self._finish(action, FAILED, action.updated_at, error=(
                     "restarted", "the controller restarted during the handover"))
@@ -118,11 +127,21 @@ class Actions:
     def _save(self, action: Action) -> None:
         self.store.put(KIND, str(action.id), action.record())
 
+    def _keep(self, action: Action) -> None:
+        """A new (or loaded) action, filed as open or finished."""
+        self.actions[action.id] = action
+        if not action.open:
+            self._finished.append(action.id)
+            return
+        self._open.setdefault(action.identity, {})[action.id] = action
+        if action.instruction is not None and action.network_done:
+            heapq.heappush(self._due, (action.created_at + INSTRUCTION_TIMEOUT_S, action.id))
+
     def _trim(self) -> None:
-        finished = [a for a in self.actions.values() if not a.open]
-        for action in finished[:max(0, len(finished) - KEEP_FINISHED)]:
-            del self.actions[action.id]
-            self.store.delete(KIND, str(action.id))
+        while len(self._finished) > KEEP_FINISHED:
+            ident = self._finished.popleft()
+            del self.actions[ident]
+            self.store.delete(KIND, str(ident))
 
     # -- views -------------------------------------------------------------------
 
@@ -138,8 +157,8 @@ class Actions:
         return [dict(a.instruction) for a in self._open_parts(identity)]
 
     def _open_parts(self, identity: str) -> list[Action]:
-        return [a for a in self.actions.values() if a.identity == identity and a.open
-                and a.instruction is not None and not a.reported]
+        return [a for a in self._open.get(identity, {}).values()
+                if a.instruction is not None and not a.reported]
 
     # -- a policy engine's requests ------------------------------------------------
 
@@ -150,15 +169,17 @@ class Actions:
         wall = self.service.wall(now)
         if not self.known(identity):
             raise ActionRefused("not-found", f"unknown mobile node {identity!r}")
-        self.events.at(now)
         action = Action(self._next, identity, kind, dict(params), by, wall, wall)
         getattr(self, "_" + kind.replace("-", "_"))(action, now)
         self._next += 1
-        self.actions[action.id] = action
         self.counters[f"action_{kind.replace('-', '_')}"] += 1
         LOG.info("identity=%s action=%d %s %s by %s: %s", identity, action.id, kind,
                  params, by, action.state)
+        self._keep(action)
+        if not action.open:     # a complete: done at once
+            self._ended(action)
         self._changed(action)
+        self._trim()
         return action, self._wake(identity, wall)
 
     def known(self, identity: str) -> bool:
@@ -321,8 +342,8 @@ class Actions:
     # -- the handover a pre-switch started -----------------------------------------
 
     def handover_ended(self, view: dict, now: float) -> None:
-        for action in self.actions.values():
-            if action.open and action.handover == view["id"]:
+        for action in list(self._open.get(view["identity"], {}).values()):
+            if action.handover == view["id"]:
                 action.result = {**(action.result or {}), "handover": view}
                 wall = self.service.wall(now)
                 if view["switched_back"]:
@@ -346,7 +367,9 @@ class Actions:
         if wait and not self._open_parts(sa.identity):
             self.counters["instructions_waiting"] += 1
             held = self.service.hold(sa, msg, [origin])
-            self.waiting.setdefault(sa.identity, []).append((wall + min(wait, MAX_WAIT_S), held))
+            self.waiting.setdefault(sa.identity, []).append(held)
+            heapq.heappush(self._wait_due, (wall + min(wait, MAX_WAIT_S), next(self._held),
+                                            sa.identity, held))
             return []
         return self._answer(sa, msg, [origin], wall)
 
@@ -370,7 +393,7 @@ class Actions:
         if not self._open_parts(identity):
             return []
         answers = []
-        for _, held in self.waiting.pop(identity, []):
+        for held in self.waiting.pop(identity, []):
             answers += self._answer_held(held, wall)
         return answers
 
@@ -422,11 +445,20 @@ class Actions:
         action.updated_at = wall
         if error is not None:
             action.error = {"code": error[0], "detail": error[1]}
-        self.counters[f"action_{state}"] += 1
-        LOG.info("identity=%s action=%d %s: %s%s", action.identity, action.id, action.action,
-                 state, f" ({error[0]}: {error[1]})" if error else "")
+        mine = self._open[action.identity]
+        del mine[action.id]
+        if not mine:
+            del self._open[action.identity]
+        self._finished.append(action.id)
+        self._ended(action)
         self._changed(action)
         self._trim()
+
+    def _ended(self, action: Action) -> None:
+        self.counters[f"action_{action.state}"] += 1
+        error = action.error
+        LOG.info("identity=%s action=%d %s: %s%s", action.identity, action.id, action.action,
+                 action.state, f" ({error['code']}: {error['detail']})" if error else "")
 
     def _changed(self, action: Action) -> None:
         self._save(action)
@@ -438,20 +470,18 @@ class Actions:
         """Held questions whose wait is over get an empty answer; instructions
         nobody reported on fail their action."""
         answers = []
-        for identity in list(self.waiting):
-            keep = []
-            for deadline, held in self.waiting[identity]:
-                if deadline > wall:
-                    keep.append((deadline, held))
-                    continue
-                answers += self._answer_held(held, wall)
-            if keep:
-                self.waiting[identity] = keep
-            else:
+        while self._wait_due and self._wait_due[0][0] <= wall:
+            _, _, identity, held = heapq.heappop(self._wait_due)
+            mine = self.waiting.get(identity, [])
+            if held not in mine:
+                continue            # answered when an instruction came
+            mine.remove(held)
+            if not mine:
                 del self.waiting[identity]
-        for action in list(self.actions.values()):
-            if (action.open and action.instruction is not None and not action.reported
-                    and action.network_done and wall - action.created_at > INSTRUCTION_TIMEOUT_S):
+            answers += self._answer_held(held, wall)
+        while self._due and self._due[0][0] < wall:
+            action = self.actions.get(heapq.heappop(self._due)[1])
+            if action is not None and action.open and not action.reported:
                 self._finish(action, FAILED, wall, error=(
                     "no-report" if action.state == DELIVERED else "not-fetched",
                     f"the MN did not report on its instruction within "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from mpa_rig import IDENTITY, PSK_A
+from mpa_sdn import actions as actions_module
 from mpa_sdn.actions import INSTRUCTION_TIMEOUT_S, MAX_WAIT_S
 from mpa_sdn.controller import Controller
 from mpa_sdn.service import REST, Answer, Origin
@@ -132,6 +133,17 @@ def test_pre_switch_buffers_tells_the_mn_and_ends_done(rig):
     assert done["result"]["handover"]["buffer"]["flushed"] == 2
 
 
+def test_complete_is_done_at_once_and_counted_as_done(rig):
+    bound(rig)
+    act(rig, "pre-switch", network="net-b1")
+    arrive(rig)
+    status, complete, _ = act(rig, "complete", network="net-b1")
+    assert status == 202 and complete["state"] == "done"
+    done = rig.core.actions.views(state="done")
+    assert complete in done and rig.core.counters["action_done"] == len(done)
+    assert rig.core.mpa.store.load("action")[str(complete["id"])]["state"] == "done"
+
+
 def test_cancel_switches_back_and_tells_the_mn_to_stay(rig):
     mn = bound(rig)
     _, pre, _ = act(rig, "pre-switch", network="net-b1")
@@ -205,6 +217,29 @@ def test_an_instruction_nobody_reports_on_fails(rig):
     later(rig, INSTRUCTION_TIMEOUT_S + 1)
     failed = rig.core.actions.get(action["id"])
     assert failed.state == "failed" and failed.error["code"] == "not-fetched"
+
+
+def test_only_the_oldest_finished_actions_are_dropped(rig, monkeypatch):
+    monkeypatch.setattr(actions_module, "KEEP_FINISHED", 2)
+    mn = authenticated(rig)
+    ids = [act(rig, "prepare", candidates=["net-b1"])[1]["id"] for _ in range(4)]
+    ask(mn, reports=[{"id": i, "ok": True} for i in ids[1:]])   # done in this order
+    assert [a["id"] for a in rig.core.actions.views()] == ids[0:1] + ids[2:]
+    assert sorted(rig.core.mpa.store.load("action")) == sorted(str(i) for i in
+                                                                ids[0:1] + ids[2:])
+    assert ask(mn) == [{"id": ids[0], "do": "prepare", "networks": ["net-b1"]}]
+
+
+def test_a_pending_instruction_outlives_a_restart_and_its_timeout_still_holds(rig, topology):
+    authenticated(rig)
+    _, action, _ = act(rig, "prepare", candidates=["net-b1"])
+    core = Controller(topology, store=rig.core.mpa.store, wall_offset=rig.core.mpa.wall_offset)
+    assert core.actions.instructions_of(IDENTITY) == [
+        {"id": action["id"], "do": "prepare", "networks": ["net-b1"]}]
+    core.mpa_tick(rig.now + INSTRUCTION_TIMEOUT_S + 1)
+    failed = core.actions.get(action["id"])
+    assert failed.state == "failed" and failed.error["code"] == "not-fetched"
+    assert core.actions.instructions_of(IDENTITY) == []
 
 
 def test_dwell_time_refuses_a_handover_out_too_soon(rig):
