@@ -16,8 +16,10 @@ They carry their own authentication (the MPA-SA), not a bearer token.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -122,19 +124,22 @@ class Route:
     role: str | None
     handler: Callable | None
     checks: spec.Checks
+    pattern: re.Pattern     # the template's, compiled once
 
     def match(self, path: str):
-        return spec.template_regex(self.template).match(path)
+        return self.pattern.match(path)
 
 
-def _routes() -> list[Route]:
-    routes = []
+@functools.cache
+def routes() -> tuple[Route, ...]:
+    """Every operation's route, built (patterns and validators) once per process."""
+    found = []
     for (method, template), op in spec.operations().items():
         role, handler = HANDLERS[op["operationId"]]
-        routes.append(Route(method, template, op["operationId"], role, handler,
-                            spec.Checks(op)))
+        found.append(Route(method, template, op["operationId"], role, handler,
+                           spec.Checks(op), spec.template_regex(template)))
     # Literal segments before parameters: /networks/{id} is not /openapi.json.
-    return sorted(routes, key=lambda r: r.template.count("{"))
+    return tuple(sorted(found, key=lambda r: r.template.count("{")))
 
 
 class RestApi:
@@ -142,7 +147,7 @@ class RestApi:
         self.facade = facade
         self.counters = counters if counters is not None else {}
         self.tokens = tokens if tokens is not None else auth.Tokens()
-        self.routes = _routes()
+        self.routes = routes()
         self.idempotency = Idempotency(facade.store, facade.wall)
 
     def _count(self, name: str) -> None:

@@ -71,6 +71,7 @@ def template_regex(template: str) -> re.Pattern:
     return re.compile(pattern + r"/?\Z")
 
 
+@functools.cache
 def operations() -> dict[tuple[str, str], dict]:
     """(METHOD, path template) -> the operation, path-level parameters merged in."""
     found = {}
