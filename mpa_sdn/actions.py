@@ -313,21 +313,15 @@ class Actions:
         handover = self.mobility.handovers.get(action.identity)
         if handover is not None and handover.ended_at is None and handover.network == network:
             raise ActionRefused("wrong-state", f"a handover to {network} is in progress")
-        lease = self._lease(sa)
-        wall = self.service.wall(now)
-        released = {"tunnel": False, "lease": None, "sa": False}
         try:
-            if lease is not None and self.mobility.tunnels.get(lease.address) is not None:
-                self.mobility.tunnel_release(sa, lease)
-                released["tunnel"] = True
+            tunnel, lease = self.service.release_lease(sa, self.service.wall(now))
         except Refused as exc:
             raise ActionRefused(exc.code, exc.message) from None
-        gone = self.service.ca.release(network, mpa_client(sa.identity, sa.mn_mac), wall)
-        released["lease"] = gone.address if gone is not None else None
         if scope == "all":
             self.service.aa.end(sa)
-            released["sa"] = True
-        action.result = {"released": released}
+        action.result = {"released": {
+            "tunnel": tunnel, "lease": lease.address if lease is not None else None,
+            "sa": scope == "all"}}
         action.instruction = {"id": action.id, "do": "forget", "network": network,
                               "scope": scope}
 

@@ -297,22 +297,29 @@ class MpaService:
 
     def _release(self, sa, msg: Message, origin: Origin, wall: float) -> list[Answer]:
         scope = msg.get("scope", "lease")
-        client = mpa_client(sa.identity, sa.mn_mac)
-        lease = self.ca.lease_for(sa.network, client)
-        if lease is not None and self.mobility is not None \
-                and self.mobility.tunnels.get(lease.address) is not None:
-            # The nCoA's tunnel goes first: an address back in the pool must
-            # not lead its next holder's traffic to this MN.
-            try:
-                self.mobility.tunnel_release(sa, lease)
-            except Refused as exc:
-                return self.refuse(sa, msg, exc.code, exc.message, [origin], wall)
-        released = self.ca.release(sa.network, client, wall)
-        self.counters["config_released" if released else "config_release_nothing"] += 1
+        try:
+            self.release_lease(sa, wall)
+        except Refused as exc:
+            return self.refuse(sa, msg, exc.code, exc.message, [origin], wall)
         answers = self.answer(sa, msg, "released", [origin], wall, scope=scope)
         if scope == "all":
             self.aa.end(sa)
         return answers
+
+    def release_lease(self, sa, wall: float) -> tuple[bool, Lease | None]:
+        """The SA's lease back to the pool, its nCoA's tunnel first: an address
+        back in the pool must not lead its next holder's traffic to this MN.
+        Whether a tunnel went, and the lease released; Refused (and nothing
+        changed) while a handover goes through the tunnel."""
+        client = mpa_client(sa.identity, sa.mn_mac)
+        lease = self.ca.lease_for(sa.network, client)
+        tunnelled = (lease is not None and self.mobility is not None
+                     and self.mobility.tunnels.get(lease.address) is not None)
+        if tunnelled:
+            self.mobility.tunnel_release(sa, lease)
+        released = self.ca.release(sa.network, client, wall)
+        self.counters["config_released" if released else "config_release_nothing"] += 1
+        return tunnelled, released
 
     def _mobility(self, sa, msg: Message, origin: Origin, wall: float) -> list[Answer]:
         """Steps 2-5 (RFC 6252 §6.3): the tunnel, the binding update, the

@@ -162,6 +162,7 @@ def test_release_frees_the_candidate_and_tells_the_mn_to_forget(rig):
     status, release, _ = act(rig, "release", network="net-b1")
     assert status == 202
     assert release["result"]["released"] == {"tunnel": True, "lease": NCOA, "sa": True}
+    assert rig.core.counters["config_released"] == 1, "the MN's own release's steps"
     assert NCOA not in rig.core.mobility.tunnels
     assert ("mn1@domain-a", "net-b1") not in rig.core.mpa.aa.by_identity_network
     assert ask(home_mn) == [{"id": release["id"], "do": "forget", "network": "net-b1",
