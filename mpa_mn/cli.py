@@ -464,9 +464,8 @@ def _inband(args, system: System, source: str, gateway=None) -> InbandChannel:
 
 def _channel(args, host: _Host, system: System):
     if args.channel == "rest":
-        timeout = args.timeout
-        if args.command == "follow":   # a question may wait that long at the controller
-            timeout = max(timeout, _follow_wait(args) + args.timeout)
+        # follow: a question may be held that long at the controller first.
+        timeout = args.timeout + (_follow_wait(args) if args.command == "follow" else 0)
         return RestChannel(args.controller, timeout=timeout, opener=system.opener,
                            sleep=system.sleep)
     return _inband(args, system, host.address(), gateway=host.gateway)
@@ -600,21 +599,23 @@ def _message(exc: Exception) -> str:
 
 
 def _follow_wait(args) -> int:
-    if args.wait is not None:
-        return args.wait if args.channel == "rest" else 0
-    return follow_mod.DEFAULT_WAIT_S if args.channel == "rest" else 0
+    """In-band, questions are polled: the controller holds none."""
+    if args.channel != "rest":
+        return 0
+    return follow_mod.DEFAULT_WAIT_S if args.wait is None else args.wait
 
 
 def _follow(c: _Context) -> tuple[dict, list[str], int]:
     args = c.args
     network = args.network or c.node.discover()["network"]
     follower = follow_mod.Follower(
-        c.node, c.handover(), c.home(), c.host.name(), c.node.mac, c.emit,
+        c.node, c.handover(), c.home(), c.host.name(), c.emit,
         wait_s=_follow_wait(args), poll_s=args.poll, link_timeout_s=args.link_timeout,
         clock=c.system.clock, sleep=c.system.sleep,
         moved=(lambda address: setattr(c.node, "channel", c.node.inband(address)))
         if args.channel == "inband" else None)
-    def stop(signum, frame):   # SIGTERM ends it as Ctrl-C does: between two steps' reports
+
+    def stop(signum, frame):   # SIGTERM ends it as Ctrl-C does, a step cut short unreported
         raise KeyboardInterrupt
     previous = signal.signal(signal.SIGTERM, stop)
     try:

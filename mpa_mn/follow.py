@@ -49,13 +49,13 @@ def _failure(instruction: dict, exc: Exception) -> dict:
 
 class Follower:
     def __init__(self, node: MobileNode, handover: Handover, home: str, interface: str,
-                 mac: str | None, emit: Callable[[dict], None], *, wait_s: int = 0,
+                 emit: Callable[[dict], None], *, wait_s: int = 0,
                  poll_s: float = DEFAULT_POLL_S, link_timeout_s: float = 30.0,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
                  moved: Callable[[str], None] | None = None):
         self.node, self.handover, self.home = node, handover, home
-        self.interface, self.mac, self.emit = interface, mac, emit
+        self.interface, self.emit = interface, emit
         self.wait_s, self.poll_s, self.link_timeout_s = wait_s, poll_s, link_timeout_s
         self.clock, self.sleep = clock, sleep
         self.moved = moved   # (new address) -> None: in-band, questions go from it now
@@ -130,8 +130,9 @@ class Follower:
             return {}
         if do == "switch":
             network = instruction["network"]
-            attached = self.handover.switch_told(network, self.emit, self.interface, self.mac,
-                                                 self.link_timeout_s, instruction.get("poa"))
+            attached = self.handover.switch_told(network, self.emit, self.interface,
+                                                 self.node.mac, self.link_timeout_s,
+                                                 instruction.get("poa"))
             self.emit({"event": "attached", "network": network,
                        "address": attached["address"], "timings_ms": attached["timings_ms"]})
             self.network = network    # the next questions go to the new network

@@ -20,6 +20,7 @@ class Node:
         self.script = list(script)
         self.questions = []
         self.dropped = []
+        self.mac = "02:00:00:00:01:01"
 
     def instructions(self, network, wait, reports):
         self.questions.append((network, wait, list(reports)))
@@ -52,7 +53,7 @@ class Steps:
 
 
 def follower(node, steps, events, **kw):
-    return Follower(node, steps, "10.255.0.1", "eth0", "02:00:00:00:01:01", events.append,
+    return Follower(node, steps, "10.255.0.1", "eth0", events.append,
                     wait_s=5, sleep=lambda s: None, **kw)
 
 
@@ -120,6 +121,6 @@ def test_usage_errors_of_a_step_are_reported_not_raised():
 def test_it_stops_after_its_duration_and_no_question_waits_past_it():
     clock = iter([0.0, 0.0, 1.0, 2.0, 3.0]).__next__
     node = Node([])
-    Follower(node, Steps(), "10.255.0.1", "eth0", None, lambda e: None, wait_s=5,
+    Follower(node, Steps(), "10.255.0.1", "eth0", lambda e: None, wait_s=5,
              clock=clock, sleep=lambda s: None).run("net-a1", duration_s=2.5)
     assert [wait for _, wait, _ in node.questions] == [2, 1, 0]
