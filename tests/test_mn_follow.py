@@ -1,9 +1,12 @@
 """``mpa-mn follow``'s loop (mpa_mn/follow.py): each instruction carried out
 once, reported in the next question, the network followed after a switch.
-The MN's steps are stand-ins that record what they were asked; the real
-steps have their own tests (tests/test_mn_handover.py)."""
+The MN's steps are stand-ins that record what they were asked (the real
+steps have their own tests, tests/test_mn_handover.py), except in the last
+test: the whole command against the real core, where an engine acts."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -11,6 +14,14 @@ from mpa_mn.client import MnError
 from mpa_mn.follow import MAX_QUESTION_FAILURES, Follower
 from mpa_mn.link import LinkError
 from mpa_mn.protocol import ProtocolError
+from mpa_rig import IDENTITY
+from mpa_sdn.service import REST, Origin
+from test_mn_handover import HOME, NCOA, HandoverCli
+import test_mn_client
+import test_mn_handover
+
+credentials_file = test_mn_client.credentials_file   # the fixtures
+world = test_mn_handover.world
 
 
 class Node:
@@ -124,3 +135,45 @@ def test_it_stops_after_its_duration_and_no_question_waits_past_it():
     Follower(node, Steps(), "10.255.0.1", "eth0", lambda e: None, wait_s=5,
              clock=clock, sleep=lambda s: None).run("net-a1", duration_s=2.5)
     assert [wait for _, wait, _ in node.questions] == [2, 1, 0]
+
+
+# -- the whole command against the real core ----------------------------------------------
+
+def test_mpa_mn_follow_carries_out_a_policy_engine_s_handover(world, tmp_path,
+                                                               credentials_file):
+    """``mpa-mn follow`` (polling over REST) in a host whose link a radio
+    switches, against the real core where an engine acts: prepare, then
+    pre-switch once the preparation is done; the switch instruction comes,
+    the MN switches and arrives, both actions end done."""
+    run = HandoverCli(world, tmp_path, credentials_file(), down_at=None)
+    assert run("preauth", "net-a1")[0] == 0      # an SA to ask its questions with
+    engine = Origin(REST, "engine", None)
+
+    def act(kind, **params):
+        sends = world.core.act(kind, IDENTITY, params, "engine", engine, world.now)
+        [answer] = [s for s in sends if getattr(s, "origin", None) is engine]
+        world.run(sends)
+        return answer.fields["id"]
+
+    prepare = act("prepare", candidates=["net-b1"])
+    actions = []
+    link = run.link
+
+    def sleep(seconds):      # the engine and the radio, between the MN's polls
+        link.sleep(seconds)
+        if not actions and world.core.actions.get(prepare).state == "done":
+            actions.append(act("pre-switch", network="net-b1", poa="ap-b1-1"))
+            link.down_at = link.sleeps + 3    # the radio moves once told to
+    run.system["sleep"] = sleep
+    rc, out, err = run("follow", "--home", HOME, "--network", "net-a1", "--wait", "0",
+                       "--poll", "0.1", "--count", "2", json_out=False, options=["--json"])
+    assert rc == 0, err
+    lines = out.splitlines()
+    events = [json.loads(line) for line in lines[:lines.index("{")]]
+    document = json.loads("\n".join(lines[lines.index("{"):]))
+    assert [e["event"] for e in events] == ["instruction", "prepared", "reported",
+                                            "instruction", "switch", "attached", "reported"]
+    assert document["network"] == "net-b1" and document["handled"] == 2
+    assert [r["ok"] for r in document["reports"]] == [True, True]
+    assert [world.core.actions.get(a).state for a in (prepare, *actions)] == ["done", "done"]
+    assert world.core.hosts[NCOA].poa.id == "ap-b1-1" and world.handover().phase == "completed"
