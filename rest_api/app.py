@@ -249,7 +249,7 @@ class RestApi:
         """A parameter that cannot name anything names nothing: 404."""
         params = {}
         for name, value in raw.items():
-            parameter, check = route.checks.in_place("path")[name]
+            parameter, check = route.checks.path[name]
             if parameter["schema"].get("type") == "integer":
                 if not (value.isascii() and value.isdigit()) or len(value) > 16:
                     raise Problem("not-found", f"no {name.replace('_', ' ')} {value[:40]!r}")
@@ -261,7 +261,7 @@ class RestApi:
 
     @staticmethod
     def _query(route: Route, request: Request) -> dict:
-        accepted = route.checks.in_place("query")
+        accepted = route.checks.query
         problems, query = [], {}
         for name in dict.fromkeys(request.GET.keys()):     # each name once
             if name not in accepted:
@@ -288,7 +288,7 @@ class RestApi:
     @staticmethod
     def _headers(route: Route, request: Request) -> None:
         problems = []
-        for name, (parameter, check) in route.checks.in_place("header").items():
+        for name, (parameter, check) in route.checks.header.items():
             value = request.headers.get(name)
             if value is not None and not check.is_valid(value):
                 problems += spec.errors(check, value, prefix=parameter["name"])

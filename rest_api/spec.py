@@ -85,20 +85,24 @@ def operations() -> dict[tuple[str, str], dict]:
 
 
 class Checks:
-    """What one operation takes: its parameters' and body's validators."""
+    """What one operation takes: (parameter, validator) by name in each place
+    (``path``, ``query``, ``header``, a header's name in lower case), and the
+    body's validator."""
 
     def __init__(self, operation: dict):
         self.operation = operation
-        self.params = {(p["in"], p["name"].lower() if p["in"] == "header" else p["name"]):
-                       (p, validator(p["schema"])) for p in operation["parameters"]}
+        self.path: dict[str, tuple] = {}
+        self.query: dict[str, tuple] = {}
+        self.header: dict[str, tuple] = {}
+        places = {"path": self.path, "query": self.query, "header": self.header}
+        for p in operation["parameters"]:
+            name = p["name"].lower() if p["in"] == "header" else p["name"]
+            places[p["in"]][name] = (p, validator(p["schema"]))
         body = operation.get("requestBody")
         schema = None
         if body is not None:
             schema = _resolve(body)["content"]["application/json"]["schema"]
         self.body = validator(schema) if schema is not None else None
-
-    def in_place(self, where: str) -> dict:
-        return {name: spec for (place, name), spec in self.params.items() if place == where}
 
 
 def errors(validator_: Draft202012Validator, value, prefix: str = "") -> list[dict]:
