@@ -281,6 +281,11 @@ class AuthenticationAgent:
         self.store.delete(KIND, sa.id)
         self._tell(sa, "gone")
 
+    def sas_of(self, identity: str) -> list[SecurityAssociation]:
+        """An MN's MPA-SAs (one a network at most), in the order of :meth:`views`."""
+        ids = (self.by_identity_network.get((identity, n)) for n in sorted(self.topology.networks))
+        return [self.sas[i] for i in ids if i in self.sas]
+
     def _of_mac(self, mac: str) -> list[SecurityAssociation]:
         return [self.sas[i] for i in sorted(self.by_mac.get(mac, ()))]
 

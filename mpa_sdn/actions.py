@@ -187,7 +187,7 @@ class Actions:
         credentials, or with an MPA-SA."""
         return (identity in self.service.homes
                 or any(s.key(identity) is not None for s in self.service.aa.credentials.values())
-                or any(k[0] == identity for k in self.service.aa.by_identity_network))
+                or bool(self.service.aa.sas_of(identity)))
 
     def _network(self, name: str):
         try:
@@ -220,7 +220,7 @@ class Actions:
             reach = self.mobility.reach(binding)
             if reach is not None and reach.tunnel is None:
                 return reach.poa.network
-        macs = [sa.mn_mac for sa in self.service.aa.sas.values() if sa.identity == identity]
+        macs = [sa.mn_mac for sa in self.service.aa.sas_of(identity)]
         macs += [mn.mac for mn in self.graph.topology.mobile_nodes.values()
                  if mn.identity == identity]       # the topology's own MNs, before any SA
         for mac in macs:

@@ -76,6 +76,7 @@ class Pool:
         self.leases: dict[str, Lease] = {}      # address -> lease
         self.by_client: dict[str, str] = {}     # client -> address
         self._by_mac = Index()                  # MAC -> addresses, in lease order
+        self._by_identity = Index()             # an MN's identity -> its addresses
         self._expiry: list[tuple[float, str]] = []  # a heap; stale entries too
         self.verified: dict[str, float] = {}    # address -> when probes found it free
         self.probing: dict[str, Probe] = {}
@@ -89,12 +90,16 @@ class Pool:
         self.leases[lease.address] = lease
         self.by_client[lease.client] = lease.address
         self._by_mac.add(lease.mac, lease.address)
+        if lease.identity is not None:
+            self._by_identity.add(lease.identity, lease.address)
         self.expires_at(lease)
 
     def remove(self, lease: Lease) -> None:
         del self.leases[lease.address]
         self.by_client.pop(lease.client, None)
         self._by_mac.discard(lease.mac, lease.address)
+        if lease.identity is not None:
+            self._by_identity.discard(lease.identity, lease.address)
 
     def expires_at(self, lease: Lease) -> None:
         """The lease's expiry is set or moved: it is looked at then."""
@@ -111,6 +116,9 @@ class Pool:
 
     def leases_of_mac(self, mac: str) -> list[Lease]:
         return [self.leases[a] for a in self._by_mac.get(mac)]
+
+    def leases_of_identity(self, identity: str) -> list[Lease]:
+        return [self.leases[a] for a in self._by_identity.get(identity)]
 
     def lease_of_mac(self, mac: str) -> Lease | None:
         leases = self.leases_of_mac(mac)
@@ -209,6 +217,12 @@ class ConfigurationAgent:
         return [lease.view(now) for nid in sorted(self.pools)
                 if network in (None, nid)
                 for lease in sorted(self.pools[nid].leases.values(), key=lambda l: l.address)]
+
+    def leases_of(self, identity: str) -> list[Lease]:
+        """An MN's leases, in the order of :meth:`views`."""
+        return [lease for nid in sorted(self.pools)
+                for lease in sorted(self.pools[nid].leases_of_identity(identity),
+                                    key=lambda l: l.address)]
 
     def pool_view(self, network: str, now: float) -> dict:
         pool = self.pools[network]

@@ -163,20 +163,15 @@ class Facade:
         core = self._core
         if not core.actions.known(identity):
             raise NotFound("mobile node", identity)
-        now = self._clock()
-        wall = core.mpa.wall(now)
-        summary = next((v for v in core.mobility.views(wall, core.mpa.homes)
-                        if v["identity"] == identity), None) or {
-            "identity": identity, "home_address": core.mpa.homes.get(identity),
-            "binding": None, "tunnels": [], "handover": None, "standby": None,
-            "last_handovers": []}
-        sas = [v for v in core.mpa.sa_views(now) if v["identity"] == identity]
-        macs = {sa.mn_mac for sa in core.mpa.aa.sas.values() if sa.identity == identity}
-        return {**summary, "sas": sas,
-                "leases": [v for v in core.mpa.lease_views(now) if v["identity"] == identity],
+        wall = core.mpa.wall(self._clock())
+        sas = core.mpa.aa.sas_of(identity)
+        return {**core.mobility.view_of(identity, wall, core.mpa.homes.get(identity)),
+                "sas": [sa.view(wall) for sa in sas],
+                "leases": [lease.view(wall) for lease in core.mpa.ca.leases_of(identity)],
                 "attached": sorted(({"mac": h.mac, "address": h.address,
                                      "network": h.poa.network, "poa": h.poa.id}
-                                    for h in core.hosts.values() if h.mac in macs and h.poa),
+                                    for mac in {sa.mn_mac for sa in sas}
+                                    for h in core.hosts.of_mac(mac) if h.poa),
                                    key=lambda a: a["address"]),
                 "instructions": core.actions.instructions_of(identity),
                 "actions": core.actions.views(identity)[-20:]}

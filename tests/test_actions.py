@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import pytest
 
-from mpa_rig import IDENTITY, PSK_A
+from mpa_rig import IDENTITY, MN_MAC, PSK_A
 from mpa_sdn import actions as actions_module
 from mpa_sdn.actions import INSTRUCTION_TIMEOUT_S, MAX_WAIT_S
 from mpa_sdn.controller import Controller
+from mpa_sdn.facade import Facade
 from mpa_sdn.service import REST, Answer, Origin
 from mpa_mn import protocol
-from test_handover import (HOME, NCOA, QUIET_S, SETTLE_S, arrive, authenticated, bound,
+from test_handover import (HOME, MN_IP, NCOA, QUIET_S, SETTLE_S, arrive, authenticated, bound,
                            datagrams, later, make_rig, pings, prepared, tunnelled)
 
 ENGINE = Origin(REST, "engine", None)
@@ -241,6 +242,24 @@ def test_a_pending_instruction_outlives_a_restart_and_its_timeout_still_holds(ri
     failed = core.actions.get(action["id"])
     assert failed.state == "failed" and failed.error["code"] == "not-fetched"
     assert core.actions.instructions_of(IDENTITY) == []
+
+
+def test_one_mns_view_is_what_the_lists_say_of_it(rig):
+    bound(rig)
+    authenticated(rig, "net-a2", PSK_A, "domain-a")
+    aa = rig.core.mpa.aa
+    aa.end(aa.sas[aa.by_identity_network[(IDENTITY, "net-b1")]])  # its nCoA's lease stays
+    facade = Facade(rig.core, lambda: rig.now)
+    view = facade.mobile_node(IDENTITY)
+    mine = lambda rows: [r for r in rows if r["identity"] == IDENTITY]   # noqa: E731
+    [listed] = mine(facade.mobile_nodes())
+    assert {k: view[k] for k in listed} == listed and listed["binding"] is not None
+    assert [sa["network"] for sa in view["sas"]] == ["net-a2"]
+    assert view["sas"] == mine(facade.sas())
+    assert view["leases"] == mine(facade.leases("net-a2") + facade.leases("net-b1"))
+    assert [lease["address"] for lease in view["leases"]] == [NCOA]
+    assert view["attached"] == [{"mac": MN_MAC, "address": MN_IP, "network": "net-a1",
+                                 "poa": "ap-a1-1"}]
 
 
 def test_dwell_time_refuses_a_handover_out_too_soon(rig):
