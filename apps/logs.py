@@ -18,13 +18,10 @@ import re
 import sys
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-FORMATS = ("text", "json")
 
 # The fields of a line before its tokens; a token with one of these names
 # stays in the message only.
 RESERVED = frozenset({"time", "level", "logger", "message", "exception", "stack"})
-# What a record may also carry as ``extra={...}`` and a JSON line shows.
-EXTRA_KEYS = ("identity", "mac", "network", "dpid", "switch", "sa", "handover", "poa")
 
 # A token starts a word: ``Foo(a=1`` is a repr, not a token.
 _TOKEN = re.compile(r"(?<!\S)([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
@@ -56,12 +53,6 @@ def tokens(message: str) -> dict[str, str | None]:
     return found
 
 
-def _extra(name: str, value):
-    if name == "dpid" and isinstance(value, int):
-        return f"{value:016x}"
-    return value
-
-
 class TextFormatter(logging.Formatter):
     """The line as written: ``time level logger: message``."""
 
@@ -71,9 +62,8 @@ class TextFormatter(logging.Formatter):
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time (RFC 3339, UTC, milliseconds), level,
-    logger, message, the message's tokens as fields (``None`` as null, dpid
-    as its hex string), the record's extra fields of EXTRA_KEYS (which win
-    over a token of the same name), and exception when there is one."""
+    logger, message, the message's tokens as fields (``None`` as null), and
+    exception when there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
@@ -83,12 +73,8 @@ class JsonFormatter(logging.Formatter):
                 "logger": record.name,
                 "message": message}
         line.update(tokens(message))
-        for name in EXTRA_KEYS:
-            if name in record.__dict__:
-                line[name] = _extra(name, record.__dict__[name])
-        if record.exc_info:
-            if not record.exc_text:
-                record.exc_text = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
             line["exception"] = record.exc_text
         if record.stack_info:
@@ -97,6 +83,7 @@ class JsonFormatter(logging.Formatter):
 
 
 FORMATTERS = {"text": TextFormatter, "json": JsonFormatter}
+FORMATS = tuple(FORMATTERS)
 
 
 class _Handler(logging.StreamHandler):
