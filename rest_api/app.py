@@ -250,13 +250,9 @@ class RestApi:
         params = {}
         for name, value in raw.items():
             parameter, check = route.checks.path[name]
-            if parameter["schema"].get("type") == "integer":
-                if not (value.isascii() and value.isdigit()) or len(value) > 16:
-                    raise Problem("not-found", f"no {name.replace('_', ' ')} {value[:40]!r}")
-                value = int(value)
-            if not check.is_valid(value):
+            params[name] = _typed(parameter, value)
+            if not check.is_valid(params[name]):
                 raise Problem("not-found", f"no {name.replace('_', ' ')} {value!r:.60}")
-            params[name] = value
         return params
 
     @staticmethod
@@ -271,11 +267,7 @@ class RestApi:
         for name, (parameter, check) in accepted.items():
             if name not in request.GET or any(p["pointer"] == name for p in problems):
                 continue
-            value = request.GET[name]
-            if parameter["schema"].get("type") == "integer":
-                # ASCII only: isdigit() takes "²" (int() fails) and "١" (int() reads 1).
-                digits = value.isascii() and value.isdigit()
-                value = int(value) if digits and len(value) <= 16 else value
+            value = _typed(parameter, request.GET[name])
             if check.is_valid(value):
                 query[name] = value
             else:
@@ -354,6 +346,17 @@ class RestApi:
                 retry_after=1))
         self._count("rest_signal_answered" if answer.status < 400 else "rest_signal_refused")
         return _message(answer.status, answer.fields)
+
+
+def _typed(parameter: dict, value: str):
+    """A parameter of type integer as an int when it is one; any other value as
+    sent, for the parameter's check to refuse."""
+    # ASCII only: isdigit() takes "²" (int() fails) and "١" (int() reads 1); at most
+    # 16 digits, so that int() never reads thousands.
+    if parameter["schema"].get("type") == "integer" and value.isascii() and value.isdigit() \
+            and len(value) <= 16:
+        return int(value)
+    return value
 
 
 def _no_duplicates(pairs):
