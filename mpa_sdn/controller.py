@@ -103,9 +103,9 @@ class Controller:
 
     # -- what a policy engine follows and asks ------------------------------
 
-    def _handover_ended(self, view: dict) -> None:
+    def _handover_ended(self, view: dict, now: float) -> None:
         self.metrics.handover_ended(view)
-        self.actions.handover_ended(view, self.events.now)
+        self.actions.handover_ended(view, now)
 
     def _mobility_changed(self, kind: str, fields: dict) -> None:
         self.events.emit(kind, identity=fields.get("identity"), network=fields.get("network"),
@@ -573,6 +573,7 @@ class Controller:
 
     def packet_ins_handled(self, now: float) -> list[Send]:
         """The shell has handed over every packet-in it holds."""
+        self.events.at(now)
         self.mobility.caught_up(now)
         return self.mobility.drain()
 

@@ -129,7 +129,7 @@ class Mobility:
         self.standbys: dict[str, Standby] = Watched(self._standby_changed)
         self._rings: dict[str, tuple[str, CopyRing]] = {}  # home -> (copying switch, copies)
         self.bicasts: dict[str, Bicast] = Watched(self._bicast_changed)  # home -> second leg
-        self.on_ended: Callable[[dict], None] | None = None   # a finished handover's view
+        self.on_ended: Callable[[dict, float], None] | None = None  # (its view, now)
         # Each network's policy (mpa_sdn/netpolicy.py); the controller shares its own.
         self.policy_of: Callable[[str], NetworkPolicy] = Policies(
             graph.topology.networks, settings).of
@@ -1136,7 +1136,7 @@ class Mobility:
             self.settled[handover.identity] = (handover.network, now)
         self._told("handover", view)
         if self.on_ended is not None:
-            self.on_ended(view)
+            self.on_ended(view, now)
 
     # -- time -------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from mpa_rig import IDENTITY, MN_MAC, PSK_A
 from mpa_sdn import actions as actions_module
 from mpa_sdn.actions import INSTRUCTION_TIMEOUT_S, MAX_WAIT_S
 from mpa_sdn.controller import Controller
+from mpa_sdn.events import rfc3339
 from mpa_sdn.facade import Facade
 from mpa_sdn.service import REST, Answer, Origin
 from mpa_mn import protocol
@@ -143,6 +144,26 @@ def test_complete_is_done_at_once_and_counted_as_done(rig):
     done = rig.core.actions.views(state="done")
     assert complete in done and rig.core.counters["action_done"] == len(done)
     assert rig.core.mpa.store.load("action")[str(complete["id"])]["state"] == "done"
+
+
+def test_events_of_a_relaying_handover_bear_the_time_the_controller_caught_up(
+        rig, monkeypatch):
+    """The shell tells the core it caught up once its queue of packet-ins is
+    empty, later than the last packet-in: the handover drains then."""
+    bound(rig)
+    _, pre, _ = act(rig, "pre-switch", network="net-b1")
+    later(rig, SETTLE_S)
+    pings(rig, "cn1", HOME, [1, 2], quiet=False)
+    arrive(rig)
+    caught_up = rig.core.packet_ins_handled
+    monkeypatch.setattr(rig.core, "packet_ins_handled", lambda now: [])
+    rig.ping("cn1", HOME, seq=3)            # relayed to mn1; the punt stays for now
+    rig.now += 0.25
+    rig.run(caught_up(rig.now))
+    [draining] = [e for e in events(rig, "handover") if e["data"]["phase"] == "draining"]
+    assert draining["time"] == rfc3339(rig.core.mpa.wall(rig.now))
+    done = rig.core.actions.get(pre["id"])
+    assert done.state == "done" and done.updated_at == rig.core.mpa.wall(rig.now)
 
 
 def test_cancel_switches_back_and_tells_the_mn_to_stay(rig):
