@@ -142,12 +142,27 @@ def routes() -> tuple[Route, ...]:
     return tuple(sorted(found, key=lambda r: r.template.count("{")))
 
 
+def find_route(method: str, path: str) -> tuple[Route, dict]:
+    """The route of ``method`` (HEAD as GET) on ``path``, and its path parameters
+    as sent; a problem when there is none: 404, or 405 with the methods allowed."""
+    matched = [(r, m) for r in routes() if (m := r.match(path))]
+    if not matched:
+        raise Problem("not-found", f"no such resource: {path}")
+    wanted = "GET" if method == "HEAD" else method
+    for route, m in matched:
+        if route.method == wanted:
+            return route, m.groupdict()
+    allowed = sorted({r.method for r, _ in matched} | (
+        {"HEAD"} if any(r.method == "GET" for r, _ in matched) else set()))
+    raise Problem("method-not-allowed", f"{method} is not allowed on {path}",
+                  headers={"Allow": ", ".join(allowed)}, allowed=allowed)
+
+
 class RestApi:
     def __init__(self, facade: Facade, counters=None, tokens: auth.Tokens | None = None):
         self.facade = facade
         self.counters = counters if counters is not None else {}
         self.tokens = tokens if tokens is not None else auth.Tokens()
-        self.routes = routes()
         self.idempotency = Idempotency(facade.store, facade.wall)
 
     def _count(self, name: str) -> None:
@@ -170,22 +185,8 @@ class RestApi:
             return Problem("internal-error", "see the controller's log").response(
                 request.path_info)
 
-    def _route(self, request: Request) -> tuple[Route, dict]:
-        path = request.path_info
-        matched = [(r, m) for r in self.routes if (m := r.match(path))]
-        if not matched:
-            raise Problem("not-found", f"no such resource: {path}")
-        method = "GET" if request.method == "HEAD" else request.method
-        for route, m in matched:
-            if route.method == method:
-                return route, m.groupdict()
-        allowed = sorted({r.method for r, _ in matched} | (
-            {"HEAD"} if any(r.method == "GET" for r, _ in matched) else set()))
-        raise Problem("method-not-allowed", f"{request.method} is not allowed on {path}",
-                      headers={"Allow": ", ".join(allowed)}, allowed=allowed)
-
     def _handle(self, request: Request) -> Response:
-        route, raw_params = self._route(request)
+        route, raw_params = find_route(request.method, request.path_info)
         principal = self._authenticate(request, route)
         params = self._path_params(route, raw_params)
         if route.operation in SIGNAL_OPERATIONS:
