@@ -74,7 +74,6 @@ class MpaApp(app_manager.RyuApp):
         self._wake = hub.Event()  # set to make it look sooner
         self._rest_waiting = 0
         self._waits = set()       # what REST requests wait on: set at stop, so none holds it up
-        self.stopping = False
         self.rest = RestApi(Facade(self.core, time.monotonic, self._exchange, self._wait_events),
                             self.counters, tokens=self.runtime.tokens)
         self.rest_server = None
@@ -100,7 +99,6 @@ class MpaApp(app_manager.RyuApp):
     def stop(self):
         # eventlet's server waits for every request in progress before it
         # ends: wake the long ones (held instructions, event streams) first.
-        self.stopping = True
         self.rest.facade.closed = True
         for waiting in list(self._waits):
             waiting.set()
@@ -204,7 +202,7 @@ class MpaApp(app_manager.RyuApp):
     def _wait_events(self, after: int, timeout: float) -> bool:
         """An event stream's wait: until the core has an event after ``after``."""
         events = self.core.events
-        if events.last_id > after or self.stopping:
+        if events.last_id > after or self.rest.facade.closed:
             return events.last_id > after
         woken = hub.Event()
         events.listeners.append(woken.set)
@@ -219,7 +217,9 @@ class MpaApp(app_manager.RyuApp):
     def _exchange(self, make_origin, call, timeout=WAIT_FOR_DAD_S):
         """Run a REST request's core call in the worker and wait (``timeout`` s)
         for its answer."""
-        if self._rest_waiting >= REST_MAX_WAITING or self.stopping:
+        if self.rest.facade.closed:
+            return None
+        if self._rest_waiting >= REST_MAX_WAITING:
             self.counters["rest_signal_queue_full"] += 1
             return None
         done = hub.Event()

@@ -128,3 +128,20 @@ def test_connect_and_disconnect_reach_the_core_in_order(app):
     app._state_change(state_event(newer, DEAD_DISPATCHER))
     app.handle(app.work.get())
     assert DPID not in app.core.switches and DPID not in app.datapaths
+
+
+def test_stop_wakes_the_long_rest_requests_and_refuses_new_ones(app):
+    from ryu.lib import hub
+    last = app.core.events.last_id
+    stream = hub.spawn(app._wait_events, last, 60)           # an event stream, no event due
+    held = hub.spawn(app._exchange, lambda reply: None,
+                     lambda origin, now: [], 60)             # a request the core never answers
+    hub.sleep(0)                                             # both are waiting now
+    assert len(app._waits) == 2
+    app.stop()
+    with hub.Timeout(5):
+        assert (stream.wait(), held.wait()) == (False, None)
+    assert app._waits == set()
+    assert app._wait_events(last, 60) is False
+    assert app._exchange(lambda reply: None, lambda origin, now: [], 60) is None
+    assert app.counters["rest_signal_queue_full"] == 0, "stopping is not a full queue"
