@@ -456,7 +456,9 @@ class Actions:
 
     def _changed(self, action: Action) -> None:
         self._save(action)
-        self.events.emit("action", identity=action.identity, data=action.view())
+        # At its own time: a restart fails actions before the core has any.
+        self.events.emit("action", identity=action.identity, data=action.view(),
+                         wall=action.updated_at)
 
     # -- time --------------------------------------------------------------------------
 

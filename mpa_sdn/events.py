@@ -41,11 +41,13 @@ class EventLog:
         self.now = now
 
     def emit(self, kind: str, *, identity: str | None = None, network: str | None = None,
-             dpid: int | None = None, data: dict | None = None) -> dict:
+             dpid: int | None = None, data: dict | None = None,
+             wall: float | None = None) -> dict:
+        """``wall``: when it happened, if not at the time given to :meth:`at`."""
         assert kind in TYPES, kind
         self.last_id += 1
         event = {"id": self.last_id, "type": kind,
-                 "time": rfc3339(self.now + self.wall_offset)}
+                 "time": rfc3339(self.now + self.wall_offset if wall is None else wall)}
         if identity is not None:
             event["identity"] = identity
         if network is not None:

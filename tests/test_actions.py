@@ -321,4 +321,7 @@ def test_actions_and_policies_outlive_a_restart(rig, topology):
     assert core.actions.get(prepare["id"]).state == "pending"
     restarted = core.actions.get(pre["id"])
     assert restarted.state == "failed" and restarted.error["code"] == "restarted"
+    [event] = [e for e in core.events.ring if e["type"] == "action"]
+    assert event["data"] == restarted.view()
+    assert event["time"] == rfc3339(restarted.updated_at), "not the time the host booted"
     assert core.actions._next == prepare["id"] + 1
