@@ -25,11 +25,11 @@ def operation_of(method: str, path: str) -> dict | None:
     return route.checks.operation
 
 
-def _documented(op: dict, status: int) -> dict | None:
+def documented(op: dict, status: int) -> dict | None:
+    """The operation's response for ``status`` (or its range, ``4XX``), or None."""
     responses = op["responses"]
     entry = responses.get(str(status)) or responses.get(f"{str(status)[0]}XX")
     return spec._resolve(entry) if entry is not None else None
-
 
 
 def check_response(method: str, path: str, response) -> None:
@@ -45,7 +45,7 @@ def check_response(method: str, path: str, response) -> None:
         assert not errors, (method, path, [e.message for e in errors])
         return
     SEEN.add((op["operationId"], status))
-    entry = _documented(op, status)
+    entry = documented(op, status)
     assert entry is not None, f"{method} {path}: {status} is not documented for " \
                               f"{op['operationId']}"
     content = entry.get("content", {})
