@@ -34,6 +34,7 @@ import itertools
 import logging
 from dataclasses import dataclass
 
+from mpa_sdn import signalling
 from mpa_sdn.aa import AUTHORIZED, PRE_AUTHENTICATED
 from mpa_sdn.ca import mpa_client
 from mpa_sdn.events import rfc3339
@@ -50,7 +51,7 @@ OPEN = (PENDING, DELIVERED)
 INSTRUCTION_TIMEOUT_S = 120.0   # an MN that neither fetches nor reports by then: failed
 MAX_WAIT_S = 30                 # the longest an instructions question is held
 KEEP_FINISHED = 1000            # finished actions kept (memory and store)
-MAX_PENDING = 4                 # instructions in one answer (it must fit a datagram)
+MAX_PENDING = 4                 # instructions in one answer, as many as fit max_message_bytes
 
 
 class ActionRefused(Exception):
@@ -368,7 +369,7 @@ class Actions:
         return self._answer(sa, msg, [origin], wall)
 
     def _answer(self, sa, msg, origins: list, wall: float) -> list[Answer]:
-        parts = self._open_parts(sa.identity)[:MAX_PENDING]
+        parts = self._fitting(sa, msg, self._open_parts(sa.identity)[:MAX_PENDING])
         for action in parts:
             if action.state == PENDING:
                 action.state = DELIVERED
@@ -381,6 +382,16 @@ class Actions:
             # Told to switch only once the target's AR holds the traffic.
             answers = [dataclasses.replace(a, after=gate) for a in answers]
         return answers
+
+    def _fitting(self, sa, msg, parts: list[Action]) -> list[Action]:
+        """The first of ``parts`` that one answer holds within max_message_bytes,
+        at least one: in-band, an answer is one datagram.  The rest stay pending."""
+        limit = self.service.settings.max_message_bytes
+        while len(parts) > 1 and len(signalling.encode(self.service.signed(
+                sa, msg, "instruction-list", pending=[a.instruction for a in parts]))) > limit:
+            parts = parts[:-1]
+            self.counters["instructions_left_for_later"] += 1
+        return parts
 
     def _wake(self, identity: str, wall: float) -> list[Answer]:
         """A new instruction for ``identity``: its held questions are answered."""

@@ -249,12 +249,15 @@ class MpaService:
                **fields) -> list[Answer]:
         """``msg``'s answer of type ``kind``, signed with the key of its purpose
         (signalling.PURPOSE), to each of ``origins``; its number is used up."""
-        purpose = signalling.PURPOSE[msg.type]
-        answer = signalling.sign(signalling.build(kind, network=sa.network, sa=sa.id,
-                                                  seq=msg["seq"], **fields),
-                                 sa.keys.for_purpose(purpose))
-        self.aa.commit(sa, msg, purpose, answer, wall)
+        answer = self.signed(sa, msg, kind, **fields)
+        self.aa.commit(sa, msg, signalling.PURPOSE[msg.type], answer, wall)
         return [Answer(o, answer) for o in origins]
+
+    def signed(self, sa, msg: Message, kind: str, **fields) -> dict:
+        """``msg``'s answer as :meth:`answer` would send it, nothing committed."""
+        return signalling.sign(signalling.build(kind, network=sa.network, sa=sa.id,
+                                                seq=msg["seq"], **fields),
+                               sa.keys.for_purpose(signalling.PURPOSE[msg.type]))
 
     def refuse(self, sa, msg: Message, code: str, text: str, origins: list,
                wall: float, **extra) -> list[Answer]:

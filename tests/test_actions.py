@@ -17,7 +17,7 @@ from mpa_sdn.facade import Facade
 from mpa_sdn.service import REST, Answer, Origin
 from mpa_mn import protocol
 from test_handover import (HOME, MN_IP, NCOA, QUIET_S, SETTLE_S, arrive, authenticated, bound,
-                           datagrams, later, make_rig, pings, prepared, tunnelled)
+                           datagrams, later, make_rig, pings, prepared, tunnelled, variant)
 
 ENGINE = Origin(REST, "engine", None)
 
@@ -68,6 +68,24 @@ def test_prepare_is_delivered_reported_and_done(rig):
     assert done["result"]["prepared"] == {"net-b1": {"sa": "pre-authenticated",
                                                      "address": NCOA, "tunnel": "ap-a1-1"}}
     assert [e["data"]["state"] for e in events(rig, "action")] == ["pending", "delivered", "done"]
+
+
+def test_an_answer_holds_only_the_instructions_that_fit_one_datagram():
+    rig = make_rig(variant(max_message_bytes=300))
+    mn = authenticated(rig)
+    ids = [act(rig, "prepare", candidates=["net-a2", "net-b1"])[1]["id"] for _ in range(4)]
+    seen, reports = [], []
+    while len(seen) < len(ids):
+        data, seq = protocol.request(mn.state, "instructions", **(
+            {"reports": reports} if reports else {}))
+        [answer] = datagrams(mn.send(data), "mn1")
+        assert len(answer["payload"]) <= 300
+        pending = protocol.check_answer(mn.state, answer["payload"], seq,
+                                        "instruction-list")["pending"]
+        assert 1 <= len(pending) < len(ids), "some, never all four at once"
+        seen += [i["id"] for i in pending]
+        reports = [{"id": i["id"], "ok": True} for i in pending]
+    assert seen == ids
 
 
 def test_a_failed_report_fails_the_action(rig):
