@@ -155,7 +155,7 @@ class Experiment:
             # link): in-band preparation through it is not supported yet.
             channel = "rest" if session.mode == MPA_COPY_FORWARD else s.channel
             driver = HandoverDriver(lab, self.rest_port, self._path("state", session.name),
-                                    channel, token=controller.tokens["reader"])
+                                    channel, mobile_nodes=controller.mobile_nodes)
             for mn in s.mobile_nodes:
                 bound = driver.bind_home(mn.id, s.traffic.source)
                 if not bound.ok:

@@ -32,11 +32,9 @@ import signal
 import subprocess
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from mpa_mn.channels import direct_opener
 from mpa_mn.dad import DadSettings
 from topologies.preconfigure import mpa_mn_command, run_mpa_mn
 from topologies.probes import ping
@@ -204,8 +202,8 @@ class HandoverDriver:
     """Handovers of the lab's MNs with ``mpa-mn``; the lab must have been
     started with ``management=True`` when ``channel`` is "rest".
 
-    ``mobile_nodes``: where the controller's mobility state comes from
-    (default: ``GET /mpa/v1/mobile-nodes`` on ``rest_port``)."""
+    ``mobile_nodes``: the controller's mobility state, each MN's view
+    (``ControllerProcess.mobile_nodes``: ``GET /mpa/v1/mobile-nodes``)."""
 
     ready_timeout_s = 30.0   # pre-authentication, nCoA, tunnel, binding, pre-switch
     finish_timeout_s = 30.0  # after the move: the client attaches and reports
@@ -220,14 +218,12 @@ class HandoverDriver:
     reach_timeout_s = 10.0   # bind_home: for a correspondent to reach the home address
 
     def __init__(self, lab, rest_port: int, state_dir: str, channel: str = "inband", *,
-                 mobile_nodes: Callable[[], list[dict]] | None = None,
-                 token: str | None = None):
+                 mobile_nodes: Callable[[], list[dict]]):
         self.lab = lab
         self.rest_port = rest_port
-        self.token = token   # a reader's, for GET /mpa/v1/mobile-nodes
         self.state_dir = str(state_dir)
         self.channel = channel
-        self.mobile_nodes = mobile_nodes or self._rest_mobile_nodes
+        self.mobile_nodes = mobile_nodes
         self.results: list[HandoverResult] = []
 
     # -- the MN's client ----------------------------------------------------
@@ -485,13 +481,6 @@ class HandoverDriver:
             process.wait()
 
     # -- the controller's view ------------------------------------------------
-
-    def _rest_mobile_nodes(self) -> list[dict]:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.rest_port}/mpa/v1/mobile-nodes",
-            headers={"Authorization": f"Bearer {self.token}"} if self.token else {})
-        with direct_opener().open(request, timeout=5) as response:
-            return json.loads(response.read())
 
     def mobile_node_state(self, mn: str) -> dict | None:
         """The controller's mobility state of ``mn``."""

@@ -103,18 +103,24 @@ class ControllerProcess:
                 headers: dict | None = None, timeout: float = 5):
         """One API call with a token of ``role``: (status, headers, parsed body)."""
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base_url + path, data=data, method=method,
-                                         headers={"Authorization": f"Bearer {self.tokens[role]}",
-                                                  **({"Content-Type": "application/json"}
-                                                     if data is not None else {}),
-                                                  **(headers or {})})
+        status, answer_headers, raw = self._open(
+            method, path, data, role, {**({"Content-Type": "application/json"}
+                                          if data is not None else {}), **(headers or {})},
+            timeout)
+        return status, answer_headers, json.loads(raw or b"null")
+
+    def _open(self, method: str, path: str, data: bytes | None, role: str, headers: dict,
+              timeout: float) -> tuple[int, object, bytes]:
+        request = urllib.request.Request(
+            self.base_url + path, data=data, method=method,
+            headers={"Authorization": f"Bearer {self.tokens[role]}", **headers})
         try:
             # Never through a proxy the environment names: the controller is local.
             with direct_opener().open(request, timeout=timeout) as response:
-                return response.status, response.headers, json.loads(response.read() or b"null")
+                return response.status, response.headers, response.read()
         except urllib.error.HTTPError as exc:
             with exc:
-                return exc.code, exc.headers, json.loads(exc.read() or b"null")
+                return exc.code, exc.headers, exc.read()
 
     def get(self, path: str, role: str = auth.READER):
         status, _, body = self.request("GET", path, role=role)
@@ -124,6 +130,17 @@ class ControllerProcess:
 
     def counters(self) -> dict:
         return self.get("/mpa/v1/counters")
+
+    def mobile_nodes(self) -> list[dict]:
+        return self.get("/mpa/v1/mobile-nodes")
+
+    def metrics(self) -> dict[str, float]:
+        """GET /metrics (Prometheus's text): sample (name and labels) -> value."""
+        status, _, raw = self._open("GET", "/metrics", None, auth.READER, {}, 5)
+        if status != 200:
+            raise RuntimeError(f"GET /metrics: {status} {raw[:200]!r}")
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                for line in raw.decode().splitlines() if line and not line.startswith("#")}
 
     def wait_switches(self, timeout_s: float = 30.0) -> list[dict]:
         """Until every switch of the topology is connected and reconciled."""

@@ -29,7 +29,7 @@ controller, lab = management_fixtures("controller-copy")
 @pytest.fixture(scope="module")
 def driver(lab, controller, tmp_path_factory):
     driver = HandoverDriver(lab, REST_PORT, str(tmp_path_factory.mktemp("mn-state")), "rest",
-                            token=controller.tokens["reader"])
+                            mobile_nodes=controller.mobile_nodes)
     yield driver
     if MN in lab.second:
         lab.remove_interface(MN)

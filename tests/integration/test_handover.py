@@ -75,7 +75,7 @@ def home(topology) -> str:
 @pytest.fixture(scope="module")
 def driver(lab, controller, tmp_path_factory):
     return HandoverDriver(lab, REST_PORT, str(tmp_path_factory.mktemp("mn-state")),
-                          token=controller.tokens["reader"])
+                          mobile_nodes=controller.mobile_nodes)
 
 
 @pytest.fixture(scope="module")
@@ -220,30 +220,17 @@ def test_a_link_only_move_keeps_the_interface_and_records_the_switch(lab, contro
 
 # -- handovers ---------------------------------------------------------------------
 
-def metrics(controller) -> dict[str, float]:
-    """The controller's GET /metrics: sample (name and labels) -> value."""
-    import urllib.request
-
-    from mpa_mn.channels import direct_opener
-    request = urllib.request.Request(controller.base_url + "/metrics", headers={
-        "Authorization": f"Bearer {controller.tokens['reader']}"})
-    with direct_opener().open(request, timeout=5) as response:
-        text = response.read().decode()
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines() if line and not line.startswith("#")}
-
-
 def test_twenty_handovers_lose_nothing_duplicate_nothing(
         bound, lab, controller, home, tmp_path, log_dir):
     targets = next_poas(lab, 20)
     late = late_deliveries(controller)
-    before = metrics(controller)
+    before = controller.metrics()
     with UdpStream(lab, CN, MN, home, 5001, RATE_PPS, tmp_path / "arrivals.log") as stream:
         results = handovers(bound, targets)
     record(log_dir, "twenty", results, controller)
     late = late_deliveries(controller) - late
     # Prometheus sees them: every handover ended, its steps observed.
-    after = metrics(controller)
+    after = controller.metrics()
     for sample in ('mpa_handovers_total{result="completed"}',
                    'mpa_handover_step_seconds_count{mode="buffer",result="completed",step="signal_to_flows"}',
                    'mpa_handover_step_seconds_count{mode="buffer",result="completed",step="total"}'):

@@ -45,7 +45,7 @@ def drivers(lab, controller, tmp_path_factory):
     MN's management link), one in-band."""
     state = str(tmp_path_factory.mktemp("mn-state"))
     return {channel: HandoverDriver(lab, REST_PORT, state, channel,
-                                    token=controller.tokens["reader"])
+                                    mobile_nodes=controller.mobile_nodes)
             for channel in ("rest", "inband")}
 
 

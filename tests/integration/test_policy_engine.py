@@ -40,7 +40,7 @@ controller, lab = management_fixtures("controller-policy")
 @pytest.fixture(scope="module")
 def driver(lab, controller, tmp_path_factory):
     return HandoverDriver(lab, REST_PORT, str(tmp_path_factory.mktemp("mn-state")), "rest",
-                          token=controller.tokens["reader"])
+                          mobile_nodes=controller.mobile_nodes)
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +99,6 @@ def finished(engine: PolicyEngine, action_id: int) -> dict:
     return wait_for(over, ACTION_TIMEOUT_S, f"action {action_id} to end", interval_s=0.1)
 
 
-def samples(controller) -> dict[str, float]:
-    from integration.test_handover import metrics
-    return metrics(controller)
-
-
 def test_a_policy_engine_drives_a_whole_handover(bound, lab, controller, tmp_path):
     engine = PolicyEngine(controller.base_url, controller.tokens["policy-engine"])
     identity = lab.topology.mobile_nodes[MN].identity
@@ -112,7 +107,7 @@ def test_a_policy_engine_drives_a_whole_handover(bound, lab, controller, tmp_pat
     target = lab.graph.poa(TARGET_POA)
     _, nodes = engine.call("listMobileNodes")
     assert identity in [n["identity"] for n in nodes]
-    before = samples(controller)
+    before = controller.metrics()
     follower = Follower(lab, bound, here.network)
     try:
         with UdpStream(lab, CN, MN, home, 5011, RATE_PPS, tmp_path / "arrivals.log") as stream:
@@ -147,7 +142,7 @@ def test_a_policy_engine_drives_a_whole_handover(bound, lab, controller, tmp_pat
     report = stream.analysis([])
     assert (report["lost"], report["duplicated"]) == (0, 0), \
         {k: report[k] for k in ("expected", "received", "lost", "duplicated")}
-    after = samples(controller)
+    after = controller.metrics()
     key = 'mpa_handovers_total{result="completed"}'
     assert after[key] - before.get(key, 0) == 1
     assert after['mpa_events_total{event="action_done"}'] - before.get(
