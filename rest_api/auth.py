@@ -137,6 +137,11 @@ def parse(document, where: str = "tokens file") -> Tokens:
 
 def load_tokens(path: str) -> Tokens:
     """The tokens file at ``path``; a file others may read is refused."""
+    return parse(_read(path), path)
+
+
+def _read(path: str):
+    """The tokens file's YAML, loaded; a file others may read is refused."""
     try:
         with open(path, "rb") as f:
             mode = os.fstat(f.fileno()).st_mode
@@ -150,7 +155,7 @@ def load_tokens(path: str) -> Tokens:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise TokenFileError([f"{path}: not YAML ({exc})"]) from None
-    return parse(document, path)
+    return document
 
 
 def add_token(path: str, name: str, role: str) -> str:
@@ -158,9 +163,8 @@ def add_token(path: str, name: str, role: str) -> str:
     ``path`` (created, mode 600, if missing); returns the token."""
     document = {"version": VERSION, "tokens": []}
     if os.path.exists(path):
-        load_tokens(path)   # a broken or readable-by-others file is not added to
-        with open(path, "rb") as f:
-            document = yaml.safe_load(f.read())
+        document = _read(path)
+        parse(document, path)   # a broken file is not added to
     token = new_token()
     document["tokens"].append({"name": name, "role": role, "sha256": digest(token)})
     parse(document, path)   # the name must be new, the role known
