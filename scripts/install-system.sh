@@ -68,7 +68,7 @@ if ! ovs_up; then
     (
         for fd in /proc/self/fd/*; do
             fd=${fd##*/}
-            [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
+            [ "$fd" -gt 2 ] && exec {fd}>&-
         done
         "$ctl" start --system-id=random --no-monitor 2>&1 | grep -v "ulimit" || true
     )
