@@ -49,7 +49,6 @@ KINDS = ("prepare", "pre-switch", "complete", "cancel", "release")
 PENDING, DELIVERED, DONE, FAILED, CANCELLED = "pending", "delivered", "done", "failed", "cancelled"
 OPEN = (PENDING, DELIVERED)
 INSTRUCTION_TIMEOUT_S = 120.0   # an MN that neither fetches nor reports by then: failed
-MAX_WAIT_S = 30                 # the longest an instructions question is held
 KEEP_FINISHED = 1000            # finished actions kept (memory and store)
 MAX_PENDING = 4                 # instructions in one answer, as many as fit max_message_bytes
 
@@ -363,8 +362,7 @@ class Actions:
             self.counters["instructions_waiting"] += 1
             held = self.service.hold(sa, msg, [origin])
             self.waiting.setdefault(sa.identity, []).append(held)
-            heapq.heappush(self._wait_due, (wall + min(wait, MAX_WAIT_S), next(self._held),
-                                            sa.identity, held))
+            heapq.heappush(self._wait_due, (wall + wait, next(self._held), sa.identity, held))
             return []
         return self._answer(sa, msg, [origin], wall)
 

@@ -10,6 +10,7 @@ import logging
 
 from mpa_sdn.controller import Controller
 from mpa_sdn.service import REST, Answer, Origin
+from mpa_sdn.signalling import MAX_WAIT_S
 from mpa_sdn.topology import Network
 
 LOG = logging.getLogger("mpa_sdn.facade")
@@ -39,7 +40,7 @@ class Unavailable(Exception):
 
 
 WAIT_S = 3.0           # the longest a caller waits for the core (REST answers 503 after)
-POLL_WAIT_S = 31.0     # an instructions question may be held up to 30 s
+POLL_WAIT_S = MAX_WAIT_S + 1.0   # an instructions question is held up to MAX_WAIT_S
 
 
 def run_here(clock):

@@ -52,6 +52,7 @@ HANDOVER_MODES = ("buffer", "bicast")
 DELIVERED_MAX = 16
 DIGEST_BYTES = 8
 MAX_REPORTS = 8      # instructions: reports on earlier instructions, per message
+MAX_WAIT_S = 30      # instructions: the longest a question may ask to be held
 
 # Error codes, with the HTTP status the REST channel answers them with.
 ERRORS = {
@@ -186,7 +187,7 @@ SCHEMAS: dict[str, tuple[dict, dict]] = {
                  {"buffer_old": _true, "mode": _one_of(*HANDOVER_MODES),
                   "delivered": _list_of(_hex(DIGEST_BYTES), DELIVERED_MAX)}),
     # MN -> controller: what a policy engine asked of it, and how that went.
-    "instructions": (_AUTHENTICATED, {"wait": _int(0, 30),
+    "instructions": (_AUTHENTICATED, {"wait": _int(0, MAX_WAIT_S),
                                       "reports": _list_of(_report, MAX_REPORTS)}),
     # AA/CA -> MN
     "neighbours": ({"network": _network, "candidates": _anything},

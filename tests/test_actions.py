@@ -10,11 +10,13 @@ import pytest
 
 from mpa_rig import IDENTITY, MN_MAC, PSK_A
 from mpa_sdn import actions as actions_module
-from mpa_sdn.actions import INSTRUCTION_TIMEOUT_S, MAX_WAIT_S
+from mpa_sdn.actions import INSTRUCTION_TIMEOUT_S
 from mpa_sdn.controller import Controller
 from mpa_sdn.events import rfc3339
 from mpa_sdn.facade import Facade
 from mpa_sdn.service import REST, Answer, Origin
+from mpa_sdn import signalling
+from mpa_sdn.signalling import MAX_WAIT_S
 from mpa_mn import protocol
 from test_handover import (HOME, MN_IP, NCOA, QUIET_S, SETTLE_S, arrive, authenticated, bound,
                            datagrams, later, make_rig, pings, prepared, tunnelled, variant)
@@ -249,7 +251,16 @@ def test_a_held_question_ends_empty_at_its_wait(rig):
     [answer] = datagrams(later(rig, 1.5), "mn1")
     assert protocol.check_answer(mn.state, answer["payload"], seq,
                                  "instruction-list")["pending"] == []
-    assert MAX_WAIT_S == 30
+
+
+def test_a_question_may_not_ask_to_be_held_longer_than_max_wait(rig):
+    state = authenticated(rig).state
+    message = {"v": 1, "type": "instructions", "network": state.network, "sa": state.sa,
+               "seq": protocol.reserve(state), "wait": MAX_WAIT_S + 1}   # build() refuses it
+    data = signalling.encode(signalling.sign(message, state.keys.for_purpose("signalling")))
+    [refusal] = rig.core.signal(data, Origin(REST, "10.1.1.5", None), ("instructions",),
+                                rig.now)
+    assert (refusal.status, refusal.fields["code"]) == (400, "malformed")
 
 
 def test_an_instruction_nobody_reports_on_fails(rig):
