@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from typing import Callable, Mapping
+from typing import Mapping
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -53,16 +53,12 @@ MAX_PEM_BYTES = 1 << 20        # a certificate chain or key file larger than thi
 HANDSHAKE_TIMEOUT_S = 10.0     # a client not through its TLS handshake by then is dropped
 
 
-def server_context(cert: str, key: str, ca: str | None = None, *,
-                   context_class: Callable[..., ssl.SSLContext] = ssl.SSLContext
-                   ) -> ssl.SSLContext:
+def server_context(cert: str, key: str, ca: str | None = None) -> ssl.SSLContext:
     """A server context: TLS 1.2 at least, ``cert``'s chain with ``key``; with
-    ``ca``, a client must present a certificate ``ca`` signed.
-
-    ``context_class`` is eventlet's green context for the servers that run on
-    the hub; the plain one is for checks and tests.
+    ``ca``, a client must present a certificate ``ca`` signed.  Eventlet's
+    green context, for the servers run on the hub.
     """
-    context = context_class(ssl.PROTOCOL_TLS_SERVER)
+    context = green_ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = MIN_VERSION
     context.load_cert_chain(cert, key)
     if ca is not None:
@@ -102,8 +98,7 @@ def server_contexts(files: Mapping[str, str], labels: Mapping[str, str]
             continue
         try:
             context = server_context(usable[cert], usable[key],
-                                     usable.get(ca[0]) if ca else None,
-                                     context_class=green_ssl.SSLContext)
+                                     usable.get(ca[0]) if ca else None)
         except ssl.SSLError as exc:
             problems.append(f"{labels[key]}: {usable[key]}: {_pair_problem(exc, usable[cert])}")
             continue

@@ -331,8 +331,7 @@ def openflow_server(server, pki, monkeypatch):
     """Ryu's StreamServer as apps.tls makes Ryu build it for OpenFlow over TLS;
     each connection that gets through is answered with its TLS version."""
     monkeypatch.setattr(controller, "StreamServer", controller.StreamServer)  # restored after
-    tls.use_for_openflow(tls.server_context(server.cert, server.key, pki.ca,
-                                            context_class=green_ssl.SSLContext))
+    tls.use_for_openflow(tls.server_context(server.cert, server.key, pki.ca))
     handled = hub.Queue()
 
     def handle(sock, addr):
@@ -394,8 +393,7 @@ def test_the_rest_server_answers_https_and_drops_plain_http(server, pki, caplog,
         return [environ["wsgi.url_scheme"].encode()]
 
     https = tls.HttpsServer(("127.0.0.1", 0), application,
-                            tls.server_context(server.cert, server.key,
-                                               context_class=green_ssl.SSLContext))
+                            tls.server_context(server.cert, server.key))
     thread = hub.spawn(https.serve_forever)
     address = https.server.getsockname()
     request = b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n"
