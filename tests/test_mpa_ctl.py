@@ -33,6 +33,7 @@ from mpa_sdn.mobility import QUIET_S
 from openapi_check import check_response
 from rest_api import auth
 from rest_api.app import RestApi
+from rest_api.events import HEARTBEAT_S
 from rig import Rig
 from test_handover import HOME, NCOA, arrive, bound, later, make_rig, pings
 
@@ -654,6 +655,8 @@ def test_watch_prints_count_events_and_stops(topology):
     assert stream["query"] == {"types": "switch", "limit": "3"}
     assert "Last-Event-Id" not in stream["headers"]
     assert stream["timeout"] == cli.STREAM_IDLE_S     # silence longer than that: reconnect
+    # ... which an idle stream that is well never shows: the heartbeats come more often.
+    assert cli.STREAM_IDLE_S >= 2 * HEARTBEAT_S
 
 
 def test_watch_an_mn_s_actions(rig):
