@@ -204,11 +204,16 @@ def mobile_node(m: dict) -> list[str]:
 
 # -- actions ------------------------------------------------------------------------------
 
+def error(a: dict) -> str | None:
+    """An action's error as ``code: detail``, or None."""
+    e = a.get("error")
+    return f"{e['code']}: {e['detail']}" if e else None
+
+
 def action_line(a: dict) -> str:
     """``action 2 pre-switch mn1@domain-a: failed (switched-back: ...)``"""
-    error = a.get("error")
     return (f"action {a['id']} {a['action']} {a['identity']}: {a['state']}"
-            + (f" ({error['code']}: {error['detail']})" if error else ""))
+            + (f" ({error(a)})" if error(a) else ""))
 
 
 def action(a: dict) -> list[str]:
@@ -230,8 +235,7 @@ def action(a: dict) -> list[str]:
 def actions(items: list[dict]) -> list[str]:
     return table(["ID", "IDENTITY", "ACTION", "STATE", "PARAMS", "UPDATED", "ERROR"],
                  [[a["id"], a["identity"], a["action"], a["state"], params(a["params"]),
-                   a["updated_at"], a["error"] and f"{a['error']['code']}: "
-                   f"{a['error']['detail']}"] for a in items])
+                   a["updated_at"], error(a)] for a in items])
 
 
 # -- events -------------------------------------------------------------------------------
@@ -259,9 +263,7 @@ def event_summary(e: dict) -> str:
         return line + (f"; buffer {buffer['buffered']} held, {buffer['flushed']} flushed, "
                        f"{buffer['dropped']} dropped" if buffer and buffer["packets"] else "")
     if kind == "action" and "state" in d:
-        error = d.get("error")
-        return (f"#{d['id']} {d['action']}: {d['state']}"
-                + (f" ({error['code']}: {error['detail']})" if error else ""))
+        return f"#{d['id']} {d['action']}: {d['state']}" + (f" ({error(d)})" if error(d) else "")
     if kind == "policy":
         return f"policy changed: {params({k: d[k] for k in d.get('changed', []) if k in d})}"
     return json.dumps(d, sort_keys=True, separators=(",", ":"))[:200]
