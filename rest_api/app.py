@@ -31,7 +31,7 @@ from mpa_sdn.metrics import CONTENT_TYPE as METRICS_TYPE
 from rest_api import auth, spec
 from rest_api.events import stream_events
 from rest_api.idempotency import Idempotency
-from rest_api.problems import Problem
+from rest_api.problems import Problem, json_response
 
 LOG = logging.getLogger("rest_api")
 
@@ -54,14 +54,6 @@ class Call:
     principal: auth.Principal | None
 
 
-def _json(status: int, body, headers: dict | None = None) -> Response:
-    response = Response(status=status, content_type="application/json", charset="utf-8")
-    response.text = json.dumps(body, indent=1, sort_keys=True) + "\n"
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
-
-
 def _message(status: int, fields: dict) -> Response:
     """A signalling message as the response: its wire form, byte for byte."""
     response = Response(status=status, content_type="application/json", charset="utf-8")
@@ -72,7 +64,7 @@ def _message(status: int, fields: dict) -> Response:
 
 
 def _accepted(action: dict) -> Response:
-    return _json(202, action, {"Location": f"/mpa/v1/actions/{action['id']}"})
+    return json_response(202, action, {"Location": f"/mpa/v1/actions/{action['id']}"})
 
 
 # operationId -> (role, handler(api, call) -> Response or JSON-able)
@@ -216,7 +208,7 @@ class RestApi:
             raise Problem("unprocessable", str(exc)) from None
         except Unavailable as exc:
             raise Problem("unavailable", str(exc), headers={"Retry-After": "1"}) from None
-        return result if isinstance(result, Response) else _json(200, result)
+        return result if isinstance(result, Response) else json_response(200, result)
 
     # -- checks, in the order a client would want to hear of them --------------
 

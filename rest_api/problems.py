@@ -32,6 +32,16 @@ TYPES = {
 }
 
 
+def json_response(status: int, body, headers: dict | None = None,
+                  content_type: str = "application/json") -> Response:
+    """``body`` as indented JSON, its keys sorted."""
+    response = Response(status=status, content_type=content_type, charset="utf-8")
+    response.text = json.dumps(body, indent=1, sort_keys=True) + "\n"
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
 class Problem(Exception):
     """Raised anywhere in the REST layer; becomes the response."""
 
@@ -48,8 +58,4 @@ class Problem(Exception):
                 "status": self.status, "detail": self.detail, **self.extensions}
         if instance:
             body["instance"] = instance
-        response = Response(status=self.status, content_type=PROBLEM_TYPE, charset="utf-8")
-        response.text = json.dumps(body, indent=1, sort_keys=True) + "\n"
-        for name, value in self.headers.items():
-            response.headers[name] = value
-        return response
+        return json_response(self.status, body, self.headers, PROBLEM_TYPE)
