@@ -159,7 +159,7 @@ class BindResult:
         return not self.errors
 
 
-class _Lines:
+class Lines:
     """Lines from a pipe, each within a deadline; at the end, every line not
     taken and the rest."""
 
@@ -419,9 +419,9 @@ class HandoverDriver:
                                  self.state_path(result.mn), self.channel, *args)
         stderr = tempfile.TemporaryFile()
         process = self.lab.host(result.mn).popen(command, stdout=subprocess.PIPE, stderr=stderr)
-        return process, _Lines(process.stdout), stderr
+        return process, Lines(process.stdout), stderr
 
-    def _wait_ready(self, process, lines: _Lines, result: HandoverResult) -> bool:
+    def _wait_ready(self, process, lines: Lines, result: HandoverResult) -> bool:
         deadline = time.monotonic() + self.ready_timeout_s
         while True:
             line = lines.line(deadline)
@@ -443,7 +443,7 @@ class HandoverDriver:
             return
         result.link.append(self.lab.last_link_switch)
 
-    def _finish(self, process, lines: _Lines, result: HandoverResult, timeout_s: float,
+    def _finish(self, process, lines: Lines, result: HandoverResult, timeout_s: float,
                 expect_success: bool) -> None:
         """Wait for the client, stopping it after ``timeout_s``; keep its report."""
         try:

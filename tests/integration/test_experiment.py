@@ -16,7 +16,7 @@ import pytest
 from conftest import DEFAULT_TOPOLOGY
 from integration.conftest import OFP_PORT, REST_PORT, wait_for
 from mpa_mn.dad import DadSettings
-from topologies.handover import _Lines
+from topologies.handover import Lines
 from topologies.scenario import MODES
 
 pytestmark = pytest.mark.integration
@@ -145,7 +145,7 @@ def test_every_mode_runs_and_is_compared(prerequisites, tmp_path):
 def test_ctrl_c_tears_the_lab_down_and_keeps_what_was_measured(prerequisites, tmp_path):
     out = tmp_path / "out"
     process = start(run_command(scenario(tmp_path, "[mpa_buffer]", 50), out))
-    lines, seen = _Lines(process.stdout), []
+    lines, seen = Lines(process.stdout), []
     try:
         deadline = time.monotonic() + 120
         while not any(b"mpa_buffer 2/50 done" in line for line in seen):

@@ -13,17 +13,15 @@ all of it and must arrive whole.
 from __future__ import annotations
 
 import json
-import queue
 import subprocess
 import tempfile
-import threading
 import time
 
 import pytest
 
 from integration.conftest import REST_PORT, management_fixtures, wait_for
 from integration.policy_engine import ApiError, PolicyEngine
-from topologies.handover import HandoverDriver
+from topologies.handover import HandoverDriver, Lines
 from topologies.preconfigure import mpa_mn_command
 from topologies.streams import UdpStream
 
@@ -59,29 +57,22 @@ class Follower:
                                  "--wait", "5")
         self.stderr = tempfile.TemporaryFile()
         self.process = lab.host(MN).popen(command, stdout=subprocess.PIPE, stderr=self.stderr)
-        self.events: queue.Queue = queue.Queue()
+        self.lines = Lines(self.process.stdout)
         self.seen: list[dict] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            try:
-                self.events.put(json.loads(line))
-            except ValueError:
-                pass
 
     def next_event(self, kind: str, timeout_s: float) -> dict:
         deadline = time.monotonic() + timeout_s
-        while True:
+        while (line := self.lines.line(deadline)) is not None:
             try:
-                event = self.events.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                self.stderr.seek(0)
-                raise AssertionError(f"no {kind} event from mpa-mn follow; seen {self.seen}; "
-                                     f"stderr {self.stderr.read()[-800:]!r}") from None
+                event = json.loads(line)
+            except ValueError:
+                continue
             self.seen.append(event)
             if event.get("event") == kind:
                 return event
+        self.stderr.seek(0)
+        raise AssertionError(f"no {kind} event from mpa-mn follow; seen {self.seen}; "
+                             f"stderr {self.stderr.read()[-800:]!r}")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -90,6 +81,8 @@ class Follower:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self.process.stdout.close()
+        self.stderr.close()
 
 
 def finished(engine: PolicyEngine, action_id: int) -> dict:
