@@ -7,6 +7,7 @@ import json
 
 from webob import Request
 
+from openapi_check import check_response
 from rest_api import auth
 
 TOKENS = {auth.READER: "reader-token-for-tests-only-0000000000",
@@ -41,7 +42,6 @@ def request(api, path, method="GET", role: str | None = auth.READER, body=None,
         else:
             blank.environ[name] = value
     response = blank.get_response(api)
-    from openapi_check import check_response
     try:
         check_response(method, path, response)
     except AssertionError as exc:
