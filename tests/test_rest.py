@@ -2,7 +2,7 @@
 
 import pytest
 
-from apitest import request, tokens
+from apitest import request as call, tokens
 from mpa_sdn.controller import Controller
 from mpa_sdn.facade import Facade
 from rest_api.app import RestApi
@@ -12,10 +12,6 @@ from rig import Rig
 @pytest.fixture
 def api(topology):
     return RestApi(Facade(Controller(topology), clock=lambda: 100.0), tokens=tokens())
-
-
-def call(api, path, method="GET"):
-    return request(api, path, method)
 
 
 def test_networks_lists_every_network(api, topology):
