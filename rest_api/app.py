@@ -155,7 +155,7 @@ class RestApi:
         self.facade = facade
         self.counters = counters if counters is not None else {}
         self.tokens = tokens if tokens is not None else auth.Tokens()
-        self.idempotency = Idempotency(facade.store, facade.wall)
+        self.idempotency = Idempotency(facade.store, facade.wall, self.counters)
 
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1

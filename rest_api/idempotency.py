@@ -6,7 +6,9 @@ the first answer back and changes nothing. Records are kept in the
 controller's state store for a day, so a restart in between loses none.
 
 Only successful answers are kept: a refusal changed nothing, and the
-same request may succeed once the MN's state allows it.
+same request may succeed once the MN's state allows it.  At most
+MAX_RECORDS are kept: beyond, the oldest is forgotten and counted
+(``rest_idempotency_forgotten``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ TTL_S = 24 * 3600
 MAX_RECORDS = 10_000
 REPLAYED = "Idempotent-Replayed"
 KEPT_HEADERS = ("Location",)
+FORGOTTEN = "rest_idempotency_forgotten"   # a record dropped for a new one, unexpired
 
 
 def _fingerprint(body) -> str:
@@ -32,8 +35,9 @@ def _fingerprint(body) -> str:
 
 
 class Idempotency:
-    def __init__(self, store, wall: Callable[[], float]):
+    def __init__(self, store, wall: Callable[[], float], counters: dict | None = None):
         self.store, self.wall = store, wall
+        self.counters = counters if counters is not None else {}
         self.records: dict[str, dict] = {}
         self.in_progress: set[str] = set()
         if store is not None:
@@ -82,6 +86,7 @@ class Idempotency:
     def _keep(self, ident: str, record: dict) -> None:
         while len(self.records) >= MAX_RECORDS:
             self._forget(next(iter(self.records)))   # the oldest
+            self.counters[FORGOTTEN] = self.counters.get(FORGOTTEN, 0) + 1
         self.records[ident] = record
         if self.store is not None:
             self.store.put(KIND, ident, record)

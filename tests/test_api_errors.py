@@ -472,6 +472,18 @@ def test_keys_outlive_a_restart_of_the_api_and_expire_after_a_day(setup):
     assert len(rig.core.mpa.store.load(idempotency.KIND)) == 1
 
 
+def test_beyond_its_bound_the_oldest_key_is_forgotten_and_counted(setup, monkeypatch):
+    rig, api = setup
+    monkeypatch.setattr(idempotency, "MAX_RECORDS", 2)
+    first = [post(api, PREPARE, {"candidates": ["net-a2"]}, key)[1] for key in ("a", "b", "c")]
+    assert api.counters[idempotency.FORGOTTEN] == 1
+    assert len(rig.core.mpa.store.load(idempotency.KIND)) == 2
+    replayed = post(api, PREPARE, {"candidates": ["net-a2"]}, "c")[1]
+    assert replayed == first[2]
+    response, again = post(api, PREPARE, {"candidates": ["net-a2"]}, "a")   # done again
+    assert idempotency.REPLAYED not in response.headers and again["id"] != first[0]["id"]
+
+
 # -- the tokens file -----------------------------------------------------------------------------
 
 DIGEST = auth.digest("a-token")
