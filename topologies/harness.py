@@ -99,9 +99,10 @@ class ControllerProcess:
                            for role in auth.ROLES}
         return path
 
-    def request(self, method: str, path: str, body=None, role: str = auth.READER,
+    def request(self, method: str, path: str, body=None, role: str | None = auth.READER,
                 headers: dict | None = None, timeout: float = 5):
-        """One API call with a token of ``role``: (status, headers, parsed body)."""
+        """One API call with a token of ``role`` (None: no token): (status,
+        headers, parsed body)."""
         data = None if body is None else json.dumps(body).encode()
         status, answer_headers, raw = self._open(
             method, path, data, role, {**({"Content-Type": "application/json"}
@@ -109,11 +110,11 @@ class ControllerProcess:
             timeout)
         return status, answer_headers, json.loads(raw or b"null")
 
-    def _open(self, method: str, path: str, data: bytes | None, role: str, headers: dict,
-              timeout: float) -> tuple[int, object, bytes]:
-        request = urllib.request.Request(
-            self.base_url + path, data=data, method=method,
-            headers={"Authorization": f"Bearer {self.tokens[role]}", **headers})
+    def _open(self, method: str, path: str, data: bytes | None, role: str | None,
+              headers: dict, timeout: float) -> tuple[int, object, bytes]:
+        token = {} if role is None else {"Authorization": f"Bearer {self.tokens[role]}"}
+        request = urllib.request.Request(self.base_url + path, data=data, method=method,
+                                         headers={**token, **headers})
         try:
             # Never through a proxy the environment names: the controller is local.
             with direct_opener().open(request, timeout=timeout) as response:
