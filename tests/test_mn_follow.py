@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from mpa_mn import cli
 from mpa_mn.client import MnError
 from mpa_mn.follow import MAX_QUESTION_FAILURES, Follower
 from mpa_mn.link import LinkError
@@ -177,3 +178,12 @@ def test_mpa_mn_follow_carries_out_a_policy_engine_s_handover(world, tmp_path,
     assert [r["ok"] for r in document["reports"]] == [True, True]
     assert [world.core.actions.get(a).state for a in (prepare, *actions)] == ["done", "done"]
     assert world.core.hosts[NCOA].poa.id == "ap-b1-1" and world.handover().phase == "completed"
+
+
+@pytest.mark.parametrize("argv", [["follow", "--wait", "31"], ["follow", "--wait", "-1"],
+                                  ["follow", "--poll", "0"], ["follow", "--count", "0"],
+                                  ["follow", "--for", "soon"], ["follow", "--network", "9net"],
+                                  ["follow", "net-b1"]])
+def test_cli_follow_usage_errors_exit_2(argv, capsys):
+    assert cli.main(argv) == 2
+    assert "usage: mpa-mn" in capsys.readouterr().err
