@@ -96,7 +96,7 @@ from mpa_mn.reactive import Reactive, ReactiveSettings
 from mpa_mn.state import StateError, StateFile, default_path
 from mpa_mn.vif import Ip, NoVifs, VifError, Vifs, ipv4_addresses
 from mpa_sdn.config import ConfigError
-from mpa_sdn.signalling import HANDOVER_MODES, HANDOVER_PHASES, ID_RE, MAC_RE
+from mpa_sdn.signalling import HANDOVER_MODES, HANDOVER_PHASES, ID_RE, MAC_RE, MAX_WAIT_S
 from mpa_sdn.credentials import MnCredentials, load_mn_credentials
 
 LOG = logging.getLogger("mpa_mn.cli")
@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     follow.add_argument("--network", type=_network, metavar="NET",
                         help="the network whose MPA-SA asks (default: the one the MN is in, "
                         "by discovery); after each switch, the new one")
-    follow.add_argument("--wait", type=_whole(0, 30, "--wait"), default=None, metavar="S",
+    follow.add_argument("--wait", type=_whole(0, MAX_WAIT_S, "--wait"), default=None, metavar="S",
                         help="REST: each question waits at the controller up to S s for an "
                         f"instruction (default: {follow_mod.DEFAULT_WAIT_S}; in-band: 0)")
     follow.add_argument("--poll", type=_seconds, default=follow_mod.DEFAULT_POLL_S,
