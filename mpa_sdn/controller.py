@@ -59,7 +59,7 @@ class Controller:
 
     def __init__(self, topology: Topology, counters: collections.Counter | None = None, *,
                  credentials: dict | None = None, store=None, entropy=os.urandom,
-                 wall_offset: float = 0.0):
+                 wall_offset: float = 0.0, first_event_id: int = 1):
         self.topology = topology
         self.graph = NeighbourhoodGraph(topology)
         self.settings = topology.controller
@@ -78,7 +78,7 @@ class Controller:
         self.mpa.mobility = self.mobility
         self.metrics = Metrics(self)
         # What a policy engine follows (events), sets (policies) and asks (actions).
-        self.events = EventLog(wall_offset)
+        self.events = EventLog(wall_offset, first_id=first_event_id)
         self.policies = Policies(topology.networks, topology.mpa, store, self.events)
         for part in (self.mpa.aa, self.mpa.ca, self.mobility):
             part.policy_of = self.policies.of

@@ -29,10 +29,13 @@ def rfc3339(wall: float) -> str:
 
 
 class EventLog:
-    def __init__(self, wall_offset: float = 0.0, size: int = SIZE):
+    def __init__(self, wall_offset: float = 0.0, size: int = SIZE, first_id: int = 1):
         self.wall_offset = wall_offset
         self.ring: collections.deque = collections.deque(maxlen=size)
-        self.last_id = 0
+        # The shell starts each process's ids above the last one's (from the
+        # clock), so a client resuming after a restart gets ``reset``, not
+        # another process's events under ids it has seen.
+        self.last_id = first_id - 1
         self.now = 0.0          # the core's time of the event being handled (at())
         self.listeners: list[Callable[[], None]] = []
 

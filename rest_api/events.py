@@ -12,6 +12,7 @@ import json
 
 from webob import Response
 
+from mpa_sdn.events import rfc3339
 from rest_api.problems import Problem
 
 HEARTBEAT_S = 15.0
@@ -49,10 +50,14 @@ def stream_events(facade, call) -> Response:
         while True:
             events, lost = facade.events_after(cursor)
             if lost:
-                # Some were dropped from the ring: the client must read the state again.
-                first = events[0]["id"] if events else cursor + 1
-                yield _frame({"id": first - 1, "type": "reset", "time": events[0]["time"]
-                              if events else "", "data": {"after": cursor}})
+                # Some were dropped from the ring, or the cursor is another
+                # process's: the client must read the state again, and
+                # follows from the oldest event still held.
+                first = events[0]["id"] if events else facade.last_event_id + 1
+                yield _frame({"id": first - 1, "type": "reset",
+                              "time": events[0]["time"] if events else rfc3339(facade.wall()),
+                              "data": {"after": cursor}})
+                cursor = first - 1
             for event in events:
                 cursor = event["id"]
                 if wanted(event):

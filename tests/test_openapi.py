@@ -577,3 +577,33 @@ def test_a_changed_lease_time_is_what_a_dhcp_client_is_told(topology):
     [lease] = request(api, "/mpa/v1/networks/net-b1/leases")[1]
     assert (lease["address"], lease["expires_in"]) == (ack.address, 600)
     assert (offer.lease_time, ack.lease_time) == (600, 600)
+
+
+def test_a_cursor_of_an_earlier_process_gets_one_reset_then_new_events(topology):
+    """After a restart the ids go on above the old ones: a client resuming
+    with an id of the earlier process is told to read the state again, once,
+    and then follows the new process's events (a reset is not counted in
+    ``limit``)."""
+    old = make_rig(topology)
+    bound(old)
+    seen = old.core.events.last_id
+    rig = make_rig(topology, first_event_id=seen + 1000)
+    api = rig_api(rig)
+    first_new = rig.core.events.ring[0]["id"]
+    assert first_new == seen + 1000
+    events = read_events(stream(api, f"?limit={len(rig.core.events.ring)}",
+                                {"Last-Event-ID": str(seen)}))
+    reset, *rest = events
+    assert (reset["type"], reset["id"], reset["data"]) == ("reset", first_new - 1,
+                                                          {"after": seen})
+    assert [e["id"] for e in rest] == [e["id"] for e in rig.core.events.ring]
+
+
+def test_a_reset_with_nothing_held_is_sent_once(topology):
+    rig = make_rig(topology, first_event_id=5000)
+    rig.core.events.ring.clear()
+    api = rig_api(rig)
+    got = frames(stream(api, "", {"Last-Event-ID": "10"}))
+    assert got[-1] == ": keep-alive\n\n", "the stream waits after its one reset"
+    [reset] = [parse(f) for f in got[1:-1]]
+    assert (reset["type"], reset["id"]) == ("reset", rig.core.events.last_id)
