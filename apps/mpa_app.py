@@ -64,7 +64,7 @@ class MpaApp(app_manager.RyuApp):
             entropy=os.urandom, wall_offset=time.time() - time.monotonic(),
             # Event ids go on rising across restarts: 10 µs steps of the wall
             # clock (15 digits, as the API's Last-Event-ID, until 2286).
-            first_event_id=time.time_ns() // 10_000)
+            first_event_id=int(time.time() * 100_000))
         self.settings = self.runtime.topology.controller
         self.datapaths = {}
         # Our own queue (RyuApp already has self.events). Control events are
