@@ -275,7 +275,7 @@ def cmd_release(run: Run) -> int:
 
 
 def follow(run: Run, action: dict, seconds: float) -> dict:
-    """The action once it is done, failed or cancelled, or as it is when
+    """The action once it is done or failed, or as it is when
     ``seconds`` have passed: from the event stream, or by asking for it
     every POLL_S if the stream cannot be had or breaks."""
     deadline = run.system.clock() + seconds
@@ -493,8 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
     def action(name, text, *positionals):
         sub = command(name, text, identity, *positionals)
         sub.add_argument("--wait", type=_seconds, nargs="?", const=DEFAULT_WAIT_S,
-                         metavar="S", help="follow the action until it is done, failed or "
-                         f"cancelled, at most S seconds (default: {DEFAULT_WAIT_S:g}); "
+                         metavar="S", help="follow the action until it is done or "
+                         f"failed, at most S seconds (default: {DEFAULT_WAIT_S:g}); "
                          "exit 0 only if done")
         return sub
 
@@ -523,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scope", choices=("lease", "all"), help="lease: the MPA-SA stays (default: all)")
     actions = command("actions", "the actions, newest last")
     actions.add_argument("--identity", help="only this MN's")
-    actions.add_argument("--state", help="pending, delivered, done, failed or cancelled")
+    actions.add_argument("--state", help="pending, delivered, done or failed")
     command("action", "one action", ("id", {"type": _positive, "metavar": "ID"}))
     policy = command("policy", "a network's handover policy; change it (admin) with --set "
                      "and --reset", network)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-FINAL = ("done", "failed", "cancelled")
+FINAL = ("done", "failed")
 ENDED = ("completed", "switched-back")
 
 

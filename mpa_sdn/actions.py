@@ -46,7 +46,7 @@ LOG = logging.getLogger("mpa_sdn.actions")
 
 KIND = "action"
 KINDS = ("prepare", "pre-switch", "complete", "cancel", "release")
-PENDING, DELIVERED, DONE, FAILED, CANCELLED = "pending", "delivered", "done", "failed", "cancelled"
+PENDING, DELIVERED, DONE, FAILED = "pending", "delivered", "done", "failed"
 OPEN = (PENDING, DELIVERED)
 INSTRUCTION_TIMEOUT_S = 120.0   # an MN that neither fetches nor reports by then: failed
 KEEP_FINISHED = 1000            # finished actions kept (memory and store)
@@ -271,10 +271,6 @@ class Actions:
         action.result = {"handover": handover.view()}
         action.instruction = {"id": action.id, "do": "switch", "network": network.id,
                               "poa": poa}
-        # A switch still pending from an earlier pre-switch is moot now.
-        for other in self._open_parts(action.identity):
-            if other.instruction["do"] == "switch":
-                self._finish(other, CANCELLED, self.service.wall(now))
 
     def _complete(self, action: Action, now: float) -> None:
         sa = self._target_sa(action)

@@ -88,7 +88,7 @@ class Follower:
 def finished(engine: PolicyEngine, action_id: int) -> dict:
     def over():
         _, action = engine.call("getAction", action_id=action_id)
-        return action if action["state"] in ("done", "failed", "cancelled") else None
+        return action if action["state"] in ("done", "failed") else None
     return wait_for(over, ACTION_TIMEOUT_S, f"action {action_id} to end", interval_s=0.1)
 
 
