@@ -28,27 +28,6 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROJECT = ("mpa_sdn", "apps", "rest_api", "mpa_mn")   # the packages whose loggers these read
 
 
-@pytest.fixture(autouse=True)
-def project_loggers_unleveled():
-    """Importing Mininet makes every logger created afterwards in the
-    process a MininetLogger at level OUTPUT (25) with a stderr handler of
-    its own: ``mininet.log`` calls ``logging.setLoggerClass`` when it is
-    imported.  ``pytest tests`` imports it while collecting
-    tests/integration (their modules import topologies.lab), before it
-    imports the modules whose loggers these tests read, which would then
-    drop INFO and DEBUG.  Their levels are cleared here and put back after;
-    placeholders (a parent no one asked for) are left alone, since getting
-    one would make it a MininetLogger too."""
-    loggers = [logger for name, logger in list(logging.root.manager.loggerDict.items())
-               if name.split(".")[0] in PROJECT and isinstance(logger, logging.Logger)]
-    levels = [(logger, logger.level) for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.NOTSET)
-    yield
-    for logger, level in levels:
-        logger.setLevel(level)
-
-
 def record(msg, *args, level=logging.INFO, exc_info=None, **extra) -> logging.LogRecord:
     rec = logging.LogRecord("mpa_sdn.test", level, __file__, 1, msg, args, exc_info)
     rec.__dict__.update(extra)

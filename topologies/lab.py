@@ -26,6 +26,13 @@ from mininet.link import Link
 from mininet.net import Mininet
 from mininet.node import OVSSwitch, RemoteController
 
+# Importing mininet.log makes every logger created afterwards in this process
+# a MininetLogger (level 25, a stderr handler of its own), which would drop
+# the INFO lines of the project's loggers created later (the controller's
+# core, when a test or a benchmark runs it beside the lab).  Mininet's own
+# logger keeps its class.
+logging.setLoggerClass(logging.Logger)
+
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.topology import MobileNode, Network, PoA, Topology
 
