@@ -71,22 +71,25 @@ class ControllerProcess:
             + (["--state-db", self.state_db] if self.state_db else []),
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
             start_new_session=True)
+        try:
+            self._wait_answering(timeout_s)
+        except BaseException:
+            # Nothing of a controller that did not come up is left behind:
+            # not the process, not its tokens file.
+            self.close()
+            raise
+
+    def _wait_answering(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
             if self.process.poll() is not None:
-                code = self.process.returncode
-                self.stop()
-                raise RuntimeError(f"mpa-controller exited with {code}"
+                raise RuntimeError(f"mpa-controller exited with {self.process.returncode}"
                                    + (f"; see {self.log_path}" if self.log_path else ""))
             try:
-                self.get("/mpa/v1/switches")
+                self.get("/mpa/v1/switches")   # a RuntimeError: it answers, but wrongly
                 return
-            except RuntimeError:   # it answers, but not as it should: do not leave it running
-                self.stop()
-                raise
             except OSError:
                 if time.monotonic() > deadline:
-                    self.stop()
                     raise TimeoutError("mpa-controller did not answer on REST") from None
                 time.sleep(0.1)
 
