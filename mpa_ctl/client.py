@@ -25,6 +25,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from mpa_mn.opener import direct_opener
+
 MAX_ANSWER_BYTES = 32 << 20      # 1000 finished actions fit many times over
 MAX_EVENT_LINE = 1 << 20         # one SSE line (an event's data is one line of JSON)
 USER_AGENT = "mpa-ctl/1"
@@ -71,17 +73,6 @@ class Answer:
     @property
     def replayed(self) -> bool:
         return (self.headers.get(REPLAYED) or "").lower() == "true"
-
-
-def direct_opener(ca_file: str | None = None):
-    """An opener that ignores *_proxy variables (as mpa_mn.channels.direct_opener:
-    the controller is never behind a web proxy), and trusts ``ca_file`` for HTTPS
-    when given (a private CA); mpa_mn's takes no TLS context, hence this one."""
-    handlers: list = [urllib.request.ProxyHandler({})]
-    if ca_file is not None:
-        context = ssl.create_default_context(cafile=ca_file)
-        handlers.append(urllib.request.HTTPSHandler(context=context))
-    return urllib.request.build_opener(*handlers)
 
 
 def new_key() -> str:

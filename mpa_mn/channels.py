@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mpa_mn import protocol
+from mpa_mn.opener import direct_opener
 from mpa_mn.protocol import ProtocolError
 from mpa_sdn import signalling
 
@@ -116,12 +117,6 @@ class _Channel:
 
 
 # -- REST ------------------------------------------------------------------------
-
-def direct_opener():
-    """An urllib opener that ignores *_proxy variables: the controller is never
-    behind a web proxy, and a lab host's environment should not decide that."""
-    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
 
 class RestChannel(_Channel):
 
