@@ -761,3 +761,11 @@ def test_new_token_refuses_an_unknown_role(tmp_path, capsys):
     code, out, _, _ = ctl(Wsgi(None), "new-token", "--file", str(path), "--role", "root",
                           "--name", "x", role=None)
     assert code == 2 and out == "" and not path.exists()
+
+
+def test_wait_outlasts_an_unreported_instruction():
+    """--wait's default ends after the controller fails an instruction nobody
+    reports on, so a waited action is always seen ending."""
+    from mpa_ctl import cli
+    from mpa_sdn.actions import INSTRUCTION_TIMEOUT_S
+    assert cli.DEFAULT_WAIT_S > INSTRUCTION_TIMEOUT_S
