@@ -49,6 +49,18 @@ class ControllerSettings:
     # instead of being punted packet after packet.
     reject_hold_s: int = 10
     packet_in_queue: int = 1000
+    # The REST listener's bounds (docs/api.md, "Limits").  A connection past
+    # a bound is refused at once, never queued; each refusal is counted.
+    rest_max_connections: int = 1024      # open connections in all ...
+    rest_connections_per_source: int = 128  # ... and from one address
+    rest_header_timeout_s: float = 10.0   # the request line and headers arrive within this
+    rest_body_timeout_s: float = 10.0     # the body: at most this long between two reads
+    rest_idle_timeout_s: float = 60.0     # a kept-alive connection with no request is closed
+    rest_max_streams: int = 256           # event streams open in all ...
+    rest_streams_per_token: int = 16      # ... and per bearer token
+    rest_max_waiting: int = 256           # MN messages (not held questions) waiting for the core
+    rest_max_held: int = 1024             # instructions questions held in all ...
+    rest_held_per_source: int = 64        # ... and from one address
     # Files only the controller process reads, at start-up (apps.tls and
     # rest_api.auth read them; config checks their form and resolves them
     # against the topology file's directory).
@@ -82,6 +94,9 @@ class MpaSettings:
     max_auth_sessions: int = 4096
     sa_lifetime_s: int = 3600         # an MPA-SA's lifetime from authentication
     sa_hold_s: int = 600              # held after the MN leaves (RFC 6252 C.2)
+    auth_sessions_per_source: int = 8  # pre-authentications in progress from one address
+    held_per_mn: int = 2              # instructions questions held per MN; a newer one
+                                      # answers the oldest at once
     replay_window: int = 64           # sequence numbers accepted out of order
     retransmit_s: float = 30.0        # a repeated message gets its cached answer this long
     failures_per_identity: int = 5    # failed attempts allowed per identity ...
