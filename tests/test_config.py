@@ -211,6 +211,10 @@ def test_controller_settings_are_read():
                   rest_port=9090, host_idle_timeout_s=60, host_probe_s=0.5, max_hosts=50,
                   arp_resolve_interval_s=0.25, pending_per_address=2, pending_addresses=10,
                   pending_lifetime_s=5, reject_hold_s=30, packet_in_queue=77,
+                  rest_max_connections=500, rest_connections_per_source=20,
+                  rest_header_timeout_s=2.5, rest_body_timeout_s=3, rest_idle_timeout_s=30,
+                  rest_max_streams=40, rest_streams_per_token=4, rest_max_waiting=50,
+                  rest_max_held=60, rest_held_per_source=6,
                   rest_tls_cert="rest.pem", rest_tls_key="rest-key.pem",
                   openflow_tls_cert="ofp.pem", openflow_tls_key="ofp-key.pem",
                   openflow_tls_ca="switch-ca.pem", api_tokens="tokens.yaml")
@@ -243,6 +247,7 @@ def test_mpa_section_is_optional_and_defaults(topo):
 def test_mpa_settings_are_read():
     values = dict(signalling_port=9000, max_message_bytes=256, state_db=":memory:",
                   auth_session_s=5, max_auth_sessions=10, sa_lifetime_s=7200, sa_hold_s=60,
+                  auth_sessions_per_source=3, held_per_mn=1,
                   replay_window=1024, retransmit_s=0.5, failures_per_identity=3,
                   failures_per_source=1, failure_window_s=30, lockout_s=120,
                   lease_time_s=60, offer_hold_s=10, dad_probes=3, dad_interval_s=0.01,
