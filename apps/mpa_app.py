@@ -29,14 +29,14 @@ from ryu.ofproto import ofproto_v1_3  # noqa: E402
 from apps import runtime  # noqa: E402
 from mpa_sdn import openflow as of  # noqa: E402
 from mpa_sdn.controller import Controller  # noqa: E402
-from mpa_sdn.facade import Facade  # noqa: E402
+from mpa_sdn.facade import Busy, Facade  # noqa: E402
 from mpa_sdn.service import Answer  # noqa: E402
 from rest_api.app import WAIT_FOR_DAD_S, RestApi  # noqa: E402
+from rest_api.limits import Slots  # noqa: E402
 
 LOG = logging.getLogger("apps.mpa_app")
 TICK_S = 0.5
 GC_YOUNG = 50_000         # allocations between young-generation collections (CPython: 700)
-REST_MAX_WAITING = 256  # REST signalling requests queued for the worker at once
 PACKET_IN = "packet-in"
 
 
@@ -75,7 +75,12 @@ class MpaApp(app_manager.RyuApp):
         self._mpa_tick_queued = False
         self._ticker_wake = 0.0   # when the ticker will next look
         self._wake = hub.Event()  # set to make it look sooner
-        self._rest_waiting = 0
+        # REST calls waiting for the worker, bounded apart: the MN's held
+        # instructions questions (long waits, per source too) and the rest.
+        self._waiting = Slots(self.settings.rest_max_waiting, None, self.counters,
+                              "rest_signal_queue")
+        self._held = Slots(self.settings.rest_max_held, self.settings.rest_held_per_source,
+                           self.counters, "rest_held")
         self._waits = set()       # what REST requests wait on: set at stop, so none holds it up
         self.rest = RestApi(Facade(self.core, time.monotonic, self._exchange, self._wait_events),
                             self.counters, tokens=self.runtime.tokens)
@@ -217,14 +222,17 @@ class MpaApp(app_manager.RyuApp):
             self._waits.discard(woken)
         return events.last_id > after
 
-    def _exchange(self, make_origin, call, timeout=WAIT_FOR_DAD_S):
+    def _exchange(self, make_origin, call, timeout=WAIT_FOR_DAD_S, held_from=None):
         """Run a REST request's core call in the worker and wait (``timeout`` s)
-        for its answer."""
+        for its answer; raise Busy, having queued nothing, past a bound."""
         if self.rest.facade.closed:
-            return None
-        if self._rest_waiting >= REST_MAX_WAITING:
-            self.counters["rest_signal_queue_full"] += 1
-            return None
+            raise Busy("the controller is stopping; nothing was done")
+        slots, key = (self._waiting, "") if held_from is None else (self._held, held_from)
+        refused = slots.take(key)
+        if refused is not None:
+            raise Busy("too many questions held from this address; nothing was done"
+                       if refused == "key" else
+                       "the controller is too busy to take it now; nothing was done")
         done = hub.Event()
         box = []
 
@@ -233,13 +241,12 @@ class MpaApp(app_manager.RyuApp):
                 box.append(answer)
                 done.set()
         origin = make_origin(reply)
-        self._rest_waiting += 1
         self._waits.add(done)
         try:
             self._post("rest signal", None, lambda now: call(origin, now))
             done.wait(timeout=timeout)
         finally:
-            self._rest_waiting -= 1
+            slots.give(key)
             self._waits.discard(done)
         return box[0] if box else None
 

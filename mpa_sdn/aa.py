@@ -51,7 +51,6 @@ EXPIRED = "expired"
 STATES = (PRE_AUTHENTICATED, AUTHORIZED, HELD, EXPIRED)
 EXPIRED_KEEP_S = 300.0   # an expired SA still answers "sa-expired" this long
 KIND = "sa"
-SESSIONS_PER_SOURCE = 8  # pre-authentications in progress from one address
 RECENT_ANSWERS = 8       # answers kept per SA for retransmissions
 # An MN whose link went down and that shows up again in the same network
 # within this long moved between PoAs of that network: it did not leave.
@@ -321,10 +320,11 @@ class AuthenticationAgent:
             self.counters["auth_init_retransmission"] += 1
             return self._challenge(existing)
         self._claim_mac(identity, network.id, msg["mn_mac"], proven, now, check_only=True)
+        per_source = self.settings.auth_sessions_per_source
         if (len(self.sessions) >= self.settings.max_auth_sessions
-                or self._sessions_of_source[source] >= SESSIONS_PER_SOURCE):
+                or self._sessions_of_source[source] >= per_source):
             self._expire_sessions(now)
-        if self._sessions_of_source[source] >= SESSIONS_PER_SOURCE:
+        if self._sessions_of_source[source] >= per_source:
             self.counters["auth_busy_source"] += 1
             raise SignallingError("busy", "too many pre-authentications in progress from "
                                   "this address", retry_after=1)

@@ -356,10 +356,18 @@ class Actions:
         wait = msg.get("wait", 0)
         if wait and not self._open_parts(sa.identity):
             self.counters["instructions_waiting"] += 1
+            mine = self.waiting.setdefault(sa.identity, [])
+            answers = []
+            while len(mine) >= self.service.settings.held_per_mn:
+                # The newest question is the one its MN still listens for: the
+                # oldest is answered now (nothing pending), so no MN, however
+                # many it asks, holds more than its share of the shell's slots.
+                self.counters["instructions_superseded"] += 1
+                answers += self._answer_held(mine.pop(0), wall)
             held = self.service.hold(sa, msg, [origin])
-            self.waiting.setdefault(sa.identity, []).append(held)
+            mine.append(held)
             heapq.heappush(self._wait_due, (wall + wait, next(self._held), sa.identity, held))
-            return []
+            return answers
         return self._answer(sa, msg, [origin], wall)
 
     def _answer(self, sa, msg, origins: list, wall: float) -> list[Answer]:

@@ -289,8 +289,8 @@ _SETTING_PARSERS = {
     "rest_max_streams": _int(0, 100_000),
     "rest_streams_per_token": _int(0, 100_000),
     "rest_max_waiting": _int(1, 100_000),
-    "rest_max_held": _int(0, 100_000),
-    "rest_held_per_source": _int(0, 100_000),
+    "rest_max_held": _int(1, 100_000),
+    "rest_held_per_source": _int(1, 100_000),
     **dict.fromkeys(CONTROLLER_FILES, _path),
 }
 

@@ -36,7 +36,12 @@ class Unprocessable(Exception):
 
 
 class Unavailable(Exception):
-    """The core did not get to it in time."""
+    """The core did not get to it in time: it may still be carried out."""
+
+
+class Busy(Unavailable):
+    """Refused before it was queued (a bound was full, or the controller is
+    stopping): nothing was done, so sending it again is safe."""
 
 
 WAIT_S = 3.0           # the longest a caller waits for the core (REST answers 503 after)
@@ -45,7 +50,7 @@ POLL_WAIT_S = MAX_WAIT_S + 1.0   # an instructions question is held up to MAX_WA
 
 def run_here(clock):
     """Run a core call at once, in this thread (tests, tools): the default."""
-    def exchange(make_origin, call, timeout=WAIT_S):
+    def exchange(make_origin, call, timeout=WAIT_S, held_from=None):
         box: list[Answer] = []
         for item in call(make_origin(box.append), clock()):
             if isinstance(item, Answer):
@@ -55,9 +60,12 @@ def run_here(clock):
 
 
 class Facade:
-    """``exchange(make_origin, call, timeout)`` runs ``call(origin, now)`` where
-    the core runs (the shell: its worker) and returns the first answer given to
-    the origin's ``reply_to``, or None if none came within ``timeout`` s.
+    """``exchange(make_origin, call, timeout, held_from)`` runs ``call(origin, now)``
+    where the core runs (the shell: its worker) and returns the first answer given
+    to the origin's ``reply_to``, or None if none came within ``timeout`` s; it
+    raises :class:`Busy` if it refused to queue the call.  ``held_from``: the
+    source address of a question the core may hold (``instructions``), which
+    the shell bounds apart from the other calls.
     ``wait_events(after, timeout)`` blocks until an event after id ``after``
     exists or ``timeout`` passes (the shell's; by default it does not block)."""
 
@@ -131,7 +139,7 @@ class Facade:
         return self._exchange(
             lambda reply: Origin(REST, source, network, reply_to=reply),
             lambda origin, now: self._core.signal(body, origin, expect, now),
-            POLL_WAIT_S if "instructions" in expect else WAIT_S)
+            *((POLL_WAIT_S, source) if "instructions" in expect else (WAIT_S, None)))
 
     def sas(self) -> list[dict]:
         return self._core.mpa.sa_views(self._clock())

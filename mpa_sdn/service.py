@@ -201,9 +201,19 @@ class MpaService:
             # The same request again while it is held: one more place to answer,
             # within reason (a captured copy must not multiply the answers).
             self.counters["signal_retransmission_waiting"] += 1
-            if origin not in held.origins and len(held.origins) < MAX_WAITING_ORIGINS:
+            if origin in held.origins:
+                return []
+            if len(held.origins) < MAX_WAITING_ORIGINS:
                 held.origins.append(origin)
-            return []
+                return []
+            self.counters["signal_retransmission_refused"] += 1
+            if origin.channel == INBAND:
+                return []
+            # Over REST a caller left unanswered would hold its connection, and
+            # a slot of the shell's, until its wait ran out: tell it now.
+            raise SignallingError("busy", "this message is already held for "
+                                  f"{MAX_WAITING_ORIGINS} callers; send it again later",
+                                  retry_after=1)
         if msg.type in MOBILITY:
             return self._mobility(sa, msg, origin, wall)
         if msg.type == "instructions":

@@ -26,7 +26,7 @@ from typing import Callable
 from webob import Request, Response
 
 from mpa_sdn import signalling
-from mpa_sdn.facade import Conflict, Facade, NotFound, Unavailable, Unprocessable
+from mpa_sdn.facade import Busy, Conflict, Facade, NotFound, Unavailable, Unprocessable
 from mpa_sdn.metrics import CONTENT_TYPE as METRICS_TYPE
 from rest_api import auth, spec
 from rest_api.events import stream_events
@@ -326,6 +326,9 @@ class RestApi:
         except NotFound as exc:
             self._count("rest_not_found")
             return _message(404, signalling.error("unknown-network", str(exc)))
+        except Busy as exc:     # refused before it was queued: counted by the bound
+            return _message(503, signalling.error("busy", f"{exc}; send it again",
+                                                  retry_after=1))
         if answer is None:
             # No answer in time: a configuration held back by duplicate
             # address detection, or a controller too busy to get to it.

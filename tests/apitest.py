@@ -64,7 +64,7 @@ def rig_api(rig, wait_events=None, **options):
     from mpa_sdn.service import Answer
     from rest_api.app import RestApi
 
-    def exchange(make_origin, call, timeout=WAIT_S):
+    def exchange(make_origin, call, timeout=WAIT_S, held_from=None):
         box, sends = [], []
         for item in call(make_origin(box.append), rig.now):
             if isinstance(item, Answer):

@@ -243,6 +243,23 @@ def test_a_held_question_asked_again_over_rest_is_answered_on_both_channels(rig)
     assert over_rest.fields["pending"][0]["do"] == "prepare"
 
 
+def test_a_held_question_asked_again_past_the_bound_is_told_busy_over_rest_at_once(rig):
+    from mpa_sdn.service import MAX_WAITING_ORIGINS
+    mn = authenticated(rig)
+    data, _ = protocol.request(mn.state, "instructions", wait=10)
+    assert datagrams(mn.send(data), "mn1") == []
+    for i in range(MAX_WAITING_ORIGINS - 1):
+        assert rig.core.signal(data, Origin(REST, f"10.1.1.{i}", None), ("instructions",),
+                               rig.now) == [], "held: one more place to answer"
+    late = Origin(REST, "10.1.1.99", None)
+    [refusal] = rig.core.signal(data, late, ("instructions",), rig.now)
+    assert refusal.origin is late and refusal.status == 503
+    assert (refusal.fields["code"], refusal.fields["retry_after"]) == ("busy", 1)
+    assert rig.core.counters["signal_retransmission_refused"] == 1
+    assert datagrams(mn.send(data), "mn1") == [], "in-band: silence, as for any copy"
+    assert len(rig.core.actions.waiting[IDENTITY]) == 1, "nothing changed"
+
+
 def test_a_held_question_ends_empty_at_its_wait(rig):
     mn = authenticated(rig)
     data, seq = protocol.request(mn.state, "instructions", wait=2)
@@ -251,6 +268,32 @@ def test_a_held_question_ends_empty_at_its_wait(rig):
     [answer] = datagrams(later(rig, 1.5), "mn1")
     assert protocol.check_answer(mn.state, answer["payload"], seq,
                                  "instruction-list")["pending"] == []
+
+
+def test_an_mn_holds_at_most_held_per_mn_questions_the_oldest_answered_first(rig):
+    mn = authenticated(rig)
+    limit = rig.core.topology.mpa.held_per_mn
+    asked = [protocol.request(mn.state, "instructions", wait=20) for _ in range(limit + 3)]
+    for i, (data, _) in enumerate(asked):
+        answers = datagrams(mn.send(data), "mn1")
+        if i < limit:
+            assert answers == [], "held while the MN has room"
+            continue
+        # Each newer question answers the oldest still held, at once and empty.
+        [answer] = answers
+        oldest_seq = asked[i - limit][1]
+        assert protocol.check_answer(mn.state, answer["payload"], oldest_seq,
+                                     "instruction-list")["pending"] == []
+    assert len(rig.core.actions.waiting[IDENTITY]) == limit
+    assert rig.core.counters["instructions_superseded"] == 3
+    # The newest are the ones an instruction reaches.
+    _, action, outcome = act(rig, "prepare", candidates=["net-b1"])
+    answers = datagrams(outcome, "mn1")
+    assert len(answers) == limit
+    for answer, (_, seq) in zip(answers, asked[-limit:]):
+        [instruction] = protocol.check_answer(mn.state, answer["payload"], seq,
+                                              "instruction-list")["pending"]
+        assert instruction["id"] == action["id"]
 
 
 def test_a_question_may_not_ask_to_be_held_longer_than_max_wait(rig):

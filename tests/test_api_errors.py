@@ -18,7 +18,7 @@ import yaml
 
 from apitest import TOKENS, request, rig_api
 from mpa_rig import IDENTITY, PSK_A
-from mpa_sdn.facade import Facade
+from mpa_sdn.facade import Busy, Facade
 from rest_api import auth, idempotency
 from rest_api.app import MAX_BODY_BYTES, RestApi
 from test_handover import authenticated, bound, make_rig
@@ -385,6 +385,33 @@ def test_a_core_that_does_not_answer_in_time_is_503_and_nothing_is_done(setup):
     response, _ = refused((rig, api), PRE_SWITCH, "POST", auth.POLICY_ENGINE,
                           {"network": "net-b1"}, 503, "unavailable")
     assert response.headers["Retry-After"] == "1"
+    assert "may still be carried out" in _["detail"], "it was queued: it may yet happen"
+
+
+def busy_exchange(*args, **kwargs):
+    raise Busy("the controller is too busy to take it now; nothing was done")
+
+
+def test_an_action_refused_before_it_was_queued_says_nothing_was_done(setup):
+    rig, _ = setup
+    api = RestApi(Facade(rig.core, lambda: rig.now, exchange=busy_exchange),
+                  rig.core.counters, tokens=setup[1].tokens)
+    response, problem = refused((rig, api), PRE_SWITCH, "POST", auth.POLICY_ENGINE,
+                                {"network": "net-b1"}, 503, "unavailable")
+    assert response.headers["Retry-After"] == "1"
+    assert "nothing was done" in problem["detail"]
+    assert "may still" not in problem["detail"]
+
+
+def test_an_mn_message_refused_before_it_was_queued_is_busy_and_retryable(setup):
+    rig, _ = setup
+    api = RestApi(Facade(rig.core, lambda: rig.now, exchange=busy_exchange),
+                  rig.core.counters, tokens=setup[1].tokens)
+    response, answer = request(api, "/mpa/v1/networks/net-a1/instructions", "POST", None,
+                               raw=b"{}", headers={"Content-Type": "application/json"})
+    assert response.status_int == 503 and response.headers["Retry-After"] == "1"
+    assert (answer["type"], answer["code"]) == ("error", "busy")
+    assert "nothing was done" in answer["message"]
 
 
 # -- Idempotency-Key ----------------------------------------------------------------------------

@@ -6,9 +6,9 @@ import pytest
 
 from mpa_mn import protocol
 from mpa_sdn import dhcp, signalling
-from mpa_sdn.aa import SESSIONS_PER_SOURCE
 from mpa_sdn.service import INBAND
 from mpa_sdn.store import MemoryStore
+from mpa_sdn.topology import MpaSettings
 from mpa_rig import EVE, IDENTITY, MN_MAC, PSK_B, PSK_EVE, Rig
 
 EVE_MAC = "02:00:00:00:0e:0e"
@@ -78,7 +78,7 @@ def test_an_answer_dad_held_back_commits_without_rewinding_the_window():
 
 def test_one_source_cannot_take_every_pre_authentication_slot():
     rig = Rig()
-    for i in range(SESSIONS_PER_SOURCE):
+    for i in range(MpaSettings().auth_sessions_per_source):
         run = protocol.PreAuthentication(f"u{i}@domain-b", PSK_B, "net-b1", MN_MAC)
         assert rig.one(run.init(), "net-b1", source="10.9.9.9").status == 200
     run = protocol.PreAuthentication("late@domain-b", PSK_B, "net-b1", MN_MAC)
@@ -125,7 +125,7 @@ def test_in_band_copies_of_a_waiting_request_are_answered_a_bounded_number_of_ti
 
 def test_completed_pre_authentications_do_not_count_against_their_source():
     rig = Rig()
-    for _ in range(3 * SESSIONS_PER_SOURCE):
+    for _ in range(3 * MpaSettings().auth_sessions_per_source):
         assert rig.preauth().network == "net-b1"
 
 

@@ -10,6 +10,7 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 from apps import mpa_app, runtime
 from mpa_sdn import openflow as of
 from mpa_sdn.controller import RECONCILE, Send
+from mpa_sdn.facade import Busy
 from mpa_sdn.tables import Table
 
 DPID = 0x11  # ar-a1
@@ -143,5 +144,61 @@ def test_stop_wakes_the_long_rest_requests_and_refuses_new_ones(app):
         assert (stream.wait(), held.wait()) == (False, None)
     assert app._waits == set()
     assert app._wait_events(last, 60) is False
-    assert app._exchange(lambda reply: None, lambda origin, now: [], 60) is None
+    queued = app.work.qsize()
+    with pytest.raises(Busy, match="stopping"):
+        app._exchange(lambda reply: None, lambda origin, now: [], 60)
+    assert app.work.qsize() == queued, "a refused call is never queued"
     assert app.counters["rest_signal_queue_full"] == 0, "stopping is not a full queue"
+
+
+def never_answered(origin, now):
+    return []
+
+
+@pytest.fixture
+def bounded_app(topology):
+    settings = dataclasses.replace(topology.controller, rest_max_waiting=2, rest_max_held=3,
+                                   rest_held_per_source=2)
+    runtime.configure(dataclasses.replace(topology, controller=settings), "test.yaml")
+    return mpa_app.MpaApp()
+
+
+def waiting(app, count, **where):
+    """``count`` REST calls the core never answers, each waiting in its own green thread."""
+    from ryu.lib import hub
+    threads = [hub.spawn(app._exchange, lambda reply: None, never_answered, 60, **where)
+               for _ in range(count)]
+    hub.sleep(0)
+    return threads
+
+
+def test_held_questions_have_their_own_bound_and_one_per_source(bounded_app):
+    app = bounded_app
+    waiting(app, 2, held_from="10.2.0.7")
+    # A third from that address is refused at once, and nothing is queued for it...
+    with pytest.raises(Busy, match="from this address"):
+        app._exchange(lambda reply: None, never_answered, 60, held_from="10.2.0.7")
+    assert app.counters["rest_held_source_full"] == 1
+    # ... while another MN's question, and every short call, still get through.
+    waiting(app, 1, held_from="10.2.0.8")
+    waiting(app, 2)
+    assert app.work.qsize() == 5
+    with pytest.raises(Busy, match="too busy"):
+        app._exchange(lambda reply: None, never_answered, 60, held_from="10.2.0.9")
+    assert app.counters["rest_held_full"] == 1
+    with pytest.raises(Busy, match="too busy"):
+        app._exchange(lambda reply: None, never_answered, 60)
+    assert app.counters["rest_signal_queue_full"] == 1
+    assert app.work.qsize() == 5
+
+
+def test_an_answered_or_timed_out_call_gives_its_slot_back(bounded_app):
+    from ryu.lib import hub
+    app = bounded_app
+    assert app._exchange(lambda reply: None, never_answered, 0.01,
+                         held_from="10.2.0.7") is None
+    waiting(app, 2, held_from="10.2.0.7")
+    assert app._held.held == 2 and app._held.of("10.2.0.7") == 2
+    app.stop()
+    hub.sleep(0)
+    assert app._held.held == 0 and app._waiting.held == 0
