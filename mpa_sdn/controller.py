@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from ryu.ofproto import ofproto_v1_3 as ofp
 
 from mpa_sdn import dhcp, forwarding, packets, reconcile
+from mpa_sdn.aa import EXPIRED
 from mpa_sdn.actions import ActionRefused, Actions
 from mpa_sdn.events import EventLog
 from mpa_sdn.metrics import Metrics
@@ -37,6 +38,7 @@ from mpa_sdn.topology import PoA, Topology
 
 LOG = logging.getLogger("mpa_sdn.controller")
 RECONCILE = "reconcile"
+LEASE_ENDS = ("released", "expired", "declined")   # what the CA says of a lease that ends
 
 
 @dataclass
@@ -114,10 +116,14 @@ class Controller:
     def _sa_changed(self, sa, state: str) -> None:
         self.events.emit("sa", identity=sa.identity, network=sa.network, data={
             "sa": sa.id, "state": state, "mn_mac": sa.mn_mac})
+        if state == EXPIRED:
+            self.mobility.sa_ended(sa.identity, sa.network)
 
     def _lease_changed(self, lease, what: str) -> None:
         self.events.emit("lease", identity=lease.identity, network=lease.network, data={
             "address": lease.address, "mac": lease.mac, "state": what})
+        if what in LEASE_ENDS:
+            self.mobility.lease_ended(lease.address, what)
 
     def act(self, kind: str, identity: str, params: dict, by: str, origin: Origin,
             now: float) -> list:
@@ -424,7 +430,8 @@ class Controller:
             return []
         if (table_id == Table.INGRESS and frame.udp is not None
                 and frame.udp[1] == dhcp.SERVER_PORT):
-            return self._dhcp(dpid, in_port, data, now)
+            # A DHCP release or decline may end a lease, and its tunnel.
+            return self._dhcp(dpid, in_port, data, now) + self.mobility.drain()
         if table_id == Table.INGRESS and frame.ip_src is not None:
             return self._unknown_source(dpid, in_port, frame, data, now)
         if table_id == Table.ARP and frame.arp is not None:

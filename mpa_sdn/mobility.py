@@ -49,12 +49,22 @@ A handover (one per MN at a time) goes through these phases:
 ``mpa.switch_deadline_s``, shows up in another network (its old one), or
 cancels: the buffer goes to wherever the MN is, the punts go, and the tunnel
 and the target's SA and lease are kept (until their own lifetimes), so the
-MN can try again.
+MN can try again.  A binding through the tunnel stays on it: the tunnel
+still takes the home address's traffic to the MN where it is.
+
+A binding never points at a care-of address with no way to the MN.  When a
+tunnel ends (its lifetime, a release, its lease's or SA's end, the MN's
+arrival in its network), each binding through it that reaches the MN no
+other way falls back to the MN's address where it is attached now, or ends
+when the MN is nowhere the controller knows (:meth:`Mobility._fall_back`):
+``binding_fell_back``, ``binding_ended_no_route`` and a ``binding`` event
+with the reason.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import ipaddress
 import itertools
 import logging
@@ -135,6 +145,7 @@ class Mobility:
             graph.topology.networks, settings).of
         self.settled: dict[str, tuple[str, float]] = {}  # identity -> (network, arrived at)
         self.on_change: Callable[[str, dict], None] | None = None  # (event type, fields)
+        self._why: dict = {}   # why the tunnel or binding changing now changes (its event's)
         self.history: collections.deque = collections.deque(maxlen=HISTORY)
         self.where: dict[str, PoA] = {}               # MAC -> the PoA it was last learned at
         # address -> the handover buffering it
@@ -294,7 +305,8 @@ class Mobility:
         if old is None or new is None or old.poa != new.poa:   # not each refresh
             t = new or old
             self._told("tunnel", {"identity": t.identity, "network": t.network,
-                                  "address": address, "poa": t.poa.id, "up": new is not None})
+                                  "address": address, "poa": t.poa.id, "up": new is not None,
+                                  **self._why})
 
     def _binding_changed(self, home: str, old, new) -> None:
         self._reindex(home, old, new, care_of=self._bound_at, identity=self._bindings_of,
@@ -304,7 +316,8 @@ class Mobility:
             b = new or old
             self._told("binding", {"identity": b.identity, "network": b.network,
                                    "home_address": home,
-                                   "care_of": new.care_of if new is not None else None})
+                                   "care_of": new.care_of if new is not None else None,
+                                   **self._why})
 
     def _standby_changed(self, home: str, old, new) -> None:
         self._reindex(home, old, new, identity=self._standbys_of)
@@ -330,6 +343,15 @@ class Mobility:
     def _told(self, kind: str, fields: dict) -> None:
         if self.on_change is not None:
             self.on_change(kind, fields)
+
+    @contextlib.contextmanager
+    def _because(self, **why):
+        """The events of the changes made inside say ``why``."""
+        before, self._why = self._why, why
+        try:
+            yield
+        finally:
+            self._why = before
 
     @staticmethod
     def _first(table: dict, keys, wanted: Callable = lambda value: True):
@@ -504,11 +526,90 @@ class Mobility:
         self._sync()
 
     def _drop_tunnel(self, tunnel: tn.Tunnel, why: str) -> None:
-        del self.tunnels[tunnel.address]
+        """The tunnel ends (``why``: expired, released, arrived, lease_released,
+        sa_expired, ...); the bindings through it follow the MN."""
+        with self._because(reason=why.replace("_", "-")):
+            del self.tunnels[tunnel.address]
         self.store.delete(TUNNEL_KIND, tunnel.address)
         self.counters[f"tunnel_{why}"] += 1
         LOG.info("identity=%s mac=%s network=%s tunnel for %s %s", tunnel.identity, tunnel.mac,
                  tunnel.network, tunnel.address, why)
+        self._fall_back(tunnel.address, f"tunnel-{why}".replace("_", "-"))
+
+    def _fall_back(self, care_of: str, cause: str) -> None:
+        """``care_of`` lost its way to the MN (its tunnel ended: ``cause``):
+        each binding to it that reaches the MN no other way moves to the
+        MN's address at the PoA it is attached to now, or ends.
+
+        A binding never points into a black hole: with the tunnel gone the
+        nCoA's AR would resolve it by ARP in a network the MN is not in,
+        and hold, then drop, every packet for the home address.  The MN's
+        address where it is is the one care-of the controller has seen it
+        use (a learned host with its MAC at its PoA), so packets for the
+        home address reach it there, and its own packets from the home
+        address go out from it.  The binding's previous care-of is not
+        kept (and is often that same address); the home address is never
+        routed (docs/topology.md), so there is no home network to fall
+        back to.  With the MN nowhere the controller knows, the binding
+        ends: correspondents' packets then stop at their edge, where no
+        route takes them, rather than at an AR that holds them for a host
+        that is not there."""
+        for home in sorted(self._bound_at.get(care_of)):
+            binding = self.bindings[home]
+            if self.reach(binding) is not None:
+                continue   # attached at the care-of (an arrival): it reaches the MN there
+            here = self.where.get(binding.mac)
+            mine = sorted((h.address for h in hosts_of_mac(self.hosts, binding.mac)
+                           if h.poa == here), key=ipaddress.IPv4Address)
+            why = {"previous_care_of": care_of, "cause": cause}
+            if mine:
+                moved = replace(binding, care_of=mine[0], network=here.network)
+                with self._because(reason="fell-back", **why):
+                    self.bindings[home] = moved
+                self._save_binding(moved)
+                self.counters["binding_fell_back"] += 1
+                LOG.warning("identity=%s mac=%s network=%s binding %s -> %s at poa=%s: %s "
+                            "(%s) has no way to the MN", binding.identity, binding.mac,
+                            here.network, home, moved.care_of, here.id, care_of, cause)
+                continue
+            with self._because(reason="no-route", **why):
+                del self.bindings[home]
+            self.store.delete(BINDING_KIND, home)
+            self.counters["binding_ended_no_route"] += 1
+            self._drop_standby(home, "ended_unbound")
+            LOG.warning("identity=%s mac=%s network=%s binding of %s ended: %s (%s) has no "
+                        "way to the MN, and the MN is nowhere the controller knows",
+                        binding.identity, binding.mac, binding.network, home, care_of, cause)
+
+    def lease_ended(self, address: str, why: str) -> None:
+        """The CA's lease of ``address`` ended (``why``: released, expired,
+        declined).  The address goes back to the pool: a tunnel still
+        carrying it would take its next holder's traffic to this MN."""
+        tunnel = self.tunnels.get(address)
+        self._end_tunnels([tunnel] if tunnel is not None else [], f"lease_{why}")
+
+    def sa_ended(self, identity: str, network: str) -> None:
+        """``identity``'s MPA-SA with ``network`` expired (its lifetime or
+        its hold is over): the tunnels it was granted end with it.  An SA
+        replaced by a new pre-authentication is not this: the MN asks
+        again under the new one, and its tunnel carries on meanwhile."""
+        self._end_tunnels([self.tunnels[a] for a in self._tunnels_of.get(identity)
+                           if self.tunnels[a].network == network], "sa_expired")
+
+    def _end_tunnels(self, tunnels: list, why: str) -> None:
+        for tunnel in tunnels:
+            if self._busy(tunnel.address):
+                # A handover through it is under way: it ends with the
+                # handover (an arrival drops it, a switch-back leaves it to
+                # tick, as expired), never under the handover's feet.
+                ended = replace(tunnel, expires=0.0)
+                self.tunnels[tunnel.address] = ended
+                self._save_tunnel(ended)
+                self.counters["tunnel_end_deferred"] += 1
+            else:
+                self._drop_tunnel(tunnel, why)
+        if tunnels:
+            self._sync()
 
     def binding_update(self, sa, home_address: str | None, msg, source: str | None, lease,
                        wall: float) -> dict:
@@ -921,6 +1022,12 @@ class Mobility:
 
     def _switch_back(self, handover: Handover, why: str, now: float,
                      poa: PoA | None = None) -> None:
+        # The binding stays where the MN bound it, on the tunnel (RFC 6252
+        # §6.3 step 3 binds through it before the move): the MN did not
+        # move, the tunnel still carries the home address's traffic to it
+        # (and follows it, _follow), and a pre-switch again (the MN's, or a
+        # policy engine's) needs the binding there to buffer for it.  It
+        # falls back when the tunnel ends (_fall_back).
         handover.back, handover.reason = True, why
         handover.flush_to = poa or self.where.get(handover.mac) or handover.old_poa
         self.counters[f"handover_switch_back_{why}"] += 1

@@ -19,6 +19,7 @@ from mpa_mn import protocol
 from mpa_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy
 from mpa_sdn import openflow as of
 from mpa_sdn.aa import AUTHORIZED, HELD
+from mpa_sdn.ca import mpa_client
 from mpa_sdn.config import load_yaml, parse_topology
 from mpa_sdn.store import MemoryStore, SqliteStore
 from mpa_sdn.tables import EXACT_MASK, Feature, Table, feature_of
@@ -843,3 +844,155 @@ def test_metrics_answer_get_only_and_need_a_token():
     assert response.status_int == 405 and "GET" in response.allow
     response, problem = request(api, "/metrics", role=None)
     assert response.status_int == 401 and problem["type"] == "urn:mpa-sdn:problem:unauthorized"
+
+
+# -- a binding never points into a black hole -------------------------------------------------
+#
+# mn1 binds its home address to its nCoA through the tunnel and then does not
+# move (a cancelled handover, a switch-back at the deadline, no handover at
+# all).  Whenever the tunnel ends, the binding must go back to where mn1 is:
+# its address at ap-a1-1, which the controller has learned.
+
+def assert_bound_where_mn1_is(rig, cause: str) -> None:
+    """The binding fell back to mn1's address at ap-a1-1: traffic for the
+    home address reaches mn1 there, both ways, and the state says so."""
+    outcome = rig.ping("cn1", HOME, seq=7)
+    [down] = outcome.to("mn1")
+    assert (down["ipv4_src"], down["ipv4_dst"]) == (CN_IP, HOME)
+    assert {(s, p) for s, p, _ in outcome.frames} == {("ar-a1", 3)}
+    assert outcome.punts == 0
+    [up] = rig.ping("mn1", CN_IP, src_ip=HOME).to("cn1")
+    assert (up["ipv4_src"], up["ipv4_dst"]) == (HOME, CN_IP)
+    mobility = rig.core.mobility
+    assert mobility.tunnels == {}
+    assert mobility.bindings[HOME].care_of == MN_IP
+    assert mobility.bindings[HOME].network == "net-a1"
+    assert rig.core.counters["binding_fell_back"] == 1
+    assert rig.core.counters["binding_ended_no_route"] == 0
+    later(rig, SETTLE_S)   # the old flows' deletes settle
+    assert holders(rig, Feature.TUNNEL) == set()
+    assert holders(rig, Feature.BINDING) == {"cn-ar", "ar-a1"}
+    [event] = [e for e in rig.core.events.after(0)[0]
+               if e["type"] == "binding" and e["data"].get("reason")]
+    assert event["data"] == {"identity": IDENTITY, "network": "net-a1", "home_address": HOME,
+                             "care_of": MN_IP, "reason": "fell-back",
+                             "previous_care_of": NCOA, "cause": cause}
+
+
+def switched_back(rig, how: str) -> Mn:
+    """mn1 pre-switched and did not move: it cancelled, or its deadline passed."""
+    mn = pre_switched(rig)
+    if how == "cancel":
+        assert mn.handover("cancel")["phase"] == "switched-back"
+    else:
+        later(rig, rig.topology.mpa.switch_deadline_s)
+        assert rig.core.counters["handover_switch_back_deadline"] == 1
+    return mn
+
+
+@pytest.mark.parametrize("how", ["cancel", "deadline"])
+def test_after_a_switch_back_the_tunnels_end_moves_the_binding_to_where_mn1_is(rig, how):
+    switched_back(rig, how)
+    later(rig, 1)
+    # Until the tunnel ends, it carries the home address to mn1 (and mn1 may
+    # pre-switch again on it without a new binding update).
+    assert rig.core.mobility.bindings[HOME].care_of == NCOA
+    assert echoes(rig.ping("cn1", HOME, seq=1)) == [1]
+    later(rig, rig.topology.mpa.tunnel_lifetime_s)
+    assert rig.core.counters["tunnel_expired"] == 1
+    assert_bound_where_mn1_is(rig, "tunnel-expired")
+
+
+@pytest.mark.parametrize("message, fields, cause", [
+    ("tunnel-release", {}, "tunnel-released"),
+    ("release", {}, "tunnel-released"),                 # the nCoA's lease: its tunnel first
+    ("release", {"scope": "all"}, "tunnel-released"),   # the lease and the MPA-SA
+])
+def test_a_release_moves_the_binding_to_where_mn1_is(rig, message, fields, cause):
+    mn = bound(rig)
+    mn.ask(message, f"{message}d", **fields)
+    assert_bound_where_mn1_is(rig, cause)
+
+
+def test_a_lease_ending_ends_its_tunnel_and_moves_the_binding_to_where_mn1_is(rig):
+    """However the nCoA's lease ends at the CA (a DHCP release or decline,
+    an SA dropped with its lease), the address goes back to the pool: its
+    tunnel must not carry it to mn1 any longer."""
+    bound(rig)
+    assert rig.core.mpa.ca.release("net-b1", mpa_client(IDENTITY, MN_MAC), WALL_OFFSET + rig.now)
+    rig.run(rig.core.mobility.drain())
+    assert rig.core.counters["tunnel_lease_released"] == 1
+    assert_bound_where_mn1_is(rig, "tunnel-lease-released")
+
+
+def test_a_lease_ending_during_a_handover_ends_the_tunnel_once_mn1_switched_back(rig):
+    mn = pre_switched(rig)
+    assert rig.core.mpa.ca.release("net-b1", mpa_client(IDENTITY, MN_MAC), WALL_OFFSET + rig.now)
+    rig.run(rig.core.mobility.drain())
+    assert rig.core.counters["tunnel_end_deferred"] == 1
+    assert holders(rig, Feature.BUFFER) == {"ar-b1"}        # the handover goes on
+    assert mn.handover("cancel")["phase"] == "switched-back"
+    later(rig, 1)
+    assert_bound_where_mn1_is(rig, "tunnel-expired")
+
+
+def test_the_binding_follows_mn1_arriving_in_the_tunnels_network_at_another_address(rig):
+    """mn1 moves to net-b1 without a handover and uses an address there that
+    is not its nCoA: the tunnel ends (mn1 is in its network), and the
+    binding goes to the address mn1 uses."""
+    bound(rig)
+    rig.move("mn1", "ap-b1-1", ip=NEIGHBOUR_IP)
+    rig.arp_request("mn1", NEIGHBOUR_IP)
+    assert rig.core.counters["tunnel_arrived"] == 1
+    assert rig.core.mobility.bindings[HOME].care_of == NEIGHBOUR_IP
+    [down] = rig.ping("cn1", HOME).to("mn1")
+    assert down["ipv4_dst"] == HOME
+    assert rig.core.counters["binding_fell_back"] == 1
+
+
+def test_a_binding_whose_mn_is_nowhere_known_ends_when_its_tunnel_does(rig):
+    """mn1's link at ap-a1-1 went down and it has not shown up since: when
+    the tunnel ends there is nowhere to send its traffic, and the binding
+    ends rather than lead it to net-b1's AR, which would hold it for an
+    address nobody answers for."""
+    bound(rig)
+    rig.move("mn1", "ap-a1-2")                     # the port goes down; not seen since
+    later(rig, rig.topology.mpa.tunnel_lifetime_s)
+    assert rig.core.mobility.bindings == {}
+    assert rig.core.counters["binding_ended_no_route"] == 1
+    outcome = rig.ping("cn1", HOME)
+    assert outcome.frames == [] and outcome.punts == 0
+    [event] = [e for e in rig.core.events.after(0)[0]
+               if e["type"] == "binding" and e["data"].get("reason")]
+    assert event["data"] == {"identity": IDENTITY, "network": "net-b1", "home_address": HOME,
+                             "care_of": None, "reason": "no-route",
+                             "previous_care_of": NCOA, "cause": "tunnel-expired"}
+    later(rig, SETTLE_S)
+    assert holders(rig, Feature.BINDING) == holders(rig, Feature.TUNNEL) == set()
+
+
+def test_an_arrival_keeps_the_binding_on_the_ncoa(rig):
+    """The tunnel ends because mn1 arrived at its nCoA: the binding reaches
+    it there, nothing falls back."""
+    pre_switched(rig)
+    arrive(rig)
+    later(rig, SETTLE_S)
+    assert rig.core.mobility.bindings[HOME].care_of == NCOA
+    assert rig.core.counters["binding_fell_back"] == rig.core.counters[
+        "binding_ended_no_route"] == 0
+
+
+def test_the_fallen_back_binding_is_what_a_restart_finds(topology, tmp_path):
+    path = str(tmp_path / "state.db")
+    rig = make_rig(topology, store=SqliteStore(path))
+    bound(rig).ask("tunnel-release", "tunnel-released")
+    later(rig, SETTLE_S)
+    kept = flows_of(rig, Feature.TUNNEL, Feature.BINDING)
+
+    rig.restart(store=SqliteStore(path))
+    assert rig.core.mobility.tunnels == {}
+    assert rig.core.mobility.bindings[HOME].care_of == MN_IP
+    rig.arp_request("mn1", MN_IP)       # a restarted controller learns its hosts again
+    assert flows_of(rig, Feature.TUNNEL, Feature.BINDING) == kept
+    [down] = rig.ping("cn1", HOME).to("mn1")
+    assert down["ipv4_dst"] == HOME
