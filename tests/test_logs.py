@@ -1,6 +1,7 @@
 """Structured logs: every line about an MN names it (identity=, mac=), every
 line about a switch names it (dpid=, switch=), as key=value tokens that the
-JSON format lifts into fields."""
+JSON format lifts into fields; nothing that came from the wire writes a line
+or a field of its own."""
 
 from __future__ import annotations
 
@@ -87,6 +88,30 @@ def test_an_exception_is_rendered():
     assert line["exception"].startswith("Traceback") and "ValueError: boom" in line["exception"]
 
 
+def test_an_argument_fills_a_value_and_never_adds_a_token():
+    line = as_json(record("%s %s from %s: unknown or malformed bearer token", "GET",
+                          "/x identity=victim@domain-a dpid=0000000000000001", "192.0.2.1"))
+    assert set(line) == {"time", "level", "logger", "message"}
+    line = as_json(record("auth-init from %s identity=%s refused: %s", "192.0.2.1",
+                          "a b sa=1", "no switch=ap-a1 here"))
+    assert line["identity"] == "a b sa=1"
+    assert "sa" not in line and "switch" not in line
+
+
+def test_a_message_logged_without_arguments_has_no_fields():
+    # Ryu's hub logs eventlet's access line so: the request line is the sender's.
+    line = as_json(record('192.0.2.1 - - [07/Dec/2026 07:00:00] "GET identity=victim@domain-a '
+                          'HTTP/1.1" 404 205 0.000412'))
+    assert set(line) == {"time", "level", "logger", "message"}
+
+
+def test_named_arguments_and_a_percent_sign_are_read_as_logging_reads_them():
+    line = as_json(record("100%% of dpid=%(dpid)016x switch=%(switch)s, handover=%(n)d",
+                          {"dpid": 26, "switch": "ap-b1", "n": 7}))
+    assert (line["dpid"], line["switch"], line["handover"]) == ("000000000000001a", "ap-b1", "7")
+    assert line["message"] == "100% of dpid=000000000000001a switch=ap-b1, handover=7"
+
+
 def test_fields_come_from_the_message_alone():
     # The convention is tokens in the message, which the text format shows
     # too; a record's extra attributes are not fields.
@@ -94,28 +119,37 @@ def test_fields_come_from_the_message_alone():
     assert set(line) == {"time", "level", "logger", "message"}
 
 
-def test_configure_installs_one_handler_of_the_chosen_format():
+@pytest.fixture
+def log_to():
+    """configure(level, fmt) onto a new stream, returned; the root logger's
+    handlers and level as they were afterwards (one an earlier configure()
+    installed, a launcher run in this process, is replaced meanwhile)."""
     root = logging.getLogger()
     level, before = root.level, list(root.handlers)
-    # One an earlier configure() installed (a launcher run in this process) is replaced too.
-    others = [h for h in before if not isinstance(h, logs._Handler)]
-    text, jsonl = io.StringIO(), io.StringIO()
-    try:
-        logs.configure(logging.INFO, "text", text)
-        logs.configure(logging.DEBUG, "json", jsonl)   # replaces the first
-        assert len(root.handlers) == len(others) + 1 and root.level == logging.DEBUG
-        # A logger that exists, which the fixture cleared: one made now
-        # could be a MininetLogger at a level of its own.
-        probe = logging.getLogger("mpa_sdn.controller")
-        probe.debug("identity=%s seen", IDENTITY)
-    finally:
-        for handler in root.handlers[:]:
-            if handler not in before:
-                root.removeHandler(handler)
-        for handler in before:
-            if handler not in root.handlers:
-                root.addHandler(handler)
-        root.setLevel(level)
+
+    def install(fmt: str, level=logging.INFO) -> io.StringIO:
+        stream = io.StringIO()
+        logs.configure(level, fmt, stream)
+        return stream
+    yield install
+    for handler in root.handlers[:]:
+        if handler not in before:
+            root.removeHandler(handler)
+    for handler in before:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+
+
+def test_configure_installs_one_handler_of_the_chosen_format(log_to):
+    root = logging.getLogger()
+    others = [h for h in root.handlers if not isinstance(h, logs._Handler)]
+    text = log_to("text")
+    jsonl = log_to("json", logging.DEBUG)       # replaces the first
+    assert len(root.handlers) == len(others) + 1 and root.level == logging.DEBUG
+    # A logger that exists, which the fixture cleared: one made now
+    # could be a MininetLogger at a level of its own.
+    logging.getLogger("mpa_sdn.controller").debug("identity=%s seen", IDENTITY)
     assert text.getvalue() == ""
     assert json.loads(jsonl.getvalue())["identity"] == IDENTITY
     with pytest.raises(ValueError):
@@ -126,6 +160,119 @@ def test_the_text_format_is_the_launchers():
     rec = record("dpid=%016x switch=%s disconnected", 1, "ap-a1")
     assert re.fullmatch(r"\S+ \S+ INFO    mpa_sdn\.test: dpid=0000000000000001 switch=ap-a1 "
                         r"disconnected", logs.TextFormatter().format(rec))
+
+
+# -- what came from the wire ------------------------------------------------------------------
+
+# Each breaks a line for some reader (str.splitlines() breaks at the first
+# eight), rewrites what a terminal shows, or cannot be encoded at all.
+CONTROLS = ["\n", "\r", "\x0b", "\x1c", "\x1e", "\x85", "\u2028", "\u2029", "\x00", "\x1b",
+            "\x7f", "\x9b", "\t", "\u202e", "\u2066", "\ud800"]
+FORGED = "2026-12-07 07:00:00,000 INFO    mpa_sdn.aa: MPA-SA sa=00000000 switch=evil"
+LINE_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ +\S+: ")
+
+
+def test_escape_writes_each_control_character_as_an_escape_and_nothing_else():
+    assert logs.escape("a\nb\rc\td\x00\x1b[2J\x7f\x85\u2028\u202e\ud800 caf\u00e9 \u00a0") == (
+        "a\\nb\\rc\\td\\x00\\x1b[2J\\x7f\\x85\\u2028\\u202e\\ud800 caf\u00e9 \u00a0")
+
+
+@pytest.mark.parametrize("char", CONTROLS, ids=ascii)
+def test_a_control_character_in_a_message_cannot_start_a_line(char):
+    rec = record("GET %s from %s: unknown or malformed bearer token",
+                 f"/mpa/v1/mobile-nodes/x{char}{FORGED}", "192.0.2.1")
+    text = logs.TextFormatter().format(rec)
+    assert char not in text and len(text.splitlines()) == 1
+    assert logs.escape(char) + FORGED in text
+    line = logs.JsonFormatter().format(rec)
+    assert char not in line and len(line.splitlines()) == 1
+    fields = json.loads(line)
+    # The same message in both formats, and nothing lifted out of the forgery.
+    assert fields["message"] == text.split("mpa_sdn.test: ", 1)[1]
+    assert "switch" not in fields and "sa" not in fields
+
+
+def test_a_token_with_a_control_character_is_one_escaped_field():
+    line = as_json(record("MPA-SA identity=%s refused", "mn1@domain-a\nswitch=evil"))
+    assert line["identity"] == "mn1@domain-a\\nswitch=evil"
+    assert "switch" not in line
+
+
+def test_a_traceback_keeps_its_lines_and_the_message_is_escaped():
+    try:
+        raise ValueError("boom\u2028after")
+    except ValueError:
+        rec = record("GET %s failed", f"/x\n{FORGED}", level=logging.ERROR,
+                     exc_info=sys.exc_info())
+    text = logs.TextFormatter().format(rec).split("\n")
+    assert LINE_START.match(text[0]) and text[0].endswith("GET /x\\n" + FORGED + " failed")
+    assert text[1] == "Traceback (most recent call last):"
+    assert text[-1] == "ValueError: boom\u2028after"    # the process's own: as it is
+    rec.exc_text = None
+    line = logs.JsonFormatter().format(rec)
+    assert len(line.splitlines()) == 1 and "\u2028" not in line
+    assert json.loads(line)["exception"].endswith("ValueError: boom\u2028after")
+
+
+@pytest.mark.parametrize("fmt", logs.FORMATS)
+def test_a_request_cannot_write_a_log_line_of_its_own(topology, log_to, fmt):
+    """The REST API served by Ryu's hub as the controller serves it: the path
+    (which WSGI decodes: %0A is a newline) in the API's own warning, the raw
+    request line in eventlet's access log (ESC and CSI as they are)."""
+    from apps import compat
+    compat.patch_eventlet()
+    import eventlet
+    from eventlet.green import socket as green_socket
+    from ryu.lib import hub
+
+    from apitest import rig_api
+    api = rig_api(make_rig(topology))
+    stream = log_to(fmt)
+    server = hub.WSGIServer(("127.0.0.1", 0), api)
+    thread = hub.spawn(server.serve_forever)
+    path = (f"/mpa/v1/mobile-nodes/{IDENTITY}%0A{FORGED.replace(' ', '%20')}"
+            "%0D%1B[2J%C2%85\x1b[2J\xc2\x9b2J").encode("latin-1")
+    try:
+        with eventlet.Timeout(10), \
+                green_socket.create_connection(server.server.getsockname()) as sock:
+            sock.sendall(b"GET " + path + b" HTTP/1.0\r\nAuthorization: Bearer not-a-token"
+                         b"\r\n\r\n")
+            with sock.makefile("rb") as reply:       # HTTP/1.0: to the end
+                assert reply.read().startswith(b"HTTP/1.1 401 ")
+    finally:
+        hub.kill(thread)
+        server.server.close()
+    assert api.counters["rest_auth_invalid"] == 1
+    text = stream.getvalue()
+    lines = text.split("\n")
+    assert lines[-1] == "" and text.splitlines() == lines[:-1]
+    if fmt == "text":
+        assert all(LINE_START.match(line) for line in lines[:-1]), text
+        messages = [line.split(": ", 1)[1] for line in lines[:-1]]
+    else:
+        messages = [json.loads(line)["message"] for line in lines[:-1]]
+        assert "switch" not in {key for line in lines[:-1] for key in json.loads(line)}
+    warning = [m for m in messages if "bearer token" in m]
+    access = [m for m in messages if '" 401 ' in m]
+    assert len(warning) == 1 and len(access) == 1, text
+    assert f"{IDENTITY}\\n{FORGED}\\r\\x1b[2J\\x85\\x1b[2J\\x9b2J from 127.0.0.1" in warning[0]
+    # eventlet reads the request line as Latin-1: U+009B's two bytes, the second C1.
+    assert "%0D%1B[2J%C2%85\\x1b[2J\u00c2\\x9b2J HTTP/1.0" in access[0]
+    assert not any(re.search("[\x00-\x1f\x7f-\x9f]", m) for m in messages)
+
+
+def test_a_signalling_identity_with_a_newline_is_refused_before_any_line_names_it(
+        topology, log_to):
+    from apitest import request, rig_api
+    api = rig_api(make_rig(topology))
+    stream = log_to("text")
+    message = {"v": 1, "type": "auth-init", "network": "net-b1",
+               "identity": f"{IDENTITY}\n{FORGED}", "mn_mac": MN_MAC, "nonce": "00" * 32}
+    response, answer = request(api, "/mpa/v1/networks/net-b1/preauth", "POST", None, message)
+    assert (response.status_int, answer["code"]) == (400, "malformed")
+    text = stream.getvalue()
+    assert "refused: malformed" in text and "evil" not in text
+    assert all(LINE_START.match(line) for line in text.splitlines())
 
 
 # -- the convention, checked on the source ----------------------------------------------------
