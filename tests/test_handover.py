@@ -925,6 +925,29 @@ def test_a_lease_ending_ends_its_tunnel_and_moves_the_binding_to_where_mn1_is(ri
     assert_bound_where_mn1_is(rig, "tunnel-lease-released")
 
 
+def test_an_sa_expiring_ends_its_tunnel_at_once_and_the_binding_with_its_lifetime():
+    """The AA expires an MPA-SA in mpa_tick, which the shell also runs
+    between ticks: the tunnel it granted ends there and then.  The binding,
+    whose lifetime was the SA's, ends at mobility's next tick; meanwhile it
+    reaches mn1 where it is, and afterwards nothing steers the home
+    address anywhere."""
+    rig = make_rig(variant(sa_lifetime_s=30))
+    bound(rig)
+    rig.now += 30
+    rig.run(rig.core.mpa_tick(rig.now))
+    assert rig.core.counters["tunnel_sa_expired"] == 1
+    assert rig.core.mobility.bindings[HOME].care_of == MN_IP
+    assert echoes(rig.ping("cn1", HOME, seq=1)) == [1]
+    later(rig, SETTLE_S)
+    assert rig.core.counters["binding_expired"] == 1
+    outcome = rig.ping("cn1", HOME, seq=2)
+    assert outcome.frames == [] and outcome.punts == 0
+    assert holders(rig, Feature.BINDING) == holders(rig, Feature.TUNNEL) == set()
+    [tunnel] = [e["data"] for e in rig.core.events.after(0)[0]
+                if e["type"] == "tunnel" and not e["data"]["up"]]
+    assert tunnel["reason"] == "sa-expired"
+
+
 def test_a_lease_ending_during_a_handover_ends_the_tunnel_once_mn1_switched_back(rig):
     mn = pre_switched(rig)
     assert rig.core.mpa.ca.release("net-b1", mpa_client(IDENTITY, MN_MAC), WALL_OFFSET + rig.now)
