@@ -4,6 +4,11 @@ validators for what it says requests look like.
 The document is the contract: request bodies, query parameters and
 headers are checked against its schemas here, so what it says is what
 the server enforces; a test checks every response against it too.
+
+Its ``pattern`` s are ECMA-262 regular expressions, as JSON Schema says, and
+are applied as such (by ``regress``), not as Python's: Python's ``$`` also
+matches before a final newline and its ``\\s`` takes characters ECMA-262's
+does not (U+001C to U+001F, U+0085), and leaves out U+FEFF.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ import json
 import os
 import re
 
+import regress
 import yaml
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError, validators
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -24,8 +30,67 @@ BASE = "urn:mpa-sdn:openapi"
 
 @functools.cache
 def document() -> dict:
+    """The document, once every regular expression in it is known to be one
+    this module applies as ECMA-262 says (see :func:`patterns`)."""
     with open(PATH, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+        loaded = yaml.safe_load(f)
+    patterns(loaded)
+    return loaded
+
+
+def patterns(node, pointer: str = "") -> dict[str, str]:
+    """Every ``pattern`` in ``node``, by JSON pointer, each compiled as
+    ECMA-262; ValueError for one that is not ECMA-262, and for a keyword
+    that jsonschema would apply with Python's ``re`` behind this module's
+    back (``patternProperties``, which additionalProperties and
+    unevaluatedProperties also match, and ``format: regex``)."""
+    found = {}
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = pointer + _step(key)
+            if key in ("example", "examples"):
+                continue                      # data, not schemas
+            if key == "properties" and isinstance(value, dict):
+                for name, subschema in value.items():   # names, not keywords
+                    found.update(patterns(subschema, here + _step(name)))
+            elif key == "pattern" and isinstance(value, str):
+                try:
+                    ecma_regex(value)
+                except regress.RegressError as exc:
+                    raise ValueError(f"{PATH}: {here}: {value!r} is not an ECMA-262 "
+                                     f"regular expression: {exc}") from None
+                found[here] = value
+            elif key == "patternProperties" or key == "format" and value == "regex":
+                raise ValueError(f"{PATH}: {here}: {key} would be checked with Python's "
+                                 "regular expressions, not ECMA-262's; not supported")
+            else:
+                found.update(patterns(value, here))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found.update(patterns(value, pointer + _step(index)))
+    return found
+
+
+def _step(key) -> str:
+    """One step of a JSON pointer (RFC 6901)."""
+    return "/" + str(key).replace("~", "~0").replace("/", "~1")
+
+
+# The document's patterns only: a fixed set, compiled once each.
+@functools.cache
+def ecma_regex(pattern: str) -> regress.Regex:
+    """``pattern`` as ECMA-262 with the ``u`` flag (code points, not UTF-16
+    units), as JSON Schema 2020-12 means it."""
+    return regress.Regex(pattern, "u")
+
+
+def _pattern(validator_, pattern: str, instance, schema):
+    """The ``pattern`` keyword: ECMA-262's search, unanchored as JSON Schema's is."""
+    if validator_.is_type(instance, "string") and ecma_regex(pattern).find(instance) is None:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+Validator = validators.extend(Draft202012Validator, {"pattern": _pattern})
 
 
 @functools.cache
@@ -46,11 +111,11 @@ def _resolve(node: dict) -> dict:
     return node
 
 
-def validator(schema: dict, format_checker=None) -> Draft202012Validator:
+def validator(schema: dict, format_checker=None) -> Validator:
     """A validator for ``schema``, a part of the document, its ``$ref`` s resolved in it."""
     wrapped = {"$schema": "https://json-schema.org/draft/2020-12/schema",
                "$id": BASE + "#local", **_rewrite(schema)}
-    return Draft202012Validator(wrapped, registry=_registry(), format_checker=format_checker)
+    return Validator(wrapped, registry=_registry(), format_checker=format_checker)
 
 
 def _rewrite(schema):
@@ -105,12 +170,11 @@ class Checks:
         self.body = validator(schema) if schema is not None else None
 
 
-def errors(validator_: Draft202012Validator, value, prefix: str = "") -> list[dict]:
+def errors(validator_: Validator, value, prefix: str = "") -> list[dict]:
     """Every way ``value`` breaks the schema, as (JSON pointer, detail), at most 10."""
     found = []
     for error in sorted(validator_.iter_errors(value), key=lambda e: list(e.absolute_path)):
-        pointer = prefix + "".join(f"/{str(p).replace('~', '~0').replace('/', '~1')}"
-                                   for p in error.absolute_path)
+        pointer = prefix + "".join(_step(p) for p in error.absolute_path)
         found.append({"pointer": pointer or "/", "detail": _short(error)})
         if len(found) == 10:
             break

@@ -194,6 +194,10 @@ INVALID = [
     ("startPreSwitch", {"network": "n" * 33}, ["/network"]),
     ("startPreSwitch", {"network": "net-b1", "mode": "teleport"}, ["/mode"]),
     ("startPreSwitch", {"network": "net-b1", "poa": "p" * 33}, ["/poa"]),
+    # The document's patterns are ECMA-262's: "$" is the end, not a final newline too.
+    ("startPreSwitch", {"network": "net-b1\n"}, ["/network"]),
+    ("startPreSwitch", {"network": "net-b1", "poa": "ap-b1-1\n"}, ["/poa"]),
+    ("prepareCandidates", {"candidates": ["net-a2", "net-b1\n"]}, ["/candidates/1"]),
     ("updateNetworkPolicy", {}, ["/"]),
     ("updateNetworkPolicy", {"max_candidates": 0}, ["/max_candidates"]),
     ("updateNetworkPolicy", {"max_candidates": 17}, ["/max_candidates"]),
@@ -322,10 +326,40 @@ def test_a_method_the_resource_does_not_take_is_405_with_allow(setup, method, pa
     ("GET", "/mpa/v1/events?limit=%C2%B2", None, auth.READER, ["limit"]),
     ("GET", "/mpa/v1/events?after=%C2%B2", None, auth.READER, ["after"]),
     ("GET", "/mpa/v1/events?limit=1&page=2", None, auth.READER, ["page"]),
+    ("GET", f"/mpa/v1/actions?identity={IDENTITY}%0A", None, auth.READER, ["identity"]),
+    # U+FEFF is white space to ECMA-262's \s (not to Python's).
+    ("GET", "/mpa/v1/actions?identity=mn1%EF%BB%BF@domain-a", None, auth.READER, ["identity"]),
 ])
 def test_an_unknown_or_bad_query_parameter_is_400(setup, method, path, body, role, pointers):
     _, problem = refused(setup, path, method, role, body, 400, "invalid-request")
     assert [e["pointer"] for e in problem["errors"]] == pointers
+
+
+@pytest.mark.parametrize("char", ["%1C", "%1F", "%C2%85"])
+def test_a_query_value_the_documents_pattern_allows_is_taken(setup, char):
+    """ECMA-262's \\s is not Python's: U+001C to U+001F and U+0085 are no white
+    space to it, so IdentityString's [^@\\s/] takes them."""
+    _, api = setup
+    response, actions = request(api, f"/mpa/v1/actions?identity=mn1{char}@domain-a")
+    assert (response.status_int, actions) == (200, [])
+
+
+@pytest.mark.parametrize("path, name", [
+    (f"{MN}%0A", "identity"),
+    (f"{MN}%0A/prepare", "identity"),
+    ("/mpa/v1/networks/net-b1%0A/leases", "network id"),
+    ("/mpa/v1/networks/net-b1%0A/preauth", "network id"),    # the MN's signalling too
+])
+def test_a_path_segment_with_a_final_newline_names_nothing(setup, path, name):
+    """WSGI decodes the path before it is routed: the segment's pattern refuses
+    the newline, and the core is never asked."""
+    method = "POST" if path.endswith(("prepare", "preauth")) else "GET"
+    body = {"candidates": ["net-a2"]} if path.endswith("prepare") else (
+        {"v": 1, "type": "auth-init"} if path.endswith("preauth") else None)
+    role = auth.POLICY_ENGINE if method == "POST" else auth.READER
+    value = unquote(path).split("/")[4]
+    _, problem = refused(setup, path, method, role, body, 404, "not-found")
+    assert problem["detail"] == f"no {name} {value!r}"
 
 
 def test_an_unknown_query_parameter_of_a_plain_get_is_400(setup):
@@ -458,7 +492,7 @@ def test_a_key_is_the_callers_and_the_paths(setup):
 
 
 @pytest.mark.parametrize("key", ["", "a b", "tab\there", "bell\x07", "del\x7f", "k" * 65,
-                                 "caf\u00e9"])
+                                 "caf\u00e9", "k-1\n"])
 def test_a_key_outside_the_documents_pattern_is_400(setup, key):
     _, problem = refused(setup, PREPARE, "POST", auth.POLICY_ENGINE,
                          {"candidates": ["net-a2"]}, 400, "invalid-request",

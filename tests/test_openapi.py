@@ -512,6 +512,8 @@ def test_an_id_older_than_the_kept_events_gets_a_reset_first(followed):
     ("", {"Last-Event-ID": "x1"}, "Last-Event-ID"),
     ("?limit=0", None, "limit"),
     ("?types=Policy", None, "types"),
+    ("?types=handover%0A", None, "types"),             # ECMA-262's $: no final newline
+    ("", {"Last-Event-ID": "5\n"}, "Last-Event-ID"),
     ("?from=1", None, "from"),
 ])
 def test_a_stream_that_cannot_be_is_refused(followed, query, headers, pointer):
