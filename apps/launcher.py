@@ -210,6 +210,8 @@ def main(argv=None) -> int:
     _check_free(settings.rest_host, settings.rest_port, "REST")
     logs.configure(args.log_level, args.log_format)  # Ryu sets the level too, but only later
     log = logging.getLogger("mpa_sdn")
+    from apps import descriptors  # REST connections and switches each hold one
+    log.info("%s", descriptors.ensure(topology))
     credentials = _credentials_or_exit(topology)
     for domain, store in sorted(credentials.items()):
         log.info("domain %s: %d credentials", domain, len(store))

@@ -27,6 +27,7 @@ from ryu.lib import hub  # noqa: E402
 from ryu.ofproto import ofproto_v1_3  # noqa: E402
 
 from apps import runtime  # noqa: E402
+from apps.rest_server import RestServer  # noqa: E402
 from mpa_sdn import openflow as of  # noqa: E402
 from mpa_sdn.controller import Controller  # noqa: E402
 from mpa_sdn.facade import Busy, Facade  # noqa: E402
@@ -83,7 +84,9 @@ class MpaApp(app_manager.RyuApp):
                            self.counters, "rest_held")
         self._waits = set()       # what REST requests wait on: set at stop, so none holds it up
         self.rest = RestApi(Facade(self.core, time.monotonic, self._exchange, self._wait_events),
-                            self.counters, tokens=self.runtime.tokens)
+                            self.counters, tokens=self.runtime.tokens,
+                            max_streams=self.settings.rest_max_streams,
+                            streams_per_token=self.settings.rest_streams_per_token)
         self.rest_server = None
         self._own_threads = []
 
@@ -92,11 +95,8 @@ class MpaApp(app_manager.RyuApp):
         thread = super().start()
         host, port = self.settings.rest_host, self.settings.rest_port
         # Listen here, not in the thread: if the port is taken, start-up fails.
-        if self.settings.rest_tls:
-            from apps import tls
-            self.rest_server = tls.HttpsServer((host, port), self.rest, self.runtime.tls["rest"])
-        else:
-            self.rest_server = hub.WSGIServer((host, port), self.rest)
+        self.rest_server = RestServer((host, port), self.rest, self.settings, self.counters,
+                                      self.runtime.tls["rest"] if self.settings.rest_tls else None)
         LOG.info("REST API on %s://%s:%d/mpa/v1", "https" if self.settings.rest_tls else "http",
                  host, port)
         self._own_threads = [hub.spawn(self._worker), hub.spawn(self._ticker),
@@ -115,7 +115,7 @@ class MpaApp(app_manager.RyuApp):
         for thread in self._own_threads:
             hub.kill(thread)
         if self.rest_server is not None:
-            self.rest_server.server.close()
+            self.rest_server.close()
         super().stop()
 
     # -- the one send point -----------------------------------------------------

@@ -42,8 +42,7 @@ from mpa_sdn.config import TLS_GROUPS
 
 compat.patch_eventlet()
 
-import eventlet.wsgi  # noqa: E402  (after the patch)
-from eventlet.green import ssl as green_ssl  # noqa: E402
+from eventlet.green import ssl as green_ssl  # noqa: E402  (after the patch)
 from ryu.lib import hub  # noqa: E402
 
 LOG = logging.getLogger("apps.tls")
@@ -142,33 +141,6 @@ def _pair_problem(exc: ssl.SSLError, cert: str) -> str:
 
 # -- the servers ------------------------------------------------------------------
 
-class HttpsServer(hub.WSGIServer):
-    """``hub.WSGIServer`` over TLS.
-
-    ``hub.WSGIServer`` takes TLS arguments but would wrap the WSGI app, not
-    the connections, so the listening socket is wrapped here instead.  Each
-    handshake happens in the green thread that serves its connection, not in
-    the accept loop, is bounded in time, and a failed one is a log line, not
-    a traceback.
-    """
-
-    def __init__(self, listen_info, application, context: ssl.SSLContext):
-        super().__init__(listen_info, application)
-        self.server = context.wrap_socket(self.server, server_side=True,
-                                          do_handshake_on_connect=False)
-
-    def serve_forever(self):
-        self.logger = hub.LoggingWrapper()
-        eventlet.wsgi.server(self.server, self.handle, self.logger, protocol=_HttpsProtocol)
-
-
-class _HttpsProtocol(eventlet.wsgi.HttpProtocol):
-    def handle(self):
-        if _handshake(self.connection, self.client_address, "REST"):
-            super().handle()
-        # else: HttpProtocol closes the connection
-
-
 class OpenFlowTlsServer(hub.StreamServer):
     """What Ryu's ``server_loop`` gets instead of ``hub.StreamServer`` when it
     serves OpenFlow over TLS: one context for every connection, each
@@ -185,21 +157,23 @@ class OpenFlowTlsServer(hub.StreamServer):
 
     def secure_and_handle(self, sock, addr):
         secure = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        if not _handshake(secure, addr, "OpenFlow"):
+        if not handshake(secure, addr, "OpenFlow"):
             secure.close()
             return
         LOG.info("OpenFlow: %s from %s, switch certificate %s", secure.version(),
-                 _peer(addr), _subject(secure.getpeercert()))
+                 peer(addr), _subject(secure.getpeercert()))
         self.handle_secure(secure, addr)
 
 
-def _handshake(sock, addr, what: str) -> bool:
+def handshake(sock, addr, what: str) -> bool:
+    """``sock``'s server handshake, within HANDSHAKE_TIMEOUT_S; a failure is a
+    log line and False (the REST listener, apps.rest_server, counts it)."""
     timeout = sock.gettimeout()
     sock.settimeout(HANDSHAKE_TIMEOUT_S)
     try:
         sock.do_handshake()
     except OSError as exc:  # ssl.SSLError and timeouts are OSErrors
-        LOG.warning("%s: TLS handshake with %s failed: %s", what, _peer(addr), exc)
+        LOG.warning("%s: TLS handshake with %s failed: %s", what, peer(addr), exc)
         return False
     finally:
         sock.settimeout(timeout)
@@ -223,7 +197,7 @@ def use_for_openflow(context: ssl.SSLContext) -> None:
     controller.StreamServer = stream_server
 
 
-def _peer(addr) -> str:
+def peer(addr) -> str:
     return f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
 
 

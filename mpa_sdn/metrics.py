@@ -41,6 +41,10 @@ PREFIXED = (
      "OpenFlow messages sent to switches, by message class (OFPFlowMod: the flow-mods)",
      "message"),
 )
+# Entries of the counters dict that are levels, not counts (apps.rest_server
+# and rest_api.events keep them): gauges, not in mpa_events_total.
+GAUGES = (("rest_connections_open", "mpa_rest_connections_open", "REST connections open now"),
+          ("rest_streams_open", "mpa_rest_event_streams_open", "Event streams open now"))
 # Authentication and signalling refusals, by reason (the counter's name).
 AUTH_FAILURES = ("auth_failed", "auth_rate_limited", "auth_busy", "auth_busy_source",
                  "auth_unknown_session", "auth_mac_in_use", "sa_false_mac_claim",
@@ -129,6 +133,11 @@ class _State:
                 ("openflow_error", "mpa_openflow_errors_total", "OpenFlow error messages")):
             yield counter(name, help_text, counters.get(key, 0))
             taken.add(key)
+        for key, name, help_text in GAUGES:   # levels kept in the counters dict
+            level = GaugeMetricFamily(name, help_text)
+            level.add_metric([], counters.get(key, 0))
+            taken.add(key)
+            yield level
         events = CounterMetricFamily("mpa_events_total", "Every other counter of the "
                                      "controller, by name", labels=["event"])
         for key in sorted(set(counters) - taken):

@@ -54,7 +54,7 @@ class ControllerSettings:
     rest_max_connections: int = 1024      # open connections in all ...
     rest_connections_per_source: int = 128  # ... and from one address
     rest_header_timeout_s: float = 10.0   # the request line and headers arrive within this
-    rest_body_timeout_s: float = 10.0     # the body: at most this long between two reads
+    rest_body_timeout_s: float = 10.0     # the whole body arrives within this after the headers
     rest_idle_timeout_s: float = 60.0     # a kept-alive connection with no request is closed
     rest_max_streams: int = 256           # event streams open in all ...
     rest_streams_per_token: int = 16      # ... and per bearer token

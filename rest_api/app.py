@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import re
+import ssl
 from dataclasses import dataclass
 from typing import Callable
 
@@ -28,9 +29,11 @@ from webob import Request, Response
 from mpa_sdn import signalling
 from mpa_sdn.facade import Busy, Conflict, Facade, NotFound, Unavailable, Unprocessable
 from mpa_sdn.metrics import CONTENT_TYPE as METRICS_TYPE
+from mpa_sdn.topology import ControllerSettings
 from rest_api import auth, spec
 from rest_api.events import stream_events
 from rest_api.idempotency import Idempotency
+from rest_api.limits import Slots
 from rest_api.problems import Problem, json_response
 
 LOG = logging.getLogger("rest_api")
@@ -99,7 +102,7 @@ HANDLERS: dict[str, tuple[str | None, Callable]] = {
     "listActions": (auth.READER, lambda api, c: api.facade.actions(**c.query)),
     "getAction": _get(lambda f, action_id: f.action(action_id)),
     "listHandovers": _get(lambda f: f.handovers()),
-    "streamEvents": (auth.READER, lambda api, c: stream_events(api.facade, c)),
+    "streamEvents": (auth.READER, lambda api, c: stream_events(api.facade, c, api.streams)),
     "listSwitches": _get(lambda f: f.switches()),
     "getCounters": _get(lambda f: f.counters()),
     "getMetrics": (auth.READER, lambda api, c: Response(
@@ -150,12 +153,53 @@ def find_route(method: str, path: str) -> tuple[Route, dict]:
                   headers={"Allow": ", ".join(allowed)}, allowed=allowed)
 
 
+class BodyLost(Exception):
+    """The body could not be read whole: the client went away, was too slow
+    or broke the chunked framing.  Counted under ``counter``; the server
+    closes the connection after ``problem`` (which a gone client never gets)."""
+
+    def __init__(self, counter: str, problem: Problem, cause: Exception):
+        super().__init__(str(cause))
+        self.counter, self.problem = counter, problem
+
+
+def read_body(request: Request, limit: int) -> bytes:
+    """The body, up to ``limit`` + 1 bytes (more is the caller's 413), with or
+    without Content-Length (chunked); a body cut short is :class:`BodyLost`,
+    never a traceback or a 500: it is the client's doing."""
+    try:
+        data = request.body_file.read(limit + 1)
+    except TimeoutError as exc:
+        raise BodyLost("rest_timeout_body", Problem(
+            "request-timeout", "the body did not arrive in time"), exc) from None
+    except ssl.SSLError as exc:
+        raise BodyLost("rest_tls_error", Problem(
+            "incomplete-body", "TLS failed while the body arrived"), exc) from None
+    except OSError as exc:
+        raise BodyLost("rest_client_disconnected", Problem(
+            "incomplete-body", "the connection ended before the body was whole"), exc) from None
+    except ValueError as exc:   # the server's chunked reader: a chunk size that is none
+        raise BodyLost("rest_body_malformed", Problem(
+            "incomplete-body", "the chunked framing is broken"), exc) from None
+    length = request.content_length
+    if length is not None and len(data) < min(length, limit + 1):
+        raise BodyLost("rest_client_disconnected", Problem(
+            "incomplete-body", f"{len(data)} of {length} bytes arrived"),
+            EOFError("short body"))
+    return data
+
+
 class RestApi:
-    def __init__(self, facade: Facade, counters=None, tokens: auth.Tokens | None = None):
+    def __init__(self, facade: Facade, counters=None, tokens: auth.Tokens | None = None,
+                 max_streams: int = ControllerSettings.rest_max_streams,
+                 streams_per_token: int = ControllerSettings.rest_streams_per_token):
         self.facade = facade
         self.counters = counters if counters is not None else {}
         self.tokens = tokens if tokens is not None else auth.Tokens()
         self.idempotency = Idempotency(facade.store, facade.wall, self.counters)
+        # Event streams open at once, in all and per token's name.
+        self.streams = Slots(max_streams, streams_per_token, self.counters, "rest_streams",
+                             key_name="token")
 
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
@@ -171,6 +215,11 @@ class RestApi:
         except Problem as problem:
             self._count(f"rest_{problem.name.replace('-', '_')}")
             return problem.response(request.path_info)
+        except BodyLost as lost:
+            self._count(lost.counter)
+            LOG.info("%s %s from %s: %d %s (%s)", request.method, request.path_info,
+                     request.remote_addr, lost.problem.status, lost.problem.detail, lost)
+            return lost.problem.response(request.path_info)
         except Exception:  # a bug: say so without leaking internals
             self._count("rest_internal_error")
             LOG.exception("%s %s failed", request.method, request.path_info)
@@ -293,7 +342,7 @@ class RestApi:
                           "application/json")
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             raise Problem("payload-too-large", f"at most {MAX_BODY_BYTES} bytes")
-        data = request.body_file.read(MAX_BODY_BYTES + 1)
+        data = read_body(request, MAX_BODY_BYTES)
         if len(data) > MAX_BODY_BYTES:
             raise Problem("payload-too-large", f"at most {MAX_BODY_BYTES} bytes")
         try:
@@ -320,7 +369,7 @@ class RestApi:
         if request.content_length is not None and request.content_length > limit:
             self._count("rest_signal_refused")
             return _message(413, signalling.error("oversized", f"at most {limit} bytes"))
-        body = request.body_file.read(limit + 1)
+        body = read_body(request, limit)
         try:
             answer = self.facade.signal(body, network, request.remote_addr or "", kinds)
         except NotFound as exc:

@@ -4,6 +4,11 @@ Each event is written as it happens (``id``, ``event``, one ``data`` line
 of JSON); a comment every HEARTBEAT_S keeps proxies and idle connections
 open.  A client that reconnects with ``Last-Event-ID`` gets what it missed,
 or a ``reset`` event when the controller no longer holds all of it.
+
+Streams are bounded in all and per token (``slots``): past either, 503.  A
+stream's slot is given back when its iterator is closed, however it ends
+(the client gone, its limit reached, the controller stopping); the server
+closes it even if it never started.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from mpa_sdn.events import rfc3339
 from rest_api.problems import Problem
 
 HEARTBEAT_S = 15.0
+RETRY_AFTER_S = 5   # a client refused for the bound on streams tries again after this
 
 
 def _frame(event: dict) -> bytes:
@@ -23,7 +29,7 @@ def _frame(event: dict) -> bytes:
             f"data: {json.dumps(event, sort_keys=True, separators=(',', ':'))}\n\n").encode()
 
 
-def stream_events(facade, call) -> Response:
+def stream_events(facade, call, slots) -> Response:
     request = call.request
     last = request.headers.get("Last-Event-ID")
     after = call.query.get("after")
@@ -70,8 +76,44 @@ def stream_events(facade, call) -> Response:
                     return
                 yield b": keep-alive\n\n"
 
+    name = call.principal.name
+    refused = slots.take(name)
+    if refused:
+        raise Problem("unavailable", "the controller has all the event streams it serves open"
+                      if refused == "full" else f"token {name} has all the event streams it "
+                      "may have open", headers={"Retry-After": str(RETRY_AFTER_S)})
     response = Response(content_type="text/event-stream", charset="utf-8")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
-    response.app_iter = frames()
+    _gauge(slots)
+
+    def give():
+        slots.give(name)
+        _gauge(slots)
+
+    response.app_iter = _Held(frames(), give)
     return response
+
+
+def _gauge(slots) -> None:
+    slots.counters["rest_streams_open"] = slots.held
+
+
+class _Held:
+    """A stream's frames, holding its slot until closed.  A generator's own
+    ``finally`` would not do: one closed before it started never runs it."""
+
+    def __init__(self, frames, give):
+        self.frames, self._give = frames, give
+
+    def __iter__(self):
+        try:
+            yield from self.frames
+        finally:
+            self.close()
+
+    def close(self):
+        self.frames.close()
+        if self._give is not None:
+            self._give, give = None, self._give
+            give()

@@ -15,6 +15,7 @@ PREFIX = "urn:mpa-sdn:problem:"
 # name -> (status, title)
 TYPES = {
     "malformed-json": (400, "The body is not one JSON object"),
+    "incomplete-body": (400, "The body did not arrive whole"),
     "invalid-request": (400, "The request breaks the API's schema"),
     "unauthorized": (401, "A valid bearer token is needed"),
     "forbidden": (403, "The token's role may not do this"),
@@ -23,6 +24,7 @@ TYPES = {
     "wrong-state": (409, "The mobile node's state does not allow it now"),
     "too-soon": (409, "The mobile node arrived in its network too recently"),
     "idempotency-key-in-use": (409, "A request with this Idempotency-Key is in progress"),
+    "request-timeout": (408, "The body did not arrive in time"),
     "payload-too-large": (413, "The body is too long"),
     "unsupported-media-type": (415, "The body must be application/json"),
     "unprocessable": (422, "The request cannot be carried out here"),

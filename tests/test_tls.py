@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from apps import tls  # first: it readies eventlet for Ryu
+from apps.rest_server import RestServer
+from mpa_sdn.topology import ControllerSettings
 
 import eventlet
 from eventlet.green import socket as green_socket
@@ -392,8 +394,8 @@ def test_the_rest_server_answers_https_and_drops_plain_http(server, pki, caplog,
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [environ["wsgi.url_scheme"].encode()]
 
-    https = tls.HttpsServer(("127.0.0.1", 0), application,
-                            tls.server_context(server.cert, server.key))
+    https = RestServer(("127.0.0.1", 0), application, ControllerSettings(), {},
+                       tls.server_context(server.cert, server.key))
     thread = hub.spawn(https.serve_forever)
     address = https.server.getsockname()
     request = b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n"
@@ -412,7 +414,7 @@ def test_the_rest_server_answers_https_and_drops_plain_http(server, pki, caplog,
                 assert reply.startswith(b"HTTP/1.1 200 OK") and reply.endswith(b"https"), reply
     finally:
         hub.kill(thread)
-        https.server.close()
+        https.close()
     failures = [r.getMessage() for r in caplog.records if r.name == "apps.tls"]
     assert len(failures) == 1 and failures[0].startswith("REST: TLS handshake with 127.0.0.1:")
     assert "HTTP_REQUEST" in failures[0]
