@@ -14,7 +14,8 @@ import socket
 import sys
 
 from apps import logs
-from mpa_sdn.config import CONTROLLER_FILES, ConfigError, load_or_exit, missing_from_group
+from mpa_sdn.config import (
+    CONTROLLER_FILES, ConfigError, load_or_exit, load_topology, missing_from_group)
 
 # The flags that override the controller: section, one row each:
 # (key, flag, metavar, type, help).  The flag's value lands in args.<key>.
@@ -97,10 +98,13 @@ def _labels(args=None) -> dict:
             for key in CONTROLLER_FILES}
 
 
-def _files_or_exit(settings, labels: dict, errors_to=None):
-    """The TLS servers' contexts ("rest", "openflow": those configured) and
-    the API tokens (None without a file), the files read here and nowhere
-    later; or print every problem, one per line, and exit 2."""
+def _file_problems(settings, labels: dict) -> tuple[dict, object, list[str]]:
+    """The TLS servers' contexts ("rest", "openflow": those configured), the
+    API tokens (None without a file), the files read here and nowhere later,
+    and every problem found with them, one line each.
+
+    Every file named is read, also one of a TLS group that misses a file
+    (the topology's error says so), so one run reports all there is."""
     from apps import tls
     from rest_api.auth import TokenFileError, load_tokens
     tls_files = {key: getattr(settings, key) for key in CONTROLLER_FILES
@@ -112,22 +116,55 @@ def _files_or_exit(settings, labels: dict, errors_to=None):
             tokens = load_tokens(settings.api_tokens)
         except TokenFileError as exc:
             problems.extend(f"{labels['api_tokens']}: {line}" for line in str(exc).splitlines())
+    return contexts, tokens, problems
+
+
+def _credential_problems(sections) -> tuple[dict, list[str]]:
+    """Every domain's credential store, and the problems with their files (one
+    line each, then no stores).  ``sections``: a topology, or what parsed of
+    an invalid one."""
+    from mpa_sdn.credentials import load_stores
+    try:
+        return load_stores(sections), []
+    except ConfigError as exc:
+        return {}, exc.lines()
+
+
+def _exit_on(problems: list[str]) -> None:
     for line in problems:
-        print(line, file=errors_to or sys.stderr)
+        print(line, file=sys.stderr)
     if problems:
         sys.exit(2)
+
+
+def _files_or_exit(settings, labels: dict):
+    """The TLS contexts and the API tokens, or every problem printed and exit 2."""
+    contexts, tokens, problems = _file_problems(settings, labels)
+    _exit_on(problems)
     return contexts, tokens
 
 
-def _credentials_or_exit(topology, errors_to=None) -> dict:
-    """Every domain's credential store, or the problems (one per line) and exit 2."""
-    from mpa_sdn.credentials import load_stores
+def _credentials_or_exit(topology) -> dict:
+    stores, problems = _credential_problems(topology)
+    _exit_on(problems)
+    return stores
+
+
+def _check_config(path: str) -> int:
+    """``--check-config``: every problem of the topology file and of the files
+    it names, one line each (with its key path) and 2; or ``ok`` and 0.
+
+    The files are read even when the topology has errors elsewhere: those the
+    sections that parsed name (the controller's settings, the domains)."""
     try:
-        return load_stores(topology)
+        sections, problems = load_topology(path), []
     except ConfigError as exc:
-        for line in exc.lines():
-            print(line, file=errors_to or sys.stderr)
-        sys.exit(2)
+        sections, problems = exc.parsed, exc.lines()
+    if sections is not None:
+        problems += _credential_problems(sections)[1]
+        problems += _file_problems(sections.controller, _labels())[2]
+    print("\n".join(problems) if problems else "ok")
+    return 2 if problems else 0
 
 
 def _store_or_exit(path: str):
@@ -197,11 +234,7 @@ def _openflow_listen_args(settings) -> list[str]:
 def main(argv=None) -> int:
     args = _arguments(sys.argv[1:] if argv is None else argv)
     if args.check_config:
-        topology = load_or_exit(args.check_config, errors_to=sys.stdout)
-        _credentials_or_exit(topology, errors_to=sys.stdout)
-        _files_or_exit(topology.controller, _labels(), errors_to=sys.stdout)
-        print("ok")
-        return 0
+        return _check_config(args.check_config)
 
     topology = _with_overrides(load_or_exit(args.config), args)
     settings = topology.controller

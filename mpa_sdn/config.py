@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from mpa_sdn import interface_names
 from mpa_sdn.signalling import ID_RE, MAC_RE, nai_ok
 
 from mpa_sdn.topology import (
@@ -39,14 +40,30 @@ YEAR_S = 365 * DAY_S
 
 
 class ConfigError(Exception):
-    """A topology file is invalid; ``errors`` lists (path, message) pairs."""
+    """A topology file is invalid; ``errors`` lists (path, message) pairs.
 
-    def __init__(self, errors: list[tuple[str, str]]):
+    ``parsed`` holds the sections of the file that parsed (a :class:`Parsed`),
+    or None when the file could not be read as a topology at all.
+    """
+
+    def __init__(self, errors: list[tuple[str, str]], parsed: "Parsed | None" = None):
         self.errors = errors
+        self.parsed = parsed
         super().__init__("\n".join(f"{p}: {m}" if p else m for p, m in errors))
 
     def lines(self) -> list[str]:
         return [f"{p}: {m}" if p else m for p, m in self.errors]
+
+
+@dataclasses.dataclass(frozen=True)
+class Parsed:
+    """What parsed of a topology file with errors: the controller's settings
+    (the keys that were valid) and the domains whose entries were.  The files
+    they name can be checked in the same run, so that one run of
+    ``mpa-controller --check-config`` reports every problem."""
+
+    controller: ControllerSettings
+    domains: Mapping[str, Domain]
 
 
 class _Invalid(Exception):
@@ -390,7 +407,9 @@ def _domains(r: _Reader, raw: Any) -> dict[str, Domain]:
         path = f"domains.{did}"
         entry = r.mapping(entry if entry is not None else {}, path,
                           optional={"name", "credentials"})
-        if entry is not None:
+        if entry is None:
+            r.broken.add(("domain", did))  # its networks are not reported again
+        else:
             name = r.field(entry, "name", path, _text, default=did)
             credentials = r.field(entry, "credentials", path, _path)
             domains[did] = Domain(did, did if name is _MISSING else name,
@@ -440,6 +459,10 @@ def _links(r: _Reader, raw: Any, switches: dict, used: dict) -> tuple[Link, ...]
                 ends.append(_switch_port(end))
             except _Invalid as exc:
                 r.error(f"{path}[{j}]", str(exc))
+                continue
+            if ends[-1].switch in switches:
+                _interfaces_fit(r, f"{path}[{j}]",
+                                interface_names.port_name(ends[-1].switch, ends[-1].port))
         if len(ends) != 2:
             continue
         if ends[0].switch == ends[1].switch:
@@ -448,6 +471,15 @@ def _links(r: _Reader, raw: Any, switches: dict, used: dict) -> tuple[Link, ...]
         if _claim_ports(r, path, ends, switches, used, f"link {i}"):
             links.append(Link(*ends))
     return tuple(links)
+
+
+def _interfaces_fit(r: _Reader, path: str, *names: str) -> None:
+    """Report the first of an entry's lab interface names Linux would refuse."""
+    for name in names:
+        problem = interface_names.problem(name)
+        if problem:
+            r.error(path, problem)
+            return
 
 
 def _claim_ports(r: _Reader, path: str, ends: list[Port], switches: dict,
@@ -524,6 +556,8 @@ def _network(r: _Reader, nid: str, raw: Any, domains: dict, switches: dict,
         except _Invalid as exc:
             r.error(ppath, str(exc))
             continue
+        if port.switch in switches:
+            _interfaces_fit(r, ppath, interface_names.port_name(port.switch, port.port))
         if pid in poa_ids:
             r.error(ppath, f"PoA id is already used in network {poa_ids[pid]}")
             continue
@@ -662,6 +696,7 @@ def _hosts(r: _Reader, raw_cns: Any, raw_mns: Any, networks: dict) -> tuple[dict
     cns = {}
     for cid, entry in r.table(raw_cns, "correspondents").items():
         path = f"correspondents.{cid}"
+        _interfaces_fit(r, path, interface_names.host_name(cid, 0))
         entry = r.mapping(entry, path, required={"poa", "address", "mac"})
         if entry is None:
             continue
@@ -688,6 +723,8 @@ def _hosts(r: _Reader, raw_cns: Any, raw_mns: Any, networks: dict) -> tuple[dict
     mns, homes = {}, {}
     for mid, entry in r.table(raw_mns, "mobile_nodes").items():
         path = f"mobile_nodes.{mid}"
+        _interfaces_fit(r, path, *(interface_names.host_name(mid, i)
+                                   for i in range(interface_names.MN_INTERFACES)))
         entry = r.mapping(entry, path, required={"mac", "attach"},
                           optional={"identity", "credentials", "home_address"})
         if entry is None:
@@ -759,23 +796,24 @@ def parse_topology(raw: Any) -> Topology:
     networks = _networks(r, raw.get("networks"), domains, switches, used_ports)
     neighbours = _neighbours(r, raw.get("neighbours"), networks)
     cns, mns = _hosts(r, raw.get("correspondents"), raw.get("mobile_nodes"), networks)
-    if r.errors:
-        raise ConfigError(r.errors)
-    topology = Topology(controller=controller, domains=domains, switches=switches,
-                        links=links, networks=networks, neighbours=neighbours,
-                        correspondents=cns, mobile_nodes=mns, mpa=mpa)
-    _check_connected(topology)
-    return topology
+    if not r.errors:
+        topology = Topology(controller=controller, domains=domains, switches=switches,
+                            links=links, networks=networks, neighbours=neighbours,
+                            correspondents=cns, mobile_nodes=mns, mpa=mpa)
+        _check_connected(r, topology)
+        if not r.errors:
+            return topology
+    raise ConfigError(r.errors, Parsed(controller, domains))
 
 
-def _check_connected(topology: Topology) -> None:
+def _check_connected(r: _Reader, topology: Topology) -> None:
     # Imported here: the graph module depends on this one's types only.
     from mpa_sdn.neighbourhood import NeighbourhoodGraph
     graph = NeighbourhoodGraph(topology)
     islands = graph.switch_islands()
     if len(islands) > 1:
         parts = "; ".join(", ".join(sorted(i)) for i in islands)
-        raise ConfigError([("links", f"the switches are not all connected: {parts}")])
+        r.error("links", f"the switches are not all connected: {parts}")
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -843,27 +881,32 @@ def read_text(path: str) -> str:
 def load_topology(path: str) -> Topology:
     """The topology in ``path``; relative credentials paths and the controller's
     file paths are resolved against the file's directory, so the result does
-    not depend on the working directory."""
+    not depend on the working directory (in a ConfigError's ``parsed`` too)."""
     base = os.path.dirname(os.path.abspath(path))
-    topology = _resolve_credentials(load_topology_text(read_text(path), path), base)
-    return _resolve_controller_files(topology, base)
+    try:
+        topology = load_topology_text(read_text(path), path)
+    except ConfigError as exc:
+        if exc.parsed is None:
+            raise
+        raise ConfigError(exc.errors, _resolved(exc.parsed, base)) from None
+    return _resolved(topology, base)
 
 
-def _resolve_controller_files(topology: Topology, base: str) -> Topology:
-    settings = topology.controller
-    paths = {key: os.path.normpath(os.path.join(base, getattr(settings, key)))
+def _resolved(sections: Topology | Parsed, base: str) -> Topology | Parsed:
+    """``sections`` with every file path it holds made absolute against ``base``."""
+    def absolute(path: str) -> str:
+        return os.path.normpath(os.path.join(base, path))
+
+    def with_credentials(table: Mapping) -> dict:
+        return {key: entry if entry.credentials is None
+                else dataclasses.replace(entry, credentials=absolute(entry.credentials))
+                for key, entry in table.items()}
+
+    settings = sections.controller
+    files = {key: absolute(getattr(settings, key))
              for key in CONTROLLER_FILES if getattr(settings, key) is not None}
-    return dataclasses.replace(topology, controller=dataclasses.replace(settings, **paths))
-
-
-def _resolve_credentials(topology: Topology, base: str) -> Topology:
-    def resolved(table: Mapping) -> dict:
-        out = {}
-        for key, entry in table.items():
-            if entry.credentials is not None:
-                path = os.path.normpath(os.path.join(base, entry.credentials))
-                entry = dataclasses.replace(entry, credentials=path)
-            out[key] = entry
-        return out
-    return dataclasses.replace(topology, domains=resolved(topology.domains),
-                               mobile_nodes=resolved(topology.mobile_nodes))
+    changes = {"controller": dataclasses.replace(settings, **files),
+               "domains": with_credentials(sections.domains)}
+    if isinstance(sections, Topology):
+        changes["mobile_nodes"] = with_credentials(sections.mobile_nodes)
+    return dataclasses.replace(sections, **changes)

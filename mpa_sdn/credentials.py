@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from mpa_sdn.config import (
-    _MISSING, ConfigError, _Invalid, _is_version_1, _kind, _nai, _Reader, load_yaml)
+    _MISSING, ConfigError, Parsed, _Invalid, _is_version_1, _kind, _nai, _Reader, load_yaml)
 from mpa_sdn.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -178,12 +178,13 @@ def load_mn_credentials(path: str) -> MnCredentials:
     return _load(path, parse_mn_credentials)
 
 
-def load_stores(topology: Topology) -> dict[str, CredentialStore]:
+def load_stores(topology: Topology | Parsed) -> dict[str, CredentialStore]:
     """Every domain's store (empty for a domain without ``credentials``).
 
     Errors of all files come in one ConfigError: a problem with a file as a whole
     is reported on the topology key that names it, one inside a file on
-    ``FILE:key.path``.
+    ``FILE:key.path``.  ``topology`` may be what parsed of an invalid topology
+    (a ConfigError's ``parsed``): the domains that parsed are read.
     """
     stores, errors = {}, []
     for did, domain in sorted(topology.domains.items()):

@@ -734,6 +734,72 @@ def test_several_errors_in_one_network_are_all_reported():
     assert_error(errors, "networks.net-a1.poas.ap-a1-2", "already used by link")
 
 
+# -- the lab's interface names ------------------------------------------------------
+# Mininet names interfaces <node>-eth<n>; Linux takes at most 15 bytes.
+
+def rename_switch(raw: dict, old: str, new: str) -> dict:
+    """``raw`` with switch ``old`` called ``new`` in every place that names it."""
+    raw["switches"][new] = raw["switches"].pop(old)
+
+    def end(value: str) -> str:
+        switch, port = value.split(":")
+        return f"{new if switch == old else switch}:{port}"
+    raw["links"] = [[end(a), end(b)] for a, b in raw["links"]]
+    for network in raw["networks"].values():
+        if network["access_router"] == old:
+            network["access_router"] = new
+        network["poas"] = {pid: end(port) for pid, port in network["poas"].items()}
+    return raw
+
+
+def rename_mn(raw: dict, new: str) -> dict:
+    raw["mobile_nodes"] = {new: raw["mobile_nodes"].pop("mn1")}
+    return raw
+
+
+def test_a_switch_id_too_long_for_its_ports_names_is_refused_at_each_port():
+    raw = rename_switch(good(), "ar-a1", "access-router-a1")
+    limit = "; Linux takes at most 15"
+    assert errors_of(raw) == [
+        ("links[1][1]", "the lab would name an interface access-router-a1-eth1 (21 bytes)" + limit),
+        ("links[4][0]", "the lab would name an interface access-router-a1-eth2 (21 bytes)" + limit),
+        ("networks.net-a1.poas.ap-a1-1",
+         "the lab would name an interface access-router-a1-eth3 (21 bytes)" + limit),
+        ("networks.net-a1.poas.ap-a1-2",
+         "the lab would name an interface access-router-a1-eth4 (21 bytes)" + limit)]
+
+
+@pytest.mark.parametrize("mutate, path, name", [
+    (put("links.0.0", "core:1000000000"), "links[0][0]", "core-eth1000000000"),
+    (put("networks.net-b1.poas.ap-b1-2", "ap-b1:10000000"), "networks.net-b1.poas.ap-b1-2",
+     "ap-b1-eth10000000"),
+    (lambda raw: rename_mn(raw, "mobile-node"), "mobile_nodes.mobile-node", "mobile-node-eth0"),
+    (rename("correspondents.cn1", "correspondent1"), "correspondents.correspondent1",
+     "correspondent1-eth0"),
+], ids=["link-port-number", "poa-port-number", "mobile-node-id", "correspondent-id"])
+def test_an_interface_name_over_15_bytes_is_refused_with_its_key_path(mutate, path, name):
+    raw = good()
+    mutate(raw)
+    errors = errors_of(raw)
+    assert errors[0] == (path, f"the lab would name an interface {name} "
+                               f"({len(name.encode())} bytes); Linux takes at most 15")
+
+
+def test_interface_names_of_15_bytes_are_fine():
+    raw = rename_switch(good(), "ar-a2", "ar-a2-abcd")  # ar-a2-abcd-eth3
+    rename_mn(raw, "mobile-n10")  # mobile-n10-eth0 and, a second interface, mobile-n10-eth1
+    topology = parse_topology(raw)
+    assert "ar-a2-abcd" in topology.switches and "mobile-n10" in topology.mobile_nodes
+
+
+def test_interface_names_are_built_in_one_place():
+    """The lab, the generator and the check share mpa_sdn.interface_names: no
+    second copy of Mininet's naming rule to drift apart."""
+    copies = [path.name for path in sorted((REPO / "topologies").glob("*.py"))
+              if "-eth" in path.read_text(encoding="utf-8")]
+    assert copies == []
+
+
 # -- 4. raw text and files ----------------------------------------------------
 
 def test_not_yaml_names_the_line():
@@ -886,9 +952,28 @@ def _run(*args, timeout=30):
                           timeout=timeout, cwd=REPO)
 
 
+def check_config(tmp_path, raw: dict, status: int = 2) -> list[str]:
+    """``mpa-controller --check-config`` on ``raw`` written to a file in
+    ``tmp_path``: the lines it prints, once it exited with ``status``."""
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = _run("--check-config", str(path))
+    assert result.returncode == status, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    return result.stdout.splitlines()
+
+
+def with_shipped_stores(raw: dict) -> dict:
+    """``raw`` naming the shipped credentials stores by absolute paths, so that a
+    copy written elsewhere still finds them."""
+    for domain in raw["domains"].values():
+        domain["credentials"] = str(GOOD_FILE.parent / domain["credentials"])
+    return raw
+
+
 def _bad_file(tmp_path) -> tuple[Path, list[str]]:
     """A file with three independent defects, and the lines config.py gives for it."""
-    raw = good()
+    raw = with_shipped_stores(good())
     raw["controller"]["rest_port"] = 70000
     raw["correspondents"]["cn1"]["mac"] = "01:00:5e:00:00:01"
     raw["mobile_nodes"]["mn1"]["identity"] = "no-realm"
@@ -925,6 +1010,38 @@ def test_cli_check_config_bad_file(tmp_path):
                 "mobile_nodes.mn1.identity: ")
     for prefix in prefixes:
         assert sum(line.startswith(prefix) for line in lines) == 1, (prefix, lines)
+
+
+def test_cli_check_config_reports_every_problem_in_one_run(tmp_path):
+    """The topology's errors, then the credentials files', then the TLS and
+    tokens files': the files are read although the topology has errors."""
+    bad_store = tmp_path / "domain-b.yaml"
+    bad_store.write_text("version: 1\ndomain: domain-b\n"
+                         "identities: {mn1@domain-b: {key: 'hex:00'}}\n", encoding="utf-8")
+    bad_store.chmod(0o600)
+    raw = rename_mn(good(), "mobile-node")
+    raw["controller"].update(rest_port=70000, api_tokens="tokens.yaml")
+    raw["domains"]["domain-a"]["credentials"] = "missing.yaml"
+    raw["domains"]["domain-b"]["credentials"] = bad_store.name
+    assert check_config(tmp_path, raw) == [
+        "controller.rest_port: 70000 is out of range 1..65535",
+        "mobile_nodes.mobile-node: the lab would name an interface mobile-node-eth0 "
+        "(16 bytes); Linux takes at most 15",
+        f"domains.domain-a.credentials: {tmp_path / 'missing.yaml'}: cannot read "
+        "(No such file or directory)",
+        f"{bad_store}:identities.mn1@domain-b.key: is 1 bytes long; a key has 16..64",
+        f"controller.api_tokens: {tmp_path / 'tokens.yaml'}: cannot read "
+        "(No such file or directory)"]
+
+
+def test_cli_check_config_reads_the_credentials_of_the_domains_that_parsed(tmp_path):
+    raw = good()
+    raw["domains"]["domain-a"]["credentials"] = "missing.yaml"
+    raw["domains"]["domain-b"] = ["credentials/domain-b.yaml"]  # not read: not a domain
+    assert check_config(tmp_path, raw) == [
+        "domains.domain-b: must be a mapping, not a list",
+        f"domains.domain-a.credentials: {tmp_path / 'missing.yaml'}: cannot read "
+        "(No such file or directory)"]
 
 
 @pytest.mark.parametrize("content, fragment", [
@@ -1047,18 +1164,11 @@ def test_cli_check_config_reads_the_tls_and_tokens_files(tmp_path):
     tokens = tmp_path / "tokens.yaml"
     tokens.write_text("version: 1\ntokens: []\n", encoding="utf-8")
     tokens.chmod(0o644)
-    raw = good()
-    for domain in raw["domains"].values():  # the shipped stores, from this copy's directory
-        domain["credentials"] = str(GOOD_FILE.parent / domain["credentials"])
+    raw = with_shipped_stores(good())
     raw["controller"].update(rest_tls_cert=controller.cert, rest_tls_key=switch.key,
                              openflow_tls_cert=controller.cert, openflow_tls_key=controller.key,
                              openflow_tls_ca="missing-ca.pem", api_tokens="tokens.yaml")
-    path = tmp_path / "t.yaml"
-    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    result = _run("--check-config", str(path))
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    assert result.stdout.splitlines() == [
+    assert check_config(tmp_path, raw) == [
         f"controller.rest_tls_key: {switch.key}: is not the key of the certificate in "
         f"{controller.cert}",
         f"controller.openflow_tls_ca: {tmp_path / 'missing-ca.pem'}: cannot read "
@@ -1067,6 +1177,4 @@ def test_cli_check_config_reads_the_tls_and_tokens_files(tmp_path):
 
     tokens.chmod(0o600)
     raw["controller"].update(rest_tls_key=controller.key, openflow_tls_ca=pki.ca)
-    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    result = _run("--check-config", str(path))
-    assert (result.returncode, result.stdout) == (0, "ok\n"), result.stdout + result.stderr
+    assert check_config(tmp_path, raw, status=0) == ["ok"]

@@ -324,6 +324,28 @@ def test_stores_resolve_relative_to_the_topology_file(tmp_path):
     assert stores["domain-a"].key(NAI) == KEY
 
 
+def test_the_stores_of_the_domains_of_an_invalid_topology_are_read(tmp_path):
+    """What parsed of a topology with errors elsewhere names the files, resolved
+    as in a valid one: one check can report the topology's and the files' problems."""
+    raw = yaml.safe_load(TOPOLOGY_FILE.read_text(encoding="utf-8"))
+    raw["domains"]["domain-a"]["credentials"] = "keys/a.yaml"
+    raw["domains"]["domain-b"]["credentials"] = "keys/b.yaml"
+    raw["switches"]["core"]["dpid"] = 0
+    (tmp_path / "keys").mkdir()
+    write(tmp_path / "keys", store_raw(), "a.yaml")
+    write(tmp_path, raw, "topo.yaml", mode=0o644)
+    with pytest.raises(ConfigError) as info:
+        load_topology(str(tmp_path / "topo.yaml"))
+    assert [path for path, _ in info.value.errors] == ["switches.core.dpid"]
+    with pytest.raises(ConfigError) as stores:
+        load_stores(info.value.parsed)
+    missing = tmp_path / "keys" / "b.yaml"
+    assert stores.value.errors == [
+        ("domains.domain-b.credentials", f"{missing}: cannot read (No such file or directory)")]
+    write(tmp_path / "keys", store_raw(domain="domain-b"), "b.yaml")
+    assert load_stores(info.value.parsed)["domain-a"].key(NAI) == KEY
+
+
 # -- the MN's side -----------------------------------------------------------
 
 def test_mn_credentials(tmp_path):

@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+import yaml
 
 from conftest import DEFAULT_TOPOLOGY
 from test_tls import Pki
@@ -148,6 +149,24 @@ def test_unusable_tls_and_tokens_files_stop_start_up(tmp_path):
         f"--api-tokens: {tokens}: tokens[0].role: one of reader, policy-engine, admin",
         f"--api-tokens: {tokens}: tokens[0].sha256: 64 lowercase hex digits (the token's "
         "SHA-256, not the token)"]
+
+
+def test_check_config_reads_every_file_named_even_with_a_group_half_given(tmp_path, capsys):
+    """--check-config reads the files whatever else is wrong: a missing
+    certificate is reported in the same run as its missing key."""
+    from apps.launcher import main
+    raw = yaml.safe_load(open(DEFAULT_TOPOLOGY, encoding="utf-8"))
+    for domain in raw["domains"].values():
+        domain["credentials"] = os.path.join(os.path.dirname(DEFAULT_TOPOLOGY),
+                                             domain["credentials"])
+    raw["controller"]["rest_tls_cert"] = "rest.pem"
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert main(["--check-config", str(path)]) == 2
+    assert capsys.readouterr().out.splitlines() == [
+        "controller.rest_tls_key: is required with rest_tls_cert",
+        f"controller.rest_tls_cert: {tmp_path / 'rest.pem'}: cannot read "
+        "(No such file or directory)"]
 
 
 def test_the_runtime_hands_the_tokens_and_tls_contexts_to_the_app(topology):

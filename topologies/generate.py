@@ -59,12 +59,12 @@ import sys
 import yaml
 
 from mpa_sdn.config import ID_RE, MAX_FILE_BYTES
+from mpa_sdn.interface_names import port_name, problem
 
 NEIGHBOUR_MODES = ("ring", "mesh", "random")
 MAX_DOMAINS = 255            # the second octet of 10.<d>.<i>.0/24
 MAX_NETWORKS_PER_DOMAIN = 255  # the third octet
 MAX_OVS_PORT = 65279         # highest port number ofport_request takes
-MAX_IFNAME = 15              # Linux IFNAMSIZ - 1: Mininet names ports <switch>-eth<port>
 POOL_FIRST, POOL_LAST = 100, 199
 MAX_MOBILE_NODES = POOL_LAST - POOL_FIRST + 1
 L2_SAME_DOMAIN_MS = 50
@@ -114,10 +114,9 @@ def _check_interface_names(max_port: dict[str, int]) -> None:
     for switch, port in max_port.items():
         if not ID_RE.fullmatch(switch):
             raise ValueError(f"switch id {switch!r} is not a valid id")
-        name = f"{switch}-eth{port}"
-        if len(name) > MAX_IFNAME:
-            raise ValueError(f"interface {name} of switch {switch} is longer than "
-                             f"{MAX_IFNAME} characters; use fewer PoAs per network "
+        too_long = problem(port_name(switch, port))
+        if too_long:
+            raise ValueError(f"switch {switch}: {too_long}; use fewer PoAs per network "
                              "or fewer networks")
 
 

@@ -33,6 +33,7 @@ from mininet.node import OVSSwitch, RemoteController
 # logger keeps its class.
 logging.setLoggerClass(logging.Logger)
 
+from mpa_sdn.interface_names import host_name, port_name
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.topology import MobileNode, Network, PoA, Topology
 
@@ -70,7 +71,7 @@ class LabSwitch(OVSSwitch):
         rest is ioctls, not ``ip`` commands: each command costs
         milliseconds of outage.
         """
-        new_name = f"{other.name}-eth{port}"
+        new_name = port_name(other.name, port)
         _set_link_up(intf.name, False)
         down_ns, down_wall_ns = time.monotonic_ns(), time.time_ns()
         _rename_link(intf.name, new_name)
@@ -204,9 +205,9 @@ class Lab:
         Only this topology's own bridges and switch ports: another lab or
         anything else on the machine is left alone (unlike ``mn -c``).
         """
-        names = {f"{end.switch}-eth{end.port}" for link in self.topology.links
+        names = {port_name(end.switch, end.port) for link in self.topology.links
                  for end in (link.a, link.b)}
-        names |= {f"{p.switch}-eth{p.port}" for p in self.topology.poas.values()}
+        names |= {port_name(p.switch, p.port) for p in self.topology.poas.values()}
         names |= {self._management_names(i)[0] for i in range(len(self.topology.mobile_nodes))}
         for switch in self.graph.switch_ids():
             subprocess.run(["ovs-vsctl", "--timeout=5", "--if-exists", "del-br", switch],
@@ -225,9 +226,12 @@ class Lab:
                           port=self.controller_port)
         for switch in self.graph.switch_ids():
             net.addSwitch(switch, cls=LabSwitch, dpid=f"{self.graph.dpid(switch):016x}")
+        # Mininet would make the same names; given, they are the ones the
+        # configuration check measured.
         for link in sorted(self.topology.links, key=lambda l: (str(l.a), str(l.b))):
             net.addLink(link.a.switch, link.b.switch, port1=link.a.port, port2=link.b.port,
-                        cls=Link)
+                        intfName1=port_name(link.a.switch, link.a.port),
+                        intfName2=port_name(link.b.switch, link.b.port), cls=Link)
         for cn in sorted(self.topology.correspondents.values(), key=lambda c: c.id):
             poa = self.graph.poa(cn.poa)
             self._add_host(cn.id, cn.mac, str(cn.address), poa)
@@ -254,7 +258,8 @@ class Lab:
         else:
             self.net.addHost(name, ip=self._ip_with_length(address, network), mac=mac,
                              defaultRoute=f"via {network.gateway}")
-        self.net.addLink(name, poa.switch, port2=poa.port, cls=Link)
+        self.net.addLink(name, poa.switch, port2=poa.port, intfName1=host_name(name, 0),
+                         intfName2=port_name(poa.switch, poa.port), cls=Link)
         self.location[name] = poa
 
     # -- management links (the MNs' way to the REST API) -------------------
@@ -463,7 +468,7 @@ class Lab:
         poa = self.graph.poa(poa_id)
         self._check_free(poa)
         host = self.host(mn_id)
-        name, peer = f"{mn_id}-eth{len(host.intfList())}", f"{poa.switch}-eth{poa.port}"
+        name, peer = host_name(mn_id, len(host.intfList())), port_name(poa.switch, poa.port)
         for command in (["ip", "link", "add", peer, "type", "veth", "peer", "name", name,
                          "netns", str(host.pid)],
                         ["ip", "link", "set", peer, "up"],
@@ -482,7 +487,7 @@ class Lab:
         """Take the second interface away again (its port goes: the
         controller forgets what it learned there)."""
         name, poa = self.second.pop(mn_id)
-        peer = f"{poa.switch}-eth{poa.port}"
+        peer = port_name(poa.switch, poa.port)
         subprocess.run(["ovs-vsctl", "--timeout=10", "--if-exists", "del-port", poa.switch, peer],
                        capture_output=True, stdin=subprocess.DEVNULL)
         subprocess.run(["ip", "link", "del", peer], capture_output=True)
