@@ -63,8 +63,10 @@ Options may come before or after the command.  Output is one line per
 result, or one JSON document with ``--json``.  Exit status: 0 all done;
 1 an AA, CA or AR refused, or did not answer, or the interface could not be
 set, or the link did not switch (or was not lost) in time, or no usable
-address came by DHCP (stderr names the network and the error code); 2 usage
-or configuration errors.  Key material is never printed.
+address came by DHCP, or the controller switched the handover back
+(``switched-back``: the answer to ``arrived`` says so, or that the handover is
+gone; the result keeps what the MN did) (stderr names the network and the
+error code); 2 usage or configuration errors.  Key material is never printed.
 """
 
 from __future__ import annotations
@@ -89,7 +91,8 @@ from mpa_mn.channels import InbandChannel, RestChannel
 from mpa_mn.client import MnError, MobileNode, without_network
 from mpa_mn.dad import DadSettings
 from mpa_mn.dhcp_client import DhcpSettings
-from mpa_mn.handover import BUFFER, DEFAULT_LINK_TIMEOUT_S, MODES, Handover, plan_attach
+from mpa_mn.handover import (
+    BUFFER, DEFAULT_LINK_TIMEOUT_S, MODES, Handover, HandoverFailed, arrival_checked, plan_attach)
 from mpa_mn.link import LinkError
 from mpa_mn.protocol import ProtocolError
 from mpa_mn.reactive import Reactive, ReactiveSettings
@@ -534,7 +537,7 @@ def _bind(c: _Context, network: str) -> dict:
 
 def _attach(c: _Context, network: str) -> dict:
     plan = plan_attach(c.ip, network, c.node.config(network), c.host.name(), c.args.mac)
-    return c.handover().attach(plan)
+    return arrival_checked(c.handover().attach(plan))
 
 
 def _handover(c: _Context, network: str) -> dict:
@@ -579,7 +582,7 @@ PER_NETWORK = {
     "standby": _standby,
 }
 # What a command can fail with, short of a bug.
-FAILURES = (ProtocolError, MnError, VifError, LinkError)
+FAILURES = (ProtocolError, MnError, VifError, LinkError, HandoverFailed)
 
 
 def _exit_class(exc: Exception) -> int:
@@ -651,7 +654,8 @@ def _run(args, c: _Context) -> tuple[dict, list[str], int]:
             result = without_network(action(c, network))
         except FAILURES as exc:
             status = max(status, _exit_class(exc))
-            results.append({"network": network, "ok": False,
+            done = without_network(exc.result) if isinstance(exc, HandoverFailed) else {}
+            results.append({"network": network, **done, "ok": False,
                             "error": {"code": _code(exc), "message": _message(exc)}})
             continue
         results.append({"network": network, "ok": True, **result})

@@ -27,14 +27,14 @@ import time
 from typing import Callable
 
 from mpa_mn.client import MnError, MobileNode
-from mpa_mn.handover import Handover
+from mpa_mn.handover import Handover, HandoverFailed, arrival_checked
 from mpa_mn.link import LinkError
 from mpa_mn.protocol import ProtocolError
 from mpa_mn.vif import VifError
 
 LOG = logging.getLogger("mpa_mn.follow")
 
-FAILURES = (ProtocolError, MnError, VifError, LinkError)
+FAILURES = (ProtocolError, MnError, VifError, LinkError, HandoverFailed)
 DEFAULT_WAIT_S = 20          # REST: how long each question waits at the controller
 DEFAULT_POLL_S = 0.2         # in-band: between two questions
 MAX_QUESTION_FAILURES = 5    # questions unanswered in a row before the MN gives up
@@ -138,6 +138,9 @@ class Follower:
             self.network = network    # the next questions go to the new network
             if self.moved is not None:
                 self.moved(attached["address"])
+            # Attached there even if the controller switched the handover
+            # back: the network is followed, and the instruction failed.
+            arrival_checked(attached)
             return {}
         if do == "stay":
             return {}

@@ -32,6 +32,13 @@ from its gratuitous ARP, ends the tunnel and moves the binding's reach
 there.  What is sent meanwhile is lost: the mode is MPA without its
 buffering, for comparison.
 
+The controller's answer to ``arrived`` is its verdict on the handover: one
+it switched back (``switched-back``: the MN was late, or seen elsewhere) or no
+longer has (``wrong-state``: it was switched back and is over) did not
+complete.  The MN is attached in the target network all the same; the run
+then fails with :class:`HandoverFailed` (:func:`arrival_checked`), carrying
+what was done.
+
 Timings: each step's duration in ms on a monotonic clock, and wall-clock
 marks in ns (``time.time_ns``), so a driver can line them up with its own.
 """
@@ -55,6 +62,35 @@ LOG = logging.getLogger("mpa_mn.handover")
 DEFAULT_LINK_TIMEOUT_S = 30.0
 BUFFER, NO_PRE_SWITCH = "buffer", "none"
 MODES = (*HANDOVER_MODES, NO_PRE_SWITCH)
+# The controller's phase of a handover it switched back (docs/signalling.md),
+# and the code of the MN's failure when its arrival finds one.
+SWITCHED_BACK = "switched-back"
+# The controller's refusal of an ``arrived`` for a handover it does not have.
+NO_HANDOVER = "wrong-state"
+
+
+class HandoverFailed(Exception):
+    """The controller's answer to ``arrived`` says the handover did not
+    complete; ``result`` is what the MN did all the same."""
+
+    def __init__(self, message: str, result: dict):
+        super().__init__(message)
+        self.code, self.message, self.result = SWITCHED_BACK, message, result
+
+
+def arrival_checked(result: dict) -> dict:
+    """``result`` (an attachment that said ``arrived``), unless the
+    controller's answer says the handover was switched back: then
+    HandoverFailed, worded the same whichever way the answer says it."""
+    if result.get("arrived", {}).get("phase") == SWITCHED_BACK:
+        answer = SWITCHED_BACK
+    elif "arrived_refused" in result:
+        refused = result["arrived_refused"]
+        answer = f"{refused['code']}: {refused['message']}"
+    else:
+        return result
+    raise HandoverFailed(f"the controller switched the handover to {result['network']} back "
+                         f"(it answered arrived with {answer})", result)
 
 
 @dataclass(frozen=True)
@@ -223,8 +259,8 @@ class Handover(HostRun):
             attached = self._switch_and_attach(carrier, network, interface, mac,
                                                link_timeout_s, go, failed,
                                                arrive=mode != NO_PRE_SWITCH)
-        return {**ready, **attached,
-                "timings_ms": {**ready["timings_ms"], **attached["timings_ms"]}}
+        return arrival_checked({**ready, **attached,
+                                "timings_ms": {**ready["timings_ms"], **attached["timings_ms"]}})
 
     def switch_told(self, network: str, emit: Callable[[dict], None], interface: str,
                     mac: str | None, timeout_s: float, poa: str | None = None) -> dict:
@@ -312,8 +348,7 @@ class Handover(HostRun):
             announced = self._timed(timings, "gratuitous_arp", announcement.send)
             attached_at = self.wall_ns()
             if arrive:
-                answer = self._timed(timings, "arrived", arrived.send)
-                signalled = {"arrived": without_network(answer), "arrived_at": self.wall_ns()}
+                signalled = self._arrived(arrived, timings)
         finally:
             for opened in (announcement, arrived):
                 if opened is not None:
@@ -327,6 +362,19 @@ class Handover(HostRun):
                 "gratuitous_arp": announced,
                 **({} if announced else {"gratuitous_arp_error": announcement.error}),
                 **signalled, "attached_at": attached_at, "timings_ms": timings}
+
+    def _arrived(self, arrived: Reserved, timings: dict) -> dict:
+        """``arrived`` sent, and the controller's answer: its handover's state,
+        or its refusal for a handover it no longer has (then the MN is
+        attached all the same, and the caller judges, see arrival_checked)."""
+        try:
+            answer = self._timed(timings, "arrived", arrived.send)
+        except ProtocolError as exc:
+            if exc.code != NO_HANDOVER:
+                raise
+            return {"arrived_refused": {"code": exc.code, "message": exc.message},
+                    "arrived_at": self.wall_ns()}
+        return {"arrived": without_network(answer), "arrived_at": self.wall_ns()}
 
     def _remove_vif(self, network: str, timings: dict) -> dict:
         """The network's vif, now that the handover is over; a failure is

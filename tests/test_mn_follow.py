@@ -46,9 +46,10 @@ class Node:
 
 
 class Steps:
-    def __init__(self, fail_prepare=None, fail_switch=None):
+    def __init__(self, fail_prepare=None, fail_switch=None, arrived=None):
         self.calls = []
         self.fail_prepare, self.fail_switch = fail_prepare, fail_switch
+        self.arrived = arrived or {"phase": "completed"}   # the controller's answer
 
     def before_pre_switch(self, network, home):
         self.calls.append(("prepare", network, home))
@@ -61,7 +62,8 @@ class Steps:
         if self.fail_switch:
             raise self.fail_switch
         emit({"event": "switch", "network": network, "poa": poa})
-        return {"address": "10.2.1.100", "timings_ms": {}}
+        return {"network": network, "address": "10.2.1.100", "arrived": self.arrived,
+                "timings_ms": {}}
 
 
 def follower(node, steps, events, **kw):
@@ -90,6 +92,20 @@ def test_a_failed_step_is_reported_with_its_code():
     follower(node, steps, []).run("net-a1", count=1)
     assert node.questions[-1][2] == [{"id": 3, "ok": False, "code": "link-timeout",
                                       "detail": "eth0: no switch within 30 s"}]
+
+
+def test_a_switch_the_controller_switched_back_is_reported_failed_and_followed():
+    """The MN attached in the target network, and the controller's answer to
+    arrived says the handover was switched back: the instruction failed, as
+    mpa-mn handover does, and the questions go to where the MN is."""
+    node = Node([[{"id": 4, "do": "switch", "network": "net-b1", "poa": "ap-b1-1"}]])
+    steps, moved = Steps(arrived={"phase": "switched-back", "buffered": 0}), []
+    result = follower(node, steps, [], moved=moved.append).run("net-a1", count=1)
+    assert node.questions[-1] == ("net-b1", 0, [{
+        "id": 4, "ok": False, "code": "switched-back",
+        "detail": "the controller switched the handover to net-b1 back (it answered arrived "
+                  "with switched-back)"}])
+    assert moved == ["10.2.1.100"] and result["network"] == "net-b1"
 
 
 def test_an_instruction_seen_again_is_not_done_twice():

@@ -512,13 +512,15 @@ def test_after_the_switch_no_state_is_saved_and_no_socket_opened(world, tmp_path
 
 class HandoverCli(Cli):
     """mpa-mn in the MN's host (eth0 with its address and its /32 home address),
-    attached at ap-a1-1, with a link that a driver switches to ap-b1-1."""
+    attached at ap-a1-1, with a link that a driver switches to ap-b1-1
+    (``link``: how, a Sysfs)."""
 
-    def __init__(self, world, tmp_path, credentials, channel="rest", **link_script):
+    def __init__(self, world, tmp_path, credentials, channel="rest", link=Sysfs,
+                 **link_script):
         super().__init__(world, tmp_path, credentials, channel)
         self.ip.links["eth0"]["addrs"].append((HOME, 32))
         (tmp_path / "sys").mkdir()
-        self.link = Sysfs(tmp_path / "sys", world, self.world.clock, **link_script)
+        self.link = link(tmp_path / "sys", world, self.world.clock, **link_script)
         self.system = {"raw_socket": world.raw_socket, "sysfs": str(tmp_path / "sys"),
                        "socket_factory": OnTheLink(self.world, world),
                        "sleep": self.link.sleep, "wall_ns": lambda: self.link.ns,
@@ -590,6 +592,50 @@ def test_cli_handover_without_the_link_cancels_at_the_timeout(world, tmp_path,
     assert run.ip.links["eth0"]["addrs"] == [(MN_ADDRESS, 24), (HOME, 32)]
 
 
+class LateLink(Sysfs):
+    """The link comes back at the target only after the controller gave up on
+    the MN: past ``mpa.switch_deadline_s`` the handover is switched back and,
+    with ``forgotten``, over and forgotten too (it lingers a second)."""
+
+    def __init__(self, root, world, clock, forgotten=False, **script):
+        super().__init__(root, world, clock, **script)
+        self.forgotten = forgotten
+
+    def sleep(self, seconds):
+        if self.sleeps + 1 == self.down_at + self.up_after:
+            self.world.now = self.world.handover().deadline
+            for _ in range(30 if self.forgotten else 1):
+                self.world.now += 0.1
+                self.world.run(self.world.core.mpa_tick(self.world.now))
+            assert (self.world.handover() is None) == self.forgotten
+        super().sleep(seconds)
+
+
+@pytest.mark.parametrize("forgotten, answer", [
+    (False, "it answered arrived with switched-back"),
+    (True, "it answered arrived with wrong-state: no handover to net-b1"),
+], ids=["switched-back", "forgotten"])
+def test_cli_handover_switched_back_fails_the_same_however_the_controller_says_so(
+        world, tmp_path, credentials_file, forgotten, answer):
+    """A handover the controller switched back failed, whether its answer to
+    arrived says so (switched-back) or the handover is already gone
+    (wrong-state): ok false, the same code, exit status 1.  The MN is attached
+    in the target network all the same, and the result says how."""
+    run = HandoverCli(world, tmp_path, credentials_file(), link=LateLink, forgotten=forgotten)
+    rc, [ready], doc, err = run.events("handover", "net-b1", "--wait-link")
+    assert rc == 1, err
+    assert doc["ok"] is False
+    [result] = doc["results"]
+    assert result["ok"] is False
+    assert result["error"] == {
+        "code": "switched-back",
+        "message": f"the controller switched the handover to net-b1 back ({answer})"}
+    assert f"mpa-mn: net-b1: switched-back: the controller switched the handover to net-b1 " \
+           f"back ({answer})" in err
+    assert result["address"] == NCOA and result["vif_removed"] is True
+    assert world.core.mobility.counters["handover_switch_back_deadline"] == 1
+
+
 def test_cli_handover_with_a_link_it_cannot_watch_asks_nothing(world, tmp_path,
                                                                credentials_file):
     run = HandoverCli(world, tmp_path, credentials_file())
@@ -616,6 +662,22 @@ def test_cli_handover_then_attach_as_two_commands(world, tmp_path, credentials_f
                             ["link", "del", "dev", "mpa-net-b1"]]
     assert doc["results"][0]["arrived"]["phase"] == "completed"
     assert doc["counters"]["datagrams_sent"] == 1
+
+
+def test_cli_attach_after_the_controller_switched_back_fails(world, tmp_path, credentials_file):
+    run = HandoverCli(world, tmp_path, credentials_file())
+    rc, [ready], doc, err = run.events("handover", "net-b1")
+    assert rc == 0, err
+    world.now = world.handover().deadline + 0.1   # the MN is late: the controller gives up
+    world.run(world.core.mpa_tick(world.now))
+    world.poa = "ap-b1-1"                         # then the driver moves the link
+    rc, events, doc, err = run.events("attach", "net-b1")
+    assert (rc, doc["ok"]) == (1, False), err
+    [result] = doc["results"]
+    assert result["error"] == {"code": "switched-back", "message": "the controller switched "
+                               "the handover to net-b1 back (it answered arrived with "
+                               "switched-back)"}
+    assert result["arrived"]["phase"] == "switched-back" and result["address"] == NCOA
 
 
 def test_cli_human_lines_of_the_handover_commands(world, tmp_path, credentials_file):
