@@ -853,13 +853,13 @@ def load_topology_text(text: str, source: str = "<string>") -> Topology:
     return parse_topology(load_yaml(text, source))
 
 
-def load_or_exit(path: str, errors_to=None) -> Topology:
+def load_or_exit(path: str) -> Topology:
     """For command lines: the topology, or one line per error and exit 2."""
     try:
         return load_topology(path)
     except ConfigError as exc:
         for line in exc.lines():
-            print(line, file=errors_to or sys.stderr)
+            print(line, file=sys.stderr)
         raise SystemExit(2) from None
 
 
