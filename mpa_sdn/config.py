@@ -781,12 +781,15 @@ def parse_topology(raw: Any) -> Topology:
         raise ConfigError([("version", f"{raw['version']!r} is not a supported version (1)")])
     sections = {"version", "controller", "mpa", "domains", "switches", "links", "networks",
                 "neighbours", "correspondents", "mobile_nodes"}
+    top = raw
     raw = r.mapping(raw, "", required={"version", "domains", "switches", "networks"},
                     optional=sections) if raw is not None else None
     if raw is None:
         if not r.errors:
             r.error("", "the file is empty")
-        raise ConfigError(r.errors)
+        # A missing section leaves the others that depend on it unchecked
+        # (they would only report what is missing again); these depend on none.
+        raise ConfigError(r.errors, _independent(r, top) if isinstance(top, dict) else None)
     controller = _controller(r, raw.get("controller"))
     mpa = _mpa(r, raw.get("mpa"))
     domains = _domains(r, raw.get("domains"))
@@ -804,6 +807,13 @@ def parse_topology(raw: Any) -> Topology:
         if not r.errors:
             return topology
     raise ConfigError(r.errors, Parsed(controller, domains))
+
+
+def _independent(r: _Reader, raw: dict) -> Parsed:
+    """The sections that need no other section, checked."""
+    controller = _controller(r, raw.get("controller"))
+    _mpa(r, raw.get("mpa"))
+    return Parsed(controller, _domains(r, raw["domains"]) if "domains" in raw else {})
 
 
 def _check_connected(r: _Reader, topology: Topology) -> None:

@@ -1044,6 +1044,21 @@ def test_cli_check_config_reads_the_credentials_of_the_domains_that_parsed(tmp_p
         "(No such file or directory)"]
 
 
+def test_cli_check_config_without_a_section_still_reads_the_domains_files(tmp_path):
+    """Without its switches the networks are not checked (every reference would
+    be reported missing again), but the sections that need none are, and so
+    are the files they name."""
+    raw = with_shipped_stores(good())
+    del raw["switches"]
+    raw["controller"]["rest_port"] = 0
+    raw["domains"]["domain-a"]["credentials"] = "missing.yaml"
+    assert check_config(tmp_path, raw) == [
+        "switches: is required",
+        "controller.rest_port: 0 is out of range 1..65535",
+        f"domains.domain-a.credentials: {tmp_path / 'missing.yaml'}: cannot read "
+        "(No such file or directory)"]
+
+
 @pytest.mark.parametrize("content, fragment", [
     (b"version: 1\nswitches: [core,\n", "not valid YAML"),
     (b"\xff\xfe\x00", "not UTF-8 text"),
