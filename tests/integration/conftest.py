@@ -11,6 +11,7 @@ import subprocess
 import time
 
 import pytest
+import yaml
 
 from conftest import DEFAULT_TOPOLOGY
 
@@ -45,6 +46,30 @@ def prerequisites():
 @pytest.fixture(scope="session")
 def log_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("logs")
+
+
+def variant_fixtures(name: str, **mpa):
+    """Module fixtures ``topology_file`` and ``topology``: the default lab's
+    topology with other ``mpa:`` settings, written as ``name`` (its
+    credentials files' paths made absolute).  Assign both to module names."""
+    @pytest.fixture(scope="module", name="topology_file")
+    def topology_file(tmp_path_factory) -> str:
+        raw = yaml.safe_load(open(DEFAULT_TOPOLOGY, encoding="utf-8"))
+        raw.setdefault("mpa", {}).update(mpa)
+        base = os.path.dirname(DEFAULT_TOPOLOGY)  # credentials are relative to it
+        for table in ("domains", "mobile_nodes"):
+            for entry in raw[table].values():
+                if "credentials" in entry:
+                    entry["credentials"] = os.path.join(base, entry["credentials"])
+        path = tmp_path_factory.mktemp("topology") / name
+        path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+        return str(path)
+
+    @pytest.fixture(scope="module", name="topology")
+    def topology(topology_file):
+        from mpa_sdn.config import load_topology
+        return load_topology(topology_file)
+    return topology_file, topology
 
 
 @contextlib.contextmanager

@@ -13,18 +13,15 @@ deadline, so that the last test can wait for every tunnel to expire.
 
 import dataclasses
 import json
-import os
 import shutil
 import signal
 import subprocess
 
 import pytest
-import yaml
 
-from conftest import DEFAULT_TOPOLOGY
-from integration.conftest import REST_PORT, management_fixtures, ofctl_flows, wait_for
+from integration.conftest import (
+    REST_PORT, management_fixtures, ofctl_flows, variant_fixtures, wait_for)
 from integration.test_lab import flows_match_controller
-from mpa_sdn.config import load_topology
 from topologies.handover import HandoverDriver
 from topologies.lab import CONTROLLER_QUEUE_SIZE
 from topologies.probes import ping
@@ -44,26 +41,9 @@ IPERF3_SERVER_STOPPED = "the client has terminated"
 
 # -- the lab --------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def topology_file(tmp_path_factory) -> str:
-    raw = yaml.safe_load(open(DEFAULT_TOPOLOGY, encoding="utf-8"))
-    raw.setdefault("mpa", {}).update(tunnel_lifetime_s=TUNNEL_LIFETIME_S,
-                                     switch_deadline_s=SWITCH_DEADLINE_S)
-    base = os.path.dirname(DEFAULT_TOPOLOGY)  # credentials are relative to it
-    for table in ("domains", "mobile_nodes"):
-        for entry in raw[table].values():
-            if "credentials" in entry:
-                entry["credentials"] = os.path.join(base, entry["credentials"])
-    path = tmp_path_factory.mktemp("topology") / "two_domains_handover.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def topology(topology_file):
-    return load_topology(topology_file)
-
-
+topology_file, topology = variant_fixtures("two_domains_handover.yaml",
+                                           tunnel_lifetime_s=TUNNEL_LIFETIME_S,
+                                           switch_deadline_s=SWITCH_DEADLINE_S)
 controller, lab = management_fixtures("controller-handover", "topology_file")
 
 
