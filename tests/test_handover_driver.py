@@ -40,6 +40,11 @@ CLIENT = textwrap.dedent("""
           flush=True)
     if sys.argv[1] == "hang":
         time.sleep(60)
+    if sys.argv[1] == "switched-back":
+        print(json.dumps({"ok": False, "error": {"code": "switched-back", "message": "late"},
+                          "results": [{"network": "net-b", "link_down_at": 1000000,
+                                       "attached_at": 26000000}]}, indent=1))
+        sys.exit(1)
     print(json.dumps({"ok": True, "results": [{"network": "net-b", "link_down_at": 1000000,
                                                "attached_at": 26000000}]}, indent=1))
 """)
@@ -149,6 +154,17 @@ def test_a_client_refused_before_it_is_ready_leaves_the_mn_where_it_is(controlle
     assert result.client["error"]["code"] == "wrong-state"
     assert any("wrong-state: a handover is in progress" in e for e in result.errors), \
         result.errors
+
+
+def test_a_handover_switched_back_fails_and_the_lab_keeps_the_address_the_mn_took(
+        controller, tmp_path):
+    lab = FakeLab("switched-back")
+    result = driver_for(lab, controller, tmp_path).handover("mn1", "ap-b")
+    assert not result.ok and result.returncode == 1
+    assert any("switched-back: late" in e for e in result.errors), result.errors
+    assert lab.moves == [("mn1", "ap-b", True)]
+    assert lab.noted == [("mn1", "10.2.0.100")], "the MN holds the nCoA at the target"
+    assert result.settled_ms is None
 
 
 def test_a_handover_the_controller_never_finishes_is_reported(controller, tmp_path):

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from mpa_mn.dad import DadSettings
+from mpa_mn.handover import SWITCHED_BACK
 from topologies.preconfigure import mpa_mn_command, run_mpa_mn
 from topologies.probes import ping
 
@@ -393,8 +394,11 @@ class HandoverDriver:
         def ready(process, lines, result: HandoverResult) -> None:
             self._move(result.mn, result.to_poa, result)
             self._finish(process, lines, result, timeout_s, expect_success=True)
-            if result.returncode == 0 and result.address:
+            if result.address and (result.returncode == 0 or _switched_back(result.client)):
+                # Switched back, the MN still attached and took its nCoA: the
+                # handover failed, the address is the MN's all the same.
                 self.lab.note_address(result.mn, result.address)
+            if result.returncode == 0 and result.address:
                 result.settled_ms = settle(result, result.mn, time.monotonic())
         return ready
 
@@ -554,12 +558,26 @@ def _json(data: bytes):
         return None
 
 
-def _error_of(document: dict) -> str:
-    """What an ``mpa-mn --json`` document says went wrong."""
+def _switched_back(document: dict | None) -> bool:
+    """Whether an ``mpa-mn --json`` document says the controller switched back."""
+    error = _first_error(document or {})
+    return isinstance(error, dict) and error.get("code") == SWITCHED_BACK
+
+
+def _first_error(document: dict):
+    """An ``mpa-mn --json`` document's error, or its first result's; None if none."""
     error = document.get("error")
     if error is None:
         errors = [r.get("error") for r in document.get("results", []) if r.get("error")]
-        error = errors[0] if errors else document
+        error = errors[0] if errors else None
+    return error
+
+
+def _error_of(document: dict) -> str:
+    """What an ``mpa-mn --json`` document says went wrong."""
+    error = _first_error(document)
+    if error is None:
+        return str(document)[:300]
     if isinstance(error, dict):
         return f"{error.get('code')}: {error.get('message')}"
     return str(error)[:300]
