@@ -106,7 +106,8 @@ class World:
         now = self.rig.now
         action = rng.choice(["attach", "attach", "forget", "tunnel", "release", "bind",
                              "bind", "unbind", "standby", "pre-switch", "pre-switch",
-                             "arrive", "arrived", "cancel", "punt", "time", "time"])
+                             "arrive", "arrived", "cancel", "punt", "time", "time",
+                             "end"])
         try:
             if action == "attach":
                 poa = self.mobility.graph.poa(rng.choice(POAS))
@@ -122,6 +123,11 @@ class World:
                                              self.wall())
             elif action == "release":
                 self.mobility.tunnel_release(mn.sa(network), mn.lease(network))
+            elif action == "end":   # the nCoA's lease, or the MPA-SA with the network, ended
+                if rng.random() < 0.5:
+                    self.mobility.lease_ended(mn.ncoa(network), "expired")
+                else:
+                    self.mobility.sa_ended(mn.identity, network)
             elif action in ("bind", "unbind", "standby"):
                 # Mostly what it may bind to: an nCoA with a tunnel, or where it is.
                 held = [(t.network, t.address) for t in self.mobility.tunnels.values()
@@ -183,7 +189,7 @@ def test_incremental_flows_equal_the_whole_state_built_again(topology, seed, mon
         assert records(mobility._installed) == records(mobility.desired())
         syncs.append(1)
     monkeypatch.setattr(mobility, "_sync", checked)
-    for _ in range(150):
+    for _ in range(200):
         world.step()
         check_indexes(mobility)
     world.settle()
