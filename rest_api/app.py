@@ -23,6 +23,7 @@ import re
 import ssl
 from dataclasses import dataclass
 from typing import Callable
+from urllib.parse import quote
 
 from webob import Request, Response
 
@@ -210,23 +211,36 @@ class RestApi:
         return response(environ, start_response)
 
     def handle(self, request: Request) -> Response:
+        path = _path(request)
         try:
             return self._handle(request)
         except Problem as problem:
             self._count(f"rest_{problem.name.replace('-', '_')}")
-            return problem.response(request.path_info)
+            return problem.response(path)
         except BodyLost as lost:
             self._count(lost.counter)
-            LOG.info("%s %s from %s: %d %s (%s)", request.method, request.path_info,
+            LOG.info("%s %s from %s: %d %s (%s)", request.method, path,
                      request.remote_addr, lost.problem.status, lost.problem.detail, lost)
-            return lost.problem.response(request.path_info)
+            return lost.problem.response(path)
         except Exception:  # a bug: say so without leaking internals
             self._count("rest_internal_error")
-            LOG.exception("%s %s failed", request.method, request.path_info)
-            return Problem("internal-error", "see the controller's log").response(
-                request.path_info)
+            LOG.exception("%s %s failed", request.method, path)
+            return Problem("internal-error", "see the controller's log").response(path)
 
     def _handle(self, request: Request) -> Response:
+        # webob decodes both as UTF-8 when they are first read.
+        try:
+            request.path_info
+        except UnicodeDecodeError:      # a path that is no text names nothing
+            raise Problem("not-found", f"no such resource: {_path(request)}") from None
+        try:
+            request.GET
+        except UnicodeDecodeError:
+            raise Problem("invalid-request", "the query is not UTF-8 once percent-decoded",
+                          errors=[{"pointer": "/", "detail": "not UTF-8"}]) from None
+        return self._route(request)
+
+    def _route(self, request: Request) -> Response:
         route, raw_params = find_route(request.method, request.path_info)
         principal = self._authenticate(request, route)
         params = self._path_params(route, raw_params)
@@ -391,6 +405,16 @@ class RestApi:
                 retry_after=1))
         self._count("rest_signal_answered" if answer.status < 400 else "rest_signal_refused")
         return _message(answer.status, answer.fields)
+
+
+def _path(request: Request) -> str:
+    """The request's path as a problem's ``instance`` names it: decoded, or,
+    when it is no UTF-8, as sent (percent-encoded)."""
+    try:
+        return request.path_info
+    except UnicodeDecodeError:
+        return request.environ.get("RAW_PATH_INFO") or quote(
+            request.environ.get("PATH_INFO", "").encode("latin-1"), safe="/")
 
 
 def _typed(parameter: dict, value: str):

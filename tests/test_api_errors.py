@@ -670,3 +670,20 @@ def test_identify_takes_only_the_exact_token_and_gives_its_role():
                   "admin-secret ", "admin-secret\n", "", "x" * 10_000, "\udcff"):
         assert tokens.identify(guess) is None, guess
     assert auth.Tokens().identify("admin-secret") is None
+
+
+@pytest.mark.parametrize("path, status, problem", [
+    ("/mpa/v1/%FF", 404, "not-found"),
+    ("/mpa/v1/networks/%FF/pool", 404, "not-found"),
+    ("/mpa/v1/networks?x=%FF", 400, "invalid-request"),
+    ("/mpa/v1/mobile-nodes?identity=%C3", 400, "invalid-request")])
+def test_a_path_or_query_that_is_no_utf8_is_refused_not_a_500(setup, path, status, problem):
+    rig, api = setup
+    before, counters = state(rig), dict(api.counters)
+    response, answer = request(api, path)
+    assert (response.status_int, answer["type"]) == (status, PROBLEM + problem), answer
+    assert answer["instance"] == path.split("?")[0], "as sent: it is no text"
+    assert state(rig) == before
+    counted = f"rest_{problem.replace('-', '_')}"
+    assert api.counters.get(counted, 0) == counters.get(counted, 0) + 1
+    assert api.counters.get("rest_internal_error", 0) == 0
