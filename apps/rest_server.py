@@ -56,6 +56,7 @@ LOG = logging.getLogger("apps.rest_server")
 LISTEN_BACKLOG = 1024        # connections the kernel holds until the loop accepts them
 DISCARD_MAX_BYTES = 64 << 10  # an unread body longer than this closes the connection
 ACCEPT_RETRY_S = 0.1         # out of descriptors: accept again after this
+TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", 18)  # Linux's option number
 
 
 class _HeaderTimeout(Exception):
@@ -101,8 +102,8 @@ class RestServer:
             try:
                 sock, addr = self.server.accept()
             except OSError as exc:
-                if self.closing:
-                    return
+                if self.closing or exc.errno in (errno.EBADF, errno.EINVAL):
+                    return   # the listening socket is closed
                 if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     continue  # e.g. ECONNABORTED: that client is gone already
                 # Out of descriptors: the pending connection waits in the
@@ -113,17 +114,17 @@ class RestServer:
                 continue
             refused = self.connections.take(addr[0])
             if refused:
-                self._refuse(sock, refused)
+                self._refuse(sock, addr, refused)
                 continue
             self._gauge()
             thread = eventlet.spawn(self._serve, sock, addr)
             self._threads.add(thread)
             thread.link(lambda done: self._threads.discard(done))
 
-    def _refuse(self, sock, reason: str) -> None:
+    def _refuse(self, sock, addr, reason: str) -> None:
         """Answer 503 and close, without waiting for anything: the client has
         its answer when it reads; a full send buffer means no answer."""
-        LOG.debug("REST: %s refused (%s)", tls.peer(sock.getpeername()), reason)
+        LOG.debug("REST: %s refused (%s)", tls.peer(addr), reason)
         try:
             sock.setblocking(False)
             if self.context is None:
@@ -140,6 +141,11 @@ class RestServer:
 
     def _serve(self, sock, addr) -> None:
         try:
+            # Data the peer leaves unacknowledged this long (a host gone, a
+            # client whose window stays shut) ends the connection: the next
+            # write to a stream fails instead of waiting for TCP's 15 minutes.
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_USER_TIMEOUT,
+                            int(self.settings.rest_idle_timeout_s * 1000))
             if self.context is not None:
                 sock = self.context.wrap_socket(sock, server_side=True,
                                                 do_handshake_on_connect=False)
