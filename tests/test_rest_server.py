@@ -495,3 +495,25 @@ def test_a_hard_descriptor_limit_below_the_bounds_stops_start_up(topology, monke
         descriptors.ensure(topology)
     assert stopped.value.code == 2
     assert "the hard limit is 1024" in capsys.readouterr().err
+
+
+# -- the application's listener ---------------------------------------------------------------
+
+def test_the_application_serves_its_api_within_the_configured_bounds(topology):
+    from apps import mpa_app, runtime
+    settings = dataclasses.replace(topology.controller, rest_port=0, rest_max_connections=2,
+                                   rest_connections_per_source=2, rest_max_streams=7)
+    runtime.configure(dataclasses.replace(topology, controller=settings), "test.yaml")
+    app = mpa_app.MpaApp()
+    app.start()
+    try:
+        assert isinstance(app.rest_server, RestServer)
+        assert app.rest.streams.total == 7
+        held = [connect(app.rest_server) for _ in range(2)]
+        assert read_response(connect(app.rest_server))[0] == 503
+        assert app.counters["rest_connections_full"] == 1
+        held[0].sendall(request_bytes("GET", "/mpa/v1/openapi.json"))
+        assert read_response(held[0])[0] == 200
+    finally:
+        app.stop()
+    assert app.rest_server.closing
