@@ -26,6 +26,7 @@ Counters (the application's dict, also /metrics): ``rest_connections_full``,
 ``rest_connections_source_full``, ``rest_timeout_header``,
 ``rest_timeout_idle``, ``rest_timeout_write``, ``rest_client_disconnected``,
 ``rest_tls_handshake_failed``, ``rest_tls_error``, ``rest_accept_failed``,
+``rest_malformed_http``,
 and the gauge ``rest_connections_open``.  Body timeouts are counted by the
 application, which reads the body (``rest_timeout_body``).
 """
@@ -33,6 +34,7 @@ application, which reads the body (``rest_timeout_body``).
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import socket
 import ssl
@@ -284,6 +286,30 @@ class _Connection(eventlet.wsgi.HttpProtocol):
 
         self.application = guarded
         super().handle_one_response()
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own refusals (a request line or header it cannot
+        parse, an HTTP version it does not speak): counted, logged through
+        the logger, answered as a problem like every other refusal.  Its
+        default writes an HTML page and a line to stderr, outside the log."""
+        self.listener.count("rest_malformed_http")
+        LOG.info("REST: %s sent what is no HTTP request: %d %s", tls.peer(self.client_address),
+                 code, message)
+        self.close_connection = 1
+        phrase = self.responses.get(code, ("Error",))[0]
+        body = json.dumps({"type": "about:blank", "title": phrase, "status": code,
+                           "detail": message or phrase}).encode()
+        try:
+            self.wfile.write(b"HTTP/1.1 %d %s\r\nContent-Type: application/problem+json\r\n"
+                             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                             % (code, phrase.encode(), len(body), body))
+            self.wfile.flush()
+        except OSError:
+            pass
+
+    def log_message(self, format, *args):
+        # Whatever else http.server would print to stderr goes to the log.
+        LOG.info("REST: %s: %s", tls.peer(self.client_address), format % args)
 
     def _write_failed(self, exc: OSError) -> None:
         self.close_connection = 1

@@ -216,7 +216,7 @@ def test_a_traceback_keeps_its_lines_and_the_message_is_escaped():
 
 @pytest.mark.parametrize("fmt", logs.FORMATS)
 def test_a_request_cannot_write_a_log_line_of_its_own(topology, log_to, fmt):
-    """The REST API served by Ryu's hub as the controller serves it: the path
+    """The REST API served by the controller's REST listener: the path
     (which WSGI decodes: %0A is a newline) in the API's own warning, the raw
     request line in eventlet's access log (ESC and CSI as they are)."""
     from apps import compat
@@ -226,9 +226,10 @@ def test_a_request_cannot_write_a_log_line_of_its_own(topology, log_to, fmt):
     from ryu.lib import hub
 
     from apitest import rig_api
+    from apps.rest_server import RestServer
     api = rig_api(make_rig(topology))
     stream = log_to(fmt)
-    server = hub.WSGIServer(("127.0.0.1", 0), api)
+    server = RestServer(("127.0.0.1", 0), api, topology.controller, api.counters)
     thread = hub.spawn(server.serve_forever)
     path = (f"/mpa/v1/mobile-nodes/{IDENTITY}%0A{FORGED.replace(' ', '%20')}"
             "%0D%1B[2J%C2%85\x1b[2J\xc2\x9b2J").encode("latin-1")
@@ -240,8 +241,8 @@ def test_a_request_cannot_write_a_log_line_of_its_own(topology, log_to, fmt):
             with sock.makefile("rb") as reply:       # HTTP/1.0: to the end
                 assert reply.read().startswith(b"HTTP/1.1 401 ")
     finally:
+        server.close()
         hub.kill(thread)
-        server.server.close()
     assert api.counters["rest_auth_invalid"] == 1
     text = stream.getvalue()
     lines = text.split("\n")

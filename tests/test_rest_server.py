@@ -326,6 +326,25 @@ def test_one_source_cannot_take_every_connection(serve):
     assert all(sock.fileno() >= 0 for sock in held)
 
 
+@pytest.mark.parametrize("sent, status", [(b"GARBAGE\r\n\r\n", 400),
+                                          (b"GET / HTTP/9.9\r\n\r\n", 505),
+                                          (b"GET / HTTP/1.1 extra\r\n\r\n", 400)])
+def test_what_is_no_http_request_is_a_counted_problem_not_a_line_on_stderr(
+        serve, caplog, capfd, sent, status):
+    caplog.set_level(logging.INFO, logger="apps.rest_server")
+    server = serve(ok)
+    sock = connect(server)
+    sock.sendall(sent)
+    answer, headers, body = read_response(sock)
+    assert (answer, headers["content-type"], headers["connection"]) == \
+        (status, "application/problem+json", "close")
+    assert json.loads(body)["status"] == status
+    assert closed_by_server(sock) == b""
+    assert server.counters["rest_malformed_http"] == 1
+    assert capfd.readouterr().err == "", "http.server's own line went to stderr"
+    assert any("no HTTP request" in r.getMessage() for r in caplog.records)
+
+
 def test_the_accept_loop_outlives_running_out_of_descriptors(serve, monkeypatch):
     server = serve(ok)
     accept, failures = server.server.accept, [OSError(errno.EMFILE, "Too many open files")]
