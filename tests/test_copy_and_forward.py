@@ -283,7 +283,7 @@ def test_a_standby_survives_a_restart(topology):
 
 def test_the_ring_prefers_the_longest_run_of_the_mns_digests():
     import collections
-    from mpa_sdn.copying import CopyRing
+    from mpa_sdn.mobility.copy_forward import CopyRing
     from fakeoftable import ipv4_packet
     frames = [to_bytes(ipv4_packet("02:00:00:00:00:01", "02:00:00:00:00:02", CN_IP, HOME,
                                    seq=n % 3)) for n in range(9)]
@@ -305,7 +305,7 @@ def test_the_ring_prefers_the_longest_run_of_the_mns_digests():
 
 def test_the_ring_is_bounded_in_packets_and_age():
     import collections
-    from mpa_sdn.copying import CopyRing
+    from mpa_sdn.mobility.copy_forward import CopyRing
     counters = collections.Counter()
     ring = CopyRing(3, 1.0, counters)
     for n in range(5):

@@ -11,7 +11,7 @@ import types
 import pytest
 
 from mpa_sdn import openflow as of
-from mpa_sdn import tunnels as tn
+from mpa_sdn.mobility import tunnels as tn
 from mpa_sdn.mobility import ACTIVE, BICAST, FLUSHING, PRE_SWITCHING, SETTLE_S, Refused
 from mpa_sdn.tables import Feature, Table, feature_of
 from fakeoftable import ipv4_packet, to_bytes
@@ -203,7 +203,7 @@ def test_incremental_flows_equal_the_whole_state_built_again(topology, seed, mon
 
 
 def test_a_key_two_subjects_want_goes_to_the_later_and_back():
-    from mpa_sdn.desired import DesiredFlows
+    from mpa_sdn.mobility.flowsync import DesiredFlows
     from mpa_sdn.tables import address_cookie
 
     def punt(cookie):

@@ -5,7 +5,7 @@ The state is declarative: tunnels, bindings and the buffering punts of
 handovers in progress.  Each of them (a subject, named by its flows' cookie)
 has its flows, and together they are every flow this module wants on every
 switch (:meth:`Mobility.desired`).  A change marks the subjects it touches;
-:meth:`Mobility._sync` builds only their flows again (:mod:`mpa_sdn.desired`)
+:meth:`Mobility._sync` builds only their flows again (:mod:`mpa_sdn.mobility.flowsync`)
 and sends the difference: the new flows first, each switch's followed by a
 barrier, and the flows that go only once every barrier has been answered
 (make-before-break).  Deletes are strict, by
@@ -74,13 +74,13 @@ from typing import Callable
 from ryu.ofproto import ether
 
 from mpa_sdn import openflow as of
-from mpa_sdn import tunnels as tn
-from mpa_sdn.binding import Binding, BindingProtocol, EdgeRewrite, Leg, Reach
-from mpa_sdn.copying import CopyRing, Standby, with_copy
-from mpa_sdn.buffer import PacketBuffer
-from mpa_sdn.desired import DesiredFlows, order_of
+from mpa_sdn.mobility import tunnels as tn
+from mpa_sdn.mobility.bindings import Binding, BindingProtocol, EdgeRewrite, Leg, Reach
+from mpa_sdn.mobility.copy_forward import CopyRing, Standby, with_copy
+from mpa_sdn.mobility.buffer import PacketBuffer
+from mpa_sdn.mobility.flowsync import DesiredFlows, order_of
 from mpa_sdn.forwarding import Host, host_path, last_hop_actions
-from mpa_sdn.handovers import (  # noqa: F401  (the phases and modes are mobility's words)
+from mpa_sdn.mobility.records import (  # noqa: F401  (the phases and modes are mobility's words)
     ACTIVE, BICAST, BUFFER, BUFFERING, COMPLETED, COPY, DRAINING, FLUSHING, PRE_SWITCHING,
     SETTLE_S, SWITCHED_BACK, SWITCHING, CurrentHandovers, Handover)
 from mpa_sdn.indexing import Index, Watched, hosts_of_mac

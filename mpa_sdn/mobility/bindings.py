@@ -40,7 +40,7 @@ from typing import Protocol
 from ryu.ofproto import ether
 
 from mpa_sdn import openflow as of
-from mpa_sdn import tunnels
+from mpa_sdn.mobility import tunnels
 from mpa_sdn.forwarding import Host, last_hop_actions
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.tables import (PRIO_BINDING, PRIO_BINDING_IN, Feature, Table, address_cookie,
