@@ -25,7 +25,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from mpa_mn.opener import direct_opener
+from mpa_protocol.http_opener import direct_opener
 
 MAX_ANSWER_BYTES = 32 << 20      # 1000 finished actions fit many times over
 MAX_EVENT_LINE = 1 << 20         # one SSE line (an event's data is one line of JSON)

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mpa_mn import protocol
-from mpa_mn.opener import direct_opener
 from mpa_mn.protocol import ProtocolError
+from mpa_protocol.http_opener import direct_opener
 from mpa_sdn import signalling
 
 LOG = logging.getLogger("mpa_mn.channels")

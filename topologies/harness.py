@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 
-from mpa_mn.opener import direct_opener
+from mpa_protocol.http_opener import direct_opener
 from rest_api import auth
 
 

@@ -1,0 +1,9 @@
+"""What the MN and the controller must agree on: the signalling messages, the
+key hierarchy and the transcripts both sides MAC, the credentials and tokens
+files, DHCP's numbers, the file-validation toolkit and the REST clients' HTTP
+opener.
+
+Both ends import this package; it imports neither (no ``mpa_sdn``, no Ryu,
+no eventlet), so the MN and ``mpa-ctl`` load nothing of the controller.
+tests/test_layout.py holds every package to its import rules.
+"""
