@@ -42,12 +42,11 @@ from typing import Callable
 
 from mpa_mn import link
 from mpa_mn.link import LinkError
-from mpa_sdn.dhcp_options import (ACK, BOOTREPLY, BOOTREQUEST, CLIENT_PORT, DECLINE, DISCOVER,
-                                   MAGIC_COOKIE, MIN_BOOTP, NAK, OFFER, OPT_DNS, OPT_END,
-                                   OPT_LEASE_TIME, OPT_MESSAGE, OPT_MESSAGE_TYPE, OPT_OVERLOAD,
-                                   OPT_PARAMETER_LIST, OPT_REQUESTED_IP, OPT_ROUTER,
-                                   OPT_SERVER_ID, OPT_SUBNET_MASK, REQUEST, SERVER_PORT,
-                                   walk_options)
+from mpa_protocol.dhcp_options import (
+    ACK, BOOTREPLY, BOOTREQUEST, CLIENT_PORT, DECLINE, DISCOVER, MAGIC_COOKIE, MIN_BOOTP, NAK,
+    OFFER, OPT_DNS, OPT_END, OPT_LEASE_TIME, OPT_MESSAGE, OPT_MESSAGE_TYPE, OPT_OVERLOAD,
+    OPT_PARAMETER_LIST, OPT_REQUESTED_IP, OPT_ROUTER, OPT_SERVER_ID, OPT_SUBNET_MASK, REQUEST,
+    SERVER_PORT, walk_options)
 
 LOG = logging.getLogger("mpa_mn.dhcp_client")
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from mpa_sdn import keys, signalling
+from mpa_protocol import keys
+from mpa_sdn import signalling
 from mpa_sdn.aa import success_transcript
 from mpa_sdn.signalling import SignallingError
 

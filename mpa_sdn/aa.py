@@ -9,7 +9,7 @@ on either signalling channel:
     AA -> MN  auth-success   sa, lifetime, proof_aa = HMAC(auth key, "aa" | transcript)
 
 The auth key comes from the MN's pre-shared key and both nonces
-(:mod:`mpa_sdn.keys`), so each side proves it holds the key and no key is
+(:mod:`mpa_protocol.keys`), so each side proves it holds the key and no key is
 ever sent.  The AA looks the identity up only in the store of the domain
 that serves the network; an unknown identity gets a challenge like any other
 and fails at the proof with the same answer as a wrong key, so answers never
@@ -38,7 +38,8 @@ import hmac
 import logging
 from dataclasses import dataclass, field
 
-from mpa_sdn import keys, signalling
+from mpa_protocol import keys
+from mpa_sdn import signalling
 from mpa_sdn.netpolicy import Policies
 from mpa_sdn.signalling import Message, SignallingError, mac_ok
 

@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from ryu.lib.packet import dhcp, ethernet, ipv4, packet, packet_utils, udp
 from ryu.ofproto import ether, inet
 
-from mpa_sdn import packets
-from mpa_sdn.dhcp_options import (  # noqa: F401 (the numbers are part of this module's API)
+from mpa_protocol.dhcp_options import (  # noqa: F401 (the numbers are part of this module's API)
     ACK, BOOTREPLY, BOOTREQUEST, CLIENT_PORT, DECLINE, DISCOVER, INFORM, MAGIC_COOKIE,
     MIN_BOOTP, NAK, OFFER, OPT_CLIENT_ID, OPT_DNS, OPT_END, OPT_HOSTNAME, OPT_LEASE_TIME,
     OPT_MESSAGE, OPT_MESSAGE_TYPE, OPT_OVERLOAD, OPT_PAD, OPT_PARAMETER_LIST,
     OPT_REBINDING_T2, OPT_RENEWAL_T1, OPT_REQUESTED_IP, OPT_ROUTER, OPT_SERVER_ID,
     OPT_SUBNET_MASK, RELEASE, REQUEST, SERVER_PORT, walk_options)
+from mpa_sdn import packets
 from mpa_sdn.signalling import MAC_RE
 
 

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from mpa_sdn import keys
+from mpa_protocol import keys
 
 VERSION = 1
 SIGNALLING_PORT = 7664  # the default UDP port of the in-band channel (mpa.signalling_port)
