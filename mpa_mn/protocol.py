@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass, field
 
 from mpa_protocol import keys
+from mpa_protocol.transcript import exchange_transcript, success_transcript
 from mpa_sdn import signalling
-from mpa_sdn.aa import success_transcript
 from mpa_sdn.signalling import SignallingError
 
 ANSWERS = ("neighbours", "auth-challenge", "auth-success", "config", "released", "resumed",
@@ -80,8 +80,8 @@ class PreAuthentication:
             nonce=self.nonce_mn.hex()))
 
     def _transcript(self) -> bytes:
-        return b"".join(keys.field(f) for f in (self.identity, self.network, self.mn_mac,
-                                                self.nonce_mn, self.nonce_aa, self.session))
+        return exchange_transcript(self.identity, self.network, self.mn_mac, self.nonce_mn,
+                                   self.nonce_aa, self.session)
 
     def _exchange(self) -> keys.Exchange:
         return keys.Exchange(self.identity, self.network, self.nonce_mn, self.nonce_aa)

@@ -39,6 +39,7 @@ import logging
 from dataclasses import dataclass, field
 
 from mpa_protocol import keys
+from mpa_protocol.transcript import exchange_transcript, success_transcript
 from mpa_sdn import signalling
 from mpa_sdn.netpolicy import Policies
 from mpa_sdn.signalling import Message, SignallingError, mac_ok
@@ -125,8 +126,8 @@ class Session:
     answer_proof: str | None = None
 
     def transcript(self) -> bytes:
-        return b"".join(keys.field(f) for f in (
-            self.identity, self.network, self.mn_mac, self.nonce_mn, self.nonce_aa, self.id))
+        return exchange_transcript(self.identity, self.network, self.mn_mac, self.nonce_mn,
+                                   self.nonce_aa, self.id)
 
 
 @dataclass
@@ -600,8 +601,3 @@ class AuthenticationAgent:
     def views(self, now: float, network: str | None = None) -> list[dict]:
         return [sa.view(now) for sa in sorted(self.sas.values(), key=lambda s: (s.network, s.id))
                 if network is None or sa.network == network]
-
-
-def success_transcript(transcript: bytes, sa_id: str, lifetime: int) -> bytes:
-    """What the AA's proof covers: the exchange, and the SA it grants."""
-    return transcript + keys.field(sa_id) + keys.field(str(lifetime))
