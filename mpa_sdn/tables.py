@@ -31,6 +31,15 @@ tells our flows from anyone else's, the feature byte which part of the
 controller owns it, and the subject (48 bits) which host or network it is
 for, so cleanup is a cookie-masked delete and a reconnecting switch can be
 purged of flows we do not recognise.
+
+Declarations: each table says what its flows may match (and which fields may
+be masked), which fields they may set, what else they may do (output, punt,
+push or pop a label, go to which later table), which features' cookies it
+holds and at which priorities (``PIPELINE``).  ``check_flow`` says what a
+flow-mod breaks in its table's declaration; the unit tests' fake switch
+applies it to every flow-mod the core sends, as Faucet's tables check their
+own flows, so a builder that strays outside its table fails a test rather
+than a switch.
 """
 
 from __future__ import annotations
@@ -38,6 +47,12 @@ from __future__ import annotations
 import enum
 import functools
 import ipaddress
+import types
+from dataclasses import dataclass
+
+from ryu.ofproto import ether, inet
+from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
 
 
 class Table(enum.IntEnum):
@@ -110,3 +125,281 @@ PRIO_CLASSIFY = 100        # INGRESS: port classification
 PRIO_ARP_OTHER = 100       # ARP: everything else goes to the controller
 PRIO_UNKNOWN_SOURCE = 50   # INGRESS: IPv4 from an unknown host
 PRIO_MISS = 0
+
+
+# -- what each table may match and do -------------------------------------------
+
+class Action(enum.Enum):
+    """What a flow may do with a packet, besides its set-fields (declared apart)."""
+
+    OUTPUT = "output"          # out of a switch port
+    IN_PORT = "in_port"        # back out of the port it came in on
+    CONTROLLER = "controller"  # a punt
+    DROP = "drop"              # neither output nor goto: the packet ends here
+    DEC_TTL = "dec_ttl"
+    PUSH_MPLS = "push_mpls"
+    POP_MPLS = "pop_mpls"
+    GROUP = "group"            # no table uses groups or meters yet
+    METER = "meter"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What the flows of one table may match and do.
+
+    ``match`` maps each field its flows may match to whether it may be
+    masked; ``set_fields`` are the fields they may write (a Nicira register
+    load or move writes its destination field too); ``features`` maps each
+    feature whose cookie may appear here to its priorities in this table.
+    """
+
+    table: Table
+    match: dict
+    set_fields: frozenset
+    actions: frozenset
+    next_tables: frozenset
+    features: dict
+
+    def __post_init__(self):
+        # Read-only views, so that a declaration stays as written.
+        object.__setattr__(self, "match", types.MappingProxyType(dict(self.match)))
+        object.__setattr__(self, "features", types.MappingProxyType(
+            {feature: frozenset(prios) for feature, prios in self.features.items()}))
+        # OpenFlow only lets a flow go to a later table.
+        assert all(t > self.table for t in self.next_tables), f"{self.table.name} goes back"
+        owners: dict[int, Feature] = {}
+        for feature, prios in self.features.items():
+            for prio in prios:
+                assert 0 <= prio <= 0xFFFF, f"{feature.name} priority {prio}"
+                # A priority says which feature a flow belongs to: two
+                # features at one priority could overwrite each other's flow.
+                assert prio not in owners, \
+                    f"{self.table.name}: {feature.name} and {owners[prio].name} at {prio}"
+                owners[prio] = feature
+
+    @property
+    def priorities(self) -> tuple[int, int]:
+        """The lowest and highest priority of the table's flows."""
+        every = [p for prios in self.features.values() for p in prios]
+        return min(every), max(every)
+
+
+PIPELINE = types.MappingProxyType({spec.table: spec for spec in (
+    TableSpec(
+        Table.INGRESS,
+        match={"in_port": False, "eth_type": False, "eth_src": False, "ipv4_src": False,
+               "ipv4_dst": False, "ip_proto": False, "udp_dst": False, "arp_spa": False,
+               "mpls_label": False},
+        # Bindings rewrite addresses where traffic enters; a tunnel's end
+        # rewrites the last hop's MACs, its entry pushes a label, its nAR
+        # end loads in_port (the hairpin).
+        set_fields=frozenset({"ipv4_src", "ipv4_dst", "eth_src", "eth_dst", "mpls_label",
+                              "in_port"}),
+        actions=frozenset({Action.OUTPUT, Action.CONTROLLER, Action.DROP, Action.PUSH_MPLS,
+                           Action.POP_MPLS}),
+        next_tables=frozenset({Table.ARP, Table.ROUTE}),
+        features={Feature.PIPELINE: {PRIO_MISS, PRIO_UNKNOWN_SOURCE, PRIO_CLASSIFY},
+                  Feature.DHCP: {PRIO_DHCP},
+                  Feature.BINDING: {PRIO_BINDING_IN},
+                  Feature.TUNNEL: {PRIO_TUNNEL},
+                  Feature.HOST: {PRIO_HOST},
+                  Feature.REJECT: {PRIO_REJECT}}),
+    TableSpec(
+        Table.ARP,
+        match={"in_port": False, "eth_type": False, "arp_op": False, "arp_tpa": False},
+        # The responder turns a request into its reply in place.
+        set_fields=frozenset({"eth_src", "eth_dst", "arp_op", "arp_sha", "arp_spa",
+                              "arp_tha", "arp_tpa"}),
+        actions=frozenset({Action.IN_PORT, Action.CONTROLLER, Action.DROP}),
+        next_tables=frozenset(),
+        features={Feature.PIPELINE: {PRIO_MISS, PRIO_ARP_OTHER},
+                  Feature.ARP_RESPONDER: {PRIO_ARP_RESPONDER}}),
+    TableSpec(
+        Table.ROUTE,
+        # Network routes match a prefix; everything else is exact.
+        match={"eth_type": False, "ipv4_src": False, "ipv4_dst": True, "ip_proto": False,
+               "udp_dst": False},
+        # The last hop's MACs, a binding's address rewrites, and a tunnel's
+        # entry at the nAR (its label and the hairpin).
+        set_fields=frozenset({"eth_src", "eth_dst", "ipv4_src", "ipv4_dst", "mpls_label",
+                              "in_port"}),
+        actions=frozenset({Action.OUTPUT, Action.CONTROLLER, Action.DROP, Action.DEC_TTL,
+                           Action.PUSH_MPLS}),
+        next_tables=frozenset(),
+        features={Feature.PIPELINE: {PRIO_MISS},
+                  Feature.SIGNALLING: {PRIO_SIGNALLING},
+                  Feature.NETWORK_ROUTE: {PRIO_GATEWAY_PUNT, PRIO_NETWORK},
+                  Feature.BUFFER: {PRIO_BUFFER},
+                  Feature.BINDING: {PRIO_BINDING},
+                  Feature.TUNNEL: {PRIO_TUNNEL},
+                  Feature.HOST: {PRIO_HOST}}),
+)})
+assert set(PIPELINE) == set(Table), "every table is declared"
+
+
+class Rule(enum.Enum):
+    """The part of a table's declaration a flow can break."""
+
+    TABLE = "table"                # a table the pipeline does not have
+    COOKIE = "cookie"              # not ours, or no feature we have
+    FEATURE = "feature"            # a feature that has no flows in this table
+    PRIORITY = "priority"          # not one of the feature's priorities here
+    MATCH = "match"                # a field the table does not match on
+    MASK = "mask"                  # a mask on a field the table matches exactly
+    PREREQUISITE = "prerequisite"  # a field whose OpenFlow prerequisite is not matched
+    SET_FIELD = "set_field"        # a field the table does not write
+    ACTION = "action"              # something the table's flows do not do
+    INSTRUCTION = "instruction"    # an instruction no table uses
+    GOTO = "goto"                  # a table this one does not go to
+
+
+@dataclass(frozen=True)
+class Breach:
+    rule: Rule
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.rule.value}: {self.detail}"
+
+
+# OpenFlow 1.3's match prerequisites (§7.2.3.8): the field's name prefix,
+# the field the flow must also match and its value.  A switch refuses a
+# flow that matches a field without its prerequisite.
+PREREQUISITES = (("ipv4_", "eth_type", ether.ETH_TYPE_IP),
+                 ("ip_", "eth_type", ether.ETH_TYPE_IP),
+                 ("arp_", "eth_type", ether.ETH_TYPE_ARP),
+                 ("mpls_", "eth_type", ether.ETH_TYPE_MPLS),
+                 ("udp_", "ip_proto", inet.IPPROTO_UDP),
+                 ("tcp_", "ip_proto", inet.IPPROTO_TCP),
+                 ("icmpv4_", "ip_proto", inet.IPPROTO_ICMP))
+OWNER_MASK = ((1 << 8) - 1) << FEATURE_SHIFT | ((1 << 8) - 1) << MAGIC_SHIFT
+
+
+def check_flow(msg) -> list[Breach]:
+    """What a flow-mod breaks in its table's declaration (nothing: [])."""
+    if msg.command in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT):
+        return _check_delete(msg)
+    spec = PIPELINE.get(msg.table_id)
+    if spec is None:
+        return [Breach(Rule.TABLE, f"table {msg.table_id} is not in the pipeline")]
+    return (_check_owner(spec, msg.cookie, msg.priority) + _check_match(spec, msg.match)
+            + _check_instructions(spec, msg.instructions)
+            + ([Breach(Rule.MATCH, "a table-miss flow (priority 0) matches nothing")]
+               if msg.priority == PRIO_MISS and list(msg.match.items()) else []))
+
+
+def _check_delete(msg) -> list[Breach]:
+    """A delete scoped by one of our cookies may only name what that
+    feature installs; one that is not (reconciliation's purge of flows we
+    do not recognise) removes what is there, declared or not."""
+    if msg.cookie_mask & OWNER_MASK != OWNER_MASK:
+        return []
+    if msg.table_id == ofp.OFPTT_ALL:
+        return _check_cookie(msg.cookie)
+    spec = PIPELINE.get(msg.table_id)
+    if spec is None:
+        return [Breach(Rule.TABLE, f"table {msg.table_id} is not in the pipeline")]
+    strict = msg.command == ofp.OFPFC_DELETE_STRICT
+    return (_check_owner(spec, msg.cookie, msg.priority if strict else None)
+            + _check_match(spec, msg.match))
+
+
+def _check_cookie(value: int) -> list[Breach]:
+    if not is_ours(value):
+        return [Breach(Rule.COOKIE, f"cookie {value:#x} is not ours")]
+    if feature_of(value) not in set(Feature):
+        return [Breach(Rule.COOKIE, f"cookie {value:#x} names no feature")]
+    return []
+
+
+def _check_owner(spec: TableSpec, value: int, priority: int | None) -> list[Breach]:
+    """The cookie's feature has flows in this table, at this priority."""
+    breaches = _check_cookie(value)
+    if breaches:
+        return breaches
+    feature = Feature(feature_of(value))
+    if feature not in spec.features:
+        return [Breach(Rule.FEATURE, f"{feature.name} has no flows in {spec.table.name}")]
+    prios = spec.features[feature]
+    if priority is not None and priority not in prios:
+        return [Breach(Rule.PRIORITY, f"{feature.name} flows in {spec.table.name} have "
+                                      f"priority {_listed(prios)}, not {priority}")]
+    return []
+
+
+def _check_match(spec: TableSpec, match) -> list[Breach]:
+    fields = dict(match.items())
+    breaches = []
+    for name, value in fields.items():
+        if name not in spec.match:
+            breaches.append(Breach(Rule.MATCH, f"{spec.table.name} does not match {name}"))
+        elif isinstance(value, tuple) and not spec.match[name]:
+            breaches.append(Breach(Rule.MASK, f"{spec.table.name} matches {name} exactly"))
+        for prefix, needed, value_needed in PREREQUISITES:
+            if name.startswith(prefix) and fields.get(needed) != value_needed:
+                breaches.append(Breach(Rule.PREREQUISITE,
+                                       f"{name} needs {needed} {value_needed:#x}"))
+    return breaches
+
+
+def _check_instructions(spec: TableSpec, instructions) -> list[Breach]:
+    breaches, done = [], set()
+    for inst in instructions:
+        if isinstance(inst, parser.OFPInstructionGotoTable):
+            done.add("goto")
+            if inst.table_id not in spec.next_tables:
+                breaches.append(Breach(Rule.GOTO, f"{spec.table.name} does not go to "
+                                                  f"table {inst.table_id}"))
+        elif isinstance(inst, parser.OFPInstructionMeter):
+            done.add(Action.METER)
+        elif (isinstance(inst, parser.OFPInstructionActions)
+              and inst.type == ofp.OFPIT_APPLY_ACTIONS):
+            for action in inst.actions:
+                done.add(_action_of(action, spec, breaches))
+        else:
+            breaches.append(Breach(Rule.INSTRUCTION, f"{type(inst).__name__} (type "
+                                                     f"{inst.type}): no table uses it"))
+    if not done & {"goto", Action.OUTPUT, Action.IN_PORT, Action.CONTROLLER, Action.GROUP}:
+        done.add(Action.DROP)
+    for action in sorted((d for d in done if isinstance(d, Action) and d not in spec.actions),
+                         key=lambda a: a.value):
+        breaches.append(Breach(Rule.ACTION, f"{spec.table.name}'s flows do not "
+                                            f"{action.value.replace('_', ' ')}"))
+    return breaches
+
+
+def _action_of(action, spec: TableSpec, breaches: list):
+    """What ``action`` does; a write outside the table's set-fields is a
+    breach (added to ``breaches``)."""
+    written = None
+    if isinstance(action, parser.OFPActionSetField):
+        written = action.key
+    elif isinstance(action, parser.NXActionRegLoad):
+        written = oxm_name(action.dst)
+    elif isinstance(action, parser.NXActionRegMove):
+        written = oxm_name(action.dst_field)
+    if written is not None:
+        if written not in spec.set_fields:
+            breaches.append(Breach(Rule.SET_FIELD, f"{spec.table.name} does not set {written}"))
+        return None
+    if isinstance(action, parser.OFPActionOutput):
+        if action.port <= ofp.OFPP_MAX:
+            return Action.OUTPUT
+        reserved = {ofp.OFPP_CONTROLLER: Action.CONTROLLER, ofp.OFPP_IN_PORT: Action.IN_PORT}
+        if action.port in reserved:
+            return reserved[action.port]
+    kinds = {parser.OFPActionDecNwTtl: Action.DEC_TTL, parser.OFPActionPushMpls: Action.PUSH_MPLS,
+             parser.OFPActionPopMpls: Action.POP_MPLS, parser.OFPActionGroup: Action.GROUP}
+    if type(action) in kinds:
+        return kinds[type(action)]
+    breaches.append(Breach(Rule.ACTION, f"{action}: no table does that"))
+    return None
+
+
+def oxm_name(field_name: str) -> str:
+    """Nicira field names (eth_src_nxm) name the same header as OXM ones."""
+    return field_name[:-4] if field_name.endswith("_nxm") else field_name
+
+
+def _listed(prios) -> str:
+    return " or ".join(str(p) for p in sorted(prios))

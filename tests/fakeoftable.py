@@ -14,6 +14,12 @@ and no set-field reaches it), the label's TTL is the IP TTL, and pop_mpls
 gives the IPv4 packet back as it was pushed.  A set-field or dec_ttl that
 does not fit the packet (an IPv4 rewrite under a label) fails loudly: OVS
 would refuse the flow.
+
+Every flow-mod a switch receives is checked against its table's declaration
+(``mpa_sdn.tables.check_flow``): one that breaks it fails the test with the
+flow and the rules it breaks, so every behaviour test checks every flow the
+core builds.  A switch built with ``check=None`` takes any flow (for tests of
+the fake itself).
 """
 
 from __future__ import annotations
@@ -28,17 +34,12 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from mpa_sdn.openflow import record_of
+from mpa_sdn.tables import PREREQUISITES, check_flow, oxm_name
 
 MAX_HOPS = 64
 ETHERNET_HEADER, MPLS_HEADER = 14, 4
 # What stays outside a pushed MPLS label: the pipeline's in_port and Ethernet.
 OUTER_FIELDS = ("in_port", "eth_src", "eth_dst", "eth_type")
-# OpenFlow's field prerequisites, which a set-field must meet too: the field's
-# prefix and the eth_type the packet must have for the field to exist.
-PREREQUISITES = (("ipv4_", ether.ETH_TYPE_IP), ("ip_", ether.ETH_TYPE_IP),
-                 ("icmpv4_", ether.ETH_TYPE_IP), ("udp_", ether.ETH_TYPE_IP),
-                 ("tcp_", ether.ETH_TYPE_IP), ("mpls_", ether.ETH_TYPE_MPLS),
-                 ("arp_", ether.ETH_TYPE_ARP))
 
 
 @dataclass
@@ -88,20 +89,22 @@ def _field_matches(name, want, have) -> bool:
     return _to_int(name, have) == _to_int(name, want)
 
 
-def _oxm_name(field_name: str) -> str:
-    """Nicira field names (eth_src_nxm) name the same header as OXM ones."""
-    return field_name[:-4] if field_name.endswith("_nxm") else field_name
-
-
 def _covers(general: dict, specific: dict) -> bool:
     """Non-strict delete: every field of ``general`` is in ``specific`` with that value."""
     return all(k in specific and specific[k] == v for k, v in general.items())
 
 
+def describe_flow(msg) -> str:
+    """A flow-mod in a line: where it goes, whose it is, what it matches and does."""
+    return (f"table {msg.table_id} priority {msg.priority} cookie {msg.cookie:#x} "
+            f"match {dict(msg.match.items())} instructions {list(msg.instructions)}")
+
+
 class FakeSwitch:
-    def __init__(self, dpid: int, name: str = ""):
+    def __init__(self, dpid: int, name: str = "", check=check_flow):
         self.dpid = dpid
         self.name = name
+        self.check = check
         self.entries: list[Entry] = []
         self.packet_outs: list = []
 
@@ -117,7 +120,17 @@ class FakeSwitch:
         else:
             raise NotImplementedError(f"fake switch cannot apply {type(msg).__name__}")
 
-    def _flow_mod(self, msg) -> None:
+    def install_foreign(self, msg) -> None:
+        """A flow someone else left on the switch (another controller, an
+        older run of ours): no declaration of ours binds it."""
+        self._flow_mod(msg, checked=False)
+
+    def _flow_mod(self, msg, checked: bool = True) -> None:
+        breaches = self.check(msg) if checked and self.check is not None else []
+        if breaches:
+            raise AssertionError(
+                f"switch {self.name or self.dpid}: {describe_flow(msg)} breaks its table's "
+                "declaration: " + "; ".join(str(b) for b in breaches))
         match = dict(msg.match.items())
         if msg.command == ofp.OFPFC_ADD:
             self.entries = [e for e in self.entries
@@ -213,22 +226,26 @@ class FakeSwitch:
             elif isinstance(action, parser.OFPActionPopMpls):
                 pkt = pop_mpls(pkt, action.ethertype)
             elif isinstance(action, parser.NXActionRegLoad):
-                name = _oxm_name(action.dst)
+                name = oxm_name(action.dst)
                 # A 16-bit in_port holds OpenFlow 1.0 port numbers (0xfffe: LOCAL).
                 value = ofp.OFPP_LOCAL if (name, action.value) == ("in_port", 0xFFFE) else action.value
                 pkt[name] = value
             elif isinstance(action, parser.NXActionRegMove):
                 assert action.src_ofs == 0 and action.dst_ofs == 0
-                pkt[_oxm_name(action.dst_field)] = pkt[_oxm_name(action.src_field)]
+                pkt[oxm_name(action.dst_field)] = pkt[oxm_name(action.src_field)]
             else:
                 raise NotImplementedError(type(action).__name__)
         return pkt
 
 
 def _check_prerequisite(name: str, pkt: dict) -> None:
-    for prefix, eth_type in PREREQUISITES:
-        if name.startswith(prefix) and pkt.get("eth_type") != eth_type:
-            raise AssertionError(f"{name} on a packet with eth_type {pkt.get('eth_type'):#06x}: "
+    """OpenFlow's field prerequisites, which a set-field must meet too: the
+    packet must have the field for it to be written."""
+    for prefix, needed, value in PREREQUISITES:
+        if name.startswith(prefix) and pkt.get(needed) != value:
+            have = pkt.get(needed)
+            raise AssertionError(f"{name} on a packet with {needed} "
+                                 f"{'none' if have is None else hex(have)}: "
                                  "the switch would refuse the flow")
 
 

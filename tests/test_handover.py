@@ -232,7 +232,7 @@ def proxy_replies(outcome: Outcome, address: str) -> list[dict]:
 
 def labelling_switch() -> FakeSwitch:
     """Port 1 -> 2 pushes label 100; label 100 from port 2 is popped back out of port 1."""
-    switch = FakeSwitch(1)
+    switch = FakeSwitch(1, check=None)  # flows of no table: the fake's own MPLS
     switch.apply(of.flow_add(0, 10, of.match(in_port=1, eth_type=ether.ETH_TYPE_IP),
                              of.apply(*of.push_mpls(100), of.output(2)), 1))
     switch.apply(of.flow_add(0, 10, of.match(in_port=2, eth_type=ether.ETH_TYPE_MPLS,

@@ -42,8 +42,8 @@ def test_reconnect_removes_foreign_and_restores_missing_flows(rig):
                           of.apply(of.output(1)), cookie=0x1234)
     stale = of.flow_add(Table.ROUTE, 999, of.match(eth_type=0x0800, ipv4_dst="192.0.2.2"),
                         of.apply(of.output(1)), cookie=cookie(Feature.HOST, 0xc0000202))
-    switch.apply(foreign)
-    switch.apply(stale)
+    switch.install_foreign(foreign)
+    switch.install_foreign(stale)
     victim = next(e for e in switch.entries
                   if e.table_id == Table.ROUTE and e.match.get("ipv4_dst") == "10.1.1.1")
     switch.entries.remove(victim)
