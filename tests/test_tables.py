@@ -1,6 +1,7 @@
 """Each table's declaration, and the check of a flow against it."""
 
 import dataclasses
+import pathlib
 
 import pytest
 from ryu.ofproto import ether
@@ -191,3 +192,29 @@ def test_the_fake_switch_refuses_a_flow_with_the_rule_it_breaks():
     assert switch.entries == []
     switch.install_foreign(wrong)    # what someone else left is not ours to judge
     assert len(switch.entries) == 1
+
+
+def test_the_architecture_doc_gives_every_table_as_declared():
+    doc = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text()
+    header = "| table | matches | sets | does | goes to | features and their priorities |\n"
+    rows = doc.split(header, 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    documented = {}
+    for row in rows:
+        name, matches, sets, does, goes, features = (c.strip() for c in row.strip("|").split("|"))
+        listed = [f.strip() for f in matches.split(",")]
+        documented[Table[name.strip("`")]] = (
+            {f.rstrip("/"): f.endswith("/") for f in listed},
+            {f.strip() for f in sets.split(",")},
+            {Action(a.strip()) for a in does.split(",")},
+            {Table[t.strip()] for t in goes.split(",") if t.strip()},
+            {Feature["_".join(words).upper()]: {int(p) for p in prios}
+             for words, prios in (_words_and_numbers(f) for f in features.split(";"))})
+    assert documented == {
+        table: (dict(spec.match), set(spec.set_fields), set(spec.actions),
+                set(spec.next_tables), {f: set(p) for f, p in spec.features.items()})
+        for table, spec in PIPELINE.items()}
+
+
+def _words_and_numbers(text: str) -> tuple[list, list]:
+    parts = text.split()
+    return [p for p in parts if not p.isdigit()], [p for p in parts if p.isdigit()]
