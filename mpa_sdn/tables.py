@@ -272,7 +272,7 @@ PREREQUISITES = (("ipv4_", "eth_type", ether.ETH_TYPE_IP),
                  ("udp_", "ip_proto", inet.IPPROTO_UDP),
                  ("tcp_", "ip_proto", inet.IPPROTO_TCP),
                  ("icmpv4_", "ip_proto", inet.IPPROTO_ICMP))
-OWNER_MASK = ((1 << 8) - 1) << FEATURE_SHIFT | ((1 << 8) - 1) << MAGIC_SHIFT
+OWNER_MASK = 0xFFFF << FEATURE_SHIFT  # the magic and feature bytes of a cookie
 
 
 def check_flow(msg) -> list[Breach]:
@@ -343,57 +343,64 @@ def _check_match(spec: TableSpec, match) -> list[Breach]:
 
 
 def _check_instructions(spec: TableSpec, instructions) -> list[Breach]:
-    breaches, done = [], set()
+    breaches, does, goes_on = [], set(), False
     for inst in instructions:
         if isinstance(inst, parser.OFPInstructionGotoTable):
-            done.add("goto")
+            goes_on = True
             if inst.table_id not in spec.next_tables:
                 breaches.append(Breach(Rule.GOTO, f"{spec.table.name} does not go to "
                                                   f"table {inst.table_id}"))
         elif isinstance(inst, parser.OFPInstructionMeter):
-            done.add(Action.METER)
+            does.add(Action.METER)
         elif (isinstance(inst, parser.OFPInstructionActions)
               and inst.type == ofp.OFPIT_APPLY_ACTIONS):
             for action in inst.actions:
-                done.add(_action_of(action, spec, breaches))
+                written, kind = _written(action), _kind(action)
+                if written is not None:
+                    if written not in spec.set_fields:
+                        breaches.append(Breach(Rule.SET_FIELD,
+                                               f"{spec.table.name} does not set {written}"))
+                elif kind is not None:
+                    does.add(kind)
+                else:
+                    breaches.append(Breach(Rule.ACTION, f"{action}: no table does that"))
         else:
             breaches.append(Breach(Rule.INSTRUCTION, f"{type(inst).__name__} (type "
                                                      f"{inst.type}): no table uses it"))
-    if not done & {"goto", Action.OUTPUT, Action.IN_PORT, Action.CONTROLLER, Action.GROUP}:
-        done.add(Action.DROP)
-    for action in sorted((d for d in done if isinstance(d, Action) and d not in spec.actions),
-                         key=lambda a: a.value):
+    if not goes_on and not does & PASSES_ON:
+        does.add(Action.DROP)
+    for kind in sorted(does - spec.actions, key=lambda a: a.value):
         breaches.append(Breach(Rule.ACTION, f"{spec.table.name}'s flows do not "
-                                            f"{action.value.replace('_', ' ')}"))
+                                            f"{kind.value.replace('_', ' ')}"))
     return breaches
 
 
-def _action_of(action, spec: TableSpec, breaches: list):
-    """What ``action`` does; a write outside the table's set-fields is a
-    breach (added to ``breaches``)."""
-    written = None
+# What sends a packet on; a flow with none of these and no goto drops it.
+PASSES_ON = frozenset({Action.OUTPUT, Action.IN_PORT, Action.CONTROLLER, Action.GROUP})
+_RESERVED_PORTS = {ofp.OFPP_CONTROLLER: Action.CONTROLLER, ofp.OFPP_IN_PORT: Action.IN_PORT}
+_KINDS = {parser.OFPActionDecNwTtl: Action.DEC_TTL, parser.OFPActionPushMpls: Action.PUSH_MPLS,
+          parser.OFPActionPopMpls: Action.POP_MPLS, parser.OFPActionGroup: Action.GROUP}
+
+
+def _written(action) -> str | None:
+    """The field an action writes: a set-field's, or a Nicira register
+    load's or move's destination."""
     if isinstance(action, parser.OFPActionSetField):
-        written = action.key
-    elif isinstance(action, parser.NXActionRegLoad):
-        written = oxm_name(action.dst)
-    elif isinstance(action, parser.NXActionRegMove):
-        written = oxm_name(action.dst_field)
-    if written is not None:
-        if written not in spec.set_fields:
-            breaches.append(Breach(Rule.SET_FIELD, f"{spec.table.name} does not set {written}"))
-        return None
+        return action.key
+    if isinstance(action, parser.NXActionRegLoad):
+        return oxm_name(action.dst)
+    if isinstance(action, parser.NXActionRegMove):
+        return oxm_name(action.dst_field)
+    return None
+
+
+def _kind(action) -> Action | None:
+    """What an action does (None: nothing any table declares)."""
     if isinstance(action, parser.OFPActionOutput):
         if action.port <= ofp.OFPP_MAX:
             return Action.OUTPUT
-        reserved = {ofp.OFPP_CONTROLLER: Action.CONTROLLER, ofp.OFPP_IN_PORT: Action.IN_PORT}
-        if action.port in reserved:
-            return reserved[action.port]
-    kinds = {parser.OFPActionDecNwTtl: Action.DEC_TTL, parser.OFPActionPushMpls: Action.PUSH_MPLS,
-             parser.OFPActionPopMpls: Action.POP_MPLS, parser.OFPActionGroup: Action.GROUP}
-    if type(action) in kinds:
-        return kinds[type(action)]
-    breaches.append(Breach(Rule.ACTION, f"{action}: no table does that"))
-    return None
+        return _RESERVED_PORTS.get(action.port)
+    return _KINDS.get(type(action))
 
 
 def oxm_name(field_name: str) -> str:
