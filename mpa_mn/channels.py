@@ -35,8 +35,8 @@ from typing import Callable
 
 from mpa_mn import protocol
 from mpa_mn.protocol import ProtocolError
+from mpa_protocol import messages
 from mpa_protocol.http_opener import direct_opener
-from mpa_sdn import signalling
 
 LOG = logging.getLogger("mpa_mn.channels")
 
@@ -46,7 +46,7 @@ DEFAULT_TIMEOUT_S = 7.5
 # "Not now" answers worth sending the same message again for.
 RETRYABLE = ("address-pending", "busy", "rate-limited")
 # The REST endpoint of each request kind (under /mpa/v1/networks/{id}/).
-ENDPOINTS = {kind: endpoint for endpoint, kinds in signalling.SIGNAL_ENDPOINTS.items()
+ENDPOINTS = {kind: endpoint for endpoint, kinds in messages.SIGNAL_ENDPOINTS.items()
              for kind in kinds}
 
 

@@ -40,7 +40,7 @@ from mpa_mn.channels import InbandChannel, Target
 from mpa_mn.protocol import ProtocolError, SaState
 from mpa_mn.state import Entry, MemoryState
 from mpa_mn.vif import NoVifs, vif_name
-from mpa_sdn import signalling
+from mpa_protocol import messages
 from mpa_sdn.credentials import MnCredentials
 
 LOG = logging.getLogger("mpa_mn.client")
@@ -205,7 +205,7 @@ class MobileNode:
                  owned=None, **fields) -> Reserved:
         """``kind`` ready to go over ``via`` (default: the MN's channel)."""
         entry = self._entry(network)
-        if entry.sa.next_seq > signalling.MAX_SEQ:
+        if entry.sa.next_seq > messages.MAX_SEQ:
             raise MnError("sa-exhausted", f"the MPA-SA for {network} has used every sequence "
                           "number: pre-authenticate again")
         seq = protocol.reserve(entry.sa)

@@ -55,7 +55,7 @@ from mpa_mn.client import MnError, MobileNode, Reserved, without_network
 from mpa_mn.link import Carrier, LinkError
 from mpa_mn.protocol import ProtocolError
 from mpa_mn.vif import Ip, VifError, ipv4_addresses
-from mpa_sdn.signalling import HANDOVER_MODES
+from mpa_protocol.messages import HANDOVER_MODES
 
 LOG = logging.getLogger("mpa_mn.handover")
 

@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass, field
 
 from mpa_protocol import keys
+from mpa_protocol import messages
+from mpa_protocol.messages import SignallingError
 from mpa_protocol.transcript import exchange_transcript, success_transcript
-from mpa_sdn import signalling
-from mpa_sdn.signalling import SignallingError
 
 ANSWERS = ("neighbours", "auth-challenge", "auth-success", "config", "released", "resumed",
            "tunnel", "tunnel-released", "binding-ack", "handover-state", "instruction-list",
@@ -53,10 +53,10 @@ class SaState:
         return cls(**{**record, "keys": keys.SaKeys.from_hex(record["keys"])})
 
 
-def decode_answer(data: bytes, max_bytes: int = 65536) -> signalling.Message:
+def decode_answer(data: bytes, max_bytes: int = 65536) -> messages.Message:
     """An answer, or ProtocolError: for an error answer, or one not to be read."""
     try:
-        msg = signalling.decode(data, max_bytes, expect=ANSWERS)
+        msg = messages.decode(data, max_bytes, expect=ANSWERS)
     except SignallingError as exc:
         raise ProtocolError(exc.code, f"unreadable answer: {exc.message}") from None
     if msg.type == "error":
@@ -75,7 +75,7 @@ class PreAuthentication:
         self.nonce_aa = None
 
     def init(self) -> bytes:
-        return signalling.encode(signalling.build(
+        return messages.encode(messages.build(
             "auth-init", network=self.network, identity=self.identity, mn_mac=self.mn_mac,
             nonce=self.nonce_mn.hex()))
 
@@ -92,7 +92,7 @@ class PreAuthentication:
             raise ProtocolError("unexpected", f"expected an auth-challenge, got {msg.type}")
         self.session, self.nonce_aa = msg["session"], bytes.fromhex(msg["nonce"])
         proof = keys.proof(self._exchange().auth_key(self.psk), "mn", self._transcript())
-        return signalling.encode(signalling.build(
+        return messages.encode(messages.build(
             "auth-response", network=self.network, session=self.session, proof=proof.hex()))
 
     def finish(self, success: bytes, domain: str) -> SaState:
@@ -119,9 +119,9 @@ def reserve(state: SaState) -> int:
 
 def signed(state: SaState, kind: str, seq: int, **fields) -> bytes:
     """An authenticated request with a sequence number :func:`reserve` gave."""
-    message = signalling.build(kind, network=state.network, sa=state.sa, seq=seq, **fields)
-    key = state.keys.for_purpose(signalling.PURPOSE[kind])
-    return signalling.encode(signalling.sign(message, key))
+    message = messages.build(kind, network=state.network, sa=state.sa, seq=seq, **fields)
+    key = state.keys.for_purpose(messages.PURPOSE[kind])
+    return messages.encode(messages.sign(message, key))
 
 
 def request(state: SaState, kind: str, **fields) -> tuple[bytes, int]:
@@ -140,7 +140,7 @@ def check_answer(state: SaState, data: bytes, seq: int, expected: str,
         raise ProtocolError("unexpected", f"expected {expected} for seq {seq} in "
                             f"{state.network}, got {msg.type} for seq {msg.get('seq')} in "
                             f"{msg.get('network')}")
-    if not signalling.mac_ok(msg, state.keys.for_purpose(signalling.PURPOSE[expected])):
+    if not messages.mac_ok(msg, state.keys.for_purpose(messages.PURPOSE[expected])):
         raise ProtocolError("bad-mac", f"the {expected} answer is not authenticated")
     for name, value in (echo or {}).items():
         if msg[name] != value:
@@ -154,23 +154,23 @@ def check_answer(state: SaState, data: bytes, seq: int, expected: str,
 # Nothing in a neighbours answer is proven: a forged candidate can only send
 # the MN to an AA that cannot complete the mutual proof of pre-authentication.
 
-DEFAULT_SIGNALLING_PORT = signalling.SIGNALLING_PORT
+DEFAULT_SIGNALLING_PORT = messages.SIGNALLING_PORT
 
 
 def discover(address: str | None = None, network: str | None = None) -> bytes:
     """A discover message: the MN names its network, or gives its current address."""
     fields = {k: v for k, v in (("network", network), ("address", address)) if v is not None}
-    return signalling.encode(signalling.build("discover", **fields))
+    return messages.encode(messages.build("discover", **fields))
 
 
 def _candidate_problem(candidate) -> str | None:
     if not isinstance(candidate, dict):
         return "is not an object"
     for name in ("network", "served_by"):
-        if not signalling._network(candidate.get(name)):
+        if not messages._network(candidate.get(name)):
             return f"has no valid {name}"
     aa = candidate.get("aa")
-    if not isinstance(aa, dict) or not signalling._ipv4(aa.get("address")):
+    if not isinstance(aa, dict) or not messages._ipv4(aa.get("address")):
         return "has no valid aa.address"
     port = aa.get("port", DEFAULT_SIGNALLING_PORT)
     if type(port) is not int or not 1 <= port <= 65535:
@@ -196,7 +196,7 @@ def check_neighbours(data: bytes) -> tuple[str, list[dict]]:
 def retry_hint(data: bytes) -> tuple[str | None, int | None]:
     """An error answer's code and ``retry_after``; (None, None) for anything else."""
     try:
-        msg = signalling.decode(data, len(data), expect=("error",))
+        msg = messages.decode(data, len(data), expect=("error",))
     except SignallingError:
         return None, None
     return msg["code"], msg.get("retry_after")

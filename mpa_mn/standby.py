@@ -15,7 +15,7 @@ home address must be bound to IF1's address already: ``mpa-mn bind``).
 If asked to, it then watches IF1 (the packet socket is opened before the
 binding update, when the copying starts): it records a digest of each frame
 for the home address IF1 receives (the frames the controller copies), the
-last :data:`~mpa_sdn.signalling.DELIVERED_MAX` of them, and polls IF1's
+last :data:`~mpa_protocol.messages.DELIVERED_MAX` of them, and polls IF1's
 carrier every millisecond.  When the carrier drops, what is still queued
 on the socket is read, the default route moves to IF2, and ``handover``
 phase ``link-lost`` goes to the network with the digests, so that the
@@ -42,7 +42,7 @@ from mpa_mn.client import MnError, MobileNode, Reserved, without_network
 from mpa_mn.handover import Attachment, HostRun, interface_mac
 from mpa_mn.link import Carrier, LinkError
 from mpa_mn.vif import Ip, VifError
-from mpa_sdn import signalling
+from mpa_protocol import messages
 
 LOG = logging.getLogger("mpa_mn.standby")
 
@@ -61,7 +61,7 @@ class Delivered:
     waits for frames, not asleep, between two looks at the carrier.
 
     A frame longer than :data:`~mpa_mn.link.MAX_FRAME` is cut short and has no
-    digest (:func:`~mpa_sdn.signalling.frame_digest` needs the whole IPv4
+    digest (:func:`~mpa_protocol.messages.frame_digest` needs the whole IPv4
     packet).  The socket failing to read is no reason to keep the loss from
     the controller: the kernel reports the link going (``ENETDOWN``) once, to
     the next read, and the frames queued before it can still be read after.
@@ -70,7 +70,7 @@ class Delivered:
     def __init__(self, interface: str, home: str, socket_factory: Callable = sniff_socket):
         self.interface = interface
         self.home = socket.inet_aton(home)
-        self.digests = collections.deque(maxlen=signalling.DELIVERED_MAX)
+        self.digests = collections.deque(maxlen=messages.DELIVERED_MAX)
         self.received = 0        # frames for the home address, all told
         self.errors, self.error = 0, None
         self.timeout = None      # the socket's, as last set
@@ -83,7 +83,7 @@ class Delivered:
     def _note(self, frame: bytes) -> None:
         if frame[HOME_OFFSET:HOME_OFFSET + 4] != self.home:
             return
-        digest = signalling.frame_digest(frame)
+        digest = messages.frame_digest(frame)
         if digest is not None:
             self.digests.append(digest)
             self.received += 1

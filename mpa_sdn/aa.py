@@ -39,10 +39,10 @@ import logging
 from dataclasses import dataclass, field
 
 from mpa_protocol import keys
+from mpa_protocol import messages
+from mpa_protocol.messages import Message, SignallingError, mac_ok
 from mpa_protocol.transcript import exchange_transcript, success_transcript
-from mpa_sdn import signalling
 from mpa_sdn.netpolicy import Policies
-from mpa_sdn.signalling import Message, SignallingError, mac_ok
 
 LOG = logging.getLogger("mpa_sdn.aa")
 
@@ -351,8 +351,8 @@ class AuthenticationAgent:
 
     @staticmethod
     def _challenge(session: Session) -> dict:
-        return signalling.build("auth-challenge", network=session.network, session=session.id,
-                                nonce=session.nonce_aa.hex())
+        return messages.build("auth-challenge", network=session.network, session=session.id,
+                              nonce=session.nonce_aa.hex())
 
     def respond(self, msg: Message, source: str, now: float) -> dict:
         """auth-response -> auth-success, creating the MPA-SA."""
@@ -402,9 +402,9 @@ class AuthenticationAgent:
         lifetime = self.settings.sa_lifetime_s
         proof = keys.proof(auth_key, "aa", success_transcript(session.transcript(), sa.id,
                                                               lifetime)).hex()
-        session.answer = signalling.build("auth-success", network=sa.network,
-                                          session=session.id, sa=sa.id, lifetime=lifetime,
-                                          proof=proof)
+        session.answer = messages.build("auth-success", network=sa.network,
+                                        session=session.id, sa=sa.id, lifetime=lifetime,
+                                        proof=proof)
         session.answer_proof = msg["proof"]
         self._end_progress(session)  # kept only to answer a retransmission now
         return session.answer

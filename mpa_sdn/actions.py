@@ -34,7 +34,7 @@ import itertools
 import logging
 from dataclasses import dataclass
 
-from mpa_sdn import signalling
+from mpa_protocol import messages
 from mpa_sdn.aa import AUTHORIZED, PRE_AUTHENTICATED
 from mpa_sdn.ca import mpa_client
 from mpa_sdn.events import rfc3339
@@ -389,7 +389,7 @@ class Actions:
         """The first of ``parts`` that one answer holds within max_message_bytes,
         at least one: in-band, an answer is one datagram.  The rest stay pending."""
         limit = self.service.settings.max_message_bytes
-        while len(parts) > 1 and len(signalling.encode(self.service.signed(
+        while len(parts) > 1 and len(messages.encode(self.service.signed(
                 sa, msg, "instruction-list", pending=[a.instruction for a in parts]))) > limit:
             parts = parts[:-1]
             self.counters["instructions_left_for_later"] += 1

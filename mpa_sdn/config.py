@@ -19,8 +19,8 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from mpa_protocol.messages import ID_RE, MAC_RE, nai_ok
 from mpa_sdn import interface_names
-from mpa_sdn.signalling import ID_RE, MAC_RE, nai_ok
 
 from mpa_sdn.topology import (
     ROLE_ACCESS, ROLES, AddressPool, ControllerSettings,

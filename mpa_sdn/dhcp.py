@@ -34,8 +34,8 @@ from mpa_protocol.dhcp_options import (  # noqa: F401 (the numbers are part of t
     OPT_MESSAGE, OPT_MESSAGE_TYPE, OPT_OVERLOAD, OPT_PAD, OPT_PARAMETER_LIST,
     OPT_REBINDING_T2, OPT_RENEWAL_T1, OPT_REQUESTED_IP, OPT_ROUTER, OPT_SERVER_ID,
     OPT_SUBNET_MASK, RELEASE, REQUEST, SERVER_PORT, walk_options)
+from mpa_protocol.messages import MAC_RE
 from mpa_sdn import packets
-from mpa_sdn.signalling import MAC_RE
 
 
 BROADCAST_MAC = packets.BROADCAST

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 
+from mpa_protocol.messages import MAX_WAIT_S
 from mpa_sdn.controller import Controller
 from mpa_sdn.service import REST, Answer, Origin
-from mpa_sdn.signalling import MAX_WAIT_S
 from mpa_sdn.topology import Network
 
 LOG = logging.getLogger("mpa_sdn.facade")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from mpa_sdn.signalling import SIGNALLING_PORT
+from mpa_protocol.messages import SIGNALLING_PORT
 from mpa_sdn.topology import ROLE_ACCESS, Network, PoA, Topology
 
 

@@ -25,12 +25,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from mpa_protocol import messages
+from mpa_protocol.messages import Message, SignallingError
 from mpa_sdn import dhcp as d
-from mpa_sdn import signalling
 from mpa_sdn.aa import AUTHORIZED, PRE_AUTHENTICATED, AuthenticationAgent
 from mpa_sdn.ca import BOUND, OFFERED, ConfigurationAgent, Lease, mpa_client
 from mpa_sdn.mobility import Refused
-from mpa_sdn.signalling import Message, SignallingError
 from mpa_sdn.topology import ROLE_ACCESS
 
 LOG = logging.getLogger("mpa_sdn.service")
@@ -62,7 +62,7 @@ class Answer:
 
     @property
     def body(self) -> bytes:
-        return signalling.encode(self.fields)
+        return messages.encode(self.fields)
 
 
 @dataclass(eq=False)
@@ -118,13 +118,13 @@ class MpaService:
     # -- messages ---------------------------------------------------------------
 
     def handle(self, data: bytes, origin: Origin, now: float,
-               expect: tuple[str, ...] = signalling.REQUESTS) -> list[Answer]:
+               expect: tuple[str, ...] = messages.REQUESTS) -> list[Answer]:
         """One message; ``expect`` narrows the types (a REST endpoint takes some)."""
         self.counters[f"signal_{origin.channel}"] += 1
         wall = self.wall(now)
         msg = None
         try:
-            msg = signalling.decode(data, self.settings.max_message_bytes, expect=expect)
+            msg = messages.decode(data, self.settings.max_message_bytes, expect=expect)
             self.counters[f"signal_{msg.type.replace('-', '_')}"] += 1
             return self._dispatch(msg, origin, wall)
         except SignallingError as exc:
@@ -144,7 +144,7 @@ class MpaService:
                     extra.setdefault("network", msg["network"])
                 if msg.get("seq"):
                     extra["seq"] = msg["seq"]
-            return [Answer(origin, signalling.error(exc.code, exc.message, **extra),
+            return [Answer(origin, messages.error(exc.code, exc.message, **extra),
                            exc.http_status)]
         except Exception:
             # A bug, never the sender's business: logged and counted; the
@@ -158,8 +158,8 @@ class MpaService:
                           (msg and msg.get("network")) or origin.network)
             if origin.channel == INBAND:
                 return []
-            return [Answer(origin, signalling.error("internal-error",
-                                                    "internal error; see the controller log"),
+            return [Answer(origin, messages.error("internal-error",
+                                                  "internal error; see the controller log"),
                            500)]
 
     def _network(self, msg: Message, origin: Origin):
@@ -192,7 +192,7 @@ class MpaService:
                                                 proven=origin.mac is not None))]
         if msg.type == "auth-response":
             return [Answer(origin, self.aa.respond(msg, origin.source, wall))]
-        purpose = signalling.PURPOSE[msg.type]
+        purpose = messages.PURPOSE[msg.type]
         sa, cached = self.aa.check(msg, purpose, wall)
         if cached is not None:
             return [Answer(origin, cached, _status_of(cached))]
@@ -232,13 +232,13 @@ class MpaService:
         in the order of the full list, with ``truncated`` when some were left
         out (REST has them all)."""
         candidates = [c.as_dict() for c in self.graph.candidates(network.id)]
-        answer = signalling.build("neighbours", network=network.id, candidates=candidates)
+        answer = messages.build("neighbours", network=network.id, candidates=candidates)
         if origin.channel == INBAND:
             limit = self.settings.max_message_bytes
-            while candidates and len(signalling.encode(answer)) > limit:
+            while candidates and len(messages.encode(answer)) > limit:
                 candidates.pop()
-                answer = signalling.build("neighbours", network=network.id,
-                                          candidates=candidates, truncated=True)
+                answer = messages.build("neighbours", network=network.id,
+                                        candidates=candidates, truncated=True)
             if answer.get("truncated"):
                 self.counters["signal_neighbours_truncated"] += 1
         return answer
@@ -260,24 +260,24 @@ class MpaService:
         """``msg``'s answer of type ``kind``, signed with the key of its purpose
         (signalling.PURPOSE), to each of ``origins``; its number is used up."""
         answer = self.signed(sa, msg, kind, **fields)
-        self.aa.commit(sa, msg, signalling.PURPOSE[msg.type], answer, wall)
+        self.aa.commit(sa, msg, messages.PURPOSE[msg.type], answer, wall)
         return [Answer(o, answer) for o in origins]
 
     def signed(self, sa, msg: Message, kind: str, **fields) -> dict:
         """``msg``'s answer as :meth:`answer` would send it, nothing committed."""
-        return signalling.sign(signalling.build(kind, network=sa.network, sa=sa.id,
-                                                seq=msg["seq"], **fields),
-                               sa.keys.for_purpose(signalling.PURPOSE[msg.type]))
+        return messages.sign(messages.build(kind, network=sa.network, sa=sa.id,
+                                            seq=msg["seq"], **fields),
+                             sa.keys.for_purpose(messages.PURPOSE[msg.type]))
 
     def refuse(self, sa, msg: Message, code: str, text: str, origins: list,
                wall: float, **extra) -> list[Answer]:
         """``msg`` refused with the error ``code``, to each of ``origins``; its
         number is used up, so a retransmission gets the same refusal."""
-        answer = signalling.error(code, text, network=sa.network, seq=msg["seq"],
-                                  in_reply_to=msg.type, **extra)
-        self.aa.commit(sa, msg, signalling.PURPOSE[msg.type], answer, wall)
+        answer = messages.error(code, text, network=sa.network, seq=msg["seq"],
+                                in_reply_to=msg.type, **extra)
+        self.aa.commit(sa, msg, messages.PURPOSE[msg.type], answer, wall)
         self.counters[f"signal_refused_{code.replace('-', '_')}"] += 1
-        return [Answer(o, answer, signalling.ERRORS[code]) for o in origins]
+        return [Answer(o, answer, messages.ERRORS[code]) for o in origins]
 
     def _configure(self, sa, msg: Message, origins: list, wall: float) -> list[Answer]:
         if sa.state not in (PRE_AUTHENTICATED, AUTHORIZED):
@@ -529,5 +529,5 @@ class MpaService:
 
 def _status_of(answer: dict) -> int:
     if answer.get("type") == "error":
-        return signalling.ERRORS.get(answer.get("code"), 400)
+        return messages.ERRORS.get(answer.get("code"), 400)
     return 200

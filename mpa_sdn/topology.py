@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-from mpa_sdn.signalling import SIGNALLING_PORT
+from mpa_protocol.messages import SIGNALLING_PORT
 
 IPv4Address = ipaddress.IPv4Address
 IPv4Network = ipaddress.IPv4Network

@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from webob import Request, Response
 
-from mpa_sdn import signalling
+from mpa_protocol import messages
 from mpa_sdn.facade import Busy, Conflict, Facade, NotFound, Unavailable, Unprocessable
 from mpa_sdn.metrics import CONTENT_TYPE as METRICS_TYPE
 from mpa_sdn.topology import ControllerSettings
@@ -44,7 +44,7 @@ MAX_BODY_BYTES = 4096  # a policy engine's or an admin's request body
 REALM = 'Bearer realm="mpa-sdn"'
 # The signalling endpoint of each operation (the rest are under /networks/{id}/).
 SIGNAL_OPERATIONS = {"signalDiscover": ("discover",), **{
-    "signal" + name.capitalize(): kinds for name, kinds in signalling.SIGNAL_ENDPOINTS.items()}}
+    "signal" + name.capitalize(): kinds for name, kinds in messages.SIGNAL_ENDPOINTS.items()}}
 
 
 @dataclass
@@ -61,7 +61,7 @@ class Call:
 def _message(status: int, fields: dict) -> Response:
     """A signalling message as the response: its wire form, byte for byte."""
     response = Response(status=status, content_type="application/json", charset="utf-8")
-    response.body = signalling.encode(fields)
+    response.body = messages.encode(fields)
     if fields.get("retry_after"):
         response.retry_after = fields["retry_after"]
     return response
@@ -378,29 +378,29 @@ class RestApi:
         limit = self.facade.max_message_bytes
         if request.content_type != "application/json":
             self._count("rest_signal_refused")
-            return _message(415, signalling.error(
+            return _message(415, messages.error(
                 "malformed", "the body must be a JSON message (Content-Type: application/json)"))
         if request.content_length is not None and request.content_length > limit:
             self._count("rest_signal_refused")
-            return _message(413, signalling.error("oversized", f"at most {limit} bytes"))
+            return _message(413, messages.error("oversized", f"at most {limit} bytes"))
         body = read_body(request, limit)
         try:
             answer = self.facade.signal(body, network, request.remote_addr or "", kinds)
         except NotFound as exc:
             self._count("rest_not_found")
-            return _message(404, signalling.error("unknown-network", str(exc)))
+            return _message(404, messages.error("unknown-network", str(exc)))
         except Busy as exc:     # refused before it was queued: counted by the bound
-            return _message(503, signalling.error("busy", f"{exc}; send it again",
-                                                  retry_after=1))
+            return _message(503, messages.error("busy", f"{exc}; send it again",
+                                                retry_after=1))
         if answer is None:
             # No answer in time: a configuration held back by duplicate
             # address detection, or a controller too busy to get to it.
             self._count("rest_signal_pending")
             if "config-request" in kinds:
-                return _message(503, signalling.error(
+                return _message(503, messages.error(
                     "address-pending", "duplicate address detection is still running; "
                     "send the same message again", retry_after=1))
-            return _message(503, signalling.error(
+            return _message(503, messages.error(
                 "busy", "the controller did not get to it in time; send it again",
                 retry_after=1))
         self._count("rest_signal_answered" if answer.status < 400 else "rest_signal_refused")

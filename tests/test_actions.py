@@ -9,15 +9,15 @@ from __future__ import annotations
 import pytest
 
 from mpa_rig import IDENTITY, MN_MAC, PSK_A
+from mpa_mn import protocol
+from mpa_protocol import messages
+from mpa_protocol.messages import MAX_WAIT_S
 from mpa_sdn import actions as actions_module
 from mpa_sdn.actions import INSTRUCTION_TIMEOUT_S
 from mpa_sdn.controller import Controller
 from mpa_sdn.events import rfc3339
 from mpa_sdn.facade import Facade
 from mpa_sdn.service import REST, Answer, Origin
-from mpa_sdn import signalling
-from mpa_sdn.signalling import MAX_WAIT_S
-from mpa_mn import protocol
 from test_handover import (HOME, MN_IP, NCOA, QUIET_S, SETTLE_S, arrive, authenticated, bound,
                            datagrams, later, make_rig, pings, prepared, tunnelled, variant)
 
@@ -300,7 +300,7 @@ def test_a_question_may_not_ask_to_be_held_longer_than_max_wait(rig):
     state = authenticated(rig).state
     message = {"v": 1, "type": "instructions", "network": state.network, "sa": state.sa,
                "seq": protocol.reserve(state), "wait": MAX_WAIT_S + 1}   # build() refuses it
-    data = signalling.encode(signalling.sign(message, state.keys.for_purpose("signalling")))
+    data = messages.encode(messages.sign(message, state.keys.for_purpose("signalling")))
     [refusal] = rig.core.signal(data, Origin(REST, "10.1.1.5", None), ("instructions",),
                                 rig.now)
     assert (refusal.status, refusal.fields["code"]) == (400, "malformed")

@@ -16,7 +16,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 from fakeoftable import to_bytes
 from mpa_mn import protocol
 from mpa_rig import IDENTITY, PSK_B, counter_entropy
-from mpa_sdn import signalling
+from mpa_protocol import messages
 from mpa_sdn.mobility import COMPLETED, SETTLE_S
 from mpa_sdn.service import REST, Answer, Origin
 from mpa_sdn.store import MemoryStore
@@ -38,11 +38,11 @@ def rest(rig, state, kind, expected, outcome: Outcome | None = None, **fields) -
     data, seq = protocol.request(state, kind, **fields)
     answers = send_rest(rig, data, state.network, outcome)
     [answer] = answers
-    return protocol.check_answer(state, signalling.encode(answer.fields), seq, expected)
+    return protocol.check_answer(state, messages.encode(answer.fields), seq, expected)
 
 
 def send_rest(rig, data: bytes, network: str, outcome: Outcome | None = None) -> list[Answer]:
-    out = rig.core.signal(data, Origin(REST, "172.31.0.2", network), signalling.REQUESTS,
+    out = rig.core.signal(data, Origin(REST, "172.31.0.2", network), messages.REQUESTS,
                           rig.now)
     rig.run([s for s in out if not isinstance(s, Answer)], outcome)
     return [a for a in out if isinstance(a, Answer)]
@@ -61,8 +61,8 @@ def second_interface(rig):
     run = protocol.PreAuthentication(IDENTITY, PSK_B, "net-b1", MAC2,
                                      entropy=counter_entropy(b"mn1b"))
     [challenge] = send_rest(rig, run.init(), "net-b1")
-    [success] = send_rest(rig, run.response(signalling.encode(challenge.fields)), "net-b1")
-    state = run.finish(signalling.encode(success.fields), "domain-b")
+    [success] = send_rest(rig, run.response(messages.encode(challenge.fields)), "net-b1")
+    state = run.finish(messages.encode(success.fields), "domain-b")
     config = rest(rig, state, "config-request", "config")
     assert config["address"] == NCOA
     rig.add_host("mn1b", MAC2, NCOA, "ap-b1-1")
@@ -97,7 +97,7 @@ def port_down(rig):
 
 
 def digests(packets) -> list[str]:
-    return [signalling.frame_digest(to_bytes(p)) for p in packets]
+    return [messages.frame_digest(to_bytes(p)) for p in packets]
 
 
 @pytest.fixture
@@ -239,9 +239,9 @@ def test_malformed_digests_are_refused_by_the_codec(rig):
     state = standing_by(rig)
     for bad in (["xyz"], ["00" * 9], ["00" * 8] * 17, "00" * 8):
         data, _ = protocol.request(state, "handover", phase="link-lost")
-        raw = signalling.decode(data, 1400).fields
+        raw = messages.decode(data, 1400).fields
         raw = {**raw, "delivered": bad}
-        [answer] = send_rest(rig, signalling.encode(raw), "net-b1")
+        [answer] = send_rest(rig, messages.encode(raw), "net-b1")
         assert answer.fields["code"] == "malformed"
     assert rig.core.mobility.standbys and not rig.core.mobility.handovers
 
@@ -290,7 +290,7 @@ def test_the_ring_prefers_the_longest_run_of_the_mns_digests():
     ring = CopyRing(100, 10.0, collections.Counter())
     for n, frame in enumerate(frames):
         ring.add(frame, float(n))
-    d = [signalling.frame_digest(f) for f in frames]
+    d = [messages.frame_digest(f) for f in frames]
     # Frames repeat every three, so the run d0, d1 ends at frames 1, 4 and 7:
     # the newest wins, and only frame 8 may not have been delivered.
     copies, how = ring.undelivered([d[0], d[1]], 0.0)

@@ -5,7 +5,8 @@ import collections
 import pytest
 
 from mpa_mn import protocol
-from mpa_sdn import dhcp, signalling
+from mpa_protocol import messages
+from mpa_sdn import dhcp
 from mpa_sdn.service import INBAND
 from mpa_sdn.store import MemoryStore
 from mpa_sdn.topology import MpaSettings
@@ -58,7 +59,7 @@ def test_hostile_text_gets_a_clear_error_not_a_crash(body):
     assert answer.status == 400 and answer.fields["type"] == "error"
     assert rig.counters["signal_internal_error"] == 0
     assert rig.service.aa.sessions == {}
-    signalling.encode(answer.fields).decode("ascii")  # what we echo is plain text
+    messages.encode(answer.fields).decode("ascii")  # what we echo is plain text
 
 
 def test_an_answer_dad_held_back_commits_without_rewinding_the_window():

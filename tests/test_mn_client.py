@@ -26,14 +26,14 @@ from mpa_mn.client import MnError, MobileNode
 from mpa_mn.protocol import ProtocolError
 from mpa_mn.state import MnState, StateError, StateFile, default_path
 from mpa_mn.vif import Ip, VifError, Vifs, vif_name
-from mpa_sdn import signalling
+from mpa_protocol import messages
 from mpa_sdn.credentials import MnCredentials
 from mpa_sdn.service import INBAND, REST, Origin
 from mpa_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Rig, counter_entropy, reconcile_all
 
 MN_ADDRESS = "10.1.1.10"          # in net-a1, whose CTNs are net-a2 and net-b1
 CREDENTIALS = MnCredentials({"domain-a": (IDENTITY, PSK_A), "domain-b": (IDENTITY, PSK_B)})
-ENDPOINTS = signalling.SIGNAL_ENDPOINTS
+ENDPOINTS = messages.SIGNAL_ENDPOINTS
 
 
 # -- fake transports ------------------------------------------------------------------
@@ -98,7 +98,7 @@ class RestLayer:
             status, body = answers[0].status, answers[0].body
         else:
             status, headers = 503, {"Retry-After": "1"}
-            body = signalling.encode(signalling.error(
+            body = messages.encode(messages.error(
                 "address-pending", "duplicate address detection is running", retry_after=1))
         if self.tamper:
             body = self.tamper(body)
@@ -317,7 +317,7 @@ def test_inband_silence_is_no_answer_after_four_sends_of_the_same_bytes():
 def test_inband_ignores_datagrams_from_anyone_but_the_gateway_port():
     rig = Rig()
     world = Gateways(rig)
-    forged = signalling.encode(signalling.error("authentication-failed", "forged"))
+    forged = messages.encode(messages.error("authentication-failed", "forged"))
     world.strangers = [(forged, ("10.6.6.6", 7664)), (forged, ("10.2.1.1", 7665))]
     node = inband_node(rig, world)
     assert node.preauthenticate("net-b1").network == "net-b1"
@@ -377,7 +377,7 @@ def _tamper_config(field, value):
         fields = json.loads(body)
         if fields.get("type") == "config":
             fields[field] = value
-        return signalling.encode(fields)
+        return messages.encode(fields)
     return tamper
 
 
@@ -399,7 +399,7 @@ def test_a_forged_auth_success_is_not_believed():
 
     def tamper(body):
         fields = json.loads(body)
-        return signalling.encode({**fields, "proof": "00" * 32}) \
+        return messages.encode({**fields, "proof": "00" * 32}) \
             if fields.get("type") == "auth-success" else body
     node = rest_node(rig, tamper=tamper)
     with pytest.raises(ProtocolError) as err:
@@ -531,7 +531,7 @@ class Canned:
         return Response(self.status, self.body)
 
 
-PENDING = signalling.encode(signalling.error("address-pending", "wait", retry_after=2))
+PENDING = messages.encode(messages.error("address-pending", "wait", retry_after=2))
 TARGET = Target("net-b1", "10.2.1.1")
 
 
@@ -542,7 +542,7 @@ def test_rest_retries_are_bounded_and_long_waits_are_not_waited_for():
     assert protocol.retry_hint(channel.exchange(TARGET, "config-request", b"{}")) == \
         ("address-pending", 2)
     assert waits == [2, 2, 2] and len(channel.opener.sent) == 4
-    slow = signalling.encode(signalling.error("rate-limited", "later", retry_after=60))
+    slow = messages.encode(messages.error("rate-limited", "later", retry_after=60))
     channel = RestChannel("http://c", opener=Canned(429, slow), sleep=waits.append)
     channel.exchange(TARGET, "auth-init", b"{}")
     assert len(channel.opener.sent) == 1
@@ -550,7 +550,7 @@ def test_rest_retries_are_bounded_and_long_waits_are_not_waited_for():
 
 def test_rest_takes_retry_after_from_the_header_when_the_message_has_none():
     waits = []
-    body = signalling.encode(signalling.error("busy", "busy"))
+    body = messages.encode(messages.error("busy", "busy"))
     channel = RestChannel("http://c", opener=Canned(503, body, {"Retry-After": "3"}),
                           sleep=waits.append, retry=RetryPolicy(retries=1))
     channel.exchange(TARGET, "auth-init", b"{}")
@@ -636,7 +636,7 @@ class UdpGateways(threading.Thread):
                     {**c, "aa": {"address": "127.0.0.1", "port": self.ports[c["network"]]}}
                     for c in body["candidates"]]}
             self.stranger.sendto(b'{"v":1,"type":"error"}', source)
-            sock.sendto(signalling.encode(body), source)
+            sock.sendto(messages.encode(body), source)
 
     def close(self):
         self.stop.set()

@@ -25,7 +25,8 @@ from mpa_mn.link import Carrier, LinkError
 from mpa_mn.protocol import ProtocolError
 from mpa_mn.vif import Ip, Vifs
 from mpa_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy, reconcile_all
-from mpa_sdn import packets, signalling
+from mpa_protocol import messages
+from mpa_sdn import packets
 from mpa_sdn.config import load_topology
 from mpa_sdn.controller import Controller
 from mpa_sdn.openflow import Send
@@ -66,7 +67,7 @@ class Core:
             self.run(self.core.mpa_tick(self.now))
             self.now += 0.1
 
-    def handle(self, data, origin, now, expect=signalling.REQUESTS):
+    def handle(self, data, origin, now, expect=messages.REQUESTS):
         answers = self.core.mpa.handle(data, origin, now, expect)
         self.run(self.core.mobility.drain())
         return answers
@@ -317,9 +318,9 @@ def test_a_binding_ack_is_believed_only_for_what_was_asked(world, change, code):
     sa = mn.preauthenticate("net-b1")
     fields = {"network": sa.network, "sa": sa.sa, "seq": 7, **ACK, **change}
     mac = fields.pop("mac", None)
-    answer = signalling.sign(signalling.build("binding-ack", **fields),
-                             sa.keys.for_purpose("signalling"))
-    data = signalling.encode({**answer, **({"mac": mac} if mac else {})})
+    answer = messages.sign(messages.build("binding-ack", **fields),
+                           sa.keys.for_purpose("signalling"))
+    data = messages.encode({**answer, **({"mac": mac} if mac else {})})
     echo = {"home_address": HOME, "care_of": NCOA}
     if code is None:
         assert protocol.check_answer(sa, data, 7, "binding-ack", echo)["lifetime"] == 60
@@ -343,9 +344,9 @@ def test_a_signed_answer_for_something_else_is_refused(world, kind, changes):
             return body
         sa = mn.state.entries["net-b1"].sa
         fields.update(changes)
-        return signalling.encode(signalling.sign(
+        return messages.encode(messages.sign(
             {k: v for k, v in fields.items() if k != "mac"},
-            sa.keys.for_purpose(signalling.PURPOSE[kind])))
+            sa.keys.for_purpose(messages.PURPOSE[kind])))
     mn, _ = node(world, tamper=tamper)
     with pytest.raises(ProtocolError) as err:
         Handover(mn, mn.vifs.ip).prepare("net-b1", HOME)
@@ -356,7 +357,7 @@ def test_a_signed_answer_for_something_else_is_refused(world, kind, changes):
 def test_an_unsigned_handover_state_is_not_believed(world):
     def tamper(body):
         fields = json.loads(body)
-        return signalling.encode({**fields, "buffered": 999}) \
+        return messages.encode({**fields, "buffered": 999}) \
             if fields.get("type") == "handover-state" else body
     mn, _ = node(world, tamper=tamper)
     with pytest.raises(ProtocolError) as err:

@@ -29,7 +29,8 @@ from mpa_mn.protocol import ProtocolError
 from mpa_mn.standby import Delivered, Standby
 from mpa_mn.vif import Ip, VifError, Vifs
 from mpa_rig import MN_MAC, counter_entropy
-from mpa_sdn import packets, signalling
+from mpa_protocol import messages
+from mpa_sdn import packets
 from mpa_sdn.service import INBAND, REST
 from mpa_sdn.tables import Table
 from test_mn_client import (CREDENTIALS, MN_ADDRESS, Cli, FakeIp, Gateways, RestLayer,
@@ -66,8 +67,8 @@ class World(Core):
         self.signals = []
         self.events = []
 
-    def handle(self, data, origin, now, expect=signalling.REQUESTS):
-        msg = signalling.decode(data, 65536, expect=expect)
+    def handle(self, data, origin, now, expect=messages.REQUESTS):
+        msg = messages.decode(data, 65536, expect=expect)
         if msg.type == "handover" or (msg.type == "binding-update" and msg.get("standby")):
             self.signals.append({"type": msg.type, "channel": origin.channel,
                                  "source": origin.source, "fields": msg.fields})
@@ -80,8 +81,8 @@ class World(Core):
     def _without_standby(self, answer):
         sa = self.core.mpa.aa.sas[answer.fields["sa"]]
         fields = {k: v for k, v in answer.fields.items() if k not in ("standby", "mac")}
-        key = sa.keys.for_purpose(signalling.PURPOSE[fields["type"]])
-        return dataclasses.replace(answer, fields=signalling.sign(fields, key))
+        key = sa.keys.for_purpose(messages.PURPOSE[fields["type"]])
+        return dataclasses.replace(answer, fields=messages.sign(fields, key))
 
     def poa_of(self, interface):
         return self.at[interface]
@@ -123,7 +124,7 @@ def home_frame(n):
 
 
 def digest(f):
-    return signalling.frame_digest(f)
+    return messages.frame_digest(f)
 
 
 class Downlink:
@@ -429,7 +430,7 @@ def test_only_frames_eth0_received_for_the_home_address_count_the_last_16_oldest
     assert list(delivered.digests) == [digest(f) for f in frames[4:]]
     assert delivered.received == 20 and downlink.queue == []
     delivered.poll(0.001)                               # nothing queued: one poll's wait
-    assert downlink.polls == 1 and len(delivered.digests) == signalling.DELIVERED_MAX
+    assert downlink.polls == 1 and len(delivered.digests) == messages.DELIVERED_MAX
 
 
 # -- the messages themselves ---------------------------------------------------------------

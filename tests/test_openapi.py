@@ -27,7 +27,8 @@ import openapi_check
 from apitest import request, rig_api
 from mpa_mn import protocol
 from mpa_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy
-from mpa_sdn import dhcp, signalling
+from mpa_protocol import messages
+from mpa_sdn import dhcp
 from mpa_sdn.controller import Controller
 from mpa_sdn.facade import Facade
 from mpa_sdn.store import MemoryStore
@@ -199,7 +200,7 @@ def mn_over_rest(world: World, network: str, psk: bytes, domain: str):
 
 def say(world: World, state, kind, status=200, **fields) -> dict:
     """One of mn1's messages under ``state``, POSTed to its endpoint."""
-    endpoint = next(e for e, kinds in signalling.SIGNAL_ENDPOINTS.items() if kind in kinds)
+    endpoint = next(e for e, kinds in messages.SIGNAL_ENDPOINTS.items() if kind in kinds)
     data, _ = protocol.request(state, kind, **fields)
     return world.signal(f"/mpa/v1/networks/{state.network}/{endpoint}", data, status)
 

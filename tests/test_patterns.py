@@ -16,7 +16,7 @@ import pytest
 import regress
 
 from mpa_rig import IDENTITY, MN_MAC
-from mpa_sdn import signalling
+from mpa_protocol import messages
 from rest_api import spec
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -137,8 +137,8 @@ AUTH_INIT = {"v": 1, "type": "auth-init", "network": "net-b1", "identity": IDENT
 
 @pytest.mark.parametrize("field", ["network", "identity", "mn_mac", "nonce"])
 def test_a_signalling_field_with_a_final_newline_is_malformed(field):
-    signalling.decode(signalling.encode(AUTH_INIT), 4096)
+    messages.decode(messages.encode(AUTH_INIT), 4096)
     message = {**AUTH_INIT, field: AUTH_INIT[field] + "\n"}
-    with pytest.raises(signalling.SignallingError) as refused:
-        signalling.decode(signalling.encode(message), 4096)
+    with pytest.raises(messages.SignallingError) as refused:
+        messages.decode(messages.encode(message), 4096)
     assert refused.value.code == "malformed"

@@ -3,7 +3,7 @@
 import pytest
 
 from mpa_mn import protocol
-from mpa_sdn import signalling
+from mpa_protocol import messages
 from mpa_sdn.aa import AUTHORIZED, EXPIRED, HELD, PRE_AUTHENTICATED
 from mpa_sdn.service import INBAND
 from mpa_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Rig, counter_entropy
@@ -58,7 +58,7 @@ def test_a_forged_aa_is_detected_by_the_mn():
     success = rig.one(run.response(challenge.body), "net-b1")
     forged = dict(success.fields, proof="00" * 32)
     with pytest.raises(protocol.ProtocolError) as err:
-        run.finish(signalling.encode(forged), "domain-b")
+        run.finish(messages.encode(forged), "domain-b")
     assert err.value.code == "aa-not-authenticated"
 
 

@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from mpa_mn import protocol
-from mpa_sdn import signalling
+from mpa_protocol import messages
 from mpa_sdn.store import SqliteStore
 from mpa_rig import TOPOLOGY, MN_MAC, PSK_A, PSK_B, Rig
 
@@ -104,8 +104,8 @@ def test_forged_and_replayed_messages_change_nothing(attack):
     rig.one(newer_data, "net-b1")
     before = snapshot(rig)
     if attack == "wrong key":
-        fields = signalling.build("release", network="net-b1", sa=state.sa, seq=10)
-        data = signalling.encode(signalling.sign(fields, b"k" * 32))
+        fields = messages.build("release", network="net-b1", sa=state.sa, seq=10)
+        data = messages.encode(messages.sign(fields, b"k" * 32))
         code = "bad-mac"
     elif attack == "tampered":
         data, _ = protocol.request(state, "release")
@@ -221,8 +221,8 @@ def test_a_restart_drops_records_it_cannot_use(tmp_path):
 def test_the_mac_is_checked_before_anything_that_tells_about_the_sa():
     rig = Rig()
     state = rig.preauth()
-    fields = signalling.build("release", network="net-a2", sa=state.sa, seq=1)
-    forged = signalling.encode(signalling.sign(fields, b"k" * 32))
+    fields = messages.build("release", network="net-a2", sa=state.sa, seq=1)
+    forged = messages.encode(messages.sign(fields, b"k" * 32))
     answer = rig.one(forged, "net-a2")
     assert answer.fields["code"] == "bad-mac"   # not wrong-network: nothing learned
     from mpa_sdn.service import INBAND

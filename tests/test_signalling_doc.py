@@ -28,7 +28,7 @@ ROOT = os.path.dirname(HERE)
 sys.path[:0] = [HERE, ROOT]
 
 from mpa_mn import protocol  # noqa: E402
-from mpa_sdn import signalling  # noqa: E402
+from mpa_protocol import messages
 from mpa_sdn.config import load_topology  # noqa: E402
 from mpa_sdn.neighbourhood import NeighbourhoodGraph  # noqa: E402
 from mpa_sdn.service import INBAND, SILENT_IN_BAND, MpaService, Origin  # noqa: E402
@@ -143,7 +143,7 @@ def generate() -> str:
                        + field(str(lifetime)))
     root = hkdf32(PSK, salt, info("mpa-sa"))
     derived = {p: hkdf32(root, salt, info(p)) for p in ("mn-ca", "mn-ar", "signalling")}
-    wire = {name: signalling.decode(data, 65536, expect=tuple(signalling.SCHEMAS)).fields
+    wire = {name: messages.decode(data, 65536, expect=tuple(messages.SCHEMAS)).fields
             for name, data in (("challenge", challenge), ("response", response),
                                ("success", success), ("config_request", config_request),
                                ("config", config), ("release", release),
@@ -273,8 +273,8 @@ def _tables(doc: str, heading_re: str) -> dict[str, list[list[str]]]:
 def test_every_message_type_is_documented_with_exactly_its_fields():
     with open(DOC, encoding="utf-8") as f:
         tables = _tables(f.read(), r"#### `([a-z-]+)`")
-    assert set(tables) == set(signalling.SCHEMAS)
-    for kind, (required, optional) in signalling.SCHEMAS.items():
+    assert set(tables) == set(messages.SCHEMAS)
+    for kind, (required, optional) in messages.SCHEMAS.items():
         rows = tables[kind][1:]   # after the header row
         names = {r[0].strip("`") for r in rows}
         assert names == {"v", "type"} | set(required) | set(optional), kind
@@ -288,7 +288,7 @@ def test_every_error_code_is_documented_with_its_status_and_silence():
     rows = _tables(doc, r"### (Error codes)")["Error codes"][1:]
     documented = {r[0].strip("`"): (int(r[1]), r[2] == "silent") for r in rows}
     assert documented == {code: (status, code in SILENT_IN_BAND)
-                          for code, status in signalling.ERRORS.items()}
+                          for code, status in messages.ERRORS.items()}
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ from ryu.lib.packet import dhcp as ryu_dhcp
 from ryu.ofproto import ofproto_v1_3 as ofp
 
 from mpa_mn import protocol
-from mpa_sdn import dhcp, reconcile, signalling
+from mpa_protocol import messages
+from mpa_sdn import dhcp, reconcile
 from mpa_sdn.aa import AUTHORIZED, PRE_AUTHENTICATED
 from mpa_sdn.store import MemoryStore
 from mpa_sdn.tables import PRIO_GATEWAY_PUNT, Feature, Table, feature_of
@@ -149,8 +150,8 @@ def test_the_first_packet_of_an_unknown_mn_may_be_signalling(rig, topology):
                                  ("ar-a1", ofp.OFPP_CONTROLLER, Table.ROUTE)]
     assert rig.core.hosts["10.1.1.60"].poa.id == "ap-a1-2"
     [answer] = datagrams(outcome, "mn2")
-    assert signalling.decode(answer["payload"], 4096,
-                             expect=("auth-challenge",)).type == "auth-challenge"
+    assert messages.decode(answer["payload"], 4096,
+                           expect=("auth-challenge",)).type == "auth-challenge"
 
 
 def test_the_nCoA_is_used_after_the_move_and_the_sa_becomes_authorized(rig):
@@ -187,15 +188,15 @@ def test_junk_to_the_signalling_port_gets_silence(rig, payload, code):
 def test_messages_nobody_could_have_authenticated_get_silence(rig):
     state = preauth(rig)
     answered = rig.core.counters["signal_inband_answer"]
-    forged = signalling.sign(signalling.build("config-request", network="net-b1",
-                                              sa=state.sa, seq=1), b"k" * 32)
-    unknown_sa = signalling.sign(signalling.build("config-request", network="net-b1",
-                                                  sa="00" * 16, seq=1), state.keys.mn_ca)
-    no_session = signalling.build("auth-response", network="net-b1", session="00" * 16,
-                                  proof="00" * 32)
+    forged = messages.sign(messages.build("config-request", network="net-b1",
+                                          sa=state.sa, seq=1), b"k" * 32)
+    unknown_sa = messages.sign(messages.build("config-request", network="net-b1",
+                                              sa="00" * 16, seq=1), state.keys.mn_ca)
+    no_session = messages.build("auth-response", network="net-b1", session="00" * 16,
+                                proof="00" * 32)
     other_mac = protocol.PreAuthentication(IDENTITY, PSK_B, "net-b1", "02:00:00:00:09:09")
     for message in (forged, unknown_sa, no_session):
-        outcome = rig.udp("mn1", B1_GATEWAY, PORT, signalling.encode(message))
+        outcome = rig.udp("mn1", B1_GATEWAY, PORT, messages.encode(message))
         assert outcome.punts == 1 and outcome.frames == []
     assert rig.udp("mn1", B1_GATEWAY, PORT, other_mac.init()).frames == []
     counters = rig.core.counters

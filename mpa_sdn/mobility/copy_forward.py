@@ -14,7 +14,7 @@ signal through its other interface), the binding moves to the standby
 care-of and the copies the MN may not have received are forwarded to it.
 Which ones: the MN says which frames its lost interface received last
 (``delivered``, digests of the IPv4 packets, see
-:func:`mpa_sdn.signalling.frame_digest`), and every copy after the last of
+:func:`mpa_protocol.messages.frame_digest`), and every copy after the last of
 them is forwarded; nothing it received is sent twice.  Without that word
 (within ``mpa.copy_wait_s``) the controller forwards every copy made from
 ``mpa.copy_guard_s`` before it saw the loss: a duplicate is better than a
@@ -30,8 +30,8 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass
 
+from mpa_protocol.messages import frame_digest
 from mpa_sdn import openflow as of
-from mpa_sdn.signalling import frame_digest
 
 
 @dataclass(frozen=True)
