@@ -48,7 +48,7 @@ import enum
 import functools
 import ipaddress
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ryu.ofproto import ether, inet
 from ryu.ofproto import ofproto_v1_3 as ofp
@@ -143,6 +143,14 @@ class Action(enum.Enum):
     METER = "meter"
 
 
+class Expiry(enum.Enum):
+    """How a feature's flows may leave a table by themselves (none: they
+    stay until the controller deletes them, as the desired state assumes)."""
+
+    IDLE = "idle"   # an idle timeout, with a notice of the removal
+    HARD = "hard"   # a hard timeout
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """What the flows of one table may match and do.
@@ -150,7 +158,8 @@ class TableSpec:
     ``match`` maps each field its flows may match to whether it may be
     masked; ``set_fields`` are the fields they may write (a Nicira register
     load or move writes its destination field too); ``features`` maps each
-    feature whose cookie may appear here to its priorities in this table.
+    feature whose cookie may appear here to its priorities in this table;
+    ``expiring`` the features whose flows here may time out, and how.
     """
 
     table: Table
@@ -159,12 +168,15 @@ class TableSpec:
     actions: frozenset
     next_tables: frozenset
     features: dict
+    expiring: dict = field(default_factory=dict)
 
     def __post_init__(self):
         # Read-only views, so that a declaration stays as written.
         object.__setattr__(self, "match", types.MappingProxyType(dict(self.match)))
         object.__setattr__(self, "features", types.MappingProxyType(
             {feature: frozenset(prios) for feature, prios in self.features.items()}))
+        object.__setattr__(self, "expiring", types.MappingProxyType(dict(self.expiring)))
+        assert set(self.expiring) <= set(self.features), f"{self.table.name} expiring"
         # OpenFlow only lets a flow go to a later table.
         assert all(t > self.table for t in self.next_tables), f"{self.table.name} goes back"
         owners: dict[int, Feature] = {}
@@ -203,7 +215,10 @@ PIPELINE = types.MappingProxyType({spec.table: spec for spec in (
                   Feature.BINDING: {PRIO_BINDING_IN},
                   Feature.TUNNEL: {PRIO_TUNNEL},
                   Feature.HOST: {PRIO_HOST},
-                  Feature.REJECT: {PRIO_REJECT}}),
+                  Feature.REJECT: {PRIO_REJECT}},
+        # A learned host's source check idles out and tells the controller,
+        # which forgets the host; a refused source's drop lasts reject_hold_s.
+        expiring={Feature.HOST: Expiry.IDLE, Feature.REJECT: Expiry.HARD}),
     TableSpec(
         Table.ARP,
         match={"in_port": False, "eth_type": False, "arp_op": False, "arp_tpa": False},
@@ -251,6 +266,7 @@ class Rule(enum.Enum):
     ACTION = "action"              # something the table's flows do not do
     INSTRUCTION = "instruction"    # an instruction no table uses
     GOTO = "goto"                  # a table this one does not go to
+    EXPIRY = "expiry"              # a timeout or removal notice the feature's flows lack
 
 
 @dataclass(frozen=True)
@@ -283,7 +299,7 @@ def check_flow(msg) -> list[Breach]:
     if spec is None:
         return [Breach(Rule.TABLE, f"table {msg.table_id} is not in the pipeline")]
     return (_check_owner(spec, msg.cookie, msg.priority) + _check_match(spec, msg.match)
-            + _check_instructions(spec, msg.instructions)
+            + _check_instructions(spec, msg.instructions) + _check_expiry(spec, msg)
             + ([Breach(Rule.MATCH, "a table-miss flow (priority 0) matches nothing")]
                if msg.priority == PRIO_MISS and list(msg.match.items()) else []))
 
@@ -325,6 +341,17 @@ def _check_owner(spec: TableSpec, value: int, priority: int | None) -> list[Brea
         return [Breach(Rule.PRIORITY, f"{feature.name} flows in {spec.table.name} have "
                                       f"priority {_listed(prios)}, not {priority}")]
     return []
+
+
+def _check_expiry(spec: TableSpec, msg) -> list[Breach]:
+    feature = feature_of(msg.cookie)
+    expiry = spec.expiring.get(feature)
+    who = Feature(feature).name if feature in set(Feature) else f"cookie {msg.cookie:#x}"
+    asked = [(msg.idle_timeout, Expiry.IDLE, "idle timeout"),
+             (msg.hard_timeout, Expiry.HARD, "hard timeout"),
+             (msg.flags & ofp.OFPFF_SEND_FLOW_REM, Expiry.IDLE, "removal notice")]
+    return [Breach(Rule.EXPIRY, f"{who} flows in {spec.table.name} take no {what}")
+            for value, needs, what in asked if value and expiry != needs]
 
 
 def _check_match(spec: TableSpec, match) -> list[Breach]:

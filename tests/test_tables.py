@@ -13,8 +13,8 @@ from mpa_sdn import forwarding
 from mpa_sdn import openflow as of
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.tables import (
-    EXACT_MASK, PIPELINE, PRIO_BINDING, PRIO_HOST, PRIO_MISS, PRIO_TUNNEL, Action, Feature,
-    Rule, Table, TableSpec, address_cookie, check_flow, cookie, host_cookie)
+    EXACT_MASK, PIPELINE, PRIO_BINDING, PRIO_HOST, PRIO_MISS, PRIO_REJECT, PRIO_TUNNEL, Action,
+    Feature, Rule, Table, TableSpec, address_cookie, check_flow, cookie, host_cookie)
 
 MN = "10.2.1.100"
 IPV4 = ether.ETH_TYPE_IP
@@ -140,6 +140,25 @@ def test_a_flow_that_neither_outputs_nor_goes_on_is_a_drop():
     assert all(Action.DROP in spec.actions for spec in PIPELINE.values())
     assert check_flow(host_route(instructions=of.apply(of.set_field(eth_dst="02:00:00:00:00:01")))
                       ) == []
+
+
+def test_a_timeout_where_the_feature_declares_none_is_caught():
+    # A route that idled out would leave the desired state wrong unnoticed.
+    [breach] = check_flow(host_route(idle_timeout=300))
+    assert str(breach) == "expiry: HOST flows in ROUTE take no idle timeout"
+    source_check = of.match(in_port=3, eth_type=IPV4, eth_src="02:00:00:00:00:01", ipv4_src=MN)
+    learned = of.flow_add(Table.INGRESS, PRIO_HOST, source_check, of.goto(Table.ROUTE),
+                          host_cookie(MN), idle_timeout=300, notify_removal=True)
+    assert check_flow(learned) == []
+    held = of.flow_add(Table.INGRESS, PRIO_HOST, source_check, of.goto(Table.ROUTE),
+                       host_cookie(MN), hard_timeout=30)
+    assert [str(b) for b in check_flow(held)] == [
+        "expiry: HOST flows in INGRESS take no hard timeout"]
+    refused = of.flow_add(Table.INGRESS, PRIO_REJECT, source_check, [], cookie(Feature.REJECT),
+                          idle_timeout=30, notify_removal=True)
+    assert [str(b) for b in check_flow(refused)] == [
+        "expiry: REJECT flows in INGRESS take no idle timeout",
+        "expiry: REJECT flows in INGRESS take no removal notice"]
 
 
 def test_a_table_not_in_the_pipeline_is_caught():
