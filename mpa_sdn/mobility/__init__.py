@@ -21,8 +21,10 @@
 What other packages use is exported here.
 """
 
-from mpa_sdn.mobility.core import (  # noqa: F401  (the package's own API)
-    HISTORY, LINGER_S, QUIET_S, Bicast, Mobility, Refused)
+from mpa_sdn.mobility.copy_forward import Bicast  # noqa: F401  (the package's own API)
+from mpa_sdn.mobility.core import LINGER_S, Mobility  # noqa: F401
+from mpa_sdn.mobility.phases import QUIET_S  # noqa: F401
 from mpa_sdn.mobility.records import (  # noqa: F401
     ACTIVE, BICAST, BUFFER, BUFFERING, COMPLETED, COPY, DRAINING, FLUSHING, PRE_SWITCHING,
-    SETTLE_S, SWITCHED_BACK, SWITCHING, CurrentHandovers, Handover)
+    SETTLE_S, SWITCHED_BACK, SWITCHING, CurrentHandovers, Handover, Refused)
+from mpa_sdn.mobility.state import HISTORY  # noqa: F401

@@ -34,18 +34,25 @@ home agent) would implement the same two methods.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+import ipaddress
+import logging
+from dataclasses import dataclass, replace
+from typing import Callable, Protocol
 
 from ryu.ofproto import ether
 
 from mpa_sdn import openflow as of
 from mpa_sdn.mobility import tunnels
 from mpa_sdn.forwarding import Host, last_hop_actions
+from mpa_sdn.indexing import hosts_of_mac
+from mpa_sdn.mobility.flowsync import RECEIVE, STEER
+from mpa_sdn.mobility.records import ACTIVE, BINDING_KIND, STANDBY_KIND, Refused
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.tables import (PRIO_BINDING, PRIO_BINDING_IN, Feature, Table, address_cookie,
                              feature_of)
 from mpa_sdn.topology import PoA
+
+LOG = logging.getLogger("mpa_sdn.mobility")
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,18 @@ class Binding:
     @property
     def cookie(self) -> int:
         return address_cookie(Feature.BINDING, self.home)
+
+
+@dataclass(frozen=True)
+class Standby:
+    """Where ``home`` goes when its current care-of's link is lost."""
+
+    home: str
+    care_of: str             # the prepared interface's address (an nCoA)
+    network: str             # the care-of's network
+    identity: str
+    mac: str                 # the prepared interface's MAC
+    expires: float           # wall clock
 
 
 @dataclass(frozen=True)
@@ -185,3 +204,176 @@ class EdgeRewrite:
         if frame_src in self._addresses and (frame_dst == binding.care_of or frame_dst in care_ofs):
             return [of.set_field(ipv4_dst=binding.home)]
         return []
+
+
+class BindingFlows:
+    """The bindings' flows, for the make-before-break engine: the binding
+    protocol's, to the care-of where it ``reach``es the MN, bicasting to a
+    ``leg`` if there is one, with what ``refine`` adds (copy-and-forward's
+    copies)."""
+
+    feature = Feature.BINDING
+
+    def __init__(self, protocol: BindingProtocol, bindings: dict[str, Binding],
+                 reach: Callable[[Binding], Reach | None], leg: Callable[[str], Leg | None],
+                 refine: Callable[[str, Reach | None, dict], dict]):
+        self.protocol, self.bindings = protocol, bindings
+        self.reach, self.leg, self.refine = reach, leg, refine
+
+    def subjects(self):
+        return self.bindings.keys()
+
+    def flows(self, address: str) -> dict[str, list]:
+        binding = self.bindings.get(address)
+        if binding is None:
+            return {}
+        reach = self.reach(binding)
+        return self.refine(address, reach, self.protocol.flows(binding, reach, self.leg(address)))
+
+    def stage(self, mod) -> str:
+        return STEER if self.protocol.steers(mod) else RECEIVE
+
+
+class BindingUpdates:
+    """Binding updates, standby ones too, and the fallback when a care-of
+    loses its way to the MN (a part of :class:`~mpa_sdn.mobility.Mobility`,
+    on its state)."""
+
+    def binding_update(self, sa, home_address: str | None, msg, source: str | None, lease,
+                       wall: float) -> dict:
+        """``home_address``: the identity's, from the topology; ``source``: the
+        in-band sender's address (None over REST)."""
+        home, care_of = msg["home_address"], msg["care_of"]
+        if home_address is None or home != home_address:
+            self.counters["binding_refused_home"] += 1
+            raise Refused("binding-refused", f"{home} is not this MN's home address")
+        if source is not None and source != care_of:
+            self.counters["binding_refused_source"] += 1
+            raise Refused("binding-refused", "a binding update comes from its care-of address")
+        host = self.hosts.get(care_of)
+        attached = host is not None and host.mac == sa.mn_mac and host.poa.network == sa.network
+        tunnelled = (lease is not None and lease.address == care_of
+                     and self.tunnels.get(care_of) is not None
+                     and self.tunnels[care_of].identity == sa.identity)
+        if not (attached or tunnelled):
+            self.counters["binding_refused_care_of"] += 1
+            raise Refused("binding-refused", f"the MN does not hold {care_of} in {sa.network} "
+                                             "(attached there, or through a tunnel)")
+        life = msg.get("lifetime")
+        life = self.settings.binding_lifetime_s if life is None else min(
+            life, self.settings.binding_lifetime_s)
+        if msg.get("standby"):
+            return self._standby(sa, home, care_of, attached, life, wall)
+        if life == 0:
+            old = self.bindings.pop(home, None)
+            if old is not None:
+                self.store.delete(BINDING_KIND, home)
+                self.counters["binding_deleted"] += 1
+                self._drop_standby(home, "ended_unbound")   # nothing left to move
+                self._sync()
+            return {"home_address": home, "care_of": care_of, "lifetime": 0}
+        binding = Binding(home, care_of, sa.network, sa.identity, sa.mn_mac,
+                          min(wall + life, sa.expires))
+        old = self.bindings.get(home)
+        self.bindings[home] = binding
+        self._save_binding(binding)
+        self.counters["binding_updated"] += 1
+        standby = self.standbys.get(home)
+        if standby is not None and (old is None or old.care_of != care_of):
+            # The MN moved its binding itself (its interfaces both up: no
+            # loss to prevent): nothing to stand by for any more.
+            self._drop_standby(home, "ended_rebound")
+        if old is None or old.care_of != care_of:
+            LOG.info("identity=%s mac=%s network=%s binding %s -> %s (%s)", sa.identity,
+                     sa.mn_mac, sa.network, home, care_of,
+                     "through the tunnel" if tunnelled and not attached else "attached")
+        self._sync()
+        return {"home_address": home, "care_of": care_of,
+                "lifetime": max(0, int(binding.expires - wall))}
+
+    def _standby(self, sa, home: str, care_of: str, attached: bool, life: int,
+                 wall: float) -> dict:
+        """A standby binding update (§7.6.2): ``care_of`` is the MN's
+        prepared second interface, attached in ``sa.network``; ``home``
+        stays where it is, and its PoA copies what it delivers."""
+        answer = {"home_address": home, "care_of": care_of, "standby": True}
+        if life == 0:
+            self._drop_standby(home, "released")
+            self._sync()
+            return {**answer, "lifetime": 0}
+        if not attached:
+            self.counters["binding_refused_care_of"] += 1
+            raise Refused("binding-refused", f"a standby care-of is an interface attached to "
+                                             f"{sa.network}, and {care_of} is not")
+        current = self.bindings.get(home)
+        reach = self.reach(current) if current is not None else None
+        if current is None or current.identity != sa.identity or reach is None or reach.tunnel:
+            raise Refused("wrong-state", f"{home} is not bound to a care-of attached where "
+                                         "the controller can copy its traffic")
+        if current.care_of == care_of:
+            raise Refused("wrong-state", f"{home} is already bound to {care_of}")
+        handover = self.handovers.get(sa.identity)
+        if handover is not None and handover.phase in ACTIVE:
+            raise Refused("wrong-state", "a handover is in progress")
+        standby = Standby(home, care_of, sa.network, sa.identity, sa.mn_mac,
+                          min(wall + life, sa.expires, current.expires))
+        if self.standbys.get(home) != standby:
+            LOG.info("identity=%s mac=%s network=%s standby %s -> %s; copying at poa=%s",
+                     sa.identity, sa.mn_mac, sa.network, home, care_of, reach.poa.id)
+        self.standbys[home] = standby
+        self._save_standby(standby)
+        self.counters["standby_armed"] += 1
+        self._sync()
+        return {**answer, "lifetime": max(0, int(standby.expires - wall))}
+
+    def _drop_standby(self, home: str, why: str) -> None:
+        if (standby := self.standbys.pop(home, None)) is not None:
+            self.store.delete(STANDBY_KIND, home)
+            self.counters[f"standby_{why}"] += 1
+            LOG.info("identity=%s mac=%s network=%s standby for %s %s", standby.identity,
+                     standby.mac, standby.network, home, why)
+
+    def _fall_back(self, care_of: str, cause: str) -> None:
+        """``care_of`` lost its way to the MN (its tunnel ended: ``cause``):
+        each binding to it that reaches the MN no other way moves to the
+        MN's address at the PoA it is attached to now, or ends.
+
+        A binding never points into a black hole: with the tunnel gone the
+        nCoA's AR would resolve it by ARP in a network the MN is not in,
+        and hold, then drop, every packet for the home address.  The MN's
+        address where it is is the one care-of the controller has seen it
+        use (a learned host with its MAC at its PoA), so packets for the
+        home address reach it there, and its own packets from the home
+        address go out from it.  The binding's previous care-of is not
+        kept (and is often that same address); the home address is never
+        routed (docs/topology.md), so there is no home network to fall
+        back to.  With the MN nowhere the controller knows, the binding
+        ends: correspondents' packets then stop at their edge, where no
+        route takes them, rather than at an AR that holds them for a host
+        that is not there."""
+        for home in sorted(self._bound_at.get(care_of)):
+            binding = self.bindings[home]
+            if self.reach(binding) is not None:
+                continue   # attached at the care-of (an arrival): it reaches the MN there
+            here = self.where.get(binding.mac)
+            mine = sorted((h.address for h in hosts_of_mac(self.hosts, binding.mac)
+                           if h.poa == here), key=ipaddress.IPv4Address)
+            why = {"previous_care_of": care_of, "cause": cause}
+            if mine:
+                moved = replace(binding, care_of=mine[0], network=here.network)
+                with self._because(reason="fell-back", **why):
+                    self.bindings[home] = moved
+                self._save_binding(moved)
+                self.counters["binding_fell_back"] += 1
+                LOG.warning("identity=%s mac=%s network=%s binding %s -> %s at poa=%s: %s "
+                            "(%s) has no way to the MN", binding.identity, binding.mac,
+                            here.network, home, moved.care_of, here.id, care_of, cause)
+                continue
+            with self._because(reason="no-route", **why):
+                del self.bindings[home]
+            self.store.delete(BINDING_KIND, home)
+            self.counters["binding_ended_no_route"] += 1
+            self._drop_standby(home, "ended_unbound")
+            LOG.warning("identity=%s mac=%s network=%s binding of %s ended: %s (%s) has no "
+                        "way to the MN, and the MN is nowhere the controller knows",
+                        binding.identity, binding.mac, binding.network, home, care_of, cause)

@@ -21,6 +21,15 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass, field
 
+from ryu.ofproto import ether
+
+from mpa_sdn import openflow as of
+from mpa_sdn.forwarding import Host, last_hop_actions
+from mpa_sdn.mobility.flowsync import RECEIVE, WITHDRAW
+from mpa_sdn.mobility.records import BICAST, BUFFERING, FLUSHING, Handover
+from mpa_sdn.openflow import Send
+from mpa_sdn.tables import PRIO_BUFFER, Feature, Table, address_cookie
+
 
 @dataclass
 class Buffered:
@@ -98,3 +107,93 @@ class PacketBuffer:
                 "max_delay_ms": round(self.max_delay_s * 1000, 3),
                 "mean_delay_ms": round(self.total_delay_s / self.flushed * 1000, 3)
                 if self.flushed else None}
+
+
+def buffer_flow(address: str, punt: bool = True):
+    """The nAR's flow over ``address`` while a handover buffers it: a punt;
+    or (a bicast's target leg before the MN arrives) a drop, rather than
+    the tunnel, whose end already gets the old leg."""
+    return of.flow_add(Table.ROUTE, PRIO_BUFFER,
+                       of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=address),
+                       of.apply(of.to_controller()) if punt else [],
+                       address_cookie(Feature.BUFFER, address))
+
+
+class BufferFlows:
+    """The buffering punts at the nARs, for the make-before-break engine."""
+
+    feature = Feature.BUFFER
+
+    def __init__(self, graph, buffering: dict[str, Handover]):
+        self.graph, self.buffering = graph, buffering
+
+    def subjects(self):
+        return self.buffering.keys()
+
+    def flows(self, address: str) -> dict[str, list]:
+        handover = self.buffering.get(address)
+        if handover is None or handover.phase not in BUFFERING:
+            return {}
+        network = self.graph.network_of_address(address)
+        return {network.access_router: [buffer_flow(address, punt=handover.mode != BICAST)]}
+
+    def stage(self, mod) -> str:
+        # A buffering flow that drops (buffer_flow(punt=False)) goes last:
+        # until the edge sends the other leg, the tunnel is the MN's only way.
+        return WITHDRAW if not mod.instructions else RECEIVE
+
+
+class Buffering:
+    """Punted packets into a handover's buffer, and out of it to the MN (a
+    part of :class:`~mpa_sdn.mobility.Mobility`, on its state)."""
+
+    def _new_buffer(self, network: str) -> PacketBuffer:
+        """The buffer of a handover to ``network``, with that network's bounds."""
+        p = self.policy_of(network)
+        return PacketBuffer(p.buffer_packets, p.buffer_bytes, p.buffer_time_s, self.counters)
+
+    def takes(self, address: str) -> Handover | None:
+        return self._buffering.get(address)
+
+    def packet_in(self, handover: Handover, frame, data: bytes, now: float) -> None:
+        """A punted packet for an address being buffered: queued, or (once
+        the buffer is empty) delivered at once."""
+        handover.last_punt = now
+        self._answer_check(handover, now)
+        if handover.phase in BUFFERING and not handover.relaying:
+            handover.buffer.add(frame.ip_src, frame.ip_dst, data, now)
+            return
+        if handover.phase == FLUSHING:
+            self.counters["buffer_relayed"] += 1
+            self._current.relay_due(handover)
+        else:
+            self.counters["buffer_late_delivered"] += 1
+        self._deliver(handover, frame.ip_src, frame.ip_dst, data)
+
+    def caught_up(self, now: float) -> None:
+        """The controller has handled every packet-in it has been given: a
+        relaying handover's punts go now, right behind the packet it relayed
+        last."""
+        for handover in self._current.take_relay_due():
+            if handover.phase == FLUSHING and handover.relaying:
+                self._drain(handover, now)
+
+    def _deliver_batch(self, handover: Handover, now: float) -> None:
+        """The oldest ``flush_batch`` buffered packets to the MN, and when the
+        next batch may go."""
+        s = self.settings
+        for item in handover.buffer.take(s.flush_batch, now):
+            self._deliver(handover, item.src, item.address, item.data)
+        handover.next_flush = now + s.flush_batch / s.flush_rate_pps
+
+    def _deliver(self, handover: Handover, src: str | None, dst: str, data: bytes) -> None:
+        poa = handover.flush_to
+        if poa is None or not self.connected(self.graph.dpid(poa.switch)):
+            self.counters["buffer_dropped_no_destination"] += 1
+            return
+        binding = self.bindings.get(handover.home) if handover.home else None
+        rewrite = self.protocol.deliver_actions(binding, src, dst, frozenset(
+            handover.buffered_addresses())) if binding and src else []
+        host = Host(dst, handover.mac, poa)
+        actions = rewrite + last_hop_actions(host, self.graph.network(poa.network))
+        self._flowsync.out.append(Send(self.graph.dpid(poa.switch), [of.packet_out(data, actions)]))

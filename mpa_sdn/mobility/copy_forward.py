@@ -28,22 +28,29 @@ dropping the oldest, which the MN is the likeliest to have received.
 from __future__ import annotations
 
 import collections
+import logging
 from dataclasses import dataclass
 
 from mpa_protocol.messages import frame_digest
 from mpa_sdn import openflow as of
+from mpa_sdn.mobility.bindings import Binding, Leg, Reach, Standby
+from mpa_sdn.mobility.records import COPY, FLUSHING, SWITCHING, Handover, Refused
+from mpa_sdn.topology import PoA
+
+LOG = logging.getLogger("mpa_sdn.mobility")
 
 
 @dataclass(frozen=True)
-class Standby:
-    """Where ``home`` goes when its current care-of's link is lost."""
+class Bicast:
+    """A bicast handover's second leg: ``home``'s traffic also goes to
+    ``address``, the MN's care-of at ``poa`` before it moved, while it is
+    seen there, until ``until`` (monotonic; RFC 6252 §7.6.1, C.1)."""
 
     home: str
-    care_of: str             # the prepared interface's address (an nCoA)
-    network: str             # the care-of's network
-    identity: str
-    mac: str                 # the prepared interface's MAC
-    expires: float           # wall clock
+    address: str
+    mac: str
+    poa: PoA
+    until: float | None = None   # None: the MN has not arrived yet
 
 
 @dataclass
@@ -132,3 +139,143 @@ def with_copy(mod, port: int):
         return None
     return of.flow_add(mod.table_id, mod.priority, mod.match, instructions, mod.cookie,
                        mod.idle_timeout, mod.hard_timeout)
+
+
+class CopyAndForward:
+    """Copy points, copies, the sudden loss, and bicasting's second leg (a
+    part of :class:`~mpa_sdn.mobility.Mobility`, on its state)."""
+
+    def _copy_points(self) -> None:
+        """A copy ring for each standby home at its active care-of's PoA
+        switch (a new one if that moved), kept through its copy-and-forward
+        handover, and none for anyone else."""
+        for home, (_, ring) in list(self._rings.items()):
+            owner = ring.owner   # kept while its handover is (late copies still come)
+            if home not in self.standbys and (
+                    owner is None or self.handovers.get(owner.identity) is not owner):
+                del self._rings[home]
+        for home, standby in self.standbys.items():
+            binding = self.bindings.get(home)
+            reach = self.reach(binding) if binding else None
+            if reach is None or reach.tunnel is not None:
+                self._rings.pop(home, None)
+            elif self._rings.get(home, (None,))[0] != reach.poa.switch:
+                s = self.settings
+                self._rings[home] = (reach.poa.switch,
+                                     CopyRing(s.copy_packets, s.copy_time_s, self.counters))
+
+    def _copying(self, home: str, reach: Reach | None, by_switch: dict[str, list]) -> dict:
+        """A binding's flows, copying too while ``home`` has a standby."""
+        if home in self.standbys and reach is not None and reach.tunnel is None:
+            # Copy-and-forward: what the active care-of's PoA delivers
+            # to the MN, it copies to the controller too.
+            by_switch[reach.poa.switch] = [with_copy(mod, reach.poa.port) or mod
+                                           for mod in by_switch.get(reach.poa.switch, [])]
+        return by_switch
+
+    def copied(self, dpid: int, frame, data: bytes, now: float) -> bool:
+        """A copy of what a standby MN's active interface was sent (or, after
+        its loss, of what went there before the switch applied): kept, or
+        forwarded at once once the copies are sorted.  False: not a copy."""
+        ring = self._rings.get(frame.ip_dst)
+        if ring is None or self.graph.dpid(ring[0]) != dpid:
+            return False
+        ring[1].add(data, now)
+        handover = ring[1].owner
+        if handover is not None and handover.copies_placed:
+            # Sorted already: it missed the MN, and anything newer went to
+            # the new care-of; it goes now.
+            self.counters["copy_late_delivered"] += 1
+            self._deliver(handover, frame.ip_src, frame.ip_dst, data)
+        return True
+
+    def _link_lost_signal(self, sa, current: Handover | None, delivered: list | None,
+                          now: float) -> dict:
+        """The MN says, through its standby interface, that its active one
+        is gone, and which frames that one received last."""
+        self.counters["handover_link_lost_said"] += 1
+        if current is None or current.mode != COPY or current.network != sa.network:
+            standby = self._first(self.standbys, self._standbys_of.get(sa.identity),
+                                  lambda s: s.network == sa.network and s.home in self.bindings)
+            if standby is None:
+                raise Refused("wrong-state", f"no standby interface in {sa.network}")
+            current = self._link_lost(standby, "signal", now)
+        if current.delivered is None and not current.copies_placed:
+            current.delivered = list(delivered or [])
+            if current.phase == FLUSHING:
+                current.next_flush = now
+        return self._state(current)
+
+    def _link_lost(self, standby: Standby, how: str, now: float,
+                   old_poa: PoA | None = None) -> Handover:
+        """The active interface's link is gone: the binding moves to the
+        standby care-of now, and the target's AR buffers for it until the
+        copies the MN may have missed have gone there first."""
+        home = standby.home
+        old = self.bindings[home]
+        reach = self.reach(old)
+        old_poa = old_poa or (reach.poa if reach else None)
+        self._drop_standby(home, "used")
+        binding = Binding(home, standby.care_of, standby.network, standby.identity,
+                          standby.mac, standby.expires)
+        self.bindings[home] = binding
+        self._save_binding(binding)
+        self.counters[f"handover_link_lost_{how}"] += 1
+        s = self.settings
+        host = self.hosts.get(standby.care_of)
+        poa = host.poa if host is not None and host.mac == standby.mac else None
+        ring = self._rings.get(home)
+        handover = Handover(
+            next(self._ids), standby.identity, standby.mac, standby.network, standby.care_of,
+            home, old_poa, old.care_of, False,
+            self._new_buffer(standby.network),
+            now, now + s.switch_deadline_s, phase=SWITCHING, arrival=f"link-lost-{how}",
+            arrived_at=now, flush_to=poa, mode=COPY,
+            copies=ring[1] if ring else CopyRing(1, 1.0, self.counters),
+            watcher=self._handover_changed)
+        handover.copies.owner = handover
+        self.handovers[standby.identity] = handover
+        self._buffering[standby.care_of] = handover
+        LOG.warning("identity=%s mac=%s handover=%d to network=%s the link of %s is lost (%s); "
+                    "%s now -> %s at poa=%s with %d copies to sort", standby.identity,
+                    standby.mac, handover.id, standby.network, old.care_of, how, home,
+                    standby.care_of, poa.id if poa else None, len(handover.copies))
+        self._switch_flows(handover, poa, now)
+        return handover
+
+    def _place_copies(self, handover: Handover, now: float) -> bool:
+        """Copy-and-forward: put the copies the MN may have missed in front
+        of the buffer (they are older), once the MN has said what it got, or
+        ``copy_wait_s`` after the loss without its word.  False: not yet."""
+        s = self.settings
+        if handover.delivered is None and now < handover.arrived_at + s.copy_wait_s:
+            handover.next_flush = handover.arrived_at + s.copy_wait_s
+            return False
+        copies, how = handover.copies.undelivered(handover.delivered,
+                                                  handover.arrived_at - s.copy_guard_s)
+        handover.copies_placed, handover.copies_how = True, how
+        handover.buffer.prepend([(None, handover.home, c.data, c.at) for c in copies])
+        self.counters[f"copy_sorted_by_{how.replace('-', '_')}"] += 1
+        self.counters["copy_forwarded"] += len(copies)
+        self.counters["copy_skipped"] += len(handover.copies) - len(copies)
+        LOG.info("identity=%s mac=%s handover=%d forwards %d of %d copies (%s)",
+                 handover.identity, handover.mac, handover.id, len(copies),
+                 len(handover.copies), how)
+        return True
+
+    def _leg(self, home: str) -> Leg | None:
+        """A bicast's second leg, while the MN is still seen at its old PoA."""
+        bicast = self.bicasts.get(home)
+        host = self.hosts.get(bicast.address) if bicast else None
+        if host is None or host.mac != bicast.mac or host.poa != bicast.poa:
+            return None
+        return Leg(bicast.address, bicast.poa)
+
+    def _end_bicasts(self, now: float) -> None:
+        """The bicasts whose period is over end: one leg again."""
+        ended = [b for b in self.bicasts.values() if b.until is not None and now >= b.until]
+        for bicast in ended:   # here, where next_due says it is due, not at the next tick
+            del self.bicasts[bicast.home]
+            self.counters["bicast_ended"] += 1
+        if ended:
+            self._sync()

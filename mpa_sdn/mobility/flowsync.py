@@ -1,29 +1,83 @@
-"""Mobility's desired flows, kept by subject and changed a subject at a time.
+"""Make-before-break: every feature's desired flows, and their differences
+sent in stages (RFC 6252 §6.3 steps 3-6 all change flows this way).
 
-A subject is what one flow cookie names (:mod:`mpa_sdn.tables`): a tunnel
-(its nCoA), a binding (its home address) or a handover's buffer (the
-buffered address).  Every flow of a subject carries that cookie.  When a
-subject changes, only its flows are built again, and :meth:`update` says
-which flows of the whole desired state that changed, so a change costs the
-same with one MN or ten thousand.
+Each feature of mobility (tunnels, bindings, buffers, and whatever comes
+next: a second tunnel kind, QoS meters) is a :class:`FlowProvider`: it names
+its subjects (one per flow cookie, :mod:`mpa_sdn.tables`), builds one
+subject's flows, and says in which stage a flow of its goes.  The engine,
+:class:`FlowSync`, knows no feature: a change marks the subjects it touches
+(:meth:`FlowSync.mark`), and :meth:`FlowSync.sync` builds only their flows
+again and sends the difference:
 
-Where two subjects want a flow with the same key (table, priority, match),
-the one that comes later in the order tunnels, bindings, buffers (each by
-address, as text) holds it, as when the whole state is built in that order;
-the others' wishes are kept and come back if it lets go.
+1. the flows that receive traffic (``RECEIVE``),
+2. the flows that steer traffic to them (``STEER``: an edge's rewrite to a
+   new care-of would otherwise send packets where nothing takes them yet),
+3. the flows that drop what used to go on (``WITHDRAW``),
+
+each stage once every switch of the one before has answered its barrier,
+and the deletes ``SETTLE_S`` after the last (the datapath's cache follows a
+confirmed flow table a moment later).  Deletes are strict, by table,
+priority, match and the subject's cookie, never by a broad match.  A
+reconnecting switch is reconciled against the same desired flows
+(:attr:`FlowSync.installed`), so a flow never leaks and never goes missing.
+
+:class:`DesiredFlows` keeps the flows by subject.  When a subject changes,
+only its flows are built again, and :meth:`DesiredFlows.update` says which
+flows of the whole desired state that changed, so a change costs the same
+with one MN or ten thousand.  Where two subjects want a flow with the same
+key (table, priority, match), the one that comes later in the order of
+features, then subjects (each by address, as text) holds it, as when the
+whole state is built in that order; the others' wishes are kept and come
+back if it lets go.
 """
 
 from __future__ import annotations
 
+import collections
 import ipaddress
+import itertools
+import logging
+from typing import Callable, Iterable, Protocol
 
 from mpa_sdn import openflow as of
-from mpa_sdn.tables import feature_of, subject_of
+from mpa_sdn.mobility.records import SETTLE_S
+from mpa_sdn.openflow import Send
+from mpa_sdn.tables import Feature, address_cookie, feature_of, subject_of
+
+LOG = logging.getLogger("mpa_sdn.mobility")
+RECEIVE, STEER, WITHDRAW = "receive", "steer", "withdraw"
+STAGES = (RECEIVE, STEER, WITHDRAW)   # the order the stages go in
+
+
+class FlowProvider(Protocol):
+    """A feature's flows, as the engine asks for them."""
+
+    feature: Feature
+
+    def subjects(self) -> Iterable[str]:
+        """The addresses that name this feature's subjects now."""
+
+    def flows(self, address: str) -> dict[str, list]:
+        """The flows of the subject ``address`` names, by switch ({}: none)."""
+
+    def stage(self, mod) -> str:
+        """The stage a new or changed flow of this feature goes in (STAGES)."""
 
 
 def order_of(cookie: int) -> tuple:
     """Where a subject comes in the whole state's build order."""
-    return feature_of(cookie), str(ipaddress.IPv4Address(subject_of(cookie) & 0xFFFFFFFF))
+    return feature_of(cookie), address_of(cookie)
+
+
+def address_of(cookie: int) -> str:
+    """The address a mobility cookie's subject is."""
+    return str(ipaddress.IPv4Address(subject_of(cookie) & 0xFFFFFFFF))
+
+
+def delete_of(mod):
+    """The strict delete of exactly this flow, scoped by its cookie."""
+    return of.flow_delete_strict(mod.table_id, mod.priority, mod.match, mod.cookie,
+                                 (1 << 64) - 1)
 
 
 class DesiredFlows:
@@ -80,3 +134,231 @@ class DesiredFlows:
         if others:
             self._shadowed[place] = others
         return winner
+
+
+class FlowSync:
+    """The engine: the desired flows of every provider's subjects, and the
+    stages that take the switches there (see the module's docstring).
+
+    ``graph`` names switches and their dpids, ``connected`` says whether a
+    dpid is connected now; what to send collects in :attr:`out` (with
+    anything else the caller emits between, in order) until :meth:`drain`."""
+
+    def __init__(self, graph, connected: Callable[[int], bool],
+                 counters: collections.Counter, providers: Iterable[FlowProvider]):
+        self.graph, self.connected, self.counters = graph, connected, counters
+        self.providers = {p.feature: p for p in providers}
+        self._flows = DesiredFlows()
+        self.installed = self._flows.installed    # switch -> {FlowKey: (record, mod)}
+        self._dirty: set[int] = set()              # cookies whose flows may have changed
+        # tag -> (dpids awaited, later stages of adds, deletes)
+        self._deferred: dict[str, tuple[set, list, list]] = {}
+        # [when, tag, deletes]: the deletes of a confirmed change, settling
+        self.breaks: collections.deque = collections.deque()
+        self._breaks_of: dict[str, list] = {}      # tag -> its entries in breaks
+        self._tags = itertools.count(1)
+        self.out: list = []
+
+    def mark(self, feature: Feature, address: str) -> None:
+        """The subject ``address`` of ``feature`` may want other flows now."""
+        self._dirty.add(address_cookie(feature, address))
+
+    def drain(self) -> list:
+        out, self.out = self.out, []
+        return out
+
+    def flows_for(self, switch: str) -> list:
+        return [mod for _, mod in self.installed.get(switch, {}).values()]
+
+    def flow_count(self, switch: str) -> int:
+        return len(self.installed.get(switch, {}))
+
+    def awaiting(self, tag: str) -> bool:
+        """Barriers tagged ``tag`` are still to come back."""
+        return tag in self._deferred
+
+    # -- desired flows ------------------------------------------------------------------
+
+    def desired(self) -> dict[str, dict]:
+        """Every flow the providers want, built from the whole state: what
+        ``installed`` holds after a ``sync``, built again from scratch."""
+        flows: dict[str, list] = collections.defaultdict(list)
+        for feature, provider in sorted(self.providers.items()):
+            for address in sorted(provider.subjects()):
+                for switch, mods in provider.flows(address).items():
+                    flows[switch] += mods
+        out = {}
+        for switch, mods in flows.items():
+            table = {}
+            for mod in mods:
+                record = of.record_of(mod)
+                table[record.key] = (record, mod)
+            if table:
+                out[switch] = table
+        return out
+
+    def refresh(self) -> list[tuple]:
+        """Build the marked subjects' flows again, in the whole state's
+        order; returns the changes (DesiredFlows.update)."""
+        dirty, self._dirty = self._dirty, set()
+        changes = []
+        for cookie in sorted(dirty, key=order_of):
+            flows = self.providers[feature_of(cookie)].flows(address_of(cookie))
+            changes += self._flows.update(cookie, flows)
+        return changes
+
+    # -- the stages ---------------------------------------------------------------------
+
+    def sync(self, confirm: str | None = None, also: tuple = ()) -> None:
+        """Send what changed, in STAGES, then the deletes.  ``confirm``: tag
+        the barriers of every switch that gets adds, and of ``also``
+        (switches whose flows others changed), so the caller hears when all
+        of them hold their new flows (:meth:`confirmed` says True)."""
+        staged: dict[str, dict[str, list]] = {stage: {} for stage in STAGES}
+        deletes_by: dict[str, list] = {}
+        for switch, _, before, after in self.refresh():
+            if after is None:
+                deletes_by.setdefault(switch, []).append(delete_of(before[1]))
+            elif before is None or before[0] != after[0]:
+                mod = after[1]
+                stage = self.providers[feature_of(mod.cookie)].stage(mod)
+                staged[stage].setdefault(switch, []).append(mod)
+        live, dpid = self.connected, self.graph.dpid
+        for switch in also:  # a barrier only, with the first stage
+            staged[STAGES[0]].setdefault(switch, [])
+        sends = []
+        for stage in STAGES:
+            batch = [Send(dpid(s), mods, barrier=True)
+                     for s, mods in sorted(staged[stage].items()) if live(dpid(s))]
+            if batch:
+                sends.append(batch)
+        deletes = [Send(dpid(s), msgs, barrier=True)
+                   for s, msgs in sorted(deletes_by.items()) if live(dpid(s))]
+        self._hold(sends, deletes, confirm)
+
+    def _hold(self, sends: list[list[Send]], deletes: list[Send], confirm: str | None) -> None:
+        """The first stage goes now; the later ones and the deletes wait
+        for its barriers (under ``confirm``, or a tag of their own when
+        there is anything to wait for)."""
+        tag = confirm or (f"mobility:{next(self._tags)}"
+                          if sends and (deletes or len(sends) > 1) else None)
+        if not sends:
+            if confirm is not None and deletes:
+                for send in deletes:
+                    send.confirm = confirm
+                self._deferred.setdefault(confirm, (set(), [], []))[0].update(
+                    s.dpid for s in deletes)
+            self.out += deletes
+            return
+        if tag is None:
+            self.out += sends[0]
+            return
+        for batch in sends:
+            for send in batch:
+                send.confirm = tag
+        held = self._deferred.get(tag)
+        if held is None:
+            self._deferred[tag] = ({s.dpid for s in sends[0]}, sends[1:], deletes)
+            self.out += sends[0]
+        else:
+            # More for a tag still awaited: its first stage joins now.
+            held[0].update(s.dpid for s in sends[0])
+            self.out += sends[0]
+            held[1].extend(sends[1:])
+            held[2].extend(deletes)
+
+    def confirmed(self, dpid: int, tag: str, now: float) -> bool:
+        """``dpid`` answered a barrier tagged ``tag``: the next stage goes
+        once every switch of this one has.  True: the last stage is
+        confirmed (its deletes settle from ``now``)."""
+        held = self._deferred.get(tag)
+        LOG.debug("dpid=%016x switch=%s confirmed %s; awaiting %s", dpid,
+                  self.graph.switch_of_dpid(dpid), tag,
+                  held and (",".join(f"{d:016x}" for d in sorted(held[0])) or "no switch"))
+        if held is None:
+            return False
+        held[0].discard(dpid)
+        if held[0]:
+            return False
+        awaited, later, deletes = held
+        while later:
+            batch = [s for s in map(self._still_wanted, later.pop(0))
+                     if s is not None and self.connected(s.dpid)]
+            if batch:
+                awaited.update(s.dpid for s in batch)
+                self.out += batch
+                return False
+        del self._deferred[tag]
+        if deletes:
+            # A barrier's answer means the flow table changed; the datapath's
+            # cache follows within SETTLE_S, and until then packets may still
+            # go the old way, needing the old flows at the far end.
+            entry = [now + SETTLE_S, tag, deletes]
+            self.breaks.append(entry)
+            self._breaks_of.setdefault(tag, []).append(entry)
+        return True
+
+    def tags_awaited(self) -> list[str]:
+        """The tags whose barriers are still to come back."""
+        return list(self._deferred)
+
+    def next_due(self) -> float | None:
+        """When the oldest settling deletes may go."""
+        return self.breaks[0][0] if self.breaks else None
+
+    def release_breaks(self, now: float) -> None:
+        """Send the settled deletes.  A delete of a flow wanted again
+        meanwhile (a flip back within SETTLE_S) is dropped: it would
+        remove the new one."""
+        breaks = self.breaks   # oldest first: the settled ones lead
+        while breaks and breaks[0][0] <= now:
+            entry = breaks.popleft()
+            self._forget_break(entry)
+            for send in entry[2]:
+                self._send_deletes(send.dpid, send.messages)
+
+    def release_early(self, tag: str, dpid: int, destinations: set[str]) -> None:
+        """Send now, settled or not, the deletes of ``tag``'s change at
+        ``dpid`` over ``destinations`` (IPv4 destinations matched)."""
+        for entry in list(self._breaks_of.get(tag, ())):
+            kept = []
+            for send in entry[2]:
+                go = [m for m in send.messages
+                      if send.dpid == dpid and m.match.get("ipv4_dst") in destinations]
+                stay = [m for m in send.messages if m not in go]
+                self._send_deletes(send.dpid, go)
+                if stay:
+                    kept.append(Send(send.dpid, stay, barrier=True))
+            entry[2] = kept
+            if not kept:
+                self.breaks.remove(entry)
+                self._forget_break(entry)
+
+    def _forget_break(self, entry: list) -> None:
+        entries = self._breaks_of[entry[1]]
+        entries.remove(entry)
+        if not entries:
+            del self._breaks_of[entry[1]]
+
+    def _still_wanted(self, send: Send) -> Send | None:
+        """A held stage's flows less those changed or unwanted since it was
+        held (a cancel, a second binding update): the change that did that
+        sent what is wanted now, and the old flow must not land after it.
+        A stage kept only for its barriers stays as it is."""
+        if not send.messages:
+            return send
+        wanted = self.installed.get(self.graph.switch_of_dpid(send.dpid), {})
+        keep = [m for m in send.messages
+                if (entry := wanted.get(of.key_of(m))) is not None
+                and entry[0] == of.record_of(m)]
+        if len(keep) == len(send.messages):
+            return send
+        self.counters["mobility_stage_superseded"] += len(send.messages) - len(keep)
+        return Send(send.dpid, keep, barrier=True, confirm=send.confirm) if keep else None
+
+    def _send_deletes(self, dpid: int, deletes: list) -> None:
+        """Strict deletes, less those of flows wanted again meanwhile."""
+        wanted = self.installed.get(self.graph.switch_of_dpid(dpid), {})
+        go = [m for m in deletes if of.key_of(m) not in wanted]
+        if go and self.connected(dpid):
+            self.out.append(Send(dpid, go, barrier=True))

@@ -1,7 +1,8 @@
-"""A handover's record and its phases, and the index of each identity's
-current handover: by id, by phase, and by when it next has work, so that an
-event costs the same with ten thousand MNs as with one (see mpa_sdn.mobility
-for what the phases mean).
+"""The words every step of mobility shares: a handover's record and its
+phases (:mod:`mpa_sdn.mobility.phases` says what they mean), the index of
+each identity's current handover (by id, by phase, and by when it next has
+work, so that an event costs the same with ten thousand MNs as with one),
+the kinds of mobility's records in the state file, and :class:`Refused`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,19 @@ COMPLETED, SWITCHED_BACK = "completed", "switched-back"
 BUFFERING = (PRE_SWITCHING, SWITCHING, FLUSHING)
 ACTIVE = (PRE_SWITCHING, SWITCHING, FLUSHING, DRAINING)
 BUFFER, BICAST, COPY = "buffer", "bicast", "copy-and-forward"
+TUNNEL_KIND, BINDING_KIND, STANDBY_KIND = "tunnel", "binding", "standby"   # in the store
 SETTLE_S = 0.02         # the datapath follows a confirmed flow change within this
 # What decides when a handover next has work (CurrentHandovers.next_due).
 TIMING = frozenset({"phase", "relaying", "quiet_until", "next_flush", "deadline",
                     "punt_confirmed_at", "answer_ready"})
+
+
+class Refused(Exception):
+    """A mobility message refused: ``code`` is a signalling error code."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
 
 
 @dataclass

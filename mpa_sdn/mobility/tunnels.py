@@ -22,15 +22,20 @@ from __future__ import annotations
 
 import collections
 import heapq
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 
 from ryu.ofproto import ether
 
 from mpa_sdn import openflow as of
 from mpa_sdn.forwarding import Host, last_hop_actions
+from mpa_sdn.mobility.flowsync import RECEIVE
+from mpa_sdn.mobility.records import TUNNEL_KIND, Refused
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.tables import PRIO_TUNNEL, Feature, Table, address_cookie
 from mpa_sdn.topology import PoA
+
+LOG = logging.getLogger("mpa_sdn.mobility")
 
 # The nAR sends a packet into the tunnel, and routes what comes out of it,
 # often by the port it came in on (an AR with one uplink).  OpenFlow never
@@ -175,3 +180,136 @@ class Labels:
             raise StopIteration("no MPLS label left")
         self._top += 1
         return self._top - 1
+
+
+class TunnelFlows:
+    """The tunnels' flows, for the make-before-break engine."""
+
+    feature = Feature.TUNNEL
+
+    def __init__(self, graph: NeighbourhoodGraph, tunnels: dict[str, Tunnel]):
+        self.graph, self.tunnels = graph, tunnels
+
+    def subjects(self):
+        return self.tunnels.keys()
+
+    def flows(self, address: str) -> dict[str, list]:
+        tunnel = self.tunnels.get(address)
+        return flows(self.graph, tunnel) if tunnel is not None else {}
+
+    def stage(self, mod) -> str:
+        return RECEIVE   # a tunnel only receives: a binding or a buffer steers into it
+
+
+class Tunnelling:
+    """The tunnel's requests, releases and ends, and the tunnel following
+    the MN (a part of :class:`~mpa_sdn.mobility.Mobility`, on its state)."""
+
+    def tunnel_request(self, sa, lease, origin_mac: str | None, lifetime: int | None,
+                       wall: float) -> dict:
+        poa = self.where.get(sa.mn_mac)
+        if lease is None:
+            raise Refused("wrong-state", f"no nCoA in {sa.network}: ask for a configuration first")
+        if origin_mac is not None and origin_mac != sa.mn_mac:
+            raise Refused("binding-refused", "the request did not come from the SA's MAC")
+        if poa is None:
+            raise Refused("wrong-state", "the MN is not attached anywhere the controller knows")
+        if poa.network == sa.network:
+            raise Refused("wrong-state", f"the MN is already attached to {sa.network}")
+        old = self.tunnels.get(lease.address)
+        mine = self._tunnels_of.count(sa.identity)
+        if old is None and mine >= self.settings.max_tunnels_per_mn:
+            self.counters["tunnel_refused_limit"] += 1
+            raise Refused("tunnel-limit", f"the MN holds {mine} tunnels, the most it may")
+        if old is None and len(self.tunnels) >= self.settings.max_tunnels:
+            self.counters["tunnel_refused_limit"] += 1
+            raise Refused("tunnel-limit", "the controller holds as many tunnels as it may")
+        longest = self.policy_of(sa.network).tunnel_lifetime_s
+        life = min(lifetime or longest, longest)
+        expires = min(wall + life, sa.expires, lease.expires)
+        if old is not None:
+            tunnel = replace(old, poa=poa, mac=sa.mn_mac, expires=expires)
+            self.counters["tunnel_refreshed"] += 1
+        else:
+            down, up = self._labels()
+            tunnel = Tunnel(lease.address, sa.network, sa.identity, sa.mn_mac, poa, down, up,
+                               expires)
+            self.counters["tunnel_created"] += 1
+            LOG.info("identity=%s mac=%s tunnel for %s from the AR of network=%s to poa=%s "
+                     "(labels %d/%d)", sa.identity, sa.mn_mac, lease.address, sa.network,
+                     poa.id, down, up)
+        self.tunnels[tunnel.address] = tunnel
+        self._save_tunnel(tunnel)
+        self._sync()
+        return {"address": tunnel.address, "poa": poa.id,
+                "lifetime": max(0, int(tunnel.expires - wall))}
+
+    def _labels(self) -> tuple[int, int]:
+        return self._label_pool.lowest_two()
+
+    def tunnel_release(self, sa, lease) -> None:
+        tunnel = self.tunnels.get(lease.address) if lease else None
+        if tunnel is None or tunnel.identity != sa.identity:
+            self.counters["tunnel_release_nothing"] += 1
+            return
+        if self._busy(tunnel.address):
+            raise Refused("wrong-state", "a handover through this tunnel is in progress")
+        self._drop_tunnel(tunnel, "released")
+        self._sync()
+
+    def _drop_tunnel(self, tunnel: Tunnel, why: str) -> None:
+        """The tunnel ends (``why``: expired, released, arrived, lease_released,
+        sa_expired, ...); the bindings through it follow the MN."""
+        with self._because(reason=why.replace("_", "-")):
+            del self.tunnels[tunnel.address]
+        self.store.delete(TUNNEL_KIND, tunnel.address)
+        self.counters[f"tunnel_{why}"] += 1
+        LOG.info("identity=%s mac=%s network=%s tunnel for %s %s", tunnel.identity, tunnel.mac,
+                 tunnel.network, tunnel.address, why)
+        self._fall_back(tunnel.address, f"tunnel-{why}".replace("_", "-"))
+
+    def lease_ended(self, address: str, why: str) -> None:
+        """The CA's lease of ``address`` ended (``why``: released, expired,
+        declined).  The address goes back to the pool: a tunnel still
+        carrying it would take its next holder's traffic to this MN."""
+        tunnel = self.tunnels.get(address)
+        self._end_tunnels([tunnel] if tunnel is not None else [], f"lease_{why}")
+
+    def sa_ended(self, identity: str, network: str) -> None:
+        """``identity``'s MPA-SA with ``network`` expired (its lifetime or
+        its hold is over): the tunnels it was granted end with it.  An SA
+        replaced by a new pre-authentication is not this: the MN asks
+        again under the new one, and its tunnel carries on meanwhile."""
+        self._end_tunnels([self.tunnels[a] for a in self._tunnels_of.get(identity)
+                           if self.tunnels[a].network == network], "sa_expired")
+
+    def _end_tunnels(self, tunnels: list, why: str) -> None:
+        for tunnel in tunnels:
+            if self._busy(tunnel.address):
+                # A handover through it is under way: it ends with the
+                # handover (an arrival drops it, a switch-back leaves it to
+                # tick, as expired), never under the handover's feet.
+                ended = replace(tunnel, expires=0.0)
+                self.tunnels[tunnel.address] = ended
+                self._save_tunnel(ended)
+                self.counters["tunnel_end_deferred"] += 1
+            else:
+                self._drop_tunnel(tunnel, why)
+        if tunnels:
+            self._sync()
+
+    def _follow(self, mac: str, poa: PoA) -> None:
+        """The MN moved: its tunnels end where it is now, or end (it is in
+        their network)."""
+        changed = False
+        for tunnel in [self.tunnels[a] for a in self._tunnels_of_mac.get(mac)]:
+            if poa.network == tunnel.network and not self._busy(tunnel.address):
+                self._drop_tunnel(tunnel, "arrived")
+                changed = True
+            elif tunnel.poa != poa and poa.network != tunnel.network:
+                self.tunnels[tunnel.address] = replace(tunnel, poa=poa)
+                self._save_tunnel(self.tunnels[tunnel.address])
+                changed = True
+        bound = self._bound_mac.count(mac) > 0
+        if changed or bound:
+            self._sync()
