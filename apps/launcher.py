@@ -14,8 +14,8 @@ import socket
 import sys
 
 from apps import logs
-from mpa_sdn.config import (
-    CONTROLLER_FILES, ConfigError, load_or_exit, load_topology, missing_from_group)
+from mpa_protocol.schema import ConfigError
+from mpa_sdn.config import CONTROLLER_FILES, load_or_exit, load_topology, missing_from_group
 
 # The flags that override the controller: section, one row each:
 # (key, flag, metavar, type, help).  The flag's value lands in args.<key>.
@@ -123,7 +123,7 @@ def _credential_problems(sections) -> tuple[dict, list[str]]:
     """Every domain's credential store, and the problems with their files (one
     line each, then no stores).  ``sections``: a topology, or what parsed of
     an invalid one."""
-    from mpa_sdn.credentials import load_stores
+    from mpa_sdn.config import load_stores
     try:
         return load_stores(sections), []
     except ConfigError as exc:

@@ -37,9 +37,9 @@ from common import ROOT, TOPOLOGY, stamped, unwind_on_sigterm, write  # noqa: E4
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from mpa_mn import protocol  # noqa: E402
-from mpa_sdn.config import load_topology  # noqa: E402
+from mpa_protocol.credentials import load_mn_credentials  # noqa: E402
+from mpa_sdn.config import load_stores, load_topology  # noqa: E402
 from mpa_sdn.controller import Controller  # noqa: E402
-from mpa_sdn.credentials import load_mn_credentials, load_stores  # noqa: E402
 from mpa_sdn.service import REST, Origin  # noqa: E402
 from mpa_sdn.store import SqliteStore  # noqa: E402
 from mpa_rig import reconcile_all  # noqa: E402

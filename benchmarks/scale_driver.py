@@ -38,8 +38,8 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from apps import mpa_app, runtime
 from mpa_mn import protocol
+from mpa_protocol.credentials import CredentialStore
 from mpa_sdn.config import parse_topology
-from mpa_sdn.credentials import CredentialStore
 from mpa_sdn.packets import udp_frame
 from mpa_sdn.service import REST, Origin
 from mpa_sdn.tables import Table

@@ -98,9 +98,9 @@ from mpa_mn.protocol import ProtocolError
 from mpa_mn.reactive import Reactive, ReactiveSettings
 from mpa_mn.state import StateError, StateFile, default_path
 from mpa_mn.vif import Ip, NoVifs, VifError, Vifs, ipv4_addresses
+from mpa_protocol.credentials import MnCredentials, load_mn_credentials
 from mpa_protocol.messages import HANDOVER_MODES, HANDOVER_PHASES, ID_RE, MAC_RE, MAX_WAIT_S
-from mpa_sdn.config import ConfigError
-from mpa_sdn.credentials import MnCredentials, load_mn_credentials
+from mpa_protocol.schema import ConfigError
 
 LOG = logging.getLogger("mpa_mn.cli")
 

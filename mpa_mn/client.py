@@ -41,7 +41,7 @@ from mpa_mn.protocol import ProtocolError, SaState
 from mpa_mn.state import Entry, MemoryState
 from mpa_mn.vif import NoVifs, vif_name
 from mpa_protocol import messages
-from mpa_sdn.credentials import MnCredentials
+from mpa_protocol.credentials import MnCredentials
 
 LOG = logging.getLogger("mpa_mn.client")
 

@@ -2,32 +2,32 @@
 
 Every problem is collected, not just the first, and each names the key path
 where it was found (``networks.net-a1.gateway: ...``), so a user can fix a
-file in one pass.  The same function backs ``mpa-controller --check-config``,
-the controller start-up and the tests.
+file in one pass (the toolkit is :mod:`mpa_protocol.schema`).  The same
+function backs ``mpa-controller --check-config``, the controller start-up and
+the tests; :func:`load_stores` reads the credentials files the domains name.
 """
 
 from __future__ import annotations
 
-import collections.abc
 import dataclasses
 import hashlib
 import ipaddress
 import os
 import re
 import sys
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
-import yaml
-
-from mpa_protocol.messages import ID_RE, MAC_RE, nai_ok
+from mpa_protocol import schema
+from mpa_protocol.credentials import CredentialStore, load_store
+from mpa_protocol.messages import ID_RE
+from mpa_protocol.schema import (MISSING, ConfigError, Invalid, Quiet, Reader, is_version_1,
+                                 kind_of, load_yaml, read_text)
 from mpa_sdn import interface_names
-
 from mpa_sdn.topology import (
     ROLE_ACCESS, ROLES, AddressPool, ControllerSettings,
     Correspondent, Domain, Link, MobileNode, MpaSettings, Neighbour, Network, PoA, Port,
     Switch, Topology)
 
-MAX_FILE_BYTES = 4 * 1024 * 1024
 HEX_RE = re.compile(r"(0x)?[0-9a-fA-F]{1,16}")
 MAX_PORT = 0xffffff00  # OFPP_MAX: above are reserved ports
 MAX_DPID = (1 << 64) - 1
@@ -37,22 +37,6 @@ MAX_DNS_SERVERS = 4
 MAX_LEASE_S = 2**31 - 1
 DAY_S = 24 * 3600
 YEAR_S = 365 * DAY_S
-
-
-class ConfigError(Exception):
-    """A topology file is invalid; ``errors`` lists (path, message) pairs.
-
-    ``parsed`` holds the sections of the file that parsed (a :class:`Parsed`),
-    or None when the file could not be read as a topology at all.
-    """
-
-    def __init__(self, errors: list[tuple[str, str]], parsed: "Parsed | None" = None):
-        self.errors = errors
-        self.parsed = parsed
-        super().__init__("\n".join(f"{p}: {m}" if p else m for p, m in errors))
-
-    def lines(self) -> list[str]:
-        return [f"{p}: {m}" if p else m for p, m in self.errors]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,207 +50,77 @@ class Parsed:
     domains: Mapping[str, Domain]
 
 
-class _Invalid(Exception):
-    """Raised inside a field parser; the caller records it and moves on."""
-
-
-class _Quiet(_Invalid):
-    """A reference to an entry that is itself invalid: already reported."""
-
-
-class _Reader:
-    """Walks the raw YAML, records errors with their key path."""
-
-    def __init__(self):
-        self.errors: list[tuple[str, str]] = []
-        # Entries present in the file but invalid, as (kind, id): references
-        # to them are not reported again as "unknown".
-        self.broken: set[tuple[str, str]] = set()
-
-    def error(self, path: str, message: str) -> None:
-        self.errors.append((path, message))
-
-    def mapping(self, value: Any, path: str, *, required: set[str] = frozenset(),
-                optional: set[str] = frozenset()) -> dict | None:
-        if not isinstance(value, dict):
-            self.error(path, f"must be a mapping, not {_kind(value)}")
-            return None
-        for key in value:
-            if not isinstance(key, str):
-                self.error(path, f"key {key!r} must be a string")
-            elif key not in required and key not in optional:
-                allowed = ", ".join(sorted(required | optional))
-                self.error(_join(path, key), f"unknown key (allowed: {allowed})")
-        missing = sorted(required - set(value))
-        for key in missing:
-            self.error(_join(path, key), "is required")
-        # Unknown keys are reported but do not stop the known ones from being
-        # checked; a missing required key does.
-        return None if missing else {k: v for k, v in value.items() if k in required | optional}
-
-    def field(self, raw: dict, key: str, path: str, parse: Callable[[Any], Any],
-              default: Any = None) -> Any:
-        if key not in raw:
-            return default
-        try:
-            return parse(raw[key])
-        except _Quiet:
-            return _MISSING
-        except _Invalid as exc:
-            self.error(_join(path, key), str(exc))
-            return _MISSING
-
-    def table(self, raw: Any, path: str) -> dict:
-        """A mapping of id -> entry, with ids checked."""
-        if raw is None:
-            return {}
-        if not isinstance(raw, dict):
-            self.error(path, f"must be a mapping of id to entry, not {_kind(raw)}")
-            return {}
-        entries = {}
-        for key, value in raw.items():
-            if not isinstance(key, str) or not ID_RE.fullmatch(key):
-                self.error(_join(path, str(key)),
-                           "id must start with a letter and hold at most 32 of "
-                           "letters, digits, '_', '.', '-'")
-                continue
-            entries[key] = value
-        return entries
-
-
-_MISSING = object()
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "an integer", float: "a number", type(None): "empty"}.get(
-        type(value), type(value).__name__)
-
-
-# -- field parsers: each returns the value or raises _Invalid with a message --
-
-def _int(lo: int, hi: int) -> Callable[[Any], int]:
-    def parse(value):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _Invalid(f"must be an integer, not {_kind(value)}")
-        if not lo <= value <= hi:
-            raise _Invalid(f"{value} is out of range {lo}..{hi}")
-        return value
-    return parse
-
-
-def _number(lo: float, hi: float) -> Callable[[Any], float]:
-    def parse(value):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _Invalid(f"must be a number, not {_kind(value)}")
-        if not lo <= value <= hi:
-            raise _Invalid(f"{value} is out of range {lo}..{hi}")
-        return float(value)
-    return parse
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise _Invalid(f"must be a non-empty string, not {_kind(value)}")
-    return value
-
-
-def _path(value: Any) -> str:
-    if not isinstance(value, str):
-        raise _Invalid(f"must be a file path as a string, not {_kind(value)}")
-    if not value.strip() or "\0" in value:
-        raise _Invalid(f"{value!r} is not a usable file path")
-    return value
-
-
-def _ident(value: Any) -> str:
-    if not isinstance(value, str) or not ID_RE.fullmatch(value):
-        raise _Invalid(f"{value!r} is not a valid id")
-    return value
-
+# -- the topology's field parsers (the generic ones are mpa_protocol.schema's) --
 
 def _ipv4(value: Any) -> ipaddress.IPv4Address:
     if not isinstance(value, str):
-        raise _Invalid(f"must be an IPv4 address as a string, not {_kind(value)}")
+        raise Invalid(f"must be an IPv4 address as a string, not {kind_of(value)}")
     try:
         return ipaddress.IPv4Address(value)
     except ValueError:
-        raise _Invalid(f"{value!r} is not an IPv4 address") from None
+        raise Invalid(f"{value!r} is not an IPv4 address") from None
 
 
 def _unicast_ipv4(value: Any) -> ipaddress.IPv4Address:
     address = _ipv4(value)
     if (address.is_unspecified or address.is_loopback or address.is_multicast
             or address.is_reserved):
-        raise _Invalid(f"{address} is not a unicast address")
+        raise Invalid(f"{address} is not a unicast address")
     return address
 
 
 def _host_address(value: Any) -> str:
     if not isinstance(value, str):
-        raise _Invalid(f"must be an address as a string, not {_kind(value)}")
+        raise Invalid(f"must be an address as a string, not {kind_of(value)}")
     try:
         ipaddress.ip_address(value)
     except ValueError:
-        raise _Invalid(f"{value!r} is not an IP address") from None
+        raise Invalid(f"{value!r} is not an IP address") from None
     return value
 
 
 def _prefix(value: Any) -> ipaddress.IPv4Network:
     if not isinstance(value, str):
-        raise _Invalid(f"must be a prefix such as 10.1.0.0/24, not {_kind(value)}")
+        raise Invalid(f"must be a prefix such as 10.1.0.0/24, not {kind_of(value)}")
     try:
         network = ipaddress.IPv4Network(value, strict=True)
     except ValueError as exc:
-        raise _Invalid(f"{value!r} is not an IPv4 prefix ({exc})") from None
+        raise Invalid(f"{value!r} is not an IPv4 prefix ({exc})") from None
     if network.prefixlen > 30:
-        raise _Invalid(f"{value} is too small for hosts and a gateway (at most /30)")
+        raise Invalid(f"{value} is too small for hosts and a gateway (at most /30)")
     return network
-
-
-def _mac(value: Any) -> str:
-    if not isinstance(value, str) or not MAC_RE.fullmatch(value.lower()):
-        raise _Invalid(f"{value!r} is not a MAC address like 02:00:00:00:00:01")
-    mac = value.lower()
-    if int(mac[:2], 16) & 1:
-        raise _Invalid(f"{value} is a multicast address")
-    return mac
 
 
 def _dpid(value: Any) -> int:
     if isinstance(value, str):
         digits = value.replace(":", "")
         if not HEX_RE.fullmatch(digits):
-            raise _Invalid(f"{value!r} is not a datapath id (an integer or hex digits)")
+            raise Invalid(f"{value!r} is not a datapath id (an integer or hex digits)")
         value = int(digits, 16)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid(f"must be an integer or a hex string, not {_kind(value)}")
+        raise Invalid(f"must be an integer or a hex string, not {kind_of(value)}")
     if not 1 <= value <= MAX_DPID:
-        raise _Invalid(f"{value} is out of range 1..2^64-1")
+        raise Invalid(f"{value} is out of range 1..2^64-1")
     return value
 
 
 def _switch_port(value: Any) -> Port:
     if not isinstance(value, str) or value.count(":") != 1:
-        raise _Invalid(f"{value!r} must be 'switch:port'")
+        raise Invalid(f"{value!r} must be 'switch:port'")
     switch, port = value.split(":")
     if not ID_RE.fullmatch(switch):
-        raise _Invalid(f"{switch!r} is not a valid switch id")
+        raise Invalid(f"{switch!r} is not a valid switch id")
     if not port.isdigit() or not 1 <= int(port) <= MAX_PORT:
-        raise _Invalid(f"port {port!r} must be a number 1..{MAX_PORT}")
+        raise Invalid(f"port {port!r} must be a number 1..{MAX_PORT}")
     return Port(switch, int(port))
 
 
 def _pool(value: Any) -> AddressPool:
     if not isinstance(value, str) or value.count("-") != 1:
-        raise _Invalid(f"{value!r} must be 'first-last', e.g. 10.1.0.100-10.1.0.199")
+        raise Invalid(f"{value!r} must be 'first-last', e.g. 10.1.0.100-10.1.0.199")
     first, last = (_ipv4(part.strip()) for part in value.split("-"))
     if last < first:
-        raise _Invalid(f"{value}: last address is below the first")
+        raise Invalid(f"{value}: last address is below the first")
     return AddressPool(first, last)
 
 
@@ -286,74 +140,74 @@ CONTROLLER_FILES = tuple(key for group in TLS_GROUPS for key in group) + ("api_t
 
 _SETTING_PARSERS = {
     "openflow_host": _host_address,
-    "openflow_port": _int(1, 65535),
+    "openflow_port": schema.integer(1, 65535),
     "rest_host": _host_address,
-    "rest_port": _int(1, 65535),
-    "host_idle_timeout_s": _int(0, 65535),
-    "host_probe_s": _number(0.1, 60),
-    "max_hosts": _int(1, 1_000_000),
-    "arp_resolve_interval_s": _number(0.01, 60),
-    "pending_per_address": _int(0, 1000),
-    "pending_addresses": _int(0, 100_000),
-    "pending_lifetime_s": _number(0.1, 60),
-    "reject_hold_s": _int(1, 3600),
-    "packet_in_queue": _int(1, 100_000),
-    "rest_max_connections": _int(1, 100_000),
-    "rest_connections_per_source": _int(1, 100_000),
-    "rest_header_timeout_s": _number(0.1, 3600),
-    "rest_body_timeout_s": _number(0.1, 3600),
-    "rest_idle_timeout_s": _number(0.1, DAY_S),
-    "rest_max_streams": _int(0, 100_000),
-    "rest_streams_per_token": _int(0, 100_000),
-    "rest_max_waiting": _int(1, 100_000),
-    "rest_max_held": _int(1, 100_000),
-    "rest_held_per_source": _int(1, 100_000),
-    **dict.fromkeys(CONTROLLER_FILES, _path),
+    "rest_port": schema.integer(1, 65535),
+    "host_idle_timeout_s": schema.integer(0, 65535),
+    "host_probe_s": schema.number(0.1, 60),
+    "max_hosts": schema.integer(1, 1_000_000),
+    "arp_resolve_interval_s": schema.number(0.01, 60),
+    "pending_per_address": schema.integer(0, 1000),
+    "pending_addresses": schema.integer(0, 100_000),
+    "pending_lifetime_s": schema.number(0.1, 60),
+    "reject_hold_s": schema.integer(1, 3600),
+    "packet_in_queue": schema.integer(1, 100_000),
+    "rest_max_connections": schema.integer(1, 100_000),
+    "rest_connections_per_source": schema.integer(1, 100_000),
+    "rest_header_timeout_s": schema.number(0.1, 3600),
+    "rest_body_timeout_s": schema.number(0.1, 3600),
+    "rest_idle_timeout_s": schema.number(0.1, DAY_S),
+    "rest_max_streams": schema.integer(0, 100_000),
+    "rest_streams_per_token": schema.integer(0, 100_000),
+    "rest_max_waiting": schema.integer(1, 100_000),
+    "rest_max_held": schema.integer(1, 100_000),
+    "rest_held_per_source": schema.integer(1, 100_000),
+    **dict.fromkeys(CONTROLLER_FILES, schema.file_path),
 }
 
 
 _MPA_PARSERS = {
-    "signalling_port": _int(1, 65535),
-    "max_message_bytes": _int(256, 9000),
-    "state_db": _path,
-    "auth_session_s": _number(0.01, 3600),
-    "max_auth_sessions": _int(1, 1_000_000),
-    "sa_lifetime_s": _int(1, YEAR_S),
-    "sa_hold_s": _int(1, YEAR_S),
-    "auth_sessions_per_source": _int(1, 1_000_000),
-    "held_per_mn": _int(1, 64),
-    "replay_window": _int(1, 1024),
-    "retransmit_s": _number(0.01, 3600),
-    "failures_per_identity": _int(1, 1_000_000),
-    "failures_per_source": _int(1, 1_000_000),
-    "failure_window_s": _number(0.01, DAY_S),
-    "lockout_s": _number(0.01, DAY_S),
-    "lease_time_s": _int(60, MAX_LEASE_S),
-    "offer_hold_s": _number(0.01, 3600),
-    "dad_probes": _int(1, 10),
-    "dad_interval_s": _number(0.01, 10),
-    "dad_wait_s": _number(0.01, 10),
-    "dad_reserve": _int(0, 1000),
-    "dad_valid_s": _number(0.01, DAY_S),
-    "tunnel_lifetime_s": _int(1, DAY_S),
-    "max_tunnels_per_mn": _int(1, 64),
-    "max_tunnels": _int(1, 1_000_000),
-    "binding_lifetime_s": _int(1, YEAR_S),
-    "switch_deadline_s": _number(0.05, 3600),
-    "buffer_packets": _int(0, 1_000_000),
-    "buffer_bytes": _int(0, 1 << 32),
-    "buffer_time_s": _number(0.01, 3600),
-    "flush_rate_pps": _int(1, 10_000_000),
-    "flush_batch": _int(1, 10_000),
-    "copy_packets": _int(1, 1_000_000),
-    "copy_time_s": _number(0.01, 3600),
-    "copy_wait_s": _number(0, 60),
-    "copy_guard_s": _number(0, 60),
-    "bicast_period_s": _number(0, 3600),
+    "signalling_port": schema.integer(1, 65535),
+    "max_message_bytes": schema.integer(256, 9000),
+    "state_db": schema.file_path,
+    "auth_session_s": schema.number(0.01, 3600),
+    "max_auth_sessions": schema.integer(1, 1_000_000),
+    "sa_lifetime_s": schema.integer(1, YEAR_S),
+    "sa_hold_s": schema.integer(1, YEAR_S),
+    "auth_sessions_per_source": schema.integer(1, 1_000_000),
+    "held_per_mn": schema.integer(1, 64),
+    "replay_window": schema.integer(1, 1024),
+    "retransmit_s": schema.number(0.01, 3600),
+    "failures_per_identity": schema.integer(1, 1_000_000),
+    "failures_per_source": schema.integer(1, 1_000_000),
+    "failure_window_s": schema.number(0.01, DAY_S),
+    "lockout_s": schema.number(0.01, DAY_S),
+    "lease_time_s": schema.integer(60, MAX_LEASE_S),
+    "offer_hold_s": schema.number(0.01, 3600),
+    "dad_probes": schema.integer(1, 10),
+    "dad_interval_s": schema.number(0.01, 10),
+    "dad_wait_s": schema.number(0.01, 10),
+    "dad_reserve": schema.integer(0, 1000),
+    "dad_valid_s": schema.number(0.01, DAY_S),
+    "tunnel_lifetime_s": schema.integer(1, DAY_S),
+    "max_tunnels_per_mn": schema.integer(1, 64),
+    "max_tunnels": schema.integer(1, 1_000_000),
+    "binding_lifetime_s": schema.integer(1, YEAR_S),
+    "switch_deadline_s": schema.number(0.05, 3600),
+    "buffer_packets": schema.integer(0, 1_000_000),
+    "buffer_bytes": schema.integer(0, 1 << 32),
+    "buffer_time_s": schema.number(0.01, 3600),
+    "flush_rate_pps": schema.integer(1, 10_000_000),
+    "flush_batch": schema.integer(1, 10_000),
+    "copy_packets": schema.integer(1, 1_000_000),
+    "copy_time_s": schema.number(0.01, 3600),
+    "copy_wait_s": schema.number(0, 60),
+    "copy_guard_s": schema.number(0, 60),
+    "bicast_period_s": schema.number(0, 3600),
 }
 
 
-def _settings(r: _Reader, raw: Any, section: str, parsers: dict, cls: type) -> Any:
+def _settings(r: Reader, raw: Any, section: str, parsers: dict, cls: type) -> Any:
     """A section of optional scalar settings; a key left out keeps cls's default."""
     if raw is None:
         return cls()
@@ -362,8 +216,8 @@ def _settings(r: _Reader, raw: Any, section: str, parsers: dict, cls: type) -> A
         return cls()
     values = {}
     for key, parse in parsers.items():
-        value = r.field(raw, key, section, parse, default=_MISSING)
-        if value is not _MISSING:
+        value = r.field(raw, key, section, parse, default=MISSING)
+        if value is not MISSING:
             values[key] = value
     return cls(**values)
 
@@ -378,7 +232,7 @@ def missing_from_group(present: set[str]) -> list[tuple[str, tuple[str, ...]]]:
     return missing
 
 
-def _controller(r: _Reader, raw: Any) -> ControllerSettings:
+def _controller(r: Reader, raw: Any) -> ControllerSettings:
     errors_before = len(r.errors)
     settings = _settings(r, raw, "controller", _SETTING_PARSERS, ControllerSettings)
     if len(r.errors) == errors_before:
@@ -388,7 +242,7 @@ def _controller(r: _Reader, raw: Any) -> ControllerSettings:
     return settings
 
 
-def _mpa(r: _Reader, raw: Any) -> MpaSettings:
+def _mpa(r: Reader, raw: Any) -> MpaSettings:
     errors_before = len(r.errors)
     settings = _settings(r, raw, "mpa", _MPA_PARSERS, MpaSettings)
     # A probe result that expires before the probing ends could never be used:
@@ -401,7 +255,7 @@ def _mpa(r: _Reader, raw: Any) -> MpaSettings:
     return settings
 
 
-def _domains(r: _Reader, raw: Any) -> dict[str, Domain]:
+def _domains(r: Reader, raw: Any) -> dict[str, Domain]:
     domains = {}
     for did, entry in r.table(raw, "domains").items():
         path = f"domains.{did}"
@@ -410,16 +264,16 @@ def _domains(r: _Reader, raw: Any) -> dict[str, Domain]:
         if entry is None:
             r.broken.add(("domain", did))  # its networks are not reported again
         else:
-            name = r.field(entry, "name", path, _text, default=did)
-            credentials = r.field(entry, "credentials", path, _path)
-            domains[did] = Domain(did, did if name is _MISSING else name,
-                                  None if credentials is _MISSING else credentials)
+            name = r.field(entry, "name", path, schema.text, default=did)
+            credentials = r.field(entry, "credentials", path, schema.file_path)
+            domains[did] = Domain(did, did if name is MISSING else name,
+                                  None if credentials is MISSING else credentials)
     if not domains:
         r.error("domains", "at least one administrative domain is required")
     return domains
 
 
-def _switches(r: _Reader, raw: Any) -> dict[str, Switch]:
+def _switches(r: Reader, raw: Any) -> dict[str, Switch]:
     switches, by_dpid = {}, {}
     for sid, entry in r.table(raw, "switches").items():
         path = f"switches.{sid}"
@@ -428,7 +282,7 @@ def _switches(r: _Reader, raw: Any) -> dict[str, Switch]:
         if entry is None:
             continue
         dpid = r.field(entry, "dpid", path, _dpid)
-        if dpid is _MISSING:
+        if dpid is MISSING:
             continue
         if dpid in by_dpid:
             r.error(f"{path}.dpid", f"{dpid:#x} is already the dpid of switch {by_dpid[dpid]}")
@@ -441,11 +295,11 @@ def _switches(r: _Reader, raw: Any) -> dict[str, Switch]:
     return switches
 
 
-def _links(r: _Reader, raw: Any, switches: dict, used: dict) -> tuple[Link, ...]:
+def _links(r: Reader, raw: Any, switches: dict, used: dict) -> tuple[Link, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        r.error("links", f"must be a list of [switch:port, switch:port], not {_kind(raw)}")
+        r.error("links", f"must be a list of [switch:port, switch:port], not {kind_of(raw)}")
         return ()
     links = []
     for i, entry in enumerate(raw):
@@ -457,7 +311,7 @@ def _links(r: _Reader, raw: Any, switches: dict, used: dict) -> tuple[Link, ...]
         for j, end in enumerate(entry):
             try:
                 ends.append(_switch_port(end))
-            except _Invalid as exc:
+            except Invalid as exc:
                 r.error(f"{path}[{j}]", str(exc))
                 continue
             if ends[-1].switch in switches:
@@ -473,7 +327,7 @@ def _links(r: _Reader, raw: Any, switches: dict, used: dict) -> tuple[Link, ...]
     return tuple(links)
 
 
-def _interfaces_fit(r: _Reader, path: str, *names: str) -> None:
+def _interfaces_fit(r: Reader, path: str, *names: str) -> None:
     """Report the first of an entry's lab interface names Linux would refuse."""
     for name in names:
         problem = interface_names.problem(name)
@@ -482,7 +336,7 @@ def _interfaces_fit(r: _Reader, path: str, *names: str) -> None:
             return
 
 
-def _claim_ports(r: _Reader, path: str, ends: list[Port], switches: dict,
+def _claim_ports(r: Reader, path: str, ends: list[Port], switches: dict,
                  used: dict, owner: str) -> bool:
     ok = True
     for end in ends:
@@ -499,7 +353,7 @@ def _claim_ports(r: _Reader, path: str, ends: list[Port], switches: dict,
     return ok
 
 
-def _network(r: _Reader, nid: str, raw: Any, domains: dict, switches: dict,
+def _network(r: Reader, nid: str, raw: Any, domains: dict, switches: dict,
              used: dict, poa_ids: dict) -> Network | None:
     path = f"networks.{nid}"
     raw = r.mapping(raw, path, required={"domain", "prefix", "gateway", "access_router", "poas"},
@@ -510,16 +364,16 @@ def _network(r: _Reader, nid: str, raw: Any, domains: dict, switches: dict,
 
     def role(value):
         if value not in ROLES:
-            raise _Invalid(f"{value!r} must be one of {', '.join(ROLES)}")
+            raise Invalid(f"{value!r} must be one of {', '.join(ROLES)}")
         return value
 
     def known(table, what):
         def parse(value):
-            value = _ident(value)
+            value = schema.ident(value)
             if (what, value) in r.broken:
-                raise _Quiet(value)
+                raise Quiet(value)
             if value not in table:
-                raise _Invalid(f"unknown {what} {value!r}")
+                raise Invalid(f"unknown {what} {value!r}")
             return value
         return parse
 
@@ -528,11 +382,11 @@ def _network(r: _Reader, nid: str, raw: Any, domains: dict, switches: dict,
     served_by = r.field(raw, "served_by", path, known(domains, "domain"), default=domain)
     prefix = r.field(raw, "prefix", path, _prefix)
     gateway = r.field(raw, "gateway", path, _ipv4)
-    gateway_mac = r.field(raw, "gateway_mac", path, _mac, default=default_gateway_mac(nid))
+    gateway_mac = r.field(raw, "gateway_mac", path, schema.mac, default=default_gateway_mac(nid))
     ar = r.field(raw, "access_router", path, known(switches, "switch"))
     pool = r.field(raw, "pool", path, _pool)
     dns = _dns(r, raw["dns"], f"{path}.dns") if "dns" in raw else ()
-    lease_time = r.field(raw, "lease_time_s", path, _int(60, MAX_LEASE_S))
+    lease_time = r.field(raw, "lease_time_s", path, schema.integer(60, MAX_LEASE_S))
 
     if isinstance(prefix, ipaddress.IPv4Network):
         if isinstance(gateway, ipaddress.IPv4Address) and not _is_host_of(gateway, prefix):
@@ -553,7 +407,7 @@ def _network(r: _Reader, nid: str, raw: Any, domains: dict, switches: dict,
         ppath = f"{path}.poas.{pid}"
         try:
             port = _switch_port(entry)
-        except _Invalid as exc:
+        except Invalid as exc:
             r.error(ppath, str(exc))
             continue
         if port.switch in switches:
@@ -572,9 +426,9 @@ def _network(r: _Reader, nid: str, raw: Any, domains: dict, switches: dict,
                    poas=tuple(poas), pool=pool, dns=dns, lease_time_s=lease_time)
 
 
-def _dns(r: _Reader, raw: Any, path: str) -> tuple[ipaddress.IPv4Address, ...]:
+def _dns(r: Reader, raw: Any, path: str) -> tuple[ipaddress.IPv4Address, ...]:
     if not isinstance(raw, list):
-        r.error(path, f"must be a list of IPv4 addresses, not {_kind(raw)}")
+        r.error(path, f"must be a list of IPv4 addresses, not {kind_of(raw)}")
         return ()
     if len(raw) > MAX_DNS_SERVERS:
         r.error(path, f"at most {MAX_DNS_SERVERS} servers, not {len(raw)}")
@@ -582,7 +436,7 @@ def _dns(r: _Reader, raw: Any, path: str) -> tuple[ipaddress.IPv4Address, ...]:
     for i, value in enumerate(raw):
         try:
             server = _unicast_ipv4(value)
-        except _Invalid as exc:
+        except Invalid as exc:
             r.error(f"{path}[{i}]", str(exc))
             continue
         if server in servers:
@@ -595,7 +449,7 @@ def _is_host_of(address, prefix) -> bool:
     return address in prefix and address not in (prefix.network_address, prefix.broadcast_address)
 
 
-def _networks(r: _Reader, raw: Any, domains: dict, switches: dict, used: dict) -> dict:
+def _networks(r: Reader, raw: Any, domains: dict, switches: dict, used: dict) -> dict:
     networks, poa_ids = {}, {}
     entries = r.table(raw, "networks")
     if not entries:
@@ -624,11 +478,11 @@ def _networks(r: _Reader, raw: Any, domains: dict, switches: dict, used: dict) -
     return networks
 
 
-def _neighbours(r: _Reader, raw: Any, networks: dict) -> tuple[Neighbour, ...]:
+def _neighbours(r: Reader, raw: Any, networks: dict) -> tuple[Neighbour, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        r.error("neighbours", f"must be a list, not {_kind(raw)}")
+        r.error("neighbours", f"must be a list, not {kind_of(raw)}")
         return ()
     relations: dict[tuple[str, str], Neighbour] = {}
     for i, entry in enumerate(raw):
@@ -639,8 +493,8 @@ def _neighbours(r: _Reader, raw: Any, networks: dict) -> tuple[Neighbour, ...]:
             continue
         ends = []
         for key in ("from", "to"):
-            nid = r.field(entry, key, path, _ident)
-            if nid is _MISSING:
+            nid = r.field(entry, key, path, schema.ident)
+            if nid is MISSING:
                 continue
             if ("network", nid) in r.broken:
                 continue
@@ -651,9 +505,9 @@ def _neighbours(r: _Reader, raw: Any, networks: dict) -> tuple[Neighbour, ...]:
                                          "not a place an MN moves to or from")
             else:
                 ends.append(nid)
-        both = r.field(entry, "bidirectional", path, _boolean, default=True)
-        l2 = r.field(entry, "l2_handover_ms", path, _number(0, 60_000))
-        if len(ends) != 2 or both is _MISSING or l2 is _MISSING:
+        both = r.field(entry, "bidirectional", path, schema.boolean, default=True)
+        l2 = r.field(entry, "l2_handover_ms", path, schema.number(0, 60_000))
+        if len(ends) != 2 or both is MISSING or l2 is MISSING:
             continue
         if ends[0] == ends[1]:
             r.error(path, "a network is not its own neighbour")
@@ -667,30 +521,24 @@ def _neighbours(r: _Reader, raw: Any, networks: dict) -> tuple[Neighbour, ...]:
     return tuple(relations[k] for k in sorted(relations))
 
 
-def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _Invalid(f"must be true or false, not {_kind(value)}")
-    return value
-
-
-def _hosts(r: _Reader, raw_cns: Any, raw_mns: Any, networks: dict) -> tuple[dict, dict]:
+def _hosts(r: Reader, raw_cns: Any, raw_mns: Any, networks: dict) -> tuple[dict, dict]:
     poas = {p.id: p for n in networks.values() for p in n.poas}
     macs: dict[str, str] = {n.gateway_mac: f"network {n.id}'s gateway" for n in networks.values()}
     taken_poas: dict[str, str] = {}
 
     def claim_mac(path, owner, mac):
-        if mac is _MISSING or mac is None:
+        if mac is MISSING or mac is None:
             return
         if mac in macs:
             r.error(f"{path}.mac", f"{mac} is already used by {macs[mac]}")
         macs[mac] = owner
 
     def known_poa(value):
-        value = _ident(value)
+        value = schema.ident(value)
         if ("poa", value) in r.broken:
-            raise _Quiet(value)
+            raise Quiet(value)
         if value not in poas:
-            raise _Invalid(f"unknown PoA {value!r}")
+            raise Invalid(f"unknown PoA {value!r}")
         return value
 
     cns = {}
@@ -702,9 +550,9 @@ def _hosts(r: _Reader, raw_cns: Any, raw_mns: Any, networks: dict) -> tuple[dict
             continue
         poa = r.field(entry, "poa", path, known_poa)
         address = r.field(entry, "address", path, _ipv4)
-        mac = r.field(entry, "mac", path, _mac)
+        mac = r.field(entry, "mac", path, schema.mac)
         claim_mac(path, f"correspondent {cid}", mac)
-        if _MISSING in (poa, address, mac):
+        if MISSING in (poa, address, mac):
             continue
         network = networks[poas[poa].network]
         if not _is_host_of(address, network.prefix):
@@ -729,13 +577,13 @@ def _hosts(r: _Reader, raw_cns: Any, raw_mns: Any, networks: dict) -> tuple[dict
                           optional={"identity", "credentials", "home_address"})
         if entry is None:
             continue
-        mac = r.field(entry, "mac", path, _mac)
+        mac = r.field(entry, "mac", path, schema.mac)
         attach = r.field(entry, "attach", path, known_poa)
-        identity = r.field(entry, "identity", path, _nai)
-        credentials = r.field(entry, "credentials", path, _path, default=None)
+        identity = r.field(entry, "identity", path, schema.nai)
+        credentials = r.field(entry, "credentials", path, schema.file_path, default=None)
         home = r.field(entry, "home_address", path, _ipv4, default=None)
         claim_mac(path, f"mobile node {mid}", mac)
-        if _MISSING in (mac, attach, identity, credentials, home):
+        if MISSING in (mac, attach, identity, credentials, home):
             continue
         if home is not None:
             # Traffic to a home address is rewritten, never routed: it must not
@@ -762,20 +610,10 @@ def _hosts(r: _Reader, raw_cns: Any, raw_mns: Any, networks: dict) -> tuple[dict
     return cns, mns
 
 
-def _nai(value: Any) -> str:
-    if not nai_ok(value):  # what auth-init accepts: no key that could never be used
-        raise _Invalid(f"{value!r} is not a network access identifier like mn1@domain-a")
-    return value
-
-
-def _is_version_1(value: Any) -> bool:
-    return type(value) is int and value == 1
-
-
 def parse_topology(raw: Any) -> Topology:
     """Validate already-loaded YAML data; raise ConfigError listing every problem."""
-    r = _Reader()
-    if isinstance(raw, dict) and "version" in raw and not _is_version_1(raw["version"]):
+    r = Reader()
+    if isinstance(raw, dict) and "version" in raw and not is_version_1(raw["version"]):
         # Another version is another schema: checking the rest would only
         # produce noise.
         raise ConfigError([("version", f"{raw['version']!r} is not a supported version (1)")])
@@ -809,14 +647,14 @@ def parse_topology(raw: Any) -> Topology:
     raise ConfigError(r.errors, Parsed(controller, domains))
 
 
-def _independent(r: _Reader, raw: dict) -> Parsed:
+def _independent(r: Reader, raw: dict) -> Parsed:
     """The sections that need no other section, checked."""
     controller = _controller(r, raw.get("controller"))
     _mpa(r, raw.get("mpa"))
     return Parsed(controller, _domains(r, raw["domains"]) if "domains" in raw else {})
 
 
-def _check_connected(r: _Reader, topology: Topology) -> None:
+def _check_connected(r: Reader, topology: Topology) -> None:
     # Imported here: the graph module depends on this one's types only.
     from mpa_sdn.neighbourhood import NeighbourhoodGraph
     graph = NeighbourhoodGraph(topology)
@@ -824,38 +662,6 @@ def _check_connected(r: _Reader, topology: Topology) -> None:
     if len(islands) > 1:
         parts = "; ".join(", ".join(sorted(i)) for i in islands)
         r.error("links", f"the switches are not all connected: {parts}")
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys instead of keeping the last."""
-
-
-def _construct_mapping(loader, node, deep=False):
-    seen = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if not isinstance(key, collections.abc.Hashable):
-            raise yaml.constructor.ConstructorError(
-                None, None, "a mapping key must be a scalar", key_node.start_mark)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def load_yaml(text: str, source: str = "<string>") -> Any:
-    """YAML text as plain data: safe tags only, duplicate keys refused."""
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([("", f"{source}: not valid YAML at {where}: {problem}")]) from None
 
 
 def load_topology_text(text: str, source: str = "<string>") -> Topology:
@@ -873,21 +679,6 @@ def load_or_exit(path: str) -> Topology:
         raise SystemExit(2) from None
 
 
-def read_text(path: str) -> str:
-    """A configuration file's text: bounded in size, UTF-8, or a ConfigError."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError([("", f"{path}: cannot read ({exc.strerror})")]) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise ConfigError([("", f"{path}: larger than {MAX_FILE_BYTES} bytes")])
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError([("", f"{path}: not UTF-8 text")]) from None
-
-
 def load_topology(path: str) -> Topology:
     """The topology in ``path``; relative credentials paths and the controller's
     file paths are resolved against the file's directory, so the result does
@@ -900,6 +691,29 @@ def load_topology(path: str) -> Topology:
             raise
         raise ConfigError(exc.errors, _resolved(exc.parsed, base)) from None
     return _resolved(topology, base)
+
+
+def load_stores(topology: Topology | Parsed) -> dict[str, CredentialStore]:
+    """Every domain's store (empty for a domain without ``credentials``).
+
+    Errors of all files come in one ConfigError: a problem with a file as a whole
+    is reported on the topology key that names it, one inside a file on
+    ``FILE:key.path``.  ``topology`` may be what parsed of an invalid topology
+    (a ConfigError's ``parsed``): the domains that parsed are read.
+    """
+    stores, errors = {}, []
+    for did, domain in sorted(topology.domains.items()):
+        if domain.credentials is None:
+            stores[did] = CredentialStore(did)
+            continue
+        try:
+            stores[did] = load_store(domain.credentials, did)
+        except ConfigError as exc:
+            errors += [(f"{domain.credentials}:{p}" if p else f"domains.{did}.credentials", m)
+                       for p, m in exc.errors]
+    if errors:
+        raise ConfigError(errors)
+    return stores
 
 
 def _resolved(sections: Topology | Parsed, base: str) -> Topology | Parsed:

@@ -22,8 +22,8 @@ from types import MappingProxyType
 import pytest
 import yaml
 
-from mpa_sdn.config import (
-    MAX_FILE_BYTES, ConfigError, load_or_exit, load_topology, load_topology_text, parse_topology)
+from mpa_protocol.schema import MAX_FILE_BYTES, ConfigError
+from mpa_sdn.config import load_or_exit, load_topology, load_topology_text, parse_topology
 from mpa_sdn.topology import ControllerSettings, MpaSettings, Neighbour
 
 REPO = Path(__file__).resolve().parents[1]

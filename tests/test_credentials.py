@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mpa_sdn.config import ConfigError, load_topology, parse_topology
-from mpa_sdn.credentials import (
-    MAX_FILE_BYTES, CredentialStore, MnCredentials, load_mn_credentials, load_store,
-    load_stores)
+from mpa_protocol.credentials import (MAX_FILE_BYTES, CredentialStore, MnCredentials,
+                                      load_mn_credentials, load_store)
+from mpa_protocol.schema import ConfigError
+from mpa_sdn.config import load_stores, load_topology, parse_topology
 
 REPO = Path(__file__).resolve().parents[1]
 TOPOLOGY_FILE = REPO / "topologies" / "two_domains.yaml"

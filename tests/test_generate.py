@@ -11,7 +11,8 @@ import networkx as nx
 import pytest
 import yaml
 
-from mpa_sdn.config import ID_RE, load_topology, load_topology_text, parse_topology
+from mpa_protocol.messages import ID_RE
+from mpa_sdn.config import load_topology, load_topology_text, parse_topology
 from mpa_sdn.controller import Controller
 from mpa_sdn.interface_names import port_name, problem
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
@@ -317,7 +318,8 @@ def test_generate_rejects_bad_arguments(kwargs):
 
 def test_output_to_a_file_writes_lab_credentials_beside_it(tmp_path):
     from mpa_sdn.config import load_topology
-    from mpa_sdn.credentials import load_mn_credentials, load_stores
+    from mpa_protocol.credentials import load_mn_credentials
+    from mpa_sdn.config import load_stores
     out = tmp_path / "t.yaml"
     assert gen.main(["--domains", "2", "--networks-per-domain", "1", "--poas-per-network", "1",
                      "--mobile-nodes", "2", "-o", str(out)]) == 0

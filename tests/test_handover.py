@@ -17,13 +17,14 @@ from conftest import DEFAULT_TOPOLOGY
 from fakeoftable import FakeSwitch, from_bytes, ipv4_packet, to_bytes
 from mpa_mn import protocol
 from mpa_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy
+from mpa_protocol.schema import load_yaml
 from mpa_sdn import openflow as of
 from mpa_sdn.aa import AUTHORIZED, HELD
 from mpa_sdn.ca import mpa_client
-from mpa_sdn.config import load_yaml, parse_topology
+from mpa_sdn.config import parse_topology
+from mpa_sdn.mobility import QUIET_S, SETTLE_S
 from mpa_sdn.store import MemoryStore, SqliteStore
 from mpa_sdn.tables import EXACT_MASK, Feature, Table, feature_of
-from mpa_sdn.mobility import QUIET_S, SETTLE_S
 from rig import Outcome, Rig
 from test_signalling_flows import (
     CN_IP, MN_IP, MN_PORT, PORT, WALL_OFFSET, datagrams, preauth, settle_dad)

@@ -27,7 +27,7 @@ from mpa_mn.protocol import ProtocolError
 from mpa_mn.state import MnState, StateError, StateFile, default_path
 from mpa_mn.vif import Ip, VifError, Vifs, vif_name
 from mpa_protocol import messages
-from mpa_sdn.credentials import MnCredentials
+from mpa_protocol.credentials import MnCredentials
 from mpa_sdn.service import INBAND, REST, Origin
 from mpa_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Rig, counter_entropy, reconcile_all
 

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from conftest import DEFAULT_TOPOLOGY, ROOT
-from mpa_sdn.config import ConfigError
+from mpa_protocol.schema import ConfigError
 from topologies.cli import main as mpa_lab
 from mpa_mn.dad import DadSettings
 from topologies.scenario import (MODES, MPA_BUFFER, MPA_COPY_FORWARD, REACTIVE,

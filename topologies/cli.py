@@ -147,7 +147,7 @@ def up(args) -> int:
 
 
 def run(args) -> int:
-    from mpa_sdn.config import ConfigError
+    from mpa_protocol.schema import ConfigError
     from topologies.scenario import load_scenario
 
     try:

@@ -58,7 +58,8 @@ import sys
 
 import yaml
 
-from mpa_sdn.config import ID_RE, MAX_FILE_BYTES
+from mpa_protocol.messages import ID_RE
+from mpa_protocol.schema import MAX_FILE_BYTES
 from mpa_sdn.interface_names import port_name, problem
 
 NEIGHBOUR_MODES = ("ring", "mesh", "random")

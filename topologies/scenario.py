@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mpa_mn.dad import DadSettings
-from mpa_sdn.config import (ConfigError, _Invalid, _MISSING, _Reader, _ident, _int,
-                            _is_version_1, _mac, _number, _path, _text, load_topology,
-                            load_yaml, read_text)
+from mpa_protocol import schema
+from mpa_protocol.schema import (MISSING, ConfigError, Invalid, Reader, is_version_1, load_yaml,
+                                 read_text)
+from mpa_sdn.config import load_topology
 from mpa_sdn.topology import ROLE_ACCESS, Topology
 from topologies.traffic import HEADER_SIZE
 
@@ -35,9 +36,9 @@ MAX_RATE_PPS = 10_000
 MAX_PAYLOAD = 1472          # one datagram in one 1,500-byte frame: no fragments
 # ``reactive.dad``: DadSettings' fields by name; these are counts, the rest
 # are waits in seconds.
-DAD_COUNTS = {"probe_num": _int(0, 10), "announce_num": _int(1, 10),
-              "max_conflicts": _int(1, 100)}
-DAD_WAIT = _number(0, 10)
+DAD_COUNTS = {"probe_num": schema.integer(0, 10), "announce_num": schema.integer(1, 10),
+              "max_conflicts": schema.integer(1, 100)}
+DAD_WAIT = schema.number(0, 10)
 
 
 @dataclass(frozen=True)
@@ -116,19 +117,19 @@ def default_standby_mac(mn: str) -> str:
 def load_scenario(path: str) -> Scenario:
     """The scenario in ``path``; its topology path is relative to the file."""
     raw = load_yaml(read_text(path), path)
-    r = _Reader()
+    r = Reader()
     top = r.mapping(raw, "", required={"version", "topology", "traffic", "mobile_nodes",
                                        "modes"},
                     optional={"name", "description", "handovers", "repetitions", "channel",
                               "reactive", "copy_forward"})
     if top is None:
         raise ConfigError(r.errors)
-    if not _is_version_1(top["version"]):
+    if not is_version_1(top["version"]):
         r.error("version", f"must be 1, not {top['version']!r}")
-    name = r.field(top, "name", "", _ident,
+    name = r.field(top, "name", "", schema.ident,
                    os.path.splitext(os.path.basename(path))[0])
-    description = r.field(top, "description", "", _text, "")
-    topology_path = r.field(top, "topology", "", _path)
+    description = r.field(top, "description", "", schema.text, "")
+    topology_path = r.field(top, "topology", "", schema.file_path)
     if r.errors:
         raise ConfigError(r.errors)
     topology_path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)),
@@ -144,7 +145,7 @@ def load_scenario(path: str) -> Scenario:
     modes, counts = _modes(r, top["modes"], count)
     dad = _dad(r, top.get("reactive"))
     loss_after_s = _copy_forward(r, top.get("copy_forward"))
-    repetitions = r.field(top, "repetitions", "", _int(1, 100), 1)
+    repetitions = r.field(top, "repetitions", "", schema.integer(1, 100), 1)
     channel = r.field(top, "channel", "", _one_of(CHANNELS), "inband")
     if r.errors:
         raise ConfigError(r.errors)
@@ -161,29 +162,29 @@ def load_scenario(path: str) -> Scenario:
 def _one_of(choices):
     def parse(value):
         if value not in choices:
-            raise _Invalid(f"{value!r} is not one of {', '.join(choices)}")
+            raise Invalid(f"{value!r} is not one of {', '.join(choices)}")
         return value
     return parse
 
 
-def _traffic(r: _Reader, raw: Any, topology: Topology) -> Traffic | None:
+def _traffic(r: Reader, raw: Any, topology: Topology) -> Traffic | None:
     t = r.mapping(raw, "traffic", required={"from"},
                   optional={"protocol", "rate_pps", "size", "port"})
     if t is None:
         return None
-    source = r.field(t, "from", "traffic", _ident)
+    source = r.field(t, "from", "traffic", schema.ident)
     if isinstance(source, str) and source not in topology.correspondents:
         known = ", ".join(sorted(topology.correspondents)) or "none"
         r.error("traffic.from", f"{source!r} is not a correspondent of the topology "
                                 f"(it has {known})")
     protocol = r.field(t, "protocol", "traffic", _one_of(PROTOCOLS), "udp")
-    rate = r.field(t, "rate_pps", "traffic", _int(1, MAX_RATE_PPS), 100)
-    size = r.field(t, "size", "traffic", _int(HEADER_SIZE, MAX_PAYLOAD), Traffic.size)
-    port = r.field(t, "port", "traffic", _int(1024, 65000), Traffic.port)
+    rate = r.field(t, "rate_pps", "traffic", schema.integer(1, MAX_RATE_PPS), 100)
+    size = r.field(t, "size", "traffic", schema.integer(HEADER_SIZE, MAX_PAYLOAD), Traffic.size)
+    port = r.field(t, "port", "traffic", schema.integer(1024, 65000), Traffic.port)
     return Traffic(source, protocol, rate, size, port)
 
 
-def _poa_list(r: _Reader, raw: Any, path: str, topology: Topology) -> tuple[str, ...]:
+def _poa_list(r: Reader, raw: Any, path: str, topology: Topology) -> tuple[str, ...]:
     if not isinstance(raw, list) or not raw:
         r.error(path, "must be a non-empty list of PoAs")
         return ()
@@ -200,7 +201,7 @@ def _poa_list(r: _Reader, raw: Any, path: str, topology: Topology) -> tuple[str,
     return tuple(poas)
 
 
-def _mobile_nodes(r: _Reader, raw: Any, topology: Topology) -> tuple[MobileNodePlan, ...]:
+def _mobile_nodes(r: Reader, raw: Any, topology: Topology) -> tuple[MobileNodePlan, ...]:
     table = r.table(raw, "mobile_nodes")
     if not table and raw is not None:
         r.error("mobile_nodes", "must name at least one mobile node")
@@ -225,7 +226,7 @@ def _mobile_nodes(r: _Reader, raw: Any, topology: Topology) -> tuple[MobileNodeP
             if s is not None:
                 if "poas" in s:
                     standby_poas = _poa_list(r, s["poas"], f"{path}.standby.poas", topology)
-                mac = r.field(s, "mac", f"{path}.standby", _mac, mac)
+                mac = r.field(s, "mac", f"{path}.standby", schema.mac, mac)
         for poa in standby_poas:
             if poa == mn.attach:
                 r.error(f"{path}.standby.poas", f"{poa} is where {mn_id} starts: its second "
@@ -236,19 +237,19 @@ def _mobile_nodes(r: _Reader, raw: Any, topology: Topology) -> tuple[MobileNodeP
     return tuple(plans)
 
 
-def _handovers(r: _Reader, raw: Any) -> tuple[int, float, float]:
+def _handovers(r: Reader, raw: Any) -> tuple[int, float, float]:
     """``handovers``: each mode's count (unless it sets its own), the
     interval and the warm-up."""
     h = r.mapping(raw, "handovers", optional={"count", "interval_s", "warmup_s"}) if (
         raw is not None) else None
     if h is None:
         return DEFAULT_HANDOVERS, Scenario.interval_s, Scenario.warmup_s
-    return (r.field(h, "count", "handovers", _int(1, MAX_HANDOVERS), DEFAULT_HANDOVERS),
-            r.field(h, "interval_s", "handovers", _number(0, 60), Scenario.interval_s),
-            r.field(h, "warmup_s", "handovers", _number(0, 60), Scenario.warmup_s))
+    return (r.field(h, "count", "handovers", schema.integer(1, MAX_HANDOVERS), DEFAULT_HANDOVERS),
+            r.field(h, "interval_s", "handovers", schema.number(0, 60), Scenario.interval_s),
+            r.field(h, "warmup_s", "handovers", schema.number(0, 60), Scenario.warmup_s))
 
 
-def _modes(r: _Reader, raw: Any, count: int) -> tuple[tuple[str, ...], dict[str, int]]:
+def _modes(r: Reader, raw: Any, count: int) -> tuple[tuple[str, ...], dict[str, int]]:
     """``modes``: a list of names, or a mapping of name to ``{handovers: N}``
     (default: ``count``)."""
     names, counts = [], {}
@@ -272,13 +273,14 @@ def _modes(r: _Reader, raw: Any, count: int) -> tuple[tuple[str, ...], dict[str,
         if body is not None:
             m = r.mapping(body, path, optional={"handovers"})
             if m is not None:
-                counts[name] = r.field(m, "handovers", path, _int(1, MAX_HANDOVERS), count)
+                counts[name] = r.field(m, "handovers", path, schema.integer(1, MAX_HANDOVERS),
+                                       count)
     if not names and not r.errors:
         r.error("modes", "must name at least one mode")
     return tuple(names), counts
 
 
-def _dad(r: _Reader, raw: Any) -> DadSettings:
+def _dad(r: Reader, raw: Any) -> DadSettings:
     """``reactive.dad``: the reactive MN's DAD settings, keyed by their names
     in DadSettings (which checks them as a whole)."""
     if raw is None:
@@ -293,7 +295,7 @@ def _dad(r: _Reader, raw: Any) -> DadSettings:
         return DadSettings()
     values = {name: r.field(d, name, path, DAD_COUNTS.get(name, DAD_WAIT))
               for name in names if name in d}
-    if any(value is _MISSING for value in values.values()):
+    if any(value is MISSING for value in values.values()):
         return DadSettings()
     try:
         return DadSettings(**values)
@@ -302,16 +304,16 @@ def _dad(r: _Reader, raw: Any) -> DadSettings:
         return DadSettings()
 
 
-def _copy_forward(r: _Reader, raw: Any) -> float:
+def _copy_forward(r: Reader, raw: Any) -> float:
     if raw is None:
         return Scenario.loss_after_s
     c = r.mapping(raw, "copy_forward", optional={"loss_after_s"})
     if c is None:
         return Scenario.loss_after_s
-    return r.field(c, "loss_after_s", "copy_forward", _number(0.1, 60), Scenario.loss_after_s)
+    return r.field(c, "loss_after_s", "copy_forward", schema.number(0.1, 60), Scenario.loss_after_s)
 
 
-def _check_moves(r: _Reader, scenario: Scenario) -> None:
+def _check_moves(r: Reader, scenario: Scenario) -> None:
     """Walk every mode's plan: no move to where the MN already is, and no
     two MNs at one PoA (the lab has one link per PoA)."""
     topology = scenario.topology

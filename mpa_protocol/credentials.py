@@ -2,7 +2,8 @@
 
 A domain's Authentication Agent reads only the file its own ``domains.X.credentials``
 names, and the file must say which domain it belongs to: no domain ever sees another's
-keys, even when one MN subscribes to both under the same identity.  Files are checked
+keys, even when one MN subscribes to both under the same identity (the controller reads
+every domain's with mpa_sdn.config.load_stores).  Files are checked
 as strictly as the topology (see docs/topology.md), errors carry key paths, and no
 message, log line or repr ever shows key material.
 """
@@ -18,9 +19,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
-from mpa_sdn.config import (
-    _MISSING, ConfigError, Parsed, _Invalid, _is_version_1, _kind, _nai, _Reader, load_yaml)
-from mpa_sdn.topology import Topology
+from mpa_protocol import schema
+from mpa_protocol.schema import (MISSING, ConfigError, Invalid, Reader, is_version_1, kind_of,
+                                 load_yaml)
 
 log = logging.getLogger(__name__)
 
@@ -90,26 +91,26 @@ class MnCredentials:
 def _key(value: Any) -> bytes:
     # The value is a secret: messages describe it, never quote it.
     if not isinstance(value, str):
-        raise _Invalid(f"must be a string 'base64:...' or 'hex:...', not {_kind(value)}")
+        raise Invalid(f"must be a string 'base64:...' or 'hex:...', not {kind_of(value)}")
     scheme, _, text = value.partition(":")
     if scheme not in _DECODERS:
-        raise _Invalid("must start with 'base64:' or 'hex:'")
+        raise Invalid("must start with 'base64:' or 'hex:'")
     try:
         key = _DECODERS[scheme](text)
     except (binascii.Error, ValueError):
-        raise _Invalid(f"is not valid {scheme}") from None
+        raise Invalid(f"is not valid {scheme}") from None
     if not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES:
-        raise _Invalid(f"is {len(key)} bytes long; a key has {MIN_KEY_BYTES}..{MAX_KEY_BYTES}")
+        raise Invalid(f"is {len(key)} bytes long; a key has {MIN_KEY_BYTES}..{MAX_KEY_BYTES}")
     return key
 
 
-def _document(raw: Any, required: set[str]) -> tuple[_Reader, dict]:
+def _document(raw: Any, required: set[str]) -> tuple[Reader, dict]:
     """The checked top level of a credentials file (a version 1 mapping)."""
-    if isinstance(raw, dict) and "version" in raw and not _is_version_1(raw["version"]):
+    if isinstance(raw, dict) and "version" in raw and not is_version_1(raw["version"]):
         raise ConfigError([("version", f"{raw['version']!r} is not a supported version (1)")])
     if raw is None:
         raise ConfigError([("", "the file is empty")])
-    r = _Reader()
+    r = Reader()
     checked = r.mapping(raw, "", required=required | {"version"})
     if checked is None:
         raise ConfigError(r.errors)
@@ -122,26 +123,26 @@ def parse_store(raw: Any, domain: str) -> CredentialStore:
 
     def own_domain(value):
         if value != domain:
-            raise _Invalid(f"{value!r} is not {domain!r}, the domain this store is read for")
+            raise Invalid(f"{value!r} is not {domain!r}, the domain this store is read for")
         return value
 
     r.field(raw, "domain", "", own_domain)
     identities = raw["identities"] if raw["identities"] is not None else {}
     if not isinstance(identities, dict):
         r.error("identities", f"must be a mapping of identity to {{key: ...}}, "
-                              f"not {_kind(identities)}")
+                              f"not {kind_of(identities)}")
         identities = {}
     keys = {}
     for identity, entry in identities.items():
         path = f"identities.{identity}"
         try:
-            _nai(identity)
-        except _Invalid as exc:
+            schema.nai(identity)
+        except Invalid as exc:
             r.error(path, str(exc))
             continue
         entry = r.mapping(entry, path, required={"key"})
-        key = _MISSING if entry is None else r.field(entry, "key", path, _key)
-        if key is not _MISSING:
+        key = MISSING if entry is None else r.field(entry, "key", path, _key)
+        if key is not MISSING:
             keys[identity] = key
     if r.errors:
         raise ConfigError(r.errors)
@@ -160,9 +161,9 @@ def parse_mn_credentials(raw: Any) -> MnCredentials:
         entry = r.mapping(entry, path, required={"identity", "key"})
         if entry is None:
             continue
-        identity = r.field(entry, "identity", path, _nai)
+        identity = r.field(entry, "identity", path, schema.nai)
         key = r.field(entry, "key", path, _key)
-        if _MISSING not in (identity, key):
+        if MISSING not in (identity, key):
             keys[did] = (identity, key)
     if r.errors:
         raise ConfigError(r.errors)
@@ -176,29 +177,6 @@ def load_store(path: str, domain: str) -> CredentialStore:
 
 def load_mn_credentials(path: str) -> MnCredentials:
     return _load(path, parse_mn_credentials)
-
-
-def load_stores(topology: Topology | Parsed) -> dict[str, CredentialStore]:
-    """Every domain's store (empty for a domain without ``credentials``).
-
-    Errors of all files come in one ConfigError: a problem with a file as a whole
-    is reported on the topology key that names it, one inside a file on
-    ``FILE:key.path``.  ``topology`` may be what parsed of an invalid topology
-    (a ConfigError's ``parsed``): the domains that parsed are read.
-    """
-    stores, errors = {}, []
-    for did, domain in sorted(topology.domains.items()):
-        if domain.credentials is None:
-            stores[did] = CredentialStore(did)
-            continue
-        try:
-            stores[did] = load_store(domain.credentials, did)
-        except ConfigError as exc:
-            errors += [(f"{domain.credentials}:{p}" if p else f"domains.{did}.credentials", m)
-                       for p, m in exc.errors]
-    if errors:
-        raise ConfigError(errors)
-    return stores
 
 
 def _load(path: str, parse: Callable[[Any], Any]) -> Any:
