@@ -207,9 +207,4 @@ def _read(path: str) -> str:
         raise ConfigError([("", f"{path}: cannot read ({exc.strerror})")]) from None
     finally:
         os.close(fd)
-    if len(data) > MAX_FILE_BYTES:
-        raise ConfigError([("", f"{path}: larger than {MAX_FILE_BYTES} bytes")])
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError([("", f"{path}: not UTF-8 text")]) from None
+    return schema.bounded_text(data, path, MAX_FILE_BYTES)

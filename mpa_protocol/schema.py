@@ -236,8 +236,14 @@ def read_text(path: str) -> str:
             data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ConfigError([("", f"{path}: cannot read ({exc.strerror})")]) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise ConfigError([("", f"{path}: larger than {MAX_FILE_BYTES} bytes")])
+    return bounded_text(data, path, MAX_FILE_BYTES)
+
+
+def bounded_text(data: bytes, path: str, max_bytes: int) -> str:
+    """What was read of ``path`` (up to one byte past ``max_bytes``, to tell a
+    file that is too large) as text, or a ConfigError."""
+    if len(data) > max_bytes:
+        raise ConfigError([("", f"{path}: larger than {max_bytes} bytes")])
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
