@@ -1,4 +1,5 @@
-"""Mobility: RFC 6252 §6.3 steps 3 to 6 (and §7.4-§7.6), one module per step.
+"""Mobility: RFC 6252 §6.3 steps 2 (the tunnel) to 6, and §7.4-§7.6, one
+module per step.
 
 ``core``          :class:`Mobility`, the parts composed; the clock (step, tick, next_due)
 ``state``         the tables of tunnels, bindings, standbys and handovers, their
@@ -6,11 +7,12 @@
 ``flowsync``      the make-before-break engine: each feature's desired flows, kept by
                   subject, and their differences sent in stages (generic: features
                   plug in as providers)
-``tunnels``       the proactive handover tunnel (PHT) the MN asks for before it
-                  moves: requests, MPLS labels, flows, following the MN (§7.4)
+``tunnels``       step 2's proactive handover tunnel (PHT), which the MN asks for
+                  before it moves: requests, MPLS labels, flows, following the MN
 ``bindings``      the binding update through the tunnel (step 3), the lab's binding
                   protocol, the fallback when a care-of loses its way
-``buffer``        pre-switching's buffer at the nAR (step 4): bounds, overflow, punts
+``buffer``        pre-switching's buffer at the nAR (step 4): punts, bounds,
+                  overflow, delivery
 ``phases``        the handover's phases: pre-switching (step 4), the arrival and
                   switching (step 5), flushing, draining, post-switching (step 6),
                   switching back

@@ -1,4 +1,10 @@
-"""The lab's mobility management protocol: home address -> care-of address.
+"""The binding update (RFC 6252 §6.3 step 3): the MN binds its home
+address to a care-of address (an nCoA through its tunnel before it moves,
+or where it is attached), a standby binding names its second interface
+(§7.6.2), and a binding whose care-of loses its way to the MN falls back or
+ends (:meth:`BindingUpdates._fall_back`).
+
+The lab's mobility management protocol: home address -> care-of address.
 
 MPA works with any mobility protocol (RFC 6252 §5); the controller needs one
 that keeps unmodified applications' sessions across a change of address.

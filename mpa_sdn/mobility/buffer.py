@@ -1,4 +1,6 @@
-"""A handover's packet buffer, kept in the controller (RFC 6252 §6.3 step 4, §7.6.1).
+"""A handover's packet buffer, kept in the controller (RFC 6252 §6.3 step 4,
+§7.6.1): the nAR's punts (the buffering module at the next access router),
+the bounded buffer, and what is delivered from it to the MN (step 6).
 
 OVS never buffers packets in the switch (LAB.md), so a buffering flow punts
 whole frames and the controller keeps them until the MN can take them.  One

@@ -1,4 +1,5 @@
-"""Copy-and-forward for an MN with two interfaces (RFC 6252 §7.6.2).
+"""Copy-and-forward for an MN with two interfaces (RFC 6252 §7.6.2), and
+bicasting's second leg (§7.6.1, Appendix C.1).
 
 The MN prepares its second interface in a candidate target network (an SA
 and an nCoA there, the interface attached) and tells the controller, with a
@@ -23,6 +24,12 @@ loss, and the counters say how it was decided.
 Copies cost a packet-in each for as long as the standby lasts; the ring is
 bounded in packets (``mpa.copy_packets``) and age (``mpa.copy_time_s``),
 dropping the oldest, which the MN is the likeliest to have received.
+
+Bicasting: a handover pre-switched in the ``bicast`` mode gives the MN's
+binding a second leg (:class:`Bicast`), its address at the PoA it is
+leaving, so that the correspondents' edges send each packet both ways
+(:class:`~mpa_sdn.mobility.bindings.Leg`) while the MN is still seen there,
+until ``mpa.bicast_period_s`` after its arrival (``bicast_ended``).
 """
 
 from __future__ import annotations

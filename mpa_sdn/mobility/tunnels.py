@@ -1,4 +1,7 @@
-"""Proactive handover tunnels (RFC 6252 §6.3 step 2, §7.4): the flows.
+"""The proactive handover tunnel, PHT (RFC 6252 §6.3 step 2, §7.4): the
+MN's request and release, its MPLS labels and flows, the tunnel following
+the MN, and its end (its lifetime, a release, its lease's or MPA-SA's end,
+the MN's arrival in its network).
 
 A tunnel carries an nCoA between its network's access router (nAR) and the
 MN's current point of attachment, before the MN moves.  Traffic addressed to
