@@ -92,14 +92,15 @@ from mpa_mn.client import MnError, MobileNode, without_network
 from mpa_mn.dad import DadSettings
 from mpa_mn.dhcp_client import DhcpSettings
 from mpa_mn.handover import (
-    BUFFER, DEFAULT_LINK_TIMEOUT_S, MODES, Handover, HandoverFailed, arrival_checked, plan_attach)
+    DEFAULT_LINK_TIMEOUT_S, MODES, Handover, HandoverFailed, arrival_checked, plan_attach)
 from mpa_mn.link import LinkError
 from mpa_mn.protocol import ProtocolError
 from mpa_mn.reactive import Reactive, ReactiveSettings
 from mpa_mn.state import StateError, StateFile, default_path
 from mpa_mn.vif import Ip, NoVifs, VifError, Vifs, ipv4_addresses
 from mpa_protocol.credentials import MnCredentials, load_mn_credentials
-from mpa_protocol.messages import HANDOVER_MODES, HANDOVER_PHASES, ID_RE, MAC_RE, MAX_WAIT_S
+from mpa_protocol.messages import (BUFFER, HANDOVER_MODES, HANDOVER_PHASES, ID_RE, MAC_RE,
+                                   MAX_WAIT_S)
 from mpa_protocol.schema import ConfigError
 
 LOG = logging.getLogger("mpa_mn.cli")

@@ -55,16 +55,15 @@ from mpa_mn.client import MnError, MobileNode, Reserved, without_network
 from mpa_mn.link import Carrier, LinkError
 from mpa_mn.protocol import ProtocolError
 from mpa_mn.vif import Ip, VifError, ipv4_addresses
-from mpa_protocol.messages import HANDOVER_MODES
+from mpa_protocol.messages import BUFFER, HANDOVER_MODES, SWITCHED_BACK
 
 LOG = logging.getLogger("mpa_mn.handover")
 
 DEFAULT_LINK_TIMEOUT_S = 30.0
-BUFFER, NO_PRE_SWITCH = "buffer", "none"
+NO_PRE_SWITCH = "none"
 MODES = (*HANDOVER_MODES, NO_PRE_SWITCH)
-# The controller's phase of a handover it switched back (docs/signalling.md),
-# and the code of the MN's failure when its arrival finds one.
-SWITCHED_BACK = "switched-back"
+# SWITCHED_BACK, the controller's phase of a handover it switched back, is
+# also the code of the MN's failure when its arrival finds one.
 # The controller's refusal of an ``arrived`` for a handover it does not have.
 NO_HANDOVER = "wrong-state"
 

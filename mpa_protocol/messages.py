@@ -47,7 +47,15 @@ MAX_SEQ = 2**32 - 1
 HANDOVER_PHASES = ("pre-switch", "arrived", "cancel", "link-lost")
 # How the target gets the MN's traffic while it switches (§7.6.1): the ARs
 # buffer it, or the correspondents' edges send it to both networks.
-HANDOVER_MODES = ("buffer", "bicast")
+BUFFER, BICAST = "buffer", "bicast"
+HANDOVER_MODES = (BUFFER, BICAST)
+# The phase a handover-state answer reports (the controller's side of steps 4
+# to 6): pre-switching until the MN is seen in the target, switching, flushing
+# the buffer to it, draining late packets, completed; or switched-back, when
+# the MN was late or turned up elsewhere (docs/signalling.md).
+PRE_SWITCHING, SWITCHING, FLUSHING, DRAINING = "pre-switching", "switching", "flushing", "draining"
+COMPLETED, SWITCHED_BACK = "completed", "switched-back"
+HANDOVER_STATES = (PRE_SWITCHING, SWITCHING, FLUSHING, DRAINING, COMPLETED, SWITCHED_BACK)
 # link-lost: the last frames the lost interface received, as digests.
 DELIVERED_MAX = 16
 DIGEST_BYTES = 8

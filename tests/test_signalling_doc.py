@@ -6,7 +6,8 @@ when the code no longer produces it.  Every intermediate value the document
 asks an implementer to compute (transcript, HKDF inputs, keys, proofs, MACs)
 is computed again here from the document's recipe alone, with hashlib and
 hmac, and checked against what the code sent.  The message and error tables
-are checked against signalling.SCHEMAS and signalling.ERRORS.
+are checked against messages.SCHEMAS and messages.ERRORS, the phases a
+handover-state answer reports against messages.HANDOVER_STATES.
 
 To rewrite the example after a deliberate change:
 
@@ -28,7 +29,7 @@ ROOT = os.path.dirname(HERE)
 sys.path[:0] = [HERE, ROOT]
 
 from mpa_mn import protocol  # noqa: E402
-from mpa_protocol import messages
+from mpa_protocol import messages  # noqa: E402
 from mpa_sdn.config import load_topology  # noqa: E402
 from mpa_sdn.neighbourhood import NeighbourhoodGraph  # noqa: E402
 from mpa_sdn.service import INBAND, SILENT_IN_BAND, MpaService, Origin  # noqa: E402
@@ -289,6 +290,14 @@ def test_every_error_code_is_documented_with_its_status_and_silence():
     documented = {r[0].strip("`"): (int(r[1]), r[2] == "silent") for r in rows}
     assert documented == {code: (status, code in SILENT_IN_BAND)
                           for code, status in messages.ERRORS.items()}
+
+
+
+def test_the_handover_states_are_the_ones_documented():
+    with open(DOC, encoding="utf-8") as f:
+        rows = _tables(f.read(), r"#### `([a-z-]+)`")["handover-state"][1:]
+    phase = next(r for r in rows if r[0] == "`phase`")
+    assert re.findall(r"`([a-z-]+)`", phase[-1]) == list(messages.HANDOVER_STATES)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from mpa_mn.dad import DadSettings
-from mpa_mn.handover import SWITCHED_BACK
+from mpa_protocol.messages import SWITCHED_BACK
 from topologies.preconfigure import mpa_mn_command, run_mpa_mn
 from topologies.probes import ping
 

@@ -12,13 +12,13 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Callable
 
+from mpa_protocol.messages import (  # noqa: F401  (the phases and modes are mobility's words)
+    BICAST, BUFFER, COMPLETED, DRAINING, FLUSHING, PRE_SWITCHING, SWITCHED_BACK, SWITCHING)
 from mpa_sdn.indexing import Index
 
-PRE_SWITCHING, SWITCHING, FLUSHING, DRAINING = "pre-switching", "switching", "flushing", "draining"
-COMPLETED, SWITCHED_BACK = "completed", "switched-back"
 BUFFERING = (PRE_SWITCHING, SWITCHING, FLUSHING)
 ACTIVE = (PRE_SWITCHING, SWITCHING, FLUSHING, DRAINING)
-BUFFER, BICAST, COPY = "buffer", "bicast", "copy-and-forward"
+COPY = "copy-and-forward"       # a mode no MN asks for: the controller's, on a sudden loss
 TUNNEL_KIND, BINDING_KIND, STANDBY_KIND = "tunnel", "binding", "standby"   # in the store
 SETTLE_S = 0.02         # the datapath follows a confirmed flow change within this
 # What decides when a handover next has work (CurrentHandovers.next_due).
