@@ -99,3 +99,22 @@ def test_the_deletes_go_once_the_adds_are_confirmed_and_settled():
     sync.release_breaks(1.0 + SETTLE_S)
     assert sent(sync) == [("core", of.ofp.OFPFC_DELETE_STRICT, None)]
     assert sync.next_due() is None and records(sync.installed) == records(sync.desired())
+
+
+def test_the_engine_imports_no_feature():
+    """A new feature plugs in as a provider: the engine names none of them."""
+    import ast
+    import inspect
+
+    from mpa_sdn.mobility import flowsync
+    tree = ast.parse(inspect.getsource(flowsync))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for a in node.names}
+    features = {f"mpa_sdn.mobility.{m}" for m in ("tunnels", "bindings", "buffer", "copy_forward",
+                                                 "phases", "state", "core")}
+    assert imported and not imported & features
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    assert not {"TUNNEL", "BINDING", "BUFFER"} & names     # no Feature.X anywhere
+    attributes = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    assert not {"TUNNEL", "BINDING", "BUFFER"} & attributes
