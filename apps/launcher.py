@@ -106,7 +106,7 @@ def _file_problems(settings, labels: dict) -> tuple[dict, object, list[str]]:
     Every file named is read, also one of a TLS group that misses a file
     (the topology's error says so), so one run reports all there is."""
     from apps import tls
-    from rest_api.auth import TokenFileError, load_tokens
+    from mpa_protocol.api_tokens import TokenFileError, load_tokens
     tls_files = {key: getattr(settings, key) for key in CONTROLLER_FILES
                  if key != "api_tokens" and getattr(settings, key) is not None}
     contexts, problems = tls.server_contexts(tls_files, labels)

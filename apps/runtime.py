@@ -18,7 +18,7 @@ class Runtime:
     config_path: str
     credentials: dict = field(default_factory=dict)  # domain -> CredentialStore
     store: Any = None                                 # SAs and leases (mpa_sdn.store)
-    tokens: Any = None                                # rest_api.auth.Tokens (None: none valid)
+    tokens: Any = None                                # api_tokens.Tokens (None: none valid)
     tls: dict = field(default_factory=dict)           # "rest", "openflow" -> ssl.SSLContext
 
 

@@ -43,7 +43,7 @@ import yaml
 from common import TOPOLOGY, stamped, unwind_on_sigterm, write
 
 from mpa_mn import protocol  # noqa: E402
-from rest_api import auth  # noqa: E402
+from mpa_protocol import api_tokens
 from topologies import harness  # noqa: E402
 
 OFP_PORT, REST_PORT = 26653, 28080
@@ -197,7 +197,7 @@ def run(args) -> dict:
         started = time.monotonic()
         sampler = Sampler(controller.process.pid, started)
         sampler.start()
-        token = controller.tokens[auth.READER]
+        token = controller.tokens[api_tokens.READER]
         idle = streams = []
         try:
             sampler.phase = "baseline"

@@ -40,7 +40,7 @@ from typing import Callable, Mapping, TextIO
 from mpa_ctl import render
 from mpa_ctl.client import (ApiError, Client, StreamBroken, Unreachable, direct_opener,
                             new_key)
-from rest_api import auth
+from mpa_protocol import api_tokens
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -51,7 +51,8 @@ POLL_S = 1.0              # --wait without the stream: GET the action this often
 RECONNECT_S = (1.0, 10.0)  # watch: first and longest delay before reconnecting
 API = "/mpa/v1"
 EVENTS = API + "/events"
-TOKEN = re.compile(rf"[\x21-\x7e]{{1,{auth.MAX_TOKEN_CHARS}}}\Z")   # what the controller takes
+# What the controller takes.
+TOKEN = re.compile(rf"[\x21-\x7e]{{1,{api_tokens.MAX_TOKEN_CHARS}}}\Z")
 
 
 class Usage(Exception):
@@ -139,8 +140,8 @@ def _token(path: str | None, environ: Mapping[str, str]) -> str | None:
     else:
         token, where = environ.get("MPA_TOKEN") or None, "MPA_TOKEN"
     if token is not None and not TOKEN.match(token):
-        raise Usage(f"{where}: not a token (1-{auth.MAX_TOKEN_CHARS} printable characters, no "
-                    "spaces)")
+        raise Usage(f"{where}: not a token (1-{api_tokens.MAX_TOKEN_CHARS} printable "
+                    "characters, no spaces)")
     return token
 
 
@@ -434,8 +435,8 @@ def cmd_watch(run: Run) -> int:
 def cmd_new_token(run: Run) -> int:
     a = run.args
     try:
-        token = auth.add_token(a.file, a.name, a.role)
-    except auth.TokenFileError as exc:
+        token = api_tokens.add_token(a.file, a.name, a.role)
+    except api_tokens.TokenFileError as exc:
         for problem in exc.problems:
             run.note(problem)
         return EXIT_REFUSED
@@ -543,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Add a token to the controller's tokens file (created with mode 600) and "
         "print it, once, alone on stdout.")
     new_token.add_argument("--file", required=True, metavar="FILE")
-    new_token.add_argument("--role", required=True, choices=auth.ROLES)
+    new_token.add_argument("--role", required=True, choices=api_tokens.ROLES)
     new_token.add_argument("--name", required=True, help="who holds it (in the logs)")
     return parser
 

@@ -62,14 +62,14 @@ class ControllerSettings:
     rest_max_held: int = 1024             # instructions questions held in all ...
     rest_held_per_source: int = 64        # ... and from one address
     # Files only the controller process reads, at start-up (apps.tls and
-    # rest_api.auth read them; config checks their form and resolves them
-    # against the topology file's directory).
+    # mpa_protocol.api_tokens read them; config checks their form and resolves
+    # them against the topology file's directory).
     rest_tls_cert: str | None = None      # with rest_tls_key: the REST API serves HTTPS
     rest_tls_key: str | None = None
     openflow_tls_cert: str | None = None  # with the key and the CA: OpenFlow over TLS only,
     openflow_tls_key: str | None = None   # switches must show a certificate the CA signed
     openflow_tls_ca: str | None = None
-    api_tokens: str | None = None         # rest_api.auth's file; none: no token is valid
+    api_tokens: str | None = None         # the API tokens file; none: no token is valid
 
     @property
     def rest_tls(self) -> bool:

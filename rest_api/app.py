@@ -28,10 +28,11 @@ from urllib.parse import quote
 from webob import Request, Response
 
 from mpa_protocol import messages
+from mpa_protocol import api_tokens
 from mpa_sdn.facade import Busy, Conflict, Facade, NotFound, Unavailable, Unprocessable
 from mpa_sdn.metrics import CONTENT_TYPE as METRICS_TYPE
 from mpa_sdn.topology import ControllerSettings
-from rest_api import auth, spec
+from rest_api import spec
 from rest_api.events import stream_events
 from rest_api.idempotency import Idempotency
 from rest_api.limits import Slots
@@ -55,7 +56,7 @@ class Call:
     params: dict            # path parameters, as the document types them
     query: dict
     body: object            # the JSON body, checked; None without one
-    principal: auth.Principal | None
+    principal: api_tokens.Principal | None
 
 
 def _message(status: int, fields: dict) -> Response:
@@ -73,11 +74,11 @@ def _accepted(action: dict) -> Response:
 
 # operationId -> (role, handler(api, call) -> Response or JSON-able)
 def _get(read: Callable) -> tuple[str, Callable]:
-    return auth.READER, lambda api, c: read(api.facade, **c.params)
+    return api_tokens.READER, lambda api, c: read(api.facade, **c.params)
 
 
 def _act(kind: str) -> tuple[str, Callable]:
-    return auth.POLICY_ENGINE, lambda api, c: _accepted(api.facade.act(
+    return api_tokens.POLICY_ENGINE, lambda api, c: _accepted(api.facade.act(
         kind, c.params["identity"], c.body, c.principal.name))
 
 
@@ -90,7 +91,7 @@ HANDLERS: dict[str, tuple[str | None, Callable]] = {
     "listLeases": _get(lambda f, network_id: f.leases(network_id)),
     "getPool": _get(lambda f, network_id: f.pool(network_id)),
     "getNetworkPolicy": _get(lambda f, network_id: f.policy(network_id)),
-    "updateNetworkPolicy": (auth.ADMIN, lambda api, c: api.facade.update_policy(
+    "updateNetworkPolicy": (api_tokens.ADMIN, lambda api, c: api.facade.update_policy(
         c.params["network_id"], c.body, c.principal.name)),
     "listSas": _get(lambda f: f.sas()),
     "listMobileNodes": _get(lambda f: f.mobile_nodes()),
@@ -100,13 +101,13 @@ HANDLERS: dict[str, tuple[str | None, Callable]] = {
     "completeHandover": _act("complete"),
     "cancelHandover": _act("cancel"),
     "releaseCandidate": _act("release"),
-    "listActions": (auth.READER, lambda api, c: api.facade.actions(**c.query)),
+    "listActions": (api_tokens.READER, lambda api, c: api.facade.actions(**c.query)),
     "getAction": _get(lambda f, action_id: f.action(action_id)),
     "listHandovers": _get(lambda f: f.handovers()),
-    "streamEvents": (auth.READER, lambda api, c: stream_events(api.facade, c, api.streams)),
+    "streamEvents": (api_tokens.READER, lambda api, c: stream_events(api.facade, c, api.streams)),
     "listSwitches": _get(lambda f: f.switches()),
     "getCounters": _get(lambda f: f.counters()),
-    "getMetrics": (auth.READER, lambda api, c: Response(
+    "getMetrics": (api_tokens.READER, lambda api, c: Response(
         content_type=METRICS_TYPE.split(";")[0], charset="utf-8", body=api.facade.metrics())),
     **{op: (None, None) for op in SIGNAL_OPERATIONS},
 }
@@ -191,12 +192,12 @@ def read_body(request: Request, limit: int) -> bytes:
 
 
 class RestApi:
-    def __init__(self, facade: Facade, counters=None, tokens: auth.Tokens | None = None,
+    def __init__(self, facade: Facade, counters=None, tokens: api_tokens.Tokens | None = None,
                  max_streams: int = ControllerSettings.rest_max_streams,
                  streams_per_token: int = ControllerSettings.rest_streams_per_token):
         self.facade = facade
         self.counters = counters if counters is not None else {}
-        self.tokens = tokens if tokens is not None else auth.Tokens()
+        self.tokens = tokens if tokens is not None else api_tokens.Tokens()
         self.idempotency = Idempotency(facade.store, facade.wall, self.counters)
         # Event streams open at once, in all and per token's name.
         self.streams = Slots(max_streams, streams_per_token, self.counters, "rest_streams",
@@ -275,7 +276,7 @@ class RestApi:
 
     # -- checks, in the order a client would want to hear of them --------------
 
-    def _authenticate(self, request: Request, route: Route) -> auth.Principal | None:
+    def _authenticate(self, request: Request, route: Route) -> api_tokens.Principal | None:
         if route.role is None:
             return None
         header = request.headers.get("Authorization")

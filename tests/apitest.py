@@ -8,19 +8,19 @@ import json
 from webob import Request
 
 from openapi_check import check_response
-from rest_api import auth
+from mpa_protocol import api_tokens
 
-TOKENS = {auth.READER: "reader-token-for-tests-only-0000000000",
-          auth.POLICY_ENGINE: "policy-engine-token-for-tests-only-00",
-          auth.ADMIN: "admin-token-for-tests-only-000000000000"}
-
-
-def tokens() -> auth.Tokens:
-    return auth.Tokens([(f"test-{role}", role, auth.digest(token))
-                        for role, token in TOKENS.items()])
+TOKENS = {api_tokens.READER: "reader-token-for-tests-only-0000000000",
+          api_tokens.POLICY_ENGINE: "policy-engine-token-for-tests-only-00",
+          api_tokens.ADMIN: "admin-token-for-tests-only-000000000000"}
 
 
-def request(api, path, method="GET", role: str | None = auth.READER, body=None,
+def tokens() -> api_tokens.Tokens:
+    return api_tokens.Tokens([(f"test-{role}", role, api_tokens.digest(token))
+                              for role, token in TOKENS.items()])
+
+
+def request(api, path, method="GET", role: str | None = api_tokens.READER, body=None,
             headers: dict | None = None, raw: bytes | None = None,
             content_type="application/json", environ: dict | None = None,
             mismatches: list | None = None):

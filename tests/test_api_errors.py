@@ -18,8 +18,9 @@ import yaml
 
 from apitest import TOKENS, request, rig_api
 from mpa_rig import IDENTITY, PSK_A
+from mpa_protocol import api_tokens
 from mpa_sdn.facade import Busy, Facade
-from rest_api import auth, idempotency
+from rest_api import idempotency
 from rest_api.app import MAX_BODY_BYTES, RestApi
 from test_handover import authenticated, bound, make_rig
 
@@ -31,10 +32,10 @@ PROBLEM = "urn:mpa-sdn:problem:"
 REALM = 'Bearer realm="mpa-sdn"'
 # A representative operation of each kind: (method, path, a body it takes, the role it needs).
 OPERATIONS = {
-    "listLeases": ("GET", LEASES, None, auth.READER),
-    "prepareCandidates": ("POST", PREPARE, {"candidates": ["net-a2"]}, auth.POLICY_ENGINE),
-    "startPreSwitch": ("POST", PRE_SWITCH, {"network": "net-b1"}, auth.POLICY_ENGINE),
-    "updateNetworkPolicy": ("PATCH", POLICY, {"max_candidates": 2}, auth.ADMIN),
+    "listLeases": ("GET", LEASES, None, api_tokens.READER),
+    "prepareCandidates": ("POST", PREPARE, {"candidates": ["net-a2"]}, api_tokens.POLICY_ENGINE),
+    "startPreSwitch": ("POST", PRE_SWITCH, {"network": "net-b1"}, api_tokens.POLICY_ENGINE),
+    "updateNetworkPolicy": ("PATCH", POLICY, {"max_candidates": 2}, api_tokens.ADMIN),
 }
 WITH_BODY = [op for op, (_, _, body, _) in OPERATIONS.items() if body is not None]
 
@@ -76,7 +77,7 @@ def state(rig) -> dict:
             "flows": {name: switch.records() for name, switch in rig.net.switches.items()}}
 
 
-def refused(setup, path, method="GET", role=auth.READER, body=None, status=None,
+def refused(setup, path, method="GET", role=api_tokens.READER, body=None, status=None,
             problem=None, **kw):
     """The request's problem, once shown to change nothing and to be counted."""
     rig, api = setup
@@ -112,14 +113,14 @@ def test_an_unknown_token_is_401_invalid_token(setup, name):
 
 
 @pytest.mark.parametrize("authorization", [
-    "Bearer " + TOKENS[auth.ADMIN][:-1],               # a prefix
-    "Bearer " + TOKENS[auth.ADMIN][1:],                # a suffix
-    "Bearer " + TOKENS[auth.ADMIN].upper(),            # another case
-    "Bearer " + TOKENS[auth.ADMIN] + "0",              # longer
-    "Basic " + TOKENS[auth.ADMIN],                     # another scheme
+    "Bearer " + TOKENS[api_tokens.ADMIN][:-1],               # a prefix
+    "Bearer " + TOKENS[api_tokens.ADMIN][1:],                # a suffix
+    "Bearer " + TOKENS[api_tokens.ADMIN].upper(),            # another case
+    "Bearer " + TOKENS[api_tokens.ADMIN] + "0",              # longer
+    "Basic " + TOKENS[api_tokens.ADMIN],                     # another scheme
     "Bearer",
     "Bearer " + "x" * 5000,
-    TOKENS[auth.ADMIN],
+    TOKENS[api_tokens.ADMIN],
 ])
 def test_only_the_exact_token_is_accepted(setup, authorization):
     response, _ = refused(setup, LEASES, role=None, status=401, problem="unauthorized",
@@ -128,10 +129,10 @@ def test_only_the_exact_token_is_accepted(setup, authorization):
 
 
 @pytest.mark.parametrize("name, role", [
-    ("prepareCandidates", auth.READER),
-    ("startPreSwitch", auth.READER),
-    ("updateNetworkPolicy", auth.READER),
-    ("updateNetworkPolicy", auth.POLICY_ENGINE),
+    ("prepareCandidates", api_tokens.READER),
+    ("startPreSwitch", api_tokens.READER),
+    ("updateNetworkPolicy", api_tokens.READER),
+    ("updateNetworkPolicy", api_tokens.POLICY_ENGINE),
 ])
 def test_a_role_below_the_operations_is_403(setup, name, role):
     method, path, body, needed = OPERATIONS[name]
@@ -142,16 +143,17 @@ def test_a_role_below_the_operations_is_403(setup, name, role):
 
 def test_roles_are_ordered(setup):
     rig, api = setup
-    for role in (auth.READER, auth.POLICY_ENGINE, auth.ADMIN):
+    for role in (api_tokens.READER, api_tokens.POLICY_ENGINE, api_tokens.ADMIN):
         assert request(api, LEASES, role=role)[0].status_int == 200
-    for role in (auth.POLICY_ENGINE, auth.ADMIN):
+    for role in (api_tokens.POLICY_ENGINE, api_tokens.ADMIN):
         response, action = request(api, PREPARE, "POST", role, {"candidates": ["net-a2"]})
         assert response.status_int == 202 and action["requested_by"] == f"test-{role}"
-    assert request(api, POLICY, "PATCH", auth.ADMIN, {"max_candidates": 3})[0].status_int == 200
-    admin = auth.Principal("root", auth.ADMIN)
-    assert all(admin.may(role) for role in auth.ROLES)
-    assert not auth.Principal("grafana", auth.READER).may(auth.POLICY_ENGINE)
-    assert not auth.Principal("engine", auth.POLICY_ENGINE).may(auth.ADMIN)
+    answer = request(api, POLICY, "PATCH", api_tokens.ADMIN, {"max_candidates": 3})[0]
+    assert answer.status_int == 200
+    admin = api_tokens.Principal("root", api_tokens.ADMIN)
+    assert all(admin.may(role) for role in api_tokens.ROLES)
+    assert not api_tokens.Principal("grafana", api_tokens.READER).may(api_tokens.POLICY_ENGINE)
+    assert not api_tokens.Principal("engine", api_tokens.POLICY_ENGINE).may(api_tokens.ADMIN)
 
 
 # -- bodies --------------------------------------------------------------------------------
@@ -260,7 +262,7 @@ def test_a_body_that_is_not_application_json_is_415(setup, name, content_type):
 
 def test_a_json_content_type_with_parameters_is_json(setup):
     _, api = setup
-    response, _ = request(api, POLICY, "PATCH", auth.ADMIN, {"max_candidates": 3},
+    response, _ = request(api, POLICY, "PATCH", api_tokens.ADMIN, {"max_candidates": 3},
                           content_type="application/json; charset=utf-8")
     assert response.status_int == 200
 
@@ -269,25 +271,25 @@ def test_a_json_content_type_with_parameters_is_json(setup):
 
 @pytest.mark.parametrize("method, path, body, role", [
     ("POST", "/mpa/v1/mobile-nodes/nobody@domain-a/prepare", {"candidates": ["net-a2"]},
-     auth.POLICY_ENGINE),
+     api_tokens.POLICY_ENGINE),
     ("POST", "/mpa/v1/mobile-nodes/nobody@domain-a/pre-switch", {"network": "net-b1"},
-     auth.POLICY_ENGINE),
+     api_tokens.POLICY_ENGINE),
     ("POST", "/mpa/v1/mobile-nodes/no-at-sign/prepare", {"candidates": ["net-a2"]},
-     auth.POLICY_ENGINE),
-    ("GET", "/mpa/v1/mobile-nodes/nobody@domain-a", None, auth.READER),
-    ("GET", "/mpa/v1/networks/net-zz/leases", None, auth.READER),
-    ("GET", "/mpa/v1/networks/1bad/leases", None, auth.READER),
-    ("GET", "/mpa/v1/networks/" + "n" * 33 + "/leases", None, auth.READER),
-    ("GET", "/mpa/v1/networks/net-cn/pool", None, auth.READER),
-    ("PATCH", "/mpa/v1/networks/net-zz/policy", {"max_candidates": 2}, auth.ADMIN),
-    ("GET", "/mpa/v1/actions/999", None, auth.READER),
-    ("GET", "/mpa/v1/actions/0", None, auth.READER),
-    ("GET", "/mpa/v1/actions/-1", None, auth.READER),
-    ("GET", "/mpa/v1/actions/1x", None, auth.READER),
-    ("GET", "/mpa/v1/actions/" + "9" * 17, None, auth.READER),
-    ("GET", "/mpa/v1/actions/%C2%B2", None, auth.READER),     # "²" is a digit to str.isdigit
-    ("GET", "/mpa/v1/actions/%D9%A1", None, auth.READER),     # an Arabic-Indic 1
-    ("GET", "/mpa/v1/nothing", None, auth.READER),
+     api_tokens.POLICY_ENGINE),
+    ("GET", "/mpa/v1/mobile-nodes/nobody@domain-a", None, api_tokens.READER),
+    ("GET", "/mpa/v1/networks/net-zz/leases", None, api_tokens.READER),
+    ("GET", "/mpa/v1/networks/1bad/leases", None, api_tokens.READER),
+    ("GET", "/mpa/v1/networks/" + "n" * 33 + "/leases", None, api_tokens.READER),
+    ("GET", "/mpa/v1/networks/net-cn/pool", None, api_tokens.READER),
+    ("PATCH", "/mpa/v1/networks/net-zz/policy", {"max_candidates": 2}, api_tokens.ADMIN),
+    ("GET", "/mpa/v1/actions/999", None, api_tokens.READER),
+    ("GET", "/mpa/v1/actions/0", None, api_tokens.READER),
+    ("GET", "/mpa/v1/actions/-1", None, api_tokens.READER),
+    ("GET", "/mpa/v1/actions/1x", None, api_tokens.READER),
+    ("GET", "/mpa/v1/actions/" + "9" * 17, None, api_tokens.READER),
+    ("GET", "/mpa/v1/actions/%C2%B2", None, api_tokens.READER),     # "²" is a digit to str.isdigit
+    ("GET", "/mpa/v1/actions/%D9%A1", None, api_tokens.READER),     # an Arabic-Indic 1
+    ("GET", "/mpa/v1/nothing", None, api_tokens.READER),
 ])
 def test_what_names_nothing_is_404(setup, method, path, body, role):
     refused(setup, path, method, role, body, 404, "not-found")
@@ -295,7 +297,7 @@ def test_what_names_nothing_is_404(setup, method, path, body, role):
 
 def test_a_non_ascii_digit_does_not_name_an_existing_action(setup):
     rig, api = setup
-    response, action = request(api, PREPARE, "POST", auth.POLICY_ENGINE,
+    response, action = request(api, PREPARE, "POST", api_tokens.POLICY_ENGINE,
                                {"candidates": ["net-a2"]})
     assert action["id"] == 1
     refused(setup, "/mpa/v1/actions/%D9%A1", status=404, problem="not-found")
@@ -303,11 +305,11 @@ def test_a_non_ascii_digit_does_not_name_an_existing_action(setup):
 
 
 @pytest.mark.parametrize("method, path, role, allowed", [
-    ("DELETE", PREPARE, auth.POLICY_ENGINE, ["POST"]),
-    ("GET", PREPARE, auth.READER, ["POST"]),
-    ("PUT", POLICY, auth.ADMIN, ["GET", "HEAD", "PATCH"]),
-    ("POST", LEASES, auth.ADMIN, ["GET", "HEAD"]),
-    ("DELETE", "/mpa/v1/actions/1", auth.ADMIN, ["GET", "HEAD"]),
+    ("DELETE", PREPARE, api_tokens.POLICY_ENGINE, ["POST"]),
+    ("GET", PREPARE, api_tokens.READER, ["POST"]),
+    ("PUT", POLICY, api_tokens.ADMIN, ["GET", "HEAD", "PATCH"]),
+    ("POST", LEASES, api_tokens.ADMIN, ["GET", "HEAD"]),
+    ("DELETE", "/mpa/v1/actions/1", api_tokens.ADMIN, ["GET", "HEAD"]),
 ])
 def test_a_method_the_resource_does_not_take_is_405_with_allow(setup, method, path, role,
                                                                allowed):
@@ -317,18 +319,19 @@ def test_a_method_the_resource_does_not_take_is_405_with_allow(setup, method, pa
 
 
 @pytest.mark.parametrize("method, path, body, role, pointers", [
-    ("POST", PREPARE + "?dry_run=1", {"candidates": ["net-a2"]}, auth.POLICY_ENGINE,
+    ("POST", PREPARE + "?dry_run=1", {"candidates": ["net-a2"]}, api_tokens.POLICY_ENGINE,
      ["dry_run"]),
-    ("PATCH", POLICY + "?force=yes", {"max_candidates": 2}, auth.ADMIN, ["force"]),
-    ("GET", "/mpa/v1/actions?state=finished", None, auth.READER, ["state"]),
-    ("GET", "/mpa/v1/actions?identity=nobody", None, auth.READER, ["identity"]),
-    ("GET", "/mpa/v1/actions?identity=a@b&identity=c@d", None, auth.READER, ["identity"]),
-    ("GET", "/mpa/v1/events?limit=%C2%B2", None, auth.READER, ["limit"]),
-    ("GET", "/mpa/v1/events?after=%C2%B2", None, auth.READER, ["after"]),
-    ("GET", "/mpa/v1/events?limit=1&page=2", None, auth.READER, ["page"]),
-    ("GET", f"/mpa/v1/actions?identity={IDENTITY}%0A", None, auth.READER, ["identity"]),
+    ("PATCH", POLICY + "?force=yes", {"max_candidates": 2}, api_tokens.ADMIN, ["force"]),
+    ("GET", "/mpa/v1/actions?state=finished", None, api_tokens.READER, ["state"]),
+    ("GET", "/mpa/v1/actions?identity=nobody", None, api_tokens.READER, ["identity"]),
+    ("GET", "/mpa/v1/actions?identity=a@b&identity=c@d", None, api_tokens.READER, ["identity"]),
+    ("GET", "/mpa/v1/events?limit=%C2%B2", None, api_tokens.READER, ["limit"]),
+    ("GET", "/mpa/v1/events?after=%C2%B2", None, api_tokens.READER, ["after"]),
+    ("GET", "/mpa/v1/events?limit=1&page=2", None, api_tokens.READER, ["page"]),
+    ("GET", f"/mpa/v1/actions?identity={IDENTITY}%0A", None, api_tokens.READER, ["identity"]),
     # U+FEFF is white space to ECMA-262's \s (not to Python's).
-    ("GET", "/mpa/v1/actions?identity=mn1%EF%BB%BF@domain-a", None, auth.READER, ["identity"]),
+    ("GET", "/mpa/v1/actions?identity=mn1%EF%BB%BF@domain-a", None, api_tokens.READER,
+     ["identity"]),
 ])
 def test_an_unknown_or_bad_query_parameter_is_400(setup, method, path, body, role, pointers):
     _, problem = refused(setup, path, method, role, body, 400, "invalid-request")
@@ -356,7 +359,7 @@ def test_a_path_segment_with_a_final_newline_names_nothing(setup, path, name):
     method = "POST" if path.endswith(("prepare", "preauth")) else "GET"
     body = {"candidates": ["net-a2"]} if path.endswith("prepare") else (
         {"v": 1, "type": "auth-init"} if path.endswith("preauth") else None)
-    role = auth.POLICY_ENGINE if method == "POST" else auth.READER
+    role = api_tokens.POLICY_ENGINE if method == "POST" else api_tokens.READER
     value = unquote(path).split("/")[4]
     _, problem = refused(setup, path, method, role, body, 404, "not-found")
     assert problem["detail"] == f"no {name} {value!r}"
@@ -377,7 +380,7 @@ def test_an_unknown_query_parameter_of_a_plain_get_is_400(setup):
 # -- what the MN's state does not allow ---------------------------------------------------
 
 def test_a_pre_switch_without_a_tunnel_is_409_wrong_state(setup):
-    _, problem = refused(setup, PRE_SWITCH, "POST", auth.POLICY_ENGINE, {"network": "net-a2"},
+    _, problem = refused(setup, PRE_SWITCH, "POST", api_tokens.POLICY_ENGINE, {"network": "net-a2"},
                          409, "wrong-state")
     assert "no tunnel to net-a2" in problem["detail"]
 
@@ -391,32 +394,32 @@ def test_a_pre_switch_without_a_tunnel_is_409_wrong_state(setup):
     (CANCEL, {"network": "net-zz"}, "no network 'net-zz'"),
 ])
 def test_a_request_the_network_cannot_carry_out_is_422(setup, path, body, detail):
-    _, problem = refused(setup, path, "POST", auth.POLICY_ENGINE, body, 422, "unprocessable")
+    _, problem = refused(setup, path, "POST", api_tokens.POLICY_ENGINE, body, 422, "unprocessable")
     assert problem["detail"] == detail
 
 
 def test_a_correspondent_networks_policy_cannot_change(setup):
-    refused(setup, "/mpa/v1/networks/net-cn/policy", "PATCH", auth.ADMIN, {"dwell_s": 1},
+    refused(setup, "/mpa/v1/networks/net-cn/policy", "PATCH", api_tokens.ADMIN, {"dwell_s": 1},
             422, "unprocessable")
 
 
 def test_more_candidates_than_the_networks_policy_allows_is_422(setup):
     rig, api = setup
     body = {"candidates": ["net-a2", "net-b1"]}
-    response, policy = request(api, POLICY, "PATCH", auth.ADMIN, {"max_candidates": 1})
+    response, policy = request(api, POLICY, "PATCH", api_tokens.ADMIN, {"max_candidates": 1})
     assert policy["max_candidates"] == 1 and policy["changed"] == ["max_candidates"]
-    _, problem = refused(setup, PREPARE, "POST", auth.POLICY_ENGINE, body, 422,
+    _, problem = refused(setup, PREPARE, "POST", api_tokens.POLICY_ENGINE, body, 422,
                          "unprocessable")
     assert "at most 1 candidates from net-a1" in problem["detail"]
-    request(api, POLICY, "PATCH", auth.ADMIN, {"max_candidates": None})     # the default, 4
-    assert request(api, PREPARE, "POST", auth.POLICY_ENGINE, body)[0].status_int == 202
+    request(api, POLICY, "PATCH", api_tokens.ADMIN, {"max_candidates": None})     # the default, 4
+    assert request(api, PREPARE, "POST", api_tokens.POLICY_ENGINE, body)[0].status_int == 202
 
 
 def test_a_core_that_does_not_answer_in_time_is_503_and_nothing_is_done(setup):
     rig, _ = setup
     api = RestApi(Facade(rig.core, lambda: rig.now, exchange=lambda *a, **k: None),
                   rig.core.counters, tokens=setup[1].tokens)
-    response, _ = refused((rig, api), PRE_SWITCH, "POST", auth.POLICY_ENGINE,
+    response, _ = refused((rig, api), PRE_SWITCH, "POST", api_tokens.POLICY_ENGINE,
                           {"network": "net-b1"}, 503, "unavailable")
     assert response.headers["Retry-After"] == "1"
     assert "may still be carried out" in _["detail"], "it was queued: it may yet happen"
@@ -430,7 +433,7 @@ def test_an_action_refused_before_it_was_queued_says_nothing_was_done(setup):
     rig, _ = setup
     api = RestApi(Facade(rig.core, lambda: rig.now, exchange=busy_exchange),
                   rig.core.counters, tokens=setup[1].tokens)
-    response, problem = refused((rig, api), PRE_SWITCH, "POST", auth.POLICY_ENGINE,
+    response, problem = refused((rig, api), PRE_SWITCH, "POST", api_tokens.POLICY_ENGINE,
                                 {"network": "net-b1"}, 503, "unavailable")
     assert response.headers["Retry-After"] == "1"
     assert "nothing was done" in problem["detail"]
@@ -450,7 +453,7 @@ def test_an_mn_message_refused_before_it_was_queued_is_busy_and_retryable(setup)
 
 # -- Idempotency-Key ----------------------------------------------------------------------------
 
-def post(api, path, body, key, role=auth.POLICY_ENGINE):
+def post(api, path, body, key, role=api_tokens.POLICY_ENGINE):
     return request(api, path, "POST", role, body, headers={"Idempotency-Key": key})
 
 
@@ -467,7 +470,7 @@ def test_a_repeated_request_gets_the_first_answer_and_changes_nothing(setup):
     assert state(rig) == before
     assert [a["id"] for a in request(api, "/mpa/v1/actions")[1]] == [action["id"]]
     # The body's spelling does not matter, its content does.
-    again, _ = request(api, PRE_SWITCH, "POST", auth.POLICY_ENGINE,
+    again, _ = request(api, PRE_SWITCH, "POST", api_tokens.POLICY_ENGINE,
                        raw=b'{ "network" :"net-b1" }', headers={"Idempotency-Key": "k-1"})
     assert again.headers[idempotency.REPLAYED] == "true"
     assert state(rig) == before
@@ -476,7 +479,7 @@ def test_a_repeated_request_gets_the_first_answer_and_changes_nothing(setup):
 def test_the_same_key_with_another_body_is_422_and_changes_nothing(setup):
     rig, api = setup
     assert post(api, PREPARE, {"candidates": ["net-a2"]}, "k-2")[0].status_int == 202
-    _, problem = refused(setup, PREPARE, "POST", auth.POLICY_ENGINE,
+    _, problem = refused(setup, PREPARE, "POST", api_tokens.POLICY_ENGINE,
                          {"candidates": ["net-b1"]}, 422, "idempotency-key-reused",
                          headers={"Idempotency-Key": "k-2"})
     assert len(request(api, "/mpa/v1/actions")[1]) == 1
@@ -486,7 +489,7 @@ def test_a_key_is_the_callers_and_the_paths(setup):
     """The same key from another token, or on another path, is another request."""
     _, api = setup
     first = post(api, PREPARE, {"candidates": ["net-a2"]}, "k-3")[1]
-    other_caller = post(api, PREPARE, {"candidates": ["net-a2"]}, "k-3", auth.ADMIN)[1]
+    other_caller = post(api, PREPARE, {"candidates": ["net-a2"]}, "k-3", api_tokens.ADMIN)[1]
     other_path = post(api, PRE_SWITCH, {"network": "net-b1"}, "k-3")[1]
     assert len({first["id"], other_caller["id"], other_path["id"]}) == 3
 
@@ -494,7 +497,7 @@ def test_a_key_is_the_callers_and_the_paths(setup):
 @pytest.mark.parametrize("key", ["", "a b", "tab\there", "bell\x07", "del\x7f", "k" * 65,
                                  "caf\u00e9", "k-1\n"])
 def test_a_key_outside_the_documents_pattern_is_400(setup, key):
-    _, problem = refused(setup, PREPARE, "POST", auth.POLICY_ENGINE,
+    _, problem = refused(setup, PREPARE, "POST", api_tokens.POLICY_ENGINE,
                          {"candidates": ["net-a2"]}, 400, "invalid-request",
                          headers={"Idempotency-Key": key})
     assert {e["pointer"] for e in problem["errors"]} == {"Idempotency-Key"}
@@ -511,7 +514,7 @@ def test_a_key_of_64_printable_characters_is_taken(setup):
 def test_a_refused_request_is_not_remembered(setup):
     rig, api = setup
     cancel = {"network": "net-b1"}
-    refused(setup, CANCEL, "POST", auth.POLICY_ENGINE, cancel, 409, "wrong-state",
+    refused(setup, CANCEL, "POST", api_tokens.POLICY_ENGINE, cancel, 409, "wrong-state",
             headers={"Idempotency-Key": "k-4"})
     assert post(api, PRE_SWITCH, {"network": "net-b1"}, "k-5")[0].status_int == 202
     response, action = post(api, CANCEL, cancel, "k-4")
@@ -547,16 +550,16 @@ def test_beyond_its_bound_the_oldest_key_is_forgotten_and_counted(setup, monkeyp
 
 # -- the tokens file -----------------------------------------------------------------------------
 
-DIGEST = auth.digest("a-token")
+DIGEST = api_tokens.digest("a-token")
 
 
-def entry(name="grafana", role=auth.READER, sha256=DIGEST, **extra):
+def entry(name="grafana", role=api_tokens.READER, sha256=DIGEST, **extra):
     return {"name": name, "role": role, "sha256": sha256, **extra}
 
 
 def problems_of(document) -> list[str]:
-    with pytest.raises(auth.TokenFileError) as refused_:
-        auth.parse(document, "t.yaml")
+    with pytest.raises(api_tokens.TokenFileError) as refused_:
+        api_tokens.parse(document, "t.yaml")
     assert str(refused_.value) == "\n".join(refused_.value.problems)
     return refused_.value.problems
 
@@ -564,12 +567,12 @@ def problems_of(document) -> list[str]:
 def test_a_tokens_file_with_errors_lists_every_problem():
     assert problems_of({"version": 2, "tokens": [
         entry(colour="red"),
-        entry(name="grafana", sha256=auth.digest("b")),     # the same name again
-        entry(name="engine", role="root", sha256=auth.digest("c")),
+        entry(name="grafana", sha256=api_tokens.digest("b")),     # the same name again
+        entry(name="engine", role="root", sha256=api_tokens.digest("c")),
         entry(name="admin", sha256=DIGEST.upper()),
         entry(name="short", sha256=DIGEST[:-1]),
         entry(name="again", sha256=DIGEST),                   # the same token again
-        entry(name="-dash", sha256=auth.digest("d")),
+        entry(name="-dash", sha256=api_tokens.digest("d")),
         "grafana",
     ], "secret": "x"}) == [
         "t.yaml: unknown keys secret",
@@ -608,68 +611,71 @@ def write(path, document, mode=0o600) -> None:
 def test_a_tokens_file_others_may_read_is_refused(tmp_path):
     path = str(tmp_path / "tokens.yaml")
     write(path, {"version": 1, "tokens": [entry()]}, 0o644)
-    with pytest.raises(auth.TokenFileError, match="readable by others"):
-        auth.load_tokens(path)
+    with pytest.raises(api_tokens.TokenFileError, match="readable by others"):
+        api_tokens.load_tokens(path)
     os.chmod(path, 0o640)
-    with pytest.raises(auth.TokenFileError, match="readable by others"):
-        auth.load_tokens(path)
+    with pytest.raises(api_tokens.TokenFileError, match="readable by others"):
+        api_tokens.load_tokens(path)
     os.chmod(path, 0o600)
-    assert auth.load_tokens(path).identify("a-token") == auth.Principal("grafana", "reader")
+    assert api_tokens.load_tokens(path).identify("a-token") == \
+        api_tokens.Principal("grafana", "reader")
 
 
 def test_a_tokens_file_that_cannot_be_read_or_parsed_says_so(tmp_path):
-    with pytest.raises(auth.TokenFileError, match="cannot read"):
-        auth.load_tokens(str(tmp_path / "missing.yaml"))
+    with pytest.raises(api_tokens.TokenFileError, match="cannot read"):
+        api_tokens.load_tokens(str(tmp_path / "missing.yaml"))
     path = tmp_path / "bad.yaml"
     path.write_text("version: [1\n")
     path.chmod(0o600)
-    with pytest.raises(auth.TokenFileError, match="not YAML"):
-        auth.load_tokens(str(path))
+    with pytest.raises(api_tokens.TokenFileError, match="not YAML"):
+        api_tokens.load_tokens(str(path))
 
 
 def test_add_token_creates_the_file_private_and_appends(tmp_path):
     path = str(tmp_path / "tokens.yaml")
-    first = auth.add_token(path, "grafana", auth.READER)
+    first = api_tokens.add_token(path, "grafana", api_tokens.READER)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    second = auth.add_token(path, "engine", auth.POLICY_ENGINE)
+    second = api_tokens.add_token(path, "engine", api_tokens.POLICY_ENGINE)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     with open(path, encoding="utf-8") as f:
         text = f.read()
     assert first not in text and second not in text           # digests only
     assert [t["name"] for t in yaml.safe_load(text)["tokens"]] == ["grafana", "engine"]
-    tokens = auth.load_tokens(path)
-    assert tokens.identify(first) == auth.Principal("grafana", auth.READER)
-    assert tokens.identify(second) == auth.Principal("engine", auth.POLICY_ENGINE)
+    tokens = api_tokens.load_tokens(path)
+    assert tokens.identify(first) == api_tokens.Principal("grafana", api_tokens.READER)
+    assert tokens.identify(second) == api_tokens.Principal("engine", api_tokens.POLICY_ENGINE)
     assert first != second and len(first) >= 43
 
 
 def test_add_token_refuses_a_name_twice_or_a_bad_role_and_leaves_the_file(tmp_path):
     path = str(tmp_path / "tokens.yaml")
-    auth.add_token(path, "grafana", auth.READER)
+    api_tokens.add_token(path, "grafana", api_tokens.READER)
     with open(path, "rb") as f:
         kept = f.read()
-    with pytest.raises(auth.TokenFileError, match="used twice"):
-        auth.add_token(path, "grafana", auth.ADMIN)
-    with pytest.raises(auth.TokenFileError, match="role"):
-        auth.add_token(path, "root", "superuser")
+    with pytest.raises(api_tokens.TokenFileError, match="used twice"):
+        api_tokens.add_token(path, "grafana", api_tokens.ADMIN)
+    with pytest.raises(api_tokens.TokenFileError, match="role"):
+        api_tokens.add_token(path, "root", "superuser")
     with open(path, "rb") as f:
         assert f.read() == kept
     os.chmod(path, 0o644)
-    with pytest.raises(auth.TokenFileError, match="readable by others"):
-        auth.add_token(path, "engine", auth.POLICY_ENGINE)
+    with pytest.raises(api_tokens.TokenFileError, match="readable by others"):
+        api_tokens.add_token(path, "engine", api_tokens.POLICY_ENGINE)
 
 
 def test_identify_takes_only_the_exact_token_and_gives_its_role():
-    tokens = auth.Tokens([("grafana", auth.READER, auth.digest("reader-secret")),
-                          ("engine", auth.POLICY_ENGINE, auth.digest("engine-secret")),
-                          ("root", auth.ADMIN, auth.digest("admin-secret"))])
-    assert tokens.identify("reader-secret") == auth.Principal("grafana", auth.READER)
-    assert tokens.identify("engine-secret") == auth.Principal("engine", auth.POLICY_ENGINE)
-    assert tokens.identify("admin-secret") == auth.Principal("root", auth.ADMIN)
+    tokens = api_tokens.Tokens([
+        ("grafana", api_tokens.READER, api_tokens.digest("reader-secret")),
+        ("engine", api_tokens.POLICY_ENGINE, api_tokens.digest("engine-secret")),
+        ("root", api_tokens.ADMIN, api_tokens.digest("admin-secret"))])
+    assert tokens.identify("reader-secret") == api_tokens.Principal("grafana", api_tokens.READER)
+    assert tokens.identify("engine-secret") == \
+        api_tokens.Principal("engine", api_tokens.POLICY_ENGINE)
+    assert tokens.identify("admin-secret") == api_tokens.Principal("root", api_tokens.ADMIN)
     for guess in ("admin-secre", "dmin-secret", "ADMIN-SECRET", "Admin-secret",
                   "admin-secret ", "admin-secret\n", "", "x" * 10_000, "\udcff"):
         assert tokens.identify(guess) is None, guess
-    assert auth.Tokens().identify("admin-secret") is None
+    assert api_tokens.Tokens().identify("admin-secret") is None
 
 
 @pytest.mark.parametrize("path, status, problem", [

@@ -213,7 +213,7 @@ def _openflow_first_bytes(port, context=None) -> bytes:
 
 
 def test_serves_https_and_openflow_over_tls_only(tmp_path):
-    from rest_api.auth import add_token
+    from mpa_protocol.api_tokens import add_token
     pki = Pki(tmp_path / "pki")
     ours = pki.issue("controller", server=True)
     switch = pki.issue("switch-1")

@@ -31,13 +31,13 @@ from mpa_sdn.events import EventLog
 from mpa_sdn.facade import Facade
 from mpa_sdn.mobility import QUIET_S
 from openapi_check import check_response
-from rest_api import auth
+from mpa_protocol import api_tokens
 from rest_api.app import RestApi
 from rest_api.events import HEARTBEAT_S
 from rig import Rig
 from test_handover import HOME, NCOA, arrive, bound, later, make_rig, pings
 
-READER, ENGINE, ADMIN = auth.READER, auth.POLICY_ENGINE, auth.ADMIN
+READER, ENGINE, ADMIN = api_tokens.READER, api_tokens.POLICY_ENGINE, api_tokens.ADMIN
 
 
 # -- the transport --------------------------------------------------------------------------
@@ -743,17 +743,19 @@ def test_new_token_prints_only_the_token_and_keeps_its_digest(tmp_path):
                                     "--role", "policy-engine", "--name", "engine-1", role=None)
     assert code == 0 and transport.requests == []     # no server
     token = out[:-1]
-    assert out == token + "\n" and auth.TOKEN_BYTES <= len(token) <= auth.MAX_TOKEN_CHARS
+    assert out == token + "\n"
+    assert api_tokens.TOKEN_BYTES <= len(token) <= api_tokens.MAX_TOKEN_CHARS
     assert token not in err and "engine-1 (policy-engine)" in err
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert auth.load_tokens(path).identify(token) == auth.Principal("engine-1", "policy-engine")
-    assert auth.digest(token) in open(path).read() and token not in open(path).read()
+    assert api_tokens.load_tokens(path).identify(token) == \
+        api_tokens.Principal("engine-1", "policy-engine")
+    assert api_tokens.digest(token) in open(path).read() and token not in open(path).read()
 
     code, out, err, _ = ctl(Wsgi(None), "new-token", "--file", path, "--role", "admin",
                             "--name", "engine-1", role=None)
     assert code == 1 and out == ""
     assert "'engine-1' is used twice" in err
-    assert len(auth.load_tokens(path)) == 1
+    assert len(api_tokens.load_tokens(path)) == 1
 
 
 def test_new_token_refuses_an_unknown_role(tmp_path, capsys):

@@ -28,11 +28,12 @@ from apitest import request, rig_api
 from mpa_mn import protocol
 from mpa_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy
 from mpa_protocol import messages
+from mpa_protocol import api_tokens
 from mpa_sdn import dhcp
 from mpa_sdn.controller import Controller
 from mpa_sdn.facade import Facade
 from mpa_sdn.store import MemoryStore
-from rest_api import app, auth, problems, spec
+from rest_api import app, problems, spec
 from rest_api.app import HANDLERS, SIGNAL_OPERATIONS, RestApi
 from rig import Rig
 from test_handover import (HOME, NCOA, arrive, authenticated, bound, later, make_rig,
@@ -98,11 +99,11 @@ def test_roles_are_those_the_document_describes():
         if role is None:
             continue
         if method == "GET":
-            assert role == auth.READER, op["operationId"]
+            assert role == api_tokens.READER, op["operationId"]
         elif "policy engine" in op["tags"]:
-            assert role == auth.POLICY_ENGINE, op["operationId"]
+            assert role == api_tokens.POLICY_ENGINE, op["operationId"]
         else:
-            assert (op["operationId"], role) == ("updateNetworkPolicy", auth.ADMIN)
+            assert (op["operationId"], role) == ("updateNetworkPolicy", api_tokens.ADMIN)
 
 
 def test_operations_document_the_refusals_they_can_give():
@@ -151,7 +152,7 @@ class World:
     mismatches: list = field(default_factory=list)      # (method, path, what is wrong)
     seen: set = field(default_factory=set)              # openapi_check.SEEN of the scenario
 
-    def call(self, path, method="GET", role=auth.READER, body=None, status=None, **kw):
+    def call(self, path, method="GET", role=api_tokens.READER, body=None, status=None, **kw):
         response, parsed = request(self.api, path, method, role, body,
                                    mismatches=self.mismatches, **kw)
         op = openapi_check.operation_of(method, path)
@@ -161,7 +162,7 @@ class World:
         return response, parsed
 
     def act(self, kind, body, status=202, **kw):
-        return self.call(f"{MN}/{kind}", "POST", auth.POLICY_ENGINE, body, status, **kw)[1]
+        return self.call(f"{MN}/{kind}", "POST", api_tokens.POLICY_ENGINE, body, status, **kw)[1]
 
     def signal(self, path, data: bytes, status=200):
         return self.call(path, "POST", None, raw=data, status=status)[1]
@@ -176,13 +177,13 @@ def refusals(world: World, kind: str, valid: dict, unprocessable: dict,
     """The action's documented refusals: ``valid`` refused for its form or
     its caller; ``conflict`` (409), if given, and ``unprocessable`` (422) by the core."""
     path = f"{MN}/{kind}"
-    world.call(path, "POST", auth.POLICY_ENGINE, {**valid, "extra": 1}, 400)
+    world.call(path, "POST", api_tokens.POLICY_ENGINE, {**valid, "extra": 1}, 400)
     world.call(path, "POST", None, valid, 401)
-    world.call(path, "POST", auth.READER, valid, 403)
-    world.call("/mpa/v1/mobile-nodes/nobody@domain-a/" + kind, "POST", auth.POLICY_ENGINE,
+    world.call(path, "POST", api_tokens.READER, valid, 403)
+    world.call("/mpa/v1/mobile-nodes/nobody@domain-a/" + kind, "POST", api_tokens.POLICY_ENGINE,
                valid, 404)
-    world.call(path, "POST", auth.POLICY_ENGINE, raw=b" " * 5000, status=413)
-    world.call(path, "POST", auth.POLICY_ENGINE, valid, 415, content_type="text/plain")
+    world.call(path, "POST", api_tokens.POLICY_ENGINE, raw=b" " * 5000, status=413)
+    world.call(path, "POST", api_tokens.POLICY_ENGINE, valid, 415, content_type="text/plain")
     if conflict is not None:
         world.act(kind, conflict, 409)
     world.act(kind, unprocessable, 422)
@@ -275,10 +276,10 @@ def scenario(world: World) -> None:
     world.call("/mpa/v1/networks/net-b1/leases", status=200)
     world.call("/mpa/v1/networks/net-b1/pool", status=200)
     world.call("/mpa/v1/networks/net-b1/policy", status=200)
-    world.call("/mpa/v1/networks/net-a1/policy", "PATCH", auth.ADMIN,
+    world.call("/mpa/v1/networks/net-a1/policy", "PATCH", api_tokens.ADMIN,
                {"max_candidates": 2, "dwell_s": 0.5}, 200)
-    world.call("/mpa/v1/networks/net-a1/policy", "PATCH", auth.ADMIN, {"dwell_s": None}, 200)
-    world.call("/mpa/v1/networks/net-cn/policy", "PATCH", auth.ADMIN, {"dwell_s": 1}, 422)
+    world.call("/mpa/v1/networks/net-a1/policy", "PATCH", api_tokens.ADMIN, {"dwell_s": None}, 200)
+    world.call("/mpa/v1/networks/net-cn/policy", "PATCH", api_tokens.ADMIN, {"dwell_s": 1}, 422)
     world.call("/mpa/v1/sas", status=200)
     world.call("/mpa/v1/mobile-nodes", status=200)
     world.call(MN, status=200)
@@ -433,7 +434,7 @@ def followed(topology):
     api = rig_api(rig)
     bound(rig)
     for network, value in (("net-a1", 2), ("net-a2", 3)):
-        request(api, f"/mpa/v1/networks/{network}/policy", "PATCH", auth.ADMIN,
+        request(api, f"/mpa/v1/networks/{network}/policy", "PATCH", api_tokens.ADMIN,
                 {"max_candidates": value})
     return rig, api
 
@@ -468,7 +469,7 @@ def test_last_event_id_resumes_after_that_event(followed):
 def test_without_a_cursor_only_new_events_come(followed):
     rig, api = followed
     response = stream(api, "?limit=1")
-    request(api, "/mpa/v1/networks/net-b1/policy", "PATCH", auth.ADMIN, {"dwell_s": 2})
+    request(api, "/mpa/v1/networks/net-b1/policy", "PATCH", api_tokens.ADMIN, {"dwell_s": 2})
     [event] = read_events(response)
     assert event["id"] == rig.core.events.last_id
     assert (event["type"], event["network"], event["data"]["dwell_s"]) == ("policy", "net-b1", 2)
@@ -568,7 +569,7 @@ def test_a_changed_lease_time_is_what_a_dhcp_client_is_told(topology):
     rig = make_rig(topology)
     settle_dad(rig)
     api = rig_api(rig)
-    _, policy = request(api, "/mpa/v1/networks/net-b1/policy", "PATCH", auth.ADMIN,
+    _, policy = request(api, "/mpa/v1/networks/net-b1/policy", "PATCH", api_tokens.ADMIN,
                                {"lease_time_s": 600})
     assert policy["lease_time_s"] == 600
 

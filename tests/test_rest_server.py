@@ -28,10 +28,10 @@ from webob import Request
 
 from apitest import TOKENS, tokens
 from mpa_mn import protocol
+from mpa_protocol import api_tokens
 from mpa_sdn.controller import Controller
 from mpa_sdn.facade import Facade
 from mpa_sdn.topology import ControllerSettings
-from rest_api import auth
 from rest_api.app import MAX_BODY_BYTES, RestApi
 
 DEADLINE_S = 10
@@ -187,7 +187,7 @@ def test_a_half_sent_body_is_answered_408_and_closed_after_the_body_timeout(serv
     sock = connect(server)
     body = json.dumps({"max_candidates": 1}).encode()
     sock.sendall(request_bytes("PATCH", POLICY, body, headers={
-        "Authorization": f"Bearer {TOKENS[auth.ADMIN]}", "Content-Type": "application/json"})
+        "Authorization": f"Bearer {TOKENS[api_tokens.ADMIN]}", "Content-Type": "application/json"})
         [:-5])
     status, headers, problem = read_response(sock)
     assert (status, headers["connection"]) == (408, "close")
@@ -201,7 +201,7 @@ def test_a_half_sent_body_is_answered_408_and_closed_after_the_body_timeout(serv
 
 @pytest.mark.parametrize("ending", ["reset", "close"])
 @pytest.mark.parametrize("path, headers", [
-    (POLICY, {"Authorization": f"Bearer {TOKENS[auth.ADMIN]}"}),
+    (POLICY, {"Authorization": f"Bearer {TOKENS[api_tokens.ADMIN]}"}),
     ("/mpa/v1/discover", {}),
 ])
 def test_a_client_gone_mid_body_is_counted_as_such_without_a_traceback(
@@ -232,7 +232,7 @@ def test_a_body_read_that_fails_is_the_clients_outcome_not_a_500(api, caplog, er
             raise error
 
     request = Request.blank(POLICY, method="PATCH", content_type="application/json",
-                            headers={"Authorization": f"Bearer {TOKENS[auth.ADMIN]}"},
+                            headers={"Authorization": f"Bearer {TOKENS[api_tokens.ADMIN]}"},
                             body=b'{"max_candidates": 1}')
     request.environ["wsgi.input"] = Broken()
     request.is_body_seekable = False
@@ -244,7 +244,7 @@ def test_a_body_read_that_fails_is_the_clients_outcome_not_a_500(api, caplog, er
 
 def test_a_body_shorter_than_its_length_is_a_disconnect_not_malformed_json(api):
     request = Request.blank(POLICY, method="PATCH", content_type="application/json",
-                            headers={"Authorization": f"Bearer {TOKENS[auth.ADMIN]}"},
+                            headers={"Authorization": f"Bearer {TOKENS[api_tokens.ADMIN]}"},
                             body=b'{"max_candidates": 1}')
     request.environ["CONTENT_LENGTH"] = "40"
     response = request.get_response(api)
@@ -264,8 +264,8 @@ def chunked(body: bytes, size: int = 7) -> bytes:
 def test_a_chunked_body_is_read_for_the_api_and_for_signalling(serve, api):
     server = serve(api, api.counters)
     sock = connect(server)
-    admin = {"Authorization": f"Bearer {TOKENS[auth.ADMIN]}", "Content-Type": "application/json",
-             "Transfer-Encoding": "chunked"}
+    admin = {"Authorization": f"Bearer {TOKENS[api_tokens.ADMIN]}",
+             "Content-Type": "application/json", "Transfer-Encoding": "chunked"}
     sock.sendall(request_bytes("PATCH", POLICY, headers=admin)
                  + chunked(json.dumps({"max_candidates": 1}).encode()))
     status, _, body = read_response(sock)
@@ -282,7 +282,7 @@ def test_a_chunked_body_beyond_the_bound_is_413_and_the_rest_is_not_read(serve, 
     server = serve(api, api.counters, rest_body_timeout_s=DEADLINE_S)
     sock = connect(server)
     sock.sendall(request_bytes("PATCH", POLICY, headers={
-        "Authorization": f"Bearer {TOKENS[auth.ADMIN]}", "Content-Type": "application/json",
+        "Authorization": f"Bearer {TOKENS[api_tokens.ADMIN]}", "Content-Type": "application/json",
         "Transfer-Encoding": "chunked"}) + chunked(b" " * (MAX_BODY_BYTES + 1), 1000))
     # Far more than the server drains to keep a connection: it closes instead.
     try:
@@ -416,24 +416,24 @@ def test_event_streams_are_bounded_per_token_and_in_all(topology):
     core = Controller(topology)
     api = RestApi(Facade(core, clock=lambda: 100.0), core.counters, tokens=tokens(),
                   max_streams=3, streams_per_token=2)
-    first, second = open_stream(api, auth.READER), open_stream(api, auth.READER)
+    first, second = open_stream(api, api_tokens.READER), open_stream(api, api_tokens.READER)
     assert (first.status_int, second.status_int) == (200, 200)
-    refused = open_stream(api, auth.READER)
+    refused = open_stream(api, api_tokens.READER)
     assert refused.status_int == 503 and refused.headers["Retry-After"] == "5"
     assert "token test-reader" in refused.json["detail"]
     assert api.counters["rest_streams_token_full"] == 1
-    assert open_stream(api, auth.ADMIN).status_int == 200
-    full = open_stream(api, auth.POLICY_ENGINE)
+    assert open_stream(api, api_tokens.ADMIN).status_int == 200
+    full = open_stream(api, api_tokens.POLICY_ENGINE)
     assert full.status_int == 503 and api.counters["rest_streams_full"] == 1
     assert api.counters["rest_streams_open"] == 3
     first.app_iter.close()          # never iterated: the slot comes back all the same
     assert api.counters["rest_streams_open"] == 2
-    assert open_stream(api, auth.READER).status_int == 200
+    assert open_stream(api, api_tokens.READER).status_int == 200
 
 
 def test_open_connections_and_streams_are_gauges_in_the_metrics(api):
     api.counters["rest_connections_open"] = 3
-    assert open_stream(api, auth.READER).status_int == 200
+    assert open_stream(api, api_tokens.READER).status_int == 200
     text = api.facade.metrics().decode()
     assert "# TYPE mpa_rest_connections_open gauge" in text
     assert "mpa_rest_connections_open 3.0" in text and "mpa_rest_event_streams_open 1.0" in text
@@ -445,14 +445,14 @@ def test_a_stream_that_ends_gives_its_slot_back(topology):
     api = RestApi(Facade(core, clock=lambda: 100.0), core.counters, tokens=tokens(),
                   max_streams=1, streams_per_token=1)
     request = Request.blank("/mpa/v1/events?limit=1",
-                            headers={"Authorization": f"Bearer {TOKENS[auth.READER]}"})
+                            headers={"Authorization": f"Bearer {TOKENS[api_tokens.READER]}"})
     api.facade.closed = True        # no event comes: the stream ends at its first wait
     response = request.get_response(api)
     assert response.status_int == 200
     assert b"".join(response.app_iter) == b": mpa-sdn events\n\n"
     assert api.counters["rest_streams_open"] == 0
     api.facade.closed = False
-    assert open_stream(api, auth.READER).status_int == 200
+    assert open_stream(api, api_tokens.READER).status_int == 200
 
 
 # -- TLS -------------------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ import time
 import urllib.error
 import urllib.request
 
+from mpa_protocol import api_tokens
 from mpa_protocol.http_opener import direct_opener
-from rest_api import auth
 
 
 MPA_CONTROLLER = os.path.join(os.path.dirname(sys.executable), "mpa-controller")
@@ -98,11 +98,11 @@ class ControllerProcess:
             self._token_dir = tempfile.mkdtemp(prefix="mpa-tokens-")
         path = os.path.join(self._token_dir, "api-tokens.yaml")
         if not self.tokens:
-            self.tokens = {role: auth.add_token(path, f"lab-{role}", role)
-                           for role in auth.ROLES}
+            self.tokens = {role: api_tokens.add_token(path, f"lab-{role}", role)
+                           for role in api_tokens.ROLES}
         return path
 
-    def request(self, method: str, path: str, body=None, role: str | None = auth.READER,
+    def request(self, method: str, path: str, body=None, role: str | None = api_tokens.READER,
                 headers: dict | None = None, timeout: float = 5):
         """One API call with a token of ``role`` (None: no token): (status,
         headers, parsed body)."""
@@ -126,7 +126,7 @@ class ControllerProcess:
             with exc:
                 return exc.code, exc.headers, exc.read()
 
-    def get(self, path: str, role: str = auth.READER):
+    def get(self, path: str, role: str = api_tokens.READER):
         status, _, body = self.request("GET", path, role=role)
         if status != 200:
             raise RuntimeError(f"GET {path}: {status} {body}")
@@ -140,7 +140,7 @@ class ControllerProcess:
 
     def metrics(self) -> dict[str, float]:
         """GET /metrics (Prometheus's text): sample (name and labels) -> value."""
-        status, _, raw = self._open("GET", "/metrics", None, auth.READER, {}, 5)
+        status, _, raw = self._open("GET", "/metrics", None, api_tokens.READER, {}, 5)
         if status != 200:
             raise RuntimeError(f"GET /metrics: {status} {raw[:200]!r}")
         return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])

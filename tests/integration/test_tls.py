@@ -127,7 +127,7 @@ def first_bytes(port: int, context: ssl.SSLContext | None = None) -> bytes:
 
 
 def test_ovs_connects_over_tls_and_nothing_else_gets_in(prerequisites, tmp_path):
-    from rest_api.auth import add_token
+    from mpa_protocol.api_tokens import add_token
     pki = Pki(tmp_path / "pki")
     switch = pki.issue("switch-tls")
     tokens = str(tmp_path / "tokens.yaml")

@@ -1,4 +1,6 @@
-"""Bearer tokens with roles, from a secrets file (``--api-tokens``).
+"""The REST API's bearer tokens with roles, from a secrets file
+(``controller.api_tokens``, ``--api-tokens``): what ``mpa-ctl new-token``
+writes and the controller reads, and the check of a presented token.
 
 The file holds each token's SHA-256, never the token itself, so a copy of
 it lets nobody in; ``mpa-ctl new-token`` makes a token, prints it once and
