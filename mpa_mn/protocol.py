@@ -167,10 +167,10 @@ def _candidate_problem(candidate) -> str | None:
     if not isinstance(candidate, dict):
         return "is not an object"
     for name in ("network", "served_by"):
-        if not messages._network(candidate.get(name)):
+        if not messages.network_ok(candidate.get(name)):
             return f"has no valid {name}"
     aa = candidate.get("aa")
-    if not isinstance(aa, dict) or not messages._ipv4(aa.get("address")):
+    if not isinstance(aa, dict) or not messages.ipv4_ok(aa.get("address")):
         return "has no valid aa.address"
     port = aa.get("port", DEFAULT_SIGNALLING_PORT)
     if type(port) is not int or not 1 <= port <= 65535:

@@ -124,7 +124,8 @@ def _int(lo: int, hi: int) -> Callable[[Any], bool]:
     return lambda v: type(v) is int and lo <= v <= hi
 
 
-def _ipv4(v: Any) -> bool:
+def ipv4_ok(v: Any) -> bool:
+    """An IPv4 address, written as it prints (no leading zeros, no spaces)."""
     try:
         return isinstance(v, str) and str(ipaddress.IPv4Address(v)) == v
     except ValueError:
@@ -143,7 +144,9 @@ def _one_of(*values) -> Callable[[Any], bool]:
     return lambda v: isinstance(v, str) and v in values
 
 
-_network = lambda v: isinstance(v, str) and bool(ID_RE.fullmatch(v))  # noqa: E731
+def network_ok(v: Any) -> bool:
+    """A network's id (or a PoA's): the topology's ids."""
+    return isinstance(v, str) and bool(ID_RE.fullmatch(v))
 
 
 def nai_ok(v: Any) -> bool:
@@ -155,6 +158,8 @@ def nai_ok(v: Any) -> bool:
     except UnicodeEncodeError:  # lone surrogates from \ud800-style escapes
         return False
     return True
+
+
 _mac = lambda v: isinstance(v, str) and bool(MAC_RE.fullmatch(v))  # noqa: E731
 _nonce = _hex(32)
 _tag = _hex(32)
@@ -173,15 +178,15 @@ def _report(v: Any) -> bool:
     return all(_text(limit)(v[k]) for k, limit in (("code", 32), ("detail", 300)) if k in v)
 
 
-_AUTHENTICATED = {"network": _network, "sa": _sa_id, "seq": _seq, "mac": _tag}
+_AUTHENTICATED = {"network": network_ok, "sa": _sa_id, "seq": _seq, "mac": _tag}
 
 # type -> (required fields, optional fields), each field -> its check.
 SCHEMAS: dict[str, tuple[dict, dict]] = {
     # MN -> AA/CA
     # REST: the MN names its network, or gives its current address.
-    "discover": ({}, {"network": _network, "address": _ipv4}),
-    "auth-init": ({"network": _network, "identity": nai_ok, "mn_mac": _mac, "nonce": _nonce}, {}),
-    "auth-response": ({"network": _network, "session": _sa_id, "proof": _tag}, {}),
+    "discover": ({}, {"network": network_ok, "address": ipv4_ok}),
+    "auth-init": ({"network": network_ok, "identity": nai_ok, "mn_mac": _mac, "nonce": _nonce}, {}),
+    "auth-response": ({"network": network_ok, "session": _sa_id, "proof": _tag}, {}),
     "config-request": (_AUTHENTICATED, {}),
     "release": (_AUTHENTICATED, {"scope": _one_of("lease", "all")}),
     "resume": (_AUTHENTICATED, {}),
@@ -189,7 +194,7 @@ SCHEMAS: dict[str, tuple[dict, dict]] = {
     # binding update through it, and the handover's phases.
     "tunnel-request": (_AUTHENTICATED, {"lifetime": _int(1, 2**31 - 1)}),
     "tunnel-release": (_AUTHENTICATED, {}),
-    "binding-update": ({**_AUTHENTICATED, "home_address": _ipv4, "care_of": _ipv4},
+    "binding-update": ({**_AUTHENTICATED, "home_address": ipv4_ok, "care_of": ipv4_ok},
                        {"lifetime": _int(0, 2**31 - 1), "standby": _true}),
     "handover": ({**_AUTHENTICATED, "phase": _one_of(*HANDOVER_PHASES)},
                  {"buffer_old": _true, "mode": _one_of(*HANDOVER_MODES),
@@ -198,25 +203,25 @@ SCHEMAS: dict[str, tuple[dict, dict]] = {
     "instructions": (_AUTHENTICATED, {"wait": _int(0, MAX_WAIT_S),
                                       "reports": _list_of(_report, MAX_REPORTS)}),
     # AA/CA -> MN
-    "neighbours": ({"network": _network, "candidates": _anything},
+    "neighbours": ({"network": network_ok, "candidates": _anything},
                    {"truncated": lambda v: v is True}),
-    "auth-challenge": ({"network": _network, "session": _sa_id, "nonce": _nonce}, {}),
-    "auth-success": ({"network": _network, "session": _sa_id, "sa": _sa_id,
+    "auth-challenge": ({"network": network_ok, "session": _sa_id, "nonce": _nonce}, {}),
+    "auth-success": ({"network": network_ok, "session": _sa_id, "sa": _sa_id,
                       "lifetime": _seconds, "proof": _tag}, {}),
-    "config": ({**_AUTHENTICATED, "address": _ipv4, "prefix_len": _int(0, 32),
-                "router": _ipv4, "gateway_mac": _mac, "dns": _list_of(_ipv4, 4),
+    "config": ({**_AUTHENTICATED, "address": ipv4_ok, "prefix_len": _int(0, 32),
+                "router": ipv4_ok, "gateway_mac": _mac, "dns": _list_of(ipv4_ok, 4),
                 "lease_time": _seconds}, {}),
     "released": (_AUTHENTICATED, {"scope": _one_of("lease", "all")}),
     "resumed": ({**_AUTHENTICATED, "state": _text(32)}, {}),
-    "tunnel": ({**_AUTHENTICATED, "address": _ipv4, "poa": _network, "lifetime": _seconds}, {}),
+    "tunnel": ({**_AUTHENTICATED, "address": ipv4_ok, "poa": network_ok, "lifetime": _seconds}, {}),
     "tunnel-released": (_AUTHENTICATED, {}),
-    "binding-ack": ({**_AUTHENTICATED, "home_address": _ipv4, "care_of": _ipv4,
+    "binding-ack": ({**_AUTHENTICATED, "home_address": ipv4_ok, "care_of": ipv4_ok,
                      "lifetime": _seconds}, {"standby": _true}),
     "handover-state": ({**_AUTHENTICATED, "phase": _text(32)},
                        {"buffered": _int(0, 2**31 - 1)}),
     "instruction-list": ({**_AUTHENTICATED, "pending": _anything}, {}),
     "error": ({"code": _one_of(*ERRORS), "message": _text(300)},
-              {"network": _network, "in_reply_to": _text(32), "seq": _seq,
+              {"network": network_ok, "in_reply_to": _text(32), "seq": _seq,
                "retry_after": _seconds}),
 }
 REQUESTS = ("discover", "auth-init", "auth-response", "config-request", "release", "resume",

@@ -1,39 +1,173 @@
-"""The pure core stays pure: no Ryu app machinery, no eventlet, no clock."""
+"""Each package imports only what its layer may, and the pure core stays pure.
+
+The layers, from the bottom: ``mpa_protocol`` (what the MN and the controller
+agree on), the controller's pure core ``mpa_sdn``, the REST layer, the Ryu
+shell ``apps``; beside them the MN client and ``mpa-ctl``, which see the
+protocol only, and the lab.  Imports are read from the source (ast), so a
+lazy import inside a function counts as much as one at the top; a failure
+names the file, the line and the rule it breaks.
+"""
 
 import ast
 import pathlib
+import sys
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-# Clock, randomness, threads and the network come into the core injected.
-FORBIDDEN_MODULES = ("ryu.base", "ryu.controller", "ryu.app", "ryu.cmd", "ryu.lib.hub",
-                     "eventlet", "time", "random", "socket", "threading", "subprocess")
+
+# Which of the project's packages each package may import, besides itself.
+MAY_IMPORT = {
+    "mpa_protocol": set(),
+    "mpa_sdn": {"mpa_protocol"},
+    "rest_api": {"mpa_protocol", "mpa_sdn"},
+    "apps": {"mpa_protocol", "mpa_sdn", "rest_api"},
+    "mpa_mn": {"mpa_protocol"},
+    "mpa_ctl": {"mpa_protocol"},
+    # The lab starts the controller as a process of its own and talks to it
+    # over REST and OpenFlow: it never imports the Ryu shell.
+    "topologies": {"mpa_protocol", "mpa_sdn", "rest_api", "mpa_mn", "mpa_ctl"},
+}
+# Beyond the standard library, the protocol needs these and nothing else: the
+# MN and mpa-ctl load it without Ryu or eventlet.
+PROTOCOL_DEPENDENCIES = {"yaml", "cryptography"}
+RYU_OR_EVENTLET = ("ryu", "eventlet", "greenlet")
+# Third-party or standard modules a package must not import at all.
+NEVER = {
+    # Clock, randomness, threads and the network come into the core injected;
+    # Ryu's ofproto parsers and lib.packet are plain libraries and fine.
+    "mpa_sdn": ("ryu.base", "ryu.controller", "ryu.app", "ryu.cmd", "ryu.lib.hub",
+                "eventlet", "time", "random", "socket", "threading", "subprocess"),
+    "mpa_mn": RYU_OR_EVENTLET,
+    "mpa_ctl": RYU_OR_EVENTLET,
+}
 
 
-def core_modules():
-    return sorted((ROOT / "mpa_sdn").glob("*.py"))
+def packages(root: pathlib.Path = ROOT) -> list[str]:
+    """The project's top-level packages."""
+    return sorted(p.parent.name for p in root.glob("*/__init__.py"))
 
 
-@pytest.mark.parametrize("path", core_modules(), ids=lambda p: p.name)
-def test_core_imports_no_app_machinery(path):
-    tree = ast.parse(path.read_text())
-    for node in ast.walk(tree):
-        names = []
+def imports(path: pathlib.Path):
+    """(line, module) of every absolute import in ``path``, wherever it is."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module]
-        for name in names:
-            assert not any(name == m or name.startswith(m + ".") for m in FORBIDDEN_MODULES), \
-                f"{path.name} imports {name}"
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            # "from mpa_sdn import config" imports mpa_sdn.config (and says so first)
+            named = [f"{node.module}.{alias.name}" for alias in node.names]
+            yield from ((node.lineno, m) for m in
+                        ([*named, node.module] if "." not in node.module else
+                         [node.module, *named]))
+
+
+def _within(module: str, prefixes) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def modules(root: pathlib.Path = ROOT) -> list[pathlib.Path]:
+    """Every module of every package, subpackages' too."""
+    return sorted(path for package in packages(root) for path in (root / package).rglob("*.py"))
+
+
+def layering_problems(path: pathlib.Path, root: pathlib.Path = ROOT) -> list[str]:
+    """Every import in the module at ``path`` that breaks its package's rules,
+    as file:line: what and why."""
+    own = set(packages(root))
+    where = path.relative_to(root)
+    package = where.parts[0]
+    allowed = MAY_IMPORT[package]
+    problems, seen = set(), set()
+    for line, module in imports(path):
+        top = module.split(".")[0]
+        if top in own and top != package and top not in allowed:
+            if (line, top) in seen:   # "from m import a, b": one import of m
+                continue
+            seen.add((line, top))
+            problems.add(f"{where}:{line}: imports {top} ({module}); {package} may import "
+                         f"{', '.join(sorted(allowed)) or 'none of the project'}")
+        elif _within(module, NEVER.get(package, ())):
+            problems.add(f"{where}:{line}: imports {module}, which {package} never may")
+        elif (package == "mpa_protocol" and top not in own
+              and top not in sys.stdlib_module_names and top not in PROTOCOL_DEPENDENCIES):
+            problems.add(f"{where}:{line}: imports {module}; the protocol needs only the "
+                         f"standard library, {', '.join(sorted(PROTOCOL_DEPENDENCIES))}")
+    return sorted(problems)
+
+
+def private_uses(package: str, root: pathlib.Path = ROOT) -> list[str]:
+    """Names with a leading underscore that ``package`` takes from other modules
+    of the project (by ``from m import _x`` or ``m._x``): each module's own."""
+    own = set(packages(root))
+    found = []
+    for path in sorted((root / package).rglob("*.py")):
+        where = path.relative_to(root)
+        tree = ast.parse(path.read_text(), str(path))
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level \
+                    and node.module.split(".")[0] in own:
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        found.append(f"{where}:{node.lineno}: imports {node.module}.{alias.name}")
+                    imported.add(alias.asname or alias.name)
+            elif isinstance(node, ast.Import):
+                imported.update(a.asname or a.name.split(".")[0] for a in node.names
+                               if a.name.split(".")[0] in own)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                    and node.value.id in imported and node.attr.startswith("_") \
+                    and not node.attr.startswith("__"):
+                found.append(f"{where}:{node.lineno}: uses {node.value.id}.{node.attr}")
+    return found
+
+
+def test_every_package_has_its_import_rules():
+    assert set(packages()) == set(MAY_IMPORT), \
+        "give each package a row in MAY_IMPORT (and drop rows of packages that are gone)"
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_module_imports_only_what_its_layer_may(path):
+    problems = layering_problems(path)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("package", sorted(MAY_IMPORT))
+def test_package_uses_no_other_module_s_private_names(package):
+    uses = private_uses(package)
+    assert not uses, "\n".join(uses)
+
+
+def test_the_layering_check_names_the_file_the_line_and_the_rule(tmp_path):
+    for name in ("mpa_protocol", "mpa_sdn", "mpa_mn"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text("")
+    (tmp_path / "mpa_mn" / "client.py").write_text(
+        "import json\nfrom mpa_protocol import messages\n\n\ndef f():\n"
+        "    from mpa_sdn.config import load_topology\n    import ryu.lib.packet\n")
+    (tmp_path / "mpa_protocol" / "codec.py").write_text("import yaml\nimport webob\n")
+    (tmp_path / "mpa_sdn" / "core.py").write_text(
+        "import time\nfrom mpa_protocol.schema import _Reader\nfrom mpa_protocol import keys\n"
+        "keys._info\n")
+    assert layering_problems(tmp_path / "mpa_mn" / "client.py", tmp_path) == [
+        "mpa_mn/client.py:6: imports mpa_sdn (mpa_sdn.config); mpa_mn may import mpa_protocol",
+        "mpa_mn/client.py:7: imports ryu.lib.packet, which mpa_mn never may"]
+    assert layering_problems(tmp_path / "mpa_protocol" / "codec.py", tmp_path) == [
+        "mpa_protocol/codec.py:2: imports webob; the protocol needs only the standard library, "
+        "cryptography, yaml"]
+    assert layering_problems(tmp_path / "mpa_sdn" / "core.py", tmp_path) == [
+        "mpa_sdn/core.py:1: imports time, which mpa_sdn never may"]
+    assert private_uses("mpa_sdn", tmp_path) == [
+        "mpa_sdn/core.py:2: imports mpa_protocol.schema._Reader",
+        "mpa_sdn/core.py:4: uses keys._info"]
 
 
 def test_only_apps_talk_to_switches():
-    for path in ROOT.glob("*/*.py"):
-        if path.parent.name in ("apps", ".venv", "tests"):
-            continue
-        assert "send_msg" not in path.read_text(), f"{path} sends to a switch"
+    for path in modules():
+        if path.relative_to(ROOT).parts[0] != "apps":
+            assert "send_msg" not in path.read_text(), f"{path} sends to a switch"
 
 
 def test_send_msg_has_one_caller():
