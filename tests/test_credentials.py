@@ -253,7 +253,7 @@ def test_non_utf8_file(tmp_path):
                                           (0o604, True), (0o620, True), (0o644, True)])
 def test_group_or_other_access_is_warned_about_not_refused(tmp_path, caplog, mode, warned):
     path = write(tmp_path, store_raw(), mode=mode)
-    with caplog.at_level(logging.WARNING, logger="mpa_sdn.credentials"):
+    with caplog.at_level(logging.WARNING, logger="mpa_protocol.credentials"):
         assert load_store(path, "domain-a").key(NAI) == KEY
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert bool(warnings) == warned
