@@ -10,6 +10,7 @@ names the file, the line and the rule it breaks.
 
 import ast
 import pathlib
+import subprocess
 import sys
 
 import pytest
@@ -138,6 +139,17 @@ def test_module_imports_only_what_its_layer_may(path):
 def test_package_uses_no_other_module_s_private_names(package):
     uses = private_uses(package)
     assert not uses, "\n".join(uses)
+
+
+@pytest.mark.parametrize("command", ["mpa_mn.cli", "mpa_ctl.cli"])
+def test_a_client_loads_nothing_of_the_controller(command):
+    # What the import table cannot see: a module loaded through a third party.
+    loaded = subprocess.run(
+        [sys.executable, "-c", f"import sys, {command}; print(*sorted(sys.modules))"],
+        cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    controller = {"mpa_sdn", "rest_api", "apps", "topologies", "ryu", "eventlet", "greenlet"}
+    assert command in loaded
+    assert sorted(m for m in loaded if m.split(".")[0] in controller) == []
 
 
 def test_the_layering_check_names_the_file_the_line_and_the_rule(tmp_path):
