@@ -32,7 +32,7 @@ import tracemalloc
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from fakeoftable import ipv4_packet, to_bytes  # noqa: E402
+from support.fakeoftable import ipv4_packet, to_bytes  # noqa: E402
 from mpa_sdn.config import load_topology_text  # noqa: E402
 from mpa_sdn.controller import Controller  # noqa: E402
 from topologies.generate import generate, render  # noqa: E402

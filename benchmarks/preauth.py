@@ -42,7 +42,7 @@ from mpa_sdn.config import load_stores, load_topology  # noqa: E402
 from mpa_sdn.controller import Controller  # noqa: E402
 from mpa_sdn.service import REST, Origin  # noqa: E402
 from mpa_sdn.store import SqliteStore  # noqa: E402
-from mpa_rig import reconcile_all  # noqa: E402
+from support.service_rig import reconcile_all  # noqa: E402
 
 MN_CREDENTIALS = os.path.join(ROOT, "topologies", "credentials", "mn1.yaml")
 NETWORK, DOMAIN = "net-b1", "domain-b"

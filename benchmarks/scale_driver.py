@@ -45,7 +45,7 @@ from mpa_sdn.service import REST, Origin
 from mpa_sdn.tables import Table
 from topologies.generate import generate, network_id, poa_id
 
-from fakedatapath import FakeDatapath, KeyedTable  # noqa: E402  (tests/ is on the path)
+from support.fakedatapath import FakeDatapath, KeyedTable  # noqa: E402  (tests/ is on the path)
 
 CN_ADDRESS, CN_MAC = "10.0.0.10", "02:00:00:00:0c:01"   # generate()'s correspondent
 STEPS = ("attach", "preauth", "configure", "tunnel", "bind", "pre-switch",

@@ -1,14 +1,11 @@
-import os
-import sys
+"""Fixtures every test folder uses.  What tests import (rigs, fakes, paths)
+is in support/; ``tests/`` is on ``sys.path`` through setup.cfg's
+``pythonpath``."""
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-from mpa_sdn.config import load_topology  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_TOPOLOGY = os.path.join(ROOT, "topologies", "two_domains.yaml")
+from mpa_sdn.config import load_topology
+from support.paths import DEFAULT_TOPOLOGY
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from mpa_rig import IDENTITY, MN_MAC, PSK_A
+from support.service_rig import IDENTITY, MN_MAC, PSK_A
 from mpa_mn import protocol
 from mpa_protocol import messages
 from mpa_protocol.messages import MAX_WAIT_S

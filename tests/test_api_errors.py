@@ -16,8 +16,8 @@ from urllib.parse import unquote
 import pytest
 import yaml
 
-from apitest import TOKENS, request, rig_api
-from mpa_rig import IDENTITY, PSK_A
+from support.apitest import TOKENS, request, rig_api
+from support.service_rig import IDENTITY, PSK_A
 from mpa_protocol import api_tokens
 from mpa_sdn.facade import Busy, Facade
 from rest_api import idempotency

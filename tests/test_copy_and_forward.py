@@ -13,9 +13,9 @@ from __future__ import annotations
 import pytest
 from ryu.ofproto import ofproto_v1_3 as ofp
 
-from fakeoftable import to_bytes
+from support.fakeoftable import to_bytes
 from mpa_mn import protocol
-from mpa_rig import IDENTITY, PSK_B, counter_entropy
+from support.service_rig import IDENTITY, PSK_B, counter_entropy
 from mpa_protocol import messages
 from mpa_sdn.mobility import COMPLETED, SETTLE_S
 from mpa_sdn.service import REST, Answer, Origin
@@ -25,7 +25,7 @@ from test_handover import (
     CN_IP, HOME, MN_IP, NCOA, PSK_A, arrive, authenticated, bound, echoes, flows_of, holders,
     later,
     make_rig, pings, variant)
-from rig import Outcome
+from support.network_rig import Outcome
 from mpa_sdn.openflow import record_of as of_record
 from test_signalling_flows import settle_dad
 
@@ -284,7 +284,7 @@ def test_a_standby_survives_a_restart(topology):
 def test_the_ring_prefers_the_longest_run_of_the_mns_digests():
     import collections
     from mpa_sdn.mobility.copy_forward import CopyRing
-    from fakeoftable import ipv4_packet
+    from support.fakeoftable import ipv4_packet
     frames = [to_bytes(ipv4_packet("02:00:00:00:00:01", "02:00:00:00:00:02", CN_IP, HOME,
                                    seq=n % 3)) for n in range(9)]
     ring = CopyRing(100, 10.0, collections.Counter())

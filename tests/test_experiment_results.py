@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import ROOT
+from support.paths import ROOT
 from topologies import results as res
 from topologies.experiment import Experiment, sessions
 from topologies.handover import HandoverResult

@@ -2,13 +2,13 @@
 
 import pytest
 
-from conftest import DEFAULT_TOPOLOGY
-from fakeoftable import arp_packet, ipv4_packet
+from support.paths import DEFAULT_TOPOLOGY
+from support.fakeoftable import arp_packet, ipv4_packet
 from mpa_sdn.config import load_topology
 from mpa_sdn.openflow import record_of
 from ryu.ofproto import ofproto_v1_3 as ofp
 from mpa_sdn.tables import host_cookie
-from rig import Rig
+from support.network_rig import Rig
 
 MN_MAC = "02:00:00:00:01:01"
 CN = "cn1"
@@ -404,7 +404,7 @@ def test_an_arp_from_a_known_host_sends_no_flows(rig, topology):
     rig.add_host("h1", "02:00:00:00:00:a1", "10.1.1.150", "ap-a1-1")
     rig.ping("h1", CN_IP)
     dpid = rig.graph.dpid("ar-a1")
-    from fakeoftable import arp_packet, to_bytes
+    from support.fakeoftable import arp_packet, to_bytes
     request = to_bytes(arp_packet(1, "02:00:00:00:00:a1", "10.1.1.150", "10.1.1.199"))
     sends = rig.core.packet_in(dpid, 3, 1, request, rig.now)
     assert [m for s in sends for m in s.messages if type(m).__name__ == "OFPFlowMod"] == []

@@ -13,10 +13,10 @@ import pytest
 from ryu.ofproto import ether
 from ryu.ofproto import ofproto_v1_3 as ofp
 
-from conftest import DEFAULT_TOPOLOGY
-from fakeoftable import FakeSwitch, from_bytes, ipv4_packet, to_bytes
+from support.paths import DEFAULT_TOPOLOGY
+from support.fakeoftable import FakeSwitch, from_bytes, ipv4_packet, to_bytes
 from mpa_mn import protocol
-from mpa_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy
+from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy
 from mpa_protocol.schema import load_yaml
 from mpa_sdn import openflow as of
 from mpa_sdn.aa import AUTHORIZED, HELD
@@ -25,7 +25,7 @@ from mpa_sdn.config import parse_topology
 from mpa_sdn.mobility import QUIET_S, SETTLE_S
 from mpa_sdn.store import MemoryStore, SqliteStore
 from mpa_sdn.tables import EXACT_MASK, Feature, Table, feature_of
-from rig import Outcome, Rig
+from support.network_rig import Outcome, Rig
 from test_signalling_flows import (
     CN_IP, MN_IP, MN_PORT, PORT, WALL_OFFSET, datagrams, preauth, settle_dad)
 
@@ -793,7 +793,7 @@ def test_tunnels_and_bindings_survive_a_restart(topology, tmp_path, kind):
 
 def scrape(rig) -> dict[str, float]:
     """GET /metrics, in-process: sample (name and labels) -> value."""
-    from apitest import request, tokens
+    from support.apitest import request, tokens
     from mpa_sdn.facade import Facade
     from rest_api.app import RestApi
     response, _ = request(RestApi(Facade(rig.core, clock=lambda: rig.now), rig.core.counters,
@@ -837,8 +837,8 @@ def test_metrics_answer_get_only_and_need_a_token():
     from mpa_sdn.controller import Controller
     from mpa_sdn.facade import Facade
     from rest_api.app import RestApi
-    from conftest import DEFAULT_TOPOLOGY
-    from apitest import request, tokens
+    from support.paths import DEFAULT_TOPOLOGY
+    from support.apitest import request, tokens
     api = RestApi(Facade(Controller(load_topology(DEFAULT_TOPOLOGY)), clock=lambda: 0.0),
                   tokens=tokens())
     response, _ = request(api, "/metrics", method="POST")

@@ -10,7 +10,7 @@ from mpa_sdn import dhcp
 from mpa_sdn.service import INBAND
 from mpa_sdn.store import MemoryStore
 from mpa_sdn.topology import MpaSettings
-from mpa_rig import EVE, IDENTITY, MN_MAC, PSK_B, PSK_EVE, Rig
+from support.service_rig import EVE, IDENTITY, MN_MAC, PSK_B, PSK_EVE, Rig
 
 EVE_MAC = "02:00:00:00:0e:0e"
 
@@ -104,7 +104,7 @@ def test_a_revoked_identity_loses_its_sa_at_restart():
     rig = Rig(store=store)
     rig.preauth()
     rig.preauth(identity=EVE, psk=PSK_EVE, mac=EVE_MAC)
-    from mpa_rig import Keys
+    from support.service_rig import Keys
     rig.service = None
     from mpa_sdn.service import MpaService
     counters = collections.Counter()

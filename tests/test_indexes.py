@@ -10,7 +10,7 @@ from mpa_sdn.ca import mpa_client
 from mpa_sdn.forwarding import Host
 from mpa_sdn.indexing import HostTable
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
-from mpa_rig import Rig
+from support.service_rig import Rig
 
 
 def test_the_host_table_indexes_follow_every_change(topology):

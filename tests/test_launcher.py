@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 import yaml
 
-from conftest import DEFAULT_TOPOLOGY
+from support.paths import DEFAULT_TOPOLOGY
 from test_tls import Pki
 
 MPA_CONTROLLER = os.path.join(os.path.dirname(sys.executable), "mpa-controller")

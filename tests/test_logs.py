@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from apps import logs
-from mpa_rig import IDENTITY, MN_MAC
+from support.service_rig import IDENTITY, MN_MAC
 from mpa_sdn.aa import AUTHORIZED
 from mpa_sdn.controller import RECONCILE, Controller
 from mpa_sdn.mobility import SETTLE_S
@@ -225,7 +225,7 @@ def test_a_request_cannot_write_a_log_line_of_its_own(topology, log_to, fmt):
     from eventlet.green import socket as green_socket
     from ryu.lib import hub
 
-    from apitest import rig_api
+    from support.apitest import rig_api
     from apps.rest_server import RestServer
     api = rig_api(make_rig(topology))
     stream = log_to(fmt)
@@ -264,7 +264,7 @@ def test_a_request_cannot_write_a_log_line_of_its_own(topology, log_to, fmt):
 
 def test_a_signalling_identity_with_a_newline_is_refused_before_any_line_names_it(
         topology, log_to):
-    from apitest import request, rig_api
+    from support.apitest import request, rig_api
     api = rig_api(make_rig(topology))
     stream = log_to("text")
     message = {"v": 1, "type": "auth-init", "network": "net-b1",

@@ -29,7 +29,7 @@ from mpa_mn.vif import Ip, VifError, Vifs, vif_name
 from mpa_protocol import messages
 from mpa_protocol.credentials import MnCredentials
 from mpa_sdn.service import INBAND, REST, Origin
-from mpa_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Rig, counter_entropy, reconcile_all
+from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Rig, counter_entropy, reconcile_all
 
 MN_ADDRESS = "10.1.1.10"          # in net-a1, whose CTNs are net-a2 and net-b1
 CREDENTIALS = MnCredentials({"domain-a": (IDENTITY, PSK_A), "domain-b": (IDENTITY, PSK_B)})
@@ -918,7 +918,7 @@ class WsgiOpener:
 
 
 def test_the_client_speaks_the_real_rest_layer(topology):
-    from mpa_rig import Keys
+    from support.service_rig import Keys
     from mpa_sdn.controller import Controller
     from mpa_sdn.facade import Facade
     from mpa_sdn.store import MemoryStore

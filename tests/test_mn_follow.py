@@ -15,7 +15,7 @@ from mpa_mn.client import MnError
 from mpa_mn.follow import MAX_QUESTION_FAILURES, Follower
 from mpa_mn.link import LinkError
 from mpa_mn.protocol import ProtocolError
-from mpa_rig import IDENTITY
+from support.service_rig import IDENTITY
 from mpa_sdn.service import REST, Origin
 from test_mn_handover import HOME, NCOA, HandoverCli
 import test_mn_client

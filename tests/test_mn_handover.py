@@ -24,7 +24,7 @@ from mpa_mn.handover import Handover, plan_attach
 from mpa_mn.link import Carrier, LinkError
 from mpa_mn.protocol import ProtocolError
 from mpa_mn.vif import Ip, Vifs
-from mpa_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy, reconcile_all
+from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy, reconcile_all
 from mpa_protocol import messages
 from mpa_sdn import packets
 from mpa_sdn.config import load_topology
@@ -33,7 +33,7 @@ from mpa_sdn.openflow import Send
 from mpa_sdn.service import REST, Origin
 from mpa_sdn.store import MemoryStore
 from mpa_sdn.tables import Table
-from conftest import DEFAULT_TOPOLOGY
+from support.paths import DEFAULT_TOPOLOGY
 from test_mn_client import (CREDENTIALS, MN_ADDRESS, Cli, Clock, FakeIp, Gateways, RestLayer,
                             ticking_sleep)
 import test_mn_client

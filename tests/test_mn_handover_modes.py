@@ -8,7 +8,7 @@ import pytest
 
 from mpa_mn import link
 from mpa_mn.handover import Handover
-from mpa_rig import MN_MAC
+from support.service_rig import MN_MAC
 from test_mn_client import MN_ADDRESS
 from test_mn_handover import ATTACH_BATCH, HOME, NCOA, Core, HandoverCli, node
 import test_mn_client

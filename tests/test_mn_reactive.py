@@ -21,7 +21,7 @@ from mpa_mn.dad import DadSettings, probe_frame
 from mpa_mn.dhcp_client import DhcpSettings
 from mpa_mn.link import LinkError
 from mpa_mn.reactive import Reactive, ReactiveSettings
-from mpa_rig import MN_MAC, counter_entropy
+from support.service_rig import MN_MAC, counter_entropy
 from mpa_sdn import dhcp, packets
 from mpa_sdn.openflow import Send
 from mpa_sdn.tables import Table

@@ -17,7 +17,7 @@ import types
 import pytest
 
 from apps import mpa_app
-from fakeoftable import FakeNetwork, ipv4_packet
+from support.fakeoftable import FakeNetwork, ipv4_packet
 from mpa_sdn.mobility import LINGER_S
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.tables import Feature, feature_of

@@ -28,7 +28,7 @@ from mpa_mn.link import PACKET_OUTGOING, LinkError
 from mpa_mn.protocol import ProtocolError
 from mpa_mn.standby import Delivered, Standby
 from mpa_mn.vif import Ip, VifError, Vifs
-from mpa_rig import MN_MAC, counter_entropy
+from support.service_rig import MN_MAC, counter_entropy
 from mpa_protocol import messages
 from mpa_sdn import packets
 from mpa_sdn.service import INBAND, REST

@@ -6,7 +6,7 @@ import pytest
 
 from mpa_sdn.config import load_topology_text
 from mpa_sdn.tables import host_cookie
-from rig import Rig
+from support.network_rig import Rig
 
 # net-x has a PoA on its AR (ar:3) and one on an AP switch behind it (ap:2).
 TOPOLOGY = """

@@ -14,8 +14,8 @@ from mpa_sdn import openflow as of
 from mpa_sdn.mobility import tunnels as tn
 from mpa_sdn.mobility import ACTIVE, BICAST, FLUSHING, PRE_SWITCHING, SETTLE_S, Refused
 from mpa_sdn.tables import Feature, Table, feature_of
-from fakeoftable import ipv4_packet, to_bytes
-from rig import Rig
+from support.fakeoftable import ipv4_packet, to_bytes
+from support.network_rig import Rig
 
 NETWORKS = ("net-a1", "net-a2", "net-b1")
 POAS = ("ap-a1-1", "ap-a1-2", "ap-a2-1", "ap-b1-1", "ap-b1-2")

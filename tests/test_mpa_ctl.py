@@ -22,19 +22,19 @@ import urllib.request
 import pytest
 from webob import Request
 
-from apitest import TOKENS, rig_api, tokens
+from support.apitest import TOKENS, rig_api, tokens
 from mpa_ctl import cli
 from mpa_ctl.client import direct_opener
-from mpa_rig import IDENTITY
+from support.service_rig import IDENTITY
 from mpa_sdn.controller import Controller
 from mpa_sdn.events import EventLog
 from mpa_sdn.facade import Facade
 from mpa_sdn.mobility import QUIET_S
-from openapi_check import check_response
+from support.openapi_check import check_response
 from mpa_protocol import api_tokens
 from rest_api.app import RestApi
 from rest_api.events import HEARTBEAT_S
-from rig import Rig
+from support.network_rig import Rig
 from test_handover import HOME, NCOA, arrive, bound, later, make_rig, pings
 
 READER, ENGINE, ADMIN = api_tokens.READER, api_tokens.POLICY_ENGINE, api_tokens.ADMIN

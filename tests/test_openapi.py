@@ -23,10 +23,10 @@ from jsonschema import FormatChecker
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
-import openapi_check
-from apitest import request, rig_api
+from support import openapi_check
+from support.apitest import request, rig_api
 from mpa_mn import protocol
-from mpa_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy
+from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy
 from mpa_protocol import messages
 from mpa_protocol import api_tokens
 from mpa_sdn import dhcp
@@ -35,7 +35,7 @@ from mpa_sdn.facade import Facade
 from mpa_sdn.store import MemoryStore
 from rest_api import app, problems, spec
 from rest_api.app import HANDLERS, SIGNAL_OPERATIONS, RestApi
-from rig import Rig
+from support.network_rig import Rig
 from test_handover import (HOME, NCOA, arrive, authenticated, bound, later, make_rig,
                            tunnelled)
 from test_signalling_flows import CN_IP, MN_IP, WALL_OFFSET, settle_dad

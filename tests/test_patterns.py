@@ -15,7 +15,7 @@ import pathlib
 import pytest
 import regress
 
-from mpa_rig import IDENTITY, MN_MAC
+from support.service_rig import IDENTITY, MN_MAC
 from mpa_protocol import messages
 from rest_api import spec
 

@@ -6,7 +6,7 @@ from mpa_mn import protocol
 from mpa_protocol import messages
 from mpa_sdn.aa import AUTHORIZED, EXPIRED, HELD, PRE_AUTHENTICATED
 from mpa_sdn.service import INBAND
-from mpa_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Rig, counter_entropy
+from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Rig, counter_entropy
 
 
 def test_mn_and_aa_derive_the_same_keys_without_sending_one():

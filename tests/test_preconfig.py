@@ -10,7 +10,7 @@ import pytest
 from mpa_mn import protocol
 from mpa_protocol import messages
 from mpa_sdn.store import SqliteStore
-from mpa_rig import TOPOLOGY, MN_MAC, PSK_A, PSK_B, Rig
+from support.service_rig import TOPOLOGY, MN_MAC, PSK_A, PSK_B, Rig
 
 
 def test_config_waits_for_dad_only_when_the_reserve_is_empty():

@@ -6,7 +6,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 from mpa_sdn import openflow as of
 from mpa_sdn import reconcile
 from mpa_sdn.tables import PRIO_HOST, Table, cookie, Feature
-from rig import Rig
+from support.network_rig import Rig
 
 CN_IP = "10.0.0.10"
 

@@ -2,11 +2,11 @@
 
 import pytest
 
-from apitest import request as call, tokens
+from support.apitest import request as call, tokens
 from mpa_sdn.controller import Controller
 from mpa_sdn.facade import Facade
 from rest_api.app import RestApi
-from rig import Rig
+from support.network_rig import Rig
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from eventlet.green import socket as green_socket
 from eventlet.green import subprocess as green_subprocess
 from webob import Request
 
-from apitest import TOKENS, tokens
+from support.apitest import TOKENS, tokens
 from mpa_mn import protocol
 from mpa_protocol import api_tokens
 from mpa_sdn.controller import Controller

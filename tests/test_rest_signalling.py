@@ -9,8 +9,8 @@ from mpa_mn import protocol
 from mpa_sdn.controller import Controller
 from mpa_sdn.facade import Facade
 from mpa_sdn.store import MemoryStore
-from mpa_rig import IDENTITY, MN_MAC, PSK_B, Keys, counter_entropy, reconcile_all
-from apitest import request as get, tokens
+from support.service_rig import IDENTITY, MN_MAC, PSK_B, Keys, counter_entropy, reconcile_all
+from support.apitest import request as get, tokens
 from rest_api.app import RestApi
 
 

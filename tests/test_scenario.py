@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from conftest import DEFAULT_TOPOLOGY, ROOT
+from support.paths import DEFAULT_TOPOLOGY, ROOT
 from mpa_protocol.schema import ConfigError
 from topologies.cli import main as mpa_lab
 from mpa_mn.dad import DadSettings

@@ -34,7 +34,7 @@ from mpa_sdn.config import load_topology  # noqa: E402
 from mpa_sdn.neighbourhood import NeighbourhoodGraph  # noqa: E402
 from mpa_sdn.service import INBAND, SILENT_IN_BAND, MpaService, Origin  # noqa: E402
 from mpa_sdn.store import MemoryStore  # noqa: E402
-from mpa_rig import Keys  # noqa: E402
+from support.service_rig import Keys  # noqa: E402
 
 DOC = os.path.join(ROOT, "docs", "signalling.md")
 TOPOLOGY = os.path.join(ROOT, "topologies", "two_domains.yaml")

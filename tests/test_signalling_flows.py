@@ -16,8 +16,8 @@ from mpa_sdn import dhcp, reconcile
 from mpa_sdn.aa import AUTHORIZED, PRE_AUTHENTICATED
 from mpa_sdn.store import MemoryStore
 from mpa_sdn.tables import PRIO_GATEWAY_PUNT, Feature, Table, feature_of
-from mpa_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy
-from rig import Outcome, Rig
+from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy
+from support.network_rig import Outcome, Rig
 
 MN_IP = "10.1.1.50"          # mn1's address in net-a1 (outside the pool)
 CN_IP = "10.0.0.10"

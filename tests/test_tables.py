@@ -8,7 +8,7 @@ from ryu.ofproto import ether
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from fakeoftable import FakeSwitch
+from support.fakeoftable import FakeSwitch
 from mpa_sdn import forwarding
 from mpa_sdn import openflow as of
 from mpa_sdn.neighbourhood import NeighbourhoodGraph

@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from conftest import DEFAULT_TOPOLOGY
+from support.paths import DEFAULT_TOPOLOGY
 
 # Ports apart from the defaults so a demo running beside the tests is no bother.
 OFP_PORT = 16653

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import DEFAULT_TOPOLOGY
+from support.paths import DEFAULT_TOPOLOGY
 from integration.conftest import OFP_PORT, REST_PORT, wait_for
 from mpa_mn.dad import DadSettings
 from topologies.handover import Lines

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import DEFAULT_TOPOLOGY
+from support.paths import DEFAULT_TOPOLOGY
 from integration.conftest import wait_for
 from test_launcher import MPA_CONTROLLER, free_ports
 from test_tls import Pki

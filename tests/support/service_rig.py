@@ -7,7 +7,7 @@ import collections
 import hashlib
 import itertools
 
-from conftest import DEFAULT_TOPOLOGY
+from support.paths import DEFAULT_TOPOLOGY
 from mpa_mn import protocol
 from mpa_sdn.config import load_topology
 from mpa_sdn.neighbourhood import NeighbourhoodGraph

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from fakeoftable import (
+from support.fakeoftable import (
     FakeNetwork, arp_packet, from_bytes, ipv4_packet, on_the_wire, to_bytes, udp_packet)
 from mpa_sdn.controller import Controller
 from mpa_sdn.openflow import is_delete

@@ -7,7 +7,7 @@ import json
 
 from webob import Request
 
-from openapi_check import check_response
+from support.openapi_check import check_response
 from mpa_protocol import api_tokens
 
 TOKENS = {api_tokens.READER: "reader-token-for-tests-only-0000000000",
