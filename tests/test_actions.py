@@ -18,8 +18,9 @@ from mpa_sdn.controller import Controller
 from mpa_sdn.events import rfc3339
 from mpa_sdn.facade import Facade
 from mpa_sdn.service import REST, Answer, Origin
-from test_handover import (HOME, MN_IP, NCOA, QUIET_S, SETTLE_S, arrive, authenticated, bound,
-                           datagrams, later, make_rig, pings, prepared, tunnelled, variant)
+from support.handover_rig import (HOME, MN_IP, NCOA, arrive, authenticated, bound, datagrams,
+                                  later, make_rig, pings, prepared, tunnelled, variant)
+from mpa_sdn.mobility import QUIET_S, SETTLE_S
 
 ENGINE = Origin(REST, "engine", None)
 

@@ -22,7 +22,7 @@ from mpa_protocol import api_tokens
 from mpa_sdn.facade import Busy, Facade
 from rest_api import idempotency
 from rest_api.app import MAX_BODY_BYTES, RestApi
-from test_handover import authenticated, bound, make_rig
+from support.handover_rig import authenticated, bound, make_rig
 
 MN = f"/mpa/v1/mobile-nodes/{IDENTITY}"
 LEASES = "/mpa/v1/networks/net-b1/leases"

@@ -15,75 +15,23 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 
 from support.fakeoftable import to_bytes
 from mpa_mn import protocol
-from support.service_rig import IDENTITY, PSK_B, counter_entropy
+from support.service_rig import IDENTITY
 from mpa_protocol import messages
 from mpa_sdn.mobility import COMPLETED, SETTLE_S
-from mpa_sdn.service import REST, Answer, Origin
 from mpa_sdn.store import MemoryStore
 from mpa_sdn.tables import Feature, Table, feature_of
-from test_handover import (
-    CN_IP, HOME, MN_IP, NCOA, PSK_A, arrive, authenticated, bound, echoes, flows_of, holders,
-    later,
-    make_rig, pings, variant)
+from support.handover_rig import (CN_IP, HOME, MN_IP, NCOA, arrive, bound, echoes, flows_of,
+                                  holders, later, make_rig, pings, variant, settle_dad)
 from support.network_rig import Outcome
 from mpa_sdn.openflow import record_of as of_record
-from test_signalling_flows import settle_dad
-
-MAC2 = "02:00:00:00:01:02"      # mn1's second interface
-
-
-def rest(rig, state, kind, expected, outcome: Outcome | None = None, **fields) -> dict:
-    """An authenticated request over REST; its checked answer (what the
-    controller sent meanwhile joins ``outcome``)."""
-    data, seq = protocol.request(state, kind, **fields)
-    answers = send_rest(rig, data, state.network, outcome)
-    [answer] = answers
-    return protocol.check_answer(state, messages.encode(answer.fields), seq, expected)
-
-
-def send_rest(rig, data: bytes, network: str, outcome: Outcome | None = None) -> list[Answer]:
-    out = rig.core.signal(data, Origin(REST, "172.31.0.2", network), messages.REQUESTS,
-                          rig.now)
-    rig.run([s for s in out if not isinstance(s, Answer)], outcome)
-    return [a for a in out if isinstance(a, Answer)]
+from support.standby_rig import (MAC2, rest, send_rest, second_interface, bound_here, standing_by,
+                                 copying_switches)
 
 
 def rest_refusal(rig, state, kind, **fields) -> str:
     with pytest.raises(protocol.ProtocolError) as err:
         rest(rig, state, kind, "an error", **fields)
     return err.value.code
-
-
-def second_interface(rig):
-    """mn1b: pre-authenticated with net-b1 for its own MAC over REST,
-    configured, and attached at ap-b1-1 with its nCoA."""
-    settle_dad(rig)
-    run = protocol.PreAuthentication(IDENTITY, PSK_B, "net-b1", MAC2,
-                                     entropy=counter_entropy(b"mn1b"))
-    [challenge] = send_rest(rig, run.init(), "net-b1")
-    [success] = send_rest(rig, run.response(messages.encode(challenge.fields)), "net-b1")
-    state = run.finish(messages.encode(success.fields), "domain-b")
-    config = rest(rig, state, "config-request", "config")
-    assert config["address"] == NCOA
-    rig.add_host("mn1b", MAC2, NCOA, "ap-b1-1")
-    rig.arp_request("mn1b", NCOA)
-    return state
-
-
-def bound_here(rig):
-    here = authenticated(rig, "net-a1", PSK_A, "domain-a")
-    rig.arp_request("mn1", MN_IP)
-    here.ask("binding-update", "binding-ack", source=MN_IP, home_address=HOME, care_of=MN_IP)
-    return here
-
-
-def standing_by(rig):
-    bound_here(rig)
-    state = second_interface(rig)
-    ack = rest(rig, state, "binding-update", "binding-ack", home_address=HOME, care_of=NCOA,
-               standby=True)
-    assert ack["standby"] is True and ack["care_of"] == NCOA
-    return state
 
 
 def lose_link(rig):
@@ -202,14 +150,6 @@ def test_after_a_copy_and_forward_nothing_is_left_behind(rig):
     assert not flows_of(rig, Feature.BUFFER)
     assert "ar-a1" not in flows_of(rig, Feature.BINDING)
     assert copying_switches(rig) == set()
-
-
-def copying_switches(rig) -> set[str]:
-    """The switches holding a binding flow that copies to the controller."""
-    return {name for name, switch in rig.net.switches.items()
-            for e in switch.entries if feature_of(e.cookie) == Feature.BINDING and any(
-                a.type == ofp.OFPAT_OUTPUT and a.port == ofp.OFPP_CONTROLLER
-                for i in e.instructions for a in getattr(i, "actions", []))}
 
 
 # -- refusals: a clear error, no state changed ------------------------------------------

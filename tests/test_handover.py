@@ -10,27 +10,23 @@ its binding update through it, every message through the real codec.
 from __future__ import annotations
 
 import pytest
-from ryu.ofproto import ether
-from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ether, ofproto_v1_3 as ofp
 
-from support.paths import DEFAULT_TOPOLOGY
 from support.fakeoftable import FakeSwitch, from_bytes, ipv4_packet, to_bytes
 from mpa_mn import protocol
-from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy
-from mpa_protocol.schema import load_yaml
+from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B
 from mpa_sdn import openflow as of
 from mpa_sdn.aa import AUTHORIZED, HELD
 from mpa_sdn.ca import mpa_client
-from mpa_sdn.config import parse_topology
 from mpa_sdn.mobility import QUIET_S, SETTLE_S
 from mpa_sdn.store import MemoryStore, SqliteStore
 from mpa_sdn.tables import EXACT_MASK, Feature, Table, feature_of
-from support.network_rig import Outcome, Rig
-from test_signalling_flows import (
-    CN_IP, MN_IP, MN_PORT, PORT, WALL_OFFSET, datagrams, preauth, settle_dad)
+from support.network_rig import Outcome
+from support.handover_rig import (CN_IP, MN_IP, WALL_OFFSET, datagrams, HOME, NCOA, variant,
+                                  make_rig, Mn, authenticated, prepared, tunnelled, bound,
+                                  pre_switched, arrive, later, pings, echoes, flows_of, holders,
+                                  sa_state)
 
-HOME = "10.255.0.1"          # mn1's home address (two_domains.yaml)
-NCOA = "10.2.1.100"          # the first address of net-b1's pool: mn1's nCoA
 NEIGHBOUR_MAC, NEIGHBOUR_IP = "02:00:00:00:0b:02", "10.2.1.150"   # a host at ap-b1-2
 MOBILITY = (Feature.TUNNEL, Feature.BINDING, Feature.BUFFER)
 TUNNEL_PATH = {"ar-b1", "core", "ar-a1"}      # the nAR, the core, mn1's PoA switch
@@ -39,139 +35,13 @@ FRAME_BYTES = len(to_bytes(ipv4_packet(MN_MAC, MN_MAC, CN_IP, NCOA)))  # one pun
 
 # -- the core, the switches and mn1 ----------------------------------------------------
 
-def variant(**mpa):
-    """The default topology with other ``mpa:`` settings, validated as a file is."""
-    with open(DEFAULT_TOPOLOGY, encoding="utf-8") as handle:
-        raw = load_yaml(handle.read())
-    raw["mpa"] = {**(raw.get("mpa") or {}), **mpa}
-    return parse_topology(raw)
-
-
-def make_rig(topology, **options) -> Rig:
-    """The core with its AA and CA on fake switches; mn1 learned at ap-a1-1."""
-    credentials = {"domain-a": Keys("domain-a", {IDENTITY: PSK_A}),
-                   "domain-b": Keys("domain-b", {IDENTITY: PSK_B})}
-    rig = Rig(topology, **{"credentials": credentials, "store": MemoryStore(),
-                           "entropy": counter_entropy(b"core"), "wall_offset": WALL_OFFSET,
-                           **options})
-    rig.connect_all()
-    rig.add_host("mn1", MN_MAC, MN_IP, "ap-a1-1")
-    assert len(rig.ping("mn1", CN_IP).to("cn1")) == 1
-    return rig
-
 
 @pytest.fixture
 def rig(topology):
     return make_rig(topology)
 
 
-class Mn:
-    """mn1's side: its SA with a network, and what it asks that network's
-    gateway in-band, from whichever address it sends from."""
-
-    def __init__(self, rig: Rig, state, ncoa: str | None = None):
-        self.rig, self.state, self.ncoa = rig, state, ncoa
-
-    def exchange(self, kind, expected, source=None, **fields) -> tuple[Outcome, dict]:
-        data, seq = protocol.request(self.state, kind, **fields)
-        outcome = self.send(data, source)
-        [answer] = datagrams(outcome, "mn1")
-        return outcome, protocol.check_answer(self.state, answer["payload"], seq, expected)
-
-    def send(self, data: bytes, source=None) -> Outcome:
-        return self.rig.udp("mn1", gateway_of(self.rig, self.state.network), PORT, data,
-                            src_port=MN_PORT, src_ip=source)
-
-    def ask(self, kind, expected, source=None, **fields) -> dict:
-        return self.exchange(kind, expected, source, **fields)[1]
-
-    def refusal(self, kind, source=None, **fields) -> str:
-        """The code of the error the request is answered with."""
-        with pytest.raises(protocol.ProtocolError) as err:
-            self.ask(kind, "an error", source, **fields)
-        return err.value.code
-
-    def configure(self) -> str:
-        self.ncoa = self.ask("config-request", "config")["address"]
-        return self.ncoa
-
-    def bind(self, **fields) -> dict:
-        """A binding update for the home address, sent from the nCoA."""
-        return self.ask("binding-update", "binding-ack", source=self.ncoa, home_address=HOME,
-                        care_of=self.ncoa, **fields)
-
-    def handover(self, phase: str) -> dict:
-        data, seq = protocol.request(self.state, "handover", phase=phase)
-        outcome = self.send(data)
-        if phase == "pre-switch" and not datagrams(outcome, "mn1"):
-            # No traffic to prove the punt works: the answer waits SETTLE_S.
-            outcome = later(self.rig, SETTLE_S)
-        [answer] = datagrams(outcome, "mn1")
-        return protocol.check_answer(self.state, answer["payload"], seq, "handover-state")
-
-
-def gateway_of(rig, network: str) -> str:
-    return str(rig.graph.network(network).gateway)
-
-
-def authenticated(rig, network="net-b1", psk=PSK_B, domain="domain-b") -> Mn:
-    return Mn(rig, preauth(rig, network, psk, domain, gateway_of(rig, network)))
-
-
-def prepared(rig, network="net-b1", psk=PSK_B, domain="domain-b") -> Mn:
-    """Pre-authenticated with ``network`` and configured there."""
-    settle_dad(rig)
-    mn = authenticated(rig, network, psk, domain)
-    mn.configure()
-    return mn
-
-
-def tunnelled(rig) -> Mn:
-    mn = prepared(rig)
-    assert mn.ncoa == NCOA
-    mn.ask("tunnel-request", "tunnel")
-    return mn
-
-
-def bound(rig) -> Mn:
-    mn = tunnelled(rig)
-    mn.bind()
-    return mn
-
-
-def pre_switched(rig) -> Mn:
-    mn = bound(rig)
-    assert mn.handover("pre-switch")["phase"] == "pre-switching"
-    return mn
-
-
-def arrive(rig) -> Outcome:
-    """mn1 moves to ap-b1-1 and says so with a gratuitous ARP from its nCoA."""
-    rig.move("mn1", "ap-b1-1", ip=NCOA)
-    return rig.arp_request("mn1", NCOA)
-
-
-def later(rig, seconds: float) -> Outcome:
-    rig.now += seconds
-    return rig.run(rig.core.tick(rig.now))
-
-
 # -- what happened -------------------------------------------------------------------------
-
-def pings(rig, src, dst, seqs, quiet=True) -> Outcome:
-    """Echo requests numbered ``seqs``, one after the other; then (``quiet``)
-    nothing for QUIET_S, so that an emptied buffer's punts go at once."""
-    total = Outcome()
-    for seq in seqs:
-        total += rig.ping(src, dst, seq=seq)
-    if quiet:
-        rig.now += 1.5 * QUIET_S
-    return total
-
-
-def echoes(outcome: Outcome, host="mn1") -> list[int]:
-    """The sequence numbers of the echo requests the host got, in order."""
-    return [p["icmp_seq"] for p in outcome.to(host) if p.get("icmp_type") == 8]
 
 
 def crossings(outcome: Outcome) -> list[tuple]:
@@ -189,20 +59,6 @@ def snapshot(rig) -> dict[str, set]:
     return {name: switch.records() for name, switch in rig.net.switches.items()}
 
 
-def flows_of(rig, *features) -> dict[str, set]:
-    """The switches holding flows of ``features``, and those flows' records."""
-    out = {}
-    for name, switch in rig.net.switches.items():
-        records = {r for r in switch.records() if feature_of(r.cookie) in features}
-        if records:
-            out[name] = records
-    return out
-
-
-def holders(rig, feature) -> set[str]:
-    return set(flows_of(rig, feature))
-
-
 def assert_strict_deletes(rig, *features) -> None:
     """Every delete the core sent for a mobility flow names the flow exactly,
     its cookie included; ``features``: those that must have had one."""
@@ -217,11 +73,6 @@ def tunnel_entry(rig) -> set:
     """The tunnel's entry at the nAR (ROUTE: packets for the nCoA go in)."""
     return {r for r in flows_of(rig, Feature.TUNNEL).get("ar-b1", set())
             if r.key.table_id == Table.ROUTE}
-
-
-def sa_state(rig, network) -> str:
-    [sa] = [sa for sa in rig.core.mpa.aa.sas.values() if sa.network == network]
-    return sa.state
 
 
 def proxy_replies(outcome: Outcome, address: str) -> list[dict]:

@@ -17,13 +17,12 @@ import sys
 import pytest
 
 from apps import logs
-from support.service_rig import IDENTITY, MN_MAC
+from support.service_rig import IDENTITY, MN_MAC, PSK_A
 from mpa_sdn.aa import AUTHORIZED
 from mpa_sdn.controller import RECONCILE, Controller
 from mpa_sdn.mobility import SETTLE_S
-from test_handover import (
-    HOME, MN_IP, PSK_A, arrive, authenticated, echoes, later, make_rig, pings, pre_switched,
-    sa_state)
+from support.handover_rig import (HOME, MN_IP, arrive, authenticated, echoes, later, make_rig,
+                                  pings, pre_switched, sa_state)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROJECT = ("mpa_sdn", "apps", "rest_api", "mpa_mn")   # the packages whose loggers these read
@@ -430,7 +429,7 @@ def test_a_core_run_names_the_mn_and_the_switch_on_every_line_about_them(
 # -- the controller's flag ---------------------------------------------------------------------
 
 def test_the_controller_logs_json_lines_when_asked(tmp_path):
-    from test_launcher import controller, free_ports, output, wait_rest
+    from support.running_controller import controller, free_ports, output, wait_rest
     ofp, rest = free_ports(2)
     with controller(tmp_path, "--ofp-port", str(ofp), "--rest-port", str(rest),
                     "--log-format", "json") as (process, log):

@@ -6,7 +6,7 @@ import pytest
 from mpa_mn import link
 from mpa_mn.dad import Conflict, Dad, DadSettings, decode_arp, probe_frame
 from mpa_sdn import packets
-from test_mn_dhcp_client import Air, draws
+from support.fake_link import Air, draws
 
 MAC, OTHER_MAC = "02:00:00:00:01:01", "02:00:00:00:09:09"
 GATEWAY_MAC = "02:4a:bb:3a:62:79"

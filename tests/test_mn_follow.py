@@ -17,12 +17,8 @@ from mpa_mn.link import LinkError
 from mpa_mn.protocol import ProtocolError
 from support.service_rig import IDENTITY
 from mpa_sdn.service import REST, Origin
-from test_mn_handover import HOME, NCOA, HandoverCli
-import test_mn_client
-import test_mn_handover
+from support.mn_world import HOME, NCOA, HandoverCli
 
-credentials_file = test_mn_client.credentials_file   # the fixtures
-world = test_mn_handover.world
 
 
 class Node:

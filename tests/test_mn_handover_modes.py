@@ -9,11 +9,9 @@ import pytest
 from mpa_mn import link
 from mpa_mn.handover import Handover
 from support.service_rig import MN_MAC
-from test_mn_client import MN_ADDRESS
-from test_mn_handover import ATTACH_BATCH, HOME, NCOA, Core, HandoverCli, node
-import test_mn_client
+from support.mn_fakes import MN_ADDRESS
+from support.mn_world import ATTACH_BATCH, HOME, NCOA, Core, HandoverCli, bound_where_it_is, node
 
-credentials_file = test_mn_client.credentials_file   # the fixture
 
 
 @pytest.fixture
@@ -67,13 +65,6 @@ def test_cli_none_without_the_switch_leaves_the_binding_on_the_tunnel(
     assert world.handover() is None and world.tunnel() == (NCOA, "ap-a1-1")
     assert world.binding() == NCOA
     assert run.ip.links["eth0"]["addrs"] == [(MN_ADDRESS, 24), (HOME, 32)]
-
-
-def bound_where_it_is(run):
-    """The MN's first binding: home address -> its address in net-a1."""
-    for argv in (["preauth", "net-a1"], ["bind", "net-a1", "--home", HOME]):
-        rc, doc, err = run(*argv)
-        assert rc == 0, err
 
 
 def test_cli_bicast_pre_switches_to_bicasting_and_arrives(world, tmp_path, credentials_file):
@@ -135,4 +126,3 @@ def test_cli_handover_refuses_an_unknown_mode(capsys):
     from mpa_mn import cli
     assert cli.main(["handover", "net-b1", "--mode", "copy"]) == 2
     assert "invalid choice: 'copy'" in capsys.readouterr().err
-

@@ -25,11 +25,9 @@ from support.service_rig import MN_MAC, counter_entropy
 from mpa_sdn import dhcp, packets
 from mpa_sdn.openflow import Send
 from mpa_sdn.tables import Table
-from test_mn_client import MN_ADDRESS
-from test_mn_handover import HOME, Core, HandoverCli, Sysfs, node
-import test_mn_client
+from support.mn_fakes import MN_ADDRESS
+from support.mn_world import HOME, Core, HandoverCli, Sysfs, node
 
-credentials_file = test_mn_client.credentials_file   # the fixture
 B1_ROUTER, B1_MAC = "10.2.1.1", "02:4a:bb:3a:62:79"
 FIRST, SECOND = "10.2.1.100", "10.2.1.101"           # the addresses net-b1's CA gives first
 FAST = DadSettings(probe_wait_s=0.5, probe_num=2, probe_min_s=0.2, probe_max_s=0.4,

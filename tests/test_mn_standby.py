@@ -33,17 +33,14 @@ from mpa_protocol import messages
 from mpa_sdn import packets
 from mpa_sdn.service import INBAND, REST
 from mpa_sdn.tables import Table
-from test_mn_client import (CREDENTIALS, MN_ADDRESS, Cli, FakeIp, Gateways, RestLayer,
-                            ticking_sleep)
-from test_mn_handover import (B1_MAC, B1_ROUTER, HOME, NCOA, WALL_OFFSET, Core, OnTheLink,
-                              node)
-from test_mn_handover_modes import bound_where_it_is as cli_bound_where_it_is
-import test_mn_client
+from support.mn_fakes import (CREDENTIALS, MN_ADDRESS, Cli, Clock, FakeIp, Gateways, RestLayer,
+                              ticking_sleep)
+from support.mn_world import (B1_MAC, B1_ROUTER, HOME, NCOA, WALL_OFFSET, Core, OnTheLink, node,
+                              bound_where_it_is as cli_bound_where_it_is)
 
 IF2_MAC = "02:00:00:00:02:02"
 A1_ROUTER = "10.1.1.1"
 CN = "10.9.9.9"
-credentials_file = test_mn_client.credentials_file   # the fixture
 
 STANDBY_BATCH = (f"addr replace {NCOA}/24 dev eth1\n"
                  f"neigh replace {B1_ROUTER} lladdr {B1_MAC} dev eth1 nud permanent\n")
@@ -203,7 +200,7 @@ def standby(world, tmp_path, script=None, ip=None, sniff=None):
     """The run, over REST, and the downlink it watches; the home address is
     bound to the MN's address at ap-a1-1 first."""
     ip = ip or HostIp(world)
-    downlink = Downlink(tmp_path / "sys", test_mn_client.Clock(), script)
+    downlink = Downlink(tmp_path / "sys", Clock(), script)
     channel = RestChannel("http://controller:8080", opener=RestLayer(world),
                           sleep=ticking_sleep(world, []))
     gateways = Gateways(world)
@@ -419,7 +416,7 @@ def test_an_ack_that_is_not_in_standby_is_not_believed(tmp_path):
 
 def test_only_frames_eth0_received_for_the_home_address_count_the_last_16_oldest_first(
         tmp_path):
-    downlink = Downlink(tmp_path, test_mn_client.Clock())
+    downlink = Downlink(tmp_path, Clock())
     frames = [home_frame(n) for n in range(20)]
     truncated = home_frame(99)[:30 + 4]                # the header only: no digest
     downlink.queue = [(f, 0) for f in frames[:10]] + [

@@ -18,8 +18,8 @@ import pytest
 
 from mpa_sdn.store import MemoryStore, SqliteStore
 from mpa_sdn.tables import Feature
-from test_copy_and_forward import copying_switches, standing_by
-from test_handover import CN_IP, HOME, MN_IP, NCOA, bound, flows_of, make_rig
+from support.standby_rig import copying_switches, standing_by
+from support.handover_rig import CN_IP, HOME, MN_IP, NCOA, bound, flows_of, make_rig
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "data", "state-before-mobility-split")
 KINDS = ("tunnel", "binding", "standby")

@@ -35,7 +35,7 @@ from mpa_protocol import api_tokens
 from rest_api.app import RestApi
 from rest_api.events import HEARTBEAT_S
 from support.network_rig import Rig
-from test_handover import HOME, NCOA, arrive, bound, later, make_rig, pings
+from support.handover_rig import HOME, NCOA, arrive, bound, later, make_rig, pings
 
 READER, ENGINE, ADMIN = api_tokens.READER, api_tokens.POLICY_ENGINE, api_tokens.ADMIN
 

@@ -27,8 +27,7 @@ from support import openapi_check
 from support.apitest import request, rig_api
 from mpa_mn import protocol
 from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy
-from mpa_protocol import messages
-from mpa_protocol import api_tokens
+from mpa_protocol import messages, api_tokens
 from mpa_sdn import dhcp
 from mpa_sdn.controller import Controller
 from mpa_sdn.facade import Facade
@@ -36,9 +35,8 @@ from mpa_sdn.store import MemoryStore
 from rest_api import app, problems, spec
 from rest_api.app import HANDLERS, SIGNAL_OPERATIONS, RestApi
 from support.network_rig import Rig
-from test_handover import (HOME, NCOA, arrive, authenticated, bound, later, make_rig,
-                           tunnelled)
-from test_signalling_flows import CN_IP, MN_IP, WALL_OFFSET, settle_dad
+from support.handover_rig import (HOME, NCOA, arrive, authenticated, bound, later, make_rig,
+                                  tunnelled, CN_IP, MN_IP, WALL_OFFSET, settle_dad)
 
 A2_NCOA = "10.1.2.100"     # the first address of net-a2's pool: mn1's nCoA there
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")

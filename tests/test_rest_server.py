@@ -22,8 +22,7 @@ from apps import descriptors, tls
 from apps.rest_server import DISCARD_MAX_BYTES, RestServer
 
 import eventlet
-from eventlet.green import socket as green_socket
-from eventlet.green import subprocess as green_subprocess
+from eventlet.green import socket as green_socket, subprocess as green_subprocess
 from webob import Request
 
 from support.apitest import TOKENS, tokens
@@ -458,7 +457,7 @@ def test_a_stream_that_ends_gives_its_slot_back(topology):
 # -- TLS -------------------------------------------------------------------------------------------
 
 def test_a_tls_renegotiation_is_one_counted_line_not_a_traceback(serve, tmp_path, caplog, capfd):
-    from test_tls import Pki
+    from support.pki import Pki
     pki = Pki(tmp_path / "pki")
     issued = pki.issue("controller", server=True)
     server = serve(ok, context=tls.server_context(issued.cert, issued.key),
@@ -482,7 +481,7 @@ def test_a_tls_renegotiation_is_one_counted_line_not_a_traceback(serve, tmp_path
 
 
 def test_a_tls_client_past_the_bound_is_closed_without_a_handshake(serve, tmp_path):
-    from test_tls import Pki
+    from support.pki import Pki
     pki = Pki(tmp_path / "pki")
     issued = pki.issue("controller", server=True)
     server = serve(ok, context=tls.server_context(issued.cert, issued.key),

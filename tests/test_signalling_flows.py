@@ -14,60 +14,21 @@ from mpa_mn import protocol
 from mpa_protocol import messages
 from mpa_sdn import dhcp, reconcile
 from mpa_sdn.aa import AUTHORIZED, PRE_AUTHENTICATED
-from mpa_sdn.store import MemoryStore
 from mpa_sdn.tables import PRIO_GATEWAY_PUNT, Feature, Table, feature_of
-from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy
-from support.network_rig import Outcome, Rig
+from support.handover_rig import (B1_GATEWAY, CN_IP, MN_IP, MN_PORT, PORT, datagrams, exchange,
+                                  make_rig, preauth, settle_dad)
+from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, counter_entropy
 
-MN_IP = "10.1.1.50"          # mn1's address in net-a1 (outside the pool)
-CN_IP = "10.0.0.10"
-B1_GATEWAY = "10.2.1.1"
-PORT = 7664                  # mpa.signalling_port, the default
-MN_PORT = 40001              # the MN's source port
-WALL_OFFSET = 1_700_000_000.0
 LAPTOP_MAC = "02:00:00:00:0d:01"
 SQUATTER_MAC = "02:00:00:00:99:99"
 
 
 @pytest.fixture
 def rig(topology):
-    credentials = {"domain-a": Keys("domain-a", {IDENTITY: PSK_A}),
-                   "domain-b": Keys("domain-b", {IDENTITY: PSK_B})}
-    rig = Rig(topology, credentials=credentials, store=MemoryStore(),
-              entropy=counter_entropy(b"core"), wall_offset=WALL_OFFSET)
-    rig.connect_all()
-    rig.add_host("mn1", MN_MAC, MN_IP, "ap-a1-1")
-    assert len(rig.ping("mn1", CN_IP).to("cn1")) == 1   # mn1 is learned at ap-a1-1
-    return rig
+    return make_rig(topology)   # mn1 learned at ap-a1-1
 
 
 # -- helpers ------------------------------------------------------------------------
-
-def datagrams(outcome: Outcome, host: str) -> list[dict]:
-    return [p for p in outcome.to(host) if p.get("ip_proto") == 17]
-
-
-def exchange(rig, payload: bytes, gateway=B1_GATEWAY) -> bytes:
-    """One in-band request from mn1 and the one answer it gets back at its PoA."""
-    outcome = rig.udp("mn1", gateway, PORT, payload, src_port=MN_PORT)
-    [answer] = datagrams(outcome, "mn1")
-    return answer["payload"]
-
-
-def preauth(rig, network="net-b1", psk=PSK_B, domain="domain-b", gateway=B1_GATEWAY):
-    run = protocol.PreAuthentication(IDENTITY, psk, network, MN_MAC,
-                                     entropy=counter_entropy(b"mn"))
-    challenge = exchange(rig, run.init(), gateway)
-    return run.finish(exchange(rig, run.response(challenge), gateway), domain)
-
-
-def settle_dad(rig, rounds=10, step=0.1) -> Outcome:
-    """Tick the AA and CA until the probes have run out unanswered."""
-    outcome = Outcome()
-    for _ in range(rounds):
-        rig.run(rig.core.mpa_tick(rig.now), outcome)
-        rig.now += step
-    return outcome
 
 
 def configure(rig, state) -> dict:

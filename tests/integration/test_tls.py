@@ -14,8 +14,8 @@ import pytest
 
 from support.paths import DEFAULT_TOPOLOGY
 from integration.conftest import wait_for
-from test_launcher import MPA_CONTROLLER, free_ports
-from test_tls import Pki
+from support.running_controller import MPA_CONTROLLER, free_ports
+from support.pki import Pki
 
 pytestmark = pytest.mark.integration
 

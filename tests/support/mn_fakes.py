@@ -1,0 +1,245 @@
+"""What the MN's library and CLI meet, faked around the real AA/CA service: the
+REST layer as an urllib opener, the gateways as sockets, `ip` as a function,
+the clocks, and mpa-mn's command line run in-process."""
+
+import io
+import json
+import re
+import socket
+import subprocess
+import urllib.error
+import urllib.parse
+
+from mpa_mn import cli
+from mpa_protocol import messages
+from mpa_protocol.credentials import MnCredentials
+from mpa_sdn.service import INBAND, REST, Origin
+from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, counter_entropy
+
+MN_ADDRESS = "10.1.1.10"          # in net-a1, whose CTNs are net-a2 and net-b1
+CREDENTIALS = MnCredentials({"domain-a": (IDENTITY, PSK_A), "domain-b": (IDENTITY, PSK_B)})
+ENDPOINTS = messages.SIGNAL_ENDPOINTS
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def ticking_sleep(rig, waits):
+    """sleep() that moves the service's time on instead (DAD advances with it)."""
+    def sleep(seconds):
+        waits.append(seconds)
+        rig.now += seconds
+        rig.service.tick(rig.now)
+    return sleep
+
+
+class Response:
+    def __init__(self, status, body):
+        self.status, self._body = status, body
+
+    def read(self, n=-1):
+        return self._body
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class RestLayer:
+    """An urllib opener that is the controller's REST layer: the body goes to
+    the service as it is, the answer comes back with its status; a config
+    held back by DAD is a 503 address-pending, as the real layer answers."""
+
+    def __init__(self, rig, tamper=None):
+        self.rig, self.tamper = rig, tamper
+        self.requests = []
+
+    def open(self, request, timeout=None):
+        path = urllib.parse.urlsplit(request.full_url).path
+        assert request.get_method() == "POST"
+        assert request.get_header("Content-type") == "application/json"
+        self.requests.append((path, request.data))
+        match = re.fullmatch(r"/mpa/v1/networks/([^/]+)/(\w+)", path)
+        if path == "/mpa/v1/discover":
+            network, kinds = None, ("discover",)
+        elif match and match[2] in ENDPOINTS:
+            network, kinds = match[1], ENDPOINTS[match[2]]
+        else:
+            raise urllib.error.HTTPError(request.full_url, 404, "Not Found", {}, io.BytesIO(
+                b'{"error": {"status": 404, "message": "no such resource"}}'))
+        answers = self.rig.service.handle(request.data, Origin(REST, "192.168.0.2", network),
+                                          self.rig.now, kinds)
+        headers = {}
+        if answers:
+            status, body = answers[0].status, answers[0].body
+        else:
+            status, headers = 503, {"Retry-After": "1"}
+            body = messages.encode(messages.error(
+                "address-pending", "duplicate address detection is running", retry_after=1))
+        if self.tamper:
+            body = self.tamper(body)
+        if status >= 400:
+            raise urllib.error.HTTPError(request.full_url, status, "", headers, io.BytesIO(body))
+        return Response(status, body)
+
+
+class Gateways:
+    """A socket factory for the in-band channel: a datagram to a network's
+    gateway reaches the service as in-band signalling from the MN; answers come
+    back from gateway:port.  Silence is time passing on the fake clock (and the
+    service's: a held-back configuration is answered when DAD is done)."""
+
+    def __init__(self, rig, mac=MN_MAC):
+        self.rig, self.mac = rig, mac
+        self.clock = Clock()
+        self.port = rig.topology.mpa.signalling_port
+        self.networks = {str(n.gateway): n.id for n in rig.topology.networks.values()}
+        self.sent = []           # (bytes, (address, port))
+        self.drop = 0            # datagrams to lose on the way
+        self.strangers = []      # datagrams another host sends before each answer
+        self.tamper = None
+
+    def __call__(self, local):
+        return FakeSocket(self, local)
+
+    def deliver(self, answers):
+        for answer in answers:
+            sock, source = answer.origin.reply_to
+            body = self.tamper(answer.body) if self.tamper else answer.body
+            sock.queue += [(data, addr) for data, addr in self.strangers] + [(body, source)]
+
+
+class FakeSocket:
+    def __init__(self, world, local):
+        self.world, self.local = world, local
+        self.queue, self.timeout, self.closed = [], None, False
+
+    def sendto(self, data, address):
+        world = self.world
+        world.sent.append((data, address))
+        if world.drop:
+            world.drop -= 1
+            return
+        network = world.networks.get(address[0])
+        if network is None or address[1] != world.port:
+            return
+        origin = Origin(INBAND, self.local, network, world.mac, reply_to=(self, address))
+        world.deliver(world.rig.service.handle(data, origin, world.rig.now))
+
+    def settimeout(self, seconds):
+        self.timeout = seconds
+
+    def recvfrom(self, size):
+        if not self.queue:
+            self.world.clock.now += self.timeout
+            self.world.rig.now += self.timeout
+            self.world.deliver(self.world.rig.service.tick(self.world.rig.now)[1])
+            raise socket.timeout()
+        return self.queue.pop(0)
+
+    def close(self):
+        self.closed = True
+
+
+class FakeIp:
+    """`ip` on a host with eth0 and whatever TUN devices were made; ``-batch -``
+    applies its lines in order and stops at the first that fails, as ip does."""
+
+    def __init__(self, fail=None):
+        self.links = {"eth0": {"kind": "veth", "mac": "02:00:00:00:01:01",
+                               "addrs": [(MN_ADDRESS, 24)], "up": True}}
+        self.default = ("10.1.1.1", "eth0")    # the default route: gateway, device
+        self.neighbours = {}                   # address -> (MAC, device, state)
+        self.calls, self.fail = [], fail
+        self.batches = []                      # the input of each ip -batch
+
+    def __call__(self, argv, **kw):
+        assert argv[0] == "ip" and kw.get("capture_output")
+        self.calls.append(argv[1:])
+        if argv[1:] == ["-batch", "-"]:
+            self.batches.append(kw["input"])
+            for number, line in enumerate(kw["input"].splitlines(), 1):
+                rc, out, err = self._one(line.split())
+                if rc:
+                    return subprocess.CompletedProcess(argv, 1, "", f"{err}\nCommand "
+                                                       f"failed -:{number}")
+            return subprocess.CompletedProcess(argv, 0, "", "")
+        rc, out, err = self._one(argv[1:])
+        return subprocess.CompletedProcess(argv, rc, out, err)
+
+    def _view(self, name):
+        link = self.links[name]
+        return {"ifname": name, "flags": ["UP"] if link["up"] else [],
+                "address": link.get("mac"), "linkinfo": {"info_kind": link["kind"]},
+                "addr_info": [{"family": "inet", "local": a, "prefixlen": n}
+                              for a, n in link["addrs"]]}
+
+    def _one(self, args):
+        out, rc, err = "", 0, ""
+        if self.fail and self.fail in " ".join(args):
+            return 2, "", "RTNETLINK answers: Operation not permitted"
+        if args == ["-j", "-d", "addr", "show"]:
+            out = json.dumps([self._view(name) for name in self.links])
+        elif args[:3] == ["-j", "-d", "addr"]:
+            if args[-1] not in self.links:
+                rc, err = 1, f'Device "{args[-1]}" does not exist.'
+            else:
+                out = json.dumps([self._view(args[-1])])
+        elif args[:2] == ["-j", "route"]:
+            out = json.dumps([{"dst": "default", "gateway": self.default[0],
+                               "dev": self.default[1]}])
+        elif args[:2] == ["tuntap", "add"]:
+            self.links[args[3]] = {"kind": "tun", "addrs": [], "up": False}
+        elif args[:2] in (["addr", "add"], ["addr", "replace"]):
+            address, length = args[2].split("/")
+            if (address, int(length)) not in self.links[args[4]]["addrs"]:
+                self.links[args[4]]["addrs"].append((address, int(length)))
+        elif args[:2] == ["addr", "del"]:
+            address, length = args[2].split("/")
+            self.links[args[4]]["addrs"].remove((address, int(length)))
+        elif args[:3] == ["link", "set", "dev"]:
+            self.links[args[3]]["up"] = True
+        elif args[:3] == ["link", "del", "dev"]:
+            del self.links[args[3]]
+        elif args[:3] == ["route", "replace", "default"] and args[3] == "via":
+            self.default = (args[4], args[6])
+        elif args[:2] == ["neigh", "replace"] and args[3::2] == ["lladdr", "dev", "nud"]:
+            self.neighbours[args[2]] = (args[4], args[6], args[8])
+        else:
+            raise AssertionError(f"unexpected ip {args}")
+        return rc, out, err
+
+    def changes(self):
+        return [c for c in self.calls if c[0] != "-j"]
+
+
+class Cli:
+    def __init__(self, rig, tmp_path, credentials, channel="rest"):
+        self.rig, self.tmp_path, self.channel = rig, tmp_path, channel
+        self.credentials = credentials
+        self.ip = FakeIp()
+        self.world = Gateways(rig)
+        self.system = {}   # more of cli.System's fields, or others
+        self.interface = "eth0"   # None: the command names its own
+
+    def __call__(self, *argv, json_out=True, options=()):
+        out, err = io.StringIO(), io.StringIO()
+        system = cli.System(**{
+            "run": self.ip, "opener": RestLayer(self.rig), "socket_factory": self.world,
+            "clock": self.world.clock, "sleep": ticking_sleep(self.rig, []),
+            "wall": lambda: self.rig.service.wall(self.rig.now),
+            "entropy": counter_entropy(b"cli"), "stdout": out, "stderr": err, **self.system})
+        args = ["--channel", self.channel, "--credentials", self.credentials,
+                "--state", str(self.tmp_path / "state.json"),
+                *(["--interface", self.interface] if self.interface else []),
+                *options, *(["--json"] if json_out else []), *argv]
+        rc = cli.main(args, system)
+        text = out.getvalue()
+        return rc, (json.loads(text) if json_out and text else text), err.getvalue()
