@@ -28,7 +28,7 @@ def unwind_on_sigterm() -> None:
 
 def stamped(result: dict) -> dict:
     """``result`` with the date, the commit and whether the tree differed from it."""
-    from topologies.experiment import source_commit
+    from mpa_lab.experiment.runner import source_commit
     return {**result, "date": time.strftime("%Y-%m-%d"), **source_commit()}
 
 

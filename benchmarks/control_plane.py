@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 from support.fakeoftable import ipv4_packet, to_bytes  # noqa: E402
 from mpa_sdn.config import load_topology_text  # noqa: E402
 from mpa_sdn.controller import Controller  # noqa: E402
-from topologies.generate import generate, render  # noqa: E402
+from mpa_lab.topogen import generate, render  # noqa: E402
 
 def _hosts(core, per_network):
     """(dpid, port, frame) of the first packet of each host, spread over the PoAs."""

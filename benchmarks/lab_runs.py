@@ -1,5 +1,5 @@
 """What the lab benchmarks share: one mode of the demo scenario, changed as
-they need, run by the experiment runner (topologies/experiment.py, the code
+they need, run by the experiment runner (mpa_lab/experiment/runner.py, the code
 behind ``mpa-lab run``), in a directory of their own."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import tempfile
 
 from common import ROOT, unwind_on_sigterm
 
-from topologies.scenario import load_scenario
-from topologies.traffic_analysis import percentile
+from mpa_lab.experiment.scenario import load_scenario
+from mpa_lab.traffic.analysis import percentile
 
 DEMO = os.path.join(ROOT, "topologies", "scenarios", "demo.yaml")
 
@@ -38,8 +38,8 @@ def run_mode(mode: str, count: int, rate: int, args, **mn_changes) -> dict:
     results (results.json's object).  ``mn_changes`` change mn1's plan."""
     from mininet.log import setLogLevel
 
-    from topologies.experiment import Experiment
-    from topologies.progress import Progress
+    from mpa_lab.experiment.runner import Experiment
+    from mpa_lab.experiment.progress import Progress
 
     setLogLevel("error")
     demo = load_scenario(DEMO)

@@ -123,8 +123,8 @@ def bench_core(runs: int) -> dict:
 def bench_lab(runs: int, ofp_port: int, rest_port: int) -> dict:
     from mininet.log import setLogLevel
 
-    from topologies.harness import ControllerProcess
-    from topologies.lab import Lab
+    from mpa_lab.net.controller_process import ControllerProcess
+    from mpa_lab.net.lab import Lab
 
     if os.geteuid() != 0:
         sys.exit("benchmarks/preauth.py lab needs root")

@@ -44,7 +44,7 @@ from common import TOPOLOGY, stamped, unwind_on_sigterm, write
 
 from mpa_mn import protocol  # noqa: E402
 from mpa_protocol import api_tokens
-from topologies import harness  # noqa: E402
+from mpa_lab.net import controller_process  # noqa: E402
 
 OFP_PORT, REST_PORT = 26653, 28080
 # Bounds wide enough for the load: this run measures the listener's cost per
@@ -189,10 +189,11 @@ def run(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="rest-load-") as directory:
         config = topology_file(directory, bool(args.before))
         if args.before:
-            harness.MPA_CONTROLLER = launcher_from(os.path.abspath(args.before), directory)
-        controller = harness.ControllerProcess(config, ofp_port=OFP_PORT, rest_port=REST_PORT,
-                                               log_path=os.path.join(directory, "controller.log"),
-                                               log_level="WARNING")
+            controller_process.MPA_CONTROLLER = launcher_from(os.path.abspath(args.before),
+                                                              directory)
+        controller = controller_process.ControllerProcess(
+            config, ofp_port=OFP_PORT, rest_port=REST_PORT,
+            log_path=os.path.join(directory, "controller.log"), log_level="WARNING")
         controller.start()
         started = time.monotonic()
         sampler = Sampler(controller.process.pid, started)

@@ -43,7 +43,7 @@ from mpa_sdn.config import parse_topology
 from mpa_sdn.packets import udp_frame
 from mpa_sdn.service import REST, Origin
 from mpa_sdn.tables import Table
-from topologies.generate import generate, network_id, poa_id
+from mpa_lab.topogen import generate, network_id, poa_id
 
 from support.fakedatapath import FakeDatapath, KeyedTable  # noqa: E402  (tests/ is on the path)
 

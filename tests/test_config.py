@@ -795,7 +795,7 @@ def test_interface_names_of_15_bytes_are_fine():
 def test_interface_names_are_built_in_one_place():
     """The lab, the generator and the check share mpa_sdn.interface_names: no
     second copy of Mininet's naming rule to drift apart."""
-    copies = [path.name for path in sorted((REPO / "topologies").glob("*.py"))
+    copies = [path.name for path in sorted((REPO / "mpa_lab").rglob("*.py"))
               if "-eth" in path.read_text(encoding="utf-8")]
     assert copies == []
 

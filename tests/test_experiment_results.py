@@ -11,13 +11,13 @@ from types import SimpleNamespace
 import pytest
 
 from support.paths import ROOT
-from topologies import results as res
-from topologies.experiment import Experiment, sessions
-from topologies.handover import HandoverResult
-from topologies.plots import write_plots
-from topologies.progress import Progress
-from topologies.scenario import MODES, MPA_BUFFER, MPA_COPY_FORWARD, REACTIVE, load_scenario
-from topologies.traffic_analysis import analyse
+from mpa_lab.experiment import results as res
+from mpa_lab.experiment.runner import Experiment, sessions
+from mpa_lab.experiment.handover_driver import HandoverResult
+from mpa_lab.experiment.plots import write_plots
+from mpa_lab.experiment.progress import Progress
+from mpa_lab.experiment.scenario import MODES, MPA_BUFFER, MPA_COPY_FORWARD, REACTIVE, load_scenario
+from mpa_lab.traffic.analysis import analyse
 
 DEMO = os.path.join(ROOT, "topologies", "scenarios", "demo.yaml")
 MS = 1_000_000

@@ -17,7 +17,7 @@ from mpa_sdn.controller import Controller
 from mpa_sdn.interface_names import port_name, problem
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.tables import FEATURE_SHIFT, Feature
-from topologies import generate as gen
+from mpa_lab import topogen as gen
 
 
 def build(domains, networks, poas, **kwargs):

@@ -1,4 +1,4 @@
-"""The handover driver's bookkeeping (topologies/handover.py) with a stand-in
+"""The handover driver's bookkeeping (mpa_lab/experiment/handover_driver.py) with a stand-in
 lab and a stand-in client: no root, no Mininet.  The client is a small
 Python program that talks like ``mpa-mn handover --json``."""
 
@@ -14,7 +14,7 @@ import pytest
 
 from mpa_mn.cli import build_parser
 from mpa_mn.dad import DadSettings
-from topologies.handover import POLL_S, REACTIVE_OPTIONS, HandoverDriver, _poll
+from mpa_lab.experiment.handover_driver import POLL_S, REACTIVE_OPTIONS, HandoverDriver, _poll
 
 HOME = "10.255.0.1"
 NETWORK_OF = {"ap-a": "net-a", "ap-b": "net-b"}
@@ -64,7 +64,7 @@ class FakeHost:
 
 
 class FakeLab:
-    """What the driver uses of topologies.lab.Lab."""
+    """What the driver uses of mpa_lab.net.lab.Lab."""
 
     def __init__(self, behaviour: str = "ok"):
         poa = lambda id: SimpleNamespace(id=id, network=NETWORK_OF[id])  # noqa: E731

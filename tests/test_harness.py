@@ -1,11 +1,11 @@
-"""The lab's controller process (topologies/harness.py), where it needs no lab."""
+"""The lab's controller process (mpa_lab/net/controller_process.py), where it needs no lab."""
 
 import os
 import socket
 
 import pytest
 
-from topologies.harness import ControllerProcess
+from mpa_lab.net.controller_process import ControllerProcess
 
 
 def free_port() -> int:

@@ -27,7 +27,10 @@ MAY_IMPORT = {
     "mpa_ctl": {"mpa_protocol"},
     # The lab starts the controller as a process of its own and talks to it
     # over REST and OpenFlow: it never imports the Ryu shell.
-    "topologies": {"mpa_protocol", "mpa_sdn", "rest_api", "mpa_mn", "mpa_ctl"},
+    "mpa_lab": {"mpa_protocol", "mpa_sdn", "rest_api", "mpa_mn", "mpa_ctl"},
+    # The lab's data (topologies, scenarios, credentials): a package only to be
+    # installed and found; it holds no code (test_topologies_holds_data_only).
+    "topologies": set(),
 }
 # Beyond the standard library, the protocol needs these and nothing else: the
 # MN and mpa-ctl load it without Ryu or eventlet.
@@ -147,7 +150,7 @@ def test_a_client_loads_nothing_of_the_controller(command):
     loaded = subprocess.run(
         [sys.executable, "-c", f"import sys, {command}; print(*sorted(sys.modules))"],
         cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    controller = {"mpa_sdn", "rest_api", "apps", "topologies", "ryu", "eventlet", "greenlet"}
+    controller = {"mpa_sdn", "rest_api", "apps", "mpa_lab", "ryu", "eventlet", "greenlet"}
     assert command in loaded
     assert sorted(m for m in loaded if m.split(".")[0] in controller) == []
 
@@ -174,6 +177,17 @@ def test_the_layering_check_names_the_file_the_line_and_the_rule(tmp_path):
     assert private_uses("mpa_sdn", tmp_path) == [
         "mpa_sdn/core.py:2: imports mpa_protocol.schema._Reader",
         "mpa_sdn/core.py:4: uses keys._info"]
+
+
+def test_topologies_holds_data_only():
+    """topologies/ holds topology files, scenarios and credentials; its code is in mpa_lab."""
+    code = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "topologies").rglob("*.py"))
+    assert code == ["topologies/__init__.py"]
+    body = ast.parse((ROOT / "topologies" / "__init__.py").read_text()).body
+    assert [type(node) for node in body] == [ast.Expr], "a docstring and nothing else"
+    data = [p for p in (ROOT / "topologies").rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".py"]
+    assert data and all(p.suffix == ".yaml" for p in data), data
 
 
 def test_only_apps_talk_to_switches():
@@ -213,7 +227,7 @@ def test_readme_gives_the_two_quick_start_commands():
 
 
 def test_mpa_lab_graph_prints_the_candidates(capsys):
-    from topologies.cli import main
+    from mpa_lab.cli import main
     assert main(["graph"]) == 0
     out = capsys.readouterr().out
     assert "net-a1 -> net-b1" in out and "AA 10.2.1.1" in out and "L2 handover 200 ms" in out
@@ -221,7 +235,7 @@ def test_mpa_lab_graph_prints_the_candidates(capsys):
 
 
 def test_mpa_lab_refuses_a_bad_topology(tmp_path, capsys):
-    from topologies.cli import main
+    from mpa_lab.cli import main
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 2\n")
     with pytest.raises(SystemExit) as exit_info:

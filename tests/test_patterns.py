@@ -20,7 +20,7 @@ from mpa_protocol import messages
 from rest_api import spec
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-PACKAGES = ("mpa_sdn", "apps", "rest_api", "mpa_mn", "mpa_ctl", "topologies")
+PACKAGES = ("mpa_sdn", "apps", "rest_api", "mpa_mn", "mpa_ctl", "mpa_lab")
 # A value each of the document's patterns takes: a new pattern needs one here.
 SAMPLES = {
     "^[0-9]{1,15}$": "42",

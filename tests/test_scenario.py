@@ -1,4 +1,4 @@
-"""Scenario files (topologies/scenario.py): what a valid one becomes, and
+"""Scenario files (mpa_lab/experiment/scenario.py): what a valid one becomes, and
 every mistake reported with its key path before anything runs."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pytest
 
 from support.paths import DEFAULT_TOPOLOGY, ROOT
 from mpa_protocol.schema import ConfigError
-from topologies.cli import main as mpa_lab
+from mpa_lab.cli import main as mpa_lab
 from mpa_mn.dad import DadSettings
-from topologies.scenario import (MODES, MPA_BUFFER, MPA_COPY_FORWARD, REACTIVE,
-                                 default_standby_mac, load_scenario)
+from mpa_lab.experiment.scenario import (MODES, MPA_BUFFER, MPA_COPY_FORWARD, REACTIVE,
+                                         default_standby_mac, load_scenario)
 
 DEMO = os.path.join(ROOT, "topologies", "scenarios", "demo.yaml")
 BASE = f"""\

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from topologies.traffic import (HEADER_SIZE, Header, HeaderError, Receiver, Sender, analyse,
-                                load_windows, main, read_log)
+from mpa_lab.traffic.datagrams import (HEADER_SIZE, Header, HeaderError, Receiver, Sender,
+                                       analyse, load_windows, main, read_log)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MS = 1_000_000
@@ -446,7 +446,7 @@ def test_bad_files_exit_2(tmp_path, capsys):
 
 
 def spawn(*args):
-    process = subprocess.Popen([sys.executable, "-m", "topologies.traffic", *args], cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "mpa_lab.traffic.datagrams", *args], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ready = process.stderr.readline()
     assert ready.startswith("mpa-traffic: "), ready + process.stderr.read()
@@ -499,8 +499,8 @@ def test_sigterm_stops_receive_with_its_report(tmp_path, capsys):
 
 
 def test_receive_for_a_duration():
-    process = subprocess.run([sys.executable, "-m", "topologies.traffic", "receive", "--port",
-                              "0", "--bind", "127.0.0.1", "--duration", "0.1"], cwd=ROOT,
+    process = subprocess.run([sys.executable, "-m", "mpa_lab.traffic.datagrams", "receive",
+                              "--port", "0", "--bind", "127.0.0.1", "--duration", "0.1"], cwd=ROOT,
                              capture_output=True, text=True, timeout=10)
     assert process.returncode == 0, process.stderr
     report = json.loads(process.stdout)

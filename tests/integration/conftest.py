@@ -76,7 +76,7 @@ def variant_fixtures(name: str, **mpa):
 def running_controller(log_dir, name: str = "controller", config: str = DEFAULT_TOPOLOGY,
                        **options):
     """The controller process, its state file and log in ``log_dir``; stops cleanly or fails."""
-    from topologies.harness import ControllerProcess
+    from mpa_lab.net.controller_process import ControllerProcess
     options.setdefault("log_level", os.environ.get("MPA_TEST_LOG_LEVEL", "INFO"))
     process = ControllerProcess(config, ofp_port=OFP_PORT, rest_port=REST_PORT,
                                 state_db=str(log_dir / f"{name}.db"),
@@ -92,7 +92,7 @@ def running_controller(log_dir, name: str = "controller", config: str = DEFAULT_
 def running_lab(controller, topology, **options):
     """The Mininet lab on the controller, every switch connected and reconciled."""
     from mininet.log import setLogLevel
-    from topologies.lab import Lab
+    from mpa_lab.net.lab import Lab
     setLogLevel("error")
     lab = Lab(topology, controller_port=OFP_PORT, **options)
     try:

@@ -17,9 +17,9 @@ import pytest
 from integration.conftest import (
     REST_PORT, management_fixtures, ofctl_flows, variant_fixtures, wait_for)
 from mpa_sdn.tables import Feature, Table, address_cookie, cookie
-from topologies.handover import HandoverDriver
-from topologies.preconfigure import run_mpa_mn
-from topologies.streams import UdpStream
+from mpa_lab.experiment.handover_driver import HandoverDriver
+from mpa_lab.experiment.preconfigure import run_mpa_mn
+from mpa_lab.traffic.streams import UdpStream
 
 pytestmark = pytest.mark.integration
 

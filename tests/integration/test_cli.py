@@ -49,7 +49,7 @@ def test_move_and_ping_from_the_lab_cli(prerequisites, tmp_path):
 
 
 def test_tour_on_a_generated_topology_with_two_mobile_nodes(prerequisites, tmp_path):
-    from topologies.generate import main as topogen
+    from mpa_lab.topogen import main as topogen
     topology = tmp_path / "generated.yaml"
     assert topogen(["--domains", "2", "--networks-per-domain", "2", "--poas-per-network", "2",
                     "--mobile-nodes", "2", "-o", str(topology)]) == 0

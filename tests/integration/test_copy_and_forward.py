@@ -14,8 +14,8 @@ import json
 import pytest
 
 from integration.conftest import REST_PORT, management_fixtures, ofctl_flows
-from topologies.handover import HandoverDriver
-from topologies.streams import UdpStream
+from mpa_lab.experiment.handover_driver import HandoverDriver
+from mpa_lab.traffic.streams import UdpStream
 
 pytestmark = pytest.mark.integration
 

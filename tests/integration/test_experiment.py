@@ -16,8 +16,8 @@ import pytest
 from support.paths import DEFAULT_TOPOLOGY
 from integration.conftest import OFP_PORT, REST_PORT, wait_for
 from mpa_mn.dad import DadSettings
-from topologies.handover import Lines
-from topologies.scenario import MODES
+from mpa_lab.experiment.handover_driver import Lines
+from mpa_lab.experiment.scenario import MODES
 
 pytestmark = pytest.mark.integration
 
@@ -173,7 +173,7 @@ def test_ctrl_c_tears_the_lab_down_and_keeps_what_was_measured(prerequisites, tm
 
 
 def test_two_mobile_nodes_take_turns_each_with_its_own_stream(prerequisites, tmp_path):
-    from topologies.generate import main as topogen
+    from mpa_lab.topogen import main as topogen
     topology = tmp_path / "generated.yaml"
     assert topogen(["--domains", "2", "--networks-per-domain", "2", "--poas-per-network", "2",
                     "--mobile-nodes", "2", "-o", str(topology)]) == 0

@@ -22,10 +22,10 @@ import pytest
 from integration.conftest import (
     REST_PORT, management_fixtures, ofctl_flows, variant_fixtures, wait_for)
 from integration.test_lab import flows_match_controller
-from topologies.handover import HandoverDriver
-from topologies.lab import CONTROLLER_QUEUE_SIZE
-from topologies.probes import ping
-from topologies.streams import UdpStream
+from mpa_lab.experiment.handover_driver import HandoverDriver
+from mpa_lab.net.lab import CONTROLLER_QUEUE_SIZE
+from mpa_lab.net.probes import ping
+from mpa_lab.traffic.streams import UdpStream
 
 pytestmark = pytest.mark.integration
 

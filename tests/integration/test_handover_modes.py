@@ -24,8 +24,8 @@ import time
 import pytest
 
 from integration.conftest import REST_PORT, management_fixtures
-from topologies.handover import HandoverDriver
-from topologies.streams import UdpStream
+from mpa_lab.experiment.handover_driver import HandoverDriver
+from mpa_lab.traffic.streams import UdpStream
 
 pytestmark = pytest.mark.integration
 

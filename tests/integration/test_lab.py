@@ -5,9 +5,9 @@ import subprocess
 import pytest
 
 from integration.conftest import OFP_PORT, ofctl_flows, wait_for
-from topologies.probes import ping, tcp
-from topologies.reachability import tour
-from topologies.streams import UdpStream
+from mpa_lab.net.probes import ping, tcp
+from mpa_lab.net.reachability import tour
+from mpa_lab.traffic.streams import UdpStream
 
 pytestmark = pytest.mark.integration
 

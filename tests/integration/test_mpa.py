@@ -12,8 +12,8 @@ import os
 import pytest
 
 from integration.conftest import REST_PORT, management_fixtures, running_lab, wait_for
-from topologies.preconfigure import run_mpa_mn
-from topologies.probes import ping
+from mpa_lab.experiment.preconfigure import run_mpa_mn
+from mpa_lab.net.probes import ping
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ controller = management_fixtures("controller-mpa")[0]
 
 @pytest.fixture(scope="module")
 def lab(controller, topology):
-    from topologies.lab import ExtraHost
+    from mpa_lab.net.lab import ExtraHost
     extra = [ExtraHost(*SQUATTER, address=SQUATTED), ExtraHost(*DHCP_CLIENT),
              ExtraHost(*DHCLIENT)]
     with running_lab(controller, topology, management=True, extra_hosts=extra) as lab:

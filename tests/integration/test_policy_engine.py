@@ -21,9 +21,9 @@ import pytest
 
 from integration.conftest import REST_PORT, management_fixtures, wait_for
 from integration.policy_engine import ApiError, PolicyEngine
-from topologies.handover import HandoverDriver, Lines
-from topologies.preconfigure import mpa_mn_command
-from topologies.streams import UdpStream
+from mpa_lab.experiment.handover_driver import HandoverDriver, Lines
+from mpa_lab.experiment.preconfigure import mpa_mn_command
+from mpa_lab.traffic.streams import UdpStream
 
 pytestmark = pytest.mark.integration
 

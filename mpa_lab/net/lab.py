@@ -37,7 +37,7 @@ from mpa_sdn.interface_names import host_name, port_name
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.topology import MobileNode, Network, PoA, Topology
 
-LOG = logging.getLogger("topologies.lab")
+LOG = logging.getLogger("mpa_lab.net.lab")
 
 
 class LabSwitch(OVSSwitch):

@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING, Callable
 
 from mpa_mn.dad import DadSettings
 from mpa_protocol.messages import SWITCHED_BACK
-from topologies.preconfigure import mpa_mn_command, run_mpa_mn
-from topologies.probes import ping
+from mpa_lab.experiment.preconfigure import mpa_mn_command, run_mpa_mn
+from mpa_lab.net.probes import ping
 
 if TYPE_CHECKING:  # the lab needs Mininet; the driver's bookkeeping does not
-    from topologies.lab import LinkSwitch
+    from mpa_lab.net.lab import LinkSwitch
 
 POLL_S = 0.1
 FAILURE_MODES = ("no-arrival", "return")

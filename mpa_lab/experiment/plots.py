@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 
-from topologies.results import LABELS
+from mpa_lab.experiment.results import LABELS
 
 COLUMNS = 5
 

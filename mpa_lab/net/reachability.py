@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from topologies.probes import Result, ping, tcp
+from mpa_lab.net.probes import Result, ping, tcp
 
 RECOVERY_DEADLINE_S = 15.0
 

@@ -3,12 +3,12 @@
 For each repetition and each mode, a *session*: a fresh controller process
 and lab, the MNs bound to their home addresses where they start, a UDP
 stream from the correspondent to each home address, then the mode's
-handovers through the real MN client (topologies/handover.py), one after
+handovers through the real MN client (mpa_lab/experiment/handover_driver.py), one after
 the other, ``interval_s`` apart.  Copy-and-forward needs an MN with a
 second interface whose first link is lost, so each of its losses is a
 session of its own.  After a session the receivers' logs are analysed per
 handover and the controller's handover records are matched to them
-(topologies/results.py).
+(mpa_lab/experiment/results.py).
 
 Whatever happens (a failed handover, an exception, Ctrl-C or SIGTERM) the
 lab and the controller of the session are torn down and ``results.json``
@@ -27,12 +27,12 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from topologies import results as res
-from topologies.progress import Progress
-from topologies.scenario import (MPA, MPA_BICAST, MPA_BUFFER, MPA_COPY_FORWARD, REACTIVE,
-                                 Scenario)
+from mpa_lab.experiment import results as res
+from mpa_lab.experiment.progress import Progress
+from mpa_lab.experiment.scenario import (MPA, MPA_BICAST, MPA_BUFFER, MPA_COPY_FORWARD,
+                                         REACTIVE, Scenario)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SUBDIRS = ("logs", "state", "plots")    # the run's own: emptied when it starts
 
 
@@ -125,8 +125,8 @@ class Experiment:
         return os.path.join(self.out, sub, name)
 
     def _session(self, session: Session) -> None:
-        from topologies.harness import ControllerProcess
-        from topologies.lab import Lab
+        from mpa_lab.net.controller_process import ControllerProcess
+        from mpa_lab.net.lab import Lab
 
         s = self.scenario
         self.progress.show(f"{session.name}: starting the controller and the lab")
@@ -145,8 +145,8 @@ class Experiment:
 
     def _in_lab(self, session: Session, controller, lab, done: list, history: list,
                 counters: dict, streams: dict) -> None:
-        from topologies.handover import HandoverDriver
-        from topologies.streams import UdpStream
+        from mpa_lab.experiment.handover_driver import HandoverDriver
+        from mpa_lab.traffic.streams import UdpStream
 
         s = self.scenario
         with controller, lab:
@@ -258,7 +258,7 @@ class Experiment:
         self.results["finished_at"] = datetime.datetime.now(
             datetime.timezone.utc).isoformat(timespec="seconds")
         try:
-            from topologies.plots import write_plots
+            from mpa_lab.experiment.plots import write_plots
             self.results["plots"] = write_plots(self.results, os.path.join(self.out, "plots"))
         except Exception as exc:  # noqa: BLE001 - the numbers matter more than the pictures
             self.results["plots_error"] = f"{type(exc).__name__}: {exc}"

@@ -51,7 +51,7 @@ import time
 from array import array
 from dataclasses import dataclass
 
-from topologies.traffic_analysis import analyse, parse_window
+from mpa_lab.traffic.analysis import analyse, parse_window
 
 MAGIC = b"MPAT"
 VERSION = 1
@@ -329,7 +329,7 @@ def _kernel_time(ancillary) -> int | None:
     return None
 
 
-# ---- analysis: topologies/traffic_analysis.py -------------------------------
+# ---- analysis: mpa_lab/traffic/analysis.py -------------------------------
 
 # ---- files ------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """``mpa-lab``: bring up the lab with the real controller, check it, tear it down.
 
     mpa-lab run [SCENARIO] [--out DIR] [--check] the handover experiment: every mode of the
-                                                 scenario (default: scenarios/demo.yaml) in the
+                                                 scenario (default: topologies/scenarios/demo.yaml) in the
                                                  lab, results.json, a table and plots
     mpa-lab tour [--topology FILE] [--out DIR]   lab + controller, graph, MPA pre-authentication
                                                  and pre-configuration, reachability
@@ -18,12 +18,18 @@ import os
 import signal
 import sys
 import time
+from importlib import resources
 
 from mpa_sdn.config import load_or_exit
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 
-DEFAULT_TOPOLOGY = os.path.join(os.path.dirname(__file__), "two_domains.yaml")
-DEFAULT_SCENARIO = os.path.join(os.path.dirname(__file__), "scenarios", "demo.yaml")
+# The lab's files are the data package topologies/ (installed with its YAML by
+# `pip install .`), so the defaults are found from any working directory, in a
+# checkout, an editable install or an installed copy alike.  It is a plain
+# directory on disk: the topology names its credentials files relative to it.
+LAB_FILES = resources.files("topologies")
+DEFAULT_TOPOLOGY = str(LAB_FILES / "two_domains.yaml")
+DEFAULT_SCENARIO = str(LAB_FILES / "scenarios" / "demo.yaml")
 
 
 def print_graph(graph: NeighbourhoodGraph, out=None) -> None:
@@ -61,8 +67,8 @@ def _run_lab(args, body, log_level: str = "error") -> int:
     """Controller and lab up, ``body(lab, controller)``, then both down, whatever happens."""
     from mininet.log import setLogLevel
 
-    from topologies.harness import ControllerProcess
-    from topologies.lab import Lab
+    from mpa_lab.net.controller_process import ControllerProcess
+    from mpa_lab.net.lab import Lab
 
     if os.geteuid() != 0:
         print(f"mpa-lab {args.command} needs root (Mininet creates namespaces and veths)",
@@ -111,8 +117,8 @@ def _run_lab(args, body, log_level: str = "error") -> int:
 
 
 def tour(args) -> int:
-    from topologies.preconfigure import preconfigure
-    from topologies.reachability import all_pairs, print_report
+    from mpa_lab.experiment.preconfigure import preconfigure
+    from mpa_lab.net.reachability import all_pairs, print_report
 
     def body(lab, controller):
         print_graph(lab.graph)
@@ -136,7 +142,7 @@ def _sa_states(controller) -> str:
 
 
 def up(args) -> int:
-    from topologies.lab_cli import LabCLI
+    from mpa_lab.net.lab_cli import LabCLI
 
     def body(lab, controller):
         print("Mininet's CLI, plus: move MN POA (a link-layer handover), poas. "
@@ -148,7 +154,7 @@ def up(args) -> int:
 
 def run(args) -> int:
     from mpa_protocol.schema import ConfigError
-    from topologies.scenario import load_scenario
+    from mpa_lab.experiment.scenario import load_scenario
 
     try:
         scenario = load_scenario(args.scenario)
@@ -165,8 +171,8 @@ def run(args) -> int:
         return 2
     from mininet.log import setLogLevel
 
-    from topologies.experiment import Experiment
-    from topologies.results import table
+    from mpa_lab.experiment.runner import Experiment
+    from mpa_lab.experiment.results import table
 
     _stop_on_signals()
     setLogLevel("error")
@@ -200,7 +206,7 @@ def run(args) -> int:
 
 
 def _print_plan(scenario, out: str) -> None:
-    from topologies.experiment import sessions
+    from mpa_lab.experiment.runner import sessions
 
     handovers = sum(len(s.plan) for s in sessions(scenario))
     t = scenario.traffic

@@ -13,8 +13,8 @@ import signal
 import sys
 import time
 
-from topologies.traffic import read_log
-from topologies.traffic_analysis import analyse
+from mpa_lab.traffic.datagrams import read_log
+from mpa_lab.traffic.analysis import analyse
 
 TRAFFIC = os.path.join(os.path.dirname(sys.executable), "mpa-traffic")
 DRAIN_S = 1.0          # after the sender stops, for what is still on its way

@@ -1,6 +1,6 @@
 """Reachability probes run inside the lab's hosts (ping and a TCP echo).
 
-``python -m topologies.probes serve PORT`` runs in the destination host's
+``python -m mpa_lab.net.probes serve PORT`` runs in the destination host's
 namespace; the source host runs ``connect``.  The probes themselves run as
 separate processes so they use each host's own network stack.
 """
@@ -36,13 +36,13 @@ def ping(host, address: str, count: int = 3, interval: float = 0.2, wait_s: int 
 
 def tcp(client, server, address: str, port: int = 5001, timeout_s: float = 5.0) -> Result:
     """A TCP connection from ``client`` to ``server`` at ``address``, echoing a line."""
-    process = server.popen([sys.executable, "-m", "topologies.probes", "serve", str(port),
+    process = server.popen([sys.executable, "-m", "mpa_lab.net.probes", "serve", str(port),
                             "--timeout", str(timeout_s)])
     try:
         out = ""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            out = client.cmd(f"{sys.executable} -m topologies.probes connect {address} {port} "
+            out = client.cmd(f"{sys.executable} -m mpa_lab.net.probes connect {address} {port} "
                              f"--timeout {timeout_s}").strip()
             if out.startswith("ok"):
                 return Result(True, "echoed", float(out.split()[1]))
@@ -89,7 +89,7 @@ def _connect(address: str, port: int, timeout_s: float) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m topologies.probes")
+    parser = argparse.ArgumentParser(prog="python -m mpa_lab.net.probes")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve")
     serve.add_argument("port", type=int)

@@ -22,7 +22,7 @@ from mpa_protocol.schema import (MISSING, ConfigError, Invalid, Reader, is_versi
                                  read_text)
 from mpa_sdn.config import load_topology
 from mpa_sdn.topology import ROLE_ACCESS, Topology
-from topologies.traffic import HEADER_SIZE
+from mpa_lab.traffic.datagrams import HEADER_SIZE
 
 # The comparison (RFC 6252 Appendix C.5), in the order the table lists them.
 REACTIVE, MPA, MPA_BUFFER, MPA_COPY_FORWARD, MPA_BICAST = (

@@ -1,12 +1,12 @@
 """The results of a handover experiment: ``results.json``'s rows and
 summaries, and the comparison table printed with RFC 6252's figures.
 
-Pure bookkeeping: the runner (topologies/experiment.py) hands in what the
+Pure bookkeeping: the runner (mpa_lab/experiment/runner.py) hands in what the
 lab, the MN client, the controller and the receiver recorded; nothing here
 touches the lab.
 
 Per handover, the receiver's view of the packets *sent* during it (its
-window, see topologies/traffic_analysis.py): ``sent`` of them, ``received``
+window, see mpa_lab/traffic/analysis.py): ``sent`` of them, ``received``
 once or more, ``lost``, received more than once (``duplicates``) and out of
 order (``reordered``), and ``interruption_ms``, the longest gap between two
 arrivals.  The controller's view, where it has one (MPA modes that signal a
@@ -16,8 +16,9 @@ MN's arrival seen to the last switch confirming the new flows.
 
 from __future__ import annotations
 
-from topologies.scenario import MODES, MPA, MPA_BICAST, MPA_BUFFER, MPA_COPY_FORWARD, REACTIVE
-from topologies.traffic_analysis import percentile
+from mpa_lab.experiment.scenario import (MODES, MPA, MPA_BICAST, MPA_BUFFER, MPA_COPY_FORWARD,
+                                         REACTIVE)
+from mpa_lab.traffic.analysis import percentile
 
 # RFC 6252 Appendix C.5, next to each mode in the table.
 RFC_FIGURES = {
