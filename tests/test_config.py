@@ -1172,7 +1172,7 @@ def test_controller_files_are_resolved_against_the_topology(tmp_path):
 
 
 def test_cli_check_config_reads_the_tls_and_tokens_files(tmp_path):
-    from test_tls import Pki
+    from support.pki import Pki
     pki = Pki(tmp_path / "pki")
     controller = pki.issue("controller", server=True)
     switch = pki.issue("switch-1")

@@ -1,7 +1,8 @@
 """Where the repository and the files tests read are, wherever the test lives."""
 
 import os
+import pathlib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
 DEFAULT_TOPOLOGY = os.path.join(ROOT, "topologies", "two_domains.yaml")
-DATA = os.path.join(ROOT, "tests", "data")
+DATA = ROOT / "tests" / "data"
