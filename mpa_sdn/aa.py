@@ -185,7 +185,8 @@ class AuthenticationAgent:
     """Every network's AA: one object, each network answered from its own domain's store."""
 
     def __init__(self, topology, credential_stores: dict, store, settings, counters, entropy,
-                 attached=lambda mac, network: False, on_drop=lambda sa, why, now: None):
+                 attached=lambda mac, network: False, on_drop=lambda sa, why, now: None,
+                 policy_of=None, on_change=None):
         self.topology = topology
         self.credentials = credential_stores  # domain -> CredentialStore
         self.store = store
@@ -194,8 +195,10 @@ class AuthenticationAgent:
         self.entropy = entropy                # n -> n random bytes
         self.is_attached = attached           # (MAC, network) -> learned there now
         self.on_drop = on_drop                # an SA dropped for a false MAC claim
-        self.policy_of = Policies(topology.networks, settings).of  # the controller shares its own
-        self.on_change = None                 # (sa, state) -> None: created, changed, gone
+        # Each network's policy (the controller's, shared) and who hears of
+        # each SA's change: (sa, state) -> None, created, changed, gone.
+        self.policy_of = policy_of or Policies(topology.networks, settings).of
+        self.on_change = on_change
         self.sessions: dict[str, Session] = {}
         self._session_by_init: dict[tuple, str] = {}
         self._sessions_of_source: collections.Counter = collections.Counter()

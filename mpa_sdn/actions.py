@@ -33,6 +33,7 @@ import heapq
 import itertools
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 from mpa_protocol import messages
 from mpa_sdn.aa import AUTHORIZED, PRE_AUTHENTICATED
@@ -94,8 +95,31 @@ class Action:
         return dataclasses.asdict(self)
 
 
+class Signalling(Protocol):
+    """What the actions use of the signalling service that owns them
+    (mpa_sdn/service.py): its agents and their MNs, its clock, and the
+    signing and holding of answers.  The service makes its actions with
+    itself (mpa_sdn/assembly.py), which is how the one cycle between them
+    is broken."""
+
+    aa: object
+    ca: object
+    homes: dict
+    settings: object
+
+    def wall(self, now: float) -> float: ...
+    def answer(self, sa, msg, kind: str, origins: list, wall: float, **fields) -> list: ...
+    def refuse(self, sa, msg, code: str, text: str, origins: list, wall: float,
+               **extra) -> list: ...
+    def signed(self, sa, msg, kind: str, **fields) -> dict: ...
+    def hold(self, sa, msg, origins: list) -> Held: ...
+    def unhold(self, held: Held): ...
+    def release_lease(self, sa, wall: float) -> tuple: ...
+
+
 class Actions:
-    def __init__(self, service, mobility, graph, policies, events, store, counters):
+    def __init__(self, service: Signalling, mobility, graph, policies, events, store,
+                 counters):
         self.service, self.mobility, self.graph = service, mobility, graph
         self.policies, self.events, self.store, self.counters = policies, events, store, counters
         self.actions: dict[int, Action] = {}           # every action kept, by id

@@ -126,14 +126,17 @@ class Pool:
 
 
 class ConfigurationAgent:
-    def __init__(self, topology, store, settings, counters, used_by, network_of):
+    def __init__(self, topology, store, settings, counters, used_by, network_of,
+                 policy_of=None, on_change=None):
         self.topology = topology
         self.store = store
         self.settings = settings
         self.counters = counters
         self.used_by = used_by  # address -> the MAC of the learned host using it, or None
-        self.policy_of = Policies(topology.networks, settings).of  # the controller shares its own
-        self.on_change = None   # (lease, what) -> None: leased, bound, released, expired, ...
+        # Each network's policy (the controller's, shared) and who hears of each
+        # lease's change: (lease, what) -> None, leased, bound, released, expired, ...
+        self.policy_of = policy_of or Policies(topology.networks, settings).of
+        self.on_change = on_change
         self.network_of = network_of  # address -> the Network whose prefix holds it, or None
         self.pools = {n.id: Pool(n) for n in topology.networks.values()
                       if n.pool is not None}

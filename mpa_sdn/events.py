@@ -7,6 +7,12 @@ Events are numbered; the last ``size`` are kept so that a client that
 reconnects with the last id it saw misses nothing, or learns that it did
 (``reset``).
 
+The log is also how one part of the core tells the others of a change: a
+part emits, and the parts that react to that kind of event *follow* it
+(:meth:`EventLog.follow`, set up once, by :mod:`mpa_sdn.assembly`).
+Followers run at once, in the core, in the order they followed, after the
+event is logged: an event they emit in turn comes after it.
+
 Listeners (the shell's waiting streams) are called after each event; they
 only wake their reader, they never call back into the core.
 """
@@ -38,6 +44,13 @@ class EventLog:
         self.last_id = first_id - 1
         self.now = 0.0          # the core's time of the event being handled (at())
         self.listeners: list[Callable[[], None]] = []
+        # kind -> the core's reactions to it: (event, now) -> None
+        self._followers: dict[str, list[Callable[[dict, float], None]]] = {}
+
+    def follow(self, kind: str, reaction: Callable[[dict, float], None]) -> None:
+        """Call ``reaction(event, now)`` in the core after each event of ``kind``."""
+        assert kind in TYPES, kind
+        self._followers.setdefault(kind, []).append(reaction)
 
     def at(self, now: float) -> None:
         """The core is handling something that happened at ``now`` (monotonic)."""
@@ -59,6 +72,8 @@ class EventLog:
             event["dpid"] = dpid
         event["data"] = data if data is not None else {}
         self.ring.append(event)
+        for reaction in self._followers.get(kind, ()):
+            reaction(event, self.now)
         for listener in list(self.listeners):
             listener()
         return event

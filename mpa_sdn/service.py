@@ -87,23 +87,32 @@ class DhcpDecision:
 
 
 class MpaService:
+    """``mobility`` (tunnels, bindings, handovers), ``policy_of`` (network ->
+    its policy), ``events`` (the log SA and lease changes are told to) and
+    ``make_actions`` (service -> the policy engine's actions, which answer the
+    MN's ``instructions``) are the controller's (mpa_sdn/assembly.py); without
+    them, the service alone answers neither handovers nor instructions."""
+
     def __init__(self, topology, graph, credential_stores: dict, store, counters,
                  entropy: Callable[[int], bytes], wall_offset: float,
                  used_by: Callable[[str], str | None],
-                 attached: Callable[[str, str], bool] = lambda mac, network: False):
+                 attached: Callable[[str, str], bool] = lambda mac, network: False, *,
+                 mobility=None, policy_of=None, events=None, make_actions=None):
         self.topology = topology
         self.graph = graph
         self.settings = topology.mpa
         self.counters = counters
         self.wall_offset = wall_offset
         self.attached = attached  # (MAC, network) -> a host with it is learned there now
+        self.events = events
         self.aa = AuthenticationAgent(topology, credential_stores, store, self.settings,
-                                      counters, entropy, attached, self._sa_dropped)
+                                      counters, entropy, attached, self._sa_dropped,
+                                      policy_of=policy_of, on_change=self._sa_changed)
         self.ca = ConfigurationAgent(topology, store, self.settings, counters, used_by,
-                                     graph.network_of_address)
+                                     graph.network_of_address, policy_of=policy_of,
+                                     on_change=self._lease_changed)
         self.store = store
-        self.mobility = None  # the controller's (tunnels, bindings, handovers)
-        self.instructions = None  # (sa, msg, origin, wall) -> answers: the controller's actions
+        self.mobility = mobility
         self.homes = {mn.identity: str(mn.home_address)
                       for mn in topology.mobile_nodes.values()
                       if mn.identity and mn.home_address is not None}
@@ -111,6 +120,8 @@ class MpaService:
         # Configuration requests waiting for DAD: (network, address) -> held requests
         self._waiting: dict[tuple[str, str], list[Held]] = {}
         self._in_progress: dict[tuple[str, int], Held] = {}  # (sa id, seq) -> the request
+        # Last: the actions answer through this service, so they are made with it whole.
+        self.actions = make_actions(self) if make_actions is not None else None
 
     def wall(self, now: float) -> float:
         return now + self.wall_offset
@@ -217,10 +228,10 @@ class MpaService:
         if msg.type in MOBILITY:
             return self._mobility(sa, msg, origin, wall)
         if msg.type == "instructions":
-            if self.instructions is None:
+            if self.actions is None:
                 return self.refuse(sa, msg, "wrong-state", "no instructions here",
                                    [origin], wall)
-            return self.instructions(sa, msg, origin, wall)
+            return self.actions.poll(sa, msg, origin, wall)
         if msg.type == "config-request":
             return self._configure(sa, msg, [origin], wall)
         if msg.type == "release":
@@ -386,6 +397,16 @@ class MpaService:
     def host_seen(self, mac: str, network: str, now: float) -> None:
         """The core learned (or relearned) a host there: the MN is attached."""
         self.aa.attached(mac, network, self.wall(now))
+
+    def _sa_changed(self, sa, state: str) -> None:
+        if self.events is not None:
+            self.events.emit("sa", identity=sa.identity, network=sa.network, data={
+                "sa": sa.id, "state": state, "mn_mac": sa.mn_mac})
+
+    def _lease_changed(self, lease, what: str) -> None:
+        if self.events is not None:
+            self.events.emit("lease", identity=lease.identity, network=lease.network, data={
+                "address": lease.address, "mac": lease.mac, "state": what})
 
     def _sa_dropped(self, sa, why: str, wall: float) -> None:
         """An SA the AA dropped on its own (a false MAC claim): its lease goes too."""

@@ -120,7 +120,7 @@ def test_resolution_requests_are_rate_limited(rig, topology):
     rig.now += 10
     rig.core.tick(rig.now)
     assert rig.core.counters["pending_dropped_expired"] == 5
-    assert rig.core._pending == {}
+    assert rig.core.router.pending == {}
 
 
 def test_host_moving_within_its_network_keeps_its_address(rig, topology):
@@ -338,7 +338,7 @@ def test_held_addresses_are_bounded(topology):
     rig.ping(CN, "10.1.2.150", seq=2)
     assert rig.core.counters["pending_held"] == 2
     assert rig.core.counters["pending_dropped_full"] == 3
-    assert len(rig.core._pending) == 2
+    assert len(rig.core.router.pending) == 2
 
 
 def test_port_status_of_a_trunk_or_unknown_port_changes_nothing(rig, topology):
@@ -415,7 +415,7 @@ def test_a_correspondents_idle_timeout_is_ignored(rig, topology):
     match = {"in_port": cn.port, "eth_src": cn.mac, "ipv4_src": cn.ip, "eth_type": 0x0800}
     assert rig.core.flow_removed(rig.graph.dpid(cn.switch), host_cookie(cn.ip),
                                  ofp.OFPRR_IDLE_TIMEOUT, match, rig.now) == []
-    assert rig.core._probing == {}
+    assert rig.core.router.probing == {}
 
 
 def test_expected_flow_count_matches_after_learning_moving_and_forgetting(rig, topology):

@@ -11,8 +11,8 @@ import types
 import pytest
 
 from mpa_sdn import openflow as of
-from mpa_sdn.mobility import tunnels as tn
-from mpa_sdn.mobility import ACTIVE, BICAST, FLUSHING, PRE_SWITCHING, SETTLE_S, Refused
+from mpa_sdn.mobility import (tunnels as tn, ACTIVE, BICAST, FLUSHING, PRE_SWITCHING, SETTLE_S,
+                              Refused)
 from mpa_sdn.tables import Feature, Table, feature_of
 from support.fakeoftable import ipv4_packet, to_bytes
 from support.network_rig import Rig
@@ -113,7 +113,7 @@ class World:
                 poa = self.mobility.graph.poa(rng.choice(POAS))
                 address = rng.choice([mn.address(poa.network), mn.ncoa(poa.network)])
                 self.at[mn.identity] = poa.id
-                self.run(self.core._learn(mn.mac, address, poa, now, how="packet"))
+                self.run(self.core.router.learn(mn.mac, address, poa, now, how="packet"))
             elif action == "forget":
                 hosts = [h for h in self.core.hosts.values() if h.mac == mn.mac]
                 if hosts:
@@ -151,7 +151,8 @@ class World:
                 handover = self.mobility.handovers.get(mn.identity)
                 if handover is not None and handover.phase == PRE_SWITCHING:
                     poa = next(p for p in self.mobility.graph.network(handover.network).poas)
-                    self.run(self.core._learn(mn.mac, handover.address, poa, now, how="packet"))
+                    self.run(self.core.router.learn(mn.mac, handover.address, poa, now,
+                                                    how="packet"))
             elif action == "punt":
                 handover = self.mobility.handovers.get(mn.identity)
                 if handover is not None:

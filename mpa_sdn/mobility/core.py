@@ -62,8 +62,8 @@ class Mobility(MobilityState, Tunnelling, BindingUpdates, Buffering, Phases, Cop
 
     def __init__(self, graph, settings, counters: collections.Counter, correspondents: list[Host],
                  hosts: dict, connected: Callable[[int], bool], store,
-                 protocol: BindingProtocol | None = None):
-        super().__init__(graph, settings, counters, hosts, store)
+                 protocol: BindingProtocol | None = None, policy_of=None, events=None):
+        super().__init__(graph, settings, counters, hosts, store, policy_of)
         self.connected = connected
         self.protocol = protocol or EdgeRewrite(graph, correspondents)
         # Every feature with flows, in the order their flows are built (a
@@ -78,6 +78,7 @@ class Mobility(MobilityState, Tunnelling, BindingUpdates, Buffering, Phases, Cop
         self._breaks = self._flowsync.breaks          # [when, tag, deletes], settling
         self._ids = itertools.count(1)
         self._load()
+        self.events = events   # changes from now on are news (MobilityState._told)
 
     # -- flows ------------------------------------------------------------------------
 

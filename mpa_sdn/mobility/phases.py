@@ -365,6 +365,4 @@ class Phases:
         self.history.append(view)
         if not handover.back:
             self.settled[handover.identity] = (handover.network, now)
-        self._told("handover", view)
-        if self.on_ended is not None:
-            self.on_ended(view, now)
+        self._told("handover", view)   # its end: the metrics and actions follow it

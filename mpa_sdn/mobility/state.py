@@ -43,7 +43,8 @@ HISTORY = 256           # finished handovers kept for the views and benchmarks
 class MobilityState:
     """The tables and their indexes (a part of :class:`~mpa_sdn.mobility.Mobility`)."""
 
-    def __init__(self, graph, settings, counters: collections.Counter, hosts: dict, store):
+    def __init__(self, graph, settings, counters: collections.Counter, hosts: dict, store,
+                 policy_of: Callable[[str], NetworkPolicy] | None = None):
         self.graph = graph
         self.settings = settings
         self.counters = counters
@@ -58,12 +59,13 @@ class MobilityState:
         self.standbys: dict[str, Standby] = Watched(self._standby_changed)
         self._rings: dict[str, tuple[str, CopyRing]] = {}  # home -> (copying switch, copies)
         self.bicasts: dict[str, Bicast] = Watched(self._bicast_changed)  # home -> second leg
-        self.on_ended: Callable[[dict, float], None] | None = None  # (its view, now)
         # Each network's policy (mpa_sdn/netpolicy.py); the controller shares its own.
-        self.policy_of: Callable[[str], NetworkPolicy] = Policies(
+        self.policy_of: Callable[[str], NetworkPolicy] = policy_of or Policies(
             graph.topology.networks, settings).of
         self.settled: dict[str, tuple[str, float]] = {}  # identity -> (network, arrived at)
-        self.on_change: Callable[[str, dict], None] | None = None  # (event type, fields)
+        # The event log changes are told to (tunnel, binding, handover); set
+        # once the stored state is loaded: what a restart restores is no news.
+        self.events = None
         self._why: dict = {}   # why the tunnel or binding changing now changes (its event's)
         self.history: collections.deque = collections.deque(maxlen=HISTORY)
         self.where: dict[str, PoA] = {}               # MAC -> the PoA it was last learned at
@@ -220,8 +222,9 @@ class MobilityState:
             self._flowsync.mark(Feature.BINDING, home)
 
     def _told(self, kind: str, fields: dict) -> None:
-        if self.on_change is not None:
-            self.on_change(kind, fields)
+        if self.events is not None:
+            self.events.emit(kind, identity=fields.get("identity"),
+                             network=fields.get("network"), data=fields)
 
     @contextlib.contextmanager
     def _because(self, **why):
