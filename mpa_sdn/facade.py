@@ -1,20 +1,22 @@
 """The typed facade the REST layer calls: plain data in, plain data out.
 
+Two ways in, one for each direction: reads are answered from the read model
+(:mod:`mpa_sdn.views`), which changes nothing; every write (an MN's message,
+a policy engine's action, a policy's change) is one call of the
+controller's, run where the core runs, through ``exchange`` (the shell's
+worker), so the core sees one event at a time whichever channel it came by.
+
 Errors are exceptions with a meaning (``NotFound``), never HTTP codes; the
 REST layer maps them.
 """
 
 from __future__ import annotations
 
-import logging
-
 from mpa_protocol.messages import MAX_WAIT_S
 from mpa_sdn.controller import Controller
 from mpa_sdn.service import REST, Answer, Origin
 from mpa_sdn.topology import Network
-
-LOG = logging.getLogger("mpa_sdn.facade")
-
+from mpa_sdn.views import ReadModel
 
 class NotFound(Exception):
     def __init__(self, kind: str, ident, detail: str | None = None):
@@ -70,8 +72,8 @@ class Facade:
     exists or ``timeout`` passes (the shell's; by default it does not block)."""
 
     def __init__(self, controller: Controller, clock, exchange=None, wait_events=None):
-        self._core = controller
-        self._graph = controller.graph
+        self._core = controller     # its entry points, called only through exchange
+        self._read = ReadModel(controller)
         self._clock = clock  # monotonic seconds, the core's time
         self._exchange = exchange or run_here(clock)
         self.wait_events = wait_events or (lambda after, timeout: False)
@@ -79,58 +81,41 @@ class Facade:
 
     @property
     def store(self):
-        return self._core.mpa.store
+        return self._read.store
 
     def wall(self) -> float:
-        return self._core.mpa.wall(self._clock())
+        return self._read.wall(self._clock())
 
     def _network(self, network_id: str) -> Network:
-        try:
-            return self._graph.network(network_id)
-        except KeyError:
-            raise NotFound("network", network_id) from None
-
-    def _network_view(self, network: Network) -> dict:
-        return {
-            "id": network.id,
-            "role": network.role,
-            "domain": network.domain,
-            "served_by": network.served_by,
-            "prefix": str(network.prefix),
-            "gateway": {"address": str(network.gateway), "mac": network.gateway_mac},
-            "access_router": {"switch": network.access_router,
-                              "dpid": self._graph.dpid(network.access_router)},
-            "poas": [{"id": p.id, "switch": p.switch, "port": p.port} for p in network.poas],
-            "pool": ({"first": str(network.pool.first), "last": str(network.pool.last),
-                      "size": len(network.pool)} if network.pool else None),
-            "neighbours": self._graph.neighbours(network.id),
-        }
+        network = self._read.network_of(network_id)
+        if network is None:
+            raise NotFound("network", network_id)
+        return network
 
     def networks(self) -> list[dict]:
-        return [self._network_view(n) for n in self._graph.networks()]
+        return self._read.networks()
 
     def network(self, network_id: str) -> dict:
-        return self._network_view(self._network(network_id))
+        return self._read.network(self._network(network_id))
 
     def neighbours(self, network_id: str) -> list[dict]:
-        self._network(network_id)
-        return [c.as_dict() for c in self._graph.candidates(network_id)]
+        return self._read.neighbours(self._network(network_id))
 
     def switches(self) -> list[dict]:
-        return self._core.switch_summary(self._clock())
+        return self._read.switches(self._clock())
 
     def counters(self) -> dict:
-        return dict(sorted(self._core.counters.items()))
+        return self._read.counters()
 
     def metrics(self) -> bytes:
         """Prometheus's text format (mpa_sdn/metrics.py)."""
-        return self._core.metrics.render()
+        return self._read.metrics()
 
     # -- the MN's messages (REST channel) and the AA's and CA's state ----------
 
     @property
     def max_message_bytes(self) -> int:
-        return self._core.topology.mpa.max_message_bytes
+        return self._read.max_message_bytes
 
     def signal(self, body: bytes, network: str | None, source: str,
                expect: tuple[str, ...]) -> Answer | None:
@@ -142,48 +127,33 @@ class Facade:
             *((POLL_WAIT_S, source) if "instructions" in expect else (WAIT_S, None)))
 
     def sas(self) -> list[dict]:
-        return self._core.mpa.sa_views(self._clock())
+        return self._read.sas(self._clock())
 
     def mobile_nodes(self) -> list[dict]:
         """Each MN's binding, tunnels and handover in progress (RFC 6252 §6.3)."""
-        core = self._core
-        return core.mobility.views(core.mpa.wall(self._clock()), core.mpa.homes)
+        return self._read.mobile_nodes(self._clock())
 
     def handovers(self) -> list[dict]:
         """The last finished handovers, oldest first, then those in progress."""
-        mobility = self._core.mobility
-        return list(mobility.history) + [h.view() for h in mobility.handovers.values()
-                                         if h.ended_at is None]
+        return self._read.handovers()
 
     def leases(self, network_id: str) -> list[dict]:
-        self._network(network_id)
-        return self._core.mpa.lease_views(self._clock(), network_id)
+        return self._read.leases(self._clock(), self._network(network_id))
 
     def pool(self, network_id: str) -> dict:
-        network = self._network(network_id)
-        if network.id not in self._core.mpa.ca.pools:
+        view = self._read.pool(self._clock(), self._network(network_id))
+        if view is None:
             raise NotFound("address pool of network", network_id)
-        return self._core.mpa.ca.pool_view(network.id, self._core.mpa.wall(self._clock()))
+        return view
 
     # -- a policy engine: MNs, actions, policies, events ----------------------------
 
     def mobile_node(self, identity: str) -> dict:
         """One MN's whole MPA state."""
-        core = self._core
-        if not core.actions.known(identity):
+        view = self._read.mobile_node(self._clock(), identity)
+        if view is None:
             raise NotFound("mobile node", identity)
-        wall = core.mpa.wall(self._clock())
-        sas = core.mpa.aa.sas_of(identity)
-        return {**core.mobility.view_of(identity, wall, core.mpa.homes.get(identity)),
-                "sas": [sa.view(wall) for sa in sas],
-                "leases": [lease.view(wall) for lease in core.mpa.ca.leases_of(identity)],
-                "attached": sorted(({"mac": h.mac, "address": h.address,
-                                     "network": h.poa.network, "poa": h.poa.id}
-                                    for mac in {sa.mn_mac for sa in sas}
-                                    for h in core.hosts.of_mac(mac) if h.poa),
-                                   key=lambda a: a["address"]),
-                "instructions": core.actions.instructions_of(identity),
-                "actions": core.actions.views(identity)[-20:]}
+        return view
 
     def act(self, kind: str, identity: str, params: dict, by: str) -> dict:
         """A policy engine's request, carried out where the core runs."""
@@ -203,37 +173,44 @@ class Facade:
         raise Conflict(problem, detail)
 
     def actions(self, identity: str | None = None, state: str | None = None) -> list[dict]:
-        return self._core.actions.views(identity, state)
+        return self._read.actions(identity, state)
 
     def action(self, action_id: int) -> dict:
-        action = self._core.actions.get(action_id)
-        if action is None:
+        view = self._read.action(action_id)
+        if view is None:
             raise NotFound("action", action_id)
-        return action.view()
+        return view
 
     def policy(self, network_id: str) -> dict:
-        return self._core.policies.of(self._network(network_id).id).view()
+        return self._read.policy(self._network(network_id))
 
     def update_policy(self, network_id: str, changes: dict, by: str) -> dict:
+        """An admin's change of a network's policy, made where the core runs."""
         network = self._network(network_id)
         if network.role != "access":
             raise Unprocessable(f"{network_id} is a correspondent network: it has no policy "
                                 "to change")
-        policy = self._core.policies.update(network.id, changes)
-        self._core.counters["policy_updated"] += 1
-        LOG.info("network=%s policy changed by %s: %s", network.id, by, changes)
-        return policy.view()
+        answer = self._exchange(
+            lambda reply: Origin(REST, by, None, reply_to=reply),
+            lambda origin, now: self._core.update_policy(network.id, changes, by, origin, now))
+        if answer is None:
+            raise Unavailable("the controller did not get to it in time; the change may "
+                              "still be made: read the policy before retrying")
+        if answer.status >= 300:
+            raise ValueError(answer.fields["detail"])   # a field the caller did not check
+        return answer.fields
 
     def events_after(self, cursor: int) -> tuple[list[dict], bool]:
-        return self._core.events.after(cursor)
+        return self._read.events.after(cursor)
 
     @property
     def last_event_id(self) -> int:
-        return self._core.events.last_id
+        return self._read.events.last_id
 
     def on_event(self, listener) -> None:
-        self._core.events.listeners.append(listener)
+        self._read.events.listeners.append(listener)
 
     def off_event(self, listener) -> None:
-        if listener in self._core.events.listeners:
-            self._core.events.listeners.remove(listener)
+        listeners = self._read.events.listeners
+        if listener in listeners:
+            listeners.remove(listener)
