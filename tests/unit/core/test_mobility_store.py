@@ -20,8 +20,9 @@ from mpa_sdn.store import MemoryStore, SqliteStore
 from mpa_sdn.tables import Feature
 from support.standby_rig import copying_switches, standing_by
 from support.handover_rig import CN_IP, HOME, MN_IP, NCOA, bound, flows_of, make_rig
+from support.paths import DATA
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "data", "state-before-mobility-split")
+FIXTURES = DATA / "state-before-mobility-split"
 KINDS = ("tunnel", "binding", "standby")
 MOBILITY = (Feature.TUNNEL, Feature.BINDING, Feature.BUFFER)
 

@@ -25,9 +25,9 @@ import subprocess
 import jsonschema
 import pytest
 import yaml
+from support.paths import DATA, ROOT
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-SCHEMA = ROOT / "tests" / "data" / "compose-spec.json"
+SCHEMA = DATA / "compose-spec.json"
 SCHEMA_SHA256 = "0dc04bd346dcfee1b1419628fff79937bbf076925f298f272a2b490e2b112bac"
 OPENAPI_PATH = "/mpa/v1/openapi.json"
 # The services that run Mininet and Open vSwitch, and their own controller.

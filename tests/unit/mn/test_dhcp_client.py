@@ -3,7 +3,6 @@ controller's DHCP server code (mpa_sdn.dhcp), the server's replies read by
 the client, and the exchange with its retransmissions on a fake link whose
 clock moves only while the client waits."""
 
-import os
 import struct
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from mpa_mn import dhcp_client as client, link
 from mpa_mn.dhcp_client import DhcpClient, DhcpError, DhcpSettings, decode_reply, request_frame
 from mpa_sdn import dhcp as server
 from support.fake_link import draws, Air
+from support.paths import ROOT
 
 MAC = "02:00:00:00:01:01"
 GATEWAY, GATEWAY_MAC = "10.2.1.1", "02:4a:bb:3a:62:79"
@@ -258,7 +258,6 @@ def test_the_mn_does_without_ryu():
     """The server's DHCP code comes with Ryu; the MN's client must not."""
     code = ("import sys, mpa_mn.cli; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ryu'))")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=root, check=True)
+                          cwd=ROOT, check=True)
     assert done.stdout.strip() == "[]"

@@ -21,8 +21,8 @@ from mpa_protocol.credentials import (MAX_FILE_BYTES, CredentialStore, MnCredent
                                       load_mn_credentials, load_store)
 from mpa_protocol.schema import ConfigError
 from mpa_sdn.config import load_stores, load_topology, parse_topology
+from support.paths import ROOT as REPO
 
-REPO = Path(__file__).resolve().parents[1]
 TOPOLOGY_FILE = REPO / "topologies" / "two_domains.yaml"
 SHIPPED = REPO / "topologies" / "credentials"
 KEY = bytes(range(32))

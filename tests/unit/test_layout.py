@@ -14,8 +14,8 @@ import subprocess
 import sys
 
 import pytest
+from support.paths import ROOT
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # Which of the project's packages each package may import, besides itself.
 MAY_IMPORT = {

@@ -18,8 +18,8 @@ import regress
 from support.service_rig import IDENTITY, MN_MAC
 from mpa_protocol import messages
 from rest_api import spec
+from support.paths import ROOT
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGES = ("mpa_sdn", "apps", "rest_api", "mpa_mn", "mpa_ctl", "mpa_lab")
 # A value each of the document's patterns takes: a new pattern needs one here.
 SAMPLES = {

@@ -21,8 +21,9 @@ from support.fakeoftable import FakeNetwork, ipv4_packet
 from mpa_sdn.mobility import LINGER_S
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.tables import Feature, feature_of
+from support.paths import ROOT
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 from scale_driver import (CN_ADDRESS, CN_MAC, Driver, check_completed, hand_over,  # noqa: E402
                           prepare, scale_topology, state_store)

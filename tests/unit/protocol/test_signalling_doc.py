@@ -11,7 +11,7 @@ handover-state answer reports against messages.HANDOVER_STATES.
 
 To rewrite the example after a deliberate change:
 
-    .venv/bin/python tests/test_signalling_doc.py --write
+    .venv/bin/python tests/unit/protocol/test_signalling_doc.py --write
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ import os
 import re
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path[:0] = [HERE, ROOT]
+# Run as a script too (--write): the project and tests/ (for support) on the path.
+TESTS = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(TESTS)
+sys.path[:0] = [TESTS, ROOT]
 
 from mpa_mn import protocol  # noqa: E402
 from mpa_protocol import messages  # noqa: E402
@@ -244,7 +245,7 @@ def test_the_worked_example_is_what_the_code_produces():
     with open(DOC, encoding="utf-8") as f:
         doc = f.read()
     assert section(doc) == generate(), \
-        "docs/signalling.md is stale: run .venv/bin/python tests/test_signalling_doc.py --write"
+        "docs/signalling.md is stale: run .venv/bin/python tests/unit/protocol/test_signalling_doc.py --write"
 
 
 def test_the_canonical_form_shown_in_the_text_is_the_example_s():

@@ -25,8 +25,8 @@ import yaml
 from mpa_protocol.schema import MAX_FILE_BYTES, ConfigError
 from mpa_sdn.config import load_or_exit, load_topology, load_topology_text, parse_topology
 from mpa_sdn.topology import ControllerSettings, MpaSettings, Neighbour
+from support.paths import ROOT as REPO
 
-REPO = Path(__file__).resolve().parents[1]
 GOOD_FILE = REPO / "topologies" / "two_domains.yaml"
 MPA_CONTROLLER = Path(sys.executable).parent / "mpa-controller"
 

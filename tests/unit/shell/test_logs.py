@@ -23,8 +23,8 @@ from mpa_sdn.controller import RECONCILE, Controller
 from mpa_sdn.mobility import SETTLE_S
 from support.handover_rig import (HOME, MN_IP, arrive, authenticated, echoes, later, make_rig,
                                   pings, pre_switched, sa_state)
+from support.paths import ROOT
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROJECT = ("mpa_sdn", "apps", "rest_api", "mpa_mn")   # the packages whose loggers these read
 
 

@@ -16,8 +16,8 @@ import pytest
 
 from mpa_lab.traffic.datagrams import (HEADER_SIZE, Header, HeaderError, Receiver, Sender,
                                        analyse, load_windows, main, read_log)
+from support.paths import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MS = 1_000_000
 WALL0 = 1_700_000_000 * 10**9
 

@@ -1,0 +1,1 @@
+"""Unit tests: no root, no Open vSwitch, no Mininet; one folder per package tested."""

@@ -1,0 +1,1 @@
+"""mpa-ctl (mpa_ctl) against the real REST application and core."""

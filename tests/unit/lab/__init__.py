@@ -1,0 +1,1 @@
+"""The lab and experiment harness (mpa_lab) that runs without Mininet."""

@@ -1,0 +1,1 @@
+"""The MN client (mpa_mn) against the real core, its host faked."""

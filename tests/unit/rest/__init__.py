@@ -1,0 +1,1 @@
+"""The REST layer (rest_api) in-process: the OpenAPI document, problems, signalling over REST."""

@@ -1,0 +1,1 @@
+"""The Ryu shell (apps): the application, the launcher, logs, the REST listener, TLS."""
