@@ -19,17 +19,15 @@ SAs and leases outlive the process, and the monotonic clock does not.
 from __future__ import annotations
 
 import dataclasses
-
-import ipaddress
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from mpa_protocol import messages
 from mpa_protocol.messages import Message, SignallingError
-from mpa_sdn import dhcp as d
 from mpa_sdn.aa import AUTHORIZED, PRE_AUTHENTICATED, AuthenticationAgent
-from mpa_sdn.ca import BOUND, OFFERED, ConfigurationAgent, Lease, mpa_client
+from mpa_sdn.ca import ConfigurationAgent, Lease, mpa_client
+from mpa_sdn.dhcp_server import DhcpDecision, DhcpServer
 from mpa_sdn.mobility import Refused
 from mpa_sdn.topology import ROLE_ACCESS
 
@@ -76,16 +74,6 @@ class Held:
     origins: list
 
 
-@dataclass(frozen=True)
-class DhcpDecision:
-    """What the DHCP server answers; the caller builds the frame."""
-
-    message_type: int
-    address: str = "0.0.0.0"
-    lease_time: int | None = None
-    message: str | None = None
-
-
 class MpaService:
     """``mobility`` (tunnels, bindings, handovers), ``policy_of`` (network ->
     its policy), ``events`` (the log SA and lease changes are told to) and
@@ -111,6 +99,7 @@ class MpaService:
         self.ca = ConfigurationAgent(topology, store, self.settings, counters, used_by,
                                      graph.network_of_address, policy_of=policy_of,
                                      on_change=self._lease_changed)
+        self.dhcp_server = DhcpServer(topology, self.aa, self.ca, counters)
         self.store = store
         self.mobility = mobility
         self.homes = {mn.identity: str(mn.home_address)
@@ -449,95 +438,8 @@ class MpaService:
 
     def dhcp(self, request, network_id: str, proactive: bool, now: float,
              learned: bool = False) -> DhcpDecision | None:
-        """Serve one DHCP request for ``network_id``; None means no answer.
-
-        ``proactive``: a unicast request from an address outside the network
-        (RFC 6252 §7.3.3), served only to an MN pre-authenticated for it.
-        ``learned``: it came from the host the controller knows at that PoA
-        (address, MAC and port), not just from someone using its MAC.
-        """
-        wall = self.wall(now)
-        network = self.topology.networks[network_id]
-        if network_id not in self.ca.pools:
-            self.counters["dhcp_not_served"] += 1
-            return None
-        identity = None
-        if proactive:
-            sa = self.aa.sa_for_mac(request.chaddr, network_id, wall)
-            if sa is None or request.flags_broadcast or request.eth_src != request.chaddr:
-                self.counters["dhcp_proactive_refused"] += 1
-                LOG.info("unicast DHCP for network=%s from %s mac=%s identity=%s refused: "
-                         "not pre-authenticated", network_id, request.ip_src, request.chaddr,
-                         self.aa.identity_of(request.chaddr))
-                return None
-            identity = sa.identity
-            self.counters["dhcp_proactive"] += 1
-        pool = self.ca.pools[network_id]
-        mn_lease = next((l for l in pool.leases_of_mac(request.chaddr)
-                         if l.identity is not None), None)
-        if identity is None and learned and mn_lease is not None:
-            # The MN itself, at its PoA with its nCoA, speaking DHCP (§7.3.3:
-            # the same client, whichever protocol it asks with).
-            identity = mn_lease.identity
-        client = mpa_client(identity, request.chaddr) if identity else request.client_key()
-        # A lease of the same MAC is the client's own only if it is an
-        # ordinary DHCP lease, or the sender is the host we know there: an
-        # MN's lease does not go to whoever borrows its MAC.
-        same_mac = mn_lease or pool.lease_of_mac(request.chaddr)
-        by_mac = learned or (same_mac is not None and same_mac.identity is None)
-        mac = request.chaddr if by_mac else None
-        kind = request.message_type
-        lease_time = self.ca.policy_of(network.id).lease_time_s   # the network's policy
-        if kind == d.DISCOVER:
-            result = self.ca.allocate(network_id, client, request.chaddr, wall, state=OFFERED,
-                                      identity=identity, hostname=request.hostname,
-                                      requested=request.requested_ip, by_mac=by_mac)
-            if not isinstance(result, Lease):
-                self.counters["dhcp_no_offer"] += 1   # the client will retry; DAD is running
-                return None
-            return DhcpDecision(d.OFFER, result.address, lease_time)
-        if kind == d.REQUEST:
-            if request.server_id not in (None, str(network.gateway)):
-                self.counters["dhcp_request_other_server"] += 1
-                return None
-            wanted = request.requested_ip or (request.ciaddr if request.ciaddr != "0.0.0.0"
-                                              else None)
-            lease = self.ca.lease_for(network_id, client, mac)
-            if lease is None or (wanted is not None and wanted != lease.address):
-                if request.server_id is None and lease is None:
-                    # INIT-REBOOT for an address we never gave: not ours to refuse
-                    # unless it is outside the network.
-                    if wanted and ipaddress.IPv4Address(wanted) in network.prefix:
-                        self.counters["dhcp_request_unknown"] += 1
-                        return None
-                self.counters["dhcp_nak"] += 1
-                return DhcpDecision(d.NAK, message="no such lease; start again")
-            lease = self.ca.allocate(network_id, client, request.chaddr, wall, state=BOUND,
-                                     identity=identity, hostname=request.hostname,
-                                     by_mac=by_mac)
-            self.counters["dhcp_ack"] += 1
-            return DhcpDecision(d.ACK, lease.address, lease_time)
-        if kind in (d.RELEASE, d.DECLINE):
-            lease = self.ca.lease_for(network_id, client, mac)
-            address = request.ciaddr if kind == d.RELEASE else request.requested_ip
-            if lease is None and same_mac is not None and not by_mac:
-                lease = same_mac  # an MN's lease, asked for with its MAC: refused below
-            if lease is None or lease.address != address:
-                return None
-            if lease.identity is not None and not learned:
-                # An MN's lease ends only at the word of the host we know at
-                # that PoA: a MAC alone is easily borrowed.
-                self.counters["dhcp_release_refused"] += 1
-                return None
-            if kind == d.RELEASE:
-                self.ca.release(network_id, lease.client, wall)
-            else:
-                self.ca.declined(network_id, lease.address, wall)
-            return None
-        if kind == d.INFORM:
-            return DhcpDecision(d.ACK)
-        self.counters["dhcp_unexpected_type"] += 1
-        return None
+        """Serve one DHCP request for ``network_id`` (DhcpServer.serve); None: no answer."""
+        return self.dhcp_server.serve(request, network_id, proactive, self.wall(now), learned)
 
     # -- views ------------------------------------------------------------------------
 
