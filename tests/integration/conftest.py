@@ -4,40 +4,14 @@ These tests never skip themselves: `make test` is meant to run them, as root,
 on a machine `make setup` prepared.  Missing prerequisites fail loudly.
 """
 
-import contextlib
-import os
-import shutil
-import subprocess
-import time
-
 import pytest
-import yaml
 
-from support.paths import DEFAULT_TOPOLOGY
-
-# Ports apart from the defaults so a demo running beside the tests is no bother.
-OFP_PORT = 16653
-REST_PORT = 18080
-
-
-def _prerequisites():
-    problems = []
-    if os.geteuid() != 0:
-        problems.append("not root")
-    if shutil.which("ovs-vsctl") is None:
-        problems.append("Open vSwitch is not installed")
-    elif subprocess.run(["ovs-vsctl", "--timeout=3", "show"], capture_output=True).returncode:
-        problems.append("Open vSwitch is not running (make setup starts it)")
-    try:
-        __import__("mininet.net")  # only whether it imports
-    except ImportError as exc:
-        problems.append(f"Mininet cannot be imported ({exc})")
-    return problems
+from support.lab_rig import missing_prerequisites, running_controller, running_lab
 
 
 @pytest.fixture(scope="session")
 def prerequisites():
-    problems = _prerequisites()
+    problems = missing_prerequisites()
     if problems:
         pytest.fail("integration tests need root, Open vSwitch and Mininet (run `make test` "
                     "as root; `make unit` runs the rest): " + "; ".join(problems))
@@ -46,81 +20,6 @@ def prerequisites():
 @pytest.fixture(scope="session")
 def log_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("logs")
-
-
-def variant_fixtures(name: str, **mpa):
-    """Module fixtures ``topology_file`` and ``topology``: the default lab's
-    topology with other ``mpa:`` settings, written as ``name`` (its
-    credentials files' paths made absolute).  Assign both to module names."""
-    @pytest.fixture(scope="module", name="topology_file")
-    def topology_file(tmp_path_factory) -> str:
-        raw = yaml.safe_load(open(DEFAULT_TOPOLOGY, encoding="utf-8"))
-        raw.setdefault("mpa", {}).update(mpa)
-        base = os.path.dirname(DEFAULT_TOPOLOGY)  # credentials are relative to it
-        for table in ("domains", "mobile_nodes"):
-            for entry in raw[table].values():
-                if "credentials" in entry:
-                    entry["credentials"] = os.path.join(base, entry["credentials"])
-        path = tmp_path_factory.mktemp("topology") / name
-        path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-        return str(path)
-
-    @pytest.fixture(scope="module", name="topology")
-    def topology(topology_file):
-        from mpa_sdn.config import load_topology
-        return load_topology(topology_file)
-    return topology_file, topology
-
-
-@contextlib.contextmanager
-def running_controller(log_dir, name: str = "controller", config: str = DEFAULT_TOPOLOGY,
-                       **options):
-    """The controller process, its state file and log in ``log_dir``; stops cleanly or fails."""
-    from mpa_lab.net.controller_process import ControllerProcess
-    options.setdefault("log_level", os.environ.get("MPA_TEST_LOG_LEVEL", "INFO"))
-    process = ControllerProcess(config, ofp_port=OFP_PORT, rest_port=REST_PORT,
-                                state_db=str(log_dir / f"{name}.db"),
-                                log_path=str(log_dir / f"{name}.log"), **options)
-    process.start()
-    yield process
-    rc = process.stop()
-    process.close()
-    assert rc == 0, f"controller did not stop cleanly (exit {rc}); see {process.log_path}"
-
-
-@contextlib.contextmanager
-def running_lab(controller, topology, **options):
-    """The Mininet lab on the controller, every switch connected and reconciled."""
-    from mininet.log import setLogLevel
-    from mpa_lab.net.lab import Lab
-    setLogLevel("error")
-    lab = Lab(topology, controller_port=OFP_PORT, **options)
-    try:
-        lab.start()
-        controller.wait_switches()
-        yield lab
-    finally:
-        lab.stop()
-
-
-def management_fixtures(name: str, config_fixture: str | None = None):
-    """Module fixtures ``controller`` and ``lab`` for tests whose MN signals
-    over REST: the controller's REST API beyond loopback (the MN reaches it
-    over its management link), its log and state file called ``name``, its
-    topology file from the fixture ``config_fixture`` (default: the default
-    lab's); and the lab with its management links.  Assign both (or only
-    the controller) to module names."""
-    @pytest.fixture(scope="module", name="controller")
-    def controller(prerequisites, log_dir, request):
-        config = request.getfixturevalue(config_fixture) if config_fixture else DEFAULT_TOPOLOGY
-        with running_controller(log_dir, name, config=config, rest_host="0.0.0.0") as process:
-            yield process
-
-    @pytest.fixture(scope="module", name="lab")
-    def lab(controller, topology):
-        with running_lab(controller, topology, management=True) as lab:
-            yield lab
-    return controller, lab
 
 
 @pytest.fixture(scope="module")
@@ -133,21 +32,3 @@ def controller(prerequisites, log_dir):
 def lab(controller, topology):
     with running_lab(controller, topology) as lab:
         yield lab
-
-
-def ofctl_flows(switch: str) -> list[str]:
-    """The switch's flows as ovs-ofctl prints them, without counters, sorted."""
-    out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows", switch],
-                         capture_output=True, text=True, check=True).stdout
-    return sorted(line.strip() for line in out.splitlines() if line.strip())
-
-
-def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.2):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(interval_s)

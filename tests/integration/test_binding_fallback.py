@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from integration.conftest import (
+from support.lab_rig import (
     REST_PORT, management_fixtures, ofctl_flows, variant_fixtures, wait_for)
 from mpa_sdn.tables import Feature, Table, address_cookie, cookie
 from mpa_lab.experiment.handover_driver import HandoverDriver

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from integration.conftest import OFP_PORT, REST_PORT
+from support.lab_rig import OFP_PORT, REST_PORT
 
 pytestmark = pytest.mark.integration
 

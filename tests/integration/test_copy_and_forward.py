@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from integration.conftest import REST_PORT, management_fixtures, ofctl_flows
+from support.lab_rig import REST_PORT, management_fixtures, ofctl_flows
 from mpa_lab.experiment.handover_driver import HandoverDriver
 from mpa_lab.traffic.streams import UdpStream
 

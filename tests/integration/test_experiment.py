@@ -14,7 +14,7 @@ import time
 import pytest
 
 from support.paths import DEFAULT_TOPOLOGY
-from integration.conftest import OFP_PORT, REST_PORT, wait_for
+from support.lab_rig import OFP_PORT, REST_PORT, wait_for
 from mpa_mn.dad import DadSettings
 from mpa_lab.experiment.handover_driver import Lines
 from mpa_lab.experiment.scenario import MODES

@@ -19,9 +19,8 @@ import subprocess
 
 import pytest
 
-from integration.conftest import (
-    REST_PORT, management_fixtures, ofctl_flows, variant_fixtures, wait_for)
-from integration.test_lab import flows_match_controller
+from support.lab_rig import (REST_PORT, flows_match_controller, management_fixtures, ofctl_flows,
+                             variant_fixtures, wait_for)
 from mpa_lab.experiment.handover_driver import HandoverDriver
 from mpa_lab.net.lab import CONTROLLER_QUEUE_SIZE
 from mpa_lab.net.probes import ping

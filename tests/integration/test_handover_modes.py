@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from integration.conftest import REST_PORT, management_fixtures
+from support.lab_rig import REST_PORT, management_fixtures
 from mpa_lab.experiment.handover_driver import HandoverDriver
 from mpa_lab.traffic.streams import UdpStream
 

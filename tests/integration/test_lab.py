@@ -4,21 +4,12 @@ import subprocess
 
 import pytest
 
-from integration.conftest import OFP_PORT, ofctl_flows, wait_for
+from support.lab_rig import OFP_PORT, flows_match_controller, ofctl_flows, wait_for
 from mpa_lab.net.probes import ping, tcp
 from mpa_lab.net.reachability import tour
 from mpa_lab.traffic.streams import UdpStream
 
 pytestmark = pytest.mark.integration
-
-
-def expected_counts(controller):
-    return {s["id"]: s["expected_flows"] for s in controller.get("/mpa/v1/switches")}
-
-
-def flows_match_controller(controller):
-    expected = expected_counts(controller)
-    return all(len(ofctl_flows(switch)) == count for switch, count in expected.items())
 
 
 def test_every_switch_connects_and_holds_exactly_the_expected_flows(lab, controller):

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from integration.conftest import REST_PORT, management_fixtures, running_lab, wait_for
+from support.lab_rig import REST_PORT, management_fixtures, running_lab, wait_for
 from mpa_lab.experiment.preconfigure import run_mpa_mn
 from mpa_lab.net.probes import ping
 

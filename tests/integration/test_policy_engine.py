@@ -1,7 +1,7 @@
 """A policy engine drives the demo MN's handover on the real thing: OVS,
 Mininet, the controller process, ``mpa-mn follow`` in the MN's host.
 
-The engine (tests/integration/policy_engine.py) knows the API only through
+The engine (tests/support/policy_engine.py) knows the API only through
 ``/mpa/v1/openapi.json``: it asks the network to prepare mn1's candidate,
 then to pre-switch; the MN's client gets its instructions by asking its
 network (held questions over REST), carries them out and reports, and says
@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from integration.conftest import REST_PORT, management_fixtures, wait_for
-from integration.policy_engine import ApiError, PolicyEngine
+from support.lab_rig import REST_PORT, management_fixtures, wait_for
+from support.policy_engine import ApiError, PolicyEngine
 from mpa_lab.experiment.handover_driver import HandoverDriver, Lines
 from mpa_lab.experiment.preconfigure import mpa_mn_command
 from mpa_lab.traffic.streams import UdpStream

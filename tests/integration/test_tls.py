@@ -13,8 +13,8 @@ import time
 import pytest
 
 from support.paths import DEFAULT_TOPOLOGY
-from integration.conftest import wait_for
-from support.running_controller import MPA_CONTROLLER, free_ports
+from support.lab_rig import wait_for
+from support.controller_command import MPA_CONTROLLER, free_ports
 from support.pki import Pki
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ import yaml
 
 from support.paths import DEFAULT_TOPOLOGY
 from support.pki import Pki
-from support.running_controller import free_ports, controller, output, wait_rest
+from support.controller_command import free_ports, controller, output, wait_rest
 
 
 def test_runs_answers_and_stops_cleanly_on_sigterm(tmp_path):

@@ -429,7 +429,7 @@ def test_a_core_run_names_the_mn_and_the_switch_on_every_line_about_them(
 # -- the controller's flag ---------------------------------------------------------------------
 
 def test_the_controller_logs_json_lines_when_asked(tmp_path):
-    from support.running_controller import controller, free_ports, output, wait_rest
+    from support.controller_command import controller, free_ports, output, wait_rest
     ofp, rest = free_ports(2)
     with controller(tmp_path, "--ofp-port", str(ofp), "--rest-port", str(rest),
                     "--log-format", "json") as (process, log):
