@@ -242,3 +242,78 @@ def test_mpa_lab_refuses_a_bad_topology(tmp_path, capsys):
         main(["graph", "--topology", str(bad)])
     assert exit_info.value.code == 2
     assert "version: 2 is not a supported version" in capsys.readouterr().err
+
+
+# -- the tests' own layout: shared code in support/, no test imports another ------------------
+
+TESTS = ROOT / "tests"
+TEST_FOLDERS = ("unit", "integration")   # where test modules live, by what they test
+
+
+def python_files_under(tests: pathlib.Path = TESTS) -> list[pathlib.Path]:
+    return sorted(p for p in tests.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def breaches_of_the_tests_layout(tests: pathlib.Path = TESTS) -> list[str]:
+    """Every way the tests break their layout, as file[:line]: what.
+
+    ``tests/`` is on ``sys.path``, so anything beside the tests could be
+    imported by name: a test module, a conftest, a folder of tests.  Test
+    code imports the project, ``support`` and third parties only, and takes
+    fixtures from conftest by name; what it shares is in ``support/``."""
+    local = {p.stem for p in tests.glob("*.py")} | {
+        d.name for d in tests.iterdir()
+        if d.is_dir() and d.name not in ("__pycache__", "data")} - {"support"}
+    problems = []
+    for path in python_files_under(tests):
+        where = path.relative_to(tests.parent)
+        inside = path.relative_to(tests).parts
+        if inside[0] != "support":
+            if path.name.startswith("test_") and inside[0] not in TEST_FOLDERS:
+                problems.append(f"{where}: a test module belongs in a folder by what it tests "
+                                f"({', '.join(TEST_FOLDERS)})")
+            elif not (path.name.startswith("test_") or path.name in ("conftest.py",
+                                                                     "__init__.py")):
+                problems.append(f"{where}: what tests share belongs in tests/support/")
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                problems.append(f"{where}:{node.lineno}: a relative import; import support.… "
+                                f"or the project")
+                continue
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) else [])
+            problems += [f"{where}:{node.lineno}: imports {module}; tests import support and "
+                         f"the project, never a test module or conftest"
+                         for module in names if module.split(".")[0] in local]
+    return sorted(set(problems))
+
+
+def test_no_test_module_imports_another_and_what_tests_share_is_in_support():
+    problems = breaches_of_the_tests_layout()
+    assert not problems, "\n".join(problems)
+
+
+def test_the_tests_layout_check_names_each_breach(tmp_path):
+    tests = tmp_path / "tests"
+    for folder in ("support", "unit/core", "integration"):
+        (tests / folder).mkdir(parents=True)
+    (tests / "conftest.py").write_text("import pytest\nfrom support.rig import Rig\n")
+    (tests / "support" / "rig.py").write_text("from unit.core.test_a import make\n")
+    (tests / "unit" / "core" / "test_a.py").write_text(
+        "from support.rig import Rig\nfrom mpa_sdn import config\n\n\ndef make():\n"
+        "    from conftest import topology\n")
+    (tests / "unit" / "core" / "test_b.py").write_text("import test_a\nfrom . import test_a\n")
+    (tests / "integration" / "test_c.py").write_text("from integration.conftest import PORT\n")
+    (tests / "test_flat.py").write_text("")
+    (tests / "unit" / "helpers.py").write_text("")
+    assert breaches_of_the_tests_layout(tests) == [
+        "tests/integration/test_c.py:1: imports integration.conftest; tests import support "
+        "and the project, never a test module or conftest",
+        "tests/support/rig.py:1: imports unit.core.test_a; tests import support and the "
+        "project, never a test module or conftest",
+        "tests/test_flat.py: a test module belongs in a folder by what it tests "
+        "(unit, integration)",
+        "tests/unit/core/test_a.py:6: imports conftest; tests import support and the "
+        "project, never a test module or conftest",
+        "tests/unit/core/test_b.py:2: a relative import; import support.… or the project",
+        "tests/unit/helpers.py: what tests share belongs in tests/support/"]

@@ -1,7 +1,6 @@
 """Each table's declaration, and the check of a flow against it."""
 
 import dataclasses
-import pathlib
 
 import pytest
 from ryu.ofproto import ether
@@ -9,6 +8,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from support.fakeoftable import FakeSwitch
+from support.paths import ROOT
 from mpa_sdn import forwarding
 from mpa_sdn import openflow as of
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
@@ -214,7 +214,7 @@ def test_the_fake_switch_refuses_a_flow_with_the_rule_it_breaks():
 
 
 def test_the_architecture_doc_gives_every_table_as_declared():
-    doc = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text()
+    doc = (ROOT / "docs" / "architecture.md").read_text()
     header = "| table | matches | sets | does | goes to | features and their priorities |\n"
     rows = doc.split(header, 1)[1].split("\n\n", 1)[0].splitlines()[1:]
     documented = {}
