@@ -48,7 +48,7 @@ from mpa_lab.net import controller_process  # noqa: E402
 
 OFP_PORT, REST_PORT = 26653, 28080
 # Bounds wide enough for the load: this run measures the listener's cost per
-# connection held, not its refusals (tests/test_rest_server.py covers those).
+# connection held, not its refusals (tests/unit/shell/test_rest_server.py covers those).
 CONTROLLER = {"rest_max_connections": 4096, "rest_connections_per_source": 4096,
               "rest_max_streams": 1200, "rest_streams_per_token": 1200,
               "rest_header_timeout_s": 3600, "rest_idle_timeout_s": 3600}

@@ -5,5 +5,5 @@ opener.
 
 Both ends import this package; it imports neither (no ``mpa_sdn``, no Ryu,
 no eventlet), so the MN and ``mpa-ctl`` load nothing of the controller.
-tests/test_layout.py holds every package to its import rules.
+tests/unit/test_layout.py holds every package to its import rules.
 """

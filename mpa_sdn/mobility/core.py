@@ -73,7 +73,7 @@ class Mobility(MobilityState, Tunnelling, BindingUpdates, Buffering, Phases, Cop
             BindingFlows(self.protocol, self.bindings, self.reach, self._leg, self._copying),
             BufferFlows(graph, self._buffering)])
         # The engine's desired flows and settling deletes, as the property
-        # test (tests/test_mobility_incremental.py) checks them.
+        # test (tests/unit/core/test_mobility_incremental.py) checks them.
         self._installed = self._flowsync.installed    # switch -> {FlowKey: (record, mod)}
         self._breaks = self._flowsync.breaks          # [when, tag, deletes], settling
         self._ids = itertools.count(1)
