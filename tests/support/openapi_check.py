@@ -16,8 +16,8 @@ SEEN: set[tuple[str, int]] = set()   # (operationId, status) of every response c
 
 
 def operation_of(method: str, path: str) -> dict | None:
-    """The operation the server routes ``method path`` to (tests/test_openapi.py
-    shows its routes are the document's operations), or None for a 404 or 405."""
+    """The operation the server routes ``method path`` to (unit/rest/test_openapi.py shows
+    its routes are the document's operations), or None for a 404 or 405."""
     try:
         route, _ = find_route(method, unquote(path.split("?")[0]))
     except Problem:

@@ -1,7 +1,7 @@
 """A policy engine's actions through the core on fake switches, and the MN's
 instructions asked for in-band with the real codec (mpa_sdn/actions.py).
 
-mn1 starts at ap-a1-1 in net-a1, as in tests/test_handover.py; the engine
+mn1 starts at ap-a1-1 in net-a1, as in support/handover_rig.py; the engine
 acts through ``Controller.act`` (what the REST layer's facade calls)."""
 
 from __future__ import annotations

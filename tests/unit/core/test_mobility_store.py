@@ -1,9 +1,9 @@
 """A state file written before mobility became a package loads after it.
 
-The fixtures under data/state-before-mobility-split were written by the
+The fixtures under tests/data/state-before-mobility-split were written by the
 controller at commit 39f392a, running the same steps the tests below run
-again (test_handover.bound: a tunnel to net-b1 and a binding through it;
-test_copy_and_forward.standing_by: a binding where mn1 is and a standby
+again (handover_rig.bound: a tunnel to net-b1 and a binding through it;
+standby_rig.standing_by: a binding where mn1 is and a standby
 interface in net-b1).  A controller started on a copy of each must find the
 same tunnels, bindings and standbys, put the same flows on the switches as
 the controller that made them, and write its own records in the same form.

@@ -1,7 +1,7 @@
 """``mpa-mn follow``'s loop (mpa_mn/follow.py): each instruction carried out
 once, reported in the next question, the network followed after a switch.
 The MN's steps are stand-ins that record what they were asked (the real
-steps have their own tests, tests/test_mn_handover.py), except in the last
+steps have their own tests, tests/unit/mn/test_handover.py), except in the last
 test: the whole command against the real core, where an engine acts."""
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 attach and handover commands) against the real controller core.
 
 The core is the whole of it (AA, CA and mobility), behind the fake
-transports of test_mn_client: REST bodies and in-band datagrams go to its
+transports of support/mn_fakes.py: REST bodies and in-band datagrams go to its
 service, every barrier it asks for is answered at once, and the frames the
 MN puts on its link reach it as packet-ins at the PoA the MN is attached
-to.  The MN's host is faked around it: ``ip`` (test_mn_client's FakeIp),
+to.  The MN's host is faked around it: ``ip`` (mn_fakes' FakeIp),
 a sysfs directory with the interface's carrier, the raw socket for the
 gratuitous ARP, and clocks that only move when the MN sleeps.
 """

@@ -1,5 +1,5 @@
 """The handover's modes (``mpa-mn handover --mode``) against the real
-controller core of test_mn_handover: ``none`` (MPA without the pre-switch:
+controller core of support/mn_world.py: ``none`` (MPA without the pre-switch:
 no buffering, no arrived) and ``bicast``."""
 
 import json

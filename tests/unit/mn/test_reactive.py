@@ -1,5 +1,5 @@
 """A handover without MPA (mpa_mn.reactive, the reactive command) against the
-real controller core of test_mn_handover, which is also the networks' DHCP
+real controller core of support/mn_world.py, which is also the networks' DHCP
 server.
 
 The MN's packet sockets are on a fake wire: what the MN sends reaches the
@@ -8,7 +8,7 @@ switch punts it; ARP from the ARP table), and every frame the core sends out
 of that PoA comes back to the MN's sockets of its ethertype.  A socket that
 finds nothing within its timeout moves every clock on by that much, so DHCP's
 retransmissions, DAD's waits and the wait after a DECLINE take no real time.
-The link switches as in test_mn_handover: the carrier drops on the MN's 3rd
+The link switches as in test_handover: the carrier drops on the MN's 3rd
 look and is back 20 looks later, at ap-b1-1 (net-b1).
 """
 

@@ -1,5 +1,5 @@
 """Copy-and-forward for a two-interface MN (mpa_mn.standby, the standby
-command), against the real controller core of test_mn_handover.
+command), against the real controller core of support/mn_world.py.
 
 The MN's host has eth0 (the active interface, at ap-a1-1, its home address
 bound to its address there first) and eth1 (at ap-b1-1, in net-b1).  The
@@ -7,7 +7,7 @@ controller is the real core throughout: it pre-authenticates and configures
 eth1, learns it from its gratuitous ARP, arms the standby binding (copying
 at eth0's PoA) and, at ``link-lost``, moves the binding to the nCoA and
 sorts the copies by what the MN says eth0 received.  Around it: ``ip``
-(test_mn_client's FakeIp), the raw socket of the gratuitous ARP, and eth0's
+(mn_fakes' FakeIp), the raw socket of the gratuitous ARP, and eth0's
 downlink as its packet socket sees it, which also cuts eth0's carrier in a
 sysfs directory.  Each poll that finds no frame is a millisecond on every
 clock; nothing waits for real.

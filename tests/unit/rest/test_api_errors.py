@@ -1,7 +1,7 @@
 """Requests the northbound API refuses: each gets its status and problem type
 and changes nothing; Idempotency-Key; the tokens file and roles.
 
-The state refused requests must leave alone is real: mn1 (tests/test_handover.py's
+The state refused requests must leave alone is real: mn1 (support/handover_rig.py's
 rig) holds an MPA-SA, its nCoA, the tunnel and the binding in net-b1, and an
 SA with net-a2 without a tunnel. Every response is checked against the
 OpenAPI document as well (tests/apitest.py).
