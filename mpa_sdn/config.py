@@ -5,36 +5,30 @@ where it was found (``networks.net-a1.gateway: ...``), so a user can fix a
 file in one pass (the toolkit is :mod:`mpa_protocol.schema`).  The same
 function backs ``mpa-controller --check-config``, the controller start-up and
 the tests; :func:`load_stores` reads the credentials files the domains name.
+This module holds the entry points and the sections that need no other
+(``controller``, ``mpa``, ``domains``); the field parsers are in
+:mod:`mpa_sdn.config_fields`, the switches, links, networks and neighbours in
+:mod:`mpa_sdn.config_network`, the correspondents and MNs in
+:mod:`mpa_sdn.config_hosts`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import ipaddress
 import os
-import re
 import sys
 from typing import Any, Mapping
 
 from mpa_protocol import schema
 from mpa_protocol.credentials import CredentialStore, load_store
-from mpa_protocol.messages import ID_RE
-from mpa_protocol.schema import (MISSING, ConfigError, Invalid, Quiet, Reader, is_version_1,
-                                 kind_of, load_yaml, read_text)
-from mpa_sdn import interface_names
-from mpa_sdn.topology import (
-    ROLE_ACCESS, ROLES, AddressPool, ControllerSettings,
-    Correspondent, Domain, Link, MobileNode, MpaSettings, Neighbour, Network, PoA, Port,
-    Switch, Topology)
+from mpa_protocol.schema import (MISSING, ConfigError, Reader, is_version_1, load_yaml,
+                                 read_text)
+from mpa_sdn.config_fields import MAX_LEASE_S, host_address
+from mpa_sdn.config_hosts import parse_hosts
+from mpa_sdn.config_network import (parse_links, parse_neighbours, parse_networks,
+                                    parse_switches)
+from mpa_sdn.topology import ControllerSettings, Domain, MpaSettings, Topology
 
-HEX_RE = re.compile(r"(0x)?[0-9a-fA-F]{1,16}")
-MAX_PORT = 0xffffff00  # OFPP_MAX: above are reserved ports
-MAX_DPID = (1 << 64) - 1
-MAX_DNS_SERVERS = 4
-# DHCP's lease time is an unsigned 32-bit field (0xffffffff: infinite), but
-# some clients read it signed.
-MAX_LEASE_S = 2**31 - 1
 DAY_S = 24 * 3600
 YEAR_S = 365 * DAY_S
 
@@ -50,87 +44,8 @@ class Parsed:
     domains: Mapping[str, Domain]
 
 
-# -- the topology's field parsers (the generic ones are mpa_protocol.schema's) --
-
-def _ipv4(value: Any) -> ipaddress.IPv4Address:
-    if not isinstance(value, str):
-        raise Invalid(f"must be an IPv4 address as a string, not {kind_of(value)}")
-    try:
-        return ipaddress.IPv4Address(value)
-    except ValueError:
-        raise Invalid(f"{value!r} is not an IPv4 address") from None
-
-
-def _unicast_ipv4(value: Any) -> ipaddress.IPv4Address:
-    address = _ipv4(value)
-    if (address.is_unspecified or address.is_loopback or address.is_multicast
-            or address.is_reserved):
-        raise Invalid(f"{address} is not a unicast address")
-    return address
-
-
-def _host_address(value: Any) -> str:
-    if not isinstance(value, str):
-        raise Invalid(f"must be an address as a string, not {kind_of(value)}")
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        raise Invalid(f"{value!r} is not an IP address") from None
-    return value
-
-
-def _prefix(value: Any) -> ipaddress.IPv4Network:
-    if not isinstance(value, str):
-        raise Invalid(f"must be a prefix such as 10.1.0.0/24, not {kind_of(value)}")
-    try:
-        network = ipaddress.IPv4Network(value, strict=True)
-    except ValueError as exc:
-        raise Invalid(f"{value!r} is not an IPv4 prefix ({exc})") from None
-    if network.prefixlen > 30:
-        raise Invalid(f"{value} is too small for hosts and a gateway (at most /30)")
-    return network
-
-
-def _dpid(value: Any) -> int:
-    if isinstance(value, str):
-        digits = value.replace(":", "")
-        if not HEX_RE.fullmatch(digits):
-            raise Invalid(f"{value!r} is not a datapath id (an integer or hex digits)")
-        value = int(digits, 16)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise Invalid(f"must be an integer or a hex string, not {kind_of(value)}")
-    if not 1 <= value <= MAX_DPID:
-        raise Invalid(f"{value} is out of range 1..2^64-1")
-    return value
-
-
-def _switch_port(value: Any) -> Port:
-    if not isinstance(value, str) or value.count(":") != 1:
-        raise Invalid(f"{value!r} must be 'switch:port'")
-    switch, port = value.split(":")
-    if not ID_RE.fullmatch(switch):
-        raise Invalid(f"{switch!r} is not a valid switch id")
-    if not port.isdigit() or not 1 <= int(port) <= MAX_PORT:
-        raise Invalid(f"port {port!r} must be a number 1..{MAX_PORT}")
-    return Port(switch, int(port))
-
-
-def _pool(value: Any) -> AddressPool:
-    if not isinstance(value, str) or value.count("-") != 1:
-        raise Invalid(f"{value!r} must be 'first-last', e.g. 10.1.0.100-10.1.0.199")
-    first, last = (_ipv4(part.strip()) for part in value.split("-"))
-    if last < first:
-        raise Invalid(f"{value}: last address is below the first")
-    return AddressPool(first, last)
-
-
-def default_gateway_mac(network_id: str) -> str:
-    """A stable, locally administered unicast MAC for a network's gateway."""
-    digest = hashlib.sha256(b"mpa-sdn gateway " + network_id.encode()).digest()
-    return "02:" + ":".join(f"{b:02x}" for b in digest[:5])
-
-
-# -- sections ----------------------------------------------------------------
+# -- the sections that need no other section (the network's are
+# mpa_sdn.config_network's, the hosts' mpa_sdn.config_hosts') --
 
 # The controller's files.  The TLS keys only make sense together: all of a
 # group or none.
@@ -139,9 +54,9 @@ TLS_GROUPS = (("rest_tls_cert", "rest_tls_key"),
 CONTROLLER_FILES = tuple(key for group in TLS_GROUPS for key in group) + ("api_tokens",)
 
 _SETTING_PARSERS = {
-    "openflow_host": _host_address,
+    "openflow_host": host_address,
     "openflow_port": schema.integer(1, 65535),
-    "rest_host": _host_address,
+    "rest_host": host_address,
     "rest_port": schema.integer(1, 65535),
     "host_idle_timeout_s": schema.integer(0, 65535),
     "host_probe_s": schema.number(0.1, 60),
@@ -273,343 +188,6 @@ def _domains(r: Reader, raw: Any) -> dict[str, Domain]:
     return domains
 
 
-def _switches(r: Reader, raw: Any) -> dict[str, Switch]:
-    switches, by_dpid = {}, {}
-    for sid, entry in r.table(raw, "switches").items():
-        path = f"switches.{sid}"
-        r.broken.add(("switch", sid))
-        entry = r.mapping(entry, path, required={"dpid"})
-        if entry is None:
-            continue
-        dpid = r.field(entry, "dpid", path, _dpid)
-        if dpid is MISSING:
-            continue
-        if dpid in by_dpid:
-            r.error(f"{path}.dpid", f"{dpid:#x} is already the dpid of switch {by_dpid[dpid]}")
-            continue
-        r.broken.discard(("switch", sid))
-        by_dpid[dpid] = sid
-        switches[sid] = Switch(sid, dpid)
-    if not switches:
-        r.error("switches", "at least one switch is required")
-    return switches
-
-
-def _links(r: Reader, raw: Any, switches: dict, used: dict) -> tuple[Link, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        r.error("links", f"must be a list of [switch:port, switch:port], not {kind_of(raw)}")
-        return ()
-    links = []
-    for i, entry in enumerate(raw):
-        path = f"links[{i}]"
-        if not isinstance(entry, list) or len(entry) != 2:
-            r.error(path, "must be a pair [switch:port, switch:port]")
-            continue
-        ends = []
-        for j, end in enumerate(entry):
-            try:
-                ends.append(_switch_port(end))
-            except Invalid as exc:
-                r.error(f"{path}[{j}]", str(exc))
-                continue
-            if ends[-1].switch in switches:
-                _interfaces_fit(r, f"{path}[{j}]",
-                                interface_names.port_name(ends[-1].switch, ends[-1].port))
-        if len(ends) != 2:
-            continue
-        if ends[0].switch == ends[1].switch:
-            r.error(path, "a link must join two different switches")
-            continue
-        if _claim_ports(r, path, ends, switches, used, f"link {i}"):
-            links.append(Link(*ends))
-    return tuple(links)
-
-
-def _interfaces_fit(r: Reader, path: str, *names: str) -> None:
-    """Report the first of an entry's lab interface names Linux would refuse."""
-    for name in names:
-        problem = interface_names.problem(name)
-        if problem:
-            r.error(path, problem)
-            return
-
-
-def _claim_ports(r: Reader, path: str, ends: list[Port], switches: dict,
-                 used: dict, owner: str) -> bool:
-    ok = True
-    for end in ends:
-        if end.switch not in switches:
-            if ("switch", end.switch) not in r.broken:
-                r.error(path, f"unknown switch {end.switch!r}")
-            ok = False
-        elif (end.switch, end.port) in used:
-            r.error(path, f"port {end} is already used by {used[(end.switch, end.port)]}")
-            ok = False
-    if ok:
-        for end in ends:
-            used[(end.switch, end.port)] = owner
-    return ok
-
-
-def _network(r: Reader, nid: str, raw: Any, domains: dict, switches: dict,
-             used: dict, poa_ids: dict) -> Network | None:
-    path = f"networks.{nid}"
-    raw = r.mapping(raw, path, required={"domain", "prefix", "gateway", "access_router", "poas"},
-                    optional={"role", "served_by", "gateway_mac", "pool", "dns", "lease_time_s"})
-    if raw is None:
-        return None
-    errors_before = len(r.errors)
-
-    def role(value):
-        if value not in ROLES:
-            raise Invalid(f"{value!r} must be one of {', '.join(ROLES)}")
-        return value
-
-    def known(table, what):
-        def parse(value):
-            value = schema.ident(value)
-            if (what, value) in r.broken:
-                raise Quiet(value)
-            if value not in table:
-                raise Invalid(f"unknown {what} {value!r}")
-            return value
-        return parse
-
-    kind = r.field(raw, "role", path, role, default=ROLE_ACCESS)
-    domain = r.field(raw, "domain", path, known(domains, "domain"))
-    served_by = r.field(raw, "served_by", path, known(domains, "domain"), default=domain)
-    prefix = r.field(raw, "prefix", path, _prefix)
-    gateway = r.field(raw, "gateway", path, _ipv4)
-    gateway_mac = r.field(raw, "gateway_mac", path, schema.mac, default=default_gateway_mac(nid))
-    ar = r.field(raw, "access_router", path, known(switches, "switch"))
-    pool = r.field(raw, "pool", path, _pool)
-    dns = _dns(r, raw["dns"], f"{path}.dns") if "dns" in raw else ()
-    lease_time = r.field(raw, "lease_time_s", path, schema.integer(60, MAX_LEASE_S))
-
-    if isinstance(prefix, ipaddress.IPv4Network):
-        if isinstance(gateway, ipaddress.IPv4Address) and not _is_host_of(gateway, prefix):
-            r.error(f"{path}.gateway", f"{gateway} is not a host address of {prefix}")
-        if isinstance(pool, AddressPool):
-            if not (_is_host_of(pool.first, prefix) and _is_host_of(pool.last, prefix)):
-                r.error(f"{path}.pool", f"{pool} is not inside the host addresses of {prefix}")
-            elif isinstance(gateway, ipaddress.IPv4Address) and gateway in pool:
-                r.error(f"{path}.pool", f"{pool} contains the gateway {gateway}")
-    if kind == ROLE_ACCESS and pool is None:
-        r.error(f"{path}.pool", "is required for an access network (it hands out nCoAs)")
-
-    poas = []
-    raw_poas = r.table(raw.get("poas"), f"{path}.poas")
-    if not raw_poas:
-        r.error(f"{path}.poas", "at least one point of attachment is required")
-    for pid, entry in raw_poas.items():
-        ppath = f"{path}.poas.{pid}"
-        try:
-            port = _switch_port(entry)
-        except Invalid as exc:
-            r.error(ppath, str(exc))
-            continue
-        if port.switch in switches:
-            _interfaces_fit(r, ppath, interface_names.port_name(port.switch, port.port))
-        if pid in poa_ids:
-            r.error(ppath, f"PoA id is already used in network {poa_ids[pid]}")
-            continue
-        poa_ids[pid] = nid
-        if _claim_ports(r, ppath, [port], switches, used, f"PoA {pid}"):
-            poas.append(PoA(pid, nid, port.switch, port.port))
-
-    if len(r.errors) > errors_before:
-        return None
-    return Network(id=nid, role=kind, domain=domain, served_by=served_by, prefix=prefix,
-                   gateway=gateway, gateway_mac=gateway_mac, access_router=ar,
-                   poas=tuple(poas), pool=pool, dns=dns, lease_time_s=lease_time)
-
-
-def _dns(r: Reader, raw: Any, path: str) -> tuple[ipaddress.IPv4Address, ...]:
-    if not isinstance(raw, list):
-        r.error(path, f"must be a list of IPv4 addresses, not {kind_of(raw)}")
-        return ()
-    if len(raw) > MAX_DNS_SERVERS:
-        r.error(path, f"at most {MAX_DNS_SERVERS} servers, not {len(raw)}")
-    servers: list[ipaddress.IPv4Address] = []
-    for i, value in enumerate(raw):
-        try:
-            server = _unicast_ipv4(value)
-        except Invalid as exc:
-            r.error(f"{path}[{i}]", str(exc))
-            continue
-        if server in servers:
-            r.error(f"{path}[{i}]", f"{server} is given twice")
-        servers.append(server)
-    return tuple(servers)
-
-
-def _is_host_of(address, prefix) -> bool:
-    return address in prefix and address not in (prefix.network_address, prefix.broadcast_address)
-
-
-def _networks(r: Reader, raw: Any, domains: dict, switches: dict, used: dict) -> dict:
-    networks, poa_ids = {}, {}
-    entries = r.table(raw, "networks")
-    if not entries:
-        r.error("networks", "at least one network is required")
-    for nid, entry in entries.items():
-        network = _network(r, nid, entry, domains, switches, used, poa_ids)
-        if network is not None:
-            networks[nid] = network
-            continue
-        r.broken.add(("network", nid))
-        if isinstance(entry, dict) and isinstance(entry.get("poas"), dict):
-            r.broken.update(("poa", str(pid)) for pid in entry["poas"])
-    # Sorted by start address, a prefix can only overlap the widest-reaching
-    # one before it: one pass instead of comparing every pair.
-    widest = None
-    for n in sorted(networks.values(), key=lambda n: (n.prefix.network_address, n.prefix.prefixlen, n.id)):
-        if widest is not None and n.prefix.network_address <= widest.prefix.broadcast_address:
-            r.error(f"networks.{n.id}.prefix", f"{n.prefix} overlaps {widest.prefix} of {widest.id}")
-        if widest is None or n.prefix.broadcast_address > widest.prefix.broadcast_address:
-            widest = n
-    macs: dict[str, str] = {}
-    for n in sorted(networks.values(), key=lambda n: n.id):
-        if n.gateway_mac in macs:
-            r.error(f"networks.{n.id}.gateway_mac", f"is the same as network {macs[n.gateway_mac]}'s")
-        macs.setdefault(n.gateway_mac, n.id)
-    return networks
-
-
-def _neighbours(r: Reader, raw: Any, networks: dict) -> tuple[Neighbour, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        r.error("neighbours", f"must be a list, not {kind_of(raw)}")
-        return ()
-    relations: dict[tuple[str, str], Neighbour] = {}
-    for i, entry in enumerate(raw):
-        path = f"neighbours[{i}]"
-        entry = r.mapping(entry, path, required={"from", "to"},
-                          optional={"bidirectional", "l2_handover_ms"})
-        if entry is None:
-            continue
-        ends = []
-        for key in ("from", "to"):
-            nid = r.field(entry, key, path, schema.ident)
-            if nid is MISSING:
-                continue
-            if ("network", nid) in r.broken:
-                continue
-            if nid not in networks:
-                r.error(f"{path}.{key}", f"unknown network {nid!r}")
-            elif networks[nid].role != ROLE_ACCESS:
-                r.error(f"{path}.{key}", f"{nid} is a {networks[nid].role} network, "
-                                         "not a place an MN moves to or from")
-            else:
-                ends.append(nid)
-        both = r.field(entry, "bidirectional", path, schema.boolean, default=True)
-        l2 = r.field(entry, "l2_handover_ms", path, schema.number(0, 60_000))
-        if len(ends) != 2 or both is MISSING or l2 is MISSING:
-            continue
-        if ends[0] == ends[1]:
-            r.error(path, "a network is not its own neighbour")
-            continue
-        pairs = [tuple(ends)] + ([tuple(reversed(ends))] if both else [])
-        for source, target in pairs:
-            if (source, target) in relations:
-                r.error(path, f"{source} -> {target} is given twice")
-                continue
-            relations[(source, target)] = Neighbour(source, target, l2)
-    return tuple(relations[k] for k in sorted(relations))
-
-
-def _hosts(r: Reader, raw_cns: Any, raw_mns: Any, networks: dict) -> tuple[dict, dict]:
-    poas = {p.id: p for n in networks.values() for p in n.poas}
-    macs: dict[str, str] = {n.gateway_mac: f"network {n.id}'s gateway" for n in networks.values()}
-    taken_poas: dict[str, str] = {}
-
-    def claim_mac(path, owner, mac):
-        if mac is MISSING or mac is None:
-            return
-        if mac in macs:
-            r.error(f"{path}.mac", f"{mac} is already used by {macs[mac]}")
-        macs[mac] = owner
-
-    def known_poa(value):
-        value = schema.ident(value)
-        if ("poa", value) in r.broken:
-            raise Quiet(value)
-        if value not in poas:
-            raise Invalid(f"unknown PoA {value!r}")
-        return value
-
-    cns = {}
-    for cid, entry in r.table(raw_cns, "correspondents").items():
-        path = f"correspondents.{cid}"
-        _interfaces_fit(r, path, interface_names.host_name(cid, 0))
-        entry = r.mapping(entry, path, required={"poa", "address", "mac"})
-        if entry is None:
-            continue
-        poa = r.field(entry, "poa", path, known_poa)
-        address = r.field(entry, "address", path, _ipv4)
-        mac = r.field(entry, "mac", path, schema.mac)
-        claim_mac(path, f"correspondent {cid}", mac)
-        if MISSING in (poa, address, mac):
-            continue
-        network = networks[poas[poa].network]
-        if not _is_host_of(address, network.prefix):
-            r.error(f"{path}.address", f"{address} is not a host address of {network.prefix} "
-                                       f"(network {network.id} of PoA {poa})")
-            continue
-        if address == network.gateway or (network.pool and address in network.pool):
-            r.error(f"{path}.address", f"{address} is the gateway or inside the pool of {network.id}")
-            continue
-        if poa in taken_poas:
-            r.error(f"{path}.poa", f"PoA {poa} already holds {taken_poas[poa]}")
-            continue
-        taken_poas[poa] = cid
-        cns[cid] = Correspondent(cid, poa, address, mac)
-
-    mns, homes = {}, {}
-    for mid, entry in r.table(raw_mns, "mobile_nodes").items():
-        path = f"mobile_nodes.{mid}"
-        _interfaces_fit(r, path, *(interface_names.host_name(mid, i)
-                                   for i in range(interface_names.MN_INTERFACES)))
-        entry = r.mapping(entry, path, required={"mac", "attach"},
-                          optional={"identity", "credentials", "home_address"})
-        if entry is None:
-            continue
-        mac = r.field(entry, "mac", path, schema.mac)
-        attach = r.field(entry, "attach", path, known_poa)
-        identity = r.field(entry, "identity", path, schema.nai)
-        credentials = r.field(entry, "credentials", path, schema.file_path, default=None)
-        home = r.field(entry, "home_address", path, _ipv4, default=None)
-        claim_mac(path, f"mobile node {mid}", mac)
-        if MISSING in (mac, attach, identity, credentials, home):
-            continue
-        if home is not None:
-            # Traffic to a home address is rewritten, never routed: it must not
-            # be an address any network routes, and belongs to one MN.
-            inside = [n.id for n in networks.values() if home in n.prefix]
-            if inside or home.is_multicast or home.is_unspecified or home.is_loopback:
-                r.error(f"{path}.home_address", f"{home} is inside network {inside[0]}"
-                        if inside else f"{home} cannot be a home address")
-                continue
-            if home in homes:
-                r.error(f"{path}.home_address", f"{home} is already {homes[home]}'s home address")
-                continue
-            homes[home] = mid
-        if networks[poas[attach].network].role != ROLE_ACCESS:
-            r.error(f"{path}.attach", f"PoA {attach} is not in an access network")
-            continue
-        if attach in taken_poas:
-            r.error(f"{path}.attach", f"PoA {attach} already holds {taken_poas[attach]}")
-            continue
-        taken_poas[attach] = mid
-        mns[mid] = MobileNode(mid, mac, attach, identity, credentials, home)
-    if set(cns) & set(mns):
-        r.error("mobile_nodes", f"ids also used by correspondents: {sorted(set(cns) & set(mns))}")
-    return cns, mns
-
-
 def parse_topology(raw: Any) -> Topology:
     """Validate already-loaded YAML data; raise ConfigError listing every problem."""
     r = Reader()
@@ -631,12 +209,12 @@ def parse_topology(raw: Any) -> Topology:
     controller = _controller(r, raw.get("controller"))
     mpa = _mpa(r, raw.get("mpa"))
     domains = _domains(r, raw.get("domains"))
-    switches = _switches(r, raw.get("switches"))
+    switches = parse_switches(r, raw.get("switches"))
     used_ports: dict = {}
-    links = _links(r, raw.get("links"), switches, used_ports)
-    networks = _networks(r, raw.get("networks"), domains, switches, used_ports)
-    neighbours = _neighbours(r, raw.get("neighbours"), networks)
-    cns, mns = _hosts(r, raw.get("correspondents"), raw.get("mobile_nodes"), networks)
+    links = parse_links(r, raw.get("links"), switches, used_ports)
+    networks = parse_networks(r, raw.get("networks"), domains, switches, used_ports)
+    neighbours = parse_neighbours(r, raw.get("neighbours"), networks)
+    cns, mns = parse_hosts(r, raw.get("correspondents"), raw.get("mobile_nodes"), networks)
     if not r.errors:
         topology = Topology(controller=controller, domains=domains, switches=switches,
                             links=links, networks=networks, neighbours=neighbours,
