@@ -14,20 +14,16 @@ ever sent.  The AA looks the identity up only in the store of the domain
 that serves the network; an unknown identity gets a challenge like any other
 and fails at the proof with the same answer as a wrong key, so answers never
 tell whether an identity exists.  Failures are limited per identity and per
-source address.
+source address (:mod:`mpa_sdn.failure_limiter`).
 
-An MPA-SA then moves through the states of RFC 6252 Appendix C.2:
-
-    pre-authenticated  keys in place, the MN still elsewhere
-    authorized         the MN attached to the SA's network
-    held               the MN left; kept ``sa_hold_s`` so that a return
-                       needs only proof of possession (a ``resume``)
-    expired            lifetime or hold over; kept a while to say so, then gone
-
-Every later message names its SA and carries a sequence number and an HMAC
-under the key of its purpose.  The AA accepts each sequence number once
-within a window; the latest message's answer is kept, so a retransmission
-(same number, same bytes) gets the same answer and changes nothing twice.
+An MPA-SA then moves through the states of RFC 6252 Appendix C.2, which
+:mod:`mpa_sdn.mpa_sa` names; the AA keeps the SAs (indexed by identity and
+network, and by MAC, in the state file across restarts) and changes their
+states.  Every later message names its SA and carries a sequence number and
+an HMAC under the key of its purpose.  The AA accepts each sequence number
+once within the SA's window; the latest message's answer is kept, so a
+retransmission (same number, same bytes) gets the same answer and changes
+nothing twice.
 """
 
 from __future__ import annotations
@@ -36,73 +32,23 @@ import collections
 import heapq
 import hmac
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mpa_protocol import keys
 from mpa_protocol import messages
 from mpa_protocol.messages import Message, SignallingError, mac_ok
 from mpa_protocol.transcript import exchange_transcript, success_transcript
+from mpa_sdn.failure_limiter import FailureLimiter
+from mpa_sdn.mpa_sa import (AUTHORIZED, EXPIRED, EXPIRED_KEEP_S, HELD, KIND, OUTSIDE_WINDOW,
+                            PRE_AUTHENTICATED, REPLAY, RETRANSMISSION, SecurityAssociation)
 from mpa_sdn.netpolicy import Policies
 
 LOG = logging.getLogger("mpa_sdn.aa")
 
-PRE_AUTHENTICATED = "pre-authenticated"
-AUTHORIZED = "authorized"
-HELD = "held"
-EXPIRED = "expired"
-STATES = (PRE_AUTHENTICATED, AUTHORIZED, HELD, EXPIRED)
-EXPIRED_KEEP_S = 300.0   # an expired SA still answers "sa-expired" this long
-KIND = "sa"
-RECENT_ANSWERS = 8       # answers kept per SA for retransmissions
 # An MN whose link went down and that shows up again in the same network
 # within this long moved between PoAs of that network: it did not leave.
 LEAVE_GRACE_S = 5.0
 STARTUP_GRACE_S = 60.0   # after a restart: switches reconnect, hosts are learned again
-
-
-class FailureLimiter:
-    """Failed attempts per key (identity or source) in a sliding window."""
-
-    def __init__(self, limit: int, window_s: float, lockout_s: float, max_keys: int = 100_000):
-        self.limit, self.window_s, self.lockout_s = limit, window_s, lockout_s
-        self.max_keys = max_keys
-        self._failures: dict[str, collections.deque] = {}
-        self._locked: dict[str, float] = {}
-        self.evicted = 0  # keys dropped to keep within max_keys
-
-    def retry_after(self, key: str, now: float) -> float:
-        until = self._locked.get(key)
-        if until is None:
-            return 0.0
-        if until <= now:
-            del self._locked[key]
-            return 0.0
-        return until - now
-
-    def failed(self, key: str, now: float) -> None:
-        times = self._failures.get(key)
-        if times is None:
-            if len(self._failures) >= self.max_keys:
-                self._expire(now)
-            while len(self._failures) >= self.max_keys:
-                # Still full of live keys: the oldest goes, so memory stays bounded.
-                del self._failures[next(iter(self._failures))]
-                self.evicted += 1
-            times = self._failures[key] = collections.deque()
-        times.append(now)
-        while times and times[0] <= now - self.window_s:
-            times.popleft()
-        if len(times) >= self.limit:
-            self._locked[key] = now + self.lockout_s
-            times.clear()
-
-    def _expire(self, now: float) -> None:
-        for key in [k for k, t in self._failures.items() if not t or t[-1] <= now - self.window_s]:
-            del self._failures[key]
-        for key in [k for k, until in self._locked.items() if until <= now]:
-            del self._locked[key]
-
-    tick = _expire
 
 
 @dataclass
@@ -128,57 +74,6 @@ class Session:
     def transcript(self) -> bytes:
         return exchange_transcript(self.identity, self.network, self.mn_mac, self.nonce_mn,
                                    self.nonce_aa, self.id)
-
-
-@dataclass
-class SecurityAssociation:
-    id: str
-    identity: str
-    domain: str
-    network: str
-    mn_mac: str
-    keys: keys.SaKeys = field(repr=False)
-    state: str
-    created: float
-    expires: float              # end of its lifetime (wall clock)
-    source: str                 # the address it was authenticated from
-    held_until: float | None = None
-    expired_at: float | None = None
-    high: int = 0               # the highest sequence number accepted
-    seen: int = 0               # bitmap of accepted numbers below ``high``
-    recent: list = field(default_factory=list)  # [{"seq", "digest", "answer", "at"}], newest last
-    proven: bool = False        # its MAC was the source of its in-band pre-authentication
-
-    def to_record(self) -> dict:
-        return {"id": self.id, "identity": self.identity, "domain": self.domain,
-                "network": self.network, "mn_mac": self.mn_mac, "keys": self.keys.as_hex(),
-                "state": self.state, "created": self.created, "expires": self.expires,
-                "source": self.source, "held_until": self.held_until,
-                "expired_at": self.expired_at, "high": self.high, "seen": self.seen,
-                "recent": self.recent, "proven": self.proven}
-
-    @classmethod
-    def from_record(cls, record: dict) -> "SecurityAssociation":
-        sa = cls(**{**record, "keys": keys.SaKeys.from_hex(record["keys"])})
-        if (sa.state not in STATES or type(sa.high) is not int or type(sa.seen) is not int
-                or not isinstance(sa.recent, list)
-                or not all(isinstance(r, dict) and {"seq", "digest", "answer", "at"} <= set(r)
-                           for r in sa.recent)):
-            raise ValueError("bad state or sequence fields")
-        return sa
-
-    def lapsed(self, now: float) -> bool:
-        """Its lifetime, or its hold, is over (it may not be marked expired yet)."""
-        return self.expires <= now or (self.state == HELD and self.held_until is not None
-                                       and self.held_until <= now)
-
-    def view(self, now: float) -> dict:
-        return {"sa": self.id, "identity": self.identity, "domain": self.domain,
-                "network": self.network, "mn_mac": self.mn_mac, "state": self.state,
-                "expires_in": max(0, round(self.expires - now)),
-                "held_for": (max(0, round(self.held_until - now))
-                             if self.state == HELD and self.held_until else None),
-                "last_seq": self.high}
 
 
 class AuthenticationAgent:
@@ -479,42 +374,27 @@ class AuthenticationAgent:
         if sa.state == EXPIRED or sa.lapsed(now):
             self.counters["signal_sa_expired"] += 1
             raise SignallingError("sa-expired", "the MPA-SA has expired; pre-authenticate again")
-        seq = msg["seq"]
-        digest = msg["mac"]  # verified above, and it covers every other field
-        if seq <= sa.high - self.settings.replay_window:
+        seq, window = msg["seq"], self.settings.replay_window
+        # The MAC was verified above, and it covers every other field.
+        verdict, answer = sa.window_verdict(seq, msg["mac"], now, window,
+                                            self.settings.retransmit_s)
+        if verdict == OUTSIDE_WINDOW:
             self.counters["signal_outside_window"] += 1
             raise SignallingError("outside-window", f"sequence number {seq} is older than the "
-                                  f"window ({sa.high - self.settings.replay_window + 1}..)")
-        for kept in sa.recent:
-            if kept["seq"] == seq:
-                if kept["digest"] == digest and now - kept["at"] <= self.settings.retransmit_s:
-                    self.counters["signal_retransmission"] += 1
-                    return sa, kept["answer"]
-                break  # used, and not a retransmission: a replay
-        if seq == sa.high or (seq < sa.high and sa.seen >> (sa.high - seq) & 1):
+                                  f"window ({sa.high - window + 1}..)")
+        if verdict == RETRANSMISSION:
+            self.counters["signal_retransmission"] += 1
+            return sa, answer
+        if verdict == REPLAY:
             self.counters["signal_replay"] += 1
             raise SignallingError("replay", f"sequence number {seq} was already used")
         return sa, None
 
     def commit(self, sa: SecurityAssociation, msg: Message, purpose: str, answer: dict,
                now: float) -> None:
-        """Record an accepted message's sequence number and its answer.
-
-        An answer may come late (a configuration DAD held back) after newer
-        numbers were used: its number is marked if still in the window, and
-        kept answers stay in the order they were given.
-        """
-        seq = msg["seq"]
-        window = self.settings.replay_window
-        if seq > sa.high:
-            shift = seq - sa.high
-            sa.seen = ((sa.seen << shift) | (1 << shift)) & ((1 << window) - 1) \
-                if shift < window else 0
-            sa.high = seq
-        elif 0 < sa.high - seq < window:
-            sa.seen |= 1 << (sa.high - seq)
-        sa.recent = [r for r in sa.recent if r["seq"] != seq][-(RECENT_ANSWERS - 1):] + \
-            [{"seq": seq, "digest": msg["mac"], "answer": answer, "at": now}]
+        """Record an accepted message's sequence number and its answer (an
+        answer may come late: see :meth:`SecurityAssociation.accept`)."""
+        sa.accept(msg["seq"], msg["mac"], answer, now, self.settings.replay_window)
         self.save(sa)
 
     # -- state changes (RFC 6252 C.2) -------------------------------------------

@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mpa_protocol import messages
-from mpa_sdn.aa import AUTHORIZED, PRE_AUTHENTICATED
 from mpa_sdn.ca import mpa_client
 from mpa_sdn.events import rfc3339
 from mpa_sdn.mobility import Refused
+from mpa_sdn.mpa_sa import AUTHORIZED, PRE_AUTHENTICATED
 from mpa_sdn.service import Answer, Held, Origin
 from mpa_sdn.topology import ROLE_ACCESS
 

@@ -21,12 +21,12 @@ import os
 from dataclasses import dataclass
 
 from mpa_sdn import forwarding
-from mpa_sdn.aa import EXPIRED
 from mpa_sdn.actions import Actions
 from mpa_sdn.events import EventLog
 from mpa_sdn.indexing import HostTable
 from mpa_sdn.metrics import Metrics
 from mpa_sdn.mobility import COMPLETED, Mobility
+from mpa_sdn.mpa_sa import EXPIRED
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.netpolicy import Policies
 from mpa_sdn.routing import Router, address_user, mac_attached

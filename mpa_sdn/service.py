@@ -25,10 +25,11 @@ from typing import Any, Callable
 
 from mpa_protocol import messages
 from mpa_protocol.messages import Message, SignallingError
-from mpa_sdn.aa import AUTHORIZED, PRE_AUTHENTICATED, AuthenticationAgent
+from mpa_sdn.aa import AuthenticationAgent
 from mpa_sdn.ca import ConfigurationAgent, Lease, mpa_client
 from mpa_sdn.dhcp_server import DhcpDecision, DhcpServer
 from mpa_sdn.mobility import Refused
+from mpa_sdn.mpa_sa import AUTHORIZED, PRE_AUTHENTICATED
 from mpa_sdn.topology import ROLE_ACCESS
 
 LOG = logging.getLogger("mpa_sdn.service")

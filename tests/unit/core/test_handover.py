@@ -16,9 +16,9 @@ from support.fakeoftable import FakeSwitch, from_bytes, ipv4_packet, to_bytes
 from mpa_mn import protocol
 from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B
 from mpa_sdn import openflow as of
-from mpa_sdn.aa import AUTHORIZED, HELD
 from mpa_sdn.ca import mpa_client
 from mpa_sdn.mobility import QUIET_S, SETTLE_S
+from mpa_sdn.mpa_sa import AUTHORIZED, HELD
 from mpa_sdn.store import MemoryStore, SqliteStore
 from mpa_sdn.tables import EXACT_MASK, Feature, Table, feature_of
 from support.network_rig import Outcome

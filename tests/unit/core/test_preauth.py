@@ -4,7 +4,7 @@ import pytest
 
 from mpa_mn import protocol
 from mpa_protocol import messages
-from mpa_sdn.aa import AUTHORIZED, EXPIRED, HELD, PRE_AUTHENTICATED
+from mpa_sdn.mpa_sa import AUTHORIZED, EXPIRED, HELD, PRE_AUTHENTICATED
 from mpa_sdn.service import INBAND
 from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Rig, counter_entropy
 
@@ -174,7 +174,7 @@ def test_in_band_discovery_fits_one_datagram():
 
 
 def test_the_failure_limiter_keeps_within_its_bound():
-    from mpa_sdn.aa import FailureLimiter
+    from mpa_sdn.failure_limiter import FailureLimiter
     limiter = FailureLimiter(limit=5, window_s=60, lockout_s=60, max_keys=3)
     for i in range(10):
         limiter.failed(f"10.9.9.{i}", 100.0)

@@ -13,7 +13,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 from mpa_mn import protocol
 from mpa_protocol import messages
 from mpa_sdn import dhcp, reconcile
-from mpa_sdn.aa import AUTHORIZED, PRE_AUTHENTICATED
+from mpa_sdn.mpa_sa import AUTHORIZED, PRE_AUTHENTICATED
 from mpa_sdn.tables import PRIO_GATEWAY_PUNT, Feature, Table, feature_of
 from support.handover_rig import (B1_GATEWAY, CN_IP, MN_IP, MN_PORT, PORT, datagrams, exchange,
                                   make_rig, preauth, settle_dad)

@@ -18,9 +18,9 @@ import pytest
 
 from apps import logs
 from support.service_rig import IDENTITY, MN_MAC, PSK_A
-from mpa_sdn.aa import AUTHORIZED
 from mpa_sdn.controller import RECONCILE, Controller
 from mpa_sdn.mobility import SETTLE_S
+from mpa_sdn.mpa_sa import AUTHORIZED
 from support.handover_rig import (HOME, MN_IP, arrive, authenticated, echoes, later, make_rig,
                                   pings, pre_switched, sa_state)
 from support.paths import ROOT
