@@ -90,7 +90,30 @@ def decode_request(frame: bytes) -> DhcpRequest | None:
     """
     if not isinstance(frame, (bytes, bytearray)) or len(frame) > MAX_FRAME:
         return None
-    frame = bytes(frame)
+    carried = _bootrequest(bytes(frame))
+    if carried is None:
+        return None
+    eth, ip, msg, bootp = carried
+    options = _request_options(bootp)
+    if options is None:
+        return None
+    hostname = options.get(OPT_HOSTNAME)
+    return DhcpRequest(
+        message_type=options[OPT_MESSAGE_TYPE][0], xid=msg.xid,
+        flags_broadcast=bool(msg.flags & FLAG_BROADCAST),
+        ciaddr=msg.ciaddr, giaddr=msg.giaddr, chaddr=msg.chaddr,
+        client_id=options.get(OPT_CLIENT_ID),
+        requested_ip=_ip_text(options.get(OPT_REQUESTED_IP)),
+        server_id=_ip_text(options.get(OPT_SERVER_ID)),
+        hostname=None if hostname is None else _printable(hostname),
+        parameter_list=tuple(options.get(OPT_PARAMETER_LIST, b"")),
+        secs=msg.secs, eth_src=eth.src, ip_src=ip.src, ip_dst=ip.dst)
+
+
+def _bootrequest(frame: bytes) -> tuple | None:
+    """(Ethernet header, IPv4 header, BOOTP message as ryu parsed it, its bytes)
+    for a BOOTREQUEST from an Ethernet client in UDP 68→67 whose lengths and
+    checksums hold, unfragmented; None for anything else."""
     try:
         pkt = packet.Packet(frame)
     except Exception:  # dhcp.parser raises UnicodeDecodeError on a non-ASCII sname/file
@@ -116,7 +139,13 @@ def decode_request(frame: bytes) -> DhcpRequest | None:
         return None
     if (msg.op, msg.htype, msg.hlen) != (BOOTREQUEST, HTYPE_ETHERNET, 6):
         return None
-    bootp = frame[udp_start + 8:udp_end]
+    return eth, ip, msg, frame[udp_start + 8:udp_end]
+
+
+def _request_options(bootp: bytes) -> dict[int, bytes] | None:
+    """A request's options after the magic cookie, or None if they are
+    malformed, overloaded, or lack a valid message type, or options 50, 54 or
+    61 are malformed."""
     if bootp[_FIXED_LEN:_FIXED_LEN + 4] != MAGIC_COOKIE:
         return None
     options = walk_options(bootp[_FIXED_LEN + 4:])
@@ -131,16 +160,7 @@ def decode_request(frame: bytes) -> DhcpRequest | None:
     requested_ip, server_id = options.get(OPT_REQUESTED_IP), options.get(OPT_SERVER_ID)
     if any(v is not None and len(v) != 4 for v in (requested_ip, server_id)):
         return None
-    hostname = options.get(OPT_HOSTNAME)
-    return DhcpRequest(
-        message_type=message_type[0], xid=msg.xid,
-        flags_broadcast=bool(msg.flags & FLAG_BROADCAST),
-        ciaddr=msg.ciaddr, giaddr=msg.giaddr, chaddr=msg.chaddr,
-        client_id=client_id,
-        requested_ip=_ip_text(requested_ip), server_id=_ip_text(server_id),
-        hostname=None if hostname is None else _printable(hostname),
-        parameter_list=tuple(options.get(OPT_PARAMETER_LIST, b"")),
-        secs=msg.secs, eth_src=eth.src, ip_src=ip.src, ip_dst=ip.dst)
+    return options
 
 
 def _ip_text(raw: bytes | None) -> str | None:

@@ -88,61 +88,11 @@ class _State:
         return []   # families depend on the counters present: nothing fixed to check
 
     def collect(self):
-        counters = dict(self.core.counters)
-        taken = set()
+        yield from _from_counters(dict(self.core.counters))
+        yield from self._from_state()
 
-        def counter(name, help_text, value):
-            family = CounterMetricFamily(name, help_text)
-            family.add_metric([], value)
-            return family
-
-        handovers = CounterMetricFamily("mpa_handovers_total",
-                                        "Handovers ended, by result", labels=["result"])
-        for result, key in (("completed", "handover_completed"),
-                            ("switched_back", "handover_switched_back")):
-            handovers.add_metric([result], counters.get(key, 0))
-            taken.add(key)
-        yield handovers
-        yield counter("mpa_handovers_started_total", "Handovers begun: pre-switch signals "
-                      "and sudden link losses",
-                      counters.get("handover_pre_switch", 0)
-                      + counters.get("handover_link_lost_port", 0)
-                      + counters.get("handover_link_lost_signal", 0))
-        for prefix, name, help_text, label in PREFIXED:
-            family = CounterMetricFamily(name, help_text, labels=[label])
-            for key in sorted(k for k in counters if k.startswith(prefix)):
-                family.add_metric([key[len(prefix):]], counters[key])
-                taken.add(key)
-            yield family
-        buffered = CounterMetricFamily("mpa_buffer_packets_total",
-                                       "Packets through handover buffers, by what happened",
-                                       labels=["event"])
-        for event in ("buffered", "flushed", "relayed", "late_delivered"):
-            buffered.add_metric([event], counters.get(f"buffer_{event}", 0))
-            taken.add(f"buffer_{event}")
-        yield buffered
-        auth = CounterMetricFamily("mpa_authentication_failures_total",
-                                   "Authentication and signalling refusals, by reason",
-                                   labels=["reason"])
-        for key in AUTH_FAILURES:
-            auth.add_metric([key], counters.get(key, 0))
-            taken.add(key)
-        yield auth
-        for key, name, help_text in (
-                ("packet_in", "mpa_packet_ins_total", "Packet-ins handled"),
-                ("openflow_error", "mpa_openflow_errors_total", "OpenFlow error messages")):
-            yield counter(name, help_text, counters.get(key, 0))
-            taken.add(key)
-        for key, name, help_text in GAUGES:   # levels kept in the counters dict
-            level = GaugeMetricFamily(name, help_text)
-            level.add_metric([], counters.get(key, 0))
-            taken.add(key)
-            yield level
-        events = CounterMetricFamily("mpa_events_total", "Every other counter of the "
-                                     "controller, by name", labels=["event"])
-        for key in sorted(set(counters) - taken):
-            events.add_metric([key], counters[key])
-        yield events
+    def _from_state(self):
+        """Levels read from the core's state: switches and handover buffers."""
         switches = GaugeMetricFamily("mpa_switches", "Switches of the topology, by state",
                                      labels=["state"])
         states = list(self.core.switches.values())
@@ -160,3 +110,62 @@ class _State:
         active = GaugeMetricFamily("mpa_handovers_in_progress", "Handovers in progress")
         active.add_metric([], len(buffers))
         yield active
+
+
+def _single_counter(name: str, help_text: str, value: int) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, help_text)
+    family.add_metric([], value)
+    return family
+
+
+def _from_counters(counters: dict):
+    """The counters dict's families: the named ones first, then every key none
+    of them took in mpa_events_total, so no counter goes unexposed."""
+    taken = set()
+    handovers = CounterMetricFamily("mpa_handovers_total",
+                                    "Handovers ended, by result", labels=["result"])
+    for result, key in (("completed", "handover_completed"),
+                        ("switched_back", "handover_switched_back")):
+        handovers.add_metric([result], counters.get(key, 0))
+        taken.add(key)
+    yield handovers
+    yield _single_counter("mpa_handovers_started_total", "Handovers begun: pre-switch signals "
+                          "and sudden link losses",
+                          counters.get("handover_pre_switch", 0)
+                          + counters.get("handover_link_lost_port", 0)
+                          + counters.get("handover_link_lost_signal", 0))
+    for prefix, name, help_text, label in PREFIXED:
+        family = CounterMetricFamily(name, help_text, labels=[label])
+        for key in sorted(k for k in counters if k.startswith(prefix)):
+            family.add_metric([key[len(prefix):]], counters[key])
+            taken.add(key)
+        yield family
+    buffered = CounterMetricFamily("mpa_buffer_packets_total",
+                                   "Packets through handover buffers, by what happened",
+                                   labels=["event"])
+    for event in ("buffered", "flushed", "relayed", "late_delivered"):
+        buffered.add_metric([event], counters.get(f"buffer_{event}", 0))
+        taken.add(f"buffer_{event}")
+    yield buffered
+    auth = CounterMetricFamily("mpa_authentication_failures_total",
+                               "Authentication and signalling refusals, by reason",
+                               labels=["reason"])
+    for key in AUTH_FAILURES:
+        auth.add_metric([key], counters.get(key, 0))
+        taken.add(key)
+    yield auth
+    for key, name, help_text in (
+            ("packet_in", "mpa_packet_ins_total", "Packet-ins handled"),
+            ("openflow_error", "mpa_openflow_errors_total", "OpenFlow error messages")):
+        yield _single_counter(name, help_text, counters.get(key, 0))
+        taken.add(key)
+    for key, name, help_text in GAUGES:   # levels kept in the counters dict
+        level = GaugeMetricFamily(name, help_text)
+        level.add_metric([], counters.get(key, 0))
+        taken.add(key)
+        yield level
+    events = CounterMetricFamily("mpa_events_total", "Every other counter of the "
+                                 "controller, by name", labels=["event"])
+    for key in sorted(set(counters) - taken):
+        events.add_metric([key], counters[key])
+    yield events
