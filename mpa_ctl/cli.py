@@ -469,6 +469,8 @@ def _common(parser: argparse.ArgumentParser, main: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # A table of the commands, in the order --help lists them: long, and
+    # clearer read top to bottom than split.
     # No abbreviations: "--token SECRET" must not be taken for --token-file.
     parser = argparse.ArgumentParser(
         prog="mpa-ctl", allow_abbrev=False, description="The mpa-sdn controller's northbound "

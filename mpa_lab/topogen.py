@@ -128,6 +128,31 @@ def generate(domains: int, networks_per_domain: int, poas_per_network: int, *,
     Raises ValueError for sizes that are not positive or do not fit the
     address plan, the switch naming or a topology file.
     """
+    _check_sizes(domains, networks_per_domain, poas_per_network, neighbours, seed,
+                 mobile_nodes)
+    D, N, K = domains, networks_per_domain, poas_per_network
+    access = [(d, i) for d in range(1, D + 1) for i in range(1, N + 1)]
+    raw: dict = {"version": 1}
+    raw["domains"] = {domain_id(d): {"name": f"Operator {d}"} for d in range(1, D + 1)}
+    raw["switches"], raw["links"] = _switches_and_links(D, access)
+    raw["networks"] = _networks(access, K)
+
+    pairs = _PAIRS[neighbours](access, D, N, random.Random(seed))
+    raw["neighbours"] = [
+        {"from": network_id(*a), "to": network_id(*b),
+         "l2_handover_ms": L2_SAME_DOMAIN_MS if a[0] == b[0] else L2_OTHER_DOMAIN_MS}
+        for a, b in pairs]
+
+    raw["correspondents"] = {"cn1": {"poa": CN_POA, "address": "10.0.0.10",
+                                     "mac": "02:00:00:00:0c:01"}}
+    raw["mobile_nodes"] = _mobile_nodes(access, K, mobile_nodes)
+    return raw
+
+
+def _check_sizes(domains: int, networks_per_domain: int, poas_per_network: int,
+                 neighbours: str, seed: int, mobile_nodes: int) -> None:
+    """Raise ValueError unless the sizes fit the address plan, the switch
+    naming and a topology file (estimated before anything is built)."""
     _check_count("domains", domains, 1, MAX_DOMAINS,
                  "the address plan (10.<domain>.<network>.0/24)")
     _check_count("networks per domain", networks_per_domain, 1, MAX_NETWORKS_PER_DOMAIN,
@@ -146,7 +171,6 @@ def generate(domains: int, networks_per_domain: int, poas_per_network: int, *,
     if mobile_nodes > slots:
         raise ValueError(f"mobile nodes is {mobile_nodes}, but there are only {slots} PoAs "
                          "to attach them to")
-
     _check_interface_names({CORE: D + 1, CN_AR: 2,
                             domain_switch_id(D): N + 1, ar_switch_id(D, N): K + 1})
     access = [(d, i) for d in range(1, D + 1) for i in range(1, N + 1)]
@@ -160,9 +184,10 @@ def generate(domains: int, networks_per_domain: int, poas_per_network: int, *,
                          + (" (or another neighbour mode than mesh)"
                             if neighbours == "mesh" else ""))
 
-    raw: dict = {"version": 1}
-    raw["domains"] = {domain_id(d): {"name": f"Operator {d}"} for d in range(1, D + 1)}
 
+def _switches_and_links(D: int, access: list) -> tuple[dict, list]:
+    """The core, the correspondents' AR, a switch per domain and an AR per
+    access network, linked as a tree."""
     switches = {CORE: {"dpid": 0x1}, CN_AR: {"dpid": 0x2}}
     links = [[f"{CORE}:1", f"{CN_AR}:1"]]
     for d in range(1, D + 1):
@@ -173,9 +198,11 @@ def generate(domains: int, networks_per_domain: int, poas_per_network: int, *,
         ar = ar_switch_id(d, i)
         switches[ar] = {"dpid": (d << 16) | i}
         links.append([f"{domain_switch_id(d)}:{i + 1}", f"{ar}:1"])
-    raw["switches"] = switches
-    raw["links"] = links
+    return switches, links
 
+
+def _networks(access: list, K: int) -> dict:
+    """The correspondents' network and each access network with K PoAs."""
     networks = {CN_NETWORK: {
         "role": "correspondent", "domain": domain_id(1), "prefix": "10.0.0.0/24",
         "gateway": "10.0.0.1", "gateway_mac": "02:00:0a:00:00:01",
@@ -191,18 +218,7 @@ def generate(domains: int, networks_per_domain: int, poas_per_network: int, *,
             "pool": f"10.{d}.{i}.{POOL_FIRST}-10.{d}.{i}.{POOL_LAST}",
             "poas": {poa_id(d, i, k): f"{ar}:{k + 1}" for k in range(1, K + 1)},
         }
-    raw["networks"] = networks
-
-    pairs = _PAIRS[neighbours](access, D, N, random.Random(seed))
-    raw["neighbours"] = [
-        {"from": network_id(*a), "to": network_id(*b),
-         "l2_handover_ms": L2_SAME_DOMAIN_MS if a[0] == b[0] else L2_OTHER_DOMAIN_MS}
-        for a, b in pairs]
-
-    raw["correspondents"] = {"cn1": {"poa": CN_POA, "address": "10.0.0.10",
-                                     "mac": "02:00:00:00:0c:01"}}
-    raw["mobile_nodes"] = _mobile_nodes(access, K, mobile_nodes)
-    return raw
+    return networks
 
 
 def _relation_estimate(mode: str, D: int, N: int) -> int:

@@ -250,6 +250,9 @@ def _common(parser: argparse.ArgumentParser, main: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # A table of the commands, in the order --help lists them: long, and
+    # clearer read top to bottom than split further (the longer commands'
+    # options are in functions of their own).
     parser = argparse.ArgumentParser(
         prog="mpa-mn", description="The mobile node's side of Media-independent "
         "Pre-Authentication (RFC 6252): discovery, pre-authentication and pre-configuration "
@@ -324,34 +327,44 @@ def build_parser() -> argparse.ArgumentParser:
                     "network and bind the home address (--home) to it in standby; with "
                     "--wait-loss, when the old interface's link is lost, switch to it",
                     networks=1)
-    stand.add_argument("--old-interface", metavar="IFACE",
-                       help="the active interface (default: the default route's)")
-    stand.add_argument("--wait-loss", action="store_true",
-                       help="watch the old interface until its carrier drops, then move "
-                       "the default route and send link-lost")
-    stand.add_argument("--loss-timeout", type=_seconds, default=standby.DEFAULT_LOSS_TIMEOUT_S,
-                       metavar="S", help="how long --wait-loss waits "
-                       f"(default: {standby.DEFAULT_LOSS_TIMEOUT_S:g})")
+    _standby_options(stand)
     follow = command("follow", "carry out what a policy engine asks of the MN: ask the "
                      "current network for instructions, do each, report; events as JSON lines",
                      networks=False)
-    follow.add_argument("--network", type=_network, metavar="NET",
-                        help="the network whose MPA-SA asks (default: the one the MN is in, "
-                        "by discovery); after each switch, the new one")
-    follow.add_argument("--wait", type=_whole(0, MAX_WAIT_S, "--wait"), default=None, metavar="S",
-                        help="REST: each question waits at the controller up to S s for an "
-                        f"instruction (default: {follow_mod.DEFAULT_WAIT_S}; in-band: 0)")
-    follow.add_argument("--poll", type=_seconds, default=follow_mod.DEFAULT_POLL_S,
-                        metavar="S", help="between two questions that do not wait "
-                        f"(default: {follow_mod.DEFAULT_POLL_S:g})")
-    follow.add_argument("--link-timeout", type=_seconds, default=DEFAULT_LINK_TIMEOUT_S,
-                        metavar="S", help="how long a switch waits for the link "
-                        f"(default: {DEFAULT_LINK_TIMEOUT_S:g})")
-    follow.add_argument("--count", type=_count(1), metavar="N",
-                        help="stop after N instructions (default: until stopped)")
-    follow.add_argument("--for", dest="duration", type=_seconds, metavar="S",
-                        help="stop after S seconds")
+    _follow_options(follow)
     return parser
+
+
+def _standby_options(sub: argparse.ArgumentParser) -> None:
+    """standby's: the old interface and the wait for its loss."""
+    sub.add_argument("--old-interface", metavar="IFACE",
+                     help="the active interface (default: the default route's)")
+    sub.add_argument("--wait-loss", action="store_true",
+                     help="watch the old interface until its carrier drops, then move "
+                     "the default route and send link-lost")
+    sub.add_argument("--loss-timeout", type=_seconds, default=standby.DEFAULT_LOSS_TIMEOUT_S,
+                     metavar="S", help="how long --wait-loss waits "
+                     f"(default: {standby.DEFAULT_LOSS_TIMEOUT_S:g})")
+
+
+def _follow_options(sub: argparse.ArgumentParser) -> None:
+    """follow's: the network asked, the waits, when to stop."""
+    sub.add_argument("--network", type=_network, metavar="NET",
+                     help="the network whose MPA-SA asks (default: the one the MN is in, "
+                     "by discovery); after each switch, the new one")
+    sub.add_argument("--wait", type=_whole(0, MAX_WAIT_S, "--wait"), default=None, metavar="S",
+                     help="REST: each question waits at the controller up to S s for an "
+                     f"instruction (default: {follow_mod.DEFAULT_WAIT_S}; in-band: 0)")
+    sub.add_argument("--poll", type=_seconds, default=follow_mod.DEFAULT_POLL_S,
+                     metavar="S", help="between two questions that do not wait "
+                     f"(default: {follow_mod.DEFAULT_POLL_S:g})")
+    sub.add_argument("--link-timeout", type=_seconds, default=DEFAULT_LINK_TIMEOUT_S,
+                     metavar="S", help="how long a switch waits for the link "
+                     f"(default: {DEFAULT_LINK_TIMEOUT_S:g})")
+    sub.add_argument("--count", type=_count(1), metavar="N",
+                     help="stop after N instructions (default: until stopped)")
+    sub.add_argument("--for", dest="duration", type=_seconds, metavar="S",
+                     help="stop after S seconds")
 
 
 def _reactive_options(sub: argparse.ArgumentParser) -> None:

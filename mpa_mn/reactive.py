@@ -106,14 +106,7 @@ class Reactive(HostRun):
                               entropy=self.entropy)
             dad = Dad(sockets[1], mac, settings.dad, clock=self.clock, entropy=self.entropy)
             if carrier is not None:
-                before = carrier.read()
-                report["ready_at"] = self.wall_ns()
-                emit({"event": "ready", **report})
-                start = self.perf_ns()
-                switched = link.wait_for_switch(carrier, before, link_timeout_s, self.clock,
-                                                self.wall_ns, self.sleep)
-                timings["link_wait"] = self._ms_since(start)
-                report.update(link_down_at=switched.down_at, link_up_at=switched.up_at)
+                self._wait_link(carrier, link_timeout_s, emit, report, timings)
             for sock in sockets:
                 link.drain(sock)
             sa = None
@@ -140,16 +133,23 @@ class Reactive(HostRun):
             LOG.warning("%s: %s", network, announce_error)
         return {**report, "sa": sa.sa, **lease.config(), "removed": list(plan.remove),
                 "binding": {k: binding[k] for k in ("care_of", "lifetime")},
-                "dhcp": {"transactions": dhcp.transactions, "sent": dict(dhcp.sent),
-                         "received": dict(dhcp.received),
-                         "declined": [c.address for c in conflicts]},
-                "dad": {"probes": dad.probes, "announcements": dad.announcements,
-                        "conflicts": [c.view() for c in conflicts],
-                        "settings": dataclasses.asdict(settings.dad),
-                        "minimum_ms": round(settings.dad.minimum_s * 1000, 3)},
+                **_exchanges(dhcp, dad, conflicts, settings.dad),
                 **({"announce_error": announce_error} if announce_error else {}),
                 "ignored": dict(sorted((dhcp.ignored + dad.ignored).items())),
                 "timings_ms": timings}
+
+    def _wait_link(self, carrier: Carrier, timeout_s: float, emit: Callable[[dict], None],
+                   report: dict, timings: dict) -> None:
+        """The ready event once the carrier is watched, then the wait for the
+        link-layer switch, its times in ``report``."""
+        before = carrier.read()
+        report["ready_at"] = self.wall_ns()
+        emit({"event": "ready", **report})
+        start = self.perf_ns()
+        switched = link.wait_for_switch(carrier, before, timeout_s, self.clock,
+                                        self.wall_ns, self.sleep)
+        timings["link_wait"] = self._ms_since(start)
+        report.update(link_down_at=switched.down_at, link_up_at=switched.up_at)
 
     def _open(self, interface: str, ethertype: int):
         try:
@@ -192,3 +192,14 @@ class Reactive(HostRun):
             self.sleep(max(0.0, first + index * settings.announce_interval_s - self.clock()))
             error = dad.announce(address) or error
         return error
+
+
+def _exchanges(dhcp: DhcpClient, dad: Dad, conflicts: list, settings: DadSettings) -> dict:
+    """What the DHCP exchange and the address check sent, got and found."""
+    return {"dhcp": {"transactions": dhcp.transactions, "sent": dict(dhcp.sent),
+                     "received": dict(dhcp.received),
+                     "declined": [c.address for c in conflicts]},
+            "dad": {"probes": dad.probes, "announcements": dad.announcements,
+                    "conflicts": [c.view() for c in conflicts],
+                    "settings": dataclasses.asdict(settings),
+                    "minimum_ms": round(settings.minimum_s * 1000, 3)}}

@@ -153,6 +153,10 @@ class Standby(HostRun):
         ``emit`` the ready event; with ``loss_timeout_s``, wait that long for the
         loss of IF1 (``old_interface``) and signal it.  A failure after the
         binding leaves the binding standing by."""
+        # One function on purpose: the ExitStack holds IF1's carrier, IF2's
+        # announcement socket, the sniffer and the reserved link-lost from
+        # before the binding until after the loss; in parts, each would have
+        # to hand them on to the next.
         if interface == old_interface:
             raise MnError("usage", f"{old_interface} is the old interface: give another "
                           "--interface or --old-interface")

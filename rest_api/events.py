@@ -45,37 +45,6 @@ def stream_events(facade, call, slots) -> Response:
     # eventlet's server otherwise gathers 4 KiB before it writes anything.
     request.environ["eventlet.minimum_write_chunk_size"] = 0
 
-    def wanted(event: dict) -> bool:
-        return ((identity is None or event.get("identity") == identity)
-                and (types is None or event["type"] in types))
-
-    def frames():
-        nonlocal cursor
-        sent = 0
-        yield b": mpa-sdn events\n\n"
-        while True:
-            events, lost = facade.events_after(cursor)
-            if lost:
-                # Some were dropped from the ring, or the cursor is another
-                # process's: the client must read the state again, and
-                # follows from the oldest event still held.
-                first = events[0]["id"] if events else facade.last_event_id + 1
-                yield _frame({"id": first - 1, "type": "reset",
-                              "time": events[0]["time"] if events else rfc3339(facade.wall()),
-                              "data": {"after": cursor}})
-                cursor = first - 1
-            for event in events:
-                cursor = event["id"]
-                if wanted(event):
-                    yield _frame(event)
-                    sent += 1
-                    if limit is not None and sent >= limit:
-                        return
-            if not events and not facade.wait_events(cursor, HEARTBEAT_S):
-                if facade.closed:      # the controller is stopping
-                    return
-                yield b": keep-alive\n\n"
-
     name = call.principal.name
     refused = slots.take(name)
     if refused:
@@ -91,8 +60,43 @@ def stream_events(facade, call, slots) -> Response:
         slots.give(name)
         _gauge(slots)
 
-    response.app_iter = _Held(frames(), give)
+    response.app_iter = _Held(_frames(facade, cursor, identity, types, limit), give)
     return response
+
+
+def _frames(facade, cursor: int, identity: str | None, types: set | None, limit: int | None):
+    """The stream: a first comment, then the events after ``cursor`` that
+    name ``identity`` and have one of ``types`` (None: any) as they come, a
+    keep-alive comment each HEARTBEAT_S without one, until ``limit`` events
+    are sent or the controller stops."""
+    def wanted(event: dict) -> bool:
+        return ((identity is None or event.get("identity") == identity)
+                and (types is None or event["type"] in types))
+
+    sent = 0
+    yield b": mpa-sdn events\n\n"
+    while True:
+        events, lost = facade.events_after(cursor)
+        if lost:
+            # Some were dropped from the ring, or the cursor is another
+            # process's: the client must read the state again, and
+            # follows from the oldest event still held.
+            first = events[0]["id"] if events else facade.last_event_id + 1
+            yield _frame({"id": first - 1, "type": "reset",
+                          "time": events[0]["time"] if events else rfc3339(facade.wall()),
+                          "data": {"after": cursor}})
+            cursor = first - 1
+        for event in events:
+            cursor = event["id"]
+            if wanted(event):
+                yield _frame(event)
+                sent += 1
+                if limit is not None and sent >= limit:
+                    return
+        if not events and not facade.wait_events(cursor, HEARTBEAT_S):
+            if facade.closed:      # the controller is stopping
+                return
+            yield b": keep-alive\n\n"
 
 
 def _gauge(slots) -> None:
