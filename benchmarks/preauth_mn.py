@@ -19,7 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mpa_mn.channels import InbandChannel, RestChannel  # noqa: E402
-from mpa_mn.client import MobileNode  # noqa: E402
+from mpa_mn.mobile_node import MobileNode  # noqa: E402
 from mpa_mn.vif import Ip  # noqa: E402
 from mpa_protocol.credentials import load_mn_credentials  # noqa: E402
 

@@ -88,15 +88,15 @@ from typing import Any, Callable, TextIO
 from mpa_mn import channels, link, report, standby
 from mpa_mn import follow as follow_mod
 from mpa_mn.channels import InbandChannel, RestChannel
-from mpa_mn.client import MnError, MobileNode, without_network
 from mpa_mn.dad import DadSettings
 from mpa_mn.dhcp_client import DhcpSettings
 from mpa_mn.handover import (
     DEFAULT_LINK_TIMEOUT_S, MODES, Handover, HandoverFailed, arrival_checked, plan_attach)
 from mpa_mn.link import LinkError
+from mpa_mn.mobile_node import MnError, MobileNode, without_network
 from mpa_mn.protocol import ProtocolError
 from mpa_mn.reactive import Reactive, ReactiveSettings
-from mpa_mn.state import StateError, StateFile, default_path
+from mpa_mn.state_file import StateError, StateFile, default_path
 from mpa_mn.vif import Ip, NoVifs, VifError, Vifs, ipv4_addresses
 from mpa_protocol.credentials import MnCredentials, load_mn_credentials
 from mpa_protocol.messages import (BUFFER, HANDOVER_MODES, HANDOVER_PHASES, ID_RE, MAC_RE,

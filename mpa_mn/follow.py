@@ -26,9 +26,9 @@ import logging
 import time
 from typing import Callable
 
-from mpa_mn.client import MnError, MobileNode
 from mpa_mn.handover import Handover, HandoverFailed, arrival_checked
 from mpa_mn.link import LinkError
+from mpa_mn.mobile_node import MnError, MobileNode
 from mpa_mn.protocol import ProtocolError
 from mpa_mn.vif import VifError
 

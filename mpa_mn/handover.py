@@ -51,8 +51,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mpa_mn import link
-from mpa_mn.client import MnError, MobileNode, Reserved, without_network
 from mpa_mn.link import Carrier, LinkError
+from mpa_mn.mobile_node import MnError, MobileNode, Reserved, without_network
 from mpa_mn.protocol import ProtocolError
 from mpa_mn.vif import Ip, VifError, ipv4_addresses
 from mpa_protocol.messages import BUFFER, HANDOVER_MODES, SWITCHED_BACK

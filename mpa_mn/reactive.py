@@ -48,11 +48,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mpa_mn import link
-from mpa_mn.client import MobileNode
 from mpa_mn.dad import Conflict, Dad, DadSettings
 from mpa_mn.dhcp_client import DhcpClient, DhcpSettings, Lease
 from mpa_mn.handover import HostRun, attachment, interface_mac
 from mpa_mn.link import Carrier, LinkError
+from mpa_mn.mobile_node import MobileNode
 from mpa_mn.vif import Ip
 
 LOG = logging.getLogger("mpa_mn.reactive")

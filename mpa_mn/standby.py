@@ -38,9 +38,9 @@ import socket
 from typing import Callable
 
 from mpa_mn import link
-from mpa_mn.client import MnError, MobileNode, Reserved, without_network
 from mpa_mn.handover import Attachment, HostRun, interface_mac
 from mpa_mn.link import Carrier, LinkError
+from mpa_mn.mobile_node import MnError, MobileNode, Reserved, without_network
 from mpa_mn.vif import Ip, VifError
 from mpa_protocol import messages
 

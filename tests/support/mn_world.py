@@ -7,7 +7,7 @@ import ipaddress
 import json
 
 from mpa_mn.channels import InbandChannel, RestChannel
-from mpa_mn.client import MobileNode
+from mpa_mn.mobile_node import MobileNode
 from mpa_mn.vif import Ip, Vifs
 from mpa_protocol import messages
 from mpa_sdn import packets

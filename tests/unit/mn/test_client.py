@@ -19,9 +19,9 @@ import pytest
 
 from mpa_mn import channels, cli, protocol
 from mpa_mn.channels import ChannelError, InbandChannel, RestChannel, RetryPolicy, Target
-from mpa_mn.client import MnError, MobileNode
+from mpa_mn.mobile_node import MnError, MobileNode
 from mpa_mn.protocol import ProtocolError
-from mpa_mn.state import MnState, StateError, StateFile, default_path
+from mpa_mn.state_file import MnState, StateError, StateFile, default_path
 from mpa_mn.vif import Ip, VifError, Vifs, vif_name
 from mpa_protocol import messages
 from mpa_protocol.credentials import MnCredentials

@@ -11,9 +11,9 @@ import json
 import pytest
 
 from mpa_mn import cli
-from mpa_mn.client import MnError
 from mpa_mn.follow import MAX_QUESTION_FAILURES, Follower
 from mpa_mn.link import LinkError
+from mpa_mn.mobile_node import MnError
 from mpa_mn.protocol import ProtocolError
 from support.service_rig import IDENTITY
 from mpa_sdn.service import REST, Origin

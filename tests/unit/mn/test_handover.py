@@ -17,9 +17,9 @@ import json
 import pytest
 
 from mpa_mn import cli, link, protocol
-from mpa_mn.client import MnError
 from mpa_mn.handover import Handover, plan_attach
 from mpa_mn.link import Carrier, LinkError
+from mpa_mn.mobile_node import MnError
 from mpa_mn.protocol import ProtocolError
 from mpa_mn.vif import Ip
 from support.service_rig import IDENTITY, MN_MAC

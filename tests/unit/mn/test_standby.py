@@ -23,8 +23,8 @@ import pytest
 
 from mpa_mn import cli, link
 from mpa_mn.channels import InbandChannel, RestChannel
-from mpa_mn.client import MobileNode
 from mpa_mn.link import PACKET_OUTGOING, LinkError
+from mpa_mn.mobile_node import MobileNode
 from mpa_mn.protocol import ProtocolError
 from mpa_mn.standby import Delivered, Standby
 from mpa_mn.vif import Ip, VifError, Vifs

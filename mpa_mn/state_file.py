@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from mpa_mn.protocol import SaState
 
-LOG = logging.getLogger("mpa_mn.state")
+LOG = logging.getLogger("mpa_mn.state_file")
 
 VERSION = 1
 MAX_FILE_BYTES = 1024 * 1024

@@ -38,12 +38,12 @@ from typing import Callable
 from mpa_mn import protocol
 from mpa_mn.channels import InbandChannel, Target
 from mpa_mn.protocol import ProtocolError, SaState
-from mpa_mn.state import Entry, MemoryState
+from mpa_mn.state_file import Entry, MemoryState
 from mpa_mn.vif import NoVifs, vif_name
 from mpa_protocol import messages
 from mpa_protocol.credentials import MnCredentials
 
-LOG = logging.getLogger("mpa_mn.client")
+LOG = logging.getLogger("mpa_mn.mobile_node")
 
 # Errors saying the AA has no usable SA (see release).
 SA_GONE = ("unknown-sa", "sa-expired")
