@@ -1,7 +1,7 @@
 """The typed facade the REST layer calls: plain data in, plain data out.
 
 Two ways in, one for each direction: reads are answered from the read model
-(:mod:`mpa_sdn.views`), which changes nothing; every write (an MN's message,
+(:mod:`mpa_sdn.read_model`), which changes nothing; every write (an MN's message,
 a policy engine's action, a policy's change) is one call of the
 controller's, run where the core runs, through ``exchange`` (the shell's
 worker), so the core sees one event at a time whichever channel it came by.
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from mpa_protocol.messages import MAX_WAIT_S
 from mpa_sdn.controller import Controller
+from mpa_sdn.read_model import ReadModel
 from mpa_sdn.service import REST, Answer, Origin
 from mpa_sdn.topology import Network
-from mpa_sdn.views import ReadModel
 
 class NotFound(Exception):
     def __init__(self, kind: str, ident, detail: str | None = None):
