@@ -42,7 +42,7 @@ PREFIXED = (
      "message"),
 )
 # Entries of the counters dict that are levels, not counts (apps.rest_server
-# and rest_api.events keep them): gauges, not in mpa_events_total.
+# and rest_api.event_stream keep them): gauges, not in mpa_events_total.
 GAUGES = (("rest_connections_open", "mpa_rest_connections_open", "REST connections open now"),
           ("rest_streams_open", "mpa_rest_event_streams_open", "Event streams open now"))
 # Authentication and signalling refusals, by reason (the counter's name).

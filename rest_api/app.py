@@ -33,7 +33,7 @@ from mpa_sdn.facade import Busy, Conflict, Facade, NotFound, Unavailable, Unproc
 from mpa_sdn.metrics import CONTENT_TYPE as METRICS_TYPE
 from mpa_sdn.topology import ControllerSettings
 from rest_api import spec
-from rest_api.events import stream_events
+from rest_api.event_stream import stream_events
 from rest_api.idempotency import Idempotency
 from rest_api.limits import Slots
 from rest_api.problems import Problem, json_response

@@ -33,7 +33,7 @@ from mpa_sdn.mobility import QUIET_S
 from support.openapi_check import check_response
 from mpa_protocol import api_tokens
 from rest_api.app import RestApi
-from rest_api.events import HEARTBEAT_S
+from rest_api.event_stream import HEARTBEAT_S
 from support.network_rig import Rig
 from support.handover_rig import HOME, NCOA, arrive, bound, later, make_rig, pings
 
