@@ -16,7 +16,7 @@ rows of results.json, docs/scenarios.md):
 Targets (issue 4): interruption <= link-layer switch + 10 ms; signal-to-flows
 p99 < 10 ms.  Run as root:
 
-    .venv/bin/python benchmarks/handover.py [--rates 100,1000] [--handovers 10]
+    .venv/bin/python benchmarks/handover_interruption.py [--rates 100,1000] [--handovers 10]
         [--out results/bench/handover.json]
 """
 
@@ -55,7 +55,7 @@ def main() -> int:
     p.add_argument("--rates", default="100,1000")
     p.add_argument("--handovers", type=int, default=10)
     args = p.parse_args()
-    need_root("benchmarks/handover.py")
+    need_root("benchmarks/handover_interruption.py")
     results = stamped({"rates": []})
     for rate in (int(r) for r in args.rates.split(",")):
         outcome = run_rate(rate, args.handovers, args)
