@@ -39,6 +39,9 @@ RETRANSMISSION = "retransmission"
 
 @dataclass
 class SecurityAssociation:
+    """One MN's MPA-SA with one network's AA: its keys, its state and the
+    sequence numbers it has accepted."""
+
     id: str
     identity: str
     domain: str
