@@ -27,31 +27,14 @@ import re
 import sys
 from collections.abc import Mapping
 
+from mpa_protocol.log_text import CONTROL
+from mpa_protocol.log_text import EscapingFormatter, escape
+
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 # The fields of a line before its tokens; a token with one of these names
 # stays in the message only.
 RESERVED = frozenset({"time", "level", "logger", "message", "exception", "stack"})
-
-# What a line never shows as it is: C0, DEL and C1 controls (among them
-# every character str.splitlines() breaks at), the Unicode line and paragraph
-# separators, the bidirectional formatting controls (they reorder what a
-# terminal shows) and lone surrogates (no encoding can write them).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069"
-                      "\ud800-\udfff]")
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escaped(match: re.Match) -> str:
-    char = match.group()
-    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100
-                                else f"\\u{ord(char):04x}")
-
-
-def escape(text: str) -> str:
-    """``text`` with every character of :data:`_CONTROL` written as an escape."""
-    return _CONTROL.sub(_escaped, text)
-
 
 # A token starts a word: ``Foo(a=1`` is a repr, not a token.
 _TOKEN = re.compile(r"(?<!\S)([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
@@ -116,15 +99,12 @@ def fields(record: logging.LogRecord) -> dict[str, str | None]:
     return found
 
 
-class TextFormatter(logging.Formatter):
+class TextFormatter(EscapingFormatter):
     """The line as written, escaped: ``time level logger: message``; then the
     traceback, if any, on lines of its own."""
 
     def __init__(self, fmt: str = LOG_FORMAT, datefmt: str | None = None):
         super().__init__(fmt, datefmt)
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        return escape(super().formatMessage(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -156,7 +136,7 @@ class JsonFormatter(logging.Formatter):
             line["stack"] = self.formatStack(record.stack_info)
         # Outside strings JSON is ASCII: every match is in a string, where
         # \uNNNN is the same character.
-        return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}",
+        return CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}",
                             json.dumps(line, ensure_ascii=False, default=str))
 
 

@@ -99,6 +99,7 @@ from mpa_mn.reactive import Reactive, ReactiveSettings
 from mpa_mn.state_file import StateError, StateFile, default_path
 from mpa_mn.vif import Ip, NoVifs, VifError, Vifs, ipv4_addresses
 from mpa_protocol.credentials import MnCredentials, load_mn_credentials
+from mpa_protocol.log_text import EscapingFormatter
 from mpa_protocol.messages import (BUFFER, HANDOVER_MODES, HANDOVER_PHASES, ID_RE, MAC_RE,
                                    MAX_WAIT_S)
 from mpa_protocol.schema import ConfigError
@@ -679,6 +680,16 @@ def _run(args, c: _Context) -> tuple[dict, list[str], int]:
 
 # -- main ------------------------------------------------------------------------------
 
+def _log_to(stream) -> None:
+    """-v: every line to ``stream``.  What a network answered reaches these
+    lines, so they are escaped as the controller's are."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+
+
 def main(argv: list[str] | None = None, system: System | None = None) -> int:
     system = system or System()
     stdout = system.stdout or sys.stdout
@@ -689,8 +700,7 @@ def main(argv: list[str] | None = None, system: System | None = None) -> int:
     except SystemExit as exc:   # --help (0) or a usage error (2), already printed
         return int(exc.code or 0)
     if args.verbose:
-        logging.basicConfig(level=logging.DEBUG, stream=stderr,
-                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        _log_to(stderr)
     own_source = args.command in OWN_SOURCE
     document = {"command": args.command, "channel": "inband" if own_source else args.channel}
     used = []   # every channel the run sent on, for the counters
