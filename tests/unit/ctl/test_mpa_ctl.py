@@ -1,7 +1,7 @@
 """mpa-ctl against the real REST application and core, in-process.
 
 The transport is an urllib opener that hands each request to the WSGI
-application (as tests/unit/mn/test_client.py's WsgiOpener does), checks each
+application (as tests/unit/mn/test_mobile_node.py's WsgiOpener does), checks each
 answer against the OpenAPI document, and gives the body to the client only
 as it reads it, so an event stream is produced event by event.  The
 in-process facade's ``wait_events`` never blocks: where a test needs the
