@@ -27,8 +27,7 @@ import re
 import sys
 from collections.abc import Mapping
 
-from mpa_protocol.log_text import CONTROL
-from mpa_protocol.log_text import EscapingFormatter, escape
+from mpa_protocol.log_text import CONTROL, EscapingFormatter, escape
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
