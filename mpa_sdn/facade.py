@@ -206,11 +206,3 @@ class Facade:
     @property
     def last_event_id(self) -> int:
         return self._read.events.last_id
-
-    def on_event(self, listener) -> None:
-        self._read.events.listeners.append(listener)
-
-    def off_event(self, listener) -> None:
-        listeners = self._read.events.listeners
-        if listener in listeners:
-            listeners.remove(listener)
