@@ -80,7 +80,7 @@ class RestServer:
         self.context = context
         self.connections = Slots(settings.rest_max_connections,
                                  settings.rest_connections_per_source, counters,
-                                 "rest_connections")
+                                 "rest_connections", gauge=True)
         self.wsgi = eventlet.wsgi.Server(
             self.server, self.server.getsockname(), application, hub.LoggingWrapper(),
             environ={"wsgi.url_scheme": "https", "HTTPS": "on"} if context else None,
@@ -89,13 +89,10 @@ class RestServer:
         self._refusals = {reason: _refusal(reason) for reason in ("full", "key")}
         self._threads: set = set()
         self.closing = False
-        self._gauge()
+        counters["rest_connections_open"] = 0   # in /metrics from the start
 
     def count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
-
-    def _gauge(self) -> None:
-        self.counters["rest_connections_open"] = self.connections.held
 
     # -- accepting ------------------------------------------------------------
 
@@ -118,7 +115,6 @@ class RestServer:
             if refused:
                 self._refuse(sock, addr, refused)
                 continue
-            self._gauge()
             thread = eventlet.spawn(self._serve, sock, addr)
             self._threads.add(thread)
             thread.link(lambda done: self._threads.discard(done))
@@ -163,7 +159,6 @@ class RestServer:
                 self.ended(exc, addr)
         finally:
             self.connections.give(addr[0])
-            self._gauge()
             greenio.shutdown_safe(sock)
             sock.close()
 

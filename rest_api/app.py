@@ -201,7 +201,7 @@ class RestApi:
         self.idempotency = Idempotency(facade.store, facade.wall, self.counters)
         # Event streams open at once, in all and per token's name.
         self.streams = Slots(max_streams, streams_per_token, self.counters, "rest_streams",
-                             key_name="token")
+                             key_name="token", gauge=True)
 
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1

@@ -54,13 +54,8 @@ def stream_events(facade, call, slots) -> Response:
     response = Response(content_type="text/event-stream", charset="utf-8")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
-    _gauge(slots)
-
-    def give():
-        slots.give(name)
-        _gauge(slots)
-
-    response.app_iter = _Held(_frames(facade, cursor, identity, types, limit), give)
+    response.app_iter = _Held(_frames(facade, cursor, identity, types, limit),
+                              lambda: slots.give(name))
     return response
 
 
@@ -97,10 +92,6 @@ def _frames(facade, cursor: int, identity: str | None, types: set | None, limit:
             if facade.closed:      # the controller is stopping
                 return
             yield b": keep-alive\n\n"
-
-
-def _gauge(slots) -> None:
-    slots.counters["rest_streams_open"] = slots.held
 
 
 class _Held:

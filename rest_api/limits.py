@@ -17,27 +17,27 @@ class Slots:
 
     ``take`` answers None when it took one, else the name of the bound that
     refused it (``"full"`` or ``"key"``); each refusal adds one to the
-    counter ``<counter>_full`` or ``<counter>_<key_name>_full``.
+    counter ``<counter>_full`` or ``<counter>_<key_name>_full``.  With
+    ``gauge``, the counter ``<counter>_open`` is the number held, after
+    each take and give.
     """
 
     def __init__(self, total: int, per_key: int | None, counters: MutableMapping,
-                 counter: str, key_name: str = "source"):
+                 counter: str, key_name: str = "source", gauge: bool = False):
         self.total, self.per_key = total, per_key
         self.counters, self.counter, self.key_name = counters, counter, key_name
+        self.gauge = f"{counter}_open" if gauge else None
         self.held = 0
         self._by_key: collections.Counter = collections.Counter()
 
     def take(self, key: str) -> str | None:
         if self.held >= self.total:
-            self.counters[f"{self.counter}_full"] = self.counters.get(
-                f"{self.counter}_full", 0) + 1
-            return "full"
+            return self._refused("full", f"{self.counter}_full")
         if self.per_key is not None and self._by_key[key] >= self.per_key:
-            name = f"{self.counter}_{self.key_name}_full"
-            self.counters[name] = self.counters.get(name, 0) + 1
-            return "key"
+            return self._refused("key", f"{self.counter}_{self.key_name}_full")
         self.held += 1
         self._by_key[key] += 1
+        self._show()
         return None
 
     def give(self, key: str) -> None:
@@ -45,6 +45,15 @@ class Slots:
         self._by_key[key] -= 1
         if self._by_key[key] <= 0:
             del self._by_key[key]
+        self._show()
+
+    def _refused(self, bound: str, name: str) -> str:
+        self.counters[name] = self.counters.get(name, 0) + 1
+        return bound
+
+    def _show(self) -> None:
+        if self.gauge is not None:
+            self.counters[self.gauge] = self.held
 
     def of(self, key: str) -> int:
         return self._by_key.get(key, 0)
