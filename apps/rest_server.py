@@ -26,8 +26,8 @@ Counters (the application's dict, also /metrics): ``rest_connections_full``,
 ``rest_connections_source_full``, ``rest_timeout_header``,
 ``rest_timeout_idle``, ``rest_timeout_write``, ``rest_client_disconnected``,
 ``rest_tls_handshake_failed``, ``rest_tls_error``, ``rest_accept_failed``,
-``rest_malformed_http``,
-and the gauge ``rest_connections_open``.  Body timeouts are counted by the
+``rest_malformed_http``, ``rest_connection_error`` (a bug: logged with its
+traceback), and the gauge ``rest_connections_open``.  Body timeouts are counted by the
 application, which reads the body (``rest_timeout_body``).
 """
 
