@@ -6,8 +6,8 @@ once (a pre-switch starts buffering at the target's AR, a release frees
 the candidate's SA, nCoA and tunnel); the MN's part becomes an
 *instruction* the MN fetches with the ``instructions`` message
 (docs/signalling.md), signed under one of its MPA-SAs, over either
-channel.  With ``wait``, the question is held until an instruction comes
-or the wait is over: that is how an MN subscribes.
+channel (mpa_sdn/instructions.py).  An action's record and states are
+mpa_sdn/action_record.py.
 
     action        network's part                      MN's instruction
     prepare       (none: the MN must authenticate)    prepare {networks}
@@ -30,69 +30,23 @@ from __future__ import annotations
 import collections
 import dataclasses
 import heapq
-import itertools
 import logging
-from dataclasses import dataclass
 from typing import Protocol
 
-from mpa_protocol import messages
+from mpa_sdn.action_record import DELIVERED, DONE, FAILED, Action, ActionRefused
 from mpa_sdn.ca import mpa_client
-from mpa_sdn.events import rfc3339
+from mpa_sdn.instructions import Instructions
 from mpa_sdn.mobility import Refused
 from mpa_sdn.mpa_sa import AUTHORIZED, PRE_AUTHENTICATED
-from mpa_sdn.service import Answer, Held, Origin
+from mpa_sdn.service import Answer, Held
 from mpa_sdn.topology import ROLE_ACCESS
 
 LOG = logging.getLogger("mpa_sdn.actions")
 
 KIND = "action"
 KINDS = ("prepare", "pre-switch", "complete", "cancel", "release")
-PENDING, DELIVERED, DONE, FAILED = "pending", "delivered", "done", "failed"
-OPEN = (PENDING, DELIVERED)
 INSTRUCTION_TIMEOUT_S = 120.0   # an MN that neither fetches nor reports by then: failed
 KEEP_FINISHED = 1000            # finished actions kept (memory and store)
-MAX_PENDING = 4                 # instructions in one answer, as many as fit max_message_bytes
-
-
-class ActionRefused(Exception):
-    """The request cannot be carried out; ``problem`` names the API's problem type."""
-
-    def __init__(self, problem: str, detail: str):
-        super().__init__(detail)
-        self.problem = problem
-
-
-@dataclass
-class Action:
-    id: int
-    identity: str
-    action: str
-    params: dict
-    requested_by: str
-    created_at: float             # wall seconds
-    updated_at: float
-    state: str = PENDING
-    instruction: dict | None = None   # the MN's part, as it is sent to it
-    result: dict | None = None
-    error: dict | None = None
-    handover: int | None = None
-    reported: bool = False            # the MN reported on its instruction
-    network_done: bool = True         # the network's part needs nothing more
-
-    @property
-    def open(self) -> bool:
-        return self.state in OPEN
-
-    def view(self) -> dict:
-        return {"id": self.id, "identity": self.identity, "action": self.action,
-                "state": self.state, "params": dict(self.params),
-                "requested_by": self.requested_by,
-                "created_at": rfc3339(self.created_at), "updated_at": rfc3339(self.updated_at),
-                "instruction": None if self.instruction is None else dict(self.instruction),
-                "result": self.result, "error": self.error, "handover": self.handover}
-
-    def record(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 class Signalling(Protocol):
@@ -117,9 +71,10 @@ class Signalling(Protocol):
     def release_lease(self, sa, wall: float) -> tuple: ...
 
 
-class Actions:
+class Actions(Instructions):
     def __init__(self, service: Signalling, mobility, graph, policies, events, store,
                  counters):
+        super().__init__()      # the MN's held questions
         self.service, self.mobility, self.graph = service, mobility, graph
         self.policies, self.events, self.store, self.counters = policies, events, store, counters
         self.actions: dict[int, Action] = {}           # every action kept, by id
@@ -127,10 +82,6 @@ class Actions:
         self._open: dict[str, dict[int, Action]] = {}  # identity -> its open actions, by id
         self._finished: collections.deque[int] = collections.deque()  # oldest first
         self._due: list[tuple[float, int]] = []        # (when its instruction fails, id), a heap
-        # identity -> its held questions; and a heap of (when its wait is over, n, identity, held)
-        self.waiting: dict[str, list[Held]] = {}
-        self._wait_due: list[tuple[float, int, str, Held]] = []
-        self._held = itertools.count()                 # ties in _wait_due, in arrival order
         self._load()
 
     # -- the state store ---------------------------------------------------------
@@ -176,13 +127,6 @@ class Actions:
         return [a.view() for a in self.actions.values()
                 if (identity is None or a.identity == identity)
                 and (state is None or a.state == state)]
-
-    def instructions_of(self, identity: str) -> list[dict]:
-        return [dict(a.instruction) for a in self._open_parts(identity)]
-
-    def _open_parts(self, identity: str) -> list[Action]:
-        return [a for a in self._open.get(identity, {}).values()
-                if a.instruction is not None and not a.reported]
 
     # -- a policy engine's requests ------------------------------------------------
 
@@ -367,108 +311,7 @@ class Actions:
                     action.network_done = True
                     self._finish(action, DONE, wall)
 
-    # -- the MN's side ---------------------------------------------------------------
-
-    def poll(self, sa, msg, origin: Origin, wall: float) -> list[Answer]:
-        """An ``instructions`` message: reports first, then what is pending."""
-        if sa.state not in (PRE_AUTHENTICATED, AUTHORIZED):
-            return self.service.refuse(sa, msg, "wrong-state", f"the SA is {sa.state}",
-                                       [origin], wall)
-        self.counters["instructions_asked"] += 1
-        for report in msg.get("reports", []):
-            self._report(sa.identity, report, wall)
-        wait = msg.get("wait", 0)
-        if wait and not self._open_parts(sa.identity):
-            self.counters["instructions_waiting"] += 1
-            mine = self.waiting.setdefault(sa.identity, [])
-            answers = []
-            while len(mine) >= self.service.settings.held_per_mn:
-                # The newest question is the one its MN still listens for: the
-                # oldest is answered now (nothing pending), so no MN, however
-                # many it asks, holds more than its share of the shell's slots.
-                self.counters["instructions_superseded"] += 1
-                answers += self._answer_held(mine.pop(0), wall)
-            held = self.service.hold(sa, msg, [origin])
-            mine.append(held)
-            heapq.heappush(self._wait_due, (wall + wait, next(self._held), sa.identity, held))
-            return answers
-        return self._answer(sa, msg, [origin], wall)
-
-    def _answer(self, sa, msg, origins: list, wall: float) -> list[Answer]:
-        parts = self._fitting(sa, msg, self._open_parts(sa.identity)[:MAX_PENDING])
-        for action in parts:
-            if action.state == PENDING:
-                action.state = DELIVERED
-                action.updated_at = wall
-                self._changed(action)
-        answers = self.service.answer(sa, msg, "instruction-list", origins, wall,
-                                      pending=[dict(a.instruction) for a in parts])
-        gate = self.mobility.answer_gate(sa.identity)
-        if gate is not None and any(a.instruction["do"] == "switch" for a in parts):
-            # Told to switch only once the target's AR holds the traffic.
-            answers = [dataclasses.replace(a, after=gate) for a in answers]
-        return answers
-
-    def _fitting(self, sa, msg, parts: list[Action]) -> list[Action]:
-        """The first of ``parts`` that one answer holds within max_message_bytes,
-        at least one: in-band, an answer is one datagram.  The rest stay pending."""
-        limit = self.service.settings.max_message_bytes
-        while len(parts) > 1 and len(messages.encode(self.service.signed(
-                sa, msg, "instruction-list", pending=[a.instruction for a in parts]))) > limit:
-            parts = parts[:-1]
-            self.counters["instructions_left_for_later"] += 1
-        return parts
-
-    def _wake(self, identity: str, wall: float) -> list[Answer]:
-        """A new instruction for ``identity``: its held questions are answered."""
-        if not self._open_parts(identity):
-            return []
-        answers = []
-        for held in self.waiting.pop(identity, []):
-            answers += self._answer_held(held, wall)
-        return answers
-
-    def _answer_held(self, held: Held, wall: float) -> list[Answer]:
-        sa = self.service.unhold(held)
-        return [] if sa is None else self._answer(sa, held.msg, held.origins, wall)
-
-    def _report(self, identity: str, report: dict, wall: float) -> None:
-        action = self.actions.get(report["id"])
-        if action is None or action.identity != identity or action.instruction is None:
-            self.counters["instructions_report_unknown"] += 1
-            return
-        if action.reported or not action.open:
-            self.counters["instructions_report_again"] += 1
-            return
-        action.reported = True
-        mn = {"ok": report["ok"], **{k: report[k] for k in ("code", "detail") if k in report}}
-        action.result = {**(action.result or {}), "mn": mn}
-        self.counters["instructions_reported"] += 1
-        if not report["ok"]:
-            self._finish(action, FAILED, wall, error=(
-                report.get("code", "mn-failed"), report.get("detail", "the MN's part failed")))
-        elif action.network_done:
-            if action.action == "prepare":
-                action.result["prepared"] = self._prepared(identity,
-                                                           action.params["candidates"])
-            self._finish(action, DONE, wall)
-        else:
-            action.updated_at = wall
-            self._changed(action)
-
-    def _prepared(self, identity: str, networks: list[str]) -> dict:
-        """What the controller holds for the MN in each network (its own view,
-        not the MN's word)."""
-        out = {}
-        for network in networks:
-            sa_id = self.service.aa.by_identity_network.get((identity, network))
-            sa = self.service.aa.sas.get(sa_id) if sa_id else None
-            lease = self._lease(sa) if sa else None
-            tunnel = self.mobility.tunnels.get(lease.address) if lease else None
-            out[network] = {"sa": sa.state if sa else None,
-                            "address": lease.address if lease else None,
-                            "tunnel": tunnel.poa.id if tunnel else None}
-        return out
+    # -- an action's end ----------------------------------------------------------------
 
     def _finish(self, action: Action, state: str, wall: float,
                 error: tuple[str, str] | None = None) -> None:
@@ -502,16 +345,7 @@ class Actions:
     def tick(self, wall: float) -> list[Answer]:
         """Held questions whose wait is over get an empty answer; instructions
         nobody reported on fail their action."""
-        answers = []
-        while self._wait_due and self._wait_due[0][0] <= wall:
-            _, _, identity, held = heapq.heappop(self._wait_due)
-            mine = self.waiting.get(identity, [])
-            if held not in mine:
-                continue            # answered when an instruction came
-            mine.remove(held)
-            if not mine:
-                del self.waiting[identity]
-            answers += self._answer_held(held, wall)
+        answers = self._waits_over(wall)
         while self._due and self._due[0][0] < wall:
             action = self.actions.get(heapq.heappop(self._due)[1])
             if action is not None and action.open and not action.reported:
@@ -520,4 +354,3 @@ class Actions:
                     f"the MN did not report on its instruction within "
                     f"{INSTRUCTION_TIMEOUT_S:g} s"))
         return answers
-

@@ -28,7 +28,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 
 from mpa_sdn import dhcp, forwarding, packets, reconcile
 from mpa_sdn import openflow as of
-from mpa_sdn.actions import ActionRefused
+from mpa_sdn.action_record import ActionRefused
 from mpa_sdn.assembly import assemble
 from mpa_sdn.forwarding import Host
 from mpa_sdn.openflow import Send  # noqa: F401  (the shell and tests take it from here)
