@@ -28,7 +28,7 @@ from mpa_sdn import forwarding, packets
 from mpa_sdn import openflow as of
 from mpa_sdn.forwarding import Host
 from mpa_sdn.openflow import Send
-from mpa_sdn.tables import EXACT_MASK, Feature, feature_of, host_cookie, subject_of
+from mpa_sdn.tables import EXACT_MASK, Feature, address_of, feature_of, host_cookie
 from mpa_sdn.topology import PoA
 
 LOG = logging.getLogger("mpa_sdn.controller")   # the router's lines were the controller's
@@ -264,8 +264,7 @@ class Router:
         (see Controller.flow_removed)."""
         if reason != ofp.OFPRR_IDLE_TIMEOUT or feature_of(cookie) != Feature.HOST:
             return []
-        address = str(ipaddress.IPv4Address(subject_of(cookie) & 0xFFFFFFFF))
-        host = self.hosts.get(address)
+        host = self.hosts.get(address_of(cookie))
         if host is None or host.static or self.graph.dpid(host.poa.switch) != dpid:
             return []
         seen = (match.get("in_port"), str(match.get("eth_src", "")).lower())

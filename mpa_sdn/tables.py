@@ -93,6 +93,11 @@ def address_cookie(feature: Feature, address) -> int:
     return cookie(feature, int(ipaddress.IPv4Address(address)))
 
 
+def address_of(value: int) -> str:
+    """The address an address cookie's subject is (address_cookie's inverse)."""
+    return str(ipaddress.IPv4Address(subject_of(value) & 0xFFFFFFFF))
+
+
 def host_cookie(address) -> int:
     return address_cookie(Feature.HOST, address)
 

@@ -34,7 +34,6 @@ back if it lets go.
 from __future__ import annotations
 
 import collections
-import ipaddress
 import itertools
 import logging
 from typing import Callable, Iterable, Protocol
@@ -42,7 +41,7 @@ from typing import Callable, Iterable, Protocol
 from mpa_sdn import openflow as of
 from mpa_sdn.mobility.records import SETTLE_S
 from mpa_sdn.openflow import Send
-from mpa_sdn.tables import Feature, address_cookie, feature_of, subject_of
+from mpa_sdn.tables import Feature, address_cookie, address_of, feature_of
 
 LOG = logging.getLogger("mpa_sdn.mobility")
 RECEIVE, STEER, WITHDRAW = "receive", "steer", "withdraw"
@@ -67,11 +66,6 @@ class FlowProvider(Protocol):
 def order_of(cookie: int) -> tuple:
     """Where a subject comes in the whole state's build order."""
     return feature_of(cookie), address_of(cookie)
-
-
-def address_of(cookie: int) -> str:
-    """The address a mobility cookie's subject is."""
-    return str(ipaddress.IPv4Address(subject_of(cookie) & 0xFFFFFFFF))
 
 
 def delete_of(mod):

@@ -14,7 +14,8 @@ from mpa_sdn import openflow as of
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.tables import (
     EXACT_MASK, PIPELINE, PRIO_BINDING, PRIO_HOST, PRIO_MISS, PRIO_REJECT, PRIO_TUNNEL, Action,
-    Feature, Rule, Table, TableSpec, address_cookie, check_flow, cookie, host_cookie)
+    Feature, Rule, Table, TableSpec, address_cookie, address_of, check_flow, cookie,
+    host_cookie)
 
 MN = "10.2.1.100"
 IPV4 = ether.ETH_TYPE_IP
@@ -88,6 +89,12 @@ def test_a_nicira_write_counts_as_a_set_field():
                       cookie(Feature.ARP_RESPONDER, 1))
     assert [str(b) for b in check_flow(msg)] == ["set_field: ARP does not set in_port",
                                                  "set_field: ARP does not set ipv4_dst"]
+
+
+def test_an_address_cookie_gives_its_address_back():
+    for address in ("0.0.0.0", "10.1.1.100", "255.255.255.255"):
+        for feature in (Feature.HOST, Feature.TUNNEL, Feature.BINDING):
+            assert address_of(address_cookie(feature, address)) == address
 
 
 def test_a_cookie_of_another_feature_is_caught():
