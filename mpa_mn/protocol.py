@@ -12,8 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from mpa_protocol import keys
-from mpa_protocol import messages
+from mpa_protocol import keys, messages
 from mpa_protocol.messages import SignallingError
 from mpa_protocol.transcript import exchange_transcript, success_transcript
 

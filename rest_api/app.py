@@ -27,8 +27,7 @@ from urllib.parse import quote
 
 from webob import Request, Response
 
-from mpa_protocol import messages
-from mpa_protocol import api_tokens
+from mpa_protocol import api_tokens, messages
 from mpa_sdn.facade import Busy, Conflict, Facade, NotFound, Unavailable, Unprocessable
 from mpa_sdn.metrics import CONTENT_TYPE as METRICS_TYPE
 from mpa_sdn.topology import ControllerSettings
