@@ -27,6 +27,10 @@ MAX_PENDING = 4                 # instructions in one answer, as many as fit max
 
 
 class Instructions:
+    """The MN's side of :class:`~mpa_sdn.actions.Actions`, one object with it:
+    it reads the open actions (``_open``, ``actions``) and ends them with
+    ``_finish`` and ``_changed``, which stay with the actions' lifecycle."""
+
     def __init__(self):
         # identity -> its held questions; and a heap of (when its wait is over, n, identity, held)
         self.waiting: dict[str, list[Held]] = {}
