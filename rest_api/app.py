@@ -211,19 +211,22 @@ class RestApi:
         return response(environ, start_response)
 
     def handle(self, request: Request) -> Response:
-        path = _path(request)
+        # The path is named (_path) only in a refusal: a request that
+        # succeeds does not pay for it.
         try:
             return self._handle(request)
         except Problem as problem:
             self._count(f"rest_{problem.name.replace('-', '_')}")
-            return problem.response(path)
+            return problem.response(_path(request))
         except BodyLost as lost:
             self._count(lost.counter)
+            path = _path(request)
             LOG.info("%s %s from %s: %d %s (%s)", request.method, path,
                      request.remote_addr, lost.problem.status, lost.problem.detail, lost)
             return lost.problem.response(path)
         except Exception:  # a bug: say so without leaking internals
             self._count("rest_internal_error")
+            path = _path(request)
             LOG.exception("%s %s failed", request.method, path)
             return Problem("internal-error", "see the controller's log").response(path)
 
