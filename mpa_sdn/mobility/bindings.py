@@ -52,7 +52,7 @@ from mpa_sdn.mobility import tunnels
 from mpa_sdn.forwarding import Host, last_hop_actions
 from mpa_sdn.indexing import hosts_of_mac
 from mpa_sdn.mobility.flowsync import RECEIVE, STEER
-from mpa_sdn.mobility.records import ACTIVE, BINDING_KIND, STANDBY_KIND, Refused
+from mpa_sdn.mobility.records import ACTIVE, STANDBY_KIND, Refused
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.tables import (PRIO_BINDING, PRIO_BINDING_IN, Feature, Table, address_cookie,
                              feature_of)
@@ -271,10 +271,8 @@ class BindingUpdates:
         if msg.get("standby"):
             return self._standby(sa, home, care_of, attached, life, wall)
         if life == 0:
-            old = self.bindings.pop(home, None)
-            if old is not None:
-                self.store.delete(BINDING_KIND, home)
-                self.counters["binding_deleted"] += 1
+            if home in self.bindings:
+                self._delete_binding(home, "binding_deleted")
                 self._drop_standby(home, "ended_unbound")   # nothing left to move
                 self._sync()
             return {"home_address": home, "care_of": care_of, "lifetime": 0}
@@ -376,9 +374,7 @@ class BindingUpdates:
                             here.network, home, moved.care_of, here.id, care_of, cause)
                 continue
             with self._because(reason="no-route", **why):
-                del self.bindings[home]
-            self.store.delete(BINDING_KIND, home)
-            self.counters["binding_ended_no_route"] += 1
+                self._delete_binding(home, "binding_ended_no_route")
             self._drop_standby(home, "ended_unbound")
             LOG.warning("identity=%s mac=%s network=%s binding of %s ended: %s (%s) has no "
                         "way to the MN, and the MN is nowhere the controller knows",

@@ -47,8 +47,7 @@ from mpa_sdn.mobility.buffer import BufferFlows, Buffering
 from mpa_sdn.mobility.copy_forward import CopyAndForward
 from mpa_sdn.mobility.flowsync import FlowSync
 from mpa_sdn.mobility.phases import Phases
-from mpa_sdn.mobility.records import (BINDING_KIND, BUFFERING, COMPLETED, FLUSHING,
-                                      PRE_SWITCHING)
+from mpa_sdn.mobility.records import BUFFERING, COMPLETED, FLUSHING, PRE_SWITCHING
 from mpa_sdn.mobility.state import MobilityState
 from mpa_sdn.mobility.tunnels import TunnelFlows, Tunnelling
 from mpa_sdn.mobility.views import Views
@@ -152,9 +151,7 @@ class Mobility(MobilityState, Tunnelling, BindingUpdates, Buffering, Phases, Cop
                 self._drop_tunnel(tunnel, "expired")
                 changed = True
         for binding in [b for b in self.bindings.values() if b.expires <= wall]:
-            del self.bindings[binding.home]
-            self.store.delete(BINDING_KIND, binding.home)
-            self.counters["binding_expired"] += 1
+            self._delete_binding(binding.home, "binding_expired")
             changed = True
         for standby in [s for s in self.standbys.values()
                         if s.expires <= wall or s.home not in self.bindings]:

@@ -120,6 +120,12 @@ class MobilityState:
     def _save_binding(self, b: Binding) -> None:
         self.store.put(BINDING_KIND, b.home, dict(b.__dict__))
 
+    def _delete_binding(self, home: str, counter: str) -> None:
+        """The binding of ``home`` ends, in memory and in the store (``counter``: why)."""
+        del self.bindings[home]
+        self.store.delete(BINDING_KIND, home)
+        self.counters[counter] += 1
+
     def _save_standby(self, s: Standby) -> None:
         self.store.put(STANDBY_KIND, s.home, dict(s.__dict__))
 
