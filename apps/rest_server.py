@@ -151,12 +151,12 @@ class RestServer:
                     self.count("rest_tls_handshake_failed")
                     return
             _Connection([addr, sock, eventlet.wsgi.STATE_IDLE], self.wsgi)
-        except Exception as exc:
-            if not isinstance(exc, OSError):
-                LOG.exception("REST: connection from %s failed", tls.peer(addr))
-                self.count("rest_connection_error")
-            elif not self.closing:
+        except OSError as exc:
+            if not self.closing:
                 self.ended(exc, addr)
+        except Exception:
+            LOG.exception("REST: connection from %s failed", tls.peer(addr))
+            self.count("rest_connection_error")
         finally:
             self.connections.give(addr[0])
             greenio.shutdown_safe(sock)
