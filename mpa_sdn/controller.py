@@ -238,10 +238,9 @@ class Controller:
         if table_id == Table.ARP and frame.arp is not None:
             return self.router.arp(dpid, in_port, frame, now)
         if table_id == Table.ROUTE and frame.ip_dst is not None:
-            if (frame.ip_dst in self.router.gateways and frame.udp is not None
-                    and frame.udp[1] == self.topology.mpa.signalling_port):
-                return self._signal_in_band(dpid, in_port, frame, now)
             if frame.ip_dst in self.router.gateways:
+                if frame.udp is not None and frame.udp[1] == self.topology.mpa.signalling_port:
+                    return self._signal_in_band(dpid, frame, now)
                 return self.router.to_gateway(frame)
             if self.mobility.copied(dpid, frame, data, now):
                 # Copy-and-forward: the MN's active PoA copied what it delivered.
@@ -258,7 +257,7 @@ class Controller:
 
     # -- the AA and CA: signalling, DHCP, DAD ---------------------------------
 
-    def _signal_in_band(self, dpid, in_port, frame, now) -> list[Send]:
+    def _signal_in_band(self, dpid, frame, now) -> list[Send]:
         network = self.router.gateways[frame.ip_dst]
         origin = Origin(INBAND, frame.ip_src, network.id, frame.eth_src,
                         reply_to=(dpid, frame.eth_src, frame.ip_dst, frame.ip_src, frame.udp[0]))
