@@ -36,6 +36,7 @@ ROLES = (READER, POLICY_ENGINE, ADMIN)  # each may do what the ones before it ma
 TOKEN_BYTES = 32                        # 256 bits of entropy, URL-safe base64
 MAX_TOKEN_CHARS = 256                   # longer is refused before hashing
 MAX_TOKENS = 1000
+MAX_FILE_BYTES = 1 << 20                # MAX_TOKENS entries fit many times over
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")
 _HEX = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -147,9 +148,11 @@ def _read(path: str):
     try:
         with open(path, "rb") as f:
             mode = os.fstat(f.fileno()).st_mode
-            text = f.read(1 << 20)
+            text = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise TokenFileError([f"{path}: cannot read ({exc.strerror})"]) from None
+    if len(text) > MAX_FILE_BYTES:     # cut, it could parse and lose tokens
+        raise TokenFileError([f"{path}: larger than {MAX_FILE_BYTES} bytes"])
     if mode & 0o077:
         raise TokenFileError([f"{path}: readable by others (mode {mode & 0o777:o}); "
                               f"chmod 600 {path}"])

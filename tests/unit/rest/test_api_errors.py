@@ -693,3 +693,14 @@ def test_a_path_or_query_that_is_no_utf8_is_refused_not_a_500(setup, path, statu
     counted = f"rest_{problem.replace('-', '_')}"
     assert api.counters.get(counted, 0) == counters.get(counted, 0) + 1
     assert api.counters.get("rest_internal_error", 0) == 0
+
+
+def test_a_tokens_file_too_large_to_read_whole_is_refused_not_cut(tmp_path):
+    # Cut at the bound, the file below would still parse, without "late".
+    path = tmp_path / "tokens.yaml"
+    line = "- {name: %s, role: reader, sha256: %s}\n"
+    path.write_text("version: 1\ntokens:\n" + line % ("early", api_tokens.digest("a-token"))
+                    + "#" * (1 << 20) + "\n" + line % ("late", api_tokens.digest("b-token")))
+    path.chmod(0o600)
+    with pytest.raises(api_tokens.TokenFileError, match="larger than"):
+        api_tokens.load_tokens(str(path))
