@@ -390,8 +390,7 @@ class AuthenticationAgent:
             raise SignallingError("replay", f"sequence number {seq} was already used")
         return sa, None
 
-    def commit(self, sa: SecurityAssociation, msg: Message, purpose: str, answer: dict,
-               now: float) -> None:
+    def commit(self, sa: SecurityAssociation, msg: Message, answer: dict, now: float) -> None:
         """Record an accepted message's sequence number and its answer (an
         answer may come late: see :meth:`SecurityAssociation.accept`)."""
         sa.accept(msg["seq"], msg["mac"], answer, now, self.settings.replay_window)

@@ -259,9 +259,9 @@ class MpaService:
     def answer(self, sa, msg: Message, kind: str, origins: list, wall: float,
                **fields) -> list[Answer]:
         """``msg``'s answer of type ``kind``, signed with the key of its purpose
-        (signalling.PURPOSE), to each of ``origins``; its number is used up."""
+        (messages.PURPOSE), to each of ``origins``; its number is used up."""
         answer = self.signed(sa, msg, kind, **fields)
-        self.aa.commit(sa, msg, messages.PURPOSE[msg.type], answer, wall)
+        self.aa.commit(sa, msg, answer, wall)
         return [Answer(o, answer) for o in origins]
 
     def signed(self, sa, msg: Message, kind: str, **fields) -> dict:
@@ -276,7 +276,7 @@ class MpaService:
         number is used up, so a retransmission gets the same refusal."""
         answer = messages.error(code, text, network=sa.network, seq=msg["seq"],
                                 in_reply_to=msg.type, **extra)
-        self.aa.commit(sa, msg, messages.PURPOSE[msg.type], answer, wall)
+        self.aa.commit(sa, msg, answer, wall)
         self.counters[f"signal_refused_{code.replace('-', '_')}"] += 1
         return [Answer(o, answer, messages.ERRORS[code]) for o in origins]
 
