@@ -3,8 +3,9 @@
 Every REST connection and every switch holds a descriptor.  A host's soft
 limit is often 1024: with the default ``rest_max_connections`` (1024) and
 any switch at all, accept() would fail with EMFILE long before the bound
-refused anyone.  At start-up the soft limit is raised to the hard one when
-it is below what the bounds need; when even the hard limit is too low the
+refused anyone.  At start-up the soft limit is raised to the hard one (to
+what is needed when the hard one is unlimited) when it is below what the
+bounds need; when even the hard limit is too low the
 controller does not start.
 """
 
@@ -37,5 +38,7 @@ def ensure(topology) -> str:
               f"{RESERVED} besides) and the hard limit is {hard}; raise it (ulimit -Hn, "
               "LimitNOFILE=) or lower rest_max_connections", file=sys.stderr)
         sys.exit(2)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return f"file descriptors: soft limit raised from {soft} to {hard} ({want} needed)"
+    # An unlimited hard limit is no soft one a kernel takes: then what is needed.
+    raised = want if hard == resource.RLIM_INFINITY else hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+    return f"file descriptors: soft limit raised from {soft} to {raised} ({want} needed)"

@@ -506,6 +506,23 @@ def test_the_soft_descriptor_limit_is_raised_to_what_the_bounds_need(topology, m
     assert descriptors.ensure(topology).startswith("file descriptors: 65536 allowed")
 
 
+def test_with_no_hard_descriptor_limit_the_soft_one_is_raised_to_what_the_bounds_need(
+        topology, monkeypatch):
+    infinity = descriptors.resource.RLIM_INFINITY
+    limits = {"now": (256, infinity)}
+
+    def setrlimit(which, value):
+        if value[0] == infinity:    # as Linux (past nr_open) and macOS refuse it
+            raise ValueError("not allowed to raise maximum limit")
+        limits.update(now=value)
+    monkeypatch.setattr(descriptors.resource, "getrlimit", lambda which: limits["now"])
+    monkeypatch.setattr(descriptors.resource, "setrlimit", setrlimit)
+    want = descriptors.needed(topology)
+    assert descriptors.ensure(topology) == \
+        f"file descriptors: soft limit raised from 256 to {want} ({want} needed)"
+    assert limits["now"] == (want, infinity)
+
+
 def test_a_hard_descriptor_limit_below_the_bounds_stops_start_up(topology, monkeypatch, capsys):
     monkeypatch.setattr(descriptors.resource, "getrlimit", lambda which: (256, 1024))
     with pytest.raises(SystemExit) as stopped:
