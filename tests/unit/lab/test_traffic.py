@@ -16,6 +16,7 @@ import pytest
 
 from mpa_lab.traffic.datagrams import (HEADER_SIZE, Header, HeaderError, Receiver, Sender,
                                        analyse, load_windows, main, read_log)
+from support.lab_rig import wait_for
 from support.paths import ROOT
 
 MS = 1_000_000
@@ -318,13 +319,6 @@ def start(target, *args):
     return thread
 
 
-def wait_for(condition, timeout_s=10.0):
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def run_flow(receiver, to, rate, duration, expected_received):
     """Send to ``to``, wait until ``expected_received(summary)`` arrived, stop the receiver."""
     receiving = start(receiver.run)
@@ -333,7 +327,8 @@ def run_flow(receiver, to, rate, duration, expected_received):
         summary = sender.run()
     finally:
         sender.sock.close()
-    wait_for(lambda: receiver.received >= expected_received(summary))
+    wait_for(lambda: receiver.received >= expected_received(summary), 10.0,
+             "the datagrams sent", interval_s=0.01)
     receiver.stop()
     receiving.join(5)
     receiver.sock.close()
