@@ -62,15 +62,14 @@ LOG = logging.getLogger("mpa_mn.handover")
 DEFAULT_LINK_TIMEOUT_S = 30.0
 NO_PRE_SWITCH = "none"
 MODES = (*HANDOVER_MODES, NO_PRE_SWITCH)
-# SWITCHED_BACK, the controller's phase of a handover it switched back, is
-# also the code of the MN's failure when its arrival finds one.
 # The controller's refusal of an ``arrived`` for a handover it does not have.
 NO_HANDOVER = "wrong-state"
 
 
 class HandoverFailed(Exception):
     """The controller's answer to ``arrived`` says the handover did not
-    complete; ``result`` is what the MN did all the same."""
+    complete; ``result`` is what the MN did all the same.  Its ``code`` is
+    SWITCHED_BACK, the controller's phase of a handover it switched back."""
 
     def __init__(self, message: str, result: dict):
         super().__init__(message)
