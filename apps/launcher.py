@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 
-from apps import logs
+from apps import descriptors, logs
 from mpa_protocol.schema import ConfigError
 from mpa_sdn.config import CONTROLLER_FILES, load_or_exit, load_topology, missing_from_group
 
@@ -243,8 +243,7 @@ def main(argv=None) -> int:
     _check_free(settings.rest_host, settings.rest_port, "REST")
     logs.configure(args.log_level, args.log_format)  # Ryu sets the level too, but only later
     log = logging.getLogger("mpa_sdn")
-    from apps import descriptors  # REST connections and switches each hold one
-    log.info("%s", descriptors.ensure(topology))
+    log.info("%s", descriptors.ensure(topology))  # REST connections and switches hold one each
     credentials = _credentials_or_exit(topology)
     for domain, store in sorted(credentials.items()):
         log.info("domain %s: %d credentials", domain, len(store))
