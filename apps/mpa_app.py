@@ -226,6 +226,7 @@ class MpaApp(app_manager.RyuApp):
         """Run a REST request's core call in the worker and wait (``timeout`` s)
         for its answer; raise Busy, having queued nothing, past a bound."""
         if self.rest.facade.closed:
+            self.counters["rest_refused_stopping"] += 1
             raise Busy("the controller is stopping; nothing was done")
         slots, key = (self._waiting, "") if held_from is None else (self._held, held_from)
         refused = slots.take(key)

@@ -392,7 +392,7 @@ class RestApi:
         except NotFound as exc:
             self._count("rest_not_found")
             return _message(404, messages.error("unknown-network", str(exc)))
-        except Busy as exc:     # refused before it was queued: counted by the bound
+        except Busy as exc:     # refused before it was queued: the shell counted why
             return _message(503, messages.error("busy", f"{exc}; send it again",
                                                 retry_after=1))
         if answer is None:

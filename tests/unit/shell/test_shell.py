@@ -148,6 +148,7 @@ def test_stop_wakes_the_long_rest_requests_and_refuses_new_ones(app):
     with pytest.raises(Busy, match="stopping"):
         app._exchange(lambda reply: None, lambda origin, now: [], 60)
     assert app.work.qsize() == queued, "a refused call is never queued"
+    assert app.counters["rest_refused_stopping"] == 1
     assert app.counters["rest_signal_queue_full"] == 0, "stopping is not a full queue"
 
 
