@@ -178,6 +178,13 @@ def _report(v: Any) -> bool:
     return all(_text(limit)(v[k]) for k, limit in (("code", 32), ("detail", 300)) if k in v)
 
 
+# The proactive handover tunnel's encapsulations (RFC 6252 §7.4): an MPLS
+# label-switched path inside one controller's network, or VXLAN between the
+# nAR and the MN itself (IANA's port 4789; 24-bit keys, 0 unused).
+ENCAPSULATIONS = ("mpls", "vxlan")
+VXLAN_PORT = 4789
+VXLAN_KEY_MAX = (1 << 24) - 1
+
 _AUTHENTICATED = {"network": network_ok, "sa": _sa_id, "seq": _seq, "mac": _tag}
 
 # type -> (required fields, optional fields), each field -> its check.
@@ -192,7 +199,9 @@ SCHEMAS: dict[str, tuple[dict, dict]] = {
     "resume": (_AUTHENTICATED, {}),
     # MN -> AR (RFC 6252 §6.3 steps 2-5): the proactive handover tunnel, the
     # binding update through it, and the handover's phases.
-    "tunnel-request": (_AUTHENTICATED, {"lifetime": _int(1, 2**31 - 1)}),
+    # ``outer``: the MN's current address (its oCoA), where an MN-terminated
+    # tunnel from another domain's nAR ends (RFC 6252 §7.4).
+    "tunnel-request": (_AUTHENTICATED, {"lifetime": _int(1, 2**31 - 1), "outer": ipv4_ok}),
     "tunnel-release": (_AUTHENTICATED, {}),
     "binding-update": ({**_AUTHENTICATED, "home_address": ipv4_ok, "care_of": ipv4_ok},
                        {"lifetime": _int(0, 2**31 - 1), "standby": _true}),
@@ -213,7 +222,14 @@ SCHEMAS: dict[str, tuple[dict, dict]] = {
                 "lease_time": _seconds}, {}),
     "released": (_AUTHENTICATED, {"scope": _one_of("lease", "all")}),
     "resumed": ({**_AUTHENTICATED, "state": _text(32)}, {}),
-    "tunnel": ({**_AUTHENTICATED, "address": ipv4_ok, "poa": network_ok, "lifetime": _seconds}, {}),
+    # An MPLS tunnel (one controller owns both ends) names the PoA it reaches;
+    # an MN-terminated VXLAN tunnel (the nAR's controller does not control the
+    # MN's PoA) gives what the MN needs to end it: the key (VNI), the nAR's
+    # address, the outer address it sends to and the router's MAC.
+    "tunnel": ({**_AUTHENTICATED, "address": ipv4_ok, "lifetime": _seconds},
+               {"poa": network_ok, "encapsulation": _one_of(*ENCAPSULATIONS),
+                "key": _int(1, VXLAN_KEY_MAX), "endpoint": ipv4_ok, "outer": ipv4_ok,
+                "udp_port": _int(1, 65535), "router_mac": _mac}),
     "tunnel-released": (_AUTHENTICATED, {}),
     "binding-ack": ({**_AUTHENTICATED, "home_address": ipv4_ok, "care_of": ipv4_ok,
                      "lifetime": _seconds}, {"standby": _true}),
