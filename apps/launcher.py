@@ -16,6 +16,7 @@ import sys
 from apps import descriptors, logs
 from mpa_protocol.schema import ConfigError
 from mpa_sdn.config import CONTROLLER_FILES, load_or_exit, load_topology, missing_from_group
+from mpa_sdn.domain_view import serve_domain
 
 # The flags that override the controller: section, one row each:
 # (key, flag, metavar, type, help).  The flag's value lands in args.<key>.
@@ -49,6 +50,10 @@ def _arguments(argv):
                         help="validate FILE, print 'ok' or one line per error, exit 2 on errors")
     for key, flag, metavar, kind, text in SETTING_FLAGS:
         parser.add_argument(flag, dest=key, metavar=metavar, type=kind, help=text)
+    parser.add_argument("--domain", metavar="ID",
+                        help="serve this administrative domain alone: its switches, networks "
+                             "and credentials; of the others only their networks' prefixes and "
+                             "gateways (docs/inter-domain.md). Default: every domain")
     parser.add_argument("--state-db", metavar="FILE",
                         help="SQLite file for SAs and leases (default: from the file, "
                              "/var/lib/mpa-sdn/state.db; ':memory:' keeps nothing)")
@@ -150,14 +155,29 @@ def _credentials_or_exit(topology) -> dict:
     return stores
 
 
-def _check_config(path: str) -> int:
+def _one_domain_or_exit(topology, domain: str | None):
+    """The part of ``topology`` the controller of ``domain`` knows (all of it
+    without one), or every reason it cannot serve that domain alone and exit 2."""
+    if domain is None:
+        return topology
+    try:
+        return serve_domain(topology, domain)
+    except ConfigError as exc:
+        _exit_on(exc.lines())
+
+
+def _check_config(path: str, domain: str | None = None) -> int:
     """``--check-config``: every problem of the topology file and of the files
     it names, one line each (with its key path) and 2; or ``ok`` and 0.
+    With a domain, the problems of serving that domain alone too, and only its
+    files are read.
 
     The files are read even when the topology has errors elsewhere: those the
     sections that parsed name (the controller's settings, the domains)."""
     try:
         sections, problems = load_topology(path), []
+        if domain is not None:
+            sections = serve_domain(sections, domain)
     except ConfigError as exc:
         sections, problems = exc.parsed, exc.lines()
     if sections is not None:
@@ -234,9 +254,10 @@ def _openflow_listen_args(settings) -> list[str]:
 def main(argv=None) -> int:
     args = _arguments(sys.argv[1:] if argv is None else argv)
     if args.check_config:
-        return _check_config(args.check_config)
+        return _check_config(args.check_config, args.domain)
 
-    topology = _with_overrides(load_or_exit(args.config), args)
+    topology = _with_overrides(_one_domain_or_exit(load_or_exit(args.config), args.domain),
+                               args)
     settings = topology.controller
     contexts, tokens = _files_or_exit(settings, _labels(args))
     _check_free(settings.openflow_host, settings.openflow_port, "OpenFlow")

@@ -25,9 +25,9 @@ from mpa_protocol.schema import (MISSING, ConfigError, Reader, is_version_1, loa
                                  read_text)
 from mpa_sdn.config_fields import MAX_LEASE_S, host_address
 from mpa_sdn.config_hosts import parse_hosts
-from mpa_sdn.config_network import (parse_links, parse_neighbours, parse_networks,
-                                    parse_switches)
-from mpa_sdn.topology import ControllerSettings, Domain, MpaSettings, Topology
+from mpa_sdn.config_network import (check_tunnel_ports, parse_links, parse_neighbours,
+                                    parse_networks, parse_switches)
+from mpa_sdn.topology import ControllerSettings, Domain, DomainController, MpaSettings, Topology
 
 DAY_S = 24 * 3600
 YEAR_S = 365 * DAY_S
@@ -122,6 +122,16 @@ _MPA_PARSERS = {
 }
 
 
+# A domain's own controller (``domains.ID.controller``), for ``--domain ID``:
+# what differs from the controller section when two domains' controllers run
+# on one machine.
+_DOMAIN_CONTROLLER_PARSERS = {
+    "openflow_port": schema.integer(1, 65535),
+    "rest_port": schema.integer(1, 65535),
+    "state_db": schema.file_path,
+}
+
+
 def _settings(r: Reader, raw: Any, section: str, parsers: dict, cls: type) -> Any:
     """A section of optional scalar settings; a key left out keeps cls's default."""
     if raw is None:
@@ -175,14 +185,16 @@ def _domains(r: Reader, raw: Any) -> dict[str, Domain]:
     for did, entry in r.table(raw, "domains").items():
         path = f"domains.{did}"
         entry = r.mapping(entry if entry is not None else {}, path,
-                          optional={"name", "credentials"})
+                          optional={"name", "credentials", "controller"})
         if entry is None:
             r.broken.add(("domain", did))  # its networks are not reported again
         else:
             name = r.field(entry, "name", path, schema.text, default=did)
             credentials = r.field(entry, "credentials", path, schema.file_path)
+            own = _settings(r, entry.get("controller"), f"{path}.controller",
+                            _DOMAIN_CONTROLLER_PARSERS, DomainController)
             domains[did] = Domain(did, did if name is MISSING else name,
-                                  None if credentials is MISSING else credentials)
+                                  None if credentials is MISSING else credentials, own)
     if not domains:
         r.error("domains", "at least one administrative domain is required")
     return domains
@@ -209,12 +221,13 @@ def parse_topology(raw: Any) -> Topology:
     controller = _controller(r, raw.get("controller"))
     mpa = _mpa(r, raw.get("mpa"))
     domains = _domains(r, raw.get("domains"))
-    switches = parse_switches(r, raw.get("switches"))
     used_ports: dict = {}
+    switches = parse_switches(r, raw.get("switches"), domains, used_ports)
     links = parse_links(r, raw.get("links"), switches, used_ports)
     networks = parse_networks(r, raw.get("networks"), domains, switches, used_ports)
     neighbours = parse_neighbours(r, raw.get("neighbours"), networks)
     cns, mns = parse_hosts(r, raw.get("correspondents"), raw.get("mobile_nodes"), networks)
+    check_tunnel_ports(r, switches, networks)
     if not r.errors:
         topology = Topology(controller=controller, domains=domains, switches=switches,
                             links=links, networks=networks, neighbours=neighbours,

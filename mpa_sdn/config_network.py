@@ -16,9 +16,9 @@ from typing import Any
 from mpa_protocol import schema
 from mpa_protocol.schema import MISSING, Invalid, Quiet, Reader, kind_of
 from mpa_sdn import interface_names
-from mpa_sdn.config_fields import (MAX_LEASE_S, address_pool, datapath_id, interfaces_fit,
-                                   ipv4_address, ipv4_prefix, is_host_of, switch_port,
-                                   unicast_ipv4)
+from mpa_sdn.config_fields import (MAX_LEASE_S, MAX_PORT, address_pool, datapath_id,
+                                   interfaces_fit, ipv4_address, ipv4_prefix, is_host_of,
+                                   switch_port, unicast_ipv4)
 from mpa_sdn.topology import (ROLE_ACCESS, ROLES, AddressPool, Link, Neighbour, Network, PoA,
                               Port, Switch)
 
@@ -31,26 +31,43 @@ def default_gateway_mac(network_id: str) -> str:
     return "02:" + ":".join(f"{b:02x}" for b in digest[:5])
 
 
-def parse_switches(r: Reader, raw: Any) -> dict[str, Switch]:
+def parse_switches(r: Reader, raw: Any, domains: dict, used: dict) -> dict[str, Switch]:
     switches, by_dpid = {}, {}
     for sid, entry in r.table(raw, "switches").items():
         path = f"switches.{sid}"
         r.broken.add(("switch", sid))
-        entry = r.mapping(entry, path, required={"dpid"})
+        entry = r.mapping(entry, path, required={"dpid"}, optional={"domain", "pht_port"})
         if entry is None:
             continue
         dpid = r.field(entry, "dpid", path, datapath_id)
-        if dpid is MISSING:
+        domain = r.field(entry, "domain", path, _known(r, domains, "domain"), default=None)
+        pht_port = r.field(entry, "pht_port", path, schema.integer(1, MAX_PORT), default=None)
+        if MISSING in (dpid, domain, pht_port):
             continue
         if dpid in by_dpid:
             r.error(f"{path}.dpid", f"{dpid:#x} is already the dpid of switch {by_dpid[dpid]}")
             continue
         r.broken.discard(("switch", sid))
         by_dpid[dpid] = sid
-        switches[sid] = Switch(sid, dpid)
+        if pht_port is not None:
+            used[(sid, pht_port)] = "its proactive handover tunnels (pht_port)"
+        switches[sid] = Switch(sid, dpid, domain, pht_port)
     if not switches:
         r.error("switches", "at least one switch is required")
     return switches
+
+
+def check_tunnel_ports(r: Reader, switches: dict, networks: dict) -> None:
+    """A VXLAN port terminates tunnels at an access router's own address: a
+    switch that is no network's AR, or the AR of several, cannot tell which."""
+    for sid, switch in switches.items():
+        if switch.pht_port is None:
+            continue
+        served = [n.id for n in networks.values() if n.access_router == sid]
+        if len(served) != 1:
+            r.error(f"switches.{sid}.pht_port",
+                    "needs a switch that is the access router of exactly one network "
+                    f"(it is the AR of {len(served)})")
 
 
 def parse_links(r: Reader, raw: Any, switches: dict, used: dict) -> tuple[Link, ...]:

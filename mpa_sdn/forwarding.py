@@ -124,8 +124,10 @@ def network_route_flows(graph: NeighbourhoodGraph, switch: str) -> list:
     for network in graph.networks():
         tag = cookie(Feature.NETWORK_ROUTE, graph.network_index(network.id))
         gateway_match, prefix_match = _network_matches(network)
-        flows.append(of.flow_add(Table.ROUTE, PRIO_GATEWAY_PUNT, gateway_match,
-                                 of.apply(of.to_controller()), tag))
+        if graph.topology.serves(network):
+            # Another domain's gateway answers for itself, in its domain.
+            flows.append(of.flow_add(Table.ROUTE, PRIO_GATEWAY_PUNT, gateway_match,
+                                     of.apply(of.to_controller()), tag))
         port = graph.next_hop_port(switch, network.access_router)
         action = of.to_controller() if port is None else of.output(port)
         flows.append(of.flow_add(Table.ROUTE, PRIO_NETWORK, prefix_match, of.apply(action), tag))

@@ -65,7 +65,9 @@ class Router:
             for address, host in hosts.items()}
         topology = graph.topology
         self.poa_at = {(graph.dpid(p.switch), p.port): p for p in topology.poas.values()}
-        self.gateways = {str(n.gateway): n for n in topology.networks.values()}
+        # The gateways this controller answers for: another domain's are routed there.
+        self.gateways = {str(n.gateway): n for n in topology.networks.values()
+                         if topology.serves(n)}
         self._gateway_macs = {n.gateway_mac for n in topology.networks.values()}
         self._static_counts: dict[str, int] = {}
         self._arp_sent: dict[str, float] = {}

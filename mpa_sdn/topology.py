@@ -131,17 +131,34 @@ class MpaSettings:
 
 
 @dataclass(frozen=True)
+class DomainController:
+    """Where a domain's own controller listens, for ``--domain`` (docs/inter-domain.md)."""
+
+    openflow_port: int | None = None
+    rest_port: int | None = None
+    state_db: str | None = None
+
+
+@dataclass(frozen=True)
 class Domain:
     id: str
     name: str
     # The domain's own credentials store (a file path); None: its AA knows no MN.
     credentials: str | None = None
+    controller: DomainController = field(default_factory=DomainController)
 
 
 @dataclass(frozen=True)
 class Switch:
     id: str
     dpid: int
+    # The administrative domain whose controller it connects to (None: the
+    # file does not say; Topology.switch_domain infers it from its networks).
+    domain: str | None = None
+    # The OpenFlow port number of the switch's VXLAN port, where proactive
+    # handover tunnels that end at an MN in another domain are terminated
+    # (RFC 6252 §7.4).  Only an access router has one; None: no such tunnels.
+    pht_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -249,9 +266,27 @@ class Topology:
     mobile_nodes: Mapping[str, MobileNode]
     mpa: MpaSettings = field(default_factory=MpaSettings)
     poas: Mapping[str, PoA] = field(default_factory=dict)
+    # The one domain a controller serves (``--domain``; mpa_sdn.domain_view):
+    # None, the single-controller mode, serves every domain.
+    domain: str | None = None
 
     def __post_init__(self):
         for name in ("domains", "switches", "networks", "correspondents", "mobile_nodes"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
         poas = {p.id: p for n in self.networks.values() for p in n.poas}
         object.__setattr__(self, "poas", _frozen(poas))
+
+    def serves(self, network: Network) -> bool:
+        """Whether this controller is the network's AA, CA and AR (another
+        domain's network is only routed to, and discovered)."""
+        return self.domain is None or network.domain == self.domain
+
+    def switch_domain(self, switch_id: str) -> str | None:
+        """The switch's domain: as the file says, else the one domain of the
+        networks whose AR or PoAs it holds (None: no such network, or several)."""
+        given = self.switches[switch_id].domain
+        if given is not None:
+            return given
+        owners = {n.domain for n in self.networks.values()
+                  if n.access_router == switch_id or any(p.switch == switch_id for p in n.poas)}
+        return owners.pop() if len(owners) == 1 else None

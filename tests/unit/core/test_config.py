@@ -660,7 +660,7 @@ ONE_DEFECT = [
     pytest.param(put("domains.domain-a.credentials", ["a.yaml"]), "domains.domain-a.credentials",
                  "not a list", id="credentials-list"),
     pytest.param(put("domains.domain-a.keys", "a.yaml"), "domains.domain-a.keys",
-                 "unknown key (allowed: credentials, name)", id="unknown-domain-key"),
+                 "unknown key (allowed: controller, credentials, name)", id="unknown-domain-key"),
     # connectivity (checked once everything else is valid)
     pytest.param(put("switches.lonely", {"dpid": 0x99}), "links", "lonely",
                  id="switch-without-links"),
