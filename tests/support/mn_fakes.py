@@ -149,14 +149,19 @@ class FakeSocket:
 
 
 class FakeIp:
-    """`ip` on a host with eth0 and whatever TUN devices were made; ``-batch -``
-    applies its lines in order and stops at the first that fails, as ip does."""
+    """`ip` on a host with eth0 and whatever TUN and VXLAN devices were made,
+    with the kernel's rules and routing tables as far as the MN uses them;
+    ``-batch -`` applies its lines in order and stops at the first that
+    fails, as ip does.  Deleting a device takes its routes and neighbour
+    entries with it, not the rules."""
 
     def __init__(self, fail=None):
         self.links = {"eth0": {"kind": "veth", "mac": "02:00:00:00:01:01",
                                "addrs": [(MN_ADDRESS, 24)], "up": True}}
         self.default = ("10.1.1.1", "eth0")    # the default route: gateway, device
-        self.neighbours = {}                   # address -> (MAC, device, state)
+        self.neighbours = {}                   # (address, device) -> (MAC, state)
+        self.rules = []                        # {"priority", "src", "table"}, in order
+        self.tables = {}                       # table number -> [route as ip -j shows it]
         self.calls, self.fail = [], fail
         self.batches = []                      # the input of each ip -batch
 
@@ -177,26 +182,26 @@ class FakeIp:
     def _view(self, name):
         link = self.links[name]
         return {"ifname": name, "flags": ["UP"] if link["up"] else [],
-                "address": link.get("mac"), "linkinfo": {"info_kind": link["kind"]},
+                "address": link.get("mac"),
+                "linkinfo": {"info_kind": link["kind"], **({"info_data": link["data"]}
+                                                           if "data" in link else {})},
                 "addr_info": [{"family": "inet", "local": a, "prefixlen": n}
                               for a, n in link["addrs"]]}
 
     def _one(self, args):
-        out, rc, err = "", 0, ""
         if self.fail and self.fail in " ".join(args):
             return 2, "", "RTNETLINK answers: Operation not permitted"
-        if args == ["-j", "-d", "addr", "show"]:
-            out = json.dumps([self._view(name) for name in self.links])
-        elif args[:3] == ["-j", "-d", "addr"]:
-            if args[-1] not in self.links:
-                rc, err = 1, f'Device "{args[-1]}" does not exist.'
-            else:
-                out = json.dumps([self._view(args[-1])])
-        elif args[:2] == ["-j", "route"]:
-            out = json.dumps([{"dst": "default", "gateway": self.default[0],
-                               "dev": self.default[1]}])
-        elif args[:2] == ["tuntap", "add"]:
+        if args[:1] == ["-j"]:
+            return self._show(args[1:])
+        if args[:2] == ["tuntap", "add"]:
             self.links[args[3]] = {"kind": "tun", "addrs": [], "up": False}
+        elif args[:2] == ["link", "add"] and args[3:5] == ["type", "vxlan"]:
+            o = dict(zip(args[5::2], args[6::2]))
+            self.links[args[2]] = {"kind": "vxlan", "mac": f"ee:00:00:00:00:{len(self.links):02x}",
+                                   "addrs": [], "up": False, "data": {
+                                       "id": int(o["id"]), "remote": o["remote"],
+                                       "local": o["local"], "link": o["dev"],
+                                       "port": int(o["dstport"])}}
         elif args[:2] in (["addr", "add"], ["addr", "replace"]):
             address, length = args[2].split("/")
             if (address, int(length)) not in self.links[args[4]]["addrs"]:
@@ -204,17 +209,63 @@ class FakeIp:
         elif args[:2] == ["addr", "del"]:
             address, length = args[2].split("/")
             self.links[args[4]]["addrs"].remove((address, int(length)))
-        elif args[:3] == ["link", "set", "dev"]:
+        elif args[:3] == ["link", "set", "dev"] and args[4:] == ["up"]:
             self.links[args[3]]["up"] = True
+        elif args[:3] == ["link", "set", "dev"] and args[4] == "address":
+            self.links[args[3]]["mac"] = args[5]
         elif args[:3] == ["link", "del", "dev"]:
             del self.links[args[3]]
+            for routes in self.tables.values():
+                routes[:] = [r for r in routes if r["dev"] != args[3]]
+            self.neighbours = {k: v for k, v in self.neighbours.items() if k[1] != args[3]}
+        elif args[:3] == ["route", "replace", "default"] and "table" in args:
+            assert args[3::2][:3] == ["via", "dev", "onlink"], args
+            self.tables[int(args[-1])] = [{"dst": "default", "gateway": args[4],
+                                           "dev": args[6], "flags": ["onlink"]}]
         elif args[:3] == ["route", "replace", "default"] and args[3] == "via":
             self.default = (args[4], args[6])
+        elif args[:3] == ["route", "flush", "table"]:
+            self.tables.pop(int(args[3]), None)
         elif args[:2] == ["neigh", "replace"] and args[3::2] == ["lladdr", "dev", "nud"]:
-            self.neighbours[args[2]] = (args[4], args[6], args[8])
+            self.neighbours[(args[2], args[6])] = (args[4], args[8])
+        elif args[:2] == ["rule", "add"] and args[2::2] == ["from", "lookup"]:
+            self.rules.append({"priority": 32765 - len(self.rules), "src": args[3],
+                               "table": args[5]})
+        elif args[:2] == ["rule", "del"]:
+            return self._delete_rule(args[2:])
         else:
             raise AssertionError(f"unexpected ip {args}")
-        return rc, out, err
+        return 0, "", ""
+
+    def _show(self, args):
+        if args == ["-d", "addr", "show"]:
+            return 0, json.dumps([self._view(name) for name in self.links]), ""
+        if args[:2] == ["-d", "addr"]:
+            if args[-1] not in self.links:
+                return 1, "", f'Device "{args[-1]}" does not exist.'
+            return 0, json.dumps([self._view(args[-1])]), ""
+        if args[:3] == ["route", "show", "table"]:
+            return 0, json.dumps(self.tables.get(int(args[3]), [])), ""
+        if args[:1] == ["route"]:
+            return 0, json.dumps([{"dst": "default", "gateway": self.default[0],
+                                   "dev": self.default[1]}]), ""
+        if args[:3] == ["rule", "show", "table"]:
+            return 0, json.dumps([r for r in self.rules if r["table"] == args[3]]), ""
+        if args[:3] == ["neigh", "show", "dev"]:
+            return 0, json.dumps([{"dst": address, "lladdr": mac, "state": [state.upper()]}
+                                  for (address, dev), (mac, state) in self.neighbours.items()
+                                  if dev == args[3]]), ""
+        raise AssertionError(f"unexpected ip -j {args}")
+
+    def _delete_rule(self, args):
+        """``rule del priority P [from SRC] lookup TABLE``: the first such rule."""
+        selector = dict(zip(args[::2], args[1::2]))
+        for rule in self.rules:
+            if (str(rule["priority"]), rule["src"], rule["table"]) == (
+                    selector["priority"], selector.get("from", "all"), selector["lookup"]):
+                self.rules.remove(rule)
+                return 0, "", ""
+        return 2, "", "RTNETLINK answers: No such file or directory"
 
     def changes(self):
         return [c for c in self.calls if c[0] != "-j"]

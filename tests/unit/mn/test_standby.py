@@ -251,7 +251,7 @@ def test_standby_makes_eth1_ready_and_binds_the_home_address_to_it_in_standby(wo
     assert (NCOA, 24) in ip.links["eth1"]["addrs"]
     assert not [name for name in ip.links if name.startswith("mpa-")], "no vif beside IF2"
     assert ip.default == (A1_ROUTER, "eth0")
-    assert ip.neighbours == {B1_ROUTER: (B1_MAC, "eth1", "permanent")}
+    assert ip.neighbours == {(B1_ROUTER, "eth1"): (B1_MAC, "permanent")}
     # The gratuitous ARP went out of eth1, and the controller learned eth1 in net-b1.
     assert world.frames == [("eth1", link.gratuitous_arp(IF2_MAC, NCOA))]
     assert world.core.hosts[NCOA].mac == IF2_MAC
