@@ -11,7 +11,9 @@ a Mininet host's network namespace).
 
 The proactive handover (RFC 6252 §6.3 steps 2-6; see mpa_mn/handover.py):
 
-    mpa-mn [options] tunnel NET... [--lifetime S]   the tunnel from NET's AR to the PoA
+    mpa-mn [options] tunnel NET... [--lifetime S]   the tunnel from NET's AR to where the
+                                         MN is: its PoA (MPLS), or the MN itself (VXLAN,
+                                         ended on mpa-NET)
     mpa-mn [options] untunnel NET...     release it
     mpa-mn [options] bind NET --home ADDR [--care-of ADDR] [--lifetime S]
                                          home address -> care-of, in-band from the care-of
@@ -289,8 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--all", action="store_true", help="end the MPA-SA too")
     command("resume", "prove possession of each network's held MPA-SA")
     command("status", "the MPA-SAs and nCoAs in the state file", networks=False)
-    command("tunnel", "a proactive handover tunnel from each network's AR to the MN's PoA, "
-            "for the network's nCoA").add_argument(
+    command("tunnel", "a proactive handover tunnel from each network's AR to where the MN "
+            "is, for the network's nCoA: to its PoA (MPLS), or to the MN itself (VXLAN, ended "
+            "on mpa-NET)").add_argument(
         "--lifetime", type=_lifetime(1), metavar="S", help="ask for this lifetime")
     command("untunnel", "release each network's proactive handover tunnel")
     bind = command("bind", "bind the home address (--home) to a care-of address at the "
@@ -468,7 +471,9 @@ class _Host:
 
 # What each command needs to know about the host.
 NEEDS_MAC = ("preauth", "up", "handover", "standby", "reactive", "follow")
-NEEDS_ADDRESS = ("discover", "preauth", "up", "handover", "standby", "reactive", "follow")
+# (tunnel: an MN-terminated tunnel ends at the MN's current address, always sent.)
+NEEDS_ADDRESS = ("discover", "preauth", "up", "tunnel", "handover", "standby", "reactive",
+                 "follow")
 # Commands that send only in-band from an address of their own: --channel
 # does not apply.
 OWN_SOURCE = ("bind", "attach")

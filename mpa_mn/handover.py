@@ -14,13 +14,17 @@ physical interface with the network's router as default route and a
 permanent neighbour entry for it (its MAC came with the configuration, so
 no ARP is needed, RFC 6252 Appendix B), the previous CoA goes, a gratuitous
 ARP announces the nCoA, and ``arrived`` goes to the AR in-band from the
-nCoA.  All of that sits inside the handover's interruption, so it is
-planned before the switch (:func:`plan_attach`, one look at the host's
-interfaces, the packet socket opened, ``arrived``'s sequence number taken
-and saved and its UDP socket opened) and done with one ``ip -batch`` run,
-one frame and one datagram.  What takes the kernel longer waits until
+nCoA.  If the tunnel was a VXLAN one the MN ends (:mod:`mpa_mn.vxlan_end`),
+the rule steering the nCoA's packets into it goes first, in the same run:
+from then on they leave from the physical interface.  All of that sits
+inside the handover's interruption, so it is planned before the switch
+(:func:`plan_attach`, one look at the host's interfaces and, for a VXLAN
+tunnel, at its rules, the packet socket opened, ``arrived``'s sequence
+number taken and saved and its UDP socket opened) and done with one ``ip
+-batch`` run, one frame and one datagram.  What takes the kernel longer waits until
 ``arrived`` is answered: removing the vif (tens of milliseconds; meanwhile
-the nCoA is on both interfaces, which is harmless) and closing the sockets.
+the nCoA is on both interfaces, which is harmless), with a VXLAN tunnel's
+table, and closing the sockets.
 
 Modes (``mode``): ``buffer`` (the default) is the above; ``bicast`` asks the
 controller to bicast instead of buffering (§7.6.1: ``pre-switch`` with that
@@ -47,14 +51,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
-from mpa_mn import link
+from mpa_mn import link, vxlan_end
 from mpa_mn.link import Carrier, LinkError
 from mpa_mn.mobile_node import MnError, MobileNode, Reserved, without_network
 from mpa_mn.protocol import ProtocolError
-from mpa_mn.vif import Ip, VifError, ipv4_addresses
+from mpa_mn.vif import Ip, VifError, ipv4_addresses, vif_name
 from mpa_protocol.messages import BUFFER, HANDOVER_MODES, SWITCHED_BACK
 
 LOG = logging.getLogger("mpa_mn.handover")
@@ -103,6 +107,7 @@ class Attachment:
     router: str
     gateway_mac: str | None        # None: not known ahead (DHCP), found by ARP
     remove: tuple[str, ...] = ()   # the previous CoA(s), as ADDRESS/LEN
+    unsteer: tuple[str, ...] = ()  # ip -batch lines deleting a VXLAN tunnel's rules
 
     def commands(self, default_route: bool = True) -> list[str]:
         """The ``ip -batch`` lines, in order; without ``default_route`` the
@@ -110,7 +115,7 @@ class Attachment:
         dev = f"dev {self.interface}"
         neighbour = [] if self.gateway_mac is None else [
             f"neigh replace {self.router} lladdr {self.gateway_mac} {dev} nud permanent"]
-        return [f"addr replace {self.address}/{self.prefix_len} {dev}",
+        return [*self.unsteer, f"addr replace {self.address}/{self.prefix_len} {dev}",
                 *[f"addr del {old} {dev}" for old in self.remove],
                 *(self.route_commands() if default_route else []), *neighbour]
 
@@ -141,7 +146,19 @@ def plan_attach(ip: Ip, network: str, config: dict, interface: str,
     /32; /32 addresses (the home address) and other interfaces stay as they are."""
     links = ip.links()
     mac = interface_mac(links, interface, mac, "announce the nCoA from")
-    return attachment(network, config, interface, mac, links[interface])
+    return replace(attachment(network, config, interface, mac, links[interface]),
+                   unsteer=_unsteer(ip, links, network))
+
+
+def _unsteer(ip: Ip, links: dict[str, dict], network: str) -> tuple[str, ...]:
+    """The ``ip -batch`` lines deleting the rules that steer the nCoA into
+    ``network``'s VXLAN tunnel; asked only when its vif is a VXLAN device."""
+    name = vif_name(network)
+    if not vxlan_end.is_vxlan(links.get(name)):
+        return ()
+    number = vxlan_end.table(name)
+    rules = ip.json("rule", "show", "table", str(number))
+    return tuple(" ".join(argv) for argv in vxlan_end.rule_commands(rules, number, None))
 
 
 def attachment(network: str, config: dict, interface: str, mac: str,
@@ -213,7 +230,7 @@ class Handover(HostRun):
         binding = self._timed(timings, "bind", node.bind, network, home, config["address"])
         ready = {"network": network, "mode": mode, "sa": sa.sa, "home_address": home,
                  **{k: config[k] for k in ("address", "prefix_len", "router", "gateway_mac")},
-                 "tunnel": {k: tunnel[k] for k in ("poa", "lifetime")},
+                 "tunnel": {k: v for k, v in tunnel.items() if k not in ("network", "address")},
                  "binding": {k: binding[k] for k in ("care_of", "lifetime")},
                  "timings_ms": timings}
         return ready
@@ -343,6 +360,7 @@ class Handover(HostRun):
                 arrived = arrived or self.node.switch_ahead(plan.network, "arrived",
                                                             source=plan.address)
             self._timed(timings, "ip", self.ip.batch, plan.commands())
+            self.node.address = plan.address    # the MN's current address from now on
             announced = self._timed(timings, "gratuitous_arp", announcement.send)
             attached_at = self.wall_ns()
             if arrive:
@@ -375,10 +393,10 @@ class Handover(HostRun):
         return {"arrived": without_network(answer), "arrived_at": self.wall_ns()}
 
     def _remove_vif(self, network: str, timings: dict) -> dict:
-        """The network's vif, now that the handover is over; a failure is
-        reported, not raised: the MN is attached."""
+        """The network's vif (and a VXLAN tunnel's end), now that the handover
+        is over; a failure is reported, not raised: the MN is attached."""
         try:
-            removed = self._timed(timings, "remove_vif", self.node.vifs.remove, network)
+            removed = self._timed(timings, "remove_vif", self.node.drop_vif, network)
         except VifError as exc:
             LOG.warning("%s: %s", network, exc)
             return {"vif_removed": False, "vif_error": str(exc)}

@@ -16,7 +16,9 @@ that uses a new sequence number.  A message sent inside a handover's
 interruption is made ready before it (:meth:`MobileNode.switch_ahead`): its
 number taken and saved, its in-band socket opened; what remains is one HMAC,
 one send and the answer's check.  The nCoA goes on a virtual interface
-(:mod:`mpa_mn.vif`).
+(:mod:`mpa_mn.vif`); while the MN holds an MN-terminated (VXLAN) proactive
+handover tunnel for it, that interface is the tunnel's end
+(:mod:`mpa_mn.vxlan_end`), kept in the state store with the SA.
 
 A binding update for an nCoA must come from the nCoA itself, through the
 proactive handover tunnel, and so must the first message after the move:
@@ -37,9 +39,10 @@ from typing import Callable
 
 from mpa_mn import protocol
 from mpa_mn.channels import InbandChannel, Target
-from mpa_mn.protocol import ProtocolError, SaState
+from mpa_mn.protocol import VXLAN, ProtocolError, SaState
 from mpa_mn.state_file import Entry, MemoryState
 from mpa_mn.vif import NoVifs, vif_name
+from mpa_mn.vxlan_end import VxlanEnd
 from mpa_protocol import messages
 from mpa_protocol.credentials import MnCredentials
 
@@ -226,12 +229,22 @@ class MobileNode:
         entry = self.state.entries[network]
         entry.sa.config = {k: answer[k] for k in CONFIG_FIELDS}
         entry.configured_at = self.wall()
+        if entry.tunnel is not None and entry.tunnel["address"] != answer["address"]:
+            entry.tunnel = None    # it carried the old nCoA
         self._save()
-        interface, changed = (self.vifs.ensure(network, answer["address"]) if vif
-                              else (None, False))
-        LOG.info("%s: nCoA %s on %s%s", network, answer["address"], interface or "no interface",
-                 " (changed)" if changed else "")
+        interface = self._vif(network, entry) if vif else None
         return {"network": network, **entry.sa.config, "interface": interface}
+
+    def _vif(self, network: str, entry: Entry) -> str | None:
+        """The nCoA on the network's vif: the end of the VXLAN tunnel held for
+        it, else a TUN device; the vif's name (None: the MN keeps none)."""
+        config = entry.sa.config
+        end = VxlanEnd.of(entry.tunnel, config["router"]) if entry.tunnel else None
+        interface, changed = self.vifs.ensure(network, config["address"], end)
+        LOG.info("%s: nCoA %s on %s%s%s", network, config["address"],
+                 interface or "no interface", " (a VXLAN tunnel's end)" if end else "",
+                 " (changed)" if changed else "")
+        return interface
 
     def release(self, network: str, all: bool = False) -> dict:
         """Give the nCoA back; with ``all`` the MPA-SA too."""
@@ -262,8 +275,18 @@ class MobileNode:
         if scope == "all":
             del self.state.entries[network]
         else:
-            entry.sa.config, entry.configured_at = None, None
+            entry.sa.config, entry.configured_at, entry.tunnel = None, None, None
         self._save()
+        return self.vifs.remove(network)
+
+    def drop_vif(self, network: str) -> bool:
+        """The nCoA's vif gone, with the end of a tunnel held for it: the MN is
+        attached in ``network`` with the nCoA, where the tunnel ended.  Saved
+        only when a tunnel was held.  Whether anything was there to go."""
+        entry = self.state.entries.get(network)
+        if entry is not None and entry.tunnel is not None:
+            entry.tunnel = None
+            self._save()
         return self.vifs.remove(network)
 
     def resume(self, network: str) -> dict:
@@ -282,16 +305,44 @@ class MobileNode:
         return config
 
     def tunnel(self, network: str, lifetime: int | None = None) -> dict:
-        """The proactive handover tunnel from ``network``'s AR to the MN's PoA, for
-        the nCoA: the AR must name that nCoA in its answer."""
+        """The proactive handover tunnel for the nCoA from ``network``'s AR to
+        where the MN is (§6.3 step 2), asked with the MN's current address
+        (``outer``).  The AR must name the nCoA in its answer.  An MPLS tunnel
+        ends at the MN's PoA and changes nothing here; a VXLAN one ends at the
+        MN, at ``outer``: the nCoA's vif becomes its end (§7.4), until the
+        tunnel is released, the nCoA forgotten or the MN arrives."""
+        entry = self._entry(network)
         address = self.config(network)["address"]
+        outer = self._need("address")
         answer = self._request(network, "tunnel-request", "tunnel", echo={"address": address},
-                               **_given(lifetime=lifetime))
-        return {"network": network, "address": address, "poa": answer["poa"],
-                "lifetime": answer["lifetime"]}
+                               outer=outer, **_given(lifetime=lifetime))
+        described = protocol.tunnel_described(answer, outer)
+        result = {"network": network, "address": address, **described,
+                  "lifetime": answer["lifetime"]}
+        held = entry.tunnel
+        if described["encapsulation"] == VXLAN:
+            entry.tunnel = {**{k: described[k] for k in protocol.VXLAN_FIELDS},
+                            "address": address, "lifetime": answer["lifetime"],
+                            "at": self.wall()}
+        else:
+            entry.tunnel = None
+        if entry.tunnel is not None or held is not None:   # an end made, or one to go
+            self._save()
+            interface = self._vif(network, entry)
+            if entry.tunnel is not None:
+                result["interface"] = interface
+        return result
 
     def untunnel(self, network: str) -> dict:
+        """The tunnel released; the end of a VXLAN one goes, the nCoA back on a
+        TUN device."""
         self._request(network, "tunnel-release", "tunnel-released")
+        entry = self._entry(network)
+        if entry.tunnel is not None:
+            entry.tunnel = None
+            self._save()
+            if entry.sa.config is not None:
+                self._vif(network, entry)
         return {"network": network}
 
     def care_of(self, network: str, addresses) -> str:
@@ -393,12 +444,22 @@ class MobileNode:
                 "config": dict(config) if config else None,
                 "interface": vif_name(network) if config and self.vifs.enabled else None,
                 "lease_expires_in": None if lease_in is None else max(0, lease_in),
+                "tunnel": _held_tunnel(entry.tunnel, now),
             })
         discovery = self.state.discovery
         return {"mac": self.mac, "address": self.address, "networks": networks,
                 "discovery": None if discovery is None else {
                     "network": discovery["network"], "address": discovery["address"],
                     "candidates": [c["network"] for c in discovery["candidates"]]}}
+
+
+def _held_tunnel(tunnel: dict | None, now: float) -> dict | None:
+    """A held VXLAN tunnel as status shows it: when it came is when it ends."""
+    if tunnel is None:
+        return None
+    held = {k: v for k, v in tunnel.items() if k != "at"}
+    return {"encapsulation": VXLAN, **held,
+            "expires_in": max(0, round(tunnel["at"] + tunnel["lifetime"] - now))}
 
 
 def without_network(result: dict) -> dict:

@@ -148,6 +148,43 @@ def check_answer(state: SaState, data: bytes, seq: int, expected: str,
     return msg.fields
 
 
+# -- the proactive handover tunnel (RFC 6252 §6.3 step 2, §7.4) --------------------
+
+MPLS, VXLAN = messages.ENCAPSULATIONS
+# What a VXLAN tunnel answer gives the MN to end the tunnel with.
+VXLAN_FIELDS = ("key", "endpoint", "outer", "udp_port", "router_mac")
+
+
+def tunnel_described(answer: dict, outer: str) -> dict:
+    """What a checked ``tunnel`` answer says the tunnel is: ``{"encapsulation":
+    "mpls", "poa"}`` (a path inside the controller's network to the MN's
+    PoA), or ``{"encapsulation": "vxlan"}`` with :data:`VXLAN_FIELDS` (a tunnel
+    the MN ends itself, at ``outer``, the address it asked from).  An answer
+    that is neither, or says both, is ``malformed``; one ending elsewhere than
+    ``outer`` is ``unexpected``."""
+    encapsulation = answer.get("encapsulation", MPLS)
+    given = [name for name in VXLAN_FIELDS if name in answer]
+    if encapsulation == MPLS:
+        if "poa" not in answer:
+            raise ProtocolError("malformed", "the tunnel answer names no poa and is no VXLAN "
+                                "tunnel", answer)
+        if given:
+            raise ProtocolError("malformed", f"the MPLS tunnel answer has VXLAN fields "
+                                f"({', '.join(given)})", answer)
+        return {"encapsulation": MPLS, "poa": answer["poa"]}
+    missing = [name for name in VXLAN_FIELDS if name not in answer]
+    if missing:
+        raise ProtocolError("malformed", f"the VXLAN tunnel answer has no "
+                            f"{', '.join(missing)}", answer)
+    if "poa" in answer:
+        raise ProtocolError("malformed", "the VXLAN tunnel answer names a poa: the tunnel "
+                            "ends at the MN", answer)
+    if answer["outer"] != outer:
+        raise ProtocolError("unexpected", f"the tunnel answer has outer {answer['outer']}, "
+                            f"not {outer} as asked", answer)
+    return {"encapsulation": VXLAN, **{name: answer[name] for name in VXLAN_FIELDS}}
+
+
 # -- discovery (RFC 6252 §7.1): unauthenticated by nature --------------------------
 #
 # Nothing in a neighbours answer is proven: a forged candidate can only send

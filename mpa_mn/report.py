@@ -51,12 +51,22 @@ def _attach_text(r: dict) -> str:
                  r.get("vif_error") and f" (the vif is still there: {r.get('vif_error')})")
 
 
+def _tunnel_text(t: dict, carrying: str = "") -> str:
+    """The tunnel's kind and where it ends (a ``tunnel`` result, or a held one);
+    ``carrying``: what is said of what it carries."""
+    if t["encapsulation"] == "vxlan":
+        return _text(f"VXLAN tunnel{carrying}, key {t['key']}, from the nAR at "
+                     f"{t['endpoint']} to {t['outer']} (UDP {t['udp_port']})",
+                     t.get("interface") and f", ended on {t.get('interface')}")
+    return f"MPLS tunnel{carrying} to PoA {t['poa']}"
+
+
 def _link_text(r: dict) -> str | None:
     return "link_up_at" in r and f"link down {(r['link_up_at'] - r['link_down_at']) / 1e6:.1f} ms"
 
 
 def _handover_text(r: dict) -> str:
-    text = _text(f"ready with nCoA {r['address']}, tunnel to PoA {r['tunnel']['poa']}, "
+    text = _text(f"ready with nCoA {r['address']}, {_tunnel_text(r['tunnel'])}, "
                  f"{r['home_address']} bound to it",
                  "pre_switch" in r and f", {_state_text(r.get('pre_switch'))}",
                  "pre_switch" not in r and ", no pre-switch")
@@ -95,7 +105,7 @@ TEXT = {
     "configure": _config_text,
     "release": _release_text,
     "resume": lambda r: f"resumed; the MPA-SA is {r['state']}",
-    "tunnel": lambda r: f"tunnel for {r['address']} to PoA {r['poa']}, "
+    "tunnel": lambda r: f"{_tunnel_text(r, ' for ' + r['address'])}, "
                         f"lifetime {r['lifetime']} s",
     "untunnel": lambda r: "tunnel released",
     "bind": lambda r: f"{r['home_address']} bound to care-of {r['care_of']}, "
@@ -117,6 +127,8 @@ def status_line(n: dict) -> str:
         if n["interface"]:
             line += f" on {n['interface']}"
         line += f", lease ends in {n['lease_expires_in']} s"
+        if n.get("tunnel"):
+            line += f"; {_tunnel_text(n['tunnel'])}, ends in {n['tunnel']['expires_in']} s"
     else:
         line += "; not configured"
     return line

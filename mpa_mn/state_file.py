@@ -2,7 +2,8 @@
 
 Per CTN the file keeps the MPA-SA (id, derived keys, the next sequence
 number, the configuration received), where the CTN's AA answers and when the
-SA was made; and the last discovery.  Consecutive ``mpa-mn`` runs go on with
+SA was made, the VXLAN tunnel the MN ends for its nCoA if any; and the last
+discovery.  Consecutive ``mpa-mn`` runs go on with
 the same SAs and sequence numbers, so a number is saved as used *before*
 the message that uses it is sent: a run that dies in between leaves a gap,
 never a reuse.
@@ -28,7 +29,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from mpa_mn.protocol import SaState
+from mpa_mn.protocol import VXLAN_FIELDS, SaState
+from mpa_protocol import messages
 
 LOG = logging.getLogger("mpa_mn.state_file")
 
@@ -42,6 +44,12 @@ class StateError(Exception):
     """The state file cannot be read, written or locked."""
 
 
+# A held VXLAN tunnel: the answer's fields, the nCoA it carries, its lifetime
+# and when it came (wall clock).
+TUNNEL_KEYS = {*VXLAN_FIELDS, "address", "lifetime", "at"}
+ENTRY_KEYS = {"sa", "candidate", "established_at", "configured_at"}
+
+
 @dataclass
 class Entry:
     """What the MN keeps about one CTN."""
@@ -50,16 +58,21 @@ class Entry:
     candidate: dict            # as discovery gave it: where the AA answers (aa.address, port)
     established_at: float      # wall clock: the SA's lifetime runs from here
     configured_at: float | None = None   # when the configuration (sa.config) came
+    # The VXLAN tunnel the MN ends on the nCoA's vif (TUNNEL_KEYS), kept so that
+    # a later run keeps its end (configure) or knows it is there (status).
+    tunnel: dict | None = None
 
     def record(self) -> dict:
         return {"sa": self.sa.to_record(), "candidate": self.candidate,
-                "established_at": self.established_at, "configured_at": self.configured_at}
+                "established_at": self.established_at, "configured_at": self.configured_at,
+                "tunnel": self.tunnel}
 
     @classmethod
     def from_record(cls, network: str, raw) -> "Entry":
-        if not isinstance(raw, dict) or set(raw) != {"sa", "candidate", "established_at",
-                                                     "configured_at"}:
-            raise ValueError("not an entry (sa, candidate, established_at, configured_at)")
+        # "tunnel" is left out by the files of an mpa-mn that had no VXLAN end.
+        if not isinstance(raw, dict) or set(raw) - {"tunnel"} != ENTRY_KEYS:
+            raise ValueError("not an entry (sa, candidate, established_at, configured_at, "
+                             "tunnel)")
         sa = SaState.from_record(raw["sa"])
         if sa.network != network:
             raise ValueError(f"its SA is for {sa.network!r}")
@@ -72,7 +85,19 @@ class Entry:
             if not isinstance(raw[name], (int, float)) and not (
                     name == "configured_at" and raw[name] is None):
                 raise ValueError(f"bad {name}")
-        return cls(sa, raw["candidate"], raw["established_at"], raw["configured_at"])
+        tunnel = raw.get("tunnel")
+        if tunnel is not None and not _tunnel_ok(tunnel):
+            raise ValueError("bad tunnel")
+        return cls(sa, raw["candidate"], raw["established_at"], raw["configured_at"], tunnel)
+
+
+def _tunnel_ok(raw) -> bool:
+    """A held tunnel's record, each answer field checked as the answer's was."""
+    checks = messages.SCHEMAS["tunnel"][1]
+    return (isinstance(raw, dict) and set(raw) == TUNNEL_KEYS
+            and all(checks[name](raw[name]) for name in VXLAN_FIELDS)
+            and messages.ipv4_ok(raw["address"]) and type(raw["lifetime"]) is int
+            and type(raw["at"]) in (int, float))
 
 
 @dataclass

@@ -7,6 +7,11 @@ interfaces; a TUN device nobody opens works as well) named after the
 network, holding the nCoA as ADDRESS/32, so no route to the CTN's prefix
 goes through it before the move.
 
+While the MN holds an MN-terminated proactive handover tunnel for the
+nCoA, the device by that name is the tunnel's VXLAN end instead, with its
+policy routing (:mod:`mpa_mn.vxlan_end`); a TUN device replaces it when the
+tunnel is over, and either kind goes with everything it routes.
+
 Everything runs ``ip`` through an injected ``run`` (``subprocess.run``'s
 signature), so the tests use a fake.  Every operation is idempotent: it
 looks first and changes only what differs.
@@ -18,6 +23,9 @@ import hashlib
 import json
 import subprocess
 from typing import Callable
+
+from mpa_mn import vxlan_end
+from mpa_mn.vxlan_end import VxlanEnd
 
 PREFIX = "mpa-"
 IFNAMSIZ = 15          # Linux interface names: at most 15 bytes
@@ -43,11 +51,15 @@ def ipv4_addresses(link: dict | None) -> list[tuple[str, int]]:
             if a.get("family") == "inet"]
 
 
+OWN_KINDS = ("tun", vxlan_end.VXLAN)
+
+
 def own_vif(name: str, link: dict | None) -> dict | None:
-    """``link`` (None: there is no such device), if it is a TUN device: anything
-    else by that name is not ours to change."""
-    if link is not None and link.get("linkinfo", {}).get("info_kind") != "tun":
-        raise VifError(f"{name} exists and is not a TUN device; leaving it alone")
+    """``link`` (None: there is no such device), if it is a TUN or VXLAN
+    device: anything else by that name is not ours to change."""
+    if link is not None and link.get("linkinfo", {}).get("info_kind") not in OWN_KINDS:
+        raise VifError(f"{name} exists and is neither a TUN nor a VXLAN device; "
+                       "leaving it alone")
     return link
 
 
@@ -123,26 +135,65 @@ class Ip:
 
 
 class Vifs:
-    """One TUN device per CTN holding its nCoA."""
+    """One device per CTN holding its nCoA: a TUN device, or the VXLAN end of
+    the tunnel the MN holds for it."""
 
     enabled = True
 
     def __init__(self, ip: Ip | None = None):
         self.ip = ip or Ip()
 
-    def _tun(self, network: str) -> tuple[str, dict | None]:
+    def _own(self, network: str) -> tuple[str, dict | None]:
         name = vif_name(network)
         return name, own_vif(name, self.ip.link(name))
 
-    def ensure(self, network: str, address: str) -> tuple[str, bool]:
-        """The network's device holds ``address``/32 and nothing else, and is up.
+    def ensure(self, network: str, address: str,
+               end: VxlanEnd | None = None) -> tuple[str, bool]:
+        """The network's device holds ``address``/32 and nothing else, and is
+        up: the VXLAN end ``end`` with its routing, else a TUN device.
 
         Returns (device name, whether anything changed)."""
-        name, link = self._tun(network)
+        if end is not None:
+            return self._ensure_vxlan(network, address, end)
+        name, link = self._own(network)
         changed = False
+        if vxlan_end.is_vxlan(link):      # the tunnel is over: its routing goes with it
+            changed = self._unroute(name) | self._delete(name)
+            link = None
         if link is None:
             self.ip("tuntap", "add", "dev", name, "mode", "tun")
             link, changed = {}, True
+        return name, self._hold(name, link, address) or changed
+
+    def _ensure_vxlan(self, network: str, address: str, end: VxlanEnd) -> tuple[str, bool]:
+        links = self.ip.links()
+        name = vif_name(network)
+        link = own_vif(name, links.get(name))
+        physical = vxlan_end.outer_interface(links, end.outer)
+        if physical is None:
+            raise VifError(f"no interface holds {end.outer}, where the tunnel to "
+                           f"{end.endpoint} ends: the MN has moved since it asked")
+        mac = (links[physical].get("address") or "").lower()
+        if not mac:
+            raise VifError(f"{physical} has no MAC address for the tunnel's end")
+        changed = False
+        if link is not None and not vxlan_end.device_ok(link, end, physical, mac):
+            changed = self._delete(name)
+            link = None
+        if link is None:
+            self._run(vxlan_end.device_commands(name, end, physical, mac))
+            link, changed = {}, True
+        changed = self._hold(name, link, address) or changed
+        number = vxlan_end.table(name)
+        return name, self._run(
+            vxlan_end.neighbour_commands(self.ip.json("neigh", "show", "dev", name), name, end)
+            + vxlan_end.route_commands(self._routes(number), number, name, end.router)
+            + vxlan_end.rule_commands(self._rules(number), number, address)) or changed
+
+    def _hold(self, name: str, link: dict, address: str) -> bool:
+        """``address``/32 the only address of ``link`` (as ``ip`` showed it; {}:
+        just made), which is up; whether anything changed."""
+        changed = False
         held = ipv4_addresses(link)
         for local, length in held:
             if (local, length) != (address, 32):   # an old nCoA: replaced
@@ -154,20 +205,41 @@ class Vifs:
         if "UP" not in link.get("flags", []):
             self.ip("link", "set", "dev", name, "up")
             changed = True
-        return name, changed
+        return changed
 
     def remove(self, network: str) -> bool:
-        """The network's device is gone; whether it was there."""
-        name, link = self._tun(network)
-        if link is None:
-            return False
-        self.ip("link", "del", "dev", name)
-        return True
+        """The network's device is gone, and its tunnel's rules and table with
+        it; whether there was any of them."""
+        name, link = self._own(network)
+        unrouted = self._unroute(name)
+        return (link is not None and self._delete(name)) or unrouted
 
     def address(self, network: str) -> str | None:
         """The nCoA the device holds now (None: no device, or no address)."""
-        held = ipv4_addresses(self._tun(network)[1])
+        held = ipv4_addresses(self._own(network)[1])
         return held[0][0] if held else None
+
+    def _unroute(self, name: str) -> bool:
+        """No rule into the vif's table and nothing in it: the rules first, so
+        nothing is steered into a table being emptied."""
+        number = vxlan_end.table(name)
+        return self._run(vxlan_end.rule_commands(self._rules(number), number, None)
+                         + vxlan_end.flush_commands(self._routes(number), number))
+
+    def _rules(self, number: int) -> list[dict]:
+        return self.ip.json("rule", "show", "table", str(number))
+
+    def _routes(self, number: int) -> list[dict]:
+        return self.ip.json("route", "show", "table", str(number))
+
+    def _delete(self, name: str) -> bool:
+        self.ip("link", "del", "dev", name)
+        return True
+
+    def _run(self, commands: list[list[str]]) -> bool:
+        for argv in commands:
+            self.ip(*argv)
+        return bool(commands)
 
 
 class NoVifs:
@@ -175,7 +247,8 @@ class NoVifs:
 
     enabled = False
 
-    def ensure(self, network: str, address: str) -> tuple[None, bool]:
+    def ensure(self, network: str, address: str,
+               end: VxlanEnd | None = None) -> tuple[None, bool]:
         return None, False
 
     def remove(self, network: str) -> bool:

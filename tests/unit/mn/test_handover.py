@@ -16,7 +16,7 @@ import json
 
 import pytest
 
-from mpa_mn import cli, link, protocol
+from mpa_mn import cli, link, protocol, vxlan_end
 from mpa_mn.handover import Handover, plan_attach
 from mpa_mn.link import Carrier, LinkError
 from mpa_mn.mobile_node import MnError
@@ -69,7 +69,8 @@ def test_tunnel_switch_and_untunnel_go_to_their_rest_endpoints(world):
     mn.preauthenticate("net-b1")
     mn.configure("net-b1")
     assert mn.tunnel("net-b1", lifetime=30) == {"network": "net-b1", "address": NCOA,
-                                                "poa": "ap-a1-1", "lifetime": 30}
+                                                "encapsulation": "mpls", "poa": "ap-a1-1",
+                                                "lifetime": 30}
     with pytest.raises(ProtocolError) as err:      # no handover yet
         mn.switch("net-b1", "cancel")
     assert err.value.code == "wrong-state"
@@ -311,6 +312,13 @@ def test_after_the_switch_no_state_is_saved_and_no_socket_opened(world, tmp_path
 
 # -- the command line ---------------------------------------------------------------------
 
+# The vif removed once the MN is attached: it is looked at, with its table's
+# rules and routes (none: the tunnel was MPLS), and deleted.
+TABLE = str(vxlan_end.table("mpa-net-b1"))
+REMOVE_VIF = [["-j", "-d", "addr", "show", "dev", "mpa-net-b1"],
+              ["-j", "rule", "show", "table", TABLE], ["-j", "route", "show", "table", TABLE],
+              ["link", "del", "dev", "mpa-net-b1"]]
+
 
 def test_cli_handover_waits_for_the_link_then_attaches(world, tmp_path, credentials_file):
     run = HandoverCli(world, tmp_path, credentials_file())
@@ -335,15 +343,13 @@ def test_cli_handover_waits_for_the_link_then_attaches(world, tmp_path, credenti
                                          "arrived", "remove_vif"}
     # After the switch: one ip run, one frame, one signal; then the vif goes.
     assert run.ip.batches == [ATTACH_BATCH]
-    assert run.ip.calls[-3:] == [["-batch", "-"],
-                                 ["-j", "-d", "addr", "show", "dev", "mpa-net-b1"],
-                                 ["link", "del", "dev", "mpa-net-b1"]]
+    assert run.ip.calls[-5:] == [["-batch", "-"], *REMOVE_VIF]
     assert world.frames == [("eth0", link.gratuitous_arp(MN_MAC, NCOA))]
     assert [sock.closed for sock in world.sockets] == [True]
     assert run.ip.links["eth0"]["addrs"] == [(HOME, 32), (NCOA, 24)]
     assert "mpa-net-b1" not in run.ip.links
     assert run.ip.default == (B1_ROUTER, "eth0")
-    assert run.ip.neighbours == {B1_ROUTER: (B1_MAC, "eth0", "permanent")}
+    assert run.ip.neighbours == {(B1_ROUTER, "eth0"): (B1_MAC, "permanent")}
 
 
 def test_cli_handover_without_the_link_cancels_at_the_timeout(world, tmp_path,
@@ -426,9 +432,7 @@ def test_cli_handover_then_attach_as_two_commands(world, tmp_path, credentials_f
     rc, events, doc, err = run.events("attach", "net-b1")
     assert (rc, events) == (0, []), err
     assert doc["channel"] == "inband"
-    assert run.ip.calls == [["-j", "-d", "addr", "show"], ["-batch", "-"],
-                            ["-j", "-d", "addr", "show", "dev", "mpa-net-b1"],
-                            ["link", "del", "dev", "mpa-net-b1"]]
+    assert run.ip.calls == [["-j", "-d", "addr", "show"], ["-batch", "-"], *REMOVE_VIF]
     assert doc["results"][0]["arrived"]["phase"] == "completed"
     assert doc["counters"]["datagrams_sent"] == 1
 
@@ -454,7 +458,8 @@ def test_cli_human_lines_of_the_handover_commands(world, tmp_path, credentials_f
     rc, out, err = run("up", "net-b1", json_out=False)
     assert rc == 0, err
     rc, out, err = run("tunnel", "net-b1", "--lifetime", "60", json_out=False)
-    assert (rc, out) == (0, f"net-b1: tunnel for {NCOA} to PoA ap-a1-1, lifetime 60 s\n"), err
+    assert (rc, out) == (0, f"net-b1: MPLS tunnel for {NCOA} to PoA ap-a1-1, "
+                            "lifetime 60 s\n"), err
     rc, out, err = run("bind", "net-b1", "--home", HOME, json_out=False)
     assert rc == 0 and out.startswith(f"net-b1: {HOME} bound to care-of {NCOA}, lifetime "), err
     rc, out, err = run("switch", "net-b1", "--phase", "pre-switch", json_out=False)

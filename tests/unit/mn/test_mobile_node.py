@@ -541,7 +541,7 @@ def test_vif_errors_say_what_failed():
     assert "Operation not permitted" in str(err.value)
     ip = FakeIp()
     ip.links["mpa-net-b1"] = {"kind": "veth", "addrs": [], "up": True}
-    with pytest.raises(VifError, match="not a TUN device"):
+    with pytest.raises(VifError, match="neither a TUN nor a VXLAN device"):
         Vifs(Ip(ip)).remove("net-b1")
 
     def missing(argv, **kw):
