@@ -6,7 +6,8 @@
     mpa-lab tour [--topology FILE] [--out DIR]   lab + controller, graph, MPA pre-authentication
                                                  and pre-configuration, reachability
     mpa-lab up [--topology FILE] [--script FILE] lab + controller and Mininet's CLI,
-                                                 with `move MN POA` and `poas`
+               [--per-domain]                    with `move MN POA` and `poas`; --per-domain:
+                                                 a controller per administrative domain
     mpa-lab graph [--topology FILE]              print the CTN neighbourhood graph
     mpa-lab cleanup                              remove what a crashed run left behind
 """
@@ -64,46 +65,56 @@ def _stop_on_signals() -> None:
 
 
 def _run_lab(args, body, log_level: str = "error") -> int:
-    """Controller and lab up, ``body(lab, controller)``, then both down, whatever happens."""
+    """Controller(s) and lab up, ``body(lab, controllers)``, then all down,
+    whatever happens.  ``controllers``: one, or with ``--per-domain`` one per
+    administrative domain (``mpa-controller --domain ID``), each switch on
+    its own domain's."""
     from mininet.log import setLogLevel
 
-    from mpa_lab.net.controller_process import ControllerProcess
-    from mpa_lab.net.lab import Lab
+    from mpa_lab.net.lab import Lab, controller_name
 
     if os.geteuid() != 0:
         print(f"mpa-lab {args.command} needs root (Mininet creates namespaces and veths)",
               file=sys.stderr)
         return 2
     topology = load_or_exit(args.topology)
-    settings = topology.controller
-    ofp_port = args.ofp_port or settings.openflow_port
-    rest_port = args.rest_port or settings.rest_port
+    per_domain = getattr(args, "per_domain", False)
+    if per_domain and (args.ofp_port or args.rest_port):
+        print(f"mpa-lab {args.command}: --per-domain takes each controller's ports from "
+              "the topology's domains.ID.controller, not --ofp-port or --rest-port",
+              file=sys.stderr)
+        return 2
     os.makedirs(args.out, exist_ok=True)
-    log_path = os.path.join(args.out, "controller.log")
+    try:
+        controllers = (_domain_controllers(args, topology) if per_domain
+                       else [_controller(args, topology)])
+    except ValueError as exc:
+        print(f"mpa-lab {args.command}: {exc}", file=sys.stderr)
+        return 2
     _stop_on_signals()
     setLogLevel(log_level)
-    # Each run starts from a fresh state file (SAs, leases) of its own.
-    state_db = os.path.join(args.out, "state.db")
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(state_db + suffix):
-            os.unlink(state_db + suffix)
-    # REST listens beyond loopback so that MNs reach it over their
-    # management links (the lab's hosts live in their own namespaces).
-    controller = ControllerProcess(args.topology, ofp_port=ofp_port, rest_port=rest_port,
-                                   log_path=log_path, rest_host="0.0.0.0", state_db=state_db)
-    lab = Lab(topology, controller_port=ofp_port, management=True)
+    lab = None
     try:
         print(f"Topology {args.topology}")
         started = time.monotonic()
-        controller.start()
-        print(f"Controller up: OpenFlow on :{ofp_port}, REST on "
-              f"{controller.base_url}/mpa/v1 (log: {log_path})")
+        for controller in controllers:
+            controller.start()
+            print(f"{_whose(controller)} up: OpenFlow on :{controller.ofp_port}, REST on "
+                  f"{controller.base_url}/mpa/v1 (log: {controller.log_path})")
+        lab = (Lab(topology, management=True, controllers={
+                   c.domain: ("127.0.0.1", c.ofp_port) for c in controllers}) if per_domain
+               else Lab(topology, controller_port=controllers[0].ofp_port, management=True))
         lab.start()
-        switches = controller.wait_switches()
-        print(f"Lab up: {len(switches)} switches connected and reconciled, hosts "
+        switches = 0
+        for controller in controllers:
+            ids = [s for s, name in lab.controller_of.items()
+                   if not per_domain or name == controller_name(controller.domain)]
+            controller.wait_switches(ids=ids)
+            switches += len(ids)
+        print(f"Lab up: {switches} switches connected and reconciled, hosts "
               f"{', '.join(sorted(h.name for h in lab.net.hosts))} "
               f"({time.monotonic() - started:.1f} s)\n", flush=True)
-        return body(lab, controller)
+        return body(lab, controllers)
     except KeyboardInterrupt:
         print("\ninterrupted; tearing down", file=sys.stderr)
         return 130
@@ -111,16 +122,59 @@ def _run_lab(args, body, log_level: str = "error") -> int:
         print(f"\nmpa-lab {args.command}: {exc}; tearing down", file=sys.stderr)
         return 1
     finally:
-        lab.stop()
-        controller.close()
-        print("Lab and controller stopped.")
+        if lab is not None:
+            lab.stop()
+        for controller in controllers:
+            controller.close()
+        print("Lab and controller stopped." if len(controllers) == 1
+              else "Lab and controllers stopped.")
+
+
+def _controller(args, topology, domain: str | None = None, ofp_port: int | None = None,
+                rest_port: int | None = None):
+    """A controller for the run, its log and a fresh state file (SAs,
+    leases) of its own in the run directory: ``controller.log`` and
+    ``state.db``, or ``controller-ID.log`` and ``state-ID.db`` for a domain."""
+    from mpa_lab.net.controller_process import ControllerProcess
+
+    suffix = f"-{domain}" if domain else ""
+    state_db = os.path.join(args.out, f"state{suffix}.db")
+    for extension in ("", "-wal", "-shm"):
+        if os.path.exists(state_db + extension):
+            os.unlink(state_db + extension)
+    settings = topology.controller
+    # REST listens beyond loopback so that MNs reach it over their
+    # management links (the lab's hosts live in their own namespaces).
+    return ControllerProcess(
+        args.topology, ofp_port=ofp_port or args.ofp_port or settings.openflow_port,
+        rest_port=rest_port or args.rest_port or settings.rest_port,
+        log_path=os.path.join(args.out, f"controller{suffix}.log"), rest_host="0.0.0.0",
+        state_db=state_db, domain=domain)
+
+
+def _domain_controllers(args, topology) -> list:
+    """One controller per domain, on the ports its ``domains.ID.controller`` names."""
+    missing = [f"domains.{d.id}.controller.{key}" for d in sorted(topology.domains.values(),
+                                                                   key=lambda d: d.id)
+               for key in ("openflow_port", "rest_port") if getattr(d.controller, key) is None]
+    if missing:
+        raise ValueError("--per-domain needs each domain's controller ports: "
+                         + ", ".join(missing) + " not given")
+    return [_controller(args, topology, d, topology.domains[d].controller.openflow_port,
+                        topology.domains[d].controller.rest_port)
+            for d in sorted(topology.domains)]
+
+
+def _whose(controller) -> str:
+    return f"Controller of {controller.domain}" if controller.domain else "Controller"
 
 
 def tour(args) -> int:
     from mpa_lab.experiment.preconfigure import preconfigure
     from mpa_lab.net.reachability import all_pairs, print_report
 
-    def body(lab, controller):
+    def body(lab, controllers):
+        controller = controllers[0]
         print_graph(lab.graph)
         print("Pre-authentication and pre-configuration (RFC 6252 section 6.3 steps 1-2):")
         mpa = preconfigure(lab, controller.rest_port, args.out,
@@ -144,7 +198,7 @@ def _sa_states(controller) -> str:
 def up(args) -> int:
     from mpa_lab.net.lab_cli import LabCLI
 
-    def body(lab, controller):
+    def body(lab, controllers):
         print("Mininet's CLI, plus: move MN POA (a link-layer handover), poas. "
               "Ctrl-D or exit tears the lab down.", flush=True)
         LabCLI(lab, script=args.script)
@@ -274,6 +328,10 @@ def main(argv=None) -> int:
         p.add_argument("--rest-port", type=int, help="default: the topology file's")
         if name == "up":
             p.add_argument("--script", help="run these CLI commands instead of reading a terminal")
+            p.add_argument("--per-domain", action="store_true",
+                           help="one controller per administrative domain (mpa-controller "
+                                "--domain ID, on the ports of the topology's "
+                                "domains.ID.controller), each switch on its own domain's")
         p.set_defaults(run=run_it)
     p = sub.add_parser("graph", help="print the CTN neighbourhood graph of a topology")
     p.add_argument("--topology", default=DEFAULT_TOPOLOGY)

@@ -29,8 +29,11 @@ MPA_CONTROLLER = os.path.join(os.path.dirname(sys.executable), "mpa-controller")
 class ControllerProcess:
     def __init__(self, config: str, *, ofp_port: int = 6653, rest_port: int = 8080,
                  log_path: str | None = None, log_level: str = "INFO",
-                 rest_host: str = "127.0.0.1", state_db: str | None = None):
+                 rest_host: str = "127.0.0.1", state_db: str | None = None,
+                 domain: str | None = None):
         self.config = config
+        # The one administrative domain it serves (--domain); None: all of them.
+        self.domain = domain
         self.ofp_port = ofp_port
         self.rest_port = rest_port
         # The REST API listens on rest_host; MNs in the lab reach it over
@@ -68,7 +71,8 @@ class ControllerProcess:
             [MPA_CONTROLLER, "--config", self.config, "--ofp-port", str(self.ofp_port),
              "--rest-host", self.rest_host, "--rest-port", str(self.rest_port),
              "--log-level", self.log_level, "--api-tokens", tokens_path]
-            + (["--state-db", self.state_db] if self.state_db else []),
+            + (["--state-db", self.state_db] if self.state_db else [])
+            + (["--domain", self.domain] if self.domain else []),
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
             start_new_session=True)
         try:
@@ -83,14 +87,14 @@ class ControllerProcess:
         deadline = time.monotonic() + timeout_s
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"mpa-controller exited with {self.process.returncode}"
+                raise RuntimeError(f"{self.label} exited with {self.process.returncode}"
                                    + (f"; see {self.log_path}" if self.log_path else ""))
             try:
                 self.get("/mpa/v1/switches")   # a RuntimeError: it answers, but wrongly
                 return
             except OSError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError("mpa-controller did not answer on REST") from None
+                    raise TimeoutError(f"{self.label} did not answer on REST") from None
                 time.sleep(0.1)
 
     def _make_tokens(self) -> str:
@@ -146,8 +150,9 @@ class ControllerProcess:
         return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
                 for line in raw.decode().splitlines() if line and not line.startswith("#")}
 
-    def wait_switches(self, timeout_s: float = 30.0) -> list[dict]:
-        """Until every switch of the topology is connected and reconciled."""
+    def wait_switches(self, timeout_s: float = 30.0, ids=None) -> list[dict]:
+        """Until every switch it lists (or each of ``ids``, the switches a lab
+        connected to it) is connected and reconciled; what it lists then."""
         deadline = time.monotonic() + timeout_s
         switches = []
         while True:
@@ -155,12 +160,20 @@ class ControllerProcess:
                 switches = self.get("/mpa/v1/switches")
             except OSError:
                 switches = switches or []
-            if switches and all(s["connected"] and s["reconciled"] for s in switches):
+            ready = {s["id"] for s in switches if s["connected"] and s["reconciled"]}
+            waited = {s["id"] for s in switches} if ids is None else set(ids)
+            if switches and waited <= ready:
                 return switches
             if time.monotonic() > deadline:
-                missing = [s["id"] for s in switches if not s["reconciled"]]
-                raise TimeoutError(f"switches not ready: {', '.join(missing) or 'no answer'}")
+                missing = sorted(waited - ready)
+                raise TimeoutError(f"switches not ready at {self.label}: "
+                                   f"{', '.join(missing) or 'no answer'}")
             time.sleep(0.2)
+
+    @property
+    def label(self) -> str:
+        """How messages name it."""
+        return "mpa-controller" + (f" --domain {self.domain}" if self.domain else "")
 
     def stop(self, timeout_s: float = 10.0) -> int | None:
         if self.process is None:

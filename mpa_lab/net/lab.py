@@ -20,6 +20,7 @@ import socket
 import struct
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mininet.link import Link
@@ -33,6 +34,9 @@ from mininet.node import OVSSwitch, RemoteController
 # logger keeps its class.
 logging.setLoggerClass(logging.Logger)
 
+from mpa_lab.net import native_tunnelling, tunnel_setup
+from mpa_protocol.schema import ConfigError
+from mpa_sdn.domain_view import domain_of_switches
 from mpa_sdn.interface_names import host_name, port_name
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.topology import MobileNode, Network, PoA, Topology
@@ -47,12 +51,20 @@ class LabSwitch(OVSSwitch):
     sockets); only the switch end of its veth changes switch and port.
     """
 
-    def __init__(self, name, **params):
+    def __init__(self, name, domain_controller: str | None = None, **params):
+        # The name of the one controller this switch connects to (the lab
+        # per domain); None: every controller of the net, Mininet's way.
+        self.domain_controller = domain_controller
         params.setdefault("datapath", "user")
         params.setdefault("protocols", "OpenFlow13")
         params.setdefault("failMode", "secure")
         params.setdefault("reconnectms", 1000)
         super().__init__(name, **params)
+
+    def start(self, controllers):
+        if self.domain_controller is not None:
+            controllers = [c for c in controllers if c.name == self.domain_controller]
+        super().start(controllers)
 
     def give(self, intf, other: "LabSwitch", port: int, up: bool = True) -> tuple:
         """Move ``intf`` (this switch's end of a host's link) to ``other``'s
@@ -150,6 +162,14 @@ class ExtraHost:
     address: str | None = None
 
 
+# The lab per domain names its Mininet controllers after their domains.
+CONTROLLER_PREFIX = "c-"
+
+
+def controller_name(domain: str) -> str:
+    return CONTROLLER_PREFIX + domain
+
+
 # Management links: each MN gets a veth to the root namespace, its other
 # interface, over which it reaches the controller's REST API (the REST
 # signalling channel).  MN number i has 172.31.i.2/30, the root side .1.
@@ -165,19 +185,44 @@ MN_SYSCTLS = {"arp_ignore": 1, "arp_announce": 2, "rp_filter": 0}
 
 
 class Lab:
+    """The topology in Mininet, on one remote controller (``controller_ip``,
+    ``controller_port``) or, given ``controllers`` (domain id -> (ip,
+    OpenFlow port)), each switch on its own domain's controller alone: the
+    lab of one controller per administrative domain."""
+
     def __init__(self, topology: Topology, controller_ip: str = "127.0.0.1",
                  controller_port: int | None = None, *, extra_hosts=(),
-                 management: bool = False):
+                 management: bool = False,
+                 controllers: Mapping[str, tuple[str, int]] | None = None):
         self.topology = topology
         self.graph = NeighbourhoodGraph(topology)
         self.controller_ip = controller_ip
         self.controller_port = controller_port or topology.controller.openflow_port
+        # Mininet's controller name -> (ip, port), and each switch's name of it.
+        self.controllers, self.controller_of = self._controllers(controllers)
+        # Refused here, before anything is built, if the one OVS cannot do it.
+        self.tunnelling = native_tunnelling.plan(topology)
         self.extra_hosts = tuple(extra_hosts)
         self.management = management
         self.net: Mininet | None = None
         self.location: dict[str, PoA] = {}  # host id -> its PoA now
         self.second: dict[str, tuple[str, PoA]] = {}  # MN id -> (its second interface, PoA)
         self.link_switches: list[LinkSwitch] = []  # every move, in order
+
+    def _controllers(self, per_domain) -> tuple[dict[str, tuple[str, int]], dict[str, str]]:
+        if per_domain is None:
+            return ({"c0": (self.controller_ip, self.controller_port)},
+                    dict.fromkeys(self.graph.switch_ids(), "c0"))
+        try:
+            owner = domain_of_switches(self.topology)
+        except ConfigError as exc:
+            raise ValueError("; ".join(exc.lines())) from None
+        missing = sorted(set(owner.values()) - set(per_domain))
+        if missing:
+            raise ValueError(f"no controller given for {', '.join(missing)}, whose switches "
+                             f"need one")
+        return ({controller_name(d): tuple(per_domain[d]) for d in sorted(set(owner.values()))},
+                {sid: controller_name(domain) for sid, domain in owner.items()})
 
     # -- addresses --------------------------------------------------------
 
@@ -212,6 +257,7 @@ class Lab:
         for switch in self.graph.switch_ids():
             subprocess.run(["ovs-vsctl", "--timeout=5", "--if-exists", "del-br", switch],
                            stdin=subprocess.DEVNULL, capture_output=True)
+        tunnel_setup.tear_down(self.tunnelling)
         for name in sorted(names):
             if os.path.exists(f"/sys/class/net/{name}"):
                 LOG.warning("removing %s, left over from an earlier run", name)
@@ -222,10 +268,11 @@ class Lab:
         net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
                       autoStaticArp=False, waitConnected=False)
         self.net = net
-        net.addController("c0", controller=RemoteController, ip=self.controller_ip,
-                          port=self.controller_port)
+        for name, (ip, port) in self.controllers.items():
+            net.addController(name, controller=RemoteController, ip=ip, port=port)
         for switch in self.graph.switch_ids():
-            net.addSwitch(switch, cls=LabSwitch, dpid=f"{self.graph.dpid(switch):016x}")
+            net.addSwitch(switch, cls=LabSwitch, dpid=f"{self.graph.dpid(switch):016x}",
+                          domain_controller=self.controller_of[switch])
         # Mininet would make the same names; given, they are the ones the
         # configuration check measured.
         for link in sorted(self.topology.links, key=lambda l: (str(l.a), str(l.b))):
@@ -243,6 +290,7 @@ class Lab:
         net.build()
         net.start()
         self._raise_controller_queues()
+        tunnel_setup.set_up(self.tunnelling)
         for host in net.hosts:
             self._tune(host)
         for mn in self.topology.mobile_nodes.values():
@@ -336,6 +384,8 @@ class Lab:
             host.cmd(f"ip addr replace {mn.home_address}/32 dev {host.defaultIntf()}")
 
     def wait_connected(self, timeout_s: float) -> None:
+        """Until each switch is connected to its controller; the timeout
+        names, per controller, the switches it does not have."""
         deadline = time.monotonic() + timeout_s
         pending = list(self.net.switches)
         while pending:
@@ -343,15 +393,25 @@ class Lab:
             if not pending:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError("switches not connected to the controller: "
-                                   + ", ".join(s.name for s in pending))
+                missing = {}
+                for switch in pending:
+                    missing.setdefault(self.controller_of[switch.name], []).append(switch.name)
+                raise TimeoutError("switches not connected: " + "; ".join(
+                    f"to {self._controller_label(name)}: {', '.join(sorted(switches))}"
+                    for name, switches in sorted(missing.items())))
             time.sleep(0.2)
+
+    def _controller_label(self, name: str) -> str:
+        ip, port = self.controllers[name]
+        domain = name.removeprefix(CONTROLLER_PREFIX) if name != "c0" else None
+        return (f"{domain}'s controller" if domain else "the controller") + f" ({ip}:{port})"
 
     def stop(self) -> None:
         if self.net is not None:
             net, self.net = self.net, None
             if self.management:
                 self._remove_management_links()
+            tunnel_setup.tear_down(self.tunnelling)
             net.stop()
 
     def __enter__(self):

@@ -5,7 +5,9 @@ import socket
 
 import pytest
 
+from support.paths import ROOT
 from mpa_lab.net.controller_process import ControllerProcess
+from mpa_sdn.config import load_topology
 
 
 def free_port() -> int:
@@ -26,3 +28,31 @@ def test_a_controller_that_does_not_come_up_leaves_nothing_behind(tmp_path):
         controller.start(timeout_s=20)
     assert controller.process is None and controller.tokens == {}
     assert not os.path.exists(made[0]), "its tokens directory is gone"
+
+
+def test_a_controller_for_one_domain_is_started_with_it(tmp_path):
+    """--domain reaches mpa-controller: a domain the topology lacks is refused."""
+    log = tmp_path / "controller.log"
+    controller = ControllerProcess(os.path.join(ROOT, "topologies", "inter_domain.yaml"),
+                                   ofp_port=free_port(), rest_port=free_port(),
+                                   log_path=str(log), domain="domain-z")
+    with pytest.raises(RuntimeError, match="mpa-controller --domain domain-z exited with 2"):
+        controller.start(timeout_s=20)
+    assert "'domain-z' is not a domain of the topology" in log.read_text()
+
+
+def test_the_lab_per_domain_puts_each_switch_on_its_own_domain_s_controller():
+    from mpa_lab.net.lab import Lab
+    topology = load_topology(os.path.join(ROOT, "topologies", "inter_domain.yaml"))
+    lab = Lab(topology, controllers={"domain-a": ("127.0.0.1", 6653),
+                                     "domain-b": ("127.0.0.2", 6654)})
+    assert lab.controllers == {"c-domain-a": ("127.0.0.1", 6653),
+                               "c-domain-b": ("127.0.0.2", 6654)}
+    assert lab.controller_of == {
+        **dict.fromkeys(("core-a", "cn-ar", "ar-a1", "ar-a2"), "c-domain-a"),
+        **dict.fromkeys(("core-b", "ar-b1", "ap-b1"), "c-domain-b")}
+    with pytest.raises(ValueError, match="no controller given for domain-b"):
+        Lab(topology, controllers={"domain-a": ("127.0.0.1", 6653)})
+    single = Lab(topology, controller_port=6700)
+    assert single.controllers == {"c0": ("127.0.0.1", 6700)}
+    assert set(single.controller_of.values()) == {"c0"}
