@@ -708,7 +708,7 @@ def main(argv: list[str] | None = None, system: System | None = None) -> int:
         _log_to(stderr)
     own_source = args.command in OWN_SOURCE
     document = {"command": args.command, "channel": "inband" if own_source else args.channel}
-    used = []   # every channel the run sent on, for the counters
+    used = []   # what counts: every channel the run sent on, and the MN
 
     def inband(source: str) -> InbandChannel:
         used.append(_inband(args, system, source))
@@ -735,6 +735,7 @@ def main(argv: list[str] | None = None, system: System | None = None) -> int:
             node = MobileNode(credentials or MnCredentials({}), mac, address, channel, store,
                               NoVifs() if args.no_vif else Vifs(ip), entropy=system.entropy,
                               wall=system.wall, inband=inband)
+            used.append(node)
             result, lines, status = _run(args, _Context(args, node, host, ip, system, emit))
     except (*FAILURES, StateError) as exc:
         document.update(ok=False, error={"code": _code(exc), "message": _message(exc)})

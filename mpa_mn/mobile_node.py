@@ -31,6 +31,7 @@ nCoA only when the channel is in-band anyway.
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import logging
 import secrets
@@ -113,6 +114,9 @@ class MobileNode:
         self.wall = wall
         self.inband = inband   # source address -> an in-band channel sending from it
         self.state = self.store.load()
+        # Tunnel answers believed (tunnel_mpls, tunnel_vxlan) and refused
+        # (tunnel_refused_CODE), beside the channels' counters in mpa-mn's output.
+        self.counters = collections.Counter()
 
     def _save(self) -> None:
         self.store.save(self.state)
@@ -316,7 +320,12 @@ class MobileNode:
         outer = self._need("address")
         answer = self._request(network, "tunnel-request", "tunnel", echo={"address": address},
                                outer=outer, **_given(lifetime=lifetime))
-        described = protocol.tunnel_described(answer, outer)
+        try:
+            described = protocol.tunnel_described(answer, outer)
+        except ProtocolError as exc:
+            self.counters[f"tunnel_refused_{exc.code}"] += 1
+            raise
+        self.counters[f"tunnel_{described['encapsulation']}"] += 1
         result = {"network": network, "address": address, **described,
                   "lifetime": answer["lifetime"]}
         held = entry.tunnel

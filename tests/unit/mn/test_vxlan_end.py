@@ -298,6 +298,7 @@ def test_a_malformed_tunnel_answer_is_refused_with_nothing_changed(world, change
     with pytest.raises(ProtocolError) as err:
         mn.tunnel("net-b1")
     assert err.value.code == code
+    assert mn.counters == {"tunnel_vxlan": 1, f"tunnel_refused_{code}": 1}
     assert ip.changes() == []
     assert (json.dumps(ip.links, sort_keys=True), routing(ip),
             mn.state.entries["net-b1"].tunnel) == before
@@ -312,6 +313,7 @@ def test_no_vif_reports_the_tunnel_and_changes_nothing(world, tmp_path, credenti
     assert rc == 0, err
     assert doc["results"] == [{"network": "net-b1", "ok": True, "address": NCOA, **VXLAN,
                                "lifetime": 120, "interface": None}]
+    assert doc["counters"]["tunnel_vxlan"] == 1
     assert run.ip.changes() == []
 
 
