@@ -259,7 +259,11 @@ class Controller:
 
     def _signal_in_band(self, dpid, frame, now) -> list[Send]:
         network = self.router.gateways[frame.ip_dst]
-        origin = Origin(INBAND, frame.ip_src, network.id, frame.eth_src,
+        # A frame's source MAC names its sender only on a link of ours: from
+        # another domain it is the last router's, and proves nothing.
+        source = self.graph.network_of_address(frame.ip_src)
+        local = source is not None and self.topology.serves(source)
+        origin = Origin(INBAND, frame.ip_src, network.id, frame.eth_src if local else None,
                         reply_to=(dpid, frame.eth_src, frame.ip_dst, frame.ip_src, frame.udp[0]))
         return self._outputs(self.mpa.handle(frame.udp[2], origin, now))
 
@@ -303,7 +307,7 @@ class Controller:
         if host is not None and host.mac == mac:
             return self.router.deliver(host, frame, forwarded=False)
         tunnel = self.mobility.tunnels.get(address)
-        if tunnel is not None and tunnel.mac == mac:
+        if tunnel is not None and tunnel.mac == mac and tunnel.poa is not None:
             # Straight to the tunnel's end, where the MN is: the answer to
             # pre-switch goes after the nAR's punt, which would catch it.
             return self.router.deliver(Host(address, mac, tunnel.poa), frame, forwarded=False)

@@ -24,14 +24,16 @@ from dataclasses import dataclass
 from ryu.ofproto import ether, inet
 from ryu.ofproto import ofproto_v1_3 as ofp
 
+from mpa_protocol.messages import VXLAN_PORT
 from mpa_sdn import dhcp
 from mpa_sdn import openflow as of
+from mpa_sdn.domain_view import is_foreign_switch
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.packets import ARP_REPLY, ARP_REQUEST
 from mpa_sdn.tables import (
     EXACT_MASK, PRIO_ARP_OTHER, PRIO_ARP_RESPONDER, PRIO_CLASSIFY, PRIO_DHCP,
     PRIO_GATEWAY_PUNT, PRIO_HOST, PRIO_MISS, PRIO_NETWORK, PRIO_REJECT, PRIO_SIGNALLING,
-    PRIO_UNKNOWN_SOURCE, Feature, Table, cookie, host_cookie)
+    PRIO_TUNNEL_END, PRIO_UNKNOWN_SOURCE, Feature, Table, cookie, host_cookie)
 from mpa_sdn.topology import Network, PoA
 
 
@@ -67,6 +69,43 @@ def pipeline_flows(graph: NeighbourhoodGraph, switch: str) -> list:
     # is the controller's to answer or learn from.
     flows.append(of.flow_add(Table.ARP, PRIO_ARP_OTHER, of.match(eth_type=ether.ETH_TYPE_ARP),
                              of.apply(of.to_controller()), pipe))
+    return flows + tunnel_port_flows(graph, switch)
+
+
+def _vxlan_to(address) -> dict:
+    return dict(eth_type=ether.ETH_TYPE_IP, ip_proto=inet.IPPROTO_UDP, udp_dst=VXLAN_PORT,
+                ipv4_dst=str(address))
+
+
+def tunnel_port_flows(graph: NeighbourhoodGraph, switch: str) -> list:
+    """Where Open vSwitch ends and starts MN-terminated tunnels (RFC 6252
+    §7.4, mpa_sdn.mobility.tunnels).  OVS pops VXLAN only from a packet sent
+    to the bridge's own (LOCAL) port, which holds the nAR's address and its
+    gateway's MAC; and it sends what it encapsulates in at the LOCAL port of
+    the bridge its routing table names: the nAR, or the domain's border
+    switch (docs/inter-domain.md).  Only the nAR's own address, from LOCAL,
+    is routed: the host behind the LOCAL port sends nothing else in."""
+    pipe = cookie(Feature.PIPELINE)
+    own = graph.topology.switches[switch]
+    flows = []
+    endpoints = []
+    if own.pht_port is not None:
+        network = next(n for n in graph.networks() if n.access_router == switch)
+        flows.append(of.flow_add(Table.ROUTE, PRIO_TUNNEL_END,
+                                 of.match(**_vxlan_to(network.gateway)),
+                                 of.apply(of.set_field(eth_dst=network.gateway_mac),
+                                          of.output(ofp.OFPP_LOCAL)), pipe))
+        endpoints.append(network.gateway)
+    if any(is_foreign_switch(n) for n in graph.trunk_ports(switch).values()):
+        endpoints += [n.gateway for n in graph.networks() if graph.topology.serves(n)
+                      and graph.topology.switches[n.access_router].pht_port is not None
+                      and n.access_router != switch]
+    for address in sorted(set(endpoints)):
+        match = {**_vxlan_to(address), "ipv4_src": str(address)}
+        del match["ipv4_dst"]
+        flows.append(of.flow_add(Table.INGRESS, PRIO_CLASSIFY,
+                                 of.match(in_port=ofp.OFPP_LOCAL, **match),
+                                 of.goto(Table.ROUTE), pipe))
     return flows
 
 

@@ -75,7 +75,9 @@ class NeighbourhoodGraph:
             self.network_graph.add_node(network.id, role=network.role)
         for rel in topology.neighbours:
             self.network_graph.add_edge(rel.source, rel.target, l2_handover_ms=rel.l2_handover_ms)
-        self._dpid_to_switch = {s.dpid: s.id for s in topology.switches.values()}
+        # Another domain's stand-in switch (mpa_sdn.domain_view) has a negative
+        # dpid: no switch that connects is ever taken for it.
+        self._dpid_to_switch = {s.dpid: s.id for s in topology.switches.values() if s.dpid >= 0}
         self._poas_by_switch: dict[str, list[PoA]] = {}
         for poa in sorted(topology.poas.values(), key=lambda p: (p.switch, p.port)):
             self._poas_by_switch.setdefault(poa.switch, []).append(poa)

@@ -349,8 +349,9 @@ class MpaService:
         in_band = origin.channel == INBAND
         try:
             if msg.type == "tunnel-request":
-                fields = self.mobility.tunnel_request(sa, lease, origin.mac if in_band else None,
-                                                      msg.get("lifetime"), wall)
+                fields = self.mobility.tunnel_request(
+                    sa, lease, origin.mac if in_band else None, msg.get("lifetime"), wall,
+                    msg.get("outer"), origin.source if in_band else None)
                 return self.answer(sa, msg, "tunnel", [origin], wall, **fields)
             if msg.type == "tunnel-release":
                 self.mobility.tunnel_release(sa, lease)

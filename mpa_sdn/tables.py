@@ -115,6 +115,7 @@ def subject_of(value: int) -> int:
 
 
 # Priorities, highest first within each table.
+PRIO_TUNNEL_END = 420      # ROUTE: VXLAN to an nAR's own address, to its tunnel port
 PRIO_SIGNALLING = 410      # ROUTE: MPA signalling to a gateway
 PRIO_GATEWAY_PUNT = 400    # ROUTE: the gateways' own addresses
 PRIO_BUFFER = 360          # ROUTE: a handover's buffering punt, over whatever lies below
@@ -140,6 +141,7 @@ class Action(enum.Enum):
     OUTPUT = "output"          # out of a switch port
     IN_PORT = "in_port"        # back out of the port it came in on
     CONTROLLER = "controller"  # a punt
+    LOCAL = "local"            # to the bridge's own port: where OVS ends a VXLAN tunnel
     DROP = "drop"              # neither output nor goto: the packet ends here
     DEC_TTL = "dec_ttl"
     PUSH_MPLS = "push_mpls"
@@ -206,7 +208,7 @@ PIPELINE = types.MappingProxyType({spec.table: spec for spec in (
         Table.INGRESS,
         match={"in_port": False, "eth_type": False, "eth_src": False, "ipv4_src": False,
                "ipv4_dst": False, "ip_proto": False, "udp_dst": False, "arp_spa": False,
-               "mpls_label": False},
+               "mpls_label": False, "tunnel_id": False, "tun_ipv4_src": False},
         # Bindings rewrite addresses where traffic enters; a tunnel's end
         # rewrites the last hop's MACs, its entry pushes a label, its nAR
         # end loads in_port (the hairpin).
@@ -240,13 +242,14 @@ PIPELINE = types.MappingProxyType({spec.table: spec for spec in (
         match={"eth_type": False, "ipv4_src": False, "ipv4_dst": True, "ip_proto": False,
                "udp_dst": False},
         # The last hop's MACs, a binding's address rewrites, and a tunnel's
-        # entry at the nAR (its label and the hairpin).
+        # entry at the nAR (its label and the hairpin, or its VXLAN key and
+        # outer destination).
         set_fields=frozenset({"eth_src", "eth_dst", "ipv4_src", "ipv4_dst", "mpls_label",
-                              "in_port"}),
+                              "in_port", "tunnel_id", "tun_ipv4_dst"}),
         actions=frozenset({Action.OUTPUT, Action.CONTROLLER, Action.DROP, Action.DEC_TTL,
-                           Action.PUSH_MPLS}),
+                           Action.PUSH_MPLS, Action.LOCAL}),
         next_tables=frozenset(),
-        features={Feature.PIPELINE: {PRIO_MISS},
+        features={Feature.PIPELINE: {PRIO_MISS, PRIO_TUNNEL_END},
                   Feature.SIGNALLING: {PRIO_SIGNALLING},
                   Feature.NETWORK_ROUTE: {PRIO_GATEWAY_PUNT, PRIO_NETWORK},
                   Feature.BUFFER: {PRIO_BUFFER},
@@ -408,8 +411,10 @@ def _check_instructions(spec: TableSpec, instructions) -> list[Breach]:
 
 
 # What sends a packet on; a flow with none of these and no goto drops it.
-PASSES_ON = frozenset({Action.OUTPUT, Action.IN_PORT, Action.CONTROLLER, Action.GROUP})
-_RESERVED_PORTS = {ofp.OFPP_CONTROLLER: Action.CONTROLLER, ofp.OFPP_IN_PORT: Action.IN_PORT}
+PASSES_ON = frozenset({Action.OUTPUT, Action.IN_PORT, Action.CONTROLLER, Action.LOCAL,
+                       Action.GROUP})
+_RESERVED_PORTS = {ofp.OFPP_CONTROLLER: Action.CONTROLLER, ofp.OFPP_IN_PORT: Action.IN_PORT,
+                   ofp.OFPP_LOCAL: Action.LOCAL}
 _KINDS = {parser.OFPActionDecNwTtl: Action.DEC_TTL, parser.OFPActionPushMpls: Action.PUSH_MPLS,
           parser.OFPActionPopMpls: Action.POP_MPLS, parser.OFPActionGroup: Action.GROUP}
 

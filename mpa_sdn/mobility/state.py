@@ -82,7 +82,8 @@ class MobilityState:
 
     def _load(self) -> None:
         def tunnel(body):
-            t = tn.Tunnel(**{**body, "poa": self.graph.poa(body["poa"])})
+            poa = body["poa"]
+            t = tn.Tunnel(**{**body, "poa": None if poa is None else self.graph.poa(poa)})
             self.graph.network(t.network)
             return t
 
@@ -115,7 +116,11 @@ class MobilityState:
         return out
 
     def _save_tunnel(self, t: tn.Tunnel) -> None:
-        self.store.put(TUNNEL_KIND, t.address, {**t.__dict__, "poa": t.poa.id})
+        body = {**t.__dict__, "poa": tn.poa_id(t)}
+        if t.encapsulation == tn.MPLS:
+            # Written as before there were two kinds: either controller reads it.
+            del body["encapsulation"], body["outer"]
+        self.store.put(TUNNEL_KIND, t.address, body)
 
     def _save_binding(self, b: Binding) -> None:
         self.store.put(BINDING_KIND, b.home, dict(b.__dict__))
@@ -136,7 +141,9 @@ class MobilityState:
         if host is not None and host.mac == binding.mac:
             return Reach(host.poa)
         tunnel = self.tunnels.get(binding.care_of)
-        if tunnel is not None:
+        if tunnel is not None and tunnel.poa is not None:
+            # An MN-terminated tunnel reaches no PoA of ours: a binding to its
+            # nCoA is the MN's home domain's (docs/inter-domain.md).
             return Reach(tunnel.poa, tunnel)
         return None
 
@@ -183,8 +190,8 @@ class MobilityState:
         if old is None or new is None or old.poa != new.poa:   # not each refresh
             t = new or old
             self._told("tunnel", {"identity": t.identity, "network": t.network,
-                                  "address": address, "poa": t.poa.id, "up": new is not None,
-                                  **self._why})
+                                  "address": address, "poa": tn.poa_id(t), "up": new is not None,
+                                  "encapsulation": t.encapsulation, **self._why})
 
     def _binding_changed(self, home: str, old, new) -> None:
         self._reindex(home, old, new, care_of=self._bound_at, identity=self._bindings_of,

@@ -19,6 +19,16 @@ by the controller from 16 up (0-15 are reserved).
 
 Where the nAR is the PoA's own switch, no label is needed: the flows there
 deliver straight to the MN's port.
+
+Where the nAR's controller does not control the MN's PoA (the MN is in
+another administrative domain), no label-switched path can be built.  The
+tunnel is then the RFC's own: an IP tunnel whose outer addresses are the
+MN's current address (oCoA, "outer") and the nAR's (its gateway), whose
+inner address is the nCoA (§7.4).  VXLAN, because Open vSwitch terminates it
+natively on the userspace datapath (the AR's ``pht_port``) and the MN's
+Linux kernel does too.  The key (VNI) is the tunnel's first label, so the
+allocation above keeps keys unique; traffic out of the tunnel is accepted
+only with its key, from its outer address and from its nCoA.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from dataclasses import dataclass, replace
 
 from ryu.ofproto import ether
 
+from mpa_protocol.messages import VXLAN_PORT
 from mpa_sdn import openflow as of
 from mpa_sdn.forwarding import Host, last_hop_actions
 from mpa_sdn.mobility.flowsync import RECEIVE
@@ -48,6 +59,7 @@ LOG = logging.getLogger("mpa_sdn.mobility")
 HAIRPIN = (of.reg_load("in_port_nxm", 16, 0xFFFE),)  # OFPP_LOCAL, in 16 bits
 FIRST_LABEL = 16
 LAST_LABEL = (1 << 20) - 1
+MPLS, VXLAN = "mpls", "vxlan"
 
 
 @dataclass(frozen=True)
@@ -59,14 +71,24 @@ class Tunnel:
     network: str
     identity: str
     mac: str
-    poa: PoA
-    down_label: int          # nAR -> PoA
+    poa: PoA | None          # None: a VXLAN tunnel to an MN in another domain
+    down_label: int          # nAR -> PoA (VXLAN: the key)
     up_label: int            # PoA -> nAR
     expires: float           # wall clock
+    encapsulation: str = MPLS
+    outer: str | None = None  # VXLAN: the MN's current address, the tunnel's far end
 
     @property
     def cookie(self) -> int:
         return address_cookie(Feature.TUNNEL, self.address)
+
+    @property
+    def key(self) -> int:
+        return self.down_label
+
+
+def poa_id(tunnel: Tunnel) -> str | None:
+    return None if tunnel.poa is None else tunnel.poa.id
 
 
 def path(graph: NeighbourhoodGraph, tunnel: Tunnel) -> list[str]:
@@ -103,8 +125,40 @@ def up_from_poa(graph: NeighbourhoodGraph, tunnel: Tunnel, rewrite: list = ()) -
                     of.output(graph.port_to(hops[-1], hops[-2])))
 
 
+def vxlan_flows(graph: NeighbourhoodGraph, tunnel: Tunnel) -> dict[str, list]:
+    """An MN-terminated tunnel's flows, all at the nAR: into the VXLAN port
+    towards the MN's outer address, and out of it, routed as if the MN were
+    in the network (only its key, from its outer address, from the nCoA)."""
+    network = graph.network(tunnel.network)
+    nar = network.access_router
+    port = graph.topology.switches[nar].pht_port
+    into_tunnel = [of.dec_ttl(), of.set_field(eth_src=network.gateway_mac),
+                   of.set_field(eth_dst=tunnel.mac), of.set_field(tunnel_id=tunnel.key),
+                   of.set_field(tun_ipv4_dst=tunnel.outer), of.output(port)]
+    return {nar: [
+        of.flow_add(Table.ROUTE, PRIO_TUNNEL,
+                    of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=tunnel.address),
+                    of.apply(*into_tunnel), tunnel.cookie),
+        of.flow_add(Table.INGRESS, PRIO_TUNNEL,
+                    of.match(in_port=port, tunnel_id=tunnel.key, tun_ipv4_src=tunnel.outer,
+                             eth_type=ether.ETH_TYPE_IP, ipv4_src=tunnel.address),
+                    of.goto(Table.ROUTE), tunnel.cookie)]}
+
+
+def answer(graph: NeighbourhoodGraph, tunnel: Tunnel) -> dict:
+    """What the MN is told of its tunnel (the ``tunnel`` message's fields)."""
+    if tunnel.encapsulation == MPLS:
+        return {"address": tunnel.address, "poa": tunnel.poa.id}
+    network = graph.network(tunnel.network)
+    return {"address": tunnel.address, "encapsulation": VXLAN, "key": tunnel.key,
+            "endpoint": str(network.gateway), "outer": tunnel.outer, "udp_port": VXLAN_PORT,
+            "router_mac": network.gateway_mac}
+
+
 def flows(graph: NeighbourhoodGraph, tunnel: Tunnel) -> dict[str, list]:
     """The tunnel's flows, by switch."""
+    if tunnel.encapsulation == VXLAN:
+        return vxlan_flows(graph, tunnel)
     tag = tunnel.cookie
     hops = path(graph, tunnel)
     by_switch: dict[str, list] = {s: [] for s in hops}
@@ -209,16 +263,24 @@ class Tunnelling:
     the MN (a part of :class:`~mpa_sdn.mobility.Mobility`, on its state)."""
 
     def tunnel_request(self, sa, lease, origin_mac: str | None, lifetime: int | None,
-                       wall: float) -> dict:
+                       wall: float, outer: str | None = None,
+                       origin_ip: str | None = None) -> dict:
+        """``origin_mac``, ``origin_ip``: the in-band request's source (None
+        over REST); ``outer``: the address the MN says it has where it is."""
         poa = self.where.get(sa.mn_mac)
         if lease is None:
             raise Refused("wrong-state", f"no nCoA in {sa.network}: ask for a configuration first")
-        if origin_mac is not None and origin_mac != sa.mn_mac:
+        if poa is None and (outer is not None or origin_ip is not None):
+            # Not attached at a PoA of ours: perhaps in another domain.
+            outer = self._foreign_outer(sa, outer, origin_ip)
+        elif origin_mac is not None and origin_mac != sa.mn_mac:
             raise Refused("binding-refused", "the request did not come from the SA's MAC")
-        if poa is None:
+        elif poa is None:
             raise Refused("wrong-state", "the MN is not attached anywhere the controller knows")
-        if poa.network == sa.network:
+        elif poa.network == sa.network:
             raise Refused("wrong-state", f"the MN is already attached to {sa.network}")
+        else:
+            outer = None
         old = self.tunnels.get(lease.address)
         mine = self._tunnels_of.count(sa.identity)
         if old is None and mine >= self.settings.max_tunnels_per_mn:
@@ -230,22 +292,49 @@ class Tunnelling:
         longest = self.policy_of(sa.network).tunnel_lifetime_s
         life = min(lifetime or longest, longest)
         expires = min(wall + life, sa.expires, lease.expires)
+        kind = MPLS if outer is None else VXLAN
         if old is not None:
-            tunnel = replace(old, poa=poa, mac=sa.mn_mac, expires=expires)
+            tunnel = replace(old, poa=poa, mac=sa.mn_mac, expires=expires, encapsulation=kind,
+                             outer=outer)
             self.counters["tunnel_refreshed"] += 1
         else:
             down, up = self._labels()
             tunnel = Tunnel(lease.address, sa.network, sa.identity, sa.mn_mac, poa, down, up,
-                               expires)
+                            expires, kind, outer)
             self.counters["tunnel_created"] += 1
-            LOG.info("identity=%s mac=%s tunnel for %s from the AR of network=%s to poa=%s "
-                     "(labels %d/%d)", sa.identity, sa.mn_mac, lease.address, sa.network,
-                     poa.id, down, up)
+            self.counters[f"tunnel_created_{kind}"] += 1
+            LOG.info("identity=%s mac=%s tunnel for %s from the AR of network=%s to %s "
+                     "(%s %d/%d)", sa.identity, sa.mn_mac, lease.address, sa.network,
+                     f"poa={poa.id}" if outer is None else f"the MN at outer={outer}",
+                     "labels" if outer is None else "key", down, up)
         self.tunnels[tunnel.address] = tunnel
         self._save_tunnel(tunnel)
         self._sync()
-        return {"address": tunnel.address, "poa": poa.id,
-                "lifetime": max(0, int(tunnel.expires - wall))}
+        return {**answer(self.graph, tunnel), "lifetime": max(0, int(tunnel.expires - wall))}
+
+    def _foreign_outer(self, sa, outer: str | None, origin_ip: str | None) -> str:
+        """The outer address of an MN-terminated tunnel (RFC 6252 §7.4) for an
+        MN this controller does not see at any PoA: an address in another
+        domain's network, the one the in-band request came from.  The MN's
+        MAC proves nothing here: routers between the domains replace it."""
+        if outer is None:
+            outer = origin_ip
+        elif origin_ip is not None and origin_ip != outer:
+            self.counters["tunnel_refused_outer"] += 1
+            raise Refused("binding-refused", f"the request came from {origin_ip}, "
+                                             f"not from its outer address {outer}")
+        there = self.graph.network_of_address(outer)
+        if there is None or self.graph.topology.serves(there):
+            self.counters["tunnel_refused_outer"] += 1
+            raise Refused("wrong-state", "the MN is not attached anywhere the controller knows"
+                          + ("" if there is None else f" (its outer address {outer} is in "
+                             f"{there.id}, where it is not attached)"))
+        nar = self.graph.network(sa.network).access_router
+        if self.graph.topology.switches[nar].pht_port is None:
+            self.counters["tunnel_refused_no_port"] += 1
+            raise Refused("wrong-state", f"the AR of {sa.network} ({nar}) has no tunnel port "
+                                         f"for MNs in other domains (pht_port)")
+        return outer
 
     def _labels(self) -> tuple[int, int]:
         return self._label_pool.lowest_two()
@@ -310,7 +399,10 @@ class Tunnelling:
                 self._drop_tunnel(tunnel, "arrived")
                 changed = True
             elif tunnel.poa != poa and poa.network != tunnel.network:
-                self.tunnels[tunnel.address] = replace(tunnel, poa=poa)
+                # Into this controller's network: an MN-terminated tunnel
+                # becomes a label-switched path to where the MN is now.
+                self.tunnels[tunnel.address] = replace(tunnel, poa=poa, encapsulation=MPLS,
+                                                       outer=None)
                 self._save_tunnel(self.tunnels[tunnel.address])
                 changed = True
         bound = self._bound_mac.count(mac) > 0

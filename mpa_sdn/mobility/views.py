@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import collections
 
+from mpa_sdn.mobility import tunnels as tn
+
 
 class Views:
     """The read side (a part of :class:`~mpa_sdn.mobility.Mobility`, on its state)."""
@@ -37,7 +39,8 @@ class Views:
                 "reach": None if reach is None else
                 {"poa": reach.poa.id, "tunnel": reach.tunnel is not None},
                 "expires_in": max(0, round(binding.expires - wall))},
-            "tunnels": [{"address": t.address, "network": t.network, "poa": t.poa.id,
+            "tunnels": [{"address": t.address, "network": t.network, "poa": tn.poa_id(t),
+                         "encapsulation": t.encapsulation, "outer": t.outer,
                          "labels": [t.down_label, t.up_label],
                          "expires_in": max(0, round(t.expires - wall))}
                         for t in (self.tunnels[a]

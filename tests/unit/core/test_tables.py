@@ -13,9 +13,9 @@ from mpa_sdn import forwarding
 from mpa_sdn import openflow as of
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.tables import (
-    EXACT_MASK, PIPELINE, PRIO_BINDING, PRIO_HOST, PRIO_MISS, PRIO_REJECT, PRIO_TUNNEL, Action,
-    Feature, Rule, Table, TableSpec, address_cookie, address_of, check_flow, cookie,
-    host_cookie)
+    EXACT_MASK, PIPELINE, PRIO_BINDING, PRIO_HOST, PRIO_MISS, PRIO_REJECT, PRIO_TUNNEL,
+    PRIO_TUNNEL_END, Action, Feature, Rule, Table, TableSpec, address_cookie, address_of,
+    check_flow, cookie, host_cookie)
 
 MN = "10.2.1.100"
 IPV4 = ether.ETH_TYPE_IP
@@ -203,7 +203,7 @@ def test_a_declaration_goes_only_to_later_tables_and_gives_each_priority_one_fea
     with pytest.raises(AssertionError, match="at 300"):
         TableSpec(Table.ROUTE, dict(route.match), route.set_fields, route.actions,
                   route.next_tables, clash)
-    assert route.priorities == (PRIO_MISS, 410)
+    assert route.priorities == (PRIO_MISS, PRIO_TUNNEL_END)
     with pytest.raises(TypeError):
         route.match["in_port"] = False   # a declaration stays as written
 

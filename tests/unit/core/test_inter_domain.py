@@ -1,0 +1,203 @@
+"""One controller per administrative domain (``--domain``): what each knows of
+the topology, how it routes to the other domain, and the MN-terminated
+proactive handover tunnel (RFC 6252 §7.4) its nAR builds for an MN attached
+in the other domain, on fake switches of that domain alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from mpa_mn import protocol
+from mpa_protocol.messages import REQUESTS, VXLAN_PORT
+from mpa_protocol.schema import ConfigError
+from mpa_sdn.config import load_topology
+from mpa_sdn.domain_view import foreign_switch, home_domain, serve_domain
+from mpa_sdn.service import REST, Origin
+from mpa_sdn.store import MemoryStore
+from mpa_sdn.tables import (PRIO_CLASSIFY, PRIO_TUNNEL, PRIO_TUNNEL_END, Feature, Table,
+                            feature_of)
+from support.fakeoftable import udp_packet
+from support.handover_rig import PORT, WALL_OFFSET, settle_dad
+from support.network_rig import Rig
+from support.paths import DEFAULT_TOPOLOGY, ROOT
+from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy
+
+INTER_DOMAIN = ROOT / "topologies" / "inter_domain.yaml"
+OFPP_LOCAL = 0xfffffffe
+OCOA = "10.1.1.50"          # mn1's address in net-a1, domain-a
+B1_GATEWAY = "10.2.1.1"
+BORDER = ("core-b", 9)      # where domain-a's traffic enters domain-b
+ROUTER_MAC = "02:00:00:00:aa:01"   # the last router of domain-a, as frames arrive
+
+
+@pytest.fixture(scope="module")
+def whole():
+    return load_topology(str(INTER_DOMAIN))
+
+
+def test_each_domain_knows_its_own_switches_and_only_the_public_part_of_the_other(whole):
+    a, b = serve_domain(whole, "domain-a"), serve_domain(whole, "domain-b")
+    assert set(a.switches) == {"core-a", "cn-ar", "ar-a1", "ar-a2", foreign_switch("domain-b")}
+    assert set(b.switches) == {"core-b", "ar-b1", "ap-b1", foreign_switch("domain-a")}
+    assert list(a.domains) == ["domain-a"] and list(b.domains) == ["domain-b"]
+    seen_from_a = a.networks["net-b1"]
+    assert (str(seen_from_a.prefix), str(seen_from_a.gateway)) == ("10.2.1.0/24", B1_GATEWAY)
+    assert seen_from_a.poas == () and seen_from_a.pool is None
+    assert seen_from_a.access_router == foreign_switch("domain-b")
+    assert not a.serves(seen_from_a) and a.serves(a.networks["net-a1"])
+    assert set(a.poas) == {"cn-port", "ap-a1-1", "ap-a1-2", "ap-a2-1"}
+    assert set(b.poas) == {"ap-b1-1", "ap-b1-2"}
+    # mn1@domain-a's home address is anchored at home; domain-b knows no MN.
+    assert set(a.mobile_nodes) == {"mn1"} and not b.mobile_nodes
+    assert set(a.correspondents) == {"cn1"} and not b.correspondents
+    # Each controller's own ports, from domains.ID.controller.
+    assert (a.controller.openflow_port, a.controller.rest_port) == (6653, 8080)
+    assert (b.controller.openflow_port, b.controller.rest_port) == (6654, 8081)
+    [border] = [link for link in b.links if foreign_switch("domain-a") in
+                (link.a.switch, link.b.switch)]
+    assert {(border.a.switch, border.a.port), (border.b.switch, border.b.port)} == {
+        ("core-b", 9), (foreign_switch("domain-a"), 9)}
+
+
+def test_a_domain_that_cannot_be_served_alone_is_refused_with_its_reasons(whole):
+    with pytest.raises(ConfigError) as unknown:
+        serve_domain(whole, "domain-c")
+    assert "not a domain of the topology" in unknown.value.lines()[0]
+    # two_domains.yaml's core switch belongs to no network: whose is it?
+    with pytest.raises(ConfigError) as undecided:
+        serve_domain(load_topology(str(DEFAULT_TOPOLOGY)), "domain-b")
+    assert undecided.value.lines() == [
+        "switches.core.domain: is needed to serve one domain: the switch is no network's AR "
+        "and holds no PoA, or holds those of several domains"]
+
+
+def test_the_home_domain_is_the_identity_realm():
+    assert home_domain("mn1@domain-a") == "domain-a"
+    assert home_domain("a@b@domain-b") == "domain-b"
+    assert home_domain("anonymous") is None and home_domain(None) is None
+
+
+# -- domain-b's controller on domain-b's fake switches ------------------------------------
+
+def rig_of(whole, domain: str) -> Rig:
+    keys = {"domain-a": {IDENTITY: PSK_A}, "domain-b": {IDENTITY: PSK_B}}
+    rig = Rig(serve_domain(whole, domain), credentials={domain: Keys(domain, keys[domain])},
+              store=MemoryStore(),
+              entropy=counter_entropy(b"core"), wall_offset=WALL_OFFSET)
+    rig.connect_all()
+    return rig
+
+
+def held(rig: Rig, switch: str, feature: Feature) -> list:
+    """The flows of ``feature`` the fake switch holds."""
+    return [e for e in rig.net.switches[switch].entries if feature_of(e.cookie) == feature]
+
+
+def from_domain_a(rig: Rig, payload: bytes, source: str = OCOA):
+    """An in-band datagram of mn1 routed across the border to net-b1's gateway;
+    the answer, as it leaves domain-b by the same border."""
+    pkt = udp_packet(ROUTER_MAC, rig.graph.network("net-b1").gateway_mac, source, B1_GATEWAY,
+                     40001, PORT, payload)
+    outcome = rig.inject(*BORDER, pkt)
+    answers = [p for sw, peer, p in outcome.hops
+               if (sw, peer) == ("core-b", foreign_switch("domain-a"))]
+    return outcome, answers
+
+
+class ForeignMn:
+    """mn1 in domain-a, talking to domain-b's AA, CA and AR across the border."""
+
+    def __init__(self, rig: Rig):
+        self.rig = rig
+        run = protocol.PreAuthentication(IDENTITY, PSK_B, "net-b1", MN_MAC,
+                                         entropy=counter_entropy(b"mn"))
+        challenge = self.exchange(run.init())
+        self.state = run.finish(self.exchange(run.response(challenge)), "domain-b")
+
+    def exchange(self, payload: bytes, source: str = OCOA) -> bytes:
+        _, answers = from_domain_a(self.rig, payload, source)
+        [answer] = answers
+        assert answer["ipv4_dst"] == source
+        return answer["payload"]
+
+    def ask(self, kind, expected, source: str = OCOA, **fields) -> dict:
+        data, seq = protocol.request(self.state, kind, **fields)
+        return protocol.check_answer(self.state, self.exchange(data, source), seq, expected)
+
+
+@pytest.fixture
+def rig_b(whole):
+    rig = rig_of(whole, "domain-b")
+    settle_dad(rig)
+    return rig
+
+
+def test_domain_b_answers_for_its_gateway_and_routes_answers_back_over_the_border(rig_b):
+    outcome = rig_b.inject(*BORDER, udp_packet(ROUTER_MAC, "02:00:00:00:00:99", OCOA,
+                                               B1_GATEWAY, 40001, PORT, b"not a message"))
+    # A malformed datagram is the AA's to refuse; it is punted at the first
+    # switch of domain-b that sees it, not forwarded into the network.
+    assert outcome.punted_at == [("core-b", 9, Table.ROUTE)]
+
+
+def test_an_mn_in_the_other_domain_gets_an_mn_terminated_vxlan_tunnel(rig_b):
+    mn = ForeignMn(rig_b)
+    ncoa = mn.ask("config-request", "config")["address"]
+    tunnel = mn.ask("tunnel-request", "tunnel", outer=OCOA)
+    network = rig_b.graph.network("net-b1")
+    assert {k: tunnel[k] for k in ("address", "encapsulation", "key", "endpoint", "outer",
+                                   "udp_port", "router_mac")} == {
+        "address": ncoa, "encapsulation": "vxlan", "key": 16, "endpoint": B1_GATEWAY,
+        "outer": OCOA, "udp_port": VXLAN_PORT, "router_mac": network.gateway_mac}
+    assert "poa" not in tunnel
+    flows = held(rig_b, "ar-b1", Feature.TUNNEL)
+    into = [f for f in flows if f.table_id == Table.ROUTE]
+    out_of = [f for f in flows if f.table_id == Table.INGRESS]
+    assert [f.priority for f in into + out_of] == [PRIO_TUNNEL, PRIO_TUNNEL]
+    assert out_of[0].match == {
+        "in_port": 100, "tunnel_id": 16, "tun_ipv4_src": OCOA, "eth_type": 0x0800,
+        "ipv4_src": ncoa}
+    sets = {a.key: a.value for i in into[0].instructions for a in i.actions
+            if hasattr(a, "key")}
+    assert sets == {"eth_src": network.gateway_mac, "eth_dst": MN_MAC, "tunnel_id": 16,
+                    "tun_ipv4_dst": OCOA}
+    # Only ar-b1 holds the tunnel: no switch of domain-a is domain-b's to program.
+    assert {s for s in rig_b.net.switches if held(rig_b, s, Feature.TUNNEL)} == {"ar-b1"}
+    assert rig_b.core.counters["tunnel_created_vxlan"] == 1
+
+
+def test_a_tunnel_is_refused_to_an_outer_address_that_is_not_the_sender_or_not_foreign(rig_b):
+    mn = ForeignMn(rig_b)
+    mn.ask("config-request", "config")
+    with pytest.raises(protocol.ProtocolError) as elsewhere:
+        mn.ask("tunnel-request", "tunnel", outer="10.1.1.51")
+    assert elsewhere.value.code == "binding-refused"
+    # Over REST (source: a management address) the MN names its outer
+    # address; one in domain-b's own network is not where an MN it does not
+    # see could be.
+    data, seq = protocol.request(mn.state, "tunnel-request", outer="10.2.1.150")
+    [answer] = rig_b.core.signal(data, Origin(REST, "192.0.2.9", None), REQUESTS, rig_b.now)
+    with pytest.raises(protocol.ProtocolError) as inside:
+        protocol.check_answer(mn.state, answer.body, seq, "tunnel")
+    assert inside.value.code == "wrong-state"
+    assert rig_b.core.counters["tunnel_refused_outer"] == 2
+    assert not held(rig_b, "ar-b1", Feature.TUNNEL)
+
+
+def test_open_vswitch_ends_and_starts_the_tunnels_at_the_nar_and_the_border(rig_b):
+    [end] = [f for f in held(rig_b, "ar-b1", Feature.PIPELINE) if f.priority == PRIO_TUNNEL_END]
+    assert end.match == {"eth_type": 0x0800, "ip_proto": 17,
+                                       "udp_dst": VXLAN_PORT, "ipv4_dst": B1_GATEWAY}
+    from_local = [f.match for f in held(rig_b, "core-b", Feature.PIPELINE)
+                  if f.priority == PRIO_CLASSIFY and f.match.get("in_port") == OFPP_LOCAL]
+    assert from_local == [{"in_port": OFPP_LOCAL, "eth_type": 0x0800, "ip_proto": 17,
+                           "udp_dst": VXLAN_PORT, "ipv4_src": B1_GATEWAY}]
+
+
+def test_domain_a_routes_the_other_domains_prefix_out_of_its_border(whole):
+    rig = rig_of(whole, "domain-a")
+    rig.add_host("mn1", MN_MAC, OCOA, "ap-a1-1")
+    outcome = rig.ping("mn1", B1_GATEWAY)
+    # mn1's first packet teaches domain-a its host; then it leaves by core-a:9.
+    assert ("core-a", foreign_switch("domain-b")) in [(s, p) for s, p, _ in outcome.hops]
+    assert not any(t == Table.ROUTE for _, _, t in outcome.punted_at)
