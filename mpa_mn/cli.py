@@ -635,7 +635,10 @@ def _follow(c: _Context) -> tuple[dict, list[str], int]:
         c.node, c.handover(), c.home(), c.host.name(), c.emit,
         wait_s=_follow_wait(args), poll_s=args.poll, link_timeout_s=args.link_timeout,
         clock=c.system.clock, sleep=c.system.sleep,
-        moved=(lambda address: setattr(c.node, "channel", c.node.inband(address)))
+        # In-band, questions go from the new address, and discovery (the MN
+        # discovers again from where it is now) to the new default gateway.
+        moved=(lambda address: setattr(c.node, "channel",
+                                       c.node.inband(address, c.host.gateway)))
         if args.channel == "inband" else None)
 
     def stop(signum, frame):   # SIGTERM ends it as Ctrl-C does, a step cut short unreported
@@ -710,8 +713,8 @@ def main(argv: list[str] | None = None, system: System | None = None) -> int:
     document = {"command": args.command, "channel": "inband" if own_source else args.channel}
     used = []   # what counts: every channel the run sent on, and the MN
 
-    def inband(source: str) -> InbandChannel:
-        used.append(_inband(args, system, source))
+    def inband(source: str, gateway=None) -> InbandChannel:
+        used.append(_inband(args, system, source, gateway))
         return used[-1]
 
     def emit(event: dict) -> None:

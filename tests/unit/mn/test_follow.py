@@ -17,6 +17,7 @@ from mpa_mn.mobile_node import MnError
 from mpa_mn.protocol import ProtocolError
 from support.service_rig import IDENTITY
 from mpa_sdn.service import REST, Origin
+from support.mn_fakes import MN_ADDRESS, RestLayer
 from support.mn_world import HOME, NCOA, HandoverCli
 
 
@@ -199,3 +200,45 @@ def test_mpa_mn_follow_carries_out_a_policy_engine_s_handover(world, tmp_path,
 def test_cli_follow_usage_errors_exit_2(argv, capsys):
     assert cli.main(argv) == 2
     assert "usage: mpa-mn" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("channel", ["rest", "inband"])
+def test_after_following_a_switch_the_mn_prepares_from_where_it_is(world, tmp_path,
+                                                                   credentials_file, channel):
+    """Once attached in net-b1 the MN's current address is the nCoA: a prepare
+    back to net-a1 discovers from there (in-band through net-b1's router) and
+    asks for the tunnel with the nCoA as its outer address."""
+    run = HandoverCli(world, tmp_path, credentials_file(), channel=channel, down_at=None)
+    run.system["opener"] = opener = RestLayer(world)
+    assert run("preauth", "net-a1")[0] == 0
+    engine = Origin(REST, "engine", None)
+
+    def act(kind, **params):
+        sends = world.core.act(kind, IDENTITY, params, "engine", engine, world.now)
+        [answer] = [s for s in sends if getattr(s, "origin", None) is engine]
+        world.run(sends)
+        return answer.fields["id"]
+
+    actions = [act("prepare", candidates=["net-b1"])]
+    link = run.link
+
+    def sleep(seconds):      # the engine and the radio, between the MN's polls
+        link.sleep(seconds)
+        states = [world.core.actions.get(a).state for a in actions]
+        if states == ["done"]:
+            actions.append(act("pre-switch", network="net-b1", poa="ap-b1-1"))
+            link.down_at = link.sleeps + 3
+        elif states == ["done", "done"]:
+            actions.append(act("prepare", candidates=["net-a1"]))
+    run.system["sleep"] = sleep
+    rc, out, err = run("follow", "--home", HOME, "--network", "net-a1", "--wait", "0",
+                       "--poll", "0.1", "--count", "3", json_out=False, options=["--json"])
+    assert rc == 0, err
+    lines = out.splitlines()
+    document = json.loads("\n".join(lines[lines.index("{"):]))
+    assert [r["ok"] for r in document["reports"]] == [True, True, True], document
+    sent = ([data for _, data in opener.requests] if channel == "rest"
+            else [data for data, _ in run.world.sent])
+    outers = [json.loads(data)["outer"] for data in sent
+              if json.loads(data)["type"] == "tunnel-request"]
+    assert outers == [MN_ADDRESS, NCOA]
