@@ -153,6 +153,19 @@ def test_it_stops_after_its_duration_and_no_question_waits_past_it():
 
 # -- the whole command against the real core ----------------------------------------------
 
+def engine(world):
+    """A policy engine acting on mn1 through the core: ``act(kind, **params)``
+    starts an action and gives its id."""
+    origin = Origin(REST, "engine", None)
+
+    def act(kind, **params):
+        sends = world.core.act(kind, IDENTITY, params, "engine", origin, world.now)
+        [answer] = [s for s in sends if getattr(s, "origin", None) is origin]
+        world.run(sends)
+        return answer.fields["id"]
+    return act
+
+
 def test_mpa_mn_follow_carries_out_a_policy_engine_s_handover(world, tmp_path,
                                                                credentials_file):
     """``mpa-mn follow`` (polling over REST) in a host whose link a radio
@@ -161,14 +174,7 @@ def test_mpa_mn_follow_carries_out_a_policy_engine_s_handover(world, tmp_path,
     the MN switches and arrives, both actions end done."""
     run = HandoverCli(world, tmp_path, credentials_file(), down_at=None)
     assert run("preauth", "net-a1")[0] == 0      # an SA to ask its questions with
-    engine = Origin(REST, "engine", None)
-
-    def act(kind, **params):
-        sends = world.core.act(kind, IDENTITY, params, "engine", engine, world.now)
-        [answer] = [s for s in sends if getattr(s, "origin", None) is engine]
-        world.run(sends)
-        return answer.fields["id"]
-
+    act = engine(world)
     prepare = act("prepare", candidates=["net-b1"])
     actions = []
     link = run.link
@@ -211,14 +217,7 @@ def test_after_following_a_switch_the_mn_prepares_from_where_it_is(world, tmp_pa
     run = HandoverCli(world, tmp_path, credentials_file(), channel=channel, down_at=None)
     run.system["opener"] = opener = RestLayer(world)
     assert run("preauth", "net-a1")[0] == 0
-    engine = Origin(REST, "engine", None)
-
-    def act(kind, **params):
-        sends = world.core.act(kind, IDENTITY, params, "engine", engine, world.now)
-        [answer] = [s for s in sends if getattr(s, "origin", None) is engine]
-        world.run(sends)
-        return answer.fields["id"]
-
+    act = engine(world)
     actions = [act("prepare", candidates=["net-b1"])]
     link = run.link
 
