@@ -171,8 +171,8 @@ class Vifs:
         link = own_vif(name, links.get(name))
         physical = vxlan_end.outer_interface(links, end.outer)
         if physical is None:
-            raise VifError(f"no interface holds {end.outer}, where the tunnel to "
-                           f"{end.endpoint} ends: the MN has moved since it asked")
+            raise VifError(f"no interface holds {end.outer}, where the tunnel from "
+                           f"{end.endpoint} ends (has the MN moved since it asked?)")
         mac = (links[physical].get("address") or "").lower()
         if not mac:
             raise VifError(f"{physical} has no MAC address for the tunnel's end")
