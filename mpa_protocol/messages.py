@@ -182,6 +182,7 @@ def _report(v: Any) -> bool:
 # label-switched path inside one controller's network, or VXLAN between the
 # nAR and the MN itself (IANA's port 4789; 24-bit keys, 0 unused).
 ENCAPSULATIONS = ("mpls", "vxlan")
+MAX_CORRESPONDENTS = 64    # listed in a binding-ack: it stays one datagram below 1,400 bytes
 VXLAN_PORT = 4789
 VXLAN_KEY_MAX = (1 << 24) - 1
 
@@ -231,8 +232,13 @@ SCHEMAS: dict[str, tuple[dict, dict]] = {
                 "key": _int(1, VXLAN_KEY_MAX), "endpoint": ipv4_ok, "outer": ipv4_ok,
                 "udp_port": _int(1, 65535), "router_mac": _mac}),
     "tunnel-released": (_AUTHENTICATED, {}),
+    # A care-of in another domain: the home domain rewrites at the
+    # correspondents' edges only, and the MN restores its home address itself
+    # for traffic with ``correspondents`` (docs/inter-domain.md).
     "binding-ack": ({**_AUTHENTICATED, "home_address": ipv4_ok, "care_of": ipv4_ok,
-                     "lifetime": _seconds}, {"standby": _true}),
+                     "lifetime": _seconds},
+                    {"standby": _true, "rewrite_at_mn": _true,
+                     "correspondents": _list_of(ipv4_ok, MAX_CORRESPONDENTS)}),
     "handover-state": ({**_AUTHENTICATED, "phase": _text(32)},
                        {"buffered": _int(0, 2**31 - 1)}),
     "instruction-list": ({**_AUTHENTICATED, "pending": _anything}, {}),

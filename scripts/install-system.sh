@@ -12,9 +12,10 @@ exec </dev/null
 python_packages=(python3-venv python3-dev)
 # busybox (its udhcpc) and isc-dhcp-client: the ordinary DHCP clients the
 # integration tests serve leases to. iperf3: the UDP and TCP streams the
-# handover tests run across handovers.
+# handover tests run across handovers. nftables: an MN bound to a care-of in
+# another domain restores its home address itself (docs/inter-domain.md).
 lab_packages=(openvswitch-switch mininet iputils-ping iputils-arping ethtool iproute2 procps psmisc
-              busybox isc-dhcp-client iperf3)
+              busybox isc-dhcp-client iperf3 nftables)
 mode=${1:-all}
 case "$mode" in
     all|--no-start) packages=("${python_packages[@]}" "${lab_packages[@]}") ;;
