@@ -243,7 +243,8 @@ class MobileNode:
         """The nCoA on the network's vif: the end of the VXLAN tunnel held for
         it, else a TUN device; the vif's name (None: the MN keeps none)."""
         config = entry.sa.config
-        end = VxlanEnd.of(entry.tunnel, config["router"]) if entry.tunnel else None
+        end = (VxlanEnd.of(entry.tunnel, config["router"], entry.sa.mn_mac) if entry.tunnel
+               else None)
         interface, changed = self.vifs.ensure(network, config["address"], end)
         LOG.info("%s: nCoA %s on %s%s%s", network, config["address"],
                  interface or "no interface", " (a VXLAN tunnel's end)" if end else "",

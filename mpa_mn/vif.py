@@ -173,15 +173,12 @@ class Vifs:
         if physical is None:
             raise VifError(f"no interface holds {end.outer}, where the tunnel from "
                            f"{end.endpoint} ends (has the MN moved since it asked?)")
-        mac = (links[physical].get("address") or "").lower()
-        if not mac:
-            raise VifError(f"{physical} has no MAC address for the tunnel's end")
         changed = False
-        if link is not None and not vxlan_end.device_ok(link, end, physical, mac):
+        if link is not None and not vxlan_end.device_ok(link, end, physical):
             changed = self._delete(name)
             link = None
         if link is None:
-            self._run(vxlan_end.device_commands(name, end, physical, mac))
+            self._run(vxlan_end.device_commands(name, end, physical))
             link, changed = {}, True
         changed = self._hold(name, link, address) or changed
         number = vxlan_end.table(name)

@@ -10,8 +10,8 @@ VXLAN, ended at the nAR by an Open vSwitch port and at the MN by a kernel
 VXLAN device.  That device takes the place of the nCoA's TUN vif, under the
 same name (:func:`mpa_mn.vif.vif_name`), and holds
 
-* nCoA/32, and the MAC of the MN's physical interface (the one holding the
-  outer address): the nAR sends the inner frames to that MAC;
+* nCoA/32, and the MPA-SA's MAC (the MN's, which it pre-authenticated
+  with): the nAR sends the inner frames to that MAC;
 * a permanent neighbour entry for the CTN's router with the MAC the answer
   gave, so nothing is ARPed down the tunnel;
 * a default route via that router, ``onlink`` (no prefix on the device
@@ -47,7 +47,8 @@ PLAIN_RULE = {"priority", "src", "table", "protocol"}
 
 @dataclass(frozen=True)
 class VxlanEnd:
-    """The tunnel as a ``tunnel`` answer gave it, and the router behind its nAR."""
+    """The tunnel as a ``tunnel`` answer gave it, the router behind its nAR, and
+    the MN's MAC the nAR sends to."""
 
     key: int            # the VNI
     endpoint: str       # the nAR's address: the remote end
@@ -55,12 +56,13 @@ class VxlanEnd:
     udp_port: int
     router: str         # the CTN's router (the config's), reached through the tunnel
     router_mac: str
+    mac: str            # the MPA-SA's MAC: the inner frames' destination
 
     @classmethod
-    def of(cls, tunnel: dict, router: str) -> "VxlanEnd":
+    def of(cls, tunnel: dict, router: str, mac: str) -> "VxlanEnd":
         """From a held tunnel (:func:`mpa_mn.protocol.tunnel_described`'s fields)."""
         return cls(tunnel["key"], tunnel["endpoint"], tunnel["outer"], tunnel["udp_port"],
-                   router, tunnel["router_mac"].lower())
+                   router, tunnel["router_mac"].lower(), mac.lower())
 
 
 def table(name: str) -> int:
@@ -82,21 +84,22 @@ def outer_interface(links: dict[str, dict], outer: str) -> str | None:
     return None
 
 
-def device_ok(link: dict, end: VxlanEnd, physical: str, mac: str) -> bool:
-    """Whether ``link`` is the device ``end`` needs: none of these can be changed
-    on a VXLAN device, so one that differs is made again."""
+def device_ok(link: dict, end: VxlanEnd, physical: str) -> bool:
+    """Whether ``link`` is the device ``end`` needs: none of these but the MAC
+    can be changed on a VXLAN device, and that one not while it is up, so one
+    that differs is made again."""
     data = link.get("linkinfo", {}).get("info_data", {})
-    return (is_vxlan(link) and (link.get("address") or "").lower() == mac
+    return (is_vxlan(link) and (link.get("address") or "").lower() == end.mac
             and (data.get("id"), data.get("remote"), data.get("local"), data.get("port"),
                  data.get("link")) == (end.key, end.endpoint, end.outer, end.udp_port,
                                        physical))
 
 
-def device_commands(name: str, end: VxlanEnd, physical: str, mac: str) -> list[list[str]]:
+def device_commands(name: str, end: VxlanEnd, physical: str) -> list[list[str]]:
     """The device made, down, with the MN's MAC (it is up once it holds the nCoA)."""
     return [["link", "add", name, "type", VXLAN, "id", str(end.key), "remote", end.endpoint,
              "local", end.outer, "dstport", str(end.udp_port), "dev", physical],
-            ["link", "set", "dev", name, "address", mac]]
+            ["link", "set", "dev", name, "address", end.mac]]
 
 
 def neighbour_commands(neighbours: list[dict], name: str, end: VxlanEnd) -> list[list[str]]:

@@ -29,13 +29,12 @@ TABLE = vxlan_end.table(VIF)
 NAR, KEY = "10.2.0.1", 4242                  # the nAR's address, the tunnel's VNI
 VXLAN = {"encapsulation": "vxlan", "key": KEY, "endpoint": NAR, "outer": MN_ADDRESS,
          "udp_port": 4789, "router_mac": B1_MAC}
-END = VxlanEnd(KEY, NAR, MN_ADDRESS, 4789, B1_ROUTER, B1_MAC)
-ETH0_MAC = "02:00:00:00:01:01"               # FakeIp's eth0, which holds MN_ADDRESS
+END = VxlanEnd(KEY, NAR, MN_ADDRESS, 4789, B1_ROUTER, B1_MAC, MN_MAC)
 
 # What a VXLAN answer makes of the nCoA's vif, in order, from nothing.
 MADE = [["link", "add", VIF, "type", "vxlan", "id", str(KEY), "remote", NAR,
          "local", MN_ADDRESS, "dstport", "4789", "dev", "eth0"],
-        ["link", "set", "dev", VIF, "address", ETH0_MAC],
+        ["link", "set", "dev", VIF, "address", MN_MAC],      # the MPA-SA's
         ["addr", "add", f"{NCOA}/32", "dev", VIF],
         ["link", "set", "dev", VIF, "up"],
         ["neigh", "replace", B1_ROUTER, "lladdr", B1_MAC, "dev", VIF, "nud", "permanent"],
@@ -151,7 +150,7 @@ def test_a_vxlan_answer_makes_the_ncoa_s_vif_the_tunnel_s_end(world, channel):
     assert mn.tunnel("net-b1", lifetime=30) == {
         "network": "net-b1", "address": NCOA, **VXLAN, "lifetime": 30, "interface": VIF}
     assert ip.changes() == [["link", "del", "dev", VIF], *MADE]    # the TUN device replaced
-    assert ip.links[VIF]["kind"] == "vxlan" and ip.links[VIF]["mac"] == ETH0_MAC
+    assert ip.links[VIF]["kind"] == "vxlan" and ip.links[VIF]["mac"] == MN_MAC
     assert ip.links[VIF]["addrs"] == [(NCOA, 32)] and ip.links[VIF]["up"]
     assert routing(ip) == TUNNELLED
     held = mn.state.entries["net-b1"].tunnel
@@ -192,7 +191,7 @@ def test_a_tunnel_to_another_end_makes_the_device_again():
     vifs = Vifs(Ip(ip))
     vifs.ensure("net-b1", NCOA, END)
     ip.calls.clear()
-    moved = VxlanEnd(KEY + 1, NAR, "10.1.2.10", 4789, B1_ROUTER, B1_MAC)
+    moved = VxlanEnd(KEY + 1, NAR, "10.1.2.10", 4789, B1_ROUTER, B1_MAC, MN_MAC)
     assert vifs.ensure("net-b1", NCOA, moved) == (VIF, True)
     assert ip.changes()[:2] == [["link", "del", "dev", VIF], [
         "link", "add", VIF, "type", "vxlan", "id", str(KEY + 1), "remote", NAR, "local",
@@ -200,11 +199,26 @@ def test_a_tunnel_to_another_end_makes_the_device_again():
     assert ip.links[VIF]["data"]["local"] == "10.1.2.10" and routing(ip) == TUNNELLED
 
 
+def test_the_device_takes_the_mac_the_mn_pre_authenticated_with():
+    """The nAR sends the inner frames to the MPA-SA's MAC, which need not be
+    the physical interface's (mpa-mn --mac); a device up with another MAC is
+    made again, as its MAC cannot change while it is up."""
+    ip = FakeIp()
+    vifs = Vifs(Ip(ip))
+    vifs.ensure("net-b1", NCOA, END)
+    other = VxlanEnd(KEY, NAR, MN_ADDRESS, 4789, B1_ROUTER, B1_MAC, "02:00:00:00:0b:0b")
+    ip.calls.clear()
+    assert vifs.ensure("net-b1", NCOA, other) == (VIF, True)
+    assert ip.changes()[:3] == [["link", "del", "dev", VIF], MADE[0],
+                                ["link", "set", "dev", VIF, "address", "02:00:00:00:0b:0b"]]
+    assert ip.links[VIF]["mac"] == "02:00:00:00:0b:0b" and ip.links["eth0"]["mac"] == MN_MAC
+
+
 def test_no_end_without_the_outer_address_and_nothing_else_is_ours():
     ip = FakeIp()
     with pytest.raises(VifError, match="no interface holds 10.1.9.9"):
         Vifs(Ip(ip)).ensure("net-b1", NCOA, VxlanEnd(KEY, NAR, "10.1.9.9", 4789, B1_ROUTER,
-                                                     B1_MAC))
+                                                     B1_MAC, MN_MAC))
     ip.links[VIF] = {"kind": "gre", "addrs": [], "up": True}
     with pytest.raises(VifError, match="neither a TUN nor a VXLAN device"):
         Vifs(Ip(ip)).ensure("net-b1", NCOA, END)
