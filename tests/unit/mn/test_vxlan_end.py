@@ -5,8 +5,10 @@ CLI do with a VXLAN tunnel answer).
 The answers come from the real controller core, which holds an MPLS tunnel;
 :class:`Nar` turns its ``tunnel`` answers into VXLAN ones, signed again with
 the SA's key, as the nAR's controller in another domain answers (RFC 6252
-§7.4).  ``ip`` is mn_fakes' FakeIp, which keeps devices, rules, tables and
-neighbour entries as the kernel does.
+§7.4); the last test takes the real answer of domain-b's own controller
+(topologies/inter_domain.yaml) across the border.  ``ip`` is mn_fakes'
+FakeIp, which keeps devices, rules, tables and neighbour entries as the
+kernel does.
 """
 
 import json
@@ -15,14 +17,22 @@ import pytest
 
 from mpa_mn import protocol, vxlan_end
 from mpa_mn.handover import Handover, plan_attach
+from mpa_mn.mobile_node import MobileNode
 from mpa_mn.protocol import ProtocolError
 from mpa_mn.state_file import Entry, StateError, StateFile
 from mpa_mn.vif import Ip, VifError, Vifs
 from mpa_mn.vxlan_end import VxlanEnd
 from mpa_protocol import messages
-from support.mn_fakes import MN_ADDRESS, FakeIp, RestLayer
+from mpa_sdn.config import load_topology
+from mpa_sdn.domain_view import foreign_switch, serve_domain
+from mpa_sdn.store import MemoryStore
+from support.fakeoftable import udp_packet
+from support.handover_rig import PORT, WALL_OFFSET, settle_dad
+from support.mn_fakes import CREDENTIALS, MN_ADDRESS, FakeIp, RestLayer
 from support.mn_world import ATTACH_BATCH, B1_MAC, B1_ROUTER, HOME, NCOA, HandoverCli, node
-from support.service_rig import MN_MAC
+from support.network_rig import Rig
+from support.paths import ROOT
+from support.service_rig import IDENTITY, MN_MAC, PSK_B, Keys, counter_entropy
 
 VIF = "mpa-net-b1"
 TABLE = vxlan_end.table(VIF)
@@ -432,3 +442,63 @@ def test_cli_tunnel_and_status_say_the_encapsulation(world, tmp_path, credential
     rc, doc, err = run("untunnel", "net-b1")
     assert rc == 0 and run.ip.links[VIF]["kind"] == "tun"
     assert run("status")[1]["networks"][0]["tunnel"] is None
+
+
+# -- against the real answer of another domain's controller ------------------------------------
+
+OCOA = "10.1.1.50"                  # mn1's address in net-a1, domain-a
+BORDER = ("core-b", 9)              # where domain-a's traffic enters domain-b
+BORDER_ROUTER_MAC = "02:00:00:00:aa:01"
+
+
+class AcrossTheBorder:
+    """mn1's in-band channel from domain-a: each message a datagram routed over
+    the border to net-b1's gateway, on domain-b's fake switches under domain-b's
+    controller alone; the answer, as it leaves by the same border."""
+
+    def __init__(self, rig):
+        self.rig, self.counters = rig, {}
+
+    def exchange(self, target, kind, data):
+        network = self.rig.graph.network(target.network)
+        pkt = udp_packet(BORDER_ROUTER_MAC, network.gateway_mac, OCOA, target.address,
+                         40001, target.port, data)
+        outcome = self.rig.inject(*BORDER, pkt)
+        [answer] = [p for sw, peer, p in outcome.hops
+                    if (sw, peer) == ("core-b", foreign_switch("domain-a"))]
+        return answer["payload"]
+
+
+def test_the_mn_ends_the_tunnel_another_domain_s_controller_gives_it():
+    whole = load_topology(str(ROOT / "topologies" / "inter_domain.yaml"))
+    rig = Rig(serve_domain(whole, "domain-b"), store=MemoryStore(), wall_offset=WALL_OFFSET,
+              credentials={"domain-b": Keys("domain-b", {IDENTITY: PSK_B})},
+              entropy=counter_entropy(b"core"))
+    rig.connect_all()
+    settle_dad(rig)
+    ip = FakeIp()
+    ip.links["eth0"]["addrs"] = [(OCOA, 24)]
+    mn = MobileNode(CREDENTIALS, MN_MAC, OCOA, AcrossTheBorder(rig), vifs=Vifs(Ip(ip)),
+                    entropy=counter_entropy(b"mn"))
+    b1 = rig.graph.network("net-b1")
+    mn.preauthenticate("net-b1", {"network": "net-b1", "served_by": "domain-b",
+                                  "aa": {"address": str(b1.gateway), "port": PORT}})
+    ncoa = mn.configure("net-b1")["address"]
+    ip.calls.clear()
+    tunnel = mn.tunnel("net-b1")
+    assert (tunnel["encapsulation"], tunnel["endpoint"], tunnel["outer"]) == (
+        "vxlan", str(b1.gateway), OCOA)
+    number = str(vxlan_end.table(VIF))
+    assert ip.changes() == [
+        ["link", "del", "dev", VIF],
+        ["link", "add", VIF, "type", "vxlan", "id", str(tunnel["key"]), "remote",
+         str(b1.gateway), "local", OCOA, "dstport", "4789", "dev", "eth0"],
+        ["link", "set", "dev", VIF, "address", MN_MAC],
+        ["addr", "add", f"{ncoa}/32", "dev", VIF], ["link", "set", "dev", VIF, "up"],
+        ["neigh", "replace", str(b1.gateway), "lladdr", b1.gateway_mac, "dev", VIF, "nud",
+         "permanent"],
+        ["route", "replace", "default", "via", str(b1.gateway), "dev", VIF, "onlink",
+         "table", number],
+        ["rule", "add", "from", ncoa, "lookup", number]]
+    assert mn.untunnel("net-b1") == {"network": "net-b1"}
+    assert ip.links[VIF]["kind"] == "tun" and routing(ip) == UNTUNNELLED
