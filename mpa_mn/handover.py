@@ -20,9 +20,9 @@ from then on they leave from the physical interface.  All of that sits
 inside the handover's interruption, so it is planned before the switch
 (:func:`plan_attach`, one look at the host's interfaces and, for a VXLAN
 tunnel, at its rules, the packet socket opened, ``arrived``'s sequence
-number taken and saved and its UDP socket opened) and done with one ``ip
--batch`` run, one frame and one datagram.  What takes the kernel longer waits until
-``arrived`` is answered: removing the vif (tens of milliseconds; meanwhile
+number taken and saved and its UDP socket opened) and done with one
+``ip -batch`` run, one frame and one datagram.  What takes the kernel
+longer waits until ``arrived`` is answered: removing the vif (tens of milliseconds; meanwhile
 the nCoA is on both interfaces, which is harmless), with a VXLAN tunnel's
 table, and closing the sockets.
 

@@ -3,10 +3,9 @@
 Per CTN the file keeps the MPA-SA (id, derived keys, the next sequence
 number, the configuration received), where the CTN's AA answers and when the
 SA was made, the VXLAN tunnel the MN ends for its nCoA if any; and the last
-discovery.  Consecutive ``mpa-mn`` runs go on with
-the same SAs and sequence numbers, so a number is saved as used *before*
-the message that uses it is sent: a run that dies in between leaves a gap,
-never a reuse.
+discovery.  Consecutive ``mpa-mn`` runs go on with the same SAs and sequence
+numbers, so a number is saved as used *before* the message that uses it is
+sent: a run that dies in between leaves a gap, never a reuse.
 
 The file holds keys: it is written atomically (a temporary file in the same
 directory, then a rename), mode 0600, in a directory made 0700; concurrent
