@@ -22,9 +22,9 @@ inside the handover's interruption, so it is planned before the switch
 tunnel, at its rules, the packet socket opened, ``arrived``'s sequence
 number taken and saved and its UDP socket opened) and done with one
 ``ip -batch`` run, one frame and one datagram.  What takes the kernel
-longer waits until ``arrived`` is answered: removing the vif (tens of milliseconds; meanwhile
-the nCoA is on both interfaces, which is harmless), with a VXLAN tunnel's
-table, and closing the sockets.
+longer waits until ``arrived`` is answered: removing the vif (tens of
+milliseconds; meanwhile the nCoA is on both interfaces, which is
+harmless), with a VXLAN tunnel's table, and closing the sockets.
 
 Modes (``mode``): ``buffer`` (the default) is the above; ``bicast`` asks the
 controller to bicast instead of buffering (§7.6.1: ``pre-switch`` with that
