@@ -47,6 +47,7 @@ from typing import Callable, Protocol
 
 from ryu.ofproto import ether
 
+from mpa_protocol.messages import MAX_CORRESPONDENTS
 from mpa_sdn import openflow as of
 from mpa_sdn.mobility import tunnels
 from mpa_sdn.forwarding import Host, last_hop_actions
@@ -261,7 +262,9 @@ class BindingUpdates:
         tunnelled = (lease is not None and lease.address == care_of
                      and self.tunnels.get(care_of) is not None
                      and self.tunnels[care_of].identity == sa.identity)
-        if not (attached or tunnelled):
+        foreign = None if msg.get("standby") else self._foreign_network(care_of)
+        abroad = self._abroad(foreign)
+        if not (attached or tunnelled or foreign):
             self.counters["binding_refused_care_of"] += 1
             raise Refused("binding-refused", f"the MN does not hold {care_of} in {sa.network} "
                                              "(attached there, or through a tunnel)")
@@ -276,12 +279,14 @@ class BindingUpdates:
                 self._drop_standby(home, "ended_unbound")   # nothing left to move
                 self._sync()
             return {"home_address": home, "care_of": care_of, "lifetime": 0}
-        binding = Binding(home, care_of, sa.network, sa.identity, sa.mn_mac,
-                          min(wall + life, sa.expires))
+        binding = Binding(home, care_of, foreign.id if foreign else sa.network, sa.identity,
+                          sa.mn_mac, min(wall + life, sa.expires))
         old = self.bindings.get(home)
         self.bindings[home] = binding
         self._save_binding(binding)
         self.counters["binding_updated"] += 1
+        if foreign:
+            self.counters["binding_updated_abroad"] += 1
         standby = self.standbys.get(home)
         if standby is not None and (old is None or old.care_of != care_of):
             # The MN moved its binding itself (its interfaces both up: no
@@ -290,10 +295,43 @@ class BindingUpdates:
         if old is None or old.care_of != care_of:
             LOG.info("identity=%s mac=%s network=%s binding %s -> %s (%s)", sa.identity,
                      sa.mn_mac, sa.network, home, care_of,
+                     f"in {foreign.id}, domain {foreign.domain}" if foreign else
                      "through the tunnel" if tunnelled and not attached else "attached")
         self._sync()
         return {"home_address": home, "care_of": care_of,
-                "lifetime": max(0, int(binding.expires - wall))}
+                "lifetime": max(0, int(binding.expires - wall)), **abroad}
+
+    def _foreign_network(self, care_of: str):
+        """The other domain's network ``care_of`` is in (None: one of ours, or
+        no network anyone told us of)."""
+        network = self.graph.network_of_address(care_of)
+        if network is None or self.graph.topology.serves(network):
+            return None
+        return network
+
+    def _abroad(self, network) -> dict:
+        """What a binding-ack adds for a care-of in another domain's
+        ``network`` (None: one of ours, nothing).
+
+        The home domain keeps the binding of an MN whose care-of is in
+        another domain (an nCoA that domain's CA gave it, reached through
+        that domain's MN-terminated tunnel, or its address after the move).
+        This controller cannot see that the MN holds the address: the other
+        domain's proof stays there.  The update is the MN's, under its SA
+        with its home domain; in-band it came from the care-of, through the
+        tunnel, and the answer goes back there, so an MN that does not hold
+        the care-of never learns it was accepted.  The home domain rewrites
+        where the correspondents' traffic enters and leaves (the binding's
+        flows with no reach); the MN does the rest (``rewrite_at_mn``)."""
+        if network is None:
+            return {}
+        correspondents = sorted({c.address for c in self.correspondents},
+                                key=ipaddress.IPv4Address)
+        if len(correspondents) > MAX_CORRESPONDENTS:
+            self.counters["binding_refused_care_of"] += 1
+            raise Refused("wrong-state", f"{len(correspondents)} correspondents: more than a "
+                                         f"binding-ack can list ({MAX_CORRESPONDENTS})")
+        return {"rewrite_at_mn": True, "correspondents": correspondents}
 
     def _standby(self, sa, home: str, care_of: str, attached: bool, life: int,
                  wall: float) -> dict:

@@ -27,6 +27,7 @@ from ryu.ofproto import ether
 
 from mpa_sdn import openflow as of
 from mpa_sdn.forwarding import Host, last_hop_actions
+from mpa_sdn.mobility import tunnels as tn
 from mpa_sdn.mobility.flowsync import RECEIVE, WITHDRAW
 from mpa_sdn.mobility.records import BICAST, BUFFERING, FLUSHING, Handover
 from mpa_sdn.openflow import Send
@@ -180,6 +181,21 @@ class Buffering:
             if handover.phase == FLUSHING and handover.relaying:
                 self._drain(handover, now)
 
+    def _back_into_tunnel(self, handover: Handover, data: bytes) -> bool:
+        """A switch-back with the MN in another domain (at no PoA of ours):
+        the buffer goes back into its MN-terminated tunnel, which still
+        reaches it where it stayed.  Whether it went."""
+        tunnel = self.tunnels.get(handover.address)
+        if tunnel is None or tunnel.encapsulation != tn.VXLAN:
+            return False
+        nar = self.graph.dpid(self.graph.network(tunnel.network).access_router)
+        if not self.connected(nar):
+            return False
+        self._flowsync.out.append(Send(nar, [of.packet_out(data,
+                                                           tn.vxlan_into(self.graph, tunnel))]))
+        self.counters["buffer_returned_to_tunnel"] += 1
+        return True
+
     def _deliver_batch(self, handover: Handover, now: float) -> None:
         """The oldest ``flush_batch`` buffered packets to the MN, and when the
         next batch may go."""
@@ -190,6 +206,8 @@ class Buffering:
 
     def _deliver(self, handover: Handover, src: str | None, dst: str, data: bytes) -> None:
         poa = handover.flush_to
+        if poa is None and self._back_into_tunnel(handover, data):
+            return
         if poa is None or not self.connected(self.graph.dpid(poa.switch)):
             self.counters["buffer_dropped_no_destination"] += 1
             return

@@ -64,6 +64,7 @@ class Mobility(MobilityState, Tunnelling, BindingUpdates, Buffering, Phases, Cop
                  protocol: BindingProtocol | None = None, policy_of=None, events=None):
         super().__init__(graph, settings, counters, hosts, store, policy_of)
         self.connected = connected
+        self.correspondents = correspondents
         self.protocol = protocol or EdgeRewrite(graph, correspondents)
         # Every feature with flows, in the order their flows are built (a
         # later one holds a flow two want: the buffer's punt over the tunnel's).

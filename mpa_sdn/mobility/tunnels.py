@@ -129,20 +129,26 @@ def vxlan_flows(graph: NeighbourhoodGraph, tunnel: Tunnel) -> dict[str, list]:
     """An MN-terminated tunnel's flows, all at the nAR: into the VXLAN port
     towards the MN's outer address, and out of it, routed as if the MN were
     in the network (only its key, from its outer address, from the nCoA)."""
-    network = graph.network(tunnel.network)
-    nar = network.access_router
+    nar = graph.network(tunnel.network).access_router
     port = graph.topology.switches[nar].pht_port
-    into_tunnel = [of.dec_ttl(), of.set_field(eth_src=network.gateway_mac),
-                   of.set_field(eth_dst=tunnel.mac), of.set_field(tunnel_id=tunnel.key),
-                   of.set_field(tun_ipv4_dst=tunnel.outer), of.output(port)]
     return {nar: [
         of.flow_add(Table.ROUTE, PRIO_TUNNEL,
                     of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=tunnel.address),
-                    of.apply(*into_tunnel), tunnel.cookie),
+                    of.apply(of.dec_ttl(), *vxlan_into(graph, tunnel)), tunnel.cookie),
         of.flow_add(Table.INGRESS, PRIO_TUNNEL,
                     of.match(in_port=port, tunnel_id=tunnel.key, tun_ipv4_src=tunnel.outer,
                              eth_type=ether.ETH_TYPE_IP, ipv4_src=tunnel.address),
                     of.goto(Table.ROUTE), tunnel.cookie)]}
+
+
+def vxlan_into(graph: NeighbourhoodGraph, tunnel: Tunnel) -> list:
+    """The nAR's actions that send a packet into an MN-terminated tunnel: the
+    inner frame from the router to the MN's MAC, the key, the outer address."""
+    network = graph.network(tunnel.network)
+    port = graph.topology.switches[network.access_router].pht_port
+    return [of.set_field(eth_src=network.gateway_mac), of.set_field(eth_dst=tunnel.mac),
+            of.set_field(tunnel_id=tunnel.key), of.set_field(tun_ipv4_dst=tunnel.outer),
+            of.output(port)]
 
 
 def answer(graph: NeighbourhoodGraph, tunnel: Tunnel) -> dict:

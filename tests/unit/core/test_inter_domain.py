@@ -17,7 +17,7 @@ from mpa_sdn.store import MemoryStore
 from mpa_sdn.tables import (PRIO_CLASSIFY, PRIO_TUNNEL, PRIO_TUNNEL_END, Feature, Table,
                             feature_of)
 from support.fakeoftable import udp_packet
-from support.handover_rig import PORT, WALL_OFFSET, settle_dad
+from support.handover_rig import PORT, WALL_OFFSET, preauth, settle_dad
 from support.network_rig import Rig
 from support.paths import DEFAULT_TOPOLOGY, ROOT
 from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy
@@ -201,3 +201,127 @@ def test_domain_a_routes_the_other_domains_prefix_out_of_its_border(whole):
     # mn1's first packet teaches domain-a its host; then it leaves by core-a:9.
     assert ("core-a", foreign_switch("domain-b")) in [(s, p) for s, p, _ in outcome.hops]
     assert not any(t == Table.ROUTE for _, _, t in outcome.punted_at)
+
+
+# -- the binding, kept by the home domain (RFC 6252 §6.3 step 3) ----------------------------
+
+HOME = "10.255.0.1"
+NCOA = "10.2.1.100"         # net-b1's first pool address: mn1's nCoA from domain-b's CA
+CN_IP = "10.0.0.10"
+A1_GATEWAY = "10.1.1.1"
+
+
+@pytest.fixture
+def rig_a(whole):
+    rig = rig_of(whole, "domain-a")
+    rig.add_host("mn1", MN_MAC, OCOA, "ap-a1-1")
+    assert len(rig.ping("mn1", CN_IP).to("cn1")) == 1
+    return rig
+
+
+def through_the_border(rig: Rig, src: str, dst: str, payload: bytes, port: int = PORT):
+    """A datagram from domain-b entering domain-a at its border; what leaves
+    domain-a by the border again."""
+    pkt = udp_packet(ROUTER_MAC, "02:00:00:00:00:99", src, dst, 40001, port, payload)
+    outcome = rig.inject("core-a", 9, pkt)
+    return outcome, [p for sw, peer, p in outcome.hops
+                     if (sw, peer) == ("core-a", foreign_switch("domain-b"))]
+
+
+def test_the_home_domain_binds_the_home_address_to_a_care_of_in_the_other_domain(rig_a):
+    state = preauth(rig_a, "net-a1", PSK_A, "domain-a", A1_GATEWAY)
+    data, seq = protocol.request(state, "binding-update", home_address=HOME, care_of=NCOA)
+    # In-band from the nCoA: through domain-b's tunnel and across the border.
+    _, out = through_the_border(rig_a, NCOA, A1_GATEWAY, data)
+    [answer] = out
+    assert answer["ipv4_dst"] == NCOA            # the ack goes back down the tunnel
+    ack = protocol.check_answer(state, answer["payload"], seq, "binding-ack")
+    assert (ack["care_of"], ack["rewrite_at_mn"], ack["correspondents"]) == (
+        NCOA, True, [CN_IP])
+    # The correspondent's traffic to the home address now leaves for the nCoA...
+    outcome = rig_a.ping("cn1", HOME)
+    [(sw, peer, pkt)] = [h for h in outcome.hops if h[1] == foreign_switch("domain-b")]
+    assert (sw, pkt["ipv4_src"], pkt["ipv4_dst"]) == ("core-a", CN_IP, NCOA)
+    # ... and what comes back from it reaches the correspondent from the home address.
+    back, _ = through_the_border(rig_a, NCOA, CN_IP, b"reply", port=5000)
+    [(name, pkt)] = back.delivered
+    assert (name, pkt["ipv4_src"], pkt["ipv4_dst"]) == ("cn1", HOME, CN_IP)
+    # Only the correspondent's edge rewrites: mn1's own PoA switch holds nothing of it.
+    assert {s for s in rig_a.net.switches if held(rig_a, s, Feature.BINDING)} == {"cn-ar"}
+    assert rig_a.core.counters["binding_updated_abroad"] == 1
+
+
+def test_a_foreign_binding_update_not_from_its_care_of_changes_nothing(rig_a):
+    state = preauth(rig_a, "net-a1", PSK_A, "domain-a", A1_GATEWAY)
+    data, seq = protocol.request(state, "binding-update", home_address=HOME, care_of=NCOA)
+    _, out = through_the_border(rig_a, "10.2.1.101", A1_GATEWAY, data)
+    [answer] = out
+    with pytest.raises(protocol.ProtocolError) as refused:
+        protocol.check_answer(state, answer["payload"], seq, "binding-ack")
+    assert refused.value.code == "binding-refused"
+    assert not any(held(rig_a, s, Feature.BINDING) for s in rig_a.net.switches)
+
+
+def test_another_domain_never_binds_an_mn_it_is_not_the_home_of(rig_b):
+    mn = ForeignMn(rig_b)
+    mn.ask("config-request", "config")
+    mn.ask("tunnel-request", "tunnel", outer=OCOA)
+    data, seq = protocol.request(mn.state, "binding-update", home_address=HOME, care_of=NCOA)
+    [answer] = rig_b.core.signal(data, Origin(REST, "192.0.2.9", None), REQUESTS, rig_b.now)
+    with pytest.raises(protocol.ProtocolError) as refused:
+        protocol.check_answer(mn.state, answer.body, seq, "binding-ack")
+    assert refused.value.code == "binding-refused"
+    assert not any(held(rig_b, s, Feature.BINDING) for s in rig_b.net.switches)
+
+
+# -- the handover into domain-b (steps 4 to 6) ---------------------------------------------
+
+def correspondent_datagram(rig: Rig, seq: int):
+    """What domain-a sends on for the home address: to the nCoA, across the border."""
+    return rig.inject(*BORDER, udp_packet(ROUTER_MAC, "02:00:00:00:00:99", CN_IP, NCOA, 5000,
+                                          5001, seq.to_bytes(4, "big")))
+
+
+def pre_switched_abroad(rig: Rig) -> ForeignMn:
+    mn = ForeignMn(rig)
+    assert mn.ask("config-request", "config")["address"] == NCOA
+    mn.ask("tunnel-request", "tunnel", outer=OCOA)
+    data, seq = protocol.request(mn.state, "handover", phase="pre-switch")
+    outcome, answers = from_domain_a(rig, data)
+    if not answers:   # nothing punted yet to prove the punt works: SETTLE_S
+        rig.now += 0.05
+        answers = [p for sw, peer, p in rig.run(rig.core.tick(rig.now)).hops
+                   if peer == foreign_switch("domain-a")]
+    [answer] = answers
+    state = protocol.check_answer(mn.state, answer["payload"], seq, "handover-state")
+    assert state["phase"] == "pre-switching"
+    return mn
+
+
+def test_the_nar_buffers_what_the_home_domain_sends_and_delivers_it_after_the_move(rig_b):
+    pre_switched_abroad(rig_b)
+    for seq in range(3):
+        outcome = correspondent_datagram(rig_b, seq)
+        assert not outcome.delivered and not [h for h in outcome.hops
+                                              if h[1] == foreign_switch("domain-a")]
+    # The link-layer switch: mn1 comes up at ap-b1-1 with its nCoA (step 6).
+    rig_b.add_host("mn1", MN_MAC, NCOA, "ap-b1-1")
+    delivered = rig_b.arp_request("mn1", NCOA).delivered
+    delivered += rig_b.run(rig_b.core.mpa_tick(rig_b.now)).delivered
+    got = [int.from_bytes(p["payload"], "big") for name, p in delivered
+           if name == "mn1" and p.get("ip_proto") == 17]
+    assert got == [0, 1, 2]
+    assert all(p["ipv4_dst"] == NCOA for name, p in delivered if p.get("ip_proto") == 17)
+
+
+def test_a_switch_back_returns_the_buffer_into_the_tunnel_to_where_the_mn_stayed(rig_b):
+    mn = pre_switched_abroad(rig_b)
+    correspondent_datagram(rig_b, 7)
+    data, seq = protocol.request(mn.state, "handover", phase="cancel")
+    _, answers = from_domain_a(rig_b, data)
+    outs = [m for dpid, m in rig_b.sent if getattr(m, "data", None) is not None
+            and dpid == rig_b.graph.dpid("ar-b1")]
+    tunnelled = [m for m in outs if any(getattr(a, "key", None) == "tunnel_id"
+                                        for a in m.actions)]
+    assert len(tunnelled) == 1 and rig_b.core.counters["buffer_returned_to_tunnel"] == 1
+    assert rig_b.core.counters["buffer_dropped_no_destination"] == 0
