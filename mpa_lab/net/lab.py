@@ -265,6 +265,7 @@ class Lab:
 
     def start(self, wait_s: float = 30.0) -> None:
         self._clear_leftovers()
+        tunnel_setup.check_addresses_free(self.tunnelling)
         net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
                       autoStaticArp=False, waitConnected=False)
         self.net = net

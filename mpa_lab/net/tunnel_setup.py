@@ -15,13 +15,10 @@ OVS_LEARNS_S = 5.0
 
 
 def set_up(plan: Plan, learn_s: float = OVS_LEARNS_S) -> None:
-    """The plan's ports, addresses and routes, on bridges that exist; a
-    RuntimeError says what failed, or what on the machine stands in the way."""
-    commands = plan.setup()
-    if not commands:
-        return
-    check_addresses_free(plan)
-    for command in commands:
+    """The plan's ports, addresses and routes, on bridges that exist (and
+    whose addresses check_addresses_free found free); a RuntimeError says
+    what failed."""
+    for command in plan.setup():
         run(command, deadline=time.monotonic() + learn_s)
 
 
@@ -51,6 +48,8 @@ def check_addresses_free(plan: Plan) -> None:
     the local address of another VXLAN port: OVS would end the tunnels
     there, or refuse the lab's port as a duplicate (a lab or a test by hand
     left them)."""
+    if not plan.endpoints and not plan.next_hops:
+        return
     problems = []
     for address, switch in sorted(plan.addresses().items()):
         shown = subprocess.run(["ip", "-o", "-4", "addr", "show", "to", f"{address}/32"],

@@ -12,6 +12,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -34,6 +35,72 @@ MN_IDENTITY = "mn1@domain-a"
 FAILING_TIMEOUT_S = 2
 HANG_MARGIN_S = 20
 RATE_PPS = 500
+MPA_LAB = os.path.join(os.path.dirname(sys.executable), "mpa-lab")
+
+
+def lab_routes() -> list[str]:
+    """The routes OVS holds for the lab's prefixes that a user added."""
+    shown = subprocess.run(["ovs-appctl", "ovs/route/show"], capture_output=True, text=True,
+                           check=True).stdout
+    return [line for line in shown.splitlines()
+            if line.startswith("User:") and line.split()[1].startswith("10.")]
+
+
+# First: it runs a lab of its own, which must not meet the module's.
+def test_mpa_lab_up_per_domain_starts_a_controller_per_domain(prerequisites, tmp_path):
+    ports = {domain: (ofp + 10, rest + 10) for domain, (ofp, rest) in PORTS.items()}
+    topology_path = write_topology(tmp_path / "inter_domain.yaml", ports)
+    script = tmp_path / "commands"
+    script.write_text("mn1 ping -c 1 -W 2 10.0.0.10\n"
+                      "move mn1 ap-b1-1\n"
+                      "cn1 ping -c 1 -W 2 10.2.1.199\n")
+    result = subprocess.run(
+        ["bash", "-c", 'exec "$@" 0<&-', "bash", MPA_LAB, "up", "--per-domain", "--topology",
+         topology_path, "--script", str(script), "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=180)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    for domain, (ofp, rest) in ports.items():
+        assert (f"Controller of {domain} up: OpenFlow on :{ofp}, REST on "
+                f"http://127.0.0.1:{rest}/mpa/v1 (log: {tmp_path}/run/controller-{domain}.log)"
+                in out), out
+        assert (tmp_path / "run" / f"state-{domain}.db").exists()
+    assert "Lab up: 7 switches connected and reconciled" in out
+    # Within domain-a, then from domain-a to mn1 in domain-b: across the border.
+    assert out.count("1 packets transmitted, 1 received") == 2, out
+    assert "Lab and controllers stopped." in out and "Traceback" not in out
+    assert lab_routes() == [], "the lab's routes went with it"
+
+
+def test_the_lab_will_not_start_while_something_else_holds_a_tunnel_endpoint(prerequisites,
+                                                                           tmp_path):
+    """A gateway address on another interface, or another VXLAN port ending
+    tunnels there (a run by hand left them): OVS would end net-b1's tunnels
+    there, or refuse ar-b1's port.  The lab names them, and builds nothing."""
+    from mpa_lab.net.lab import Lab
+    from mpa_sdn.config import load_topology
+    topology = load_topology(write_topology(tmp_path / "inter_domain.yaml"))
+    subprocess.run(["ip", "link", "add", "mpa-squat", "type", "veth", "peer", "name",
+                    "mpa-squat1"], check=True)
+    subprocess.run(["ovs-vsctl", "add-br", "mpa-squatbr", "--", "set", "bridge", "mpa-squatbr",
+                    "datapath_type=netdev", "--", "add-port", "mpa-squatbr", "mpa-squatpht",
+                    "--", "set", "interface", "mpa-squatpht", "type=vxlan",
+                    "options:remote_ip=flow", "options:key=flow", "options:local_ip=10.1.2.1"],
+                   check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", "10.2.1.1/32", "dev", "mpa-squat"], check=True)
+        lab = Lab(topology, controllers={d: ("127.0.0.1", p) for d, (p, _) in PORTS.items()})
+        with pytest.raises(RuntimeError) as refused:
+            with lab:
+                pass
+        assert "10.2.1.1 (for ar-b1) is already on mpa-squat" in str(refused.value)
+        assert ("VXLAN port mpa-squatpht already ends tunnels at 10.1.2.1 (for ar-a2)"
+                in str(refused.value))
+        assert lab.net is None and not os.path.exists("/sys/class/net/ar-b1")
+    finally:
+        subprocess.run(["ip", "link", "del", "mpa-squat"], capture_output=True)
+        subprocess.run(["ovs-vsctl", "--if-exists", "del-br", "mpa-squatbr"],
+                       capture_output=True)
 
 
 @pytest.fixture(scope="module")
@@ -111,14 +178,45 @@ def test_the_nars_end_tunnels_and_each_domain_routes_its_own_out_of_its_border(l
                                  "other-config:hwaddr"], capture_output=True, text=True,
                                 check=True).stdout.strip().strip('"')
         assert hwaddr == e.mac
-    shown = subprocess.run(["ovs-appctl", "ovs/route/show"], capture_output=True, text=True,
-                           check=True).stdout
-    users = {line.split()[1]: line.split()[3] for line in shown.splitlines()
-             if line.startswith("User:") and "MARK" not in line}
+    users = {line.split()[1]: line.split()[3] for line in lab_routes()}
     assert {p: users.get(p) for p in ("10.2.1.0/24", "10.0.0.0/24", "10.1.1.0/24",
                                       "10.1.2.0/24")} == {
         "10.2.1.0/24": "core-a", "10.0.0.0/24": "core-b", "10.1.1.0/24": "core-b",
         "10.1.2.0/24": "core-b"}
+
+
+def trace(*args: str) -> str:
+    return subprocess.run(["ovs-appctl", *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+@pytest.mark.parametrize("nar, outer, border", [("ar-b1", "10.1.1.199", "core-b"),
+                                                ("ar-a1", "10.2.1.150", "core-a")])
+def test_a_nar_s_tunnel_packet_leaves_encapsulated_by_its_domain_s_border(lab, nar, outer,
+                                                                          border):
+    """What the nAR sends into its VXLAN port for an MN in the other domain
+    (the tunnel's key and the MN's outer address set) is encapsulated from
+    the gateway to the border switch's next hop, and enters the border
+    switch at LOCAL, where its controller routes it across the border."""
+    endpoint = next(e for e in lab.tunnelling.endpoints if e.switch == nar)
+    hop = next(h for h in lab.tunnelling.next_hops if h.switch == border)
+    out = trace("ofproto/trace-packet-out", nar,
+                f"in_port=LOCAL,ip,dl_src={endpoint.mac},nw_src=10.9.0.1,nw_dst=10.9.0.2,"
+                "nw_ttl=64",
+                f"set_field:42->tun_id,set_field:{outer}->tun_dst,output:{endpoint.port}")
+    assert f"-> tunneling to {hop.gateway} via {border}" in out, out
+    assert f" {endpoint.address} to {hop.mac} {hop.gateway}" in out, out
+    border_part = out.split(f'bridge("{border}")', 1)[1]
+    assert "output:9" in border_part and "tnl_push(" in out, out
+
+
+def test_a_tunnel_packet_for_a_nar_s_gateway_is_decapsulated_there(lab):
+    """VXLAN from an MN in domain-a to net-b1's gateway, as it arrives at
+    ar-b1 from the border: OVS pops it at ar-b1's LOCAL port."""
+    out = trace("ofproto/trace", "ar-b1",
+                "in_port=1,udp,dl_dst=02:00:00:00:00:99,nw_src=10.1.1.199,"
+                f"nw_dst={B1_GATEWAY},nw_ttl=64,udp_src=5555,udp_dst=4789")
+    assert "tnl_pop(" in out.split("Datapath actions:", 1)[1], out
 
 
 def test_a_host_in_domain_a_pings_domain_b_s_gateway_across_the_border(lab):

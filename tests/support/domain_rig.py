@@ -15,12 +15,13 @@ INTER_DOMAIN = os.path.join(ROOT, "topologies", "inter_domain.yaml")
 PORTS = {"domain-a": (16663, 18090), "domain-b": (16664, 18091)}
 
 
-def write_topology(path) -> str:
-    """inter_domain.yaml with each domain's controller on PORTS and its
-    credentials files' paths made absolute, written to ``path``."""
+def write_topology(path, ports=None) -> str:
+    """inter_domain.yaml with each domain's controller on ``ports`` (domain ->
+    (OpenFlow port, REST port); default PORTS) and its credentials files'
+    paths made absolute, written to ``path``."""
     raw = yaml.safe_load(open(INTER_DOMAIN, encoding="utf-8"))
     base = os.path.dirname(INTER_DOMAIN)
-    for domain, (ofp_port, rest_port) in PORTS.items():
+    for domain, (ofp_port, rest_port) in (ports or PORTS).items():
         raw["domains"][domain]["controller"] = {"openflow_port": ofp_port,
                                                 "rest_port": rest_port}
     for table in ("domains", "mobile_nodes"):
