@@ -162,12 +162,23 @@ class ExtraHost:
     address: str | None = None
 
 
-# The lab per domain names its Mininet controllers after their domains.
-CONTROLLER_PREFIX = "c-"
+@dataclass(frozen=True)
+class LabController:
+    """A remote controller the lab's switches connect to."""
+
+    name: str                    # Mininet's
+    ip: str
+    port: int                    # its OpenFlow port
+    domain: str | None = None    # the one domain it serves (the lab per domain)
+
+    def __str__(self) -> str:
+        whose = f"{self.domain}'s controller" if self.domain else "the controller"
+        return f"{whose} ({self.ip}:{self.port})"
 
 
 def controller_name(domain: str) -> str:
-    return CONTROLLER_PREFIX + domain
+    """The Mininet name of a domain's controller in the lab per domain."""
+    return f"c-{domain}"
 
 
 # Management links: each MN gets a veth to the root namespace, its other
@@ -198,7 +209,7 @@ class Lab:
         self.graph = NeighbourhoodGraph(topology)
         self.controller_ip = controller_ip
         self.controller_port = controller_port or topology.controller.openflow_port
-        # Mininet's controller name -> (ip, port), and each switch's name of it.
+        # Mininet's controller name -> the controller, and each switch's name of it.
         self.controllers, self.controller_of = self._controllers(controllers)
         # Refused here, before anything is built, if the one OVS cannot do it.
         self.tunnelling = native_tunnelling.plan(topology)
@@ -209,9 +220,9 @@ class Lab:
         self.second: dict[str, tuple[str, PoA]] = {}  # MN id -> (its second interface, PoA)
         self.link_switches: list[LinkSwitch] = []  # every move, in order
 
-    def _controllers(self, per_domain) -> tuple[dict[str, tuple[str, int]], dict[str, str]]:
+    def _controllers(self, per_domain) -> tuple[dict[str, LabController], dict[str, str]]:
         if per_domain is None:
-            return ({"c0": (self.controller_ip, self.controller_port)},
+            return ({"c0": LabController("c0", self.controller_ip, self.controller_port)},
                     dict.fromkeys(self.graph.switch_ids(), "c0"))
         try:
             owner = domain_of_switches(self.topology)
@@ -221,8 +232,9 @@ class Lab:
         if missing:
             raise ValueError(f"no controller given for {', '.join(missing)}, whose switches "
                              f"need one")
-        return ({controller_name(d): tuple(per_domain[d]) for d in sorted(set(owner.values()))},
-                {sid: controller_name(domain) for sid, domain in owner.items()})
+        controllers = {controller_name(d): LabController(controller_name(d), *per_domain[d], d)
+                       for d in sorted(set(owner.values()))}
+        return controllers, {sid: controller_name(domain) for sid, domain in owner.items()}
 
     # -- addresses --------------------------------------------------------
 
@@ -269,8 +281,8 @@ class Lab:
         net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
                       autoStaticArp=False, waitConnected=False)
         self.net = net
-        for name, (ip, port) in self.controllers.items():
-            net.addController(name, controller=RemoteController, ip=ip, port=port)
+        for c in self.controllers.values():
+            net.addController(c.name, controller=RemoteController, ip=c.ip, port=c.port)
         for switch in self.graph.switch_ids():
             net.addSwitch(switch, cls=LabSwitch, dpid=f"{self.graph.dpid(switch):016x}",
                           domain_controller=self.controller_of[switch])
@@ -398,14 +410,9 @@ class Lab:
                 for switch in pending:
                     missing.setdefault(self.controller_of[switch.name], []).append(switch.name)
                 raise TimeoutError("switches not connected: " + "; ".join(
-                    f"to {self._controller_label(name)}: {', '.join(sorted(switches))}"
+                    f"to {self.controllers[name]}: {', '.join(sorted(switches))}"
                     for name, switches in sorted(missing.items())))
             time.sleep(0.2)
-
-    def _controller_label(self, name: str) -> str:
-        ip, port = self.controllers[name]
-        domain = name.removeprefix(CONTROLLER_PREFIX) if name != "c0" else None
-        return (f"{domain}'s controller" if domain else "the controller") + f" ({ip}:{port})"
 
     def stop(self) -> None:
         if self.net is not None:

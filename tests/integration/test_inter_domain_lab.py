@@ -103,6 +103,24 @@ def test_the_lab_will_not_start_while_something_else_holds_a_tunnel_endpoint(pre
                        capture_output=True)
 
 
+def test_switches_without_their_controller_are_named_per_controller(prerequisites, tmp_path):
+    from mpa_lab.net.lab import Lab
+    from mpa_sdn.config import load_topology
+    topology = load_topology(write_topology(tmp_path / "inter_domain.yaml"))
+    # Nothing listens on these ports: no switch connects.
+    lab = Lab(topology, controllers={d: ("127.0.0.1", p + 20) for d, (p, _) in PORTS.items()})
+    with pytest.raises(TimeoutError) as waited:
+        try:
+            lab.start(wait_s=1)
+        finally:
+            lab.stop()
+    a, b = (PORTS[d][0] + 20 for d in ("domain-a", "domain-b"))
+    assert str(waited.value) == (
+        f"switches not connected: to domain-a's controller (127.0.0.1:{a}): "
+        f"{', '.join(DOMAIN_SWITCHES['domain-a'])}; "
+        f"to domain-b's controller (127.0.0.1:{b}): {', '.join(DOMAIN_SWITCHES['domain-b'])}")
+
+
 @pytest.fixture(scope="module")
 def topology_file(tmp_path_factory):
     return write_topology(tmp_path_factory.mktemp("topology") / "inter_domain.yaml")

@@ -46,13 +46,15 @@ def test_the_lab_per_domain_puts_each_switch_on_its_own_domain_s_controller():
     topology = load_topology(os.path.join(ROOT, "topologies", "inter_domain.yaml"))
     lab = Lab(topology, controllers={"domain-a": ("127.0.0.1", 6653),
                                      "domain-b": ("127.0.0.2", 6654)})
-    assert lab.controllers == {"c-domain-a": ("127.0.0.1", 6653),
-                               "c-domain-b": ("127.0.0.2", 6654)}
+    assert {name: (c.ip, c.port, c.domain) for name, c in lab.controllers.items()} == {
+        "c-domain-a": ("127.0.0.1", 6653, "domain-a"),
+        "c-domain-b": ("127.0.0.2", 6654, "domain-b")}
+    assert str(lab.controllers["c-domain-b"]) == "domain-b's controller (127.0.0.2:6654)"
     assert lab.controller_of == {
         **dict.fromkeys(("core-a", "cn-ar", "ar-a1", "ar-a2"), "c-domain-a"),
         **dict.fromkeys(("core-b", "ar-b1", "ap-b1"), "c-domain-b")}
     with pytest.raises(ValueError, match="no controller given for domain-b"):
         Lab(topology, controllers={"domain-a": ("127.0.0.1", 6653)})
     single = Lab(topology, controller_port=6700)
-    assert single.controllers == {"c0": ("127.0.0.1", 6700)}
+    assert [str(c) for c in single.controllers.values()] == ["the controller (127.0.0.1:6700)"]
     assert set(single.controller_of.values()) == {"c0"}
