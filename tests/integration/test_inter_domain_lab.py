@@ -261,6 +261,29 @@ def test_mn_pre_authenticates_and_pre_configures_with_domain_b_by_ordinary_routi
     assert sas_for(controllers["domain-a"], "net-b1") == []
 
 
+def test_cn_reaches_the_mn_s_ncoa_in_domain_b_through_the_nar_s_vxlan_tunnel(
+        lab, controllers, state_dir):
+    """RFC 6252 §7.4 across domains: while mn1 is still in net-a1, ar-b1
+    tunnels what comes for its nCoA in net-b1 to mn1's address in net-a1
+    (VXLAN from ar-b1's pht port, out of core-b's LOCAL port and across the
+    border), and mn1 answers through the tunnel."""
+    rc, out = mpa_mn(lab, state_dir, "tunnel", "net-b1")
+    assert rc == 0, out
+    try:
+        mn1 = lab.topology.mobile_nodes["mn1"]
+        ncoa = next(lease["address"] for lease in
+                    controllers["domain-b"].get("/mpa/v1/networks/net-b1/leases")
+                    if lease["mac"] == mn1.mac)
+        tunnels = [t for m in controllers["domain-b"].mobile_nodes() for t in m["tunnels"]]
+        assert [(t["network"], t["encapsulation"], t["outer"]) for t in tunnels] == [
+            ("net-b1", "vxlan", lab.address("mn1"))], tunnels
+        result = ping(lab.host("cn1"), ncoa)
+        assert result.ok, result
+    finally:
+        rc, out = mpa_mn(lab, state_dir, "untunnel", "net-b1")
+    assert rc == 0, out
+
+
 def test_killing_domain_b_s_controller_leaves_domain_a_whole(lab, controllers, state_dir,
                                                              tmp_path):
     cn, mn = lab.host("cn1"), lab.host("mn1")
