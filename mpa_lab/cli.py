@@ -71,29 +71,31 @@ def _run_lab(args, body, log_level: str = "error") -> int:
     its own domain's."""
     from mininet.log import setLogLevel
 
-    from mpa_lab.net.lab import Lab, controller_name
+    from mpa_lab.net.lab import Lab
 
+    topology = load_or_exit(args.topology)
+    per_domain = getattr(args, "per_domain", False)
+    problem = _per_domain_problem(args, topology) if per_domain else None
+    if not problem:
+        # Before anything starts: a topology the lab cannot build is a mistake
+        # in the file (a switch of no domain, tunnels OVS cannot route).
+        try:
+            lab = Lab(topology, controller_port=_ofp_port(args, topology), management=True,
+                      controllers=_domain_ofp_ports(topology) if per_domain else None)
+        except ValueError as exc:
+            problem = str(exc)
+    if problem:
+        print(f"mpa-lab {args.command}: {problem}", file=sys.stderr)
+        return 2
     if os.geteuid() != 0:
         print(f"mpa-lab {args.command} needs root (Mininet creates namespaces and veths)",
               file=sys.stderr)
         return 2
-    topology = load_or_exit(args.topology)
-    per_domain = getattr(args, "per_domain", False)
-    if per_domain and (args.ofp_port or args.rest_port):
-        print(f"mpa-lab {args.command}: --per-domain takes each controller's ports from "
-              "the topology's domains.ID.controller, not --ofp-port or --rest-port",
-              file=sys.stderr)
-        return 2
     os.makedirs(args.out, exist_ok=True)
-    try:
-        controllers = (_domain_controllers(args, topology) if per_domain
-                       else [_controller(args, topology)])
-    except ValueError as exc:
-        print(f"mpa-lab {args.command}: {exc}", file=sys.stderr)
-        return 2
+    controllers = (_domain_controllers(args, topology) if per_domain
+                   else [_controller(args, topology)])
     _stop_on_signals()
     setLogLevel(log_level)
-    lab = None
     try:
         print(f"Topology {args.topology}")
         started = time.monotonic()
@@ -101,17 +103,10 @@ def _run_lab(args, body, log_level: str = "error") -> int:
             controller.start()
             print(f"{_whose(controller)} up: OpenFlow on :{controller.ofp_port}, REST on "
                   f"{controller.base_url}/mpa/v1 (log: {controller.log_path})")
-        lab = (Lab(topology, management=True, controllers={
-                   c.domain: ("127.0.0.1", c.ofp_port) for c in controllers}) if per_domain
-               else Lab(topology, controller_port=controllers[0].ofp_port, management=True))
         lab.start()
-        switches = 0
         for controller in controllers:
-            ids = [s for s, name in lab.controller_of.items()
-                   if not per_domain or name == controller_name(controller.domain)]
-            controller.wait_switches(ids=ids)
-            switches += len(ids)
-        print(f"Lab up: {switches} switches connected and reconciled, hosts "
+            controller.wait_switches(ids=lab.switches_of(controller.domain))
+        print(f"Lab up: {len(lab.controller_of)} switches connected and reconciled, hosts "
               f"{', '.join(sorted(h.name for h in lab.net.hosts))} "
               f"({time.monotonic() - started:.1f} s)\n", flush=True)
         return body(lab, controllers)
@@ -122,8 +117,7 @@ def _run_lab(args, body, log_level: str = "error") -> int:
         print(f"\nmpa-lab {args.command}: {exc}; tearing down", file=sys.stderr)
         return 1
     finally:
-        if lab is not None:
-            lab.stop()
+        lab.stop()
         for controller in controllers:
             controller.close()
         print("Lab and controller stopped." if len(controllers) == 1
@@ -142,24 +136,42 @@ def _controller(args, topology, domain: str | None = None, ofp_port: int | None 
     for extension in ("", "-wal", "-shm"):
         if os.path.exists(state_db + extension):
             os.unlink(state_db + extension)
-    settings = topology.controller
     # REST listens beyond loopback so that MNs reach it over their
     # management links (the lab's hosts live in their own namespaces).
     return ControllerProcess(
-        args.topology, ofp_port=ofp_port or args.ofp_port or settings.openflow_port,
-        rest_port=rest_port or args.rest_port or settings.rest_port,
+        args.topology, ofp_port=ofp_port or _ofp_port(args, topology),
+        rest_port=rest_port or args.rest_port or topology.controller.rest_port,
         log_path=os.path.join(args.out, f"controller{suffix}.log"), rest_host="0.0.0.0",
         state_db=state_db, domain=domain)
 
 
+def _per_domain_problem(args, topology) -> str | None:
+    """Why ``--per-domain`` cannot run this topology with these options, or None."""
+    if args.ofp_port or args.rest_port:
+        return ("--per-domain takes each controller's ports from the topology's "
+                "domains.ID.controller, not --ofp-port or --rest-port")
+    missing = [f"domains.{did}.controller.{key}" for did in sorted(topology.domains)
+               for key in ("openflow_port", "rest_port")
+               if getattr(topology.domains[did].controller, key) is None]
+    if missing:
+        return ("--per-domain needs each domain's controller ports: " + ", ".join(missing)
+                + " not given")
+    return None
+
+
+def _ofp_port(args, topology) -> int:
+    """The one controller's OpenFlow port."""
+    return args.ofp_port or topology.controller.openflow_port
+
+
+def _domain_ofp_ports(topology) -> dict[str, tuple[str, int]]:
+    """Each domain's controller's OpenFlow address, for the lab per domain."""
+    return {did: ("127.0.0.1", domain.controller.openflow_port)
+            for did, domain in topology.domains.items()}
+
+
 def _domain_controllers(args, topology) -> list:
     """One controller per domain, on the ports its ``domains.ID.controller`` names."""
-    missing = [f"domains.{d.id}.controller.{key}" for d in sorted(topology.domains.values(),
-                                                                   key=lambda d: d.id)
-               for key in ("openflow_port", "rest_port") if getattr(d.controller, key) is None]
-    if missing:
-        raise ValueError("--per-domain needs each domain's controller ports: "
-                         + ", ".join(missing) + " not given")
     return [_controller(args, topology, d, topology.domains[d].controller.openflow_port,
                         topology.domains[d].controller.rest_port)
             for d in sorted(topology.domains)]

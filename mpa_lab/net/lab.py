@@ -236,6 +236,11 @@ class Lab:
                        for d in sorted(set(owner.values()))}
         return controllers, {sid: controller_name(domain) for sid, domain in owner.items()}
 
+    def switches_of(self, domain: str | None) -> list[str]:
+        """The switches on ``domain``'s controller (None: on the one controller)."""
+        name = "c0" if domain is None else controller_name(domain)
+        return sorted(s for s, on in self.controller_of.items() if on == name)
+
     # -- addresses --------------------------------------------------------
 
     def address_of(self, mn: MobileNode, network: Network) -> str:

@@ -15,19 +15,40 @@ INTER_DOMAIN = os.path.join(ROOT, "topologies", "inter_domain.yaml")
 PORTS = {"domain-a": (16663, 18090), "domain-b": (16664, 18091)}
 
 
-def write_topology(path, ports=None) -> str:
-    """inter_domain.yaml with each domain's controller on ``ports`` (domain ->
-    (OpenFlow port, REST port); default PORTS) and its credentials files'
-    paths made absolute, written to ``path``."""
+def inter_domain_raw() -> dict:
+    """inter_domain.yaml as parsed YAML, its credentials files' paths made
+    absolute (so it can be written anywhere)."""
     raw = yaml.safe_load(open(INTER_DOMAIN, encoding="utf-8"))
     base = os.path.dirname(INTER_DOMAIN)
-    for domain, (ofp_port, rest_port) in (ports or PORTS).items():
-        raw["domains"][domain]["controller"] = {"openflow_port": ofp_port,
-                                                "rest_port": rest_port}
     for table in ("domains", "mobile_nodes"):
         for entry in raw[table].values():
             if "credentials" in entry:
                 entry["credentials"] = os.path.join(base, entry["credentials"])
+    return raw
+
+
+def add_third_domain(raw: dict, pht: bool, linked_to=("core-a", "core-b")) -> dict:
+    """domain-c in ``raw``: one switch, core-c (with a pht_port if ``pht``),
+    the AR of net-c1 (10.3.1.0/24), linked to each of ``linked_to``."""
+    raw["domains"]["domain-c"] = {"name": "Operator C",
+                                  "controller": {"openflow_port": 6655, "rest_port": 8082}}
+    raw["switches"]["core-c"] = {"dpid": 0x30, "domain": "domain-c",
+                                 **({"pht_port": 100} if pht else {})}
+    raw["links"] += [[f"{switch}:8", f"core-c:{8 + i}"] for i, switch in enumerate(linked_to)]
+    raw["networks"]["net-c1"] = {"domain": "domain-c", "prefix": "10.3.1.0/24",
+                                 "gateway": "10.3.1.1", "access_router": "core-c",
+                                 "pool": "10.3.1.100-10.3.1.199", "poas": {"ap-c1-1": "core-c:3"}}
+    return raw
+
+
+def write_topology(path, ports=None, raw=None) -> str:
+    """``raw`` (default: inter_domain_raw()) with each domain's controller on
+    ``ports`` (domain -> (OpenFlow port, REST port); default PORTS), written
+    to ``path``."""
+    raw = raw or inter_domain_raw()
+    for domain, (ofp_port, rest_port) in (ports or PORTS).items():
+        raw["domains"][domain]["controller"] = {"openflow_port": ofp_port,
+                                                "rest_port": rest_port}
     with open(path, "w", encoding="utf-8") as out:
         yaml.safe_dump(raw, out, sort_keys=False)
     return str(path)
@@ -63,15 +84,14 @@ def running_domain_lab(controllers, topology, **options):
     """The Mininet lab, each switch on its domain's controller, and every
     switch connected to it and reconciled."""
     from mininet.log import setLogLevel
-    from mpa_lab.net.lab import Lab, controller_name
+    from mpa_lab.net.lab import Lab
     setLogLevel("error")
     lab = Lab(topology, controllers={d: ("127.0.0.1", c.ofp_port)
                                      for d, c in controllers.items()}, **options)
     try:
         lab.start()
         for domain, controller in controllers.items():
-            controller.wait_switches(ids=[s for s, name in lab.controller_of.items()
-                                          if name == controller_name(domain)])
+            controller.wait_switches(ids=lab.switches_of(domain))
         yield lab
     finally:
         lab.stop()

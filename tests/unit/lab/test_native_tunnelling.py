@@ -1,37 +1,24 @@
 """What the lab asks of Open vSwitch for tunnels that end at an MN in another
 domain (mpa_lab/net/native_tunnelling.py): worked out from the topology."""
 
-import copy
 import ipaddress
 
 import pytest
-import yaml
 
+from support.domain_rig import add_third_domain, inter_domain_raw
 from support.paths import ROOT
 from mpa_lab.net.native_tunnelling import TunnellingError, plan, pht_port_name
 from mpa_sdn.config import load_topology, parse_topology
 from mpa_sdn.interface_names import MAX_NAME_BYTES
 
 INTER_DOMAIN = ROOT / "topologies" / "inter_domain.yaml"
-RAW = yaml.safe_load(INTER_DOMAIN.read_text(encoding="utf-8"))
 
 
 def variant(change) -> object:
     """inter_domain.yaml as ``change(raw)`` leaves it."""
-    raw = copy.deepcopy(RAW)
+    raw = inter_domain_raw()
     change(raw)
     return parse_topology(raw)
-
-
-def third_domain(raw, pht: bool, linked_to=("core-a", "core-b")) -> None:
-    """domain-c: one AR with one network, linked to each of ``linked_to``."""
-    raw["domains"]["domain-c"] = {"name": "Operator C"}
-    raw["switches"]["core-c"] = {"dpid": 0x30, "domain": "domain-c",
-                                 **({"pht_port": 100} if pht else {})}
-    raw["links"] += [[f"{switch}:8", f"core-c:{8 + i}"] for i, switch in enumerate(linked_to)]
-    raw["networks"]["net-c1"] = {"domain": "domain-c", "prefix": "10.3.1.0/24",
-                                 "gateway": "10.3.1.1", "access_router": "core-c",
-                                 "pool": "10.3.1.100-10.3.1.199", "poas": {"ap-c1-1": "core-c:3"}}
 
 
 def commands(topology) -> list[str]:
@@ -116,7 +103,7 @@ def test_a_prefix_two_domains_would_both_route_is_refused_with_the_reason():
     # Three domains with pht ports, each linked to the two others: each
     # routes the others' prefixes, so every prefix is wanted twice in OVS's
     # one table.
-    topology = variant(lambda raw: third_domain(raw, pht=True))
+    topology = variant(lambda raw: add_third_domain(raw, pht=True))
     with pytest.raises(TunnellingError) as refused:
         plan(topology)
     problems = refused.value.problems
@@ -126,7 +113,7 @@ def test_a_prefix_two_domains_would_both_route_is_refused_with_the_reason():
 
 
 def test_a_third_domain_without_pht_ports_is_routed_by_one_of_the_others():
-    topology = variant(lambda raw: (third_domain(raw, pht=False),
+    topology = variant(lambda raw: (add_third_domain(raw, pht=False),
                                     raw["switches"]["ar-b1"].pop("pht_port")))
     # domain-a's tunnels alone: to each other domain out of its border
     # switch towards it (both core-a here), through one next hop.
@@ -140,7 +127,7 @@ def test_tunnels_to_a_domain_behind_another_are_refused():
     # domain-c hangs off domain-b: domain-a's tunnels to net-c1 would need
     # a transit domain, which its controller does not route to either.
     def change(raw):
-        third_domain(raw, pht=False, linked_to=("core-b",))
+        add_third_domain(raw, pht=False, linked_to=("core-b",))
         raw["switches"]["ar-b1"].pop("pht_port")
     with pytest.raises(TunnellingError, match="domain-a has pht ports but no border link to "
                                               "domain-c: its tunnels cannot reach net-c1"):

@@ -1,0 +1,33 @@
+"""``mpa-lab up``'s options, where they need no lab (mpa_lab/cli.py)."""
+
+from support.domain_rig import add_third_domain, inter_domain_raw, write_topology
+from support.paths import ROOT
+from mpa_lab.cli import main as mpa_lab
+
+
+def test_mpa_lab_up_per_domain_needs_each_domain_s_controller_ports(tmp_path, capsys):
+    two_domains = str(ROOT / "topologies" / "two_domains.yaml")
+    assert mpa_lab(["up", "--per-domain", "--topology", two_domains,
+                    "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        "mpa-lab up: --per-domain needs each domain's controller ports: "
+        "domains.domain-a.controller.openflow_port, domains.domain-a.controller.rest_port, "
+        "domains.domain-b.controller.openflow_port, domains.domain-b.controller.rest_port "
+        "not given\n")
+    inter_domain = str(ROOT / "topologies" / "inter_domain.yaml")
+    assert mpa_lab(["up", "--per-domain", "--topology", inter_domain, "--ofp-port", "7000",
+                    "--out", str(tmp_path)]) == 2
+    assert "not --ofp-port or --rest-port" in capsys.readouterr().err
+
+
+def test_mpa_lab_up_refuses_a_topology_whose_tunnels_the_lab_cannot_route(tmp_path, capsys):
+    # A third domain with pht ports, linked to both others: every prefix
+    # would be routed two ways in OVS's one table.
+    path = write_topology(tmp_path / "three.yaml",
+                          raw=add_third_domain(inter_domain_raw(), pht=True))
+    out = tmp_path / "run"
+    assert mpa_lab(["up", "--per-domain", "--topology", path, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mpa-lab up: 10.0.0.0/24 would need a route for the tunnels of "
+                          "domain-b and of domain-c"), err
+    assert not out.exists(), "nothing was started"
