@@ -1,7 +1,9 @@
 """The two ways the MN's messages reach a CTN's AA and CA.
 
 * REST: each message is POSTed to the controller's ``/mpa/v1`` endpoint of
-  its kind; the answer is the response body, whatever the HTTP status.
+  its kind; the answer is the response body, whatever the HTTP status.  With
+  one controller per administrative domain, a message about a network goes
+  to the controller of the network's domain (:class:`Controllers`).
 * In-band: each message is one UDP datagram to the network's gateway (the
   AA's address) from the MN's current address; the answer is the datagram
   that comes back from exactly that address and port.  A datagram may be
@@ -56,16 +58,37 @@ class ChannelError(ProtocolError):
 
 @dataclass(frozen=True)
 class Target:
-    """Where a network's AA and CA answer (in-band; REST needs only the network)."""
+    """Where a network's AA and CA answer: in-band its address and port, over
+    REST the controller of its ``domain`` (None: not known, the default one)."""
 
     network: str
     address: str
     port: int = DEFAULT_PORT
+    domain: str | None = None
 
     @classmethod
     def of(cls, candidate: dict) -> "Target":
         aa = candidate["aa"]
-        return cls(candidate["network"], aa["address"], aa.get("port", DEFAULT_PORT))
+        return cls(candidate["network"], aa["address"], aa.get("port", DEFAULT_PORT),
+                   candidate.get("domain") or candidate.get("served_by"))
+
+
+@dataclass(frozen=True)
+class Controllers:
+    """The REST API of each domain's controller: ``default`` (``--controller``)
+    for a domain not named in ``by_domain`` (``--domain-controller``), or
+    not known."""
+
+    default: str
+    by_domain: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, default: str, by_domain: dict[str, str] | None = None) -> "Controllers":
+        return cls(default.rstrip("/"), tuple(sorted(
+            (domain, url.rstrip("/")) for domain, url in (by_domain or {}).items())))
+
+    def url(self, domain: str | None) -> str:
+        return dict(self.by_domain).get(domain, self.default)
 
 
 @dataclass(frozen=True)
@@ -101,9 +124,12 @@ class _Channel:
             self.sleep(wait)
         raise AssertionError("unreachable")
 
-    def discover(self, data: bytes, target: Target | None = None) -> bytes:
+    def discover(self, data: bytes, target: Target | None = None,
+                 domain: str | None = None) -> bytes:
         """``target``: in-band, the network whose gateway is asked (default: the
-        MN's own); REST asks about the network the message names."""
+        MN's own); REST asks about the network the message names, of the
+        controller of ``target``'s domain, else of ``domain`` (the MN's
+        network's, when it knows it)."""
         raise NotImplementedError
 
     def exchange(self, target: Target, kind: str, data: bytes) -> bytes:
@@ -119,24 +145,32 @@ class _Channel:
 # -- REST ------------------------------------------------------------------------
 
 class RestChannel(_Channel):
+    """``base_url``: one controller's API, or :class:`Controllers`, one per domain."""
 
-    def __init__(self, base_url: str, timeout: float = DEFAULT_TIMEOUT_S, opener=None,
-                 retry: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, base_url: str | Controllers, timeout: float = DEFAULT_TIMEOUT_S,
+                 opener=None, retry: RetryPolicy = RetryPolicy(),
+                 sleep: Callable[[float], None] = time.sleep):
         super().__init__(retry, sleep)
-        self.base_url = base_url.rstrip("/")
+        self.controllers = (base_url if isinstance(base_url, Controllers)
+                            else Controllers.of(base_url))
         self.timeout = timeout
         self.opener = opener if opener is not None else direct_opener()
 
-    def discover(self, data: bytes, target: Target | None = None) -> bytes:
-        return self._with_retries(lambda: self._post("/mpa/v1/discover", data), "discover")
+    def discover(self, data: bytes, target: Target | None = None,
+                 domain: str | None = None) -> bytes:
+        base = self.controllers.url(target.domain if target else domain)
+        return self._with_retries(lambda: self._post(base, "/mpa/v1/discover", data),
+                                  "discover")
 
     def exchange(self, target: Target, kind: str, data: bytes) -> bytes:
+        base = self.controllers.url(target.domain)
         path = f"/mpa/v1/networks/{urllib.parse.quote(target.network, safe='')}/" \
                f"{ENDPOINTS[kind]}"
-        return self._with_retries(lambda: self._post(path, data), f"{target.network} {kind}")
+        return self._with_retries(lambda: self._post(base, path, data),
+                                  f"{target.network} {kind}")
 
-    def _post(self, path: str, data: bytes) -> tuple[bytes, float | None]:
-        url = self.base_url + path
+    def _post(self, base: str, path: str, data: bytes) -> tuple[bytes, float | None]:
+        url = base + path
         request = urllib.request.Request(url, data=data, method="POST", headers={
             "Content-Type": "application/json", "Accept": "application/json"})
         self.counters["requests"] += 1
@@ -235,7 +269,8 @@ class InbandChannel(_Channel):
             raise ChannelError("transport", "no default gateway to send discovery to")
         return self._gateway
 
-    def discover(self, data: bytes, target: Target | None = None) -> bytes:
+    def discover(self, data: bytes, target: Target | None = None,
+                 domain: str | None = None) -> bytes:
         address, port = (target.address, target.port) if target else (self.gateway, self.port)
         return self._with_retries(lambda: (self._transact(address, port, data), None),
                                   "discover")

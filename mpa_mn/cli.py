@@ -16,7 +16,11 @@ The proactive handover (RFC 6252 §6.3 steps 2-6; see mpa_mn/handover.py):
                                          ended on mpa-NET)
     mpa-mn [options] untunnel NET...     release it
     mpa-mn [options] bind NET --home ADDR [--care-of ADDR] [--lifetime S]
-                                         home address -> care-of, in-band from the care-of
+                                         home address -> care-of, in-band from the care-of;
+                                         kept by the home domain (the identity's realm):
+                                         for NET of another domain, under the MPA-SA with
+                                         a network of it, the MN then rewriting addresses
+                                         for the correspondents the answer lists (nftables)
     mpa-mn [options] switch NET --phase pre-switch|arrived|cancel|link-lost [--buffer-old]
                      [--mode buffer|bicast]
     mpa-mn [options] attach NET          after the link-layer switch: the nCoA on the
@@ -61,6 +65,10 @@ Following a policy engine (the northbound API's actions; see mpa_mn/follow.py):
 the MN is ready for the link-layer switch or the loss, whatever the output
 mode.
 
+With one controller per domain, ``--domain-controller DOMAIN=URL`` (once per
+domain) says where each domain's REST API is; a request about a network goes
+to its domain's (discovery says which), ``--controller`` to the others.
+
 Options may come before or after the command.  Output is one line per
 result, or one JSON document with ``--json``.  Exit status: 0 all done;
 1 an AA, CA or AR refused, or did not answer, or the interface could not be
@@ -89,7 +97,8 @@ from typing import Any, Callable, TextIO
 
 from mpa_mn import channels, link, report, standby
 from mpa_mn import follow as follow_mod
-from mpa_mn.channels import InbandChannel, RestChannel
+from mpa_mn.binding_rewrite import NoRewrites, Nft, RewriteError, Rewrites
+from mpa_mn.channels import Controllers, InbandChannel, RestChannel
 from mpa_mn.dad import DadSettings
 from mpa_mn.dhcp_client import DhcpSettings
 from mpa_mn.handover import (
@@ -118,6 +127,7 @@ class System:
     """What the CLI takes from the host it runs on; the tests replace parts."""
 
     run: Callable = subprocess.run                 # for `ip`
+    nft: Callable = subprocess.run                 # for `nft`: the rewriting of a binding abroad
     opener: Any = None                             # urllib opener (REST); None: direct
     socket_factory: Callable = channels.udp_socket  # in-band
     raw_socket: Callable = link.raw_socket         # the gratuitous ARP
@@ -164,6 +174,13 @@ def _url(value: str) -> str:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} has a bad port") from None
     return value
+
+
+def _domain_controller(value: str) -> tuple[str, str]:
+    domain, equals, url = value.partition("=")
+    if not equals or not ID_RE.fullmatch(domain):
+        raise argparse.ArgumentTypeError(f"{value!r} is not DOMAIN=URL")
+    return domain, _url(url)
 
 
 def _duration(zero: bool):
@@ -223,7 +240,11 @@ def _common(parser: argparse.ArgumentParser, main: bool) -> None:
     add("--channel", choices=("rest", "inband"), default=d("rest"),
         help="REST to the controller, or UDP to each network's gateway (default: rest)")
     add("--controller", type=_url, default=d(DEFAULT_CONTROLLER), metavar="URL",
-        help=f"the controller's REST API (default: {DEFAULT_CONTROLLER})")
+        help=f"the controller's REST API (default: {DEFAULT_CONTROLLER}); with one "
+             "controller per domain, the one of domains not given --domain-controller")
+    add("--domain-controller", type=_domain_controller, action="append", default=d([]),
+        metavar="DOMAIN=URL", help="the REST API of DOMAIN's controller, where requests "
+        "about its networks go (once per domain)")
     add("--credentials", default=d(DEFAULT_CREDENTIALS), metavar="FILE",
         help=f"the MN's keys per domain (default: {DEFAULT_CREDENTIALS})")
     add("--interface", default=d(None), metavar="IFACE",
@@ -246,7 +267,8 @@ def _common(parser: argparse.ArgumentParser, main: bool) -> None:
         help="how long to wait for one answer; in-band it is spread over 4 sends, "
              "each waiting twice as long as the one before (default: 7.5)")
     add("--no-vif", action="store_true", default=d(False),
-        help="do not put nCoAs on virtual interfaces (unprivileged use)")
+        help="do not put nCoAs on virtual interfaces, nor install the rewriting of a "
+             "binding abroad: only report them (unprivileged use)")
     add("--json", action="store_true", default=d(False),
         help="print one JSON document on stdout")
     add("-v", "--verbose", action="store_true", default=d(False), help="log to stderr")
@@ -469,14 +491,15 @@ class _Host:
         return gateway
 
 
-# What each command needs to know about the host.
-NEEDS_MAC = ("preauth", "up", "handover", "standby", "reactive", "follow")
+# What each command needs to know about the host (bind: it may pre-authenticate
+# with a network of the home domain, the one the MN is in if it is one).
+NEEDS_MAC = ("preauth", "up", "handover", "standby", "reactive", "follow", "bind")
 # (tunnel: an MN-terminated tunnel ends at the MN's current address, always sent.)
 NEEDS_ADDRESS = ("discover", "preauth", "up", "tunnel", "handover", "standby", "reactive",
-                 "follow")
+                 "follow", "bind")
 # Commands that send only in-band from an address of their own: --channel
 # does not apply.
-OWN_SOURCE = ("bind", "attach")
+OWN_SOURCE = ("attach",)
 
 
 def _inband(args, system: System, source: str, gateway=None) -> InbandChannel:
@@ -489,9 +512,18 @@ def _channel(args, host: _Host, system: System):
     if args.channel == "rest":
         # follow: a question may be held that long at the controller first.
         timeout = args.timeout + (_follow_wait(args) if args.command == "follow" else 0)
-        return RestChannel(args.controller, timeout=timeout, opener=system.opener,
+        return RestChannel(_controllers(args), timeout=timeout, opener=system.opener,
                            sleep=system.sleep)
     return _inband(args, system, host.address(), gateway=host.gateway)
+
+
+def _controllers(args) -> Controllers:
+    given = {}
+    for domain, url in args.domain_controller:
+        if given.get(domain, url) != url:
+            raise MnError("usage", f"--domain-controller gives {domain} two URLs")
+        given[domain] = url
+    return Controllers.of(args.controller, given)
 
 
 def _credentials(args) -> MnCredentials:
@@ -552,7 +584,7 @@ def _up(c: _Context, network: str) -> dict:
 def _bind(c: _Context, network: str) -> dict:
     home = c.home()
     care_of = c.args.care_of or c.node.care_of(network, c.host.addresses())
-    return c.node.bind(network, home, care_of, c.args.lifetime)
+    return c.node.bind_care_of(network, home, care_of, c.args.lifetime)
 
 
 def _attach(c: _Context, network: str) -> dict:
@@ -610,6 +642,8 @@ def _exit_class(exc: Exception) -> int:
 
 
 def _code(exc: Exception) -> str:
+    if isinstance(exc, RewriteError):
+        return "nftables"
     if isinstance(exc, VifError):
         return "interface"
     if isinstance(exc, StateError):
@@ -667,6 +701,7 @@ def _run(args, c: _Context) -> tuple[dict, list[str], int]:
     if args.command == "status":
         status = c.node.status()
         lines = [report.status_line(n) for n in status["networks"]] or ["no MPA-SAs"]
+        lines += [report.rewrite_line(status["rewrite"])] if status["rewrite"] else []
         return {"ok": True, **status}, lines, EXIT_OK
     if args.command == "up":
         c.node.discover()  # once, fresh: every network below is checked against it
@@ -737,7 +772,9 @@ def main(argv: list[str] | None = None, system: System | None = None) -> int:
         with store.locked(clock=system.clock, sleep=system.sleep):
             node = MobileNode(credentials or MnCredentials({}), mac, address, channel, store,
                               NoVifs() if args.no_vif else Vifs(ip), entropy=system.entropy,
-                              wall=system.wall, inband=inband)
+                              wall=system.wall, inband=inband,
+                              rewrites=NoRewrites() if args.no_vif else Rewrites(
+                                  Nft(system.nft)))
             used.append(node)
             result, lines, status = _run(args, _Context(args, node, host, ip, system, emit))
     except (*FAILURES, StateError) as exc:

@@ -5,8 +5,12 @@ Before the switch (:meth:`Handover.prepare`): a new MPA-SA with the target
 network (step 1; an SA for a network the MN left is held and cannot
 configure, so it is always a fresh one), the nCoA on the network's vif and
 the proactive handover tunnel (step 2), the binding update, in-band from
-the nCoA through the tunnel (step 3), and ``pre-switch`` (step 4: the AR
-buffers for the nCoA).  The link-layer switch (step 5) is not the MN's
+the nCoA through the tunnel (step 3): at the target's AR when the target
+is of the MN's home domain, else at the home domain, under an MPA-SA with
+one of its networks, the MN then rewriting for the correspondents the
+answer lists (:meth:`MobileNode.bind_care_of`); and ``pre-switch`` (step 4:
+the target's AR buffers for the nCoA, under the SA with the target, as
+before).  The link-layer switch (step 5) is not the MN's
 doing; it waits for its carrier to drop and come back.
 
 After the switch (:meth:`Handover.attach`, step 6): the nCoA goes on the
@@ -227,11 +231,13 @@ class Handover(HostRun):
         sa = self._timed(timings, "preauth", node.preauthenticate, network)
         config = self._timed(timings, "configure", node.configure, network)
         tunnel = self._timed(timings, "tunnel", node.tunnel, network)
-        binding = self._timed(timings, "bind", node.bind, network, home, config["address"])
+        binding = self._timed(timings, "bind", node.bind_care_of, network, home,
+                              config["address"], tunnel=tunnel["encapsulation"])
         ready = {"network": network, "mode": mode, "sa": sa.sa, "home_address": home,
                  **{k: config[k] for k in ("address", "prefix_len", "router", "gateway_mac")},
                  "tunnel": {k: v for k, v in tunnel.items() if k not in ("network", "address")},
-                 "binding": {k: binding[k] for k in ("care_of", "lifetime")},
+                 "binding": {k: v for k, v in binding.items()
+                             if k not in ("network", "home_address")},
                  "timings_ms": timings}
         return ready
 

@@ -61,6 +61,23 @@ def _tunnel_text(t: dict, carrying: str = "") -> str:
     return f"MPLS tunnel{carrying} to PoA {t['poa']}"
 
 
+def _bind_text(r: dict) -> str:
+    """A binding, where it is kept when that is another network's AR (the
+    home domain's), and the MN's rewriting for it."""
+    return _text(f"{r['home_address']} bound to care-of {r['care_of']}, "
+                 f"lifetime {r['lifetime']} s",
+                 r.get("bound_at") not in (None, r.get("network"))
+                 and f", kept by the home domain at {r.get('bound_at')}",
+                 r.get("rewrite_at_mn") and _rewrite_text(r),
+                 r.get("rewrite_removed") and "; the MN's rewriting removed")
+
+
+def _rewrite_text(r: dict) -> str:
+    cns = ", ".join(r["correspondents"]) or "none"
+    return (f"; the MN rewrites for correspondents {cns}"
+            + ("" if r["rewrite_installed"] else " (not installed: --no-vif)"))
+
+
 def _link_text(r: dict) -> str | None:
     return "link_up_at" in r and f"link down {(r['link_up_at'] - r['link_down_at']) / 1e6:.1f} ms"
 
@@ -108,8 +125,7 @@ TEXT = {
     "tunnel": lambda r: f"{_tunnel_text(r, ' for ' + r['address'])}, "
                         f"lifetime {r['lifetime']} s",
     "untunnel": lambda r: "tunnel released",
-    "bind": lambda r: f"{r['home_address']} bound to care-of {r['care_of']}, "
-                      f"lifetime {r['lifetime']} s",
+    "bind": lambda r: _bind_text(r),
     "switch": _state_text,
     "attach": _attach_text,
     "handover": _handover_text,
@@ -134,5 +150,12 @@ def status_line(n: dict) -> str:
     return line
 
 
+def rewrite_line(rewrite: dict) -> str:
+    """The rewriting installed for a binding abroad (the state file's)."""
+    return (f"{rewrite['home_address']} bound to care-of {rewrite['care_of']} at "
+            f"{rewrite['network']}, the MN rewriting for correspondents "
+            f"{', '.join(rewrite['correspondents']) or 'none'} (nftables table mpa_binding)")
+
+
 def result_line(command: str, network: str, result: dict) -> str:
-    return f"{network}: {TEXT[command](result)}"
+    return f"{network}: {TEXT[command]({'network': network, **result})}"

@@ -1,9 +1,12 @@
 """The MN's memory between invocations: its MPA-SAs, in one JSON file.
 
 Per CTN the file keeps the MPA-SA (id, derived keys, the next sequence
-number, the configuration received), where the CTN's AA answers and when the
-SA was made, the VXLAN tunnel the MN ends for its nCoA if any; and the last
-discovery.  Consecutive ``mpa-mn`` runs go on with the same SAs and sequence
+number, the configuration received), the CTN as discovery described it (where
+its AA answers, its domain: where REST requests for it go) and when the SA
+was made, the VXLAN tunnel the MN ends for its nCoA if any; the last
+discovery; and the rewriting the MN installed for a binding its home domain
+keeps to a care-of in another domain (:mod:`mpa_mn.binding_rewrite`), so
+that a later run removes it when the binding or the care-of goes.  Consecutive ``mpa-mn`` runs go on with the same SAs and sequence
 numbers, so a number is saved as used *before* the message that uses it is
 sent: a run that dies in between leaves a gap, never a reuse.
 
@@ -47,6 +50,9 @@ class StateError(Exception):
 # and when it came (wall clock).
 TUNNEL_KEYS = {*VXLAN_FIELDS, "address", "lifetime", "at"}
 ENTRY_KEYS = {"sa", "candidate", "established_at", "configured_at"}
+# The rewriting installed: the binding's addresses, its correspondents, and
+# the network whose MPA-SA bound them (the home domain's).
+REWRITE_KEYS = {"home_address", "care_of", "correspondents", "network"}
 
 
 @dataclass
@@ -60,6 +66,12 @@ class Entry:
     # The VXLAN tunnel the MN ends on the nCoA's vif (TUNNEL_KEYS), kept so that
     # a later run keeps its end (configure) or knows it is there (status).
     tunnel: dict | None = None
+
+    @property
+    def domain(self) -> str:
+        """The network's domain, as discovery gave it: its controller answers
+        REST requests for it (the SA's, for a candidate that said none)."""
+        return self.candidate.get("domain") or self.sa.domain
 
     def record(self) -> dict:
         return {"sa": self.sa.to_record(), "candidate": self.candidate,
@@ -78,7 +90,8 @@ class Entry:
         if type(sa.next_seq) is not int or sa.next_seq < 1 or not isinstance(sa.sa, str):
             raise ValueError("bad sa or next_seq")
         if not isinstance(raw["candidate"], dict) or not isinstance(raw["candidate"].get("aa"),
-                                                                    dict):
+                                                                    dict) \
+                or not messages.network_ok(raw["candidate"].get("domain", sa.domain)):
             raise ValueError("bad candidate")
         for name in ("established_at", "configured_at"):
             if not isinstance(raw[name], (int, float)) and not (
@@ -99,13 +112,23 @@ def _tunnel_ok(raw) -> bool:
             and type(raw["at"]) in (int, float))
 
 
+def _rewrite_ok(raw) -> bool:
+    return (isinstance(raw, dict) and set(raw) == REWRITE_KEYS
+            and messages.ipv4_ok(raw["home_address"]) and messages.ipv4_ok(raw["care_of"])
+            and messages.network_ok(raw["network"])
+            and isinstance(raw["correspondents"], list)
+            and len(raw["correspondents"]) <= messages.MAX_CORRESPONDENTS
+            and all(messages.ipv4_ok(c) for c in raw["correspondents"]))
+
+
 @dataclass
 class MnState:
     entries: dict[str, Entry] = field(default_factory=dict)   # network -> Entry
     discovery: dict | None = None  # {"address", "network", "at", "candidates"}
+    rewrite: dict | None = None    # REWRITE_KEYS: the nftables table installed
 
     def record(self) -> dict:
-        return {"version": VERSION, "discovery": self.discovery,
+        return {"version": VERSION, "discovery": self.discovery, "rewrite": self.rewrite,
                 "networks": {n: e.record() for n, e in sorted(self.entries.items())}}
 
     @classmethod
@@ -114,7 +137,8 @@ class MnState:
             raise ValueError("not a JSON object")
         if raw.get("version") != VERSION:
             raise ValueError(f"version {raw.get('version')!r}; this mpa-mn reads {VERSION}")
-        unknown = set(raw) - {"version", "discovery", "networks"}
+        # "rewrite" is left out by the files of an mpa-mn that never bound abroad.
+        unknown = set(raw) - {"version", "discovery", "networks", "rewrite"}
         if unknown:
             raise ValueError(f"unknown keys {sorted(unknown)}")
         networks = raw.get("networks", {})
@@ -130,7 +154,10 @@ class MnState:
         if discovery is not None and not (isinstance(discovery, dict)
                                           and isinstance(discovery.get("candidates"), list)):
             raise ValueError("discovery is not an object with candidates")
-        return cls(entries, discovery)
+        rewrite = raw.get("rewrite")
+        if rewrite is not None and not _rewrite_ok(rewrite):
+            raise ValueError("bad rewrite")
+        return cls(entries, discovery, rewrite)
 
 
 def default_path(identities) -> str:

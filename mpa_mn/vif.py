@@ -63,8 +63,13 @@ def own_vif(name: str, link: dict | None) -> dict | None:
     return link
 
 
-class Ip:
-    """``ip`` commands, with a clear error when one fails."""
+class Command:
+    """One program run through ``run`` (``subprocess.run``'s signature), with
+    a clear ``error`` when it cannot run or fails; ``package``: what
+    installs it."""
+
+    error = VifError
+    package = "iproute2"
 
     def __init__(self, run: Callable = subprocess.run, command: str = "ip",
                  timeout: float = IP_TIMEOUT_S):
@@ -78,18 +83,23 @@ class Ip:
             result = self._run(argv, capture_output=True, text=True, timeout=self.timeout,
                                check=False, input=input)
         except FileNotFoundError:
-            raise VifError(f"`{self.command}` not found: install iproute2") from None
+            raise self.error(f"`{self.command}` not found: install {self.package}") from None
         except subprocess.TimeoutExpired:
-            raise VifError(f"`{' '.join(argv)}` did not finish in {self.timeout:g} s") from None
+            raise self.error(f"`{' '.join(argv)}` did not finish in {self.timeout:g} s") \
+                from None
         except OSError as exc:
-            raise VifError(f"`{' '.join(argv)}` could not run: {exc.strerror}") from None
+            raise self.error(f"`{' '.join(argv)}` could not run: {exc.strerror}") from None
         if result.returncode != 0:
             stderr = (result.stderr or "").strip()
             if missing_ok and "does not exist" in stderr:
                 return None
-            raise VifError(f"`{' '.join(argv)}` failed (exit {result.returncode}): "
-                           f"{stderr or 'no message'}")
+            raise self.error(f"`{' '.join(argv)}` failed (exit {result.returncode}): "
+                             f"{stderr or 'no message'}")
         return result.stdout
+
+
+class Ip(Command):
+    """``ip`` commands, with a clear error when one fails."""
 
     def json(self, *args: str, missing_ok: bool = False):
         out = self("-j", *args, missing_ok=missing_ok)
