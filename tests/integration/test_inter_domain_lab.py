@@ -5,6 +5,7 @@
 domain-a's controller serves core-a, cn-ar, ar-a1 and ar-a2; domain-b's
 core-b, ar-b1 and ap-b1; they share nothing but the border link
 core-a:9 -- core-b:9.  mn1 (identity mn1@domain-a) is at ap-a1-1 in net-a1.
+The tests run in file order: the last one kills domain-b's controller.
 """
 
 import ipaddress
@@ -46,7 +47,9 @@ def lab_routes() -> list[str]:
             if line.startswith("User:") and line.split()[1].startswith("10.")]
 
 
-# First: it runs a lab of its own, which must not meet the module's.
+# The first three tests build (or try to build) a lab of their own, with the
+# same bridges: they come before the tests that bring the module's lab up.
+
 def test_mpa_lab_up_per_domain_starts_a_controller_per_domain(prerequisites, tmp_path):
     ports = {domain: (ofp + 10, rest + 10) for domain, (ofp, rest) in PORTS.items()}
     topology_path = write_topology(tmp_path / "inter_domain.yaml", ports)
