@@ -14,6 +14,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 MPA_MN = os.path.join(os.path.dirname(sys.executable), "mpa-mn")
@@ -31,11 +32,18 @@ class Result:
 
 
 def mpa_mn_command(lab, mn: str, rest_port: int, state_path: str, channel: str, *args,
-                   credentials: str | None = None) -> list[str]:
+                   credentials: str | None = None,
+                   domain_rest_ports: Mapping[str, int] | None = None) -> list[str]:
     """``mpa-mn --json ARGS`` for the MN's host, with the lab's options.
-    The credentials are the MN's file from the topology unless given."""
+    The credentials are the MN's file from the topology unless given.  With
+    one controller per domain, ``domain_rest_ports`` (domain -> REST port)
+    says where each domain's REST API is (``rest_port`` is the one of the
+    others)."""
     root_ip, _ = lab.management_addresses(mn)
+    per_domain = [arg for domain, port in sorted((domain_rest_ports or {}).items())
+                  for arg in ("--domain-controller", f"{domain}=http://{root_ip}:{port}")]
     return [MPA_MN, "--channel", channel, "--controller", f"http://{root_ip}:{rest_port}",
+            *per_domain,
             "--credentials", credentials or lab.topology.mobile_nodes[mn].credentials,
             "--interface", lab.host(mn).defaultIntf().name, "--state", state_path, "--json",
             *args]

@@ -153,11 +153,14 @@ def state_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("mn")
 
 
-def mpa_mn(lab, state_dir, *args, timeout_s: float | None = None) -> tuple[int, str]:
-    """``mpa-mn --json --channel inband ARGS`` in mn1's host, killed if it
-    outlives ``timeout_s`` (exit 137): (exit status, its stdout)."""
+def mpa_mn(lab, state_dir, *args, timeout_s: float | None = None,
+           channel: str = "inband") -> tuple[int, str]:
+    """``mpa-mn --json --channel CHANNEL ARGS`` in mn1's host (REST: to each
+    network's domain's controller), killed if it outlives ``timeout_s``
+    (exit 137): (exit status, its stdout)."""
     command = mpa_mn_command(lab, "mn1", PORTS["domain-a"][1], str(state_dir / "mn1.json"),
-                             "inband", *args)
+                             channel, *args,
+                             domain_rest_ports={d: rest for d, (_, rest) in PORTS.items()})
     if timeout_s is not None:
         command = ["timeout", "-s", "KILL", str(timeout_s), *command]
     out = lab.host("mn1").cmd(" ".join(shlex.quote(c) for c in command) +
@@ -245,6 +248,20 @@ def test_a_host_in_domain_a_pings_domain_b_s_gateway_across_the_border(lab):
     # request crossed core-a:9 -- core-b:9 and the answer came back.
     result = ping(lab.host("mn1"), B1_GATEWAY, count=3)
     assert result.ok, result
+
+
+def test_mn_pre_authenticates_with_domain_b_over_rest_at_domain_b_s_controller(
+        lab, controllers, state_dir):
+    """Over REST, mn1 asks domain-a's controller (where it is) for its
+    candidates and domain-b's for net-b1's MPA-SA, each over the management
+    link at that controller's port."""
+    before = {d: c.counters().get("auth_init", 0) for d, c in controllers.items()}
+    rc, out = mpa_mn(lab, state_dir, "preauth", "net-b1", channel="rest")
+    assert rc == 0, out
+    after = {d: c.counters().get("auth_init", 0) for d, c in controllers.items()}
+    assert after == {"domain-a": before["domain-a"], "domain-b": before["domain-b"] + 1}
+    assert [sa["state"] for sa in sas_for(controllers["domain-b"], "net-b1")] == [
+        "pre-authenticated"]
 
 
 def test_mn_pre_authenticates_and_pre_configures_with_domain_b_by_ordinary_routing(
