@@ -733,6 +733,14 @@ def _log_to(stream) -> None:
     root.setLevel(logging.DEBUG)
 
 
+def _kernel(args, ip: Ip, system: System) -> dict:
+    """What the MN changes in its host's kernel: the nCoAs' vifs and the
+    rewriting of a binding abroad; with --no-vif neither, only reported."""
+    if args.no_vif:
+        return {"vifs": NoVifs(), "rewrites": NoRewrites()}
+    return {"vifs": Vifs(ip), "rewrites": Rewrites(Nft(system.nft))}
+
+
 def main(argv: list[str] | None = None, system: System | None = None) -> int:
     system = system or System()
     stdout = system.stdout or sys.stdout
@@ -771,10 +779,8 @@ def main(argv: list[str] | None = None, system: System | None = None) -> int:
         store = StateFile(path)
         with store.locked(clock=system.clock, sleep=system.sleep):
             node = MobileNode(credentials or MnCredentials({}), mac, address, channel, store,
-                              NoVifs() if args.no_vif else Vifs(ip), entropy=system.entropy,
-                              wall=system.wall, inband=inband,
-                              rewrites=NoRewrites() if args.no_vif else Rewrites(
-                                  Nft(system.nft)))
+                              entropy=system.entropy, wall=system.wall, inband=inband,
+                              **_kernel(args, ip, system))
             used.append(node)
             result, lines, status = _run(args, _Context(args, node, host, ip, system, emit))
     except (*FAILURES, StateError) as exc:

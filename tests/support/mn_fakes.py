@@ -271,11 +271,51 @@ class FakeIp:
         return [c for c in self.calls if c[0] != "-j"]
 
 
+class FakeNft:
+    """`nft -f -` on a kernel with nf_tables: each input is one transaction of
+    ``table F T`` (add, nothing if it is there), ``delete table F T`` (an
+    error if it is not) and ``table F T { ... }`` (defined anew), applied all
+    or nothing.  ``tables``: (family, name) -> its definition as given (""
+    for an empty one); ``fail``: nft's error for every run."""
+
+    STATEMENT = re.compile(r"(delete )?table (\w+) (\w+)( \{)?")
+
+    def __init__(self, fail=None):
+        self.tables, self.inputs, self.fail = {}, [], fail
+
+    def __call__(self, argv, **kw):
+        assert argv == ["nft", "-f", "-"] and kw.get("capture_output"), argv
+        self.inputs.append(kw["input"])
+        if self.fail:
+            return subprocess.CompletedProcess(argv, 1, "", self.fail)
+        tables, lines = dict(self.tables), kw["input"].splitlines(keepends=True)
+        while lines:
+            line = lines.pop(0)
+            match = self.STATEMENT.fullmatch(line.rstrip("\n"))
+            if match is None:
+                return subprocess.CompletedProcess(argv, 1, "", f"Error: syntax error: {line}")
+            delete, key, block = match[1], (match[2], match[3]), match[4]
+            if delete and key not in tables:
+                return subprocess.CompletedProcess(argv, 1, "", "Error: No such file or "
+                                                   "directory")
+            if delete:
+                del tables[key]
+            elif block:
+                end = lines.index("}\n")
+                tables[key] = line + "".join(lines[:end + 1])
+                del lines[:end + 1]
+            else:
+                tables.setdefault(key, "")
+        self.tables = tables
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+
 class Cli:
     def __init__(self, rig, tmp_path, credentials, channel="rest"):
         self.rig, self.tmp_path, self.channel = rig, tmp_path, channel
         self.credentials = credentials
         self.ip = FakeIp()
+        self.nft = FakeNft()
         self.world = Gateways(rig)
         self.system = {}   # more of cli.System's fields, or others
         self.interface = "eth0"   # None: the command names its own
@@ -283,7 +323,8 @@ class Cli:
     def __call__(self, *argv, json_out=True, options=()):
         out, err = io.StringIO(), io.StringIO()
         system = cli.System(**{
-            "run": self.ip, "opener": RestLayer(self.rig), "socket_factory": self.world,
+            "run": self.ip, "nft": self.nft, "opener": RestLayer(self.rig),
+            "socket_factory": self.world,
             "clock": self.world.clock, "sleep": ticking_sleep(self.rig, []),
             "wall": lambda: self.rig.service.wall(self.rig.now),
             "entropy": counter_entropy(b"cli"), "stdout": out, "stderr": err, **self.system})

@@ -1,0 +1,486 @@
+"""The MN's side of a binding its home domain keeps to a care-of in another
+domain: the nftables rewriting (mpa_mn.binding_rewrite), where each binding
+goes (MobileNode.bind_care_of, the handover's step 3), what removes the
+rewriting, the REST requests routed to each network's domain's controller,
+and what the state file keeps.
+
+Most of it runs against the real controllers of topologies/inter_domain.yaml,
+one per domain, each on its own fake switches (support.mn_domains); ``nft``
+is mn_fakes' FakeNft, which applies each transaction all or nothing.
+"""
+
+import io
+import json
+
+import pytest
+
+from mpa_mn import cli
+from mpa_mn.binding_rewrite import (REMOVAL, NoRewrites, Nft, Rewrite, RewriteError, Rewrites,
+                                    replacement, ruleset)
+from mpa_mn.channels import Controllers
+from mpa_mn.handover import Handover
+from mpa_mn.mobile_node import MnError, MobileNode, _abroad
+from mpa_mn.protocol import ProtocolError
+from mpa_mn.state_file import StateError, StateFile
+from mpa_protocol import messages
+from mpa_protocol.credentials import MnCredentials
+from support.mn_domains import CN, HOME, OCOA, URLS, Domains
+from support.mn_fakes import Clock, FakeIp, FakeNft
+from support.mn_world import NCOA, node
+from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, counter_entropy
+
+TABLE = ("ip", "mpa_binding")
+A2_NCOA = "10.1.2.100"           # the first address net-a2's CA gives
+
+
+def rewrite(*correspondents, care_of=NCOA):
+    return Rewrite.of(HOME, care_of, correspondents or (CN,))
+
+
+# -- the ruleset -------------------------------------------------------------------------
+
+def test_the_ruleset_rewrites_the_two_ways_the_home_domain_does_not_for_its_correspondents():
+    assert ruleset(rewrite(CN, "10.0.0.11")) == (
+        "table ip mpa_binding {\n"
+        "\tchain restore {\n"
+        "\t\ttype filter hook prerouting priority raw; policy accept;\n"
+        "\t\tip saddr { 10.0.0.10, 10.0.0.11 } ip daddr 10.2.1.100 ip daddr set 10.255.0.1\n"
+        "\t}\n"
+        "\tchain rewrite {\n"
+        "\t\ttype route hook output priority mangle; policy accept;\n"
+        "\t\tip saddr 10.255.0.1 ip daddr { 10.0.0.10, 10.0.0.11 } ip saddr set 10.2.1.100\n"
+        "\t}\n"
+        "}\n")
+
+
+def test_each_correspondent_is_listed_once_in_address_order():
+    assert rewrite("10.0.0.9", "10.0.0.10", "10.0.0.9", "10.0.0.100").correspondents == (
+        "10.0.0.9", "10.0.0.10", "10.0.0.100")
+
+
+def test_with_no_correspondents_the_table_is_there_and_rewrites_nothing():
+    text = ruleset(Rewrite.of(HOME, NCOA, []))
+    assert "chain restore" in text and "chain rewrite" in text and " set " not in text
+
+
+def test_a_replacement_is_one_transaction_that_works_whether_the_table_is_there_or_not():
+    nft = FakeNft()
+    rewrites = Rewrites(Nft(nft))
+    rewrites.install(rewrite())
+    assert nft.tables == {TABLE: ruleset(rewrite())}
+    rewrites.install(rewrite())                      # again: the same table
+    assert nft.tables == {TABLE: ruleset(rewrite())}
+    rewrites.install(rewrite(care_of="10.2.1.101"))  # another care-of: replaced whole
+    assert nft.tables == {TABLE: ruleset(rewrite(care_of="10.2.1.101"))}
+    rewrites.remove()
+    rewrites.remove()                                # nothing there: nothing to fail
+    assert nft.tables == {}
+    assert nft.inputs[:1] == [replacement(rewrite())] and nft.inputs[-1] == REMOVAL
+    assert all(text.startswith(REMOVAL) for text in nft.inputs)
+
+
+def test_a_failing_nft_is_a_clear_error_and_changes_nothing():
+    nft = FakeNft(fail="Error: Could not process rule: Operation not permitted")
+    with pytest.raises(RewriteError, match=r"`nft -f -` failed \(exit 1\): Error: Could not "
+                                           "process rule: Operation not permitted"):
+        Rewrites(Nft(nft)).install(rewrite())
+
+    def missing(argv, **kw):
+        raise FileNotFoundError(argv[0])
+    with pytest.raises(RewriteError, match="`nft` not found: install nftables"):
+        Rewrites(Nft(missing)).remove()
+
+
+# -- where the binding goes ----------------------------------------------------------------
+
+@pytest.fixture
+def domains():
+    return Domains()
+
+
+def bindings(domains):
+    """Each domain's binding of mn1's home address, as its care-of."""
+    return {domain: getattr(rig.core.mobility.bindings.get(HOME), "care_of", None)
+            for domain, rig in domains.rigs.items()}
+
+
+@pytest.mark.parametrize("channel", ["rest", "inband"])
+def test_a_handover_to_another_domain_binds_at_home_and_rewrites_for_its_correspondents(
+        domains, channel):
+    mn = domains.node(channel)
+    ready = Handover(mn, mn.vifs.ip).prepare("net-b1", HOME)
+    assert ready["tunnel"]["encapsulation"] == "vxlan" and ready["address"] == NCOA
+    assert ready["binding"] == {"care_of": NCOA, "lifetime": 3600, "bound_at": "net-a1",
+                                "rewrite_at_mn": True, "correspondents": [CN],
+                                "rewrite_installed": True}
+    # Kept by domain-a (under mn1's MPA-SA with net-a1, the network it is in),
+    # sent from the nCoA: it entered domain-a across the border.
+    assert bindings(domains) == {"domain-a": NCOA, "domain-b": None}
+    assert domains.a.core.counters["binding_updated_abroad"] == 1
+    assert set(mn.state.entries) == {"net-a1", "net-b1"}
+    # The pre-switch still went to net-b1's AR, under the SA with net-b1.
+    assert ready["pre_switch"]["phase"] == "pre-switching"
+    assert domains.rigs["domain-b"].core.mobility.handovers.get(IDENTITY) is not None
+    nft = mn.rewrites.nft._run
+    assert nft.tables == {TABLE: ruleset(rewrite())}
+    assert mn.state.rewrite == {"home_address": HOME, "care_of": NCOA, "correspondents": [CN],
+                                "network": "net-a1"}
+    assert mn.counters["binding_at_home"] == mn.counters["binding_rewrite_installed"] == 1
+
+
+def test_a_handover_within_the_home_domain_binds_at_the_target_as_before(domains):
+    mn = domains.node()
+    ready = Handover(mn, mn.vifs.ip).prepare("net-a2", HOME)
+    assert ready["tunnel"]["encapsulation"] == "mpls"
+    assert ready["binding"] == {"care_of": A2_NCOA, "lifetime": 3600, "bound_at": "net-a2"}
+    assert bindings(domains) == {"domain-a": A2_NCOA, "domain-b": None}
+    assert set(mn.state.entries) == {"net-a2"} and mn.counters["binding_at_home"] == 0
+    assert mn.rewrites.nft._run.inputs == [] and mn.state.rewrite is None
+
+
+def bound_abroad(domains, channel="rest", **kw):
+    mn = domains.node(channel, **kw)
+    Handover(mn, mn.vifs.ip).before_pre_switch("net-b1", HOME)
+    return mn, mn.rewrites.nft._run
+
+
+def test_a_binding_at_home_without_rewrite_at_mn_removes_the_rewriting(domains):
+    mn, nft = bound_abroad(domains)
+    result = mn.bind_care_of("net-a1", HOME, OCOA)      # back to its address at home
+    assert result == {"network": "net-a1", "home_address": HOME, "care_of": OCOA,
+                      "lifetime": 3600, "rewrite_removed": True, "bound_at": "net-a1"}
+    assert bindings(domains)["domain-a"] == OCOA
+    assert nft.tables == {} and nft.inputs[-1] == REMOVAL and mn.state.rewrite is None
+    assert mn.counters["binding_rewrite_removed"] == 1
+    mn.bind_care_of("net-a1", HOME, OCOA)               # nothing installed: nft not run
+    assert len(nft.inputs) == 2
+
+
+def test_removing_the_binding_abroad_removes_the_rewriting(domains):
+    mn, nft = bound_abroad(domains)
+    result = mn.bind_care_of("net-b1", HOME, NCOA, lifetime=0)
+    assert (result["lifetime"], result["bound_at"], result["rewrite_removed"]) == (
+        0, "net-a1", True)
+    assert bindings(domains)["domain-a"] is None and nft.tables == {}
+
+
+@pytest.mark.parametrize("release", [
+    lambda mn: mn.release("net-b1"),
+    lambda mn: mn.release("net-b1", all=True),
+    lambda mn: mn.forget("net-b1", "lease"),     # follow's forget instruction
+])
+def test_the_care_of_going_removes_the_rewriting(domains, release):
+    mn, nft = bound_abroad(domains)
+    release(mn)
+    assert nft.tables == {} and mn.state.rewrite is None
+
+
+def test_another_network_going_leaves_the_rewriting(domains):
+    mn, nft = bound_abroad(domains)
+    mn.release("net-a1", all=True)
+    assert nft.tables == {TABLE: ruleset(rewrite())} and mn.state.rewrite is not None
+
+
+def test_a_rewriting_that_cannot_be_removed_stays_known_for_a_later_run(domains):
+    mn, nft = bound_abroad(domains)
+    nft.fail = "Error: Operation not permitted"
+    with pytest.raises(RewriteError):
+        mn.forget("net-b1", "lease")
+    assert mn.state.rewrite is not None and mn.state.entries["net-b1"].sa.config is not None
+    nft.fail = None
+    mn.forget("net-b1", "lease")
+    assert nft.tables == {} and mn.state.rewrite is None
+
+
+def test_without_vifs_the_rewriting_is_only_reported(domains):
+    mn = domains.node()
+    mn.rewrites = NoRewrites()
+    mn.preauthenticate("net-b1")
+    mn.configure("net-b1")
+    result = mn.bind_care_of("net-b1", HOME, NCOA)
+    assert (result["rewrite_at_mn"], result["correspondents"], result["rewrite_installed"]) \
+        == (True, [CN], False)
+    assert mn.state.rewrite is None and "binding_rewrite_installed" not in mn.counters
+
+
+def test_a_rewriting_nft_refuses_leaves_the_binding_said_and_nothing_recorded(domains):
+    nft = FakeNft(fail="Error: Could not process rule: Operation not permitted")
+    mn = domains.node(nft=nft)
+    with pytest.raises(RewriteError, match=f"{HOME} is bound to {NCOA} at net-a1, but the "
+                                           "MN's rewriting for its correspondents is not "
+                                           "installed: `nft -f -` failed"):
+        Handover(mn, mn.vifs.ip).before_pre_switch("net-b1", HOME)
+    assert bindings(domains)["domain-a"] == NCOA and mn.state.rewrite is None
+
+
+def test_a_held_home_mpa_sa_is_made_again_and_the_binding_sent_again(domains):
+    mn = domains.node()
+    mn.preauthenticate("net-a1")
+    first = mn.state.entries["net-a1"].sa.sa
+    aa = domains.a.core.mpa.aa          # mn1 seen in net-a1, then in net-a2: held
+    aa.attached(MN_MAC, "net-a1", domains.a.now)
+    aa.attached(MN_MAC, "net-a2", domains.a.now)
+    assert aa.sas[first].state == "held"
+    mn.preauthenticate("net-b1")
+    mn.configure("net-b1")
+    mn.tunnel("net-b1")
+    assert mn.bind_care_of("net-b1", HOME, NCOA)["bound_at"] == "net-a1"
+    assert mn.state.entries["net-a1"].sa.sa != first
+    assert mn.counters["binding_home_sa_renewed"] == 1
+    assert bindings(domains)["domain-a"] == NCOA
+
+
+def test_an_mn_abroad_binds_at_a_home_network_it_holds_an_mpa_sa_with(domains):
+    """Attached in net-b1 (the nCoA on its interface): its own network is
+    domain-b's, so the binding goes to net-a1, whose SA it still holds."""
+    mn, nft = bound_abroad(domains)
+    mn.address = NCOA
+    mn.state.discovery = {"address": NCOA, "network": "net-b1", "at": 0, "candidates": []}
+    result = mn.bind_care_of("net-b1", HOME, NCOA)
+    assert (result["bound_at"], result["rewrite_at_mn"]) == ("net-a1", True)
+    assert nft.tables == {TABLE: ruleset(rewrite())}
+
+
+# -- what the MN believes of a binding-ack ---------------------------------------------------
+
+@pytest.mark.parametrize("fields,says", [
+    ({"rewrite_at_mn": True}, "lists no correspondents"),
+    ({"correspondents": [CN]}, "without rewrite_at_mn"),
+    ({"rewrite_at_mn": True, "correspondents": [CN], "standby": True}, "of a standby"),
+])
+def test_a_binding_ack_that_says_half_of_rewrite_at_mn_is_malformed(fields, says):
+    with pytest.raises(ProtocolError, match=says) as err:
+        _abroad(fields)
+    assert err.value.code == "malformed"
+
+
+class Acks:
+    """An in-band channel whose binding-update is answered with a binding-ack
+    with ``extra`` fields, signed with the SA's key."""
+
+    def __init__(self, sa, extra):
+        self.sa, self.extra, self.counters = sa, extra, {}
+
+    def exchange(self, target, kind, data):
+        request = messages.decode(data, 65536)
+        ack = messages.build("binding-ack", network=self.sa.network, sa=self.sa.sa,
+                             seq=request["seq"], home_address=request["home_address"],
+                             care_of=request["care_of"], lifetime=60, **self.extra)
+        return messages.encode(messages.sign(ack, self.sa.keys.for_purpose("signalling")))
+
+    def close(self):
+        pass
+
+
+def test_a_malformed_binding_ack_is_counted_and_changes_nothing(domains):
+    mn = domains.node()
+    sa = mn.preauthenticate("net-a1")
+    mn.inband = lambda source: Acks(sa, {"rewrite_at_mn": True})
+    with pytest.raises(ProtocolError) as err:
+        mn.bind("net-a1", HOME, NCOA)
+    assert err.value.code == "malformed"
+    assert mn.counters["binding_ack_refused_malformed"] == 1
+    assert mn.rewrites.nft._run.inputs == [] and mn.state.rewrite is None
+
+
+def test_an_empty_correspondents_list_still_marks_the_binding_abroad(domains):
+    mn = domains.node()
+    sa = mn.preauthenticate("net-a1")
+    mn.inband = lambda source: Acks(sa, {"rewrite_at_mn": True, "correspondents": []})
+    assert mn.bind("net-a1", HOME, NCOA)["correspondents"] == []
+    assert mn.rewrites.nft._run.tables == {TABLE: ruleset(Rewrite.of(HOME, NCOA, []))}
+
+
+# -- one controller for both domains --------------------------------------------------------
+
+def test_with_one_controller_for_both_domains_an_mpls_tunnel_binds_at_the_target(world):
+    """It holds both ends of the tunnel, so it serves the home domain too."""
+    mn, _ = node(world)
+    ready = Handover(mn, mn.vifs.ip).prepare("net-b1", HOME)
+    assert ready["binding"]["bound_at"] == "net-b1" and world.binding() == NCOA
+    assert "binding_at_home" not in mn.counters and set(mn.state.entries) == {"net-b1"}
+
+
+def test_with_one_controller_for_both_domains_a_refusal_at_home_binds_at_the_care_of_s(world):
+    mn, _ = node(world)
+    mn.discover()
+    mn.preauthenticate("net-b1")
+    mn.configure("net-b1")
+    mn.tunnel("net-b1")
+    result = mn.bind_care_of("net-b1", HOME, NCOA)      # no tunnel said: home first
+    assert result["bound_at"] == "net-b1" and world.binding() == NCOA
+    assert mn.counters["binding_home_refused"] == 1
+
+
+def test_refused_at_home_and_at_the_care_of_s_network_both_refusals_are_said(world):
+    mn, _ = node(world)
+    mn.discover()
+    mn.preauthenticate("net-b1")
+    mn.configure("net-b1")
+    mn.tunnel("net-b1")
+    with pytest.raises(ProtocolError) as err:
+        mn.bind_care_of("net-b1", "10.255.0.9", NCOA)
+    assert err.value.code == "binding-refused"
+    assert "(and net-a1, of the home domain, refused too: binding-refused: 10.255.0.9 is " \
+           "not this MN's home address)" in err.value.message
+
+
+# -- the home domain -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("keys,home", [
+    ({"domain-a": ("mn1@domain-a", PSK_A), "domain-b": ("mn1@domain-a", PSK_B)}, "domain-a"),
+    ({"domain-a": ("mn1@domain-a", PSK_A), "domain-b": ("roamer@domain-b", PSK_B)}, None),
+    ({"domain-b": ("mn1@domain-a", PSK_B)}, None),
+])
+def test_the_home_domain_is_the_realm_of_the_identity_filed_under_it(keys, home):
+    mn = MobileNode(MnCredentials(keys), MN_MAC, OCOA, None)
+    if home:
+        assert mn.home_domain() == home
+        return
+    with pytest.raises(MnError) as err:
+        mn.home_domain()
+    assert err.value.code == "no-home-domain"
+
+
+# -- REST, one controller per domain ------------------------------------------------------
+
+def test_each_rest_request_goes_to_the_controller_of_its_network_s_domain(domains):
+    mn = domains.node("rest")
+    Handover(mn, mn.vifs.ip).prepare("net-b1", HOME)
+    by_network = {}
+    for domain, path in domains.requests:
+        network = path.split("/")[4] if path.startswith("/mpa/v1/networks/") else None
+        by_network.setdefault(network, set()).add(domain)
+    assert by_network == {None: {"domain-a"}, "net-a1": {"domain-a"},
+                          "net-b1": {"domain-b"}}
+    # After the move, discovery from the nCoA goes to domain-b's.
+    domains.requests.clear()
+    mn.address = NCOA
+    assert mn.discover()["network"] == "net-b1"
+    assert domains.requests == [("domain-b", "/mpa/v1/discover")]
+
+
+def test_without_domain_controllers_every_request_goes_to_the_one_given(domains):
+    mn = domains.node("rest", domain_controllers=False)
+    mn.discover()
+    with pytest.raises(ProtocolError):
+        mn.preauthenticate("net-b1")           # domain-a's controller does not serve it
+    assert {domain for domain, _ in domains.requests} == {"domain-a"}
+
+
+def test_the_controller_of_a_domain_not_named_is_the_default():
+    controllers = Controllers.of("http://a:8080/", {"domain-b": "http://b:8081/"})
+    assert controllers.url("domain-b") == "http://b:8081"
+    assert controllers.url("domain-c") == controllers.url(None) == "http://a:8080"
+
+
+# -- the state file ----------------------------------------------------------------------------
+
+def test_the_state_file_keeps_the_rewriting_and_each_network_s_domain(domains, tmp_path):
+    mn, _ = bound_abroad(domains)
+    path = StateFile(str(tmp_path / "mn.json"))
+    path.save(mn.state)
+    loaded = path.load()
+    assert loaded.record() == mn.state.record()
+    assert loaded.rewrite == mn.state.rewrite
+    assert {n: e.domain for n, e in loaded.entries.items()} == {"net-a1": "domain-a",
+                                                                 "net-b1": "domain-b"}
+    record = mn.state.record()
+    del record["rewrite"]                    # an mpa-mn that never bound abroad wrote it
+    (tmp_path / "old.json").write_text(json.dumps(record))
+    assert StateFile(str(tmp_path / "old.json")).load().rewrite is None
+
+
+@pytest.mark.parametrize("bad", [{"care_of": "10.2.1"}, {"correspondents": "10.0.0.10"},
+                                 {"correspondents": ["10.0.0.10"] * 65}, {"extra": 1},
+                                 {"network": None}])
+def test_a_bad_rewriting_in_the_state_file_is_a_clear_error(domains, tmp_path, bad):
+    mn, _ = bound_abroad(domains)
+    record = mn.state.record()
+    record["rewrite"].update(bad)
+    path = tmp_path / "mn.json"
+    path.write_text(json.dumps(record))
+    with pytest.raises(StateError, match="is corrupt \\(bad rewrite\\)"):
+        StateFile(str(path)).load()
+
+
+# -- the command line ----------------------------------------------------------------------
+
+class MpaMn:
+    """mpa-mn run in-process in mn1's host, in net-a1 (its oCoA on eth0, its
+    home address beside it), each domain's controller given."""
+
+    def __init__(self, domains, tmp_path, credentials):
+        self.domains, self.tmp_path, self.credentials = domains, tmp_path, credentials
+        self.ip, self.nft, self.clock = FakeIp(), FakeNft(), Clock()
+        self.ip.links["eth0"]["addrs"] = [(OCOA, 24), (HOME, 32)]
+
+    def __call__(self, *argv, json_out=True):
+        out, err = io.StringIO(), io.StringIO()
+        system = cli.System(run=self.ip, nft=self.nft, opener=self.domains,
+                            socket_factory=self.domains.sockets(self.clock), clock=self.clock,
+                            sleep=lambda s: None, wall=self.domains.wall,
+                            entropy=counter_entropy(b"cli"), stdout=out, stderr=err)
+        rc = cli.main(["--credentials", self.credentials, "--state",
+                       str(self.tmp_path / "state.json"), "--interface", "eth0",
+                       "--controller", URLS["domain-a"],
+                       "--domain-controller", f"domain-b={URLS['domain-b']}",
+                       *(["--json"] if json_out else []), *argv], system)
+        text = out.getvalue()
+        return rc, json.loads(text) if json_out else text, err.getvalue()
+
+
+def test_cli_bind_for_a_care_of_in_another_domain(domains, tmp_path, credentials_file):
+    run = MpaMn(domains, tmp_path, credentials_file())
+    for argv in (["up", "net-b1"], ["tunnel", "net-b1"]):
+        rc, doc, err = run(*argv)
+        assert rc == 0, err
+    rc, out, err = run("bind", "net-b1", "--home", HOME, json_out=False)
+    assert (rc, out) == (0, f"net-b1: {HOME} bound to care-of {NCOA}, lifetime 3600 s, kept "
+                            f"by the home domain at net-a1; the MN rewrites for "
+                            f"correspondents {CN}\n"), err
+    assert run.nft.tables == {TABLE: ruleset(rewrite())}
+    rc, out, err = run("status", json_out=False)
+    assert out.endswith(f"{HOME} bound to care-of {NCOA} at net-a1, the MN rewriting for "
+                        f"correspondents {CN} (nftables table mpa_binding)\n")
+    rc, doc, err = run("bind", "net-b1", "--home", HOME)
+    assert doc["counters"]["binding_at_home"] == 1
+    assert doc["counters"]["binding_rewrite_installed"] == 1
+    rc, doc, err = run("release", "net-b1")
+    assert rc == 0 and run.nft.tables == {} and run("status")[1]["rewrite"] is None
+    assert doc["counters"]["binding_rewrite_removed"] == 1
+
+
+def test_cli_bind_with_no_vif_installs_nothing(domains, tmp_path, credentials_file):
+    run = MpaMn(domains, tmp_path, credentials_file())
+    for argv in (["up", "net-b1"], ["tunnel", "net-b1"]):
+        assert run(*argv, "--no-vif")[0] == 0
+    rc, out, err = run("bind", "net-b1", "--home", HOME, "--no-vif", json_out=False)
+    assert rc == 0 and out.endswith(f"the MN rewrites for correspondents {CN} (not "
+                                    "installed: --no-vif)\n"), err
+    assert run.nft.inputs == []
+
+
+def test_cli_an_nft_failure_has_its_own_code(domains, tmp_path, credentials_file):
+    run = MpaMn(domains, tmp_path, credentials_file())
+    run.nft.fail = "Error: Operation not permitted"
+    for argv in (["up", "net-b1"], ["tunnel", "net-b1"]):
+        assert run(*argv)[0] == 0
+    rc, doc, err = run("bind", "net-b1", "--home", HOME)
+    assert rc == 1 and doc["results"][0]["error"]["code"] == "nftables"
+    assert "mpa-mn: net-b1: nftables: 10.255.0.1 is bound to 10.2.1.100 at net-a1" in err
+
+
+@pytest.mark.parametrize("value,says", [("domain-b", "is not DOMAIN=URL"),
+                                        ("domain b=http://b", "is not DOMAIN=URL"),
+                                        ("domain-b=ftp://b", "is not an http:// or https://")])
+def test_cli_a_bad_domain_controller_is_a_usage_error(value, says, capsys):
+    assert cli.main(["--domain-controller", value, "status"]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_cli_a_domain_given_two_controllers_is_a_usage_error(domains, tmp_path,
+                                                             credentials_file):
+    run = MpaMn(domains, tmp_path, credentials_file())
+    rc, doc, err = run("--domain-controller", "domain-b=http://elsewhere:1", "discover")
+    assert rc == 2 and "--domain-controller gives domain-b two URLs" in err
