@@ -108,7 +108,15 @@ def _run_lab(args, body, log_level: str = "error") -> int:
             controller.wait_switches(ids=lab.switches_of(controller.domain))
         print(f"Lab up: {len(lab.controller_of)} switches connected and reconciled, hosts "
               f"{', '.join(sorted(h.name for h in lab.net.hosts))} "
-              f"({time.monotonic() - started:.1f} s)\n", flush=True)
+              f"({time.monotonic() - started:.1f} s)", flush=True)
+        if per_domain:
+            print("Each domain's REST API from an MN, over its management link:")
+            for mn in sorted(topology.mobile_nodes):
+                root_ip, _ = lab.management_addresses(mn)
+                print(f"  {mn}: mpa-mn " + " ".join(
+                    f"--domain-controller {c.domain}=http://{root_ip}:{c.rest_port}"
+                    for c in controllers))
+        print(flush=True)
         return body(lab, controllers)
     except KeyboardInterrupt:
         print("\ninterrupted; tearing down", file=sys.stderr)

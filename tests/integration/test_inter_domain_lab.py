@@ -69,6 +69,8 @@ def test_mpa_lab_up_per_domain_starts_a_controller_per_domain(prerequisites, tmp
                 in out), out
         assert (tmp_path / "run" / f"state-{domain}.db").exists()
     assert "Lab up: 7 switches connected and reconciled" in out
+    assert (f"  mn1: mpa-mn --domain-controller domain-a=http://172.31.0.1:{ports['domain-a'][1]}"
+            f" --domain-controller domain-b=http://172.31.0.1:{ports['domain-b'][1]}\n") in out
     # Within domain-a, then from domain-a to mn1 in domain-b: across the border.
     assert out.count("1 packets transmitted, 1 received") == 2, out
     assert "Lab and controllers stopped." in out and "Traceback" not in out
