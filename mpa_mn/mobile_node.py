@@ -28,15 +28,10 @@ attached in the network) is the exception: the controller knows the nCoA
 from that interface, so it goes over the MN's channel, in-band from the
 nCoA only when the channel is in-band anyway.
 
-The binding is kept by the MN's home domain (the realm of its identity):
-another domain knows no home address for it.  A care-of from a network of
-another domain is therefore bound under the MPA-SA with a network of the
-home domain (:meth:`MobileNode.bind_care_of`), still in-band from the
-care-of, so through that domain's MN-terminated tunnel; the ``binding-ack``
-then says ``rewrite_at_mn`` and the MN restores its home address itself
-for the correspondents listed (:mod:`mpa_mn.binding_rewrite`), until a
-binding without it, the binding's removal or the care-of's release.
-Over REST each request goes to the controller of its network's domain.
+The binding is kept by the MN's home domain: a care-of from another
+domain's network is bound under the MPA-SA with a network of the home
+domain (:mod:`mpa_mn.home_binding`).  Over REST each request goes to the
+controller of its network's domain.
 """
 
 from __future__ import annotations
@@ -49,9 +44,11 @@ import time
 from typing import Callable
 
 from mpa_mn import protocol
-from mpa_mn.binding_rewrite import NoRewrites, Rewrite, RewriteError
+from mpa_mn.binding_rewrite import NoRewrites
 from mpa_mn.channels import InbandChannel, Target
-from mpa_mn.protocol import MPLS, VXLAN, ProtocolError, SaState
+from mpa_mn.errors import MnError
+from mpa_mn.home_binding import HomeBinding, abroad
+from mpa_mn.protocol import VXLAN, ProtocolError, SaState
 from mpa_mn.state_file import Entry, MemoryState
 from mpa_mn.vif import NoVifs, vif_name
 from mpa_mn.vxlan_end import VxlanEnd
@@ -62,19 +59,7 @@ LOG = logging.getLogger("mpa_mn.mobile_node")
 
 # Errors saying the AA has no usable SA (see release).
 SA_GONE = ("unknown-sa", "sa-expired")
-# Errors after which a binding at home is sent once more under a new MPA-SA:
-# the one held is gone, or held (the MN left that network).
-SA_UNUSABLE = (*SA_GONE, "wrong-state")
 CONFIG_FIELDS = ("address", "prefix_len", "router", "gateway_mac", "dns", "lease_time")
-
-
-class MnError(Exception):
-    """A problem on the MN's side (usage, configuration): no message was refused."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 class Reserved:
@@ -112,7 +97,7 @@ class Reserved:
         self.close()
 
 
-class MobileNode:
+class MobileNode(HomeBinding):
     def __init__(self, credentials: MnCredentials, mac: str | None, address: str | None,
                  channel, store=None, vifs=None,
                  entropy: Callable[[int], bytes] = secrets.token_bytes,
@@ -204,48 +189,6 @@ class MobileNode:
                 return found[0]
         raise ProtocolError("not-a-candidate", f"{own} is the MN's network, and none of its "
                             "candidate target networks lists it as a candidate")
-
-    def _known(self) -> list[dict]:
-        """Every network the MN has a description of: its MPA-SAs' first."""
-        discovery = self.state.discovery or {}
-        return ([e.candidate for _, e in sorted(self.state.entries.items())]
-                + discovery.get("candidates", []) + [discovery.get("own") or {}])
-
-    def domain_of(self, network: str) -> str | None:
-        """``network``'s domain, as discovery described it (None: not known)."""
-        entry = self.state.entries.get(network)
-        if entry is not None:
-            return entry.domain
-        for candidate in self._known():
-            if candidate.get("network") == network:
-                return _domain(candidate)
-        return None
-
-    def _domain_of_address(self, address: str) -> str | None:
-        """The domain of the known network whose prefix holds ``address``: where
-        a discovery from it is asked over REST (None: the default controller)."""
-        for candidate in self._known():
-            try:
-                inside = ipaddress.IPv4Address(address) in ipaddress.IPv4Network(
-                    candidate.get("prefix"), strict=False)
-            except (TypeError, ValueError):
-                continue
-            if inside:
-                return _domain(candidate)
-        return None
-
-    def home_domain(self) -> str:
-        """The realm of the MN's identity: the domain that keeps its binding.
-        The identity it holds for its realm's own domain decides, so that an
-        MN with another identity where it roams still has one home."""
-        homes = sorted({identity.rsplit("@", 1)[1]
-                        for domain, (identity, _) in self.credentials.keys.items()
-                        if "@" in identity and identity.rsplit("@", 1)[1] == domain})
-        if len(homes) != 1:
-            raise MnError("no-home-domain", "the credentials file must hold one identity "
-                          "user@realm whose realm is the domain it is filed under, the MN's "
-                          "home domain" + (f" (it holds {', '.join(homes)})" if homes else ""))
-        return homes[0]
 
     # -- pre-authentication (§6.3 step 1, §7.2) ---------------------------------
 
@@ -469,141 +412,13 @@ class MobileNode:
                 # An AR that made it an ordinary binding has moved the downlink already.
                 raise ProtocolError("unexpected", "the binding-ack does not say standby as "
                                     "asked", answer)
-            abroad = _abroad(answer)
+            correspondents = abroad(answer)
         except ProtocolError as exc:
             self.counters[f"binding_ack_refused_{exc.code}"] += 1
             raise
         result = {"network": network, "home_address": home, "care_of": care_of,
                   "lifetime": answer["lifetime"], **_given(standby=answer.get("standby"))}
-        return {**result, **self._rewrite_for(network, result, abroad)}
-
-    def _rewrite_for(self, network: str, bound: dict, abroad: list[str] | None) -> dict:
-        """The MN's rewriting after a believed binding-ack (``bound``, a
-        :meth:`bind` result; ``abroad``: its correspondents when it says
-        ``rewrite_at_mn``): installed for them, the table replaced whole; gone
-        when the binding is removed or kept without it.  A standby changes
-        nothing until it moves the binding.  What it did, for the result."""
-        if bound.get("standby") and bound["lifetime"]:
-            return {}
-        if abroad is None or not bound["lifetime"]:
-            return {"rewrite_removed": True} if self.drop_rewrite() else {}
-        rewrite = Rewrite.of(bound["home_address"], bound["care_of"], abroad)
-        try:
-            self.rewrites.install(rewrite)
-        except RewriteError as exc:
-            raise RewriteError(f"{rewrite.home_address} is bound to {rewrite.care_of} at "
-                               f"{network}, but the MN's rewriting for its correspondents is "
-                               f"not installed: {exc}") from None
-        done = {"rewrite_at_mn": True, "correspondents": list(rewrite.correspondents),
-                "rewrite_installed": self.rewrites.enabled}
-        if self.rewrites.enabled:
-            self.state.rewrite = {**rewrite.record(), "network": network}
-            self._save()
-            self.counters["binding_rewrite_installed"] += 1
-        return done
-
-    def drop_rewrite(self, care_of: str | None = None) -> bool:
-        """The rewriting installed for a binding abroad removed (with
-        ``care_of``: only if it is for that address); whether there was one.
-        Kept in the state file until the table is gone, so a failure here is
-        tried again by the next run that removes it."""
-        held = self.state.rewrite
-        if held is None or (care_of is not None and held["care_of"] != care_of):
-            return False
-        self.rewrites.remove()
-        self.state.rewrite = None
-        self._save()
-        self.counters["binding_rewrite_removed"] += 1
-        return True
-
-    # -- where a binding is kept --------------------------------------------------
-
-    def binds_at_home(self, network: str, tunnel: str | None = None) -> bool:
-        """Whether a care-of from ``network`` is bound at the home domain
-        rather than at ``network``'s AR: when ``network`` is of another
-        domain.  Not when the proactive handover tunnel from it is ``tunnel``
-        MPLS while the MN is in a home network: one controller then holds
-        both ends of the tunnel, so it serves the home domain and ``network``
-        alike, and keeps the binding with the tunnel it made."""
-        home = self.home_domain()
-        if self.domain_of(network) == home:
-            return False
-        return not (tunnel == MPLS and self._current_domain() == home)
-
-    def _current_domain(self) -> str | None:
-        """The domain of the network the MN is in (None: no neighbour of it
-        describes it)."""
-        own = self._discovery()["network"]
-        try:
-            return self.domain_of(own) or _domain(self.candidate(own))
-        except ProtocolError as exc:
-            if exc.code != "not-a-candidate":
-                raise
-            return None
-
-    def home_network(self) -> str:
-        """A network of the home domain to bind at, with an MPA-SA: the one the
-        MN is in, if it is one (pre-authenticated with now if need be); else
-        the one it holds the newest MPA-SA with; else the first candidate of
-        the home domain, pre-authenticated with now."""
-        home = self.home_domain()
-        discovery = self._discovery()
-        own = discovery["network"]
-        if self._current_domain() == home:
-            if own not in self.state.entries:
-                self.preauthenticate(own)
-            return own
-        held = sorted((e.established_at, n) for n, e in self.state.entries.items()
-                      if e.domain == home)
-        if held:
-            return held[-1][1]
-        for candidate in discovery["candidates"]:
-            if _domain(candidate) == home:
-                self.preauthenticate(candidate["network"], candidate)
-                return candidate["network"]
-        raise MnError("no-home-network", f"{home}, the MN's home domain, keeps its binding, "
-                      f"and the MN holds no MPA-SA with a network of {home}, is in none, and "
-                      f"{own} has none as a candidate")
-
-    def bind_care_of(self, network: str, home: str, care_of: str, lifetime: int | None = None,
-                     tunnel: str | None = None) -> dict:
-        """``home`` bound to ``care_of``, an address from ``network``: at its
-        AR, or at the home domain when :meth:`binds_at_home` says so (``tunnel``:
-        the encapsulation of the tunnel from ``network``, if the caller has one).
-        The result names the network that keeps the binding (``bound_at``)."""
-        if not self.binds_at_home(network, tunnel):
-            return {**self.bind(network, home, care_of, lifetime), "bound_at": network}
-        at = self.home_network()
-        self.counters["binding_at_home"] += 1
-        try:
-            bound = self._bind_at(at, home, care_of, lifetime)
-        except ProtocolError as exc:
-            if exc.code != "binding-refused" or at == network:
-                raise
-            # One controller serving both domains holds ``network`` as its own
-            # and wants the binding under its SA, with the tunnel it knows.
-            self.counters["binding_home_refused"] += 1
-            LOG.info("%s refused to bind %s (%s); binding at %s", at, care_of, exc.message,
-                     network)
-            try:
-                return {**self.bind(network, home, care_of, lifetime), "bound_at": network}
-            except ProtocolError as again:
-                raise ProtocolError(again.code, f"{again.message} (and {at}, of the home "
-                                    f"domain, refused too: {exc.code}: {exc.message})",
-                                    again.answer) from None
-        return {**bound, "network": network, "bound_at": at}
-
-    def _bind_at(self, at: str, home: str, care_of: str, lifetime: int | None) -> dict:
-        """:meth:`bind` at ``at``; once more under a new MPA-SA if the one held
-        is gone or held (the MN has left ``at``)."""
-        try:
-            return self.bind(at, home, care_of, lifetime)
-        except ProtocolError as exc:
-            if exc.code not in SA_UNUSABLE:
-                raise
-        self.counters["binding_home_sa_renewed"] += 1
-        self.preauthenticate(at, self.state.entries[at].candidate)
-        return self.bind(at, home, care_of, lifetime)
+        return {**result, **self._rewrite_for(network, result, correspondents)}
 
     def switch(self, network: str, phase: str, buffer_old: bool = False,
                source: str | None = None, mode: str | None = None,
@@ -673,28 +488,6 @@ class MobileNode:
                 "discovery": None if discovery is None else {
                     "network": discovery["network"], "address": discovery["address"],
                     "candidates": [c["network"] for c in discovery["candidates"]]}}
-
-
-def _domain(candidate: dict) -> str | None:
-    return candidate.get("domain") or candidate.get("served_by")
-
-
-def _abroad(answer: dict) -> list[str] | None:
-    """A binding-ack's correspondents if it says ``rewrite_at_mn`` (None: it
-    does not); one that says half of it, or says it of a standby, is
-    ``malformed``."""
-    if "rewrite_at_mn" not in answer:
-        if "correspondents" in answer:
-            raise ProtocolError("malformed", "the binding-ack lists correspondents without "
-                                "rewrite_at_mn", answer)
-        return None
-    if "correspondents" not in answer:
-        raise ProtocolError("malformed", "the binding-ack says rewrite_at_mn and lists no "
-                            "correspondents", answer)
-    if answer.get("standby"):
-        raise ProtocolError("malformed", "the binding-ack says rewrite_at_mn of a standby",
-                            answer)
-    return list(answer["correspondents"])
 
 
 def _held_tunnel(tunnel: dict | None, now: float) -> dict | None:

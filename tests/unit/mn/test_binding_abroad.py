@@ -19,7 +19,8 @@ from mpa_mn.binding_rewrite import (REMOVAL, NoRewrites, Nft, Rewrite, RewriteEr
                                     replacement, ruleset)
 from mpa_mn.channels import Controllers
 from mpa_mn.handover import Handover
-from mpa_mn.mobile_node import MnError, MobileNode, _abroad
+from mpa_mn.home_binding import abroad
+from mpa_mn.mobile_node import MnError, MobileNode
 from mpa_mn.protocol import ProtocolError
 from mpa_mn.state_file import StateError, StateFile
 from mpa_protocol import messages
@@ -250,7 +251,7 @@ def test_an_mn_abroad_binds_at_a_home_network_it_holds_an_mpa_sa_with(domains):
 ])
 def test_a_binding_ack_that_says_half_of_rewrite_at_mn_is_malformed(fields, says):
     with pytest.raises(ProtocolError, match=says) as err:
-        _abroad(fields)
+        abroad(fields)
     assert err.value.code == "malformed"
 
 
