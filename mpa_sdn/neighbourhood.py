@@ -39,8 +39,8 @@ class Candidate:
     aa_address: str
     ca_address: str
     ar_address: str
-    ar_switch: str
-    ar_dpid: int
+    ar_switch: str | None   # None: another domain's, not public
+    ar_dpid: int | None
     gateway_mac: str
     poas: tuple[str, ...]
     l2_handover_ms: float | None
@@ -100,6 +100,13 @@ class NeighbourhoodGraph:
 
     def dpid(self, switch: str) -> int:
         return self.topology.switches[switch].dpid
+
+    def public_switch(self, switch: str) -> dict:
+        """A switch as the API names it: id and dpid, both None for another
+        domain's stand-in (mpa_sdn.domain_view), whose switches are not public."""
+        if self.topology.switches[switch].dpid < 0:
+            return {"switch": None, "dpid": None}
+        return {"switch": switch, "dpid": self.dpid(switch)}
 
     def switch_of_dpid(self, dpid: int) -> str | None:
         return self._dpid_to_switch.get(dpid)
@@ -196,11 +203,12 @@ class NeighbourhoodGraph:
     def _candidate(self, source: str, target: str) -> Candidate:
         network = self.topology.networks[target]
         gateway = str(network.gateway)
+        ar = self.public_switch(network.access_router)
         return Candidate(
             network=target, domain=network.domain, served_by=network.served_by,
             prefix=str(network.prefix), aa_address=gateway, ca_address=gateway,
-            ar_address=gateway, ar_switch=network.access_router,
-            ar_dpid=self.dpid(network.access_router), gateway_mac=network.gateway_mac,
+            ar_address=gateway, ar_switch=ar["switch"], ar_dpid=ar["dpid"],
+            gateway_mac=network.gateway_mac,
             poas=tuple(p.id for p in network.poas),
             l2_handover_ms=self.network_graph.edges[source, target]["l2_handover_ms"],
             signalling_port=self.topology.mpa.signalling_port)

@@ -16,6 +16,7 @@ from mpa_sdn.service import REST, Origin
 from mpa_sdn.store import MemoryStore
 from mpa_sdn.tables import (PRIO_CLASSIFY, PRIO_TUNNEL, PRIO_TUNNEL_END, Feature, Table,
                             feature_of)
+from support.apitest import request, rig_api
 from support.fakeoftable import udp_packet
 from support.handover_rig import PORT, WALL_OFFSET, preauth, settle_dad
 from support.network_rig import Rig
@@ -325,3 +326,16 @@ def test_a_switch_back_returns_the_buffer_into_the_tunnel_to_where_the_mn_stayed
                                         for a in m.actions)]
     assert len(tunnelled) == 1 and rig_b.core.counters["buffer_returned_to_tunnel"] == 1
     assert rig_b.core.counters["buffer_dropped_no_destination"] == 0
+
+
+def test_the_api_shows_another_domains_network_by_its_public_part_only(rig_a):
+    api = rig_api(rig_a)
+    _, networks = request(api, "/mpa/v1/networks")
+    [b1] = [n for n in networks if n["id"] == "net-b1"]
+    assert b1["access_router"] == {"switch": None, "dpid": None}
+    assert (b1["poas"], b1["pool"], b1["domain"]) == ([], None, "domain-b")
+    _, candidates = request(api, "/mpa/v1/networks/net-a1/neighbours")
+    [b1] = [c for c in candidates if c["network"] == "net-b1"]
+    assert (b1["ar"]["switch"], b1["ar"]["dpid"], b1["ar"]["address"]) == (None, None,
+                                                                           B1_GATEWAY)
+    assert b1["poas"] == []
