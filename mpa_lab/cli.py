@@ -4,10 +4,11 @@
                                                  scenario (default: topologies/scenarios/demo.yaml) in the
                                                  lab, results.json, a table and plots
     mpa-lab tour [--topology FILE] [--out DIR]   lab + controller, graph, MPA pre-authentication
-                                                 and pre-configuration, reachability
+                 [--per-domain]                  and pre-configuration, reachability
     mpa-lab up [--topology FILE] [--script FILE] lab + controller and Mininet's CLI,
-               [--per-domain]                    with `move MN POA` and `poas`; --per-domain:
-                                                 a controller per administrative domain
+               [--per-domain]                    with `move MN POA` and `poas`
+                                                 --per-domain: a controller per
+                                                 administrative domain
     mpa-lab graph [--topology FILE]              print the CTN neighbourhood graph
     mpa-lab cleanup                              remove what a crashed run left behind
 """
@@ -74,7 +75,7 @@ def _run_lab(args, body, log_level: str = "error") -> int:
     from mpa_lab.net.lab import Lab
 
     topology = load_or_exit(args.topology)
-    per_domain = getattr(args, "per_domain", False)
+    per_domain = args.per_domain
     problem = _per_domain_problem(args, topology) if per_domain else None
     if not problem:
         # Before anything starts: a topology the lab cannot build is a mistake
@@ -194,25 +195,36 @@ def tour(args) -> int:
     from mpa_lab.net.reachability import all_pairs, print_report
 
     def body(lab, controllers):
-        controller = controllers[0]
         print_graph(lab.graph)
         print("Pre-authentication and pre-configuration (RFC 6252 section 6.3 steps 1-2):")
-        mpa = preconfigure(lab, controller.rest_port, args.out,
-                           progress=lambda line: print(line, flush=True))
-        print(f"  The controller's MPA-SAs: {_sa_states(controller)}\n")
+        mpa = preconfigure(lab, controllers[0].rest_port, args.out,
+                           progress=lambda line: print(line, flush=True),
+                           domain_rest_ports={c.domain: c.rest_port for c in controllers
+                                              if c.domain} or None)
+        for line in _sa_states(controllers):
+            print(f"  {line}")
+        print()
         results = all_pairs(lab, progress=lambda line: print(line, flush=True))
         print()
         reachable = print_report(results)
         # The tour attached mn1 to each CTN in turn (RFC 6252 C.2: authorized
         # where it is, held where it left).
-        print(f"MPA-SAs after the tour: {_sa_states(controller)}")
+        print("After the tour:")
+        for line in _sa_states(controllers):
+            print(f"  {line}")
         return 0 if reachable and mpa and all(r.ok for r in mpa) else 1
     return _run_lab(args, body)
 
 
-def _sa_states(controller) -> str:
-    sas = controller.get("/mpa/v1/sas")
-    return ", ".join(f"{s['identity']} for {s['network']} {s['state']}" for s in sas) or "none"
+def _sa_states(controllers) -> list[str]:
+    """One line per controller: the MPA-SAs it holds."""
+    lines = []
+    for controller in controllers:
+        sas = controller.get("/mpa/v1/sas")
+        whose = f"{controller.domain}'s controller" if controller.domain else "The controller"
+        lines.append(f"{whose}'s MPA-SAs: " + (", ".join(
+            f"{s['identity']} for {s['network']} {s['state']}" for s in sas) or "none"))
+    return lines
 
 
 def up(args) -> int:
@@ -346,12 +358,12 @@ def main(argv=None) -> int:
         p.add_argument("--out", default=f"results/{name}", help="where the controller log goes")
         p.add_argument("--ofp-port", type=int, help="default: the topology file's")
         p.add_argument("--rest-port", type=int, help="default: the topology file's")
+        p.add_argument("--per-domain", action="store_true",
+                       help="one controller per administrative domain (mpa-controller "
+                            "--domain ID, on the ports of the topology's "
+                            "domains.ID.controller), each switch on its own domain's")
         if name == "up":
             p.add_argument("--script", help="run these CLI commands instead of reading a terminal")
-            p.add_argument("--per-domain", action="store_true",
-                           help="one controller per administrative domain (mpa-controller "
-                                "--domain ID, on the ports of the topology's "
-                                "domains.ID.controller), each switch on its own domain's")
         p.set_defaults(run=run_it)
     p = sub.add_parser("graph", help="print the CTN neighbourhood graph of a topology")
     p.add_argument("--topology", default=DEFAULT_TOPOLOGY)

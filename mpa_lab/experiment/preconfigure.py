@@ -50,11 +50,12 @@ def mpa_mn_command(lab, mn: str, rest_port: int, state_path: str, channel: str, 
 
 
 def run_mpa_mn(lab, mn: str, rest_port: int, state_path: str, channel: str, *args,
-               credentials: str | None = None) -> tuple[int, dict]:
+               credentials: str | None = None,
+               domain_rest_ports: Mapping[str, int] | None = None) -> tuple[int, dict]:
     """``mpa-mn --json`` inside the MN's host: (exit status, its JSON document)."""
     host = lab.host(mn)
     command = mpa_mn_command(lab, mn, rest_port, state_path, channel, *args,
-                             credentials=credentials)
+                             credentials=credentials, domain_rest_ports=domain_rest_ports)
     out = host.cmd(" ".join(shlex.quote(c) for c in command) + " 2>/dev/null; echo rc=$?")
     output, _, rc = out.rpartition("rc=")
     try:
@@ -64,7 +65,10 @@ def run_mpa_mn(lab, mn: str, rest_port: int, state_path: str, channel: str, *arg
     return int(rc.strip()), document
 
 
-def preconfigure(lab, rest_port: int, state_dir: str, progress=print) -> list[Result]:
+def preconfigure(lab, rest_port: int, state_dir: str, progress=print,
+                 domain_rest_ports: Mapping[str, int] | None = None) -> list[Result]:
+    """``domain_rest_ports``: with one controller per domain, each one's REST
+    port (see mpa_mn_command)."""
     results = []
     for mn in sorted(lab.topology.mobile_nodes):
         if lab.topology.mobile_nodes[mn].credentials is None:
@@ -77,7 +81,7 @@ def preconfigure(lab, rest_port: int, state_dir: str, progress=print) -> list[Re
             channel = CHANNELS[index % len(CHANNELS)]
             started = time.monotonic()
             rc, document = run_mpa_mn(lab, mn, rest_port, state, channel, "up",
-                                      candidate.network)
+                                      candidate.network, domain_rest_ports=domain_rest_ports)
             elapsed = (time.monotonic() - started) * 1000
             detail = (document.get("results") or [document])[0]
             result = Result(mn, candidate.network, channel, rc == 0, elapsed, detail)

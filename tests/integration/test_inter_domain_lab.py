@@ -47,8 +47,18 @@ def lab_routes() -> list[str]:
             if line.startswith("User:") and line.split()[1].startswith("10.")]
 
 
-# The first three tests build (or try to build) a lab of their own, with the
-# same bridges: they come before the tests that bring the module's lab up.
+def mpa_lab(*args: str, timeout_s: float) -> str:
+    """``mpa-lab ARGS --per-domain`` as a user would run it (with no standard
+    input, as CI may); its output, once it exited with 0."""
+    result = subprocess.run(["bash", "-c", 'exec "$@" 0<&-', "bash", MPA_LAB, *args,
+                             "--per-domain"], capture_output=True, text=True, timeout=timeout_s)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    return out
+
+
+# The first tests build (or try to build) a lab of their own, with the same
+# bridges: they come before the tests that bring the module's lab up.
 
 def test_mpa_lab_up_per_domain_starts_a_controller_per_domain(prerequisites, tmp_path):
     ports = {domain: (ofp + 10, rest + 10) for domain, (ofp, rest) in PORTS.items()}
@@ -57,12 +67,8 @@ def test_mpa_lab_up_per_domain_starts_a_controller_per_domain(prerequisites, tmp
     script.write_text("mn1 ping -c 1 -W 2 10.0.0.10\n"
                       "move mn1 ap-b1-1\n"
                       "cn1 ping -c 1 -W 2 10.2.1.199\n")
-    result = subprocess.run(
-        ["bash", "-c", 'exec "$@" 0<&-', "bash", MPA_LAB, "up", "--per-domain", "--topology",
-         topology_path, "--script", str(script), "--out", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=180)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out
+    out = mpa_lab("up", "--topology", topology_path, "--script", str(script),
+                  "--out", str(tmp_path / "run"), timeout_s=180)
     for domain, (ofp, rest) in ports.items():
         assert (f"Controller of {domain} up: OpenFlow on :{ofp}, REST on "
                 f"http://127.0.0.1:{rest}/mpa/v1 (log: {tmp_path}/run/controller-{domain}.log)"
@@ -75,6 +81,19 @@ def test_mpa_lab_up_per_domain_starts_a_controller_per_domain(prerequisites, tmp
     assert out.count("1 packets transmitted, 1 received") == 2, out
     assert "Lab and controllers stopped." in out and "Traceback" not in out
     assert lab_routes() == [], "the lab's routes went with it"
+
+
+def test_mpa_lab_tour_per_domain_pre_authenticates_with_each_domain_s_controller(
+        prerequisites, tmp_path):
+    ports = {domain: (ofp + 10, rest + 10) for domain, (ofp, rest) in PORTS.items()}
+    out = mpa_lab("tour", "--topology", write_topology(tmp_path / "inter_domain.yaml", ports),
+                  "--out", str(tmp_path / "run"), timeout_s=300)
+    # net-b1 over REST: at domain-b's controller, reached at its own port.
+    assert "mn1 in net-a1 -> net-b1  over rest   MPA-SA with domain-b's AA" in out, out
+    assert ("domain-a's controller's MPA-SAs: mn1@domain-a for net-a2 pre-authenticated\n"
+            "  domain-b's controller's MPA-SAs: mn1@domain-a for net-b1 pre-authenticated"
+            in out), out
+    assert "Result: 10/10 host pairs reachable (ping and TCP) over 5 PoAs." in out, out
 
 
 def test_the_lab_will_not_start_while_something_else_holds_a_tunnel_endpoint(prerequisites,
