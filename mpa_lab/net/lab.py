@@ -4,7 +4,10 @@ Switches, links and points of attachment come from the same graph the
 controller reads, so the lab and the controller's flows cannot disagree.
 Switches run Open vSwitch's userspace datapath (the kernel has no OVS
 module), speak OpenFlow 1.3 and connect to the remote controller in
-``secure`` fail mode: without the controller nothing is forwarded.
+``secure`` fail mode: without the controller nothing is forwarded.  With
+one controller per administrative domain, each switch connects to its own
+domain's alone.  Access routers with a ``pht_port`` get the VXLAN endpoint
+native tunnelling needs (mpa_lab/net/native_tunnelling.py).
 
 Mininet must run in a process that has not been monkey-patched by eventlet,
 i.e. never inside the controller; this module imports no Ryu app machinery.
