@@ -313,7 +313,13 @@ def _print_plan(scenario, out: str) -> None:
 
 def cleanup(args) -> int:
     from mininet.clean import cleanup as mininet_cleanup
+
+    from mpa_lab.net.tunnel_setup import remove_routes_without_bridge
     mininet_cleanup()
+    # The routes a lab per domain gave OVS outlive the bridges they name.
+    removed = remove_routes_without_bridge()
+    if removed:
+        print(f"removed {removed} route(s) of Open vSwitch's whose bridge is gone")
     return 0
 
 

@@ -3,6 +3,7 @@ this machine's Open vSwitch, and undoing it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 
@@ -70,3 +71,30 @@ def check_addresses_free(plan: Plan) -> None:
     if problems:
         raise RuntimeError("cannot give the access routers their tunnel endpoints: "
                            + "; ".join(problems) + ". Remove what holds them first")
+
+
+def routes_without_bridge(shown: str, exists=lambda dev: os.path.exists(f"/sys/class/net/{dev}")
+                          ) -> list[Command]:
+    """The commands that delete each route a user added (``ovs-appctl
+    ovs/route/show``'s ``User:`` lines) whose bridge is gone: what a lab
+    killed before its teardown, then cleaned up, leaves in OVS's table."""
+    commands = []
+    for line in shown.splitlines():
+        words = line.split()
+        if not words or words[0] != "User:" or "dev" not in words:
+            continue
+        mark = words[words.index("MARK") + 1] if "MARK" in words else None
+        if not exists(words[words.index("dev") + 1]):
+            commands.append(Command(("ovs-appctl", "ovs/route/del", words[1],
+                                     *([f"pkt_mark={mark}"] if mark else []))))
+    return commands
+
+
+def remove_routes_without_bridge() -> int:
+    """Delete them; how many there were."""
+    shown = subprocess.run(["ovs-appctl", "ovs/route/show"], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True).stdout
+    commands = routes_without_bridge(shown)
+    for command in commands:
+        subprocess.run(command.argv, stdin=subprocess.DEVNULL, capture_output=True)
+    return len(commands)
