@@ -62,18 +62,15 @@ class HomeBinding:
                 return _domain(candidate)
         return None
 
-    def home_domain(self) -> str:
+    def home_domain(self) -> str | None:
         """The realm of the MN's identity: the domain that keeps its binding.
         The identity it holds for its realm's own domain decides, so that an
-        MN with another identity where it roams still has one home."""
-        homes = sorted({identity.rsplit("@", 1)[1]
-                        for domain, (identity, _) in self.credentials.keys.items()
-                        if "@" in identity and identity.rsplit("@", 1)[1] == domain})
-        if len(homes) != 1:
-            raise MnError("no-home-domain", "the credentials file must hold one identity "
-                          "user@realm whose realm is the domain it is filed under, the MN's "
-                          "home domain" + (f" (it holds {', '.join(homes)})" if homes else ""))
-        return homes[0]
+        MN with another identity where it roams still has one home.  None:
+        no identity, or several, is filed under its own realm."""
+        homes = {identity.rsplit("@", 1)[1]
+                 for domain, (identity, _) in self.credentials.keys.items()
+                 if "@" in identity and identity.rsplit("@", 1)[1] == domain}
+        return homes.pop() if len(homes) == 1 else None
 
     # -- the rewriting for a binding abroad ---------------------------------------
 
@@ -124,8 +121,15 @@ class HomeBinding:
         domain.  Not when the proactive handover tunnel from it is ``tunnel``
         MPLS while the MN is in a home network: one controller then holds
         both ends of the tunnel, so it serves the home domain and ``network``
-        alike, and keeps the binding with the tunnel it made."""
+        alike, and keeps the binding with the tunnel it made.  An MN with no
+        home domain (see :meth:`home_domain`) binds where the care-of is, as
+        an MN of one domain does, and counts it (``binding_home_unknown``)."""
         home = self.home_domain()
+        if home is None:
+            self.counters["binding_home_unknown"] += 1
+            LOG.warning("no identity user@realm is filed under its realm's domain: the MN "
+                        "has no home domain, and binds %s where it is", network)
+            return False
         if self.domain_of(network) == home:
             return False
         return not (tunnel == MPLS and self._current_domain() == home)
@@ -147,6 +151,9 @@ class HomeBinding:
         the one it holds the newest MPA-SA with; else the first candidate of
         the home domain, pre-authenticated with now."""
         home = self.home_domain()
+        if home is None:
+            raise MnError("no-home-domain", "the credentials file holds no identity "
+                          "user@realm filed under its realm's domain, the MN's home domain")
         discovery = self._discovery()
         own = discovery["network"]
         if self._current_domain() == home:

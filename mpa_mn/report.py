@@ -62,14 +62,17 @@ def _tunnel_text(t: dict, carrying: str = "") -> str:
 
 
 def _bind_text(r: dict) -> str:
-    """A binding, where it is kept when that is another network's AR (the
-    home domain's), and the MN's rewriting for it."""
     return _text(f"{r['home_address']} bound to care-of {r['care_of']}, "
-                 f"lifetime {r['lifetime']} s",
-                 r.get("bound_at") not in (None, r.get("network"))
-                 and f", kept by the home domain at {r.get('bound_at')}",
-                 r.get("rewrite_at_mn") and _rewrite_text(r),
-                 r.get("rewrite_removed") and "; the MN's rewriting removed")
+                 f"lifetime {r['lifetime']} s", _kept_text(r, r.get("network")))
+
+
+def _kept_text(binding: dict, network: str | None) -> str:
+    """Where a binding is kept when that is not ``network``'s AR (the home
+    domain's), and the MN's rewriting for it."""
+    return _text("", binding.get("bound_at") not in (None, network)
+                 and f", kept by the home domain at {binding.get('bound_at')}",
+                 binding.get("rewrite_at_mn") and _rewrite_text(binding),
+                 binding.get("rewrite_removed") and "; the MN's rewriting removed")
 
 
 def _rewrite_text(r: dict) -> str:
@@ -85,6 +88,7 @@ def _link_text(r: dict) -> str | None:
 def _handover_text(r: dict) -> str:
     text = _text(f"ready with nCoA {r['address']}, {_tunnel_text(r['tunnel'])}, "
                  f"{r['home_address']} bound to it",
+                 _kept_text(r["binding"], r.get("network")),
                  "pre_switch" in r and f", {_state_text(r.get('pre_switch'))}",
                  "pre_switch" not in r and ", no pre-switch")
     if "attached_at" not in r:

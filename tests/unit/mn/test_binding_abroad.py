@@ -18,6 +18,7 @@ from mpa_mn import cli
 from mpa_mn.binding_rewrite import (REMOVAL, NoRewrites, Nft, Rewrite, RewriteError, Rewrites,
                                     replacement, ruleset)
 from mpa_mn.channels import Controllers
+from mpa_mn.follow import Follower
 from mpa_mn.handover import Handover
 from mpa_mn.home_binding import abroad
 from mpa_mn.mobile_node import MnError, MobileNode
@@ -334,12 +335,18 @@ def test_refused_at_home_and_at_the_care_of_s_network_both_refusals_are_said(wor
     ({"domain-b": ("mn1@domain-a", PSK_B)}, None),
 ])
 def test_the_home_domain_is_the_realm_of_the_identity_filed_under_it(keys, home):
-    mn = MobileNode(MnCredentials(keys), MN_MAC, OCOA, None)
-    if home:
-        assert mn.home_domain() == home
-        return
+    assert MobileNode(MnCredentials(keys), MN_MAC, OCOA, None).home_domain() == home
+
+
+def test_an_mn_with_no_home_domain_binds_where_the_care_of_is(domains):
+    mn = domains.node(credentials=MnCredentials({"domain-b": (IDENTITY, PSK_B)}))
+    sa = mn.preauthenticate("net-b1", {"network": "net-b1", "domain": "domain-b",
+                                       "served_by": "domain-b", "aa": {"address": "10.2.1.1"}})
+    mn.inband = lambda source: Acks(sa, {})
+    assert mn.bind_care_of("net-b1", HOME, NCOA)["bound_at"] == "net-b1"
+    assert mn.counters["binding_home_unknown"] == 1
     with pytest.raises(MnError) as err:
-        mn.home_domain()
+        mn.home_network()
     assert err.value.code == "no-home-domain"
 
 
@@ -485,3 +492,34 @@ def test_cli_a_domain_given_two_controllers_is_a_usage_error(domains, tmp_path,
     run = MpaMn(domains, tmp_path, credentials_file())
     rc, doc, err = run("--domain-controller", "domain-b=http://elsewhere:1", "discover")
     assert rc == 2 and "--domain-controller gives domain-b two URLs" in err
+
+
+def test_cli_handover_says_where_the_binding_is_kept(domains, tmp_path, credentials_file):
+    run = MpaMn(domains, tmp_path, credentials_file())
+    rc, out, err = run("handover", "net-b1", "--home", HOME, json_out=False)
+    ready, line = out.splitlines()
+    assert rc == 0 and json.loads(ready)["binding"]["bound_at"] == "net-a1", err
+    assert f"{HOME} bound to it, kept by the home domain at net-a1; the MN rewrites for " \
+           f"correspondents {CN}, handover pre-switching" in line
+    assert run.nft.tables == {TABLE: ruleset(rewrite())}
+
+
+# -- follow -------------------------------------------------------------------------------
+
+def test_follow_prepares_a_network_of_another_domain_binding_at_home_and_forgets_it(domains):
+    """The policy engine's instructions, as the controller would give them."""
+    mn = domains.node()
+    nft = mn.rewrites.nft._run
+    script = [[{"id": 1, "do": "prepare", "networks": ["net-b1"]}],
+              [{"id": 2, "do": "forget", "network": "net-b1", "scope": "lease"}]]
+    mn.instructions = lambda network, wait, reports: script.pop(0) if script else []
+    seen = {}
+
+    def emit(event):
+        if event["event"] == "reported":
+            seen[event["id"]] = (event["ok"], dict(nft.tables), bindings(domains)["domain-a"])
+    follower = Follower(mn, Handover(mn, mn.vifs.ip), HOME, "eth0", emit,
+                        sleep=lambda s: None)
+    follower.run("net-a1", count=2)
+    assert seen == {1: (True, {TABLE: ruleset(rewrite())}, NCOA), 2: (True, {}, NCOA)}
+    assert mn.state.rewrite is None
