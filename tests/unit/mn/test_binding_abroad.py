@@ -399,6 +399,18 @@ def test_the_state_file_keeps_the_rewriting_and_each_network_s_domain(domains, t
     assert StateFile(str(tmp_path / "old.json")).load().rewrite is None
 
 
+@pytest.mark.parametrize("domain", [None, 5, ""])
+def test_a_bad_domain_of_a_network_in_the_state_file_is_a_clear_error(domains, tmp_path,
+                                                                       domain):
+    mn, _ = bound_abroad(domains)
+    record = mn.state.record()
+    record["networks"]["net-b1"]["candidate"]["domain"] = domain
+    path = tmp_path / "mn.json"
+    path.write_text(json.dumps(record))
+    with pytest.raises(StateError, match="networks.net-b1: bad candidate"):
+        StateFile(str(path)).load()
+
+
 @pytest.mark.parametrize("bad", [{"care_of": "10.2.1"}, {"correspondents": "10.0.0.10"},
                                  {"correspondents": ["10.0.0.10"] * 65}, {"extra": 1},
                                  {"network": None}])
