@@ -23,6 +23,7 @@ from support.lab_rig import wait_for
 from mpa_lab.experiment.preconfigure import mpa_mn_command
 from mpa_lab.net.probes import ping
 from mpa_lab.traffic.streams import UdpStream
+from mpa_sdn.config import load_topology
 
 pytestmark = pytest.mark.integration
 
@@ -39,12 +40,15 @@ RATE_PPS = 500
 MPA_LAB = os.path.join(os.path.dirname(sys.executable), "mpa-lab")
 
 
-def lab_routes() -> list[str]:
-    """The routes OVS holds for the lab's prefixes that a user added."""
+def user_routes(topology) -> dict[str, str]:
+    """The routes a user added to OVS's table for ``topology``'s prefixes:
+    prefix -> the bridge they leave by."""
     shown = subprocess.run(["ovs-appctl", "ovs/route/show"], capture_output=True, text=True,
                            check=True).stdout
-    return [line for line in shown.splitlines()
-            if line.startswith("User:") and line.split()[1].startswith("10.")]
+    prefixes = {str(n.prefix) for n in topology.networks.values()}
+    return {words[1]: words[words.index("dev") + 1] for words in map(str.split,
+                                                                     shown.splitlines())
+            if words[:1] == ["User:"] and words[1] in prefixes}
 
 
 def mpa_lab(*args: str, timeout_s: float) -> str:
@@ -80,7 +84,7 @@ def test_mpa_lab_up_per_domain_starts_a_controller_per_domain(prerequisites, tmp
     # Within domain-a, then from domain-a to mn1 in domain-b: across the border.
     assert out.count("1 packets transmitted, 1 received") == 2, out
     assert "Lab and controllers stopped." in out and "Traceback" not in out
-    assert lab_routes() == [], "the lab's routes went with it"
+    assert user_routes(load_topology(topology_path)) == {}, "the lab's routes went with it"
 
 
 def test_mpa_lab_tour_per_domain_pre_authenticates_with_each_domain_s_controller(
@@ -102,7 +106,6 @@ def test_the_lab_will_not_start_while_something_else_holds_a_tunnel_endpoint(pre
     tunnels there (a run by hand left them): OVS would end net-b1's tunnels
     there, or refuse ar-b1's port.  The lab names them, and builds nothing."""
     from mpa_lab.net.lab import Lab
-    from mpa_sdn.config import load_topology
     topology = load_topology(write_topology(tmp_path / "inter_domain.yaml"))
     subprocess.run(["ip", "link", "add", "mpa-squat", "type", "veth", "peer", "name",
                     "mpa-squat1"], check=True)
@@ -129,7 +132,6 @@ def test_the_lab_will_not_start_while_something_else_holds_a_tunnel_endpoint(pre
 
 def test_switches_without_their_controller_are_named_per_controller(prerequisites, tmp_path):
     from mpa_lab.net.lab import Lab
-    from mpa_sdn.config import load_topology
     topology = load_topology(write_topology(tmp_path / "inter_domain.yaml"))
     # Nothing listens on these ports: no switch connects.
     lab = Lab(topology, controllers={d: ("127.0.0.1", p + 20) for d, (p, _) in PORTS.items()})
@@ -152,7 +154,6 @@ def topology_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def topology(topology_file):
-    from mpa_sdn.config import load_topology
     return load_topology(topology_file)
 
 
@@ -223,9 +224,7 @@ def test_the_nars_end_tunnels_and_each_domain_routes_its_own_out_of_its_border(l
                                  "other-config:hwaddr"], capture_output=True, text=True,
                                 check=True).stdout.strip().strip('"')
         assert hwaddr == e.mac
-    users = {line.split()[1]: line.split()[3] for line in lab_routes()}
-    assert {p: users.get(p) for p in ("10.2.1.0/24", "10.0.0.0/24", "10.1.1.0/24",
-                                      "10.1.2.0/24")} == {
+    assert user_routes(lab.topology) == {
         "10.2.1.0/24": "core-a", "10.0.0.0/24": "core-b", "10.1.1.0/24": "core-b",
         "10.1.2.0/24": "core-b"}
 
