@@ -9,6 +9,7 @@ The tests run in file order: the last one kills domain-b's controller.
 """
 
 import ipaddress
+import json
 import os
 import shlex
 import signal
@@ -346,7 +347,10 @@ def test_killing_domain_b_s_controller_leaves_domain_a_whole(lab, controllers, s
     # not a hang (killed: 137) or a crash.
     limit = FAILING_TIMEOUT_S + HANG_MARGIN_S
     rc, out = mpa_mn(lab, state_dir, "--timeout", str(FAILING_TIMEOUT_S), "preauth",
-                           "net-b1", timeout_s=limit)
+                     "net-b1", timeout_s=limit)
     assert rc == 1, (rc, out)
-    assert "error" in out, out
+    [result] = json.loads(out)["results"]
+    assert result["network"] == "net-b1" and not result["ok"] and result["error"]["code"], out
     assert ping(cn, address).ok and ping(mn, "10.0.0.10").ok
+    switches = controllers["domain-a"].get("/mpa/v1/switches")
+    assert all(s["connected"] and s["reconciled"] for s in switches), switches
