@@ -111,12 +111,7 @@ def _run_lab(args, body, log_level: str = "error") -> int:
               f"{', '.join(sorted(h.name for h in lab.net.hosts))} "
               f"({time.monotonic() - started:.1f} s)", flush=True)
         if per_domain:
-            print("Each domain's REST API from an MN, over its management link:")
-            for mn in sorted(topology.mobile_nodes):
-                root_ip, _ = lab.management_addresses(mn)
-                print(f"  {mn}: mpa-mn " + " ".join(
-                    f"--domain-controller {c.domain}=http://{root_ip}:{c.rest_port}"
-                    for c in controllers))
+            _print_domain_apis(lab, topology, controllers)
         print(flush=True)
         return body(lab, controllers)
     except KeyboardInterrupt:
@@ -129,8 +124,17 @@ def _run_lab(args, body, log_level: str = "error") -> int:
         lab.stop()
         for controller in controllers:
             controller.close()
-        print("Lab and controller stopped." if len(controllers) == 1
-              else "Lab and controllers stopped.")
+        print(f"Lab and controller{'s' * (len(controllers) > 1)} stopped.")
+
+
+def _print_domain_apis(lab, topology, controllers) -> None:
+    """Where each MN reaches each domain's REST API, over its management link."""
+    print("Each domain's REST API from an MN, over its management link:")
+    for mn in sorted(topology.mobile_nodes):
+        root_ip, _ = lab.management_addresses(mn)
+        print(f"  {mn}: mpa-mn " + " ".join(
+            f"--domain-controller {c.domain}=http://{root_ip}:{c.rest_port}"
+            for c in controllers))
 
 
 def _controller(args, topology, domain: str | None = None, ofp_port: int | None = None,

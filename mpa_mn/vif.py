@@ -237,7 +237,8 @@ class Vifs:
         return self.ip.json("rule", "show", "table", str(number))
 
     def _routes(self, number: int) -> list[dict]:
-        return self.ip.json("route", "show", "table", str(number))
+        # A table with no route does not exist for the kernel: `ip` fails.
+        return self.ip.json("route", "show", "table", str(number), missing_ok=True) or []
 
     def _delete(self, name: str) -> bool:
         self.ip("link", "del", "dev", name)

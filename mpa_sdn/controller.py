@@ -24,8 +24,6 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from ryu.ofproto import ofproto_v1_3 as ofp
-
 from mpa_sdn import dhcp, forwarding, packets, reconcile
 from mpa_sdn import openflow as of
 from mpa_sdn.action_record import ActionRefused
@@ -241,7 +239,7 @@ class Controller:
             if frame.ip_dst in self.router.gateways:
                 if frame.udp is not None and frame.udp[1] == self.topology.mpa.signalling_port:
                     return self._signal_in_band(dpid, frame, now)
-                return self.router.to_gateway(frame)
+                return self.router.to_gateway(dpid, frame)
             if self.mobility.copied(dpid, frame, data, now):
                 # Copy-and-forward: the MN's active PoA copied what it delivered.
                 return self.mobility.drain()
@@ -311,10 +309,7 @@ class Controller:
             # Straight to the tunnel's end, where the MN is: the answer to
             # pre-switch goes after the nAR's punt, which would catch it.
             return self.router.deliver(Host(address, mac, tunnel.poa), frame, forwarded=False)
-        if dpid not in self.switches:
-            self.counters["deliver_disconnected"] += 1
-            return []
-        return [Send(dpid, [of.packet_out(frame, [of.output(ofp.OFPP_TABLE)])])]
+        return self.router.routed(dpid, frame)
 
     def _dhcp(self, dpid, in_port, data, now) -> list[Send]:
         """DHCP at a PoA: for the PoA's network, or (RFC 6252 §7.3.3) unicast
@@ -402,6 +397,8 @@ class Controller:
         rows = []
         for switch in self.graph.switch_ids():
             dpid = self.graph.dpid(switch)
+            if dpid < 0:
+                continue   # another domain's stand-in (mpa_sdn.domain_view): not a switch
             state = self.switches.get(dpid)
             rows.append({
                 "id": switch, "dpid": dpid, "dpid_hex": f"{dpid:016x}",

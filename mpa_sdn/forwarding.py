@@ -77,6 +77,12 @@ def _vxlan_to(address) -> dict:
                 ipv4_dst=str(address))
 
 
+def tunnel_end_networks(graph: NeighbourhoodGraph) -> list[Network]:
+    """The networks this controller serves whose AR ends VXLAN tunnels."""
+    return [n for n in graph.networks() if graph.topology.serves(n)
+            and graph.topology.switches[n.access_router].pht_port is not None]
+
+
 def tunnel_port_flows(graph: NeighbourhoodGraph, switch: str) -> list:
     """Where Open vSwitch ends and starts MN-terminated tunnels (RFC 6252
     §7.4, mpa_sdn.mobility.tunnels).  OVS pops VXLAN only from a packet sent
@@ -86,20 +92,20 @@ def tunnel_port_flows(graph: NeighbourhoodGraph, switch: str) -> list:
     switch (docs/inter-domain.md).  Only the nAR's own address, from LOCAL,
     is routed: the host behind the LOCAL port sends nothing else in."""
     pipe = cookie(Feature.PIPELINE)
-    own = graph.topology.switches[switch]
-    flows = []
-    endpoints = []
-    if own.pht_port is not None:
-        network = next(n for n in graph.networks() if n.access_router == switch)
+    flows, endpoints = [], []
+    for network in tunnel_end_networks(graph):
+        # Above the gateway's punt on every switch of the domain: VXLAN to a
+        # gateway goes on to its AR, and into OVS's tunnel port there.
+        if network.access_router == switch:
+            actions = [of.set_field(eth_dst=network.gateway_mac), of.output(ofp.OFPP_LOCAL)]
+            endpoints.append(network.gateway)
+        else:
+            actions = [of.output(graph.next_hop_port(switch, network.access_router))]
         flows.append(of.flow_add(Table.ROUTE, PRIO_TUNNEL_END,
-                                 of.match(**_vxlan_to(network.gateway)),
-                                 of.apply(of.set_field(eth_dst=network.gateway_mac),
-                                          of.output(ofp.OFPP_LOCAL)), pipe))
-        endpoints.append(network.gateway)
+                                 of.match(**_vxlan_to(network.gateway)), of.apply(*actions),
+                                 pipe))
     if any(is_foreign_switch(n) for n in graph.trunk_ports(switch).values()):
-        endpoints += [n.gateway for n in graph.networks() if graph.topology.serves(n)
-                      and graph.topology.switches[n.access_router].pht_port is not None
-                      and n.access_router != switch]
+        endpoints += [n.gateway for n in tunnel_end_networks(graph)]
     for address in sorted(set(endpoints)):
         match = {**_vxlan_to(address), "ipv4_src": str(address)}
         del match["ipv4_dst"]

@@ -24,6 +24,13 @@ def port_name(switch: str, port: int) -> str:
     return f"{switch}-eth{port}"
 
 
+def pht_port_name(switch: str) -> str:
+    """A switch's VXLAN port (its ``pht_port``), where tunnels to MNs in
+    other domains end: shorter than any of the switch's ports' names, which
+    the configuration check measured."""
+    return f"{switch}-pht"
+
+
 def host_name(host: str, index: int) -> str:
     """A host's interface: ``index`` 0 is its link to its PoA."""
     return f"{host}-eth{index}"

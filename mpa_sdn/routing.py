@@ -355,17 +355,32 @@ class Router:
             # the MN is not here yet, its address is.
             target is None and tunnel is not None and tunnel.network == network.id)
 
-    def to_gateway(self, frame) -> list[Send]:
+    def routed(self, dpid: int, frame: bytes) -> list[Send]:
+        """A frame the controller sends, routed by the switch it gives it to
+        (an answer to another domain, whose hosts it does not know)."""
+        if dpid not in self.switches:
+            self.counters["deliver_disconnected"] += 1
+            return []
+        return [Send(dpid, [of.packet_out(frame, [of.output(ofp.OFPP_TABLE)])])]
+
+    def to_gateway(self, dpid: int, frame) -> list[Send]:
         """A packet for a gateway itself: echo requests are answered."""
         network = self.gateways[frame.ip_dst]
         source = self.hosts.get(frame.ip_src)
-        if frame.icmp_echo is None or source is None:
+        there = self.graph.network_of_address(frame.ip_src)
+        # From another domain (its prefix is routed, its hosts are not ours):
+        # the reply is routed back from where the request came in.
+        foreign = source is None and there is not None and not self.graph.topology.serves(there)
+        if frame.icmp_echo is None or (source is None and not foreign):
             self.counters["gateway_packet_ignored"] += 1
             return []
         self.counters["gateway_echo_reply"] += 1
-        reply = packets.icmp_echo_reply(src_mac=network.gateway_mac, dst_mac=source.mac,
+        reply = packets.icmp_echo_reply(src_mac=network.gateway_mac,
+                                        dst_mac=frame.eth_src if foreign else source.mac,
                                         src_ip=frame.ip_dst, dst_ip=frame.ip_src,
                                         echo=frame.icmp_echo)
+        if foreign:
+            return self.routed(dpid, reply)
         return self.deliver(source, reply, forwarded=False)
 
     def out_of_poas(self, outs: list) -> list[Send]:

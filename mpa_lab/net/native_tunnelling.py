@@ -55,12 +55,6 @@ class TunnellingError(ValueError):
         super().__init__("; ".join(problems))
 
 
-def pht_port_name(switch: str) -> str:
-    """The VXLAN port's name: shorter than any of the switch's ``-ethN``
-    ports, whose names the configuration check measured."""
-    return f"{switch}-pht"
-
-
 @dataclass(frozen=True)
 class Endpoint:
     """An access router's end of the tunnels to MNs in other domains."""
@@ -73,7 +67,7 @@ class Endpoint:
 
     @property
     def port_name(self) -> str:
-        return pht_port_name(self.switch)
+        return interface_names.pht_port_name(self.switch)
 
 
 @dataclass(frozen=True)
@@ -171,7 +165,7 @@ def _endpoint(topology: Topology, sid: str, problems: list[str]) -> Endpoint | N
         problems.append(f"{sid}'s pht_port needs a switch that is the AR of exactly one "
                         f"network (it is the AR of {len(served)})")
         return None
-    trouble = interface_names.problem(pht_port_name(sid))
+    trouble = interface_names.problem(interface_names.pht_port_name(sid))
     if trouble:
         problems.append(f"{sid}'s pht_port: {trouble}")
         return None

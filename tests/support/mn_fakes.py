@@ -245,7 +245,9 @@ class FakeIp:
                 return 1, "", f'Device "{args[-1]}" does not exist.'
             return 0, json.dumps([self._view(args[-1])]), ""
         if args[:3] == ["route", "show", "table"]:
-            return 0, json.dumps(self.tables.get(int(args[3]), [])), ""
+            if not self.tables.get(int(args[3])):   # the kernel has no empty tables
+                return 2, "", "Error: ipv4: FIB table does not exist.\nDump terminated\n"
+            return 0, json.dumps(self.tables[int(args[3])]), ""
         if args[:1] == ["route"]:
             return 0, json.dumps([{"dst": "default", "gateway": self.default[0],
                                    "dev": self.default[1]}]), ""

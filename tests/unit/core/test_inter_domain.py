@@ -17,7 +17,7 @@ from mpa_sdn.store import MemoryStore
 from mpa_sdn.tables import (PRIO_CLASSIFY, PRIO_TUNNEL, PRIO_TUNNEL_END, Feature, Table,
                             feature_of)
 from support.apitest import request, rig_api
-from support.fakeoftable import udp_packet
+from support.fakeoftable import ipv4_packet, udp_packet
 from support.handover_rig import PORT, WALL_OFFSET, preauth, settle_dad
 from support.network_rig import Rig
 from support.paths import DEFAULT_TOPOLOGY, ROOT
@@ -339,3 +339,26 @@ def test_the_api_shows_another_domains_network_by_its_public_part_only(rig_a):
     assert (b1["ar"]["switch"], b1["ar"]["dpid"], b1["ar"]["address"]) == (None, None,
                                                                            B1_GATEWAY)
     assert b1["poas"] == []
+
+
+def test_vxlan_for_an_nar_crosses_its_domain_to_the_nar_and_its_local_port(rig_b):
+    outcome = rig_b.inject(*BORDER, udp_packet(ROUTER_MAC, "02:00:00:00:00:99", OCOA,
+                                               B1_GATEWAY, 51000, VXLAN_PORT, b"vxlan"))
+    assert not outcome.punts      # not taken for a packet to the gateway itself
+    [(switch, port, pkt)] = outcome.frames
+    assert (switch, port) == ("ar-b1", OFPP_LOCAL)
+    assert pkt["eth_dst"] == rig_b.graph.network("net-b1").gateway_mac
+
+
+def test_a_gateway_answers_a_ping_from_another_domain_by_routing_it_back(rig_b):
+    outcome = rig_b.inject(*BORDER, ipv4_packet(ROUTER_MAC, "02:00:00:00:00:99", OCOA,
+                                                B1_GATEWAY))
+    [reply] = [p for sw, peer, p in outcome.hops if peer == foreign_switch("domain-a")]
+    assert (reply["ipv4_src"], reply["ipv4_dst"], reply["icmp_type"]) == (B1_GATEWAY, OCOA, 0)
+    assert rig_b.core.counters["gateway_echo_reply"] == 1
+
+
+def test_the_switch_list_holds_the_domains_switches_not_the_other_domains_stand_in(rig_b):
+    assert [s["id"] for s in rig_b.core.switch_summary(rig_b.now)] == ["ap-b1", "ar-b1",
+                                                                       "core-b"]
+    assert all(s["connected"] for s in rig_b.core.switch_summary(rig_b.now))

@@ -7,7 +7,8 @@ import pytest
 
 from support.domain_rig import add_third_domain, inter_domain_raw
 from support.paths import ROOT
-from mpa_lab.net.native_tunnelling import TunnellingError, plan, pht_port_name
+from mpa_lab.net.native_tunnelling import TunnellingError, plan
+from mpa_sdn.interface_names import pht_port_name
 from mpa_sdn.config import load_topology, parse_topology
 from mpa_sdn.interface_names import MAX_NAME_BYTES
 
