@@ -263,7 +263,11 @@ class BindingUpdates:
                      and self.tunnels.get(care_of) is not None
                      and self.tunnels[care_of].identity == sa.identity)
         foreign = None if msg.get("standby") else self._foreign_network(care_of)
-        abroad = self._abroad(foreign)
+        # No switch of ours sees the inner packets between the care-of and
+        # the MN: in another domain, or inside a tunnel that ends at the MN.
+        at_mn = foreign is not None or (tunnelled and not attached and
+                                        self.tunnels[care_of].encapsulation == tunnels.VXLAN)
+        abroad = self._rewrites_at_mn() if at_mn else {}
         if not (attached or tunnelled or foreign):
             self.counters["binding_refused_care_of"] += 1
             raise Refused("binding-refused", f"the MN does not hold {care_of} in {sa.network} "
@@ -309,9 +313,10 @@ class BindingUpdates:
             return None
         return network
 
-    def _abroad(self, network) -> dict:
-        """What a binding-ack adds for a care-of in another domain's
-        ``network`` (None: one of ours, nothing).
+    def _rewrites_at_mn(self) -> dict:
+        """What a binding-ack adds when the MN must restore its home address
+        itself: for a care-of in another domain's network, or one of ours
+        reached through a tunnel that ends at the MN (it is in another domain).
 
         The home domain keeps the binding of an MN whose care-of is in
         another domain (an nCoA that domain's CA gave it, reached through
@@ -323,8 +328,6 @@ class BindingUpdates:
         the care-of never learns it was accepted.  The home domain rewrites
         where the correspondents' traffic enters and leaves (the binding's
         flows with no reach); the MN does the rest (``rewrite_at_mn``)."""
-        if network is None:
-            return {}
         correspondents = sorted({c.address for c in self.correspondents},
                                 key=ipaddress.IPv4Address)
         if len(correspondents) > MAX_CORRESPONDENTS:

@@ -72,7 +72,7 @@ class Entry:
 
 
 def _to_int(name, value):
-    if name.startswith(("ipv4", "arp_spa", "arp_tpa")):
+    if name.startswith(("ipv4", "arp_spa", "arp_tpa", "tun_ipv4")):
         return int(ipaddress.IPv4Address(value))
     if name.startswith(("eth_src", "eth_dst", "arp_sha", "arp_tha")):
         return int(value.replace(":", ""), 16)

@@ -362,3 +362,47 @@ def test_the_switch_list_holds_the_domains_switches_not_the_other_domains_stand_
     assert [s["id"] for s in rig_b.core.switch_summary(rig_b.now)] == ["ap-b1", "ar-b1",
                                                                        "core-b"]
     assert all(s["connected"] for s in rig_b.core.switch_summary(rig_b.now))
+
+
+# -- back home: mn1 in domain-b prepares its move to net-a1 ---------------------------------
+
+A1_POOL_FIRST = "10.1.1.100"
+
+
+def from_domain_b(rig: Rig, payload: bytes, source: str = NCOA):
+    """mn1's in-band datagram from net-b1 entering domain-a at its border to
+    net-a1's gateway; the answer, as it leaves domain-a by the same border."""
+    _, out = through_the_border(rig, source, A1_GATEWAY, payload)
+    return out
+
+
+def test_a_binding_home_through_a_tunnel_to_the_mn_abroad_has_the_mn_rewrite(rig_a):
+    settle_dad(rig_a)
+    # mn1 left for domain-b: its port at ap-a1-1 went down.
+    rig_a.run(rig_a.core.port_status(rig_a.graph.dpid("ar-a1"), 3, True, rig_a.now))
+    run = protocol.PreAuthentication(IDENTITY, PSK_A, "net-a1", MN_MAC,
+                                     entropy=counter_entropy(b"mn"))
+    [challenge] = from_domain_b(rig_a, run.init())
+    [success] = from_domain_b(rig_a, run.response(challenge["payload"]))
+    state = run.finish(success["payload"], "domain-a")
+
+    def ask(kind, expected, source=NCOA, **fields):
+        data, seq = protocol.request(state, kind, **fields)
+        [answer] = from_domain_b(rig_a, data, source)
+        return protocol.check_answer(state, answer["payload"], seq, expected)
+
+    ncoa = ask("config-request", "config")["address"]
+    assert ask("tunnel-request", "tunnel", outer=NCOA)["encapsulation"] == "vxlan"
+    # The binding update from the new nCoA goes up domain-a's own VXLAN tunnel.
+    data, seq = protocol.request(state, "binding-update", home_address=HOME, care_of=ncoa)
+    pkt = udp_packet(MN_MAC, rig_a.graph.network("net-a1").gateway_mac, ncoa, A1_GATEWAY,
+                     40001, PORT, data)
+    pkt.update(tunnel_id=16, tun_ipv4_src=NCOA)
+    outcome = rig_a.inject("ar-a1", 100, pkt)
+    assert outcome.punted_at == [("ar-a1", 100, Table.ROUTE)]
+    answers = [p for sw, port, p in outcome.frames if port == 100]
+    [answer] = answers
+    ack = protocol.check_answer(state, answer["payload"], seq, "binding-ack")
+    assert (ack["care_of"], ack["rewrite_at_mn"], ack["correspondents"]) == (ncoa, True,
+                                                                            [CN_IP])
+    assert ncoa == A1_POOL_FIRST
