@@ -15,11 +15,19 @@ nCoA).  Two ways of measuring:
     library inside mn1 times each run over each channel (the same MN each
     time: a new MPA-SA, its lease renewed) (REST over the MN's
     management link, in-band as UDP through the switches).  Needs root.
+``domains``
+    As ``lab``, on topologies/inter_domain.yaml with one controller per
+    domain (``--domain``): mn1 in net-a1 (domain-a) gets ready for net-a2
+    (its own domain's controller) and for net-b1 (domain-b's, across the
+    border: in-band routed through both domains, REST to domain-b's API).
+    Needs root.
 
 Writes JSON to ``--out`` and prints a Markdown table.  Run:
 
     .venv/bin/python benchmarks/preauth.py core --runs 1000 --out results/bench/preauth-core.json
     .venv/bin/python benchmarks/preauth.py lab --runs 1000 --out results/bench/preauth-lab.json
+    .venv/bin/python benchmarks/preauth.py domains --runs 1000 \
+        --out results/bench/preauth-domains.json
 """
 
 from __future__ import annotations
@@ -144,40 +152,109 @@ def bench_lab(runs: int, ofp_port: int, rest_port: int) -> dict:
             host = lab.host("mn1")
             root_ip, _ = lab.management_addresses("mn1")
             for channel in ("rest", "inband"):
-                out = host.cmd(
-                    sys.executable, os.path.join(ROOT, "benchmarks", "preauth_mn.py"),
-                    "--channel", channel, "--runs", str(runs), "--network", NETWORK,
-                    "--controller", f"http://{root_ip}:{rest_port}",
-                    "--credentials", MN_CREDENTIALS, "--interface", host.defaultIntf().name,
-                    "2>&1")
-                try:
-                    samples = json.loads(out.strip().splitlines()[-1])
-                except (ValueError, IndexError):
-                    raise RuntimeError(f"{channel} run failed: {out[-2000:]}") from None
-                results[channel] = percentiles(samples)
+                rest = ["--controller", f"http://{root_ip}:{rest_port}"]
+                results[channel] = percentiles(_mn_runs(host, channel, NETWORK, runs, rest))
+    return results
+
+
+def _mn_runs(host, channel: str, network: str, runs: int, rest: list[str]) -> list[float]:
+    """preauth_mn.py inside the MN's host: its run times (ms)."""
+    out = host.cmd(
+        sys.executable, os.path.join(ROOT, "benchmarks", "preauth_mn.py"),
+        "--channel", channel, "--runs", str(runs), "--network", network, *rest,
+        "--credentials", MN_CREDENTIALS, "--interface", host.defaultIntf().name, "2>&1")
+    try:
+        return json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise RuntimeError(f"{network} {channel} run failed: {out[-2000:]}") from None
+
+
+INTER_DOMAIN = os.path.join(ROOT, "topologies", "inter_domain.yaml")
+# Each domain's (OpenFlow, REST) ports: apart from the defaults and the tests'.
+DOMAIN_PORTS = {"domain-a": (26663, 28090), "domain-b": (26664, 28091)}
+
+
+def _per_domain_topology(directory: str) -> str:
+    """inter_domain.yaml with each domain's controller on DOMAIN_PORTS."""
+    import yaml
+    with open(INTER_DOMAIN, encoding="utf-8") as f:
+        raw = yaml.safe_load(f)
+    base = os.path.dirname(INTER_DOMAIN)
+    for table in ("domains", "mobile_nodes"):
+        for entry in raw[table].values():
+            if "credentials" in entry:
+                entry["credentials"] = os.path.join(base, entry["credentials"])
+    for domain, (ofp, rest) in DOMAIN_PORTS.items():
+        raw["domains"][domain]["controller"] = {"openflow_port": ofp, "rest_port": rest}
+    path = os.path.join(directory, "inter_domain.yaml")
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(raw, f, sort_keys=False)
+    return path
+
+
+def bench_domains(runs: int) -> dict:
+    import contextlib
+
+    from mininet.log import setLogLevel
+
+    from mpa_lab.net.controller_process import ControllerProcess
+    from mpa_lab.net.lab import Lab
+
+    if os.geteuid() != 0:
+        sys.exit("benchmarks/preauth.py domains needs root")
+    setLogLevel("error")
+    unwind_on_sigterm()
+    results = {"mode": "domains"}
+    with tempfile.TemporaryDirectory() as directory, contextlib.ExitStack() as stack:
+        config = _per_domain_topology(directory)
+        topology = load_topology(config)
+        controllers = {}
+        for domain, (ofp, rest) in DOMAIN_PORTS.items():
+            controllers[domain] = stack.enter_context(ControllerProcess(
+                config, ofp_port=ofp, rest_port=rest, rest_host="0.0.0.0", domain=domain,
+                state_db=os.path.join(directory, f"state-{domain}.db"),
+                log_path=os.path.join(directory, f"controller-{domain}.log"),
+                log_level="WARNING"))
+        lab = stack.enter_context(Lab(topology, management=True, controllers={
+            d: ("127.0.0.1", ofp) for d, (ofp, _) in DOMAIN_PORTS.items()}))
+        for domain, controller in controllers.items():
+            controller.wait_switches(ids=lab.switches_of(domain))
+        host = lab.host("mn1")
+        root_ip, _ = lab.management_addresses("mn1")
+        rest = ["--controller", f"http://{root_ip}:{DOMAIN_PORTS['domain-a'][1]}",
+                "--domain-controller", f"domain-b=http://{root_ip}:{DOMAIN_PORTS['domain-b'][1]}"]
+        for network, where in (("net-a2", "own domain"), ("net-b1", "other domain")):
+            for channel in ("rest", "inband"):
+                results[f"{network} {channel}"] = {
+                    "where": where, **percentiles(_mn_runs(host, channel, network, runs, rest))}
     return results
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["core", "lab"])
+    parser.add_argument("mode", choices=["core", "lab", "domains"])
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--ofp-port", type=int, default=26653)
     parser.add_argument("--rest-port", type=int, default=28080)
     args = parser.parse_args()
-    result = bench_core(args.runs) if args.mode == "core" else \
-        bench_lab(args.runs, args.ofp_port, args.rest_port)
+    result = (bench_core(args.runs) if args.mode == "core" else
+              bench_domains(args.runs) if args.mode == "domains" else
+              bench_lab(args.runs, args.ofp_port, args.rest_port))
     result = stamped(result)
     if args.out:
         write(args.out, result)
     print("| measured | runs | p50 (ms) | p99 (ms) | max (ms) |")
     print("|---|---|---|---|---|")
-    rows = [("controller side, all three messages", result["total"])] + \
-        [(f"controller side, {k}", v) for k, v in result.get("messages", {}).items()] \
-        if args.mode == "core" else \
-        [(f"from the MN, {ch}", result[ch]) for ch in ("rest", "inband")]
+    if args.mode == "core":
+        rows = [("controller side, all three messages", result["total"])] + \
+            [(f"controller side, {k}", v) for k, v in result["messages"].items()]
+    elif args.mode == "domains":
+        rows = [(f"from mn1 in net-a1 to {k} ({v['where']})", v)
+                for k, v in result.items() if isinstance(v, dict) and "where" in v]
+    else:
+        rows = [(f"from the MN, {ch}", result[ch]) for ch in ("rest", "inband")]
     for name, p in rows:
         print(f"| {name} | {p['runs']} | {p['p50_ms']} | {p['p99_ms']} | {p['max_ms']} |")
     return 0

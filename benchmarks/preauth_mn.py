@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mpa_mn.channels import InbandChannel, RestChannel  # noqa: E402
+from mpa_mn.channels import Controllers, InbandChannel, RestChannel  # noqa: E402
 from mpa_mn.mobile_node import MobileNode  # noqa: E402
 from mpa_mn.vif import Ip  # noqa: E402
 from mpa_protocol.credentials import load_mn_credentials  # noqa: E402
@@ -30,12 +30,15 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--network", required=True)
     parser.add_argument("--controller", required=True, help="REST base URL")
+    parser.add_argument("--domain-controller", action="append", default=[],
+                        metavar="DOMAIN=URL", help="another domain's REST base URL")
     parser.add_argument("--credentials", required=True)
     parser.add_argument("--interface", required=True)
     args = parser.parse_args()
     mac, address = Ip().interface(args.interface)
     credentials = load_mn_credentials(args.credentials)
-    rest = RestChannel(args.controller)
+    rest = RestChannel(Controllers.of(args.controller, dict(
+        item.split("=", 1) for item in args.domain_controller)))
     # Discovery once, over REST: it tells where each CTN's AA listens.
     node = MobileNode(credentials, mac, address, rest)
     node.discover()
