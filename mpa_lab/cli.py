@@ -252,6 +252,11 @@ def run(args) -> int:
         for line in exc.lines():
             print(line, file=sys.stderr)
         return 2
+    if scenario.per_domain and (args.ofp_port or args.rest_port):
+        print("mpa-lab run: controllers: per-domain takes each controller's ports from the "
+              "topology's domains.ID.controller, not --ofp-port or --rest-port",
+              file=sys.stderr)
+        return 2
     out = args.out or os.path.join("results", scenario.name)
     _print_plan(scenario, out)
     if args.check:
@@ -307,11 +312,24 @@ def _print_plan(scenario, out: str) -> None:
     print(f"  traffic: {t.protocol.upper()} from {t.source}, {t.rate_pps} packets/s of "
           f"{t.size} bytes, to "
           + ", ".join(f"{m.id}'s home address" for m in scenario.mobile_nodes))
+    domains = scenario.topology.domains
+    if scenario.per_domain:
+        print("  controllers: one per domain: " + ", ".join(
+            f"{did} (OpenFlow :{domains[did].controller.openflow_port}, REST "
+            f":{domains[did].controller.rest_port})" for did in sorted(domains)))
+    else:
+        print(f"  controllers: one, for {len(domains)} domain(s)")
+    crossing = False
     for mode in scenario.modes:
-        plan = scenario.plan(mode)
-        print(f"  {mode}: {len(plan)} handover(s) x {scenario.repetitions}: "
-              + " ".join(f"{mn}->{poa}" for mn, poa in plan[:6])
-              + (" ..." if len(plan) > 6 else ""))
+        moves = scenario.moves(mode)
+        marks = ["*" if scenario.domain_of_poa(here) != scenario.domain_of_poa(poa) else ""
+                 for _, here, poa in moves]
+        crossing = crossing or any(marks)
+        print(f"  {mode}: {len(moves)} handover(s) x {scenario.repetitions}: "
+              + " ".join(f"{mn}->{poa}{mark}" for (mn, _, poa), mark in zip(moves[:6], marks))
+              + (" ..." if len(moves) > 6 else ""))
+    if crossing:
+        print("  (* from one domain to another)")
     print(f"  {handovers} handovers in all; results in {out}/\n", flush=True)
 
 
@@ -356,8 +374,10 @@ def main(argv=None) -> int:
                    "(default: results/SCENARIO-NAME)")
     p.add_argument("--check", action="store_true",
                    help="check the scenario and print its plan; run nothing")
-    p.add_argument("--ofp-port", type=int, help="default: the topology file's")
-    p.add_argument("--rest-port", type=int, help="default: the topology file's")
+    p.add_argument("--ofp-port", type=int, help="default: the topology file's (one "
+                   "controller only: per domain, each domain's controller ports)")
+    p.add_argument("--rest-port", type=int, help="default: the topology file's (one "
+                   "controller only)")
     p.set_defaults(run=run)
     for name, run_it, text in (
             ("tour", tour, "bring up the lab and the controller, pre-authenticate, check "

@@ -16,6 +16,12 @@ NET --wait-link``, which prints its ``ready`` line as soon as it watches its
 carrier; after the move it authenticates, gets an address by DHCP, checks it
 with ARP probes, puts it on its interface and binds its home address to it.
 
+With one controller per administrative domain (``domains``), the client is
+told each domain's REST API (``mpa-mn --domain-controller``), and the
+driver reads each thing from the controller that keeps it: a handover in
+progress, a tunnel or a standby from the target network's domain's, the
+binding from the MN's home domain's (docs/inter-domain.md).
+
 The driver checks nothing: every run becomes a `HandoverResult` (what was
 asked, the client's own report, the lab's link-layer switch, what went
 wrong), and the caller decides what to make of it.
@@ -33,10 +39,12 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Callable
 
 from mpa_mn.dad import DadSettings
 from mpa_protocol.messages import SWITCHED_BACK
+from mpa_sdn.domain_view import home_domain
 from mpa_lab.experiment.preconfigure import mpa_mn_command, run_mpa_mn
 from mpa_lab.net.probes import ping
 
@@ -160,6 +168,16 @@ class BindResult:
         return not self.errors
 
 
+@dataclass(frozen=True)
+class DomainApi:
+    """One domain's controller, as the driver uses it (one controller per
+    domain): where the MN reaches its REST API, over its management link,
+    and its mobility state (``ControllerProcess.mobile_nodes``)."""
+
+    rest_port: int
+    mobile_nodes: Callable[[], list[dict]]
+
+
 class Lines:
     """Lines from a pipe, each within a deadline; at the end, every line not
     taken and the rest."""
@@ -204,7 +222,10 @@ class HandoverDriver:
     started with ``management=True`` when ``channel`` is "rest".
 
     ``mobile_nodes``: the controller's mobility state, each MN's view
-    (``ControllerProcess.mobile_nodes``: ``GET /mpa/v1/mobile-nodes``)."""
+    (``ControllerProcess.mobile_nodes``: ``GET /mpa/v1/mobile-nodes``).
+    ``domains``: with one controller per domain, each one's (domain id ->
+    its `DomainApi`) instead; ``rest_port`` is then the REST API of domains
+    not named (mpa-mn's ``--controller``)."""
 
     ready_timeout_s = 30.0   # pre-authentication, nCoA, tunnel, binding, pre-switch
     finish_timeout_s = 30.0  # after the move: the client attaches and reports
@@ -219,13 +240,37 @@ class HandoverDriver:
     reach_timeout_s = 10.0   # bind_home: for a correspondent to reach the home address
 
     def __init__(self, lab, rest_port: int, state_dir: str, channel: str = "inband", *,
-                 mobile_nodes: Callable[[], list[dict]]):
+                 mobile_nodes: Callable[[], list[dict]] | None = None,
+                 domains: Mapping[str, DomainApi] | None = None):
+        if (mobile_nodes is None) == (domains is None):
+            raise ValueError("the driver reads one controller (mobile_nodes) or one per "
+                             "domain (domains)")
         self.lab = lab
         self.rest_port = rest_port
         self.state_dir = str(state_dir)
         self.channel = channel
         self.mobile_nodes = mobile_nodes
+        self.domains = dict(domains) if domains is not None else None
         self.results: list[HandoverResult] = []
+
+    @property
+    def domain_rest_ports(self) -> dict[str, int] | None:
+        """Each domain's REST port for mpa-mn (None: one controller)."""
+        if self.domains is None:
+            return None
+        return {domain: api.rest_port for domain, api in self.domains.items()}
+
+    def domain_of(self, network: str) -> str | None:
+        """The domain whose controller keeps what happens in ``network`` (None:
+        the one controller)."""
+        return None if self.domains is None else self.lab.topology.networks[network].domain
+
+    def home_domain(self, mn: str) -> str | None:
+        """The domain whose controller keeps ``mn``'s binding: its identity's
+        realm (None: the one controller)."""
+        if self.domains is None:
+            return None
+        return home_domain(self.lab.topology.mobile_nodes[mn].identity)
 
     # -- the MN's client ----------------------------------------------------
 
@@ -262,7 +307,8 @@ class HandoverDriver:
                      ("bind", network, "--home", result.home_address,
                       "--care-of", result.care_of)):
             rc, document = run_mpa_mn(self.lab, mn, self.rest_port, self.state_path(mn),
-                                      self.channel, *args)
+                                      self.channel, *args,
+                                      domain_rest_ports=self.domain_rest_ports)
             result.documents[args[0]] = document
             if rc != 0:
                 result.errors.append(f"mpa-mn {args[0]} {network}: exit status {rc}: "
@@ -359,7 +405,8 @@ class HandoverDriver:
                 "--old-interface", old, "--home", self.home_address(mn), "--wait-loss"]
 
         def standby_shown() -> bool:
-            return self._state_holds(mn, lambda state: bool((state or {}).get("standby")))
+            return self._state_holds(mn, lambda state: bool((state or {}).get("standby")),
+                                     self.domain_of(result.to_network))
 
         def ready(process, lines, result):
             if _poll(standby_shown, time.monotonic() + self.ready_timeout_s) is None:
@@ -420,7 +467,8 @@ class HandoverDriver:
 
     def _start(self, result: HandoverResult, args: list[str]):
         command = mpa_mn_command(self.lab, result.mn, self.rest_port,
-                                 self.state_path(result.mn), self.channel, *args)
+                                 self.state_path(result.mn), self.channel, *args,
+                                 domain_rest_ports=self.domain_rest_ports)
         stderr = tempfile.TemporaryFile()
         process = self.lab.host(result.mn).popen(command, stdout=subprocess.PIPE, stderr=stderr)
         return process, Lines(process.stdout), stderr
@@ -486,18 +534,26 @@ class HandoverDriver:
 
     # -- the controller's view ------------------------------------------------
 
-    def mobile_node_state(self, mn: str) -> dict | None:
-        """The controller's mobility state of ``mn``."""
+    def mobile_node_state(self, mn: str, domain: str | None = None) -> dict | None:
+        """The controller's mobility state of ``mn``: with one controller per
+        domain, ``domain``'s (None: the MN's home domain's, which keeps its
+        binding)."""
         identity = self.lab.topology.mobile_nodes[mn].identity
-        return next((s for s in self.mobile_nodes() if s.get("identity") == identity), None)
+        if self.domains is None:
+            states = self.mobile_nodes
+        else:
+            states = self.domains[domain or self.home_domain(mn)].mobile_nodes
+        return next((s for s in states() if s.get("identity") == identity), None)
 
     def _settle(self, result: HandoverResult, mn: str, since: float,
                 bound: str) -> float | None:
-        """ms from ``since`` until the controller reports no handover in
-        progress for ``mn``; None, and an error in ``result``, if it still
-        does after its ``mpa.<bound>`` and ``settle_margin_s``."""
-        ms = self._wait_state(mn, since, getattr(self.lab.topology.mpa, bound),
-                              lambda state: state is None or state.get("handover") is None)
+        """ms from ``since`` until the controller of the target network
+        reports no handover in progress for ``mn``; None, and an error in
+        ``result``, if it still does after its ``mpa.<bound>`` and
+        ``settle_margin_s``."""
+        domain = self.domain_of(result.to_network)
+        ms = self._wait(since, getattr(self.lab.topology.mpa, bound), lambda: self._state_holds(
+            mn, lambda state: state is None or state.get("handover") is None, domain))
         if ms is None:
             result.errors.append(f"the controller still reports the handover in progress "
                                  f"after mpa.{bound}")
@@ -508,13 +564,29 @@ class HandoverDriver:
         ``result.address`` reaching it directly at the target PoA (with no
         handover at the controller, nothing else says the move is complete),
         then ``binding_grace_s`` more; an error in ``result`` if it does not
-        within ``settle_margin_s``."""
+        within ``settle_margin_s``.
+
+        With one controller per domain the home domain's keeps the binding.
+        To a care-of in another domain it sees no PoA (its ``reach`` is
+        null): there the binding names the target network, and the target's
+        controller has dropped its tunnel to the care-of, as it does once it
+        sees the MN at one of its PoAs."""
+        domain = self.domain_of(result.to_network)
+        abroad = domain is not None and domain != self.home_domain(mn)
         reach = {"poa": result.to_poa, "tunnel": False}
 
-        def reaches(state):
+        def bound(state):
             binding = (state or {}).get("binding") or {}
-            return binding.get("care_of") == result.address and binding.get("reach") == reach
-        ms = self._wait_state(mn, since, 0.0, reaches)
+            if binding.get("care_of") != result.address:
+                return False
+            return binding.get("network") == result.to_network if abroad else (
+                binding.get("reach") == reach)
+
+        def untunnelled(state):
+            return all(t.get("address") != result.address for t in (state or {}).get("tunnels")
+                       or [])
+        ms = self._wait(since, 0.0, lambda: self._state_holds(mn, bound) and (
+            not abroad or self._state_holds(mn, untunnelled, domain)))
         if ms is None:
             result.errors.append(f"the controller does not show {mn}'s binding to "
                                  f"{result.address} reaching it at {result.to_poa}")
@@ -522,20 +594,19 @@ class HandoverDriver:
             time.sleep(self.binding_grace_s)
         return ms
 
-    def _wait_state(self, mn: str, since: float, deadline_s: float,
-                    done: Callable[[dict | None], bool]) -> float | None:
-        """ms from ``since`` until ``done(the controller's state of mn)``; None
-        if it is not ``deadline_s`` (the controller's own bound, if any) +
+    def _wait(self, since: float, deadline_s: float, holds: Callable[[], bool]) -> float | None:
+        """ms from ``since`` until ``holds()``; None if it does not by
+        ``deadline_s`` (the controller's own bound, if any) +
         ``settle_margin_s`` after ``since``."""
-        at = _poll(lambda: self._state_holds(mn, done),
-                   since + deadline_s + self.settle_margin_s)
+        at = _poll(holds, since + deadline_s + self.settle_margin_s)
         return None if at is None else (at - since) * 1000
 
-    def _state_holds(self, mn: str, done: Callable[[dict | None], bool]) -> bool:
-        """``done(the controller's state of mn)``; False while the controller
-        does not answer."""
+    def _state_holds(self, mn: str, done: Callable[[dict | None], bool],
+                     domain: str | None = None) -> bool:
+        """``done(the controller's state of mn)`` (``domain``'s, see
+        :meth:`mobile_node_state`); False while the controller does not answer."""
         try:
-            return done(self.mobile_node_state(mn))
+            return done(self.mobile_node_state(mn, domain))
         except (OSError, ValueError):
             return False
 

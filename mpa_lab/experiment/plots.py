@@ -10,6 +10,10 @@
 * ``summary.png``: per mode, the interruption (median, with the worst as
   a whisker; log scale: the modes differ by orders of magnitude) and the
   packets lost and duplicated.
+* ``domains.png``: per mode, intra-domain and inter-domain handovers side
+  by side: the interruption beyond the link-layer switch (median, whisker
+  to the worst; log scale) and the packets lost, duplicated and reordered
+  during them.  Drawn when some handover's domains are known.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 
-from mpa_lab.experiment.results import LABELS
+from mpa_lab.experiment.results import CROSSING_LABELS, CROSSINGS, LABELS
 
 COLUMNS = 5
 
@@ -43,6 +47,10 @@ def write_plots(results: dict, out_dir: str) -> list[str]:
                            os.path.join(out_dir, "timelines.png")))
         paths.append(_save(plt, _summary(plt, results, modes),
                            os.path.join(out_dir, "summary.png")))
+    if any(r.get("inter_domain") is not None for body in modes.values()
+           for r in body["handovers"]):
+        paths.append(_save(plt, _domains(plt, results, modes),
+                           os.path.join(out_dir, "domains.png")))
     return paths
 
 
@@ -156,6 +164,58 @@ def _summary(plt, results: dict, modes: dict):
         ax.grid(True, axis="y", linewidth=0.3)
     traffic = results.get("settings", {}).get("traffic", {})
     figure.suptitle(f"{results.get('scenario')}: {traffic.get('rate_pps')} packets/s, "
+                    f"commit {results.get('commit')}", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def _domains(plt, results: dict, modes: dict):
+    """Intra- and inter-domain handovers of each mode, side by side."""
+    from matplotlib.ticker import FuncFormatter
+
+    names = list(modes)
+    xs = range(len(names))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    width = 0.38
+    colours = {"intra_domain": "tab:blue", "inter_domain": "tab:purple"}
+    tallest = 1
+    for k, (crossing, _) in enumerate(CROSSINGS):
+        parts = [(modes[m]["summary"] or {}).get(crossing) or {} for m in names]
+        medians = [p.get("beyond_link_layer_ms_p50") or 0 for p in parts]
+        worst = [max((p.get("beyond_link_layer_ms_max") or 0) - v, 0)
+                 for p, v in zip(parts, medians)]
+        offset = (k - 0.5) * width
+        bars = left.bar([x + offset for x in xs], [max(v, 0) for v in medians], width,
+                        yerr=[[0] * len(worst), worst], capsize=3, color=colours[crossing],
+                        label=CROSSING_LABELS[crossing])
+        left.bar_label(bars, [f"{v:.0f} ms" if v else "" for v in medians], fontsize=6)
+        # Lost, duplicated and reordered: three thin bars per kind of handover.
+        for j, (key, hatch) in enumerate((("lost", ""), ("duplicates", "//"),
+                                          ("reordered", ".."))):
+            values = [p.get(key, 0) for p in parts]
+            tallest = max([tallest, *values])
+            bars = right.bar([x + offset + (j - 1) * width / 3 for x in xs], values,
+                             width / 3, color=colours[crossing], hatch=hatch,
+                             edgecolor="white",
+                             label=f"{CROSSING_LABELS[crossing]}: {key}")
+            right.bar_label(bars, [str(v) for v in values], fontsize=6)
+    labels = [LABELS.get(m, m).replace(" (", "\n(") for m in names]
+    left.set_yscale("log")
+    left.set_ylim(bottom=1)
+    left.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    left.set_ylabel("beyond the link-layer switch (ms, log scale)")
+    left.set_title("Interruption beyond the link-layer switch: median, whisker to the worst",
+                   fontsize=9)
+    right.set_ylim(bottom=0, top=tallest * 1.2)
+    right.set_ylabel("packets")
+    right.set_title("Packets lost, duplicated (//) and reordered (..) during the handovers",
+                    fontsize=9)
+    for ax in (left, right):
+        ax.set_xticks(list(xs), labels)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, axis="y", linewidth=0.3)
+        ax.legend(fontsize=6)
+    figure.suptitle(f"{results.get('scenario')}: intra-domain and inter-domain handovers, "
                     f"commit {results.get('commit')}", fontsize=10)
     figure.tight_layout()
     return figure

@@ -12,6 +12,13 @@ order (``reordered``), and ``interruption_ms``, the longest gap between two
 arrivals.  The controller's view, where it has one (MPA modes that signal a
 handover): the packets it ``buffered`` and ``signal_to_flows_ms``, from the
 MN's arrival seen to the last switch confirming the new flows.
+
+Each handover says whether it crossed domains (the domains of the networks
+it left and reached, from the topology, whether one controller served both
+or one each), and each mode's summary, the table and the plots take intra-
+and inter-domain handovers apart: what they lose, duplicate and reorder,
+and their interruption beyond the lab's link-layer switch, the part the
+handover mode and the controllers are responsible for.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ RFC_FIGURES = {
 LABELS = {REACTIVE: "reactive (no MPA)", MPA: "mpa (no buffering)", MPA_BUFFER: "mpa_buffer",
           MPA_COPY_FORWARD: "mpa_copy_forward", MPA_BICAST: "mpa_bicast"}
 TIMELINE_MARGIN_NS = 300_000_000   # arrivals kept either side of a handover's gap
+# A mode's handovers taken apart: "inter_domain" is a row's value.
+CROSSINGS = (("intra_domain", False), ("inter_domain", True))
+CROSSING_LABELS = {"intra_domain": "intra-domain", "inter_domain": "inter-domain"}
 
 
 def controller_record(history: list[dict], result) -> dict:
@@ -70,18 +80,28 @@ def timeline(arrivals, window: dict, zero_ns: int) -> dict:
 
 
 def handover_row(index: int, repetition: int, result, window: dict, record: dict,
-                 points: dict) -> dict:
+                 points: dict, domains: tuple[str, str] | None = None) -> dict:
+    """``domains``: those of the networks it left and reached (None: not
+    known, and whether it crossed domains is null)."""
     buffer = record.get("buffer") or {}
     copies = record.get("copies")
+    interruption = (window.get("longest_gap") or {}).get("ms")
+    link_layer = result.link_layer_ms
     return {
         "index": index, "repetition": repetition, "mn": result.mn, "kind": result.kind,
         "from": result.from_network, "to": result.to_network,
         "from_poa": result.from_poa, "to_poa": result.to_poa,
+        "from_domain": domains[0] if domains else None,
+        "to_domain": domains[1] if domains else None,
+        "inter_domain": domains[0] != domains[1] if domains else None,
         "ok": result.ok, "errors": result.errors,
         "sent": window["expected"], "received": window["unique"], "lost": window["lost"],
         "duplicates": window["duplicated"], "reordered": window["reordered"],
-        "interruption_ms": (window.get("longest_gap") or {}).get("ms"),
-        "link_layer_ms": _round(result.link_layer_ms),
+        "interruption_ms": interruption,
+        "link_layer_ms": _round(link_layer),
+        # What the handover added to the link-layer switch's own outage.
+        "beyond_link_layer_ms": None if interruption is None or link_layer is None
+        else _round(interruption - link_layer),
         "buffered": buffer.get("buffered"),
         "buffer_added_delay_mean_ms": buffer.get("mean_delay_ms"),
         "buffer_added_delay_max_ms": buffer.get("max_delay_ms"),
@@ -132,7 +152,26 @@ def summary(rows: list[dict], streams: list[dict], delays_ms: list[float]) -> di
         "signal_to_flows_ms_p50": _round(percentile(
             [r["signal_to_flows_ms"] for r in rows if r["signal_to_flows_ms"] is not None], 50)),
         "buffered": sum(r["buffered"] or 0 for r in rows),
+        **{name: crossing_summary([r for r in rows if r.get("inter_domain") is inter])
+           for name, inter in CROSSINGS},
     }
+
+
+def crossing_summary(rows: list[dict]) -> dict:
+    """The handovers of one kind (intra- or inter-domain), from their rows:
+    the packets sent during them, and over those that succeeded the
+    interruption and what it was beyond the link-layer switch."""
+    good = [r for r in rows if r["ok"]]
+
+    def spread(key: str) -> dict:
+        values = [r.get(key) for r in good if r.get(key) is not None]
+        return {f"{key}_p50": _round(percentile(values, 50)),
+                f"{key}_max": _round(max(values, default=None))}
+    return {"handovers": len(rows), "failed": len(rows) - len(good),
+            **{key: sum(r[field] for r in rows)
+               for key, field in (("sent", "sent"), ("received", "received"), ("lost", "lost"),
+                                  ("duplicates", "duplicates"), ("reordered", "reordered"))},
+            **spread("interruption_ms"), **spread("beyond_link_layer_ms")}
 
 
 def _round(value, digits: int = 3):
@@ -151,28 +190,48 @@ def ratio(results: dict, slow: str = REACTIVE, fast: str = MPA_BUFFER) -> float 
 
 
 def table(results: dict) -> str:
-    """The comparison on stdout: one row per mode, RFC 6252's figure beside it."""
+    """The comparison on stdout: one row per mode, RFC 6252's figure beside
+    it; then each mode's intra- and inter-domain handovers apart."""
     head = ("mode", "handovers", "sent", "lost", "dup", "reord",
             "interruption p50", "max", "RFC 6252 Appendix C.5")
     rows = []
-    for mode in [m for m in MODES if m in results.get("modes", {})]:
+    modes = [m for m in MODES if m in results.get("modes", {})]
+    for mode in modes:
         s = results["modes"][mode]["summary"]
-        failed = f" ({s['failed']} failed)" if s["failed"] else ""
-        rows.append((LABELS[mode], f"{s['handovers']}{failed}", str(s["sent"]), str(s["lost"]),
+        rows.append((LABELS[mode], _handovers(s), str(s["sent"]), str(s["lost"]),
                      str(s["duplicates"]), str(s["reordered"]),
                      _duration(s["interruption_ms_p50"]), _duration(s["interruption_ms_max"]),
                      RFC_FIGURES[mode]))
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    right = {1, 2, 3, 4, 5, 6, 7}
-
-    def line(cells):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-    out = [line(head), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+    out = _columns(head, rows, right={1, 2, 3, 4, 5, 6, 7})
+    split = [(LABELS[mode], CROSSING_LABELS[name], _handovers(c), str(c["lost"]),
+              str(c["duplicates"]), str(c["reordered"]), _duration(c["interruption_ms_p50"]),
+              _duration(c["beyond_link_layer_ms_p50"]), _duration(c["beyond_link_layer_ms_max"]))
+             for mode in modes for name, _ in CROSSINGS
+             for c in [results["modes"][mode]["summary"].get(name)] if c and c["handovers"]]
+    if split:
+        out += ["", "Intra- and inter-domain handovers (the packets sent during them; the "
+                "interruption beyond the link-layer switch):",
+                *_columns(("mode", "", "handovers", "lost", "dup", "reord",
+                           "interruption p50", "beyond L2 p50", "max"), split,
+                          right={2, 3, 4, 5, 6, 7, 8})]
     factor = ratio(results)
     if factor is not None:
         out.append(f"\nreactive's median interruption is {factor:g} times mpa_buffer's.")
     return "\n".join(out)
+
+
+def _handovers(s: dict) -> str:
+    return f"{s['handovers']}" + (f" ({s['failed']} failed)" if s["failed"] else "")
+
+
+def _columns(head: tuple, rows: list[tuple], right: set[int]) -> list[str]:
+    """``head`` and ``rows`` in aligned columns (``right``: right-aligned ones)."""
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    return [line(head), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
 
 def _duration(ms) -> str:

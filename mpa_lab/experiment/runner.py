@@ -1,14 +1,15 @@
 """Run a scenario in the lab: every mode, on this machine, in one invocation.
 
 For each repetition and each mode, a *session*: a fresh controller process
-and lab, the MNs bound to their home addresses where they start, a UDP
+(or, with ``controllers: per-domain``, one per administrative domain) and lab, the MNs bound to their home addresses where they start, a UDP
 stream from the correspondent to each home address, then the mode's
 handovers through the real MN client (mpa_lab/experiment/handover_driver.py), one after
 the other, ``interval_s`` apart.  Copy-and-forward needs an MN with a
 second interface whose first link is lost, so each of its losses is a
 session of its own.  After a session the receivers' logs are analysed per
 handover and the controller's handover records are matched to them
-(mpa_lab/experiment/results.py).
+(mpa_lab/experiment/results.py); each handover says whether it crossed
+domains, whatever the controllers.
 
 Whatever happens (a failed handover, an exception, Ctrl-C or SIGTERM) the
 lab and the controller of the session are torn down and ``results.json``
@@ -125,37 +126,35 @@ class Experiment:
         return os.path.join(self.out, sub, name)
 
     def _session(self, session: Session) -> None:
-        from mpa_lab.net.controller_process import ControllerProcess
+        from mpa_lab.experiment.controllers import SessionControllers
         from mpa_lab.net.lab import Lab
 
         s = self.scenario
-        self.progress.show(f"{session.name}: starting the controller and the lab")
-        controller = ControllerProcess(
-            s.topology_path, ofp_port=self.ofp_port, rest_port=self.rest_port,
-            log_path=self._path("logs", f"controller-{session.name}.log"),
-            state_db=self._path("state", f"{session.name}.db"), rest_host="0.0.0.0",
+        self.progress.show(f"{session.name}: starting the controller"
+                           f"{'s' if s.per_domain else ''} and the lab")
+        controllers = SessionControllers.for_session(
+            s, self._path, session.name, ofp_port=self.ofp_port, rest_port=self.rest_port,
             log_level=self.log_level)
-        lab = Lab(s.topology, controller_port=self.ofp_port, management=True)
-        done, history, counters, streams = [], [], {}, {}
+        lab = Lab(s.topology, controller_port=self.ofp_port, management=True,
+                  controllers=controllers.lab_controllers())
+        done, history, counters, streams = [], {}, {}, {}
         try:
-            self._in_lab(session, controller, lab, done, history, counters, streams)
+            self._in_lab(session, controllers, lab, done, history, counters, streams)
         finally:
             # Also after a failure or Ctrl-C: what was measured is kept.
             self._analyse(session, done, history, counters, streams)
 
-    def _in_lab(self, session: Session, controller, lab, done: list, history: list,
+    def _in_lab(self, session: Session, controllers, lab, done: list, history: dict,
                 counters: dict, streams: dict) -> None:
-        from mpa_lab.experiment.handover_driver import HandoverDriver
         from mpa_lab.traffic.streams import UdpStream
 
         s = self.scenario
-        with controller, lab:
-            controller.wait_switches()
+        with controllers, lab:
+            controllers.wait_switches(lab)
             # A second interface is prepared over REST (the MN's management
             # link): in-band preparation through it is not supported yet.
             channel = "rest" if session.mode == MPA_COPY_FORWARD else s.channel
-            driver = HandoverDriver(lab, self.rest_port, self._path("state", session.name),
-                                    channel, mobile_nodes=controller.mobile_nodes)
+            driver = controllers.driver(lab, self._path("state", session.name), channel)
             for mn in s.mobile_nodes:
                 bound = driver.bind_home(mn.id, s.traffic.source)
                 if not bound.ok:
@@ -174,9 +173,8 @@ class Experiment:
                     time.sleep(s.warmup_s)
                     self._handovers(session, driver, done)
             finally:
-                with contextlib.suppress(OSError, ValueError):
-                    history += controller.get("/mpa/v1/handovers")
-                    counters.update(controller.counters())
+                history.update(controllers.handovers())
+                counters.update(controllers.counters())
                 for mn in list(lab.second):
                     lab.remove_interface(mn)
 
@@ -216,8 +214,10 @@ class Experiment:
 
     # -- results ----------------------------------------------------------------
 
-    def _analyse(self, session: Session, done: list, history: list, counters: dict,
+    def _analyse(self, session: Session, done: list, history: dict, counters: dict,
                  streams: dict) -> None:
+        """``history``: each controller's handover records, by domain (None:
+        the one controller's)."""
         mode = self.results["modes"][session.mode]
         collected = self._collected[session.mode]
         mode["sessions"].append({"name": session.name, "repetition": session.repetition,
@@ -242,13 +242,22 @@ class Experiment:
             if result.index not in analysed:
                 continue
             window, arrivals = analysed[result.index]
-            record = res.controller_record(history, result)
+            # The target network's controller ran the handover and keeps its record.
+            keeper = (self.scenario.topology.networks[result.to_network].domain
+                      if self.scenario.per_domain else None)
+            record = res.controller_record(history.get(keeper, []), result)
             points = res.timeline(arrivals, window, res.event_ns(result))
             row = res.handover_row(len(mode["handovers"]) + 1, session.repetition,
-                                   result, window, record, points)
+                                   result, window, record, points,
+                                   domains=self._domains(result))
             if not result.ok:
                 row["stderr"] = result.stderr
             mode["handovers"].append(row)
+
+    def _domains(self, result) -> tuple[str, str]:
+        """The domains of the networks ``result`` moved from and to."""
+        networks = self.scenario.topology.networks
+        return networks[result.from_network].domain, networks[result.to_network].domain
 
     def _finish(self) -> None:
         for name, mode in self.results["modes"].items():

@@ -5,7 +5,8 @@ go, the handover modes to compare and how often.  Like a topology file it
 is checked once, whole: every problem is reported with its key path, and an
 experiment never starts on a file that would fail halfway through (a target
 that is not a PoA, two MNs meeting at one PoA, a standby PoA the MN starts
-at).  See docs/scenarios.md for every key.
+at, a mode not built across domains with one controller per domain).  See
+docs/scenarios.md for every key.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from mpa_protocol import schema
 from mpa_protocol.schema import (MISSING, ConfigError, Invalid, Reader, is_version_1, load_yaml,
                                  read_text)
 from mpa_sdn.config import load_topology
+from mpa_sdn.domain_view import domain_of_switches, home_domain
 from mpa_sdn.topology import ROLE_ACCESS, Topology
 from mpa_lab.traffic.datagrams import HEADER_SIZE
 
@@ -29,6 +31,12 @@ REACTIVE, MPA, MPA_BUFFER, MPA_COPY_FORWARD, MPA_BICAST = (
     "reactive", "mpa", "mpa_buffer", "mpa_copy_forward", "mpa_bicast")
 MODES = (REACTIVE, MPA, MPA_BUFFER, MPA_COPY_FORWARD, MPA_BICAST)
 PROTOCOLS = ("udp",)
+# ``controllers``: one controller for every domain of the topology, or one
+# per administrative domain (mpa-controller --domain ID, docs/inter-domain.md).
+ONE, PER_DOMAIN = "one", "per-domain"
+CONTROLLERS = (ONE, PER_DOMAIN)
+# Modes whose handovers across domains the controllers per domain do not do yet.
+NOT_ACROSS_DOMAINS = (MPA_COPY_FORWARD, MPA_BICAST)
 CHANNELS = ("inband", "rest")
 MAX_HANDOVERS = 1000
 DEFAULT_HANDOVERS = 10        # per mode and repetition
@@ -77,6 +85,11 @@ class Scenario:
     channel: str = "inband"
     dad: DadSettings = field(default_factory=DadSettings)  # the reactive MN's (RFC 5227)
     description: str = ""
+    controllers: str = ONE
+
+    @property
+    def per_domain(self) -> bool:
+        return self.controllers == PER_DOMAIN
 
     def plan(self, mode: str) -> list[tuple[str, str]]:
         """(MN, PoA) of each handover of one repetition of ``mode``: the MNs
@@ -89,6 +102,20 @@ class Scenario:
             out.append((mn.id, poas[turns[mn.id] % len(poas)]))
             turns[mn.id] += 1
         return out
+
+    def moves(self, mode: str) -> list[tuple[str, str, str]]:
+        """(MN, from PoA, to PoA) of each handover of one repetition of
+        ``mode``, from where the MNs start (copy-and-forward: each from its
+        starting PoA, in a fresh lab)."""
+        where, out = {m.id: m.attach for m in self.topology.mobile_nodes.values()}, []
+        for mn, poa in self.plan(mode):
+            out.append((mn, where[mn], poa))
+            if mode != MPA_COPY_FORWARD:
+                where[mn] = poa
+        return out
+
+    def domain_of_poa(self, poa: str) -> str:
+        return self.topology.networks[self.topology.poas[poa].network].domain
 
     def mobile_node(self, mn: str) -> MobileNodePlan:
         return next(m for m in self.mobile_nodes if m.id == mn)
@@ -105,7 +132,8 @@ class Scenario:
                 "modes": list(self.modes), "handovers": dict(self.handovers),
                 "repetitions": self.repetitions, "interval_s": self.interval_s,
                 "warmup_s": self.warmup_s, "loss_after_s": self.loss_after_s,
-                "channel": self.channel, "dad": dataclasses.asdict(self.dad)}
+                "channel": self.channel, "dad": dataclasses.asdict(self.dad),
+                "controllers": self.controllers}
 
 
 def default_standby_mac(mn: str) -> str:
@@ -121,7 +149,7 @@ def load_scenario(path: str) -> Scenario:
     top = r.mapping(raw, "", required={"version", "topology", "traffic", "mobile_nodes",
                                        "modes"},
                     optional={"name", "description", "handovers", "repetitions", "channel",
-                              "reactive", "copy_forward"})
+                              "reactive", "copy_forward", "controllers"})
     if top is None:
         raise ConfigError(r.errors)
     if not is_version_1(top["version"]):
@@ -147,13 +175,16 @@ def load_scenario(path: str) -> Scenario:
     loss_after_s = _copy_forward(r, top.get("copy_forward"))
     repetitions = r.field(top, "repetitions", "", schema.integer(1, 100), 1)
     channel = r.field(top, "channel", "", _one_of(CHANNELS), "inband")
+    controllers = r.field(top, "controllers", "", _one_of(CONTROLLERS), ONE)
     if r.errors:
         raise ConfigError(r.errors)
     scenario = Scenario(name, os.path.abspath(path), topology_path, topology, traffic,
                         mobile_nodes, modes, counts, repetitions, interval_s, warmup_s,
                         loss_after_s=loss_after_s, channel=channel, dad=dad,
-                        description=description)
+                        description=description, controllers=controllers)
     _check_moves(r, scenario)
+    if scenario.per_domain:
+        _check_per_domain(r, scenario, top["modes"])
     if r.errors:
         raise ConfigError(r.errors)
     return scenario
@@ -330,8 +361,8 @@ def _check_moves(r: Reader, scenario: Scenario) -> None:
             continue
         where = {m.id: m.attach for m in topology.mobile_nodes.values()}
         where.update({c.id: c.poa for c in topology.correspondents.values()})
-        for index, (mn, poa) in enumerate(scenario.plan(mode)):
-            if where[mn] == poa:
+        for index, (mn, here, poa) in enumerate(scenario.moves(mode)):
+            if here == poa:
                 r.error(f"mobile_nodes.{mn}.targets",
                         f"handover {index + 1} of {mode} would move {mn} to {poa}, where it "
                         "already is (list the targets so that each differs from the one "
@@ -344,3 +375,40 @@ def _check_moves(r: Reader, scenario: Scenario) -> None:
                         f"{holder} is")
                 return
             where[mn] = poa
+
+
+def _check_per_domain(r: Reader, scenario: Scenario, raw_modes: Any) -> None:
+    """``controllers: per-domain``: what the lab per domain needs of the
+    topology, and nothing the controllers per domain do not do yet
+    (docs/inter-domain.md, "Not built yet")."""
+    topology = scenario.topology
+    for did in sorted(topology.domains):
+        for key in ("openflow_port", "rest_port"):
+            if getattr(topology.domains[did].controller, key) is None:
+                r.error("controllers", f"per-domain needs each domain's controller ports: the "
+                                       f"topology gives no domains.{did}.controller.{key}")
+    try:
+        domain_of_switches(topology)
+    except ConfigError as exc:
+        for path, message in exc.errors:
+            r.error("controllers", f"per-domain needs each switch's domain: the topology's "
+                                   f"{path} {message}")
+    source = topology.correspondents[scenario.traffic.source]
+    there = topology.networks[topology.poas[source.poa].network].domain
+    for plan in scenario.mobile_nodes:
+        home = home_domain(topology.mobile_nodes[plan.id].identity)
+        if home != there:
+            r.error("traffic.from", f"{source.id} is in {there}, and {plan.id}'s home domain "
+                                    f"(its identity's realm) is {home}: a correspondent outside "
+                                    "the MN's home domain is not built yet across domains: "
+                                    "docs/inter-domain.md")
+    for mode in (m for m in scenario.modes if m in NOT_ACROSS_DOMAINS):
+        path = (f"modes[{raw_modes.index(mode)}]" if isinstance(raw_modes, list)
+                else f"modes.{mode}")
+        for index, (mn, here, poa) in enumerate(scenario.moves(mode)):
+            if scenario.domain_of_poa(here) != scenario.domain_of_poa(poa):
+                r.error(path, f"handover {index + 1} of {mode} would move {mn} from {here} "
+                              f"({scenario.domain_of_poa(here)}) to {poa} "
+                              f"({scenario.domain_of_poa(poa)}) with one controller per domain: "
+                              f"{mode} is not built yet across domains: docs/inter-domain.md")
+                break

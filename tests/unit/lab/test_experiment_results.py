@@ -20,6 +20,7 @@ from mpa_lab.experiment.scenario import MODES, MPA_BUFFER, MPA_COPY_FORWARD, REA
 from mpa_lab.traffic.analysis import analyse
 
 DEMO = os.path.join(ROOT, "topologies", "scenarios", "demo.yaml")
+INTER_DOMAIN = os.path.join(ROOT, "topologies", "scenarios", "inter_domain.yaml")
 MS = 1_000_000
 PERIOD = 10 * MS          # 100 packets/s
 
@@ -39,8 +40,8 @@ def stream_arrivals(count: int, gap: tuple[int, int] = (), duplicate: int | None
 
 
 def result(index=1, *, kind="handover", start_ms=0, end_ms=1000, down_ms=None, ok=True,
-           timings=None, from_poa="ap-a1-1", to_poa="ap-a2-1"):
-    r = HandoverResult(index, kind, "mn1", "net-a1", "net-a2", from_poa, to_poa,
+           timings=None, from_poa="ap-a1-1", to_poa="ap-a2-1", networks=("net-a1", "net-a2")):
+    r = HandoverResult(index, kind, "mn1", *networks, from_poa, to_poa,
                        started_wall_ns=start_ms * MS, ended_wall_ns=end_ms * MS)
     if down_ms is not None:
         r.link.append(SimpleNamespace(down_wall_ns=down_ms * MS, duration_ms=25.0,
@@ -96,6 +97,9 @@ def test_a_row_holds_the_receivers_view_of_the_packets_sent_during_the_handover(
     assert row["interruption_ms"] == 40.0          # 49's arrival to 53's
     assert (row["buffered"], row["signal_to_flows_ms"]) == (4, 6.5)
     assert row["link_layer_ms"] == 25.0 and row["client_timings_ms"] == {"preauth": 3.0}
+    assert row["beyond_link_layer_ms"] == 15.0    # 40 ms, of which the link's 25 ms
+    # Its domains not given: whether it crossed one is not known.
+    assert (row["from_domain"], row["to_domain"], row["inter_domain"]) == (None, None, None)
     points = row["timeline"]
     # Around the gap only, in ms from the link going down (495 ms).
     assert points["zero_wall_ns"] == 495 * MS
@@ -143,6 +147,47 @@ def test_a_summary_sums_the_streams_and_takes_percentiles_over_good_handovers():
     assert (s["lost_in_handovers"], s["buffered"], s["signal_to_flows_ms_p50"]) == (7, 6, 5.0)
 
 
+def test_a_handover_says_whether_it_crossed_domains():
+    arrivals = stream_arrivals(200, gap=(50, 53))
+    r = result(start_ms=400, end_ms=900, down_ms=495)
+    window = window_of(arrivals, r, sent=200)
+    points = res.timeline(arrivals, window, res.event_ns(r))
+    row = res.handover_row(1, 1, r, window, {}, points, domains=("domain-a", "domain-b"))
+    assert (row["from_domain"], row["to_domain"], row["inter_domain"]) == (
+        "domain-a", "domain-b", True)
+    row = res.handover_row(1, 1, r, window, {}, points, domains=("domain-a", "domain-a"))
+    assert row["inter_domain"] is False
+
+
+def crossing_rows():
+    """Two intra-domain handovers and two inter-domain ones, one of them failed."""
+    def row(inter, ok, gap, link, lost, dup=0, reord=0):
+        return {"ok": ok, "inter_domain": inter, "interruption_ms": gap, "link_layer_ms": link,
+                "beyond_link_layer_ms": gap - link, "sent": 100, "received": 100 - lost,
+                "lost": lost, "duplicates": dup, "reordered": reord, "buffered": None,
+                "signal_to_flows_ms": None}
+    return [row(False, True, 30.0, 20.0, 1), row(False, True, 50.0, 20.0, 2, dup=1),
+            row(True, True, 260.0, 200.0, 5, reord=3), row(True, False, 9000.0, 200.0, 90)]
+
+
+def test_a_summary_takes_intra_and_inter_domain_handovers_apart():
+    s = res.summary(crossing_rows(), [], [])
+    assert s["intra_domain"] == {
+        "handovers": 2, "failed": 0, "sent": 200, "received": 197, "lost": 3,
+        "duplicates": 1, "reordered": 0, "interruption_ms_p50": 30.0,   # nearest rank
+        "interruption_ms_max": 50.0, "beyond_link_layer_ms_p50": 10.0,
+        "beyond_link_layer_ms_max": 30.0}
+    inter = s["inter_domain"]
+    # The failed one counts its packets, not its gap.
+    assert (inter["handovers"], inter["failed"], inter["lost"], inter["reordered"]) == (
+        2, 1, 95, 3)
+    assert (inter["beyond_link_layer_ms_p50"], inter["beyond_link_layer_ms_max"]) == (
+        60.0, 60.0)
+    # Rows whose domains are not known are in neither.
+    assert res.summary([{**crossing_rows()[0], "inter_domain": None}], [], [])[
+        "intra_domain"]["handovers"] == 0
+
+
 def test_a_summary_of_nothing_is_empty_not_an_error():
     s = res.summary([], [], [])
     assert s["handovers"] == 0 and s["interruption_ms_p50"] is None and s["jitter_ms"] is None
@@ -185,6 +230,28 @@ def test_the_table_lists_the_modes_with_rfc_6252s_figures_and_the_ratio():
     assert "times mpa_buffer's" in text
 
 
+def test_the_table_shows_intra_and_inter_domain_handovers_apart():
+    results = synthetic_results()
+    rows = crossing_rows()
+    results["modes"][MPA_BUFFER]["summary"] = res.summary(rows, [], [])
+    lines = res.table(results).splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("Intra- and inter-domain"))
+    assert lines[at + 1].split() == ["mode", "handovers", "lost", "dup", "reord",
+                                     "interruption", "p50", "beyond", "L2", "p50", "max"]
+    split = lines[at + 3:lines.index("", at)]
+    assert split[0].split() == ["mpa_buffer", "intra-domain", "2", "3", "1", "0", "30.0", "ms",
+                                "10.0", "ms", "30.0", "ms"]
+    assert split[1].split()[:7] == ["mpa_buffer", "inter-domain", "2", "(1", "failed)", "95",
+                                    "0"]
+    assert "60.0 ms" in split[1]
+    # Modes whose handovers' domains are not known have no lines there.
+    assert not any(line.startswith(("reactive", "mpa_copy")) for line in split)
+
+
+def test_without_domains_there_is_no_split_table():
+    assert "inter-domain" not in res.table(synthetic_results())
+
+
 def test_the_ratio_needs_both_modes():
     results = synthetic_results()
     del results["modes"][REACTIVE]
@@ -201,6 +268,18 @@ def test_the_plots_are_png_files_one_per_mode_and_two_comparisons(tmp_path):
         with open(path, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
         assert os.path.getsize(path) > 10_000
+
+
+def test_handovers_with_domains_get_the_domains_plot(tmp_path):
+    results = synthetic_results()
+    rows = results["modes"][MPA_BUFFER]["handovers"]
+    for row, inter in zip(rows, (False, True, True)):
+        row.update(inter_domain=inter, beyond_link_layer_ms=row["interruption_ms"] - 25.0)
+    results["modes"][MPA_BUFFER]["summary"] = res.summary(rows, [], [])
+    paths = write_plots(results, str(tmp_path))
+    assert os.path.join(str(tmp_path), "domains.png") in paths
+    with open(tmp_path / "domains.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_no_handovers_no_plots(tmp_path):
@@ -240,7 +319,8 @@ def test_a_session_becomes_rows_matched_to_the_controllers_records(tmp_path):
     history = [{"from_poa": "ap-a2-1", "to_poa": "ap-b1-1", "buffer": {"buffered": 3},
                 "signal_to_flows_ms": 7.0}]
     stream = RecordedStream(stream_arrivals(300, gap=(50, 53)), 300)
-    experiment._analyse(session, done, history, {"handover_completed": 1}, {"mn1": stream})
+    experiment._analyse(session, done, {None: history}, {"handover_completed": 1},
+                        {"mn1": stream})
     rows = experiment.results["modes"][MPA_BUFFER]["handovers"]
     assert [(r["index"], r["lost"], r["buffered"]) for r in rows] == [(1, 3, None), (2, 0, 3)]
     experiment._finish()
@@ -287,3 +367,49 @@ def test_progress_on_a_terminal_redraws_one_line():
     text = out.getvalue()
     assert text.count("\n") == 2 and text.count("\r\033[K") == 4
     assert text.endswith("[" + "#" * 30 + "] 2/2 0:00 two done\n")
+
+
+def test_one_controller_per_domain_each_record_is_the_target_s_and_rows_say_the_crossing(
+        tmp_path):
+    scenario = load_scenario(INTER_DOMAIN)
+    experiment = Experiment(scenario, str(tmp_path), ofp_port=1, rest_port=2,
+                            progress=Progress(1, out=io.StringIO()))
+    experiment._prepare_out()
+    experiment.results = {"modes": {m: {"handovers": [], "summary": None, "sessions": []}
+                                    for m in scenario.modes}}
+    experiment._collected = {m: {"streams": [], "delays": []} for m in scenario.modes}
+    session = next(s for s in sessions(scenario) if s.mode == MPA_BUFFER)
+    done = [result(1, start_ms=400, end_ms=900, down_ms=495, from_poa="ap-a1-1",
+                   to_poa="ap-a2-1"),
+            result(2, start_ms=1400, end_ms=1900, down_ms=1495, from_poa="ap-a2-1",
+                   to_poa="ap-b1-1", networks=("net-a2", "net-b1"))]
+    # domain-a's controller keeps a record between the same PoAs as the second
+    # handover (a stale one): only domain-b's, the target's, is that handover's.
+    history = {"domain-a": [{"from_poa": "ap-a1-1", "to_poa": "ap-a2-1",
+                             "buffer": {"buffered": 1}},
+                            {"from_poa": "ap-a2-1", "to_poa": "ap-b1-1",
+                             "buffer": {"buffered": 99}}],
+               "domain-b": [{"from_poa": "ap-a2-1", "to_poa": "ap-b1-1",
+                             "buffer": {"buffered": 4}}]}
+    counters = {"domain-a": {"binding_updated_abroad": 1}, "domain-b": {"tunnel_vxlan": 1}}
+    stream = RecordedStream(stream_arrivals(300, gap=(150, 153)), 300)
+    experiment._analyse(session, done, history, counters, {"mn1": stream})
+    rows = experiment.results["modes"][MPA_BUFFER]["handovers"]
+    assert [(r["buffered"], r["from_domain"], r["to_domain"], r["inter_domain"])
+            for r in rows] == [(1, "domain-a", "domain-a", False),
+                               (4, "domain-a", "domain-b", True)]
+    experiment._finish()
+    written = json.load(open(tmp_path / "results.json"))
+    mode = written["modes"][MPA_BUFFER]
+    assert mode["sessions"][0]["counters"] == counters
+    assert (mode["summary"]["intra_domain"]["handovers"],
+            mode["summary"]["inter_domain"]["lost"]) == (1, 3)
+    assert written["plots"] and "domains.png" in " ".join(written["plots"])
+
+
+def test_with_one_controller_the_topology_s_domains_still_say_which_handovers_cross():
+    scenario = load_scenario(DEMO)
+    experiment = Experiment(scenario, "unused", ofp_port=1, rest_port=2,
+                            progress=Progress(1, out=io.StringIO()))
+    r = result(networks=("net-a2", "net-b1"))
+    assert experiment._domains(r) == ("domain-a", "domain-b")

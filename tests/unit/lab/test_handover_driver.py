@@ -14,7 +14,8 @@ import pytest
 
 from mpa_mn.cli import build_parser
 from mpa_mn.dad import DadSettings
-from mpa_lab.experiment.handover_driver import POLL_S, REACTIVE_OPTIONS, HandoverDriver, _poll
+from mpa_lab.experiment.handover_driver import (POLL_S, REACTIVE_OPTIONS, DomainApi,
+                                                HandoverDriver, _poll)
 
 HOME = "10.255.0.1"
 NETWORK_OF = {"ap-a": "net-a", "ap-b": "net-b"}
@@ -72,6 +73,7 @@ class FakeLab:
         self.topology = SimpleNamespace(
             mobile_nodes={"mn1": SimpleNamespace(home_address=HOME, identity="mn1@a",
                                                  credentials="mn1.yaml")},
+            networks={"net-a": SimpleNamespace(domain="a"), "net-b": SimpleNamespace(domain="b")},
             mpa=SimpleNamespace(switch_deadline_s=0.2, buffer_time_s=0.2, copy_wait_s=0.2))
         self.location = {"mn1": poa("ap-a")}
         self.mn = FakeHost(behaviour)
@@ -325,3 +327,107 @@ def test_a_sudden_loss_cuts_the_link_once_the_controller_shows_the_standby(
             "--home", HOME, "--wait-loss"]
     else:
         assert "the controller never showed the standby" in result.errors
+
+
+# -- one controller per domain ----------------------------------------------------------------
+# mn1's home is domain a (mn1@a); net-a is a's, net-b is b's.
+
+@pytest.fixture
+def domains():
+    """Each domain's controller: mn1's state there (None: it lists no mn1)."""
+    states = {"a": {"handover": None, "binding": None, "tunnels": []}, "b": None}
+
+    def listing(domain):
+        return lambda: [] if states[domain] is None else [{"identity": "mn1@a",
+                                                          **states[domain]}]
+    return SimpleNamespace(states=states, apis={"a": DomainApi(8080, listing("a")),
+                                                "b": DomainApi(8081, listing("b"))})
+
+
+def per_domain_driver(lab, domains, tmp_path):
+    driver = HandoverDriver(lab, 8080, str(tmp_path), domains=domains.apis)
+    driver.settle_margin_s = 0.3
+    driver.binding_grace_s = 0.01
+    return driver
+
+
+def test_the_client_is_told_each_domain_s_rest_api(domains, tmp_path):
+    lab = FakeLab("ok")
+    per_domain_driver(lab, domains, tmp_path).handover("mn1", "ap-b")
+    command = lab.mn.commands[0]
+    given = [command[i + 1] for i, arg in enumerate(command) if arg == "--domain-controller"]
+    assert given == ["a=http://172.31.0.1:8080", "b=http://172.31.0.1:8081"]
+    assert command[command.index("--controller") + 1] == "http://172.31.0.1:8080"
+
+
+def test_a_handover_to_another_domain_waits_for_the_target_s_controller(domains, tmp_path):
+    """The home domain shows no handover; the target's still does."""
+    domains.states["b"] = {"handover": {"phase": "flushing"}, "binding": None, "tunnels": []}
+    result = per_domain_driver(FakeLab("ok"), domains, tmp_path).handover("mn1", "ap-b")
+    assert result.settled_ms is None
+    assert result.errors == ["the controller still reports the handover in progress after "
+                             "mpa.buffer_time_s"]
+    domains.states["b"]["handover"] = None
+    result = per_domain_driver(FakeLab("ok"), domains, tmp_path).handover("mn1", "ap-b")
+    assert result.ok and result.settled_ms is not None, result.errors
+
+
+def test_the_target_s_controller_listing_no_mn_means_no_handover_in_progress(domains, tmp_path):
+    domains.states["a"]["handover"] = {"phase": "flushing"}   # not the target's: not read
+    result = per_domain_driver(FakeLab("ok"), domains, tmp_path).handover("mn1", "ap-b")
+    assert result.ok and result.settled_ms is not None, result.errors
+
+
+@pytest.mark.parametrize("tunnelled, settled", [(True, False), (False, True)])
+def test_a_binding_abroad_is_read_at_home_and_the_tunnel_s_end_at_the_target(
+        domains, tmp_path, tunnelled, settled):
+    """Home sees no PoA of domain b (reach null): its binding names net-b, and
+    b has dropped its tunnel to the care-of once it saw the MN at its PoA."""
+    domains.states["a"]["binding"] = {"care_of": "10.2.0.100", "network": "net-b",
+                                      "reach": None}
+    domains.states["b"] = {"handover": None, "binding": None,
+                           "tunnels": [{"address": "10.2.0.100"}] if tunnelled else []}
+    result = per_domain_driver(FakeLab("ok"), domains, tmp_path).handover("mn1", "ap-b",
+                                                                         mode="none")
+    assert (result.settled_ms is not None) is settled
+    assert result.ok is settled, result.errors
+
+
+def test_a_reactive_handover_abroad_ends_at_the_home_domain_s_binding(domains, tmp_path):
+    lab = FakeLab("reactive")
+    domains.states["a"]["binding"] = {"care_of": "10.2.0.150", "network": "net-b",
+                                      "reach": None}
+    result = per_domain_driver(lab, domains, tmp_path).reactive("mn1", "ap-b")
+    assert result.ok and result.settled_ms is not None, result.errors
+    domains.states["a"]["binding"]["care_of"] = "10.1.0.199"     # still the old care-of
+    result = per_domain_driver(FakeLab("reactive"), domains, tmp_path).reactive("mn1", "ap-b")
+    assert result.errors == ["the controller does not show mn1's binding to 10.2.0.150 "
+                             "reaching it at ap-b"]
+
+
+def test_a_reactive_handover_home_waits_for_the_binding_to_reach_the_poa(domains, tmp_path):
+    lab = FakeLab("reactive")
+    lab.location["mn1"] = lab.graph.poa("ap-b")
+    domains.states["a"]["binding"] = {"care_of": "10.2.0.150", "network": "net-a",
+                                      "reach": {"poa": "ap-a", "tunnel": True}}
+    result = per_domain_driver(lab, domains, tmp_path).reactive("mn1", "ap-a")
+    assert result.settled_ms is None and not result.ok
+    domains.states["a"]["binding"]["reach"] = {"poa": "ap-a", "tunnel": False}
+    lab = FakeLab("reactive")
+    lab.location["mn1"] = lab.graph.poa("ap-b")
+    result = per_domain_driver(lab, domains, tmp_path).reactive("mn1", "ap-a")
+    assert result.ok and result.settled_ms is not None, result.errors
+
+
+def test_the_state_of_an_mn_is_its_home_domain_s_unless_a_domain_is_named(domains, tmp_path):
+    driver = per_domain_driver(FakeLab(), domains, tmp_path)
+    domains.states["b"] = {"handover": {"phase": "switching"}}
+    assert driver.mobile_node_state("mn1")["handover"] is None
+    assert driver.mobile_node_state("mn1", "b")["handover"] == {"phase": "switching"}
+    assert (driver.domain_of("net-b"), driver.home_domain("mn1")) == ("b", "a")
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"mobile_nodes": list, "domains": {}}])
+def test_the_driver_reads_one_controller_or_one_per_domain(tmp_path, kwargs):
+    with pytest.raises(ValueError, match="one per domain"):
+        HandoverDriver(FakeLab(), 1, str(tmp_path), **kwargs)
