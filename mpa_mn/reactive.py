@@ -115,28 +115,45 @@ class Reactive(HostRun):
             lease, conflicts = self._address(dhcp, dad, settings, timings)
             plan = attachment(network, lease.config(), interface, mac, links[interface])
             self._timed(timings, "ip", self.ip.batch, plan.commands())
+            self._moved(opened, lease)
             announce_error = self._timed(timings, "announce", dad.announce, lease.address)
             announced = self.clock()
             report["attached_at"] = self.wall_ns()
             if sa is None:
-                # One socket for both of the exchange's messages, opened once
-                # the address is on the interface (it cannot be bound before).
-                inband = node.inband(lease.address)
-                opened.callback(inband.close)
-                inband.open()
-                sa = self._authenticate(network, candidate, mac, inband, report, timings)
-            binding = self._timed(timings, "bind", node.bind, network, home, lease.address)
+                sa = self._authenticate(network, candidate, mac, node.channel, report,
+                                        timings)
+            # At the network's AR, or at the home domain's for a network of
+            # another domain (mpa_mn.home_binding): the network's controller
+            # may know nothing of the MN's home address.
+            binding = self._timed(timings, "bind", node.bind_care_of, network, home,
+                                  lease.address)
             report["bound_at"] = self.wall_ns()
             announce_error = self._announce_rest(dad, lease.address, announced,
                                                  settings.dad) or announce_error
         if announce_error:
             LOG.warning("%s: %s", network, announce_error)
         return {**report, "sa": sa.sa, **lease.config(), "removed": list(plan.remove),
-                "binding": {k: binding[k] for k in ("care_of", "lifetime")},
+                "binding": {k: v for k, v in binding.items()
+                            if k not in ("network", "home_address")},
                 **_exchanges(dhcp, dad, conflicts, settings.dad),
                 **({"announce_error": announce_error} if announce_error else {}),
                 "ignored": dict(sorted((dhcp.ignored + dad.ignored).items())),
                 "timings_ms": timings}
+
+    def _moved(self, opened: contextlib.ExitStack, lease: Lease) -> None:
+        """The lease's address is the MN's current one from now on (as after
+        an MPA handover's step 6): a binding kept at home discovers from it
+        where the MN is.  In-band, what the MN sends for the rest of the run
+        goes from it, on one socket (opened once the address is on the
+        interface: it cannot be bound before), to the new router; the MN's
+        channel before is back when the run ends."""
+        node = self.node
+        node.address = lease.address
+        if node.sends_inband:
+            opened.callback(setattr, node, "channel", node.channel)
+            node.channel = node.inband(lease.address, lease.config()["router"])
+            opened.callback(node.channel.close)
+            node.channel.open()
 
     def _wait_link(self, carrier: Carrier, timeout_s: float, emit: Callable[[dict], None],
                    report: dict, timings: dict) -> None:

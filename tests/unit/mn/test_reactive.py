@@ -192,8 +192,13 @@ def test_over_rest_it_authenticates_then_gets_checks_and_binds_its_address(world
     sa = world.core.mpa.aa.sas[result["sa"]]
     assert (sa.network, sa.state) == ("net-b1", "authorized")
     assert result["binding"]["care_of"] == FIRST
-    # The binding update went in-band from the new address; nothing else in-band.
-    assert sources.used == [FIRST]
+    # The binding update went in-band from the new address; nothing else
+    # in-band.  net-b1 is of another domain than mn1's home (mn1@domain-a):
+    # it went to domain-a's net-a1 first, which the one controller of both
+    # domains refused (it holds net-b1 as its own), then to net-b1's AR.
+    assert sources.used == [FIRST, FIRST]
+    assert result["binding"]["bound_at"] == "net-b1"
+    assert run.node.counters["binding_home_refused"] == 1
     marks = [result[k] for k in ("ready_at", "link_down_at", "link_up_at", "authenticated_at",
                                  "attached_at", "bound_at")]
     assert marks == sorted(marks)
@@ -212,10 +217,12 @@ def test_in_band_it_authenticates_once_it_has_its_address(world, tmp_path):
     result = go(run)
     assert result["auth_channel"] == "inband"
     assert result["attached_at"] <= result["authenticated_at"] <= result["bound_at"]
-    # Discovery went from the old address before the move; the exchange with
-    # the AA (both messages on one socket) and the binding update, from the
-    # new one after it.
-    assert sources.used[-2:] == [FIRST] * 2 and FIRST not in sources.used[:-2]
+    # Discovery went from the old address before the move; from the new one
+    # after it, on one socket, the exchange with the AA and what binding at
+    # home needs (where the MN is now, an MPA-SA with a home network), then
+    # the binding update, refused at the home domain's net-a1 (one
+    # controller holds net-b1 as its own) and sent to net-b1's AR.
+    assert sources.used[-3:] == [FIRST] * 3 and FIRST not in sources.used[:-3]
     assert binding(world) == (FIRST, "ap-b1-1")
 
 
@@ -341,7 +348,9 @@ def test_cli_reactive_prints_ready_then_its_report(world, tmp_path, credentials_
         f"{MN_ADDRESS}/24"]
     assert result["dad"]["settings"] == {**FAST.__dict__, "max_conflicts": 10}
     assert binding(world) == (FIRST, "ap-b1-1")
-    assert doc["counters"]["datagrams_sent"] == 1     # the binding update
+    # The binding update, at home (refused: one controller for both domains)
+    # then at net-b1.
+    assert doc["counters"]["datagrams_sent"] == 2
 
 
 def test_cli_reactive_human_line(world, tmp_path, credentials_file):
