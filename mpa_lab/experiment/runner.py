@@ -1,10 +1,12 @@
 """Run a scenario in the lab: every mode, on this machine, in one invocation.
 
 For each repetition and each mode, a *session*: a fresh controller process
-(or, with ``controllers: per-domain``, one per administrative domain) and lab, the MNs bound to their home addresses where they start, a UDP
-stream from the correspondent to each home address, then the mode's
-handovers through the real MN client (mpa_lab/experiment/handover_driver.py), one after
-the other, ``interval_s`` apart.  Copy-and-forward needs an MN with a
+(with ``controllers: per-domain``, one per administrative domain,
+mpa_lab/experiment/controllers.py) and lab, the MNs bound to their home
+addresses where they start, a UDP stream from the correspondent to each home
+address, then the mode's handovers through the real MN client
+(mpa_lab/experiment/handover_driver.py), one after the other,
+``interval_s`` apart.  Copy-and-forward needs an MN with a
 second interface whose first link is lost, so each of its losses is a
 session of its own.  After a session the receivers' logs are analysed per
 handover and the controller's handover records are matched to them
@@ -12,7 +14,7 @@ handover and the controller's handover records are matched to them
 domains, whatever the controllers.
 
 Whatever happens (a failed handover, an exception, Ctrl-C or SIGTERM) the
-lab and the controller of the session are torn down and ``results.json``
+lab and the controller(s) of the session are torn down and ``results.json``
 is written with what was measured, marked incomplete if it is.
 """
 
