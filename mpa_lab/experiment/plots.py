@@ -199,7 +199,11 @@ def _domains(plt, results: dict, modes: dict):
                              edgecolor="white",
                              label=f"{CROSSING_LABELS[crossing]}: {key}")
             right.bar_label(bars, [str(v) for v in values], fontsize=6)
-    labels = [LABELS.get(m, m).replace(" (", "\n(") for m in names]
+    # Each kind's count under its mode: the packets are totals over its handovers.
+    counts = [" / ".join(f"{((modes[m]['summary'] or {}).get(c) or {}).get('handovers', 0)} "
+                         f"{CROSSING_LABELS[c].split('-')[0]}" for c, _ in CROSSINGS)
+              for m in names]
+    labels = [LABELS.get(m, m).replace(" (", "\n(") + f"\n{n}" for m, n in zip(names, counts)]
     left.set_yscale("log")
     left.set_ylim(bottom=1)
     left.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -208,8 +212,8 @@ def _domains(plt, results: dict, modes: dict):
                    fontsize=9)
     right.set_ylim(bottom=0, top=tallest * 1.2)
     right.set_ylabel("packets")
-    right.set_title("Packets lost, duplicated (//) and reordered (..) during the handovers",
-                    fontsize=9)
+    right.set_title("Packets lost, duplicated (//) and reordered (..) during the handovers "
+                    "(totals)", fontsize=9)
     for ax in (left, right):
         ax.set_xticks(list(xs), labels)
         ax.tick_params(labelsize=7)
