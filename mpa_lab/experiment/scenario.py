@@ -24,6 +24,7 @@ from mpa_protocol.schema import (MISSING, ConfigError, Invalid, Reader, is_versi
 from mpa_sdn.config import load_topology
 from mpa_sdn.domain_view import domain_of_switches, home_domain
 from mpa_sdn.topology import ROLE_ACCESS, Topology
+from mpa_lab.net.native_tunnelling import TunnellingError, plan as tunnelling_plan
 from mpa_lab.traffic.datagrams import HEADER_SIZE
 
 # The comparison (RFC 6252 Appendix C.5), in the order the table lists them.
@@ -167,6 +168,11 @@ def load_scenario(path: str) -> Scenario:
     except ConfigError as exc:
         raise ConfigError([("topology", f"{topology_path}: {p + ': ' if p else ''}{m}")
                            for p, m in exc.errors]) from None
+    try:
+        tunnelling_plan(topology)     # as the lab does before it builds anything
+    except TunnellingError as exc:
+        for problem in exc.problems:
+            r.error("topology", f"{topology_path}: the lab cannot build it: {problem}")
     traffic = _traffic(r, top["traffic"], topology)
     mobile_nodes = _mobile_nodes(r, top["mobile_nodes"], topology)
     count, interval_s, warmup_s = _handovers(r, top.get("handovers"))

@@ -288,18 +288,24 @@ def test_with_one_controller_every_mode_crosses_domains(tmp_path):
     assert scenario.controllers == "one"
 
 
-def inter_domain_topology(tmp_path, old: str, new: str) -> str:
-    """The inter-domain topology with ``old`` replaced, its credentials where they are."""
+def inter_domain_topology(tmp_path, *replace: tuple[str, str]) -> str:
+    """The inter-domain topology with each (old, new) of ``replace`` done, its
+    credentials where they are."""
     text = open(INTER_DOMAIN_TOPOLOGY).read()
-    assert old in text
+    for old, new in replace:
+        assert old in text
+        text = text.replace(old, new)
     path = tmp_path / "topology.yaml"
-    path.write_text(text.replace(old, new).replace("credentials/", CREDENTIALS + "/"))
+    path.write_text(text.replace("credentials/", CREDENTIALS + "/"))
     return str(path)
 
 
+NO_DOMAIN = ("core-a: {dpid: 0x1, domain: domain-a}", "core-a: {dpid: 0x1}")
+NO_PHT_PORTS = (", pht_port: 100}", "}")
+
+
 def test_a_switch_of_no_domain_is_refused_with_one_controller_per_domain(tmp_path):
-    topology = inter_domain_topology(tmp_path, "core-a: {dpid: 0x1, domain: domain-a}",
-                                     "core-a: {dpid: 0x1}")
+    topology = inter_domain_topology(tmp_path, NO_DOMAIN, NO_PHT_PORTS)
     lines = errors_of(tmp_path, per_domain(topology=f"topology: {topology}"))
     assert lines == ["controllers: per-domain needs each switch's domain: the topology's "
                      "switches.core-a.domain is needed to serve one domain: the switch is no "
@@ -307,11 +313,22 @@ def test_a_switch_of_no_domain_is_refused_with_one_controller_per_domain(tmp_pat
     load_scenario(write(tmp_path, with_lines(topology=f"topology: {topology}")))   # one: fine
 
 
+def test_a_topology_whose_tunnels_the_lab_cannot_build_is_refused_in_any_mode(tmp_path):
+    """The lab gives the pht ports' VXLAN endpoints routes by domain, whatever
+    the controllers."""
+    topology = inter_domain_topology(tmp_path, NO_DOMAIN)
+    for text in (per_domain(topology=f"topology: {topology}"),
+                 with_lines(topology=f"topology: {topology}")):
+        lines = errors_of(tmp_path, text)
+        assert any(line.startswith(f"topology: {topology}: the lab cannot build it: ")
+                   and "switches.core-a.domain" in line for line in lines), lines
+
+
 def test_a_correspondent_outside_the_mn_s_home_domain_is_refused_per_domain(tmp_path):
-    topology = inter_domain_topology(
-        tmp_path, "  cn1: {poa: cn-port",
+    topology = inter_domain_topology(tmp_path, (
+        "  cn1: {poa: cn-port",
         '  cn2: {poa: ap-b1-2, address: 10.2.1.10, mac: "02:00:00:00:0c:02"}\n'
-        "  cn1: {poa: cn-port")
+        "  cn1: {poa: cn-port"))
     lines = errors_of(tmp_path, per_domain(topology=f"topology: {topology}",
                                            traffic="traffic: {from: cn2}"))
     assert lines == ["traffic.from: cn2 is in domain-b, and mn1's home domain (its identity's "
