@@ -18,8 +18,7 @@ import sys
 
 import pytest
 
-from support.domain_rig import (PORTS, running_domain_controllers, running_domain_lab,
-                                write_topology)
+from support.domain_rig import PORTS, domain_lab_fixtures, write_topology
 from support.lab_rig import wait_for
 from mpa_lab.experiment.preconfigure import mpa_mn_command
 from mpa_lab.net.probes import ping
@@ -148,26 +147,7 @@ def test_switches_without_their_controller_are_named_per_controller(prerequisite
         f"to domain-b's controller (127.0.0.1:{b}): {', '.join(DOMAIN_SWITCHES['domain-b'])}")
 
 
-@pytest.fixture(scope="module")
-def topology_file(tmp_path_factory):
-    return write_topology(tmp_path_factory.mktemp("topology") / "inter_domain.yaml")
-
-
-@pytest.fixture(scope="module")
-def topology(topology_file):
-    return load_topology(topology_file)
-
-
-@pytest.fixture(scope="module")
-def controllers(prerequisites, log_dir, topology_file):
-    with running_domain_controllers(log_dir, topology_file) as controllers:
-        yield controllers
-
-
-@pytest.fixture(scope="module")
-def lab(controllers, topology):
-    with running_domain_lab(controllers, topology, management=True) as lab:
-        yield lab
+topology_file, topology, controllers, lab = domain_lab_fixtures()
 
 
 @pytest.fixture(scope="module")

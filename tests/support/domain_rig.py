@@ -4,6 +4,7 @@ from lab_rig's), a controller process per domain (``--domain ID``) and the
 Mininet lab with each switch on its own domain's controller."""
 
 import contextlib
+import json
 import os
 
 import yaml
@@ -95,3 +96,82 @@ def running_domain_lab(controllers, topology, **options):
         yield lab
     finally:
         lab.stop()
+
+
+def domain_lab_fixtures():
+    """Module fixtures ``topology_file`` (inter_domain.yaml on PORTS),
+    ``topology``, ``controllers`` (running_domain_controllers) and ``lab``
+    (running_domain_lab with management links, for mpa-mn's REST requests).
+    Assign all four to module names."""
+    import pytest
+
+    @pytest.fixture(scope="module", name="topology_file")
+    def topology_file(tmp_path_factory) -> str:
+        return write_topology(tmp_path_factory.mktemp("topology") / "inter_domain.yaml")
+
+    @pytest.fixture(scope="module", name="topology")
+    def topology(topology_file):
+        from mpa_sdn.config import load_topology
+        return load_topology(topology_file)
+
+    @pytest.fixture(scope="module", name="controllers")
+    def controllers(prerequisites, log_dir, topology_file):
+        with running_domain_controllers(log_dir, topology_file) as controllers:
+            yield controllers
+
+    @pytest.fixture(scope="module", name="lab")
+    def lab(controllers, topology):
+        with running_domain_lab(controllers, topology, management=True) as lab:
+            yield lab
+    return topology_file, topology, controllers, lab
+
+
+def domain_mpa_mn(lab, mn: str, state_dir, *args: str, timeout_s: float | None = None,
+                  channel: str = "inband") -> tuple[int, list[dict]]:
+    """``mpa-mn --json --channel CHANNEL ARGS`` in ``mn``'s host, REST to each
+    network's domain's controller, killed if it outlives ``timeout_s`` (exit
+    137): (exit status, the JSON documents it printed, at least one)."""
+    import shlex
+    from mpa_lab.experiment.preconfigure import mpa_mn_command
+    command = mpa_mn_command(lab, mn, PORTS["domain-a"][1], str(state_dir / f"{mn}.json"),
+                             channel, *args,
+                             domain_rest_ports={d: rest for d, (_, rest) in PORTS.items()})
+    if timeout_s is not None:
+        command = ["timeout", "-s", "KILL", str(timeout_s), *command]
+    out = lab.host(mn).cmd(" ".join(shlex.quote(c) for c in command) +
+                           " 2>/dev/null; echo rc=$?")
+    output, _, rc = out.rpartition("rc=")
+    return int(rc.strip()), json_documents(output)
+
+
+def json_documents(output: str) -> list[dict]:
+    """The JSON documents ``output`` holds one after another (``handover``
+    prints its ready event before its result); what is not JSON ends the
+    list as ``{"unparsed": ...}``; nothing at all is one empty document."""
+    decoder, documents, at = json.JSONDecoder(), [], 0
+    text = output.strip()
+    while at < len(text):
+        try:
+            document, at = decoder.raw_decode(text, at)
+        except ValueError:
+            documents.append({"unparsed": text[at:][-600:]})
+            break
+        documents.append(document)
+        while at < len(text) and text[at].isspace():
+            at += 1
+    return documents or [{}]
+
+
+def nft_tables(host) -> list[str]:
+    """The names of the nftables tables in ``host``'s namespace."""
+    listed = host.cmd("nft list tables")
+    return [words[-1] for words in map(str.split, listed.splitlines())
+            if words[:1] == ["table"]]
+
+
+def udp_no_ports(host) -> int:
+    """UDP datagrams ``host``'s kernel refused for want of a listener
+    (``Udp: NoPorts`` of its namespace's /proc/net/snmp)."""
+    header, values = [line.split() for line in host.cmd("cat /proc/net/snmp").splitlines()
+                      if line.startswith("Udp:")][:2]
+    return int(values[header.index("NoPorts")])
