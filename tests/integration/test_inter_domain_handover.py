@@ -39,9 +39,9 @@ RATE_PPS = 250
 # A handover that waits for a link-layer switch that never comes: how long
 # mpa-mn watches its carrier before it cancels.
 LINK_TIMEOUT_S = 2
-# mpa-mn's wait for one in-band answer when domain-b's controller is dead,
-# and how long past it the command may take (its start, its discovery at
-# domain-a) before it counts as hanging.
+# mpa-mn's wait for one in-band answer when domain-b's controller is dead;
+# how long past it, or past LINK_TIMEOUT_S, a command may take (its start,
+# its other steps) before it counts as hanging.
 FAILING_TIMEOUT_S = 2
 HANG_MARGIN_S = 20
 REWRITE_TABLE = "mpa_binding"
@@ -247,7 +247,7 @@ def test_a_cancelled_handover_returns_the_buffer_into_the_tunnel(
         started = time.time_ns()
         rc, (ready, *_, document) = domain_mpa_mn(
             lab, MN, state_dir, "handover", "net-b1", "--home", home, "--wait-link",
-            "--link-timeout", str(LINK_TIMEOUT_S))
+            "--link-timeout", str(LINK_TIMEOUT_S), timeout_s=LINK_TIMEOUT_S + HANG_MARGIN_S)
         wait_for(lambda: summary(domain_b)["handover"] is None, 10,
                  "domain-b to end the handover")
         more_arrivals(stream)
@@ -267,7 +267,6 @@ def test_a_cancelled_handover_returns_the_buffer_into_the_tunnel(
     buffer = handover["buffer"]
     assert buffer["flushed"] == buffer["buffered"] > 0 == buffer["dropped"], handover
     assert returned >= buffer["buffered"], (handover, returned)
-    assert handover["buffer"]["dropped"] == 0, handover
     assert_whole(stream, udp_no_ports(lab.host(MN)) - refusals, prepared)
 
 
@@ -289,7 +288,10 @@ def test_a_handover_towards_a_dead_domain_fails_cleanly_and_loses_nothing(
     assert rc == 1, (rc, document)
     [failed] = document["results"]
     assert failed["network"] == "net-b1" and not failed["ok"], document
-    assert failed["error"]["code"], document
+    # Pre-authentication, its first step, found no AA answering at net-b1's
+    # gateway, after the retries mpa-mn's timeout allows.
+    assert failed["error"]["code"] == "no-answer", document
+    assert document["counters"]["no_answer"] == 1, document
     assert lab.location[MN].id == HOME_POA
     assert_whole(stream)
     assert ping(lab.host(CN), home).ok
