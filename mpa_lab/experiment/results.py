@@ -47,9 +47,12 @@ def controller_record(history: list[dict], result) -> dict:
     """The controller's record of ``result``'s handover, taken out of
     ``history`` (``GET /mpa/v1/handovers``, oldest first): the first one
     between the same PoAs that was not switched back; {} if it has none
-    (no MPA signalling, or the handover failed before it began)."""
+    (no MPA signalling, or the handover failed before it began).  A record
+    with no ``from_poa`` is the target's controller's of an MN that came
+    from another domain, whose PoAs it does not know: its ``to_poa`` says."""
     for index, handover in enumerate(history):
-        if (not handover.get("switched_back") and handover.get("from_poa") == result.from_poa
+        if (not handover.get("switched_back")
+                and handover.get("from_poa") in (None, result.from_poa)
                 and handover.get("to_poa") == result.to_poa):
             return history.pop(index)
     return {}

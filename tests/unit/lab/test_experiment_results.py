@@ -128,6 +128,16 @@ def test_controller_records_are_matched_by_poas_once_each_and_never_a_switch_bac
     assert [h["id"] for h in history] == [1, 2]
 
 
+def test_a_record_of_an_mn_from_another_domain_is_matched_by_its_target_poa():
+    """One controller per domain: the target's knows no PoA of the other
+    domain, so its record says no from_poa."""
+    history = [{"id": 1, "from_poa": None, "to_poa": "ap-a2-1", "switched_back": True},
+               {"id": 2, "from_poa": None, "to_poa": "ap-b1-1"},
+               {"id": 3, "from_poa": None, "to_poa": "ap-a2-1", "buffer": {"buffered": 5}}]
+    assert res.controller_record(history, result())["id"] == 3
+    assert [h["id"] for h in history] == [1, 2]
+
+
 def test_a_summary_sums_the_streams_and_takes_percentiles_over_good_handovers():
     rows = [{"ok": True, "interruption_ms": v, "lost": 0, "buffered": 2,
              "signal_to_flows_ms": 5.0} for v in (40.0, 50.0, 60.0)]
@@ -389,7 +399,8 @@ def test_one_controller_per_domain_each_record_is_the_target_s_and_rows_say_the_
                              "buffer": {"buffered": 1}},
                             {"from_poa": "ap-a2-1", "to_poa": "ap-b1-1",
                              "buffer": {"buffered": 99}}],
-               "domain-b": [{"from_poa": "ap-a2-1", "to_poa": "ap-b1-1",
+               # domain-b knows no PoA of domain-a: no from_poa.
+               "domain-b": [{"from_poa": None, "to_poa": "ap-b1-1",
                              "buffer": {"buffered": 4}}]}
     counters = {"domain-a": {"binding_updated_abroad": 1}, "domain-b": {"tunnel_vxlan": 1}}
     stream = RecordedStream(stream_arrivals(300, gap=(150, 153)), 300)
