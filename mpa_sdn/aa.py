@@ -286,17 +286,21 @@ class AuthenticationAgent:
         if old_id in self.sas:
             self.counters["sa_replaced"] += 1
             self._drop(self.sas[old_id])
+        # An MN authenticating with the network it is attached to is authorized
+        # at once: no later arrival would authorize it, and without that its
+        # SA could never be held (C.2) when it leaves.
+        here = self.is_attached(session.mn_mac, session.network)
         sa = SecurityAssociation(
             id=self.entropy(16).hex(), identity=session.identity, domain=session.domain,
             network=session.network, mn_mac=session.mn_mac, keys=exchange.keys(session.psk),
-            state=PRE_AUTHENTICATED, created=now, expires=now + self.settings.sa_lifetime_s,
-            source=source, proven=session.proven)
+            state=AUTHORIZED if here else PRE_AUTHENTICATED, created=now,
+            expires=now + self.settings.sa_lifetime_s, source=source, proven=session.proven)
         self._index(sa)
         self.save(sa)
         self._tell(sa, sa.state)
         self.counters["sa_created"] += 1
-        LOG.info("MPA-SA sa=%s identity=%s mac=%s network=%s pre-authenticated from %s",
-                 sa.id[:8], sa.identity, sa.mn_mac, sa.network, source)
+        LOG.info("MPA-SA sa=%s identity=%s mac=%s network=%s %s from %s", sa.id[:8],
+                 sa.identity, sa.mn_mac, sa.network, sa.state, source)
         lifetime = self.settings.sa_lifetime_s
         proof = keys.proof(auth_key, "aa", success_transcript(session.transcript(), sa.id,
                                                               lifetime)).hex()

@@ -256,6 +256,15 @@ def test_a_handover_buffers_then_delivers_in_order_from_the_new_poa(topology):
     assert rig.core.mobility.history[-1]["phase"] == "completed"
 
 
+def test_an_sa_made_with_the_network_the_mn_is_attached_to_is_authorized_at_once(rig):
+    # mn1 is learned at ap-a1-1 already: no arrival will come to authorize it,
+    # and only an authorized SA is held when the MN leaves (RFC 6252 C.2).
+    authenticated(rig, "net-a1", PSK_A, "domain-a")
+    assert sa_state(rig, "net-a1") == AUTHORIZED
+    authenticated(rig)
+    assert sa_state(rig, "net-b1") != AUTHORIZED
+
+
 def test_after_a_handover_only_the_binding_remains_at_the_new_poa(rig):
     authenticated(rig, "net-a1", PSK_A, "domain-a")
     rig.arp_request("mn1", MN_IP)              # seen in net-a1: that SA is authorized
