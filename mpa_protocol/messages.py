@@ -204,8 +204,11 @@ SCHEMAS: dict[str, tuple[dict, dict]] = {
     # tunnel from another domain's nAR ends (RFC 6252 §7.4).
     "tunnel-request": (_AUTHENTICATED, {"lifetime": _int(1, 2**31 - 1), "outer": ipv4_ok}),
     "tunnel-release": (_AUTHENTICATED, {}),
+    # ``rewriting``: the MN rewrites for this care-of already, as the binding-ack
+    # that said ``pending`` asked (docs/inter-domain.md).
     "binding-update": ({**_AUTHENTICATED, "home_address": ipv4_ok, "care_of": ipv4_ok},
-                       {"lifetime": _int(0, 2**31 - 1), "standby": _true}),
+                       {"lifetime": _int(0, 2**31 - 1), "standby": _true,
+                        "rewriting": _true}),
     "handover": ({**_AUTHENTICATED, "phase": _one_of(*HANDOVER_PHASES)},
                  {"buffer_old": _true, "mode": _one_of(*HANDOVER_MODES),
                   "delivered": _list_of(_hex(DIGEST_BYTES), DELIVERED_MAX)}),
@@ -238,7 +241,8 @@ SCHEMAS: dict[str, tuple[dict, dict]] = {
     "binding-ack": ({**_AUTHENTICATED, "home_address": ipv4_ok, "care_of": ipv4_ok,
                      "lifetime": _seconds},
                     {"standby": _true, "rewrite_at_mn": _true,
-                     "correspondents": _list_of(ipv4_ok, MAX_CORRESPONDENTS)}),
+                     "correspondents": _list_of(ipv4_ok, MAX_CORRESPONDENTS),
+                     "pending": _true}),
     "handover-state": ({**_AUTHENTICATED, "phase": _text(32)},
                        {"buffered": _int(0, 2**31 - 1)}),
     "instruction-list": ({**_AUTHENTICATED, "pending": _anything}, {}),

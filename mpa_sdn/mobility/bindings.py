@@ -223,19 +223,30 @@ class BindingFlows:
 
     def __init__(self, protocol: BindingProtocol, bindings: dict[str, Binding],
                  reach: Callable[[Binding], Reach | None], leg: Callable[[str], Leg | None],
-                 refine: Callable[[str, Reach | None, dict], dict]):
-        self.protocol, self.bindings = protocol, bindings
+                 refine: Callable[[str, Reach | None, dict], dict],
+                 pending: dict[str, Binding]):
+        self.protocol, self.bindings, self.pending = protocol, bindings, pending
         self.reach, self.leg, self.refine = reach, leg, refine
 
     def subjects(self):
-        return self.bindings.keys()
+        return self.bindings.keys() | self.pending.keys()
 
     def flows(self, address: str) -> dict[str, list]:
         binding = self.bindings.get(address)
-        if binding is None:
-            return {}
-        reach = self.reach(binding)
-        return self.refine(address, reach, self.protocol.flows(binding, reach, self.leg(address)))
+        flows = {}
+        if binding is not None:
+            reach = self.reach(binding)
+            flows = self.refine(address, reach,
+                                self.protocol.flows(binding, reach, self.leg(address)))
+        coming = self.pending.get(address)
+        if coming is not None:
+            # The way back from the care-of the MN is about to rewrite for:
+            # what it sends from there reaches the correspondents as from home.
+            for switch, mods in self.protocol.flows(coming, None).items():
+                back = [m for m in mods if not self.protocol.steers(m)]
+                if back:
+                    flows[switch] = flows.get(switch, []) + back
+        return flows
 
     def stage(self, mod) -> str:
         return STEER if self.protocol.steers(mod) else RECEIVE
@@ -278,6 +289,7 @@ class BindingUpdates:
         if msg.get("standby"):
             return self._standby(sa, home, care_of, attached, life, wall)
         if life == 0:
+            self.pending.pop(home, None)
             if home in self.bindings:
                 self._delete_binding(home, "binding_deleted")
                 self._drop_standby(home, "ended_unbound")   # nothing left to move
@@ -286,10 +298,35 @@ class BindingUpdates:
         binding = Binding(home, care_of, foreign.id if foreign else sa.network, sa.identity,
                           sa.mn_mac, min(wall + life, sa.expires))
         old = self.bindings.get(home)
+        if at_mn and not msg.get("rewriting") and (old is None or old.care_of != care_of):
+            return self._await_rewriting(binding, abroad, wall)
+        self.pending.pop(home, None)
+        self._bind(binding, old, f"in {foreign.id}, domain {foreign.domain}" if foreign else
+                   "through the tunnel" if tunnelled and not attached else "attached")
+        return {"home_address": home, "care_of": care_of,
+                "lifetime": max(0, int(binding.expires - wall)), **abroad}
+
+    def _await_rewriting(self, binding: Binding, abroad: dict, wall: float) -> dict:
+        """Make before break, with the MN as one of the switches: the
+        correspondents' traffic turns towards a care-of the MN must rewrite
+        for only once it does.  Until the MN says so (the update again, with
+        ``rewriting``), the binding stays where it is; only the way back
+        from the new care-of is put in, so what the MN sends from there as
+        soon as it rewrites reaches the correspondents as from home."""
+        self.pending[binding.home] = binding
+        self.counters["binding_pending_rewriting"] += 1
+        LOG.info("identity=%s mac=%s binding %s -> %s waits for the MN to rewrite for it",
+                 binding.identity, binding.mac, binding.home, binding.care_of)
+        self._sync()
+        return {"home_address": binding.home, "care_of": binding.care_of,
+                "lifetime": max(0, int(binding.expires - wall)), **abroad, "pending": True}
+
+    def _bind(self, binding: Binding, old: Binding | None, how: str) -> None:
+        home, care_of = binding.home, binding.care_of
         self.bindings[home] = binding
         self._save_binding(binding)
         self.counters["binding_updated"] += 1
-        if foreign:
+        if self._foreign_network(care_of) is not None:
             self.counters["binding_updated_abroad"] += 1
         standby = self.standbys.get(home)
         if standby is not None and (old is None or old.care_of != care_of):
@@ -297,13 +334,9 @@ class BindingUpdates:
             # loss to prevent): nothing to stand by for any more.
             self._drop_standby(home, "ended_rebound")
         if old is None or old.care_of != care_of:
-            LOG.info("identity=%s mac=%s network=%s binding %s -> %s (%s)", sa.identity,
-                     sa.mn_mac, sa.network, home, care_of,
-                     f"in {foreign.id}, domain {foreign.domain}" if foreign else
-                     "through the tunnel" if tunnelled and not attached else "attached")
+            LOG.info("identity=%s mac=%s network=%s binding %s -> %s (%s)", binding.identity,
+                     binding.mac, binding.network, home, care_of, how)
         self._sync()
-        return {"home_address": home, "care_of": care_of,
-                "lifetime": max(0, int(binding.expires - wall)), **abroad}
 
     def _foreign_network(self, care_of: str):
         """The other domain's network ``care_of`` is in (None: one of ours, or

@@ -70,7 +70,8 @@ class Mobility(MobilityState, Tunnelling, BindingUpdates, Buffering, Phases, Cop
         # later one holds a flow two want: the buffer's punt over the tunnel's).
         self._flowsync = FlowSync(graph, connected, counters, [
             TunnelFlows(graph, self.tunnels),
-            BindingFlows(self.protocol, self.bindings, self.reach, self._leg, self._copying),
+            BindingFlows(self.protocol, self.bindings, self.reach, self._leg, self._copying,
+                         self.pending),
             BufferFlows(graph, self._buffering)])
         # The engine's desired flows and settling deletes, as the property
         # test (tests/unit/core/test_mobility_incremental.py) checks them.

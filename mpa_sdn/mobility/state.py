@@ -59,6 +59,9 @@ class MobilityState:
         self.standbys: dict[str, Standby] = Watched(self._standby_changed)
         self._rings: dict[str, tuple[str, CopyRing]] = {}  # home -> (copying switch, copies)
         self.bicasts: dict[str, Bicast] = Watched(self._bicast_changed)  # home -> second leg
+        # home -> the binding it will have once the MN rewrites for its care-of
+        # (bindings.py, _rewrites_at_mn): only the way back is in place meanwhile.
+        self.pending: dict[str, Binding] = Watched(self._pending_changed)
         # Each network's policy (mpa_sdn/netpolicy.py); the controller shares its own.
         self.policy_of: Callable[[str], NetworkPolicy] = policy_of or Policies(
             graph.topology.networks, settings).of
@@ -192,6 +195,9 @@ class MobilityState:
             self._told("tunnel", {"identity": t.identity, "network": t.network,
                                   "address": address, "poa": tn.poa_id(t), "up": new is not None,
                                   "encapsulation": t.encapsulation, **self._why})
+
+    def _pending_changed(self, home: str, old, new) -> None:
+        self._flowsync.mark(Feature.BINDING, home)
 
     def _binding_changed(self, home: str, old, new) -> None:
         self._reindex(home, old, new, care_of=self._bound_at, identity=self._bindings_of,

@@ -231,14 +231,26 @@ def through_the_border(rig: Rig, src: str, dst: str, payload: bytes, port: int =
 
 def test_the_home_domain_binds_the_home_address_to_a_care_of_in_the_other_domain(rig_a):
     state = preauth(rig_a, "net-a1", PSK_A, "domain-a", A1_GATEWAY)
-    data, seq = protocol.request(state, "binding-update", home_address=HOME, care_of=NCOA)
-    # In-band from the nCoA: through domain-b's tunnel and across the border.
-    _, out = through_the_border(rig_a, NCOA, A1_GATEWAY, data)
-    [answer] = out
-    assert answer["ipv4_dst"] == NCOA            # the ack goes back down the tunnel
-    ack = protocol.check_answer(state, answer["payload"], seq, "binding-ack")
-    assert (ack["care_of"], ack["rewrite_at_mn"], ack["correspondents"]) == (
-        NCOA, True, [CN_IP])
+
+    def update(**fields) -> dict:
+        data, seq = protocol.request(state, "binding-update", home_address=HOME,
+                                     care_of=NCOA, **fields)
+        # In-band from the nCoA: through domain-b's tunnel and across the border.
+        _, out = through_the_border(rig_a, NCOA, A1_GATEWAY, data)
+        [answer] = out
+        assert answer["ipv4_dst"] == NCOA            # the ack goes back down the tunnel
+        return protocol.check_answer(state, answer["payload"], seq, "binding-ack")
+
+    ack = update()
+    assert (ack["care_of"], ack["rewrite_at_mn"], ack["correspondents"], ack["pending"]) == (
+        NCOA, True, [CN_IP], True)
+    # Not yet: the MN does not rewrite for the nCoA until it has this answer.
+    assert not [h for h in rig_a.ping("cn1", HOME).hops if h[1] == foreign_switch("domain-b")]
+    # ... but what it sends from the nCoA once it does reaches cn1 as from home.
+    back, _ = through_the_border(rig_a, NCOA, CN_IP, b"early", port=5000)
+    assert [p["ipv4_src"] for _, p in back.delivered] == [HOME]
+    ack = update(rewriting=True)
+    assert "pending" not in ack and ack["rewrite_at_mn"]
     # The correspondent's traffic to the home address now leaves for the nCoA...
     outcome = rig_a.ping("cn1", HOME)
     [(sw, peer, pkt)] = [h for h in outcome.hops if h[1] == foreign_switch("domain-b")]
