@@ -381,6 +381,7 @@ class Handover(HostRun):
                 "address": plan.address, "prefix_len": plan.prefix_len,
                 "router": plan.router, "gateway_mac": plan.gateway_mac,
                 "removed": list(plan.remove), **self._remove_vif(plan.network, timings),
+                **self._arrived_home(plan.network, signalled),
                 "gratuitous_arp": announced,
                 **({} if announced else {"gratuitous_arp_error": announcement.error}),
                 **signalled, "attached_at": attached_at, "timings_ms": timings}
@@ -397,6 +398,16 @@ class Handover(HostRun):
             return {"arrived_refused": {"code": exc.code, "message": exc.message},
                     "arrived_at": self.wall_ns()}
         return {"arrived": without_network(answer), "arrived_at": self.wall_ns()}
+
+    def _arrived_home(self, network: str, signalled: dict) -> dict:
+        """In a network of the home domain, once the arrival is done, the
+        rewriting left from a binding abroad goes: the home domain's switches
+        rewrite for the MN attached there.  Not when the controller switched
+        the handover back, or has none: the binding may still be abroad."""
+        if signalled.get("arrived", {}).get("phase") == SWITCHED_BACK or \
+                "arrived_refused" in signalled:
+            return {}
+        return self.node.arrived_home(network)
 
     def _remove_vif(self, network: str, timings: dict) -> dict:
         """The network's vif (and a VXLAN tunnel's end), now that the handover

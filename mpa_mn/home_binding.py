@@ -74,30 +74,69 @@ class HomeBinding:
 
     # -- the rewriting for a binding abroad ---------------------------------------
 
-    def _rewrite_for(self, network: str, bound: dict, abroad: list[str] | None) -> dict:
+    def _rewrite_for(self, network: str, bound: dict, abroad: list[str] | None,
+                     installed: Rewrite | None = None) -> dict:
         """The MN's rewriting after a believed binding-ack (``bound``, a
         :meth:`bind` result; ``abroad``: its correspondents when it says
         ``rewrite_at_mn``): installed for them, the table replaced whole; gone
         when the binding is removed or kept without it.  A standby changes
-        nothing until it moves the binding.  What it did, for the result."""
+        nothing until it moves the binding.  ``installed``: the rewriting put
+        in place before the binding moved (:meth:`_rewrite_first`), not
+        installed again when the binding is for the same.  What it did, for
+        the result."""
         if bound.get("standby") and bound["lifetime"]:
             return {}
         if abroad is None or not bound["lifetime"]:
             return {"rewrite_removed": True} if self.drop_rewrite() else {}
         rewrite = Rewrite.of(bound["home_address"], bound["care_of"], abroad)
+        if rewrite != installed:
+            self._install_rewrite(network, rewrite, f"{rewrite.home_address} is bound to "
+                                  f"{rewrite.care_of} at {network}, but the MN's rewriting "
+                                  "for its correspondents is not installed")
+        return {"rewrite_at_mn": True, "correspondents": list(rewrite.correspondents),
+                "rewrite_installed": self.rewrites.enabled}
+
+    def _rewrite_first(self, network: str, home: str, care_of: str,
+                       abroad: list[str]) -> Rewrite:
+        """The rewriting a ``pending`` binding-ack waits for, installed before
+        the MN says it rewrites: the binding stays where it was if it cannot
+        be (the MN does not ask again)."""
+        rewrite = Rewrite.of(home, care_of, abroad)
+        self._install_rewrite(network, rewrite, f"{home} stays bound where it was: {network} "
+                              f"moves it to {care_of} only once the MN rewrites for its "
+                              "correspondents, and the MN's rewriting is not installed, so "
+                              "it did not send the binding-update again")
+        return rewrite
+
+    def _install_rewrite(self, network: str, rewrite: Rewrite, failed: str) -> None:
+        """``rewrite`` installed (the table replaced whole) and recorded, so a
+        later run can remove it; ``failed``: what a failure means."""
         try:
             self.rewrites.install(rewrite)
         except RewriteError as exc:
-            raise RewriteError(f"{rewrite.home_address} is bound to {rewrite.care_of} at "
-                               f"{network}, but the MN's rewriting for its correspondents is "
-                               f"not installed: {exc}") from None
-        done = {"rewrite_at_mn": True, "correspondents": list(rewrite.correspondents),
-                "rewrite_installed": self.rewrites.enabled}
+            self.counters["binding_rewrite_failed"] += 1
+            raise RewriteError(f"{failed}: {exc}") from None
         if self.rewrites.enabled:
             self.state.rewrite = {**rewrite.record(), "network": network}
             self._save()
             self.counters["binding_rewrite_installed"] += 1
-        return done
+
+    def arrived_home(self, network: str) -> dict:
+        """After the MN's arrival in ``network``: if it is a network of the
+        home domain, the home domain's switches do every rewrite for the
+        MN attached there, so the rewriting left from a binding abroad goes.
+        What it did, for the result; a failure is reported, not raised: the
+        MN is attached, and the state file keeps the table for a later run."""
+        home = self.home_domain()
+        if self.state.rewrite is None or home is None or self.domain_of(network) != home:
+            return {}
+        try:
+            self.drop_rewrite()
+        except RewriteError as exc:
+            LOG.warning("%s: the rewriting left from a binding abroad is not removed: %s",
+                        network, exc)
+            return {"rewrite_removed": False, "rewrite_error": str(exc)}
+        return {"rewrite_removed": True}
 
     def drop_rewrite(self, care_of: str | None = None) -> bool:
         """The rewriting installed for a binding abroad removed (with
@@ -181,7 +220,10 @@ class HomeBinding:
         if not self.binds_at_home(network, tunnel):
             return {**self.bind(network, home, care_of, lifetime), "bound_at": network}
         at = self.home_network()
-        self.counters["binding_at_home"] += 1
+        if at != network:
+            # At its own network the MN learnt only now is a home one, it is
+            # no binding kept at home for a care-of elsewhere.
+            self.counters["binding_at_home"] += 1
         try:
             bound = self._bind_at(at, home, care_of, lifetime)
         except ProtocolError as exc:
@@ -219,9 +261,12 @@ def _domain(candidate: dict) -> str | None:
 
 def abroad(answer: dict) -> list[str] | None:
     """A binding-ack's correspondents if it says ``rewrite_at_mn`` (None: it
-    does not); one that says half of it, or says it of a standby, is
-    ``malformed``."""
+    does not); one that says half of it, says it of a standby, or says
+    ``pending`` without it, is ``malformed``."""
     if "rewrite_at_mn" not in answer:
+        if "pending" in answer:
+            raise ProtocolError("malformed", "the binding-ack says pending without "
+                                "rewrite_at_mn", answer)
         if "correspondents" in answer:
             raise ProtocolError("malformed", "the binding-ack lists correspondents without "
                                 "rewrite_at_mn", answer)

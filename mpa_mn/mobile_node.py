@@ -117,8 +117,11 @@ class MobileNode(HomeBinding):
         # Tunnel answers believed (tunnel_mpls, tunnel_vxlan) and refused
         # (tunnel_refused_CODE), binding-acks refused (binding_ack_refused_CODE),
         # bindings kept at home (binding_at_home, binding_home_sa_renewed,
-        # binding_home_refused) and the rewriting for them (binding_rewrite_installed,
-        # binding_rewrite_removed), beside the channels' counters in mpa-mn's output.
+        # binding_home_refused), the two steps of one that needs the MN's rewriting
+        # (binding_ack_pending, binding_rewriting_sent, binding_moved_after_rewriting,
+        # binding_ack_pending_again) and the rewriting itself (binding_rewrite_installed,
+        # binding_rewrite_removed, binding_rewrite_failed), beside the channels'
+        # counters in mpa-mn's output.
         self.counters = collections.Counter()
 
     def _save(self) -> None:
@@ -401,12 +404,40 @@ class MobileNode(HomeBinding):
         from ``care_of``: for an nCoA that is through the tunnel.  ``standby``
         (§7.6.2): bound only once the link of the current care-of is lost, the
         downlink copied there meanwhile; sent as the module's docstring says.
-        The answer decides the MN's rewriting (:meth:`_rewrite_for`)."""
+        The answer decides the MN's rewriting (:meth:`_rewrite_for`).
+
+        A binding that needs the MN's rewriting moves in two steps (make
+        before break, with the MN as one of the switches): the first answer
+        says ``pending``, the binding has not moved; the MN puts its rewriting
+        in place, then sends the update again with ``rewriting`` (a new
+        sequence number, from ``care_of`` again), and that answer moves it.
+        Without the rewriting in place nothing is sent again: the
+        correspondents' traffic would reach the care-of unrestored."""
         via = None if standby and not self.sends_inband else self.inband(care_of)
+        answer, correspondents = self._binding_update(network, via, home, care_of, lifetime,
+                                                      standby)
+        installed = None
+        if answer.get("pending"):
+            self.counters["binding_ack_pending"] += 1
+            installed = self._rewrite_first(network, home, care_of, correspondents)
+            self.counters["binding_rewriting_sent"] += 1
+            answer, correspondents = self._binding_update(network, via, home, care_of,
+                                                          lifetime, rewriting=True)
+            self.counters["binding_moved_after_rewriting"] += 1
+        result = {"network": network, "home_address": home, "care_of": care_of,
+                  "lifetime": answer["lifetime"], **_given(standby=answer.get("standby"))}
+        return {**result, **self._rewrite_for(network, result, correspondents, installed)}
+
+    def _binding_update(self, network: str, via, home: str, care_of: str,
+                        lifetime: int | None, standby: bool = False,
+                        rewriting: bool = False) -> tuple[dict, list[str] | None]:
+        """One binding-update and its believed answer, with the correspondents
+        the MN must rewrite for (None: none, see :func:`abroad`)."""
         answer = self._request(network, "binding-update", "binding-ack", via=via,
                                echo={"home_address": home, "care_of": care_of},
                                home_address=home, care_of=care_of,
-                               **_given(lifetime=lifetime, standby=standby or None))
+                               **_given(lifetime=lifetime, standby=standby or None,
+                                        rewriting=rewriting or None))
         try:
             if standby and answer.get("standby") is not True:
                 # An AR that made it an ordinary binding has moved the downlink already.
@@ -416,9 +447,14 @@ class MobileNode(HomeBinding):
         except ProtocolError as exc:
             self.counters[f"binding_ack_refused_{exc.code}"] += 1
             raise
-        result = {"network": network, "home_address": home, "care_of": care_of,
-                  "lifetime": answer["lifetime"], **_given(standby=answer.get("standby"))}
-        return {**result, **self._rewrite_for(network, result, correspondents)}
+        if rewriting and answer.get("pending"):
+            # The MN said it rewrites; an AR that still waits for it would
+            # keep it asking for ever.
+            self.counters["binding_ack_pending_again"] += 1
+            raise ProtocolError("unexpected", f"{network} answered the binding-update with "
+                                f"rewriting still pending: {home} is not moved to {care_of} "
+                                "(the MN's rewriting for it stays installed)", answer)
+        return answer, correspondents
 
     def switch(self, network: str, phase: str, buffer_old: bool = False,
                source: str | None = None, mode: str | None = None,

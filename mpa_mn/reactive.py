@@ -128,6 +128,8 @@ class Reactive(HostRun):
             binding = self._timed(timings, "bind", node.bind_care_of, network, home,
                                   lease.address)
             report["bound_at"] = self.wall_ns()
+            # In a home network its switches rewrite: a rewriting left from abroad goes.
+            binding = {**binding, **node.arrived_home(network)}
             announce_error = self._announce_rest(dad, lease.address, announced,
                                                  settings.dad) or announce_error
         if announce_error:

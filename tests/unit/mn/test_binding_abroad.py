@@ -19,7 +19,7 @@ from mpa_mn.binding_rewrite import (REMOVAL, NoRewrites, Nft, Rewrite, RewriteEr
                                     replacement, ruleset)
 from mpa_mn.channels import Controllers
 from mpa_mn.follow import Follower
-from mpa_mn.handover import Handover
+from mpa_mn.handover import Handover, plan_attach
 from mpa_mn.home_binding import abroad
 from mpa_mn.mobile_node import MnError, MobileNode
 from mpa_mn.protocol import ProtocolError
@@ -205,14 +205,116 @@ def test_without_vifs_the_rewriting_is_only_reported(domains):
     assert mn.state.rewrite is None and "binding_rewrite_installed" not in mn.counters
 
 
-def test_a_rewriting_nft_refuses_leaves_the_binding_said_and_nothing_recorded(domains):
+def test_a_rewriting_nft_refuses_leaves_the_binding_where_it_was_and_nothing_recorded(
+        domains):
     nft = FakeNft(fail="Error: Could not process rule: Operation not permitted")
     mn = domains.node(nft=nft)
-    with pytest.raises(RewriteError, match=f"{HOME} is bound to {NCOA} at net-a1, but the "
-                                           "MN's rewriting for its correspondents is not "
-                                           "installed: `nft -f -` failed"):
+    with pytest.raises(RewriteError, match=f"{HOME} stays bound where it was: net-a1 moves "
+                                           f"it to {NCOA} only once the MN rewrites for its "
+                                           "correspondents, and the MN's rewriting is not "
+                                           "installed, so it did not send the binding-update "
+                                           "again: `nft -f -` failed"):
         Handover(mn, mn.vifs.ip).before_pre_switch("net-b1", HOME)
-    assert bindings(domains)["domain-a"] == NCOA and mn.state.rewrite is None
+    # Asked once, answered pending, never asked again: the binding has not moved.
+    assert bindings(domains)["domain-a"] is None and mn.state.rewrite is None
+    assert (mn.counters["binding_ack_pending"], mn.counters["binding_rewrite_failed"]) == (1, 1)
+    assert "binding_rewriting_sent" not in mn.counters
+
+
+# -- the two steps: pending, then rewriting -------------------------------------------------
+
+class Spy:
+    """The MN's in-band channels, each binding-update noted as it leaves:
+    its seq, its ``rewriting``, the MN's nftables tables and domain-a's
+    binding at that moment."""
+
+    def __init__(self, domains, mn):
+        self.domains, self.real, self.sent = domains, mn.inband, []
+        self.nft = mn.rewrites.nft._run
+        mn.inband = self.channel
+
+    def channel(self, source):
+        real = self.real(source)
+        spy = self
+
+        class Channel:
+            def exchange(self, target, kind, data):
+                if kind == "binding-update":
+                    msg = messages.decode(data, 65536)
+                    spy.sent.append((msg["seq"], msg.get("rewriting"), dict(spy.nft.tables),
+                                     bindings(spy.domains)["domain-a"]))
+                return real.exchange(target, kind, data)
+
+            def close(self):
+                real.close()
+        return Channel()
+
+
+def ready_abroad(domains, channel="rest", **kw):
+    """mn1 in net-a1 with net-b1's nCoA and its VXLAN tunnel, not bound yet."""
+    mn = domains.node(channel, **kw)
+    mn.preauthenticate("net-b1")
+    mn.configure("net-b1")
+    mn.tunnel("net-b1")
+    return mn
+
+
+@pytest.mark.parametrize("channel", ["rest", "inband"])
+def test_a_binding_abroad_moves_only_once_the_mn_rewrites_for_it(domains, channel):
+    mn = ready_abroad(domains, channel)
+    spy = Spy(domains, mn)
+    result = mn.bind_care_of("net-b1", HOME, NCOA)
+    (first, plain, before, unmoved), (second, rewriting, rewrites, still) = spy.sent
+    # The first update finds nothing rewritten and moves nothing; the second
+    # says rewriting, under a new number, once the table is in place, and
+    # moves the binding.
+    assert (plain, before, unmoved) == (None, {}, None)
+    assert (rewriting, rewrites, still) == (True, {TABLE: ruleset(rewrite())}, None)
+    assert second > first
+    assert bindings(domains) == {"domain-a": NCOA, "domain-b": None}
+    assert (result["rewrite_at_mn"], result["rewrite_installed"], "pending" in result) == (
+        True, True, False)
+    steps = ("binding_ack_pending", "binding_rewriting_sent", "binding_moved_after_rewriting",
+             "binding_rewrite_installed")      # installed once, not again for the second ack
+    assert [mn.counters[k] for k in steps] == [1, 1, 1, 1]
+
+
+def test_a_refresh_of_the_care_of_bound_to_takes_one_update(domains):
+    mn = ready_abroad(domains)
+    mn.bind_care_of("net-b1", HOME, NCOA)
+    spy = Spy(domains, mn)
+    mn.bind_care_of("net-b1", HOME, NCOA, lifetime=600)
+    assert [rewriting for _, rewriting, _, _ in spy.sent] == [None]
+    assert mn.counters["binding_ack_pending"] == mn.counters["binding_rewriting_sent"] == 1
+    assert spy.nft.tables == {TABLE: ruleset(rewrite())}
+
+
+def test_without_vifs_the_second_update_is_sent_all_the_same(domains):
+    mn = ready_abroad(domains)
+    spy = Spy(domains, mn)
+    mn.rewrites = NoRewrites()
+    result = mn.bind_care_of("net-b1", HOME, NCOA)
+    assert [rewriting for _, rewriting, _, _ in spy.sent] == [None, True]
+    assert bindings(domains)["domain-a"] == NCOA and result["rewrite_installed"] is False
+    assert mn.counters["binding_moved_after_rewriting"] == 1
+    assert mn.state.rewrite is None and "binding_rewrite_installed" not in mn.counters
+    assert spy.nft.inputs == []
+
+
+def test_a_second_pending_is_a_protocol_error_and_the_rewriting_stays_known(domains):
+    mn = domains.node()
+    sa = mn.preauthenticate("net-a1")
+    mn.inband = lambda source: Acks(sa, {"rewrite_at_mn": True, "correspondents": [CN],
+                                         "pending": True})
+    with pytest.raises(ProtocolError, match=f"net-a1 answered the binding-update with "
+                                            f"rewriting still pending: {HOME} is not moved "
+                                            f"to {NCOA}") as err:
+        mn.bind("net-a1", HOME, NCOA)
+    assert err.value.code == "unexpected"
+    assert mn.counters["binding_ack_pending_again"] == 1
+    # Installed before the second update: kept known, so release removes it.
+    assert mn.rewrites.nft._run.tables == {TABLE: ruleset(rewrite())}
+    assert mn.state.rewrite["care_of"] == NCOA
 
 
 def test_a_held_home_mpa_sa_is_made_again_and_the_binding_sent_again(domains):
@@ -243,12 +345,81 @@ def test_an_mn_abroad_binds_at_a_home_network_it_holds_an_mpa_sa_with(domains):
     assert nft.tables == {TABLE: ruleset(rewrite())}
 
 
+def test_a_first_bind_at_its_own_network_is_not_counted_as_kept_at_home(domains):
+    """No discovery yet: the MN learns only while binding that net-a1 is a
+    home network, where the binding is kept at its own network's AR."""
+    mn = domains.node()
+    assert mn.state.discovery is None
+    assert mn.bind_care_of("net-a1", HOME, OCOA)["bound_at"] == "net-a1"
+    assert bindings(domains)["domain-a"] == OCOA and "binding_at_home" not in mn.counters
+
+
+# -- arriving home: the home domain's switches rewrite --------------------------------------
+
+class Arrived:
+    """An ``arrived`` made ready, answered with ``phase``."""
+
+    def __init__(self, phase):
+        self.phase = phase
+
+    def send(self):
+        return {"phase": self.phase}
+
+    def close(self):
+        pass
+
+
+def no_socket(interface):
+    raise OSError(1, "Operation not permitted")
+
+
+def arrive(mn, network, router, arrived=None):
+    """mn1 attached in ``network`` with its oCoA's neighbour for an address
+    (step 6; the gratuitous ARP cannot go: reported, as on a host without
+    the right)."""
+    config = {"address": "10.1.1.77" if network == "net-a1" else "10.2.1.77",
+              "prefix_len": 24, "router": router, "gateway_mac": "02:00:00:00:aa:01"}
+    plan = plan_attach(mn.vifs.ip, network, config, "eth0")
+    return Handover(mn, mn.vifs.ip, raw_socket=no_socket).attach(
+        plan, arrived=arrived, arrive=arrived is not None)
+
+
+def test_arriving_in_a_home_network_removes_the_rewriting_left_from_abroad(domains):
+    mn, nft = bound_abroad(domains)
+    attached = arrive(mn, "net-a1", "10.1.1.1")
+    assert attached["rewrite_removed"] is True
+    assert nft.tables == {} and mn.state.rewrite is None
+    assert mn.counters["binding_rewrite_removed"] == 1
+
+
+@pytest.mark.parametrize("network,router,arrived", [
+    ("net-b1", "10.2.1.1", None),                           # abroad: still needed
+    ("net-a1", "10.1.1.1", Arrived("switched-back")),       # the binding may be abroad
+])
+def test_arriving_abroad_or_switched_back_keeps_the_rewriting(domains, network, router,
+                                                              arrived):
+    mn, nft = bound_abroad(domains)
+    attached = arrive(mn, network, router, arrived)
+    assert "rewrite_removed" not in attached
+    assert nft.tables == {TABLE: ruleset(rewrite())} and mn.state.rewrite is not None
+
+
+def test_a_rewriting_that_cannot_be_removed_on_arrival_is_reported_and_kept_known(domains):
+    mn, nft = bound_abroad(domains)
+    nft.fail = "Error: Operation not permitted"
+    attached = arrive(mn, "net-a1", "10.1.1.1", Arrived("completed"))
+    assert (attached["rewrite_removed"], attached["arrived"]) == (False, {"phase": "completed"})
+    assert "Operation not permitted" in attached["rewrite_error"]
+    assert mn.state.rewrite is not None
+
+
 # -- what the MN believes of a binding-ack ---------------------------------------------------
 
 @pytest.mark.parametrize("fields,says", [
     ({"rewrite_at_mn": True}, "lists no correspondents"),
     ({"correspondents": [CN]}, "without rewrite_at_mn"),
     ({"rewrite_at_mn": True, "correspondents": [CN], "standby": True}, "of a standby"),
+    ({"pending": True}, "pending without rewrite_at_mn"),
 ])
 def test_a_binding_ack_that_says_half_of_rewrite_at_mn_is_malformed(fields, says):
     with pytest.raises(ProtocolError, match=says) as err:
@@ -488,7 +659,7 @@ def test_cli_an_nft_failure_has_its_own_code(domains, tmp_path, credentials_file
         assert run(*argv)[0] == 0
     rc, doc, err = run("bind", "net-b1", "--home", HOME)
     assert rc == 1 and doc["results"][0]["error"]["code"] == "nftables"
-    assert "mpa-mn: net-b1: nftables: 10.255.0.1 is bound to 10.2.1.100 at net-a1" in err
+    assert "mpa-mn: net-b1: nftables: 10.255.0.1 stays bound where it was" in err
 
 
 @pytest.mark.parametrize("value,says", [("domain-b", "is not DOMAIN=URL"),

@@ -17,6 +17,7 @@ import socket
 
 import pytest
 
+from mpa_mn.binding_rewrite import Rewrite
 from mpa_mn.dad import DadSettings, probe_frame
 from mpa_mn.dhcp_client import DhcpSettings
 from mpa_mn.link import LinkError
@@ -540,3 +541,16 @@ def test_within_its_home_domain_it_binds_at_the_target_as_before(domains):
     assert bindings(domains) == {"domain-a": (A2_FIRST, "net-a2"), "domain-b": None}
     assert mn.counters["binding_at_home"] == 0
     assert mn.rewrites.nft._run.tables == {} and mn.state.rewrite is None
+
+
+def test_arriving_in_a_home_network_it_drops_the_rewriting_left_from_abroad(domains):
+    """The table a binding abroad left (a run before this one recorded it):
+    net-a2's switches rewrite for the MN attached there."""
+    mn, run = moved(domains, "domain-a", "ar-a2", 3)          # ap-a2-1, in net-a2
+    left = Rewrite.of(HOME, FIRST, [CN])
+    mn.rewrites.install(left)
+    mn.state.rewrite = {**left.record(), "network": "net-a1"}
+    result = run.run("net-a2", HOME, [].append, "eth0", settings=ReactiveSettings(dad=FAST))
+    assert result["binding"]["bound_at"] == "net-a2" and result["binding"]["rewrite_removed"]
+    assert mn.rewrites.nft._run.tables == {} and mn.state.rewrite is None
+    assert mn.counters["binding_rewrite_removed"] == 1
