@@ -57,18 +57,37 @@ class Rewrite:
     home_address: str
     care_of: str
     correspondents: tuple[str, ...]
+    # The care-of the binding was at before it moved to ``care_of``: still
+    # restored, since what the correspondents sent there before the move is
+    # on its way (see :meth:`moving_from`).
+    restoring: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, home_address: str, care_of: str, correspondents) -> "Rewrite":
+    def of(cls, home_address: str, care_of: str, correspondents,
+           restoring=()) -> "Rewrite":
         """The correspondents each once, in address order (a set's elements
         given twice are an error to nft)."""
         return cls(home_address, care_of, tuple(sorted(
             {str(ipaddress.IPv4Address(c)) for c in correspondents},
-            key=ipaddress.IPv4Address)))
+            key=ipaddress.IPv4Address)), tuple(str(ipaddress.IPv4Address(r))
+                                               for r in restoring if r != care_of))
+
+    @classmethod
+    def moving_from(cls, held: dict | None, home_address: str, care_of: str,
+                    correspondents) -> "Rewrite":
+        """The rewriting for a binding about to move to ``care_of`` from the
+        one ``held`` (a :meth:`record`, or None): make before break, the old
+        care-of is restored still, for what is addressed to it until the
+        binding moves and what is on its way then; the next binding after
+        this one drops it."""
+        before = () if held is None or held["home_address"] != home_address \
+            else (held["care_of"],)
+        return cls.of(home_address, care_of, correspondents, before)
 
     def record(self) -> dict:
         return {"home_address": self.home_address, "care_of": self.care_of,
-                "correspondents": list(self.correspondents)}
+                "correspondents": list(self.correspondents),
+                **({"restoring": list(self.restoring)} if self.restoring else {})}
 
 
 def ruleset(rewrite: Rewrite) -> str:
@@ -77,7 +96,9 @@ def ruleset(rewrite: Rewrite) -> str:
     nothing."""
     cns = "{ " + ", ".join(rewrite.correspondents) + " }"
     home, care_of = rewrite.home_address, rewrite.care_of
-    restore = [f"\t\tip saddr {cns} ip daddr {care_of} ip daddr set {home}\n"]
+    arriving = (care_of if not rewrite.restoring
+                else "{ " + ", ".join((care_of, *rewrite.restoring)) + " }")
+    restore = [f"\t\tip saddr {cns} ip daddr {arriving} ip daddr set {home}\n"]
     leave = [f"\t\tip saddr {home} ip daddr {cns} ip saddr set {care_of}\n"]
     if not rewrite.correspondents:
         restore = leave = []

@@ -82,13 +82,15 @@ class HomeBinding:
         when the binding is removed or kept without it.  A standby changes
         nothing until it moves the binding.  ``installed``: the rewriting put
         in place before the binding moved (:meth:`_rewrite_first`), not
-        installed again when the binding is for the same.  What it did, for
-        the result."""
+        installed again when the binding is for the same correspondents.
+        What it did, for the result."""
         if bound.get("standby") and bound["lifetime"]:
             return {}
         if abroad is None or not bound["lifetime"]:
             return {"rewrite_removed": True} if self.drop_rewrite() else {}
-        rewrite = Rewrite.of(bound["home_address"], bound["care_of"], abroad)
+        # Put in place before the move: the care-of it moved from is restored still.
+        rewrite = Rewrite.of(bound["home_address"], bound["care_of"], abroad,
+                             installed.restoring if installed is not None else ())
         if rewrite != installed:
             self._install_rewrite(network, rewrite, f"{rewrite.home_address} is bound to "
                                   f"{rewrite.care_of} at {network}, but the MN's rewriting "
@@ -101,7 +103,7 @@ class HomeBinding:
         """The rewriting a ``pending`` binding-ack waits for, installed before
         the MN says it rewrites: the binding stays where it was if it cannot
         be (the MN does not ask again)."""
-        rewrite = Rewrite.of(home, care_of, abroad)
+        rewrite = Rewrite.moving_from(self.state.rewrite, home, care_of, abroad)
         self._install_rewrite(network, rewrite, f"{home} stays bound where it was: {network} "
                               f"moves it to {care_of} only once the MN rewrites for its "
                               "correspondents, and the MN's rewriting is not installed, so "

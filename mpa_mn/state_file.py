@@ -51,8 +51,10 @@ class StateError(Exception):
 TUNNEL_KEYS = {*VXLAN_FIELDS, "address", "lifetime", "at"}
 ENTRY_KEYS = {"sa", "candidate", "established_at", "configured_at"}
 # The rewriting installed: the binding's addresses, its correspondents, and
-# the network whose MPA-SA bound them (the home domain's).
+# the network whose MPA-SA bound them (the home domain's); optionally the
+# care-of it moved from, still restored ("restoring", at most MAX_RESTORING).
 REWRITE_KEYS = {"home_address", "care_of", "correspondents", "network"}
+MAX_RESTORING = 1
 
 
 @dataclass
@@ -113,7 +115,10 @@ def _tunnel_ok(raw) -> bool:
 
 
 def _rewrite_ok(raw) -> bool:
-    return (isinstance(raw, dict) and set(raw) == REWRITE_KEYS
+    restoring = raw.get("restoring", []) if isinstance(raw, dict) else None
+    return (isinstance(raw, dict) and set(raw) - {"restoring"} == REWRITE_KEYS
+            and isinstance(restoring, list) and len(restoring) <= MAX_RESTORING
+            and all(messages.ipv4_ok(r) for r in restoring)
             and messages.ipv4_ok(raw["home_address"]) and messages.ipv4_ok(raw["care_of"])
             and messages.network_ok(raw["network"])
             and isinstance(raw["correspondents"], list)

@@ -429,16 +429,18 @@ def test_a_binding_ack_that_says_half_of_rewrite_at_mn_is_malformed(fields, says
 
 class Acks:
     """An in-band channel whose binding-update is answered with a binding-ack
-    with ``extra`` fields, signed with the SA's key."""
+    with ``extra`` fields, signed with the SA's key (``later``: the fields of
+    the next answers, the last one again after them)."""
 
-    def __init__(self, sa, extra):
-        self.sa, self.extra, self.counters = sa, extra, {}
+    def __init__(self, sa, extra, *later):
+        self.sa, self.extras, self.counters = sa, [extra, *later], {}
 
     def exchange(self, target, kind, data):
         request = messages.decode(data, 65536)
+        extra = self.extras.pop(0) if len(self.extras) > 1 else self.extras[0]
         ack = messages.build("binding-ack", network=self.sa.network, sa=self.sa.sa,
                              seq=request["seq"], home_address=request["home_address"],
-                             care_of=request["care_of"], lifetime=60, **self.extra)
+                             care_of=request["care_of"], lifetime=60, **extra)
         return messages.encode(messages.sign(ack, self.sa.keys.for_purpose("signalling")))
 
     def close(self):
@@ -496,6 +498,43 @@ def test_refused_at_home_and_at_the_care_of_s_network_both_refusals_are_said(wor
     assert err.value.code == "binding-refused"
     assert "(and net-a1, of the home domain, refused too: binding-refused: 10.255.0.9 is " \
            "not this MN's home address)" in err.value.message
+
+
+def test_moving_from_one_care_of_to_another_the_old_one_is_restored_until_the_next(domains):
+    """Make before break: what cn1 sent to the old care-of before the binding
+    moved is still on its way when it moves, and must reach the home address."""
+    mn = domains.node()
+    sa = mn.preauthenticate("net-a1")
+    abroad = {"rewrite_at_mn": True, "correspondents": [CN]}
+    nft = mn.rewrites.nft._run
+    mn.inband = lambda source: Acks(sa, {**abroad, "pending": True}, abroad)
+    mn.bind("net-a1", HOME, NCOA)
+    assert nft.tables == {TABLE: ruleset(rewrite())}           # nothing before it
+    seen = []
+    mn.inband = lambda source: Acks(sa, {**abroad, "pending": True}, abroad)
+    real = mn.rewrites.install
+    mn.rewrites.install = lambda r: (seen.append(r), real(r))
+    mn.bind("net-a1", HOME, A2_NCOA)
+    both = Rewrite.of(HOME, A2_NCOA, [CN], [NCOA])
+    assert seen == [both] and nft.tables == {TABLE: ruleset(both)}
+    assert f"ip daddr {{ {A2_NCOA}, {NCOA} }} ip daddr set {HOME}" in ruleset(both)
+    assert mn.state.rewrite["restoring"] == [NCOA]
+    mn.inband = lambda source: Acks(sa, abroad)                 # a refresh: the old one goes
+    mn.bind("net-a1", HOME, A2_NCOA)
+    assert nft.tables == {TABLE: ruleset(rewrite(care_of=A2_NCOA))}
+    assert "restoring" not in mn.state.rewrite
+
+
+def test_a_second_answer_with_other_correspondents_keeps_restoring_the_old_care_of(domains):
+    mn, nft = bound_abroad(domains)
+    sa = mn.state.entries["net-a1"].sa
+    mn.inband = lambda source: Acks(sa, {"rewrite_at_mn": True, "correspondents": [CN],
+                                         "pending": True},
+                                    {"rewrite_at_mn": True, "correspondents": [CN, "10.0.0.11"]})
+    mn.bind("net-a1", HOME, A2_NCOA)
+    assert nft.tables == {TABLE: ruleset(Rewrite.of(HOME, A2_NCOA, [CN, "10.0.0.11"],
+                                                    [NCOA]))}
+    assert mn.counters["binding_rewrite_installed"] == 3
 
 
 # -- the home domain -------------------------------------------------------------------------
@@ -562,6 +601,9 @@ def test_the_state_file_keeps_the_rewriting_and_each_network_s_domain(domains, t
     loaded = path.load()
     assert loaded.record() == mn.state.record()
     assert loaded.rewrite == mn.state.rewrite
+    mn.state.rewrite["restoring"] = [A2_NCOA]        # the care-of it moved from, kept
+    path.save(mn.state)
+    assert path.load().rewrite == mn.state.rewrite
     assert {n: e.domain for n, e in loaded.entries.items()} == {"net-a1": "domain-a",
                                                                  "net-b1": "domain-b"}
     record = mn.state.record()
@@ -584,7 +626,9 @@ def test_a_bad_domain_of_a_network_in_the_state_file_is_a_clear_error(domains, t
 
 @pytest.mark.parametrize("bad", [{"care_of": "10.2.1"}, {"correspondents": "10.0.0.10"},
                                  {"correspondents": ["10.0.0.10"] * 65}, {"extra": 1},
-                                 {"network": None}])
+                                 {"network": None}, {"restoring": "10.1.1.100"},
+                                 {"restoring": ["10.1.1.100", "10.1.1.101"]},
+                                 {"restoring": ["10.1.1"]}])
 def test_a_bad_rewriting_in_the_state_file_is_a_clear_error(domains, tmp_path, bad):
     mn, _ = bound_abroad(domains)
     record = mn.state.record()
