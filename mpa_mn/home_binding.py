@@ -9,8 +9,11 @@ home domain (:meth:`HomeBinding.bind_care_of`), still in-band from the
 care-of, so through that domain's MN-terminated tunnel; the ``binding-ack``
 then says ``rewrite_at_mn`` and the MN restores its home address itself for
 the correspondents listed (:mod:`mpa_mn.binding_rewrite`), until a binding
-without it, the binding's removal or the care-of's release.  Each network's
-domain is as discovery described it.
+without it, the binding's removal, the care-of's release or the MN's arrival
+in a home network.  A ``pending`` ack has not moved the binding: the MN
+rewrites first, then asks again (:meth:`MobileNode.bind`), still restoring
+the care-of it moves from.  Each network's domain is as discovery described
+it.
 """
 
 from __future__ import annotations

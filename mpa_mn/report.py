@@ -156,9 +156,12 @@ def status_line(n: dict) -> str:
 
 def rewrite_line(rewrite: dict) -> str:
     """The rewriting installed for a binding abroad (the state file's)."""
+    restoring = rewrite.get("restoring")
     return (f"{rewrite['home_address']} bound to care-of {rewrite['care_of']} at "
             f"{rewrite['network']}, the MN rewriting for correspondents "
-            f"{', '.join(rewrite['correspondents']) or 'none'} (nftables table mpa_binding)")
+            f"{', '.join(rewrite['correspondents']) or 'none'} (nftables table mpa_binding)"
+            + (f"; restoring also {', '.join(restoring)}, the care-of it moved from"
+               if restoring else ""))
 
 
 def result_line(command: str, network: str, result: dict) -> str:

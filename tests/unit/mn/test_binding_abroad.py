@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from mpa_mn import cli
+from mpa_mn import cli, report
 from mpa_mn.binding_rewrite import (REMOVAL, NoRewrites, Nft, Rewrite, RewriteError, Rewrites,
                                     replacement, ruleset)
 from mpa_mn.channels import Controllers
@@ -523,6 +523,14 @@ def test_moving_from_one_care_of_to_another_the_old_one_is_restored_until_the_ne
     mn.bind("net-a1", HOME, A2_NCOA)
     assert nft.tables == {TABLE: ruleset(rewrite(care_of=A2_NCOA))}
     assert "restoring" not in mn.state.rewrite
+
+
+def test_status_says_the_care_of_still_restored():
+    line = report.rewrite_line({**Rewrite.of(HOME, A2_NCOA, [CN], [NCOA]).record(),
+                                "network": "net-a1"})
+    assert line == (f"{HOME} bound to care-of {A2_NCOA} at net-a1, the MN rewriting for "
+                    f"correspondents {CN} (nftables table mpa_binding); restoring also {NCOA}, "
+                    "the care-of it moved from")
 
 
 def test_a_second_answer_with_other_correspondents_keeps_restoring_the_old_care_of(domains):
