@@ -312,8 +312,11 @@ class BindingUpdates:
         for only once it does.  Until the MN says so (the update again, with
         ``rewriting``), the binding stays where it is; only the way back
         from the new care-of is put in, so what the MN sends from there as
-        soon as it rewrites reaches the correspondents as from home."""
-        self.pending[binding.home] = binding
+        soon as it rewrites reaches the correspondents as from home.  The MN
+        has ``retransmit_s`` to say so (an answer is repeated that long);
+        then the way back goes."""
+        self.pending[binding.home] = replace(
+            binding, expires=min(binding.expires, wall + self.settings.retransmit_s))
         self.counters["binding_pending_rewriting"] += 1
         LOG.info("identity=%s mac=%s binding %s -> %s waits for the MN to rewrite for it",
                  binding.identity, binding.mac, binding.home, binding.care_of)

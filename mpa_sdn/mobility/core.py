@@ -155,6 +155,11 @@ class Mobility(MobilityState, Tunnelling, BindingUpdates, Buffering, Phases, Cop
         for binding in [b for b in self.bindings.values() if b.expires <= wall]:
             self._delete_binding(binding.home, "binding_expired")
             changed = True
+        for coming in [b for b in self.pending.values() if b.expires <= wall]:
+            # The MN never said it rewrites (it went, or its rewriting failed).
+            del self.pending[coming.home]
+            self.counters["binding_pending_expired"] += 1
+            changed = True
         for standby in [s for s in self.standbys.values()
                         if s.expires <= wall or s.home not in self.bindings]:
             self._drop_standby(standby.home, "expired")

@@ -418,3 +418,15 @@ def test_a_binding_home_through_a_tunnel_to_the_mn_abroad_has_the_mn_rewrite(rig
     assert (ack["care_of"], ack["rewrite_at_mn"], ack["correspondents"]) == (ncoa, True,
                                                                             [CN_IP])
     assert ncoa == A1_POOL_FIRST
+
+
+def test_a_pending_binding_the_mn_never_confirms_goes_with_its_way_back(rig_a):
+    state = preauth(rig_a, "net-a1", PSK_A, "domain-a", A1_GATEWAY)
+    data, seq = protocol.request(state, "binding-update", home_address=HOME, care_of=NCOA)
+    through_the_border(rig_a, NCOA, A1_GATEWAY, data)
+    assert held(rig_a, "cn-ar", Feature.BINDING)          # the way back from the nCoA
+    rig_a.now += rig_a.core.mobility.settings.retransmit_s + 1
+    rig_a.run(rig_a.core.tick(rig_a.now))
+    assert not held(rig_a, "cn-ar", Feature.BINDING)
+    assert rig_a.core.counters["binding_pending_expired"] == 1
+    assert rig_a.core.mobility.pending == {} and rig_a.core.mobility.bindings == {}
