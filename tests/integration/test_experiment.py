@@ -135,7 +135,7 @@ def test_every_mode_runs_and_is_compared(prerequisites, tmp_path):
                   "mpa_bicast", "RFC 6252 Appendix C.5", "times mpa_buffer's"):
         assert label in text
     assert sorted(os.path.basename(p) for p in results["plots"]) == sorted(
-        [f"timeline-{m}.png" for m in MODES] + ["timelines.png", "summary.png"])
+        [f"timeline-{m}.png" for m in MODES] + ["timelines.png", "summary.png", "domains.png"])
     for path in results["plots"]:
         assert os.path.getsize(path) > 10_000
         assert path in text
