@@ -15,8 +15,9 @@ again and sends the difference:
 3. the flows that drop what used to go on (``WITHDRAW``),
 
 each stage once every switch of the one before has answered its barrier,
-and the deletes ``SETTLE_S`` after the last (the datapath's cache follows a
-confirmed flow table a moment later).  Deletes are strict, by table,
+the withdrawing stage and the deletes ``SETTLE_S`` after that (the
+datapath's cache follows a confirmed flow table a moment later: until then
+packets may still go the old way, which a drop would end as a delete would).  Deletes are strict, by table,
 priority, match and the subject's cookie, never by a broad match.  A
 reconnecting switch is reconciled against the same desired flows
 (:attr:`FlowSync.installed`), so a flow never leaks and never goes missing.
@@ -45,6 +46,13 @@ from mpa_sdn.tables import Feature, address_cookie, address_of, feature_of
 
 LOG = logging.getLogger("mpa_sdn.mobility")
 RECEIVE, STEER, WITHDRAW = "receive", "steer", "withdraw"
+_SETTLING = -1   # awaited in a tag's place of a dpid while its withdrawals settle
+
+
+class _Withdrawing(list):
+    """A change's withdrawing stage: it goes SETTLE_S after the stage before."""
+
+    settled = False
 STAGES = (RECEIVE, STEER, WITHDRAW)   # the order the stages go in
 
 
@@ -149,6 +157,8 @@ class FlowSync:
         self._deferred: dict[str, tuple[set, list, list]] = {}
         # [when, tag, deletes]: the deletes of a confirmed change, settling
         self.breaks: collections.deque = collections.deque()
+        # [when, tag, batch]: a change's withdrawing stage, settling likewise
+        self._withdrawals: collections.deque = collections.deque()
         self._breaks_of: dict[str, list] = {}      # tag -> its entries in breaks
         self._tags = itertools.count(1)
         self.out: list = []
@@ -225,7 +235,7 @@ class FlowSync:
             batch = [Send(dpid(s), mods, barrier=True)
                      for s, mods in sorted(staged[stage].items()) if live(dpid(s))]
             if batch:
-                sends.append(batch)
+                sends.append(_Withdrawing(batch) if stage == WITHDRAW else batch)
         deletes = [Send(dpid(s), msgs, barrier=True)
                    for s, msgs in sorted(deletes_by.items()) if live(dpid(s))]
         self._hold(sends, deletes, confirm)
@@ -276,6 +286,12 @@ class FlowSync:
             return False
         awaited, later, deletes = held
         while later:
+            if isinstance(later[0], _Withdrawing) and not later[0].settled:
+                # What it drops may still come the old way for SETTLE_S.
+                later[0].settled = True
+                self._withdrawals.append([now + SETTLE_S, tag])
+                awaited.add(_SETTLING)
+                return False
             batch = [s for s in map(self._still_wanted, later.pop(0))
                      if s is not None and self.connected(s.dpid)]
             if batch:
@@ -297,13 +313,18 @@ class FlowSync:
         return list(self._deferred)
 
     def next_due(self) -> float | None:
-        """When the oldest settling deletes may go."""
-        return self.breaks[0][0] if self.breaks else None
+        """When the oldest settling deletes (or withdrawing stage) may go."""
+        due = [q[0][0] for q in (self.breaks, self._withdrawals) if q]
+        return min(due) if due else None
 
     def release_breaks(self, now: float) -> None:
         """Send the settled deletes.  A delete of a flow wanted again
         meanwhile (a flip back within SETTLE_S) is dropped: it would
         remove the new one."""
+        while self._withdrawals and self._withdrawals[0][0] <= now:
+            _, tag = self._withdrawals.popleft()
+            if tag in self._deferred:
+                self.confirmed(_SETTLING, tag, now)
         breaks = self.breaks   # oldest first: the settled ones lead
         while breaks and breaks[0][0] <= now:
             entry = breaks.popleft()

@@ -73,8 +73,14 @@ def test_each_stage_waits_for_the_barriers_of_the_one_before_whatever_the_featur
     assert not sync.confirmed(SWITCHES["edge"], "move", 1.0)
     assert sent(sync) == [("edge", add, "move")]                   # the steering stage
     assert not sync.confirmed(SWITCHES["edge"], "move", 1.0)
+    # The withdrawing stage SETTLE_S later: the steering switch's datapath
+    # may still send a packet the old way until then.
+    assert sent(sync) == [] and sync.next_due() == 1.0 + SETTLE_S
+    sync.release_breaks(1.0 + SETTLE_S / 2)
+    assert sent(sync) == []
+    sync.release_breaks(1.0 + SETTLE_S)
     assert sent(sync) == [("ar", add, "move")]                     # then the withdrawing one
-    assert sync.confirmed(SWITCHES["ar"], "move", 1.0)
+    assert sync.confirmed(SWITCHES["ar"], "move", 1.0 + SETTLE_S)
     assert records(sync.installed) == records(sync.desired())
 
 

@@ -66,6 +66,7 @@ def check_indexes(mobility) -> None:
     due = [h.quiet_until if h.relaying else h.next_flush for h in current if h.phase == FLUSHING]
     due += [h.deadline for h in current if h.phase == PRE_SWITCHING]
     due += [when for when, _, _ in mobility._breaks]
+    due += [when for when, _ in mobility._flowsync._withdrawals]
     due += [b.until for b in mobility.bicasts.values() if b.until is not None]
     due += [h.punt_confirmed_at + SETTLE_S for h in current if h.phase == PRE_SWITCHING
             and h.punt_confirmed_at is not None and not h.answer_ready]
