@@ -72,9 +72,8 @@ def pipeline_flows(graph: NeighbourhoodGraph, switch: str) -> list:
     return flows + tunnel_port_flows(graph, switch)
 
 
-def _vxlan_to(address) -> dict:
-    return dict(eth_type=ether.ETH_TYPE_IP, ip_proto=inet.IPPROTO_UDP, udp_dst=VXLAN_PORT,
-                ipv4_dst=str(address))
+# VXLAN (UDP 4789) from or to one tunnel endpoint, the key of the match given.
+_VXLAN = dict(eth_type=ether.ETH_TYPE_IP, ip_proto=inet.IPPROTO_UDP, udp_dst=VXLAN_PORT)
 
 
 def tunnel_end_networks(graph: NeighbourhoodGraph) -> list[Network]:
@@ -92,26 +91,22 @@ def tunnel_port_flows(graph: NeighbourhoodGraph, switch: str) -> list:
     switch (docs/inter-domain.md).  Only the nAR's own address, from LOCAL,
     is routed: the host behind the LOCAL port sends nothing else in."""
     pipe = cookie(Feature.PIPELINE)
-    flows, endpoints = [], []
-    for network in tunnel_end_networks(graph):
+    networks = tunnel_end_networks(graph)
+    border = any(is_foreign_switch(n) for n in graph.trunk_ports(switch).values())
+    flows = []
+    for network in networks:
         # Above the gateway's punt on every switch of the domain: VXLAN to a
         # gateway goes on to its AR, and into OVS's tunnel port there.
-        if network.access_router == switch:
-            actions = [of.set_field(eth_dst=network.gateway_mac), of.output(ofp.OFPP_LOCAL)]
-            endpoints.append(network.gateway)
-        else:
-            actions = [of.output(graph.next_hop_port(switch, network.access_router))]
+        here = network.access_router == switch
+        actions = ([of.set_field(eth_dst=network.gateway_mac), of.output(ofp.OFPP_LOCAL)]
+                   if here else [of.output(graph.next_hop_port(switch, network.access_router))])
+        gateway = str(network.gateway)
         flows.append(of.flow_add(Table.ROUTE, PRIO_TUNNEL_END,
-                                 of.match(**_vxlan_to(network.gateway)), of.apply(*actions),
-                                 pipe))
-    if any(is_foreign_switch(n) for n in graph.trunk_ports(switch).values()):
-        endpoints += [n.gateway for n in tunnel_end_networks(graph)]
-    for address in sorted(set(endpoints)):
-        match = {**_vxlan_to(address), "ipv4_src": str(address)}
-        del match["ipv4_dst"]
-        flows.append(of.flow_add(Table.INGRESS, PRIO_CLASSIFY,
-                                 of.match(in_port=ofp.OFPP_LOCAL, **match),
-                                 of.goto(Table.ROUTE), pipe))
+                                 of.match(**_VXLAN, ipv4_dst=gateway), of.apply(*actions), pipe))
+        if here or border:
+            flows.append(of.flow_add(Table.INGRESS, PRIO_CLASSIFY,
+                                     of.match(in_port=ofp.OFPP_LOCAL, **_VXLAN, ipv4_src=gateway),
+                                     of.goto(Table.ROUTE), pipe))
     return flows
 
 

@@ -120,9 +120,9 @@ class MobilityState:
 
     def _save_tunnel(self, t: tn.Tunnel) -> None:
         body = {**t.__dict__, "poa": tn.poa_id(t)}
-        if t.encapsulation == tn.MPLS:
-            # Written as before there were two kinds: either controller reads it.
-            del body["encapsulation"], body["outer"]
+        if t.outer is None:
+            # An MPLS tunnel is written as before there were two kinds.
+            del body["outer"]
         self.store.put(TUNNEL_KIND, t.address, body)
 
     def _save_binding(self, b: Binding) -> None:

@@ -75,7 +75,6 @@ class Tunnel:
     down_label: int          # nAR -> PoA (VXLAN: the key)
     up_label: int            # PoA -> nAR
     expires: float           # wall clock
-    encapsulation: str = MPLS
     outer: str | None = None  # VXLAN: the MN's current address, the tunnel's far end
 
     @property
@@ -85,6 +84,11 @@ class Tunnel:
     @property
     def key(self) -> int:
         return self.down_label
+
+    @property
+    def encapsulation(self) -> str:
+        """VXLAN to an MN that is in another domain (at its outer address), else MPLS."""
+        return MPLS if self.outer is None else VXLAN
 
 
 def poa_id(tunnel: Tunnel) -> str | None:
@@ -298,17 +302,15 @@ class Tunnelling:
         longest = self.policy_of(sa.network).tunnel_lifetime_s
         life = min(lifetime or longest, longest)
         expires = min(wall + life, sa.expires, lease.expires)
-        kind = MPLS if outer is None else VXLAN
         if old is not None:
-            tunnel = replace(old, poa=poa, mac=sa.mn_mac, expires=expires, encapsulation=kind,
-                             outer=outer)
+            tunnel = replace(old, poa=poa, mac=sa.mn_mac, expires=expires, outer=outer)
             self.counters["tunnel_refreshed"] += 1
         else:
             down, up = self._labels()
             tunnel = Tunnel(lease.address, sa.network, sa.identity, sa.mn_mac, poa, down, up,
-                            expires, kind, outer)
+                            expires, outer)
             self.counters["tunnel_created"] += 1
-            self.counters[f"tunnel_created_{kind}"] += 1
+            self.counters[f"tunnel_created_{tunnel.encapsulation}"] += 1
             LOG.info("identity=%s mac=%s tunnel for %s from the AR of network=%s to %s "
                      "(%s %d/%d)", sa.identity, sa.mn_mac, lease.address, sa.network,
                      f"poa={poa.id}" if outer is None else f"the MN at outer={outer}",
@@ -407,8 +409,7 @@ class Tunnelling:
             elif tunnel.poa != poa and poa.network != tunnel.network:
                 # Into this controller's network: an MN-terminated tunnel
                 # becomes a label-switched path to where the MN is now.
-                self.tunnels[tunnel.address] = replace(tunnel, poa=poa, encapsulation=MPLS,
-                                                       outer=None)
+                self.tunnels[tunnel.address] = replace(tunnel, poa=poa, outer=None)
                 self._save_tunnel(self.tunnels[tunnel.address])
                 changed = True
         bound = self._bound_mac.count(mac) > 0

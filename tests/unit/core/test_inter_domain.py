@@ -430,3 +430,16 @@ def test_a_pending_binding_the_mn_never_confirms_goes_with_its_way_back(rig_a):
     assert not held(rig_a, "cn-ar", Feature.BINDING)
     assert rig_a.core.counters["binding_pending_expired"] == 1
     assert rig_a.core.mobility.pending == {} and rig_a.core.mobility.bindings == {}
+
+
+def test_an_mn_terminated_tunnel_comes_back_whole_after_a_restart(rig_b):
+    mn = ForeignMn(rig_b)
+    mn.ask("config-request", "config")
+    mn.ask("tunnel-request", "tunnel", outer=OCOA)
+    before = [(e.table_id, e.priority, e.match) for e in held(rig_b, "ar-b1", Feature.TUNNEL)]
+    rig_b.restart()
+    [tunnel] = rig_b.core.mobility.tunnels.values()
+    assert (tunnel.encapsulation, tunnel.outer, tunnel.poa) == ("vxlan", OCOA, None)
+    assert [(e.table_id, e.priority, e.match)
+            for e in held(rig_b, "ar-b1", Feature.TUNNEL)] == before
+    assert not [k for k in rig_b.core.counters if k.endswith("_record_invalid")]
