@@ -208,7 +208,7 @@ SCHEMAS: dict[str, tuple[dict, dict]] = {
     # that said ``pending`` asked (docs/inter-domain.md).
     "binding-update": ({**_AUTHENTICATED, "home_address": ipv4_ok, "care_of": ipv4_ok},
                        {"lifetime": _int(0, 2**31 - 1), "standby": _true,
-                        "rewriting": _true}),
+                        "rewriting": _true, "bicast": _true}),
     "handover": ({**_AUTHENTICATED, "phase": _one_of(*HANDOVER_PHASES)},
                  {"buffer_old": _true, "mode": _one_of(*HANDOVER_MODES),
                   "delivered": _list_of(_hex(DIGEST_BYTES), DELIVERED_MAX)}),
@@ -242,7 +242,7 @@ SCHEMAS: dict[str, tuple[dict, dict]] = {
                      "lifetime": _seconds},
                     {"standby": _true, "rewrite_at_mn": _true,
                      "correspondents": _list_of(ipv4_ok, MAX_CORRESPONDENTS),
-                     "pending": _true}),
+                     "pending": _true, "bicast_to": ipv4_ok}),
     "handover-state": ({**_AUTHENTICATED, "phase": _text(32)},
                        {"buffered": _int(0, 2**31 - 1)}),
     "instruction-list": ({**_AUTHENTICATED, "pending": _anything}, {}),

@@ -273,7 +273,7 @@ class BindingUpdates:
         tunnelled = (lease is not None and lease.address == care_of
                      and self.tunnels.get(care_of) is not None
                      and self.tunnels[care_of].identity == sa.identity)
-        foreign = None if msg.get("standby") else self._foreign_network(care_of)
+        foreign = self._foreign_network(care_of)
         # No switch of ours sees the inner packets between the care-of and
         # the MN: in another domain, or inside a tunnel that ends at the MN.
         at_mn = foreign is not None or (tunnelled and not attached and
@@ -287,7 +287,12 @@ class BindingUpdates:
         life = self.settings.binding_lifetime_s if life is None else min(
             life, self.settings.binding_lifetime_s)
         if msg.get("standby"):
-            return self._standby(sa, home, care_of, attached, life, wall)
+            if msg.get("bicast"):
+                raise Refused("wrong-state", "a standby binding is not bicast")
+            return self._standby(sa, home, care_of, attached, life, wall, foreign, abroad)
+        if msg.get("bicast"):
+            return self._steer_bicast(sa, home, care_of, at_mn, life, wall, abroad)
+        self._end_steered_bicast(home)
         if life == 0:
             self.pending.pop(home, None)
             if home in self.bindings:
@@ -373,16 +378,21 @@ class BindingUpdates:
         return {"rewrite_at_mn": True, "correspondents": correspondents}
 
     def _standby(self, sa, home: str, care_of: str, attached: bool, life: int,
-                 wall: float) -> dict:
+                 wall: float, foreign=None, abroad: dict | None = None) -> dict:
         """A standby binding update (§7.6.2): ``care_of`` is the MN's
-        prepared second interface, attached in ``sa.network``; ``home``
-        stays where it is, and its PoA copies what it delivers."""
+        prepared second interface, attached in ``sa.network``, or (``foreign``)
+        in another domain's network, where the home domain cannot see it and
+        trusts its own authenticated MN as for any binding abroad; ``home``
+        stays where it is, and its PoA copies what it delivers.  Abroad the
+        answer carries the rewriting the MN does once the binding moves
+        (``abroad``): it installs it for its second interface beforehand, so
+        that nothing is left to do between the loss and the traffic."""
         answer = {"home_address": home, "care_of": care_of, "standby": True}
         if life == 0:
             self._drop_standby(home, "released")
             self._sync()
             return {**answer, "lifetime": 0}
-        if not attached:
+        if not attached and foreign is None:
             self.counters["binding_refused_care_of"] += 1
             raise Refused("binding-refused", f"a standby care-of is an interface attached to "
                                              f"{sa.network}, and {care_of} is not")
@@ -396,16 +406,22 @@ class BindingUpdates:
         handover = self.handovers.get(sa.identity)
         if handover is not None and handover.phase in ACTIVE:
             raise Refused("wrong-state", "a handover is in progress")
-        standby = Standby(home, care_of, sa.network, sa.identity, sa.mn_mac,
+        network = foreign.id if foreign else sa.network
+        # A MAC abroad is none of ours to know: the standby care-of's host
+        # is never learned here, and the buffer delivers by route, not by MAC.
+        standby = Standby(home, care_of, network, sa.identity, sa.mn_mac,
                           min(wall + life, sa.expires, current.expires))
         if self.standbys.get(home) != standby:
-            LOG.info("identity=%s mac=%s network=%s standby %s -> %s; copying at poa=%s",
-                     sa.identity, sa.mn_mac, sa.network, home, care_of, reach.poa.id)
+            LOG.info("identity=%s mac=%s network=%s standby %s -> %s%s; copying at poa=%s",
+                     sa.identity, sa.mn_mac, network, home, care_of,
+                     f" in domain {foreign.domain}" if foreign else "", reach.poa.id)
         self.standbys[home] = standby
         self._save_standby(standby)
         self.counters["standby_armed"] += 1
+        if foreign is not None:
+            self.counters["standby_armed_abroad"] += 1
         self._sync()
-        return {**answer, "lifetime": max(0, int(standby.expires - wall))}
+        return {**answer, "lifetime": max(0, int(standby.expires - wall)), **(abroad or {})}
 
     def _drop_standby(self, home: str, why: str) -> None:
         if (standby := self.standbys.pop(home, None)) is not None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from ryu.ofproto import ether
 
 from mpa_sdn import openflow as of
+from mpa_sdn.domain_view import is_foreign_switch
 from mpa_sdn.forwarding import Host, last_hop_actions
 from mpa_sdn.mobility import tunnels as tn
 from mpa_sdn.mobility.flowsync import RECEIVE, WITHDRAW
@@ -122,6 +123,19 @@ def buffer_flow(address: str, punt: bool = True):
                        address_cookie(Feature.BUFFER, address))
 
 
+def buffer_points(graph, network_id: str) -> list[str]:
+    """Where a handover to ``network_id`` buffers: the network's AR; for
+    another domain's network (a copy-and-forward whose standby care-of is
+    there), this domain's border switches towards it, the last switches of
+    ours its packets cross.  No switch of ours is nearer the MN, and the
+    home domain still holds what the correspondents sent after the loss
+    until the copies the MN missed have gone ahead of it."""
+    router = graph.network(network_id).access_router
+    if not is_foreign_switch(router):
+        return [router]
+    return sorted(graph.switch_graph.neighbors(router))
+
+
 class BufferFlows:
     """The buffering punts at the nARs, for the make-before-break engine."""
 
@@ -137,8 +151,8 @@ class BufferFlows:
         handover = self.buffering.get(address)
         if handover is None or handover.phase not in BUFFERING:
             return {}
-        network = self.graph.network_of_address(address)
-        return {network.access_router: [buffer_flow(address, punt=handover.mode != BICAST)]}
+        flow = buffer_flow(address, punt=handover.mode != BICAST)
+        return {point: [flow] for point in buffer_points(self.graph, handover.network)}
 
     def stage(self, mod) -> str:
         # A buffering flow that drops (buffer_flow(punt=False)) goes last:
@@ -161,6 +175,13 @@ class Buffering:
     def packet_in(self, handover: Handover, frame, data: bytes, now: float) -> None:
         """A punted packet for an address being buffered: queued, or (once
         the buffer is empty) delivered at once."""
+        if self._from_our_gateway(frame.ip_src) and self._abroad(handover):
+            # The controller's own answer to the MN abroad (a link-lost's),
+            # routed into the border's buffering punt: an answer is never
+            # held behind the traffic it is about.
+            self.counters["buffer_passed_answer"] += 1
+            self._deliver(handover, frame.ip_src, frame.ip_dst, data)
+            return
         handover.last_punt = now
         self._answer_check(handover, now)
         if handover.phase in BUFFERING and not handover.relaying:
@@ -172,6 +193,16 @@ class Buffering:
         else:
             self.counters["buffer_late_delivered"] += 1
         self._deliver(handover, frame.ip_src, frame.ip_dst, data)
+
+    def _from_our_gateway(self, address: str | None) -> bool:
+        network = self.graph.network_of_address(address) if address else None
+        return (network is not None and str(network.gateway) == address
+                and self.graph.topology.serves(network))
+
+    def _abroad(self, handover: Handover) -> bool:
+        """Whether the handover is to another domain's network (its buffer is
+        at our border, see :func:`buffer_points`)."""
+        return is_foreign_switch(self.graph.network(handover.network).access_router)
 
     def caught_up(self, now: float) -> None:
         """The controller has handled every packet-in it has been given: a
@@ -204,9 +235,30 @@ class Buffering:
             self._deliver(handover, item.src, item.address, item.data)
         handover.next_flush = now + s.flush_batch / s.flush_rate_pps
 
+    def _deliver_abroad(self, handover: Handover, dst: str, data: bytes) -> bool:
+        """A copy-and-forward whose standby care-of is in another domain:
+        out of a border switch of ours towards it, addressed to the care-of
+        (a copy was made as delivered, to the home address), for that
+        domain to route to the MN, which restores its home address itself.
+        Whether it went."""
+        if not self._abroad(handover):
+            return False
+        router = self.graph.network(handover.network).access_router
+        for point in buffer_points(self.graph, handover.network):
+            if self.connected(self.graph.dpid(point)):
+                readdress = [] if dst == handover.address else [
+                    of.set_field(ipv4_dst=handover.address)]
+                out = of.output(self.graph.port_to(point, router))
+                self._flowsync.out.append(Send(self.graph.dpid(point),
+                                               [of.packet_out(data, readdress + [out])]))
+                self.counters["buffer_delivered_abroad"] += 1
+                return True
+        return False
+
     def _deliver(self, handover: Handover, src: str | None, dst: str, data: bytes) -> None:
         poa = handover.flush_to
-        if poa is None and self._back_into_tunnel(handover, data):
+        if poa is None and (self._back_into_tunnel(handover, data)
+                            or self._deliver_abroad(handover, dst, data)):
             return
         if poa is None or not self.connected(self.graph.dpid(poa.switch)):
             self.counters["buffer_dropped_no_destination"] += 1

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 from mpa_protocol.messages import frame_digest
 from mpa_sdn import openflow as of
+from mpa_sdn.indexing import hosts_of_mac
 from mpa_sdn.mobility.bindings import Binding, Leg, Reach, Standby
 from mpa_sdn.mobility.records import COPY, FLUSHING, SWITCHING, Handover, Refused
 from mpa_sdn.topology import PoA
@@ -58,6 +59,9 @@ class Bicast:
     mac: str
     poa: PoA
     until: float | None = None   # None: the MN has not arrived yet
+    # Steered by the home domain for a move to another domain, whose
+    # arrival it never sees (wall clock): see BindingUpdates._steer_bicast.
+    expires: float | None = None
 
 
 @dataclass
@@ -201,9 +205,10 @@ class CopyAndForward:
         """The MN says, through its standby interface, that its active one
         is gone, and which frames that one received last."""
         self.counters["handover_link_lost_said"] += 1
-        if current is None or current.mode != COPY or current.network != sa.network:
+        if current is None or current.mode != COPY or not self._said_by(sa, current.network):
             standby = self._first(self.standbys, self._standbys_of.get(sa.identity),
-                                  lambda s: s.network == sa.network and s.home in self.bindings)
+                                  lambda s: self._said_by(sa, s.network)
+                                  and s.home in self.bindings)
             if standby is None:
                 raise Refused("wrong-state", f"no standby interface in {sa.network}")
             current = self._link_lost(standby, "signal", now)
@@ -212,6 +217,15 @@ class CopyAndForward:
             if current.phase == FLUSHING:
                 current.next_flush = now
         return self._state(current)
+
+    def _said_by(self, sa, network: str) -> bool:
+        """Whether the loss of a standby in ``network`` is the word of an MN
+        under ``sa``: the SA with that network; or, for a standby care-of in
+        another domain (which has no SA here), the MN's SA with a network of
+        ours, its home domain's, under which it bound it."""
+        if network == sa.network:
+            return True
+        return not self.graph.topology.serves(self.graph.network(network))
 
     def _link_lost(self, standby: Standby, how: str, now: float,
                    old_poa: PoA | None = None) -> Handover:
@@ -277,6 +291,65 @@ class CopyAndForward:
         if host is None or host.mac != bicast.mac or host.poa != bicast.poa:
             return None
         return Leg(bicast.address, bicast.poa)
+
+    def _steer_bicast(self, sa, home: str, care_of: str, at_mn: bool, life: int, wall: float,
+                      abroad: dict) -> dict:
+        """Bicasting (§7.6.1) for a move to another domain, steered by the
+        home domain: the binding stays on ``care_of`` (the nCoA abroad, its
+        tunnel's end), and the correspondents' edges also send each packet
+        to the address the MN has where it is attached now, one of ours.
+        The MN asks this before its pre-switch with mode ``bicast`` at the
+        nAR, which then drops the target leg until the MN arrives: a packet
+        is sent both ways meanwhile (a duplicate rather than a loss).  The
+        leg ends when the MN leaves it (host_gone), when the MN binds again
+        without ``bicast`` (a switch-back), or ``switch_deadline_s`` +
+        ``bicast_period_s`` after this update."""
+        current = self.bindings.get(home)
+        if current is None or current.care_of != care_of or current.identity != sa.identity:
+            self.counters["bicast_refused"] += 1
+            raise Refused("wrong-state", f"bicasting keeps the binding where it is: bind "
+                                         f"{home} to {care_of} first")
+        if not at_mn:
+            self.counters["bicast_refused"] += 1
+            raise Refused("wrong-state", f"{care_of} is reached in this domain: the nAR "
+                                         "bicasts with the pre-switch (mode bicast)")
+        here = self.where.get(sa.mn_mac)
+        mine = next((h for h in hosts_of_mac(self.hosts, sa.mn_mac)
+                     if h.poa == here and h.address != care_of), None)
+        if mine is None or life == 0:
+            self.counters["bicast_refused"] += 1
+            raise Refused("wrong-state", "bicasting needs an address where the MN is attached "
+                                         "in this domain")
+        s = self.settings
+        self.bicasts[home] = Bicast(home, mine.address, sa.mn_mac, here, expires=min(
+            wall + s.switch_deadline_s + s.bicast_period_s, current.expires))
+        self.counters["bicast_steered"] += 1
+        LOG.info("identity=%s mac=%s binding %s -> %s bicast to %s at poa=%s as well",
+                 sa.identity, sa.mn_mac, home, care_of, mine.address, here.id)
+        self._sync()
+        return {"home_address": home, "care_of": care_of,
+                "lifetime": max(0, int(current.expires - wall)), **abroad,
+                "bicast_to": mine.address}
+
+    def _end_steered_bicast(self, home: str) -> None:
+        """A binding update without ``bicast`` ends the one the home domain
+        steered (the MN switched back, or moved it elsewhere)."""
+        bicast = self.bicasts.get(home)
+        if bicast is not None and bicast.expires is not None:
+            del self.bicasts[home]
+            self.counters["bicast_ended"] += 1
+            self._sync()
+
+    def _end_steered_bicasts(self, mac: str, address: str, wall: float | None = None) -> bool:
+        """The home domain's bicasts for an MN that left the leg's address
+        (``mac`` gone from ``address``), or (``wall``) whose time is up.
+        Whether any ended."""
+        ended = [b for b in self.bicasts.values() if b.expires is not None and (
+            (b.mac == mac and b.address == address) if wall is None else b.expires <= wall)]
+        for bicast in ended:
+            del self.bicasts[bicast.home]
+            self.counters["bicast_ended"] += 1
+        return bool(ended)
 
     def _end_bicasts(self, now: float) -> None:
         """The bicasts whose period is over end: one leg again."""

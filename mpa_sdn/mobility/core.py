@@ -164,6 +164,7 @@ class Mobility(MobilityState, Tunnelling, BindingUpdates, Buffering, Phases, Cop
                         if s.expires <= wall or s.home not in self.bindings]:
             self._drop_standby(standby.home, "expired")
             changed = True
+        changed |= self._end_steered_bicasts("", "", wall)
         if changed:
             self._sync()
 

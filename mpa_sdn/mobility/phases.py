@@ -50,6 +50,7 @@ from dataclasses import replace
 from mpa_sdn.forwarding import Host, host_path
 from mpa_sdn.indexing import hosts_of_mac
 from mpa_sdn.mobility import tunnels as tn
+from mpa_sdn.mobility.buffer import buffer_points
 from mpa_sdn.mobility.copy_forward import Bicast
 from mpa_sdn.mobility.records import (
     ACTIVE, BICAST, BUFFER, COMPLETED, COPY, DRAINING, FLUSHING, PRE_SWITCHING,
@@ -124,7 +125,13 @@ class Phases:
         if binding is not None and binding.care_of != tunnel.address:
             old_address = binding.care_of
         here = self.where.get(sa.mn_mac)
-        if mode == BICAST:
+        if mode == BICAST and tunnel.encapsulation == tn.VXLAN:
+            # The MN is in another domain: its home domain sends the other
+            # leg, where it is (it asked there first, BindingUpdates.
+            # _steer_bicast); this nAR only drops the target leg until the
+            # MN arrives, instead of sending it into the tunnel as well.
+            buffer_old = False
+        elif mode == BICAST:
             # The second leg: the address the MN has at its PoA now.
             mine = next((h for h in hosts_of_mac(self.hosts, sa.mn_mac) if h.poa == here), None)
             if binding is None or mine is None:
@@ -225,7 +232,10 @@ class Phases:
         lost = bound()
         for standby in [self.standbys[h] for h in sorted(lost) if h in self.standbys]:
             self._link_lost(standby, "port", now, poa)   # §7.6.2: a sudden loss
-        if bound() or any(self.bicasts[h].mac == mac for h in self._legs_at.get(address)):
+        # A bicast the home domain steers for a move abroad ends when the MN
+        # leaves the leg: its arrival is another domain's to see.
+        ended = self._end_steered_bicasts(mac, address)
+        if ended or bound() or any(self.bicasts[h].mac == mac for h in self._legs_at.get(address)):
             self._sync()
 
     def _arrive(self, handover: Handover, poa: PoA, how: str, now: float) -> None:
@@ -255,9 +265,9 @@ class Phases:
         flows for the MN at ``poa``: every switch on the new way, and the
         nAR, confirms before the flush."""
         path = host_path(self.graph, Host(handover.address, handover.mac, poa)) if poa else []
-        nar = self.graph.network(handover.network).access_router
+        points = buffer_points(self.graph, handover.network)
         tag = f"handover:{handover.id}"
-        self._sync(confirm=tag, also=tuple(sorted(set(path) | {nar})))
+        self._sync(confirm=tag, also=tuple(sorted(set(path) | set(points))))
         if not self._flowsync.awaiting(tag):  # no switch to wait for
             self._confirmed(handover, now)
 
@@ -304,8 +314,7 @@ class Phases:
             self.flows_confirmed(dpid, tag, now)
         for handover in [h for h in self._current.live() if h.phase == PRE_SWITCHING]:
             # Nothing goes through a gone AR: nothing to wait for.
-            nar = self.graph.network(handover.network).access_router
-            if self.graph.dpid(nar) == dpid:
+            if dpid in {self.graph.dpid(p) for p in buffer_points(self.graph, handover.network)}:
                 handover.answer_ready = True
 
     # -- post-switching (step 6) ----------------------------------------------------------
@@ -346,9 +355,9 @@ class Phases:
         # The rest settle their full time (after a sudden loss, the old
         # care-of's copying flow catches what an edge's cache still sends
         # the old way).
-        nar = self.graph.network(handover.network).access_router
-        self._flowsync.release_early(f"handover:{handover.id}", self.graph.dpid(nar),
-                                     set(handover.buffered_addresses()))
+        for point in buffer_points(self.graph, handover.network):
+            self._flowsync.release_early(f"handover:{handover.id}", self.graph.dpid(point),
+                                         set(handover.buffered_addresses()))
         tag = f"drain:{handover.id}"
         self._sync(confirm=tag)
         if not self._flowsync.awaiting(tag):

@@ -8,7 +8,9 @@ from __future__ import annotations
 import pytest
 
 from mpa_mn import protocol
+from mpa_protocol import messages
 from mpa_protocol.messages import REQUESTS, VXLAN_PORT
+from mpa_sdn.mobility import SETTLE_S
 from mpa_protocol.schema import ConfigError
 from mpa_sdn.config import load_topology
 from mpa_sdn.domain_view import foreign_switch, home_domain, serve_domain
@@ -17,8 +19,9 @@ from mpa_sdn.store import MemoryStore
 from mpa_sdn.tables import (PRIO_CLASSIFY, PRIO_TUNNEL, PRIO_TUNNEL_END, Feature, Table,
                             feature_of)
 from support.apitest import request, rig_api
-from support.fakeoftable import ipv4_packet, udp_packet
-from support.handover_rig import PORT, WALL_OFFSET, preauth, settle_dad
+from support.fakeoftable import ipv4_packet, to_bytes, udp_packet
+from support.handover_rig import (PORT, WALL_OFFSET, Mn, echoes, later, pings, preauth,
+                                  settle_dad)
 from support.network_rig import Rig
 from support.paths import DEFAULT_TOPOLOGY, ROOT
 from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy
@@ -443,3 +446,179 @@ def test_an_mn_terminated_tunnel_comes_back_whole_after_a_restart(rig_b):
     assert [(e.table_id, e.priority, e.match)
             for e in held(rig_b, "ar-b1", Feature.TUNNEL)] == before
     assert not [k for k in rig_b.core.counters if k.endswith("_record_invalid")]
+
+
+# -- copy-and-forward with the second interface in the other domain (§7.6.2) ----------------
+
+def standing_by_abroad(rig: Rig):
+    """mn1 bound at home where it is (ap-a1-1), its second interface in net-b1
+    with domain-b's nCoA, bound as a standby at home under its home SA, from
+    that interface (so across the border)."""
+    state = preauth(rig, "net-a1", PSK_A, "domain-a", A1_GATEWAY)
+    Mn(rig, state, OCOA).bind()
+    data, seq = protocol.request(state, "binding-update", home_address=HOME, care_of=NCOA,
+                                 standby=True)
+    [answer] = from_domain_b(rig, data)
+    ack = protocol.check_answer(state, answer["payload"], seq, "binding-ack")
+    return state, ack
+
+
+def icmp_out_of_the_border(outcome) -> list[tuple[int, str]]:
+    return [(p["icmp_seq"], p["ipv4_dst"]) for sw, peer, p in outcome.hops
+            if (sw, peer) == ("core-a", foreign_switch("domain-b")) and p.get("icmp_type") == 8]
+
+
+def test_a_standby_abroad_has_the_mn_rewrite_and_copies_at_home(rig_a):
+    _, ack = standing_by_abroad(rig_a)
+    assert (ack["standby"], ack["care_of"], ack["rewrite_at_mn"], ack["correspondents"]) == (
+        True, NCOA, True, [CN_IP])
+    outcome = pings(rig_a, "cn1", HOME, [1, 2], quiet=False)
+    assert echoes(outcome) == [1, 2] and not icmp_out_of_the_border(outcome)
+    assert rig_a.core.counters["copy_made"] == 2
+    assert rig_a.core.counters["standby_armed_abroad"] == 1
+    # Nothing moved: the binding stays where mn1 is.
+    assert rig_a.core.mobility.bindings[HOME].care_of == OCOA
+
+
+def test_a_lost_link_sends_the_copies_the_mn_missed_then_the_rest_to_the_care_of_abroad(rig_a):
+    """1-2 reached mn1; 3 went out of a port whose link was gone; the
+    port-status; 4-5 to the nCoA wait at the border; the MN's word, through
+    its second interface across the border, names 1-2: 3, 4, 5 leave for
+    domain-b in that order, addressed to the nCoA, and then the direct way."""
+    state, _ = standing_by_abroad(rig_a)
+    got = pings(rig_a, "cn1", HOME, [1, 2], quiet=False).to("mn1")
+    rig_a.hosts["mn1"].switch, rig_a.hosts["mn1"].port = "nowhere", 0
+    pings(rig_a, "cn1", HOME, [3], quiet=False)
+    poa = rig_a.topology.poas["ap-a1-1"]
+    rig_a.run(rig_a.core.port_status(rig_a.graph.dpid(poa.switch), poa.port, True, rig_a.now))
+    assert rig_a.core.mobility.bindings[HOME].care_of == NCOA
+    waiting = pings(rig_a, "cn1", HOME, [4, 5], quiet=False)
+    assert icmp_out_of_the_border(waiting) == []
+    assert [(sw, t) for sw, _, t in waiting.punted_at] == [("core-a", Table.ROUTE)] * 2
+    data, seq = protocol.request(state, "handover", phase="link-lost",
+                                 delivered=[messages.frame_digest(to_bytes(p)) for p in got])
+    outcome, [answer] = through_the_border(rig_a, NCOA, A1_GATEWAY, data)
+    assert protocol.check_answer(state, answer["payload"], seq,
+                                 "handover-state")["phase"] == "flushing"
+    outcome += later(rig_a, SETTLE_S)
+    outcome += later(rig_a, 1.0)
+    assert icmp_out_of_the_border(outcome) == [(3, NCOA), (4, NCOA), (5, NCOA)]
+    c = rig_a.core.counters
+    assert (c["copy_sorted_by_marker"], c["copy_forwarded"], c["copy_skipped"]) == (1, 1, 2)
+    # The three, and the answer to link-lost, which no buffer holds.
+    assert (c["buffer_delivered_abroad"], c["buffer_passed_answer"]) == (4, 1)
+    assert c["buffer_dropped_no_destination"] == 0
+    [handover] = rig_a.core.mobility.history
+    assert handover["phase"] == "completed" and handover["network"] == "net-b1"
+    # Then straight out of the border, and no buffering flow is left behind.
+    assert icmp_out_of_the_border(pings(rig_a, "cn1", HOME, [6])) == [(6, NCOA)]
+    assert not any(held(rig_a, s, Feature.BUFFER) for s in rig_a.net.switches)
+
+
+def test_a_link_lost_abroad_without_a_standby_there_is_refused(rig_a):
+    state = preauth(rig_a, "net-a1", PSK_A, "domain-a", A1_GATEWAY)
+    Mn(rig_a, state, OCOA).bind()
+    data, seq = protocol.request(state, "handover", phase="link-lost")
+    [answer] = from_domain_b(rig_a, data)
+    with pytest.raises(protocol.ProtocolError) as refused:
+        protocol.check_answer(state, answer["payload"], seq, "handover-state")
+    assert refused.value.code == "wrong-state"
+    assert rig_a.core.mobility.bindings[HOME].care_of == OCOA
+
+
+# -- bicasting steered by the home domain (§7.6.1) --------------------------------------------
+
+def bound_abroad_from_home(rig: Rig):
+    """mn1 still at ap-a1-1, its home address bound to domain-b's nCoA (the
+    tunnel's end), both steps done."""
+    state = preauth(rig, "net-a1", PSK_A, "domain-a", A1_GATEWAY)
+
+    def update(**fields) -> dict:
+        data, seq = protocol.request(state, "binding-update", home_address=HOME,
+                                     care_of=NCOA, **fields)
+        [answer] = from_domain_b(rig, data)
+        return protocol.check_answer(state, answer["payload"], seq, "binding-ack")
+    update()
+    update(rewriting=True)
+    return state, update
+
+
+def legs(outcome) -> list[tuple[str, str]]:
+    """Where cn1's echo request went: to mn1 at home, or out of the border."""
+    return sorted([("mn1", p["ipv4_dst"]) for p in outcome.to("mn1")
+                   if p.get("icmp_type") == 8]
+                  + [("border", dst) for _, dst in icmp_out_of_the_border(outcome)])
+
+
+def test_the_home_domain_bicasts_to_where_the_mn_is_and_to_its_care_of_abroad(rig_a):
+    _, update = bound_abroad_from_home(rig_a)
+    assert legs(rig_a.ping("cn1", HOME)) == [("border", NCOA)]
+    ack = update(bicast=True)
+    assert (ack["care_of"], ack["bicast_to"], ack["rewrite_at_mn"]) == (NCOA, OCOA, True)
+    # Both ways: to mn1 where it is (its home address restored by its PoA)
+    # and to the nCoA abroad, which domain-b's nAR drops until mn1 arrives.
+    assert legs(rig_a.ping("cn1", HOME)) == [("border", NCOA), ("mn1", HOME)]
+    assert rig_a.core.counters["bicast_steered"] == 1
+    # mn1 leaves ap-a1-1: the leg there ends with it.
+    poa = rig_a.topology.poas["ap-a1-1"]
+    rig_a.hosts["mn1"].switch, rig_a.hosts["mn1"].port = "nowhere", 0
+    rig_a.run(rig_a.core.port_status(rig_a.graph.dpid(poa.switch), poa.port, True, rig_a.now))
+    assert rig_a.core.mobility.bicasts == {} and rig_a.core.counters["bicast_ended"] == 1
+    assert legs(rig_a.ping("cn1", HOME)) == [("border", NCOA)]
+
+
+def test_a_binding_update_without_bicast_ends_it_and_so_does_its_time(rig_a):
+    _, update = bound_abroad_from_home(rig_a)
+    update(bicast=True)
+    update()                                     # a switch-back: the MN stayed
+    assert legs(rig_a.ping("cn1", HOME)) == [("border", NCOA)]
+    update(bicast=True)
+    s = rig_a.core.mobility.settings
+    rig_a.now += s.switch_deadline_s + s.bicast_period_s + 1
+    rig_a.run(rig_a.core.tick(rig_a.now))
+    assert legs(rig_a.ping("cn1", HOME)) == [("border", NCOA)]
+    assert rig_a.core.counters["bicast_ended"] == 2
+
+
+def test_bicasting_from_home_needs_the_binding_abroad_and_the_mn_here(rig_a):
+    state = preauth(rig_a, "net-a1", PSK_A, "domain-a", A1_GATEWAY)
+    mn = Mn(rig_a, state, OCOA)
+    mn.bind()
+    # Bound where it is: the home domain has nothing to add.
+    assert mn.refusal("binding-update", source=OCOA, home_address=HOME, care_of=OCOA,
+                      bicast=True) == "wrong-state"
+    data, seq = protocol.request(state, "binding-update", home_address=HOME, care_of=NCOA,
+                                 bicast=True)
+    [answer] = from_domain_b(rig_a, data)
+    with pytest.raises(protocol.ProtocolError) as refused:
+        protocol.check_answer(state, answer["payload"], seq, "binding-ack")
+    assert refused.value.code == "wrong-state"     # not bound to the nCoA yet
+    assert rig_a.core.mobility.bicasts == {} and rig_a.core.counters["bicast_refused"] == 2
+
+
+def test_the_nar_drops_the_target_leg_of_a_bicast_until_the_mn_arrives(rig_b):
+    mn = ForeignMn(rig_b)
+    mn.ask("config-request", "config")
+    mn.ask("tunnel-request", "tunnel", outer=OCOA)
+    data, seq = protocol.request(mn.state, "handover", phase="pre-switch", mode="bicast")
+    _, answers = from_domain_a(rig_b, data)
+    if not answers:
+        rig_b.now += 0.05
+        answers = [p for sw, peer, p in rig_b.run(rig_b.core.tick(rig_b.now)).hops
+                   if peer == foreign_switch("domain-a")]
+    [answer] = answers
+    assert protocol.check_answer(mn.state, answer["payload"], seq,
+                                 "handover-state")["phase"] == "pre-switching"
+    # The home domain sends the other leg to mn1 where it is: none of this
+    # goes into the tunnel, none is punted.
+    for seq in range(3):
+        outcome = correspondent_datagram(rig_b, seq)
+        assert not outcome.delivered and not outcome.punted_at
+        assert not [h for h in outcome.hops if h[1] == foreign_switch("domain-a")]
+    rig_b.add_host("mn1", MN_MAC, NCOA, "ap-b1-1")
+    rig_b.arp_request("mn1", NCOA)
+    rig_b.run(rig_b.core.mpa_tick(rig_b.now + 1))
+    rig_b.now += 1
+    outcome = correspondent_datagram(rig_b, 9)
+    assert [int.from_bytes(p["payload"], "big") for name, p in outcome.delivered
+            if name == "mn1"] == [9]
