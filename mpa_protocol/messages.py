@@ -208,7 +208,7 @@ SCHEMAS: dict[str, tuple[dict, dict]] = {
     # that said ``pending`` asked (docs/inter-domain.md).
     "binding-update": ({**_AUTHENTICATED, "home_address": ipv4_ok, "care_of": ipv4_ok},
                        {"lifetime": _int(0, 2**31 - 1), "standby": _true,
-                        "rewriting": _true, "bicast": _true}),
+                        "rewriting": _true, "bicast": _true, "bicast_to": ipv4_ok}),
     "handover": ({**_AUTHENTICATED, "phase": _one_of(*HANDOVER_PHASES)},
                  {"buffer_old": _true, "mode": _one_of(*HANDOVER_MODES),
                   "delivered": _list_of(_hex(DIGEST_BYTES), DELIVERED_MAX)}),

@@ -94,7 +94,7 @@ class Leg:
     care-of), delivered at ``poa``."""
 
     address: str
-    poa: PoA
+    poa: PoA | None     # None: in another domain, where the MN restores its home address
 
 
 @dataclass(frozen=True)
@@ -157,13 +157,15 @@ class EdgeRewrite:
             if both and len(both) == 4:
                 add(cn.poa.switch, of.flow_add(Table.INGRESS, PRIO_BINDING_IN, entry,
                                                of.apply(*both), tag))
-                mn = Host(leg.address, binding.mac, leg.poa)
-                add(leg.poa.switch, of.flow_add(
-                    Table.ROUTE, PRIO_BINDING,
-                    of.match(eth_type=ether.ETH_TYPE_IP, ipv4_src=cn.address,
-                             ipv4_dst=leg.address),
-                    of.apply(of.set_field(ipv4_dst=binding.home),
-                             *last_hop_actions(mn, self.graph.network(leg.poa.network))), tag))
+                if leg.poa is not None:   # abroad, the MN restores the home address
+                    mn = Host(leg.address, binding.mac, leg.poa)
+                    add(leg.poa.switch, of.flow_add(
+                        Table.ROUTE, PRIO_BINDING,
+                        of.match(eth_type=ether.ETH_TYPE_IP, ipv4_src=cn.address,
+                                 ipv4_dst=leg.address),
+                        of.apply(of.set_field(ipv4_dst=binding.home),
+                                 *last_hop_actions(mn, self.graph.network(leg.poa.network))),
+                        tag))
             else:
                 add(cn.poa.switch, of.flow_add(
                     Table.INGRESS, PRIO_BINDING_IN, entry,
@@ -291,7 +293,8 @@ class BindingUpdates:
                 raise Refused("wrong-state", "a standby binding is not bicast")
             return self._standby(sa, home, care_of, attached, life, wall, foreign, abroad)
         if msg.get("bicast"):
-            return self._steer_bicast(sa, home, care_of, at_mn, life, wall, abroad)
+            return self._steer_bicast(sa, home, care_of, at_mn, life, wall, abroad,
+                                      msg.get("bicast_to"))
         self._end_steered_bicast(home)
         if life == 0:
             self.pending.pop(home, None)

@@ -57,7 +57,7 @@ class Bicast:
     home: str
     address: str
     mac: str
-    poa: PoA
+    poa: PoA | None              # None: an address in another domain (steered from home)
     until: float | None = None   # None: the MN has not arrived yet
     # Steered by the home domain for a move to another domain, whose
     # arrival it never sees (wall clock): see BindingUpdates._steer_bicast.
@@ -285,25 +285,32 @@ class CopyAndForward:
         return True
 
     def _leg(self, home: str) -> Leg | None:
-        """A bicast's second leg, while the MN is still seen at its old PoA."""
+        """A bicast's second leg, while the MN is still seen at its old PoA;
+        or, one the home domain steers to the MN in another domain, until it
+        ends (no switch of ours sees the MN there)."""
         bicast = self.bicasts.get(home)
+        if bicast is not None and bicast.poa is None:
+            return Leg(bicast.address, None)
         host = self.hosts.get(bicast.address) if bicast else None
         if host is None or host.mac != bicast.mac or host.poa != bicast.poa:
             return None
         return Leg(bicast.address, bicast.poa)
 
     def _steer_bicast(self, sa, home: str, care_of: str, at_mn: bool, life: int, wall: float,
-                      abroad: dict) -> dict:
-        """Bicasting (§7.6.1) for a move to another domain, steered by the
-        home domain: the binding stays on ``care_of`` (the nCoA abroad, its
-        tunnel's end), and the correspondents' edges also send each packet
-        to the address the MN has where it is attached now, one of ours.
-        The MN asks this before its pre-switch with mode ``bicast`` at the
-        nAR, which then drops the target leg until the MN arrives: a packet
-        is sent both ways meanwhile (a duplicate rather than a loss).  The
-        leg ends when the MN leaves it (host_gone), when the MN binds again
-        without ``bicast`` (a switch-back), or ``switch_deadline_s`` +
-        ``bicast_period_s`` after this update."""
+                      abroad: dict, leg_to: str | None) -> dict:
+        """Bicasting (§7.6.1) for a move between domains, steered by the
+        home domain, which keeps the binding: the binding stays on
+        ``care_of`` (an nCoA reached through an MN-terminated tunnel, or in
+        another domain), and the correspondents' edges also send each packet
+        to where the MN is now: its address at a PoA of ours (seen there),
+        or ``leg_to``, its address in another domain's network (trusted, as
+        a care-of abroad is, to an MN authenticated here).  The MN asks this
+        before its pre-switch with mode ``bicast`` at the nAR, which then
+        drops the target leg until the MN arrives: a packet is sent both
+        ways meanwhile (a duplicate rather than a loss).  The leg ends when
+        the MN leaves it (host_gone; abroad, its arrival here if this is the
+        nAR), when the MN binds again without ``bicast``, or
+        ``switch_deadline_s`` + ``bicast_period_s`` after this update."""
         current = self.bindings.get(home)
         if current is None or current.care_of != care_of or current.identity != sa.identity:
             self.counters["bicast_refused"] += 1
@@ -315,21 +322,29 @@ class CopyAndForward:
                                          "bicasts with the pre-switch (mode bicast)")
         here = self.where.get(sa.mn_mac)
         mine = next((h for h in hosts_of_mac(self.hosts, sa.mn_mac)
-                     if h.poa == here and h.address != care_of), None)
-        if mine is None or life == 0:
+                     if h.poa == here and h.address != care_of
+                     and leg_to in (None, h.address)), None)
+        leg_abroad = leg_to is not None and self._foreign_network(leg_to) is not None
+        if life == 0 or leg_to == care_of or (mine is None and not leg_abroad):
             self.counters["bicast_refused"] += 1
-            raise Refused("wrong-state", "bicasting needs an address where the MN is attached "
-                                         "in this domain")
+            raise Refused("wrong-state", "bicasting needs the MN's address where it is now: "
+                                         "one it is seen at in this domain, or one in another "
+                                         "domain's network (bicast_to)")
         s = self.settings
-        self.bicasts[home] = Bicast(home, mine.address, sa.mn_mac, here, expires=min(
-            wall + s.switch_deadline_s + s.bicast_period_s, current.expires))
+        expires = min(wall + s.switch_deadline_s + s.bicast_period_s, current.expires)
+        if mine is not None:
+            bicast = Bicast(home, mine.address, sa.mn_mac, here, expires=expires)
+        else:
+            bicast = Bicast(home, leg_to, sa.mn_mac, None, expires=expires)
+        self.bicasts[home] = bicast
         self.counters["bicast_steered"] += 1
-        LOG.info("identity=%s mac=%s binding %s -> %s bicast to %s at poa=%s as well",
-                 sa.identity, sa.mn_mac, home, care_of, mine.address, here.id)
+        LOG.info("identity=%s mac=%s binding %s -> %s bicast to %s%s as well", sa.identity,
+                 sa.mn_mac, home, care_of, bicast.address,
+                 f" at poa={here.id}" if mine is not None else " abroad")
         self._sync()
         return {"home_address": home, "care_of": care_of,
                 "lifetime": max(0, int(current.expires - wall)), **abroad,
-                "bicast_to": mine.address}
+                "bicast_to": bicast.address}
 
     def _end_steered_bicast(self, home: str) -> None:
         """A binding update without ``bicast`` ends the one the home domain

@@ -47,6 +47,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
+from mpa_sdn.domain_view import home_domain
 from mpa_sdn.forwarding import Host, host_path
 from mpa_sdn.indexing import hosts_of_mac
 from mpa_sdn.mobility import tunnels as tn
@@ -125,11 +126,11 @@ class Phases:
         if binding is not None and binding.care_of != tunnel.address:
             old_address = binding.care_of
         here = self.where.get(sa.mn_mac)
-        if mode == BICAST and tunnel.encapsulation == tn.VXLAN:
-            # The MN is in another domain: its home domain sends the other
-            # leg, where it is (it asked there first, BindingUpdates.
-            # _steer_bicast); this nAR only drops the target leg until the
-            # MN arrives, instead of sending it into the tunnel as well.
+        if mode == BICAST and self._bicast_steered_from_home(sa, binding):
+            # The MN's home domain sends the other leg, to where the MN is
+            # (it asked there first, CopyAndForward._steer_bicast): this nAR
+            # only drops the target leg until the MN arrives, instead of
+            # sending it into the tunnel as well.
             buffer_old = False
         elif mode == BICAST:
             # The second leg: the address the MN has at its PoA now.
@@ -164,6 +165,17 @@ class Phases:
             # through it, so nothing can still enter the tunnel.
             handover.answer_ready = True
         return handover
+
+    def _bicast_steered_from_home(self, sa, binding) -> bool:
+        """Whether the home domain steers this MN's bicast: it asked this
+        controller, its home, to (a binding here with such a bicast), or its
+        home is another domain's controller (no binding here, and the
+        identity's realm is not a domain this controller serves)."""
+        if binding is not None:
+            bicast = self.bicasts.get(binding.home)
+            return bicast is not None and bicast.expires is not None
+        realm = home_domain(sa.identity)
+        return realm is not None and self.graph.topology.domain not in (None, realm)
 
     def answer_gate(self, identity: str) -> str | None:
         """The tag an answer about ``identity``'s handover waits for, if any.

@@ -622,3 +622,21 @@ def test_the_nar_drops_the_target_leg_of_a_bicast_until_the_mn_arrives(rig_b):
     outcome = correspondent_datagram(rig_b, 9)
     assert [int.from_bytes(p["payload"], "big") for name, p in outcome.delivered
             if name == "mn1"] == [9]
+
+
+def test_the_home_domain_bicasts_to_the_address_the_mn_names_in_the_other_domain(rig_a):
+    """mn1 is abroad (its port at home is down) and moves within domain-b:
+    the leg goes to its address there, which only it can name."""
+    _, update = bound_abroad_from_home(rig_a)
+    poa = rig_a.topology.poas["ap-a1-1"]
+    rig_a.hosts["mn1"].switch, rig_a.hosts["mn1"].port = "nowhere", 0
+    rig_a.run(rig_a.core.port_status(rig_a.graph.dpid(poa.switch), poa.port, True, rig_a.now))
+    with pytest.raises(protocol.ProtocolError):
+        update(bicast=True)                       # not here, and named nowhere
+    with pytest.raises(protocol.ProtocolError):
+        update(bicast=True, bicast_to="10.1.2.9")   # one of ours, where it is not seen
+    ack = update(bicast=True, bicast_to="10.2.1.77")
+    assert ack["bicast_to"] == "10.2.1.77"
+    assert legs(rig_a.ping("cn1", HOME)) == [("border", NCOA), ("border", "10.2.1.77")]
+    # No switch of domain-a restores the home address for a leg abroad.
+    assert {s for s in rig_a.net.switches if held(rig_a, s, Feature.BINDING)} == {"cn-ar"}
