@@ -61,16 +61,22 @@ class Rewrite:
     # restored, since what the correspondents sent there before the move is
     # on its way (see :meth:`moving_from`).
     restoring: tuple[str, ...] = ()
+    # A standby binding abroad (copy-and-forward, mpa_mn.standby): what the
+    # MN sends is rewritten only when it leaves by this interface, the
+    # prepared one, which takes the default route once the active one is
+    # lost; until then the home domain's PoA rewrites for the active one.
+    interface: str | None = None
 
     @classmethod
     def of(cls, home_address: str, care_of: str, correspondents,
-           restoring=()) -> "Rewrite":
+           restoring=(), interface: str | None = None) -> "Rewrite":
         """The correspondents each once, in address order (a set's elements
         given twice are an error to nft)."""
         return cls(home_address, care_of, tuple(sorted(
             {str(ipaddress.IPv4Address(c)) for c in correspondents},
             key=ipaddress.IPv4Address)), tuple(str(ipaddress.IPv4Address(r))
-                                               for r in restoring if r != care_of))
+                                               for r in restoring if r != care_of),
+            interface)
 
     @classmethod
     def moving_from(cls, held: dict | None, home_address: str, care_of: str,
@@ -87,7 +93,8 @@ class Rewrite:
     def record(self) -> dict:
         return {"home_address": self.home_address, "care_of": self.care_of,
                 "correspondents": list(self.correspondents),
-                **({"restoring": list(self.restoring)} if self.restoring else {})}
+                **({"restoring": list(self.restoring)} if self.restoring else {}),
+                **({"interface": self.interface} if self.interface else {})}
 
 
 def ruleset(rewrite: Rewrite) -> str:
@@ -99,7 +106,8 @@ def ruleset(rewrite: Rewrite) -> str:
     arriving = (care_of if not rewrite.restoring
                 else "{ " + ", ".join((care_of, *rewrite.restoring)) + " }")
     restore = [f"\t\tip saddr {cns} ip daddr {arriving} ip daddr set {home}\n"]
-    leave = [f"\t\tip saddr {home} ip daddr {cns} ip saddr set {care_of}\n"]
+    out = f'oifname "{rewrite.interface}" ' if rewrite.interface else ""
+    leave = [f"\t\t{out}ip saddr {home} ip daddr {cns} ip saddr set {care_of}\n"]
     if not rewrite.correspondents:
         restore = leave = []
     return (f"table {FAMILY} {TABLE} {{\n"

@@ -61,9 +61,9 @@ from typing import Callable
 from mpa_mn import link, vxlan_end
 from mpa_mn.link import Carrier, LinkError
 from mpa_mn.mobile_node import MnError, MobileNode, Reserved, without_network
-from mpa_mn.protocol import ProtocolError
+from mpa_mn.protocol import VXLAN, ProtocolError
 from mpa_mn.vif import Ip, VifError, ipv4_addresses, vif_name
-from mpa_protocol.messages import BUFFER, HANDOVER_MODES, SWITCHED_BACK
+from mpa_protocol.messages import BICAST, BUFFER, HANDOVER_MODES, SWITCHED_BACK
 
 LOG = logging.getLogger("mpa_mn.handover")
 
@@ -246,11 +246,27 @@ class Handover(HostRun):
         bicasting) the nCoA's traffic, so nothing else may follow it before
         the MN is ready to go."""
         mode = ready["mode"]
+        if mode == BICAST and self._steered_at_home(ready):
+            # The home domain keeps the binding: it sends the other leg, to
+            # where the MN is, and must before the nAR drops the target leg
+            # (a duplicate meanwhile rather than a loss).
+            steered = self._timed(ready["timings_ms"], "bicast", self.node.bind,
+                                  ready["binding"]["bound_at"], ready["home_address"],
+                                  ready["address"], bicast_to=self.node.address)
+            ready["bicast"] = {"at": steered["network"], "to": steered["bicast_to"]}
         if mode != NO_PRE_SWITCH:
             pre = self._timed(ready["timings_ms"], "pre_switch", self.node.switch,
                               ready["network"], "pre-switch", buffer_old,
                               mode=None if mode == BUFFER else mode)
             ready["pre_switch"] = without_network(pre)
+
+    @staticmethod
+    def _steered_at_home(ready: dict) -> bool:
+        """Whether the home domain, not the nAR, sends a bicast's other leg:
+        the tunnel ends at the MN (the nAR's controller does not see it), or
+        the binding is kept by a network other than the target's."""
+        return (ready["tunnel"].get("encapsulation") == VXLAN
+                or ready["binding"].get("bound_at", ready["network"]) != ready["network"])
 
     def run(self, network: str, home: str, emit: Callable[[dict], None],
             buffer_old: bool = False, interface: str | None = None, mac: str | None = None,

@@ -78,17 +78,28 @@ class HomeBinding:
     # -- the rewriting for a binding abroad ---------------------------------------
 
     def _rewrite_for(self, network: str, bound: dict, abroad: list[str] | None,
-                     installed: Rewrite | None = None) -> dict:
+                     installed: Rewrite | None = None, interface: str | None = None) -> dict:
         """The MN's rewriting after a believed binding-ack (``bound``, a
         :meth:`bind` result; ``abroad``: its correspondents when it says
         ``rewrite_at_mn``): installed for them, the table replaced whole; gone
         when the binding is removed or kept without it.  A standby changes
-        nothing until it moves the binding.  ``installed``: the rewriting put
-        in place before the binding moved (:meth:`_rewrite_first`), not
+        nothing until it moves the binding, but one abroad is installed now
+        for what arrives at its care-of and what leaves by its ``interface``
+        (nothing does until the active one is lost), so that nothing is left
+        to do between the loss and the traffic.  ``installed``: the rewriting
+        put in place before the binding moved (:meth:`_rewrite_first`), not
         installed again when the binding is for the same correspondents.
         What it did, for the result."""
         if bound.get("standby") and bound["lifetime"]:
-            return {}
+            if abroad is None:
+                return {}
+            rewrite = Rewrite.of(bound["home_address"], bound["care_of"], abroad,
+                                 interface=interface)
+            self._install_rewrite(network, rewrite, f"the standby binding of "
+                                  f"{rewrite.home_address} to {rewrite.care_of} stands, but the "
+                                  "MN's rewriting for its correspondents is not installed")
+            return {"rewrite_at_mn": True, "correspondents": list(rewrite.correspondents),
+                    "rewrite_installed": self.rewrites.enabled}
         if abroad is None or not bound["lifetime"]:
             return {"rewrite_removed": True} if self.drop_rewrite() else {}
         # Put in place before the move: the care-of it moved from is restored still.
@@ -247,6 +258,27 @@ class HomeBinding:
                                     again.answer) from None
         return {**bound, "network": network, "bound_at": at}
 
+    def bind_standby(self, network: str, home: str, care_of: str, interface: str) -> dict:
+        """A standby binding of ``home`` to ``care_of`` (copy-and-forward, the
+        MN's prepared ``interface`` in ``network``): at the home domain when
+        ``network`` is of another one, which keeps the binding and copies at
+        the active interface's PoA; else, or when one controller serving both
+        refuses it there, at ``network``'s AR.  The result names the network
+        that keeps it (``bound_at``): the loss is signalled there."""
+        if self.binds_at_home(network):
+            at = self.home_network()
+            try:
+                bound = self.bind(at, home, care_of, standby=True, interface=interface)
+                self.counters["binding_standby_at_home"] += 1
+                return {**bound, "network": network, "bound_at": at}
+            except ProtocolError as exc:
+                if exc.code != "binding-refused" or at == network:
+                    raise
+                self.counters["binding_home_refused"] += 1
+                LOG.info("%s refused the standby %s (%s); binding it at %s", at, care_of,
+                         exc.message, network)
+        return {**self.bind(network, home, care_of, standby=True), "bound_at": network}
+
     def _bind_at(self, at: str, home: str, care_of: str, lifetime: int | None) -> dict:
         """:meth:`bind` at ``at``; once more under a new MPA-SA if the one held
         is gone or held (the MN has left ``at``)."""
@@ -279,7 +311,4 @@ def abroad(answer: dict) -> list[str] | None:
     if "correspondents" not in answer:
         raise ProtocolError("malformed", "the binding-ack says rewrite_at_mn and lists no "
                             "correspondents", answer)
-    if answer.get("standby"):
-        raise ProtocolError("malformed", "the binding-ack says rewrite_at_mn of a standby",
-                            answer)
     return list(answer["correspondents"])

@@ -399,7 +399,8 @@ class MobileNode(HomeBinding):
         return isinstance(self.channel, InbandChannel)
 
     def bind(self, network: str, home: str, care_of: str, lifetime: int | None = None,
-             standby: bool = False) -> dict:
+             standby: bool = False, *, interface: str | None = None,
+             bicast_to: str | None = None) -> dict:
         """``home`` bound to ``care_of`` at ``network``'s AR (§6.3 step 3), sent in-band
         from ``care_of``: for an nCoA that is through the tunnel.  ``standby``
         (§7.6.2): bound only once the link of the current care-of is lost, the
@@ -414,6 +415,8 @@ class MobileNode(HomeBinding):
         Without the rewriting in place nothing is sent again: the
         correspondents' traffic would reach the care-of unrestored."""
         via = None if standby and not self.sends_inband else self.inband(care_of)
+        if bicast_to is not None:
+            return self._bicast_at(network, via, home, care_of, bicast_to)
         answer, correspondents = self._binding_update(network, via, home, care_of, lifetime,
                                                       standby)
         installed = None
@@ -426,7 +429,25 @@ class MobileNode(HomeBinding):
             self.counters["binding_moved_after_rewriting"] += 1
         result = {"network": network, "home_address": home, "care_of": care_of,
                   "lifetime": answer["lifetime"], **_given(standby=answer.get("standby"))}
-        return {**result, **self._rewrite_for(network, result, correspondents, installed)}
+        return {**result, **self._rewrite_for(network, result, correspondents, installed,
+                                              interface)}
+
+    def _bicast_at(self, network: str, via, home: str, care_of: str, leg: str) -> dict:
+        """Bicasting steered by the home domain (``network``, which keeps the
+        binding of ``home`` to ``care_of``): each packet also to ``leg``, the
+        MN's address where it is, until it leaves it.  The binding and the
+        MN's rewriting stay as they are."""
+        answer = self._request(network, "binding-update", "binding-ack", via=via,
+                               echo={"home_address": home, "care_of": care_of},
+                               home_address=home, care_of=care_of, bicast=True,
+                               bicast_to=leg)
+        if answer.get("bicast_to") != leg:
+            self.counters["binding_ack_refused_unexpected"] += 1
+            raise ProtocolError("unexpected", f"the binding-ack does not bicast to {leg} as "
+                                "asked", answer)
+        self.counters["bicast_steered"] += 1
+        return {"network": network, "home_address": home, "care_of": care_of,
+                "lifetime": answer["lifetime"], "bicast_to": leg}
 
     def _binding_update(self, network: str, via, home: str, care_of: str,
                         lifetime: int | None, standby: bool = False,

@@ -37,7 +37,7 @@ import logging
 import socket
 from typing import Callable
 
-from mpa_mn import link
+from mpa_mn import link, vxlan_end
 from mpa_mn.handover import Attachment, HostRun, interface_mac
 from mpa_mn.link import Carrier, LinkError
 from mpa_mn.mobile_node import MnError, MobileNode, Reserved, without_network
@@ -141,6 +141,17 @@ class Standby(HostRun):
         super().__init__(node, ip, **host)
         self.sniff_socket = sniff_socket
 
+    def _source_route(self, plan: Attachment) -> list[str]:
+        """``ip -batch`` lines: what leaves from the nCoA goes by IF2's router
+        (a rule into IF2's own table), whatever the default route is; the rule
+        is made once, however often the MN stands by."""
+        number = vxlan_end.table(plan.interface)
+        rules = self.ip.json("rule", "show", "table", str(number)) or []
+        return ([f"route replace default via {plan.router} dev {plan.interface} "
+                 f"table {number}"]
+                + [" ".join(argv) for argv in vxlan_end.rule_commands(rules, number,
+                                                                       plan.address)])
+
     def _source(self, plan: Attachment) -> str | None:
         """Where the MN's messages to the network go from: in-band, the nCoA on
         IF2 (IF1's address is no use once IF1 is lost); else the MN's channel."""
@@ -186,13 +197,20 @@ class Standby(HostRun):
             # the digests must cover what IF1 receives meanwhile.
             delivered = None if carrier is None else opened.enter_context(
                 contextlib.closing(Delivered(old_interface, home, self.sniff_socket)))
-            binding = self._timed(timings, "bind", node.bind, network, home, plan.address,
-                                  standby=True)
+            if node.sends_inband and node.binds_at_home(network):
+                # Bound at the home domain from the nCoA, in-band: out of IF2
+                # by its router, not out of IF1 with an address from elsewhere.
+                self._timed(timings, "source_route", self.ip.batch,
+                            self._source_route(plan))
+            binding = self._timed(timings, "bind", node.bind_standby, network, home,
+                                  plan.address, interface)
             ready = {"network": network, "sa": sa.sa, "mac": mac, "interface": interface,
                      "old_interface": old_interface, "home_address": home,
                      **{k: config[k] for k in ("address", "prefix_len", "router",
                                                "gateway_mac")},
-                     "binding": {k: binding[k] for k in ("care_of", "lifetime", "standby")},
+                     "binding": {k: binding[k] for k in (
+                         "care_of", "lifetime", "standby", "bound_at", "rewrite_at_mn",
+                         "correspondents", "rewrite_installed") if k in binding},
                      "gratuitous_arp": announced,
                      **({} if announced else {"gratuitous_arp_error": announcement.error}),
                      "timings_ms": timings}
@@ -207,7 +225,7 @@ class Standby(HostRun):
             # never reused: a run that times out leaves a gap, as any
             # unanswered message does, and the AR's replay window allows gaps.
             lost = opened.enter_context(
-                node.switch_ahead(network, "link-lost", source=self._source(plan)))
+                node.switch_ahead(binding["bound_at"], "link-lost", source=self._source(plan)))
             before = carrier.read()
             ready["ready_at"] = self.wall_ns()
             emit({"event": "ready", **ready})

@@ -52,8 +52,11 @@ TUNNEL_KEYS = {*VXLAN_FIELDS, "address", "lifetime", "at"}
 ENTRY_KEYS = {"sa", "candidate", "established_at", "configured_at"}
 # The rewriting installed: the binding's addresses, its correspondents, and
 # the network whose MPA-SA bound them (the home domain's); optionally the
-# care-of it moved from, still restored ("restoring", at most MAX_RESTORING).
+# care-of it moved from, still restored ("restoring", at most MAX_RESTORING);
+# and for a standby abroad, the interface whose leaving traffic is rewritten
+# ("interface", a Linux interface name).
 REWRITE_KEYS = {"home_address", "care_of", "correspondents", "network"}
+MAX_IFNAME = 15
 MAX_RESTORING = 1
 
 
@@ -116,7 +119,10 @@ def _tunnel_ok(raw) -> bool:
 
 def _rewrite_ok(raw) -> bool:
     restoring = raw.get("restoring", []) if isinstance(raw, dict) else None
-    return (isinstance(raw, dict) and set(raw) - {"restoring"} == REWRITE_KEYS
+    interface = raw.get("interface", "lo") if isinstance(raw, dict) else None
+    return (isinstance(raw, dict) and set(raw) - {"restoring", "interface"} == REWRITE_KEYS
+            and isinstance(interface, str) and 0 < len(interface) <= MAX_IFNAME
+            and interface.isprintable() and not any(c in interface for c in ' /"')
             and isinstance(restoring, list) and len(restoring) <= MAX_RESTORING
             and all(messages.ipv4_ok(r) for r in restoring)
             and messages.ipv4_ok(raw["home_address"]) and messages.ipv4_ok(raw["care_of"])

@@ -357,9 +357,14 @@ class MpaService:
                 self.mobility.tunnel_release(sa, lease)
                 return self.answer(sa, msg, "tunnel-released", [origin], wall)
             if msg.type == "binding-update":
+                # A standby care-of may be held by the MN's other interface,
+                # under its SA with the care-of's network.
+                held = self.ca.lease_at(msg["care_of"]) if msg.get("standby") else None
+                if held is not None and held.identity != sa.identity:
+                    held = None
                 fields = self.mobility.binding_update(
                     sa, self.homes.get(sa.identity), msg, origin.source if in_band else None,
-                    lease, wall)
+                    lease, wall, held)
                 return self.answer(sa, msg, "binding-ack", [origin], wall, **fields)
             fields = self.mobility.handover(sa, lease, msg["phase"], bool(msg.get("buffer_old")),
                                             now, msg.get("mode", "buffer"), msg.get("delivered"))

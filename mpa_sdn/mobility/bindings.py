@@ -158,14 +158,7 @@ class EdgeRewrite:
                 add(cn.poa.switch, of.flow_add(Table.INGRESS, PRIO_BINDING_IN, entry,
                                                of.apply(*both), tag))
                 if leg.poa is not None:   # abroad, the MN restores the home address
-                    mn = Host(leg.address, binding.mac, leg.poa)
-                    add(leg.poa.switch, of.flow_add(
-                        Table.ROUTE, PRIO_BINDING,
-                        of.match(eth_type=ether.ETH_TYPE_IP, ipv4_src=cn.address,
-                                 ipv4_dst=leg.address),
-                        of.apply(of.set_field(ipv4_dst=binding.home),
-                                 *last_hop_actions(mn, self.graph.network(leg.poa.network))),
-                        tag))
+                    add(leg.poa.switch, self._leg_restore(binding, cn, leg))
             else:
                 add(cn.poa.switch, of.flow_add(
                     Table.INGRESS, PRIO_BINDING_IN, entry,
@@ -202,6 +195,16 @@ class EdgeRewrite:
                 add(nar, of.flow_add(Table.ROUTE, PRIO_BINDING, downlink,
                                      of.apply(*tunnels.into(self.graph, tunnel, [to_home])), tag))
         return by_switch
+
+    def _leg_restore(self, binding: Binding, cn: Host, leg: Leg):
+        """At a bicast leg's PoA: the home address restored for the MN there."""
+        mn = Host(leg.address, binding.mac, leg.poa)
+        return of.flow_add(
+            Table.ROUTE, PRIO_BINDING,
+            of.match(eth_type=ether.ETH_TYPE_IP, ipv4_src=cn.address, ipv4_dst=leg.address),
+            of.apply(of.set_field(ipv4_dst=binding.home),
+                     *last_hop_actions(mn, self.graph.network(leg.poa.network))),
+            binding.cookie)
 
     def steers(self, mod) -> bool:
         # The edges' rewrites pick the address a packet travels to (or
@@ -260,9 +263,11 @@ class BindingUpdates:
     on its state)."""
 
     def binding_update(self, sa, home_address: str | None, msg, source: str | None, lease,
-                       wall: float) -> dict:
+                       wall: float, held=None) -> dict:
         """``home_address``: the identity's, from the topology; ``source``: the
-        in-band sender's address (None over REST)."""
+        in-band sender's address (None over REST); ``held``: for a standby,
+        the lease of the care-of if the same identity holds it (its other
+        interface, under its SA with the care-of's network)."""
         home, care_of = msg["home_address"], msg["care_of"]
         if home_address is None or home != home_address:
             self.counters["binding_refused_home"] += 1
@@ -270,8 +275,7 @@ class BindingUpdates:
         if source is not None and source != care_of:
             self.counters["binding_refused_source"] += 1
             raise Refused("binding-refused", "a binding update comes from its care-of address")
-        host = self.hosts.get(care_of)
-        attached = host is not None and host.mac == sa.mn_mac and host.poa.network == sa.network
+        attached, held = self._attached(sa, care_of, held if msg.get("standby") else None)
         tunnelled = (lease is not None and lease.address == care_of
                      and self.tunnels.get(care_of) is not None
                      and self.tunnels[care_of].identity == sa.identity)
@@ -291,7 +295,7 @@ class BindingUpdates:
         if msg.get("standby"):
             if msg.get("bicast"):
                 raise Refused("wrong-state", "a standby binding is not bicast")
-            return self._standby(sa, home, care_of, attached, life, wall, foreign, abroad)
+            return self._standby(sa, home, care_of, attached, life, wall, foreign, abroad, held)
         if msg.get("bicast"):
             return self._steer_bicast(sa, home, care_of, at_mn, life, wall, abroad,
                                       msg.get("bicast_to"))
@@ -313,6 +317,21 @@ class BindingUpdates:
                    "through the tunnel" if tunnelled and not attached else "attached")
         return {"home_address": home, "care_of": care_of,
                 "lifetime": max(0, int(binding.expires - wall)), **abroad}
+
+    def _attached(self, sa, care_of: str, held) -> tuple[bool, object]:
+        """Whether the MN is attached at ``care_of``: with ``sa``'s MAC in its
+        network, or (``held``, a standby's lease of the same identity) as its
+        other interface, bound as a standby under its SA with its home
+        domain, which keeps the binding (mpa_mn.standby); and ``held`` if
+        that is how."""
+        host = self.hosts.get(care_of)
+        if host is None:
+            return False, None
+        if host.mac == sa.mn_mac and host.poa.network == sa.network:
+            return True, None
+        if held is not None and (host.mac, host.poa.network) == (held.mac, held.network):
+            return True, held
+        return False, None
 
     def _await_rewriting(self, binding: Binding, abroad: dict, wall: float) -> dict:
         """Make before break, with the MN as one of the switches: the
@@ -381,9 +400,10 @@ class BindingUpdates:
         return {"rewrite_at_mn": True, "correspondents": correspondents}
 
     def _standby(self, sa, home: str, care_of: str, attached: bool, life: int,
-                 wall: float, foreign=None, abroad: dict | None = None) -> dict:
+                 wall: float, foreign=None, abroad: dict | None = None, held=None) -> dict:
         """A standby binding update (§7.6.2): ``care_of`` is the MN's
-        prepared second interface, attached in ``sa.network``, or (``foreign``)
+        prepared second interface, attached in ``sa.network`` (or, ``held``,
+        in the network of its own SA, the MN binding at home), or (``foreign``)
         in another domain's network, where the home domain cannot see it and
         trusts its own authenticated MN as for any binding abroad; ``home``
         stays where it is, and its PoA copies what it delivers.  Abroad the
@@ -409,10 +429,13 @@ class BindingUpdates:
         handover = self.handovers.get(sa.identity)
         if handover is not None and handover.phase in ACTIVE:
             raise Refused("wrong-state", "a handover is in progress")
-        network = foreign.id if foreign else sa.network
-        # A MAC abroad is none of ours to know: the standby care-of's host
-        # is never learned here, and the buffer delivers by route, not by MAC.
-        standby = Standby(home, care_of, network, sa.identity, sa.mn_mac,
+        # ``held``: the care-of is the MN's other interface in one of our
+        # networks, under its SA there.  Abroad, a MAC is none of ours to
+        # know: the care-of's host is never learned here, and the buffer
+        # delivers by route, not by MAC.
+        network = foreign.id if foreign else held.network if held else sa.network
+        mac = held.mac if held else sa.mn_mac
+        standby = Standby(home, care_of, network, sa.identity, mac,
                           min(wall + life, sa.expires, current.expires))
         if self.standbys.get(home) != standby:
             LOG.info("identity=%s mac=%s network=%s standby %s -> %s%s; copying at poa=%s",

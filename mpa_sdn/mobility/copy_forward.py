@@ -205,10 +205,12 @@ class CopyAndForward:
         """The MN says, through its standby interface, that its active one
         is gone, and which frames that one received last."""
         self.counters["handover_link_lost_said"] += 1
-        if current is None or current.mode != COPY or not self._said_by(sa, current.network):
+        # Under any of the MN's SAs here: the one with the standby's network,
+        # or the one it bound the standby under at its home domain (another
+        # domain's network has no SA here).
+        if current is None or current.mode != COPY:
             standby = self._first(self.standbys, self._standbys_of.get(sa.identity),
-                                  lambda s: self._said_by(sa, s.network)
-                                  and s.home in self.bindings)
+                                  lambda s: s.home in self.bindings)
             if standby is None:
                 raise Refused("wrong-state", f"no standby interface in {sa.network}")
             current = self._link_lost(standby, "signal", now)
@@ -217,15 +219,6 @@ class CopyAndForward:
             if current.phase == FLUSHING:
                 current.next_flush = now
         return self._state(current)
-
-    def _said_by(self, sa, network: str) -> bool:
-        """Whether the loss of a standby in ``network`` is the word of an MN
-        under ``sa``: the SA with that network; or, for a standby care-of in
-        another domain (which has no SA here), the MN's SA with a network of
-        ours, its home domain's, under which it bound it."""
-        if network == sa.network:
-            return True
-        return not self.graph.topology.serves(self.graph.network(network))
 
     def _link_lost(self, standby: Standby, how: str, now: float,
                    old_poa: PoA | None = None) -> Handover:

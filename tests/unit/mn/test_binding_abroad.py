@@ -418,7 +418,6 @@ def test_a_rewriting_that_cannot_be_removed_on_arrival_is_reported_and_kept_know
 @pytest.mark.parametrize("fields,says", [
     ({"rewrite_at_mn": True}, "lists no correspondents"),
     ({"correspondents": [CN]}, "without rewrite_at_mn"),
-    ({"rewrite_at_mn": True, "correspondents": [CN], "standby": True}, "of a standby"),
     ({"pending": True}, "pending without rewrite_at_mn"),
 ])
 def test_a_binding_ack_that_says_half_of_rewrite_at_mn_is_malformed(fields, says):
@@ -758,3 +757,89 @@ def test_follow_prepares_a_network_of_another_domain_binding_at_home_and_forgets
     follower.run("net-a1", count=2)
     assert seen == {1: (True, {TABLE: ruleset(rewrite())}, NCOA), 2: (True, {}, NCOA)}
     assert mn.state.rewrite is None
+
+
+# -- bicasting steered by the home domain -----------------------------------------------------
+
+@pytest.mark.parametrize("channel", ["rest", "inband"])
+def test_a_bicast_handover_abroad_has_the_home_domain_send_the_other_leg_first(domains,
+                                                                                channel):
+    mn = domains.node(channel)
+    ready = Handover(mn, mn.vifs.ip).prepare("net-b1", HOME, mode="bicast")
+    # Asked at home before the pre-switch: to mn1 where it is, its oCoA.
+    assert ready["bicast"] == {"at": "net-a1", "to": OCOA}
+    assert list(ready["timings_ms"]).index("bicast") < list(ready["timings_ms"]).index(
+        "pre_switch")
+    [bicast] = domains.a.core.mobility.bicasts.values()
+    assert (bicast.home, bicast.address, bicast.poa.id) == (HOME, OCOA, "ap-a1-1")
+    # net-b1's AR drops the target leg until mn1 arrives.
+    handover = domains.rigs["domain-b"].core.mobility.handovers[IDENTITY]
+    assert (handover.mode, handover.phase) == ("bicast", "pre-switching")
+    # Both ways now: to mn1 at ap-a1-1, and across the border to the nCoA.
+    outcome = domains.a.ping("cn1", HOME)
+    assert [p["ipv4_dst"] for p in outcome.to("mn1") if p.get("icmp_type") == 8] == [HOME]
+    assert [p["ipv4_dst"] for _, peer, p in outcome.hops
+            if peer == "@domain-b" and p.get("icmp_type") == 8] == [NCOA]
+    assert mn.counters["bicast_steered"] == 1
+    # The MN's rewriting is the binding's, untouched by the bicast.
+    assert mn.rewrites.nft._run.tables == {TABLE: ruleset(rewrite())}
+
+
+# -- copy-and-forward with the second interface abroad -------------------------------------------
+
+IF2_MAC = "02:00:00:00:02:02"
+
+
+def standing_by_abroad(domains, channel):
+    """mn1 bound at home to its oCoA, its second interface (eth1) ready in
+    net-b1 with domain-b's nCoA, and the standby bound at home."""
+    mn = domains.node(channel)
+    mn.bind_care_of("net-a1", HOME, OCOA)
+    mn.preauthenticate("net-b1", mac=IF2_MAC)
+    assert mn.configure("net-b1", vif=False)["address"] == NCOA
+    domains.rigs["domain-b"].add_host("mn1b", IF2_MAC, NCOA, "ap-b1-1")
+    domains.rigs["domain-b"].arp_request("mn1b", NCOA)
+    return mn, mn.bind_standby("net-b1", HOME, NCOA, "eth1")
+
+
+@pytest.mark.parametrize("channel", ["rest", "inband"])
+def test_a_standby_abroad_is_bound_at_home_with_the_rewriting_for_its_interface(domains,
+                                                                               channel):
+    mn, bound = standing_by_abroad(domains, channel)
+    assert (bound["bound_at"], bound["standby"], bound["rewrite_at_mn"],
+            bound["correspondents"]) == ("net-a1", True, True, [CN])
+    standby = domains.a.core.mobility.standbys[HOME]
+    assert (standby.care_of, standby.network) == (NCOA, "net-b1")
+    assert bindings(domains) == {"domain-a": OCOA, "domain-b": None}
+    # Installed now: what arrives at the nCoA is restored, and what leaves by
+    # eth1 (nothing, until eth0 is lost) is rewritten; eth0's leaves as it is.
+    table = mn.rewrites.nft._run.tables[TABLE]
+    assert f'oifname "eth1" ip saddr {HOME} ip daddr {{ {CN} }} ip saddr set {NCOA}' in table
+    assert f"ip saddr {{ {CN} }} ip daddr {NCOA} ip daddr set {HOME}" in table
+    assert mn.state.rewrite["interface"] == "eth1"
+    assert mn.counters["binding_standby_at_home"] == 1
+
+
+@pytest.mark.parametrize("channel", ["rest", "inband"])
+def test_the_loss_said_at_home_moves_the_binding_abroad(domains, channel):
+    mn, _ = standing_by_abroad(domains, channel)
+    answer = mn.switch("net-a1", "link-lost", source=NCOA if channel == "inband" else None)
+    assert answer["phase"] in ("switching", "flushing")
+    assert bindings(domains)["domain-a"] == NCOA
+    [handover] = domains.a.core.mobility.handovers.values()
+    assert (handover.mode, handover.network) == ("copy-and-forward", "net-b1")
+
+
+def test_a_state_file_keeps_the_standbys_rewriting_interface(tmp_path):
+    path = tmp_path / "state.json"
+    store = StateFile(str(path))
+    state = store.load()
+    state.rewrite = {"home_address": HOME, "care_of": NCOA, "correspondents": [CN],
+                     "network": "net-a1", "interface": "eth1"}
+    store.save(state)
+    assert StateFile(str(path)).load().rewrite["interface"] == "eth1"
+    raw = json.loads(path.read_text())
+    raw["rewrite"]["interface"] = "eth 1/x"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(StateError):
+        StateFile(str(path)).load()

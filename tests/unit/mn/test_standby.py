@@ -241,7 +241,8 @@ def test_standby_makes_eth1_ready_and_binds_the_home_address_to_it_in_standby(wo
     assert events == [{"event": "ready", **ready}]
     assert (ready["address"], ready["interface"], ready["old_interface"], ready["mac"]) == \
         (NCOA, "eth1", "eth0", IF2_MAC)
-    assert ready["binding"] == {"care_of": NCOA, "lifetime": 3600, "standby": True}
+    assert ready["binding"] == {"care_of": NCOA, "lifetime": 3600, "standby": True,
+                                "bound_at": "net-a1"}
     assert ready["gratuitous_arp"] is True and "ready_at" in ready
     assert set(ready["timings_ms"]) == {"preauth", "configure", "ip", "gratuitous_arp", "bind"}
     # The MPA-SA names eth1's MAC, not the MN's active interface's.
@@ -306,7 +307,7 @@ def test_no_state_is_saved_between_the_loss_and_link_lost(world, tmp_path):
     save = run.node.store.save
 
     def counted(state):
-        entry = state.entries.get("net-b1")
+        entry = state.entries.get("net-a1")   # link-lost goes where the standby is bound
         saved.append((downlink.changes, entry and entry.sa.next_seq))
         save(state)
     run.node.store.save = counted
