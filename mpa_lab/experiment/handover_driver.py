@@ -405,8 +405,9 @@ class HandoverDriver:
                 "--old-interface", old, "--home", self.home_address(mn), "--wait-loss"]
 
         def standby_shown() -> bool:
-            return self._state_holds(mn, lambda state: bool((state or {}).get("standby")),
-                                     self.domain_of(result.to_network))
+            # Kept, and the copy-and-forward handover too, by the MN's home
+            # domain, wherever the second interface is (docs/inter-domain.md).
+            return self._state_holds(mn, lambda state: bool((state or {}).get("standby")))
 
         def ready(process, lines, result):
             if _poll(standby_shown, time.monotonic() + self.ready_timeout_s) is None:
@@ -415,7 +416,8 @@ class HandoverDriver:
             time.sleep(before_s)
             result.loss_wall_ns = self.lab.cut_link(mn)
             self._finish(process, lines, result, self.finish_timeout_s, expect_success=True)
-            result.settled_ms = self._settle(result, mn, time.monotonic(), "copy_wait_s")
+            result.settled_ms = self._settle(result, mn, time.monotonic(), "copy_wait_s",
+                                             self.home_domain(mn))
         return self._run(result, args, ready)
 
     # -- steps --------------------------------------------------------------
@@ -546,12 +548,12 @@ class HandoverDriver:
         return next((s for s in states() if s.get("identity") == identity), None)
 
     def _settle(self, result: HandoverResult, mn: str, since: float,
-                bound: str) -> float | None:
-        """ms from ``since`` until the controller of the target network
-        reports no handover in progress for ``mn``; None, and an error in
-        ``result``, if it still does after its ``mpa.<bound>`` and
+                bound: str, domain: str | None = None) -> float | None:
+        """ms from ``since`` until the controller of the target network (or
+        ``domain``'s) reports no handover in progress for ``mn``; None, and an
+        error in ``result``, if it still does after its ``mpa.<bound>`` and
         ``settle_margin_s``."""
-        domain = self.domain_of(result.to_network)
+        domain = domain or self.domain_of(result.to_network)
         ms = self._wait(since, getattr(self.lab.topology.mpa, bound), lambda: self._state_holds(
             mn, lambda state: state is None or state.get("handover") is None, domain))
         if ms is None:

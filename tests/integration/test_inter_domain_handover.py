@@ -17,6 +17,7 @@ import ipaddress
 import json
 import os
 import signal
+import time
 
 import pytest
 
@@ -214,6 +215,68 @@ def test_back_home_loses_nothing(bound, lab, controllers, home, tmp_path, log_di
     # Attached at home, domain-a's switches rewrite for mn1: its own table went.
     assert REWRITE_TABLE not in nft_tables(lab.host(MN)), "the MN's table left from abroad"
     # Both ways: cn1's echo to the home address and mn1's answer from it.
+    assert ping(lab.host(CN), home).ok
+
+
+def bicast_handover(driver, poa: str, home: str, port: int, tmp_path, log_dir) -> tuple:
+    """mn1's bicast handover to ``poa`` under cn1's stream: its result and
+    the stream's analysis (the handover's window, and what came after)."""
+    lab = driver.lab
+    with streamed(lab, home, port, tmp_path / "arrivals.log") as stream:
+        first_arrivals(stream)
+        result = driver.handover(MN, poa, mode="bicast")
+        more_arrivals(stream)
+        stopped = time.time_ns()
+    record(log_dir, f"bicast-to-{poa}", result)
+    assert result.ok, (result.errors, result.stderr[-800:])
+    assert stream.sent["errors"] == {}, stream.sent
+    after = {"label": "after", "start_ns": result.ended_wall_ns, "end_ns": stopped}
+    report = stream.analysis([result.window(), after])
+    during, tail = report["windows"]
+    # Bicasting holds nothing back: what goes to the old PoA while the link
+    # switches is lost (RFC 6252 §7.6.1), one run of it; nothing else is,
+    # and the stream follows mn1.
+    assert report["loss_runs"] <= 1 and tail["lost"] == 0 < tail["received"], report
+    assert lab.location[MN].id == poa
+    return result, report
+
+
+def test_a_bicast_to_domain_b_is_steered_by_the_home_domain(
+        bound, lab, controllers, home, tmp_path, log_dir):
+    """The home domain (domain-a) sends the second leg to mn1 at ap-a1-1
+    while domain-b's nAR drops the target leg; the leg ends as mn1 leaves."""
+    domain_a, domain_b = controllers["domain-a"], controllers["domain-b"]
+    before = domain_a.counters().get("bicast_steered", 0)
+    here = lab.address(MN)
+    result, report = bicast_handover(bound["domain-b"], ABROAD_POA, home, 5305, tmp_path,
+                                     log_dir)
+    assert result.ready["bicast"] == {"at": "net-a1", "to": here}, result.ready
+    assert domain_a.counters()["bicast_steered"] == before + 1
+    handover = last_handover(domain_b)
+    assert (handover["mode"], handover["phase"], handover["switched_back"]) == (
+        "bicast", "completed", False), handover
+    assert handover["buffer"]["buffered"] == 0, handover
+    wait_for(lambda: summary(domain_a)["binding"]["care_of"] == result.address, 10,
+             "the binding at home on mn1's address in net-b1")
+    assert ping(lab.host(CN), home).ok
+
+
+def test_a_bicast_back_home_sends_the_leg_abroad_until_mn1_arrives(
+        bound, lab, controllers, home, tmp_path, log_dir):
+    """Home is the nAR now: it sends the second leg across the border to mn1's
+    address in net-b1 (mn1 names it), and drops the target leg at ar-a1."""
+    domain_a = controllers["domain-a"]
+    assert lab.location[MN].id == ABROAD_POA, "the test before left mn1 in net-b1"
+    abroad = lab.address(MN)
+    result, report = bicast_handover(bound["domain-a"], HOME_POA, home, 5306, tmp_path,
+                                     log_dir)
+    assert result.ready["bicast"] == {"at": "net-a1", "to": abroad}, result.ready
+    handover = last_handover(domain_a)
+    assert (handover["mode"], handover["phase"]) == ("bicast", "completed"), handover
+    # The leg ends bicast_period_s after the arrival; then one way again.
+    wait_for(lambda: domain_a.counters().get("bicast_ended", 0) >= 2,
+             lab.topology.mpa.bicast_period_s + 10, "the leg abroad to end")
+    assert REWRITE_TABLE not in nft_tables(lab.host(MN)), "the MN's table left from abroad"
     assert ping(lab.host(CN), home).ok
 
 

@@ -98,11 +98,12 @@ def running_domain_lab(controllers, topology, **options):
         lab.stop()
 
 
-def domain_lab_fixtures():
+def domain_lab_fixtures(fresh: str | None = None):
     """Module fixtures ``topology_file`` (inter_domain.yaml on PORTS),
     ``topology``, ``controllers`` (running_domain_controllers) and ``lab``
     (running_domain_lab with management links, for mpa-mn's REST requests).
-    Assign all four to module names."""
+    Assign all four to module names.  ``fresh``: the controllers' state files
+    and logs in that directory of the logs, not those of earlier modules."""
     import pytest
 
     @pytest.fixture(scope="module", name="topology_file")
@@ -116,7 +117,11 @@ def domain_lab_fixtures():
 
     @pytest.fixture(scope="module", name="controllers")
     def controllers(prerequisites, log_dir, topology_file):
-        with running_domain_controllers(log_dir, topology_file) as controllers:
+        where = log_dir
+        if fresh is not None:
+            where = log_dir / fresh
+            where.mkdir(exist_ok=True)
+        with running_domain_controllers(where, topology_file) as controllers:
             yield controllers
 
     @pytest.fixture(scope="module", name="lab")

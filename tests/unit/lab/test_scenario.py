@@ -252,26 +252,28 @@ def test_one_controller_is_the_default():
     assert (scenario.controllers, scenario.per_domain) == ("one", False)
 
 
-@pytest.mark.parametrize("modes, path", [("[mpa, mpa_bicast]", "modes[1]"),
+def test_every_mode_crosses_domains_with_one_controller_per_domain(tmp_path):
+    scenario = load_scenario(write(tmp_path, per_domain(
+        modes="modes: [mpa_buffer, mpa_copy_forward, mpa_bicast]",
+        mobile_nodes="mobile_nodes: {mn1: {targets: [ap-a2-1, ap-b1-1, ap-a1-1]}}")))
+    assert scenario.modes == (MPA_BUFFER, MPA_COPY_FORWARD, MPA_BICAST)
+    assert ("mn1", "ap-a1-1", "ap-b1-1") in scenario.moves(MPA_COPY_FORWARD)
+    assert ("mn1", "ap-b1-1", "ap-a1-1") in scenario.moves(MPA_BICAST)
+
+
+@pytest.mark.parametrize("modes, path", [("[mpa, mpa_copy_forward]", "modes[1]"),
                                          ("{mpa_copy_forward: null}", "modes.mpa_copy_forward")])
-def test_a_mode_not_built_across_domains_is_refused_with_one_controller_per_domain(
-        tmp_path, modes, path):
+def test_copy_and_forward_from_outside_the_home_domain_is_refused_per_domain(tmp_path, modes,
+                                                                            path):
+    topology = inter_domain_topology(tmp_path, ("attach: ap-a1-1", "attach: ap-b1-2"))
     lines = errors_of(tmp_path, per_domain(
-        modes=f"modes: {modes}",
-        mobile_nodes="mobile_nodes: {mn1: {targets: [ap-a2-1, ap-b1-1, ap-a1-1]}}"))
-    mode = path.rsplit(".", 1)[-1] if "." in path else "mpa_bicast"
-    assert any(line.startswith(f"{path}: ") and f"{mode} is not built yet across domains: "
-               "docs/inter-domain.md" in line for line in lines), lines
-    assert len(lines) == 1, lines
-
-
-def test_the_refusal_names_the_first_handover_that_crosses(tmp_path):
-    lines = errors_of(tmp_path, per_domain(
-        modes="modes: [mpa_bicast]",
-        mobile_nodes="mobile_nodes: {mn1: {targets: [ap-a2-1, ap-b1-1, ap-a1-1]}}"))
-    assert lines == ["modes[0]: handover 2 of mpa_bicast would move mn1 from ap-a2-1 "
-                     "(domain-a) to ap-b1-1 (domain-b) with one controller per domain: "
-                     "mpa_bicast is not built yet across domains: docs/inter-domain.md"]
+        topology=f"topology: {topology}", modes=f"modes: {modes}",
+        mobile_nodes="mobile_nodes: {mn1: {targets: [ap-a1-1, ap-b1-1], "
+                     "standby: {poas: [ap-a1-1]}}}"))
+    assert lines == [f"{path}: handover 1 of mpa_copy_forward starts mn1 at ap-b1-2 (domain-b): "
+                     "with one controller per domain, copy-and-forward copies at the active "
+                     "interface's PoA, which must be in mn1's home domain (domain-a), the one "
+                     "that keeps its binding: docs/inter-domain.md"]
 
 
 def test_modes_not_built_across_domains_run_within_one(tmp_path):
