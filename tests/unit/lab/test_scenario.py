@@ -235,11 +235,14 @@ def test_the_inter_domain_scenario_runs_one_controller_per_domain():
     assert (scenario.name, scenario.controllers, scenario.per_domain) == (
         "inter-domain", "per-domain", True)
     assert scenario.topology_path == INTER_DOMAIN_TOPOLOGY
-    assert scenario.modes == (REACTIVE, MPA, MPA_BUFFER)
+    assert scenario.modes == (REACTIVE, MPA, MPA_BUFFER, MPA_COPY_FORWARD, MPA_BICAST)
     assert scenario.traffic.rate_pps == 100
     assert scenario.to_dict()["controllers"] == "per-domain"
-    # Intra-domain, then inter-domain there and back, in every mode.
-    for mode in scenario.modes:
+    # Copy-and-forward: from home, to a second interface within the domain, then abroad.
+    assert scenario.moves(MPA_COPY_FORWARD) == [("mn1", "ap-a1-1", "ap-a2-1"),
+                                                ("mn1", "ap-a1-1", "ap-b1-1")]
+    # Intra-domain, then inter-domain there and back, in every other mode.
+    for mode in (m for m in scenario.modes if m != MPA_COPY_FORWARD):
         moves = scenario.moves(mode)
         assert moves[:3] == [("mn1", "ap-a1-1", "ap-a2-1"), ("mn1", "ap-a2-1", "ap-b1-1"),
                              ("mn1", "ap-b1-1", "ap-a1-1")]
