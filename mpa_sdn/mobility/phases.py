@@ -254,7 +254,13 @@ class Phases:
         handover.phase, handover.arrival, handover.arrived_at = SWITCHING, how, now
         handover.flush_to = poa
         bicast = self.bicasts.get(handover.home) if handover.mode == BICAST else None
-        if bicast is not None:
+        if bicast is not None and bicast.poa is None:
+            # A leg to the MN in another domain, here where it has arrived:
+            # nothing can reach it there any more, and the other domain would
+            # only try to resolve an address that has left.
+            del self.bicasts[handover.home]
+            self.counters["bicast_ended"] += 1
+        elif bicast is not None:
             self.bicasts[handover.home] = replace(
                 bicast, until=now + self.settings.bicast_period_s)
         self.counters[f"handover_arrival_{how}"] += 1

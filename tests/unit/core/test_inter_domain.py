@@ -391,36 +391,78 @@ def from_domain_b(rig: Rig, payload: bytes, source: str = NCOA):
     return out
 
 
+class ReturningMn:
+    """mn1 in domain-b preparing its move home to net-a1: its SA with net-a1
+    made across the border, the nCoA, and domain-a's VXLAN tunnel to it."""
+
+    def __init__(self, rig: Rig):
+        self.rig = rig
+        settle_dad(rig)
+        # mn1 left for domain-b: its port at ap-a1-1 went down.
+        rig.run(rig.core.port_status(rig.graph.dpid("ar-a1"), 3, True, rig.now))
+        run = protocol.PreAuthentication(IDENTITY, PSK_A, "net-a1", MN_MAC,
+                                         entropy=counter_entropy(b"mn"))
+        [challenge] = from_domain_b(rig, run.init())
+        [success] = from_domain_b(rig, run.response(challenge["payload"]))
+        self.state = run.finish(success["payload"], "domain-a")
+        self.ncoa = self.ask("config-request", "config")["address"]
+        assert self.ask("tunnel-request", "tunnel", outer=NCOA)["encapsulation"] == "vxlan"
+
+    def ask(self, kind, expected, source=NCOA, **fields):
+        data, seq = protocol.request(self.state, kind, **fields)
+        [answer] = from_domain_b(self.rig, data, source)
+        return protocol.check_answer(self.state, answer["payload"], seq, expected)
+
+    def through_the_tunnel(self, kind, expected, **fields) -> dict:
+        """In-band from the nCoA, up domain-a's own VXLAN tunnel (key 16)."""
+        data, seq = protocol.request(self.state, kind, **fields)
+        pkt = udp_packet(MN_MAC, self.rig.graph.network("net-a1").gateway_mac, self.ncoa,
+                         A1_GATEWAY, 40001, PORT, data)
+        pkt.update(tunnel_id=16, tun_ipv4_src=NCOA)
+        outcome = self.rig.inject("ar-a1", 100, pkt)
+        assert outcome.punted_at == [("ar-a1", 100, Table.ROUTE)]
+        [answer] = [p for sw, port, p in outcome.frames if port == 100]
+        return protocol.check_answer(self.state, answer["payload"], seq, expected)
+
+
 def test_a_binding_home_through_a_tunnel_to_the_mn_abroad_has_the_mn_rewrite(rig_a):
-    settle_dad(rig_a)
-    # mn1 left for domain-b: its port at ap-a1-1 went down.
-    rig_a.run(rig_a.core.port_status(rig_a.graph.dpid("ar-a1"), 3, True, rig_a.now))
-    run = protocol.PreAuthentication(IDENTITY, PSK_A, "net-a1", MN_MAC,
-                                     entropy=counter_entropy(b"mn"))
-    [challenge] = from_domain_b(rig_a, run.init())
-    [success] = from_domain_b(rig_a, run.response(challenge["payload"]))
-    state = run.finish(success["payload"], "domain-a")
-
-    def ask(kind, expected, source=NCOA, **fields):
-        data, seq = protocol.request(state, kind, **fields)
-        [answer] = from_domain_b(rig_a, data, source)
-        return protocol.check_answer(state, answer["payload"], seq, expected)
-
-    ncoa = ask("config-request", "config")["address"]
-    assert ask("tunnel-request", "tunnel", outer=NCOA)["encapsulation"] == "vxlan"
+    mn = ReturningMn(rig_a)
     # The binding update from the new nCoA goes up domain-a's own VXLAN tunnel.
-    data, seq = protocol.request(state, "binding-update", home_address=HOME, care_of=ncoa)
-    pkt = udp_packet(MN_MAC, rig_a.graph.network("net-a1").gateway_mac, ncoa, A1_GATEWAY,
-                     40001, PORT, data)
-    pkt.update(tunnel_id=16, tun_ipv4_src=NCOA)
-    outcome = rig_a.inject("ar-a1", 100, pkt)
-    assert outcome.punted_at == [("ar-a1", 100, Table.ROUTE)]
-    answers = [p for sw, port, p in outcome.frames if port == 100]
-    [answer] = answers
-    ack = protocol.check_answer(state, answer["payload"], seq, "binding-ack")
-    assert (ack["care_of"], ack["rewrite_at_mn"], ack["correspondents"]) == (ncoa, True,
+    ack = mn.through_the_tunnel("binding-update", "binding-ack", home_address=HOME,
+                                care_of=mn.ncoa)
+    assert (ack["care_of"], ack["rewrite_at_mn"], ack["correspondents"]) == (mn.ncoa, True,
                                                                             [CN_IP])
-    assert ncoa == A1_POOL_FIRST
+    assert mn.ncoa == A1_POOL_FIRST
+
+
+def test_home_as_the_nar_bicasts_abroad_until_the_mn_arrives_and_not_after(rig_a):
+    mn = ReturningMn(rig_a)
+    for rewriting in (None, True):
+        mn.through_the_tunnel("binding-update", "binding-ack", home_address=HOME,
+                              care_of=mn.ncoa, **({"rewriting": True} if rewriting else {}))
+    ack = mn.through_the_tunnel("binding-update", "binding-ack", home_address=HOME,
+                                care_of=mn.ncoa, bicast=True, bicast_to=NCOA)
+    assert ack["bicast_to"] == NCOA
+    data, seq = protocol.request(mn.state, "handover", phase="pre-switch", mode="bicast")
+    answers = from_domain_b(rig_a, data)
+    if not answers:   # nothing punted yet to prove the punt works: SETTLE_S
+        rig_a.now += 0.05
+        answers = [p for sw, peer, p in rig_a.run(rig_a.core.tick(rig_a.now)).hops
+                   if peer == foreign_switch("domain-b")]
+    [answer] = answers
+    assert protocol.check_answer(mn.state, answer["payload"], seq,
+                                 "handover-state")["phase"] == "pre-switching"
+    # The leg abroad leaves by the border; ar-a1 drops the target leg.
+    outcome = rig_a.ping("cn1", HOME)
+    assert legs(outcome) == [("border", NCOA)]
+    # mn1 arrives at ap-a1-1 with its nCoA: the leg abroad ends at once.
+    rig_a.move("mn1", "ap-a1-1", ip=mn.ncoa)
+    rig_a.arp_request("mn1", mn.ncoa)
+    assert rig_a.core.mobility.bicasts == {}
+    rig_a.now += 1
+    rig_a.run(rig_a.core.tick(rig_a.now))
+    outcome = rig_a.ping("cn1", HOME)
+    assert legs(outcome) == [("mn1", HOME)]
 
 
 def test_a_pending_binding_the_mn_never_confirms_goes_with_its_way_back(rig_a):
