@@ -298,18 +298,24 @@ def correspondent_datagram(rig: Rig, seq: int):
                                           5001, seq.to_bytes(4, "big")))
 
 
+def answered_pre_switch(rig: Rig, state, seq: int, answers: list, other: str) -> dict:
+    """The pre-switch's answer, leaving by the border towards ``other``: at
+    once, or (nothing punted yet to prove the punt works) SETTLE_S later."""
+    if not answers:
+        rig.now += 0.05
+        answers = [p for sw, peer, p in rig.run(rig.core.tick(rig.now)).hops
+                   if peer == foreign_switch(other)]
+    [answer] = answers
+    return protocol.check_answer(state, answer["payload"], seq, "handover-state")
+
+
 def pre_switched_abroad(rig: Rig) -> ForeignMn:
     mn = ForeignMn(rig)
     assert mn.ask("config-request", "config")["address"] == NCOA
     mn.ask("tunnel-request", "tunnel", outer=OCOA)
     data, seq = protocol.request(mn.state, "handover", phase="pre-switch")
-    outcome, answers = from_domain_a(rig, data)
-    if not answers:   # nothing punted yet to prove the punt works: SETTLE_S
-        rig.now += 0.05
-        answers = [p for sw, peer, p in rig.run(rig.core.tick(rig.now)).hops
-                   if peer == foreign_switch("domain-a")]
-    [answer] = answers
-    state = protocol.check_answer(mn.state, answer["payload"], seq, "handover-state")
+    _, answers = from_domain_a(rig, data)
+    state = answered_pre_switch(rig, mn.state, seq, answers, "domain-a")
     assert state["phase"] == "pre-switching"
     return mn
 
@@ -444,14 +450,8 @@ def test_home_as_the_nar_bicasts_abroad_until_the_mn_arrives_and_not_after(rig_a
                                 care_of=mn.ncoa, bicast=True, bicast_to=NCOA)
     assert ack["bicast_to"] == NCOA
     data, seq = protocol.request(mn.state, "handover", phase="pre-switch", mode="bicast")
-    answers = from_domain_b(rig_a, data)
-    if not answers:   # nothing punted yet to prove the punt works: SETTLE_S
-        rig_a.now += 0.05
-        answers = [p for sw, peer, p in rig_a.run(rig_a.core.tick(rig_a.now)).hops
-                   if peer == foreign_switch("domain-b")]
-    [answer] = answers
-    assert protocol.check_answer(mn.state, answer["payload"], seq,
-                                 "handover-state")["phase"] == "pre-switching"
+    state = answered_pre_switch(rig_a, mn.state, seq, from_domain_b(rig_a, data), "domain-b")
+    assert state["phase"] == "pre-switching"
     # The leg abroad leaves by the border; ar-a1 drops the target leg.
     outcome = rig_a.ping("cn1", HOME)
     assert legs(outcome) == [("border", NCOA)]
@@ -644,13 +644,8 @@ def test_the_nar_drops_the_target_leg_of_a_bicast_until_the_mn_arrives(rig_b):
     mn.ask("tunnel-request", "tunnel", outer=OCOA)
     data, seq = protocol.request(mn.state, "handover", phase="pre-switch", mode="bicast")
     _, answers = from_domain_a(rig_b, data)
-    if not answers:
-        rig_b.now += 0.05
-        answers = [p for sw, peer, p in rig_b.run(rig_b.core.tick(rig_b.now)).hops
-                   if peer == foreign_switch("domain-a")]
-    [answer] = answers
-    assert protocol.check_answer(mn.state, answer["payload"], seq,
-                                 "handover-state")["phase"] == "pre-switching"
+    state = answered_pre_switch(rig_b, mn.state, seq, answers, "domain-a")
+    assert state["phase"] == "pre-switching"
     # The home domain sends the other leg to mn1 where it is: none of this
     # goes into the tunnel, none is punted.
     for seq in range(3):
