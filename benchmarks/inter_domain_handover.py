@@ -13,7 +13,7 @@ the lab's link move), p50 / p99 / max.  ``mpa-lab run``'s own code runs it
 (mpa_lab/experiment/runner.py).  As root:
 
     .venv/bin/python benchmarks/inter_domain_handover.py [--rate 1000] [--cycles 20]
-        [--mode mpa_buffer] [--out results/bench/inter-domain-handover.json]
+        [--mode mpa_buffer] [--interval 0.5] [--out results/bench/inter-domain-handover.json]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ SCENARIO = os.path.join(ROOT, "topologies", "scenarios", "inter_domain.yaml")
 DIRECTIONS = (("net-a1", "net-a2"), ("net-a2", "net-b1"), ("net-b1", "net-a1"))
 
 
-def run(mode: str, rate: int, cycles: int) -> dict:
+def run(mode: str, rate: int, cycles: int, interval_s: float = 0.5) -> dict:
     from mininet.log import setLogLevel
 
     from mpa_lab.experiment.progress import Progress
@@ -43,7 +43,7 @@ def run(mode: str, rate: int, cycles: int) -> dict:
     count = cycles * len(DIRECTIONS)
     scenario = dataclasses.replace(
         base, traffic=dataclasses.replace(base.traffic, rate_pps=rate), modes=(mode,),
-        handovers={mode: count}, interval_s=0.5)
+        handovers={mode: count}, interval_s=interval_s)
     with tempfile.TemporaryDirectory(prefix="mpa-bench-") as work:
         # One controller per domain: each on its domain's ports from the topology.
         return Experiment(scenario, work, ofp_port=6653, rest_port=8080,
@@ -72,16 +72,19 @@ def main() -> int:
     p.add_argument("--mode", default="mpa_buffer")
     p.add_argument("--rate", type=int, default=1000)
     p.add_argument("--cycles", type=int, default=20)
+    p.add_argument("--interval", type=float, default=0.5,
+                   help="seconds of stream between two handovers (default 0.5)")
     p.add_argument("--out", default="results/bench/inter-domain-handover.json")
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("inter_domain_handover.py needs root (Mininet)")
     unwind_on_sigterm()
-    results = run(args.mode, args.rate, args.cycles)
+    results = run(args.mode, args.rate, args.cycles, args.interval)
     rows = results["modes"][args.mode]["handovers"]
     for row in rows:
         row.pop("timeline", None)
     summary = {"mode": args.mode, "rate_pps": args.rate, "cycles": args.cycles,
+               "interval_s": args.interval,
                "complete": results["complete"], "directions": by_direction(rows)}
     write(args.out, stamped({"summary": summary, "handovers": rows}))
     print("| handovers | crosses domains | n (failed) | lost | duplicated | reordered | "

@@ -33,16 +33,18 @@ def need_root(name: str) -> None:
     unwind_on_sigterm()
 
 
-def run_mode(mode: str, count: int, rate: int, args, **mn_changes) -> dict:
-    """``count`` handovers of ``mode`` at ``rate`` packets/s; the run's
-    results (results.json's object).  ``mn_changes`` change mn1's plan."""
+def run_mode(mode: str, count: int, rate: int, args, scenario_path: str = DEMO,
+             **mn_changes) -> dict:
+    """``count`` handovers of ``mode`` at ``rate`` packets/s in the scenario
+    at ``scenario_path`` (the demo's by default); the run's results
+    (results.json's object).  ``mn_changes`` change mn1's plan."""
     from mininet.log import setLogLevel
 
     from mpa_lab.experiment.runner import Experiment
     from mpa_lab.experiment.progress import Progress
 
     setLogLevel("error")
-    demo = load_scenario(DEMO)
+    demo = load_scenario(scenario_path)
     mn1 = dataclasses.replace(demo.mobile_node("mn1"), **mn_changes)
     scenario = dataclasses.replace(
         demo, traffic=dataclasses.replace(demo.traffic, rate_pps=rate), modes=(mode,),
