@@ -49,11 +49,16 @@ def controller_record(history: list[dict], result) -> dict:
     between the same PoAs that was not switched back; {} if it has none
     (no MPA signalling, or the handover failed before it began).  A record
     with no ``from_poa`` is the target's controller's of an MN that came
-    from another domain, whose PoAs it does not know: its ``to_poa`` says."""
+    from another domain, whose PoAs it does not know: its ``to_poa`` says;
+    one with no ``to_poa`` is the home domain's of a copy-and-forward to a
+    second interface in another domain: its ``network`` says."""
     for index, handover in enumerate(history):
-        if (not handover.get("switched_back")
-                and handover.get("from_poa") in (None, result.from_poa)
-                and handover.get("to_poa") == result.to_poa):
+        if handover.get("switched_back"):
+            continue
+        to = handover.get("to_poa")
+        if handover.get("from_poa") in (None, result.from_poa) and (
+                to == result.to_poa or (to is None and handover.get("from_poa") is not None
+                                        and handover.get("network") == result.to_network)):
             return history.pop(index)
     return {}
 

@@ -34,6 +34,7 @@ from mpa_lab.experiment import results as res
 from mpa_lab.experiment.progress import Progress
 from mpa_lab.experiment.scenario import (MPA, MPA_BICAST, MPA_BUFFER, MPA_COPY_FORWARD,
                                          REACTIVE, Scenario)
+from mpa_sdn.domain_view import home_domain
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SUBDIRS = ("logs", "state", "plots")    # the run's own: emptied when it starts
@@ -244,9 +245,14 @@ class Experiment:
             if result.index not in analysed:
                 continue
             window, arrivals = analysed[result.index]
-            # The target network's controller ran the handover and keeps its record.
-            keeper = (self.scenario.topology.networks[result.to_network].domain
-                      if self.scenario.per_domain else None)
+            # The target network's controller ran the handover and keeps its
+            # record; a copy-and-forward's, the MN's home domain (the one that
+            # keeps its binding and its standby, docs/inter-domain.md).
+            keeper = None
+            if self.scenario.per_domain:
+                keeper = (home_domain(self.scenario.topology.mobile_nodes[result.mn].identity)
+                          if result.kind == "copy-and-forward" else
+                          self.scenario.topology.networks[result.to_network].domain)
             record = res.controller_record(history.get(keeper, []), result)
             points = res.timeline(arrivals, window, res.event_ns(result))
             row = res.handover_row(len(mode["handovers"]) + 1, session.repetition,

@@ -424,3 +424,15 @@ def test_with_one_controller_the_topology_s_domains_still_say_which_handovers_cr
                             progress=Progress(1, out=io.StringIO()))
     r = result(networks=("net-a2", "net-b1"))
     assert experiment._domains(r) == ("domain-a", "domain-b")
+
+
+def test_a_copy_and_forward_abroad_is_matched_by_its_network_at_the_home_domain():
+    """The home domain keeps a copy-and-forward to a second interface in the
+    other domain: it knows the PoA the MN left, not the one it reached."""
+    history = [{"id": 1, "from_poa": "ap-a1-1", "to_poa": None, "network": "net-a2"},
+               {"id": 2, "from_poa": "ap-a1-1", "to_poa": None, "network": "net-b1",
+                "signal_to_flows_ms": 4.0}]
+    r = result()
+    r.to_network, r.to_poa = "net-b1", "ap-b1-1"
+    assert res.controller_record(history, r)["id"] == 2
+    assert [h["id"] for h in history] == [1]
