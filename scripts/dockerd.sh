@@ -10,7 +10,9 @@
 # The daemon never touches the host's firewall or forwarding: no iptables
 # rules, no ip_forward. Containers therefore have no NAT to the outside;
 # builds use the host's network (`build --network host`), and published
-# ports go through docker-proxy, which needs neither.
+# ports go through docker-proxy, which needs neither. No default bridge
+# (docker0) either, which would outlive the daemon on the host: compose
+# makes a network per project, and takes it down with the project.
 set -euo pipefail
 exec </dev/null
 
@@ -47,7 +49,7 @@ start)
             fd=${fd##*/}
             [ "$fd" -gt 2 ] && exec {fd}>&-
         done
-        exec setsid dockerd --iptables=false --ip-forward=false >>"$LOG" 2>&1
+        exec setsid dockerd --iptables=false --ip-forward=false --bridge=none >>"$LOG" 2>&1
     ) &
     echo $! >"$PIDFILE"
     deadline=$((SECONDS + START_TIMEOUT_S))

@@ -367,6 +367,20 @@ def test_no_service_uses_the_host_network_or_privileged(services):
     assert not services["controller"].get("cap_add"), "the controller needs no privileges"
 
 
+def test_limits_are_ones_root_may_set_without_cap_sys_resource(services):
+    # Podman's defaults (nofile 1048576, nproc 4194304) fail there ("error
+    # setting rlimits"); the controller needs its bounds' descriptors. The
+    # ceilings are our machines': root's hard nofile 20000, conmon's nproc 32768.
+    from apps import descriptors
+    args = _controller_arguments(services["controller"]["command"])
+    needed = descriptors.needed(_controller_settings(args))
+    for name, service in services.items():
+        limits = service.get("ulimits", {})
+        assert set(limits) == {"nofile", "nproc"}, name
+        assert needed <= limits["nofile"] <= 20000, f"{name}: nofile {limits['nofile']}"
+        assert limits["nproc"] <= 32768, f"{name}: nproc {limits['nproc']}"
+
+
 def test_lab_services_have_their_own_network_namespace_and_what_mininet_needs(services):
     for name in LAB_SERVICES:
         service = services[name]
