@@ -37,10 +37,11 @@ fi
 export EXTRA_CA_CERTS=${EXTRA_CA_CERTS:-}
 export SOURCE_COMMIT=$(git describe --always --dirty 2>/dev/null || echo unknown)
 mkdir -p results
-"${compose[@]}" build demo
+# podman-compose knows a service of a profile only with that profile.
+"${compose[@]}" --profile demo build demo
 begun=$SECONDS
 status=0
-"${compose[@]}" run --rm -T demo || status=$?
+"${compose[@]}" --profile demo run --rm -T demo || status=$?
 echo "container-demo: $ENGINE: make demo in a container exited $status after $((SECONDS - begun)) s;" \
      "results in results/demo and results/demo-inter-domain"
 exit $status

@@ -289,9 +289,8 @@ def test_the_build_passes_the_commit_and_extra_certificates(services):
     build = services["controller"]["build"]
     # Containers may have no NAT (dockerd --iptables=false): the build uses the host's network.
     assert build.get("network") == "host"
-    arguments = {keyword: args for keyword, args in _dockerfile() if keyword == "ARG"}
     declared = {a.split("=")[0] for k, a in _dockerfile() if k == "ARG"}
-    assert set(build["args"]) == {"EXTRA_CA_CERTS", "SOURCE_COMMIT"} <= declared, arguments
+    assert set(build["args"]) == {"EXTRA_CA_CERTS", "SOURCE_COMMIT"} <= declared, declared
     built = _compose({"SOURCE_COMMIT": "abc1234", "EXTRA_CA_CERTS": "PEM"})
     assert built["services"]["controller"]["build"]["args"] == \
         {"SOURCE_COMMIT": "abc1234", "EXTRA_CA_CERTS": "PEM"}
@@ -528,7 +527,8 @@ def test_dockerfile_starts_from_debian_bookworm():
     assert re.fullmatch(r"debian:bookworm(-[0-9]{8})?(@sha256:[0-9a-f]{64})?", base), arguments
     stages = _stages()
     for k, (name, base, _) in enumerate(stages[1:], start=1):
-        assert base in [n for n, _, _ in stages[:k]], f"stage {name} from {base}, not an earlier stage"
+        assert base in [n for n, _, _ in stages[:k]], \
+            f"stage {name} from {base}, not an earlier stage"
 
 
 def test_dependencies_are_a_layer_of_their_own_before_the_sources():
@@ -565,7 +565,8 @@ def test_the_commit_is_a_build_argument_given_last():
     arg = instructions.index(("ARG", "SOURCE_COMMIT=unknown"))
     assert not any(k in ("RUN", "COPY") for k, _ in instructions[arg:]), \
         "a new commit would rebuild the layers after it"
-    assert any(k == "ENV" and "MPA_SOURCE_COMMIT=$SOURCE_COMMIT" in a for k, a in instructions[arg:])
+    assert any(k == "ENV" and "MPA_SOURCE_COMMIT=$SOURCE_COMMIT" in a
+               for k, a in instructions[arg:])
 
 
 def test_extra_certificates_are_trusted_before_anything_is_fetched():
