@@ -44,8 +44,8 @@ FROM dependencies AS runtime
 ENV MPA_VENV=runtime
 COPY . .
 RUN bash scripts/install-venv.sh \
- && groupadd --system --gid 10001 mpa-sdn \
- && useradd --system --uid 10001 --gid mpa-sdn --no-create-home --home-dir /var/lib/mpa-sdn \
+ && groupadd --gid 10001 mpa-sdn \
+ && useradd --uid 10001 --gid mpa-sdn --no-create-home --home-dir /var/lib/mpa-sdn \
         --shell /usr/sbin/nologin mpa-sdn \
  && chown mpa-sdn:mpa-sdn topologies/credentials/*.yaml \
  && chmod 600 topologies/credentials/*.yaml \
