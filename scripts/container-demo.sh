@@ -27,8 +27,14 @@ if [ "$ENGINE" = docker ] && ! bash scripts/dockerd.sh status; then
     bash scripts/dockerd.sh start
     started=1
 fi
-stop_daemon() { [ $started = 0 ] || bash scripts/dockerd.sh stop; }
-trap stop_daemon EXIT
+# A compose project of its own: its network and volumes go at the end, and a
+# controller this checkout runs with `up` is left alone.
+export COMPOSE_PROJECT_NAME=mpa-sdn-demo-$$
+finish() {
+    "${compose[@]}" --profile demo down -v >/dev/null 2>&1 || true
+    [ $started = 0 ] || bash scripts/dockerd.sh stop
+}
+trap finish EXIT
 bash scripts/base-image.sh "$ENGINE"
 
 if [ -z "${EXTRA_CA_CERTS:-}" ] && compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
