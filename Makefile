@@ -10,7 +10,8 @@ TOPOLOGY ?= topologies/two_domains.yaml
 SCENARIO ?= topologies/scenarios/demo.yaml
 INTER_DOMAIN_SCENARIO ?= topologies/scenarios/inter_domain.yaml
 
-.PHONY: all setup system venv demo tour test unit integration check-config clean distclean
+.PHONY: all setup system venv demo tour test unit integration check-config clean distclean \
+	new-token engines engines-stop docker-check docker-demo podman-demo
 
 all: test
 
@@ -44,6 +45,41 @@ unit: venv
 
 integration: setup
 	$(PY) -m pytest tests -m integration
+
+# A REST API token for docker-compose.yml's controller, printed once:
+# make new-token NAME=WHO [ROLE=admin|operator|reader]. In the image
+# (docker-compose run --rm new-token NAME=WHO) the file goes to the
+# controller's user, MPA_TOKENS_OWNER, which alone may read it.
+TOKENS ?= secrets/api-tokens.yaml
+ROLE ?= admin
+new-token: venv
+	@if [ -z "$(NAME)" ]; then echo "usage: make new-token NAME=WHO [ROLE=admin|operator|reader]" >&2; exit 2; fi
+	@mkdir -p $(dir $(TOKENS))
+	@$(VENV)/bin/mpa-ctl new-token --file $(TOKENS) --role $(ROLE) --name $(NAME)
+	@if [ -n "$$MPA_TOKENS_OWNER" ]; then chown "$$MPA_TOKENS_OWNER" $(TOKENS); fi
+
+# Containers (README's "With Docker or Podman", docs/docker.md). engines:
+# Debian's docker.io, docker-compose and podman, podman-compose in .engine/,
+# the Docker daemon started (engines-stop stops it), debian:bookworm in both.
+engines:
+	@bash scripts/install-engine.sh
+	@bash scripts/dockerd.sh start
+	@bash scripts/base-image.sh docker
+	@bash scripts/base-image.sh podman
+
+engines-stop:
+	@bash scripts/dockerd.sh stop
+
+# CI's check on a real Docker engine: build, compose up, health, API, down.
+docker-check:
+	@bash scripts/docker-check.sh
+
+# The full demo in a container, on each engine: results in results/.
+docker-demo:
+	@bash scripts/container-demo.sh docker
+
+podman-demo:
+	@bash scripts/container-demo.sh podman
 
 check-config: venv
 	$(VENV)/bin/mpa-controller --check-config $(TOPOLOGY)

@@ -16,11 +16,19 @@ python_packages=(python3-venv python3-dev)
 # another domain restores its home address itself (docs/inter-domain.md).
 lab_packages=(openvswitch-switch mininet iputils-ping iputils-arping ethtool iproute2 procps psmisc
               busybox isc-dhcp-client iperf3 nftables)
+# --engine: the container engines docker-compose.yml is checked on instead
+# (scripts/install-engine.sh): Debian's Docker and Compose 1.29, Podman with
+# catatonit (its `init: true`), debootstrap (the base image when no registry
+# answers), curl (make docker-check's requests). No recommends: no service
+# units are wanted, scripts/dockerd.sh starts the daemon.
+engine_packages=(docker.io docker-compose podman catatonit debootstrap python3-venv
+                 ca-certificates curl)
 mode=${1:-all}
 case "$mode" in
     all|--no-start) packages=("${python_packages[@]}" "${lab_packages[@]}") ;;
     --python) packages=("${python_packages[@]}") ;;
-    *) echo "usage: install-system.sh [--python|--no-start]" >&2; exit 2 ;;
+    --engine) packages=("${engine_packages[@]}") ;;
+    *) echo "usage: install-system.sh [--python|--no-start|--engine]" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -71,7 +71,12 @@ def source_commit() -> dict:
                                   timeout=10).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        # An image has no .git: its build names the commit (Dockerfile's
+        # SOURCE_COMMIT, as `git describe --always --dirty` gives it).
+        built = os.environ.get("MPA_SOURCE_COMMIT") or "unknown"
+        return {"commit": built.removesuffix("-dirty"), "dirty": built.endswith("-dirty")}
     return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 

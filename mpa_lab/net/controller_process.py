@@ -88,7 +88,7 @@ class ControllerProcess:
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.label} exited with {self.process.returncode}"
-                                   + (f"; see {self.log_path}" if self.log_path else ""))
+                                   + self._last_words())
             try:
                 self.get("/mpa/v1/switches")   # a RuntimeError: it answers, but wrongly
                 return
@@ -96,6 +96,20 @@ class ControllerProcess:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{self.label} did not answer on REST") from None
                 time.sleep(0.1)
+
+    def _last_words(self) -> str:
+        """Why it stopped, as its log's last line says (e.g. that it cannot
+        listen on a port another process holds), and where the rest is."""
+        if not self.log_path:
+            return ""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(0, os.SEEK_END)
+                log.seek(max(0, log.tell() - 4096))
+                lines = log.read().decode(errors="replace").strip().splitlines()
+        except OSError:
+            lines = []
+        return (f": {lines[-1].strip()}" if lines else "") + f"; see {self.log_path}"
 
     def _make_tokens(self) -> str:
         if self._token_dir is None:

@@ -1,10 +1,11 @@
 """docker-compose.yml, the Dockerfile and .dockerignore, checked without a container engine.
 
-No machine of ours runs one, so what ``docker compose`` and ``docker build`` would
-refuse, or run wrongly, is checked here: the compose file against the Compose
+A real engine runs them in ``make docker-check`` (CI) and ``make docker-demo`` /
+``make podman-demo``; what ``docker compose`` and ``docker build`` would refuse, or
+run wrongly, is also checked here in a second: the compose file against the Compose
 Specification's JSON schema, and what the schema cannot know (commands, ports,
-mounts, credentials) against the Makefile, setup.cfg and the controller's own
-argument parser.
+mounts, capabilities, credentials, layers) against the Makefile, setup.cfg, the
+scripts and the controller's own argument parser.
 
 tests/data/compose-spec.json is the Compose Specification schema exactly as the
 PyPI package docker-compose 1.29.2 ships it (compose/config/compose_spec.json),
@@ -73,9 +74,19 @@ def _recipe(target: str) -> list[str]:
 
 
 def _command_problem(command) -> str | None:
-    """Why a container command is not one CI or a developer runs natively, or None."""
+    """Why a container command is not one CI or a developer runs natively, or None.
+
+    A script of ours in front (an entry point) must exist, be executable and end
+    by running what follows it."""
     if not (isinstance(command, list) and command and all(isinstance(c, str) for c in command)):
         return f"{command!r} is not a list of strings (exec form)"
+    if command[0].startswith("scripts/"):
+        script = ROOT / command[0]
+        if not (script.is_file() and script.stat().st_mode & 0o111):
+            return f"{command[0]} is not an executable script of the repository"
+        if 'exec "$@"' not in script.read_text():
+            return f"{command[0]} does not run the command it is given"
+        return _command_problem(command[1:]) if len(command) > 1 else None
     if command[0] == "make":
         if len(command) != 2 or command[1] not in _make_targets():
             return f"{command!r} is not `make TARGET` with a Makefile target"
@@ -86,8 +97,34 @@ def _command_problem(command) -> str | None:
     return None
 
 
-def _compose() -> dict:
+# ${NAME}, ${NAME:-default}, ${NAME-default}: Compose's interpolation.
+VARIABLE = re.compile(r"\$\{(\w+)(?:(:?-)([^}]*))?\}")
+
+
+def _interpolate(value, environment: dict[str, str]):
+    """``value`` with its variables replaced as Compose replaces them."""
+    if isinstance(value, dict):
+        return {k: _interpolate(v, environment) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, environment) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def one(match):
+        name, operator, default = match.groups()
+        if name not in environment or (operator == ":-" and environment[name] == ""):
+            return default or "" if operator else ""
+        return environment[name]
+    return VARIABLE.sub(one, value)
+
+
+def _raw_compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def _compose(environment: dict[str, str] | None = None) -> dict:
+    """The file as Compose reads it with ``environment`` (default: none set)."""
+    return _interpolate(_raw_compose(), environment or {})
 
 
 @pytest.fixture
@@ -219,7 +256,8 @@ def test_vendored_schema_is_unchanged():
         "tests/data/compose-spec.json differs from docker-compose 1.29.2's compose_spec.json"
 
 
-def test_compose_file_follows_the_compose_specification(compose):
+def test_compose_file_follows_the_compose_specification():
+    compose = _raw_compose()
     schema = json.loads(SCHEMA.read_text())
     # The schema names its draft as "http://json-schema.org/draft/2019-09/schema#",
     # which jsonschema does not recognise: name the validator rather than let it
@@ -231,25 +269,39 @@ def test_compose_file_follows_the_compose_specification(compose):
         f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in errors)
 
 
-def test_healthcheck_durations_are_go_durations(services):
-    for name, service in services.items():
-        for key, value in service.get("healthcheck", {}).items():
-            if key in ("interval", "timeout", "start_period"):
-                assert GO_DURATION.fullmatch(value), f"{name}: healthcheck {key}: {value!r}"
+def test_variable_interpolation():
+    assert _interpolate("${A:-x}/${B-y}/${C}", {}) == "x/y/"
+    assert _interpolate("${A:-x}/${B-y}", {"A": "", "B": ""}) == "x/"
+    assert _interpolate(["${A-1}", {"k": "${A:-2}"}], {"A": "3"}) == ["3", {"k": "3"}]
 
 
 def test_services_share_one_image_built_from_the_dockerfile(services):
-    assert set(services) == {"controller", "lab", "demo"}
+    assert set(services) == {"controller", "new-token", "lab", "demo"}
     for name, service in services.items():
-        assert service.get("build") == ".", f"{name}: not built from the repository"
+        assert service.get("build", {}).get("context") == ".", \
+            f"{name}: not built from the repository"
     assert len({s.get("image") for s in services.values()}) == 1, "one image, one tag"
     assert None not in {s.get("image") for s in services.values()}
     assert (ROOT / "Dockerfile").is_file()
 
 
+def test_the_build_passes_the_commit_and_extra_certificates(services):
+    build = services["controller"]["build"]
+    # Containers may have no NAT (dockerd --iptables=false): the build uses the host's network.
+    assert build.get("network") == "host"
+    declared = {a.split("=")[0] for k, a in _dockerfile() if k == "ARG"}
+    assert set(build["args"]) == {"EXTRA_CA_CERTS", "SOURCE_COMMIT"} <= declared, declared
+    built = _compose({"SOURCE_COMMIT": "abc1234", "EXTRA_CA_CERTS": "PEM"})
+    assert built["services"]["controller"]["build"]["args"] == \
+        {"SOURCE_COMMIT": "abc1234", "EXTRA_CA_CERTS": "PEM"}
+    assert build["args"] == {"SOURCE_COMMIT": "unknown", "EXTRA_CA_CERTS": ""}, \
+        "both optional"
+
+
 def test_every_command_is_one_ci_or_a_developer_runs(services):
     for name, service in services.items():
-        problem = _command_problem(service.get("command"))
+        command = service.get("entrypoint", []) + service.get("command", [])
+        problem = _command_problem(command)
         assert problem is None, f"{name}: {problem}"
 
 
@@ -273,6 +325,22 @@ def test_the_controller_command_is_accepted_by_the_controller(services):
 def test_the_image_runs_the_controller_by_default(services):
     cmd = [args for keyword, args in _dockerfile() if keyword == "CMD"]
     assert cmd and _exec_form("CMD", cmd[-1]) == services["controller"]["command"]
+    assert "entrypoint" not in services["controller"]
+    assert not any(keyword == "ENTRYPOINT" for keyword, _ in _dockerfile())
+
+
+def test_the_controller_is_published_on_loopback_only(services):
+    ports = services["controller"]["ports"]
+    args = _controller_arguments(services["controller"]["command"])
+    settings = _controller_settings(args).controller
+    assert sorted(ports) == sorted([f"127.0.0.1:{settings.openflow_port}:{settings.openflow_port}",
+                                    f"127.0.0.1:{settings.rest_port}:{settings.rest_port}"])
+    # Set empty, a port is one the engine picks (make docker-check: a lab on the
+    # host may hold 6653 and 8080); the address stays loopback.
+    picked = _compose({"MPA_REST_PORT": "", "MPA_OPENFLOW_PORT": ""})["services"]["controller"]
+    assert sorted(picked["ports"]) == ["127.0.0.1::6653", "127.0.0.1::8080"]
+    elsewhere = _compose({"MPA_PUBLISH_HOST": "0.0.0.0", "MPA_REST_PORT": "18080"})
+    assert "0.0.0.0:18080:8080" in elsewhere["services"]["controller"]["ports"]
 
 
 def test_referenced_volumes_and_secrets_are_declared(compose, services):
@@ -286,20 +354,58 @@ def test_referenced_volumes_and_secrets_are_declared(compose, services):
             assert source in (compose.get("secrets") or {}), f"{name}: secret {source} undeclared"
 
 
-def test_lab_services_are_privileged_on_the_host_network(services):
-    for name in LAB_SERVICES:
-        assert services[name].get("privileged") is True, f"{name}: Mininet needs namespaces and veths"
+def test_no_service_uses_the_host_network_or_privileged(services):
     for name, service in services.items():
-        assert service.get("network_mode") == "host", \
-            f"{name}: the lab's bridges and the controller meet on the host's loopback"
-    assert not services["controller"].get("privileged"), "the controller needs no privileges"
+        assert service.get("network_mode") != "host", \
+            f"{name}: a lab in the host's network meets the host's OVS, labs and controllers"
+        # privileged asks for every capability, and fails where root lacks one
+        # (CAP_SYS_RESOURCE on our machines: "unable to apply caps").
+        assert not service.get("privileged"), f"{name}: privileged"
+        assert "SYS_RESOURCE" not in service.get("cap_add", []), name
+        assert "ALL" not in service.get("cap_add", []), name
+    assert not services["controller"].get("cap_add"), "the controller needs no privileges"
+
+
+def test_limits_are_ones_root_may_set_without_cap_sys_resource(services):
+    # Podman's defaults (nofile 1048576, nproc 4194304) fail there ("error
+    # setting rlimits"); the controller needs its bounds' descriptors. The
+    # ceilings are our machines': root's hard nofile 20000, conmon's nproc 32768.
+    from apps import descriptors
+    args = _controller_arguments(services["controller"]["command"])
+    needed = descriptors.needed(_controller_settings(args))
+    for name, service in services.items():
+        limits = service.get("ulimits", {})
+        assert set(limits) == {"nofile", "nproc"}, name
+        assert needed <= limits["nofile"] <= 20000, f"{name}: nofile {limits['nofile']}"
+        assert limits["nproc"] <= 32768, f"{name}: nproc {limits['nproc']}"
+
+
+def test_lab_services_have_their_own_network_namespace_and_what_mininet_needs(services):
+    for name in LAB_SERVICES:
+        service = services[name]
+        assert service.get("network_mode") == "none", f"{name}: a namespace of its own"
+        assert {"NET_ADMIN", "NET_RAW", "SYS_ADMIN"} <= set(service["cap_add"]), name
+        assert service.get("devices") == ["/dev/net/tun"], \
+            f"{name}: the userspace datapath's internal ports are tap devices"
+        assert service.get("user") == "root", f"{name}: Mininet and OVS run as root"
+        assert service.get("init") is True, f"{name}: make's leftovers need reaping"
+        assert service.get("entrypoint") == ["scripts/container-lab.sh"], name
+
+
+def test_the_lab_entry_point_opens_only_the_containers_network_settings():
+    script = (ROOT / "scripts" / "container-lab.sh").read_text()
+    mounts = [line.split() for line in script.splitlines() if line.strip().startswith("mount ")]
+    assert mounts, "without privileged, /proc/sys is read-only and the lab sets sysctls"
+    for words in mounts:
+        assert words[-1] == "/proc/sys/net", f"{' '.join(words)}: more than the namespace's own"
 
 
 def test_only_the_controller_starts_with_a_plain_up(services):
-    # The lab services start their own controller on the same host ports.
+    # The others run once, with `run`.
     assert [n for n, s in services.items() if not s.get("profiles")] == ["controller"]
     assert services["lab"]["profiles"] == ["lab"]
     assert services["demo"]["profiles"] == ["demo"]
+    assert services["new-token"]["profiles"] == ["tools"]
     assert services["demo"].get("restart") == "no", "the demo runs once"
     assert services["controller"].get("stop_signal") == "SIGTERM"
     assert "signal.SIGTERM" in (ROOT / "apps" / "launcher.py").read_text(), \
@@ -314,6 +420,36 @@ def test_lab_results_land_on_the_host(services):
         target = service["command"][1]
         assert any("--out results/" in line for line in _recipe(target)), \
             f"make {target} does not write under results/"
+
+
+def test_new_token_writes_the_secret_the_controller_reads(compose, services):
+    service = services["new-token"]
+    assert service["entrypoint"] == ["make", "new-token"]
+    assert service.get("network_mode") == "none" and service.get("user") == "root"
+    folder, _, file_name = compose["secrets"]["api_tokens"]["file"].rpartition("/")
+    assert _binds(service) == {folder: f"{_workdir()}/secrets"}
+    prerequisites, recipe = _make_rules()["new-token"]
+    assert "$(VENV)/bin/mpa-ctl new-token --file $(TOKENS) --role $(ROLE) --name $(NAME)" in recipe
+    assert re.search(r"^TOKENS \?= secrets/api-tokens.yaml$",
+                     (ROOT / "Makefile").read_text(), re.M)
+    assert file_name == "api-tokens.yaml"
+    # The controller runs as the image's user and the file is mode 600: it
+    # must be that user's.
+    assert any('chown "$$MPA_TOKENS_OWNER" $(TOKENS)' in line for line in recipe)
+    env = dict(re.findall(r"(\w+)=(\S+)", " ".join(a for k, a in _dockerfile() if k == "ENV")))
+    user = [a for k, a in _dockerfile() if k == "USER"][-1]
+    assert env["MPA_TOKENS_OWNER"].split(":")[0] == user
+    # Another folder (make docker-check's temporary one) replaces both at once.
+    moved = _compose({"MPA_SECRETS": "/tmp/x"})
+    assert moved["secrets"]["api_tokens"]["file"] == "/tmp/x/api-tokens.yaml"
+    assert "/tmp/x" in _binds(moved["services"]["new-token"])
+
+
+def test_volumes_are_named_by_the_project(compose):
+    # A fixed name would be shared by every checkout on the machine.
+    for name, volume in (compose.get("volumes") or {}).items():
+        assert not (volume or {}).get("name"), f"volume {name} has a fixed name"
+        assert not (volume or {}).get("external"), f"volume {name} is external"
 
 
 def test_there_are_no_default_credentials(compose):
@@ -332,11 +468,30 @@ def test_there_are_no_default_credentials(compose):
             f"{path} is not ignored by git"
 
 
+def _healthcheck() -> tuple[dict[str, str], list[str]]:
+    """The Dockerfile's HEALTHCHECK: its options, and its command (exec form)."""
+    checks = [a for k, a in _dockerfile() if k == "HEALTHCHECK"]
+    assert len(checks) == 1, "the image has one HEALTHCHECK"
+    options, _, command = checks[0].partition(" CMD ")
+    return dict(re.findall(r"--([\w-]+)=(\S+)", options)), _exec_form("HEALTHCHECK", command)
+
+
+def test_healthcheck_durations_are_go_durations():
+    options, _ = _healthcheck()
+    for key in ("interval", "timeout", "start-period"):
+        assert GO_DURATION.fullmatch(options[key]), f"HEALTHCHECK --{key}={options[key]}"
+
+
+def test_the_image_checks_its_health_and_compose_keeps_it(services):
+    for name, service in services.items():
+        assert "healthcheck" not in service, f"{name}: the image's HEALTHCHECK is the one"
+
+
 def test_healthcheck_fetches_the_openapi_document_without_a_token(services):
     service = services["controller"]
-    test = service["healthcheck"]["test"]
-    assert test[0] == "CMD" and test[1:3] == [f"{_workdir()}/.venv/bin/python", "-c"], test
-    code = test[3]
+    _, test = _healthcheck()
+    assert test[0:2] == [f"{_workdir()}/.venv/bin/python", "-c"], test
+    code = test[2]
     compile(code, "healthcheck", "exec")
     assert "urllib.request" in code and "Authorization" not in code
     urls = re.findall(r"""['"](https?://[^'"]+)['"]""", code)
@@ -347,10 +502,88 @@ def test_healthcheck_fetches_the_openapi_document_without_a_token(services):
 
 # -- the Dockerfile ----------------------------------------------------------------
 
+def _stages() -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """(name, base, instructions) of each build stage, in order."""
+    stages = []
+    for keyword, arguments in _dockerfile():
+        if keyword == "FROM":
+            base, _, name = arguments.partition(" AS ")
+            stages.append((name.strip(), base.strip(), []))
+        elif keyword != "ARG" or stages:
+            stages[-1][2].append((keyword, arguments))
+    return stages
+
+
+def _script_runs(instructions) -> list[list[str]]:
+    runs = [a for k, a in instructions if k == "RUN"]
+    return [shlex.split(part) for run in runs for part in re.split(r"&&|;", run)
+            if shlex.split(part)[:1] == ["bash"]]
+
+
 def test_dockerfile_starts_from_debian_bookworm():
     keyword, arguments = _dockerfile()[0]
     assert keyword == "FROM"
-    assert re.fullmatch(r"debian:bookworm(-[0-9]{8})?(@sha256:[0-9a-f]{64})?", arguments), arguments
+    base = arguments.split(" AS ")[0]
+    assert re.fullmatch(r"debian:bookworm(-[0-9]{8})?(@sha256:[0-9a-f]{64})?", base), arguments
+    stages = _stages()
+    for k, (name, base, _) in enumerate(stages[1:], start=1):
+        assert base in [n for n, _, _ in stages[:k]], \
+            f"stage {name} from {base}, not an earlier stage"
+
+
+def test_dependencies_are_a_layer_of_their_own_before_the_sources():
+    """A change to the sources rebuilds none of the dependencies."""
+    instructions = [i for _, _, stage in _stages() for i in stage]
+    sources = instructions.index(("COPY", ". ."))
+    before = instructions[:sources]
+    copied = [w for k, a in before if k == "COPY" for w in shlex.split(a)[:-1]]
+    assert copied and all((ROOT / c).is_file() for c in copied), copied
+    deps = [words for words in _script_runs(before) if words[1] == "scripts/install-venv.sh"]
+    assert deps and "--deps-only" in deps[0], "the dependencies go in before the sources"
+    assert {"setup.cfg", "pyproject.toml", "scripts/install-venv.sh"} <= set(copied)
+
+
+def test_the_runtime_image_has_no_test_extras_and_runs_as_a_user():
+    name, _, instructions = _stages()[-1]
+    assert name == "runtime", "the default target is the last stage"
+    lineage, base = [instructions], _stages()[-1][1]
+    by_name = {n: (b, i) for n, b, i in _stages()}
+    while base in by_name:
+        lineage.append(by_name[base][1])
+        base = by_name[base][0]
+    every = [i for stage in lineage for i in stage]
+    env = " ".join(a for k, a in every if k == "ENV")
+    for words in _script_runs(every):
+        if words[1] == "scripts/install-venv.sh":
+            assert "--runtime" in words or "MPA_VENV=runtime" in env, words
+    user = [a for k, a in instructions if k == "USER"]
+    assert user and user[-1] not in ("root", "0"), "the controller does not run as root"
+
+
+def test_the_commit_is_a_build_argument_given_last():
+    instructions = _stages()[-1][2]
+    arg = instructions.index(("ARG", "SOURCE_COMMIT=unknown"))
+    assert not any(k in ("RUN", "COPY") for k, _ in instructions[arg:]), \
+        "a new commit would rebuild the layers after it"
+    assert any(k == "ENV" and "MPA_SOURCE_COMMIT=$SOURCE_COMMIT" in a
+               for k, a in instructions[arg:])
+
+
+def test_extra_certificates_are_trusted_before_anything_is_fetched():
+    instructions = _stages()[0][2]
+    runs = [k for k, (keyword, a) in enumerate(instructions) if keyword == "RUN"]
+    first = instructions[runs[0]][1]
+    assert "$EXTRA_CA_CERTS" in first and "update-ca-certificates" in first
+    env = " ".join(a for k, a in instructions if k == "ENV")
+    # pip's own bundle would not have them.
+    assert "PIP_CERT=/etc/ssl/certs/ca-certificates.crt" in env
+
+
+def test_lab_credentials_are_not_world_readable_in_the_image():
+    runs = " ".join(a for k, a in _stages()[-1][2] if k == "RUN")
+    assert "chmod 600 topologies/credentials/*.yaml" in runs
+    user = [a for k, a in _stages()[-1][2] if k == "USER"][-1]
+    assert f"chown {user}:{user} topologies/credentials/*.yaml" in runs
 
 
 def test_dockerfile_copies_only_what_exists_into_the_workdir():

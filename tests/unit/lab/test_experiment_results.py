@@ -436,3 +436,31 @@ def test_a_copy_and_forward_abroad_is_matched_by_its_network_at_the_home_domain(
     r.to_network, r.to_poa = "net-b1", "ap-b1-1"
     assert res.controller_record(history, r)["id"] == 2
     assert [h["id"] for h in history] == [1]
+
+
+def test_results_name_the_checkout_commit_from_git(monkeypatch):
+    from mpa_lab.experiment import runner
+    answers = {"rev-parse": "abc1234\n", "status": " M apps/x.py\n"}
+    monkeypatch.setattr(runner.subprocess, "run", lambda argv, **kw: SimpleNamespace(
+        stdout=answers[argv[1]]))
+    monkeypatch.setenv("MPA_SOURCE_COMMIT", "fffffff")
+    assert runner.source_commit() == {"commit": "abc1234", "dirty": True}
+
+
+@pytest.mark.parametrize("built, expected", [
+    ("8d73b72", {"commit": "8d73b72", "dirty": False}),
+    ("8d73b72-dirty", {"commit": "8d73b72", "dirty": True}),
+    (None, {"commit": "unknown", "dirty": False}),
+])
+def test_results_in_an_image_name_the_commit_it_was_built_from(monkeypatch, built, expected):
+    # The image has no .git and no git: the build's SOURCE_COMMIT says it.
+    from mpa_lab.experiment import runner
+
+    def no_git(argv, **kw):
+        raise FileNotFoundError(argv[0])
+    monkeypatch.setattr(runner.subprocess, "run", no_git)
+    if built is None:
+        monkeypatch.delenv("MPA_SOURCE_COMMIT", raising=False)
+    else:
+        monkeypatch.setenv("MPA_SOURCE_COMMIT", built)
+    assert runner.source_commit() == expected

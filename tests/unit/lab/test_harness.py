@@ -30,6 +30,25 @@ def test_a_controller_that_does_not_come_up_leaves_nothing_behind(tmp_path):
     assert not os.path.exists(made[0]), "its tokens directory is gone"
 
 
+def test_a_controller_that_cannot_listen_says_so(tmp_path):
+    """Another process on its OpenFlow port (a controller the engine started
+    beside the demo's, say): the lab stops with the controller's own reason,
+    not later with switches that talk to the other one."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        controller = ControllerProcess(os.path.join(ROOT, "topologies", "two_domains.yaml"),
+                                       ofp_port=port, rest_port=free_port(),
+                                       state_db=":memory:",
+                                       log_path=str(tmp_path / "controller.log"))
+        with pytest.raises(RuntimeError) as refused:
+            controller.start(timeout_s=20)
+    assert f"exited with 2: OpenFlow: cannot listen on 0.0.0.0:{port} (Address already in use)" \
+        in str(refused.value)
+    assert str(tmp_path / "controller.log") in str(refused.value)
+
+
 def test_a_controller_for_one_domain_is_started_with_it(tmp_path):
     """--domain reaches mpa-controller: a domain the topology lacks is refused."""
     log = tmp_path / "controller.log"
