@@ -36,9 +36,11 @@ TYPES = {
 
 def json_response(status: int, body, headers: dict | None = None,
                   content_type: str = "application/json") -> Response:
-    """``body`` as indented JSON, its keys sorted."""
+    """``body`` as compact JSON, its keys sorted.  Not indented: Python's
+    JSON encoder indents in pure Python, ten times slower than its C
+    encoder, and a view of 2,000 switches spent 190 ms there."""
     response = Response(status=status, content_type=content_type, charset="utf-8")
-    response.text = json.dumps(body, indent=1, sort_keys=True) + "\n"
+    response.text = json.dumps(body, sort_keys=True, separators=(",", ":")) + "\n"
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
