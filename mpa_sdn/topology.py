@@ -49,6 +49,14 @@ class ControllerSettings:
     # instead of being punted packet after packet.
     reject_hold_s: int = 10
     packet_in_queue: int = 1000
+    # The state file (mpa_sdn/store.py): the records events change are
+    # written in one transaction after their flows and answers have gone,
+    # once the worker has no event waiting, or sooner when this many records
+    # or this much time have piled up unwritten behind a busy worker.  Its WAL
+    # is checkpointed this often, by a thread of its own.
+    state_write_records: int = 2000
+    state_write_delay_s: float = 0.1
+    state_checkpoint_s: float = 2.0
     # The REST listener's bounds (docs/api.md, "Limits").  A connection past
     # a bound is refused at once, never queued; each refusal is counted.
     rest_max_connections: int = 1024      # open connections in all ...
