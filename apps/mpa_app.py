@@ -139,14 +139,15 @@ class MpaApp(app_manager.RyuApp):
                 barrier = datapath.ofproto_parser.OFPBarrierRequest(datapath)
                 messages.append(barrier)
             for msg in messages:
-                msg.datapath = datapath
+                # The core's flow-mods and packet-outs are bytes already.
+                msg = of.on_the_wire(msg, datapath)
                 if not datapath.send_msg(msg):
                     self.counters["send_failed"] += 1
                     LOG.warning("dpid=%016x switch=%s send of %s failed (connection closing)",
                                 batch.dpid, self.core.graph.switch_of_dpid(batch.dpid),
-                                type(msg).__name__)
+                                of.message_name(msg))
                     break
-                self.counters[f"sent_{type(msg).__name__}"] += 1
+                self.counters[f"sent_{of.message_name(msg)}"] += 1
             else:
                 if batch.confirm:
                     self.confirmations[(batch.dpid, barrier.xid)] = batch.confirm

@@ -22,6 +22,8 @@ from ryu.lib.pack_utils import msg_pack_into
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
+from mpa_sdn import flow_templates
+
 CACHED = 4096
 _ADDRESSES = frozenset({"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa"})
 _MACS = frozenset({"eth_src", "eth_dst", "arp_sha", "arp_tha"})
@@ -41,6 +43,16 @@ class Match(parser.OFPMatch):
         return len(wire)
 
 
+def wire(match) -> bytes:
+    """A match's ofp_match bytes (padded to 8)."""
+    known = match.__dict__.get("_wire")
+    if known is not None:
+        return known
+    scratch = bytearray()
+    size = match.serialize(scratch, 0)
+    return bytes(scratch[:size])
+
+
 def build(**fields) -> parser.OFPMatch:
     try:
         return _build(tuple(fields.items()))
@@ -53,6 +65,7 @@ def _build(fields: tuple) -> Match:
     if all(_in_user_form(name, value) for name, value in fields):
         # In the order Ryu sorts them in (by OXM field number).
         built = Match(_ordered_fields=sorted(fields, key=lambda f: ofp.oxm_from_user_header(f[0])))
+        built._wire = flow_templates.match_wire(fields)
     else:
         built = Match(**dict(fields))
     # Its OpenFlow 1.0-style Flow (some forty fields, read only when a match

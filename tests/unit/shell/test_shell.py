@@ -1,6 +1,7 @@
 """The Ryu shell's own duties: the send point, the ordered work queue, its bounds."""
 
 import dataclasses
+import struct
 import types
 
 import pytest
@@ -11,6 +12,7 @@ from apps import mpa_app, runtime
 from mpa_sdn import openflow as of
 from mpa_sdn.controller import RECONCILE, Send
 from mpa_sdn.facade import Busy
+from mpa_sdn.flow_templates import decoded
 from mpa_sdn.tables import Table
 
 DPID = 0x11  # ar-a1
@@ -30,8 +32,10 @@ class FakeDatapath:
     def send_msg(self, msg):
         if self.fail_after is not None and len(self.sent) >= self.fail_after:
             return False
+        # As Ryu's Datapath.send_msg: an xid, then the bytes.
         self.xid += 1
         msg.set_xid(self.xid)
+        msg.serialize()
         self.sent.append(msg)
         return True
 
@@ -53,12 +57,32 @@ def test_deletes_go_first_and_a_tagged_barrier_is_remembered(app):
     dp = app.datapaths[DPID] = FakeDatapath(DPID)
     app.send([Send(DPID, [flow(priority=1), flow(ofp.OFPFC_DELETE_STRICT), flow(priority=2)],
                    confirm=RECONCILE)])
-    kinds = [(type(m).__name__, getattr(m, "command", None)) for m in dp.sent]
+    kinds = [(of.message_name(m), getattr(decoded(m), "command", None)) for m in dp.sent]
     assert kinds == [("OFPFlowMod", ofp.OFPFC_DELETE_STRICT), ("OFPFlowMod", ofp.OFPFC_ADD),
                      ("OFPFlowMod", ofp.OFPFC_ADD), ("OFPBarrierRequest", None)]
     assert all(m.datapath is dp for m in dp.sent)
     assert app.confirmations == {(DPID, dp.sent[-1].xid): RECONCILE}
     assert app.counters["sent_OFPFlowMod"] == 3
+
+
+def test_the_bytes_sent_carry_the_xids_the_datapath_gave_and_the_barrier_s_reply_pairs(app):
+    """Flow-mods go as bytes packed by the core: each send gets its own
+    xid in its header, and the barrier after them is remembered by its own."""
+    dp = app.datapaths[DPID] = FakeDatapath(DPID)
+    mod = flow(priority=7)
+    app.send([Send(DPID, [mod, mod], confirm=RECONCILE)])
+    app.send([Send(DPID, [mod], barrier=True)])
+    headers = [struct.unpack_from("!BBHI", bytes(m.buf)) for m in dp.sent]
+    assert [h[3] for h in headers] == [1, 2, 3, 4, 5]
+    assert [h[1] for h in headers] == [ofp.OFPT_FLOW_MOD, ofp.OFPT_FLOW_MOD, ofp.OFPT_BARRIER_REQUEST,
+                                       ofp.OFPT_FLOW_MOD, ofp.OFPT_BARRIER_REQUEST]
+    assert all(h[2] == len(m.buf) for h, m in zip(headers, dp.sent))
+    # The message the core built is left as it was: xid 0, sent again as often as asked.
+    assert struct.unpack_from("!I", mod, 4) == (0,)
+    assert bytes(dp.sent[0].buf)[8:] == bytes(dp.sent[3].buf)[8:] == mod[8:]
+    assert app.confirmations == {(DPID, 3): RECONCILE}
+    app._barrier(types.SimpleNamespace(msg=types.SimpleNamespace(datapath=dp, xid=3)))
+    assert app.work.get()[0] == "barrier" and app.confirmations == {}
 
 
 def test_a_disconnected_switch_gets_nothing_and_it_is_counted(app):
