@@ -27,11 +27,13 @@ from ryu.lib import hub  # noqa: E402
 from ryu.ofproto import ofproto_v1_3  # noqa: E402
 
 from apps import runtime  # noqa: E402
+from apps.checkpoint import Checkpointer  # noqa: E402
 from apps.rest_server import RestServer  # noqa: E402
 from mpa_sdn import openflow as of  # noqa: E402
 from mpa_sdn.controller import Controller  # noqa: E402
 from mpa_sdn.facade import Busy, Facade  # noqa: E402
 from mpa_sdn.service import Answer  # noqa: E402
+from mpa_sdn.store import MemoryStore, StoreError  # noqa: E402
 from rest_api.app import WAIT_FOR_DAD_S, RestApi  # noqa: E402
 from rest_api.limits import Slots  # noqa: E402
 
@@ -89,6 +91,10 @@ class MpaApp(app_manager.RyuApp):
                             streams_per_token=self.settings.rest_streams_per_token)
         self.rest_server = None
         self._own_threads = []
+        self.store = self.runtime.store if self.runtime.store is not None else MemoryStore()
+        self._unwritten_since = None   # when the oldest change not yet written was made
+        self.checkpointer = Checkpointer(self.store, self.counters,
+                                         self.settings.state_checkpoint_s)
 
     def start(self):
         settle_heap()
@@ -102,6 +108,7 @@ class MpaApp(app_manager.RyuApp):
         self._own_threads = [hub.spawn(self._worker), hub.spawn(self._ticker),
                              hub.spawn(self.rest_server.serve_forever)]
         self.threads.extend(self._own_threads)
+        self.checkpointer.start()
         return thread
 
     def stop(self):
@@ -116,6 +123,8 @@ class MpaApp(app_manager.RyuApp):
             hub.kill(thread)
         if self.rest_server is not None:
             self.rest_server.close()
+        self.checkpointer.stop()
+        self._write_state(time.monotonic(), at_once=True)
         super().stop()
 
     # -- the one send point -----------------------------------------------------
@@ -171,6 +180,7 @@ class MpaApp(app_manager.RyuApp):
             self.send(call(*args, now) or [])
             if what == PACKET_IN and self.packet_ins_waiting == 0:
                 self.send(self.core.packet_ins_handled(now))
+            self._write_state(now)
             if not self._mpa_tick_queued:
                 # The event may have made work due sooner than the ticker
                 # sleeps (a handover's flush): wake it.
@@ -183,6 +193,35 @@ class MpaApp(app_manager.RyuApp):
             LOG.exception("dpid=%s switch=%s handling %s failed",
                           None if dpid is None else f"{dpid:016x}",
                           None if dpid is None else self.core.graph.switch_of_dpid(dpid), what)
+
+    def _write_state(self, now: float, at_once: bool = False) -> None:
+        """What the events so far changed, to the state file in one
+        transaction, once their flows and answers have gone out: when no
+        event waits (a burst is one write), or sooner past either bound
+        (state_write_records, state_write_delay_s).  A failed write keeps
+        the records for the next one (mpa_sdn/store.py)."""
+        pending = self.store.pending
+        if not pending:
+            return
+        if self._unwritten_since is None:
+            self._unwritten_since = now
+        if self.work.qsize() and not at_once:
+            if pending >= self.settings.state_write_records:
+                self.counters["state_write_by_records"] += 1
+            elif now - self._unwritten_since >= self.settings.state_write_delay_s:
+                self.counters["state_write_by_delay"] += 1
+            else:
+                return
+        try:
+            written = self.store.flush()
+        except StoreError:
+            self.counters["state_write_failed"] += 1
+            LOG.exception("%d records not written to the state file; tried again after "
+                          "the next event", pending)
+            return
+        self._unwritten_since = None
+        self.counters["state_write"] += 1
+        self.counters["state_records_written"] += written
 
     def _ticker(self):
         """The core's tick every TICK_S; the AA's and CA's sooner when a DAD

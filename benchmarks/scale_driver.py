@@ -402,5 +402,5 @@ def check_completed(driver: Driver, mns) -> None:
 
 def state_store(directory: str):
     """The controller's state file, as mpa-controller opens it."""
-    from mpa_sdn.store import SqliteStore
-    return SqliteStore(os.path.join(directory, "state.db"))
+    from mpa_sdn.store import open_store
+    return open_store(os.path.join(directory, "state.db"), grouped=True)
