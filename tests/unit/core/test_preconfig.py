@@ -293,3 +293,23 @@ def test_the_state_file_is_checkpointed_by_its_checkpointer_neither_requests_nor
     assert leases_in_the_file(path) == 1
     store.close()
     assert SqliteStore(path).load("lease")
+
+
+def test_the_sa_record_keeps_only_the_answers_a_restart_needs(tmp_path):
+    from mpa_sdn.mpa_sa import PERSISTED_ANSWERS, RECENT_ANSWERS
+    path = str(tmp_path / "mpa.db")
+    rig = Rig(store=SqliteStore(path))
+    rig.settle_dad()
+    state = rig.preauth()
+    requests = [protocol.request(state, "config-request") for _ in range(RECENT_ANSWERS)]
+    answers = [rig.one(data, "net-b1").fields for data, _ in requests]
+    [record] = rig.store.load("sa").values()
+    assert [r["seq"] for r in record["recent"]] == \
+        [seq for _, seq in requests[-PERSISTED_ANSWERS:]]
+    rig.store.close()
+    rig.store = SqliteStore(path)
+    rig.restart()
+    # The MN's latest requests, sent again, get their answers; an older one is a replay.
+    for (data, _), answer in list(zip(requests, answers))[-PERSISTED_ANSWERS:]:
+        assert rig.one(data, "net-b1").fields == answer
+    assert rig.one(requests[0][0], "net-b1").fields["code"] == "replay"
