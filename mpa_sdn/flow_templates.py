@@ -18,16 +18,15 @@ would).  The desired state keeps those bytes and nothing else.  A test
 checks that every shape decodes to exactly the message Ryu's builders make
 (tests/unit/core/test_flow_templates.py).
 
-:class:`Serialized` hands such bytes to Ryu's ``Datapath.send_msg``, which
-takes a message object: its ``serialize`` copies the bytes and puts in the
-xid the datapath gave it, so barriers and their replies pair up as before.
+:class:`Serialized` hands such bytes to Ryu's datapath, which sends message
+objects: its ``serialize`` copies the bytes and puts in the xid the datapath
+gave it, so barriers and their replies pair up as before.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-import socket
 import struct
 
 from ryu.lib import type_desc
@@ -35,7 +34,9 @@ from ryu.ofproto import ofproto_parser
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-_IPV4 = re.compile(r"(?:\d{1,3}\.){3}\d{1,3}")
+# Dotted quads as Ryu writes them (no leading zeros: inet_aton reads those as octal).
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 _MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
 
 # ofp_header + ofp_flow_mod up to its match (OpenFlow 1.3 §7.3.4.1): 48 bytes.
@@ -80,7 +81,7 @@ def _field(name: str, masked: bool):
 def _ipv4(value) -> bytes:
     if type(value) is not str or not _IPV4.fullmatch(value):
         raise ValueError(value)
-    return socket.inet_aton(value)
+    return bytes(map(int, value.split(".")))
 
 
 def _mac(value) -> bytes:
@@ -382,9 +383,9 @@ def packet_out(data: bytes, actions, in_port: int) -> PacketOut:
 
 
 class Serialized(ofproto_parser.MsgBase):
-    """Bytes already in wire form, as Ryu's ``Datapath.send_msg`` takes a
-    message: ``serialize`` copies them and puts in the xid the datapath
-    set (``set_xid``), so a barrier's reply still names its request."""
+    """Bytes already in wire form as the message Ryu's datapath sends:
+    ``serialize`` copies them and puts in the xid the datapath set
+    (``set_xid``), so a barrier's reply still names its request."""
 
     def __init__(self, datapath, wire: bytes):
         super().__init__(datapath)

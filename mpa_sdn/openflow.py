@@ -90,9 +90,10 @@ def match(**fields):
 def flow_add(table: int, priority: int, match_, instructions: list, cookie: int,
              idle_timeout: int = 0, hard_timeout: int = 0, notify_removal: bool = False):
     flags = ofp.OFPFF_SEND_FLOW_REM if notify_removal else 0
+    # out_port and out_group 0, as Ryu leaves them in an add (a switch ignores them there).
     return templates.flow_mod(ofp.OFPFC_ADD, int(table), priority, matches.wire(match_),
                               templates.instructions_wire(instructions), cookie, 0,
-                              idle_timeout, hard_timeout, flags)
+                              idle_timeout, hard_timeout, flags, out_port=0, out_group=0)
 
 
 def flow_delete_strict(table: int, priority: int, match_, cookie: int = 0, cookie_mask: int = 0):
@@ -108,8 +109,9 @@ def delete_strict_of(mod, cookie: int, cookie_mask: int):
 
 
 def flow_delete_cookie(cookie: int, cookie_mask: int, table: int = ofp.OFPTT_ALL):
-    return templates.flow_mod(ofp.OFPFC_DELETE, int(table), 0, _EMPTY_MATCH, b"", cookie,
-                              cookie_mask)
+    # Priority as Ryu leaves it (a non-strict delete ignores it).
+    return templates.flow_mod(ofp.OFPFC_DELETE, int(table), ofp.OFP_DEFAULT_PRIORITY,
+                              _EMPTY_MATCH, b"", cookie, cookie_mask)
 
 
 def packet_out(data: bytes, actions: list, in_port: int = ofp.OFPP_CONTROLLER):
@@ -136,8 +138,8 @@ def message_name(msg) -> str:
 
 
 def on_the_wire(msg, datapath):
-    """``msg`` ready for ``datapath.send_msg``: bytes wrapped, Ryu's own
-    given the datapath."""
+    """``msg`` as the shell hands it to ``datapath``: bytes wrapped, Ryu's
+    own given the datapath."""
     if isinstance(msg, (templates.FlowMod, templates.PacketOut)):
         return templates.Serialized(datapath, msg)
     msg.datapath = datapath
