@@ -46,6 +46,7 @@ import tempfile
 import time
 import tracemalloc
 
+import message_floor  # noqa: E402
 from common import ROOT, stamped, write  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
@@ -111,6 +112,7 @@ def measure(count: int, window: int, sample: int) -> dict:
         started = time.perf_counter()
         driver.connect_all()
         connect_s = time.perf_counter() - started
+        _stalls(driver)   # the connect storm's are not the prepare phase's
         gc.collect()
         rss_before = _rss()
         collector = _Collections()
@@ -119,9 +121,14 @@ def measure(count: int, window: int, sample: int) -> dict:
         prepare_s = driver.run((prepare(driver, mn, states) for mn in resident), window)
         prepare_busy, busy = driver.busy - busy, driver.busy
         gc_prepare = collector.take()
+        stalls_prepare = _stalls(driver)
+        driver.capture, sent = [], driver.sent
         handover_s = driver.run((hand_over(driver, mn, states) for mn in resident), window)
         handover_busy = driver.busy - busy
         gc_handover = collector.take()
+        stalls_handover = _stalls(driver)
+        messages_per_handover = (driver.sent - sent) / count
+        captured, driver.capture = driver.capture, None
         driver.settle(SETTLE_S)
         check_completed(driver, resident)
         flows = sum(len(dp.table.flows) for dp in driver.datapaths.values())
@@ -142,6 +149,11 @@ def measure(count: int, window: int, sample: int) -> dict:
         check_completed(driver, extra)
         counters = driver.core.counters
         store.close()
+    # The same messages built with Ryu alone: the framework's floor.
+    floor = message_floor.floor(captured)
+    per_handover = {name.replace("_us_per_message", "_us_per_handover"):
+                    round(us * messages_per_handover, 1) for name, us in floor.items()}
+    controller_us = handover_busy / count * 1e6
     return {
         "mns": count, "window": window,
         "networks": len(topology.networks), "switches": len(topology.switches),
@@ -157,6 +169,17 @@ def measure(count: int, window: int, sample: int) -> dict:
         "controller_ms_per_mn": round((prepare_busy + handover_busy) / count * 1000, 3),
         "gc_s_prepare": round(gc_prepare[0], 3), "gc_s_handover": round(gc_handover[0], 3),
         "gc_longest_ms": round(max(gc_prepare[1], gc_handover[1]) * 1000, 1),
+        "gc_longest_ms_prepare": round(gc_prepare[1] * 1000, 1),
+        "gc_longest_ms_handover": round(gc_handover[1] * 1000, 1),
+        "worker_longest_ms_prepare": stalls_prepare[0], "worker_longest_prepare": stalls_prepare[1],
+        "worker_stalls_prepare": stalls_prepare[2],
+        "worker_longest_ms_handover": stalls_handover[0],
+        "worker_longest_handover": stalls_handover[1], "worker_stalls_handover": stalls_handover[2],
+        "messages_per_handover": round(messages_per_handover, 2),
+        "messages_timed": len(captured),
+        "controller_us_per_handover": round(controller_us, 1),
+        **floor, **per_handover,
+        "ratio_to_ryu_floor": round(controller_us / per_handover["ryu_us_per_handover"], 2),
         "steps": {step: _percentiles(samples) for step, samples in driver.samples.items()},
         "flows_on_switches": flows,
         "rss_bytes_per_mn": round((rss_after - rss_before) / count),
@@ -166,6 +189,14 @@ def measure(count: int, window: int, sample: int) -> dict:
         "config_waiting_for_dad": counters["config_waiting_for_dad"],
         "dad_probe_sent": counters["dad_probe_sent"],
     }
+
+
+def _stalls(driver) -> tuple:
+    """The longest event the worker took since the last call (ms, what) and
+    how many took over scale_driver.STALL_S; then starts again."""
+    taken = (round(driver.longest_event * 1000, 1), driver.longest_what, driver.stalls)
+    driver.longest_event, driver.longest_what, driver.stalls = 0.0, None, 0
+    return taken
 
 
 def _table(result: dict) -> str:
@@ -180,6 +211,22 @@ def _table(result: dict) -> str:
             f"{r['controller_handovers_per_s_overall']:,} | "
             f"{r['controller_handovers_per_s_sustained']:,} | {r['controller_ms_per_mn']} | "
             f"{r['rss_bytes_per_mn'] / 1024:.1f} KiB | {r['traced_bytes_per_mn'] / 1024:.1f} KiB |")
+    lines += ["", "| MNs | controller µs per handover | messages | built with Ryu "
+              "(match given) | Ryu (match too) | templates | ratio to Ryu's floor "
+              "| longest event, prepare / handover (ms) | events over 20 ms "
+              "| longest GC pause, prepare / handover (ms) | GC s, prepare |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['mns']:,} | {r['controller_us_per_handover']:,} | "
+            f"{r['messages_per_handover']} | {r['ryu_us_per_handover']} | "
+            f"{r['ryu_with_match_us_per_handover']} | {r['templates_us_per_handover']} | "
+            f"{r['ratio_to_ryu_floor']} | {r['worker_longest_ms_prepare']} "
+            f"({r['worker_longest_prepare']}) / {r['worker_longest_ms_handover']} "
+            f"({r['worker_longest_handover']}) | "
+            f"{r['worker_stalls_prepare'] + r['worker_stalls_handover']} | "
+            f"{r['gc_longest_ms_prepare']} / {r['gc_longest_ms_handover']} | "
+            f"{r['gc_s_prepare']} |")
     lines += ["", "| step | " + " | ".join(f"{r['mns']:,} MNs p50 / p99 (ms)" for r in rows)
               + " |", "|---|" + "---|" * len(rows)]
     for step in rows[0]["steps"]:

@@ -78,7 +78,9 @@ def _field(name: str, masked: bool):
     return num, head, encode
 
 
+@functools.lru_cache(maxsize=16384)
 def _ipv4(value) -> bytes:
+    # Cached: an MN's addresses come back in most of its flows.
     if type(value) is not str or not _IPV4.fullmatch(value):
         raise ValueError(value)
     return bytes(map(int, value.split(".")))
@@ -114,24 +116,36 @@ def oxm(name: str, value) -> tuple[int, bytes]:
     return num, bytes(scratch[:length])
 
 
-def match_wire(fields) -> bytes:
-    """An ofp_match (padded) from (name, value) pairs, its fields in the
-    order Ryu sorts them in (by OXM number)."""
-    body = b"".join(tlv for _, tlv in sorted(oxm(n, v) for n, v in fields))
+def packed_match(fields) -> tuple[list, bytes]:
+    """(name, value) pairs in the order Ryu sorts them in (by OXM number),
+    and their ofp_match (padded)."""
+    tlvs = sorted((*oxm(name, value), name, value) for name, value in fields)
+    body = b"".join([t[1] for t in tlvs])
     length = 4 + len(body)
-    return _MATCH_HEAD.pack(ofp.OFPMT_OXM, length) + body + bytes(_pad8(length) - length)
+    return ([(t[2], t[3]) for t in tlvs],
+            _MATCH_HEAD.pack(ofp.OFPMT_OXM, length) + body + bytes(_pad8(length) - length))
 
 
-def canonical_oxms(body: bytes) -> bytes:
-    """A match's OXM TLVs (no ofp_match header, no padding) in OXM-number
-    order: a switch may report a flow's fields in another order than we
-    sent them."""
+def match_wire(fields) -> bytes:
+    """An ofp_match (padded) from (name, value) pairs."""
+    return packed_match(fields)[1]
+
+
+def oxm_tlvs(body: bytes) -> list[tuple[int, bytes]]:
+    """A match's OXM TLVs (no ofp_match header, no padding): (number, bytes)."""
     tlvs, at = [], 0
     while at < len(body):
         header = _U32.unpack_from(body, at)[0]
         end = at + 4 + (header & 0xff)
         tlvs.append((header >> 9, body[at:end]))
         at = end
+    return tlvs
+
+
+def canonical_oxms(body: bytes) -> bytes:
+    """A match's OXM TLVs in OXM-number order: a switch may report a flow's
+    fields in another order than we sent them."""
+    tlvs = oxm_tlvs(body)
     if all(tlvs[i][0] <= tlvs[i + 1][0] for i in range(len(tlvs) - 1)):
         return body
     return b"".join(tlv for _, tlv in sorted(tlvs))
@@ -391,10 +405,7 @@ class Serialized(ofproto_parser.MsgBase):
         super().__init__(datapath)
         self.wire = wire
         self.msg_type = wire[1]
-
-    @property
-    def name(self) -> str:
-        return self.wire.name
+        self.name = wire.name
 
     def serialize(self):
         self.version = self.wire[0]

@@ -44,8 +44,7 @@ class Match:
 
     def __init__(self, fields: tuple):
         # In the order Ryu sorts them in (by OXM field number).
-        self._fields2 = sorted(fields, key=lambda f: ofp.oxm_from_user_header(f[0]))
-        self._wire = flow_templates.match_wire(fields)
+        self._fields2, self._wire = flow_templates.packed_match(fields)
 
     def get(self, name, default=None):
         for key, value in self._fields2:

@@ -128,13 +128,20 @@ def is_delete(msg) -> bool:
             and msg.command in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT))
 
 
+_NAMED = frozenset({templates.FlowMod, templates.PacketOut, templates.Serialized})
+
+
 def message_name(msg) -> str:
     """What a message is, as Ryu names its class (the sent_* counters)."""
-    if isinstance(msg, templates.Serialized):
-        msg = msg.wire
-    if isinstance(msg, (templates.FlowMod, templates.PacketOut)):
-        return msg.name
-    return type(msg).__name__
+    return msg.name if type(msg) in _NAMED else type(msg).__name__
+
+
+def matches_any(mod, name: str, values) -> bool:
+    """Whether ``mod`` matches field ``name`` exactly on one of ``values``."""
+    if not isinstance(mod, templates.FlowMod):
+        return mod.match.get(name) in values
+    tlvs = {tlv for _, tlv in templates.oxm_tlvs(mod.match_fields)}
+    return any(templates.oxm(name, value)[1] in tlvs for value in values)
 
 
 def on_the_wire(msg, datapath):

@@ -339,7 +339,7 @@ class FlowSync:
             kept = []
             for send in entry[2]:
                 go = [m for m in send.messages
-                      if send.dpid == dpid and m.match.get("ipv4_dst") in destinations]
+                      if send.dpid == dpid and of.matches_any(m, "ipv4_dst", destinations)]
                 stay = [m for m in send.messages if m not in go]
                 self._send_deletes(send.dpid, go)
                 if stay:

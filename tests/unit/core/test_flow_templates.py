@@ -258,3 +258,15 @@ def test_a_packet_out_with_no_actions_keeps_its_data_whole():
     data = bytes(range(64))
     ours = of.packet_out(data, [], 5)
     assert len(ours) == 24 + 64 and ours.data == data and ours.actions == []
+
+
+def test_a_flow_matches_a_field_on_a_value_read_from_its_bytes():
+    mod = of.flow_add(2, 300, of.match(eth_type=0x0800, ipv4_src="10.0.0.10",
+                                       ipv4_dst="10.2.1.100"), of.goto(3), 7)
+    assert of.matches_any(mod, "ipv4_dst", {"10.9.9.9", "10.2.1.100"})
+    assert not of.matches_any(mod, "ipv4_dst", {"10.0.0.10"})      # its source, not destination
+    assert not of.matches_any(mod, "ipv4_dst", set())
+    prefix = of.flow_add(2, 10, of.match(eth_type=0x0800, ipv4_dst=("10.2.1.0", "255.255.255.0")),
+                         of.goto(3), 7)
+    assert not of.matches_any(prefix, "ipv4_dst", {"10.2.1.0"})    # a prefix is no address
+    assert of.matches_any(prefix.decoded(), "ipv4_dst", {("10.2.1.0", "255.255.255.0")})
