@@ -101,9 +101,8 @@ class AuthenticationAgent:
         self.by_identity_network: dict[tuple[str, str], str] = {}
         self.by_mac: dict[str, set[str]] = {}  # MN MAC -> its SA ids
         self._leaving: dict[str, float] = {}    # SA id -> when its MN's host was forgotten
-        # (since + LEAVE_GRACE_S, SA id) for each of those, stale ones too: a
-        # tick looks at the SAs whose grace is over, not at every one leaving
-        # (after a restart, every authorized SA is).
+        # (since + LEAVE_GRACE_S, SA id), stale ones too: a tick looks only at the
+        # SAs whose grace is over (after a restart, every authorized SA is leaving).
         self._leaving_due: list[tuple[float, str]] = []
         # Heaps of (when, id) for tick: an SA's lapse or end, a session's
         # expiry; an entry may be stale (looked at, then passed over).
