@@ -11,7 +11,6 @@ blocks on a full connection.
 from __future__ import annotations
 
 import collections
-import gc
 import logging
 import os
 import time
@@ -26,7 +25,7 @@ from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls 
 from ryu.lib import hub  # noqa: E402
 from ryu.ofproto import ofproto_v1_3  # noqa: E402
 
-from apps import runtime  # noqa: E402
+from apps import heap, runtime  # noqa: E402
 from apps.checkpoint import Checkpointer  # noqa: E402
 from apps.rest_server import RestServer  # noqa: E402
 from mpa_sdn import openflow as of  # noqa: E402
@@ -39,19 +38,15 @@ from rest_api.limits import Slots  # noqa: E402
 
 LOG = logging.getLogger("apps.mpa_app")
 TICK_S = 0.5
-GC_YOUNG = 50_000         # allocations between young-generation collections (CPython: 700)
 PACKET_IN = "packet-in"
 
 
-def settle_heap() -> None:
+def settle_heap(counters=None) -> None:
     """What start-up loaded (the topology, the state file's SAs, leases,
     tunnels and bindings) lives as long as the process: take it out of the
-    cyclic collector's scans, and collect the young generation less often.
-    With ten thousand MNs the default thresholds spent a quarter of the
-    worker's time in collections, and paused it for up to 0.9 s."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
+    cyclic collector's scans, and keep every collection after to what was
+    made since the last (:mod:`apps.heap`)."""
+    heap.settle(counters)
 
 
 class MpaApp(app_manager.RyuApp):
@@ -97,7 +92,8 @@ class MpaApp(app_manager.RyuApp):
                                          self.settings.state_checkpoint_s)
 
     def start(self):
-        settle_heap()
+        settle_heap(self.counters)
+        self._full_collection_due = time.monotonic() + heap.FULL_EVERY_S
         thread = super().start()
         host, port = self.settings.rest_host, self.settings.rest_port
         # Listen here, not in the thread: if the port is taken, start-up fails.
@@ -238,10 +234,17 @@ class MpaApp(app_manager.RyuApp):
             if now >= next_tick:
                 next_tick = now + TICK_S
                 self._post("tick", None, self.core.tick)
+                if now >= self._full_collection_due:
+                    self._full_collection_due = now + heap.FULL_EVERY_S
+                    self._post("full collection", None, self._full_collection)
             elif not self._mpa_tick_queued:
                 # One at a time: a worker that fell behind gets no pile of ticks.
                 self._mpa_tick_queued = True
                 self._post("mpa tick", None, self._mpa_tick)
+
+    def _full_collection(self, now):
+        heap.collect_everything(self.counters)
+        return []
 
     def _mpa_tick(self, now):
         self._mpa_tick_queued = False

@@ -1,0 +1,70 @@
+"""The cyclic garbage collector kept to short pauses.
+
+CPython's collector walks every object of the generations it collects, and
+a full collection walks the whole heap: at ten thousand MNs that paused the
+worker for up to 285 ms, and every event queued behind it
+(benchmarks/mn_scale.py).  What the controller keeps (the topology, SAs,
+leases, tunnels, bindings, their flows) lives long, and reference counting
+frees whatever is not in a cycle.  So:
+
+* at start-up, everything loaded is collected once and frozen (moved to the
+  permanent generation, which no collection walks);
+* the young generation is collected every ``YOUNG`` allocations, the middle
+  one every ``MIDDLE`` young collections;
+* after every collection of the middle generation (or a full one) what
+  survived it is frozen too: the oldest generation stays empty, so no
+  collection ever walks more than what was made since the last one.
+
+The price: a cycle that was alive when frozen and is dropped later is not
+found until a full collection, which runs every ``FULL_EVERY_S`` on the
+worker (``heap_full_collections``; the cycles it found in
+``heap_cycles_found``, its longest pause in ``heap_full_collection_ms``).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+
+YOUNG = 20_000          # allocations between young collections (CPython: 700)
+MIDDLE = 5              # young collections between middle ones (CPython: 10)
+FULL_EVERY_S = 3600.0   # the full collection that finds frozen cycles
+
+_counters: list = [None]   # where the callback counts (the latest app's)
+
+
+def _after_collection(phase: str, info: dict) -> None:
+    if phase == "stop" and info["generation"] >= 1:
+        # The collection is over and its survivors are in the oldest
+        # generation: freezing them is a splice of two lists.
+        gc.freeze()
+        counters = _counters[0]
+        if counters is not None:
+            counters["heap_freezes"] += 1
+
+
+def settle(counters=None) -> None:
+    """Collect and freeze what start-up loaded; from now on, freeze what
+    survives each collection of the middle generation."""
+    _counters[0] = counters
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG, MIDDLE, gc.get_threshold()[2])
+    if _after_collection not in gc.callbacks:
+        gc.callbacks.append(_after_collection)
+
+
+def collect_everything(counters=None) -> int:
+    """The full collection: thaw, collect, freeze again.  Walks the whole
+    heap (hundreds of milliseconds at ten thousand MNs): the cycles it
+    finds are those frozen alive and dropped since."""
+    started = time.perf_counter()
+    gc.unfreeze()
+    found = gc.collect()
+    gc.freeze()
+    if counters is not None:
+        counters["heap_full_collections"] += 1
+        counters["heap_cycles_found"] += found
+        took = round((time.perf_counter() - started) * 1000)
+        counters["heap_full_collection_ms"] = max(counters["heap_full_collection_ms"], took)
+    return found
