@@ -83,7 +83,8 @@ class MpaApp(app_manager.RyuApp):
         self.rest = RestApi(Facade(self.core, time.monotonic, self._exchange, self._wait_events),
                             self.counters, tokens=self.runtime.tokens,
                             max_streams=self.settings.rest_max_streams,
-                            streams_per_token=self.settings.rest_streams_per_token)
+                            streams_per_token=self.settings.rest_streams_per_token,
+                            pause=lambda: hub.sleep(0))
         self.rest_server = None
         self._own_threads = []
         self.store = self.runtime.store if self.runtime.store is not None else MemoryStore()

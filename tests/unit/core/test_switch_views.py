@@ -69,3 +69,20 @@ def test_a_switchs_host_counts_follow_learning_moving_and_forgetting():
         assert router.flow_count(switch) == \
             forwarding.static_flow_count(rig.graph, switch) + routes + checks, switch
         assert len(router.flows_for(switch)) == routes + checks, switch
+
+
+def test_a_long_switch_list_is_encoded_in_pieces_letting_the_worker_in_between():
+    from support.apitest import request, tokens
+    from mpa_sdn.facade import Facade
+    from rest_api.app import LIST_CHUNK, RestApi
+    from rest_api.problems import json_response
+    topology = parse_topology(generate(2, LIST_CHUNK, 1, neighbours="ring"))
+    core = Controller(topology)
+    pauses = []
+    api = RestApi(Facade(core, clock=lambda: 0.0), core.counters, tokens=tokens(),
+                  pause=lambda: pauses.append(1))
+    response, rows = request(api, "/mpa/v1/switches")
+    assert response.status_int == 200 and len(rows) == len(topology.switches)
+    assert len(pauses) == -(-len(rows) // LIST_CHUNK) - 1
+    # Byte for byte what one encoding of the whole list gives.
+    assert response.body == json_response(200, core.switch_summary(0.0)).body
