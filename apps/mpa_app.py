@@ -144,16 +144,18 @@ class MpaApp(app_manager.RyuApp):
             if batch.barrier or batch.confirm:
                 barrier = datapath.ofproto_parser.OFPBarrierRequest(datapath)
                 messages.append(barrier)
-            for msg in messages:
-                # The core's flow-mods and packet-outs are bytes already.
-                msg = of.on_the_wire(msg, datapath)
+            # The core's flow-mods and packet-outs are bytes already: each
+            # run of them goes in one write.
+            for msg in of.on_the_wire(messages, datapath):
+                carried = of.messages_in(msg)
                 if not datapath.send_msg(msg):
-                    self.counters["send_failed"] += 1
+                    self.counters["send_failed"] += len(carried)
                     LOG.warning("dpid=%016x switch=%s send of %s failed (connection closing)",
                                 batch.dpid, self.core.graph.switch_of_dpid(batch.dpid),
                                 of.message_name(msg))
                     break
-                self.counters[f"sent_{of.message_name(msg)}"] += 1
+                for part in carried:
+                    self.counters[f"sent_{of.message_name(part)}"] += 1
             else:
                 if batch.confirm:
                     self.confirmations[(batch.dpid, barrier.xid)] = batch.confirm

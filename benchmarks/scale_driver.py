@@ -222,10 +222,11 @@ class Driver:
             messages, dp.outbox = dp.outbox, []
             for msg in messages:
                 dp.table.apply(msg)
-                if of.message_name(msg) in ("OFPFlowMod", "OFPPacketOut"):
-                    self.sent += 1
-                    if self.capture is not None and len(self.capture) < self.capture_limit:
-                        self.capture.append(msg.wire)
+                for part in of.messages_in(msg):
+                    if of.message_name(part) in ("OFPFlowMod", "OFPPacketOut"):
+                        self.sent += 1
+                        if self.capture is not None and len(self.capture) < self.capture_limit:
+                            self.capture.append(part)
                 if isinstance(msg, parser.OFPBarrierRequest):
                     reply = types.SimpleNamespace(datapath=dp, xid=msg.xid)
                     self._shell(self.app._barrier, types.SimpleNamespace(msg=reply))

@@ -128,7 +128,9 @@ def is_delete(msg) -> bool:
             and msg.command in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT))
 
 
-_NAMED = frozenset({templates.FlowMod, templates.PacketOut, templates.Serialized})
+messages_in = templates.messages_in
+_PACKED = frozenset({templates.FlowMod, templates.PacketOut})
+_NAMED = _PACKED | {templates.Serialized}
 
 
 def message_name(msg) -> str:
@@ -144,13 +146,23 @@ def matches_any(mod, name: str, values) -> bool:
     return any(templates.oxm(name, value)[1] in tlvs for value in values)
 
 
-def on_the_wire(msg, datapath):
-    """``msg`` as the shell hands it to ``datapath``: bytes wrapped, Ryu's
-    own given the datapath."""
-    if isinstance(msg, (templates.FlowMod, templates.PacketOut)):
-        return templates.Serialized(datapath, msg)
-    msg.datapath = datapath
-    return msg
+def on_the_wire(messages: list, datapath) -> list:
+    """``messages`` as the shell hands them to ``datapath``, in their order:
+    each run of ours (bytes already) as one Serialized, each of Ryu's given
+    the datapath."""
+    out, run = [], []
+    for msg in messages:
+        if type(msg) in _PACKED:
+            run.append(msg)
+            continue
+        if run:
+            out.append(templates.Serialized(datapath, run))
+            run = []
+        msg.datapath = datapath
+        out.append(msg)
+    if run:
+        out.append(templates.Serialized(datapath, run))
+    return out
 
 
 _EMPTY_MATCH = templates.match_wire(())

@@ -28,8 +28,11 @@ class KeyedTable:
         self.by_cookie: dict[int, set] = collections.defaultdict(set)
         self.packet_outs = 0
 
-    def apply(self, msg) -> None:
-        msg = getattr(msg, "wire", msg)   # the bytes the core packed, as sent
+    def apply(self, sent) -> None:
+        for msg in of.messages_in(sent):   # the bytes the core packed, as sent
+            self._apply(msg)
+
+    def _apply(self, msg) -> None:
         if of.message_name(msg) == "OFPPacketOut":
             self.packet_outs += 1
         elif of.message_name(msg) == "OFPFlowMod":

@@ -33,7 +33,7 @@ from ryu.ofproto import ether, inet
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from mpa_sdn.flow_templates import decoded
+from mpa_sdn.flow_templates import decoded, messages_in
 from mpa_sdn.openflow import record_of
 from mpa_sdn.tables import PREREQUISITES, check_flow, oxm_name
 
@@ -111,10 +111,13 @@ class FakeSwitch:
 
     # -- control plane ----------------------------------------------------
 
-    def apply(self, msg) -> None:
+    def apply(self, sent) -> None:
         # What the controller packed as bytes is read back by Ryu's parser,
         # as a switch would read it off the wire.
-        msg = decoded(msg)
+        for msg in messages_in(sent):
+            self._apply(decoded(msg))
+
+    def _apply(self, msg) -> None:
         if isinstance(msg, parser.OFPFlowMod):
             self._flow_mod(msg)
         elif isinstance(msg, parser.OFPPacketOut):

@@ -57,7 +57,8 @@ def test_deletes_go_first_and_a_tagged_barrier_is_remembered(app):
     dp = app.datapaths[DPID] = FakeDatapath(DPID)
     app.send([Send(DPID, [flow(priority=1), flow(ofp.OFPFC_DELETE_STRICT), flow(priority=2)],
                    confirm=RECONCILE)])
-    kinds = [(of.message_name(m), getattr(decoded(m), "command", None)) for m in dp.sent]
+    kinds = [(of.message_name(m), getattr(decoded(m), "command", None))
+             for sent in dp.sent for m in of.messages_in(sent)]
     assert kinds == [("OFPFlowMod", ofp.OFPFC_DELETE_STRICT), ("OFPFlowMod", ofp.OFPFC_ADD),
                      ("OFPFlowMod", ofp.OFPFC_ADD), ("OFPBarrierRequest", None)]
     assert all(m.datapath is dp for m in dp.sent)
@@ -66,22 +67,31 @@ def test_deletes_go_first_and_a_tagged_barrier_is_remembered(app):
 
 
 def test_the_bytes_sent_carry_the_xids_the_datapath_gave_and_the_barrier_s_reply_pairs(app):
-    """Flow-mods go as bytes packed by the core: each send gets its own
-    xid in its header, and the barrier after them is remembered by its own."""
+    """Flow-mods and packet-outs go as bytes packed by the core, a run of
+    them in one write with the xid the datapath gave it; the barrier after
+    them has its own, and its reply is paired by it."""
     dp = app.datapaths[DPID] = FakeDatapath(DPID)
-    mod = flow(priority=7)
-    app.send([Send(DPID, [mod, mod], confirm=RECONCILE)])
+    mod, out = flow(priority=7), of.packet_out(b"frame", [of.output(2)], 1)
+    app.send([Send(DPID, [mod, out, mod], confirm=RECONCILE)])
     app.send([Send(DPID, [mod], barrier=True)])
-    headers = [struct.unpack_from("!BBHI", bytes(m.buf)) for m in dp.sent]
-    assert [h[3] for h in headers] == [1, 2, 3, 4, 5]
-    assert [h[1] for h in headers] == [ofp.OFPT_FLOW_MOD, ofp.OFPT_FLOW_MOD, ofp.OFPT_BARRIER_REQUEST,
-                                       ofp.OFPT_FLOW_MOD, ofp.OFPT_BARRIER_REQUEST]
-    assert all(h[2] == len(m.buf) for h, m in zip(headers, dp.sent))
+    # Two writes each: the run of ours in one, then the barrier.
+    assert [of.message_name(m) for m in dp.sent] == ["batch", "OFPBarrierRequest",
+                                                     "OFPFlowMod", "OFPBarrierRequest"]
+    stream = b"".join(bytes(m.buf) for m in dp.sent)
+    headers, at = [], 0
+    while at < len(stream):      # the bytes as the switch reads them, message by message
+        headers.append(struct.unpack_from("!BBHI", stream, at))
+        at += headers[-1][2]
+    assert at == len(stream)
+    assert [(h[1], h[3]) for h in headers] == [
+        (ofp.OFPT_FLOW_MOD, 1), (ofp.OFPT_PACKET_OUT, 1), (ofp.OFPT_FLOW_MOD, 1),
+        (ofp.OFPT_BARRIER_REQUEST, 2), (ofp.OFPT_FLOW_MOD, 3), (ofp.OFPT_BARRIER_REQUEST, 4)]
     # The message the core built is left as it was: xid 0, sent again as often as asked.
     assert struct.unpack_from("!I", mod, 4) == (0,)
-    assert bytes(dp.sent[0].buf)[8:] == bytes(dp.sent[3].buf)[8:] == mod[8:]
-    assert app.confirmations == {(DPID, 3): RECONCILE}
-    app._barrier(types.SimpleNamespace(msg=types.SimpleNamespace(datapath=dp, xid=3)))
+    assert stream[len(mod) + len(out) + 8:2 * len(mod) + len(out)] == mod[8:]
+    assert app.confirmations == {(DPID, 2): RECONCILE}
+    assert app.counters["sent_OFPFlowMod"] == 3 and app.counters["sent_OFPPacketOut"] == 1
+    app._barrier(types.SimpleNamespace(msg=types.SimpleNamespace(datapath=dp, xid=2)))
     assert app.work.get()[0] == "barrier" and app.confirmations == {}
 
 
