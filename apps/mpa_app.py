@@ -192,6 +192,7 @@ class MpaApp(app_manager.RyuApp):
             LOG.exception("dpid=%s switch=%s handling %s failed",
                           None if dpid is None else f"{dpid:016x}",
                           None if dpid is None else self.core.graph.switch_of_dpid(dpid), what)
+        heap.after_event()
 
     def _write_state(self, now: float, at_once: bool = False) -> None:
         """What the events so far changed, to the state file in one

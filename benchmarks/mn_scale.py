@@ -97,6 +97,7 @@ class _Discard:
 
 
 def measure(count: int, window: int, sample: int) -> dict:
+    from apps import heap
     from apps.mpa_app import settle_heap
     from scale_driver import Driver, check_completed, hand_over, prepare, scale_topology, \
         state_store
@@ -149,6 +150,11 @@ def measure(count: int, window: int, sample: int) -> dict:
         check_completed(driver, extra)
         counters = driver.core.counters
         store.close()
+        # Cycles frozen alive and dropped since: what the hourly full
+        # collection finds, and how long it pauses the worker.
+        started = time.perf_counter()
+        cycles = heap.collect_everything()
+        full_collection_ms = round((time.perf_counter() - started) * 1000, 1)
     # The same messages built with Ryu alone: the framework's floor.
     floor = message_floor.floor(captured)
     per_handover = {name.replace("_us_per_message", "_us_per_handover"):
@@ -169,6 +175,7 @@ def measure(count: int, window: int, sample: int) -> dict:
         "controller_ms_per_mn": round((prepare_busy + handover_busy) / count * 1000, 3),
         "gc_s_prepare": round(gc_prepare[0], 3), "gc_s_handover": round(gc_handover[0], 3),
         "gc_longest_ms": round(max(gc_prepare[1], gc_handover[1]) * 1000, 1),
+        "full_collection_ms": full_collection_ms, "cycles_found_by_full_collection": cycles,
         "gc_longest_ms_prepare": round(gc_prepare[1] * 1000, 1),
         "gc_longest_ms_handover": round(gc_handover[1] * 1000, 1),
         "worker_longest_ms_prepare": stalls_prepare[0], "worker_longest_prepare": stalls_prepare[1],

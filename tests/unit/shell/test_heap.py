@@ -54,3 +54,29 @@ def test_a_cycle_frozen_alive_and_dropped_is_found_by_the_full_collection(settle
     assert alive() is None
     assert settled["heap_full_collections"] == 1 and settled["heap_cycles_found"] >= 2
     assert gc.get_objects(generation=2) == []
+
+
+def test_every_events_events_the_young_generations_are_collected_and_their_survivors_frozen(
+        settled):
+    heap._events[0] = 0
+    kept = []
+    for _ in range(heap.EVENTS - 1):
+        kept.append(Node())
+        heap.after_event()
+    assert settled["heap_collections"] == 0
+    frozen = gc.get_freeze_count()
+    heap.after_event()
+    assert settled["heap_collections"] == 1
+    assert gc.get_freeze_count() >= frozen + len(kept)
+    assert gc.get_objects(generation=0) == gc.get_objects(generation=2) == []
+
+
+def test_the_worker_runs_the_collection_after_each_event_it_handles(topology, monkeypatch):
+    from apps import mpa_app, runtime
+    runtime.configure(topology, "test.yaml")
+    app = mpa_app.MpaApp()
+    calls = []
+    monkeypatch.setattr(heap, "after_event", lambda: calls.append(1))
+    app.handle(("tick", None, lambda now: [], ()))
+    app.handle(("tick", None, lambda now: 1 / 0, ()))   # one that fails too
+    assert calls == [1, 1] and app.counters["handler_error"] == 1
