@@ -296,7 +296,9 @@ class MpaApp(app_manager.RyuApp):
         finally:
             slots.give(key)
             self._waits.discard(done)
-        return box[0] if box else None
+        # Popped: the answer holds its origin, whose reply_to holds the box;
+        # left in the box, that cycle would wait for the full collection.
+        return box.pop() if box else None
 
     # -- events (each only queues) -----------------------------------------------
 

@@ -306,7 +306,10 @@ class Driver:
         """What the facade does for a REST request: the core's call on the worker."""
         def reply(answer):
             if post.answer is None:
-                post.answer, post.answered = answer, self.clock()
+                # Without its origin, which holds this closure, which holds
+                # the post: that cycle would wait for a full collection.
+                post.answer = dataclasses.replace(answer, origin=None)
+                post.answered = self.clock()
         origin = Origin(REST, post.mn.address, post.network, reply_to=reply)
         post.posted = self.clock()
         core, data, expect = self.core, post.data, (post.kind,)

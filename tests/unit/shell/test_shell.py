@@ -1,6 +1,8 @@
 """The Ryu shell's own duties: the send point, the ordered work queue, its bounds."""
 
 import dataclasses
+import gc
+import weakref
 import struct
 import types
 
@@ -237,3 +239,23 @@ def test_an_answered_or_timed_out_call_gives_its_slot_back(bounded_app):
     app.stop()
     hub.sleep(0)
     assert app._held.held == 0 and app._waiting.held == 0
+
+
+def test_an_answer_handed_back_leaves_no_cycle_behind(app):
+    """The answer holds its origin, whose reply_to holds the box it was
+    put in: once handed back it is freed by reference counting alone, with
+    no collection (a cycle would wait for the hourly full one, frozen)."""
+    from mpa_sdn.service import REST, Answer, Origin
+
+    def make_origin(reply):
+        return Origin(REST, "10.2.0.7", None, reply_to=reply)
+    app._post = lambda what, dpid, call, *args: app.send(call(0.0))
+    answer = app._exchange(make_origin, lambda origin, now: [Answer(origin, {"ok": True})], 60)
+    assert answer.fields == {"ok": True}
+    gone = weakref.ref(answer)
+    gc.disable()
+    try:
+        del answer
+        assert gone() is None
+    finally:
+        gc.enable()
