@@ -55,10 +55,15 @@ class Checkpointer:
     def checkpoint_now(self) -> None:
         started = time.perf_counter()
         try:
-            self.store.checkpoint()
+            caught_up = self.store.checkpoint()
         except Exception:
             self.counters["state_checkpoint_failed"] += 1
             LOG.exception("checkpoint of the state file %s failed", self.store.path)
             return
         self.longest_s = max(self.longest_s, time.perf_counter() - started)
         self.counters["state_checkpoint"] += 1
+        if not caught_up:
+            # The worker wrote through every pass: the WAL grows until a
+            # checkpoint catches up (counted, so that a WAL that keeps
+            # growing shows).
+            self.counters["state_checkpoint_behind"] += 1

@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS records (
 """
 
 
+CHECKPOINT_PASSES = 4            # passes of one checkpoint, to catch up with the writer
+WAL_LIMIT_BYTES = 16 * 2**20     # a WAL that starts over is cut to this size
+
+
 class StoreError(Exception):
     """The state file cannot be used; the message says why and where."""
 
@@ -63,8 +67,8 @@ class MemoryStore:
         """Write what is noted; the number of records written."""
         return 0
 
-    def checkpoint(self) -> None:
-        pass
+    def checkpoint(self) -> bool:
+        return True
 
     def load(self, kind: str) -> dict[str, dict]:
         return {k: json.loads(v) for k, v in self._records.get(kind, {}).items()}
@@ -99,6 +103,7 @@ class SqliteStore(MemoryStore):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA wal_autocheckpoint=0")
+            self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
             self._db.executescript(SCHEMA)
             self._db.execute("SELECT count(*) FROM records").fetchone()
         except (OSError, sqlite3.Error) as exc:
@@ -161,15 +166,25 @@ class SqliteStore(MemoryStore):
         self._noted.clear()
         return written
 
-    def checkpoint(self) -> None:
+    def checkpoint(self) -> bool:
         """Checkpoint the WAL on a connection of its own, so that a thread
         other than the writer's can run it while the writer goes on: SQLite
-        lets writers carry on during a passive checkpoint.  One caller at a
-        time (the shell's one checkpointer)."""
+        lets writers carry on during a passive checkpoint.  What the writer
+        committed meanwhile is copied by another pass (a short one), so that
+        the WAL is wholly copied and starts over; without it, a writer never
+        idle for a whole checkpoint made the WAL grow without end.  Whether
+        it caught up.  One caller at a time (the shell's one checkpointer)."""
         if self._checkpointer is None:
             self._checkpointer = sqlite3.connect(self.path, isolation_level=None,
                                                  check_same_thread=False)
-        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        for _ in range(CHECKPOINT_PASSES):
+            busy, frames, copied = self._checkpointer.execute(
+                "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames == copied:
+                # Caught up: the writer's next transaction starts the WAL over
+                # (and cuts it to WAL_LIMIT_BYTES) instead of growing it.
+                return True
+        return False
 
     def close(self) -> None:
         self.flush()

@@ -4,6 +4,7 @@ before a flush loses the whole group, whose flows reconciliation removes."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import pytest
@@ -107,3 +108,36 @@ def test_a_crash_before_the_flush_loses_the_group_whole_and_its_flows_go(topolog
     mn.ask("tunnel-request", "tunnel")
     mn.bind()
     assert list(rig.core.mobility.bindings) == [HOME]
+
+
+def write_records(store, count: int, start: int = 0) -> None:
+    for i in range(start, start + count):
+        store.put("lease", f"k{i:06d}", {"n": i, "pad": "x" * 200})
+    store.flush()
+
+
+def test_a_checkpoint_that_caught_up_lets_the_wal_start_over_cut_to_its_limit(tmp_path):
+    path = str(tmp_path / "state.db")
+    store = SqliteStore(path, grouped=True)
+    store._db.execute("PRAGMA journal_size_limit=65536")
+    for group in range(10):
+        write_records(store, 200, group * 200)
+    assert os.path.getsize(path + "-wal") > 65536
+    assert store.checkpoint() is True
+    write_records(store, 1, 5000)             # the writer starts the WAL over
+    assert os.path.getsize(path + "-wal") <= 65536
+    assert len(store.load("lease")) == 2001
+
+
+def test_a_checkpoint_held_back_by_a_reader_says_it_did_not_catch_up(tmp_path):
+    path = str(tmp_path / "state.db")
+    store = SqliteStore(path, grouped=True)
+    write_records(store, 10)
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM records").fetchone()   # its snapshot, held
+    write_records(store, 10, 10)               # after the reader's snapshot
+    assert store.checkpoint() is False         # cannot copy past what the reader reads
+    reader.execute("COMMIT")
+    reader.close()
+    assert store.checkpoint() is True

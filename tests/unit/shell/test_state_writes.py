@@ -6,6 +6,7 @@ state file on disk opened as mpa-controller opens it; time is the test's."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import sqlite3
@@ -163,3 +164,22 @@ def test_the_checkpointer_moves_the_wal_into_the_file_from_its_own_thread(app):
     assert counters["state_checkpoint"] >= 1 and not counters["state_checkpoint_failed"]
     assert leases_in_the_database_file() == 1
     assert checkpointer._thread is None
+
+
+def test_a_checkpoint_that_did_not_catch_up_is_counted_and_one_that_failed_too():
+    class Store:
+        path = "state.db"
+
+        def __init__(self, result):
+            self.result = result
+
+        def checkpoint(self):
+            if isinstance(self.result, Exception):
+                raise self.result
+            return self.result
+    counters = collections.Counter()
+    Checkpointer(Store(False), counters, 1.0).checkpoint_now()
+    Checkpointer(Store(True), counters, 1.0).checkpoint_now()
+    Checkpointer(Store(OSError("disk gone")), counters, 1.0).checkpoint_now()
+    assert counters == {"state_checkpoint": 2, "state_checkpoint_behind": 1,
+                        "state_checkpoint_failed": 1}
