@@ -366,9 +366,10 @@ class ConfigurationAgent:
             if self._due_at.get(network) == at:
                 del self._due_at[network]
                 work.add(network)
+        budget = [self.settings.dad_probes_per_tick]
         for network in sorted(work, key=self._order.__getitem__):
             pool = self.pools[network]
-            self._work(pool, now, network in now_ready or ready(network), probes)
+            self._work(pool, now, network in now_ready or ready(network), probes, budget)
             self._schedule(pool)
         self.counters["dad_pools_worked"] += len(work)
         return probes
@@ -382,9 +383,11 @@ class ConfigurationAgent:
         elif at is None:
             self._due_at.pop(network, None)
 
-    def _work(self, pool: Pool, now: float, ready: bool, probes: list) -> None:
+    def _work(self, pool: Pool, now: float, ready: bool, probes: list, budget: list) -> None:
         """One pool's DAD: conflicts and leases that ended, then (if its PoAs
-        are ready) stale results out, the reserve refilled, probes sent."""
+        are ready) stale results out, the reserve refilled, probes sent while
+        ``budget[0]`` (the tick's probes left) lasts; a probe past it stays due,
+        and its pool is worked again at the next tick."""
         pool.end_conflicts(now)
         for lease in pool.expired(now):
             self._remove(pool, lease, "expired")
@@ -410,7 +413,10 @@ class ConfigurationAgent:
             if not self._usable(pool, address, now):
                 del pool.probing[address]
             elif probe.sent < self.settings.dad_probes:
-                if probe.next_at <= now:
+                if probe.next_at <= now and budget[0] <= 0:
+                    self.counters["dad_probes_deferred"] += 1
+                elif probe.next_at <= now:
+                    budget[0] -= 1
                     probes.append((pool.network.id, address))
                     probe.sent += 1
                     probe.next_at = now + (self.settings.dad_interval_s

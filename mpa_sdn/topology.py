@@ -119,6 +119,9 @@ class MpaSettings:
     dad_wait_s: float = 0.2           # after the last probe, for an answer
     dad_reserve: int = 4              # addresses per network kept probed and free
     dad_valid_s: float = 60.0         # a probe result is trusted this long
+    # Probes sent per tick at most: a wave of leases refilling every reserve
+    # at once is spread over ticks, not one long stall of the worker.
+    dad_probes_per_tick: int = 32
     # Proactive handover (RFC 6252 §6.3 steps 2-6).
     tunnel_lifetime_s: int = 120      # a proactive handover tunnel's longest life
     max_tunnels_per_mn: int = 4       # tunnels to different CTNs at once (§7.2, C.4)

@@ -93,3 +93,19 @@ def test_leases_and_conflicts_end_on_time_without_a_walk():
     assert ca.lease_for("net-b1", client) is None
     ca.tick(lease.expires + 3600)
     assert "10.2.1.150" not in ca.pools["net-b1"].conflicts
+
+
+def test_no_tick_sends_more_probes_than_its_bound_and_every_reserve_fills_all_the_same():
+    from support.handover_rig import variant
+    rig = Rig(topology=variant(dad_probes_per_tick=3))
+    ca = rig.service.ca
+    sent = []
+    for _ in range(200):
+        probes = ca.tick(rig.now)
+        assert len(probes) <= 3
+        sent.append(len(probes))
+        rig.now += 0.1
+    reserve = rig.topology.mpa.dad_reserve
+    assert all(len(p.verified) == reserve and not p.probing for p in ca.pools.values())
+    assert sum(sent) == len(ca.pools) * reserve * rig.topology.mpa.dad_probes
+    assert rig.counters["dad_probes_deferred"] > 0
