@@ -31,13 +31,13 @@ from __future__ import annotations
 import gc
 import time
 
-EVENTS = 50             # events between collections of the young generations
+EVENTS = 50             # events between collections of the young generations (gc_every_events)
 YOUNG = 50_000          # the backstop: allocations between young collections (CPython: 700)
 MIDDLE = 10             # young collections between middle ones (CPython: 10)
-FULL_EVERY_S = 3600.0   # the full collection that finds frozen cycles
+FULL_EVERY_S = 3600.0   # the full collection that finds frozen cycles (gc_full_every_s)
 
 _counters: list = [None]   # where the callback counts (the latest app's)
-_events = [0]              # events since the last collection
+_events = [0, EVENTS]      # events since the last collection, and between collections
 
 
 def _after_collection(phase: str, info: dict) -> None:
@@ -50,10 +50,12 @@ def _after_collection(phase: str, info: dict) -> None:
             counters["heap_freezes"] += 1
 
 
-def settle(counters=None) -> None:
-    """Collect and freeze what start-up loaded; from now on, freeze what
+def settle(counters=None, every_events: int = EVENTS) -> None:
+    """Collect and freeze what start-up loaded; from now on, collect the
+    young generations every ``every_events`` events and freeze what
     survives each collection of the middle generation."""
     _counters[0] = counters
+    _events[:] = [0, every_events]
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG, MIDDLE, gc.get_threshold()[2])
@@ -65,7 +67,7 @@ def after_event() -> None:
     """An event is over: every EVENTS, collect the young generations (and
     freeze what survived)."""
     _events[0] += 1
-    if _events[0] >= EVENTS:
+    if _events[0] >= _events[1]:
         _events[0] = 0
         gc.collect(1)
         counters = _counters[0]

@@ -41,12 +41,12 @@ TICK_S = 0.5
 PACKET_IN = "packet-in"
 
 
-def settle_heap(counters=None) -> None:
+def settle_heap(counters=None, every_events: int = heap.EVENTS) -> None:
     """What start-up loaded (the topology, the state file's SAs, leases,
     tunnels and bindings) lives as long as the process: take it out of the
     cyclic collector's scans, and keep every collection after to what was
     made since the last (:mod:`apps.heap`)."""
-    heap.settle(counters)
+    heap.settle(counters, every_events)
 
 
 class MpaApp(app_manager.RyuApp):
@@ -93,8 +93,8 @@ class MpaApp(app_manager.RyuApp):
                                          self.settings.state_checkpoint_s)
 
     def start(self):
-        settle_heap(self.counters)
-        self._full_collection_due = time.monotonic() + heap.FULL_EVERY_S
+        settle_heap(self.counters, self.settings.gc_every_events)
+        self._full_collection_due = time.monotonic() + self.settings.gc_full_every_s
         thread = super().start()
         host, port = self.settings.rest_host, self.settings.rest_port
         # Listen here, not in the thread: if the port is taken, start-up fails.
@@ -239,7 +239,7 @@ class MpaApp(app_manager.RyuApp):
                 next_tick = now + TICK_S
                 self._post("tick", None, self.core.tick)
                 if now >= self._full_collection_due:
-                    self._full_collection_due = now + heap.FULL_EVERY_S
+                    self._full_collection_due = now + self.settings.gc_full_every_s
                     self._post("full collection", None, self._full_collection)
             elif not self._mpa_tick_queued:
                 # One at a time: a worker that fell behind gets no pile of ticks.

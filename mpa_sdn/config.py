@@ -67,6 +67,8 @@ _SETTING_PARSERS = {
     "pending_lifetime_s": schema.number(0.1, 60),
     "reject_hold_s": schema.integer(1, 3600),
     "packet_in_queue": schema.integer(1, 100_000),
+    "gc_every_events": schema.integer(1, 100_000),
+    "gc_full_every_s": schema.number(1, 1_000_000),
     "state_write_records": schema.integer(1, 1_000_000),
     "state_write_delay_s": schema.number(0.0, 60),
     "state_checkpoint_s": schema.number(0.1, 3600),

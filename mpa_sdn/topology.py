@@ -49,6 +49,11 @@ class ControllerSettings:
     # instead of being punted packet after packet.
     reject_hold_s: int = 10
     packet_in_queue: int = 1000
+    # The cyclic garbage collector (apps/heap.py): the worker collects the
+    # young generations after this many events and freezes what survives; a
+    # full collection, which walks the whole heap, runs this often.
+    gc_every_events: int = 50
+    gc_full_every_s: float = 3600.0
     # The state file (mpa_sdn/store.py): the records events change are
     # written in one transaction after their flows and answers have gone,
     # once the worker has no event waiting, or sooner when this many records

@@ -211,6 +211,7 @@ def test_controller_settings_are_read():
                   rest_port=9090, host_idle_timeout_s=60, host_probe_s=0.5, max_hosts=50,
                   arp_resolve_interval_s=0.25, pending_per_address=2, pending_addresses=10,
                   pending_lifetime_s=5, reject_hold_s=30, packet_in_queue=77,
+                  gc_every_events=20, gc_full_every_s=600,
                   state_write_records=500, state_write_delay_s=0.5, state_checkpoint_s=5,
                   rest_max_connections=500, rest_connections_per_source=20,
                   rest_header_timeout_s=2.5, rest_body_timeout_s=3, rest_idle_timeout_s=30,

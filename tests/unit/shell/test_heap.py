@@ -58,9 +58,9 @@ def test_a_cycle_frozen_alive_and_dropped_is_found_by_the_full_collection(settle
 
 def test_every_events_events_the_young_generations_are_collected_and_their_survivors_frozen(
         settled):
-    heap._events[0] = 0
+    heap.settle(settled, every_events=7)     # gc_every_events
     kept = []
-    for _ in range(heap.EVENTS - 1):
+    for _ in range(6):
         kept.append(Node())
         heap.after_event()
     assert settled["heap_collections"] == 0
