@@ -80,3 +80,16 @@ def test_the_worker_runs_the_collection_after_each_event_it_handles(topology, mo
     app.handle(("tick", None, lambda now: [], ()))
     app.handle(("tick", None, lambda now: 1 / 0, ()))   # one that fails too
     assert calls == [1, 1] and app.counters["handler_error"] == 1
+
+
+def test_the_longest_full_collection_is_a_gauge_in_the_metrics(topology):
+    """A level (the longest pause so far), not a count; the collections
+    and the cycles found are counts."""
+    from mpa_sdn.controller import Controller
+    counters = collections.Counter()
+    core = Controller(topology, counters)
+    heap.collect_everything(counters)
+    text = core.metrics.render().decode()
+    assert "# TYPE mpa_heap_full_collection_longest_ms gauge" in text
+    assert 'event="heap_full_collection_ms"' not in text
+    assert 'event="heap_full_collections"} 1.0' in text
