@@ -259,3 +259,21 @@ def test_an_answer_handed_back_leaves_no_cycle_behind(app):
         assert gone() is None
     finally:
         gc.enable()
+
+
+def test_ryu_s_own_datapath_sends_a_run_of_ours_with_its_xid():
+    """Ryu's Datapath.send_msg (the real method, on a datapath without a
+    socket) takes the run as a message, gives it the next xid and sends its
+    bytes as they are but for the xid in each header."""
+    from ryu.controller.controller import Datapath
+    written = []
+    dp = types.SimpleNamespace(ofproto=ofp, ofproto_parser=parser, xid=41,
+                               send=lambda buf, close_socket=False: written.append(buf) or True)
+    dp.set_xid = lambda msg: Datapath.set_xid(dp, msg)
+    mod, out = flow(priority=3), of.packet_out(b"frame", [of.output(2)], 1)
+    [run] = of.on_the_wire([mod, out], dp)
+    assert Datapath.send_msg(dp, run) is True
+    [buf] = written
+    assert bytes(buf) == mod[:4] + (42).to_bytes(4, "big") + mod[8:] + \
+        out[:4] + (42).to_bytes(4, "big") + out[8:]
+    assert run.xid == 42 == dp.xid
