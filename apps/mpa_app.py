@@ -197,15 +197,17 @@ class MpaApp(app_manager.RyuApp):
     def _write_state(self, now: float, at_once: bool = False) -> None:
         """What the events so far changed, to the state file in one
         transaction, once their flows and answers have gone out: when no
-        event waits (a burst is one write), or sooner past either bound
-        (state_write_records, state_write_delay_s).  A failed write keeps
+        event waits and no checkpoint runs (a burst is one write), or sooner
+        past either bound (state_write_records, state_write_delay_s).  A failed write keeps
         the records for the next one (mpa_sdn/store.py)."""
         pending = self.store.pending
         if not pending:
             return
         if self._unwritten_since is None:
             self._unwritten_since = now
-        if self.work.qsize() and not at_once:
+        # While a checkpoint runs, a write would keep it from catching up
+        # (the WAL could then never start over): wait, within the same bounds.
+        if (self.work.qsize() or self.store.checkpointing) and not at_once:
             if pending >= self.settings.state_write_records:
                 self.counters["state_write_by_records"] += 1
             elif now - self._unwritten_since >= self.settings.state_write_delay_s:

@@ -54,6 +54,7 @@ class MemoryStore:
     """The same interface, in memory: for tests and ``state_db: ":memory:"``."""
 
     path = None
+    checkpointing = False   # a checkpoint runs (the writer waits for it, within its bounds)
 
     def __init__(self):
         self._records: dict[str, dict[str, str]] = {}
@@ -177,14 +178,18 @@ class SqliteStore(MemoryStore):
         if self._checkpointer is None:
             self._checkpointer = sqlite3.connect(self.path, isolation_level=None,
                                                  check_same_thread=False)
-        for _ in range(CHECKPOINT_PASSES):
-            busy, frames, copied = self._checkpointer.execute(
-                "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if frames == copied:
-                # Caught up: the writer's next transaction starts the WAL over
-                # (and cuts it to WAL_LIMIT_BYTES) instead of growing it.
-                return True
-        return False
+        self.checkpointing = True
+        try:
+            for _ in range(CHECKPOINT_PASSES):
+                busy, frames, copied = self._checkpointer.execute(
+                    "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if frames == copied:
+                    # Caught up: the writer's next transaction starts the WAL
+                    # over (and cuts it to WAL_LIMIT_BYTES) instead of growing it.
+                    return True
+            return False
+        finally:
+            self.checkpointing = False
 
     def close(self) -> None:
         self.flush()

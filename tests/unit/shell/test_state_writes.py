@@ -183,3 +183,20 @@ def test_a_checkpoint_that_did_not_catch_up_is_counted_and_one_that_failed_too()
     Checkpointer(Store(OSError("disk gone")), counters, 1.0).checkpoint_now()
     assert counters == {"state_checkpoint": 2, "state_checkpoint_behind": 1,
                         "state_checkpoint_failed": 1}
+
+
+def test_while_a_checkpoint_runs_the_worker_writes_only_past_its_bounds(app):
+    driver, store, mns = app
+    driver.run((prepare(driver, mn, {}) for mn in mns[:1]), window=1)
+    log = logged(driver, store)
+    store.checkpointing = True
+    driver.app._post("rest signal", None, lambda now: store.put("probe", "a", {}) or [])
+    driver.pump()
+    assert not [entry for entry in log if entry[0] == "write"] and store.pending == 1
+    # Past state_write_delay_s it is written, checkpoint or not.
+    driver.clock.sleep(driver.app.settings.state_write_delay_s)
+    driver.app._post("rest signal", None, lambda now: [])
+    driver.pump()
+    assert [entry for entry in log if entry[0] == "write"] == [("write", 1)]
+    assert driver.core.counters["state_write_by_delay"] == 1
+    store.checkpointing = False
