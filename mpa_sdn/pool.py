@@ -6,7 +6,6 @@ Agent (:mod:`mpa_sdn.ca`) decides; a pool only keeps."""
 from __future__ import annotations
 
 import heapq
-import ipaddress
 from dataclasses import dataclass
 
 from mpa_sdn.indexing import Index
@@ -60,8 +59,11 @@ class Pool:
         self._conflict_ends: list[tuple[float, str]] = []  # a heap; stale entries too
 
     def addresses(self):
+        """Every address of the pool, lowest first, as text: formatted here
+        rather than through ipaddress, five times slower, since a refill walks
+        past every leased address (4,000 a tick at 10,000 MNs)."""
         for value in range(self.first, self.last + 1):
-            yield str(ipaddress.IPv4Address(value))
+            yield f"{value >> 24}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}"
 
     def add(self, lease: Lease) -> None:
         self.leases[lease.address] = lease

@@ -109,3 +109,11 @@ def test_no_tick_sends_more_probes_than_its_bound_and_every_reserve_fills_all_th
     assert all(len(p.verified) == reserve and not p.probing for p in ca.pools.values())
     assert sum(sent) == len(ca.pools) * reserve * rig.topology.mpa.dad_probes
     assert rig.counters["dad_probes_deferred"] > 0
+
+
+def test_a_pool_walks_its_addresses_lowest_first_as_ipaddress_writes_them():
+    import ipaddress
+    rig = Rig()
+    for pool in rig.service.ca.pools.values():
+        assert list(pool.addresses()) == [str(ipaddress.IPv4Address(v))
+                                          for v in range(pool.first, pool.last + 1)]
