@@ -190,7 +190,8 @@ def _check_config(path: str, domain: str | None = None) -> int:
 def _store_or_exit(path: str):
     from mpa_sdn.store import StoreError, open_store
     try:
-        return open_store(path)
+        # Grouped: the app writes after each batch's flows (apps/mpa_app.py).
+        return open_store(path, grouped=True)
     except StoreError as exc:
         print(f"state: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -11,7 +11,6 @@ blocks on a full connection.
 from __future__ import annotations
 
 import collections
-import gc
 import logging
 import os
 import time
@@ -26,30 +25,28 @@ from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls 
 from ryu.lib import hub  # noqa: E402
 from ryu.ofproto import ofproto_v1_3  # noqa: E402
 
-from apps import runtime  # noqa: E402
+from apps import heap, runtime  # noqa: E402
+from apps.checkpoint import Checkpointer  # noqa: E402
 from apps.rest_server import RestServer  # noqa: E402
 from mpa_sdn import openflow as of  # noqa: E402
 from mpa_sdn.controller import Controller  # noqa: E402
 from mpa_sdn.facade import Busy, Facade  # noqa: E402
 from mpa_sdn.service import Answer  # noqa: E402
+from mpa_sdn.store import MemoryStore, StoreError  # noqa: E402
 from rest_api.app import WAIT_FOR_DAD_S, RestApi  # noqa: E402
 from rest_api.limits import Slots  # noqa: E402
 
 LOG = logging.getLogger("apps.mpa_app")
 TICK_S = 0.5
-GC_YOUNG = 50_000         # allocations between young-generation collections (CPython: 700)
 PACKET_IN = "packet-in"
 
 
-def settle_heap() -> None:
+def settle_heap(counters=None, every_events: int = heap.EVENTS) -> None:
     """What start-up loaded (the topology, the state file's SAs, leases,
     tunnels and bindings) lives as long as the process: take it out of the
-    cyclic collector's scans, and collect the young generation less often.
-    With ten thousand MNs the default thresholds spent a quarter of the
-    worker's time in collections, and paused it for up to 0.9 s."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
+    cyclic collector's scans, and keep every collection after to what was
+    made since the last (:mod:`apps.heap`)."""
+    heap.settle(counters, every_events)
 
 
 class MpaApp(app_manager.RyuApp):
@@ -86,12 +83,18 @@ class MpaApp(app_manager.RyuApp):
         self.rest = RestApi(Facade(self.core, time.monotonic, self._exchange, self._wait_events),
                             self.counters, tokens=self.runtime.tokens,
                             max_streams=self.settings.rest_max_streams,
-                            streams_per_token=self.settings.rest_streams_per_token)
+                            streams_per_token=self.settings.rest_streams_per_token,
+                            pause=lambda: hub.sleep(0))
         self.rest_server = None
         self._own_threads = []
+        self.store = self.runtime.store if self.runtime.store is not None else MemoryStore()
+        self._unwritten_since = None   # when the oldest change not yet written was made
+        self.checkpointer = Checkpointer(self.store, self.counters,
+                                         self.settings.state_checkpoint_s)
 
     def start(self):
-        settle_heap()
+        settle_heap(self.counters, self.settings.gc_every_events)
+        self._full_collection_due = time.monotonic() + self.settings.gc_full_every_s
         thread = super().start()
         host, port = self.settings.rest_host, self.settings.rest_port
         # Listen here, not in the thread: if the port is taken, start-up fails.
@@ -102,6 +105,7 @@ class MpaApp(app_manager.RyuApp):
         self._own_threads = [hub.spawn(self._worker), hub.spawn(self._ticker),
                              hub.spawn(self.rest_server.serve_forever)]
         self.threads.extend(self._own_threads)
+        self.checkpointer.start()
         return thread
 
     def stop(self):
@@ -116,6 +120,8 @@ class MpaApp(app_manager.RyuApp):
             hub.kill(thread)
         if self.rest_server is not None:
             self.rest_server.close()
+        self.checkpointer.stop()
+        self._write_state(time.monotonic(), at_once=True)
         super().stop()
 
     # -- the one send point -----------------------------------------------------
@@ -138,15 +144,18 @@ class MpaApp(app_manager.RyuApp):
             if batch.barrier or batch.confirm:
                 barrier = datapath.ofproto_parser.OFPBarrierRequest(datapath)
                 messages.append(barrier)
-            for msg in messages:
-                msg.datapath = datapath
+            # The core's flow-mods and packet-outs are bytes already: each
+            # run of them goes in one write.
+            for msg in of.on_the_wire(messages, datapath):
+                carried = of.messages_in(msg)
                 if not datapath.send_msg(msg):
-                    self.counters["send_failed"] += 1
+                    self.counters["send_failed"] += len(carried)
                     LOG.warning("dpid=%016x switch=%s send of %s failed (connection closing)",
                                 batch.dpid, self.core.graph.switch_of_dpid(batch.dpid),
-                                type(msg).__name__)
+                                of.message_name(msg))
                     break
-                self.counters[f"sent_{type(msg).__name__}"] += 1
+                for part in carried:
+                    self.counters[f"sent_{of.message_name(part)}"] += 1
             else:
                 if batch.confirm:
                     self.confirmations[(batch.dpid, barrier.xid)] = batch.confirm
@@ -170,6 +179,7 @@ class MpaApp(app_manager.RyuApp):
             self.send(call(*args, now) or [])
             if what == PACKET_IN and self.packet_ins_waiting == 0:
                 self.send(self.core.packet_ins_handled(now))
+            self._write_state(now)
             if not self._mpa_tick_queued:
                 # The event may have made work due sooner than the ticker
                 # sleeps (a handover's flush): wake it.
@@ -182,6 +192,38 @@ class MpaApp(app_manager.RyuApp):
             LOG.exception("dpid=%s switch=%s handling %s failed",
                           None if dpid is None else f"{dpid:016x}",
                           None if dpid is None else self.core.graph.switch_of_dpid(dpid), what)
+        heap.after_event()
+
+    def _write_state(self, now: float, at_once: bool = False) -> None:
+        """What the events so far changed, to the state file in one
+        transaction, once their flows and answers have gone out: when no
+        event waits and no checkpoint runs (a burst is one write), or sooner
+        past either bound (state_write_records, state_write_delay_s).  A failed write keeps
+        the records for the next one (mpa_sdn/store.py)."""
+        pending = self.store.pending
+        if not pending:
+            return
+        if self._unwritten_since is None:
+            self._unwritten_since = now
+        # While a checkpoint runs, a write would keep it from catching up
+        # (the WAL could then never start over): wait, within the same bounds.
+        if (self.work.qsize() or self.store.checkpointing) and not at_once:
+            if pending >= self.settings.state_write_records:
+                self.counters["state_write_by_records"] += 1
+            elif now - self._unwritten_since >= self.settings.state_write_delay_s:
+                self.counters["state_write_by_delay"] += 1
+            else:
+                return
+        try:
+            written = self.store.flush()
+        except StoreError:
+            self.counters["state_write_failed"] += 1
+            LOG.exception("%d records not written to the state file; tried again after "
+                          "the next event", pending)
+            return
+        self._unwritten_since = None
+        self.counters["state_write"] += 1
+        self.counters["state_records_written"] += written
 
     def _ticker(self):
         """The core's tick every TICK_S; the AA's and CA's sooner when a DAD
@@ -198,10 +240,17 @@ class MpaApp(app_manager.RyuApp):
             if now >= next_tick:
                 next_tick = now + TICK_S
                 self._post("tick", None, self.core.tick)
+                if now >= self._full_collection_due:
+                    self._full_collection_due = now + self.settings.gc_full_every_s
+                    self._post("full collection", None, self._full_collection)
             elif not self._mpa_tick_queued:
                 # One at a time: a worker that fell behind gets no pile of ticks.
                 self._mpa_tick_queued = True
                 self._post("mpa tick", None, self._mpa_tick)
+
+    def _full_collection(self, now):
+        heap.collect_everything(self.counters)
+        return []
 
     def _mpa_tick(self, now):
         self._mpa_tick_queued = False
@@ -249,7 +298,9 @@ class MpaApp(app_manager.RyuApp):
         finally:
             slots.give(key)
             self._waits.discard(done)
-        return box[0] if box else None
+        # Popped: the answer holds its origin, whose reply_to holds the box;
+        # left in the box, that cycle would wait for the full collection.
+        return box.pop() if box else None
 
     # -- events (each only queues) -----------------------------------------------
 

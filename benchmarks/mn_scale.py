@@ -26,7 +26,17 @@ handlers and worker.  Memory per MN: the process's RSS growth over both
 phases, divided by the MNs (it includes the fake switches' tables and the
 MNs' keys); and, with tracemalloc, what ``--sample`` more MNs doing both
 phases leave allocated once their handovers are over (switches that keep
-no flows meanwhile), divided by the sample.
+no flows meanwhile), divided by the sample; and what a second sample as
+large adds on top (``traced_steady_bytes_per_mn``): the first sample's
+entries in the bounded structures (the event log's ring, the match and
+address caches) push out entries made before tracing began, whose release
+tracemalloc does not see, so the first figure counts them as growth; in the
+second they push out the first sample's, and what stays is what an MN adds.
+
+Per handover, the controller's time beside building the same messages with
+Ryu alone and from the templates (``message_floor.py``), the longest event
+on the worker and the events over 20 ms, the garbage collector's time and
+longest pause per phase, and the pause of the hourly full collection.
 
 Writes JSON to ``--out`` and prints Markdown tables.  Run:
 
@@ -46,6 +56,7 @@ import tempfile
 import time
 import tracemalloc
 
+import message_floor  # noqa: E402
 from common import ROOT, stamped, write  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
@@ -96,14 +107,15 @@ class _Discard:
 
 
 def measure(count: int, window: int, sample: int) -> dict:
+    from apps import heap
     from apps.mpa_app import settle_heap
     from scale_driver import Driver, check_completed, hand_over, prepare, scale_topology, \
         state_store
 
     started = time.perf_counter()
-    topology, credentials, mns = scale_topology(count + sample)
+    topology, credentials, mns = scale_topology(count + 2 * sample)
     load_s = time.perf_counter() - started
-    resident, extra = mns[:count], mns[count:]
+    resident, extra, more = mns[:count], mns[count:count + sample], mns[count + sample:]
     with tempfile.TemporaryDirectory() as directory:
         store = state_store(directory)
         driver = Driver(topology, credentials, store)
@@ -111,6 +123,7 @@ def measure(count: int, window: int, sample: int) -> dict:
         started = time.perf_counter()
         driver.connect_all()
         connect_s = time.perf_counter() - started
+        _stalls(driver)   # the connect storm's are not the prepare phase's
         gc.collect()
         rss_before = _rss()
         collector = _Collections()
@@ -119,9 +132,14 @@ def measure(count: int, window: int, sample: int) -> dict:
         prepare_s = driver.run((prepare(driver, mn, states) for mn in resident), window)
         prepare_busy, busy = driver.busy - busy, driver.busy
         gc_prepare = collector.take()
+        stalls_prepare = _stalls(driver)
+        driver.capture, sent = [], driver.sent
         handover_s = driver.run((hand_over(driver, mn, states) for mn in resident), window)
         handover_busy = driver.busy - busy
         gc_handover = collector.take()
+        stalls_handover = _stalls(driver)
+        messages_per_handover = (driver.sent - sent) / count
+        captured, driver.capture = driver.capture, None
         driver.settle(SETTLE_S)
         check_completed(driver, resident)
         flows = sum(len(dp.table.flows) for dp in driver.datapaths.values())
@@ -133,15 +151,26 @@ def measure(count: int, window: int, sample: int) -> dict:
             dp.table = _Discard()
         gc.collect()
         tracemalloc.start()
-        driver.run((prepare(driver, mn, states) for mn in extra), window)
-        driver.run((hand_over(driver, mn, states) for mn in extra), window)
-        driver.settle(SETTLE_S)
-        gc.collect()
-        traced, _ = tracemalloc.get_traced_memory()
+        traced = _traced_after(driver, extra, states, window)
+        # A second sample: the bounded structures (the event log's ring,
+        # the match and address caches) now drop entries the first one
+        # made, which tracemalloc sees go, so what stays is what each MN
+        # adds for good.
+        steady = _traced_after(driver, more, states, window) - traced
         tracemalloc.stop()
-        check_completed(driver, extra)
+        check_completed(driver, extra + more)
         counters = driver.core.counters
         store.close()
+        # Cycles frozen alive and dropped since: what the hourly full
+        # collection finds, and how long it pauses the worker.
+        started = time.perf_counter()
+        cycles = heap.collect_everything()
+        full_collection_ms = round((time.perf_counter() - started) * 1000, 1)
+    # The same messages built with Ryu alone: the framework's floor.
+    floor = message_floor.floor(captured)
+    per_handover = {name.replace("_us_per_message", "_us_per_handover"):
+                    round(us * messages_per_handover, 1) for name, us in floor.items()}
+    controller_us = handover_busy / count * 1e6
     return {
         "mns": count, "window": window,
         "networks": len(topology.networks), "switches": len(topology.switches),
@@ -157,10 +186,23 @@ def measure(count: int, window: int, sample: int) -> dict:
         "controller_ms_per_mn": round((prepare_busy + handover_busy) / count * 1000, 3),
         "gc_s_prepare": round(gc_prepare[0], 3), "gc_s_handover": round(gc_handover[0], 3),
         "gc_longest_ms": round(max(gc_prepare[1], gc_handover[1]) * 1000, 1),
+        "full_collection_ms": full_collection_ms, "cycles_found_by_full_collection": cycles,
+        "gc_longest_ms_prepare": round(gc_prepare[1] * 1000, 1),
+        "gc_longest_ms_handover": round(gc_handover[1] * 1000, 1),
+        "worker_longest_ms_prepare": stalls_prepare[0], "worker_longest_prepare": stalls_prepare[1],
+        "worker_stalls_prepare": stalls_prepare[2],
+        "worker_longest_ms_handover": stalls_handover[0],
+        "worker_longest_handover": stalls_handover[1], "worker_stalls_handover": stalls_handover[2],
+        "messages_per_handover": round(messages_per_handover, 2),
+        "messages_timed": len(captured),
+        "controller_us_per_handover": round(controller_us, 1),
+        **floor, **per_handover,
+        "ratio_to_ryu_floor": round(controller_us / per_handover["ryu_us_per_handover"], 2),
         "steps": {step: _percentiles(samples) for step, samples in driver.samples.items()},
         "flows_on_switches": flows,
         "rss_bytes_per_mn": round((rss_after - rss_before) / count),
         "traced_bytes_per_mn": round(traced / sample),
+        "traced_steady_bytes_per_mn": round(steady / sample),
         "memory_sample": sample,
         "events": driver.events,
         "config_waiting_for_dad": counters["config_waiting_for_dad"],
@@ -168,18 +210,53 @@ def measure(count: int, window: int, sample: int) -> dict:
     }
 
 
+def _traced_after(driver, mns, states: dict, window: int) -> int:
+    """``mns`` prepare and hand over; what is traced once they are done."""
+    from scale_driver import hand_over, prepare
+    driver.run((prepare(driver, mn, states) for mn in mns), window)
+    driver.run((hand_over(driver, mn, states) for mn in mns), window)
+    driver.settle(SETTLE_S)
+    gc.collect()
+    return tracemalloc.get_traced_memory()[0]
+
+
+def _stalls(driver) -> tuple:
+    """The longest event the worker took since the last call (ms, what) and
+    how many took over scale_driver.STALL_S; then starts again."""
+    taken = (round(driver.longest_event * 1000, 1), driver.longest_what, driver.stalls)
+    driver.longest_event, driver.longest_what, driver.stalls = 0.0, None, 0
+    return taken
+
+
 def _table(result: dict) -> str:
     rows = result["rows"]
     lines = ["| MNs | handovers/s overall | sustained | controller: overall | sustained "
-             "| controller ms per MN | RSS per MN | traced per MN |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| controller ms per MN | RSS per MN | traced per MN | traced, second sample |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['mns']:,} | {r['handovers_per_s_overall']:,} | "
             f"{r['handovers_per_s_sustained']:,} | "
             f"{r['controller_handovers_per_s_overall']:,} | "
             f"{r['controller_handovers_per_s_sustained']:,} | {r['controller_ms_per_mn']} | "
-            f"{r['rss_bytes_per_mn'] / 1024:.1f} KiB | {r['traced_bytes_per_mn'] / 1024:.1f} KiB |")
+            f"{r['rss_bytes_per_mn'] / 1024:.1f} KiB | {r['traced_bytes_per_mn'] / 1024:.1f} KiB | "
+            f"{r['traced_steady_bytes_per_mn'] / 1024:.1f} KiB |")
+    lines += ["", "| MNs | controller µs per handover | messages | built with Ryu "
+              "(match given) | Ryu (match too) | templates | ratio to Ryu's floor "
+              "| longest event, prepare / handover (ms) | events over 20 ms "
+              "| longest GC pause, prepare / handover (ms) | GC s, prepare |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['mns']:,} | {r['controller_us_per_handover']:,} | "
+            f"{r['messages_per_handover']} | {r['ryu_us_per_handover']} | "
+            f"{r['ryu_with_match_us_per_handover']} | {r['templates_us_per_handover']} | "
+            f"{r['ratio_to_ryu_floor']} | {r['worker_longest_ms_prepare']} "
+            f"({r['worker_longest_prepare']}) / {r['worker_longest_ms_handover']} "
+            f"({r['worker_longest_handover']}) | "
+            f"{r['worker_stalls_prepare'] + r['worker_stalls_handover']} | "
+            f"{r['gc_longest_ms_prepare']} / {r['gc_longest_ms_handover']} | "
+            f"{r['gc_s_prepare']} |")
     lines += ["", "| step | " + " | ".join(f"{r['mns']:,} MNs p50 / p99 (ms)" for r in rows)
               + " |", "|---|" + "---|" * len(rows)]
     for step in rows[0]["steps"]:
@@ -195,7 +272,8 @@ def main(argv=None) -> int:
                         help="numbers of MNs, comma-separated")
     parser.add_argument("--window", type=int, default=WINDOW, help="MNs in flight at once")
     parser.add_argument("--sample", type=int, default=SAMPLE,
-                        help="MNs more, for the traced memory per MN")
+                        help="MNs more, for the traced memory per MN (twice: a second "
+                             "sample after the first)")
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -39,6 +39,7 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 from apps import mpa_app, runtime
 from mpa_mn import protocol
 from mpa_protocol.credentials import CredentialStore
+from mpa_sdn import openflow as of
 from mpa_sdn.config import parse_topology
 from mpa_sdn.packets import udp_frame
 from mpa_sdn.service import REST, Origin
@@ -48,6 +49,7 @@ from mpa_lab.topogen import generate, network_id, poa_id
 from support.fakedatapath import FakeDatapath, KeyedTable  # noqa: E402  (tests/ is on the path)
 
 CN_ADDRESS, CN_MAC = "10.0.0.10", "02:00:00:00:0c:01"   # generate()'s correspondent
+STALL_S = 0.020   # an event that keeps the worker longer is a stall (the issue's bound)
 STEPS = ("attach", "preauth", "configure", "tunnel", "bind", "pre-switch",
          "arrival-to-flows", "complete")
 
@@ -151,6 +153,12 @@ class Driver:
                           for dpid in (self.graph.dpid(s) for s in self.graph.switch_ids())}
         self.busy = 0.0           # seconds in the application (handlers, worker)
         self.events = 0
+        # The longest the worker spent on one event (no other event could
+        # go meanwhile), what that event was, and how many took over STALL_S.
+        self.longest_event, self.longest_what, self.stalls = 0.0, None, 0
+        # Flow-mods and packet-outs the switches received (their bytes): a
+        # count, and the first ``capture_limit`` of them when capture is a list.
+        self.sent, self.capture, self.capture_limit = 0, None, 5000
         self.next_tick = clock() + mpa_app.TICK_S
         self.samples: dict[str, list] = {step: [] for step in STEPS}
         self.record = True
@@ -175,8 +183,12 @@ class Driver:
             item = work.get()
             t0 = time.perf_counter()
             app.handle(item)
-            self.busy += time.perf_counter() - t0
+            took = time.perf_counter() - t0
+            self.busy += took
             self.events += 1
+            if took > self.longest_event:
+                self.longest_event, self.longest_what = took, item[0]
+            self.stalls += took > STALL_S
             self._switches()
         return did
 
@@ -210,6 +222,11 @@ class Driver:
             messages, dp.outbox = dp.outbox, []
             for msg in messages:
                 dp.table.apply(msg)
+                for part in of.messages_in(msg):
+                    if of.message_name(part) in ("OFPFlowMod", "OFPPacketOut"):
+                        self.sent += 1
+                        if self.capture is not None and len(self.capture) < self.capture_limit:
+                            self.capture.append(part)
                 if isinstance(msg, parser.OFPBarrierRequest):
                     reply = types.SimpleNamespace(datapath=dp, xid=msg.xid)
                     self._shell(self.app._barrier, types.SimpleNamespace(msg=reply))
@@ -289,7 +306,10 @@ class Driver:
         """What the facade does for a REST request: the core's call on the worker."""
         def reply(answer):
             if post.answer is None:
-                post.answer, post.answered = answer, self.clock()
+                # Without its origin, which holds this closure, which holds
+                # the post: that cycle would wait for a full collection.
+                post.answer = dataclasses.replace(answer, origin=None)
+                post.answered = self.clock()
         origin = Origin(REST, post.mn.address, post.network, reply_to=reply)
         post.posted = self.clock()
         core, data, expect = self.core, post.data, (post.kind,)
@@ -402,5 +422,5 @@ def check_completed(driver: Driver, mns) -> None:
 
 def state_store(directory: str):
     """The controller's state file, as mpa-controller opens it."""
-    from mpa_sdn.store import SqliteStore
-    return SqliteStore(os.path.join(directory, "state.db"))
+    from mpa_sdn.store import open_store
+    return open_store(os.path.join(directory, "state.db"), grouped=True)

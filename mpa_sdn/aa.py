@@ -101,6 +101,9 @@ class AuthenticationAgent:
         self.by_identity_network: dict[tuple[str, str], str] = {}
         self.by_mac: dict[str, set[str]] = {}  # MN MAC -> its SA ids
         self._leaving: dict[str, float] = {}    # SA id -> when its MN's host was forgotten
+        # (since + LEAVE_GRACE_S, SA id), stale ones too: a tick looks only at the
+        # SAs whose grace is over (after a restart, every authorized SA is leaving).
+        self._leaving_due: list[tuple[float, str]] = []
         # Heaps of (when, id) for tick: an SA's lapse or end, a session's
         # expiry; an entry may be stale (looked at, then passed over).
         self._sa_due: list[tuple[float, str]] = []
@@ -430,7 +433,12 @@ class AuthenticationAgent:
         between the network's own PoAs)."""
         for sa in self._of_mac(mac):
             if sa.network == network and sa.state == AUTHORIZED:
-                self._leaving.setdefault(sa.id, now)
+                self._leave(sa.id, now)
+
+    def _leave(self, sa_id: str, since: float) -> None:
+        if sa_id not in self._leaving:
+            self._leaving[sa_id] = since
+            heapq.heappush(self._leaving_due, (since + LEAVE_GRACE_S, sa_id))
 
     def resume(self, sa: SecurityAssociation, now: float) -> None:
         if sa.state == HELD:
@@ -461,15 +469,18 @@ class AuthenticationAgent:
 
     def tick(self, now: float) -> None:
         for sa_id in self._restored_authorized:   # the first tick after a restart
-            self._leaving.setdefault(sa_id, now + STARTUP_GRACE_S - LEAVE_GRACE_S)
+            self._leave(sa_id, now + STARTUP_GRACE_S - LEAVE_GRACE_S)
         self._restored_authorized = []
-        for sa_id, since in list(self._leaving.items()):
-            if since + LEAVE_GRACE_S <= now:
-                del self._leaving[sa_id]
-                sa = self.sas.get(sa_id)
-                if sa is not None and sa.state == AUTHORIZED and \
-                        not self.is_attached(sa.mn_mac, sa.network):
-                    self._set_state(sa, HELD, now)
+        leaving = self._leaving_due
+        while leaving and leaving[0][0] <= now:
+            due, sa_id = heapq.heappop(leaving)
+            if self._leaving.get(sa_id, due + 1) + LEAVE_GRACE_S != due:
+                continue   # it came back (and maybe left again since)
+            del self._leaving[sa_id]
+            sa = self.sas.get(sa_id)
+            if sa is not None and sa.state == AUTHORIZED and \
+                    not self.is_attached(sa.mn_mac, sa.network):
+                self._set_state(sa, HELD, now)
         self._expire_sessions(now)
         self.identity_limit.tick(now)
         self.source_limit.tick(now)

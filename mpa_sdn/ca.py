@@ -21,10 +21,9 @@ from __future__ import annotations
 import heapq
 import ipaddress
 import logging
-from dataclasses import dataclass
 
-from mpa_sdn.indexing import Index
 from mpa_sdn.netpolicy import Policies
+from mpa_sdn.pool import Lease, Pool, Probe, mpa_client  # noqa: F401  (Lease, mpa_client: the CA's)
 
 LOG = logging.getLogger("mpa_sdn.ca")
 KIND = "lease"
@@ -34,95 +33,6 @@ BOUND = "bound"
 CONFLICT_HOLD_S = 300.0   # an address found in use is not probed again before this
 MAX_LAST_ADDRESSES = 100_000
 EXTRA_PROBES = 16         # addresses probed for clients beyond the reserve, per network
-
-
-@dataclass
-class Lease:
-    network: str
-    address: str
-    client: str            # "mpa:<identity>|<mac>" or a DHCP client key
-    mac: str
-    state: str             # offered or bound
-    expires: float         # wall clock
-    identity: str | None = None
-    hostname: str | None = None
-
-    def to_record(self) -> dict:
-        return dict(self.__dict__)
-
-    def view(self, now: float) -> dict:
-        return {"network": self.network, "address": self.address, "client": self.client,
-                "mac": self.mac, "identity": self.identity, "state": self.state,
-                "expires_in": max(0, round(self.expires - now))}
-
-
-def mpa_client(identity: str, mac: str) -> str:
-    return f"mpa:{identity}|{mac}"
-
-
-@dataclass
-class Probe:
-    address: str
-    sent: int = 0
-    next_at: float = 0.0
-
-
-class Pool:
-    """One network's addresses and what the CA knows of each."""
-
-    def __init__(self, network):
-        self.network = network
-        self.first, self.last = int(network.pool.first), int(network.pool.last)
-        self.leases: dict[str, Lease] = {}      # address -> lease
-        self.by_client: dict[str, str] = {}     # client -> address
-        self._by_mac = Index()                  # MAC -> addresses, in lease order
-        self._by_identity = Index()             # an MN's identity -> its addresses
-        self._expiry: list[tuple[float, str]] = []  # a heap; stale entries too
-        self.verified: dict[str, float] = {}    # address -> when probes found it free
-        self.probing: dict[str, Probe] = {}
-        self.conflicts: dict[str, float] = {}   # address -> until when it is skipped
-
-    def addresses(self):
-        for value in range(self.first, self.last + 1):
-            yield str(ipaddress.IPv4Address(value))
-
-    def add(self, lease: Lease) -> None:
-        self.leases[lease.address] = lease
-        self.by_client[lease.client] = lease.address
-        self._by_mac.add(lease.mac, lease.address)
-        if lease.identity is not None:
-            self._by_identity.add(lease.identity, lease.address)
-        self.expires_at(lease)
-
-    def remove(self, lease: Lease) -> None:
-        del self.leases[lease.address]
-        self.by_client.pop(lease.client, None)
-        self._by_mac.discard(lease.mac, lease.address)
-        if lease.identity is not None:
-            self._by_identity.discard(lease.identity, lease.address)
-
-    def expires_at(self, lease: Lease) -> None:
-        """The lease's expiry is set or moved: it is looked at then."""
-        heapq.heappush(self._expiry, (lease.expires, lease.address))
-
-    def expired(self, now: float) -> list[Lease]:
-        out: dict[str, Lease] = {}
-        while self._expiry and self._expiry[0][0] <= now:
-            _, address = heapq.heappop(self._expiry)
-            lease = self.leases.get(address)
-            if lease is not None and lease.expires <= now:
-                out[address] = lease
-        return list(out.values())
-
-    def leases_of_mac(self, mac: str) -> list[Lease]:
-        return [self.leases[a] for a in self._by_mac.get(mac)]
-
-    def leases_of_identity(self, identity: str) -> list[Lease]:
-        return [self.leases[a] for a in self._by_identity.get(identity)]
-
-    def lease_of_mac(self, mac: str) -> Lease | None:
-        leases = self.leases_of_mac(mac)
-        return leases[0] if leases else None
 
 
 class ConfigurationAgent:
@@ -143,6 +53,16 @@ class ConfigurationAgent:
         self.last_address: dict[tuple[str, str], str] = {}  # (network, client) -> address
         self._next_probe: float | None = None
         self._probes_changed = True   # _next_probe is to be worked out again
+        # DAD works only on the pools that need it (a tick used to walk every
+        # pool, ten times a second): those something changed in (``_touched``),
+        # those whose own next change is due (``_due``, a heap of (time,
+        # network) whose entries ``_due_at`` confirms), and those whose PoAs
+        # were not ready for probes when last looked at (``_unready``).
+        self._order = {network: i for i, network in enumerate(self.pools)}
+        self._touched: set[str] = set(self.pools)
+        self._due: list[tuple[float, str]] = []
+        self._due_at: dict[str, float] = {}
+        self._unready: set[str] = set()
         self._load()
 
     # -- persistence ------------------------------------------------------------
@@ -307,6 +227,7 @@ class ConfigurationAgent:
               hostname: str | None) -> Lease:
         """The client's own lease again: bound leases are renewed, offers never
         shorten them (an MN's MPA lease picked up by its DHCP client is this case)."""
+        self._touch(pool)
         if state == BOUND:
             newly = lease.state != BOUND
             if newly:
@@ -335,6 +256,7 @@ class ConfigurationAgent:
                       identity=identity, hostname=hostname)
         pool.add(lease)
         pool.verified.pop(address, None)
+        self._touch(pool)
         self._save(lease)
         if state == BOUND:
             self._remember_last(lease)
@@ -357,10 +279,12 @@ class ConfigurationAgent:
             # lease its holder never used (an nCoA still remote) was never
             # seen in the network: it is probed like any other address.
             pool.verified[lease.address] = now
+        self._touch(pool)
         return lease
 
     def _remove(self, pool: Pool, lease: Lease, why: str) -> None:
         pool.remove(lease)
+        self._touch(pool)
         self.store.delete(KIND, self._key(lease))
         if lease.state == BOUND:
             self._remember_last(lease)
@@ -392,11 +316,12 @@ class ConfigurationAgent:
 
     def _conflict(self, pool: Pool, address: str, now: float) -> None:
         self._probes_changed = True
+        self._touch(pool)
         if pool.conflicts.get(address, 0) <= now:
             self.counters["dad_conflict"] += 1
             LOG.info("network=%s %s is in use by a host the CA did not give it to; skipped",
                      pool.network.id, address)
-        pool.conflicts[address] = now + CONFLICT_HOLD_S
+        pool.conflict(address, now + CONFLICT_HOLD_S)
         pool.verified.pop(address, None)
         pool.probing.pop(address, None)
 
@@ -415,52 +340,92 @@ class ConfigurationAgent:
             pool.probing[address] = Probe(address, next_at=now)
             self.counters["dad_started"] += 1
             self._probes_changed = True
+            self._touch(pool)
+
+    def _touch(self, pool: Pool) -> None:
+        """Something changed in the pool: the next tick works on it."""
+        self._touched.add(pool.network.id)
 
     def tick(self, now: float, ready=lambda network: True) -> list[tuple[str, str]]:
         """Advance DAD: returns the probes to send, as (network, address).
 
         ``ready(network)``: whether the network's PoAs can carry probes and
         bring back the answers now; until then nothing is probed there, since
-        a probe that never left would prove nothing.
+        a probe that never left would prove nothing.  Only the pools that need
+        it are worked on (see ``_touched``); the others cost nothing.
         """
         probes = []
         self._probes_changed = True
-        for pool in self.pools.values():
-            for address, until in list(pool.conflicts.items()):
-                if until <= now:
-                    del pool.conflicts[address]
-            for lease in pool.expired(now):
-                self._remove(pool, lease, "expired")
-            if not ready(pool.network.id):
-                if pool.probing:
-                    self.counters["dad_interrupted"] += len(pool.probing)
-                    pool.probing.clear()
-                continue
-            for address in [a for a, at in pool.verified.items()
-                            if now - at > self.settings.dad_valid_s
-                            or not self._usable(pool, a, now)]:
-                del pool.verified[address]
-            candidates = self._candidates(pool, now)
-            while len(pool.verified) + len(pool.probing) < self.settings.dad_reserve:
-                address = next(candidates, None)
-                if address is None:
-                    break
-                self._start_probe(pool, address, now)
-            for address, probe in list(pool.probing.items()):
-                if not self._usable(pool, address, now):
-                    del pool.probing[address]
-                elif probe.sent < self.settings.dad_probes:
-                    if probe.next_at <= now:
-                        probes.append((pool.network.id, address))
-                        probe.sent += 1
-                        probe.next_at = now + (self.settings.dad_interval_s
-                                               if probe.sent < self.settings.dad_probes
-                                               else self.settings.dad_wait_s)
-                elif probe.next_at <= now:
-                    del pool.probing[address]
-                    pool.verified[address] = now
-                    self.counters["dad_verified"] += 1
+        work, self._touched = self._touched, set()
+        now_ready = {n for n in self._unready if ready(n)}
+        self._unready -= now_ready
+        work |= now_ready
+        due = self._due
+        while due and due[0][0] <= now:
+            at, network = heapq.heappop(due)
+            if self._due_at.get(network) == at:
+                del self._due_at[network]
+                work.add(network)
+        budget = [self.settings.dad_probes_per_tick]
+        for network in sorted(work, key=self._order.__getitem__):
+            pool = self.pools[network]
+            self._work(pool, now, network in now_ready or ready(network), probes, budget)
+            self._schedule(pool)
+        self.counters["dad_pools_worked"] += len(work)
         return probes
+
+    def _schedule(self, pool: Pool) -> None:
+        at = pool.next_change(self.settings.dad_valid_s)
+        network = pool.network.id
+        if at is not None and self._due_at.get(network) != at:
+            self._due_at[network] = at
+            heapq.heappush(self._due, (at, network))
+        elif at is None:
+            self._due_at.pop(network, None)
+
+    def _work(self, pool: Pool, now: float, ready: bool, probes: list, budget: list) -> None:
+        """One pool's DAD: conflicts and leases that ended, then (if its PoAs
+        are ready) stale results out, the reserve refilled, probes sent while
+        ``budget[0]`` (the tick's probes left) lasts; a probe past it stays due,
+        and its pool is worked again at the next tick."""
+        pool.end_conflicts(now)
+        for lease in pool.expired(now):
+            self._remove(pool, lease, "expired")
+        self._touched.discard(pool.network.id)   # the removals above are this work's
+        if not ready:
+            if pool.probing:
+                self.counters["dad_interrupted"] += len(pool.probing)
+                pool.probing.clear()
+            self._unready.add(pool.network.id)
+            return
+        for address in [a for a, at in pool.verified.items()
+                        if now - at > self.settings.dad_valid_s
+                        or not self._usable(pool, a, now)]:
+            del pool.verified[address]
+        candidates = self._candidates(pool, now)
+        while len(pool.verified) + len(pool.probing) < self.settings.dad_reserve:
+            address = next(candidates, None)
+            if address is None:
+                break   # nothing to probe: a lease or conflict that ends touches the pool
+            self._start_probe(pool, address, now)
+        self._touched.discard(pool.network.id)   # its own new probes are sent just below
+        for address, probe in list(pool.probing.items()):
+            if not self._usable(pool, address, now):
+                del pool.probing[address]
+            elif probe.sent < self.settings.dad_probes:
+                if probe.next_at <= now and budget[0] <= 0:
+                    self.counters["dad_probes_deferred"] += 1
+                elif probe.next_at <= now:
+                    budget[0] -= 1
+                    probes.append((pool.network.id, address))
+                    probe.sent += 1
+                    probe.next_at = now + (self.settings.dad_interval_s
+                                           if probe.sent < self.settings.dad_probes
+                                           else self.settings.dad_wait_s)
+            elif probe.next_at <= now:
+                del pool.probing[address]
+                pool.verified[address] = now
+                self.counters["dad_verified"] += 1
 
     def next_deadline(self) -> float | None:
         """When the next probe is due, so the caller can tick in time."""

@@ -35,6 +35,21 @@ class _Claims:
                                      for n in networks.values()}
         self.poa_holders: dict[str, str] = {}
         self.homes: dict = {}
+        # Per prefix length, each network by its network address: a home
+        # address is checked against every network at one lookup per length,
+        # not one test per network (10,000 MNs by 2,000 networks took 12 s).
+        self._by_length: dict[int, dict[int, list[str]]] = {}
+        for n in networks.values():
+            self._by_length.setdefault(n.prefix.prefixlen, {}).setdefault(
+                int(n.prefix.network_address), []).append(n.id)
+        self._order = {nid: i for i, nid in enumerate(networks)}
+
+    def networks_holding(self, address) -> list[str]:
+        """The networks whose prefix holds ``address``, in the file's order."""
+        value = int(address)
+        found = [nid for length, networks in self._by_length.items()
+                 for nid in networks.get(value >> (32 - length) << (32 - length), ())]
+        return sorted(found, key=self._order.__getitem__)
 
     def mac(self, path: str, owner: str, mac: Any) -> None:
         if mac is MISSING or mac is None:
@@ -62,7 +77,7 @@ class _Claims:
     def home(self, path: str, home: Any, mid: str) -> bool:
         """Traffic to a home address is rewritten, never routed: it must not be
         an address any network routes, and belongs to one MN."""
-        inside = [n.id for n in self.networks.values() if home in n.prefix]
+        inside = self.networks_holding(home)
         if inside or home.is_multicast or home.is_unspecified or home.is_loopback:
             self.r.error(f"{path}.home_address", f"{home} is inside network {inside[0]}"
                          if inside else f"{home} cannot be a home address")

@@ -71,6 +71,7 @@ class Controller:
         # What a policy engine follows (events), sets (policies) and asks (actions).
         self.events, self.policies = core.events, core.policies
         self._gated: dict[str, list] = {}  # confirmation tag -> the answers waiting for it
+        self._switch_rows: list[dict] | None = None   # the topology's part of each switch's view
 
     # -- what a policy engine asks ----------------------------------------------
 
@@ -394,23 +395,32 @@ class Controller:
     # -- read-only views for the REST layer ---------------------------------
 
     def switch_summary(self, now: float) -> list[dict]:
+        """Every switch's row: what the topology says of it (built once), its
+        connection's state and its expected flows (counted, never built)."""
+        if self._switch_rows is None:
+            self._switch_rows = [self._switch_row(s) for s in self.graph.switch_ids()
+                                 # another domain's stand-in (mpa_sdn.domain_view): not a switch
+                                 if self.graph.dpid(s) >= 0]
         rows = []
-        for switch in self.graph.switch_ids():
-            dpid = self.graph.dpid(switch)
-            if dpid < 0:
-                continue   # another domain's stand-in (mpa_sdn.domain_view): not a switch
+        for fixed in self._switch_rows:
+            dpid = fixed["dpid"]
             state = self.switches.get(dpid)
             rows.append({
-                "id": switch, "dpid": dpid, "dpid_hex": f"{dpid:016x}",
+                **fixed,
                 "connected": state is not None,
                 "address": state.address if state else None,
                 "connected_for_s": round(now - state.connected_at, 3) if state else None,
                 "reconciled": bool(state and state.reconciled_at is not None),
                 "last_reconcile": state.last_reconcile if state else None,
                 "openflow_errors": state.errors if state else 0,
-                "trunk_ports": {str(p): other for p, other in sorted(self.graph.trunk_ports(switch).items())},
-                "poas": [{"id": p.id, "port": p.port, "network": p.network}
-                         for p in self.graph.poas_on(switch)],
                 "expected_flows": self.expected_flow_count(dpid),
             })
         return rows
+
+    def _switch_row(self, switch: str) -> dict:
+        dpid = self.graph.dpid(switch)
+        return {"id": switch, "dpid": dpid, "dpid_hex": f"{dpid:016x}",
+                "trunk_ports": {str(p): other
+                                for p, other in sorted(self.graph.trunk_ports(switch).items())},
+                "poas": [{"id": p.id, "port": p.port, "network": p.network}
+                         for p in self.graph.poas_on(switch)]}

@@ -280,6 +280,44 @@ def static_flows(graph: NeighbourhoodGraph, switch: str) -> list:
             + signalling_flows(graph, switch, graph.topology.mpa.signalling_port))
 
 
+class StaticShape:
+    """What :func:`static_flow_count` needs of the whole topology, worked out
+    once: the per-network flows every switch holds alike, and the networks
+    whose AR ends VXLAN tunnels (by AR)."""
+
+    def __init__(self, graph: NeighbourhoodGraph):
+        networks = graph.networks()
+        topology = graph.topology
+        # network_route_flows: a prefix route each, a gateway punt each served;
+        # signalling_flows: a punt per network with a pool.
+        self.per_switch = (len(networks) + sum(1 for n in networks if topology.serves(n))
+                           + sum(1 for n in networks if n.pool is not None))
+        ends = tunnel_end_networks(graph)
+        self.tunnel_ends = len(ends)
+        self.ends_at: dict[str, int] = {}
+        for network in ends:
+            self.ends_at[network.access_router] = self.ends_at.get(network.access_router, 0) + 1
+
+
+def static_flow_count(graph: NeighbourhoodGraph, switch: str,
+                      shape: StaticShape | None = None) -> int:
+    """len(static_flows(graph, switch)) without building a flow-mod: the
+    operator's views count every switch's flows, and building them all is
+    quadratic in switches (each holds two flows per network)."""
+    shape = shape or StaticShape(graph)
+    trunks = graph.trunk_ports(switch)
+    poas = len(graph.poas_on(switch))
+    # pipeline_flows: a miss per table, the controller's and each trunk's
+    # classification, two per PoA, the ARP punt; arp_responder_flows and the
+    # DHCP punts of signalling_flows: one per PoA each.
+    count = len(Table) + 2 + len(trunks) + 4 * poas + shape.per_switch
+    # tunnel_port_flows: a route per tunnel end, and its LOCAL classification
+    # at its own AR, or at every end on a border switch.
+    border = any(is_foreign_switch(n) for n in trunks.values())
+    return count + shape.tunnel_ends + (shape.tunnel_ends if border
+                                        else shape.ends_at.get(switch, 0))
+
+
 def correspondent_hosts(graph: NeighbourhoodGraph) -> list[Host]:
     return [Host(str(cn.address), cn.mac, graph.poa(cn.poa), static=True)
             for cn in sorted(graph.topology.correspondents.values(), key=lambda c: c.id)]

@@ -44,7 +44,9 @@ PREFIXED = (
 # Entries of the counters dict that are levels, not counts (apps.rest_server
 # and rest_api.event_stream keep them): gauges, not in mpa_events_total.
 GAUGES = (("rest_connections_open", "mpa_rest_connections_open", "REST connections open now"),
-          ("rest_streams_open", "mpa_rest_event_streams_open", "Event streams open now"))
+          ("rest_streams_open", "mpa_rest_event_streams_open", "Event streams open now"),
+          ("heap_full_collection_ms", "mpa_heap_full_collection_longest_ms",
+           "The longest full garbage collection so far, in ms (apps/heap.py)"))
 # Authentication and signalling refusals, by reason (the counter's name).
 AUTH_FAILURES = ("auth_failed", "auth_rate_limited", "auth_busy", "auth_busy_source",
                  "auth_unknown_session", "auth_mac_in_use", "sa_false_mac_claim",

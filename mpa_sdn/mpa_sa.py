@@ -29,6 +29,12 @@ STATES = (PRE_AUTHENTICATED, AUTHORIZED, HELD, EXPIRED)
 EXPIRED_KEEP_S = 300.0   # an expired SA still answers "sa-expired" this long
 KIND = "sa"              # the state file's kind of record
 RECENT_ANSWERS = 8       # answers kept per SA for retransmissions
+# Of those, the newest written to the state file.  The record is written on
+# every message, and the answers were most of it (about 2.4 of 3 KB with
+# eight); a retransmission across a restart is of what the MN asked last
+# (it sends the next request once the last is answered), or of a question
+# held beside it (an instructions question), so two are what a restart needs.
+PERSISTED_ANSWERS = 2
 
 # What the replay window makes of a message's sequence number.
 NEW = "new"
@@ -65,7 +71,7 @@ class SecurityAssociation:
                 "state": self.state, "created": self.created, "expires": self.expires,
                 "source": self.source, "held_until": self.held_until,
                 "expired_at": self.expired_at, "high": self.high, "seen": self.seen,
-                "recent": self.recent, "proven": self.proven}
+                "recent": self.recent[-PERSISTED_ANSWERS:], "proven": self.proven}
 
     @classmethod
     def from_record(cls, record: dict) -> "SecurityAssociation":

@@ -29,18 +29,19 @@ class Plan:
 
 
 def plan(existing_stats, desired_flow_mods) -> Plan:
+    # Compared as bytes (of.flow_key, of.flow_record): the desired flows are
+    # kept in wire form, and a switch's report is put in the same form.
     desired = {}
     for mod in desired_flow_mods:
-        record = of.record_of(mod)
-        desired[record.key] = (record, mod)
+        desired[of.flow_key(mod)] = (of.flow_record(mod), mod)
     present = {}
     deletes = []
     for stat in sorted(existing_stats, key=lambda s: (s.table_id, -s.priority, s.cookie)):
-        record = of.record_of(stat)
-        wanted = desired.get(record.key)
+        key = of.flow_key(stat)
+        wanted = desired.get(key)
         if wanted is None or not is_ours(stat.cookie):
             deletes.append(of.flow_delete_strict(stat.table_id, stat.priority, stat.match))
             continue
-        present[record.key] = record
+        present[key] = of.flow_record(stat)
     adds = [mod for key, (record, mod) in desired.items() if present.get(key) != record]
     return Plan(deletes=deletes, adds=adds, kept=len(desired) - len(adds))

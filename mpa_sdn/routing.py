@@ -60,9 +60,14 @@ class Router:
         self.switches = switches
         self.mpa = mpa
         self.mobility = mobility
-        self._host_paths: dict[str, frozenset] = {
-            address: frozenset(forwarding.host_path(graph, host))
-            for address, host in hosts.items()}
+        # Each host's path, and per switch the hosts routed through it and
+        # the source checks it holds: a switch's flows and their count cost
+        # its own hosts, not every host (the views and reconciliation ask per switch).
+        self._host_paths: dict[str, frozenset] = {}
+        self._routed: dict[str, set[str]] = collections.defaultdict(set)
+        self._checks: collections.Counter = collections.Counter()
+        for host in list(hosts.values()):
+            self._remember(host)
         topology = graph.topology
         self.poa_at = {(graph.dpid(p.switch), p.port): p for p in topology.poas.values()}
         # The gateways this controller answers for: another domain's are routed there.
@@ -70,6 +75,7 @@ class Router:
                          if topology.serves(n)}
         self._gateway_macs = {n.gateway_mac for n in topology.networks.values()}
         self._static_counts: dict[str, int] = {}
+        self._static_shared = forwarding.StaticShape(graph)  # what every switch's count shares
         self._arp_sent: dict[str, float] = {}
         self.pending: dict[str, collections.deque] = {}   # address -> (expires, frame)
         self.probing: dict[str, float] = {}  # address -> when to give up on it
@@ -80,18 +86,21 @@ class Router:
     def flows_for(self, switch: str) -> list:
         """The routes and source checks of every host on ``switch``, by address."""
         flows = []
-        for address in sorted(self.hosts, key=ipaddress.IPv4Address):
-            if switch in self._host_paths[address]:
-                flows += self._host_flows(self.hosts[address]).get(switch, [])
+        for address in sorted(self._routed.get(switch, ()), key=ipaddress.IPv4Address):
+            flows += self._host_flows(self.hosts[address]).get(switch, [])
         return flows
 
     def flow_count(self, switch: str) -> int:
         """len(static flows + flows_for(switch)), without building any flow-mod."""
-        if switch not in self._static_counts:
-            self._static_counts[switch] = len(forwarding.static_flows(self.graph, switch))
-        routes = sum(switch in path for path in self._host_paths.values())
-        checks = sum(h.poa.switch == switch for h in self.hosts.values())
-        return self._static_counts[switch] + routes + checks
+        return (self._static_count(switch) + len(self._routed.get(switch, ()))
+                + self._checks[switch])
+
+    def _static_count(self, switch: str) -> int:
+        count = self._static_counts.get(switch)
+        if count is None:
+            count = self._static_counts[switch] = forwarding.static_flow_count(
+                self.graph, switch, self._static_shared)
+        return count
 
     def switch_connected(self, dpid: int) -> None:
         # Reconciliation removes its temporary drops: a refused source that
@@ -105,8 +114,27 @@ class Router:
         return forwarding.host_flows(self.graph, host, self.settings.host_idle_timeout_s)
 
     def _remember(self, host: Host) -> None:
+        self._unindex(host.address)
         self.hosts[host.address] = host
-        self._host_paths[host.address] = frozenset(forwarding.host_path(self.graph, host))
+        path = self._host_paths[host.address] = frozenset(forwarding.host_path(self.graph, host))
+        for switch in path:
+            self._routed[switch].add(host.address)
+        self._checks[host.poa.switch] += 1
+
+    def _unindex(self, address: str) -> frozenset:
+        """The host's path, taken out of the per-switch indexes (empty if unknown)."""
+        path = self._host_paths.pop(address, frozenset())
+        for switch in path:
+            routed = self._routed[switch]
+            routed.discard(address)
+            if not routed:
+                del self._routed[switch]
+        old = self.hosts.get(address)
+        if path and old is not None:
+            self._checks[old.poa.switch] -= 1
+            if not self._checks[old.poa.switch]:
+                del self._checks[old.poa.switch]
+        return path
 
     def _refusal(self, mac: str, address: str, poa: PoA) -> str | None:
         """Why a host may not be learned at this PoA, or None."""
@@ -230,7 +258,7 @@ class Router:
         host = self.hosts.get(address)
         if host is None or host.static:
             return []
-        path = self._host_paths.pop(address)
+        path = self._unindex(address)
         del self.hosts[address]
         self.probing.pop(address, None)
         self.counters[f"host_forgotten_{reason}"] += 1

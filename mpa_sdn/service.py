@@ -36,7 +36,6 @@ LOG = logging.getLogger("mpa_sdn.service")
 REST = "rest"
 INBAND = "inband"
 # Refusals an attacker could provoke without any key: silence in-band.
-MAINTENANCE_S = 2.0      # the state file's WAL is checkpointed this often
 MAX_WAITING_ORIGINS = 4  # places one request held back by DAD is answered at
 MOBILITY = ("tunnel-request", "tunnel-release", "binding-update", "handover")
 SILENT_IN_BAND = {"malformed", "oversized", "unsupported-version", "unknown-type",
@@ -106,7 +105,6 @@ class MpaService:
         self.homes = {mn.identity: str(mn.home_address)
                       for mn in topology.mobile_nodes.values()
                       if mn.identity and mn.home_address is not None}
-        self._next_maintenance = 0.0
         # Configuration requests waiting for DAD: (network, address) -> held requests
         self._waiting: dict[tuple[str, str], list[Held]] = {}
         self._in_progress: dict[tuple[str, int], Held] = {}  # (sa id, seq) -> the request
@@ -423,9 +421,6 @@ class MpaService:
         wall = self.wall(now)
         self.aa.tick(wall)
         probes = self.ca.tick(wall, ready)
-        if now >= self._next_maintenance:
-            self._next_maintenance = now + MAINTENANCE_S
-            self.store.maintain()
         answers = []
         # A request waits for its address's probes; once those ended (free or
         # taken) or stopped (a switch went), it is served anew.

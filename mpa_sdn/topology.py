@@ -49,6 +49,19 @@ class ControllerSettings:
     # instead of being punted packet after packet.
     reject_hold_s: int = 10
     packet_in_queue: int = 1000
+    # The cyclic garbage collector (apps/heap.py): the worker collects the
+    # young generations after this many events and freezes what survives; a
+    # full collection, which walks the whole heap, runs this often.
+    gc_every_events: int = 50
+    gc_full_every_s: float = 3600.0
+    # The state file (mpa_sdn/store.py): the records events change are
+    # written in one transaction after their flows and answers have gone,
+    # once the worker has no event waiting, or sooner when this many records
+    # or this much time have piled up unwritten behind a busy worker.  Its WAL
+    # is checkpointed this often, by a thread of its own.
+    state_write_records: int = 500
+    state_write_delay_s: float = 0.1
+    state_checkpoint_s: float = 2.0
     # The REST listener's bounds (docs/api.md, "Limits").  A connection past
     # a bound is refused at once, never queued; each refusal is counted.
     rest_max_connections: int = 1024      # open connections in all ...
@@ -111,6 +124,9 @@ class MpaSettings:
     dad_wait_s: float = 0.2           # after the last probe, for an answer
     dad_reserve: int = 4              # addresses per network kept probed and free
     dad_valid_s: float = 60.0         # a probe result is trusted this long
+    # Probes sent per tick at most: a wave of leases refilling every reserve
+    # at once is spread over ticks, not one long stall of the worker.
+    dad_probes_per_tick: int = 32
     # Proactive handover (RFC 6252 §6.3 steps 2-6).
     tunnel_lifetime_s: int = 120      # a proactive handover tunnel's longest life
     max_tunnels_per_mn: int = 4       # tunnels to different CTNs at once (§7.2, C.4)

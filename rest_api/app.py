@@ -35,13 +35,14 @@ from rest_api import spec
 from rest_api.event_stream import stream_events
 from rest_api.idempotency import Idempotency
 from rest_api.limits import Slots
-from rest_api.problems import Problem, json_response
+from rest_api.problems import Problem, json_list_response, json_response
 
 LOG = logging.getLogger("rest_api")
 
 WAIT_FOR_DAD_S = 3.0  # a configuration held back by DAD answers within this, or 503
 MAX_BODY_BYTES = 4096  # a policy engine's or an admin's request body
 REALM = 'Bearer realm="mpa-sdn"'
+LIST_CHUNK = 200      # a list's rows encoded at a time, the worker let in between
 # The signalling endpoint of each operation (the rest are under /networks/{id}/).
 SIGNAL_OPERATIONS = {"signalDiscover": ("discover",), **{
     "signal" + name.capitalize(): kinds for name, kinds in messages.SIGNAL_ENDPOINTS.items()}}
@@ -193,8 +194,12 @@ def read_body(request: Request, limit: int) -> bytes:
 class RestApi:
     def __init__(self, facade: Facade, counters=None, tokens: api_tokens.Tokens | None = None,
                  max_streams: int = ControllerSettings.rest_max_streams,
-                 streams_per_token: int = ControllerSettings.rest_streams_per_token):
+                 streams_per_token: int = ControllerSettings.rest_streams_per_token,
+                 pause: Callable[[], None] | None = None):
         self.facade = facade
+        # The shell's way to let its other threads run (the worker) while a
+        # long answer is encoded; None: encoded in one go.
+        self.pause = pause
         self.counters = counters if counters is not None else {}
         self.tokens = tokens if tokens is not None else api_tokens.Tokens()
         self.idempotency = Idempotency(facade.store, facade.wall, self.counters)
@@ -274,7 +279,11 @@ class RestApi:
             raise Problem("unprocessable", str(exc)) from None
         except Unavailable as exc:
             raise Problem("unavailable", str(exc), headers={"Retry-After": "1"}) from None
-        return result if isinstance(result, Response) else json_response(200, result)
+        if isinstance(result, Response):
+            return result
+        if isinstance(result, list) and len(result) > LIST_CHUNK and self.pause is not None:
+            return json_list_response(result, LIST_CHUNK, self.pause)
+        return json_response(200, result)
 
     # -- checks, in the order a client would want to hear of them --------------
 

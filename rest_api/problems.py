@@ -34,11 +34,34 @@ TYPES = {
 }
 
 
+def _encode(body) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def json_list_response(rows: list, chunk: int, pause) -> Response:
+    """A long list as :func:`json_response` writes it, byte for byte, encoded
+    ``chunk`` rows at a time with ``pause()`` between them: the REST thread
+    shares the worker's one OS thread, and one encoding of 2,000 switches'
+    rows held the worker up for tens of milliseconds."""
+    def pieces():
+        yield b"["
+        for start in range(0, len(rows), chunk):
+            if start:
+                pause()
+                yield b","
+            yield ",".join(_encode(row) for row in rows[start:start + chunk]).encode()
+        yield b"]\n"
+    return Response(status=200, content_type="application/json", charset="utf-8",
+                    app_iter=pieces())
+
+
 def json_response(status: int, body, headers: dict | None = None,
                   content_type: str = "application/json") -> Response:
-    """``body`` as indented JSON, its keys sorted."""
+    """``body`` as compact JSON, its keys sorted.  Not indented: Python's
+    JSON encoder indents in pure Python, ten times slower than its C
+    encoder, and a view of 2,000 switches spent 190 ms there."""
     response = Response(status=status, content_type=content_type, charset="utf-8")
-    response.text = json.dumps(body, indent=1, sort_keys=True) + "\n"
+    response.text = _encode(body) + "\n"
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response

@@ -145,7 +145,7 @@ def with_copy(mod, port: int):
             if action.type == of.ofp.OFPAT_OUTPUT and action.port == port:
                 out.append(of.to_controller())
                 copied = True
-        instructions.append(of.parser.OFPInstructionActions(of.ofp.OFPIT_APPLY_ACTIONS, out))
+        instructions += of.apply(*out)
     if not copied:
         return None
     return of.flow_add(mod.table_id, mod.priority, mod.match, instructions, mod.cookie,

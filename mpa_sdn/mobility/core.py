@@ -148,20 +148,21 @@ class Mobility(MobilityState, Tunnelling, BindingUpdates, Buffering, Phases, Cop
 
     def tick(self, now: float, wall: float) -> None:
         changed = False
-        for tunnel in [t for t in self.tunnels.values() if t.expires <= wall]:
-            if not self._busy(tunnel.address):
+        for tunnel in self.ended("tunnels", wall):
+            if self._busy(tunnel.address):
+                self._ends_at("tunnels", tunnel.address, wall)   # the next tick looks again
+            else:
                 self._drop_tunnel(tunnel, "expired")
                 changed = True
-        for binding in [b for b in self.bindings.values() if b.expires <= wall]:
+        for binding in self.ended("bindings", wall):
             self._delete_binding(binding.home, "binding_expired")
             changed = True
-        for coming in [b for b in self.pending.values() if b.expires <= wall]:
+        for coming in self.ended("pending", wall):
             # The MN never said it rewrites (it went, or its rewriting failed).
             del self.pending[coming.home]
             self.counters["binding_pending_expired"] += 1
             changed = True
-        for standby in [s for s in self.standbys.values()
-                        if s.expires <= wall or s.home not in self.bindings]:
+        for standby in self.ended("standbys", wall):
             self._drop_standby(standby.home, "expired")
             changed = True
         changed |= self._end_steered_bicasts("", "", wall)

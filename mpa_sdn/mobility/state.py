@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import heapq
 import ipaddress
 import logging
 from typing import Callable
@@ -80,6 +81,11 @@ class MobilityState:
         self._standbys_of, self._legs_at = Index(), Index()         # identity, leg -> homes
         self._label_pool = tn.Labels()
         self._current = CurrentHandovers()
+        # Per table, a heap of (expires, key) for every entry set, stale ones
+        # too: the tick takes the entries whose time is over from here
+        # instead of walking every MN's tunnels, bindings and standbys.
+        self._ends: dict[str, list] = {"tunnels": [], "bindings": [], "pending": [],
+                                       "standbys": []}
 
     # -- persistence --------------------------------------------------------------
 
@@ -182,7 +188,36 @@ class MobilityState:
             if new is not None:
                 index.add(getattr(new, name), key)
 
+    def _ends_at(self, table: str, key: str, when: float) -> None:
+        """The entry ``key`` of ``table`` is looked at again at ``when``."""
+        heap = self._ends[table]
+        heapq.heappush(heap, (when, key))
+        entries = getattr(self, table)
+        if len(heap) > 2 * len(entries) + 64:
+            # Mostly stale (entries changed again before their end): rebuilt
+            # from the table, so the heap stays within twice its entries.
+            heap[:] = [(e.expires, k) for k, e in entries.items()]
+            if table == "standbys":
+                heap += [(float("-inf"), k) for k in entries if k not in self.bindings]
+            heapq.heapify(heap)
+
+    def ended(self, table: str, wall: float) -> list:
+        """The entries of ``table`` (tunnels, bindings, pending, standbys) whose
+        time is over at ``wall``, each once; a standby also once its binding
+        is gone.  From the heap, not a walk: an entry looked at is taken off
+        it, so the caller puts back (``_ends_at``) one it keeps."""
+        heap, entries, out = self._ends[table], getattr(self, table), {}
+        while heap and heap[0][0] <= wall:
+            _, key = heapq.heappop(heap)
+            entry = entries.get(key)
+            if entry is not None and (entry.expires <= wall or (
+                    table == "standbys" and key not in self.bindings)):
+                out[key] = entry
+        return list(out.values())
+
     def _tunnel_changed(self, address: str, old, new) -> None:
+        if new is not None and (old is None or old.expires != new.expires):
+            self._ends_at("tunnels", address, new.expires)
         self._reindex(address, old, new, mac=self._tunnels_of_mac, identity=self._tunnels_of)
         if old is not None:
             self._label_pool.release(old)
@@ -197,9 +232,15 @@ class MobilityState:
                                   "encapsulation": t.encapsulation, **self._why})
 
     def _pending_changed(self, home: str, old, new) -> None:
+        if new is not None and (old is None or old.expires != new.expires):
+            self._ends_at("pending", home, new.expires)
         self._flowsync.mark(Feature.BINDING, home)
 
     def _binding_changed(self, home: str, old, new) -> None:
+        if new is not None and (old is None or old.expires != new.expires):
+            self._ends_at("bindings", home, new.expires)
+        elif home in self.standbys:
+            self._ends_at("standbys", home, float("-inf"))   # a standby needs its binding
         self._reindex(home, old, new, care_of=self._bound_at, identity=self._bindings_of,
                       mac=self._bound_mac)
         self._flowsync.mark(Feature.BINDING, home)
@@ -211,6 +252,8 @@ class MobilityState:
                                    **self._why})
 
     def _standby_changed(self, home: str, old, new) -> None:
+        if new is not None and (old is None or old.expires != new.expires):
+            self._ends_at("standbys", home, new.expires)
         self._reindex(home, old, new, identity=self._standbys_of)
         self._flowsync.mark(Feature.BINDING, home)
 

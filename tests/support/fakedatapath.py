@@ -28,11 +28,15 @@ class KeyedTable:
         self.by_cookie: dict[int, set] = collections.defaultdict(set)
         self.packet_outs = 0
 
-    def apply(self, msg) -> None:
-        if isinstance(msg, parser.OFPPacketOut):
+    def apply(self, sent) -> None:
+        for msg in of.messages_in(sent):   # the bytes the core packed, as sent
+            self._apply(msg)
+
+    def _apply(self, msg) -> None:
+        if of.message_name(msg) == "OFPPacketOut":
             self.packet_outs += 1
-        elif isinstance(msg, parser.OFPFlowMod):
-            key = (msg.table_id, msg.priority, of.canonical_match(msg.match))
+        elif of.message_name(msg) == "OFPFlowMod":
+            key = of.flow_key(msg)
             if msg.command == ofp.OFPFC_ADD:
                 self._drop(key)
                 self.flows[key] = msg.cookie
@@ -41,7 +45,7 @@ class KeyedTable:
                 cookie = self.flows.get(key)
                 if cookie is not None and cookie & msg.cookie_mask == msg.cookie & msg.cookie_mask:
                     self._drop(key)
-            elif not key[2] and msg.cookie_mask == (1 << 64) - 1:
+            elif len(key) == 3 and msg.cookie_mask == (1 << 64) - 1:   # no match fields
                 for key in list(self.by_cookie.get(msg.cookie, ())):
                     self._drop(key)
             else:

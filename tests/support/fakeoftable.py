@@ -33,6 +33,7 @@ from ryu.ofproto import ether, inet
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
+from mpa_sdn.flow_templates import decoded, messages_in
 from mpa_sdn.openflow import record_of
 from mpa_sdn.tables import PREREQUISITES, check_flow, oxm_name
 
@@ -110,7 +111,13 @@ class FakeSwitch:
 
     # -- control plane ----------------------------------------------------
 
-    def apply(self, msg) -> None:
+    def apply(self, sent) -> None:
+        # What the controller packed as bytes is read back by Ryu's parser,
+        # as a switch would read it off the wire.
+        for msg in messages_in(sent):
+            self._apply(decoded(msg))
+
+    def _apply(self, msg) -> None:
         if isinstance(msg, parser.OFPFlowMod):
             self._flow_mod(msg)
         elif isinstance(msg, parser.OFPPacketOut):
@@ -123,7 +130,7 @@ class FakeSwitch:
     def install_foreign(self, msg) -> None:
         """A flow someone else left on the switch (another controller, an
         older run of ours): no declaration of ours binds it."""
-        self._flow_mod(msg, checked=False)
+        self._flow_mod(decoded(msg), checked=False)
 
     def _flow_mod(self, msg, checked: bool = True) -> None:
         breaches = self.check(msg) if checked and self.check is not None else []

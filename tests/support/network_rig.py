@@ -21,6 +21,7 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 from support.fakeoftable import (
     FakeNetwork, arp_packet, from_bytes, ipv4_packet, on_the_wire, to_bytes, udp_packet)
 from mpa_sdn.controller import Controller
+from mpa_sdn.flow_templates import decoded
 from mpa_sdn.openflow import is_delete
 
 MAX_EVENTS = 500
@@ -205,6 +206,7 @@ class Rig:
         for msg in messages:
             self.sent.append((send.dpid, msg))
             switch.apply(msg)
+            msg = decoded(msg)   # as the switch read it
             if isinstance(msg, parser.OFPFlowStatsRequest):
                 work.append(("sends", self.core.flow_stats(send.dpid, switch.flow_stats(), False)))
             elif isinstance(msg, parser.OFPPacketOut):

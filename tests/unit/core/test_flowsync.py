@@ -51,7 +51,8 @@ def sent(sync: FlowSync) -> list[tuple[str, int, str | None]]:
 
 
 def records(tables: dict) -> dict:
-    return {s: {k: r for k, (r, _) in t.items()} for s, t in tables.items() if t}
+    """{switch: {key: flow-mod}}, switches with no flows left out."""
+    return {s: dict(t) for s, t in tables.items() if t}
 
 
 def test_each_stage_waits_for_the_barriers_of_the_one_before_whatever_the_feature():

@@ -4,6 +4,7 @@ import pytest
 
 from support.paths import DEFAULT_TOPOLOGY
 from support.fakeoftable import arp_packet, ipv4_packet
+from mpa_sdn import openflow as of
 from mpa_sdn.config import load_topology
 from mpa_sdn.openflow import record_of
 from ryu.ofproto import ofproto_v1_3 as ofp
@@ -407,7 +408,7 @@ def test_an_arp_from_a_known_host_sends_no_flows(rig, topology):
     from support.fakeoftable import arp_packet, to_bytes
     request = to_bytes(arp_packet(1, "02:00:00:00:00:a1", "10.1.1.150", "10.1.1.199"))
     sends = rig.core.packet_in(dpid, 3, 1, request, rig.now)
-    assert [m for s in sends for m in s.messages if type(m).__name__ == "OFPFlowMod"] == []
+    assert [m for s in sends for m in s.messages if of.message_name(m) == "OFPFlowMod"] == []
 
 
 def test_a_correspondents_idle_timeout_is_ignored(rig, topology):

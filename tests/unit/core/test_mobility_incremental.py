@@ -46,7 +46,8 @@ class Mn:
 
 
 def records(tables: dict) -> dict:
-    return {s: {k: r for k, (r, _) in t.items()} for s, t in tables.items() if t}
+    """Desired flows ({switch: {key: flow-mod}}) in the form the fake switches report."""
+    return {s: {r.key: r for r in map(of.record_of, t.values())} for s, t in tables.items() if t}
 
 
 def on_switches(rig) -> dict:
@@ -188,7 +189,7 @@ def test_incremental_flows_equal_the_whole_state_built_again(topology, seed, mon
         # Flows follow the state at each sync (between two, as before, a
         # change waits for the next).
         sync(*args, **kwargs)
-        assert records(mobility._installed) == records(mobility.desired())
+        assert {s: t for s, t in mobility._installed.items() if t} == mobility.desired()
         syncs.append(1)
     monkeypatch.setattr(mobility, "_sync", checked)
     for _ in range(200):
@@ -215,12 +216,12 @@ def test_a_key_two_subjects_want_goes_to_the_later_and_back():
     tunnel = address_cookie(Feature.TUNNEL, "10.2.1.100")
     buffer = address_cookie(Feature.BUFFER, "10.2.1.100")
     [(_, _, before, after)] = flows.update(tunnel, {"ar": [punt(tunnel)]})
-    assert before is None and after[0].cookie == tunnel
+    assert before is None and after.cookie == tunnel
     [(_, _, before, after)] = flows.update(buffer, {"ar": [punt(buffer)]})
-    assert after[0].cookie == buffer                      # later in the build order
-    assert flows.update(tunnel, {"ar": [punt(tunnel)]}) == [] or \
-        flows.installed["ar"][after[0].key][0].cookie == buffer
+    assert after.cookie == buffer                         # later in the build order
+    assert flows.update(tunnel, {"ar": [punt(tunnel)]}) == []
+    assert flows.installed["ar"][after.key].cookie == buffer
     [(_, _, before, after)] = flows.update(buffer, {})
-    assert after[0].cookie == tunnel                      # the tunnel's wish comes back
+    assert after.cookie == tunnel                         # the tunnel's wish comes back
     [(_, _, before, after)] = flows.update(tunnel, {})
     assert after is None and flows.installed == {}

@@ -277,7 +277,8 @@ def leases_in_the_file(path: str) -> int:
         db.close()
 
 
-def test_the_state_file_is_checkpointed_by_the_timer_not_by_requests(tmp_path):
+def test_the_state_file_is_checkpointed_by_its_checkpointer_neither_requests_nor_ticks(
+        tmp_path):
     path = str(tmp_path / "mpa.db")
     store = SqliteStore(path)
     assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
@@ -286,7 +287,29 @@ def test_the_state_file_is_checkpointed_by_the_timer_not_by_requests(tmp_path):
     rig.configure(rig.preauth())
     assert os.path.getsize(path + "-wal") > 0
     assert leases_in_the_file(path) == 0  # requests wrote the WAL only
-    rig.service.tick(rig.now + 10)       # the timer's turn: the WAL goes into the file
+    rig.service.tick(rig.now + 10)       # nor does the worker's timer checkpoint
+    assert leases_in_the_file(path) == 0
+    store.checkpoint()                   # the shell's checkpointer (apps/checkpoint.py)
     assert leases_in_the_file(path) == 1
     store.close()
     assert SqliteStore(path).load("lease")
+
+
+def test_the_sa_record_keeps_only_the_answers_a_restart_needs(tmp_path):
+    from mpa_sdn.mpa_sa import PERSISTED_ANSWERS, RECENT_ANSWERS
+    path = str(tmp_path / "mpa.db")
+    rig = Rig(store=SqliteStore(path))
+    rig.settle_dad()
+    state = rig.preauth()
+    requests = [protocol.request(state, "config-request") for _ in range(RECENT_ANSWERS)]
+    answers = [rig.one(data, "net-b1").fields for data, _ in requests]
+    [record] = rig.store.load("sa").values()
+    assert [r["seq"] for r in record["recent"]] == \
+        [seq for _, seq in requests[-PERSISTED_ANSWERS:]]
+    rig.store.close()
+    rig.store = SqliteStore(path)
+    rig.restart()
+    # The MN's latest requests, sent again, get their answers; an older one is a replay.
+    for (data, _), answer in list(zip(requests, answers))[-PERSISTED_ANSWERS:]:
+        assert rig.one(data, "net-b1").fields == answer
+    assert rig.one(requests[0][0], "net-b1").fields["code"] == "replay"

@@ -135,7 +135,7 @@ def test_groups_and_meters_are_declared_nowhere():
 
 
 def test_an_instruction_no_table_uses_is_caught():
-    write = [parser.OFPInstructionActions(ofp.OFPIT_WRITE_ACTIONS, [of.output(1)])]
+    write = [parser.OFPInstructionActions(ofp.OFPIT_WRITE_ACTIONS, [parser.OFPActionOutput(1)])]
     assert rules(host_route(instructions=write)) == {Rule.INSTRUCTION}
     metadata = [parser.OFPInstructionWriteMetadata(1, 1)] + of.apply(of.output(1))
     assert rules(host_route(instructions=metadata)) == {Rule.INSTRUCTION}

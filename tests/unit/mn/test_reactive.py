@@ -24,6 +24,7 @@ from mpa_mn.link import LinkError
 from mpa_mn.reactive import Reactive, ReactiveSettings
 from support.service_rig import MN_MAC, counter_entropy
 from mpa_sdn import dhcp, packets
+from mpa_sdn import openflow as of
 from mpa_sdn.openflow import Send
 from mpa_sdn.tables import Table
 from support.fakeoftable import from_bytes, to_bytes, udp_packet
@@ -95,7 +96,7 @@ class Wire(Sockets):
             if not isinstance(send, Send) or send.dpid != dpid:
                 continue
             for msg in send.messages:
-                if type(msg).__name__ == "OFPPacketOut" and any(
+                if of.message_name(msg) == "OFPPacketOut" and any(
                         getattr(a, "port", None) == poa.port for a in msg.actions):
                     self.queue([msg.data])
 

@@ -62,6 +62,7 @@ def run(tmp_path_factory):
         driver.connect_all()
         states: dict = {}
         driver.run((prepare(driver, mn, states) for mn in mns), window=4)
+        driver.capture = []
         driver.run((hand_over(driver, mn, states) for mn in mns), window=4)
         # Past the last handover's linger, and the deletes that settle after it.
         driver.settle(LINGER_S + 0.2)
@@ -110,3 +111,18 @@ def test_no_tunnel_or_buffer_flow_is_left_behind(run):
     assert Feature.TUNNEL not in left and Feature.BUFFER not in left
     assert Feature.BINDING in left
     assert driver.core.mobility.tunnels == {}
+
+
+def test_the_messages_of_the_handovers_are_built_again_the_same_by_ryu_and_by_templates(run):
+    """mn_scale's floor: every flow-mod and packet-out the switches got is
+    built again by Ryu's builders and by the templates, to the same bytes
+    (message_floor.floor checks that before timing)."""
+    import message_floor
+    driver, *_ = run
+    captured = driver.capture
+    assert captured and len(captured) <= driver.sent
+    kinds = {msg.name for msg in captured}
+    assert kinds == {"OFPFlowMod", "OFPPacketOut"}
+    floor = message_floor.floor(captured, rounds=1)
+    assert set(floor) == {"ryu_us_per_message", "ryu_with_match_us_per_message",
+                          "templates_us_per_message"}

@@ -1,6 +1,9 @@
 """The Ryu shell's own duties: the send point, the ordered work queue, its bounds."""
 
 import dataclasses
+import gc
+import weakref
+import struct
 import types
 
 import pytest
@@ -11,6 +14,7 @@ from apps import mpa_app, runtime
 from mpa_sdn import openflow as of
 from mpa_sdn.controller import RECONCILE, Send
 from mpa_sdn.facade import Busy
+from mpa_sdn.flow_templates import decoded
 from mpa_sdn.tables import Table
 
 DPID = 0x11  # ar-a1
@@ -30,8 +34,10 @@ class FakeDatapath:
     def send_msg(self, msg):
         if self.fail_after is not None and len(self.sent) >= self.fail_after:
             return False
+        # As Ryu's Datapath.send_msg: an xid, then the bytes.
         self.xid += 1
         msg.set_xid(self.xid)
+        msg.serialize()
         self.sent.append(msg)
         return True
 
@@ -53,12 +59,42 @@ def test_deletes_go_first_and_a_tagged_barrier_is_remembered(app):
     dp = app.datapaths[DPID] = FakeDatapath(DPID)
     app.send([Send(DPID, [flow(priority=1), flow(ofp.OFPFC_DELETE_STRICT), flow(priority=2)],
                    confirm=RECONCILE)])
-    kinds = [(type(m).__name__, getattr(m, "command", None)) for m in dp.sent]
+    kinds = [(of.message_name(m), getattr(decoded(m), "command", None))
+             for sent in dp.sent for m in of.messages_in(sent)]
     assert kinds == [("OFPFlowMod", ofp.OFPFC_DELETE_STRICT), ("OFPFlowMod", ofp.OFPFC_ADD),
                      ("OFPFlowMod", ofp.OFPFC_ADD), ("OFPBarrierRequest", None)]
     assert all(m.datapath is dp for m in dp.sent)
     assert app.confirmations == {(DPID, dp.sent[-1].xid): RECONCILE}
     assert app.counters["sent_OFPFlowMod"] == 3
+
+
+def test_the_bytes_sent_carry_the_xids_the_datapath_gave_and_the_barrier_s_reply_pairs(app):
+    """Flow-mods and packet-outs go as bytes packed by the core, a run of
+    them in one write with the xid the datapath gave it; the barrier after
+    them has its own, and its reply is paired by it."""
+    dp = app.datapaths[DPID] = FakeDatapath(DPID)
+    mod, out = flow(priority=7), of.packet_out(b"frame", [of.output(2)], 1)
+    app.send([Send(DPID, [mod, out, mod], confirm=RECONCILE)])
+    app.send([Send(DPID, [mod], barrier=True)])
+    # Two writes each: the run of ours in one, then the barrier.
+    assert [of.message_name(m) for m in dp.sent] == ["batch", "OFPBarrierRequest",
+                                                     "OFPFlowMod", "OFPBarrierRequest"]
+    stream = b"".join(bytes(m.buf) for m in dp.sent)
+    headers, at = [], 0
+    while at < len(stream):      # the bytes as the switch reads them, message by message
+        headers.append(struct.unpack_from("!BBHI", stream, at))
+        at += headers[-1][2]
+    assert at == len(stream)
+    assert [(h[1], h[3]) for h in headers] == [
+        (ofp.OFPT_FLOW_MOD, 1), (ofp.OFPT_PACKET_OUT, 1), (ofp.OFPT_FLOW_MOD, 1),
+        (ofp.OFPT_BARRIER_REQUEST, 2), (ofp.OFPT_FLOW_MOD, 3), (ofp.OFPT_BARRIER_REQUEST, 4)]
+    # The message the core built is left as it was: xid 0, sent again as often as asked.
+    assert struct.unpack_from("!I", mod, 4) == (0,)
+    assert stream[len(mod) + len(out) + 8:2 * len(mod) + len(out)] == mod[8:]
+    assert app.confirmations == {(DPID, 2): RECONCILE}
+    assert app.counters["sent_OFPFlowMod"] == 3 and app.counters["sent_OFPPacketOut"] == 1
+    app._barrier(types.SimpleNamespace(msg=types.SimpleNamespace(datapath=dp, xid=2)))
+    assert app.work.get()[0] == "barrier" and app.confirmations == {}
 
 
 def test_a_disconnected_switch_gets_nothing_and_it_is_counted(app):
@@ -203,3 +239,41 @@ def test_an_answered_or_timed_out_call_gives_its_slot_back(bounded_app):
     app.stop()
     hub.sleep(0)
     assert app._held.held == 0 and app._waiting.held == 0
+
+
+def test_an_answer_handed_back_leaves_no_cycle_behind(app):
+    """The answer holds its origin, whose reply_to holds the box it was
+    put in: once handed back it is freed by reference counting alone, with
+    no collection (a cycle would wait for the hourly full one, frozen)."""
+    from mpa_sdn.service import REST, Answer, Origin
+
+    def make_origin(reply):
+        return Origin(REST, "10.2.0.7", None, reply_to=reply)
+    app._post = lambda what, dpid, call, *args: app.send(call(0.0))
+    answer = app._exchange(make_origin, lambda origin, now: [Answer(origin, {"ok": True})], 60)
+    assert answer.fields == {"ok": True}
+    gone = weakref.ref(answer)
+    gc.disable()
+    try:
+        del answer
+        assert gone() is None
+    finally:
+        gc.enable()
+
+
+def test_ryu_s_own_datapath_sends_a_run_of_ours_with_its_xid():
+    """Ryu's Datapath.send_msg (the real method, on a datapath without a
+    socket) takes the run as a message, gives it the next xid and sends its
+    bytes as they are but for the xid in each header."""
+    from ryu.controller.controller import Datapath
+    written = []
+    dp = types.SimpleNamespace(ofproto=ofp, ofproto_parser=parser, xid=41,
+                               send=lambda buf, close_socket=False: written.append(buf) or True)
+    dp.set_xid = lambda msg: Datapath.set_xid(dp, msg)
+    mod, out = flow(priority=3), of.packet_out(b"frame", [of.output(2)], 1)
+    [run] = of.on_the_wire([mod, out], dp)
+    assert Datapath.send_msg(dp, run) is True
+    [buf] = written
+    assert bytes(buf) == mod[:4] + (42).to_bytes(4, "big") + mod[8:] + \
+        out[:4] + (42).to_bytes(4, "big") + out[8:]
+    assert run.xid == 42 == dp.xid
