@@ -91,6 +91,18 @@ class Command:
     retry: bool = False
 
 
+# ovs-vswitchd's datapath flows idle out after this long (other_config:
+# max-idle, 10 s by default).  Open vSwitch 3.1's revalidators can miss a
+# datapath flow when the OpenFlow table changes (coverage counter
+# revalidate_missed_dp_flow): at an nAR, a megaflow that punted a leaving
+# MN's address as unresolved then outlived the new tunnel's flow for the same
+# address, for as long as the MN's retries kept it in use, and the answers to
+# the MN never went into the tunnel.  In the lab, the third to fifth of 15
+# inter-domain handovers 1 s apart failed so in 3 of 8 runs; with flows
+# idling out after 1 s, in 0 of 12 (docs/benchmarks.md, 2026-12-07).
+DATAPATH_MAX_IDLE_MS = 1000
+
+
 @dataclass(frozen=True)
 class Plan:
     endpoints: tuple[Endpoint, ...] = ()
@@ -117,6 +129,9 @@ class Plan:
                 *(Command(("ovs-appctl", "ovs/route/add", str(prefix), hop.switch,
                            str(hop.gateway)), retry=True) for prefix in hop.prefixes),
             ]
+        if self.endpoints:
+            commands.append(Command(("ovs-vsctl", "--timeout=10", "set", "Open_vSwitch", ".",
+                                     f"other_config:max-idle={DATAPATH_MAX_IDLE_MS}")))
         return commands
 
     def teardown(self) -> list[Command]:
@@ -124,7 +139,9 @@ class Plan:
         route not there) are harmless, so this also clears an earlier
         lab's leftovers."""
         return [Command(("ovs-appctl", "ovs/route/del", str(prefix)))
-                for hop in self.next_hops for prefix in hop.prefixes]
+                for hop in self.next_hops for prefix in hop.prefixes] + (
+            [Command(("ovs-vsctl", "--timeout=10", "remove", "Open_vSwitch", ".",
+                      "other_config", "max-idle"))] if self.endpoints else [])
 
     def addresses(self) -> dict[str, str]:
         """Each address the lab puts in the root namespace -> its bridge."""
