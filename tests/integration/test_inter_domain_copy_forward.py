@@ -64,10 +64,15 @@ def test_copy_and_forward_to_an_interface_in_the_other_domain_loses_nothing(
     assert ready["binding"]["bound_at"] == "net-a1" and ready["binding"]["rewrite_at_mn"], ready
     assert "mpa_binding" in nft_tables(lab.host(MN))
     assert counters["standby_armed_abroad"] == 1, counters
-    # The MN said which frames reached it; the rest went out of domain-a's
-    # border to the nCoA, after the copies, and none twice.
+    # The MN said which frames reached it. Every copy was forwarded, skipped
+    # (the MN had it), delivered late or aged out; every one that went, went
+    # out of domain-a's border to the nCoA. (How many the MN missed depends on
+    # what was in flight at the cut: often some, sometimes none.)
     assert counters.get("copy_sorted_by_marker") == 1, counters
-    assert counters["copy_forwarded"] > 0 and counters["buffer_delivered_abroad"] > 0, counters
+    assert counters["copy_made"] == sum(counters.get(f"copy_{k}", 0) for k in (
+        "forwarded", "skipped", "late_delivered", "aged")), counters
+    sent_on = counters.get("copy_forwarded", 0) + counters.get("copy_late_delivered", 0)
+    assert counters.get("buffer_delivered_abroad", 0) >= sent_on, counters
     assert counters.get("buffer_dropped_no_destination", 0) == 0, counters
     [handover] = [h for h in domain_a.get("/mpa/v1/handovers")
                   if h["mode"] == "copy-and-forward"]
