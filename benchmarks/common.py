@@ -32,6 +32,15 @@ def stamped(result: dict) -> dict:
     return {**result, "date": time.strftime("%Y-%m-%d"), **source_commit()}
 
 
+def report(path: str | None, result: dict, text: str) -> int:
+    """A benchmark's end: its result written to ``path`` (if given), its
+    tables printed; the exit status."""
+    if path:
+        write(path, result)
+    print(text)
+    return 0
+
+
 def write(path: str, result: dict) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:

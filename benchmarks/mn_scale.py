@@ -57,7 +57,7 @@ import time
 import tracemalloc
 
 import message_floor  # noqa: E402
-from common import ROOT, stamped, write  # noqa: E402
+from common import ROOT, report, stamped  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
@@ -291,10 +291,7 @@ def main(argv=None) -> int:
         print(f"{size} MNs: {rows[-1]['handovers_per_s_sustained']} handovers/s sustained",
               file=sys.stderr)
     result = stamped({"benchmark": "mn_scale", "rows": rows})
-    if args.out:
-        write(args.out, result)
-    print(_table(result))
-    return 0
+    return report(args.out, result, _table(result))
 
 
 if __name__ == "__main__":

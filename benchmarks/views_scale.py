@@ -47,7 +47,7 @@ import tempfile
 import time
 import tracemalloc
 
-from common import ROOT, stamped, write  # noqa: E402
+from common import ROOT, report, stamped  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
@@ -300,10 +300,7 @@ def main(argv=None) -> int:
         print(f"{count} MNs: {state[-1]}", file=sys.stderr)
     result = stamped({"benchmark": "views_scale", "label": args.label, "views": views,
                       "state": state})
-    if args.out:
-        write(args.out, result)
-    print(_tables(result))
-    return 0
+    return report(args.out, result, _tables(result))
 
 
 if __name__ == "__main__":

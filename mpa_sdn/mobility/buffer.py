@@ -175,7 +175,7 @@ class Buffering:
     def packet_in(self, handover: Handover, frame, data: bytes, now: float) -> None:
         """A punted packet for an address being buffered: queued, or (once
         the buffer is empty) delivered at once."""
-        if self._from_our_gateway(frame.ip_src) and self._abroad(handover):
+        if self._abroad(handover) and self._from_our_gateway(frame.ip_src):
             # The controller's own answer to the MN abroad (a link-lost's),
             # routed into the border's buffering punt: an answer is never
             # held behind the traffic it is about.

@@ -60,7 +60,7 @@ class Bicast:
     poa: PoA | None              # None: an address in another domain (steered from home)
     until: float | None = None   # None: the MN has not arrived yet
     # Steered by the home domain for a move to another domain, whose
-    # arrival it never sees (wall clock): see BindingUpdates._steer_bicast.
+    # arrival it never sees (wall clock): see CopyAndForward._steer_bicast.
     expires: float | None = None
 
 
@@ -342,28 +342,25 @@ class CopyAndForward:
     def _end_steered_bicast(self, home: str) -> None:
         """A binding update without ``bicast`` ends the one the home domain
         steered (the MN switched back, or moved it elsewhere)."""
-        bicast = self.bicasts.get(home)
-        if bicast is not None and bicast.expires is not None:
-            del self.bicasts[home]
-            self.counters["bicast_ended"] += 1
+        if self._end_steered_bicasts(lambda b: b.home == home):
             self._sync()
 
-    def _end_steered_bicasts(self, mac: str, address: str, wall: float | None = None) -> bool:
-        """The home domain's bicasts for an MN that left the leg's address
-        (``mac`` gone from ``address``), or (``wall``) whose time is up.
-        Whether any ended."""
-        ended = [b for b in self.bicasts.values() if b.expires is not None and (
-            (b.mac == mac and b.address == address) if wall is None else b.expires <= wall)]
+    def _end_steered_bicasts(self, ending) -> bool:
+        """The home domain's bicasts that ``ending(bicast)`` says are over (the
+        MN left the leg's address, or their time is up).  Whether any ended."""
+        ended = [b for b in self.bicasts.values() if b.expires is not None and ending(b)]
         for bicast in ended:
-            del self.bicasts[bicast.home]
-            self.counters["bicast_ended"] += 1
+            self._end_bicast(bicast.home)
         return bool(ended)
+
+    def _end_bicast(self, home: str) -> None:
+        del self.bicasts[home]
+        self.counters["bicast_ended"] += 1
 
     def _end_bicasts(self, now: float) -> None:
         """The bicasts whose period is over end: one leg again."""
         ended = [b for b in self.bicasts.values() if b.until is not None and now >= b.until]
         for bicast in ended:   # here, where next_due says it is due, not at the next tick
-            del self.bicasts[bicast.home]
-            self.counters["bicast_ended"] += 1
+            self._end_bicast(bicast.home)
         if ended:
             self._sync()

@@ -165,7 +165,7 @@ class Mobility(MobilityState, Tunnelling, BindingUpdates, Buffering, Phases, Cop
         for standby in self.ended("standbys", wall):
             self._drop_standby(standby.home, "expired")
             changed = True
-        changed |= self._end_steered_bicasts("", "", wall)
+        changed |= self._end_steered_bicasts(lambda b: b.expires <= wall)
         if changed:
             self._sync()
 

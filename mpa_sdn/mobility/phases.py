@@ -246,7 +246,7 @@ class Phases:
             self._link_lost(standby, "port", now, poa)   # §7.6.2: a sudden loss
         # A bicast the home domain steers for a move abroad ends when the MN
         # leaves the leg: its arrival is another domain's to see.
-        ended = self._end_steered_bicasts(mac, address)
+        ended = self._end_steered_bicasts(lambda b: (b.mac, b.address) == (mac, address))
         if ended or bound() or any(self.bicasts[h].mac == mac for h in self._legs_at.get(address)):
             self._sync()
 
@@ -258,8 +258,7 @@ class Phases:
             # A leg to the MN in another domain, here where it has arrived:
             # nothing can reach it there any more, and the other domain would
             # only try to resolve an address that has left.
-            del self.bicasts[handover.home]
-            self.counters["bicast_ended"] += 1
+            self._end_bicast(handover.home)
         elif bicast is not None:
             self.bicasts[handover.home] = replace(
                 bicast, until=now + self.settings.bicast_period_s)

@@ -56,7 +56,6 @@ def test_copy_and_forward_with_a_sudden_link_loss_loses_nothing(lab, driver, con
     assert report["reordered"] <= late, (summary, late)
     # The MN said which frames reached it: the controller sent none twice.
     assert counters.get("copy_sorted_by_marker") == 1, counters
-    assert counters["copy_forwarded"] > 0
     # Every copy was either forwarded, skipped (the MN had it), delivered late or aged out,
     assert counters["copy_made"] == sum(counters.get(f"copy_{k}", 0) for k in (
         "forwarded", "skipped", "late_delivered", "aged")), counters
