@@ -1,5 +1,5 @@
-"""What the MN and the controller must agree on: the signalling messages, the
-key hierarchy and the transcripts both sides MAC, the credentials and tokens
+"""What the MN and the controller must agree on: the signalling messages,
+PANA's codec, keys and timers (``pana*.py``), the key hierarchy and the transcripts both sides MAC, the credentials and tokens
 files, DHCP's numbers, the file-validation toolkit and the REST clients' HTTP
 opener.
 
