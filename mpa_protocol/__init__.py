@@ -1,7 +1,7 @@
 """What the MN and the controller must agree on: the signalling messages,
-PANA's codec, keys and timers (``pana*.py``), the key hierarchy and the transcripts both sides MAC, the credentials and tokens
-files, DHCP's numbers, the file-validation toolkit and the REST clients' HTTP
-opener.
+PANA's codec, keys and timers (``pana*.py``), the key hierarchy and the
+transcripts both sides MAC, the credentials and tokens files, DHCP's numbers,
+the file-validation toolkit and the REST clients' HTTP opener.
 
 Both ends import this package; it imports neither (no ``mpa_sdn``, no Ryu,
 no eventlet), so the MN and ``mpa-ctl`` load nothing of the controller.

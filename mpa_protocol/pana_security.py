@@ -6,8 +6,10 @@ PANA_AUTH_KEY = prf+(MSK, "IETF PANA" | I_PAR | I_PAN | PaC_nonce | PAA_nonce | 
   Tn = prf(K, Tn-1 | S | n), over the PRF-Algorithm both ends agreed on;
 - I_PAR and I_PAN are the initial PANA-Auth-Request and -Answer, the ones with
   the S flag, whole, as they were sent (retransmissions are the same bytes);
-- PaC_nonce and PAA_nonce are the values of the Nonce AVPs each side sent,
-  Key_ID the value of the Key-Id AVP (4 bytes, an Integer32);
+- PaC_nonce and PAA_nonce are the values of the Nonce AVPs in the first
+  PANA-Auth-Answer and -Request after the S-flagged pair (in a
+  re-authentication, the first pair), Key_ID the value of the Key-Id AVP
+  (4 bytes, an Integer32);
 - the key is as long as the Integrity-Algorithm's key: 20 bytes for
   AUTH_HMAC_SHA1_160, 32 for AUTH_HMAC_SHA2_256_128 (RFC 4868 §2.1.1).
 
