@@ -245,30 +245,33 @@ class Reassembly:
         return bool(self._parts)
 
     def add(self, frame: TlsFrame) -> bytes | None:
-        """The whole message once ``frame`` completes it, else None."""
+        """The whole message once ``frame`` completes it, else None. A frame
+        refused leaves the fragments before it as they were."""
+        expected = self._expected
         if frame.message_length is not None:
             if frame.message_length > self.max_message:
                 raise EapError("tls_too_long", f"a TLS message of {frame.message_length} "
                                f"octets, at most {self.max_message}")
-            if self._parts and frame.message_length != self._expected:
+            if self._parts and frame.message_length != expected:
                 raise EapError("tls_length_changed", "TLS Message Length changed between fragments")
-            self._expected = frame.message_length
+            expected = frame.message_length
         elif frame.more and not self._parts:
             raise EapError("tls_no_length", "first fragment without a TLS Message Length")
         if len(self._parts) + 1 > self.max_fragments:
             raise EapError("tls_too_many_fragments", f"more than {self.max_fragments} fragments")
-        self._size += len(frame.data)
-        if self._size > self.max_message:
+        size = self._size + len(frame.data)
+        if size > self.max_message:
             raise EapError("tls_too_long", f"more than {self.max_message} octets of TLS message")
-        if self._expected is not None and self._size > self._expected:
-            raise EapError("tls_overrun", f"{self._size} octets, TLS Message Length {self._expected}")
-        self._parts.append(frame.data)
+        if expected is not None and size > expected:
+            raise EapError("tls_overrun", f"{size} octets, TLS Message Length {expected}")
+        if not frame.more and expected is not None and size != expected:
+            raise EapError("tls_underrun", f"{size} octets, TLS Message Length {expected}")
         if frame.more:
+            self._parts.append(frame.data)
+            self._size, self._expected = size, expected
             return None
-        message = b"".join(self._parts)
-        expected, self._parts, self._size, self._expected = self._expected, [], 0, None
-        if expected is not None and len(message) != expected:
-            raise EapError("tls_underrun", f"{len(message)} octets, TLS Message Length {expected}")
+        message = b"".join([*self._parts, frame.data])
+        self._parts, self._size, self._expected = [], 0, None
         return message
 
 

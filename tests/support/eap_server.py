@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 
+from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 
 from mpa_mn.eap_peer import MemoryTls, TlsFailed, tls12_context
@@ -38,7 +39,8 @@ class EapServer:
         self.users = dict(users or {})
         self.revoked_serials = set(revoked_serials)
         self.check_identity = check_identity
-        self.identity: str | None = None
+        self.identity: str | None = None       # the outer identity, in the clear
+        self.user: str | None = None           # who PAP authenticated
         self.method: int | None = None
         self.result: str | None = None
         self.reason: str | None = None
@@ -46,7 +48,7 @@ class EapServer:
         self.emsk: bytes | None = None
         self.link = eap.TlsLink(fragment_size=fragment_size, max_message=max_message)
         self._identifier = 0
-        self._tls: MemoryTls | None = None
+        self.tls: MemoryTls | None = None      # the server's side of TLS, once begun
         self._decision: tuple[str, str | None] | None = None
 
     def start(self) -> bytes:
@@ -60,7 +62,7 @@ class EapServer:
     def _end(self, result: str, reason: str | None = None) -> bytes:
         self.result, self.reason = result, reason
         if result == "success":
-            keys = self._tls.keying_material(LABELS[self.method])
+            keys = self.tls.keying_material(LABELS[self.method])
             self.msk, self.emsk = keys[:64], keys[64:]
         code = eap.SUCCESS if result == "success" else eap.FAILURE
         return EapPacket(code, self._identifier).encode()
@@ -77,7 +79,7 @@ class EapServer:
             return self._begin(self.methods[0])
         if packet.type == eap.NAK:
             wanted = [t for t in packet.data if t in self.methods and t != self.method]
-            if not wanted or self._tls is not None:
+            if not wanted or self.tls is not None:
                 return self._end("failure", "no_common_method")
             return self._begin(wanted[0])
         if packet.type != self.method:
@@ -94,8 +96,8 @@ class EapServer:
     def _step(self, frame: eap.TlsFrame) -> bytes:
         if self._decision is not None and not self.link.sending:
             return self._end(*self._decision)
-        if self._tls is None:
-            self._tls = self._connection()
+        if self.tls is None:
+            self.tls = self._connection()
         try:
             out = self.link.answer(frame, self._process)
         except TlsFailed as failure:
@@ -125,7 +127,9 @@ class EapServer:
                 if certificate.get_serial_number() in self.revoked_serials:
                     tls.refusal = ("client_certificate_revoked", "revoked")
                     return False
-                common_name = certificate.get_subject().CN
+                names = certificate.to_cryptography().subject.get_attributes_for_oid(
+                    NameOID.COMMON_NAME)
+                common_name = names[0].value if names else None
                 if self.check_identity and common_name != self.identity:
                     tls.refusal = ("client_identity_mismatch",
                                    f"certificate of {common_name}, identity {self.identity}")
@@ -134,8 +138,8 @@ class EapServer:
         return check
 
     def _process(self, message: bytes) -> bytes:
-        done_before = self._tls.handshake_done
-        out, application = self._tls.feed(message)
+        done_before = self.tls.handshake_done
+        out, application = self.tls.feed(message)
         if self.method == eap.TLS:
             if done_before and not message:
                 self._decision = ("success", None)
@@ -154,7 +158,7 @@ class EapServer:
             return ("failure", "pap_unknown_user")
         if not hmac.compare_digest(known.encode("utf-8"), password):
             return ("failure", "pap_wrong_password")
-        self.identity = username
+        self.user = username
         return ("success", None)
 
 

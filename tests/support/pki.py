@@ -47,12 +47,15 @@ class Pki:
         self._write_crl()
 
     def issue(self, common_name: str, *, server: bool = False,
-              dns_names: tuple[str, ...] = ()) -> Issued:
+              dns_names: tuple[str, ...] = (), stem: str | None = None) -> Issued:
+        """A certificate for ``common_name`` in ``stem``.pem and its key in
+        ``stem``-key.pem (``stem`` is the common name unless given)."""
+        stem = stem or common_name
         key = ec.generate_private_key(ec.SECP256R1())
         cert = self._build(_name(common_name), key.public_key(), ca=False, server=server,
                            dns_names=dns_names)
-        paths = Issued(str(self.directory / f"{common_name}.pem"),
-                       str(self.directory / f"{common_name}-key.pem"), cert.serial_number)
+        paths = Issued(str(self.directory / f"{stem}.pem"),
+                       str(self.directory / f"{stem}-key.pem"), cert.serial_number)
         Path(paths.cert).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         Path(paths.key).write_bytes(key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

@@ -354,3 +354,14 @@ def test_random_and_mutated_input_raises_only_eap_error():
             assert error.reason and " " not in error.reason
     # Both sides of the codec were exercised, not only its first check.
     assert outcomes["decoded"] > 500 and outcomes["refused"] > 500
+
+
+def test_a_refused_fragment_leaves_the_reassembly_as_it_was():
+    reassembly = eap.Reassembly(max_message=100)
+    first, *rest = eap.fragments(b"x" * 90, 40)
+    reassembly.add(first)
+    for bad in (TlsFrame(0, b"y" * 10), TlsFrame(eap.FLAG_M, b"y" * 80),
+                TlsFrame(eap.FLAG_L | eap.FLAG_M, b"y", 91)):
+        assert reason_of(reassembly.add, bad) in ("tls_underrun", "tls_too_long",
+                                                   "tls_length_changed")
+    assert [reassembly.add(f) for f in rest][-1] == b"x" * 90
