@@ -195,6 +195,11 @@ class EapPeer:
                  fragment_size: int = eap.DEFAULT_FRAGMENT_SIZE,
                  max_message: int = eap.DEFAULT_MAX_MESSAGE,
                  max_fragments: int = eap.DEFAULT_MAX_FRAGMENTS):
+        # Checked as an AA checks it, so that a bad one fails here, not there.
+        eap.identity_of(EapPacket(eap.RESPONSE, 0, eap.IDENTITY,
+                                  method.outer_identity(identity).encode("utf-8")))
+        if max_round_trips < 1:
+            raise ValueError("max_round_trips must be at least 1")
         self.identity = identity
         self.method = method
         self.max_round_trips = max_round_trips

@@ -369,3 +369,58 @@ def test_no_secret_in_reprs_or_errors(domain):
     converse(peer, server)
     for text in (repr(peer), str(peer.counters), repr(server.tls)):
         assert peer.msk.hex() not in text and PASSWORD not in text
+
+
+def test_an_identity_an_aa_would_refuse_is_refused_at_once(domain):
+    with pytest.raises(EapError, match="bad_identity"):
+        domain.tls_peer(identity="mn\n1")
+    with pytest.raises(EapError, match="bad_identity"):
+        domain.tls_peer(identity="a" * 254)
+
+
+def test_a_length_on_an_unfragmented_message_is_taken(domain):
+    # FreeRADIUS sets L on every first fragment, the only one included.
+    peer, server = domain.tls_peer(), domain.tls_server()
+    request = server.handle(peer.handle(server.start()))     # the Start
+    response = peer.handle(request)
+    flight = eap.decode(server.handle(response))
+    frame = eap.decode_tls(flight)
+    with_length = eap.TlsFrame(eap.FLAG_L, frame.data, len(frame.data))
+    request = eap.tls_packet(eap.REQUEST, flight.identifier, eap.TLS, with_length).encode()
+    converse_from(peer, server, request)
+    assert (peer.result, server.result) == ("success", "success") and peer.msk == server.msk
+
+
+def test_a_conversation_with_one_request_mutated_ends_cleanly(domain):
+    # Whatever one Request turns into, the peer answers, refuses it with
+    # EapError, or fails; it never raises anything else, and it never
+    # succeeds with keys other than the server's.
+    rng = random.Random(5281)
+    outcomes = set()
+    for trial in range(40):
+        peer, server = domain.tls_peer(), domain.tls_server(fragment_size=300)
+        request, target = server.start(), rng.randrange(1, 8)
+        for step in range(60):
+            if step == target:
+                data = bytearray(request)
+                for _ in range(rng.randrange(1, 4)):
+                    data[rng.randrange(len(data))] = rng.randrange(256)
+                request = bytes(data)
+            try:
+                response = peer.handle(request)
+            except EapError as error:
+                outcomes.add(error.reason)
+                break
+            if response is None:
+                break
+            try:
+                request = server.handle(response)
+            except EapError as error:
+                outcomes.add(f"server {error.reason}")
+                break
+        if peer.result == "success":
+            assert peer.msk == server.msk
+        else:
+            assert peer.msk is None
+        outcomes.add(f"peer {peer.result} {peer.reason}")
+    assert "peer failure tls_error" in outcomes and len(outcomes) > 5
