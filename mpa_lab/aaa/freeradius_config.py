@@ -133,16 +133,10 @@ $INCLUDE {confdir}/sites.conf
 """
 
 
-def eap_conf(settings: ServerSettings) -> str:
+def _tls_config(name: str, settings: ServerSettings, extra: str = "") -> str:
     s = settings
     return f"""\
-eap {{
-    default_eap_type = tls
-    timer_expire = {s.eap_timer_expire_s}
-    ignore_unknown_eap_types = no
-    max_sessions = {s.max_eap_sessions}
-
-    tls-config tls-common {{
+    tls-config {name} {{
         private_key_file = {s.server_key}
         certificate_file = {s.server_cert}
         # The CA and its CRL in one file; check_crl makes a revoked client
@@ -152,7 +146,7 @@ eap {{
         cipher_list = "DEFAULT"
         ecdh_curve = "prime256v1"
         tls_min_version = "1.2"
-        tls_max_version = "{s.tls_max_version}"
+        tls_max_version = "{s.tls_max_version}"{extra}
         cache {{
             enable = no
         }}
@@ -160,16 +154,31 @@ eap {{
             enable = no
         }}
     }}
+"""
 
+
+def eap_conf(settings: ServerSettings) -> str:
+    s = settings
+    # A method's section with ``tls = NAME`` takes its TLS settings from
+    # that tls-config only: a check_cert_cn beside it is ignored without a
+    # word (FreeRADIUS 3.2.1 let mn1's certificate in as mn9).  EAP-TLS has
+    # a tls-config of its own, where the certificate must name the identity
+    # that asked, so no one presents another MN's certificate as their own.
+    return f"""\
+eap {{
+    default_eap_type = tls
+    timer_expire = {s.eap_timer_expire_s}
+    ignore_unknown_eap_types = no
+    max_sessions = {s.max_eap_sessions}
+
+{_tls_config("tls-certificate", s, chr(10) + "        check_cert_cn = %{User-Name}")}
+{_tls_config("tls-tunnel", s)}
     tls {{
-        tls = tls-common
-        # The certificate names the identity that asked: no one presents
-        # another MN's certificate under their own NAI.
-        check_cert_cn = %{{User-Name}}
+        tls = tls-certificate
     }}
 
     ttls {{
-        tls = tls-common
+        tls = tls-tunnel
         copy_request_to_tunnel = yes
         use_tunneled_reply = no
         virtual_server = "inner-tunnel"

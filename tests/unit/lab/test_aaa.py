@@ -75,7 +75,10 @@ def test_it_listens_where_it_was_told_and_logs_to_the_lab_s_file(domain):
 def test_eap_tls_checks_the_crl_and_the_certificate_s_name_and_ttls_uses_the_inner_tunnel(domain):
     eap = (domain.server.confdir / "eap.conf").read_text()
     assert f"ca_file = {domain.pki.ca_and_crl}" in eap and "check_crl = yes" in eap
-    assert "check_cert_cn = %{User-Name}" in eap
+    sections = dict(re.findall(r"^    tls-config (\S+) \{(.*?)^    \}", eap, re.M | re.S))
+    used_by_tls = re.search(r"^    tls \{\s+tls = (\S+)", eap, re.M).group(1)
+    # Where FreeRADIUS reads it: in the tls-config the EAP-TLS method uses.
+    assert "check_cert_cn = %{User-Name}" in sections[used_by_tls]
     assert 'virtual_server = "inner-tunnel"' in eap
 
 
