@@ -185,19 +185,19 @@ class RadiusClient:
         return tick
 
     # -- answers --------------------------------------------------------
-    def answer(self, data: bytes, source: tuple[str, int], now: float) -> Completed:
+    def answer(self, data: bytes, source: tuple[str, int]) -> Completed:
         """Match an answer from ``source`` (address, port) to its request.
 
         Raises ``RadiusError`` (counted in ``radius_refused_<reason>``) when
         it is refused; the request it claims to answer stays outstanding.
         """
         try:
-            return self._answer(data, source, now)
+            return self._answer(data, source)
         except RadiusError as e:
             self.counters[f"radius_refused_{e.reason}"] += 1
             raise
 
-    def _answer(self, data: bytes, source: tuple[str, int], now: float) -> Completed:
+    def _answer(self, data: bytes, source: tuple[str, int]) -> Completed:
         index = next((i for i, s in enumerate(self.servers)
                       if (s.address, s.port) == tuple(source)), None)
         if index is None:

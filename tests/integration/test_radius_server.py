@@ -173,7 +173,7 @@ def exchange(client: RadiusClient, sock: socket.socket, key, deadline_s: float =
                 sock.sendto(datagram.data, (datagram.address, datagram.port))
             continue
         try:
-            return client.answer(data, source, time.monotonic()), refusals
+            return client.answer(data, source), refusals
         except radius.RadiusError as e:
             refusals.append(e.reason)
     return None, refusals
