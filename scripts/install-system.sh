@@ -14,8 +14,13 @@ python_packages=(python3-venv python3-dev)
 # integration tests serve leases to. iperf3: the UDP and TCP streams the
 # handover tests run across handovers. nftables: an MN bound to a care-of in
 # another domain restores its home address itself (docs/inter-domain.md).
+# freeradius: each domain's AAA server (mpa_lab/aaa/), run on a configuration
+# of its own; freeradius-utils (radtest, radclient) to ask it by hand;
+# eapoltest (eapol_test): an EAP peer over RADIUS that checks a server on its
+# own; tshark: reads PANA and RADIUS in the lab's captures.
 lab_packages=(openvswitch-switch mininet iputils-ping iputils-arping ethtool iproute2 procps psmisc
-              busybox isc-dhcp-client iperf3 nftables)
+              busybox isc-dhcp-client iperf3 nftables
+              freeradius freeradius-utils eapoltest tshark)
 # --engine: the container engines docker-compose.yml is checked on instead
 # (scripts/install-engine.sh): Debian's Docker and Compose 1.29, Podman with
 # catatonit (its `init: true`), debootstrap (the base image when no registry
@@ -46,8 +51,24 @@ if [ ${#missing[@]} -gt 0 ]; then
     # iperf3 asks whether to start its daemon at boot: the tests start their
     # own servers, so the answer is no, given before the question comes.
     echo "iperf3 iperf3/start_daemon boolean false" | debconf-set-selections
+    # Wireshark asks whether non-root users may capture: no, and no question.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Debian's own FreeRADIUS service binds 1812 on every address, where the
+# lab's domains run servers of their own: stopped and disabled if the
+# package started it. Without systemd there is no such service to stop.
+if [ -d /run/systemd/system ] && systemctl list-unit-files freeradius.service >/dev/null 2>&1; then
+    if systemctl is-active --quiet freeradius.service || systemctl is-enabled --quiet freeradius.service; then
+        echo "install-system: stopping and disabling Debian's freeradius service"
+        systemctl disable --now freeradius.service >/dev/null 2>&1 || true
+    fi
+elif [ -x /etc/init.d/freeradius ] && /etc/init.d/freeradius status >/dev/null 2>&1; then
+    echo "install-system: stopping Debian's freeradius service"
+    /etc/init.d/freeradius stop >/dev/null 2>&1 || true
+    command -v update-rc.d >/dev/null && update-rc.d freeradius disable >/dev/null 2>&1 || true
 fi
 
 [ "$mode" = all ] || exit 0
