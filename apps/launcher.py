@@ -52,7 +52,7 @@ def _arguments(argv):
         parser.add_argument(flag, dest=key, metavar=metavar, type=kind, help=text)
     parser.add_argument("--domain", metavar="ID",
                         help="serve this administrative domain alone: its switches, networks "
-                             "and credentials; of the others only their networks' prefixes and "
+                             "and RADIUS servers; of the others only their networks' prefixes and "
                              "gateways (docs/inter-domain.md). Default: every domain")
     parser.add_argument("--state-db", metavar="FILE",
                         help="SQLite file for SAs and leases (default: from the file, "
@@ -124,13 +124,13 @@ def _file_problems(settings, labels: dict) -> tuple[dict, object, list[str]]:
     return contexts, tokens, problems
 
 
-def _credential_problems(sections) -> tuple[dict, list[str]]:
-    """Every domain's credential store, and the problems with their files (one
-    line each, then no stores).  ``sections``: a topology, or what parsed of
-    an invalid one."""
-    from mpa_sdn.config import load_stores
+def _radius_problems(sections) -> tuple[dict, list[str]]:
+    """Every domain's RADIUS servers with their secrets, and the problems with
+    the secret files (one line each, then no servers).  ``sections``: a
+    topology, or what parsed of an invalid one."""
+    from mpa_sdn.config_radius import load_radius_servers
     try:
-        return load_stores(sections), []
+        return load_radius_servers(sections), []
     except ConfigError as exc:
         return {}, exc.lines()
 
@@ -149,10 +149,10 @@ def _files_or_exit(settings, labels: dict):
     return contexts, tokens
 
 
-def _credentials_or_exit(topology) -> dict:
-    stores, problems = _credential_problems(topology)
+def _radius_or_exit(topology) -> dict:
+    servers, problems = _radius_problems(topology)
     _exit_on(problems)
-    return stores
+    return servers
 
 
 def _one_domain_or_exit(topology, domain: str | None):
@@ -181,7 +181,7 @@ def _check_config(path: str, domain: str | None = None) -> int:
     except ConfigError as exc:
         sections, problems = exc.parsed, exc.lines()
     if sections is not None:
-        problems += _credential_problems(sections)[1]
+        problems += _radius_problems(sections)[1]
         problems += _file_problems(sections.controller, _labels())[2]
     print("\n".join(problems) if problems else "ok")
     return 2 if problems else 0
@@ -266,9 +266,15 @@ def main(argv=None) -> int:
     logs.configure(args.log_level, args.log_format)  # Ryu sets the level too, but only later
     log = logging.getLogger("mpa_sdn")
     log.info("%s", descriptors.ensure(topology))  # REST connections and switches hold one each
-    credentials = _credentials_or_exit(topology)
-    for domain, store in sorted(credentials.items()):
-        log.info("domain %s: %d credentials", domain, len(store))
+    radius_servers = _radius_or_exit(topology)
+    for domain in sorted(topology.domains):
+        servers = radius_servers.get(domain, [])
+        if servers:
+            log.info("domain %s: RADIUS %s", domain,
+                     ", ".join(f"{s.address}:{s.port}" for s in servers))
+        else:
+            log.warning("domain %s names no RADIUS server: its AA authenticates no one",
+                        domain)
     if tokens is None:
         log.warning("no API tokens file (--api-tokens, controller.api_tokens): the REST API "
                     "refuses every call that needs a token")
@@ -278,7 +284,8 @@ def main(argv=None) -> int:
 
     from apps import compat, runtime
     compat.patch_eventlet()
-    runtime.configure(topology, args.config, credentials, store, tokens=tokens, tls=contexts)
+    runtime.configure(topology, args.config, radius_servers, store, tokens=tokens,
+                      tls=contexts)
 
     if settings.openflow_tls:  # logged first: importing Ryu's manager adds a second handler
         log.info("OpenFlow over TLS on %s:%d; switch certificates must be signed by %s",

@@ -27,9 +27,11 @@ from ryu.ofproto import ofproto_v1_3  # noqa: E402
 
 from apps import heap, runtime  # noqa: E402
 from apps.checkpoint import Checkpointer  # noqa: E402
+from apps.radius_socket import RadiusSocket  # noqa: E402
 from apps.rest_server import RestServer  # noqa: E402
 from mpa_sdn import openflow as of  # noqa: E402
 from mpa_sdn.controller import Controller  # noqa: E402
+from mpa_sdn.controller import RadiusDatagram  # noqa: E402
 from mpa_sdn.facade import Busy, Facade  # noqa: E402
 from mpa_sdn.service import Answer  # noqa: E402
 from mpa_sdn.store import MemoryStore, StoreError  # noqa: E402
@@ -39,6 +41,7 @@ from rest_api.limits import Slots  # noqa: E402
 LOG = logging.getLogger("apps.mpa_app")
 TICK_S = 0.5
 PACKET_IN = "packet-in"
+RADIUS = "radius answer"
 
 
 def settle_heap(counters=None, every_events: int = heap.EVENTS) -> None:
@@ -57,7 +60,7 @@ class MpaApp(app_manager.RyuApp):
         self.runtime = runtime.current()
         self.counters = collections.Counter()
         self.core = Controller(
-            self.runtime.topology, self.counters, credentials=self.runtime.credentials,
+            self.runtime.topology, self.counters, radius_servers=self.runtime.radius_servers,
             store=self.runtime.store,
             entropy=os.urandom, wall_offset=time.time() - time.monotonic(),
             # Event ids go on rising across restarts: 10 µs steps of the wall
@@ -91,6 +94,8 @@ class MpaApp(app_manager.RyuApp):
         self._unwritten_since = None   # when the oldest change not yet written was made
         self.checkpointer = Checkpointer(self.store, self.counters,
                                          self.settings.state_checkpoint_s)
+        self.radius = RadiusSocket(self._radius_answer, self.counters,
+                                   self.settings.radius_queue)
 
     def start(self):
         settle_heap(self.counters, self.settings.gc_every_events)
@@ -103,7 +108,7 @@ class MpaApp(app_manager.RyuApp):
         LOG.info("REST API on %s://%s:%d/mpa/v1", "https" if self.settings.rest_tls else "http",
                  host, port)
         self._own_threads = [hub.spawn(self._worker), hub.spawn(self._ticker),
-                             hub.spawn(self.rest_server.serve_forever)]
+                             hub.spawn(self.rest_server.serve_forever), self.radius.start()]
         self.threads.extend(self._own_threads)
         self.checkpointer.start()
         return thread
@@ -120,6 +125,7 @@ class MpaApp(app_manager.RyuApp):
             hub.kill(thread)
         if self.rest_server is not None:
             self.rest_server.close()
+        self.radius.close()
         self.checkpointer.stop()
         self._write_state(time.monotonic(), at_once=True)
         super().stop()
@@ -130,6 +136,9 @@ class MpaApp(app_manager.RyuApp):
         for batch in sends:
             if isinstance(batch, Answer):  # a REST request is waiting for it
                 batch.origin.reply_to(batch)
+                continue
+            if isinstance(batch, RadiusDatagram):
+                self.radius.send(batch)
                 continue
             datapath = self.datapaths.get(batch.dpid)
             if datapath is None:
@@ -174,6 +183,8 @@ class MpaApp(app_manager.RyuApp):
         what, dpid, call, args = item
         if what == PACKET_IN:
             self.packet_ins_waiting -= 1
+        elif what == RADIUS:
+            self.radius.handled()
         try:
             now = time.monotonic()
             self.send(call(*args, now) or [])
@@ -303,6 +314,9 @@ class MpaApp(app_manager.RyuApp):
         return box.pop() if box else None
 
     # -- events (each only queues) -----------------------------------------------
+
+    def _radius_answer(self, data: bytes, source: tuple) -> None:
+        self._post(RADIUS, None, self.core.radius, data, source)
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     def _state_change(self, ev):

@@ -16,7 +16,7 @@ from mpa_sdn.topology import Topology
 class Runtime:
     topology: Topology
     config_path: str
-    credentials: dict = field(default_factory=dict)  # domain -> CredentialStore
+    radius_servers: dict = field(default_factory=dict)  # domain -> [RadiusServer]
     store: Any = None                                 # SAs and leases (mpa_sdn.store)
     tokens: Any = None                                # api_tokens.Tokens (None: none valid)
     tls: dict = field(default_factory=dict)           # "rest", "openflow" -> ssl.SSLContext
@@ -25,10 +25,10 @@ class Runtime:
 _current: Runtime | None = None
 
 
-def configure(topology: Topology, config_path: str, credentials: dict | None = None,
+def configure(topology: Topology, config_path: str, radius_servers: dict | None = None,
               store=None, tokens=None, tls: dict | None = None) -> None:
     global _current
-    _current = Runtime(topology, config_path, credentials or {}, store, tokens, tls or {})
+    _current = Runtime(topology, config_path, radius_servers or {}, store, tokens, tls or {})
 
 
 def current() -> Runtime:

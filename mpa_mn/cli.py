@@ -109,7 +109,7 @@ from mpa_mn.protocol import ProtocolError
 from mpa_mn.reactive import Reactive, ReactiveSettings
 from mpa_mn.state_file import StateError, StateFile, default_path
 from mpa_mn.vif import Ip, NoVifs, VifError, Vifs, ipv4_addresses
-from mpa_protocol.credentials import MnCredentials, load_mn_credentials
+from mpa_mn.credentials import MnCredentials, load_mn_credentials
 from mpa_protocol.log_text import EscapingFormatter
 from mpa_protocol.messages import (BUFFER, HANDOVER_MODES, HANDOVER_PHASES, ID_RE, MAC_RE,
                                    MAX_WAIT_S)
@@ -769,7 +769,7 @@ def main(argv: list[str] | None = None, system: System | None = None) -> int:
         credentials = None
         if args.command in NEEDS_MAC or args.state is None:
             credentials = _credentials(args)
-        path = args.state or default_path(i for i, _ in credentials.keys.values())
+        path = args.state or default_path(c.identity for c in credentials.domains.values())
         mac = host.mac() if args.command in NEEDS_MAC else args.mac
         sends = args.command != "status" and not own_source
         address = (host.address() if args.command in NEEDS_ADDRESS or

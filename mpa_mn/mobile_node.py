@@ -4,12 +4,13 @@ messages of the proactive handover (steps 2-5): the tunnel, the binding
 update and the handover's phases.
 
 :class:`MobileNode` runs each exchange over a channel (:mod:`mpa_mn.channels`)
-and believes an answer only once :mod:`mpa_mn.protocol` has verified it: the
-AA's proof for pre-authentication, the sequence number and HMAC for
-everything after.  Error answers carry no MAC (the AA may have no SA to sign
-with); they are never believed beyond raising them.  Discovery's answer is
-the exception by nature: nothing can prove it before an SA exists, and a
-forged candidate leads only to an AA that fails the mutual proof.
+and believes an answer only once :mod:`mpa_mn.protocol` has verified it: for
+pre-authentication (PANA with EAP, :mod:`mpa_mn.pana_client`) the AA's AUTH
+under the key from the MSK, the sequence number and HMAC for everything
+after.  Error answers carry no MAC (the AA may have no SA to sign with);
+they are never believed beyond raising them.  Discovery's answer is the
+exception by nature: nothing can prove it before an SA exists, and a forged
+candidate leads only to an AA that cannot prove it holds the MSK.
 
 Each CTN's MPA-SA is kept in the state store, saved before every message
 that uses a new sequence number.  A message sent inside a handover's
@@ -43,9 +44,11 @@ import secrets
 import time
 from typing import Callable
 
-from mpa_mn import protocol
+from mpa_mn import pana_client, protocol
 from mpa_mn.binding_rewrite import NoRewrites
 from mpa_mn.channels import InbandChannel, Target
+from mpa_mn.credentials import MnCredentials
+from mpa_mn.eap_peer import EapPeer
 from mpa_mn.errors import MnError
 from mpa_mn.home_binding import HomeBinding, abroad
 from mpa_mn.protocol import VXLAN, ProtocolError, SaState
@@ -53,7 +56,8 @@ from mpa_mn.state_file import Entry, MemoryState
 from mpa_mn.vif import NoVifs, vif_name
 from mpa_mn.vxlan_end import VxlanEnd
 from mpa_protocol import messages
-from mpa_protocol.credentials import MnCredentials
+from mpa_protocol.pana import PANA_PORT
+from mpa_protocol.schema import ConfigError
 
 LOG = logging.getLogger("mpa_mn.mobile_node")
 
@@ -102,7 +106,10 @@ class MobileNode(HomeBinding):
                  channel, store=None, vifs=None,
                  entropy: Callable[[int], bytes] = secrets.token_bytes,
                  wall: Callable[[], float] = time.time,
-                 inband: Callable[[str], object] = InbandChannel, rewrites=None):
+                 inband: Callable[[str], object] = InbandChannel, rewrites=None,
+                 pana_socket: Callable = pana_client.udp_socket,
+                 pana_timeout: float = pana_client.SESSION_TIMEOUT_S,
+                 clock: Callable[[], float] = time.monotonic):
         self.credentials = credentials
         self.mac = mac.lower() if mac else None
         self.address = address
@@ -113,6 +120,9 @@ class MobileNode(HomeBinding):
         self.entropy = entropy
         self.wall = wall
         self.inband = inband   # source address -> an in-band channel sending from it
+        self.pana_socket = pana_socket   # source address -> a UDP socket for PANA
+        self.pana_timeout = pana_timeout
+        self.clock = clock
         self.state = self.store.load()
         # Tunnel answers believed (tunnel_mpls, tunnel_vxlan) and refused
         # (tunnel_refused_CODE), binding-acks refused (binding_ack_refused_CODE),
@@ -208,20 +218,37 @@ class MobileNode(HomeBinding):
         credentials = self.credentials.for_domain(domain)
         if credentials is None:
             raise MnError("no-credentials", f"{network} is served by {domain}, and the "
-                          f"credentials file has no key for {domain}")
-        identity, psk = credentials
+                          f"credentials file has nothing for {domain}")
         target = Target.of(candidate)
-        run = protocol.PreAuthentication(identity, psk, network, mac, entropy=self.entropy)
-        via = via or self.channel
-        challenge = via.exchange(target, "auth-init", run.init())
-        response = run.response(challenge)
-        success = via.exchange(target, "auth-response", response)
-        sa = run.finish(success, domain)
+        # PANA runs over UDP to the AA's address whatever the MN's channel
+        # is, from the address of the in-band channel given, else the MN's.
+        local = getattr(via, "local_address", None) or self.address
+        pre = network != self._current_network()
+        try:
+            peer = EapPeer(credentials.identity, credentials.eap_method())
+        except (ConfigError, OSError, ValueError) as exc:
+            raise MnError("no-credentials", f"the credentials for {domain} cannot be used: "
+                          f"{exc}") from None
+        client = pana_client.PanaClient(peer, pre, entropy=self.entropy)
+        established = pana_client.run(client, target.address, PANA_PORT, local,
+                                      self.pana_timeout, self.pana_socket, self.clock)
+        sa_id, sa_keys = established.sa(credentials.identity, network)
+        sa = SaState(network=network, domain=domain, identity=credentials.identity,
+                     mn_mac=mac, sa=sa_id, keys=sa_keys, lifetime=established.lifetime,
+                     pana=established.record(target.address))
         self.state.entries[network] = Entry(sa, candidate, self.wall())
         self._save()
-        LOG.info("%s: pre-authenticated with %s as %s (MPA-SA %s)", network, domain, identity,
-                 sa.sa[:8])
+        LOG.info("%s: pre-authenticated with %s as %s by %s%s (MPA-SA %s, PANA session %08x)",
+                 network, domain, credentials.identity, credentials.method,
+                 " (pre-authentication)" if pre else "", sa.sa[:8], established.session_id)
         return sa
+
+    def _current_network(self) -> str | None:
+        """The network the MN is attached to, as its last discovery found."""
+        discovery = self.state.discovery
+        if discovery is None or discovery.get("address") != self.address:
+            return None
+        return discovery.get("network")
 
     # -- authenticated requests ---------------------------------------------------
 

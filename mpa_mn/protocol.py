@@ -9,14 +9,12 @@ HMAC under the same key, or it is not believed.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from mpa_protocol import keys, messages
 from mpa_protocol.messages import SignallingError
-from mpa_protocol.transcript import exchange_transcript, success_transcript
 
-ANSWERS = ("neighbours", "auth-challenge", "auth-success", "config", "released", "resumed",
+ANSWERS = ("neighbours", "config", "released", "resumed",
            "tunnel", "tunnel-released", "binding-ack", "handover-state", "instruction-list",
            "error")
 
@@ -42,6 +40,10 @@ class SaState:
     lifetime: int
     next_seq: int = 1
     config: dict | None = None
+    # The PANA session the SA came from (mpa_mn.pana_client): its id, the
+    # AA's address, PANA_AUTH_KEY (hex), the integrity algorithm, the Key-Id
+    # and the next sequence number of the MN's own requests (Ping, Termination).
+    pana: dict | None = field(default=None, repr=False)
 
     def to_record(self) -> dict:
         return {**{k: v for k, v in self.__dict__.items() if k != "keys"},
@@ -63,52 +65,6 @@ def decode_answer(data: bytes, max_bytes: int = 65536) -> messages.Message:
     return msg
 
 
-class PreAuthentication:
-    """One run of the four-message exchange with one network's AA."""
-
-    def __init__(self, identity: str, psk: bytes, network: str, mn_mac: str,
-                 entropy=os.urandom):
-        self.identity, self.psk, self.network, self.mn_mac = identity, psk, network, mn_mac
-        self.nonce_mn = entropy(keys.NONCE_BYTES)
-        self.session = None
-        self.nonce_aa = None
-
-    def init(self) -> bytes:
-        return messages.encode(messages.build(
-            "auth-init", network=self.network, identity=self.identity, mn_mac=self.mn_mac,
-            nonce=self.nonce_mn.hex()))
-
-    def _transcript(self) -> bytes:
-        return exchange_transcript(self.identity, self.network, self.mn_mac, self.nonce_mn,
-                                   self.nonce_aa, self.session)
-
-    def _exchange(self) -> keys.Exchange:
-        return keys.Exchange(self.identity, self.network, self.nonce_mn, self.nonce_aa)
-
-    def response(self, challenge: bytes) -> bytes:
-        msg = decode_answer(challenge)
-        if msg.type != "auth-challenge" or msg["network"] != self.network:
-            raise ProtocolError("unexpected", f"expected an auth-challenge, got {msg.type}")
-        self.session, self.nonce_aa = msg["session"], bytes.fromhex(msg["nonce"])
-        proof = keys.proof(self._exchange().auth_key(self.psk), "mn", self._transcript())
-        return messages.encode(messages.build(
-            "auth-response", network=self.network, session=self.session, proof=proof.hex()))
-
-    def finish(self, success: bytes, domain: str) -> SaState:
-        """Check the AA's proof: only then is the AA authenticated too."""
-        msg = decode_answer(success)
-        if msg.type != "auth-success" or msg["session"] != self.session:
-            raise ProtocolError("unexpected", f"expected auth-success, got {msg.type}")
-        auth_key = self._exchange().auth_key(self.psk)
-        covered = success_transcript(self._transcript(), msg["sa"], msg["lifetime"])
-        if not keys.verify(auth_key, keys.field("aa") + covered, bytes.fromhex(msg["proof"])):
-            raise ProtocolError("aa-not-authenticated",
-                                "the AA's proof is wrong: it does not hold our key")
-        return SaState(network=self.network, domain=domain, identity=self.identity,
-                       mn_mac=self.mn_mac, sa=msg["sa"], keys=self._exchange().keys(self.psk),
-                       lifetime=msg["lifetime"])
-
-
 def reserve(state: SaState) -> int:
     """The next sequence number, taken (the state moves on)."""
     seq = state.next_seq
@@ -117,8 +73,10 @@ def reserve(state: SaState) -> int:
 
 
 def signed(state: SaState, kind: str, seq: int, **fields) -> bytes:
-    """An authenticated request with a sequence number :func:`reserve` gave."""
-    message = messages.build(kind, network=state.network, sa=state.sa, seq=seq, **fields)
+    """An authenticated request with a sequence number :func:`reserve` gave;
+    it names the MAC the MN uses in the network (the SA's first binds it)."""
+    message = messages.build(kind, network=state.network, sa=state.sa, seq=seq,
+                             mn_mac=state.mn_mac, **fields)
     key = state.keys.for_purpose(messages.PURPOSE[kind])
     return messages.encode(messages.sign(message, key))
 
@@ -188,7 +146,8 @@ def tunnel_described(answer: dict, outer: str) -> dict:
 # -- discovery (RFC 6252 §7.1): unauthenticated by nature --------------------------
 #
 # Nothing in a neighbours answer is proven: a forged candidate can only send
-# the MN to an AA that cannot complete the mutual proof of pre-authentication.
+# the MN to an AA that cannot prove it holds the MSK the MN's own AAA server
+# gave it (PANA's AUTH, mpa_mn.pana_client).
 
 DEFAULT_SIGNALLING_PORT = messages.SIGNALLING_PORT
 

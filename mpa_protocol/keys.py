@@ -1,19 +1,21 @@
 """The MPA key hierarchy and message authentication.
 
-Pre-authentication proves possession of the MN's long-term pre-shared key
-(PSK) on both sides without sending it: each side sends a nonce, and each
-proves the PSK with an HMAC over the whole exchange (the transcript).  From
-the PSK and both nonces HKDF-SHA256 (RFC 5869) derives the MPA-SA's root key,
-and from that the keys the MN uses afterwards, each bound by its own label
-to the MN's identity, the network and both nonces:
+Pre-authentication is PANA (RFC 5191, with RFC 5873's pre-authentication)
+carrying EAP to the domain's AAA server: a successful EAP method gives the MN
+and the AA the same Master Session Key (MSK), never sent between them.  PANA
+keys its own messages from the MSK (PANA_AUTH_KEY, :mod:`mpa_protocol.pana`);
+the MPA-SA's keys come from the MSK too, each by its own label, as RFC 5295
+derives usage-specific keys: HKDF-SHA256 (RFC 5869) with both PANA nonces as
+salt, and the identity, the network, the PANA session and the Key-Id bound
+into every label's info, so no two SAs, networks or purposes share a key.
 
-    auth        proofs of the exchange itself (never used again)
     mpa-sa      the SA's root key; every key below comes from it
+    sa-id       the SA's name, which both ends compute (nothing to send)
     mn-ca       messages to the Configuration Agent (configuration, release)
     mn-ar       the MN's traffic with the access router (proactive tunnel)
     signalling  handover signalling (binding update, resume after a hold)
 
-The MN derives exactly the same keys, so both ends authenticate every later
+Both ends derive exactly the same keys, so both authenticate every later
 message with HMAC-SHA256 under the key its purpose names.
 """
 
@@ -26,8 +28,9 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-NONCE_BYTES = 32
 KEY_BYTES = 32
+MIN_MSK_BYTES = 64     # RFC 3748 §7.10: an MSK is at least 64 octets
+SA_ID_BYTES = 16
 PURPOSES = ("mn-ca", "mn-ar", "signalling")
 
 
@@ -37,9 +40,10 @@ def field(value: bytes | str) -> bytes:
     return len(data).to_bytes(2, "big") + data
 
 
-def _info(label: str, identity: str, network: str, nonce_mn: bytes, nonce_aa: bytes) -> bytes:
-    return b"mpa-sdn v1" + b"".join(field(f) for f in (label, identity, network,
-                                                         nonce_mn, nonce_aa))
+def _info(label: str, binding: "SaBinding") -> bytes:
+    return b"mpa-sdn v2" + b"".join(field(f) for f in (
+        label, binding.identity, binding.network, binding.session_id.to_bytes(4, "big"),
+        binding.key_id.to_bytes(4, "big"), binding.pac_nonce, binding.paa_nonce))
 
 
 def hkdf(key: bytes, salt: bytes, info: bytes, length: int = KEY_BYTES) -> bytes:
@@ -55,30 +59,30 @@ def verify(key: bytes, data: bytes, tag: bytes) -> bool:
 
 
 @dataclass(frozen=True, repr=False)
-class Exchange:
-    """What both sides of one pre-authentication know: the keys follow from it."""
+class SaBinding:
+    """What both ends of one PANA pre-authentication know besides the MSK:
+    the MPA-SA's name and keys follow from the two together."""
 
-    identity: str
-    network: str
-    nonce_mn: bytes
-    nonce_aa: bytes
+    identity: str        # the NAI the EAP method authenticated
+    network: str         # the network whose AA it authenticated with
+    session_id: int      # the PANA session's identifier
+    key_id: int          # the PANA Key-Id of the MSK
+    pac_nonce: bytes
+    paa_nonce: bytes
 
-    def _derive(self, key: bytes, label: str) -> bytes:
-        return hkdf(key, self.nonce_mn + self.nonce_aa,
-                    _info(label, self.identity, self.network, self.nonce_mn, self.nonce_aa))
+    def _derive(self, key: bytes, label: str, length: int = KEY_BYTES) -> bytes:
+        return hkdf(key, self.pac_nonce + self.paa_nonce, _info(label, self), length)
 
-    def auth_key(self, psk: bytes) -> bytes:
-        return self._derive(psk, "auth")
-
-    def sa_key(self, psk: bytes) -> bytes:
-        return self._derive(psk, "mpa-sa")
-
-    def keys(self, psk: bytes) -> "SaKeys":
-        root = self.sa_key(psk)
-        return SaKeys(**{p.replace("-", "_"): self._derive(root, p) for p in PURPOSES})
+    def sa(self, msk: bytes) -> tuple[str, "SaKeys"]:
+        """The MPA-SA's id (32 hex digits) and its keys, from the MSK."""
+        if len(msk) < MIN_MSK_BYTES:
+            raise ValueError(f"an MSK has at least {MIN_MSK_BYTES} bytes")
+        root = self._derive(msk, "mpa-sa")
+        keys = SaKeys(**{p.replace("-", "_"): self._derive(root, p) for p in PURPOSES})
+        return self._derive(root, "sa-id", SA_ID_BYTES).hex(), keys
 
     def __repr__(self) -> str:
-        return f"Exchange({self.identity!r}, {self.network!r})"
+        return f"SaBinding({self.identity!r}, {self.network!r}, {self.session_id})"
 
 
 @dataclass(frozen=True, repr=False)
@@ -101,8 +105,3 @@ class SaKeys:
 
     def __repr__(self) -> str:
         return "SaKeys(<hidden>)"
-
-
-def proof(auth_key: bytes, role: str, transcript: bytes) -> bytes:
-    """An HMAC proving the PSK; ``role`` ("mn" or "aa") keeps the two proofs apart."""
-    return mac(auth_key, field(role) + transcript)

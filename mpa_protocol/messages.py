@@ -31,7 +31,6 @@ SIGNALLING_PORT = 7664  # the default UDP port of the in-band channel (mpa.signa
 # The REST channel: the MN's message kinds each endpoint under
 # /mpa/v1/networks/{id}/ takes (discover has /mpa/v1/discover).
 SIGNAL_ENDPOINTS = {
-    "preauth": ("auth-init", "auth-response"),
     "config": ("config-request",),
     "release": ("release",),
     "resume": ("resume",),
@@ -71,17 +70,16 @@ ERRORS = {
     "unknown-network": 404,
     "wrong-network": 409,        # meant for another network than the one it reached
     "not-served": 404,           # the network has no AA/CA (a correspondent network)
-    "authentication-failed": 403,  # the same answer whether or not the identity exists
-    "unknown-session": 403,
     "unknown-sa": 403,
     "bad-mac": 403,
     "sa-expired": 403,
     "wrong-state": 409,          # not allowed in the SA's current state
     "mac-in-use": 409,           # the MN's MAC has another identity's MPA-SA here
+    "mac-mismatch": 409,         # the MPA-SA is bound to another MAC than the message names
     "replay": 409,               # a sequence number already used
     "outside-window": 409,       # a sequence number older than the replay window
     "rate-limited": 429,
-    "busy": 503,                 # too many pre-authentications in progress
+    "busy": 503,                 # too many requests waiting
     "pool-exhausted": 503,
     "address-pending": 503,      # duplicate address detection still running
     "tunnel-limit": 409,         # the MN holds as many tunnels as it may
@@ -161,7 +159,6 @@ def nai_ok(v: Any) -> bool:
 
 
 _mac = lambda v: isinstance(v, str) and bool(MAC_RE.fullmatch(v))  # noqa: E731
-_nonce = _hex(32)
 _tag = _hex(32)
 _sa_id = _hex(16)
 _seq = _int(1, MAX_SEQ)
@@ -187,40 +184,38 @@ VXLAN_PORT = 4789
 VXLAN_KEY_MAX = (1 << 24) - 1
 
 _AUTHENTICATED = {"network": network_ok, "sa": _sa_id, "seq": _seq, "mac": _tag}
+# The MN's requests name the MAC it uses in the network: the SA's first binds
+# it (PANA names none; mpa_sdn.aa), every later one must name the same.
+_SIGNED = {**_AUTHENTICATED, "mn_mac": _mac}
 
 # type -> (required fields, optional fields), each field -> its check.
 SCHEMAS: dict[str, tuple[dict, dict]] = {
     # MN -> AA/CA
     # REST: the MN names its network, or gives its current address.
     "discover": ({}, {"network": network_ok, "address": ipv4_ok}),
-    "auth-init": ({"network": network_ok, "identity": nai_ok, "mn_mac": _mac, "nonce": _nonce}, {}),
-    "auth-response": ({"network": network_ok, "session": _sa_id, "proof": _tag}, {}),
-    "config-request": (_AUTHENTICATED, {}),
-    "release": (_AUTHENTICATED, {"scope": _one_of("lease", "all")}),
-    "resume": (_AUTHENTICATED, {}),
+    "config-request": (_SIGNED, {}),
+    "release": (_SIGNED, {"scope": _one_of("lease", "all")}),
+    "resume": (_SIGNED, {}),
     # MN -> AR (RFC 6252 §6.3 steps 2-5): the proactive handover tunnel, the
     # binding update through it, and the handover's phases.
     # ``outer``: the MN's current address (its oCoA), where an MN-terminated
     # tunnel from another domain's nAR ends (RFC 6252 §7.4).
-    "tunnel-request": (_AUTHENTICATED, {"lifetime": _int(1, 2**31 - 1), "outer": ipv4_ok}),
-    "tunnel-release": (_AUTHENTICATED, {}),
+    "tunnel-request": (_SIGNED, {"lifetime": _int(1, 2**31 - 1), "outer": ipv4_ok}),
+    "tunnel-release": (_SIGNED, {}),
     # ``rewriting``: the MN rewrites for this care-of already, as the binding-ack
     # that said ``pending`` asked (docs/inter-domain.md).
-    "binding-update": ({**_AUTHENTICATED, "home_address": ipv4_ok, "care_of": ipv4_ok},
+    "binding-update": ({**_SIGNED, "home_address": ipv4_ok, "care_of": ipv4_ok},
                        {"lifetime": _int(0, 2**31 - 1), "standby": _true,
                         "rewriting": _true, "bicast": _true, "bicast_to": ipv4_ok}),
-    "handover": ({**_AUTHENTICATED, "phase": _one_of(*HANDOVER_PHASES)},
+    "handover": ({**_SIGNED, "phase": _one_of(*HANDOVER_PHASES)},
                  {"buffer_old": _true, "mode": _one_of(*HANDOVER_MODES),
                   "delivered": _list_of(_hex(DIGEST_BYTES), DELIVERED_MAX)}),
     # MN -> controller: what a policy engine asked of it, and how that went.
-    "instructions": (_AUTHENTICATED, {"wait": _int(0, MAX_WAIT_S),
+    "instructions": (_SIGNED, {"wait": _int(0, MAX_WAIT_S),
                                       "reports": _list_of(_report, MAX_REPORTS)}),
     # AA/CA -> MN
     "neighbours": ({"network": network_ok, "candidates": _anything},
                    {"truncated": lambda v: v is True}),
-    "auth-challenge": ({"network": network_ok, "session": _sa_id, "nonce": _nonce}, {}),
-    "auth-success": ({"network": network_ok, "session": _sa_id, "sa": _sa_id,
-                      "lifetime": _seconds, "proof": _tag}, {}),
     "config": ({**_AUTHENTICATED, "address": ipv4_ok, "prefix_len": _int(0, 32),
                 "router": ipv4_ok, "gateway_mac": _mac, "dns": _list_of(ipv4_ok, 4),
                 "lease_time": _seconds}, {}),
@@ -250,7 +245,7 @@ SCHEMAS: dict[str, tuple[dict, dict]] = {
               {"network": network_ok, "in_reply_to": _text(32), "seq": _seq,
                "retry_after": _seconds}),
 }
-REQUESTS = ("discover", "auth-init", "auth-response", "config-request", "release", "resume",
+REQUESTS = ("discover", "config-request", "release", "resume",
             "tunnel-request", "tunnel-release", "binding-update", "handover", "instructions")
 # Which derived key authenticates a message, by type: the MN-AR key for
 # what the access router does (tunnel, buffering, switching), the

@@ -1,43 +1,34 @@
-"""The Authentication Agent (AA): pre-authentication and MPA-SAs.
+"""The Authentication Agent (AA): MPA-SAs and the states they move through.
 
-Pre-authentication (RFC 6252 §6.3 step 1, §7.2) is a four-message exchange
-on either signalling channel:
-
-    MN -> AA  auth-init      identity, the MN's MAC, nonce_mn
-    AA -> MN  auth-challenge session, nonce_aa
-    MN -> AA  auth-response  session, proof_mn = HMAC(auth key, "mn" | transcript)
-    AA -> MN  auth-success   sa, lifetime, proof_aa = HMAC(auth key, "aa" | transcript)
-
-The auth key comes from the MN's pre-shared key and both nonces
-(:mod:`mpa_protocol.keys`), so each side proves it holds the key and no key is
-ever sent.  The AA looks the identity up only in the store of the domain
-that serves the network; an unknown identity gets a challenge like any other
-and fails at the proof with the same answer as a wrong key, so answers never
-tell whether an identity exists.  Failures are limited per identity and per
-source address (:mod:`mpa_sdn.failure_limiter`).
+Pre-authentication (RFC 6252 §6.3 step 1, §7.2) is PANA with RFC 5873's
+pre-authentication, relaying EAP to the domain's RADIUS server
+(:mod:`mpa_sdn.pana_agent`).  When a PANA session succeeds, the AA makes the
+MPA-SA from the MSK (:class:`mpa_protocol.keys.SaBinding`): both ends name it
+and key it the same way, so nothing about it is sent.  The SA does not know
+the MN's MAC yet: PANA names none, and the interface the MN will use in the
+network may not be the one it pre-authenticated from.  The MN names it in
+every authenticated message (``mn_mac``); the first one binds it (a MAC the
+PANA exchange came from, on a link of ours, is proven; any other is the MN's
+word, signed under the SA).
 
 An MPA-SA then moves through the states of RFC 6252 Appendix C.2, which
 :mod:`mpa_sdn.mpa_sa` names; the AA keeps the SAs (indexed by identity and
-network, and by MAC, in the state file across restarts) and changes their
-states.  Every later message names its SA and carries a sequence number and
-an HMAC under the key of its purpose.  The AA accepts each sequence number
-once within the SA's window; the latest message's answer is kept, so a
-retransmission (same number, same bytes) gets the same answer and changes
-nothing twice.
+network, by MAC and by PANA session, in the state file across restarts) and
+changes their states.  Every later message names its SA and carries a
+sequence number and an HMAC under the key of its purpose.  The AA accepts
+each sequence number once within the SA's window; the latest message's
+answer is kept, so a retransmission (same number, same bytes) gets the same
+answer and changes nothing twice.  Failed pre-authentications are limited
+per identity and per source address (:mod:`mpa_sdn.failure_limiter`).
 """
 
 from __future__ import annotations
 
-import collections
 import heapq
-import hmac
 import logging
-from dataclasses import dataclass
 
 from mpa_protocol import keys
-from mpa_protocol import messages
 from mpa_protocol.messages import Message, SignallingError, mac_ok
-from mpa_protocol.transcript import exchange_transcript, success_transcript
 from mpa_sdn.failure_limiter import FailureLimiter
 from mpa_sdn.mpa_sa import (AUTHORIZED, EXPIRED, EXPIRED_KEEP_S, HELD, KIND, OUTSIDE_WINDOW,
                             PRE_AUTHENTICATED, REPLAY, RETRANSMISSION, SecurityAssociation)
@@ -51,39 +42,13 @@ LEAVE_GRACE_S = 5.0
 STARTUP_GRACE_S = 60.0   # after a restart: switches reconnect, hosts are learned again
 
 
-@dataclass
-class Session:
-    """A pre-authentication between challenge and proof (memory only: seconds long)."""
-
-    id: str
-    identity: str
-    domain: str
-    network: str
-    mn_mac: str
-    nonce_mn: bytes
-    nonce_aa: bytes
-    source: str
-    expires: float
-    psk: bytes | None          # None: an identity the domain does not know
-    init_key: tuple = ()       # what a retransmitted auth-init repeats
-    proven: bool = False       # mn_mac seen as the frame's source (in-band)
-    in_progress: bool = True   # counts against its source's limit until it ends
-    answer: dict | None = None  # auth-success, kept for a retransmitted response
-    answer_proof: str | None = None
-
-    def transcript(self) -> bytes:
-        return exchange_transcript(self.identity, self.network, self.mn_mac, self.nonce_mn,
-                                   self.nonce_aa, self.id)
-
-
 class AuthenticationAgent:
     """Every network's AA: one object, each network answered from its own domain's store."""
 
-    def __init__(self, topology, credential_stores: dict, store, settings, counters, entropy,
+    def __init__(self, topology, store, settings, counters, entropy,
                  attached=lambda mac, network: False, on_drop=lambda sa, why, now: None,
                  policy_of=None, on_change=None):
         self.topology = topology
-        self.credentials = credential_stores  # domain -> CredentialStore
         self.store = store
         self.settings = settings
         self.counters = counters
@@ -94,27 +59,21 @@ class AuthenticationAgent:
         # each SA's change: (sa, state) -> None, created, changed, gone.
         self.policy_of = policy_of or Policies(topology.networks, settings).of
         self.on_change = on_change
-        self.sessions: dict[str, Session] = {}
-        self._session_by_init: dict[tuple, str] = {}
-        self._sessions_of_source: collections.Counter = collections.Counter()
         self.sas: dict[str, SecurityAssociation] = {}
         self.by_identity_network: dict[tuple[str, str], str] = {}
         self.by_mac: dict[str, set[str]] = {}  # MN MAC -> its SA ids
+        self.by_pana_session: dict[int, str] = {}
         self._leaving: dict[str, float] = {}    # SA id -> when its MN's host was forgotten
         # (since + LEAVE_GRACE_S, SA id), stale ones too: a tick looks only at the
         # SAs whose grace is over (after a restart, every authorized SA is leaving).
         self._leaving_due: list[tuple[float, str]] = []
-        # Heaps of (when, id) for tick: an SA's lapse or end, a session's
-        # expiry; an entry may be stale (looked at, then passed over).
+        # A heap of (when, id) for tick: an SA's lapse or end; an entry may
+        # be stale (looked at, then passed over).
         self._sa_due: list[tuple[float, str]] = []
-        self._session_due: list[tuple[float, str]] = []
         self.identity_limit = FailureLimiter(settings.failures_per_identity,
                                              settings.failure_window_s, settings.lockout_s)
         self.source_limit = FailureLimiter(settings.failures_per_source,
                                            settings.failure_window_s, settings.lockout_s)
-        # Proof computations for unknown identities use a per-run key, so
-        # they cost what real ones do.
-        self._decoy_psk = entropy(keys.KEY_BYTES)
         self._load()
 
     # -- persistence ------------------------------------------------------------
@@ -125,15 +84,6 @@ class AuthenticationAgent:
                 sa = SecurityAssociation.from_record(record)
                 if sa.id != key or sa.network not in self.topology.networks:
                     raise ValueError("id or network does not match")
-                store = self.credentials.get(sa.domain)
-                if store is None or store.key(sa.identity) is None:
-                    # Revoked while we were down: its SA goes with it.
-                    self.counters["sa_revoked"] += 1
-                    LOG.info("MPA-SA sa=%s identity=%s mac=%s network=%s dropped: no longer "
-                             "in the credentials of domain=%s", key[:8], sa.identity,
-                             sa.mn_mac, sa.network, sa.domain)
-                    self.store.delete(KIND, key)
-                    continue
             except (TypeError, ValueError, KeyError) as exc:
                 self.counters["sa_record_invalid"] += 1
                 LOG.error("state file: MPA-SA record sa=%s is unusable (%s); dropping it",
@@ -150,7 +100,10 @@ class AuthenticationAgent:
     def _index(self, sa: SecurityAssociation) -> None:
         self.sas[sa.id] = sa
         self.by_identity_network[(sa.identity, sa.network)] = sa.id
-        self.by_mac.setdefault(sa.mn_mac, set()).add(sa.id)
+        if sa.mn_mac is not None:
+            self.by_mac.setdefault(sa.mn_mac, set()).add(sa.id)
+        if sa.pana is not None:
+            self.by_pana_session[sa.pana["session"]] = sa.id
         self._schedule(sa)
 
     def _schedule(self, sa: SecurityAssociation) -> None:
@@ -175,6 +128,8 @@ class AuthenticationAgent:
         self._leaving.pop(sa.id, None)
         if self.by_identity_network.get((sa.identity, sa.network)) == sa.id:
             del self.by_identity_network[(sa.identity, sa.network)]
+        if sa.pana is not None and self.by_pana_session.get(sa.pana["session"]) == sa.id:
+            del self.by_pana_session[sa.pana["session"]]
         ids = self.by_mac.get(sa.mn_mac)
         if ids is not None:
             ids.discard(sa.id)
@@ -201,125 +156,67 @@ class AuthenticationAgent:
         return next((mn.identity for mn in self.topology.mobile_nodes.values()
                      if mac is not None and mn.mac == mac), None)
 
-    # -- the exchange -----------------------------------------------------------
+    # -- pre-authentication (PANA, mpa_sdn.pana_agent) ----------------------------
 
-    def _check_limits(self, identity: str, source: str, now: float) -> None:
-        wait = max(self.identity_limit.retry_after(identity, now),
-                   self.source_limit.retry_after(source, now))
-        if wait > 0:
-            self.counters["auth_rate_limited"] += 1
-            raise SignallingError("rate-limited", "too many failed attempts; try later",
-                                  retry_after=max(1, round(wait + 0.5)))
+    def by_session(self, session_id: int) -> SecurityAssociation | None:
+        """The SA a PANA session became, if it still exists."""
+        return self.sas.get(self.by_pana_session.get(session_id, ""))
 
-    def init(self, msg: Message, source: str, now: float, proven: bool = False) -> dict:
-        """auth-init -> auth-challenge.  ``proven``: ``mn_mac`` was the frame's
-        source MAC (in-band); over REST it is the MN's word."""
-        network = self.topology.networks[msg["network"]]
-        identity = msg["identity"]
-        self._check_limits(identity, source, now)
-        init_key = (identity, network.id, msg["nonce"], msg["mn_mac"])
-        existing = self.sessions.get(self._session_by_init.get(init_key, ""))
-        if existing is not None and existing.expires > now:
-            self.counters["auth_init_retransmission"] += 1
-            return self._challenge(existing)
-        self._claim_mac(identity, network.id, msg["mn_mac"], proven, now, check_only=True)
-        per_source = self.settings.auth_sessions_per_source
-        if (len(self.sessions) >= self.settings.max_auth_sessions
-                or self._sessions_of_source[source] >= per_source):
-            self._expire_sessions(now)
-        if self._sessions_of_source[source] >= per_source:
-            self.counters["auth_busy_source"] += 1
-            raise SignallingError("busy", "too many pre-authentications in progress from "
-                                  "this address", retry_after=1)
-        if len(self.sessions) >= self.settings.max_auth_sessions:
-            self.counters["auth_busy"] += 1
-            raise SignallingError("busy", "too many pre-authentications in progress",
-                                  retry_after=1)
-        store = self.credentials.get(network.served_by)
-        psk = store.key(identity) if store is not None else None
-        session = Session(id=self.entropy(16).hex(), identity=identity, domain=network.served_by,
-                          network=network.id, mn_mac=msg["mn_mac"],
-                          nonce_mn=bytes.fromhex(msg["nonce"]),
-                          nonce_aa=self.entropy(keys.NONCE_BYTES), source=source,
-                          expires=now + self.settings.auth_session_s, psk=psk,
-                          init_key=init_key, proven=proven)
-        self.sessions[session.id] = session
-        heapq.heappush(self._session_due, (session.expires, session.id))
-        self._session_by_init[init_key] = session.id
-        self._sessions_of_source[source] += 1
-        self.counters["auth_init"] += 1
-        return self._challenge(session)
-
-    @staticmethod
-    def _challenge(session: Session) -> dict:
-        return messages.build("auth-challenge", network=session.network, session=session.id,
-                              nonce=session.nonce_aa.hex())
-
-    def respond(self, msg: Message, source: str, now: float) -> dict:
-        """auth-response -> auth-success, creating the MPA-SA."""
-        session = self.sessions.get(msg["session"])
-        if session is None or session.expires <= now or session.network != msg["network"]:
-            self.counters["auth_unknown_session"] += 1
-            self.source_limit.failed(source, now)
-            raise SignallingError("unknown-session", "no such pre-authentication in progress; "
-                                  "start again with auth-init")
-        if session.answer is not None:
-            if msg["proof"] == session.answer_proof:
-                self.counters["auth_response_retransmission"] += 1
-                return session.answer
-            raise SignallingError("unknown-session", "this pre-authentication is complete")
-        self._check_limits(session.identity, source, now)
-        exchange = keys.Exchange(session.identity, session.network, session.nonce_mn,
-                                 session.nonce_aa)
-        psk = session.psk if session.psk is not None else self._decoy_psk
-        auth_key = exchange.auth_key(psk)
-        ok = hmac.compare_digest(keys.proof(auth_key, "mn", session.transcript()),
-                                 bytes.fromhex(msg["proof"]))
-        if not ok or session.psk is None:
-            self.counters["auth_failed"] += 1
-            self.identity_limit.failed(session.identity, now)
-            self.source_limit.failed(source, now)
-            self._forget_session(session)
-            LOG.info("pre-authentication of identity=%s mac=%s for network=%s from %s failed",
-                     session.identity, session.mn_mac, session.network, source)
-            raise SignallingError("authentication-failed", "authentication failed")
-        # Claims made meanwhile count too (two pre-authentications at once).
-        self._claim_mac(session.identity, session.network, session.mn_mac, session.proven, now)
-        old_id = self.by_identity_network.get((session.identity, session.network))
+    def establish(self, sa_id: str, identity: str, domain: str, network: str,
+                  sa_keys: keys.SaKeys, lifetime: int, source: str, seen_mac: str | None,
+                  pana_state: dict, now: float) -> SecurityAssociation:
+        """A PANA session succeeded: its MPA-SA, pre-authenticated.  An SA the
+        identity held with the network before is replaced."""
+        old_id = self.by_identity_network.get((identity, network))
         if old_id in self.sas:
             self.counters["sa_replaced"] += 1
             self._drop(self.sas[old_id])
-        # An MN authenticating with the network it is attached to is authorized
-        # at once: no later arrival would authorize it, and without that its
-        # SA could never be held (C.2) when it leaves.
-        here = self.is_attached(session.mn_mac, session.network)
         sa = SecurityAssociation(
-            id=self.entropy(16).hex(), identity=session.identity, domain=session.domain,
-            network=session.network, mn_mac=session.mn_mac, keys=exchange.keys(session.psk),
-            state=AUTHORIZED if here else PRE_AUTHENTICATED, created=now,
-            expires=now + self.settings.sa_lifetime_s, source=source, proven=session.proven)
+            id=sa_id, identity=identity, domain=domain, network=network, mn_mac=None,
+            keys=sa_keys, state=PRE_AUTHENTICATED, created=now, expires=now + lifetime,
+            source=source, seen_mac=seen_mac, pana=pana_state)
         self._index(sa)
         self.save(sa)
         self._tell(sa, sa.state)
         self.counters["sa_created"] += 1
-        LOG.info("MPA-SA sa=%s identity=%s mac=%s network=%s %s from %s", sa.id[:8],
-                 sa.identity, sa.mn_mac, sa.network, sa.state, source)
-        lifetime = self.settings.sa_lifetime_s
-        proof = keys.proof(auth_key, "aa", success_transcript(session.transcript(), sa.id,
-                                                              lifetime)).hex()
-        session.answer = messages.build("auth-success", network=sa.network,
-                                        session=session.id, sa=sa.id, lifetime=lifetime,
-                                        proof=proof)
-        session.answer_proof = msg["proof"]
-        self._end_progress(session)  # kept only to answer a retransmission now
-        return session.answer
+        LOG.info("MPA-SA sa=%s identity=%s network=%s %s from %s (PANA session %08x)",
+                 sa.id[:8], identity, network, sa.state, source, pana_state["session"])
+        return sa
 
-    def _claim_mac(self, identity: str, network: str, mac: str, proven: bool, now: float,
-                   check_only: bool = False) -> None:
+    def bind_mac(self, sa: SecurityAssociation, mac: str, origin_mac: str | None,
+                 now: float) -> None:
+        """The MAC an authenticated message names: the first binds it to the
+        SA (refused while another identity's SA holds it in the network),
+        every later one must name the same."""
+        if sa.mn_mac is not None:
+            if sa.mn_mac != mac:
+                self.counters["signal_mac_mismatch"] += 1
+                raise SignallingError("mac-mismatch", f"this MPA-SA is bound to another MAC "
+                                      f"({sa.mn_mac})")
+            return
+        # Proven: the PANA exchange, or this message, came from that MAC on a
+        # link of ours.
+        proven = mac in (sa.seen_mac, origin_mac)
+        self._claim_mac(sa.identity, sa.network, mac, proven, now)
+        sa.mn_mac, sa.proven = mac, proven
+        self.by_mac.setdefault(mac, set()).add(sa.id)
+        self.counters["sa_mac_bound"] += 1
+        LOG.info("MPA-SA sa=%s identity=%s network=%s bound to mac=%s (%s)", sa.id[:8],
+                 sa.identity, sa.network, mac, "proven" if proven else "claimed")
+        # An MN pre-authenticating with the network it is attached to is
+        # authorized at once: no later arrival would authorize it, and without
+        # that its SA could never be held (C.2) when it leaves.
+        if sa.state == PRE_AUTHENTICATED and self.is_attached(mac, sa.network):
+            self._set_state(sa, AUTHORIZED, now)
+        else:
+            self.save(sa)
+
+    def _claim_mac(self, identity: str, network: str, mac: str, proven: bool,
+                   now: float) -> None:
         """A MAC is one MN's in a network: another identity's MPA-SA with it
-        would share (or take) that MN's lease.  A claim seen in-band (the MAC
-        was the frame's source) beats one made over REST, which is dropped
-        with its lease; otherwise the first claim stands."""
+        would share (or take) that MN's lease.  A proven claim beats one that
+        is only the MN's word, which is dropped with its lease; otherwise the
+        first claim stands."""
         for sa in self._of_mac(mac):
             if sa.network != network or sa.identity == identity or sa.state == EXPIRED:
                 continue
@@ -327,34 +224,12 @@ class AuthenticationAgent:
                 self.counters["auth_mac_in_use"] += 1
                 raise SignallingError("mac-in-use", "this MAC belongs to another MN's MPA-SA "
                                       "in this network")
-            if not check_only:
-                self.counters["sa_false_mac_claim"] += 1
-                LOG.warning("MPA-SA sa=%s identity=%s mac=%s network=%s dropped: it claimed "
-                            "the MAC over REST and in_band_identity=%s showed it in-band",
-                            sa.id[:8], sa.identity, mac, sa.network, identity)
-                self._drop(sa)
-                self.on_drop(sa, "false MAC claim", now)
-
-    def _forget_session(self, session: Session) -> None:
-        if self.sessions.pop(session.id, None) is None:
-            return
-        if self._session_by_init.get(session.init_key) == session.id:
-            del self._session_by_init[session.init_key]
-        self._end_progress(session)
-
-    def _end_progress(self, session: Session) -> None:
-        if session.in_progress:
-            session.in_progress = False
-            self._sessions_of_source[session.source] -= 1
-            if self._sessions_of_source[session.source] <= 0:
-                del self._sessions_of_source[session.source]
-
-    def _expire_sessions(self, now: float) -> None:
-        due = self._session_due
-        while due and due[0][0] <= now:
-            session = self.sessions.get(heapq.heappop(due)[1])
-            if session is not None and session.expires <= now:
-                self._forget_session(session)
+            self.counters["sa_false_mac_claim"] += 1
+            LOG.warning("MPA-SA sa=%s identity=%s mac=%s network=%s dropped: it claimed "
+                        "the MAC and in_band_identity=%s proved it", sa.id[:8], sa.identity,
+                        mac, sa.network, identity)
+            self._drop(sa)
+            self.on_drop(sa, "false MAC claim", now)
 
     # -- authenticated messages -------------------------------------------------
 
@@ -481,7 +356,6 @@ class AuthenticationAgent:
             if sa is not None and sa.state == AUTHORIZED and \
                     not self.is_attached(sa.mn_mac, sa.network):
                 self._set_state(sa, HELD, now)
-        self._expire_sessions(now)
         self.identity_limit.tick(now)
         self.source_limit.tick(now)
         due = self._sa_due

@@ -21,7 +21,9 @@ import os
 from dataclasses import dataclass
 
 from mpa_sdn import forwarding
+from mpa_sdn.aaa import DomainsAaa
 from mpa_sdn.actions import Actions
+from mpa_sdn.config_radius import retransmit_settings
 from mpa_sdn.events import EventLog
 from mpa_sdn.indexing import HostTable
 from mpa_sdn.metrics import Metrics
@@ -66,7 +68,7 @@ class Core:
 
 
 def assemble(topology: Topology, counters: collections.Counter | None = None, *,
-             credentials: dict | None = None, store=None, entropy=os.urandom,
+             radius_servers: dict | None = None, store=None, entropy=os.urandom,
              wall_offset: float = 0.0, first_event_id: int = 1) -> Core:
     """Build every part of the core for ``topology`` (see Controller for the arguments)."""
     graph = NeighbourhoodGraph(topology)
@@ -85,7 +87,8 @@ def assemble(topology: Topology, counters: collections.Counter | None = None, *,
     def make_actions(signalling) -> Actions:
         return Actions(signalling, mobility, graph, policies, events, store, counters)
 
-    mpa = MpaService(topology, graph, credentials or {}, store, counters, entropy, wall_offset,
+    mpa = MpaService(topology, graph, domains_aaa(topology, radius_servers, counters, entropy),
+                     store, counters, entropy, wall_offset,
                      functools.partial(address_user, hosts),
                      functools.partial(mac_attached, hosts),
                      mobility=mobility, policy_of=policies.of, events=events,
@@ -96,6 +99,21 @@ def assemble(topology: Topology, counters: collections.Counter | None = None, *,
                 mpa.actions, router, metrics)
     _reactions(core)
     return core
+
+
+def domains_aaa(topology: Topology, radius_servers: dict | None, counters,
+                entropy) -> DomainsAaa:
+    """The AA's RADIUS clients, one per domain with servers."""
+    return DomainsAaa(radius_servers or {}, retransmit_settings(topology.mpa), counters, entropy,
+                      lambda: int.from_bytes(entropy(4), "big") / 2**32,
+                      lambda domain: nas_identifier(topology, domain))
+
+
+def nas_identifier(topology: Topology, domain: str) -> str:
+    """What the AA calls itself to the domain's RADIUS server (NAS-Identifier)."""
+    radius = topology.domains[domain].radius
+    return (radius.nas_identifier if radius is not None and radius.nas_identifier
+            else f"mpa-sdn-{domain}")
 
 
 def _reactions(core: Core) -> None:

@@ -4,7 +4,8 @@ Every problem is collected, not just the first, and each names the key path
 where it was found (``networks.net-a1.gateway: ...``), so a user can fix a
 file in one pass (the toolkit is :mod:`mpa_protocol.schema`).  The same
 function backs ``mpa-controller --check-config``, the controller start-up and
-the tests; :func:`load_stores` reads the credentials files the domains name.
+the tests; :func:`mpa_sdn.config_radius.load_radius_servers` reads the RADIUS
+secrets the domains name.
 This module holds the entry points and the sections that need no other
 (``controller``, ``mpa``, ``domains``); the field parsers are in
 :mod:`mpa_sdn.config_fields`, the switches, links, networks and neighbours in
@@ -20,10 +21,10 @@ import sys
 from typing import Any, Mapping
 
 from mpa_protocol import schema
-from mpa_protocol.credentials import CredentialStore, load_store
 from mpa_protocol.schema import (MISSING, ConfigError, Reader, is_version_1, load_yaml,
                                  read_text)
 from mpa_sdn.config_fields import MAX_LEASE_S, host_address
+from mpa_sdn.config_radius import parse_radius
 from mpa_sdn.config_hosts import parse_hosts
 from mpa_sdn.config_network import (check_tunnel_ports, parse_links, parse_neighbours,
                                     parse_networks, parse_switches)
@@ -67,6 +68,7 @@ _SETTING_PARSERS = {
     "pending_lifetime_s": schema.number(0.1, 60),
     "reject_hold_s": schema.integer(1, 3600),
     "packet_in_queue": schema.integer(1, 100_000),
+    "radius_queue": schema.integer(1, 100_000),
     "gc_every_events": schema.integer(1, 100_000),
     "gc_full_every_s": schema.number(1, 1_000_000),
     "state_write_records": schema.integer(1, 1_000_000),
@@ -90,11 +92,18 @@ _MPA_PARSERS = {
     "signalling_port": schema.integer(1, 65535),
     "max_message_bytes": schema.integer(256, 9000),
     "state_db": schema.file_path,
-    "auth_session_s": schema.number(0.01, 3600),
-    "max_auth_sessions": schema.integer(1, 1_000_000),
+    "pana_session_s": schema.number(1, 3600),
+    "max_pana_sessions": schema.integer(1, 1_000_000),
+    "pana_sessions_per_source": schema.integer(1, 1_000_000),
+    "pana_max_bytes": schema.integer(1024, 65535),
+    "radius_initial_rt_s": schema.number(0.01, 60),
+    "radius_max_rt_s": schema.number(0.01, 600),
+    "radius_max_count": schema.integer(0, 20),
+    "radius_max_duration_s": schema.number(0.1, 600),
+    "radius_max_outstanding": schema.integer(1, 256),
+    "radius_dead_time_s": schema.number(0, 3600),
     "sa_lifetime_s": schema.integer(1, YEAR_S),
     "sa_hold_s": schema.integer(1, YEAR_S),
-    "auth_sessions_per_source": schema.integer(1, 1_000_000),
     "held_per_mn": schema.integer(1, 64),
     "replay_window": schema.integer(1, 1024),
     "retransmit_s": schema.number(0.01, 3600),
@@ -191,16 +200,16 @@ def _domains(r: Reader, raw: Any) -> dict[str, Domain]:
     for did, entry in r.table(raw, "domains").items():
         path = f"domains.{did}"
         entry = r.mapping(entry if entry is not None else {}, path,
-                          optional={"name", "credentials", "controller"})
+                          optional={"name", "radius", "controller"})
         if entry is None:
             r.broken.add(("domain", did))  # its networks are not reported again
         else:
             name = r.field(entry, "name", path, schema.text, default=did)
-            credentials = r.field(entry, "credentials", path, schema.file_path)
+            radius = (parse_radius(r, entry["radius"], f"{path}.radius")
+                      if "radius" in entry else None)
             own = _settings(r, entry.get("controller"), f"{path}.controller",
                             _DOMAIN_CONTROLLER_PARSERS, DomainController)
-            domains[did] = Domain(did, did if name is MISSING else name,
-                                  None if credentials is MISSING else credentials, own)
+            domains[did] = Domain(did, did if name is MISSING else name, radius, own)
     if not domains:
         r.error("domains", "at least one administrative domain is required")
     return domains
@@ -290,29 +299,6 @@ def load_topology(path: str) -> Topology:
     return _resolved(topology, base)
 
 
-def load_stores(topology: Topology | Parsed) -> dict[str, CredentialStore]:
-    """Every domain's store (empty for a domain without ``credentials``).
-
-    Errors of all files come in one ConfigError: a problem with a file as a whole
-    is reported on the topology key that names it, one inside a file on
-    ``FILE:key.path``.  ``topology`` may be what parsed of an invalid topology
-    (a ConfigError's ``parsed``): the domains that parsed are read.
-    """
-    stores, errors = {}, []
-    for did, domain in sorted(topology.domains.items()):
-        if domain.credentials is None:
-            stores[did] = CredentialStore(did)
-            continue
-        try:
-            stores[did] = load_store(domain.credentials, did)
-        except ConfigError as exc:
-            errors += [(f"{domain.credentials}:{p}" if p else f"domains.{did}.credentials", m)
-                       for p, m in exc.errors]
-    if errors:
-        raise ConfigError(errors)
-    return stores
-
-
 def _resolved(sections: Topology | Parsed, base: str) -> Topology | Parsed:
     """``sections`` with every file path it holds made absolute against ``base``."""
     def absolute(path: str) -> str:
@@ -323,11 +309,18 @@ def _resolved(sections: Topology | Parsed, base: str) -> Topology | Parsed:
                 else dataclasses.replace(entry, credentials=absolute(entry.credentials))
                 for key, entry in table.items()}
 
+    def with_secrets(table: Mapping) -> dict:
+        return {key: entry if entry.radius is None else dataclasses.replace(
+            entry, radius=dataclasses.replace(entry.radius, servers=tuple(
+                dataclasses.replace(s, secret_file=absolute(s.secret_file))
+                for s in entry.radius.servers)))
+            for key, entry in table.items()}
+
     settings = sections.controller
     files = {key: absolute(getattr(settings, key))
              for key in CONTROLLER_FILES if getattr(settings, key) is not None}
     changes = {"controller": dataclasses.replace(settings, **files),
-               "domains": with_credentials(sections.domains)}
+               "domains": with_secrets(sections.domains)}
     if isinstance(sections, Topology):
         changes["mobile_nodes"] = with_credentials(sections.mobile_nodes)
     return dataclasses.replace(sections, **changes)

@@ -24,12 +24,15 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+from mpa_protocol import pana
 from mpa_sdn import dhcp, forwarding, packets, reconcile
 from mpa_sdn import openflow as of
 from mpa_sdn.action_record import ActionRefused
 from mpa_sdn.assembly import assemble
 from mpa_sdn.forwarding import Host
 from mpa_sdn.openflow import Send  # noqa: F401  (the shell and tests take it from here)
+from mpa_sdn.pana_agent import PanaReply
+from mpa_sdn.radius_client import Datagram as RadiusDatagram
 from mpa_sdn.service import INBAND, Answer, Origin
 from mpa_sdn.tables import Table
 from mpa_sdn.topology import Topology
@@ -52,16 +55,16 @@ class SwitchState:
 
 
 class Controller:
-    """The core.  ``credentials`` (domain -> store), ``store`` (persistence),
+    """The core.  ``radius_servers`` (domain -> its RADIUS servers), ``store`` (persistence),
     ``entropy`` (n -> n random bytes) and ``wall_offset`` (wall clock minus
     the monotonic ``now``) are the AA's and CA's, injected.  The parts are
     built by :func:`mpa_sdn.assembly.assemble`; the controller hands each
     event to the parts it concerns."""
 
     def __init__(self, topology: Topology, counters: collections.Counter | None = None, *,
-                 credentials: dict | None = None, store=None, entropy=os.urandom,
+                 radius_servers: dict | None = None, store=None, entropy=os.urandom,
                  wall_offset: float = 0.0, first_event_id: int = 1):
-        core = assemble(topology, counters, credentials=credentials, store=store,
+        core = assemble(topology, counters, radius_servers=radius_servers, store=store,
                         entropy=entropy, wall_offset=wall_offset, first_event_id=first_event_id)
         self.topology = topology
         self.settings = topology.controller
@@ -240,6 +243,8 @@ class Controller:
             if frame.ip_dst in self.router.gateways:
                 if frame.udp is not None and frame.udp[1] == self.topology.mpa.signalling_port:
                     return self._signal_in_band(dpid, frame, now)
+                if frame.udp is not None and frame.udp[1] == pana.PANA_PORT:
+                    return self._pana_in_band(dpid, frame, now)
                 return self.router.to_gateway(dpid, frame)
             if self.mobility.copied(dpid, frame, data, now):
                 # Copy-and-forward: the MN's active PoA copied what it delivered.
@@ -256,15 +261,31 @@ class Controller:
 
     # -- the AA and CA: signalling, DHCP, DAD ---------------------------------
 
-    def _signal_in_band(self, dpid, frame, now) -> list[Send]:
+    def _in_band_origin(self, dpid, frame) -> Origin:
         network = self.router.gateways[frame.ip_dst]
         # A frame's source MAC names its sender only on a link of ours: from
         # another domain it is the last router's, and proves nothing.
         source = self.graph.network_of_address(frame.ip_src)
         local = source is not None and self.topology.serves(source)
-        origin = Origin(INBAND, frame.ip_src, network.id, frame.eth_src if local else None,
-                        reply_to=(dpid, frame.eth_src, frame.ip_dst, frame.ip_src, frame.udp[0]))
+        return Origin(INBAND, frame.ip_src, network.id, frame.eth_src if local else None,
+                      reply_to=(dpid, frame.eth_src, frame.ip_dst, frame.ip_src, frame.udp[0],
+                                frame.udp[1]))
+
+    def _signal_in_band(self, dpid, frame, now) -> list[Send]:
+        origin = self._in_band_origin(dpid, frame)
         return self._outputs(self.mpa.handle(frame.udp[2], origin, now))
+
+    def _pana_in_band(self, dpid, frame, now) -> list[Send]:
+        """PANA to a network's AA (RFC 5191 on UDP 716), from an MN on one of
+        our links or routed from anywhere: what to send back, and RADIUS."""
+        self.events.at(now)
+        origin = self._in_band_origin(dpid, frame)
+        return self._outputs(self.mpa.pana(frame.udp[2], origin, frame.udp[0], now))
+
+    def radius(self, data: bytes, source: tuple, now: float) -> list:
+        """A datagram from a RADIUS server (the shell's socket)."""
+        self.events.at(now)
+        return self._outputs(self.mpa.radius(data, source, now))
 
     def signal(self, data: bytes, origin: Origin, expect: tuple, now: float) -> list:
         """A message from the REST channel: the answers come back as :class:`Answer`."""
@@ -275,11 +296,20 @@ class Controller:
         """In-band answers become packet-outs; REST answers go back to the caller."""
         out = []
         for answer in answers:
+            if isinstance(answer, RadiusDatagram):
+                out.append(answer)       # the shell's RADIUS socket sends it
+                continue
+            if isinstance(answer, PanaReply):
+                dpid, mac, gateway, address, port, local = answer.origin.reply_to
+                out += self._reply_in_band(dpid, mac, gateway, address, port, answer.data,
+                                           local)
+                continue
             if answer.origin.channel != INBAND:
                 sends = [answer]
             else:
-                dpid, mac, gateway, address, port = answer.origin.reply_to
-                sends = self._reply_in_band(dpid, mac, gateway, address, port, answer.body)
+                dpid, mac, gateway, address, port, local = answer.origin.reply_to
+                sends = self._reply_in_band(dpid, mac, gateway, address, port, answer.body,
+                                            local)
             if answer.after is not None and self.mobility.awaiting(answer.after):
                 # Held until the flows it speaks of work (Mobility.answer_gate).
                 self.counters["signal_answer_held"] += 1
@@ -294,14 +324,15 @@ class Controller:
         self.mobility.caught_up(now)
         return self.mobility.drain()
 
-    def _reply_in_band(self, dpid, mac, gateway, address, port, payload) -> list[Send]:
+    def _reply_in_band(self, dpid, mac, gateway, address, port, payload,
+                       local_port: int) -> list[Send]:
         """A datagram from the gateway back to the sender: straight out of its
         PoA if we know it there, else routed from the switch it came in at."""
         self.counters["signal_inband_answer"] += 1
         host = self.hosts.get(address)
         frame = packets.udp_frame(
             src_mac=self.router.gateways[gateway].gateway_mac, dst_mac=mac, src_ip=gateway,
-            dst_ip=address, src_port=self.topology.mpa.signalling_port, dst_port=port,
+            dst_ip=address, src_port=local_port, dst_port=port,
             payload=payload)
         if host is not None and host.mac == mac:
             return self.router.deliver(host, frame, forwarded=False)

@@ -3,11 +3,11 @@
 RFC 6252 exists for handover between domains that share no trust (§1, §5):
 each domain trusts the MN, not the other domain.  A controller started with
 ``--domain ID`` therefore serves that domain alone: its switches, its
-networks (their AA, CA and AR), its credentials store, its state file.  Of
+networks (their AA, CA and AR), its RADIUS servers, its state file.  Of
 another domain it knows only what that domain makes public about its
 networks for discovery (§7.1) and routing: prefix, gateway (where its AA,
 CA and AR answer) and the gateway's MAC.  Not its switches, its PoAs, its
-pool, its credentials, its MNs or its correspondents.
+pool, its RADIUS servers, its MNs or its correspondents.
 
 The view is an ordinary :class:`Topology`, so routing, discovery and the
 steps of the handover need no second code path:

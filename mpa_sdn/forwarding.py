@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from ryu.ofproto import ether, inet
 from ryu.ofproto import ofproto_v1_3 as ofp
 
+from mpa_protocol import pana
 from mpa_protocol.messages import VXLAN_PORT
 from mpa_sdn import dhcp
 from mpa_sdn import openflow as of
@@ -264,12 +265,15 @@ def signalling_flows(graph: NeighbourhoodGraph, switch: str, signalling_port: in
     for network in graph.networks():
         if network.pool is None:
             continue
-        flows.append(of.flow_add(
-            Table.ROUTE, PRIO_SIGNALLING,
-            of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=str(network.gateway), ip_proto=inet.IPPROTO_UDP,
-                     udp_dst=signalling_port),
-            of.apply(of.to_controller()),
-            cookie(Feature.SIGNALLING, graph.network_index(network.id))))
+        # The AA's two ports at the gateway: PANA (pre-authentication, RFC
+        # 5191) and the MPA signalling after it.
+        for port in (signalling_port, pana.PANA_PORT):
+            flows.append(of.flow_add(
+                Table.ROUTE, PRIO_SIGNALLING,
+                of.match(eth_type=ether.ETH_TYPE_IP, ipv4_dst=str(network.gateway),
+                         ip_proto=inet.IPPROTO_UDP, udp_dst=port),
+                of.apply(of.to_controller()),
+                cookie(Feature.SIGNALLING, graph.network_index(network.id))))
     return flows
 
 
@@ -289,9 +293,9 @@ class StaticShape:
         networks = graph.networks()
         topology = graph.topology
         # network_route_flows: a prefix route each, a gateway punt each served;
-        # signalling_flows: a punt per network with a pool.
+        # signalling_flows: two punts (signalling, PANA) per network with a pool.
         self.per_switch = (len(networks) + sum(1 for n in networks if topology.serves(n))
-                           + sum(1 for n in networks if n.pool is not None))
+                           + 2 * sum(1 for n in networks if n.pool is not None))
         ends = tunnel_end_networks(graph)
         self.tunnel_ends = len(ends)
         self.ends_at: dict[str, int] = {}

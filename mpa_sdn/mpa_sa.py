@@ -52,7 +52,7 @@ class SecurityAssociation:
     identity: str
     domain: str
     network: str
-    mn_mac: str
+    mn_mac: str | None          # bound by the first authenticated message (mpa_sdn.aa)
     keys: keys.SaKeys = field(repr=False)
     state: str
     created: float
@@ -63,7 +63,12 @@ class SecurityAssociation:
     high: int = 0               # the highest sequence number accepted
     seen: int = 0               # bitmap of accepted numbers below ``high``
     recent: list = field(default_factory=list)  # [{"seq", "digest", "answer", "at"}], newest last
-    proven: bool = False        # its MAC was the source of its in-band pre-authentication
+    proven: bool = False        # its MAC was seen as the source of its messages, on our link
+    seen_mac: str | None = None  # the source MAC of its PANA exchange, on a link of ours
+    # The PANA session it came from (mpa_sdn.pana_agent): session id, PANA_AUTH_KEY
+    # (hex), integrity algorithm, Key-Id, the PaC's address and port, sequence
+    # numbers and the last answer to the PaC's own requests (Ping, Termination).
+    pana: dict | None = field(default=None, repr=False)
 
     def to_record(self) -> dict:
         return {"id": self.id, "identity": self.identity, "domain": self.domain,
@@ -71,12 +76,15 @@ class SecurityAssociation:
                 "state": self.state, "created": self.created, "expires": self.expires,
                 "source": self.source, "held_until": self.held_until,
                 "expired_at": self.expired_at, "high": self.high, "seen": self.seen,
-                "recent": self.recent[-PERSISTED_ANSWERS:], "proven": self.proven}
+                "recent": self.recent[-PERSISTED_ANSWERS:], "proven": self.proven,
+                "seen_mac": self.seen_mac, "pana": self.pana}
 
     @classmethod
     def from_record(cls, record: dict) -> "SecurityAssociation":
         sa = cls(**{**record, "keys": keys.SaKeys.from_hex(record["keys"])})
         if (sa.state not in STATES or type(sa.high) is not int or type(sa.seen) is not int
+                or not (sa.pana is None or isinstance(sa.pana, dict)
+                        and type(sa.pana.get("session")) is int)
                 or not isinstance(sa.recent, list)
                 or not all(isinstance(r, dict) and {"seq", "digest", "answer", "at"} <= set(r)
                            for r in sa.recent)):

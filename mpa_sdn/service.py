@@ -30,6 +30,7 @@ from mpa_sdn.ca import ConfigurationAgent, Lease, mpa_client
 from mpa_sdn.dhcp_server import DhcpDecision, DhcpServer
 from mpa_sdn.mobility import Refused
 from mpa_sdn.mpa_sa import AUTHORIZED, PRE_AUTHENTICATED
+from mpa_sdn.pana_agent import PanaAgent
 from mpa_sdn.topology import ROLE_ACCESS
 
 LOG = logging.getLogger("mpa_sdn.service")
@@ -81,7 +82,7 @@ class MpaService:
     MN's ``instructions``) are the controller's (mpa_sdn/assembly.py); without
     them, the service alone answers neither handovers nor instructions."""
 
-    def __init__(self, topology, graph, credential_stores: dict, store, counters,
+    def __init__(self, topology, graph, aaa, store, counters,
                  entropy: Callable[[int], bytes], wall_offset: float,
                  used_by: Callable[[str], str | None],
                  attached: Callable[[str, str], bool] = lambda mac, network: False, *,
@@ -93,9 +94,16 @@ class MpaService:
         self.wall_offset = wall_offset
         self.attached = attached  # (MAC, network) -> a host with it is learned there now
         self.events = events
-        self.aa = AuthenticationAgent(topology, credential_stores, store, self.settings,
-                                      counters, entropy, attached, self._sa_dropped,
-                                      policy_of=policy_of, on_change=self._sa_changed)
+        self.aa = AuthenticationAgent(topology, store, self.settings, counters, entropy,
+                                      attached, self._sa_dropped, policy_of=policy_of,
+                                      on_change=self._sa_changed)
+        self.aaa = aaa
+        self.paa = PanaAgent(topology, self.settings, counters, entropy, aaa,
+                             establish=self._pana_established, by_session=self.aa.by_session,
+                             terminated=self._pana_terminated, save=self.aa.save,
+                             identity_limit=self.aa.identity_limit,
+                             source_limit=self.aa.source_limit,
+                             rand=lambda: int.from_bytes(entropy(4), "big") / 2**32)
         self.ca = ConfigurationAgent(topology, store, self.settings, counters, used_by,
                                      graph.network_of_address, policy_of=policy_of,
                                      on_change=self._lease_changed)
@@ -184,17 +192,12 @@ class MpaService:
             return [Answer(origin, self._neighbours(network, origin))]
         if network.role != ROLE_ACCESS or network.id not in self.ca.pools:
             raise SignallingError("not-served", f"{network.id} has no AA or CA")
-        if msg.type == "auth-init":
-            if origin.mac is not None and origin.mac != msg["mn_mac"]:
-                raise SignallingError("malformed", "mn_mac is not the MAC the message came from")
-            return [Answer(origin, self.aa.init(msg, origin.source, wall,
-                                                proven=origin.mac is not None))]
-        if msg.type == "auth-response":
-            return [Answer(origin, self.aa.respond(msg, origin.source, wall))]
         purpose = messages.PURPOSE[msg.type]
         sa, cached = self.aa.check(msg, purpose, wall)
         if cached is not None:
             return [Answer(origin, cached, _status_of(cached))]
+        # Authenticated: the MAC it names is the SA's (bound by the first).
+        self.aa.bind_mac(sa, msg["mn_mac"], origin.mac, wall)
         held = self._in_progress.get((sa.id, msg["seq"]))
         if held is not None:
             # The same request again while it is held: one more place to answer,
@@ -386,6 +389,42 @@ class MpaService:
         self.aa.resume(sa, wall)
         return self.answer(sa, msg, "resumed", [origin], wall, state=sa.state)
 
+    # -- pre-authentication: PANA and the domains' RADIUS servers ---------------
+
+    def pana(self, data: bytes, origin: Origin, port: int, now: float) -> list:
+        """A PANA message to ``origin.network``'s AA (mpa_sdn.pana_agent): what
+        to send (PanaReply to the MN, datagrams to RADIUS servers)."""
+        network = self.topology.networks.get(origin.network)
+        if network is None or network.role != ROLE_ACCESS or network.id not in self.ca.pools:
+            self.counters["pana_dropped_not_served"] += 1
+            return []
+        return self.paa.datagram(data, origin, network.id, port, self.wall(now))
+
+    def radius(self, data: bytes, source: tuple, now: float) -> list:
+        """A datagram from a RADIUS server: the answer to a session's request."""
+        wall = self.wall(now)
+        matched = self.aaa.answer(data, source, wall)
+        if matched is None:
+            return []
+        session_id, answer = matched
+        return self.paa.aaa_answer(session_id, answer, wall)
+
+    def _pana_established(self, now: float, **sa) -> list:
+        self.aa.establish(now=now, **sa)
+        return []
+
+    def _pana_terminated(self, sa, cause, wall: float) -> list:
+        """The MN ended its PANA session (PTR): the SA goes, with its lease
+        unless a handover goes through that lease's tunnel (then the lease
+        ends with its own time)."""
+        try:
+            self.release_lease(sa, wall)
+        except Refused as exc:
+            self.counters["pana_termination_lease_kept"] += 1
+            LOG.info("PANA termination of sa=%s: the lease stays (%s)", sa.id[:8], exc.message)
+        self.aa.end(sa)
+        return []
+
     # -- events from the data plane ---------------------------------------------
 
     def host_seen(self, mac: str, network: str, now: float) -> None:
@@ -421,7 +460,7 @@ class MpaService:
         wall = self.wall(now)
         self.aa.tick(wall)
         probes = self.ca.tick(wall, ready)
-        answers = []
+        answers = self.pana_tick(wall)
         # A request waits for its address's probes; once those ended (free or
         # taken) or stopped (a switch went), it is served anew.
         done = [(n, a) for n, a in self._waiting if a not in self.ca.pools[n].probing and ready(n)]
@@ -432,9 +471,17 @@ class MpaService:
                     answers += self._configure(sa, held.msg, held.origins, wall)
         return probes, answers
 
+    def pana_tick(self, wall: float) -> list:
+        """PANA and RADIUS retransmissions, and the sessions no server answered."""
+        sends, unanswered = self.aaa.tick(wall)
+        for session_id in unanswered:
+            sends += self.paa.aaa_answer(session_id, None, wall)
+        return sends + self.paa.tick(wall)
+
     def next_deadline(self) -> float | None:
-        deadline = self.ca.next_deadline()
-        return None if deadline is None else deadline - self.wall_offset
+        due = [d for d in (self.ca.next_deadline(), self.paa.next_due(), self.aaa.next_due())
+               if d is not None]
+        return min(due) - self.wall_offset if due else None
 
     # -- DHCP ---------------------------------------------------------------------
 

@@ -49,6 +49,9 @@ class ControllerSettings:
     # instead of being punted packet after packet.
     reject_hold_s: int = 10
     packet_in_queue: int = 1000
+    # RADIUS answers waiting for the worker (apps/radius_socket.py); beyond,
+    # one is dropped (counter radius_queue_full) and its request sent again.
+    radius_queue: int = 256
     # The cyclic garbage collector (apps/heap.py): the worker collects the
     # young generations after this many events and freezes what survives; a
     # full collection, which walks the whole heap, runs this often.
@@ -103,11 +106,24 @@ class MpaSettings:
     # SQLite file holding SAs, leases and MN state across restarts.
     state_db: str = "/var/lib/mpa-sdn/state.db"
     # Authentication (AA).
-    auth_session_s: float = 10.0      # an unanswered challenge lives this long
-    max_auth_sessions: int = 4096
+    # PANA (RFC 5191) sessions in progress, between the PCI and the final
+    # PAN: each lives this long at most (EAP-TLS through RADIUS takes
+    # several round trips), this many in all and from one source address.
+    pana_session_s: float = 30.0
+    max_pana_sessions: int = 4096
+    pana_sessions_per_source: int = 8
+    pana_max_bytes: int = 4096        # a PANA message (EAP-TLS fragments ride in them)
+    # RADIUS (RFC 5080 §2.2.1): the first wait, the longest, retransmissions
+    # and time on one server before failing over; requests outstanding per
+    # domain; how long a server that never answered is skipped.
+    radius_initial_rt_s: float = 2.0
+    radius_max_rt_s: float = 16.0
+    radius_max_count: int = 3
+    radius_max_duration_s: float = 10.0
+    radius_max_outstanding: int = 256
+    radius_dead_time_s: float = 60.0
     sa_lifetime_s: int = 3600         # an MPA-SA's lifetime from authentication
     sa_hold_s: int = 600              # held after the MN leaves (RFC 6252 C.2)
-    auth_sessions_per_source: int = 8  # pre-authentications in progress from one address
     held_per_mn: int = 2              # instructions questions held per MN; a newer one
                                       # answers the oldest at once
     replay_window: int = 64           # sequence numbers accepted out of order
@@ -159,8 +175,9 @@ class DomainController:
 class Domain:
     id: str
     name: str
-    # The domain's own credentials store (a file path); None: its AA knows no MN.
-    credentials: str | None = None
+    # The domain's RADIUS servers (mpa_sdn.config_radius); None: its AA
+    # authenticates no one.
+    radius: object | None = None
     controller: DomainController = field(default_factory=DomainController)
 
 

@@ -55,6 +55,12 @@ class EapServer:
         """The first Request: Identity."""
         return self._request(eap.IDENTITY, b"")
 
+    def after_identity(self, response: bytes) -> bytes:
+        """The first Request after an Identity round someone else ran (the
+        NAS asks for the identity; RADIUS gets its Response, RFC 3579 §2.1)."""
+        self._identifier = eap.decode(response).identifier
+        return self.handle(response)
+
     def _request(self, eap_type: int, data: bytes) -> bytes:
         self._identifier = (self._identifier + 1) % 256
         return EapPacket(eap.REQUEST, self._identifier, eap_type, data).encode()

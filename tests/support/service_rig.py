@@ -7,8 +7,11 @@ import collections
 import hashlib
 import itertools
 
+from support.aaa import FakeRadius, preauthenticate, radius_servers
 from support.paths import DEFAULT_TOPOLOGY
 from mpa_mn import protocol
+from mpa_mn.credentials import EAP_TLS
+from mpa_sdn.assembly import domains_aaa
 from mpa_sdn.config import load_topology
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.service import INBAND, REST, MpaService, Origin
@@ -17,19 +20,8 @@ from mpa_sdn.store import MemoryStore
 TOPOLOGY = DEFAULT_TOPOLOGY
 MN_MAC = "02:00:00:00:01:01"
 IDENTITY = "mn1@domain-a"
-PSK_A = b"a" * 32
-PSK_B = b"b" * 32
-EVE, PSK_EVE = "eve@domain-b", b"e" * 32   # another subscriber of domain-b
-
-
-class Keys:
-    """A domain's credentials: exactly the interface the AA uses."""
-
-    def __init__(self, domain, entries):
-        self.domain, self._entries = domain, dict(entries)
-
-    def key(self, identity):
-        return self._entries.get(identity)
+EVE = "eve@domain-b"   # another subscriber of domain-b
+PANA_SOURCE_PORT = 40716
 
 
 def counter_entropy(seed=b"rig"):
@@ -58,10 +50,12 @@ class Rig:
         self.service = self._service()
 
     def _service(self):
-        stores = {"domain-a": Keys("domain-a", {IDENTITY: PSK_A}),
-                  "domain-b": Keys("domain-b", {IDENTITY: PSK_B, EVE: PSK_EVE})}
-        return MpaService(self.topology, self.graph, stores, self.store, self.counters,
-                          counter_entropy(b"aa%d" % id(self)), 1_700_000_000.0,
+        entropy = counter_entropy(b"aa%d" % id(self))
+        self.radius = FakeRadius(self.topology)
+        return MpaService(self.topology, self.graph,
+                          domains_aaa(self.topology, radius_servers(self.topology),
+                                      self.counters, entropy),
+                          self.store, self.counters, entropy, 1_700_000_000.0,
                           lambda address: self.users.get(address) or (
                               "02:00:00:00:99:99" if address in self.used else None),
                           lambda mac, network: self.location.get(mac) == network)
@@ -107,14 +101,23 @@ class Rig:
             self.now += step
         return answers
 
-    def preauth(self, network="net-b1", psk=PSK_B, domain="domain-b", identity=IDENTITY,
-                mac=MN_MAC, **kw):
-        run = protocol.PreAuthentication(identity, psk, network, mac, entropy=self.mn_entropy)
-        if kw.get("channel") == INBAND:
-            kw["mac"] = mac   # in-band, the frame's source MAC is the MN's
-        challenge = self.one(run.init(), network, **kw)
-        success = self.one(run.response(challenge.body), network, **kw)
-        return run.finish(success.body, domain)
+    def pana(self, data: bytes, network: str, source="10.1.1.199", mac=None,
+             port=PANA_SOURCE_PORT) -> list:
+        """A PANA message to ``network``'s AA; ``mac``: the frame's source MAC
+        (on a link of ours), None when routed from elsewhere."""
+        origin = Origin(INBAND, source, network, mac)
+        return self.service.pana(data, origin, port, self.now)
+
+    def radius_answer(self, data: bytes, source) -> list:
+        return self.service.radius(data, source, self.now)
+
+    def preauth(self, network="net-b1", domain="domain-b", identity=IDENTITY, mac=MN_MAC,
+                source="10.1.1.199", seen_mac=None, method=EAP_TLS, pre=True):
+        """mn1 pre-authenticates with ``network``'s AA by PANA (``seen_mac``:
+        the source MAC the AA sees, when the MN is on a link of ours)."""
+        return preauthenticate(lambda data: self.pana(data, network, source, seen_mac),
+                               self.radius_answer, self.radius, network, domain, identity,
+                               mac, pre, method, self.mn_entropy)
 
 
 def reconcile_all(core, now: float) -> None:

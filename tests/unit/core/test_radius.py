@@ -16,6 +16,7 @@ import struct
 import pytest
 
 from mpa_sdn import radius
+from support.aaa import encrypt_mppe
 from mpa_sdn.radius import RadiusError
 
 SECRET = b"s3cret"
@@ -49,18 +50,6 @@ def answer(code: int, attrs: list, *, identifier: int = 7, secret: bytes = SECRE
         body = body[:-16] + mac
     response_auth = hashlib.md5(header + request_auth + body + secret).digest()
     return header + response_auth + body
-
-
-def encrypt_mppe(key: bytes, secret: bytes, request_auth: bytes, salt: bytes) -> bytes:
-    """RFC 2548 §2.4.2 in the encrypting direction."""
-    plain = bytes([len(key)]) + key
-    plain += bytes(-len(plain) % 16)
-    out, previous = b"", request_auth + salt
-    for i in range(0, len(plain), 16):
-        pad = hashlib.md5(secret + previous).digest()
-        block = bytes(a ^ b for a, b in zip(plain[i:i + 16], pad))
-        out, previous = out + block, block
-    return salt + out
 
 
 RECV_KEY, SEND_KEY = bytes(range(32)), bytes(range(100, 132))

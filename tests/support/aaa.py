@@ -1,0 +1,231 @@
+"""Each domain's AAA server for unit tests: a RADIUS server in-process that
+runs EAP-TLS and EAP-TTLS/PAP (support.eap_server) behind the real RADIUS
+framing, so the AA's PANA agent and RADIUS client, and the MN's PaC and EAP
+peer, run as they do against FreeRADIUS in the lab.
+
+One PKI per domain (made once per test run, in a temporary directory): a CA,
+the server's certificate and a client certificate per MN identity; each
+domain's users' passwords for TTLS/PAP.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import hashlib
+import hmac
+import os
+import shutil
+import struct
+import tempfile
+from pathlib import Path
+
+from mpa_mn.credentials import EAP_TLS, EAP_TTLS_PAP, DomainCredentials, MnCredentials
+from mpa_mn.pana_client import PanaClient
+from mpa_mn.eap_peer import EapPeer
+from mpa_protocol import eap
+from mpa_sdn.pana_agent import PanaReply
+from mpa_sdn.radius_client import Datagram, RadiusServer
+from support.eap_server import EapServer
+from support.pki import Pki
+
+SECRET = b"unit-test-radius-shared-secret"
+DOMAINS = ("domain-a", "domain-b")
+IDENTITIES = ("mn1@domain-a", "mn2@domain-a", "eve@domain-b")
+PASSWORD = "correct horse battery staple"
+ACCESS_REQUEST, ACCESS_ACCEPT, ACCESS_REJECT, ACCESS_CHALLENGE = 1, 2, 3, 11
+EAP_MESSAGE, STATE, MESSAGE_AUTHENTICATOR, VENDOR_SPECIFIC = 79, 24, 80, 26
+MICROSOFT, MPPE_SEND, MPPE_RECV = 311, 16, 17
+
+
+class DomainPki:
+    """A domain's CA, its AAA server's certificate and its subscribers'."""
+
+    def __init__(self, root: Path, domain: str):
+        self.domain = domain
+        self.pki = Pki(root / domain, name=f"{domain}-ca")
+        self.server = self.pki.issue(f"radius.{domain}", dns_names=(f"radius.{domain}",),
+                                     stem="server")
+        self.clients = {identity: self.pki.issue(identity) for identity in IDENTITIES}
+        self.password_file = root / domain / "password"
+        self.password_file.write_text(PASSWORD + "\n")
+        self.password_file.chmod(0o600)
+
+    def credentials(self, identity: str, method: str = EAP_TLS) -> DomainCredentials:
+        if method == EAP_TLS:
+            issued = self.clients[identity]
+            return DomainCredentials(identity, EAP_TLS, self.pki.ca, certificate=issued.cert,
+                                     private_key=issued.key,
+                                     server_name=f"radius.{self.domain}")
+        return DomainCredentials(identity, EAP_TTLS_PAP, self.pki.ca,
+                                 password_file=str(self.password_file),
+                                 server_name=f"radius.{self.domain}")
+
+
+@functools.cache
+def pkis() -> dict[str, DomainPki]:
+    root = Path(tempfile.mkdtemp(prefix="mpa-test-aaa-"))
+    atexit.register(shutil.rmtree, root, True)
+    return {domain: DomainPki(root, domain) for domain in DOMAINS}
+
+
+def mn_credentials(identity: str = "mn1@domain-a", method: str = EAP_TLS,
+                   domains=DOMAINS) -> MnCredentials:
+    """An MN subscribing to ``domains`` under ``identity``, one certificate each."""
+    return MnCredentials({d: pkis()[d].credentials(identity, method) for d in domains})
+
+
+def peer(domain: str, identity: str = "mn1@domain-a", method: str = EAP_TLS) -> EapPeer:
+    credentials = pkis()[domain].credentials(identity, method)
+    return EapPeer(credentials.identity, credentials.eap_method())
+
+
+def radius_servers(topology, secret: bytes = SECRET) -> dict[str, list[RadiusServer]]:
+    """The servers the topology names, with the test secret instead of their files."""
+    return {did: [RadiusServer(s.address, s.port, secret) for s in domain.radius.servers]
+            for did, domain in topology.domains.items() if domain.radius is not None}
+
+
+def _attribute(code: int, value: bytes) -> bytes:
+    return struct.pack("!BB", code, len(value) + 2) + value
+
+
+def _vendor(vendor: int, code: int, value: bytes) -> bytes:
+    inner = struct.pack("!BB", code, len(value) + 2) + value
+    return struct.pack("!BBI", VENDOR_SPECIFIC, len(inner) + 6, vendor) + inner
+
+
+def _attributes(body: bytes) -> list[tuple[int, bytes]]:
+    out, i = [], 0
+    while i < len(body):
+        code, length = body[i], body[i + 1]
+        out.append((code, body[i + 2:i + length]))
+        i += length
+    return out
+
+
+def encrypt_mppe(key: bytes, secret: bytes, request_auth: bytes, salt: bytes) -> bytes:
+    """RFC 2548 §2.4.2, encrypting: what a server sends as MS-MPPE-*-Key."""
+    plain = bytes([len(key)]) + key
+    plain += bytes(-len(plain) % 16)
+    out, previous = b"", request_auth + salt
+    for i in range(0, len(plain), 16):
+        pad = hashlib.md5(secret + previous).digest()
+        block = bytes(a ^ b for a, b in zip(plain[i:i + 16], pad))
+        out, previous = out + block, block
+    return salt + out
+
+
+class FakeRadius:
+    """Every domain's RADIUS server: answers an Access-Request by the server
+    it was sent to, as FreeRADIUS would (a Message-Authenticator required and
+    always sent; EAP-TLS and TTLS/PAP; MS-MPPE keys on Accept).  ``down``:
+    servers (address, port) that answer nothing; ``revoked``: identities
+    whose certificates are refused; ``answers``: what it sent, for tests."""
+
+    def __init__(self, topology, secret: bytes = SECRET, methods=(eap.TLS, eap.TTLS)):
+        self.secret = secret
+        self.methods = methods
+        self.domain_of = {(s.address, s.port): did for did, d in topology.domains.items()
+                          if d.radius is not None for s in d.radius.servers}
+        self.down: set[tuple[str, int]] = set()
+        self.revoked: set[str] = set()
+        self.conversations: dict[bytes, EapServer] = {}
+        self.requests = 0
+        self.answers: list[bytes] = []
+
+    def handle(self, datagram: Datagram) -> bytes | None:
+        server = (datagram.address, datagram.port)
+        domain = self.domain_of.get(server)
+        if domain is None or server in self.down:
+            return None
+        data = datagram.data
+        self.requests += 1
+        code, identifier, length = struct.unpack("!BBH", data[:4])
+        authenticator, body = data[4:20], data[20:length]
+        attrs = _attributes(body)
+        given = [v for c, v in attrs if c == MESSAGE_AUTHENTICATOR]
+        zeroed = data[:20] + b"".join(
+            _attribute(c, bytes(16) if c == MESSAGE_AUTHENTICATOR else v) for c, v in attrs)
+        if code != ACCESS_REQUEST or len(given) != 1 or not hmac.compare_digest(
+                given[0], hmac.new(self.secret, zeroed, hashlib.md5).digest()):
+            return None   # FreeRADIUS drops what it cannot authenticate
+        response = b"".join(v for c, v in attrs if c == EAP_MESSAGE)
+        state = next((v for c, v in attrs if c == STATE), None)
+        conversation = self.conversations.get(state) if state else None
+        if conversation is None:
+            pki = pkis()[domain]
+            conversation = EapServer(pki.server.cert, pki.server.key, pki.pki.ca,
+                                     methods=self.methods, users={i: PASSWORD for i in IDENTITIES},
+                                     revoked_serials={pki.clients[i].serial for i in self.revoked})
+            request = conversation.after_identity(response)
+        else:
+            request = conversation.handle(response)
+        if conversation.result == "success":
+            msk = conversation.msk
+            salt = os.urandom(2)
+            attributes = [_attribute(EAP_MESSAGE, request),
+                          _vendor(MICROSOFT, MPPE_RECV, encrypt_mppe(
+                              msk[:32], self.secret, authenticator, bytes([0x80 | salt[0], 1]))),
+                          _vendor(MICROSOFT, MPPE_SEND, encrypt_mppe(
+                              msk[32:64], self.secret, authenticator, bytes([0x80 | salt[0], 2])))]
+            answer = self._answer(ACCESS_ACCEPT, identifier, authenticator, attributes)
+        elif conversation.result is not None:
+            answer = self._answer(ACCESS_REJECT, identifier, authenticator,
+                                  [_attribute(EAP_MESSAGE, request)])
+        else:
+            key = os.urandom(16)
+            self.conversations[key] = conversation
+            answer = self._answer(ACCESS_CHALLENGE, identifier, authenticator,
+                                  [_attribute(EAP_MESSAGE, request[i:i + 253])
+                                   for i in range(0, len(request), 253)]
+                                  + [_attribute(STATE, key)])
+        self.answers.append(answer)
+        return answer
+
+    def _answer(self, code: int, identifier: int, request_auth: bytes, attrs: list) -> bytes:
+        body = b"".join(attrs) + _attribute(MESSAGE_AUTHENTICATOR, bytes(16))
+        header = struct.pack("!BBH", code, identifier, 20 + len(body))
+        mac = hmac.new(self.secret, header + request_auth + body, hashlib.md5).digest()
+        body = body[:-16] + mac
+        return header + hashlib.md5(header + request_auth + body + self.secret).digest() + body
+
+
+def drive(client: PanaClient, to_aa, to_radius, radius: FakeRadius, limit: int = 200) -> None:
+    """One PANA session between ``client`` and an AA: ``to_aa(data)`` hands the
+    AA a PANA message from the MN, ``to_radius(answer, (address, port))`` a
+    RADIUS answer; both return what the AA sent (PanaReply, Datagram, or
+    whatever else the rig passes through).  Runs until the client is done."""
+    pending = list(to_aa(client.initiation()))
+    for _ in range(limit):
+        if client.done or not pending:
+            return
+        out = pending.pop(0)
+        if isinstance(out, Datagram):
+            answer = radius.handle(out)
+            if answer is not None:
+                pending += to_radius(answer, (out.address, out.port))
+        elif isinstance(out, PanaReply):
+            answer = client.receive(out.data)
+            if answer is not None:
+                pending += to_aa(answer)
+    if not client.done:
+        raise AssertionError("the PANA session did not end")
+
+
+def preauthenticate(to_aa, to_radius, radius: FakeRadius, network: str, domain: str,
+                    identity: str = "mn1@domain-a", mac: str = "02:00:00:00:01:01",
+                    pre: bool = True, method: str = EAP_TLS, entropy=os.urandom):
+    """A PANA pre-authentication as mpa_mn does it (see drive); the MN's
+    SaState, or ProtocolError as the MN would raise it."""
+    from mpa_mn.pana_client import PanaClient
+    from mpa_mn.protocol import ProtocolError, SaState
+    client = PanaClient(peer(domain, identity, method), pre, entropy=entropy)
+    drive(client, to_aa, to_radius, radius)
+    if client.result != "success":
+        raise ProtocolError(client.result, f"pre-authentication with {network} failed")
+    established = client.established
+    sa_id, sa_keys = established.sa(identity, network)
+    return SaState(network=network, domain=domain, identity=identity, mn_mac=mac, sa=sa_id,
+                   keys=sa_keys, lifetime=established.lifetime,
+                   pana=established.record("0.0.0.0"))
