@@ -574,7 +574,9 @@ class _Context:
 
 def _preauth(c: _Context, network: str) -> dict:
     sa = c.node.preauthenticate(network)
-    return {"domain": sa.domain, "identity": sa.identity, "sa": sa.sa, "lifetime": sa.lifetime}
+    return {"domain": sa.domain, "identity": sa.identity, "sa": sa.sa, "lifetime": sa.lifetime,
+            "method": c.node.credentials.for_domain(sa.domain).method,
+            "pana_session": f"{sa.pana['session']:08x}"}
 
 
 def _up(c: _Context, network: str) -> dict:
@@ -780,6 +782,7 @@ def main(argv: list[str] | None = None, system: System | None = None) -> int:
         with store.locked(clock=system.clock, sleep=system.sleep):
             node = MobileNode(credentials or MnCredentials({}), mac, address, channel, store,
                               entropy=system.entropy, wall=system.wall, inband=inband,
+                              pana_socket=system.socket_factory, clock=system.clock,
                               **_kernel(args, ip, system))
             used.append(node)
             result, lines, status = _run(args, _Context(args, node, host, ip, system, emit))

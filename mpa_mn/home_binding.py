@@ -71,7 +71,8 @@ class HomeBinding:
         MN with another identity where it roams still has one home.  None:
         no identity, or several, is filed under its own realm."""
         homes = {identity.rsplit("@", 1)[1]
-                 for domain, (identity, _) in self.credentials.keys.items()
+                 for domain, identity in ((d, c.identity)
+                                          for d, c in self.credentials.domains.items())
                  if "@" in identity and identity.rsplit("@", 1)[1] == domain}
         return homes.pop() if len(homes) == 1 else None
 

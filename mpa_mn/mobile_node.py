@@ -109,7 +109,7 @@ class MobileNode(HomeBinding):
                  inband: Callable[[str], object] = InbandChannel, rewrites=None,
                  pana_socket: Callable = pana_client.udp_socket,
                  pana_timeout: float = pana_client.SESSION_TIMEOUT_S,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, pana_port: int = PANA_PORT):
         self.credentials = credentials
         self.mac = mac.lower() if mac else None
         self.address = address
@@ -122,6 +122,7 @@ class MobileNode(HomeBinding):
         self.inband = inband   # source address -> an in-band channel sending from it
         self.pana_socket = pana_socket   # source address -> a UDP socket for PANA
         self.pana_timeout = pana_timeout
+        self.pana_port = pana_port       # RFC 5191's 716; a test may listen elsewhere
         self.clock = clock
         self.state = self.store.load()
         # Tunnel answers believed (tunnel_mpls, tunnel_vxlan) and refused
@@ -230,7 +231,7 @@ class MobileNode(HomeBinding):
             raise MnError("no-credentials", f"the credentials for {domain} cannot be used: "
                           f"{exc}") from None
         client = pana_client.PanaClient(peer, pre, entropy=self.entropy)
-        established = pana_client.run(client, target.address, PANA_PORT, local,
+        established = pana_client.run(client, target.address, self.pana_port, local,
                                       self.pana_timeout, self.pana_socket, self.clock)
         sa_id, sa_keys = established.sa(credentials.identity, network)
         sa = SaState(network=network, domain=domain, identity=credentials.identity,

@@ -229,3 +229,62 @@ def preauthenticate(to_aa, to_radius, radius: FakeRadius, network: str, domain: 
     return SaState(network=network, domain=domain, identity=identity, mn_mac=mac, sa=sa_id,
                    keys=sa_keys, lifetime=established.lifetime,
                    pana=established.record("0.0.0.0"))
+
+
+def settled(outputs: list, radius: FakeRadius, to_radius) -> list:
+    """What the AA sent once every RADIUS request in ``outputs`` (and in what
+    their answers caused) was answered by ``radius``: the rest, in order."""
+    out, pending = [], list(outputs)
+    while pending:
+        item = pending.pop(0)
+        if isinstance(item, Datagram):
+            answer = radius.handle(item)
+            if answer is not None:
+                pending = list(to_radius(answer, (item.address, item.port))) + pending
+        else:
+            out.append(item)
+    return out
+
+
+class PanaSockets:
+    """A socket factory for the MN's PANA alone: a datagram to a network's
+    gateway reaches ``service.pana`` (an MpaService) from ``mac`` on a link
+    of ours, RADIUS is answered by ``radius`` at once, and the replies wait
+    in the socket.  Silence is ``clock`` moving on."""
+
+    def __init__(self, service, radius: FakeRadius, topology, clock, mac="02:00:00:00:01:01"):
+        self.service, self.radius, self.clock, self.mac = service, radius, clock, mac
+        self.networks = {str(n.gateway): n.id for n in topology.networks.values()}
+
+    def __call__(self, local):
+        return _PanaSocket(self, local)
+
+
+class _PanaSocket:
+    def __init__(self, world: PanaSockets, local):
+        self.world, self.local, self.queue, self.timeout = world, local, [], None
+
+    def sendto(self, data, address):
+        from mpa_sdn.service import INBAND, Origin
+        world = self.world
+        network = world.networks.get(address[0])
+        if network is None:
+            return
+        now = world.clock.now
+        replies = settled(world.service.pana(data, Origin(INBAND, self.local, network, world.mac),
+                                             40716, now), world.radius,
+                          lambda answer, source: world.service.radius(answer, source, now))
+        self.queue += [(reply.data, address) for reply in replies]
+
+    def settimeout(self, seconds):
+        self.timeout = seconds
+
+    def recvfrom(self, size):
+        import socket
+        if not self.queue:
+            self.world.clock.now += self.timeout
+            raise socket.timeout()
+        return self.queue.pop(0)
+
+    def close(self):
+        pass

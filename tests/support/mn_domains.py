@@ -34,7 +34,8 @@ from support.handover_rig import PORT, WALL_OFFSET, settle_dad
 from support.mn_fakes import CREDENTIALS, Clock, FakeIp, FakeNft, Response
 from support.network_rig import Rig
 from support.paths import ROOT
-from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy
+from support.aaa import radius_servers
+from support.service_rig import IDENTITY, MN_MAC, counter_entropy
 
 OCOA = "10.1.1.50"             # mn1's address in net-a1
 HOME = "10.255.0.1"
@@ -48,11 +49,10 @@ SOURCE_PORT = 40001
 class Domains:
     def __init__(self):
         whole = load_topology(str(ROOT / "topologies" / "inter_domain.yaml"))
-        keys = {"domain-a": {IDENTITY: PSK_A}, "domain-b": {IDENTITY: PSK_B}}
         self.rigs = {}
         for domain in ("domain-a", "domain-b"):
-            rig = Rig(serve_domain(whole, domain), store=MemoryStore(),
-                      credentials={domain: Keys(domain, keys[domain])},
+            own = serve_domain(whole, domain)
+            rig = Rig(own, store=MemoryStore(), radius_servers=radius_servers(own),
                       entropy=counter_entropy(b"core" + domain.encode()),
                       wall_offset=WALL_OFFSET)
             rig.connect_all()
@@ -152,6 +152,7 @@ class Domains:
                 if channel == "rest" else inband(OCOA, "10.1.1.1"))
         return MobileNode(credentials, MN_MAC, OCOA, main, vifs=Vifs(Ip(ip)),
                           entropy=counter_entropy(b"mn"), wall=self.wall, inband=inband,
+                          pana_socket=self.sockets(clock), clock=clock,
                           rewrites=Rewrites(Nft(nft if nft is not None else FakeNft())))
 
 

@@ -12,12 +12,14 @@ import urllib.parse
 
 from mpa_mn import cli
 from mpa_protocol import messages
-from mpa_protocol.credentials import MnCredentials
+from mpa_protocol.pana import PANA_PORT
+from mpa_sdn.pana_agent import PanaReply
 from mpa_sdn.service import INBAND, REST, Origin
-from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, counter_entropy
+from support.aaa import mn_credentials, settled
+from support.service_rig import IDENTITY, MN_MAC, counter_entropy
 
 MN_ADDRESS = "10.1.1.10"          # in net-a1, whose CTNs are net-a2 and net-b1
-CREDENTIALS = MnCredentials({"domain-a": (IDENTITY, PSK_A), "domain-b": (IDENTITY, PSK_B)})
+CREDENTIALS = mn_credentials(IDENTITY)
 ENDPOINTS = messages.SIGNAL_ENDPOINTS
 
 
@@ -104,7 +106,8 @@ class Gateways:
         self.sent = []           # (bytes, (address, port))
         self.drop = 0            # datagrams to lose on the way
         self.strangers = []      # datagrams another host sends before each answer
-        self.tamper = None
+        self.tamper = None       # what becomes of each signalling answer on the way ...
+        self.pana_tamper = None  # ... and of each PANA message from the AA
 
     def __call__(self, local):
         return FakeSocket(self, local)
@@ -112,8 +115,20 @@ class Gateways:
     def deliver(self, answers):
         for answer in answers:
             sock, source = answer.origin.reply_to
-            body = self.tamper(answer.body) if self.tamper else answer.body
+            if isinstance(answer, PanaReply):
+                body = self.pana_tamper(answer.data) if self.pana_tamper else answer.data
+            else:
+                body = self.tamper(answer.body) if self.tamper else answer.body
             sock.queue += [(data, addr) for data, addr in self.strangers] + [(body, source)]
+
+    def pana(self, sock, data: bytes, address) -> None:
+        """A PANA message to a gateway: the AA's answers (RADIUS answered at once)."""
+        rig = self.rig
+        origin = Origin(INBAND, sock.local, self.networks[address[0]], self.mac,
+                        reply_to=(sock, address))
+        self.deliver(settled(rig.service.pana(data, origin, 40716, rig.now), rig.aaa_server,
+                             lambda answer, source: rig.service.radius(answer, source,
+                                                                       rig.now)))
 
 
 class FakeSocket:
@@ -128,6 +143,9 @@ class FakeSocket:
             world.drop -= 1
             return
         network = world.networks.get(address[0])
+        if network is not None and address[1] == PANA_PORT:
+            world.pana(self, data, address)
+            return
         if network is None or address[1] != world.port:
             return
         origin = Origin(INBAND, self.local, network, world.mac, reply_to=(self, address))

@@ -19,8 +19,8 @@ from mpa_sdn.tables import Table
 from support.mn_fakes import (CREDENTIALS, MN_ADDRESS, Cli, FakeIp, Gateways, RestLayer,
                               ticking_sleep)
 from support.paths import DEFAULT_TOPOLOGY
-from support.service_rig import (IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy,
-                                 reconcile_all)
+from support.aaa import FakeRadius, radius_servers
+from support.service_rig import IDENTITY, MN_MAC, counter_entropy, reconcile_all
 
 HOME = "10.255.0.1"          # mn1's home address in the default lab
 NCOA = "10.2.1.100"          # the first address net-b1's CA gives
@@ -36,9 +36,9 @@ class Core:
         self.topology = load_topology(DEFAULT_TOPOLOGY)
         self.now = 1000.0
         self.core = Controller(self.topology, store=MemoryStore(), wall_offset=WALL_OFFSET,
-                               entropy=counter_entropy(b"core"), credentials={
-                                   "domain-a": Keys("domain-a", {IDENTITY: PSK_A}),
-                                   "domain-b": Keys("domain-b", {IDENTITY: PSK_B})})
+                               entropy=counter_entropy(b"core"),
+                               radius_servers=radius_servers(self.topology))
+        self.aaa_server = FakeRadius(self.topology)
         self.service = self
         self.poa = None          # where the MN's link is (None: between PoAs)
         self.frames = []         # what the MN sent on its link with a raw socket
@@ -55,6 +55,12 @@ class Core:
 
     def tick(self, now):
         return self.core.mpa.tick(now)
+
+    def pana(self, data, origin, port, now):
+        return self.core.mpa.pana(data, origin, port, now)
+
+    def radius(self, data, source, now):
+        return self.core.mpa.radius(data, source, now)
 
     def wall(self, now):
         return self.core.mpa.wall(now)
@@ -201,9 +207,11 @@ def node(world, channel="rest", tamper=None, ip=None):
     main = RestChannel("http://controller:8080", opener=RestLayer(world, tamper=tamper),
                        sleep=ticking_sleep(world, [])) if channel == "rest" else \
         inband(MN_ADDRESS, "10.1.1.1")
+    # PANA through the same gateways, on sockets of its own (``sources.used``
+    # lists the signalling channel's).
     mn = MobileNode(CREDENTIALS, MN_MAC, MN_ADDRESS, main, vifs=Vifs(Ip(ip or FakeIp())),
                     entropy=counter_entropy(b"mn"), wall=lambda: world.wall(world.now),
-                    inband=inband)
+                    inband=inband, pana_socket=OnTheLink(gateways, world), clock=sources.clock)
     return mn, sources
 
 

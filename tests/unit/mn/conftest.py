@@ -1,21 +1,29 @@
 """The MN tests' fixtures: its credentials file, and its world around the real
 controller core."""
 
-import base64
-
 import pytest
 
+from mpa_mn.credentials import EAP_TLS
+from support.aaa import DOMAINS, pkis
 from support.mn_world import Core
-from support.service_rig import IDENTITY, PSK_A, PSK_B
+from support.service_rig import IDENTITY
+
 
 @pytest.fixture
 def credentials_file(tmp_path):
-    def write(keys=None):
-        keys = keys or {"domain-a": PSK_A, "domain-b": PSK_B}
+    """An MN credentials file for ``domains`` (every domain of the lab unless
+    given), one entry each by ``method``, with the test PKI's files."""
+    def write(domains=DOMAINS, method=EAP_TLS, identity=IDENTITY):
+        lines = ["version: 1", "credentials:"]
+        for domain in domains:
+            entry = pkis()[domain].credentials(identity, method)
+            files = (("certificate", entry.certificate), ("private_key", entry.private_key)) \
+                if method == EAP_TLS else (("password_file", entry.password_file),)
+            lines.append(f"  {domain}: {{identity: {identity}, method: {method}, ca: {entry.ca}, "
+                         + ", ".join(f"{k}: {v}" for k, v in files)
+                         + f", server_name: {entry.server_name}}}")
         path = tmp_path / "mn.yaml"
-        path.write_text("version: 1\ncredentials:\n" + "".join(
-            f"  {d}: {{identity: {IDENTITY}, key: \"base64:{base64.b64encode(k).decode()}\"}}\n"
-            for d, k in keys.items()))
+        path.write_text("\n".join(lines) + "\n")
         path.chmod(0o600)
         return str(path)
     return write

@@ -9,6 +9,7 @@ one per domain, each on its own fake switches (support.mn_domains); ``nft``
 is mn_fakes' FakeNft, which applies each transaction all or nothing.
 """
 
+import dataclasses
 import io
 import json
 
@@ -23,13 +24,14 @@ from mpa_mn.handover import Handover, plan_attach
 from mpa_mn.home_binding import abroad
 from mpa_mn.mobile_node import MnError, MobileNode
 from mpa_mn.protocol import ProtocolError
+from mpa_mn.credentials import MnCredentials
 from mpa_mn.state_file import StateError, StateFile
 from mpa_protocol import messages
-from mpa_protocol.credentials import MnCredentials
 from support.mn_domains import CN, HOME, OCOA, URLS, Domains
 from support.mn_fakes import Clock, FakeIp, FakeNft
 from support.mn_world import NCOA, node
-from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, counter_entropy
+from support.aaa import mn_credentials, pkis
+from support.service_rig import IDENTITY, MN_MAC, counter_entropy
 
 TABLE = ("ip", "mpa_binding")
 A2_NCOA = "10.1.2.100"           # the first address net-a2's CA gives
@@ -546,17 +548,24 @@ def test_a_second_answer_with_other_correspondents_keeps_restoring_the_old_care_
 
 # -- the home domain -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("keys,home", [
-    ({"domain-a": ("mn1@domain-a", PSK_A), "domain-b": ("mn1@domain-a", PSK_B)}, "domain-a"),
-    ({"domain-a": ("mn1@domain-a", PSK_A), "domain-b": ("roamer@domain-b", PSK_B)}, None),
-    ({"domain-b": ("mn1@domain-a", PSK_B)}, None),
+def _filed(identities: dict) -> MnCredentials:
+    """Credentials with ``identities`` (domain -> NAI), the test PKI's files."""
+    return MnCredentials({d: dataclasses.replace(pkis()[d].credentials("mn1@domain-a"),
+                                                 identity=identity)
+                          for d, identity in identities.items()})
+
+
+@pytest.mark.parametrize("identities,home", [
+    ({"domain-a": "mn1@domain-a", "domain-b": "mn1@domain-a"}, "domain-a"),
+    ({"domain-a": "mn1@domain-a", "domain-b": "roamer@domain-b"}, None),
+    ({"domain-b": "mn1@domain-a"}, None),
 ])
-def test_the_home_domain_is_the_realm_of_the_identity_filed_under_it(keys, home):
-    assert MobileNode(MnCredentials(keys), MN_MAC, OCOA, None).home_domain() == home
+def test_the_home_domain_is_the_realm_of_the_identity_filed_under_it(identities, home):
+    assert MobileNode(_filed(identities), MN_MAC, OCOA, None).home_domain() == home
 
 
 def test_an_mn_with_no_home_domain_binds_where_the_care_of_is(domains):
-    mn = domains.node(credentials=MnCredentials({"domain-b": (IDENTITY, PSK_B)}))
+    mn = domains.node(credentials=mn_credentials(IDENTITY, domains=("domain-b",)))
     sa = mn.preauthenticate("net-b1", {"network": "net-b1", "domain": "domain-b",
                                        "served_by": "domain-b", "aa": {"address": "10.2.1.1"}})
     mn.inband = lambda source: Acks(sa, {})

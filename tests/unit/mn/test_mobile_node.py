@@ -5,6 +5,7 @@ the bytes to ``MpaService.handle`` (an urllib opener playing the REST layer,
 sockets playing the gateway), plus one test on real UDP sockets on localhost.
 """
 
+import dataclasses
 import io
 import json
 import os
@@ -24,9 +25,11 @@ from mpa_mn.protocol import ProtocolError
 from mpa_mn.state_file import MnState, StateError, StateFile, default_path
 from mpa_mn.vif import Ip, VifError, Vifs, vif_name
 from mpa_protocol import messages
-from mpa_protocol.credentials import MnCredentials
+from mpa_mn.credentials import EAP_TTLS_PAP, MnCredentials
+from mpa_protocol import pana
 from mpa_sdn.service import INBAND, Origin
-from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Rig, counter_entropy, reconcile_all
+from support.aaa import FakeRadius, PanaSockets, mn_credentials, radius_servers, settled
+from support.service_rig import IDENTITY, MN_MAC, Rig, counter_entropy, reconcile_all
 from support.mn_fakes import (MN_ADDRESS, CREDENTIALS, Clock, ticking_sleep, Response, RestLayer,
                               Gateways, FakeIp, Cli)
 
@@ -34,11 +37,15 @@ from support.mn_fakes import (MN_ADDRESS, CREDENTIALS, Clock, ticking_sleep, Res
 # -- fake transports ------------------------------------------------------------------
 
 
-def rest_node(rig, store=None, vifs=None, credentials=CREDENTIALS, waits=None, **kw):
+def rest_node(rig, store=None, vifs=None, credentials=CREDENTIALS, waits=None, world=None,
+              **kw):
+    """Over REST; PANA still goes over UDP to the AA (``world``'s gateways)."""
+    world = world or Gateways(rig)
     channel = RestChannel("http://controller:8080", opener=RestLayer(rig, **kw),
                           sleep=ticking_sleep(rig, waits if waits is not None else []))
     return MobileNode(credentials, MN_MAC, MN_ADDRESS, channel, store, vifs,
-                      entropy=counter_entropy(b"mn"), wall=lambda: rig.service.wall(rig.now))
+                      entropy=counter_entropy(b"mn"), wall=lambda: rig.service.wall(rig.now),
+                      pana_socket=world, clock=world.clock)
 
 
 def inband_node(rig, world=None, store=None, vifs=None):
@@ -46,7 +53,8 @@ def inband_node(rig, world=None, store=None, vifs=None):
     channel = InbandChannel(MN_ADDRESS, gateway="10.1.1.1", socket_factory=world,
                             clock=world.clock, sleep=ticking_sleep(rig, []))
     return MobileNode(CREDENTIALS, MN_MAC, MN_ADDRESS, channel, store, vifs,
-                      entropy=counter_entropy(b"mn"), wall=lambda: rig.service.wall(rig.now))
+                      entropy=counter_entropy(b"mn"), wall=lambda: rig.service.wall(rig.now),
+                      pana_socket=world, clock=world.clock)
 
 
 # -- the library over both channels ---------------------------------------------------------
@@ -114,11 +122,13 @@ def test_inband_silence_is_no_answer_after_four_sends_of_the_same_bytes():
 def test_inband_ignores_datagrams_from_anyone_but_the_gateway_port():
     rig = Rig()
     world = Gateways(rig)
-    forged = messages.encode(messages.error("authentication-failed", "forged"))
-    world.strangers = [(forged, ("10.6.6.6", 7664)), (forged, ("10.2.1.1", 7665))]
+    forged = messages.encode(messages.error("sa-expired", "forged"))
+    world.strangers = [(forged, ("10.6.6.6", 7664)), (forged, ("10.2.1.1", 7665)),
+                       (forged, ("10.2.1.1", 716))]
     node = inband_node(rig, world)
-    assert node.preauthenticate("net-b1").network == "net-b1"
-    assert node.channel.counters["ignored_wrong_source"] >= 4
+    assert node.preauthenticate("net-b1").network == "net-b1"   # PANA ignores them too
+    assert node.configure("net-b1")["address"] == "10.2.1.100"
+    assert node.channel.counters["ignored_wrong_source"] >= 3
 
 
 def test_inband_a_lost_request_is_sent_again_and_answered_once():
@@ -128,8 +138,9 @@ def test_inband_a_lost_request_is_sent_again_and_answered_once():
     node.discover()
     world.drop = 1
     node.preauthenticate("net-b1")
-    assert world.sent[1][0] == world.sent[2][0]   # the lost auth-init, sent again
-    assert rig.counters["sa_created"] == 1
+    pana_sent = [data for data, address in world.sent if address[1] == pana.PANA_PORT]
+    assert pana_sent[0] == pana_sent[1]   # the lost PANA-Client-Initiation, sent again
+    assert rig.counters["pana_sessions_started"] == 1 and rig.counters["sa_created"] == 1
 
 
 def test_inband_a_socket_opened_ahead_serves_every_try_until_closed():
@@ -191,34 +202,58 @@ def test_a_config_answer_without_a_valid_mac_is_not_believed(field, value):
     assert "mpa-net-b1" not in ip.links
 
 
-def test_a_forged_auth_success_is_not_believed():
+def test_a_final_request_whose_auth_is_wrong_is_not_believed():
     rig = Rig()
+    world = Gateways(rig)
 
     def tamper(body):
-        fields = json.loads(body)
-        return messages.encode({**fields, "proof": "00" * 32}) \
-            if fields.get("type") == "auth-success" else body
-    node = rest_node(rig, tamper=tamper)
+        message = pana.PanaMessage.decode(body, 65535)
+        if message.has(pana.FLAG_C):
+            return body[:-1] + bytes([body[-1] ^ 1])   # the AUTH AVP is last
+        return body
+    world.pana_tamper = tamper
+    node = rest_node(rig, world=world)
     with pytest.raises(ProtocolError) as err:
         node.preauthenticate("net-b1")
     assert err.value.code == "aa-not-authenticated" and node.state.entries == {}
+    assert rig.service.aa.sas == {}   # no final answer: the AA made no SA either
 
 
-def test_a_wrong_key_is_refused_with_authentication_failed():
+def test_a_revoked_certificate_is_refused_with_authentication_rejected():
     rig = Rig()
-    wrong = MnCredentials({"domain-b": (IDENTITY, b"w" * 32)})
+    rig.aaa_server.revoked.add(IDENTITY)
     with pytest.raises(ProtocolError) as err:
-        rest_node(rig, credentials=wrong).preauthenticate("net-b1")
-    assert err.value.code == "authentication-failed" and rig.service.aa.sas == {}
+        rest_node(rig).preauthenticate("net-b1")
+    assert err.value.code == "authentication-rejected" and rig.service.aa.sas == {}
+
+
+def test_a_wrong_password_is_refused_with_authentication_rejected(tmp_path):
+    rig = Rig()
+    wrong = tmp_path / "password"
+    wrong.write_text("not the password\n")
+    wrong.chmod(0o600)
+    entry = mn_credentials(IDENTITY, EAP_TTLS_PAP).for_domain("domain-b")
+    credentials = MnCredentials({"domain-b": dataclasses.replace(entry,
+                                                                 password_file=str(wrong))})
+    with pytest.raises(ProtocolError) as err:
+        rest_node(rig, credentials=credentials).preauthenticate("net-b1")
+    assert err.value.code == "authentication-rejected" and rig.service.aa.sas == {}
+
+
+def test_the_password_method_gives_an_sa_too():
+    rig = Rig()
+    node = rest_node(rig, credentials=mn_credentials(IDENTITY, EAP_TTLS_PAP))
+    assert node.preauthenticate("net-b1").network == "net-b1"
+    assert node.configure("net-b1")["address"] == "10.2.1.100"
 
 
 def test_a_domain_without_credentials_is_a_clear_error():
     rig = Rig()
-    node = rest_node(rig, credentials=MnCredentials({"domain-a": (IDENTITY, PSK_A)}))
+    node = rest_node(rig, credentials=mn_credentials(IDENTITY, domains=("domain-a",)))
     with pytest.raises(MnError) as err:
         node.preauthenticate("net-b1")
     assert err.value.code == "no-credentials" and "domain-b" in err.value.message
-    assert rig.service.aa.sessions == {}
+    assert rig.service.paa.sessions == {}
 
 
 def test_only_candidates_of_the_current_network_are_pre_authenticated():
@@ -284,8 +319,10 @@ def test_errors_change_nothing_but_a_release_of_a_dead_sa_goes_ahead_locally():
 
 def test_resume_proves_possession_of_a_held_sa():
     rig = Rig()
+    rig.settle_dad()
     node = rest_node(rig)
     b1 = node.preauthenticate("net-b1")
+    node.configure("net-b1")   # the SA's first signed message: its MAC is bound
     rig.seen(MN_MAC, "10.2.1.100", "net-b1")
     rig.seen(MN_MAC, "10.1.1.10", "net-a1")
     assert rig.service.aa.sas[b1.sa].state == "held"
@@ -341,7 +378,7 @@ def test_rest_retries_are_bounded_and_long_waits_are_not_waited_for():
     assert waits == [2, 2, 2] and len(channel.opener.sent) == 4
     slow = messages.encode(messages.error("rate-limited", "later", retry_after=60))
     channel = RestChannel("http://c", opener=Canned(429, slow), sleep=waits.append)
-    channel.exchange(TARGET, "auth-init", b"{}")
+    channel.exchange(TARGET, "config-request", b"{}")
     assert len(channel.opener.sent) == 1
 
 
@@ -350,7 +387,7 @@ def test_rest_takes_retry_after_from_the_header_when_the_message_has_none():
     body = messages.encode(messages.error("busy", "busy"))
     channel = RestChannel("http://c", opener=Canned(503, body, {"Retry-After": "3"}),
                           sleep=waits.append, retry=RetryPolicy(retries=1))
-    channel.exchange(TARGET, "auth-init", b"{}")
+    channel.exchange(TARGET, "config-request", b"{}")
     assert waits == [3.0]
 
 
@@ -377,9 +414,9 @@ def test_rest_posts_to_the_endpoint_of_each_kind():
     node.preauthenticate("net-b1")
     node.configure("net-b1")
     node.release("net-b1")
+    # Pre-authentication is PANA over UDP, never REST.
     assert [p for p, _ in node.channel.opener.requests] == [
-        "/mpa/v1/discover", "/mpa/v1/networks/net-b1/preauth",
-        "/mpa/v1/networks/net-b1/preauth", "/mpa/v1/networks/net-b1/config",
+        "/mpa/v1/discover", "/mpa/v1/networks/net-b1/config",
         "/mpa/v1/networks/net-b1/release"]
     assert json.loads(node.channel.opener.requests[0][1]) == {
         "v": 1, "type": "discover", "address": MN_ADDRESS}
@@ -404,6 +441,10 @@ class UdpGateways(threading.Thread):
             sock.bind(("127.0.0.1", 0))
             self.sockets[network], self.ports[network] = sock, sock.getsockname()[1]
             self.selector.register(sock, selectors.EVENT_READ, network)
+        # net-b1's AA speaks PANA on a socket of its own (716 needs root).
+        self.pana = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.pana.bind(("127.0.0.1", 0))
+        self.selector.register(self.pana, selectors.EVENT_READ, None)
         self.stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.stranger.bind(("127.0.0.1", 0))
         self.seen, self.received = set(), []
@@ -416,6 +457,9 @@ class UdpGateways(threading.Thread):
                 self.answer(self.rig.service.tick(self.rig.now)[1])
             for key, _ in events:
                 data, source = key.fileobj.recvfrom(65536)
+                if key.fileobj is self.pana:
+                    self.serve_pana(data, source)
+                    continue
                 self.received.append(data)
                 if data not in self.seen:
                     self.seen.add(data)
@@ -423,6 +467,13 @@ class UdpGateways(threading.Thread):
                 origin = Origin(INBAND, source[0], key.data, MN_MAC,
                                 reply_to=(key.fileobj, source))
                 self.answer(self.rig.service.handle(data, origin, self.rig.now))
+
+    def serve_pana(self, data, source):
+        rig = self.rig
+        origin = Origin(INBAND, source[0], "net-b1", MN_MAC, reply_to=(self.pana, source))
+        for reply in settled(rig.service.pana(data, origin, source[1], rig.now),
+                             rig.aaa_server, rig.radius_answer):
+            self.pana.sendto(reply.data, source)
 
     def answer(self, answers):
         for answer in answers:
@@ -438,7 +489,7 @@ class UdpGateways(threading.Thread):
     def close(self):
         self.stop.set()
         self.join(5)
-        for sock in [*self.sockets.values(), self.stranger]:
+        for sock in [*self.sockets.values(), self.pana, self.stranger]:
             sock.close()
 
 
@@ -449,15 +500,18 @@ def test_inband_over_real_udp_sockets():
     try:
         channel = InbandChannel("127.0.0.1", gateway="127.0.0.1", port=gateways.ports["net-a1"],
                                 timeout=3.0)
-        node = MobileNode(CREDENTIALS, MN_MAC, "127.0.0.1", channel)
+        node = MobileNode(CREDENTIALS, MN_MAC, "127.0.0.1", channel,
+                          pana_port=gateways.pana.getsockname()[1])
         assert [c["network"] for c in node.discover()["candidates"]] == ["net-a2", "net-b1"]
         node.preauthenticate("net-b1")
         assert node.configure("net-b1")["address"] == "10.2.1.100"
     finally:
         gateways.close()
-    assert channel.counters["retransmissions"] >= 4
-    assert channel.counters["ignored_wrong_source"] >= 4
-    assert channel.counters["datagrams_received"] == 4
+    # Two exchanges on the channel (discover, config-request; PANA has its own
+    # socket), each first send lost, each answer with a stranger's before it.
+    assert channel.counters["retransmissions"] >= 2
+    assert channel.counters["ignored_wrong_source"] >= 2
+    assert channel.counters["datagrams_received"] == 2
 
 
 def test_inband_real_socket_silence_times_out():
@@ -608,19 +662,21 @@ def test_cli_reads_mac_and_address_from_the_interface(tmp_path, credentials_file
     assert run.world.sent[0][1] == ("10.1.1.1", 7664)
 
 
-def test_cli_wrong_key_exits_1_naming_network_and_code(tmp_path, credentials_file):
+def test_cli_a_refused_certificate_exits_1_naming_network_and_code(tmp_path,
+                                                                   credentials_file):
     rig = Rig()
-    run = Cli(rig, tmp_path, credentials_file({"domain-b": b"w" * 32}), "inband")
+    rig.aaa_server.revoked.add(IDENTITY)
+    run = Cli(rig, tmp_path, credentials_file(("domain-b",)), "inband")
     rc, doc, err = run("up", "net-b1")
     assert rc == 1
-    assert "mpa-mn: net-b1: authentication-failed: authentication failed" in err
-    assert doc["ok"] is False and doc["results"][0]["error"]["code"] == "authentication-failed"
+    assert "mpa-mn: net-b1: authentication-rejected: " in err
+    assert doc["ok"] is False and doc["results"][0]["error"]["code"] == "authentication-rejected"
     assert rig.service.aa.sas == {}
 
 
 def test_cli_configuration_errors_exit_2(tmp_path, credentials_file):
     rig = Rig()
-    run = Cli(rig, tmp_path, credentials_file({"domain-a": PSK_A}))
+    run = Cli(rig, tmp_path, credentials_file(("domain-a",)))
     rc, doc, err = run("preauth", "net-b1")
     assert rc == 2 and "no-credentials" in err
     run.credentials = str(tmp_path / "missing.yaml")
@@ -679,15 +735,13 @@ class WsgiOpener:
 
 
 def test_the_client_speaks_the_real_rest_layer(topology):
-    from support.service_rig import Keys
     from mpa_sdn.controller import Controller
     from mpa_sdn.facade import Facade
     from mpa_sdn.store import MemoryStore
     from rest_api.app import RestApi
     clock = Clock()
-    core = Controller(topology, credentials={"domain-a": Keys("domain-a", {IDENTITY: PSK_A}),
-                                             "domain-b": Keys("domain-b", {IDENTITY: PSK_B})},
-                      store=MemoryStore(), entropy=counter_entropy(b"rest"))
+    core = Controller(topology, radius_servers=radius_servers(topology), store=MemoryStore(),
+                      entropy=counter_entropy(b"rest"))
     waits = []
 
     def sleep(seconds):   # the switches come up while the MN waits: then DAD can run
@@ -699,7 +753,8 @@ def test_the_client_speaks_the_real_rest_layer(topology):
 
     channel = RestChannel("http://controller:8080/", opener=WsgiOpener(
         RestApi(Facade(core, clock), core.counters)), sleep=sleep)
-    node = MobileNode(CREDENTIALS, MN_MAC, MN_ADDRESS, channel)
+    node = MobileNode(CREDENTIALS, MN_MAC, MN_ADDRESS, channel, clock=clock,
+                      pana_socket=PanaSockets(core.mpa, FakeRadius(topology), topology, clock))
     assert node.discover()["network"] == "net-a1"
     node.preauthenticate("net-b1")
     assert node.configure("net-b1")["address"] == "10.2.1.100"

@@ -210,7 +210,8 @@ def standby(world, tmp_path, script=None, ip=None, sniff=None):
                              clock=gateways.clock, sleep=ticking_sleep(world, []))
     mn = MobileNode(CREDENTIALS, MN_MAC, MN_ADDRESS, channel, vifs=Vifs(Ip(ip)),
                     entropy=counter_entropy(b"mn"), wall=lambda: world.wall(world.now),
-                    inband=inband)
+                    inband=inband, pana_socket=OnTheLink(gateways, world),
+                    clock=gateways.clock)
     bound_where_it_is(mn, world)
     run = Standby(mn, Ip(ip), sysfs=str(tmp_path / "sys"), raw_socket=world.raw_socket,
                   sniff_socket=sniff or downlink, clock=downlink.clock,
