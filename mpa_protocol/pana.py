@@ -12,7 +12,8 @@ What decoding holds a message to:
 - the flags each type may carry (§6.2): R never on a PCI, S and C only on
   PANA-Auth, A and P only on PANA-Notification and not both, I only on a
   PANA-Auth-Request; a PCI's Session Identifier and Sequence Number are zero
-  (§7.1);
+  (§7.1); E may be on any message, which ones carry it during a
+  pre-authentication being the state machines' rule (RFC 5873);
 - each AVP (§6.3): an 8-byte header (12 with the V flag and a Vendor-Id),
   Reserved and the unassigned AVP flags zero, AVP Length counting the value
   only, the value padded with zero bytes to 4 bytes, the fixed-size values
