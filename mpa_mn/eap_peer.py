@@ -278,7 +278,8 @@ class EapPeer:
     def _respond(self, packet: EapPacket) -> EapPacket | None:
         if packet.type == eap.IDENTITY:
             identity = self.method.outer_identity(self.identity)
-            return EapPacket(eap.RESPONSE, packet.identifier, eap.IDENTITY, identity.encode("utf-8"))
+            return EapPacket(eap.RESPONSE, packet.identifier, eap.IDENTITY,
+                             identity.encode("utf-8"))
         if packet.type == eap.NOTIFICATION:
             # RFC 3748 §5.2: acknowledged with an empty Notification.
             return EapPacket(eap.RESPONSE, packet.identifier, eap.NOTIFICATION)
