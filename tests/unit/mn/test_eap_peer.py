@@ -433,3 +433,12 @@ def test_a_conversation_with_one_request_mutated_ends_cleanly(domain):
             assert peer.msk is None
         outcomes.add(f"peer {peer.result} {peer.reason}")
     assert "peer failure tls_error" in outcomes and len(outcomes) > 5
+
+
+def test_a_ttls_peer_answers_a_newer_version_with_version_0(domain):
+    # RFC 5281 §9.2.2: the server's Start offers its highest version, the
+    # peer answers with the one it speaks, here 0, the only one there is.
+    peer = domain.ttls_peer()
+    response = eap.decode(peer.handle(EapPacket(eap.REQUEST, 2, eap.TTLS, b"\x21").encode()))
+    frame = eap.decode_tls(response)
+    assert frame.version == 0 and frame.data.startswith(b"\x16\x03")    # a ClientHello
