@@ -205,6 +205,7 @@ class EapPeer:
         self.max_round_trips = max_round_trips
         self.result: str | None = None        # None, "success" or "failure"
         self.reason: str | None = None
+        self.detail: str | None = None        # the failure in words, for a log line
         self.msk: bytes | None = None
         self.emsk: bytes | None = None
         self.round_trips = 0
@@ -271,14 +272,15 @@ class EapPeer:
         return None
 
     def _fail(self, reason: str, message: str) -> None:
-        self.result, self.reason = "failure", reason
+        self.result, self.reason, self.detail = "failure", reason, message
         self.msk = self.emsk = None
         self.counters[f"failure_{reason}"] += 1
 
     def _respond(self, packet: EapPacket) -> EapPacket | None:
         if packet.type == eap.IDENTITY:
             identity = self.method.outer_identity(self.identity)
-            return EapPacket(eap.RESPONSE, packet.identifier, eap.IDENTITY, identity.encode("utf-8"))
+            return EapPacket(eap.RESPONSE, packet.identifier, eap.IDENTITY,
+                             identity.encode("utf-8"))
         if packet.type == eap.NOTIFICATION:
             # RFC 3748 §5.2: acknowledged with an empty Notification.
             return EapPacket(eap.RESPONSE, packet.identifier, eap.NOTIFICATION)

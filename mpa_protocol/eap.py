@@ -121,7 +121,8 @@ def identity_of(packet: EapPacket | bytes) -> str:
     if not packet.data:
         raise EapError("bad_identity", "empty identity")
     if len(packet.data) > MAX_IDENTITY:
-        raise EapError("bad_identity", f"identity of {len(packet.data)} octets, at most {MAX_IDENTITY}")
+        raise EapError("bad_identity",
+                       f"identity of {len(packet.data)} octets, at most {MAX_IDENTITY}")
     try:
         text = packet.data.decode("utf-8")
     except UnicodeDecodeError:
@@ -181,7 +182,8 @@ class TlsFrame:
         return head + self.data
 
     def __repr__(self) -> str:
-        names = "".join(n for f, n in ((FLAG_L, "L"), (FLAG_M, "M"), (FLAG_S, "S")) if self.flags & f)
+        names = "".join(name for flag, name in ((FLAG_L, "L"), (FLAG_M, "M"), (FLAG_S, "S"))
+                        if self.flags & flag)
         return f"TlsFrame({names or '-'}, {len(self.data)} octets, length={self.message_length})"
 
 
@@ -342,7 +344,8 @@ class Avp:
     def encode(self) -> bytes:
         header = 8 + (4 if self.vendor is not None else 0)
         length = header + len(self.data)
-        flags = (AVP_FLAG_M if self.mandatory else 0) | (AVP_FLAG_V if self.vendor is not None else 0)
+        flags = ((AVP_FLAG_M if self.mandatory else 0)
+                 | (AVP_FLAG_V if self.vendor is not None else 0))
         out = AVP_HEADER.pack(self.code, flags, length.to_bytes(3, "big"))
         if self.vendor is not None:
             out += struct.pack("!I", self.vendor)

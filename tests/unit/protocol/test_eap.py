@@ -5,7 +5,9 @@ that no input whatever makes decoding raise anything but EapError."""
 from __future__ import annotations
 
 import random
+import re
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -134,7 +136,8 @@ def test_frames_survive_a_round_trip_with_their_flags():
 
 def test_the_start_and_length_flags_are_rfc_5216s():
     assert TlsFrame(eap.FLAG_S).encode(eap.TLS) == b"\x20"
-    assert TlsFrame(eap.FLAG_L | eap.FLAG_M, b"ab", 300).encode(eap.TLS) == b"\xc0\x00\x00\x01\x2cab"
+    frame = TlsFrame(eap.FLAG_L | eap.FLAG_M, b"ab", 300)
+    assert frame.encode(eap.TLS) == b"\xc0\x00\x00\x01\x2cab"
 
 
 def test_ttls_carries_its_version_in_the_flags():
@@ -333,7 +336,8 @@ def test_random_and_mutated_input_raises_only_eap_error():
     seeds = [p.encode() for p in (
         EapPacket(eap.RESPONSE, 1, eap.IDENTITY, b"mn1@domain-a.example"),
         EapPacket(eap.RESPONSE, 2, eap.NAK, b"\x0d\x15"), EapPacket(eap.SUCCESS, 3),
-        EapPacket(eap.RESPONSE, 4, eap.TTLS, eap.TlsFrame(0, eap.pap_avps("a", "b")).encode(eap.TTLS)),
+        EapPacket(eap.RESPONSE, 4, eap.TTLS,
+                  eap.TlsFrame(0, eap.pap_avps("a", "b")).encode(eap.TTLS)),
         *(eap.tls_packet(eap.REQUEST, 5, eap.TLS, f) for f in frames))]
     outcomes = {"decoded": 0, "refused": 0}
     for data in mutations(rng, seeds):
@@ -365,3 +369,12 @@ def test_a_refused_fragment_leaves_the_reassembly_as_it_was():
         assert reason_of(reassembly.add, bad) in ("tls_underrun", "tls_too_long",
                                                    "tls_length_changed")
     assert [reassembly.add(f) for f in rest][-1] == b"x" * 90
+
+
+def test_every_reason_the_codec_raises_is_tested_here():
+    # A new reason without a test of its own fails here.
+    source = Path(eap.__file__).read_text()
+    reasons = set(re.findall(r'EapError\("([a-z_]+)"', source))
+    tested = Path(__file__).read_text()
+    assert len(reasons) > 25
+    assert not {r for r in reasons if f'"{r}"' not in tested}
