@@ -219,3 +219,70 @@ def test_answers_from_nowhere_or_of_nothing_are_refused(data, source, reason):
 def test_inconsistent_settings_are_refused():
     with pytest.raises(ValueError):
         RetransmitSettings(initial_rt_s=20.0, max_rt_s=10.0)
+
+
+def user_name_of(datagram) -> str:
+    at, data = 20, datagram.data
+    while data[at] != 1:
+        at += data[at + 1]
+    return data[at + 2:at + data[at + 1]].decode()
+
+
+def test_random_rounds_keep_every_bound_and_match_answers_only_to_their_own_request():
+    """Sends, cancels, ticks and answers (current and stale) at random: the
+    bound holds, outstanding requests never share a server's Identifier, an
+    answer to a request's current datagram completes that request and no
+    other, a stale one completes nothing, and every request is accounted for."""
+    rng = __import__("random").Random(5080)
+    rc, counters = client(max_outstanding=8, max_count=2, dead_time_s=5.0, jitter=0.1,
+                          random=rng.random)
+    servers = {(s.address, s.port): s for s in (PRIMARY, SECONDARY)}
+    current, stale, now = {}, [], 0.0
+    ended = collections.Counter()
+    for _ in range(3000):
+        now += rng.choice([0.0, 0.1, 0.5, 2.0, 8.0])
+        op = rng.randrange(7) % 5
+        key = f"k{rng.randrange(12)}"
+        if op == 0:
+            try:
+                datagram = rc.send(key, now, eap=EAP, user_name=key, calling_station_id="m")
+            except RadiusError as e:
+                assert e.reason == "overflow" and len(current) == 8 and key not in current
+                continue
+            if key in current:
+                stale.append(current[key])
+                ended["superseded"] += 1
+            current[key] = datagram
+        elif op == 1 and key in current:
+            rc.cancel(key)
+            stale.append(current.pop(key))
+            ended["cancelled"] += 1
+        elif op == 2:
+            tick = rc.tick(now)
+            for failed in tick.failed:
+                stale.append(current.pop(failed.key))
+                ended["failed"] += 1
+            for datagram in tick.send:
+                name = user_name_of(datagram)
+                if datagram != current[name]:
+                    stale.append(current[name])      # failed over: a new datagram
+                current[name] = datagram
+        elif op == 3 and current:
+            name = sorted(current)[rng.randrange(len(current))]
+            datagram = current.pop(name)
+            server = servers[(datagram.address, datagram.port)]
+            done = rc.answer(challenge_for(datagram, server), (datagram.address, datagram.port))
+            assert done.key == name
+            stale.append(datagram)
+            ended["completed"] += 1
+        elif op == 4 and stale:
+            datagram = stale[rng.randrange(len(stale))]
+            server = servers[(datagram.address, datagram.port)]
+            with pytest.raises(RadiusError):
+                rc.answer(challenge_for(datagram, server), (datagram.address, datagram.port))
+        assert rc.outstanding == len(current) <= 8
+        in_use = [(d.address, d.data[1]) for d in current.values()]
+        assert len(in_use) == len(set(in_use))
+    assert counters["radius_requests_sent"] == len(current) + sum(ended.values())
+    assert counters["radius_requests_failed"] == ended["failed"] > 0
+    assert counters["radius_failovers"] > 0 and counters["radius_outstanding_overflow"] > 0
