@@ -7,15 +7,14 @@ late answers, each counted."""
 from __future__ import annotations
 
 import collections
-import hashlib
-import hmac
 import itertools
-import struct
+import random
 
 import pytest
 
 from mpa_sdn.radius import RadiusError
 from mpa_sdn.radius_client import RadiusClient, RadiusServer, RetransmitSettings
+from support import radius_answers
 
 PRIMARY = RadiusServer("10.0.0.1", 1812, b"one")
 SECONDARY = RadiusServer("10.0.0.2", 1812, b"two")
@@ -27,10 +26,10 @@ def entropy():
     return lambda n: bytes([next(counter) % 256]) * n
 
 
-def client(servers=(PRIMARY, SECONDARY), jitter=0.0, random=lambda: 0.5, **settings):
+def client(servers=(PRIMARY, SECONDARY), jitter=0.0, uniform=lambda: 0.5, **settings):
     counters = collections.Counter()
     rc = RadiusClient(list(servers), RetransmitSettings(jitter=jitter, **settings), counters,
-                      entropy(), random, nas_identifier="aa.a.example")
+                      entropy(), uniform, nas_identifier="aa.a.example")
     return rc, counters
 
 
@@ -41,11 +40,8 @@ def send(rc, key="s1", now=0.0):
 def challenge_for(datagram, server: RadiusServer) -> bytes:
     """The server's Access-Challenge to ``datagram``."""
     request = datagram.data
-    body = struct.pack("!BB", 79, 6) + b"\x01\x02\x00\x04" + struct.pack("!BB", 80, 18) + bytes(16)
-    header = struct.pack("!BBH", 11, request[1], 20 + len(body))
-    mac = hmac.new(server.secret, header + request[4:20] + body, hashlib.md5).digest()
-    body = body[:-16] + mac
-    return header + hashlib.md5(header + request[4:20] + body + server.secret).digest() + body
+    return radius_answers.answer(11, [(79, b"\x01\x02\x00\x04")], identifier=request[1],
+                                 secret=server.secret, request_auth=request[4:20])
 
 
 def run_until_sent(rc, start, limit=200.0):
@@ -77,12 +73,12 @@ def test_timeouts_double_up_to_the_maximum_and_stop_at_the_count():
 
 
 def test_the_jitter_moves_each_timeout_within_its_bound():
-    rc, _ = client(servers=(PRIMARY,), jitter=0.1, random=lambda: 1.0, max_count=2)
+    rc, _ = client(servers=(PRIMARY,), jitter=0.1, uniform=lambda: 1.0, max_count=2)
     send(rc)
     assert rc.due(0.0) == pytest.approx(2.2)
     rc.tick(2.2)
     assert rc.due(2.2) == pytest.approx(2 * 2.2 + 0.22)
-    rc2, _ = client(servers=(PRIMARY,), jitter=0.1, random=lambda: 0.0)
+    rc2, _ = client(servers=(PRIMARY,), jitter=0.1, uniform=lambda: 0.0)
     send(rc2)
     assert rc2.due(0.0) == pytest.approx(1.8)
 
@@ -233,9 +229,9 @@ def test_random_rounds_keep_every_bound_and_match_answers_only_to_their_own_requ
     bound holds, outstanding requests never share a server's Identifier, an
     answer to a request's current datagram completes that request and no
     other, a stale one completes nothing, and every request is accounted for."""
-    rng = __import__("random").Random(5080)
+    rng = random.Random(5080)
     rc, counters = client(max_outstanding=8, max_count=2, dead_time_s=5.0, jitter=0.1,
-                          random=rng.random)
+                          uniform=rng.random)
     servers = {(s.address, s.port): s for s in (PRIMARY, SECONDARY)}
     current, stale, now = {}, [], 0.0
     ended = collections.Counter()
