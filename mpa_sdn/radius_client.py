@@ -146,7 +146,13 @@ class RadiusClient:
             raise RadiusError("overflow", f"{len(self._pending)} requests outstanding")
         server = self._pick_server(now, exclude=())
         pending = _Pending(key, fields, [server])
-        self._transmit_first(pending, now)      # may raise: nothing kept then
+        try:
+            self._transmit_first(pending, now)
+        except RadiusError as e:
+            # Nothing is kept; an Identifier shortage is counted where found.
+            if e.reason != "overflow":
+                self.counters[f"radius_request_{e.reason}"] += 1
+            raise
         self._pending[key] = pending
         self.counters["radius_requests_sent"] += 1
         return pending.datagram

@@ -100,6 +100,17 @@ def test_every_request_has_a_message_authenticator_over_the_whole_packet(build):
     assert hmac.new(SECRET, zeroed, hashlib.md5).digest() == mac[0]
 
 
+@pytest.mark.parametrize("field", [dict(user_name="x" * 254), dict(framed_mtu=2 ** 32),
+                                   dict(calling_station_id="m" * 300)])
+def test_a_value_that_does_not_fit_its_attribute_is_refused(field):
+    arguments = dict(identifier=7, authenticator=REQUEST_AUTH, secret=SECRET, eap=EAP_IDENTITY,
+                     user_name="mn1@a.example", calling_station_id="02-00-00-00-00-01",
+                     nas_identifier="aa.a.example") | field
+    with pytest.raises(RadiusError) as e:
+        radius.access_request(**arguments)
+    assert e.value.reason == "malformed"
+
+
 def test_an_empty_eap_message_is_refused():
     with pytest.raises(RadiusError) as e:
         request(eap=b"")

@@ -162,6 +162,14 @@ def test_outstanding_requests_are_bounded_and_overflow_is_refused_and_counted():
     assert rc.outstanding == 2
 
 
+def test_a_request_that_cannot_be_encoded_is_refused_counted_and_not_kept():
+    rc, counters = client()
+    with pytest.raises(RadiusError) as e:
+        rc.send("s1", 0.0, eap=EAP, user_name="x" * 300, calling_station_id="m")
+    assert e.value.reason == "malformed" and counters["radius_request_malformed"] == 1
+    assert rc.outstanding == 0 and rc.due(0.0) is None
+
+
 def test_a_new_round_for_the_same_key_supersedes_the_outstanding_one():
     rc, counters = client(max_outstanding=1)
     old = send(rc, "s1")
