@@ -220,9 +220,13 @@ def test_answers_from_nowhere_or_of_nothing_are_refused(data, source, reason):
     assert rc.outstanding == 1
 
 
-def test_inconsistent_settings_are_refused():
-    with pytest.raises(ValueError):
-        RetransmitSettings(initial_rt_s=20.0, max_rt_s=10.0)
+@pytest.mark.parametrize("settings, named", [
+    (dict(initial_rt_s=20.0, max_rt_s=10.0), "max_rt_s"), (dict(initial_rt_s=0.0), "initial_rt_s"),
+    (dict(jitter=1.0), "jitter"), (dict(max_outstanding=0), "max_outstanding"),
+    (dict(max_count=-1, dead_time_s=-1.0), "max_count, dead_time_s")])
+def test_settings_out_of_range_are_refused_by_name(settings, named):
+    with pytest.raises(ValueError, match=named):
+        RetransmitSettings(**settings)
 
 
 def user_name_of(datagram) -> str:
