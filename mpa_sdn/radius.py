@@ -91,9 +91,14 @@ def _encode(code: int, identifier: int, authenticator: bytes, secret: bytes,
     # Message-Authenticator first: it is computed over the whole packet when
     # encoded, with the Request Authenticator given above.
     request.add_message_authenticator()
-    for name, value in attributes:
-        request.AddAttribute(name, value)
-    data = request.RequestPacket()
+    try:
+        for name, value in attributes:
+            request.AddAttribute(name, value)
+        data = request.RequestPacket()
+    except (ValueError, TypeError, struct.error) as e:
+        # A value that does not fit its attribute (over 253 octets, an
+        # integer out of range): the caller's input, refused like an answer.
+        raise RadiusError("malformed", str(e)) from None
     if len(data) > MAX_PACKET_BYTES:
         raise RadiusError("too-long", f"{len(data)} octets")
     return data

@@ -59,10 +59,14 @@ class RetransmitSettings:
     dead_time_s: float = 60.0      # a server that did not answer is skipped this long
 
     def __post_init__(self):
-        if not (0 < self.initial_rt_s <= self.max_rt_s and self.max_count >= 0
-                and self.max_duration_s > 0 and 0 <= self.jitter < 1
-                and self.max_outstanding >= 1 and self.dead_time_s >= 0):
-            raise ValueError(f"inconsistent RADIUS retransmission settings: {self}")
+        problems = [name for name, ok in (
+            ("initial_rt_s", 0 < self.initial_rt_s), ("max_rt_s", self.initial_rt_s <= self.max_rt_s),
+            ("max_count", self.max_count >= 0), ("max_duration_s", self.max_duration_s > 0),
+            ("jitter", 0 <= self.jitter < 1), ("max_outstanding", self.max_outstanding >= 1),
+            ("dead_time_s", self.dead_time_s >= 0)) if not ok]
+        if problems:
+            raise ValueError(f"RADIUS retransmission settings out of range: {', '.join(problems)}"
+                             f" (max_rt_s at least initial_rt_s > 0, jitter in [0, 1))")
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,13 @@ class RadiusClient:
             raise RadiusError("overflow", f"{len(self._pending)} requests outstanding")
         server = self._pick_server(now, exclude=())
         pending = _Pending(key, fields, [server])
-        self._transmit_first(pending, now)      # may raise: nothing kept then
+        try:
+            self._transmit_first(pending, now)
+        except RadiusError as e:
+            # Nothing is kept; an Identifier shortage is counted where found.
+            if e.reason != "overflow":
+                self.counters[f"radius_request_{e.reason}"] += 1
+            raise
         self._pending[key] = pending
         self.counters["radius_requests_sent"] += 1
         return pending.datagram

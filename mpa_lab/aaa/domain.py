@@ -1,10 +1,12 @@
 """One domain's AAA server, from what the lab knows of the domain: its
 certificates, its FreeRADIUS configuration and the shared-secret file the
-domain's controller reads."""
+domain's controller reads; and every domain's at once, side by side."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,3 +57,32 @@ def prepare(spec: DomainAaa, directory: Path, secret: str | None = None) -> Prep
         log_path=directory / "log" / "radius.log", users=dict(spec.passwords))
     return PreparedDomain(spec, directory, pki, clients, secret_file,
                           FreeRadiusServer(settings, directory / "raddb"))
+
+
+def specs_for(domains: Mapping[str, object], identities: Mapping[str, tuple[str, ...]], *,
+              address: str, client_address: str, first_port: int) -> list[DomainAaa]:
+    """One server per domain (sorted by id), on ports from ``first_port`` up:
+    each knows the identities its domain knows (``identities[domain]``, the
+    NAIs of its credentials store), with a client certificate each and a
+    password of their own for EAP-TTLS."""
+    return [DomainAaa(domain, address, first_port + i, client_address,
+                      tls_identities=tuple(identities.get(domain, ())),
+                      passwords={nai: secrets.token_urlsafe(12)
+                                 for nai in identities.get(domain, ())})
+            for i, domain in enumerate(sorted(domains))]
+
+
+@contextlib.contextmanager
+def running(specs: list[DomainAaa], directory: Path) -> Iterator[dict[str, PreparedDomain]]:
+    """Every domain's server prepared under ``directory``/DOMAIN and started;
+    all that started are stopped on the way out, also when one fails to start."""
+    prepared = {spec.domain: prepare(spec, Path(directory) / spec.domain) for spec in specs}
+    started = []
+    try:
+        for domain in prepared.values():
+            domain.server.start()
+            started.append(domain.server)
+        yield prepared
+    finally:
+        for server in reversed(started):
+            server.stop()

@@ -24,8 +24,8 @@ import time
 
 import pytest
 
-from mpa_lab.aaa.domain import DomainAaa, prepare
-from mpa_lab.aaa.server import check_config
+from mpa_lab.aaa.domain import DomainAaa, running
+from mpa_lab.aaa.server import RadiusServerError, check_config
 from mpa_sdn import radius
 from mpa_sdn.radius_client import RadiusClient, RadiusServer, RetransmitSettings
 from support.radius_relay import RadiusRelay
@@ -54,17 +54,8 @@ def domains(tmp_path_factory):
     missing = [b for b in ("freeradius", "eapol_test") if shutil.which(b) is None]
     if missing:
         pytest.fail(f"{', '.join(missing)} missing: run scripts/install-system.sh as root")
-    root = tmp_path_factory.mktemp("aaa")
-    prepared = {name: prepare(spec(name), root / name) for name in ("a.example", "b.example")}
-    started = []
-    try:
-        for domain in prepared.values():
-            domain.server.start()
-            started.append(domain.server)
-        yield prepared
-    finally:
-        for server in started:
-            server.stop()
+    with running([spec("a.example"), spec("b.example")], tmp_path_factory.mktemp("aaa")) as up:
+        yield up
 
 
 def secret_of(domain) -> str:
@@ -246,3 +237,19 @@ def test_a_wrong_shared_secret_or_no_message_authenticator_gets_no_answer(domain
         sock.connect((LOCALHOST, a.spec.auth_port))
         seen = answered(sock, dropped, probe=request(9, secret))
     assert seen == [9]
+
+
+def test_a_server_that_cannot_start_says_why_and_those_started_are_stopped(tmp_path):
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind((LOCALHOST, 0))
+    blocked = DomainAaa("c.example", LOCALHOST, taken.getsockname()[1], LOCALHOST)
+    first = spec("d.example")
+    with taken, pytest.raises(RadiusServerError) as e:
+        with running([first, blocked], tmp_path) as up:
+            pytest.fail(f"started on a port in use: {up}")
+    # The error names the domain and carries the server's own words.
+    assert "c.example" in str(e.value) and "--- " in str(e.value)
+    assert re.search(r"(?i)bind|address already in use", str(e.value)), str(e.value)
+    # The first server was stopped: its port is free again.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+        again.bind((LOCALHOST, first.auth_port))

@@ -1,8 +1,9 @@
 """RADIUS for EAP (RFC 3579): the Access-Requests the AA sends, the answers
 it takes and every answer it refuses, and the MS-MPPE keys' decryption.
 
-Answers are built here with struct, hashlib and hmac, not with pyrad, so the
-codec is checked against an encoding written apart from it; one Access-Accept
+Answers are built by ``support.radius_answers`` with struct, hashlib and
+hmac, not with pyrad, so the codec is checked against an encoding written
+apart from it; one Access-Accept
 is the bytes FreeRADIUS 3.2.1 sent, with the MSK eapol_test derived.
 """
 
@@ -16,8 +17,9 @@ import struct
 import pytest
 
 from mpa_sdn import radius
-from support.aaa import encrypt_mppe
 from mpa_sdn.radius import RadiusError
+from support import radius_answers
+from support.radius_answers import encrypt_mppe
 
 SECRET = b"s3cret"
 REQUEST_AUTH = bytes(range(16))
@@ -29,27 +31,9 @@ def eap_request(identifier: int, size: int) -> bytes:
     return struct.pack("!BBHB", 1, identifier, size, 13) + bytes(i % 251 for i in range(size - 5))
 
 
-def attribute(code, value: bytes) -> bytes:
-    if isinstance(code, tuple):
-        vendor, code = code
-        inner = struct.pack("!BB", code, len(value) + 2) + value
-        return struct.pack("!BBI", 26, len(inner) + 6, vendor) + inner
-    return struct.pack("!BB", code, len(value) + 2) + value
-
-
-def answer(code: int, attrs: list, *, identifier: int = 7, secret: bytes = SECRET,
-           request_auth: bytes = REQUEST_AUTH, message_authenticator: bool = True,
-           ma_secret: bytes | None = None) -> bytes:
-    """An answer as a RADIUS server builds it (RFC 2865 §3, RFC 3579 §3.2)."""
-    body = b"".join(attribute(c, v) for c, v in attrs)
-    if message_authenticator:
-        body += attribute(80, bytes(16))
-    header = struct.pack("!BBH", code, identifier, 20 + len(body))
-    if message_authenticator:
-        mac = hmac.new(ma_secret or secret, header + request_auth + body, hashlib.md5).digest()
-        body = body[:-16] + mac
-    response_auth = hashlib.md5(header + request_auth + body + secret).digest()
-    return header + response_auth + body
+def answer(code: int, attrs: list, *, identifier: int = 7, secret: bytes = SECRET, **more) -> bytes:
+    return radius_answers.answer(code, attrs, identifier=identifier, secret=secret,
+                                 request_auth=REQUEST_AUTH, **more)
 
 
 RECV_KEY, SEND_KEY = bytes(range(32)), bytes(range(100, 132))
@@ -114,6 +98,17 @@ def test_every_request_has_a_message_authenticator_over_the_whole_packet(build):
     assert len(mac) == 1
     zeroed = data.replace(mac[0], bytes(16))
     assert hmac.new(SECRET, zeroed, hashlib.md5).digest() == mac[0]
+
+
+@pytest.mark.parametrize("field", [dict(user_name="x" * 254), dict(framed_mtu=2 ** 32),
+                                   dict(calling_station_id="m" * 300)])
+def test_a_value_that_does_not_fit_its_attribute_is_refused(field):
+    arguments = dict(identifier=7, authenticator=REQUEST_AUTH, secret=SECRET, eap=EAP_IDENTITY,
+                     user_name="mn1@a.example", calling_station_id="02-00-00-00-00-01",
+                     nas_identifier="aa.a.example") | field
+    with pytest.raises(RadiusError) as e:
+        radius.access_request(**arguments)
+    assert e.value.reason == "malformed"
 
 
 def test_an_empty_eap_message_is_refused():

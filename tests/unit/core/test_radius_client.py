@@ -7,15 +7,14 @@ late answers, each counted."""
 from __future__ import annotations
 
 import collections
-import hashlib
-import hmac
 import itertools
-import struct
+import random
 
 import pytest
 
 from mpa_sdn.radius import RadiusError
 from mpa_sdn.radius_client import RadiusClient, RadiusServer, RetransmitSettings
+from support import radius_answers
 
 PRIMARY = RadiusServer("10.0.0.1", 1812, b"one")
 SECONDARY = RadiusServer("10.0.0.2", 1812, b"two")
@@ -27,10 +26,10 @@ def entropy():
     return lambda n: bytes([next(counter) % 256]) * n
 
 
-def client(servers=(PRIMARY, SECONDARY), jitter=0.0, random=lambda: 0.5, **settings):
+def client(servers=(PRIMARY, SECONDARY), jitter=0.0, uniform=lambda: 0.5, **settings):
     counters = collections.Counter()
     rc = RadiusClient(list(servers), RetransmitSettings(jitter=jitter, **settings), counters,
-                      entropy(), random, nas_identifier="aa.a.example")
+                      entropy(), uniform, nas_identifier="aa.a.example")
     return rc, counters
 
 
@@ -41,11 +40,8 @@ def send(rc, key="s1", now=0.0):
 def challenge_for(datagram, server: RadiusServer) -> bytes:
     """The server's Access-Challenge to ``datagram``."""
     request = datagram.data
-    body = struct.pack("!BB", 79, 6) + b"\x01\x02\x00\x04" + struct.pack("!BB", 80, 18) + bytes(16)
-    header = struct.pack("!BBH", 11, request[1], 20 + len(body))
-    mac = hmac.new(server.secret, header + request[4:20] + body, hashlib.md5).digest()
-    body = body[:-16] + mac
-    return header + hashlib.md5(header + request[4:20] + body + server.secret).digest() + body
+    return radius_answers.answer(11, [(79, b"\x01\x02\x00\x04")], identifier=request[1],
+                                 secret=server.secret, request_auth=request[4:20])
 
 
 def run_until_sent(rc, start, limit=200.0):
@@ -77,12 +73,12 @@ def test_timeouts_double_up_to_the_maximum_and_stop_at_the_count():
 
 
 def test_the_jitter_moves_each_timeout_within_its_bound():
-    rc, _ = client(servers=(PRIMARY,), jitter=0.1, random=lambda: 1.0, max_count=2)
+    rc, _ = client(servers=(PRIMARY,), jitter=0.1, uniform=lambda: 1.0, max_count=2)
     send(rc)
     assert rc.due(0.0) == pytest.approx(2.2)
     rc.tick(2.2)
     assert rc.due(2.2) == pytest.approx(2 * 2.2 + 0.22)
-    rc2, _ = client(servers=(PRIMARY,), jitter=0.1, random=lambda: 0.0)
+    rc2, _ = client(servers=(PRIMARY,), jitter=0.1, uniform=lambda: 0.0)
     send(rc2)
     assert rc2.due(0.0) == pytest.approx(1.8)
 
@@ -166,6 +162,14 @@ def test_outstanding_requests_are_bounded_and_overflow_is_refused_and_counted():
     assert rc.outstanding == 2
 
 
+def test_a_request_that_cannot_be_encoded_is_refused_counted_and_not_kept():
+    rc, counters = client()
+    with pytest.raises(RadiusError) as e:
+        rc.send("s1", 0.0, eap=EAP, user_name="x" * 300, calling_station_id="m")
+    assert e.value.reason == "malformed" and counters["radius_request_malformed"] == 1
+    assert rc.outstanding == 0 and rc.due(0.0) is None
+
+
 def test_a_new_round_for_the_same_key_supersedes_the_outstanding_one():
     rc, counters = client(max_outstanding=1)
     old = send(rc, "s1")
@@ -216,6 +220,77 @@ def test_answers_from_nowhere_or_of_nothing_are_refused(data, source, reason):
     assert rc.outstanding == 1
 
 
-def test_inconsistent_settings_are_refused():
-    with pytest.raises(ValueError):
-        RetransmitSettings(initial_rt_s=20.0, max_rt_s=10.0)
+@pytest.mark.parametrize("settings, named", [
+    (dict(initial_rt_s=20.0, max_rt_s=10.0), "max_rt_s"), (dict(initial_rt_s=0.0), "initial_rt_s"),
+    (dict(jitter=1.0), "jitter"), (dict(max_outstanding=0), "max_outstanding"),
+    (dict(max_count=-1, dead_time_s=-1.0), "max_count, dead_time_s")])
+def test_settings_out_of_range_are_refused_by_name(settings, named):
+    with pytest.raises(ValueError, match=named):
+        RetransmitSettings(**settings)
+
+
+def user_name_of(datagram) -> str:
+    at, data = 20, datagram.data
+    while data[at] != 1:
+        at += data[at + 1]
+    return data[at + 2:at + data[at + 1]].decode()
+
+
+def test_random_rounds_keep_every_bound_and_match_answers_only_to_their_own_request():
+    """Sends, cancels, ticks and answers (current and stale) at random: the
+    bound holds, outstanding requests never share a server's Identifier, an
+    answer to a request's current datagram completes that request and no
+    other, a stale one completes nothing, and every request is accounted for."""
+    rng = random.Random(5080)
+    rc, counters = client(max_outstanding=8, max_count=2, dead_time_s=5.0, jitter=0.1,
+                          uniform=rng.random)
+    servers = {(s.address, s.port): s for s in (PRIMARY, SECONDARY)}
+    current, stale, now = {}, [], 0.0
+    ended = collections.Counter()
+    for _ in range(3000):
+        now += rng.choice([0.0, 0.1, 0.5, 2.0, 8.0])
+        op = rng.randrange(7) % 5
+        key = f"k{rng.randrange(12)}"
+        if op == 0:
+            try:
+                datagram = rc.send(key, now, eap=EAP, user_name=key, calling_station_id="m")
+            except RadiusError as e:
+                assert e.reason == "overflow" and len(current) == 8 and key not in current
+                continue
+            if key in current:
+                stale.append(current[key])
+                ended["superseded"] += 1
+            current[key] = datagram
+        elif op == 1 and key in current:
+            rc.cancel(key)
+            stale.append(current.pop(key))
+            ended["cancelled"] += 1
+        elif op == 2:
+            tick = rc.tick(now)
+            for failed in tick.failed:
+                stale.append(current.pop(failed.key))
+                ended["failed"] += 1
+            for datagram in tick.send:
+                name = user_name_of(datagram)
+                if datagram != current[name]:
+                    stale.append(current[name])      # failed over: a new datagram
+                current[name] = datagram
+        elif op == 3 and current:
+            name = sorted(current)[rng.randrange(len(current))]
+            datagram = current.pop(name)
+            server = servers[(datagram.address, datagram.port)]
+            done = rc.answer(challenge_for(datagram, server), (datagram.address, datagram.port))
+            assert done.key == name
+            stale.append(datagram)
+            ended["completed"] += 1
+        elif op == 4 and stale:
+            datagram = stale[rng.randrange(len(stale))]
+            server = servers[(datagram.address, datagram.port)]
+            with pytest.raises(RadiusError):
+                rc.answer(challenge_for(datagram, server), (datagram.address, datagram.port))
+        assert rc.outstanding == len(current) <= 8
+        in_use = [(d.address, d.data[1]) for d in current.values()]
+        assert len(in_use) == len(set(in_use))
+    assert counters["radius_requests_sent"] == len(current) + sum(ended.values())
+    assert counters["radius_requests_failed"] == ended["failed"] > 0
+    assert counters["radius_failovers"] > 0 and counters["radius_outstanding_overflow"] > 0
