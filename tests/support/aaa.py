@@ -28,13 +28,14 @@ from mpa_sdn.pana_agent import PanaReply
 from mpa_sdn.radius_client import Datagram, RadiusServer
 from support.eap_server import EapServer
 from support.pki import Pki
+from support.radius_answers import answer, attribute, encrypt_mppe
 
 SECRET = b"unit-test-radius-shared-secret"
 DOMAINS = ("domain-a", "domain-b")
 IDENTITIES = ("mn1@domain-a", "mn2@domain-a", "eve@domain-b")
 PASSWORD = "correct horse battery staple"
 ACCESS_REQUEST, ACCESS_ACCEPT, ACCESS_REJECT, ACCESS_CHALLENGE = 1, 2, 3, 11
-EAP_MESSAGE, STATE, MESSAGE_AUTHENTICATOR, VENDOR_SPECIFIC = 79, 24, 80, 26
+EAP_MESSAGE, STATE, MESSAGE_AUTHENTICATOR = 79, 24, 80
 MICROSOFT, MPPE_SEND, MPPE_RECV = 311, 16, 17
 
 
@@ -86,15 +87,6 @@ def radius_servers(topology, secret: bytes = SECRET) -> dict[str, list[RadiusSer
             for did, domain in topology.domains.items() if domain.radius is not None}
 
 
-def _attribute(code: int, value: bytes) -> bytes:
-    return struct.pack("!BB", code, len(value) + 2) + value
-
-
-def _vendor(vendor: int, code: int, value: bytes) -> bytes:
-    inner = struct.pack("!BB", code, len(value) + 2) + value
-    return struct.pack("!BBI", VENDOR_SPECIFIC, len(inner) + 6, vendor) + inner
-
-
 def _attributes(body: bytes) -> list[tuple[int, bytes]]:
     out, i = [], 0
     while i < len(body):
@@ -102,18 +94,6 @@ def _attributes(body: bytes) -> list[tuple[int, bytes]]:
         out.append((code, body[i + 2:i + length]))
         i += length
     return out
-
-
-def encrypt_mppe(key: bytes, secret: bytes, request_auth: bytes, salt: bytes) -> bytes:
-    """RFC 2548 §2.4.2, encrypting: what a server sends as MS-MPPE-*-Key."""
-    plain = bytes([len(key)]) + key
-    plain += bytes(-len(plain) % 16)
-    out, previous = b"", request_auth + salt
-    for i in range(0, len(plain), 16):
-        pad = hashlib.md5(secret + previous).digest()
-        block = bytes(a ^ b for a, b in zip(plain[i:i + 16], pad))
-        out, previous = out + block, block
-    return salt + out
 
 
 class FakeRadius:
@@ -146,7 +126,7 @@ class FakeRadius:
         attrs = _attributes(body)
         given = [v for c, v in attrs if c == MESSAGE_AUTHENTICATOR]
         zeroed = data[:20] + b"".join(
-            _attribute(c, bytes(16) if c == MESSAGE_AUTHENTICATOR else v) for c, v in attrs)
+            attribute(c, bytes(16) if c == MESSAGE_AUTHENTICATOR else v) for c, v in attrs)
         if code != ACCESS_REQUEST or len(given) != 1 or not hmac.compare_digest(
                 given[0], hmac.new(self.secret, zeroed, hashlib.md5).digest()):
             return None   # FreeRADIUS drops what it cannot authenticate
@@ -162,33 +142,25 @@ class FakeRadius:
         else:
             request = conversation.handle(response)
         if conversation.result == "success":
-            msk = conversation.msk
-            salt = os.urandom(2)
-            attributes = [_attribute(EAP_MESSAGE, request),
-                          _vendor(MICROSOFT, MPPE_RECV, encrypt_mppe(
-                              msk[:32], self.secret, authenticator, bytes([0x80 | salt[0], 1]))),
-                          _vendor(MICROSOFT, MPPE_SEND, encrypt_mppe(
-                              msk[32:64], self.secret, authenticator, bytes([0x80 | salt[0], 2])))]
-            answer = self._answer(ACCESS_ACCEPT, identifier, authenticator, attributes)
+            msk, salt = conversation.msk, 0x80 | os.urandom(1)[0]
+            code, attributes = ACCESS_ACCEPT, [
+                (EAP_MESSAGE, request),
+                ((MICROSOFT, MPPE_RECV), encrypt_mppe(msk[:32], self.secret, authenticator,
+                                                      bytes([salt, 1]))),
+                ((MICROSOFT, MPPE_SEND), encrypt_mppe(msk[32:64], self.secret, authenticator,
+                                                      bytes([salt, 2])))]
         elif conversation.result is not None:
-            answer = self._answer(ACCESS_REJECT, identifier, authenticator,
-                                  [_attribute(EAP_MESSAGE, request)])
+            code, attributes = ACCESS_REJECT, [(EAP_MESSAGE, request)]
         else:
             key = os.urandom(16)
             self.conversations[key] = conversation
-            answer = self._answer(ACCESS_CHALLENGE, identifier, authenticator,
-                                  [_attribute(EAP_MESSAGE, request[i:i + 253])
-                                   for i in range(0, len(request), 253)]
-                                  + [_attribute(STATE, key)])
-        self.answers.append(answer)
-        return answer
-
-    def _answer(self, code: int, identifier: int, request_auth: bytes, attrs: list) -> bytes:
-        body = b"".join(attrs) + _attribute(MESSAGE_AUTHENTICATOR, bytes(16))
-        header = struct.pack("!BBH", code, identifier, 20 + len(body))
-        mac = hmac.new(self.secret, header + request_auth + body, hashlib.md5).digest()
-        body = body[:-16] + mac
-        return header + hashlib.md5(header + request_auth + body + self.secret).digest() + body
+            code, attributes = ACCESS_CHALLENGE, [
+                *((EAP_MESSAGE, request[i:i + 253]) for i in range(0, len(request), 253)),
+                (STATE, key)]
+        reply = answer(code, attributes, identifier=identifier, secret=self.secret,
+                       request_auth=authenticator)
+        self.answers.append(reply)
+        return reply
 
 
 def drive(client: PanaClient, to_aa, to_radius, radius: FakeRadius, limit: int = 200) -> None:
