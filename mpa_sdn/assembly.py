@@ -134,6 +134,10 @@ def _reactions(core: Core) -> None:
             core.metrics.handover_ended(view)
             core.actions.handover_ended(view, now)
 
+    def preauthentication(event, now):   # Tauth, by result
+        core.metrics.preauthentication_ended(event["data"])
+
+    events.follow("preauthentication", preauthentication)
     events.follow("sa", sa)
     events.follow("lease", lease)
     events.follow("handover", handover)

@@ -1,7 +1,8 @@
 """What happened, in order, for whoever follows (``GET /mpa/v1/events``).
 
 The core emits an event for each change a policy engine or an operator
-cares about: an MPA-SA established or gone, a lease, a tunnel, a binding,
+cares about: a PANA pre-authentication that ended (how, and how long it
+took), an MPA-SA established or gone, a lease, a tunnel, a binding,
 each phase of a handover, each change of an action, a policy, a switch.
 Events are numbered; the last ``size`` are kept so that a client that
 reconnects with the last id it saw misses nothing, or learns that it did
@@ -25,8 +26,8 @@ import itertools
 from typing import Callable
 
 SIZE = 4096
-TYPES = ("reset", "sa", "lease", "tunnel", "binding", "handover", "action", "instruction",
-         "policy", "switch")
+TYPES = ("reset", "preauthentication", "sa", "lease", "tunnel", "binding", "handover", "action",
+         "instruction", "policy", "switch")
 
 
 def rfc3339(wall: float) -> str:

@@ -48,8 +48,9 @@ GAUGES = (("rest_connections_open", "mpa_rest_connections_open", "REST connectio
           ("heap_full_collection_ms", "mpa_heap_full_collection_longest_ms",
            "The longest full garbage collection so far, in ms (apps/heap.py)"))
 # Authentication and signalling refusals, by reason (the counter's name).
-AUTH_FAILURES = ("auth_failed", "auth_rate_limited", "auth_busy", "auth_busy_source",
-                 "auth_unknown_session", "auth_mac_in_use", "sa_false_mac_claim",
+AUTH_FAILURES = ("pana_authentication_rejected", "pana_rate_limited", "pana_aaa_unreachable",
+                 "pana_dropped_busy", "pana_dropped_busy_source", "pana_dropped_bad_auth",
+                 "auth_mac_in_use", "sa_false_mac_claim", "signal_mac_mismatch",
                  "signal_bad_mac", "signal_replay", "signal_outside_window",
                  "signal_unknown_sa", "signal_sa_expired", "signal_wrong_network")
 
@@ -63,7 +64,17 @@ class Metrics:
                                "mode (buffer, bicast, copy-and-forward) and result",
                                ["step", "mode", "result"], buckets=STEP_BUCKETS,
                                registry=self.registry)
+        self.preauthentications = Histogram(
+            "mpa_preauthentication_seconds",
+            "PANA pre-authentications from the PCI to their end at the AA (Tauth, RFC 6252 "
+            "C.5.3), EAP through the domain's RADIUS server included; by result "
+            "(established, rejected, expired, unanswered)", ["result"],
+            buckets=STEP_BUCKETS, registry=self.registry)
         self.registry.register(_State(controller))
+
+    def preauthentication_ended(self, data: dict) -> None:
+        """A ``preauthentication`` event's data."""
+        self.preauthentications.labels(data["result"]).observe(data["ms"] / 1000)
 
     def handover_ended(self, view: dict) -> None:
         """A handover's view (``Handover.view``) as it ends."""

@@ -102,6 +102,7 @@ class Session:
     pre: bool                    # RFC 5873: the MN is elsewhere (E flag)
     seen_mac: str | None         # the frame's source MAC, on a link of ours
     expires: float
+    started: float               # when its PCI came (Tauth runs from here)
     paa_seq: int                 # the sequence number of the PAR outstanding (or last)
     phase: str = STARTING
     i_par: bytes = b""           # RFC 5191 §5.3: the initial PAR and PAN as sent
@@ -141,7 +142,8 @@ class PanaAgent:
 
     def __init__(self, topology, settings, counters, entropy: Callable[[int], bytes], aaa,
                  establish: Callable, by_session: Callable, terminated: Callable,
-                 save: Callable, identity_limit, source_limit, rand: Callable[[], float]):
+                 save: Callable, identity_limit, source_limit, rand: Callable[[], float],
+                 ended: Callable = lambda session, how, now: None):
         self.topology = topology
         self.settings = settings
         self.counters = counters
@@ -154,6 +156,7 @@ class PanaAgent:
         self.identity_limit = identity_limit
         self.source_limit = source_limit
         self.rand = rand
+        self.ended = ended       # (session, how, now): a session closed, how
         self.sessions: dict[int, Session] = {}
         self._starting: dict[tuple[str, int, str], int] = {}  # (address, port, network) -> id
         self._per_source: dict[str, int] = {}
@@ -219,7 +222,7 @@ class PanaAgent:
         session = Session(id=self._new_session_id(), network=network, domain=net.served_by,
                           source=origin.source, port=port, origin=origin,
                           pre=msg.has(pana.FLAG_E), seen_mac=origin.mac,
-                          expires=now + self.settings.pana_session_s,
+                          expires=now + self.settings.pana_session_s, started=now,
                           paa_seq=int.from_bytes(self.entropy(4), "big") or 1,
                           paa_nonce=self.entropy(NONCE_BYTES))
         self.sessions[session.id] = session
@@ -414,7 +417,7 @@ class PanaAgent:
             return self._drop("unexpected", session.origin, "the answer to the final PAR has "
                               "no C flag")
         if session.result != pana.PANA_SUCCESS:
-            self._close(session, "rejected")
+            self._close(session, "rejected", now)
             return []
         if msg.key_id != session.key_id or msg.auth is None:
             # verify_auth ran already when a Key-Id was there: this one has none.
@@ -427,7 +430,7 @@ class PanaAgent:
                       "integrity": session.integrity, "key_id": session.key_id,
                       "pac": [session.source, session.port], "paa_seq": session.paa_seq,
                       "pac_seq": None}
-        self._close(session, "established")
+        self._close(session, "established", now)
         return self.establish(sa_id=sa_id, identity=session.identity, domain=session.domain,
                               network=session.network, sa_keys=sa_keys,
                               lifetime=session.lifetime, source=session.source,
@@ -496,7 +499,7 @@ class PanaAgent:
                 self.counters["pana_session_expired"] += 1
                 LOG.info("PANA session %08x identity=%s network=%s expired in phase %s",
                          session.id, session.identity, session.network, session.phase)
-                self._close(session, "expired")
+                self._close(session, "expired", now)
                 continue
             timer = session.retransmission
             if timer is None:
@@ -507,7 +510,7 @@ class PanaAgent:
                 LOG.info("PANA session %08x identity=%s network=%s: no answer to %d "
                          "retransmissions; closed", session.id, session.identity,
                          session.network, timer.retransmissions)
-                self._close(session, "unanswered")
+                self._close(session, "unanswered", now)
                 continue
             if verdict == pana_timers.RETRANSMIT:
                 self.counters["pana_retransmitted"] += 1
@@ -518,12 +521,13 @@ class PanaAgent:
     def _expire(self, now: float) -> None:
         for session in [s for s in self.sessions.values() if s.expires <= now]:
             self.counters["pana_session_expired"] += 1
-            self._close(session, "expired")
+            self._close(session, "expired", now)
 
-    def _close(self, session: Session, how: str) -> None:
+    def _close(self, session: Session, how: str, now: float) -> None:
         if self.sessions.pop(session.id, None) is None:
             return
         self.counters[f"pana_sessions_{how}"] += 1
+        self.ended(session, how, now)
         key = (session.source, session.port, session.network)
         if self._starting.get(key) == session.id:
             del self._starting[key]

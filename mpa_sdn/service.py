@@ -103,7 +103,8 @@ class MpaService:
                              terminated=self._pana_terminated, save=self.aa.save,
                              identity_limit=self.aa.identity_limit,
                              source_limit=self.aa.source_limit,
-                             rand=lambda: int.from_bytes(entropy(4), "big") / 2**32)
+                             rand=lambda: int.from_bytes(entropy(4), "big") / 2**32,
+                             ended=self._pana_ended)
         self.ca = ConfigurationAgent(topology, store, self.settings, counters, used_by,
                                      graph.network_of_address, policy_of=policy_of,
                                      on_change=self._lease_changed)
@@ -408,6 +409,18 @@ class MpaService:
             return []
         session_id, answer = matched
         return self.paa.aaa_answer(session_id, answer, wall)
+
+    def _pana_ended(self, session, how: str, wall: float) -> None:
+        """A PANA session closed: established (the SA exists now), rejected,
+        expired or unanswered; Tauth (RFC 6252 C.5.3) from its PCI."""
+        if self.events is not None:
+            self.events.emit("preauthentication", identity=session.identity,
+                             network=session.network, data={
+                                 "result": how, "domain": session.domain,
+                                 "pana_session": f"{session.id:08x}",
+                                 "pre_authentication": session.pre,
+                                 "result_code": session.result,
+                                 "ms": round((wall - session.started) * 1000, 3)})
 
     def _pana_established(self, now: float, **sa) -> list:
         self.aa.establish(now=now, **sa)
