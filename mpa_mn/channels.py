@@ -15,7 +15,7 @@ Both carry exactly the bytes :mod:`mpa_mn.protocol` builds and hand back the
 answer's bytes unread: believing an answer is the caller's business.  Both
 send a message again, after the delay the answer asks for, when the AA or CA
 says "not now" (``address-pending`` while a duplicate address detection
-runs, ``busy``, ``rate-limited``), a bounded number of times.
+runs, ``busy``), a bounded number of times.
 
 Transports are injected (an urllib opener, a socket factory, the clock and
 sleep), so the tests drive this logic without a network.
@@ -46,7 +46,7 @@ MAX_ANSWER_BYTES = 65536
 DEFAULT_PORT = protocol.DEFAULT_SIGNALLING_PORT
 DEFAULT_TIMEOUT_S = 7.5
 # "Not now" answers worth sending the same message again for.
-RETRYABLE = ("address-pending", "busy", "rate-limited")
+RETRYABLE = ("address-pending", "busy")
 # The REST endpoint of each request kind (under /mpa/v1/networks/{id}/).
 ENDPOINTS = {kind: endpoint for endpoint, kinds in messages.SIGNAL_ENDPOINTS.items()
              for kind in kinds}

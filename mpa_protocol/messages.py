@@ -78,7 +78,6 @@ ERRORS = {
     "mac-mismatch": 409,         # the MPA-SA is bound to another MAC than the message names
     "replay": 409,               # a sequence number already used
     "outside-window": 409,       # a sequence number older than the replay window
-    "rate-limited": 429,
     "busy": 503,                 # too many requests waiting
     "pool-exhausted": 503,
     "address-pending": 503,      # duplicate address detection still running

@@ -376,8 +376,8 @@ def test_rest_retries_are_bounded_and_long_waits_are_not_waited_for():
     assert protocol.retry_hint(channel.exchange(TARGET, "config-request", b"{}")) == \
         ("address-pending", 2)
     assert waits == [2, 2, 2] and len(channel.opener.sent) == 4
-    slow = messages.encode(messages.error("rate-limited", "later", retry_after=60))
-    channel = RestChannel("http://c", opener=Canned(429, slow), sleep=waits.append)
+    slow = messages.encode(messages.error("busy", "later", retry_after=60))
+    channel = RestChannel("http://c", opener=Canned(503, slow), sleep=waits.append)
     channel.exchange(TARGET, "config-request", b"{}")
     assert len(channel.opener.sent) == 1
 
