@@ -312,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("release", "give each network's nCoA back").add_argument(
         "--all", action="store_true", help="end the MPA-SA too")
     command("resume", "prove possession of each network's held MPA-SA")
+    command("ping", "PANA's Ping on each network's MPA-SA: the AA answers if it holds it")
+    command("terminate", "end each network's MPA-SA by PANA-Termination (its nCoA too)")
     command("status", "the MPA-SAs and nCoAs in the state file", networks=False)
     command("tunnel", "a proactive handover tunnel from each network's AR to where the MN "
             "is, for the network's nCoA: to its PoA (MPLS), or to the MN itself (VXLAN, ended "
@@ -625,6 +627,8 @@ PER_NETWORK = {
     "up": _up,
     "release": lambda c, network: c.node.release(network, all=c.args.all),
     "resume": lambda c, network: c.node.resume(network),
+    "ping": lambda c, network: c.node.pana_ping(network),
+    "terminate": lambda c, network: c.node.terminate(network),
     "tunnel": lambda c, network: c.node.tunnel(network, c.args.lifetime),
     "untunnel": lambda c, network: c.node.untunnel(network),
     "bind": _bind,

@@ -234,9 +234,10 @@ class MobileNode(HomeBinding):
         established = pana_client.run(client, target.address, self.pana_port, local,
                                       self.pana_timeout, self.pana_socket, self.clock)
         sa_id, sa_keys = established.sa(credentials.identity, network)
+        first_seq = int.from_bytes(self.entropy(4), "big")
         sa = SaState(network=network, domain=domain, identity=credentials.identity,
                      mn_mac=mac, sa=sa_id, keys=sa_keys, lifetime=established.lifetime,
-                     pana=established.record(target.address))
+                     pana=established.record(target.address, first_seq))
         self.state.entries[network] = Entry(sa, candidate, self.wall())
         self._save()
         LOG.info("%s: pre-authenticated with %s as %s by %s%s (MPA-SA %s, PANA session %08x)",
@@ -315,6 +316,31 @@ class MobileNode(HomeBinding):
         scope = answer.get("scope", scope)
         removed = self.forget(network, scope)
         return {"network": network, "scope": scope, "interface_removed": removed}
+
+    def pana_ping(self, network: str) -> dict:
+        """PANA's Ping on the MPA-SA's session: is the AA there, and does it
+        still hold the session?  (RFC 5191 §4.4.)"""
+        return self._on_session(network, pana_client.PING)
+
+    def terminate(self, network: str) -> dict:
+        """PANA-Termination (RFC 5191 §4.5): the AA ends the MPA-SA (and its
+        lease); the MN forgets them."""
+        result = self._on_session(network, pana_client.TERMINATION)
+        result["interface_removed"] = self.forget(network, "all")
+        return result
+
+    def _on_session(self, network: str, kind: str) -> dict:
+        entry = self._entry(network)
+        record = entry.sa.pana
+        if not record or "seq" not in record:
+            raise MnError("no-pana-session", f"the MPA-SA for {network} has no PANA session "
+                          "to use: pre-authenticate again")
+        seq = record["seq"]
+        record["seq"] = (seq + 1) & 0xFFFFFFFF
+        self._save()   # the number is used from now on, whatever happens next
+        pana_client.request_on_session(record, kind, seq, self.pana_port, self.address,
+                                       self.pana_timeout, self.pana_socket, self.clock)
+        return {"network": network, "pana_session": f"{record['session']:08x}", kind: "answered"}
 
     def forget(self, network: str, scope: str) -> bool:
         """The nCoA (and with scope "all" the MPA-SA) gone here without a word

@@ -57,10 +57,13 @@ class Established:
     paa_nonce: bytes = field(repr=False)
     msk: bytes = field(repr=False)
 
-    def record(self, aa_address: str) -> dict:
-        """What the MN's state keeps of the session, for its Ping and Termination."""
+    def record(self, aa_address: str, first_seq: int) -> dict:
+        """What the MN's state keeps of the session, for its Ping and
+        Termination: ``seq`` is the number its next request of its own takes
+        (RFC 5191 §4.1: a random start)."""
         return {"session": self.session_id, "aa": aa_address, "key_id": self.key_id,
-                "auth_key": self.auth_key.hex(), "integrity": self.integrity}
+                "auth_key": self.auth_key.hex(), "integrity": self.integrity,
+                "seq": first_seq}
 
     def sa(self, identity: str, network: str) -> tuple[str, keys.SaKeys]:
         return keys.SaBinding(identity, network, self.session_id, self.key_id,
@@ -209,11 +212,7 @@ def run(client: PanaClient, address: str, port: int = pana.PANA_PORT,
         rng=None) -> Established:
     """One PANA session with the AA at ``address``; the session's result, or
     ProtocolError (``no-answer`` when the AA never answered within ``timeout``)."""
-    try:
-        sock = socket_factory(local_address)
-    except OSError as exc:
-        raise ProtocolError("transport", f"cannot send from {local_address}: "
-                            f"{exc.strerror or exc}") from None
+    sock = _open(socket_factory, local_address)
     try:
         deadline = clock() + timeout
         pci = client.initiation()
@@ -245,6 +244,14 @@ def run(client: PanaClient, address: str, port: int = pana.PANA_PORT,
     return client.established
 
 
+def _open(socket_factory: Callable, local_address: str | None):
+    try:
+        return socket_factory(local_address)
+    except OSError as exc:
+        raise ProtocolError("transport", f"cannot send from {local_address}: "
+                            f"{exc.strerror or exc}") from None
+
+
 def _send(sock, data: bytes, address: str, port: int) -> None:
     try:
         sock.sendto(data, (address, port))
@@ -265,3 +272,58 @@ def _receive(sock, address: str, port: int, wait: float) -> bytes | None:
     if tuple(source[:2]) != (address, port):
         return None
     return data
+
+
+# -- the PaC's own requests on an established session (RFC 5191 §4.4, §4.5) --------
+
+PING, TERMINATION = "ping", "termination"
+
+
+def session_request(record: dict, kind: str, seq: int) -> bytes:
+    """A PNR[P] (ping) or a PTR (termination, cause LOGOUT) under PANA_AUTH_KEY."""
+    if kind == PING:
+        message = PanaMessage(pana.NOTIFICATION, pana.FLAG_R | pana.FLAG_P, record["session"],
+                              seq)
+    else:
+        message = PanaMessage(pana.TERMINATION, pana.FLAG_R, record["session"], seq,
+                              [pana.termination_cause(pana.TERMINATION_LOGOUT)])
+    return sign(message, bytes.fromhex(record["auth_key"]), record["integrity"])
+
+
+def session_answered(record: dict, request: bytes, data: bytes) -> bool:
+    """Whether ``data`` is the AA's answer to ``request``, with a valid AUTH."""
+    try:
+        answer = PanaMessage.decode(data, MAX_MESSAGE_BYTES)
+    except PanaError:
+        return False
+    return (pana.answers(answer, PanaMessage.decode(request, MAX_MESSAGE_BYTES))
+            and verify_auth(data, bytes.fromhex(record["auth_key"]), record["integrity"]))
+
+
+def request_on_session(record: dict, kind: str, seq: int, port: int = pana.PANA_PORT,
+                       local_address: str | None = None, timeout: float = SESSION_TIMEOUT_S,
+                       socket_factory: Callable = udp_socket,
+                       clock: Callable[[], float] = time.monotonic, rng=None) -> None:
+    """Send a Ping or Termination to the AA until its authenticated answer
+    comes, on RFC 5191 §9's REQ timers; ProtocolError ``no-answer`` else."""
+    request = session_request(record, kind, seq)
+    address = record["aa"]
+    sock = _open(socket_factory, local_address)
+    try:
+        deadline = clock() + timeout
+        timer = pana_timers.Retransmission(pana_timers.REQ_TIMERS, clock(), rng)
+        _send(sock, request, address, port)
+        while clock() < deadline:
+            now = clock()
+            verdict = timer.poll(now)
+            if verdict == pana_timers.EXPIRED:
+                break
+            if verdict == pana_timers.RETRANSMIT:
+                _send(sock, request, address, port)
+            data = _receive(sock, address, port, min(deadline, timer.next_due(now)) - now)
+            if data is not None and session_answered(record, request, data):
+                return
+    finally:
+        sock.close()
+    raise ProtocolError("no-answer", f"the AA at {address}:{port} did not answer the PANA "
+                        f"{kind}")

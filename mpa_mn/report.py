@@ -27,8 +27,9 @@ def _config_text(config: dict) -> str:
 
 
 def _preauth_text(r: dict) -> str:
-    return (f"pre-authenticated with {r['domain']} as {r['identity']}, "
-            f"MPA-SA {r['sa'][:8]}, lifetime {r['lifetime']} s")
+    return (f"pre-authenticated with {r['domain']} as {r['identity']} by {r['method']} "
+            f"(PANA session {r['pana_session']}), MPA-SA {r['sa'][:8]}, "
+            f"lifetime {r['lifetime']} s")
 
 
 def _release_text(r: dict) -> str:
@@ -126,6 +127,9 @@ TEXT = {
     "configure": _config_text,
     "release": _release_text,
     "resume": lambda r: f"resumed; the MPA-SA is {r['state']}",
+    "ping": lambda r: f"the AA answered PANA's Ping on session {r['pana_session']}",
+    "terminate": lambda r: f"PANA session {r['pana_session']} terminated: the MPA-SA and "
+                           "the nCoA are gone",
     "tunnel": lambda r: f"{_tunnel_text(r, ' for ' + r['address'])}, "
                         f"lifetime {r['lifetime']} s",
     "untunnel": lambda r: "tunnel released",

@@ -200,7 +200,7 @@ def preauthenticate(to_aa, to_radius, radius: FakeRadius, network: str, domain: 
     sa_id, sa_keys = established.sa(identity, network)
     return SaState(network=network, domain=domain, identity=identity, mn_mac=mac, sa=sa_id,
                    keys=sa_keys, lifetime=established.lifetime,
-                   pana=established.record("0.0.0.0"))
+                   pana=established.record("0.0.0.0", 1))
 
 
 def settled(outputs: list, radius: FakeRadius, to_radius) -> list:

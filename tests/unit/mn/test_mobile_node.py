@@ -642,7 +642,8 @@ def test_cli_human_output_and_options_after_the_command(tmp_path, credentials_fi
     assert "  net-b1: served by domain-b, prefix 10.2.1.0/24, AA 10.2.1.1:7664" in out
     rc, out, err = run("up", "net-b1", "--no-vif", json_out=False)
     assert rc == 0, err
-    assert out.startswith("net-b1: pre-authenticated with domain-b as mn1@domain-a, MPA-SA ")
+    assert out.startswith("net-b1: pre-authenticated with domain-b as mn1@domain-a by eap-tls "
+                          "(PANA session ")
     assert "nCoA 10.2.1.100 (/24), router 10.2.1.1" in out
     assert "mpa-net-b1" not in run.ip.links
     rc, out, err = run("release", "net-b1", "--all", json_out=False)

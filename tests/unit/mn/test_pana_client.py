@@ -147,3 +147,36 @@ def test_the_pci_is_sent_again_on_rfc_5191_timers_until_the_session_times_out():
     assert len(times) == 4 and all(0.9 ** (i + 1) * 2 ** i <= g <= 1.1 ** (i + 1) * 2 ** i
                                    for i, g in enumerate(gaps)), gaps
     assert clock.now == pytest.approx(10.0)
+
+
+def test_ping_and_termination_on_the_session_the_sa_came_from(tmp_path, credentials_file):
+    from support.mn_fakes import Cli
+    rig = Rig()
+    rig.settle_dad()
+    run = Cli(rig, tmp_path, credentials_file(), "inband")
+    rc, doc, err = run("up", "net-b1")
+    assert rc == 0, err
+    [sa] = rig.service.aa.sas.values()
+    rc, doc, err = run("ping", "net-b1")
+    assert rc == 0 and doc["results"][0]["ping"] == "answered", err
+    assert rig.counters["pana_ping_answered"] == 1 and sa.state == "pre-authenticated"
+    rc, out, err = run("terminate", "net-b1", json_out=False)
+    assert rc == 0, err
+    assert "terminated: the MPA-SA and the nCoA are gone" in out
+    assert rig.service.aa.sas == {} and rig.counters["pana_terminated"] == 1
+    assert rig.service.lease_views(rig.now) == []
+    rc, out, _ = run("status", json_out=False)
+    assert out == "no MPA-SAs\n"
+
+
+def test_a_ping_whose_answer_never_comes_is_no_answer():
+    rig = Rig()
+    client = PanaClient(peer("domain-b"), True)
+    run_session(rig, client)
+    record = client.established.record("10.2.1.1", 7)
+    clock = Clock()
+    with pytest.raises(ProtocolError) as err:
+        pana_client.request_on_session(record, pana_client.PING, 7, timeout=5.0,
+                                       socket_factory=Silent(clock), clock=clock,
+                                       rng=random.Random(1))
+    assert err.value.code == "no-answer"
