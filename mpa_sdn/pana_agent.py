@@ -372,6 +372,13 @@ class PanaAgent:
                 self.counters["pana_aaa_no_key"] += 1
                 return self._finish(session, pana.PANA_AUTHORIZATION_REJECTED, None, now,
                                     why="the Access-Accept brings no MSK (or the PaC no Nonce)")
+            if answer.user_name is not None and answer.user_name != session.identity:
+                # The server authenticated someone else than the identity
+                # the MN gave in the clear (an EAP-TTLS outer identity): the
+                # SA would be the wrong MN's.
+                self.counters["pana_aaa_identity_mismatch"] += 1
+                return self._finish(session, pana.PANA_AUTHORIZATION_REJECTED, None, now,
+                                    why="the Access-Accept names another User-Name")
             session.msk = answer.msk
             lifetime = self.settings.sa_lifetime_s
             if answer.session_timeout:

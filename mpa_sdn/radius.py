@@ -66,6 +66,9 @@ class Answer:
     session_timeout: int | None     # seconds
     msk: bytes | None = None        # on accept: MS-MPPE-Recv-Key || MS-MPPE-Send-Key
     reply_message: str | None = None
+    # The identity the server authenticated, when it says (RFC 2865 §5.1: an
+    # Access-Accept may carry the User-Name to use); undecodable: "".
+    user_name: str | None = None
 
 
 @functools.cache
@@ -255,6 +258,15 @@ def parse_answer(data: bytes, *, identifier: int, request_authenticator: bytes, 
     if kind == "accept" and request_code == ACCESS_REQUEST:
         msk = _msk(answer, secret, request_authenticator)
     reply = _raw(answer, 18)
+    names = _raw(answer, 1)
     return Answer(kind=kind, identifier=answer.id, eap=eap, state=states[0] if states else None,
                   session_timeout=_integer(answer, 27), msk=msk,
-                  reply_message=b"".join(reply).decode("utf-8", "replace") if reply else None)
+                  reply_message=b"".join(reply).decode("utf-8", "replace") if reply else None,
+                  user_name=_text(names[0]) if names else None)
+
+
+def _text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return ""

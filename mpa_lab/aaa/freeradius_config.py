@@ -180,7 +180,9 @@ eap {{
     ttls {{
         tls = tls-tunnel
         copy_request_to_tunnel = yes
-        use_tunneled_reply = no
+        # The inner tunnel's reply (its User-Name: who the password was
+        # checked for) goes into the Access-Accept.
+        use_tunneled_reply = yes
         virtual_server = "inner-tunnel"
         require_client_cert = no
     }}
@@ -202,6 +204,12 @@ server default {
         }
     }
     post-auth {
+        # The identity authenticated, for the AA to check against the EAP
+        # identity it saw (RFC 2865 §5.1): EAP-TTLS's inner one, from the
+        # tunnel's reply, else the certificate's (checked against User-Name).
+        update reply {
+            &User-Name = &request:User-Name
+        }
         Post-Auth-Type REJECT {
             eap
         }
@@ -210,12 +218,23 @@ server default {
 
 server inner-tunnel {
     authorize {
+        # The outer identity, in the clear, is what the AA makes the MPA-SA
+        # for: it must be the one whose password is checked, or a subscriber
+        # could authenticate as itself and be taken for someone else.
+        if (&outer.request:User-Name != &request:User-Name) {
+            reject
+        }
         files
         pap
     }
     authenticate {
         Auth-Type PAP {
             pap
+        }
+    }
+    post-auth {
+        update reply {
+            &User-Name := &request:User-Name
         }
     }
 }

@@ -35,7 +35,7 @@ DOMAINS = ("domain-a", "domain-b")
 IDENTITIES = ("mn1@domain-a", "mn2@domain-a", "eve@domain-b")
 PASSWORD = "correct horse battery staple"
 ACCESS_REQUEST, ACCESS_ACCEPT, ACCESS_REJECT, ACCESS_CHALLENGE = 1, 2, 3, 11
-EAP_MESSAGE, STATE, MESSAGE_AUTHENTICATOR = 79, 24, 80
+USER_NAME, EAP_MESSAGE, STATE, MESSAGE_AUTHENTICATOR = 1, 79, 24, 80
 MICROSOFT, MPPE_SEND, MPPE_RECV = 311, 16, 17
 
 
@@ -110,6 +110,9 @@ class FakeRadius:
                           if d.radius is not None for s in d.radius.servers}
         self.down: set[tuple[str, int]] = set()
         self.revoked: set[str] = set()
+        # EAP identity -> the User-Name its Access-Accept names (none by default,
+        # as a server that does not say whom it authenticated).
+        self.user_names: dict[str, str] = {}
         self.conversations: dict[bytes, EapServer] = {}
         self.requests = 0
         self.answers: list[bytes] = []
@@ -149,6 +152,8 @@ class FakeRadius:
                                                       bytes([salt, 1]))),
                 ((MICROSOFT, MPPE_SEND), encrypt_mppe(msk[32:64], self.secret, authenticator,
                                                       bytes([salt, 2])))]
+            if conversation.identity in self.user_names:
+                attributes.append((USER_NAME, self.user_names[conversation.identity].encode()))
         elif conversation.result is not None:
             code, attributes = ACCESS_REJECT, [(EAP_MESSAGE, request)]
         else:
