@@ -43,7 +43,8 @@ STARTUP_GRACE_S = 60.0   # after a restart: switches reconnect, hosts are learne
 
 
 class AuthenticationAgent:
-    """Every network's AA: one object, each network answered from its own domain's store."""
+    """Every network's AA: one object holding the MPA-SAs of every network, each
+    made from a PANA session its own domain's RADIUS server accepted."""
 
     def __init__(self, topology, store, settings, counters, entropy,
                  attached=lambda mac, network: False, on_drop=lambda sa, why, now: None,

@@ -1,9 +1,10 @@
 """Failed attempts counted per key in a sliding window, with a lockout.
 
 The Authentication Agent keeps one per identity and one per source address,
-so that guessing a key, or flooding pre-authentications from one address,
-is slowed to ``failures_per_*`` attempts a ``failure_window_s`` and then
-refused for ``lockout_s``.  The keys it remembers are bounded (``max_keys``;
+so that guessing a password (the domain's RADIUS server rejects each wrong
+one), or flooding pre-authentications from one address, is slowed to
+``failures_per_*`` rejections a ``failure_window_s`` and then refused for
+``lockout_s``.  The keys it remembers are bounded (``max_keys``;
 the oldest goes first, counted in ``evicted``).
 """
 

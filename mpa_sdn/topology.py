@@ -275,8 +275,8 @@ class MobileNode:
     mac: str
     attach: str                  # the PoA where the lab first attaches it
     identity: str | None = None  # NAI, used by the authentication agent
-    # The MN's own credentials file (its key per domain), for the lab's
-    # mpa-mn runs; the controller never reads it.
+    # The MN's own credentials file (its identity and EAP method per domain),
+    # for the lab's mpa-mn runs; the controller never reads it.
     credentials: str | None = None
     # Its home address: correspondents talk to it whatever network it is in;
     # the controller keeps the binding to its care-of address (None: no binding).
