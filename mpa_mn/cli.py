@@ -246,7 +246,8 @@ def _common(parser: argparse.ArgumentParser, main: bool) -> None:
         metavar="DOMAIN=URL", help="the REST API of DOMAIN's controller, where requests "
         "about its networks go (once per domain)")
     add("--credentials", default=d(DEFAULT_CREDENTIALS), metavar="FILE",
-        help=f"the MN's keys per domain (default: {DEFAULT_CREDENTIALS})")
+        help=f"the MN's identity and EAP method per domain (docs/topology.md; default: "
+             f"{DEFAULT_CREDENTIALS})")
     add("--interface", default=d(None), metavar="IFACE",
         help="the MN's physical interface (default: the default route's); standby: the "
              "interface to prepare")

@@ -224,7 +224,7 @@ class MobileNode(HomeBinding):
         # PANA runs over UDP to the AA's address whatever the MN's channel
         # is, from the address of the in-band channel given, else the MN's.
         local = getattr(via, "local_address", None) or self.address
-        pre = network != self._current_network()
+        pre = not _in_prefix(self.address, candidate.get("prefix"))
         try:
             peer = EapPeer(credentials.identity, credentials.eap_method())
         except (ConfigError, OSError, ValueError) as exc:
@@ -244,13 +244,6 @@ class MobileNode(HomeBinding):
                  network, domain, credentials.identity, credentials.method,
                  " (pre-authentication)" if pre else "", sa.sa[:8], established.session_id)
         return sa
-
-    def _current_network(self) -> str | None:
-        """The network the MN is attached to, as its last discovery found."""
-        discovery = self.state.discovery
-        if discovery is None or discovery.get("address") != self.address:
-            return None
-        return discovery.get("network")
 
     # -- authenticated requests ---------------------------------------------------
 
@@ -599,6 +592,15 @@ class MobileNode(HomeBinding):
                 "discovery": None if discovery is None else {
                     "network": discovery["network"], "address": discovery["address"],
                     "candidates": [c["network"] for c in discovery["candidates"]]}}
+
+
+def _in_prefix(address: str | None, prefix: str | None) -> bool:
+    """Whether the MN's address is in a candidate's prefix: it is attached
+    there, and pre-authenticates with no E flag (RFC 5873)."""
+    try:
+        return ipaddress.IPv4Address(address) in ipaddress.IPv4Network(prefix)
+    except (ValueError, TypeError):
+        return False
 
 
 def _held_tunnel(tunnel: dict | None, now: float) -> dict | None:

@@ -190,7 +190,7 @@ def mac(value: Any) -> str:
 
 
 def nai(value: Any) -> str:
-    if not nai_ok(value):  # what auth-init accepts: no key that could never be used
+    if not nai_ok(value):  # what an EAP identity may be: no entry that could never be used
         raise Invalid(f"{value!r} is not a network access identifier like mn1@domain-a")
     return value
 

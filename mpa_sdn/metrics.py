@@ -23,6 +23,9 @@ disable_created_metrics()
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # From a few ms (flows confirmed) to the switch deadline (seconds).
+# A pre-authentication ends within mpa.pana_session_s (30 s by default, at most 3600).
+PREAUTH_BUCKETS = (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                   60.0, 300.0)
 STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # The handover view's fields (ms) observed, and the step each is.
 STEPS = {"pre_switch_to_arrival_ms": "pre_switch_to_arrival",
@@ -69,7 +72,7 @@ class Metrics:
             "PANA pre-authentications from the PCI to their end at the AA (Tauth, RFC 6252 "
             "C.5.3), EAP through the domain's RADIUS server included; by result "
             "(established, rejected, expired, unanswered)", ["result"],
-            buckets=STEP_BUCKETS, registry=self.registry)
+            buckets=PREAUTH_BUCKETS, registry=self.registry)
         self.registry.register(_State(controller))
 
     def preauthentication_ended(self, data: dict) -> None:

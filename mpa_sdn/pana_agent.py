@@ -329,7 +329,7 @@ class PanaAgent:
         self.counters["pana_eap_relayed"] += 1
         sends, refused = self.aaa.request(
             session.domain, session.id, eap_response, user_name=session.identity,
-            state=session.radius_state, calling_station=session.seen_mac or session.source,
+            state=session.radius_state, calling_station=calling_station(session),
             called_station=session.network, now=now)
         if refused:
             self.counters["pana_aaa_busy"] += 1
@@ -544,6 +544,14 @@ class PanaAgent:
         else:
             self._per_source.pop(session.source, None)
         self.aaa.forget(session.id)
+
+
+def calling_station(session: Session) -> str:
+    """Calling-Station-Id (RFC 3580 §3.20): the MN's MAC as the AA saw it,
+    upper case with hyphens; its address when it came from elsewhere."""
+    if session.seen_mac is None:
+        return session.source
+    return session.seen_mac.upper().replace(":", "-")
 
 
 def _next(seq: int) -> int:

@@ -20,11 +20,11 @@ Pipeline (every switch has the same one):
     hosts, network routes towards each network's access router, and punts
     for the gateway's own address and for unresolved destinations at the AR.
 
-Two punts serve the AA and CA (MPA signalling): at every PoA, INGRESS sends
-DHCP (UDP to port 67) to the controller before any source check, since a
-DHCP client may have no address yet, or (RFC 6252 §7.3.3) one from another
-network; and ROUTE sends UDP to a served network's gateway on the
-signalling port to the controller wherever it enters.
+Punts serve the AA and CA: at every PoA, INGRESS sends DHCP (UDP to port
+67) to the controller before any source check, since a DHCP client may have
+no address yet, or (RFC 6252 §7.3.3) one from another network; and ROUTE
+sends UDP to a served network's gateway on the signalling port and on PANA's
+(716) to the controller wherever it enters.
 
 Cookies: every flow carries ``MAGIC | feature | subject``.  The magic byte
 tells our flows from anyone else's, the feature byte which part of the

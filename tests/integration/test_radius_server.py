@@ -82,9 +82,11 @@ def tls_network(domain, client_domain=None, nai="mn1", identity=None) -> str:
             f'    client_cert="{issued.cert}"\n    private_key="{issued.key}"\n')
 
 
-def ttls_network(domain, password: str) -> str:
+def ttls_network(domain, password: str, outer: str | None = None) -> str:
+    """EAP-TTLS/PAP as mn1, its outer identity ``outer`` (mn1's own by default:
+    the server refuses any other, the AA names the MPA-SA after it)."""
     return (f'    eap=TTLS\n    identity="mn1@{domain.spec.domain}"\n'
-            f'    anonymous_identity="anonymous@{domain.spec.domain}"\n'
+            f'    anonymous_identity="{outer or f"mn1@{domain.spec.domain}"}"\n'
             f'    password="{password}"\n    phase2="auth=PAP"\n'
             f'    ca_cert="{domain.pki.ca}"\n')
 
@@ -142,6 +144,11 @@ def test_eap_ttls_pap_takes_the_right_password_and_refuses_a_wrong_one(domains, 
     assert MSK_LINE.search(right.stdout)
     wrong = eapol_test(tmp_path, b, ttls_network(b, "wrong horse"))
     assert not succeeded(wrong) and "CTRL-EVENT-EAP-FAILURE" in wrong.stdout
+    # The right password under another outer identity, which the AA would
+    # take for the MN's: refused.
+    passing_for = eapol_test(tmp_path, b, ttls_network(b, "right horse",
+                                                     outer="anonymous@b.example"))
+    assert not succeeded(passing_for) and "CTRL-EVENT-EAP-FAILURE" in passing_for.stdout
 
 
 EAP_IDENTITY = struct.pack("!BBHB", 2, 1, 5 + len(b"mn1@a.example"), 1) + b"mn1@a.example"

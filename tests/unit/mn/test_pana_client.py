@@ -180,3 +180,15 @@ def test_a_ping_whose_answer_never_comes_is_no_answer():
                                        socket_factory=Silent(clock), clock=clock,
                                        rng=random.Random(1))
     assert err.value.code == "no-answer"
+
+
+@pytest.mark.parametrize("network,pre", [("net-b1", True), ("net-a1", False)])
+def test_the_mn_sets_the_e_flag_only_for_a_network_it_is_not_in(network, pre):
+    from support.mn_world import Core, node
+    world = Core()
+    world.attach("ap-a1-1")
+    mn, _ = node(world)
+    mn.preauthenticate(network)
+    [ended] = [e for e in world.core.events.ring if e["type"] == "preauthentication"]
+    assert (ended["network"], ended["data"]["pre_authentication"]) == (network, pre)
+    assert ended["data"]["result"] == "established"
