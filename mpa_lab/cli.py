@@ -72,6 +72,7 @@ def _run_lab(args, body, log_level: str = "error") -> int:
     its own domain's."""
     from mininet.log import setLogLevel
 
+    from mpa_lab.aaa.lab_servers import LabAaa
     from mpa_lab.net.lab import Lab
 
     topology = load_or_exit(args.topology)
@@ -97,9 +98,15 @@ def _run_lab(args, body, log_level: str = "error") -> int:
                    else [_controller(args, topology)])
     _stop_on_signals()
     setLogLevel(log_level)
+    aaa = LabAaa(topology)
     try:
         print(f"Topology {args.topology}")
         started = time.monotonic()
+        # The controllers read the secrets the servers are given, and their
+        # AAs relay to them from the first pre-authentication on.
+        aaa.start()
+        for line in aaa.describe():
+            print(f"{line} up")
         for controller in controllers:
             controller.start()
             print(f"{_whose(controller)} up: OpenFlow on :{controller.ofp_port}, REST on "
@@ -124,7 +131,9 @@ def _run_lab(args, body, log_level: str = "error") -> int:
         lab.stop()
         for controller in controllers:
             controller.close()
-        print(f"Lab and controller{'s' * (len(controllers) > 1)} stopped.")
+        aaa.stop()
+        print(f"Lab, controller{'s' * (len(controllers) > 1)} and AAA servers stopped"
+              + (f" (their logs: {', '.join(aaa.log_paths())})" if aaa.servers else "") + ".")
 
 
 def _print_domain_apis(lab, topology, controllers) -> None:
