@@ -70,3 +70,17 @@ def test_a_domain_whose_server_is_elsewhere_is_left_alone(tmp_path):
     assert [s.settings.domain for s in aaa.servers] == ["domain-a"]
     assert not (tmp_path / "aaa" / "domain-b").exists()
     assert sorted(load_mn_credentials(str(tmp_path / "mn" / "mn1.yaml")).domains) == ["domain-a"]
+
+
+def test_missing_secret_files_are_made_and_others_kept(tmp_path):
+    from mpa_lab.aaa.secret_files import write_missing_secrets
+    topology = _topology(tmp_path)
+    kept = tmp_path / "aaa" / "domain-a" / "secret"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("an-operator-s-own-secret\n")
+    kept.chmod(0o600)
+    assert write_missing_secrets(topology) == [str(tmp_path / "aaa" / "domain-b" / "secret")]
+    assert write_missing_secrets(topology) == []
+    servers = load_radius_servers(topology)    # the controller's own reading of them
+    assert servers["domain-a"][0].secret == b"an-operator-s-own-secret"
+    assert len(servers["domain-b"][0].secret) >= 16
