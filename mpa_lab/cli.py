@@ -73,19 +73,10 @@ def _run_lab(args, body, log_level: str = "error") -> int:
     from mininet.log import setLogLevel
 
     from mpa_lab.aaa.lab_servers import LabAaa
-    from mpa_lab.net.lab import Lab
 
     topology = load_or_exit(args.topology)
     per_domain = args.per_domain
-    problem = _per_domain_problem(args, topology) if per_domain else None
-    if not problem:
-        # Before anything starts: a topology the lab cannot build is a mistake
-        # in the file (a switch of no domain, tunnels OVS cannot route).
-        try:
-            lab = Lab(topology, controller_port=_ofp_port(args, topology), management=True,
-                      controllers=_domain_ofp_ports(topology) if per_domain else None)
-        except ValueError as exc:
-            problem = str(exc)
+    lab, problem = _lab_or_problem(args, topology)
     if problem:
         print(f"mpa-lab {args.command}: {problem}", file=sys.stderr)
         return 2
@@ -102,11 +93,7 @@ def _run_lab(args, body, log_level: str = "error") -> int:
     try:
         print(f"Topology {args.topology}")
         started = time.monotonic()
-        # The controllers read the secrets the servers are given, and their
-        # AAs relay to them from the first pre-authentication on.
-        aaa.start()
-        for line in aaa.describe():
-            print(f"{line} up")
+        _start_aaa(aaa)
         for controller in controllers:
             controller.start()
             print(f"{_whose(controller)} up: OpenFlow on :{controller.ofp_port}, REST on "
@@ -134,6 +121,30 @@ def _run_lab(args, body, log_level: str = "error") -> int:
         aaa.stop()
         print(f"Lab, controller{'s' * (len(controllers) > 1)} and AAA servers stopped"
               + (f" (their logs: {', '.join(aaa.log_paths())})" if aaa.servers else "") + ".")
+
+
+def _lab_or_problem(args, topology):
+    """(the lab, unstarted, None), or (None, why it cannot be built)."""
+    from mpa_lab.net.lab import Lab
+
+    if args.per_domain and (problem := _per_domain_problem(args, topology)):
+        return None, problem
+    # Before anything starts: a topology the lab cannot build is a mistake
+    # in the file (a switch of no domain, tunnels OVS cannot route).
+    try:
+        return Lab(topology, controller_port=_ofp_port(args, topology), management=True,
+                   controllers=_domain_ofp_ports(topology) if args.per_domain else None), None
+    except ValueError as exc:
+        return None, str(exc)
+
+
+def _start_aaa(aaa) -> None:
+    """The domains' AAA servers, before any controller: the controllers read
+    the secrets the servers are given, and relay to them from the first
+    pre-authentication on."""
+    aaa.start()
+    for line in aaa.describe():
+        print(f"{line} up", flush=True)
 
 
 def _print_domain_apis(lab, topology, controllers) -> None:

@@ -259,10 +259,10 @@ def test_mn_pre_authenticates_with_domain_b_over_rest_at_domain_b_s_controller(
     """Over REST, mn1 asks domain-a's controller (where it is) for its
     candidates and domain-b's for net-b1's MPA-SA, each over the management
     link at that controller's port."""
-    before = {d: c.counters().get("auth_init", 0) for d, c in controllers.items()}
+    before = {d: c.counters().get("pana_sessions_started", 0) for d, c in controllers.items()}
     rc, out = mpa_mn(lab, state_dir, "preauth", "net-b1", channel="rest")
     assert rc == 0, out
-    after = {d: c.counters().get("auth_init", 0) for d, c in controllers.items()}
+    after = {d: c.counters().get("pana_sessions_started", 0) for d, c in controllers.items()}
     assert after == {"domain-a": before["domain-a"], "domain-b": before["domain-b"] + 1}
     assert [sa["state"] for sa in sas_for(controllers["domain-b"], "net-b1")] == [
         "pre-authenticated"]
