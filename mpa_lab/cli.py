@@ -28,7 +28,7 @@ from mpa_sdn.neighbourhood import NeighbourhoodGraph
 # The lab's files are the data package topologies/ (installed with its YAML by
 # `pip install .`), so the defaults are found from any working directory, in a
 # checkout, an editable install or an installed copy alike.  It is a plain
-# directory on disk: the topology names its credentials files relative to it.
+# directory on disk: a scenario names its topology relative to it.
 LAB_FILES = resources.files("topologies")
 DEFAULT_TOPOLOGY = str(LAB_FILES / "two_domains.yaml")
 DEFAULT_SCENARIO = str(LAB_FILES / "scenarios" / "demo.yaml")
