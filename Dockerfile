@@ -26,9 +26,11 @@ RUN apt-get update -q \
  && apt-get clean && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/mpa-sdn
 COPY scripts/install-system.sh scripts/
-# `make setup` without starting Open vSwitch: nothing runs at build time; the
-# lab's `make tour`/`make demo` start it in the container.
-RUN bash scripts/install-system.sh --no-start \
+# `make setup` without starting Open vSwitch (nothing runs at build time; the
+# lab's `make tour`/`make demo` start it in the container) and without the
+# tools only the tests use (tshark, eapol_test); FreeRADIUS is in: the lab
+# runs each domain's AAA server.
+RUN bash scripts/install-system.sh --image \
  && apt-get clean && rm -rf /var/lib/apt/lists/*
 
 FROM system AS dependencies
@@ -38,18 +40,16 @@ RUN bash scripts/install-venv.sh --runtime --deps-only
 
 FROM dependencies AS runtime
 # The controller runs as mpa-sdn; the lab and the demo need root (Mininet's
-# namespaces, Open vSwitch) and say so in docker-compose.yml. The lab's
-# credentials stores hold keys published with the project: readable by the
-# controller's user alone, as the controller expects of any credentials file.
+# namespaces, Open vSwitch) and say so in docker-compose.yml. /run/mpa-lab
+# holds the RADIUS shared secrets the topologies name: the controller's user
+# makes its own there at start (docker-compose.yml), the lab its servers'.
 ENV MPA_VENV=runtime
 COPY . .
 RUN bash scripts/install-venv.sh \
  && groupadd --gid 10001 mpa-sdn \
  && useradd --uid 10001 --gid mpa-sdn --no-create-home --home-dir /var/lib/mpa-sdn \
         --shell /usr/sbin/nologin mpa-sdn \
- && chown mpa-sdn:mpa-sdn topologies/credentials/*.yaml \
- && chmod 600 topologies/credentials/*.yaml \
- && install -d -o mpa-sdn -g mpa-sdn -m 700 /var/lib/mpa-sdn
+ && install -d -o mpa-sdn -g mpa-sdn -m 700 /var/lib/mpa-sdn /run/mpa-lab
 # Last, so that a new commit rebuilds nothing above.
 ARG SOURCE_COMMIT=unknown
 ENV MPA_SOURCE_COMMIT=$SOURCE_COMMIT MPA_TOKENS_OWNER=mpa-sdn:mpa-sdn

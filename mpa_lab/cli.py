@@ -28,7 +28,7 @@ from mpa_sdn.neighbourhood import NeighbourhoodGraph
 # The lab's files are the data package topologies/ (installed with its YAML by
 # `pip install .`), so the defaults are found from any working directory, in a
 # checkout, an editable install or an installed copy alike.  It is a plain
-# directory on disk: the topology names its credentials files relative to it.
+# directory on disk: a scenario names its topology relative to it.
 LAB_FILES = resources.files("topologies")
 DEFAULT_TOPOLOGY = str(LAB_FILES / "two_domains.yaml")
 DEFAULT_SCENARIO = str(LAB_FILES / "scenarios" / "demo.yaml")
@@ -72,19 +72,11 @@ def _run_lab(args, body, log_level: str = "error") -> int:
     its own domain's."""
     from mininet.log import setLogLevel
 
-    from mpa_lab.net.lab import Lab
+    from mpa_lab.aaa.lab_servers import LabAaa
 
     topology = load_or_exit(args.topology)
     per_domain = args.per_domain
-    problem = _per_domain_problem(args, topology) if per_domain else None
-    if not problem:
-        # Before anything starts: a topology the lab cannot build is a mistake
-        # in the file (a switch of no domain, tunnels OVS cannot route).
-        try:
-            lab = Lab(topology, controller_port=_ofp_port(args, topology), management=True,
-                      controllers=_domain_ofp_ports(topology) if per_domain else None)
-        except ValueError as exc:
-            problem = str(exc)
+    lab, problem = _lab_or_problem(args, topology)
     if problem:
         print(f"mpa-lab {args.command}: {problem}", file=sys.stderr)
         return 2
@@ -97,9 +89,11 @@ def _run_lab(args, body, log_level: str = "error") -> int:
                    else [_controller(args, topology)])
     _stop_on_signals()
     setLogLevel(log_level)
+    aaa = LabAaa(topology)
     try:
         print(f"Topology {args.topology}")
         started = time.monotonic()
+        _start_aaa(aaa)
         for controller in controllers:
             controller.start()
             print(f"{_whose(controller)} up: OpenFlow on :{controller.ofp_port}, REST on "
@@ -124,7 +118,33 @@ def _run_lab(args, body, log_level: str = "error") -> int:
         lab.stop()
         for controller in controllers:
             controller.close()
-        print(f"Lab and controller{'s' * (len(controllers) > 1)} stopped.")
+        aaa.stop()
+        print(f"Lab, controller{'s' * (len(controllers) > 1)} and AAA servers stopped"
+              + (f" (their logs: {', '.join(aaa.log_paths())})" if aaa.servers else "") + ".")
+
+
+def _lab_or_problem(args, topology):
+    """(the lab, unstarted, None), or (None, why it cannot be built)."""
+    from mpa_lab.net.lab import Lab
+
+    if args.per_domain and (problem := _per_domain_problem(args, topology)):
+        return None, problem
+    # Before anything starts: a topology the lab cannot build is a mistake
+    # in the file (a switch of no domain, tunnels OVS cannot route).
+    try:
+        return Lab(topology, controller_port=_ofp_port(args, topology), management=True,
+                   controllers=_domain_ofp_ports(topology) if args.per_domain else None), None
+    except ValueError as exc:
+        return None, str(exc)
+
+
+def _start_aaa(aaa) -> None:
+    """The domains' AAA servers, before any controller: the controllers read
+    the secrets the servers are given, and relay to them from the first
+    pre-authentication on."""
+    aaa.start()
+    for line in aaa.describe():
+        print(f"{line} up", flush=True)
 
 
 def _print_domain_apis(lab, topology, controllers) -> None:

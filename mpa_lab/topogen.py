@@ -46,12 +46,19 @@ domain of the network it starts in, and ``10.255.0.K`` its home address
 (10.255.0.0/24 is never a generated network: network numbers start at 1).
 ``M`` is at most the pool size (100): the lab gives each MN its own address
 counted down from the top of the pool.
+
+Domain ``d`` names one RADIUS server, FreeRADIUS on 127.0.0.1, port
+``18121 + d - 1`` (so ``domain-1`` is where the default lab's ``domain-a``
+is), its shared secret in ``/run/mpa-lab/aaa/<stem>/domain-<d>/secret``;
+each MN's credentials file is ``/run/mpa-lab/aaa/<stem>/mnK.yaml``, ``stem``
+the output file's name without its extension (``generated`` on standard
+output).  The lab writes them all when it starts the servers
+(mpa_lab/aaa/lab_servers.py); nothing secret is generated here.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import random
 import sys
@@ -72,6 +79,9 @@ L2_SAME_DOMAIN_MS = 50
 L2_OTHER_DOMAIN_MS = 200
 RANDOM_DEGREE = 3
 
+AAA_ROOT = "/run/mpa-lab/aaa"   # where the lab writes secrets and credentials
+RADIUS_FIRST_PORT = 18121        # domain-1's FreeRADIUS; domain d's is d - 1 above
+DEFAULT_STEM = "generated"
 HOME_PREFIX = "10.255.0"   # mnK's home address is HOME_PREFIX.K
 
 CORE, CN_AR = "core", "cn-ar"
@@ -79,7 +89,8 @@ CN_NETWORK, CN_POA = "net-cn", "cn-port"
 
 # Lower bounds of the YAML bytes each item takes; used to refuse sizes that
 # cannot fit in a topology file before building them.
-_MIN_BYTES = {"network": 170, "poa": 20, "switch": 15, "link": 20, "relation": 45, "mn": 85}
+_MIN_BYTES = {"network": 170, "poa": 20, "switch": 15, "link": 20, "relation": 45, "mn": 120,
+              "domain": 120}
 
 
 def domain_id(d: int) -> str:
@@ -122,8 +133,10 @@ def _check_interface_names(max_port: dict[str, int]) -> None:
 
 
 def generate(domains: int, networks_per_domain: int, poas_per_network: int, *,
-             neighbours: str = "ring", seed: int = 0, mobile_nodes: int = 1) -> dict:
-    """The raw topology (as :func:`mpa_sdn.config.parse_topology` reads it).
+             neighbours: str = "ring", seed: int = 0, mobile_nodes: int = 1,
+             stem: str = DEFAULT_STEM) -> dict:
+    """The raw topology (as :func:`mpa_sdn.config.parse_topology` reads it);
+    its secrets and credentials files are named under AAA_ROOT/``stem``.
 
     Raises ValueError for sizes that are not positive or do not fit the
     address plan, the switch naming or a topology file.
@@ -133,7 +146,10 @@ def generate(domains: int, networks_per_domain: int, poas_per_network: int, *,
     D, N, K = domains, networks_per_domain, poas_per_network
     access = [(d, i) for d in range(1, D + 1) for i in range(1, N + 1)]
     raw: dict = {"version": 1}
-    raw["domains"] = {domain_id(d): {"name": f"Operator {d}"} for d in range(1, D + 1)}
+    aaa = f"{AAA_ROOT}/{stem}"
+    raw["domains"] = {domain_id(d): {"name": f"Operator {d}", "radius": {"servers": [{
+        "address": "127.0.0.1", "port": RADIUS_FIRST_PORT + d - 1,
+        "secret_file": f"{aaa}/{domain_id(d)}/secret"}]}} for d in range(1, D + 1)}
     raw["switches"], raw["links"] = _switches_and_links(D, access)
     raw["networks"] = _networks(access, K)
 
@@ -146,6 +162,8 @@ def generate(domains: int, networks_per_domain: int, poas_per_network: int, *,
     raw["correspondents"] = {"cn1": {"poa": CN_POA, "address": "10.0.0.10",
                                      "mac": "02:00:00:00:0c:01"}}
     raw["mobile_nodes"] = _mobile_nodes(access, K, mobile_nodes)
+    for mn, entry in raw["mobile_nodes"].items():
+        entry["credentials"] = f"{aaa}/{mn}.yaml"
     return raw
 
 
@@ -177,7 +195,8 @@ def _check_sizes(domains: int, networks_per_domain: int, poas_per_network: int,
     relation_count = _relation_estimate(neighbours, D, N)
     estimate = (len(access) * _MIN_BYTES["network"] + slots * _MIN_BYTES["poa"]
                 + (len(access) + D + 2) * (_MIN_BYTES["switch"] + _MIN_BYTES["link"])
-                + relation_count * _MIN_BYTES["relation"] + mobile_nodes * _MIN_BYTES["mn"])
+                + relation_count * _MIN_BYTES["relation"] + mobile_nodes * _MIN_BYTES["mn"]
+                + D * _MIN_BYTES["domain"])
     if estimate > MAX_FILE_BYTES:
         raise ValueError(f"the topology would be larger than the {MAX_FILE_BYTES} bytes "
                          "a topology file may hold; use fewer networks or PoAs"
@@ -399,66 +418,33 @@ def _arguments(argv) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser.add_argument("--mobile-nodes", type=int, default=1, metavar="M",
                         help=f"mobile nodes, on distinct PoAs (1..{MAX_MOBILE_NODES}; default: 1)")
     parser.add_argument("-o", "--output", metavar="FILE",
-                        help="write the topology to FILE (default: standard output), and lab "
-                             "credentials (fresh random keys) to STEM-credentials/ beside it")
+                        help="write the topology to FILE (default: standard output); its "
+                             f"secrets and credentials are named under {AAA_ROOT}/STEM, STEM "
+                             f"being FILE's name without its extension ({DEFAULT_STEM} on "
+                             "standard output)")
     return parser, parser.parse_args(argv)
-
-
-def _write_credentials(raw: dict, output: str) -> None:
-    """Lab credentials beside the topology file: every MN subscribes to every
-    domain, with a fresh random key for each; each domain's store and each
-    MN's file are written 0600 and named in the topology, relative to it."""
-    stem = os.path.splitext(os.path.basename(output))[0]
-    folder = f"{stem}-credentials"
-    directory = os.path.join(os.path.dirname(os.path.abspath(output)), folder)
-    if not os.path.isdir(directory):
-        os.mkdir(directory, 0o700)  # not its parents: a missing directory is the user's error
-    header = "# Lab-only keys, generated with the topology; never for real use.\n"
-    keys = {(m, d): "base64:" + base64.b64encode(os.urandom(32)).decode()
-            for m in raw["mobile_nodes"] for d in raw["domains"]}
-
-    def write(name: str, data: dict) -> str:
-        path = os.path.join(directory, name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(header + yaml.safe_dump(data, sort_keys=False))
-        return f"{folder}/{name}"
-
-    for d, entry in raw["domains"].items():
-        entry["credentials"] = write(f"{d}.yaml", {
-            "version": 1, "domain": d,
-            "identities": {raw["mobile_nodes"][m]["identity"]: {"key": keys[(m, d)]}
-                           for m in raw["mobile_nodes"]}})
-    for m, entry in raw["mobile_nodes"].items():
-        entry["credentials"] = write(f"{m}.yaml", {
-            "version": 1,
-            "credentials": {d: {"identity": entry["identity"], "key": keys[(m, d)]}
-                            for d in raw["domains"]}})
 
 
 def main(argv=None) -> int:
     parser, args = _arguments(sys.argv[1:] if argv is None else argv)
+    to_file = args.output not in (None, "-")
+    stem = os.path.splitext(os.path.basename(args.output))[0] if to_file else DEFAULT_STEM
     try:
         raw = generate(args.domains, args.networks_per_domain, args.poas_per_network,
                        neighbours=args.neighbours, seed=args.seed,
-                       mobile_nodes=args.mobile_nodes)
+                       mobile_nodes=args.mobile_nodes, stem=stem)
     except ValueError as exc:
         parser.error(str(exc))
     command = (f"mpa-topogen --domains {args.domains} --networks-per-domain "
                f"{args.networks_per_domain} --poas-per-network {args.poas_per_network} "
                f"--neighbours {args.neighbours} --seed {args.seed} "
                f"--mobile-nodes {args.mobile_nodes}")
-    if args.output not in (None, "-"):
-        try:
-            _write_credentials(raw, args.output)
-        except OSError as exc:
-            parser.error(f"cannot write the credentials beside {args.output}: {exc.strerror}")
     text = render(raw, f"Generated by: {command}\nSee mpa_lab/topogen.py for the layout.")
     data = text.encode("utf-8")
     if len(data) > MAX_FILE_BYTES:
         parser.error(f"the topology is {len(data)} bytes, more than the {MAX_FILE_BYTES} "
                      "a topology file may hold; use fewer networks, PoAs or relations")
-    if args.output is None or args.output == "-":
+    if not to_file:
         sys.stdout.write(text)
         sys.stdout.flush()
         return 0

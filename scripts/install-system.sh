@@ -9,6 +9,8 @@ exec </dev/null
 
 # --python: only what the virtual environment needs (make unit, no root
 # needed when it is there). --no-start: install, but do not start OVS.
+# --image: what an image runs (the lab, its AAA servers, the demo): as
+# --no-start, without the tools only the tests use (test_packages).
 python_packages=(python3-venv python3-dev)
 # busybox (its udhcpc) and isc-dhcp-client: the ordinary DHCP clients the
 # integration tests serve leases to. iperf3: the UDP and TCP streams the
@@ -16,11 +18,12 @@ python_packages=(python3-venv python3-dev)
 # another domain restores its home address itself (docs/inter-domain.md).
 # freeradius: each domain's AAA server (mpa_lab/aaa/), run on a configuration
 # of its own; freeradius-utils (radtest, radclient) to ask it by hand;
-# eapoltest (eapol_test): an EAP peer over RADIUS that checks a server on its
-# own; tshark: reads PANA and RADIUS in the lab's captures.
 lab_packages=(openvswitch-switch mininet iputils-ping iputils-arping ethtool iproute2 procps psmisc
               busybox isc-dhcp-client iperf3 nftables
-              freeradius freeradius-utils eapoltest tshark)
+              freeradius freeradius-utils)
+# eapoltest (eapol_test): an EAP peer over RADIUS that checks a server on its
+# own; tshark: reads PANA and RADIUS in the integration tests' captures.
+test_packages=(eapoltest tshark)
 # --engine: the container engines docker-compose.yml is checked on instead
 # (scripts/install-engine.sh): Debian's Docker and Compose 1.29, Podman with
 # catatonit (its `init: true`), debootstrap (the base image when no registry
@@ -30,10 +33,11 @@ engine_packages=(docker.io docker-compose podman catatonit debootstrap python3-v
                  ca-certificates curl)
 mode=${1:-all}
 case "$mode" in
-    all|--no-start) packages=("${python_packages[@]}" "${lab_packages[@]}") ;;
+    all|--no-start) packages=("${python_packages[@]}" "${lab_packages[@]}" "${test_packages[@]}") ;;
+    --image) packages=("${python_packages[@]}" "${lab_packages[@]}") ;;
     --python) packages=("${python_packages[@]}") ;;
     --engine) packages=("${engine_packages[@]}") ;;
-    *) echo "usage: install-system.sh [--python|--no-start|--engine]" >&2; exit 2 ;;
+    *) echo "usage: install-system.sh [--python|--no-start|--image|--engine]" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -1,4 +1,4 @@
-"""The lab's data, no code: topology files, scenarios and the lab's credentials.
+"""The lab's data, no code: topology files and scenarios.
 
 A package only so that `pip install .` carries the files and ``mpa-lab`` finds
 them with importlib.resources; the code that uses them is in ``mpa_lab``.

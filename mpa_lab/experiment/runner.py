@@ -30,6 +30,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from mpa_lab.aaa.lab_servers import LabAaa
 from mpa_lab.experiment import results as res
 from mpa_lab.experiment.progress import Progress
 from mpa_lab.experiment.scenario import (MPA, MPA_BICAST, MPA_BUFFER, MPA_COPY_FORWARD,
@@ -109,7 +110,15 @@ class Experiment:
                         "modes": {m: {"handovers": [], "summary": None, "sessions": []}
                                   for m in s.modes}}
         self._collected = {m: {"streams": [], "delays": []} for m in s.modes}
+        aaa = LabAaa(s.topology)
         try:
+            # One set of AAA servers for the whole run: each session's
+            # controllers read the same secrets, the MNs the same credentials.
+            self.progress.show("starting the domains' AAA servers")
+            aaa.start()
+            for line in aaa.describe():
+                self.progress.note(line)
+            self.results["aaa_logs"] = aaa.log_paths()
             for session in self.sessions:
                 self._session(session)
             self.results["complete"] = True
@@ -120,6 +129,7 @@ class Experiment:
             self.results["stopped"] = f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            aaa.stop()
             self.progress.close()
             self._finish()
         return self.results

@@ -6,7 +6,9 @@ on a machine `make setup` prepared.  Missing prerequisites fail loudly.
 
 import pytest
 
-from support.lab_rig import missing_prerequisites, running_controller, running_lab
+from support.lab_rig import (missing_prerequisites, running_aaa, running_controller,
+                             running_lab, write_test_topology)
+from support.paths import DEFAULT_TOPOLOGY
 
 
 @pytest.fixture(scope="session")
@@ -22,9 +24,31 @@ def log_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("logs")
 
 
+@pytest.fixture(scope="session")
+def lab_topology_file(tmp_path_factory) -> str:
+    """The default lab's topology with its AAA servers on free ports and
+    their secrets and the MNs' credentials in the session's directory."""
+    return write_test_topology(DEFAULT_TOPOLOGY,
+                               tmp_path_factory.mktemp("lab") / "two_domains.yaml")
+
+
+@pytest.fixture(scope="session")
+def aaa(prerequisites, lab_topology_file):
+    """Each domain's FreeRADIUS for ``lab_topology_file``, for the session."""
+    with running_aaa(lab_topology_file) as servers:
+        yield servers
+
+
+@pytest.fixture(scope="session")
+def topology(lab_topology_file):
+    """The integration tests' lab topology (the default lab's, AAA apart)."""
+    from mpa_sdn.config import load_topology
+    return load_topology(lab_topology_file)
+
+
 @pytest.fixture(scope="module")
-def controller(prerequisites, log_dir):
-    with running_controller(log_dir) as process:
+def controller(prerequisites, log_dir, aaa, lab_topology_file):
+    with running_controller(log_dir, config=lab_topology_file) as process:
         yield process
 
 

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from support.lab_rig import OFP_PORT, REST_PORT
+from support.lab_rig import OFP_PORT, REST_PORT, apart, write_test_topology
+from support.paths import DEFAULT_TOPOLOGY
 
 pytestmark = pytest.mark.integration
 
@@ -38,12 +39,15 @@ def test_move_and_ping_from_the_lab_cli(prerequisites, tmp_path):
                       "move mn1 nowhere\n"
                       "mn1 ping -c 1 -W 2 10.0.0.10\n"
                       "cn1 ping -c 1 -W 2 10.2.1.199\n")
-    out = mpa_lab("up", "--script", str(script), out_dir=tmp_path, timeout_s=120)
+    topology = write_test_topology(DEFAULT_TOPOLOGY, tmp_path / "two_domains.yaml")
+    out = mpa_lab("up", "--topology", topology, "--script", str(script), out_dir=tmp_path,
+                  timeout_s=120)
     assert "ap-a1-1    net-a1   ar-a1:3    mn1" in out
     assert "mn1 is at ap-b1-1 (net-b1) with 10.2.1.199" in out
     assert "move: unknown PoA nowhere" in out
     assert out.count("1 packets transmitted, 1 received") == 2, out
-    assert "Lab and controller stopped." in out
+    assert "FreeRADIUS of domain-a on 127.0.0.1:" in out and "(log: " in out
+    assert "Lab, controller and AAA servers stopped (their logs: " in out
     assert "Traceback" not in out
     assert not os.path.exists("/sys/class/net/mpa-stale"), "the leftover pair was removed"
 
@@ -53,12 +57,12 @@ def test_tour_on_a_generated_topology_with_two_mobile_nodes(prerequisites, tmp_p
     topology = tmp_path / "generated.yaml"
     assert topogen(["--domains", "2", "--networks-per-domain", "2", "--poas-per-network", "2",
                     "--mobile-nodes", "2", "-o", str(topology)]) == 0
-    out = mpa_lab("tour", "--topology", str(topology), out_dir=tmp_path, timeout_s=300)
+    out = mpa_lab("tour", "--topology", apart(str(topology)), out_dir=tmp_path, timeout_s=300)
     # mn1 visits the 7 PoAs mn2 leaves free; 3 hosts make 6 ordered pairs.
     assert "Result: 42/42 host pairs reachable (ping and TCP) over 7 PoAs." in out
     assert "not visited, other hosts are there: ap2-1-1 (mn2)" in out
     # Each MN pre-authenticated with each candidate of its network, with the
-    # credentials mpa-topogen wrote, over both channels in turn.
+    # credentials the lab wrote with its AAA servers, over both channels in turn.
     mpa_lines = [line for line in out.splitlines() if " -> " in line and " over " in line]
     assert mpa_lines and all("MPA-SA with" in line and "nCoA" in line for line in mpa_lines), out
     assert {"inband", "rest"} <= {line.split(" over ")[1].split()[0] for line in mpa_lines}

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from support.paths import DEFAULT_TOPOLOGY
-from support.lab_rig import OFP_PORT, REST_PORT, wait_for
+from support.lab_rig import OFP_PORT, REST_PORT, apart, wait_for, write_test_topology
 from mpa_mn.dad import DadSettings
 from mpa_lab.experiment.handover_driver import Lines
 from mpa_lab.experiment.scenario import MODES
@@ -42,12 +42,13 @@ RUN_TWO_MNS_S = 120
 
 
 def scenario(tmp_path, modes: str, count: int) -> str:
+    topology = write_test_topology(DEFAULT_TOPOLOGY, tmp_path / "two_domains.yaml")
     dad = ", ".join(f"{k}: {v}" for k, v in dataclasses.asdict(FAST_DAD).items())
     path = tmp_path / "small.yaml"
     path.write_text(textwrap.dedent(f"""\
         version: 1
         name: small
-        topology: {DEFAULT_TOPOLOGY}
+        topology: {topology}
         traffic: {{from: cn1, rate_pps: 100}}
         mobile_nodes:
           mn1: {{targets: [ap-a2-1, ap-b1-1, ap-a1-1], standby: {{poas: [ap-b1-1]}}}}
@@ -177,6 +178,7 @@ def test_two_mobile_nodes_take_turns_each_with_its_own_stream(prerequisites, tmp
     topology = tmp_path / "generated.yaml"
     assert topogen(["--domains", "2", "--networks-per-domain", "2", "--poas-per-network", "2",
                     "--mobile-nodes", "2", "-o", str(topology)]) == 0
+    apart(str(topology))
     path = tmp_path / "two.yaml"
     path.write_text(textwrap.dedent(f"""\
         version: 1

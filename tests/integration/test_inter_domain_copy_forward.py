@@ -18,7 +18,7 @@ import json
 import pytest
 
 from support.domain_rig import PORTS, domain_lab_fixtures, nft_tables
-from support.lab_rig import ofctl_flows
+from support.lab_rig import domain_topology_fixture, ofctl_flows
 from mpa_lab.experiment.handover_driver import DomainApi, HandoverDriver
 from mpa_lab.traffic.streams import UdpStream
 
@@ -29,6 +29,7 @@ SECOND_POA, SECOND_MAC = "ap-b1-1", "02:00:00:00:01:02"
 RATE_PPS = 1000
 
 topology_file, topology, controllers, lab = domain_lab_fixtures(fresh="copy-forward")
+topology_file = domain_topology_fixture()   # the domains' AAA servers apart
 
 
 @pytest.fixture(scope="module")

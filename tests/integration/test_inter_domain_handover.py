@@ -23,7 +23,7 @@ import pytest
 
 from support.domain_rig import (PORTS, domain_lab_fixtures, domain_mpa_mn, nft_tables,
                                 udp_no_ports)
-from support.lab_rig import ofctl_flows, wait_for
+from support.lab_rig import domain_topology_fixture, ofctl_flows, wait_for
 from mpa_lab.experiment.handover_driver import HandoverDriver
 from mpa_lab.net.probes import ping
 from mpa_lab.traffic.streams import UdpStream
@@ -49,6 +49,7 @@ REWRITE_TABLE = "mpa_binding"
 # -- the lab ----------------------------------------------------------------------
 
 topology_file, topology, controllers, lab = domain_lab_fixtures()
+topology_file = domain_topology_fixture()   # the domains' AAA servers apart
 
 
 @pytest.fixture(scope="module")

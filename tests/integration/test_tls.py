@@ -12,7 +12,6 @@ import time
 
 import pytest
 
-from support.paths import DEFAULT_TOPOLOGY
 from support.lab_rig import wait_for
 from support.controller_command import MPA_CONTROLLER, free_ports
 from support.pki import Pki
@@ -63,12 +62,12 @@ def connected() -> bool:
 
 
 @contextlib.contextmanager
-def tls_controller(tmp_path, pki, ofp_port, rest_port, tokens):
+def tls_controller(tmp_path, pki, ofp_port, rest_port, tokens, config):
     ours = pki.issue("controller", server=True)
     log_path = tmp_path / "controller.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [MPA_CONTROLLER, "--config", DEFAULT_TOPOLOGY, "--ofp-port", str(ofp_port),
+            [MPA_CONTROLLER, "--config", config, "--ofp-port", str(ofp_port),
              "--rest-port", str(rest_port), "--state-db", str(tmp_path / "state.db"),
              "--rest-cert", ours.cert, "--rest-key", ours.key,
              "--ofp-cert", ours.cert, "--ofp-key", ours.key, "--ofp-ca", pki.ca,
@@ -126,7 +125,8 @@ def first_bytes(port: int, context: ssl.SSLContext | None = None) -> bytes:
             return b""
 
 
-def test_ovs_connects_over_tls_and_nothing_else_gets_in(prerequisites, tmp_path):
+def test_ovs_connects_over_tls_and_nothing_else_gets_in(prerequisites, tmp_path, aaa,
+                                                        lab_topology_file):
     from mpa_protocol.api_tokens import add_token
     pki = Pki(tmp_path / "pki")
     switch = pki.issue("switch-tls")
@@ -134,7 +134,8 @@ def test_ovs_connects_over_tls_and_nothing_else_gets_in(prerequisites, tmp_path)
     add_token(tokens, "integration", "reader")
     ofp_port, rest_port = free_ports(2)
 
-    with tls_controller(tmp_path, pki, ofp_port, rest_port, tokens) as (process, log_path):
+    with tls_controller(tmp_path, pki, ofp_port, rest_port, tokens,
+                        lab_topology_file) as (process, log_path):
         status, version = wait_https(rest_port, pki.ca, process, log_path)
         assert status == 200
         assert version in ("TLSv1.2", "TLSv1.3")

@@ -1,12 +1,17 @@
 """The lab for integration tests: real Open vSwitch, Mininet and the controller
-process on ports apart from the defaults; fixture factories for a variant
-topology and a controller the MNs reach over REST; and polls with deadlines."""
+process on ports apart from the defaults; each domain's FreeRADIUS on free
+ports of loopback, its secret and the MNs' credentials in the test's own
+directory (so neither a demo nor another test run is any bother); fixture
+factories for a variant topology and a controller the MNs reach over REST;
+and polls with deadlines."""
 
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -34,19 +39,57 @@ def missing_prerequisites() -> list[str]:
     return problems
 
 
-def variant_fixtures(name: str, **mpa):
-    """Module fixtures ``topology_file`` and ``topology``: the default lab's
-    topology with other ``mpa:`` settings, written as ``name`` (its
-    credentials files' paths made absolute).  Assign both to module names."""
-    @pytest.fixture(scope="module", name="topology_file")
-    def topology_file(tmp_path_factory) -> str:
-        raw = yaml.safe_load(open(DEFAULT_TOPOLOGY, encoding="utf-8"))
+def free_udp_port() -> int:
+    """A UDP port of loopback nothing holds now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def with_test_aaa(raw: dict, directory) -> dict:
+    """``raw`` (a topology as loaded from YAML) with each domain's RADIUS
+    server on a free port of loopback, its secret file and each MN's
+    credentials file under ``directory``: the lab's AAA servers
+    (mpa_lab/aaa/lab_servers.py) go there for the test."""
+    directory = Path(directory)
+    for did, domain in raw["domains"].items():
+        domain["radius"] = {"servers": [{"address": "127.0.0.1", "port": free_udp_port(),
+                                         "secret_file": str(directory / did / "secret")}]}
+    for mid, mn in raw["mobile_nodes"].items():
+        mn["credentials"] = str(directory / f"{mid}.yaml")
+    return raw
+
+
+def write_test_topology(source: str, path, directory=None, **mpa) -> str:
+    """``source``'s topology with_test_aaa (under ``directory``, default
+    beside ``path``) and other ``mpa:`` settings, written to ``path``."""
+    path = Path(path)
+    raw = yaml.safe_load(open(source, encoding="utf-8"))
+    with_test_aaa(raw, directory or path.parent / f"{path.stem}-aaa")
+    if mpa:
         raw.setdefault("mpa", {}).update(mpa)
-        base = os.path.dirname(DEFAULT_TOPOLOGY)  # credentials are relative to it
-        for table in ("domains", "mobile_nodes"):
-            for entry in raw[table].values():
-                if "credentials" in entry:
-                    entry["credentials"] = os.path.join(base, entry["credentials"])
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return str(path)
+
+
+@contextlib.contextmanager
+def running_aaa(topology_file: str):
+    """The lab's AAA servers for ``topology_file``, started, stopped after."""
+    from mpa_lab.aaa.lab_servers import LabAaa
+    from mpa_sdn.config import load_topology
+    with LabAaa(load_topology(topology_file)) as aaa:
+        yield aaa
+
+
+def variant_fixtures(name: str, **mpa):
+    """Module fixtures ``topology_file`` and ``topology``: the integration
+    tests' lab topology (``lab_topology_file``, whose AAA servers run for the
+    session) with other ``mpa:`` settings, written as ``name``.  Assign both
+    to module names."""
+    @pytest.fixture(scope="module", name="topology_file")
+    def topology_file(tmp_path_factory, lab_topology_file, aaa) -> str:
+        raw = yaml.safe_load(open(lab_topology_file, encoding="utf-8"))
+        raw.setdefault("mpa", {}).update(mpa)
         path = tmp_path_factory.mktemp("topology") / name
         path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
         return str(path)
@@ -61,6 +104,8 @@ def variant_fixtures(name: str, **mpa):
 @contextlib.contextmanager
 def running_controller(log_dir, name: str = "controller", config: str = DEFAULT_TOPOLOGY,
                        **options):
+    """``config``: a topology whose domains' AAA servers run (and whose
+    secret files exist), as the controller exits 2 without them."""
     """The controller process, its state file and log in ``log_dir``; stops cleanly or fails."""
     from mpa_lab.net.controller_process import ControllerProcess
     options.setdefault("log_level", os.environ.get("MPA_TEST_LOG_LEVEL", "INFO"))
@@ -97,8 +142,9 @@ def management_fixtures(name: str, config_fixture: str | None = None):
     lab's); and the lab with its management links.  Assign both (or only
     the controller) to module names."""
     @pytest.fixture(scope="module", name="controller")
-    def controller(prerequisites, log_dir, request):
-        config = request.getfixturevalue(config_fixture) if config_fixture else DEFAULT_TOPOLOGY
+    def controller(prerequisites, log_dir, request, aaa, lab_topology_file):
+        config = (request.getfixturevalue(config_fixture) if config_fixture
+                  else lab_topology_file)
         with running_controller(log_dir, name, config=config, rest_host="0.0.0.0") as process:
             yield process
 
@@ -134,3 +180,23 @@ def expected_counts(controller):
 def flows_match_controller(controller):
     expected = expected_counts(controller)
     return all(len(ofctl_flows(switch)) == count for switch, count in expected.items())
+
+
+def apart(path: str, directory=None, **mpa) -> str:
+    """Rewrite the topology file ``path`` in place with_test_aaa (under
+    ``directory``, default beside it) and other ``mpa:`` settings; ``path``."""
+    return write_test_topology(path, path, directory, **mpa)
+
+
+def domain_topology_fixture(**mpa):
+    """A module fixture ``topology_file`` for domain_rig's domain_lab_fixtures:
+    its inter-domain topology with each domain's FreeRADIUS on free ports,
+    running while the module does (and other ``mpa:`` settings).  Assign it
+    to ``topology_file`` after domain_lab_fixtures, which it replaces."""
+    @pytest.fixture(scope="module", name="topology_file")
+    def topology_file(prerequisites, tmp_path_factory):
+        from support.domain_rig import write_topology
+        path = write_topology(tmp_path_factory.mktemp("topology") / "inter_domain.yaml")
+        with running_aaa(apart(path, **mpa)):
+            yield path
+    return topology_file

@@ -325,7 +325,9 @@ def test_the_controller_command_is_accepted_by_the_controller(services):
 def test_the_image_runs_the_controller_by_default(services):
     cmd = [args for keyword, args in _dockerfile() if keyword == "CMD"]
     assert cmd and _exec_form("CMD", cmd[-1]) == services["controller"]["command"]
-    assert "entrypoint" not in services["controller"]
+    # Compose's controller first makes the RADIUS secrets that are missing
+    # (the script ends by running the command); the image alone runs it as is.
+    assert services["controller"]["entrypoint"] == ["scripts/controller-entrypoint.sh"]
     assert not any(keyword == "ENTRYPOINT" for keyword, _ in _dockerfile())
 
 
@@ -579,11 +581,34 @@ def test_extra_certificates_are_trusted_before_anything_is_fetched():
     assert "PIP_CERT=/etc/ssl/certs/ca-certificates.crt" in env
 
 
-def test_lab_credentials_are_not_world_readable_in_the_image():
+def test_the_controller_s_user_owns_the_directory_of_the_radius_secrets():
     runs = " ".join(a for k, a in _stages()[-1][2] if k == "RUN")
-    assert "chmod 600 topologies/credentials/*.yaml" in runs
     user = [a for k, a in _stages()[-1][2] if k == "USER"][-1]
-    assert f"chown {user}:{user} topologies/credentials/*.yaml" in runs
+    made = re.search(rf"install -d -o {user} -g {user} -m 700 ([^&]+)", runs)
+    assert made and "/run/mpa-lab" in made.group(1).split()
+    assert "topologies/credentials" not in runs, "no pre-shared keys are published any more"
+
+
+def test_the_secrets_script_reads_the_commands_topology(tmp_path):
+    """The controller's entry point finds the topology in the command's
+    --config and makes what is missing there before the controller starts."""
+    import subprocess
+    import sys
+    import yaml
+    raw = yaml.safe_load((ROOT / "topologies" / "two_domains.yaml").read_text())
+    for did, domain in raw["domains"].items():
+        domain["radius"]["servers"][0]["secret_file"] = str(tmp_path / did / "secret")
+    topology = tmp_path / "t.yaml"
+    topology.write_text(yaml.safe_dump(raw))
+    (tmp_path / ".venv").symlink_to(sys.prefix)     # the script runs .venv/bin/python
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "controller-entrypoint.sh"), "sh", "-c", "echo ran $0",
+         "--config", str(topology)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "ran --config"
+    assert sorted(p.parent.name for p in tmp_path.glob("*/secret")) == ["domain-a", "domain-b"]
 
 
 def test_dockerfile_copies_only_what_exists_into_the_workdir():
@@ -623,9 +648,14 @@ def test_dockerfile_sets_up_like_make_setup_without_starting_services():
                if len(words) >= 2 and words[0] == "bash"}
     assert setup_scripts <= set(invoked), f"the image skips {setup_scripts - set(invoked)}"
     # Building must not start Open vSwitch, and the script must know the flag.
-    assert invoked["scripts/install-system.sh"] == ["--no-start"]
-    assert re.search(r"^\s*[\w|-]*--no-start[\w|-]*\)", (ROOT / "scripts/install-system.sh")
-                     .read_text(), re.M), "install-system.sh has no --no-start"
+    # --image: as --no-start, without the tools only the tests use.
+    assert invoked["scripts/install-system.sh"] == ["--image"]
+    script = (ROOT / "scripts/install-system.sh").read_text()
+    image = re.search(r"^\s*--image\) packages=\(([^)]*)\)", script, re.M)
+    assert image, "install-system.sh has no --image"
+    assert "test_packages" not in image.group(1) and "lab_packages" in image.group(1)
+    lab = re.search(r"^lab_packages=\(([^)]*)\)", script, re.M).group(1).split()
+    assert "freeradius" in lab and "tshark" not in lab
     assert not any(w[:1] == ["make"] for w in invocations), \
         "make setup would start Open vSwitch at build time"
 

@@ -248,6 +248,14 @@ def test_cli_writes_a_file_the_controller_accepts(tmp_path):
                      "--neighbours", "mesh", "--mobile-nodes", "2", "-o", str(path)]) == 0
     topology = load_topology(str(path))
     assert len(topology.networks) == 7 and len(topology.mobile_nodes) == 2
+    # The controller reads each domain's shared secret: here, files of the test's.
+    text = path.read_text()
+    for did in topology.domains:
+        secret = tmp_path / f"{did}.secret"
+        secret.write_text("a-lab-secret-of-24-bytes\n")
+        secret.chmod(0o600)
+        text = text.replace(f"/run/mpa-lab/aaa/t/{did}/secret", str(secret))
+    path.write_text(text)
     exe = os.path.join(os.path.dirname(sys.executable), "mpa-controller")
     result = subprocess.run([exe, "--check-config", str(path)], capture_output=True,
                             text=True, timeout=60)
@@ -316,19 +324,28 @@ def test_generate_rejects_bad_arguments(kwargs):
         gen.generate(**kwargs)
 
 
-def test_output_to_a_file_writes_lab_credentials_beside_it(tmp_path):
+def test_each_domain_names_its_radius_server_and_each_mn_its_credentials(tmp_path):
     from mpa_sdn.config import load_topology
-    from mpa_protocol.credentials import load_mn_credentials
-    from mpa_sdn.config import load_stores
-    out = tmp_path / "t.yaml"
-    assert gen.main(["--domains", "2", "--networks-per-domain", "1", "--poas-per-network", "1",
+    out = tmp_path / "scale.yaml"
+    assert gen.main(["--domains", "3", "--networks-per-domain", "1", "--poas-per-network", "1",
                      "--mobile-nodes", "2", "-o", str(out)]) == 0
     topology = load_topology(str(out))
-    stores = load_stores(topology)
-    for mn in topology.mobile_nodes.values():
-        mine = load_mn_credentials(mn.credentials)
-        for domain, store in stores.items():
-            identity, key = mine.for_domain(domain)
-            assert identity == mn.identity and store.key(identity) == key
-    files = list((tmp_path / "t-credentials").iterdir())
-    assert files and all(oct(f.stat().st_mode & 0o777) == "0o600" for f in files)
+    servers = {did: d.radius.servers for did, d in topology.domains.items()}
+    assert {did: [(s.address, s.port, s.secret_file) for s in found]
+            for did, found in servers.items()} == {
+        f"domain-{d}": [("127.0.0.1", 18120 + d, f"/run/mpa-lab/aaa/scale/domain-{d}/secret")]
+        for d in (1, 2, 3)}
+    assert {m: mn.credentials for m, mn in topology.mobile_nodes.items()} == {
+        "mn1": "/run/mpa-lab/aaa/scale/mn1.yaml", "mn2": "/run/mpa-lab/aaa/scale/mn2.yaml"}
+    # Nothing secret is written with the topology: the lab writes it when it starts.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scale.yaml"]
+
+
+def test_on_standard_output_the_paths_are_under_generated(capsys):
+    import yaml
+    assert gen.main(["--domains", "1", "--networks-per-domain", "1",
+                     "--poas-per-network", "1"]) == 0
+    raw = yaml.safe_load(capsys.readouterr().out)
+    assert raw["domains"]["domain-1"]["radius"]["servers"][0]["secret_file"] == (
+        "/run/mpa-lab/aaa/generated/domain-1/secret")
+    assert raw["mobile_nodes"]["mn1"]["credentials"] == "/run/mpa-lab/aaa/generated/mn1.yaml"

@@ -178,14 +178,13 @@ def test_every_mistake_is_reported_at_once(tmp_path):
 
 def test_two_mobile_nodes_never_meet_at_one_poa(tmp_path, topology):
     # A topology with two MNs, the second starting at ap-b1-1.
-    text = open(DEFAULT_TOPOLOGY).read().replace(
-        "        credentials: credentials/mn1.yaml}",
-        "        credentials: credentials/mn1.yaml}\n"
-        "  mn2: {mac: \"02:00:00:00:01:03\", attach: ap-b1-1, identity: mn2@domain-a,\n"
-        "        home_address: 10.255.0.2, credentials: credentials/mn1.yaml}")
+    line = "        credentials: /run/mpa-lab/aaa/mn1.yaml}"
+    text = open(DEFAULT_TOPOLOGY).read()
+    assert line in text
     two = tmp_path / "two.yaml"
-    two.write_text(text.replace("credentials/", os.path.join(ROOT, "topologies",
-                                                             "credentials") + "/"))
+    two.write_text(text.replace(line, line + "\n"
+        "  mn2: {mac: \"02:00:00:00:01:03\", attach: ap-b1-1, identity: mn2@domain-a,\n"
+        "        home_address: 10.255.0.2, credentials: /run/mpa-lab/aaa/mn2.yaml}"))
     lines = errors_of(tmp_path, with_lines(
         topology=f"topology: {two}",
         mobile_nodes="mobile_nodes: {mn1: {targets: [ap-b1-1, ap-a1-1]}, "
