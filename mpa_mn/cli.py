@@ -266,7 +266,8 @@ def _common(parser: argparse.ArgumentParser, main: bool) -> None:
         help="the MPA-SAs between runs (default: /run/mpa-mn/IDENTITY.json)")
     add("--timeout", type=_seconds, default=d(channels.DEFAULT_TIMEOUT_S), metavar="S",
         help="how long to wait for one answer; in-band it is spread over 4 sends, "
-             "each waiting twice as long as the one before (default: 7.5)")
+             "each waiting twice as long as the one before; PANA (pre-authentication): "
+             "for each message of the AA (default: 7.5)")
     add("--no-vif", action="store_true", default=d(False),
         help="do not put nCoAs on virtual interfaces, nor install the rewriting of a "
              "binding abroad: only report them (unprivileged use)")
@@ -788,6 +789,7 @@ def main(argv: list[str] | None = None, system: System | None = None) -> int:
             node = MobileNode(credentials or MnCredentials({}), mac, address, channel, store,
                               entropy=system.entropy, wall=system.wall, inband=inband,
                               pana_socket=system.socket_factory, clock=system.clock,
+                              pana_timeout=args.timeout,
                               **_kernel(args, ip, system))
             used.append(node)
             result, lines, status = _run(args, _Context(args, node, host, ip, system, emit))

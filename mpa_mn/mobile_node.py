@@ -108,7 +108,7 @@ class MobileNode(HomeBinding):
                  wall: Callable[[], float] = time.time,
                  inband: Callable[[str], object] = InbandChannel, rewrites=None,
                  pana_socket: Callable = pana_client.udp_socket,
-                 pana_timeout: float = pana_client.SESSION_TIMEOUT_S,
+                 pana_timeout: float = pana_client.ANSWER_TIMEOUT_S,
                  clock: Callable[[], float] = time.monotonic, pana_port: int = PANA_PORT):
         self.credentials = credentials
         self.mac = mac.lower() if mac else None

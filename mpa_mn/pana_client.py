@@ -37,7 +37,10 @@ PRF_CHOICES = (pana.PRF_HMAC_SHA2_256, pana.PRF_HMAC_SHA1)
 INTEGRITY_CHOICES = (pana.AUTH_HMAC_SHA2_256_128, pana.AUTH_HMAC_SHA1_160)
 NONCE_BYTES = 20
 MAX_MESSAGE_BYTES = 65535
-SESSION_TIMEOUT_S = 30.0    # a whole session, PCI to the final answer
+# How long the MN waits for the AA's next message (mpa-mn --timeout): the
+# first PAR after its PCI, each PAR after its PAN (the AA may wait that long
+# on its RADIUS server, which fails over after mpa.radius_max_duration_s).
+ANSWER_TIMEOUT_S = 15.0
 RESULTS = {pana.PANA_AUTHENTICATION_REJECTED: "authentication-rejected",
            pana.PANA_AUTHORIZATION_REJECTED: "authorization-rejected"}
 
@@ -207,11 +210,12 @@ class PanaClient:
 
 
 def run(client: PanaClient, address: str, port: int = pana.PANA_PORT,
-        local_address: str | None = None, timeout: float = SESSION_TIMEOUT_S,
+        local_address: str | None = None, timeout: float = ANSWER_TIMEOUT_S,
         socket_factory: Callable = udp_socket, clock: Callable[[], float] = time.monotonic,
         rng=None) -> Established:
     """One PANA session with the AA at ``address``; the session's result, or
-    ProtocolError (``no-answer`` when the AA never answered within ``timeout``)."""
+    ProtocolError (``no-answer`` when the AA's next message did not come
+    within ``timeout``)."""
     sock = _open(socket_factory, local_address)
     try:
         deadline = clock() + timeout
@@ -221,8 +225,8 @@ def run(client: PanaClient, address: str, port: int = pana.PANA_PORT,
         while not client.done:
             now = clock()
             if now >= deadline:
-                raise ProtocolError("no-answer", f"no PANA session with the AA at {address}:"
-                                    f"{port} within {timeout:g} s")
+                raise ProtocolError("no-answer", f"the AA at {address}:{port} sent nothing "
+                                    f"more within {timeout:g} s of PANA")
             wait = deadline - now
             if client.session_id is None:
                 # The PCI goes again until the first request comes; after
@@ -236,6 +240,7 @@ def run(client: PanaClient, address: str, port: int = pana.PANA_PORT,
                 answer = client.receive(data)
                 if answer is not None:
                     _send(sock, answer, address, port)
+                    deadline = clock() + timeout    # the AA's next message, from now
     finally:
         sock.close()
     if client.result != "success":
@@ -301,7 +306,7 @@ def session_answered(record: dict, request: bytes, data: bytes) -> bool:
 
 
 def request_on_session(record: dict, kind: str, seq: int, port: int = pana.PANA_PORT,
-                       local_address: str | None = None, timeout: float = SESSION_TIMEOUT_S,
+                       local_address: str | None = None, timeout: float = ANSWER_TIMEOUT_S,
                        socket_factory: Callable = udp_socket,
                        clock: Callable[[], float] = time.monotonic, rng=None) -> None:
     """Send a Ping or Termination to the AA until its authenticated answer

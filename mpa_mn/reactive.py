@@ -3,28 +3,25 @@ baseline that MPA's handovers are measured against.
 
 Nothing is prepared before the move.  After it, as a host in a network
 without MPA: the link-layer switch (the MN waits for its carrier to drop and
-come back), authentication with the target network's AA in full (the same
-exchange as pre-authentication, for a new MPA-SA), an address by DHCP on the
+come back), an address by DHCP on the
 wire (:mod:`mpa_mn.dhcp_client`), duplicate address detection for it
 (:mod:`mpa_mn.dad`; a conflict declines the lease and starts DHCP again
 after ``decline_wait_s``), the address on the interface with the router as
 default route (the previous CoA removed, the /32 home address kept; the
-router's MAC is left to ARP), the first announcement, and the binding
-update, home address -> the new address.  The interruption runs from the
-link going down to the binding's answer.
+router's MAC is left to ARP), the first announcement, authentication with
+the target network's AA in full (PANA with EAP relayed to the domain's
+RADIUS server, as pre-authentication does, for a new MPA-SA), and the
+binding update, home address -> the new address.  The interruption runs
+from the link going down to the binding's answer.
 
-Which channel each step uses.  The MN has no address in the target network
-until DHCP and DAD are done, and the controller answers in-band signalling
-only from an address it routes there.  So:
-
-* authentication goes over the MN's channel: on REST (the MN's management
-  link, which needs no address in the target network) right after the link
-  comes up, as network access authentication at the link layer (IEEE 802.1X)
-  would; in-band only once the address is on the interface, from it, as
-  PANA would;
-* the binding update always goes in-band from the new address, as every
-  binding update does (the controller takes it as proof that the MN holds
-  its care-of there).
+Which address each step uses.  The MN has no address in the target network
+until DHCP and DAD are done, and the controller answers PANA and in-band
+signalling only from an address it routes there.  So authentication (PANA,
+UDP to the AA, whatever the MN's channel) comes once the address is on the
+interface, from it, as PANA for network access does (RFC 5191 §1: after
+the PaC is configured with an address); and the binding update always goes
+in-band from the new address, as every binding update does (the
+controller takes it as proof that the MN holds its care-of there).
 
 The target network must be a candidate of the MN's current one: where its
 AA answers is taken from discovery before the move (what the link layer
@@ -93,7 +90,7 @@ class Reactive(HostRun):
         links = self.ip.links()
         mac = interface_mac(links, interface, mac, "ask for an address with")
         report = {"network": network, "home_address": home, "interface": interface,
-                  "mac": mac, "auth_channel": "inband" if node.sends_inband else "rest"}
+                  "mac": mac}
         with contextlib.ExitStack() as opened:
             carrier = None
             if link_timeout_s is not None:
@@ -109,9 +106,6 @@ class Reactive(HostRun):
                 self._wait_link(carrier, link_timeout_s, emit, report, timings)
             for sock in sockets:
                 link.drain(sock)
-            sa = None
-            if not node.sends_inband:
-                sa = self._authenticate(network, candidate, mac, None, report, timings)
             lease, conflicts = self._address(dhcp, dad, settings, timings)
             plan = attachment(network, lease.config(), interface, mac, links[interface])
             self._timed(timings, "ip", self.ip.batch, plan.commands())
@@ -119,9 +113,7 @@ class Reactive(HostRun):
             announce_error = self._timed(timings, "announce", dad.announce, lease.address)
             announced = self.clock()
             report["attached_at"] = self.wall_ns()
-            if sa is None:
-                sa = self._authenticate(network, candidate, mac, node.channel, report,
-                                        timings)
+            sa = self._authenticate(network, candidate, mac, report, timings)
             # At the network's AR, or at the home domain's for a network of
             # another domain (mpa_mn.home_binding): the network's controller
             # may know nothing of the MN's home address.
@@ -177,10 +169,10 @@ class Reactive(HostRun):
             raise LinkError("link", f"cannot open a packet socket on {interface}: "
                             f"{exc.strerror or exc}") from None
 
-    def _authenticate(self, network: str, candidate: dict, mac: str, via, report: dict,
+    def _authenticate(self, network: str, candidate: dict, mac: str, report: dict,
                       timings: dict):
-        sa = self._timed(timings, "auth", self.node.preauthenticate, network, candidate, mac,
-                         via=via)
+        """PANA from the new address (``_moved`` made it the MN's)."""
+        sa = self._timed(timings, "auth", self.node.preauthenticate, network, candidate, mac)
         report["authenticated_at"] = self.wall_ns()
         return sa
 

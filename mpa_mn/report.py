@@ -102,12 +102,11 @@ def _reactive_text(r: dict) -> str:
                   f"{r['binding']['lifetime']} s",
                   "link_down_at" in r and f", {(r['bound_at'] - r['link_down_at']) / 1e6:.0f} "
                   "ms after the link went down")
-    return _text(f"{_link_text(r) or 'no link switch awaited'}; authenticated "
-                 f"({r['auth_channel']}), MPA-SA {r['sa'][:8]}; {r['address']}/{r['prefix_len']} "
-                 f"by DHCP from {r['server']}",
+    return _text(f"{_link_text(r) or 'no link switch awaited'}; {r['address']}/"
+                 f"{r['prefix_len']} by DHCP from {r['server']}",
                  r["dhcp"]["declined"] and f" ({len(r['dhcp']['declined'])} declined before)",
                  f", {r['dad']['probes']} ARP probe(s) unanswered" if r["dad"]["probes"]
-                 else ", no DAD", bound)
+                 else ", no DAD", f"; authenticated by PANA, MPA-SA {r['sa'][:8]}", bound)
 
 
 def _standby_text(r: dict) -> str:
