@@ -92,6 +92,12 @@ class Rig:
         assert len(answers) == 1, answers
         return protocol.check_answer(state, answers[0].body, seq, "config")
 
+    def bind(self, state, **kw) -> None:
+        """The MN's first signed message (instructions, which the service
+        alone refuses), whose ``mn_mac`` binds the SA to its MAC: PANA names none."""
+        data, _ = protocol.request(state, "instructions")
+        self.send(data, state.network, **kw)
+
     def settle_dad(self, rounds=20, step=0.1):
         """Let the CA's probes run out unanswered (nobody squats)."""
         answers = []
