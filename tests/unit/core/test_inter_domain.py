@@ -10,7 +10,9 @@ import pytest
 from mpa_mn import protocol
 from mpa_protocol import messages
 from mpa_protocol.messages import REQUESTS, VXLAN_PORT
+from mpa_protocol.pana import PANA_PORT
 from mpa_sdn.mobility import SETTLE_S
+from mpa_sdn.pana_agent import PanaReply
 from mpa_protocol.schema import ConfigError
 from mpa_sdn.config import load_topology
 from mpa_sdn.domain_view import foreign_switch, home_domain, serve_domain
@@ -26,8 +28,6 @@ from support.network_rig import Rig
 from support.paths import DEFAULT_TOPOLOGY, ROOT
 from support.aaa import preauthenticate
 from support.service_rig import IDENTITY, MN_MAC, counter_entropy
-from mpa_protocol.pana import PANA_PORT
-from mpa_sdn.pana_agent import PanaReply
 
 INTER_DOMAIN = ROOT / "topologies" / "inter_domain.yaml"
 OFPP_LOCAL = 0xfffffffe
