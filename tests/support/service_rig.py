@@ -126,6 +126,18 @@ class Rig:
                                mac, pre, method, self.mn_entropy)
 
 
+def preauth_with(service, radius: FakeRadius, now: float, network="net-b1", domain="domain-b",
+                 identity=IDENTITY, mac=MN_MAC, source="10.1.1.199", entropy=None):
+    """An MN routed to ``network``'s AA (no MAC seen) pre-authenticates by
+    PANA with an MpaService (a Controller's ``mpa``) whose RADIUS requests
+    ``radius`` answers."""
+    origin = Origin(INBAND, source, network, None)
+    return preauthenticate(lambda data: service.pana(data, origin, PANA_SOURCE_PORT, now),
+                           lambda answer, server: service.radius(answer, server, now), radius,
+                           network, domain, identity, mac,
+                           entropy=entropy or counter_entropy(b"mn"))
+
+
 def reconcile_all(core, now: float) -> None:
     """Every switch of the core's topology connected and reconciled (with no
     flows of its own): what DAD waits for before it probes."""
