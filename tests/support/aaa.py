@@ -86,6 +86,19 @@ def radius_servers(topology, secret: bytes = SECRET) -> dict[str, list[RadiusSer
             for did, domain in topology.domains.items() if domain.radius is not None}
 
 
+def with_secret_files(raw: dict, directory: Path) -> dict:
+    """A topology's ``raw`` YAML with each domain's RADIUS secret in a file of
+    ``directory`` (owner-only), for a controller that reads them: the shipped
+    topologies name the lab's, which only a running lab has."""
+    for did, domain in raw["domains"].items():
+        secret = Path(directory) / f"{did}.secret"
+        secret.write_text(f"{did}-unit-test-shared-secret\n", encoding="utf-8")
+        secret.chmod(0o600)
+        for server in (domain.get("radius") or {}).get("servers", ()):
+            server["secret_file"] = str(secret)
+    return raw
+
+
 def _attribute(code: int, value: bytes) -> bytes:
     return struct.pack("!BB", code, len(value) + 2) + value
 

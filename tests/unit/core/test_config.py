@@ -25,6 +25,7 @@ import yaml
 from mpa_protocol.schema import MAX_FILE_BYTES, ConfigError
 from mpa_sdn.config import load_or_exit, load_topology, load_topology_text, parse_topology
 from mpa_sdn.topology import ControllerSettings, MpaSettings, Neighbour
+from support.aaa import with_secret_files
 from support.paths import ROOT as REPO
 
 GOOD_FILE = REPO / "topologies" / "two_domains.yaml"
@@ -1003,21 +1004,9 @@ def check_config(tmp_path, raw: dict, status: int = 2) -> list[str]:
     return result.stdout.splitlines()
 
 
-def with_secrets(raw: dict, directory: Path) -> dict:
-    """``raw`` with each domain's RADIUS secret in a file of ``directory``
-    (the shipped topology names the lab's, which only a running lab has)."""
-    for did, domain in raw["domains"].items():
-        secret = directory / f"{did}.secret"
-        secret.write_text(f"{did}-unit-test-shared-secret\n", encoding="utf-8")
-        secret.chmod(0o600)
-        for server in domain["radius"]["servers"]:
-            server["secret_file"] = str(secret)
-    return raw
-
-
 def _bad_file(tmp_path) -> tuple[Path, list[str]]:
     """A file with three independent defects, and the lines config.py gives for it."""
-    raw = with_secrets(good(), tmp_path)
+    raw = with_secret_files(good(), tmp_path)
     raw["controller"]["rest_port"] = 70000
     raw["correspondents"]["cn1"]["mac"] = "01:00:5e:00:00:01"
     raw["mobile_nodes"]["mn1"]["identity"] = "no-realm"
@@ -1036,7 +1025,7 @@ def _free_port() -> int:
 
 def test_cli_check_config_good_file(tmp_path):
     path = tmp_path / "good.yaml"
-    path.write_text(yaml.safe_dump(with_secrets(good(), tmp_path)), encoding="utf-8")
+    path.write_text(yaml.safe_dump(with_secret_files(good(), tmp_path)), encoding="utf-8")
     result = _run("--check-config", str(path))
     assert result.returncode == 0, result.stderr
     assert result.stdout == "ok\n"
@@ -1061,7 +1050,7 @@ def test_cli_check_config_bad_file(tmp_path):
 def test_cli_check_config_reports_every_problem_in_one_run(tmp_path):
     """The topology's errors, then the RADIUS secrets', then the TLS and
     tokens files': the files are read although the topology has errors."""
-    raw = with_secrets(rename_mn(good(), "mobile-node"), tmp_path)
+    raw = with_secret_files(rename_mn(good(), "mobile-node"), tmp_path)
     raw["controller"].update(rest_port=70000, api_tokens="tokens.yaml")
     raw["domains"]["domain-a"]["radius"]["servers"][0]["secret_file"] = "missing"
     short = tmp_path / "domain-b.secret"
@@ -1079,7 +1068,7 @@ def test_cli_check_config_reports_every_problem_in_one_run(tmp_path):
 
 
 def test_cli_check_config_reads_the_secrets_of_the_domains_that_parsed(tmp_path):
-    raw = with_secrets(good(), tmp_path)
+    raw = with_secret_files(good(), tmp_path)
     raw["domains"]["domain-a"]["radius"]["servers"][0]["secret_file"] = "missing"
     raw["domains"]["domain-b"] = ["radius"]  # not read: not a domain
     assert check_config(tmp_path, raw) == [
@@ -1089,7 +1078,7 @@ def test_cli_check_config_reads_the_secrets_of_the_domains_that_parsed(tmp_path)
 
 
 def test_cli_check_config_refuses_a_secret_others_can_read(tmp_path):
-    raw = with_secrets(good(), tmp_path)
+    raw = with_secret_files(good(), tmp_path)
     (tmp_path / "domain-a.secret").chmod(0o644)
     assert check_config(tmp_path, raw) == [
         f"domains.domain-a.radius.servers[0].secret_file: {tmp_path / 'domain-a.secret'} is "
@@ -1100,7 +1089,7 @@ def test_cli_check_config_without_a_section_still_reads_the_domains_files(tmp_pa
     """Without its switches the networks are not checked (every reference would
     be reported missing again), but the sections that need none are, and so
     are the files they name."""
-    raw = with_secrets(good(), tmp_path)
+    raw = with_secret_files(good(), tmp_path)
     del raw["switches"]
     raw["controller"]["rest_port"] = 0
     raw["domains"]["domain-a"]["radius"]["servers"][0]["secret_file"] = "missing"
@@ -1233,7 +1222,7 @@ def test_cli_check_config_reads_the_tls_and_tokens_files(tmp_path):
     tokens = tmp_path / "tokens.yaml"
     tokens.write_text("version: 1\ntokens: []\n", encoding="utf-8")
     tokens.chmod(0o644)
-    raw = with_secrets(good(), tmp_path)
+    raw = with_secret_files(good(), tmp_path)
     raw["controller"].update(rest_tls_cert=controller.cert, rest_tls_key=switch.key,
                              openflow_tls_cert=controller.cert, openflow_tls_key=controller.key,
                              openflow_tls_ca="missing-ca.pem", api_tokens="tokens.yaml")
