@@ -49,7 +49,7 @@ def test_each_domain_asks_only_its_own_radius_servers():
                         for s in rig.topology.domains["domain-a"].radius.servers}
     state = rig.preauth("net-b1", "domain-b")
     assert state.network == "net-b1"
-    assert rig.counters["radius_retransmitted"] == 0
+    assert rig.counters["radius_retransmissions"] == 0 and rig.counters["radius_requests_sent"] > 0
 
 
 def ttls_client(rig, identity, password_file, entropy_seed):
