@@ -500,6 +500,9 @@ class PanaAgent:
                 continue
             timer = session.retransmission
             if timer is None:
+                # Nothing outstanding (the session waits for RADIUS): its
+                # lifetime still ends it.
+                self._schedule(session)
                 continue
             verdict = timer.poll(now)
             if verdict == pana_timers.EXPIRED:

@@ -536,3 +536,18 @@ def test_an_sas_pana_state_survives_a_restart_and_still_answers_ping():
     assert again.data == before.data
     assert len(ping(rig, record, 41)) == 1
     assert ping(rig, record, 39) == [] and rig.counters["pana_dropped_replay"] == 1
+
+
+def test_a_session_waiting_for_a_slow_radius_server_still_ends_with_its_lifetime():
+    """pana_session_s bounds a session whatever phase it is in: one waiting
+    for an answer RADIUS retransmits over minutes is closed at its end."""
+    rig = with_mpa(radius_initial_rt_s=60, radius_max_rt_s=600, radius_max_duration_s=600)
+    rig.radius.down = set(rig.radius.domain_of)
+    wire, pac = Wire(rig), client()
+    [par] = wire.aa(pac.initiation())
+    [request] = wire.aa(pac.receive(par.data))        # no PAR outstanding now
+    for _ in range(int(rig.topology.mpa.pana_session_s) + 1):
+        wire.tick(1.0)
+    assert rig.service.paa.sessions == {}
+    assert rig.counters["pana_session_expired"] == 1
+    assert rig.service.aaa.next_due() is None, "its RADIUS request was cancelled"
