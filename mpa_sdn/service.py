@@ -40,7 +40,7 @@ INBAND = "inband"
 MAX_WAITING_ORIGINS = 4  # places one request held back by DAD is answered at
 MOBILITY = ("tunnel-request", "tunnel-release", "binding-update", "handover")
 SILENT_IN_BAND = {"malformed", "oversized", "unsupported-version", "unknown-type",
-                  "bad-mac", "unknown-sa", "unknown-session"}
+                  "bad-mac", "unknown-sa"}
 
 
 @dataclass(frozen=True)
