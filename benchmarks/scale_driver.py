@@ -367,18 +367,19 @@ def preauthenticate(driver: Driver, mn: Mn, domain: str):
     gateway = str(graph.network(mn.target).gateway)
     inbox = driver.pana_inbox.setdefault(mn.address, [])
     client = PanaClient(peer(domain, mn.identity, EAP_TTLS_PAP), pre=True)
+
+    def punt(data: bytes) -> Punt:
+        return Punt(graph.dpid(poa.switch), poa.port, Table.ROUTE, udp_frame(
+            src_mac=mn.mac, dst_mac=here.gateway_mac, src_ip=mn.address, dst_ip=gateway,
+            src_port=40716, dst_port=PANA_PORT, payload=data))
     data = client.initiation()
     while not client.done:
         if data is not None:
-            yield Punt(graph.dpid(poa.switch), poa.port, Table.ROUTE, udp_frame(
-                src_mac=mn.mac, dst_mac=here.gateway_mac, src_ip=mn.address, dst_ip=gateway,
-                src_port=40716, dst_port=PANA_PORT, payload=data))
+            yield punt(data)
         yield Until(lambda: bool(inbox))
         data = client.receive(inbox.pop(0))
     if data is not None:   # the final PAN
-        yield Punt(graph.dpid(poa.switch), poa.port, Table.ROUTE, udp_frame(
-            src_mac=mn.mac, dst_mac=here.gateway_mac, src_ip=mn.address, dst_ip=gateway,
-            src_port=40716, dst_port=PANA_PORT, payload=data))
+        yield punt(data)
     del driver.pana_inbox[mn.address]
     if client.result != "success":
         raise RuntimeError(f"{mn.identity} pre-authentication: {client.result}")
