@@ -84,6 +84,10 @@ class PanaAgent:
         self._per_source: dict[str, int] = {}
         self._due: list[tuple[float, int, int]] = []   # (when, session id, generation)
         self._generation = 0
+        # The PTA of each session the MN terminated, by the PTR's bytes, for a
+        # PTR sent again (its PTA lost): kept pana_session_s, at most
+        # max_pana_sessions, the oldest going first (dicts keep their order).
+        self._ended: dict[bytes, tuple[float, bytes]] = {}
 
     # -- input ---------------------------------------------------------------
 
@@ -107,6 +111,10 @@ class PanaAgent:
         sa = self.by_session(msg.session_id)
         if sa is not None and sa.network == network:
             return self._established(sa, msg, data, origin, port, now)
+        ended = self._ended.get(data)
+        if ended is not None and ended[0] > now:
+            self.counters["pana_request_retransmission"] += 1
+            return [PanaReply(origin, ended[1])]
         return self._drop("unknown_session", origin, f"{msg.name} for session "
                           f"{msg.session_id:#x}, which is not open")
 
@@ -389,6 +397,10 @@ class PanaAgent:
         self.counters["pana_terminated"] += 1
         LOG.info("PANA session %08x of MPA-SA sa=%s terminated by the MN (cause %s)",
                  state["session"], sa.id[:8], msg.termination_cause)
+        self._ended = {k: v for k, v in self._ended.items() if v[0] > now}
+        while len(self._ended) >= self.settings.max_pana_sessions:
+            del self._ended[next(iter(self._ended))]
+        self._ended[data] = (now + self.settings.pana_session_s, answer)
         return self.terminated(sa, msg.termination_cause, now) + [PanaReply(origin, answer)]
 
     # -- requests, retransmissions and expiry ------------------------------------

@@ -511,9 +511,14 @@ def test_termination_ends_the_sa_and_its_lease():
     assert (answer.msg_type, answer.is_request, answer.seq) == (pana.TERMINATION, False, 9)
     assert rig.service.aa.sas == {} and rig.service.lease_views(rig.now) == []
     assert rig.counters["pana_terminated"] == 1
-    # The session is gone with its SA: a copy of the PTR finds nothing.
+    # The session is gone with its SA, but a copy of the PTR (its PTA lost)
+    # gets the same PTA while a session could last; then nothing.
+    [again] = rig.pana(ptr, "net-b1")
+    assert again.data == pta.data and rig.counters["pana_request_retransmission"] == 1
+    rig.now += rig.topology.mpa.pana_session_s + 1
     assert rig.pana(ptr, "net-b1") == []
     assert rig.counters["pana_dropped_unknown_session"] == 1
+    assert rig.counters["pana_terminated"] == 1
 
 
 def test_an_auth_request_on_an_established_session_is_dropped():
