@@ -43,6 +43,7 @@ from typing import Callable
 from mpa_protocol import eap, keys, pana, pana_security, pana_timers
 from mpa_protocol.eap import EapPacket
 from mpa_protocol.pana import PanaError, PanaMessage
+from mpa_sdn.mpa_sa import EXPIRED
 # PanaReply is what callers take from here (the controller, the shell, tests).
 from mpa_sdn.pana_session import (AAA_WAIT, COMPLETING, EAP_RUN, STARTING, PanaReply,  # noqa: F401
                                   Session, Uniform, eap_code, identity_of)
@@ -378,6 +379,10 @@ class PanaAgent:
         auth_key = bytes.fromhex(state["auth_key"])
         if msg.auth is None or not pana_security.verify_auth(data, auth_key, state["integrity"]):
             return self._drop("bad_auth", origin, f"{msg.name}: AUTH does not verify")
+        if sa.state == EXPIRED or sa.lapsed(now):
+            # Its lifetime ended the PANA session too (RFC 5191 §4.4): the AA
+            # keeps the SA only to tell the MN it expired.
+            return self._drop("expired_session", origin, f"{msg.name}: the MPA-SA expired")
         last = state.get("pac_seq")
         if last is not None and msg.seq == last and state.get("pac_answer"):
             self.counters["pana_request_retransmission"] += 1

@@ -556,3 +556,16 @@ def test_a_session_waiting_for_a_slow_radius_server_still_ends_with_its_lifetime
     assert rig.service.paa.sessions == {}
     assert rig.counters["pana_session_expired"] == 1
     assert rig.service.aaa.next_due() is None, "its RADIUS request was cancelled"
+
+
+def test_an_expired_sa_answers_no_ping():
+    """Its Session-Lifetime is over: the PANA session is too (RFC 5191 §4.4),
+    though the AA keeps the SA a while to tell the MN it expired."""
+    rig = Rig()
+    state, record = established(rig)
+    rig.now += state.lifetime + 1
+    rig.service.tick(rig.now)
+    assert rig.service.aa.sas[state.sa].state == "expired"
+    assert ping(rig, record, 50) == []
+    assert rig.counters["pana_dropped_expired_session"] == 1
+    assert rig.counters["pana_ping_answered"] == 0
