@@ -60,8 +60,8 @@ class PanaAgent:
     """The PAA of every network this controller serves.
 
     ``aaa`` relays EAP to the domains' RADIUS servers (mpa_sdn.radius's
-    client); ``establish`` makes the MPA-SA once a session succeeds; ``by_session`` finds an established SA by PANA
-    session id; ``terminated`` ends one at the MN's PTR (and returns what to
+    client); ``establish`` makes the MPA-SA once a session succeeds;
+    ``by_session`` finds an established SA by PANA session id; ``terminated`` ends one at the MN's PTR (and returns what to
     send); ``save`` writes an SA whose PANA state changed.
     """
 

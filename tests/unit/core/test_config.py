@@ -12,7 +12,6 @@ import copy
 import dataclasses
 import functools
 import ipaddress
-import os
 import socket
 import subprocess
 import sys

@@ -312,7 +312,7 @@ def test_a_final_pan_with_a_bad_auth_is_dropped_and_the_good_one_still_counts():
     assert len(rig.service.aa.sas) == 1
 
 
-# -- rejections and limits -------------------------------------------------------------------------
+# -- rejections and limits -----------------------------------------------------------------------
 
 def final_result(wire: Wire) -> int:
     final = decoded(wire.to_pac[-1])

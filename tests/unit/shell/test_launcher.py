@@ -2,7 +2,6 @@
 ports and unusable TLS or tokens files, serve HTTPS and OpenFlow over TLS."""
 
 import http.client
-import os
 import signal
 import socket
 import ssl
