@@ -12,8 +12,8 @@ on an ephemeral port: each answer names its server, which the core checks.
 from __future__ import annotations
 
 import logging
-import socket
 
+from eventlet.green import socket
 from ryu.lib import hub
 
 LOG = logging.getLogger("apps.radius_socket")
@@ -26,7 +26,8 @@ class RadiusSocket:
         self.counters = counters
         self.queue_bound = queue_bound
         self.waiting = 0
-        # Green once Ryu has patched the standard library (ryu.cmd.manager).
+        # Green whether or not Ryu patched the standard library: a blocking
+        # read in the reader would stop every green thread of the process.
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((address, 0))
         self.thread = None

@@ -36,11 +36,11 @@ def main(argv=None) -> int:
     from mn_scale import SETTLE_S, WINDOW, _Discard
     from scale_driver import Driver, hand_over, prepare, scale_topology, state_store
 
-    topology, credentials, mns = scale_topology(args.mns + args.sample)
+    topology, radius, mns = scale_topology(args.mns + args.sample)
     resident, extra = mns[:args.mns], mns[args.mns:]
     with tempfile.TemporaryDirectory() as directory:
         store = state_store(directory)
-        driver = Driver(topology, credentials, store)
+        driver = Driver(topology, radius, store)
         settle_heap()
         driver.connect_all()
         states: dict = {}

@@ -113,12 +113,12 @@ def measure(count: int, window: int, sample: int) -> dict:
         state_store
 
     started = time.perf_counter()
-    topology, credentials, mns = scale_topology(count + 2 * sample)
+    topology, radius, mns = scale_topology(count + 2 * sample)
     load_s = time.perf_counter() - started
     resident, extra, more = mns[:count], mns[count:count + sample], mns[count + sample:]
     with tempfile.TemporaryDirectory() as directory:
         store = state_store(directory)
-        driver = Driver(topology, credentials, store)
+        driver = Driver(topology, radius, store)
         settle_heap()   # as MpaApp.start does
         started = time.perf_counter()
         driver.connect_all()

@@ -12,8 +12,11 @@ application's handlers.
 
 Each MN is a generator (:func:`prepare`, :func:`hand_over`) that yields what
 it does: a REST signalling request (the facade's call, with the MN's signed
-message), a frame its PoA punts, or a condition to wait for.  The driver
-keeps ``window`` MNs in flight at once.
+message), a frame its PoA punts (its PANA messages among them, answered by
+packet-outs the driver hands back to it), or a condition to wait for.  The
+driver keeps ``window`` MNs in flight at once.  Each domain's RADIUS server
+is tests/support's FakeRadius (EAP-TTLS/PAP), in place of the application's
+RADIUS socket.
 
 The clock and sleep are injected (the real ones by default): a test that
 moves its own clock on in its sleep runs the controller's timers without
@@ -25,9 +28,7 @@ time), never decides.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import hashlib
 import os
 import time
 import types
@@ -38,15 +39,19 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from apps import mpa_app, runtime
 from mpa_mn import protocol
-from mpa_protocol.credentials import CredentialStore
+from mpa_mn.credentials import EAP_TTLS_PAP
+from mpa_mn.pana_client import PanaClient
+from mpa_protocol.pana import PANA_PORT
 from mpa_sdn import openflow as of
+from mpa_sdn import packets
 from mpa_sdn.config import parse_topology
 from mpa_sdn.packets import udp_frame
 from mpa_sdn.service import REST, Origin
 from mpa_sdn.tables import Table
 from mpa_lab.topogen import generate, network_id, poa_id
 
-from support.fakedatapath import FakeDatapath, KeyedTable  # noqa: E402  (tests/ is on the path)
+from support.aaa import FakeRadius, peer, radius_servers  # noqa: E402  (tests/ is on the path)
+from support.fakedatapath import FakeDatapath, KeyedTable  # noqa: E402
 
 CN_ADDRESS, CN_MAC = "10.0.0.10", "02:00:00:00:0c:01"   # generate()'s correspondent
 STALL_S = 0.020   # an event that keeps the worker longer is a stall (the issue's bound)
@@ -66,7 +71,6 @@ class Mn:
     address: str              # its address there (outside the pool)
     target: str               # the network it hands over to
     target_poa: str           # where it arrives
-    psk: bytes
 
 
 def scale_topology(mobile_nodes: int, domains: int = 10, networks: int = 20,
@@ -81,7 +85,11 @@ def scale_topology(mobile_nodes: int, domains: int = 10, networks: int = 20,
     access = [(d, i) for d in range(1, domains + 1) for i in range(1, networks + 1)]
     raw["controller"] = {"max_hosts": 2 * mobile_nodes + 1000}
     raw["mpa"] = {"max_tunnels": mobile_nodes + 1000,
-                  "max_auth_sessions": mobile_nodes + 1000, **(extra or {})}
+                  "max_pana_sessions": mobile_nodes + 1000, **(extra or {})}
+    # Each domain's RADIUS server (answered in-process: see Driver).
+    for index, domain in enumerate(sorted(raw["domains"])):
+        raw["domains"][domain]["radius"] = {"servers": [
+            {"address": "127.0.0.1", "port": 20000 + index, "secret_file": "/unused"}]}
     mns, entries = [], {}
     for k in range(mobile_nodes):
         slot, port = k % len(access), k // len(access) + 1
@@ -91,19 +99,13 @@ def scale_topology(mobile_nodes: int, domains: int = 10, networks: int = 20,
         mac = "02:00:01:" + ":".join(f"{(number >> s) & 0xff:02x}" for s in (16, 8, 0))
         identity = f"mn{number}@domain-{d}"
         home = f"10.255.{number // 250}.{number % 250 + 1}"
-        psk = hashlib.sha256(identity.encode()).digest()
         mns.append(Mn(number, identity, mac, home, poa_id(d, i, port),
-                      f"10.{d}.{i}.{port + 1}", network_id(td, ti), poa_id(td, ti, port), psk))
+                      f"10.{d}.{i}.{port + 1}", network_id(td, ti), poa_id(td, ti, port)))
         entries[f"mn{number}"] = {"mac": mac, "attach": poa_id(d, i, port),
                                   "identity": identity, "home_address": home}
     raw["mobile_nodes"] = entries
     topology = parse_topology(raw)
-    keys: dict[str, dict] = collections.defaultdict(dict)
-    for mn in mns:
-        keys[topology.networks[mn.target].served_by][mn.identity] = mn.psk
-    credentials = {domain: CredentialStore(domain, keys.get(domain, {}))
-                   for domain in topology.domains}
-    return topology, credentials, mns
+    return topology, FakeRadius(topology, users=[mn.identity for mn in mns]), mns
 
 
 # -- the driver -----------------------------------------------------------------------
@@ -139,13 +141,32 @@ class Until:
     ready: object  # () -> bool
 
 
+class RadiusWire:
+    """The application's RADIUS socket, answered at once by each domain's
+    FakeRadius: its answers go to the worker as the socket's would."""
+
+    def __init__(self, app, radius: FakeRadius):
+        self.app, self.radius = app, radius
+
+    def send(self, datagram) -> None:
+        answer = self.radius.handle(datagram)
+        if answer is not None:
+            self.app._radius_answer(answer, (datagram.address, datagram.port))
+
+    def handled(self) -> None:
+        pass
+
+
 class Driver:
-    def __init__(self, topology, credentials, store, tables=None,
+    def __init__(self, topology, radius: FakeRadius, store, tables=None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
         self.clock, self.sleep = clock, sleep
-        runtime.configure(topology, "mn-scale.yaml", credentials, store)
+        runtime.configure(topology, "mn-scale.yaml", radius_servers(topology), store)
         self.app = mpa_app.MpaApp()
+        self.app.radius = RadiusWire(self.app, radius)
+        # PANA messages the AAs sent (packet-outs), by the MN's address.
+        self.pana_inbox: dict[str, list[bytes]] = {}
         self.core = self.app.core
         self.graph = self.core.graph
         tables = tables or {}
@@ -223,6 +244,8 @@ class Driver:
             for msg in messages:
                 dp.table.apply(msg)
                 for part in of.messages_in(msg):
+                    if of.message_name(part) == "OFPPacketOut":
+                        self._pana_out(part.data)
                     if of.message_name(part) in ("OFPFlowMod", "OFPPacketOut"):
                         self.sent += 1
                         if self.capture is not None and len(self.capture) < self.capture_limit:
@@ -234,6 +257,12 @@ class Driver:
                     reply = types.SimpleNamespace(datapath=dp, flags=0,
                                                   body=dp.table.flow_stats())
                     self._shell(self.app._flow_stats, types.SimpleNamespace(msg=reply))
+
+    def _pana_out(self, data) -> None:
+        frame = packets.decode(bytes(data or b""))
+        if frame is not None and frame.udp is not None and frame.udp[0] == PANA_PORT \
+                and frame.ip_dst in self.pana_inbox:
+            self.pana_inbox[frame.ip_dst].append(frame.udp[2])
 
     def connect_all(self) -> None:
         """Every switch connects and is reconciled; DAD fills each reserve."""
@@ -329,6 +358,36 @@ class Driver:
 
 # -- what each MN does ------------------------------------------------------------------
 
+def preauthenticate(driver: Driver, mn: Mn, domain: str):
+    """PANA with the target network's AA from the MN's PoA (UDP 716 to its
+    gateway, punted there), EAP-TTLS/PAP relayed to the domain's RADIUS:
+    the MN's SaState."""
+    graph = driver.graph
+    poa, here = graph.poa(mn.poa), graph.network_of_address(mn.address)
+    gateway = str(graph.network(mn.target).gateway)
+    inbox = driver.pana_inbox.setdefault(mn.address, [])
+    client = PanaClient(peer(domain, mn.identity, EAP_TTLS_PAP), pre=True)
+
+    def punt(data: bytes) -> Punt:
+        return Punt(graph.dpid(poa.switch), poa.port, Table.ROUTE, udp_frame(
+            src_mac=mn.mac, dst_mac=here.gateway_mac, src_ip=mn.address, dst_ip=gateway,
+            src_port=40716, dst_port=PANA_PORT, payload=data))
+    data = client.initiation()
+    while not client.done:
+        if data is not None:
+            yield punt(data)
+        yield Until(lambda: bool(inbox))
+        data = client.receive(inbox.pop(0))
+    if data is not None:   # the final PAN
+        yield punt(data)
+    del driver.pana_inbox[mn.address]
+    if client.result != "success":
+        raise RuntimeError(f"{mn.identity} pre-authentication: {client.result}")
+    sa_id, keys = client.established.sa(mn.identity, mn.target)
+    return protocol.SaState(mn.target, domain, mn.identity, mn.mac, sa_id, keys,
+                            client.established.lifetime)
+
+
 def _answer(post: Post, expected: str, state=None, seq=None) -> dict:
     answer = post.answer
     if answer.status != 200:
@@ -354,15 +413,9 @@ def prepare(driver: Driver, mn: Mn, states: dict):
     yield Until(lambda: mn.address in core.hosts)
     driver.sample("attach", driver.clock() - t0)
 
-    run = protocol.PreAuthentication(mn.identity, mn.psk, mn.target, mn.mac)
     domain = core.topology.networks[mn.target].served_by
     t0 = driver.clock()
-    post = yield Post(mn, mn.target, run.init(), "auth-init")
-    yield Await(post)
-    post = yield Post(mn, mn.target, run.response(post.answer.body), "auth-response")
-    yield Await(post)
-    _answer(post, "auth-success")
-    state = run.finish(post.answer.body, domain)
+    state = yield from preauthenticate(driver, mn, domain)
     driver.sample("preauth", driver.clock() - t0)
 
     steps = (("configure", "config-request", "config", {}),

@@ -151,10 +151,11 @@ class Actions(Instructions):
         return action, self._wake(identity, wall)
 
     def known(self, identity: str) -> bool:
-        """An MN the controller knows: in the topology, in a domain's
-        credentials, or with an MPA-SA."""
+        """An MN the controller knows: in the topology or with an MPA-SA (the
+        domains' subscribers are their RADIUS servers' business, not ours)."""
         return (identity in self.service.homes
-                or any(s.key(identity) is not None for s in self.service.aa.credentials.values())
+                or any(mn.identity == identity
+                       for mn in self.service.topology.mobile_nodes.values())
                 or bool(self.service.aa.sas_of(identity)))
 
     def _network(self, name: str):

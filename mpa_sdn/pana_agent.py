@@ -38,12 +38,15 @@ from __future__ import annotations
 
 import heapq
 import logging
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 from mpa_protocol import eap, keys, pana, pana_security, pana_timers
-from mpa_protocol.eap import EapError, EapPacket
+from mpa_protocol.eap import EapPacket
 from mpa_protocol.pana import PanaError, PanaMessage
+from mpa_sdn.mpa_sa import EXPIRED
+# PanaReply is what callers take from here (the controller, the shell, tests).
+from mpa_sdn.pana_session import (AAA_WAIT, COMPLETING, EAP_RUN, STARTING, PanaReply,  # noqa: F401
+                                  Session, Uniform, eap_code, identity_of)
 
 LOG = logging.getLogger("mpa_sdn.pana")
 
@@ -53,90 +56,12 @@ PRF_OFFER = (pana.PRF_HMAC_SHA2_256, pana.PRF_HMAC_SHA1)
 INTEGRITY_OFFER = (pana.AUTH_HMAC_SHA2_256_128, pana.AUTH_HMAC_SHA1_160)
 NONCE_BYTES = 20   # RFC 5191 §8.5: at least half the PRF's output, 20 covers both
 
-STARTING, EAP_RUN, AAA_WAIT, COMPLETING = "starting", "eap", "aaa", "completing"
-
-
-class Uniform:
-    """What the timers draw their jitter from, over an injected [0, 1) source."""
-
-    def __init__(self, rand: Callable[[], float]):
-        self.rand = rand
-
-    def uniform(self, low: float, high: float) -> float:
-        return low + (high - low) * self.rand()
-
-
-def _eap_code(packet: bytes | None) -> int | None:
-    """An EAP packet's Code, None when it is no EAP packet."""
-    try:
-        return eap.decode(packet).code if packet else None
-    except EapError:
-        return None
-
-
-def _identity(packet: bytes | None) -> str | None:
-    try:
-        return eap.identity_of(packet) if packet else None
-    except EapError:
-        return None
-
-
-@dataclass(frozen=True)
-class PanaReply:
-    """A PANA message to the PaC, back the way its last message came."""
-
-    origin: Any      # mpa_sdn.service.Origin of the PaC's last message
-    data: bytes
-
-
-@dataclass
-class Session:
-    """One PANA session between PCI and the final PAN (memory only)."""
-
-    id: int
-    network: str
-    domain: str
-    source: str                  # the PaC's address
-    port: int                    # and UDP port
-    origin: Any                  # where replies go (the last message's)
-    pre: bool                    # RFC 5873: the MN is elsewhere (E flag)
-    seen_mac: str | None         # the frame's source MAC, on a link of ours
-    expires: float
-    started: float               # when its PCI came (Tauth runs from here)
-    paa_seq: int                 # the sequence number of the PAR outstanding (or last)
-    phase: str = STARTING
-    i_par: bytes = b""           # RFC 5191 §5.3: the initial PAR and PAN as sent
-    i_pan: bytes = b""
-    prf: int | None = None
-    integrity: int | None = None
-    paa_nonce: bytes = b""
-    pac_nonce: bytes | None = None
-    identity: str | None = None
-    eap_id: int = 0              # the last EAP-Request's identifier
-    radius_state: bytes | None = None
-    last_par: bytes = b""        # what a retransmission sends
-    retransmission: Any = None   # pana.Retransmission of last_par
-    pac_answer: bytes | None = None   # the PAN to a PaC's own PAR, for its retransmission
-    pac_seq: int | None = None
-    key_id: int | None = None
-    auth_key: bytes | None = None
-    msk: bytes | None = field(default=None, repr=False)
-    lifetime: int = 0
-    result: int | None = None    # the final PAR's Result-Code
-    in_progress: bool = True
-
-    @property
-    def flags(self) -> int:
-        return pana.FLAG_E if self.pre else 0
-
-
 class PanaAgent:
     """The PAA of every network this controller serves.
 
     ``aaa`` relays EAP to the domains' RADIUS servers (mpa_sdn.radius's
-    client); ``establish`` makes the MPA-SA once a session succeeds and
-    returns what to send; ``by_session`` finds an established SA by PANA
-    session id; ``terminated`` ends one at the MN's PTR (and returns what to
+    client); ``establish`` makes the MPA-SA once a session succeeds;
+    ``by_session`` finds an established SA by PANA session id; ``terminated`` ends one at the MN's PTR (and returns what to
     send); ``save`` writes an SA whose PANA state changed.
     """
 
@@ -162,6 +87,10 @@ class PanaAgent:
         self._per_source: dict[str, int] = {}
         self._due: list[tuple[float, int, int]] = []   # (when, session id, generation)
         self._generation = 0
+        # The PTA of each session the MN terminated, by the PTR's bytes, for a
+        # PTR sent again (its PTA lost): kept pana_session_s, at most
+        # max_pana_sessions, the oldest going first (dicts keep their order).
+        self._ended: dict[bytes, tuple[float, bytes]] = {}
 
     # -- input ---------------------------------------------------------------
 
@@ -185,6 +114,10 @@ class PanaAgent:
         sa = self.by_session(msg.session_id)
         if sa is not None and sa.network == network:
             return self._established(sa, msg, data, origin, port, now)
+        ended = self._ended.get(data)
+        if ended is not None and ended[0] > now:
+            self.counters["pana_request_retransmission"] += 1
+            return [PanaReply(origin, ended[1])]
         return self._drop("unknown_session", origin, f"{msg.name} for session "
                           f"{msg.session_id:#x}, which is not open")
 
@@ -307,7 +240,7 @@ class PanaAgent:
                 or integrity[0] not in INTEGRITY_OFFER:
             return self._drop("algorithms", session.origin, "the PAN[S] must choose one "
                               "offered PRF and one integrity algorithm")
-        identity = _identity(msg.eap_payload)
+        identity = identity_of(msg.eap_payload)
         if identity is None:
             return self._drop("no_identity", session.origin, "the PAN[S] carries no "
                               "EAP-Response/Identity")
@@ -352,7 +285,7 @@ class PanaAgent:
                                 why="no RADIUS server of the domain answered")
         if answer.kind == "challenge":
             request = answer.eap
-            if _eap_code(request) != eap.REQUEST:
+            if eap_code(request) != eap.REQUEST:
                 self.counters["pana_aaa_bad_challenge"] += 1
                 return self._finish(session, pana.PANA_AUTHORIZATION_REJECTED, None, now,
                                     why="the Access-Challenge holds no EAP-Request")
@@ -398,7 +331,7 @@ class PanaAgent:
         session.phase = COMPLETING
         session.result = result
         code = eap.SUCCESS if result == pana.PANA_SUCCESS else eap.FAILURE
-        if _eap_code(eap_packet) != code:
+        if eap_code(eap_packet) != code:
             eap_packet = EapPacket(code, session.eap_id).encode()
         session.paa_seq = _next(session.paa_seq)
         avps = [pana.result_code(result), pana.eap_payload(eap_packet)]
@@ -438,10 +371,11 @@ class PanaAgent:
                       "pac": [session.source, session.port], "paa_seq": session.paa_seq,
                       "pac_seq": None}
         self._close(session, "established", now)
-        return self.establish(sa_id=sa_id, identity=session.identity, domain=session.domain,
-                              network=session.network, sa_keys=sa_keys,
-                              lifetime=session.lifetime, source=session.source,
-                              seen_mac=session.seen_mac, pana_state=pana_state, now=now)
+        self.establish(sa_id=sa_id, identity=session.identity, domain=session.domain,
+                       network=session.network, sa_keys=sa_keys, lifetime=session.lifetime,
+                       source=session.source, seen_mac=session.seen_mac,
+                       pana_state=pana_state, now=now)
+        return []
 
     # -- an established session: Ping and Termination ----------------------------
 
@@ -454,6 +388,10 @@ class PanaAgent:
         auth_key = bytes.fromhex(state["auth_key"])
         if msg.auth is None or not pana_security.verify_auth(data, auth_key, state["integrity"]):
             return self._drop("bad_auth", origin, f"{msg.name}: AUTH does not verify")
+        if sa.state == EXPIRED or sa.lapsed(now):
+            # Its lifetime ended the PANA session too (RFC 5191 §4.4): the AA
+            # keeps the SA only to tell the MN it expired.
+            return self._drop("expired_session", origin, f"{msg.name}: the MPA-SA expired")
         last = state.get("pac_seq")
         if last is not None and msg.seq == last and state.get("pac_answer"):
             self.counters["pana_request_retransmission"] += 1
@@ -473,6 +411,10 @@ class PanaAgent:
         self.counters["pana_terminated"] += 1
         LOG.info("PANA session %08x of MPA-SA sa=%s terminated by the MN (cause %s)",
                  state["session"], sa.id[:8], msg.termination_cause)
+        self._ended = {k: v for k, v in self._ended.items() if v[0] > now}
+        while len(self._ended) >= self.settings.max_pana_sessions:
+            del self._ended[next(iter(self._ended))]
+        self._ended[data] = (now + self.settings.pana_session_s, answer)
         return self.terminated(sa, msg.termination_cause, now) + [PanaReply(origin, answer)]
 
     # -- requests, retransmissions and expiry ------------------------------------
@@ -510,6 +452,9 @@ class PanaAgent:
                 continue
             timer = session.retransmission
             if timer is None:
+                # Nothing outstanding (the session waits for RADIUS): its
+                # lifetime still ends it.
+                self._schedule(session)
                 continue
             verdict = timer.poll(now)
             if verdict == pana_timers.EXPIRED:

@@ -40,7 +40,7 @@ INBAND = "inband"
 MAX_WAITING_ORIGINS = 4  # places one request held back by DAD is answered at
 MOBILITY = ("tunnel-request", "tunnel-release", "binding-update", "handover")
 SILENT_IN_BAND = {"malformed", "oversized", "unsupported-version", "unknown-type",
-                  "bad-mac", "unknown-sa", "unknown-session"}
+                  "bad-mac", "unknown-sa"}
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class MpaService:
                                       on_change=self._sa_changed)
         self.aaa = aaa
         self.paa = PanaAgent(topology, self.settings, counters, entropy, aaa,
-                             establish=self._pana_established, by_session=self.aa.by_session,
+                             establish=self.aa.establish, by_session=self.aa.by_session,
                              terminated=self._pana_terminated, save=self.aa.save,
                              identity_limit=self.aa.identity_limit,
                              source_limit=self.aa.source_limit,
@@ -393,8 +393,7 @@ class MpaService:
     # -- pre-authentication: PANA and the domains' RADIUS servers ---------------
 
     def pana(self, data: bytes, origin: Origin, port: int, now: float) -> list:
-        """A PANA message to ``origin.network``'s AA (mpa_sdn.pana_agent): what
-        to send (PanaReply to the MN, datagrams to RADIUS servers)."""
+        """PANA to ``origin.network``'s AA: PanaReplies to the MN, datagrams to RADIUS."""
         network = self.topology.networks.get(origin.network)
         if network is None or network.role != ROLE_ACCESS or network.id not in self.ca.pools:
             self.counters["pana_dropped_not_served"] += 1
@@ -421,10 +420,6 @@ class MpaService:
                                  "pre_authentication": session.pre,
                                  "result_code": session.result,
                                  "ms": round((wall - session.started) * 1000, 3)})
-
-    def _pana_established(self, now: float, **sa) -> list:
-        self.aa.establish(now=now, **sa)
-        return []
 
     def _pana_terminated(self, sa, cause, wall: float) -> list:
         """The MN ended its PANA session (PTR): the SA goes, with its lease

@@ -64,10 +64,20 @@ class DomainPki:
 
 
 @functools.cache
-def pkis() -> dict[str, DomainPki]:
+def _root() -> Path:
     root = Path(tempfile.mkdtemp(prefix="mpa-test-aaa-"))
     atexit.register(shutil.rmtree, root, True)
-    return {domain: DomainPki(root, domain) for domain in DOMAINS}
+    return root
+
+
+@functools.cache
+def domain_pki(domain: str) -> DomainPki:
+    """Any domain's PKI, made the first time it is asked for."""
+    return DomainPki(_root(), domain)
+
+
+def pkis() -> dict[str, DomainPki]:
+    return {domain: domain_pki(domain) for domain in DOMAINS}
 
 
 def mn_credentials(identity: str = "mn1@domain-a", method: str = EAP_TLS,
@@ -77,7 +87,7 @@ def mn_credentials(identity: str = "mn1@domain-a", method: str = EAP_TLS,
 
 
 def peer(domain: str, identity: str = "mn1@domain-a", method: str = EAP_TLS) -> EapPeer:
-    credentials = pkis()[domain].credentials(identity, method)
+    credentials = domain_pki(domain).credentials(identity, method)
     return EapPeer(credentials.identity, credentials.eap_method())
 
 
@@ -85,6 +95,19 @@ def radius_servers(topology, secret: bytes = SECRET) -> dict[str, list[RadiusSer
     """The servers the topology names, with the test secret instead of their files."""
     return {did: [RadiusServer(s.address, s.port, secret) for s in domain.radius.servers]
             for did, domain in topology.domains.items() if domain.radius is not None}
+
+
+def with_secret_files(raw: dict, directory: Path) -> dict:
+    """A topology's ``raw`` YAML with each domain's RADIUS secret in a file of
+    ``directory`` (owner-only), for a controller that reads them: the shipped
+    topologies name the lab's, which only a running lab has."""
+    for did, domain in raw["domains"].items():
+        secret = Path(directory) / f"{did}.secret"
+        secret.write_text(f"{did}-unit-test-shared-secret\n", encoding="utf-8")
+        secret.chmod(0o600)
+        for server in (domain.get("radius") or {}).get("servers", ()):
+            server["secret_file"] = str(secret)
+    return raw
 
 
 def _attributes(body: bytes) -> list[tuple[int, bytes]]:
@@ -101,11 +124,14 @@ class FakeRadius:
     it was sent to, as FreeRADIUS would (a Message-Authenticator required and
     always sent; EAP-TLS and TTLS/PAP; MS-MPPE keys on Accept).  ``down``:
     servers (address, port) that answer nothing; ``revoked``: identities
-    whose certificates are refused; ``answers``: what it sent, for tests."""
+    whose certificates are refused; ``answers``: what it sent, for tests;
+    ``users``: the identities TTLS/PAP knows (IDENTITIES by default)."""
 
-    def __init__(self, topology, secret: bytes = SECRET, methods=(eap.TLS, eap.TTLS)):
+    def __init__(self, topology, secret: bytes = SECRET, methods=(eap.TLS, eap.TTLS),
+                 users=IDENTITIES):
         self.secret = secret
         self.methods = methods
+        self.users = {identity: PASSWORD for identity in users}
         self.domain_of = {(s.address, s.port): did for did, d in topology.domains.items()
                           if d.radius is not None for s in d.radius.servers}
         self.down: set[tuple[str, int]] = set()
@@ -137,9 +163,9 @@ class FakeRadius:
         state = next((v for c, v in attrs if c == STATE), None)
         conversation = self.conversations.get(state) if state else None
         if conversation is None:
-            pki = pkis()[domain]
+            pki = domain_pki(domain)
             conversation = EapServer(pki.server.cert, pki.server.key, pki.pki.ca,
-                                     methods=self.methods, users={i: PASSWORD for i in IDENTITIES},
+                                     methods=self.methods, users=self.users,
                                      revoked_serials={pki.clients[i].serial for i in self.revoked})
             request = conversation.after_identity(response)
         else:

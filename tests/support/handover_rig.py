@@ -11,20 +11,24 @@ from __future__ import annotations
 import pytest
 
 from mpa_mn import protocol
+from mpa_protocol.pana import PANA_PORT
+from mpa_sdn.pana_agent import PanaReply
 from mpa_protocol.schema import load_yaml
 from mpa_sdn.config import parse_topology
 from mpa_sdn.mobility import QUIET_S, SETTLE_S
 from mpa_sdn.store import MemoryStore
 from mpa_sdn.tables import feature_of
+from support.aaa import preauthenticate
 from support.network_rig import Outcome, Rig
 from support.paths import DEFAULT_TOPOLOGY
-from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy
+from support.service_rig import IDENTITY, MN_MAC, counter_entropy
 
 MN_IP = "10.1.1.50"          # mn1's address in net-a1 (outside the pool)
 CN_IP = "10.0.0.10"
 B1_GATEWAY = "10.2.1.1"
 PORT = 7664                  # mpa.signalling_port, the default
 MN_PORT = 40001              # the MN's source port
+PANA_MN_PORT = 40716         # the PaC's source port
 WALL_OFFSET = 1_700_000_000.0
 HOME = "10.255.0.1"          # mn1's home address (two_domains.yaml)
 NCOA = "10.2.1.100"          # the first address of net-b1's pool: mn1's nCoA
@@ -43,11 +47,19 @@ def exchange(rig, payload: bytes, gateway=B1_GATEWAY) -> bytes:
     return answer["payload"]
 
 
-def preauth(rig, network="net-b1", psk=PSK_B, domain="domain-b", gateway=B1_GATEWAY):
-    run = protocol.PreAuthentication(IDENTITY, psk, network, MN_MAC,
-                                     entropy=counter_entropy(b"mn"))
-    challenge = exchange(rig, run.init(), gateway)
-    return run.finish(exchange(rig, run.response(challenge), gateway), domain)
+def pana_exchange(rig, data: bytes, gateway=B1_GATEWAY, host="mn1") -> list[PanaReply]:
+    """One PANA message from the MN to a gateway's AA (UDP 716); the PANA
+    messages that reach the MN (RADIUS is answered inside the rig's run)."""
+    outcome = rig.udp(host, gateway, PANA_PORT, data, src_port=PANA_MN_PORT)
+    return [PanaReply(None, p["payload"]) for p in datagrams(outcome, host)
+            if p.get("udp_src") == PANA_PORT]
+
+
+def preauth(rig, network="net-b1", domain="domain-b", gateway=B1_GATEWAY, pre=True):
+    """mn1 pre-authenticates with ``network``'s AA by PANA, in-band."""
+    return preauthenticate(lambda data: pana_exchange(rig, data, gateway), None, rig.radius,
+                           network, domain, IDENTITY, MN_MAC, pre,
+                           entropy=counter_entropy(b"mn"))
 
 
 def settle_dad(rig, rounds=10, step=0.1) -> Outcome:
@@ -71,9 +83,7 @@ def variant(**mpa):
 
 def make_rig(topology, **options) -> Rig:
     """The core with its AA and CA on fake switches; mn1 learned at ap-a1-1."""
-    credentials = {"domain-a": Keys("domain-a", {IDENTITY: PSK_A}),
-                   "domain-b": Keys("domain-b", {IDENTITY: PSK_B})}
-    rig = Rig(topology, **{"credentials": credentials, "store": MemoryStore(),
+    rig = Rig(topology, **{"store": MemoryStore(),
                            "entropy": counter_entropy(b"core"), "wall_offset": WALL_OFFSET,
                            **options})
     rig.connect_all()
@@ -108,6 +118,11 @@ class Mn:
             self.ask(kind, "an error", source, **fields)
         return err.value.code
 
+    def bind_mac(self) -> None:
+        """A first signed message (asking for instructions), which binds the
+        SA to mn1's MAC (PANA names none)."""
+        self.ask("instructions", "instruction-list")
+
     def configure(self) -> str:
         self.ncoa = self.ask("config-request", "config")["address"]
         return self.ncoa
@@ -131,14 +146,17 @@ def gateway_of(rig, network: str) -> str:
     return str(rig.graph.network(network).gateway)
 
 
-def authenticated(rig, network="net-b1", psk=PSK_B, domain="domain-b") -> Mn:
-    return Mn(rig, preauth(rig, network, psk, domain, gateway_of(rig, network)))
+def authenticated(rig, network="net-b1", domain="domain-b") -> Mn:
+    """mn1 pre-authenticated with ``network`` (with the E flag unless it is
+    attached there)."""
+    pre = rig.gateway(rig.hosts["mn1"]).id != network
+    return Mn(rig, preauth(rig, network, domain, gateway_of(rig, network), pre))
 
 
-def prepared(rig, network="net-b1", psk=PSK_B, domain="domain-b") -> Mn:
+def prepared(rig, network="net-b1", domain="domain-b") -> Mn:
     """Pre-authenticated with ``network`` and configured there."""
     settle_dad(rig)
-    mn = authenticated(rig, network, psk, domain)
+    mn = authenticated(rig, network, domain)
     mn.configure()
     return mn
 

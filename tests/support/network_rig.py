@@ -18,9 +18,10 @@ from dataclasses import dataclass, field, fields
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
+from support.aaa import FakeRadius, radius_servers
 from support.fakeoftable import (
     FakeNetwork, arp_packet, from_bytes, ipv4_packet, on_the_wire, to_bytes, udp_packet)
-from mpa_sdn.controller import Controller
+from mpa_sdn.controller import Controller, RadiusDatagram
 from mpa_sdn.flow_templates import decoded
 from mpa_sdn.openflow import is_delete
 
@@ -45,6 +46,7 @@ class Outcome:
     frames: list = field(default_factory=list)      # (switch, port, pkt): all that left at an edge
     punted_at: list = field(default_factory=list)   # (switch, in_port, table_id) of each punt
     hops: list = field(default_factory=list)        # (switch, next switch, pkt) over each link
+    radius: list = field(default_factory=list)      # the RADIUS requests the core sent
 
     def to(self, host: str) -> list[dict]:
         return [p for h, p in self.delivered if h == host]
@@ -59,9 +61,12 @@ class Outcome:
 class Rig:
     def __init__(self, topology, now: float = 1000.0, hold_confirmations: bool = False,
                  **core_options):
-        # core_options: the Controller's keyword arguments (credentials, store,
-        # entropy, wall_offset) for a core with its AA and CA.
+        # core_options: the Controller's keyword arguments (store, entropy,
+        # wall_offset) for a core with its AA and CA.  Every domain's RADIUS
+        # server is a FakeRadius, answering at once (``radius.down`` silences one).
+        core_options.setdefault("radius_servers", radius_servers(topology))
         self.topology, self.core_options = topology, core_options
+        self.radius = FakeRadius(topology)
         self.core = Controller(topology, **core_options)
         self.graph = self.core.graph
         self.net = FakeNetwork(self.graph)
@@ -200,6 +205,14 @@ class Rig:
                     self._deliver(d.switch, d.port, d.pkt, work, outcome)
 
     def _apply(self, send, work, outcome) -> None:
+        if isinstance(send, RadiusDatagram):
+            # The shell's RADIUS socket: the domain's server answers, the core hears it.
+            outcome.radius.append(send)
+            answer = self.radius.handle(send)
+            if answer is not None:
+                work.append(("sends", self.core.radius(answer, (send.address, send.port),
+                                                       self.now)))
+            return
         switch = self.net.by_dpid[send.dpid]
         # The shell orders deletes first; the rig does the same.
         messages = sorted(send.messages, key=lambda m: 0 if is_delete(m) else 1)

@@ -92,6 +92,12 @@ class Rig:
         assert len(answers) == 1, answers
         return protocol.check_answer(state, answers[0].body, seq, "config")
 
+    def bind(self, state, **kw) -> None:
+        """The MN's first signed message (instructions, which the service
+        alone refuses), whose ``mn_mac`` binds the SA to its MAC: PANA names none."""
+        data, _ = protocol.request(state, "instructions")
+        self.send(data, state.network, **kw)
+
     def settle_dad(self, rounds=20, step=0.1):
         """Let the CA's probes run out unanswered (nobody squats)."""
         answers = []
@@ -118,6 +124,18 @@ class Rig:
         return preauthenticate(lambda data: self.pana(data, network, source, seen_mac),
                                self.radius_answer, self.aaa_server, network, domain, identity,
                                mac, pre, method, self.mn_entropy)
+
+
+def preauth_with(service, radius: FakeRadius, now: float, network="net-b1", domain="domain-b",
+                 identity=IDENTITY, mac=MN_MAC, source="10.1.1.199", entropy=None):
+    """An MN routed to ``network``'s AA (no MAC seen) pre-authenticates by
+    PANA with an MpaService (a Controller's ``mpa``) whose RADIUS requests
+    ``radius`` answers."""
+    origin = Origin(INBAND, source, network, None)
+    return preauthenticate(lambda data: service.pana(data, origin, PANA_SOURCE_PORT, now),
+                           lambda answer, server: service.radius(answer, server, now), radius,
+                           network, domain, identity, mac,
+                           entropy=entropy or counter_entropy(b"mn"))
 
 
 def reconcile_all(core, now: float) -> None:

@@ -10,9 +10,11 @@ from mpa_mn import protocol
 from mpa_protocol import messages
 from mpa_sdn.service import REST, Answer, Origin
 from mpa_sdn.tables import Feature, feature_of
-from support.handover_rig import HOME, MN_IP, NCOA, authenticated, settle_dad
+from support.aaa import preauthenticate
+from support.handover_rig import B1_GATEWAY, HOME, MN_IP, NCOA, authenticated, pana_exchange, \
+    settle_dad
 from support.network_rig import Outcome
-from support.service_rig import IDENTITY, PSK_A, PSK_B, counter_entropy
+from support.service_rig import IDENTITY, counter_entropy
 
 MAC2 = "02:00:00:00:01:02"      # mn1's second interface
 
@@ -34,14 +36,13 @@ def send_rest(rig, data: bytes, network: str, outcome: Outcome | None = None) ->
 
 
 def second_interface(rig):
-    """mn1b: pre-authenticated with net-b1 for its own MAC over REST,
-    configured, and attached at ap-b1-1 with its nCoA."""
+    """mn1b: pre-authenticated with net-b1 by PANA (from mn1's interface in
+    net-a1), configured over REST for its own MAC (its first signed message
+    binds it), and attached at ap-b1-1 with its nCoA."""
     settle_dad(rig)
-    run = protocol.PreAuthentication(IDENTITY, PSK_B, "net-b1", MAC2,
-                                     entropy=counter_entropy(b"mn1b"))
-    [challenge] = send_rest(rig, run.init(), "net-b1")
-    [success] = send_rest(rig, run.response(messages.encode(challenge.fields)), "net-b1")
-    state = run.finish(messages.encode(success.fields), "domain-b")
+    state = preauthenticate(lambda data: pana_exchange(rig, data, B1_GATEWAY), None,
+                            rig.radius, "net-b1", "domain-b", IDENTITY, MAC2,
+                            entropy=counter_entropy(b"mn1b"))
     config = rest(rig, state, "config-request", "config")
     assert config["address"] == NCOA
     rig.add_host("mn1b", MAC2, NCOA, "ap-b1-1")
@@ -50,7 +51,7 @@ def second_interface(rig):
 
 
 def bound_here(rig):
-    here = authenticated(rig, "net-a1", PSK_A, "domain-a")
+    here = authenticated(rig, "net-a1", "domain-a")
     rig.arp_request("mn1", MN_IP)
     here.ask("binding-update", "binding-ack", source=MN_IP, home_address=HOME, care_of=MN_IP)
     return here

@@ -20,6 +20,7 @@ class Unwalkable(dict):
 
 def authorized(rig):
     state = rig.preauth()
+    rig.configure(state)     # the first signed message binds the SA to the MAC
     rig.seen(MN_MAC, "10.2.1.150", "net-b1")
     sa = rig.service.aa.sas[state.sa]
     assert sa.state == AUTHORIZED

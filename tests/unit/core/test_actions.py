@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from support.service_rig import IDENTITY, MN_MAC, PSK_A
+from support.service_rig import IDENTITY, MN_MAC
 from mpa_mn import protocol
 from mpa_protocol import messages
 from mpa_protocol.messages import MAX_WAIT_S
@@ -201,7 +201,7 @@ def test_cancel_switches_back_and_tells_the_mn_to_stay(rig):
 
 def test_release_frees_the_candidate_and_tells_the_mn_to_forget(rig):
     tunnelled(rig)
-    home_mn = authenticated(rig, "net-a2", PSK_A, "domain-a")
+    home_mn = authenticated(rig, "net-a2", "domain-a")
     status, release, _ = act(rig, "release", network="net-b1")
     assert status == 202
     assert release["result"]["released"] == {"tunnel": True, "lease": NCOA, "sa": True}
@@ -340,7 +340,7 @@ def test_a_pending_instruction_outlives_a_restart_and_its_timeout_still_holds(ri
 
 def test_one_mns_view_is_what_the_lists_say_of_it(rig):
     bound(rig)
-    authenticated(rig, "net-a2", PSK_A, "domain-a")
+    authenticated(rig, "net-a2", "domain-a").bind_mac()   # its MAC, as the MN names it
     aa = rig.core.mpa.aa
     aa.end(aa.sas[aa.by_identity_network[(IDENTITY, "net-b1")]])  # its nCoA's lease stays
     facade = Facade(rig.core, lambda: rig.now)
@@ -363,7 +363,7 @@ def test_dwell_time_refuses_a_handover_out_too_soon(rig):
     arrive(rig)
     later(rig, QUIET_S)
     assert rig.core.mobility.settled[IDENTITY][0] == "net-b1"
-    back = authenticated(rig, "net-a2", PSK_A, "domain-a")
+    back = authenticated(rig, "net-a2", "domain-a")
     back.configure()
     back.ask("tunnel-request", "tunnel")
     status, body, _ = act(rig, "pre-switch", network="net-a2")

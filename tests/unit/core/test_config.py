@@ -12,7 +12,6 @@ import copy
 import dataclasses
 import functools
 import ipaddress
-import os
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import yaml
 from mpa_protocol.schema import MAX_FILE_BYTES, ConfigError
 from mpa_sdn.config import load_or_exit, load_topology, load_topology_text, parse_topology
 from mpa_sdn.topology import ControllerSettings, MpaSettings, Neighbour
+from support.aaa import with_secret_files
 from support.paths import ROOT as REPO
 
 GOOD_FILE = REPO / "topologies" / "two_domains.yaml"
@@ -105,10 +105,16 @@ def text_error(text: str) -> str:
 
 
 def unresolved(topology):
-    """``topology`` with every credentials path (domains' and MNs') dropped."""
+    """``topology`` with every file path it resolves (MNs' credentials,
+    RADIUS secrets) dropped."""
     def dropped(table):
         return {k: dataclasses.replace(v, credentials=None) for k, v in table.items()}
-    return dataclasses.replace(topology, domains=dropped(topology.domains),
+
+    def no_secrets(table):
+        return {k: v if v.radius is None else dataclasses.replace(v, radius=dataclasses.replace(
+            v.radius, servers=tuple(dataclasses.replace(s, secret_file="")
+                                    for s in v.radius.servers))) for k, v in table.items()}
+    return dataclasses.replace(topology, domains=no_secrets(topology.domains),
                                mobile_nodes=dropped(topology.mobile_nodes))
 
 
@@ -122,7 +128,7 @@ def topo():
 def test_good_file_parses_the_same_from_dict_text_and_path(topo):
     from_dict = parse_topology(good())
     assert load_topology_text(GOOD_FILE.read_text(encoding="utf-8")) == from_dict
-    # Only the path resolves credentials files against the topology's directory.
+    # Only the path resolves files (secrets, credentials) against the topology's directory.
     assert unresolved(from_dict) == unresolved(topo)
 
 
@@ -219,7 +225,7 @@ def test_controller_settings_are_read():
                   rest_max_held=60, rest_held_per_source=6,
                   rest_tls_cert="rest.pem", rest_tls_key="rest-key.pem",
                   openflow_tls_cert="ofp.pem", openflow_tls_key="ofp-key.pem",
-                  openflow_tls_ca="switch-ca.pem", api_tokens="tokens.yaml")
+                  openflow_tls_ca="switch-ca.pem", api_tokens="tokens.yaml", radius_queue=64)
     raw = good()
     raw["controller"] = values
     settings = parse_topology(raw).controller
@@ -248,8 +254,10 @@ def test_mpa_section_is_optional_and_defaults(topo):
 
 def test_mpa_settings_are_read():
     values = dict(signalling_port=9000, max_message_bytes=256, state_db=":memory:",
-                  auth_session_s=5, max_auth_sessions=10, sa_lifetime_s=7200, sa_hold_s=60,
-                  auth_sessions_per_source=3, held_per_mn=1,
+                  pana_session_s=5, max_pana_sessions=10, sa_lifetime_s=7200, sa_hold_s=60,
+                  pana_sessions_per_source=3, pana_max_bytes=2048, held_per_mn=1,
+                  radius_initial_rt_s=1, radius_max_rt_s=8, radius_max_count=2,
+                  radius_max_duration_s=5, radius_max_outstanding=16, radius_dead_time_s=30,
                   replay_window=1024, retransmit_s=0.5, failures_per_identity=3,
                   failures_per_source=1, failure_window_s=30, lockout_s=120,
                   lease_time_s=60, offer_hold_s=10, dad_probes=3, dad_interval_s=0.01,
@@ -263,7 +271,7 @@ def test_mpa_settings_are_read():
     raw["mpa"] = values
     mpa = parse_topology(raw).mpa
     assert mpa == MpaSettings(**values)
-    assert isinstance(mpa.auth_session_s, float) and isinstance(mpa.sa_lifetime_s, int)
+    assert isinstance(mpa.pana_session_s, float) and isinstance(mpa.sa_lifetime_s, int)
     assert set(values) == {f.name for f in dataclasses.fields(MpaSettings)}, "a key is untested"
 
 
@@ -294,34 +302,44 @@ def test_network_dns_and_lease_time(topo):
     assert networks["net-a2"].dns == () and networks["net-a2"].lease_time_s is None
 
 
-def test_credentials_paths_stay_as_given_without_a_file():
+def secret_files(domains) -> dict:
+    return {did: [s.secret_file for s in d.radius.servers] for did, d in domains.items()}
+
+
+def test_radius_secret_paths_stay_as_given_without_a_file():
     raw = good()
-    raw["domains"]["domain-b"]["credentials"] = "/etc/mpa/b.yaml"
+    raw["domains"]["domain-a"]["radius"] = {"servers": [
+        {"address": "127.0.0.1", "secret_file": "secrets/a"},
+        {"address": "127.0.0.2", "port": 11812, "secret_file": "/etc/mpa/a2"}]}
     domains = parse_topology(raw).domains
-    assert domains["domain-a"].credentials == "credentials/domain-a.yaml"
-    assert domains["domain-b"].credentials == "/etc/mpa/b.yaml"
-    del raw["domains"]["domain-a"]["credentials"]
-    assert parse_topology(raw).domains["domain-a"].credentials is None
+    assert secret_files(domains)["domain-a"] == ["secrets/a", "/etc/mpa/a2"]
+    assert [s.port for s in domains["domain-a"].radius.servers] == [1812, 11812]
+    del raw["domains"]["domain-a"]["radius"]
+    assert parse_topology(raw).domains["domain-a"].radius is None
 
 
 @pytest.mark.parametrize("load", [load_topology, load_or_exit], ids=["load_topology",
                                                                      "load_or_exit"])
-def test_credentials_paths_are_resolved_against_the_topology_file(tmp_path, monkeypatch, load):
+def test_radius_secret_paths_are_resolved_against_the_topology_file(tmp_path, monkeypatch,
+                                                                     load):
     raw = good()
-    raw["domains"]["domain-a"]["credentials"] = "../keys/./a.yaml"
-    raw["domains"]["domain-b"]["credentials"] = "/etc/mpa/b.yaml"
+    raw["domains"]["domain-a"]["radius"] = {"servers": [
+        {"address": "127.0.0.1", "secret_file": "../keys/./a"}]}
+    raw["domains"]["domain-b"]["radius"] = {"servers": [
+        {"address": "127.0.0.1", "secret_file": "/etc/mpa/b"}]}
     (tmp_path / "lab").mkdir()
     (tmp_path / "lab" / "topo.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
     monkeypatch.chdir(tmp_path / "lab")
-    domains = load("topo.yaml").domains
-    assert domains["domain-a"].credentials == str(tmp_path / "keys" / "a.yaml")
-    assert domains["domain-b"].credentials == "/etc/mpa/b.yaml"
+    assert secret_files(load("topo.yaml").domains) == {
+        "domain-a": [str(tmp_path / "keys" / "a")], "domain-b": ["/etc/mpa/b"]}
 
 
-def test_shipped_credentials_paths_are_absolute(topo):
+def test_shipped_radius_servers_are_each_domains_own(topo):
+    files = secret_files(topo.domains)
     for did, domain in topo.domains.items():
-        assert os.path.isabs(domain.credentials)
-        assert domain.credentials == str(GOOD_FILE.parent / "credentials" / f"{did}.yaml")
+        assert files[did] == [f"/run/mpa-lab/aaa/{did}/secret"]
+    ports = {did: [s.port for s in d.radius.servers] for did, d in topo.domains.items()}
+    assert ports == {"domain-a": [18121], "domain-b": [18122]}
 
 
 def test_mac_is_normalised_to_lower_case():
@@ -583,11 +601,17 @@ ONE_DEFECT = [
           ("state_db", " ", "not a usable file path"),
           ("state_db", "a\0b", "not a usable file path"),
           ("state_db", 5, "must be a file path as a string"),
-          ("auth_session_s", 0, "out of range 0.01..3600"),
-          ("auth_session_s", 0.001, "out of range"),
-          ("auth_session_s", 3601, "out of range"),
-          ("auth_session_s", "10", "must be a number"),
-          ("max_auth_sessions", 0, "out of range 1.."),
+          ("pana_session_s", 0, "out of range 1..3600"),
+          ("pana_session_s", 0.5, "out of range"),
+          ("pana_session_s", 3601, "out of range"),
+          ("pana_session_s", "10", "must be a number"),
+          ("max_pana_sessions", 0, "out of range 1.."),
+          ("pana_sessions_per_source", 0, "out of range 1.."),
+          ("pana_max_bytes", 1023, "out of range 1024..65535"),
+          ("pana_max_bytes", 65536, "out of range"),
+          ("radius_max_count", 21, "out of range 0..20"),
+          ("radius_max_outstanding", 0, "out of range 1..256"),
+          ("radius_initial_rt_s", 0, "out of range"),
           ("sa_lifetime_s", 0, "out of range 1..31536000"),
           ("sa_lifetime_s", 31536001, "out of range"),
           ("sa_lifetime_s", 1.5, "must be an integer"),
@@ -655,15 +679,28 @@ ONE_DEFECT = [
                  "out of range", id="lease-time-too-long"),
     pytest.param(put("networks.net-a1.lease_time_s", "3600"), "networks.net-a1.lease_time_s",
                  "must be an integer", id="lease-time-string"),
-    # domains' credentials
-    pytest.param(put("domains.domain-a.credentials", 5), "domains.domain-a.credentials",
-                 "must be a file path as a string", id="credentials-integer"),
-    pytest.param(put("domains.domain-a.credentials", ""), "domains.domain-a.credentials",
-                 "not a usable file path", id="credentials-empty"),
-    pytest.param(put("domains.domain-a.credentials", ["a.yaml"]), "domains.domain-a.credentials",
-                 "not a list", id="credentials-list"),
-    pytest.param(put("domains.domain-a.keys", "a.yaml"), "domains.domain-a.keys",
-                 "unknown key (allowed: controller, credentials, name)", id="unknown-domain-key"),
+    # domains' RADIUS servers (their secrets in files)
+    pytest.param(put("domains.domain-a.radius.servers", [{"address": "127.0.0.1",
+                                                          "secret_file": 5}]),
+                 "domains.domain-a.radius.servers[0].secret_file",
+                 "must be a file path as a string", id="secret-file-integer"),
+    pytest.param(put("domains.domain-a.radius.servers", [{"address": "127.0.0.1",
+                                                          "secret_file": ""}]),
+                 "domains.domain-a.radius.servers[0].secret_file",
+                 "not a usable file path", id="secret-file-empty"),
+    pytest.param(put("domains.domain-a.radius.servers", [{"address": "127.0.0.1"}]),
+                 "domains.domain-a.radius.servers[0].secret_file", "is required",
+                 id="secret-file-missing"),
+    pytest.param(put("domains.domain-a.radius.servers", []), "domains.domain-a.radius.servers",
+                 "must be a list of 1 to 8 servers", id="no-servers"),
+    pytest.param(put("domains.domain-a.radius.servers", [{"address": "radius.example",
+                                                          "secret_file": "s"}]),
+                 "domains.domain-a.radius.servers[0].address", "IPv4",
+                 id="server-not-an-address"),
+    pytest.param(put("domains.domain-a.radius.secret", "s3cr3t"), "domains.domain-a.radius.secret",
+                 "unknown key", id="secret-in-the-topology"),
+    pytest.param(put("domains.domain-a.credentials", "a.yaml"), "domains.domain-a.credentials",
+                 "unknown key (allowed: controller, name, radius)", id="credentials-are-gone"),
     # connectivity (checked once everything else is valid)
     pytest.param(put("switches.lonely", {"dpid": 0x99}), "links", "lonely",
                  id="switch-without-links"),
@@ -966,17 +1003,9 @@ def check_config(tmp_path, raw: dict, status: int = 2) -> list[str]:
     return result.stdout.splitlines()
 
 
-def with_shipped_stores(raw: dict) -> dict:
-    """``raw`` naming the shipped credentials stores by absolute paths, so that a
-    copy written elsewhere still finds them."""
-    for domain in raw["domains"].values():
-        domain["credentials"] = str(GOOD_FILE.parent / domain["credentials"])
-    return raw
-
-
 def _bad_file(tmp_path) -> tuple[Path, list[str]]:
     """A file with three independent defects, and the lines config.py gives for it."""
-    raw = with_shipped_stores(good())
+    raw = with_secret_files(good(), tmp_path)
     raw["controller"]["rest_port"] = 70000
     raw["correspondents"]["cn1"]["mac"] = "01:00:5e:00:00:01"
     raw["mobile_nodes"]["mn1"]["identity"] = "no-realm"
@@ -993,8 +1022,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_cli_check_config_good_file():
-    result = _run("--check-config", str(GOOD_FILE))
+def test_cli_check_config_good_file(tmp_path):
+    path = tmp_path / "good.yaml"
+    path.write_text(yaml.safe_dump(with_secret_files(good(), tmp_path)), encoding="utf-8")
+    result = _run("--check-config", str(path))
     assert result.returncode == 0, result.stderr
     assert result.stdout == "ok\n"
     assert "Traceback" not in result.stderr
@@ -1016,50 +1047,56 @@ def test_cli_check_config_bad_file(tmp_path):
 
 
 def test_cli_check_config_reports_every_problem_in_one_run(tmp_path):
-    """The topology's errors, then the credentials files', then the TLS and
+    """The topology's errors, then the RADIUS secrets', then the TLS and
     tokens files': the files are read although the topology has errors."""
-    bad_store = tmp_path / "domain-b.yaml"
-    bad_store.write_text("version: 1\ndomain: domain-b\n"
-                         "identities: {mn1@domain-b: {key: 'hex:00'}}\n", encoding="utf-8")
-    bad_store.chmod(0o600)
-    raw = rename_mn(good(), "mobile-node")
+    raw = with_secret_files(rename_mn(good(), "mobile-node"), tmp_path)
     raw["controller"].update(rest_port=70000, api_tokens="tokens.yaml")
-    raw["domains"]["domain-a"]["credentials"] = "missing.yaml"
-    raw["domains"]["domain-b"]["credentials"] = bad_store.name
+    raw["domains"]["domain-a"]["radius"]["servers"][0]["secret_file"] = "missing"
+    short = tmp_path / "domain-b.secret"
+    short.write_text("short\n", encoding="utf-8")
     assert check_config(tmp_path, raw) == [
         "controller.rest_port: 70000 is out of range 1..65535",
         "mobile_nodes.mobile-node: the lab would name an interface mobile-node-eth0 "
         "(16 bytes); Linux takes at most 15",
-        f"domains.domain-a.credentials: {tmp_path / 'missing.yaml'}: cannot read "
-        "(No such file or directory)",
-        f"{bad_store}:identities.mn1@domain-b.key: is 1 bytes long; a key has 16..64",
+        f"domains.domain-a.radius.servers[0].secret_file: cannot read {tmp_path / 'missing'}: "
+        "No such file or directory",
+        f"domains.domain-b.radius.servers[0].secret_file: {short}: a shared secret has 16 to "
+        "128 bytes on its first line, not 5",
         f"controller.api_tokens: {tmp_path / 'tokens.yaml'}: cannot read "
         "(No such file or directory)"]
 
 
-def test_cli_check_config_reads_the_credentials_of_the_domains_that_parsed(tmp_path):
-    raw = good()
-    raw["domains"]["domain-a"]["credentials"] = "missing.yaml"
-    raw["domains"]["domain-b"] = ["credentials/domain-b.yaml"]  # not read: not a domain
+def test_cli_check_config_reads_the_secrets_of_the_domains_that_parsed(tmp_path):
+    raw = with_secret_files(good(), tmp_path)
+    raw["domains"]["domain-a"]["radius"]["servers"][0]["secret_file"] = "missing"
+    raw["domains"]["domain-b"] = ["radius"]  # not read: not a domain
     assert check_config(tmp_path, raw) == [
         "domains.domain-b: must be a mapping, not a list",
-        f"domains.domain-a.credentials: {tmp_path / 'missing.yaml'}: cannot read "
-        "(No such file or directory)"]
+        f"domains.domain-a.radius.servers[0].secret_file: cannot read {tmp_path / 'missing'}: "
+        "No such file or directory"]
+
+
+def test_cli_check_config_refuses_a_secret_others_can_read(tmp_path):
+    raw = with_secret_files(good(), tmp_path)
+    (tmp_path / "domain-a.secret").chmod(0o644)
+    assert check_config(tmp_path, raw) == [
+        f"domains.domain-a.radius.servers[0].secret_file: {tmp_path / 'domain-a.secret'} is "
+        "readable by others (mode 644); chmod 600 it"]
 
 
 def test_cli_check_config_without_a_section_still_reads_the_domains_files(tmp_path):
     """Without its switches the networks are not checked (every reference would
     be reported missing again), but the sections that need none are, and so
     are the files they name."""
-    raw = with_shipped_stores(good())
+    raw = with_secret_files(good(), tmp_path)
     del raw["switches"]
     raw["controller"]["rest_port"] = 0
-    raw["domains"]["domain-a"]["credentials"] = "missing.yaml"
+    raw["domains"]["domain-a"]["radius"]["servers"][0]["secret_file"] = "missing"
     assert check_config(tmp_path, raw) == [
         "switches: is required",
         "controller.rest_port: 0 is out of range 1..65535",
-        f"domains.domain-a.credentials: {tmp_path / 'missing.yaml'}: cannot read "
-        "(No such file or directory)"]
+        f"domains.domain-a.radius.servers[0].secret_file: cannot read {tmp_path / 'missing'}: "
+        "No such file or directory"]
 
 
 @pytest.mark.parametrize("content, fragment", [
@@ -1098,7 +1135,9 @@ def test_cli_config_bad_file_exits_without_starting(tmp_path):
 
 
 def test_an_mns_credentials_path_is_resolved_against_the_topology(tmp_path):
-    text = GOOD_FILE.read_text(encoding="utf-8")
+    raw = good()
+    raw["mobile_nodes"]["mn1"]["credentials"] = "credentials/mn1.yaml"
+    text = yaml.safe_dump(raw)
     (tmp_path / "t.yaml").write_text(text, encoding="utf-8")
     topology = load_topology(str(tmp_path / "t.yaml"))
     assert topology.mobile_nodes["mn1"].credentials == str(tmp_path / "credentials" / "mn1.yaml")
@@ -1182,7 +1221,7 @@ def test_cli_check_config_reads_the_tls_and_tokens_files(tmp_path):
     tokens = tmp_path / "tokens.yaml"
     tokens.write_text("version: 1\ntokens: []\n", encoding="utf-8")
     tokens.chmod(0o644)
-    raw = with_shipped_stores(good())
+    raw = with_secret_files(good(), tmp_path)
     raw["controller"].update(rest_tls_cert=controller.cert, rest_tls_key=switch.key,
                              openflow_tls_cert=controller.cert, openflow_tls_key=controller.key,
                              openflow_tls_ca="missing-ca.pem", api_tokens="tokens.yaml")

@@ -14,18 +14,18 @@ from ryu.ofproto import ether, ofproto_v1_3 as ofp
 
 from support.fakeoftable import FakeSwitch, from_bytes, ipv4_packet, to_bytes
 from mpa_mn import protocol
-from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B
+from support.service_rig import IDENTITY, MN_MAC
 from mpa_sdn import openflow as of
 from mpa_sdn.ca import mpa_client
 from mpa_sdn.mobility import QUIET_S, SETTLE_S
-from mpa_sdn.mpa_sa import AUTHORIZED, HELD
+from mpa_sdn.mpa_sa import AUTHORIZED, HELD, PRE_AUTHENTICATED
 from mpa_sdn.store import MemoryStore, SqliteStore
 from mpa_sdn.tables import EXACT_MASK, Feature, Table, feature_of
 from support.network_rig import Outcome
 from support.handover_rig import (CN_IP, MN_IP, WALL_OFFSET, datagrams, HOME, NCOA, variant,
                                   make_rig, Mn, authenticated, prepared, tunnelled, bound,
                                   pre_switched, arrive, later, pings, echoes, flows_of, holders,
-                                  sa_state)
+                                  sa_state, settle_dad)
 
 NEIGHBOUR_MAC, NEIGHBOUR_IP = "02:00:00:00:0b:02", "10.2.1.150"   # a host at ap-b1-2
 MOBILITY = (Feature.TUNNEL, Feature.BINDING, Feature.BUFFER)
@@ -138,12 +138,12 @@ def test_the_tunnels_answer_names_the_ncoa_and_the_poa(rig):
 # net-b1's AR has one link, so both ways leave it by the port they came in;
 # net-a2's tunnel goes on over the ar-a2 -- ar-a1 link.
 TARGETS = {
-    "net-b1": ((PSK_B, "domain-b"),
+    "net-b1": (("domain-b",),
                [("cn-ar", "core", None), ("core", "ar-b1", None), ("ar-b1", "core", "down"),
                 ("core", "ar-a1", "down")],
                [("ar-a1", "core", "up"), ("core", "ar-b1", "up"), ("ar-b1", "core", None),
                 ("core", "cn-ar", None)]),
-    "net-a2": ((PSK_A, "domain-a"),
+    "net-a2": (("domain-a",),
                [("cn-ar", "core", None), ("core", "ar-a2", None), ("ar-a2", "ar-a1", "down")],
                [("ar-a1", "ar-a2", "up"), ("ar-a2", "core", None), ("core", "cn-ar", None)]),
 }
@@ -256,17 +256,21 @@ def test_a_handover_buffers_then_delivers_in_order_from_the_new_poa(topology):
     assert rig.core.mobility.history[-1]["phase"] == "completed"
 
 
-def test_an_sa_made_with_the_network_the_mn_is_attached_to_is_authorized_at_once(rig):
+def test_an_sa_made_with_the_network_the_mn_is_attached_to_is_authorized_at_its_binding(rig):
     # mn1 is learned at ap-a1-1 already: no arrival will come to authorize it,
     # and only an authorized SA is held when the MN leaves (RFC 6252 C.2).
-    authenticated(rig, "net-a1", PSK_A, "domain-a")
+    # PANA names no MAC: the first signed message binds it, and authorizes.
+    settle_dad(rig)
+    here = authenticated(rig, "net-a1", "domain-a")
+    assert sa_state(rig, "net-a1") == PRE_AUTHENTICATED
+    here.configure()
     assert sa_state(rig, "net-a1") == AUTHORIZED
-    authenticated(rig)
-    assert sa_state(rig, "net-b1") != AUTHORIZED
+    prepared(rig)
+    assert sa_state(rig, "net-b1") == PRE_AUTHENTICATED
 
 
 def test_after_a_handover_only_the_binding_remains_at_the_new_poa(rig):
-    authenticated(rig, "net-a1", PSK_A, "domain-a")
+    authenticated(rig, "net-a1", "domain-a").bind_mac()
     rig.arp_request("mn1", MN_IP)              # seen in net-a1: that SA is authorized
     assert sa_state(rig, "net-a1") == AUTHORIZED
     pre_switched(rig)
@@ -379,7 +383,7 @@ def test_the_buffer_drops_the_tail_or_the_stale_and_keeps_the_order(
 def test_a_tunnel_beyond_the_mns_limit_is_refused_and_changes_nothing():
     rig = make_rig(variant(max_tunnels_per_mn=1))
     tunnelled(rig)
-    mn_a2 = prepared(rig, "net-a2", PSK_A, "domain-a")
+    mn_a2 = prepared(rig, "net-a2", "domain-a")
     before = snapshot(rig)
     assert mn_a2.refusal("tunnel-request") == "tunnel-limit"
     assert snapshot(rig) == before
@@ -387,7 +391,7 @@ def test_a_tunnel_beyond_the_mns_limit_is_refused_and_changes_nothing():
 
 
 def test_a_tunnel_to_the_network_mn1_is_attached_to_is_refused(rig):
-    mn_a1 = prepared(rig, "net-a1", PSK_A, "domain-a")
+    mn_a1 = prepared(rig, "net-a1", "domain-a")
     before = snapshot(rig)
     assert mn_a1.refusal("tunnel-request") == "wrong-state"
     assert snapshot(rig) == before
@@ -482,7 +486,7 @@ def test_a_rebinding_keeps_the_old_care_ofs_flows_while_the_datapath_settles(rig
     """Bound to its address in net-a1, mn1 rebinds to its nCoA: the old
     care-of's rewrite at ap-a1-1 stays SETTLE_S after the new flows are
     confirmed, for packets a switch's cache still steers the old way."""
-    here = authenticated(rig, "net-a1", PSK_A, "domain-a")
+    here = authenticated(rig, "net-a1", "domain-a")
     rig.arp_request("mn1", MN_IP)
     here.ask("binding-update", "binding-ack", source=MN_IP, home_address=HOME, care_of=MN_IP)
     [old] = [r for r in flows_of(rig, Feature.BINDING)["ar-a1"] if r.key.table_id == Table.ROUTE]

@@ -1,16 +1,17 @@
 """Hostile senders: what the AA and CA refuse, and that refusing changes nothing."""
 
-import collections
 
 import pytest
 
 from mpa_mn import protocol
+from mpa_mn.pana_client import PanaClient
 from mpa_protocol import messages
 from mpa_sdn import dhcp
 from mpa_sdn.service import INBAND
 from mpa_sdn.store import MemoryStore
 from mpa_sdn.topology import MpaSettings
-from support.service_rig import EVE, IDENTITY, MN_MAC, PSK_B, PSK_EVE, Rig
+from support.aaa import peer
+from support.service_rig import EVE, IDENTITY, MN_MAC, Rig
 
 EVE_MAC = "02:00:00:00:0e:0e"
 
@@ -19,12 +20,12 @@ def test_another_subscriber_cannot_claim_an_mns_mac_or_its_lease():
     rig = Rig()
     rig.settle_dad()
     victim = rig.configure(rig.preauth())
-    # Over REST nobody sees the MAC: Eve names the victim's.
+    # Routed to the AA nobody sees the MAC: Eve's first signed message names the victim's.
     with pytest.raises(protocol.ProtocolError) as err:
-        rig.preauth(identity=EVE, psk=PSK_EVE, mac=MN_MAC)
+        rig.configure(rig.preauth(identity=EVE, mac=MN_MAC))
     assert err.value.code == "mac-in-use"
     # With her own MAC she gets her own lease, and cannot release the victim's.
-    eve = rig.preauth(identity=EVE, psk=PSK_EVE, mac=EVE_MAC)
+    eve = rig.preauth(identity=EVE, mac=EVE_MAC)
     assert rig.configure(eve)["address"] != victim["address"]
     data, seq = protocol.request(eve, "release")
     rig.one(data, "net-b1")
@@ -48,8 +49,8 @@ def test_a_dhcp_client_borrowing_an_mns_mac_does_not_get_its_lease():
 
 
 @pytest.mark.parametrize("body", [
-    b'{"v":1,"type":"auth-init","network":"net-b1","identity":"\\ud800@x",'
-    b'"mn_mac":"02:00:00:00:01:01","nonce":"' + b"00" * 32 + b'"}',
+    b'{"v":1,"type":"config-request","network":"net-b1","sa":"\\ud800@x","seq":1,'
+    b'"mn_mac":"02:00:00:00:01:01","mac":"' + b"00" * 32 + b'"}',
     b'{"v":1,"type":"discover","\\u0007":1}',
     b'{"v":1,"type":"\\u0000\\ud800"}',
 ])
@@ -58,7 +59,7 @@ def test_hostile_text_gets_a_clear_error_not_a_crash(body):
     answer = rig.one(body, "net-b1")
     assert answer.status == 400 and answer.fields["type"] == "error"
     assert rig.counters["signal_internal_error"] == 0
-    assert rig.service.aa.sessions == {}
+    assert rig.service.aa.sas == {} and rig.service.paa.sessions == {}
     messages.encode(answer.fields).decode("ascii")  # what we echo is plain text
 
 
@@ -79,11 +80,12 @@ def test_an_answer_dad_held_back_commits_without_rewinding_the_window():
 
 def test_one_source_cannot_take_every_pre_authentication_slot():
     rig = Rig()
-    for i in range(MpaSettings().auth_sessions_per_source):
-        run = protocol.PreAuthentication(f"u{i}@domain-b", PSK_B, "net-b1", MN_MAC)
-        assert rig.one(run.init(), "net-b1", source="10.9.9.9").status == 200
-    run = protocol.PreAuthentication("late@domain-b", PSK_B, "net-b1", MN_MAC)
-    assert rig.one(run.init(), "net-b1", source="10.9.9.9").fields["code"] == "busy"
+    for port in range(MpaSettings().pana_sessions_per_source):
+        pci = PanaClient(peer("domain-b"), True).initiation()
+        assert len(rig.pana(pci, "net-b1", source="10.9.9.9", port=50000 + port)) == 1
+    pci = PanaClient(peer("domain-b"), True).initiation()
+    assert rig.pana(pci, "net-b1", source="10.9.9.9", port=50999) == []
+    assert rig.counters["pana_dropped_busy_source"] == 1
     assert rig.preauth().network == "net-b1"             # anyone else still gets in
 
 
@@ -99,20 +101,19 @@ def test_a_dhcp_client_cannot_choose_what_the_ca_probes():
     assert len(rig.service.ca.last_address) == 0, "offers are not remembered"
 
 
-def test_a_revoked_identity_loses_its_sa_at_restart():
-    store = MemoryStore()
-    rig = Rig(store=store)
-    rig.preauth()
-    rig.preauth(identity=EVE, psk=PSK_EVE, mac=EVE_MAC)
-    from support.service_rig import Keys
-    rig.service = None
-    from mpa_sdn.service import MpaService
-    counters = collections.Counter()
-    service = MpaService(rig.topology, rig.graph,
-                         {"domain-b": Keys("domain-b", {EVE: PSK_EVE})}, store, counters,
-                         lambda n: b"\0" * n, 0.0, lambda a: None)
-    assert [sa.identity for sa in service.aa.sas.values()] == [EVE]
-    assert counters["sa_revoked"] == 1
+def test_a_revoked_certificate_gets_no_new_sa_and_the_old_one_stays_until_it_lapses():
+    """Revocation is the domain's RADIUS server's: the next pre-authentication
+    is rejected; the SA made before lives out its Session-Lifetime."""
+    rig = Rig()
+    old = rig.preauth(identity=EVE, mac=EVE_MAC)
+    rig.radius.revoked.add(EVE)
+    with pytest.raises(protocol.ProtocolError) as err:
+        rig.preauth(identity=EVE, mac=EVE_MAC)
+    assert err.value.code == "authentication-rejected"
+    assert [sa.id for sa in rig.service.aa.sas.values()] == [old.sa]
+    rig.now += old.lifetime + 1
+    rig.service.tick(rig.now)
+    assert rig.service.aa.sas[old.sa].state == "expired"
 
 
 def test_in_band_copies_of_a_waiting_request_are_answered_a_bounded_number_of_times():
@@ -126,35 +127,39 @@ def test_in_band_copies_of_a_waiting_request_are_answered_a_bounded_number_of_ti
 
 def test_completed_pre_authentications_do_not_count_against_their_source():
     rig = Rig()
-    for _ in range(3 * MpaSettings().auth_sessions_per_source):
+    for _ in range(3 * MpaSettings().pana_sessions_per_source):
         assert rig.preauth().network == "net-b1"
 
 
-def test_an_in_band_claim_of_a_mac_beats_a_rest_claim_and_takes_nothing_from_it():
+def test_a_proven_claim_of_a_mac_beats_a_claimed_one_and_takes_nothing_from_it():
     rig = Rig()
     rig.settle_dad()
-    eve = rig.preauth(identity=EVE, psk=PSK_EVE, mac=MN_MAC)     # over REST: her word
+    eve = rig.preauth(identity=EVE, mac=MN_MAC)     # routed to the AA: her word only
     rig.configure(eve)
-    # The MN's own claim, seen in-band from its MAC, wins; Eve's SA and lease go.
-    mn = rig.preauth(channel=INBAND, mac=MN_MAC)
+    # The MN's own PANA exchange, seen from its MAC on a link of ours, wins at
+    # its binding; Eve's SA and lease go.
+    mn = rig.preauth(seen_mac=MN_MAC)
+    rig.bind(mn)
     assert set(rig.service.aa.sas) == {mn.sa}
+    assert rig.service.aa.sas[mn.sa].proven
     assert rig.service.lease_views(rig.now) == []
     assert rig.counters["sa_false_mac_claim"] == 1
-    # Once proven, the MAC is the MN's: another REST claim is refused.
+    # Once proven, the MAC is the MN's: another claim is refused.
     with pytest.raises(protocol.ProtocolError) as err:
-        rig.preauth(identity=EVE, psk=PSK_EVE, mac=MN_MAC)
+        rig.configure(rig.preauth(identity=EVE, mac=MN_MAC))
     assert err.value.code == "mac-in-use"
 
 
-def test_two_claims_of_one_mac_racing_through_the_exchange_leave_one_sa():
+def test_two_claims_of_one_mac_leave_it_bound_to_one_sa():
     rig = Rig()
-    runs = [protocol.PreAuthentication(identity, psk, "net-b1", MN_MAC)
-            for identity, psk in ((IDENTITY, PSK_B), (EVE, PSK_EVE))]
-    challenges = [rig.one(run.init(), "net-b1") for run in runs]
-    first = rig.one(runs[0].response(challenges[0].body), "net-b1")
-    second = rig.one(runs[1].response(challenges[1].body), "net-b1")
-    assert first.status == 200 and second.fields["code"] == "mac-in-use"
-    assert [sa.identity for sa in rig.service.aa.sas.values()] == [IDENTITY]
+    rig.settle_dad()
+    mine, eves = rig.preauth(), rig.preauth(identity=EVE, mac=MN_MAC)
+    rig.configure(mine)
+    with pytest.raises(protocol.ProtocolError) as err:
+        rig.configure(eves)
+    assert err.value.code == "mac-in-use"
+    bound = [sa.identity for sa in rig.service.aa.sas.values() if sa.mn_mac == MN_MAC]
+    assert bound == [IDENTITY]
 
 
 def test_a_clients_own_arp_does_not_keep_it_from_its_address():
@@ -177,7 +182,7 @@ def test_a_clients_own_arp_does_not_keep_it_from_its_address():
 def test_a_held_sa_gets_no_proactive_dhcp():
     rig = Rig()
     rig.settle_dad()
-    rig.preauth()
+    rig.bind(rig.preauth())
     rig.seen(MN_MAC, "10.2.1.100", "net-b1")
     rig.seen(MN_MAC, "10.1.1.50", "net-a1")                  # held in net-b1 now
     discover = dhcp.decode_request(dhcp.build_request(
@@ -189,6 +194,7 @@ def test_a_held_sa_gets_no_proactive_dhcp():
 def test_the_leave_grace_holds_only_an_mn_no_longer_there():
     rig = Rig()
     state = rig.preauth()
+    rig.bind(state)
     rig.seen(MN_MAC, "10.2.1.100", "net-b1")
     rig.service.host_left(MN_MAC, "net-b1", rig.now)   # an old address of it went; it stays
     rig.service.tick(rig.now + 10)
@@ -199,6 +205,7 @@ def test_after_a_restart_an_authorized_mn_not_seen_again_is_held():
     store = MemoryStore()
     rig = Rig(store=store)
     state = rig.preauth()
+    rig.bind(state)
     rig.seen(MN_MAC, "10.2.1.100", "net-b1")
     rig.restart()
     rig.location.clear()                      # the new controller knows no host yet

@@ -10,7 +10,9 @@ import pytest
 from mpa_mn import protocol
 from mpa_protocol import messages
 from mpa_protocol.messages import REQUESTS, VXLAN_PORT
+from mpa_protocol.pana import PANA_PORT
 from mpa_sdn.mobility import SETTLE_S
+from mpa_sdn.pana_agent import PanaReply
 from mpa_protocol.schema import ConfigError
 from mpa_sdn.config import load_topology
 from mpa_sdn.domain_view import foreign_switch, home_domain, serve_domain
@@ -24,7 +26,8 @@ from support.handover_rig import (PORT, WALL_OFFSET, Mn, echoes, later, pings, p
                                   settle_dad)
 from support.network_rig import Rig
 from support.paths import DEFAULT_TOPOLOGY, ROOT
-from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy
+from support.aaa import preauthenticate
+from support.service_rig import IDENTITY, MN_MAC, counter_entropy
 
 INTER_DOMAIN = ROOT / "topologies" / "inter_domain.yaml"
 OFPP_LOCAL = 0xfffffffe
@@ -84,9 +87,7 @@ def test_the_home_domain_is_the_identity_realm():
 # -- domain-b's controller on domain-b's fake switches ------------------------------------
 
 def rig_of(whole, domain: str) -> Rig:
-    keys = {"domain-a": {IDENTITY: PSK_A}, "domain-b": {IDENTITY: PSK_B}}
-    rig = Rig(serve_domain(whole, domain), credentials={domain: Keys(domain, keys[domain])},
-              store=MemoryStore(),
+    rig = Rig(serve_domain(whole, domain), store=MemoryStore(),
               entropy=counter_entropy(b"core"), wall_offset=WALL_OFFSET)
     rig.connect_all()
     return rig
@@ -97,15 +98,23 @@ def held(rig: Rig, switch: str, feature: Feature) -> list:
     return [e for e in rig.net.switches[switch].entries if feature_of(e.cookie) == feature]
 
 
-def from_domain_a(rig: Rig, payload: bytes, source: str = OCOA):
+def from_domain_a(rig: Rig, payload: bytes, source: str = OCOA, port: int = PORT):
     """An in-band datagram of mn1 routed across the border to net-b1's gateway;
     the answer, as it leaves domain-b by the same border."""
     pkt = udp_packet(ROUTER_MAC, rig.graph.network("net-b1").gateway_mac, source, B1_GATEWAY,
-                     40001, PORT, payload)
+                     40001, port, payload)
     outcome = rig.inject(*BORDER, pkt)
     answers = [p for sw, peer, p in outcome.hops
                if (sw, peer) == ("core-b", foreign_switch("domain-a"))]
     return outcome, answers
+
+
+def across_the_border(rig: Rig, send, network: str, domain: str):
+    """mn1's PANA pre-authentication with ``network``'s AA from the other
+    domain (``send``: a PANA message -> the packets that leave by the border)."""
+    return preauthenticate(lambda data: [PanaReply(None, p["payload"]) for p in send(data)],
+                           None, rig.radius, network, domain, IDENTITY, MN_MAC,
+                           entropy=counter_entropy(b"mn"))
 
 
 class ForeignMn:
@@ -113,10 +122,8 @@ class ForeignMn:
 
     def __init__(self, rig: Rig):
         self.rig = rig
-        run = protocol.PreAuthentication(IDENTITY, PSK_B, "net-b1", MN_MAC,
-                                         entropy=counter_entropy(b"mn"))
-        challenge = self.exchange(run.init())
-        self.state = run.finish(self.exchange(run.response(challenge)), "domain-b")
+        self.state = across_the_border(
+            rig, lambda data: from_domain_a(rig, data, port=PANA_PORT)[1], "net-b1", "domain-b")
 
     def exchange(self, payload: bytes, source: str = OCOA) -> bytes:
         _, answers = from_domain_a(self.rig, payload, source)
@@ -233,7 +240,7 @@ def through_the_border(rig: Rig, src: str, dst: str, payload: bytes, port: int =
 
 
 def test_the_home_domain_binds_the_home_address_to_a_care_of_in_the_other_domain(rig_a):
-    state = preauth(rig_a, "net-a1", PSK_A, "domain-a", A1_GATEWAY)
+    state = preauth(rig_a, "net-a1", "domain-a", A1_GATEWAY)
 
     def update(**fields) -> dict:
         data, seq = protocol.request(state, "binding-update", home_address=HOME,
@@ -268,7 +275,7 @@ def test_the_home_domain_binds_the_home_address_to_a_care_of_in_the_other_domain
 
 
 def test_a_foreign_binding_update_not_from_its_care_of_changes_nothing(rig_a):
-    state = preauth(rig_a, "net-a1", PSK_A, "domain-a", A1_GATEWAY)
+    state = preauth(rig_a, "net-a1", "domain-a", A1_GATEWAY)
     data, seq = protocol.request(state, "binding-update", home_address=HOME, care_of=NCOA)
     _, out = through_the_border(rig_a, "10.2.1.101", A1_GATEWAY, data)
     [answer] = out
@@ -390,10 +397,10 @@ def test_the_switch_list_holds_the_domains_switches_not_the_other_domains_stand_
 A1_POOL_FIRST = "10.1.1.100"
 
 
-def from_domain_b(rig: Rig, payload: bytes, source: str = NCOA):
+def from_domain_b(rig: Rig, payload: bytes, source: str = NCOA, port: int = PORT):
     """mn1's in-band datagram from net-b1 entering domain-a at its border to
     net-a1's gateway; the answer, as it leaves domain-a by the same border."""
-    _, out = through_the_border(rig, source, A1_GATEWAY, payload)
+    _, out = through_the_border(rig, source, A1_GATEWAY, payload, port)
     return out
 
 
@@ -406,11 +413,8 @@ class ReturningMn:
         settle_dad(rig)
         # mn1 left for domain-b: its port at ap-a1-1 went down.
         rig.run(rig.core.port_status(rig.graph.dpid("ar-a1"), 3, True, rig.now))
-        run = protocol.PreAuthentication(IDENTITY, PSK_A, "net-a1", MN_MAC,
-                                         entropy=counter_entropy(b"mn"))
-        [challenge] = from_domain_b(rig, run.init())
-        [success] = from_domain_b(rig, run.response(challenge["payload"]))
-        self.state = run.finish(success["payload"], "domain-a")
+        self.state = across_the_border(
+            rig, lambda data: from_domain_b(rig, data, port=PANA_PORT), "net-a1", "domain-a")
         self.ncoa = self.ask("config-request", "config")["address"]
         assert self.ask("tunnel-request", "tunnel", outer=NCOA)["encapsulation"] == "vxlan"
 
@@ -466,7 +470,7 @@ def test_home_as_the_nar_bicasts_abroad_until_the_mn_arrives_and_not_after(rig_a
 
 
 def test_a_pending_binding_the_mn_never_confirms_goes_with_its_way_back(rig_a):
-    state = preauth(rig_a, "net-a1", PSK_A, "domain-a", A1_GATEWAY)
+    state = preauth(rig_a, "net-a1", "domain-a", A1_GATEWAY)
     data, seq = protocol.request(state, "binding-update", home_address=HOME, care_of=NCOA)
     through_the_border(rig_a, NCOA, A1_GATEWAY, data)
     assert held(rig_a, "cn-ar", Feature.BINDING)          # the way back from the nCoA
@@ -496,7 +500,7 @@ def standing_by_abroad(rig: Rig):
     """mn1 bound at home where it is (ap-a1-1), its second interface in net-b1
     with domain-b's nCoA, bound as a standby at home under its home SA, from
     that interface (so across the border)."""
-    state = preauth(rig, "net-a1", PSK_A, "domain-a", A1_GATEWAY)
+    state = preauth(rig, "net-a1", "domain-a", A1_GATEWAY)
     Mn(rig, state, OCOA).bind()
     data, seq = protocol.request(state, "binding-update", home_address=HOME, care_of=NCOA,
                                  standby=True)
@@ -558,7 +562,7 @@ def test_a_lost_link_sends_the_copies_the_mn_missed_then_the_rest_to_the_care_of
 
 
 def test_a_link_lost_abroad_without_a_standby_there_is_refused(rig_a):
-    state = preauth(rig_a, "net-a1", PSK_A, "domain-a", A1_GATEWAY)
+    state = preauth(rig_a, "net-a1", "domain-a", A1_GATEWAY)
     Mn(rig_a, state, OCOA).bind()
     data, seq = protocol.request(state, "handover", phase="link-lost")
     [answer] = from_domain_b(rig_a, data)
@@ -573,7 +577,7 @@ def test_a_link_lost_abroad_without_a_standby_there_is_refused(rig_a):
 def bound_abroad_from_home(rig: Rig):
     """mn1 still at ap-a1-1, its home address bound to domain-b's nCoA (the
     tunnel's end), both steps done."""
-    state = preauth(rig, "net-a1", PSK_A, "domain-a", A1_GATEWAY)
+    state = preauth(rig, "net-a1", "domain-a", A1_GATEWAY)
 
     def update(**fields) -> dict:
         data, seq = protocol.request(state, "binding-update", home_address=HOME,
@@ -623,7 +627,7 @@ def test_a_binding_update_without_bicast_ends_it_and_so_does_its_time(rig_a):
 
 
 def test_bicasting_from_home_needs_the_binding_abroad_and_the_mn_here(rig_a):
-    state = preauth(rig_a, "net-a1", PSK_A, "domain-a", A1_GATEWAY)
+    state = preauth(rig_a, "net-a1", "domain-a", A1_GATEWAY)
     mn = Mn(rig_a, state, OCOA)
     mn.bind()
     # Bound where it is: the home domain has nothing to add.

@@ -10,7 +10,7 @@ import pytest
 from mpa_mn import protocol
 from mpa_protocol import messages
 from mpa_sdn.store import SqliteStore
-from support.service_rig import TOPOLOGY, MN_MAC, PSK_A, PSK_B, Rig
+from support.service_rig import TOPOLOGY, MN_MAC, Rig
 
 
 def test_config_waits_for_dad_only_when_the_reserve_is_empty():
@@ -22,7 +22,7 @@ def test_config_waits_for_dad_only_when_the_reserve_is_empty():
     config = protocol.check_answer(state, answers[0].body, seq, "config")
     assert config["address"] == "10.2.1.100"
     # The reserve is now full of probed addresses: the next MN gets one at once.
-    other = rig.preauth("net-a2", PSK_A, "domain-a")
+    other = rig.preauth("net-a2", "domain-a")
     rig.settle_dad()
     data, seq = protocol.request(other, "config-request")
     [answer] = rig.send(data, "net-a2")
@@ -41,8 +41,8 @@ def test_the_configuration_carries_what_the_mn_needs_after_moving():
 def test_two_ctns_in_two_domains_give_two_ncoas():
     rig = Rig()
     rig.settle_dad()
-    b1 = rig.configure(rig.preauth("net-b1", PSK_B, "domain-b"))
-    a2 = rig.configure(rig.preauth("net-a2", PSK_A, "domain-a"))
+    b1 = rig.configure(rig.preauth("net-b1", "domain-b"))
+    a2 = rig.configure(rig.preauth("net-a2", "domain-a"))
     assert (b1["address"], a2["address"]) == ("10.2.1.100", "10.1.2.100")
 
 
@@ -74,7 +74,7 @@ def test_the_same_client_gets_its_address_back():
     assert rig.service.ca.views(0) == []
     # Never used in the network (the MN was elsewhere): probed again first.
     assert "10.2.1.100" not in rig.service.ca.pools["net-b1"].verified
-    other = rig.preauth("net-b1", PSK_B, "domain-b")  # a new SA, the same MN
+    other = rig.preauth("net-b1", "domain-b")  # a new SA, the same MN
     assert rig.configure(other)["address"] == first["address"]
     # Used there by the MN itself, then given back: it comes back at once.
     rig.users[first["address"]] = MN_MAC
@@ -104,7 +104,7 @@ def test_forged_and_replayed_messages_change_nothing(attack):
     rig.one(newer_data, "net-b1")
     before = snapshot(rig)
     if attack == "wrong key":
-        fields = messages.build("release", network="net-b1", sa=state.sa, seq=10)
+        fields = messages.build("release", network="net-b1", sa=state.sa, seq=10, mn_mac=MN_MAC)
         data = messages.encode(messages.sign(fields, b"k" * 32))
         code = "bad-mac"
     elif attack == "tampered":
@@ -116,7 +116,7 @@ def test_forged_and_replayed_messages_change_nothing(attack):
         rig.now += rig.topology.mpa.retransmit_s + 1
         data, code = first_data, "replay"
     elif attack == "other sa":
-        other = rig.preauth("net-a2", PSK_A, "domain-a")
+        other = rig.preauth("net-a2", "domain-a")
         data, _ = protocol.request(other, "release")
         data = data.replace(other.sa.encode(), state.sa.encode()).replace(b"net-a2", b"net-b1")
         code = "bad-mac"
@@ -186,8 +186,8 @@ def test_a_restart_keeps_every_sa_and_lease(tmp_path):
     rig = Rig(store=SqliteStore(path))
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     rig.settle_dad()
-    b1 = rig.preauth("net-b1", PSK_B, "domain-b")
-    a2 = rig.preauth("net-a2", PSK_A, "domain-a")
+    b1 = rig.preauth("net-b1", "domain-b")
+    a2 = rig.preauth("net-a2", "domain-a")
     b1_config, a2_config = rig.configure(b1), rig.configure(a2)
     rig.seen(MN_MAC, b1_config["address"], "net-b1")
     before = snapshot(rig)
@@ -221,7 +221,7 @@ def test_a_restart_drops_records_it_cannot_use(tmp_path):
 def test_the_mac_is_checked_before_anything_that_tells_about_the_sa():
     rig = Rig()
     state = rig.preauth()
-    fields = messages.build("release", network="net-a2", sa=state.sa, seq=1)
+    fields = messages.build("release", network="net-a2", sa=state.sa, seq=1, mn_mac=MN_MAC)
     forged = messages.encode(messages.sign(fields, b"k" * 32))
     answer = rig.one(forged, "net-a2")
     assert answer.fields["code"] == "bad-mac"   # not wrong-network: nothing learned

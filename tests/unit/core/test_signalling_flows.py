@@ -11,13 +11,17 @@ from ryu.lib.packet import dhcp as ryu_dhcp
 from ryu.ofproto import ofproto_v1_3 as ofp
 
 from mpa_mn import protocol
-from mpa_protocol import messages
+from mpa_mn.pana_client import PanaClient
+from mpa_protocol import messages, pana
+from mpa_protocol.pana import PANA_PORT, PanaMessage
 from mpa_sdn import dhcp, reconcile
 from mpa_sdn.mpa_sa import AUTHORIZED, PRE_AUTHENTICATED
 from mpa_sdn.tables import PRIO_GATEWAY_PUNT, Feature, Table, feature_of
-from support.handover_rig import (B1_GATEWAY, CN_IP, MN_IP, MN_PORT, PORT, datagrams, exchange,
-                                  make_rig, preauth, settle_dad)
-from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, counter_entropy
+from support.aaa import peer
+from support.handover_rig import (B1_GATEWAY, CN_IP, MN_IP, MN_PORT, PANA_MN_PORT, PORT,
+                                  Mn, datagrams, exchange, make_rig, pana_exchange, preauth,
+                                  settle_dad)
+from support.service_rig import IDENTITY, MN_MAC, counter_entropy
 
 LAPTOP_MAC = "02:00:00:00:0d:01"
 SQUATTER_MAC = "02:00:00:00:99:99"
@@ -59,28 +63,40 @@ def pool(rig, network="net-b1"):
 
 def test_in_band_pre_authentication_and_configuration_end_to_end(rig, topology):
     net_a1, net_b1 = topology.networks["net-a1"], topology.networks["net-b1"]
-    run = protocol.PreAuthentication(IDENTITY, PSK_B, "net-b1", MN_MAC,
-                                     entropy=counter_entropy(b"mn"))
+    client = PanaClient(peer("domain-b"), pre=True, entropy=counter_entropy(b"mn"))
 
-    init = rig.udp("mn1", B1_GATEWAY, PORT, run.init(), src_port=MN_PORT)
+    pci = rig.udp("mn1", B1_GATEWAY, PANA_PORT, client.initiation(), src_port=PANA_MN_PORT)
     # Punted at the first switch, in ROUTE (mn1 passed its source check) ...
-    assert init.punted_at == [("ar-a1", 3, Table.ROUTE)]
+    assert pci.punted_at == [("ar-a1", 3, Table.ROUTE)]
     # ... and answered straight out of mn1's PoA, from net-b1's gateway as
     # routed traffic would come: the MAC of mn1's own router.
-    [(switch, port, challenge)] = init.frames
+    [(switch, port, par)] = pci.frames
     assert (switch, port) == ("ar-a1", 3)
-    assert (challenge["eth_src"], challenge["eth_dst"]) == (net_a1.gateway_mac, MN_MAC)
-    assert (challenge["ipv4_src"], challenge["ipv4_dst"]) == (B1_GATEWAY, MN_IP)
-    assert (challenge["udp_src"], challenge["udp_dst"]) == (PORT, MN_PORT)
+    assert (par["eth_src"], par["eth_dst"]) == (net_a1.gateway_mac, MN_MAC)
+    assert (par["ipv4_src"], par["ipv4_dst"]) == (B1_GATEWAY, MN_IP)
+    assert (par["udp_src"], par["udp_dst"]) == (PANA_PORT, PANA_MN_PORT)
+    first = PanaMessage.decode(par["payload"], 4096)
+    assert first.msg_type == pana.AUTH and first.has(pana.FLAG_S) and first.has(pana.FLAG_E)
 
-    success = rig.udp("mn1", B1_GATEWAY, PORT, run.response(challenge["payload"]),
-                      src_port=MN_PORT)
-    [(switch, port, pkt)] = success.frames
-    assert (switch, port) == ("ar-a1", 3)
-    state = run.finish(pkt["payload"], "domain-b")   # the AA proved it holds the key
+    # Every later round trip: out of mn1's PoA too; the RADIUS requests went
+    # to domain-b's server alone.
+    answer, radius = client.receive(par["payload"]), []
+    while not client.done:
+        outcome = rig.udp("mn1", B1_GATEWAY, PANA_PORT, answer, src_port=PANA_MN_PORT)
+        radius += outcome.radius
+        [(switch, port, pkt)] = outcome.frames
+        assert (switch, port, pkt["udp_src"]) == ("ar-a1", 3, PANA_PORT)
+        answer = client.receive(pkt["payload"])
+    rig.udp("mn1", B1_GATEWAY, PANA_PORT, answer, src_port=PANA_MN_PORT)   # the final PAN
+    assert client.result == "success"   # the AA proved it holds the key
+    assert radius and {(d.address, d.port) for d in radius} == {
+        (s.address, s.port) for s in topology.domains["domain-b"].radius.servers}
+    sa_id, sa_keys = client.established.sa(IDENTITY, "net-b1")
+    state = protocol.SaState("net-b1", "domain-b", IDENTITY, MN_MAC, sa_id, sa_keys,
+                             client.established.lifetime)
     sa = rig.core.mpa.aa.sas[state.sa]
     assert (sa.state, sa.network, sa.mn_mac, sa.source) == (
-        PRE_AUTHENTICATED, "net-b1", MN_MAC, MN_IP)
+        PRE_AUTHENTICATED, "net-b1", None, MN_IP)   # PANA names no MAC
 
     # Nothing probed yet: the configuration waits for DAD, then comes by itself.
     data, seq = protocol.request(state, "config-request")
@@ -95,6 +111,7 @@ def test_in_band_pre_authentication_and_configuration_end_to_end(rig, topology):
     assert (config["router"], config["prefix_len"], config["gateway_mac"]) == (
         B1_GATEWAY, 24, net_b1.gateway_mac)
     assert leases(rig) == [("10.2.1.100", MN_MAC, "bound")]
+    assert sa.mn_mac == MN_MAC                  # the config-request bound it
     # Nothing of this reached net-b1's PoAs but the CA's own probes.
     assert {(s, p) for s, p, pkt in settled.frames if pkt.get("ip_proto") == 17} == {
         ("ar-a1", 3)}
@@ -104,15 +121,15 @@ def test_the_first_packet_of_an_unknown_mn_may_be_signalling(rig, topology):
     """Its source check missing, it is learned from the datagram, which then
     goes on through the pipeline to the signalling punt."""
     rig.add_host("mn2", "02:00:00:00:01:02", "10.1.1.60", "ap-a1-2")
-    run = protocol.PreAuthentication(IDENTITY, PSK_B, "net-b1", "02:00:00:00:01:02",
-                                     entropy=counter_entropy(b"mn2"))
-    outcome = rig.udp("mn2", B1_GATEWAY, PORT, run.init(), src_port=MN_PORT)
+    client = PanaClient(peer("domain-b", "mn2@domain-a"), pre=True,
+                        entropy=counter_entropy(b"mn2"))
+    outcome = rig.udp("mn2", B1_GATEWAY, PANA_PORT, client.initiation(), src_port=MN_PORT)
     assert outcome.punted_at == [("ar-a1", 4, Table.INGRESS),
                                  ("ar-a1", ofp.OFPP_CONTROLLER, Table.ROUTE)]
     assert rig.core.hosts["10.1.1.60"].poa.id == "ap-a1-2"
     [answer] = datagrams(outcome, "mn2")
-    assert messages.decode(answer["payload"], 4096,
-                           expect=("auth-challenge",)).type == "auth-challenge"
+    par = PanaMessage.decode(answer["payload"], 4096)
+    assert (par.msg_type, par.is_request, par.has(pana.FLAG_S)) == (pana.AUTH, True, True)
 
 
 def test_the_nCoA_is_used_after_the_move_and_the_sa_becomes_authorized(rig):
@@ -130,9 +147,9 @@ JUNK = [
     (b"", "malformed"),
     (b"{", "malformed"),
     (b"[]", "malformed"),
-    (b'{"v":2,"type":"auth-init"}', "unsupported_version"),
+    (b'{"v":2,"type":"discover"}', "unsupported_version"),
     (b'{"v":1,"type":"config"}', "unknown_type"),          # an answer is no request
-    (b'{"v":1,"type":"auth-init","network":"net-b1"}', "malformed"),
+    (b'{"v":1,"type":"config-request","network":"net-b1"}', "malformed"),
     (b"x" * 2000, "oversized"),
 ]
 
@@ -149,30 +166,33 @@ def test_junk_to_the_signalling_port_gets_silence(rig, payload, code):
 def test_messages_nobody_could_have_authenticated_get_silence(rig):
     state = preauth(rig)
     answered = rig.core.counters["signal_inband_answer"]
-    forged = messages.sign(messages.build("config-request", network="net-b1",
-                                          sa=state.sa, seq=1), b"k" * 32)
+    forged = messages.sign(messages.build("config-request", network="net-b1", sa=state.sa,
+                                          seq=1, mn_mac=MN_MAC), b"k" * 32)
     unknown_sa = messages.sign(messages.build("config-request", network="net-b1",
-                                              sa="00" * 16, seq=1), state.keys.mn_ca)
-    no_session = messages.build("auth-response", network="net-b1", session="00" * 16,
-                                proof="00" * 32)
-    other_mac = protocol.PreAuthentication(IDENTITY, PSK_B, "net-b1", "02:00:00:00:09:09")
-    for message in (forged, unknown_sa, no_session):
+                                              sa="00" * 16, seq=1, mn_mac=MN_MAC),
+                               state.keys.mn_ca)
+    for message in (forged, unknown_sa):
         outcome = rig.udp("mn1", B1_GATEWAY, PORT, messages.encode(message))
         assert outcome.punts == 1 and outcome.frames == []
-    assert rig.udp("mn1", B1_GATEWAY, PORT, other_mac.init()).frames == []
+    # PANA for a session that is not open, and a PAN from another PaC's port.
+    no_session = PanaMessage(pana.AUTH, 0, 0x1234, 1).encode()
+    assert pana_exchange(rig, no_session) == []
     counters = rig.core.counters
     assert (counters["signal_refused_bad_mac"], counters["signal_refused_unknown_sa"],
-            counters["signal_refused_unknown_session"], counters["signal_refused_malformed"]) \
-        == (1, 1, 1, 1)
+            counters["pana_dropped_unknown_session"]) == (1, 1, 1)
     assert counters["signal_inband_answer"] == answered
-    assert rig.core.mpa.aa.sas[state.sa].high == 0, "nothing was committed"
+    sa = rig.core.mpa.aa.sas[state.sa]
+    assert sa.high == 0 and sa.mn_mac is None, "nothing was committed, no MAC bound"
 
 
-def test_a_refusal_that_needs_a_key_to_provoke_is_answered_in_band(rig):
-    """A wrong PSK is told so (the MN took part in the exchange), as on REST."""
+def test_a_rejected_pre_authentication_is_told_in_band(rig):
+    """The MN took part in the exchange: the final PAR says it was rejected."""
+    rig.radius.revoked.add(IDENTITY)
     with pytest.raises(protocol.ProtocolError) as err:
-        preauth(rig, psk=b"w" * 32)
-    assert err.value.code == "authentication-failed"
+        preauth(rig)
+    assert err.value.code == "authentication-rejected"
+    assert rig.core.counters["pana_authentication_rejected"] == 1
+    assert rig.core.mpa.aa.sas == {}
 
 
 def test_udp_to_a_gateway_on_another_port_is_not_signalling(rig):
@@ -186,11 +206,15 @@ def test_udp_to_a_gateway_on_another_port_is_not_signalling(rig):
 def test_the_correspondent_network_has_no_signalling_punt_but_says_not_served(rig):
     """net-cn's gateway is punted like every gateway (for echo replies), so a
     datagram to its signalling port reaches the service, which has no AA or
-    CA there: the MN is told, as on REST."""
-    run = protocol.PreAuthentication(IDENTITY, PSK_A, "net-cn", MN_MAC)
+    CA there: the MN is told, as on REST; PANA there is dropped and counted."""
     with pytest.raises(protocol.ProtocolError) as err:
-        protocol.decode_answer(exchange(rig, run.init(), gateway="10.0.0.1"))
+        protocol.decode_answer(exchange(rig, messages.encode(messages.build(
+            "config-request", network="net-cn", sa="00" * 16, seq=1, mn_mac=MN_MAC,
+            mac="00" * 32)), gateway="10.0.0.1"))
     assert err.value.code == "not-served"
+    client = PanaClient(peer("domain-a"), pre=True)
+    assert pana_exchange(rig, client.initiation(), gateway="10.0.0.1") == []
+    assert rig.core.counters["pana_dropped_not_served"] == 1
 
 
 # -- DAD --------------------------------------------------------------------------------
@@ -293,7 +317,8 @@ def test_proactive_dhcp_needs_pre_authentication_and_shares_the_mpa_lease(
     assert leases(rig) == []
 
     state = preauth(rig)
-    config = configure(rig, state) if first == "mpa" else None
+    # PANA names no MAC: the MN's first signed message binds it to the SA.
+    config = configure(rig, state) if first == "mpa" else Mn(rig, state).bind_mac()
     offered = rig.inject_frame("ar-a1", 3, discover)
     [(switch, port, offer)] = offered.frames
     assert (switch, port) == ("ar-a1", 3)
@@ -361,10 +386,12 @@ def test_signalling_punts_per_served_network_and_dhcp_punts_at_every_poa(rig, to
     for name, switch in rig.net.switches.items():
         signalling_entries = [e for e in switch.entries
                               if feature_of(e.cookie) == Feature.SIGNALLING]
-        assert {e.match["ipv4_dst"] for e in signalling_entries} == served, name
+        # The MPA signalling port and PANA's, at every served gateway.
+        assert sorted((e.match["ipv4_dst"], e.match["udp_dst"]) for e in signalling_entries) \
+            == sorted((g, p) for g in served for p in (PORT, PANA_PORT)), name
         for e in signalling_entries:
             assert e.table_id == Table.ROUTE and e.priority > PRIO_GATEWAY_PUNT
-            assert (e.match["ip_proto"], e.match["udp_dst"]) == (17, PORT)
+            assert e.match["ip_proto"] == 17
         dhcp_entries = [e for e in switch.entries if feature_of(e.cookie) == Feature.DHCP]
         assert {e.match["in_port"] for e in dhcp_entries} == {
             p.port for p in rig.graph.poas_on(name)}, name

@@ -18,7 +18,6 @@ from mpa_lab.experiment.scenario import (MODES, MPA, MPA_BICAST, MPA_BUFFER, MPA
 DEMO = os.path.join(ROOT, "topologies", "scenarios", "demo.yaml")
 INTER_DOMAIN = os.path.join(ROOT, "topologies", "scenarios", "inter_domain.yaml")
 INTER_DOMAIN_TOPOLOGY = os.path.join(ROOT, "topologies", "inter_domain.yaml")
-CREDENTIALS = os.path.join(ROOT, "topologies", "credentials")
 BASE = f"""\
 version: 1
 topology: {DEFAULT_TOPOLOGY}
@@ -178,13 +177,15 @@ def test_every_mistake_is_reported_at_once(tmp_path):
 
 def test_two_mobile_nodes_never_meet_at_one_poa(tmp_path, topology):
     # A topology with two MNs, the second starting at ap-b1-1.
-    line = "        credentials: /run/mpa-lab/aaa/mn1.yaml}"
+    anchor = "        credentials: /run/mpa-lab/aaa/mn1.yaml}"
     text = open(DEFAULT_TOPOLOGY).read()
-    assert line in text
+    assert anchor in text
     two = tmp_path / "two.yaml"
-    two.write_text(text.replace(line, line + "\n"
-        "  mn2: {mac: \"02:00:00:00:01:03\", attach: ap-b1-1, identity: mn2@domain-a,\n"
-        "        home_address: 10.255.0.2, credentials: /run/mpa-lab/aaa/mn2.yaml}"))
+    two.write_text(text.replace(anchor, anchor + "\n"
+                                "  mn2: {mac: \"02:00:00:00:01:03\", attach: ap-b1-1, "
+                                "identity: mn2@domain-a,\n"
+                                "        home_address: 10.255.0.2, "
+                                "credentials: /run/mpa-lab/aaa/mn2.yaml}"))
     lines = errors_of(tmp_path, with_lines(
         topology=f"topology: {two}",
         mobile_nodes="mobile_nodes: {mn1: {targets: [ap-b1-1, ap-a1-1]}, "
@@ -293,14 +294,14 @@ def test_with_one_controller_every_mode_crosses_domains(tmp_path):
 
 
 def inter_domain_topology(tmp_path, *replace: tuple[str, str]) -> str:
-    """The inter-domain topology with each (old, new) of ``replace`` done, its
-    credentials where they are."""
+    """The inter-domain topology with each (old, new) of ``replace`` done
+    (the files it names are absolute paths: it can be written anywhere)."""
     text = open(INTER_DOMAIN_TOPOLOGY).read()
     for old, new in replace:
         assert old in text
         text = text.replace(old, new)
     path = tmp_path / "topology.yaml"
-    path.write_text(text.replace("credentials/", CREDENTIALS + "/"))
+    path.write_text(text)
     return str(path)
 
 

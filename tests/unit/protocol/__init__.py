@@ -1,1 +1,1 @@
-"""What the MN and the controller agree on (mpa_protocol): credentials files, the signalling document."""
+"""What the MN and the controller agree on (mpa_protocol): PANA, EAP, the signalling document."""

@@ -1,11 +1,12 @@
 """docs/signalling.md is what the code does.
 
 The worked example in the document is generated here, through the real
-codec, AA and CA, with a fixed PSK and fixed random values; the test fails
-when the code no longer produces it.  Every intermediate value the document
-asks an implementer to compute (transcript, HKDF inputs, keys, proofs, MACs)
-is computed again here from the document's recipe alone, with hashlib and
-hmac, and checked against what the code sent.  The message and error tables
+codec, AA and CA, from a fixed MSK and fixed PANA values (what a PANA session
+leaves at both ends: EAP-TLS itself draws randomness no test can fix); the
+test fails when the code no longer produces it.  Every intermediate value the
+document asks an implementer to compute (HKDF inputs, the SA's id and keys,
+MACs) is computed again here from the document's recipe alone, with hashlib
+and hmac, and checked against what the code sent.  The message and error tables
 are checked against messages.SCHEMAS and messages.ERRORS, the phases a
 handover-state answer reports against messages.HANDOVER_STATES.
 
@@ -30,12 +31,12 @@ ROOT = os.path.dirname(TESTS)
 sys.path[:0] = [TESTS, ROOT]
 
 from mpa_mn import protocol  # noqa: E402
-from mpa_protocol import messages  # noqa: E402
+from mpa_protocol import keys, messages  # noqa: E402
+from mpa_sdn.assembly import domains_aaa  # noqa: E402
 from mpa_sdn.config import load_topology  # noqa: E402
 from mpa_sdn.neighbourhood import NeighbourhoodGraph  # noqa: E402
 from mpa_sdn.service import INBAND, SILENT_IN_BAND, MpaService, Origin  # noqa: E402
 from mpa_sdn.store import MemoryStore  # noqa: E402
-from support.service_rig import Keys  # noqa: E402
 
 DOC = os.path.join(ROOT, "docs", "signalling.md")
 TOPOLOGY = os.path.join(ROOT, "topologies", "two_domains.yaml")
@@ -54,23 +55,11 @@ def fixed(label: str, n: int) -> bytes:
     return hashlib.sha256(b"mpa-sdn worked example " + label.encode()).digest()[:n]
 
 
-PSK = fixed("psk", 32)
-NONCE_MN = fixed("nonce_mn", 32)
-SESSION = fixed("session", 16)
-NONCE_AA = fixed("nonce_aa", 32)
-SA_ID = fixed("sa", 16)
-
-
-def aa_entropy():
-    """The AA's draws, in the order it makes them: its decoy key at start-up,
-    then a session id and nonce_aa per auth-init, an SA id per success."""
-    draws = collections.deque([fixed("decoy", 32), SESSION, NONCE_AA, SA_ID])
-
-    def entropy(n):
-        value = draws.popleft()
-        assert len(value) == n, "the AA draws its random values in another order now"
-        return value
-    return entropy
+MSK = fixed("msk", 32) + fixed("msk, second half", 32)   # what EAP left at both ends
+SESSION = 0x5a17c0de            # the PANA Session Identifier
+KEY_ID = 0x0badcafe             # the MSK's Key-Id
+NONCE_PAC = fixed("nonce_pac", 20)
+NONCE_PAA = fixed("nonce_paa", 20)
 
 
 # -- the document's recipe, with nothing but hashlib and hmac -----------------------------
@@ -84,15 +73,16 @@ def hmac256(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()
 
 
-def hkdf32(ikm: bytes, salt: bytes, info: bytes) -> bytes:
-    """RFC 5869 with SHA-256, 32 bytes: one round of expand."""
+def hkdf(ikm: bytes, salt: bytes, info: bytes, n: int = 32) -> bytes:
+    """RFC 5869 with SHA-256, up to 32 bytes: one round of expand."""
     prk = hmac256(salt, ikm)
-    return hmac256(prk, info + b"\x01")
+    return hmac256(prk, info + b"\x01")[:n]
 
 
 def info(label: str) -> bytes:
-    return b"mpa-sdn v1" + b"".join(field(f) for f in (label, IDENTITY, NETWORK, NONCE_MN,
-                                                         NONCE_AA))
+    return b"mpa-sdn v2" + b"".join(field(f) for f in (
+        label, IDENTITY, NETWORK, SESSION.to_bytes(4, "big"), KEY_ID.to_bytes(4, "big"),
+        NONCE_PAC, NONCE_PAA))
 
 
 def canonical(fields: dict) -> bytes:
@@ -108,9 +98,10 @@ def _hex_lines(data: bytes, indent: str = "    ", width: int = 32) -> list[str]:
 
 def generate() -> str:
     topology = load_topology(TOPOLOGY)
+    counters = collections.Counter()
     service = MpaService(topology, NeighbourhoodGraph(topology),
-                         {DOMAIN: Keys(DOMAIN, {IDENTITY: PSK})}, MemoryStore(),
-                         collections.Counter(), aa_entropy(), WALL - NOW, lambda a: None)
+                         domains_aaa(topology, {}, counters, bytes), MemoryStore(), counters,
+                         bytes, WALL - NOW, lambda a: None)
     now = NOW
     for _ in range(10):                 # DAD: a reserve of probed addresses, nobody answering
         service.tick(now)
@@ -121,12 +112,15 @@ def generate() -> str:
         [answer] = service.handle(data, origin, now)
         return answer.body
 
-    run = protocol.PreAuthentication(IDENTITY, PSK, NETWORK, MN_MAC, entropy=lambda n: NONCE_MN)
-    init = run.init()
-    challenge = send(init)
-    response = run.response(challenge)
-    success = send(response)
-    state = run.finish(success, DOMAIN)
+    # The PANA session succeeded: both ends make the MPA-SA from what it left,
+    # the AA as its PAA does once the final PAN proves the key.
+    sa_id, sa_keys = keys.SaBinding(IDENTITY, NETWORK, SESSION, KEY_ID, NONCE_PAC,
+                                    NONCE_PAA).sa(MSK)
+    lifetime = service.settings.sa_lifetime_s
+    service.aa.establish(sa_id=sa_id, identity=IDENTITY, domain=DOMAIN, network=NETWORK,
+                         sa_keys=sa_keys, lifetime=lifetime, source=MN_ADDRESS,
+                         seen_mac=MN_MAC, pana_state={"session": SESSION}, now=service.wall(now))
+    state = protocol.SaState(NETWORK, DOMAIN, IDENTITY, MN_MAC, sa_id, sa_keys, lifetime)
     config_request, seq = protocol.request(state, "config-request")
     config = send(config_request)
     protocol.check_answer(state, config, seq, "config")
@@ -134,102 +128,67 @@ def generate() -> str:
     released = send(release)
     protocol.check_answer(state, released, seq, "released")
 
-    # The same values from the recipe alone, checked against the wire.
-    transcript_fields = [IDENTITY, NETWORK, MN_MAC, NONCE_MN, NONCE_AA, SESSION.hex()]
-    transcript = b"".join(field(f) for f in transcript_fields)
-    salt = NONCE_MN + NONCE_AA
-    auth_key = hkdf32(PSK, salt, info("auth"))
-    proof_mn = hmac256(auth_key, field("mn") + transcript)
-    lifetime = service.settings.sa_lifetime_s
-    proof_aa = hmac256(auth_key, field("aa") + transcript + field(SA_ID.hex())
-                       + field(str(lifetime)))
-    root = hkdf32(PSK, salt, info("mpa-sa"))
-    derived = {p: hkdf32(root, salt, info(p)) for p in ("mn-ca", "mn-ar", "signalling")}
+    # The same values from the recipe alone, checked against the code.
+    salt = NONCE_PAC + NONCE_PAA
+    root = hkdf(MSK, salt, info("mpa-sa"))
+    derived = {p: hkdf(root, salt, info(p)) for p in ("mn-ca", "mn-ar", "signalling")}
+    assert sa_id == hkdf(root, salt, info("sa-id"), 16).hex()
+    assert sa_keys.as_hex() == {p: k.hex() for p, k in derived.items()}
     wire = {name: messages.decode(data, 65536, expect=tuple(messages.SCHEMAS)).fields
-            for name, data in (("challenge", challenge), ("response", response),
-                               ("success", success), ("config_request", config_request),
-                               ("config", config), ("release", release),
-                               ("released", released))}
-    assert wire["challenge"]["session"] == SESSION.hex()
-    assert wire["challenge"]["nonce"] == NONCE_AA.hex()
-    assert wire["response"]["proof"] == proof_mn.hex()
-    assert wire["success"]["proof"] == proof_aa.hex() and wire["success"]["sa"] == SA_ID.hex()
-    assert state.keys.as_hex() == {p: k.hex() for p, k in derived.items()}
+            for name, data in (("config_request", config_request), ("config", config),
+                               ("release", release), ("released", released))}
     assert service.aa.sas == {}, "release scope all ended the SA"
-    for name in ("config_request", "config", "release", "released"):
+    for name in wire:
         fields = wire[name]
         assert fields["mac"] == hmac256(derived["mn-ca"], canonical(fields)).hex(), name
 
     def message(title: str, data: bytes) -> list[str]:
         return [title, "", "```json", data.decode(), "```", ""]
 
-    labels = {"identity": IDENTITY, "network": NETWORK, "mn_mac": MN_MAC,
-              "nonce_mn": NONCE_MN, "nonce_aa": NONCE_AA, "session": SESSION.hex()}
     out = [
-        "Inputs: the PSK is the MN's key in domain-b's store; `nonce_mn` is the MN's",
-        "random draw, `session`, `nonce_aa` and `sa` the AA's, all fixed here. The CA's",
-        "reserve of probed addresses is full, so the configuration comes at once.",
+        "Inputs: what a PANA session left at both ends (the MSK from EAP, at the AA from",
+        "RADIUS's MS-MPPE keys; the PANA Session Identifier, the Key-Id and both Nonce AVPs),",
+        "fixed here. The CA's reserve of probed addresses is full, so the configuration",
+        "comes at once.",
         "",
         "```text",
         f"identity   {IDENTITY}",
         f"network    {NETWORK}",
         f"mn_mac     {MN_MAC}",
-        f"psk        {PSK.hex()}",
-        f"nonce_mn   {NONCE_MN.hex()}",
-        f"session    {SESSION.hex()}",
-        f"nonce_aa   {NONCE_AA.hex()}",
-        f"sa         {SA_ID.hex()}",
+        f"session    {SESSION:08x}",
+        f"key_id     {KEY_ID:08x}",
+        f"nonce_pac  {NONCE_PAC.hex()}",
+        f"nonce_paa  {NONCE_PAA.hex()}",
+        "msk",
+        *_hex_lines(MSK, "    "),
         "```",
         "",
-        *message("1. MN → AA, `auth-init`:", init),
-        *message("2. AA → MN, `auth-challenge`:", challenge),
-        "The transcript, field by field (2-byte big-endian length, then the bytes;",
-        "`session` is its 32 hex characters as text, the nonces are raw bytes):",
-        "",
-        "```text",
-    ]
-    for name, value in zip(labels, transcript_fields):
-        out.append(f"{name:<9} {field(value).hex()}")
-    out += [
-        "```",
-        "",
-        "HKDF-SHA256 inputs for the auth key (`salt` = nonce_mn ‖ nonce_aa, 64 bytes;",
-        "`info` = \"mpa-sdn v1\" ‖ field(\"auth\") ‖ field(identity) ‖ field(network) ‖",
-        "field(nonce_mn) ‖ field(nonce_aa)), and the proofs:",
+        "HKDF-SHA256 inputs (`salt` = nonce_pac ‖ nonce_paa, 40 bytes; `info(label)` =",
+        "\"mpa-sdn v2\" ‖ field(label) ‖ field(identity) ‖ field(network) ‖ field(session) ‖",
+        "field(key_id) ‖ field(nonce_pac) ‖ field(nonce_paa)), the MPA-SA's root, id and keys:",
         "",
         "```text",
         "salt",
         *_hex_lines(salt),
-        "info(\"auth\")",
-        *_hex_lines(info("auth")),
-        f"auth key   {auth_key.hex()}",
-        "proof_mn = HMAC(auth key, field(\"mn\") ‖ transcript)",
-        f"           {proof_mn.hex()}",
-        "proof_aa = HMAC(auth key, field(\"aa\") ‖ transcript ‖ field(sa) ‖ field(lifetime))",
-        f"           {proof_aa.hex()}",
-        "```",
-        "",
-        *message("3. MN → AA, `auth-response`:", response),
-        *message("4. AA → MN, `auth-success`:", success),
-        "The MPA-SA's keys (root = HKDF(psk, salt, info(\"mpa-sa\")); each purpose key =",
-        "HKDF(root, salt, info(purpose))):",
-        "",
-        "```text",
+        "info(\"mpa-sa\")",
+        *_hex_lines(info("mpa-sa")),
         f"mpa-sa       {root.hex()}",
+        f"sa           {sa_id}",
         *[f"{p:<12} {k.hex()}" for p, k in derived.items()],
         "```",
         "",
-        "5. MN → CA, `config-request`. Its canonical form, the bytes the `mac` covers",
-        "(HMAC-SHA256 under the mn-ca key):",
+        "1. MN → CA, `config-request` (its first signed message: `mn_mac` binds the MPA-SA",
+        "to the MN's MAC). Its canonical form, the bytes the `mac` covers (HMAC-SHA256 under",
+        "the mn-ca key):",
         "",
         "```json",
         canonical(wire["config_request"]).decode(),
         "```",
         "",
         *message("and the message as sent, `mac` added:", config_request),
-        *message("6. CA → MN, `config` (the same key, the request's `seq`):", config),
-        *message("7. MN → CA, `release` with `scope` `all`, `seq` 2:", release),
-        *message("8. CA → MN, `released`; the MPA-SA is gone:", released),
+        *message("2. CA → MN, `config` (the same key, the request's `seq`):", config),
+        *message("3. MN → CA, `release` with `scope` `all`, `seq` 2:", release),
+        *message("4. CA → MN, `released`; the MPA-SA is gone:", released),
     ]
     return "\n".join(out).rstrip() + "\n"
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from support.apitest import TOKENS, request, rig_api
-from support.service_rig import IDENTITY, PSK_A
+from support.service_rig import IDENTITY
 from mpa_protocol import api_tokens
 from mpa_sdn.facade import Busy, Facade
 from rest_api import idempotency
@@ -46,7 +46,7 @@ def setup(topology):
     SA with net-a2 that has no tunnel."""
     rig = make_rig(topology)
     bound(rig)
-    authenticated(rig, "net-a2", PSK_A, "domain-a")
+    authenticated(rig, "net-a2", "domain-a")
     return rig, rig_api(rig)
 
 
@@ -351,14 +351,14 @@ def test_a_query_value_the_documents_pattern_allows_is_taken(setup, char):
     (f"{MN}%0A", "identity"),
     (f"{MN}%0A/prepare", "identity"),
     ("/mpa/v1/networks/net-b1%0A/leases", "network id"),
-    ("/mpa/v1/networks/net-b1%0A/preauth", "network id"),    # the MN's signalling too
+    ("/mpa/v1/networks/net-b1%0A/config", "network id"),     # the MN's signalling too
 ])
 def test_a_path_segment_with_a_final_newline_names_nothing(setup, path, name):
     """WSGI decodes the path before it is routed: the segment's pattern refuses
     the newline, and the core is never asked."""
-    method = "POST" if path.endswith(("prepare", "preauth")) else "GET"
+    method = "POST" if path.endswith(("prepare", "config")) else "GET"
     body = {"candidates": ["net-a2"]} if path.endswith("prepare") else (
-        {"v": 1, "type": "auth-init"} if path.endswith("preauth") else None)
+        {"v": 1, "type": "config-request"} if path.endswith("config") else None)
     role = api_tokens.POLICY_ENGINE if method == "POST" else api_tokens.READER
     value = unquote(path).split("/")[4]
     _, problem = refused(setup, path, method, role, body, 404, "not-found")

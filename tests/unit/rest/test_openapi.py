@@ -26,7 +26,7 @@ from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from support import openapi_check
 from support.apitest import request, rig_api
 from mpa_mn import protocol
-from support.service_rig import IDENTITY, MN_MAC, PSK_A, PSK_B, Keys, counter_entropy
+from support.service_rig import IDENTITY, MN_MAC, counter_entropy, preauth_with
 from mpa_protocol import messages, api_tokens
 from mpa_sdn import dhcp
 from mpa_sdn.controller import Controller
@@ -187,14 +187,11 @@ def refusals(world: World, kind: str, valid: dict, unprocessable: dict,
     world.act(kind, unprocessable, 422)
 
 
-def mn_over_rest(world: World, network: str, psk: bytes, domain: str):
-    """mn1 pre-authenticates with ``network`` over REST: its SA state."""
-    run = protocol.PreAuthentication(IDENTITY, psk, network, MN_MAC,
-                                     entropy=counter_entropy(b"mn-rest"))
-    path = f"/mpa/v1/networks/{network}/preauth"
-    challenge, _ = world.call(path, "POST", None, raw=run.init(), status=200)
-    success, _ = world.call(path, "POST", None, raw=run.response(challenge.body), status=200)
-    return run.finish(success.body, domain)
+def mn_over_rest(world: World, network: str, domain: str):
+    """mn1 pre-authenticates with ``network`` by PANA (routed to its AA, as
+    an MN that then signals over REST would): its SA state."""
+    return preauth_with(world.rig.core.mpa, world.rig.radius, world.rig.now, network, domain,
+                        entropy=counter_entropy(b"mn-rest"))
 
 
 def say(world: World, state, kind, status=200, **fields) -> dict:
@@ -213,7 +210,8 @@ def scenario(world: World) -> None:
     assert len(rig.ping("mn1", CN_IP).to("cn1")) == 1
 
     # An SA with net-a1 that is held once mn1 leaves, and resumed when it is back.
-    a1 = authenticated(rig, "net-a1", PSK_A, "domain-a")
+    a1 = authenticated(rig, "net-a1", "domain-a")
+    a1.bind_mac()
     rig.arp_request("mn1", MN_IP)
     rig.move("mn1", "ap-a1-2")
     later(rig, 6)
@@ -230,7 +228,7 @@ def scenario(world: World) -> None:
     # Over REST: net-a2's candidates, SA, nCoA and tunnel; the binding again; instructions.
     assert world.signal("/mpa/v1/discover", protocol.discover(address=MN_IP))["network"] == \
         "net-a1"
-    a2 = mn_over_rest(world, "net-a2", PSK_A, "domain-a")
+    a2 = mn_over_rest(world, "net-a2", "domain-a")
     assert say(world, a2, "config-request")["address"] == A2_NCOA
     assert say(world, a2, "tunnel-request")["address"] == A2_NCOA
     assert say(world, mn.state, "binding-update", home_address=HOME,
@@ -295,9 +293,8 @@ def scenario(world: World) -> None:
 
 @pytest.fixture(scope="module")
 def world(topology) -> World:
-    rig = Rig(topology, credentials={"domain-a": Keys("domain-a", {IDENTITY: PSK_A}),
-                                     "domain-b": Keys("domain-b", {IDENTITY: PSK_B})},
-              store=MemoryStore(), entropy=counter_entropy(b"core"), wall_offset=WALL_OFFSET)
+    rig = Rig(topology, store=MemoryStore(), entropy=counter_entropy(b"core"),
+              wall_offset=WALL_OFFSET)
     rig.connect_all()
     world = World(rig, rig_api(rig))
     openapi_check.SEEN.clear()

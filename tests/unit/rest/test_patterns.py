@@ -131,14 +131,14 @@ def test_no_pattern_of_the_project_ends_in_a_dollar():
             if pattern.endswith("$") and not pattern.endswith("\\$")] == []
 
 
-AUTH_INIT = {"v": 1, "type": "auth-init", "network": "net-b1", "identity": IDENTITY,
-             "mn_mac": MN_MAC, "nonce": "00" * 32}
+CONFIG_REQUEST = {"v": 1, "type": "config-request", "network": "net-b1", "sa": "ab" * 16,
+                  "seq": 1, "mn_mac": MN_MAC, "mac": "00" * 32}
 
 
-@pytest.mark.parametrize("field", ["network", "identity", "mn_mac", "nonce"])
+@pytest.mark.parametrize("field", ["network", "sa", "mn_mac", "mac"])
 def test_a_signalling_field_with_a_final_newline_is_malformed(field):
-    messages.decode(messages.encode(AUTH_INIT), 4096)
-    message = {**AUTH_INIT, field: AUTH_INIT[field] + "\n"}
+    messages.decode(messages.encode(CONFIG_REQUEST), 4096)
+    message = {**CONFIG_REQUEST, field: CONFIG_REQUEST[field] + "\n"}
     with pytest.raises(messages.SignallingError) as refused:
         messages.decode(messages.encode(message), 4096)
     assert refused.value.code == "malformed"

@@ -9,12 +9,15 @@ from mpa_mn import protocol
 from mpa_sdn.controller import Controller
 from mpa_sdn.facade import Facade
 from mpa_sdn.store import MemoryStore
-from support.service_rig import IDENTITY, MN_MAC, PSK_B, Keys, counter_entropy, reconcile_all
+from support.aaa import FakeRadius, radius_servers
+from support.service_rig import IDENTITY, MN_MAC, counter_entropy, preauth_with, reconcile_all
 from support.apitest import request as get, tokens
 from rest_api.app import RestApi
 
 
 class Clock:
+    """The test's time, and the world around the controller (its RADIUS servers)."""
+
     def __init__(self):
         self.now = 100.0
 
@@ -25,8 +28,9 @@ class Clock:
 @pytest.fixture
 def setup(topology):
     clock = Clock()
-    core = Controller(topology, credentials={"domain-b": Keys("domain-b", {IDENTITY: PSK_B})},
+    core = Controller(topology, radius_servers=radius_servers(topology),
                       store=MemoryStore(), entropy=counter_entropy(b"rest"))
+    clock.radius = FakeRadius(topology)   # each domain's RADIUS server
     return RestApi(Facade(core, clock), core.counters, tokens=tokens()), core, clock
 
 
@@ -37,14 +41,9 @@ def post(api, path, body: bytes, content_type="application/json"):
     return response, json.loads(response.body) if response.body else None
 
 
-def preauth(api):
-    run = protocol.PreAuthentication(IDENTITY, PSK_B, "net-b1", MN_MAC,
-                                     entropy=counter_entropy(b"mn"))
-    response, challenge = post(api, "/mpa/v1/networks/net-b1/preauth", run.init())
-    assert response.status_int == 200 and challenge["type"] == "auth-challenge"
-    response, _ = post(api, "/mpa/v1/networks/net-b1/preauth", run.response(response.body))
-    assert response.status_int == 200
-    return run.finish(response.body, "domain-b")
+def preauth(core, clock):
+    """By PANA (UDP 716, not REST): the MPA-SA the REST channel then uses."""
+    return preauth_with(core.mpa, clock.radius, clock.now)
 
 
 def settle_dad(core, clock):
@@ -57,7 +56,7 @@ def settle_dad(core, clock):
 
 def test_the_whole_exchange_over_rest(setup):
     api, core, clock = setup
-    state = preauth(api)
+    state = preauth(core, clock)
     data, seq = protocol.request(state, "config-request")
     response, body = post(api, "/mpa/v1/networks/net-b1/config", data)
     # No switch has connected, so no address could be probed yet.
@@ -84,31 +83,33 @@ def test_discover_by_current_address(setup):
 
 
 @pytest.mark.parametrize("path, body, content_type, status, code", [
-    ("/mpa/v1/networks/net-b1/preauth", b"{", "application/json", 400, "malformed"),
-    ("/mpa/v1/networks/net-b1/preauth", b'{"v":1}', "text/plain", 415, "malformed"),
-    ("/mpa/v1/networks/net-b1/preauth", b"x" * 5000, "application/json", 413, "oversized"),
+    ("/mpa/v1/networks/net-b1/config", b"{", "application/json", 400, "malformed"),
+    ("/mpa/v1/networks/net-b1/config", b'{"v":1}', "text/plain", 415, "malformed"),
+    ("/mpa/v1/networks/net-b1/config", b"x" * 5000, "application/json", 413, "oversized"),
     ("/mpa/v1/networks/net-b1/config", protocol.discover(network="net-b1"), "application/json",
      400, "unknown-type"),
-    ("/mpa/v1/networks/nowhere/preauth", b"{}", "application/json", 404, "unknown-network"),
+    ("/mpa/v1/networks/nowhere/config", b"{}", "application/json", 404, "unknown-network"),
 ])
 def test_bad_requests_get_a_clear_error_and_change_nothing(setup, path, body, content_type,
                                                            status, code):
-    api, core, _ = setup
-    preauth(api)   # something to lose: an MPA-SA and its session
+    api, core, clock = setup
+    preauth(core, clock)   # something to lose: an MPA-SA
     before = ({k: v.to_record() for k, v in core.mpa.aa.sas.items()},
-              set(core.mpa.aa.sessions), core.mpa.lease_views(0))
+              set(core.mpa.paa.sessions), core.mpa.lease_views(0))
     response, answer = post(api, path, body, content_type)
     assert response.status_int == status and answer["code"] == code
     assert answer["type"] == "error" and answer["message"]
     assert before == ({k: v.to_record() for k, v in core.mpa.aa.sas.items()},
-                      set(core.mpa.aa.sessions), core.mpa.lease_views(0))
+                      set(core.mpa.paa.sessions), core.mpa.lease_views(0))
 
 
 def test_a_message_for_another_network_than_the_path(setup):
-    api, core, _ = setup
-    run = protocol.PreAuthentication(IDENTITY, PSK_B, "net-b1", MN_MAC)
-    response, answer = post(api, "/mpa/v1/networks/net-a2/preauth", run.init())
+    api, core, clock = setup
+    data, _ = protocol.request(preauth(core, clock), "config-request")
+    response, answer = post(api, "/mpa/v1/networks/net-a2/config", data)
     assert response.status_int == 409 and answer["code"] == "wrong-network"
+    [sa] = core.mpa.aa.sas.values()
+    assert sa.mn_mac is None, "the refused message bound nothing"
 
 
 def test_signalling_endpoints_take_post_only(setup):

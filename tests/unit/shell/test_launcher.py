@@ -2,7 +2,6 @@
 ports and unusable TLS or tokens files, serve HTTPS and OpenFlow over TLS."""
 
 import http.client
-import os
 import signal
 import socket
 import ssl
@@ -13,6 +12,7 @@ import urllib.request
 import pytest
 import yaml
 
+from support.aaa import with_secret_files
 from support.paths import DEFAULT_TOPOLOGY
 from support.pki import Pki
 from support.controller_command import free_ports, controller, output, wait_rest
@@ -108,10 +108,7 @@ def test_check_config_reads_every_file_named_even_with_a_group_half_given(tmp_pa
     """--check-config reads the files whatever else is wrong: a missing
     certificate is reported in the same run as its missing key."""
     from apps.launcher import main
-    raw = yaml.safe_load(open(DEFAULT_TOPOLOGY, encoding="utf-8"))
-    for domain in raw["domains"].values():
-        domain["credentials"] = os.path.join(os.path.dirname(DEFAULT_TOPOLOGY),
-                                             domain["credentials"])
+    raw = with_secret_files(yaml.safe_load(open(DEFAULT_TOPOLOGY, encoding="utf-8")), tmp_path)
     raw["controller"]["rest_tls_cert"] = "rest.pem"
     path = tmp_path / "t.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")

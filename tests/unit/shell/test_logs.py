@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from apps import logs
-from support.service_rig import IDENTITY, MN_MAC, PSK_A
+from support.service_rig import IDENTITY, MN_MAC
 from mpa_sdn.controller import RECONCILE, Controller
 from mpa_sdn.mobility import SETTLE_S
 from mpa_sdn.mpa_sa import AUTHORIZED
@@ -91,7 +91,7 @@ def test_an_argument_fills_a_value_and_never_adds_a_token():
     line = as_json(record("%s %s from %s: unknown or malformed bearer token", "GET",
                           "/x identity=victim@domain-a dpid=0000000000000001", "192.0.2.1"))
     assert set(line) == {"time", "level", "logger", "message"}
-    line = as_json(record("auth-init from %s identity=%s refused: %s", "192.0.2.1",
+    line = as_json(record("PANA message from %s identity=%s refused: %s", "192.0.2.1",
                           "a b sa=1", "no switch=ap-a1 here"))
     assert line["identity"] == "a b sa=1"
     assert "sa" not in line and "switch" not in line
@@ -261,14 +261,14 @@ def test_a_request_cannot_write_a_log_line_of_its_own(topology, log_to, fmt):
     assert not any(re.search("[\x00-\x1f\x7f-\x9f]", m) for m in messages)
 
 
-def test_a_signalling_identity_with_a_newline_is_refused_before_any_line_names_it(
+def test_a_signalling_mac_with_a_newline_is_refused_before_any_line_names_it(
         topology, log_to):
     from support.apitest import request, rig_api
     api = rig_api(make_rig(topology))
     stream = log_to("text")
-    message = {"v": 1, "type": "auth-init", "network": "net-b1",
-               "identity": f"{IDENTITY}\n{FORGED}", "mn_mac": MN_MAC, "nonce": "00" * 32}
-    response, answer = request(api, "/mpa/v1/networks/net-b1/preauth", "POST", None, message)
+    message = {"v": 1, "type": "config-request", "network": "net-b1", "sa": "ab" * 16,
+               "seq": 1, "mn_mac": f"{MN_MAC}\n{FORGED}", "mac": "00" * 32}
+    response, answer = request(api, "/mpa/v1/networks/net-b1/config", "POST", None, message)
     assert (response.status_int, answer["code"]) == (400, "malformed")
     text = stream.getvalue()
     assert "refused: malformed" in text and "evil" not in text
@@ -394,7 +394,7 @@ def test_a_core_run_names_the_mn_and_the_switch_on_every_line_about_them(
         topology, caplog, switch_events):
     caplog.set_level(logging.DEBUG)
     rig = make_rig(topology)                       # mn1 learned at ap-a1-1
-    authenticated(rig, "net-a1", PSK_A, "domain-a")
+    authenticated(rig, "net-a1", "domain-a").bind_mac()
     rig.arp_request("mn1", MN_IP)
     assert sa_state(rig, "net-a1") == AUTHORIZED
     pre_switched(rig)                              # pre-authenticated with net-b1, tunnel, binding

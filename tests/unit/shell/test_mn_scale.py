@@ -54,10 +54,10 @@ def run(tmp_path_factory):
         # The application's own reads of the clock (its worker's ``now``).
         patch.setattr(mpa_app, "time", types.SimpleNamespace(
             monotonic=clock, time=lambda: WALL_OFFSET + clock()))
-        topology, credentials, mns = scale_topology(MNS, domains=1, networks=3)
+        topology, radius, mns = scale_topology(MNS, domains=1, networks=3)
         net = FakeNetwork(NeighbourhoodGraph(topology))
         store = state_store(str(tmp_path_factory.mktemp("mn-scale")))
-        driver = Driver(topology, credentials, store, tables=net.by_dpid, clock=clock,
+        driver = Driver(topology, radius, store, tables=net.by_dpid, clock=clock,
                         sleep=clock.sleep)
         driver.connect_all()
         states: dict = {}

@@ -41,9 +41,9 @@ def app(tmp_path, monkeypatch):
     clock = Clock()
     monkeypatch.setattr(mpa_app, "time", types.SimpleNamespace(
         monotonic=clock, time=lambda: 1_700_000_000.0 + clock()))
-    topology, credentials, mns = scale_topology(4, domains=1, networks=3)
+    topology, radius, mns = scale_topology(4, domains=1, networks=3)
     store = state_store(str(tmp_path))
-    driver = Driver(topology, credentials, store, clock=clock, sleep=clock.sleep)
+    driver = Driver(topology, radius, store, clock=clock, sleep=clock.sleep)
     driver.connect_all()
     yield driver, store, mns
     driver.app.checkpointer.stop()
