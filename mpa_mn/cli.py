@@ -749,6 +749,12 @@ def _kernel(args, ip: Ip, system: System) -> dict:
     return {"vifs": Vifs(ip), "rewrites": Rewrites(Nft(system.nft))}
 
 
+def _pana(args, system: System) -> dict:
+    """How the MN runs PANA: UDP from the host's sockets, --timeout per message."""
+    return {"pana_socket": system.socket_factory, "clock": system.clock,
+            "pana_timeout": args.timeout}
+
+
 def main(argv: list[str] | None = None, system: System | None = None) -> int:
     system = system or System()
     stdout = system.stdout or sys.stdout
@@ -788,9 +794,7 @@ def main(argv: list[str] | None = None, system: System | None = None) -> int:
         with store.locked(clock=system.clock, sleep=system.sleep):
             node = MobileNode(credentials or MnCredentials({}), mac, address, channel, store,
                               entropy=system.entropy, wall=system.wall, inband=inband,
-                              pana_socket=system.socket_factory, clock=system.clock,
-                              pana_timeout=args.timeout,
-                              **_kernel(args, ip, system))
+                              **_pana(args, system), **_kernel(args, ip, system))
             used.append(node)
             result, lines, status = _run(args, _Context(args, node, host, ip, system, emit))
     except (*FAILURES, StateError) as exc:

@@ -46,7 +46,8 @@ from mpa_protocol.pana import PanaError, PanaMessage
 from mpa_sdn.mpa_sa import EXPIRED
 # PanaReply is what callers take from here (the controller, the shell, tests).
 from mpa_sdn.pana_session import (AAA_WAIT, COMPLETING, EAP_RUN, STARTING, PanaReply,  # noqa: F401
-                                  Session, Uniform, eap_code, identity_of)
+                                  Session, Uniform, calling_station, eap_code, identity_of,
+                                  newer)
 
 LOG = logging.getLogger("mpa_sdn.pana")
 
@@ -295,7 +296,7 @@ class PanaAgent:
             avps = [pana.eap_payload(request)]
             if session.pac_nonce is None:
                 avps.insert(0, pana.nonce(session.paa_nonce))
-            session.paa_seq = _next(session.paa_seq)
+            session.paa_seq = pana.next_seq(session.paa_seq)
             data = PanaMessage(pana.AUTH, pana.FLAG_R | session.flags, session.id,
                                session.paa_seq, avps).encode()
             return self._send_request(session, data, now)
@@ -333,7 +334,7 @@ class PanaAgent:
         code = eap.SUCCESS if result == pana.PANA_SUCCESS else eap.FAILURE
         if eap_code(eap_packet) != code:
             eap_packet = EapPacket(code, session.eap_id).encode()
-        session.paa_seq = _next(session.paa_seq)
+        session.paa_seq = pana.next_seq(session.paa_seq)
         avps = [pana.result_code(result), pana.eap_payload(eap_packet)]
         if session.pac_nonce is None:
             avps.insert(0, pana.nonce(session.paa_nonce))
@@ -396,7 +397,7 @@ class PanaAgent:
         if last is not None and msg.seq == last and state.get("pac_answer"):
             self.counters["pana_request_retransmission"] += 1
             return [PanaReply(origin, bytes.fromhex(state["pac_answer"]))]
-        if last is not None and not _newer(msg.seq, last):
+        if last is not None and not newer(msg.seq, last):
             return self._drop("replay", origin, f"{msg.name} with sequence number {msg.seq} "
                               "again")
         answer = pana_security.sign(PanaMessage(msg.msg_type, msg.flags & ~pana.FLAG_R, sa.pana["session"],
@@ -489,20 +490,3 @@ class PanaAgent:
         else:
             self._per_source.pop(session.source, None)
         self.aaa.forget(session.id)
-
-
-def calling_station(session: Session) -> str:
-    """Calling-Station-Id (RFC 3580 §3.20): the MN's MAC as the AA saw it,
-    upper case with hyphens; its address when it came from elsewhere."""
-    if session.seen_mac is None:
-        return session.source
-    return session.seen_mac.upper().replace(":", "-")
-
-
-def _next(seq: int) -> int:
-    return (seq + 1) & 0xFFFFFFFF
-
-
-def _newer(seq: int, last: int) -> bool:
-    """RFC 5191 §4.1: sequence numbers wrap; newer is ahead by under half the space."""
-    return 0 < ((seq - last) & 0xFFFFFFFF) < 0x80000000

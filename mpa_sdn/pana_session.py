@@ -85,3 +85,16 @@ class Session:
     @property
     def flags(self) -> int:
         return pana.FLAG_E if self.pre else 0
+
+
+def calling_station(session: Session) -> str:
+    """Calling-Station-Id (RFC 3580 §3.20): the MN's MAC as the AA saw it,
+    upper case with hyphens; its address when it came from elsewhere."""
+    if session.seen_mac is None:
+        return session.source
+    return session.seen_mac.upper().replace(":", "-")
+
+
+def newer(seq: int, last: int) -> bool:
+    """RFC 5191 §4.1: sequence numbers wrap; newer is ahead by under half the space."""
+    return 0 < ((seq - last) & 0xFFFFFFFF) < 0x80000000

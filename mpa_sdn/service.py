@@ -30,7 +30,7 @@ from mpa_sdn.ca import ConfigurationAgent, Lease, mpa_client
 from mpa_sdn.dhcp_server import DhcpDecision, DhcpServer
 from mpa_sdn.mobility import Refused
 from mpa_sdn.mpa_sa import AUTHORIZED, PRE_AUTHENTICATED
-from mpa_sdn.pana_agent import PanaAgent
+from mpa_sdn.preauthentication import Preauthentication
 from mpa_sdn.topology import ROLE_ACCESS
 
 LOG = logging.getLogger("mpa_sdn.service")
@@ -97,14 +97,9 @@ class MpaService:
         self.aa = AuthenticationAgent(topology, store, self.settings, counters, entropy,
                                       attached, self._sa_dropped, policy_of=policy_of,
                                       on_change=self._sa_changed)
-        self.aaa = aaa
-        self.paa = PanaAgent(topology, self.settings, counters, entropy, aaa,
-                             establish=self.aa.establish, by_session=self.aa.by_session,
-                             terminated=self._pana_terminated, save=self.aa.save,
-                             identity_limit=self.aa.identity_limit,
-                             source_limit=self.aa.source_limit,
-                             rand=lambda: int.from_bytes(entropy(4), "big") / 2**32,
-                             ended=self._pana_ended)
+        self.preauth = Preauthentication(topology, self.settings, counters, entropy, self.aa,
+                                         aaa, self.release_lease, events)
+        self.paa = self.preauth.paa
         self.ca = ConfigurationAgent(topology, store, self.settings, counters, used_by,
                                      graph.network_of_address, policy_of=policy_of,
                                      on_change=self._lease_changed)
@@ -398,40 +393,11 @@ class MpaService:
         if network is None or network.role != ROLE_ACCESS or network.id not in self.ca.pools:
             self.counters["pana_dropped_not_served"] += 1
             return []
-        return self.paa.datagram(data, origin, network.id, port, self.wall(now))
+        return self.preauth.pana(data, origin, network.id, port, self.wall(now))
 
     def radius(self, data: bytes, source: tuple, now: float) -> list:
         """A datagram from a RADIUS server: the answer to a session's request."""
-        wall = self.wall(now)
-        matched = self.aaa.answer(data, source, wall)
-        if matched is None:
-            return []
-        session_id, answer = matched
-        return self.paa.aaa_answer(session_id, answer, wall)
-
-    def _pana_ended(self, session, how: str, wall: float) -> None:
-        """A PANA session closed: established (the SA exists now), rejected,
-        expired or unanswered; Tauth (RFC 6252 C.5.3) from its PCI."""
-        if self.events is not None:
-            self.events.emit("preauthentication", identity=session.identity,
-                             network=session.network, data={
-                                 "result": how, "domain": session.domain,
-                                 "pana_session": f"{session.id:08x}",
-                                 "pre_authentication": session.pre,
-                                 "result_code": session.result,
-                                 "ms": round((wall - session.started) * 1000, 3)})
-
-    def _pana_terminated(self, sa, cause, wall: float) -> list:
-        """The MN ended its PANA session (PTR): the SA goes, with its lease
-        unless a handover goes through that lease's tunnel (then the lease
-        ends with its own time)."""
-        try:
-            self.release_lease(sa, wall)
-        except Refused as exc:
-            self.counters["pana_termination_lease_kept"] += 1
-            LOG.info("PANA termination of sa=%s: the lease stays (%s)", sa.id[:8], exc.message)
-        self.aa.end(sa)
-        return []
+        return self.preauth.radius(data, source, self.wall(now))
 
     # -- events from the data plane ---------------------------------------------
 
@@ -468,7 +434,7 @@ class MpaService:
         wall = self.wall(now)
         self.aa.tick(wall)
         probes = self.ca.tick(wall, ready)
-        answers = self.pana_tick(wall)
+        answers = self.preauth.tick(wall)
         # A request waits for its address's probes; once those ended (free or
         # taken) or stopped (a switch went), it is served anew.
         done = [(n, a) for n, a in self._waiting if a not in self.ca.pools[n].probing and ready(n)]
@@ -479,16 +445,8 @@ class MpaService:
                     answers += self._configure(sa, held.msg, held.origins, wall)
         return probes, answers
 
-    def pana_tick(self, wall: float) -> list:
-        """PANA and RADIUS retransmissions, and the sessions no server answered."""
-        sends, unanswered = self.aaa.tick(wall)
-        for session_id in unanswered:
-            sends += self.paa.aaa_answer(session_id, None, wall)
-        return sends + self.paa.tick(wall)
-
     def next_deadline(self) -> float | None:
-        due = [d for d in (self.ca.next_deadline(), self.paa.next_due(), self.aaa.next_due())
-               if d is not None]
+        due = [d for d in (self.ca.next_deadline(), self.preauth.next_due()) if d is not None]
         return min(due) - self.wall_offset if due else None
 
     # -- DHCP ---------------------------------------------------------------------

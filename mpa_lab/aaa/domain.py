@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,19 +57,6 @@ def prepare(spec: DomainAaa, directory: Path, secret: str | None = None) -> Prep
         log_path=directory / "log" / "radius.log", users=dict(spec.passwords))
     return PreparedDomain(spec, directory, pki, clients, secret_file,
                           FreeRadiusServer(settings, directory / "raddb"))
-
-
-def specs_for(domains: Mapping[str, object], identities: Mapping[str, tuple[str, ...]], *,
-              address: str, client_address: str, first_port: int) -> list[DomainAaa]:
-    """One server per domain (sorted by id), on ports from ``first_port`` up:
-    each knows the identities its domain knows (``identities[domain]``, the
-    NAIs of its credentials store), with a client certificate each and a
-    password of their own for EAP-TTLS."""
-    return [DomainAaa(domain, address, first_port + i, client_address,
-                      tls_identities=tuple(identities.get(domain, ())),
-                      passwords={nai: secrets.token_urlsafe(12)
-                                 for nai in identities.get(domain, ())})
-            for i, domain in enumerate(sorted(domains))]
 
 
 @contextlib.contextmanager

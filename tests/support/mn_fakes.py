@@ -126,9 +126,8 @@ class Gateways:
         rig = self.rig
         origin = Origin(INBAND, sock.local, self.networks[address[0]], self.mac,
                         reply_to=(sock, address))
-        self.deliver(settled(rig.service.pana(data, origin, 40716, rig.now), rig.aaa_server,
-                             lambda answer, source: rig.service.radius(answer, source,
-                                                                       rig.now)))
+        self.deliver(settled(rig.service.pana(data, origin, 40716, rig.now), rig.radius,
+                             rig.radius_answer))
 
 
 class FakeSocket:

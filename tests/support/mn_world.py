@@ -38,7 +38,7 @@ class Core:
         self.core = Controller(self.topology, store=MemoryStore(), wall_offset=WALL_OFFSET,
                                entropy=counter_entropy(b"core"),
                                radius_servers=radius_servers(self.topology))
-        self.aaa_server = FakeRadius(self.topology)
+        self.radius = FakeRadius(self.topology)
         self.service = self
         self.poa = None          # where the MN's link is (None: between PoAs)
         self.frames = []         # what the MN sent on its link with a raw socket
@@ -59,8 +59,8 @@ class Core:
     def pana(self, data, origin, port, now):
         return self.core.mpa.pana(data, origin, port, now)
 
-    def radius(self, data, source, now):
-        return self.core.mpa.radius(data, source, now)
+    def radius_answer(self, data, source):
+        return self.core.mpa.radius(data, source, self.now)
 
     def wall(self, now):
         return self.core.mpa.wall(now)

@@ -51,7 +51,7 @@ class Rig:
 
     def _service(self):
         entropy = counter_entropy(b"aa%d" % id(self))
-        self.aaa_server = FakeRadius(self.topology)
+        self.radius = FakeRadius(self.topology)
         return MpaService(self.topology, self.graph,
                           domains_aaa(self.topology, radius_servers(self.topology),
                                       self.counters, entropy),
@@ -122,7 +122,7 @@ class Rig:
         """mn1 pre-authenticates with ``network``'s AA by PANA (``seen_mac``:
         the source MAC the AA sees, when the MN is on a link of ours)."""
         return preauthenticate(lambda data: self.pana(data, network, source, seen_mac),
-                               self.radius_answer, self.aaa_server, network, domain, identity,
+                               self.radius_answer, self.radius, network, domain, identity,
                                mac, pre, method, self.mn_entropy)
 
 

@@ -57,7 +57,7 @@ class Wire:
 
     def tick(self, seconds: float) -> list:
         self.rig.now += seconds
-        return self._seen(self.rig.service.pana_tick(self.rig.service.wall(self.rig.now)))
+        return self._seen(self.rig.service.preauth.tick(self.rig.service.wall(self.rig.now)))
 
     def run(self, pac: PanaClient) -> PanaClient:
         drive(pac, self.aa, self.answer, self.rig.radius)
@@ -555,7 +555,7 @@ def test_a_session_waiting_for_a_slow_radius_server_still_ends_with_its_lifetime
         wire.tick(1.0)
     assert rig.service.paa.sessions == {}
     assert rig.counters["pana_session_expired"] == 1
-    assert rig.service.aaa.next_due() is None, "its RADIUS request was cancelled"
+    assert rig.service.preauth.aaa.next_due() is None, "its RADIUS request was cancelled"
 
 
 def test_an_expired_sa_answers_no_ping():

@@ -10,14 +10,14 @@ from support.service_rig import IDENTITY, Rig
 
 def test_an_accept_naming_the_same_identity_gives_the_sa():
     rig = Rig()
-    rig.aaa_server.user_names[IDENTITY] = IDENTITY
+    rig.radius.user_names[IDENTITY] = IDENTITY
     assert rig.preauth().identity == IDENTITY
     assert [sa.identity for sa in rig.service.aa.sas.values()] == [IDENTITY]
 
 
 def test_an_accept_naming_another_identity_is_refused_and_counted():
     rig = Rig()
-    rig.aaa_server.user_names[IDENTITY] = "mn2@domain-a"
+    rig.radius.user_names[IDENTITY] = "mn2@domain-a"
     with pytest.raises(ProtocolError) as err:
         rig.preauth()
     assert err.value.code == "authorization-rejected"

@@ -12,9 +12,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from mpa_lab.aaa import freeradius_config
-from mpa_lab.aaa.domain import DomainAaa, prepare, specs_for
-from mpa_sdn.config import load_stores, load_topology
-from support.paths import ROOT
+from mpa_lab.aaa.domain import DomainAaa, prepare
 
 
 @pytest.fixture(scope="module")
@@ -92,18 +90,3 @@ def test_the_users_file_quotes_what_it_is_given(domain):
 def test_a_line_break_in_a_value_is_refused():
     with pytest.raises(ValueError):
         freeradius_config.users_file({"mn1": "a\nb"})
-
-
-def test_each_domain_of_a_topology_gets_a_server_knowing_its_own_identities():
-    topology = load_topology(str(ROOT / "topologies" / "two_domains.yaml"))
-    stores = load_stores(topology)
-    identities = {domain: store.identities() for domain, store in stores.items()}
-    specs = specs_for(topology.domains, identities, address="127.0.0.1",
-                      client_address="127.0.0.1", first_port=18120)
-    assert [s.domain for s in specs] == sorted(topology.domains)
-    assert len({s.auth_port for s in specs}) == len(specs)
-    for s in specs:
-        assert s.tls_identities == identities[s.domain] and s.tls_identities
-        assert set(s.passwords) == set(s.tls_identities)
-    every_password = [p for s in specs for p in s.passwords.values()]
-    assert len(set(every_password)) == len(every_password)

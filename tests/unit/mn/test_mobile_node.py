@@ -221,7 +221,7 @@ def test_a_final_request_whose_auth_is_wrong_is_not_believed():
 
 def test_a_revoked_certificate_is_refused_with_authentication_rejected():
     rig = Rig()
-    rig.aaa_server.revoked.add(IDENTITY)
+    rig.radius.revoked.add(IDENTITY)
     with pytest.raises(ProtocolError) as err:
         rest_node(rig).preauthenticate("net-b1")
     assert err.value.code == "authentication-rejected" and rig.service.aa.sas == {}
@@ -472,7 +472,7 @@ class UdpGateways(threading.Thread):
         rig = self.rig
         origin = Origin(INBAND, source[0], "net-b1", MN_MAC, reply_to=(self.pana, source))
         for reply in settled(rig.service.pana(data, origin, source[1], rig.now),
-                             rig.aaa_server, rig.radius_answer):
+                             rig.radius, rig.radius_answer):
             self.pana.sendto(reply.data, source)
 
     def answer(self, answers):
@@ -666,7 +666,7 @@ def test_cli_reads_mac_and_address_from_the_interface(tmp_path, credentials_file
 def test_cli_a_refused_certificate_exits_1_naming_network_and_code(tmp_path,
                                                                    credentials_file):
     rig = Rig()
-    rig.aaa_server.revoked.add(IDENTITY)
+    rig.radius.revoked.add(IDENTITY)
     run = Cli(rig, tmp_path, credentials_file(("domain-b",)), "inband")
     rc, doc, err = run("up", "net-b1")
     assert rc == 1

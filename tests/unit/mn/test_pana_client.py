@@ -29,7 +29,7 @@ def run_session(rig, client, network="net-b1", seen=None):
         mn_sent.append(data)
         return kept(rig.pana(data, network, mac=seen))
     drive(client, to_aa, lambda answer, source: kept(rig.radius_answer(answer, source)),
-          rig.aaa_server)
+          rig.radius)
     return mn_sent, aa_sent
 
 
@@ -94,7 +94,7 @@ def test_an_aa_offering_no_known_algorithm_is_refused():
 
 def test_a_rejection_is_answered_and_ends_the_session_on_both_sides():
     rig = Rig()
-    rig.aaa_server.revoked.add(IDENTITY)
+    rig.radius.revoked.add(IDENTITY)
     client = PanaClient(peer("domain-b"), True)
     run_session(rig, client)
     assert client.result == "authentication-rejected" and client.established is None

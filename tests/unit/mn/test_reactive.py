@@ -375,8 +375,9 @@ def test_cli_reactive_human_line(world, tmp_path, credentials_file):
     assert rc == 0, err
     lines = out.splitlines()
     assert json.loads(lines[0])["event"] == "ready"
-    assert lines[1].startswith("net-b1: link down 20.0 ms; authenticated (rest), MPA-SA ")
-    assert f"; {FIRST}/24 by DHCP from {B1_ROUTER}, no DAD; router {B1_ROUTER}, {HOME} " \
+    assert lines[1].startswith(f"net-b1: link down 20.0 ms; {FIRST}/24 by DHCP from "
+                               f"{B1_ROUTER}, no DAD; authenticated by PANA, MPA-SA ")
+    assert f"; router {B1_ROUTER}, {HOME} " \
            "bound to it, lifetime " in lines[1]
     assert lines[1].endswith(" ms after the link went down")
 

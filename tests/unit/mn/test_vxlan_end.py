@@ -12,6 +12,7 @@ kernel does.
 """
 
 import json
+import socket
 
 import pytest
 
@@ -26,13 +27,14 @@ from mpa_protocol import messages
 from mpa_sdn.config import load_topology
 from mpa_sdn.domain_view import foreign_switch, serve_domain
 from mpa_sdn.store import MemoryStore
+from mpa_protocol.pana import PANA_PORT
 from support.fakeoftable import udp_packet
 from support.handover_rig import PORT, WALL_OFFSET, settle_dad
-from support.mn_fakes import CREDENTIALS, MN_ADDRESS, FakeIp, RestLayer
+from support.mn_fakes import CREDENTIALS, MN_ADDRESS, Clock, FakeIp, RestLayer
 from support.mn_world import ATTACH_BATCH, B1_MAC, B1_ROUTER, HOME, NCOA, HandoverCli, node
 from support.network_rig import Rig
 from support.paths import ROOT
-from support.service_rig import IDENTITY, MN_MAC, PSK_B, Keys, counter_entropy
+from support.service_rig import MN_MAC, counter_entropy
 
 VIF = "mpa-net-b1"
 TABLE = vxlan_end.table(VIF)
@@ -144,7 +146,7 @@ def test_every_tunnel_request_names_the_mn_s_current_address(world, channel):
     if channel == "rest":
         sent = [data for path, data in mn.channel.opener.requests if path.endswith("/tunnel")]
     else:
-        sent = [data for data, _ in sources.gateways.sent]
+        sent = [data for data, (_, port) in sources.gateways.sent if port != PANA_PORT]
     requests = [json.loads(data) for data in sent]
     requests = [r for r in requests if r["type"] == "tunnel-request"]
     assert [r["outer"] for r in requests] == [MN_ADDRESS, MN_ADDRESS]
@@ -469,17 +471,50 @@ class AcrossTheBorder:
         return answer["payload"]
 
 
+class BorderSocket:
+    """mn1's PANA socket in domain-a: each datagram routed over the border as
+    the channel's are; what leaves by the border for it waits here.  Silence
+    is ``clock`` moving on."""
+
+    def __init__(self, rig, clock):
+        self.rig, self.clock, self.queue, self.timeout = rig, clock, [], None
+
+    def __call__(self, local):
+        return self
+
+    def sendto(self, data, address):
+        network = self.rig.graph.network_of_address(address[0])
+        pkt = udp_packet(BORDER_ROUTER_MAC, network.gateway_mac, OCOA, address[0], 40002,
+                         address[1], data)
+        outcome = self.rig.inject(*BORDER, pkt)
+        self.queue += [(p["payload"], (p["ipv4_src"], p["udp_src"])) for sw, peer, p in
+                       outcome.hops if (sw, peer) == ("core-b", foreign_switch("domain-a"))]
+
+    def settimeout(self, seconds):
+        self.timeout = seconds
+
+    def recvfrom(self, size):
+        if not self.queue:
+            self.clock.now += self.timeout
+            raise socket.timeout()
+        return self.queue.pop(0)
+
+    def close(self):
+        pass
+
+
 def test_the_mn_ends_the_tunnel_another_domain_s_controller_gives_it():
     whole = load_topology(str(ROOT / "topologies" / "inter_domain.yaml"))
     rig = Rig(serve_domain(whole, "domain-b"), store=MemoryStore(), wall_offset=WALL_OFFSET,
-              credentials={"domain-b": Keys("domain-b", {IDENTITY: PSK_B})},
               entropy=counter_entropy(b"core"))
     rig.connect_all()
     settle_dad(rig)
     ip = FakeIp()
     ip.links["eth0"]["addrs"] = [(OCOA, 24)]
+    clock = Clock()
     mn = MobileNode(CREDENTIALS, MN_MAC, OCOA, AcrossTheBorder(rig), vifs=Vifs(Ip(ip)),
-                    entropy=counter_entropy(b"mn"))
+                    entropy=counter_entropy(b"mn"), pana_socket=BorderSocket(rig, clock),
+                    clock=clock)
     b1 = rig.graph.network("net-b1")
     mn.preauthenticate("net-b1", {"network": "net-b1", "served_by": "domain-b",
                                   "aa": {"address": str(b1.gateway), "port": PORT}})
