@@ -192,9 +192,17 @@ def _core_runs(core: Controller, sock, credentials: DomainCredentials, runs: int
     return {name: percentiles(values) for name, values in samples.items()}
 
 
+def _credentials_files(topology, mn: str = "mn1") -> dict:
+    """The MN's credentials files the lab writes: EAP-TLS, and EAP-TTLS/PAP beside it."""
+    from mpa_lab.aaa.lab_servers import ttls_path
+    path = topology.mobile_nodes[mn].credentials
+    return {EAP_TLS: path, EAP_TTLS_PAP: ttls_path(path)}
+
+
 def bench_lab(runs: int, ofp_port: int, rest_port: int) -> dict:
     from mininet.log import setLogLevel
 
+    from mpa_lab.aaa.lab_servers import LabAaa
     from mpa_lab.net.controller_process import ControllerProcess
     from mpa_lab.net.lab import Lab
 
@@ -204,7 +212,7 @@ def bench_lab(runs: int, ofp_port: int, rest_port: int) -> dict:
     unwind_on_sigterm()
     topology = load_topology(TOPOLOGY)
     results = {"mode": "lab"}
-    with tempfile.TemporaryDirectory() as directory:
+    with tempfile.TemporaryDirectory() as directory, LabAaa(topology):
         controller = ControllerProcess(TOPOLOGY, ofp_port=ofp_port, rest_port=rest_port,
                                        rest_host="0.0.0.0",
                                        state_db=os.path.join(directory, "state.db"),
@@ -215,21 +223,25 @@ def bench_lab(runs: int, ofp_port: int, rest_port: int) -> dict:
             controller.wait_switches()
             host = lab.host("mn1")
             root_ip, _ = lab.management_addresses("mn1")
-            for channel in ("rest", "inband"):
-                rest = ["--controller", f"http://{root_ip}:{rest_port}"]
-                results[channel] = percentiles(_mn_runs(host, channel, NETWORK, runs, rest))
+            rest = ["--controller", f"http://{root_ip}:{rest_port}"]
+            for method, credentials in _credentials_files(topology).items():
+                for channel in ("rest", "inband"):
+                    results[f"{method} {channel}"] = _mn_runs(host, channel, NETWORK, runs,
+                                                              rest, credentials)
     return results
 
 
-def _mn_runs(host, channel: str, network: str, runs: int, rest: list[str]) -> list[float]:
-    """preauth_mn.py inside the MN's host: its run times (ms)."""
+def _mn_runs(host, channel: str, network: str, runs: int, rest: list[str],
+             credentials: str) -> dict:
+    """preauth_mn.py inside the MN's host: Tauth and Tconf percentiles (ms)."""
     out = host.cmd(
         sys.executable, os.path.join(ROOT, "benchmarks", "preauth_mn.py"),
         "--channel", channel, "--runs", str(runs), "--network", network, *rest,
-        "--credentials", MN_CREDENTIALS, "--interface", host.defaultIntf().name, "2>&1")
+        "--credentials", credentials, "--interface", host.defaultIntf().name, "2>&1")
     try:
-        return json.loads(out.strip().splitlines()[-1])
-    except (ValueError, IndexError):
+        samples = json.loads(out.strip().splitlines()[-1])
+        return {name: percentiles(values) for name, values in samples.items()}
+    except (ValueError, IndexError, KeyError):
         raise RuntimeError(f"{network} {channel} run failed: {out[-2000:]}") from None
 
 
@@ -243,11 +255,6 @@ def _per_domain_topology(directory: str) -> str:
     import yaml
     with open(INTER_DOMAIN, encoding="utf-8") as f:
         raw = yaml.safe_load(f)
-    base = os.path.dirname(INTER_DOMAIN)
-    for table in ("domains", "mobile_nodes"):
-        for entry in raw[table].values():
-            if "credentials" in entry:
-                entry["credentials"] = os.path.join(base, entry["credentials"])
     for domain, (ofp, rest) in DOMAIN_PORTS.items():
         raw["domains"][domain]["controller"] = {"openflow_port": ofp, "rest_port": rest}
     path = os.path.join(directory, "inter_domain.yaml")
@@ -261,6 +268,7 @@ def bench_domains(runs: int) -> dict:
 
     from mininet.log import setLogLevel
 
+    from mpa_lab.aaa.lab_servers import LabAaa
     from mpa_lab.net.controller_process import ControllerProcess
     from mpa_lab.net.lab import Lab
 
@@ -272,6 +280,7 @@ def bench_domains(runs: int) -> dict:
     with tempfile.TemporaryDirectory() as directory, contextlib.ExitStack() as stack:
         config = _per_domain_topology(directory)
         topology = load_topology(config)
+        stack.enter_context(LabAaa(topology))
         controllers = {}
         for domain, (ofp, rest) in DOMAIN_PORTS.items():
             controllers[domain] = stack.enter_context(ControllerProcess(
@@ -287,10 +296,10 @@ def bench_domains(runs: int) -> dict:
         root_ip, _ = lab.management_addresses("mn1")
         rest = ["--controller", f"http://{root_ip}:{DOMAIN_PORTS['domain-a'][1]}",
                 "--domain-controller", f"domain-b=http://{root_ip}:{DOMAIN_PORTS['domain-b'][1]}"]
-        for network, where in (("net-a2", "own domain"), ("net-b1", "other domain")):
-            for channel in ("rest", "inband"):
-                results[f"{network} {channel}"] = {
-                    "where": where, **percentiles(_mn_runs(host, channel, network, runs, rest))}
+        for method, credentials in _credentials_files(topology).items():
+            for network, where in (("net-a2", "own domain"), ("net-b1", "other domain")):
+                results[f"{method} {network}"] = {
+                    "where": where, **_mn_runs(host, "inband", network, runs, rest, credentials)}
     return results
 
 
@@ -318,11 +327,9 @@ def main() -> int:
                  "tconf": "Tconf (config-request, the controller's side)"}
         rows = [(f"{method}: {names[k]}", v) for method in METHODS
                 for k, v in result[method].items()]
-    elif args.mode == "domains":
-        rows = [(f"from mn1 in net-a1 to {k} ({v['where']})", v)
-                for k, v in result.items() if isinstance(v, dict) and "where" in v]
     else:
-        rows = [(f"from the MN, {ch}", result[ch]) for ch in ("rest", "inband")]
+        rows = [(f"from mn1, {key}: {step}", value[step]) for key, value in result.items()
+                if isinstance(value, dict) and "tauth" in value for step in ("tauth", "tconf")]
     for name, p in rows:
         print(f"| {name} | {p['runs']} | {p['p50_ms']} | {p['p99_ms']} | {p['max_ms']} |")
     return 0

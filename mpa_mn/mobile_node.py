@@ -231,8 +231,14 @@ class MobileNode(HomeBinding):
             raise MnError("no-credentials", f"the credentials for {domain} cannot be used: "
                           f"{exc}") from None
         client = pana_client.PanaClient(peer, pre, entropy=self.entropy)
-        established = pana_client.run(client, target.address, self.pana_port, local,
-                                      self.pana_timeout, self.pana_socket, self.clock)
+        try:
+            established = pana_client.run(client, target.address, self.pana_port, local,
+                                          self.pana_timeout, self.pana_socket, self.clock)
+        finally:
+            # What PANA met (PCIs sent again, requests dropped, no answer), in
+            # mpa-mn's counters beside the channels'.
+            for name, count in client.counters.items():
+                self.counters[f"pana_{name}"] += count
         sa_id, sa_keys = established.sa(credentials.identity, network)
         first_seq = int.from_bytes(self.entropy(4), "big")
         sa = SaState(network=network, domain=domain, identity=credentials.identity,

@@ -225,6 +225,7 @@ def run(client: PanaClient, address: str, port: int = pana.PANA_PORT,
         while not client.done:
             now = clock()
             if now >= deadline:
+                client._count("no_answer")
                 raise ProtocolError("no-answer", f"the AA at {address}:{port} sent nothing "
                                     f"more within {timeout:g} s of PANA")
             wait = deadline - now

@@ -762,3 +762,16 @@ def test_the_client_speaks_the_real_rest_layer(topology):
     assert waits == [1]          # one 503 address-pending, Retry-After: 1
     assert node.release("net-b1", all=True)["scope"] == "all"
     assert core.mpa.aa.sas == {}
+
+
+def test_an_aa_that_never_answers_is_no_answer_with_pana_s_counters():
+    rig = Rig()
+    world = Gateways(rig)
+    node = inband_node(rig, world)
+    node.discover()
+    world.drop = 100
+    with pytest.raises(ProtocolError) as err:
+        node.preauthenticate("net-b1")
+    assert err.value.code == "no-answer" and node.state.entries == {}
+    assert node.counters["pana_no_answer"] == 1
+    assert node.counters["pana_pci_retransmitted"] >= 3   # 1, 2, 4 s apart within 15 s
