@@ -337,6 +337,13 @@ class AuthenticationAgent:
         self.save(sa)
         self._tell(sa, state)
 
+    def abandon(self, sa: SecurityAssociation) -> None:
+        """An SA whose PANA session never finished and that was never used."""
+        self.counters["sa_abandoned"] += 1
+        LOG.info("MPA-SA sa=%s identity=%s network=%s dropped: its PANA session never "
+                 "finished and the MN never used it", sa.id[:8], sa.identity, sa.network)
+        self._drop(sa)
+
     def end(self, sa: SecurityAssociation) -> None:
         self.counters["sa_released"] += 1
         LOG.info("MPA-SA sa=%s identity=%s mac=%s network=%s released by the MN", sa.id[:8],

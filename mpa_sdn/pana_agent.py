@@ -16,7 +16,8 @@ One PANA session per pre-authentication (RFC 6252 §6.3 step 1, §7.2):
                                                <-------- Access-Accept (MSK)
                         <------------ PAR [C,E] Result-Code, EAP-Success,
                                                 Key-Id, Session-Lifetime, AUTH
-    PAN [C,E] Key-Id, AUTH  ------->  the MPA-SA is made (mpa_sdn.aa)
+                                      (the MPA-SA is made, mpa_sdn.aa)
+    PAN [C,E] Key-Id, AUTH  ------->  the session ends, established
 
 The E flag is the MN's: set when it pre-authenticates with a network it is
 not attached to, and mirrored in every message of the session.  The EAP
@@ -28,9 +29,12 @@ comes (an answer that is not the one awaited is counted and dropped); a
 retransmitted PCI gets the first PAR again.  Everything malformed, unknown or
 not authenticated is counted by reason and dropped in silence, as RFC 5191
 §5 says, and changes nothing.  Sessions in progress live in memory only,
-bounded in number (and per source address) and in time; once the final PAN
-proves the key, the session's PANA state moves into the MPA-SA, which keeps
-it across restarts: Ping (PNR with P) and Termination (PTR) from the MN are
+bounded in number (and per source address) and in time.  The MPA-SA is made
+when the AAA server accepts and the final PAR goes out: the MN may use it
+as soon as it has checked that PAR's AUTH, and its next request (over REST,
+say) can come before its PAN (a datagram through the switches); nobody
+without the MSK can use it.  The final PAN ends the session.  The session's
+PANA state lives on in the MPA-SA, which keeps it across restarts: Ping (PNR with P) and Termination (PTR) from the MN are
 answered from there, under PANA_AUTH_KEY.
 """
 
@@ -43,11 +47,10 @@ from typing import Callable
 from mpa_protocol import eap, keys, pana, pana_security, pana_timers
 from mpa_protocol.eap import EapPacket
 from mpa_protocol.pana import PanaError, PanaMessage
-from mpa_sdn.mpa_sa import EXPIRED
 # PanaReply is what callers take from here (the controller, the shell, tests).
+from mpa_sdn.pana_open_session import OpenSessions, drop
 from mpa_sdn.pana_session import (AAA_WAIT, COMPLETING, EAP_RUN, STARTING, PanaReply,  # noqa: F401
-                                  Session, Uniform, calling_station, eap_code, identity_of,
-                                  newer)
+                                  Session, Uniform, calling_station, eap_code, identity_of)
 
 LOG = logging.getLogger("mpa_sdn.pana")
 
@@ -83,15 +86,12 @@ class PanaAgent:
         self.source_limit = source_limit
         self.rand = rand
         self.ended = ended       # (session, how, now): a session closed, how
+        self.open_sessions = OpenSessions(settings, counters, save, terminated)
         self.sessions: dict[int, Session] = {}
         self._starting: dict[tuple[str, int, str], int] = {}  # (address, port, network) -> id
         self._per_source: dict[str, int] = {}
         self._due: list[tuple[float, int, int]] = []   # (when, session id, generation)
         self._generation = 0
-        # The PTA of each session the MN terminated, by the PTR's bytes, for a
-        # PTR sent again (its PTA lost): kept pana_session_s, at most
-        # max_pana_sessions, the oldest going first (dicts keep their order).
-        self._ended: dict[bytes, tuple[float, bytes]] = {}
 
     # -- input ---------------------------------------------------------------
 
@@ -114,18 +114,15 @@ class PanaAgent:
             return self._in_session(session, msg, data, now)
         sa = self.by_session(msg.session_id)
         if sa is not None and sa.network == network:
-            return self._established(sa, msg, data, origin, port, now)
-        ended = self._ended.get(data)
-        if ended is not None and ended[0] > now:
-            self.counters["pana_request_retransmission"] += 1
-            return [PanaReply(origin, ended[1])]
+            return self.open_sessions.request(sa, msg, data, origin, port, now)
+        again = self.open_sessions.terminated_again(data, origin, now)
+        if again:
+            return again
         return self._drop("unknown_session", origin, f"{msg.name} for session "
                           f"{msg.session_id:#x}, which is not open")
 
     def _drop(self, reason: str, origin, why: str) -> list:
-        self.counters[f"pana_dropped_{reason}"] += 1
-        LOG.info("PANA message from %s dropped (%s): %s", origin.source, reason, why)
-        return []
+        return drop(self.counters, reason, origin, why)
 
     # -- PCI: a session begins ------------------------------------------------
 
@@ -347,6 +344,11 @@ class PanaAgent:
             avps += [pana.key_id(session.key_id), pana.session_lifetime(session.lifetime)]
             message = PanaMessage(pana.AUTH, flags, session.id, session.paa_seq, avps)
             data = pana_security.sign(message, session.auth_key, session.integrity)
+            # The MPA-SA exists from now: the MN uses it as soon as it has
+            # checked this PAR's AUTH, and its next message (over REST, say)
+            # may come before its PAN[C] (a datagram through the switches).
+            # Only the MSK's holders can use it, whatever becomes of the PAN.
+            self._establish(session, now)
         else:
             LOG.info("PANA session %08x identity=%s network=%s from %s rejected: %s",
                      session.id, session.identity, session.network, session.source, why)
@@ -364,6 +366,11 @@ class PanaAgent:
             # verify_auth ran already when a Key-Id was there: this one has none.
             return self._drop("bad_auth", session.origin, "the final PAN has no AUTH or "
                               "another Key-Id")
+        self._close(session, "established", now)
+        return []
+
+    def _establish(self, session: Session, now: float) -> None:
+        """The MPA-SA of a session the domain's AAA server accepted."""
         binding = keys.SaBinding(session.identity, session.network, session.id,
                                  session.key_id, session.pac_nonce, session.paa_nonce)
         sa_id, sa_keys = binding.sa(session.msk)
@@ -371,52 +378,10 @@ class PanaAgent:
                       "integrity": session.integrity, "key_id": session.key_id,
                       "pac": [session.source, session.port], "paa_seq": session.paa_seq,
                       "pac_seq": None}
-        self._close(session, "established", now)
         self.establish(sa_id=sa_id, identity=session.identity, domain=session.domain,
                        network=session.network, sa_keys=sa_keys, lifetime=session.lifetime,
                        source=session.source, seen_mac=session.seen_mac,
                        pana_state=pana_state, now=now)
-        return []
-
-    # -- an established session: Ping and Termination ----------------------------
-
-    def _established(self, sa, msg: PanaMessage, data: bytes, origin, port: int,
-                     now: float) -> list:
-        state = sa.pana
-        if not msg.is_request or msg.msg_type not in (pana.NOTIFICATION, pana.TERMINATION) \
-                or (msg.msg_type == pana.NOTIFICATION and not msg.has(pana.FLAG_P)):
-            return self._drop("unexpected", origin, f"{msg.name} on an established session")
-        auth_key = bytes.fromhex(state["auth_key"])
-        if msg.auth is None or not pana_security.verify_auth(data, auth_key, state["integrity"]):
-            return self._drop("bad_auth", origin, f"{msg.name}: AUTH does not verify")
-        if sa.state == EXPIRED or sa.lapsed(now):
-            # Its lifetime ended the PANA session too (RFC 5191 §4.4): the AA
-            # keeps the SA only to tell the MN it expired.
-            return self._drop("expired_session", origin, f"{msg.name}: the MPA-SA expired")
-        last = state.get("pac_seq")
-        if last is not None and msg.seq == last and state.get("pac_answer"):
-            self.counters["pana_request_retransmission"] += 1
-            return [PanaReply(origin, bytes.fromhex(state["pac_answer"]))]
-        if last is not None and not newer(msg.seq, last):
-            return self._drop("replay", origin, f"{msg.name} with sequence number {msg.seq} "
-                              "again")
-        answer = pana_security.sign(PanaMessage(msg.msg_type, msg.flags & ~pana.FLAG_R, sa.pana["session"],
-                                       msg.seq), auth_key, state["integrity"])
-        state["pac_seq"], state["pac_answer"] = msg.seq, answer.hex()
-        state["pac"] = [origin.source, port]
-        if msg.msg_type == pana.NOTIFICATION:
-            # Liveness only (RFC 5191 §4.4): the SA's state is the AA's business.
-            self.counters["pana_ping_answered"] += 1
-            self.save(sa)
-            return [PanaReply(origin, answer)]
-        self.counters["pana_terminated"] += 1
-        LOG.info("PANA session %08x of MPA-SA sa=%s terminated by the MN (cause %s)",
-                 state["session"], sa.id[:8], msg.termination_cause)
-        self._ended = {k: v for k, v in self._ended.items() if v[0] > now}
-        while len(self._ended) >= self.settings.max_pana_sessions:
-            del self._ended[next(iter(self._ended))]
-        self._ended[data] = (now + self.settings.pana_session_s, answer)
-        return self.terminated(sa, msg.termination_cause, now) + [PanaReply(origin, answer)]
 
     # -- requests, retransmissions and expiry ------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
+from mpa_protocol import pana
 from mpa_sdn.mobility import Refused
 from mpa_sdn.pana_agent import PanaAgent
 
@@ -61,7 +62,14 @@ class Preauthentication:
 
     def _ended(self, session, how: str, wall: float) -> None:
         """A PANA session closed: established (the SA exists now), rejected,
-        expired or unanswered; Tauth (RFC 6252 C.5.3) from its PCI."""
+        expired or unanswered; Tauth (RFC 6252 C.5.3) from its PCI.  A session
+        whose final PAR carried the key but never got its PAN leaves an SA
+        the MN may hold (its PAN lost) or not (it did not believe the AA):
+        kept if the MN has used it, else gone."""
+        if how in ("expired", "unanswered") and session.result == pana.PANA_SUCCESS:
+            sa = self.aa.by_session(session.id)
+            if sa is not None and sa.high == 0:
+                self.aa.abandon(sa)
         if self.events is not None:
             self.events.emit("preauthentication", identity=session.identity,
                              network=session.network, data={

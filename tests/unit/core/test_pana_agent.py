@@ -306,10 +306,12 @@ def test_a_final_pan_with_a_bad_auth_is_dropped_and_the_good_one_still_counts():
             return []
         return wire.aa(data)
     drive(pac, aa, wire.answer, rig.radius)
-    assert rig.counters["pana_dropped_bad_auth"] == 1 and rig.service.aa.sas == {}
+    # The SA exists since the final PAR; the forged PAN ends nothing.
+    assert rig.counters["pana_dropped_bad_auth"] == 1 and len(rig.service.aa.sas) == 1
     assert len(rig.service.paa.sessions) == 1
     wire.aa(held[0])
-    assert len(rig.service.aa.sas) == 1
+    assert len(rig.service.aa.sas) == 1 and rig.service.paa.sessions == {}
+    assert rig.counters["pana_sessions_established"] == 1
 
 
 # -- rejections and limits -----------------------------------------------------------------------

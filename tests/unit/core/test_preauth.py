@@ -87,7 +87,13 @@ def test_a_forged_aa_is_detected_by_the_mn():
         preauthenticate(lambda data: rig.pana(data, "net-b1"), forging, rig.radius, "net-b1",
                         "domain-b")
     assert err.value.code == "aa-not-authenticated"
-    assert rig.service.aa.sas == {}
+    # The AA made the SA with its final PAR; no PAN comes, the MN never uses
+    # it: when the session ends, the SA goes too.
+    [sa] = rig.service.aa.sas.values()
+    rig.now += rig.topology.mpa.pana_session_s + 1
+    rig.service.tick(rig.now)
+    assert rig.service.aa.sas == {} and rig.counters["sa_abandoned"] == 1
+    assert rig.counters["pana_sessions_established"] == 0
 
 
 def test_failures_are_rate_limited_per_identity():
@@ -247,3 +253,23 @@ def test_an_authorized_sa_is_held_when_its_mn_leaves_for_anywhere():
     assert rig.service.aa.sas[b1.sa].state == AUTHORIZED   # not yet: it may come back
     rig.service.tick(rig.now + 10)
     assert rig.service.aa.sas[b1.sa].state == HELD
+
+
+def test_an_sa_is_usable_before_its_final_pan_and_kept_if_that_pan_is_lost():
+    """The MN's next request may come before its PAN[C] (REST is quicker
+    than a datagram through the switches), or the PAN may be lost: the SA
+    made with the final PAR serves, and an SA in use outlives its session."""
+    rig = Rig()
+    rig.settle_dad()
+
+    def losing_the_final_pan(data):
+        if PanaMessage.decode(data, 4096).has(pana.FLAG_C):
+            return []
+        return rig.pana(data, "net-b1")
+    state = preauthenticate(losing_the_final_pan, rig.radius_answer, rig.radius, "net-b1",
+                            "domain-b")
+    assert rig.configure(state)["address"] == "10.2.1.100"
+    rig.now += rig.topology.mpa.pana_session_s + 1
+    rig.service.tick(rig.now)
+    assert list(rig.service.aa.sas) == [state.sa] and rig.counters["sa_abandoned"] == 0
+    assert rig.counters["pana_sessions_established"] == 0

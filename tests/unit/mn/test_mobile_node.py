@@ -216,7 +216,11 @@ def test_a_final_request_whose_auth_is_wrong_is_not_believed():
     with pytest.raises(ProtocolError) as err:
         node.preauthenticate("net-b1")
     assert err.value.code == "aa-not-authenticated" and node.state.entries == {}
-    assert rig.service.aa.sas == {}   # no final answer: the AA made no SA either
+    # The AA made the SA with its final PAR; without the MN's answer or any
+    # use of it, it goes when the session does.
+    rig.now += rig.topology.mpa.pana_session_s + 1
+    rig.service.tick(rig.now)
+    assert rig.service.aa.sas == {} and rig.counters["sa_abandoned"] == 1
 
 
 def test_a_revoked_certificate_is_refused_with_authentication_rejected():
