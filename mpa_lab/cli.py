@@ -22,6 +22,7 @@ import sys
 import time
 from importlib import resources
 
+from mpa_protocol import api_tokens
 from mpa_sdn.config import load_or_exit
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 
@@ -98,6 +99,9 @@ def _run_lab(args, body, log_level: str = "error") -> int:
             controller.start()
             print(f"{_whose(controller)} up: OpenFlow on :{controller.ofp_port}, REST on "
                   f"{controller.base_url}/mpa/v1 (log: {controller.log_path})")
+            token = write_admin_token(controller, args.out)
+            print(f"  its admin API token is in {token}: curl -H \"Authorization: Bearer "
+                  f"$(cat {token})\" {controller.base_url}/mpa/v1/switches")
         lab.start()
         for controller in controllers:
             controller.wait_switches(ids=lab.switches_of(controller.domain))
@@ -208,6 +212,19 @@ def _domain_controllers(args, topology) -> list:
     return [_controller(args, topology, d, topology.domains[d].controller.openflow_port,
                         topology.domains[d].controller.rest_port)
             for d in sorted(topology.domains)]
+
+
+def write_admin_token(controller, directory: str) -> str:
+    """The controller's admin API token (made for its run: the API has no
+    default credentials), in a file of ``directory`` only its owner reads, so
+    that whoever runs the lab can call the API; the file's path."""
+    name = f"api-token-{controller.domain}" if controller.domain else "api-token"
+    path = os.path.join(directory, name)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(controller.tokens[api_tokens.ADMIN] + "\n")
+    return path
 
 
 def _whose(controller) -> str:

@@ -31,3 +31,23 @@ def test_mpa_lab_up_refuses_a_topology_whose_tunnels_the_lab_cannot_route(tmp_pa
     assert err.startswith("mpa-lab up: 10.0.0.0/24 would need a route for the tunnels of "
                           "domain-b and of domain-c"), err
     assert not out.exists(), "nothing was started"
+
+
+class Controller:
+    """What write_admin_token reads of a lab's controller process."""
+
+    def __init__(self, domain=None):
+        self.domain = domain
+        self.tokens = {"reader": "r-token", "policy-engine": "p-token", "admin": "a-token"}
+
+
+def test_the_lab_writes_each_controller_s_admin_token_for_its_user_alone(tmp_path):
+    import os
+    import stat
+
+    from mpa_lab.cli import write_admin_token
+    one = write_admin_token(Controller(), str(tmp_path))
+    b = write_admin_token(Controller("domain-b"), str(tmp_path))
+    assert (one, b) == (str(tmp_path / "api-token"), str(tmp_path / "api-token-domain-b"))
+    assert open(one).read() == open(b).read() == "a-token\n"
+    assert {stat.S_IMODE(os.stat(p).st_mode) for p in (one, b)} == {0o600}
