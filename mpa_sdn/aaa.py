@@ -29,7 +29,6 @@ class DomainsAaa:
         self.clients = {domain: RadiusClient(list, settings, counters, entropy, random,
                                              nas_identifier(domain))
                         for domain, list in sorted(servers.items()) if list}
-        self._domain_of: dict[Hashable, str] = {}
         self._by_server = {(s.address, s.port): domain for domain, list in servers.items()
                            for s in list}
 
@@ -48,10 +47,9 @@ class DomainsAaa:
                                    called_station_id=called_station)
         except RadiusError as exc:
             return [], exc.reason
-        self._domain_of[key] = domain
         return [datagram], None
 
-    def answer(self, data: bytes, source: tuple, now: float) -> tuple[Hashable, Answer] | None:
+    def answer(self, data: bytes, source: tuple) -> tuple[Hashable, Answer] | None:
         """The request an answer completes and the answer, or None (refused
         and counted by the client, or from no server of ours)."""
         domain = self._by_server.get(tuple(source[:2]))
@@ -64,7 +62,6 @@ class DomainsAaa:
         except RadiusError as exc:
             LOG.info("RADIUS answer from %s:%s refused: %s", source[0], source[1], exc)
             return None
-        self._domain_of.pop(completed.key, None)
         return completed.key, completed.answer
 
     def tick(self, now: float) -> tuple[list[Datagram], list[Hashable]]:
@@ -73,19 +70,16 @@ class DomainsAaa:
         for client in self.clients.values():
             tick = client.tick(now)
             sends += tick.send
-            for failure in tick.failed:
-                self._domain_of.pop(failure.key, None)
-                failed.append(failure.key)
+            failed += [failure.key for failure in tick.failed]
         return sends, failed
 
     def next_due(self) -> float | None:
-        """When :meth:`tick` next has work (wall clock), None: nothing out.
-        ``due(0)`` is a client's earliest deadline itself (times are > 0)."""
-        due = [d for d in (c.due(0.0) for c in self.clients.values()) if d is not None]
+        """When :meth:`tick` next has work (wall clock), None: nothing out."""
+        due = [d for d in (c.next_deadline() for c in self.clients.values()) if d is not None]
         return min(due) if due else None
 
     def forget(self, key: Hashable) -> None:
-        """A session that ended: its request, if one is out, is answered to no one."""
-        domain = self._domain_of.pop(key, None)
-        if domain is not None:
-            self.clients[domain].cancel(key)
+        """A session that ended: its request, if one is out, is answered to no one
+        (a key is a PANA session's: at most one client holds it)."""
+        for client in self.clients.values():
+            client.cancel(key)

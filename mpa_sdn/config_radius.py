@@ -93,7 +93,8 @@ def load_radius_servers(topology) -> dict[str, list[RadiusServer]]:
         found = []
         for index, entry in enumerate(domain.radius.servers):
             try:
-                found.append(RadiusServer(entry.address, entry.port, read_secret(entry.secret_file)))
+                secret = read_secret(entry.secret_file)
+                found.append(RadiusServer(entry.address, entry.port, secret))
             except Invalid as exc:
                 errors.append((f"domains.{did}.radius.servers[{index}].secret_file", str(exc)))
         servers[did] = found

@@ -66,8 +66,8 @@ class SecurityAssociation:
     proven: bool = False        # its MAC was seen as the source of its messages, on our link
     seen_mac: str | None = None  # the source MAC of its PANA exchange, on a link of ours
     # The PANA session it came from (mpa_sdn.pana_agent): session id, PANA_AUTH_KEY
-    # (hex), integrity algorithm, Key-Id, the PaC's address and port, sequence
-    # numbers and the last answer to the PaC's own requests (Ping, Termination).
+    # (hex), integrity algorithm, Key-Id, and the PaC's last request's sequence
+    # number and answer (Ping, Termination: mpa_sdn.pana_open_session).
     pana: dict | None = field(default=None, repr=False)
 
     def to_record(self) -> dict:

@@ -34,8 +34,9 @@ when the AAA server accepts and the final PAR goes out: the MN may use it
 as soon as it has checked that PAR's AUTH, and its next request (over REST,
 say) can come before its PAN (a datagram through the switches); nobody
 without the MSK can use it.  The final PAN ends the session.  The session's
-PANA state lives on in the MPA-SA, which keeps it across restarts: Ping (PNR with P) and Termination (PTR) from the MN are
-answered from there, under PANA_AUTH_KEY.
+PANA state lives on in the MPA-SA, which keeps it across restarts: Ping
+(PNR with P) and Termination (PTR) from the MN are answered from there, under
+PANA_AUTH_KEY (mpa_sdn.pana_open_session).
 """
 
 from __future__ import annotations
@@ -60,13 +61,16 @@ PRF_OFFER = (pana.PRF_HMAC_SHA2_256, pana.PRF_HMAC_SHA1)
 INTEGRITY_OFFER = (pana.AUTH_HMAC_SHA2_256_128, pana.AUTH_HMAC_SHA1_160)
 NONCE_BYTES = 20   # RFC 5191 §8.5: at least half the PRF's output, 20 covers both
 
+
 class PanaAgent:
     """The PAA of every network this controller serves.
 
     ``aaa`` relays EAP to the domains' RADIUS servers (mpa_sdn.radius's
     client); ``establish`` makes the MPA-SA once a session succeeds;
-    ``by_session`` finds an established SA by PANA session id; ``terminated`` ends one at the MN's PTR (and returns what to
-    send); ``save`` writes an SA whose PANA state changed.
+    ``by_session`` finds an established SA by PANA session id;
+    ``terminated`` ends one at the MN's PTR (and returns what to send);
+    ``save`` writes an SA whose PANA state changed; ``ended`` hears of every
+    session that closes (established, rejected, expired, unanswered).
     """
 
     def __init__(self, topology, settings, counters, entropy: Callable[[int], bytes], aaa,
@@ -90,7 +94,9 @@ class PanaAgent:
         self.sessions: dict[int, Session] = {}
         self._starting: dict[tuple[str, int, str], int] = {}  # (address, port, network) -> id
         self._per_source: dict[str, int] = {}
-        self._due: list[tuple[float, int, int]] = []   # (when, session id, generation)
+        # (when, session id, generation): only a session's latest entry counts,
+        # the ones it replaced are passed over.
+        self._due: list[tuple[float, int, int]] = []
         self._generation = 0
 
     # -- input ---------------------------------------------------------------
@@ -114,7 +120,7 @@ class PanaAgent:
             return self._in_session(session, msg, data, now)
         sa = self.by_session(msg.session_id)
         if sa is not None and sa.network == network:
-            return self.open_sessions.request(sa, msg, data, origin, port, now)
+            return self.open_sessions.request(sa, msg, data, origin, now)
         again = self.open_sessions.terminated_again(data, origin, now)
         if again:
             return again
@@ -165,7 +171,8 @@ class PanaAgent:
                             session.paa_seq,
                             [pana.prf_algorithm(p) for p in PRF_OFFER]
                             + [pana.integrity_algorithm(i) for i in INTEGRITY_OFFER]
-                            + [pana.eap_payload(EapPacket(eap.REQUEST, session.eap_id, eap.IDENTITY).encode())])
+                            + [pana.eap_payload(EapPacket(eap.REQUEST, session.eap_id,
+                                                          eap.IDENTITY).encode())])
         session.i_par = first.encode()
         LOG.info("PANA session %08x for network=%s from %s:%d%s", session.id, network,
                  origin.source, port, " (pre-authentication)" if session.pre else "")
@@ -376,7 +383,6 @@ class PanaAgent:
         sa_id, sa_keys = binding.sa(session.msk)
         pana_state = {"session": session.id, "auth_key": session.auth_key.hex(),
                       "integrity": session.integrity, "key_id": session.key_id,
-                      "pac": [session.source, session.port], "paa_seq": session.paa_seq,
                       "pac_seq": None}
         self.establish(sa_id=sa_id, identity=session.identity, domain=session.domain,
                        network=session.network, sa_keys=sa_keys, lifetime=session.lifetime,
@@ -394,6 +400,7 @@ class PanaAgent:
 
     def _schedule(self, session: Session) -> None:
         self._generation += 1
+        session.scheduled = self._generation
         timer = session.retransmission
         retransmit = timer.next_due(0.0) if timer is not None else None
         due = session.expires if retransmit is None else min(session.expires, retransmit)
@@ -406,10 +413,10 @@ class PanaAgent:
         out = []
         due = self._due
         while due and due[0][0] <= now:
-            _, sid, _ = heapq.heappop(due)
+            _, sid, generation = heapq.heappop(due)
             session = self.sessions.get(sid)
-            if session is None:
-                continue
+            if session is None or session.scheduled != generation:
+                continue   # closed, or scheduled again since
             if session.expires <= now:
                 self.counters["pana_session_expired"] += 1
                 LOG.info("PANA session %08x identity=%s network=%s expired in phase %s",

@@ -44,8 +44,7 @@ class OpenSessions:
         # (dicts keep their order).
         self._ended: dict[bytes, tuple[float, bytes]] = {}
 
-    def request(self, sa, msg: PanaMessage, data: bytes, origin, port: int,
-                now: float) -> list:
+    def request(self, sa, msg: PanaMessage, data: bytes, origin, now: float) -> list:
         state = sa.pana
         if not msg.is_request or msg.msg_type not in (pana.NOTIFICATION, pana.TERMINATION) \
                 or (msg.msg_type == pana.NOTIFICATION and not msg.has(pana.FLAG_P)):
@@ -70,7 +69,6 @@ class OpenSessions:
                                                 state["session"], msg.seq),
                                     auth_key, state["integrity"])
         state["pac_seq"], state["pac_answer"] = msg.seq, answer.hex()
-        state["pac"] = [origin.source, port]
         if msg.msg_type == pana.NOTIFICATION:
             # Liveness only (RFC 5191 §4.4): the SA's state is the AA's business.
             self.counters["pana_ping_answered"] += 1

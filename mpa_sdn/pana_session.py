@@ -80,7 +80,7 @@ class Session:
     msk: bytes | None = field(default=None, repr=False)
     lifetime: int = 0
     result: int | None = None    # the final PAR's Result-Code
-    in_progress: bool = True
+    scheduled: int = 0           # the generation of its one live entry in the PAA's heap
 
     @property
     def flags(self) -> int:

@@ -43,7 +43,7 @@ class Preauthentication:
 
     def radius(self, data: bytes, source: tuple, wall: float) -> list:
         """A datagram from a RADIUS server: the answer to a session's request."""
-        matched = self.aaa.answer(data, source, wall)
+        matched = self.aaa.answer(data, source)
         if matched is None:
             return []
         session_id, answer = matched

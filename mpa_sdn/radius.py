@@ -159,7 +159,8 @@ def mppe_key(value: bytes, secret: bytes, request_authenticator: bytes) -> bytes
         previous = block
     length = plain[0]
     if length + 1 > len(plain):
-        raise RadiusError("bad-keys", f"key length {length} beyond the {len(plain) - 1} octets sent")
+        raise RadiusError("bad-keys",
+                          f"key length {length} beyond the {len(plain) - 1} octets sent")
     return bytes(plain[1:1 + length])
 
 
