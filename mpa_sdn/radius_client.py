@@ -60,7 +60,8 @@ class RetransmitSettings:
 
     def __post_init__(self):
         problems = [name for name, ok in (
-            ("initial_rt_s", 0 < self.initial_rt_s), ("max_rt_s", self.initial_rt_s <= self.max_rt_s),
+            ("initial_rt_s", 0 < self.initial_rt_s),
+            ("max_rt_s", self.initial_rt_s <= self.max_rt_s),
             ("max_count", self.max_count >= 0), ("max_duration_s", self.max_duration_s > 0),
             ("jitter", 0 <= self.jitter < 1), ("max_outstanding", self.max_outstanding >= 1),
             ("dead_time_s", self.dead_time_s >= 0)) if not ok]
@@ -155,7 +156,7 @@ class RadiusClient:
         except RadiusError as e:
             # Nothing is kept; an Identifier shortage is counted where found.
             if e.reason != "overflow":
-                self.counters[f"radius_request_{e.reason}"] += 1
+                self.counters[f"radius_request_{e.reason.replace('-', '_')}"] += 1
             raise
         self._pending[key] = pending
         self.counters["radius_requests_sent"] += 1
@@ -171,11 +172,14 @@ class RadiusClient:
         return len(self._pending)
 
     # -- time -----------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        """When ``tick`` next has something to do, None: nothing outstanding."""
+        return min((p.deadline for p in self._pending.values()), default=None)
+
     def due(self, now: float) -> float | None:
         """Seconds until ``tick`` has something to do (0: now), None: nothing outstanding."""
-        if not self._pending:
-            return None
-        return max(0.0, min(p.deadline for p in self._pending.values()) - now)
+        deadline = self.next_deadline()
+        return None if deadline is None else max(0.0, deadline - now)
 
     def tick(self, now: float) -> Tick:
         """Retransmissions, failovers and failures due at ``now``."""
@@ -204,7 +208,7 @@ class RadiusClient:
         try:
             return self._answer(data, source)
         except RadiusError as e:
-            self.counters[f"radius_refused_{e.reason}"] += 1
+            self.counters[f"radius_refused_{e.reason.replace('-', '_')}"] += 1
             raise
 
     def _answer(self, data: bytes, source: tuple[str, int]) -> Completed:

@@ -202,7 +202,7 @@ def test_a_refused_answer_leaves_the_request_outstanding():
     forged = challenge_for(datagram, RadiusServer("10.0.0.1", 1812, b"wrong"))
     with pytest.raises(RadiusError) as e:
         rc.answer(forged, ("10.0.0.1", 1812))
-    assert e.value.reason == "bad-authenticator" and counters["radius_refused_bad-authenticator"] == 1
+    assert e.value.reason == "bad-authenticator" and counters["radius_refused_bad_authenticator"] == 1
     assert rc.outstanding == 1
     assert rc.answer(challenge_for(datagram, PRIMARY), ("10.0.0.1", 1812)).key == "s1"
 
@@ -216,7 +216,8 @@ def test_answers_from_nowhere_or_of_nothing_are_refused(data, source, reason):
     send(rc)
     with pytest.raises(RadiusError) as e:
         rc.answer(data, source)
-    assert e.value.reason == reason and counters[f"radius_refused_{reason}"] == 1
+    assert e.value.reason == reason
+    assert counters[f"radius_refused_{reason.replace('-', '_')}"] == 1
     assert rc.outstanding == 1
 
 
