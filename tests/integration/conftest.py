@@ -20,6 +20,14 @@ def prerequisites():
 
 
 @pytest.fixture(scope="session")
+def tshark_installed():
+    """The capture checks need tshark, which make installs: never skipped."""
+    from support import tshark
+    if tshark.TSHARK is None:
+        pytest.fail("tshark missing: run scripts/install-system.sh as root (make does)")
+
+
+@pytest.fixture(scope="session")
 def log_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("logs")
 

@@ -16,7 +16,8 @@ from mpa_protocol import pana, pana_security
 from mpa_protocol.pana import PanaMessage
 from support import tshark
 
-pytestmark = pytest.mark.skipif(tshark.TSHARK is None, reason="tshark is not installed")
+# tshark is a system package: with the lab's, in make test, never skipped.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("tshark_installed")]
 
 PAA, PAC = "10.0.0.1", "10.0.0.2"
 SESSION = 0x5A5A0001

@@ -12,7 +12,8 @@ import pytest
 
 from support import tshark
 
-pytestmark = pytest.mark.skipif(tshark.TSHARK is None, reason="tshark is not installed")
+# tshark is a system package: with the lab's, in make test, never skipped.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("tshark_installed")]
 
 SECRET = b"s3cret"
 NAS, SERVER = "10.0.0.2", "10.0.0.1"

@@ -28,7 +28,7 @@ from mpa_sdn.pana_agent import PanaReply
 from mpa_sdn.radius_client import Datagram, RadiusServer
 from support.eap_server import EapServer
 from support.pki import Pki
-from support.radius_answers import answer, attribute, encrypt_mppe
+from support.radius_answers import answer, attribute, attributes, encrypt_mppe
 
 SECRET = b"unit-test-radius-shared-secret"
 DOMAINS = ("domain-a", "domain-b")
@@ -110,15 +110,6 @@ def with_secret_files(raw: dict, directory: Path) -> dict:
     return raw
 
 
-def _attributes(body: bytes) -> list[tuple[int, bytes]]:
-    out, i = [], 0
-    while i < len(body):
-        code, length = body[i], body[i + 1]
-        out.append((code, body[i + 2:i + length]))
-        i += length
-    return out
-
-
 class FakeRadius:
     """Every domain's RADIUS server: answers an Access-Request by the server
     it was sent to, as FreeRADIUS would (a Message-Authenticator required and
@@ -152,7 +143,7 @@ class FakeRadius:
         self.requests += 1
         code, identifier, length = struct.unpack("!BBH", data[:4])
         authenticator, body = data[4:20], data[20:length]
-        attrs = _attributes(body)
+        attrs = attributes(body)
         given = [v for c, v in attrs if c == MESSAGE_AUTHENTICATOR]
         zeroed = data[:20] + b"".join(
             attribute(c, bytes(16) if c == MESSAGE_AUTHENTICATOR else v) for c, v in attrs)
@@ -172,23 +163,24 @@ class FakeRadius:
             request = conversation.handle(response)
         if conversation.result == "success":
             msk, salt = conversation.msk, 0x80 | os.urandom(1)[0]
-            code, attributes = ACCESS_ACCEPT, [
+            code, reply_attributes = ACCESS_ACCEPT, [
                 (EAP_MESSAGE, request),
                 ((MICROSOFT, MPPE_RECV), encrypt_mppe(msk[:32], self.secret, authenticator,
                                                       bytes([salt, 1]))),
                 ((MICROSOFT, MPPE_SEND), encrypt_mppe(msk[32:64], self.secret, authenticator,
                                                       bytes([salt, 2])))]
             if conversation.identity in self.user_names:
-                attributes.append((USER_NAME, self.user_names[conversation.identity].encode()))
+                name = self.user_names[conversation.identity]
+                reply_attributes.append((USER_NAME, name.encode()))
         elif conversation.result is not None:
-            code, attributes = ACCESS_REJECT, [(EAP_MESSAGE, request)]
+            code, reply_attributes = ACCESS_REJECT, [(EAP_MESSAGE, request)]
         else:
             key = os.urandom(16)
             self.conversations[key] = conversation
-            code, attributes = ACCESS_CHALLENGE, [
+            code, reply_attributes = ACCESS_CHALLENGE, [
                 *((EAP_MESSAGE, request[i:i + 253]) for i in range(0, len(request), 253)),
                 (STATE, key)]
-        reply = answer(code, attributes, identifier=identifier, secret=self.secret,
+        reply = answer(code, reply_attributes, identifier=identifier, secret=self.secret,
                        request_auth=authenticator)
         self.answers.append(reply)
         return reply

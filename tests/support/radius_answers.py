@@ -43,3 +43,14 @@ def encrypt_mppe(key: bytes, secret: bytes, request_auth: bytes, salt: bytes) ->
         block = bytes(a ^ b for a, b in zip(plain[i:i + 16], pad))
         out, previous = out + block, block
     return salt + out
+
+
+def attributes(body: bytes) -> list[tuple[int, bytes]]:
+    """A packet's attributes after its header (``body``: the bytes past the
+    first 20), as (code, value), in order."""
+    found, at = [], 0
+    while at < len(body):
+        code, length = body[at], body[at + 1]
+        found.append((code, body[at + 2:at + length]))
+        at += length
+    return found

@@ -51,12 +51,7 @@ def parse(data: bytes, identifier: int = 7) -> radius.Answer:
 
 
 def attributes_of(data: bytes) -> list[tuple[int, bytes]]:
-    found, at = [], 20
-    while at < len(data):
-        code, length = data[at], data[at + 1]
-        found.append((code, data[at + 2:at + length]))
-        at += length
-    return found
+    return radius_answers.attributes(data[20:])
 
 
 # -- requests ---------------------------------------------------------------
