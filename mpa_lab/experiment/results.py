@@ -115,6 +115,11 @@ def handover_row(index: int, repetition: int, result, window: dict, record: dict
         "buffer_added_delay_max_ms": buffer.get("max_delay_ms"),
         "signal_to_flows_ms": record.get("signal_to_flows_ms"),
         "arrival": record.get("arrival"),
+        # The controller's steps after the arrival, and what it delivered
+        # after cutting to the direct path (late: the candidates to overtake).
+        "controller_steps_ms": record.get("steps_ms"),
+        "relayed": record.get("relayed"),
+        "late_delivered": record.get("late_delivered"),
         **({"copies": copies} if copies else {}),
         "client_timings_ms": result.report.get("timings_ms"),
         # Wall-clock marks (ns), comparable with the receiver's and the lab's.

@@ -180,7 +180,7 @@ class Buffering:
             # routed into the border's buffering punt: an answer is never
             # held behind the traffic it is about.
             self.counters["buffer_passed_answer"] += 1
-            self._deliver(handover, frame.ip_src, frame.ip_dst, data)
+            self._deliver(handover, frame.ip_src, frame.ip_dst, data, now)
             return
         handover.last_punt = now
         self._answer_check(handover, now)
@@ -189,10 +189,12 @@ class Buffering:
             return
         if handover.phase == FLUSHING:
             self.counters["buffer_relayed"] += 1
+            handover.relayed += 1
             self._current.relay_due(handover)
         else:
             self.counters["buffer_late_delivered"] += 1
-        self._deliver(handover, frame.ip_src, frame.ip_dst, data)
+            handover.late_delivered(now)
+        self._deliver(handover, frame.ip_src, frame.ip_dst, data, now)
 
     def _from_our_gateway(self, address: str | None) -> bool:
         network = self.graph.network_of_address(address) if address else None
@@ -232,7 +234,7 @@ class Buffering:
         next batch may go."""
         s = self.settings
         for item in handover.buffer.take(s.flush_batch, now):
-            self._deliver(handover, item.src, item.address, item.data)
+            self._deliver(handover, item.src, item.address, item.data, now)
         handover.next_flush = now + s.flush_batch / s.flush_rate_pps
 
     def _deliver_abroad(self, handover: Handover, dst: str, data: bytes) -> bool:
@@ -255,7 +257,10 @@ class Buffering:
                 return True
         return False
 
-    def _deliver(self, handover: Handover, src: str | None, dst: str, data: bytes) -> None:
+    def _deliver(self, handover: Handover, src: str | None, dst: str, data: bytes,
+                 now: float) -> None:
+        if handover.first_delivered_at is None:
+            handover.first_delivered_at = now
         poa = handover.flush_to
         if poa is None and (self._back_into_tunnel(handover, data)
                             or self._deliver_abroad(handover, dst, data)):

@@ -353,6 +353,8 @@ class Phases:
             return
         self._deliver_batch(handover, now)
         if not handover.buffer:
+            if handover.emptied_at is None:
+                handover.emptied_at = now
             # Empty: with traffic still coming, relay it until the controller
             # has caught up right behind a relayed packet (caught_up), or
             # nothing came for QUIET_S.
@@ -365,7 +367,7 @@ class Phases:
     def _drain(self, handover: Handover, now: float) -> None:
         """Stop punting.  What was punted before the switch applied that is
         delivered as it comes (see packet_in)."""
-        handover.phase = DRAINING
+        handover.phase, handover.cut_at = DRAINING, now
         # The arrival's deletes over the drained address at the nAR (the
         # tunnel's, which outrank the new route there) go now if still
         # settling: once the punt is gone, the route must take the packets.
@@ -387,7 +389,7 @@ class Phases:
         LOG.info("identity=%s mac=%s handover=%d to network=%s %s: %s", handover.identity,
                  handover.mac, handover.id, handover.network,
                  "switched back" if handover.back else "completed", handover.view())
-        view = handover.view()
+        view = handover.record = handover.view()
         self.history.append(view)
         if not handover.back:
             self.settled[handover.identity] = (handover.network, now)
