@@ -30,7 +30,8 @@ from mpa_sdn.domain_view import is_foreign_switch
 from mpa_sdn.forwarding import Host, last_hop_actions
 from mpa_sdn.mobility import tunnels as tn
 from mpa_sdn.mobility.flowsync import RECEIVE, WITHDRAW
-from mpa_sdn.mobility.records import BICAST, BUFFERING, FLUSHING, Handover
+from mpa_sdn.mobility.records import (BICAST, BUFFERING, COPY, FLUSHING, SWITCHING,
+                                      Handover)
 from mpa_sdn.openflow import Send
 from mpa_sdn.tables import PRIO_BUFFER, Feature, Table, address_cookie
 
@@ -184,10 +185,12 @@ class Buffering:
             return
         handover.last_punt = now
         self._answer_check(handover, now)
-        if handover.phase in BUFFERING and not handover.relaying:
+        early = handover.phase == SWITCHING and handover.mode != COPY and not handover.buffer
+        if handover.phase in BUFFERING and not handover.relaying and not early:
             handover.buffer.add(frame.ip_src, frame.ip_dst, data, now)
             return
-        if handover.phase == FLUSHING:
+        if handover.phase in (SWITCHING, FLUSHING):
+            # Nothing older is held (the buffer is empty): it goes at once.
             self.counters["buffer_relayed"] += 1
             handover.relayed += 1
             self._current.relay_due(handover)

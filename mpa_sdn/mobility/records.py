@@ -88,6 +88,13 @@ class Handover:
             if watcher is not None:
                 watcher(self, name, old)
 
+    def flushes_early(self) -> bool:
+        """Whether the buffer goes to the MN while its new flows go in: a
+        packet-out at the new PoA needs none of them, and the punts stay
+        until they are confirmed, so nothing overtakes what is delivered.  A
+        copy-and-forward first sorts out what the MN already got."""
+        return self.mode != COPY and bool(self.buffer)
+
     def buffered_addresses(self) -> tuple[str, ...]:
         if self.buffer_old and self.old_address and self.old_address != self.address:
             return (self.old_address, self.address)
@@ -213,6 +220,8 @@ class CurrentHandovers:
         due = None
         if handover.phase == FLUSHING:
             due = handover.quiet_until if handover.relaying else handover.next_flush
+        elif handover.phase == SWITCHING and handover.flushes_early():
+            due = handover.next_flush
         elif handover.phase == PRE_SWITCHING:
             due = handover.deadline
             if handover.punt_confirmed_at is not None and not handover.answer_ready:
