@@ -37,6 +37,7 @@ import select
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from collections.abc import Mapping
@@ -252,6 +253,8 @@ class HandoverDriver:
         self.mobile_nodes = mobile_nodes
         self.domains = dict(domains) if domains is not None else None
         self.results: list[HandoverResult] = []
+        self._lock = threading.Lock()     # handovers in threads of their own (together)
+        self._gate: threading.Barrier | None = None
 
     @property
     def domain_rest_ports(self) -> dict[str, int] | None:
@@ -420,6 +423,46 @@ class HandoverDriver:
                                              self.home_domain(mn))
         return self._run(result, args, ready)
 
+    def together(self, moves: list[tuple[str, str]], one: Callable[[str, str], HandoverResult]
+                 ) -> list[HandoverResult]:
+        """``one(mn, poa)`` for every move at once, each in a thread of its
+        own: every client gets ready, then every MN's link moves in the same
+        moment (they wait for each other at a barrier; a client that never
+        gets ready breaks it, and the others move on their own), then each
+        attaches and settles.  The results in ``moves``' order."""
+        out: list[HandoverResult | BaseException | None] = [None] * len(moves)
+
+        def run(index: int, mn: str, poa: str) -> None:
+            try:
+                out[index] = one(mn, poa)
+            except BaseException as exc:  # noqa: BLE001 - raised again below, in this thread
+                out[index] = exc
+                self._gate.abort()
+        self._gate = threading.Barrier(len(moves))
+        try:
+            threads = [threading.Thread(target=run, args=(i, mn, poa), name=f"handover-{mn}")
+                       for i, (mn, poa) in enumerate(moves)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            self._gate = None
+        for item in out:
+            if isinstance(item, BaseException):
+                raise item
+        return out
+
+    def _at_the_gate(self) -> None:
+        """With handovers together: until every client is ready (or one of
+        them never will be)."""
+        gate = self._gate
+        if gate is not None:
+            try:
+                gate.wait(self.ready_timeout_s)
+            except threading.BrokenBarrierError:
+                pass
+
     # -- steps --------------------------------------------------------------
 
     def _run(self, result: HandoverResult, args: list[str], ready) -> HandoverResult:
@@ -430,6 +473,8 @@ class HandoverDriver:
             if self._wait_ready(process, lines, result):
                 ready(process, lines, result)
             else:
+                if self._gate is not None:
+                    self._gate.abort()     # the others move without this one
                 self._finish(process, lines, result, self.stop_timeout_s, expect_success=True)
         finally:
             self._end(process, stderr, result)
@@ -441,6 +486,7 @@ class HandoverDriver:
         the address it took, then ``settle(result, mn, since)`` (ms until the
         controller is done with the move)."""
         def ready(process, lines, result: HandoverResult) -> None:
+            self._at_the_gate()
             self._move(result.mn, result.to_poa, result)
             self._finish(process, lines, result, timeout_s, expect_success=True)
             if result.address and (result.returncode == 0 or _switched_back(result.client)):
@@ -455,10 +501,11 @@ class HandoverDriver:
                mode: str | None = None) -> HandoverResult:
         here = self.lab.location[mn]
         target = self.lab.graph.poa(target_poa)
-        result = HandoverResult(len(self.results) + 1, kind, mn, here.network, target.network,
-                                here.id, target.id, buffer_old, mode,
-                                started_wall_ns=time.time_ns())
-        self.results.append(result)
+        with self._lock:
+            result = HandoverResult(len(self.results) + 1, kind, mn, here.network,
+                                    target.network, here.id, target.id, buffer_old, mode,
+                                    started_wall_ns=time.time_ns())
+            self.results.append(result)
         return result
 
     def _handover_args(self, result: HandoverResult, wait_link: bool) -> list[str]:
@@ -495,7 +542,8 @@ class HandoverDriver:
         except (OSError, RuntimeError, ValueError) as exc:
             result.errors.append(f"the lab could not move {mn} to {poa}: {exc}")
             return
-        result.link.append(self.lab.last_link_switch)
+        # This MN's: with handovers together, others move at the same time.
+        result.link.append(next(s for s in reversed(self.lab.link_switches) if s.host == mn))
 
     def _finish(self, process, lines: Lines, result: HandoverResult, timeout_s: float,
                 expect_success: bool) -> None:

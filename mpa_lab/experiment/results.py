@@ -88,9 +88,11 @@ def timeline(arrivals, window: dict, zero_ns: int) -> dict:
 
 
 def handover_row(index: int, repetition: int, result, window: dict, record: dict,
-                 points: dict, domains: tuple[str, str] | None = None) -> dict:
+                 points: dict, domains: tuple[str, str] | None = None,
+                 tcp: dict | None = None) -> dict:
     """``domains``: those of the networks it left and reached (None: not
-    known, and whether it crossed domains is null)."""
+    known, and whether it crossed domains is null).  ``tcp``: a TCP
+    stream's figures (mpa_lab/traffic/tcp_analysis.py's ``handover``)."""
     buffer = record.get("buffer") or {}
     copies = record.get("copies")
     interruption = (window.get("longest_gap") or {}).get("ms")
@@ -121,6 +123,7 @@ def handover_row(index: int, repetition: int, result, window: dict, record: dict
         "client_marks": {k: v for k, v in result.report.items()
                          if k.endswith("_at") and isinstance(v, int)},
         "loss_wall_ns": result.loss_wall_ns,
+        **({"tcp": tcp} if tcp is not None else {}),
         "timeline": points,
     }
 
@@ -135,11 +138,14 @@ def first_delays_ms(arrivals) -> list[float]:
     return out
 
 
-def summary(rows: list[dict], streams: list[dict], delays_ms: list[float]) -> dict:
+def summary(rows: list[dict], streams: list[dict], delays_ms: list[float],
+            tcp_streams: list[dict] | None = None) -> dict:
     """A mode's summary: ``streams`` are the analyses of its whole streams
-    (every session's, warm-up and pauses included), ``delays_ms`` their
-    pooled one-way delays; the interruption percentiles are over its
-    handovers (``rows``)."""
+    (every session's, warm-up and pauses included; each with its ``mn``),
+    ``delays_ms`` their pooled one-way delays; the interruption percentiles
+    are over its handovers (``rows``).  ``tcp_streams``: each TCP stream's
+    counters' growth over its life (tcp_analysis.stream_totals, with its
+    ``mn``).  With more than one MN, ``per_mn`` says the same per MN."""
     # A failed handover's gap says nothing about the mode: it is counted apart.
     gaps = [r["interruption_ms"] for r in rows if r["ok"] and r["interruption_ms"] is not None]
     received = sum(s["unique"] for s in streams)
@@ -162,7 +168,61 @@ def summary(rows: list[dict], streams: list[dict], delays_ms: list[float]) -> di
         "buffered": sum(r["buffered"] or 0 for r in rows),
         **{name: crossing_summary([r for r in rows if r.get("inter_domain") is inter])
            for name, inter in CROSSINGS},
+        **({"tcp": tcp_summary(rows, tcp_streams)} if tcp_streams else {}),
+        **({"per_mn": per_mn(rows, streams)} if len(_mns(rows, streams)) > 1 else {}),
     }
+
+
+def per_mn(rows: list[dict], streams: list[dict]) -> dict:
+    """Each MN's stream (every session's) and handovers: what its receiver
+    counted, and its handovers' interruption."""
+    out = {}
+    for mn in _mns(rows, streams):
+        mine = [s for s in streams if s.get("mn") == mn]
+        gaps = [r["interruption_ms"] for r in rows
+                if r["mn"] == mn and r["ok"] and r["interruption_ms"] is not None]
+        out[mn] = {"handovers": sum(r["mn"] == mn for r in rows),
+                   "failed": sum(r["mn"] == mn and not r["ok"] for r in rows),
+                   **{key: sum(s[field] for s in mine) for key, field in (
+                       ("sent", "expected"), ("received", "unique"), ("lost", "lost"),
+                       ("duplicates", "duplicated"), ("reordered", "reordered"))},
+                   "interruption_ms_p50": _round(percentile(gaps, 50)),
+                   "interruption_ms_max": _round(max(gaps, default=None))}
+    return out
+
+
+def _mns(rows: list[dict], streams: list[dict]) -> list[str]:
+    return sorted({s["mn"] for s in streams if s.get("mn")} | {r["mn"] for r in rows
+                                                                 if r.get("mn")})
+
+
+def tcp_summary(rows: list[dict], tcp_streams: list[dict]) -> dict:
+    """A mode's TCP figures: over its handovers that succeeded the longest
+    stall (median and worst, and beyond the link-layer switch), throughput
+    in each window (median); over all of them the retransmissions and
+    timeouts counted in them, and over the whole streams the same."""
+    figures = [r["tcp"] for r in rows if r.get("tcp") and r["ok"]]
+
+    def spread(key: str) -> dict:
+        values = [f[key] for f in figures if f.get(key) is not None]
+        return {f"{key}_p50": _round(percentile(values, 50)),
+                f"{key}_max": _round(max(values, default=None))}
+
+    def total(items, key):
+        values = [i.get(key) for i in items]
+        return None if any(v is None for v in values) else sum(values)
+    in_handovers = [r["tcp"] for r in rows if r.get("tcp")]
+    return {**spread("stall_ms"), **spread("stall_beyond_link_layer_ms"),
+            "throughput_mbps_p50": {
+                name: _round(percentile([f["throughput_mbps"][name] for f in figures], 50))
+                for name in ("before", "around", "after")},
+            "retransmits_in_handovers": total(in_handovers, "retransmits"),
+            "timeouts_in_handovers": total(in_handovers, "timeouts"),
+            "ns_timeouts_in_handovers": total(in_handovers, "ns_timeouts"),
+            "retransmits": total(tcp_streams, "total_retrans"),
+            "timeouts": total(tcp_streams, "total_rto"),
+            "ns_timeouts": total(tcp_streams, "ns_timeouts"),
+            "ns_retrans_segs": total(tcp_streams, "ns_retrans_segs")}
 
 
 def crossing_summary(rows: list[dict]) -> dict:
@@ -222,10 +282,49 @@ def table(results: dict) -> str:
                 *_columns(("mode", "", "handovers", "lost", "dup", "reord",
                            "interruption p50", "beyond L2 p50", "max"), split,
                           right={2, 3, 4, 5, 6, 7, 8})]
+    out += _tcp_table(results, modes) + _per_mn_table(results, modes)
     factor = ratio(results)
     if factor is not None:
         out.append(f"\nreactive's median interruption is {factor:g} times mpa_buffer's.")
     return "\n".join(out)
+
+
+def _tcp_table(results: dict, modes: list[str]) -> list[str]:
+    rows = []
+    for mode in modes:
+        t = results["modes"][mode]["summary"].get("tcp")
+        if not t:
+            continue
+        put = t["throughput_mbps_p50"]
+        rows.append((LABELS[mode], _duration(t["stall_ms_p50"]), _duration(t["stall_ms_max"]),
+                     _duration(t["stall_beyond_link_layer_ms_max"]),
+                     " / ".join("-" if put[k] is None else f"{put[k]:g}"
+                                for k in ("before", "around", "after")),
+                     _count(t["retransmits"]), _count(t["timeouts"]), _count(t["ns_timeouts"])))
+    if not rows:
+        return []
+    return ["", "TCP across the handovers (stall: the longest gap in data at the MN; "
+            "throughput in Mbit/s, median, before / around / after; retransmissions and "
+            "timeouts (RTOs) over the whole streams, the socket's and TcpExt TCPTimeouts):",
+            *_columns(("mode", "stall p50", "max", "beyond L2 max", "throughput",
+                       "retrans", "RTOs", "TCPTimeouts"), rows, right={1, 2, 3, 5, 6, 7})]
+
+
+def _per_mn_table(results: dict, modes: list[str]) -> list[str]:
+    rows = [(LABELS[mode], mn, _handovers(m), str(m["sent"]), str(m["lost"]),
+             str(m["duplicates"]), str(m["reordered"]), _duration(m["interruption_ms_p50"]),
+             _duration(m["interruption_ms_max"]))
+            for mode in modes
+            for mn, m in (results["modes"][mode]["summary"].get("per_mn") or {}).items()]
+    if not rows:
+        return []
+    return ["", "Per mobile node (its whole stream):",
+            *_columns(("mode", "MN", "handovers", "sent", "lost", "dup", "reord",
+                       "interruption p50", "max"), rows, right={2, 3, 4, 5, 6, 7, 8})]
+
+
+def _count(value) -> str:
+    return "-" if value is None else str(value)
 
 
 def _handovers(s: dict) -> str:

@@ -8,6 +8,11 @@ which share one wall clock, so the one-way delay of every datagram is exact.
     mpa-traffic receive --port PORT [--bind ADDR] [--duration S] [--flow-id N]
                         [--log FILE] [--windows FILE] [--sent N] [--rate PPS]
     mpa-traffic analyse --log FILE [--windows FILE] [--sent N] [--rate PPS]
+    mpa-traffic tcp-send --to ADDR:PORT --rate RECORDS_PER_S --duration S [--size BYTES]
+    mpa-traffic tcp-receive --port PORT [--bind ADDR] [--log FILE]
+
+(``tcp-send`` and ``tcp-receive``: the same records on one TCP connection,
+mpa_lab/traffic/tcp_flow.py.)
 
 Each prints one JSON object on stdout when it ends (at the end of its
 duration, or on SIGTERM/SIGINT) and progress lines on stderr; the first
@@ -432,6 +437,8 @@ def _parser() -> argparse.ArgumentParser:
                              help="the sender's 'attempted' (default: highest seq + 1)")
         command.add_argument("--rate", type=_positive, metavar="PPS",
                              help="the sender's rate, to place losses at either end")
+    from mpa_lab.traffic import tcp_flow   # it builds on this module's header and sender
+    tcp_flow.add_commands(sub, _address_port, _bounded, _positive)
     return parser
 
 
@@ -463,6 +470,10 @@ def main(argv=None) -> int:
             return _send(args)
         if args.command == "receive":
             return _receive(args, windows)
+        if args.command.startswith("tcp-"):
+            from mpa_lab.traffic import tcp_flow
+            return (tcp_flow.send_command if args.command == "tcp-send"
+                    else tcp_flow.receive_command)(args)
         flow_id, arrivals = read_log(args.log)
     except OSError as exc:  # an unknown host, an address in use, an unreadable log
         print(f"mpa-traffic: {exc}", file=sys.stderr)

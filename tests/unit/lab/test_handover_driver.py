@@ -78,7 +78,7 @@ class FakeLab:
         self.location = {"mn1": poa("ap-a")}
         self.mn = FakeHost(behaviour)
         self.moves, self.noted, self.announced, self.cut = [], [], [], []
-        self.last_link_switch = None
+        self.link_switches = []
 
     def host(self, name):
         return self.mn
@@ -92,7 +92,8 @@ class FakeLab:
     def move(self, mn, poa, readdress=True, link_up=True):
         assert readdress is False, "the MN's client addresses itself"
         self.moves.append((mn, poa, link_up))
-        self.last_link_switch = SimpleNamespace(to_poa=poa, duration_ms=20.0, up_wall_ns=6000000)
+        self.link_switches.append(SimpleNamespace(host=mn, to_poa=poa, duration_ms=20.0,
+                                                  up_wall_ns=6000000))
         self.location[mn] = self.graph.poa(poa)
 
     def note_address(self, mn, address):
