@@ -32,10 +32,10 @@ import sys
 import threading
 import time
 
-from mpa_lab.traffic.datagrams import (_HEADER, HEADER_SIZE, LOG_MAGIC, MAGIC, VERSION,
-                                       _LOG_HEADER, _LOG_RECORD, Header, HeaderError, Sender,
-                                       _emit, _kernel_time, _SO_TIMESTAMPNS, _stop_on_signals,
-                                       _TIMESPEC)
+from mpa_lab.traffic.datagrams import (HEADER_STRUCT, HEADER_SIZE, LOG_MAGIC, MAGIC, VERSION,
+                                       LOG_HEADER, LOG_RECORD, Header, HeaderError, Sender,
+                                       emit, kernel_time, SO_TIMESTAMPNS, stop_on_signals,
+                                       TIMESPEC)
 
 # Room for the PHT's encapsulation (MPLS, or VXLAN's 50 bytes across
 # domains) inside the lab's 1,500-byte links: full-size segments would not fit.
@@ -140,7 +140,7 @@ class TcpSender(Sender):
             self.stop()
             return
         send_ns = self._wall_ns()
-        _HEADER.pack_into(self._buffer, 0, MAGIC, VERSION, 0, self.size, self.flow_id,
+        HEADER_STRUCT.pack_into(self._buffer, 0, MAGIC, VERSION, 0, self.size, self.flow_id,
                           self.attempted, send_ns)
         if self.first_send_ns is None:
             self.first_send_ns = send_ns
@@ -166,7 +166,7 @@ class RecordStream:
         self.records = self.bytes = 0
         self.arrivals: list[tuple[int, int, int]] = []
         if log is not None:
-            log.write(_LOG_HEADER.pack(LOG_MAGIC, flow_id))
+            log.write(LOG_HEADER.pack(LOG_MAGIC, flow_id))
 
     def feed(self, data, recv_ns: int) -> None:
         """Bytes received at ``recv_ns``; raises HeaderError if the stream is
@@ -184,7 +184,7 @@ class RecordStream:
             self.records += 1
             self.arrivals.append((header.seq, header.send_ns, recv_ns))
             if self._log is not None:
-                self._log.write(_LOG_RECORD.pack(header.seq, header.send_ns, recv_ns))
+                self._log.write(LOG_RECORD.pack(header.seq, header.send_ns, recv_ns))
 
 
 class TcpReceiver:
@@ -216,9 +216,9 @@ class TcpReceiver:
         if conn is None:
             return
         with conn:
-            if _SO_TIMESTAMPNS is not None:
+            if SO_TIMESTAMPNS is not None:
                 try:
-                    conn.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                    conn.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
                     self.kernel_timestamps = True
                 except OSError:
                     pass
@@ -230,7 +230,7 @@ class TcpReceiver:
         while not self._stopping:
             try:
                 nbytes, ancillary, _, _ = conn.recvmsg_into(
-                    [view], socket.CMSG_SPACE(_TIMESPEC.size))
+                    [view], socket.CMSG_SPACE(TIMESPEC.size))
             except TimeoutError:
                 continue
             except OSError as exc:
@@ -238,7 +238,7 @@ class TcpReceiver:
                 return
             if nbytes == 0:
                 return      # the sender closed: everything is in
-            recv_ns = _kernel_time(ancillary) or time.time_ns()
+            recv_ns = kernel_time(ancillary) or time.time_ns()
             try:
                 self.stream.feed(view[:nbytes], recv_ns)
             except HeaderError as exc:
@@ -280,7 +280,7 @@ def send_command(args) -> int:
     sampler = CounterSampler(sender.sock, args.sample_ms / 1000)
     sampler.sample()
     sampler.start()
-    _stop_on_signals(sender.stop)
+    stop_on_signals(sender.stop)
     print(f"mpa-traffic: sending TCP flow {args.flow_id} to {args.to[0]}:{args.to[1]} at "
           f"{args.rate:g} records/s of {args.size} bytes", file=sys.stderr, flush=True)
     try:
@@ -288,7 +288,7 @@ def send_command(args) -> int:
     finally:
         sampler.finish()
         sender.sock.close()
-    _emit({**summary, "protocol": "tcp", "mss": args.mss,
+    emit({**summary, "protocol": "tcp", "mss": args.mss,
            "counters": ["wall_ns", *COUNTERS], "samples": sampler.samples,
            "samples_dropped": sampler.dropped})
     return 0
@@ -298,7 +298,7 @@ def receive_command(args) -> int:
     log = open(args.log, "wb") if args.log else None
     try:
         receiver = TcpReceiver(args.port, args.bind, args.flow_id, log)
-        _stop_on_signals(receiver.stop)
+        stop_on_signals(receiver.stop)
         print(f"mpa-traffic: receiving TCP flow {args.flow_id} on {args.bind}:{args.port}",
               file=sys.stderr, flush=True)
         try:
@@ -308,5 +308,5 @@ def receive_command(args) -> int:
     finally:
         if log is not None:
             log.close()
-    _emit(receiver.report())
+    emit(receiver.report())
     return 0
