@@ -93,6 +93,7 @@ class HandoverResult:
     switched_back_ms: float | None = None  # failed handovers: ready -> the controller gave up
     errors: list[str] = field(default_factory=list)
     stderr: str = ""
+    moment: int | None = None          # the caller's: which moment of its plan it started in
 
     @property
     def ok(self) -> bool:

@@ -98,7 +98,8 @@ def handover_row(index: int, repetition: int, result, window: dict, record: dict
     interruption = (window.get("longest_gap") or {}).get("ms")
     link_layer = result.link_layer_ms
     return {
-        "index": index, "repetition": repetition, "mn": result.mn, "kind": result.kind,
+        "index": index, "repetition": repetition, "moment": getattr(result, "moment", None),
+        "mn": result.mn, "kind": result.kind,
         "from": result.from_network, "to": result.to_network,
         "from_poa": result.from_poa, "to_poa": result.to_poa,
         "from_domain": domains[0] if domains else None,

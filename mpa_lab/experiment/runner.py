@@ -208,7 +208,7 @@ class Experiment:
 
     def _handovers(self, session: Session, driver, done: list) -> None:
         s, total, k = self.scenario, len(session.plan), 0
-        for moment in session.moments:
+        for number, moment in enumerate(session.moments, 1):
             what = ", ".join(f"{mn} -> {poa}" for mn, poa in moment)
             self.progress.show(f"{session.name} {k + 1}/{total}: {what}")
             if len(moment) == 1:
@@ -216,6 +216,8 @@ class Experiment:
             else:
                 results = driver.together(
                     list(moment), lambda mn, poa: self._one(session.mode, driver, mn, poa))
+            for r in results:
+                r.moment = number
             done += results
             k += len(moment)
             left = total - k
