@@ -174,8 +174,12 @@ class RecordStream:
         self.bytes += len(data)
         self.pending += data
         while len(self.pending) >= HEADER_SIZE:
-            length = struct.unpack_from("!H", self.pending, 6)[0]
-            if len(self.pending) < max(length, HEADER_SIZE):
+            # The header is checked as soon as it is in: a length read from
+            # junk would otherwise have the receiver wait for it for ever.
+            magic, version, _, length = HEADER_STRUCT.unpack_from(self.pending)[:4]
+            if magic != MAGIC or version != VERSION or length < HEADER_SIZE:
+                raise HeaderError("magic", repr(bytes(self.pending[:8])))
+            if len(self.pending) < length:
                 return
             header = Header.unpack(bytes(self.pending[:length]))
             if header.flow_id != self.flow_id:
