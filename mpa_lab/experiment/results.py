@@ -223,7 +223,8 @@ def tcp_summary(rows: list[dict], tcp_streams: list[dict]) -> dict:
             "retransmits": total(tcp_streams, "total_retrans"),
             "timeouts": total(tcp_streams, "total_rto"),
             "ns_timeouts": total(tcp_streams, "ns_timeouts"),
-            "ns_retrans_segs": total(tcp_streams, "ns_retrans_segs")}
+            "ns_retrans_segs": total(tcp_streams, "ns_retrans_segs"),
+            "ns_loss_probes": total(tcp_streams, "ns_loss_probes")}
 
 
 def crossing_summary(rows: list[dict]) -> dict:
@@ -301,14 +302,17 @@ def _tcp_table(results: dict, modes: list[str]) -> list[str]:
                      _duration(t["stall_beyond_link_layer_ms_max"]),
                      " / ".join("-" if put[k] is None else f"{put[k]:g}"
                                 for k in ("before", "around", "after")),
-                     _count(t["retransmits"]), _count(t["timeouts"]), _count(t["ns_timeouts"])))
+                     _count(t["retransmits"]), _count(t.get("ns_loss_probes")),
+                     _count(t["timeouts"]), _count(t["ns_timeouts"])))
     if not rows:
         return []
     return ["", "TCP across the handovers (stall: the longest gap in data at the MN; "
-            "throughput in Mbit/s, median, before / around / after; retransmissions and "
-            "timeouts (RTOs) over the whole streams, the socket's and TcpExt TCPTimeouts):",
+            "throughput in Mbit/s, median, before / around / after; over the whole streams "
+            "the retransmissions, of which tail loss probes, and the timeouts (RTOs), the "
+            "socket's and TcpExt TCPTimeouts):",
             *_columns(("mode", "stall p50", "max", "beyond L2 max", "throughput",
-                       "retrans", "RTOs", "TCPTimeouts"), rows, right={1, 2, 3, 5, 6, 7})]
+                       "retrans", "TLPs", "RTOs", "TCPTimeouts"), rows,
+                      right={1, 2, 3, 5, 6, 7, 8})]
 
 
 def _per_mn_table(results: dict, modes: list[str]) -> list[str]:

@@ -16,7 +16,9 @@ per handover, its window and its link-layer switch, it returns numbers.
 - ``retransmits`` (the socket's ``tcpi_total_retrans``), ``timeouts`` (its
   ``tcpi_total_rto``; None on a kernel without it) and the sender
   namespace's ``ns_timeouts`` (TcpExt TCPTimeouts) and ``ns_retrans_segs``
-  (Tcp RetransSegs): how much each grew within the handover's window.
+  (Tcp RetransSegs) and ``ns_loss_probes`` (TcpExt TCPLossProbes: tail
+  loss probes, the retransmissions Linux sends well before an RTO): how
+  much each grew within the handover's window.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def handover(recv_ns: list[int], samples, *, size: int, window: dict, outage_ns:
                                      outage_ns + 2 * window_ns)},
         "retransmits": growth["total_retrans"], "timeouts": growth["total_rto"],
         "ns_timeouts": growth["ns_timeouts"], "ns_retrans_segs": growth["ns_retrans_segs"],
+        "ns_loss_probes": growth["ns_loss_probes"],
     }
 
 

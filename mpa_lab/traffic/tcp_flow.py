@@ -17,7 +17,7 @@ handover instead of filling the lab's two shared cores.
 
 The sender samples its socket's ``TCP_INFO`` (``tcpi_total_retrans``, and
 ``tcpi_total_rto``: retransmission timeouts, Linux 6.7 and later) and its
-namespace's ``TcpExt: TCPTimeouts`` and ``Tcp: RetransSegs``
+namespace's ``TcpExt: TCPTimeouts``, ``TCPLossProbes`` and ``Tcp: RetransSegs``
 (/proc/net/netstat, /proc/net/snmp) every ``--sample-ms``, keeping each
 change with its wall-clock time: an RTO is what a handover must not cause,
 so it is counted on its own, from both sources.
@@ -46,7 +46,7 @@ MAX_SAMPLES = 1_000_000      # beyond it changes are counted in samples_dropped 
 _TCP_INFO_LEN = 248
 _TOTAL_RETRANS = struct.Struct("@I")       # at offset 100 of struct tcp_info
 _TOTAL_RTO = struct.Struct("@H")           # at offset 240 (Linux 6.7+)
-COUNTERS = ("total_retrans", "total_rto", "ns_timeouts", "ns_retrans_segs")
+COUNTERS = ("total_retrans", "total_rto", "ns_timeouts", "ns_retrans_segs", "ns_loss_probes")
 
 
 def tcp_info_counters(info: bytes) -> tuple[int, int | None]:
@@ -57,8 +57,9 @@ def tcp_info_counters(info: bytes) -> tuple[int, int | None]:
     return retrans, rto
 
 
-def namespace_counters(netstat: str, snmp: str) -> tuple[int | None, int | None]:
-    """(TcpExt TCPTimeouts, Tcp RetransSegs) from /proc/net/netstat and
+def namespace_counters(netstat: str, snmp: str) -> tuple[int | None, int | None, int | None]:
+    """(TcpExt TCPTimeouts, Tcp RetransSegs, TcpExt TCPLossProbes: tail loss
+    probes, retransmissions that are not a timeout) from /proc/net/netstat and
     /proc/net/snmp's text: each a header line and a value line per group."""
     def value(text: str, group: str, name: str) -> int | None:
         lines = [line.split() for line in text.splitlines() if line.startswith(group + ":")]
@@ -66,7 +67,8 @@ def namespace_counters(netstat: str, snmp: str) -> tuple[int | None, int | None]
             if name in names:
                 return int(values[names.index(name)])
         return None
-    return value(netstat, "TcpExt", "TCPTimeouts"), value(snmp, "Tcp", "RetransSegs")
+    return (value(netstat, "TcpExt", "TCPTimeouts"), value(snmp, "Tcp", "RetransSegs"),
+            value(netstat, "TcpExt", "TCPLossProbes"))
 
 
 def _read(path: str) -> str:

@@ -27,8 +27,8 @@ def arrivals_every_ms(first_ms: int, last_ms: int, skip=()) -> list[int]:
             if not any(a <= t < b for a, b in skip)]
 
 
-def sample(at_ms, retrans, rto, ns_timeouts, ns_retrans):
-    return [T0 + at_ms * MS, retrans, rto, ns_timeouts, ns_retrans]
+def sample(at_ms, retrans, rto, ns_timeouts, ns_retrans, ns_probes=0):
+    return [T0 + at_ms * MS, retrans, rto, ns_timeouts, ns_retrans, ns_probes]
 
 
 # -- the analysis -----------------------------------------------------------------
@@ -52,8 +52,8 @@ def test_throughput_counts_the_payload_received_in_each_window():
 
 
 def test_counters_grow_by_what_their_samples_say_within_the_window():
-    samples = [sample(0, 5, 0, 2, 7), sample(1010, 6, 0, 2, 8), sample(1300, 9, 1, 3, 11),
-               sample(2500, 12, 1, 3, 14)]
+    samples = [sample(0, 5, 0, 2, 7), sample(1010, 6, 0, 2, 8, 1), sample(1300, 9, 1, 3, 11, 3),
+               sample(2500, 12, 1, 3, 14, 5)]
     assert tcp_analysis.counter_at(samples, "total_retrans", T0 + 1200 * MS) == 6
     # Before the first sample: the first sample's value.
     assert tcp_analysis.counter_at(samples, "total_retrans", T0 - MS) == 5
@@ -62,19 +62,20 @@ def test_counters_grow_by_what_their_samples_say_within_the_window():
     assert tcp_analysis.counter_growth(samples, "total_rto", T0 + 900 * MS, T0 + 2000 * MS) == 1
     assert tcp_analysis.counter_at([], "total_rto", T0) is None
     assert tcp_analysis.stream_totals(samples) == {
-        "total_retrans": 7, "total_rto": 1, "ns_timeouts": 1, "ns_retrans_segs": 7}
+        "total_retrans": 7, "total_rto": 1, "ns_timeouts": 1, "ns_retrans_segs": 7,
+        "ns_loss_probes": 5}
 
 
 def test_a_handovers_figures_from_arrivals_and_samples():
     recv = arrivals_every_ms(0, 3000, skip=[(1000, 1040)])
-    samples = [sample(0, 0, 0, 0, 0), sample(1050, 2, 0, 0, 2)]
+    samples = [sample(0, 0, 0, 0, 0), sample(1050, 2, 0, 0, 2, 1)]
     figures = tcp_analysis.handover(
         recv, samples, size=1000, window={"start_ns": T0 + 900 * MS, "end_ns": T0 + 1600 * MS},
         outage_ns=T0 + 1000 * MS, link_layer_ms=30.0, window_ns=500 * MS)
     assert figures["stall_ms"] == 41.0 and figures["stall_beyond_link_layer_ms"] == 11.0
     assert figures["throughput_mbps"] == {"before": 8.0, "around": 7.36, "after": 8.0}
     assert (figures["retransmits"], figures["timeouts"], figures["ns_timeouts"],
-            figures["ns_retrans_segs"]) == (2, 0, 0, 2)
+            figures["ns_retrans_segs"], figures["ns_loss_probes"]) == (2, 0, 0, 2, 1)
 
 
 def test_a_kernel_without_tcpi_total_rto_gives_no_timeouts_rather_than_zero():
@@ -85,7 +86,7 @@ def test_a_kernel_without_tcpi_total_rto_gives_no_timeouts_rather_than_zero():
     struct.pack_into("@I", longer, 100, 7)
     struct.pack_into("@H", longer, 240, 2)
     assert tcp_info_counters(bytes(longer)) == (7, 2)
-    samples = [[T0, 7, None, 0, 0], [T0 + MS, 9, None, 0, 2]]
+    samples = [[T0, 7, None, 0, 0, 0], [T0 + MS, 9, None, 0, 2, 0]]
     assert tcp_analysis.counter_growth(samples, "total_rto", T0, T0 + MS) is None
 
 
@@ -95,8 +96,8 @@ def test_namespace_counters_are_read_by_name_from_netstat_and_snmp():
                "IpExt: InNoRoutes\nIpExt: 0\n")
     snmp = ("Ip: Forwarding\nIp: 1\n"
             "Tcp: RtoAlgorithm ActiveOpens RetransSegs\nTcp: 1 3 17\n")
-    assert namespace_counters(netstat, snmp) == (4, 17)
-    assert namespace_counters("", "") == (None, None)
+    assert namespace_counters(netstat, snmp) == (4, 17, 9)
+    assert namespace_counters("", "") == (None, None, None)
 
 
 # -- the stream -----------------------------------------------------------------------
@@ -189,7 +190,7 @@ def test_a_tcp_summary_takes_the_worst_stall_and_counts_every_timeout():
                 "throughput_mbps": {"before": 8.0, "around": a, "after": 8.0}}
                for s, r, t, a in ((40.0, 1, 0, 7.0), (90.0, 3, 1, 5.0), (50.0, 0, 0, 7.5))]
     totals = [{"mn": "mn1", "total_retrans": 6, "total_rto": 1, "ns_timeouts": 1,
-               "ns_retrans_segs": 6}]
+               "ns_retrans_segs": 6, "ns_loss_probes": 4}]
     s = summary([row("mn1", f) for f in figures], [stream("mn1")], [1.0], totals)["tcp"]
     assert (s["stall_ms_p50"], s["stall_ms_max"], s["stall_beyond_link_layer_ms_max"]) == (
         50.0, 90.0, 60.0)
