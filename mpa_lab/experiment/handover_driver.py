@@ -255,7 +255,6 @@ class HandoverDriver:
         self.domains = dict(domains) if domains is not None else None
         self.results: list[HandoverResult] = []
         self._lock = threading.Lock()     # handovers in threads of their own (together)
-        self._gate: threading.Barrier | None = None
 
     @property
     def domain_rest_ports(self) -> dict[str, int] | None:
@@ -427,9 +426,11 @@ class HandoverDriver:
     def together(self, moves: list[tuple[str, str]], one: Callable[[str, str], HandoverResult]
                  ) -> list[HandoverResult]:
         """``one(mn, poa)`` for every move at once, each in a thread of its
-        own: every client gets ready, then every MN's link moves in the same
-        moment (they wait for each other at a barrier; a client that never
-        gets ready breaks it, and the others move on their own), then each
+        own: every client starts in the same moment, their MPA steps run
+        concurrently, and each MN's link moves as soon as its own client is
+        ready, as a real MN's would.  (Holding the early ones back until
+        all are ready would keep their traffic in the buffer meanwhile, a
+        wait no MN makes, counted in their interruption.)  Then each
         attaches and settles.  The results in ``moves``' order."""
         out: list[HandoverResult | BaseException | None] = [None] * len(moves)
 
@@ -438,31 +439,16 @@ class HandoverDriver:
                 out[index] = one(mn, poa)
             except BaseException as exc:  # noqa: BLE001 - raised again below, in this thread
                 out[index] = exc
-                self._gate.abort()
-        self._gate = threading.Barrier(len(moves))
-        try:
-            threads = [threading.Thread(target=run, args=(i, mn, poa), name=f"handover-{mn}")
-                       for i, (mn, poa) in enumerate(moves)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-        finally:
-            self._gate = None
+        threads = [threading.Thread(target=run, args=(i, mn, poa), name=f"handover-{mn}")
+                   for i, (mn, poa) in enumerate(moves)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
         for item in out:
             if isinstance(item, BaseException):
                 raise item
         return out
-
-    def _at_the_gate(self) -> None:
-        """With handovers together: until every client is ready (or one of
-        them never will be)."""
-        gate = self._gate
-        if gate is not None:
-            try:
-                gate.wait(self.ready_timeout_s)
-            except threading.BrokenBarrierError:
-                pass
 
     # -- steps --------------------------------------------------------------
 
@@ -474,8 +460,6 @@ class HandoverDriver:
             if self._wait_ready(process, lines, result):
                 ready(process, lines, result)
             else:
-                if self._gate is not None:
-                    self._gate.abort()     # the others move without this one
                 self._finish(process, lines, result, self.stop_timeout_s, expect_success=True)
         finally:
             self._end(process, stderr, result)
@@ -487,7 +471,6 @@ class HandoverDriver:
         the address it took, then ``settle(result, mn, since)`` (ms until the
         controller is done with the move)."""
         def ready(process, lines, result: HandoverResult) -> None:
-            self._at_the_gate()
             self._move(result.mn, result.to_poa, result)
             self._finish(process, lines, result, timeout_s, expect_success=True)
             if result.address and (result.returncode == 0 or _switched_back(result.client)):

@@ -124,6 +124,9 @@ def handover_row(index: int, repetition: int, result, window: dict, record: dict
         "client_marks": {k: v for k, v in result.report.items()
                          if k.endswith("_at") and isinstance(v, int)},
         "loss_wall_ns": result.loss_wall_ns,
+        # The lab's link switch (wall-clock ns): MNs moving together overlap.
+        "link_down_wall_ns": result.link[0].down_wall_ns if result.link else None,
+        "link_up_wall_ns": result.link[0].up_wall_ns if result.link else None,
         **({"tcp": tcp} if tcp is not None else {}),
         "timeline": points,
     }
@@ -171,7 +174,34 @@ def summary(rows: list[dict], streams: list[dict], delays_ms: list[float],
            for name, inter in CROSSINGS},
         **({"tcp": tcp_summary(rows, tcp_streams)} if tcp_streams else {}),
         **({"per_mn": per_mn(rows, streams)} if len(_mns(rows, streams)) > 1 else {}),
+        **({"moments": moments_summary(rows)}
+           if any(len(m) > 1 for m in _by_moment(rows).values()) else {}),
     }
+
+
+def _by_moment(rows: list[dict]) -> dict:
+    out: dict = {}
+    for r in rows:
+        if r.get("moment") is not None:
+            out.setdefault((r.get("repetition"), r["moment"]), []).append(r)
+    return out
+
+
+def moments_summary(rows: list[dict]) -> dict:
+    """MNs moving together: per moment, how far apart their links went
+    down (first to last), and in how many moments every link was down at
+    one instant (the last went down before the first came up)."""
+    spreads, overlapping = [], 0
+    moments = [m for m in _by_moment(rows).values() if len(m) > 1]
+    for moment in moments:
+        downs = [r["link_down_wall_ns"] for r in moment if r.get("link_down_wall_ns")]
+        ups = [r["link_up_wall_ns"] for r in moment if r.get("link_up_wall_ns")]
+        if len(downs) == len(moment):
+            spreads.append((max(downs) - min(downs)) / 1e6)
+            overlapping += bool(ups) and len(ups) == len(moment) and max(downs) < min(ups)
+    return {"moments": len(moments), "link_down_spread_ms_p50": _round(percentile(spreads, 50)),
+            "link_down_spread_ms_max": _round(max(spreads, default=None)),
+            "all_links_down_at_once": overlapping}
 
 
 def per_mn(rows: list[dict], streams: list[dict]) -> dict:
@@ -323,9 +353,16 @@ def _per_mn_table(results: dict, modes: list[str]) -> list[str]:
             for mn, m in (results["modes"][mode]["summary"].get("per_mn") or {}).items()]
     if not rows:
         return []
+    together = [f"{LABELS[mode]}: {m['moments']} moments; the links went down within "
+                f"{_duration(m['link_down_spread_ms_p50'])} of each other (median), "
+                f"{_duration(m['link_down_spread_ms_max'])} at worst; all down at one instant "
+                f"in {m['all_links_down_at_once']}"
+                for mode in modes
+                for m in [results["modes"][mode]["summary"].get("moments")] if m]
     return ["", "Per mobile node (its whole stream):",
             *_columns(("mode", "MN", "handovers", "sent", "lost", "dup", "reord",
-                       "interruption p50", "max"), rows, right={2, 3, 4, 5, 6, 7, 8})]
+                       "interruption p50", "max"), rows, right={2, 3, 4, 5, 6, 7, 8}),
+            *together]
 
 
 def _count(value) -> str:

@@ -271,6 +271,7 @@ def test_two_mobile_nodes_moving_at_once_lose_and_duplicate_nothing(prerequisite
         (1, "mn1", "ap1-2-2"), (1, "mn2", "ap1-1-2"), (2, "mn1", "ap1-1-1"),
         (2, "mn2", "ap1-2-1")]
     assert all(r["ok"] and r["buffered"] is not None for r in rows), rows
+    assert body["summary"]["moments"]["moments"] == 2
     per_mn = body["summary"]["per_mn"]
     assert set(per_mn) == {"mn1", "mn2"}
     for mn, counts in per_mn.items():

@@ -184,6 +184,21 @@ def test_a_summary_holds_each_mobile_nodes_counts_and_the_table_shows_them():
     assert "per_mn" not in summary([row("mn1")], [stream("mn1")], [1.0])
 
 
+def test_moments_say_how_close_together_the_links_went_down():
+    def moving(mn, moment, down_ms, up_ms):
+        return row(mn, moment=moment, repetition=1, link_down_wall_ns=T0 + down_ms * MS,
+                   link_up_wall_ns=T0 + up_ms * MS)
+    rows = [moving("mn1", 1, 0, 40), moving("mn2", 1, 10, 60),      # overlapping
+            moving("mn1", 2, 1000, 1030), moving("mn2", 2, 1050, 1080)]   # one after the other
+    s = summary(rows, [stream("mn1"), stream("mn2")], [1.0])
+    assert s["moments"] == {"moments": 2, "link_down_spread_ms_p50": 10.0,
+                            "link_down_spread_ms_max": 50.0, "all_links_down_at_once": 1}
+    assert "all down at one instant in 1" in table({"modes": {"mpa_buffer": {"summary": s}}})
+    # One handover a moment: nothing moved together.
+    alone = [row("mn1", moment=1, repetition=1), row("mn2", moment=2, repetition=1)]
+    assert "moments" not in summary(alone, [stream("mn1"), stream("mn2")], [1.0])
+
+
 def test_a_tcp_summary_takes_the_worst_stall_and_counts_every_timeout():
     figures = [{"stall_ms": s, "stall_beyond_link_layer_ms": s - 30, "retransmits": r,
                 "timeouts": t, "ns_timeouts": t, "ns_retrans_segs": r,
