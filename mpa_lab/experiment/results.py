@@ -254,7 +254,9 @@ def tcp_summary(rows: list[dict], tcp_streams: list[dict]) -> dict:
             "timeouts": total(tcp_streams, "total_rto"),
             "ns_timeouts": total(tcp_streams, "ns_timeouts"),
             "ns_retrans_segs": total(tcp_streams, "ns_retrans_segs"),
-            "ns_loss_probes": total(tcp_streams, "ns_loss_probes")}
+            "ns_loss_probes": total(tcp_streams, "ns_loss_probes"),
+            "timeout_wall_ns": sorted(at for s in tcp_streams for at in s.get("timeout_wall_ns")
+                                      or [])}
 
 
 def crossing_summary(rows: list[dict]) -> dict:

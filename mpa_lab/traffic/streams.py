@@ -66,6 +66,14 @@ class UdpStream:
             self.received = _stop(self.receiver)
         finally:
             self._kill()
+        # Both ends' own reports beside the arrivals (the TCP sender's holds
+        # its counter samples): what the analysis read, kept with the run.
+        with open(self.reports_path, "w", encoding="utf-8") as f:
+            json.dump({"sender": self.sent, "receiver": self.received}, f)
+
+    @property
+    def reports_path(self) -> str:
+        return os.path.splitext(self.log)[0] + "-ends.json"
 
     def _kill(self) -> None:
         for process in (self.sender, self.receiver):

@@ -89,8 +89,14 @@ def handover(recv_ns: list[int], samples, *, size: int, window: dict, outage_ns:
 
 
 def stream_totals(samples) -> dict:
-    """Each counter's growth over the whole stream (its first to last sample)."""
+    """Each counter's growth over the whole stream (its first to last
+    sample), and ``timeout_wall_ns``: when the socket's RTOs were seen (the
+    sample that first showed each; within the sampling period of it)."""
     if not samples:
-        return {name: None for name in COUNTERS}
-    return {name: counter_growth(samples, name, samples[0][0], samples[-1][0])
-            for name in COUNTERS}
+        return {name: None for name in COUNTERS} | {"timeout_wall_ns": []}
+    column = COUNTERS.index("total_rto") + 1
+    seen = [(s[0], s[column]) for s in samples if s[column] is not None]
+    return {**{name: counter_growth(samples, name, samples[0][0], samples[-1][0])
+               for name in COUNTERS},
+            "timeout_wall_ns": [at for (_, before), (at, after) in zip(seen, seen[1:])
+                                for _ in range(max(after - before, 0))]}

@@ -63,7 +63,7 @@ def test_counters_grow_by_what_their_samples_say_within_the_window():
     assert tcp_analysis.counter_at([], "total_rto", T0) is None
     assert tcp_analysis.stream_totals(samples) == {
         "total_retrans": 7, "total_rto": 1, "ns_timeouts": 1, "ns_retrans_segs": 7,
-        "ns_loss_probes": 5}
+        "ns_loss_probes": 5, "timeout_wall_ns": [T0 + 1300 * MS]}
 
 
 def test_a_handovers_figures_from_arrivals_and_samples():
