@@ -308,12 +308,15 @@ class Experiment:
         if stream.protocol != TCP:
             return None
         recv = sorted(recv_ns for _, _, recv_ns in arrivals)
+        samples = stream.samples()
+        end_ns = max([*recv[-1:], *(s[0] for s in samples[-1:])], default=0) + 1
         traffic = self.scenario.traffic
-        return [tcp_analysis.handover(recv, stream.samples(), size=traffic.size,
-                                      window=result.window(), outage_ns=res.event_ns(result),
+        return [tcp_analysis.handover(recv, samples, size=traffic.size, window=span,
+                                      outage_ns=res.event_ns(result),
                                       link_layer_ms=result.link_layer_ms,
                                       window_ns=traffic.throughput_window_ms * 1_000_000)
-                for result in mine]
+                for result, span in zip(mine, tcp_analysis.spans(
+                    [r.window() for r in mine], end_ns))]
 
     def _domains(self, result) -> tuple[str, str]:
         """The domains of the networks ``result`` moved from and to."""

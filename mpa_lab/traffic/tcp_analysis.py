@@ -6,9 +6,14 @@ Pure: given the receiver's arrivals (seq, send ns, receive ns) of each
 record (mpa_lab/traffic/tcp_flow.py), the sender's counter samples and,
 per handover, its window and its link-layer switch, it returns numbers.
 
+Each handover owns its *span*: from its start until the next handover of
+the same MN starts (the last one: until the stream ends), not only the
+driver's window, which ends once the controller has settled: a timeout
+that the move caused fires 200 ms or more after the flush, often after it.
+
 - ``stall_ms``: the longest gap between two consecutive arrivals (receive
-  order) that ends after the handover's outage began and starts before its
-  window ended.  ``stall_beyond_link_layer_ms`` is that less the lab's
+  order) that ends after the handover's outage began and starts within its
+  span.  ``stall_beyond_link_layer_ms`` is that less the lab's
   link-layer switch.
 - ``throughput_mbps``: payload received (records x their size) in three
   windows of ``window_ns`` by receive time: ``before`` the outage began,
@@ -18,7 +23,7 @@ per handover, its window and its link-layer switch, it returns numbers.
   namespace's ``ns_timeouts`` (TcpExt TCPTimeouts) and ``ns_retrans_segs``
   (Tcp RetransSegs) and ``ns_loss_probes`` (TcpExt TCPLossProbes: tail
   loss probes, the retransmissions Linux sends well before an RTO): how
-  much each grew within the handover's window.
+  much each grew within the handover's span.
 """
 
 from __future__ import annotations
@@ -65,10 +70,19 @@ def throughput_mbps(recv_ns: list[int], size: int, start_ns: int, end_ns: int) -
     return round(count * size * 8 / ((end_ns - start_ns) / 1e9) / 1e6, 3)
 
 
+def spans(windows: list[dict], stream_end_ns: int) -> list[dict]:
+    """Each of one MN's handover ``windows`` (in the order they ran) as its
+    span: from its start to the next one's start, the last to
+    ``stream_end_ns`` (never shorter than the window itself)."""
+    starts = [w["start_ns"] for w in windows]
+    return [{"start_ns": w["start_ns"], "end_ns": max(w["end_ns"], until)}
+            for w, until in zip(windows, starts[1:] + [stream_end_ns])]
+
+
 def handover(recv_ns: list[int], samples, *, size: int, window: dict, outage_ns: int,
              link_layer_ms: float | None, window_ns: int) -> dict:
-    """One handover's TCP figures; ``window``: its {start_ns, end_ns},
-    ``outage_ns``: when its link went down (or was cut)."""
+    """One handover's TCP figures; ``window``: its span's {start_ns,
+    end_ns} (`spans`), ``outage_ns``: when its link went down (or was cut)."""
     stall = longest_stall(recv_ns, outage_ns, window["end_ns"])
     stall_ms = stall["ms"] if stall else None
     growth = {name: counter_growth(samples, name, window["start_ns"], window["end_ns"])

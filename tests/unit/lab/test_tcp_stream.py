@@ -78,6 +78,31 @@ def test_a_handovers_figures_from_arrivals_and_samples():
             figures["ns_retrans_segs"], figures["ns_loss_probes"]) == (2, 0, 0, 2, 1)
 
 
+def test_a_timeout_after_the_controller_settled_is_still_the_handovers():
+    """The driver's window of a handover ends once the controller is done;
+    an RTO the move caused fires 200 ms after the flush, often later.  It
+    belongs to the handover until the next one starts."""
+    windows = [{"start_ns": T0, "end_ns": T0 + 400 * MS},
+               {"start_ns": T0 + 1500 * MS, "end_ns": T0 + 1900 * MS}]
+    spans = tcp_analysis.spans(windows, T0 + 3000 * MS)
+    assert spans == [{"start_ns": T0, "end_ns": T0 + 1500 * MS},
+                     {"start_ns": T0 + 1500 * MS, "end_ns": T0 + 3000 * MS}]
+    # Data stalls at 350 ms after the flush, the RTO is seen at 560 ms.
+    recv = arrivals_every_ms(0, 3000, skip=[(300, 340), (350, 560)])
+    samples = [sample(0, 0, 0, 0, 0), sample(560, 1, 1, 1, 1)]
+    first = tcp_analysis.handover(recv, samples, size=1000, window=spans[0],
+                                  outage_ns=T0 + 300 * MS, link_layer_ms=30.0,
+                                  window_ns=500 * MS)
+    assert (first["timeouts"], first["ns_timeouts"], first["stall_ms"]) == (1, 1, 211.0)
+    second = tcp_analysis.handover(recv, samples, size=1000, window=spans[1],
+                                   outage_ns=T0 + 1600 * MS, link_layer_ms=30.0,
+                                   window_ns=500 * MS)
+    assert second["timeouts"] == 0
+    # A window longer than the time to the next start keeps its own end.
+    assert tcp_analysis.spans([{"start_ns": T0, "end_ns": T0 + 5 * MS}], T0 + MS) == [
+        {"start_ns": T0, "end_ns": T0 + 5 * MS}]
+
+
 def test_a_kernel_without_tcpi_total_rto_gives_no_timeouts_rather_than_zero():
     info = bytearray(104)
     struct.pack_into("@I", info, 100, 7)
