@@ -76,6 +76,7 @@ def _tcp(plt, modes: dict):
                  label="longest stall")
         left.plot(x, [r["link_layer_ms"] or 0 for r in rows], "k_", markersize=14,
                   label="link-layer switch")
+        left.set_xticks(x)
         left.set(xlabel="handover", ylabel="ms", title=f"{LABELS.get(mode, mode)}: stall")
         left.legend(fontsize=8)
         t = body["summary"]["tcp"]

@@ -23,6 +23,8 @@ handover mode and the controllers are responsible for.
 
 from __future__ import annotations
 
+import re
+
 from mpa_lab.experiment.scenario import (MODES, MPA, MPA_BICAST, MPA_BUFFER, MPA_COPY_FORWARD,
                                          REACTIVE)
 from mpa_lab.traffic.analysis import percentile
@@ -223,8 +225,11 @@ def per_mn(rows: list[dict], streams: list[dict]) -> dict:
 
 
 def _mns(rows: list[dict], streams: list[dict]) -> list[str]:
+    """The MNs named, mn2 before mn10."""
     return sorted({s["mn"] for s in streams if s.get("mn")} | {r["mn"] for r in rows
-                                                                 if r.get("mn")})
+                                                                 if r.get("mn")},
+                  key=lambda name: [int(part) if part.isdigit() else part
+                                    for part in re.split(r"(\d+)", name)])
 
 
 def tcp_summary(rows: list[dict], tcp_streams: list[dict]) -> dict:

@@ -205,6 +205,9 @@ def test_a_summary_holds_each_mobile_nodes_counts_and_the_table_shows_them():
     assert (s["lost"], s["reordered"]) == (2, 3)
     text = table({"modes": {"mpa_buffer": {"summary": s}}})
     assert "Per mobile node" in text and "mn2" in text
+    named = summary([row("mn10"), row("mn2"), row("mn1")],
+                    [stream("mn10"), stream("mn2"), stream("mn1")], [1.0])
+    assert list(named["per_mn"]) == ["mn1", "mn2", "mn10"]
     # One MN: no per-MN part.
     assert "per_mn" not in summary([row("mn1")], [stream("mn1")], [1.0])
 
