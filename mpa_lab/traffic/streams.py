@@ -73,7 +73,10 @@ class UdpStream:
 
     @property
     def reports_path(self) -> str:
-        return os.path.splitext(self.log)[0] + "-ends.json"
+        """Beside the log: ``arrivals-NAME.log`` -> ``ends-NAME.json``."""
+        folder, name = os.path.split(self.log)
+        return os.path.join(folder, "ends-" + os.path.splitext(name)[0].removeprefix(
+            "arrivals-") + ".json")
 
     def _kill(self) -> None:
         for process in (self.sender, self.receiver):

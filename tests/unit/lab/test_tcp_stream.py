@@ -243,3 +243,12 @@ def test_a_tcp_summary_takes_the_worst_stall_and_counts_every_timeout():
     text = table({"modes": {"mpa_buffer": {"summary": summary(
         [row("mn1", f) for f in figures], [stream("mn1")], [1.0], totals)}}})
     assert "TCP across the handovers" in text and "90.0 ms" in text
+
+
+def test_a_streams_end_reports_are_kept_beside_its_arrivals_but_not_as_one():
+    """Readers count a run's streams by its arrivals-* logs."""
+    from mpa_lab.traffic.streams import TcpStream, UdpStream
+    for kind in (UdpStream, TcpStream):
+        stream = kind(None, "cn1", "mn1", "10.255.0.1", 5001, 100,
+                      "/out/logs/arrivals-mpa_buffer-mn1.log")
+        assert stream.reports_path == "/out/logs/ends-mpa_buffer-mn1.json"
