@@ -32,7 +32,8 @@ import sys
 import threading
 import time
 
-from mpa_lab.traffic.datagrams import (HEADER_STRUCT, HEADER_SIZE, LOG_MAGIC, MAGIC, VERSION,
+from mpa_lab.traffic.datagrams import (DEFAULT_MAX_BURST, HEADER_STRUCT, HEADER_SIZE, LOG_MAGIC,
+                                       MAGIC, MAX_SIZE, VERSION,
                                        LOG_HEADER, LOG_RECORD, Header, HeaderError, Sender,
                                        emit, kernel_time, SO_TIMESTAMPNS, stop_on_signals,
                                        TIMESPEC)
@@ -40,7 +41,7 @@ from mpa_lab.traffic.datagrams import (HEADER_STRUCT, HEADER_SIZE, LOG_MAGIC, MA
 # Room for the PHT's encapsulation (MPLS, or VXLAN's 50 bytes across
 # domains) inside the lab's 1,500-byte links: full-size segments would not fit.
 DEFAULT_MSS = 1400
-MAX_RECORD = 65536
+MAX_RECORD = MAX_SIZE        # the header's length field holds what a datagram's does
 DEFAULT_SAMPLE_MS = 10
 MAX_SAMPLES = 1_000_000      # beyond it changes are counted in samples_dropped only
 _TCP_INFO_LEN = 248
@@ -268,6 +269,9 @@ def add_commands(sub, address_port, bounded, positive) -> None:
     send.add_argument("--duration", type=positive, required=True, metavar="S")
     send.add_argument("--size", type=bounded(int, HEADER_SIZE, MAX_RECORD), default=1000)
     send.add_argument("--mss", type=bounded(int, 536, 65495), default=DEFAULT_MSS)
+    send.add_argument("--max-burst", type=bounded(int, 1, 1_000_000), default=DEFAULT_MAX_BURST,
+                      help="records written back to back after a stall; older slots are "
+                           "skipped (counted in 'skipped')")
     send.add_argument("--sample-ms", type=bounded(float, 1, 1000), default=DEFAULT_SAMPLE_MS,
                       help="how often the retransmission counters are read")
     send.add_argument("--bind", metavar="ADDR", help="source address")
@@ -282,7 +286,7 @@ def add_commands(sub, address_port, bounded, positive) -> None:
 def send_command(args) -> int:
     sender = TcpSender.connect(args.to, args.bind, mss=args.mss, rate_pps=args.rate,
                                duration_s=args.duration, size=args.size, flow_id=args.flow_id,
-                               max_burst=8)
+                               max_burst=args.max_burst)
     sampler = CounterSampler(sender.sock, args.sample_ms / 1000)
     sampler.sample()
     sampler.start()

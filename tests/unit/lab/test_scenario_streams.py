@@ -65,7 +65,7 @@ def test_a_tcp_record_is_1000_bytes_by_default_and_may_be_larger_than_a_datagram
 @pytest.mark.parametrize("traffic, expected", [
     ("{from: cn1, protocol: sctp}", "traffic.protocol: 'sctp' is not one of udp, tcp"),
     ("{from: cn1, size: 2000}", "traffic.size: 2000 is out of range"),
-    ("{from: cn1, protocol: tcp, size: 70000}", "traffic.size: 70000 is out of range"),
+    ("{from: cn1, protocol: tcp, size: 65508}", "traffic.size: 65508 is out of range"),
     ("{from: cn1, protocol: tcp, throughput_window_ms: 10}",
      "traffic.throughput_window_ms: 10 is out of range"),
     ("{from: cn1, throughput_window_ms: 500}",

@@ -252,3 +252,13 @@ def test_a_streams_end_reports_are_kept_beside_its_arrivals_but_not_as_one():
         stream = kind(None, "cn1", "mn1", "10.255.0.1", 5001, 100,
                       "/out/logs/arrivals-mpa_buffer-mn1.log")
         assert stream.reports_path == "/out/logs/ends-mpa_buffer-mn1.json"
+
+
+def test_the_largest_record_a_scenario_takes_is_one_the_sender_writes():
+    from mpa_lab.experiment.scenario import MAX_RECORD
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with a, b:
+        assert TcpSender(a, ("10.255.0.1", 5001), rate_pps=1, duration_s=1,
+                         size=MAX_RECORD).size == MAX_RECORD
+        with pytest.raises(ValueError):
+            TcpSender(a, ("10.255.0.1", 5001), rate_pps=1, duration_s=1, size=MAX_RECORD + 1)
