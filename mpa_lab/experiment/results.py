@@ -252,6 +252,10 @@ def tcp_summary(rows: list[dict], tcp_streams: list[dict]) -> dict:
             "throughput_mbps_p50": {
                 name: _round(percentile([f["throughput_mbps"][name] for f in figures], 50))
                 for name in ("before", "around", "after")},
+            # The worst handover's: a median hides the one that stalled.
+            "throughput_mbps_min": {
+                name: _round(min((f["throughput_mbps"][name] for f in figures), default=None))
+                for name in ("before", "around", "after")},
             "retransmits_in_handovers": total(in_handovers, "retransmits"),
             "timeouts_in_handovers": total(in_handovers, "timeouts"),
             "ns_timeouts_in_handovers": total(in_handovers, "ns_timeouts"),
@@ -335,21 +339,24 @@ def _tcp_table(results: dict, modes: list[str]) -> list[str]:
         if not t:
             continue
         put = t["throughput_mbps_p50"]
+        worst = t.get("throughput_mbps_min", {}).get("around")
         rows.append((LABELS[mode], _duration(t["stall_ms_p50"]), _duration(t["stall_ms_max"]),
                      _duration(t["stall_beyond_link_layer_ms_max"]),
                      " / ".join("-" if put[k] is None else f"{put[k]:g}"
                                 for k in ("before", "around", "after")),
+                     "-" if worst is None else f"{worst:g}",
                      _count(t["retransmits"]), _count(t.get("ns_loss_probes")),
                      _count(t["timeouts"]), _count(t["ns_timeouts"])))
     if not rows:
         return []
     return ["", "TCP across the handovers (stall: the longest gap in data at the MN; "
-            "throughput in Mbit/s, median, before / around / after; over the whole streams "
+            "throughput in Mbit/s, median before / around / after, and the worst around; "
+            "over the whole streams "
             "the retransmissions, of which tail loss probes, and the timeouts (RTOs), the "
             "socket's and TcpExt TCPTimeouts):",
             *_columns(("mode", "stall p50", "max", "beyond L2 max", "throughput",
-                       "retrans", "TLPs", "RTOs", "TCPTimeouts"), rows,
-                      right={1, 2, 3, 5, 6, 7, 8})]
+                       "worst", "retrans", "TLPs", "RTOs", "TCPTimeouts"), rows,
+                      right={1, 2, 3, 5, 6, 7, 8, 9})]
 
 
 def _per_mn_table(results: dict, modes: list[str]) -> list[str]:

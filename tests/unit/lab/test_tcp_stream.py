@@ -238,6 +238,7 @@ def test_a_tcp_summary_takes_the_worst_stall_and_counts_every_timeout():
     assert (s["stall_ms_p50"], s["stall_ms_max"], s["stall_beyond_link_layer_ms_max"]) == (
         50.0, 90.0, 60.0)
     assert s["throughput_mbps_p50"] == {"before": 8.0, "around": 7.0, "after": 8.0}
+    assert s["throughput_mbps_min"] == {"before": 8.0, "around": 5.0, "after": 8.0}
     assert (s["retransmits_in_handovers"], s["timeouts_in_handovers"]) == (4, 1)
     assert (s["retransmits"], s["timeouts"], s["ns_timeouts"]) == (6, 1, 1)
     text = table({"modes": {"mpa_buffer": {"summary": summary(
