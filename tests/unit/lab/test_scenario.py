@@ -60,6 +60,7 @@ def test_the_demo_scenario_runs_every_mode_ten_times_at_100_packets_a_second():
     assert scenario.handovers == {mode: 10 for mode in MODES}
     assert (scenario.traffic.source, scenario.traffic.rate_pps) == ("cn1", 100)
     assert scenario.dad == DadSettings()   # RFC 5227's constants
+    assert scenario.link_layer_ms == 4.0   # RFC 6252's testbed's link layer
     assert scenario.plan(MPA_BUFFER)[:4] == [("mn1", "ap-a2-1"), ("mn1", "ap-b1-1"),
                                              ("mn1", "ap-a1-1"), ("mn1", "ap-a2-1")]
     # Each loss starts where mn1 starts: its second interface goes elsewhere.
