@@ -228,7 +228,9 @@ class Router:
         # The MN's tunnels, binding and handover follow it (after its routes,
         # whose barriers a handover waits for).
         self.mobility.host_seen(mac, address, poa, how, now)
-        return sends + self.mobility.drain() + self._release_pending(address, now)
+        # A handover's first deliveries ahead of the routes: they need none.
+        return (self.mobility.take_deliveries() + sends + self.mobility.drain()
+                + self._release_pending(address, now))
 
     def _seen_again(self, host: Host, now: float, source_check_missed: bool) -> list[Send]:
         """A host where we know it is: still there."""

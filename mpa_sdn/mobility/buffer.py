@@ -227,7 +227,7 @@ class Buffering:
         nar = self.graph.dpid(self.graph.network(tunnel.network).access_router)
         if not self.connected(nar):
             return False
-        self._flowsync.out.append(Send(nar, [of.packet_out(data,
+        self._flowsync.deliver(Send(nar, [of.packet_out(data,
                                                            tn.vxlan_into(self.graph, tunnel))]))
         self.counters["buffer_returned_to_tunnel"] += 1
         return True
@@ -254,7 +254,7 @@ class Buffering:
                 readdress = [] if dst == handover.address else [
                     of.set_field(ipv4_dst=handover.address)]
                 out = of.output(self.graph.port_to(point, router))
-                self._flowsync.out.append(Send(self.graph.dpid(point),
+                self._flowsync.deliver(Send(self.graph.dpid(point),
                                                [of.packet_out(data, readdress + [out])]))
                 self.counters["buffer_delivered_abroad"] += 1
                 return True
@@ -276,4 +276,4 @@ class Buffering:
             handover.buffered_addresses())) if binding and src else []
         host = Host(dst, handover.mac, poa)
         actions = rewrite + last_hop_actions(host, self.graph.network(poa.network))
-        self._flowsync.out.append(Send(self.graph.dpid(poa.switch), [of.packet_out(data, actions)]))
+        self._flowsync.deliver(Send(self.graph.dpid(poa.switch), [of.packet_out(data, actions)]))

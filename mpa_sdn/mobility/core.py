@@ -105,6 +105,10 @@ class Mobility(MobilityState, Tunnelling, BindingUpdates, Buffering, Phases, Cop
     def drain(self) -> list:
         return self._flowsync.drain()
 
+    def take_deliveries(self) -> list:
+        """Only the packet-outs to MNs of what drain would give (FlowSync.deliver)."""
+        return self._flowsync.take_deliveries()
+
     def flows_confirmed(self, dpid: int, tag: str, now: float) -> None:
         """A switch answered a tagged barrier: the change's next stage goes,
         and once its last is confirmed, the handover waiting for it goes on."""

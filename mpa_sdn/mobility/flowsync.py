@@ -166,13 +166,24 @@ class FlowSync:
         self._breaks_of: dict[str, list] = {}      # tag -> its entries in breaks
         self._tags = itertools.count(1)
         self.out: list = []
+        self.deliveries: list = []   # packet-outs to MNs: ahead of ``out``
 
     def mark(self, feature: Feature, address: str) -> None:
         """The subject ``address`` of ``feature`` may want other flows now."""
         self._dirty.add(address_cookie(feature, address))
 
+    def deliver(self, send: Send) -> None:
+        """A packet-out to an MN (from a handover's buffer, or relayed):
+        it goes ahead of the flow changes of the same batch, which it needs
+        none of, so that a switch busy installing them does not hold it."""
+        self.deliveries.append(send)
+
+    def take_deliveries(self) -> list:
+        out, self.deliveries = self.deliveries, []
+        return out
+
     def drain(self) -> list:
-        out, self.out = self.out, []
+        out, self.out = self.take_deliveries() + self.out, []
         return out
 
     def flows_for(self, switch: str) -> list:

@@ -286,6 +286,25 @@ def test_the_buffer_goes_to_the_mn_while_its_new_flows_are_being_confirmed(topol
     assert echoes(straight) == [12] and straight.punts == 0
 
 
+def test_the_first_deliveries_go_ahead_of_the_new_flows(rig):
+    """A switch takes its messages in order, and installing flows takes it
+    longer than sending a packet: the buffer's first packets, which need
+    none of the new flows, go to the new PoA before any of them."""
+    from mpa_sdn.flow_templates import decoded
+    from ryu.ofproto import ofproto_v1_3_parser as parser
+    pre_switched(rig)
+    pings(rig, "cn1", HOME, [1, 2])
+    start = len(rig.sent)
+    assert echoes(arrive(rig)) == [1, 2]
+    ap_b1 = rig.graph.dpid("ap-b1")        # the new PoA's switch, in the order it got them
+    sent = [decoded(msg) for dpid, msg in rig.sent[start:] if dpid == ap_b1]
+    echo_outs = [i for i, msg in enumerate(sent) if isinstance(msg, parser.OFPPacketOut)
+                 and from_bytes(msg.data).get("icmp_type") == 8]
+    flow_mods = [i for i, msg in enumerate(sent) if isinstance(msg, parser.OFPFlowMod)]
+    assert len(echo_outs) == 2 and flow_mods
+    assert max(echo_outs) < min(flow_mods)
+
+
 def test_the_mns_first_packet_from_its_home_address_at_the_target_is_its_arrival(rig):
     """Its link is up and it sends from its home address (a TCP ACK) before
     anything announced it: not a stranger to drop for reject_hold_s, but
