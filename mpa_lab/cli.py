@@ -6,7 +6,8 @@
     mpa-lab tour [--topology FILE] [--out DIR]   lab + controller, graph, MPA pre-authentication
                  [--per-domain]                  and pre-configuration, reachability
     mpa-lab up [--topology FILE] [--script FILE] lab + controller and Mininet's CLI,
-               [--per-domain]                    with `move MN POA` and `poas`
+               [--per-domain]                    with `move [--link-only] MN POA`
+                                                 and `poas`
                                                  --per-domain: a controller per
                                                  administrative domain
     mpa-lab graph [--topology FILE]              print the CTN neighbourhood graph
@@ -272,8 +273,9 @@ def up(args) -> int:
     from mpa_lab.net.lab_cli import LabCLI
 
     def body(lab, controllers):
-        print("Mininet's CLI, plus: move MN POA (a link-layer handover), poas. "
-              "Ctrl-D or exit tears the lab down.", flush=True)
+        print("Mininet's CLI, plus: move MN POA (a link-layer handover; --link-only when "
+              "the MN's mpa-mn addresses it, --when-ready FILE to wait for its ready "
+              "event first), poas. Ctrl-D or exit tears the lab down.", flush=True)
         LabCLI(lab, script=args.script)
         return 0
     return _run_lab(args, body, log_level="output")

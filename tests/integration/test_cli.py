@@ -1,5 +1,6 @@
 """`mpa-lab up --script` and `mpa-lab tour`, run as a user would."""
 
+import json
 import os
 import subprocess
 import sys
@@ -50,6 +51,41 @@ def test_move_and_ping_from_the_lab_cli(prerequisites, tmp_path):
     assert "Lab, controller and AAA servers stopped (their logs: " in out
     assert "Traceback" not in out
     assert not os.path.exists("/sys/class/net/mpa-stale"), "the leftover pair was removed"
+
+
+def test_the_readme_s_mpa_handover_by_hand_in_mpa_lab_up(prerequisites, tmp_path):
+    """The MN's client does the handover (RFC 6252 §6.3) and the lab only
+    moves its link, once the client is ready: the README's sequence, in a
+    script.  Before ``move --link-only``/``--when-ready`` the lab re-addressed
+    the MN under its client, which then failed ("Address not found")."""
+    from mpa_sdn.config import load_topology
+
+    topology = write_test_topology(DEFAULT_TOPOLOGY, tmp_path / "two_domains.yaml")
+    mn = load_topology(topology).mobile_nodes["mn1"]
+    mpa_mn = os.path.join(os.path.dirname(sys.executable), "mpa-mn")
+    log = tmp_path / "mn1-handover.log"
+    script = tmp_path / "commands"
+    script.write_text(
+        f"mn1 {mpa_mn} --controller http://172.31.0.1:{REST_PORT} --credentials "
+        f"{mn.credentials} --interface mn1-eth0 --state {tmp_path}/mn1.json --json handover "
+        f"net-a2 --home {mn.home_address} --wait-link > {log} 2>&1 &\n"
+        f"move --when-ready {log} mn1 ap-a2-1\n"
+        "mn1 wait\n"                                   # for the client's report
+        "mn1 ping -c 3 -W 2 cn1\n"                     # from the nCoA, in net-a2
+        f"cn1 ping -c 3 -W 2 {mn.home_address}\n")      # the binding: home -> nCoA
+    out = mpa_lab("up", "--topology", topology, "--script", str(script), out_dir=tmp_path,
+                  timeout_s=180)
+    assert "mn1's client is ready (ready event for net-a2)" in out
+    assert "mn1's link moved from ap-a1-1 to ap-a2-1 (net-a2) in " in out
+    first, rest = log.read_text().split("\n", 1)
+    ready, report = json.loads(first), json.loads(rest)
+    assert ready["event"] == "ready" and ready["network"] == "net-a2", first
+    assert report["ok"] is True, rest
+    (result,) = report["results"]
+    assert result["address"] == ready["address"] and result["address"].startswith("10.1.2.")
+    assert "arrived" in result, result    # the controller took it: not switched back
+    assert out.count("3 packets transmitted, 3 received") == 2, out
+    assert "Traceback" not in out
 
 
 def test_tour_on_a_generated_topology_with_two_mobile_nodes(prerequisites, tmp_path):
