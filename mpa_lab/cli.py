@@ -307,6 +307,7 @@ def run(args) -> int:
 
     from mpa_lab.experiment.runner import Experiment
     from mpa_lab.experiment.results import table
+    from mpa_lab.experiment.run_log import describe
 
     _stop_on_signals()
     setLogLevel("error")
@@ -320,8 +321,11 @@ def run(args) -> int:
         print("\ninterrupted; the lab is down", file=sys.stderr)
         results, status = experiment.results, 130
     except (OSError, RuntimeError, TimeoutError, ValueError) as exc:
-        print(f"\nmpa-lab run: {exc}; the lab is down", file=sys.stderr)
+        # The line says where it was raised; the log has the traceback.
         results, status = experiment.results, 1
+        log = results.get("log")
+        print(f"\nmpa-lab run: {results.get('stopped') or describe(exc)}; the lab is down"
+              + (f" (traceback in {log})" if log else ""), file=sys.stderr)
     if not results:
         return status or 1
     print()

@@ -38,6 +38,7 @@ from mininet.node import OVSSwitch, RemoteController
 logging.setLoggerClass(logging.Logger)
 
 from mpa_lab.net import native_tunnelling, tunnel_setup
+from mpa_lab.net.host_output import LabHost, LenientOutput
 from mpa_protocol.schema import ConfigError
 from mpa_sdn.domain_view import domain_of_switches
 from mpa_sdn.interface_names import host_name, port_name
@@ -47,7 +48,7 @@ from mpa_sdn.topology import MobileNode, Network, PoA, Topology
 LOG = logging.getLogger("mpa_lab.net.lab")
 
 
-class LabSwitch(OVSSwitch):
+class LabSwitch(LenientOutput, OVSSwitch):
     """An OVS switch one of whose interfaces can be moved to another switch.
 
     This is the link-layer handover: the MN keeps its interface (and its
@@ -323,10 +324,10 @@ class Lab:
     def _add_host(self, name: str, mac: str, address: str | None, poa: PoA) -> None:
         network = self.graph.network(poa.network)
         if address is None:  # a DHCP client: no address, no route until it gets a lease
-            self.net.addHost(name, ip=None, mac=mac)
+            self.net.addHost(name, cls=LabHost, ip=None, mac=mac)
         else:
-            self.net.addHost(name, ip=self._ip_with_length(address, network), mac=mac,
-                             defaultRoute=f"via {network.gateway}")
+            self.net.addHost(name, cls=LabHost, ip=self._ip_with_length(address, network),
+                             mac=mac, defaultRoute=f"via {network.gateway}")
         self.net.addLink(name, poa.switch, port2=poa.port, intfName1=host_name(name, 0),
                          intfName2=port_name(poa.switch, poa.port), cls=Link)
         self.location[name] = poa
@@ -378,8 +379,8 @@ class Lab:
         bridges (and no others): one ovs-vsctl to read them, one to set."""
         def vsctl(*args: str) -> str:
             return subprocess.run(["ovs-vsctl", "--timeout=10", *args], check=True,
-                                  stdin=subprocess.DEVNULL, capture_output=True,
-                                  text=True).stdout
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                  errors="replace").stdout
         uuids = sorted(set(vsctl("--bare", "--columns=controller", "list", "Bridge",
                                  *self.graph.switch_ids()).split()))
         settings = [arg for uuid in uuids

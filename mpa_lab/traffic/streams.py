@@ -7,7 +7,6 @@ sender attempted, one window per event of interest (a handover).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -15,6 +14,7 @@ import time
 
 from mpa_lab.traffic.datagrams import read_log
 from mpa_lab.traffic.analysis import analyse
+from mpa_protocol.program_output import json_output
 
 TRAFFIC = os.path.join(os.path.dirname(sys.executable), "mpa-traffic")
 DRAIN_S = 1.0          # after the sender stops, for what is still on its way
@@ -54,9 +54,9 @@ class UdpStream:
 
     def __exit__(self, *exc):
         try:
-            self.sent = _stop(self.sender)
+            self.sent = _stop(self.sender, f"mpa-traffic send in {self.sender_host}")
             time.sleep(DRAIN_S)
-            self.received = _stop(self.receiver)
+            self.received = _stop(self.receiver, f"mpa-traffic receive in {self.receiver_host}")
         finally:
             self._kill()
 
@@ -78,7 +78,8 @@ class UdpStream:
                        period_ns=round(1e9 / self.rate))
 
 
-def _stop(process) -> dict:
+def _stop(process, source: str) -> dict:
+    """Its report (OutputError naming ``source`` if it printed none)."""
     process.send_signal(signal.SIGTERM)  # it reports what it saw, then ends
     out, _ = process.communicate(timeout=15)
-    return json.loads(out)
+    return json_output(out, source)

@@ -1,0 +1,102 @@
+"""What the lab's hosts and switches print through Mininet, decoded without
+ever stopping the lab.
+
+Mininet runs each node's commands in a shell on a pty and decodes what it
+reads there with a strict UTF-8 decoder (mininet/node.py, ``Node.read``;
+``Node.pexec`` decodes a command's whole output the same way).  Its decoder
+is incremental, so a character cut in two by a read is put back together,
+but one byte that is not UTF-8 (binary output, a program writing a
+character set of its own, two writers interleaved on the one pty) raises
+``UnicodeDecodeError`` out of whatever ``cmd`` was running: from deep in a
+run, with neither the host nor the command named.
+
+What a node prints there is a log to read or to search (ping's summary,
+``ip`` output), not a document, so a byte that is not UTF-8 becomes U+FFFD
+and the rest goes on.  Each such byte is counted on the node
+(``undecodable_bytes``) and logged once per read with the node and the
+command that printed it.  Output that must be a document (mpa-mn's JSON)
+is not read through the pty at all but from a pipe, strictly
+(mpa_protocol/program_output.py).
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import re
+import subprocess
+from typing import Callable
+
+from mininet.node import Host
+
+from mpa_protocol.program_output import CONTEXT_BYTES
+
+LOG = logging.getLogger("mpa_lab.net.host_output")
+REPLACEMENT = "\ufffd"
+# What the "surrogateescape" handler turns each undecodable byte into.
+_ESCAPED = re.compile("[\udc80-\udcff]")
+
+
+class OutputDecoder:
+    """An incremental UTF-8 decoder for a stream that is a log: a character
+    split across reads is kept whole; a byte that is not UTF-8 is replaced,
+    counted (``replaced``) and reported with ``source()`` (who printed it)."""
+
+    def __init__(self, source: Callable[[], str]):
+        self.source = source
+        self.replaced = 0
+        # Undecodable bytes come out as lone surrogates, which UTF-8 text
+        # cannot hold: exactly the bytes to count and replace.
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
+
+    def decode(self, data: bytes, final: bool = False) -> str:
+        text = self._decoder.decode(data, final)
+        bad = _ESCAPED.findall(text)
+        if not bad:
+            return text
+        self.replaced += len(bad)
+        first = text.index(bad[0])
+        LOG.warning("%s printed %d byte(s) that are not UTF-8 (the first: %s, after %r); "
+                    "shown as U+FFFD", self.source(), len(bad),
+                    " ".join(f"{ord(c) - 0xdc00:02x}" for c in bad[:8]),
+                    text[max(0, first - CONTEXT_BYTES):first])
+        return _ESCAPED.sub(REPLACEMENT, text)
+
+    def reset(self) -> None:
+        self._decoder.reset()
+
+
+def decoded(data: bytes, source: str) -> str:
+    """A command's whole output, decoded as :class:`OutputDecoder` does."""
+    return OutputDecoder(lambda: source).decode(data, final=True)
+
+
+class LenientOutput:
+    """A Mininet node (mixed in before Host or OVSSwitch) whose output is
+    decoded by :class:`OutputDecoder`."""
+
+    @property
+    def undecodable_bytes(self) -> int:
+        """Bytes of this node's output that were not UTF-8, so far."""
+        return self.decoder.replaced
+
+    def _printed_by(self) -> str:
+        return f"{self.name}, running {self.lastCmd!r}" if self.lastCmd else self.name
+
+    def startShell(self, *args, **kwargs):
+        # Before Mininet's startShell: it reads the shell's first prompt.
+        self.decoder = OutputDecoder(self._printed_by)
+        return super().startShell(*args, **kwargs)
+
+    def pexec(self, *args, **kwargs):
+        """``Node.pexec`` (out, err, exit code), decoded leniently."""
+        popen = self.popen(*args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, **kwargs)
+        out, err = popen.communicate()
+        command = " ".join(str(a) for a in args)
+        return (decoded(out, f"{self.name}, running {command!r}"),
+                decoded(err, f"{self.name}, running {command!r} (stderr)"), popen.wait())
+
+
+class LabHost(LenientOutput, Host):
+    """The lab's hosts: Mininet's, with :class:`LenientOutput`."""
