@@ -16,11 +16,12 @@ import os
 import sysconfig
 import traceback
 
+from mpa_lab.plain_logging import lab_logger
 from mpa_protocol.program_output import not_utf8
 
 NAME = "mpa-lab.log"
 LOGGER = "mpa_lab"
-LOG = logging.getLogger("mpa_lab.experiment.run_log")
+LOG = lab_logger("mpa_lab.experiment.run_log")
 # Frames in these are Python's own: never "where" an error comes from.
 _PYTHON = tuple(os.path.realpath(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib"))
 _PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
@@ -35,7 +36,7 @@ class RunLog:
         self._handler = logging.FileHandler(self.path, encoding="utf-8")
         self._handler.setFormatter(
             logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        self._logger = logging.getLogger(LOGGER)
+        self._logger = lab_logger(LOGGER)
         self._level = self._logger.level
         if self._logger.getEffectiveLevel() > logging.INFO:
             self._logger.setLevel(logging.INFO)

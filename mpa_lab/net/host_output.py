@@ -29,9 +29,10 @@ from typing import Callable
 
 from mininet.node import Host
 
+from mpa_lab.plain_logging import lab_logger
 from mpa_protocol.program_output import CONTEXT_BYTES
 
-LOG = logging.getLogger("mpa_lab.net.host_output")
+LOG = lab_logger("mpa_lab.net.host_output")
 REPLACEMENT = "\ufffd"
 # What the "surrogateescape" handler turns each undecodable byte into.
 _ESCAPED = re.compile("[\udc80-\udcff]")

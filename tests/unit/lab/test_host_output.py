@@ -216,3 +216,54 @@ def test_what_stops_a_run_says_where_it_was_raised_and_its_traceback_is_logged(t
     assert "Traceback (most recent call last):" in written
     assert 'return b"ok \\x85".decode("utf-8")' in written
     assert describe(KeyError("x")).startswith("KeyError: 'x'")
+
+
+class NoAaa:
+    """The run's AAA servers, not started: the session fails before it needs them."""
+
+    def __init__(self, topology):
+        pass
+
+    def start(self):
+        pass
+
+    def describe(self):
+        return []
+
+    def log_paths(self):
+        return []
+
+    def stop(self):
+        pass
+
+
+def a_session_whose_host_printed_0x85(self, session):
+    return read_a_host_s_output()
+
+
+def test_mpa_lab_run_stopped_by_such_an_error_says_where_and_logs_its_traceback(
+        tmp_path, monkeypatch, capsys):
+    import json
+
+    from mpa_lab import cli
+    from mpa_lab.experiment import runner
+
+    monkeypatch.setattr(runner, "LabAaa", NoAaa)
+    monkeypatch.setattr(runner.Experiment, "_session", a_session_whose_host_printed_0x85)
+    monkeypatch.setattr(cli, "_stop_on_signals", lambda: None)
+    monkeypatch.setattr(cli.os, "geteuid", lambda: 0)
+    out = tmp_path / "run"
+    assert cli.main(["run", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    log = out / "logs" / "mpa-lab.log"
+    assert ("mpa-lab run: UnicodeDecodeError: output printed bytes that are not UTF-8: 85 at "
+            "byte 3 of 4 (invalid start byte), after b'ok ' (raised in "
+            "tests/unit/lab/test_host_output.py:") in err
+    assert f"(read_a_host_s_output)); the lab is down (traceback in {log})" in err
+    assert "Traceback" not in err, "the terminal gets one line, the log the traceback"
+    results = json.loads((out / "results.json").read_text())
+    assert results["complete"] is False and results["log"] == str(log)
+    assert results["stopped"].startswith("UnicodeDecodeError: output printed bytes")
+    written = log.read_text()
+    assert "Traceback (most recent call last):" in written
+    assert "in a_session_whose_host_printed_0x85" in written
