@@ -10,6 +10,10 @@ character set of its own, two writers interleaved on the one pty) raises
 ``UnicodeDecodeError`` out of whatever ``cmd`` was running: from deep in a
 run, with neither the host nor the command named.
 
+The lab's controller nodes met it first: Mininet probes a remote
+controller with telnet, which may print the controller's binary OpenFlow
+HELLO on the pty (:class:`LabRemoteController` probes with a connect()).
+
 What a node prints there is a log to read or to search (ping's summary,
 ``ip`` output), not a document, so a byte that is not UTF-8 becomes U+FFFD
 and the rest goes on.  Each such byte is counted on the node
@@ -24,10 +28,12 @@ from __future__ import annotations
 import codecs
 import logging
 import re
+import socket
 import subprocess
 from typing import Callable
 
-from mininet.node import Host
+from mininet.log import warn
+from mininet.node import Host, RemoteController
 
 from mpa_lab.plain_logging import lab_logger
 from mpa_protocol.program_output import CONTEXT_BYTES
@@ -101,3 +107,28 @@ class LenientOutput:
 
 class LabHost(LenientOutput, Host):
     """The lab's hosts: Mininet's, with :class:`LenientOutput`."""
+
+
+class LabRemoteController(LenientOutput, RemoteController):
+    """Mininet's remote controller, with :class:`LenientOutput`, that finds
+    out whether the controller listens without printing what it says.
+
+    Mininet asks ``echo A | telnet -e A IP PORT`` in the node's shell.  The
+    controller answers a connection with an OpenFlow HELLO, eight bytes
+    whose last four (the xid) are random.  When telnet prints it before it
+    quits (a race), it lands on the pty, and random bytes are often not
+    UTF-8: Mininet's reader raised ``'utf-8' codec can't decode byte 0x85``
+    (0x91, ...) out of ``Mininet.addController``, and ``mpa-lab run`` stopped
+    as a session started, with that line alone.  A connect() tells as much
+    and reads nothing."""
+
+    connect_timeout_s = 2.0
+
+    def isListening(self, ip, port):
+        try:
+            socket.create_connection((ip, port), timeout=self.connect_timeout_s).close()
+        except OSError as exc:
+            warn(f"Unable to contact the remote controller at {ip}:{port} "
+                 f"({exc.strerror or exc})\n")
+            return False
+        return True

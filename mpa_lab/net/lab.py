@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from mininet.link import Link
 from mininet.net import Mininet
-from mininet.node import OVSSwitch, RemoteController
+from mininet.node import OVSSwitch
 
 # Importing mininet.log makes every logger created afterwards in this process
 # a MininetLogger (level 25, a stderr handler of its own), which would drop
@@ -38,7 +38,7 @@ from mininet.node import OVSSwitch, RemoteController
 logging.setLoggerClass(logging.Logger)
 
 from mpa_lab.net import native_tunnelling, tunnel_setup
-from mpa_lab.net.host_output import LabHost, LenientOutput
+from mpa_lab.net.host_output import LabHost, LabRemoteController, LenientOutput
 from mpa_protocol.schema import ConfigError
 from mpa_sdn.domain_view import domain_of_switches
 from mpa_sdn.interface_names import host_name, port_name
@@ -291,7 +291,7 @@ class Lab:
                       autoStaticArp=False, waitConnected=False)
         self.net = net
         for c in self.controllers.values():
-            net.addController(c.name, controller=RemoteController, ip=c.ip, port=c.port)
+            net.addController(c.name, controller=LabRemoteController, ip=c.ip, port=c.port)
         for switch in self.graph.switch_ids():
             net.addSwitch(switch, cls=LabSwitch, dpid=f"{self.graph.dpid(switch):016x}",
                           domain_controller=self.controller_of[switch])

@@ -153,3 +153,16 @@ def test_a_host_printing_bytes_that_are_not_utf8_does_not_stop_the_lab(lab, capl
                for m in caplog.messages), caplog.messages
     assert host.cmd("echo after").strip() == "after"
     assert ping(host, "10.0.0.10").ok, "the lab goes on"
+
+
+def test_the_lab_s_controller_nodes_read_their_shell_as_hosts_do(lab):
+    """Mininet probed each remote controller with telnet on the controller
+    node's pty, which printed the controller's binary OpenFlow HELLO now and
+    then: mpa-lab run stopped at a session's start."""
+    from mpa_lab.net.host_output import LabRemoteController
+
+    assert lab.net.controllers and all(isinstance(c, LabRemoteController)
+                                       for c in lab.net.controllers)
+    node = lab.net.controllers[0]
+    assert node.cmd("printf '\\004\\000\\000\\010\\205\\221\\n'").strip() == \
+        "\x04\x00\x00\x08\ufffd\ufffd"

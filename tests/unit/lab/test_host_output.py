@@ -7,8 +7,10 @@ was raised, its traceback in the run's log."""
 
 import logging
 import os
+import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 from mininet.node import Node
@@ -17,7 +19,8 @@ from mpa_lab.experiment.handover_driver import _not_a_document
 from mpa_lab.experiment.preconfigure import run_mpa_mn
 from mpa_lab.experiment.run_log import RunLog, describe
 from mpa_lab.net.controller_process import ControllerProcess
-from mpa_lab.net.host_output import LabHost, LenientOutput, OutputDecoder, decoded
+from mpa_lab.net.host_output import (LabHost, LabRemoteController, LenientOutput,
+                                     OutputDecoder, decoded)
 from mpa_lab.traffic.streams import _stop
 from mpa_mn.vif import Ip, VifError
 from mpa_protocol.program_output import OutputError, json_output, utf8
@@ -267,3 +270,26 @@ def test_mpa_lab_run_stopped_by_such_an_error_says_where_and_logs_its_traceback(
     written = log.read_text()
     assert "Traceback (most recent call last):" in written
     assert "in a_session_whose_host_printed_0x85" in written
+
+
+def test_the_controller_probe_connects_and_prints_nothing_the_controller_says(caplog):
+    """Mininet's probe (telnet on the node's pty) printed the controller's
+    OpenFlow HELLO, whose random xid stopped a run now and then."""
+    probe = LabRemoteController.__new__(LabRemoteController)   # no shell: nothing to print on
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def hello():
+            conn, _ = listener.accept()
+            with conn:
+                conn.sendall(b"\x04\x00\x00\x08\x85\x91\xff\x00")   # HELLO, its xid
+        answering = threading.Thread(target=hello)
+        answering.start()
+        assert probe.isListening("127.0.0.1", port) is True
+        answering.join(5)
+    with caplog.at_level(logging.WARNING, logger="mininet"):
+        assert probe.isListening("127.0.0.1", port) is False   # nobody listens any more
+    assert caplog.messages[-1].startswith(
+        f"Unable to contact the remote controller at 127.0.0.1:{port} (")
