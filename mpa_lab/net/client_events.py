@@ -10,6 +10,11 @@ policy engine told it to switch.  Moving the link before that line is a
 race the client loses: it counts the carrier's changes from just before it
 prints the line, so a switch that came earlier is never seen.
 
+A plain ``move`` finds such a client itself (:func:`waiting_clients`): an
+``mpa-mn`` process in the MN's network namespace that waits for its link
+(``handover`` or ``reactive`` with ``--wait-link``, or ``follow``), and the
+file its output goes to, if it goes to one.
+
 A client that fails before it is ready says so on stderr, one line
 ``mpa-mn: NET: CODE: MESSAGE`` (or ``mpa-mn: COMMAND: ...``), and with
 ``--json`` ends with its document; a crash ends with a traceback.  With
@@ -19,6 +24,8 @@ A client that fails before it is ready says so on stderr, one line
 from __future__ import annotations
 
 import json
+import os
+import stat
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -126,3 +133,73 @@ def _read(path: str) -> str | None:
     except OSError as exc:
         raise NotReady(f"cannot read {path}: {exc.strerror or exc}") from None
     return data.decode("utf-8", errors="replace")
+
+
+# -- a client waiting in an MN's host ----------------------------------------------------
+
+CLIENT = "mpa-mn"
+CLIENT_MODULE = "mpa_mn.cli"
+WAIT_LINK = "--wait-link"
+
+
+@dataclass(frozen=True)
+class WaitingClient:
+    """An mpa-mn waiting for its MN's link to switch."""
+
+    pid: int
+    command: tuple[str, ...]     # its arguments after the program
+    output: str | None           # the regular file its stdout goes to, if any
+
+    def __str__(self) -> str:
+        return f"mpa-mn {' '.join(self.command)} (pid {self.pid})"
+
+
+def waiting_for_link(argv: list[str]) -> tuple[str, ...] | None:
+    """``argv``'s arguments if it is an mpa-mn that waits for the link to
+    switch (``handover``/``reactive`` ``--wait-link``, ``follow``); else None."""
+    for index, arg in enumerate(argv[:3]):
+        if os.path.basename(arg) == CLIENT:
+            command = tuple(argv[index + 1:])
+            break
+        if arg == "-m" and argv[index + 1:index + 2] == [CLIENT_MODULE]:
+            command = tuple(argv[index + 2:])
+            break
+    else:
+        return None
+    if "follow" in command or (WAIT_LINK in command and (
+            "handover" in command or "reactive" in command)):
+        return command
+    return None
+
+
+def network_namespace(pid: int, proc: str = "/proc") -> tuple[int, int]:
+    """Which network namespace ``pid`` is in (device and inode of its ns/net)."""
+    found = os.stat(os.path.join(proc, str(pid), "ns", "net"))
+    return found.st_dev, found.st_ino
+
+
+def waiting_clients(namespace: tuple[int, int], proc: str = "/proc") -> list[WaitingClient]:
+    """The mpa-mn processes in ``namespace`` (:func:`network_namespace`) that
+    wait for the link to switch, lowest pid first.  A process that ends while
+    it is looked at is left out."""
+    found = []
+    for entry in sorted((e for e in os.listdir(proc) if e.isdigit()), key=int):
+        try:
+            with open(os.path.join(proc, entry, "cmdline"), "rb") as f:
+                argv = [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+            command = waiting_for_link(argv)
+            if command is None or network_namespace(int(entry), proc) != namespace:
+                continue
+            found.append(WaitingClient(int(entry), command, _output_file(proc, entry)))
+        except OSError:
+            continue
+    return found
+
+
+def _output_file(proc: str, pid: str) -> str | None:
+    """The regular file the process's stdout goes to, or None (a terminal, a pipe)."""
+    try:
+        path = os.readlink(os.path.join(proc, pid, "fd", "1"))
+        return path if stat.S_ISREG(os.stat(path).st_mode) else None
+    except OSError:
+        return None

@@ -10,7 +10,9 @@ and the lab's re-addressing would race it (its ``ip`` run then fails on an
 address already gone).  That is ``move --link-only``, and ``move
 --when-ready FILE`` first waits for the client's ready event in the file its
 output goes to (mpa_lab/net/client_events.py), so a script can start the
-client in the background and move the link once it may.
+client in the background and move the link once it may.  A plain ``move``
+does the same by itself when it finds such a client running in the MN (the
+ready event from the file its stdout goes to, if it goes to one).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ import shlex
 from mininet.cli import CLI
 from mininet.log import error, output
 
-from mpa_lab.net.client_events import NotReady, wait_ready
+from mpa_lab.net.client_events import (NotReady, WaitingClient, network_namespace,
+                                       wait_ready, waiting_clients)
 
 DEFAULT_READY_TIMEOUT_S = 30.0
-MOVE_USAGE = "move [--link-only] [--when-ready FILE [--timeout S]] MN POA"
+MOVE_USAGE = "move [--link-only] [--when-ready FILE] [--timeout S] MN POA"
 
 
 class UsageError(Exception):
@@ -53,25 +56,26 @@ def _move_parser() -> _Parser:
 
 class LabCLI(CLI):
     prompt = "mpa-lab> "
+    proc = "/proc"    # where the MNs' processes are looked for
 
     def __init__(self, lab, **kwargs):
         self.lab = lab
         super().__init__(lab.net, **kwargs)
 
     def do_move(self, line):
-        """move [--link-only] [--when-ready FILE [--timeout S]] MN POA: move a
+        """move [--link-only] [--when-ready FILE] [--timeout S] MN POA: move a
         mobile node's link to another point of attachment.
         Alone, in another network the MN also takes the lab's address and
-        gateway there (a handover without MPA, done for it).
-        --link-only: the link and nothing else; the MN's client (mpa-mn
-        handover/reactive --wait-link, follow) addresses the interface.
+        gateway there (a handover without MPA, done for it), unless an
+        mpa-mn in the MN waits for its link (handover or reactive with
+        --wait-link, follow): then only the link moves, once the client's
+        ready event is in the file its output goes to (if it goes to one).
+        --link-only: the link and nothing else; the MN's client addresses it.
         --when-ready FILE: first wait (up to --timeout S, default 30) for the
         client's ready event in FILE, where its output goes; implies
         --link-only."""
         try:
             args = _move_parser().parse_args(shlex.split(line))
-            if args.timeout is not None and args.when_ready is None:
-                raise UsageError("--timeout is how long --when-ready waits")
             if args.timeout is not None and args.timeout < 0:
                 raise UsageError("--timeout must not be negative")
         except (UsageError, ValueError) as exc:
@@ -86,9 +90,14 @@ class LabCLI(CLI):
         if here.id == poa:
             output(f"{mn} is at {poa} already; nothing moved\n")
             return
-        if args.when_ready is not None and not self._client_ready(args, mn, poa):
+        link_only, ready_file = args.link_only or args.when_ready is not None, args.when_ready
+        if not link_only and (client := self._waiting_client(mn)) is not None:
+            link_only, ready_file = True, client.output
+            output(f"{mn} runs {client}, which sets its addresses: only its link moves"
+                   + ("" if ready_file else " (its output goes to no file: no ready event "
+                      "to wait for)") + "\n")
+        if ready_file is not None and not self._client_ready(ready_file, args.timeout, mn, poa):
             return
-        link_only = args.link_only or args.when_ready is not None
         try:
             address = self.lab.move(mn, poa, readdress=not link_only)
         except (ValueError, RuntimeError, OSError) as exc:
@@ -111,12 +120,20 @@ class LabCLI(CLI):
             return f"unknown PoA {poa} ({', '.join(sorted(topology.poas))})"
         return None
 
-    def _client_ready(self, args, mn: str, poa: str) -> bool:
-        """Whether the client writing to ``args.when_ready`` got ready for
-        ``poa``'s network; if not, why is printed and nothing moves."""
-        timeout_s = DEFAULT_READY_TIMEOUT_S if args.timeout is None else args.timeout
+    def _waiting_client(self, mn: str) -> WaitingClient | None:
+        """An mpa-mn in ``mn``'s host waiting for its link, if one runs."""
         try:
-            event = wait_ready(args.when_ready, timeout_s)
+            namespace = network_namespace(self.lab.host(mn).pid, self.proc)
+            clients = waiting_clients(namespace, self.proc)
+        except OSError:
+            return None
+        return clients[0] if clients else None
+
+    def _client_ready(self, path: str, timeout_s: float | None, mn: str, poa: str) -> bool:
+        """Whether the client writing to ``path`` got ready for ``poa``'s
+        network; if not, why is printed and nothing moves."""
+        try:
+            event = wait_ready(path, DEFAULT_READY_TIMEOUT_S if timeout_s is None else timeout_s)
         except NotReady as exc:
             error(f"move: {exc}; {mn} stays at {self.lab.location[mn].id}\n")
             return False

@@ -5,18 +5,56 @@ lab that only records what it is asked: no Mininet network, no root."""
 import json
 import logging
 import os
+from types import SimpleNamespace
 
 import pytest
 from mininet.log import lg, setLogLevel
 
 from support.paths import DEFAULT_TOPOLOGY
-from mpa_lab.net.client_events import NotReady, client_said, wait_ready
+from mpa_lab.net.client_events import (NotReady, client_said, network_namespace, wait_ready,
+                                       waiting_clients, waiting_for_link)
 from mpa_lab.net.lab import LinkSwitch
 from mpa_lab.net.lab_cli import LabCLI
 from mpa_sdn.config import load_topology
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 
 READY = {"event": "ready", "network": "net-a2", "address": "10.1.2.199", "mode": "buffer"}
+HOST_PID = 100          # mn1's shell, in the fake /proc
+HANDOVER = ["/venv/bin/python3", "/venv/bin/mpa-mn", "--json", "handover", "net-a2", "--home",
+            "10.255.0.1", "--wait-link"]
+
+
+class FakeProc:
+    """A /proc with mn1's shell in a network namespace of its own, and the
+    processes a test starts: in that namespace, or in another one."""
+
+    def __init__(self, root):
+        self.root = root
+        self._process(HOST_PID, ["bash", "--norc", "-is", "mininet:mn1"])
+        (root / "other-namespace").write_text("")
+
+    def _process(self, pid, argv, namespace=None, output=None):
+        directory = self.root / str(pid)
+        (directory / "ns").mkdir(parents=True)
+        (directory / "fd").mkdir()
+        (directory / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+        if namespace is None and pid == HOST_PID:
+            (directory / "ns" / "net").write_text("")       # the namespace: this file's inode
+        else:
+            os.link(namespace or self.root / str(HOST_PID) / "ns" / "net", directory / "ns" / "net")
+        if output is not None:
+            os.symlink(output, directory / "fd" / "1")
+
+    def start(self, pid, argv, output=None, elsewhere=False):
+        self._process(pid, argv, self.root / "other-namespace" if elsewhere else None, output)
+
+
+@pytest.fixture(autouse=True)
+def proc(tmp_path, monkeypatch):
+    """The CLI looks for an MN's clients in a fake /proc (none unless a test starts one)."""
+    fake = FakeProc(tmp_path / "proc")
+    monkeypatch.setattr(LabCLI, "proc", str(fake.root))
+    return fake
 
 
 class RecordingLab:
@@ -31,6 +69,9 @@ class RecordingLab:
                          for mn in self.topology.mobile_nodes.values()}
         self.moves = []
         self.link_switches = []
+
+    def host(self, name):
+        return SimpleNamespace(pid=HOST_PID)
 
     @property
     def last_link_switch(self):
@@ -76,11 +117,66 @@ def run_cli(tmp_path, lab, *commands):
         LabCLI(lab, stdin=stdin, script=str(script))
 
 
-def test_move_re_addresses_the_mn_as_before(tmp_path, said):
+def test_move_re_addresses_the_mn_as_before(tmp_path, said, proc):
+    proc.start(200, ["/venv/bin/python3", "/venv/bin/mpa-mn", "status"])   # waits for nothing
+    proc.start(201, HANDOVER, elsewhere=True)                            # in another host
     lab = RecordingLab()
     run_cli(tmp_path, lab, "move mn1 ap-a2-1")
     assert lab.moves == [("mn1", "ap-a2-1", True)]
     assert "mn1 is at ap-a2-1 (net-a2) with 10.1.2.199" in said.text
+
+
+def test_move_finds_a_client_waiting_in_the_mn_and_moves_only_the_link_once_it_is_ready(
+        tmp_path, said, proc):
+    out = tmp_path / "handover.log"
+    out.write_text(json.dumps(READY) + "\n")
+    proc.start(300, HANDOVER, output=out)
+    lab = RecordingLab()
+    run_cli(tmp_path, lab, "move mn1 ap-a2-1")
+    assert lab.moves == [("mn1", "ap-a2-1", False)]
+    assert ("mn1 runs mpa-mn --json handover net-a2 --home 10.255.0.1 --wait-link (pid 300), "
+            "which sets its addresses: only its link moves\n") in said.text
+    assert "mn1's client is ready (ready event for net-a2)" in said.text
+
+
+def test_move_does_not_move_a_found_client_s_mn_before_it_is_ready(tmp_path, said, proc):
+    out = tmp_path / "handover.log"
+    out.write_text("")
+    proc.start(300, HANDOVER, output=out)
+    lab = RecordingLab()
+    run_cli(tmp_path, lab, "move --timeout 0 mn1 ap-a2-1")
+    assert lab.moves == []
+    assert f"move: no ready event in {out} within 0 s" in said.text
+
+
+def test_a_found_client_writing_to_no_file_gets_its_link_moved_at_once(tmp_path, said, proc):
+    proc.start(300, ["python3", "-m", "mpa_mn.cli", "follow", "--home", "10.255.0.1"])
+    lab = RecordingLab()
+    run_cli(tmp_path, lab, "move mn1 ap-a2-1")
+    assert lab.moves == [("mn1", "ap-a2-1", False)]
+    assert ("mn1 runs mpa-mn follow --home 10.255.0.1 (pid 300), which sets its addresses: "
+            "only its link moves (its output goes to no file: no ready event to wait for)"
+            ) in said.text
+
+
+@pytest.mark.parametrize("argv, waits", [
+    (HANDOVER, True),
+    (["/venv/bin/mpa-mn", "reactive", "net-a2", "--home", "h", "--wait-link"], True),
+    (["/venv/bin/mpa-mn", "follow", "--home", "h"], True),
+    (["/venv/bin/mpa-mn", "handover", "net-a2", "--home", "h"], False),   # no --wait-link
+    (["/venv/bin/mpa-mn", "standby", "net-a2", "--wait-loss"], False),
+    (["/venv/bin/mpa-traffic", "receive", "--wait-link", "handover"], False),
+    (["bash", "-c", "mpa-mn handover net-a2 --wait-link"], False),   # its shell, not it
+])
+def test_which_processes_are_clients_waiting_for_the_link(argv, waits):
+    assert (waiting_for_link(argv) is not None) == waits
+
+
+def test_clients_are_found_in_the_mn_s_namespace_only(tmp_path, proc):
+    proc.start(301, HANDOVER, output=tmp_path)           # a directory: not a file to read
+    proc.start(302, HANDOVER, elsewhere=True)
+    found = waiting_clients(network_namespace(HOST_PID, str(proc.root)), str(proc.root))
+    assert [(c.pid, c.output) for c in found] == [(301, None)]
 
 
 def test_move_link_only_leaves_the_addresses_to_the_mn_s_client(tmp_path, said):
@@ -127,7 +223,6 @@ def test_move_when_ready_moves_nothing_unless_the_client_is_ready_for_that_netwo
 @pytest.mark.parametrize("command, message", [
     ("move mn1", "move: the following arguments are required: poa"),
     ("move --sideways mn1 ap-a2-1", "move: unrecognized arguments: --sideways"),
-    ("move --timeout 3 mn1 ap-a2-1", "move: --timeout is how long --when-ready waits"),
     ("move --when-ready f --timeout -1 mn1 ap-a2-1", "move: --timeout must not be negative"),
     ("move --when-ready f --timeout soon mn1 ap-a2-1", "move: argument --timeout: invalid"),
     ("move cn1 ap-a2-1", "move: cn1 is not a mobile node (mn1)"),
