@@ -273,9 +273,10 @@ def up(args) -> int:
     from mpa_lab.net.lab_cli import LabCLI
 
     def body(lab, controllers):
-        print("Mininet's CLI, plus: move MN POA (a link-layer handover; --link-only when "
-              "the MN's mpa-mn addresses it, --when-ready FILE to wait for its ready "
-              "event first), poas. Ctrl-D or exit tears the lab down.", flush=True)
+        print("Mininet's CLI, plus: move MN POA (a link-layer handover; only the link when "
+              "an mpa-mn in the MN waits for it, or with --link-only; --when-ready FILE "
+              "waits for the client's ready event first), poas. Ctrl-D or exit tears the "
+              "lab down.", flush=True)
         LabCLI(lab, script=args.script)
         return 0
     return _run_lab(args, body, log_level="output")
