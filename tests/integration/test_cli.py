@@ -79,7 +79,10 @@ def test_the_readme_s_mpa_handover_by_hand_in_mpa_lab_up(prerequisites, tmp_path
         # they type a plain move (just started in the background, it may not be yet).
         f"mn1 timeout 60 sh -c 'until grep -q ready {logs[1]}; do sleep 0.1; done'\n"
         "move mn1 ap-b1-1\n"
-        "mn1 wait\n" + traffic)
+        "mn1 wait\n" + traffic
+        # The controller's record of both, with the token mpa-lab up wrote for its user.
+        + f'sh curl -s -H "Authorization: Bearer $(cat {tmp_path}/api-token)" '
+        f"http://127.0.0.1:{REST_PORT}/mpa/v1/handovers\n")
     out = mpa_lab("up", "--topology", topology, "--script", str(script), out_dir=tmp_path,
                   timeout_s=240)
     assert "mn1's client is ready (ready event for net-a2)" in out
@@ -97,6 +100,9 @@ def test_the_readme_s_mpa_handover_by_hand_in_mpa_lab_up(prerequisites, tmp_path
         assert result["address"] == ready["address"] and result["address"].startswith(prefix)
         assert "arrived" in result, result    # the controller took it: not switched back
     assert out.count("3 packets transmitted, 3 received") == 4, out
+    (records,) = [json.loads(line) for line in out.splitlines() if line.startswith("[{")]
+    assert [(r["to_poa"], r["phase"], r["switched_back"]) for r in records] == [
+        ("ap-a2-1", "completed", False), ("ap-b1-1", "completed", False)], records
     assert "Traceback" not in out
 
 
