@@ -69,9 +69,6 @@ class OutputDecoder:
                     text[max(0, first - CONTEXT_BYTES):first])
         return _ESCAPED.sub(REPLACEMENT, text)
 
-    def reset(self) -> None:
-        self._decoder.reset()
-
 
 def decoded(data: bytes, source: str) -> str:
     """A command's whole output, decoded as :class:`OutputDecoder` does."""
