@@ -353,9 +353,12 @@ def _print_plan(scenario, out: str) -> None:
     if scenario.description:
         print(f"  {scenario.description}")
     print(f"  topology {scenario.topology_path}")
-    print(f"  traffic: {t.protocol.upper()} from {t.source}, {t.rate_pps} packets/s of "
+    unit = "records" if t.protocol == "tcp" else "packets"
+    print(f"  traffic: {t.protocol.upper()} from {t.source}, {t.rate_pps} {unit}/s of "
           f"{t.size} bytes, to "
-          + ", ".join(f"{m.id}'s home address" for m in scenario.mobile_nodes))
+          + (", ".join(f"{m.id}'s home address" for m in scenario.mobile_nodes)
+             if len(scenario.mobile_nodes) <= 3
+             else f"each of {len(scenario.mobile_nodes)} MNs' home address"))
     domains = scenario.topology.domains
     if scenario.per_domain:
         print("  controllers: one per domain: " + ", ".join(
@@ -369,7 +372,9 @@ def _print_plan(scenario, out: str) -> None:
         marks = ["*" if scenario.domain_of_poa(here) != scenario.domain_of_poa(poa) else ""
                  for _, here, poa in moves]
         crossing = crossing or any(marks)
-        print(f"  {mode}: {len(moves)} handover(s) x {scenario.repetitions}: "
+        together = (f" in {len(scenario.moments(mode))} moments, every MN at once"
+                    if scenario.together else "")
+        print(f"  {mode}: {len(moves)} handover(s){together} x {scenario.repetitions}: "
               + " ".join(f"{mn}->{poa}{mark}" for (mn, _, poa), mark in zip(moves[:6], marks))
               + (" ..." if len(moves) > 6 else ""))
     if crossing:

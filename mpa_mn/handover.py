@@ -13,12 +13,13 @@ the target's AR buffers for the nCoA, under the SA with the target, as
 before).  The link-layer switch (step 5) is not the MN's
 doing; it waits for its carrier to drop and come back.
 
-After the switch (:meth:`Handover.attach`, step 6): the nCoA goes on the
+After the switch (:meth:`Handover.attach`, step 6): a gratuitous ARP
+announces the nCoA at once (the controller learns the MN at its new PoA from
+it and delivers the buffer to its home address), then the nCoA goes on the
 physical interface with the network's router as default route and a
 permanent neighbour entry for it (its MAC came with the configuration, so
-no ARP is needed, RFC 6252 Appendix B), the previous CoA goes, a gratuitous
-ARP announces the nCoA, and ``arrived`` goes to the AR in-band from the
-nCoA.  If the tunnel was a VXLAN one the MN ends (:mod:`mpa_mn.vxlan_end`),
+no ARP is needed, RFC 6252 Appendix B), the previous CoA goes, and
+``arrived`` goes to the AR in-band from the nCoA.  If the tunnel was a VXLAN one the MN ends (:mod:`mpa_mn.vxlan_end`),
 the rule steering the nCoA's packets into it goes first, in the same run:
 from then on they leave from the physical interface.  All of that sits
 inside the handover's interruption, so it is planned before the switch
@@ -381,9 +382,13 @@ class Handover(HostRun):
             if arrive:
                 arrived = arrived or self.node.switch_ahead(plan.network, "arrived",
                                                             source=plan.address)
+            # The announcement first: it is how the controller sees the MN at
+            # its new PoA, and the buffer it then delivers goes to the home
+            # address, which needs nothing the ip run sets up; waiting for
+            # the ip run (a process: milliseconds) kept the buffer waiting too.
+            announced = self._timed(timings, "gratuitous_arp", announcement.send)
             self._timed(timings, "ip", self.ip.batch, plan.commands())
             self.node.address = plan.address    # the MN's current address from now on
-            announced = self._timed(timings, "gratuitous_arp", announcement.send)
             attached_at = self.wall_ns()
             if arrive:
                 signalled = self._arrived(arrived, timings)

@@ -37,6 +37,7 @@ import select
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from collections.abc import Mapping
@@ -93,6 +94,7 @@ class HandoverResult:
     switched_back_ms: float | None = None  # failed handovers: ready -> the controller gave up
     errors: list[str] = field(default_factory=list)
     stderr: str = ""
+    moment: int | None = None          # the caller's: which moment of its plan it started in
 
     @property
     def ok(self) -> bool:
@@ -253,6 +255,7 @@ class HandoverDriver:
         self.mobile_nodes = mobile_nodes
         self.domains = dict(domains) if domains is not None else None
         self.results: list[HandoverResult] = []
+        self._lock = threading.Lock()     # handovers in threads of their own (together)
 
     @property
     def domain_rest_ports(self) -> dict[str, int] | None:
@@ -421,6 +424,33 @@ class HandoverDriver:
                                              self.home_domain(mn))
         return self._run(result, args, ready)
 
+    def together(self, moves: list[tuple[str, str]], one: Callable[[str, str], HandoverResult]
+                 ) -> list[HandoverResult]:
+        """``one(mn, poa)`` for every move at once, each in a thread of its
+        own: every client starts in the same moment, their MPA steps run
+        concurrently, and each MN's link moves as soon as its own client is
+        ready, as a real MN's would.  (Holding the early ones back until
+        all are ready would keep their traffic in the buffer meanwhile, a
+        wait no MN makes, counted in their interruption.)  Then each
+        attaches and settles.  The results in ``moves``' order."""
+        out: list[HandoverResult | BaseException | None] = [None] * len(moves)
+
+        def run(index: int, mn: str, poa: str) -> None:
+            try:
+                out[index] = one(mn, poa)
+            except BaseException as exc:  # noqa: BLE001 - raised again below, in this thread
+                out[index] = exc
+        threads = [threading.Thread(target=run, args=(i, mn, poa), name=f"handover-{mn}")
+                   for i, (mn, poa) in enumerate(moves)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for item in out:
+            if isinstance(item, BaseException):
+                raise item
+        return out
+
     # -- steps --------------------------------------------------------------
 
     def _run(self, result: HandoverResult, args: list[str], ready) -> HandoverResult:
@@ -456,10 +486,11 @@ class HandoverDriver:
                mode: str | None = None) -> HandoverResult:
         here = self.lab.location[mn]
         target = self.lab.graph.poa(target_poa)
-        result = HandoverResult(len(self.results) + 1, kind, mn, here.network, target.network,
-                                here.id, target.id, buffer_old, mode,
-                                started_wall_ns=time.time_ns())
-        self.results.append(result)
+        with self._lock:
+            result = HandoverResult(len(self.results) + 1, kind, mn, here.network,
+                                    target.network, here.id, target.id, buffer_old, mode,
+                                    started_wall_ns=time.time_ns())
+            self.results.append(result)
         return result
 
     def _handover_args(self, result: HandoverResult, wait_link: bool) -> list[str]:
@@ -496,7 +527,8 @@ class HandoverDriver:
         except (OSError, RuntimeError, ValueError) as exc:
             result.errors.append(f"the lab could not move {mn} to {poa}: {exc}")
             return
-        result.link.append(self.lab.last_link_switch)
+        # This MN's: with handovers together, others move at the same time.
+        result.link.append(next(s for s in reversed(self.lab.link_switches) if s.host == mn))
 
     def _finish(self, process, lines: Lines, result: HandoverResult, timeout_s: float,
                 expect_success: bool) -> None:

@@ -14,6 +14,11 @@
   by side: the interruption beyond the link-layer switch (median, whisker
   to the worst; log scale) and the packets lost, duplicated and reordered
   during them.  Drawn when some handover's domains are known.
+* ``tcp.png`` (a TCP stream): per mode, each handover's longest stall
+  beside its link-layer switch, and the median throughput before, around
+  and after the handovers, the retransmissions and RTOs in the title.
+* ``mobile-nodes.png`` (more than one MN): per mode and MN, the packets
+  lost, duplicated and reordered, and the median interruption.
 """
 
 from __future__ import annotations
@@ -51,7 +56,59 @@ def write_plots(results: dict, out_dir: str) -> list[str]:
            for r in body["handovers"]):
         paths.append(_save(plt, _domains(plt, results, modes),
                            os.path.join(out_dir, "domains.png")))
+    tcp = {m: body for m, body in modes.items() if (body.get("summary") or {}).get("tcp")}
+    if tcp:
+        paths.append(_save(plt, _tcp(plt, tcp), os.path.join(out_dir, "tcp.png")))
+    many = {m: body for m, body in modes.items() if (body.get("summary") or {}).get("per_mn")}
+    if many:
+        paths.append(_save(plt, _mobile_nodes(plt, many),
+                           os.path.join(out_dir, "mobile-nodes.png")))
     return paths
+
+
+def _tcp(plt, modes: dict):
+    """Per mode (a row): the stalls per handover, the throughput windows."""
+    figure, axes = plt.subplots(len(modes), 2, figsize=(12, 3.4 * len(modes)), squeeze=False)
+    for (mode, body), (left, right) in zip(modes.items(), axes):
+        rows = [r for r in body["handovers"] if r.get("tcp")]
+        x = [r["index"] for r in rows]
+        left.bar(x, [r["tcp"]["stall_ms"] or 0 for r in rows], color="tab:red",
+                 label="longest stall")
+        left.plot(x, [r["link_layer_ms"] or 0 for r in rows], "k_", markersize=14,
+                  label="link-layer switch")
+        left.set_xticks(x)
+        left.set(xlabel="handover", ylabel="ms", title=f"{LABELS.get(mode, mode)}: stall")
+        left.legend(fontsize=8)
+        t = body["summary"]["tcp"]
+        names = ("before", "around", "after")
+        right.bar(names, [t["throughput_mbps_p50"][n] or 0 for n in names], color="tab:blue")
+        right.set(ylabel="Mbit/s (median)",
+                  title=f"throughput; retransmissions {t['retransmits']}, "
+                        f"RTOs {t['timeouts']}, TCPTimeouts {t['ns_timeouts']}")
+    figure.tight_layout()
+    return figure
+
+
+def _mobile_nodes(plt, modes: dict):
+    """Per mode (a row): each MN's lost, duplicated and reordered packets,
+    and its median interruption."""
+    figure, axes = plt.subplots(len(modes), 2, figsize=(12, 3.4 * len(modes)), squeeze=False)
+    for (mode, body), (left, right) in zip(modes.items(), axes):
+        per = body["summary"]["per_mn"]
+        names = list(per)
+        x = range(len(names))
+        for offset, (key, color) in enumerate((("lost", "tab:red"), ("duplicates", "tab:orange"),
+                                               ("reordered", "tab:purple"))):
+            left.bar([i + (offset - 1) * 0.27 for i in x], [per[n][key] for n in names],
+                     width=0.27, color=color, label=key)
+        left.set_xticks(list(x), names, rotation=45, fontsize=8)
+        left.set(ylabel="packets", title=f"{LABELS.get(mode, mode)}: per MN")
+        left.legend(fontsize=8)
+        right.bar(names, [per[n]["interruption_ms_p50"] or 0 for n in names], color="tab:green")
+        right.tick_params(axis="x", rotation=45, labelsize=8)
+        right.set(ylabel="ms", title="median interruption")
+    figure.tight_layout()
+    return figure
 
 
 def _save(plt, figure, path: str) -> str:

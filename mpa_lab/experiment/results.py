@@ -23,6 +23,8 @@ handover mode and the controllers are responsible for.
 
 from __future__ import annotations
 
+import re
+
 from mpa_lab.experiment.scenario import (MODES, MPA, MPA_BICAST, MPA_BUFFER, MPA_COPY_FORWARD,
                                          REACTIVE)
 from mpa_lab.traffic.analysis import percentile
@@ -88,15 +90,18 @@ def timeline(arrivals, window: dict, zero_ns: int) -> dict:
 
 
 def handover_row(index: int, repetition: int, result, window: dict, record: dict,
-                 points: dict, domains: tuple[str, str] | None = None) -> dict:
+                 points: dict, domains: tuple[str, str] | None = None,
+                 tcp: dict | None = None) -> dict:
     """``domains``: those of the networks it left and reached (None: not
-    known, and whether it crossed domains is null)."""
+    known, and whether it crossed domains is null).  ``tcp``: a TCP
+    stream's figures (mpa_lab/traffic/tcp_analysis.py's ``handover``)."""
     buffer = record.get("buffer") or {}
     copies = record.get("copies")
     interruption = (window.get("longest_gap") or {}).get("ms")
     link_layer = result.link_layer_ms
     return {
-        "index": index, "repetition": repetition, "mn": result.mn, "kind": result.kind,
+        "index": index, "repetition": repetition, "moment": getattr(result, "moment", None),
+        "mn": result.mn, "kind": result.kind,
         "from": result.from_network, "to": result.to_network,
         "from_poa": result.from_poa, "to_poa": result.to_poa,
         "from_domain": domains[0] if domains else None,
@@ -115,12 +120,21 @@ def handover_row(index: int, repetition: int, result, window: dict, record: dict
         "buffer_added_delay_max_ms": buffer.get("max_delay_ms"),
         "signal_to_flows_ms": record.get("signal_to_flows_ms"),
         "arrival": record.get("arrival"),
+        # The controller's steps after the arrival, and what it delivered
+        # after cutting to the direct path (late: the candidates to overtake).
+        "controller_steps_ms": record.get("steps_ms"),
+        "relayed": record.get("relayed"),
+        "late_delivered": record.get("late_delivered"),
         **({"copies": copies} if copies else {}),
         "client_timings_ms": result.report.get("timings_ms"),
         # Wall-clock marks (ns), comparable with the receiver's and the lab's.
         "client_marks": {k: v for k, v in result.report.items()
                          if k.endswith("_at") and isinstance(v, int)},
         "loss_wall_ns": result.loss_wall_ns,
+        # The lab's link switch (wall-clock ns): MNs moving together overlap.
+        "link_down_wall_ns": result.link[0].down_wall_ns if result.link else None,
+        "link_up_wall_ns": result.link[0].up_wall_ns if result.link else None,
+        **({"tcp": tcp} if tcp is not None else {}),
         "timeline": points,
     }
 
@@ -135,11 +149,14 @@ def first_delays_ms(arrivals) -> list[float]:
     return out
 
 
-def summary(rows: list[dict], streams: list[dict], delays_ms: list[float]) -> dict:
+def summary(rows: list[dict], streams: list[dict], delays_ms: list[float],
+            tcp_streams: list[dict] | None = None) -> dict:
     """A mode's summary: ``streams`` are the analyses of its whole streams
-    (every session's, warm-up and pauses included), ``delays_ms`` their
-    pooled one-way delays; the interruption percentiles are over its
-    handovers (``rows``)."""
+    (every session's, warm-up and pauses included; each with its ``mn``),
+    ``delays_ms`` their pooled one-way delays; the interruption percentiles
+    are over its handovers (``rows``).  ``tcp_streams``: each TCP stream's
+    counters' growth over its life (tcp_analysis.stream_totals, with its
+    ``mn``).  With more than one MN, ``per_mn`` says the same per MN."""
     # A failed handover's gap says nothing about the mode: it is counted apart.
     gaps = [r["interruption_ms"] for r in rows if r["ok"] and r["interruption_ms"] is not None]
     received = sum(s["unique"] for s in streams)
@@ -162,7 +179,98 @@ def summary(rows: list[dict], streams: list[dict], delays_ms: list[float]) -> di
         "buffered": sum(r["buffered"] or 0 for r in rows),
         **{name: crossing_summary([r for r in rows if r.get("inter_domain") is inter])
            for name, inter in CROSSINGS},
+        **({"tcp": tcp_summary(rows, tcp_streams)} if tcp_streams else {}),
+        **({"per_mn": per_mn(rows, streams)} if len(_mns(rows, streams)) > 1 else {}),
+        **({"moments": moments_summary(rows)}
+           if any(len(m) > 1 for m in _by_moment(rows).values()) else {}),
     }
+
+
+def _by_moment(rows: list[dict]) -> dict:
+    out: dict = {}
+    for r in rows:
+        if r.get("moment") is not None:
+            out.setdefault((r.get("repetition"), r["moment"]), []).append(r)
+    return out
+
+
+def moments_summary(rows: list[dict]) -> dict:
+    """MNs moving together: per moment, how far apart their links went
+    down (first to last), and in how many moments every link was down at
+    one instant (the last went down before the first came up)."""
+    spreads, overlapping = [], 0
+    moments = [m for m in _by_moment(rows).values() if len(m) > 1]
+    for moment in moments:
+        downs = [r["link_down_wall_ns"] for r in moment if r.get("link_down_wall_ns")]
+        ups = [r["link_up_wall_ns"] for r in moment if r.get("link_up_wall_ns")]
+        if len(downs) == len(moment):
+            spreads.append((max(downs) - min(downs)) / 1e6)
+            overlapping += bool(ups) and len(ups) == len(moment) and max(downs) < min(ups)
+    return {"moments": len(moments), "link_down_spread_ms_p50": _round(percentile(spreads, 50)),
+            "link_down_spread_ms_max": _round(max(spreads, default=None)),
+            "all_links_down_at_once": overlapping}
+
+
+def per_mn(rows: list[dict], streams: list[dict]) -> dict:
+    """Each MN's stream (every session's) and handovers: what its receiver
+    counted, and its handovers' interruption."""
+    out = {}
+    for mn in _mns(rows, streams):
+        mine = [s for s in streams if s.get("mn") == mn]
+        gaps = [r["interruption_ms"] for r in rows
+                if r["mn"] == mn and r["ok"] and r["interruption_ms"] is not None]
+        out[mn] = {"handovers": sum(r["mn"] == mn for r in rows),
+                   "failed": sum(r["mn"] == mn and not r["ok"] for r in rows),
+                   **{key: sum(s[field] for s in mine) for key, field in (
+                       ("sent", "expected"), ("received", "unique"), ("lost", "lost"),
+                       ("duplicates", "duplicated"), ("reordered", "reordered"))},
+                   "interruption_ms_p50": _round(percentile(gaps, 50)),
+                   "interruption_ms_max": _round(max(gaps, default=None))}
+    return out
+
+
+def _mns(rows: list[dict], streams: list[dict]) -> list[str]:
+    """The MNs named, mn2 before mn10."""
+    return sorted({s["mn"] for s in streams if s.get("mn")} | {r["mn"] for r in rows
+                                                                 if r.get("mn")},
+                  key=lambda name: [int(part) if part.isdigit() else part
+                                    for part in re.split(r"(\d+)", name)])
+
+
+def tcp_summary(rows: list[dict], tcp_streams: list[dict]) -> dict:
+    """A mode's TCP figures: over its handovers that succeeded the longest
+    stall (median and worst, and beyond the link-layer switch), throughput
+    in each window (median); over all of them the retransmissions and
+    timeouts counted in them, and over the whole streams the same."""
+    figures = [r["tcp"] for r in rows if r.get("tcp") and r["ok"]]
+
+    def spread(key: str) -> dict:
+        values = [f[key] for f in figures if f.get(key) is not None]
+        return {f"{key}_p50": _round(percentile(values, 50)),
+                f"{key}_max": _round(max(values, default=None))}
+
+    def total(items, key):
+        values = [i.get(key) for i in items]
+        return None if any(v is None for v in values) else sum(values)
+    in_handovers = [r["tcp"] for r in rows if r.get("tcp")]
+    return {**spread("stall_ms"), **spread("stall_beyond_link_layer_ms"),
+            "throughput_mbps_p50": {
+                name: _round(percentile([f["throughput_mbps"][name] for f in figures], 50))
+                for name in ("before", "around", "after")},
+            # The worst handover's: a median hides the one that stalled.
+            "throughput_mbps_min": {
+                name: _round(min((f["throughput_mbps"][name] for f in figures), default=None))
+                for name in ("before", "around", "after")},
+            "retransmits_in_handovers": total(in_handovers, "retransmits"),
+            "timeouts_in_handovers": total(in_handovers, "timeouts"),
+            "ns_timeouts_in_handovers": total(in_handovers, "ns_timeouts"),
+            "retransmits": total(tcp_streams, "total_retrans"),
+            "timeouts": total(tcp_streams, "total_rto"),
+            "ns_timeouts": total(tcp_streams, "ns_timeouts"),
+            "ns_retrans_segs": total(tcp_streams, "ns_retrans_segs"),
+            "ns_loss_probes": total(tcp_streams, "ns_loss_probes"),
+            "timeout_wall_ns": sorted(at for s in tcp_streams for at in s.get("timeout_wall_ns")
+                                      or [])}
 
 
 def crossing_summary(rows: list[dict]) -> dict:
@@ -222,10 +330,62 @@ def table(results: dict) -> str:
                 *_columns(("mode", "", "handovers", "lost", "dup", "reord",
                            "interruption p50", "beyond L2 p50", "max"), split,
                           right={2, 3, 4, 5, 6, 7, 8})]
+    out += _tcp_table(results, modes) + _per_mn_table(results, modes)
     factor = ratio(results)
     if factor is not None:
         out.append(f"\nreactive's median interruption is {factor:g} times mpa_buffer's.")
     return "\n".join(out)
+
+
+def _tcp_table(results: dict, modes: list[str]) -> list[str]:
+    rows = []
+    for mode in modes:
+        t = results["modes"][mode]["summary"].get("tcp")
+        if not t:
+            continue
+        put = t["throughput_mbps_p50"]
+        worst = t.get("throughput_mbps_min", {}).get("around")
+        rows.append((LABELS[mode], _duration(t["stall_ms_p50"]), _duration(t["stall_ms_max"]),
+                     _duration(t["stall_beyond_link_layer_ms_max"]),
+                     " / ".join("-" if put[k] is None else f"{put[k]:g}"
+                                for k in ("before", "around", "after")),
+                     "-" if worst is None else f"{worst:g}",
+                     _count(t["retransmits"]), _count(t.get("ns_loss_probes")),
+                     _count(t["timeouts"]), _count(t["ns_timeouts"])))
+    if not rows:
+        return []
+    return ["", "TCP across the handovers (stall: the longest gap in data at the MN; "
+            "throughput in Mbit/s, median before / around / after, and the worst around; "
+            "over the whole streams "
+            "the retransmissions, of which tail loss probes, and the timeouts (RTOs), the "
+            "socket's and TcpExt TCPTimeouts):",
+            *_columns(("mode", "stall p50", "max", "beyond L2 max", "throughput",
+                       "worst", "retrans", "TLPs", "RTOs", "TCPTimeouts"), rows,
+                      right={1, 2, 3, 5, 6, 7, 8, 9})]
+
+
+def _per_mn_table(results: dict, modes: list[str]) -> list[str]:
+    rows = [(LABELS[mode], mn, _handovers(m), str(m["sent"]), str(m["lost"]),
+             str(m["duplicates"]), str(m["reordered"]), _duration(m["interruption_ms_p50"]),
+             _duration(m["interruption_ms_max"]))
+            for mode in modes
+            for mn, m in (results["modes"][mode]["summary"].get("per_mn") or {}).items()]
+    if not rows:
+        return []
+    together = [f"{LABELS[mode]}: {m['moments']} moments; the links went down within "
+                f"{_duration(m['link_down_spread_ms_p50'])} of each other (median), "
+                f"{_duration(m['link_down_spread_ms_max'])} at worst; all down at one instant "
+                f"in {m['all_links_down_at_once']}"
+                for mode in modes
+                for m in [results["modes"][mode]["summary"].get("moments")] if m]
+    return ["", "Per mobile node (its whole stream):",
+            *_columns(("mode", "MN", "handovers", "sent", "lost", "dup", "reord",
+                       "interruption p50", "max"), rows, right={2, 3, 4, 5, 6, 7, 8}),
+            *together]
+
+
+def _count(value) -> str:
+    return "-" if value is None else str(value)
 
 
 def _handovers(s: dict) -> str:

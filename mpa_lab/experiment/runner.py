@@ -37,8 +37,9 @@ from mpa_lab.aaa.lab_servers import LabAaa
 from mpa_lab.experiment import results as res
 from mpa_lab.experiment.progress import Progress
 from mpa_lab.experiment.run_log import RunLog
+from mpa_lab.traffic import tcp_analysis
 from mpa_lab.experiment.scenario import (MPA, MPA_BICAST, MPA_BUFFER, MPA_COPY_FORWARD,
-                                         REACTIVE, Scenario)
+                                         REACTIVE, TCP, Scenario)
 from mpa_sdn.domain_view import home_domain
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -51,6 +52,13 @@ class Session:
     repetition: int
     name: str
     plan: tuple[tuple[str, str], ...]   # (MN, PoA) per handover
+    # The plan by the moment each handover starts in: one at a time, or
+    # (handovers.together) every MN's at once.
+    moments: tuple[tuple[tuple[str, str], ...], ...] = ()
+
+    def __post_init__(self):
+        if not self.moments:
+            object.__setattr__(self, "moments", tuple((move,) for move in self.plan))
 
 
 def sessions(scenario: Scenario) -> list[Session]:
@@ -64,7 +72,8 @@ def sessions(scenario: Scenario) -> list[Session]:
                 out += [Session(mode, repetition, f"{mode}{suffix}-{k + 1}", (item,))
                         for k, item in enumerate(plan)]
             else:
-                out.append(Session(mode, repetition, f"{mode}{suffix}", plan))
+                moments = tuple(tuple(moment) for moment in scenario.moments(mode))
+                out.append(Session(mode, repetition, f"{mode}{suffix}", plan, moments))
     return out
 
 
@@ -114,7 +123,7 @@ class Experiment:
                         "complete": False, "settings": s.to_dict(),
                         "modes": {m: {"handovers": [], "summary": None, "sessions": []}
                                   for m in s.modes}}
-        self._collected = {m: {"streams": [], "delays": []} for m in s.modes}
+        self._collected = {m: {"streams": [], "delays": [], "tcp": []} for m in s.modes}
         aaa = LabAaa(s.topology)
         try:
             # One set of AAA servers for the whole run: each session's
@@ -171,7 +180,7 @@ class Experiment:
 
     def _in_lab(self, session: Session, controllers, lab, done: list, history: dict,
                 counters: dict, streams: dict) -> None:
-        from mpa_lab.traffic.streams import UdpStream
+        from mpa_lab.traffic.streams import TcpStream, UdpStream
 
         s = self.scenario
         with controllers, lab:
@@ -185,8 +194,9 @@ class Experiment:
                 if not bound.ok:
                     raise RuntimeError(f"{session.name}: {mn.id} could not bind its home "
                                        f"address: {'; '.join(bound.errors)}")
+            stream_class = TcpStream if s.traffic.protocol == TCP else UdpStream
             for index, mn in enumerate(s.mobile_nodes):
-                streams[mn.id] = UdpStream(
+                streams[mn.id] = stream_class(
                     lab, s.traffic.source, mn.id, driver.home_address(mn.id),
                     s.traffic.port + index, s.traffic.rate_pps,
                     self._path("logs", f"arrivals-{session.name}-{mn.id}.log"),
@@ -204,20 +214,31 @@ class Experiment:
                     lab.remove_interface(mn)
 
     def _handovers(self, session: Session, driver, done: list) -> None:
-        s = self.scenario
-        for k, (mn, poa) in enumerate(session.plan):
-            self.progress.show(f"{session.name} {k + 1}/{len(session.plan)}: {mn} -> {poa}")
-            result = self._one(session.mode, driver, mn, poa)
-            done.append(result)
-            left = len(session.plan) - k - 1
-            if not result.ok:
-                self.progress.note(f"{session.name}: handover {k + 1} ({mn} -> {poa}) failed: "
-                                   f"{'; '.join(result.errors)}"
-                                   + (f"; the session's {left} others are skipped" if left
-                                      else ""))
-                self.progress.step(f"{session.name}: failed", advance=1 + left)
+        s, total, k = self.scenario, len(session.plan), 0
+        for number, moment in enumerate(session.moments, 1):
+            what = ", ".join(f"{mn} -> {poa}" for mn, poa in moment)
+            self.progress.show(f"{session.name} {k + 1}/{total}: {what}")
+            if len(moment) == 1:
+                results = [self._one(session.mode, driver, *moment[0])]
+            else:
+                results = driver.together(
+                    list(moment), lambda mn, poa: self._one(session.mode, driver, mn, poa))
+            for r in results:
+                r.moment = number
+            done += results
+            k += len(moment)
+            left = total - k
+            failed = [r for r in results if not r.ok]
+            if failed:
+                for r in failed:
+                    self.progress.note(f"{session.name}: handover {r.index} ({r.mn} -> "
+                                       f"{r.to_poa}) failed: {'; '.join(r.errors)}")
+                if left:
+                    self.progress.note(f"{session.name}: the session's {left} others are "
+                                       "skipped")
+                self.progress.step(f"{session.name}: failed", advance=len(moment) + left)
                 return
-            self.progress.step(f"{session.name} {k + 1}/{len(session.plan)} done")
+            self.progress.step(f"{session.name} {k}/{total} done", advance=len(moment))
             if left:
                 time.sleep(s.interval_s)
         time.sleep(s.interval_s)   # the stream goes on after the last one, too
@@ -259,14 +280,18 @@ class Experiment:
                 mode["sessions"][-1].setdefault("errors", []).append(
                     f"{mn}'s stream cannot be analysed: {exc}")
                 continue
-            collected["streams"].append(report)
+            collected["streams"].append({**report, "mn": mn})
             collected["delays"] += res.first_delays_ms(arrivals)
-            for result, window in zip(mine, report["windows"]):
-                analysed[result.index] = (window, arrivals)
+            tcp = self._tcp(stream, mine, arrivals)
+            if tcp is not None:
+                collected.setdefault("tcp", []).append({"mn": mn, **tcp_analysis.stream_totals(
+                    stream.samples())})
+            for k, (result, window) in enumerate(zip(mine, report["windows"])):
+                analysed[result.index] = (window, arrivals, tcp[k] if tcp else None)
         for result in done:              # in the order they ran, whoever moved
             if result.index not in analysed:
                 continue
-            window, arrivals = analysed[result.index]
+            window, arrivals, tcp = analysed[result.index]
             # The target network's controller ran the handover and keeps its
             # record; a copy-and-forward's, the MN's home domain (the one that
             # keeps its binding and its standby, docs/inter-domain.md).
@@ -279,10 +304,26 @@ class Experiment:
             points = res.timeline(arrivals, window, res.event_ns(result))
             row = res.handover_row(len(mode["handovers"]) + 1, session.repetition,
                                    result, window, record, points,
-                                   domains=self._domains(result))
+                                   domains=self._domains(result), tcp=tcp)
             if not result.ok:
                 row["stderr"] = result.stderr
             mode["handovers"].append(row)
+
+    def _tcp(self, stream, mine: list, arrivals) -> list[dict] | None:
+        """A TCP stream's figures for each of ``mine`` (its MN's handovers):
+        the longest stall, throughput around it, retransmissions."""
+        if stream.protocol != TCP:
+            return None
+        recv = sorted(recv_ns for _, _, recv_ns in arrivals)
+        samples = stream.samples()
+        end_ns = max([*recv[-1:], *(s[0] for s in samples[-1:])], default=0) + 1
+        traffic = self.scenario.traffic
+        return [tcp_analysis.handover(recv, samples, size=traffic.size, window=span,
+                                      outage_ns=res.event_ns(result),
+                                      link_layer_ms=result.link_layer_ms,
+                                      window_ns=traffic.throughput_window_ms * 1_000_000)
+                for result, span in zip(mine, tcp_analysis.spans(
+                    [r.window() for r in mine], end_ns))]
 
     def _domains(self, result) -> tuple[str, str]:
         """The domains of the networks ``result`` moved from and to."""
@@ -293,7 +334,7 @@ class Experiment:
         for name, mode in self.results["modes"].items():
             collected = self._collected[name]
             mode["summary"] = res.summary(mode["handovers"], collected["streams"],
-                                          collected["delays"])
+                                          collected["delays"], collected.get("tcp"))
         self.results["finished_at"] = datetime.datetime.now(
             datetime.timezone.utc).isoformat(timespec="seconds")
         try:

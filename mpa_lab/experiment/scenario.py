@@ -26,13 +26,14 @@ from mpa_sdn.config import load_topology
 from mpa_sdn.domain_view import domain_of_switches, home_domain
 from mpa_sdn.topology import ROLE_ACCESS, Topology
 from mpa_lab.net.native_tunnelling import TunnellingError, plan as tunnelling_plan
-from mpa_lab.traffic.datagrams import HEADER_SIZE
+from mpa_lab.traffic.datagrams import HEADER_SIZE, MAX_SIZE
 
 # The comparison (RFC 6252 Appendix C.5), in the order the table lists them.
 REACTIVE, MPA, MPA_BUFFER, MPA_COPY_FORWARD, MPA_BICAST = (
     "reactive", "mpa", "mpa_buffer", "mpa_copy_forward", "mpa_bicast")
 MODES = (REACTIVE, MPA, MPA_BUFFER, MPA_COPY_FORWARD, MPA_BICAST)
-PROTOCOLS = ("udp",)
+UDP, TCP = "udp", "tcp"
+PROTOCOLS = (UDP, TCP)
 # ``controllers``: one controller for every domain of the topology, or one
 # per administrative domain (mpa-controller --domain ID, docs/inter-domain.md).
 ONE, PER_DOMAIN = "one", "per-domain"
@@ -42,6 +43,10 @@ MAX_HANDOVERS = 1000
 DEFAULT_HANDOVERS = 10        # per mode and repetition
 MAX_RATE_PPS = 10_000
 MAX_PAYLOAD = 1472          # one datagram in one 1,500-byte frame: no fragments
+MAX_RECORD = MAX_SIZE       # TCP: a record is written whole, whatever its segments; its
+                            # header's length field holds what a datagram's does
+DEFAULT_TCP_SIZE = 1000
+DEFAULT_THROUGHPUT_WINDOW_MS = 500
 # ``reactive.dad``: DadSettings' fields by name; these are counts, the rest
 # are waits in seconds.
 DAD_COUNTS = {"probe_num": schema.integer(0, 10), "announce_num": schema.integer(1, 10),
@@ -54,10 +59,14 @@ class Traffic:
     """A stream from a correspondent to each MN's home address."""
 
     source: str                 # a correspondent of the topology
-    protocol: str = "udp"
-    rate_pps: int = 100
-    size: int = 172             # UDP payload bytes: a 20 ms G.711 voice frame and RTP
+    protocol: str = UDP
+    rate_pps: int = 100         # datagrams/s; TCP: records written/s
+    size: int = 172             # UDP payload bytes: a 20 ms G.711 voice frame and RTP;
+                                # TCP: bytes per record (default DEFAULT_TCP_SIZE)
     port: int = 5001            # the first MN's; the next MN's is one more, and so on
+    # TCP: throughput is reported in windows this long before, around and
+    # after each handover's outage.
+    throughput_window_ms: int = DEFAULT_THROUGHPUT_WINDOW_MS
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,7 @@ class Scenario:
     dad: DadSettings = field(default_factory=DadSettings)  # the reactive MN's (RFC 5227)
     description: str = ""
     controllers: str = ONE
+    together: bool = False             # every MN hands over in the same moment
 
     @property
     def per_domain(self) -> bool:
@@ -94,14 +104,24 @@ class Scenario:
     def plan(self, mode: str) -> list[tuple[str, str]]:
         """(MN, PoA) of each handover of one repetition of ``mode``: the MNs
         take turns; each goes to its next target (copy-and-forward: its
-        next standby PoA, from its starting PoA every time)."""
-        out, turns = [], {mn.id: 0 for mn in self.mobile_nodes}
-        for index in range(self.handovers[mode]):
-            mn = self.mobile_nodes[index % len(self.mobile_nodes)]
+        next standby PoA, from its starting PoA every time).  ``together``:
+        the mode's count is of moments, each moving every MN once."""
+        return [move for moment in self.moments(mode) for move in moment]
+
+    def moments(self, mode: str) -> list[list[tuple[str, str]]]:
+        """The handovers of one repetition of ``mode``, grouped by the moment
+        they start in: one each, or (``together``) every MN's at once."""
+        turns = {mn.id: 0 for mn in self.mobile_nodes}
+
+        def next_move(mn: MobileNodePlan) -> tuple[str, str]:
             poas = mn.standby_poas if mode == MPA_COPY_FORWARD else mn.targets
-            out.append((mn.id, poas[turns[mn.id] % len(poas)]))
             turns[mn.id] += 1
-        return out
+            return mn.id, poas[(turns[mn.id] - 1) % len(poas)]
+        if self.together:
+            return [[next_move(mn) for mn in self.mobile_nodes]
+                    for _ in range(self.handovers[mode])]
+        return [[next_move(self.mobile_nodes[index % len(self.mobile_nodes)])]
+                for index in range(self.handovers[mode])]
 
     def moves(self, mode: str) -> list[tuple[str, str, str]]:
         """(MN, from PoA, to PoA) of each handover of one repetition of
@@ -133,7 +153,7 @@ class Scenario:
                 "repetitions": self.repetitions, "interval_s": self.interval_s,
                 "warmup_s": self.warmup_s, "loss_after_s": self.loss_after_s,
                 "channel": self.channel, "dad": dataclasses.asdict(self.dad),
-                "controllers": self.controllers}
+                "controllers": self.controllers, "together": self.together}
 
 
 def default_standby_mac(mn: str) -> str:
@@ -174,7 +194,7 @@ def load_scenario(path: str) -> Scenario:
             r.error("topology", f"{topology_path}: the lab cannot build it: {problem}")
     traffic = _traffic(r, top["traffic"], topology)
     mobile_nodes = _mobile_nodes(r, top["mobile_nodes"], topology)
-    count, interval_s, warmup_s = _handovers(r, top.get("handovers"))
+    count, interval_s, warmup_s, together = _handovers(r, top.get("handovers"))
     modes, counts = _modes(r, top["modes"], count)
     dad = _dad(r, top.get("reactive"))
     loss_after_s = _copy_forward(r, top.get("copy_forward"))
@@ -186,8 +206,11 @@ def load_scenario(path: str) -> Scenario:
     scenario = Scenario(name, os.path.abspath(path), topology_path, topology, traffic,
                         mobile_nodes, modes, counts, repetitions, interval_s, warmup_s,
                         loss_after_s=loss_after_s, channel=channel, dad=dad,
-                        description=description, controllers=controllers)
-    _check_moves(r, scenario)
+                        description=description, controllers=controllers, together=together)
+    if together:
+        _check_together(r, scenario, top["modes"])
+    else:
+        _check_moves(r, scenario)
     if scenario.per_domain:
         _check_per_domain(r, scenario, top["modes"])
     if r.errors:
@@ -205,7 +228,7 @@ def _one_of(choices):
 
 def _traffic(r: Reader, raw: Any, topology: Topology) -> Traffic | None:
     t = r.mapping(raw, "traffic", required={"from"},
-                  optional={"protocol", "rate_pps", "size", "port"})
+                  optional={"protocol", "rate_pps", "size", "port", "throughput_window_ms"})
     if t is None:
         return None
     source = r.field(t, "from", "traffic", schema.ident)
@@ -213,11 +236,19 @@ def _traffic(r: Reader, raw: Any, topology: Topology) -> Traffic | None:
         known = ", ".join(sorted(topology.correspondents)) or "none"
         r.error("traffic.from", f"{source!r} is not a correspondent of the topology "
                                 f"(it has {known})")
-    protocol = r.field(t, "protocol", "traffic", _one_of(PROTOCOLS), "udp")
+    protocol = r.field(t, "protocol", "traffic", _one_of(PROTOCOLS), UDP)
     rate = r.field(t, "rate_pps", "traffic", schema.integer(1, MAX_RATE_PPS), 100)
-    size = r.field(t, "size", "traffic", schema.integer(HEADER_SIZE, MAX_PAYLOAD), Traffic.size)
+    tcp = protocol == TCP
+    size = r.field(t, "size", "traffic",
+                   schema.integer(HEADER_SIZE, MAX_RECORD if tcp else MAX_PAYLOAD),
+                   DEFAULT_TCP_SIZE if tcp else Traffic.size)
     port = r.field(t, "port", "traffic", schema.integer(1024, 65000), Traffic.port)
-    return Traffic(source, protocol, rate, size, port)
+    window = r.field(t, "throughput_window_ms", "traffic", schema.integer(50, 10_000),
+                     DEFAULT_THROUGHPUT_WINDOW_MS)
+    if "throughput_window_ms" in t and not tcp:
+        r.error("traffic.throughput_window_ms", "is for protocol tcp only (a UDP stream's "
+                                                "windows are its handovers')")
+    return Traffic(source, protocol, rate, size, port, window)
 
 
 def _poa_list(r: Reader, raw: Any, path: str, topology: Topology) -> tuple[str, ...]:
@@ -273,16 +304,17 @@ def _mobile_nodes(r: Reader, raw: Any, topology: Topology) -> tuple[MobileNodePl
     return tuple(plans)
 
 
-def _handovers(r: Reader, raw: Any) -> tuple[int, float, float]:
+def _handovers(r: Reader, raw: Any) -> tuple[int, float, float, bool]:
     """``handovers``: each mode's count (unless it sets its own), the
-    interval and the warm-up."""
-    h = r.mapping(raw, "handovers", optional={"count", "interval_s", "warmup_s"}) if (
-        raw is not None) else None
+    interval, the warm-up and whether the MNs move together."""
+    h = r.mapping(raw, "handovers", optional={"count", "interval_s", "warmup_s",
+                                              "together"}) if raw is not None else None
     if h is None:
-        return DEFAULT_HANDOVERS, Scenario.interval_s, Scenario.warmup_s
+        return DEFAULT_HANDOVERS, Scenario.interval_s, Scenario.warmup_s, False
     return (r.field(h, "count", "handovers", schema.integer(1, MAX_HANDOVERS), DEFAULT_HANDOVERS),
             r.field(h, "interval_s", "handovers", schema.number(0, 60), Scenario.interval_s),
-            r.field(h, "warmup_s", "handovers", schema.number(0, 60), Scenario.warmup_s))
+            r.field(h, "warmup_s", "handovers", schema.number(0, 60), Scenario.warmup_s),
+            r.field(h, "together", "handovers", schema.boolean, False))
 
 
 def _modes(r: Reader, raw: Any, count: int) -> tuple[tuple[str, ...], dict[str, int]]:
@@ -380,6 +412,55 @@ def _check_moves(r: Reader, scenario: Scenario) -> None:
                         f"{holder} is")
                 return
             where[mn] = poa
+
+
+def _check_together(r: Reader, scenario: Scenario, raw_modes: Any) -> None:
+    """``handovers.together``: at least two MNs, no copy-and-forward (each
+    loss runs in a lab of its own), and in every moment of every mode each
+    MN moves to a PoA that differs from its own and that nobody holds before
+    the moment (its one port is free only once its holder has left, and the
+    MNs leave at once) or reaches in it."""
+    if len(scenario.mobile_nodes) < 2:
+        r.error("handovers.together", "needs at least two mobile nodes to move together")
+        return
+    if MPA_COPY_FORWARD in scenario.modes:
+        path = (f"modes[{raw_modes.index(MPA_COPY_FORWARD)}]" if isinstance(raw_modes, list)
+                else f"modes.{MPA_COPY_FORWARD}")
+        r.error(path, f"{MPA_COPY_FORWARD} cannot run with handovers.together: each of its "
+                      "link losses runs in a fresh lab of its own")
+    topology = scenario.topology
+    for mode in scenario.modes:
+        if mode == MPA_COPY_FORWARD:
+            continue
+        where = {m.id: m.attach for m in topology.mobile_nodes.values()}
+        where.update({c.id: c.poa for c in topology.correspondents.values()})
+        for number, moment in enumerate(scenario.moments(mode), 1):
+            problem = _moment_problem(moment, where, number, mode)
+            if problem is not None:
+                r.error(*problem)
+                return
+            where.update(moment)
+
+
+def _moment_problem(moment, where: dict, number: int, mode: str) -> tuple[str, str] | None:
+    """(key path, message) of the first reason ``moment``'s moves cannot
+    start at once from ``where`` (host -> PoA); None if they can."""
+    reached: dict[str, str] = {}
+    for mn, poa in moment:
+        path, when = f"mobile_nodes.{mn}.targets", f"moment {number} of {mode}"
+        if where[mn] == poa:
+            return path, (f"{when} would move {mn} to {poa}, where it already is (list the "
+                          "targets so that each differs from the one before, the last from "
+                          "the first, and the first from its PoA)")
+        holder = next((h for h, p in sorted(where.items()) if p == poa and h != mn), None)
+        if holder is not None:
+            return path, (f"{when} would move {mn} to {poa}, where {holder} is until the "
+                          "moment starts (MNs moving together cannot take a PoA another "
+                          "one leaves in the same moment)")
+        if poa in reached:
+            return path, f"{when} would move {mn} and {reached[poa]} both to {poa}"
+        reached[poa] = mn
+    return None
 
 
 def _check_per_domain(r: Reader, scenario: Scenario, raw_modes: Any) -> None:

@@ -8,6 +8,11 @@ which share one wall clock, so the one-way delay of every datagram is exact.
     mpa-traffic receive --port PORT [--bind ADDR] [--duration S] [--flow-id N]
                         [--log FILE] [--windows FILE] [--sent N] [--rate PPS]
     mpa-traffic analyse --log FILE [--windows FILE] [--sent N] [--rate PPS]
+    mpa-traffic tcp-send --to ADDR:PORT --rate RECORDS_PER_S --duration S [--size BYTES]
+    mpa-traffic tcp-receive --port PORT [--bind ADDR] [--log FILE]
+
+(``tcp-send`` and ``tcp-receive``: the same records on one TCP connection,
+mpa_lab/traffic/tcp_flow.py.)
 
 Each prints one JSON object on stdout when it ends (at the end of its
 duration, or on SIGTERM/SIGINT) and progress lines on stderr; the first
@@ -55,8 +60,8 @@ from mpa_lab.traffic.analysis import analyse, parse_window
 
 MAGIC = b"MPAT"
 VERSION = 1
-_HEADER = struct.Struct("!4sBBHIQQ")  # magic, version, reserved, length, flow, seq, send ns
-HEADER_SIZE = _HEADER.size
+HEADER_STRUCT = struct.Struct("!4sBBHIQQ")  # magic, version, reserved, length, flow, seq, send ns
+HEADER_SIZE = HEADER_STRUCT.size
 MAX_SIZE = 65507  # the largest UDP payload over IPv4
 MAX_FLOW_ID = 2**32 - 1
 DEFAULT_MAX_BURST = 8
@@ -64,17 +69,17 @@ DEFAULT_MAX_ARRIVALS = 10_000_000  # 240 MB of arrays; beyond it arrivals are co
 POLL_NS = 50_000_000  # how long a sleep or receive may delay noticing a stop
 
 LOG_MAGIC = b"MPATLOG1"
-_LOG_HEADER = struct.Struct("<8sI4x")  # magic, flow id
-_LOG_RECORD = struct.Struct("<QQQ")  # seq, send ns, receive ns
+LOG_HEADER = struct.Struct("<8sI4x")  # magic, flow id
+LOG_RECORD = struct.Struct("<QQQ")  # seq, send ns, receive ns
 
 # Python does not name SO_TIMESTAMPNS; 35 is its value everywhere but on
 # SPARC and PA-RISC.  Kernel receive times leave out the receiver's own
 # scheduling delay, which would otherwise look like a network interruption.
-_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", None)
-if _SO_TIMESTAMPNS is None and sys.platform == "linux" \
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", None)
+if SO_TIMESTAMPNS is None and sys.platform == "linux" \
         and not platform.machine().startswith(("sparc", "parisc")):
-    _SO_TIMESTAMPNS = 35
-_TIMESPEC = struct.Struct("@ll")
+    SO_TIMESTAMPNS = 35
+TIMESPEC = struct.Struct("@ll")
 
 
 class HeaderError(ValueError):
@@ -96,14 +101,14 @@ class Header:
         """The whole datagram: this header, then zeros up to ``length``."""
         if not HEADER_SIZE <= self.length <= MAX_SIZE:
             raise ValueError(f"length {self.length} is outside {HEADER_SIZE}..{MAX_SIZE}")
-        head = _HEADER.pack(MAGIC, VERSION, 0, self.length, self.flow_id, self.seq, self.send_ns)
+        head = HEADER_STRUCT.pack(MAGIC, VERSION, 0, self.length, self.flow_id, self.seq, self.send_ns)
         return head + bytes(self.length - HEADER_SIZE)
 
     @classmethod
     def unpack(cls, datagram) -> Header:
         if len(datagram) < HEADER_SIZE:
             raise HeaderError("short", f"{len(datagram)} bytes")
-        magic, version, _, length, flow_id, seq, send_ns = _HEADER.unpack_from(datagram)
+        magic, version, _, length, flow_id, seq, send_ns = HEADER_STRUCT.unpack_from(datagram)
         if magic != MAGIC:
             raise HeaderError("magic", repr(bytes(magic)))
         if version != VERSION:
@@ -185,7 +190,7 @@ class Sender:
 
     def _send_one(self) -> None:
         send_ns = self._wall_ns()
-        _HEADER.pack_into(self._buffer, 0, MAGIC, VERSION, 0, self.size, self.flow_id,
+        HEADER_STRUCT.pack_into(self._buffer, 0, MAGIC, VERSION, 0, self.size, self.flow_id,
                           self.attempted, send_ns)
         self.attempted += 1
         if self.first_send_ns is None:
@@ -226,14 +231,14 @@ class Receiver:
         self.not_recorded = 0
         self._stopping = False
         self.kernel_timestamps = False
-        if sock is not None and _SO_TIMESTAMPNS is not None:
+        if sock is not None and SO_TIMESTAMPNS is not None:
             try:
-                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
                 self.kernel_timestamps = True
             except OSError:
                 pass
         if log is not None:
-            log.write(_LOG_HEADER.pack(LOG_MAGIC, flow_id))
+            log.write(LOG_HEADER.pack(LOG_MAGIC, flow_id))
 
     @classmethod
     def open(cls, port: int, bind: str = "0.0.0.0", **kwargs) -> Receiver:
@@ -271,7 +276,7 @@ class Receiver:
         self.send_ns.append(header.send_ns)
         self.recv_ns.append(recv_ns)
         if self._log is not None:
-            self._log.write(_LOG_RECORD.pack(header.seq, header.send_ns, recv_ns))
+            self._log.write(LOG_RECORD.pack(header.seq, header.send_ns, recv_ns))
         return True
 
     def run(self, duration_s: float | None = None) -> None:
@@ -302,8 +307,8 @@ class Receiver:
                 recv_ns = self._wall_ns()
             else:
                 nbytes, ancillary, _, _ = self.sock.recvmsg_into(
-                    [view], socket.CMSG_SPACE(_TIMESPEC.size))
-                recv_ns = _kernel_time(ancillary) or self._wall_ns()
+                    [view], socket.CMSG_SPACE(TIMESPEC.size))
+                recv_ns = kernel_time(ancillary) or self._wall_ns()
         except (TimeoutError, BlockingIOError):
             return False
         self.handle(view[:nbytes], recv_ns)
@@ -320,11 +325,11 @@ class Receiver:
         return result
 
 
-def _kernel_time(ancillary) -> int | None:
+def kernel_time(ancillary) -> int | None:
     for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS \
-                and len(data) >= _TIMESPEC.size:
-            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS \
+                and len(data) >= TIMESPEC.size:
+            seconds, nanoseconds = TIMESPEC.unpack_from(data)
             return seconds * 1_000_000_000 + nanoseconds
     return None
 
@@ -341,12 +346,12 @@ def read_log(path: str) -> tuple[int, list[tuple[int, int, int]]]:
     """(flow id, arrivals) from a receiver's log; a torn last record is dropped."""
     with open(path, "rb") as f:
         data = f.read()
-    if len(data) < _LOG_HEADER.size or data[:len(LOG_MAGIC)] != LOG_MAGIC:
+    if len(data) < LOG_HEADER.size or data[:len(LOG_MAGIC)] != LOG_MAGIC:
         raise LogError(f"{path}: not an mpa-traffic log")
-    _, flow_id = _LOG_HEADER.unpack_from(data)
-    body = memoryview(data)[_LOG_HEADER.size:]
-    whole = len(body) - len(body) % _LOG_RECORD.size
-    return flow_id, list(_LOG_RECORD.iter_unpack(body[:whole]))
+    _, flow_id = LOG_HEADER.unpack_from(data)
+    body = memoryview(data)[LOG_HEADER.size:]
+    whole = len(body) - len(body) % LOG_RECORD.size
+    return flow_id, list(LOG_RECORD.iter_unpack(body[:whole]))
 
 
 def load_windows(path: str) -> list[tuple[str, int, int]]:
@@ -432,15 +437,17 @@ def _parser() -> argparse.ArgumentParser:
                              help="the sender's 'attempted' (default: highest seq + 1)")
         command.add_argument("--rate", type=_positive, metavar="PPS",
                              help="the sender's rate, to place losses at either end")
+    from mpa_lab.traffic import tcp_flow   # it builds on this module's header and sender
+    tcp_flow.add_commands(sub, _address_port, _bounded, _positive)
     return parser
 
 
-def _stop_on_signals(stop) -> None:
+def stop_on_signals(stop) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop())
 
 
-def _emit(report: dict) -> None:
+def emit(report: dict) -> None:
     sys.stdout.write(json.dumps(report, sort_keys=True) + "\n")
     sys.stdout.flush()
 
@@ -463,6 +470,10 @@ def main(argv=None) -> int:
             return _send(args)
         if args.command == "receive":
             return _receive(args, windows)
+        if args.command.startswith("tcp-"):
+            from mpa_lab.traffic import tcp_flow
+            return (tcp_flow.send_command if args.command == "tcp-send"
+                    else tcp_flow.receive_command)(args)
         flow_id, arrivals = read_log(args.log)
     except OSError as exc:  # an unknown host, an address in use, an unreadable log
         print(f"mpa-traffic: {exc}", file=sys.stderr)
@@ -470,21 +481,21 @@ def main(argv=None) -> int:
     except LogError as exc:
         parser.error(str(exc))
     report = analyse(arrivals, sent=args.sent, windows=windows, period_ns=_period_ns(args.rate))
-    _emit({"flow_id": flow_id, **report})
+    emit({"flow_id": flow_id, **report})
     return 0
 
 
 def _send(args) -> int:
     sender = Sender.open(args.to, args.bind, rate_pps=args.rate, duration_s=args.duration,
                          size=args.size, flow_id=args.flow_id, max_burst=args.max_burst)
-    _stop_on_signals(sender.stop)
+    stop_on_signals(sender.stop)
     print(f"mpa-traffic: sending flow {args.flow_id} to {_format_address(sender.dest)} "
           f"at {args.rate:g} pps for {args.duration:g} s", file=sys.stderr, flush=True)
     try:
         summary = sender.run()
     finally:
         sender.sock.close()
-    _emit(summary)
+    emit(summary)
     return 0
 
 
@@ -493,7 +504,7 @@ def _receive(args, windows) -> int:
     try:
         receiver = Receiver.open(args.port, args.bind, flow_id=args.flow_id,
                                  max_arrivals=args.max_arrivals, log=log)
-        _stop_on_signals(receiver.stop)
+        stop_on_signals(receiver.stop)
         print(f"mpa-traffic: receiving flow {args.flow_id} on "
               f"{_format_address(receiver.sock.getsockname())}", file=sys.stderr, flush=True)
         try:
@@ -503,7 +514,7 @@ def _receive(args, windows) -> int:
     finally:
         if log is not None:
             log.close()
-    _emit(receiver.report(sent=args.sent, windows=windows, period_ns=_period_ns(args.rate)))
+    emit(receiver.report(sent=args.sent, windows=windows, period_ns=_period_ns(args.rate)))
     return 0
 
 

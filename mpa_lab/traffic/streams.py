@@ -1,4 +1,4 @@
-"""A measured UDP stream between two lab hosts (``mpa-traffic`` at both ends).
+"""A measured UDP or TCP stream between two lab hosts (``mpa-traffic`` at both ends).
 
 The receiver logs every arrival; when the stream ends, the sender and the
 receiver report what they did and the log is analysed against what the
@@ -7,6 +7,7 @@ sender attempted, one window per event of interest (a handover).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -18,11 +19,14 @@ from mpa_protocol.program_output import json_output
 
 TRAFFIC = os.path.join(os.path.dirname(sys.executable), "mpa-traffic")
 DRAIN_S = 1.0          # after the sender stops, for what is still on its way
+DEFAULT_TCP_RECORD = 1000
 
 
 class UdpStream:
     """``sender`` sends to ``address``:``port`` at ``rate`` packets/s; the
     ``receiver`` host listens bound to ``address`` and logs to ``log``."""
+
+    protocol = "udp"
 
     def __init__(self, lab, sender: str, receiver: str, address: str, port: int, rate: int,
                  log: str, size: int | None = None, duration_s: int = 3600):
@@ -31,19 +35,23 @@ class UdpStream:
         self.log, self.size, self.duration_s = str(log), size, duration_s
         self.sent = self.received = None
 
+    def receiver_command(self) -> list[str]:
+        return [TRAFFIC, "receive", "--port", str(self.port), "--bind", self.address,
+                "--log", self.log]
+
+    def sender_command(self) -> list[str]:
+        size = ["--size", str(self.size)] if self.size else []
+        return [TRAFFIC, "send", "--to", f"{self.address}:{self.port}", "--rate",
+                str(self.rate), "--duration", str(self.duration_s), *size]
+
     def __enter__(self):
         self.sender = None
-        self.receiver = self.lab.host(self.receiver_host).popen(
-            [TRAFFIC, "receive", "--port", str(self.port), "--bind", self.address,
-             "--log", self.log])
+        self.receiver = self.lab.host(self.receiver_host).popen(self.receiver_command())
         try:
             line = self.receiver.stderr.readline()
             if not line.startswith(b"mpa-traffic: receiving"):
                 raise RuntimeError(f"the receiver did not start: {line!r}")
-            size = ["--size", str(self.size)] if self.size else []
-            self.sender = self.lab.host(self.sender_host).popen(
-                [TRAFFIC, "send", "--to", f"{self.address}:{self.port}", "--rate",
-                 str(self.rate), "--duration", str(self.duration_s), *size])
+            self.sender = self.lab.host(self.sender_host).popen(self.sender_command())
             line = self.sender.stderr.readline()
             if not line.startswith(b"mpa-traffic: sending"):
                 raise RuntimeError(f"the sender did not start: {line!r}")
@@ -59,6 +67,17 @@ class UdpStream:
             self.received = _stop(self.receiver, f"mpa-traffic receive in {self.receiver_host}")
         finally:
             self._kill()
+        # Both ends' own reports beside the arrivals (the TCP sender's holds
+        # its counter samples): what the analysis read, kept with the run.
+        with open(self.reports_path, "w", encoding="utf-8") as f:
+            json.dump({"sender": self.sent, "receiver": self.received}, f)
+
+    @property
+    def reports_path(self) -> str:
+        """Beside the log: ``arrivals-NAME.log`` -> ``ends-NAME.json``."""
+        folder, name = os.path.split(self.log)
+        return os.path.join(folder, "ends-" + os.path.splitext(name)[0].removeprefix(
+            "arrivals-") + ".json")
 
     def _kill(self) -> None:
         for process in (self.sender, self.receiver):
@@ -76,6 +95,28 @@ class UdpStream:
         return analyse(self.arrivals() if arrivals is None else arrivals,
                        sent=self.sent["attempted"], windows=windows,
                        period_ns=round(1e9 / self.rate))
+
+
+class TcpStream(UdpStream):
+    """The same records on one TCP connection (``mpa-traffic tcp-send`` and
+    ``tcp-receive``, mpa_lab/traffic/tcp_flow.py): the receiver listens
+    first, the sender connects; each record's arrival is logged as a
+    datagram's is, and the sender reports its retransmission counters."""
+
+    protocol = "tcp"
+
+    def receiver_command(self) -> list[str]:
+        return [TRAFFIC, "tcp-receive", "--port", str(self.port), "--bind", self.address,
+                "--log", self.log]
+
+    def sender_command(self) -> list[str]:
+        return [TRAFFIC, "tcp-send", "--to", f"{self.address}:{self.port}", "--rate",
+                str(self.rate), "--duration", str(self.duration_s),
+                "--size", str(self.size or DEFAULT_TCP_RECORD)]
+
+    def samples(self) -> list[list[int]]:
+        """The sender's counter samples: (wall ns, *tcp_flow.COUNTERS) each."""
+        return (self.sent or {}).get("samples") or []
 
 
 def _stop(process, source: str) -> dict:

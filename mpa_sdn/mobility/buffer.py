@@ -30,7 +30,8 @@ from mpa_sdn.domain_view import is_foreign_switch
 from mpa_sdn.forwarding import Host, last_hop_actions
 from mpa_sdn.mobility import tunnels as tn
 from mpa_sdn.mobility.flowsync import RECEIVE, WITHDRAW
-from mpa_sdn.mobility.records import BICAST, BUFFERING, FLUSHING, Handover
+from mpa_sdn.mobility.records import (BICAST, BUFFERING, COPY, FLUSHING, SWITCHING,
+                                      Handover)
 from mpa_sdn.openflow import Send
 from mpa_sdn.tables import PRIO_BUFFER, Feature, Table, address_cookie
 
@@ -180,19 +181,23 @@ class Buffering:
             # routed into the border's buffering punt: an answer is never
             # held behind the traffic it is about.
             self.counters["buffer_passed_answer"] += 1
-            self._deliver(handover, frame.ip_src, frame.ip_dst, data)
+            self._deliver(handover, frame.ip_src, frame.ip_dst, data, now)
             return
         handover.last_punt = now
         self._answer_check(handover, now)
-        if handover.phase in BUFFERING and not handover.relaying:
+        early = handover.phase == SWITCHING and handover.mode != COPY and not handover.buffer
+        if handover.phase in BUFFERING and not handover.relaying and not early:
             handover.buffer.add(frame.ip_src, frame.ip_dst, data, now)
             return
-        if handover.phase == FLUSHING:
+        if handover.phase in (SWITCHING, FLUSHING):
+            # Nothing older is held (the buffer is empty): it goes at once.
             self.counters["buffer_relayed"] += 1
+            handover.relayed += 1
             self._current.relay_due(handover)
         else:
             self.counters["buffer_late_delivered"] += 1
-        self._deliver(handover, frame.ip_src, frame.ip_dst, data)
+            handover.late_delivered(now)
+        self._deliver(handover, frame.ip_src, frame.ip_dst, data, now)
 
     def _from_our_gateway(self, address: str | None) -> bool:
         network = self.graph.network_of_address(address) if address else None
@@ -232,7 +237,7 @@ class Buffering:
         next batch may go."""
         s = self.settings
         for item in handover.buffer.take(s.flush_batch, now):
-            self._deliver(handover, item.src, item.address, item.data)
+            self._deliver(handover, item.src, item.address, item.data, now)
         handover.next_flush = now + s.flush_batch / s.flush_rate_pps
 
     def _deliver_abroad(self, handover: Handover, dst: str, data: bytes) -> bool:
@@ -255,7 +260,10 @@ class Buffering:
                 return True
         return False
 
-    def _deliver(self, handover: Handover, src: str | None, dst: str, data: bytes) -> None:
+    def _deliver(self, handover: Handover, src: str | None, dst: str, data: bytes,
+                 now: float) -> None:
+        if handover.first_delivered_at is None:
+            handover.first_delivered_at = now
         poa = handover.flush_to
         if poa is None and (self._back_into_tunnel(handover, data)
                             or self._deliver_abroad(handover, dst, data)):

@@ -197,7 +197,7 @@ class CopyAndForward:
             # Sorted already: it missed the MN, and anything newer went to
             # the new care-of; it goes now.
             self.counters["copy_late_delivered"] += 1
-            self._deliver(handover, frame.ip_src, frame.ip_dst, data)
+            self._deliver(handover, frame.ip_src, frame.ip_dst, data, now)
         return True
 
     def _link_lost_signal(self, sa, current: Handover | None, delivered: list | None,

@@ -47,7 +47,8 @@ from mpa_sdn.mobility.buffer import BufferFlows, Buffering
 from mpa_sdn.mobility.copy_forward import CopyAndForward
 from mpa_sdn.mobility.flowsync import FlowSync
 from mpa_sdn.mobility.phases import Phases
-from mpa_sdn.mobility.records import BUFFERING, COMPLETED, FLUSHING, PRE_SWITCHING
+from mpa_sdn.mobility.records import (BUFFERING, COMPLETED, FLUSHING, PRE_SWITCHING,
+                                      SWITCHING)
 from mpa_sdn.mobility.state import MobilityState
 from mpa_sdn.mobility.tunnels import TunnelFlows, Tunnelling
 from mpa_sdn.mobility.views import Views
@@ -125,6 +126,8 @@ class Mobility(MobilityState, Tunnelling, BindingUpdates, Buffering, Phases, Cop
                     self._drain(handover, now)
             elif handover.phase == FLUSHING and now >= handover.next_flush:
                 self._flush(handover, now)
+            elif handover.phase == SWITCHING and now >= handover.next_flush:
+                self._flush_early(handover, now)
             elif handover.phase == PRE_SWITCHING and now >= handover.deadline:
                 self._switch_back(handover, "deadline", now)
             elif handover.phase == PRE_SWITCHING:

@@ -15,8 +15,10 @@ A handover (one per MN at a time) goes through these phases:
     at a PoA there, its ``arrived`` signal, or (one MN expected) the PoA's
     port coming up.  The direct flows (the host's routes, its binding at the
     new PoA) go in, and every switch on the way confirms with a barrier.
+    The buffer already goes to the MN meanwhile, paced as below: a
+    packet-out at the new PoA needs none of those flows.
 ``flushing`` (step 6)
-    The buffer goes to the MN in order from its new PoA, paced
+    What is left of the buffer goes to the MN in order from its new PoA, paced
     (``mpa.flush_rate_pps``), old AR's packets first (they are older).
     Packets still punted meanwhile join the queue's tail.  Once it is
     empty, each punted packet is relayed as it comes, and the punts go the
@@ -270,12 +272,12 @@ class Phases:
             self._drop_tunnel(tunnel, "arrived")
         self._switch_flows(handover, poa, now)
         if handover.phase == SWITCHING:
-            # The first batch goes now, while the switches take the new
-            # flows: a packet-out at the new PoA needs none of them, and the
-            # MN takes it at its home address before its nCoA is even on
+            # The buffer starts going now, paced, while the switches take the
+            # new flows: a packet-out at the new PoA needs none of them, and
+            # the MN takes it at its home address before its nCoA is even on
             # its interface.  Nothing newer can overtake it: the punts stay
             # until the flows are confirmed and the buffer is empty.
-            self._deliver_batch(handover, now)
+            self._flush_early(handover, now)
 
     def _switch_flows(self, handover: Handover, poa: PoA | None, now: float) -> None:
         """The host's routes (just sent by the controller) and this module's
@@ -353,6 +355,8 @@ class Phases:
             return
         self._deliver_batch(handover, now)
         if not handover.buffer:
+            if handover.emptied_at is None:
+                handover.emptied_at = now
             # Empty: with traffic still coming, relay it until the controller
             # has caught up right behind a relayed packet (caught_up), or
             # nothing came for QUIET_S.
@@ -362,10 +366,16 @@ class Phases:
                 handover.relaying = True
                 handover.quiet_until = handover.last_punt + QUIET_S
 
+    def _flush_early(self, handover: Handover, now: float) -> None:
+        """The next batch while the new flows are still being confirmed
+        (Handover.flushes_early); the punts stay, so the order holds."""
+        if handover.flushes_early():
+            self._deliver_batch(handover, now)
+
     def _drain(self, handover: Handover, now: float) -> None:
         """Stop punting.  What was punted before the switch applied that is
         delivered as it comes (see packet_in)."""
-        handover.phase = DRAINING
+        handover.phase, handover.cut_at = DRAINING, now
         # The arrival's deletes over the drained address at the nAR (the
         # tunnel's, which outrank the new route there) go now if still
         # settling: once the punt is gone, the route must take the packets.
@@ -387,7 +397,7 @@ class Phases:
         LOG.info("identity=%s mac=%s handover=%d to network=%s %s: %s", handover.identity,
                  handover.mac, handover.id, handover.network,
                  "switched back" if handover.back else "completed", handover.view())
-        view = handover.view()
+        view = handover.record = handover.view()
         self.history.append(view)
         if not handover.back:
             self.settled[handover.identity] = (handover.network, now)

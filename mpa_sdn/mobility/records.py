@@ -61,6 +61,15 @@ class Handover:
     relaying: bool = False       # flushed: punted packets are relayed as they come
     quiet_until: float = 0.0     # relaying: the punts go now if nothing came
     ended_at: float | None = None
+    # Where the time after the arrival goes (the view's ``steps_ms``), and
+    # what the cut to the direct path left behind it.
+    first_delivered_at: float | None = None   # the first packet out of the buffer
+    emptied_at: float | None = None  # the buffer empty: punts relayed as they come
+    cut_at: float | None = None      # the punts' delete sent (draining)
+    relayed: int = 0                 # punted while relaying, delivered at once
+    late: int = 0                    # punted after the cut (buffer_late_delivered)
+    last_late_at: float | None = None
+    record: dict | None = field(default=None, repr=False, compare=False)  # its history entry
     reason: str | None = None    # why it switched back
     mode: str = BUFFER           # buffer, bicast, or copy-and-forward (a sudden loss)
     copies: CopyRing | None = None       # copy-and-forward: what the lost link was sent
@@ -79,6 +88,13 @@ class Handover:
             if watcher is not None:
                 watcher(self, name, old)
 
+    def flushes_early(self) -> bool:
+        """Whether the buffer goes to the MN while its new flows go in: a
+        packet-out at the new PoA needs none of them, and the punts stay
+        until they are confirmed, so nothing overtakes what is delivered.  A
+        copy-and-forward first sorts out what the MN already got."""
+        return self.mode != COPY and bool(self.buffer)
+
     def buffered_addresses(self) -> tuple[str, ...]:
         if self.buffer_old and self.old_address and self.old_address != self.address:
             return (self.old_address, self.address)
@@ -96,9 +112,34 @@ class Handover:
                 "pre_switch_to_arrival_ms": ms(self.started, self.arrived_at),
                 "signal_to_flows_ms": ms(self.arrived_at, self.confirmed_at),
                 "total_ms": ms(self.started, self.ended_at), "mode": self.mode,
+                "steps_ms": self.steps_ms(), "relayed": self.relayed,
+                "late_delivered": self.late,
                 **({"copies": {"made": self.copies.made, "decided_by": self.copies_how}}
                    if self.copies is not None else {}),
                 "buffer": self.buffer.view()}
+
+
+    def steps_ms(self) -> dict | None:
+        """After the arrival (ms): the first packet delivered from the
+        buffer, the new flows confirmed, the buffer empty, the punts' delete
+        sent and confirmed, and the last packet punted after it."""
+        if self.arrived_at is None:
+            return None
+        def since(t):
+            return None if t is None else round((t - self.arrived_at) * 1000, 3)
+        return {"first_delivery": since(self.first_delivered_at),
+                "flows_confirmed": since(self.confirmed_at),
+                "buffer_empty": since(self.emptied_at), "cut": since(self.cut_at),
+                "cut_confirmed": since(self.ended_at), "last_late": since(self.last_late_at)}
+
+    def late_delivered(self, now: float) -> None:
+        """A packet punted after the cut was delivered: counted here, and in
+        the history entry if the handover has ended."""
+        self.late += 1
+        self.last_late_at = now
+        if self.record is not None:
+            self.record["late_delivered"] = self.late
+            self.record["steps_ms"] = self.steps_ms()
 
 
 class CurrentHandovers:
@@ -179,6 +220,8 @@ class CurrentHandovers:
         due = None
         if handover.phase == FLUSHING:
             due = handover.quiet_until if handover.relaying else handover.next_flush
+        elif handover.phase == SWITCHING and handover.flushes_early():
+            due = handover.next_flush
         elif handover.phase == PRE_SWITCHING:
             due = handover.deadline
             if handover.punt_confirmed_at is not None and not handover.answer_ready:

@@ -203,3 +203,82 @@ def test_two_mobile_nodes_take_turns_each_with_its_own_stream(prerequisites, tmp
     summary = results["modes"]["mpa_buffer"]["summary"]
     assert summary["lost"] == 0 and summary["received"] == summary["sent"] > 0
     assert nothing_left()
+
+
+RUN_SHORT_S = 90
+
+
+def test_a_tcp_stream_crosses_buffered_handovers_without_a_retransmission_timeout(
+        prerequisites, tmp_path):
+    topology = write_test_topology(DEFAULT_TOPOLOGY, tmp_path / "two_domains.yaml")
+    path = tmp_path / "tcp.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        version: 1
+        topology: {topology}
+        traffic: {{from: cn1, protocol: tcp, rate_pps: 500, size: 1000}}
+        mobile_nodes:
+          mn1: {{targets: [ap-a2-1, ap-a1-1]}}
+        modes: {{mpa_buffer: {{handovers: 2}}}}
+        handovers: {{interval_s: 0.5, warmup_s: 0.5}}
+        """))
+    out = tmp_path / "out"
+    status, text = run_to_end(run_command(str(path), out), RUN_SHORT_S)
+    assert status == 0, text
+    assert "TCP across the handovers" in text
+    body = json.loads((out / "results.json").read_text())["modes"]["mpa_buffer"]
+    assert len(body["handovers"]) == 2
+    for row in body["handovers"]:
+        assert row["ok"], (row["errors"], row.get("stderr"))
+        tcp = row["tcp"]
+        # No retransmission timeout, by the socket's count and the namespace's.
+        assert (tcp["timeouts"], tcp["ns_timeouts"]) == (0, 0), tcp
+        assert tcp["stall_ms"] is not None and tcp["throughput_mbps"]["after"] > 0, tcp
+        assert row["buffered"], row    # the segments were held across the move
+    summary = body["summary"]
+    assert summary["tcp"]["timeouts"] == 0 and summary["tcp"]["ns_timeouts"] == 0
+    # Every record written arrived once and in order: TCP, through the buffer.
+    assert summary["lost"] == summary["duplicates"] == summary["reordered"] == 0
+    assert summary["received"] == summary["sent"] > 0
+    assert any(p.endswith("tcp.png") for p in json.loads(
+        (out / "results.json").read_text())["plots"])
+    assert nothing_left()
+
+
+def test_two_mobile_nodes_moving_at_once_lose_and_duplicate_nothing(prerequisites, tmp_path):
+    from mpa_lab.topogen import main as topogen
+    topology = tmp_path / "generated.yaml"
+    assert topogen(["--domains", "1", "--networks-per-domain", "2", "--poas-per-network", "2",
+                    "--mobile-nodes", "2", "-o", str(topology)]) == 0
+    apart(str(topology))
+    path = tmp_path / "together.yaml"
+    # mn1 starts at ap1-1-1, mn2 at ap1-2-1: they swap networks at once, and back.
+    path.write_text(textwrap.dedent(f"""\
+        version: 1
+        topology: {topology}
+        traffic: {{from: cn1, rate_pps: 100}}
+        mobile_nodes:
+          mn1: {{targets: [ap1-2-2, ap1-1-1]}}
+          mn2: {{targets: [ap1-1-2, ap1-2-1]}}
+        modes: {{mpa_buffer: {{handovers: 2}}}}
+        handovers: {{together: true, interval_s: 0.5, warmup_s: 0.5}}
+        """))
+    out = tmp_path / "out"
+    status, text = run_to_end(run_command(str(path), out), RUN_SHORT_S)
+    assert status == 0, text
+    body = json.loads((out / "results.json").read_text())["modes"]["mpa_buffer"]
+    rows = body["handovers"]
+    assert sorted((r["moment"], r["mn"], r["to_poa"]) for r in rows) == [
+        (1, "mn1", "ap1-2-2"), (1, "mn2", "ap1-1-2"), (2, "mn1", "ap1-1-1"),
+        (2, "mn2", "ap1-2-1")]
+    assert all(r["ok"] and r["buffered"] is not None for r in rows), rows
+    assert body["summary"]["moments"]["moments"] == 2
+    per_mn = body["summary"]["per_mn"]
+    assert set(per_mn) == {"mn1", "mn2"}
+    for mn, counts in per_mn.items():
+        assert counts["sent"] > 0 and counts["lost"] == 0 and counts["duplicates"] == 0, (
+            mn, counts)
+    # Reordering is the order-preserving cut's to remove (issue 19); it is
+    # reported here, per MN, and asserted where that cut is tested.
+    print("reordered per MN:", {mn: c["reordered"] for mn, c in per_mn.items()})
+    assert "Per mobile node" in text
+    assert nothing_left()

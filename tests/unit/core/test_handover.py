@@ -256,6 +256,36 @@ def test_a_handover_buffers_then_delivers_in_order_from_the_new_poa(topology):
     assert rig.core.mobility.history[-1]["phase"] == "completed"
 
 
+def test_the_buffer_goes_to_the_mn_while_its_new_flows_are_being_confirmed(topology):
+    """The whole buffer goes, paced, before any switch confirmed the new
+    flows (a packet-out at the new PoA needs none of them); a packet punted
+    once it is empty goes at once; the punt stays until the confirmation,
+    so nothing takes the direct path before the buffer has been delivered."""
+    rig = make_rig(variant(flush_batch=4, flush_rate_pps=64))
+    pre_switched(rig)
+    pings(rig, "cn1", HOME, range(1, 11))
+    rig.hold_confirmations = True
+    assert echoes(arrive(rig)) == [1, 2, 3, 4]
+    handover = rig.core.mobility.handovers[IDENTITY]
+    assert handover.phase == "switching"
+    assert echoes(later(rig, 1 / 16)) == [5, 6, 7, 8]
+    assert echoes(later(rig, 1 / 16)) == [9, 10]
+    assert handover.phase == "switching" and rig.held     # nothing confirmed yet
+    meanwhile = rig.ping("cn1", HOME, seq=11)            # the buffer is empty
+    assert echoes(meanwhile) == [11] and meanwhile.punts == 1
+    assert holders(rig, Feature.BUFFER) == {"ar-b1"}
+    assert rig.core.counters["buffer_relayed"] == 1
+    rig.hold_confirmations = False
+    rig.release_confirmations()
+    assert (handover.phase, handover.relaying) == ("flushing", True)   # 11 came just now
+    later(rig, QUIET_S)
+    assert handover.phase == "completed"
+    assert handover.steps_ms()["first_delivery"] == 0.0
+    assert handover.steps_ms()["flows_confirmed"] == pytest.approx(2 / 16 * 1000)
+    straight = rig.ping("cn1", HOME, seq=12)
+    assert echoes(straight) == [12] and straight.punts == 0
+
+
 def test_an_sa_made_with_the_network_the_mn_is_attached_to_is_authorized_at_its_binding(rig):
     # mn1 is learned at ap-a1-1 already: no arrival will come to authorize it,
     # and only an authorized SA is held when the MN leaves (RFC 6252 C.2).

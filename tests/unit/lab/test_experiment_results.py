@@ -302,6 +302,8 @@ class RecordedStream:
     """What a finished UdpStream offers the analysis: what the sender
     attempted and the receiver's arrivals."""
 
+    protocol = "udp"
+
     def __init__(self, arrivals, sent):
         self._arrivals, self.sent, self.rate = arrivals, {"attempted": sent}, 100
 

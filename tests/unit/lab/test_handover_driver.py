@@ -78,7 +78,7 @@ class FakeLab:
         self.location = {"mn1": poa("ap-a")}
         self.mn = FakeHost(behaviour)
         self.moves, self.noted, self.announced, self.cut = [], [], [], []
-        self.last_link_switch = None
+        self.link_switches = []
 
     def host(self, name):
         return self.mn
@@ -92,7 +92,8 @@ class FakeLab:
     def move(self, mn, poa, readdress=True, link_up=True):
         assert readdress is False, "the MN's client addresses itself"
         self.moves.append((mn, poa, link_up))
-        self.last_link_switch = SimpleNamespace(to_poa=poa, duration_ms=20.0, up_wall_ns=6000000)
+        self.link_switches.append(SimpleNamespace(host=mn, to_poa=poa, duration_ms=20.0,
+                                                  up_wall_ns=6000000))
         self.location[mn] = self.graph.poa(poa)
 
     def note_address(self, mn, address):
@@ -431,3 +432,33 @@ def test_the_state_of_an_mn_is_its_home_domain_s_unless_a_domain_is_named(domain
 def test_the_driver_reads_one_controller_or_one_per_domain(tmp_path, kwargs):
     with pytest.raises(ValueError, match="one per domain"):
         HandoverDriver(FakeLab(), 1, str(tmp_path), **kwargs)
+
+
+def test_handovers_together_run_at_the_same_time_and_come_back_in_order(controller, tmp_path):
+    import threading
+    driver = driver_for(FakeLab(), controller, tmp_path)
+    # Each handover waits until the other has started: run one after the
+    # other, they would break the barrier instead.
+    both = threading.Barrier(2, timeout=30)
+
+    def one(mn, poa):
+        both.wait()
+        return SimpleNamespace(mn=mn, to_poa=poa, thread=threading.current_thread().name)
+    results = driver.together([("mn1", "ap-b"), ("mn2", "ap-a")], one)
+    assert [(r.mn, r.to_poa) for r in results] == [("mn1", "ap-b"), ("mn2", "ap-a")]
+    assert {r.thread for r in results} == {"handover-mn1", "handover-mn2"}
+
+
+def test_a_handover_that_raises_together_with_others_raises_after_all_have_ended(
+        controller, tmp_path):
+    driver = driver_for(FakeLab(), controller, tmp_path)
+    ended = []
+
+    def one(mn, poa):
+        if mn == "mn1":
+            raise RuntimeError("the lab could not move mn1")
+        ended.append(mn)
+        return SimpleNamespace(mn=mn)
+    with pytest.raises(RuntimeError, match="could not move mn1"):
+        driver.together([("mn1", "ap-b"), ("mn2", "ap-a")], one)
+    assert ended == ["mn2"]

@@ -4,11 +4,11 @@ every mistake reported with its key path before anything runs."""
 from __future__ import annotations
 
 import os
-import textwrap
 
 import pytest
 
 from support.paths import DEFAULT_TOPOLOGY, ROOT
+from support.scenario_files import errors_of, write
 from mpa_protocol.schema import ConfigError
 from mpa_lab.cli import main as mpa_lab
 from mpa_mn.dad import DadSettings
@@ -25,18 +25,6 @@ traffic: {{from: cn1}}
 mobile_nodes: {{mn1: {{targets: [ap-a2-1, ap-a1-1]}}}}
 modes: [mpa_buffer]
 """
-
-
-def write(tmp_path, text: str, name: str = "scenario.yaml") -> str:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    return str(path)
-
-
-def errors_of(tmp_path, text: str) -> list[str]:
-    with pytest.raises(ConfigError) as caught:
-        load_scenario(write(tmp_path, text))
-    return caught.value.lines()
 
 
 def with_lines(**replace) -> str:

@@ -659,3 +659,24 @@ def test_told_to_switch_without_the_link_the_mn_cancels_nothing(world, tmp_path)
     assert world.handover().phase == "pre-switching"
     assert len(sources.gateways.sent) == sent, "arrived was made ready, never sent"
     assert [sock.closed for sock in world.sockets] == [True]
+
+
+def test_the_gratuitous_arp_goes_before_the_ip_run(world, tmp_path, credentials_file,
+                                                   monkeypatch):
+    """The controller learns the MN at its new PoA from the announcement and
+    delivers the buffer then: the ip run (a process) must not delay it."""
+    from support import mn_world
+    run = HandoverCli(world, tmp_path, credentials_file())
+    batches_at_send = []
+    send = mn_world.RawSocket.send
+
+    def recording(self, frame):
+        batches_at_send.append(len(run.ip.batches))
+        return send(self, frame)
+
+    monkeypatch.setattr(mn_world.RawSocket, "send", recording)
+    rc, _, doc, err = run.events("handover", "net-b1", "--wait-link")
+    assert rc == 0, err
+    assert batches_at_send == [0]
+    assert run.ip.batches == [ATTACH_BATCH]
+    assert doc["results"][0]["arrived"]["phase"] == "completed"
