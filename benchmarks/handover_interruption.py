@@ -22,11 +22,9 @@ p99 < 10 ms.  Run as root:
 
 from __future__ import annotations
 
-import json
 import sys
 
-from common import stamped, write
-from lab_runs import need_root, parser, run_mode, spread
+from lab_runs import need_root, parser, run_each, run_mode, spread
 
 COLUMNS = ("interruption_ms", "link_layer_ms", "over_link_layer_ms", "signal_to_flows_ms",
            "buffered", "buffer_added_delay_mean_ms", "buffer_added_delay_max_ms")
@@ -56,13 +54,8 @@ def main() -> int:
     p.add_argument("--handovers", type=int, default=10)
     args = p.parse_args()
     need_root("benchmarks/handover_interruption.py")
-    results = stamped({"rates": []})
-    for rate in (int(r) for r in args.rates.split(",")):
-        outcome = run_rate(rate, args.handovers, args)
-        results["rates"].append(outcome)
-        print(json.dumps(outcome["summary"]), flush=True)
-    write(args.out, results)
-    return 0
+    return run_each("rates", [int(r) for r in args.rates.split(",")],
+                    lambda rate: run_rate(rate, args.handovers, args), args.out)
 
 
 if __name__ == "__main__":

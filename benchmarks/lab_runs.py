@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import tempfile
 
-from common import ROOT, unwind_on_sigterm
+from common import ROOT, stamped, unwind_on_sigterm, write
 
 from mpa_lab.experiment.scenario import load_scenario
 from mpa_lab.traffic.analysis import percentile
@@ -60,3 +61,15 @@ def spread(values, *ps) -> dict:
     values = [v for v in values if v is not None]
     return {**{f"p{p}": percentile(values, p) for p in ps},
             "max": max(values) if values else None}
+
+
+def run_each(key: str, items, run_one, out: str) -> int:
+    """``run_one(item)`` for each item, its summary printed as it ends; the
+    outcomes under ``key``, stamped, written to ``out``."""
+    results = stamped({key: []})
+    for item in items:
+        outcome = run_one(item)
+        results[key].append(outcome)
+        print(json.dumps(outcome["summary"]), flush=True)
+    write(out, results)
+    return 0

@@ -138,7 +138,8 @@ def _lab_or_problem(args, topology):
     # in the file (a switch of no domain, tunnels OVS cannot route).
     try:
         return Lab(topology, controller_port=_ofp_port(args, topology), management=True,
-                   controllers=_domain_ofp_ports(topology) if args.per_domain else None), None
+                   controllers=_domain_ofp_ports(topology) if args.per_domain else None,
+                   link_layer_ms=args.link_layer_ms), None
     except ValueError as exc:
         return None, str(exc)
 
@@ -441,6 +442,9 @@ def main(argv=None) -> int:
                        help="one controller per administrative domain (mpa-controller "
                             "--domain ID, on the ports of the topology's "
                             "domains.ID.controller), each switch on its own domain's")
+        p.add_argument("--link-layer-ms", type=float, metavar="MS",
+                       help="hold the MN's link down this long at every move (default: the "
+                            "topology's l2_handover_ms between the two networks, else 0)")
         if name == "up":
             p.add_argument("--script", help="run these CLI commands instead of reading a terminal")
         p.set_defaults(run=run_it)

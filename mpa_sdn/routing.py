@@ -53,13 +53,8 @@ class Router:
     moves."""
 
     def __init__(self, graph, settings, counters, hosts, switches, mpa, mobility):
-        self.graph = graph
-        self.settings = settings
-        self.counters = counters
-        self.hosts = hosts
-        self.switches = switches
-        self.mpa = mpa
-        self.mobility = mobility
+        self.graph, self.settings, self.counters = graph, settings, counters
+        self.hosts, self.switches, self.mpa, self.mobility = hosts, switches, mpa, mobility
         # Each host's path, and per switch the hosts routed through it and
         # the source checks it holds: a switch's flows and their count cost
         # its own hosts, not every host (the views and reconciliation ask per switch).
@@ -316,12 +311,30 @@ class Router:
             # and no drop flow either, which would also catch its ARP probes.
             self.counters["packet_in_unaddressed"] += 1
             return []
+        binding = self.mobility.bindings.get(frame.ip_src)
+        if (binding is not None and binding.mac == frame.eth_src
+                and self._refusal(frame.eth_src, frame.ip_src, poa) == "address"):
+            return self._home_address_seen(binding, poa, data, now)
         sends = self.learn(frame.eth_src, frame.ip_src, poa, now, source_check_missed=True,
                            how="packet")
         host = self.hosts.get(frame.ip_src)
         if host is not None and (host.mac, host.poa) == (frame.eth_src, poa):
             # The packet that taught us the host goes on its way too: routed
             # from the top of the pipeline, now that its routes are in place.
+            sends.append(Send(dpid, [of.packet_out(data, [of.output(ofp.OFPP_TABLE)])]))
+        return sends
+
+    def _home_address_seen(self, binding, poa: PoA, data: bytes, now: float) -> list[Send]:
+        """The MN sends from its home address where its binding's flows are not
+        (yet), as its first packets once its link is up (TCP's ACKs): no drop
+        flow.  Pre-switching to this network, it has arrived, and the packet
+        follows the binding's uplink flows; else those are on their way."""
+        self.counters["learn_home_address"] += 1
+        care_of = self.mobility.arriving(binding.mac, poa.network)
+        dpid = self.graph.dpid(poa.switch)
+        sends = [] if care_of is None else self.learn(binding.mac, care_of, poa, now, how="home")
+        if care_of and self.hosts.get(care_of) == Host(care_of, binding.mac, poa) \
+                and dpid in self.switches:
             sends.append(Send(dpid, [of.packet_out(data, [of.output(ofp.OFPP_TABLE)])]))
         return sends
 

@@ -122,6 +122,11 @@ class HandoverResult:
         return self.link[0].duration_ms if self.link else None
 
     @property
+    def imposed_ms(self) -> float | None:
+        """The outage the lab imposed on that switch (None: no switch)."""
+        return self.link[0].imposed_ms if self.link else None
+
+    @property
     def interruption_ms(self) -> float | None:
         """The client's view: from its link going down until its traffic can
         reach it again: its attachment for MPA (the nCoA on the interface,

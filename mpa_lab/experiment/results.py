@@ -112,6 +112,8 @@ def handover_row(index: int, repetition: int, result, window: dict, record: dict
         "duplicates": window["duplicated"], "reordered": window["reordered"],
         "interruption_ms": interruption,
         "link_layer_ms": _round(link_layer),
+        # Of which the lab held the link down on purpose (the modelled link layer).
+        "imposed_ms": _round(result.imposed_ms),
         # What the handover added to the link-layer switch's own outage.
         "beyond_link_layer_ms": None if interruption is None or link_layer is None
         else _round(interruption - link_layer),

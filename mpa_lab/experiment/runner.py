@@ -170,7 +170,7 @@ class Experiment:
             s, self._path, session.name, ofp_port=self.ofp_port, rest_port=self.rest_port,
             log_level=self.log_level)
         lab = Lab(s.topology, controller_port=self.ofp_port, management=True,
-                  controllers=controllers.lab_controllers())
+                  controllers=controllers.lab_controllers(), link_layer_ms=s.link_layer_ms)
         done, history, counters, streams = [], {}, {}, {}
         try:
             self._in_lab(session, controllers, lab, done, history, counters, streams)

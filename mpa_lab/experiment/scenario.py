@@ -25,6 +25,7 @@ from mpa_protocol.schema import (MISSING, ConfigError, Invalid, Reader, is_versi
 from mpa_sdn.config import load_topology
 from mpa_sdn.domain_view import domain_of_switches, home_domain
 from mpa_sdn.topology import ROLE_ACCESS, Topology
+from mpa_lab.net.link_layer import MAX_LINK_LAYER_MS
 from mpa_lab.net.native_tunnelling import TunnellingError, plan as tunnelling_plan
 from mpa_lab.traffic.datagrams import HEADER_SIZE, MAX_SIZE
 
@@ -96,6 +97,9 @@ class Scenario:
     description: str = ""
     controllers: str = ONE
     together: bool = False             # every MN hands over in the same moment
+    # The outage of every link-layer switch, in place of the topology's
+    # l2_handover_ms (None: the topology's; mpa_lab/net/link_layer.py).
+    link_layer_ms: float | None = None
 
     @property
     def per_domain(self) -> bool:
@@ -153,7 +157,8 @@ class Scenario:
                 "repetitions": self.repetitions, "interval_s": self.interval_s,
                 "warmup_s": self.warmup_s, "loss_after_s": self.loss_after_s,
                 "channel": self.channel, "dad": dataclasses.asdict(self.dad),
-                "controllers": self.controllers, "together": self.together}
+                "controllers": self.controllers, "together": self.together,
+                "link_layer_ms": self.link_layer_ms}
 
 
 def default_standby_mac(mn: str) -> str:
@@ -169,7 +174,7 @@ def load_scenario(path: str) -> Scenario:
     top = r.mapping(raw, "", required={"version", "topology", "traffic", "mobile_nodes",
                                        "modes"},
                     optional={"name", "description", "handovers", "repetitions", "channel",
-                              "reactive", "copy_forward", "controllers"})
+                              "reactive", "copy_forward", "controllers", "link_layer_ms"})
     if top is None:
         raise ConfigError(r.errors)
     if not is_version_1(top["version"]):
@@ -201,12 +206,14 @@ def load_scenario(path: str) -> Scenario:
     repetitions = r.field(top, "repetitions", "", schema.integer(1, 100), 1)
     channel = r.field(top, "channel", "", _one_of(CHANNELS), "inband")
     controllers = r.field(top, "controllers", "", _one_of(CONTROLLERS), ONE)
+    link_layer_ms = r.field(top, "link_layer_ms", "", schema.number(0, MAX_LINK_LAYER_MS), None)
     if r.errors:
         raise ConfigError(r.errors)
     scenario = Scenario(name, os.path.abspath(path), topology_path, topology, traffic,
                         mobile_nodes, modes, counts, repetitions, interval_s, warmup_s,
                         loss_after_s=loss_after_s, channel=channel, dad=dad,
-                        description=description, controllers=controllers, together=together)
+                        description=description, controllers=controllers, together=together,
+                        link_layer_ms=link_layer_ms)
     if together:
         _check_together(r, scenario, top["modes"])
     else:

@@ -33,7 +33,7 @@ import subprocess
 from typing import Callable
 
 from mininet.log import warn
-from mininet.node import Host, RemoteController
+from mininet.node import Host, Node, RemoteController
 
 from mpa_lab.plain_logging import lab_logger
 from mpa_protocol.program_output import CONTEXT_BYTES
@@ -104,6 +104,11 @@ class LenientOutput:
 
 class LabHost(LenientOutput, Host):
     """The lab's hosts: Mininet's, with :class:`LenientOutput`."""
+
+
+class LabNode(LenientOutput, Node):
+    """A plain Mininet node of the lab's (its link layer's namespace), with
+    :class:`LenientOutput`."""
 
 
 class LabRemoteController(LenientOutput, RemoteController):

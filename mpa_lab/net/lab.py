@@ -2,6 +2,9 @@
 
 Switches, links and points of attachment come from the same graph the
 controller reads, so the lab and the controller's flows cannot disagree.
+The MNs reach their PoAs through the modelled link layer of
+mpa_lab/net/link_layer.py: every free PoA's port exists from the start, and
+a link-layer switch is a few ioctls and a deliberate outage.
 Switches run Open vSwitch's userspace datapath (the kernel has no OVS
 module), speak OpenFlow 1.3 and connect to the remote controller in
 ``secure`` fail mode: without the controller nothing is forwarded.  With
@@ -15,12 +18,10 @@ i.e. never inside the controller; this module imports no Ryu app machinery.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import shutil
 import socket
-import struct
 import subprocess
 import time
 from collections.abc import Mapping
@@ -38,7 +39,11 @@ from mininet.node import OVSSwitch
 logging.setLoggerClass(logging.Logger)
 
 from mpa_lab.net import native_tunnelling, tunnel_setup
-from mpa_lab.net.host_output import LabHost, LabRemoteController, LenientOutput
+from mpa_lab.net.host_output import LabHost, LabNode, LabRemoteController, LenientOutput
+from mpa_lab.net.link_layer import (MAX_LINK_LAYER_MS, Attachment, LinkSwitch,
+                                    NamespaceIoctls, bridge_name, cut_plan, execute,
+                                    imposed_outage_ms, mn_end_name, set_flags_up, stub_name,
+                                    switch_plan)
 from mpa_protocol.schema import ConfigError
 from mpa_sdn.domain_view import domain_of_switches
 from mpa_sdn.interface_names import host_name, port_name
@@ -49,11 +54,8 @@ LOG = logging.getLogger("mpa_lab.net.lab")
 
 
 class LabSwitch(LenientOutput, OVSSwitch):
-    """An OVS switch one of whose interfaces can be moved to another switch.
-
-    This is the link-layer handover: the MN keeps its interface (and its
-    sockets); only the switch end of its veth changes switch and port.
-    """
+    """An OVS switch of the lab: userspace datapath, OpenFlow 1.3, secure
+    fail mode, on its own domain's controller."""
 
     def __init__(self, name, domain_controller: str | None = None, **params):
         # The name of the one controller this switch connects to (the lab
@@ -70,89 +72,11 @@ class LabSwitch(LenientOutput, OVSSwitch):
             controllers = [c for c in controllers if c.name == self.domain_controller]
         super().start(controllers)
 
-    def give(self, intf, other: "LabSwitch", port: int, up: bool = True) -> tuple:
-        """Move ``intf`` (this switch's end of a host's link) to ``other``'s
-        ``port``: the lab's link-layer handover.  Returns when it went down
-        and when it was up on ``other``: (monotonic ns, monotonic ns, wall
-        ns, wall ns); without ``up`` it stays down there, and the times of
-        its coming up are None.
-
-        The interface must be down to be renamed, and ``other`` must hold it
-        before it comes up again, or the host's first frames are lost.  In
-        between runs one ovs-vsctl transaction (delete and add, numbered
-        with ofport_request), which returns once ovs-vswitchd holds the
-        port; that is most of the outage.  Deleting the old port only after
-        the link is up again would be quicker, but until then the old port,
-        bound to the same device, would take the host's frames too.  The
-        rest is ioctls, not ``ip`` commands: each command costs
-        milliseconds of outage.
-        """
-        new_name = port_name(other.name, port)
-        _set_link_up(intf.name, False)
-        down_ns, down_wall_ns = time.monotonic_ns(), time.time_ns()
-        _rename_link(intf.name, new_name)
-        moved = subprocess.run(
-            ["ovs-vsctl", "--timeout=10", "del-port", self.name, intf.name,
-             "--", "add-port", other.name, new_name,
-             "--", "set", "Interface", new_name, f"ofport_request={port}"],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True)
-        if moved.returncode != 0:
-            _rename_link(new_name, intf.name)
-            _set_link_up(intf.name, True)
-            raise RuntimeError(f"cannot move {intf.name} to {other.name} port {port}: "
-                               f"{moved.stderr.strip()}")
-        up_ns = up_wall_ns = None
-        if up:
-            _set_link_up(new_name, True)
-            up_ns, up_wall_ns = time.monotonic_ns(), time.time_ns()
-        self.delIntf(intf)
-        intf.name = new_name
-        intf.node = other
-        OVSSwitch.addIntf(other, intf, port=port)
-        return down_ns, up_ns, down_wall_ns, up_wall_ns
-
-
-# Interface flags and names through ioctls (what ifconfig uses): struct ifreq
-# is a 16-byte name and a 24-byte union (flags, or the new name).
-_SIOCGIFFLAGS, _SIOCSIFFLAGS, _SIOCSIFNAME = 0x8913, 0x8914, 0x8923
-_IFF_UP = 0x1
-_IFREQ_FLAGS = struct.Struct("16sH22x")
-_IFREQ_NAME = struct.Struct("16s16s8x")
-
 
 def _set_link_up(name: str, up: bool) -> None:
     """``ip link set NAME up|down`` in this process's namespace."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        request = _IFREQ_FLAGS.pack(name.encode(), 0)
-        _, flags = _IFREQ_FLAGS.unpack(fcntl.ioctl(sock, _SIOCGIFFLAGS, request))
-        flags = flags | _IFF_UP if up else flags & ~_IFF_UP
-        fcntl.ioctl(sock, _SIOCSIFFLAGS, _IFREQ_FLAGS.pack(name.encode(), flags))
-
-
-def _rename_link(name: str, new_name: str) -> None:
-    """``ip link set NAME name NEW_NAME``; the link must be down."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        fcntl.ioctl(sock, _SIOCSIFNAME, _IFREQ_NAME.pack(name.encode(), new_name.encode()))
-
-
-@dataclass(frozen=True)
-class LinkSwitch:
-    """One link-layer switch of a host: the switch end of its link down at
-    one PoA and up at another (or left down there: None).  Times are ns,
-    monotonic and wall-clock (both clocks are shared by every host of the
-    lab)."""
-
-    host: str
-    from_poa: str
-    to_poa: str
-    down_ns: int
-    up_ns: int | None
-    down_wall_ns: int
-    up_wall_ns: int | None
-
-    @property
-    def duration_ms(self) -> float | None:
-        return None if self.up_ns is None else (self.up_ns - self.down_ns) / 1e6
+        set_flags_up(sock, name, up)
 
 
 @dataclass(frozen=True)
@@ -197,18 +121,28 @@ CONTROLLER_QUEUE_SIZE = 512
 # the best local source, and accept packets whatever their source's route
 # (the home address is on no network).
 MN_SYSCTLS = {"arp_ignore": 1, "arp_announce": 2, "rp_filter": 0}
+# The Mininet node whose namespace holds the link layer (link_layer.py);
+# Mininet's cleanup (mpa-lab cleanup) ends its shell like a host's.
+LINK_LAYER_NODE = "mpa-link-layer"
 
 
 class Lab:
     """The topology in Mininet, on one remote controller (``controller_ip``,
     ``controller_port``) or, given ``controllers`` (domain id -> (ip,
     OpenFlow port)), each switch on its own domain's controller alone: the
-    lab of one controller per administrative domain."""
+    lab of one controller per administrative domain.  ``link_layer_ms``:
+    the outage every link-layer switch imposes, in place of the topology's
+    ``l2_handover_ms`` (None: the topology's; see link_layer.py)."""
 
     def __init__(self, topology: Topology, controller_ip: str = "127.0.0.1",
                  controller_port: int | None = None, *, extra_hosts=(),
                  management: bool = False,
-                 controllers: Mapping[str, tuple[str, int]] | None = None):
+                 controllers: Mapping[str, tuple[str, int]] | None = None,
+                 link_layer_ms: float | None = None):
+        if link_layer_ms is not None and not 0 <= link_layer_ms <= MAX_LINK_LAYER_MS:
+            raise ValueError(f"link_layer_ms must be from 0 to {MAX_LINK_LAYER_MS:g}, "
+                             f"not {link_layer_ms!r}")
+        self.link_layer_ms = link_layer_ms
         self.topology = topology
         self.graph = NeighbourhoodGraph(topology)
         self.controller_ip = controller_ip
@@ -223,6 +157,11 @@ class Lab:
         self.location: dict[str, PoA] = {}  # host id -> its PoA now
         self.second: dict[str, tuple[str, PoA]] = {}  # MN id -> (its second interface, PoA)
         self.link_switches: list[LinkSwitch] = []  # every move, in order
+        # The link layer's namespace (a Mininet node of no net's), the
+        # ioctls on it, and each MN interface's way in: (MN id, 0 or 1).
+        self.link_node: LabNode | None = None
+        self.ioctls: NamespaceIoctls | None = None
+        self.attachments: dict[tuple[str, int], Attachment] = {}
 
     def _controllers(self, per_domain) -> tuple[dict[str, LabController], dict[str, str]]:
         if per_domain is None:
@@ -295,6 +234,9 @@ class Lab:
         for switch in self.graph.switch_ids():
             net.addSwitch(switch, cls=LabSwitch, dpid=f"{self.graph.dpid(switch):016x}",
                           domain_controller=self.controller_of[switch])
+        # After the switches: the first node of a class sets up its classes
+        # (OVS's version for LabSwitch), and a Node first would stand for them.
+        self.link_node = LabNode(LINK_LAYER_NODE)
         # Mininet would make the same names; given, they are the ones the
         # configuration check measured.
         for link in sorted(self.topology.links, key=lambda l: (str(l.a), str(l.b))):
@@ -304,17 +246,33 @@ class Lab:
         for cn in sorted(self.topology.correspondents.values(), key=lambda c: c.id):
             poa = self.graph.poa(cn.poa)
             self._add_host(cn.id, cn.mac, str(cn.address), poa)
-        for mn in sorted(self.topology.mobile_nodes.values(), key=lambda m: m.id):
-            poa = self.graph.poa(mn.attach)
-            self._add_host(mn.id, mn.mac, self.address_of(mn, self.graph.network(poa.network)), poa)
         for extra in self.extra_hosts:
             self._add_host(extra.name, extra.mac, extra.address, self.graph.poa(extra.poa))
+        # Every PoA no fixed host holds gets its stub, for good.
+        for poa in sorted(set(self.topology.poas.values()) - set(self.location.values()),
+                          key=lambda p: p.id):
+            net.addLink(self.link_node, poa.switch, port2=poa.port,
+                        intfName1=stub_name(poa.switch, poa.port),
+                        intfName2=port_name(poa.switch, poa.port), cls=Link)
+        for index, mn in enumerate(sorted(self.topology.mobile_nodes.values(),
+                                          key=lambda m: m.id)):
+            poa = self.graph.poa(mn.attach)
+            address = self.address_of(mn, self.graph.network(poa.network))
+            net.addHost(mn.id, cls=LabHost,
+                        ip=self._ip_with_length(address, self.graph.network(poa.network)),
+                        mac=mn.mac, defaultRoute=f"via {self.graph.network(poa.network).gateway}")
+            net.addLink(mn.id, self.link_node, intfName1=host_name(mn.id, 0),
+                        intfName2=mn_end_name(index, 0), cls=Link)
+            self.attachments[(mn.id, 0)] = Attachment(bridge_name(index, 0),
+                                                      mn_end_name(index, 0), None)
+            self.location[mn.id] = poa
         net.build()
         net.start()
         self._raise_controller_queues()
         tunnel_setup.set_up(self.tunnelling)
         for host in net.hosts:
             self._tune(host)
+        self._start_link_layer()
         for mn in self.topology.mobile_nodes.values():
             self._prepare_mobile_node(mn)
         if self.management:
@@ -331,6 +289,76 @@ class Lab:
         self.net.addLink(name, poa.switch, port2=poa.port, intfName1=host_name(name, 0),
                          intfName2=port_name(poa.switch, poa.port), cls=Link)
         self.location[name] = poa
+
+    # -- the link layer (link_layer.py) -------------------------------------
+
+    def _start_link_layer(self) -> None:
+        """Each MN's bridge, with its end and its PoA's stub; the other stubs
+        down (their ports LINK_DOWN, as a PoA nobody is at).  Every veth of
+        the link layer without transmit checksum offload, as the hosts'
+        (see _tune), and the namespace without IPv6 and without the
+        host's bridge netfilter (not every kernel lets a namespace turn it
+        off: then it has no rules to meet)."""
+        stubs = [i.name for i in self.link_node.intfList() if i.name != "lo"
+                 and i.name not in {a.mn_end for a in self.attachments.values()}]
+        script = ["sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
+                  "net.ipv6.conf.default.disable_ipv6=1",
+                  *(f"sysctl -qw net.bridge.bridge-nf-call-{table}=0 2>/dev/null || true"
+                    for table in ("iptables", "ip6tables", "arptables")),
+                  *(f"ethtool -K {name} tx off >/dev/null" for name in stubs),
+                  *(f"ip link set {name} down" for name in stubs)]
+        for (mn_id, _), attachment in sorted(self.attachments.items()):
+            poa = self.location[mn_id]
+            script += self._bridge_script(attachment, stub_name(poa.switch, poa.port))
+        self._in_link_layer(script)
+        ends = [port_name(p.switch, p.port) for p in self.topology.poas.values()
+                if stub_name(p.switch, p.port) in stubs]
+        subprocess.run(["sh", "-c", "; ".join(f"ethtool -K {name} tx off >/dev/null 2>&1"
+                                               for name in ends) or "true"],
+                       capture_output=True, stdin=subprocess.DEVNULL)
+        self.ioctls = NamespaceIoctls(self.link_node.pid)
+        for (mn_id, _), attachment in self.attachments.items():
+            poa = self.location[mn_id]
+            attachment.stub = stub_name(poa.switch, poa.port)
+
+    @staticmethod
+    def _bridge_script(attachment: Attachment, stub: str) -> list[str]:
+        """The commands that make ``attachment``'s bridge (stp off: a port
+        forwards once up; forward delay 0 should STP ever be turned on) and
+        join its end and ``stub``, all up, the stub last but one.  A bridge
+        of two members never delivers to a wrong port, and the kernel
+        flushes what it learned at a stub when the stub leaves."""
+        bridge, end = attachment.bridge, attachment.mn_end
+        return [f"ip link add {bridge} type bridge stp_state 0 forward_delay 0 "
+                f"mcast_snooping 0",
+                f"ethtool -K {end} tx off >/dev/null",
+                f"ip link set {end} master {bridge}", f"ip link set {bridge} up",
+                f"ip link set {stub} master {bridge}", f"ip link set {stub} up",
+                f"ip link set {end} up"]
+
+    def _in_link_layer(self, commands: list[str]) -> None:
+        """``commands`` in the link layer's namespace, stopping at the first
+        that fails (an error naming it)."""
+        run = subprocess.run(["nsenter", f"--net=/proc/{self.link_node.pid}/ns/net",
+                              "sh", "-exc", "\n".join(commands)],
+                             capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if run.returncode != 0:
+            raise RuntimeError(f"the lab's link layer: {run.stderr.strip()[-500:]}")
+
+    def _switch(self, mn_id: str, current: PoA, target: PoA, link_up: bool) -> LinkSwitch:
+        """The MN's link-layer switch from ``current`` to ``target``."""
+        attachment = self.attachments[(mn_id, 0)]
+        new_stub = stub_name(target.switch, target.port)
+        imposed = (imposed_outage_ms(self.graph, current, target, self.link_layer_ms)
+                   if link_up else 0.0)
+        try:
+            done = execute(switch_plan(attachment, new_stub, link_up), self.ioctls, imposed)
+        except OSError as exc:
+            raise RuntimeError(f"cannot switch {mn_id}'s link from {current.id} to "
+                               f"{target.id}: {exc}") from exc
+        attachment.stub = new_stub
+        return LinkSwitch(mn_id, current.id, target.id, done.down_ns, done.up_ns,
+                          done.down_wall_ns, done.up_wall_ns, imposed, done.ioctl_ns / 1e6)
 
     # -- management links (the MNs' way to the REST API) -------------------
 
@@ -430,6 +458,13 @@ class Lab:
                 self._remove_management_links()
             tunnel_setup.tear_down(self.tunnelling)
             net.stop()
+        if self.ioctls is not None:
+            self.ioctls, ioctls = None, self.ioctls
+            ioctls.close()
+        if self.link_node is not None:
+            # Its bridges and what is left of its veths go with its namespace.
+            self.link_node, node = None, self.link_node
+            node.terminate()
 
     def __enter__(self):
         try:
@@ -466,6 +501,8 @@ class Lab:
         reaches the target but stays down there, as when an association
         with the target never completes; nothing is announced either.
 
+        The link is held down for the imposed outage (link_layer.py): the
+        lab's ``link_layer_ms``, else the topology's ``l2_handover_ms``.
         Each move's link-layer switch is appended to ``link_switches``.
         """
         mn = self.topology.mobile_nodes[mn_id]
@@ -474,9 +511,7 @@ class Lab:
         if target == current:
             return self.address(mn_id) if readdress else None
         self._check_free(target)
-        old_switch, new_switch = self.net.get(current.switch), self.net.get(target.switch)
-        times = old_switch.give(self._switch_end(mn_id), new_switch, target.port, up=link_up)
-        self.link_switches.append(LinkSwitch(mn_id, current.id, target.id, *times))
+        self.link_switches.append(self._switch(mn_id, current, target, link_up))
         self.location[mn_id] = target
         if not readdress:
             return None
@@ -504,7 +539,7 @@ class Lab:
         return self.link_switches[-1] if self.link_switches else None
 
     def _switch_end(self, host_id: str):
-        """The switch's end of the host's link to its PoA."""
+        """The switch's end of a fixed host's link to its PoA."""
         host_intf = self.host(host_id).defaultIntf()
         link = host_intf.link
         return link.intf2 if link.intf1 is host_intf else link.intf1
@@ -531,43 +566,49 @@ class Lab:
         intf.ip, intf.prefixLen = address, network.prefix.prefixlen
 
     def cut_link(self, host_id: str) -> int:
-        """Sudden link loss: the switch end of the host's link goes down;
-        the host stays where it is.  Returns when (wall-clock ns)."""
-        _set_link_up(self._switch_end(host_id).name, False)
-        return time.time_ns()
+        """Sudden link loss: the host's link and its PoA's port go down; the
+        host stays where it is.  Returns when (wall-clock ns)."""
+        attachment = self.attachments.get((host_id, 0))
+        if attachment is None:
+            _set_link_up(self._switch_end(host_id).name, False)
+            return time.time_ns()
+        return execute(cut_plan(attachment), self.ioctls, 0.0).down_wall_ns
 
     def add_interface(self, mn_id: str, poa_id: str, mac: str) -> str:
         """Give an MN a second interface, attached to ``poa_id`` (RFC 6252
         §7.6.2's multi-interface MN), unaddressed: the MN prepares it.
-        Returns its name in the MN's host."""
+        Returns its name in the MN's host.  Like the first, it reaches its
+        PoA through a bridge of its own in the link layer."""
         if mn_id in self.second:
             raise ValueError(f"{mn_id} already has a second interface")
         poa = self.graph.poa(poa_id)
         self._check_free(poa)
         host = self.host(mn_id)
-        name, peer = host_name(mn_id, len(host.intfList())), port_name(poa.switch, poa.port)
-        for command in (["ip", "link", "add", peer, "type", "veth", "peer", "name", name,
-                         "netns", str(host.pid)],
-                        ["ip", "link", "set", peer, "up"],
-                        ["ovs-vsctl", "--timeout=10", "add-port", poa.switch, peer, "--", "set",
-                         "Interface", peer, f"ofport_request={poa.port}"]):
-            subprocess.run(command, check=True, capture_output=True, stdin=subprocess.DEVNULL)
+        name = host_name(mn_id, len(host.intfList()))
+        index = sorted(self.topology.mobile_nodes).index(mn_id)
+        attachment = Attachment(bridge_name(index, 1), mn_end_name(index, 1), None)
+        self._in_link_layer([f"ip link add {attachment.mn_end} type veth peer name {name} "
+                             f"netns {host.pid}"])
         host.cmd(f"ip link set {name} address {mac} && ip link set {name} up")
         # Like the lab's own interfaces (the MN's sysctls hold for it through
-        # "default"); the switch side's offload too, as Mininet's are.
+        # "default").  Its PoA's port comes up last, once the MN's end is up.
         self._tune(host, [name])
-        subprocess.run(["ethtool", "-K", peer, "tx", "off"], capture_output=True)
+        self._in_link_layer(self._bridge_script(attachment, stub_name(poa.switch, poa.port)))
+        attachment.stub = stub_name(poa.switch, poa.port)
+        self.attachments[(mn_id, 1)] = attachment
         self.second[mn_id] = (name, poa)
         return name
 
     def remove_interface(self, mn_id: str) -> None:
-        """Take the second interface away again (its port goes: the
-        controller forgets what it learned there)."""
-        name, poa = self.second.pop(mn_id)
-        peer = port_name(poa.switch, poa.port)
-        subprocess.run(["ovs-vsctl", "--timeout=10", "--if-exists", "del-port", poa.switch, peer],
-                       capture_output=True, stdin=subprocess.DEVNULL)
-        subprocess.run(["ip", "link", "del", peer], capture_output=True)
+        """Take the second interface away again (its PoA's port goes down:
+        the controller forgets what it learned there)."""
+        self.second.pop(mn_id)
+        attachment = self.attachments.pop((mn_id, 1))
+        self._in_link_layer([f"ip link set {attachment.stub} nomaster",
+                             f"ip link set {attachment.stub} down",
+                             f"ip link del {attachment.mn_end}",
+                             f"ip link del {attachment.bridge}"])
+        self.ioctls.forget(attachment.mn_end)
 
     def announce(self, name: str) -> None:
         host = self.host(name)

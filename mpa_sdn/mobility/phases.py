@@ -217,6 +217,11 @@ class Phases:
         waiting = self._current.pre_switching("network", poa.network)
         return waiting[0] if len(waiting) == 1 else None
 
+    def arriving(self, mac: str, network: str) -> str | None:
+        """The nCoA of the MN's handover pre-switching to ``network``, if any."""
+        return next((h.address for h in self._current.pre_switching("mac", mac)
+                     if h.network == network), None)
+
     def host_seen(self, mac: str, address: str, poa: PoA, how: str, now: float) -> None:
         """The controller learned (or relearned) a host: where its MN is."""
         moved = self.where.get(mac) != poa

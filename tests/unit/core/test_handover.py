@@ -286,6 +286,37 @@ def test_the_buffer_goes_to_the_mn_while_its_new_flows_are_being_confirmed(topol
     assert echoes(straight) == [12] and straight.punts == 0
 
 
+def test_the_mns_first_packet_from_its_home_address_at_the_target_is_its_arrival(rig):
+    """Its link is up and it sends from its home address (a TCP ACK) before
+    anything announced it: not a stranger to drop for reject_hold_s, but
+    the MN arriving.  The packet reaches the correspondent through the
+    binding's uplink flows, sent ahead of it."""
+    pre_switched(rig)
+    pings(rig, "cn1", HOME, [1, 2])
+    rig.move("mn1", "ap-b1-1", ip=NCOA)
+    first = rig.ping("mn1", CN_IP, src_ip=HOME)
+    [up] = first.to("cn1")
+    assert (up["ipv4_src"], up["ipv4_dst"]) == (HOME, CN_IP)
+    assert echoes(first) == [1, 2]                       # the buffer went too
+    handover = rig.core.mobility.handovers[IDENTITY]
+    assert handover.arrival == "home"
+    assert rig.core.counters["learn_home_address"] == 1
+    assert rig.core.counters["learn_rejected_address"] == 0
+    assert holders(rig, Feature.REJECT) == set()
+    [again] = rig.ping("mn1", CN_IP, src_ip=HOME).to("cn1")
+    assert again["ipv4_src"] == HOME
+
+
+def test_an_mn_sending_from_its_home_address_where_it_is_not_expected_is_not_held_off(rig):
+    """No handover to this network: the packet is dropped, but no drop flow
+    holds the MN's uplink off once its binding's flows come."""
+    bound(rig)
+    rig.move("mn1", "ap-b1-1", ip=NCOA)
+    assert rig.ping("mn1", CN_IP, src_ip=HOME).to("cn1") == []
+    assert rig.core.counters["learn_home_address"] == 1
+    assert holders(rig, Feature.REJECT) == set()
+
+
 def test_an_sa_made_with_the_network_the_mn_is_attached_to_is_authorized_at_its_binding(rig):
     # mn1 is learned at ap-a1-1 already: no arrival will come to authorize it,
     # and only an authorized SA is held when the MN leaves (RFC 6252 C.2).

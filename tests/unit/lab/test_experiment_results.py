@@ -45,7 +45,7 @@ def result(index=1, *, kind="handover", start_ms=0, end_ms=1000, down_ms=None, o
                        started_wall_ns=start_ms * MS, ended_wall_ns=end_ms * MS)
     if down_ms is not None:
         r.link.append(SimpleNamespace(down_wall_ns=down_ms * MS, duration_ms=25.0,
-                                      up_wall_ns=(down_ms + 25) * MS))
+                                      up_wall_ns=(down_ms + 25) * MS, imposed_ms=24.0))
     r.client = {"results": [{"timings_ms": timings or {"preauth": 3.0}}]}
     if not ok:
         r.errors.append("mpa-mn exit status 1")
@@ -97,6 +97,7 @@ def test_a_row_holds_the_receivers_view_of_the_packets_sent_during_the_handover(
     assert row["interruption_ms"] == 40.0          # 49's arrival to 53's
     assert (row["buffered"], row["signal_to_flows_ms"]) == (4, 6.5)
     assert row["link_layer_ms"] == 25.0 and row["client_timings_ms"] == {"preauth": 3.0}
+    assert row["imposed_ms"] == 24.0               # of the 25 ms, the lab held 24 on purpose
     assert row["beyond_link_layer_ms"] == 15.0    # 40 ms, of which the link's 25 ms
     # Its domains not given: whether it crossed one is not known.
     assert (row["from_domain"], row["to_domain"], row["inter_domain"]) == (None, None, None)

@@ -48,6 +48,7 @@ def test_the_demo_scenario_runs_every_mode_ten_times_at_100_packets_a_second():
     assert scenario.handovers == {mode: 10 for mode in MODES}
     assert (scenario.traffic.source, scenario.traffic.rate_pps) == ("cn1", 100)
     assert scenario.dad == DadSettings()   # RFC 5227's constants
+    assert scenario.link_layer_ms == 4.0   # RFC 6252's testbed's link layer
     assert scenario.plan(MPA_BUFFER)[:4] == [("mn1", "ap-a2-1"), ("mn1", "ap-b1-1"),
                                              ("mn1", "ap-a1-1"), ("mn1", "ap-a2-1")]
     # Each loss starts where mn1 starts: its second interface goes elsewhere.
@@ -134,6 +135,8 @@ def test_modes_as_a_mapping_set_their_own_counts(tmp_path):
     ({"reactive": "reactive: {dad: {probes: 3}}"}, "reactive.dad.probes: unknown key"),
     ({"copy_forward": "copy_forward: {loss_after_s: 0}"},
      "copy_forward.loss_after_s: 0 is out of range"),
+    ({"link_layer_ms": "link_layer_ms: -1"}, "link_layer_ms: -1 is out of range"),
+    ({"link_layer_ms": "link_layer_ms: fast"}, "link_layer_ms: must be a number"),
 ])
 def test_a_mistake_is_reported_with_its_key_path(tmp_path, replace, expected):
     assert any(expected in line for line in errors_of(tmp_path, with_lines(**replace))), \
@@ -342,3 +345,10 @@ def test_mpa_lab_run_per_domain_takes_its_ports_from_the_topology(capsys):
     assert mpa_lab(["run", INTER_DOMAIN, "--rest-port", "9000"]) == 2
     assert ("controllers: per-domain takes each controller's ports from the topology's "
             "domains.ID.controller, not --ofp-port or --rest-port") in capsys.readouterr().err
+
+
+def test_link_layer_ms_overrides_the_topology_s_link_layer_time_for_every_move(tmp_path):
+    assert load_scenario(write(tmp_path, BASE)).link_layer_ms is None   # the topology's
+    scenario = load_scenario(write(tmp_path, with_lines(link_layer_ms="link_layer_ms: 4")))
+    assert scenario.link_layer_ms == 4.0
+    assert scenario.to_dict()["link_layer_ms"] == 4.0

@@ -51,3 +51,12 @@ def test_the_lab_writes_each_controller_s_admin_token_for_its_user_alone(tmp_pat
     assert (one, b) == (str(tmp_path / "api-token"), str(tmp_path / "api-token-domain-b"))
     assert open(one).read() == open(b).read() == "a-token\n"
     assert {stat.S_IMODE(os.stat(p).st_mode) for p in (one, b)} == {0o600}
+
+
+def test_mpa_lab_up_refuses_a_link_layer_time_out_of_range_before_starting(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert mpa_lab(["up", "--link-layer-ms", "-1", "--topology",
+                    str(ROOT / "topologies" / "two_domains.yaml"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == \
+        "mpa-lab up: link_layer_ms must be from 0 to 60000, not -1.0\n"
+    assert not out.exists(), "nothing was started"

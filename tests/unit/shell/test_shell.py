@@ -277,3 +277,23 @@ def test_ryu_s_own_datapath_sends_a_run_of_ours_with_its_xid():
     assert bytes(buf) == mod[:4] + (42).to_bytes(4, "big") + mod[8:] + \
         out[:4] + (42).to_bytes(4, "big") + out[8:]
     assert run.xid == 42 == dp.xid
+
+
+@pytest.mark.parametrize("reason, state, gone", [
+    # The lab's modelled link layer: a PoA's port stays, its link goes down
+    # (the MN left) and comes up (an MN arrived), as a real access point's.
+    (ofp.OFPPR_MODIFY, ofp.OFPPS_LINK_DOWN, True),
+    (ofp.OFPPR_MODIFY, ofp.OFPPS_LIVE, False),
+    # A port taken away, or added without its link.
+    (ofp.OFPPR_DELETE, 0, True),
+    (ofp.OFPPR_ADD, ofp.OFPPS_LINK_DOWN, True),
+    (ofp.OFPPR_ADD, 0, False),
+])
+def test_a_port_whose_link_is_down_or_gone_is_gone_to_the_core(app, reason, state, gone):
+    dp = FakeDatapath(DPID)
+    desc = types.SimpleNamespace(port_no=3, state=state)
+    app._port_status(types.SimpleNamespace(msg=types.SimpleNamespace(datapath=dp, reason=reason,
+                                                                     desc=desc)))
+    what, dpid, call, args = app.work.get()
+    assert (what, dpid, call, args) == ("port status", DPID, app.core.port_status,
+                                        (DPID, 3, gone))
