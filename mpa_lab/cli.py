@@ -6,7 +6,8 @@
     mpa-lab tour [--topology FILE] [--out DIR]   lab + controller, graph, MPA pre-authentication
                  [--per-domain]                  and pre-configuration, reachability
     mpa-lab up [--topology FILE] [--script FILE] lab + controller and Mininet's CLI,
-               [--per-domain]                    with `move MN POA` and `poas`
+               [--per-domain]                    with `move [--link-only] MN POA`
+                                                 and `poas`
                                                  --per-domain: a controller per
                                                  administrative domain
     mpa-lab graph [--topology FILE]              print the CTN neighbourhood graph
@@ -273,8 +274,10 @@ def up(args) -> int:
     from mpa_lab.net.lab_cli import LabCLI
 
     def body(lab, controllers):
-        print("Mininet's CLI, plus: move MN POA (a link-layer handover), poas. "
-              "Ctrl-D or exit tears the lab down.", flush=True)
+        print("Mininet's CLI, plus: move MN POA (a link-layer handover; only the link when "
+              "an mpa-mn in the MN waits for it, or with --link-only; --when-ready FILE "
+              "waits for the client's ready event first), poas. Ctrl-D or exit tears the "
+              "lab down.", flush=True)
         LabCLI(lab, script=args.script)
         return 0
     return _run_lab(args, body, log_level="output")
@@ -306,6 +309,7 @@ def run(args) -> int:
 
     from mpa_lab.experiment.runner import Experiment
     from mpa_lab.experiment.results import table
+    from mpa_lab.experiment.run_log import describe
 
     _stop_on_signals()
     setLogLevel("error")
@@ -319,8 +323,11 @@ def run(args) -> int:
         print("\ninterrupted; the lab is down", file=sys.stderr)
         results, status = experiment.results, 130
     except (OSError, RuntimeError, TimeoutError, ValueError) as exc:
-        print(f"\nmpa-lab run: {exc}; the lab is down", file=sys.stderr)
+        # The line says where it was raised; the log has the traceback.
         results, status = experiment.results, 1
+        log = results.get("log")
+        print(f"\nmpa-lab run: {results.get('stopped') or describe(exc)}; the lab is down"
+              + (f" (traceback in {log})" if log else ""), file=sys.stderr)
     if not results:
         return status or 1
     print()

@@ -26,6 +26,7 @@ from typing import Callable
 
 from mpa_mn import vxlan_end
 from mpa_mn.vxlan_end import VxlanEnd
+from mpa_protocol.program_output import not_utf8
 
 PREFIX = "mpa-"
 IFNAMSIZ = 15          # Linux interface names: at most 15 bytes
@@ -80,8 +81,11 @@ class Command:
         """stdout; None if ``missing_ok`` and the device does not exist."""
         argv = [self.command, *args]
         try:
-            result = self._run(argv, capture_output=True, text=True, timeout=self.timeout,
-                               check=False, input=input)
+            # Bytes that are not UTF-8 come out as lone surrogates, never as
+            # an exception from inside subprocess that names nothing.
+            result = self._run(argv, capture_output=True, text=True, encoding="utf-8",
+                               errors="surrogateescape", timeout=self.timeout, check=False,
+                               input=input)
         except FileNotFoundError:
             raise self.error(f"`{self.command}` not found: install {self.package}") from None
         except subprocess.TimeoutExpired:
@@ -90,12 +94,25 @@ class Command:
         except OSError as exc:
             raise self.error(f"`{' '.join(argv)}` could not run: {exc.strerror}") from None
         if result.returncode != 0:
-            stderr = (result.stderr or "").strip()
+            # A message to show: a byte that is not UTF-8 is shown as U+FFFD.
+            stderr = _escaped_as_replacement((result.stderr or "").strip())
             if missing_ok and "does not exist" in stderr:
                 return None
             raise self.error(f"`{' '.join(argv)}` failed (exit {result.returncode}): "
                              f"{stderr or 'no message'}")
-        return result.stdout
+        return self._utf8(argv, result.stdout)
+
+    def _utf8(self, argv: list[str], out: str) -> str:
+        """``out``, which callers parse: strictly UTF-8, or a clear error."""
+        data = out.encode("utf-8", "surrogateescape")   # the bytes it printed
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise self.error(f"`{' '.join(argv)}` {not_utf8(data, exc)}") from None
+
+
+def _escaped_as_replacement(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 class Ip(Command):

@@ -40,7 +40,7 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 def check_config(confdir: Path, binary: str = FREERADIUS) -> subprocess.CompletedProcess:
     """``freeradius -C``: the configuration is read and checked, nothing started."""
     return subprocess.run([binary, "-C", "-d", str(confdir)], capture_output=True, text=True,
-                          timeout=30, stdin=subprocess.DEVNULL)
+                          errors="replace", timeout=30, stdin=subprocess.DEVNULL)
 
 
 def status_server(settings: ServerSettings, timeout_s: float) -> radius.Answer | None:

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Callable
 
 from mpa_mn.dad import DadSettings
 from mpa_protocol.messages import SWITCHED_BACK
+from mpa_protocol.program_output import OutputError, utf8
 from mpa_sdn.domain_view import home_domain
 from mpa_lab.experiment.preconfigure import mpa_mn_command, run_mpa_mn
 from mpa_lab.net.probes import ping
@@ -549,7 +550,8 @@ class HandoverDriver:
         if isinstance(document, dict):
             result.client = document
         elif rest:
-            result.errors.append(f"mpa-mn's last output is not a JSON object: {rest[-200:]!r}")
+            result.errors.append(_not_a_document(
+                rest, f"mpa-mn in {result.mn} ({result.kind} to {result.to_network})"))
         if expect_success and result.returncode != 0:
             result.errors.append(f"mpa-mn exit status {result.returncode}: "
                                  f"{_error_of(result.client or {})}")
@@ -666,6 +668,15 @@ def _json(data: bytes):
         return json.loads(data)
     except ValueError:
         return None
+
+
+def _not_a_document(output: bytes, source: str) -> str:
+    """Why ``source``'s last ``output`` is not its JSON document."""
+    try:
+        utf8(output, source)
+    except OutputError as exc:
+        return str(exc)
+    return f"{source}: its last output is not a JSON object: {output[-200:]!r}"
 
 
 def _switched_back(document: dict | None) -> bool:

@@ -9,16 +9,21 @@ both.
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mpa_protocol.program_output import OutputError, json_output
+
 MPA_MN = os.path.join(os.path.dirname(sys.executable), "mpa-mn")
 CHANNELS = ("inband", "rest")
+# mpa-mn bounds each of its own waits (--timeout per PANA message, a REST
+# call's); this bounds one that hangs all the same.
+RUN_TIMEOUT_S = 120.0
+STDERR_TAIL = 500
 
 
 @dataclass
@@ -52,17 +57,40 @@ def mpa_mn_command(lab, mn: str, rest_port: int, state_path: str, channel: str, 
 def run_mpa_mn(lab, mn: str, rest_port: int, state_path: str, channel: str, *args,
                credentials: str | None = None,
                domain_rest_ports: Mapping[str, int] | None = None) -> tuple[int, dict]:
-    """``mpa-mn --json`` inside the MN's host: (exit status, its JSON document)."""
-    host = lab.host(mn)
+    """``mpa-mn --json`` inside the MN's host: (exit status, its JSON document).
+
+    Its output is read from pipes, not from the host's shell (whose pty
+    carries whatever else runs there), and must be one JSON document in
+    UTF-8: if it is not, or mpa-mn does not end within ``RUN_TIMEOUT_S``,
+    the document is an error (code ``output`` or ``timeout``) naming the host
+    and the command, with the end of what mpa-mn wrote on stderr."""
     command = mpa_mn_command(lab, mn, rest_port, state_path, channel, *args,
                              credentials=credentials, domain_rest_ports=domain_rest_ports)
-    out = host.cmd(" ".join(shlex.quote(c) for c in command) + " 2>/dev/null; echo rc=$?")
-    output, _, rc = out.rpartition("rc=")
+    source = f"mpa-mn in {mn} ({' '.join(args)})"
+    process = lab.host(mn).popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
     try:
-        document = json.loads(output) if output.strip() else {}
-    except ValueError:
-        document = {"error": output.strip()[-300:]}
-    return int(rc.strip()), document
+        out, err = process.communicate(timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        return process.returncode, _failed("timeout", f"{source} did not end within "
+                                           f"{RUN_TIMEOUT_S:g} s; killed", err)
+    try:
+        document = json_output(out, source)
+    except OutputError as exc:
+        return process.returncode, _failed("output", str(exc), err)
+    if not isinstance(document, dict):
+        return process.returncode, _failed("output", f"{source}: printed a JSON "
+                                           f"{type(document).__name__}, not an object", err)
+    return process.returncode, document
+
+
+def _failed(code: str, message: str, stderr: bytes) -> dict:
+    """An mpa-mn --json document saying what went wrong, with its stderr's end."""
+    tail = stderr.decode("utf-8", "replace").strip()[-STDERR_TAIL:]
+    return {"ok": False, "error": {"code": code, "message": message + (
+        f"; its stderr ends: {tail}" if tail else "")}}
 
 
 def preconfigure(lab, rest_port: int, state_dir: str, progress=print,

@@ -15,7 +15,10 @@ domains, whatever the controllers.
 
 Whatever happens (a failed handover, an exception, Ctrl-C or SIGTERM) the
 lab and the controller(s) of the session are torn down and ``results.json``
-is written with what was measured, marked incomplete if it is.
+is written with what was measured, marked incomplete if it is.  What
+stopped a run is named with where it was raised, in ``results.json``'s
+``stopped``, and logged with its traceback in ``logs/mpa-lab.log``
+(mpa_lab/experiment/run_log.py).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 from mpa_lab.aaa.lab_servers import LabAaa
 from mpa_lab.experiment import results as res
 from mpa_lab.experiment.progress import Progress
+from mpa_lab.experiment.run_log import RunLog
 from mpa_lab.traffic import tcp_analysis
 from mpa_lab.experiment.scenario import (MPA, MPA_BICAST, MPA_BUFFER, MPA_COPY_FORWARD,
                                          REACTIVE, TCP, Scenario)
@@ -78,7 +82,7 @@ def source_commit() -> dict:
     def git(*args):
         try:
             return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
+                                  errors="replace", timeout=10).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
     commit = git("rev-parse", "--short", "HEAD")
@@ -108,8 +112,9 @@ class Experiment:
         """Every session; ``results.json`` (and the plots) written whatever
         happens.  Exceptions (KeyboardInterrupt among them) pass on after that."""
         self._prepare_out()
+        log = RunLog(os.path.join(self.out, "logs"))
         s = self.scenario
-        self.results = {"scenario": s.name, **source_commit(),
+        self.results = {"scenario": s.name, **source_commit(), "log": log.path,
                         "started_at": datetime.datetime.now(datetime.timezone.utc)
                         .isoformat(timespec="seconds"),
                         "host": {"name": platform.node(), "cpus": os.cpu_count(),
@@ -135,12 +140,14 @@ class Experiment:
             self.results["stopped"] = "interrupted"
             raise
         except Exception as exc:
-            self.results["stopped"] = f"{type(exc).__name__}: {exc}"
+            # Named with where it was raised; the traceback goes to the log.
+            self.results["stopped"] = log.stopped(exc)
             raise
         finally:
             aaa.stop()
             self.progress.close()
             self._finish()
+            log.close()
         return self.results
 
     def _prepare_out(self) -> None:

@@ -21,6 +21,7 @@ import urllib.request
 
 from mpa_protocol import api_tokens
 from mpa_protocol.http_opener import direct_opener
+from mpa_protocol.program_output import json_output, utf8
 
 
 MPA_CONTROLLER = os.path.join(os.path.dirname(sys.executable), "mpa-controller")
@@ -129,7 +130,8 @@ class ControllerProcess:
             method, path, data, role, {**({"Content-Type": "application/json"}
                                           if data is not None else {}), **(headers or {})},
             timeout)
-        return status, answer_headers, json.loads(raw or b"null")
+        return status, answer_headers, json_output(
+            raw or b"null", f"{self.label}'s answer to {method} {path} ({status})")
 
     def _open(self, method: str, path: str, data: bytes | None, role: str | None,
               headers: dict, timeout: float) -> tuple[int, object, bytes]:
@@ -162,7 +164,8 @@ class ControllerProcess:
         if status != 200:
             raise RuntimeError(f"GET /metrics: {status} {raw[:200]!r}")
         return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-                for line in raw.decode().splitlines() if line and not line.startswith("#")}
+                for line in utf8(raw, f"{self.label}'s GET /metrics").splitlines()
+                if line and not line.startswith("#")}
 
     def wait_switches(self, timeout_s: float = 30.0, ids=None) -> list[dict]:
         """Until every switch it lists (or each of ``ids``, the switches a lab

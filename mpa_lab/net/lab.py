@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from mininet.link import Link
 from mininet.net import Mininet
-from mininet.node import Node, OVSSwitch, RemoteController
+from mininet.node import OVSSwitch
 
 # Importing mininet.log makes every logger created afterwards in this process
 # a MininetLogger (level 25, a stderr handler of its own), which would drop
@@ -39,6 +39,7 @@ from mininet.node import Node, OVSSwitch, RemoteController
 logging.setLoggerClass(logging.Logger)
 
 from mpa_lab.net import native_tunnelling, tunnel_setup
+from mpa_lab.net.host_output import LabHost, LabNode, LabRemoteController, LenientOutput
 from mpa_lab.net.link_layer import (MAX_LINK_LAYER_MS, Attachment, LinkSwitch,
                                     NamespaceIoctls, bridge_name, cut_plan, execute,
                                     imposed_outage_ms, mn_end_name, set_flags_up, stub_name,
@@ -52,7 +53,7 @@ from mpa_sdn.topology import MobileNode, Network, PoA, Topology
 LOG = logging.getLogger("mpa_lab.net.lab")
 
 
-class LabSwitch(OVSSwitch):
+class LabSwitch(LenientOutput, OVSSwitch):
     """An OVS switch of the lab: userspace datapath, OpenFlow 1.3, secure
     fail mode, on its own domain's controller."""
 
@@ -158,7 +159,7 @@ class Lab:
         self.link_switches: list[LinkSwitch] = []  # every move, in order
         # The link layer's namespace (a Mininet node of no net's), the
         # ioctls on it, and each MN interface's way in: (MN id, 0 or 1).
-        self.link_node: Node | None = None
+        self.link_node: LabNode | None = None
         self.ioctls: NamespaceIoctls | None = None
         self.attachments: dict[tuple[str, int], Attachment] = {}
 
@@ -229,13 +230,13 @@ class Lab:
                       autoStaticArp=False, waitConnected=False)
         self.net = net
         for c in self.controllers.values():
-            net.addController(c.name, controller=RemoteController, ip=c.ip, port=c.port)
+            net.addController(c.name, controller=LabRemoteController, ip=c.ip, port=c.port)
         for switch in self.graph.switch_ids():
             net.addSwitch(switch, cls=LabSwitch, dpid=f"{self.graph.dpid(switch):016x}",
                           domain_controller=self.controller_of[switch])
         # After the switches: the first node of a class sets up its classes
         # (OVS's version for LabSwitch), and a Node first would stand for them.
-        self.link_node = Node(LINK_LAYER_NODE)
+        self.link_node = LabNode(LINK_LAYER_NODE)
         # Mininet would make the same names; given, they are the ones the
         # configuration check measured.
         for link in sorted(self.topology.links, key=lambda l: (str(l.a), str(l.b))):
@@ -257,7 +258,8 @@ class Lab:
                                           key=lambda m: m.id)):
             poa = self.graph.poa(mn.attach)
             address = self.address_of(mn, self.graph.network(poa.network))
-            net.addHost(mn.id, ip=self._ip_with_length(address, self.graph.network(poa.network)),
+            net.addHost(mn.id, cls=LabHost,
+                        ip=self._ip_with_length(address, self.graph.network(poa.network)),
                         mac=mn.mac, defaultRoute=f"via {self.graph.network(poa.network).gateway}")
             net.addLink(mn.id, self.link_node, intfName1=host_name(mn.id, 0),
                         intfName2=mn_end_name(index, 0), cls=Link)
@@ -280,10 +282,10 @@ class Lab:
     def _add_host(self, name: str, mac: str, address: str | None, poa: PoA) -> None:
         network = self.graph.network(poa.network)
         if address is None:  # a DHCP client: no address, no route until it gets a lease
-            self.net.addHost(name, ip=None, mac=mac)
+            self.net.addHost(name, cls=LabHost, ip=None, mac=mac)
         else:
-            self.net.addHost(name, ip=self._ip_with_length(address, network), mac=mac,
-                             defaultRoute=f"via {network.gateway}")
+            self.net.addHost(name, cls=LabHost, ip=self._ip_with_length(address, network),
+                             mac=mac, defaultRoute=f"via {network.gateway}")
         self.net.addLink(name, poa.switch, port2=poa.port, intfName1=host_name(name, 0),
                          intfName2=port_name(poa.switch, poa.port), cls=Link)
         self.location[name] = poa
@@ -405,8 +407,8 @@ class Lab:
         bridges (and no others): one ovs-vsctl to read them, one to set."""
         def vsctl(*args: str) -> str:
             return subprocess.run(["ovs-vsctl", "--timeout=10", *args], check=True,
-                                  stdin=subprocess.DEVNULL, capture_output=True,
-                                  text=True).stdout
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                  errors="replace").stdout
         uuids = sorted(set(vsctl("--bare", "--columns=controller", "list", "Bridge",
                                  *self.graph.switch_ids()).split()))
         settings = [arg for uuid in uuids

@@ -35,7 +35,7 @@ def run(command: Command, deadline: float) -> None:
     ``deadline``.  A failure says what failed and why."""
     while True:
         done = subprocess.run(command.argv, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True)
+                              text=True, errors="replace")
         if done.returncode == 0:
             return
         if not command.retry or time.monotonic() > deadline:
@@ -54,7 +54,7 @@ def check_addresses_free(plan: Plan) -> None:
     problems = []
     for address, switch in sorted(plan.addresses().items()):
         shown = subprocess.run(["ip", "-o", "-4", "addr", "show", "to", f"{address}/32"],
-                               capture_output=True, text=True).stdout
+                               capture_output=True, text=True, errors="replace").stdout
         holders = sorted({line.split()[1] for line in shown.splitlines()} - {switch})
         if holders:
             problems.append(f"{address} (for {switch}) is already on {', '.join(holders)}")
@@ -62,7 +62,7 @@ def check_addresses_free(plan: Plan) -> None:
     listed = subprocess.run(
         ["ovs-vsctl", "--timeout=10", "--format=csv", "--data=bare", "--no-headings",
          "--columns=name,options", "find", "Interface", "type=vxlan"],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True).stdout
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace").stdout
     for name, _, options in (line.partition(",") for line in listed.splitlines()):
         if name in ours:
             continue
@@ -93,7 +93,7 @@ def routes_without_bridge(shown: str, exists=lambda dev: os.path.exists(f"/sys/c
 def remove_routes_without_bridge() -> int:
     """Delete them; how many there were."""
     shown = subprocess.run(["ovs-appctl", "ovs/route/show"], stdin=subprocess.DEVNULL,
-                           capture_output=True, text=True).stdout
+                           capture_output=True, text=True, errors="replace").stdout
     commands = routes_without_bridge(shown)
     for command in commands:
         subprocess.run(command.argv, stdin=subprocess.DEVNULL, capture_output=True)

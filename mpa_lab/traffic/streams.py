@@ -15,6 +15,7 @@ import time
 
 from mpa_lab.traffic.datagrams import read_log
 from mpa_lab.traffic.analysis import analyse
+from mpa_protocol.program_output import json_output
 
 TRAFFIC = os.path.join(os.path.dirname(sys.executable), "mpa-traffic")
 DRAIN_S = 1.0          # after the sender stops, for what is still on its way
@@ -61,9 +62,9 @@ class UdpStream:
 
     def __exit__(self, *exc):
         try:
-            self.sent = _stop(self.sender)
+            self.sent = _stop(self.sender, f"mpa-traffic send in {self.sender_host}")
             time.sleep(DRAIN_S)
-            self.received = _stop(self.receiver)
+            self.received = _stop(self.receiver, f"mpa-traffic receive in {self.receiver_host}")
         finally:
             self._kill()
         # Both ends' own reports beside the arrivals (the TCP sender's holds
@@ -118,7 +119,8 @@ class TcpStream(UdpStream):
         return (self.sent or {}).get("samples") or []
 
 
-def _stop(process) -> dict:
+def _stop(process, source: str) -> dict:
+    """Its report (OutputError naming ``source`` if it printed none)."""
     process.send_signal(signal.SIGTERM)  # it reports what it saw, then ends
     out, _ = process.communicate(timeout=15)
-    return json.loads(out)
+    return json_output(out, source)

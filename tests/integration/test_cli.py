@@ -1,5 +1,6 @@
 """`mpa-lab up --script` and `mpa-lab tour`, run as a user would."""
 
+import json
 import os
 import subprocess
 import sys
@@ -50,6 +51,59 @@ def test_move_and_ping_from_the_lab_cli(prerequisites, tmp_path):
     assert "Lab, controller and AAA servers stopped (their logs: " in out
     assert "Traceback" not in out
     assert not os.path.exists("/sys/class/net/mpa-stale"), "the leftover pair was removed"
+
+
+def test_the_readme_s_mpa_handover_by_hand_in_mpa_lab_up(prerequisites, tmp_path):
+    """The MN's client does the handover (RFC 6252 §6.3) and the lab only
+    moves its link, once the client is ready: the README's sequence, in a
+    script, then a second handover with a plain ``move``, which finds the
+    client waiting in the MN.  Before, ``move`` re-addressed the MN under
+    its client, which then failed ("Address not found")."""
+    from mpa_sdn.config import load_topology
+
+    topology = write_test_topology(DEFAULT_TOPOLOGY, tmp_path / "two_domains.yaml")
+    mn = load_topology(topology).mobile_nodes["mn1"]
+    mpa_mn = (f"mn1 {os.path.join(os.path.dirname(sys.executable), 'mpa-mn')} --controller "
+              f"http://172.31.0.1:{REST_PORT} --credentials {mn.credentials} --interface "
+              f"mn1-eth0 --state {tmp_path}/mn1.json --json handover")
+    logs = [tmp_path / "mn1-handover-a2.log", tmp_path / "mn1-handover-b1.log"]
+    traffic = ("mn1 ping -c 3 -W 2 cn1\n"                     # from the nCoA
+               f"cn1 ping -c 3 -W 2 {mn.home_address}\n")      # the binding: home -> nCoA
+    script = tmp_path / "commands"
+    script.write_text(
+        f"{mpa_mn} net-a2 --home {mn.home_address} --wait-link > {logs[0]} 2>&1 &\n"
+        f"move --when-ready {logs[0]} mn1 ap-a2-1\n"
+        "mn1 wait\n" + traffic                           # wait: for the client's report
+        + f"{mpa_mn} net-b1 --home {mn.home_address} --wait-link > {logs[1]} 2>&1 &\n"
+        # As a user at the prompt would: the client is running, and ready, by the time
+        # they type a plain move (just started in the background, it may not be yet).
+        f"mn1 timeout 60 sh -c 'until grep -q ready {logs[1]}; do sleep 0.1; done'\n"
+        "move mn1 ap-b1-1\n"
+        "mn1 wait\n" + traffic
+        # The controller's record of both, with the token mpa-lab up wrote for its user.
+        + f'sh curl -s -H "Authorization: Bearer $(cat {tmp_path}/api-token)" '
+        f"http://127.0.0.1:{REST_PORT}/mpa/v1/handovers\n")
+    out = mpa_lab("up", "--topology", topology, "--script", str(script), out_dir=tmp_path,
+                  timeout_s=240)
+    assert "mn1's client is ready (ready event for net-a2)" in out
+    assert "mn1's link moved from ap-a1-1 to ap-a2-1 (net-a2) in " in out
+    assert "--json handover net-b1 --home 10.255.0.1 --wait-link (pid " in out
+    assert "which sets its addresses: only its link moves" in out
+    assert "mn1's client is ready (ready event for net-b1)" in out
+    assert "mn1's link moved from ap-a2-1 to ap-b1-1 (net-b1) in " in out
+    for log, prefix in zip(logs, ("10.1.2.", "10.2.1.")):
+        first, rest = log.read_text().split("\n", 1)
+        ready, report = json.loads(first), json.loads(rest)
+        assert ready["event"] == "ready", first
+        assert report["ok"] is True, rest
+        (result,) = report["results"]
+        assert result["address"] == ready["address"] and result["address"].startswith(prefix)
+        assert "arrived" in result, result    # the controller took it: not switched back
+    assert out.count("3 packets transmitted, 3 received") == 4, out
+    (records,) = [json.loads(line) for line in out.splitlines() if line.startswith("[{")]
+    assert [(r["to_poa"], r["phase"], r["switched_back"]) for r in records] == [
+        ("ap-a2-1", "completed", False), ("ap-b1-1", "completed", False)], records
+    assert "Traceback" not in out
 
 
 def test_tour_on_a_generated_topology_with_two_mobile_nodes(prerequisites, tmp_path):

@@ -136,3 +136,33 @@ def test_a_poa_holding_a_second_interface_is_taken(lab):
     finally:
         lab.remove_interface("mn1")
     assert lab._holder(poa) is None
+
+
+def test_a_host_printing_bytes_that_are_not_utf8_does_not_stop_the_lab(lab, caplog):
+    """Mininet's pty reader raised UnicodeDecodeError out of the command
+    running (one ``mpa-lab run`` in four stopped with "'utf-8' codec can't
+    decode byte 0x85", naming nothing); the lab's hosts show U+FFFD, count
+    the byte and log who printed it."""
+    host = lab.host("mn1")
+    before = host.undecodable_bytes
+    with caplog.at_level("WARNING", logger="mpa_lab.net.host_output"):
+        out = host.cmd("printf 'rtt \\205 ms\\n'")
+    assert out.strip() == "rtt \ufffd ms"
+    assert host.undecodable_bytes == before + 1
+    assert any(m.startswith("mn1, running \"printf 'rtt \\\\205 ms\\\\n'\" printed 1 byte")
+               for m in caplog.messages), caplog.messages
+    assert host.cmd("echo after").strip() == "after"
+    assert ping(host, "10.0.0.10").ok, "the lab goes on"
+
+
+def test_the_lab_s_controller_nodes_read_their_shell_as_hosts_do(lab):
+    """Mininet probed each remote controller with telnet on the controller
+    node's pty, which printed the controller's binary OpenFlow HELLO now and
+    then: mpa-lab run stopped at a session's start."""
+    from mpa_lab.net.host_output import LabRemoteController
+
+    assert lab.net.controllers and all(isinstance(c, LabRemoteController)
+                                       for c in lab.net.controllers)
+    node = lab.net.controllers[0]
+    assert node.cmd("printf '\\004\\000\\000\\010\\205\\221\\n'").strip() == \
+        "\x04\x00\x00\x08\ufffd\ufffd"
