@@ -191,8 +191,10 @@ def measure(count: int, window: int, sample: int) -> dict:
         "gc_longest_ms_handover": round(gc_handover[1] * 1000, 1),
         "worker_longest_ms_prepare": stalls_prepare[0], "worker_longest_prepare": stalls_prepare[1],
         "worker_stalls_prepare": stalls_prepare[2],
+        "worker_stalls_by_event_prepare": stalls_prepare[3],
         "worker_longest_ms_handover": stalls_handover[0],
         "worker_longest_handover": stalls_handover[1], "worker_stalls_handover": stalls_handover[2],
+        "worker_stalls_by_event_handover": stalls_handover[3],
         "messages_per_handover": round(messages_per_handover, 2),
         "messages_timed": len(captured),
         "controller_us_per_handover": round(controller_us, 1),
@@ -223,8 +225,10 @@ def _traced_after(driver, mns, states: dict, window: int) -> int:
 def _stalls(driver) -> tuple:
     """The longest event the worker took since the last call (ms, what) and
     how many took over scale_driver.STALL_S; then starts again."""
-    taken = (round(driver.longest_event * 1000, 1), driver.longest_what, driver.stalls)
+    taken = (round(driver.longest_event * 1000, 1), driver.longest_what, driver.stalls,
+             dict(sorted(driver.stalls_by.items())))
     driver.longest_event, driver.longest_what, driver.stalls = 0.0, None, 0
+    driver.stalls_by = {}
     return taken
 
 

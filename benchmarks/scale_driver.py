@@ -105,7 +105,7 @@ def scale_topology(mobile_nodes: int, domains: int = 10, networks: int = 20,
                                   "identity": identity, "home_address": home}
     raw["mobile_nodes"] = entries
     topology = parse_topology(raw)
-    return topology, FakeRadius(topology, users=[mn.identity for mn in mns]), mns
+    return topology, FakeRadius(topology, users=[mn.identity for mn in mns], keep=False), mns
 
 
 # -- the driver -----------------------------------------------------------------------
@@ -177,6 +177,7 @@ class Driver:
         # The longest the worker spent on one event (no other event could
         # go meanwhile), what that event was, and how many took over STALL_S.
         self.longest_event, self.longest_what, self.stalls = 0.0, None, 0
+        self.stalls_by: dict[str, int] = {}   # what the stalls were, by the event's name
         # Flow-mods and packet-outs the switches received (their bytes): a
         # count, and the first ``capture_limit`` of them when capture is a list.
         self.sent, self.capture, self.capture_limit = 0, None, 5000
@@ -209,7 +210,9 @@ class Driver:
             self.events += 1
             if took > self.longest_event:
                 self.longest_event, self.longest_what = took, item[0]
-            self.stalls += took > STALL_S
+            if took > STALL_S:
+                self.stalls += 1
+                self.stalls_by[item[0]] = self.stalls_by.get(item[0], 0) + 1
             self._switches()
         return did
 
