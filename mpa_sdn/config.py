@@ -70,7 +70,7 @@ _SETTING_PARSERS = {
     "packet_in_queue": schema.integer(1, 100_000),
     "radius_queue": schema.integer(1, 100_000),
     "gc_every_events": schema.integer(1, 100_000),
-    "gc_full_every_s": schema.number(1, 1_000_000),
+    "gc_full_every_s": schema.number(0, 1_000_000),   # 0: never
     "state_write_records": schema.integer(1, 1_000_000),
     "state_write_delay_s": schema.number(0.0, 60),
     "state_checkpoint_s": schema.number(0.1, 3600),
