@@ -119,6 +119,7 @@ _MPA_PARSERS = {
     "dad_reserve": schema.integer(0, 1000),
     "dad_valid_s": schema.number(0.01, DAY_S),
     "dad_probes_per_tick": schema.integer(1, 100_000),
+    "dad_packet_outs_per_tick": schema.integer(1, 1_000_000),
     "tunnel_lifetime_s": schema.integer(1, DAY_S),
     "max_tunnels_per_mn": schema.integer(1, 64),
     "max_tunnels": schema.integer(1, 1_000_000),
