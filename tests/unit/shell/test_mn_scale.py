@@ -28,7 +28,7 @@ from support.paths import ROOT
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 from scale_driver import (CN_ADDRESS, CN_MAC, Driver, check_completed, hand_over,  # noqa: E402
-                          prepare, scale_topology, state_store)
+                          of_the_controller, prepare, scale_topology, state_store)
 
 MNS = 6
 WALL_OFFSET = 1_700_000_000.0
@@ -139,15 +139,6 @@ def test_the_messages_of_the_handovers_are_built_again_the_same_by_ryu_and_by_te
                           "templates_us_per_message"}
 
 
-def _ours(obj) -> bool:
-    """An object of the controller's code: an instance of one of its classes,
-    or one of its functions."""
-    module = getattr(obj, "__module__", None) if callable(obj) and not isinstance(obj, type) \
-        else type(obj).__module__
-    return isinstance(module, str) and module.split(".")[0] in (
-        "apps", "mpa_sdn", "mpa_protocol", "rest_api")
-
-
 def test_an_mns_whole_life_through_the_application_makes_no_cycle(tmp_path):
     """The full collection (gc_full_every_s) is off by default because the
     controller makes no reference cycles: every cycle the collector finds
@@ -164,7 +155,7 @@ def test_an_mns_whole_life_through_the_application_makes_no_cycle(tmp_path):
         with _driven(str(tmp_path), before_mns=watch) as (driver, *_):
             check_completed(driver, [])
             gc.collect()
-            found = [repr(o)[:200] for o in gc.garbage if _ours(o)]
+            found = [repr(o)[:200] for o in gc.garbage if of_the_controller(o)]
     finally:
         gc.set_debug(0)
         gc.garbage.clear()
