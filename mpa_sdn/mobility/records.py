@@ -34,8 +34,10 @@ class Refused(Exception):
         self.code, self.message = code, message
 
 
-@dataclass
+@dataclass(slots=True)
 class Handover:
+    # Slots: ten thousand of them, one an MN, with some thirty fields each;
+    # an instance dictionary was about 1 KiB of each.
     id: int
     identity: str
     mac: str
@@ -72,10 +74,10 @@ class Handover:
     watcher: Callable | None = field(default=None, repr=False, compare=False)
 
     def __setattr__(self, name, value):
-        old = self.__dict__.get(name)
+        old = getattr(self, name, None)   # None while __init__ sets it first
         object.__setattr__(self, name, value)
         if name in TIMING:
-            watcher = self.__dict__.get("watcher")
+            watcher = getattr(self, "watcher", None)
             if watcher is not None:
                 watcher(self, name, old)
 
