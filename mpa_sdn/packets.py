@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from socket import inet_ntoa
 
 from ryu.lib.packet import arp, ethernet, icmp, ipv4, packet, udp
 from ryu.ofproto import ether, inet
@@ -76,7 +75,7 @@ def decode(data: bytes) -> Frame | None:
         if hwtype != 1 or proto != ether.ETH_TYPE_IP:
             return None
         return Frame(eth_src, eth_dst, eth_type, arp=ArpInfo(
-            opcode, sha.hex(":"), inet_ntoa(spa), tha.hex(":"), inet_ntoa(tpa)))
+            opcode, sha.hex(":"), _ipv4_text(spa), tha.hex(":"), _ipv4_text(tpa)))
     if eth_type != ether.ETH_TYPE_IP:
         return Frame(eth_src, eth_dst, eth_type)
     if len(data) < 34 or not data[14:].strip(b"\0"):
@@ -98,8 +97,12 @@ def decode(data: bytes) -> Frame | None:
             if udp_length < 8 or start + udp_length > min(len(data), end):
                 return None  # truncated datagram
             datagram = (src_port, dst_port, data[start + 8:start + udp_length])
-    return Frame(eth_src, eth_dst, eth_type, ip_src=inet_ntoa(ip_src), ip_dst=inet_ntoa(ip_dst),
+    return Frame(eth_src, eth_dst, eth_type, ip_src=_ipv4_text(ip_src), ip_dst=_ipv4_text(ip_dst),
                  ip_proto=proto, icmp_echo=echo, udp=datagram)
+
+
+def _ipv4_text(packed: bytes) -> str:
+    return "%d.%d.%d.%d" % tuple(packed)
 
 
 def _echo(data: bytes, start: int, end: int) -> tuple | None:
