@@ -74,12 +74,16 @@ class Handover:
     watcher: Callable | None = field(default=None, repr=False, compare=False)
 
     def __setattr__(self, name, value):
-        old = getattr(self, name, None)   # None while __init__ sets it first
-        object.__setattr__(self, name, value)
         if name in TIMING:
+            # No watcher yet while __init__ sets the fields (its slot is the
+            # last set): only a watched record reads the old value.
             watcher = getattr(self, "watcher", None)
             if watcher is not None:
+                old = getattr(self, name)
+                object.__setattr__(self, name, value)
                 watcher(self, name, old)
+                return
+        object.__setattr__(self, name, value)
 
     def buffered_addresses(self) -> tuple[str, ...]:
         if self.buffer_old and self.old_address and self.old_address != self.address:
