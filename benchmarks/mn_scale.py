@@ -199,9 +199,15 @@ def measure(count: int, window: int, sample: int) -> dict:
         "worker_longest_ms_prepare": stalls_prepare[0], "worker_longest_prepare": stalls_prepare[1],
         "worker_stalls_prepare": stalls_prepare[2],
         "worker_stalls_by_event_prepare": stalls_prepare[3],
+        "worker_longest_cpu_ms_prepare": stalls_prepare[4],
+        "worker_longest_cpu_prepare": stalls_prepare[5],
+        "worker_stalls_cpu_prepare": stalls_prepare[6],
         "worker_longest_ms_handover": stalls_handover[0],
         "worker_longest_handover": stalls_handover[1], "worker_stalls_handover": stalls_handover[2],
         "worker_stalls_by_event_handover": stalls_handover[3],
+        "worker_longest_cpu_ms_handover": stalls_handover[4],
+        "worker_longest_cpu_handover": stalls_handover[5],
+        "worker_stalls_cpu_handover": stalls_handover[6],
         "messages_per_handover": round(messages_per_handover, 2),
         "messages_timed": len(captured),
         "controller_us_per_handover": round(controller_us, 1),
@@ -231,11 +237,14 @@ def _traced_after(driver, mns, states: dict, window: int) -> int:
 
 def _stalls(driver) -> tuple:
     """The longest event the worker took since the last call (ms, what) and
-    how many took over scale_driver.STALL_S; then starts again."""
+    how many took over scale_driver.STALL_S (by event), the same by the
+    worker thread's CPU time; then starts again."""
     taken = (round(driver.longest_event * 1000, 1), driver.longest_what, driver.stalls,
-             dict(sorted(driver.stalls_by.items())))
+             dict(sorted(driver.stalls_by.items())),
+             round(driver.longest_cpu * 1000, 1), driver.longest_cpu_what, driver.stalls_cpu)
     driver.longest_event, driver.longest_what, driver.stalls = 0.0, None, 0
     driver.stalls_by = {}
+    driver.longest_cpu, driver.longest_cpu_what, driver.stalls_cpu = 0.0, None, 0
     return taken
 
 

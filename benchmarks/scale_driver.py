@@ -180,6 +180,9 @@ class Driver:
         # go meanwhile), what that event was, and how many took over STALL_S.
         self.longest_event, self.longest_what, self.stalls = 0.0, None, 0
         self.stalls_by: dict[str, int] = {}   # what the stalls were, by the event's name
+        # The same by the CPU time this thread spent on the event: on a shared
+        # machine an event's wall time also holds the time it waited for a core.
+        self.longest_cpu, self.longest_cpu_what, self.stalls_cpu = 0.0, None, 0
         # Flow-mods and packet-outs the switches received (their bytes): a
         # count, and the first ``capture_limit`` of them when capture is a list.
         self.sent, self.capture, self.capture_limit = 0, None, 5000
@@ -205,13 +208,16 @@ class Driver:
                 break
             did = True
             item = work.get()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             app.handle(item)
-            took = time.perf_counter() - t0
+            took, cpu = time.perf_counter() - t0, time.thread_time() - c0
             self.busy += took
             self.events += 1
             if took > self.longest_event:
                 self.longest_event, self.longest_what = took, item[0]
+            if cpu > self.longest_cpu:
+                self.longest_cpu, self.longest_cpu_what = cpu, item[0]
+            self.stalls_cpu += cpu > STALL_S
             if took > STALL_S:
                 self.stalls += 1
                 self.stalls_by[item[0]] = self.stalls_by.get(item[0], 0) + 1
