@@ -54,7 +54,7 @@ class ControllerSettings:
     radius_queue: int = 256
     # The cyclic garbage collector (apps/heap.py): the worker collects the
     # young generations after this many events and freezes what survives; a
-    # full collection, which walks the whole heap (1.4 s at 10,000 MNs), runs
+    # full collection, which walks the whole heap (0.6 to 1.4 s at 10,000 MNs), runs
     # this often if not 0; by default never: the controller makes no cycles
     # (tests/unit/shell/test_mn_scale.py), so it would find none.
     gc_every_events: int = 50
