@@ -208,7 +208,7 @@ class Driver:
                 break
             did = True
             item = work.get()
-            t0, c0 = time.perf_counter(), time.thread_time()
+            c0, t0 = time.thread_time(), time.perf_counter()
             app.handle(item)
             took, cpu = time.perf_counter() - t0, time.thread_time() - c0
             self.busy += took
