@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import os
 import time
 
@@ -99,7 +100,7 @@ class MpaApp(app_manager.RyuApp):
 
     def start(self):
         settle_heap(self.counters, self.settings.gc_every_events)
-        self._full_collection_due = time.monotonic() + self.settings.gc_full_every_s
+        self._full_collection_due = self._next_full_collection(time.monotonic())
         thread = super().start()
         host, port = self.settings.rest_host, self.settings.rest_port
         # Listen here, not in the thread: if the port is taken, start-up fails.
@@ -252,12 +253,17 @@ class MpaApp(app_manager.RyuApp):
                 next_tick = now + TICK_S
                 self._post("tick", None, self.core.tick)
                 if now >= self._full_collection_due:
-                    self._full_collection_due = now + self.settings.gc_full_every_s
+                    self._full_collection_due = self._next_full_collection(now)
                     self._post("full collection", None, self._full_collection)
             elif not self._mpa_tick_queued:
                 # One at a time: a worker that fell behind gets no pile of ticks.
                 self._mpa_tick_queued = True
                 self._post("mpa tick", None, self._mpa_tick)
+
+    def _next_full_collection(self, now: float) -> float:
+        """When the next full collection is due: never if gc_full_every_s is 0."""
+        every = self.settings.gc_full_every_s
+        return now + every if every else math.inf
 
     def _full_collection(self, now):
         heap.collect_everything(self.counters)

@@ -109,8 +109,8 @@ class _Discard:
 def measure(count: int, window: int, sample: int) -> dict:
     from apps import heap
     from apps.mpa_app import settle_heap
-    from scale_driver import Driver, check_completed, hand_over, prepare, scale_topology, \
-        state_store
+    from scale_driver import Driver, check_completed, hand_over, of_the_controller, prepare, \
+        scale_topology, state_store
 
     started = time.perf_counter()
     topology, radius, mns = scale_topology(count + 2 * sample)
@@ -164,8 +164,14 @@ def measure(count: int, window: int, sample: int) -> dict:
         # Cycles frozen alive and dropped since: what the hourly full
         # collection finds, and how long it pauses the worker.
         started = time.perf_counter()
+        gc.set_debug(gc.DEBUG_SAVEALL)
         cycles = heap.collect_everything()
         full_collection_ms = round((time.perf_counter() - started) * 1000, 1)
+        # Whose: the driver's MNs and RADIUS server make cycles (TLS, EAP);
+        # the controller should make none (gc_full_every_s is off for that).
+        controllers = sum(1 for o in gc.garbage if of_the_controller(o))
+        gc.set_debug(0)
+        gc.garbage.clear()
     # The same messages built with Ryu alone: the framework's floor.
     floor = message_floor.floor(captured)
     per_handover = {name.replace("_us_per_message", "_us_per_handover"):
@@ -187,12 +193,21 @@ def measure(count: int, window: int, sample: int) -> dict:
         "gc_s_prepare": round(gc_prepare[0], 3), "gc_s_handover": round(gc_handover[0], 3),
         "gc_longest_ms": round(max(gc_prepare[1], gc_handover[1]) * 1000, 1),
         "full_collection_ms": full_collection_ms, "cycles_found_by_full_collection": cycles,
+        "cycle_objects_of_the_controller": controllers,
         "gc_longest_ms_prepare": round(gc_prepare[1] * 1000, 1),
         "gc_longest_ms_handover": round(gc_handover[1] * 1000, 1),
         "worker_longest_ms_prepare": stalls_prepare[0], "worker_longest_prepare": stalls_prepare[1],
         "worker_stalls_prepare": stalls_prepare[2],
+        "worker_stalls_by_event_prepare": stalls_prepare[3],
+        "worker_longest_cpu_ms_prepare": stalls_prepare[4],
+        "worker_longest_cpu_prepare": stalls_prepare[5],
+        "worker_stalls_cpu_prepare": stalls_prepare[6],
         "worker_longest_ms_handover": stalls_handover[0],
         "worker_longest_handover": stalls_handover[1], "worker_stalls_handover": stalls_handover[2],
+        "worker_stalls_by_event_handover": stalls_handover[3],
+        "worker_longest_cpu_ms_handover": stalls_handover[4],
+        "worker_longest_cpu_handover": stalls_handover[5],
+        "worker_stalls_cpu_handover": stalls_handover[6],
         "messages_per_handover": round(messages_per_handover, 2),
         "messages_timed": len(captured),
         "controller_us_per_handover": round(controller_us, 1),
@@ -222,9 +237,14 @@ def _traced_after(driver, mns, states: dict, window: int) -> int:
 
 def _stalls(driver) -> tuple:
     """The longest event the worker took since the last call (ms, what) and
-    how many took over scale_driver.STALL_S; then starts again."""
-    taken = (round(driver.longest_event * 1000, 1), driver.longest_what, driver.stalls)
+    how many took over scale_driver.STALL_S (by event), the same by the
+    worker thread's CPU time; then starts again."""
+    taken = (round(driver.longest_event * 1000, 1), driver.longest_what, driver.stalls,
+             dict(sorted(driver.stalls_by.items())),
+             round(driver.longest_cpu * 1000, 1), driver.longest_cpu_what, driver.stalls_cpu)
     driver.longest_event, driver.longest_what, driver.stalls = 0.0, None, 0
+    driver.stalls_by = {}
+    driver.longest_cpu, driver.longest_cpu_what, driver.stalls_cpu = 0.0, None, 0
     return taken
 
 
@@ -284,9 +304,13 @@ def main(argv=None) -> int:
     for size in (int(s) for s in args.sizes.split(",")):
         # A fresh process each: its RSS is its own, and eventlet's patching
         # stays there.
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", str(size),
+        run = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", str(size),
                               "--window", str(args.window), "--sample", str(args.sample)],
-                             check=True, capture_output=True, text=True).stdout
+                             capture_output=True, text=True)
+        if run.returncode:
+            print("\n".join(run.stderr.splitlines()[-40:]), file=sys.stderr)
+            run.check_returncode()
+        out = run.stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(f"{size} MNs: {rows[-1]['handovers_per_s_sustained']} handovers/s sustained",
               file=sys.stderr)

@@ -84,7 +84,9 @@ def scale_topology(mobile_nodes: int, domains: int = 10, networks: int = 20,
     raw = generate(domains, networks, per_network, neighbours="ring")
     access = [(d, i) for d in range(1, domains + 1) for i in range(1, networks + 1)]
     raw["controller"] = {"max_hosts": 2 * mobile_nodes + 1000}
-    raw["mpa"] = {"max_tunnels": mobile_nodes + 1000,
+    # Tunnels outlive the prepare phase (two minutes at 10,000 MNs, more on a
+    # loaded machine): the first MNs' would expire before their handover.
+    raw["mpa"] = {"max_tunnels": mobile_nodes + 1000, "tunnel_lifetime_s": 3600,
                   "max_pana_sessions": mobile_nodes + 1000, **(extra or {})}
     # Each domain's RADIUS server (answered in-process: see Driver).
     for index, domain in enumerate(sorted(raw["domains"])):
@@ -105,7 +107,7 @@ def scale_topology(mobile_nodes: int, domains: int = 10, networks: int = 20,
                                   "identity": identity, "home_address": home}
     raw["mobile_nodes"] = entries
     topology = parse_topology(raw)
-    return topology, FakeRadius(topology, users=[mn.identity for mn in mns]), mns
+    return topology, FakeRadius(topology, users=[mn.identity for mn in mns], keep=False), mns
 
 
 # -- the driver -----------------------------------------------------------------------
@@ -177,6 +179,10 @@ class Driver:
         # The longest the worker spent on one event (no other event could
         # go meanwhile), what that event was, and how many took over STALL_S.
         self.longest_event, self.longest_what, self.stalls = 0.0, None, 0
+        self.stalls_by: dict[str, int] = {}   # what the stalls were, by the event's name
+        # The same by the CPU time this thread spent on the event: on a shared
+        # machine an event's wall time also holds the time it waited for a core.
+        self.longest_cpu, self.longest_cpu_what, self.stalls_cpu = 0.0, None, 0
         # Flow-mods and packet-outs the switches received (their bytes): a
         # count, and the first ``capture_limit`` of them when capture is a list.
         self.sent, self.capture, self.capture_limit = 0, None, 5000
@@ -202,14 +208,19 @@ class Driver:
                 break
             did = True
             item = work.get()
-            t0 = time.perf_counter()
+            c0, t0 = time.thread_time(), time.perf_counter()
             app.handle(item)
-            took = time.perf_counter() - t0
+            took, cpu = time.perf_counter() - t0, time.thread_time() - c0
             self.busy += took
             self.events += 1
             if took > self.longest_event:
                 self.longest_event, self.longest_what = took, item[0]
-            self.stalls += took > STALL_S
+            if cpu > self.longest_cpu:
+                self.longest_cpu, self.longest_cpu_what = cpu, item[0]
+            self.stalls_cpu += cpu > STALL_S
+            if took > STALL_S:
+                self.stalls += 1
+                self.stalls_by[item[0]] = self.stalls_by.get(item[0], 0) + 1
             self._switches()
         return did
 
@@ -471,6 +482,15 @@ def check_completed(driver: Driver, mns) -> None:
         binding = core.mobility.bindings[mn.home]
         host = core.hosts[binding.care_of]
         assert (host.mac, host.poa.id) == (mn.mac, mn.target_poa), (mn, host)
+
+
+def of_the_controller(obj) -> bool:
+    """An instance of one of the controller's classes, or one of its
+    functions (the cycles a full collection finds are told apart by it)."""
+    module = getattr(obj, "__module__", None) if callable(obj) and not isinstance(obj, type) \
+        else type(obj).__module__
+    return isinstance(module, str) and module.split(".")[0] in (
+        "apps", "mpa_sdn", "mpa_protocol", "rest_api")
 
 
 def state_store(directory: str):

@@ -22,6 +22,7 @@ Nothing secret (keys, password, TLS payloads) is in a repr, log line or error.
 from __future__ import annotations
 
 import os
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -322,9 +323,13 @@ class EapPeer:
     def _verify_server(self) -> None:
         """The server's certificate must chain to our CA and, when a
         server_name is set, name it; a refusal is remembered with its reason."""
-        tls, server_name = self._tls, self.method.server_name
+        # By a weak reference: the connection holds this callback, and a
+        # callback holding the connection back would be a cycle that only
+        # the garbage collector frees, with the TLS state behind it.
+        tls_of, server_name = weakref.ref(self._tls), self.method.server_name
 
         def check(connection, certificate, errno, depth, ok):
+            tls = tls_of()
             if not ok:
                 tls.refusal = ("server_certificate_untrusted",
                                _X509_ERRORS.get(errno, f"X.509 error {errno}"))
@@ -337,4 +342,4 @@ class EapPeer:
                     return False
             return True
 
-        tls.connection.set_verify(SSL.VERIFY_PEER, check)
+        self._tls.connection.set_verify(SSL.VERIFY_PEER, check)

@@ -31,6 +31,11 @@ class DomainsAaa:
                         for domain, list in sorted(servers.items()) if list}
         self._by_server = {(s.address, s.port): domain for domain, list in servers.items()
                            for s in list}
+        # next_due, kept until a request, answer, tick or forget changes what
+        # is outstanding: the worker asks after every event, and asking every
+        # domain's client each time was a tenth of a handover at 10,000 MNs.
+        self._next_due: float | None = None
+        self._next_due_known = True
 
     def request(self, domain: str, key: Hashable, eap: bytes, *, user_name: str,
                 state: bytes | None, calling_station: str, called_station: str,
@@ -38,6 +43,7 @@ class DomainsAaa:
         """An Access-Request for ``key``: (what to send, None) or ([], why it
         cannot go: no server for the domain, too many outstanding)."""
         client = self.clients.get(domain)
+        self._next_due_known = False
         if client is None:
             self.counters["radius_no_server"] += 1
             return [], "the domain names no RADIUS server"
@@ -57,6 +63,7 @@ class DomainsAaa:
             self.counters["radius_from_unknown_server"] += 1
             LOG.info("RADIUS datagram from %s:%s, which no domain names; dropped", *source[:2])
             return None
+        self._next_due_known = False
         try:
             completed = self.clients[domain].answer(data, tuple(source[:2]))
         except RadiusError as exc:
@@ -67,6 +74,7 @@ class DomainsAaa:
     def tick(self, now: float) -> tuple[list[Datagram], list[Hashable]]:
         """Retransmissions due, and the requests no server answered."""
         sends, failed = [], []
+        self._next_due_known = False
         for client in self.clients.values():
             tick = client.tick(now)
             sends += tick.send
@@ -75,11 +83,15 @@ class DomainsAaa:
 
     def next_due(self) -> float | None:
         """When :meth:`tick` next has work (wall clock), None: nothing out."""
-        due = [d for d in (c.next_deadline() for c in self.clients.values()) if d is not None]
-        return min(due) if due else None
+        if not self._next_due_known:
+            due = [d for d in (c.next_deadline() for c in self.clients.values())
+                   if d is not None]
+            self._next_due, self._next_due_known = (min(due) if due else None), True
+        return self._next_due
 
     def forget(self, key: Hashable) -> None:
         """A session that ended: its request, if one is out, is answered to no one
         (a key is a PANA session's: at most one client holds it)."""
+        self._next_due_known = False
         for client in self.clients.values():
             client.cancel(key)

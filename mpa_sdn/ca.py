@@ -366,7 +366,8 @@ class ConfigurationAgent:
             if self._due_at.get(network) == at:
                 del self._due_at[network]
                 work.add(network)
-        budget = [self.settings.dad_probes_per_tick]
+        # Probes, and packet-outs, this tick may still send.
+        budget = [self.settings.dad_probes_per_tick, self.settings.dad_packet_outs_per_tick]
         for network in sorted(work, key=self._order.__getitem__):
             pool = self.pools[network]
             self._work(pool, now, network in now_ready or ready(network), probes, budget)
@@ -386,8 +387,10 @@ class ConfigurationAgent:
     def _work(self, pool: Pool, now: float, ready: bool, probes: list, budget: list) -> None:
         """One pool's DAD: conflicts and leases that ended, then (if its PoAs
         are ready) stale results out, the reserve refilled, probes sent while
-        ``budget[0]`` (the tick's probes left) lasts; a probe past it stays due,
-        and its pool is worked again at the next tick."""
+        ``budget`` (the tick's probes and packet-outs left: a probe goes out of
+        every PoA of the network) lasts; the first probe of a tick goes
+        whatever its cost.  A probe past it stays due, and its pool is worked
+        again at the next tick."""
         pool.end_conflicts(now)
         for lease in pool.expired(now):
             self._remove(pool, lease, "expired")
@@ -413,10 +416,11 @@ class ConfigurationAgent:
             if not self._usable(pool, address, now):
                 del pool.probing[address]
             elif probe.sent < self.settings.dad_probes:
-                if probe.next_at <= now and budget[0] <= 0:
+                if probe.next_at <= now and not self._affordable(pool, budget):
                     self.counters["dad_probes_deferred"] += 1
                 elif probe.next_at <= now:
                     budget[0] -= 1
+                    budget[1] -= len(pool.network.poas)
                     probes.append((pool.network.id, address))
                     probe.sent += 1
                     probe.next_at = now + (self.settings.dad_interval_s
@@ -426,6 +430,13 @@ class ConfigurationAgent:
                 del pool.probing[address]
                 pool.verified[address] = now
                 self.counters["dad_verified"] += 1
+
+    def _affordable(self, pool: Pool, budget: list) -> bool:
+        """Whether the tick may still send one of the pool's probes."""
+        if budget[0] <= 0:
+            return False
+        unspent = budget[1] == self.settings.dad_packet_outs_per_tick
+        return unspent or budget[1] >= len(pool.network.poas)
 
     def next_deadline(self) -> float | None:
         """When the next probe is due, so the caller can tick in time."""

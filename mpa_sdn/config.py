@@ -70,7 +70,7 @@ _SETTING_PARSERS = {
     "packet_in_queue": schema.integer(1, 100_000),
     "radius_queue": schema.integer(1, 100_000),
     "gc_every_events": schema.integer(1, 100_000),
-    "gc_full_every_s": schema.number(1, 1_000_000),
+    "gc_full_every_s": schema.number(0, 1_000_000),   # 0: never
     "state_write_records": schema.integer(1, 1_000_000),
     "state_write_delay_s": schema.number(0.0, 60),
     "state_checkpoint_s": schema.number(0.1, 3600),
@@ -119,6 +119,7 @@ _MPA_PARSERS = {
     "dad_reserve": schema.integer(0, 1000),
     "dad_valid_s": schema.number(0.01, DAY_S),
     "dad_probes_per_tick": schema.integer(1, 100_000),
+    "dad_packet_outs_per_tick": schema.integer(1, 1_000_000),
     "tunnel_lifetime_s": schema.integer(1, DAY_S),
     "max_tunnels_per_mn": schema.integer(1, 64),
     "max_tunnels": schema.integer(1, 1_000_000),

@@ -17,9 +17,10 @@ changes their states and counts what the window refuses.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
-from mpa_protocol import keys
+from mpa_protocol import keys, messages
 
 PRE_AUTHENTICATED = "pre-authenticated"
 AUTHORIZED = "authorized"
@@ -62,7 +63,10 @@ class SecurityAssociation:
     expired_at: float | None = None
     high: int = 0               # the highest sequence number accepted
     seen: int = 0               # bitmap of accepted numbers below ``high``
-    recent: list = field(default_factory=list)  # [{"seq", "digest", "answer", "at"}], newest last
+    # The kept answers, newest last: (seq, digest, the answer's JSON text, at).
+    # Text, not the answer's dict: at 10,000 MNs the dicts were about 3 KiB
+    # per MN; a retransmission, which needs the dict again, is rare.
+    recent: list = field(default_factory=list)
     proven: bool = False        # its MAC was seen as the source of its messages, on our link
     seen_mac: str | None = None  # the source MAC of its PANA exchange, on a link of ours
     # The PANA session it came from (mpa_sdn.pana_agent): session id, PANA_AUTH_KEY
@@ -76,7 +80,9 @@ class SecurityAssociation:
                 "state": self.state, "created": self.created, "expires": self.expires,
                 "source": self.source, "held_until": self.held_until,
                 "expired_at": self.expired_at, "high": self.high, "seen": self.seen,
-                "recent": self.recent[-PERSISTED_ANSWERS:], "proven": self.proven,
+                "recent": [{"seq": seq, "digest": digest, "answer": text, "at": at}
+                           for seq, digest, text, at in self.recent[-PERSISTED_ANSWERS:]],
+                "proven": self.proven,
                 "seen_mac": self.seen_mac, "pana": self.pana}
 
     @classmethod
@@ -87,8 +93,11 @@ class SecurityAssociation:
                         and type(sa.pana.get("session")) is int)
                 or not isinstance(sa.recent, list)
                 or not all(isinstance(r, dict) and {"seq", "digest", "answer", "at"} <= set(r)
-                           for r in sa.recent)):
+                           and isinstance(r["answer"], (str, dict)) for r in sa.recent)):
             raise ValueError("bad state or sequence fields")
+        # A file written before answers were kept as text holds their dicts.
+        sa.recent = [(r["seq"], r["digest"], r["answer"] if isinstance(r["answer"], str)
+                      else messages.encode(r["answer"]).decode(), r["at"]) for r in sa.recent]
         return sa
 
     def lapsed(self, now: float) -> bool:
@@ -114,10 +123,10 @@ class SecurityAssociation:
         answer, which comes with it).  Changes nothing: see :meth:`accept`."""
         if seq <= self.high - window:
             return OUTSIDE_WINDOW, None
-        for kept in self.recent:
-            if kept["seq"] == seq:
-                if kept["digest"] == digest and now - kept["at"] <= retransmit_s:
-                    return RETRANSMISSION, kept["answer"]
+        for kept_seq, kept_digest, text, at in self.recent:
+            if kept_seq == seq:
+                if kept_digest == digest and now - at <= retransmit_s:
+                    return RETRANSMISSION, json.loads(text)
                 break  # used, and not a retransmission: a replay
         if seq == self.high or (seq < self.high and self.seen >> (self.high - seq) & 1):
             return REPLAY, None
@@ -137,5 +146,5 @@ class SecurityAssociation:
             self.high = seq
         elif 0 < self.high - seq < window:
             self.seen |= 1 << (self.high - seq)
-        self.recent = [r for r in self.recent if r["seq"] != seq][-(RECENT_ANSWERS - 1):] + \
-            [{"seq": seq, "digest": digest, "answer": answer, "at": now}]
+        self.recent = [r for r in self.recent if r[0] != seq][-(RECENT_ANSWERS - 1):] + \
+            [(seq, digest, messages.encode(answer).decode(), now)]

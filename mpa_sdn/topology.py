@@ -54,15 +54,18 @@ class ControllerSettings:
     radius_queue: int = 256
     # The cyclic garbage collector (apps/heap.py): the worker collects the
     # young generations after this many events and freezes what survives; a
-    # full collection, which walks the whole heap, runs this often.
+    # full collection, which walks the whole heap (0.6 to 1.4 s at 10,000 MNs), runs
+    # this often if not 0; by default never: the controller makes no cycles
+    # (tests/unit/shell/test_mn_scale.py), so it would find none.
     gc_every_events: int = 50
-    gc_full_every_s: float = 3600.0
+    gc_full_every_s: float = 0.0
     # The state file (mpa_sdn/store.py): the records events change are
     # written in one transaction after their flows and answers have gone,
     # once the worker has no event waiting, or sooner when this many records
     # or this much time have piled up unwritten behind a busy worker.  Its WAL
-    # is checkpointed this often, by a thread of its own.
-    state_write_records: int = 500
+    # is checkpointed this often, by a thread of its own.  A write of 500
+    # records took about 9 ms of the worker (encoding them most of it).
+    state_write_records: int = 200
     state_write_delay_s: float = 0.1
     state_checkpoint_s: float = 2.0
     # The REST listener's bounds (docs/api.md, "Limits").  A connection past
@@ -143,6 +146,10 @@ class MpaSettings:
     # Probes sent per tick at most: a wave of leases refilling every reserve
     # at once is spread over ticks, not one long stall of the worker.
     dad_probes_per_tick: int = 32
+    # ... and packet-outs: a probe goes out of every PoA of its network (51
+    # at 10,000 MNs in the scale benchmark), about 14 µs each; one probe a
+    # tick goes whatever its network's size.
+    dad_packet_outs_per_tick: int = 512
     # Proactive handover (RFC 6252 §6.3 steps 2-6).
     tunnel_lifetime_s: int = 120      # a proactive handover tunnel's longest life
     max_tunnels_per_mn: int = 4       # tunnels to different CTNs at once (§7.2, C.4)

@@ -34,8 +34,10 @@ class Refused(Exception):
         self.code, self.message = code, message
 
 
-@dataclass
+@dataclass(slots=True)
 class Handover:
+    # Slots: ten thousand of them, one an MN, with some thirty fields each;
+    # an instance dictionary was about 1 KiB of each.
     id: int
     identity: str
     mac: str
@@ -81,12 +83,16 @@ class Handover:
     watcher: Callable | None = field(default=None, repr=False, compare=False)
 
     def __setattr__(self, name, value):
-        old = self.__dict__.get(name)
-        object.__setattr__(self, name, value)
         if name in TIMING:
-            watcher = self.__dict__.get("watcher")
+            # No watcher yet while __init__ sets the fields (its slot is the
+            # last set): only a watched record reads the old value.
+            watcher = getattr(self, "watcher", None)
             if watcher is not None:
+                old = getattr(self, name)
+                object.__setattr__(self, name, value)
                 watcher(self, name, old)
+                return
+        object.__setattr__(self, name, value)
 
     def flushes_early(self) -> bool:
         """Whether the buffer goes to the MN while its new flows go in: a

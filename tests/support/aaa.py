@@ -116,11 +116,15 @@ class FakeRadius:
     always sent; EAP-TLS and TTLS/PAP; MS-MPPE keys on Accept).  ``down``:
     servers (address, port) that answer nothing; ``revoked``: identities
     whose certificates are refused; ``answers``: what it sent, for tests;
-    ``users``: the identities TTLS/PAP knows (IDENTITIES by default)."""
+    ``users``: the identities TTLS/PAP knows (IDENTITIES by default);
+    ``keep``: whether its answers and its conversations past their next
+    round are kept (for tests; the scale benchmark keeps neither, so what it
+    traces per MN is the controller's, not this server's)."""
 
     def __init__(self, topology, secret: bytes = SECRET, methods=(eap.TLS, eap.TTLS),
-                 users=IDENTITIES):
+                 users=IDENTITIES, keep: bool = True):
         self.secret = secret
+        self.keep = keep
         self.methods = methods
         self.users = {identity: PASSWORD for identity in users}
         self.domain_of = {(s.address, s.port): did for did, d in topology.domains.items()
@@ -152,7 +156,9 @@ class FakeRadius:
             return None   # FreeRADIUS drops what it cannot authenticate
         response = b"".join(v for c, v in attrs if c == EAP_MESSAGE)
         state = next((v for c, v in attrs if c == STATE), None)
-        conversation = self.conversations.get(state) if state else None
+        conversations = self.conversations
+        conversation = (conversations.get if self.keep else conversations.pop)(state, None) \
+            if state else None
         if conversation is None:
             pki = domain_pki(domain)
             conversation = EapServer(pki.server.cert, pki.server.key, pki.pki.ca,
@@ -182,7 +188,8 @@ class FakeRadius:
                 (STATE, key)]
         reply = answer(code, reply_attributes, identifier=identifier, secret=self.secret,
                        request_auth=authenticator)
-        self.answers.append(reply)
+        if self.keep:
+            self.answers.append(reply)
         return reply
 
 

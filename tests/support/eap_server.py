@@ -12,6 +12,7 @@ derived as the peer derives them.
 from __future__ import annotations
 
 import hmac
+import weakref
 
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
@@ -125,7 +126,13 @@ class EapServer:
         return tls
 
     def _client_check(self, tls: MemoryTls):
+        # Weak references: the connection holds this callback, and one that
+        # held the connection back (or this server, which holds it) would be
+        # a cycle only the garbage collector frees.
+        tls_of, server_of = weakref.ref(tls), weakref.ref(self)
+
         def check(connection, certificate, errno, depth, ok):
+            tls, self = tls_of(), server_of()
             if not ok:
                 tls.refusal = ("client_certificate_untrusted", f"X.509 error {errno}")
                 return False

@@ -262,6 +262,7 @@ def test_mpa_settings_are_read():
                   failures_per_source=1, failure_window_s=30, lockout_s=120,
                   lease_time_s=60, offer_hold_s=10, dad_probes=3, dad_interval_s=0.01,
                   dad_wait_s=0.05, dad_reserve=0, dad_valid_s=1, dad_probes_per_tick=7,
+                  dad_packet_outs_per_tick=70,
                   tunnel_lifetime_s=30,
                   max_tunnels_per_mn=2, max_tunnels=10, binding_lifetime_s=90,
                   switch_deadline_s=1.5, buffer_packets=100, buffer_bytes=65536,

@@ -105,10 +105,7 @@ def test_no_tick_sends_more_probes_than_its_bound_and_every_reserve_fills_all_th
         assert len(probes) <= 3
         sent.append(len(probes))
         rig.now += 0.1
-    reserve = rig.topology.mpa.dad_reserve
-    assert all(len(p.verified) == reserve and not p.probing for p in ca.pools.values())
-    assert sum(sent) == len(ca.pools) * reserve * rig.topology.mpa.dad_probes
-    assert rig.counters["dad_probes_deferred"] > 0
+    _every_reserve_filled(rig, sent)
 
 
 def test_a_pool_walks_its_addresses_lowest_first_as_ipaddress_writes_them():
@@ -117,3 +114,30 @@ def test_a_pool_walks_its_addresses_lowest_first_as_ipaddress_writes_them():
     for pool in rig.service.ca.pools.values():
         assert list(pool.addresses()) == [str(ipaddress.IPv4Address(v))
                                           for v in range(pool.first, pool.last + 1)]
+
+
+def test_no_tick_sends_more_packet_outs_than_its_bound_and_every_reserve_fills_all_the_same():
+    """A probe goes out of every PoA of its network: the tick's bound counts
+    those packet-outs (one probe a tick goes whatever its network's size)."""
+    from support.handover_rig import variant
+    rig = Rig(topology=variant(dad_packet_outs_per_tick=3))
+    ca = rig.service.ca
+    poas = {n: len(p.network.poas) for n, p in ca.pools.items()}
+    assert max(poas.values()) > 1
+    sent = []
+    for _ in range(400):
+        probes = ca.tick(rig.now)
+        cost = sum(poas[network] for network, _ in probes)
+        assert cost <= 3 or len(probes) == 1
+        sent.append(len(probes))
+        rig.now += 0.1
+    _every_reserve_filled(rig, sent)
+
+
+def _every_reserve_filled(rig, sent: list[int]) -> None:
+    """Every pool's reserve is full, with every probe it took sent once (some
+    deferred to a later tick)."""
+    ca, reserve = rig.service.ca, rig.topology.mpa.dad_reserve
+    assert all(len(p.verified) == reserve and not p.probing for p in ca.pools.values())
+    assert sum(sent) == len(ca.pools) * reserve * rig.topology.mpa.dad_probes
+    assert rig.counters["dad_probes_deferred"] > 0

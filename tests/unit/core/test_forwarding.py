@@ -5,6 +5,7 @@ import pytest
 from support.paths import DEFAULT_TOPOLOGY
 from support.fakeoftable import arp_packet, ipv4_packet
 from mpa_sdn import openflow as of
+from mpa_sdn import packets
 from mpa_sdn.config import load_topology
 from mpa_sdn.openflow import record_of
 from ryu.ofproto import ofproto_v1_3 as ofp
@@ -251,9 +252,21 @@ def test_unknown_switch_is_left_alone(rig):
 def test_malformed_packet_in_changes_nothing(rig):
     before = dict(rig.core.hosts)
     dpid = rig.graph.dpid("ar-a1")
-    for junk in (b"", b"\x00" * 10, b"\xff" * 12 + b"\x08\x06" + b"\x00" * 3):
-        assert rig.core.packet_in(dpid, 3, 1, junk, rig.now) == []
-    assert rig.core.counters["packet_in_malformed"] == 3
+    udp = packets.udp_frame(src_mac="02:00:00:00:00:01", dst_mac="02:00:00:00:00:02",
+                            src_ip="10.1.1.5", dst_ip="10.2.1.1", src_port=40000,
+                            dst_port=5001, payload=b"x" * 100)
+    arp = packets.arp_request(sender_mac="02:00:00:00:00:01", sender_ip="10.1.1.5",
+                              target_ip="10.1.1.1")
+    junk = (b"", b"\x00" * 10, b"\xff" * 12 + b"\x08\x06" + b"\x00" * 3,
+            bytes(60),                                # all padding
+            udp[:30],                                 # an IPv4 header cut short
+            udp[:-20],                                # a datagram cut short
+            udp[:38] + b"\x00\x04" + udp[40:],        # a UDP length under its header's
+            arp[:14] + b"\x00\x06" + arp[16:],        # ARP over another hardware type
+            arp[:30])                                 # ARP cut short
+    for frame in junk:
+        assert rig.core.packet_in(dpid, 3, 1, frame, rig.now) == []
+    assert rig.core.counters["packet_in_malformed"] == len(junk)
     assert rig.core.hosts == before
 
 

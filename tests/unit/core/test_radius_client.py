@@ -295,3 +295,35 @@ def test_random_rounds_keep_every_bound_and_match_answers_only_to_their_own_requ
     assert counters["radius_requests_sent"] == len(current) + sum(ended.values())
     assert counters["radius_requests_failed"] == ended["failed"] > 0
     assert counters["radius_failovers"] > 0 and counters["radius_outstanding_overflow"] > 0
+
+
+def test_every_domains_next_due_follows_each_change_and_is_not_asked_of_each_client_again():
+    """The worker asks after every event; the domains' clients are asked only
+    after a request, an answer, a tick or a forget changed something."""
+    from mpa_sdn.aaa import DomainsAaa
+    aaa = DomainsAaa({"a": [PRIMARY], "b": [SECONDARY]}, RetransmitSettings(jitter=0.0),
+                     collections.Counter(), entropy(), lambda: 0.5, lambda d: f"aa.{d}")
+    asked = []
+    for rc in aaa.clients.values():
+        rc.next_deadline = lambda ask=rc.next_deadline: asked.append(1) or ask()
+
+    def request(key, domain, now):
+        [datagram], why = aaa.request(domain, key, EAP, user_name="mn1@a", state=None,
+                                      calling_station="02-00-00-00-00-01",
+                                      called_station="aa", now=now)
+        return datagram
+    assert aaa.next_due() is None
+    first = request("s1", "a", 0.0)
+    assert aaa.next_due() == 2.0
+    request("s2", "b", 1.0)
+    assert aaa.next_due() == 2.0
+    calls = len(asked)
+    for _ in range(5):
+        assert aaa.next_due() == 2.0
+    assert len(asked) == calls, "nothing changed: no client asked"
+    aaa.tick(2.0)                        # s1 sent again, due at 2 + 4
+    assert aaa.next_due() == 3.0         # s2's first timeout
+    aaa.forget("s2")
+    assert aaa.next_due() == 6.0
+    assert aaa.answer(challenge_for(first, PRIMARY), (PRIMARY.address, PRIMARY.port))
+    assert aaa.next_due() is None

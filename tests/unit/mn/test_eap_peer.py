@@ -442,3 +442,29 @@ def test_a_ttls_peer_answers_a_newer_version_with_version_0(domain):
     response = eap.decode(peer.handle(EapPacket(eap.REQUEST, 2, eap.TTLS, b"\x21").encode()))
     frame = eap.decode_tls(response)
     assert frame.version == 0 and frame.data.startswith(b"\x16\x03")    # a ClientHello
+
+
+@pytest.mark.parametrize("method", ["tls", "ttls"])
+def test_a_finished_conversation_leaves_no_cycle_for_the_collector(domain, method):
+    """The certificate checks reach their connection by a weak reference:
+    the connection holds the check, and a check holding the connection was
+    a cycle per conversation (with its TLS state) that only the garbage
+    collector freed; ten thousand of them at once in the scale benchmark."""
+    import gc
+    from mpa_mn.eap_peer import MemoryTls
+    peer, server = (domain.tls_peer(), domain.tls_server()) if method == "tls" else \
+        (domain.ttls_peer(), domain.ttls_server())
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        converse(peer, server)
+        assert (peer.result, server.result) == ("success", "success")
+        del peer, server
+        gc.collect()
+        left = [o for o in gc.garbage if isinstance(o, MemoryTls)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []

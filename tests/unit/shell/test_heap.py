@@ -93,3 +93,16 @@ def test_the_longest_full_collection_is_a_gauge_in_the_metrics(topology):
     assert "# TYPE mpa_heap_full_collection_longest_ms gauge" in text
     assert 'event="heap_full_collection_ms"' not in text
     assert 'event="heap_full_collections"} 1.0' in text
+
+
+def test_the_full_collection_runs_only_when_configured(topology):
+    """gc_full_every_s 0 (the default): never; otherwise that often."""
+    import dataclasses
+    import math
+    from apps import mpa_app, runtime
+    runtime.configure(topology, "test.yaml")
+    app = mpa_app.MpaApp()
+    assert app.settings.gc_full_every_s == 0
+    assert app._next_full_collection(100.0) == math.inf
+    app.settings = dataclasses.replace(app.settings, gc_full_every_s=600.0)
+    assert app._next_full_collection(100.0) == 700.0
