@@ -76,6 +76,7 @@ class Carrier:
         self.interface = interface
         self.directory = os.path.join(root, interface)
         self._fds: dict[str, int] = {}
+        self._no_operstate = False
 
     def _read(self, name: str) -> str:
         fd = self._fds.get(name)
@@ -105,7 +106,21 @@ class Carrier:
             up = self._read("carrier") == "1"
         except OSError:   # EINVAL while the interface is administratively down
             up = False
-        return changes, up
+        return changes, up and self._operational()
+
+    def _operational(self) -> bool:
+        """Whether the kernel has made the link usable: the carrier shows at
+        once, but the interface sends only once the kernel's link watch has
+        set it operational (and started its queue), a moment later; a frame
+        sent before is dropped without an error.  Without an operstate file,
+        the carrier alone."""
+        if self._no_operstate:
+            return True
+        try:
+            return self._read("operstate") in ("up", "unknown")
+        except OSError:
+            self._no_operstate = True
+            return True
 
 
 @dataclass(frozen=True)

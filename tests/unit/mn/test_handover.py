@@ -276,6 +276,20 @@ def test_the_carrier_is_read_from_sysfs(tmp_path):
     assert err.value.code == "link" and "eth1" in err.value.message
 
 
+def test_the_link_is_back_once_the_kernel_made_it_operational(tmp_path):
+    """The carrier shows at once; frames go only once the kernel's link
+    watch has set the interface operational (a gratuitous ARP sent before
+    is dropped without an error), so the MN waits for that too."""
+    (tmp_path / "eth0").mkdir()
+    (tmp_path / "eth0" / "carrier_changes").write_text("14\n")
+    (tmp_path / "eth0" / "carrier").write_text("1\n")
+    (tmp_path / "eth0" / "operstate").write_text("lowerlayerdown\n")
+    with Carrier("eth0", str(tmp_path)) as carrier:
+        assert carrier.read() == (14, False)
+        (tmp_path / "eth0" / "operstate").write_text("up\n")
+        assert carrier.read() == (14, True)
+
+
 def test_after_the_switch_no_state_is_saved_and_no_socket_opened(world, tmp_path):
     """arrived's sequence number is taken and saved, and its socket opened,
     before the link goes: after the switch there is one datagram to send."""
