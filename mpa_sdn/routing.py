@@ -228,9 +228,8 @@ class Router:
         # The MN's tunnels, binding and handover follow it (after its routes,
         # whose barriers a handover waits for).
         self.mobility.host_seen(mac, address, poa, how, now)
-        # A handover's first deliveries ahead of the routes: they need none.
-        return (self.mobility.take_deliveries() + sends + self.mobility.drain()
-                + self._release_pending(address, now))
+        return (self.mobility.take_deliveries() + sends   # deliveries need no routes: first
+                + self.mobility.drain() + self._release_pending(address, now))
 
     def _seen_again(self, host: Host, now: float, source_check_missed: bool) -> list[Send]:
         """A host where we know it is: still there."""
@@ -327,17 +326,18 @@ class Router:
         return sends
 
     def _home_address_seen(self, binding, poa: PoA, data: bytes, now: float) -> list[Send]:
-        """The MN sends from its home address where its binding's flows are not
-        (yet), as its first packets once its link is up (TCP's ACKs): no drop
-        flow.  Pre-switching to this network, it has arrived, and the packet
-        follows the binding's uplink flows; else those are on their way."""
+        """The MN's first packets from its home address where its binding's flows are
+        not yet (its ACKs): pre-switching here, it has arrived; and from its care-of
+        here, the packet goes on, as those flows will send it.  No drop flow."""
         self.counters["learn_home_address"] += 1
         care_of = self.mobility.arriving(binding.mac, poa.network)
         dpid = self.graph.dpid(poa.switch)
         sends = [] if care_of is None else self.learn(binding.mac, care_of, poa, now, how="home")
-        if care_of and self.hosts.get(care_of) == Host(care_of, binding.mac, poa) \
+        if self.hosts.get(binding.care_of) == Host(binding.care_of, binding.mac, poa) \
                 and dpid in self.switches:
-            sends.append(Send(dpid, [of.packet_out(data, [of.output(ofp.OFPP_TABLE)])]))
+            self.counters["learn_home_address_forwarded"] += 1
+            sends.append(Send(dpid, [of.packet_out(data, [of.set_field(
+                ipv4_src=binding.care_of), of.output(ofp.OFPP_TABLE)])]))
         return sends
 
     def deliver(self, host: Host, data: bytes, forwarded: bool) -> list[Send]:

@@ -320,6 +320,7 @@ def test_the_mns_first_packet_from_its_home_address_at_the_target_is_its_arrival
     handover = rig.core.mobility.handovers[IDENTITY]
     assert handover.arrival == "home"
     assert rig.core.counters["learn_home_address"] == 1
+    assert rig.core.counters["learn_home_address_forwarded"] == 1
     assert rig.core.counters["learn_rejected_address"] == 0
     assert holders(rig, Feature.REJECT) == set()
     [again] = rig.ping("mn1", CN_IP, src_ip=HOME).to("cn1")
@@ -333,6 +334,7 @@ def test_an_mn_sending_from_its_home_address_where_it_is_not_expected_is_not_hel
     rig.move("mn1", "ap-b1-1", ip=NCOA)
     assert rig.ping("mn1", CN_IP, src_ip=HOME).to("cn1") == []
     assert rig.core.counters["learn_home_address"] == 1
+    assert rig.core.counters["learn_home_address_forwarded"] == 0
     assert holders(rig, Feature.REJECT) == set()
 
 
