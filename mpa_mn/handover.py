@@ -19,8 +19,8 @@ it and delivers the buffer to its home address), then the nCoA goes on the
 physical interface with the network's router as default route and a
 permanent neighbour entry for it (its MAC came with the configuration, so
 no ARP is needed, RFC 6252 Appendix B), the previous CoA goes, and
-``arrived`` goes to the AR in-band from the nCoA.  If the tunnel was a VXLAN one the MN ends (:mod:`mpa_mn.vxlan_end`),
-the rule steering the nCoA's packets into it goes first, in the same run:
+``arrived`` goes to the AR in-band from the nCoA.  If the tunnel was a
+VXLAN one the MN ends (:mod:`mpa_mn.vxlan_end`), the rule steering the nCoA's packets into it goes first, in the same run:
 from then on they leave from the physical interface.  All of that sits
 inside the handover's interruption, so it is planned before the switch
 (:func:`plan_attach`, one look at the host's interfaces and, for a VXLAN

@@ -101,7 +101,8 @@ class Header:
         """The whole datagram: this header, then zeros up to ``length``."""
         if not HEADER_SIZE <= self.length <= MAX_SIZE:
             raise ValueError(f"length {self.length} is outside {HEADER_SIZE}..{MAX_SIZE}")
-        head = HEADER_STRUCT.pack(MAGIC, VERSION, 0, self.length, self.flow_id, self.seq, self.send_ns)
+        head = HEADER_STRUCT.pack(MAGIC, VERSION, 0, self.length, self.flow_id, self.seq,
+                                  self.send_ns)
         return head + bytes(self.length - HEADER_SIZE)
 
     @classmethod
