@@ -21,8 +21,9 @@ The switch (:func:`switch_plan`):
    (:func:`imposed_outage_ms`: the topology's ``l2_handover_ms`` between the
    two networks, or an experiment's ``link_layer_ms``): the kernel has no
    netem, and a radio's association time is what the lab models here;
-4. the new PoA's stub joins the bridge and comes up, then the MN's end:
-   the new port's link and the MN's carrier come up together.  The stub
+4. the new PoA's stub joins the bridge and comes up, and once the kernel
+   has made it operational (only then does its bridge port forward), the
+   MN's end: the new port's link and the MN's carrier come up together.  The stub
    comes up last but one and not during the hold: the controller takes a
    PoA coming up for the arrival of the MN it expects there (RFC 6252
    §6.3 step 5), so it must not happen before the MN's link is up.
@@ -58,7 +59,10 @@ from mpa_sdn.topology import PoA
 # topology's l2_handover_ms).
 MAX_LINK_LAYER_MS = 60_000.0
 
-DOWN, LEAVE, HOLD, JOIN, UP = "down", "leave", "hold", "join", "up"
+DOWN, LEAVE, HOLD, JOIN, UP, RUNNING = "down", "leave", "hold", "join", "up", "running"
+# A stub that came up forwards in its bridge once the kernel has made it
+# operational (its link watch, asynchronous): polled this often, this long.
+RUNNING_POLL_S, RUNNING_WAIT_S = 0.0001, 1.0
 
 
 def stub_name(switch: str, port: int) -> str:
@@ -104,7 +108,7 @@ class Attachment:
 
 @dataclass(frozen=True)
 class Step:
-    kind: str                 # DOWN, LEAVE, HOLD, JOIN or UP
+    kind: str                 # DOWN, LEAVE, HOLD, JOIN, UP or RUNNING
     name: str = ""            # the interface
     bridge: str = ""          # LEAVE and JOIN: the bridge
 
@@ -120,7 +124,7 @@ def switch_plan(attachment: Attachment, new_stub: str, link_up: bool = True) -> 
     if not link_up:
         return [*steps, Step(JOIN, new_stub, attachment.bridge)]
     return [*steps, Step(HOLD), Step(JOIN, new_stub, attachment.bridge), Step(UP, new_stub),
-            Step(UP, attachment.mn_end)]
+            Step(RUNNING, new_stub), Step(UP, attachment.mn_end)]
 
 
 def cut_plan(attachment: Attachment) -> list[Step]:
@@ -171,6 +175,8 @@ def execute(steps: list[Step], ioctls, imposed_ms: float, clock: Clock = Clock()
             ioctls.join(step.bridge, step.name)
         elif step.kind == LEAVE:
             ioctls.leave(step.bridge, step.name)
+        elif step.kind == RUNNING:
+            _wait_running(ioctls, step.name, clock)
         else:
             raise ValueError(f"no link-layer step {step.kind!r}")
         if down_ns is None:
@@ -179,6 +185,16 @@ def execute(steps: list[Step], ioctls, imposed_ms: float, clock: Clock = Clock()
     came_up = steps[-1].kind == UP
     return Executed(down_ns, end if came_up else None, down_wall_ns,
                     clock.time_ns() if came_up else None, end - start - held_ns, held_ns)
+
+
+def _wait_running(ioctls, name: str, clock: Clock) -> None:
+    """Until ``name`` is operational, at most RUNNING_WAIT_S: a bridge port
+    that came up forwards only then, and the MN's first frames (its
+    gratuitous ARP, which the controller takes for its arrival) would be
+    dropped at the bridge if its link came up before."""
+    deadline = clock.monotonic_ns() + int(RUNNING_WAIT_S * 1e9)
+    while not ioctls.running(name) and clock.monotonic_ns() < deadline:
+        clock.sleep(RUNNING_POLL_S)
 
 
 @dataclass(frozen=True)
@@ -209,7 +225,7 @@ class LinkSwitch:
 # index).
 SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCGIFINDEX = 0x8913, 0x8914, 0x8933
 SIOCBRADDIF, SIOCBRDELIF = 0x89A2, 0x89A3
-IFF_UP = 0x1
+IFF_UP, IFF_RUNNING = 0x1, 0x40
 _IFREQ_FLAGS = struct.Struct("16sH22x")
 _IFREQ_INDEX = struct.Struct("16si20x")
 _CLONE_NEWNET = 0x40000000
@@ -237,6 +253,11 @@ class NamespaceIoctls:
 
     def set_up(self, name: str, up: bool) -> None:
         set_flags_up(self.sock, name, up)
+
+    def running(self, name: str) -> bool:
+        request = _IFREQ_FLAGS.pack(name.encode(), 0)
+        _, flags = _IFREQ_FLAGS.unpack(fcntl.ioctl(self.sock, SIOCGIFFLAGS, request))
+        return bool(flags & IFF_RUNNING)
 
     def join(self, bridge: str, name: str) -> None:
         self._bridge_port(SIOCBRADDIF, bridge, name)

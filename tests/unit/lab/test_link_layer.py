@@ -66,6 +66,8 @@ class Kernel:
         self.carrier: list[tuple[int, bool]] = []     # the MN's
         self.ports: list[tuple[int, str, bool]] = []  # (when, PoA, link up)
         self.ioctl_cost_ns = 20_000
+        self.polls: dict[str, int] = {}
+        self.watch_polls = 0
 
     def set_up(self, name, up):
         self.clock.now += self.ioctl_cost_ns
@@ -75,6 +77,14 @@ class Kernel:
                 self.carrier.append((self.clock.now, up))
             else:
                 self.ports.append((self.clock.now, self.stubs[name], up))
+
+    def running(self, name):
+        """Up, and the link watch has run (``watch_polls`` looks after it came up)."""
+        self.clock.now += self.ioctl_cost_ns
+        if not self.up[name]:
+            return False
+        self.polls[name] = self.polls.get(name, 0) + 1
+        return self.polls[name] > self.watch_polls
 
     def join(self, bridge, name):
         self.clock.now += self.ioctl_cost_ns
@@ -141,9 +151,10 @@ def test_the_link_stays_down_for_the_imposed_outage_and_the_new_port_comes_up_on
     assert up - down >= 16_000_000
     # The measured outage is the imposed one (and the sleep's overshoot: 50 us
     # here) plus the ioctls after it; the old PoA's ioctls are within the
-    # hold.  The ioctls are counted apart from it.
-    assert done.ioctl_ns == 6 * kernel.ioctl_cost_ns
-    beyond = done.up_ns - done.down_ns - 16_000_000 - 3 * kernel.ioctl_cost_ns
+    # hold.  The ioctls are counted apart from it (one of them the look
+    # at whether the new stub is operational).
+    assert done.ioctl_ns == 7 * kernel.ioctl_cost_ns
+    beyond = done.up_ns - done.down_ns - 16_000_000 - 4 * kernel.ioctl_cost_ns
     assert 0 <= beyond <= 50_000
 
 
@@ -151,7 +162,7 @@ def test_without_an_outage_nothing_sleeps(at_old):
     fake, kernel, attachment = at_old
     done = execute(switch_plan(attachment, "s2-stb4"), kernel, 0.0, fake.clock())
     assert fake.slept == [] and done.held_ns == 0
-    assert done.up_ns - done.down_ns == 5 * kernel.ioctl_cost_ns
+    assert done.up_ns - done.down_ns == 6 * kernel.ioctl_cost_ns
 
 
 def test_a_link_that_never_comes_up_leaves_both_ports_down_and_holds_nothing(at_old):
@@ -187,3 +198,16 @@ def test_an_ioctl_that_fails_stops_the_switch(at_old):
     with pytest.raises(OSError):
         execute(switch_plan(attachment, "s2-stb4"), kernel, 0.0, fake.clock())
     assert [up for _, up in kernel.carrier] == [False]      # the MN's link stays down
+
+
+def test_the_mn_s_link_comes_up_only_once_the_new_stub_is_operational(at_old):
+    """A bridge port forwards once the kernel has made it operational; the
+    MN's gratuitous ARP, sent as soon as its link is up, must not be
+    dropped there."""
+    fake, kernel, attachment = at_old
+    kernel.watch_polls = 3
+    execute(switch_plan(attachment, "s2-stb4"), kernel, 0.0, fake.clock())
+    new_port_up = next(t for t, poa, u in kernel.ports if poa == "new" and u)
+    (_, _), (mn_up, _) = kernel.carrier
+    assert kernel.polls["s2-stb4"] == 4 and mn_up > new_port_up
+    assert fake.slept.count(0.0001) == 3
