@@ -61,7 +61,7 @@ def row_of(row: dict) -> dict:
             "lost": row["lost"], "duplicated": row["duplicates"],
             "reordered": row["reordered"], "late": row.get("late_delivered"),
             "relayed": row.get("relayed"), "arrival": row["arrival"],
-            "link_layer_ms": link, "imposed_ms": row.get("link_layer_imposed_ms"),
+            "link_layer_ms": link, "imposed_ms": row.get("imposed_ms"),
             "interruption_ms": gap, "beyond_link_layer_ms": row["beyond_link_layer_ms"],
             "buffered": row["buffered"], "steps_ms": row.get("controller_steps_ms"),
             "client_timings_ms": row.get("client_timings_ms")}

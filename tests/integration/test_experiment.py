@@ -173,12 +173,19 @@ def test_ctrl_c_tears_the_lab_down_and_keeps_what_was_measured(prerequisites, tm
     wait_for(nothing_left, 10, "the lab's bridges and the controller to be gone")
 
 
-def test_two_mobile_nodes_take_turns_each_with_its_own_stream(prerequisites, tmp_path):
+def two_mn_topology(tmp_path, domains: int) -> str:
+    """A generated topology with two MNs, two networks per domain and two
+    PoAs per network, on ports of its own (apart)."""
     from mpa_lab.topogen import main as topogen
     topology = tmp_path / "generated.yaml"
-    assert topogen(["--domains", "2", "--networks-per-domain", "2", "--poas-per-network", "2",
-                    "--mobile-nodes", "2", "-o", str(topology)]) == 0
+    assert topogen(["--domains", str(domains), "--networks-per-domain", "2",
+                    "--poas-per-network", "2", "--mobile-nodes", "2", "-o", str(topology)]) == 0
     apart(str(topology))
+    return str(topology)
+
+
+def test_two_mobile_nodes_take_turns_each_with_its_own_stream(prerequisites, tmp_path):
+    topology = two_mn_topology(tmp_path, domains=2)
     path = tmp_path / "two.yaml"
     path.write_text(textwrap.dedent(f"""\
         version: 1
@@ -245,11 +252,7 @@ def test_a_tcp_stream_crosses_buffered_handovers_without_a_retransmission_timeou
 
 
 def test_two_mobile_nodes_moving_at_once_lose_and_duplicate_nothing(prerequisites, tmp_path):
-    from mpa_lab.topogen import main as topogen
-    topology = tmp_path / "generated.yaml"
-    assert topogen(["--domains", "1", "--networks-per-domain", "2", "--poas-per-network", "2",
-                    "--mobile-nodes", "2", "-o", str(topology)]) == 0
-    apart(str(topology))
+    topology = two_mn_topology(tmp_path, domains=1)
     path = tmp_path / "together.yaml"
     # mn1 starts at ap1-1-1, mn2 at ap1-2-1: they swap networks at once, and back.
     path.write_text(textwrap.dedent(f"""\
