@@ -309,7 +309,7 @@ class Controller:
             else:
                 dpid, mac, gateway, address, port, local = answer.origin.reply_to
                 sends = self._reply_in_band(dpid, mac, gateway, address, port, answer.body,
-                                            local)
+                                            local, behind=answer.after)
             if answer.after is not None and self.mobility.awaiting(answer.after):
                 # Held until the flows it speaks of work (Mobility.answer_gate).
                 self.counters["signal_answer_held"] += 1
@@ -325,18 +325,26 @@ class Controller:
         return self.mobility.drain()
 
     def _reply_in_band(self, dpid, mac, gateway, address, port, payload,
-                       local_port: int) -> list[Send]:
+                       local_port: int, behind: str | None = None) -> list[Send]:
         """A datagram from the gateway back to the sender: straight out of its
-        PoA if we know it there, else routed from the switch it came in at."""
+        PoA if we know it there, else routed from the switch it came in at.
+        An answer gated on ``behind`` (a pre-switch's) goes down the MN's
+        tunnel instead when it ends there (Mobility.behind_tunnel)."""
         self.counters["signal_inband_answer"] += 1
         host = self.hosts.get(address)
         frame = packets.udp_frame(
             src_mac=self.router.gateways[gateway].gateway_mac, dst_mac=mac, src_ip=gateway,
             dst_ip=address, src_port=local_port, dst_port=port,
             payload=payload)
+        tunnel = self.mobility.tunnels.get(address)
+        at = host.poa if host is not None and host.mac == mac else (
+            tunnel.poa if tunnel is not None and tunnel.mac == mac else None)
+        if behind is not None and at is not None:
+            through = self.mobility.behind_tunnel(behind, mac, at, frame)
+            if through is not None:
+                return [through]
         if host is not None and host.mac == mac:
             return self.router.deliver(host, frame, forwarded=False)
-        tunnel = self.mobility.tunnels.get(address)
         if tunnel is not None and tunnel.mac == mac and tunnel.poa is not None:
             # Straight to the tunnel's end, where the MN is: the answer to
             # pre-switch goes after the nAR's punt, which would catch it.

@@ -49,6 +49,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
+from mpa_sdn import openflow as of
 from mpa_sdn.domain_view import home_domain
 from mpa_sdn.forwarding import Host, host_path
 from mpa_sdn.indexing import hosts_of_mac
@@ -58,6 +59,7 @@ from mpa_sdn.mobility.copy_forward import Bicast
 from mpa_sdn.mobility.records import (
     ACTIVE, BICAST, BUFFER, COMPLETED, COPY, DRAINING, FLUSHING, PRE_SWITCHING,
     SETTLE_S, SWITCHED_BACK, SWITCHING, Handover, Refused)
+from mpa_sdn.openflow import Send
 from mpa_sdn.topology import PoA
 
 LOG = logging.getLogger("mpa_sdn.mobility")
@@ -191,6 +193,26 @@ class Phases:
         if handover is None or handover.phase != PRE_SWITCHING or handover.answer_ready:
             return None
         return f"pre-switch:{handover.id}"
+
+    def behind_tunnel(self, tag: str, mac: str, poa: PoA, frame: bytes) -> Send | None:
+        """The answer ``frame`` gated on ``tag`` (a pre-switch's), sent into
+        its tunnel at the nAR when the tunnel ends where the answer is going.
+
+        The punt's proof says nothing more enters the tunnel; what entered it
+        before may still be on its way down the label-switched path, one
+        switch hop at a time (tens of ms with ten MNs switching at once).  The
+        answer tells the MN to leave: sent down the same path, it reaches the
+        MN behind every one of those packets, never ahead of them."""
+        kind, _, ident = tag.partition(":")
+        handover = self._by_id(ident) if kind == "pre-switch" else None
+        tunnel = self.tunnels.get(handover.address) if handover else None
+        if tunnel is None or tunnel.poa != poa or tunnel.mac != mac:
+            return None
+        nar = self.graph.dpid(self.graph.network(tunnel.network).access_router)
+        if not self.connected(nar):
+            return None
+        self.counters["signal_answer_behind_tunnel"] += 1
+        return Send(nar, [of.packet_out(frame, tn.into(self.graph, tunnel))])
 
     def awaiting(self, tag: str) -> bool:
         if self._flowsync.awaiting(tag):

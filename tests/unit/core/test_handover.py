@@ -637,8 +637,8 @@ def test_an_emptied_buffer_stops_punting_after_a_quiet_spell(rig):
 def test_the_answer_to_pre_switch_waits_for_the_punt_to_be_confirmed(rig):
     """mn1 leaves when it hears the answer: by then every packet the nAR
     sent into the tunnel must be ahead of it, so the answer waits for the
-    nAR's barrier, and goes straight to mn1 at the tunnel's end (the punt
-    would catch it at the nAR)."""
+    nAR's barrier and a punted packet, and goes down the tunnel from the nAR
+    (past its punt), behind whatever is still on its way there."""
     mn = bound(rig)
     rig.hold_confirmations = True
     data, seq = protocol.request(mn.state, "handover", phase="pre-switch")
@@ -654,6 +654,10 @@ def test_the_answer_to_pre_switch_waits_for_the_punt_to_be_confirmed(rig):
     assert proof.punts == 1 and echoes(proof) == []
     [answer] = datagrams(proof, "mn1")
     assert {(s, p) for s, p, pkt in proof.frames} == {("ar-a1", 3)}       # ap-a1-1
+    [label] = {lbl for _, _, lbl in crossings(proof) if lbl is not None}
+    assert [(a, b) for a, b, lbl in crossings(proof) if lbl == label] == [
+        ("ar-b1", "core"), ("core", "ar-a1")]                    # the tunnel, down
+    assert rig.core.counters["signal_answer_behind_tunnel"] == 1
     assert protocol.check_answer(mn.state, answer["payload"], seq,
                                  "handover-state")["phase"] == "pre-switching"
 
