@@ -297,3 +297,80 @@ def test_a_port_whose_link_is_down_or_gone_is_gone_to_the_core(app, reason, stat
     what, dpid, call, args = app.work.get()
     assert (what, dpid, call, args) == ("port status", DPID, app.core.port_status,
                                         (DPID, 3, gone))
+
+
+class SendLoopDatapath(FakeDatapath):
+    """As Ryu's: what is sent is queued, and its own green thread writes it
+    (to ``written``) when the worker lets it run."""
+
+    def __init__(self, dpid, written):
+        from ryu.lib import hub
+        super().__init__(dpid)
+        self.queue, self.written = hub.Queue(), written
+        self.loop = hub.spawn(self._send_loop)
+
+    def send_msg(self, msg):
+        self.queue.put(msg)
+        return super().send_msg(msg)
+
+    def _send_loop(self):
+        while True:
+            self.queue.get()
+            self.written.append("written")
+
+
+def test_what_an_event_sent_is_written_before_the_next_event_is_handled(app):
+    """A queue of packet-ins never yields by itself: without the worker's
+    pause a handover's first deliveries waited behind every one of them."""
+    from ryu.lib import hub
+    order = []
+    dp = app.datapaths[DPID] = SendLoopDatapath(DPID, order)
+    packet_out = of.packet_out(b"\0" * 60, [of.output(1)])
+    app._post("first", DPID, lambda now: [Send(DPID, [packet_out])])
+    app._post("second", DPID, lambda now: order.append("second") or [])
+    app._post("third", DPID, lambda now: order.append("third") or [])
+    worker = hub.spawn(app._worker)
+    try:
+        with hub.Timeout(5):
+            while len(order) < 3:
+                hub.sleep(0)
+    finally:
+        hub.kill(worker)
+        hub.kill(dp.loop)
+    assert order == ["written", "second", "third"]
+
+
+def run_ticker(app, dues: list, calls: list, run_s: float) -> None:
+    """The ticker and the worker for ``run_s``; the core's AA and CA work is
+    due at ``dues`` (s from the start) in turn, the next once one is ticked
+    (each tick counted in ``calls``)."""
+    import time
+    from ryu.lib import hub
+    start = time.monotonic()
+    app.core.next_mpa_tick = lambda now: (start + dues[len(calls)]
+                                          if len(calls) < len(dues) else None)
+    app.core.mpa_tick = lambda now: calls.append(now - start) or []
+    assert mpa_app.TICK_S > run_s            # no regular tick meanwhile
+    threads = [hub.spawn(app._ticker), hub.spawn(app._worker)]
+    try:
+        hub.sleep(run_s)
+    finally:
+        for thread in threads:
+            hub.kill(thread)
+
+
+def test_work_due_later_is_not_ticked_before_it_is_due(app):
+    """After a tick, the next work due sooner than the regular tick: the
+    worker wakes the ticker for it, and the ticker waits until it is due.
+    Ticking at once made the worker wake it again, a loop of empty ticks
+    every 30 us while a DAD probe or a PANA timer was pending, which
+    starved the switches' connections."""
+    calls = []
+    run_ticker(app, [-1.0, 0.3, 0.3, 0.3], calls, 0.05)
+    assert len(calls) == 1
+
+
+def test_work_due_is_ticked_when_it_is_due(app):
+    calls = []
+    run_ticker(app, [-1.0, 0.02, 10.0], calls, 0.15)
+    assert len(calls) == 2 and calls[1] >= 0.02
