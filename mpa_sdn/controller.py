@@ -54,6 +54,15 @@ class SwitchState:
     errors: int = 0                    # OpenFlow errors since it connected
 
 
+@dataclass(frozen=True)
+class BehindTunnel:
+    """An answer to send down a tunnel from its nAR (Mobility.behind_tunnel),
+    or ``direct`` if the nAR has gone by the time it is sent."""
+
+    through: Send
+    direct: list
+
+
 class Controller:
     """The core.  ``radius_servers`` (domain -> its RADIUS servers), ``store`` (persistence),
     ``entropy`` (n -> n random bytes) and ``wall_offset`` (wall clock minus
@@ -139,7 +148,7 @@ class Controller:
         if not self._gated:   # the usual case, on every punted packet
             return out
         for tag in [t for t in self._gated if not self.mobility.awaiting(t)]:
-            out += self._gated.pop(tag)
+            out += self._chosen(self._gated.pop(tag))
         return out
 
     def flow_stats(self, dpid: int, entries: list, more: bool) -> list[Send]:
@@ -315,8 +324,19 @@ class Controller:
                 self.counters["signal_answer_held"] += 1
                 self._gated.setdefault(answer.after, []).extend(sends)
             else:
-                out += sends
+                out += self._chosen(sends)
         return self.mobility.drain() + out
+
+    def _chosen(self, sends: list) -> list:
+        """An answer behind a tunnel goes that way if its nAR is still
+        connected when it goes, else straight to the MN."""
+        out = []
+        for send in sends:
+            if isinstance(send, BehindTunnel):
+                out += [send.through] if send.through.dpid in self.switches else send.direct
+            else:
+                out.append(send)
+        return out
 
     def packet_ins_handled(self, now: float) -> list[Send]:
         """The shell has handed over every packet-in it holds."""
@@ -337,19 +357,18 @@ class Controller:
             dst_ip=address, src_port=local_port, dst_port=port,
             payload=payload)
         tunnel = self.mobility.tunnels.get(address)
-        at = host.poa if host is not None and host.mac == mac else (
-            tunnel.poa if tunnel is not None and tunnel.mac == mac else None)
-        if behind is not None and at is not None:
-            through = self.mobility.behind_tunnel(behind, mac, at, frame)
-            if through is not None:
-                return [through]
         if host is not None and host.mac == mac:
-            return self.router.deliver(host, frame, forwarded=False)
-        if tunnel is not None and tunnel.mac == mac and tunnel.poa is not None:
-            # Straight to the tunnel's end, where the MN is: the answer to
-            # pre-switch goes after the nAR's punt, which would catch it.
-            return self.router.deliver(Host(address, mac, tunnel.poa), frame, forwarded=False)
-        return self.router.routed(dpid, frame)
+            direct = self.router.deliver(host, frame, forwarded=False)
+        elif tunnel is not None and tunnel.mac == mac and tunnel.poa is not None:
+            # Straight to the tunnel's end, where the MN is (the nAR's punt
+            # would catch it routed).
+            host = Host(address, mac, tunnel.poa)
+            direct = self.router.deliver(host, frame, forwarded=False)
+        else:
+            return self.router.routed(dpid, frame)
+        through = (self.mobility.behind_tunnel(behind, mac, host.poa, frame)
+                   if behind is not None else None)
+        return direct if through is None else [BehindTunnel(through, direct)]
 
     def _dhcp(self, dpid, in_port, data, now) -> list[Send]:
         """DHCP at a PoA: for the PoA's network, or (RFC 6252 §7.3.3) unicast

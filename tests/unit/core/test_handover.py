@@ -680,6 +680,8 @@ def test_a_held_answer_goes_when_the_nar_disconnects(rig):
     assert datagrams(mn.send(data), "mn1") == []
     gone = rig.run(rig.core.switch_disconnected(rig.graph.dpid("ar-b1"), rig.now))
     [answer] = datagrams(gone, "mn1")
+    # Not down the tunnel from the nAR that has gone: straight to mn1's PoA.
+    assert crossings(gone) == [] and {(s, p) for s, p, _ in gone.frames} == {("ar-a1", 3)}
     assert protocol.check_answer(mn.state, answer["payload"], seq,
                                  "handover-state")["phase"] == "pre-switching"
 
