@@ -332,8 +332,11 @@ class Controller:
         connected when it goes, else straight to the MN."""
         out = []
         for send in sends:
-            if isinstance(send, BehindTunnel):
-                out += [send.through] if send.through.dpid in self.switches else send.direct
+            if isinstance(send, BehindTunnel) and send.through.dpid in self.switches:
+                self.counters["signal_answer_behind_tunnel"] += 1
+                out.append(send.through)
+            elif isinstance(send, BehindTunnel):
+                out += send.direct
             else:
                 out.append(send)
         return out

@@ -211,7 +211,6 @@ class Phases:
         nar = self.graph.dpid(self.graph.network(tunnel.network).access_router)
         if not self.connected(nar):
             return None
-        self.counters["signal_answer_behind_tunnel"] += 1
         return Send(nar, [of.packet_out(frame, tn.into(self.graph, tunnel))])
 
     def awaiting(self, tag: str) -> bool:

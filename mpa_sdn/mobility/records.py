@@ -124,7 +124,6 @@ class Handover:
                    if self.copies is not None else {}),
                 "buffer": self.buffer.view()}
 
-
     def steps_ms(self) -> dict | None:
         """After the arrival (ms): the first packet delivered from the
         buffer, the new flows confirmed, the buffer empty, the punts' delete

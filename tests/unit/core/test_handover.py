@@ -682,6 +682,7 @@ def test_a_held_answer_goes_when_the_nar_disconnects(rig):
     [answer] = datagrams(gone, "mn1")
     # Not down the tunnel from the nAR that has gone: straight to mn1's PoA.
     assert crossings(gone) == [] and {(s, p) for s, p, _ in gone.frames} == {("ar-a1", 3)}
+    assert rig.core.counters["signal_answer_behind_tunnel"] == 0
     assert protocol.check_answer(mn.state, answer["payload"], seq,
                                  "handover-state")["phase"] == "pre-switching"
 
