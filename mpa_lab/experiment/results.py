@@ -100,7 +100,7 @@ def handover_row(index: int, repetition: int, result, window: dict, record: dict
     interruption = (window.get("longest_gap") or {}).get("ms")
     link_layer = result.link_layer_ms
     return {
-        "index": index, "repetition": repetition, "moment": getattr(result, "moment", None),
+        "index": index, "repetition": repetition, "moment": result.moment,
         "mn": result.mn, "kind": result.kind,
         "from": result.from_network, "to": result.to_network,
         "from_poa": result.from_poa, "to_poa": result.to_poa,
@@ -251,9 +251,9 @@ def tcp_summary(rows: list[dict], tcp_streams: list[dict]) -> dict:
         return {f"{key}_p50": _round(percentile(values, 50)),
                 f"{key}_max": _round(max(values, default=None))}
 
-    def total(items, key):
+    def total(items, key, of=sum):
         values = [i.get(key) for i in items]
-        return None if any(v is None for v in values) else sum(values)
+        return None if any(v is None for v in values) else of(values) if values else 0
     in_handovers = [r["tcp"] for r in rows if r.get("tcp")]
     return {**spread("stall_ms"), **spread("stall_beyond_link_layer_ms"),
             "throughput_mbps_p50": {
@@ -268,9 +268,11 @@ def tcp_summary(rows: list[dict], tcp_streams: list[dict]) -> dict:
             "ns_timeouts_in_handovers": total(in_handovers, "ns_timeouts"),
             "retransmits": total(tcp_streams, "total_retrans"),
             "timeouts": total(tcp_streams, "total_rto"),
-            "ns_timeouts": total(tcp_streams, "ns_timeouts"),
-            "ns_retrans_segs": total(tcp_streams, "ns_retrans_segs"),
-            "ns_loss_probes": total(tcp_streams, "ns_loss_probes"),
+            # The namespace's counters, one namespace (the correspondent's)
+            # whichever stream sampled them: the widest sample, not a sum.
+            "ns_timeouts": total(tcp_streams, "ns_timeouts", max),
+            "ns_retrans_segs": total(tcp_streams, "ns_retrans_segs", max),
+            "ns_loss_probes": total(tcp_streams, "ns_loss_probes", max),
             "timeout_wall_ns": sorted(at for s in tcp_streams for at in s.get("timeout_wall_ns")
                                       or [])}
 

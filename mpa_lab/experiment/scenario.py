@@ -27,7 +27,8 @@ from mpa_sdn.domain_view import domain_of_switches, home_domain
 from mpa_sdn.topology import ROLE_ACCESS, Topology
 from mpa_lab.net.link_layer import MAX_LINK_LAYER_MS
 from mpa_lab.net.native_tunnelling import TunnellingError, plan as tunnelling_plan
-from mpa_lab.traffic.datagrams import HEADER_SIZE, MAX_SIZE
+from mpa_lab.traffic.datagrams import HEADER_SIZE
+from mpa_lab.traffic.tcp_flow import DEFAULT_RECORD as DEFAULT_TCP_SIZE, MAX_RECORD
 
 # The comparison (RFC 6252 Appendix C.5), in the order the table lists them.
 REACTIVE, MPA, MPA_BUFFER, MPA_COPY_FORWARD, MPA_BICAST = (
@@ -44,9 +45,6 @@ MAX_HANDOVERS = 1000
 DEFAULT_HANDOVERS = 10        # per mode and repetition
 MAX_RATE_PPS = 10_000
 MAX_PAYLOAD = 1472          # one datagram in one 1,500-byte frame: no fragments
-MAX_RECORD = MAX_SIZE       # TCP: a record is written whole, whatever its segments; its
-                            # header's length field holds what a datagram's does
-DEFAULT_TCP_SIZE = 1000
 DEFAULT_THROUGHPUT_WINDOW_MS = 500
 # ``reactive.dad``: DadSettings' fields by name; these are counts, the rest
 # are waits in seconds.

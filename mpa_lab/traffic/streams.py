@@ -19,7 +19,6 @@ from mpa_protocol.program_output import json_output
 
 TRAFFIC = os.path.join(os.path.dirname(sys.executable), "mpa-traffic")
 DRAIN_S = 1.0          # after the sender stops, for what is still on its way
-DEFAULT_TCP_RECORD = 1000
 
 
 class UdpStream:
@@ -112,7 +111,7 @@ class TcpStream(UdpStream):
     def sender_command(self) -> list[str]:
         return [TRAFFIC, "tcp-send", "--to", f"{self.address}:{self.port}", "--rate",
                 str(self.rate), "--duration", str(self.duration_s),
-                "--size", str(self.size or DEFAULT_TCP_RECORD)]
+                *(["--size", str(self.size)] if self.size else [])]
 
     def samples(self) -> list[list[int]]:
         """The sender's counter samples: (wall ns, *tcp_flow.COUNTERS) each."""

@@ -33,15 +33,16 @@ import threading
 import time
 
 from mpa_lab.traffic.datagrams import (DEFAULT_MAX_BURST, HEADER_STRUCT, HEADER_SIZE, LOG_MAGIC,
-                                       MAGIC, MAX_SIZE, VERSION,
+                                       MAGIC, MAX_SIZE, POLL_NS, VERSION,
                                        LOG_HEADER, LOG_RECORD, Header, HeaderError, Sender,
-                                       emit, kernel_time, SO_TIMESTAMPNS, stop_on_signals,
-                                       TIMESPEC)
+                                       _format_address, emit, kernel_time, SO_TIMESTAMPNS,
+                                       stop_on_signals, TIMESPEC)
 
 # Room for the PHT's encapsulation (MPLS, or VXLAN's 50 bytes across
 # domains) inside the lab's 1,500-byte links: full-size segments would not fit.
 DEFAULT_MSS = 1400
 MAX_RECORD = MAX_SIZE        # the header's length field holds what a datagram's does
+DEFAULT_RECORD = 1000        # bytes a record, when no --size is given
 DEFAULT_SAMPLE_MS = 10
 MAX_SAMPLES = 1_000_000      # beyond it changes are counted in samples_dropped only
 _TCP_INFO_LEN = 248
@@ -120,9 +121,11 @@ class CounterSampler(threading.Thread):
 
 class TcpSender(Sender):
     """`Sender`'s pacing, its records written on one TCP connection.  A
-    record is never split by a skipped slot: ``sendall`` writes it whole
-    (it blocks while the send buffer is full; the slots missed meanwhile
-    are skipped and counted as the UDP sender's are)."""
+    record is never split by a skipped slot: it is written whole, waiting
+    while the send buffer is full (the slots missed meanwhile are skipped
+    and counted as the UDP sender's are), but never past a stop: a stalled
+    connection would otherwise hold the sender, and its report, until it
+    was killed."""
 
     @classmethod
     def connect(cls, to: tuple[str, int], bind: str | None = None, mss: int = DEFAULT_MSS,
@@ -135,8 +138,11 @@ class TcpSender(Sender):
             sock.bind((bind, 0))
         sock.settimeout(timeout_s)
         sock.connect(dest)
-        sock.settimeout(None)
         return cls(sock, dest, **kwargs)
+
+    def __init__(self, sock, dest, **kwargs):
+        super().__init__(sock, dest, **kwargs)
+        sock.settimeout(POLL_NS / 1e9)    # a full send buffer is waited on in steps
 
     def _send_one(self) -> None:
         if self.errors:          # a broken connection ends the stream
@@ -148,7 +154,8 @@ class TcpSender(Sender):
         if self.first_send_ns is None:
             self.first_send_ns = send_ns
         try:
-            self.sock.sendall(self._buffer)
+            if not self._write(memoryview(self._buffer)):
+                return   # stopped with the record half written: the receiver drops its part
         except OSError as exc:
             name = errno.errorcode.get(exc.errno, "OSError") if exc.errno else "OSError"
             self.errors[name] = self.errors.get(name, 0) + 1
@@ -157,6 +164,16 @@ class TcpSender(Sender):
         self.attempted += 1
         self.sent += 1
         self.last_send_ns = send_ns
+
+    def _write(self, data: memoryview) -> bool:
+        """``data`` written whole (True), or the sender stopped first."""
+        while data:
+            try:
+                data = data[self.sock.send(data):]
+            except TimeoutError:
+                if self._stopping:
+                    return False
+        return True
 
 
 class RecordStream:
@@ -167,7 +184,6 @@ class RecordStream:
         self.flow_id, self._log = flow_id, log
         self.pending = bytearray()
         self.records = self.bytes = 0
-        self.arrivals: list[tuple[int, int, int]] = []
         if log is not None:
             log.write(LOG_HEADER.pack(LOG_MAGIC, flow_id))
 
@@ -189,7 +205,6 @@ class RecordStream:
                 raise HeaderError("flow", str(header.flow_id))
             del self.pending[:length]
             self.records += 1
-            self.arrivals.append((header.seq, header.send_ns, recv_ns))
             if self._log is not None:
                 self._log.write(LOG_RECORD.pack(header.seq, header.send_ns, recv_ns))
 
@@ -254,7 +269,7 @@ class TcpReceiver:
 
     def report(self) -> dict:
         return {"records": self.stream.records, "bytes": self.stream.bytes,
-                "peer": None if self.peer is None else f"{self.peer[0]}:{self.peer[1]}",
+                "peer": None if self.peer is None else _format_address(self.peer),
                 "error": self.error,
                 "receive_timestamps": "kernel" if self.kernel_timestamps else "user"}
 
@@ -267,7 +282,8 @@ def add_commands(sub, address_port, bounded, positive) -> None:
     send.add_argument("--to", type=address_port, required=True, metavar="ADDR:PORT")
     send.add_argument("--rate", type=positive, required=True, metavar="RECORDS_PER_S")
     send.add_argument("--duration", type=positive, required=True, metavar="S")
-    send.add_argument("--size", type=bounded(int, HEADER_SIZE, MAX_RECORD), default=1000)
+    send.add_argument("--size", type=bounded(int, HEADER_SIZE, MAX_RECORD),
+                      default=DEFAULT_RECORD)
     send.add_argument("--mss", type=bounded(int, 536, 65495), default=DEFAULT_MSS)
     send.add_argument("--max-burst", type=bounded(int, 1, 1_000_000), default=DEFAULT_MAX_BURST,
                       help="records written back to back after a stall; older slots are "
@@ -291,7 +307,7 @@ def send_command(args) -> int:
     sampler.sample()
     sampler.start()
     stop_on_signals(sender.stop)
-    print(f"mpa-traffic: sending TCP flow {args.flow_id} to {args.to[0]}:{args.to[1]} at "
+    print(f"mpa-traffic: sending TCP flow {args.flow_id} to {_format_address(args.to)} at "
           f"{args.rate:g} records/s of {args.size} bytes", file=sys.stderr, flush=True)
     try:
         summary = sender.run()
@@ -309,7 +325,8 @@ def receive_command(args) -> int:
     try:
         receiver = TcpReceiver(args.port, args.bind, args.flow_id, log)
         stop_on_signals(receiver.stop)
-        print(f"mpa-traffic: receiving TCP flow {args.flow_id} on {args.bind}:{args.port}",
+        print(f"mpa-traffic: receiving TCP flow {args.flow_id} on "
+              f"{_format_address((args.bind, args.port))}",
               file=sys.stderr, flush=True)
         try:
             receiver.run()

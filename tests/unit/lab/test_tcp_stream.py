@@ -13,8 +13,8 @@ import pytest
 
 from mpa_lab.experiment.results import summary, table
 from mpa_lab.traffic import tcp_analysis
-from mpa_lab.traffic.datagrams import Header, HeaderError, read_log
-from mpa_lab.traffic.tcp_flow import (RecordStream, TcpSender, namespace_counters,
+from mpa_lab.traffic.datagrams import LOG_HEADER, LOG_RECORD, Header, HeaderError, read_log
+from mpa_lab.traffic.tcp_flow import (MAX_RECORD, RecordStream, TcpSender, namespace_counters,
                                       tcp_info_counters)
 
 MS = 1_000_000
@@ -134,7 +134,8 @@ def test_records_are_cut_from_the_byte_stream_however_it_arrives():
     # The first record and a half, then the rest: each completes at its own recv.
     stream.feed(records[:150], T0 + 10)
     stream.feed(records[150:], T0 + 20)
-    assert stream.arrivals == [(0, T0, T0 + 10), (1, T0 + 1, T0 + 20), (2, T0 + 2, T0 + 20)]
+    logged = list(LOG_RECORD.iter_unpack(log.getvalue()[LOG_HEADER.size:]))
+    assert logged == [(0, T0, T0 + 10), (1, T0 + 1, T0 + 20), (2, T0 + 2, T0 + 20)]
     assert (stream.records, stream.bytes) == (3, 300)
 
 
@@ -180,6 +181,27 @@ def test_a_broken_connection_ends_the_sender_and_is_counted():
     report = sender.run()
     assert report["stopped_early"] and report["attempted"] == 0 and report["errors"] == {
         "EPIPE": 1}
+
+
+def test_a_sender_stalled_on_a_full_send_buffer_stops_when_told():
+    """A connection that takes nothing (a handover that failed): the sender
+    waits for its send buffer in steps, so a stop ends it and it reports,
+    instead of blocking until it is killed."""
+    import threading
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    sender = TcpSender(a, ("10.255.0.1", 5001), rate_pps=1000, duration_s=3600,
+                       size=MAX_RECORD)
+    reports = []
+    runner = threading.Thread(target=lambda: reports.append(sender.run()))
+    runner.start()
+    while not sender.sent:                 # the buffer takes a few records, then is full
+        threading.Event().wait(0.01)
+    sender.stop()
+    runner.join(10)
+    stuck = runner.is_alive()
+    a.close()                              # frees a sender that did not stop
+    b.close()
+    assert not stuck and reports[0]["sent"] >= 1
 
 
 # -- results ---------------------------------------------------------------------------
@@ -256,7 +278,6 @@ def test_a_streams_end_reports_are_kept_beside_its_arrivals_but_not_as_one():
 
 
 def test_the_largest_record_a_scenario_takes_is_one_the_sender_writes():
-    from mpa_lab.experiment.scenario import MAX_RECORD
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     with a, b:
         assert TcpSender(a, ("10.255.0.1", 5001), rate_pps=1, duration_s=1,
