@@ -48,6 +48,7 @@ from mpa_protocol.messages import SWITCHED_BACK
 from mpa_protocol.program_output import OutputError, utf8
 from mpa_sdn.domain_view import home_domain
 from mpa_lab.experiment.preconfigure import mpa_mn_command, run_mpa_mn
+from mpa_lab.net.client_events import error_of, first_error
 from mpa_lab.net.probes import ping
 
 if TYPE_CHECKING:  # the lab needs Mininet; the driver's bookkeeping does not
@@ -321,7 +322,7 @@ class HandoverDriver:
             result.documents[args[0]] = document
             if rc != 0:
                 result.errors.append(f"mpa-mn {args[0]} {network}: exit status {rc}: "
-                                     f"{_error_of(document)}")
+                                     f"{error_of(document)}")
                 break
 
     def handover(self, mn: str, target_poa: str, buffer_old: bool = False,
@@ -554,7 +555,7 @@ class HandoverDriver:
                 rest, f"mpa-mn in {result.mn} ({result.kind} to {result.to_network})"))
         if expect_success and result.returncode != 0:
             result.errors.append(f"mpa-mn exit status {result.returncode}: "
-                                 f"{_error_of(result.client or {})}")
+                                 f"{error_of(result.client or {})}")
 
     def _end(self, process, stderr, result: HandoverResult) -> None:
         if process.poll() is None:
@@ -681,24 +682,5 @@ def _not_a_document(output: bytes, source: str) -> str:
 
 def _switched_back(document: dict | None) -> bool:
     """Whether an ``mpa-mn --json`` document says the controller switched back."""
-    error = _first_error(document or {})
+    error = first_error(document or {})
     return isinstance(error, dict) and error.get("code") == SWITCHED_BACK
-
-
-def _first_error(document: dict):
-    """An ``mpa-mn --json`` document's error, or its first result's; None if none."""
-    error = document.get("error")
-    if error is None:
-        errors = [r.get("error") for r in document.get("results", []) if r.get("error")]
-        error = errors[0] if errors else None
-    return error
-
-
-def _error_of(document: dict) -> str:
-    """What an ``mpa-mn --json`` document says went wrong."""
-    error = _first_error(document)
-    if error is None:
-        return str(document)[:300]
-    if isinstance(error, dict):
-        return f"{error.get('code')}: {error.get('message')}"
-    return str(error)[:300]

@@ -51,15 +51,20 @@ class ClientSaid:
     failure: str | None = None
 
 
-def client_said(text: str) -> ClientSaid | None:
-    """What ``text`` (a client's output so far) says first; None: nothing
-    yet (it is still getting ready).  Only whole lines count: the last one
-    may be half written."""
+def client_said(text: str, used: int = 0) -> ClientSaid | None:
+    """What ``text`` (a client's output so far) says first, past the
+    ``used`` ready (or switch) events an earlier move took (``mpa-mn
+    follow`` prints one for each instruction, and output appended to a file
+    keeps the last handover's); None: nothing yet (it is still getting
+    ready).  Only whole lines count: the last one may be half written."""
     lines = text[:text.rfind("\n") + 1].splitlines()
     rest = []
     for index, line in enumerate(lines):
         stripped = line.strip()
         event = _event(stripped)
+        if event is not None and used:
+            used -= 1
+            continue
         if event is not None:
             return ClientSaid(event=event)
         if stripped.startswith(ERROR_PREFIX):
@@ -68,10 +73,10 @@ def client_said(text: str) -> ClientSaid | None:
             last = [l.strip() for l in lines[index:] if l.strip()][-1]
             return ClientSaid(failure=f"it crashed: {last}")
         rest.append(line)
-    document = _json("\n".join(rest))
+    document = _document(rest)
     if isinstance(document, dict) and "ok" in document:
         # The --json document: the client has ended without being ready.
-        return ClientSaid(failure=f"it ended without a ready event: {_error_of(document)}")
+        return ClientSaid(failure=f"it ended without a ready event: {error_of(document)}")
     return None
 
 
@@ -91,24 +96,43 @@ def _json(text: str):
         return None
 
 
-def _error_of(document: dict) -> str:
+def _document(lines: list[str]):
+    """The --json document that ends ``lines`` (on one line, or from its
+    last line that is a lone ``{``), after whatever else the client printed."""
+    starts = [i for i, line in enumerate(lines) if line.strip() == "{"]
+    return _json("\n".join(lines[starts[-1]:])) if starts else _json(
+        lines[-1]) if lines else None
+
+
+def first_error(document: dict):
+    """An ``mpa-mn --json`` document's error, or its first result's; None if none."""
     error = document.get("error")
     if error is None:
-        error = next((r.get("error") for r in document.get("results", [])
-                      if isinstance(r, dict) and r.get("error")), None)
+        errors = [r.get("error") for r in document.get("results", [])
+                  if isinstance(r, dict) and r.get("error")]
+        error = errors[0] if errors else None
+    return error
+
+
+def error_of(document: dict) -> str:
+    """What an ``mpa-mn --json`` document says went wrong."""
+    error = first_error(document)
+    if error is None:
+        return str(document)[:300]
     if isinstance(error, dict):
         return f"{error.get('code')}: {error.get('message')}"
-    return "no error given" if error is None else str(error)
+    return str(error)[:300]
 
 
 def wait_ready(path: str, timeout_s: float, clock: Callable[[], float] = time.monotonic,
-               sleep: Callable[[float], None] = time.sleep) -> dict:
+               sleep: Callable[[float], None] = time.sleep, used: int = 0) -> dict:
     """The ready (or switch) event the client writing to ``path`` prints,
-    once it has; NotReady if it failed first, or has not within ``timeout_s``."""
+    past the ``used`` ones (:func:`client_said`), once it has; NotReady if
+    it failed first, or has not within ``timeout_s``."""
     deadline = clock() + timeout_s
     while True:
         text = _read(path)
-        said = client_said(text) if text is not None else None
+        said = client_said(text, used) if text is not None else None
         if said is not None and said.event is not None:
             return said.event
         if said is not None:

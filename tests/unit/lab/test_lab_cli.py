@@ -203,6 +203,15 @@ def test_move_when_ready_moves_the_link_once_the_client_is_ready(tmp_path, said)
     assert "mn1's client is ready (ready event for net-a2)" in said.text
 
 
+def test_a_second_move_waits_for_a_newer_event_than_the_first_took(tmp_path, said):
+    lab, out = RecordingLab(), tmp_path / "follow.log"
+    out.write_text(json.dumps(READY) + "\n")           # one event, for net-a2
+    run_cli(tmp_path, lab, f"move --when-ready {out} mn1 ap-a2-1",
+            f"move --when-ready {out} --timeout 0 mn1 ap-a1-1")
+    assert lab.moves == [("mn1", "ap-a2-1", False)]
+    assert f"move: no ready event in {out} within 0 s" in said.text
+
+
 @pytest.mark.parametrize("client_output, command, message", [
     # It failed first: its error line (stderr, with 2>&1).
     ("mpa-mn: net-a2: unauthorized: the AA refused\n",
@@ -258,6 +267,22 @@ def test_what_a_client_said_first(text, event, failure):
         assert said is None
     else:
         assert (said.event, said.failure) == (event, failure)
+
+
+def test_an_event_an_earlier_move_took_does_not_count_again():
+    """mpa-mn follow prints a switch event per instruction, in one file."""
+    first = {"event": "switch", "network": "net-a2", "poa": "ap-a2-1"}
+    second = {"event": "switch", "network": "net-a1", "poa": "ap-a1-1"}
+    text = json.dumps(first) + "\n"
+    assert client_said(text, used=1) is None                 # not ready again yet
+    text += "net-a1: prepared\n" + json.dumps(second) + "\n"
+    assert client_said(text, used=1).event == second
+
+
+def test_a_failure_document_after_event_lines_is_a_failure():
+    text = ('{"event": "instruction", "id": 3}\n'
+            '{\n "ok": false,\n "error": {"code": "link-timeout", "message": "never"}\n}\n')
+    assert client_said(text).failure == "it ended without a ready event: link-timeout: never"
 
 
 def test_waiting_for_a_file_that_never_appears_names_it(tmp_path):
