@@ -51,14 +51,14 @@ class Session:
     mode: str
     repetition: int
     name: str
-    plan: tuple[tuple[str, str], ...]   # (MN, PoA) per handover
-    # The plan by the moment each handover starts in: one at a time, or
-    # (handovers.together) every MN's at once.
-    moments: tuple[tuple[tuple[str, str], ...], ...] = ()
+    # (MN, PoA) per handover, by the moment each starts in: one at a time,
+    # or (handovers.together) every MN's at once.
+    moments: tuple[tuple[tuple[str, str], ...], ...]
 
-    def __post_init__(self):
-        if not self.moments:
-            object.__setattr__(self, "moments", tuple((move,) for move in self.plan))
+    @property
+    def plan(self) -> tuple[tuple[str, str], ...]:
+        """(MN, PoA) per handover, in order."""
+        return tuple(move for moment in self.moments for move in moment)
 
 
 def sessions(scenario: Scenario) -> list[Session]:
@@ -66,14 +66,13 @@ def sessions(scenario: Scenario) -> list[Session]:
     out = []
     for repetition in range(1, scenario.repetitions + 1):
         for mode in scenario.modes:
-            plan = tuple(scenario.plan(mode))
             suffix = f"-{repetition}" if scenario.repetitions > 1 else ""
             if mode == MPA_COPY_FORWARD:
-                out += [Session(mode, repetition, f"{mode}{suffix}-{k + 1}", (item,))
-                        for k, item in enumerate(plan)]
+                out += [Session(mode, repetition, f"{mode}{suffix}-{k + 1}", ((item,),))
+                        for k, item in enumerate(scenario.plan(mode))]
             else:
                 moments = tuple(tuple(moment) for moment in scenario.moments(mode))
-                out.append(Session(mode, repetition, f"{mode}{suffix}", plan, moments))
+                out.append(Session(mode, repetition, f"{mode}{suffix}", moments))
     return out
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Mapping
@@ -42,7 +41,7 @@ from mpa_lab.net import native_tunnelling, tunnel_setup
 from mpa_lab.net.host_output import LabHost, LabNode, LabRemoteController, LenientOutput
 from mpa_lab.net.link_layer import (MAX_LINK_LAYER_MS, Attachment, LinkSwitch,
                                     NamespaceIoctls, bridge_name, cut_plan, execute,
-                                    imposed_outage_ms, mn_end_name, set_flags_up, stub_name,
+                                    imposed_outage_ms, mn_end_name, stub_name,
                                     switch_plan)
 from mpa_protocol.schema import ConfigError
 from mpa_sdn.domain_view import domain_of_switches
@@ -71,12 +70,6 @@ class LabSwitch(LenientOutput, OVSSwitch):
         if self.domain_controller is not None:
             controllers = [c for c in controllers if c.name == self.domain_controller]
         super().start(controllers)
-
-
-def _set_link_up(name: str, up: bool) -> None:
-    """``ip link set NAME up|down`` in this process's namespace."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        set_flags_up(sock, name, up)
 
 
 @dataclass(frozen=True)
@@ -538,12 +531,6 @@ class Lab:
     def last_link_switch(self) -> LinkSwitch | None:
         return self.link_switches[-1] if self.link_switches else None
 
-    def _switch_end(self, host_id: str):
-        """The switch's end of a fixed host's link to its PoA."""
-        host_intf = self.host(host_id).defaultIntf()
-        link = host_intf.link
-        return link.intf2 if link.intf1 is host_intf else link.intf1
-
     def readdress(self, mn_id: str, address: str) -> None:
         """Give the MN ``address`` in the network of its PoA, with that
         network's gateway as its default route, instead of every address it
@@ -565,14 +552,10 @@ class Lab:
         intf = self.host(mn_id).defaultIntf()
         intf.ip, intf.prefixLen = address, network.prefix.prefixlen
 
-    def cut_link(self, host_id: str) -> int:
-        """Sudden link loss: the host's link and its PoA's port go down; the
-        host stays where it is.  Returns when (wall-clock ns)."""
-        attachment = self.attachments.get((host_id, 0))
-        if attachment is None:
-            _set_link_up(self._switch_end(host_id).name, False)
-            return time.time_ns()
-        return execute(cut_plan(attachment), self.ioctls, 0.0).down_wall_ns
+    def cut_link(self, mn_id: str) -> int:
+        """Sudden link loss: the MN's link and its PoA's port go down; the
+        MN stays where it is.  Returns when (wall-clock ns)."""
+        return execute(cut_plan(self.attachments[(mn_id, 0)]), self.ioctls, 0.0).down_wall_ns
 
     def add_interface(self, mn_id: str, poa_id: str, mac: str) -> str:
         """Give an MN a second interface, attached to ``poa_id`` (RFC 6252
