@@ -72,14 +72,15 @@ def after(rows, start: int, wanted) -> float | None:
     return next((r["t"] for r in rows[start:start + 2000] if wanted(r)), None)
 
 
-def breakdown(row: dict, rows: list[dict]) -> dict | None:
-    """One handover's moments (ms since its link went down), from the
-    results' row and the capture."""
-    zero = row["link_down_wall_ns"] / 1e6
+def breakdown(row: dict, rows: list[dict], announced: list[int]) -> dict | None:
+    """One handover's moments (ms since its timeline's zero: its link going
+    down), from the results' row, the capture and the capture's
+    announcements (:func:`announcements`)."""
+    zero = row["timeline"]["zero_wall_ns"] / 1e6
     if row.get("link_up_wall_ns") is None:
         return None
     link_up = row["link_up_wall_ns"] / 1e6 - zero
-    at = [i for i in announcements(rows) if 0 <= rows[i]["t"] - zero <= 1000]
+    at = [i for i in announced if 0 <= rows[i]["t"] - zero <= 1000]
     if not at:
         return None
     i = at[0]
@@ -89,7 +90,7 @@ def breakdown(row: dict, rows: list[dict]) -> dict | None:
     packet_out = after(rows, i, lambda r: PACKET_OUT in r["openflow_v4.type"].split(",")
                        and r["udp.dstport"] == str(STREAM_PORT)
                        and (packet_in is None or r["t"] > packet_in))
-    answer = next((r["t"] for r in reversed(rows) if zero - 100 <= r["t"] <= zero
+    answer = next((r["t"] for r in reversed(rows[:i]) if zero - 100 <= r["t"] <= zero
                    and r["sll.pkttype"] == OUTGOING
                    and r["udp.srcport"] == str(SIGNALLING_PORT)), None)
     times = row["timeline"]["ms"]
@@ -106,7 +107,7 @@ def breakdown(row: dict, rows: list[dict]) -> dict | None:
 
 def summary(moments: list[dict]) -> dict:
     def part(a, b):
-        return spread([m[b] - m[a] for m in moments
+        return spread([round(m[b] - m[a], 3) for m in moments
                        if m[a] is not None and m[b] is not None], 50)
     return {"handovers": len(moments),
             "beyond_link_layer_ms": spread([m["beyond_link_layer_ms"] for m in moments], 50),
@@ -135,7 +136,8 @@ def main() -> int:
             dumpcap.wait(30)
         rows = frames(pcap)
     handovers = results["modes"]["mpa_buffer"]["handovers"]
-    moments = [m for m in (breakdown(h, rows) for h in handovers if h["ok"]) if m]
+    announced = announcements(rows)
+    moments = [m for m in (breakdown(h, rows, announced) for h in handovers if h["ok"]) if m]
     out = stamped({"rate_pps": args.rate, "summary": summary(moments), "handovers": moments})
     print(out["summary"])
     write(args.out, out)

@@ -28,7 +28,8 @@ import sys
 import tempfile
 import time
 
-from common import TOPOLOGY, report, stamped, unwind_on_sigterm
+import lab_runs
+from common import TOPOLOGY, report, stamped
 
 POAS = ("ap-a1-2", "ap-a1-1")   # mn1 starts at ap-a1-1
 # Between two switches: the controller's reaction to the ports (forgetting
@@ -37,17 +38,12 @@ POAS = ("ap-a1-2", "ap-a1-1")   # mn1 starts at ap-a1-1
 PAUSE_S = 0.02
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-
 def spread(values: list[float]) -> dict:
+    """The project's percentiles (nearest rank), with the count and the minimum."""
     if not values:
         return {}
-    return {"n": len(values), "p50": round(percentile(values, 50), 4),
-            "p99": round(percentile(values, 99), 4), "max": round(max(values), 4),
-            "min": round(min(values), 4)}
+    return {"n": len(values), "min": round(min(values), 4),
+            **{k: round(v, 4) for k, v in lab_runs.spread(values, 50, 99).items()}}
 
 
 def bench(switches: int, ofp_port: int, rest_port: int) -> dict:
@@ -58,10 +54,8 @@ def bench(switches: int, ofp_port: int, rest_port: int) -> dict:
     from mpa_lab.net.lab import Lab
     from mpa_sdn.config import load_topology
 
-    if os.geteuid() != 0:
-        sys.exit("benchmarks/link_switch.py needs root")
+    lab_runs.need_root("benchmarks/link_switch.py")
     setLogLevel("error")
-    unwind_on_sigterm()
     topology = load_topology(TOPOLOGY)
     modelled = "link_layer_ms" in inspect.signature(Lab).parameters
     options = {"link_layer_ms": 0.0} if modelled else {}

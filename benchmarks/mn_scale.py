@@ -161,8 +161,9 @@ def measure(count: int, window: int, sample: int) -> dict:
         check_completed(driver, extra + more)
         counters = driver.core.counters
         store.close()
-        # Cycles frozen alive and dropped since: what the hourly full
-        # collection finds, and how long it pauses the worker.
+        # Cycles frozen alive and dropped since: what a full collection
+        # finds, and how long its walk takes.  DEBUG_SAVEALL keeps what it
+        # finds (to tell whose it is), so freeing it is not in the time.
         started = time.perf_counter()
         gc.set_debug(gc.DEBUG_SAVEALL)
         cycles = heap.collect_everything()

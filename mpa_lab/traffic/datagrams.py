@@ -208,7 +208,7 @@ class Sender:
     def summary(self, elapsed_ns: int) -> dict:
         elapsed_s = elapsed_ns / 1e9
         return {
-            "flow_id": self.flow_id, "to": _format_address(self.dest),
+            "flow_id": self.flow_id, "to": format_address(self.dest),
             "rate_pps": self.rate_pps, "size": self.size, "max_burst": self.max_burst,
             "attempted": self.attempted, "sent": self.sent, "skipped": self.skipped,
             "errors": dict(sorted(self.errors.items())),
@@ -379,7 +379,7 @@ def load_windows(path: str) -> list[tuple[str, int, int]]:
 
 # ---- command line -----------------------------------------------------------
 
-def _format_address(address) -> str:
+def format_address(address) -> str:
     host, port = address[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -490,7 +490,7 @@ def _send(args) -> int:
     sender = Sender.open(args.to, args.bind, rate_pps=args.rate, duration_s=args.duration,
                          size=args.size, flow_id=args.flow_id, max_burst=args.max_burst)
     stop_on_signals(sender.stop)
-    print(f"mpa-traffic: sending flow {args.flow_id} to {_format_address(sender.dest)} "
+    print(f"mpa-traffic: sending flow {args.flow_id} to {format_address(sender.dest)} "
           f"at {args.rate:g} pps for {args.duration:g} s", file=sys.stderr, flush=True)
     try:
         summary = sender.run()
@@ -507,7 +507,7 @@ def _receive(args, windows) -> int:
                                  max_arrivals=args.max_arrivals, log=log)
         stop_on_signals(receiver.stop)
         print(f"mpa-traffic: receiving flow {args.flow_id} on "
-              f"{_format_address(receiver.sock.getsockname())}", file=sys.stderr, flush=True)
+              f"{format_address(receiver.sock.getsockname())}", file=sys.stderr, flush=True)
         try:
             receiver.run(args.duration)
         finally:

@@ -35,7 +35,7 @@ import time
 from mpa_lab.traffic.datagrams import (DEFAULT_MAX_BURST, HEADER_STRUCT, HEADER_SIZE, LOG_MAGIC,
                                        MAGIC, MAX_SIZE, POLL_NS, VERSION,
                                        LOG_HEADER, LOG_RECORD, Header, HeaderError, Sender,
-                                       _format_address, emit, kernel_time, SO_TIMESTAMPNS,
+                                       format_address, emit, kernel_time, SO_TIMESTAMPNS,
                                        stop_on_signals, TIMESPEC)
 
 # Room for the PHT's encapsulation (MPLS, or VXLAN's 50 bytes across
@@ -269,7 +269,7 @@ class TcpReceiver:
 
     def report(self) -> dict:
         return {"records": self.stream.records, "bytes": self.stream.bytes,
-                "peer": None if self.peer is None else _format_address(self.peer),
+                "peer": None if self.peer is None else format_address(self.peer),
                 "error": self.error,
                 "receive_timestamps": "kernel" if self.kernel_timestamps else "user"}
 
@@ -307,7 +307,7 @@ def send_command(args) -> int:
     sampler.sample()
     sampler.start()
     stop_on_signals(sender.stop)
-    print(f"mpa-traffic: sending TCP flow {args.flow_id} to {_format_address(args.to)} at "
+    print(f"mpa-traffic: sending TCP flow {args.flow_id} to {format_address(args.to)} at "
           f"{args.rate:g} records/s of {args.size} bytes", file=sys.stderr, flush=True)
     try:
         summary = sender.run()
@@ -326,7 +326,7 @@ def receive_command(args) -> int:
         receiver = TcpReceiver(args.port, args.bind, args.flow_id, log)
         stop_on_signals(receiver.stop)
         print(f"mpa-traffic: receiving TCP flow {args.flow_id} on "
-              f"{_format_address((args.bind, args.port))}",
+              f"{format_address((args.bind, args.port))}",
               file=sys.stderr, flush=True)
         try:
             receiver.run()
