@@ -4,9 +4,10 @@ Each access network's gateway is the controller.  A host is learned at its
 PoA from the first packet it sends (the unknown-source punt) or its ARP, and
 gets a route on every switch of its path and a source check at its PoA; a
 host that may not have that address there is refused, and its packets are
-dropped for a while.  A host whose source check idles out is polled with a
-unicast ARP from its gateway before it is forgotten (a host that only
-receives is still there).  ARP for the gateway, for a known host of the same
+dropped for a while.  A host whose source check idles out, or whose MAC shows
+up in another network, is polled with a unicast ARP from its gateway before
+it is forgotten (a host that only receives is still there); an MN that
+arrives where it pre-switched to is forgotten where it was at once.  ARP for the gateway, for a known host of the same
 network and for an nCoA whose tunnel is up (RFC 6252 §7.4) is answered by
 proxy; a packet for an address not learned yet is held while the address is
 resolved, within bounds (``pending_*``), and released once its host is
@@ -28,6 +29,7 @@ from mpa_sdn import forwarding, packets
 from mpa_sdn import openflow as of
 from mpa_sdn.forwarding import Host
 from mpa_sdn.openflow import Send
+from mpa_sdn.resolution import Resolution, out_of_poas
 from mpa_sdn.tables import EXACT_MASK, Feature, address_of, feature_of, host_cookie
 from mpa_sdn.topology import PoA
 
@@ -71,8 +73,7 @@ class Router:
         self._gateway_macs = {n.gateway_mac for n in topology.networks.values()}
         self._static_counts: dict[str, int] = {}
         self._static_shared = forwarding.StaticShape(graph)  # what every switch's count shares
-        self._arp_sent: dict[str, float] = {}
-        self.pending: dict[str, collections.deque] = {}   # address -> (expires, frame)
+        self.resolution = Resolution(graph, settings, counters, switches)
         self.probing: dict[str, float] = {}  # address -> when to give up on it
         self._rejected: dict[tuple, float] = {}  # (dpid, port, mac, address) -> drop ends
 
@@ -203,6 +204,7 @@ class Router:
         new = Host(address, mac, poa, static=bool(old and old.static))
         if old == new:
             return self._seen_again(new, now, source_check_missed)
+        arriving = self.mobility.arriving(mac, poa.network) == address
         self._remember(new)
         self.probing.pop(address, None)
         self.mpa.host_seen(mac, poa.network, now)
@@ -229,7 +231,28 @@ class Router:
         # whose barriers a handover waits for).
         self.mobility.host_seen(mac, address, poa, how, now)
         return (self.mobility.take_deliveries() + sends   # deliveries need no routes: first
-                + self.mobility.drain() + self._release_pending(address, now))
+                + self.mobility.drain() + self._release_pending(address, now)
+                + self._left_behind(new, arriving, now))
+
+    def _left_behind(self, host: Host, arrived: bool, now: float) -> list[Send]:
+        """The MAC's hosts in other networks, once it shows up in ``host``'s.
+
+        An access point's port stays up when a station leaves it, so its port
+        going down cannot be how the controller learns of a departure.  An MN
+        that arrives where it pre-switched to (RFC 6252 §6.3 step 5, which the
+        MN's signalling proved) has left: forgotten now.  Otherwise the MAC
+        may be a standby interface's, or another's claim: each is polled
+        (a host that is still there answers and stays).
+        """
+        sends = []
+        for other in [h for h in self.hosts.of_mac(host.mac)
+                      if h.poa.network != host.poa.network and not h.static]:
+            if arrived:
+                sends += self.forget_host(other.address, "arrived_elsewhere", now)
+            elif other.address not in self.probing:
+                self.counters["host_probe_seen_elsewhere"] += 1
+                sends += self._poll(other, now)
+        return sends
 
     def _seen_again(self, host: Host, now: float, source_check_missed: bool) -> list[Send]:
         """A host where we know it is: still there."""
@@ -385,7 +408,7 @@ class Router:
                                       else a.dst_ip)
             sends.append(Send(dpid, [of.packet_out(reply, [of.output(in_port)])]))
         elif target is None and ipaddress.IPv4Address(a.dst_ip) in network.prefix:
-            sends += self._resolve(a.dst_ip, now)
+            sends += self.resolution.ask(a.dst_ip, now)
         return sends
 
     def _answers(self, a, network, target: Host | None) -> bool:
@@ -428,14 +451,9 @@ class Router:
 
     def out_of_poas(self, outs: list) -> list[Send]:
         """Frames (PoA, bytes) sent out of their PoAs, one batch per connected switch."""
-        by_switch: dict[int, list] = {}
-        for poa, frame in outs:
-            by_switch.setdefault(self.graph.dpid(poa.switch), []).append(
-                of.packet_out(frame, [of.output(poa.port)]))
-        return [Send(dpid, msgs) for dpid, msgs in sorted(by_switch.items())
-                if dpid in self.switches]
+        return out_of_poas(self.graph, self.switches, outs)
 
-    # -- resolution and held packets ---------------------------------------------
+    # -- resolution and held packets (mpa_sdn.resolution) --------------------------
 
     def unresolved(self, frame, data, now) -> list[Send]:
         """A packet for an address with no route: held while it is resolved."""
@@ -446,53 +464,19 @@ class Router:
         if self.graph.network_of_address(frame.ip_dst) is None:
             self.counters["packet_in_unexpected"] += 1
             return []
-        queue = self.pending.get(frame.ip_dst)
-        if (queue is None and self.settings.pending_per_address
-                and len(self.pending) < self.settings.pending_addresses):
-            queue = self.pending[frame.ip_dst] = collections.deque()
-        if queue is None or len(queue) >= self.settings.pending_per_address:
-            self.counters["pending_dropped_full"] += 1
-        else:
-            queue.append((now + self.settings.pending_lifetime_s, data))
-            self.counters["pending_held"] += 1
-        return self._resolve(frame.ip_dst, now)
-
-    def _resolve(self, address: str, now: float) -> list[Send]:
-        """Ask the address's network, from its gateway, who has it."""
-        last = self._arp_sent.get(address)
-        if last is not None and now - last < self.settings.arp_resolve_interval_s:
-            self.counters["arp_resolve_suppressed"] += 1
-            return []
-        network = self.graph.network_of_address(address)
-        if network is None:
-            return []
-        self._arp_sent[address] = now
-        self.counters["arp_resolve_sent"] += 1
-        request = packets.arp_request(sender_mac=network.gateway_mac,
-                                      sender_ip=str(network.gateway), target_ip=address)
-        return self.out_of_poas([(poa, request) for poa in network.poas])
+        return self.resolution.hold(frame.ip_dst, data, now)
 
     def _release_pending(self, address: str, now: float) -> list[Send]:
-        queue = self.pending.pop(address, None)
-        if not queue:
-            return []
-        fresh = [data for expires, data in queue if expires >= now]
-        self.counters["pending_dropped_expired"] += len(queue) - len(fresh)
-        sends = [s for data in fresh for s in self.deliver(self.hosts[address], data, True)]
+        sends = [s for data in self.resolution.release(address, now)
+                 for s in self.deliver(self.hosts[address], data, True)]
         self.counters["pending_released"] += len(sends)  # the rest: deliver_disconnected
         return sends
 
     def tick(self, now: float) -> list[Send]:
-        """Expire held packets, old resolution records and unanswered polls."""
-        for address in [a for a, q in self.pending.items() if q and q[-1][0] < now]:
-            self.counters["pending_dropped_expired"] += len(self.pending.pop(address))
-        horizon = now - max(self.settings.arp_resolve_interval_s, self.settings.pending_lifetime_s)
-        for address in [a for a, t in self._arp_sent.items() if t < horizon]:
-            del self._arp_sent[address]
+        """Expire held packets, old resolution records, refusals and unanswered polls."""
+        self.resolution.tick(now)
         for key in [k for k, ends in self._rejected.items() if ends <= now]:
             del self._rejected[key]
-        for address in [a for a, q in self.pending.items() if not q]:
-            del self.pending[address]
         sends = []
         for address in sorted(a for a, deadline in self.probing.items() if deadline < now):
             del self.probing[address]

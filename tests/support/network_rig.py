@@ -96,11 +96,14 @@ class Rig:
     def gateway(self, host: FakeHost):
         return self.graph.network_of_address(host.ip)
 
-    def move(self, name, poa_id, ip=None) -> Outcome:
-        """Link-layer move: the old port goes down, the host appears elsewhere."""
+    def move(self, name, poa_id, ip=None, port_down=True) -> Outcome:
+        """Link-layer move: the old port goes down (unless ``port_down`` is
+        False: an access point's port, which stays up when a station leaves),
+        the host appears elsewhere."""
         host = self.hosts[name]
         old_dpid = self.graph.dpid(host.switch)
-        outcome = self.run(self.core.port_status(old_dpid, host.port, True, self.now))
+        outcome = Outcome() if not port_down else self.run(
+            self.core.port_status(old_dpid, host.port, True, self.now))
         poa = self.graph.poa(poa_id)
         host.switch, host.port = poa.switch, poa.port
         if ip is not None:

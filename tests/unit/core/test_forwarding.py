@@ -122,7 +122,7 @@ def test_resolution_requests_are_rate_limited(rig, topology):
     rig.now += 10
     rig.core.tick(rig.now)
     assert rig.core.counters["pending_dropped_expired"] == 5
-    assert rig.core.router.pending == {}
+    assert rig.core.router.resolution.pending == {}
 
 
 def test_host_moving_within_its_network_keeps_its_address(rig, topology):
@@ -244,6 +244,47 @@ def test_quiet_host_that_does_not_answer_is_forgotten_with_its_flows(rig, topolo
         assert not [e for e in switch.entries if e.cookie == host_cookie(mn.ip)]
 
 
+def move_to_net_b1(rig, topology, mn):
+    """mn1 leaves ap-a1-1 for ap-b1-1, whose port stays up as an access
+    point's does, and sends from an address of net-b1 there."""
+    old = mn.ip
+    rig.move("mn1", "ap-b1-1", ip=mn_address(rig, topology.poas["ap-b1-1"]), port_down=False)
+    outcome = rig.ping("mn1", CN_IP)
+    assert rig.core.hosts[mn.ip].poa.id == "ap-b1-1"
+    [poll] = [pkt for switch, port, pkt in outcome.frames
+              if pkt.get("arp_op") == 1 and pkt["arp_tpa"] == old]
+    assert poll["eth_dst"] == mn.mac, "a unicast poll where it was"
+    assert rig.core.counters["host_probe_seen_elsewhere"] == 1
+    return old
+
+
+def test_a_host_whose_mac_shows_up_in_another_network_is_polled_and_forgotten_if_silent(
+        rig, topology):
+    mn = attach_mn(rig, topology.poas["ap-a1-1"])
+    rig.ping("mn1", CN_IP)
+    old = move_to_net_b1(rig, topology, mn)
+    assert old in rig.core.hosts, "not before the poll's deadline"
+    rig.now += topology.controller.host_probe_s + 0.1
+    rig.run(rig.core.tick(rig.now))
+    assert old not in rig.core.hosts and mn.ip in rig.core.hosts
+    assert rig.core.counters["host_forgotten_idle"] == 1
+    for switch in rig.net.switches.values():
+        assert not [e for e in switch.entries if e.cookie == host_cookie(old)]
+
+
+def test_a_host_whose_mac_shows_up_elsewhere_but_still_answers_stays(rig, topology):
+    """Two interfaces with one MAC (an MN's in-band standby): both stay."""
+    mn = attach_mn(rig, topology.poas["ap-a1-1"])
+    rig.ping("mn1", CN_IP)
+    rig.add_host("standby", MN_MAC, mn.ip, "ap-a1-1")   # answers the poll where mn1 was
+    old = move_to_net_b1(rig, topology, mn)
+    assert rig.core.counters["host_probe_answered"] == 1
+    rig.now += topology.controller.host_probe_s + 0.1
+    rig.run(rig.core.tick(rig.now))
+    assert old in rig.core.hosts and mn.ip in rig.core.hosts
+    assert rig.core.counters["host_forgotten_idle"] == 0
+
+
 def test_unknown_switch_is_left_alone(rig):
     assert rig.core.switch_connected(0xdead, rig.now) == []
     assert rig.core.counters["switch_unknown"] == 1
@@ -352,7 +393,7 @@ def test_held_addresses_are_bounded(topology):
     rig.ping(CN, "10.1.2.150", seq=2)
     assert rig.core.counters["pending_held"] == 2
     assert rig.core.counters["pending_dropped_full"] == 3
-    assert len(rig.core.router.pending) == 2
+    assert len(rig.core.router.resolution.pending) == 2
 
 
 def test_port_status_of_a_trunk_or_unknown_port_changes_nothing(rig, topology):

@@ -20,7 +20,7 @@ from mpa_sdn.ca import mpa_client
 from mpa_sdn.mobility import QUIET_S, SETTLE_S
 from mpa_sdn.mpa_sa import AUTHORIZED, HELD, PRE_AUTHENTICATED
 from mpa_sdn.store import MemoryStore, SqliteStore
-from mpa_sdn.tables import EXACT_MASK, Feature, Table, feature_of
+from mpa_sdn.tables import EXACT_MASK, Feature, Table, feature_of, host_cookie
 from support.network_rig import Outcome
 from support.handover_rig import (CN_IP, MN_IP, WALL_OFFSET, datagrams, HOME, NCOA, variant,
                                   make_rig, Mn, authenticated, prepared, tunnelled, bound,
@@ -379,6 +379,26 @@ def test_arrival_is_seen_when_the_poas_port_comes_up(rig):
     assert echoes(rig.port_up("ap-b1-1")) == [1, 2]
     assert rig.core.counters["handover_arrival_port"] == 1
     assert rig.core.hosts[NCOA].poa.id == "ap-b1-1"
+
+
+def test_an_arrival_forgets_mn1_where_it_was_though_that_poas_port_stays_up(rig):
+    """An access point's port stays up when a station leaves it: the
+    controller learns of mn1's departure from its arrival where it said it
+    would go, and a later pre-authentication with net-a1 finds it gone."""
+    authenticated(rig, "net-a1", "domain-a").bind_mac()
+    rig.arp_request("mn1", MN_IP)
+    assert rig.core.mpa.attached(MN_MAC, "net-a1")
+    pre_switched(rig)
+    pings(rig, "cn1", HOME, [1, 2])
+    rig.move("mn1", "ap-b1-1", ip=NCOA, port_down=False)
+    assert echoes(rig.arp_request("mn1", NCOA)) == [1, 2]
+    assert MN_IP not in rig.core.hosts and not rig.core.mpa.attached(MN_MAC, "net-a1")
+    assert rig.core.counters["host_forgotten_arrived_elsewhere"] == 1
+    assert rig.core.counters["host_forgotten_link_down"] == 0
+    assert not [e for switch in rig.net.switches.values() for e in switch.entries
+                if e.cookie == host_cookie(MN_IP)], "its routes and source check went"
+    later(rig, 10.0)
+    assert sa_state(rig, "net-a1") == HELD
 
 
 def test_arrival_is_seen_when_mn1_says_it_arrived(rig):
