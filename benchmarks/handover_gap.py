@@ -20,7 +20,7 @@ loopback.  Per handover, on one clock (ms, 0 = the MN's link going down):
 Run as root (the capture reads every interface):
 
     .venv/bin/python benchmarks/handover_gap.py [--rate 1000] [--handovers 12]
-        [--out results/bench/handover_gap.json]
+        [--poa-ports per_station|stay_up] [--out results/bench/handover_gap.json]
 """
 
 from __future__ import annotations
@@ -138,7 +138,8 @@ def main() -> int:
     handovers = results["modes"]["mpa_buffer"]["handovers"]
     announced = announcements(rows)
     moments = [m for m in (breakdown(h, rows, announced) for h in handovers if h["ok"]) if m]
-    out = stamped({"rate_pps": args.rate, "summary": summary(moments), "handovers": moments})
+    out = stamped({"rate_pps": args.rate, "poa_ports": results["settings"]["poa_ports"],
+                   "summary": summary(moments), "handovers": moments})
     print(out["summary"])
     write(args.out, out)
     return 0

@@ -14,6 +14,7 @@ import tempfile
 from common import ROOT, stamped, unwind_on_sigterm, write
 
 from mpa_lab.experiment.scenario import load_scenario
+from mpa_lab.net.link_layer import POA_PORTS
 from mpa_lab.traffic.analysis import percentile
 
 DEMO = os.path.join(ROOT, "topologies", "scenarios", "demo.yaml")
@@ -25,6 +26,9 @@ def parser(doc: str, out: str) -> argparse.ArgumentParser:
     p.add_argument("--ofp-port", type=int, default=6653)
     p.add_argument("--rest-port", type=int, default=8080)
     p.add_argument("--out", default=out)
+    p.add_argument("--poa-ports", choices=POA_PORTS, default=None,
+                   help="what a PoA's port does as the MN comes and goes "
+                        "(mpa_lab/net/link_layer.py; default: the scenario's)")
     return p
 
 
@@ -37,8 +41,9 @@ def need_root(name: str) -> None:
 def run_mode(mode: str, count: int, rate: int, args, scenario_path: str = DEMO,
              **mn_changes) -> dict:
     """``count`` handovers of ``mode`` at ``rate`` packets/s in the scenario
-    at ``scenario_path`` (the demo's by default); the run's results
-    (results.json's object).  ``mn_changes`` change mn1's plan."""
+    at ``scenario_path`` (the demo's by default), with its PoA port model or
+    ``--poa-ports``; the run's results (results.json's object).
+    ``mn_changes`` change mn1's plan."""
     from mininet.log import setLogLevel
 
     from mpa_lab.experiment.runner import Experiment
@@ -49,7 +54,8 @@ def run_mode(mode: str, count: int, rate: int, args, scenario_path: str = DEMO,
     mn1 = dataclasses.replace(demo.mobile_node("mn1"), **mn_changes)
     scenario = dataclasses.replace(
         demo, traffic=dataclasses.replace(demo.traffic, rate_pps=rate), modes=(mode,),
-        handovers={mode: count}, mobile_nodes=(mn1,), interval_s=0.5)
+        handovers={mode: count}, mobile_nodes=(mn1,), interval_s=0.5,
+        poa_ports=args.poa_ports or demo.poa_ports)
     with tempfile.TemporaryDirectory(prefix="mpa-bench-") as work:
         results = Experiment(scenario, work, ofp_port=args.ofp_port, rest_port=args.rest_port,
                              progress=Progress(count, out=sys.stderr)).run()

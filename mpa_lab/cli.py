@@ -23,6 +23,7 @@ import sys
 import time
 from importlib import resources
 
+from mpa_lab.net.link_layer import PER_STATION, POA_PORTS
 from mpa_protocol import api_tokens
 from mpa_sdn.config import load_or_exit
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
@@ -139,7 +140,7 @@ def _lab_or_problem(args, topology):
     try:
         return Lab(topology, controller_port=_ofp_port(args, topology), management=True,
                    controllers=_domain_ofp_ports(topology) if args.per_domain else None,
-                   link_layer_ms=args.link_layer_ms), None
+                   link_layer_ms=args.link_layer_ms, poa_ports=args.poa_ports), None
     except ValueError as exc:
         return None, str(exc)
 
@@ -445,6 +446,10 @@ def main(argv=None) -> int:
         p.add_argument("--link-layer-ms", type=float, metavar="MS",
                        help="hold the MN's link down this long at every move (default: the "
                             "topology's l2_handover_ms between the two networks, else 0)")
+        p.add_argument("--poa-ports", choices=POA_PORTS, default=PER_STATION,
+                       help="what a PoA's port does as MNs come and go: per_station (down "
+                            "when its MN leaves) or stay_up (an access point's; keep each MN "
+                            "within one domain then: mpa_lab/net/link_layer.py)")
         if name == "up":
             p.add_argument("--script", help="run these CLI commands instead of reading a terminal")
         p.set_defaults(run=run_it)

@@ -169,7 +169,8 @@ class Experiment:
             s, self._path, session.name, ofp_port=self.ofp_port, rest_port=self.rest_port,
             log_level=self.log_level)
         lab = Lab(s.topology, controller_port=self.ofp_port, management=True,
-                  controllers=controllers.lab_controllers(), link_layer_ms=s.link_layer_ms)
+                  controllers=controllers.lab_controllers(), link_layer_ms=s.link_layer_ms,
+                  poa_ports=s.poa_ports)
         done, history, counters, streams = [], {}, {}, {}
         try:
             self._in_lab(session, controllers, lab, done, history, counters, streams)

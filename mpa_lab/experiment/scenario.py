@@ -25,7 +25,7 @@ from mpa_protocol.schema import (MISSING, ConfigError, Invalid, Reader, is_versi
 from mpa_sdn.config import load_topology
 from mpa_sdn.domain_view import domain_of_switches, home_domain
 from mpa_sdn.topology import ROLE_ACCESS, Topology
-from mpa_lab.net.link_layer import MAX_LINK_LAYER_MS
+from mpa_lab.net.link_layer import MAX_LINK_LAYER_MS, PER_STATION, POA_PORTS, STAY_UP
 from mpa_lab.net.native_tunnelling import TunnellingError, plan as tunnelling_plan
 from mpa_lab.traffic.datagrams import HEADER_SIZE
 from mpa_lab.traffic.tcp_flow import DEFAULT_RECORD as DEFAULT_TCP_SIZE, MAX_RECORD
@@ -98,6 +98,8 @@ class Scenario:
     # The outage of every link-layer switch, in place of the topology's
     # l2_handover_ms (None: the topology's; mpa_lab/net/link_layer.py).
     link_layer_ms: float | None = None
+    # What a PoA's port does as MNs come and go (mpa_lab/net/link_layer.py).
+    poa_ports: str = PER_STATION
 
     @property
     def per_domain(self) -> bool:
@@ -156,7 +158,7 @@ class Scenario:
                 "warmup_s": self.warmup_s, "loss_after_s": self.loss_after_s,
                 "channel": self.channel, "dad": dataclasses.asdict(self.dad),
                 "controllers": self.controllers, "together": self.together,
-                "link_layer_ms": self.link_layer_ms}
+                "link_layer_ms": self.link_layer_ms, "poa_ports": self.poa_ports}
 
 
 def default_standby_mac(mn: str) -> str:
@@ -172,7 +174,8 @@ def load_scenario(path: str) -> Scenario:
     top = r.mapping(raw, "", required={"version", "topology", "traffic", "mobile_nodes",
                                        "modes"},
                     optional={"name", "description", "handovers", "repetitions", "channel",
-                              "reactive", "copy_forward", "controllers", "link_layer_ms"})
+                              "reactive", "copy_forward", "controllers", "link_layer_ms",
+                              "poa_ports"})
     if top is None:
         raise ConfigError(r.errors)
     if not is_version_1(top["version"]):
@@ -205,13 +208,15 @@ def load_scenario(path: str) -> Scenario:
     channel = r.field(top, "channel", "", _one_of(CHANNELS), "inband")
     controllers = r.field(top, "controllers", "", _one_of(CONTROLLERS), ONE)
     link_layer_ms = r.field(top, "link_layer_ms", "", schema.number(0, MAX_LINK_LAYER_MS), None)
+    poa_ports = r.field(top, "poa_ports", "", _one_of(POA_PORTS), PER_STATION)
     if r.errors:
         raise ConfigError(r.errors)
     scenario = Scenario(name, os.path.abspath(path), topology_path, topology, traffic,
                         mobile_nodes, modes, counts, repetitions, interval_s, warmup_s,
                         loss_after_s=loss_after_s, channel=channel, dad=dad,
                         description=description, controllers=controllers, together=together,
-                        link_layer_ms=link_layer_ms)
+                        link_layer_ms=link_layer_ms, poa_ports=poa_ports)
+    _check_poa_ports(r, scenario)
     if together:
         _check_together(r, scenario, top["modes"])
     else:
@@ -384,6 +389,27 @@ def _copy_forward(r: Reader, raw: Any) -> float:
     if c is None:
         return Scenario.loss_after_s
     return r.field(c, "loss_after_s", "copy_forward", schema.number(0.1, 60), Scenario.loss_after_s)
+
+
+def _domain(topology: Topology, poa: str) -> str:
+    return topology.networks[topology.poas[poa].network].domain
+
+
+def _check_poa_ports(r: Reader, scenario: Scenario) -> None:
+    """With PoA ports that stay up, each MN stays within one administrative
+    domain: a domain an MN leaves for another hears of no arrival, and of
+    the departure only once the MN's host there idles out."""
+    if scenario.poa_ports != STAY_UP:
+        return
+    topology = scenario.topology
+    for mn in scenario.mobile_nodes:
+        poas = [topology.mobile_nodes[mn.id].attach, *mn.targets, *mn.standby_poas]
+        domains = sorted({topology.networks[topology.poas[p].network].domain for p in poas})
+        if len(domains) > 1:
+            r.error("poa_ports", f"stay_up: {mn.id} moves between {' and '.join(domains)}, "
+                    "and a domain it leaves would hear of no departure until its host there "
+                    "idles out (mpa_lab/net/link_layer.py); use per_station")
+            return
 
 
 def _check_moves(r: Reader, scenario: Scenario) -> None:

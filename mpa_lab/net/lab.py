@@ -39,8 +39,8 @@ logging.setLoggerClass(logging.Logger)
 
 from mpa_lab.net import native_tunnelling, tunnel_setup
 from mpa_lab.net.host_output import LabHost, LabNode, LabRemoteController, LenientOutput
-from mpa_lab.net.link_layer import (MAX_LINK_LAYER_MS, Attachment, LinkSwitch,
-                                    NamespaceIoctls, bridge_name, cut_plan, execute,
+from mpa_lab.net.link_layer import (MAX_LINK_LAYER_MS, PER_STATION, POA_PORTS, STAY_UP,
+                                    Attachment, LinkSwitch, NamespaceIoctls, bridge_name, cut_plan, execute,
                                     imposed_outage_ms, mn_end_name, stub_name,
                                     switch_plan)
 from mpa_protocol.schema import ConfigError
@@ -125,13 +125,19 @@ class Lab:
     OpenFlow port)), each switch on its own domain's controller alone: the
     lab of one controller per administrative domain.  ``link_layer_ms``:
     the outage every link-layer switch imposes, in place of the topology's
-    ``l2_handover_ms`` (None: the topology's; see link_layer.py)."""
+    ``l2_handover_ms`` (None: the topology's); ``poa_ports``: what a PoA's
+    port does as MNs come and go (``per_station`` or ``stay_up``; see
+    link_layer.py)."""
 
     def __init__(self, topology: Topology, controller_ip: str = "127.0.0.1",
                  controller_port: int | None = None, *, extra_hosts=(),
                  management: bool = False,
                  controllers: Mapping[str, tuple[str, int]] | None = None,
-                 link_layer_ms: float | None = None):
+                 link_layer_ms: float | None = None, poa_ports: str = PER_STATION):
+        if poa_ports not in POA_PORTS:
+            raise ValueError(f"poa_ports must be one of {', '.join(POA_PORTS)}, "
+                             f"not {poa_ports!r}")
+        self.poa_ports = poa_ports
         if link_layer_ms is not None and not 0 <= link_layer_ms <= MAX_LINK_LAYER_MS:
             raise ValueError(f"link_layer_ms must be from 0 to {MAX_LINK_LAYER_MS:g}, "
                              f"not {link_layer_ms!r}")
@@ -287,7 +293,8 @@ class Lab:
 
     def _start_link_layer(self) -> None:
         """Each MN's bridge, with its end and its PoA's stub; the other stubs
-        down (their ports LINK_DOWN, as a PoA nobody is at).  Every veth of
+        in no bridge, down per station (their ports LINK_DOWN, as a PoA
+        nobody is at) or up if ports stay up.  Every veth of
         the link layer without transmit checksum offload, as the hosts'
         (see _tune), and the namespace without IPv6 and without the
         host's bridge netfilter (not every kernel lets a namespace turn it
@@ -299,7 +306,8 @@ class Lab:
                   *(f"sysctl -qw net.bridge.bridge-nf-call-{table}=0 2>/dev/null || true"
                     for table in ("iptables", "ip6tables", "arptables")),
                   *(f"ethtool -K {name} tx off >/dev/null" for name in stubs),
-                  *(f"ip link set {name} down" for name in stubs)]
+                  *(f"ip link set {name} {'up' if self.poa_ports == STAY_UP else 'down'}"
+                    for name in stubs)]
         for (mn_id, _), attachment in sorted(self.attachments.items()):
             poa = self.location[mn_id]
             script += self._bridge_script(attachment, stub_name(poa.switch, poa.port))
@@ -313,6 +321,19 @@ class Lab:
         for (mn_id, _), attachment in self.attachments.items():
             poa = self.location[mn_id]
             attachment.stub = stub_name(poa.switch, poa.port)
+
+    def use_poa_ports(self, model: str) -> None:
+        """From now on, PoA ports behave as ``model`` says (link_layer.py):
+        the stubs no MN is at go up or down accordingly."""
+        if model not in POA_PORTS:
+            raise ValueError(f"poa_ports must be one of {', '.join(POA_PORTS)}, not {model!r}")
+        self.poa_ports = model
+        held = {a.stub for a in self.attachments.values()}
+        vacant = sorted(stub_name(p.switch, p.port) for p in self.topology.poas.values()
+                        if p not in self.location.values()
+                        and stub_name(p.switch, p.port) not in held)
+        for stub in vacant:
+            self.ioctls.set_up(stub, model == STAY_UP)
 
     @staticmethod
     def _bridge_script(attachment: Attachment, stub: str) -> list[str]:
@@ -345,7 +366,8 @@ class Lab:
         imposed = (imposed_outage_ms(self.graph, current, target, self.link_layer_ms)
                    if link_up else 0.0)
         try:
-            done = execute(switch_plan(attachment, new_stub, link_up), self.ioctls, imposed)
+            done = execute(switch_plan(attachment, new_stub, link_up, self.poa_ports),
+                           self.ioctls, imposed)
         except OSError as exc:
             raise RuntimeError(f"cannot switch {mn_id}'s link from {current.id} to "
                                f"{target.id}: {exc}") from exc

@@ -186,6 +186,35 @@ def test_slower_than_the_controllers_round_trip_nothing_is_lost_duplicated_or_re
     assert nothing_left()
 
 
+def test_with_poa_ports_that_stay_up_a_ping_pong_comes_back_and_loses_nothing(
+        prerequisites, tmp_path):
+    """An access point's port stays up as the MN leaves: the controller
+    learns of each departure from the MN's arrival where it pre-switched to,
+    so mn1 can come back to a network it left (the third and fourth
+    handovers), and the buffer still loses nothing."""
+    topology = write_test_topology(DEFAULT_TOPOLOGY, tmp_path / "two_domains.yaml")
+    _, results = run_scenario(tmp_path, topology, """\
+        traffic: {from: cn1, rate_pps: 200}
+        link_layer_ms: 4
+        poa_ports: stay_up
+        mobile_nodes:
+          mn1: {targets: [ap-a2-1, ap-a1-1]}
+        modes: {mpa_buffer: {handovers: 4}}
+        handovers: {interval_s: 0.5, warmup_s: 0.5}
+        """, RUN_SHORT_S)
+    assert results["settings"]["poa_ports"] == "stay_up"
+    body = results["modes"]["mpa_buffer"]
+    rows = body["handovers"]
+    assert len(rows) == 4 and all(r["ok"] for r in rows), [r["errors"] for r in rows]
+    assert [(r["lost"], r["duplicates"]) for r in rows] == [(0, 0)] * 4
+    assert body["summary"]["received"] == body["summary"]["sent"] > 0
+    [session] = body["sessions"]
+    counters = session["counters"]
+    assert counters.get("host_forgotten_link_down", 0) == 0, "no port went down"
+    assert counters["host_forgotten_arrived_elsewhere"] == 4
+    assert nothing_left()
+
+
 def test_ctrl_c_tears_the_lab_down_and_keeps_what_was_measured(prerequisites, tmp_path):
     out = tmp_path / "out"
     process = start(run_command(scenario(tmp_path, "[mpa_buffer]", 50), out))

@@ -9,7 +9,9 @@ import subprocess
 
 import pytest
 
+from mpa_lab.net.link_layer import PER_STATION, STAY_UP
 from mpa_lab.net.probes import ping
+from support.lab_rig import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -82,3 +84,31 @@ def test_a_sudden_loss_drops_the_mn_s_carrier_and_its_poa_s_port(lab):
     lab.move("mn1", "ap-a1-2")          # the link comes back elsewhere
     assert carrier_changes(lab) == changes + 2
     assert ping(lab.host("cn1"), lab.address("mn1")).ok
+
+
+def test_with_ports_that_stay_up_a_move_changes_no_port_and_the_old_host_is_polled_away(
+        lab, controller):
+    """An access point's port stays up as a station leaves it: the
+    controller learns of the move from the MN at its new PoA, polls its old
+    address where it was, and forgets it there unanswered."""
+    lab.move("mn1", "ap-a1-1")
+    lab.use_poa_ports(STAY_UP)
+    try:
+        assert not port_link_down(lab, "ap-a1-2") and not port_link_down(lab, "ap-a2-1")
+        before = controller.get("/mpa/v1/counters")
+
+        def grew(name: str) -> int:
+            return controller.get("/mpa/v1/counters").get(name, 0) - before.get(name, 0)
+        changes = carrier_changes(lab)
+        address = lab.move("mn1", "ap-a2-1")
+        assert carrier_changes(lab) == changes + 2, "one carrier drop and one rise"
+        assert not port_link_down(lab, "ap-a1-1") and not port_link_down(lab, "ap-a2-1")
+        assert ping(lab.host("cn1"), address).ok
+        wait_for(lambda: grew("host_forgotten_idle") == 1, 15,
+                 "the old address in net-a1 to be forgotten")
+        assert grew("host_probe_seen_elsewhere") == 1 and grew("host_forgotten_link_down") == 0
+        lab.move("mn1", "ap-a1-1")
+        assert ping(lab.host("cn1"), lab.address("mn1")).ok
+    finally:
+        lab.use_poa_ports(PER_STATION)
+    assert port_link_down(lab, "ap-a1-2") and port_link_down(lab, "ap-a2-1")

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import networkx as nx
 import pytest
 
-from mpa_lab.net.link_layer import (Attachment, Clock, cut_plan, execute, imposed_outage_ms,
-                                    stub_name, switch_plan)
+from mpa_lab.net.link_layer import (STAY_UP, Attachment, Clock, cut_plan, execute,
+                                    imposed_outage_ms, stub_name, switch_plan)
 from mpa_sdn.interface_names import port_name
 from mpa_sdn.neighbourhood import NeighbourhoodGraph
 from mpa_sdn.topology import PoA
@@ -187,6 +187,40 @@ def test_a_sudden_loss_takes_the_mn_s_link_and_its_poa_s_port_down_where_they_ar
     assert [up for _, up in kernel.carrier] == [False]
     assert [(poa, up) for _, poa, up in kernel.ports] == [("old", False)]
     assert kernel.bridges["br0-0"] == {"mn0-0", "s1-stb3"}
+
+
+@pytest.fixture
+def access_points(at_old):
+    """PoA ports that stay up: every stub is up from the start."""
+    fake, kernel, attachment = at_old
+    kernel.up["s2-stb4"] = True
+    return fake, kernel, attachment
+
+
+def test_with_ports_that_stay_up_a_switch_changes_no_port(access_points):
+    fake, kernel, attachment = access_points
+    done = execute(switch_plan(attachment, "s2-stb4", poa_ports=STAY_UP), kernel, 16.0,
+                   fake.clock())
+    assert kernel.delivers("br0-0") == {"s2-stb4"}
+    assert kernel.bridges["br0-0"] == {"mn0-0", "s2-stb4"}
+    assert [up for _, up in kernel.carrier] == [False, True]
+    assert kernel.ports == [], "an access point's port stays up as stations come and go"
+    assert done.up_ns - done.down_ns >= 16_000_000
+    # Its ioctls: the MN's end down, the leave, the join, the new stub's up
+    # (already up: no change) and look, the MN's end up.
+    assert done.ioctl_ns == 6 * kernel.ioctl_cost_ns
+
+
+def test_with_ports_that_stay_up_a_stub_a_sudden_loss_took_down_comes_up_on_the_join(
+        access_points):
+    fake, kernel, attachment = access_points
+    execute(cut_plan(attachment), kernel, 0.0, fake.clock())
+    assert [(poa, up) for _, poa, up in kernel.ports] == [("old", False)]
+    elsewhere = Attachment("br0-0", "mn0-0", "s2-stb4")
+    kernel.bridges["br0-0"] = {"mn0-0", "s2-stb4"}
+    execute(switch_plan(elsewhere, "s1-stb3", poa_ports=STAY_UP), kernel, 0.0, fake.clock())
+    assert kernel.delivers("br0-0") == {"s1-stb3"}
+    assert [(poa, up) for _, poa, up in kernel.ports] == [("old", False), ("old", True)]
 
 
 def test_an_ioctl_that_fails_stops_the_switch(at_old):
