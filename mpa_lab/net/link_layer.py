@@ -22,9 +22,9 @@ What a PoA's port does as stations come and go is the *PoA port model*
   and the controller learns of the move from the MN's first frames at the
   new PoA.  Open vSwitch's main thread handles a port's link change on the
   userspace datapath: with ports that go down and up, the MN's gratuitous
-  ARP reached the controller 4.3 ms (median) after it entered the new port,
-  with ports that stay up 0.2 ms (docs/benchmarks.md, "Handover quality,
-  the third round").  What the model cannot give: a domain the MN leaves
+  ARP reached the controller 2.4 ms (median; 6.4 at worst) after it entered
+  the new port, with ports that stay up 0.4 ms (0.8) (docs/benchmarks.md,
+  "Handover quality, the third round").  What the model cannot give: a domain the MN leaves
   for another domain hears of no arrival, and learns of the departure only
   when the MN's source check idles out and its poll goes unanswered.
 
