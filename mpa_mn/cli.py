@@ -139,6 +139,8 @@ class System:
     wall_ns: Callable[[], int] = time.time_ns      # the handover's marks
     perf_ns: Callable[[], int] = time.perf_counter_ns  # the handover's durations
     sleep: Callable[[float], None] = time.sleep
+    # Between two looks at the carrier while the link switches (None: sleep).
+    link_wait: Callable[[float], None] | None = None
     entropy: Callable[[int], bytes] = secrets.token_bytes
     stdout: TextIO | None = None
     stderr: TextIO | None = None
@@ -561,13 +563,14 @@ class _Context:
     def handover(self) -> Handover:
         s = self.system
         return Handover(self.node, self.ip, sysfs=s.sysfs, raw_socket=s.raw_socket,
-                        clock=s.clock, sleep=s.sleep, wall_ns=s.wall_ns, perf_ns=s.perf_ns)
+                        clock=s.clock, sleep=s.link_wait or s.sleep, wall_ns=s.wall_ns,
+                        perf_ns=s.perf_ns)
 
     def reactive(self) -> Reactive:
         s = self.system
         return Reactive(self.node, self.ip, sysfs=s.sysfs, packet_socket=s.packet_socket,
-                        clock=s.clock, sleep=s.sleep, wall_ns=s.wall_ns, perf_ns=s.perf_ns,
-                        entropy=s.entropy)
+                        clock=s.clock, sleep=s.sleep, link_wait=s.link_wait or s.sleep,
+                        wall_ns=s.wall_ns, perf_ns=s.perf_ns, entropy=s.entropy)
 
     def standby(self) -> standby.Standby:
         s = self.system
@@ -756,7 +759,7 @@ def _pana(args, system: System) -> dict:
 
 
 def main(argv: list[str] | None = None, system: System | None = None) -> int:
-    system = system or System()
+    system = system or System(link_wait=link.LinkNotices())
     stdout = system.stdout or sys.stdout
     stderr = system.stderr or sys.stderr
     parser = build_parser()

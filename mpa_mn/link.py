@@ -20,6 +20,12 @@ old interface receives (:mod:`mpa_mn.standby`); every reader takes its
 frames one at a time from :func:`read_frame`, and reading one until a
 deadline is :func:`receive`.
 
+While it waits for the switch, the MN sleeps between two looks at the
+carrier in :class:`LinkNotices`, which ends a wait as soon as the kernel
+notifies any link change in the MN's network namespace (rtnetlink), so
+the carrier is read again then rather than up to a poll interval later;
+the poll stays, in case a notice is missed.
+
 The sysfs root, the socket factory, the clocks and sleep are injected, so
 the tests need neither root nor a link.
 """
@@ -27,14 +33,19 @@ the tests need neither root nor a link.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
+import select
 import socket
 import struct
 import time
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
+LOG = logging.getLogger("mpa_mn.link")
+
 SYSFS_NET = "/sys/class/net"
+RTMGRP_LINK = 1       # rtnetlink's multicast group of link changes
 POLL_INTERVAL_S = 0.001
 ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806
@@ -121,6 +132,62 @@ class Carrier:
         except OSError:
             self._no_operstate = True
             return True
+
+
+class LinkNotices:
+    """A wait between two looks at the carrier that ends early at the
+    kernel's next notice of a link change (RTM_NEWLINK and RTM_DELLINK on
+    rtnetlink's RTMGRP_LINK, in this process's network namespace): the
+    carrier's operational state changes with one.  The socket is opened at
+    the first wait and kept; without one (no netlink here), a wait is a
+    sleep.  A notice is not parsed: any of them means "read the carrier
+    again", and what queued meanwhile is read and dropped."""
+
+    def __init__(self, opener: Callable[[], socket.socket] | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        self._opener = opener or _rtnetlink_links
+        self._sleep = sleep
+        self._sock: socket.socket | None = None
+        self._unavailable = False
+
+    def __call__(self, seconds: float) -> None:
+        sock = self._socket()
+        if sock is None:
+            self._sleep(seconds)
+            return
+        readable, _, _ = select.select([sock], [], [], seconds)
+        for _ in range(DRAIN_MAX if readable else 0):
+            try:
+                sock.recv(MAX_FRAME)
+            except BlockingIOError:
+                break
+            except OSError:   # ENOBUFS: notices were lost, which is one more reason to look
+                break
+
+    def _socket(self) -> socket.socket | None:
+        if self._sock is None and not self._unavailable:
+            try:
+                self._sock = self._opener()
+            except OSError as exc:
+                self._unavailable = True
+                LOG.debug("no link notices (%s): the carrier is polled only", exc)
+        return self._sock
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+def _rtnetlink_links() -> socket.socket:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK
+                         | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+    try:
+        sock.bind((0, RTMGRP_LINK))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 @dataclass(frozen=True)

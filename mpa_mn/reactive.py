@@ -70,14 +70,17 @@ class Reactive(HostRun):
     """The MN's reactive handover (see :class:`~mpa_mn.handover.HostRun`;
     ``packet_socket(interface, ethertype)`` opens the DHCP and ARP sockets,
     ``entropy`` draws DHCP's transaction ids and both protocols' random
-    waits, ``sleep`` waits after a DECLINE and between announcements)."""
+    waits, ``sleep`` waits after a DECLINE and between announcements,
+    ``link_wait`` between two looks at the carrier; by default ``sleep``)."""
 
     def __init__(self, node: MobileNode, ip: Ip, *,
                  packet_socket: Callable = link.packet_socket,
                  sleep: Callable[[float], None] = time.sleep,
+                 link_wait: Callable[[float], None] | None = None,
                  entropy: Callable[[int], bytes] = secrets.token_bytes, **host):
         super().__init__(node, ip, **host)
         self.packet_socket, self.sleep, self.entropy = packet_socket, sleep, entropy
+        self.link_wait = link_wait or sleep
 
     def run(self, network: str, home: str, emit: Callable[[dict], None], interface: str,
             mac: str | None = None, settings: ReactiveSettings = ReactiveSettings(),
@@ -158,7 +161,7 @@ class Reactive(HostRun):
         emit({"event": "ready", **report})
         start = self.perf_ns()
         switched = link.wait_for_switch(carrier, before, timeout_s, self.clock,
-                                        self.wall_ns, self.sleep)
+                                        self.wall_ns, self.link_wait)
         timings["link_wait"] = self._ms_since(start)
         report.update(link_down_at=switched.down_at, link_up_at=switched.up_at)
 
