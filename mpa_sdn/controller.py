@@ -282,7 +282,8 @@ class Controller:
 
     def _signal_in_band(self, dpid, frame, now) -> list[Send]:
         origin = self._in_band_origin(dpid, frame)
-        return self._outputs(self.mpa.handle(frame.udp[2], origin, now))
+        answers = self.mpa.handle(frame.udp[2], origin, now)
+        return self.router.left_behind_by_tunnels(now) + self._outputs(answers)
 
     def _pana_in_band(self, dpid, frame, now) -> list[Send]:
         """PANA to a network's AA (RFC 5191 on UDP 716), from an MN on one of
@@ -299,7 +300,8 @@ class Controller:
     def signal(self, data: bytes, origin: Origin, expect: tuple, now: float) -> list:
         """A message from the REST channel: the answers come back as :class:`Answer`."""
         self.events.at(now)
-        return self._outputs(self.mpa.handle(data, origin, now, expect))
+        answers = self.mpa.handle(data, origin, now, expect)
+        return self.router.left_behind_by_tunnels(now) + self._outputs(answers)
 
     def _outputs(self, answers: list[Answer]) -> list:
         """In-band answers become packet-outs; REST answers go back to the caller."""

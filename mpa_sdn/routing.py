@@ -254,6 +254,18 @@ class Router:
                 sends += self._poll(other, now)
         return sends
 
+    def left_behind_by_tunnels(self, now: float) -> list[Send]:
+        """A tunnel made for an address carries it to its MN elsewhere: a host
+        of that MN learned at the address is what a port that stayed up left
+        behind (the MN came back with the nCoA it had there), and goes."""
+        sends = []
+        for address in self.mobility.take_tunnelled():
+            host, tunnel = self.hosts.get(address), self.mobility.tunnels.get(address)
+            if host is not None and tunnel is not None and host.mac == tunnel.mac \
+                    and not host.static:
+                sends += self.forget_host(address, "tunnelled_elsewhere", now)
+        return sends
+
     def _seen_again(self, host: Host, now: float, source_check_missed: bool) -> list[Send]:
         """A host where we know it is: still there."""
         # An MN seen here is attached here (RFC 6252 C.2).

@@ -78,6 +78,7 @@ class MobilityState:
         self._tunnels_of_mac, self._tunnels_of = Index(), Index()   # -> addresses
         self._bound_at, self._bindings_of = Index(), Index()        # care-of, identity -> homes
         self._bound_mac = Index()                                   # MAC -> homes
+        self.tunnelled: list[str] = []   # tunnels' addresses, made since the router last looked
         self._standbys_of, self._legs_at = Index(), Index()         # identity, leg -> homes
         self._label_pool = tn.Labels()
         self._current = CurrentHandovers()

@@ -401,6 +401,21 @@ def test_an_arrival_forgets_mn1_where_it_was_though_that_poas_port_stays_up(rig)
     assert sa_state(rig, "net-a1") == HELD
 
 
+def test_a_binding_goes_through_the_tunnel_past_the_host_a_port_that_stayed_up_left(rig):
+    """mn1 was at ap-b1-1 with the nCoA it is given again, and came back to
+    ap-a1-1; ap-b1-1's port stayed up, so its host there is still learned.
+    The binding to the nCoA follows the tunnel to where mn1 is, not the host."""
+    prepared(rig)                           # the nCoA, leased to mn1
+    rig.move("mn1", "ap-b1-1", ip=NCOA, port_down=False)
+    rig.ping("mn1", CN_IP)
+    rig.move("mn1", "ap-a1-1", ip=MN_IP, port_down=False)
+    rig.arp_request("mn1", MN_IP)
+    assert rig.core.hosts[NCOA].poa.id == "ap-b1-1", "left behind"
+    bound(rig)                              # again: the same nCoA, through a tunnel
+    assert echoes(rig.ping("cn1", HOME, seq=1)) == [1]
+    assert rig.hosts["mn1"].switch == rig.graph.poa("ap-a1-1").switch
+
+
 def test_arrival_is_seen_when_mn1_says_it_arrived(rig):
     mn = pre_switched(rig)
     pings(rig, "cn1", HOME, [1, 2])

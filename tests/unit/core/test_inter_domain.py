@@ -177,6 +177,19 @@ def test_an_mn_in_the_other_domain_gets_an_mn_terminated_vxlan_tunnel(rig_b):
     assert rig_b.core.counters["tunnel_created_vxlan"] == 1
 
 
+def test_an_mn_asking_from_the_other_domain_has_left_where_domain_b_last_saw_it(rig_b):
+    """An access point's port stays up as mn1 leaves for domain-a: domain-b
+    still has it at ap-b1-1, but its request from domain-a says where it is."""
+    rig_b.add_host("mn1", MN_MAC, "10.2.1.160", "ap-b1-1")
+    rig_b.ping("mn1", B1_GATEWAY)           # learned there by its first packet
+    assert rig_b.core.mobility.where[MN_MAC].id == "ap-b1-1"
+    mn = ForeignMn(rig_b)
+    mn.ask("config-request", "config")
+    tunnel = mn.ask("tunnel-request", "tunnel", outer=OCOA)
+    assert (tunnel["encapsulation"], tunnel["outer"]) == ("vxlan", OCOA)
+    assert rig_b.core.counters["tunnel_mn_seen_abroad"] == 1
+
+
 def test_a_tunnel_is_refused_to_an_outer_address_that_is_not_the_sender_or_not_foreign(rig_b):
     mn = ForeignMn(rig_b)
     mn.ask("config-request", "config")
