@@ -36,13 +36,8 @@ import sys
 
 from lab_runs import need_root, parser, run_each, run_mode, spread
 
-from mpa_lab.net.link_layer import STAY_UP
-
-# A ping-pong (net-a1 -> net-a2 -> net-a1), then on through the other domain;
-# with PoA ports that stay up (which keep an MN within one domain: see
-# mpa_lab/net/link_layer.py), through another PoA of net-a1 instead.
+# A ping-pong (net-a1 -> net-a2 -> net-a1), then on through the other domain.
 TARGETS = ("ap-a2-1", "ap-a1-1", "ap-a2-1", "ap-b1-1", "ap-a1-1")
-ONE_DOMAIN_TARGETS = ("ap-a2-1", "ap-a1-1", "ap-a2-1", "ap-a1-2", "ap-a2-1", "ap-a1-1")
 BUSY_LOOP = "while True: pass"
 
 
@@ -75,14 +70,13 @@ def row_of(row: dict) -> dict:
 
 def run_once(rate: int, count: int, kind: str, args) -> dict:
     with load(kind) as what:
-        targets = ONE_DOMAIN_TARGETS if args.poa_ports == STAY_UP else TARGETS
-        results = run_mode("mpa_buffer", count, rate, args, targets=targets)
+        results = run_mode("mpa_buffer", count, rate, args, targets=TARGETS)
     mode = results["modes"]["mpa_buffer"]
     rows = [row_of(r) for r in mode["handovers"]]
     ok = [r for r in rows if r["ok"]]
     s = mode["summary"]
     summary = {"load": kind, "load_detail": what, "rate_pps": rate,
-               "poa_ports": results["settings"]["poa_ports"], "targets": list(targets),
+               "poa_ports": results["settings"]["poa_ports"], "targets": list(TARGETS),
                "complete": results["complete"],
                **{k: s[k] for k in ("handovers", "failed", "sent", "received", "lost",
                                     "duplicates", "reordered")},

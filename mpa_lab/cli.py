@@ -448,8 +448,8 @@ def main(argv=None) -> int:
                             "topology's l2_handover_ms between the two networks, else 0)")
         p.add_argument("--poa-ports", choices=POA_PORTS, default=PER_STATION,
                        help="what a PoA's port does as MNs come and go: per_station (down "
-                            "when its MN leaves) or stay_up (an access point's; keep each MN "
-                            "within one domain then: mpa_lab/net/link_layer.py)")
+                            "when its MN leaves) or stay_up (an access point's: up "
+                            "throughout; mpa_lab/net/link_layer.py)")
         if name == "up":
             p.add_argument("--script", help="run these CLI commands instead of reading a terminal")
         p.set_defaults(run=run_it)

@@ -25,7 +25,7 @@ from mpa_protocol.schema import (MISSING, ConfigError, Invalid, Reader, is_versi
 from mpa_sdn.config import load_topology
 from mpa_sdn.domain_view import domain_of_switches, home_domain
 from mpa_sdn.topology import ROLE_ACCESS, Topology
-from mpa_lab.net.link_layer import MAX_LINK_LAYER_MS, PER_STATION, POA_PORTS, STAY_UP
+from mpa_lab.net.link_layer import MAX_LINK_LAYER_MS, PER_STATION, POA_PORTS
 from mpa_lab.net.native_tunnelling import TunnellingError, plan as tunnelling_plan
 from mpa_lab.traffic.datagrams import HEADER_SIZE
 from mpa_lab.traffic.tcp_flow import DEFAULT_RECORD as DEFAULT_TCP_SIZE, MAX_RECORD
@@ -216,7 +216,6 @@ def load_scenario(path: str) -> Scenario:
                         loss_after_s=loss_after_s, channel=channel, dad=dad,
                         description=description, controllers=controllers, together=together,
                         link_layer_ms=link_layer_ms, poa_ports=poa_ports)
-    _check_poa_ports(r, scenario)
     if together:
         _check_together(r, scenario, top["modes"])
     else:
@@ -393,23 +392,6 @@ def _copy_forward(r: Reader, raw: Any) -> float:
 
 def _domain(topology: Topology, poa: str) -> str:
     return topology.networks[topology.poas[poa].network].domain
-
-
-def _check_poa_ports(r: Reader, scenario: Scenario) -> None:
-    """With PoA ports that stay up, each MN stays within one administrative
-    domain: a domain an MN leaves for another hears of no arrival, and of
-    the departure only once the MN's host there idles out."""
-    if scenario.poa_ports != STAY_UP:
-        return
-    topology = scenario.topology
-    for mn in scenario.mobile_nodes:
-        poas = [topology.mobile_nodes[mn.id].attach, *mn.targets, *mn.standby_poas]
-        domains = sorted({topology.networks[topology.poas[p].network].domain for p in poas})
-        if len(domains) > 1:
-            r.error("poa_ports", f"stay_up: {mn.id} moves between {' and '.join(domains)}, "
-                    "and a domain it leaves would hear of no departure until its host there "
-                    "idles out (mpa_lab/net/link_layer.py); use per_station")
-            return
 
 
 def _check_moves(r: Reader, scenario: Scenario) -> None:

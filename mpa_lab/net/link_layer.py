@@ -24,9 +24,11 @@ What a PoA's port does as stations come and go is the *PoA port model*
   userspace datapath: with ports that go down and up, the MN's gratuitous
   ARP reached the controller 2.4 ms (median; 6.4 at worst) after it entered
   the new port, with ports that stay up 0.4 ms (0.8) (docs/benchmarks.md,
-  "Handover quality, the third round").  What the model cannot give: a domain the MN leaves
-  for another domain hears of no arrival, and learns of the departure only
-  when the MN's source check idles out and its poll goes unanswered.
+  "Handover quality, the third round").  The controller learns departures
+  from arrivals and the MN's signalling instead (docs/architecture.md); a
+  domain the MN leaves for another and does not come back to forgets the
+  MN's host there only once its source check idles out and its poll goes
+  unanswered.
 
 The switch (:func:`switch_plan`):
 

@@ -360,15 +360,6 @@ def test_poa_ports_are_per_station_unless_the_scenario_says_they_stay_up(tmp_pat
     assert scenario.poa_ports == "stay_up" and scenario.to_dict()["poa_ports"] == "stay_up"
 
 
-def test_poa_ports_that_stay_up_keep_each_mn_within_one_domain(tmp_path):
-    across = with_lines(poa_ports="poa_ports: stay_up",
-                        mobile_nodes="mobile_nodes: {mn1: {targets: [ap-a2-1, ap-b1-1]}}")
-    assert errors_of(tmp_path, across) == [
-        "poa_ports: stay_up: mn1 moves between domain-a and domain-b, and a domain it "
-        "leaves would hear of no departure until its host there idles out "
-        "(mpa_lab/net/link_layer.py); use per_station"]
-
-
 def test_poa_ports_must_be_a_model_the_lab_has(tmp_path):
     assert errors_of(tmp_path, with_lines(poa_ports="poa_ports: down")) == [
         "poa_ports: 'down' is not one of per_station, stay_up"]
