@@ -7,8 +7,9 @@ host that may not have that address there is refused, and its packets are
 dropped for a while.  A host whose source check idles out, or whose MAC shows
 up in another network, is polled with a unicast ARP from its gateway before
 it is forgotten (a host that only receives is still there); an MN that
-arrives where it pre-switched to is forgotten where it was at once.  ARP for the gateway, for a known host of the same
-network and for an nCoA whose tunnel is up (RFC 6252 §7.4) is answered by
+arrives where it pre-switched to, or that a tunnel now reaches elsewhere, is
+forgotten where it was at once.  ARP for the gateway, for a known host of the
+same network and for an nCoA whose tunnel is up (RFC 6252 §7.4) is answered by
 proxy; a packet for an address not learned yet is held while the address is
 resolved, within bounds (``pending_*``), and released once its host is
 learned.
