@@ -29,6 +29,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 from mpa_sdn import forwarding, packets
 from mpa_sdn import openflow as of
 from mpa_sdn.forwarding import Host
+from mpa_sdn.departures import Departures
 from mpa_sdn.openflow import Send
 from mpa_sdn.resolution import Resolution, out_of_poas
 from mpa_sdn.tables import EXACT_MASK, Feature, address_of, feature_of, host_cookie
@@ -48,7 +49,7 @@ def mac_attached(hosts, mac: str, network: str) -> bool:
     return any(h.poa.network == network for h in hosts.of_mac(mac))
 
 
-class Router:
+class Router(Departures):
     """Hosts learned, refused and polled; ARP; held packets.  ``hosts`` (the
     host table, correspondents already in it) and ``switches`` (dpid -> the
     connected switch) are shared with the rest of the core; ``mpa`` is the AA
@@ -76,6 +77,7 @@ class Router:
         self._static_shared = forwarding.StaticShape(graph)  # what every switch's count shares
         self.resolution = Resolution(graph, settings, counters, switches)
         self.probing: dict[str, float] = {}  # address -> when to give up on it
+        self.answered: dict[str, float] = {}  # address -> when it last answered a poll
         self._rejected: dict[tuple, float] = {}  # (dpid, port, mac, address) -> drop ends
 
     # -- flows ----------------------------------------------------------------
@@ -205,7 +207,7 @@ class Router:
         new = Host(address, mac, poa, static=bool(old and old.static))
         if old == new:
             return self._seen_again(new, now, source_check_missed)
-        arriving = self.mobility.arriving(mac, poa.network) == address
+        arrival = self._arrival(mac, address, poa)
         self._remember(new)
         self.probing.pop(address, None)
         self.mpa.host_seen(mac, poa.network, now)
@@ -233,58 +235,31 @@ class Router:
         self.mobility.host_seen(mac, address, poa, how, now)
         return (self.mobility.take_deliveries() + sends   # deliveries need no routes: first
                 + self.mobility.drain() + self._release_pending(address, now)
-                + self._left_behind(new, arriving, now))
-
-    def _left_behind(self, host: Host, arrived: bool, now: float) -> list[Send]:
-        """The MAC's hosts in other networks, once it shows up in ``host``'s.
-
-        An access point's port stays up when a station leaves it, so its port
-        going down cannot be how the controller learns of a departure.  An MN
-        that arrives where it pre-switched to (RFC 6252 §6.3 step 5, which the
-        MN's signalling proved) has left: forgotten now.  Otherwise the MAC
-        may be a standby interface's, or another's claim: each is polled
-        (a host that is still there answers and stays).
-        """
-        sends = []
-        for other in [h for h in self.hosts.of_mac(host.mac)
-                      if h.poa.network != host.poa.network and not h.static]:
-            if arrived:
-                sends += self.forget_host(other.address, "arrived_elsewhere", now)
-            elif other.address not in self.probing:
-                self.counters["host_probe_seen_elsewhere"] += 1
-                sends += self._poll(other, now)
-        return sends
-
-    def left_behind_by_tunnels(self, now: float) -> list[Send]:
-        """A tunnel made for an address carries it to its MN elsewhere: a host
-        of that MN learned at the address is what a port that stayed up left
-        behind (the MN came back with the nCoA it had there), and goes."""
-        sends = []
-        for address in self.mobility.take_tunnelled():
-            host, tunnel = self.hosts.get(address), self.mobility.tunnels.get(address)
-            if host is not None and tunnel is not None and host.mac == tunnel.mac \
-                    and not host.static:
-                sends += self.forget_host(address, "tunnelled_elsewhere", now)
-        return sends
+                + self._left_behind(new, arrival, now))
 
     def _seen_again(self, host: Host, now: float, source_check_missed: bool) -> list[Send]:
-        """A host where we know it is: still there."""
+        """A host where we know it is: still there.  Back from elsewhere (its
+        MN was last seen at another PoA), the hosts it left are looked at."""
         # An MN seen here is attached here (RFC 6252 C.2).
         self.mpa.host_seen(host.mac, host.poa.network, now)
         answered = self.probing.pop(host.address, None) is not None
         if answered:
             self.counters["host_probe_answered"] += 1
+            self.answered[host.address] = now
+        back = self.mobility.where.get(host.mac) not in (None, host.poa)
+        left = self._arrival(host.mac, host.address, host.poa)
         self.mobility.host_seen(host.mac, host.address, host.poa, "refresh", now)
+        behind = self._left_behind(host, left, now) if back else []
         if not (answered or source_check_missed):
-            return self.mobility.drain()  # an ARP from a host we know where it is
+            return self.mobility.drain() + behind  # an ARP from a host we know where it is
         # Its source check is gone: it idled out (the host has just
         # answered our poll) or it idled out as this packet came.
         self.counters["learn_refreshed"] += 1
         dpid = self.graph.dpid(host.poa.switch)
         if dpid not in self.switches:
-            return []
+            return behind
         return [Send(dpid, self._host_flows(host)[host.poa.switch], barrier=True)
-                ] + self.mobility.drain()
+                ] + self.mobility.drain() + behind
 
     def forget_host(self, address: str, reason: str, now: float) -> list[Send]:
         host = self.hosts.get(address)
@@ -293,6 +268,7 @@ class Router:
         path = self._unindex(address)
         del self.hosts[address]
         self.probing.pop(address, None)
+        self.answered.pop(address, None)
         self.counters[f"host_forgotten_{reason}"] += 1
         LOG.info("host mac=%s identity=%s ip=%s at poa=%s forgotten (%s)", host.mac,
                  self.mpa.aa.identity_of(host.mac), address, host.poa.id, reason)
@@ -490,6 +466,9 @@ class Router:
         self.resolution.tick(now)
         for key in [k for k, ends in self._rejected.items() if ends <= now]:
             del self._rejected[key]
+        for address in [a for a, t in self.answered.items()
+                        if now - t >= self.settings.host_probe_s]:
+            del self.answered[address]
         sends = []
         for address in sorted(a for a, deadline in self.probing.items() if deadline < now):
             del self.probing[address]

@@ -390,10 +390,6 @@ def _copy_forward(r: Reader, raw: Any) -> float:
     return r.field(c, "loss_after_s", "copy_forward", schema.number(0.1, 60), Scenario.loss_after_s)
 
 
-def _domain(topology: Topology, poa: str) -> str:
-    return topology.networks[topology.poas[poa].network].domain
-
-
 def _check_moves(r: Reader, scenario: Scenario) -> None:
     """Walk every mode's plan: no move to where the MN already is, and no
     two MNs at one PoA (the lab has one link per PoA)."""

@@ -240,7 +240,12 @@ class Phases:
 
     def arriving(self, mac: str, network: str) -> str | None:
         """The nCoA of the MN's handover pre-switching to ``network``, if any."""
-        return next((h.address for h in self._current.pre_switching("mac", mac)
+        handover = self.arrival_of(mac, network)
+        return None if handover is None else handover.address
+
+    def arrival_of(self, mac: str, network: str) -> Handover | None:
+        """The MN's handover pre-switching to ``network``, if any."""
+        return next((h for h in self._current.pre_switching("mac", mac)
                      if h.network == network), None)
 
     def host_seen(self, mac: str, address: str, poa: PoA, how: str, now: float) -> None:

@@ -278,11 +278,11 @@ class Tunnelling:
         """``origin_mac``, ``origin_ip``: the in-band request's source (None
         over REST); ``outer``: the address the MN says it has where it is."""
         poa = self.where.get(sa.mn_mac)
-        if poa is not None and self._from_abroad(outer, origin_ip):
-            # It asks from, or names, an address in another domain's network:
-            # it has left the PoA it was last seen at, which an access point's
-            # port never says (its host there idles out later).
-            self.counters["tunnel_mn_seen_abroad"] += 1
+        # A request in-band from another domain's network: the MN has left the
+        # PoA it was last seen at, which an access point's port never says.
+        # (Over REST, ``outer`` is only its word: refused below as ever.)
+        abroad = poa is not None and self._from_abroad(origin_ip)
+        if abroad:
             poa = None
         if lease is None:
             raise Refused("wrong-state", f"no nCoA in {sa.network}: ask for a configuration first")
@@ -321,6 +321,11 @@ class Tunnelling:
                      "(%s %d/%d)", sa.identity, sa.mn_mac, lease.address, sa.network,
                      f"poa={poa.id}" if outer is None else f"the MN at outer={outer}",
                      "labels" if outer is None else "key", down, up)
+        if abroad:
+            # Where it was is forgotten; its hosts there are polled
+            # (Router.left_behind_by_tunnels).
+            self.counters["tunnel_mn_seen_abroad"] += 1
+            self.where.pop(sa.mn_mac, None)
         self.tunnels[tunnel.address] = tunnel
         self.tunnelled.append(tunnel.address)   # Router.left_behind_by_tunnels
         self._save_tunnel(tunnel)
@@ -332,13 +337,10 @@ class Tunnelling:
         taken, self.tunnelled = self.tunnelled, []
         return taken
 
-    def _from_abroad(self, *addresses: str | None) -> bool:
-        """Whether any of ``addresses`` is in a network another domain serves."""
-        for address in addresses:
-            there = None if address is None else self.graph.network_of_address(address)
-            if there is not None and not self.graph.topology.serves(there):
-                return True
-        return False
+    def _from_abroad(self, address: str | None) -> bool:
+        """Whether ``address`` is in a network another domain serves."""
+        there = None if address is None else self.graph.network_of_address(address)
+        return there is not None and not self.graph.topology.serves(there)
 
     def _foreign_outer(self, sa, outer: str | None, origin_ip: str | None) -> str:
         """The outer address of an MN-terminated tunnel (RFC 6252 §7.4) for an

@@ -104,9 +104,9 @@ def test_with_ports_that_stay_up_a_move_changes_no_port_and_the_old_host_is_poll
         assert carrier_changes(lab) == changes + 2, "one carrier drop and one rise"
         assert not port_link_down(lab, "ap-a1-1") and not port_link_down(lab, "ap-a2-1")
         assert ping(lab.host("cn1"), address).ok
-        wait_for(lambda: grew("host_forgotten_idle") == 1, 15,
+        wait_for(lambda: grew("host_forgotten_idle") >= 1, 15,
                  "the old address in net-a1 to be forgotten")
-        assert grew("host_probe_seen_elsewhere") == 1 and grew("host_forgotten_link_down") == 0
+        assert grew("host_probe_seen_elsewhere") >= 1 and grew("host_forgotten_link_down") == 0
         lab.move("mn1", "ap-a1-1")
         assert ping(lab.host("cn1"), lab.address("mn1")).ok
     finally:

@@ -401,6 +401,22 @@ def test_an_arrival_forgets_mn1_where_it_was_though_that_poas_port_stays_up(rig)
     assert sa_state(rig, "net-a1") == HELD
 
 
+def test_an_arrival_forgets_only_the_host_mn1_left_and_polls_one_sharing_its_mac(rig):
+    """A second interface with mn1's MAC (an in-band standby's) in net-a2 is
+    not where mn1 pre-switched from: it is polled, answers, and stays."""
+    rig.add_host("standby", MN_MAC, "10.1.2.160", "ap-a2-1")
+    rig.ping("standby", CN_IP)
+    rig.arp_request("mn1", MN_IP)               # mn1 speaks last: it is at ap-a1-1
+    pre_switched(rig)
+    rig.move("mn1", "ap-b1-1", ip=NCOA, port_down=False)
+    rig.arp_request("mn1", NCOA)
+    assert MN_IP not in rig.core.hosts
+    assert rig.core.counters["host_forgotten_arrived_elsewhere"] == 1
+    later(rig, 10.0)
+    assert rig.core.hosts["10.1.2.160"].poa.id == "ap-a2-1"
+    assert rig.core.counters["host_forgotten_idle"] == 0
+
+
 def test_a_binding_goes_through_the_tunnel_past_the_host_a_port_that_stayed_up_left(rig):
     """mn1 was at ap-b1-1 with the nCoA it is given again, and came back to
     ap-a1-1; ap-b1-1's port stayed up, so its host there is still learned.

@@ -183,11 +183,22 @@ def test_an_mn_asking_from_the_other_domain_has_left_where_domain_b_last_saw_it(
     rig_b.add_host("mn1", MN_MAC, "10.2.1.160", "ap-b1-1")
     rig_b.ping("mn1", B1_GATEWAY)           # learned there by its first packet
     assert rig_b.core.mobility.where[MN_MAC].id == "ap-b1-1"
+    del rig_b.hosts["mn1"]                  # gone to domain-a, ap-b1-1's port still up
     mn = ForeignMn(rig_b)
     mn.ask("config-request", "config")
+    # Over REST its word alone (an outer address abroad) changes nothing.
+    data, seq = protocol.request(mn.state, "tunnel-request", outer=OCOA)
+    [answer] = rig_b.core.signal(data, Origin(REST, "192.0.2.9", None), REQUESTS, rig_b.now)
+    with pytest.raises(protocol.ProtocolError) as attached:
+        protocol.check_answer(mn.state, answer.body, seq, "tunnel")
+    assert attached.value.code == "wrong-state"
+    assert rig_b.core.mobility.where[MN_MAC].id == "ap-b1-1"
     tunnel = mn.ask("tunnel-request", "tunnel", outer=OCOA)
     assert (tunnel["encapsulation"], tunnel["outer"]) == ("vxlan", OCOA)
     assert rig_b.core.counters["tunnel_mn_seen_abroad"] == 1
+    # Where it was is forgotten, and its host there is polled.
+    assert MN_MAC not in rig_b.core.mobility.where
+    assert "10.2.1.160" in rig_b.core.router.probing
 
 
 def test_a_tunnel_is_refused_to_an_outer_address_that_is_not_the_sender_or_not_foreign(rig_b):
