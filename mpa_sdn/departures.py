@@ -53,9 +53,8 @@ class Departures:
                       if h.poa.network != host.poa.network and not h.static]:
             if other.poa == left:
                 sends += self.forget_host(other.address, "arrived_elsewhere", now)
-            elif other.address not in self.probing and not self._answered_lately(other, now):
-                self.counters["host_probe_seen_elsewhere"] += 1
-                sends += self._poll(other, now)
+            else:
+                sends += self._poll_left(other, now)
         return sends
 
     def left_behind_by_tunnels(self, now: float) -> list[Send]:
@@ -71,15 +70,17 @@ class Departures:
             if host is not None and host.mac == tunnel.mac and not host.static:
                 sends += self.forget_host(address, "tunnelled_elsewhere", now)
             if tunnel.outer is not None:
-                for other in [h for h in self.hosts.of_mac(tunnel.mac)
-                              if not h.static and h.address not in self.probing
-                              and not self._answered_lately(h, now)]:
-                    self.counters["host_probe_seen_elsewhere"] += 1
-                    sends += self._poll(other, now)
+                for other in [h for h in self.hosts.of_mac(tunnel.mac) if not h.static]:
+                    sends += self._poll_left(other, now)
         return sends
 
-    def _answered_lately(self, host: Host, now: float) -> bool:
-        """It answered a poll within ``host_probe_s``: two interfaces sharing a
-        MAC, each seen after the other, would otherwise have each other polled
-        for ever."""
-        return now - self.answered.get(host.address, -1e18) < self.settings.host_probe_s
+    def _poll_left(self, host: Host, now: float) -> list[Send]:
+        """Poll a host its MN may have left, unless it is being polled or
+        answered a poll within ``host_probe_s`` (two interfaces sharing a MAC,
+        each seen after the other, would otherwise have each other polled for
+        ever)."""
+        if host.address in self.probing or \
+                now - self.answered.get(host.address, -1e18) < self.settings.host_probe_s:
+            return []
+        self.counters["host_probe_seen_elsewhere"] += 1
+        return self._poll(host, now)

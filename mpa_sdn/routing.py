@@ -247,19 +247,18 @@ class Router(Departures):
             self.counters["host_probe_answered"] += 1
             self.answered[host.address] = now
         back = self.mobility.where.get(host.mac) not in (None, host.poa)
-        left = self._arrival(host.mac, host.address, host.poa)
+        left = self._arrival(host.mac, host.address, host.poa) if back else None
         self.mobility.host_seen(host.mac, host.address, host.poa, "refresh", now)
-        behind = self._left_behind(host, left, now) if back else []
-        if not (answered or source_check_missed):
-            return self.mobility.drain() + behind  # an ARP from a host we know where it is
-        # Its source check is gone: it idled out (the host has just
-        # answered our poll) or it idled out as this packet came.
-        self.counters["learn_refreshed"] += 1
+        sends = []
         dpid = self.graph.dpid(host.poa.switch)
-        if dpid not in self.switches:
-            return behind
-        return [Send(dpid, self._host_flows(host)[host.poa.switch], barrier=True)
-                ] + self.mobility.drain() + behind
+        if (answered or source_check_missed) and dpid in self.switches:
+            # Its source check is gone: it idled out (the host has just
+            # answered our poll) or it idled out as this packet came.
+            self.counters["learn_refreshed"] += 1
+            sends.append(Send(dpid, self._host_flows(host)[host.poa.switch], barrier=True))
+        # What it left behind last: its deletes and polls follow its routes.
+        return sends + self.mobility.drain() + (
+            self._left_behind(host, left, now) if back else [])
 
     def forget_host(self, address: str, reason: str, now: float) -> list[Send]:
         host = self.hosts.get(address)
