@@ -33,6 +33,7 @@ from mpa_sdn.forwarding import Host
 from mpa_sdn.openflow import Send  # noqa: F401  (the shell and tests take it from here)
 from mpa_sdn.pana_agent import PanaReply
 from mpa_sdn.radius_client import Datagram as RadiusDatagram
+from mpa_sdn.resolution import out_of_poas
 from mpa_sdn.service import INBAND, Answer, Origin
 from mpa_sdn.tables import Table
 from mpa_sdn.topology import Topology
@@ -423,7 +424,7 @@ class Controller:
                                         sender_ip=packets.UNSPECIFIED, target_ip=address)
             outs += [(poa, probe) for poa in network.poas]
         self.counters["dad_probe_sent"] += len(probes)
-        return self.router.out_of_poas(outs)
+        return out_of_poas(self.graph, self.switches, outs)
 
     def mpa_tick(self, now: float) -> list:
         """Advance the AA and CA: expiries, DAD probes, answers DAD held back."""

@@ -30,13 +30,6 @@ from mpa_sdn.topology import PoA
 class Departures:
     """The router's part that looks at what an MN left behind."""
 
-    def _arrival(self, mac: str, address: str, poa: PoA) -> PoA | None:
-        """Where the MN came from, if ``address`` at ``poa`` is its arrival
-        where it pre-switched to (read before mobility hears of it)."""
-        handover = self.mobility.arrival_of(mac, poa.network)
-        return handover.old_poa if handover is not None and handover.address == address \
-            else None
-
     def _left_behind(self, host: Host, left: PoA | None, now: float) -> list[Send]:
         """The MAC's hosts in other networks, once it shows up in ``host``'s.
 
@@ -76,11 +69,10 @@ class Departures:
 
     def _poll_left(self, host: Host, now: float) -> list[Send]:
         """Poll a host its MN may have left, unless it is being polled or
-        answered a poll within ``host_probe_s`` (two interfaces sharing a MAC,
-        each seen after the other, would otherwise have each other polled for
-        ever)."""
-        if host.address in self.probing or \
-                now - self.answered.get(host.address, -1e18) < self.settings.host_probe_s:
+        answered a poll lately (``answered``, kept ``host_probe_s`` by the
+        router's tick: two interfaces sharing a MAC, each seen after the
+        other, would otherwise have each other polled for ever)."""
+        if host.address in self.probing or host.address in self.answered:
             return []
         self.counters["host_probe_seen_elsewhere"] += 1
         return self._poll(host, now)

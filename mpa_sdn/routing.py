@@ -31,7 +31,7 @@ from mpa_sdn import openflow as of
 from mpa_sdn.forwarding import Host
 from mpa_sdn.departures import Departures
 from mpa_sdn.openflow import Send
-from mpa_sdn.resolution import Resolution, out_of_poas
+from mpa_sdn.resolution import Resolution
 from mpa_sdn.tables import EXACT_MASK, Feature, address_of, feature_of, host_cookie
 from mpa_sdn.topology import PoA
 
@@ -77,7 +77,7 @@ class Router(Departures):
         self._static_shared = forwarding.StaticShape(graph)  # what every switch's count shares
         self.resolution = Resolution(graph, settings, counters, switches)
         self.probing: dict[str, float] = {}  # address -> when to give up on it
-        self.answered: dict[str, float] = {}  # address -> when it last answered a poll
+        self.answered: dict[str, float] = {}  # address -> when it answered a poll (departures)
         self._rejected: dict[tuple, float] = {}  # (dpid, port, mac, address) -> drop ends
 
     # -- flows ----------------------------------------------------------------
@@ -207,7 +207,6 @@ class Router(Departures):
         new = Host(address, mac, poa, static=bool(old and old.static))
         if old == new:
             return self._seen_again(new, now, source_check_missed)
-        arrival = self._arrival(mac, address, poa)
         self._remember(new)
         self.probing.pop(address, None)
         self.mpa.host_seen(mac, poa.network, now)
@@ -232,10 +231,10 @@ class Router(Departures):
                  for sw, msgs in sorted(by_switch.items()) if self.graph.dpid(sw) in self.switches]
         # The MN's tunnels, binding and handover follow it (after its routes,
         # whose barriers a handover waits for).
-        self.mobility.host_seen(mac, address, poa, how, now)
+        _, left = self.mobility.host_seen(mac, address, poa, how, now)
         return (self.mobility.take_deliveries() + sends   # deliveries need no routes: first
                 + self.mobility.drain() + self._release_pending(address, now)
-                + self._left_behind(new, arrival, now))
+                + self._left_behind(new, left, now))
 
     def _seen_again(self, host: Host, now: float, source_check_missed: bool) -> list[Send]:
         """A host where we know it is: still there.  Back from elsewhere (its
@@ -246,9 +245,7 @@ class Router(Departures):
         if answered:
             self.counters["host_probe_answered"] += 1
             self.answered[host.address] = now
-        back = self.mobility.where.get(host.mac) not in (None, host.poa)
-        left = self._arrival(host.mac, host.address, host.poa) if back else None
-        self.mobility.host_seen(host.mac, host.address, host.poa, "refresh", now)
+        back, left = self.mobility.host_seen(host.mac, host.address, host.poa, "refresh", now)
         sends = []
         dpid = self.graph.dpid(host.poa.switch)
         if (answered or source_check_missed) and dpid in self.switches:
@@ -436,10 +433,6 @@ class Router(Departures):
         if foreign:
             return self.routed(dpid, reply)
         return self.deliver(source, reply, forwarded=False)
-
-    def out_of_poas(self, outs: list) -> list[Send]:
-        """Frames (PoA, bytes) sent out of their PoAs, one batch per connected switch."""
-        return out_of_poas(self.graph, self.switches, outs)
 
     # -- resolution and held packets (mpa_sdn.resolution) --------------------------
 

@@ -203,9 +203,9 @@ class Phases:
         switch hop at a time (tens of ms with ten MNs switching at once).  The
         answer tells the MN to leave: sent down the same path, it reaches the
         MN behind every one of those packets, never ahead of them."""
-        kind, _, ident = tag.partition(":")
-        handover = self._by_id(ident) if kind == "pre-switch" else None
-        tunnel = self.tunnels.get(handover.address) if handover else None
+        kind, handover = self._tagged(tag)
+        tunnel = self.tunnels.get(handover.address) if handover and kind == "pre-switch" \
+            else None
         if tunnel is None or tunnel.poa != poa or tunnel.mac != mac:
             return None
         nar = self.graph.dpid(self.graph.network(tunnel.network).access_router)
@@ -213,14 +213,17 @@ class Phases:
             return None
         return Send(nar, [of.packet_out(frame, tn.into(self.graph, tunnel))])
 
+    def _tagged(self, tag: str) -> tuple[str, Handover | None]:
+        """A handover's change tag (``pre-switch:ID``, ``handover:ID``,
+        ``drain:ID``): its kind and its handover."""
+        kind, _, ident = tag.partition(":")
+        return kind, self._by_id(ident)
+
     def awaiting(self, tag: str) -> bool:
         if self._flowsync.awaiting(tag):
             return True
-        kind, _, ident = tag.partition(":")
-        if kind != "pre-switch":
-            return False
-        handover = self._by_id(ident)
-        return handover is not None and handover.phase == PRE_SWITCHING and not handover.answer_ready
+        kind, handover = self._tagged(tag)
+        return kind == "pre-switch" and handover is not None and handover.phase == PRE_SWITCHING and not handover.answer_ready
 
     def _answer_check(self, handover: Handover, now: float) -> None:
         confirmed = handover.punt_confirmed_at
@@ -240,17 +243,17 @@ class Phases:
 
     def arriving(self, mac: str, network: str) -> str | None:
         """The nCoA of the MN's handover pre-switching to ``network``, if any."""
-        handover = self.arrival_of(mac, network)
-        return None if handover is None else handover.address
-
-    def arrival_of(self, mac: str, network: str) -> Handover | None:
-        """The MN's handover pre-switching to ``network``, if any."""
-        return next((h for h in self._current.pre_switching("mac", mac)
+        return next((h.address for h in self._current.pre_switching("mac", mac)
                      if h.network == network), None)
 
-    def host_seen(self, mac: str, address: str, poa: PoA, how: str, now: float) -> None:
-        """The controller learned (or relearned) a host: where its MN is."""
-        moved = self.where.get(mac) != poa
+    def host_seen(self, mac: str, address: str, poa: PoA, how: str,
+                  now: float) -> tuple[bool, PoA | None]:
+        """The controller learned (or relearned) a host: where its MN is.
+        Whether it was last seen at another PoA, and, if this is its arrival
+        where it pre-switched to, the PoA it pre-switched from (the router
+        looks at what it left behind: mpa_sdn/departures.py)."""
+        was = self.where.get(mac)
+        moved, back = was != poa, was not in (None, poa)
         self.where[mac] = poa
         self._care_of_changed(address)   # the host table changed there
         handover = self._first(self.handovers, [
@@ -258,14 +261,15 @@ class Phases:
         if handover is not None:
             if poa.network == handover.network and address == handover.address:
                 self._arrive(handover, poa, how, now)
-                return
+                return back, handover.old_poa
             if poa.network != handover.network and moved:
                 # Back at its old PoA, or somewhere else: not where it said.
                 self._switch_back(handover, "returned" if poa == handover.old_poa
                                   else "elsewhere", now, poa)
-                return
+                return back, None
         if moved:
             self._follow(mac, poa)
+        return back, None
 
     def host_gone(self, mac: str, address: str, poa: PoA, now: float) -> None:
         self._care_of_changed(address)   # the host table changed there
@@ -346,8 +350,7 @@ class Phases:
     def _handover_confirmed(self, tag: str, now: float) -> None:
         """The last stage of a change tagged for a handover is confirmed:
         the phase that waited for it goes on."""
-        kind, _, ident = tag.partition(":")
-        handover = self._by_id(ident)
+        kind, handover = self._tagged(tag)
         if handover is None:
             return
         if kind == "pre-switch":

@@ -281,7 +281,8 @@ class Tunnelling:
         # A request in-band from another domain's network: the MN has left the
         # PoA it was last seen at, which an access point's port never says.
         # (Over REST, ``outer`` is only its word: refused below as ever.)
-        abroad = poa is not None and self._from_abroad(origin_ip)
+        abroad = (poa is not None and origin_ip is not None
+                  and self._foreign_network(origin_ip) is not None)
         if abroad:
             poa = None
         if lease is None:
@@ -336,11 +337,6 @@ class Tunnelling:
         """The addresses tunnels were made or refreshed for since the last call."""
         taken, self.tunnelled = self.tunnelled, []
         return taken
-
-    def _from_abroad(self, address: str | None) -> bool:
-        """Whether ``address`` is in a network another domain serves."""
-        there = None if address is None else self.graph.network_of_address(address)
-        return there is not None and not self.graph.topology.serves(there)
 
     def _foreign_outer(self, sa, outer: str | None, origin_ip: str | None) -> str:
         """The outer address of an MN-terminated tunnel (RFC 6252 §7.4) for an

@@ -340,37 +340,49 @@ def test_what_an_event_sent_is_written_before_the_next_event_is_handled(app):
     assert order == ["written", "second", "third"]
 
 
-def run_ticker(app, dues: list, calls: list, run_s: float) -> None:
-    """The ticker and the worker for ``run_s``; the core's AA and CA work is
-    due at ``dues`` (s from the start) in turn, the next once one is ticked
-    (each tick counted in ``calls``)."""
-    import time
-    from ryu.lib import hub
-    start = time.monotonic()
-    app.core.next_mpa_tick = lambda now: (start + dues[len(calls)]
-                                          if len(calls) < len(dues) else None)
-    app.core.mpa_tick = lambda now: calls.append(now - start) or []
-    assert mpa_app.TICK_S > run_s            # no regular tick meanwhile
-    threads = [hub.spawn(app._ticker), hub.spawn(app._worker)]
-    try:
-        hub.sleep(run_s)
-    finally:
-        for thread in threads:
-            hub.kill(thread)
+class Stop(Exception):
+    pass
 
 
-def test_work_due_later_is_not_ticked_before_it_is_due(app):
-    """After a tick, the next work due sooner than the regular tick: the
-    worker wakes the ticker for it, and the ticker waits until it is due.
-    Ticking at once made the worker wake it again, a loop of empty ticks
-    every 30 us while a DAD probe or a PANA timer was pending, which
-    starved the switches' connections."""
-    calls = []
-    run_ticker(app, [-1.0, 0.3, 0.3, 0.3], calls, 0.05)
-    assert len(calls) == 1
+class FakeWake:
+    """The ticker's event on a fake clock: a wait lets its timeout pass,
+    unless the worker woke the ticker (``woken``: per wait, in turn); the
+    ticker stops after ``waits`` waits."""
+
+    def __init__(self, clock: list, woken: list, waits: int):
+        self.clock, self.woken, self.left = clock, list(woken), waits
+
+    def clear(self):
+        pass
+
+    def wait(self, timeout):
+        if not self.left:
+            raise Stop
+        self.left -= 1
+        if not (self.woken and self.woken.pop(0)):
+            self.clock[0] += timeout
 
 
-def test_work_due_is_ticked_when_it_is_due(app):
-    calls = []
-    run_ticker(app, [-1.0, 0.02, 10.0], calls, 0.15)
-    assert len(calls) == 2 and calls[1] >= 0.02
+def run_ticker(app, monkeypatch, due: float, woken: list, waits: int) -> list:
+    """The ticker on a fake clock from 100 s, the core's AA and CA work due
+    at 100 + ``due``: what it posted, and when."""
+    clock, posted = [100.0], []
+    monkeypatch.setattr(mpa_app.time, "monotonic", lambda: clock[0])
+    app.core.next_mpa_tick = lambda now: 100.0 + due
+    app._wake = FakeWake(clock, woken, waits)
+    app._post = lambda what, dpid, call, *args: posted.append((what, round(clock[0], 6)))
+    with pytest.raises(Stop):
+        app._ticker()
+    return posted
+
+
+def test_work_due_later_is_not_ticked_before_it_is_due(app, monkeypatch):
+    """Woken by the worker for work due sooner than the regular tick, the
+    ticker waits until it is due.  Ticking at once made the worker wake it
+    again, a loop of empty ticks while a DAD probe or a PANA timer was
+    pending, which starved the switches' connections."""
+    assert mpa_app.TICK_S > 0.3                 # no regular tick meanwhile
+    posted = run_ticker(app, monkeypatch, 0.3, woken=[True, True, True], waits=3)
+    assert posted == []
+    posted = run_ticker(app, monkeypatch, 0.3, woken=[True, False], waits=2)
+    assert posted == [("mpa tick", 100.3)]
