@@ -55,15 +55,6 @@ class SwitchState:
     errors: int = 0                    # OpenFlow errors since it connected
 
 
-@dataclass(frozen=True)
-class BehindTunnel:
-    """An answer to send down a tunnel from its nAR (Mobility.behind_tunnel),
-    or ``direct`` if the nAR has gone by the time it is sent."""
-
-    through: Send
-    direct: list
-
-
 class Controller:
     """The core.  ``radius_servers`` (domain -> its RADIUS servers), ``store`` (persistence),
     ``entropy`` (n -> n random bytes) and ``wall_offset`` (wall clock minus
@@ -149,7 +140,8 @@ class Controller:
         if not self._gated:   # the usual case, on every punted packet
             return out
         for tag in [t for t in self._gated if not self.mobility.awaiting(t)]:
-            out += self._chosen(self._gated.pop(tag))
+            for answer in self._gated.pop(tag):
+                out += self._answered(answer)
         return out
 
     def flow_stats(self, dpid: int, entries: list, more: bool) -> list[Send]:
@@ -316,33 +308,22 @@ class Controller:
                 out += self._reply_in_band(dpid, mac, gateway, address, port, answer.data,
                                            local)
                 continue
-            if answer.origin.channel != INBAND:
-                sends = [answer]
-            else:
-                dpid, mac, gateway, address, port, local = answer.origin.reply_to
-                sends = self._reply_in_band(dpid, mac, gateway, address, port, answer.body,
-                                            local, behind=answer.after)
             if answer.after is not None and self.mobility.awaiting(answer.after):
-                # Held until the flows it speaks of work (Mobility.answer_gate).
+                # Held until the flows it speaks of work (Mobility.answer_gate);
+                # its way to the MN is chosen when it goes.
                 self.counters["signal_answer_held"] += 1
-                self._gated.setdefault(answer.after, []).extend(sends)
+                self._gated.setdefault(answer.after, []).append(answer)
             else:
-                out += self._chosen(sends)
+                out += self._answered(answer)
         return self.mobility.drain() + out
 
-    def _chosen(self, sends: list) -> list:
-        """An answer behind a tunnel goes that way if its nAR is still
-        connected when it goes, else straight to the MN."""
-        out = []
-        for send in sends:
-            if isinstance(send, BehindTunnel) and send.through.dpid in self.switches:
-                self.counters["signal_answer_behind_tunnel"] += 1
-                out.append(send.through)
-            elif isinstance(send, BehindTunnel):
-                out += send.direct
-            else:
-                out.append(send)
-        return out
+    def _answered(self, answer: Answer) -> list:
+        """A signalling answer on its way: back to the REST caller, or in-band."""
+        if answer.origin.channel != INBAND:
+            return [answer]
+        dpid, mac, gateway, address, port, local = answer.origin.reply_to
+        return self._reply_in_band(dpid, mac, gateway, address, port, answer.body, local,
+                                   behind=answer.after)
 
     def packet_ins_handled(self, now: float) -> list[Send]:
         """The shell has handed over every packet-in it holds."""
@@ -355,7 +336,8 @@ class Controller:
         """A datagram from the gateway back to the sender: straight out of its
         PoA if we know it there, else routed from the switch it came in at.
         An answer gated on ``behind`` (a pre-switch's) goes down the MN's
-        tunnel instead when it ends there (Mobility.behind_tunnel)."""
+        tunnel instead when it ends there and its nAR is connected
+        (Mobility.behind_tunnel), which is looked at when it goes."""
         self.counters["signal_inband_answer"] += 1
         host = self.hosts.get(address)
         frame = packets.udp_frame(
@@ -374,7 +356,10 @@ class Controller:
             return self.router.routed(dpid, frame)
         through = (self.mobility.behind_tunnel(behind, mac, host.poa, frame)
                    if behind is not None else None)
-        return direct if through is None else [BehindTunnel(through, direct)]
+        if through is None:
+            return direct
+        self.counters["signal_answer_behind_tunnel"] += 1
+        return [through]
 
     def _dhcp(self, dpid, in_port, data, now) -> list[Send]:
         """DHCP at a PoA: for the PoA's network, or (RFC 6252 §7.3.3) unicast
