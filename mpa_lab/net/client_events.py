@@ -45,39 +45,47 @@ class NotReady(Exception):
 @dataclass(frozen=True)
 class ClientSaid:
     """The first thing of interest in a client's output: its ready (or
-    switch) event, or why it will never be ready."""
+    switch) event, and where in the text it ends; or why it will never be
+    ready."""
 
     event: dict | None = None
     failure: str | None = None
+    end: int = 0
 
 
-def client_said(text: str, used: int = 0) -> ClientSaid | None:
-    """What ``text`` (a client's output so far) says first, past the
-    ``used`` ready (or switch) events an earlier move took (``mpa-mn
-    follow`` prints one for each instruction, and output appended to a file
-    keeps the last handover's); None: nothing yet (it is still getting
-    ready).  Only whole lines count: the last one may be half written."""
-    lines = text[:text.rfind("\n") + 1].splitlines()
-    rest = []
+def client_said(text: str, start: int = 0) -> ClientSaid | None:
+    """What ``text`` (a client's output so far) says first from ``start``,
+    where an earlier move's event ended (``mpa-mn follow`` prints one for
+    each instruction, and output appended to a file keeps the last
+    handover's: the first --json document after that event closes its run,
+    and is passed over); None: nothing yet (it is still getting ready).
+    Only whole lines count: the last one may be half written."""
+    lines = text[start:text.rfind("\n") + 1].splitlines(keepends=True)
+    rest, end, closing = [], start, start > 0
     for index, line in enumerate(lines):
+        end += len(line)
         stripped = line.strip()
         event = _event(stripped)
-        if event is not None and used:
-            used -= 1
-            continue
         if event is not None:
-            return ClientSaid(event=event)
+            return ClientSaid(event=event, end=end)
         if stripped.startswith(ERROR_PREFIX):
             return ClientSaid(failure=stripped)
         if stripped == TRACEBACK:
             last = [l.strip() for l in lines[index:] if l.strip()][-1]
             return ClientSaid(failure=f"it crashed: {last}")
         rest.append(line)
+        if closing and _ends_run(_document(rest)):
+            rest, closing = [], False
     document = _document(rest)
-    if isinstance(document, dict) and "ok" in document:
+    if _ends_run(document):
         # The --json document: the client has ended without being ready.
         return ClientSaid(failure=f"it ended without a ready event: {error_of(document)}")
     return None
+
+
+def _ends_run(document) -> bool:
+    """Whether ``document`` is an mpa-mn --json document, printed as it ends."""
+    return isinstance(document, dict) and "ok" in document
 
 
 def _event(line: str) -> dict | None:
@@ -99,18 +107,18 @@ def _json(text: str):
 def _document(lines: list[str]):
     """The --json document that ends ``lines`` (on one line, or from its
     last line that is a lone ``{``), after whatever else the client printed."""
+    if not lines:
+        return None
     starts = [i for i, line in enumerate(lines) if line.strip() == "{"]
-    return _json("\n".join(lines[starts[-1]:])) if starts else _json(
-        lines[-1]) if lines else None
+    return _json("".join(lines[starts[-1]:] if starts else lines[-1:]))
 
 
 def first_error(document: dict):
     """An ``mpa-mn --json`` document's error, or its first result's; None if none."""
     error = document.get("error")
     if error is None:
-        errors = [r.get("error") for r in document.get("results", [])
-                  if isinstance(r, dict) and r.get("error")]
-        error = errors[0] if errors else None
+        error = next((r.get("error") for r in document.get("results", [])
+                      if isinstance(r, dict) and r.get("error")), None)
     return error
 
 
@@ -125,16 +133,16 @@ def error_of(document: dict) -> str:
 
 
 def wait_ready(path: str, timeout_s: float, clock: Callable[[], float] = time.monotonic,
-               sleep: Callable[[float], None] = time.sleep, used: int = 0) -> dict:
-    """The ready (or switch) event the client writing to ``path`` prints,
-    past the ``used`` ones (:func:`client_said`), once it has; NotReady if
-    it failed first, or has not within ``timeout_s``."""
+               sleep: Callable[[float], None] = time.sleep, start: int = 0) -> ClientSaid:
+    """The ready (or switch) event the client writing to ``path`` prints
+    after ``start`` (:func:`client_said`), once it has, with where it ends;
+    NotReady if it failed first, or has not within ``timeout_s``."""
     deadline = clock() + timeout_s
     while True:
         text = _read(path)
-        said = client_said(text, used) if text is not None else None
+        said = client_said(text, start) if text is not None else None
         if said is not None and said.event is not None:
-            return said.event
+            return said
         if said is not None:
             raise NotReady(f"the client writing to {path} failed: {said.failure}")
         if clock() >= deadline:

@@ -60,9 +60,9 @@ class LabCLI(CLI):
 
     def __init__(self, lab, **kwargs):
         self.lab = lab
-        # Per client output file, the ready events moves have taken: the
-        # next move waits for a newer one.
-        self.events_used: dict[str, int] = {}
+        # Per client output file, where the last event a move took ends:
+        # the next move reads what the client said after it.
+        self.read_to: dict[str, int] = {}
         super().__init__(lab.net, **kwargs)
 
     def do_move(self, line):
@@ -136,12 +136,12 @@ class LabCLI(CLI):
         """Whether the client writing to ``path`` got ready for ``poa``'s
         network; if not, why is printed and nothing moves."""
         try:
-            event = wait_ready(path, DEFAULT_READY_TIMEOUT_S if timeout_s is None else timeout_s,
-                               used=self.events_used.get(path, 0))
+            said = wait_ready(path, DEFAULT_READY_TIMEOUT_S if timeout_s is None else timeout_s,
+                              start=self.read_to.get(path, 0))
         except NotReady as exc:
             error(f"move: {exc}; {mn} stays at {self.lab.location[mn].id}\n")
             return False
-        self.events_used[path] = self.events_used.get(path, 0) + 1
+        self.read_to[path], event = said.end, said.event
         network = self.lab.graph.poa(poa).network
         ready_for = event.get("network")
         if ready_for is not None and ready_for != network:

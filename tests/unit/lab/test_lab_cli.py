@@ -274,9 +274,25 @@ def test_an_event_an_earlier_move_took_does_not_count_again():
     first = {"event": "switch", "network": "net-a2", "poa": "ap-a2-1"}
     second = {"event": "switch", "network": "net-a1", "poa": "ap-a1-1"}
     text = json.dumps(first) + "\n"
-    assert client_said(text, used=1) is None                 # not ready again yet
+    taken = client_said(text)
+    assert taken.event == first and taken.end == len(text)
+    assert client_said(text, taken.end) is None               # not ready again yet
     text += "net-a1: prepared\n" + json.dumps(second) + "\n"
-    assert client_said(text, used=1).event == second
+    assert client_said(text, taken.end).event == second
+
+
+def test_a_handover_s_closing_document_does_not_fail_the_next_one_in_the_same_file():
+    """mpa-mn handover --json appended to one file: the first run's ready
+    event and its closing document, then the second run's ready event."""
+    first = {**READY, "network": "net-a2"}
+    text = json.dumps(first) + "\n" + json.dumps({"ok": True, "results": []}) + "\n"
+    taken = client_said(text)
+    assert client_said(text, taken.end) is None               # the document is the last's
+    failed = text + '{\n "ok": false,\n "error": {"code": "refused", "message": "no"}\n}\n'
+    assert client_said(failed, taken.end).failure == \
+        "it ended without a ready event: refused: no"       # the second run's own
+    text += json.dumps(READY) + "\n"
+    assert client_said(text, taken.end).event == READY
 
 
 def test_a_failure_document_after_event_lines_is_a_failure():
@@ -298,5 +314,5 @@ def test_waiting_polls_until_the_ready_line_is_written(tmp_path):
     def sleep(seconds):   # the client writes its line while the CLI waits
         now[0] += seconds
         out.write_text(json.dumps(READY) + "\n")
-    assert wait_ready(str(out), 30, clock=lambda: now[0], sleep=sleep) == READY
+    assert wait_ready(str(out), 30, clock=lambda: now[0], sleep=sleep).event == READY
     assert 0 < now[0] < 30
