@@ -29,23 +29,34 @@ import os
 import signal
 import subprocess
 import tempfile
+import time
 
 from lab_runs import need_root, parser, run_mode, spread
 from common import stamped, write
 
+from mpa_protocol.messages import SIGNALLING_PORT
+
 TARGETS = ("ap-a2-1", "ap-a1-1")
-SIGNALLING_PORT = 7664
-STREAM_PORT = 5001
 FIELDS = ("frame.time_epoch", "sll.pkttype", "openflow_v4.type", "arp.src.proto_ipv4",
           "arp.dst.proto_ipv4", "udp.srcport", "udp.dstport")
 BROADCAST, OUTGOING = "1", "4"          # sll_pkttype
 PACKET_IN, PACKET_OUT = "10", "13"      # OpenFlow 1.3 message types
 
 
-def capture(path: str, ofp_port: int) -> subprocess.Popen:
+def capture(path: str, ofp_port: int, log) -> subprocess.Popen:
+    """dumpcap writing to ``path`` (its messages to ``log``), once it runs."""
     bpf = f"arp or (udp port {SIGNALLING_PORT}) or (tcp port {ofp_port})"
-    return subprocess.Popen(["dumpcap", "-q", "-i", "any", "-f", bpf, "-w", path],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    dumpcap = subprocess.Popen(["dumpcap", "-q", "-i", "any", "-f", bpf, "-w", path],
+                               stdout=subprocess.DEVNULL, stderr=log)
+    for _ in range(50):          # it creates the file once it captures
+        if dumpcap.poll() is not None:
+            log.seek(0)
+            raise SystemExit(f"dumpcap ended at once: {log.read().decode(errors='replace')}")
+        if os.path.exists(path):
+            return dumpcap
+        time.sleep(0.1)
+    dumpcap.kill()
+    raise SystemExit("dumpcap wrote nothing within 5 s")
 
 
 def frames(path: str) -> list[dict]:
@@ -72,12 +83,14 @@ def after(rows, start: int, wanted) -> float | None:
     return next((r["t"] for r in rows[start:start + 2000] if wanted(r)), None)
 
 
-def breakdown(row: dict, rows: list[dict], announced: list[int]) -> dict | None:
+def breakdown(row: dict, rows: list[dict], announced: list[int],
+              stream_port: int) -> dict | None:
     """One handover's moments (ms since its timeline's zero: its link going
     down), from the results' row, the capture and the capture's
-    announcements (:func:`announcements`)."""
+    announcements (:func:`announcements`); the stream is to ``stream_port``."""
     zero = row["timeline"]["zero_wall_ns"] / 1e6
-    if row.get("link_up_wall_ns") is None:
+    times = row["timeline"]["ms"]
+    if row.get("link_up_wall_ns") is None or len(times) < 2:
         return None
     link_up = row["link_up_wall_ns"] / 1e6 - zero
     at = [i for i in announced if 0 <= rows[i]["t"] - zero <= 1000]
@@ -88,12 +101,16 @@ def breakdown(row: dict, rows: list[dict], announced: list[int]) -> dict | None:
     packet_in = after(rows, i, lambda r: r["openflow_v4.type"].split(",")[0] == PACKET_IN
                       and r["arp.src.proto_ipv4"] == address)
     packet_out = after(rows, i, lambda r: PACKET_OUT in r["openflow_v4.type"].split(",")
-                       and r["udp.dstport"] == str(STREAM_PORT)
+                       and r["udp.dstport"] == str(stream_port)
                        and (packet_in is None or r["t"] > packet_in))
-    answer = next((r["t"] for r in reversed(rows[:i]) if zero - 100 <= r["t"] <= zero
-                   and r["sll.pkttype"] == OUTGOING
-                   and r["udp.srcport"] == str(SIGNALLING_PORT)), None)
-    times = row["timeline"]["ms"]
+    answer = None
+    for r in reversed(rows[:i]):
+        if r["t"] < zero - 100:
+            break
+        if r["t"] <= zero and r["sll.pkttype"] == OUTGOING \
+                and r["udp.srcport"] == str(SIGNALLING_PORT):
+            answer = r["t"]
+            break
     gap = max(range(1, len(times)), key=lambda k: times[k] - times[k - 1])
     def rel(t):
         return None if t is None else round(t - zero, 3)
@@ -126,9 +143,10 @@ def main() -> int:
     p.add_argument("--handovers", type=int, default=12)
     args = p.parse_args()
     need_root("handover_gap")
-    with tempfile.TemporaryDirectory(prefix="mpa-gap-") as work:
+    with tempfile.TemporaryDirectory(prefix="mpa-gap-") as work, \
+            tempfile.TemporaryFile() as log:
         pcap = os.path.join(work, "handover.pcapng")
-        dumpcap = capture(pcap, args.ofp_port)
+        dumpcap = capture(pcap, args.ofp_port, log)
         try:
             results = run_mode("mpa_buffer", args.handovers, args.rate, args, targets=TARGETS)
         finally:
@@ -137,7 +155,9 @@ def main() -> int:
         rows = frames(pcap)
     handovers = results["modes"]["mpa_buffer"]["handovers"]
     announced = announcements(rows)
-    moments = [m for m in (breakdown(h, rows, announced) for h in handovers if h["ok"]) if m]
+    port = results["settings"]["traffic"]["port"]
+    moments = [m for m in (breakdown(h, rows, announced, port) for h in handovers if h["ok"])
+               if m]
     out = stamped({"rate_pps": args.rate, "poa_ports": results["settings"]["poa_ports"],
                    "summary": summary(moments), "handovers": moments})
     print(out["summary"])

@@ -569,7 +569,7 @@ class _Context:
     def reactive(self) -> Reactive:
         s = self.system
         return Reactive(self.node, self.ip, sysfs=s.sysfs, packet_socket=s.packet_socket,
-                        clock=s.clock, sleep=s.sleep, link_wait=s.link_wait or s.sleep,
+                        clock=s.clock, sleep=s.sleep, link_wait=s.link_wait,
                         wall_ns=s.wall_ns, perf_ns=s.perf_ns, entropy=s.entropy)
 
     def standby(self) -> standby.Standby:

@@ -156,13 +156,12 @@ class LinkNotices:
             self._sleep(seconds)
             return
         readable, _, _ = select.select([sock], [], [], seconds)
-        for _ in range(DRAIN_MAX if readable else 0):
-            try:
-                sock.recv(MAX_FRAME)
-            except BlockingIOError:
-                break
-            except OSError:   # ENOBUFS: notices were lost, which is one more reason to look
-                break
+        if readable:
+            for _ in range(DRAIN_MAX):
+                try:
+                    sock.recv(MAX_FRAME)
+                except OSError:   # none left; or ENOBUFS, notices lost: a look is due anyway
+                    break
 
     def _socket(self) -> socket.socket | None:
         if self._sock is None and not self._unavailable:

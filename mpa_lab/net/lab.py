@@ -39,10 +39,10 @@ logging.setLoggerClass(logging.Logger)
 
 from mpa_lab.net import native_tunnelling, tunnel_setup
 from mpa_lab.net.host_output import LabHost, LabNode, LabRemoteController, LenientOutput
-from mpa_lab.net.link_layer import (MAX_LINK_LAYER_MS, PER_STATION, POA_PORTS, STAY_UP,
-                                    Attachment, LinkSwitch, NamespaceIoctls, bridge_name, cut_plan, execute,
-                                    imposed_outage_ms, mn_end_name, stub_name,
-                                    switch_plan)
+from mpa_lab.net.link_layer import (MAX_LINK_LAYER_MS, PER_STATION, STAY_UP, Attachment,
+                                    LinkSwitch, NamespaceIoctls, bridge_name,
+                                    checked_poa_ports, cut_plan, execute, imposed_outage_ms,
+                                    mn_end_name, stub_name, switch_plan)
 from mpa_protocol.schema import ConfigError
 from mpa_sdn.domain_view import domain_of_switches
 from mpa_sdn.interface_names import host_name, port_name
@@ -134,10 +134,7 @@ class Lab:
                  management: bool = False,
                  controllers: Mapping[str, tuple[str, int]] | None = None,
                  link_layer_ms: float | None = None, poa_ports: str = PER_STATION):
-        if poa_ports not in POA_PORTS:
-            raise ValueError(f"poa_ports must be one of {', '.join(POA_PORTS)}, "
-                             f"not {poa_ports!r}")
-        self.poa_ports = poa_ports
+        self.poa_ports = checked_poa_ports(poa_ports)
         if link_layer_ms is not None and not 0 <= link_layer_ms <= MAX_LINK_LAYER_MS:
             raise ValueError(f"link_layer_ms must be from 0 to {MAX_LINK_LAYER_MS:g}, "
                              f"not {link_layer_ms!r}")
@@ -161,6 +158,7 @@ class Lab:
         self.link_node: LabNode | None = None
         self.ioctls: NamespaceIoctls | None = None
         self.attachments: dict[tuple[str, int], Attachment] = {}
+        self._stubs: list[str] = []   # every PoA's stub (_start_link_layer)
 
     def _controllers(self, per_domain) -> tuple[dict[str, LabController], dict[str, str]]:
         if per_domain is None:
@@ -301,6 +299,7 @@ class Lab:
         off: then it has no rules to meet)."""
         stubs = [i.name for i in self.link_node.intfList() if i.name != "lo"
                  and i.name not in {a.mn_end for a in self.attachments.values()}]
+        self._stubs = stubs   # every PoA's, for good
         script = ["sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
                   "net.ipv6.conf.default.disable_ipv6=1",
                   *(f"sysctl -qw net.bridge.bridge-nf-call-{table}=0 2>/dev/null || true"
@@ -325,14 +324,9 @@ class Lab:
     def use_poa_ports(self, model: str) -> None:
         """From now on, PoA ports behave as ``model`` says (link_layer.py):
         the stubs no MN is at go up or down accordingly."""
-        if model not in POA_PORTS:
-            raise ValueError(f"poa_ports must be one of {', '.join(POA_PORTS)}, not {model!r}")
-        self.poa_ports = model
+        self.poa_ports = checked_poa_ports(model)
         held = {a.stub for a in self.attachments.values()}
-        vacant = sorted(stub_name(p.switch, p.port) for p in self.topology.poas.values()
-                        if p not in self.location.values()
-                        and stub_name(p.switch, p.port) not in held)
-        for stub in vacant:
+        for stub in [s for s in self._stubs if s not in held]:
             self.ioctls.set_up(stub, model == STAY_UP)
 
     @staticmethod

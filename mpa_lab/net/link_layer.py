@@ -87,6 +87,13 @@ MAX_LINK_LAYER_MS = 60_000.0
 PER_STATION, STAY_UP = "per_station", "stay_up"
 POA_PORTS = (PER_STATION, STAY_UP)
 
+
+def checked_poa_ports(model: str) -> str:
+    """``model`` if it is a PoA port model (``POA_PORTS``), else ValueError."""
+    if model not in POA_PORTS:
+        raise ValueError(f"poa_ports must be one of {', '.join(POA_PORTS)}, not {model!r}")
+    return model
+
 DOWN, LEAVE, HOLD, JOIN, UP, RUNNING = "down", "leave", "hold", "join", "up", "running"
 # A stub that came up forwards in its bridge once the kernel has made it
 # operational (its link watch, asynchronous): polled this often, this long.

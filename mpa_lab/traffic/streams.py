@@ -26,6 +26,7 @@ class UdpStream:
     ``receiver`` host listens bound to ``address`` and logs to ``log``."""
 
     protocol = "udp"
+    send_verb, receive_verb = "send", "receive"      # mpa-traffic's subcommands
 
     def __init__(self, lab, sender: str, receiver: str, address: str, port: int, rate: int,
                  log: str, size: int | None = None, duration_s: int = 3600):
@@ -35,12 +36,12 @@ class UdpStream:
         self.sent = self.received = None
 
     def receiver_command(self) -> list[str]:
-        return [TRAFFIC, "receive", "--port", str(self.port), "--bind", self.address,
+        return [TRAFFIC, self.receive_verb, "--port", str(self.port), "--bind", self.address,
                 "--log", self.log]
 
     def sender_command(self) -> list[str]:
         size = ["--size", str(self.size)] if self.size else []
-        return [TRAFFIC, "send", "--to", f"{self.address}:{self.port}", "--rate",
+        return [TRAFFIC, self.send_verb, "--to", f"{self.address}:{self.port}", "--rate",
                 str(self.rate), "--duration", str(self.duration_s), *size]
 
     def __enter__(self):
@@ -103,15 +104,7 @@ class TcpStream(UdpStream):
     datagram's is, and the sender reports its retransmission counters."""
 
     protocol = "tcp"
-
-    def receiver_command(self) -> list[str]:
-        return [TRAFFIC, "tcp-receive", "--port", str(self.port), "--bind", self.address,
-                "--log", self.log]
-
-    def sender_command(self) -> list[str]:
-        return [TRAFFIC, "tcp-send", "--to", f"{self.address}:{self.port}", "--rate",
-                str(self.rate), "--duration", str(self.duration_s),
-                *(["--size", str(self.size)] if self.size else [])]
+    send_verb, receive_verb = "tcp-send", "tcp-receive"
 
     def samples(self) -> list[list[int]]:
         """The sender's counter samples: (wall ns, *tcp_flow.COUNTERS) each."""

@@ -34,7 +34,7 @@ ROW = {"index": 1, "from": "net-a1", "to": "net-a2", "beyond_link_layer_ms": 9.0
 
 
 def test_a_handovers_moments_are_read_from_the_capture():
-    moments = handover_gap.breakdown(ROW, CAPTURE, handover_gap.announcements(CAPTURE))
+    moments = handover_gap.breakdown(ROW, CAPTURE, handover_gap.announcements(CAPTURE), 5001)
     assert moments == {"index": 1, "from": "net-a1", "to": "net-a2", "last_packet": -2.0,
                        "answer": -1.5, "link_up": 4.4, "announcement": 5.0, "packet_in": 9.0,
                        "packet_out": 11.0, "first_packet": 12.0, "beyond_link_layer_ms": 9.0}
@@ -45,5 +45,5 @@ def test_a_handovers_moments_are_read_from_the_capture():
 
 
 def test_a_handover_without_an_announcement_in_the_capture_has_no_moments():
-    assert handover_gap.breakdown(ROW, CAPTURE[:2], handover_gap.announcements(CAPTURE[:2])) \
+    assert handover_gap.breakdown(ROW, CAPTURE[:2], handover_gap.announcements(CAPTURE[:2]), 5001) \
         is None

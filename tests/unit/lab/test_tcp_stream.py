@@ -194,7 +194,9 @@ def test_a_sender_stalled_on_a_full_send_buffer_stops_when_told():
     reports = []
     runner = threading.Thread(target=lambda: reports.append(sender.run()))
     runner.start()
-    while not sender.sent:                 # the buffer takes a few records, then is full
+    for _ in range(1000):                  # the buffer takes a few records, then is full
+        if sender.sent:
+            break
         threading.Event().wait(0.01)
     sender.stop()
     runner.join(10)

@@ -54,12 +54,3 @@ def test_without_netlink_a_wait_is_a_sleep_and_the_socket_is_not_tried_again():
     wait(0.001)
     wait(0.002)
     assert slept == [0.001, 0.002] and tries == [1]
-
-
-def test_the_kernel_s_link_notices_can_be_opened_here():
-    sock = link._rtnetlink_links()
-    try:
-        assert sock.family == socket.AF_NETLINK
-    finally:
-        sock.close()
-
